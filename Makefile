@@ -1,0 +1,50 @@
+# The two commands a newcomer needs: `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+export MARKET_DATA_DIR ?= ./var
+
+.PHONY: run demo serve test lint fmt bench install install-dev clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+## Build the demo marketplace (safe to run twice) and serve it on http://$(HOST):$(PORT)
+run: install
+	$(BIN)/market demo --keys-out $(MARKET_DATA_DIR)/demo-keys.json
+	$(BIN)/market serve --host $(HOST) --port $(PORT)
+
+## Run the test suite. MARKET_DATABASE_URL=postgresql+psycopg://... runs it on PostgreSQL.
+## pytest's exit 5 (no test collected) is a failure here: a green run must have run tests.
+test: install-dev
+	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
+
+lint: install-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy market products metering billing sandbox
+
+fmt: install-dev
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: install-dev
+	$(BIN)/python -m bench.sandbox_overhead --scale 1
+
+clean:
+	rm -rf $(VENV) var

@@ -1,0 +1,61 @@
+"""HTTP routes for accounts: who am I, organisations, users and API keys."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from market.accounts import repository, service
+from market.accounts.models import Role, User
+from market.accounts.schemas import IssuedKeyOut, KeyIn, KeyOut, OrgIn, OrgOut, UserIn, UserOut, WhoAmI
+from market.deps import PrincipalDep, SessionDep
+from market.errors import NotFound
+
+router = APIRouter(prefix="/v1", tags=["accounts"])
+
+
+@router.get("/me", response_model=WhoAmI)
+def whoami(principal: PrincipalDep) -> WhoAmI:
+    return WhoAmI(
+        user_id=principal.user_id,
+        org_id=principal.org_id,
+        org_name=principal.org_name,
+        role=principal.role.value,
+    )
+
+
+@router.get("/orgs", response_model=list[OrgOut])
+def list_orgs(session: SessionDep, principal: PrincipalDep) -> list[OrgOut]:
+    return [OrgOut.model_validate(o) for o in service.list_orgs(session, principal)]
+
+
+@router.post("/orgs", response_model=OrgOut, status_code=201)
+def create_org(body: OrgIn, session: SessionDep, principal: PrincipalDep) -> OrgOut:
+    return OrgOut.model_validate(service.create_org(session, principal, name=body.name, kind=body.kind))
+
+
+@router.post("/users", response_model=UserOut, status_code=201)
+def create_user(body: UserIn, session: SessionDep, principal: PrincipalDep) -> UserOut:
+    principal.require(Role.ADMIN)
+    org = service.get_org(session, body.org_id)
+    user = service.create_user(session, principal, org=org, name=body.name, email=body.email, role=body.role)
+    return UserOut.model_validate(user)
+
+
+@router.post("/users/{user_id}/keys", response_model=IssuedKeyOut, status_code=201)
+def issue_key(user_id: str, body: KeyIn, session: SessionDep, principal: PrincipalDep) -> IssuedKeyOut:
+    principal.require(Role.ADMIN)
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound("user_not_found", user=user_id)
+    key, clear = service.issue_key(session, principal, user=user, label=body.label)
+    return IssuedKeyOut(**KeyOut.model_validate(key).model_dump(), key=clear)
+
+
+@router.get("/keys", response_model=list[KeyOut])
+def list_keys(session: SessionDep, principal: PrincipalDep) -> list[KeyOut]:
+    return [KeyOut.model_validate(k) for k in repository.keys_of_org(session, principal.org_id)]
+
+
+@router.delete("/keys/{key_id}", response_model=KeyOut)
+def revoke_key(key_id: str, session: SessionDep, principal: PrincipalDep) -> KeyOut:
+    return KeyOut.model_validate(service.revoke_key(session, principal, key_id))

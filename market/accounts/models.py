@@ -1,0 +1,78 @@
+"""Organisations, the users who act for them, and their hashed API keys."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from market.clock import new_id, utcnow
+from market.db import Base
+
+
+class Role(StrEnum):
+    """What a user may do (DOMAIN.md, Actors)."""
+
+    REGULATOR = "regulator"
+    SOURCE = "source"
+    OPERATOR = "operator"
+    BUYER = "buyer"
+    FINANCE = "finance"
+    ADMIN = "admin"
+
+
+class OrgKind(StrEnum):
+    """What an organisation is: the data authority, a source department, an operator, a buyer or the platform."""
+
+    AUTHORITY = "authority"
+    SOURCE = "source"
+    OPERATOR = "operator"
+    BUYER = "buyer"
+    PLATFORM = "platform"
+
+
+ROLES_BY_KIND: dict[OrgKind, frozenset[Role]] = {
+    OrgKind.AUTHORITY: frozenset({Role.REGULATOR}),
+    OrgKind.SOURCE: frozenset({Role.SOURCE}),
+    OrgKind.OPERATOR: frozenset({Role.OPERATOR}),
+    OrgKind.BUYER: frozenset({Role.BUYER}),
+    OrgKind.PLATFORM: frozenset({Role.FINANCE, Role.ADMIN}),
+}
+
+
+class Organisation(Base):
+    __tablename__ = "organisations"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("org"))
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("usr"))
+    org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    role: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ApiKey(Base):
+    """An API key. Only its SHA-256 hash is stored; the key itself is shown once, at creation."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("key"))
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    label: Mapped[str] = mapped_column(String(200), default="")
+    prefix: Mapped[str] = mapped_column(String(16), index=True)
+    """The first characters of the key, kept in clear so a user can tell keys apart."""
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_used_at: Mapped[datetime | None] = mapped_column(default=None)

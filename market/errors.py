@@ -1,0 +1,52 @@
+"""One base error type. Every expected failure is a MarketError, turned into JSON in one handler."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from market.messages import render
+
+
+class MarketError(Exception):
+    """A failure the caller can act on: a stable code, an HTTP status and a message."""
+
+    status_code = 400
+
+    def __init__(self, code: str, /, *, status_code: int | None = None, **params: Any) -> None:
+        self.code = code
+        self.params = params
+        if status_code is not None:
+            self.status_code = status_code
+        self.message = render(code, **params)
+        super().__init__(f"{code}: {self.message}")
+
+    def to_body(self) -> dict[str, Any]:
+        return {"error": {"code": self.code, "message": self.message}}
+
+
+class BadRequest(MarketError):
+    status_code = 400
+
+
+class Unauthenticated(MarketError):
+    status_code = 401
+
+
+class Forbidden(MarketError):
+    status_code = 403
+
+
+class NotFound(MarketError):
+    status_code = 404
+
+
+class Conflict(MarketError):
+    status_code = 409
+
+
+class Unprocessable(MarketError):
+    status_code = 422
+
+
+class TooManyRequests(MarketError):
+    status_code = 429

@@ -1,0 +1,10 @@
+"""Imports every bounded context's models so that one metadata describes the whole schema (for Alembic)."""
+
+from market.accounts import models as accounts_models
+from market.db import Base
+from metering import models as metering_models
+from products import models as products_models
+
+metadata = Base.metadata
+
+__all__ = ["accounts_models", "metadata", "metering_models", "products_models"]

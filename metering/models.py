@@ -1,0 +1,146 @@
+"""Access requests, frozen agreements, monthly counters and append-only usage records."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import BigInteger, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from market.clock import new_id, utcnow
+from market.db import Base, BigInt
+
+
+class Purpose(StrEnum):
+    """Why a buyer wants the data (DOMAIN.md, Access request)."""
+
+    PUBLIC_GOVERNANCE = "public_governance"
+    PUBLIC_WELFARE = "public_welfare"
+    INDUSTRY = "industry"
+    COMMERCIAL = "commercial"
+
+    @property
+    def is_public_interest(self) -> bool:
+        return self in (Purpose.PUBLIC_GOVERNANCE, Purpose.PUBLIC_WELFARE)
+
+
+class RequestStatus(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+class AgreementStatus(StrEnum):
+    ACTIVE = "active"
+    REVOKED = "revoked"
+    EXPIRED = "expired"
+
+
+class ChargeType(StrEnum):
+    FREE_PUBLIC = "free_public"
+    TRIAL = "trial"
+    BILLABLE = "billable"
+    CAP_REACHED = "cap_reached"
+    REJECTED = "rejected"
+
+
+class AccessRequest(Base):
+    __tablename__ = "access_requests"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("req"))
+    buyer_org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"), index=True)
+    requested_by: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    product_id: Mapped[str] = mapped_column(ForeignKey("products.id"), index=True)
+    plan_id: Mapped[str] = mapped_column(ForeignKey("price_plans.id"))
+    purpose: Mapped[str] = mapped_column(String(30))
+    scenario: Mapped[str] = mapped_column(String(100))
+    justification: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(20), default=RequestStatus.PENDING.value)
+    reviewer_role: Mapped[str] = mapped_column(String(20))
+    """Who decides: the regulator for public-interest purposes, the operator for commercial ones."""
+    decided_by: Mapped[str | None] = mapped_column(ForeignKey("users.id"), default=None)
+    decision_reason: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    decided_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Agreement(Base):
+    """An approved request, frozen: later changes to the product or its plans never alter it."""
+
+    __tablename__ = "agreements"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("agr"))
+    request_id: Mapped[str] = mapped_column(ForeignKey("access_requests.id"), unique=True)
+    buyer_org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"), index=True)
+    product_id: Mapped[str] = mapped_column(ForeignKey("products.id"), index=True)
+    product_version_id: Mapped[str] = mapped_column(ForeignKey("product_versions.id"))
+    purpose: Mapped[str] = mapped_column(String(30))
+    scenario: Mapped[str] = mapped_column(String(100))
+    plan: Mapped[dict[str, Any]]
+    """Snapshot of the price plan (PlanOut as JSON; per_gb_minor as a decimal string)."""
+    policy: Mapped[dict[str, Any]]
+    """Snapshot of the protection policy of the version."""
+    monthly_query_quota: Mapped[int | None] = mapped_column(default=None)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(20), default=AgreementStatus.ACTIVE.value)
+    valid_from: Mapped[datetime] = mapped_column(default=utcnow)
+    valid_until: Mapped[datetime]
+    revoked_reason: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AgreementMonth(Base):
+    """Running totals of one agreement in one calendar month: the row quotas and caps are decided on."""
+
+    __tablename__ = "agreement_months"
+    __table_args__ = (UniqueConstraint("agreement_id", "month"),)
+
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True, autoincrement=True)
+    agreement_id: Mapped[str] = mapped_column(ForeignKey("agreements.id"))
+    month: Mapped[str] = mapped_column(String(7))
+    """YYYY-MM, UTC."""
+    accepted_queries: Mapped[int] = mapped_column(default=0)
+    charged_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    """Usage charges so far this month, minor units of the agreement's currency."""
+    lock_version: Mapped[int] = mapped_column(default=0)
+
+
+class UsageRecord(Base):
+    """One query attempt, append-only. Quantities are integers; the amount is minor units of `currency`."""
+
+    __tablename__ = "usage_records"
+    __table_args__ = (
+        UniqueConstraint("buyer_org_id", "idempotency_key"),
+        Index("ix_usage_records_buyer_created", "buyer_org_id", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("qry"))
+    agreement_id: Mapped[str] = mapped_column(ForeignKey("agreements.id"), index=True)
+    buyer_org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"))
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    product_id: Mapped[str] = mapped_column(ForeignKey("products.id"), index=True)
+    product_version_id: Mapped[str] = mapped_column(ForeignKey("product_versions.id"))
+    purpose: Mapped[str] = mapped_column(String(30))
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), default=None)
+    sql: Mapped[str] = mapped_column(Text)
+    """The SQL as the buyer sent it."""
+    sql_run: Mapped[str] = mapped_column(Text, default="")
+    """The rewritten statement that actually ran (empty when refused before running)."""
+    error_code: Mapped[str | None] = mapped_column(String(50), default=None)
+    rows_scanned: Mapped[int] = mapped_column(BigInteger, default=0)
+    bytes_scanned: Mapped[int] = mapped_column(BigInteger, default=0)
+    cpu_ms: Mapped[int] = mapped_column(BigInteger, default=0)
+    result_rows: Mapped[int] = mapped_column(default=0)
+    result_columns: Mapped[list[Any]] = mapped_column(default=list)
+    suppressed_groups: Mapped[int] = mapped_column(default=0)
+    charge_type: Mapped[str] = mapped_column(String(20))
+    amount_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    """The charge for this query, minor units of `currency`."""
+    currency: Mapped[str] = mapped_column(String(3))
+    month: Mapped[str] = mapped_column(String(7), index=True)
+    """The calendar month (UTC) the query counts in, YYYY-MM."""
+    response: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    """The response body, kept so that a retry with the same Idempotency-Key gets it back."""
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

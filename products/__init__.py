@@ -1,0 +1,1 @@
+"""Data products: versions stored as immutable Parquet, protection policies, price plans, review, catalogue."""

@@ -1,0 +1,92 @@
+"""HTTP routes for products: create, upload versions, submit, review, delist, and the catalogue."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, UploadFile
+
+from market.deps import PrincipalDep, SessionDep, SettingsDep
+from market.errors import Unprocessable
+from products import repository, service, storage
+from products.schemas import EventOut, ProductIn, ProductOut, ReasonIn, ReviewIn
+
+router = APIRouter(prefix="/v1/products", tags=["products"])
+
+UPLOAD_CHUNK = 1 << 20
+
+
+@router.get("", response_model=list[ProductOut])
+def list_products(session: SessionDep, principal: PrincipalDep, mine: bool = False) -> list[ProductOut]:
+    """The catalogue: listed products. `?mine=true` shows an operator its own products in every state."""
+    return service.present(session, service.catalogue(session, principal, mine=mine))
+
+
+@router.post("", response_model=ProductOut, status_code=201)
+def create_product(body: ProductIn, session: SessionDep, principal: PrincipalDep) -> ProductOut:
+    product = service.create_product(session, principal, body)
+    return service.present(session, [product])[0]
+
+
+@router.get("/{slug}", response_model=ProductOut)
+def get_product(slug: str, session: SessionDep, principal: PrincipalDep) -> ProductOut:
+    return service.present(session, [service.visible_product(session, principal, slug)])[0]
+
+
+@router.get("/{slug}/events", response_model=list[EventOut])
+def product_events(slug: str, session: SessionDep, principal: PrincipalDep) -> list[EventOut]:
+    product = service.visible_product(session, principal, slug)
+    return [EventOut.model_validate(e) for e in repository.events_of(session, product.id)]
+
+
+@router.post("/{slug}/versions", response_model=ProductOut, status_code=201)
+def upload_version(
+    slug: str,
+    session: SessionDep,
+    principal: PrincipalDep,
+    settings: SettingsDep,
+    files: Annotated[list[UploadFile], File(description="CSV or Parquet files, one per table.")],
+    policy: Annotated[str, Form(description="The protection policy, as JSON.")],
+    table_names: Annotated[str, Form(description="Comma-separated table names, in file order.")] = "",
+) -> ProductOut:
+    """Upload one file per table plus the protection policy; they become a new immutable version."""
+    try:
+        raw_policy = json.loads(policy)
+    except json.JSONDecodeError as error:
+        raise Unprocessable("invalid_request", detail=f"policy is not valid JSON ({error.msg})") from error
+    if not isinstance(raw_policy, dict):
+        raise Unprocessable("invalid_request", detail="policy must be a JSON object")
+    parsed_policy = service.parse_policy(raw_policy)
+    names = [n.strip() for n in table_names.split(",") if n.strip()] if table_names else []
+    settings.ensure_dirs()
+    with tempfile.TemporaryDirectory(dir=settings.uploads_dir) as workdir:
+        uploads: list[service.Upload] = []
+        for index, upload in enumerate(files):
+            filename = upload.filename or f"table{index}.csv"
+            storage.file_kind(filename)
+            table = names[index] if index < len(names) else storage.table_name_from_filename(filename)
+            target = Path(workdir) / f"{index}-{Path(filename).name}"
+            with target.open("wb") as handle:
+                shutil.copyfileobj(upload.file, handle, UPLOAD_CHUNK)
+            uploads.append(service.Upload(table=table, path=target, filename=filename))
+        service.add_version(session, settings, principal, slug, uploads, parsed_policy)
+    return service.present(session, [service.visible_product(session, principal, slug)])[0]
+
+
+@router.post("/{slug}/submit", response_model=ProductOut)
+def submit_product(slug: str, session: SessionDep, principal: PrincipalDep) -> ProductOut:
+    return service.present(session, [service.submit(session, principal, slug)])[0]
+
+
+@router.post("/{slug}/review", response_model=ProductOut)
+def review_product(slug: str, body: ReviewIn, session: SessionDep, principal: PrincipalDep) -> ProductOut:
+    return service.present(session, [service.review(session, principal, slug, body.decision, body.comment)])[0]
+
+
+@router.post("/{slug}/delist", response_model=ProductOut)
+def delist_product(slug: str, body: ReasonIn, session: SessionDep, principal: PrincipalDep) -> ProductOut:
+    return service.present(session, [service.delist(session, principal, slug, body.reason)])[0]

@@ -1,0 +1,92 @@
+"""Request and response bodies for products, versions, plans and the catalogue."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from products.models import PlanKind
+
+
+class PlanIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,49}$")
+    title: str = Field(min_length=1, max_length=200)
+    kind: PlanKind
+    currency: str = Field(default="CNY", pattern=r"^[A-Z]{3}$")
+    monthly_fee_minor: int = Field(default=0, ge=0, description="Monthly access fee, minor units.")
+    per_query_minor: int = Field(default=0, ge=0, description="Fee per accepted query, minor units.")
+    per_gb_minor: Decimal = Field(default=Decimal(0), ge=0, max_digits=18, decimal_places=6)
+    trial_queries: int = Field(default=0, ge=0)
+    monthly_cap_minor: int | None = Field(default=None, ge=0)
+    monthly_query_quota: int | None = Field(default=None, ge=1)
+
+
+class PlanOut(PlanIn):
+    model_config = ConfigDict(from_attributes=True)
+
+    per_gb_minor: Decimal
+
+
+class ProductIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    slug: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,99}$")
+    title: str = Field(min_length=1, max_length=300)
+    description: str = Field(default="", max_length=20_000)
+    zone: str = Field(min_length=1, max_length=50)
+    region: str = Field(min_length=2, max_length=20)
+    plans: list[PlanIn] = Field(default_factory=list)
+
+
+class ColumnOut(BaseModel):
+    name: str
+    type: str
+    role: str
+
+
+class TableOut(BaseModel):
+    name: str
+    row_count: int
+    columns: list[ColumnOut]
+
+
+class ProductOut(BaseModel):
+    slug: str
+    title: str
+    description: str
+    zone: str
+    region: str
+    status: str
+    operator: str
+    version: int | None
+    tables: list[TableOut]
+    policy: dict[str, Any] | None
+    plans: list[PlanOut]
+    updated_at: datetime
+
+
+class ReviewIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    decision: str = Field(pattern=r"^(approve|return)$")
+    comment: str = Field(default="", max_length=5_000)
+
+
+class ReasonIn(BaseModel):
+    reason: str = Field(default="", max_length=5_000)
+
+
+class EventOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    from_status: str | None
+    to_status: str
+    actor_user_id: str
+    reason: str
+    version_id: str | None
+    at: datetime

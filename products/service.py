@@ -1,0 +1,297 @@
+"""Products: create, add immutable versions, submit, review, delist, and show the catalogue."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
+
+from market.accounts.models import Role
+from market.accounts.service import Principal
+from market.clock import utcnow
+from market.errors import Conflict, NotFound, Unprocessable
+from market.settings import Settings
+from products import repository, storage
+from products.models import PricePlan, Product, ProductEvent, ProductStatus, ProductVersion
+from products.schemas import ColumnOut, PlanIn, PlanOut, ProductIn, ProductOut, TableOut
+from sandbox.policy import ProtectionPolicy
+from sandbox.service import TableFile
+
+
+@dataclass(frozen=True)
+class Upload:
+    """An uploaded file already on local disk, and the table it becomes."""
+
+    table: str
+    path: Path
+    filename: str
+
+
+def _record(
+    session: Session,
+    product: Product,
+    actor: Principal,
+    to: ProductStatus,
+    reason: str = "",
+    version_id: str | None = None,
+) -> None:
+    session.add(
+        ProductEvent(
+            product_id=product.id,
+            version_id=version_id,
+            from_status=product.status,
+            to_status=to.value,
+            actor_user_id=actor.user_id,
+            reason=reason,
+        )
+    )
+    product.status = to.value
+    product.updated_at = utcnow()
+
+
+def _add_plans(session: Session, product: Product, plans: Sequence[PlanIn]) -> None:
+    for plan in plans:
+        session.add(PricePlan(product_id=product.id, **plan.model_dump()))
+
+
+def create_product(session: Session, actor: Principal, data: ProductIn) -> Product:
+    """Create a draft product owned by the operator's organisation."""
+    actor.require(Role.OPERATOR)
+    if repository.by_slug(session, data.slug) is not None:
+        raise Conflict("duplicate_product", slug=data.slug)
+    product = Product(
+        slug=data.slug,
+        title=data.title,
+        description=data.description,
+        zone=data.zone,
+        region=data.region,
+        operator_org_id=actor.org_id,
+    )
+    session.add(product)
+    session.flush()
+    session.add(
+        ProductEvent(
+            product_id=product.id,
+            from_status=None,
+            to_status=ProductStatus.DRAFT.value,
+            actor_user_id=actor.user_id,
+        )
+    )
+    _add_plans(session, product, data.plans)
+    session.flush()
+    return product
+
+
+def _own_product(session: Session, actor: Principal, slug: str) -> Product:
+    product = repository.by_slug(session, slug)
+    if product is None or product.operator_org_id != actor.org_id:
+        raise NotFound("product_not_found", slug=slug)
+    return product
+
+
+def parse_policy(raw: dict[str, Any]) -> ProtectionPolicy:
+    try:
+        return ProtectionPolicy.model_validate(raw)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise Unprocessable("invalid_request", detail=f"policy.{where}: {first['msg']}") from error
+
+
+def add_version(
+    session: Session,
+    settings: Settings,
+    actor: Principal,
+    slug: str,
+    uploads: Sequence[Upload],
+    policy: ProtectionPolicy,
+) -> ProductVersion:
+    """Store the uploads as a new immutable version, keeping only the columns the policy names."""
+    actor.require(Role.OPERATOR)
+    product = _own_product(session, actor, slug)
+    tables = {u.table: u for u in uploads}
+    for upload in uploads:
+        if not storage.TABLE_NAME.match(upload.table):
+            raise Unprocessable("invalid_table_name", name=upload.table)
+    for table in policy.tables:
+        if table not in tables:
+            raise Unprocessable("policy_table_unknown", table=table, tables=", ".join(sorted(tables)) or "none")
+    for table in tables:
+        if table not in policy.tables:
+            raise Unprocessable("policy_table_missing", table=table)
+
+    number = repository.next_version_number(session, product.id)
+    version_dir = settings.products_dir / product.id / f"v{number}"
+    described: list[dict[str, Any]] = []
+    paths: list[Path] = []
+    try:
+        for name, upload in sorted(tables.items()):
+            table_policy = policy.tables[name]
+            kind = storage.file_kind(upload.filename)
+            available = [c for c, _ in storage.source_columns(upload.path, kind, upload.filename)]
+            roles: dict[str, str] = {table_policy.privacy_unit: "privacy_unit"}
+            roles.update({c: "dimension" for c in table_policy.dimensions})
+            roles.update({c: "measure" for c in table_policy.measures})
+            roles.update({c: "hidden" for c in table_policy.hidden})
+            for column in roles:
+                if column not in available:
+                    raise Unprocessable(
+                        "policy_column_unknown", column=column, table=name, columns=", ".join(available)
+                    )
+            keep = [c for c in available if c in roles]
+            stored = storage.write_table(upload.path, kind, upload.filename, keep, version_dir / f"{name}.parquet")
+            described.append(stored.describe(roles))
+            paths.append(stored.path)
+    except BaseException:
+        shutil.rmtree(version_dir, ignore_errors=True)
+        raise
+
+    version = ProductVersion(
+        product_id=product.id,
+        number=number,
+        policy=policy.model_dump(mode="json"),
+        tables=described,
+        content_hash=storage.content_hash(paths),
+        created_by=actor.user_id,
+    )
+    session.add(version)
+    session.flush()
+    product.latest_version_id = version.id
+    product.updated_at = utcnow()
+    return version
+
+
+def submit(session: Session, actor: Principal, slug: str) -> Product:
+    """Send the latest version to the regulator for review."""
+    actor.require(Role.OPERATOR)
+    product = _own_product(session, actor, slug)
+    if product.latest_version_id is None:
+        raise Unprocessable("no_version", slug=slug)
+    if product.status not in (ProductStatus.DRAFT, ProductStatus.RETURNED, ProductStatus.DELISTED):
+        raise Conflict(
+            "invalid_transition",
+            current=product.status,
+            action="submitted",
+            hint="Wait for the review decision.",
+        )
+    _record(session, product, actor, ProductStatus.SUBMITTED, version_id=product.latest_version_id)
+    return product
+
+
+def review(session: Session, actor: Principal, slug: str, decision: str, comment: str) -> Product:
+    """The regulator's decision: approve (list the submitted version) or return with comments."""
+    actor.require(Role.REGULATOR)
+    product = repository.by_slug(session, slug)
+    if product is None:
+        raise NotFound("product_not_found", slug=slug)
+    if product.status != ProductStatus.SUBMITTED:
+        raise Conflict(
+            "invalid_transition",
+            current=product.status,
+            action="reviewed",
+            hint="Only submitted products are reviewed.",
+        )
+    if decision == "approve":
+        product.listed_version_id = product.latest_version_id
+        _record(session, product, actor, ProductStatus.LISTED, comment, product.latest_version_id)
+    else:
+        _record(session, product, actor, ProductStatus.RETURNED, comment, product.latest_version_id)
+    return product
+
+
+def delist(session: Session, actor: Principal, slug: str, reason: str) -> Product:
+    """Take a listed product off the catalogue: its operator or the regulator."""
+    actor.require(Role.OPERATOR, Role.REGULATOR)
+    product = repository.by_slug(session, slug)
+    if product is None or (actor.role == Role.OPERATOR and product.operator_org_id != actor.org_id):
+        raise NotFound("product_not_found", slug=slug)
+    if product.status != ProductStatus.LISTED:
+        raise Conflict("invalid_transition", current=product.status, action="delisted", hint="Only listed products.")
+    _record(session, product, actor, ProductStatus.DELISTED, reason)
+    return product
+
+
+def visible_product(session: Session, actor: Principal, slug: str) -> Product:
+    """A product the actor may see: listed ones, its own (operator), or any (regulator, admin)."""
+    product = repository.by_slug(session, slug)
+    if product is None:
+        raise NotFound("product_not_found", slug=slug)
+    if product.status == ProductStatus.LISTED:
+        return product
+    if actor.role in (Role.REGULATOR, Role.ADMIN) or product.operator_org_id == actor.org_id:
+        return product
+    raise NotFound("product_not_found", slug=slug)
+
+
+def catalogue(session: Session, actor: Principal, *, mine: bool = False) -> Sequence[Product]:
+    """Listed products; with `mine`, an operator's own products in every state (the regulator sees all)."""
+    if mine and actor.role == Role.OPERATOR:
+        return repository.of_operator(session, actor.org_id)
+    if mine and actor.role in (Role.REGULATOR, Role.ADMIN):
+        return repository.all_products(session)
+    return repository.listed(session)
+
+
+def present(session: Session, products: Sequence[Product]) -> list[ProductOut]:
+    """Products as the API shows them, with their current version's tables, policy and plans."""
+    from market.accounts.models import Organisation
+
+    ids = [p.id for p in products]
+    plans = repository.plans_of(session, ids)
+    version_ids = [v for p in products if (v := p.listed_version_id or p.latest_version_id)]
+    versions = repository.versions_by_id(session, version_ids)
+    out: list[ProductOut] = []
+    for product in products:
+        version = versions.get(product.listed_version_id or product.latest_version_id or "")
+        operator = session.get(Organisation, product.operator_org_id)
+        out.append(
+            ProductOut(
+                slug=product.slug,
+                title=product.title,
+                description=product.description,
+                zone=product.zone,
+                region=product.region,
+                status=product.status,
+                operator=operator.name if operator else "",
+                version=version.number if version else None,
+                tables=[
+                    TableOut(
+                        name=t["name"],
+                        row_count=t["row_count"],
+                        columns=[ColumnOut(name=c["name"], type=c["type"], role=c["role"]) for c in t["columns"]],
+                    )
+                    for t in (version.tables if version else [])
+                ],
+                policy=version.policy if version else None,
+                plans=[PlanOut.model_validate(p) for p in plans[product.id]],
+                updated_at=product.updated_at,
+            )
+        )
+    return out
+
+
+def plan_for(session: Session, product: Product, code: str) -> PricePlan:
+    plan = repository.plan_by_code(session, product.id, code)
+    if plan is None or not plan.active:
+        codes = ", ".join(p.code for p in repository.plans_of(session, [product.id])[product.id])
+        raise NotFound("plan_not_found", plan=code, slug=product.slug, plans=codes or "none")
+    return plan
+
+
+def version_tables(settings: Settings, version: ProductVersion) -> dict[str, TableFile]:
+    """The sandbox's view of a version: each table's Parquet file, row count and column sizes."""
+    base = settings.products_dir / version.product_id / f"v{version.number}"
+    return {
+        t["name"]: TableFile(
+            name=t["name"],
+            path=base / t["file"],
+            row_count=int(t["row_count"]),
+            column_bytes={c["name"]: int(c["bytes"]) for c in t["columns"]},
+        )
+        for t in version.tables
+    }

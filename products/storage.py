@@ -1,0 +1,147 @@
+"""Product files: turn an uploaded CSV or Parquet file into an immutable Parquet table of a version.
+
+Conversion runs in DuckDB, which streams the file: nothing is read whole into memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from market.errors import Unprocessable
+
+TABLE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+NULL_STRINGS = ("", "NA", "N/A", "NULL", "null")
+"""Spellings of a missing value in CSV files as government systems and R/pandas exports write them."""
+
+
+@dataclass(frozen=True)
+class StoredColumn:
+    name: str
+    type: str
+    bytes: int
+
+
+@dataclass(frozen=True)
+class StoredTable:
+    name: str
+    path: Path
+    row_count: int
+    columns: list[StoredColumn]
+
+    def describe(self, roles: dict[str, str]) -> dict[str, Any]:
+        """The JSON kept on the version row."""
+        return {
+            "name": self.name,
+            "file": self.path.name,
+            "row_count": self.row_count,
+            "columns": [
+                {"name": c.name, "type": c.type, "role": roles.get(c.name, "hidden"), "bytes": c.bytes}
+                for c in self.columns
+            ],
+        }
+
+
+def table_name_from_filename(filename: str) -> str:
+    base = Path(filename).name.lower()
+    for suffix in CSV_SUFFIXES + PARQUET_SUFFIXES:
+        if base.endswith(suffix):
+            base = base[: -len(suffix)]
+            break
+    return re.sub(r"[^a-z0-9_]", "_", base)
+
+
+def file_kind(filename: str) -> str:
+    lower = filename.lower()
+    if lower.endswith(CSV_SUFFIXES):
+        return "csv"
+    if lower.endswith(PARQUET_SUFFIXES):
+        return "parquet"
+    raise Unprocessable("unsupported_file", file=filename)
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _lit(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _reader(source: Path, kind: str) -> str:
+    if kind == "parquet":
+        return f"read_parquet({_lit(str(source))})"
+    nulls = ", ".join(_lit(n) for n in NULL_STRINGS)
+    return f"read_csv({_lit(str(source))}, header = true, nullstr = [{nulls}], sample_size = -1)"
+
+
+def source_columns(source: Path, kind: str, filename: str) -> list[tuple[str, str]]:
+    """The (name, type) columns DuckDB reads from an uploaded file."""
+    reader = _reader(source, kind)
+    try:
+        with duckdb.connect(":memory:") as connection:
+            rows = connection.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()
+    except duckdb.Error as error:
+        raise Unprocessable(
+            "invalid_upload", file=filename, kind=kind.upper(), detail=str(error).splitlines()[0]
+        ) from error
+    return [(str(r[0]), str(r[1])) for r in rows]
+
+
+def write_table(source: Path, kind: str, filename: str, columns: list[str], destination: Path) -> StoredTable:
+    """Copy `columns` of the uploaded file to `destination` as Parquet, atomically, and describe the result."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    partial = destination.with_suffix(".partial")
+    reader = _reader(source, kind)
+    select = ", ".join(_q(c) for c in columns)
+    try:
+        with duckdb.connect(":memory:", config={"threads": 2, "memory_limit": "1GB"}) as connection:
+            connection.execute(
+                f"COPY (SELECT {select} FROM {reader}) TO {_lit(str(partial))} "
+                "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)"
+            )
+            os.replace(partial, destination)
+            return describe_parquet(connection, destination)
+    except duckdb.Error as error:
+        partial.unlink(missing_ok=True)
+        raise Unprocessable(
+            "invalid_upload", file=filename, kind=kind.upper(), detail=str(error).splitlines()[0]
+        ) from error
+
+
+def describe_parquet(connection: duckdb.DuckDBPyConnection, path: Path) -> StoredTable:
+    """Schema, row count and per-column compressed bytes of a Parquet file, from its footer."""
+    schema = connection.execute(f"DESCRIBE SELECT * FROM read_parquet({_lit(str(path))})").fetchall()
+    row_count = connection.execute(
+        f"SELECT coalesce(sum(num_rows), 0) FROM parquet_file_metadata({_lit(str(path))})"
+    ).fetchone()
+    sizes = dict(
+        connection.execute(
+            f"SELECT path_in_schema, sum(total_compressed_size) FROM parquet_metadata({_lit(str(path))}) "
+            "GROUP BY path_in_schema"
+        ).fetchall()
+    )
+    return StoredTable(
+        name=path.stem,
+        path=path,
+        row_count=int(row_count[0]) if row_count else 0,
+        columns=[StoredColumn(name=str(r[0]), type=str(r[1]), bytes=int(sizes.get(r[0], 0))) for r in schema],
+    )
+
+
+def content_hash(paths: list[Path]) -> str:
+    """SHA-256 over the files' bytes, in order, read in chunks."""
+    digest = hashlib.sha256()
+    for path in paths:
+        with path.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()

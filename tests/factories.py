@@ -1,0 +1,159 @@
+"""Small builders for test data, driven through the public HTTP API."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from market.accounts.models import Role
+from tests.conftest import Actor, Market
+
+K = 10
+UNITS = 60
+MONTHS = 3
+
+
+def people_rows() -> list[dict[str, Any]]:
+    """A deterministic person-level table: 60 people x 3 months.
+
+    By category, 'common' covers 50 people and 'rare' and 'tiny' 5 each, so with k=10 the last two
+    groups are suppressed. By region every group has 15 people.
+    """
+    rows = []
+    for unit in range(UNITS):
+        category = "common" if unit < 50 else ("rare" if unit < 55 else "tiny")
+        for month in range(1, MONTHS + 1):
+            rows.append(
+                {
+                    "person_id": f"P{unit:04d}",
+                    "name": f"Person {unit}",
+                    "region": ["north", "south", "east", "west"][unit % 4],
+                    "category": category,
+                    "month": month,
+                    "amount": (unit * 7 + month * 3) % 100 + 1,
+                    "trips": unit % 5 + month,
+                }
+            )
+    return rows
+
+
+def people_csv() -> bytes:
+    rows = people_rows()
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue().encode()
+
+
+PEOPLE_POLICY: dict[str, Any] = {
+    "min_group_size": K,
+    "tables": {
+        "people": {
+            "privacy_unit": "person_id",
+            "dimensions": ["region", "category", "month"],
+            "measures": ["amount", "trips"],
+            "hidden": ["name"],
+        }
+    },
+}
+
+PLANS: list[dict[str, Any]] = [
+    {"code": "public", "title": "Public interest", "kind": "public_interest", "monthly_query_quota": 1000},
+    {
+        "code": "standard",
+        "title": "Commercial",
+        "kind": "commercial",
+        "per_query_minor": 150,
+        "per_gb_minor": "1000",
+        "monthly_cap_minor": 100_000,
+    },
+]
+
+
+@dataclass
+class Listed:
+    slug: str
+    operator: Actor
+    regulator: Actor
+
+
+def create_product(market: Market, operator: Actor, slug: str, plans: list[dict[str, Any]] | None = None) -> Any:
+    return market.client.post(
+        "/v1/products",
+        headers=operator.headers,
+        json={
+            "slug": slug,
+            "title": f"Product {slug}",
+            "zone": "transport",
+            "region": "CN-11",
+            "plans": PLANS if plans is None else plans,
+        },
+    )
+
+
+def upload_version(
+    market: Market,
+    operator: Actor,
+    slug: str,
+    *,
+    policy: dict[str, Any] | None = None,
+    content: bytes | None = None,
+    filename: str = "people.csv",
+) -> Any:
+    return market.client.post(
+        f"/v1/products/{slug}/versions",
+        headers=operator.headers,
+        files={"files": (filename, content if content is not None else people_csv(), "text/csv")},
+        data={"policy": json.dumps(policy or PEOPLE_POLICY)},
+    )
+
+
+def listed_product(market: Market, slug: str = "people-trips", plans: list[dict[str, Any]] | None = None) -> Listed:
+    """A product created, uploaded, submitted and approved over HTTP."""
+    operator = market.actor(Role.OPERATOR)
+    regulator = market.actor(Role.REGULATOR)
+    assert create_product(market, operator, slug, plans).status_code == 201
+    assert upload_version(market, operator, slug).status_code == 201
+    assert market.client.post(f"/v1/products/{slug}/submit", headers=operator.headers).status_code == 200
+    reviewed = market.client.post(
+        f"/v1/products/{slug}/review",
+        headers=regulator.headers,
+        json={"decision": "approve", "comment": "ok"},
+    )
+    assert reviewed.status_code == 200, reviewed.text
+    return Listed(slug=slug, operator=operator, regulator=regulator)
+
+
+def grant(market: Market, listed: Listed, buyer: Actor, *, purpose: str, plan: str, **decision: Any) -> Any:
+    """A buyer requests access and the right reviewer approves it; returns the decided request."""
+    created = market.client.post(
+        "/v1/access-requests",
+        headers=buyer.headers,
+        json={
+            "product": listed.slug,
+            "plan": plan,
+            "purpose": purpose,
+            "scenario": "analysis",
+            "justification": "t",
+        },
+    )
+    assert created.status_code == 201, created.text
+    reviewer = listed.regulator if purpose in ("public_governance", "public_welfare") else listed.operator
+    decided = market.client.post(
+        f"/v1/access-requests/{created.json()['id']}/decision",
+        headers=reviewer.headers,
+        json={"decision": "approve", "reason": "fine", **decision},
+    )
+    assert decided.status_code == 200, decided.text
+    return decided.json()
+
+
+def query(market: Market, buyer: Actor, slug: str, sql: str, key: str | None = None) -> Any:
+    headers = dict(buyer.headers)
+    if key:
+        headers["Idempotency-Key"] = key
+    return market.client.post("/v1/queries", headers=headers, json={"product": slug, "sql": sql})
