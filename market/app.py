@@ -16,12 +16,13 @@ from market.db import Database
 from market.errors import MarketError
 from market.messages import render
 from market.settings import Settings, get_settings
+from market.web import router as web_router
 from metering.endpoints import router as metering_router
 from products.endpoints import router as products_router
 
 log = logging.getLogger("market")
 
-ROUTERS = (accounts_router, products_router, metering_router)
+ROUTERS = (web_router, accounts_router, products_router, metering_router)
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:
