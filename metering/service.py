@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -11,16 +10,19 @@ from sqlalchemy.orm import Session
 
 from market.accounts.models import Role
 from market.accounts.service import Principal
-from market.clock import utcnow
+from market.clock import new_id, utcnow
 from market.errors import Conflict, Forbidden, MarketError, NotFound, TooManyRequests, Unprocessable
 from market.settings import Settings
-from metering import repository
+from metering import access, chain, repository
 from metering.models import (
     AccessRequest,
     Agreement,
+    AgreementMonth,
+    AgreementStatus,
     ChargeType,
     Purpose,
     RequestStatus,
+    UsageChainHead,
     UsageRecord,
 )
 from metering.pricing import PlanTerms, rate_query
@@ -34,6 +36,20 @@ from sandbox.service import Measurements, QueryResult
 from sandbox.service import run_query as sandbox_run
 
 DEFAULT_VALIDITY = timedelta(days=365)
+AUTO_APPROVAL_REASON = "Auto-approved: the operator approves commercial requests for this product automatically."
+
+
+@dataclass(frozen=True)
+class Quotas:
+    """Monthly quotas of an agreement; None means unlimited."""
+
+    queries: int | None = None
+    rows: int | None = None
+    bytes: int | None = None
+
+    @property
+    def any(self) -> bool:
+        return any(q is not None for q in (self.queries, self.rows, self.bytes))
 
 
 # -- access requests and agreements ---------------------------------------------------------------
@@ -49,7 +65,11 @@ def request_access(
     scenario: str,
     justification: str,
 ) -> AccessRequest:
-    """A buyer asks for access to a listed product under a plan that fits its purpose."""
+    """A buyer asks for access to a listed product under a plan that fits its purpose.
+
+    Public-interest requests wait for the regulator, commercial ones for the operator, unless the
+    operator auto-approves commercial requests, in which case the agreement is made at once.
+    """
     actor.require(Role.BUYER)
     product = products.visible_product(session, actor, product_slug)
     if product.status != ProductStatus.LISTED:
@@ -64,6 +84,16 @@ def request_access(
             purpose=purpose.value,
             needed=needed.value,
         )
+    scenario = scenario.strip()
+    if not scenario:
+        raise Unprocessable("scenario_required")
+    allowed = access.allowed_scenarios(session, product)
+    if allowed is not None and scenario not in allowed:
+        raise Unprocessable("scenario_not_allowed", scenario=scenario, allowed=", ".join(sorted(allowed)) or "none")
+    if repository.pending_request(session, actor.org_id, product.id, purpose.value) is not None:
+        raise Conflict("duplicate_request", slug=product.slug)
+    reviewer = Role.REGULATOR if purpose.is_public_interest else Role.OPERATOR
+    now = utcnow()
     request = AccessRequest(
         buyer_org_id=actor.org_id,
         requested_by=actor.user_id,
@@ -72,10 +102,17 @@ def request_access(
         purpose=purpose.value,
         scenario=scenario,
         justification=justification,
-        reviewer_role=(Role.REGULATOR if purpose.is_public_interest else Role.OPERATOR).value,
+        reviewer_role=reviewer.value,
+        created_at=now,
+        review_due_at=now + access.review_sla(reviewer),
     )
     session.add(request)
     session.flush()
+    if reviewer == Role.OPERATOR and access.auto_approves_commercial(session, product.id):
+        request.status = RequestStatus.APPROVED.value
+        request.decision_reason = AUTO_APPROVAL_REASON
+        request.decided_at = now
+        _freeze_agreement(session, request, product, Quotas(), None)
     return request
 
 
@@ -100,27 +137,45 @@ def decide_request(
     approve: bool,
     reason: str,
     monthly_query_quota: int | None = None,
+    monthly_row_quota: int | None = None,
+    monthly_byte_quota: int | None = None,
     valid_days: int | None = None,
 ) -> AccessRequest:
-    """The reviewer approves (creating a frozen agreement) or rejects a pending request."""
+    """The reviewer approves (creating a frozen agreement) or rejects a pending request.
+
+    A rejection needs a reason. A public-interest approval needs a quota: the reviewer's, or the
+    plan's when the reviewer gives none. The period is `valid_days` (default a year).
+    """
     request = session.get(AccessRequest, request_id)
     if request is None:
         raise NotFound("access_request_not_found", request=request_id)
     product = _reviewable(session, actor, request)
     if request.status != RequestStatus.PENDING:
         raise Conflict("request_not_pending", status=request.status)
+    if not approve and not reason.strip():
+        raise Unprocessable("reason_required")
+    quotas = Quotas(monthly_query_quota, monthly_row_quota, monthly_byte_quota)
+    if approve and Purpose(request.purpose).is_public_interest and not quotas.any:
+        plan = session.get(PricePlan, request.plan_id)
+        if plan is None or not _plan_quotas(plan).any:
+            raise Unprocessable("quota_required")
     request.status = (RequestStatus.APPROVED if approve else RequestStatus.REJECTED).value
     request.decided_by = actor.user_id
     request.decision_reason = reason
     request.decided_at = utcnow()
     if approve:
-        _freeze_agreement(session, request, product, monthly_query_quota, valid_days)
+        _freeze_agreement(session, request, product, quotas, valid_days)
     return request
 
 
+def _plan_quotas(plan: PricePlan) -> Quotas:
+    return Quotas(plan.monthly_query_quota, plan.monthly_row_quota, plan.monthly_byte_quota)
+
+
 def _freeze_agreement(
-    session: Session, request: AccessRequest, product: Product, quota: int | None, valid_days: int | None
+    session: Session, request: AccessRequest, product: Product, quotas: Quotas, valid_days: int | None
 ) -> Agreement:
+    """Snapshot the listed version, its policy, the plan and the quotas into an agreement."""
     version_id = product.listed_version_id
     version = session.get(ProductVersion, version_id) if version_id else None
     if version is None:
@@ -128,51 +183,31 @@ def _freeze_agreement(
     plan = session.get(PricePlan, request.plan_id)
     if plan is None:
         raise NotFound("plan_not_found", plan=request.plan_id, slug=product.slug, plans="")
+    defaults = _plan_quotas(plan)
     now = utcnow()
     agreement = Agreement(
         request_id=request.id,
         buyer_org_id=request.buyer_org_id,
         product_id=product.id,
         product_version_id=version.id,
+        product_version_number=version.number,
+        zone=product.zone,
+        region=product.region,
         purpose=request.purpose,
         scenario=request.scenario,
         plan=PlanOut.model_validate(plan).model_dump(mode="json"),
         policy=dict(version.policy),
-        monthly_query_quota=quota if quota is not None else plan.monthly_query_quota,
+        monthly_query_quota=quotas.queries if quotas.queries is not None else defaults.queries,
+        monthly_row_quota=quotas.rows if quotas.rows is not None else defaults.rows,
+        monthly_byte_quota=quotas.bytes if quotas.bytes is not None else defaults.bytes,
         currency=plan.currency,
         valid_from=now,
         valid_until=now + (timedelta(days=valid_days) if valid_days else DEFAULT_VALIDITY),
+        created_at=now,
     )
     session.add(agreement)
     session.flush()
     return agreement
-
-
-def visible_requests(session: Session, actor: Principal) -> Sequence[AccessRequest]:
-    """Buyers see their own requests, operators those they review, the regulator public-interest ones."""
-    if actor.role == Role.BUYER:
-        return repository.requests_where(session, AccessRequest.buyer_org_id == actor.org_id)
-    if actor.role == Role.REGULATOR:
-        return repository.requests_where(session, AccessRequest.reviewer_role == Role.REGULATOR.value)
-    if actor.role == Role.OPERATOR:
-        own = [p.id for p in products.catalogue(session, actor, mine=True)]
-        return repository.requests_where(
-            session, AccessRequest.product_id.in_(own), AccessRequest.reviewer_role == Role.OPERATOR.value
-        )
-    raise Forbidden("forbidden_role", needed="buyer, operator or regulator", role=actor.role.value)
-
-
-def visible_agreements(session: Session, actor: Principal) -> Sequence[Agreement]:
-    """Buyers see their own agreements, operators those on their products, the regulator all."""
-    if actor.role == Role.BUYER:
-        return repository.agreements_of_buyer(session, actor.org_id)
-    if actor.role in (Role.REGULATOR, Role.ADMIN, Role.FINANCE):
-        return repository.all_agreements(session)
-    if actor.role == Role.OPERATOR:
-        return repository.agreements_for_products(
-            session, [p.id for p in products.catalogue(session, actor, mine=True)]
-        )
-    raise Forbidden("forbidden_role", needed="buyer, operator or regulator", role=actor.role.value)
 
 
 # -- the metered query ----------------------------------------------------------------------------
@@ -190,29 +225,57 @@ def _month_of(moment: datetime) -> str:
     return moment.strftime("%Y-%m")
 
 
-def _record(
+def _replay(session: Session, actor: Principal, key: str | None, product_slug: str, sql: str) -> QueryOutcome | None:
+    """The stored outcome of an earlier attempt with this Idempotency-Key, if there was one."""
+    if not key:
+        return None
+    previous = repository.by_idempotency_key(session, actor.org_id, key)
+    if previous is None:
+        return None
+    product = session.get(Product, previous.product_id)
+    if previous.sql != sql or product is None or product.slug != product_slug or previous.response is None:
+        raise Conflict("idempotency_conflict", key=key)
+    return QueryOutcome(int(previous.response["status_code"]), dict(previous.response["body"]))
+
+
+@dataclass
+class _Attempt:
+    """One query attempt in progress: who, under which agreement, what SQL, when."""
+
+    actor: Principal
+    agreement: Agreement
+    product_slug: str
+    sql: str
+    key: str | None
+    now: datetime
+
+
+def _append(
     session: Session,
-    actor: Principal,
-    agreement: Agreement,
+    attempt: _Attempt,
+    head: UsageChainHead,
     *,
-    sql: str,
-    key: str | None,
-    now: datetime,
+    status_code: int,
+    body: dict[str, Any],
+    record_id: str,
     charge_type: ChargeType,
     amount_minor: int = 0,
     result: QueryResult | None = None,
     error: MarketError | None = None,
-) -> UsageRecord:
+) -> QueryOutcome:
+    """Write the attempt's one usage record, linked into the buyer's hash chain (whose head is locked)."""
     measured = result.measurements if result else Measurements(0, 0, 0, 0, 0)
+    agreement = attempt.agreement
     record = UsageRecord(
+        id=record_id,
         agreement_id=agreement.id,
-        buyer_org_id=actor.org_id,
-        user_id=actor.user_id,
+        buyer_org_id=attempt.actor.org_id,
+        user_id=attempt.actor.user_id,
         product_id=agreement.product_id,
         product_version_id=agreement.product_version_id,
         purpose=agreement.purpose,
-        idempotency_key=key,
-        sql=sql,
+        idempotency_key=attempt.key,
+        sql=attempt.sql,
         sql_run=result.sql_run if result else "",
         error_code=error.code if error else None,
         rows_scanned=measured.rows_scanned,
@@ -224,41 +287,100 @@ def _record(
         charge_type=charge_type.value,
         amount_minor=amount_minor,
         currency=agreement.currency,
-        month=_month_of(now),
-        created_at=now,
+        month=_month_of(attempt.now),
+        response={"status_code": status_code, "body": body} if attempt.key else None,
+        created_at=attempt.now,
     )
+    chain.link(head, record)
     session.add(record)
     session.flush()
-    return record
+    return QueryOutcome(status_code, body)
+
+
+def _lock_chain(session: Session, attempt: _Attempt) -> UsageChainHead | QueryOutcome:
+    """Lock the buyer's chain head; a concurrent duplicate of this Idempotency-Key is visible from here on."""
+    head = chain.lock_head(session, attempt.actor.org_id)
+    replay = _replay(session, attempt.actor, attempt.key, attempt.product_slug, attempt.sql)
+    return replay if replay is not None else head
 
 
 def _refuse(
     session: Session,
-    actor: Principal,
-    agreement: Agreement,
+    attempt: _Attempt,
     error: MarketError,
     *,
-    sql: str,
-    key: str | None,
-    now: datetime,
     result: QueryResult | None = None,
+    head: UsageChainHead | None = None,
 ) -> QueryOutcome:
-    record = _record(
-        session,
-        actor,
-        agreement,
-        sql=sql,
-        key=key,
-        now=now,
-        charge_type=ChargeType.REJECTED,
-        error=error,
-        result=result,
-    )
+    """Record a refused attempt as `rejected`, for 0, and return its 4xx outcome."""
+    if head is None:
+        locked = _lock_chain(session, attempt)
+        if isinstance(locked, QueryOutcome):
+            return locked
+        head = locked
+    record_id = new_id("qry")
     body = error.to_body()
-    body["error"]["query_id"] = record.id
-    outcome = QueryOutcome(status_code=error.status_code, body=body)
-    record.response = {"status_code": outcome.status_code, "body": body}
-    return outcome
+    body["error"]["query_id"] = record_id
+    return _append(
+        session,
+        attempt,
+        head,
+        status_code=error.status_code,
+        body=body,
+        record_id=record_id,
+        charge_type=ChargeType.REJECTED,
+        result=result,
+        error=error,
+    )
+
+
+def _agreement_for_query(session: Session, actor: Principal, product: Product, now: datetime) -> Agreement:
+    """The caller's active agreement, or the latest one when it is revoked or expired, or 403."""
+    agreement = repository.active_agreement(session, actor.org_id, product.id, now)
+    if agreement is not None:
+        return agreement
+    latest = repository.latest_agreement(session, actor.org_id, product.id)
+    if latest is None:
+        raise Forbidden("no_agreement", slug=product.slug)
+    return latest
+
+
+def _agreement_refusal(agreement: Agreement, now: datetime) -> MarketError | None:
+    status = agreement.effective_status(now)
+    if status == AgreementStatus.REVOKED:
+        return Forbidden("agreement_revoked", agreement=agreement.id, reason=agreement.revoked_reason or "-")
+    if status == AgreementStatus.EXPIRED:
+        return Forbidden("agreement_expired", agreement=agreement.id, until=agreement.valid_until.date().isoformat())
+    return None
+
+
+def _quota_refusal(agreement: Agreement, counter: AgreementMonth | None, measured: Measurements) -> MarketError | None:
+    """The quota this query would break, if any, given this month's totals so far."""
+    if counter is None:
+        return None
+    if agreement.monthly_query_quota is not None and counter.accepted_queries >= agreement.monthly_query_quota:
+        return TooManyRequests("quota_exhausted", quota=agreement.monthly_query_quota)
+    if agreement.monthly_row_quota is not None and (
+        counter.rows_scanned + measured.rows_scanned > agreement.monthly_row_quota
+        or counter.rows_scanned >= agreement.monthly_row_quota
+    ):
+        return TooManyRequests(
+            "row_quota_exhausted",
+            quota=agreement.monthly_row_quota,
+            used=counter.rows_scanned,
+            needed=measured.rows_scanned,
+        )
+    if agreement.monthly_byte_quota is not None and (
+        counter.bytes_scanned + measured.bytes_scanned > agreement.monthly_byte_quota
+        or counter.bytes_scanned >= agreement.monthly_byte_quota
+    ):
+        return TooManyRequests(
+            "byte_quota_exhausted",
+            quota=agreement.monthly_byte_quota,
+            used=counter.bytes_scanned,
+            needed=measured.bytes_scanned,
+        )
+    return None
 
 
 def run_metered_query(
@@ -274,36 +396,31 @@ def run_metered_query(
 
     Refused and failed queries are recorded as `rejected`, never charged, and returned as a 4xx
     outcome rather than raised, so the record commits with the request. A retry with the same
-    Idempotency-Key gets the stored outcome back and records nothing new.
+    Idempotency-Key gets the stored outcome back and records nothing new, also when the retry
+    races the original: the key is checked again under the buyer's chain lock.
+
+    Locks, always in this order: the agreement's month counter, then the buyer's chain head.
     """
     actor.require(Role.BUYER)
-    if idempotency_key:
-        previous = repository.by_idempotency_key(session, actor.org_id, idempotency_key)
-        if previous is not None:
-            product = session.get(Product, previous.product_id)
-            if previous.sql != sql or product is None or product.slug != product_slug or previous.response is None:
-                raise Conflict("idempotency_conflict", key=idempotency_key)
-            return QueryOutcome(int(previous.response["status_code"]), dict(previous.response["body"]))
+    replay = _replay(session, actor, idempotency_key, product_slug, sql)
+    if replay is not None:
+        return replay
 
     product = products.visible_product(session, actor, product_slug)
     now = utcnow()
-    agreement = repository.active_agreement(session, actor.org_id, product.id, now)
-    if agreement is None:
-        raise Forbidden("no_agreement", slug=product_slug)
+    agreement = _agreement_for_query(session, actor, product, now)
+    attempt = _Attempt(actor, agreement, product_slug, sql, idempotency_key, now)
+    refusal = _agreement_refusal(agreement, now)
+    if refusal is not None:
+        return _refuse(session, attempt, refusal)
     month = _month_of(now)
-    quota = agreement.monthly_query_quota
 
-    counter = repository.month_counter(session, agreement.id, month)
-    if quota is not None and counter is not None and counter.accepted_queries >= quota:
-        return _refuse(
-            session,
-            actor,
-            agreement,
-            TooManyRequests("quota_exhausted", quota=quota),
-            sql=sql,
-            key=idempotency_key,
-            now=now,
-        )
+    # A cheap early refusal when the quota is already used up; the binding decision is below, locked.
+    early = _quota_refusal(
+        agreement, repository.month_counter(session, agreement.id, month), Measurements(0, 0, 0, 0, 0)
+    )
+    if early is not None:
+        return _refuse(session, attempt, early)
 
     version = session.get(ProductVersion, agreement.product_version_id)
     if version is None:  # pragma: no cover - agreements reference versions by foreign key
@@ -321,21 +438,16 @@ def run_metered_query(
             settings.sandbox_max_result_rows,
         )
     except (QueryRefused, QueryFailed) as error:
-        return _refuse(session, actor, agreement, error, sql=sql, key=idempotency_key, now=now)
+        return _refuse(session, attempt, error)
 
     # The quota and cap are decided under the counter's lock, in the transaction that writes the record.
     counter = repository.lock_month(session, agreement.id, month)
-    if quota is not None and counter.accepted_queries >= quota:
-        return _refuse(
-            session,
-            actor,
-            agreement,
-            TooManyRequests("quota_exhausted", quota=quota),
-            sql=sql,
-            key=idempotency_key,
-            now=now,
-            result=result,
-        )
+    locked = _lock_chain(session, attempt)
+    if isinstance(locked, QueryOutcome):
+        return locked
+    over = _quota_refusal(agreement, counter, result.measurements)
+    if over is not None:
+        return _refuse(session, attempt, over, result=result, head=locked)
     charge = rate_query(
         PlanTerms.from_snapshot(agreement.plan),
         public_interest=Purpose(agreement.purpose).is_public_interest,
@@ -345,19 +457,11 @@ def run_metered_query(
     )
     counter.accepted_queries += 1
     counter.charged_minor += charge.amount_minor
-    record = _record(
-        session,
-        actor,
-        agreement,
-        sql=sql,
-        key=idempotency_key,
-        now=now,
-        charge_type=charge.charge_type,
-        amount_minor=charge.amount_minor,
-        result=result,
-    )
+    counter.rows_scanned += result.measurements.rows_scanned
+    counter.bytes_scanned += result.measurements.bytes_scanned
+    record_id = new_id("qry")
     body = {
-        "query_id": record.id,
+        "query_id": record_id,
         "columns": result.columns,
         "rows": result.rows,
         "suppressed_groups": result.measurements.suppressed_groups,
@@ -369,14 +473,14 @@ def run_metered_query(
         },
         "agreement_id": agreement.id,
     }
-    if idempotency_key:
-        record.response = {"status_code": 200, "body": body}
-    return QueryOutcome(200, body)
-
-
-def usage_page(
-    session: Session, actor: Principal, *, limit: int, before: tuple[datetime, str] | None
-) -> Sequence[UsageRecord]:
-    """The caller organisation's own usage records, newest first."""
-    actor.require(Role.BUYER)
-    return repository.usage_page(session, actor.org_id, limit=limit, before=before)
+    return _append(
+        session,
+        attempt,
+        locked,
+        status_code=200,
+        body=body,
+        record_id=record_id,
+        charge_type=charge.charge_type,
+        amount_minor=charge.amount_minor,
+        result=result,
+    )
