@@ -1,0 +1,88 @@
+"""The usage log is tamper-evident: `market usage verify` checks every chain and names the first broken record."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlalchemy import delete, select, update
+from typer.testing import CliRunner
+
+from market.accounts.models import Role
+from market.cli import app
+from market.settings import get_settings
+from metering.models import UsageRecord
+from tests.conftest import Market
+from tests.factories import grant, listed_product, query
+from tests.metering.helpers import BY_REGION, usage
+
+
+@pytest.fixture
+def verify(market: Market, monkeypatch: pytest.MonkeyPatch):
+    """Run `market usage verify --json` against the test's database; returns (exit code, report)."""
+    monkeypatch.setenv("MARKET_DATABASE_URL", market.settings.effective_database_url)
+    monkeypatch.setenv("MARKET_DATA_DIR", str(market.settings.data_dir))
+
+    def run() -> tuple[int, dict]:
+        get_settings.cache_clear()
+        try:
+            result = CliRunner().invoke(app, ["usage", "verify", "--json"])
+        finally:
+            get_settings.cache_clear()
+        return result.exit_code, json.loads(result.stdout.splitlines()[0])
+
+    return run
+
+
+def _some_usage(market: Market) -> list[dict]:
+    listed = listed_product(market)
+    first, second = market.actor(Role.BUYER), market.actor(Role.BUYER)
+    grant(market, listed, first, purpose="commercial", plan="standard")
+    grant(market, listed, second, purpose="public_welfare", plan="public")
+    for sql in (BY_REGION, "SELECT max(amount) FROM people", BY_REGION, BY_REGION):
+        query(market, first, listed.slug, sql)
+    query(market, second, listed.slug, BY_REGION)
+    return usage(market, first)[::-1]  # oldest first
+
+
+def test_an_untouched_log_verifies(market: Market, verify) -> None:
+    _some_usage(market)
+    code, report = verify()
+    assert code == 0 and report == {"ok": True, "chains": 2, "records": 5, "breaks": []}
+
+
+def test_editing_an_amount_is_caught_at_that_record(market: Market, verify) -> None:
+    records = _some_usage(market)
+    tampered = records[2]
+    with market.database.transaction() as session:
+        session.execute(update(UsageRecord).where(UsageRecord.id == tampered["id"]).values(amount_minor=1))
+    code, report = verify()
+    assert code == 1 and not report["ok"]
+    assert [(b["record_id"], b["chain_seq"]) for b in report["breaks"]] == [(tampered["id"], 3)]
+    assert "edited" in report["breaks"][0]["reason"]
+
+
+def test_rehashing_an_edited_record_breaks_the_next_link(market: Market, verify) -> None:
+    from metering.chain import record_hash
+
+    records = _some_usage(market)
+    with market.database.transaction() as session:
+        row = session.scalars(select(UsageRecord).where(UsageRecord.id == records[1]["id"])).one()
+        row.sql = "SELECT 1"
+        row.record_hash = record_hash(row, row.prev_hash)
+    code, report = verify()
+    assert code == 1 and report["breaks"][0]["record_id"] == records[2]["id"]
+    assert "prev_hash" in report["breaks"][0]["reason"]
+
+
+def test_deleting_records_is_caught(market: Market, verify) -> None:
+    records = _some_usage(market)
+    with market.database.transaction() as session:
+        session.execute(delete(UsageRecord).where(UsageRecord.id == records[1]["id"]))
+    code, report = verify()
+    assert code == 1 and report["breaks"][0]["record_id"] == records[2]["id"]
+
+    with market.database.transaction() as session:
+        session.execute(delete(UsageRecord).where(UsageRecord.id.in_([r["id"] for r in records[2:]])))
+    code, report = verify()
+    assert code == 1 and report["breaks"][0]["record_id"] == "(chain head)"
