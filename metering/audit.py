@@ -65,6 +65,7 @@ def present(session: Session, records: Sequence[UsageRecord]) -> list[AuditRecor
         AuditRecordOut(
             id=r.id,
             created_at=r.created_at,
+            finished_at=r.finished_at,
             buyer_org_id=r.buyer_org_id,
             buyer=buyers.get(r.buyer_org_id, ""),
             user_id=r.user_id,

@@ -54,6 +54,7 @@ HASHED_FIELDS = (
     "currency",
     "month",
     "created_at",
+    "finished_at",
 )
 
 

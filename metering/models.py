@@ -97,7 +97,8 @@ class Agreement(Base):
     valid_until: Mapped[datetime]
     revoked_reason: Mapped[str] = mapped_column(Text, default="")
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
-    revoked_by: Mapped[str | None] = mapped_column(ForeignKey("users.id"), default=None)
+    revoked_by: Mapped[str | None] = mapped_column(String(32), default=None)
+    """The user who revoked (a users.id; no foreign key so SQLite can add the column in place)."""
     revoked_by_role: Mapped[str | None] = mapped_column(String(20), default=None)
     product_version_number: Mapped[int | None] = mapped_column(default=None)
     zone: Mapped[str | None] = mapped_column(String(50), default=None)
@@ -141,7 +142,7 @@ class UsageRecord(Base):
     __tablename__ = "usage_records"
     __table_args__ = (
         UniqueConstraint("buyer_org_id", "idempotency_key"),
-        UniqueConstraint("buyer_org_id", "chain_seq", name="uq_usage_records_buyer_chain_seq"),
+        Index("uq_usage_records_buyer_chain_seq", "buyer_org_id", "chain_seq", unique=True),
         Index("ix_usage_records_buyer_created", "buyer_org_id", "created_at"),
         Index("ix_usage_records_product_created", "product_id", "created_at"),
     )
@@ -174,6 +175,9 @@ class UsageRecord(Base):
     response: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     """The response body, kept so that a retry with the same Idempotency-Key gets it back (not hashed)."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    """When the attempt arrived; it counts in that month."""
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    """When the attempt was decided and recorded (None only for records older than the chain)."""
     chain_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     """Position in the buyer's hash chain, 1, 2, 3, ... (see metering.chain)."""
     prev_hash: Mapped[str] = mapped_column(String(64), default="", server_default="")

@@ -129,6 +129,7 @@ class UsageOut(BaseModel):
     amount_minor: int = Field(description="Minor units of `currency`.")
     currency: str
     created_at: datetime
+    finished_at: datetime | None
 
 
 class UsagePage(BaseModel):
@@ -168,6 +169,7 @@ class AuditRecordOut(BaseModel):
 
     id: str
     created_at: datetime
+    finished_at: datetime | None
     buyer_org_id: str
     buyer: str
     user_id: str

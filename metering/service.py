@@ -290,6 +290,7 @@ def _append(
         month=_month_of(attempt.now),
         response={"status_code": status_code, "body": body} if attempt.key else None,
         created_at=attempt.now,
+        finished_at=utcnow(),
     )
     chain.link(head, record)
     session.add(record)

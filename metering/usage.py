@@ -23,6 +23,7 @@ from products import service as products
 CSV_COLUMNS = (
     "id",
     "created_at",
+    "finished_at",
     "buyer_org_id",
     "agreement_id",
     "product_id",
