@@ -3,7 +3,8 @@
 Builds the demo marketplace (nyc-flights-2013, 336,776 rows) in a temporary directory, then times
 the same aggregate query (1) through sandbox.service.run_query directly and (2) through
 POST /v1/queries (auth, agreement, quota lock, rating, hash-chained usage record, commit), and
-(3) 64 concurrent queries on one agreement (all serialized on its month counter). Prints medians and ratios measured in one run.
+(3) 64 concurrent queries on one agreement (they serialize on its month counter).
+Prints medians and ratios measured in one run.
 
     python -m bench.metering_overhead [--rounds 30]
     MARKET_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/bench python -m bench.metering_overhead

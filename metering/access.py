@@ -32,10 +32,13 @@ def review_sla(reviewer: Role) -> timedelta:
 def allowed_scenarios(session: Session, product: Product) -> frozenset[str] | None:
     """The scenarios a request for `product` may name; None accepts any non-empty scenario.
 
-    HOOK(products): once products exposes the scenarios an operator's authorisation allows for a
-    product, return them here; request_access already refuses others with `scenario_not_allowed`.
+    HOOK(products): reads the product's own scenario list (`Product.scenarios`, which the products
+    context adds, each inside the operator's authorisation) when the column exists and is non-empty.
     """
-    return None
+    scenarios = getattr(product, "scenarios", None)
+    if not scenarios:
+        return None
+    return frozenset(str(s) for s in scenarios)
 
 
 def auto_approves_commercial(session: Session, product_id: str) -> bool:

@@ -74,6 +74,12 @@ class PlanTerms:
         return Tier(up_to=None, per_query_minor=self.per_query_minor, per_gb_minor=self.per_gb_minor)
 
 
+def peak_rates(terms: PlanTerms) -> Tier:
+    """The highest per-query and per-GB rates a plan can charge (across its tiers): what a fee cap must bound."""
+    tiers = terms.tiers or (Tier(None, terms.per_query_minor, terms.per_gb_minor),)
+    return Tier(None, max(t.per_query_minor for t in tiers), max(t.per_gb_minor for t in tiers))
+
+
 @dataclass(frozen=True)
 class Charge:
     charge_type: ChargeType

@@ -126,3 +126,18 @@ def test_the_operator_can_auto_approve_commercial_requests(market: Market) -> No
     # public-interest requests still go to the regulator
     public = ask(market, market.actor(Role.BUYER), listed.slug, plan="public", purpose="public_welfare").json()
     assert public["status"] == "pending" and public["reviewer_role"] == "regulator"
+
+
+def test_a_scenario_must_be_one_the_product_allows(market: Market, monkeypatch) -> None:
+    from metering import access
+
+    listed = listed_product(market)
+    monkeypatch.setattr(access, "allowed_scenarios", lambda session, product: frozenset({"route-planning"}))
+    buyer = market.actor(Role.BUYER)
+    refused = ask(market, buyer, listed.slug, plan="standard", purpose="commercial", scenario="marketing")
+    assert refused.status_code == 422 and refused.json()["error"]["code"] == "scenario_not_allowed"
+    assert "route-planning" in refused.json()["error"]["message"]
+    assert (
+        ask(market, buyer, listed.slug, plan="standard", purpose="commercial", scenario="route-planning").status_code
+        == 201
+    )

@@ -165,3 +165,12 @@ def test_a_plan_snapshot_round_trips_tiers_exactly() -> None:
     assert terms.tier_for(1) == terms.tier_for(2) == Tier(2, 100, Decimal("0.5"))
     assert terms.tier_for(3).per_query_minor == 50
     assert list_price(terms, 10**9, 1) == 101  # 100 + 0.5 fen, rounded half away from zero
+
+
+def test_peak_rates_cover_every_tier() -> None:
+    from metering.pricing import peak_rates
+
+    flat = PlanTerms(currency="CNY", per_query_minor=7, per_gb_minor=Decimal("3"))
+    assert (peak_rates(flat).per_query_minor, peak_rates(flat).per_gb_minor) == (7, Decimal("3"))
+    tiered = PlanTerms(currency="CNY", tiers=(Tier(5, 100, Decimal("1")), Tier(None, 50, Decimal("9"))))
+    assert (peak_rates(tiered).per_query_minor, peak_rates(tiered).per_gb_minor) == (100, Decimal("9"))
