@@ -11,6 +11,9 @@ this up). `verify` recomputes every chain and names the first record that does n
 
 The hash covers every field that states what happened and what it cost. It leaves out
 `response`, the replay copy of the body kept for Idempotency-Key retries.
+
+Append-only is enforced twice: database triggers (migration 0002_metering) refuse UPDATE and
+DELETE on usage_records, and the chain reveals any change made by someone who removed them.
 """
 
 from __future__ import annotations

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from tests.conftest import Actor, Market
-from tests.factories import Listed
 
 BY_REGION = "SELECT region, count(*) AS n, sum(amount) AS total FROM people GROUP BY region ORDER BY region"
 
@@ -42,4 +41,13 @@ def commercial_plan(**terms: Any) -> list[dict[str, Any]]:
     ]
 
 
-__all__ = ["BY_REGION", "Listed", "agreement_of", "ask", "commercial_plan", "decide", "usage"]
+def bypass_append_only(market: Market) -> None:
+    """Remove the database's append-only guard, as an attacker with database access could."""
+    from sqlalchemy import text
+
+    with market.database.engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("ALTER TABLE usage_records DISABLE TRIGGER usage_records_append_only"))
+        else:
+            connection.execute(text("DROP TRIGGER usage_records_no_update"))
+            connection.execute(text("DROP TRIGGER usage_records_no_delete"))

@@ -6,6 +6,7 @@ import json
 
 import pytest
 from sqlalchemy import delete, select, update
+from sqlalchemy.exc import DBAPIError
 from typer.testing import CliRunner
 
 from market.accounts.models import Role
@@ -14,7 +15,7 @@ from market.settings import get_settings
 from metering.models import UsageRecord
 from tests.conftest import Market
 from tests.factories import grant, listed_product, query
-from tests.metering.helpers import BY_REGION, usage
+from tests.metering.helpers import BY_REGION, bypass_append_only, usage
 
 
 @pytest.fixture
@@ -42,7 +43,20 @@ def _some_usage(market: Market) -> list[dict]:
     for sql in (BY_REGION, "SELECT max(amount) FROM people", BY_REGION, BY_REGION):
         query(market, first, listed.slug, sql)
     query(market, second, listed.slug, BY_REGION)
-    return usage(market, first)[::-1]  # oldest first
+    records = usage(market, first)[::-1]  # oldest first
+    bypass_append_only(market)
+    return records
+
+
+def test_the_database_refuses_to_edit_or_delete_usage_records(market: Market) -> None:
+    listed = listed_product(market)
+    buyer = market.actor(Role.BUYER)
+    grant(market, listed, buyer, purpose="commercial", plan="standard")
+    query(market, buyer, listed.slug, BY_REGION)
+    for statement in (update(UsageRecord).values(amount_minor=0), delete(UsageRecord)):
+        with pytest.raises(DBAPIError, match="append-only"), market.database.transaction() as session:
+            session.execute(statement)
+    assert usage(market, buyer)[0]["amount_minor"] == 150
 
 
 def test_an_untouched_log_verifies(market: Market, verify) -> None:

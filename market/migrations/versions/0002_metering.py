@@ -94,6 +94,43 @@ def upgrade() -> None:
     _chain_existing_usage()
 
     op.create_index("uq_usage_records_buyer_chain_seq", "usage_records", ["buyer_org_id", "chain_seq"], unique=True)
+    _forbid_changes_to_usage()
+
+
+APPEND_ONLY_MESSAGE = "usage_records is append-only: corrections are new records, never edits"
+
+
+def _forbid_changes_to_usage() -> None:
+    """Refuse UPDATE and DELETE on usage_records in the database itself (the hash chain detects the rest)."""
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(
+            "CREATE FUNCTION usage_records_append_only() RETURNS trigger LANGUAGE plpgsql AS $$ "
+            f"BEGIN RAISE EXCEPTION '{APPEND_ONLY_MESSAGE} (% refused)', TG_OP; END $$"
+        )
+        op.execute(
+            "CREATE TRIGGER usage_records_append_only BEFORE UPDATE OR DELETE ON usage_records "
+            "FOR EACH ROW EXECUTE FUNCTION usage_records_append_only()"
+        )
+        op.execute(
+            "CREATE TRIGGER usage_records_no_truncate BEFORE TRUNCATE ON usage_records "
+            "FOR EACH STATEMENT EXECUTE FUNCTION usage_records_append_only()"
+        )
+    else:
+        for event in ("UPDATE", "DELETE"):
+            op.execute(
+                f"CREATE TRIGGER usage_records_no_{event.lower()} BEFORE {event} ON usage_records "
+                f"BEGIN SELECT RAISE(ABORT, '{APPEND_ONLY_MESSAGE}'); END"
+            )
+
+
+def _allow_changes_to_usage() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP TRIGGER IF EXISTS usage_records_no_truncate ON usage_records")
+        op.execute("DROP TRIGGER IF EXISTS usage_records_append_only ON usage_records")
+        op.execute("DROP FUNCTION IF EXISTS usage_records_append_only()")
+    else:
+        op.execute("DROP TRIGGER IF EXISTS usage_records_no_update")
+        op.execute("DROP TRIGGER IF EXISTS usage_records_no_delete")
 
 
 def _chain_existing_usage() -> None:
@@ -134,6 +171,7 @@ def _chain_existing_usage() -> None:
 def downgrade() -> None:
     # Columns are dropped in place (SQLite >= 3.35 supports it): recreating tables that other
     # tables reference would fail on SQLite with foreign keys on.
+    _allow_changes_to_usage()
     op.drop_index("uq_usage_records_buyer_chain_seq", table_name="usage_records")
     op.drop_index("ix_usage_records_product_created", table_name="usage_records")
     with op.batch_alter_table("usage_records", schema=None, recreate="never") as batch_op:
