@@ -95,13 +95,36 @@ def lock_head(session: Session, buyer_org_id: str) -> UsageChainHead:
     ).one()
 
 
+def _apply_column_defaults(record: UsageRecord) -> None:
+    """Fill unset fields with their column defaults now, so the hash covers the values that get stored."""
+    for column in UsageRecord.__table__.columns:
+        default = column.default
+        if default is None or getattr(record, column.key) is not None:
+            continue
+        value = default.arg(None) if callable(default.arg) else default.arg
+        setattr(record, column.key, value)
+
+
 def link(head: UsageChainHead, record: UsageRecord) -> None:
     """Give `record` the next place in the chain whose locked head is `head`, and advance the head."""
+    _apply_column_defaults(record)
     record.chain_seq = head.last_seq + 1
     record.prev_hash = head.last_hash
     record.record_hash = record_hash(record, head.last_hash)
     head.last_seq = record.chain_seq
     head.last_hash = record.record_hash
+
+
+def append(session: Session, record: UsageRecord) -> UsageRecord:
+    """Append a fully built usage record to its buyer's chain (locks the head; flushes).
+
+    The one way to write a usage record outside the metered query path (imports, fixtures):
+    the append-only triggers and the unique (buyer, chain_seq) index refuse anything else.
+    """
+    link(lock_head(session, record.buyer_org_id), record)
+    session.add(record)
+    session.flush()
+    return record
 
 
 @dataclass(frozen=True)

@@ -39,15 +39,3 @@ def commercial_plan(**terms: Any) -> list[dict[str, Any]]:
         {"code": "public", "title": "Public interest", "kind": "public_interest", "monthly_query_quota": 1000},
         {"code": "paid", "title": "Commercial", "kind": "commercial", **terms},
     ]
-
-
-def bypass_append_only(market: Market) -> None:
-    """Remove the database's append-only guard, as an attacker with database access could."""
-    from sqlalchemy import text
-
-    with market.database.engine.begin() as connection:
-        if connection.dialect.name == "postgresql":
-            connection.execute(text("ALTER TABLE usage_records DISABLE TRIGGER usage_records_append_only"))
-        else:
-            connection.execute(text("DROP TRIGGER usage_records_no_update"))
-            connection.execute(text("DROP TRIGGER usage_records_no_delete"))

@@ -14,8 +14,8 @@ from market.cli import app
 from market.settings import get_settings
 from metering.models import UsageRecord
 from tests.conftest import Market
-from tests.factories import grant, listed_product, query
-from tests.metering.helpers import BY_REGION, bypass_append_only, usage
+from tests.factories import bypass_append_only, grant, listed_product, query
+from tests.metering.helpers import BY_REGION, usage
 
 
 @pytest.fixture
@@ -100,3 +100,34 @@ def test_deleting_records_is_caught(market: Market, verify) -> None:
         session.execute(delete(UsageRecord).where(UsageRecord.id.in_([r["id"] for r in records[2:]])))
     code, report = verify()
     assert code == 1 and report["breaks"][0]["record_id"] == "(chain head)"
+
+
+def test_records_written_outside_the_query_path_join_the_chain(market: Market, verify) -> None:
+    from market.clock import new_id, utcnow
+    from metering.chain import append
+    from metering.models import Agreement
+
+    _some_usage(market)
+    with market.database.transaction() as session:
+        agreement = session.scalars(select(Agreement)).first()
+        assert agreement is not None
+        last = session.scalars(select(UsageRecord).where(UsageRecord.buyer_org_id == agreement.buyer_org_id)).all()
+        record = UsageRecord(
+            id=new_id("qry"),
+            agreement_id=agreement.id,
+            buyer_org_id=agreement.buyer_org_id,
+            user_id=last[0].user_id,
+            product_id=agreement.product_id,
+            product_version_id=agreement.product_version_id,
+            purpose=agreement.purpose,
+            sql="SELECT 1",
+            charge_type="billable",
+            amount_minor=5,
+            currency=agreement.currency,
+            month=utcnow().strftime("%Y-%m"),
+            created_at=utcnow(),
+        )
+        append(session, record)
+        assert record.chain_seq == max(r.chain_seq for r in last) + 1
+    code, report = verify()
+    assert code == 0 and report["records"] == 6
