@@ -74,6 +74,10 @@ EN: dict[str, str] = {
         "use fewer columns, or ask for a larger quota."
     ),
     "usage_record_not_found": "No query '{record}' in the usage log.",
+    "agreement_not_yours": (
+        "Agreement '{agreement}' is not one of yours on '{slug}'; list yours with GET /v1/agreements."
+    ),
+    "agreement_not_started": "Agreement '{agreement}' is valid from {since}; query again then.",
     "invalid_date_range": "The range from {since} to {until} ends before it starts; swap the dates.",
     # Sandbox
     "sql_syntax": "The SQL could not be parsed: {detail}. Send one SELECT statement in DuckDB's dialect.",

@@ -107,6 +107,9 @@ class QueryIn(BaseModel):
 
     product: str = Field(description="The product's slug.")
     sql: str = Field(min_length=1, max_length=100_000, description="One SELECT in DuckDB's dialect.")
+    agreement: str | None = Field(
+        default=None, max_length=32, description="Which of your agreements on the product to use; default the newest."
+    )
 
 
 class UsageOut(BaseModel):

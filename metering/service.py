@@ -335,8 +335,20 @@ def _refuse(
     )
 
 
-def _agreement_for_query(session: Session, actor: Principal, product: Product, now: datetime) -> Agreement:
-    """The caller's active agreement, or the latest one when it is revoked or expired, or 403."""
+def _agreement_for_query(
+    session: Session, actor: Principal, product: Product, now: datetime, agreement_id: str | None
+) -> Agreement:
+    """The agreement a query runs under, or 403.
+
+    With `agreement_id`, that agreement of the caller on this product (a buyer holding, say, a
+    public-interest and a commercial agreement chooses). Otherwise the newest active one, or the
+    newest of any state, so that a revoked or expired agreement is refused with its own code.
+    """
+    if agreement_id is not None:
+        chosen = session.get(Agreement, agreement_id)
+        if chosen is None or chosen.buyer_org_id != actor.org_id or chosen.product_id != product.id:
+            raise Forbidden("agreement_not_yours", agreement=agreement_id, slug=product.slug)
+        return chosen
     agreement = repository.active_agreement(session, actor.org_id, product.id, now)
     if agreement is not None:
         return agreement
@@ -352,6 +364,8 @@ def _agreement_refusal(agreement: Agreement, now: datetime) -> MarketError | Non
         return Forbidden("agreement_revoked", agreement=agreement.id, reason=agreement.revoked_reason or "-")
     if status == AgreementStatus.EXPIRED:
         return Forbidden("agreement_expired", agreement=agreement.id, until=agreement.valid_until.date().isoformat())
+    if now < agreement.valid_from:
+        return Forbidden("agreement_not_started", agreement=agreement.id, since=agreement.valid_from.isoformat())
     return None
 
 
@@ -392,6 +406,7 @@ def run_metered_query(
     product_slug: str,
     sql: str,
     idempotency_key: str | None,
+    agreement_id: str | None = None,
 ) -> QueryOutcome:
     """Run a buyer's query under its agreement and record exactly one usage record for the attempt.
 
@@ -409,7 +424,7 @@ def run_metered_query(
 
     product = products.visible_product(session, actor, product_slug)
     now = utcnow()
-    agreement = _agreement_for_query(session, actor, product, now)
+    agreement = _agreement_for_query(session, actor, product, now, agreement_id)
     attempt = _Attempt(actor, agreement, product_slug, sql, idempotency_key, now)
     refusal = _agreement_refusal(agreement, now)
     if refusal is not None:

@@ -158,3 +158,26 @@ def test_agreement_lists_respect_tenancy(market: Market) -> None:
     theirs_id = agreement_of(market, theirs)["id"]
     assert market.client.get(f"/v1/agreements/{theirs_id}", headers=mine.headers).status_code == 404
     assert market.client.get(f"/v1/agreements/{theirs_id}", headers=other_listed.operator.headers).status_code == 404
+
+
+def test_a_buyer_with_two_agreements_chooses_which_one_a_query_runs_under(market: Market) -> None:
+    listed = listed_product(market)
+    buyer = market.actor(Role.BUYER)
+    grant(market, listed, buyer, purpose="public_welfare", plan="public")
+    grant(market, listed, buyer, purpose="commercial", plan="standard")
+    by_purpose = {a["purpose"]: a["id"] for a in market.client.get("/v1/agreements", headers=buyer.headers).json()}
+    newest = query(market, buyer, listed.slug, BY_REGION).json()
+    assert newest["agreement_id"] == by_purpose["commercial"] and newest["charge"]["charge_type"] == "billable"
+    chosen = market.client.post(
+        "/v1/queries",
+        headers=buyer.headers,
+        json={"product": listed.slug, "sql": BY_REGION, "agreement": by_purpose["public_welfare"]},
+    ).json()
+    assert chosen["agreement_id"] == by_purpose["public_welfare"] and chosen["charge"]["charge_type"] == "free_public"
+    other = market.actor(Role.BUYER)
+    grant(market, listed, other, purpose="commercial", plan="standard")
+    theirs = agreement_of(market, other)["id"]
+    stolen = market.client.post(
+        "/v1/queries", headers=buyer.headers, json={"product": listed.slug, "sql": BY_REGION, "agreement": theirs}
+    )
+    assert stolen.status_code == 403 and stolen.json()["error"]["code"] == "agreement_not_yours"
