@@ -4,26 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy.orm import Session
 
 from market.accounts.models import Role
 from market.accounts.service import Principal
 from market.clock import new_id, utcnow
-from market.errors import Conflict, Forbidden, MarketError, NotFound, TooManyRequests, Unprocessable
+from market.errors import Conflict, Forbidden, NotFound, Unprocessable
 from market.settings import Settings
-from metering import access, chain, repository
+from metering import access, attempts, repository
+from metering.attempts import QueryOutcome
 from metering.models import (
     AccessRequest,
     Agreement,
-    AgreementMonth,
-    AgreementStatus,
-    ChargeType,
     Purpose,
     RequestStatus,
-    UsageChainHead,
-    UsageRecord,
 )
 from metering.pricing import PlanTerms, rate_query
 from products import service as products
@@ -32,7 +27,7 @@ from products.schemas import PlanOut
 from sandbox.engine import EngineLimits
 from sandbox.errors import QueryFailed, QueryRefused
 from sandbox.policy import ProtectionPolicy
-from sandbox.service import Measurements, QueryResult
+from sandbox.service import Measurements
 from sandbox.service import run_query as sandbox_run
 
 DEFAULT_VALIDITY = timedelta(days=365)
@@ -213,128 +208,6 @@ def _freeze_agreement(
 # -- the metered query ----------------------------------------------------------------------------
 
 
-@dataclass
-class QueryOutcome:
-    """What a query attempt produced: an HTTP status and body, already recorded as usage."""
-
-    status_code: int
-    body: dict[str, Any]
-
-
-def _month_of(moment: datetime) -> str:
-    return moment.strftime("%Y-%m")
-
-
-def _replay(session: Session, actor: Principal, key: str | None, product_slug: str, sql: str) -> QueryOutcome | None:
-    """The stored outcome of an earlier attempt with this Idempotency-Key, if there was one."""
-    if not key:
-        return None
-    previous = repository.by_idempotency_key(session, actor.org_id, key)
-    if previous is None:
-        return None
-    product = session.get(Product, previous.product_id)
-    if previous.sql != sql or product is None or product.slug != product_slug or previous.response is None:
-        raise Conflict("idempotency_conflict", key=key)
-    return QueryOutcome(int(previous.response["status_code"]), dict(previous.response["body"]))
-
-
-@dataclass
-class _Attempt:
-    """One query attempt in progress: who, under which agreement, what SQL, when."""
-
-    actor: Principal
-    agreement: Agreement
-    product_slug: str
-    sql: str
-    key: str | None
-    now: datetime
-
-
-def _append(
-    session: Session,
-    attempt: _Attempt,
-    head: UsageChainHead,
-    *,
-    status_code: int,
-    body: dict[str, Any],
-    record_id: str,
-    charge_type: ChargeType,
-    amount_minor: int = 0,
-    result: QueryResult | None = None,
-    error: MarketError | None = None,
-) -> QueryOutcome:
-    """Write the attempt's one usage record, linked into the buyer's hash chain (whose head is locked)."""
-    measured = result.measurements if result else Measurements(0, 0, 0, 0, 0)
-    agreement = attempt.agreement
-    record = UsageRecord(
-        id=record_id,
-        agreement_id=agreement.id,
-        buyer_org_id=attempt.actor.org_id,
-        user_id=attempt.actor.user_id,
-        product_id=agreement.product_id,
-        product_version_id=agreement.product_version_id,
-        purpose=agreement.purpose,
-        idempotency_key=attempt.key,
-        sql=attempt.sql,
-        sql_run=result.sql_run if result else "",
-        error_code=error.code if error else None,
-        rows_scanned=measured.rows_scanned,
-        bytes_scanned=measured.bytes_scanned,
-        cpu_ms=measured.cpu_ms,
-        result_rows=measured.result_rows,
-        result_columns=list(result.columns) if result else [],
-        suppressed_groups=measured.suppressed_groups,
-        charge_type=charge_type.value,
-        amount_minor=amount_minor,
-        currency=agreement.currency,
-        month=_month_of(attempt.now),
-        response={"status_code": status_code, "body": body} if attempt.key else None,
-        created_at=attempt.now,
-        finished_at=utcnow(),
-    )
-    chain.link(head, record)
-    session.add(record)
-    session.flush()
-    return QueryOutcome(status_code, body)
-
-
-def _lock_chain(session: Session, attempt: _Attempt) -> UsageChainHead | QueryOutcome:
-    """Lock the buyer's chain head; a concurrent duplicate of this Idempotency-Key is visible from here on."""
-    head = chain.lock_head(session, attempt.actor.org_id)
-    replay = _replay(session, attempt.actor, attempt.key, attempt.product_slug, attempt.sql)
-    return replay if replay is not None else head
-
-
-def _refuse(
-    session: Session,
-    attempt: _Attempt,
-    error: MarketError,
-    *,
-    result: QueryResult | None = None,
-    head: UsageChainHead | None = None,
-) -> QueryOutcome:
-    """Record a refused attempt as `rejected`, for 0, and return its 4xx outcome."""
-    if head is None:
-        locked = _lock_chain(session, attempt)
-        if isinstance(locked, QueryOutcome):
-            return locked
-        head = locked
-    record_id = new_id("qry")
-    body = error.to_body()
-    body["error"]["query_id"] = record_id
-    return _append(
-        session,
-        attempt,
-        head,
-        status_code=error.status_code,
-        body=body,
-        record_id=record_id,
-        charge_type=ChargeType.REJECTED,
-        result=result,
-        error=error,
-    )
-
-
 def _agreement_for_query(
     session: Session, actor: Principal, product: Product, now: datetime, agreement_id: str | None
 ) -> Agreement:
@@ -358,46 +231,6 @@ def _agreement_for_query(
     return latest
 
 
-def _agreement_refusal(agreement: Agreement, now: datetime) -> MarketError | None:
-    status = agreement.effective_status(now)
-    if status == AgreementStatus.REVOKED:
-        return Forbidden("agreement_revoked", agreement=agreement.id, reason=agreement.revoked_reason or "-")
-    if status == AgreementStatus.EXPIRED:
-        return Forbidden("agreement_expired", agreement=agreement.id, until=agreement.valid_until.date().isoformat())
-    if now < agreement.valid_from:
-        return Forbidden("agreement_not_started", agreement=agreement.id, since=agreement.valid_from.isoformat())
-    return None
-
-
-def _quota_refusal(agreement: Agreement, counter: AgreementMonth | None, measured: Measurements) -> MarketError | None:
-    """The quota this query would break, if any, given this month's totals so far."""
-    if counter is None:
-        return None
-    if agreement.monthly_query_quota is not None and counter.accepted_queries >= agreement.monthly_query_quota:
-        return TooManyRequests("quota_exhausted", quota=agreement.monthly_query_quota)
-    if agreement.monthly_row_quota is not None and (
-        counter.rows_scanned + measured.rows_scanned > agreement.monthly_row_quota
-        or counter.rows_scanned >= agreement.monthly_row_quota
-    ):
-        return TooManyRequests(
-            "row_quota_exhausted",
-            quota=agreement.monthly_row_quota,
-            used=counter.rows_scanned,
-            needed=measured.rows_scanned,
-        )
-    if agreement.monthly_byte_quota is not None and (
-        counter.bytes_scanned + measured.bytes_scanned > agreement.monthly_byte_quota
-        or counter.bytes_scanned >= agreement.monthly_byte_quota
-    ):
-        return TooManyRequests(
-            "byte_quota_exhausted",
-            quota=agreement.monthly_byte_quota,
-            used=counter.bytes_scanned,
-            needed=measured.bytes_scanned,
-        )
-    return None
-
-
 def run_metered_query(
     session: Session,
     settings: Settings,
@@ -418,25 +251,25 @@ def run_metered_query(
     Locks, always in this order: the agreement's month counter, then the buyer's chain head.
     """
     actor.require(Role.BUYER)
-    replay = _replay(session, actor, idempotency_key, product_slug, sql)
+    replay = attempts.replay(session, actor, idempotency_key, product_slug, sql)
     if replay is not None:
         return replay
 
     product = products.visible_product(session, actor, product_slug)
     now = utcnow()
     agreement = _agreement_for_query(session, actor, product, now, agreement_id)
-    attempt = _Attempt(actor, agreement, product_slug, sql, idempotency_key, now)
-    refusal = _agreement_refusal(agreement, now)
+    attempt = attempts.Attempt(actor, agreement, product_slug, sql, idempotency_key, now)
+    refusal = attempts.agreement_refusal(agreement, now)
     if refusal is not None:
-        return _refuse(session, attempt, refusal)
-    month = _month_of(now)
+        return attempts.refuse(session, attempt, refusal)
+    month = attempts.month_of(now)
 
     # A cheap early refusal when the quota is already used up; the binding decision is below, locked.
-    early = _quota_refusal(
+    early = attempts.quota_refusal(
         agreement, repository.month_counter(session, agreement.id, month), Measurements(0, 0, 0, 0, 0)
     )
     if early is not None:
-        return _refuse(session, attempt, early)
+        return attempts.refuse(session, attempt, early)
 
     version = session.get(ProductVersion, agreement.product_version_id)
     if version is None:  # pragma: no cover - agreements reference versions by foreign key
@@ -454,16 +287,16 @@ def run_metered_query(
             settings.sandbox_max_result_rows,
         )
     except (QueryRefused, QueryFailed) as error:
-        return _refuse(session, attempt, error)
+        return attempts.refuse(session, attempt, error)
 
     # The quota and cap are decided under the counter's lock, in the transaction that writes the record.
     counter = repository.lock_month(session, agreement.id, month)
-    locked = _lock_chain(session, attempt)
+    locked = attempts.lock_chain(session, attempt)
     if isinstance(locked, QueryOutcome):
         return locked
-    over = _quota_refusal(agreement, counter, result.measurements)
+    over = attempts.quota_refusal(agreement, counter, result.measurements)
     if over is not None:
-        return _refuse(session, attempt, over, result=result, head=locked)
+        return attempts.refuse(session, attempt, over, result=result, head=locked)
     charge = rate_query(
         PlanTerms.from_snapshot(agreement.plan),
         public_interest=Purpose(agreement.purpose).is_public_interest,
@@ -489,7 +322,7 @@ def run_metered_query(
         },
         "agreement_id": agreement.id,
     }
-    return _append(
+    return attempts.append(
         session,
         attempt,
         locked,
