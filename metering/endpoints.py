@@ -166,9 +166,12 @@ def run_query(
 def _decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         stamp, record_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
-        return datetime.fromisoformat(stamp), record_id
+        moment = datetime.fromisoformat(stamp)
     except (ValueError, UnicodeDecodeError) as error:
         raise BadRequest("invalid_request", detail="cursor is not one this API returned") from error
+    if moment.tzinfo is None:
+        raise BadRequest("invalid_request", detail="cursor is not one this API returned")
+    return moment, record_id
 
 
 def _encode_cursor(created_at: datetime, record_id: str) -> str:

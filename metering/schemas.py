@@ -25,9 +25,9 @@ class DecisionIn(BaseModel):
 
     decision: str = Field(pattern=r"^(approve|reject)$")
     reason: str = Field(default="", max_length=5_000, description="Required when rejecting.")
-    monthly_query_quota: int | None = Field(default=None, ge=1, description="Accepted queries per month.")
-    monthly_row_quota: int | None = Field(default=None, ge=1, description="Rows scanned per month.")
-    monthly_byte_quota: int | None = Field(default=None, ge=1, description="Bytes scanned per month.")
+    monthly_query_quota: int | None = Field(default=None, ge=1, le=2**31 - 1, description="Accepted queries per month.")
+    monthly_row_quota: int | None = Field(default=None, ge=1, le=2**63 - 1, description="Rows scanned per month.")
+    monthly_byte_quota: int | None = Field(default=None, ge=1, le=2**63 - 1, description="Bytes scanned per month.")
     valid_days: int | None = Field(default=None, ge=1, le=3650, description="The agreement's period; default 365.")
 
 

@@ -16,8 +16,8 @@ class TierIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    up_to: int | None = Field(default=None, ge=1)
-    per_query_minor: int = Field(default=0, ge=0, description="Fee per query in this tier, minor units.")
+    up_to: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    per_query_minor: int = Field(default=0, ge=0, le=2**53, description="Fee per query in this tier, minor units.")
     per_gb_minor: Decimal = Field(default=Decimal(0), ge=0, max_digits=18, decimal_places=6)
 
     @field_serializer("per_gb_minor")
@@ -53,8 +53,8 @@ class PlanIn(BaseModel):
     trial_queries: int = Field(default=0, ge=0)
     monthly_cap_minor: int | None = Field(default=None, ge=0)
     monthly_query_quota: int | None = Field(default=None, ge=1)
-    monthly_row_quota: int | None = Field(default=None, ge=1, description="Rows scanned per month.")
-    monthly_byte_quota: int | None = Field(default=None, ge=1, description="Bytes scanned per month.")
+    monthly_row_quota: int | None = Field(default=None, ge=1, le=2**63 - 1, description="Rows scanned per month.")
+    monthly_byte_quota: int | None = Field(default=None, ge=1, le=2**63 - 1, description="Bytes scanned per month.")
     tiers: Annotated[list[TierIn], AfterValidator(_check_tiers)] | None = Field(
         default=None, max_length=20, description="Graduated tiers; replace per_query_minor and per_gb_minor."
     )

@@ -82,3 +82,25 @@ def test_csv_exports_for_buyer_with_sql_and_for_operator_without(market: Market)
         csv.DictReader(io.StringIO(market.client.get("/v1/usage/export", headers=first.operator.headers).text))
     )
     assert len(operator_rows) == 3 and {r["sql"] for r in operator_rows} == {""}
+
+
+def test_malformed_cursors_and_huge_quotas_are_4xx(market: Market) -> None:
+    import base64
+
+    listed = listed_product(market)
+    buyer = market.actor(Role.BUYER)
+    naive = base64.urlsafe_b64encode(b"2026-01-01T00:00:00|qry_x").decode()
+    for cursor in ("bogus", naive, base64.urlsafe_b64encode(b"\xff\xfe").decode()):
+        response = market.client.get(f"/v1/usage?cursor={cursor}", headers=buyer.headers)
+        assert response.status_code == 400, (cursor, response.text)
+    request = market.client.post(
+        "/v1/access-requests",
+        headers=buyer.headers,
+        json={"product": listed.slug, "plan": "public", "purpose": "public_welfare", "scenario": "s"},
+    ).json()
+    huge = market.client.post(
+        f"/v1/access-requests/{request['id']}/decision",
+        headers=listed.regulator.headers,
+        json={"decision": "approve", "monthly_query_quota": 10**12},
+    )
+    assert huge.status_code == 422 and huge.json()["error"]["code"] == "invalid_request"
