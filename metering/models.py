@@ -145,6 +145,7 @@ class UsageRecord(Base):
         Index("uq_usage_records_buyer_chain_seq", "buyer_org_id", "chain_seq", unique=True),
         Index("ix_usage_records_buyer_created", "buyer_org_id", "created_at"),
         Index("ix_usage_records_product_created", "product_id", "created_at"),
+        Index("ix_usage_records_created", "created_at"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("qry"))

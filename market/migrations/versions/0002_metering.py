@@ -90,6 +90,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("prev_hash", sa.String(length=64), server_default="", nullable=False))
         batch_op.add_column(sa.Column("record_hash", sa.String(length=64), server_default="", nullable=False))
         batch_op.create_index("ix_usage_records_product_created", ["product_id", "created_at"], unique=False)
+        batch_op.create_index("ix_usage_records_created", ["created_at"], unique=False)
 
     _chain_existing_usage()
 
@@ -174,6 +175,7 @@ def downgrade() -> None:
     _allow_changes_to_usage()
     op.drop_index("uq_usage_records_buyer_chain_seq", table_name="usage_records")
     op.drop_index("ix_usage_records_product_created", table_name="usage_records")
+    op.drop_index("ix_usage_records_created", table_name="usage_records")
     with op.batch_alter_table("usage_records", schema=None, recreate="never") as batch_op:
         batch_op.drop_column("record_hash")
         batch_op.drop_column("finished_at")
