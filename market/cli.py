@@ -66,5 +66,11 @@ def serve_command(
     uvicorn.run(create_app(settings, database), host=host, port=port)
 
 
+# metering: `market usage verify`
+from metering.cli import usage_app  # noqa: E402
+
+app.add_typer(usage_app, name="usage")
+
+
 def main() -> None:
     app()

@@ -46,6 +46,39 @@ EN: dict[str, str] = {
     "duplicate_agreement": "You already hold an active agreement for '{slug}'.",
     "quota_exhausted": "The agreement's quota of {quota} queries this month is used up; ask for a larger quota.",
     "idempotency_conflict": "Idempotency-Key '{key}' was used for a different request; use a new key.",
+    # Metering: access requests, agreements, quotas, usage and audit
+    "scenario_required": "Name the scenario you will use the data in, e.g. 'route-planning'.",
+    "scenario_not_allowed": "Scenario '{scenario}' is not allowed for this product; allowed scenarios: {allowed}.",
+    "duplicate_request": (
+        "You already have a pending access request for '{slug}' with this purpose; "
+        "wait for its decision (GET /v1/access-requests)."
+    ),
+    "reason_required": "Give a reason; the other side sees it and needs to know what to change.",
+    "quota_required": (
+        "A public-interest approval needs a quota: give monthly_query_quota, monthly_row_quota or monthly_byte_quota."
+    ),
+    "agreement_not_found": "No agreement '{agreement}' is visible to you. List yours with GET /v1/agreements.",
+    "agreement_not_active": "Agreement '{agreement}' is {status}; only active agreements can be revoked.",
+    "agreement_revoked": (
+        "Agreement '{agreement}' was revoked ({reason}). Request access again with POST /v1/access-requests."
+    ),
+    "agreement_expired": (
+        "Agreement '{agreement}' expired on {until}. Request access again with POST /v1/access-requests."
+    ),
+    "row_quota_exhausted": (
+        "This query would scan {needed} rows, but {used} of the agreement's {quota} rows this month are used; "
+        "filter or aggregate less data, or ask for a larger quota."
+    ),
+    "byte_quota_exhausted": (
+        "This query would scan {needed} bytes, but {used} of the agreement's {quota} bytes this month are used; "
+        "use fewer columns, or ask for a larger quota."
+    ),
+    "usage_record_not_found": "No query '{record}' in the usage log.",
+    "agreement_not_yours": (
+        "Agreement '{agreement}' is not one of yours on '{slug}'; list yours with GET /v1/agreements."
+    ),
+    "agreement_not_started": "Agreement '{agreement}' is valid from {since}; query again then.",
+    "invalid_date_range": "The range from {since} to {until} ends before it starts; swap the dates.",
     # Sandbox
     "sql_syntax": "The SQL could not be parsed: {detail}. Send one SELECT statement in DuckDB's dialect.",
     "multiple_statements": "Send exactly one SELECT statement; found {count}.",

@@ -85,11 +85,19 @@ class PricePlan(Base):
     per_gb_minor: Mapped[Decimal] = mapped_column(Numeric(18, 6), default=Decimal(0))
     """Fee per GB (10^9 bytes) scanned, in minor units; a Decimal so that fractions of a fen per GB add up."""
     trial_queries: Mapped[int] = mapped_column(default=0)
-    """Accepted queries per agreement that are free before billing starts."""
+    """Accepted queries per agreement per calendar month that are free before billing starts."""
     monthly_cap_minor: Mapped[int | None] = mapped_column(BigInteger, default=None)
     """Most a buyer pays per agreement per month for usage; later queries are `cap_reached`."""
     monthly_query_quota: Mapped[int | None] = mapped_column(default=None)
     """Accepted queries allowed per agreement per calendar month (UTC); None is unlimited."""
+    # -- metering: quotas on scanned volume and graduated tiers (owned by metering/pricing.py) --
+    monthly_row_quota: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    """Rows scanned allowed per agreement per calendar month (UTC); None is unlimited."""
+    monthly_byte_quota: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    """Bytes scanned allowed per agreement per calendar month (UTC); None is unlimited."""
+    tiers: Mapped[list[Any] | None] = mapped_column(default=None)
+    """Graduated tiers [{up_to, per_query_minor, per_gb_minor}], by the month's billable query count;
+    when set they replace `per_query_minor` and `per_gb_minor` (see metering.pricing)."""
     active: Mapped[bool] = mapped_column(default=True)
 
 

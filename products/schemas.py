@@ -4,11 +4,40 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_serializer
 
 from products.models import PlanKind
+
+
+class TierIn(BaseModel):
+    """One graduated tier: the month's billable queries up to `up_to` (inclusive; None = no limit) pay these rates."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    up_to: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    per_query_minor: int = Field(default=0, ge=0, le=2**53, description="Fee per query in this tier, minor units.")
+    per_gb_minor: Decimal = Field(default=Decimal(0), ge=0, max_digits=18, decimal_places=6)
+
+    @field_serializer("per_gb_minor")
+    def _decimal_as_text(self, value: Decimal) -> str:
+        # Stored in a JSON column and in agreement snapshots: a string keeps the Decimal exact.
+        return str(value)
+
+
+def _check_tiers(tiers: list[TierIn]) -> list[TierIn]:
+    if not tiers:
+        return tiers
+    if tiers[-1].up_to is not None:
+        raise ValueError("the last tier must have no up_to (it covers every further query)")
+    bounds = [t.up_to for t in tiers[:-1]]
+    previous = 0
+    for bound in bounds:
+        if bound is None or bound <= previous:
+            raise ValueError("tiers need increasing up_to values, with only the last one open")
+        previous = bound
+    return tiers
 
 
 class PlanIn(BaseModel):
@@ -24,12 +53,18 @@ class PlanIn(BaseModel):
     trial_queries: int = Field(default=0, ge=0)
     monthly_cap_minor: int | None = Field(default=None, ge=0)
     monthly_query_quota: int | None = Field(default=None, ge=1)
+    monthly_row_quota: int | None = Field(default=None, ge=1, le=2**63 - 1, description="Rows scanned per month.")
+    monthly_byte_quota: int | None = Field(default=None, ge=1, le=2**63 - 1, description="Bytes scanned per month.")
+    tiers: Annotated[list[TierIn], AfterValidator(_check_tiers)] | None = Field(
+        default=None, max_length=20, description="Graduated tiers; replace per_query_minor and per_gb_minor."
+    )
 
 
 class PlanOut(PlanIn):
     model_config = ConfigDict(from_attributes=True)
 
     per_gb_minor: Decimal
+    tiers: list[TierIn] | None = None
 
 
 class ProductIn(BaseModel):

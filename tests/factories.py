@@ -157,3 +157,16 @@ def query(market: Market, buyer: Actor, slug: str, sql: str, key: str | None = N
     if key:
         headers["Idempotency-Key"] = key
     return market.client.post("/v1/queries", headers=headers, json={"product": slug, "sql": sql})
+
+
+def bypass_append_only(market: Market) -> None:
+    """Remove the database's append-only guard on usage_records (metering), as an attacker with
+    database access could; for tests that must edit or delete usage records."""
+    from sqlalchemy import text
+
+    with market.database.engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("ALTER TABLE usage_records DISABLE TRIGGER usage_records_append_only"))
+        else:
+            connection.execute(text("DROP TRIGGER IF EXISTS usage_records_no_update"))
+            connection.execute(text("DROP TRIGGER IF EXISTS usage_records_no_delete"))
