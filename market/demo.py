@@ -6,6 +6,7 @@ import importlib.util
 import tempfile
 import zipfile
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -23,6 +24,8 @@ from metering import service as metering
 from metering.models import Purpose
 from products import repository as products_repo
 from products import service as products
+from products.governance import authorisations
+from products.governance.schemas import AuthorisationIn, FeeCapIn
 from products.models import PlanKind, ProductStatus
 from products.schemas import PlanIn, ProductIn
 from sandbox.policy import ProtectionPolicy, TablePolicy
@@ -159,6 +162,46 @@ def _issue_keys(session: Session, principals: dict[str, Principal]) -> dict[str,
     return keys
 
 
+DEMO_FEE_CAPS = {
+    "transport": FeeCapIn(
+        zone="transport", max_per_query_minor=500, max_per_gb_minor=Decimal("1000"), max_monthly_fee_minor=1_000_000
+    ),
+    "finance": FeeCapIn(
+        zone="finance", max_per_query_minor=1_000, max_per_gb_minor=Decimal("2000"), max_monthly_fee_minor=2_000_000
+    ),
+    "credit": FeeCapIn(
+        zone="credit", max_per_query_minor=1_000, max_per_gb_minor=Decimal("2000"), max_monthly_fee_minor=2_000_000
+    ),
+}
+
+
+def _ensure_authorisation(
+    session: Session, regulator: Principal, operator: Principal, zones: list[str], regions: list[str]
+) -> None:
+    """Grant the operator its demo scope for three years, unless a grant in force already covers it."""
+    if all(
+        authorisations.covering(session, operator.org_id, zone, region) is not None
+        for zone in zones
+        for region in regions
+    ):
+        return
+    now = utcnow()
+    authorisations.grant(
+        session,
+        regulator,
+        AuthorisationIn(
+            operator=operator.org_id,
+            zones=zones,
+            regions=regions,
+            valid_from=now,
+            valid_until=now + timedelta(days=3 * 365),
+            fee_caps=[DEMO_FEE_CAPS[zone] for zone in zones],
+            revenue_ceiling_minor=50_000_000,
+            note="Demo authorisation.",
+        ),
+    )
+
+
 def _ensure_flights(session: Session, settings: Settings, people: dict[str, Principal]) -> None:
     product = products_repo.by_slug(session, FLIGHTS_SLUG)
     if product is None:
@@ -219,6 +262,7 @@ def build_demo(database: Database, settings: Settings) -> dict[str, str]:
     settings.ensure_dirs()
     with database.transaction() as session:
         people = _ensure_users(session)
+        _ensure_authorisation(session, people["regulator"], people["operator"], ["transport"], ["US-NY", "CN-11"])
         _ensure_flights(session, settings, people)
         session.flush()
         _ensure_agreement(

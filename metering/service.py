@@ -285,6 +285,7 @@ def run_metered_query(
                 raise Conflict("idempotency_conflict", key=idempotency_key)
             return QueryOutcome(int(previous.response["status_code"]), dict(previous.response["body"]))
 
+    products.ensure_servable(session, product_slug)
     product = products.visible_product(session, actor, product_slug)
     now = utcnow()
     agreement = repository.active_agreement(session, actor.org_id, product.id, now)

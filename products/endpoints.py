@@ -13,7 +13,7 @@ from fastapi import APIRouter, File, Form, UploadFile
 from market.deps import PrincipalDep, SessionDep, SettingsDep
 from market.errors import Unprocessable
 from products import repository, service, storage
-from products.schemas import EventOut, ProductIn, ProductOut, ReasonIn, ReviewIn
+from products.schemas import EventOut, PlanIn, PlanOut, ProductIn, ProductOut, ProductUpdate, ReasonIn, ReviewIn
 
 router = APIRouter(prefix="/v1/products", tags=["products"])
 
@@ -35,6 +35,26 @@ def create_product(body: ProductIn, session: SessionDep, principal: PrincipalDep
 @router.get("/{slug}", response_model=ProductOut)
 def get_product(slug: str, session: SessionDep, principal: PrincipalDep) -> ProductOut:
     return service.present(session, [service.visible_product(session, principal, slug)])[0]
+
+
+@router.patch("/{slug}", response_model=ProductOut)
+def update_product(slug: str, body: ProductUpdate, session: SessionDep, principal: PrincipalDep) -> ProductOut:
+    """Change title, description, documentation, scenarios (inside the authorisation) or add lineage."""
+    return service.present(session, [service.update_product(session, principal, slug, body)])[0]
+
+
+@router.put("/{slug}/plans/{code}", response_model=PlanOut)
+def put_plan(slug: str, code: str, body: PlanIn, session: SessionDep, principal: PrincipalDep) -> PlanOut:
+    """Add or change a price plan, at or under the authorisation's fee cap; agreements keep their terms."""
+    if body.code != code:
+        raise Unprocessable("invalid_request", detail=f"the body's code '{body.code}' differs from the URL's '{code}'")
+    return PlanOut.model_validate(service.put_plan(session, principal, slug, body))
+
+
+@router.delete("/{slug}/plans/{code}", response_model=PlanOut)
+def retire_plan(slug: str, code: str, session: SessionDep, principal: PrincipalDep) -> PlanOut:
+    """Stop offering a plan to new access requests."""
+    return PlanOut.model_validate(service.retire_plan(session, principal, slug, code))
 
 
 @router.get("/{slug}/events", response_model=list[EventOut])

@@ -41,6 +41,23 @@ class ProductIn(BaseModel):
     zone: str = Field(min_length=1, max_length=50)
     region: str = Field(min_length=2, max_length=20)
     plans: list[PlanIn] = Field(default_factory=list)
+    scenarios: list[str] = Field(default_factory=list, description="Use scenarios, inside the authorisation.")
+    documentation: str = Field(default="", max_length=100_000, description="Buyer-facing documentation (Markdown).")
+    resources: list[str] = Field(
+        default_factory=list, description="Registered resources it derives from (ids or codes)."
+    )
+
+
+class ProductUpdate(BaseModel):
+    """Fields an operator may change on its product; versions and plans have their own routes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str | None = Field(default=None, min_length=1, max_length=300)
+    description: str | None = Field(default=None, max_length=20_000)
+    documentation: str | None = Field(default=None, max_length=100_000)
+    scenarios: list[str] | None = None
+    resources: list[str] | None = Field(default=None, description="More resources the product derives from.")
 
 
 class ColumnOut(BaseModel):
@@ -68,6 +85,10 @@ class ProductOut(BaseModel):
     policy: dict[str, Any] | None
     plans: list[PlanOut]
     updated_at: datetime
+    scenarios: list[str] = Field(default_factory=list)
+    pricing: list[str] = Field(default_factory=list, description="'free' and/or 'paid': the kinds of plan offered.")
+    resources: list[dict[str, Any]] = Field(default_factory=list, description="Lineage: registered resources used.")
+    pending_version: int | None = Field(default=None, description="A newer version awaiting review, if any.")
 
 
 class ReviewIn(BaseModel):
