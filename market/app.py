@@ -20,10 +20,18 @@ from metering.endpoints import router as metering_router
 from products.endpoints import router as products_router
 from products.governance.endpoints import resources_router
 from products.governance.endpoints import router as authorisations_router
+from products.pipeline.endpoints import router as uploads_router
 
 log = logging.getLogger("market")
 
-ROUTERS = (accounts_router, products_router, metering_router, authorisations_router, resources_router)
+ROUTERS = (
+    accounts_router,
+    products_router,
+    metering_router,
+    authorisations_router,
+    resources_router,
+    uploads_router,
+)
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:

@@ -77,6 +77,19 @@ EN: dict[str, str] = {
         "Version {number} has {count} open irreversibility audit finding(s) ({findings}). Fix the recipe and "
         "upload a new version, or resolve each finding with a justification, before submitting."
     ),
+    # Uploads, recipes and the irreversibility audit (products.pipeline)
+    "upload_too_large": "The upload exceeds {limit_gib} GiB; split it per table or per period.",
+    "upload_empty": "The file '{file}' is empty; send the file's bytes as the request body.",
+    "upload_not_found": "No upload '{upload}' in your organisation; upload with POST /v1/uploads?filename=...",
+    "recipe_column_unknown": (
+        "The recipe reads column '{column}', which table '{table}' does not have; columns: {columns}."
+    ),
+    "recipe_table_mismatch": "The recipe covers tables {recipe} but the version has tables {tables}; make them match.",
+    "policy_column_not_produced": (
+        "Column '{column}' in the policy is not an output column of table '{table}' in the recipe; outputs: {columns}."
+    ),
+    "version_not_found": "Product '{slug}' has no version {number} visible to you.",
+    "finding_not_found": "Version {number} has no audit finding '{finding}'; findings: {findings}.",
     # Agreements and queries
     "no_agreement": "You hold no active agreement for '{slug}'. Request access with POST /v1/access-requests.",
     "access_request_not_found": "No access request '{request}' is visible to you.",

@@ -6,18 +6,40 @@ import json
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, UploadFile
 
 from market.deps import PrincipalDep, SessionDep, SettingsDep
 from market.errors import Unprocessable
-from products import repository, service, storage
-from products.schemas import EventOut, PlanIn, PlanOut, ProductIn, ProductOut, ProductUpdate, ReasonIn, ReviewIn
+from products import repository, service, storage, versions
+from products.schemas import (
+    BuildIn,
+    EventOut,
+    PlanIn,
+    PlanOut,
+    ProductIn,
+    ProductOut,
+    ProductUpdate,
+    ReasonIn,
+    ResolveIn,
+    ReviewIn,
+    VersionOut,
+)
 
 router = APIRouter(prefix="/v1/products", tags=["products"])
 
 UPLOAD_CHUNK = 1 << 20
+
+
+def _json_object(text: str, field: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise Unprocessable("invalid_request", detail=f"{field} is not valid JSON ({error.msg})") from error
+    if not isinstance(value, dict):
+        raise Unprocessable("invalid_request", detail=f"{field} must be a JSON object")
+    return value
 
 
 @router.get("", response_model=list[ProductOut])
@@ -72,15 +94,12 @@ def upload_version(
     files: Annotated[list[UploadFile], File(description="CSV or Parquet files, one per table.")],
     policy: Annotated[str, Form(description="The protection policy, as JSON.")],
     table_names: Annotated[str, Form(description="Comma-separated table names, in file order.")] = "",
+    recipe: Annotated[str | None, Form(description="Optional cleaning and desensitising recipe, as JSON.")] = None,
 ) -> ProductOut:
-    """Upload one file per table plus the protection policy; they become a new immutable version."""
-    try:
-        raw_policy = json.loads(policy)
-    except json.JSONDecodeError as error:
-        raise Unprocessable("invalid_request", detail=f"policy is not valid JSON ({error.msg})") from error
-    if not isinstance(raw_policy, dict):
-        raise Unprocessable("invalid_request", detail="policy must be a JSON object")
+    """Upload one file per table plus the protection policy (and a recipe); they become a new immutable version."""
+    raw_policy = _json_object(policy, "policy")
     parsed_policy = service.parse_policy(raw_policy)
+    parsed_recipe = versions.parse_recipe(_json_object(recipe, "recipe")) if recipe else None
     names = [n.strip() for n in table_names.split(",") if n.strip()] if table_names else []
     settings.ensure_dirs()
     with tempfile.TemporaryDirectory(dir=settings.uploads_dir) as workdir:
@@ -93,7 +112,7 @@ def upload_version(
             with target.open("wb") as handle:
                 shutil.copyfileobj(upload.file, handle, UPLOAD_CHUNK)
             uploads.append(service.Upload(table=table, path=target, filename=filename))
-        service.add_version(session, settings, principal, slug, uploads, parsed_policy)
+        service.add_version(session, settings, principal, slug, uploads, parsed_policy, parsed_recipe)
     return service.present(session, [service.visible_product(session, principal, slug)])[0]
 
 
@@ -110,3 +129,32 @@ def review_product(slug: str, body: ReviewIn, session: SessionDep, principal: Pr
 @router.post("/{slug}/delist", response_model=ProductOut)
 def delist_product(slug: str, body: ReasonIn, session: SessionDep, principal: PrincipalDep) -> ProductOut:
     return service.present(session, [service.delist(session, principal, slug, body.reason)])[0]
+
+
+@router.post("/{slug}/builds", response_model=VersionOut, status_code=201)
+def build_version(
+    slug: str, body: BuildIn, session: SessionDep, principal: PrincipalDep, settings: SettingsDep
+) -> VersionOut:
+    """Build a new version from stored uploads (POST /v1/uploads) through the recipe; audited on the way."""
+    version = versions.build_from_uploads(session, settings, principal, slug, body)
+    return versions.present_version(session, version)
+
+
+@router.get("/{slug}/versions", response_model=list[VersionOut])
+def list_versions(slug: str, session: SessionDep, principal: PrincipalDep) -> list[VersionOut]:
+    """Every version with its recipe, audit and quality reports: the operator's own, or any for the regulator."""
+    return [versions.present_version(session, v) for v in versions.versions_visible(session, principal, slug)]
+
+
+@router.get("/{slug}/versions/{number}", response_model=VersionOut)
+def get_version(slug: str, number: int, session: SessionDep, principal: PrincipalDep) -> VersionOut:
+    return versions.present_version(session, versions.version_of(session, principal, slug, number)[1])
+
+
+@router.post("/{slug}/versions/{number}/findings/{finding_id}/resolve", response_model=VersionOut)
+def resolve_finding(
+    slug: str, number: int, finding_id: str, body: ResolveIn, session: SessionDep, principal: PrincipalDep
+) -> VersionOut:
+    """Resolve an audit finding with a justification the regulator reads in review."""
+    version = versions.resolve_finding(session, principal, slug, number, finding_id, body.justification)
+    return versions.present_version(session, version)

@@ -60,3 +60,15 @@ def events_of(session: Session, product_id: str) -> Sequence[ProductEvent]:
     return session.scalars(
         select(ProductEvent).where(ProductEvent.product_id == product_id).order_by(ProductEvent.at)
     ).all()
+
+
+def version_by_number(session: Session, product_id: str, number: int) -> ProductVersion | None:
+    return session.scalars(
+        select(ProductVersion).where(ProductVersion.product_id == product_id, ProductVersion.number == number)
+    ).one_or_none()
+
+
+def versions_of(session: Session, product_id: str) -> Sequence[ProductVersion]:
+    return session.scalars(
+        select(ProductVersion).where(ProductVersion.product_id == product_id).order_by(ProductVersion.number)
+    ).all()

@@ -111,3 +111,43 @@ class EventOut(BaseModel):
     reason: str
     version_id: str | None
     at: datetime
+
+
+class UploadOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    filename: str
+    sha256: str
+    size_bytes: int
+    created_at: datetime
+
+
+class BuildIn(BaseModel):
+    """A new version from stored uploads: one upload per table, the recipe and the protection policy."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tables: dict[str, str] = Field(min_length=1, description="Table name to upload id.")
+    recipe: dict[str, Any] | None = Field(default=None, description="The cleaning and desensitising recipe.")
+    policy: dict[str, Any] = Field(description="The protection policy.")
+
+
+class VersionOut(BaseModel):
+    number: int
+    status: str = Field(description="listed, in_review, superseded or draft")
+    content_hash: str
+    recipe_hash: str | None
+    recipe: dict[str, Any] | None
+    sources: dict[str, Any] | None
+    tables: list[TableOut]
+    policy: dict[str, Any]
+    audit: dict[str, Any] | None
+    quality: dict[str, Any] | None
+    created_at: datetime
+
+
+class ResolveIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    justification: str = Field(min_length=10, max_length=5_000, description="Why the finding is not a risk.")

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -16,22 +13,15 @@ from market.accounts.service import Principal
 from market.clock import utcnow
 from market.errors import Conflict, Forbidden, MarketError, NotFound, Unprocessable
 from market.settings import Settings
-from products import repository, storage
+from products import repository
 from products.governance import authorisations, resources
 from products.governance import repository as governance_repo
 from products.models import PlanKind, PricePlan, Product, ProductEvent, ProductStatus, ProductVersion
 from products.schemas import ColumnOut, PlanIn, PlanOut, ProductIn, ProductOut, ProductUpdate, TableOut
+from products.versions import Upload as Upload  # re-exported: the demo and endpoints build versions here
+from products.versions import add_version as add_version
 from sandbox.policy import ProtectionPolicy
 from sandbox.service import TableFile
-
-
-@dataclass(frozen=True)
-class Upload:
-    """An uploaded file already on local disk, and the table it becomes."""
-
-    table: str
-    path: Path
-    filename: str
 
 
 def _record(
@@ -168,69 +158,6 @@ def parse_policy(raw: dict[str, Any]) -> ProtectionPolicy:
         first = error.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise Unprocessable("invalid_request", detail=f"policy.{where}: {first['msg']}") from error
-
-
-def add_version(
-    session: Session,
-    settings: Settings,
-    actor: Principal,
-    slug: str,
-    uploads: Sequence[Upload],
-    policy: ProtectionPolicy,
-) -> ProductVersion:
-    """Store the uploads as a new immutable version, keeping only the columns the policy names."""
-    actor.require(Role.OPERATOR)
-    product = _own_product(session, actor, slug)
-    tables = {u.table: u for u in uploads}
-    for upload in uploads:
-        if not storage.TABLE_NAME.match(upload.table):
-            raise Unprocessable("invalid_table_name", name=upload.table)
-    for table in policy.tables:
-        if table not in tables:
-            raise Unprocessable("policy_table_unknown", table=table, tables=", ".join(sorted(tables)) or "none")
-    for table in tables:
-        if table not in policy.tables:
-            raise Unprocessable("policy_table_missing", table=table)
-
-    number = repository.next_version_number(session, product.id)
-    version_dir = settings.products_dir / product.id / f"v{number}"
-    described: list[dict[str, Any]] = []
-    paths: list[Path] = []
-    try:
-        for name, upload in sorted(tables.items()):
-            table_policy = policy.tables[name]
-            kind = storage.file_kind(upload.filename)
-            available = [c for c, _ in storage.source_columns(upload.path, kind, upload.filename)]
-            roles: dict[str, str] = {table_policy.privacy_unit: "privacy_unit"}
-            roles.update({c: "dimension" for c in table_policy.dimensions})
-            roles.update({c: "measure" for c in table_policy.measures})
-            roles.update({c: "hidden" for c in table_policy.hidden})
-            for column in roles:
-                if column not in available:
-                    raise Unprocessable(
-                        "policy_column_unknown", column=column, table=name, columns=", ".join(available)
-                    )
-            keep = [c for c in available if c in roles]
-            stored = storage.write_table(upload.path, kind, upload.filename, keep, version_dir / f"{name}.parquet")
-            described.append(stored.describe(roles))
-            paths.append(stored.path)
-    except BaseException:
-        shutil.rmtree(version_dir, ignore_errors=True)
-        raise
-
-    version = ProductVersion(
-        product_id=product.id,
-        number=number,
-        policy=policy.model_dump(mode="json"),
-        tables=described,
-        content_hash=storage.content_hash(paths),
-        created_by=actor.user_id,
-    )
-    session.add(version)
-    session.flush()
-    product.latest_version_id = version.id
-    product.updated_at = utcnow()
-    return version
 
 
 def _check_listable(session: Session, product: Product) -> None:

@@ -1,0 +1,190 @@
+"""Uploads and the recipe pipeline over HTTP: streaming, retries, cleaning counts, desensitising, audit."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import hmac
+
+import duckdb
+
+from market.accounts.models import Role
+from tests.conftest import Actor, Market
+from tests.factories import create_product
+from tests.products.pipeline_data import DISTRICTS, POLICY, RECIPE, csv_bytes, id_number
+
+
+def _upload(market: Market, operator: Actor, content: bytes, key: str | None = None, name: str = "payments.csv"):
+    headers = dict(operator.headers)
+    if key:
+        headers["Idempotency-Key"] = key
+    return market.client.post(f"/v1/uploads?filename={name}", headers=headers, content=content)
+
+
+def _build(market: Market, operator: Actor, slug: str, upload_id: str, recipe=None, policy=None):
+    return market.client.post(
+        f"/v1/products/{slug}/builds",
+        headers=operator.headers,
+        json={"tables": {"payments": upload_id}, "recipe": recipe or RECIPE, "policy": policy or POLICY},
+    )
+
+
+def test_uploads_are_safe_to_retry(market: Market) -> None:
+    operator = market.actor(Role.OPERATOR)
+    first = _upload(market, operator, csv_bytes(), key="u-1")
+    assert first.status_code == 201, first.text
+    assert first.json()["sha256"] == hashlib.sha256(csv_bytes()).hexdigest()
+    retry = _upload(market, operator, csv_bytes(), key="u-1")
+    assert retry.status_code == 200 and retry.json()["id"] == first.json()["id"]
+    clash = _upload(market, operator, b"a,b\n1,2\n", key="u-1")
+    assert clash.status_code == 409 and clash.json()["error"]["code"] == "idempotency_conflict"
+    assert _upload(market, operator, b"", name="x.csv").json()["error"]["code"] == "upload_empty"
+    assert _upload(market, operator, b"x", name="x.xlsx").json()["error"]["code"] == "unsupported_file"
+    stored = list((market.settings.uploads_dir / operator.principal.org_id).iterdir())
+    assert [p.name for p in stored] == [f"{first.json()['sha256']}.csv"]
+    rival = market.actor(Role.OPERATOR)
+    assert market.client.get("/v1/uploads", headers=rival.headers).json() == []
+    assert _build(market, rival, "nothing", first.json()["id"]).status_code == 404
+
+
+def test_a_recipe_cleans_desensitises_and_reports(market: Market) -> None:
+    operator = market.actor(Role.OPERATOR)
+    assert create_product(market, operator, "payments").status_code == 201
+    upload = _upload(market, operator, csv_bytes()).json()
+    built = _build(market, operator, "payments", upload["id"])
+    assert built.status_code == 201, built.text
+    version = built.json()
+    quality = version["quality"]["tables"]["payments"]
+    assert (quality["rows_in"], quality["rejected"], quality["quarantined"], quality["duplicates_removed"]) == (
+        164,
+        2,
+        1,
+        1,
+    )
+    assert quality["rows_out"] == 160
+    assert quality["broken_rules"] == {
+        "amount: below 0": 1,
+        "amount: not a decimal(10,2)": 1,
+        "district: not an allowed value": 1,
+    }
+    assert sorted(quality["dropped_columns"]) == ["full_name"]
+    assert version["audit"]["clean"] is True, version["audit"]
+    assert version["audit"]["k_anonymity"]["payments"]["groups_below_k"] == 0
+    assert version["recipe_hash"] and version["sources"]["payments"]["sha256"] == upload["sha256"]
+
+    files = sorted(market.settings.products_dir.glob("*/v*/payments.parquet"))
+    assert len(files) == 1
+    table = duckdb.sql(f"SELECT * FROM read_parquet('{files[0]}')")
+    assert table.columns == ["person", "id_region", "birth_year", "phone_hint", "district", "month", "amount"]
+    key = next((market.settings.data_dir / "keys").iterdir()).read_bytes()
+    expected = hmac.new(key, id_number(7).encode(), hashlib.sha256).hexdigest()[:32]
+    person = duckdb.sql(f"SELECT count(*) FROM read_parquet('{files[0]}') WHERE person = '{expected}'").fetchall()[0]
+    assert person == (2,)  # the same person links across rows within the product
+    values = duckdb.sql(
+        f"SELECT DISTINCT id_region, strftime(birth_year, '%m-%d'), district FROM read_parquet('{files[0]}')"
+    ).fetchall()
+    assert {v[0] for v in values} == {"110105"} and {v[1] for v in values} == {"01-01"}
+    assert {v[2] for v in values} == set(DISTRICTS)  # trimmed
+    masked = duckdb.sql(f"SELECT DISTINCT phone_hint FROM read_parquet('{files[0]}') LIMIT 3").fetchall()
+    assert all(m[0].startswith("*********") and len(m[0]) == 11 for m in masked)
+    raw = csv_bytes()
+    assert all(id_number(p).encode() not in files[0].read_bytes() for p in range(5)) and b"Wang" in raw
+    assert list(market.settings.products_dir.rglob("quarantine/payments.parquet"))
+
+    # The same data through another product gets different pseudonyms: no linking across products.
+    create_product(market, operator, "payments-two")
+    _build(market, operator, "payments-two", upload["id"])
+    other = next(p for p in market.settings.products_dir.glob("*/v*/payments.parquet") if p != files[0])
+    shared = duckdb.sql(
+        f"SELECT count(*) FROM read_parquet('{files[0]}') a JOIN read_parquet('{other}') b USING (person)"
+    ).fetchall()[0]
+    assert shared == (0,)
+
+
+def test_audit_findings_block_submission_until_fixed_or_resolved(market: Market) -> None:
+    operator = market.actor(Role.OPERATOR)
+    regulator = market.actor(Role.REGULATOR)
+    create_product(market, operator, "leaky")
+    upload = _upload(market, operator, csv_bytes()).json()
+    leaky = copy.deepcopy(RECIPE)
+    columns = leaky["tables"]["payments"]["columns"]
+    columns["id_number"] = {}
+    columns["phone"] = {}
+    policy = copy.deepcopy(POLICY)
+    policy["tables"]["payments"]["hidden"] += ["id_number", "phone"]
+    built = _build(market, operator, "leaky", upload["id"], leaky, policy)
+    assert built.status_code == 201, built.text
+    audit = built.json()["audit"]
+    kinds = {(f["column"], f["kind"]) for f in audit["findings"] if f["blocking"]}
+    assert kinds == {("id_number", "id_card_number"), ("phone", "phone_number")}
+    refused = market.client.post("/v1/products/leaky/submit", headers=operator.headers)
+    assert refused.status_code == 422 and refused.json()["error"]["code"] == "audit_findings_open"
+    assert "id_number" in refused.json()["error"]["message"]
+
+    # The regulator sees the report in review.
+    seen = market.client.get("/v1/products/leaky/versions/1", headers=regulator.headers).json()
+    assert seen["audit"]["blocking_findings"] == 2
+
+    # A coarse k-anonymity violation also blocks: birth dates as quasi-identifiers are too fine.
+    strict = copy.deepcopy(RECIPE)
+    strict["tables"]["payments"]["columns"]["birth_year"]["transform"] = {"kind": "keep"}
+    strict["tables"]["payments"]["quasi_identifiers"] = ["district", "birth_year"]
+    k_version = _build(market, operator, "leaky", upload["id"], strict).json()
+    assert [f["kind"] for f in k_version["audit"]["findings"] if f["blocking"]] == ["k_anonymity"]
+
+    # Fixed by a new version through the proper recipe.
+    fixed = _build(market, operator, "leaky", upload["id"]).json()
+    assert fixed["number"] == 3 and fixed["audit"]["clean"]
+    assert market.client.post("/v1/products/leaky/submit", headers=operator.headers).status_code == 200
+
+
+def test_findings_can_be_resolved_with_a_justification(market: Market) -> None:
+    operator = market.actor(Role.OPERATOR)
+    create_product(market, operator, "justified")
+    upload = _upload(market, operator, csv_bytes()).json()
+    recipe = copy.deepcopy(RECIPE)
+    recipe["tables"]["payments"]["columns"]["phone"] = {}
+    policy = copy.deepcopy(POLICY)
+    policy["tables"]["payments"]["hidden"].append("phone")
+    _build(market, operator, "justified", upload["id"], recipe, policy)
+    too_short = market.client.post(
+        "/v1/products/justified/versions/1/findings/payments.phone.phone_number/resolve",
+        headers=operator.headers,
+        json={"justification": "no"},
+    )
+    assert too_short.status_code == 422
+    unknown = market.client.post(
+        "/v1/products/justified/versions/1/findings/nope/resolve",
+        headers=operator.headers,
+        json={"justification": "Service hotline numbers, not people."},
+    )
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "finding_not_found"
+    resolved = market.client.post(
+        "/v1/products/justified/versions/1/findings/payments.phone.phone_number/resolve",
+        headers=operator.headers,
+        json={"justification": "Service hotline numbers, not people."},
+    )
+    assert resolved.status_code == 200 and resolved.json()["audit"]["blocking_findings"] == 0
+    assert market.client.post("/v1/products/justified/submit", headers=operator.headers).status_code == 200
+
+
+def test_recipe_mistakes_are_422_with_codes(market: Market) -> None:
+    operator = market.actor(Role.OPERATOR)
+    create_product(market, operator, "mistakes")
+    upload = _upload(market, operator, csv_bytes()).json()
+    cases = [
+        ({"tables": {"payments": {"columns": {"x": {"source": "nope"}}}}}, POLICY, "policy_column_not_produced"),
+        (
+            {"tables": {"payments": {"columns": {**RECIPE["tables"]["payments"]["columns"], "x": {"source": "nope"}}}}},
+            POLICY,
+            "recipe_column_unknown",
+        ),
+        ({"tables": {"other": RECIPE["tables"]["payments"]}}, POLICY, "recipe_table_mismatch"),
+        ({"tables": {"payments": {"columns": {"a": {"type": "blob"}}}}}, POLICY, "invalid_request"),
+        ({"tables": {"payments": {"columns": {"a": {"transform": {"kind": "bin"}}}}}}, POLICY, "invalid_request"),
+    ]
+    for recipe, policy, code in cases:
+        response = _build(market, operator, "mistakes", upload["id"], recipe, policy)
+        assert response.status_code == 422, (code, response.text)
+        assert response.json()["error"]["code"] == code, response.text
+    assert list(market.settings.products_dir.rglob("*.parquet")) == []
