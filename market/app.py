@@ -17,6 +17,7 @@ from market.errors import MarketError
 from market.messages import render
 from market.settings import Settings, get_settings
 from metering.endpoints import router as metering_router
+from products.endpoints import catalogue_router
 from products.endpoints import router as products_router
 from products.governance.endpoints import resources_router
 from products.governance.endpoints import router as authorisations_router
@@ -31,6 +32,7 @@ ROUTERS = (
     authorisations_router,
     resources_router,
     uploads_router,
+    catalogue_router,
 )
 
 

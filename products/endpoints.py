@@ -8,11 +8,12 @@ import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi.responses import JSONResponse
 
 from market.deps import PrincipalDep, SessionDep, SettingsDep
 from market.errors import Unprocessable
-from products import repository, service, storage, versions
+from products import catalogue, repository, service, storage, versions
 from products.schemas import (
     BuildIn,
     EventOut,
@@ -43,9 +44,20 @@ def _json_object(text: str, field: str) -> dict[str, Any]:
 
 
 @router.get("", response_model=list[ProductOut])
-def list_products(session: SessionDep, principal: PrincipalDep, mine: bool = False) -> list[ProductOut]:
-    """The catalogue: listed products. `?mine=true` shows an operator its own products in every state."""
-    return service.present(session, service.catalogue(session, principal, mine=mine))
+def list_products(
+    session: SessionDep,
+    principal: PrincipalDep,
+    mine: bool = False,
+    q: Annotated[str | None, Query(max_length=200, description="Words in title, description, docs.")] = None,
+    zone: Annotated[str | None, Query(max_length=50)] = None,
+    region: Annotated[str | None, Query(max_length=20, description="A region and its sub-regions.")] = None,
+    scenario: Annotated[str | None, Query(max_length=80)] = None,
+    pricing: Annotated[str | None, Query(pattern="^(free|paid)$", description="free or paid plans.")] = None,
+) -> list[ProductOut]:
+    """The catalogue: listed products, filtered. `?mine=true` shows an operator its own products in every state."""
+    products = service.catalogue(session, principal, mine=mine)
+    found = catalogue.search(session, products, text=q, zone=zone, region=region, scenario=scenario, pricing=pricing)
+    return service.present(session, found)
 
 
 @router.post("", response_model=ProductOut, status_code=201)
@@ -56,7 +68,8 @@ def create_product(body: ProductIn, session: SessionDep, principal: PrincipalDep
 
 @router.get("/{slug}", response_model=ProductOut)
 def get_product(slug: str, session: SessionDep, principal: PrincipalDep) -> ProductOut:
-    return service.present(session, [service.visible_product(session, principal, slug)])[0]
+    """The detail view: schema with column roles, policy, plans, documentation, lineage and quality summary."""
+    return service.present(session, [service.visible_product(session, principal, slug)], detail=True)[0]
 
 
 @router.patch("/{slug}", response_model=ProductOut)
@@ -158,3 +171,16 @@ def resolve_finding(
     """Resolve an audit finding with a justification the regulator reads in review."""
     version = versions.resolve_finding(session, principal, slug, number, finding_id, body.justification)
     return versions.present_version(session, version)
+
+
+catalogue_router = APIRouter(prefix="/v1", tags=["catalogue"])
+
+
+@catalogue_router.get("/catalogue.jsonld")
+def catalogue_jsonld(
+    request: Request, session: SessionDep, principal: PrincipalDep, settings: SettingsDep
+) -> JSONResponse:
+    """The listed products as a DCAT catalogue in JSON-LD, for CKAN and data-space harvesters."""
+    products = service.catalogue(session, principal)
+    body = catalogue.jsonld(session, settings, str(request.base_url), products)
+    return JSONResponse(body, media_type="application/ld+json")

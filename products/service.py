@@ -283,12 +283,18 @@ def catalogue(session: Session, actor: Principal, *, mine: bool = False) -> Sequ
         return repository.of_operator(session, actor.org_id)
     if mine and actor.role in (Role.REGULATOR, Role.ADMIN):
         return repository.all_products(session)
-    return repository.listed(session)
+    from products.catalogue import served
+
+    return served(session, repository.listed(session))
 
 
-def present(session: Session, products: Sequence[Product]) -> list[ProductOut]:
-    """Products as the API shows them, with their current version's tables, policy and plans."""
+def present(session: Session, products: Sequence[Product], *, detail: bool = False) -> list[ProductOut]:
+    """Products as the API shows them, with their current version's tables, policy and plans.
+
+    The detail view adds documentation, the quality summary and whether the audit was clean.
+    """
     from market.accounts.models import Organisation
+    from products.pipeline.assess import buyer_summary
 
     ids = [p.id for p in products]
     plans = repository.plans_of(session, ids)
@@ -327,6 +333,11 @@ def present(session: Session, products: Sequence[Product]) -> list[ProductOut]:
                     for r in lineage[product.id]
                 ],
                 pending_version=pending.number if (pending := versions.get(product.pending_version_id or "")) else None,
+                documentation=product.documentation if detail else None,
+                quality=buyer_summary(version.quality) if detail and version else None,
+                audit_clean=(version.audit or {}).get("blocking_findings") == 0
+                if detail and version and version.audit
+                else None,
             )
         )
     return out
