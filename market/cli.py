@@ -66,5 +66,10 @@ def serve_command(
     uvicorn.run(create_app(settings, database), host=host, port=port)
 
 
+from products.cli import app as products_app  # noqa: E402  (the operator's upload and build commands)
+
+app.add_typer(products_app, name="products")
+
+
 def main() -> None:
     app()
