@@ -36,7 +36,9 @@ class Transform(BaseModel):
 
     kind: Literal["keep", "pseudonymise", "bin", "truncate_date", "prefix", "mask"] = "keep"
     width: Decimal | None = Field(default=None, gt=0, description="bin: the bin width; values become lower bounds.")
-    unit: Literal["year", "quarter", "month", "week", "day"] | None = Field(default=None, description="truncate_date")
+    unit: Literal["decade", "year", "quarter", "month", "week", "day"] | None = Field(
+        default=None, description="truncate_date: the unit dates are truncated to."
+    )
     length: int | None = Field(default=None, ge=1, le=64, description="prefix: characters kept.")
     keep_first: int = Field(default=0, ge=0, le=64, description="mask: leading characters kept.")
     keep_last: int = Field(default=0, ge=0, le=64, description="mask: trailing characters kept.")

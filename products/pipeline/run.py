@@ -168,22 +168,31 @@ def process_table(
 
 
 def stats(connection: duckdb.DuckDBPyConnection, path: Path) -> list[dict[str, Any]]:
-    """Per column of a Parquet file: type, nulls, approximate distinct count, min and max (as text)."""
-    rows = connection.execute(f"SUMMARIZE SELECT * FROM read_parquet({lit(str(path))})").fetchall()
-    names = [d[0] for d in connection.description or []]
+    """Per column of a Parquet file: type, nulls, approximate distinct count, min and max (as text); one scan."""
+    source = f"read_parquet({lit(str(path))})"
+    schema = [(str(r[0]), str(r[1])) for r in connection.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()]
+    parts = ["count(*)"]
+    for name, _ in schema:
+        column = q(name)
+        parts += [
+            f"count({column})",
+            f"approx_count_distinct({column})",
+            f"min({column})::VARCHAR",
+            f"max({column})::VARCHAR",
+        ]
+    row = connection.execute(f"SELECT {', '.join(parts)} FROM {source}").fetchone() or ()
+    total = int(row[0]) if row else 0
     out = []
-    for row in rows:
-        item = dict(zip(names, row, strict=True))
-        total = int(item.get("count") or 0)
-        null_pct = float(item.get("null_percentage") or 0)
+    for index, (name, kind) in enumerate(schema):
+        count, distinct, low, high = row[1 + 4 * index : 5 + 4 * index]
         out.append(
             {
-                "name": str(item["column_name"]),
-                "type": str(item["column_type"]),
-                "nulls": round(total * null_pct / 100),
-                "distinct": int(item.get("approx_unique") or 0),
-                "min": None if item.get("min") is None else str(item["min"]),
-                "max": None if item.get("max") is None else str(item["max"]),
+                "name": name,
+                "type": kind,
+                "nulls": total - int(count),
+                "distinct": int(distinct),
+                "min": low,
+                "max": high,
             }
         )
     return out
