@@ -76,7 +76,7 @@ def identifier_findings(
             if not sampled:
                 continue
             for kind in PATTERNS:
-                share = int(counts[column["name"] + "|" + kind]) / sampled
+                share = int(counts[column["name"] + "|" + kind] or 0) / sampled
                 if share < MATCH_SHARE:
                     continue
                 if kind == "personal_name" and column["distinct"] < NAME_MIN_DISTINCT:
@@ -123,12 +123,12 @@ def k_anonymity(
         return {"quasi_identifiers": [], "checked": False}, []
     group = ", ".join(q(c) for c in quasi_identifiers)
     row = connection.execute(
-        f"SELECT count(*), count_if(units < {min_group_size}), "
+        f"SELECT count(*), coalesce(count_if(units < {min_group_size}), 0), "
         f"coalesce(sum(rows) FILTER (units < {min_group_size}), 0), coalesce(min(units), 0) "
         f"FROM (SELECT {group}, count(DISTINCT {q(privacy_unit)}) AS units, count(*) AS rows "
         f"FROM read_parquet({lit(str(path))}) GROUP BY {group})"
     ).fetchone()
-    groups, small, rows_in_small, smallest = (int(x) for x in (row or (0, 0, 0, 0)))
+    groups, small, rows_in_small, smallest = (int(x or 0) for x in (row or (0, 0, 0, 0)))
     report = {
         "quasi_identifiers": quasi_identifiers,
         "checked": True,

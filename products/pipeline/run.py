@@ -117,7 +117,7 @@ def process_table(
             totals = connection.execute(
                 f"SELECT count(*), count_if(_verdict = 'reject'), count_if(_verdict = 'quarantine') FROM {stage}"
             ).fetchone()
-            rows_in, rejected, quarantined = (int(x) for x in (totals or (0, 0, 0)))
+            rows_in, rejected, quarantined = (int(x or 0) for x in (totals or (0, 0, 0)))
             rule_counts = {
                 str(label): int(n)
                 for label, n in connection.execute(

@@ -188,3 +188,43 @@ def test_recipe_mistakes_are_422_with_codes(market: Market) -> None:
         assert response.status_code == 422, (code, response.text)
         assert response.json()["error"]["code"] == code, response.text
     assert list(market.settings.products_dir.rglob("*.parquet")) == []
+
+
+def test_a_recipe_over_clean_data_counts_nothing_rejected(market: Market) -> None:
+    from tests.factories import PEOPLE_POLICY, people_csv
+
+    operator = market.actor(Role.OPERATOR)
+    create_product(market, operator, "clean")
+    upload = _upload(market, operator, people_csv(), name="people.csv").json()
+    recipe = {
+        "tables": {
+            "people": {
+                "columns": {
+                    "person_id": {},
+                    "name": {"transform": {"kind": "mask", "keep_first": 1}},
+                    "region": {},
+                    "category": {},
+                    "month": {"type": "integer"},
+                    "amount": {"type": "double", "transform": {"kind": "bin", "width": 10}},
+                    "trips": {"type": "integer"},
+                }
+            }
+        }
+    }
+    built = market.client.post(
+        "/v1/products/clean/builds",
+        headers=operator.headers,
+        json={"tables": {"people": upload["id"]}, "recipe": recipe, "policy": PEOPLE_POLICY},
+    )
+    assert built.status_code == 201, built.text
+    quality = built.json()["quality"]["tables"]["people"]
+    assert (quality["rejected"], quality["quarantined"], quality["duplicates_removed"], quality["rows_out"]) == (
+        0,
+        0,
+        0,
+        180,
+    )
+    amounts = {c["name"]: c for c in quality["columns"]}["amount"]
+    assert amounts["min"] == "0.0" and amounts["distinct"] <= 11
+    findings = built.json()["audit"]["findings"]
+    assert [(f["column"], f["blocking"]) for f in findings] == [("name", False)]  # advisory: the column's name
