@@ -63,11 +63,11 @@ def generate(path: Path, rows: int) -> None:
             f"""COPY (
               SELECT 'Name ' || (p % 1000003)::VARCHAR || ' Surname' AS full_name,
                      '1101' || lpad((p % 16)::VARCHAR, 2, '0') || strftime(born, '%Y%m%d')
-                       || lpad((p % 1000)::VARCHAR, 3, '0') || 'X' AS id_number,
+                       || lpad((p // 18000 % 1000)::VARCHAR, 3, '0') || 'X' AS id_number,
                      strftime(born, '%Y-%m-%d') AS birth_date,
                      'D' || lpad((p % 16)::VARCHAR, 2, '0') AS district,
                      (i % 12 + 1) AS month,
-                     round(((i * 7919) % 100000) / 100.0, 2) AS amount
+                     round(((i * 7919) % 1000003) / 100.0, 2) AS amount
               FROM (SELECT i, i // 12 AS p, DATE '1950-01-01' + ((i // 12) % 18000)::INTEGER AS born
                     FROM range({rows}) t(i))
             ) TO '{path}' (HEADER, DELIMITER ',')"""

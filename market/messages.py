@@ -71,7 +71,9 @@ EN: dict[str, str] = {
     "resource_outside_zone": (
         "Data resource '{resource}' is in zone '{zone}'; the product is in zone '{product_zone}'."
     ),
-    "duplicate_registration_code": "Registration code '{code}' is already used; choose another or leave it empty.",
+    "duplicate_registration_code": (
+        "Registration code '{registration_code}' is already used; choose another or leave it empty."
+    ),
     "review_outside_authorisation": "The product cannot be listed: {detail}",
     "audit_findings_open": (
         "Version {number} has {count} open irreversibility audit finding(s) ({findings}). Fix the recipe and "

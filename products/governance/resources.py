@@ -82,7 +82,7 @@ def review(
     if decision == "register":
         code = code or f"{resource.region}-{resource.zone.upper()}-{now:%Y}-{secrets.token_hex(3).upper()}"
         if repository.resource_by_code(session, code) is not None:
-            raise Conflict("duplicate_registration_code", code=code)
+            raise Conflict("duplicate_registration_code", registration_code=code)
         resource.registration_code = code
         resource.status = ResourceStatus.REGISTERED.value
     else:

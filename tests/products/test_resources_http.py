@@ -94,3 +94,18 @@ def test_products_record_lineage_from_registered_resources_only(market: Market) 
     assert product.json()["resources"] == [
         {"id": registered["id"], "registration_code": registered["registration_code"], "title": RESOURCE["title"]}
     ]
+
+
+def test_registration_codes_are_unique(market: Market) -> None:
+    source = market.actor(Role.SOURCE)
+    regulator = market.actor(Role.REGULATOR)
+    first = market.client.post("/v1/resources", headers=source.headers, json=RESOURCE).json()
+    second = market.client.post("/v1/resources", headers=source.headers, json=RESOURCE).json()
+    body = {"decision": "register", "registration_code": "BJ-TR-1"}
+    assert (
+        market.client.post(f"/v1/resources/{first['id']}/review", headers=regulator.headers, json=body).status_code
+        == 200
+    )
+    clash = market.client.post(f"/v1/resources/{second['id']}/review", headers=regulator.headers, json=body)
+    assert clash.status_code == 409 and clash.json()["error"]["code"] == "duplicate_registration_code"
+    assert "BJ-TR-1" in clash.json()["error"]["message"]
