@@ -147,22 +147,15 @@ def serve(data_dir: Path, port: int, keyfile: Path) -> None:
     uvicorn.run(create_app(settings, database), host="127.0.0.1", port=port, log_level="warning")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size-gb", type=float, default=2.0, help="size of the generated CSV, in GB (10^9 bytes)")
-    parser.add_argument("--serve", nargs=3, metavar=("DATA_DIR", "PORT", "KEYFILE"), help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.serve:
-        serve(Path(args.serve[0]), int(args.serve[1]), Path(args.serve[2]))
-        return
-
+def run_once(size_gb: float) -> dict[str, float]:
+    """Generate, upload and build one file of `size_gb`; the server's memory is measured from /proc."""
     from products.cli import upload_file
 
     with tempfile.TemporaryDirectory(prefix="upload-bench-") as tmp:
         work = Path(tmp)
         csv_path = work / "payments.csv"
         started = time.perf_counter()
-        generate(csv_path, int(args.size_gb * 1e9 / ROW_BYTES))
+        generate(csv_path, int(size_gb * 1e9 / ROW_BYTES))
         size = csv_path.stat().st_size
         print(f"generated {size / 1e9:.2f} GB CSV in {time.perf_counter() - started:.1f} s", flush=True)
 
@@ -202,16 +195,47 @@ def main() -> None:
         finally:
             child.terminate()
             child.wait(timeout=30)
-
     quality = version["quality"]["tables"]["payments"]
-    print(f"file                      {size / 1e9:8.2f} GB ({size / 2**20:,.0f} MiB)")
-    print(f"upload (hash + stream)    {upload_s:8.1f} s   {size / 2**20 / upload_s:,.0f} MiB/s")
-    print(f"build (recipe + audit)    {build_s:8.1f} s   {size / 2**20 / build_s:,.0f} MiB/s")
-    print(f"rows in / out             {quality['rows_in']:,} / {quality['rows_out']:,}")
-    print(f"audit clean               {version['audit']['clean']}")
-    print(f"server RSS idle           {idle_rss:8.0f} MiB")
-    print(f"server peak RSS, upload   {upload_peak:8.0f} MiB")
-    print(f"server peak RSS, build    {build_peak:8.0f} MiB   ({build_peak / (size / 2**20):.3f} x file size)")
+    return {
+        "size_mib": size / 2**20,
+        "rows": quality["rows_in"],
+        "rows_out": quality["rows_out"],
+        "upload_s": upload_s,
+        "build_s": build_s,
+        "idle_mib": idle_rss,
+        "upload_peak_mib": upload_peak,
+        "build_peak_mib": build_peak,
+        "clean": float(version["audit"]["clean"]),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--size-gb", type=float, nargs="+", default=[0.25, 2.0], help="sizes of the generated CSVs, in GB (10^9 B)"
+    )
+    parser.add_argument("--serve", nargs=3, metavar=("DATA_DIR", "PORT", "KEYFILE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(Path(args.serve[0]), int(args.serve[1]), Path(args.serve[2]))
+        return
+    results = [run_once(size) for size in args.size_gb]
+    print()
+    print(f"{'file MiB':>9} {'rows':>12} {'upload s':>9} {'MiB/s':>6} {'build s':>8} {'MiB/s':>6} "
+          f"{'idle RSS':>9} {'peak RSS upload':>16} {'peak RSS build':>15} {'peak/file':>10} {'audit':>6}")  # fmt: skip
+    for r in results:
+        print(
+            f"{r['size_mib']:9,.0f} {r['rows']:12,.0f} {r['upload_s']:9.1f} {r['size_mib'] / r['upload_s']:6.0f} "
+            f"{r['build_s']:8.1f} {r['size_mib'] / r['build_s']:6.0f} {r['idle_mib']:9.0f} "
+            f"{r['upload_peak_mib']:16.0f} {r['build_peak_mib']:15.0f} {r['build_peak_mib'] / r['size_mib']:10.3f} "
+            f"{'clean' if r['clean'] else 'FOUND':>6}"
+        )
+    if len(results) > 1:
+        first, last = results[0], results[-1]
+        print(
+            f"file grew {last['size_mib'] / first['size_mib']:.1f}x; server peak RSS grew "
+            f"{last['build_peak_mib'] / first['build_peak_mib']:.2f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from market.clock import utcnow
 from market.errors import Conflict, Forbidden, MarketError, NotFound, Unprocessable
 from market.settings import Settings
 from products import repository
+from products.catalogue import served
 from products.governance import authorisations, resources
 from products.governance import repository as governance_repo
 from products.models import PlanKind, PricePlan, Product, ProductEvent, ProductStatus, ProductVersion
@@ -283,8 +284,6 @@ def catalogue(session: Session, actor: Principal, *, mine: bool = False) -> Sequ
         return repository.of_operator(session, actor.org_id)
     if mine and actor.role in (Role.REGULATOR, Role.ADMIN):
         return repository.all_products(session)
-    from products.catalogue import served
-
     return served(session, repository.listed(session))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import hmac
+import json
 
 import duckdb
 
@@ -228,3 +229,24 @@ def test_a_recipe_over_clean_data_counts_nothing_rejected(market: Market) -> Non
     assert amounts["min"] == "0.0" and amounts["distinct"] <= 11
     findings = built.json()["audit"]["findings"]
     assert [(f["column"], f["blocking"]) for f in findings] == [("name", False)]  # advisory: the column's name
+
+
+def test_the_multipart_upload_route_takes_a_recipe_too(market: Market) -> None:
+    operator = market.actor(Role.OPERATOR)
+    create_product(market, operator, "multipart")
+    response = market.client.post(
+        "/v1/products/multipart/versions",
+        headers=operator.headers,
+        files={"files": ("payments.csv", csv_bytes(), "text/csv")},
+        data={"policy": json.dumps(POLICY), "recipe": json.dumps(RECIPE)},
+    )
+    assert response.status_code == 201, response.text
+    versions = market.client.get("/v1/products/multipart/versions", headers=operator.headers).json()
+    assert versions[0]["quality"]["tables"]["payments"]["rows_out"] == 160 and versions[0]["audit"]["clean"]
+    broken = market.client.post(
+        "/v1/products/multipart/versions",
+        headers=operator.headers,
+        files={"files": ("payments.csv", csv_bytes(), "text/csv")},
+        data={"policy": json.dumps(POLICY), "recipe": "[1]"},
+    )
+    assert broken.status_code == 422 and "recipe must be a JSON object" in broken.json()["error"]["message"]
