@@ -89,33 +89,52 @@ def cap_for(session: Session, authorisation: Authorisation, zone: str) -> FeeCap
     return cap
 
 
+def _fee(source: Any, field: str) -> Decimal:
+    value = source.get(field) if isinstance(source, dict) else getattr(source, field, None)
+    return Decimal(str(value or 0))
+
+
 def _plan_fees(plan: Any) -> dict[str, Decimal]:
+    """The highest fee of each kind a plan can charge, counting graduated tiers if the plan has them."""
+    tiers = (plan.get("tiers") if isinstance(plan, dict) else getattr(plan, "tiers", None)) or []
     return {
-        "per_query_minor": Decimal(getattr(plan, "per_query_minor", 0) or 0),
-        "per_gb_minor": Decimal(getattr(plan, "per_gb_minor", 0) or 0),
-        "monthly_fee_minor": Decimal(getattr(plan, "monthly_fee_minor", 0) or 0),
+        "per_query_minor": max([_fee(plan, "per_query_minor"), *(_fee(t, "per_query_minor") for t in tiers)]),
+        "per_gb_minor": max([_fee(plan, "per_gb_minor"), *(_fee(t, "per_gb_minor") for t in tiers)]),
+        "monthly_fee_minor": _fee(plan, "monthly_fee_minor"),
     }
 
 
-def check_plans(session: Session, authorisation: Authorisation, zone: str, plans: Iterable[Any]) -> None:
-    """Refuse any plan priced above the zone's fee cap (政府指导价) or in another currency."""
-    cap = cap_for(session, authorisation, zone)
-    limits = {
+def cap_limits(cap: FeeCap) -> dict[str, Decimal]:
+    return {
         "per_query_minor": Decimal(cap.max_per_query_minor),
         "per_gb_minor": Decimal(cap.max_per_gb_minor),
         "monthly_fee_minor": Decimal(cap.max_monthly_fee_minor),
     }
+
+
+def over_cap(plan: Any, limits: dict[str, Decimal]) -> tuple[str, Decimal, Decimal] | None:
+    """The first fee of `plan` above its limit, as (field, amount, limit); None when the plan is within the cap."""
+    for field, amount in _plan_fees(plan).items():
+        if amount > limits[field]:
+            return field, amount, limits[field]
+    return None
+
+
+def check_plans(session: Session, authorisation: Authorisation, zone: str, plans: Iterable[Any]) -> None:
+    """Refuse any plan priced above the zone's fee cap (政府指导价) or in another currency."""
+    limits = cap_limits(cap_for(session, authorisation, zone))
     for plan in plans:
-        fees = _plan_fees(plan)
-        if any(fees.values()) and getattr(plan, "currency", authorisation.currency) != authorisation.currency:
+        if (
+            any(_plan_fees(plan).values())
+            and getattr(plan, "currency", authorisation.currency) != authorisation.currency
+        ):
             raise Unprocessable(
                 "plan_currency_mismatch", plan=plan.code, currency=plan.currency, allowed=authorisation.currency
             )
-        for field, amount in fees.items():
-            if amount > limits[field]:
-                raise Unprocessable(
-                    "fee_above_cap", plan=plan.code, field=field, amount=amount, cap=limits[field], zone=zone
-                )
+        excess = over_cap(plan, limits)
+        if excess is not None:
+            field, amount, limit = excess
+            raise Unprocessable("fee_above_cap", plan=plan.code, field=field, amount=amount, cap=limit, zone=zone)
 
 
 # -- the regulator's actions ----------------------------------------------------------------------
