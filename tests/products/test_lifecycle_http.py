@@ -30,6 +30,9 @@ def test_a_new_version_is_reviewed_while_the_old_one_stays_served(market: Market
     assert query(market, early, listed.slug, COUNT).json()["rows"] == [[UNITS * 3]]
     versions = market.client.get(f"/v1/products/{listed.slug}/versions", headers=listed.regulator.headers).json()
     assert [(v["number"], v["status"]) for v in versions] == [(1, "listed"), (2, "in_review")]
+    change = versions[1]["quality"]["tables"]["people"]["change"]  # the quality report compares with version 1
+    assert change["previous_version"] == 1 and change["rows_out_delta"] == -UNITS
+    assert change["columns_added"] == change["columns_removed"] == [] and change["distinct_delta"]["month"] == -1
 
     returned = market.client.post(
         f"/v1/products/{listed.slug}/review",

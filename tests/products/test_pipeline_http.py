@@ -250,3 +250,47 @@ def test_the_multipart_upload_route_takes_a_recipe_too(market: Market) -> None:
         data={"policy": json.dumps(POLICY), "recipe": "[1]"},
     )
     assert broken.status_code == 422 and "recipe must be a JSON object" in broken.json()["error"]["message"]
+
+
+def test_emails_and_personal_names_are_flagged_by_value(market: Market) -> None:
+    operator = market.actor(Role.OPERATOR)
+    create_product(market, operator, "contacts")
+    lines = ["person,contact,owner,district,amount"]
+    for i in range(120):
+        first = ["Wang", "Li", "Zhang", "Chen", "Yang", "Zhao"][i % 6]
+        last = ["Wei", "Fang", "Min", "Jing", "Lei", "Yan", "Qiang", "Xiu", "Hao", "Lin", "Tao", "Yu"][i // 6 % 12]
+        lines.append(f"p{i},user{i}@example.cn,{first} {last} {['Ma', 'Xu'][i // 72]}ling,Chaoyang District,{i}")
+    upload = _upload(market, operator, ("\n".join(lines) + "\n").encode(), name="contacts.csv").json()
+    recipe = {
+        "tables": {
+            "contacts": {
+                "columns": {
+                    "person": {"transform": {"kind": "pseudonymise"}},
+                    "contact": {},
+                    "owner": {},
+                    "district": {},
+                    "amount": {"type": "integer"},
+                }
+            }
+        }
+    }
+    policy = {
+        "min_group_size": 5,
+        "tables": {
+            "contacts": {
+                "privacy_unit": "person",
+                "dimensions": ["district"],
+                "measures": ["amount"],
+                "hidden": ["contact", "owner"],
+            }
+        },
+    }
+    built = market.client.post(
+        "/v1/products/contacts/builds",
+        headers=operator.headers,
+        json={"tables": {"contacts": upload["id"]}, "recipe": recipe, "policy": policy},
+    )
+    assert built.status_code == 201, built.text
+    blocking = {(f["column"], f["kind"]) for f in built.json()["audit"]["findings"] if f["blocking"]}
+    # "Chaoyang District" looks like a name but has one distinct value: cardinality keeps it out.
+    assert blocking == {("contact", "email"), ("owner", "personal_name")}
