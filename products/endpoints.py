@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
 
 from market.deps import PrincipalDep, SessionDep, SettingsDep
 from market.errors import Unprocessable
@@ -23,6 +23,7 @@ from products.schemas import (
     ProductOut,
     ProductUpdate,
     ReasonIn,
+    RebuildIn,
     ResolveIn,
     ReviewIn,
     VersionOut,
@@ -162,6 +163,32 @@ def list_versions(slug: str, session: SessionDep, principal: PrincipalDep) -> li
 @router.get("/{slug}/versions/{number}", response_model=VersionOut)
 def get_version(slug: str, number: int, session: SessionDep, principal: PrincipalDep) -> VersionOut:
     return versions.present_version(session, versions.version_of(session, principal, slug, number)[1])
+
+
+@router.post("/{slug}/versions/{number}/rebuild", response_model=VersionOut, status_code=201)
+def rebuild_version(
+    slug: str,
+    number: int,
+    session: SessionDep,
+    principal: PrincipalDep,
+    settings: SettingsDep,
+    body: RebuildIn | None = None,
+) -> VersionOut:
+    """Re-run a version's stored recipe over its stored uploads, as a new version (a changed recipe or policy may
+    be given). The new version is audited like any other."""
+    version = versions.rebuild(session, settings, principal, slug, number, body or RebuildIn())
+    return versions.present_version(session, version)
+
+
+@router.get("/{slug}/versions/{number}/quarantine/{table}")
+def quarantine_file(
+    slug: str, number: int, table: str, session: SessionDep, principal: PrincipalDep, settings: SettingsDep
+) -> FileResponse:
+    """The rows a version's recipe quarantined for one table, as Parquet, with the rules each broke (operator only)."""
+    path = versions.quarantine_path(session, settings, principal, slug, number, table)
+    return FileResponse(
+        path, media_type="application/vnd.apache.parquet", filename=f"{slug}-v{number}-{table}-quarantine.parquet"
+    )
 
 
 @router.post("/{slug}/versions/{number}/findings/{finding_id}/resolve", response_model=VersionOut)

@@ -154,3 +154,12 @@ class ResolveIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     justification: str = Field(min_length=10, max_length=5_000, description="Why the finding is not a risk.")
+
+
+class RebuildIn(BaseModel):
+    """Re-run a version from its stored uploads; give a recipe or policy only to change them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    recipe: dict[str, Any] | None = None
+    policy: dict[str, Any] | None = None

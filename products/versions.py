@@ -24,7 +24,7 @@ from products.pipeline.assess import assess
 from products.pipeline.keys import product_secret
 from products.pipeline.recipe import Recipe
 from products.pipeline.run import TableRun, process_table
-from products.schemas import BuildIn, ColumnOut, TableOut, VersionOut
+from products.schemas import BuildIn, ColumnOut, RebuildIn, TableOut, VersionOut
 from sandbox.policy import ProtectionPolicy
 
 
@@ -241,6 +241,21 @@ def build_from_uploads(
     return add_version(session, settings, actor, slug, sources, policy, recipe, progress)
 
 
+def rebuild(
+    session: Session, settings: Settings, actor: Principal, slug: str, number: int, body: RebuildIn
+) -> ProductVersion:
+    """Re-run a version's recipe over the same uploads (optionally with a changed recipe or policy)."""
+    actor.require(Role.OPERATOR)
+    _, version = version_of(session, actor, slug, number)
+    sources = version.sources or {}
+    if not sources or any(not s.get("upload_id") for s in sources.values()):
+        raise Unprocessable("not_rebuildable", number=number)
+    recipe = body.recipe if body.recipe is not None else version.recipe
+    policy = body.policy if body.policy is not None else version.policy
+    tables = {table: str(source["upload_id"]) for table, source in sources.items()}
+    return build_from_uploads(session, settings, actor, slug, BuildIn(tables=tables, recipe=recipe, policy=policy))
+
+
 def versions_visible(session: Session, actor: Principal, slug: str) -> Sequence[ProductVersion]:
     product = repository.by_slug(session, slug)
     if product is None or (actor.role not in (Role.REGULATOR, Role.ADMIN) and product.operator_org_id != actor.org_id):
@@ -279,3 +294,14 @@ def present_version(session: Session, version: ProductVersion) -> VersionOut:
         quality=version.quality,
         created_at=version.created_at,
     )
+
+
+def quarantine_path(session: Session, settings: Settings, actor: Principal, slug: str, number: int, table: str) -> Path:
+    """The quarantine file of one table of an own version; 404 when nothing was quarantined."""
+    actor.require(Role.OPERATOR)
+    product, version = version_of(session, actor, slug, number)
+    report = ((version.quality or {}).get("tables") or {}).get(table) or {}
+    relative = report.get("quarantine_file")
+    if not relative:
+        raise NotFound("quarantine_not_found", table=table, number=number)
+    return settings.products_dir / product.id / f"v{version.number}" / str(relative)

@@ -294,3 +294,42 @@ def test_emails_and_personal_names_are_flagged_by_value(market: Market) -> None:
     blocking = {(f["column"], f["kind"]) for f in built.json()["audit"]["findings"] if f["blocking"]}
     # "Chaoyang District" looks like a name but has one distinct value: cardinality keeps it out.
     assert blocking == {("contact", "email"), ("owner", "personal_name")}
+
+
+def test_a_version_can_be_rebuilt_and_its_quarantine_downloaded(market: Market, tmp_path) -> None:
+    operator = market.actor(Role.OPERATOR)
+    create_product(market, operator, "rebuilt")
+    upload = _upload(market, operator, csv_bytes()).json()
+    first = _build(market, operator, "rebuilt", upload["id"]).json()
+    again = market.client.post("/v1/products/rebuilt/versions/1/rebuild", headers=operator.headers)
+    assert again.status_code == 201, again.text
+    assert again.json()["number"] == 2 and again.json()["recipe_hash"] == first["recipe_hash"]
+    assert again.json()["quality"]["tables"]["payments"]["rows_out"] == 160
+    stricter = copy.deepcopy(RECIPE)
+    stricter["tables"]["payments"]["columns"]["month"]["max"] = 1
+    changed = market.client.post(
+        "/v1/products/rebuilt/versions/1/rebuild", headers=operator.headers, json={"recipe": stricter}
+    ).json()
+    assert changed["recipe_hash"] != first["recipe_hash"]
+    assert changed["quality"]["tables"]["payments"]["broken_rules"]["month: above 1"] == 82
+
+    quarantine = market.client.get("/v1/products/rebuilt/versions/1/quarantine/payments", headers=operator.headers)
+    assert quarantine.status_code == 200
+    path = tmp_path / "q.parquet"
+    path.write_bytes(quarantine.content)
+    rows = duckdb.sql(f"SELECT district, broken_rules FROM read_parquet('{path}')").fetchall()
+    assert rows == [("Atlantis", ["district: not an allowed value"])]
+    rival = market.actor(Role.OPERATOR)
+    assert (
+        market.client.get("/v1/products/rebuilt/versions/1/quarantine/payments", headers=rival.headers).status_code
+        == 404
+    )
+    none = market.client.get("/v1/products/rebuilt/versions/3/quarantine/payments", headers=operator.headers)
+    assert none.status_code == 404 and none.json()["error"]["code"] == "quarantine_not_found"
+
+    from tests.factories import upload_version
+
+    create_product(market, operator, "multipart-only")
+    upload_version(market, operator, "multipart-only")
+    refused = market.client.post("/v1/products/multipart-only/versions/1/rebuild", headers=operator.headers)
+    assert refused.status_code == 422 and refused.json()["error"]["code"] == "not_rebuildable"
