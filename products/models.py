@@ -45,6 +45,8 @@ class Product(Base):
     latest_version_id: Mapped[str | None] = mapped_column(String(32), default=None)
     pending_version_id: Mapped[str | None] = mapped_column(String(32), default=None)
     """A new version of a listed product awaiting review; buyers keep getting `listed_version_id` meanwhile."""
+    review_due_at: Mapped[datetime | None] = mapped_column(default=None)
+    """When the regulator's decision on the version under review is due (DOMAIN.md rule 1: a visible deadline)."""
     scenarios: Mapped[list[Any]] = mapped_column(default=list)
     """Use scenarios the product is offered for; each must be inside the operator's authorisation."""
     documentation: Mapped[str] = mapped_column(Text, default="")

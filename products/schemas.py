@@ -89,6 +89,7 @@ class ProductOut(BaseModel):
     pricing: list[str] = Field(default_factory=list, description="'free' and/or 'paid': the kinds of plan offered.")
     resources: list[dict[str, Any]] = Field(default_factory=list, description="Lineage: registered resources used.")
     pending_version: int | None = Field(default=None, description="A newer version awaiting review, if any.")
+    review_due_at: datetime | None = Field(default=None, description="When the review decision is due, if in review.")
     documentation: str | None = Field(default=None, description="Detail view only: documentation (Markdown).")
     quality: dict[str, Any] | None = Field(default=None, description="Detail view only: the quality summary.")
     audit_clean: bool | None = Field(default=None, description="Detail view only: the audit found nothing open.")

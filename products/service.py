@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -161,6 +162,10 @@ def parse_policy(raw: dict[str, Any]) -> ProtectionPolicy:
         raise Unprocessable("invalid_request", detail=f"policy.{where}: {first['msg']}") from error
 
 
+REVIEW_PERIOD = timedelta(days=15)
+"""How long the regulator has to decide on a submitted version; shown to the operator as `review_due_at`."""
+
+
 def _check_listable(session: Session, product: Product) -> None:
     """The operator's authorisation in force covers the product, and every active plan is within the cap."""
     grant = authorisations.require_scope(
@@ -196,6 +201,7 @@ def submit(session: Session, actor: Principal, slug: str) -> Product:
     assert version is not None
     audit_gate(version)
     product.pending_version_id = version.id
+    product.review_due_at = utcnow() + REVIEW_PERIOD
     if listed:
         _record(
             session, product, actor, ProductStatus.LISTED, f"version {version.number} submitted for review", version.id
@@ -240,6 +246,7 @@ def review(session: Session, actor: Principal, slug: str, decision: str, comment
             raise Conflict("review_outside_authorisation", detail=error.message) from error
         audit_gate(version)
     product.pending_version_id = None
+    product.review_due_at = None
     if product.status == ProductStatus.LISTED:
         verdict = "approved" if decision == "approve" else "returned"
         if decision == "approve":
@@ -332,6 +339,7 @@ def present(session: Session, products: Sequence[Product], *, detail: bool = Fal
                     for r in lineage[product.id]
                 ],
                 pending_version=pending.number if (pending := versions.get(product.pending_version_id or "")) else None,
+                review_due_at=product.review_due_at,
                 documentation=product.documentation if detail else None,
                 quality=buyer_summary(version.quality) if detail and version else None,
                 audit_clean=(version.audit or {}).get("blocking_findings") == 0

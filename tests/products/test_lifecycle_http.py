@@ -25,6 +25,7 @@ def test_a_new_version_is_reviewed_while_the_old_one_stays_served(market: Market
     assert draft["version"] == 1 and draft["status"] == "listed"
     submitted = market.client.post(f"/v1/products/{listed.slug}/submit", headers=listed.operator.headers)
     assert submitted.status_code == 200 and submitted.json()["pending_version"] == 2
+    assert submitted.json()["review_due_at"] > submitted.json()["updated_at"]
     again = market.client.post(f"/v1/products/{listed.slug}/submit", headers=listed.operator.headers)
     assert again.status_code == 409
     assert query(market, early, listed.slug, COUNT).json()["rows"] == [[UNITS * 3]]
@@ -46,7 +47,7 @@ def test_a_new_version_is_reviewed_while_the_old_one_stays_served(market: Market
         headers=listed.regulator.headers,
         json={"decision": "approve", "comment": "Fine."},
     ).json()
-    assert approved["version"] == 2 and approved["pending_version"] is None
+    assert approved["version"] == 2 and approved["pending_version"] is None and approved["review_due_at"] is None
 
     late = market.actor(Role.BUYER)
     grant(market, listed, late, purpose="commercial", plan="standard")

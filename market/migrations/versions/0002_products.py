@@ -185,6 +185,7 @@ def upgrade() -> None:
 
     with op.batch_alter_table("products", schema=None) as batch_op:
         batch_op.add_column(sa.Column("pending_version_id", sa.String(length=32), nullable=True))
+        batch_op.add_column(sa.Column("review_due_at", market.db.UTCDateTime(timezone=True), nullable=True))
         batch_op.add_column(
             sa.Column(
                 "scenarios",
@@ -203,6 +204,7 @@ def downgrade() -> None:
     with op.batch_alter_table("products", schema=None) as batch_op:
         batch_op.drop_column("documentation")
         batch_op.drop_column("scenarios")
+        batch_op.drop_column("review_due_at")
         batch_op.drop_column("pending_version_id")
 
     with op.batch_alter_table("product_versions", schema=None) as batch_op:
