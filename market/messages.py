@@ -91,6 +91,7 @@ EN: dict[str, str] = {
         "Column '{column}' in the policy is not an output column of table '{table}' in the recipe; outputs: {columns}."
     ),
     "version_not_found": "Product '{slug}' has no version {number} visible to you.",
+    "version_in_progress": "Another version of '{slug}' was stored at the same time; retry to build the next one.",
     "not_rebuildable": "Version {number} was not built from stored uploads; build a new version with POST .../builds.",
     "quarantine_not_found": "Version {number} quarantined no rows of table '{table}'.",
     "finding_not_found": "Version {number} has no audit finding '{finding}'; findings: {findings}.",

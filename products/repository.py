@@ -72,3 +72,8 @@ def versions_of(session: Session, product_id: str) -> Sequence[ProductVersion]:
     return session.scalars(
         select(ProductVersion).where(ProductVersion.product_id == product_id).order_by(ProductVersion.number)
     ).all()
+
+
+def lock_product(session: Session, product_id: str) -> None:
+    """Hold the product's row until the transaction ends (PostgreSQL; SQLite serialises writers itself)."""
+    session.execute(select(Product.id).where(Product.id == product_id).with_for_update())

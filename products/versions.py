@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
@@ -10,12 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from market.accounts.models import Role
 from market.accounts.service import Principal
 from market.clock import utcnow
-from market.errors import NotFound, Unprocessable
+from market.errors import Conflict, NotFound, Unprocessable
 from market.settings import Settings
 from products import repository, storage
 from products.models import Product, ProductVersion
@@ -94,8 +97,12 @@ def add_version(
                         "policy_column_not_produced", column=column, table=name, columns=", ".join(table_recipe.columns)
                     )
 
+    # Builds of one product are serialised by a row lock (PostgreSQL); files are written to a private
+    # directory and renamed into place only when complete, so a stored version's files never change.
+    repository.lock_product(session, product.id)
     number = repository.next_version_number(session, product.id)
-    version_dir = settings.products_dir / product.id / f"v{number}"
+    final_dir = settings.products_dir / product.id / f"v{number}"
+    version_dir = settings.products_dir / product.id / f".building-v{number}-{secrets.token_hex(4)}"
     described: list[dict[str, Any]] = []
     paths: list[Path] = []
     runs: dict[str, TableRun] = {}
@@ -135,6 +142,11 @@ def add_version(
         audit, quality = assess(
             version_dir, number, described, policy, recipe, runs, previous.quality if previous else None
         )
+        content_hash = storage.content_hash(paths)
+        if final_dir.exists():
+            # Left by a build whose transaction rolled back: no version row refers to it.
+            shutil.rmtree(final_dir)
+        os.rename(version_dir, final_dir)
     except BaseException:
         shutil.rmtree(version_dir, ignore_errors=True)
         raise
@@ -144,7 +156,7 @@ def add_version(
         number=number,
         policy=policy.model_dump(mode="json"),
         tables=described,
-        content_hash=storage.content_hash(paths),
+        content_hash=content_hash,
         recipe=recipe.model_dump(mode="json") if recipe else None,
         recipe_hash=recipe.digest() if recipe else None,
         sources={
@@ -161,7 +173,10 @@ def add_version(
         created_by=actor.user_id,
     )
     session.add(version)
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError as error:
+        raise Conflict("version_in_progress", slug=slug) from error
     product.latest_version_id = version.id
     product.updated_at = utcnow()
     return version

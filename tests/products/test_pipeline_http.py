@@ -333,3 +333,20 @@ def test_a_version_can_be_rebuilt_and_its_quarantine_downloaded(market: Market, 
     upload_version(market, operator, "multipart-only")
     refused = market.client.post("/v1/products/multipart-only/versions/1/rebuild", headers=operator.headers)
     assert refused.status_code == 422 and refused.json()["error"]["code"] == "not_rebuildable"
+
+
+def test_files_left_by_a_rolled_back_build_do_not_block_or_leak_into_the_next(market: Market) -> None:
+    operator = market.actor(Role.OPERATOR)
+    create_product(market, operator, "orphans")
+    upload = _upload(market, operator, csv_bytes()).json()
+    _build(market, operator, "orphans", upload["id"])
+    (first,) = market.settings.products_dir.glob("*/v1/payments.parquet")
+    before = first.read_bytes()
+    orphan = first.parent.parent / "v2"
+    orphan.mkdir()
+    (orphan / "stale.parquet").write_bytes(b"left over")
+    second = _build(market, operator, "orphans", upload["id"])
+    assert second.status_code == 201 and second.json()["number"] == 2
+    assert sorted(p.name for p in orphan.iterdir()) == ["payments.parquet", "quarantine"]
+    assert first.read_bytes() == before
+    assert not list(first.parent.parent.glob(".building-*"))
