@@ -255,6 +255,7 @@ def run_metered_query(
     if replay is not None:
         return replay
 
+    products.ensure_servable(session, product_slug)
     product = products.visible_product(session, actor, product_slug)
     now = utcnow()
     agreement = _agreement_for_query(session, actor, product, now, agreement_id)

@@ -76,6 +76,23 @@ class ProductIn(BaseModel):
     zone: str = Field(min_length=1, max_length=50)
     region: str = Field(min_length=2, max_length=20)
     plans: list[PlanIn] = Field(default_factory=list)
+    scenarios: list[str] = Field(default_factory=list, description="Use scenarios, inside the authorisation.")
+    documentation: str = Field(default="", max_length=100_000, description="Buyer-facing documentation (Markdown).")
+    resources: list[str] = Field(
+        default_factory=list, description="Registered resources it derives from (ids or codes)."
+    )
+
+
+class ProductUpdate(BaseModel):
+    """Fields an operator may change on its product; versions and plans have their own routes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str | None = Field(default=None, min_length=1, max_length=300)
+    description: str | None = Field(default=None, max_length=20_000)
+    documentation: str | None = Field(default=None, max_length=100_000)
+    scenarios: list[str] | None = None
+    resources: list[str] | None = Field(default=None, description="More resources the product derives from.")
 
 
 class ColumnOut(BaseModel):
@@ -103,6 +120,14 @@ class ProductOut(BaseModel):
     policy: dict[str, Any] | None
     plans: list[PlanOut]
     updated_at: datetime
+    scenarios: list[str] = Field(default_factory=list)
+    pricing: list[str] = Field(default_factory=list, description="'free' and/or 'paid': the kinds of plan offered.")
+    resources: list[dict[str, Any]] = Field(default_factory=list, description="Lineage: registered resources used.")
+    pending_version: int | None = Field(default=None, description="A newer version awaiting review, if any.")
+    review_due_at: datetime | None = Field(default=None, description="When the review decision is due, if in review.")
+    documentation: str | None = Field(default=None, description="Detail view only: documentation (Markdown).")
+    quality: dict[str, Any] | None = Field(default=None, description="Detail view only: the quality summary.")
+    audit_clean: bool | None = Field(default=None, description="Detail view only: the audit found nothing open.")
 
 
 class ReviewIn(BaseModel):
@@ -125,3 +150,52 @@ class EventOut(BaseModel):
     reason: str
     version_id: str | None
     at: datetime
+
+
+class UploadOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    filename: str
+    sha256: str
+    size_bytes: int
+    created_at: datetime
+
+
+class BuildIn(BaseModel):
+    """A new version from stored uploads: one upload per table, the recipe and the protection policy."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tables: dict[str, str] = Field(min_length=1, description="Table name to upload id.")
+    recipe: dict[str, Any] | None = Field(default=None, description="The cleaning and desensitising recipe.")
+    policy: dict[str, Any] = Field(description="The protection policy.")
+
+
+class VersionOut(BaseModel):
+    number: int
+    status: str = Field(description="listed, in_review, superseded or draft")
+    content_hash: str
+    recipe_hash: str | None
+    recipe: dict[str, Any] | None
+    sources: dict[str, Any] | None
+    tables: list[TableOut]
+    policy: dict[str, Any]
+    audit: dict[str, Any] | None
+    quality: dict[str, Any] | None
+    created_at: datetime
+
+
+class ResolveIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    justification: str = Field(min_length=10, max_length=5_000, description="Why the finding is not a risk.")
+
+
+class RebuildIn(BaseModel):
+    """Re-run a version from its stored uploads; give a recipe or policy only to change them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    recipe: dict[str, Any] | None = None
+    policy: dict[str, Any] | None = None

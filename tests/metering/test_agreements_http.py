@@ -24,10 +24,10 @@ def test_an_agreement_is_a_snapshot_that_later_changes_do_not_alter(market: Mark
     assert before["plan"]["per_query_minor"] == 150 and before["policy"]["min_group_size"] == 10
     assert before["scenario"] == "analysis" and before["status"] == "active"
 
-    # the operator reprices the plan and the product moves region (directly: no route edits them yet)
+    # the operator reprices the plan and narrows the product to a district (still inside its authorised region)
     with market.database.transaction() as session:
         session.execute(update(PricePlan).where(PricePlan.code == "standard").values(per_query_minor=999))
-        session.execute(update(Product).where(Product.slug == listed.slug).values(region="CN-31"))
+        session.execute(update(Product).where(Product.slug == listed.slug).values(region="CN-11-05"))
 
     after = agreement_of(market, buyer)
     assert after == before
