@@ -30,15 +30,11 @@ def review_sla(reviewer: Role) -> timedelta:
 
 
 def allowed_scenarios(session: Session, product: Product) -> frozenset[str] | None:
-    """The scenarios a request for `product` may name; None accepts any non-empty scenario.
-
-    HOOK(products): reads the product's own scenario list (`Product.scenarios`, which the products
-    context adds, each inside the operator's authorisation) when the column exists and is non-empty.
-    """
-    scenarios = getattr(product, "scenarios", None)
-    if not scenarios:
+    """The scenarios a request for `product` may name (its own list, each inside the operator's
+    authorisation); None, for a product that names none, accepts any non-empty scenario."""
+    if not product.scenarios:
         return None
-    return frozenset(str(s) for s in scenarios)
+    return frozenset(str(s) for s in product.scenarios)
 
 
 def auto_approves_commercial(session: Session, product_id: str) -> bool:

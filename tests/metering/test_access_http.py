@@ -128,11 +128,14 @@ def test_the_operator_can_auto_approve_commercial_requests(market: Market) -> No
     assert public["status"] == "pending" and public["reviewer_role"] == "regulator"
 
 
-def test_a_scenario_must_be_one_the_product_allows(market: Market, monkeypatch) -> None:
-    from metering import access
+def test_a_scenario_must_be_one_the_product_allows(market: Market) -> None:
+    from sqlalchemy import update
+
+    from products.models import Product
 
     listed = listed_product(market)
-    monkeypatch.setattr(access, "allowed_scenarios", lambda session, product: frozenset({"route-planning"}))
+    with market.database.transaction() as session:
+        session.execute(update(Product).where(Product.slug == listed.slug).values(scenarios=["route-planning"]))
     buyer = market.actor(Role.BUYER)
     refused = ask(market, buyer, listed.slug, plan="standard", purpose="commercial", scenario="marketing")
     assert refused.status_code == 422 and refused.json()["error"]["code"] == "scenario_not_allowed"
