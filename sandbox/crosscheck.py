@@ -57,7 +57,7 @@ def check_raw(sql: str) -> None:
 def _serialize(sql: str) -> dict[str, Any]:
     with _lock:
         row = _connection().execute("SELECT json_serialize_sql(?)", [sql]).fetchone()
-    tree = json.loads(row[0]) if row else {"error": True}
+    tree: dict[str, Any] = json.loads(row[0]) if row else {"error": True}
     if tree.get("error") or len(tree.get("statements", [])) != 1:
         raise _mismatch("DuckDB does not read the rewritten statement as one SELECT")
     node: dict[str, Any] = tree["statements"][0]["node"]
@@ -147,7 +147,9 @@ class _TreeCheck:
             return
         if ctx is Ctx.THRESHOLD and role == "privacy_unit":
             return
-        if count_distinct and (role == "dimension" or (role == "privacy_unit" and self.policy.allow_count_distinct_unit)):
+        if count_distinct and (
+            role == "dimension" or (role == "privacy_unit" and self.policy.allow_count_distinct_unit)
+        ):
             return
         raise _mismatch(f"column {names[1]} ({role}) in {ctx.value}")
 

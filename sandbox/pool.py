@@ -10,6 +10,7 @@ The API never shares a process with DuckDB running buyer SQL.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import multiprocessing
 import os
 import resource
@@ -120,10 +121,8 @@ class _Worker:
         self.connection.close()
 
     def stop(self) -> None:
-        try:
+        with contextlib.suppress(OSError, ValueError):
             self.connection.send(None)
-        except (OSError, ValueError):
-            pass
         self.process.join(timeout=2)
         self.kill()
 

@@ -125,7 +125,10 @@ class _PostAggregate:
             elif isinstance(value, list):
                 node.set(
                     key,
-                    [self._walk(v, aliases_ok=aliases_ok, depth=depth) if isinstance(v, exp.Expr) else v for v in value],
+                    [
+                        self._walk(v, aliases_ok=aliases_ok, depth=depth) if isinstance(v, exp.Expr) else v
+                        for v in value
+                    ],
                 )
         return node
 
@@ -176,9 +179,9 @@ def build_plan(checked: CheckedQuery, policy: ProtectionPolicy) -> Plan:
     n = len(checked.refs)
     passes = exp.and_(*[_col(f"__lo{i}") >= k for i in range(n)])
     fails = exp.or_(*[_col(f"__hi{i}") < k for i in range(n)])
-    output = exp.Select(
-        expressions=[exp.alias_(e, f"__c{i}", quoted=True) for i, e in enumerate(outputs)]
-    ).from_(exp.Table(this=_q(GROUPS_TABLE)))
+    output = exp.Select(expressions=[exp.alias_(e, f"__c{i}", quoted=True) for i, e in enumerate(outputs)]).from_(
+        exp.Table(this=_q(GROUPS_TABLE))
+    )
     output = output.where(exp.and_(passes.copy(), having_expr) if having_expr is not None else passes.copy())
     if order_terms:
         output = output.order_by(*order_terms)

@@ -79,7 +79,9 @@ _STRUCTURAL = (
     *_ARITHMETIC,
     *_COMPARISONS,
 )
-_SELECT_ARGS = frozenset({"expressions", "from", "from_", "joins", "where", "group", "having", "order", "limit", "offset"})
+_SELECT_ARGS = frozenset(
+    {"expressions", "from", "from_", "joins", "where", "group", "having", "order", "limit", "offset"}
+)
 _SUBQUERY_HINT = (
     "write one SELECT over the product's tables (joined if needed) with WHERE, GROUP BY and HAVING; "
     "subqueries and CTEs are refused because they could build groups the threshold does not see."
@@ -374,7 +376,8 @@ class _Checker:
         if not isinstance(to, exp.DataType) or to.this not in rules.CAST_TYPES:
             target = to.sql(DIALECT) if isinstance(to, exp.Expr) else "?"
             raise _refuse_construct(
-                f"A cast to {target}", "cast to BOOLEAN, INTEGER, BIGINT, DOUBLE, DECIMAL(p<=18), VARCHAR, DATE, TIMESTAMP."
+                f"A cast to {target}",
+                "cast to BOOLEAN, INTEGER, BIGINT, DOUBLE, DECIMAL(p<=18), VARCHAR, DATE, TIMESTAMP.",
             )
         if to.this == exp.DataType.Type.DECIMAL:
             params = to.expressions
@@ -441,7 +444,9 @@ class _Checker:
         ref, canonical, role = self.resolve(target)
         if role == "privacy_unit":
             if not (distinct and self.policy.allow_count_distinct_unit):
-                raise QueryRefused("protected_column", column=canonical, exception=self._unit_exception(role, canonical))
+                raise QueryRefused(
+                    "protected_column", column=canonical, exception=self._unit_exception(role, canonical)
+                )
         elif role not in ("dimension", "measure"):
             raise QueryRefused("protected_column", column=canonical, exception="")
         self._qualify(target, ref, canonical)
@@ -463,7 +468,9 @@ class _Checker:
             if role == "dimension":
                 raise QueryRefused("targeted_aggregate", construct=f"The dimension '{canonical}'", function=function)
             if role != "measure":
-                raise QueryRefused("protected_column", column=canonical, exception=self._unit_exception(role, canonical))
+                raise QueryRefused(
+                    "protected_column", column=canonical, exception=self._unit_exception(role, canonical)
+                )
             if (ref.alias, canonical) in seen:
                 raise QueryRefused("nonlinear_aggregate", column=canonical, function=function)
             seen.add((ref.alias, canonical))
@@ -499,13 +506,13 @@ class _Checker:
             if not _is_aggregate_like(node):
                 continue
             name = rules.AGGREGATE_CLASSES.get(type(node))
-            if name is None or name not in self.policy.allowed_aggregates:
-                if isinstance(node, exp.AggFunc) or _function_name(node) in rules.ROW_REVEALING_AGGREGATES:
-                    raise QueryRefused(
-                        "disallowed_aggregate",
-                        function=_function_name(node),
-                        allowed=", ".join(self.policy.allowed_aggregates),
-                    )
+            refused = isinstance(node, exp.AggFunc) or _function_name(node) in rules.ROW_REVEALING_AGGREGATES
+            if (name is None or name not in self.policy.allowed_aggregates) and refused:
+                raise QueryRefused(
+                    "disallowed_aggregate",
+                    function=_function_name(node),
+                    allowed=", ".join(self.policy.allowed_aggregates),
+                )
 
     # -- clauses --------------------------------------------------------------------------------
     def run(self) -> CheckedQuery:
@@ -520,9 +527,15 @@ class _Checker:
             for refused, (construct, instead) in _REFUSED_NODES.items():
                 if isinstance(select.args[key], refused):
                     raise _refuse_construct(construct, instead)
-            raise _refuse_construct(f"The clause {key.upper()}", "use SELECT, FROM, JOIN, WHERE, GROUP BY, HAVING, ORDER BY, LIMIT.")
+            raise _refuse_construct(
+                f"The clause {key.upper()}", "use SELECT, FROM, JOIN, WHERE, GROUP BY, HAVING, ORDER BY, LIMIT."
+            )
         self.refuse_aggregates_not_allowed()
         self.collect_tables()
+        if select.args.get("group") is None and not any(
+            _is_aggregate_like(n) for item in select.expressions for n in item.walk()
+        ):
+            raise QueryRefused("not_aggregated")
 
         items: list[exp.Expr] = []
         columns: list[str] = []
@@ -542,7 +555,9 @@ class _Checker:
                 columns.append(alias)
                 items.append(item.this)
             else:
-                columns.append(item.name if isinstance(item, exp.Column) else item.sql(DIALECT, normalize_functions="lower"))
+                columns.append(
+                    item.name if isinstance(item, exp.Column) else item.sql(DIALECT, normalize_functions="lower")
+                )
                 items.append(item)
         items = [self.check(item, Context.OUTPUT, clause="SELECT") for item in items]
 
@@ -560,7 +575,9 @@ class _Checker:
         if group is not None:
             for key in ("grouping_sets", "cube", "rollup", "totals"):
                 if group.args.get(key):
-                    raise _refuse_construct(key.upper().replace("_", " "), "GROUP BY the dimensions and run one query per level.")
+                    raise _refuse_construct(
+                        key.upper().replace("_", " "), "GROUP BY the dimensions and run one query per level."
+                    )
             if group.args.get("all"):
                 keys = [item for item in items if not any(_is_aggregate_like(n) for n in item.walk())]
             for expression in group.expressions:
