@@ -291,6 +291,15 @@ class _Checker:
         column.set("table", exp.to_identifier(ref.alias, quoted=True))
         self.referenced.setdefault(ref.table, set()).add(canonical)
 
+    def _shadowed(self, column: exp.Column) -> bool:
+        """An unqualified name that is both a SELECT alias of something else and a column."""
+        lowered = column.name.lower()
+        if column.table or lowered not in self.aliases:
+            return False
+        item = self.select.expressions[self.aliases[lowered]]
+        target = item.this if isinstance(item, exp.Alias) else item
+        return not (isinstance(target, exp.Column) and target.name.lower() == lowered)
+
     def _is_alias_reference(self, column: exp.Column) -> bool:
         if column.table or column.name.lower() not in self.aliases:
             return False
@@ -358,6 +367,9 @@ class _Checker:
             raise QueryRefused("reserved_name", name=column.name)
         if aliases_ok and self._is_alias_reference(column):
             return column
+        if (aliases_ok or clause == "GROUP BY") and self._shadowed(column):
+            # SQL resolves such a name differently in GROUP BY and ORDER BY; refuse rather than guess.
+            raise QueryRefused("alias_shadows_column", alias=column.name)
         ref, canonical, role = self.resolve(column)
         if role == "measure":
             raise QueryRefused("measure_outside_aggregate", column=canonical)
@@ -545,10 +557,6 @@ class _Checker:
                 if not alias or alias.startswith(rules.RESERVED_PREFIX):
                     raise QueryRefused("reserved_name", name=alias or "(empty)")
                 lowered = alias.lower()
-                if any(lowered in self._columns_ci[ref.table] for ref in self.refs) and not (
-                    isinstance(item.this, exp.Column) and item.this.name.lower() == lowered
-                ):
-                    raise QueryRefused("alias_shadows_column", alias=alias)
                 if lowered in self.aliases:
                     raise _refuse_construct(f"The alias '{alias}' used twice", "give each output column its own name.")
                 self.aliases[lowered] = position

@@ -170,10 +170,21 @@ PEOPLE: list[tuple[str, str, str | None]] = [
     ("column via a lookalike name", "SELECT r\u0435gion, count(*) FROM people GROUP BY 1", "unknown_column"),
     ("fullwidth letters", "SELECT ｒｅｇｉｏｎ, count(*) FROM people GROUP BY 1", "unknown_column"),
     (
-        "alias that shadows a column",
+        "alias that shadows a column, unused",
         "SELECT category AS region, count(*) FROM people GROUP BY 1",
+        OK,
+    ),
+    (
+        "alias that shadows a column in ORDER BY",
+        "SELECT category AS region, count(*) FROM people GROUP BY 1 ORDER BY region",
         "alias_shadows_column",
     ),
+    (
+        "alias that shadows a column in GROUP BY",
+        "SELECT category AS region, count(*) FROM people GROUP BY region",
+        "alias_shadows_column",
+    ),
+    ("aggregate aliased as its measure", "SELECT region, sum(amount) AS amount FROM people GROUP BY region", OK),
     ("reserved alias", "SELECT region AS __g0, count(*) FROM people GROUP BY 1", "reserved_name"),
     ("reserved table alias", "SELECT count(*) FROM people AS __groups", "reserved_name"),
     # -- catalogue and file access -------------------------------------------------------------------
@@ -241,7 +252,7 @@ PEOPLE: list[tuple[str, str, str | None]] = [
     (
         "unit smuggled in a quoted alias",
         'SELECT "person_id" AS "region", count(*) FROM people GROUP BY 1',
-        "alias_shadows_column",
+        "protected_column",
     ),
     (
         "unit via a qualified quoted name",
