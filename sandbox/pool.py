@@ -134,6 +134,7 @@ class WorkerPool:
         self.limits = limits
         self._context = multiprocessing.get_context("spawn")
         self._idle: list[_Worker] = []
+        self._busy: set[_Worker] = set()
         self._lock = threading.Lock()
         self._slots = threading.Semaphore(max(1, limits.workers))
         self._closed = False
@@ -141,20 +142,31 @@ class WorkerPool:
     def _acquire(self, key: tuple[tuple[str, str], ...]) -> _Worker:
         self._slots.acquire()
         with self._lock:
-            for i, worker in enumerate(self._idle):
-                if key in worker.warm:
-                    return self._idle.pop(i)
-            if self._idle:
-                return self._idle.pop()
+            dead = [w for w in self._idle if not w.process.is_alive()]
+            self._idle = [w for w in self._idle if w.process.is_alive()]
+            chosen = next((w for w in self._idle if key in w.warm), None)
+            if chosen is None and self._idle:
+                chosen = self._idle[-1]
+            if chosen is not None:
+                self._idle.remove(chosen)
+                self._busy.add(chosen)
+        for worker in dead:  # died while idle (e.g. killed by the OS): replaced without failing a query
+            worker.kill()
+        if chosen is not None:
+            return chosen
         try:
-            return _Worker(self._context, self.limits)
+            worker = _Worker(self._context, self.limits)
         except BaseException:
             self._slots.release()
             raise
-
-    def _release(self, worker: _Worker | None) -> None:
         with self._lock:
-            if worker is not None and not self._closed:
+            self._busy.add(worker)
+        return worker
+
+    def _release(self, worker: _Worker, keep: bool) -> None:
+        with self._lock:
+            self._busy.discard(worker)
+            if keep and not self._closed:
                 self._idle.append(worker)
         self._slots.release()
 
@@ -179,7 +191,7 @@ class WorkerPool:
                 raise QueryFailed("timeout", status_code=408, seconds=self.limits.timeout_seconds) from error
             raise QueryFailed("resource_limit", limit=self.limits.memory_limit) from error
         finally:
-            self._release(keep)
+            self._release(worker, keep is not None)
         if reply[0] == "ok":
             execution: Execution = reply[1]
             return execution
@@ -190,10 +202,11 @@ class WorkerPool:
             raise QueryFailed("resource_limit", limit=self.limits.memory_limit)
         raise QueryFailed("query_failed", detail=detail)
 
-    def worker_pids(self) -> list[int]:
-        """Process ids of the idle workers (for tests and operations)."""
+    def worker_pids(self, *, busy: bool = False) -> list[int]:
+        """Process ids of the idle (or busy) workers, for operations and tests."""
         with self._lock:
-            return [w.process.pid for w in self._idle if w.process.pid is not None]
+            workers = self._busy if busy else self._idle
+            return [w.process.pid for w in workers if w.process.pid is not None]
 
     def close(self) -> None:
         with self._lock:
