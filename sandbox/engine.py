@@ -122,7 +122,8 @@ def execute_plan(connection: duckdb.DuckDBPyConnection, plan: Plan, max_rows: in
     started = time.process_time()
     connection.execute("BEGIN TRANSACTION")
     try:
-        connection.execute(f"CREATE TEMP TABLE {_quote_identifier(GROUPS_TABLE)} AS {plan.groups_sql}")
+        first = plan.groups_sql if plan.fast_threshold else plan.exact_groups_sql
+        connection.execute(f"CREATE TEMP TABLE {_quote_identifier(GROUPS_TABLE)} AS {first}")
         decided = connection.execute(plan.decide_sql).fetchone()
         groups, suppressed, undecided = (int(v or 0) for v in (decided or (0, 0, 0)))
         exact = undecided > 0

@@ -201,6 +201,7 @@ DUCKDB_SCALARS = frozenset(
         "!~~",
         "~~*",
         "!~~*",
+        "trunc",
         "to_days",
         "to_months",
         "to_years",
@@ -265,6 +266,7 @@ DUCKDB_CAST_TYPES = frozenset(
         "STRING",
         "DATE",
         "TIMESTAMP",
+        "INTERVAL",
     }
 )
 

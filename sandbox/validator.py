@@ -11,6 +11,7 @@ DuckDB's own parser confirm them. Nothing the buyer wrote is executed as written
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -23,6 +24,7 @@ from sandbox.errors import QueryRefused
 from sandbox.policy import ProtectionPolicy
 
 DIALECT = "duckdb"
+logging.getLogger("sqlglot").setLevel(logging.ERROR)  # its fallback-to-Command warnings are ours to report
 
 
 class Context(Enum):
