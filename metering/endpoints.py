@@ -73,7 +73,7 @@ def run_query(
 ) -> JSONResponse:
     """Run one aggregate SELECT under the caller's agreement; every attempt is metered."""
     outcome = service.run_metered_query(
-        session, settings, principal, product_slug=body.product, sql=body.sql, idempotency_key=idempotency_key
+        session, settings, principal, product_slug=body.product, sql=body.to_sql(), idempotency_key=idempotency_key
     )
     return JSONResponse(status_code=outcome.status_code, content=outcome.body)
 

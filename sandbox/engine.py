@@ -10,7 +10,7 @@ from __future__ import annotations
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +18,7 @@ from typing import Any
 
 import duckdb
 
-from sandbox.rewrite import GROUPS_TABLE, Plan
+from sandbox.rewrite import GROUPS_TABLE, PLACEHOLDER, RESTRICT, UNDECIDED_TABLE, Plan, UnitColumn, threshold_sql
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,7 @@ def open_locked(tables: Mapping[str, Path], limits: EngineLimits) -> duckdb.Duck
             "allow_unsigned_extensions": False,
             "allow_persistent_secrets": False,
             "threads": limits.threads,
+            "preserve_insertion_order": False,
             "memory_limit": limits.memory_limit,
             "max_temp_directory_size": limits.max_temp_directory_size,
             "temp_directory": temp_dir,
@@ -63,6 +64,7 @@ def open_locked(tables: Mapping[str, Path], limits: EngineLimits) -> duckdb.Duck
     try:
         paths = [str(path.resolve()) for path in tables.values()]
         connection.execute(f"SET allowed_paths = [{', '.join(_quote_literal(p) for p in paths)}]")
+        connection.execute("SET enable_progress_bar = false")
         connection.execute("SET enable_external_access = false")
         for name, path in tables.items():
             connection.execute(
@@ -111,29 +113,74 @@ class Execution:
     rows: list[tuple[Any, ...]]
     groups: int
     suppressed_groups: int
-    exact_fallback: bool
+    methods: list[str]
+    """Threshold methods stage 1 ran with, in order; the last one decided every group."""
     too_many_rows: bool
     cpu_ms: int
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def execute_plan(connection: duckdb.DuckDBPyConnection, plan: Plan, max_rows: int) -> Execution:
-    """Run stage 1, decide every group exactly, run stage 2; leaves no state behind (rolled back)."""
+def unit_stats(connection: duckdb.DuckDBPyConnection, table: str, column: str) -> tuple[int, int]:
+    """(most rows any one unit has, rows with a NULL unit) in `table`: trusted SQL, run once per version."""
+    row = connection.execute(
+        f"SELECT coalesce(max(n) FILTER (WHERE u IS NOT NULL), 0), coalesce(sum(n) FILTER (WHERE u IS NULL), 0) "
+        f"FROM (SELECT {_quote_identifier(column)} AS u, count(*) AS n FROM {_quote_identifier(table)} GROUP BY 1)"
+    ).fetchone()
+    return (int(row[0]), int(row[1])) if row else (0, 1)
+
+
+UnitStats = Callable[[UnitColumn], tuple[int, int]]
+
+
+def _methods(plan: Plan, stats: UnitStats | None) -> list[tuple[str, int]]:
+    """Threshold methods to try in order, cheapest first; the last one always decides every group."""
+    if not plan.fast_threshold:
+        return [("exact", 0)]
+    methods: list[tuple[str, int]] = []
+    if stats is not None and len(plan.units) == 1:
+        # Rows per unit bound the units of a group only without joins (a join can repeat a unit's rows).
+        max_rows, null_rows = stats(plan.units[0])
+        if max_rows > 0 and null_rows == 0:
+            methods.append(("rows", max_rows))
+    return [*methods, ("buckets", 0), ("exact", 0)]
+
+
+def execute_plan(
+    connection: duckdb.DuckDBPyConnection, plan: Plan, max_rows: int, stats: UnitStats | None = None
+) -> Execution:
+    """Run stage 1, decide every group exactly, run stage 2; leaves no state behind (rolled back).
+
+    Stage 1 runs with the cheapest threshold method first. Only if some group falls between that
+    method's bounds does it run again with the next one, ending with count(DISTINCT unit).
+    """
     started = time.process_time()
+    table = _quote_identifier(GROUPS_TABLE)
+    undecided = _quote_identifier(UNDECIDED_TABLE)
+    recheck = _quote_identifier("__recheck")
+    methods = _methods(plan, stats)
+    used: list[str] = []
     connection.execute("BEGIN TRANSACTION")
     try:
-        first = plan.groups_sql if plan.fast_threshold else plan.exact_groups_sql
-        connection.execute(f"CREATE TEMP TABLE {_quote_identifier(GROUPS_TABLE)} AS {first}")
-        decided = connection.execute(plan.decide_sql).fetchone()
-        groups, suppressed, undecided = (int(v or 0) for v in (decided or (0, 0, 0)))
-        exact = undecided > 0
-        if exact:
-            # Some group sits between the cheap bounds: count every group's units exactly.
-            connection.execute(
-                f"CREATE OR REPLACE TEMP TABLE {_quote_identifier(GROUPS_TABLE)} AS {plan.exact_groups_sql}"
-            )
+        for step, (method, max_rows_per_unit) in enumerate(methods):
+            columns = threshold_sql(plan.units, method, max_rows_per_unit)
+            if step == 0:
+                statement = plan.template.replace(PLACEHOLDER, columns).replace(RESTRICT, "TRUE")
+                connection.execute(f"CREATE TEMP TABLE {table} AS {statement}")
+            else:
+                # Recompute only the undecided groups, over exactly their rows, with the next method.
+                keys = ", ".join(_quote_identifier(c) for c in plan.key_columns) or "1"
+                connection.execute(
+                    f"CREATE OR REPLACE TEMP TABLE {undecided} AS SELECT {keys} FROM {table} WHERE {plan.undecided}"
+                )
+                statement = plan.template.replace(PLACEHOLDER, columns).replace(RESTRICT, plan.restriction)
+                connection.execute(f"CREATE OR REPLACE TEMP TABLE {recheck} AS {statement}")
+                connection.execute(f"DELETE FROM {table} WHERE {plan.undecided}")
+                connection.execute(f"INSERT INTO {table} SELECT * FROM {recheck}")
+            used.append(method)
             decided = connection.execute(plan.decide_sql).fetchone()
-            groups, suppressed, undecided = (int(v or 0) for v in (decided or (0, 0, 0)))
+            groups, suppressed, undecided_count = (int(v or 0) for v in (decided or (0, 0, 0)))
+            if undecided_count == 0:
+                break
         cursor = connection.execute(plan.output_sql)
         rows = cursor.fetchmany(max_rows + 1)
     finally:
@@ -142,7 +189,7 @@ def execute_plan(connection: duckdb.DuckDBPyConnection, plan: Plan, max_rows: in
         rows=rows[:max_rows],
         groups=groups,
         suppressed_groups=suppressed,
-        exact_fallback=exact,
+        methods=used,
         too_many_rows=len(rows) > max_rows,
         cpu_ms=int((time.process_time() - started) * 1000),
     )

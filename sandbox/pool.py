@@ -26,9 +26,9 @@ from typing import Any
 
 import duckdb
 
-from sandbox.engine import EngineLimits, Execution, deadline, execute_plan, open_locked
+from sandbox.engine import EngineLimits, Execution, deadline, execute_plan, open_locked, unit_stats
 from sandbox.errors import QueryFailed
-from sandbox.rewrite import Plan
+from sandbox.rewrite import Plan, UnitColumn
 
 WARM_CONNECTIONS = 4
 """Locked connections a worker keeps open, most recently used product versions first."""
@@ -69,6 +69,7 @@ def _worker_main(connection: Connection, limits: EngineLimits) -> None:  # pragm
     limit = limits.address_space_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     warm: OrderedDict[tuple[tuple[str, str], ...], duckdb.DuckDBPyConnection] = OrderedDict()
+    stats: dict[tuple[str, str, str], tuple[int, int]] = {}
     while True:
         try:
             job = connection.recv()
@@ -76,10 +77,16 @@ def _worker_main(connection: Connection, limits: EngineLimits) -> None:  # pragm
             return
         if job is None:
             return
-        connection.send(_run_job(job, limits, warm))
+        connection.send(("accepted",))
+        connection.send(_run_job(job, limits, warm, stats))
 
 
-def _run_job(job: Job, limits: EngineLimits, warm: OrderedDict[Any, duckdb.DuckDBPyConnection]) -> tuple[Any, ...]:
+def _run_job(
+    job: Job,
+    limits: EngineLimits,
+    warm: OrderedDict[Any, duckdb.DuckDBPyConnection],
+    stats: dict[tuple[str, str, str], tuple[int, int]],
+) -> tuple[Any, ...]:
     try:
         db = warm.get(job.tables)
         if db is None:
@@ -90,9 +97,18 @@ def _run_job(job: Job, limits: EngineLimits, warm: OrderedDict[Any, duckdb.DuckD
                 old.close()
         warm.move_to_end(job.tables)
         _set_cpu_budget(limits.timeout_seconds, limits.threads)
+        paths = dict(job.tables)
+
+        def unit_stats_of(unit: UnitColumn) -> tuple[int, int]:
+            # Keyed by the file, which is immutable for a product version.
+            key = (paths[unit.table], unit.table, unit.column)
+            if key not in stats:
+                stats[key] = unit_stats(db, unit.table, unit.column)
+            return stats[key]
+
         with deadline(db, limits.timeout_seconds) as timed_out:
             try:
-                return ("ok", execute_plan(db, job.plan, job.max_rows))
+                return ("ok", execute_plan(db, job.plan, job.max_rows, unit_stats_of))
             except duckdb.InterruptException:
                 return ("error", "timeout", "")
             except duckdb.Error as error:
@@ -171,27 +187,41 @@ class WorkerPool:
         self._slots.release()
 
     def run(self, job: Job) -> Execution:
-        """Run `job` in a worker; raises QueryFailed for timeouts, resource limits and query errors."""
-        worker = self._acquire(job.tables)
-        keep: _Worker | None = worker
-        try:
-            worker.connection.send(job)
-            deadline_at = time.monotonic() + self.limits.timeout_seconds + GRACE_SECONDS
-            if not worker.connection.poll(max(0.0, deadline_at - time.monotonic())):
-                keep = None
+        """Run `job` in a worker; raises QueryFailed for timeouts, resource limits and query errors.
+
+        A worker acknowledges a job before running it. One that dies before acknowledging was
+        already dead (killed while idle): the job goes to a fresh worker, once, and is not failed.
+        """
+        for attempt in range(2):
+            worker = self._acquire(job.tables)
+            keep = False
+            try:
+                worker.connection.send(job)
+                if not worker.connection.poll(GRACE_SECONDS + 10) or worker.connection.recv() != ("accepted",):
+                    raise EOFError("the worker did not take the job")
+            except (EOFError, OSError):
+                self._release(worker, False)
                 worker.kill()
-                raise QueryFailed("timeout", status_code=408, seconds=self.limits.timeout_seconds)
-            reply = worker.connection.recv()
-            worker.warm.add(job.tables)
-        except (EOFError, OSError) as error:
-            keep = None
-            worker.kill()
-            code = worker.process.exitcode
-            if code == -signal.SIGXCPU:
-                raise QueryFailed("timeout", status_code=408, seconds=self.limits.timeout_seconds) from error
-            raise QueryFailed("resource_limit", limit=self.limits.memory_limit) from error
-        finally:
-            self._release(worker, keep is not None)
+                if attempt == 0:
+                    continue
+                raise QueryFailed("resource_limit", limit=self.limits.memory_limit) from None
+            try:
+                deadline_at = time.monotonic() + self.limits.timeout_seconds + GRACE_SECONDS
+                if not worker.connection.poll(max(0.0, deadline_at - time.monotonic())):
+                    worker.kill()
+                    raise QueryFailed("timeout", status_code=408, seconds=self.limits.timeout_seconds)
+                reply = worker.connection.recv()
+                worker.warm.add(job.tables)
+                keep = True
+            except (EOFError, OSError) as error:
+                worker.kill()
+                code = worker.process.exitcode
+                if code == -signal.SIGXCPU:
+                    raise QueryFailed("timeout", status_code=408, seconds=self.limits.timeout_seconds) from error
+                raise QueryFailed("resource_limit", limit=self.limits.memory_limit) from error
+            finally:
+                self._release(worker, keep)
+            break
         if reply[0] == "ok":
             execution: Execution = reply[1]
             return execution

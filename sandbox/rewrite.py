@@ -39,10 +39,18 @@ BUCKETS = 64
 class Plan:
     """The statements that answer one buyer query, and what metering needs to know about it."""
 
+    template: str
+    """Stage 1 with placeholders for the threshold columns (PLACEHOLDER) and a row restriction (RESTRICT)."""
+    restriction: str
+    """Restricts a recheck to the rows of undecided groups (listed in UNDECIDED_TABLE)."""
+    key_columns: list[str]
+    units: list[UnitColumn]
     groups_sql: str
     exact_groups_sql: str
     output_sql: str
     decide_sql: str
+    undecided: str
+    """The condition that holds for groups the bounds of the last method did not decide."""
     columns: list[str]
     tables: list[str]
     referenced_columns: dict[str, list[str]] = field(default_factory=dict)
@@ -66,22 +74,49 @@ def _quoted(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _threshold_sql(checked: CheckedQuery, policy: ProtectionPolicy, exact: bool) -> str:
-    """The threshold columns, as text: a fixed template over the policy's unit columns, quoted."""
+@dataclass(frozen=True)
+class UnitColumn:
+    """The privacy-unit column of one table instance in a query."""
+
+    table: str
+    alias: str
+    column: str
+
+    @property
+    def sql(self) -> str:
+        return f"{_quoted(self.alias)}.{_quoted(self.column)}"
+
+
+def threshold_sql(units: list[UnitColumn], method: str, max_rows_per_unit: int = 0) -> str:
+    """The threshold columns `__lo<i>` / `__hi<i>` (bounds on distinct units) for one method.
+
+    - "rows": one table whose unit column has no NULLs, where no unit has more than
+      `max_rows_per_unit` rows. A group of n rows then has at least ceil(n / max) and at most n units.
+      Needs no unit column at all: as cheap as count(*).
+    - "buckets": distinct 64-way hash buckets of the units (minus one if a NULL is present) and the
+      non-null count: a lower and an upper bound, from one cheap pass over the unit column.
+    - "exact": count(DISTINCT unit), both bounds.
+    """
     columns: list[str] = []
-    for i, ref in enumerate(checked.refs):
-        unit = f"{_quoted(ref.alias)}.{_quoted(policy.tables[ref.table].privacy_unit)}"
-        if exact:
-            columns.append(f'COUNT(DISTINCT {unit}) AS "__lo{i}", COUNT(DISTINCT {unit}) AS "__hi{i}"')
+    for i, unit in enumerate(units):
+        if method == "exact":
+            columns.append(f'COUNT(DISTINCT {unit.sql}) AS "__lo{i}", COUNT(DISTINCT {unit.sql}) AS "__hi{i}"')
+        elif method == "rows":
+            per_unit = max(1, int(max_rows_per_unit))
+            columns.append(f'(COUNT(*) + {per_unit - 1}) // {per_unit} AS "__lo{i}", COUNT(*) AS "__hi{i}"')
         else:
             columns.append(
-                f"COALESCE(BIT_COUNT(BIT_OR(CAST(1 AS UBIGINT) << (HASH({unit}) % {BUCKETS}))), 0)"
-                f' - CAST(COUNT(*) > COUNT({unit}) AS BIGINT) AS "__lo{i}", COUNT({unit}) AS "__hi{i}"'
+                f"COALESCE(BIT_COUNT(BIT_OR(CAST(1 AS UBIGINT) << (HASH({unit.sql}) % {BUCKETS}))), 0)"
+                f' - CAST(COUNT(*) > COUNT({unit.sql}) AS BIGINT) AS "__lo{i}", COUNT({unit.sql}) AS "__hi{i}"'
             )
     return ", ".join(columns)
 
 
 _PLACEHOLDER = "__threshold__"
+PLACEHOLDER = _quoted(_PLACEHOLDER)
+_RESTRICT = "__restrict__"
+RESTRICT = _quoted(_RESTRICT)
+UNDECIDED_TABLE = "__undecided"
 
 
 class _PostAggregate:
@@ -165,18 +200,30 @@ def build_plan(checked: CheckedQuery, policy: ProtectionPolicy) -> Plan:
     stage = exp.Select(expressions=projections)
     stage.set("from_", select.args.get("from_") or select.args.get("from"))
     stage.set("joins", select.args.get("joins") or None)
-    stage.set("where", select.args.get("where"))
+    where = select.args.get("where")
+    restrict = _col(_RESTRICT)
+    stage.set("where", exp.Where(this=exp.and_(exp.Paren(this=where.this), restrict) if where else restrict))
+    key_texts = [guard(key.copy()).sql(DIALECT, comments=False, copy=False) for key in checked.group_keys]
     if checked.group_keys:
         stage.set("group", exp.Group(expressions=[guard(key.copy()) for key in checked.group_keys]))
     template = stage.sql(DIALECT, comments=False, copy=False)
-    # The threshold columns are put in place of a placeholder the buyer cannot write (names with
-    # __ are refused), found exactly once. The fast and exact statements differ only there, so the
-    # buyer part DuckDB's parser confirms in groups_sql is the same text in exact_groups_sql.
-    placeholder = _quoted(_PLACEHOLDER)
-    if template.count(placeholder) != 1:
+    # The threshold columns and the recheck restriction go in place of placeholders the buyer cannot
+    # write (names with __ are refused), each found exactly once. All variants of stage 1 differ
+    # only there, so the buyer part DuckDB's parser confirms in groups_sql is the same text in each.
+    if template.count(PLACEHOLDER) != 1 or template.count(RESTRICT) != 1:
         raise QueryRefused("parser_mismatch", detail="the threshold columns could not be placed")
-    groups_sql = template.replace(placeholder, _threshold_sql(checked, policy, exact=False))
-    exact_groups_sql = template.replace(placeholder, _threshold_sql(checked, policy, exact=True))
+    units = [
+        UnitColumn(table=ref.table, alias=ref.alias, column=policy.tables[ref.table].privacy_unit)
+        for ref in checked.refs
+    ]
+    everything = template.replace(RESTRICT, "TRUE")
+    groups_sql = everything.replace(PLACEHOLDER, threshold_sql(units, "buckets"))
+    exact_groups_sql = everything.replace(PLACEHOLDER, threshold_sql(units, "exact"))
+    if key_texts:
+        matches = " AND ".join(f'"__u"."__g{i}" IS NOT DISTINCT FROM ({text})' for i, text in enumerate(key_texts))
+        restriction = f'EXISTS (SELECT 1 FROM "{UNDECIDED_TABLE}" AS "__u" WHERE {matches})'
+    else:
+        restriction = "TRUE"
 
     k = policy.min_group_size
     n = len(checked.refs)
@@ -194,10 +241,15 @@ def build_plan(checked: CheckedQuery, policy: ProtectionPolicy) -> Plan:
     if checked.offset:
         output = output.offset(checked.offset, copy=False)
     return Plan(
+        template=template,
+        restriction=restriction,
+        key_columns=[f"__g{i}" for i in range(len(key_texts))],
+        units=units,
         groups_sql=groups_sql,
         exact_groups_sql=exact_groups_sql,
         output_sql=output.sql(DIALECT, comments=False, copy=False),
         decide_sql=_decide_sql(policy.min_group_size, len(checked.refs)),
+        undecided=_undecided_sql(policy.min_group_size, len(checked.refs)),
         columns=checked.columns,
         tables=[ref.table for ref in checked.refs],
         referenced_columns={t: sorted(c) for t, c in checked.referenced_columns.items()},
@@ -223,3 +275,10 @@ def _decide_sql(k: int, n: int) -> str:
         ),
     ).from_(exp.Table(this=_q(GROUPS_TABLE)))
     return str(decide.sql(DIALECT, comments=False))
+
+
+@functools.lru_cache(maxsize=256)
+def _undecided_sql(k: int, n: int) -> str:
+    passes = exp.and_(*[_col(f"__lo{i}") >= k for i in range(n)])
+    fails = exp.or_(*[_col(f"__hi{i}") < k for i in range(n)])
+    return str(exp.and_(exp.not_(passes), exp.not_(fails)).sql(DIALECT))

@@ -649,6 +649,34 @@ def check(sql: str, policy: ProtectionPolicy) -> CheckedQuery:
     return _Checker(select, policy).run()
 
 
+_NEVER_RAISE: tuple[type[exp.Expr], ...] = (
+    exp.Year,
+    exp.Month,
+    exp.Day,
+    exp.Quarter,
+    exp.DayOfWeek,
+    exp.Extract,
+    exp.Lower,
+    exp.Upper,
+    exp.Length,
+    exp.Trim,
+    exp.Concat,
+    exp.DPipe,
+    exp.Replace,
+    exp.Left,
+    exp.Right,
+    exp.Coalesce,
+    exp.Nullif,
+    exp.Sqrt,
+    exp.Ln,
+    exp.Log,
+    exp.Pow,
+)
+"""Functions DuckDB evaluates without raising for any input value (NULL, NaN or infinity instead);
+their arguments are still guarded. Checked against DuckDB's edge values (infinite dates, extreme
+integers); date_trunc, round, substring, abs and arithmetic can raise and stay in TRY()."""
+
+
 def guard(node: exp.Expr) -> exp.Expr:
     """Wrap row-level arithmetic and functions over data in TRY(), so no row's value can raise an error.
 
@@ -656,7 +684,7 @@ def guard(node: exp.Expr) -> exp.Expr:
     filters down into the Parquet scan.
     """
     if isinstance(node, (*_ARITHMETIC, *rules.SCALAR_CLASSES)) and not isinstance(
-        node, (exp.Case, exp.If, exp.TryCast, exp.Coalesce)
+        node, (exp.Case, exp.If, exp.TryCast, *_NEVER_RAISE)
     ):
         return exp.Try(this=node) if _contains_column(node) else node
     for key, value in list(node.args.items()):

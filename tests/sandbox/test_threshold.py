@@ -165,3 +165,30 @@ def test_a_query_without_group_by_is_one_group(run) -> None:
     result = run("SELECT count(*) FROM people WHERE category = 'tiny'")
     assert result.rows == []
     assert result.measurements.suppressed_groups == 1
+
+
+def _methods(pool, tables, sql: str, policy: ProtectionPolicy) -> list[str]:
+    from sandbox.pool import Job
+    from sandbox.service import plan_query
+
+    job = Job(
+        tables=tuple(sorted((n, str(t.path.resolve())) for n, t in tables.items())),
+        plan=plan_query(sql, policy),
+        max_rows=1000,
+    )
+    return pool.run(job).methods
+
+
+def test_cheap_bounds_decide_clear_groups_and_exact_counts_decide_the_rest(pool, tables, policy) -> None:
+    # 45 rows per region and at most 3 rows per person: at least 15 people, decided from row counts.
+    assert _methods(pool, tables, "SELECT region, count(*) FROM people GROUP BY 1", policy) == ["rows"]
+    # 'rare' has 15 rows but 5 people: the row bound cannot decide it, nor can hash buckets (5 < 10
+    # < 15); only count(DISTINCT) does, and only for that group's rows.
+    assert _methods(pool, tables, "SELECT category, count(*) FROM people GROUP BY 1", policy) == [
+        "rows",
+        "buckets",
+        "exact",
+    ]
+    joined = ProtectionPolicy.model_validate(TWO_TABLE_POLICY)
+    sql = "SELECT p.region, count(*) FROM people p JOIN shops s ON p.region = s.region GROUP BY 1"
+    assert _methods(pool, tables, sql, joined)[0] == "buckets"  # a join can repeat a unit's rows
