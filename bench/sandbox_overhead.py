@@ -221,7 +221,9 @@ def main(argv: list[str] | None = None) -> None:
 
     modes = {"raw": run_raw, "sandbox": run_sandbox, "naive": run_naive}
     times: dict[str, dict[str, list[float]]] = {q: {m: [] for m in modes} for q in QUERIES}
-    print(f"scale {args.scale:g}: lineitem {tables['lineitem'].row_count:,} rows, orders {tables['orders'].row_count:,}")
+    print(
+        f"scale {args.scale:g}: lineitem {tables['lineitem'].row_count:,} rows, orders {tables['orders'].row_count:,}"
+    )
     for name, sql in QUERIES.items():  # warm-up: file cache, worker connection
         counts = {mode: fn(sql) for mode, fn in modes.items()}
         print(f"  {name}: groups returned raw={counts['raw']} sandbox={counts['sandbox']}", flush=True)
@@ -250,7 +252,9 @@ def main(argv: list[str] | None = None) -> None:
     raw.close()
     p99, corpus_size = validation_p99()
     print(f"validation latency p99 over {corpus_size} corpus queries: {p99:.2f} ms")
-    print(f"sandbox/raw median ratio: {statistics.median(ratios):.2f} (naive exact: {statistics.median(naive_ratios):.2f})")
+    print(
+        f"sandbox/raw median ratio: {statistics.median(ratios):.2f} (naive exact: {statistics.median(naive_ratios):.2f})"
+    )
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ from typing import Any
 
 from sandbox import crosscheck
 from sandbox.engine import EngineLimits
-from sandbox.errors import QueryFailed
+from sandbox.errors import QueryFailed, QueryRefused
+from sandbox.rules import MAX_NESTING
 from sandbox.policy import ProtectionPolicy
 from sandbox.pool import Job, WorkerPool, shared_pool
 from sandbox.rewrite import GROUPS_TABLE, Plan, build_plan
@@ -67,10 +68,13 @@ def plan_query(sql: str, policy: ProtectionPolicy) -> Plan:
     """Both validators and the rewrite: the statements that will run for `sql`, or QueryRefused."""
     checked = check(sql, policy)
     crosscheck.check_raw(sql)
-    plan = build_plan(checked, policy)
-    aliases = {ref.alias: ref.table for ref in checked.refs}
-    crosscheck.check_groups(plan.groups_sql, policy, aliases)
-    crosscheck.check_output(plan.output_sql, policy, GROUPS_TABLE)
+    try:
+        plan = build_plan(checked, policy)
+        aliases = {ref.alias: ref.table for ref in checked.refs}
+        crosscheck.check_groups(plan.groups_sql, policy, aliases)
+        crosscheck.check_output(plan.output_sql, policy, GROUPS_TABLE)
+    except RecursionError as error:
+        raise QueryRefused("sql_too_complex", depth="too many", limit=MAX_NESTING) from error
     return plan
 
 

@@ -158,6 +158,15 @@ def parse_one_select(sql: str) -> exp.Select:
     """Parse `sql` as exactly one SELECT in DuckDB's dialect, or refuse it."""
     if len(sql) > rules.MAX_SQL_CHARS:
         raise QueryRefused("sql_too_long", length=len(sql), limit=rules.MAX_SQL_CHARS)
+    depth = deepest = 0
+    for char in sql:
+        if char == "(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char == ")":
+            depth -= 1
+    if deepest > rules.MAX_NESTING:
+        raise QueryRefused("sql_too_complex", depth=deepest, limit=rules.MAX_NESTING)
     if "\x00" in sql:
         raise QueryRefused("sql_syntax", detail="the text contains a NUL character")
     try:
@@ -645,8 +654,11 @@ class _Checker:
 
 def check(sql: str, policy: ProtectionPolicy) -> CheckedQuery:
     """Parse and check `sql` against `policy` with sqlglot; returns the canonical query."""
-    select = parse_one_select(sql)
-    return _Checker(select, policy).run()
+    try:
+        select = parse_one_select(sql)
+        return _Checker(select, policy).run()
+    except RecursionError as error:  # a backstop: MAX_NESTING keeps real queries far from it
+        raise QueryRefused("sql_too_complex", depth="too many", limit=rules.MAX_NESTING) from error
 
 
 _NEVER_RAISE: tuple[type[exp.Expr], ...] = (

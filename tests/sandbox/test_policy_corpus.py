@@ -237,6 +237,13 @@ PEOPLE: list[tuple[str, str, str | None]] = [
     ("only a comment", "-- nothing", "multiple_statements"),
     ("syntax error", "SELEC count(*) FROM people", "sql_syntax"),
     ("unterminated string", "SELECT count(*) FROM people WHERE region = 'north", "sql_syntax"),
+    (
+        "deeply nested parentheses",
+        "SELECT count(*) FROM people WHERE " + "(" * 40 + "month = 1" + ")" * 40,
+        "sql_too_complex",
+    ),
+    ("nesting within the limit", "SELECT count(*) FROM people WHERE " + "(" * 8 + "month = 1" + ")" * 8, OK),
+    ("a long chain of unary minus", "SELECT count(*) FROM people WHERE month = " + "- " * 400 + "1", "sql_too_complex"),
     ("NUL byte", "SELECT count(*) FROM people\x00; DROP TABLE people", "sql_syntax"),
     ("very long SQL", "SELECT count(*) FROM people WHERE " + " OR ".join(["month = 1"] * 3000), "sql_too_long"),
     # -- comment and quoting tricks ------------------------------------------------------------------
