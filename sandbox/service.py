@@ -12,10 +12,10 @@ from typing import Any
 from sandbox import crosscheck
 from sandbox.engine import EngineLimits
 from sandbox.errors import QueryFailed, QueryRefused
-from sandbox.rules import MAX_NESTING
 from sandbox.policy import ProtectionPolicy
 from sandbox.pool import Job, WorkerPool, shared_pool
 from sandbox.rewrite import GROUPS_TABLE, Plan, build_plan
+from sandbox.rules import MAX_NESTING
 from sandbox.validator import check
 
 
