@@ -251,9 +251,8 @@ def main(argv: list[str] | None = None) -> None:
     raw.close()
     p99, corpus_size = validation_p99()
     print(f"validation latency p99 over {corpus_size} corpus queries: {p99:.2f} ms")
-    print(
-        f"sandbox/raw median ratio: {statistics.median(ratios):.2f} (naive exact: {statistics.median(naive_ratios):.2f})"
-    )
+    ratio, naive_ratio = statistics.median(ratios), statistics.median(naive_ratios)
+    print(f"sandbox/raw median ratio: {ratio:.2f} (naive exact: {naive_ratio:.2f})")
 
 
 if __name__ == "__main__":
