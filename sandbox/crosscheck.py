@@ -67,7 +67,6 @@ def _serialize(sql: str) -> dict[str, Any]:
 class Ctx(Enum):
     ROW = "row"
     AGGREGATE_ARGUMENT = "aggregate argument"
-    THRESHOLD = "threshold"
     POST = "post"
 
 
@@ -115,17 +114,14 @@ class _TreeCheck:
             return
         if kind == "CAST":
             type_name = str(node.get("type_expr", {}).get("type_name", "")).upper()
-            allowed = rules.DUCKDB_CAST_TYPES | ({"UBIGINT", "BIGINT"} if ctx is Ctx.THRESHOLD else frozenset())
-            if type_name not in allowed:
+            if type_name not in rules.DUCKDB_CAST_TYPES:
                 raise _mismatch(f"cast to {type_name}")
-            if ctx is not Ctx.THRESHOLD and not node.get("try_cast") and _mentions_columns(node):
+            if not node.get("try_cast") and _mentions_columns(node):
                 raise _mismatch("a cast of data that is not TRY_CAST")
         elif kind == "OPERATOR":
             allowed_ops = {"OPERATOR_TRY"} if ctx is Ctx.AGGREGATE_ARGUMENT else _OPERATORS
             if node.get("type") not in allowed_ops:
                 raise _mismatch(f"operator {node.get('type')} in {ctx.value}")
-        elif kind == "COMPARISON" and ctx is Ctx.THRESHOLD:
-            pass
         elif kind in ("COMPARISON", "CONJUNCTION", "CASE", "BETWEEN"):
             if ctx not in (Ctx.ROW, Ctx.POST):
                 raise _mismatch(f"{kind} in {ctx.value}")
@@ -145,8 +141,6 @@ class _TreeCheck:
             return
         if ctx is Ctx.AGGREGATE_ARGUMENT and role == "measure":
             return
-        if ctx is Ctx.THRESHOLD and role == "privacy_unit":
-            return
         if count_distinct and (
             role == "dimension" or (role == "privacy_unit" and self.policy.allow_count_distinct_unit)
         ):
@@ -159,13 +153,11 @@ class _TreeCheck:
             raise _mismatch(f"qualified or filtered function {name}")
         if (node.get("order_bys") or {}).get("orders"):
             raise _mismatch(f"ORDER BY inside {name}")
-        if ctx is Ctx.THRESHOLD:
-            allowed = name in rules.THRESHOLD_FUNCTIONS
-        elif ctx is Ctx.AGGREGATE_ARGUMENT:
+        if ctx is Ctx.AGGREGATE_ARGUMENT:
             allowed = name in ("+", "-", "*", "/") and bool(node.get("is_operator"))
         else:
             allowed = name in rules.DUCKDB_SCALARS
-        if not allowed or (node.get("distinct") and ctx is not Ctx.THRESHOLD):
+        if not allowed or node.get("distinct"):
             raise _mismatch(f"function {name} in {ctx.value}")
         for child in _children(node):
             self.expression(child, ctx)
@@ -257,26 +249,43 @@ def _plain_select(node: dict[str, Any]) -> None:
         raise _mismatch("QUALIFY, SAMPLE or GROUP BY ALL in the rewritten statement")
 
 
-def check_groups(sql: str, policy: ProtectionPolicy, aliases: dict[str, str]) -> None:
-    """Stage 1 as DuckDB reads it: grouping, aggregates and threshold columns over the product's tables."""
+def check_groups(sql: str, policy: ProtectionPolicy, aliases: dict[str, str], *, threshold: str, restrict: str) -> None:
+    """Stage 1's template as DuckDB reads it: grouping and aggregates over the product's tables.
+
+    The template carries two placeholders the sandbox fills with its own text: a select item
+    `threshold` (the threshold columns) and a top-level conjunct `restrict` of WHERE (the recheck
+    restriction). Each must be exactly there, as a bare column name.
+    """
     node = _serialize(sql)
     _plain_select(node)
     if node.get("modifiers") or node.get("having"):
         raise _mismatch("modifiers or HAVING in stage 1")
     check = _TreeCheck(policy, aliases)
     check.from_table(node["from_table"])
-    if node.get("where_clause") is not None:
-        check.expression(node["where_clause"], Ctx.ROW)
+
+    def is_placeholder(item: dict[str, Any], name: str) -> bool:
+        return item.get("class") == "COLUMN_REF" and item.get("column_names") == [name] and not item.get("alias")
+
+    where = node.get("where_clause") or {}
+    if is_placeholder(where, restrict):
+        conjuncts: list[dict[str, Any]] = []
+    elif where.get("type") == "CONJUNCTION_AND" and is_placeholder(where.get("children", [{}])[-1], restrict):
+        conjuncts = where["children"][:-1]
+    else:
+        raise _mismatch("the WHERE clause is not where the rewrite put it")
+    for conjunct in conjuncts:
+        check.expression(conjunct, Ctx.ROW)
     for key in node.get("group_expressions") or []:
         check.expression(key, Ctx.ROW)
-    for item in node.get("select_list") or []:
+    items = node.get("select_list") or []
+    if not items or not is_placeholder(items[-1], threshold):
+        raise _mismatch("the threshold columns are not where the rewrite put them")
+    for item in items[:-1]:
         alias = str(item.get("alias", ""))
         if alias.startswith("__g"):
             check.expression(item, Ctx.ROW)
         elif alias.startswith("__a"):
             check.aggregate(item)
-        elif alias.startswith(("__lo", "__hi")):
-            check.expression(item, Ctx.THRESHOLD)
         else:
             raise _mismatch(f"select item {alias or '(unnamed)'}")
 

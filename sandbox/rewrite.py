@@ -1,17 +1,12 @@
 """Turns a checked query into the statements that run: groups first, then the buyer's view of them.
 
-Stage 1 (`groups_sql`) computes, per group, the group keys, every aggregate the buyer asked for,
-and two bounds on each table instance's distinct privacy units:
-
-- `__hi<i>` = count(unit): non-null rows, an upper bound on distinct units;
-- `__lo<i>` = the number of distinct 64-way hash buckets the units fall into, minus one if the
-  group has a NULL unit: a lower bound, because distinct units can share a bucket but one unit
-  never fills two.
-
-Both bounds are exact statements about the data, not estimates. A group passes when every
-`__lo` >= k and fails when any `__hi` < k. Groups left in between are decided by re-running stage 1
-with count(DISTINCT unit) (`exact_groups_sql`). So the cheap bounds only skip clear cases and
-never decide a group near k.
+Stage 1 (`Plan.template`) computes, per group, the group keys (`__g<i>`), every aggregate the query
+uses (`__a<j>`), and, in place of a placeholder, a lower and an upper bound on each table
+instance's distinct privacy units (`__lo<i>`, `__hi<i>`; see `threshold_sql` for the methods).
+Every bound is an exact statement about the data, not an estimate. A group passes when every
+`__lo` >= k and fails when any `__hi` < k; groups left in between are recomputed, over exactly their
+rows, with the next method, ending with count(DISTINCT unit). So cheap bounds only skip clear cases
+and never decide a group near k.
 
 Stage 2 (`output_sql`) reads the groups that passed and evaluates SELECT, HAVING and ORDER BY over
 them, then LIMIT/OFFSET. Nothing the buyer wrote after grouping ever sees a group below k, so
@@ -45,8 +40,6 @@ class Plan:
     """Restricts a recheck to the rows of undecided groups (listed in UNDECIDED_TABLE)."""
     key_columns: list[str]
     units: list[UnitColumn]
-    groups_sql: str
-    exact_groups_sql: str
     output_sql: str
     decide_sql: str
     undecided: str
@@ -112,10 +105,10 @@ def threshold_sql(units: list[UnitColumn], method: str, max_rows_per_unit: int =
     return ", ".join(columns)
 
 
-_PLACEHOLDER = "__threshold__"
-PLACEHOLDER = _quoted(_PLACEHOLDER)
-_RESTRICT = "__restrict__"
-RESTRICT = _quoted(_RESTRICT)
+THRESHOLD_COLUMN = "__threshold__"
+PLACEHOLDER = _quoted(THRESHOLD_COLUMN)
+RESTRICT_COLUMN = "__restrict__"
+RESTRICT = _quoted(RESTRICT_COLUMN)
 UNDECIDED_TABLE = "__undecided"
 
 
@@ -196,12 +189,12 @@ def build_plan(checked: CheckedQuery, policy: ProtectionPolicy) -> Plan:
         exp.alias_(guard(key.copy()), f"__g{i}", quoted=True, copy=False) for i, key in enumerate(checked.group_keys)
     ]
     projections += [exp.alias_(agg, f"__a{j}", quoted=True, copy=False) for j, agg in enumerate(post.aggregate_nodes)]
-    projections.append(_col(_PLACEHOLDER))
+    projections.append(_col(THRESHOLD_COLUMN))
     stage = exp.Select(expressions=projections)
     stage.set("from_", select.args.get("from_") or select.args.get("from"))
     stage.set("joins", select.args.get("joins") or None)
     where = select.args.get("where")
-    restrict = _col(_RESTRICT)
+    restrict = _col(RESTRICT_COLUMN)
     stage.set("where", exp.Where(this=exp.and_(exp.Paren(this=where.this), restrict) if where else restrict))
     key_texts = [guard(key.copy()).sql(DIALECT, comments=False, copy=False) for key in checked.group_keys]
     if checked.group_keys:
@@ -209,16 +202,13 @@ def build_plan(checked: CheckedQuery, policy: ProtectionPolicy) -> Plan:
     template = stage.sql(DIALECT, comments=False, copy=False)
     # The threshold columns and the recheck restriction go in place of placeholders the buyer cannot
     # write (names with __ are refused), each found exactly once. All variants of stage 1 differ
-    # only there, so the buyer part DuckDB's parser confirms in groups_sql is the same text in each.
+    # only there, so the buyer part DuckDB's parser confirms in the template is the same text in each.
     if template.count(PLACEHOLDER) != 1 or template.count(RESTRICT) != 1:
         raise QueryRefused("parser_mismatch", detail="the threshold columns could not be placed")
     units = [
         UnitColumn(table=ref.table, alias=ref.alias, column=policy.tables[ref.table].privacy_unit)
         for ref in checked.refs
     ]
-    everything = template.replace(RESTRICT, "TRUE")
-    groups_sql = everything.replace(PLACEHOLDER, threshold_sql(units, "buckets"))
-    exact_groups_sql = everything.replace(PLACEHOLDER, threshold_sql(units, "exact"))
     if key_texts:
         matches = " AND ".join(f'"__u"."__g{i}" IS NOT DISTINCT FROM ({text})' for i, text in enumerate(key_texts))
         restriction = f'EXISTS (SELECT 1 FROM "{UNDECIDED_TABLE}" AS "__u" WHERE {matches})'
@@ -245,8 +235,6 @@ def build_plan(checked: CheckedQuery, policy: ProtectionPolicy) -> Plan:
         restriction=restriction,
         key_columns=[f"__g{i}" for i in range(len(key_texts))],
         units=units,
-        groups_sql=groups_sql,
-        exact_groups_sql=exact_groups_sql,
         output_sql=output.sql(DIALECT, comments=False, copy=False),
         decide_sql=_decide_sql(policy.min_group_size, len(checked.refs)),
         undecided=_undecided_sql(policy.min_group_size, len(checked.refs)),

@@ -212,8 +212,6 @@ DUCKDB_SCALARS = frozenset(
 )
 """DuckDB's names for the same scalar functions and operators, as its parser spells them."""
 
-THRESHOLD_FUNCTIONS = frozenset({"count", "count_star", "bit_or", "bit_count", "hash", "<<", "%", "-"})
-"""Functions only the sandbox's own threshold columns use."""
 
 # -- casts -------------------------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from sandbox.engine import EngineLimits
 from sandbox.errors import QueryFailed, QueryRefused
 from sandbox.policy import ProtectionPolicy
 from sandbox.pool import Job, WorkerPool, shared_pool
-from sandbox.rewrite import GROUPS_TABLE, Plan, build_plan
+from sandbox.rewrite import GROUPS_TABLE, RESTRICT_COLUMN, THRESHOLD_COLUMN, Plan, build_plan
 from sandbox.rules import MAX_NESTING
 from sandbox.validator import check
 
@@ -71,7 +71,7 @@ def plan_query(sql: str, policy: ProtectionPolicy) -> Plan:
     try:
         plan = build_plan(checked, policy)
         aliases = {ref.alias: ref.table for ref in checked.refs}
-        crosscheck.check_groups(plan.groups_sql, policy, aliases)
+        crosscheck.check_groups(plan.template, policy, aliases, threshold=THRESHOLD_COLUMN, restrict=RESTRICT_COLUMN)
         crosscheck.check_output(plan.output_sql, policy, GROUPS_TABLE)
     except RecursionError as error:
         raise QueryRefused("sql_too_complex", depth="too many", limit=MAX_NESTING) from error
@@ -126,7 +126,7 @@ def run_query(
     return QueryResult(
         columns=plan.columns,
         rows=[[_jsonable(v) for v in row] for row in execution.rows],
-        sql_run=plan.groups_sql + ";\n" + plan.output_sql,
+        sql_run=plan.template + ";\n" + plan.output_sql,
         measurements=Measurements(
             rows_scanned=rows_scanned,
             bytes_scanned=bytes_scanned,
