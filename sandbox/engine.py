@@ -10,15 +10,15 @@ from __future__ import annotations
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import duckdb
 
-from sandbox.rewrite import GROUPS_TABLE, PLACEHOLDER, RESTRICT, UNDECIDED_TABLE, Plan, UnitColumn, threshold_sql
+from sandbox.rewrite import GROUPS_TABLE, PLACEHOLDER, RESTRICT, UNDECIDED_TABLE, Plan, threshold_sql
 
 
 @dataclass(frozen=True)
@@ -120,33 +120,80 @@ class Execution:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def unit_stats(connection: duckdb.DuckDBPyConnection, table: str, column: str) -> tuple[int, int]:
-    """(most rows any one unit has, rows with a NULL unit) in `table`: trusted SQL, run once per version."""
-    row = connection.execute(
-        f"SELECT coalesce(max(n) FILTER (WHERE u IS NOT NULL), 0), coalesce(sum(n) FILTER (WHERE u IS NULL), 0) "
-        f"FROM (SELECT {_quote_identifier(column)} AS u, count(*) AS n FROM {_quote_identifier(table)} GROUP BY 1)"
-    ).fetchone()
-    return (int(row[0]), int(row[1])) if row else (0, 1)
+class Statistics(Protocol):
+    """Facts about a product version's tables, computed once by trusted SQL and cached by the worker."""
+
+    def unit(self, table: str, column: str) -> tuple[int, int]:
+        """(most rows any one unit has, rows whose unit is NULL)."""
+        ...
+
+    def fanout(self, table: str, column: str) -> int:
+        """Most rows sharing one value of `column` (how many rows a join on it can match)."""
+        ...
 
 
-UnitStats = Callable[[UnitColumn], tuple[int, int]]
+class TableStatistics:
+    """Statistics read from the locked connection's own views, cached per product version file."""
+
+    def __init__(self, connection: duckdb.DuckDBPyConnection, cache: dict[tuple[str, ...], Any], version: str) -> None:
+        self.connection = connection
+        self.cache = cache
+        self.version = version
+
+    def _max_per_value(self, table: str, column: str) -> tuple[int, int]:
+        key = (self.version, table, column)
+        if key not in self.cache:
+            row = self.connection.execute(
+                "SELECT coalesce(max(n) FILTER (WHERE v IS NOT NULL), 0), "
+                "coalesce(sum(n) FILTER (WHERE v IS NULL), 0) "
+                f"FROM (SELECT {_quote_identifier(column)} AS v, count(*) AS n "
+                f"FROM {_quote_identifier(table)} GROUP BY 1)"
+            ).fetchone()
+            self.cache[key] = (int(row[0]), int(row[1])) if row else (0, 1)
+        value: tuple[int, int] = self.cache[key]
+        return value
+
+    def unit(self, table: str, column: str) -> tuple[int, int]:
+        return self._max_per_value(table, column)
+
+    def fanout(self, table: str, column: str) -> int:
+        return self._max_per_value(table, column)[0]
 
 
-def _methods(plan: Plan, stats: UnitStats | None) -> list[tuple[str, int]]:
-    """Threshold methods to try in order, cheapest first; the last one always decides every group."""
+def _methods(plan: Plan, stats: Statistics | None) -> list[tuple[str, list[int]]]:
+    """Threshold methods to try in order, cheapest first; the last one always decides every group.
+
+    The "rows" method needs, per table instance, a bound on how many of the query's rows one unit
+    can have. Alone, a table's unit has at most M rows (its most rows per unit). Under one inner
+    equi-join A.a = B.b, each A row meets at most F_B rows (the most B rows sharing a value of b),
+    so an A unit has at most M_A * F_B rows, and likewise for B. Filters only remove rows. Other
+    joins (outer joins, several conditions, three tables) go straight to hash buckets.
+    """
     if not plan.fast_threshold:
-        return [("exact", 0)]
-    methods: list[tuple[str, int]] = []
-    if stats is not None and len(plan.units) == 1:
-        # Rows per unit bound the units of a group only without joins (a join can repeat a unit's rows).
-        max_rows, null_rows = stats(plan.units[0])
-        if max_rows > 0 and null_rows == 0:
-            methods.append(("rows", max_rows))
-    return [*methods, ("buckets", 0), ("exact", 0)]
+        return [("exact", [])]
+    methods: list[tuple[str, list[int]]] = []
+    if stats is not None and (len(plan.units) == 1 or plan.join_keys is not None):
+        bounds: list[int] = []
+        tables = {u.alias: u.table for u in plan.units}
+        for unit in plan.units:
+            max_rows, null_rows = stats.unit(unit.table, unit.column)
+            if max_rows <= 0 or null_rows:
+                break
+            if plan.join_keys is not None:
+                (a_alias, a_column), (b_alias, b_column) = plan.join_keys
+                other_alias, other_column = (b_alias, b_column) if unit.alias == a_alias else (a_alias, a_column)
+                fanout = stats.fanout(tables[other_alias], other_column)
+                if fanout <= 0:
+                    break
+                max_rows *= fanout
+            bounds.append(max_rows)
+        if len(bounds) == len(plan.units):
+            methods.append(("rows", bounds))
+    return [*methods, ("buckets", []), ("exact", [])]
 
 
 def execute_plan(
-    connection: duckdb.DuckDBPyConnection, plan: Plan, max_rows: int, stats: UnitStats | None = None
+    connection: duckdb.DuckDBPyConnection, plan: Plan, max_rows: int, stats: Statistics | None = None
 ) -> Execution:
     """Run stage 1, decide every group exactly, run stage 2; leaves no state behind (rolled back).
 
@@ -161,14 +208,16 @@ def execute_plan(
     used: list[str] = []
     connection.execute("BEGIN TRANSACTION")
     try:
+        groups = undecided_count = 0
         for step, (method, max_rows_per_unit) in enumerate(methods):
             columns = threshold_sql(plan.units, method, max_rows_per_unit)
-            if step == 0:
+            if step == 0 or not plan.key_columns or undecided_count * 2 >= groups:
+                # First pass, or most groups undecided: (re)compute every group with this method.
                 statement = plan.template.replace(PLACEHOLDER, columns).replace(RESTRICT, "TRUE")
-                connection.execute(f"CREATE TEMP TABLE {table} AS {statement}")
+                connection.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {statement}")
             else:
                 # Recompute only the undecided groups, over exactly their rows, with the next method.
-                keys = ", ".join(_quote_identifier(c) for c in plan.key_columns) or "1"
+                keys = ", ".join(_quote_identifier(c) for c in plan.key_columns)
                 connection.execute(
                     f"CREATE OR REPLACE TEMP TABLE {undecided} AS SELECT {keys} FROM {table} WHERE {plan.undecided}"
                 )

@@ -26,9 +26,9 @@ from typing import Any
 
 import duckdb
 
-from sandbox.engine import EngineLimits, Execution, deadline, execute_plan, open_locked, unit_stats
+from sandbox.engine import EngineLimits, Execution, TableStatistics, deadline, execute_plan, open_locked
 from sandbox.errors import QueryFailed
-from sandbox.rewrite import Plan, UnitColumn
+from sandbox.rewrite import Plan
 
 WARM_CONNECTIONS = 4
 """Locked connections a worker keeps open, most recently used product versions first."""
@@ -69,7 +69,7 @@ def _worker_main(connection: Connection, limits: EngineLimits) -> None:  # pragm
     limit = limits.address_space_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     warm: OrderedDict[tuple[tuple[str, str], ...], duckdb.DuckDBPyConnection] = OrderedDict()
-    stats: dict[tuple[str, str, str], tuple[int, int]] = {}
+    stats: dict[tuple[str, ...], Any] = {}
     while True:
         try:
             job = connection.recv()
@@ -85,7 +85,7 @@ def _run_job(
     job: Job,
     limits: EngineLimits,
     warm: OrderedDict[Any, duckdb.DuckDBPyConnection],
-    stats: dict[tuple[str, str, str], tuple[int, int]],
+    stats: dict[tuple[str, ...], Any],
 ) -> tuple[Any, ...]:
     try:
         db = warm.get(job.tables)
@@ -97,18 +97,11 @@ def _run_job(
                 old.close()
         warm.move_to_end(job.tables)
         _set_cpu_budget(limits.timeout_seconds, limits.threads)
-        paths = dict(job.tables)
-
-        def unit_stats_of(unit: UnitColumn) -> tuple[int, int]:
-            # Keyed by the file, which is immutable for a product version.
-            key = (paths[unit.table], unit.table, unit.column)
-            if key not in stats:
-                stats[key] = unit_stats(db, unit.table, unit.column)
-            return stats[key]
-
+        # Keyed by the files, which are immutable for a product version.
+        statistics = TableStatistics(db, stats, version="|".join(path for _, path in job.tables))
         with deadline(db, limits.timeout_seconds) as timed_out:
             try:
-                return ("ok", execute_plan(db, job.plan, job.max_rows, unit_stats_of))
+                return ("ok", execute_plan(db, job.plan, job.max_rows, statistics))
             except duckdb.InterruptException:
                 return ("error", "timeout", "")
             except duckdb.Error as error:
@@ -129,6 +122,8 @@ class _Worker:
         self.process.start()
         child.close()
         self.warm: set[tuple[tuple[str, str], ...]] = set()
+        self.running = False
+        """True from the worker's acknowledgement of a job until the job's end."""
 
     def kill(self) -> None:
         if self.process.is_alive():
@@ -180,6 +175,7 @@ class WorkerPool:
         return worker
 
     def _release(self, worker: _Worker, keep: bool) -> None:
+        worker.running = False
         with self._lock:
             self._busy.discard(worker)
             if keep and not self._closed:
@@ -199,6 +195,7 @@ class WorkerPool:
                 worker.connection.send(job)
                 if not worker.connection.poll(GRACE_SECONDS + 10) or worker.connection.recv() != ("accepted",):
                     raise EOFError("the worker did not take the job")
+                worker.running = True
             except (EOFError, OSError):
                 self._release(worker, False)
                 worker.kill()
@@ -233,9 +230,9 @@ class WorkerPool:
         raise QueryFailed("query_failed", detail=detail)
 
     def worker_pids(self, *, busy: bool = False) -> list[int]:
-        """Process ids of the idle (or busy) workers, for operations and tests."""
+        """Process ids of the idle workers, or of those running a job, for operations and tests."""
         with self._lock:
-            workers = self._busy if busy else self._idle
+            workers = [w for w in self._busy if w.running] if busy else self._idle
             return [w.process.pid for w in workers if w.process.pid is not None]
 
     def close(self) -> None:

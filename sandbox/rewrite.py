@@ -16,6 +16,7 @@ HAVING, ORDER BY, LIMIT or a run-time error cannot reveal anything about one.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sqlglot import exp
@@ -39,6 +40,8 @@ class Plan:
     restriction: str
     """Restricts a recheck to the rows of undecided groups (listed in UNDECIDED_TABLE)."""
     key_columns: list[str]
+    join_keys: tuple[tuple[str, str], tuple[str, str]] | None
+    """For two tables under one inner equi-join: ((alias, column), (alias, column))."""
     units: list[UnitColumn]
     output_sql: str
     decide_sql: str
@@ -80,12 +83,13 @@ class UnitColumn:
         return f"{_quoted(self.alias)}.{_quoted(self.column)}"
 
 
-def threshold_sql(units: list[UnitColumn], method: str, max_rows_per_unit: int = 0) -> str:
+def threshold_sql(units: list[UnitColumn], method: str, max_rows_per_unit: Sequence[int] = ()) -> str:
     """The threshold columns `__lo<i>` / `__hi<i>` (bounds on distinct units) for one method.
 
-    - "rows": one table whose unit column has no NULLs, where no unit has more than
-      `max_rows_per_unit` rows. A group of n rows then has at least ceil(n / max) and at most n units.
-      Needs no unit column at all: as cheap as count(*).
+    - "rows": units without NULLs, where no unit of instance i can have more than
+      `max_rows_per_unit[i]` rows in the query's rows (see engine._methods for where the bound comes
+      from). A group of n rows then has at least ceil(n / max) and at most n units. Reads no unit
+      column at all: as cheap as count(*).
     - "buckets": distinct 64-way hash buckets of the units (minus one if a NULL is present) and the
       non-null count: a lower and an upper bound, from one cheap pass over the unit column.
     - "exact": count(DISTINCT unit), both bounds.
@@ -95,7 +99,7 @@ def threshold_sql(units: list[UnitColumn], method: str, max_rows_per_unit: int =
         if method == "exact":
             columns.append(f'COUNT(DISTINCT {unit.sql}) AS "__lo{i}", COUNT(DISTINCT {unit.sql}) AS "__hi{i}"')
         elif method == "rows":
-            per_unit = max(1, int(max_rows_per_unit))
+            per_unit = max(1, int(max_rows_per_unit[i]))
             columns.append(f'(COUNT(*) + {per_unit - 1}) // {per_unit} AS "__lo{i}", COUNT(*) AS "__hi{i}"')
         else:
             columns.append(
@@ -103,6 +107,22 @@ def threshold_sql(units: list[UnitColumn], method: str, max_rows_per_unit: int =
                 f' - CAST(COUNT(*) > COUNT({unit.sql}) AS BIGINT) AS "__lo{i}", COUNT({unit.sql}) AS "__hi{i}"'
             )
     return ", ".join(columns)
+
+
+def _equi_join(checked: CheckedQuery) -> tuple[tuple[str, str], tuple[str, str]] | None:
+    """((alias, column), (alias, column)) when the query is two tables under one inner `ON a.x = b.y`."""
+    joins = checked.select.args.get("joins") or []
+    if len(checked.refs) != 2 or len(joins) != 1:
+        return None
+    join = joins[0]
+    side, kind = str(join.args.get("side") or "").upper(), str(join.args.get("kind") or "").upper()
+    on = join.args.get("on")
+    if side or kind not in ("", "INNER") or not isinstance(on, exp.EQ):
+        return None
+    left, right = on.this, on.expression
+    if not isinstance(left, exp.Column) or not isinstance(right, exp.Column) or left.table == right.table:
+        return None
+    return (left.table, left.name), (right.table, right.name)
 
 
 THRESHOLD_COLUMN = "__threshold__"
@@ -205,6 +225,7 @@ def build_plan(checked: CheckedQuery, policy: ProtectionPolicy) -> Plan:
     # only there, so the buyer part DuckDB's parser confirms in the template is the same text in each.
     if template.count(PLACEHOLDER) != 1 or template.count(RESTRICT) != 1:
         raise QueryRefused("parser_mismatch", detail="the threshold columns could not be placed")
+    join_keys = _equi_join(checked)
     units = [
         UnitColumn(table=ref.table, alias=ref.alias, column=policy.tables[ref.table].privacy_unit)
         for ref in checked.refs
@@ -234,6 +255,7 @@ def build_plan(checked: CheckedQuery, policy: ProtectionPolicy) -> Plan:
         template=template,
         restriction=restriction,
         key_columns=[f"__g{i}" for i in range(len(key_texts))],
+        join_keys=join_keys,
         units=units,
         output_sql=output.sql(DIALECT, comments=False, copy=False),
         decide_sql=_decide_sql(policy.min_group_size, len(checked.refs)),

@@ -190,5 +190,12 @@ def test_cheap_bounds_decide_clear_groups_and_exact_counts_decide_the_rest(pool,
         "exact",
     ]
     joined = ProtectionPolicy.model_validate(TWO_TABLE_POLICY)
+    # An inner equi-join bounds each unit's rows by (its rows) x (the other side's rows per key):
+    # 3 x 5 for people, 4 x 45 for shop owners. 225 rows per region: >= 15 people, but only >= 2
+    # owners, so the owners need buckets (5 buckets at most) and then exact counts.
     sql = "SELECT p.region, count(*) FROM people p JOIN shops s ON p.region = s.region GROUP BY 1"
-    assert _methods(pool, tables, sql, joined)[0] == "buckets"  # a join can repeat a unit's rows
+    assert _methods(pool, tables, sql, joined) == ["rows", "buckets", "exact"]
+    # Outer and cross joins can repeat a unit's rows without bound: they start with buckets.
+    sql = "SELECT p.region, count(*) FROM people p LEFT JOIN shops s ON p.region = s.region GROUP BY 1"
+    assert _methods(pool, tables, sql, joined)[0] == "buckets"
+    assert _methods(pool, tables, "SELECT count(*) FROM people CROSS JOIN shops", joined)[0] == "buckets"
