@@ -5,8 +5,8 @@ a parser differential, the exact strings the engine will execute are parsed agai
 (`json_serialize_sql`, the same parser `execute` uses, same library, same text) and their trees are
 walked against the same allowlists (sandbox.rules): one SELECT, only the product's tables, only
 allowed functions, casts and operators, and every column in a context its role allows. The raw
-buyer text is also split by DuckDB (`extract_statements`) to confirm it is one SELECT, so sqlglot
-cannot have read a statement DuckDB would see differently. Any disagreement refuses the query.
+buyer text is also parsed by DuckDB and must be exactly one SELECT, so sqlglot cannot have read a
+statement DuckDB would see differently. Any disagreement refuses the query.
 """
 
 from __future__ import annotations
@@ -41,27 +41,50 @@ def _mismatch(detail: str) -> QueryRefused:
     return QueryRefused("parser_mismatch", detail=detail)
 
 
-def check_raw(sql: str) -> None:
-    """DuckDB must also see exactly one SELECT in the buyer's text."""
-    with _lock:
-        try:
-            statements = _connection().extract_statements(sql)
-        except duckdb.Error as error:
-            raise QueryRefused("sql_syntax", detail=str(error).splitlines()[0][:200]) from error
-    if len(statements) != 1:
-        raise QueryRefused("multiple_statements", count=len(statements))
-    if statements[0].type != duckdb.StatementType.SELECT:
-        raise QueryRefused("not_a_select", kind=str(statements[0].type.name))
+def _node(text: str | None) -> dict[str, Any]:
+    tree: dict[str, Any] = json.loads(text) if text else {"error": True}
+    if tree.get("error") or len(tree.get("statements", [])) != 1:
+        raise _mismatch("DuckDB does not read the rewritten statement as one SELECT")
+    node: dict[str, Any] = tree["statements"][0]["node"]
+    return node
 
 
 def _serialize(sql: str) -> dict[str, Any]:
     with _lock:
         row = _connection().execute("SELECT json_serialize_sql(?)", [sql]).fetchone()
-    tree: dict[str, Any] = json.loads(row[0]) if row else {"error": True}
-    if tree.get("error") or len(tree.get("statements", [])) != 1:
-        raise _mismatch("DuckDB does not read the rewritten statement as one SELECT")
-    node: dict[str, Any] = tree["statements"][0]["node"]
-    return node
+    return _node(row[0] if row else None)
+
+
+def confirm(
+    raw_sql: str,
+    template: str,
+    output_sql: str,
+    policy: ProtectionPolicy,
+    aliases: dict[str, str],
+    *,
+    threshold: str,
+    restrict: str,
+    groups_table: str,
+) -> None:
+    """All of DuckDB's checks for one query, parsed in a single call (this is on every query's path).
+
+    The buyer's raw text must be exactly one SELECT to DuckDB too; the stage-1 template and the
+    stage-2 statement are walked as check_groups and check_output do.
+    """
+    with _lock:
+        row = (
+            _connection()
+            .execute(
+                "SELECT (r::JSON)->>'error', json_array_length((r::JSON)->'statements'), "
+                "json_serialize_sql(?), json_serialize_sql(?) FROM (SELECT json_serialize_sql(?) AS r)",
+                [template, output_sql, raw_sql],
+            )
+            .fetchone()
+        )
+    if row is None or row[0] != "false" or row[1] != 1:
+        raise _mismatch("DuckDB does not read the query as exactly one SELECT")
+    _check_groups_node(_node(row[2]), policy, aliases, threshold=threshold, restrict=restrict)
+    _check_output_node(_node(row[3]), policy, groups_table)
 
 
 class Ctx(Enum):
@@ -256,7 +279,12 @@ def check_groups(sql: str, policy: ProtectionPolicy, aliases: dict[str, str], *,
     `threshold` (the threshold columns) and a top-level conjunct `restrict` of WHERE (the recheck
     restriction). Each must be exactly there, as a bare column name.
     """
-    node = _serialize(sql)
+    _check_groups_node(_serialize(sql), policy, aliases, threshold=threshold, restrict=restrict)
+
+
+def _check_groups_node(
+    node: dict[str, Any], policy: ProtectionPolicy, aliases: dict[str, str], *, threshold: str, restrict: str
+) -> None:
     _plain_select(node)
     if node.get("modifiers") or node.get("having"):
         raise _mismatch("modifiers or HAVING in stage 1")
@@ -292,7 +320,10 @@ def check_groups(sql: str, policy: ProtectionPolicy, aliases: dict[str, str], *,
 
 def check_output(sql: str, policy: ProtectionPolicy, groups_table: str) -> None:
     """Stage 2 as DuckDB reads it: expressions over the passing groups only."""
-    node = _serialize(sql)
+    _check_output_node(_serialize(sql), policy, groups_table)
+
+
+def _check_output_node(node: dict[str, Any], policy: ProtectionPolicy, groups_table: str) -> None:
     _plain_select(node)
     if node.get("group_expressions") or node.get("having"):
         raise _mismatch("grouping in stage 2")

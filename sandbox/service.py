@@ -67,12 +67,18 @@ class QueryResult:
 def plan_query(sql: str, policy: ProtectionPolicy) -> Plan:
     """Both validators and the rewrite: the statements that will run for `sql`, or QueryRefused."""
     checked = check(sql, policy)
-    crosscheck.check_raw(sql)
     try:
         plan = build_plan(checked, policy)
-        aliases = {ref.alias: ref.table for ref in checked.refs}
-        crosscheck.check_groups(plan.template, policy, aliases, threshold=THRESHOLD_COLUMN, restrict=RESTRICT_COLUMN)
-        crosscheck.check_output(plan.output_sql, policy, GROUPS_TABLE)
+        crosscheck.confirm(
+            sql,
+            plan.template,
+            plan.output_sql,
+            policy,
+            {ref.alias: ref.table for ref in checked.refs},
+            threshold=THRESHOLD_COLUMN,
+            restrict=RESTRICT_COLUMN,
+            groups_table=GROUPS_TABLE,
+        )
     except RecursionError as error:
         raise QueryRefused("sql_too_complex", depth="too many", limit=MAX_NESTING) from error
     return plan
