@@ -75,7 +75,7 @@ EN: dict[str, str] = {
     "resource_limit": "The query needed more memory than allowed ({limit}); aggregate more coarsely.",
     "too_many_rows": "The result has more than {limit} groups; aggregate more coarsely or add filters.",
     "sql_too_long": "The SQL is {length} characters long; send at most {limit}.",
-    "sql_too_complex": "The SQL nests parentheses {depth} levels deep; use at most {limit} levels.",
+    "sql_too_complex": "The SQL nests expressions {depth} levels deep; use at most {limit} levels.",
     "parser_mismatch": (
         "The query could not be confirmed by DuckDB's own parser ({detail}); "
         "write it with plain SELECT, FROM, JOIN, WHERE, GROUP BY, HAVING and ORDER BY."

@@ -272,6 +272,8 @@ MAX_DECIMAL_PRECISION = 18
 MAX_SQL_CHARS = 20_000
 MAX_NESTING = 16
 """Deepest parenthesis nesting accepted: sqlglot's recursive parser needs ~25 frames a level."""
+MAX_TREE_DEPTH = 200
+"""Deepest syntax tree accepted (e.g. a chain of operators), checked right after parsing."""
 MAX_LIMIT = 1_000_000
 RESERVED_PREFIX = "__"
 """Names the sandbox gives its own columns; a buyer's identifiers may not start with it."""

@@ -183,8 +183,15 @@ def parse_one_select(sql: str) -> exp.Select:
     if not isinstance(statement, exp.Select):
         kind = statement.key.upper() if not isinstance(statement, exp.Command) else str(statement.this).upper()
         raise QueryRefused("not_a_select", kind=kind)
-    for node in statement.walk():
+    deepest = 0
+    stack: list[tuple[exp.Expr, int]] = [(statement, 1)]
+    while stack:
+        node, depth = stack.pop()
         node.comments = None  # comments never reach the statements that run
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in node.iter_expressions())
+    if deepest > rules.MAX_TREE_DEPTH:
+        raise QueryRefused("sql_too_complex", depth=deepest, limit=rules.MAX_TREE_DEPTH)
     return statement
 
 

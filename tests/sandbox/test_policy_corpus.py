@@ -244,6 +244,7 @@ PEOPLE: list[tuple[str, str, str | None]] = [
     ),
     ("nesting within the limit", "SELECT count(*) FROM people WHERE " + "(" * 8 + "month = 1" + ")" * 8, OK),
     ("a long chain of unary minus", "SELECT count(*) FROM people WHERE month = " + "- " * 400 + "1", "sql_too_complex"),
+    ("a long OR chain", "SELECT count(*) FROM people WHERE " + " OR ".join(f"month = {i}" for i in range(180)), OK),
     ("NUL byte", "SELECT count(*) FROM people\x00; DROP TABLE people", "sql_syntax"),
     ("very long SQL", "SELECT count(*) FROM people WHERE " + " OR ".join(["month = 1"] * 3000), "sql_too_long"),
     # -- comment and quoting tricks ------------------------------------------------------------------
