@@ -154,10 +154,17 @@ class TableStatistics:
         return value
 
     def unit(self, table: str, column: str) -> tuple[int, int]:
-        return self._max_per_value(table, column)
+        most, nulls = self._max_per_value(table, column)
+        return _bracket(most), nulls
 
     def fanout(self, table: str, column: str) -> int:
-        return self._max_per_value(table, column)[0]
+        return _bracket(self._max_per_value(table, column)[0])
+
+
+def _bracket(most: int) -> int:
+    """`most` rounded up to a power of two: still a valid upper bound, and whether a query needed a
+    second pass (visible in its timing) tells a buyer only the bracket of the busiest unit's rows."""
+    return 0 if most <= 0 else 1 << (most - 1).bit_length()
 
 
 def _methods(plan: Plan, stats: Statistics | None) -> list[tuple[str, list[int]]]:
@@ -197,8 +204,11 @@ def execute_plan(
 ) -> Execution:
     """Run stage 1, decide every group exactly, run stage 2; leaves no state behind (rolled back).
 
-    Stage 1 runs with the cheapest threshold method first. Only if some group falls between that
-    method's bounds does it run again with the next one, ending with count(DISTINCT unit).
+    Stage 1 runs with the cheapest threshold method first. Groups its lower bound does not pass are
+    recomputed with the next method, ending with count(DISTINCT unit), the only one that fails a
+    group. Failing is never decided early, so which statements run never depends on how small a
+    suppressed group is (only on whether groups pass, which suppressed_groups already says); what
+    remains is aggregating a suppressed group's own rows again, microseconds against a scan.
     """
     started = time.process_time()
     table = _quote_identifier(GROUPS_TABLE)
@@ -208,10 +218,10 @@ def execute_plan(
     used: list[str] = []
     connection.execute("BEGIN TRANSACTION")
     try:
-        groups = undecided_count = 0
+        groups = not_passing = 0
         for step, (method, max_rows_per_unit) in enumerate(methods):
             columns = threshold_sql(plan.units, method, max_rows_per_unit)
-            if step == 0 or not plan.key_columns or undecided_count * 2 >= groups:
+            if step == 0 or not plan.key_columns or not_passing * 2 >= groups:
                 # First pass, or most groups undecided: (re)compute every group with this method.
                 statement = plan.template.replace(PLACEHOLDER, columns).replace(RESTRICT, "TRUE")
                 connection.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {statement}")
@@ -227,9 +237,11 @@ def execute_plan(
                 connection.execute(f"INSERT INTO {table} SELECT * FROM {recheck}")
             used.append(method)
             decided = connection.execute(plan.decide_sql).fetchone()
-            groups, suppressed, undecided_count = (int(v or 0) for v in (decided or (0, 0, 0)))
-            if undecided_count == 0:
+            groups, not_passing = (int(v or 0) for v in (decided or (0, 0)))
+            if not_passing == 0:
                 break
+        # Only the last method (the exact count) ever leaves a group not passing: it is suppressed.
+        suppressed = not_passing
         cursor = connection.execute(plan.output_sql)
         rows = cursor.fetchmany(max_rows + 1)
     finally:

@@ -1,12 +1,13 @@
 """Turns a checked query into the statements that run: groups first, then the buyer's view of them.
 
 Stage 1 (`Plan.template`) computes, per group, the group keys (`__g<i>`), every aggregate the query
-uses (`__a<j>`), and, in place of a placeholder, a lower and an upper bound on each table
-instance's distinct privacy units (`__lo<i>`, `__hi<i>`; see `threshold_sql` for the methods).
+uses (`__a<j>`), and, in place of a placeholder, a lower bound on each table instance's distinct
+privacy units (`__lo<i>`; see `threshold_sql` for the methods).
 Every bound is an exact statement about the data, not an estimate. A group passes when every
-`__lo` >= k and fails when any `__hi` < k; groups left in between are recomputed, over exactly their
-rows, with the next method, ending with count(DISTINCT unit). So cheap bounds only skip clear cases
-and never decide a group near k.
+`__lo` >= k; every other group is recomputed, over exactly its rows, with the next method, ending
+with count(DISTINCT unit), which alone decides that a group fails. So cheap bounds only pass clear
+cases and never decide a group near k, and which statements run never depends on how small a
+suppressed group is (see engine.execute_plan).
 
 Stage 2 (`output_sql`) reads the groups that passed and evaluates SELECT, HAVING and ORDER BY over
 them, then LIMIT/OFFSET. Nothing the buyer wrote after grouping ever sees a group below k, so
@@ -46,7 +47,7 @@ class Plan:
     output_sql: str
     decide_sql: str
     undecided: str
-    """The condition that holds for groups the bounds of the last method did not decide."""
+    """The condition that holds for groups the last method did not show to reach k."""
     columns: list[str]
     tables: list[str]
     referenced_columns: dict[str, list[str]] = field(default_factory=dict)
@@ -84,27 +85,27 @@ class UnitColumn:
 
 
 def threshold_sql(units: list[UnitColumn], method: str, max_rows_per_unit: Sequence[int] = ()) -> str:
-    """The threshold columns `__lo<i>` / `__hi<i>` (bounds on distinct units) for one method.
+    """The threshold columns `__lo<i>`: a lower bound on instance i's distinct units, per method.
 
     - "rows": units without NULLs, where no unit of instance i can have more than
       `max_rows_per_unit[i]` rows in the query's rows (see engine._methods for where the bound comes
-      from). A group of n rows then has at least ceil(n / max) and at most n units. Reads no unit
-      column at all: as cheap as count(*).
-    - "buckets": distinct 64-way hash buckets of the units (minus one if a NULL is present) and the
-      non-null count: a lower and an upper bound, from one cheap pass over the unit column.
-    - "exact": count(DISTINCT unit), both bounds.
+      from). A group of n rows then has at least ceil(n / max) units. Reads no unit column at all:
+      as cheap as count(*).
+    - "buckets": the distinct 64-way hash buckets the units fall into (minus one if a NULL is
+      present): distinct units can share a bucket, one unit never fills two.
+    - "exact": count(DISTINCT unit).
     """
     columns: list[str] = []
     for i, unit in enumerate(units):
         if method == "exact":
-            columns.append(f'COUNT(DISTINCT {unit.sql}) AS "__lo{i}", COUNT(DISTINCT {unit.sql}) AS "__hi{i}"')
+            columns.append(f'COUNT(DISTINCT {unit.sql}) AS "__lo{i}"')
         elif method == "rows":
             per_unit = max(1, int(max_rows_per_unit[i]))
-            columns.append(f'(COUNT(*) + {per_unit - 1}) // {per_unit} AS "__lo{i}", COUNT(*) AS "__hi{i}"')
+            columns.append(f'(COUNT(*) + {per_unit - 1}) // {per_unit} AS "__lo{i}"')
         else:
             columns.append(
                 f"COALESCE(BIT_COUNT(BIT_OR(CAST(1 AS UBIGINT) << (HASH({unit.sql}) % {BUCKETS}))), 0)"
-                f' - CAST(COUNT(*) > COUNT({unit.sql}) AS BIGINT) AS "__lo{i}", COUNT({unit.sql}) AS "__hi{i}"'
+                f' - CAST(COUNT(*) > COUNT({unit.sql}) AS BIGINT) AS "__lo{i}"'
             )
     return ", ".join(columns)
 
@@ -267,28 +268,21 @@ def build_plan(checked: CheckedQuery, policy: ProtectionPolicy) -> Plan:
 
 
 @functools.lru_cache(maxsize=256)
+def _passes(k: int, n: int) -> exp.Expr:
+    return exp.and_(*[_col(f"__lo{i}") >= k for i in range(n)])
+
+
+@functools.lru_cache(maxsize=256)
 def _decide_sql(k: int, n: int) -> str:
-    """Counts groups, suppressed groups and groups the cheap bounds leave undecided."""
-    passes = exp.and_(*[_col(f"__lo{i}") >= k for i in range(n)])
-    fails = exp.or_(*[_col(f"__hi{i}") < k for i in range(n)])
+    """Counts groups, and groups that no bound so far shows to reach k."""
+    not_passing = exp.Sum(this=exp.Cast(this=exp.not_(_passes(k, n).copy()), to=_BIGINT.copy()))
     decide = exp.select(
         exp.alias_(exp.Count(this=exp.Star()), "groups", quoted=True),
-        exp.alias_(
-            exp.Sum(this=exp.Cast(this=exp.not_(passes.copy()), to=_BIGINT.copy())),
-            "suppressed",
-            quoted=True,
-        ),
-        exp.alias_(
-            exp.Sum(this=exp.Cast(this=exp.and_(exp.not_(passes.copy()), exp.not_(fails.copy())), to=_BIGINT.copy())),
-            "undecided",
-            quoted=True,
-        ),
+        exp.alias_(not_passing, "not_passing", quoted=True),
     ).from_(exp.Table(this=_q(GROUPS_TABLE)))
     return str(decide.sql(DIALECT, comments=False))
 
 
 @functools.lru_cache(maxsize=256)
 def _undecided_sql(k: int, n: int) -> str:
-    passes = exp.and_(*[_col(f"__lo{i}") >= k for i in range(n)])
-    fails = exp.or_(*[_col(f"__hi{i}") < k for i in range(n)])
-    return str(exp.and_(exp.not_(passes), exp.not_(fails)).sql(DIALECT))
+    return str(exp.not_(_passes(k, n).copy()).sql(DIALECT))

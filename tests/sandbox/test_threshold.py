@@ -199,3 +199,12 @@ def test_cheap_bounds_decide_clear_groups_and_exact_counts_decide_the_rest(pool,
     sql = "SELECT p.region, count(*) FROM people p LEFT JOIN shops s ON p.region = s.region GROUP BY 1"
     assert _methods(pool, tables, sql, joined)[0] == "buckets"
     assert _methods(pool, tables, "SELECT count(*) FROM people CROSS JOIN shops", joined)[0] == "buckets"
+
+
+def test_the_work_done_does_not_depend_on_how_small_a_suppressed_group_is(pool, tables, policy) -> None:
+    # A timing or cpu_ms oracle: 'tiny' has 5 people; with one month it has 5 rows (< k), with all
+    # three 15 rows (>= k). Were failing decided early from row counts, the first would stop after
+    # one pass and the second would not, telling the buyer whether the group has k rows.
+    few_rows = _methods(pool, tables, "SELECT count(*) FROM people WHERE category = 'tiny' AND month = 1", policy)
+    more_rows = _methods(pool, tables, "SELECT count(*) FROM people WHERE category = 'tiny'", policy)
+    assert few_rows == more_rows == ["rows", "buckets", "exact"]
