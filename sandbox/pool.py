@@ -30,6 +30,7 @@ from sandbox.engine import EngineLimits, Execution, TableStatistics, deadline, e
 from sandbox.errors import QueryFailed
 from sandbox.rewrite import Plan
 
+_KEPT_ENVIRONMENT = frozenset({"PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "TZ"})
 WARM_CONNECTIONS = 4
 """Locked connections a worker keeps open, most recently used product versions first."""
 GRACE_SECONDS = 2.0
@@ -66,6 +67,10 @@ def _set_cpu_budget(seconds: float, threads: int) -> None:
 
 def _worker_main(connection: Connection, limits: EngineLimits) -> None:  # pragma: no cover - runs in a child
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # The worker needs no configuration or secrets (database URL, Stripe keys): drop them.
+    for name in list(os.environ):
+        if name not in _KEPT_ENVIRONMENT:
+            del os.environ[name]
     limit = limits.address_space_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     warm: OrderedDict[tuple[tuple[str, str], ...], duckdb.DuckDBPyConnection] = OrderedDict()
