@@ -167,7 +167,10 @@ def build_product(scale: float) -> dict[str, TableFile]:
 
 
 def raw_connection(tables: dict[str, TableFile], limits: EngineLimits) -> duckdb.DuckDBPyConnection:
-    connection = duckdb.connect(config={"threads": limits.threads, "memory_limit": limits.memory_limit})
+    """Plain DuckDB with the sandbox's performance settings (threads, memory, no insertion order)."""
+    connection = duckdb.connect(
+        config={"threads": limits.threads, "memory_limit": limits.memory_limit, "preserve_insertion_order": False}
+    )
     connection.execute("SET enable_progress_bar = false")
     for name, table in tables.items():
         connection.execute(f'CREATE VIEW "{name}" AS SELECT * FROM read_parquet({_lit(table.path.resolve())})')
