@@ -158,4 +158,3 @@ def test_the_connection_itself_is_locked(tmp_path: Path, big_tables) -> None:
             with pytest.raises(duckdb.Error):
                 connection.execute(statement)
         assert connection.execute("SELECT count(*) FROM a").fetchone() == (ROWS,)
-
