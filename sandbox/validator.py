@@ -11,20 +11,30 @@ DuckDB's own parser confirm them. Nothing the buyer wrote is executed as written
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from enum import Enum
 
-import sqlglot
 from sqlglot import exp
-from sqlglot.errors import ParseError, TokenError
 
 from sandbox import rules
 from sandbox.errors import QueryRefused
 from sandbox.policy import ProtectionPolicy
+from sandbox.syntax import (
+    DIALECT,
+    REFUSED_NODES,
+    SELECT_ARGS,
+    STRUCTURAL,
+    SUBQUERY_HINT,
+    contains_column,
+    function_name,
+    guard,
+    is_aggregate_like,
+    literal_int,
+    parse_one_select,
+    refuse_construct,
+)
 
-DIALECT = "duckdb"
-logging.getLogger("sqlglot").setLevel(logging.ERROR)  # its fallback-to-Command warnings are ours to report
+__all__ = ["DIALECT", "CheckedQuery", "Context", "TableRef", "check", "guard", "parse_one_select"]
 
 
 class Context(Enum):
@@ -60,141 +70,6 @@ class CheckedQuery:
     offset: int = 0
 
 
-_ARITHMETIC = (exp.Add, exp.Sub, exp.Mul, exp.Div, exp.IntDiv, exp.Mod)
-_COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.NullSafeEQ, exp.NullSafeNEQ)
-_STRUCTURAL = (
-    exp.Paren,
-    exp.Literal,
-    exp.RawString,
-    exp.Null,
-    exp.Boolean,
-    exp.Neg,
-    exp.And,
-    exp.Or,
-    exp.Not,
-    exp.Is,
-    exp.In,
-    exp.Between,
-    exp.Like,
-    exp.ILike,
-    exp.Interval,
-    *_ARITHMETIC,
-    *_COMPARISONS,
-)
-_SELECT_ARGS = frozenset(
-    {"expressions", "from", "from_", "joins", "where", "group", "having", "order", "limit", "offset"}
-)
-_SUBQUERY_HINT = (
-    "write one SELECT over the product's tables (joined if needed) with WHERE, GROUP BY and HAVING; "
-    "subqueries and CTEs are refused because they could build groups the threshold does not see."
-)
-_REFUSED_NODES: dict[type[exp.Expr], tuple[str, str]] = {
-    exp.Window: ("A window function (OVER ...)", "aggregate with GROUP BY instead."),
-    exp.Subquery: ("A subquery", _SUBQUERY_HINT),
-    exp.Select: ("A subquery", _SUBQUERY_HINT),
-    exp.Exists: ("EXISTS (subquery)", _SUBQUERY_HINT),
-    exp.With: ("A WITH clause (CTE)", _SUBQUERY_HINT),
-    exp.Union: ("UNION", "run each SELECT as its own query."),
-    exp.Intersect: ("INTERSECT", "run each SELECT as its own query."),
-    exp.Except: ("EXCEPT", "run each SELECT as its own query."),
-    exp.Rollup: ("ROLLUP", "GROUP BY the dimensions and run one query per grouping level."),
-    exp.Cube: ("CUBE", "GROUP BY the dimensions and run one query per grouping level."),
-    exp.GroupingSets: ("GROUPING SETS", "GROUP BY the dimensions and run one query per grouping level."),
-    exp.Filter: ("An aggregate FILTER clause", "filter rows with WHERE, or GROUP BY the dimension."),
-    exp.TableSample: ("TABLESAMPLE / USING SAMPLE", "query the whole table and filter with WHERE."),
-    exp.Placeholder: ("A query parameter", "write the value in the SQL."),
-    exp.Parameter: ("A query parameter", "write the value in the SQL."),
-    exp.Qualify: ("QUALIFY", "filter groups with HAVING."),
-    exp.Lateral: ("LATERAL", "join the product's tables directly."),
-    exp.Unnest: ("UNNEST", "query the product's tables only."),
-    exp.Pivot: ("PIVOT", "GROUP BY the dimension instead."),
-    exp.Lambda: ("A lambda", "use the allowed scalar functions."),
-    exp.Collate: ("COLLATE", "compare with lower() or upper() instead."),
-    exp.Star: ("*", "name dimensions and aggregate measures; * is allowed only in count(*)."),
-}
-
-
-def _refuse_construct(construct: str, instead: str) -> QueryRefused:
-    return QueryRefused("disallowed_construct", construct=construct, instead=instead)
-
-
-def _function_name(node: exp.Expr) -> str:
-    if isinstance(node, exp.Anonymous):
-        return str(node.name).lower()
-    if isinstance(node, exp.Func):
-        return str(node.sql_name()).lower()
-    return str(node.key).lower()
-
-
-def _is_aggregate_like(node: exp.Expr) -> bool:
-    return isinstance(node, exp.AggFunc) or (
-        isinstance(node, exp.Func) and _function_name(node) in rules.ROW_REVEALING_AGGREGATES
-    )
-
-
-def _contains_column(node: exp.Expr) -> bool:
-    return isinstance(node, exp.Column) or node.find(exp.Column) is not None
-
-
-def _literal_int(node: exp.Expr | None, clause: str) -> int | None:
-    if node is None:
-        return None
-    if isinstance(node, exp.Limit):
-        options = node.args.get("limit_options")
-        if node.args.get("expressions") or (
-            options is not None and (options.args.get("percent") or options.args.get("with_ties"))
-        ):
-            raise _refuse_construct(f"That {clause} form", f"write {clause} n with a whole number of groups.")
-    value = node.expression if isinstance(node, (exp.Limit, exp.Offset)) else node
-    if isinstance(value, exp.Literal) and not value.is_string and value.this.isdigit():
-        number = int(value.this)
-        if number > rules.MAX_LIMIT:
-            raise _refuse_construct(f"{clause} {number}", f"use a {clause} of at most {rules.MAX_LIMIT}.")
-        return number
-    raise _refuse_construct(f"A non-literal {clause}", f"write {clause} as a whole number.")
-
-
-def parse_one_select(sql: str) -> exp.Select:
-    """Parse `sql` as exactly one SELECT in DuckDB's dialect, or refuse it."""
-    if len(sql) > rules.MAX_SQL_CHARS:
-        raise QueryRefused("sql_too_long", length=len(sql), limit=rules.MAX_SQL_CHARS)
-    depth = deepest = 0
-    for char in sql:
-        if char == "(":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif char == ")":
-            depth -= 1
-    if deepest > rules.MAX_NESTING:
-        raise QueryRefused("sql_too_complex", depth=deepest, limit=rules.MAX_NESTING)
-    if "\x00" in sql:
-        raise QueryRefused("sql_syntax", detail="the text contains a NUL character")
-    try:
-        statements = [s for s in sqlglot.parse(sql, read=DIALECT) if s is not None]
-    except (ParseError, TokenError) as error:
-        detail = str(error).splitlines()[0][:200]
-        raise QueryRefused("sql_syntax", detail=detail) from error
-    if len(statements) != 1:
-        raise QueryRefused("multiple_statements", count=len(statements))
-    statement = statements[0]
-    for refused, (construct, instead) in _REFUSED_NODES.items():
-        if isinstance(statement, refused) and refused is not exp.Select:
-            raise _refuse_construct(construct, instead)
-    if not isinstance(statement, exp.Select):
-        kind = statement.key.upper() if not isinstance(statement, exp.Command) else str(statement.this).upper()
-        raise QueryRefused("not_a_select", kind=kind)
-    deepest = 0
-    stack: list[tuple[exp.Expr, int]] = [(statement, 1)]
-    while stack:
-        node, depth = stack.pop()
-        node.comments = None  # comments never reach the statements that run
-        deepest = max(deepest, depth)
-        stack.extend((child, depth + 1) for child in node.iter_expressions())
-    if deepest > rules.MAX_TREE_DEPTH:
-        raise QueryRefused("sql_too_complex", depth=deepest, limit=rules.MAX_TREE_DEPTH)
-    return statement
-
-
 class _Checker:
     """Walks one SELECT, refusing what the policy does not allow and canonicalising what it does."""
 
@@ -227,43 +102,43 @@ class _Checker:
 
     def _check_join_shape(self, join: exp.Join) -> None:
         if join.args.get("using"):
-            raise _refuse_construct("JOIN ... USING", "write the join condition with ON a.x = b.x.")
+            raise refuse_construct("JOIN ... USING", "write the join condition with ON a.x = b.x.")
         method = str(join.args.get("method") or "").upper()
         kind = str(join.args.get("kind") or "").upper()
         if method or kind not in ("", "INNER", "OUTER", "CROSS"):
             construct = f"{method or kind} JOIN"
-            raise _refuse_construct(construct, "use JOIN, LEFT JOIN, RIGHT JOIN, FULL JOIN or CROSS JOIN.")
+            raise refuse_construct(construct, "use JOIN, LEFT JOIN, RIGHT JOIN, FULL JOIN or CROSS JOIN.")
         extra = {k for k, v in join.args.items() if v and k not in ("this", "on", "side", "kind")}
         if extra:
-            raise _refuse_construct(f"The join option {sorted(extra)[0].upper()}", "use a plain JOIN ... ON.")
+            raise refuse_construct(f"The join option {sorted(extra)[0].upper()}", "use a plain JOIN ... ON.")
 
     def _add_table(self, source: exp.Expr) -> None:
         if not isinstance(source, exp.Table) or not isinstance(source.this, exp.Identifier):
             if isinstance(source, exp.Subquery):
-                raise _refuse_construct("A subquery in FROM", _SUBQUERY_HINT)
+                raise refuse_construct("A subquery in FROM", SUBQUERY_HINT)
             inner = source.this if isinstance(source, exp.Table) else source
-            construct = f"Reading from {_function_name(inner)}()" if isinstance(inner, exp.Func) else "That FROM item"
-            raise _refuse_construct(construct, f"query the product's tables: {self._table_list()}.")
+            construct = f"Reading from {function_name(inner)}()" if isinstance(inner, exp.Func) else "That FROM item"
+            raise refuse_construct(construct, f"query the product's tables: {self._table_list()}.")
         if source.args.get("db") or source.args.get("catalog"):
             raise QueryRefused("unknown_table", table=source.sql(DIALECT), tables=self._table_list())
         extra = {k for k, v in source.args.items() if v and k not in ("this", "alias")}
         if extra:
-            raise _refuse_construct(f"The table option {sorted(extra)[0].upper()}", "name the table and an alias only.")
+            raise refuse_construct(f"The table option {sorted(extra)[0].upper()}", "name the table and an alias only.")
         name = self._tables_ci.get(source.name.lower())
         if name is None:
             raise QueryRefused("unknown_table", table=source.name, tables=self._table_list())
         alias_node = source.args.get("alias")
         if alias_node is not None and alias_node.args.get("columns"):
-            raise _refuse_construct("Renaming a table's columns in its alias", "use the columns' own names.")
+            raise refuse_construct("Renaming a table's columns in its alias", "use the columns' own names.")
         alias = (source.alias or name).lower()
         if alias.startswith(rules.RESERVED_PREFIX):
             raise QueryRefused("reserved_name", name=alias)
         if any(ref.table == name for ref in self.refs):
-            raise _refuse_construct(
+            raise refuse_construct(
                 f"Using table '{name}' twice", "join each table at most once; a self-join can inflate rows."
             )
         if alias in self.by_alias:
-            raise _refuse_construct(f"Using the name '{alias}' twice", "give each table in the query its own alias.")
+            raise refuse_construct(f"Using the name '{alias}' twice", "give each table in the query its own alias.")
         ref = TableRef(table=name, alias=alias)
         self.refs.append(ref)
         self.by_alias[alias] = ref
@@ -295,7 +170,7 @@ class _Checker:
         if not candidates or name not in self._columns_ci[candidates[0].table]:
             raise QueryRefused("unknown_column", column=column.name, columns=self._usable_columns())
         if len(candidates) > 1:
-            raise _refuse_construct(
+            raise refuse_construct(
                 f"The unqualified column '{column.name}', present in several tables,",
                 f"qualify it, e.g. {candidates[0].alias}.{column.name}.",
             )
@@ -326,20 +201,20 @@ class _Checker:
     # -- expressions ----------------------------------------------------------------------------
     def check(self, node: exp.Expr, ctx: Context, *, clause: str, aliases_ok: bool = False) -> exp.Expr:
         """Check `node` in `ctx`; returns the canonical node (it may replace `node`)."""
-        for refused, (construct, instead) in _REFUSED_NODES.items():
+        for refused, (construct, instead) in REFUSED_NODES.items():
             if isinstance(node, refused):
                 if isinstance(node, exp.Star):
                     raise QueryRefused("star_not_allowed")
-                raise _refuse_construct(construct, instead)
+                raise refuse_construct(construct, instead)
         if isinstance(node, exp.Column):
             return self._check_column(node, ctx, clause=clause, aliases_ok=aliases_ok)
-        if _is_aggregate_like(node):
+        if is_aggregate_like(node):
             if ctx is not Context.OUTPUT:
-                raise _refuse_construct(f"An aggregate in {clause}", "filter groups with HAVING; group by dimensions.")
+                raise refuse_construct(f"An aggregate in {clause}", "filter groups with HAVING; group by dimensions.")
             return self.check_aggregate(node)
         if isinstance(node, exp.Var):
             if not isinstance(node.parent, (exp.Interval, exp.Extract, exp.DateTrunc, exp.TimestampTrunc)):
-                raise _refuse_construct(f"The bare word {node.name}", "quote strings with single quotes.")
+                raise refuse_construct(f"The bare word {node.name}", "quote strings with single quotes.")
             return node
         if isinstance(node, exp.DataType):
             return node
@@ -347,18 +222,18 @@ class _Checker:
             self._check_cast_type(node)
         elif isinstance(node, exp.In):
             if node.args.get("query") or node.args.get("unnest") or node.args.get("field"):
-                raise _refuse_construct("IN (subquery)", _SUBQUERY_HINT)
+                raise refuse_construct("IN (subquery)", SUBQUERY_HINT)
         elif isinstance(node, (exp.Like, exp.ILike)) and node.args.get("escape"):
-            raise _refuse_construct("LIKE ... ESCAPE", "use LIKE without ESCAPE.")
+            raise refuse_construct("LIKE ... ESCAPE", "use LIKE without ESCAPE.")
         elif isinstance(node, exp.Tuple):
             if not isinstance(node.parent, exp.In):
-                raise _refuse_construct("A row value (a, b)", "compare columns one at a time.")
-        elif not isinstance(node, (*_STRUCTURAL, *rules.SCALAR_CLASSES)):
+                raise refuse_construct("A row value (a, b)", "compare columns one at a time.")
+        elif not isinstance(node, (*STRUCTURAL, *rules.SCALAR_CLASSES)):
             if isinstance(node, exp.Func):
                 raise QueryRefused(
-                    "disallowed_function", function=_function_name(node), allowed=rules.SCALAR_ALLOWED_TEXT
+                    "disallowed_function", function=function_name(node), allowed=rules.SCALAR_ALLOWED_TEXT
                 )
-            raise _refuse_construct(
+            raise refuse_construct(
                 f"The construct {node.key.upper()}",
                 "use columns, literals, arithmetic, comparisons and the allowed functions.",
             )
@@ -373,7 +248,7 @@ class _Checker:
                         for v in value
                     ],
                 )
-        if isinstance(node, exp.Cast) and not isinstance(node, exp.TryCast) and _contains_column(node.this):
+        if isinstance(node, exp.Cast) and not isinstance(node, exp.TryCast) and contains_column(node.this):
             # A failing cast would quote a row's value in its error: it yields NULL instead.
             return exp.TryCast(this=node.this, to=node.args["to"])
         return node
@@ -405,7 +280,7 @@ class _Checker:
         to = node.args.get("to")
         if not isinstance(to, exp.DataType) or to.this not in rules.CAST_TYPES:
             target = to.sql(DIALECT) if isinstance(to, exp.Expr) else "?"
-            raise _refuse_construct(
+            raise refuse_construct(
                 f"A cast to {target}",
                 "cast to BOOLEAN, INTEGER, BIGINT, DOUBLE, DECIMAL(p<=18), VARCHAR, DATE, TIMESTAMP.",
             )
@@ -413,14 +288,14 @@ class _Checker:
             params = to.expressions
             precision = params[0].this if params else None
             if not isinstance(precision, exp.Literal) or int(precision.this) > rules.MAX_DECIMAL_PRECISION:
-                raise _refuse_construct(
+                raise refuse_construct(
                     f"A cast to {to.sql(DIALECT)}", f"use DECIMAL(p, s) with p at most {rules.MAX_DECIMAL_PRECISION}."
                 )
 
     # -- aggregates -----------------------------------------------------------------------------
     def check_aggregate(self, node: exp.Expr) -> exp.Expr:
         name = rules.AGGREGATE_CLASSES.get(type(node))
-        function = _function_name(node)
+        function = function_name(node)
         if name is None:
             if isinstance(node, exp.AggFunc) or function in rules.ROW_REVEALING_AGGREGATES:
                 raise QueryRefused(
@@ -435,19 +310,19 @@ class _Checker:
         if isinstance(node, exp.Count) and node.expressions:
             extra.add("expressions")
         if extra:
-            raise _refuse_construct(f"Extra arguments to {function}()", f"call {function}() with one argument.")
+            raise refuse_construct(f"Extra arguments to {function}()", f"call {function}() with one argument.")
         argument = node.this
         if isinstance(node, exp.Count):
             node.set("this", self._check_count_argument(argument))
             return node
         if isinstance(argument, exp.Distinct):
-            raise _refuse_construct(f"DISTINCT inside {function}()", f"use {function}(column); DISTINCT is for count.")
+            raise refuse_construct(f"DISTINCT inside {function}()", f"use {function}(column); DISTINCT is for count.")
         if argument is None:
-            raise _refuse_construct(f"{function}() without an argument", f"aggregate a measure: {function}(column).")
+            raise refuse_construct(f"{function}() without an argument", f"aggregate a measure: {function}(column).")
         seen: set[tuple[str, str]] = set()
         checked = self._check_linear(argument, function, seen)
         if not seen:
-            raise _refuse_construct(
+            raise refuse_construct(
                 f"{function}() of a constant", f"aggregate a measure, e.g. {function}(<measure column>)."
             )
         if not isinstance(checked, exp.Column):
@@ -463,10 +338,10 @@ class _Checker:
         if distinct:
             assert isinstance(argument, exp.Distinct)
             if len(argument.expressions) != 1:
-                raise _refuse_construct("count(DISTINCT of several columns)", "count distinct one column at a time.")
+                raise refuse_construct("count(DISTINCT of several columns)", "count distinct one column at a time.")
             target = argument.expressions[0]
         if not isinstance(target, exp.Column) or isinstance(target.this, exp.Star):
-            raise _refuse_construct(
+            raise refuse_construct(
                 "count() of an expression", "count(*), count(column) or count(DISTINCT column) of one column."
             )
         if target.name.startswith(rules.RESERVED_PREFIX):
@@ -508,7 +383,7 @@ class _Checker:
             return node
         if isinstance(node, exp.Literal):
             if node.is_string:
-                raise _refuse_construct(f"A string inside {function}()", f"aggregate a measure: {function}(column).")
+                raise refuse_construct(f"A string inside {function}()", f"aggregate a measure: {function}(column).")
             return node
         if isinstance(node, (exp.Paren, exp.Neg, exp.Add, exp.Sub, exp.Mul, exp.Div)):
             for key, value in list(node.args.items()):
@@ -519,51 +394,51 @@ class _Checker:
             self._check_cast_type(node)
             to = node.args["to"]
             if to.this not in rules.NUMERIC_CAST_TYPES:
-                raise _refuse_construct(f"A cast to {to.sql(DIALECT)} inside {function}()", "cast to a numeric type.")
+                raise refuse_construct(f"A cast to {to.sql(DIALECT)} inside {function}()", "cast to a numeric type.")
             inner = self._check_linear(node.this, function, seen)
             return exp.TryCast(this=inner, to=to)
-        if _is_aggregate_like(node):
-            raise _refuse_construct("An aggregate inside another aggregate", "aggregate once per group.")
-        for refused, (construct, instead) in _REFUSED_NODES.items():
+        if is_aggregate_like(node):
+            raise refuse_construct("An aggregate inside another aggregate", "aggregate once per group.")
+        for refused, (construct, instead) in REFUSED_NODES.items():
             if isinstance(node, refused):
-                raise _refuse_construct(construct, instead)
-        construct = f"The function {_function_name(node)}()" if isinstance(node, exp.Func) else node.key.upper()
+                raise refuse_construct(construct, instead)
+        construct = f"The function {function_name(node)}()" if isinstance(node, exp.Func) else node.key.upper()
         raise QueryRefused("targeted_aggregate", construct=construct, function=function)
 
     def refuse_aggregates_not_allowed(self) -> None:
         """Name a refused aggregate as such wherever it sits (inside IGNORE NULLS, a subquery...)."""
         for node in self.select.walk():
-            if not _is_aggregate_like(node):
+            if not is_aggregate_like(node):
                 continue
             name = rules.AGGREGATE_CLASSES.get(type(node))
-            refused = isinstance(node, exp.AggFunc) or _function_name(node) in rules.ROW_REVEALING_AGGREGATES
+            refused = isinstance(node, exp.AggFunc) or function_name(node) in rules.ROW_REVEALING_AGGREGATES
             if (name is None or name not in self.policy.allowed_aggregates) and refused:
                 raise QueryRefused(
                     "disallowed_aggregate",
-                    function=_function_name(node),
+                    function=function_name(node),
                     allowed=", ".join(self.policy.allowed_aggregates),
                 )
 
     # -- clauses --------------------------------------------------------------------------------
     def run(self) -> CheckedQuery:
         select = self.select
-        extra = {k for k, v in select.args.items() if v and k not in _SELECT_ARGS}
+        extra = {k for k, v in select.args.items() if v and k not in SELECT_ARGS}
         if extra:
             key = sorted(extra)[0]
             if key in ("with", "with_"):
-                raise _refuse_construct("A WITH clause (CTE)", _SUBQUERY_HINT)
+                raise refuse_construct("A WITH clause (CTE)", SUBQUERY_HINT)
             if key == "distinct":
-                raise _refuse_construct("SELECT DISTINCT", "GROUP BY the columns instead.")
-            for refused, (construct, instead) in _REFUSED_NODES.items():
+                raise refuse_construct("SELECT DISTINCT", "GROUP BY the columns instead.")
+            for refused, (construct, instead) in REFUSED_NODES.items():
                 if isinstance(select.args[key], refused):
-                    raise _refuse_construct(construct, instead)
-            raise _refuse_construct(
+                    raise refuse_construct(construct, instead)
+            raise refuse_construct(
                 f"The clause {key.upper()}", "use SELECT, FROM, JOIN, WHERE, GROUP BY, HAVING, ORDER BY, LIMIT."
             )
         self.refuse_aggregates_not_allowed()
         self.collect_tables()
         if select.args.get("group") is None and not any(
-            _is_aggregate_like(n) for item in select.expressions for n in item.walk()
+            is_aggregate_like(n) for item in select.expressions for n in item.walk()
         ):
             raise QueryRefused("not_aggregated")
 
@@ -576,7 +451,7 @@ class _Checker:
                     raise QueryRefused("reserved_name", name=alias or "(empty)")
                 lowered = alias.lower()
                 if lowered in self.aliases:
-                    raise _refuse_construct(f"The alias '{alias}' used twice", "give each output column its own name.")
+                    raise refuse_construct(f"The alias '{alias}' used twice", "give each output column its own name.")
                 self.aliases[lowered] = position
                 columns.append(alias)
                 items.append(item.this)
@@ -601,14 +476,14 @@ class _Checker:
         if group is not None:
             for key in ("grouping_sets", "cube", "rollup", "totals"):
                 if group.args.get(key):
-                    raise _refuse_construct(
+                    raise refuse_construct(
                         key.upper().replace("_", " "), "GROUP BY the dimensions and run one query per level."
                     )
             if group.args.get("all"):
-                keys = [item for item in items if not any(_is_aggregate_like(n) for n in item.walk())]
+                keys = [item for item in items if not any(is_aggregate_like(n) for n in item.walk())]
             for expression in group.expressions:
                 keys.append(self._group_key(expression, items))
-        has_aggregate = any(_is_aggregate_like(n) for item in items for n in item.walk())
+        has_aggregate = any(is_aggregate_like(n) for item in items for n in item.walk())
         if not grouped and not has_aggregate:
             raise QueryRefused("not_aggregated")
 
@@ -619,18 +494,18 @@ class _Checker:
         if order is not None:
             for ordered in order.expressions:
                 if not isinstance(ordered, exp.Ordered):
-                    raise _refuse_construct("That ORDER BY item", "order by output columns or positions.")
+                    raise refuse_construct("That ORDER BY item", "order by output columns or positions.")
                 extra_order = {k for k, v in ordered.args.items() if v and k not in ("this", "desc", "nulls_first")}
                 if extra_order:
-                    raise _refuse_construct("ORDER BY ... WITH FILL", "use ORDER BY column [ASC|DESC].")
+                    raise refuse_construct("ORDER BY ... WITH FILL", "use ORDER BY column [ASC|DESC].")
                 target = ordered.this
                 if not (isinstance(target, exp.Literal) and not target.is_string):
                     ordered.set("this", self.check(target, Context.OUTPUT, clause="ORDER BY", aliases_ok=True))
-        limit = _literal_int(select.args.get("limit"), "LIMIT")
-        offset = _literal_int(select.args.get("offset"), "OFFSET") or 0
+        limit = literal_int(select.args.get("limit"), "LIMIT")
+        offset = literal_int(select.args.get("offset"), "OFFSET") or 0
         limit_node = select.args.get("limit")
         if limit_node is not None and limit_node.args.get("offset"):
-            offset = _literal_int(limit_node.args["offset"], "OFFSET") or 0
+            offset = literal_int(limit_node.args["offset"], "OFFSET") or 0
         return CheckedQuery(
             select=select,
             refs=self.refs,
@@ -648,14 +523,14 @@ class _Checker:
         if isinstance(expression, exp.Literal) and not expression.is_string and expression.this.isdigit():
             position = int(expression.this)
             if not 1 <= position <= len(items):
-                raise _refuse_construct(f"GROUP BY {position}", f"group by a position from 1 to {len(items)}.")
+                raise refuse_construct(f"GROUP BY {position}", f"group by a position from 1 to {len(items)}.")
             key = items[position - 1]
         elif isinstance(expression, exp.Column) and self._is_alias_reference(expression):
             key = items[self.aliases[expression.name.lower()]]
         else:
             key = self.check(expression, Context.ROW, clause="GROUP BY")
-        if any(_is_aggregate_like(n) for n in key.walk()):
-            raise _refuse_construct("An aggregate in GROUP BY", "group by dimensions.")
+        if any(is_aggregate_like(n) for n in key.walk()):
+            raise refuse_construct("An aggregate in GROUP BY", "group by dimensions.")
         return key
 
 
@@ -666,49 +541,3 @@ def check(sql: str, policy: ProtectionPolicy) -> CheckedQuery:
         return _Checker(select, policy).run()
     except RecursionError as error:  # a backstop: MAX_NESTING keeps real queries far from it
         raise QueryRefused("sql_too_complex", depth="too many", limit=rules.MAX_NESTING) from error
-
-
-_NEVER_RAISE: tuple[type[exp.Expr], ...] = (
-    exp.Year,
-    exp.Month,
-    exp.Day,
-    exp.Quarter,
-    exp.DayOfWeek,
-    exp.Extract,
-    exp.Lower,
-    exp.Upper,
-    exp.Length,
-    exp.Trim,
-    exp.Concat,
-    exp.DPipe,
-    exp.Replace,
-    exp.Left,
-    exp.Right,
-    exp.Coalesce,
-    exp.Nullif,
-    exp.Sqrt,
-    exp.Ln,
-    exp.Log,
-    exp.Pow,
-)
-"""Functions DuckDB evaluates without raising for any input value (NULL, NaN or infinity instead);
-their arguments are still guarded. Checked against DuckDB's edge values (infinite dates, extreme
-integers); date_trunc, round, substring, abs and arithmetic can raise and stay in TRY()."""
-
-
-def guard(node: exp.Expr) -> exp.Expr:
-    """Wrap row-level arithmetic and functions over data in TRY(), so no row's value can raise an error.
-
-    Comparisons, CASE and TRY_CAST cannot fail on data and stay bare, so DuckDB can still push
-    filters down into the Parquet scan.
-    """
-    if isinstance(node, (*_ARITHMETIC, *rules.SCALAR_CLASSES)) and not isinstance(
-        node, (exp.Case, exp.If, exp.TryCast, *_NEVER_RAISE)
-    ):
-        return exp.Try(this=node) if _contains_column(node) else node
-    for key, value in list(node.args.items()):
-        if isinstance(value, exp.Expr):
-            node.set(key, guard(value))
-        elif isinstance(value, list):
-            node.set(key, [guard(v) if isinstance(v, exp.Expr) else v for v in value])
-    return node
