@@ -131,6 +131,10 @@ class Statistics(Protocol):
         """Most rows sharing one value of `column` (how many rows a join on it can match)."""
         ...
 
+    def column_type(self, table: str, column: str) -> str:
+        """DuckDB's type of `column`, e.g. BIGINT."""
+        ...
+
 
 class TableStatistics:
     """Statistics read from the locked connection's own views, cached per product version file."""
@@ -160,6 +164,22 @@ class TableStatistics:
     def fanout(self, table: str, column: str) -> int:
         return _bracket(self._max_per_value(table, column)[0])
 
+    def column_type(self, table: str, column: str) -> str:
+        key = (self.version, table, "\0types")
+        if key not in self.cache:
+            described = self.connection.execute(f"DESCRIBE {_quote_identifier(table)}").fetchall()
+            self.cache[key] = {str(row[0]): str(row[1]).upper() for row in described}
+        types: dict[str, str] = self.cache[key]
+        return types.get(column, "")
+
+
+_EXACT_EQUALITY_TYPES = frozenset(
+    {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "VARCHAR", "DATE"}
+)
+"""Join-key types whose equality in a join is exactly GROUP BY's equality, so the fan-out counted by
+GROUP BY bounds the rows a join can match. Joins on other or mixed types (casts can make distinct
+values equal, e.g. large BIGINTs as DOUBLE) skip the row bound."""
+
 
 def _bracket(most: int) -> int:
     """`most` rounded up to a power of two: still a valid upper bound, and whether a query needed a
@@ -188,6 +208,9 @@ def _methods(plan: Plan, stats: Statistics | None) -> list[tuple[str, list[int]]
                 break
             if plan.join_keys is not None:
                 (a_alias, a_column), (b_alias, b_column) = plan.join_keys
+                a_type = stats.column_type(tables[a_alias], a_column)
+                if a_type not in _EXACT_EQUALITY_TYPES or a_type != stats.column_type(tables[b_alias], b_column):
+                    break
                 other_alias, other_column = (b_alias, b_column) if unit.alias == a_alias else (a_alias, a_column)
                 fanout = stats.fanout(tables[other_alias], other_column)
                 if fanout <= 0:
