@@ -72,19 +72,18 @@ def confirm(
     stage-2 statement are walked as check_groups and check_output do.
     """
     with _lock:
-        row = (
-            _connection()
-            .execute(
-                "SELECT (r::JSON)->>'error', json_array_length((r::JSON)->'statements'), "
-                "json_serialize_sql(?), json_serialize_sql(?) FROM (SELECT json_serialize_sql(?) AS r)",
-                [template, output_sql, raw_sql],
-            )
-            .fetchone()
-        )
-    if row is None or row[0] != "false" or row[1] != 1:
+        connection = _connection()
+        try:
+            statements = connection.extract_statements(raw_sql)
+        except duckdb.Error as error:
+            raise _mismatch("DuckDB cannot parse the query") from error
+        row = connection.execute(
+            "SELECT json_serialize_sql(?), json_serialize_sql(?)", [template, output_sql]
+        ).fetchone()
+    if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT or row is None:
         raise _mismatch("DuckDB does not read the query as exactly one SELECT")
-    _check_groups_node(_node(row[2]), policy, aliases, threshold=threshold, restrict=restrict)
-    _check_output_node(_node(row[3]), policy, groups_table)
+    _check_groups_node(_node(row[0]), policy, aliases, threshold=threshold, restrict=restrict)
+    _check_output_node(_node(row[1]), policy, groups_table)
 
 
 class Ctx(Enum):
