@@ -158,3 +158,23 @@ def test_the_connection_itself_is_locked(tmp_path: Path, big_tables) -> None:
             with pytest.raises(duckdb.Error):
                 connection.execute(statement)
         assert connection.execute("SELECT count(*) FROM a").fetchone() == (ROWS,)
+
+
+def test_concurrent_queries_share_the_pool(big_tables) -> None:
+    limits = EngineLimits(workers=2, timeout_seconds=30.0)
+    pool = WorkerPool(limits)
+    results: list[object] = []
+
+    def one() -> None:
+        try:
+            results.append(run_query(QUICK, POLICY, big_tables, limits, 10_000, pool).rows)
+        except BaseException as error:
+            results.append(error)
+
+    threads = [threading.Thread(target=one) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    pool.close()
+    assert len(results) == 6 and all(r == results[0] and isinstance(r, list) for r in results)
