@@ -24,7 +24,8 @@ from sqlglot import exp
 
 from sandbox.errors import QueryRefused
 from sandbox.policy import ProtectionPolicy
-from sandbox.validator import DIALECT, CheckedQuery, guard
+from sandbox.syntax import DIALECT, guard, to_sql
+from sandbox.validator import CheckedQuery
 
 GROUPS_TABLE = "__groups"
 _BIGINT = exp.DataType.build("BIGINT")
@@ -138,7 +139,7 @@ class _PostAggregate:
 
     def __init__(self, checked: CheckedQuery) -> None:
         self.checked = checked
-        self.keys = {key.sql(DIALECT, comments=False, copy=False): i for i, key in enumerate(checked.group_keys)}
+        self.keys = {to_sql(key): i for i, key in enumerate(checked.group_keys)}
         self.key_types = {type(key) for key in checked.group_keys}
         self.aggregates: dict[str, int] = {}
         self.aggregate_nodes: list[exp.Expr] = []
@@ -150,11 +151,11 @@ class _PostAggregate:
         if depth > 64:
             raise QueryRefused("disallowed_construct", construct="An alias referring to itself", instead="")
         if type(node) in self.key_types:
-            text = node.sql(DIALECT, comments=False, copy=False)
+            text = to_sql(node)
             if text in self.keys:
                 return _col(f"__g{self.keys[text]}")
         if isinstance(node, exp.AggFunc):
-            text = node.sql(DIALECT, comments=False, copy=False)
+            text = to_sql(node)
             if text not in self.aggregates:
                 self.aggregates[text] = len(self.aggregate_nodes)
                 self.aggregate_nodes.append(node)
@@ -217,10 +218,10 @@ def build_plan(checked: CheckedQuery, policy: ProtectionPolicy) -> Plan:
     where = select.args.get("where")
     restrict = _col(RESTRICT_COLUMN)
     stage.set("where", exp.Where(this=exp.and_(exp.Paren(this=where.this), restrict) if where else restrict))
-    key_texts = [guard(key.copy()).sql(DIALECT, comments=False, copy=False) for key in checked.group_keys]
+    key_texts = [to_sql(guard(key.copy())) for key in checked.group_keys]
     if checked.group_keys:
         stage.set("group", exp.Group(expressions=[guard(key.copy()) for key in checked.group_keys]))
-    template = stage.sql(DIALECT, comments=False, copy=False)
+    template = to_sql(stage)
     # The threshold columns and the recheck restriction go in place of placeholders the buyer cannot
     # write (names with __ are refused), each found exactly once. All variants of stage 1 differ
     # only there, so the buyer part DuckDB's parser confirms in the template is the same text in each.
@@ -258,7 +259,7 @@ def build_plan(checked: CheckedQuery, policy: ProtectionPolicy) -> Plan:
         key_columns=[f"__g{i}" for i in range(len(key_texts))],
         join_keys=join_keys,
         units=units,
-        output_sql=output.sql(DIALECT, comments=False, copy=False),
+        output_sql=to_sql(output),
         decide_sql=_decide_sql(policy.min_group_size, len(checked.refs)),
         undecided=_undecided_sql(policy.min_group_size, len(checked.refs)),
         columns=checked.columns,

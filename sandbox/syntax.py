@@ -7,9 +7,12 @@ statement count and kind); `guard` makes a row-level expression unable to raise 
 from __future__ import annotations
 
 import logging
+import threading
+from typing import Any
 
 import sqlglot
 from sqlglot import exp
+from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ParseError, TokenError
 
 from sandbox import rules
@@ -198,3 +201,14 @@ def guard(node: exp.Expr) -> exp.Expr:
         elif isinstance(value, list):
             node.set(key, [guard(v) if isinstance(v, exp.Expr) else v for v in value])
     return node
+
+
+_generators = threading.local()
+
+
+def to_sql(node: exp.Expr) -> str:
+    """`node` as DuckDB SQL, without comments, reusing one generator per thread (no tree copy)."""
+    generator: Any = getattr(_generators, "duckdb", None)
+    if generator is None:
+        generator = _generators.duckdb = Dialect.get_or_raise(DIALECT).generator(comments=False)
+    return str(generator.generate(node, copy=False))
