@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -117,7 +117,6 @@ class Execution:
     """Threshold methods stage 1 ran with, in order; the last one decided every group."""
     too_many_rows: bool
     cpu_ms: int
-    timings: dict[str, float] = field(default_factory=dict)
 
 
 class Statistics(Protocol):
