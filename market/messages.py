@@ -164,6 +164,24 @@ EN: dict[str, str] = {
     "timeout": "The query ran longer than {seconds} seconds; narrow it with filters or fewer groups.",
     "resource_limit": "The query needed more memory than allowed ({limit}); aggregate more coarsely.",
     "too_many_rows": "The result has more than {limit} groups; aggregate more coarsely or add filters.",
+    "sql_too_long": "The SQL is {length} characters long; send at most {limit}.",
+    "sql_too_complex": "The SQL nests expressions {depth} levels deep; use at most {limit} levels.",
+    "parser_mismatch": (
+        "The query could not be confirmed by DuckDB's own parser ({detail}); "
+        "write it with plain SELECT, FROM, JOIN, WHERE, GROUP BY, HAVING and ORDER BY."
+    ),
+    "reserved_name": "The name '{name}' is reserved (names starting with __ are the sandbox's own); rename it.",
+    "alias_shadows_column": "The alias '{alias}' is also a column's name; choose an alias no column has.",
+    "targeted_aggregate": (
+        "{construct} inside {function}() can single out or reweight rows; inside an aggregate use only "
+        "measure columns, numbers, + - * / and numeric casts, and filter with WHERE or GROUP BY a dimension."
+    ),
+    "nonlinear_aggregate": (
+        "Measure '{column}' appears twice inside {function}(): products and powers of a value can "
+        "reconstruct single rows; use each measure once per aggregate (variance is available as var_pop)."
+    ),
+    "not_grouped": "Column '{column}' must be in GROUP BY or inside an aggregate.",
+    "invalid_structured_query": "The structured query is not valid: {detail}",
 }
 
 ZH_CN: dict[str, str] = {}

@@ -156,7 +156,7 @@ def run_query(
         settings,
         principal,
         product_slug=body.product,
-        sql=body.sql,
+        sql=body.to_sql(),
         idempotency_key=idempotency_key,
         agreement_id=body.agreement,
     )

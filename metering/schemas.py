@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from metering.models import Purpose
+from sandbox.structured import StructuredQuery, compile_query
 
 
 class AccessRequestIn(BaseModel):
@@ -106,10 +107,28 @@ class QueryIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     product: str = Field(description="The product's slug.")
-    sql: str = Field(min_length=1, max_length=100_000, description="One SELECT in DuckDB's dialect.")
+    sql: str | None = Field(
+        default=None, min_length=1, max_length=100_000, description="One SELECT in DuckDB's dialect."
+    )
+    query: StructuredQuery | None = Field(
+        default=None, description="Instead of sql: dimensions, measures and filters (see sandbox/structured.py)."
+    )
     agreement: str | None = Field(
         default=None, max_length=32, description="Which of your agreements on the product to use; default the newest."
     )
+
+    @model_validator(mode="after")
+    def _sql_or_query(self) -> QueryIn:
+        if (self.sql is None) == (self.query is None):
+            raise ValueError("send exactly one of 'sql' and 'query'")
+        return self
+
+    def to_sql(self) -> str:
+        """The SQL to run: as sent, or compiled from the structured query."""
+        if self.sql is not None:
+            return self.sql
+        assert self.query is not None  # _sql_or_query guarantees one of them
+        return compile_query(self.query)
 
 
 class UsageOut(BaseModel):

@@ -1,26 +1,37 @@
 """The one place that opens DuckDB for buyer queries, locked down before any buyer SQL reaches it.
 
 Configuration goes in at connect time and is then locked: no external access beyond the product
-version's own Parquet files, no extension loading, bounded memory, threads and temp space.
+version's own Parquet files, no extension loading, bounded memory, threads, run time and temp
+space. This module runs inside a sandbox worker process (sandbox.pool), never in the API process.
 """
 
 from __future__ import annotations
 
+import tempfile
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 import duckdb
+
+from sandbox.rewrite import GROUPS_TABLE, PLACEHOLDER, RESTRICT, UNDECIDED_TABLE, Plan, threshold_sql
 
 
 @dataclass(frozen=True)
 class EngineLimits:
+    """Per-query limits, enforced by DuckDB's settings and by the worker's OS limits."""
+
     memory_limit: str = "512MB"
     threads: int = 2
     timeout_seconds: float = 20.0
     max_temp_directory_size: str = "1GB"
+    address_space_mb: int = 4096
+    """RLIMIT_AS of a worker process: the hard ceiling if DuckDB's own memory_limit is not enough."""
+    workers: int = 2
 
 
 def _quote_identifier(name: str) -> str:
@@ -31,22 +42,29 @@ def _quote_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-@contextmanager
-def locked_connection(tables: Mapping[str, Path], limits: EngineLimits) -> Iterator[duckdb.DuckDBPyConnection]:
+def open_locked(tables: Mapping[str, Path], limits: EngineLimits) -> duckdb.DuckDBPyConnection:
     """A fresh in-memory DuckDB whose only data are views over `tables`, with its configuration locked."""
+    temp_dir = tempfile.mkdtemp(prefix="sandbox-spill-")
     connection = duckdb.connect(
         ":memory:",
         config={
             "autoinstall_known_extensions": False,
             "autoload_known_extensions": False,
+            "allow_community_extensions": False,
+            "allow_unsigned_extensions": False,
+            "allow_persistent_secrets": False,
             "threads": limits.threads,
+            "preserve_insertion_order": False,
             "memory_limit": limits.memory_limit,
             "max_temp_directory_size": limits.max_temp_directory_size,
+            "temp_directory": temp_dir,
+            "max_execution_time": max(1, int(limits.timeout_seconds * 1000)),
         },
     )
     try:
         paths = [str(path.resolve()) for path in tables.values()]
         connection.execute(f"SET allowed_paths = [{', '.join(_quote_literal(p) for p in paths)}]")
+        connection.execute("SET enable_progress_bar = false")
         connection.execute("SET enable_external_access = false")
         for name, path in tables.items():
             connection.execute(
@@ -54,6 +72,17 @@ def locked_connection(tables: Mapping[str, Path], limits: EngineLimits) -> Itera
                 f"SELECT * FROM read_parquet({_quote_literal(str(path.resolve()))})"
             )
         connection.execute("SET lock_configuration = true")
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+@contextmanager
+def locked_connection(tables: Mapping[str, Path], limits: EngineLimits) -> Iterator[duckdb.DuckDBPyConnection]:
+    """`open_locked` as a context manager that closes the connection."""
+    connection = open_locked(tables, limits)
+    try:
         yield connection
     finally:
         connection.close()
@@ -75,3 +104,175 @@ def deadline(connection: duckdb.DuckDBPyConnection, seconds: float) -> Iterator[
         yield fired
     finally:
         timer.cancel()
+
+
+@dataclass
+class Execution:
+    """What running a plan produced, before the service turns it into a result."""
+
+    rows: list[tuple[Any, ...]]
+    groups: int
+    suppressed_groups: int
+    methods: list[str]
+    """Threshold methods stage 1 ran with, in order; the last one decided every group."""
+    too_many_rows: bool
+    cpu_ms: int
+
+
+class Statistics(Protocol):
+    """Facts about a product version's tables, computed once by trusted SQL and cached by the worker."""
+
+    def unit(self, table: str, column: str) -> tuple[int, int]:
+        """(most rows any one unit has, rows whose unit is NULL)."""
+        ...
+
+    def fanout(self, table: str, column: str) -> int:
+        """Most rows sharing one value of `column` (how many rows a join on it can match)."""
+        ...
+
+    def column_type(self, table: str, column: str) -> str:
+        """DuckDB's type of `column`, e.g. BIGINT."""
+        ...
+
+
+class TableStatistics:
+    """Statistics read from the locked connection's own views, cached per product version file."""
+
+    def __init__(self, connection: duckdb.DuckDBPyConnection, cache: dict[tuple[str, ...], Any], version: str) -> None:
+        self.connection = connection
+        self.cache = cache
+        self.version = version
+
+    def _max_per_value(self, table: str, column: str) -> tuple[int, int]:
+        key = (self.version, table, column)
+        if key not in self.cache:
+            row = self.connection.execute(
+                "SELECT coalesce(max(n) FILTER (WHERE v IS NOT NULL), 0), "
+                "coalesce(sum(n) FILTER (WHERE v IS NULL), 0) "
+                f"FROM (SELECT {_quote_identifier(column)} AS v, count(*) AS n "
+                f"FROM {_quote_identifier(table)} GROUP BY 1)"
+            ).fetchone()
+            self.cache[key] = (int(row[0]), int(row[1])) if row else (0, 1)
+        value: tuple[int, int] = self.cache[key]
+        return value
+
+    def unit(self, table: str, column: str) -> tuple[int, int]:
+        most, nulls = self._max_per_value(table, column)
+        return _bracket(most), nulls
+
+    def fanout(self, table: str, column: str) -> int:
+        return _bracket(self._max_per_value(table, column)[0])
+
+    def column_type(self, table: str, column: str) -> str:
+        key = (self.version, table, "\0types")
+        if key not in self.cache:
+            described = self.connection.execute(f"DESCRIBE {_quote_identifier(table)}").fetchall()
+            self.cache[key] = {str(row[0]): str(row[1]).upper() for row in described}
+        types: dict[str, str] = self.cache[key]
+        return types.get(column, "")
+
+
+_EXACT_EQUALITY_TYPES = frozenset(
+    {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "VARCHAR", "DATE"}
+)
+"""Join-key types whose equality in a join is exactly GROUP BY's equality, so the fan-out counted by
+GROUP BY bounds the rows a join can match. Joins on other or mixed types (casts can make distinct
+values equal, e.g. large BIGINTs as DOUBLE) skip the row bound."""
+
+
+def _bracket(most: int) -> int:
+    """`most` rounded up to a power of two: still a valid upper bound, and whether a query needed a
+    second pass (visible in its timing) tells a buyer only the bracket of the busiest unit's rows."""
+    return 0 if most <= 0 else 1 << (most - 1).bit_length()
+
+
+def _methods(plan: Plan, stats: Statistics | None) -> list[tuple[str, list[int]]]:
+    """Threshold methods to try in order, cheapest first; the last one always decides every group.
+
+    The "rows" method needs, per table instance, a bound on how many of the query's rows one unit
+    can have. Alone, a table's unit has at most M rows (its most rows per unit). Under one inner
+    equi-join A.a = B.b, each A row meets at most F_B rows (the most B rows sharing a value of b),
+    so an A unit has at most M_A * F_B rows, and likewise for B. Filters only remove rows. Other
+    joins (outer joins, several conditions, three tables) go straight to hash buckets.
+    """
+    if not plan.fast_threshold:
+        return [("exact", [])]
+    methods: list[tuple[str, list[int]]] = []
+    if stats is not None and (len(plan.units) == 1 or plan.join_keys is not None):
+        bounds: list[int] = []
+        tables = {u.alias: u.table for u in plan.units}
+        for unit in plan.units:
+            max_rows, null_rows = stats.unit(unit.table, unit.column)
+            if max_rows <= 0 or null_rows:
+                break
+            if plan.join_keys is not None:
+                (a_alias, a_column), (b_alias, b_column) = plan.join_keys
+                a_type = stats.column_type(tables[a_alias], a_column)
+                if a_type not in _EXACT_EQUALITY_TYPES or a_type != stats.column_type(tables[b_alias], b_column):
+                    break
+                other_alias, other_column = (b_alias, b_column) if unit.alias == a_alias else (a_alias, a_column)
+                fanout = stats.fanout(tables[other_alias], other_column)
+                if fanout <= 0:
+                    break
+                max_rows *= fanout
+            bounds.append(max_rows)
+        if len(bounds) == len(plan.units):
+            methods.append(("rows", bounds))
+    return [*methods, ("buckets", []), ("exact", [])]
+
+
+def execute_plan(
+    connection: duckdb.DuckDBPyConnection, plan: Plan, max_rows: int, stats: Statistics | None = None
+) -> Execution:
+    """Run stage 1, decide every group exactly, run stage 2; leaves no state behind (rolled back).
+
+    Stage 1 runs with the cheapest threshold method first. Groups its lower bound does not pass are
+    recomputed with the next method, ending with count(DISTINCT unit), the only one that fails a
+    group. Failing is never decided early, so which statements run never depends on how small a
+    suppressed group is (only on whether groups pass, which suppressed_groups already says); what
+    remains is aggregating a suppressed group's own rows again, microseconds against a scan.
+    """
+    started = time.process_time()
+    table = _quote_identifier(GROUPS_TABLE)
+    undecided = _quote_identifier(UNDECIDED_TABLE)
+    recheck = _quote_identifier("__recheck")
+    methods = _methods(plan, stats)
+    used: list[str] = []
+    connection.execute("BEGIN TRANSACTION")
+    try:
+        groups = not_passing = 0
+        for step, (method, max_rows_per_unit) in enumerate(methods):
+            columns = threshold_sql(plan.units, method, max_rows_per_unit)
+            if step == 0 or not plan.key_columns or not_passing * 2 >= groups:
+                # First pass, or most groups undecided: (re)compute every group with this method.
+                statement = plan.template.replace(PLACEHOLDER, columns).replace(RESTRICT, "TRUE")
+                connection.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {statement}")
+            else:
+                # Recompute only the undecided groups, over exactly their rows, with the next method.
+                keys = ", ".join(_quote_identifier(c) for c in plan.key_columns)
+                connection.execute(
+                    f"CREATE OR REPLACE TEMP TABLE {undecided} AS SELECT {keys} FROM {table} WHERE {plan.undecided}"
+                )
+                statement = plan.template.replace(PLACEHOLDER, columns).replace(RESTRICT, plan.restriction)
+                connection.execute(f"CREATE OR REPLACE TEMP TABLE {recheck} AS {statement}")
+                connection.execute(f"DELETE FROM {table} WHERE {plan.undecided}")
+                connection.execute(f"INSERT INTO {table} SELECT * FROM {recheck}")
+            used.append(method)
+            decided = connection.execute(plan.decide_sql).fetchone()
+            groups, not_passing = (int(v or 0) for v in (decided or (0, 0)))
+            if not_passing == 0:
+                break
+        # Only the last method (the exact count) ever leaves a group not passing: it is suppressed.
+        suppressed = not_passing
+        cursor = connection.execute(plan.output_sql)
+        rows = cursor.fetchmany(max_rows + 1)
+    finally:
+        connection.execute("ROLLBACK")
+    return Execution(
+        rows=rows[:max_rows],
+        groups=groups,
+        suppressed_groups=suppressed,
+        methods=used,
+        too_many_rows=len(rows) > max_rows,
+        cpu_ms=int((time.process_time() - started) * 1000),
+    )

@@ -1,21 +1,22 @@
-"""Run one buyer query: validate, execute the rewritten statement, suppress small groups, measure."""
+"""Run one buyer query: validate twice, rewrite, execute in a worker, suppress small groups, measure."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import duckdb
-
-from sandbox.engine import EngineLimits, deadline, locked_connection
-from sandbox.errors import QueryFailed
+from sandbox import crosscheck
+from sandbox.engine import EngineLimits
+from sandbox.errors import QueryFailed, QueryRefused
 from sandbox.policy import ProtectionPolicy
-from sandbox.validator import ValidatedQuery, validate
+from sandbox.pool import Job, WorkerPool, shared_pool
+from sandbox.rewrite import GROUPS_TABLE, RESTRICT_COLUMN, THRESHOLD_COLUMN, Plan, build_plan
+from sandbox.rules import MAX_NESTING
+from sandbox.validator import check
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,13 @@ class TableFile:
 
 @dataclass(frozen=True)
 class Measurements:
-    """What a query consumed, for metering. Quantities are integers."""
+    """What a query consumed, for metering. Quantities are integers.
+
+    rows_scanned and bytes_scanned are computed from the query text and the version's Parquet
+    footers, not from timings, so the same query on the same version always measures the same:
+    every row of each table the query names, and the compressed bytes of every column it names.
+    cpu_ms is what the worker spent; it varies from run to run and is informational only.
+    """
 
     rows_scanned: int
     bytes_scanned: int
@@ -57,78 +64,80 @@ class QueryResult:
     measurements: Measurements
 
 
+def plan_query(sql: str, policy: ProtectionPolicy) -> Plan:
+    """Both validators and the rewrite: the statements that will run for `sql`, or QueryRefused."""
+    checked = check(sql, policy)
+    try:
+        plan = build_plan(checked, policy)
+        crosscheck.confirm(
+            sql,
+            plan.template,
+            plan.output_sql,
+            policy,
+            {ref.alias: ref.table for ref in checked.refs},
+            threshold=THRESHOLD_COLUMN,
+            restrict=RESTRICT_COLUMN,
+            groups_table=GROUPS_TABLE,
+        )
+    except RecursionError as error:
+        raise QueryRefused("sql_too_complex", depth="too many", limit=MAX_NESTING) from error
+    return plan
+
+
+def validate(sql: str, policy: ProtectionPolicy) -> Plan:
+    """Alias of plan_query, for callers that only want to know whether `sql` is allowed."""
+    return plan_query(sql, policy)
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, Decimal):
         return float(value) if value % 1 else int(value)
-    if isinstance(value, datetime | date):
+    if isinstance(value, datetime | date | time):
         return value.isoformat()
-    if isinstance(value, float) and value != value:  # NaN has no JSON form
-        return None
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return None  # NaN and infinities have no JSON form
     return value
 
 
-def _measure_scan(validated: ValidatedQuery, tables: Mapping[str, TableFile]) -> tuple[int, int]:
+def measure_scan(plan: Plan, tables: Mapping[str, TableFile]) -> tuple[int, int]:
+    """Rows and bytes a query scans, from the tables and columns it names: deterministic, for billing."""
     rows = 0
     size = 0
-    for name in validated.tables:
+    for name in plan.tables:
         table = tables[name]
         rows += table.row_count
-        size += sum(table.column_bytes.get(c, 0) for c in validated.referenced_columns.get(name, set()))
+        size += sum(table.column_bytes.get(c, 0) for c in plan.referenced_columns.get(name, []))
     return rows, size
 
 
 def run_query(
-    sql: str, policy: ProtectionPolicy, tables: Mapping[str, TableFile], limits: EngineLimits, max_rows: int
+    sql: str,
+    policy: ProtectionPolicy,
+    tables: Mapping[str, TableFile],
+    limits: EngineLimits,
+    max_rows: int,
+    pool: WorkerPool | None = None,
 ) -> QueryResult:
     """Validate `sql` against `policy` and run it over `tables`; raises QueryRefused or QueryFailed."""
-    validated = validate(sql, policy)
-    started = time.process_time()
-    with (
-        locked_connection({name: t.path for name, t in tables.items()}, limits) as connection,
-        deadline(connection, limits.timeout_seconds) as timed_out,
-    ):
-        try:
-            fetched = connection.execute(validated.sql).fetchall()
-        except duckdb.InterruptException as error:
-            raise QueryFailed("timeout", status_code=408, seconds=limits.timeout_seconds) from error
-        except duckdb.OutOfMemoryException as error:
-            raise QueryFailed("resource_limit", limit=limits.memory_limit) from error
-        except duckdb.Error as error:
-            if timed_out.is_set():
-                raise QueryFailed("timeout", status_code=408, seconds=limits.timeout_seconds) from error
-            raise QueryFailed("query_failed", detail=_safe_detail(error)) from error
-    cpu_ms = int((time.process_time() - started) * 1000)
-
-    passing = [row[:-1] for row in fetched if row[-1]]
-    suppressed = len(fetched) - len(passing)
-    end = None if validated.limit is None else validated.offset + validated.limit
-    passing = passing[validated.offset : end]
-    if len(passing) > max_rows:
+    plan = plan_query(sql, policy)
+    job = Job(
+        tables=tuple(sorted((name, str(t.path.resolve())) for name, t in tables.items())),
+        plan=plan,
+        max_rows=max_rows,
+    )
+    execution = (pool or shared_pool(limits)).run(job)
+    if execution.too_many_rows:
         raise QueryFailed("too_many_rows", limit=max_rows)
-    rows_scanned, bytes_scanned = _measure_scan(validated, tables)
+    rows_scanned, bytes_scanned = measure_scan(plan, tables)
     return QueryResult(
-        columns=validated.columns,
-        rows=[[_jsonable(v) for v in row] for row in passing],
-        sql_run=validated.sql,
+        columns=plan.columns,
+        rows=[[_jsonable(v) for v in row] for row in execution.rows],
+        sql_run=plan.template + ";\n" + plan.output_sql,
         measurements=Measurements(
             rows_scanned=rows_scanned,
             bytes_scanned=bytes_scanned,
-            cpu_ms=cpu_ms,
-            result_rows=len(passing),
-            suppressed_groups=suppressed,
+            cpu_ms=execution.cpu_ms,
+            result_rows=len(execution.rows),
+            suppressed_groups=execution.suppressed_groups,
         ),
-    )
-
-
-def _safe_detail(error: duckdb.Error) -> str:
-    """The part of a DuckDB error that is safe to show.
-
-    Binder and catalog errors describe the query, so they help the buyer fix it. Run-time errors
-    (conversion, out of range, division) can quote a row's value, which would be an error oracle
-    for single records, so only their kind is shown.
-    """
-    if isinstance(error, duckdb.BinderException | duckdb.CatalogException | duckdb.ParserException):
-        return str(error).splitlines()[0][:300]
-    return (
-        f"{type(error).__name__.removesuffix('Exception')} error while computing the result; check casts and arithmetic"
     )

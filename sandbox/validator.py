@@ -1,138 +1,47 @@
-"""Checks one buyer SELECT against a protection policy and rewrites it so every group meets k.
+"""Checks one buyer SELECT against a protection policy: the first of two independent validators.
 
-Parsing is sqlglot's, in DuckDB's dialect. Nothing the buyer wrote is executed as written: the
-statement is walked against an allowlist of node types, then regenerated from the checked tree,
-with the threshold columns added and ORDER BY / LIMIT moved outside the threshold. What runs is
-exactly what was validated. See docs/sandbox.md for the rules and why they are enough.
+Parsing is sqlglot's, in DuckDB's dialect. The walk is an allowlist: every node must be of a kind
+named here, in a context where it is allowed (a row-level expression, an aggregate's argument, or
+an expression over aggregates). While walking, the checker rewrites the tree into its canonical
+form: every column qualified by its table's alias and spelled as the policy spells it, casts of
+data made TRY_CAST and row-level arithmetic wrapped in TRY(), so a row's value can never surface as
+a run-time error. sandbox.rewrite then builds the statements that run, and sandbox.crosscheck has
+DuckDB's own parser confirm them. Nothing the buyer wrote is executed as written.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 
-import sqlglot
 from sqlglot import exp
-from sqlglot.errors import ParseError, TokenError
 
+from sandbox import rules
 from sandbox.errors import QueryRefused
-from sandbox.policy import ProtectionPolicy, TablePolicy
-
-DIALECT = "duckdb"
-
-AGGREGATES: dict[type[exp.Expr], str] = {
-    exp.Count: "count",
-    exp.Sum: "sum",
-    exp.Avg: "avg",
-    exp.Stddev: "stddev",
-    exp.StddevSamp: "stddev_samp",
-    exp.StddevPop: "stddev_pop",
-    exp.Variance: "variance",
-    exp.VariancePop: "var_pop",
-}
-
-SCALAR_FUNCTIONS: tuple[type[exp.Expr], ...] = (
-    exp.Abs,
-    exp.Round,
-    exp.Floor,
-    exp.Ceil,
-    exp.Sqrt,
-    exp.Ln,
-    exp.Log,
-    exp.Pow,
-    exp.Lower,
-    exp.Upper,
-    exp.Length,
-    exp.Substring,
-    exp.Trim,
-    exp.Concat,
-    exp.DPipe,
-    exp.Left,
-    exp.Right,
-    exp.Replace,
-    exp.DateTrunc,
-    exp.TimestampTrunc,
-    exp.Extract,
-    exp.Year,
-    exp.Month,
-    exp.Day,
-    exp.Coalesce,
-    exp.Nullif,
-    exp.Greatest,
-    exp.Least,
-    exp.Cast,
-    exp.TryCast,
-    exp.If,
-    exp.Case,
+from sandbox.policy import ProtectionPolicy
+from sandbox.syntax import (
+    DIALECT,
+    REFUSED_NODES,
+    SELECT_ARGS,
+    STRUCTURAL,
+    SUBQUERY_HINT,
+    contains_column,
+    function_name,
+    guard,
+    is_aggregate_like,
+    literal_int,
+    parse_one_select,
+    refuse_construct,
 )
 
-STRUCTURAL: tuple[type[exp.Expr], ...] = (
-    exp.Select,
-    exp.From,
-    exp.Join,
-    exp.Where,
-    exp.Group,
-    exp.Having,
-    exp.Order,
-    exp.Ordered,
-    exp.Limit,
-    exp.Offset,
-    exp.Table,
-    exp.TableAlias,
-    exp.Alias,
-    exp.Identifier,
-    exp.Column,
-    exp.Star,
-    exp.Literal,
-    exp.Null,
-    exp.Boolean,
-    exp.Paren,
-    exp.DataType,
-    exp.DataTypeParam,
-    exp.Var,
-    exp.Interval,
-    exp.Distinct,
-    exp.Add,
-    exp.Sub,
-    exp.Mul,
-    exp.Div,
-    exp.IntDiv,
-    exp.Mod,
-    exp.Neg,
-    exp.EQ,
-    exp.NEQ,
-    exp.GT,
-    exp.GTE,
-    exp.LT,
-    exp.LTE,
-    exp.And,
-    exp.Or,
-    exp.Not,
-    exp.Is,
-    exp.In,
-    exp.Between,
-    exp.Like,
-    exp.ILike,
-    exp.Tuple,
-)
+__all__ = ["DIALECT", "CheckedQuery", "Context", "TableRef", "check", "guard", "parse_one_select"]
 
-REFUSED_CONSTRUCTS: dict[type[exp.Expr], tuple[str, str]] = {
-    exp.Window: ("A window function (OVER ...)", "aggregate with GROUP BY instead."),
-    exp.Subquery: ("A subquery", "write one SELECT over the product's tables, joined if needed."),
-    exp.With: ("A WITH clause (CTE)", "write one SELECT over the product's tables, joined if needed."),
-    exp.Union: ("UNION", "run each SELECT as its own query."),
-    exp.Intersect: ("INTERSECT", "run each SELECT as its own query."),
-    exp.Except: ("EXCEPT", "run each SELECT as its own query."),
-    exp.Rollup: ("ROLLUP", "GROUP BY the dimensions and run one query per grouping level."),
-    exp.Cube: ("CUBE", "GROUP BY the dimensions and run one query per grouping level."),
-    exp.GroupingSets: ("GROUPING SETS", "GROUP BY the dimensions and run one query per grouping level."),
-    exp.Filter: ("An aggregate FILTER clause", "filter rows with WHERE, or group by the dimension."),
-    exp.TableSample: ("TABLESAMPLE", "query the whole table and filter with WHERE."),
-    exp.Placeholder: ("A query parameter", "write the value in the SQL."),
-    exp.Qualify: ("QUALIFY", "filter groups with HAVING."),
-    exp.Lateral: ("LATERAL", "join the product's tables directly."),
-    exp.Unnest: ("UNNEST", "query the product's tables only."),
-    exp.Pivot: ("PIVOT", "GROUP BY the dimension instead."),
-}
+
+class Context(Enum):
+    ROW = "row"
+    """Evaluated on every row before grouping: WHERE, JOIN ... ON, GROUP BY keys."""
+    OUTPUT = "output"
+    """SELECT, HAVING and ORDER BY: group keys, aggregates and expressions over them."""
 
 
 @dataclass(frozen=True)
@@ -144,97 +53,99 @@ class TableRef:
 
 
 @dataclass
-class ValidatedQuery:
-    """A checked query and the statement that will actually run."""
+class CheckedQuery:
+    """A query that passed the first validator, in canonical form, ready for sandbox.rewrite."""
 
-    sql: str
-    """The rewritten statement: output columns, then `__pass`, ordered as the buyer asked."""
+    select: exp.Select
+    refs: list[TableRef]
     columns: list[str]
-    tables: list[str]
+    items: list[exp.Expr]
+    """The SELECT items without their aliases, canonical."""
+    aliases: dict[str, int]
+    """SELECT alias (lower-case) -> position in items."""
+    group_keys: list[exp.Expr]
+    grouped: bool
     referenced_columns: dict[str, set[str]] = field(default_factory=dict)
     limit: int | None = None
     offset: int = 0
 
 
-def _function_name(node: exp.Expr) -> str:
-    if isinstance(node, exp.Anonymous):
-        return str(node.name).lower()
-    if isinstance(node, exp.Func):
-        return str(node.sql_name()).lower()
-    return type(node).__name__.lower()
-
-
 class _Checker:
+    """Walks one SELECT, refusing what the policy does not allow and canonicalising what it does."""
+
     def __init__(self, select: exp.Select, policy: ProtectionPolicy) -> None:
         self.select = select
         self.policy = policy
         self.refs: list[TableRef] = []
         self.by_alias: dict[str, TableRef] = {}
-        self.aliases: dict[str, exp.Expr] = {}
+        self.aliases: dict[str, int] = {}
         self.referenced: dict[str, set[str]] = {}
+        self._tables_ci = {name.lower(): name for name in policy.tables}
+        self._columns_ci = {
+            table: {c.lower(): c for c in [tp.privacy_unit, *tp.dimensions, *tp.measures, *tp.hidden]}
+            for table, tp in policy.tables.items()
+        }
 
     # -- tables ---------------------------------------------------------------------------------
+    def _table_list(self) -> str:
+        return ", ".join(sorted(self.policy.tables))
+
     def collect_tables(self) -> None:
         from_ = self.select.args.get("from_") or self.select.args.get("from")
         if from_ is None:
             raise QueryRefused("not_aggregated")
-        sources = [from_.this] + [j.this for j in self.select.args.get("joins") or []]
-        for source in sources:
-            if not isinstance(source, exp.Table) or not isinstance(source.this, exp.Identifier):
-                construct = _function_name(source.this) if isinstance(source, exp.Table) else source.key
-                raise QueryRefused(
-                    "disallowed_construct",
-                    construct=f"Reading from {construct}",
-                    instead=f"query the product's tables: {', '.join(sorted(self.policy.tables))}.",
-                )
-            if source.args.get("db") or source.args.get("catalog"):
-                raise QueryRefused("unknown_table", table=source.sql(DIALECT), tables=self._table_list())
-            name = source.name
-            if name not in self.policy.tables:
-                raise QueryRefused("unknown_table", table=name, tables=self._table_list())
-            alias = source.alias or name
-            if alias in self.by_alias:
-                raise QueryRefused(
-                    "disallowed_construct",
-                    construct=f"Using the name '{alias}' twice",
-                    instead="give each table in the query its own alias.",
-                )
-            ref = TableRef(table=name, alias=alias)
-            self.refs.append(ref)
-            self.by_alias[alias] = ref
+        joins = self.select.args.get("joins") or []
+        for join in joins:
+            self._check_join_shape(join)
+        for source in [from_.this] + [join.this for join in joins]:
+            self._add_table(source)
 
-    def _table_list(self) -> str:
-        return ", ".join(sorted(self.policy.tables))
+    def _check_join_shape(self, join: exp.Join) -> None:
+        if join.args.get("using"):
+            raise refuse_construct("JOIN ... USING", "write the join condition with ON a.x = b.x.")
+        method = str(join.args.get("method") or "").upper()
+        kind = str(join.args.get("kind") or "").upper()
+        if method or kind not in ("", "INNER", "OUTER", "CROSS"):
+            construct = f"{method or kind} JOIN"
+            raise refuse_construct(construct, "use JOIN, LEFT JOIN, RIGHT JOIN, FULL JOIN or CROSS JOIN.")
+        extra = {k for k, v in join.args.items() if v and k not in ("this", "on", "side", "kind")}
+        if extra:
+            raise refuse_construct(f"The join option {sorted(extra)[0].upper()}", "use a plain JOIN ... ON.")
+
+    def _add_table(self, source: exp.Expr) -> None:
+        if not isinstance(source, exp.Table) or not isinstance(source.this, exp.Identifier):
+            if isinstance(source, exp.Subquery):
+                raise refuse_construct("A subquery in FROM", SUBQUERY_HINT)
+            inner = source.this if isinstance(source, exp.Table) else source
+            construct = f"Reading from {function_name(inner)}()" if isinstance(inner, exp.Func) else "That FROM item"
+            raise refuse_construct(construct, f"query the product's tables: {self._table_list()}.")
+        if source.args.get("db") or source.args.get("catalog"):
+            raise QueryRefused("unknown_table", table=source.sql(DIALECT), tables=self._table_list())
+        extra = {k for k, v in source.args.items() if v and k not in ("this", "alias")}
+        if extra:
+            raise refuse_construct(f"The table option {sorted(extra)[0].upper()}", "name the table and an alias only.")
+        name = self._tables_ci.get(source.name.lower())
+        if name is None:
+            raise QueryRefused("unknown_table", table=source.name, tables=self._table_list())
+        alias_node = source.args.get("alias")
+        if alias_node is not None and alias_node.args.get("columns"):
+            raise refuse_construct("Renaming a table's columns in its alias", "use the columns' own names.")
+        alias = (source.alias or name).lower()
+        if alias.startswith(rules.RESERVED_PREFIX):
+            raise QueryRefused("reserved_name", name=alias)
+        if any(ref.table == name for ref in self.refs):
+            raise refuse_construct(
+                f"Using table '{name}' twice", "join each table at most once; a self-join can inflate rows."
+            )
+        if alias in self.by_alias:
+            raise refuse_construct(f"Using the name '{alias}' twice", "give each table in the query its own alias.")
+        ref = TableRef(table=name, alias=alias)
+        self.refs.append(ref)
+        self.by_alias[alias] = ref
+        source.set("this", exp.to_identifier(name, quoted=True))
+        source.set("alias", exp.TableAlias(this=exp.to_identifier(alias, quoted=True)))
 
     # -- columns --------------------------------------------------------------------------------
-    def resolve(self, column: exp.Column) -> tuple[TableRef, TablePolicy, str | None] | None:
-        """The table a column belongs to and its role; None when it names a SELECT alias."""
-        name = column.name
-        qualifier = column.table
-        if qualifier:
-            ref = self.by_alias.get(qualifier)
-            if ref is None:
-                raise QueryRefused("unknown_table", table=qualifier, tables=self._table_list())
-            table_policy = self.policy.tables[ref.table]
-            return ref, table_policy, table_policy.role_of(name)
-        matches = [
-            (ref, self.policy.tables[ref.table])
-            for ref in self.refs
-            if self.policy.tables[ref.table].role_of(name) is not None
-        ]
-        if not matches:
-            if name in self.aliases:
-                return None
-            raise QueryRefused("unknown_column", column=name, columns=self._usable_columns())
-        if len(matches) > 1 and name not in self.aliases:
-            raise QueryRefused(
-                "disallowed_construct",
-                construct=f"The unqualified column '{name}', present in several tables,",
-                instead=f"qualify it, e.g. {matches[0][0].alias}.{name}.",
-            )
-        ref, table_policy = matches[0]
-        return ref, table_policy, table_policy.role_of(name)
-
     def _usable_columns(self) -> str:
         usable: list[str] = []
         for ref in self.refs:
@@ -243,311 +154,390 @@ class _Checker:
             usable += [f"{c} (measure)" for c in table_policy.measures]
         return ", ".join(usable) or "none"
 
-    def _dimension_list(self) -> str:
-        return ", ".join(d for ref in self.refs for d in self.policy.tables[ref.table].dimensions) or "none"
+    def resolve(self, column: exp.Column) -> tuple[TableRef, str, str]:
+        """The table instance, canonical name and role of a column; refuses unknown or ambiguous ones."""
+        if column.args.get("db") or column.args.get("catalog"):
+            raise QueryRefused("unknown_column", column=column.sql(DIALECT), columns=self._usable_columns())
+        name = column.name.lower()
+        qualifier = column.table.lower()
+        if qualifier:
+            ref = self.by_alias.get(qualifier)
+            if ref is None:
+                raise QueryRefused("unknown_table", table=column.table, tables=self._table_list())
+            candidates = [ref]
+        else:
+            candidates = [ref for ref in self.refs if name in self._columns_ci[ref.table]]
+        if not candidates or name not in self._columns_ci[candidates[0].table]:
+            raise QueryRefused("unknown_column", column=column.name, columns=self._usable_columns())
+        if len(candidates) > 1:
+            raise refuse_construct(
+                f"The unqualified column '{column.name}', present in several tables,",
+                f"qualify it, e.g. {candidates[0].alias}.{column.name}.",
+            )
+        ref = candidates[0]
+        canonical = self._columns_ci[ref.table][name]
+        role = self.policy.tables[ref.table].role_of(canonical) or "hidden"
+        return ref, canonical, role
 
-    # -- the walk -------------------------------------------------------------------------------
-    def check_node_types(self) -> None:
-        # Aggregates first, so that a refused aggregate is named as such even when wrapped
-        # (e.g. any_value(x) parses inside an IGNORE NULLS node).
-        for node in self.select.walk():
-            if isinstance(node, exp.AggFunc) or (
-                isinstance(node, exp.Func) and _function_name(node) in _KNOWN_ROW_REVEALERS
-            ):
-                self.check_aggregate(node)
-        for node in self.select.walk():
-            if isinstance(node, exp.Select) and node is not self.select:
-                construct, instead = REFUSED_CONSTRUCTS[exp.Subquery]
-                raise QueryRefused("disallowed_construct", construct=construct, instead=instead)
-            for refused, (construct, instead) in REFUSED_CONSTRUCTS.items():
-                if isinstance(node, refused):
-                    raise QueryRefused("disallowed_construct", construct=construct, instead=instead)
-            if isinstance(node, (exp.AggFunc, *STRUCTURAL, *SCALAR_FUNCTIONS)):
-                continue
-            if isinstance(node, exp.Func):
-                raise QueryRefused("disallowed_function", function=_function_name(node), allowed=_SCALAR_ALLOWED_TEXT)
-            raise QueryRefused(
-                "disallowed_construct",
-                construct=f"The construct {node.key.upper()}",
-                instead="use columns, literals, arithmetic, comparisons and the allowed functions.",
-            )
+    def _qualify(self, column: exp.Column, ref: TableRef, canonical: str) -> None:
+        column.set("this", exp.to_identifier(canonical, quoted=True))
+        column.set("table", exp.to_identifier(ref.alias, quoted=True))
+        self.referenced.setdefault(ref.table, set()).add(canonical)
 
-    def check_aggregate(self, node: exp.Expr) -> None:
-        name = AGGREGATES.get(type(node))
-        if name is None or name not in self.policy.allowed_aggregates:
-            raise QueryRefused(
-                "disallowed_aggregate",
-                function=_function_name(node),
-                allowed=", ".join(self.policy.allowed_aggregates),
-            )
-        outer = node.find_ancestor(exp.AggFunc)
-        if outer is not None:
-            raise QueryRefused(
-                "disallowed_construct",
-                construct="An aggregate inside another aggregate",
-                instead="aggregate once per group.",
-            )
-        for inner in node.find_all(exp.Case, exp.If):
-            raise QueryRefused(
-                "disallowed_construct",
-                construct=f"A conditional ({inner.key.upper()}) inside {name}()",
-                instead="filter rows with WHERE, or GROUP BY the dimension you condition on.",
-            )
-
-    def check_columns(self) -> None:
-        for column in self.select.find_all(exp.Column):
-            if isinstance(column.this, exp.Star):
-                raise QueryRefused("star_not_allowed")
-            resolved = self.resolve(column)
-            if resolved is None:
-                continue
-            ref, _, role = resolved
-            name = column.name
-            if role is None:
-                raise QueryRefused("unknown_column", column=name, columns=self._usable_columns())
-            self.referenced.setdefault(ref.table, set()).add(name)
-            aggregate = column.find_ancestor(exp.AggFunc)
-            if role == "dimension":
-                continue
-            if role == "measure":
-                if aggregate is None:
-                    raise QueryRefused("measure_outside_aggregate", column=name)
-                continue
-            if role == "privacy_unit" and self._is_count_distinct_unit(column, aggregate):
-                continue
-            exception = (
-                "; the only allowed use is count(DISTINCT " + name + ")"
-                if role == "privacy_unit" and self.policy.allow_count_distinct_unit
-                else ""
-            )
-            raise QueryRefused("protected_column", column=name, exception=exception)
-        for star in self.select.find_all(exp.Star):
-            if not isinstance(star.parent, exp.Count):
-                raise QueryRefused("star_not_allowed")
-
-    def _is_count_distinct_unit(self, column: exp.Column, aggregate: exp.Expr | None) -> bool:
-        if not self.policy.allow_count_distinct_unit or not isinstance(aggregate, exp.Count):
+    def _shadowed(self, column: exp.Column) -> bool:
+        """An unqualified name that is both a SELECT alias of something else and a column."""
+        lowered = column.name.lower()
+        if column.table or lowered not in self.aliases:
             return False
-        distinct = aggregate.this
-        return (
-            isinstance(distinct, exp.Distinct) and len(distinct.expressions) == 1 and distinct.expressions[0] is column
-        )
+        item = self.select.expressions[self.aliases[lowered]]
+        target = item.this if isinstance(item, exp.Alias) else item
+        return not (isinstance(target, exp.Column) and target.name.lower() == lowered)
 
-    def check_clauses(self) -> None:
-        where = self.select.args.get("where")
-        if where is not None and where.find(exp.AggFunc):
-            raise QueryRefused(
-                "disallowed_construct",
-                construct="An aggregate in WHERE",
-                instead="filter groups with HAVING.",
-            )
-        for join in self.select.args.get("joins") or []:
-            if join.find(exp.AggFunc):
+    def _is_alias_reference(self, column: exp.Column) -> bool:
+        if column.table or column.name.lower() not in self.aliases:
+            return False
+        return not any(column.name.lower() in self._columns_ci[ref.table] for ref in self.refs)
+
+    # -- expressions ----------------------------------------------------------------------------
+    def check(self, node: exp.Expr, ctx: Context, *, clause: str, aliases_ok: bool = False) -> exp.Expr:
+        """Check `node` in `ctx`; returns the canonical node (it may replace `node`)."""
+        for refused, (construct, instead) in REFUSED_NODES.items():
+            if isinstance(node, refused):
+                if isinstance(node, exp.Star):
+                    raise QueryRefused("star_not_allowed")
+                raise refuse_construct(construct, instead)
+        if isinstance(node, exp.Column):
+            return self._check_column(node, ctx, clause=clause, aliases_ok=aliases_ok)
+        if is_aggregate_like(node):
+            if ctx is not Context.OUTPUT:
+                raise refuse_construct(f"An aggregate in {clause}", "filter groups with HAVING; group by dimensions.")
+            return self.check_aggregate(node)
+        if isinstance(node, exp.Var):
+            if not isinstance(node.parent, (exp.Interval, exp.Extract, exp.DateTrunc, exp.TimestampTrunc)):
+                raise refuse_construct(f"The bare word {node.name}", "quote strings with single quotes.")
+            return node
+        if isinstance(node, exp.DataType):
+            return node
+        if isinstance(node, (exp.Cast, exp.TryCast)):
+            self._check_cast_type(node)
+        elif isinstance(node, exp.In):
+            if node.args.get("query") or node.args.get("unnest") or node.args.get("field"):
+                raise refuse_construct("IN (subquery)", SUBQUERY_HINT)
+        elif isinstance(node, (exp.Like, exp.ILike)) and node.args.get("escape"):
+            raise refuse_construct("LIKE ... ESCAPE", "use LIKE without ESCAPE.")
+        elif isinstance(node, exp.Tuple):
+            if not isinstance(node.parent, exp.In):
+                raise refuse_construct("A row value (a, b)", "compare columns one at a time.")
+        elif not isinstance(node, (*STRUCTURAL, *rules.SCALAR_CLASSES)):
+            if isinstance(node, exp.Func):
                 raise QueryRefused(
-                    "disallowed_construct",
-                    construct="An aggregate in a join condition",
-                    instead="join on dimensions.",
+                    "disallowed_function", function=function_name(node), allowed=rules.SCALAR_ALLOWED_TEXT
                 )
-        group = self.select.args.get("group")
-        if group is not None:
-            for expression in group.expressions:
-                if expression.find(exp.AggFunc):
-                    raise QueryRefused(
-                        "disallowed_construct",
-                        construct="An aggregate in GROUP BY",
-                        instead="group by dimensions.",
-                    )
-        has_aggregate = any(item.find(exp.AggFunc) for item in self.select.expressions)
-        if group is None and not has_aggregate:
+            raise refuse_construct(
+                f"The construct {node.key.upper()}",
+                "use columns, literals, arithmetic, comparisons and the allowed functions.",
+            )
+        for key, value in list(node.args.items()):
+            if isinstance(value, exp.Expr):
+                node.set(key, self.check(value, ctx, clause=clause, aliases_ok=aliases_ok))
+            elif isinstance(value, list):
+                node.set(
+                    key,
+                    [
+                        self.check(v, ctx, clause=clause, aliases_ok=aliases_ok) if isinstance(v, exp.Expr) else v
+                        for v in value
+                    ],
+                )
+        if isinstance(node, exp.Cast) and not isinstance(node, exp.TryCast) and contains_column(node.this):
+            # A failing cast would quote a row's value in its error: it yields NULL instead.
+            return exp.TryCast(this=node.this, to=node.args["to"])
+        return node
+
+    def _check_column(self, column: exp.Column, ctx: Context, *, clause: str, aliases_ok: bool) -> exp.Expr:
+        if isinstance(column.this, exp.Star):
+            raise QueryRefused("star_not_allowed")
+        if column.name.startswith(rules.RESERVED_PREFIX):
+            raise QueryRefused("reserved_name", name=column.name)
+        if aliases_ok and self._is_alias_reference(column):
+            return column
+        if (aliases_ok or clause == "GROUP BY") and self._shadowed(column):
+            # SQL resolves such a name differently in GROUP BY and ORDER BY; refuse rather than guess.
+            raise QueryRefused("alias_shadows_column", alias=column.name)
+        ref, canonical, role = self.resolve(column)
+        if role == "measure":
+            raise QueryRefused("measure_outside_aggregate", column=canonical)
+        if role != "dimension":
+            raise QueryRefused("protected_column", column=canonical, exception=self._unit_exception(role, canonical))
+        self._qualify(column, ref, canonical)
+        return column
+
+    def _unit_exception(self, role: str, name: str) -> str:
+        if role == "privacy_unit" and self.policy.allow_count_distinct_unit:
+            return f"; the only allowed use is count(DISTINCT {name})"
+        return ""
+
+    def _check_cast_type(self, node: exp.Expr) -> None:
+        to = node.args.get("to")
+        if not isinstance(to, exp.DataType) or to.this not in rules.CAST_TYPES:
+            target = to.sql(DIALECT) if isinstance(to, exp.Expr) else "?"
+            raise refuse_construct(
+                f"A cast to {target}",
+                "cast to BOOLEAN, INTEGER, BIGINT, DOUBLE, DECIMAL(p<=18), VARCHAR, DATE, TIMESTAMP.",
+            )
+        if to.this == exp.DataType.Type.DECIMAL:
+            params = to.expressions
+            precision = params[0].this if params else None
+            if not isinstance(precision, exp.Literal) or int(precision.this) > rules.MAX_DECIMAL_PRECISION:
+                raise refuse_construct(
+                    f"A cast to {to.sql(DIALECT)}", f"use DECIMAL(p, s) with p at most {rules.MAX_DECIMAL_PRECISION}."
+                )
+
+    # -- aggregates -----------------------------------------------------------------------------
+    def check_aggregate(self, node: exp.Expr) -> exp.Expr:
+        name = rules.AGGREGATE_CLASSES.get(type(node))
+        function = function_name(node)
+        if name is None:
+            if isinstance(node, exp.AggFunc) or function in rules.ROW_REVEALING_AGGREGATES:
+                raise QueryRefused(
+                    "disallowed_aggregate", function=function, allowed=", ".join(self.policy.allowed_aggregates)
+                )
+            raise QueryRefused("disallowed_function", function=function, allowed=rules.SCALAR_ALLOWED_TEXT)
+        if name not in self.policy.allowed_aggregates:
+            raise QueryRefused(
+                "disallowed_aggregate", function=function, allowed=", ".join(self.policy.allowed_aggregates)
+            )
+        extra = {k for k, v in node.args.items() if v and k not in ("this", "big_int")}
+        if isinstance(node, exp.Count) and node.expressions:
+            extra.add("expressions")
+        if extra:
+            raise refuse_construct(f"Extra arguments to {function}()", f"call {function}() with one argument.")
+        argument = node.this
+        if isinstance(node, exp.Count):
+            node.set("this", self._check_count_argument(argument))
+            return node
+        if isinstance(argument, exp.Distinct):
+            raise refuse_construct(f"DISTINCT inside {function}()", f"use {function}(column); DISTINCT is for count.")
+        if argument is None:
+            raise refuse_construct(f"{function}() without an argument", f"aggregate a measure: {function}(column).")
+        seen: set[tuple[str, str]] = set()
+        checked = self._check_linear(argument, function, seen)
+        if not seen:
+            raise refuse_construct(
+                f"{function}() of a constant", f"aggregate a measure, e.g. {function}(<measure column>)."
+            )
+        if not isinstance(checked, exp.Column):
+            checked = exp.Try(this=checked)
+        node.set("this", checked)
+        return node
+
+    def _check_count_argument(self, argument: exp.Expr | None) -> exp.Expr:
+        if argument is None or isinstance(argument, exp.Star):
+            return exp.Star()
+        distinct = isinstance(argument, exp.Distinct)
+        target = argument
+        if distinct:
+            assert isinstance(argument, exp.Distinct)
+            if len(argument.expressions) != 1:
+                raise refuse_construct("count(DISTINCT of several columns)", "count distinct one column at a time.")
+            target = argument.expressions[0]
+        if not isinstance(target, exp.Column) or isinstance(target.this, exp.Star):
+            raise refuse_construct(
+                "count() of an expression", "count(*), count(column) or count(DISTINCT column) of one column."
+            )
+        if target.name.startswith(rules.RESERVED_PREFIX):
+            raise QueryRefused("reserved_name", name=target.name)
+        ref, canonical, role = self.resolve(target)
+        if role == "privacy_unit":
+            if not (distinct and self.policy.allow_count_distinct_unit):
+                raise QueryRefused(
+                    "protected_column", column=canonical, exception=self._unit_exception(role, canonical)
+                )
+        elif role not in ("dimension", "measure"):
+            raise QueryRefused("protected_column", column=canonical, exception="")
+        self._qualify(target, ref, canonical)
+        return exp.Distinct(expressions=[target]) if distinct else target
+
+    def _check_linear(self, node: exp.Expr, function: str, seen: set[tuple[str, str]]) -> exp.Expr:
+        """An aggregate's argument: measures (each at most once), numbers, + - * / and numeric casts.
+
+        Each measure appearing once keeps the aggregate to first and, through the variance family,
+        second moments. Anything else inside an aggregate (CASE, comparisons, dimensions, pow, ln,
+        abs...) can target single rows or compute higher moments that reconstruct a group's values.
+        """
+        if isinstance(node, exp.Column):
+            if isinstance(node.this, exp.Star):
+                raise QueryRefused("star_not_allowed")
+            if node.name.startswith(rules.RESERVED_PREFIX):
+                raise QueryRefused("reserved_name", name=node.name)
+            ref, canonical, role = self.resolve(node)
+            if role == "dimension":
+                raise QueryRefused("targeted_aggregate", construct=f"The dimension '{canonical}'", function=function)
+            if role != "measure":
+                raise QueryRefused(
+                    "protected_column", column=canonical, exception=self._unit_exception(role, canonical)
+                )
+            if (ref.alias, canonical) in seen:
+                raise QueryRefused("nonlinear_aggregate", column=canonical, function=function)
+            seen.add((ref.alias, canonical))
+            self._qualify(node, ref, canonical)
+            return node
+        if isinstance(node, exp.Literal):
+            if node.is_string:
+                raise refuse_construct(f"A string inside {function}()", f"aggregate a measure: {function}(column).")
+            return node
+        if isinstance(node, (exp.Paren, exp.Neg, exp.Add, exp.Sub, exp.Mul, exp.Div)):
+            for key, value in list(node.args.items()):
+                if isinstance(value, exp.Expr):
+                    node.set(key, self._check_linear(value, function, seen))
+            return node
+        if isinstance(node, (exp.Cast, exp.TryCast)):
+            self._check_cast_type(node)
+            to = node.args["to"]
+            if to.this not in rules.NUMERIC_CAST_TYPES:
+                raise refuse_construct(f"A cast to {to.sql(DIALECT)} inside {function}()", "cast to a numeric type.")
+            inner = self._check_linear(node.this, function, seen)
+            return exp.TryCast(this=inner, to=to)
+        if is_aggregate_like(node):
+            raise refuse_construct("An aggregate inside another aggregate", "aggregate once per group.")
+        for refused, (construct, instead) in REFUSED_NODES.items():
+            if isinstance(node, refused):
+                raise refuse_construct(construct, instead)
+        construct = f"The function {function_name(node)}()" if isinstance(node, exp.Func) else node.key.upper()
+        raise QueryRefused("targeted_aggregate", construct=construct, function=function)
+
+    def refuse_aggregates_not_allowed(self) -> None:
+        """Name a refused aggregate as such wherever it sits (inside IGNORE NULLS, a subquery...)."""
+        for node in self.select.walk():
+            if not is_aggregate_like(node):
+                continue
+            name = rules.AGGREGATE_CLASSES.get(type(node))
+            refused = isinstance(node, exp.AggFunc) or function_name(node) in rules.ROW_REVEALING_AGGREGATES
+            if (name is None or name not in self.policy.allowed_aggregates) and refused:
+                raise QueryRefused(
+                    "disallowed_aggregate",
+                    function=function_name(node),
+                    allowed=", ".join(self.policy.allowed_aggregates),
+                )
+
+    # -- clauses --------------------------------------------------------------------------------
+    def run(self) -> CheckedQuery:
+        select = self.select
+        extra = {k for k, v in select.args.items() if v and k not in SELECT_ARGS}
+        if extra:
+            key = sorted(extra)[0]
+            if key in ("with", "with_"):
+                raise refuse_construct("A WITH clause (CTE)", SUBQUERY_HINT)
+            if key == "distinct":
+                raise refuse_construct("SELECT DISTINCT", "GROUP BY the columns instead.")
+            for refused, (construct, instead) in REFUSED_NODES.items():
+                if isinstance(select.args[key], refused):
+                    raise refuse_construct(construct, instead)
+            raise refuse_construct(
+                f"The clause {key.upper()}", "use SELECT, FROM, JOIN, WHERE, GROUP BY, HAVING, ORDER BY, LIMIT."
+            )
+        self.refuse_aggregates_not_allowed()
+        self.collect_tables()
+        if select.args.get("group") is None and not any(
+            is_aggregate_like(n) for item in select.expressions for n in item.walk()
+        ):
             raise QueryRefused("not_aggregated")
 
-    def run(self) -> None:
-        if self.select.args.get("with_") or self.select.args.get("with"):
-            construct, instead = REFUSED_CONSTRUCTS[exp.With]
-            raise QueryRefused("disallowed_construct", construct=construct, instead=instead)
-        self.collect_tables()
-        for item in self.select.expressions:
+        items: list[exp.Expr] = []
+        columns: list[str] = []
+        for position, item in enumerate(select.expressions):
             if isinstance(item, exp.Alias):
-                self.aliases[item.alias] = item.this
-        self.check_node_types()
-        self.check_clauses()
-        self.check_columns()
+                alias = item.alias
+                if not alias or alias.startswith(rules.RESERVED_PREFIX):
+                    raise QueryRefused("reserved_name", name=alias or "(empty)")
+                lowered = alias.lower()
+                if lowered in self.aliases:
+                    raise refuse_construct(f"The alias '{alias}' used twice", "give each output column its own name.")
+                self.aliases[lowered] = position
+                columns.append(alias)
+                items.append(item.this)
+            else:
+                columns.append(
+                    item.name if isinstance(item, exp.Column) else item.sql(DIALECT, normalize_functions="lower")
+                )
+                items.append(item)
+        items = [self.check(item, Context.OUTPUT, clause="SELECT") for item in items]
 
+        where = select.args.get("where")
+        if where is not None:
+            where.set("this", guard(self.check(where.this, Context.ROW, clause="WHERE")))
+        for join in select.args.get("joins") or []:
+            on = join.args.get("on")
+            if on is not None:
+                join.set("on", guard(self.check(on, Context.ROW, clause="JOIN ... ON")))
 
-_KNOWN_ROW_REVEALERS = frozenset(
-    {
-        "min",
-        "max",
-        "median",
-        "mode",
-        "quantile",
-        "quantile_cont",
-        "quantile_disc",
-        "percentile_cont",
-        "percentile_disc",
-        "any_value",
-        "first",
-        "last",
-        "arg_max",
-        "arg_min",
-        "argmax",
-        "argmin",
-        "max_by",
-        "min_by",
-        "list",
-        "array_agg",
-        "string_agg",
-        "group_concat",
-        "listagg",
-        "histogram",
-        "approx_top_k",
-        "approx_quantile",
-        "reservoir_quantile",
-        "bit_and",
-        "bit_or",
-        "bit_xor",
-        "bool_and",
-        "bool_or",
-        "product",
-        "entropy",
-        "kurtosis",
-        "skewness",
-        "mad",
-        "fsum",
-        "bitstring_agg",
-        "arbitrary",
-    }
-)
-
-_SCALAR_ALLOWED_TEXT = (
-    "abs, round, floor, ceil, sqrt, ln, log, pow, lower, upper, length, substring, trim, concat, left, right, "
-    "replace, date_trunc, extract, year, month, day, coalesce, nullif, greatest, least, cast, try_cast, if, case"
-)
-
-
-def _output_name(item: exp.Expr) -> str:
-    if isinstance(item, exp.Alias):
-        return str(item.alias)
-    if isinstance(item, exp.Column):
-        return str(item.name)
-    return item.sql(DIALECT, normalize_functions="lower")
-
-
-def _literal_int(node: exp.Expr | None, clause: str) -> int | None:
-    if node is None:
-        return None
-    value = node.expression if isinstance(node, (exp.Limit, exp.Offset)) else node
-    if isinstance(value, exp.Literal) and not value.is_string and value.this.isdigit():
-        return int(value.this)
-    raise QueryRefused(
-        "disallowed_construct",
-        construct=f"A non-literal {clause}",
-        instead=f"write {clause} as a whole number.",
-    )
-
-
-def parse_one_select(sql: str) -> exp.Select:
-    """Parse `sql` as exactly one SELECT in DuckDB's dialect, or refuse it."""
-    try:
-        statements = [s for s in sqlglot.parse(sql, read=DIALECT) if s is not None]
-    except (ParseError, TokenError) as error:
-        detail = str(error).splitlines()[0][:200]
-        raise QueryRefused("sql_syntax", detail=detail) from error
-    if len(statements) != 1:
-        raise QueryRefused("multiple_statements", count=len(statements))
-    statement = statements[0]
-    for refused, (construct, instead) in REFUSED_CONSTRUCTS.items():
-        if isinstance(statement, refused):
-            raise QueryRefused("disallowed_construct", construct=construct, instead=instead)
-    if not isinstance(statement, exp.Select):
-        raise QueryRefused("not_a_select", kind=statement.key.upper())
-    return statement
-
-
-def validate(sql: str, policy: ProtectionPolicy) -> ValidatedQuery:
-    """Check `sql` against `policy` and return the statement to run in its place."""
-    select = parse_one_select(sql)
-    checker = _Checker(select, policy)
-    checker.run()
-    return _rewrite(select, checker, policy)
-
-
-def _rewrite(select: exp.Select, checker: _Checker, policy: ProtectionPolicy) -> ValidatedQuery:
-    limit = _literal_int(select.args.get("limit"), "LIMIT")
-    offset = _literal_int(select.args.get("offset"), "OFFSET") or 0
-    order = select.args.get("order")
-
-    inner = select.copy()
-    for key in ("order", "limit", "offset"):
-        inner.set(key, None)
-
-    items = list(inner.expressions)
-    columns = [_output_name(item) for item in items]
-    projections: list[exp.Expr] = [
-        exp.alias_(item.this if isinstance(item, exp.Alias) else item, f"__c{i}", quoted=True)
-        for i, item in enumerate(items)
-    ]
-    for i, ref in enumerate(checker.refs):
-        unit = policy.tables[ref.table].privacy_unit
-        projections.append(
-            exp.alias_(
-                exp.Count(this=exp.Distinct(expressions=[exp.column(unit, table=ref.alias, quoted=True)])),
-                f"__k{i}",
-                quoted=True,
-            )
-        )
-    order_terms: list[exp.Ordered] = []
-    if order is not None:
-        for j, ordered in enumerate(order.expressions):
-            key = ordered.this
-            if isinstance(key, exp.Literal) and not key.is_string and key.this.isdigit():
-                position = int(key.this)
-                if not 1 <= position <= len(items):
-                    raise QueryRefused(
-                        "disallowed_construct",
-                        construct=f"ORDER BY {position}",
-                        instead=f"order by a position from 1 to {len(items)}.",
+        group = select.args.get("group")
+        grouped = group is not None
+        keys: list[exp.Expr] = []
+        if group is not None:
+            for key in ("grouping_sets", "cube", "rollup", "totals"):
+                if group.args.get(key):
+                    raise refuse_construct(
+                        key.upper().replace("_", " "), "GROUP BY the dimensions and run one query per level."
                     )
-                target: exp.Expr = exp.column(f"__c{position - 1}", quoted=True)
-            elif isinstance(key, exp.Column) and not key.table and key.name in checker.aliases:
-                target = exp.column(f"__c{columns.index(key.name)}", quoted=True)
-            else:
-                projections.append(exp.alias_(key.copy(), f"__o{j}", quoted=True))
-                target = exp.column(f"__o{j}", quoted=True)
-            order_terms.append(
-                exp.Ordered(this=target, desc=ordered.args.get("desc"), nulls_first=ordered.args.get("nulls_first"))
-            )
-    inner.set("expressions", projections)
+            if group.args.get("all"):
+                keys = [item for item in items if not any(is_aggregate_like(n) for n in item.walk())]
+            for expression in group.expressions:
+                keys.append(self._group_key(expression, items))
+        has_aggregate = any(is_aggregate_like(n) for item in items for n in item.walk())
+        if not grouped and not has_aggregate:
+            raise QueryRefused("not_aggregated")
 
-    group = inner.args.get("group")
-    if group is not None and not group.args.get("all"):
-        # GROUP BY may name SELECT aliases; after the rewrite those are __c<i>, so resolve them.
-        resolved = []
-        for expression in group.expressions:
-            if isinstance(expression, exp.Column) and not expression.table and expression.name in checker.aliases:
-                resolved.append(checker.aliases[expression.name].copy())
-            else:
-                resolved.append(expression)
-        group.set("expressions", resolved)
-    having = inner.args.get("having")
-    if having is not None:
-        for column in list(having.find_all(exp.Column)):
-            if not column.table and column.name in checker.aliases and checker.resolve(column) is None:
-                column.replace(checker.aliases[column.name].copy())
+        having = select.args.get("having")
+        if having is not None:
+            having.set("this", self.check(having.this, Context.OUTPUT, clause="HAVING", aliases_ok=True))
+        order = select.args.get("order")
+        if order is not None:
+            for ordered in order.expressions:
+                if not isinstance(ordered, exp.Ordered):
+                    raise refuse_construct("That ORDER BY item", "order by output columns or positions.")
+                extra_order = {k for k, v in ordered.args.items() if v and k not in ("this", "desc", "nulls_first")}
+                if extra_order:
+                    raise refuse_construct("ORDER BY ... WITH FILL", "use ORDER BY column [ASC|DESC].")
+                target = ordered.this
+                if not (isinstance(target, exp.Literal) and not target.is_string):
+                    ordered.set("this", self.check(target, Context.OUTPUT, clause="ORDER BY", aliases_ok=True))
+        limit = literal_int(select.args.get("limit"), "LIMIT")
+        offset = literal_int(select.args.get("offset"), "OFFSET") or 0
+        limit_node = select.args.get("limit")
+        if limit_node is not None and limit_node.args.get("offset"):
+            offset = literal_int(limit_node.args["offset"], "OFFSET") or 0
+        return CheckedQuery(
+            select=select,
+            refs=self.refs,
+            columns=columns,
+            items=items,
+            aliases=self.aliases,
+            group_keys=keys,
+            grouped=grouped,
+            referenced_columns=self.referenced,
+            limit=limit,
+            offset=offset,
+        )
 
-    k = policy.min_group_size
-    passes = exp.and_(*[exp.column(f"__k{i}", quoted=True) >= k for i in range(len(checker.refs))])
-    outer = exp.select(
-        *[exp.column(f"__c{i}", quoted=True) for i in range(len(items))],
-        exp.alias_(passes, "__pass", quoted=True),
-    ).from_(exp.Subquery(this=inner, alias=exp.TableAlias(this=exp.to_identifier("__q"))))
-    if order_terms:
-        outer = outer.order_by(*order_terms)
-    return ValidatedQuery(
-        sql=outer.sql(DIALECT, comments=False),
-        columns=columns,
-        tables=[ref.table for ref in checker.refs],
-        referenced_columns=checker.referenced,
-        limit=limit,
-        offset=offset,
-    )
+    def _group_key(self, expression: exp.Expr, items: list[exp.Expr]) -> exp.Expr:
+        if isinstance(expression, exp.Literal) and not expression.is_string and expression.this.isdigit():
+            position = int(expression.this)
+            if not 1 <= position <= len(items):
+                raise refuse_construct(f"GROUP BY {position}", f"group by a position from 1 to {len(items)}.")
+            key = items[position - 1]
+        elif isinstance(expression, exp.Column) and self._is_alias_reference(expression):
+            key = items[self.aliases[expression.name.lower()]]
+        else:
+            key = self.check(expression, Context.ROW, clause="GROUP BY")
+        if any(is_aggregate_like(n) for n in key.walk()):
+            raise refuse_construct("An aggregate in GROUP BY", "group by dimensions.")
+        return key
+
+
+def check(sql: str, policy: ProtectionPolicy) -> CheckedQuery:
+    """Parse and check `sql` against `policy` with sqlglot; returns the canonical query."""
+    try:
+        select = parse_one_select(sql)
+        return _Checker(select, policy).run()
+    except RecursionError as error:  # a backstop: MAX_NESTING keeps real queries far from it
+        raise QueryRefused("sql_too_complex", depth="too many", limit=rules.MAX_NESTING) from error

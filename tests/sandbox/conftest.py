@@ -1,31 +1,89 @@
-"""The people table as a Parquet file, and a runner that goes through the full sandbox path."""
+"""Two product tables as Parquet files, and runners that go through the full sandbox path.
+
+- `people` (unit person_id): 60 people x 3 months, see tests.factories.people_rows.
+- `shops` (unit owner_id): 20 shops owned by only 5 owners, 5 shops per region. Joined to people on
+  region, every group has at most 5 owners, so a join grouped by shop data is always suppressed:
+  "a join where one table's units are few".
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
 
 from sandbox.engine import EngineLimits
 from sandbox.policy import ProtectionPolicy
+from sandbox.pool import WorkerPool
 from sandbox.service import QueryResult, TableFile, run_query
 from tests.factories import PEOPLE_POLICY, people_rows
+
+REGIONS = ["north", "south", "east", "west"]
+
+
+def shops_rows() -> list[dict[str, Any]]:
+    rows = []
+    for shop in range(20):
+        rows.append(
+            {
+                "shop_id": f"S{shop:03d}",
+                "owner_id": f"O{shop % 5}",
+                "region": REGIONS[shop % 4],
+                "kind": ["food", "tools"][shop % 2],
+                "rent": 1000 + shop * 10,
+            }
+        )
+    return rows
+
+
+TWO_TABLE_POLICY: dict[str, Any] = {
+    "min_group_size": 10,
+    "tables": {
+        **PEOPLE_POLICY["tables"],
+        "shops": {
+            "privacy_unit": "owner_id",
+            "dimensions": ["region", "kind"],
+            "measures": ["rent"],
+            "hidden": ["shop_id"],
+        },
+    },
+}
+
+
+def write_parquet(path: Path, rows: list[dict[str, Any]], types: dict[str, str]) -> Path:
+    connection = duckdb.connect()
+    columns = ", ".join(f'"{name}" {kind}' for name, kind in types.items())
+    connection.execute(f"CREATE TABLE t ({columns})")
+    placeholders = ", ".join("?" for _ in types)
+    connection.executemany(f"INSERT INTO t VALUES ({placeholders})", [[r[c] for c in types] for r in rows])
+    connection.execute(f"COPY t TO '{path}' (FORMAT parquet)")
+    connection.close()
+    return path
 
 
 @pytest.fixture(scope="session")
 def people_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("sandbox") / "people.parquet"
-    rows = people_rows()
-    connection = duckdb.connect()
-    connection.execute(
-        "CREATE TABLE people (person_id VARCHAR, name VARCHAR, region VARCHAR, category VARCHAR, "
-        "month INTEGER, amount INTEGER, trips INTEGER)"
-    )
-    connection.executemany("INSERT INTO people VALUES (?, ?, ?, ?, ?, ?, ?)", [list(r.values()) for r in rows])
-    connection.execute(f"COPY people TO '{path}' (FORMAT parquet)")
-    connection.close()
-    return path
+    types = {
+        "person_id": "VARCHAR",
+        "name": "VARCHAR",
+        "region": "VARCHAR",
+        "category": "VARCHAR",
+        "month": "INTEGER",
+        "amount": "INTEGER",
+        "trips": "INTEGER",
+    }
+    return write_parquet(path, people_rows(), types)
+
+
+@pytest.fixture(scope="session")
+def shops_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("sandbox") / "shops.parquet"
+    types = {"shop_id": "VARCHAR", "owner_id": "VARCHAR", "region": "VARCHAR", "kind": "VARCHAR", "rent": "INTEGER"}
+    return write_parquet(path, shops_rows(), types)
 
 
 @pytest.fixture(scope="session")
@@ -34,10 +92,46 @@ def policy() -> ProtectionPolicy:
 
 
 @pytest.fixture(scope="session")
-def run(people_file: Path, policy: ProtectionPolicy):
-    tables = {"people": TableFile(name="people", path=people_file, row_count=180, column_bytes={"amount": 100})}
+def two_table_policy() -> ProtectionPolicy:
+    return ProtectionPolicy.model_validate(TWO_TABLE_POLICY)
 
+
+LIMITS = EngineLimits(timeout_seconds=10, workers=2)
+
+
+@pytest.fixture(scope="session")
+def pool() -> Iterator[WorkerPool]:
+    workers = WorkerPool(LIMITS)
+    yield workers
+    workers.close()
+
+
+@pytest.fixture(scope="session")
+def tables(people_file: Path, shops_file: Path) -> dict[str, TableFile]:
+    return {
+        "people": TableFile(
+            name="people",
+            path=people_file,
+            row_count=180,
+            column_bytes={"amount": 100, "trips": 50, "region": 30, "month": 20, "category": 25, "person_id": 400},
+        ),
+        "shops": TableFile(
+            name="shops", path=shops_file, row_count=20, column_bytes={"rent": 40, "region": 10, "kind": 10}
+        ),
+    }
+
+
+@pytest.fixture(scope="session")
+def run(tables: dict[str, TableFile], policy: ProtectionPolicy, pool: WorkerPool):
     def _run(sql: str, policy_override: ProtectionPolicy | None = None) -> QueryResult:
-        return run_query(sql, policy_override or policy, tables, EngineLimits(timeout_seconds=10), 10_000)
+        return run_query(sql, policy_override or policy, {"people": tables["people"]}, LIMITS, 10_000, pool)
+
+    return _run
+
+
+@pytest.fixture(scope="session")
+def run_joined(tables: dict[str, TableFile], two_table_policy: ProtectionPolicy, pool: WorkerPool):
+    def _run(sql: str) -> QueryResult:
+        return run_query(sql, two_table_policy, tables, LIMITS, 10_000, pool)
 
     return _run

@@ -1,0 +1,347 @@
+"""The second validator: DuckDB's own parser reads every statement that will run, and we check its tree.
+
+sqlglot is the first validator and the rewriter, but DuckDB decides what runs. To leave no room for
+a parser differential, the exact strings the engine will execute are parsed again by DuckDB
+(`json_serialize_sql`, the same parser `execute` uses, same library, same text) and their trees are
+walked against the same allowlists (sandbox.rules): one SELECT, only the product's tables, only
+allowed functions, casts and operators, and every column in a context its role allows. The raw
+buyer text is also parsed by DuckDB and must be exactly one SELECT, so sqlglot cannot have read a
+statement DuckDB would see differently. Any disagreement refuses the query.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from enum import Enum
+from typing import Any
+
+import duckdb
+
+from sandbox import rules
+from sandbox.errors import QueryRefused
+from sandbox.policy import ProtectionPolicy
+
+_lock = threading.Lock()
+_parser: duckdb.DuckDBPyConnection | None = None
+
+
+def _connection() -> duckdb.DuckDBPyConnection:
+    """A data-less DuckDB used only to parse; it never executes buyer SQL."""
+    global _parser
+    if _parser is None:
+        _parser = duckdb.connect(
+            ":memory:", config={"enable_external_access": False, "autoload_known_extensions": False}
+        )
+    return _parser
+
+
+def _mismatch(detail: str) -> QueryRefused:
+    return QueryRefused("parser_mismatch", detail=detail)
+
+
+def _node(text: str | None) -> dict[str, Any]:
+    tree: dict[str, Any] = json.loads(text) if text else {"error": True}
+    if tree.get("error") or len(tree.get("statements", [])) != 1:
+        raise _mismatch("DuckDB does not read the rewritten statement as one SELECT")
+    node: dict[str, Any] = tree["statements"][0]["node"]
+    return node
+
+
+def _serialize(sql: str) -> dict[str, Any]:
+    with _lock:
+        row = _connection().execute("SELECT json_serialize_sql(?)", [sql]).fetchone()
+    return _node(row[0] if row else None)
+
+
+def confirm(
+    raw_sql: str,
+    template: str,
+    output_sql: str,
+    policy: ProtectionPolicy,
+    aliases: dict[str, str],
+    *,
+    threshold: str,
+    restrict: str,
+    groups_table: str,
+) -> None:
+    """All of DuckDB's checks for one query, parsed in a single call (this is on every query's path).
+
+    The buyer's raw text must be exactly one SELECT to DuckDB too; the stage-1 template and the
+    stage-2 statement are walked as check_groups and check_output do.
+    """
+    with _lock:
+        connection = _connection()
+        try:
+            statements = connection.extract_statements(raw_sql)
+        except duckdb.Error as error:
+            raise _mismatch("DuckDB cannot parse the query") from error
+        row = connection.execute(
+            "SELECT json_serialize_sql(?), json_serialize_sql(?)", [template, output_sql]
+        ).fetchone()
+    if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT or row is None:
+        raise _mismatch("DuckDB does not read the query as exactly one SELECT")
+    _check_groups_node(_node(row[0]), policy, aliases, threshold=threshold, restrict=restrict)
+    _check_output_node(_node(row[1]), policy, groups_table)
+
+
+class Ctx(Enum):
+    ROW = "row"
+    AGGREGATE_ARGUMENT = "aggregate argument"
+    POST = "post"
+
+
+def _children(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Direct child expressions of a DuckDB expression node, wherever the serializer put them."""
+    for key, value in node.items():
+        if key in ("type_expr", "order_bys"):
+            continue
+        yield from _expressions_in(value)
+
+
+def _expressions_in(value: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(value, dict):
+        if "class" in value:
+            yield value
+        else:
+            for inner in value.values():
+                yield from _expressions_in(inner)
+    elif isinstance(value, list):
+        for inner in value:
+            yield from _expressions_in(inner)
+
+
+class _TreeCheck:
+    def __init__(self, policy: ProtectionPolicy, aliases: dict[str, str]) -> None:
+        self.policy = policy
+        self.aliases = aliases
+        """Table alias -> product table name, as the rewrite spelled them."""
+
+    def role(self, names: list[str]) -> str:
+        if len(names) != 2 or names[0] not in self.aliases:
+            raise _mismatch(f"unqualified or unknown column {'.'.join(names)}")
+        table = self.aliases[names[0]]
+        return self.policy.tables[table].role_of(names[1]) or "unknown"
+
+    def expression(self, node: dict[str, Any], ctx: Ctx, *, count_distinct: bool = False) -> None:
+        kind = node.get("class")
+        if kind == "COLUMN_REF":
+            self.column(node, ctx, count_distinct=count_distinct)
+            return
+        if kind == "CONSTANT":
+            return
+        if kind == "FUNCTION":
+            self.function(node, ctx)
+            return
+        if kind == "CAST":
+            type_name = str(node.get("type_expr", {}).get("type_name", "")).upper()
+            if type_name not in rules.DUCKDB_CAST_TYPES:
+                raise _mismatch(f"cast to {type_name}")
+            if not node.get("try_cast") and _mentions_columns(node):
+                raise _mismatch("a cast of data that is not TRY_CAST")
+        elif kind == "OPERATOR":
+            allowed_ops = {"OPERATOR_TRY"} if ctx is Ctx.AGGREGATE_ARGUMENT else _OPERATORS
+            if node.get("type") not in allowed_ops:
+                raise _mismatch(f"operator {node.get('type')} in {ctx.value}")
+        elif kind in ("COMPARISON", "CONJUNCTION", "CASE", "BETWEEN"):
+            if ctx not in (Ctx.ROW, Ctx.POST):
+                raise _mismatch(f"{kind} in {ctx.value}")
+        else:
+            raise _mismatch(f"expression {kind}")
+        for child in _children(node):
+            self.expression(child, ctx)
+
+    def column(self, node: dict[str, Any], ctx: Ctx, *, count_distinct: bool) -> None:
+        names = [str(n) for n in node.get("column_names", [])]
+        if ctx is Ctx.POST:
+            if len(names) != 1 or not names[0].startswith(rules.RESERVED_PREFIX):
+                raise _mismatch(f"column {'.'.join(names)} after grouping")
+            return
+        role = self.role(names)
+        if ctx is Ctx.ROW and role == "dimension":
+            return
+        if ctx is Ctx.AGGREGATE_ARGUMENT and role == "measure":
+            return
+        if count_distinct and (
+            role == "dimension" or (role == "privacy_unit" and self.policy.allow_count_distinct_unit)
+        ):
+            return
+        raise _mismatch(f"column {names[1]} ({role}) in {ctx.value}")
+
+    def function(self, node: dict[str, Any], ctx: Ctx) -> None:
+        name = str(node.get("function_name", "")).lower()
+        if node.get("schema") or node.get("catalog") or node.get("filter") or node.get("export_state"):
+            raise _mismatch(f"qualified or filtered function {name}")
+        if (node.get("order_bys") or {}).get("orders"):
+            raise _mismatch(f"ORDER BY inside {name}")
+        if ctx is Ctx.AGGREGATE_ARGUMENT:
+            allowed = name in ("+", "-", "*", "/") and bool(node.get("is_operator"))
+        else:
+            allowed = name in rules.DUCKDB_SCALARS
+        if not allowed or node.get("distinct"):
+            raise _mismatch(f"function {name} in {ctx.value}")
+        for child in _children(node):
+            self.expression(child, ctx)
+
+    def aggregate(self, node: dict[str, Any]) -> None:
+        name = str(node.get("function_name", "")).lower()
+        if node.get("class") != "FUNCTION" or name not in rules.DUCKDB_AGGREGATES:
+            raise _mismatch(f"{name or node.get('class')} where an aggregate belongs")
+        if rules.DUCKDB_AGGREGATES[name] not in self.policy.allowed_aggregates:
+            raise _mismatch(f"aggregate {name}")
+        if node.get("schema") or node.get("catalog") or node.get("filter") or node.get("export_state"):
+            raise _mismatch(f"qualified or filtered aggregate {name}")
+        if (node.get("order_bys") or {}).get("orders"):
+            raise _mismatch(f"ORDER BY inside {name}")
+        distinct = bool(node.get("distinct"))
+        children = list(_children(node))
+        if name in ("count", "count_star"):
+            if distinct and len(children) != 1:
+                raise _mismatch("count(DISTINCT ...) of several values")
+            for child in children:
+                if child.get("class") != "COLUMN_REF":
+                    raise _mismatch("count() of an expression")
+                names = [str(n) for n in child.get("column_names", [])]
+                role = self.role(names)
+                if role in ("dimension", "measure"):
+                    continue
+                if not (distinct and role == "privacy_unit" and self.policy.allow_count_distinct_unit):
+                    raise _mismatch(f"count() of {names[-1]} ({role})")
+            return
+        if distinct:
+            raise _mismatch(f"DISTINCT inside {name}")
+        for child in children:
+            self.expression(child, Ctx.AGGREGATE_ARGUMENT)
+
+    def from_table(self, node: dict[str, Any]) -> None:
+        kind = node.get("type")
+        if node.get("sample"):
+            raise _mismatch("a sample")
+        if kind == "BASE_TABLE":
+            if node.get("schema_name") or node.get("catalog_name") or node.get("at_clause"):
+                raise _mismatch("a qualified table")
+            if node.get("column_name_alias"):
+                raise _mismatch("a column alias list")
+            alias = str(node.get("alias") or node.get("table_name"))
+            if self.aliases.get(alias) != node.get("table_name"):
+                raise _mismatch(f"table {node.get('table_name')}")
+            return
+        if kind == "JOIN":
+            if node.get("join_type") not in ("INNER", "LEFT", "RIGHT", "OUTER") or node.get("ref_type") not in (
+                "REGULAR",
+                "CROSS",
+            ):
+                raise _mismatch(f"{node.get('ref_type')} {node.get('join_type')} join")
+            if node.get("using_columns") or node.get("duplicate_eliminated_columns"):
+                raise _mismatch("JOIN USING")
+            self.from_table(node["left"])
+            self.from_table(node["right"])
+            if node.get("condition") is not None:
+                self.expression(node["condition"], Ctx.ROW)
+            return
+        raise _mismatch(f"FROM {kind}")
+
+
+_OPERATORS = frozenset(
+    {
+        "OPERATOR_NOT",
+        "OPERATOR_IS_NULL",
+        "OPERATOR_IS_NOT_NULL",
+        "COMPARE_IN",
+        "COMPARE_NOT_IN",
+        "OPERATOR_TRY",
+        "OPERATOR_COALESCE",
+    }
+)
+
+
+def _mentions_columns(node: dict[str, Any]) -> bool:
+    if node.get("class") == "COLUMN_REF":
+        return True
+    return any(_mentions_columns(child) for child in _children(node))
+
+
+def _plain_select(node: dict[str, Any]) -> None:
+    if node.get("type") != "SELECT_NODE":
+        raise _mismatch(f"{node.get('type')} instead of a plain SELECT")
+    if (node.get("cte_map") or {}).get("map"):
+        raise _mismatch("a CTE")
+    if node.get("qualify") or node.get("sample") or node.get("aggregate_handling") != "STANDARD_HANDLING":
+        raise _mismatch("QUALIFY, SAMPLE or GROUP BY ALL in the rewritten statement")
+
+
+def check_groups(sql: str, policy: ProtectionPolicy, aliases: dict[str, str], *, threshold: str, restrict: str) -> None:
+    """Stage 1's template as DuckDB reads it: grouping and aggregates over the product's tables.
+
+    The template carries two placeholders the sandbox fills with its own text: a select item
+    `threshold` (the threshold columns) and a top-level conjunct `restrict` of WHERE (the recheck
+    restriction). Each must be exactly there, as a bare column name.
+    """
+    _check_groups_node(_serialize(sql), policy, aliases, threshold=threshold, restrict=restrict)
+
+
+def _check_groups_node(
+    node: dict[str, Any], policy: ProtectionPolicy, aliases: dict[str, str], *, threshold: str, restrict: str
+) -> None:
+    _plain_select(node)
+    if node.get("modifiers") or node.get("having"):
+        raise _mismatch("modifiers or HAVING in stage 1")
+    check = _TreeCheck(policy, aliases)
+    check.from_table(node["from_table"])
+
+    def is_placeholder(item: dict[str, Any], name: str) -> bool:
+        return item.get("class") == "COLUMN_REF" and item.get("column_names") == [name] and not item.get("alias")
+
+    where = node.get("where_clause") or {}
+    if is_placeholder(where, restrict):
+        conjuncts: list[dict[str, Any]] = []
+    elif where.get("type") == "CONJUNCTION_AND" and is_placeholder(where.get("children", [{}])[-1], restrict):
+        conjuncts = where["children"][:-1]
+    else:
+        raise _mismatch("the WHERE clause is not where the rewrite put it")
+    for conjunct in conjuncts:
+        check.expression(conjunct, Ctx.ROW)
+    for key in node.get("group_expressions") or []:
+        check.expression(key, Ctx.ROW)
+    items = node.get("select_list") or []
+    if not items or not is_placeholder(items[-1], threshold):
+        raise _mismatch("the threshold columns are not where the rewrite put them")
+    for item in items[:-1]:
+        alias = str(item.get("alias", ""))
+        if alias.startswith("__g"):
+            check.expression(item, Ctx.ROW)
+        elif alias.startswith("__a"):
+            check.aggregate(item)
+        else:
+            raise _mismatch(f"select item {alias or '(unnamed)'}")
+
+
+def check_output(sql: str, policy: ProtectionPolicy, groups_table: str) -> None:
+    """Stage 2 as DuckDB reads it: expressions over the passing groups only."""
+    _check_output_node(_serialize(sql), policy, groups_table)
+
+
+def _check_output_node(node: dict[str, Any], policy: ProtectionPolicy, groups_table: str) -> None:
+    _plain_select(node)
+    if node.get("group_expressions") or node.get("having"):
+        raise _mismatch("grouping in stage 2")
+    source = node.get("from_table") or {}
+    if source.get("type") != "BASE_TABLE" or source.get("table_name") != groups_table or source.get("schema_name"):
+        raise _mismatch("stage 2 reads something other than the groups")
+    check = _TreeCheck(policy, {})
+    for item in node.get("select_list") or []:
+        check.expression(item, Ctx.POST)
+    if node.get("where_clause") is not None:
+        check.expression(node["where_clause"], Ctx.POST)
+    for modifier in node.get("modifiers") or []:
+        if modifier.get("type") == "ORDER_MODIFIER":
+            for order in modifier.get("orders", []):
+                check.expression(order["expression"], Ctx.POST)
+        elif modifier.get("type") == "LIMIT_MODIFIER":
+            for key in ("limit", "offset"):
+                value = modifier.get(key)
+                if value is not None and value.get("class") != "CONSTANT":
+                    raise _mismatch("a non-constant LIMIT")
+        else:
+            raise _mismatch(f"modifier {modifier.get('type')}")

@@ -1,0 +1,271 @@
+"""Sandbox worker processes: DuckDB runs buyer queries here, never in the API process.
+
+Each worker is a separate process with OS limits (RLIMIT_AS for memory, RLIMIT_CPU per query), and
+keeps a few warm, locked connections, one per product version. The API side sends a plan and
+waits. If the worker overruns the deadline it is killed; if it dies (out of memory, a crash, the
+CPU limit), the query fails with `timeout` or `resource_limit` and a fresh worker takes its place.
+The API never shares a process with DuckDB running buyer SQL.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import multiprocessing
+import os
+import resource
+import signal
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from sandbox.engine import EngineLimits, Execution, TableStatistics, deadline, execute_plan, open_locked
+from sandbox.errors import QueryFailed
+from sandbox.rewrite import Plan
+
+_KEPT_ENVIRONMENT = frozenset({"PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "TZ"})
+WARM_CONNECTIONS = 4
+"""Locked connections a worker keeps open, most recently used product versions first."""
+GRACE_SECONDS = 2.0
+"""How long past the query timeout the API waits before it kills the worker."""
+
+
+@dataclass(frozen=True)
+class Job:
+    tables: tuple[tuple[str, str], ...]
+    """(table name, Parquet path) pairs: also the key of the warm connection."""
+    plan: Plan
+    max_rows: int
+
+
+def _safe_detail(error: duckdb.Error) -> str:
+    """The part of a DuckDB error that is safe to show.
+
+    Binder and catalog errors describe the query, so they help the buyer fix it. Run-time errors
+    could quote a value, which would be an error oracle for single records, so only their kind is
+    shown. (Stage 1 cannot raise them on data: casts are TRY_CAST and arithmetic is in TRY().)
+    """
+    if isinstance(error, duckdb.BinderException | duckdb.CatalogException | duckdb.ParserException):
+        return str(error).splitlines()[0][:300]
+    return f"{type(error).__name__.removesuffix('Exception')} error while computing the result"
+
+
+def _set_cpu_budget(seconds: float, threads: int) -> None:
+    used = resource.getrusage(resource.RUSAGE_SELF)
+    spent = used.ru_utime + used.ru_stime
+    budget = int(spent + seconds * max(1, threads) + 5)
+    _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    resource.setrlimit(resource.RLIMIT_CPU, (budget, hard))
+
+
+def _worker_main(connection: Connection, limits: EngineLimits) -> None:  # pragma: no cover - runs in a child
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # The worker needs no configuration or secrets (database URL, Stripe keys): drop them.
+    for name in list(os.environ):
+        if name not in _KEPT_ENVIRONMENT:
+            del os.environ[name]
+    limit = limits.address_space_mb * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    warm: OrderedDict[tuple[tuple[str, str], ...], duckdb.DuckDBPyConnection] = OrderedDict()
+    stats: dict[tuple[str, ...], Any] = {}
+    while True:
+        try:
+            job = connection.recv()
+        except (EOFError, OSError):
+            return
+        if job is None:
+            return
+        connection.send(("accepted",))
+        connection.send(_run_job(job, limits, warm, stats))
+
+
+def _run_job(
+    job: Job,
+    limits: EngineLimits,
+    warm: OrderedDict[Any, duckdb.DuckDBPyConnection],
+    stats: dict[tuple[str, ...], Any],
+) -> tuple[Any, ...]:
+    try:
+        db = warm.get(job.tables)
+        if db is None:
+            db = open_locked({name: Path(path) for name, path in job.tables}, limits)
+            warm[job.tables] = db
+            while len(warm) > WARM_CONNECTIONS:
+                _, old = warm.popitem(last=False)
+                old.close()
+        warm.move_to_end(job.tables)
+        _set_cpu_budget(limits.timeout_seconds, limits.threads)
+        # Keyed by the files, which are immutable for a product version.
+        statistics = TableStatistics(db, stats, version="|".join(path for _, path in job.tables))
+        with deadline(db, limits.timeout_seconds) as timed_out:
+            try:
+                return ("ok", execute_plan(db, job.plan, job.max_rows, statistics))
+            except duckdb.InterruptException:
+                return ("error", "timeout", "")
+            except duckdb.Error as error:
+                if timed_out.is_set() or "maximum execution time" in str(error):
+                    return ("error", "timeout", "")
+                if isinstance(error, duckdb.OutOfMemoryException):
+                    return ("error", "resource_limit", "")
+                return ("error", "query_failed", _safe_detail(error))
+    except MemoryError:
+        return ("error", "resource_limit", "")
+
+
+class _Worker:
+    def __init__(self, context: Any, limits: EngineLimits) -> None:
+        parent, child = context.Pipe(duplex=True)
+        self.connection: Connection = parent
+        self.process: BaseProcess = context.Process(target=_worker_main, args=(child, limits), daemon=True)
+        self.process.start()
+        child.close()
+        self.warm: set[tuple[tuple[str, str], ...]] = set()
+        self.running = False
+        """True from the worker's acknowledgement of a job until the job's end."""
+
+    def kill(self) -> None:
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(timeout=5)
+        self.connection.close()
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self.connection.send(None)
+        self.process.join(timeout=2)
+        self.kill()
+
+
+class WorkerPool:
+    """A fixed number of sandbox workers; each query borrows one, preferring one already warm for it."""
+
+    def __init__(self, limits: EngineLimits) -> None:
+        self.limits = limits
+        self._context = multiprocessing.get_context("spawn")
+        self._idle: list[_Worker] = []
+        self._busy: set[_Worker] = set()
+        self._lock = threading.Lock()
+        self._slots = threading.Semaphore(max(1, limits.workers))
+        self._closed = False
+
+    def _acquire(self, key: tuple[tuple[str, str], ...]) -> _Worker:
+        self._slots.acquire()
+        with self._lock:
+            dead = [w for w in self._idle if not w.process.is_alive()]
+            self._idle = [w for w in self._idle if w.process.is_alive()]
+            chosen = next((w for w in self._idle if key in w.warm), None)
+            if chosen is None and self._idle:
+                chosen = self._idle[-1]
+            if chosen is not None:
+                self._idle.remove(chosen)
+                self._busy.add(chosen)
+        for worker in dead:  # died while idle (e.g. killed by the OS): replaced without failing a query
+            worker.kill()
+        if chosen is not None:
+            return chosen
+        try:
+            worker = _Worker(self._context, self.limits)
+        except BaseException:
+            self._slots.release()
+            raise
+        with self._lock:
+            self._busy.add(worker)
+        return worker
+
+    def _release(self, worker: _Worker, keep: bool) -> None:
+        worker.running = False
+        with self._lock:
+            self._busy.discard(worker)
+            if keep and not self._closed:
+                self._idle.append(worker)
+        self._slots.release()
+
+    def run(self, job: Job) -> Execution:
+        """Run `job` in a worker; raises QueryFailed for timeouts, resource limits and query errors.
+
+        A worker acknowledges a job before running it. One that dies before acknowledging was
+        already dead (killed while idle): the job goes to a fresh worker, once, and is not failed.
+        """
+        for attempt in range(2):
+            worker = self._acquire(job.tables)
+            keep = False
+            try:
+                worker.connection.send(job)
+                if not worker.connection.poll(GRACE_SECONDS + 10) or worker.connection.recv() != ("accepted",):
+                    raise EOFError("the worker did not take the job")
+                worker.running = True
+            except (EOFError, OSError):
+                self._release(worker, False)
+                worker.kill()
+                if attempt == 0:
+                    continue
+                raise QueryFailed("resource_limit", limit=self.limits.memory_limit) from None
+            try:
+                deadline_at = time.monotonic() + self.limits.timeout_seconds + GRACE_SECONDS
+                if not worker.connection.poll(max(0.0, deadline_at - time.monotonic())):
+                    worker.kill()
+                    raise QueryFailed("timeout", status_code=408, seconds=self.limits.timeout_seconds)
+                reply = worker.connection.recv()
+                worker.warm.add(job.tables)
+                keep = True
+            except (EOFError, OSError) as error:
+                worker.kill()
+                code = worker.process.exitcode
+                if code == -signal.SIGXCPU:
+                    raise QueryFailed("timeout", status_code=408, seconds=self.limits.timeout_seconds) from error
+                raise QueryFailed("resource_limit", limit=self.limits.memory_limit) from error
+            finally:
+                self._release(worker, keep)
+            break
+        if reply[0] == "ok":
+            execution: Execution = reply[1]
+            return execution
+        _, code, detail = reply
+        if code == "timeout":
+            raise QueryFailed("timeout", status_code=408, seconds=self.limits.timeout_seconds)
+        if code == "resource_limit":
+            raise QueryFailed("resource_limit", limit=self.limits.memory_limit)
+        raise QueryFailed("query_failed", detail=detail)
+
+    def worker_pids(self, *, busy: bool = False) -> list[int]:
+        """Process ids of the idle workers, or of those running a job, for operations and tests."""
+        with self._lock:
+            workers = [w for w in self._busy if w.running] if busy else self._idle
+            return [w.process.pid for w in workers if w.process.pid is not None]
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for worker in idle:
+            worker.stop()
+
+
+_pools: dict[EngineLimits, WorkerPool] = {}
+_pools_lock = threading.Lock()
+
+
+def shared_pool(limits: EngineLimits) -> WorkerPool:
+    """The process-wide pool for `limits`, started on first use and stopped at exit."""
+    with _pools_lock:
+        pool = _pools.get(limits)
+        if pool is None:
+            pool = _pools[limits] = WorkerPool(limits)
+        return pool
+
+
+@atexit.register
+def _close_pools() -> None:
+    if os.getpid() == _OWNER:
+        for pool in list(_pools.values()):
+            pool.close()
+
+
+_OWNER = os.getpid()

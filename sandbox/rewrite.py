@@ -1,0 +1,289 @@
+"""Turns a checked query into the statements that run: groups first, then the buyer's view of them.
+
+Stage 1 (`Plan.template`) computes, per group, the group keys (`__g<i>`), every aggregate the query
+uses (`__a<j>`), and, in place of a placeholder, a lower bound on each table instance's distinct
+privacy units (`__lo<i>`; see `threshold_sql` for the methods).
+Every bound is an exact statement about the data, not an estimate. A group passes when every
+`__lo` >= k; every other group is recomputed, over exactly its rows, with the next method, ending
+with count(DISTINCT unit), which alone decides that a group fails. So cheap bounds only pass clear
+cases and never decide a group near k, and which statements run never depends on how small a
+suppressed group is (see engine.execute_plan).
+
+Stage 2 (`output_sql`) reads the groups that passed and evaluates SELECT, HAVING and ORDER BY over
+them, then LIMIT/OFFSET. Nothing the buyer wrote after grouping ever sees a group below k, so
+HAVING, ORDER BY, LIMIT or a run-time error cannot reveal anything about one.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from sqlglot import exp
+
+from sandbox.errors import QueryRefused
+from sandbox.policy import ProtectionPolicy
+from sandbox.syntax import DIALECT, guard, to_sql
+from sandbox.validator import CheckedQuery
+
+GROUPS_TABLE = "__groups"
+_BIGINT = exp.DataType.build("BIGINT")
+BUCKETS = 64
+"""Hash buckets for the lower bound: a bit per bucket in one UBIGINT, combined with bit_or."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The statements that answer one buyer query, and what metering needs to know about it."""
+
+    template: str
+    """Stage 1 with placeholders for the threshold columns (PLACEHOLDER) and a row restriction (RESTRICT)."""
+    restriction: str
+    """Restricts a recheck to the rows of undecided groups (listed in UNDECIDED_TABLE)."""
+    key_columns: list[str]
+    join_keys: tuple[tuple[str, str], tuple[str, str]] | None
+    """For two tables under one inner equi-join: ((alias, column), (alias, column))."""
+    units: list[UnitColumn]
+    output_sql: str
+    decide_sql: str
+    undecided: str
+    """The condition that holds for groups the last method did not show to reach k."""
+    columns: list[str]
+    tables: list[str]
+    referenced_columns: dict[str, list[str]] = field(default_factory=dict)
+    fast_threshold: bool = True
+    """False runs the exact statement straight away (the naive method, kept for the benchmark)."""
+
+
+def _q(name: str) -> exp.Identifier:
+    return exp.to_identifier(name, quoted=True)
+
+
+def _col(name: str) -> exp.Column:
+    return exp.column(name, quoted=True)
+
+
+def _unit(alias: str, unit: str) -> exp.Column:
+    return exp.column(unit, table=alias, quoted=True)
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+@dataclass(frozen=True)
+class UnitColumn:
+    """The privacy-unit column of one table instance in a query."""
+
+    table: str
+    alias: str
+    column: str
+
+    @property
+    def sql(self) -> str:
+        return f"{_quoted(self.alias)}.{_quoted(self.column)}"
+
+
+def threshold_sql(units: list[UnitColumn], method: str, max_rows_per_unit: Sequence[int] = ()) -> str:
+    """The threshold columns `__lo<i>`: a lower bound on instance i's distinct units, per method.
+
+    - "rows": units without NULLs, where no unit of instance i can have more than
+      `max_rows_per_unit[i]` rows in the query's rows (see engine._methods for where the bound comes
+      from). A group of n rows then has at least ceil(n / max) units. Reads no unit column at all:
+      as cheap as count(*).
+    - "buckets": the distinct 64-way hash buckets the units fall into (minus one if a NULL is
+      present): distinct units can share a bucket, one unit never fills two.
+    - "exact": count(DISTINCT unit).
+    """
+    columns: list[str] = []
+    for i, unit in enumerate(units):
+        if method == "exact":
+            columns.append(f'COUNT(DISTINCT {unit.sql}) AS "__lo{i}"')
+        elif method == "rows":
+            per_unit = max(1, int(max_rows_per_unit[i]))
+            columns.append(f'(COUNT(*) + {per_unit - 1}) // {per_unit} AS "__lo{i}"')
+        else:
+            columns.append(
+                f"COALESCE(BIT_COUNT(BIT_OR(CAST(1 AS UBIGINT) << (HASH({unit.sql}) % {BUCKETS}))), 0)"
+                f' - CAST(COUNT(*) > COUNT({unit.sql}) AS BIGINT) AS "__lo{i}"'
+            )
+    return ", ".join(columns)
+
+
+def _equi_join(checked: CheckedQuery) -> tuple[tuple[str, str], tuple[str, str]] | None:
+    """((alias, column), (alias, column)) when the query is two tables under one inner `ON a.x = b.y`."""
+    joins = checked.select.args.get("joins") or []
+    if len(checked.refs) != 2 or len(joins) != 1:
+        return None
+    join = joins[0]
+    side, kind = str(join.args.get("side") or "").upper(), str(join.args.get("kind") or "").upper()
+    on = join.args.get("on")
+    if side or kind not in ("", "INNER") or not isinstance(on, exp.EQ):
+        return None
+    left, right = on.this, on.expression
+    if not isinstance(left, exp.Column) or not isinstance(right, exp.Column) or left.table == right.table:
+        return None
+    return (left.table, left.name), (right.table, right.name)
+
+
+THRESHOLD_COLUMN = "__threshold__"
+PLACEHOLDER = _quoted(THRESHOLD_COLUMN)
+RESTRICT_COLUMN = "__restrict__"
+RESTRICT = _quoted(RESTRICT_COLUMN)
+UNDECIDED_TABLE = "__undecided"
+
+
+class _PostAggregate:
+    """Rewrites SELECT/HAVING/ORDER BY expressions to read group keys and aggregates from stage 1."""
+
+    def __init__(self, checked: CheckedQuery) -> None:
+        self.checked = checked
+        self.keys = {to_sql(key): i for i, key in enumerate(checked.group_keys)}
+        self.key_types = {type(key) for key in checked.group_keys}
+        self.aggregates: dict[str, int] = {}
+        self.aggregate_nodes: list[exp.Expr] = []
+
+    def rewrite(self, node: exp.Expr, *, aliases_ok: bool) -> exp.Expr:
+        return self._walk(node.copy(), aliases_ok=aliases_ok, depth=0)
+
+    def _walk(self, node: exp.Expr, *, aliases_ok: bool, depth: int) -> exp.Expr:
+        if depth > 64:
+            raise QueryRefused("disallowed_construct", construct="An alias referring to itself", instead="")
+        if type(node) in self.key_types:
+            text = to_sql(node)
+            if text in self.keys:
+                return _col(f"__g{self.keys[text]}")
+        if isinstance(node, exp.AggFunc):
+            text = to_sql(node)
+            if text not in self.aggregates:
+                self.aggregates[text] = len(self.aggregate_nodes)
+                self.aggregate_nodes.append(node)
+            return _col(f"__a{self.aggregates[text]}")
+        if isinstance(node, exp.Column):
+            lowered = node.name.lower()
+            if aliases_ok and not node.table and lowered in self.checked.aliases:
+                item = self.checked.items[self.checked.aliases[lowered]]
+                return self._walk(item.copy(), aliases_ok=False, depth=depth + 1)
+            raise QueryRefused("not_grouped", column=node.name)
+        for key, value in list(node.args.items()):
+            if isinstance(value, exp.Expr):
+                node.set(key, self._walk(value, aliases_ok=aliases_ok, depth=depth))
+            elif isinstance(value, list):
+                node.set(
+                    key,
+                    [
+                        self._walk(v, aliases_ok=aliases_ok, depth=depth) if isinstance(v, exp.Expr) else v
+                        for v in value
+                    ],
+                )
+        return node
+
+
+def build_plan(checked: CheckedQuery, policy: ProtectionPolicy) -> Plan:
+    """The statements for `checked`: stage 1 (fast and exact variants), the decision query and stage 2."""
+    post = _PostAggregate(checked)
+    outputs = [post.rewrite(item, aliases_ok=False) for item in checked.items]
+    select = checked.select
+    having = select.args.get("having")
+    having_expr = post.rewrite(having.this, aliases_ok=True) if having is not None else None
+    order_terms: list[exp.Ordered] = []
+    order = select.args.get("order")
+    if order is not None:
+        for ordered in order.expressions:
+            key = ordered.this
+            if isinstance(key, exp.Literal) and not key.is_string:
+                position = int(key.this) if key.this.isdigit() else 0
+                if not 1 <= position <= len(outputs):
+                    raise QueryRefused(
+                        "disallowed_construct",
+                        construct=f"ORDER BY {key.this}",
+                        instead=f"order by a position from 1 to {len(outputs)}.",
+                    )
+                target: exp.Expr = _col(f"__c{position - 1}")
+            else:
+                target = post.rewrite(key, aliases_ok=True)
+            order_terms.append(
+                exp.Ordered(this=target, desc=ordered.args.get("desc"), nulls_first=ordered.args.get("nulls_first"))
+            )
+
+    projections: list[exp.Expr] = [
+        exp.alias_(guard(key.copy()), f"__g{i}", quoted=True, copy=False) for i, key in enumerate(checked.group_keys)
+    ]
+    projections += [exp.alias_(agg, f"__a{j}", quoted=True, copy=False) for j, agg in enumerate(post.aggregate_nodes)]
+    projections.append(_col(THRESHOLD_COLUMN))
+    stage = exp.Select(expressions=projections)
+    stage.set("from_", select.args.get("from_") or select.args.get("from"))
+    stage.set("joins", select.args.get("joins") or None)
+    where = select.args.get("where")
+    restrict = _col(RESTRICT_COLUMN)
+    stage.set("where", exp.Where(this=exp.and_(exp.Paren(this=where.this), restrict) if where else restrict))
+    key_texts = [to_sql(guard(key.copy())) for key in checked.group_keys]
+    if checked.group_keys:
+        stage.set("group", exp.Group(expressions=[guard(key.copy()) for key in checked.group_keys]))
+    template = to_sql(stage)
+    # The threshold columns and the recheck restriction go in place of placeholders the buyer cannot
+    # write (names with __ are refused), each found exactly once. All variants of stage 1 differ
+    # only there, so the buyer part DuckDB's parser confirms in the template is the same text in each.
+    if template.count(PLACEHOLDER) != 1 or template.count(RESTRICT) != 1:
+        raise QueryRefused("parser_mismatch", detail="the threshold columns could not be placed")
+    join_keys = _equi_join(checked)
+    units = [
+        UnitColumn(table=ref.table, alias=ref.alias, column=policy.tables[ref.table].privacy_unit)
+        for ref in checked.refs
+    ]
+    if key_texts:
+        matches = " AND ".join(f'"__u"."__g{i}" IS NOT DISTINCT FROM ({text})' for i, text in enumerate(key_texts))
+        restriction = f'EXISTS (SELECT 1 FROM "{UNDECIDED_TABLE}" AS "__u" WHERE {matches})'
+    else:
+        restriction = "TRUE"
+
+    k = policy.min_group_size
+    n = len(checked.refs)
+    passes = exp.and_(*[_col(f"__lo{i}") >= k for i in range(n)])
+    output = exp.Select(
+        expressions=[exp.alias_(e, f"__c{i}", quoted=True, copy=False) for i, e in enumerate(outputs)]
+    ).from_(exp.Table(this=_q(GROUPS_TABLE)), copy=False)
+    output = output.where(
+        exp.and_(passes.copy(), having_expr) if having_expr is not None else passes.copy(), copy=False
+    )
+    if order_terms:
+        output = output.order_by(*order_terms, copy=False)
+    if checked.limit is not None:
+        output = output.limit(checked.limit, copy=False)
+    if checked.offset:
+        output = output.offset(checked.offset, copy=False)
+    return Plan(
+        template=template,
+        restriction=restriction,
+        key_columns=[f"__g{i}" for i in range(len(key_texts))],
+        join_keys=join_keys,
+        units=units,
+        output_sql=to_sql(output),
+        decide_sql=_decide_sql(policy.min_group_size, len(checked.refs)),
+        undecided=_undecided_sql(policy.min_group_size, len(checked.refs)),
+        columns=checked.columns,
+        tables=[ref.table for ref in checked.refs],
+        referenced_columns={t: sorted(c) for t, c in checked.referenced_columns.items()},
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _passes(k: int, n: int) -> exp.Expr:
+    return exp.and_(*[_col(f"__lo{i}") >= k for i in range(n)])
+
+
+@functools.lru_cache(maxsize=256)
+def _decide_sql(k: int, n: int) -> str:
+    """Counts groups, and groups that no bound so far shows to reach k."""
+    not_passing = exp.Sum(this=exp.Cast(this=exp.not_(_passes(k, n).copy()), to=_BIGINT.copy()))
+    decide = exp.select(
+        exp.alias_(exp.Count(this=exp.Star()), "groups", quoted=True),
+        exp.alias_(not_passing, "not_passing", quoted=True),
+    ).from_(exp.Table(this=_q(GROUPS_TABLE)))
+    return str(decide.sql(DIALECT, comments=False))
+
+
+@functools.lru_cache(maxsize=256)
+def _undecided_sql(k: int, n: int) -> str:
+    return str(exp.not_(_passes(k, n).copy()).sql(DIALECT))

@@ -1,0 +1,214 @@
+"""Parsing buyer SQL with sqlglot, and the syntax-level helpers both the checker and the rewrite use.
+
+`parse_one_select` turns text into exactly one SELECT tree (or refuses it: length, nesting depth,
+statement count and kind); `guard` makes a row-level expression unable to raise on a value.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.dialects.dialect import Dialect
+from sqlglot.errors import ParseError, TokenError
+
+from sandbox import rules
+from sandbox.errors import QueryRefused
+
+DIALECT = "duckdb"
+logging.getLogger("sqlglot").setLevel(logging.ERROR)  # its fallback-to-Command warnings are ours to report
+
+
+ARITHMETIC = (exp.Add, exp.Sub, exp.Mul, exp.Div, exp.IntDiv, exp.Mod)
+COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.NullSafeEQ, exp.NullSafeNEQ)
+STRUCTURAL = (
+    exp.Paren,
+    exp.Literal,
+    exp.RawString,
+    exp.Null,
+    exp.Boolean,
+    exp.Neg,
+    exp.And,
+    exp.Or,
+    exp.Not,
+    exp.Is,
+    exp.In,
+    exp.Between,
+    exp.Like,
+    exp.ILike,
+    exp.Interval,
+    *ARITHMETIC,
+    *COMPARISONS,
+)
+SELECT_ARGS = frozenset(
+    {"expressions", "from", "from_", "joins", "where", "group", "having", "order", "limit", "offset"}
+)
+SUBQUERY_HINT = (
+    "write one SELECT over the product's tables (joined if needed) with WHERE, GROUP BY and HAVING; "
+    "subqueries and CTEs are refused because they could build groups the threshold does not see."
+)
+REFUSED_NODES: dict[type[exp.Expr], tuple[str, str]] = {
+    exp.Window: ("A window function (OVER ...)", "aggregate with GROUP BY instead."),
+    exp.Subquery: ("A subquery", SUBQUERY_HINT),
+    exp.Select: ("A subquery", SUBQUERY_HINT),
+    exp.Exists: ("EXISTS (subquery)", SUBQUERY_HINT),
+    exp.With: ("A WITH clause (CTE)", SUBQUERY_HINT),
+    exp.Union: ("UNION", "run each SELECT as its own query."),
+    exp.Intersect: ("INTERSECT", "run each SELECT as its own query."),
+    exp.Except: ("EXCEPT", "run each SELECT as its own query."),
+    exp.Rollup: ("ROLLUP", "GROUP BY the dimensions and run one query per grouping level."),
+    exp.Cube: ("CUBE", "GROUP BY the dimensions and run one query per grouping level."),
+    exp.GroupingSets: ("GROUPING SETS", "GROUP BY the dimensions and run one query per grouping level."),
+    exp.Filter: ("An aggregate FILTER clause", "filter rows with WHERE, or GROUP BY the dimension."),
+    exp.TableSample: ("TABLESAMPLE / USING SAMPLE", "query the whole table and filter with WHERE."),
+    exp.Placeholder: ("A query parameter", "write the value in the SQL."),
+    exp.Parameter: ("A query parameter", "write the value in the SQL."),
+    exp.Qualify: ("QUALIFY", "filter groups with HAVING."),
+    exp.Lateral: ("LATERAL", "join the product's tables directly."),
+    exp.Unnest: ("UNNEST", "query the product's tables only."),
+    exp.Pivot: ("PIVOT", "GROUP BY the dimension instead."),
+    exp.Lambda: ("A lambda", "use the allowed scalar functions."),
+    exp.Collate: ("COLLATE", "compare with lower() or upper() instead."),
+    exp.Star: ("*", "name dimensions and aggregate measures; * is allowed only in count(*)."),
+}
+
+
+def refuse_construct(construct: str, instead: str) -> QueryRefused:
+    return QueryRefused("disallowed_construct", construct=construct, instead=instead)
+
+
+def function_name(node: exp.Expr) -> str:
+    if isinstance(node, exp.Anonymous):
+        return str(node.name).lower()
+    if isinstance(node, exp.Func):
+        return str(node.sql_name()).lower()
+    return str(node.key).lower()
+
+
+def is_aggregate_like(node: exp.Expr) -> bool:
+    return isinstance(node, exp.AggFunc) or (
+        isinstance(node, exp.Func) and function_name(node) in rules.ROW_REVEALING_AGGREGATES
+    )
+
+
+def contains_column(node: exp.Expr) -> bool:
+    return isinstance(node, exp.Column) or node.find(exp.Column) is not None
+
+
+def literal_int(node: exp.Expr | None, clause: str) -> int | None:
+    if node is None:
+        return None
+    if isinstance(node, exp.Limit):
+        options = node.args.get("limit_options")
+        if node.args.get("expressions") or (
+            options is not None and (options.args.get("percent") or options.args.get("with_ties"))
+        ):
+            raise refuse_construct(f"That {clause} form", f"write {clause} n with a whole number of groups.")
+    value = node.expression if isinstance(node, (exp.Limit, exp.Offset)) else node
+    if isinstance(value, exp.Literal) and not value.is_string and value.this.isdigit():
+        number = int(value.this)
+        if number > rules.MAX_LIMIT:
+            raise refuse_construct(f"{clause} {number}", f"use a {clause} of at most {rules.MAX_LIMIT}.")
+        return number
+    raise refuse_construct(f"A non-literal {clause}", f"write {clause} as a whole number.")
+
+
+def parse_one_select(sql: str) -> exp.Select:
+    """Parse `sql` as exactly one SELECT in DuckDB's dialect, or refuse it."""
+    if len(sql) > rules.MAX_SQL_CHARS:
+        raise QueryRefused("sql_too_long", length=len(sql), limit=rules.MAX_SQL_CHARS)
+    depth = deepest = 0
+    for char in sql:
+        if char == "(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char == ")":
+            depth -= 1
+    if deepest > rules.MAX_NESTING:
+        raise QueryRefused("sql_too_complex", depth=deepest, limit=rules.MAX_NESTING)
+    if "\x00" in sql:
+        raise QueryRefused("sql_syntax", detail="the text contains a NUL character")
+    try:
+        statements = [s for s in sqlglot.parse(sql, read=DIALECT) if s is not None]
+    except (ParseError, TokenError) as error:
+        detail = str(error).splitlines()[0][:200]
+        raise QueryRefused("sql_syntax", detail=detail) from error
+    if len(statements) != 1:
+        raise QueryRefused("multiple_statements", count=len(statements))
+    statement = statements[0]
+    for refused, (construct, instead) in REFUSED_NODES.items():
+        if isinstance(statement, refused) and refused is not exp.Select:
+            raise refuse_construct(construct, instead)
+    if not isinstance(statement, exp.Select):
+        kind = statement.key.upper() if not isinstance(statement, exp.Command) else str(statement.this).upper()
+        raise QueryRefused("not_a_select", kind=kind)
+    deepest = 0
+    stack: list[tuple[exp.Expr, int]] = [(statement, 1)]
+    while stack:
+        node, depth = stack.pop()
+        node.comments = None  # comments never reach the statements that run
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in node.iter_expressions())
+    if deepest > rules.MAX_TREE_DEPTH:
+        raise QueryRefused("sql_too_complex", depth=deepest, limit=rules.MAX_TREE_DEPTH)
+    return statement
+
+
+NEVER_RAISE: tuple[type[exp.Expr], ...] = (
+    exp.Year,
+    exp.Month,
+    exp.Day,
+    exp.Quarter,
+    exp.DayOfWeek,
+    exp.Extract,
+    exp.Lower,
+    exp.Upper,
+    exp.Length,
+    exp.Trim,
+    exp.Concat,
+    exp.DPipe,
+    exp.Replace,
+    exp.Left,
+    exp.Right,
+    exp.Coalesce,
+    exp.Nullif,
+    exp.Sqrt,
+    exp.Ln,
+    exp.Log,
+    exp.Pow,
+)
+"""Functions DuckDB evaluates without raising for any input value (NULL, NaN or infinity instead);
+their arguments are still guarded. Checked against DuckDB's edge values (infinite dates, extreme
+integers); date_trunc, round, substring, abs and arithmetic can raise and stay in TRY()."""
+
+
+def guard(node: exp.Expr) -> exp.Expr:
+    """Wrap row-level arithmetic and functions over data in TRY(), so no row's value can raise an error.
+
+    Comparisons, CASE and TRY_CAST cannot fail on data and stay bare, so DuckDB can still push
+    filters down into the Parquet scan.
+    """
+    if isinstance(node, (*ARITHMETIC, *rules.SCALAR_CLASSES)) and not isinstance(
+        node, (exp.Case, exp.If, exp.TryCast, *NEVER_RAISE)
+    ):
+        return exp.Try(this=node) if contains_column(node) else node
+    for key, value in list(node.args.items()):
+        if isinstance(value, exp.Expr):
+            node.set(key, guard(value))
+        elif isinstance(value, list):
+            node.set(key, [guard(v) if isinstance(v, exp.Expr) else v for v in value])
+    return node
+
+
+_generators = threading.local()
+
+
+def to_sql(node: exp.Expr) -> str:
+    """`node` as DuckDB SQL, without comments, reusing one generator per thread (no tree copy)."""
+    generator: Any = getattr(_generators, "duckdb", None)
+    if generator is None:
+        generator = _generators.duckdb = Dialect.get_or_raise(DIALECT).generator(comments=False)
+    return str(generator.generate(node, copy=False))
