@@ -11,6 +11,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from billing.endpoints import router as billing_router
+from billing.finance_endpoints import router as finance_router
+from billing.payment_endpoints import router as payments_router
 from market.accounts.endpoints import router as accounts_router
 from market.db import Database
 from market.errors import MarketError
@@ -21,7 +24,7 @@ from products.endpoints import router as products_router
 
 log = logging.getLogger("market")
 
-ROUTERS = (accounts_router, products_router, metering_router)
+ROUTERS = (accounts_router, products_router, metering_router, billing_router, payments_router, finance_router)
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:
@@ -73,7 +76,14 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        scheduler = None
+        if settings.scheduler_enabled:
+            from billing.scheduler import start_scheduler
+
+            scheduler = start_scheduler(database, settings)
         yield
+        if scheduler is not None:
+            scheduler.shutdown(wait=False)
         database.dispose()
 
     app = FastAPI(

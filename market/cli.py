@@ -66,5 +66,14 @@ def serve_command(
     uvicorn.run(create_app(settings, database), host=host, port=port)
 
 
+def _add_billing() -> None:
+    from billing.cli import app as billing_app
+
+    app.add_typer(billing_app, name="billing")
+
+
+_add_billing()
+
+
 def main() -> None:
     app()

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from billing import revenue as billing_revenue
 from market.accounts.models import Role
 from market.accounts.service import Principal
 from market.clock import utcnow
@@ -145,6 +146,7 @@ def _freeze_agreement(
     )
     session.add(agreement)
     session.flush()
+    billing_revenue.snapshot_shares(session, agreement)
     return agreement
 
 

@@ -1,0 +1,174 @@
+"""Rating: turn a period's usage records into draft invoices, set-based, idempotently.
+
+One run of a period, under the period's lock (and a global billing lock, so that concurrent runs
+of different periods never race for the same late usage):
+1. every buyer with unbilled usage, and every agreement holder of the period, gets a draft invoice
+   (unless its invoice for the period is already finalized: that usage waits for the next period);
+2. one line per (agreement, charge component, source period) is ensured, plus a monthly-fee line;
+3. every unbilled usage record is linked to its line with one INSERT ... SELECT;
+4. line and invoice totals are recomputed from the links.
+Running it again links nothing new, so nothing changes unless new usage arrived.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from billing import repository
+from billing.config import Period
+from billing.models import Component, DocumentSequence, Invoice, InvoiceLine, InvoiceStatus, PeriodStatus
+from market.clock import new_id, utcnow
+from market.db import insert_ignore
+from market.errors import Conflict
+from metering.pricing import PlanTerms
+
+COMPONENT_TEXT = {
+    Component.MONTHLY_FEE.value: "Monthly fee",
+    Component.BILLABLE.value: "Queries",
+    Component.TRIAL.value: "Trial queries (free)",
+    Component.CAP_REACHED.value: "Queries past the monthly cap (free)",
+    Component.FREE_PUBLIC.value: "Public-interest queries (free, supervised)",
+}
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    period: str
+    invoices_created: int
+    lines_created: int
+    usage_linked: int
+    draft_invoices: int
+    draft_total_minor: int
+
+
+def _global_lock(session: Session) -> None:
+    insert_ignore(session, DocumentSequence.__table__, {"kind": "run", "year": 0, "last_number": 0}, ["kind", "year"])
+    repository.next_number(session, "run", 0)
+
+
+def run_period(session: Session, period: Period, *, now: datetime | None = None) -> RunSummary:
+    """Rate `period`'s usage (and late usage of earlier periods) into draft invoices. Idempotent."""
+    now = now or utcnow()
+    _global_lock(session)
+    row = repository.lock_period(session, period)
+    if row.status == PeriodStatus.CLOSED.value:
+        raise Conflict("period_closed", period=period.key)
+    row.runs += 1
+    row.last_run_at = now
+
+    agreements = repository.agreements_overlapping(session, period)
+    wanted = repository.buyers_with_unbilled_usage(session, period)
+    wanted |= {(a.buyer_org_id, a.currency) for a in agreements if a.created_at < period.end}
+    existing = {(i.buyer_org_id, i.currency): i for i in repository.invoices_of_period(session, period.key)}
+    new_invoices = [
+        {
+            "id": new_id("inv"),
+            "buyer_org_id": buyer,
+            "period": period.key,
+            "currency": currency,
+            "status": InvoiceStatus.DRAFT.value,
+            "public_interest": False,
+            "total_minor": 0,
+            "credited_minor": 0,
+            "paid_minor": 0,
+            "created_at": now,
+            "updated_at": now,
+            "status_reason": "",
+        }
+        for buyer, currency in sorted(wanted - set(existing))
+    ]
+    repository.bulk_insert(session, Invoice, new_invoices)
+    drafts = {
+        (i.buyer_org_id, i.currency): i
+        for i in repository.invoices_of_period(session, period.key, status=InvoiceStatus.DRAFT.value)
+    }
+
+    keys = repository.existing_line_keys(session, period.key)
+    new_lines = []
+    for invoice_id, agreement_id, product_id, component, source in repository.usage_line_groups(session, period):
+        if (invoice_id, agreement_id, component, source) in keys:
+            continue
+        keys.add((invoice_id, agreement_id, component, source))
+        new_lines.append(_line(invoice_id, agreement_id, product_id, component, source, period.key))
+    for agreement in agreements:
+        invoice = drafts.get((agreement.buyer_org_id, agreement.currency))
+        terms = PlanTerms.from_snapshot(agreement.plan)
+        public = agreement.purpose in repository.PUBLIC_PURPOSES
+        key = (invoice.id if invoice else "", agreement.id, Component.MONTHLY_FEE.value, period.key)
+        if invoice is None or public or terms.monthly_fee_minor <= 0 or key in keys:
+            continue
+        keys.add(key)
+        fee = _line(invoice.id, agreement.id, agreement.product_id, Component.MONTHLY_FEE.value, period.key, period.key)
+        fee.update(
+            quantity=period.months_count,
+            unit_price_minor=terms.monthly_fee_minor,
+            amount_minor=terms.monthly_fee_minor * period.months_count,
+        )
+        new_lines.append(fee)
+    repository.bulk_insert(session, InvoiceLine, new_lines)
+
+    linked = repository.link_usage(session, period)
+    current = repository.line_totals(session, period.key)
+    changes = []
+    for line_id, queries, amount, scanned in repository.usage_totals_by_line(session, period.key):
+        if current.get(line_id) != (queries, amount, scanned):
+            changes.append({"id": line_id, "quantity": queries, "amount_minor": amount, "bytes_scanned": scanned})
+    repository.update_lines(session, changes)
+    repository.refresh_draft_totals(session, period.key, now)
+    _mark_public_interest(session, period)
+    session.flush()
+    session.expire_all()
+    final_drafts = repository.invoices_of_period(session, period.key, status=InvoiceStatus.DRAFT.value)
+    return RunSummary(
+        period=period.key,
+        invoices_created=len(new_invoices),
+        lines_created=len(new_lines),
+        usage_linked=linked,
+        draft_invoices=len(final_drafts),
+        draft_total_minor=sum(i.total_minor for i in final_drafts),
+    )
+
+
+def _line(
+    invoice_id: str, agreement_id: str, product_id: str, component: str, source: str, period: str
+) -> dict[str, object]:
+    text = COMPONENT_TEXT.get(component, component)
+    if source != period:
+        text = f"Adjustment: {text.lower()} of {source}, used after that period was invoiced"
+    return {
+        "id": new_id("inl"),
+        "invoice_id": invoice_id,
+        "agreement_id": agreement_id,
+        "product_id": product_id,
+        "component": component,
+        "source_period": source,
+        "quantity": 0,
+        "bytes_scanned": 0,
+        "unit_price_minor": 0,
+        "amount_minor": 0,
+        "description": text,
+    }
+
+
+def _mark_public_interest(session: Session, period: Period) -> None:
+    """A draft is a public-interest statement when every agreement it covers is public-interest."""
+    drafts = repository.invoices_of_period(session, period.key, status=InvoiceStatus.DRAFT.value)
+    lines = repository.lines_of(session, [d.id for d in drafts])
+    by_invoice: dict[str, set[str]] = {}
+    for line in lines:
+        by_invoice.setdefault(line.invoice_id, set()).add(line.agreement_id)
+    purposes = {a.id: a.purpose for a in repository.agreements_overlapping(session, period)}
+    purposes.update(
+        {a.id: a.purpose for a in repository.agreements_by_id(session, {x.agreement_id for x in lines}).values()}
+    )
+    holders: dict[str, set[str]] = {}
+    for agreement in repository.agreements_overlapping(session, period):
+        holders.setdefault(agreement.buyer_org_id, set()).add(agreement.id)
+    for draft in drafts:
+        covered = by_invoice.get(draft.id, set()) | holders.get(draft.buyer_org_id, set())
+        public = bool(covered) and all(purposes.get(a) in repository.PUBLIC_PURPOSES for a in covered)
+        if draft.public_interest != public:
+            draft.public_interest = public

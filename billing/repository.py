@@ -1,0 +1,569 @@
+"""All SQL of billing, including every read of other contexts' tables (agreements, usage records,
+organisations, products), so that a change there is adapted here only."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import CursorResult, Table, and_, case, exists, func, insert, literal, select, update
+from sqlalchemy.orm import Session
+
+from billing.config import Period
+from billing.models import (
+    AgreementShare,
+    BillingPeriod,
+    CreditNote,
+    Distribution,
+    DocumentSequence,
+    Invoice,
+    InvoiceLine,
+    InvoiceLineUsage,
+    InvoiceStatus,
+    JournalEntry,
+    JournalLine,
+    Payment,
+    PaymentStatus,
+    RevenueShare,
+    StripeCustomer,
+)
+from market.accounts.models import Organisation, OrgKind
+from market.db import insert_ignore
+from metering.models import Agreement, ChargeType, UsageRecord
+from products.models import Product
+
+PUBLIC_PURPOSES = ("public_governance", "public_welfare")
+
+# -- locks ----------------------------------------------------------------------------------------
+
+
+def lock_period(session: Session, period: Period) -> BillingPeriod:
+    """The period's row, created if needed and locked (row lock on PostgreSQL, write lock on SQLite)."""
+    insert_ignore(session, BillingPeriod.__table__, {"period": period.key, "months": period.months_count}, ["period"])
+    session.execute(update(BillingPeriod).where(BillingPeriod.period == period.key).values(runs=BillingPeriod.runs))
+    row = session.scalars(select(BillingPeriod).where(BillingPeriod.period == period.key).with_for_update()).one()
+    session.refresh(row)
+    return row
+
+
+def get_period(session: Session, key: str) -> BillingPeriod | None:
+    return session.get(BillingPeriod, key)
+
+
+def list_periods(session: Session) -> Sequence[BillingPeriod]:
+    return session.scalars(select(BillingPeriod).order_by(BillingPeriod.period.desc())).all()
+
+
+def next_number(session: Session, kind: str, year: int) -> int:
+    """The next number of `kind` in `year`, taken under the sequence row's lock: no gaps, no duplicates."""
+    insert_ignore(session, DocumentSequence.__table__, {"kind": kind, "year": year, "last_number": 0}, ["kind", "year"])
+    return int(
+        session.execute(
+            update(DocumentSequence)
+            .where(DocumentSequence.kind == kind, DocumentSequence.year == year)
+            .values(last_number=DocumentSequence.last_number + 1)
+            .returning(DocumentSequence.last_number)
+        ).scalar_one()
+    )
+
+
+# -- rating: set-based ----------------------------------------------------------------------------
+
+U: Table = UsageRecord.__table__  # type: ignore[assignment]
+INV: Table = Invoice.__table__  # type: ignore[assignment]
+L: Table = InvoiceLine.__table__  # type: ignore[assignment]
+X: Table = InvoiceLineUsage.__table__  # type: ignore[assignment]
+
+
+def _unbilled_usage(period: Period) -> list[Any]:
+    """Conditions on `usage_records` for usage the run of `period` may bill: accepted, not yet on a line,
+    up to the period's end, and the buyer's invoice for the period (if any) still a draft."""
+    done = INV.alias("settled_invoice")
+    settled = exists().where(
+        done.c.buyer_org_id == U.c.buyer_org_id,
+        done.c.currency == U.c.currency,
+        done.c.period == period.key,
+        done.c.status != InvoiceStatus.DRAFT.value,
+    )
+    return [
+        U.c.charge_type != ChargeType.REJECTED.value,
+        U.c.month <= period.months[-1],
+        ~exists().where(X.c.usage_record_id == U.c.id),
+        ~settled,
+    ]
+
+
+def _source_period(period: Period) -> Any:
+    """Usage of the period is billed as the period; earlier usage as an adjustment for its own month."""
+    return case((U.c.month >= period.key, literal(period.key)), else_=U.c.month)
+
+
+def buyers_with_unbilled_usage(session: Session, period: Period) -> set[tuple[str, str]]:
+    rows = session.execute(select(U.c.buyer_org_id, U.c.currency).where(*_unbilled_usage(period)).distinct())
+    return {(r[0], r[1]) for r in rows}
+
+
+def agreements_overlapping(session: Session, period: Period) -> Sequence[Agreement]:
+    """Agreements valid at some moment of the period: their holders get an invoice or a statement."""
+    return session.scalars(
+        select(Agreement).where(Agreement.valid_from < period.end, Agreement.valid_until > period.start)
+    ).all()
+
+
+def invoices_of_period(session: Session, period: str, *, status: str | None = None) -> Sequence[Invoice]:
+    query = select(Invoice).where(Invoice.period == period)
+    if status:
+        query = query.where(Invoice.status == status)
+    return session.scalars(query.order_by(Invoice.buyer_org_id, Invoice.created_at)).all()
+
+
+def bulk_insert(session: Session, model: Any, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        session.execute(insert(model.__table__), rows)
+
+
+def usage_line_groups(session: Session, period: Period) -> list[tuple[str, str, str, str, str]]:
+    """(invoice, agreement, product, component, source period) for every unbilled usage group."""
+    source = _source_period(period)
+    rows = session.execute(
+        select(INV.c.id, U.c.agreement_id, U.c.product_id, U.c.charge_type, source)
+        .select_from(
+            U.join(
+                INV,
+                and_(
+                    INV.c.buyer_org_id == U.c.buyer_org_id,
+                    INV.c.currency == U.c.currency,
+                    INV.c.period == period.key,
+                    INV.c.status == InvoiceStatus.DRAFT.value,
+                ),
+            )
+        )
+        .where(*_unbilled_usage(period))
+        .group_by(INV.c.id, U.c.agreement_id, U.c.product_id, U.c.charge_type, source)
+    )
+    return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
+
+def existing_line_keys(session: Session, period: str) -> set[tuple[str, str, str, str]]:
+    rows = session.execute(
+        select(L.c.invoice_id, L.c.agreement_id, L.c.component, L.c.source_period)
+        .select_from(L.join(INV, INV.c.id == L.c.invoice_id))
+        .where(INV.c.period == period, INV.c.status == InvoiceStatus.DRAFT.value)
+    )
+    return {(r[0], r[1], r[2], r[3]) for r in rows}
+
+
+def link_usage(session: Session, period: Period) -> int:
+    """Link every unbilled usage record to its line, in one INSERT ... SELECT; returns how many."""
+    source = _source_period(period)
+    chosen = (
+        select(U.c.id, L.c.id)
+        .select_from(
+            U.join(
+                INV,
+                and_(
+                    INV.c.buyer_org_id == U.c.buyer_org_id,
+                    INV.c.currency == U.c.currency,
+                    INV.c.period == period.key,
+                    INV.c.status == InvoiceStatus.DRAFT.value,
+                ),
+            ).join(
+                L,
+                and_(
+                    L.c.invoice_id == INV.c.id,
+                    L.c.agreement_id == U.c.agreement_id,
+                    L.c.component == U.c.charge_type,
+                    L.c.source_period == source,
+                ),
+            )
+        )
+        .where(*_unbilled_usage(period))
+    )
+    result = session.execute(insert(X).from_select(["usage_record_id", "line_id"], chosen))
+    return int(result.rowcount or 0) if isinstance(result, CursorResult) else 0
+
+
+def usage_totals_by_line(session: Session, period: str) -> list[tuple[str, int, int, int]]:
+    """(line, queries, amount, bytes) summed over the linked usage of the period's draft invoices."""
+    rows = session.execute(
+        select(
+            X.c.line_id,
+            func.count(),
+            func.coalesce(func.sum(U.c.amount_minor), 0),
+            func.coalesce(func.sum(U.c.bytes_scanned), 0),
+        )
+        .select_from(
+            X.join(U, U.c.id == X.c.usage_record_id)
+            .join(L, L.c.id == X.c.line_id)
+            .join(INV, INV.c.id == L.c.invoice_id)
+        )
+        .where(INV.c.period == period, INV.c.status == InvoiceStatus.DRAFT.value)
+        .group_by(X.c.line_id)
+    )
+    return [(r[0], int(r[1]), int(r[2]), int(r[3])) for r in rows]
+
+
+def line_totals(session: Session, period: str) -> dict[str, tuple[int, int, int]]:
+    rows = session.execute(
+        select(L.c.id, L.c.quantity, L.c.amount_minor, L.c.bytes_scanned)
+        .select_from(L.join(INV, INV.c.id == L.c.invoice_id))
+        .where(INV.c.period == period, INV.c.status == InvoiceStatus.DRAFT.value)
+    )
+    return {r[0]: (int(r[1]), int(r[2]), int(r[3])) for r in rows}
+
+
+def update_lines(session: Session, changes: list[dict[str, Any]]) -> None:
+    if changes:
+        session.execute(update(InvoiceLine), changes)
+
+
+def refresh_draft_totals(session: Session, period: str, now: datetime) -> None:
+    """Each draft invoice's total is the sum of its lines."""
+    total = select(func.coalesce(func.sum(L.c.amount_minor), 0)).where(L.c.invoice_id == INV.c.id).scalar_subquery()
+    session.execute(
+        update(INV)
+        .where(INV.c.period == period, INV.c.status == InvoiceStatus.DRAFT.value)
+        .values(total_minor=total, updated_at=now)
+    )
+
+
+# -- invoices -------------------------------------------------------------------------------------
+
+
+def get_invoice(session: Session, invoice_id: str, *, lock: bool = False) -> Invoice | None:
+    query = select(Invoice).where(Invoice.id == invoice_id)
+    if lock:
+        query = query.with_for_update()
+    return session.scalars(query).one_or_none()
+
+
+def list_invoices(
+    session: Session,
+    *,
+    buyer_org_id: str | None = None,
+    status: str | None = None,
+    period: str | None = None,
+    overdue_at: datetime | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> Sequence[Invoice]:
+    query = select(Invoice)
+    if buyer_org_id:
+        query = query.where(Invoice.buyer_org_id == buyer_org_id)
+    if status:
+        query = query.where(Invoice.status == status)
+    if period:
+        query = query.where(Invoice.period == period)
+    if overdue_at is not None:
+        query = query.where(
+            Invoice.status == InvoiceStatus.FINALIZED.value,
+            Invoice.due_at < overdue_at,
+            Invoice.total_minor - Invoice.credited_minor - Invoice.paid_minor > 0,
+        )
+    return session.scalars(
+        query.order_by(Invoice.period.desc(), Invoice.created_at.desc(), Invoice.id).limit(limit).offset(offset)
+    ).all()
+
+
+def lines_of(session: Session, invoice_ids: Sequence[str]) -> Sequence[InvoiceLine]:
+    if not invoice_ids:
+        return []
+    return session.scalars(
+        select(InvoiceLine)
+        .where(InvoiceLine.invoice_id.in_(invoice_ids))
+        .order_by(InvoiceLine.invoice_id, InvoiceLine.source_period, InvoiceLine.agreement_id, InvoiceLine.component)
+    ).all()
+
+
+def usage_of_line(session: Session, line_id: str, limit: int, offset: int) -> Sequence[UsageRecord]:
+    return session.scalars(
+        select(UsageRecord)
+        .join(InvoiceLineUsage, InvoiceLineUsage.usage_record_id == UsageRecord.id)
+        .where(InvoiceLineUsage.line_id == line_id)
+        .order_by(UsageRecord.created_at, UsageRecord.id)
+        .limit(limit)
+        .offset(offset)
+    ).all()
+
+
+def get_line(session: Session, line_id: str) -> InvoiceLine | None:
+    return session.get(InvoiceLine, line_id)
+
+
+def org(session: Session, org_id: str | None) -> Organisation | None:
+    return session.get(Organisation, org_id) if org_id else None
+
+
+def org_names(session: Session, org_ids: set[str]) -> dict[str, str]:
+    if not org_ids:
+        return {}
+    rows = session.execute(select(Organisation.id, Organisation.name).where(Organisation.id.in_(org_ids)))
+    return {r[0]: r[1] for r in rows}
+
+
+def product(session: Session, product_id: str) -> Product | None:
+    return session.get(Product, product_id)
+
+
+def product_by_slug(session: Session, slug: str) -> Product | None:
+    return session.scalars(select(Product).where(Product.slug == slug)).one_or_none()
+
+
+def product_titles(session: Session, product_ids: set[str]) -> dict[str, str]:
+    if not product_ids:
+        return {}
+    rows = session.execute(select(Product.id, Product.title).where(Product.id.in_(product_ids)))
+    return {r[0]: r[1] for r in rows}
+
+
+def agreement(session: Session, agreement_id: str) -> Agreement | None:
+    return session.get(Agreement, agreement_id)
+
+
+def agreements_by_id(session: Session, ids: set[str]) -> dict[str, Agreement]:
+    if not ids:
+        return {}
+    return {a.id: a for a in session.scalars(select(Agreement).where(Agreement.id.in_(ids)))}
+
+
+def platform_org_id(session: Session) -> str | None:
+    return session.scalars(
+        select(Organisation.id).where(Organisation.kind == OrgKind.PLATFORM.value).order_by(Organisation.created_at)
+    ).first()
+
+
+def operator_revenue_ceiling_minor(session: Session, operator_org_id: str, year: int) -> int | None:
+    """The yearly revenue ceiling (cost plus a reasonable profit) the regulator set in the operator's
+    authorisation, if any. The authorisations context is not on this branch yet: the integrator wires
+    this read to it. None means no ceiling."""
+    return None
+
+
+# -- credit notes and payments --------------------------------------------------------------------
+
+
+def credit_notes_of(session: Session, invoice_id: str) -> Sequence[CreditNote]:
+    return session.scalars(
+        select(CreditNote).where(CreditNote.invoice_id == invoice_id).order_by(CreditNote.created_at)
+    ).all()
+
+
+def list_credit_notes(session: Session, buyer_org_id: str | None) -> Sequence[CreditNote]:
+    query = select(CreditNote).join(Invoice, Invoice.id == CreditNote.invoice_id)
+    if buyer_org_id:
+        query = query.where(Invoice.buyer_org_id == buyer_org_id)
+    return session.scalars(query.order_by(CreditNote.created_at.desc())).all()
+
+
+def payments_of(session: Session, invoice_id: str) -> Sequence[Payment]:
+    return session.scalars(select(Payment).where(Payment.invoice_id == invoice_id).order_by(Payment.created_at)).all()
+
+
+def list_payments(session: Session, buyer_org_id: str | None, status: str | None = None) -> Sequence[Payment]:
+    query = select(Payment)
+    if buyer_org_id:
+        query = query.where(Payment.buyer_org_id == buyer_org_id)
+    if status:
+        query = query.where(Payment.status == status)
+    return session.scalars(query.order_by(Payment.created_at.desc())).all()
+
+
+def payment_by_intent(session: Session, intent_id: str) -> Payment | None:
+    return session.scalars(
+        select(Payment).where(Payment.stripe_payment_intent_id == intent_id, Payment.amount_minor > 0).with_for_update()
+    ).first()
+
+
+def get_payment(session: Session, payment_id: str, *, lock: bool = False) -> Payment | None:
+    query = select(Payment).where(Payment.id == payment_id)
+    if lock:
+        query = query.with_for_update()
+    return session.scalars(query).one_or_none()
+
+
+def pending_stripe_payments(session: Session) -> Sequence[Payment]:
+    return session.scalars(
+        select(Payment).where(Payment.method == "stripe", Payment.status == PaymentStatus.PENDING.value)
+    ).all()
+
+
+def stripe_customer(session: Session, org_id: str) -> StripeCustomer | None:
+    return session.get(StripeCustomer, org_id)
+
+
+# -- revenue --------------------------------------------------------------------------------------
+
+
+def product_shares(session: Session, product_id: str) -> Sequence[RevenueShare]:
+    return session.scalars(
+        select(RevenueShare).where(RevenueShare.product_id == product_id).order_by(RevenueShare.id)
+    ).all()
+
+
+def replace_product_shares(session: Session, product_id: str, rows: list[RevenueShare]) -> None:
+    for old in product_shares(session, product_id):
+        session.delete(old)
+    session.flush()
+    session.add_all(rows)
+    session.flush()
+
+
+def agreement_shares(session: Session, agreement_id: str) -> Sequence[AgreementShare]:
+    return session.scalars(
+        select(AgreementShare).where(AgreementShare.agreement_id == agreement_id).order_by(AgreementShare.id)
+    ).all()
+
+
+def distributions(
+    session: Session, *, period: str | None = None, party_org_id: str | None = None, platform: bool = False
+) -> Sequence[Distribution]:
+    query = select(Distribution)
+    if period:
+        query = query.where(Distribution.period == period)
+    if party_org_id:
+        query = query.where(Distribution.party_org_id == party_org_id)
+    if platform:
+        query = query.where(Distribution.party_kind == "platform")
+    return session.scalars(query.order_by(Distribution.id)).all()
+
+
+def distributed_by_payment(session: Session, payment_ids: Sequence[str]) -> dict[str, int]:
+    if not payment_ids:
+        return {}
+    rows = session.execute(
+        select(Distribution.payment_id, func.sum(Distribution.amount_minor))
+        .where(Distribution.payment_id.in_(payment_ids))
+        .group_by(Distribution.payment_id)
+    )
+    return {r[0]: int(r[1]) for r in rows}
+
+
+def operator_distributed_in_year(session: Session, operator_org_id: str, year: int) -> int:
+    return int(
+        session.scalar(
+            select(func.coalesce(func.sum(Distribution.amount_minor), 0)).where(
+                Distribution.party_org_id == operator_org_id,
+                Distribution.party_kind == "operator",
+                Distribution.period.like(f"{year:04d}-%"),
+            )
+        )
+        or 0
+    )
+
+
+# -- journal --------------------------------------------------------------------------------------
+
+
+def balances(session: Session, currency: str | None = None) -> list[tuple[str, str, int]]:
+    query = (
+        select(JournalLine.account, JournalEntry.currency, func.sum(JournalLine.amount_minor))
+        .join(JournalEntry, JournalEntry.id == JournalLine.entry_id)
+        .group_by(JournalLine.account, JournalEntry.currency)
+        .order_by(JournalLine.account)
+    )
+    if currency:
+        query = query.where(JournalEntry.currency == currency)
+    return [(r[0], r[1], int(r[2])) for r in session.execute(query)]
+
+
+def unbalanced_entries(session: Session) -> list[tuple[str, int]]:
+    rows = session.execute(
+        select(JournalLine.entry_id, func.sum(JournalLine.amount_minor))
+        .group_by(JournalLine.entry_id)
+        .having(func.sum(JournalLine.amount_minor) != 0)
+    )
+    return [(r[0], int(r[1])) for r in rows]
+
+
+def journal_entries(session: Session, reference: str | None, limit: int) -> Sequence[JournalEntry]:
+    query = select(JournalEntry)
+    if reference:
+        query = query.where(JournalEntry.reference == reference)
+    return session.scalars(query.order_by(JournalEntry.created_at.desc()).limit(limit)).all()
+
+
+def journal_lines(session: Session, entry_ids: Sequence[str]) -> Sequence[JournalLine]:
+    if not entry_ids:
+        return []
+    return session.scalars(
+        select(JournalLine).where(JournalLine.entry_id.in_(entry_ids)).order_by(JournalLine.id)
+    ).all()
+
+
+# -- reconciliation reads -------------------------------------------------------------------------
+
+
+def usage_rated_minor(session: Session, period: Period) -> int:
+    return int(
+        session.scalar(
+            select(func.coalesce(func.sum(U.c.amount_minor), 0)).where(
+                U.c.month.in_(period.months), U.c.charge_type != ChargeType.REJECTED.value
+            )
+        )
+        or 0
+    )
+
+
+def unbilled_usage_of_period(session: Session, period: Period) -> list[tuple[str, str, int, int]]:
+    """(buyer, agreement, records, amount) of the period's accepted usage on no invoice line."""
+    rows = session.execute(
+        select(U.c.buyer_org_id, U.c.agreement_id, func.count(), func.coalesce(func.sum(U.c.amount_minor), 0))
+        .where(
+            U.c.month.in_(period.months),
+            U.c.charge_type != ChargeType.REJECTED.value,
+            ~exists().where(X.c.usage_record_id == U.c.id),
+        )
+        .group_by(U.c.buyer_org_id, U.c.agreement_id)
+    )
+    return [(r[0], r[1], int(r[2]), int(r[3])) for r in rows]
+
+
+def line_usage_differences(session: Session, period: str) -> list[tuple[str, str, int, int]]:
+    """(invoice, line, line amount, linked usage amount) where a usage line's amount is not its usage's sum."""
+    linked = (
+        select(X.c.line_id.label("line_id"), func.sum(U.c.amount_minor).label("amount"))
+        .select_from(X.join(U, U.c.id == X.c.usage_record_id))
+        .group_by(X.c.line_id)
+        .subquery()
+    )
+    rows = session.execute(
+        select(L.c.invoice_id, L.c.id, L.c.amount_minor, func.coalesce(linked.c.amount, 0))
+        .select_from(L.join(INV, INV.c.id == L.c.invoice_id).outerjoin(linked, linked.c.line_id == L.c.id))
+        .where(
+            INV.c.period == period,
+            L.c.component != "monthly_fee",
+            L.c.amount_minor != func.coalesce(linked.c.amount, 0),
+        )
+    )
+    return [(r[0], r[1], int(r[2]), int(r[3])) for r in rows]
+
+
+def invoice_line_sums(session: Session, period: str) -> dict[str, int]:
+    rows = session.execute(
+        select(L.c.invoice_id, func.sum(L.c.amount_minor))
+        .select_from(L.join(INV, INV.c.id == L.c.invoice_id))
+        .where(INV.c.period == period)
+        .group_by(L.c.invoice_id)
+    )
+    return {r[0]: int(r[1]) for r in rows}
+
+
+def payments_without_invoice(session: Session, period: Period) -> Sequence[Payment]:
+    return session.scalars(
+        select(Payment).where(
+            Payment.invoice_id.is_(None),
+            Payment.status == PaymentStatus.SUCCEEDED.value,
+            Payment.received_at >= period.start,
+            Payment.received_at < period.end,
+        )
+    ).all()
+
+
+def payments_for_period(session: Session, period: str) -> Sequence[Payment]:
+    return session.scalars(
+        select(Payment)
+        .join(Invoice, Invoice.id == Payment.invoice_id)
+        .where(Invoice.period == period)
+        .order_by(Payment.created_at)
+    ).all()
