@@ -110,10 +110,12 @@ def run_period(session: Session, period: Period, *, now: datetime | None = None)
         new_lines.append(fee)
     repository.bulk_insert(session, InvoiceLine, new_lines)
 
-    linked = repository.link_usage(session, period)
     current = repository.line_totals(session, period.key)
+    repository.link_usage(session, period)
     changes = []
+    linked = 0
     for line_id, queries, amount, scanned in repository.usage_totals_by_line(session, period.key):
+        linked += queries - current.get(line_id, (0, 0, 0))[0]
         if current.get(line_id) != (queries, amount, scanned):
             changes.append({"id": line_id, "quantity": queries, "amount_minor": amount, "bytes_scanned": scanned})
     repository.update_lines(session, changes)

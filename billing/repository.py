@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CursorResult, Table, and_, case, exists, func, insert, literal, select, update
+from sqlalchemy import Table, and_, case, exists, func, insert, literal, select, update
 from sqlalchemy.orm import Session
 
 from billing.config import Period
@@ -154,8 +154,8 @@ def existing_line_keys(session: Session, period: str) -> set[tuple[str, str, str
     return {(r[0], r[1], r[2], r[3]) for r in rows}
 
 
-def link_usage(session: Session, period: Period) -> int:
-    """Link every unbilled usage record to its line, in one INSERT ... SELECT; returns how many."""
+def link_usage(session: Session, period: Period) -> None:
+    """Link every unbilled usage record to its line, in one INSERT ... SELECT."""
     source = _source_period(period)
     chosen = (
         select(U.c.id, L.c.id)
@@ -180,8 +180,7 @@ def link_usage(session: Session, period: Period) -> int:
         )
         .where(*_unbilled_usage(period))
     )
-    result = session.execute(insert(X).from_select(["usage_record_id", "line_id"], chosen))
-    return int(result.rowcount or 0) if isinstance(result, CursorResult) else 0
+    session.execute(insert(X).from_select(["usage_record_id", "line_id"], chosen))
 
 
 def usage_totals_by_line(session: Session, period: str) -> list[tuple[str, int, int, int]]:

@@ -37,6 +37,8 @@ class IntentState:
 
     @classmethod
     def from_object(cls, obj: Any) -> IntentState:
+        if hasattr(obj, "to_dict"):
+            obj = obj.to_dict()
         error = _get(obj, "last_payment_error") or {}
         amount = _get(obj, "amount_received") or _get(obj, "amount") or 0
         return cls(
