@@ -141,12 +141,17 @@ class InvoiceLine(Base):
 
 
 class InvoiceLineUsage(Base):
-    """Which usage records a line covers. A usage record is billed on one line only, ever."""
+    """Which usage records a line covers. A usage record is billed on one line only, ever.
+
+    The table grows by one row per billed query (a million a month is normal), so it carries no
+    foreign keys: their per-row checks cost more than the rest of a billing run. Rows are only ever
+    written by the rating statement, which joins both sides, and reconciliation checks every line
+    against its usage records."""
 
     __tablename__ = "invoice_line_usage"
 
-    usage_record_id: Mapped[str] = mapped_column(ForeignKey("usage_records.id"), primary_key=True)
-    line_id: Mapped[str] = mapped_column(ForeignKey("invoice_lines.id"), index=True)
+    usage_record_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    line_id: Mapped[str] = mapped_column(String(32), index=True)
 
 
 class DocumentSequence(Base):

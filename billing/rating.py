@@ -60,9 +60,10 @@ def run_period(session: Session, period: Period, *, now: datetime | None = None)
     row.last_run_at = now
 
     agreements = repository.agreements_overlapping(session, period)
-    wanted = repository.buyers_with_unbilled_usage(session, period)
+    groups = repository.unbilled_groups(session, period)
+    existing = {(i.buyer_org_id, i.currency) for i in repository.invoices_of_period(session, period.key)}
+    wanted = {(g.buyer_org_id, g.currency) for g in groups}
     wanted |= {(a.buyer_org_id, a.currency) for a in agreements if a.created_at < period.end}
-    existing = {(i.buyer_org_id, i.currency): i for i in repository.invoices_of_period(session, period.key)}
     new_invoices = [
         {
             "id": new_id("inv"),
@@ -78,47 +79,70 @@ def run_period(session: Session, period: Period, *, now: datetime | None = None)
             "updated_at": now,
             "status_reason": "",
         }
-        for buyer, currency in sorted(wanted - set(existing))
+        for buyer, currency in sorted(wanted - existing)
     ]
     repository.bulk_insert(session, Invoice, new_invoices)
     drafts = {
-        (i.buyer_org_id, i.currency): i
+        (i.buyer_org_id, i.currency): i.id
         for i in repository.invoices_of_period(session, period.key, status=InvoiceStatus.DRAFT.value)
     }
 
+    # Lines and their new totals come from the grouped usage; the links are then written in one
+    # statement over the same rows (the run holds the billing lock, and usage is append-only).
     keys = repository.existing_line_keys(session, period.key)
-    new_lines = []
-    for invoice_id, agreement_id, product_id, component, source in repository.usage_line_groups(session, period):
-        if (invoice_id, agreement_id, component, source) in keys:
-            continue
-        keys.add((invoice_id, agreement_id, component, source))
-        new_lines.append(_line(invoice_id, agreement_id, product_id, component, source, period.key))
+    current = repository.line_totals(session, period.key)
+    new_lines: dict[str, dict[str, object]] = {}
+    changes: dict[str, dict[str, object]] = {}
+    expected = 0
+    for group in groups:
+        invoice_id = drafts.get((group.buyer_org_id, group.currency))
+        if invoice_id is None:
+            continue  # the buyer's invoice for the period is finalized: this usage waits for the next period
+        expected += group.records
+        key = (invoice_id, group.agreement_id, group.component, group.source_period)
+        line_id = keys.get(key)
+        if line_id is None:
+            line = _line(
+                invoice_id, group.agreement_id, group.product_id, group.component, group.source_period, period.key
+            )
+            line.update(quantity=group.records, amount_minor=group.amount_minor, bytes_scanned=group.bytes_scanned)
+            keys[key] = str(line["id"])
+            new_lines[str(line["id"])] = line
+        else:
+            quantity, amount, scanned = current[line_id]
+            changes[line_id] = {
+                "id": line_id,
+                "quantity": quantity + group.records,
+                "amount_minor": amount + group.amount_minor,
+                "bytes_scanned": scanned + group.bytes_scanned,
+            }
     for agreement in agreements:
-        invoice = drafts.get((agreement.buyer_org_id, agreement.currency))
+        invoice_id = drafts.get((agreement.buyer_org_id, agreement.currency))
         terms = PlanTerms.from_snapshot(agreement.plan)
         public = agreement.purpose in repository.PUBLIC_PURPOSES
-        key = (invoice.id if invoice else "", agreement.id, Component.MONTHLY_FEE.value, period.key)
-        if invoice is None or public or terms.monthly_fee_minor <= 0 or key in keys:
+        fee_key = (invoice_id or "", agreement.id, Component.MONTHLY_FEE.value, period.key)
+        if invoice_id is None or public or terms.monthly_fee_minor <= 0 or fee_key in keys:
             continue
-        keys.add(key)
-        fee = _line(invoice.id, agreement.id, agreement.product_id, Component.MONTHLY_FEE.value, period.key, period.key)
+        fee = _line(invoice_id, agreement.id, agreement.product_id, Component.MONTHLY_FEE.value, period.key, period.key)
         fee.update(
             quantity=period.months_count,
             unit_price_minor=terms.monthly_fee_minor,
             amount_minor=terms.monthly_fee_minor * period.months_count,
         )
-        new_lines.append(fee)
-    repository.bulk_insert(session, InvoiceLine, new_lines)
-
-    current = repository.line_totals(session, period.key)
-    repository.link_usage(session, period)
-    changes = []
-    linked = 0
-    for line_id, queries, amount, scanned in repository.usage_totals_by_line(session, period.key):
-        linked += queries - current.get(line_id, (0, 0, 0))[0]
-        if current.get(line_id) != (queries, amount, scanned):
-            changes.append({"id": line_id, "quantity": queries, "amount_minor": amount, "bytes_scanned": scanned})
-    repository.update_lines(session, changes)
+        keys[fee_key] = str(fee["id"])
+        new_lines[str(fee["id"])] = fee
+    repository.bulk_insert(session, InvoiceLine, list(new_lines.values()))
+    repository.update_lines(session, list(changes.values()))
+    linked = repository.link_usage(session, period) if expected else 0
+    if linked != expected:
+        # Usage arrived between the scan and the links: recount the lines from their links.
+        fixes = []
+        totals = repository.line_totals(session, period.key)
+        for line_id, queries, amount, scanned in repository.usage_totals_by_line(session, period.key):
+            if totals.get(line_id) != (queries, amount, scanned):
+                fixes.append({"id": line_id, "quantity": queries, "amount_minor": amount, "bytes_scanned": scanned})
+        repository.update_lines(session, fixes)
+        linked = max(linked, expected)
     repository.refresh_draft_totals(session, period.key, now)
     _mark_public_interest(session, period)
     session.flush()

@@ -4,10 +4,11 @@ organisations, products), so that a change there is adapted here only."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, and_, case, exists, func, insert, literal, select, update
+from sqlalchemy import Table, and_, case, exists, func, insert, literal, select, text, update
 from sqlalchemy.orm import Session
 
 from billing.config import Period
@@ -77,31 +78,19 @@ X: Table = InvoiceLineUsage.__table__  # type: ignore[assignment]
 
 
 def _unbilled_usage(period: Period) -> list[Any]:
-    """Conditions on `usage_records` for usage the run of `period` may bill: accepted, not yet on a line,
-    up to the period's end, and the buyer's invoice for the period (if any) still a draft."""
-    done = INV.alias("settled_invoice")
-    settled = exists().where(
-        done.c.buyer_org_id == U.c.buyer_org_id,
-        done.c.currency == U.c.currency,
-        done.c.period == period.key,
-        done.c.status != InvoiceStatus.DRAFT.value,
-    )
+    """Conditions on `usage_records` for usage a run of `period` may bill: accepted, up to the period's
+    end, and not yet on any line. (Whether the buyer's invoice is still a draft is decided by joining
+    draft invoices only.)"""
     return [
         U.c.charge_type != ChargeType.REJECTED.value,
         U.c.month <= period.months[-1],
         ~exists().where(X.c.usage_record_id == U.c.id),
-        ~settled,
     ]
 
 
 def _source_period(period: Period) -> Any:
     """Usage of the period is billed as the period; earlier usage as an adjustment for its own month."""
     return case((U.c.month >= period.key, literal(period.key)), else_=U.c.month)
-
-
-def buyers_with_unbilled_usage(session: Session, period: Period) -> set[tuple[str, str]]:
-    rows = session.execute(select(U.c.buyer_org_id, U.c.currency).where(*_unbilled_usage(period)).distinct())
-    return {(r[0], r[1]) for r in rows}
 
 
 def agreements_overlapping(session: Session, period: Period) -> Sequence[Agreement]:
@@ -123,64 +112,89 @@ def bulk_insert(session: Session, model: Any, rows: list[dict[str, Any]]) -> Non
         session.execute(insert(model.__table__), rows)
 
 
-def usage_line_groups(session: Session, period: Period) -> list[tuple[str, str, str, str, str]]:
-    """(invoice, agreement, product, component, source period) for every unbilled usage group."""
+@dataclass(frozen=True)
+class UsageGroup:
+    """Unbilled usage of one agreement and charge type, for one source period, summed."""
+
+    buyer_org_id: str
+    currency: str
+    agreement_id: str
+    product_id: str
+    component: str
+    source_period: str
+    records: int
+    amount_minor: int
+    bytes_scanned: int
+
+
+def unbilled_groups(session: Session, period: Period) -> list[UsageGroup]:
+    """Every group of unbilled usage up to the period's end, in one scan of the usage records."""
     source = _source_period(period)
     rows = session.execute(
-        select(INV.c.id, U.c.agreement_id, U.c.product_id, U.c.charge_type, source)
-        .select_from(
-            U.join(
-                INV,
-                and_(
-                    INV.c.buyer_org_id == U.c.buyer_org_id,
-                    INV.c.currency == U.c.currency,
-                    INV.c.period == period.key,
-                    INV.c.status == InvoiceStatus.DRAFT.value,
-                ),
-            )
+        select(
+            U.c.buyer_org_id,
+            U.c.currency,
+            U.c.agreement_id,
+            U.c.product_id,
+            U.c.charge_type,
+            source,
+            func.count(),
+            func.coalesce(func.sum(U.c.amount_minor), 0),
+            func.coalesce(func.sum(U.c.bytes_scanned), 0),
         )
         .where(*_unbilled_usage(period))
-        .group_by(INV.c.id, U.c.agreement_id, U.c.product_id, U.c.charge_type, source)
+        .group_by(U.c.buyer_org_id, U.c.currency, U.c.agreement_id, U.c.product_id, U.c.charge_type, source)
     )
-    return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+    return [UsageGroup(r[0], r[1], r[2], r[3], r[4], r[5], int(r[6]), int(r[7]), int(r[8])) for r in rows]
 
 
-def existing_line_keys(session: Session, period: str) -> set[tuple[str, str, str, str]]:
+def existing_line_keys(session: Session, period: str) -> dict[tuple[str, str, str, str], str]:
     rows = session.execute(
-        select(L.c.invoice_id, L.c.agreement_id, L.c.component, L.c.source_period)
+        select(L.c.invoice_id, L.c.agreement_id, L.c.component, L.c.source_period, L.c.id)
         .select_from(L.join(INV, INV.c.id == L.c.invoice_id))
         .where(INV.c.period == period, INV.c.status == InvoiceStatus.DRAFT.value)
     )
-    return {(r[0], r[1], r[2], r[3]) for r in rows}
+    return {(r[0], r[1], r[2], r[3]): r[4] for r in rows}
 
 
-def link_usage(session: Session, period: Period) -> None:
-    """Link every unbilled usage record to its line, in one INSERT ... SELECT."""
+def link_usage(session: Session, period: Period) -> int:
+    """Link every unbilled usage record to its line on a draft invoice, in one INSERT ... SELECT.
+
+    An agreement fixes the buyer and the currency, so (agreement, charge type, source period) on a
+    draft of the period names exactly one line."""
+    postgres = session.get_bind().dialect.name == "postgresql"
+    if postgres:
+        # The invoices and lines were written in this transaction, so the planner's statistics say
+        # they are empty and it would pick nested loops over a million rows: hash joins are right here.
+        session.execute(text("SET LOCAL enable_nestloop = off"))
     source = _source_period(period)
     chosen = (
         select(U.c.id, L.c.id)
         .select_from(
             U.join(
-                INV,
-                and_(
-                    INV.c.buyer_org_id == U.c.buyer_org_id,
-                    INV.c.currency == U.c.currency,
-                    INV.c.period == period.key,
-                    INV.c.status == InvoiceStatus.DRAFT.value,
-                ),
-            ).join(
                 L,
                 and_(
-                    L.c.invoice_id == INV.c.id,
                     L.c.agreement_id == U.c.agreement_id,
                     L.c.component == U.c.charge_type,
                     L.c.source_period == source,
+                ),
+            ).join(
+                INV,
+                and_(
+                    INV.c.id == L.c.invoice_id,
+                    INV.c.period == period.key,
+                    INV.c.status == InvoiceStatus.DRAFT.value,
                 ),
             )
         )
         .where(*_unbilled_usage(period))
     )
-    session.execute(insert(X).from_select(["usage_record_id", "line_id"], chosen))
+    result = session.execute(
+        insert(X).from_select(["usage_record_id", "line_id"], chosen), execution_options={"preserve_rowcount": True}
+    )
+    if postgres:
+        session.execute(text("SET LOCAL enable_nestloop = on"))
+    return int(getattr(result, "rowcount", -1) or 0)
 
 
 def usage_totals_by_line(session: Session, period: str) -> list[tuple[str, int, int, int]]:

@@ -281,12 +281,6 @@ def upgrade() -> None:
         "invoice_line_usage",
         sa.Column("usage_record_id", sa.String(length=32), nullable=False),
         sa.Column("line_id", sa.String(length=32), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["line_id"], ["invoice_lines.id"], name=op.f("fk_invoice_line_usage_line_id_invoice_lines")
-        ),
-        sa.ForeignKeyConstraint(
-            ["usage_record_id"], ["usage_records.id"], name=op.f("fk_invoice_line_usage_usage_record_id_usage_records")
-        ),
         sa.PrimaryKeyConstraint("usage_record_id", name=op.f("pk_invoice_line_usage")),
     )
     with op.batch_alter_table("invoice_line_usage", schema=None) as batch_op:
