@@ -198,7 +198,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--buyers", type=int, default=1_000)
-    parser.add_argument("--postgres", default=DEFAULT_PG, help="A PostgreSQL server URL; a scratch database is made there.")
+    parser.add_argument(
+        "--postgres", default=DEFAULT_PG, help="A PostgreSQL server URL; a scratch database is made there."
+    )
     parser.add_argument("--skip-postgres", action="store_true")
     args = parser.parse_args()
     results = []

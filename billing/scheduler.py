@@ -97,10 +97,16 @@ def start_scheduler(database: Database, settings: Settings) -> BackgroundSchedul
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         timezone="UTC",
     )
-    scheduler.add_job("billing.scheduler:billing_cycle_job", "interval", hours=1, id=CYCLE_JOB, replace_existing=True)
-    if settings.stripe_api_key is not None:
+    # Started paused so that the stored jobs are loaded first: a job already in the store keeps its
+    # next run time (a restart never postpones it); a new one runs at once, then hourly.
+    scheduler.start(paused=True)
+    if scheduler.get_job(CYCLE_JOB) is None:
         scheduler.add_job(
-            "billing.scheduler:stripe_recheck_job", "interval", minutes=15, id=RECHECK_JOB, replace_existing=True
+            "billing.scheduler:billing_cycle_job", "interval", hours=1, id=CYCLE_JOB, next_run_time=utcnow()
         )
-    scheduler.start()
+    if settings.stripe_api_key is not None and scheduler.get_job(RECHECK_JOB) is None:
+        scheduler.add_job(
+            "billing.scheduler:stripe_recheck_job", "interval", minutes=15, id=RECHECK_JOB, next_run_time=utcnow()
+        )
+    scheduler.resume()
     return scheduler

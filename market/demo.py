@@ -214,6 +214,22 @@ def _ensure_agreement(
     metering.decide_request(session, reviewer, request.id, approve=True, reason="Demo approval.")
 
 
+def _ensure_revenue_shares(session: Session, people: dict[str, Principal]) -> None:
+    """收益分配 of the demo product: source department 30%, operator 50%, platform 20%."""
+    from billing import repository as billing_repo
+    from billing import revenue
+
+    product = billing_repo.product_by_slug(session, FLIGHTS_SLUG)
+    if product is None or billing_repo.product_shares(session, product.id):
+        return
+    revenue.set_shares(
+        session,
+        people["regulator"],
+        FLIGHTS_SLUG,
+        [("source", people["source"].org_id, 3_000), ("operator", None, 5_000), ("platform", None, 2_000)],
+    )
+
+
 def build_demo(database: Database, settings: Settings) -> dict[str, str]:
     """Create or complete the demo marketplace and return a fresh API key per demo user."""
     settings.ensure_dirs()
@@ -221,6 +237,7 @@ def build_demo(database: Database, settings: Settings) -> dict[str, str]:
         people = _ensure_users(session)
         _ensure_flights(session, settings, people)
         session.flush()
+        _ensure_revenue_shares(session, people)
         _ensure_agreement(
             session,
             people["buyer_public"],

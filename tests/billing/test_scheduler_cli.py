@@ -49,16 +49,6 @@ def test_replicas_bill_a_period_once(market: Market) -> None:
     assert run_cycle(market.database, now=_next_month_start()) == []
 
 
-def test_jobs_persist_in_the_marketplace_database(market: Market) -> None:
-    for _ in range(2):  # a restart replaces the job instead of adding another
-        scheduler = start_scheduler(market.database, market.settings)
-        assert scheduler.get_job(CYCLE_JOB) is not None
-        scheduler.shutdown(wait=False)
-    with market.database.engine.connect() as connection:
-        ids = [row[0] for row in connection.execute(text("SELECT id FROM apscheduler_jobs"))]
-    assert ids == [CYCLE_JOB]
-
-
 @pytest.fixture
 def cli_env(market: Market, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     monkeypatch.setenv("MARKET_DATABASE_URL", market.settings.effective_database_url)
@@ -66,6 +56,21 @@ def cli_env(market: Market, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
+
+
+def test_jobs_persist_in_the_marketplace_database(market: Market, cli_env: None) -> None:
+    next_runs = []
+    for _ in range(2):  # a restart finds the stored job: no second job, and its next run is not postponed
+        scheduler = start_scheduler(market.database, market.settings)
+        scheduler.pause()
+        job = scheduler.get_job(CYCLE_JOB)
+        assert job is not None
+        next_runs.append(job.next_run_time)
+        scheduler.shutdown(wait=False)
+    assert next_runs[1] <= next_runs[0] + timedelta(hours=1)
+    with market.database.engine.connect() as connection:
+        ids = [row[0] for row in connection.execute(text("SELECT id FROM apscheduler_jobs"))]
+    assert ids == [CYCLE_JOB]
 
 
 def test_cli_run_finalize_reconcile_close(market: Market, cli_env: None, tmp_path) -> None:  # type: ignore[no-untyped-def]
