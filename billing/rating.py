@@ -51,7 +51,11 @@ def _global_lock(session: Session) -> None:
 
 def run_period(session: Session, period: Period, *, now: datetime | None = None) -> RunSummary:
     """Rate `period`'s usage (and late usage of earlier periods) into draft invoices. Idempotent."""
-    now = now or utcnow()
+    with repository.batch_cache(session):
+        return _run(session, period, now or utcnow())
+
+
+def _run(session: Session, period: Period, now: datetime) -> RunSummary:
     _global_lock(session)
     row = repository.lock_period(session, period)
     if row.status == PeriodStatus.CLOSED.value:

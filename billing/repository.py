@@ -3,7 +3,8 @@ organisations, products), so that a change there is adapted here only."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -130,7 +131,8 @@ class UsageGroup:
 def unbilled_groups(session: Session, period: Period) -> list[UsageGroup]:
     """Every group of unbilled usage up to the period's end, in one scan of the usage records."""
     source = _source_period(period)
-    rows = session.execute(
+    rows = _execute_scanning_usage(
+        session,
         select(
             U.c.buyer_org_id,
             U.c.currency,
@@ -143,7 +145,7 @@ def unbilled_groups(session: Session, period: Period) -> list[UsageGroup]:
             func.coalesce(func.sum(U.c.bytes_scanned), 0),
         )
         .where(*_unbilled_usage(period))
-        .group_by(U.c.buyer_org_id, U.c.currency, U.c.agreement_id, U.c.product_id, U.c.charge_type, source)
+        .group_by(U.c.buyer_org_id, U.c.currency, U.c.agreement_id, U.c.product_id, U.c.charge_type, source),
     )
     return [UsageGroup(r[0], r[1], r[2], r[3], r[4], r[5], int(r[6]), int(r[7]), int(r[8])) for r in rows]
 
@@ -189,12 +191,37 @@ def link_usage(session: Session, period: Period) -> int:
         )
         .where(*_unbilled_usage(period))
     )
-    result = session.execute(
-        insert(X).from_select(["usage_record_id", "line_id"], chosen), execution_options={"preserve_rowcount": True}
-    )
+    result = _execute_scanning_usage(session, insert(X).from_select(["usage_record_id", "line_id"], chosen))
     if postgres:
         session.execute(text("SET LOCAL enable_nestloop = on"))
     return int(getattr(result, "rowcount", -1) or 0)
+
+
+def _execute_scanning_usage(session: Session, statement: Any) -> Any:
+    """Run a statement that reads most usage records. SQLite would walk them through an index in
+    random order; `NOT INDEXED` makes it scan the table in storage order, several times faster."""
+    connection = session.connection()
+    if connection.dialect.name != "sqlite":
+        return connection.execute(statement, execution_options={"preserve_rowcount": True})
+    compiled = statement.compile(dialect=connection.dialect)
+    sql = str(compiled).replace("FROM usage_records", "FROM usage_records NOT INDEXED", 1)
+    params = tuple(compiled.params[name] for name in compiled.positiontup or ())
+    return connection.exec_driver_sql(sql, params)
+
+
+@contextmanager
+def batch_cache(session: Session) -> Iterator[None]:
+    """A larger SQLite page cache for the length of a billing run (the default is 2 MB)."""
+    connection = session.connection()
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    before = connection.exec_driver_sql("PRAGMA cache_size").scalar()
+    connection.exec_driver_sql("PRAGMA cache_size = -262144")
+    try:
+        yield
+    finally:
+        connection.exec_driver_sql(f"PRAGMA cache_size = {int(before or -2000)}")
 
 
 def usage_totals_by_line(session: Session, period: str) -> list[tuple[str, int, int, int]]:
