@@ -16,6 +16,14 @@ def _money(amount: int, currency: str) -> str:
     return Money(amount, currency).format()
 
 
+def _gb(scanned: int) -> str:
+    """Bytes as decimal GB with three decimals, in integer arithmetic (no float in billing)."""
+    if not scanned:
+        return ""
+    thousandths = (scanned + 500_000) // 1_000_000
+    return f"{thousandths // 1000}.{thousandths % 1000:03d}"
+
+
 def _date(value: object) -> str:
     return value.strftime("%Y-%m-%d") if value is not None and hasattr(value, "strftime") else "-"
 
@@ -34,18 +42,20 @@ def invoice_html(session: Session, invoice: Invoice) -> str:
     else:
         kind = "Invoice"
     rows = "\n".join(
-        "<tr><td>{}</td><td>{}</td><td>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td></tr>".format(
+        "<tr><td>{}</td><td>{}</td><td>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td>"
+        "<td class=n>{}</td></tr>".format(
             escape(titles.get(line.product_id, line.product_id)),
             escape(line.agreement_id),
             escape(line.description),
             line.quantity,
-            f"{line.bytes_scanned / 10**9:.3f}" if line.bytes_scanned else "",
+            _money(line.unit_price_minor, invoice.currency) if line.unit_price_minor else "",
+            _gb(line.bytes_scanned),
             _money(line.amount_minor, invoice.currency),
         )
         for line in lines
     )
     credit_rows = "".join(
-        f"<tr><td colspan=5>Credit note {escape(n.number)}: {escape(n.reason)}</td>"
+        f"<tr><td colspan=6>Credit note {escape(n.number)}: {escape(n.reason)}</td>"
         f"<td class=n>-{_money(n.amount_minor, n.currency)}</td></tr>"
         for n in notes
     )
@@ -74,14 +84,15 @@ Organisation ID: {escape(invoice.buyer_org_id)}</div>
 </table>
 <h2>Lines</h2>
 <table>
-<tr><th>Product</th><th>Agreement</th><th>Description</th><th class=n>Quantity</th><th class=n>GB scanned</th>
+<tr><th>Product</th><th>Agreement</th><th>Description</th><th class=n>Quantity</th><th class=n>Unit price</th>
+<th class=n>GB scanned</th>
 <th class=n>Amount</th></tr>
 {rows}
 {credit_rows}
-<tr><th colspan=5>Total</th><th class=n>{_money(invoice.total_minor, invoice.currency)}</th></tr>
-<tr><td colspan=5>Credited</td><td class=n>{_money(invoice.credited_minor, invoice.currency)}</td></tr>
-<tr><td colspan=5>Paid</td><td class=n>{_money(invoice.paid_minor, invoice.currency)}</td></tr>
-<tr><th colspan=5>Amount due</th><th class=n>{_money(max(due, 0), invoice.currency)}</th></tr>
+<tr><th colspan=6>Total</th><th class=n>{_money(invoice.total_minor, invoice.currency)}</th></tr>
+<tr><td colspan=6>Credited</td><td class=n>{_money(invoice.credited_minor, invoice.currency)}</td></tr>
+<tr><td colspan=6>Paid</td><td class=n>{_money(invoice.paid_minor, invoice.currency)}</td></tr>
+<tr><th colspan=6>Amount due</th><th class=n>{_money(max(due, 0), invoice.currency)}</th></tr>
 </table>
 <p>Pay by bank transfer to {escape(seller.seller_bank)}, quoting {escape(invoice.number or invoice.id)},
 or by card through the marketplace. Every line lists the usage records it covers at

@@ -93,6 +93,11 @@ def _run(session: Session, period: Period, now: datetime) -> RunSummary:
 
     # Lines and their new totals come from the grouped usage; the links are then written in one
     # statement over the same rows (the run holds the billing lock, and usage is append-only).
+    plans = {a.id: PlanTerms.from_snapshot(a.plan) for a in agreements}
+    missing = {g.agreement_id for g in groups} - set(plans)
+    plans.update(
+        {a.id: PlanTerms.from_snapshot(a.plan) for a in repository.agreements_by_id(session, missing).values()}
+    )
     keys = repository.existing_line_keys(session, period.key)
     current = repository.line_totals(session, period.key)
     new_lines: dict[str, dict[str, object]] = {}
@@ -110,6 +115,8 @@ def _run(session: Session, period: Period, now: datetime) -> RunSummary:
                 invoice_id, group.agreement_id, group.product_id, group.component, group.source_period, period.key
             )
             line.update(quantity=group.records, amount_minor=group.amount_minor, bytes_scanned=group.bytes_scanned)
+            if group.component == Component.BILLABLE.value and group.agreement_id in plans:
+                line["unit_price_minor"] = plans[group.agreement_id].per_query_minor
             keys[key] = str(line["id"])
             new_lines[str(line["id"])] = line
         else:
