@@ -8,6 +8,7 @@ webhook in any order, the reconciling job) goes through `_apply_intent`, which o
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -109,7 +110,7 @@ def record_bank_transfer(
         amount_minor=amount_minor,
         currency=currency or "CNY",
         reference=reference.strip(),
-        idempotency_key=f"bank:{buyer_org_id}:{reference.strip()}",
+        idempotency_key=f"bank:{buyer_org_id}:{hashlib.sha256(reference.strip().encode()).hexdigest()[:40]}",
         recorded_by=actor.user_id,
         received_at=received_at or now,
         created_at=now,

@@ -23,7 +23,8 @@ COUNTED = (InvoiceStatus.FINALIZED.value, InvoiceStatus.PAID.value, InvoiceStatu
 @dataclass
 class Mismatch:
     reason: str
-    """unpaid, overpaid, paid_with_no_invoice, usage_after_finalization, usage_not_invoiced,
+    """unpaid, overpaid, paid_with_no_invoice, usage_after_finalization, usage_not_invoiced, invoice_voided,
+    written_off,
     invoice_not_finalized, line_usage_mismatch, invoice_total_mismatch, stripe_amount_mismatch,
     undistributed, journal_unbalanced."""
     objects: dict[str, str]
@@ -36,6 +37,10 @@ class Report:
     period: str
     usage_billable_minor: int
     invoiced_minor: int
+    fees_minor: int
+    """Monthly fees on the period's invoices (rated from the agreements, not from usage)."""
+    adjustments_minor: int
+    """Late usage of earlier periods invoiced in this period."""
     credited_minor: int
     paid_minor: int
     distributed_minor: int
@@ -96,6 +101,24 @@ def reconcile(session: Session, actor: Principal | None, period: Period) -> Repo
                     f"total {invoice.total_minor}, lines add up to {sums.get(invoice.id, 0)}",
                 )
             )
+        if invoice.status == InvoiceStatus.VOID.value:
+            found.append(
+                Mismatch(
+                    "invoice_voided",
+                    {"invoice": invoice.id, "number": invoice.number or "", "buyer": invoice.buyer_org_id},
+                    invoice.total_minor,
+                    f"voided: {invoice.status_reason}; its usage is not billed again",
+                )
+            )
+        if invoice.status == InvoiceStatus.UNCOLLECTIBLE.value:
+            found.append(
+                Mismatch(
+                    "written_off",
+                    {"invoice": invoice.id, "number": invoice.number or "", "buyer": invoice.buyer_org_id},
+                    invoices.due_minor(invoice),
+                    f"uncollectible: {invoice.status_reason}",
+                )
+            )
         if invoice.status in (InvoiceStatus.FINALIZED.value, InvoiceStatus.PAID.value):
             due = invoices.due_minor(invoice)
             objects = {"invoice": invoice.id, "number": invoice.number or "", "buyer": invoice.buyer_org_id}
@@ -150,11 +173,14 @@ def reconcile(session: Session, actor: Principal | None, period: Period) -> Repo
     for entry_id, total in repository.unbalanced_entries(session):
         found.append(Mismatch("journal_unbalanced", {"journal_entry": entry_id}, total, "lines do not sum to zero"))
 
+    counted_lines = repository.lines_of(session, [i.id for i in counted])
     row = repository.get_period(session, period.key)
     return Report(
         period=period.key,
         usage_billable_minor=repository.usage_rated_minor(session, period),
         invoiced_minor=sum(i.total_minor for i in counted),
+        fees_minor=sum(x.amount_minor for x in counted_lines if x.component == "monthly_fee"),
+        adjustments_minor=sum(x.amount_minor for x in counted_lines if x.source_period != period.key),
         credited_minor=sum(i.credited_minor for i in counted),
         paid_minor=sum(p.amount_minor for p in succeeded),
         distributed_minor=sum(distributed.values()),
@@ -163,7 +189,15 @@ def reconcile(session: Session, actor: Principal | None, period: Period) -> Repo
     )
 
 
-SUMMARY_FIELDS = ("usage_billable_minor", "invoiced_minor", "credited_minor", "paid_minor", "distributed_minor")
+SUMMARY_FIELDS = (
+    "usage_billable_minor",
+    "invoiced_minor",
+    "fees_minor",
+    "adjustments_minor",
+    "credited_minor",
+    "paid_minor",
+    "distributed_minor",
+)
 
 
 def to_rows(report: Report) -> list[list[str]]:

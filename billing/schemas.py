@@ -194,6 +194,8 @@ class ReconciliationOut(BaseModel):
     status: str
     usage_billable_minor: int
     invoiced_minor: int
+    fees_minor: int
+    adjustments_minor: int
     credited_minor: int
     paid_minor: int
     distributed_minor: int

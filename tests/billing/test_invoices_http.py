@@ -113,3 +113,30 @@ def test_void_and_uncollectible(market: Market) -> None:
         f"/v1/invoices/{invoice['id']}/uncollectible", headers=s.finance.headers, json={"reason": "x"}
     )
     assert twice.status_code == 409
+
+
+def test_monthly_fee_line_and_voided_invoice_in_reconciliation(market: Market) -> None:
+    from tests.factories import PLANS
+
+    plans = [PLANS[0], {**PLANS[1], "monthly_fee_minor": 5000}]
+    s = scene(market, commercial_queries=1, public_queries=0, plans=plans)
+    run(market, s.finance, finalize=True)
+    invoice = invoices_of(market, s.commercial)[0]
+    fee = [line for line in invoice["lines"] if line["component"] == "monthly_fee"]
+    assert fee and fee[0]["amount_minor"] == 5000 and fee[0]["quantity"] == 1
+    assert invoice["total_minor"] == 5000 + usage_total(market, s.commercial)
+    assert run(market, s.finance)["lines_created"] == 0  # the fee is billed once per period
+
+    voided = market.client.post(
+        f"/v1/invoices/{invoice['id']}/void", headers=s.finance.headers, json={"reason": "wrong plan"}
+    )
+    assert voided.status_code == 200
+    recon = market.client.get("/v1/reconciliation", headers=s.finance.headers, params={"period": this_period()}).json()
+    assert [m["reason"] for m in recon["mismatches"]] == ["invoice_voided"]
+    assert recon["mismatches"][0]["objects"]["invoice"] == invoice["id"]
+    long_ref = market.client.post(
+        "/v1/payments",
+        headers=s.finance.headers,
+        json={"buyer_org_id": s.commercial.principal.org_id, "amount_minor": 1, "reference": "R" * 200},
+    )
+    assert long_ref.status_code == 201, long_ref.text
