@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from billing import reconciliation, repository, revenue, statements
+from billing import finance_repository, reconciliation, revenue, statements
 from billing.config import Period
 from billing.schemas import (
     BalanceOut,
@@ -61,7 +61,9 @@ def close(period: str, session: SessionDep, principal: PrincipalDep) -> PeriodOu
 def balances(session: SessionDep, principal: PrincipalDep, currency: str | None = None) -> list[BalanceOut]:
     """Account balances, computed from the journal."""
     principal.require(Role.FINANCE)
-    return [BalanceOut(account=a, currency=c, balance_minor=b) for a, c, b in repository.balances(session, currency)]
+    return [
+        BalanceOut(account=a, currency=c, balance_minor=b) for a, c, b in finance_repository.balances(session, currency)
+    ]
 
 
 @router.get("/ledger/entries", response_model=list[JournalEntryOut])
@@ -72,9 +74,9 @@ def entries(
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[JournalEntryOut]:
     principal.require(Role.FINANCE)
-    found = repository.journal_entries(session, reference, limit)
+    found = finance_repository.journal_entries(session, reference, limit)
     lines: dict[str, list[JournalLineOut]] = {e.id: [] for e in found}
-    for line in repository.journal_lines(session, [e.id for e in found]):
+    for line in finance_repository.journal_lines(session, [e.id for e in found]):
         lines[line.entry_id].append(JournalLineOut(account=line.account, amount_minor=line.amount_minor))
     return [
         JournalEntryOut(

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 
 from sqlalchemy.orm import Session
 
-from billing import invoices, repository
+from billing import finance_repository, invoices, repository
 from billing.config import Period
 from billing.models import BillingPeriod, InvoiceStatus, PaymentStatus, PeriodStatus
 from market.accounts.models import Role
@@ -60,7 +60,7 @@ def reconcile(session: Session, actor: Principal | None, period: Period) -> Repo
     counted = [i for i in all_invoices if i.status in COUNTED]
     finalized_buyers = {(i.buyer_org_id) for i in all_invoices if i.status != InvoiceStatus.DRAFT.value}
 
-    for buyer, agreement, records, amount in repository.unbilled_usage_of_period(session, period):
+    for buyer, agreement, records, amount in finance_repository.unbilled_usage_of_period(session, period):
         late = buyer in finalized_buyers
         found.append(
             Mismatch(
@@ -81,7 +81,9 @@ def reconcile(session: Session, actor: Principal | None, period: Period) -> Repo
                 "invoice_not_finalized", {"invoice": draft.id, "buyer": draft.buyer_org_id}, draft.total_minor, "draft"
             )
         )
-    for invoice_id, line_id, line_amount, usage_amount in repository.line_usage_differences(session, period.key):
+    for invoice_id, line_id, line_amount, usage_amount in finance_repository.line_usage_differences(
+        session, period.key
+    ):
         found.append(
             Mismatch(
                 "line_usage_mismatch",
@@ -90,7 +92,7 @@ def reconcile(session: Session, actor: Principal | None, period: Period) -> Repo
                 f"line says {line_amount}, its usage records add up to {usage_amount}",
             )
         )
-    sums = repository.invoice_line_sums(session, period.key)
+    sums = finance_repository.invoice_line_sums(session, period.key)
     for invoice in all_invoices:
         if sums.get(invoice.id, 0) != invoice.total_minor:
             found.append(
@@ -128,9 +130,9 @@ def reconcile(session: Session, actor: Principal | None, period: Period) -> Repo
             elif due < 0:
                 found.append(Mismatch("overpaid", objects, -due, "received more than invoiced less credit notes"))
 
-    payments = repository.payments_for_period(session, period.key)
+    payments = finance_repository.payments_for_period(session, period.key)
     succeeded = [p for p in payments if p.status == PaymentStatus.SUCCEEDED.value]
-    for payment in repository.payments_without_invoice(session, period):
+    for payment in finance_repository.payments_without_invoice(session, period):
         found.append(
             Mismatch(
                 "paid_with_no_invoice",
@@ -159,7 +161,7 @@ def reconcile(session: Session, actor: Principal | None, period: Period) -> Repo
                     f"we say {payment.amount_minor} {payment.currency}",
                 )
             )
-    distributed = repository.distributed_by_payment(session, [p.id for p in succeeded])
+    distributed = finance_repository.distributed_by_payment(session, [p.id for p in succeeded])
     for payment in succeeded:
         if distributed.get(payment.id, 0) != payment.amount_minor:
             found.append(
@@ -170,14 +172,14 @@ def reconcile(session: Session, actor: Principal | None, period: Period) -> Repo
                     f"distributed {distributed.get(payment.id, 0)} of {payment.amount_minor}",
                 )
             )
-    for entry_id, total in repository.unbalanced_entries(session):
+    for entry_id, total in finance_repository.unbalanced_entries(session):
         found.append(Mismatch("journal_unbalanced", {"journal_entry": entry_id}, total, "lines do not sum to zero"))
 
     counted_lines = repository.lines_of(session, [i.id for i in counted])
     row = repository.get_period(session, period.key)
     return Report(
         period=period.key,
-        usage_billable_minor=repository.usage_rated_minor(session, period),
+        usage_billable_minor=finance_repository.usage_rated_minor(session, period),
         invoiced_minor=sum(i.total_minor for i in counted),
         fees_minor=sum(x.amount_minor for x in counted_lines if x.component == "monthly_fee"),
         adjustments_minor=sum(x.amount_minor for x in counted_lines if x.source_period != period.key),

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from billing import ledger, repository
+from billing import finance_repository, ledger, repository
 from billing.models import AgreementShare, Distribution, Invoice, PartyKind, Payment, RevenueShare
 from market.accounts.models import OrgKind, Role
 from market.accounts.service import Principal
@@ -31,7 +31,7 @@ class Share:
 
 def configured_shares(session: Session, product_id: str) -> list[Share]:
     """The product's shares, or the defaults (operator 80%, platform 20%)."""
-    rows = repository.product_shares(session, product_id)
+    rows = finance_repository.product_shares(session, product_id)
     if rows:
         return [Share(r.party_kind, r.party_org_id, r.basis_points) for r in rows]
     found = repository.product(session, product_id)
@@ -81,7 +81,7 @@ def set_shares(
                 updated_by=actor.user_id,
             )
         )
-    repository.replace_product_shares(session, product.id, rows)
+    finance_repository.replace_product_shares(session, product.id, rows)
     return configured_shares(session, product.id)
 
 
@@ -100,7 +100,7 @@ def shares_for_reader(session: Session, actor: Principal, slug: str) -> list[Sha
 
 def snapshot_shares(session: Session, agreement: Agreement) -> list[Share]:
     """Freeze the product's current shares with a new agreement (called when the agreement is made)."""
-    existing = repository.agreement_shares(session, agreement.id)
+    existing = finance_repository.agreement_shares(session, agreement.id)
     if existing:
         return [Share(s.party_kind, s.party_org_id, s.basis_points) for s in existing]
     shares = configured_shares(session, agreement.product_id)
@@ -116,7 +116,7 @@ def snapshot_shares(session: Session, agreement: Agreement) -> list[Share]:
 
 def agreement_split(session: Session, agreement_id: str) -> list[Share]:
     """The agreement's frozen shares; agreements made before snapshots existed are frozen now."""
-    rows = repository.agreement_shares(session, agreement_id)
+    rows = finance_repository.agreement_shares(session, agreement_id)
     if rows:
         return [Share(r.party_kind, r.party_org_id, r.basis_points) for r in rows]
     found = repository.agreement(session, agreement_id)

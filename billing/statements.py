@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from billing import repository
+from billing import finance_repository, repository
 from billing.config import Period
 from market.accounts.models import Role
 from market.accounts.service import Principal
@@ -32,9 +32,9 @@ class Statement:
 def statements(session: Session, actor: Principal, period: Period) -> list[Statement]:
     """Finance and the regulator see every party's statement; operators and source departments their own."""
     if actor.role in (Role.FINANCE, Role.REGULATOR, Role.ADMIN):
-        rows = repository.distributions(session, period=period.key)
+        rows = finance_repository.distributions(session, period=period.key)
     elif actor.role in (Role.OPERATOR, Role.SOURCE):
-        rows = repository.distributions(session, period=period.key, party_org_id=actor.org_id)
+        rows = finance_repository.distributions(session, period=period.key, party_org_id=actor.org_id)
     else:
         raise Forbidden("forbidden_role", needed="finance, regulator, operator or source", role=actor.role.value)
     totals: dict[tuple[str, str | None, str], int] = defaultdict(int)
@@ -56,7 +56,7 @@ def statements(session: Session, actor: Principal, period: Period) -> list[State
             payments=len(payments[(kind, org_id, currency)]),
         )
         if kind == "operator" and org_id:
-            statement.year_to_date_minor = repository.operator_distributed_in_year(session, org_id, period.year)
+            statement.year_to_date_minor = finance_repository.operator_distributed_in_year(session, org_id, period.year)
             statement.ceiling_minor = repository.operator_revenue_ceiling_minor(session, org_id, period.year)
             statement.over_ceiling = (
                 statement.ceiling_minor is not None and statement.year_to_date_minor > statement.ceiling_minor

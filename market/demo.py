@@ -216,11 +216,11 @@ def _ensure_agreement(
 
 def _ensure_revenue_shares(session: Session, people: dict[str, Principal]) -> None:
     """收益分配 of the demo product: source department 30%, operator 50%, platform 20%."""
+    from billing import finance_repository, revenue
     from billing import repository as billing_repo
-    from billing import revenue
 
     product = billing_repo.product_by_slug(session, FLIGHTS_SLUG)
-    if product is None or billing_repo.product_shares(session, product.id):
+    if product is None or finance_repository.product_shares(session, product.id):
         return
     revenue.set_shares(
         session,

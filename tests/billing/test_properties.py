@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import delete, select, update
 
-from billing import invoices, ledger, payments, rating, reconciliation, repository
+from billing import finance_repository, invoices, ledger, payments, rating, reconciliation, repository
 from billing.config import Period
 from billing.models import Distribution, Invoice, InvoiceLine, InvoiceLineUsage, Payment
 from billing.revenue import Share, split_payment
@@ -189,7 +189,7 @@ def test_money_adds_up_and_reconciliation_names_the_fault(
             if parts:
                 assert sum(parts) == payment.amount_minor
         # Every journal entry balances.
-        assert repository.unbalanced_entries(session) == []
+        assert finance_repository.unbalanced_entries(session) == []
         report = reconciliation.reconcile(session, finance, period)
     reasons = {m.reason for m in report.mismatches}
     if fault is None:
