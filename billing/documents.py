@@ -99,3 +99,71 @@ or by card through the marketplace. Every line lists the usage records it covers
 /v1/invoices/{escape(invoice.id)}/lines/&lt;line id&gt;/usage.</p>
 </body></html>
 """
+
+
+def _latin(text: str) -> str:
+    """The PDF's built-in fonts are Latin-1: other characters are shown as '?'."""
+    return text.encode("latin-1", "replace").decode("latin-1")
+
+
+def invoice_pdf(session: Session, invoice: Invoice) -> bytes:
+    """The same invoice as a one-file PDF (built-in Helvetica; see `_latin`)."""
+    from fpdf import FPDF
+
+    seller = billing_settings()
+    buyer = repository.org(session, invoice.buyer_org_id)
+    lines = repository.lines_of(session, [invoice.id])
+    titles = repository.product_titles(session, {line.product_id for line in lines})
+    notes = repository.credit_notes_of(session, invoice.id)
+    pdf = FPDF()
+    pdf.add_page()
+    pdf.set_font("Helvetica", "B", 16)
+    title = "Public-interest usage statement" if invoice.public_interest else "Invoice"
+    if invoice.status == InvoiceStatus.DRAFT.value:
+        title = "DRAFT " + title.lower()
+    pdf.cell(0, 10, _latin(title), new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font("Helvetica", size=9)
+    header = [
+        f"Seller: {seller.seller_name}, {seller.seller_address}, tax ID {seller.seller_tax_id}",
+        f"Bill to: {buyer.name if buyer else invoice.buyer_org_id} ({invoice.buyer_org_id})",
+        f"Invoice number: {invoice.number or 'not yet numbered (draft)'}    Invoice ID: {invoice.id}",
+        f"Billing period: {invoice.period}    Issue date: {_date(invoice.finalized_at)}    "
+        f"Due date: {_date(invoice.due_at)}    Status: {invoice.status}",
+    ]
+    for text in header:
+        pdf.multi_cell(0, 5, _latin(text), new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(3)
+    widths = (60, 70, 20, 30)
+    pdf.set_font("Helvetica", "B", 9)
+    for width, text in zip(widths, ("Product", "Description", "Quantity", "Amount"), strict=True):
+        pdf.cell(width, 6, text, border="B")
+    pdf.ln()
+    pdf.set_font("Helvetica", size=9)
+    rows = [
+        (
+            titles.get(x.product_id, x.product_id),
+            x.description,
+            str(x.quantity),
+            _money(x.amount_minor, invoice.currency),
+        )
+        for x in lines
+    ]
+    rows += [(f"Credit note {n.number}", n.reason, "", "-" + _money(n.amount_minor, n.currency)) for n in notes]
+    for row in rows:
+        for width, text in zip(widths, row, strict=True):
+            pdf.cell(width, 6, _latin(text[:45]), align="R" if width in (20, 30) else "L")
+        pdf.ln()
+    pdf.ln(2)
+    for label, amount in (
+        ("Total", invoice.total_minor),
+        ("Credited", invoice.credited_minor),
+        ("Paid", invoice.paid_minor),
+        ("Amount due", max(invoices.due_minor(invoice), 0)),
+    ):
+        pdf.cell(150, 6, label, align="R")
+        pdf.cell(30, 6, _money(amount, invoice.currency), align="R", new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(3)
+    pdf.multi_cell(
+        0, 5, _latin(f"Pay by bank transfer to {seller.seller_bank}, quoting {invoice.number or invoice.id}.")
+    )
+    return bytes(pdf.output())

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 
 from billing import documents, invoices, rating, repository
 from billing.config import Period
@@ -24,6 +24,7 @@ from billing.schemas import (
 from market.accounts.models import Role
 from market.clock import utcnow
 from market.deps import PrincipalDep, SessionDep
+from market.errors import Unprocessable
 
 router = APIRouter(prefix="/v1", tags=["billing"])
 
@@ -135,10 +136,19 @@ def line_usage(
     return [UsageRecordOut.model_validate(r) for r in records]
 
 
-@router.get("/invoices/{invoice_id}/document", response_class=HTMLResponse)
-def invoice_document(invoice_id: str, session: SessionDep, principal: PrincipalDep) -> HTMLResponse:
-    """The invoice as a printable HTML document."""
+@router.get("/invoices/{invoice_id}/document", response_class=HTMLResponse, response_model=None)
+def invoice_document(invoice_id: str, session: SessionDep, principal: PrincipalDep, format: str = "html") -> Response:
+    """The invoice as a printable document: `?format=html` (default) or `?format=pdf`."""
+    if format not in ("html", "pdf"):
+        raise Unprocessable("invalid_document_format", format=format)
     invoice = invoices.visible_invoice(session, principal, invoice_id)
+    if format == "pdf":
+        name = f"{invoice.number or invoice.id}.pdf"
+        return Response(
+            documents.invoice_pdf(session, invoice),
+            media_type="application/pdf",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
     return HTMLResponse(documents.invoice_html(session, invoice))
 
 

@@ -110,6 +110,7 @@ EN: dict[str, str] = {
     "duplicate_share_party": "Each party may appear once in the revenue shares.",
     "share_source_unknown": "'{org}' is not a source department's organisation; give the source's org_id.",
     "invalid_export_format": "Export format '{format}' is unknown; use csv or xlsx.",
+    "invalid_document_format": "Document format '{format}' is unknown; use html or pdf.",
 }
 
 ZH_CN: dict[str, str] = {}

@@ -99,6 +99,12 @@ def test_document_is_a_readable_invoice(market: Market) -> None:
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     for text in (invoice["number"], "Seller", "Bill to", "Due date", "Total", "CNY", s.commercial.principal.org_name):
         assert text in page.text
+    pdf = market.client.get(invoice["document"], headers=s.commercial.headers, params={"format": "pdf"})
+    assert (
+        pdf.status_code == 200 and pdf.content.startswith(b"%PDF") and pdf.headers["content-type"] == "application/pdf"
+    )
+    bad = market.client.get(invoice["document"], headers=s.commercial.headers, params={"format": "doc"})
+    assert bad.status_code == 422
 
 
 def test_void_and_uncollectible(market: Market) -> None:
