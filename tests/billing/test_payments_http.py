@@ -197,3 +197,34 @@ def test_paid_with_no_invoice_and_closing(market: Market) -> None:
     assert rerun.status_code == 409 and rerun.json()["error"]["code"] == "period_closed"
     void = market.client.post(f"/v1/invoices/{invoice['id']}/void", headers=s.finance.headers, json={"reason": "x"})
     assert void.status_code == 409
+
+
+def test_credit_notes_listing_roles_and_operator_ceiling(market: Market, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from billing import repository
+
+    s, invoice = _finalized(market)
+    body = {"amount_minor": 10, "reason": "rounding goodwill"}
+    assert (
+        market.client.post(
+            f"/v1/invoices/{invoice['id']}/credit-notes", headers=s.commercial.headers, json=body
+        ).status_code
+        == 403
+    )
+    assert (
+        market.client.post(
+            f"/v1/invoices/{invoice['id']}/credit-notes", headers=s.finance.headers, json=body
+        ).status_code
+        == 201
+    )
+    mine = market.client.get("/v1/credit-notes", headers=s.commercial.headers).json()
+    assert [n["invoice_id"] for n in mine] == [invoice["id"]]
+    assert market.client.get("/v1/credit-notes", headers=s.public.headers).json() == []
+    webhook = market.client.post("/v1/stripe/webhook", content=b"{}")
+    assert webhook.status_code == 503 and webhook.json()["error"]["code"] == "stripe_not_configured"
+
+    assert _transfer(market, s, invoice["id"], invoice["total_minor"] - 10, "BOC-c").status_code == 201
+    monkeypatch.setattr(repository, "operator_revenue_ceiling_minor", lambda session, org, year: 1)
+    statements = market.client.get(
+        "/v1/settlements", headers=s.listed.operator.headers, params={"period": this_period()}
+    )
+    assert statements.json()[0]["ceiling_minor"] == 1 and statements.json()[0]["over_ceiling"] is True
