@@ -44,7 +44,8 @@ class RunSummary:
     draft_total_minor: int
 
 
-def _global_lock(session: Session) -> None:
+def acquire_billing_lock(session: Session) -> None:
+    """The lock every billing run takes first (then the period's): runs never overlap or deadlock."""
     insert_ignore(session, DocumentSequence.__table__, {"kind": "run", "year": 0, "last_number": 0}, ["kind", "year"])
     repository.next_number(session, "run", 0)
 
@@ -56,7 +57,7 @@ def run_period(session: Session, period: Period, *, now: datetime | None = None)
 
 
 def _run(session: Session, period: Period, now: datetime) -> RunSummary:
-    _global_lock(session)
+    acquire_billing_lock(session)
     row = repository.lock_period(session, period)
     if row.status == PeriodStatus.CLOSED.value:
         raise Conflict("period_closed", period=period.key)

@@ -58,6 +58,7 @@ def run_cycle(database: Database, now: datetime | None = None) -> list[str]:
     billed = []
     for candidate in candidates:
         with database.transaction() as session:
+            rating.acquire_billing_lock(session)  # the same lock order as every other run
             row = repository.lock_period(session, candidate)
             if row.scheduled_run_at is not None or row.status == "closed":
                 continue
