@@ -43,6 +43,8 @@ class Report:
     """Late usage of earlier periods invoiced in this period."""
     credited_minor: int
     paid_minor: int
+    paid_by_method: dict[str, int]
+    """Net money received for the period's invoices, by method (stripe, bank_transfer)."""
     distributed_minor: int
     status: str
     mismatches: list[Mismatch] = field(default_factory=list)
@@ -185,6 +187,10 @@ def reconcile(session: Session, actor: Principal | None, period: Period) -> Repo
         adjustments_minor=sum(x.amount_minor for x in counted_lines if x.source_period != period.key),
         credited_minor=sum(i.credited_minor for i in counted),
         paid_minor=sum(p.amount_minor for p in succeeded),
+        paid_by_method={
+            method: sum(p.amount_minor for p in succeeded if p.method == method)
+            for method in ("bank_transfer", "stripe")
+        },
         distributed_minor=sum(distributed.values()),
         status=row.status if row else PeriodStatus.OPEN.value,
         mismatches=found,
@@ -206,6 +212,8 @@ def to_rows(report: Report) -> list[list[str]]:
     rows = [["section", "reason", "objects", "amount_minor", "detail"]]
     for name in SUMMARY_FIELDS:
         rows.append(["summary", name, report.period, str(getattr(report, name)), ""])
+    for method, amount in report.paid_by_method.items():
+        rows.append(["summary", f"paid_{method}_minor", report.period, str(amount), ""])
     for m in report.mismatches:
         objects = "; ".join(f"{k}={v}" for k, v in m.objects.items())
         rows.append(["mismatch", m.reason, objects, str(m.amount_minor), m.detail])

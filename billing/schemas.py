@@ -198,6 +198,7 @@ class ReconciliationOut(BaseModel):
     adjustments_minor: int
     credited_minor: int
     paid_minor: int
+    paid_by_method: dict[str, int]
     distributed_minor: int
     mismatches: list[MismatchOut]
 

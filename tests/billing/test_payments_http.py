@@ -46,7 +46,11 @@ def test_partial_bank_transfers_pay_the_invoice(market: Market) -> None:
     recon = market.client.get("/v1/reconciliation", headers=s.finance.headers, params={"period": this_period()}).json()
     assert recon["paid_minor"] == total == recon["invoiced_minor"] == recon["distributed_minor"]
     assert recon["usage_billable_minor"] == total
+    assert recon["paid_by_method"] == {"bank_transfer": total, "stripe": 0}
     assert recon["mismatches"] == []
+    entries = market.client.get("/v1/ledger/entries", headers=s.finance.headers).json()
+    assert {e["kind"] for e in entries} == {"invoice_finalized", "payment", "distribution"}
+    assert all(sum(line["amount_minor"] for line in e["lines"]) == 0 for e in entries)
 
     balances = _balances(market, s)
     assert balances["cash:bank_transfer"] == total
