@@ -106,7 +106,7 @@ def _seed_parties(database: Database, buyers: int) -> list[tuple[str, str, str]]
 COLUMNS = (
     "id, agreement_id, buyer_org_id, user_id, product_id, product_version_id, purpose, sql, sql_run, "
     "rows_scanned, bytes_scanned, cpu_ms, result_rows, result_columns, suppressed_groups, charge_type, "
-    "amount_minor, currency, month, created_at"
+    "amount_minor, currency, month, created_at, chain_seq"
 )
 
 
@@ -138,6 +138,7 @@ def _rows(parties: list[Any], records: int):  # type: ignore[no-untyped-def]
             "CNY",
             PERIOD,
             start + timedelta(seconds=i % 2_500_000),
+            i,  # chain_seq, unique per buyer (synthetic records are not a verifiable hash chain)
         )
 
 
@@ -147,7 +148,7 @@ def _load_usage(database: Database, parties: list[Any], records: int) -> None:
         cursor = raw.cursor()
         if database.is_sqlite:
             placeholders = ", ".join("?" for _ in COLUMNS.split(","))
-            rows = ((*r[:-1], r[-1].isoformat(sep=" ")) for r in _rows(parties, records))
+            rows = ((*r[:-2], r[-2].isoformat(sep=" "), r[-1]) for r in _rows(parties, records))
             cursor.executemany(f"INSERT INTO usage_records ({COLUMNS}) VALUES ({placeholders})", rows)
         else:
             with cursor.copy(f"COPY usage_records ({COLUMNS}) FROM STDIN") as copy:  # type: ignore[attr-defined]

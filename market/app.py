@@ -19,12 +19,29 @@ from market.db import Database
 from market.errors import MarketError
 from market.messages import render
 from market.settings import Settings, get_settings
+from market.web import router as web_router
 from metering.endpoints import router as metering_router
+from products.endpoints import catalogue_router
 from products.endpoints import router as products_router
+from products.governance.endpoints import resources_router
+from products.governance.endpoints import router as authorisations_router
+from products.pipeline.endpoints import router as uploads_router
 
 log = logging.getLogger("market")
 
-ROUTERS = (accounts_router, products_router, metering_router, billing_router, payments_router, finance_router)
+ROUTERS = (
+    web_router,
+    accounts_router,
+    products_router,
+    metering_router,
+    authorisations_router,
+    resources_router,
+    uploads_router,
+    catalogue_router,
+    billing_router,
+    payments_router,
+    finance_router,
+)
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:

@@ -12,6 +12,8 @@ from rich.console import Console
 
 from market.db import Database, migrate
 from market.settings import get_settings
+from metering.cli import usage_app
+from products.cli import app as products_app
 
 app = typer.Typer(help="The public data marketplace.", no_args_is_help=True, add_completion=False)
 console = Console(stderr=True)
@@ -64,6 +66,10 @@ def serve_command(
     settings = get_settings()
     database = open_database()
     uvicorn.run(create_app(settings, database), host=host, port=port)
+
+
+app.add_typer(usage_app, name="usage")
+app.add_typer(products_app, name="products")
 
 
 def _add_billing() -> None:

@@ -6,11 +6,13 @@ import importlib.util
 import tempfile
 import zipfile
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
 from sqlalchemy.orm import Session
 
+from market import demo_credit
 from market.accounts import repository as accounts_repo
 from market.accounts import service as accounts
 from market.accounts.models import ApiKey, Organisation, OrgKind, Role, User
@@ -23,6 +25,10 @@ from metering import service as metering
 from metering.models import Purpose
 from products import repository as products_repo
 from products import service as products
+from products.governance import authorisations, resources
+from products.governance import repository as governance_repo
+from products.governance.models import Classification
+from products.governance.schemas import AuthorisationIn, FeeCapIn, ResourceIn
 from products.models import PlanKind, ProductStatus
 from products.schemas import PlanIn, ProductIn
 from sandbox.policy import ProtectionPolicy, TablePolicy
@@ -159,6 +165,52 @@ def _issue_keys(session: Session, principals: dict[str, Principal]) -> dict[str,
     return keys
 
 
+DEMO_FEE_CAPS = {
+    "transport": FeeCapIn(
+        zone="transport", max_per_query_minor=500, max_per_gb_minor=Decimal("1000"), max_monthly_fee_minor=1_000_000
+    ),
+    "finance": FeeCapIn(
+        zone="finance", max_per_query_minor=1_000, max_per_gb_minor=Decimal("2000"), max_monthly_fee_minor=2_000_000
+    ),
+    "credit": FeeCapIn(
+        zone="credit", max_per_query_minor=1_000, max_per_gb_minor=Decimal("2000"), max_monthly_fee_minor=2_000_000
+    ),
+}
+
+
+def _ensure_authorisation(
+    session: Session,
+    regulator: Principal,
+    operator: Principal,
+    zones: list[str],
+    regions: list[str],
+    scenarios: list[str] | None = None,
+) -> None:
+    """Grant the operator its demo scope for three years, unless a grant in force already covers it."""
+    if all(
+        authorisations.covering(session, operator.org_id, zone, region) is not None
+        for zone in zones
+        for region in regions
+    ):
+        return
+    now = utcnow()
+    authorisations.grant(
+        session,
+        regulator,
+        AuthorisationIn(
+            operator=operator.org_id,
+            zones=zones,
+            regions=regions,
+            scenarios=scenarios or [],
+            valid_from=now,
+            valid_until=now + timedelta(days=3 * 365),
+            fee_caps=[DEMO_FEE_CAPS[zone] for zone in zones],
+            revenue_ceiling_minor=50_000_000,
+            note="Demo authorisation.",
+        ),
+    )
+
+
 def _ensure_flights(session: Session, settings: Settings, people: dict[str, Principal]) -> None:
     product = products_repo.by_slug(session, FLIGHTS_SLUG)
     if product is None:
@@ -214,6 +266,96 @@ def _ensure_agreement(
     metering.decide_request(session, reviewer, request.id, approve=True, reason="Demo approval.")
 
 
+SECOND_OPERATOR = DemoUser(
+    "operator_credit",
+    "Capital Credit Data Services Co.",
+    OrgKind.OPERATOR,
+    "Guo Ning",
+    "credit-operator@demo.market",
+    Role.OPERATOR,
+)
+TAX_SOURCE = DemoUser("source_tax", "Municipal Tax Bureau", OrgKind.SOURCE, "He Ping", "tax@demo.market", Role.SOURCE)
+
+
+def _ensure_person(session: Session, demo: DemoUser) -> Principal:
+    org = accounts_repo.org_by_name(session, demo.org) or accounts.create_org(
+        session, None, name=demo.org, kind=demo.kind
+    )
+    user = accounts_repo.user_by_email(session, demo.email) or accounts.create_user(
+        session, None, org=org, name=demo.name, email=demo.email, role=demo.role
+    )
+    return _principal(user, org)
+
+
+def _ensure_resource(session: Session, source: Principal, regulator: Principal, data: ResourceIn, code: str) -> None:
+    """A resource the source registered and the regulator accepted under `code` (once)."""
+    if governance_repo.resource_by_code(session, code) is not None:
+        return
+    resource = resources.register(session, source, data)
+    resources.review(session, regulator, resource.id, "register", "Catalogue complete.", code)
+
+
+def _ensure_credit_product(session: Session, settings: Settings, people: dict[str, Principal]) -> None:
+    """The second operator, authorised for finance and credit in Beijing, and its person-level product."""
+    operator = _ensure_person(session, SECOND_OPERATOR)
+    tax = _ensure_person(session, TAX_SOURCE)
+    _ensure_authorisation(
+        session, people["regulator"], operator, ["finance", "credit"], ["CN-11"], demo_credit.SCENARIOS
+    )
+    _ensure_resource(
+        session,
+        tax,
+        people["regulator"],
+        ResourceIn(
+            title="Small-business tax filings",
+            description="Monthly filings of sole-proprietor businesses, with owner identity.",
+            zone="finance",
+            region="CN-11",
+            classification=Classification.IMPORTANT,
+            catalogue={"fields": ["owner_name", "id_number", "birth_date", "district", "industry", "revenue"],
+                       "update_frequency": "monthly"},
+        ),
+        "CN-11-FIN-2025-0001",
+    )  # fmt: skip
+    product = products_repo.by_slug(session, demo_credit.CREDIT_SLUG)
+    if product is None:
+        product = products.create_product(
+            session,
+            operator,
+            ProductIn(
+                slug=demo_credit.CREDIT_SLUG,
+                title="Small-business tax credits, Beijing, 2025",
+                description="Monthly revenue and tax credits of sole-proprietor businesses by district and industry.",
+                zone="finance",
+                region="CN-11",
+                plans=demo_credit.PLANS,
+                scenarios=demo_credit.SCENARIOS,
+                documentation=demo_credit.DOCUMENTATION,
+                resources=["CN-11-FIN-2025-0001"],
+            ),
+        )
+    if product.latest_version_id is None:
+        with tempfile.TemporaryDirectory(dir=settings.uploads_dir) as workdir:
+            raw = demo_credit.write_csv(Path(workdir) / "tax_credits.csv")
+            upload = products.Upload(table="tax_credits", path=raw, filename="tax_credits.csv")
+            products.add_version(
+                session, settings, operator, product.slug, [upload], demo_credit.POLICY, demo_credit.RECIPE
+            )
+    if product.status in (ProductStatus.DRAFT, ProductStatus.RETURNED):
+        products.submit(session, operator, product.slug)
+    if product.status == ProductStatus.SUBMITTED:
+        products.review(session, people["regulator"], product.slug, "approve", "Audit clean; k-anonymity holds.")
+    session.flush()
+    _ensure_agreement(
+        session, people["buyer_public"], people["regulator"], product.slug, "public-interest",
+        Purpose.PUBLIC_GOVERNANCE, "policy-evaluation",
+    )  # fmt: skip
+    _ensure_agreement(
+        session, people["buyer_commercial"], operator, product.slug, "commercial-standard",
+        Purpose.COMMERCIAL, "sme-credit-assessment",
+    )  # fmt: skip
+
+
 def _ensure_revenue_shares(session: Session, people: dict[str, Principal]) -> None:
     """收益分配 of the demo product: source department 30%, operator 50%, platform 20%."""
     from billing import finance_repository, revenue
@@ -235,6 +377,7 @@ def build_demo(database: Database, settings: Settings) -> dict[str, str]:
     settings.ensure_dirs()
     with database.transaction() as session:
         people = _ensure_users(session)
+        _ensure_authorisation(session, people["regulator"], people["operator"], ["transport"], ["US-NY", "CN-11"])
         _ensure_flights(session, settings, people)
         session.flush()
         _ensure_revenue_shares(session, people)
@@ -256,4 +399,22 @@ def build_demo(database: Database, settings: Settings) -> dict[str, str]:
             Purpose.COMMERCIAL,
             "logistics-planning",
         )
+        _ensure_resource(
+            session,
+            people["source"],
+            people["regulator"],
+            ResourceIn(
+                title="Airport departure records",
+                description="Every scheduled departure from the city's airports, with aircraft registration.",
+                zone="transport",
+                region="US-NY",
+                classification=Classification.GENERAL,
+                catalogue={"fields": ["flight", "tailnum", "origin", "dest", "delays"], "update_frequency": "daily"},
+            ),
+            "US-NY-TR-2013-0001",
+        )
+        flights = products_repo.by_slug(session, FLIGHTS_SLUG)
+        assert flights is not None
+        resources.link(session, flights, ["US-NY-TR-2013-0001"])
+        _ensure_credit_product(session, settings, people)
         return _issue_keys(session, people)

@@ -25,16 +25,8 @@ def get_settings_dep(request: Request) -> Settings:
 
 def get_session(request: Request) -> Iterator[Session]:
     """The request's session: committed when the route returns, rolled back when it raises."""
-    database = get_database(request)
-    session = database.sessions()
-    try:
+    with get_database(request).transaction() as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 def get_principal(request: Request) -> Principal:

@@ -38,6 +38,63 @@ EN: dict[str, str] = {
     "policy_table_missing": "Table '{table}' has no protection policy; add it under policy.tables.",
     "policy_conflict": "Column '{column}' of table '{table}' has two roles; give each column one role.",
     "plan_not_found": "No plan '{plan}' on product '{slug}'; plans: {plans}.",
+    # Authorisations, fee caps and data resources (products.governance)
+    "operator_not_found": "No operator organisation '{org}'; authorisations are granted to operator organisations.",
+    "authorisation_not_found": "No authorisation '{authorisation}' is visible to you.",
+    "authorisation_transition": "The authorisation is {status}; it cannot be {action}d.",
+    "no_authorisation": "Your organisation holds no authorisation in force; ask the data authority for one.",
+    "authorisation_expired": "Your organisation's authorisation has expired; ask the data authority to renew it.",
+    "outside_authorisation": (
+        "Zone '{zone}' in region '{region}' is outside your authorisation ({scope}); "
+        "choose a zone and region inside it or ask the data authority to extend it."
+    ),
+    "scenario_outside_authorisation": (
+        "Scenarios {scenarios} are outside your authorisation; allowed scenarios: {allowed}."
+    ),
+    "fee_above_cap": (
+        "Plan '{plan}' sets {field} = {amount}, above the fee cap of {cap} for zone '{zone}'; "
+        "price at or under the cap."
+    ),
+    "plan_currency_mismatch": "Plan '{plan}' is priced in {currency}; your authorisation caps fees in {allowed}.",
+    "authorisation_inactive": (
+        "The operator of '{slug}' no longer holds an authorisation in force for it, so it is not served; "
+        "your agreement resumes if the data authority reinstates it."
+    ),
+    "product_delisted": "'{slug}' has been delisted and is not served; see GET /v1/products for listed products.",
+    "resource_not_found": "No data resource '{resource}' is visible to you.",
+    "resource_not_pending": "The resource is {status}; only pending resources can be reviewed.",
+    "resource_not_returned": "The resource is {status}; only returned resources can be revised.",
+    "resource_not_registered": (
+        "Data resource '{resource}' is not registered; products derive only from registered resources."
+    ),
+    "resource_core": "Data resource '{resource}' is classified core; core data cannot be operated as a product.",
+    "resource_outside_zone": (
+        "Data resource '{resource}' is in zone '{zone}'; the product is in zone '{product_zone}'."
+    ),
+    "duplicate_registration_code": (
+        "Registration code '{registration_code}' is already used; choose another or leave it empty."
+    ),
+    "review_outside_authorisation": "The product cannot be listed: {detail}",
+    "audit_findings_open": (
+        "Version {number} has {count} open irreversibility audit finding(s) ({findings}). Fix the recipe and "
+        "upload a new version, or resolve each finding with a justification, before submitting."
+    ),
+    # Uploads, recipes and the irreversibility audit (products.pipeline)
+    "upload_too_large": "The upload exceeds {limit_gib} GiB; split it per table or per period.",
+    "upload_empty": "The file '{file}' is empty; send the file's bytes as the request body.",
+    "upload_not_found": "No upload '{upload}' in your organisation; upload with POST /v1/uploads?filename=...",
+    "recipe_column_unknown": (
+        "The recipe reads column '{column}', which table '{table}' does not have; columns: {columns}."
+    ),
+    "recipe_table_mismatch": "The recipe covers tables {recipe} but the version has tables {tables}; make them match.",
+    "policy_column_not_produced": (
+        "Column '{column}' in the policy is not an output column of table '{table}' in the recipe; outputs: {columns}."
+    ),
+    "version_not_found": "Product '{slug}' has no version {number} visible to you.",
+    "version_in_progress": "Another version of '{slug}' was stored at the same time; retry to build the next one.",
+    "not_rebuildable": "Version {number} was not built from stored uploads; build a new version with POST .../builds.",
+    "quarantine_not_found": "Version {number} quarantined no rows of table '{table}'.",
+    "finding_not_found": "Version {number} has no audit finding '{finding}'; findings: {findings}.",
     # Agreements and queries
     "no_agreement": "You hold no active agreement for '{slug}'. Request access with POST /v1/access-requests.",
     "access_request_not_found": "No access request '{request}' is visible to you.",
@@ -46,6 +103,39 @@ EN: dict[str, str] = {
     "duplicate_agreement": "You already hold an active agreement for '{slug}'.",
     "quota_exhausted": "The agreement's quota of {quota} queries this month is used up; ask for a larger quota.",
     "idempotency_conflict": "Idempotency-Key '{key}' was used for a different request; use a new key.",
+    # Metering: access requests, agreements, quotas, usage and audit
+    "scenario_required": "Name the scenario you will use the data in, e.g. 'route-planning'.",
+    "scenario_not_allowed": "Scenario '{scenario}' is not allowed for this product; allowed scenarios: {allowed}.",
+    "duplicate_request": (
+        "You already have a pending access request for '{slug}' with this purpose; "
+        "wait for its decision (GET /v1/access-requests)."
+    ),
+    "reason_required": "Give a reason; the other side sees it and needs to know what to change.",
+    "quota_required": (
+        "A public-interest approval needs a quota: give monthly_query_quota, monthly_row_quota or monthly_byte_quota."
+    ),
+    "agreement_not_found": "No agreement '{agreement}' is visible to you. List yours with GET /v1/agreements.",
+    "agreement_not_active": "Agreement '{agreement}' is {status}; only active agreements can be revoked.",
+    "agreement_revoked": (
+        "Agreement '{agreement}' was revoked ({reason}). Request access again with POST /v1/access-requests."
+    ),
+    "agreement_expired": (
+        "Agreement '{agreement}' expired on {until}. Request access again with POST /v1/access-requests."
+    ),
+    "row_quota_exhausted": (
+        "This query would scan {needed} rows, but {used} of the agreement's {quota} rows this month are used; "
+        "filter or aggregate less data, or ask for a larger quota."
+    ),
+    "byte_quota_exhausted": (
+        "This query would scan {needed} bytes, but {used} of the agreement's {quota} bytes this month are used; "
+        "use fewer columns, or ask for a larger quota."
+    ),
+    "usage_record_not_found": "No query '{record}' in the usage log.",
+    "agreement_not_yours": (
+        "Agreement '{agreement}' is not one of yours on '{slug}'; list yours with GET /v1/agreements."
+    ),
+    "agreement_not_started": "Agreement '{agreement}' is valid from {since}; query again then.",
+    "invalid_date_range": "The range from {since} to {until} ends before it starts; swap the dates.",
     # Sandbox
     "sql_syntax": "The SQL could not be parsed: {detail}. Send one SELECT statement in DuckDB's dialect.",
     "multiple_statements": "Send exactly one SELECT statement; found {count}.",

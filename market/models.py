@@ -5,7 +5,17 @@ from market.accounts import models as accounts_models
 from market.db import Base
 from metering import models as metering_models
 from products import models as products_models
+from products.governance import models as governance_models
+from products.pipeline import models as pipeline_models
 
 metadata = Base.metadata
 
-__all__ = ["accounts_models", "billing_models", "metadata", "metering_models", "products_models"]
+__all__ = [
+    "accounts_models",
+    "billing_models",
+    "governance_models",
+    "metadata",
+    "metering_models",
+    "pipeline_models",
+    "products_models",
+]

@@ -1,32 +1,56 @@
-"""HTTP routes: access requests, agreements, queries and usage."""
+"""HTTP routes: access requests, agreements, queries, usage and the regulator's audit log."""
 
 from __future__ import annotations
 
 import base64
-from datetime import datetime
-from typing import Annotated
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import JSONResponse
 
 from market.deps import PrincipalDep, SessionDep, SettingsDep
 from market.errors import BadRequest
-from metering import service
+from metering import access, agreements, audit, odrl, service, usage
+from metering.models import Purpose, RequestStatus
 from metering.schemas import (
     AccessRequestIn,
     AccessRequestOut,
+    AccessSettingsIn,
+    AccessSettingsOut,
     AgreementOut,
+    AuditPage,
+    DailyUsageOut,
     DecisionIn,
+    FlagIn,
+    FlagOut,
     QueryIn,
-    UsageOut,
+    RevokeIn,
     UsagePage,
 )
+from products.models import Product
 
-router = APIRouter(prefix="/v1", tags=["queries and usage"])
+router = APIRouter(prefix="/v1", tags=["access, queries and usage"])
+
+SinceQuery = Annotated[date | None, Query(alias="from", description="First UTC day included, YYYY-MM-DD.")]
+UntilQuery = Annotated[date | None, Query(alias="to", description="Last UTC day included, YYYY-MM-DD.")]
+LimitQuery = Annotated[int, Query(ge=1, le=500)]
+
+
+def _day_range(since: date | None, until: date | None) -> tuple[datetime | None, datetime | None]:
+    if since and until and until < since:
+        raise BadRequest("invalid_date_range", since=since.isoformat(), until=until.isoformat())
+    start = datetime.combine(since, time(0), UTC) if since else None
+    end = datetime.combine(until + timedelta(days=1), time(0), UTC) if until else None
+    return start, end
+
+
+# -- access requests -------------------------------------------------------------------------------
 
 
 @router.post("/access-requests", response_model=AccessRequestOut, status_code=201)
 def request_access(body: AccessRequestIn, session: SessionDep, principal: PrincipalDep) -> AccessRequestOut:
+    """Ask for access with a purpose, scenario, justification and plan; see who reviews it and by when."""
     request = service.request_access(
         session,
         principal,
@@ -36,16 +60,25 @@ def request_access(body: AccessRequestIn, session: SessionDep, principal: Princi
         scenario=body.scenario,
         justification=body.justification,
     )
-    return AccessRequestOut.model_validate(request)
+    return access.present(session, [request])[0]
 
 
 @router.get("/access-requests", response_model=list[AccessRequestOut])
-def list_requests(session: SessionDep, principal: PrincipalDep) -> list[AccessRequestOut]:
-    return [AccessRequestOut.model_validate(r) for r in service.visible_requests(session, principal)]
+def list_requests(
+    session: SessionDep, principal: PrincipalDep, status: RequestStatus | None = None
+) -> list[AccessRequestOut]:
+    """Requests the caller made or reviews, newest first, with state, age and review deadline."""
+    return access.present(session, access.visible_requests(session, principal, status.value if status else None))
+
+
+@router.get("/access-requests/{request_id}", response_model=AccessRequestOut)
+def get_request(request_id: str, session: SessionDep, principal: PrincipalDep) -> AccessRequestOut:
+    return access.present(session, [access.visible_request(session, principal, request_id)])[0]
 
 
 @router.post("/access-requests/{request_id}/decision", response_model=AccessRequestOut)
 def decide(request_id: str, body: DecisionIn, session: SessionDep, principal: PrincipalDep) -> AccessRequestOut:
+    """Approve (with quota and period) or reject (with a reason) a pending request."""
     request = service.decide_request(
         session,
         principal,
@@ -53,14 +86,60 @@ def decide(request_id: str, body: DecisionIn, session: SessionDep, principal: Pr
         approve=body.decision == "approve",
         reason=body.reason,
         monthly_query_quota=body.monthly_query_quota,
+        monthly_row_quota=body.monthly_row_quota,
+        monthly_byte_quota=body.monthly_byte_quota,
         valid_days=body.valid_days,
     )
-    return AccessRequestOut.model_validate(request)
+    return access.present(session, [request])[0]
+
+
+@router.get("/products/{slug}/access-settings", response_model=AccessSettingsOut)
+def get_access_settings(slug: str, session: SessionDep, principal: PrincipalDep) -> AccessSettingsOut:
+    return access.get_settings(session, principal, slug)
+
+
+@router.put("/products/{slug}/access-settings", response_model=AccessSettingsOut)
+def put_access_settings(
+    slug: str, body: AccessSettingsIn, session: SessionDep, principal: PrincipalDep
+) -> AccessSettingsOut:
+    """The operator chooses whether commercial requests for its product are approved automatically."""
+    return access.set_settings(session, principal, slug, auto_approve_commercial=body.auto_approve_commercial)
+
+
+# -- agreements ------------------------------------------------------------------------------------
 
 
 @router.get("/agreements", response_model=list[AgreementOut])
 def list_agreements(session: SessionDep, principal: PrincipalDep) -> list[AgreementOut]:
-    return [AgreementOut.model_validate(a) for a in service.visible_agreements(session, principal)]
+    return [agreements.present(a) for a in agreements.visible_agreements(session, principal)]
+
+
+@router.get("/agreements/{agreement_id}", response_model=AgreementOut)
+def get_agreement(agreement_id: str, session: SessionDep, principal: PrincipalDep) -> AgreementOut:
+    return agreements.present(agreements.visible_agreement(session, principal, agreement_id))
+
+
+@router.get("/agreements/{agreement_id}/odrl", response_class=JSONResponse)
+def agreement_odrl(agreement_id: str, session: SessionDep, principal: PrincipalDep) -> JSONResponse:
+    """The agreement as an ODRL policy (JSON-LD)."""
+    agreement = agreements.visible_agreement(session, principal, agreement_id)
+    product = session.get(Product, agreement.product_id)
+    document: dict[str, Any] = odrl.export(
+        agreement,
+        product_slug=product.slug if product else agreement.product_id,
+        operator_org_id=product.operator_org_id if product else "",
+        status=agreements.present(agreement).status,
+    )
+    return JSONResponse(document, media_type="application/ld+json")
+
+
+@router.post("/agreements/{agreement_id}/revoke", response_model=AgreementOut)
+def revoke_agreement(agreement_id: str, body: RevokeIn, session: SessionDep, principal: PrincipalDep) -> AgreementOut:
+    """The regulator or the product's operator ends the agreement now; later queries get 403."""
+    return agreements.present(agreements.revoke(session, principal, agreement_id, body.reason))
+
+
+# -- queries and usage ---------------------------------------------------------------------------
 
 
 @router.post("/queries")
@@ -73,7 +152,13 @@ def run_query(
 ) -> JSONResponse:
     """Run one aggregate SELECT under the caller's agreement; every attempt is metered."""
     outcome = service.run_metered_query(
-        session, settings, principal, product_slug=body.product, sql=body.sql, idempotency_key=idempotency_key
+        session,
+        settings,
+        principal,
+        product_slug=body.product,
+        sql=body.sql,
+        idempotency_key=idempotency_key,
+        agreement_id=body.agreement,
     )
     return JSONResponse(status_code=outcome.status_code, content=outcome.body)
 
@@ -81,9 +166,12 @@ def run_query(
 def _decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         stamp, record_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
-        return datetime.fromisoformat(stamp), record_id
+        moment = datetime.fromisoformat(stamp)
     except (ValueError, UnicodeDecodeError) as error:
         raise BadRequest("invalid_request", detail="cursor is not one this API returned") from error
+    if moment.tzinfo is None:
+        raise BadRequest("invalid_request", detail="cursor is not one this API returned")
+    return moment, record_id
 
 
 def _encode_cursor(created_at: datetime, record_id: str) -> str:
@@ -94,12 +182,89 @@ def _encode_cursor(created_at: datetime, record_id: str) -> str:
 def list_usage(
     session: SessionDep,
     principal: PrincipalDep,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    limit: LimitQuery = 50,
     cursor: str | None = None,
+    product: str | None = None,
+    since: SinceQuery = None,
+    until: UntilQuery = None,
 ) -> UsagePage:
-    """The caller's own usage records, newest first, a page at a time."""
+    """Usage records newest first, a page at a time: a buyer's own; an operator's products' (no SQL)."""
     before = _decode_cursor(cursor) if cursor else None
-    records = service.usage_page(session, principal, limit=limit + 1, before=before)
+    start, end = _day_range(since, until)
+    where = usage.scope(session, principal, product_slug=product, since=start, until=end)
+    records = usage.page(session, principal, where, limit=limit + 1, before=before)
     page = records[:limit]
     next_cursor = _encode_cursor(page[-1].created_at, page[-1].id) if len(records) > limit else None
-    return UsagePage(items=[UsageOut.model_validate(r) for r in page], next_cursor=next_cursor)
+    return UsagePage(items=usage.present(principal, page), next_cursor=next_cursor)
+
+
+@router.get("/usage/summary", response_model=list[DailyUsageOut])
+def usage_summary(
+    session: SessionDep,
+    principal: PrincipalDep,
+    product: str | None = None,
+    since: SinceQuery = None,
+    until: UntilQuery = None,
+) -> list[DailyUsageOut]:
+    """Per UTC day, product and charge type: queries, rows and bytes scanned, and amount."""
+    start, end = _day_range(since, until)
+    return usage.daily_summary(session, usage.scope(session, principal, product_slug=product, since=start, until=end))
+
+
+@router.get("/usage/export", response_class=Response)
+def usage_export(
+    session: SessionDep,
+    principal: PrincipalDep,
+    product: str | None = None,
+    since: SinceQuery = None,
+    until: UntilQuery = None,
+) -> Response:
+    """The same records as CSV (at most 100,000; narrow the dates for more)."""
+    start, end = _day_range(since, until)
+    where = usage.scope(session, principal, product_slug=product, since=start, until=end)
+    return Response(
+        usage.to_csv(session, principal, where),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="usage.csv"'},
+    )
+
+
+# -- audit -----------------------------------------------------------------------------------------
+
+
+@router.get("/audit/queries", response_model=AuditPage)
+def audit_queries(
+    session: SessionDep,
+    principal: PrincipalDep,
+    limit: LimitQuery = 50,
+    cursor: str | None = None,
+    product: str | None = None,
+    buyer: Annotated[str | None, Query(description="The buyer organisation's id.")] = None,
+    purpose: Purpose | None = None,
+    since: SinceQuery = None,
+    until: UntilQuery = None,
+    flagged: bool = False,
+) -> AuditPage:
+    """Every query on the platform (regulator only), newest first, filtered by product, buyer, purpose, dates."""
+    before = _decode_cursor(cursor) if cursor else None
+    start, end = _day_range(since, until)
+    where = audit.audit_filter(
+        session,
+        principal,
+        product_slug=product,
+        buyer_org_id=buyer,
+        purpose=purpose,
+        since=start,
+        until=end,
+        flagged_only=flagged,
+    )
+    records = audit.page(session, where, limit=limit + 1, before=before)
+    page = records[:limit]
+    next_cursor = _encode_cursor(page[-1].created_at, page[-1].id) if len(records) > limit else None
+    return AuditPage(items=audit.present(session, page), next_cursor=next_cursor)
+
+
+@router.post("/audit/queries/{record_id}/flags", response_model=FlagOut, status_code=201)
+def flag_query(record_id: str, body: FlagIn, session: SessionDep, principal: PrincipalDep) -> FlagOut:
+    """Flag a query for follow-up, with the reason."""
+    return FlagOut.model_validate(audit.flag(session, principal, record_id, body.reason))

@@ -61,9 +61,12 @@ class AccessRequest(Base):
     reviewer_role: Mapped[str] = mapped_column(String(20))
     """Who decides: the regulator for public-interest purposes, the operator for commercial ones."""
     decided_by: Mapped[str | None] = mapped_column(ForeignKey("users.id"), default=None)
+    """The reviewer; None when the operator's auto-approval setting decided."""
     decision_reason: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     decided_at: Mapped[datetime | None] = mapped_column(default=None)
+    review_due_at: Mapped[datetime | None] = mapped_column(default=None)
+    """The review deadline (SLA), shown to the buyer and the reviewer alike."""
 
 
 class Agreement(Base):
@@ -83,12 +86,34 @@ class Agreement(Base):
     policy: Mapped[dict[str, Any]]
     """Snapshot of the protection policy of the version."""
     monthly_query_quota: Mapped[int | None] = mapped_column(default=None)
+    monthly_row_quota: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    """Rows scanned allowed per calendar month (UTC); None is unlimited."""
+    monthly_byte_quota: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    """Bytes scanned allowed per calendar month (UTC); None is unlimited."""
     currency: Mapped[str] = mapped_column(String(3))
     status: Mapped[str] = mapped_column(String(20), default=AgreementStatus.ACTIVE.value)
+    """`active` or `revoked`; expiry is read from `valid_until`, never written."""
     valid_from: Mapped[datetime] = mapped_column(default=utcnow)
     valid_until: Mapped[datetime]
     revoked_reason: Mapped[str] = mapped_column(Text, default="")
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+    revoked_by: Mapped[str | None] = mapped_column(String(32), default=None)
+    """The user who revoked (a users.id; no foreign key so SQLite can add the column in place)."""
+    revoked_by_role: Mapped[str | None] = mapped_column(String(20), default=None)
+    product_version_number: Mapped[int | None] = mapped_column(default=None)
+    zone: Mapped[str | None] = mapped_column(String(50), default=None)
+    """The product's zone when the agreement was made."""
+    region: Mapped[str | None] = mapped_column(String(20), default=None)
+    """The product's region when the agreement was made: the ODRL spatial constraint."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    def effective_status(self, now: datetime) -> AgreementStatus:
+        """Revoked wins; otherwise an agreement past `valid_until` is expired."""
+        if self.status == AgreementStatus.REVOKED:
+            return AgreementStatus.REVOKED
+        if now >= self.valid_until:
+            return AgreementStatus.EXPIRED
+        return AgreementStatus.ACTIVE
 
 
 class AgreementMonth(Base):
@@ -104,6 +129,10 @@ class AgreementMonth(Base):
     accepted_queries: Mapped[int] = mapped_column(default=0)
     charged_minor: Mapped[int] = mapped_column(BigInteger, default=0)
     """Usage charges so far this month, minor units of the agreement's currency."""
+    rows_scanned: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    """Rows scanned by this month's accepted queries (for row quotas)."""
+    bytes_scanned: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    """Bytes scanned by this month's accepted queries (for byte quotas)."""
     lock_version: Mapped[int] = mapped_column(default=0)
 
 
@@ -113,7 +142,10 @@ class UsageRecord(Base):
     __tablename__ = "usage_records"
     __table_args__ = (
         UniqueConstraint("buyer_org_id", "idempotency_key"),
+        Index("uq_usage_records_buyer_chain_seq", "buyer_org_id", "chain_seq", unique=True),
         Index("ix_usage_records_buyer_created", "buyer_org_id", "created_at"),
+        Index("ix_usage_records_product_created", "product_id", "created_at"),
+        Index("ix_usage_records_created", "created_at"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("qry"))
@@ -142,5 +174,48 @@ class UsageRecord(Base):
     month: Mapped[str] = mapped_column(String(7), index=True)
     """The calendar month (UTC) the query counts in, YYYY-MM."""
     response: Mapped[dict[str, Any] | None] = mapped_column(default=None)
-    """The response body, kept so that a retry with the same Idempotency-Key gets it back."""
+    """The response body, kept so that a retry with the same Idempotency-Key gets it back (not hashed)."""
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    """When the attempt arrived; it counts in that month."""
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    """When the attempt was decided and recorded (None only for records older than the chain)."""
+    chain_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    """Position in the buyer's hash chain, 1, 2, 3, ... (see metering.chain)."""
+    prev_hash: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    """`record_hash` of the buyer's previous record; 64 zeros for the first."""
+    record_hash: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    """SHA-256 over this record's fields and `prev_hash`: editing any record breaks the chain."""
+
+
+class UsageChainHead(Base):
+    """The newest link of one buyer's usage hash chain; its row lock serializes appends to the chain."""
+
+    __tablename__ = "usage_chain_heads"
+
+    buyer_org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"), primary_key=True)
+    last_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_hash: Mapped[str] = mapped_column(String(64))
+
+
+class ProductAccessSettings(Base):
+    """How an operator wants access requests to its product handled."""
+
+    __tablename__ = "product_access_settings"
+
+    product_id: Mapped[str] = mapped_column(ForeignKey("products.id"), primary_key=True)
+    auto_approve_commercial: Mapped[bool] = mapped_column(default=False)
+    """Approve commercial (`industry`, `commercial`) requests at once, on the plan's own quota."""
+    updated_by: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AuditFlag(Base):
+    """The regulator marks a query for follow-up; flags are added, never edited into the usage record."""
+
+    __tablename__ = "audit_flags"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("flg"))
+    usage_record_id: Mapped[str] = mapped_column(ForeignKey("usage_records.id"), index=True)
+    flagged_by: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    reason: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

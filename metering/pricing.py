@@ -1,11 +1,20 @@
-"""Rating one query: purpose, trial, per-query and per-GB fees, and the monthly cap. Pure functions.
+"""Rating one query: purpose, trial, per-query and per-GB fees, graduated tiers and the monthly cap.
 
-All amounts are integer minor units; the per-GB rate is a Decimal; rounding is market.money's.
+Pure functions over an agreement's plan snapshot. All amounts are integer minor units; per-GB rates
+are Decimal; rounding is market.money's (half away from zero, once per query).
+
+- Public-interest use is free (`free_public`).
+- The first `trial_queries` accepted queries of each calendar month are free (`trial`).
+- Later queries pay the per-query fee plus the per-GB fee (`billable`). With graduated tiers, the
+  n-th billable query of the month pays the rates of the tier whose range holds n.
+- Usage charges of a month never exceed `monthly_cap_minor`: the query that reaches the cap pays
+  only the rest, and every later query is served and recorded as `cap_reached`, for 0.
+- The monthly access fee is not rated here; billing invoices it from the same snapshot.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -13,6 +22,15 @@ from market.money import round_minor
 from metering.models import ChargeType
 
 BYTES_PER_GB = Decimal(10**9)
+
+
+@dataclass(frozen=True)
+class Tier:
+    """Billable queries numbered up to `up_to` (inclusive, 1-based; None = no end) pay these rates."""
+
+    up_to: int | None
+    per_query_minor: int = 0
+    per_gb_minor: Decimal = Decimal(0)
 
 
 @dataclass(frozen=True)
@@ -25,17 +43,41 @@ class PlanTerms:
     per_gb_minor: Decimal = Decimal(0)
     trial_queries: int = 0
     monthly_cap_minor: int | None = None
+    tiers: tuple[Tier, ...] = field(default_factory=tuple)
 
     @classmethod
     def from_snapshot(cls, plan: dict[str, Any]) -> PlanTerms:
         return cls(
             currency=str(plan["currency"]),
-            monthly_fee_minor=int(plan.get("monthly_fee_minor", 0)),
-            per_query_minor=int(plan.get("per_query_minor", 0)),
-            per_gb_minor=Decimal(str(plan.get("per_gb_minor", "0"))),
-            trial_queries=int(plan.get("trial_queries", 0)),
+            monthly_fee_minor=int(plan.get("monthly_fee_minor") or 0),
+            per_query_minor=int(plan.get("per_query_minor") or 0),
+            per_gb_minor=Decimal(str(plan.get("per_gb_minor") or "0")),
+            trial_queries=int(plan.get("trial_queries") or 0),
             monthly_cap_minor=None if plan.get("monthly_cap_minor") is None else int(plan["monthly_cap_minor"]),
+            tiers=tuple(
+                Tier(
+                    up_to=None if t.get("up_to") is None else int(t["up_to"]),
+                    per_query_minor=int(t.get("per_query_minor") or 0),
+                    per_gb_minor=Decimal(str(t.get("per_gb_minor") or "0")),
+                )
+                for t in plan.get("tiers") or ()
+            ),
         )
+
+    def tier_for(self, billable_number: int) -> Tier:
+        """The rates of the `billable_number`-th (1-based) billable query of the month."""
+        for tier in self.tiers:
+            if tier.up_to is None or billable_number <= tier.up_to:
+                return tier
+        if self.tiers:  # a snapshot whose last tier is bounded: its rates continue
+            return self.tiers[-1]
+        return Tier(up_to=None, per_query_minor=self.per_query_minor, per_gb_minor=self.per_gb_minor)
+
+
+def peak_rates(terms: PlanTerms) -> Tier:
+    """The highest per-query and per-GB rates a plan can charge (across its tiers): what a fee cap must bound."""
+    tiers = terms.tiers or (Tier(None, terms.per_query_minor, terms.per_gb_minor),)
+    return Tier(None, max(t.per_query_minor for t in tiers), max(t.per_gb_minor for t in tiers))
 
 
 @dataclass(frozen=True)
@@ -45,10 +87,15 @@ class Charge:
     currency: str
 
 
-def list_price(terms: PlanTerms, bytes_scanned: int) -> int:
-    """The undiscounted price of one query: the per-query fee plus the per-GB fee, rounded once."""
-    scanned = terms.per_gb_minor * Decimal(bytes_scanned) / BYTES_PER_GB
-    return terms.per_query_minor + round_minor(scanned)
+def tier_price(tier: Tier, bytes_scanned: int) -> int:
+    """One query at a tier's rates: the per-query fee plus the per-GB fee, rounded once."""
+    scanned = tier.per_gb_minor * Decimal(bytes_scanned) / BYTES_PER_GB
+    return tier.per_query_minor + round_minor(scanned)
+
+
+def list_price(terms: PlanTerms, bytes_scanned: int, billable_number: int = 1) -> int:
+    """The undiscounted price of the `billable_number`-th billable query of the month."""
+    return tier_price(terms.tier_for(billable_number), bytes_scanned)
 
 
 def rate_query(
@@ -57,14 +104,12 @@ def rate_query(
     """The charge for one accepted query, given what the agreement already used this month.
 
     `accepted_before` counts this month's earlier accepted queries, `charged_before` their charges.
-    Public-interest use is free. The first `trial_queries` queries are free. Past the monthly cap a
-    query is served but `cap_reached` and free; the query that reaches the cap pays only the rest.
     """
     if public_interest:
         return Charge(ChargeType.FREE_PUBLIC, 0, terms.currency)
     if accepted_before < terms.trial_queries:
         return Charge(ChargeType.TRIAL, 0, terms.currency)
-    amount = list_price(terms, bytes_scanned)
+    amount = list_price(terms, bytes_scanned, accepted_before - terms.trial_queries + 1)
     if terms.monthly_cap_minor is not None:
         room = max(terms.monthly_cap_minor - charged_before, 0)
         if room == 0:

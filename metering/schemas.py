@@ -1,8 +1,8 @@
-"""Request and response bodies for access requests, agreements, queries and usage."""
+"""Request and response bodies for access requests, agreements, queries, usage and audit."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -16,7 +16,7 @@ class AccessRequestIn(BaseModel):
     product: str = Field(description="The product's slug.")
     plan: str = Field(description="The plan's code; its kind must fit the purpose.")
     purpose: Purpose
-    scenario: str = Field(min_length=1, max_length=100)
+    scenario: str = Field(min_length=1, max_length=100, description="A use scenario the product allows.")
     justification: str = Field(default="", max_length=10_000)
 
 
@@ -24,43 +24,82 @@ class DecisionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     decision: str = Field(pattern=r"^(approve|reject)$")
-    reason: str = Field(default="", max_length=5_000)
-    monthly_query_quota: int | None = Field(default=None, ge=1)
-    valid_days: int | None = Field(default=None, ge=1, le=3650)
+    reason: str = Field(default="", max_length=5_000, description="Required when rejecting.")
+    monthly_query_quota: int | None = Field(default=None, ge=1, le=2**31 - 1, description="Accepted queries per month.")
+    monthly_row_quota: int | None = Field(default=None, ge=1, le=2**63 - 1, description="Rows scanned per month.")
+    monthly_byte_quota: int | None = Field(default=None, ge=1, le=2**63 - 1, description="Bytes scanned per month.")
+    valid_days: int | None = Field(default=None, ge=1, le=3650, description="The agreement's period; default 365.")
 
 
 class AccessRequestOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
     id: str
-    buyer_org_id: str
+    product: str
     product_id: str
+    plan: str
     plan_id: str
+    buyer_org_id: str
+    buyer: str
     purpose: str
     scenario: str
     justification: str
-    status: str
-    reviewer_role: str
+    status: str = Field(description="pending, approved or rejected.")
+    reviewer_role: str = Field(description="Who decides: regulator (public interest) or operator (commercial).")
+    auto_approved: bool
     decision_reason: str
     created_at: datetime
     decided_at: datetime | None
+    review_due_at: datetime | None = Field(description="The review deadline (SLA).")
+    age_seconds: int = Field(description="How long the request waited (until now, or until it was decided).")
+    overdue: bool = Field(description="Still pending after the review deadline.")
+    agreement_id: str | None
+
+
+class AccessSettingsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    auto_approve_commercial: bool
+
+
+class AccessSettingsOut(BaseModel):
+    product: str
+    auto_approve_commercial: bool
+    operator_review_days: int
+    regulator_review_days: int
+    updated_at: datetime | None
 
 
 class AgreementOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: str
+    request_id: str
     buyer_org_id: str
     product_id: str
     product_version_id: str
+    product_version_number: int | None
+    zone: str | None
+    region: str | None
     purpose: str
     scenario: str
-    plan: dict[str, Any]
+    plan: dict[str, Any] = Field(description="The price plan as it was when the agreement was made.")
+    policy: dict[str, Any] = Field(description="The protection policy as it was when the agreement was made.")
     monthly_query_quota: int | None
+    monthly_row_quota: int | None
+    monthly_byte_quota: int | None
     currency: str
-    status: str
+    status: str = Field(description="active, revoked or expired.")
     valid_from: datetime
     valid_until: datetime
+    revoked_at: datetime | None
+    revoked_by_role: str | None
+    revoked_reason: str
+    created_at: datetime
+
+
+class RevokeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=5_000)
 
 
 class QueryIn(BaseModel):
@@ -68,6 +107,9 @@ class QueryIn(BaseModel):
 
     product: str = Field(description="The product's slug.")
     sql: str = Field(min_length=1, max_length=100_000, description="One SELECT in DuckDB's dialect.")
+    agreement: str | None = Field(
+        default=None, max_length=32, description="Which of your agreements on the product to use; default the newest."
+    )
 
 
 class UsageOut(BaseModel):
@@ -75,10 +117,11 @@ class UsageOut(BaseModel):
 
     id: str
     agreement_id: str
+    buyer_org_id: str
     product_id: str
     product_version_id: str
     purpose: str
-    sql: str
+    sql: str | None = Field(description="The SQL as sent; only the buyer who sent it (and the regulator) see it.")
     error_code: str | None
     rows_scanned: int
     bytes_scanned: int
@@ -86,11 +129,85 @@ class UsageOut(BaseModel):
     result_rows: int
     suppressed_groups: int
     charge_type: str
-    amount_minor: int
+    amount_minor: int = Field(description="Minor units of `currency`.")
     currency: str
     created_at: datetime
+    finished_at: datetime | None
 
 
 class UsagePage(BaseModel):
     items: list[UsageOut]
     next_cursor: str | None = Field(description="Pass as ?cursor= to get the next, older page.")
+
+
+class DailyUsageOut(BaseModel):
+    day: date
+    product: str
+    charge_type: str
+    currency: str
+    queries: int
+    rows_scanned: int
+    bytes_scanned: int
+    amount_minor: int
+
+
+class FlagIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=5_000, description="What to follow up, and why.")
+
+
+class FlagOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    usage_record_id: str
+    flagged_by: str
+    reason: str
+    created_at: datetime
+
+
+class AuditRecordOut(BaseModel):
+    """One query on the platform as the regulator sees it."""
+
+    id: str
+    created_at: datetime
+    finished_at: datetime | None
+    buyer_org_id: str
+    buyer: str
+    user_id: str
+    agreement_id: str
+    product: str
+    purpose: str
+    scenario: str
+    sql: str
+    sql_run: str
+    error_code: str | None
+    result_columns: list[str]
+    result_rows: int
+    suppressed_groups: int
+    rows_scanned: int
+    bytes_scanned: int
+    charge_type: str
+    amount_minor: int
+    currency: str
+    flags: list[FlagOut]
+
+
+class AuditPage(BaseModel):
+    items: list[AuditRecordOut]
+    next_cursor: str | None
+
+
+class ChainBreakOut(BaseModel):
+    buyer_org_id: str
+    record_id: str
+    chain_seq: int
+    reason: str
+
+
+class ChainReportOut(BaseModel):
+    ok: bool
+    chains: int
+    records: int
+    breaks: list[ChainBreakOut]

@@ -2,27 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy.orm import Session
 
 from billing import revenue as billing_revenue
 from market.accounts.models import Role
 from market.accounts.service import Principal
-from market.clock import utcnow
-from market.errors import Conflict, Forbidden, MarketError, NotFound, TooManyRequests, Unprocessable
+from market.clock import new_id, utcnow
+from market.errors import Conflict, Forbidden, NotFound, Unprocessable
 from market.settings import Settings
-from metering import repository
+from metering import access, attempts, repository
+from metering.attempts import QueryOutcome
 from metering.models import (
     AccessRequest,
     Agreement,
-    ChargeType,
     Purpose,
     RequestStatus,
-    UsageRecord,
 )
 from metering.pricing import PlanTerms, rate_query
 from products import service as products
@@ -31,10 +28,24 @@ from products.schemas import PlanOut
 from sandbox.engine import EngineLimits
 from sandbox.errors import QueryFailed, QueryRefused
 from sandbox.policy import ProtectionPolicy
-from sandbox.service import Measurements, QueryResult
+from sandbox.service import Measurements
 from sandbox.service import run_query as sandbox_run
 
 DEFAULT_VALIDITY = timedelta(days=365)
+AUTO_APPROVAL_REASON = "Auto-approved: the operator approves commercial requests for this product automatically."
+
+
+@dataclass(frozen=True)
+class Quotas:
+    """Monthly quotas of an agreement; None means unlimited."""
+
+    queries: int | None = None
+    rows: int | None = None
+    bytes: int | None = None
+
+    @property
+    def any(self) -> bool:
+        return any(q is not None for q in (self.queries, self.rows, self.bytes))
 
 
 # -- access requests and agreements ---------------------------------------------------------------
@@ -50,7 +61,11 @@ def request_access(
     scenario: str,
     justification: str,
 ) -> AccessRequest:
-    """A buyer asks for access to a listed product under a plan that fits its purpose."""
+    """A buyer asks for access to a listed product under a plan that fits its purpose.
+
+    Public-interest requests wait for the regulator, commercial ones for the operator, unless the
+    operator auto-approves commercial requests, in which case the agreement is made at once.
+    """
     actor.require(Role.BUYER)
     product = products.visible_product(session, actor, product_slug)
     if product.status != ProductStatus.LISTED:
@@ -65,6 +80,16 @@ def request_access(
             purpose=purpose.value,
             needed=needed.value,
         )
+    scenario = scenario.strip()
+    if not scenario:
+        raise Unprocessable("scenario_required")
+    allowed = access.allowed_scenarios(session, product)
+    if allowed is not None and scenario not in allowed:
+        raise Unprocessable("scenario_not_allowed", scenario=scenario, allowed=", ".join(sorted(allowed)) or "none")
+    if repository.pending_request(session, actor.org_id, product.id, purpose.value) is not None:
+        raise Conflict("duplicate_request", slug=product.slug)
+    reviewer = Role.REGULATOR if purpose.is_public_interest else Role.OPERATOR
+    now = utcnow()
     request = AccessRequest(
         buyer_org_id=actor.org_id,
         requested_by=actor.user_id,
@@ -73,10 +98,17 @@ def request_access(
         purpose=purpose.value,
         scenario=scenario,
         justification=justification,
-        reviewer_role=(Role.REGULATOR if purpose.is_public_interest else Role.OPERATOR).value,
+        reviewer_role=reviewer.value,
+        created_at=now,
+        review_due_at=now + access.review_sla(reviewer),
     )
     session.add(request)
     session.flush()
+    if reviewer == Role.OPERATOR and access.auto_approves_commercial(session, product.id):
+        request.status = RequestStatus.APPROVED.value
+        request.decision_reason = AUTO_APPROVAL_REASON
+        request.decided_at = now
+        _freeze_agreement(session, request, product, Quotas(), None)
     return request
 
 
@@ -101,27 +133,45 @@ def decide_request(
     approve: bool,
     reason: str,
     monthly_query_quota: int | None = None,
+    monthly_row_quota: int | None = None,
+    monthly_byte_quota: int | None = None,
     valid_days: int | None = None,
 ) -> AccessRequest:
-    """The reviewer approves (creating a frozen agreement) or rejects a pending request."""
+    """The reviewer approves (creating a frozen agreement) or rejects a pending request.
+
+    A rejection needs a reason. A public-interest approval needs a quota: the reviewer's, or the
+    plan's when the reviewer gives none. The period is `valid_days` (default a year).
+    """
     request = session.get(AccessRequest, request_id)
     if request is None:
         raise NotFound("access_request_not_found", request=request_id)
     product = _reviewable(session, actor, request)
     if request.status != RequestStatus.PENDING:
         raise Conflict("request_not_pending", status=request.status)
+    if not approve and not reason.strip():
+        raise Unprocessable("reason_required")
+    quotas = Quotas(monthly_query_quota, monthly_row_quota, monthly_byte_quota)
+    if approve and Purpose(request.purpose).is_public_interest and not quotas.any:
+        plan = session.get(PricePlan, request.plan_id)
+        if plan is None or not _plan_quotas(plan).any:
+            raise Unprocessable("quota_required")
     request.status = (RequestStatus.APPROVED if approve else RequestStatus.REJECTED).value
     request.decided_by = actor.user_id
     request.decision_reason = reason
     request.decided_at = utcnow()
     if approve:
-        _freeze_agreement(session, request, product, monthly_query_quota, valid_days)
+        _freeze_agreement(session, request, product, quotas, valid_days)
     return request
 
 
+def _plan_quotas(plan: PricePlan) -> Quotas:
+    return Quotas(plan.monthly_query_quota, plan.monthly_row_quota, plan.monthly_byte_quota)
+
+
 def _freeze_agreement(
-    session: Session, request: AccessRequest, product: Product, quota: int | None, valid_days: int | None
+    session: Session, request: AccessRequest, product: Product, quotas: Quotas, valid_days: int | None
 ) -> Agreement:
+    """Snapshot the listed version, its policy, the plan and the quotas into an agreement."""
     version_id = product.listed_version_id
     version = session.get(ProductVersion, version_id) if version_id else None
     if version is None:
@@ -129,20 +179,27 @@ def _freeze_agreement(
     plan = session.get(PricePlan, request.plan_id)
     if plan is None:
         raise NotFound("plan_not_found", plan=request.plan_id, slug=product.slug, plans="")
+    defaults = _plan_quotas(plan)
     now = utcnow()
     agreement = Agreement(
         request_id=request.id,
         buyer_org_id=request.buyer_org_id,
         product_id=product.id,
         product_version_id=version.id,
+        product_version_number=version.number,
+        zone=product.zone,
+        region=product.region,
         purpose=request.purpose,
         scenario=request.scenario,
         plan=PlanOut.model_validate(plan).model_dump(mode="json"),
         policy=dict(version.policy),
-        monthly_query_quota=quota if quota is not None else plan.monthly_query_quota,
+        monthly_query_quota=quotas.queries if quotas.queries is not None else defaults.queries,
+        monthly_row_quota=quotas.rows if quotas.rows is not None else defaults.rows,
+        monthly_byte_quota=quotas.bytes if quotas.bytes is not None else defaults.bytes,
         currency=plan.currency,
         valid_from=now,
         valid_until=now + (timedelta(days=valid_days) if valid_days else DEFAULT_VALIDITY),
+        created_at=now,
     )
     session.add(agreement)
     session.flush()
@@ -150,117 +207,30 @@ def _freeze_agreement(
     return agreement
 
 
-def visible_requests(session: Session, actor: Principal) -> Sequence[AccessRequest]:
-    """Buyers see their own requests, operators those they review, the regulator public-interest ones."""
-    if actor.role == Role.BUYER:
-        return repository.requests_where(session, AccessRequest.buyer_org_id == actor.org_id)
-    if actor.role == Role.REGULATOR:
-        return repository.requests_where(session, AccessRequest.reviewer_role == Role.REGULATOR.value)
-    if actor.role == Role.OPERATOR:
-        own = [p.id for p in products.catalogue(session, actor, mine=True)]
-        return repository.requests_where(
-            session, AccessRequest.product_id.in_(own), AccessRequest.reviewer_role == Role.OPERATOR.value
-        )
-    raise Forbidden("forbidden_role", needed="buyer, operator or regulator", role=actor.role.value)
-
-
-def visible_agreements(session: Session, actor: Principal) -> Sequence[Agreement]:
-    """Buyers see their own agreements, operators those on their products, the regulator all."""
-    if actor.role == Role.BUYER:
-        return repository.agreements_of_buyer(session, actor.org_id)
-    if actor.role in (Role.REGULATOR, Role.ADMIN, Role.FINANCE):
-        return repository.all_agreements(session)
-    if actor.role == Role.OPERATOR:
-        return repository.agreements_for_products(
-            session, [p.id for p in products.catalogue(session, actor, mine=True)]
-        )
-    raise Forbidden("forbidden_role", needed="buyer, operator or regulator", role=actor.role.value)
-
-
 # -- the metered query ----------------------------------------------------------------------------
 
 
-@dataclass
-class QueryOutcome:
-    """What a query attempt produced: an HTTP status and body, already recorded as usage."""
+def _agreement_for_query(
+    session: Session, actor: Principal, product: Product, now: datetime, agreement_id: str | None
+) -> Agreement:
+    """The agreement a query runs under, or 403.
 
-    status_code: int
-    body: dict[str, Any]
-
-
-def _month_of(moment: datetime) -> str:
-    return moment.strftime("%Y-%m")
-
-
-def _record(
-    session: Session,
-    actor: Principal,
-    agreement: Agreement,
-    *,
-    sql: str,
-    key: str | None,
-    now: datetime,
-    charge_type: ChargeType,
-    amount_minor: int = 0,
-    result: QueryResult | None = None,
-    error: MarketError | None = None,
-) -> UsageRecord:
-    measured = result.measurements if result else Measurements(0, 0, 0, 0, 0)
-    record = UsageRecord(
-        agreement_id=agreement.id,
-        buyer_org_id=actor.org_id,
-        user_id=actor.user_id,
-        product_id=agreement.product_id,
-        product_version_id=agreement.product_version_id,
-        purpose=agreement.purpose,
-        idempotency_key=key,
-        sql=sql,
-        sql_run=result.sql_run if result else "",
-        error_code=error.code if error else None,
-        rows_scanned=measured.rows_scanned,
-        bytes_scanned=measured.bytes_scanned,
-        cpu_ms=measured.cpu_ms,
-        result_rows=measured.result_rows,
-        result_columns=list(result.columns) if result else [],
-        suppressed_groups=measured.suppressed_groups,
-        charge_type=charge_type.value,
-        amount_minor=amount_minor,
-        currency=agreement.currency,
-        month=_month_of(now),
-        created_at=now,
-    )
-    session.add(record)
-    session.flush()
-    return record
-
-
-def _refuse(
-    session: Session,
-    actor: Principal,
-    agreement: Agreement,
-    error: MarketError,
-    *,
-    sql: str,
-    key: str | None,
-    now: datetime,
-    result: QueryResult | None = None,
-) -> QueryOutcome:
-    record = _record(
-        session,
-        actor,
-        agreement,
-        sql=sql,
-        key=key,
-        now=now,
-        charge_type=ChargeType.REJECTED,
-        error=error,
-        result=result,
-    )
-    body = error.to_body()
-    body["error"]["query_id"] = record.id
-    outcome = QueryOutcome(status_code=error.status_code, body=body)
-    record.response = {"status_code": outcome.status_code, "body": body}
-    return outcome
+    With `agreement_id`, that agreement of the caller on this product (a buyer holding, say, a
+    public-interest and a commercial agreement chooses). Otherwise the newest active one, or the
+    newest of any state, so that a revoked or expired agreement is refused with its own code.
+    """
+    if agreement_id is not None:
+        chosen = session.get(Agreement, agreement_id)
+        if chosen is None or chosen.buyer_org_id != actor.org_id or chosen.product_id != product.id:
+            raise Forbidden("agreement_not_yours", agreement=agreement_id, slug=product.slug)
+        return chosen
+    agreement = repository.active_agreement(session, actor.org_id, product.id, now)
+    if agreement is not None:
+        return agreement
+    latest = repository.latest_agreement(session, actor.org_id, product.id)
+    if latest is None:
+        raise Forbidden("no_agreement", slug=product.slug)
+    return latest
 
 
 def run_metered_query(
@@ -271,41 +241,38 @@ def run_metered_query(
     product_slug: str,
     sql: str,
     idempotency_key: str | None,
+    agreement_id: str | None = None,
 ) -> QueryOutcome:
     """Run a buyer's query under its agreement and record exactly one usage record for the attempt.
 
     Refused and failed queries are recorded as `rejected`, never charged, and returned as a 4xx
     outcome rather than raised, so the record commits with the request. A retry with the same
-    Idempotency-Key gets the stored outcome back and records nothing new.
+    Idempotency-Key gets the stored outcome back and records nothing new, also when the retry
+    races the original: the key is checked again under the buyer's chain lock.
+
+    Locks, always in this order: the agreement's month counter, then the buyer's chain head.
     """
     actor.require(Role.BUYER)
-    if idempotency_key:
-        previous = repository.by_idempotency_key(session, actor.org_id, idempotency_key)
-        if previous is not None:
-            product = session.get(Product, previous.product_id)
-            if previous.sql != sql or product is None or product.slug != product_slug or previous.response is None:
-                raise Conflict("idempotency_conflict", key=idempotency_key)
-            return QueryOutcome(int(previous.response["status_code"]), dict(previous.response["body"]))
+    replay = attempts.replay(session, actor, idempotency_key, product_slug, sql)
+    if replay is not None:
+        return replay
 
+    products.ensure_servable(session, product_slug)
     product = products.visible_product(session, actor, product_slug)
     now = utcnow()
-    agreement = repository.active_agreement(session, actor.org_id, product.id, now)
-    if agreement is None:
-        raise Forbidden("no_agreement", slug=product_slug)
-    month = _month_of(now)
-    quota = agreement.monthly_query_quota
+    agreement = _agreement_for_query(session, actor, product, now, agreement_id)
+    attempt = attempts.Attempt(actor, agreement, product_slug, sql, idempotency_key, now)
+    refusal = attempts.agreement_refusal(agreement, now)
+    if refusal is not None:
+        return attempts.refuse(session, attempt, refusal)
+    month = attempts.month_of(now)
 
-    counter = repository.month_counter(session, agreement.id, month)
-    if quota is not None and counter is not None and counter.accepted_queries >= quota:
-        return _refuse(
-            session,
-            actor,
-            agreement,
-            TooManyRequests("quota_exhausted", quota=quota),
-            sql=sql,
-            key=idempotency_key,
-            now=now,
-        )
+    # A cheap early refusal when the quota is already used up; the binding decision is below, locked.
+    early = attempts.quota_refusal(
+        agreement, repository.month_counter(session, agreement.id, month), Measurements(0, 0, 0, 0, 0)
+    )
+    if early is not None:
+        return attempts.refuse(session, attempt, early)
 
     version = session.get(ProductVersion, agreement.product_version_id)
     if version is None:  # pragma: no cover - agreements reference versions by foreign key
@@ -323,21 +290,16 @@ def run_metered_query(
             settings.sandbox_max_result_rows,
         )
     except (QueryRefused, QueryFailed) as error:
-        return _refuse(session, actor, agreement, error, sql=sql, key=idempotency_key, now=now)
+        return attempts.refuse(session, attempt, error)
 
     # The quota and cap are decided under the counter's lock, in the transaction that writes the record.
     counter = repository.lock_month(session, agreement.id, month)
-    if quota is not None and counter.accepted_queries >= quota:
-        return _refuse(
-            session,
-            actor,
-            agreement,
-            TooManyRequests("quota_exhausted", quota=quota),
-            sql=sql,
-            key=idempotency_key,
-            now=now,
-            result=result,
-        )
+    locked = attempts.lock_chain(session, attempt)
+    if isinstance(locked, QueryOutcome):
+        return locked
+    over = attempts.quota_refusal(agreement, counter, result.measurements)
+    if over is not None:
+        return attempts.refuse(session, attempt, over, result=result, head=locked)
     charge = rate_query(
         PlanTerms.from_snapshot(agreement.plan),
         public_interest=Purpose(agreement.purpose).is_public_interest,
@@ -347,19 +309,11 @@ def run_metered_query(
     )
     counter.accepted_queries += 1
     counter.charged_minor += charge.amount_minor
-    record = _record(
-        session,
-        actor,
-        agreement,
-        sql=sql,
-        key=idempotency_key,
-        now=now,
-        charge_type=charge.charge_type,
-        amount_minor=charge.amount_minor,
-        result=result,
-    )
+    counter.rows_scanned += result.measurements.rows_scanned
+    counter.bytes_scanned += result.measurements.bytes_scanned
+    record_id = new_id("qry")
     body = {
-        "query_id": record.id,
+        "query_id": record_id,
         "columns": result.columns,
         "rows": result.rows,
         "suppressed_groups": result.measurements.suppressed_groups,
@@ -371,14 +325,14 @@ def run_metered_query(
         },
         "agreement_id": agreement.id,
     }
-    if idempotency_key:
-        record.response = {"status_code": 200, "body": body}
-    return QueryOutcome(200, body)
-
-
-def usage_page(
-    session: Session, actor: Principal, *, limit: int, before: tuple[datetime, str] | None
-) -> Sequence[UsageRecord]:
-    """The caller organisation's own usage records, newest first."""
-    actor.require(Role.BUYER)
-    return repository.usage_page(session, actor.org_id, limit=limit, before=before)
+    return attempts.append(
+        session,
+        attempt,
+        locked,
+        status_code=200,
+        body=body,
+        record_id=record_id,
+        charge_type=charge.charge_type,
+        amount_minor=charge.amount_minor,
+        result=result,
+    )

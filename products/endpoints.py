@@ -6,24 +6,59 @@ import json
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi.responses import FileResponse, JSONResponse
 
 from market.deps import PrincipalDep, SessionDep, SettingsDep
 from market.errors import Unprocessable
-from products import repository, service, storage
-from products.schemas import EventOut, ProductIn, ProductOut, ReasonIn, ReviewIn
+from products import catalogue, repository, service, storage, versions
+from products.schemas import (
+    BuildIn,
+    EventOut,
+    PlanIn,
+    PlanOut,
+    ProductIn,
+    ProductOut,
+    ProductUpdate,
+    ReasonIn,
+    RebuildIn,
+    ResolveIn,
+    ReviewIn,
+    VersionOut,
+)
 
 router = APIRouter(prefix="/v1/products", tags=["products"])
 
 UPLOAD_CHUNK = 1 << 20
 
 
+def _json_object(text: str, field: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise Unprocessable("invalid_request", detail=f"{field} is not valid JSON ({error.msg})") from error
+    if not isinstance(value, dict):
+        raise Unprocessable("invalid_request", detail=f"{field} must be a JSON object")
+    return value
+
+
 @router.get("", response_model=list[ProductOut])
-def list_products(session: SessionDep, principal: PrincipalDep, mine: bool = False) -> list[ProductOut]:
-    """The catalogue: listed products. `?mine=true` shows an operator its own products in every state."""
-    return service.present(session, service.catalogue(session, principal, mine=mine))
+def list_products(
+    session: SessionDep,
+    principal: PrincipalDep,
+    mine: bool = False,
+    q: Annotated[str | None, Query(max_length=200, description="Words in title, description, docs.")] = None,
+    zone: Annotated[str | None, Query(max_length=50)] = None,
+    region: Annotated[str | None, Query(max_length=20, description="A region and its sub-regions.")] = None,
+    scenario: Annotated[str | None, Query(max_length=80)] = None,
+    pricing: Annotated[str | None, Query(pattern="^(free|paid)$", description="free or paid plans.")] = None,
+) -> list[ProductOut]:
+    """The catalogue: listed products, filtered. `?mine=true` shows an operator its own products in every state."""
+    products = service.catalogue(session, principal, mine=mine)
+    found = catalogue.search(session, products, text=q, zone=zone, region=region, scenario=scenario, pricing=pricing)
+    return service.present(session, found)
 
 
 @router.post("", response_model=ProductOut, status_code=201)
@@ -34,7 +69,28 @@ def create_product(body: ProductIn, session: SessionDep, principal: PrincipalDep
 
 @router.get("/{slug}", response_model=ProductOut)
 def get_product(slug: str, session: SessionDep, principal: PrincipalDep) -> ProductOut:
-    return service.present(session, [service.visible_product(session, principal, slug)])[0]
+    """The detail view: schema with column roles, policy, plans, documentation, lineage and quality summary."""
+    return service.present(session, [service.visible_product(session, principal, slug)], detail=True)[0]
+
+
+@router.patch("/{slug}", response_model=ProductOut)
+def update_product(slug: str, body: ProductUpdate, session: SessionDep, principal: PrincipalDep) -> ProductOut:
+    """Change title, description, documentation, scenarios (inside the authorisation) or add lineage."""
+    return service.present(session, [service.update_product(session, principal, slug, body)])[0]
+
+
+@router.put("/{slug}/plans/{code}", response_model=PlanOut)
+def put_plan(slug: str, code: str, body: PlanIn, session: SessionDep, principal: PrincipalDep) -> PlanOut:
+    """Add or change a price plan, at or under the authorisation's fee cap; agreements keep their terms."""
+    if body.code != code:
+        raise Unprocessable("invalid_request", detail=f"the body's code '{body.code}' differs from the URL's '{code}'")
+    return PlanOut.model_validate(service.put_plan(session, principal, slug, body))
+
+
+@router.delete("/{slug}/plans/{code}", response_model=PlanOut)
+def retire_plan(slug: str, code: str, session: SessionDep, principal: PrincipalDep) -> PlanOut:
+    """Stop offering a plan to new access requests."""
+    return PlanOut.model_validate(service.retire_plan(session, principal, slug, code))
 
 
 @router.get("/{slug}/events", response_model=list[EventOut])
@@ -52,15 +108,12 @@ def upload_version(
     files: Annotated[list[UploadFile], File(description="CSV or Parquet files, one per table.")],
     policy: Annotated[str, Form(description="The protection policy, as JSON.")],
     table_names: Annotated[str, Form(description="Comma-separated table names, in file order.")] = "",
+    recipe: Annotated[str | None, Form(description="Optional cleaning and desensitising recipe, as JSON.")] = None,
 ) -> ProductOut:
-    """Upload one file per table plus the protection policy; they become a new immutable version."""
-    try:
-        raw_policy = json.loads(policy)
-    except json.JSONDecodeError as error:
-        raise Unprocessable("invalid_request", detail=f"policy is not valid JSON ({error.msg})") from error
-    if not isinstance(raw_policy, dict):
-        raise Unprocessable("invalid_request", detail="policy must be a JSON object")
+    """Upload one file per table plus the protection policy (and a recipe); they become a new immutable version."""
+    raw_policy = _json_object(policy, "policy")
     parsed_policy = service.parse_policy(raw_policy)
+    parsed_recipe = versions.parse_recipe(_json_object(recipe, "recipe")) if recipe else None
     names = [n.strip() for n in table_names.split(",") if n.strip()] if table_names else []
     settings.ensure_dirs()
     with tempfile.TemporaryDirectory(dir=settings.uploads_dir) as workdir:
@@ -73,7 +126,7 @@ def upload_version(
             with target.open("wb") as handle:
                 shutil.copyfileobj(upload.file, handle, UPLOAD_CHUNK)
             uploads.append(service.Upload(table=table, path=target, filename=filename))
-        service.add_version(session, settings, principal, slug, uploads, parsed_policy)
+        service.add_version(session, settings, principal, slug, uploads, parsed_policy, parsed_recipe)
     return service.present(session, [service.visible_product(session, principal, slug)])[0]
 
 
@@ -90,3 +143,71 @@ def review_product(slug: str, body: ReviewIn, session: SessionDep, principal: Pr
 @router.post("/{slug}/delist", response_model=ProductOut)
 def delist_product(slug: str, body: ReasonIn, session: SessionDep, principal: PrincipalDep) -> ProductOut:
     return service.present(session, [service.delist(session, principal, slug, body.reason)])[0]
+
+
+@router.post("/{slug}/builds", response_model=VersionOut, status_code=201)
+def build_version(
+    slug: str, body: BuildIn, session: SessionDep, principal: PrincipalDep, settings: SettingsDep
+) -> VersionOut:
+    """Build a new version from stored uploads (POST /v1/uploads) through the recipe; audited on the way."""
+    version = versions.build_from_uploads(session, settings, principal, slug, body)
+    return versions.present_version(session, version)
+
+
+@router.get("/{slug}/versions", response_model=list[VersionOut])
+def list_versions(slug: str, session: SessionDep, principal: PrincipalDep) -> list[VersionOut]:
+    """Every version with its recipe, audit and quality reports: the operator's own, or any for the regulator."""
+    return [versions.present_version(session, v) for v in versions.versions_visible(session, principal, slug)]
+
+
+@router.get("/{slug}/versions/{number}", response_model=VersionOut)
+def get_version(slug: str, number: int, session: SessionDep, principal: PrincipalDep) -> VersionOut:
+    return versions.present_version(session, versions.version_of(session, principal, slug, number)[1])
+
+
+@router.post("/{slug}/versions/{number}/rebuild", response_model=VersionOut, status_code=201)
+def rebuild_version(
+    slug: str,
+    number: int,
+    session: SessionDep,
+    principal: PrincipalDep,
+    settings: SettingsDep,
+    body: RebuildIn | None = None,
+) -> VersionOut:
+    """Re-run a version's stored recipe over its stored uploads, as a new version (a changed recipe or policy may
+    be given). The new version is audited like any other."""
+    version = versions.rebuild(session, settings, principal, slug, number, body or RebuildIn())
+    return versions.present_version(session, version)
+
+
+@router.get("/{slug}/versions/{number}/quarantine/{table}")
+def quarantine_file(
+    slug: str, number: int, table: str, session: SessionDep, principal: PrincipalDep, settings: SettingsDep
+) -> FileResponse:
+    """The rows a version's recipe quarantined for one table, as Parquet, with the rules each broke (operator only)."""
+    path = versions.quarantine_path(session, settings, principal, slug, number, table)
+    return FileResponse(
+        path, media_type="application/vnd.apache.parquet", filename=f"{slug}-v{number}-{table}-quarantine.parquet"
+    )
+
+
+@router.post("/{slug}/versions/{number}/findings/{finding_id}/resolve", response_model=VersionOut)
+def resolve_finding(
+    slug: str, number: int, finding_id: str, body: ResolveIn, session: SessionDep, principal: PrincipalDep
+) -> VersionOut:
+    """Resolve an audit finding with a justification the regulator reads in review."""
+    version = versions.resolve_finding(session, principal, slug, number, finding_id, body.justification)
+    return versions.present_version(session, version)
+
+
+catalogue_router = APIRouter(prefix="/v1", tags=["catalogue"])
+
+
+@catalogue_router.get("/catalogue.jsonld")
+def catalogue_jsonld(
+    request: Request, session: SessionDep, principal: PrincipalDep, settings: SettingsDep
+) -> JSONResponse:
+    """The listed products as a DCAT catalogue in JSON-LD, for CKAN and data-space harvesters."""
+    products = service.catalogue(session, principal)
+    body = catalogue.jsonld(session, settings, str(request.base_url), products)
+    return JSONResponse(body, media_type="application/ld+json")

@@ -43,6 +43,14 @@ class Product(Base):
     listed_version_id: Mapped[str | None] = mapped_column(String(32), default=None)
     """The version buyers query; changes only when the regulator approves a version."""
     latest_version_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    pending_version_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    """A new version of a listed product awaiting review; buyers keep getting `listed_version_id` meanwhile."""
+    review_due_at: Mapped[datetime | None] = mapped_column(default=None)
+    """When the regulator's decision on the version under review is due (DOMAIN.md rule 1: a visible deadline)."""
+    scenarios: Mapped[list[Any]] = mapped_column(default=list)
+    """Use scenarios the product is offered for; each must be inside the operator's authorisation."""
+    documentation: Mapped[str] = mapped_column(Text, default="")
+    """Buyer-facing documentation (Markdown): sources, methods, caveats."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -62,6 +70,16 @@ class ProductVersion(Base):
     """One entry per table: name, file, row_count, columns [{name, type, role, bytes}]."""
     content_hash: Mapped[str] = mapped_column(String(64))
     """SHA-256 over the Parquet files, in table order: identifies the data exactly."""
+    recipe: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    """The declarative cleaning and desensitising recipe (products.pipeline.recipe.Recipe) that built it."""
+    recipe_hash: Mapped[str | None] = mapped_column(String(64), default=None)
+    """SHA-256 of the recipe's canonical JSON."""
+    sources: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    """Per table, the upload it was built from: upload id, file name, SHA-256 and size."""
+    audit: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    """The irreversibility audit report (不可回溯): findings, each open or resolved with a justification."""
+    quality: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    """The quality report: per-table row counts, rejected rows, per-column nulls, distinct counts and ranges."""
     created_by: Mapped[str] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -85,11 +103,19 @@ class PricePlan(Base):
     per_gb_minor: Mapped[Decimal] = mapped_column(Numeric(18, 6), default=Decimal(0))
     """Fee per GB (10^9 bytes) scanned, in minor units; a Decimal so that fractions of a fen per GB add up."""
     trial_queries: Mapped[int] = mapped_column(default=0)
-    """Accepted queries per agreement that are free before billing starts."""
+    """Accepted queries per agreement per calendar month that are free before billing starts."""
     monthly_cap_minor: Mapped[int | None] = mapped_column(BigInteger, default=None)
     """Most a buyer pays per agreement per month for usage; later queries are `cap_reached`."""
     monthly_query_quota: Mapped[int | None] = mapped_column(default=None)
     """Accepted queries allowed per agreement per calendar month (UTC); None is unlimited."""
+    # -- metering: quotas on scanned volume and graduated tiers (owned by metering/pricing.py) --
+    monthly_row_quota: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    """Rows scanned allowed per agreement per calendar month (UTC); None is unlimited."""
+    monthly_byte_quota: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    """Bytes scanned allowed per agreement per calendar month (UTC); None is unlimited."""
+    tiers: Mapped[list[Any] | None] = mapped_column(default=None)
+    """Graduated tiers [{up_to, per_query_minor, per_gb_minor}], by the month's billable query count;
+    when set they replace `per_query_minor` and `per_gb_minor` (see metering.pricing)."""
     active: Mapped[bool] = mapped_column(default=True)
 
 

@@ -60,3 +60,20 @@ def events_of(session: Session, product_id: str) -> Sequence[ProductEvent]:
     return session.scalars(
         select(ProductEvent).where(ProductEvent.product_id == product_id).order_by(ProductEvent.at)
     ).all()
+
+
+def version_by_number(session: Session, product_id: str, number: int) -> ProductVersion | None:
+    return session.scalars(
+        select(ProductVersion).where(ProductVersion.product_id == product_id, ProductVersion.number == number)
+    ).one_or_none()
+
+
+def versions_of(session: Session, product_id: str) -> Sequence[ProductVersion]:
+    return session.scalars(
+        select(ProductVersion).where(ProductVersion.product_id == product_id).order_by(ProductVersion.number)
+    ).all()
+
+
+def lock_product(session: Session, product_id: str) -> None:
+    """Hold the product's row until the transaction ends (PostgreSQL; SQLite serialises writers itself)."""
+    session.execute(select(Product.id).where(Product.id == product_id).with_for_update())

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from datetime import timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -14,22 +12,18 @@ from sqlalchemy.orm import Session
 from market.accounts.models import Role
 from market.accounts.service import Principal
 from market.clock import utcnow
-from market.errors import Conflict, NotFound, Unprocessable
+from market.errors import Conflict, Forbidden, MarketError, NotFound, Unprocessable
 from market.settings import Settings
-from products import repository, storage
-from products.models import PricePlan, Product, ProductEvent, ProductStatus, ProductVersion
-from products.schemas import ColumnOut, PlanIn, PlanOut, ProductIn, ProductOut, TableOut
+from products import repository
+from products.catalogue import served
+from products.governance import authorisations, resources
+from products.governance import repository as governance_repo
+from products.models import PlanKind, PricePlan, Product, ProductEvent, ProductStatus, ProductVersion
+from products.schemas import ColumnOut, PlanIn, PlanOut, ProductIn, ProductOut, ProductUpdate, TableOut
+from products.versions import Upload as Upload  # re-exported: the demo and endpoints build versions here
+from products.versions import add_version as add_version
 from sandbox.policy import ProtectionPolicy
 from sandbox.service import TableFile
-
-
-@dataclass(frozen=True)
-class Upload:
-    """An uploaded file already on local disk, and the table it becomes."""
-
-    table: str
-    path: Path
-    filename: str
 
 
 def _record(
@@ -62,6 +56,8 @@ def _add_plans(session: Session, product: Product, plans: Sequence[PlanIn]) -> N
 def create_product(session: Session, actor: Principal, data: ProductIn) -> Product:
     """Create a draft product owned by the operator's organisation."""
     actor.require(Role.OPERATOR)
+    grant = authorisations.require_scope(session, actor.org_id, data.zone, data.region, data.scenarios)
+    authorisations.check_plans(session, grant, data.zone, data.plans)
     if repository.by_slug(session, data.slug) is not None:
         raise Conflict("duplicate_product", slug=data.slug)
     product = Product(
@@ -71,6 +67,8 @@ def create_product(session: Session, actor: Principal, data: ProductIn) -> Produ
         zone=data.zone,
         region=data.region,
         operator_org_id=actor.org_id,
+        scenarios=sorted(set(data.scenarios)),
+        documentation=data.documentation,
     )
     session.add(product)
     session.flush()
@@ -83,8 +81,69 @@ def create_product(session: Session, actor: Principal, data: ProductIn) -> Produ
         )
     )
     _add_plans(session, product, data.plans)
+    resources.link(session, product, data.resources)
     session.flush()
     return product
+
+
+def update_product(session: Session, actor: Principal, slug: str, data: ProductUpdate) -> Product:
+    """Change an own product's title, description, documentation, scenarios or lineage."""
+    actor.require(Role.OPERATOR)
+    product = _own_product(session, actor, slug)
+    if data.scenarios is not None:
+        authorisations.require_scope(session, actor.org_id, product.zone, product.region, data.scenarios)
+        product.scenarios = sorted(set(data.scenarios))
+    for field in ("title", "description", "documentation"):
+        value = getattr(data, field)
+        if value is not None:
+            setattr(product, field, value)
+    if data.resources:
+        resources.link(session, product, data.resources)
+    product.updated_at = utcnow()
+    session.flush()
+    return product
+
+
+def put_plan(session: Session, actor: Principal, slug: str, plan: PlanIn) -> PricePlan:
+    """Add or change a plan, within the fee cap. Existing agreements keep the terms they snapshotted."""
+    actor.require(Role.OPERATOR)
+    product = _own_product(session, actor, slug)
+    grant = authorisations.require_scope(session, actor.org_id, product.zone, product.region, product.scenarios)
+    authorisations.check_plans(session, grant, product.zone, [plan])
+    existing = repository.plan_by_code(session, product.id, plan.code)
+    if existing is None:
+        existing = PricePlan(product_id=product.id, **plan.model_dump())
+        session.add(existing)
+    else:
+        for field, value in plan.model_dump().items():
+            setattr(existing, field, value)
+        existing.active = True
+    product.updated_at = utcnow()
+    session.flush()
+    return existing
+
+
+def retire_plan(session: Session, actor: Principal, slug: str, code: str) -> PricePlan:
+    """Stop offering a plan to new requests; agreements already made on it are unaffected."""
+    actor.require(Role.OPERATOR)
+    product = _own_product(session, actor, slug)
+    plan = plan_for(session, product, code)
+    plan.active = False
+    product.updated_at = utcnow()
+    session.flush()
+    return plan
+
+
+def ensure_servable(session: Session, slug: str) -> None:
+    """Refuse queries on a product whose operator lost its authorisation or that was delisted (403)."""
+    product = repository.by_slug(session, slug)
+    if product is None or product.listed_version_id is None:
+        return  # never listed: visible_product answers 404
+    scenarios = product.scenarios or ()
+    if authorisations.covering(session, product.operator_org_id, product.zone, product.region, scenarios) is None:
+        raise Forbidden("authorisation_inactive", slug=slug)
+    if product.status != ProductStatus.LISTED:
+        raise Forbidden("product_delisted", slug=slug)
 
 
 def _own_product(session: Session, actor: Principal, slug: str) -> Product:
@@ -103,104 +162,102 @@ def parse_policy(raw: dict[str, Any]) -> ProtectionPolicy:
         raise Unprocessable("invalid_request", detail=f"policy.{where}: {first['msg']}") from error
 
 
-def add_version(
-    session: Session,
-    settings: Settings,
-    actor: Principal,
-    slug: str,
-    uploads: Sequence[Upload],
-    policy: ProtectionPolicy,
-) -> ProductVersion:
-    """Store the uploads as a new immutable version, keeping only the columns the policy names."""
-    actor.require(Role.OPERATOR)
-    product = _own_product(session, actor, slug)
-    tables = {u.table: u for u in uploads}
-    for upload in uploads:
-        if not storage.TABLE_NAME.match(upload.table):
-            raise Unprocessable("invalid_table_name", name=upload.table)
-    for table in policy.tables:
-        if table not in tables:
-            raise Unprocessable("policy_table_unknown", table=table, tables=", ".join(sorted(tables)) or "none")
-    for table in tables:
-        if table not in policy.tables:
-            raise Unprocessable("policy_table_missing", table=table)
+REVIEW_PERIOD = timedelta(days=15)
+"""How long the regulator has to decide on a submitted version; shown to the operator as `review_due_at`."""
 
-    number = repository.next_version_number(session, product.id)
-    version_dir = settings.products_dir / product.id / f"v{number}"
-    described: list[dict[str, Any]] = []
-    paths: list[Path] = []
-    try:
-        for name, upload in sorted(tables.items()):
-            table_policy = policy.tables[name]
-            kind = storage.file_kind(upload.filename)
-            available = [c for c, _ in storage.source_columns(upload.path, kind, upload.filename)]
-            roles: dict[str, str] = {table_policy.privacy_unit: "privacy_unit"}
-            roles.update({c: "dimension" for c in table_policy.dimensions})
-            roles.update({c: "measure" for c in table_policy.measures})
-            roles.update({c: "hidden" for c in table_policy.hidden})
-            for column in roles:
-                if column not in available:
-                    raise Unprocessable(
-                        "policy_column_unknown", column=column, table=name, columns=", ".join(available)
-                    )
-            keep = [c for c in available if c in roles]
-            stored = storage.write_table(upload.path, kind, upload.filename, keep, version_dir / f"{name}.parquet")
-            described.append(stored.describe(roles))
-            paths.append(stored.path)
-    except BaseException:
-        shutil.rmtree(version_dir, ignore_errors=True)
-        raise
 
-    version = ProductVersion(
-        product_id=product.id,
-        number=number,
-        policy=policy.model_dump(mode="json"),
-        tables=described,
-        content_hash=storage.content_hash(paths),
-        created_by=actor.user_id,
+def _check_listable(session: Session, product: Product) -> None:
+    """The operator's authorisation in force covers the product, and every active plan is within the cap."""
+    grant = authorisations.require_scope(
+        session, product.operator_org_id, product.zone, product.region, product.scenarios or ()
     )
-    session.add(version)
-    session.flush()
-    product.latest_version_id = version.id
-    product.updated_at = utcnow()
-    return version
+    plans = repository.plans_of(session, [product.id])[product.id]
+    authorisations.check_plans(session, grant, product.zone, plans)
 
 
 def submit(session: Session, actor: Principal, slug: str) -> Product:
-    """Send the latest version to the regulator for review."""
+    """Send the latest version to the regulator for review; a listed product stays listed meanwhile."""
     actor.require(Role.OPERATOR)
     product = _own_product(session, actor, slug)
     if product.latest_version_id is None:
         raise Unprocessable("no_version", slug=slug)
-    if product.status not in (ProductStatus.DRAFT, ProductStatus.RETURNED, ProductStatus.DELISTED):
+    listed = product.status == ProductStatus.LISTED
+    if listed and product.latest_version_id in (product.listed_version_id, product.pending_version_id):
+        raise Conflict(
+            "invalid_transition",
+            current=product.status,
+            action="submitted",
+            hint="Upload a new version first; the listed version is already reviewed.",
+        )
+    if not listed and product.status not in (ProductStatus.DRAFT, ProductStatus.RETURNED, ProductStatus.DELISTED):
         raise Conflict(
             "invalid_transition",
             current=product.status,
             action="submitted",
             hint="Wait for the review decision.",
         )
-    _record(session, product, actor, ProductStatus.SUBMITTED, version_id=product.latest_version_id)
+    _check_listable(session, product)
+    version = session.get(ProductVersion, product.latest_version_id)
+    assert version is not None
+    audit_gate(version)
+    product.pending_version_id = version.id
+    product.review_due_at = utcnow() + REVIEW_PERIOD
+    if listed:
+        _record(
+            session, product, actor, ProductStatus.LISTED, f"version {version.number} submitted for review", version.id
+        )
+    else:
+        _record(session, product, actor, ProductStatus.SUBMITTED, version_id=version.id)
     return product
 
 
+def audit_gate(version: ProductVersion) -> None:
+    """Refuse submission while the version's irreversibility audit has open blocking findings."""
+    findings = [f for f in (version.audit or {}).get("findings", []) if f.get("blocking") and not f.get("resolution")]
+    if findings:
+        raise Unprocessable(
+            "audit_findings_open",
+            count=len(findings),
+            findings="; ".join(f"{f['table']}.{f['column']}: {f['kind']}" for f in findings[:5]),
+            number=version.number,
+        )
+
+
 def review(session: Session, actor: Principal, slug: str, decision: str, comment: str) -> Product:
-    """The regulator's decision: approve (list the submitted version) or return with comments."""
+    """The regulator's decision on the version under review: approve (list it) or return it with comments."""
     actor.require(Role.REGULATOR)
     product = repository.by_slug(session, slug)
     if product is None:
         raise NotFound("product_not_found", slug=slug)
-    if product.status != ProductStatus.SUBMITTED:
+    pending = product.pending_version_id
+    if pending is None or product.status not in (ProductStatus.SUBMITTED, ProductStatus.LISTED):
         raise Conflict(
             "invalid_transition",
             current=product.status,
             action="reviewed",
-            hint="Only submitted products are reviewed.",
+            hint="Only submitted products and versions are reviewed.",
         )
+    version = session.get(ProductVersion, pending)
+    assert version is not None
     if decision == "approve":
-        product.listed_version_id = product.latest_version_id
-        _record(session, product, actor, ProductStatus.LISTED, comment, product.latest_version_id)
+        try:
+            _check_listable(session, product)
+        except MarketError as error:
+            raise Conflict("review_outside_authorisation", detail=error.message) from error
+        audit_gate(version)
+    product.pending_version_id = None
+    product.review_due_at = None
+    if product.status == ProductStatus.LISTED:
+        verdict = "approved" if decision == "approve" else "returned"
+        if decision == "approve":
+            product.listed_version_id = version.id
+        reason = f"version {version.number} {verdict}" + (f": {comment}" if comment else "")
+        _record(session, product, actor, ProductStatus.LISTED, reason, version.id)
+    elif decision == "approve":
+        product.listed_version_id = version.id
+        _record(session, product, actor, ProductStatus.LISTED, comment, version.id)
     else:
-        _record(session, product, actor, ProductStatus.RETURNED, comment, product.latest_version_id)
+        _record(session, product, actor, ProductStatus.RETURNED, comment, version.id)
     return product
 
 
@@ -234,16 +291,21 @@ def catalogue(session: Session, actor: Principal, *, mine: bool = False) -> Sequ
         return repository.of_operator(session, actor.org_id)
     if mine and actor.role in (Role.REGULATOR, Role.ADMIN):
         return repository.all_products(session)
-    return repository.listed(session)
+    return served(session, repository.listed(session))
 
 
-def present(session: Session, products: Sequence[Product]) -> list[ProductOut]:
-    """Products as the API shows them, with their current version's tables, policy and plans."""
+def present(session: Session, products: Sequence[Product], *, detail: bool = False) -> list[ProductOut]:
+    """Products as the API shows them, with their current version's tables, policy and plans.
+
+    The detail view adds documentation, the quality summary and whether the audit was clean.
+    """
     from market.accounts.models import Organisation
+    from products.pipeline.assess import buyer_summary
 
     ids = [p.id for p in products]
     plans = repository.plans_of(session, ids)
-    version_ids = [v for p in products if (v := p.listed_version_id or p.latest_version_id)]
+    lineage = governance_repo.lineage(session, ids)
+    version_ids = [v for p in products for v in (p.listed_version_id or p.latest_version_id, p.pending_version_id) if v]
     versions = repository.versions_by_id(session, version_ids)
     out: list[ProductOut] = []
     for product in products:
@@ -270,6 +332,19 @@ def present(session: Session, products: Sequence[Product]) -> list[ProductOut]:
                 policy=version.policy if version else None,
                 plans=[PlanOut.model_validate(p) for p in plans[product.id]],
                 updated_at=product.updated_at,
+                scenarios=list(product.scenarios or []),
+                pricing=sorted({"free" if p.kind == PlanKind.PUBLIC_INTEREST else "paid" for p in plans[product.id]}),
+                resources=[
+                    {"id": r.id, "registration_code": r.registration_code, "title": r.title}
+                    for r in lineage[product.id]
+                ],
+                pending_version=pending.number if (pending := versions.get(product.pending_version_id or "")) else None,
+                review_due_at=product.review_due_at,
+                documentation=product.documentation if detail else None,
+                quality=buyer_summary(version.quality) if detail and version else None,
+                audit_clean=(version.audit or {}).get("blocking_findings") == 0
+                if detail and version and version.audit
+                else None,
             )
         )
     return out

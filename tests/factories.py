@@ -81,7 +81,53 @@ class Listed:
     regulator: Actor
 
 
+FEE_CAP: dict[str, Any] = {
+    "max_per_query_minor": 100_000,
+    "max_per_gb_minor": "1000000",
+    "max_monthly_fee_minor": 100_000_000,
+}
+"""Generous caps, so that tests about other things never hit them; fee-cap tests set their own."""
+
+
+def authorise(
+    market: Market,
+    operator: Actor,
+    *,
+    regulator: Actor | None = None,
+    zones: tuple[str, ...] = ("transport",),
+    regions: tuple[str, ...] = ("CN-11",),
+    scenarios: tuple[str, ...] = (),
+    days: int = 365,
+    **cap: Any,
+) -> Any:
+    """The regulator grants `operator` a scope with the same fee cap in every zone; returns the response."""
+    from datetime import UTC, datetime, timedelta
+
+    regulator = regulator or market.actor(Role.REGULATOR)
+    return market.client.post(
+        "/v1/authorisations",
+        headers=regulator.headers,
+        json={
+            "operator": operator.principal.org_id,
+            "zones": list(zones),
+            "regions": list(regions),
+            "scenarios": list(scenarios),
+            "valid_until": (datetime.now(UTC) + timedelta(days=days)).isoformat(),
+            "fee_caps": [{"zone": zone, **FEE_CAP, **cap} for zone in zones],
+        },
+    )
+
+
+def ensure_authorised(market: Market, operator: Actor) -> None:
+    """Grant the operator the default scope (transport in CN-11) unless it already holds a grant."""
+    if not market.client.get("/v1/authorisations", headers=operator.headers).json():
+        granted = authorise(market, operator)
+        assert granted.status_code == 201, granted.text
+
+
 def create_product(market: Market, operator: Actor, slug: str, plans: list[dict[str, Any]] | None = None) -> Any:
+    """Create a draft product over HTTP, first authorising the operator for transport in CN-11 if needed."""
+    ensure_authorised(market, operator)
     return market.client.post(
         "/v1/products",
         headers=operator.headers,
@@ -113,9 +159,10 @@ def upload_version(
 
 
 def listed_product(market: Market, slug: str = "people-trips", plans: list[dict[str, Any]] | None = None) -> Listed:
-    """A product created, uploaded, submitted and approved over HTTP."""
+    """A product created, uploaded, submitted and approved over HTTP, by an operator authorised for it."""
     operator = market.actor(Role.OPERATOR)
     regulator = market.actor(Role.REGULATOR)
+    assert authorise(market, operator, regulator=regulator).status_code == 201
     assert create_product(market, operator, slug, plans).status_code == 201
     assert upload_version(market, operator, slug).status_code == 201
     assert market.client.post(f"/v1/products/{slug}/submit", headers=operator.headers).status_code == 200
@@ -157,3 +204,16 @@ def query(market: Market, buyer: Actor, slug: str, sql: str, key: str | None = N
     if key:
         headers["Idempotency-Key"] = key
     return market.client.post("/v1/queries", headers=headers, json={"product": slug, "sql": sql})
+
+
+def bypass_append_only(market: Market) -> None:
+    """Remove the database's append-only guard on usage_records (metering), as an attacker with
+    database access could; for tests that must edit or delete usage records."""
+    from sqlalchemy import text
+
+    with market.database.engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("ALTER TABLE usage_records DISABLE TRIGGER usage_records_append_only"))
+        else:
+            connection.execute(text("DROP TRIGGER IF EXISTS usage_records_no_update"))
+            connection.execute(text("DROP TRIGGER IF EXISTS usage_records_no_delete"))

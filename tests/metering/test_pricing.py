@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from metering.models import ChargeType
-from metering.pricing import PlanTerms, list_price, rate_query
+from metering.pricing import PlanTerms, Tier, list_price, rate_query, tier_price
 
 terms_strategy = st.builds(
     PlanTerms,
@@ -64,3 +64,113 @@ def test_the_query_that_reaches_the_cap_pays_only_the_rest() -> None:
         amounts.append((charge.charge_type.value, charge.amount_minor))
         charged += charge.amount_minor
     assert amounts == [("billable", 400), ("billable", 400), ("billable", 200), ("cap_reached", 0)]
+
+
+tier_strategy = st.lists(
+    st.tuples(
+        st.integers(1, 20),
+        st.integers(0, 5_000),
+        st.decimals(min_value=0, max_value=10_000, places=2, allow_nan=False, allow_infinity=False),
+    ),
+    min_size=1,
+    max_size=4,
+)
+
+
+def _tiers(spec: list[tuple[int, int, Decimal]]) -> tuple[Tier, ...]:
+    """Tiers whose widths are the first items of `spec`; the last one is open."""
+    bound = 0
+    tiers = []
+    for index, (width, per_query, per_gb) in enumerate(spec):
+        bound += width
+        up_to = None if index == len(spec) - 1 else bound
+        tiers.append(Tier(up_to=up_to, per_query_minor=per_query, per_gb_minor=per_gb))
+    return tuple(tiers)
+
+
+@given(
+    spec=tier_strategy,
+    trial=st.integers(0, 3),
+    scans=st.lists(st.integers(0, 5 * 10**9), min_size=1, max_size=60),
+)
+def test_graduated_charges_equal_the_sum_of_their_tiers(
+    spec: list[tuple[int, int, Decimal]], trial: int, scans: list[int]
+) -> None:
+    terms = PlanTerms(currency="CNY", trial_queries=trial, tiers=_tiers(spec))
+    total = 0
+    for accepted, bytes_scanned in enumerate(scans):
+        charge = rate_query(
+            terms, public_interest=False, accepted_before=accepted, charged_before=total, bytes_scanned=bytes_scanned
+        )
+        total += charge.amount_minor
+    # independently: put each billable query in its tier, price each tier's queries at that tier's rates
+    billable = scans[trial:]
+    by_tier = []
+    start = 0
+    for tier in terms.tiers:
+        end = len(billable) if tier.up_to is None else min(tier.up_to, len(billable))
+        queries = billable[start:end] if end > start else []
+        by_tier.append(sum(tier_price(tier, b) for b in queries))
+        start = max(start, end)
+    assert total == sum(by_tier)
+    # and with only per-query fees, each tier contributes exactly (its query count) x (its fee)
+    flat = PlanTerms(currency="CNY", tiers=tuple(Tier(t.up_to, t.per_query_minor) for t in terms.tiers))
+    charged = [
+        rate_query(flat, public_interest=False, accepted_before=n, charged_before=0, bytes_scanned=0).amount_minor
+        for n in range(len(scans))
+    ]
+    counts = []
+    lower = 0
+    for tier in flat.tiers:
+        upper = len(scans) if tier.up_to is None else min(tier.up_to, len(scans))
+        counts.append(max(upper - lower, 0))
+        lower = max(lower, upper)
+    assert sum(charged) == sum(c * t.per_query_minor for c, t in zip(counts, flat.tiers, strict=True))
+
+
+@given(
+    spec=tier_strategy,
+    cap=st.integers(0, 20_000),
+    scans=st.lists(st.integers(0, 5 * 10**9), min_size=1, max_size=60),
+)
+def test_graduated_charges_never_exceed_the_cap_and_reach_it_exactly_when_due(
+    spec: list[tuple[int, int, Decimal]], cap: int, scans: list[int]
+) -> None:
+    capped = PlanTerms(currency="CNY", tiers=_tiers(spec), monthly_cap_minor=cap)
+    uncapped = PlanTerms(currency="CNY", tiers=_tiers(spec))
+    charged = 0
+    list_total = 0
+    for accepted, bytes_scanned in enumerate(scans):
+        charge = rate_query(
+            capped, public_interest=False, accepted_before=accepted, charged_before=charged, bytes_scanned=bytes_scanned
+        )
+        list_total += list_price(uncapped, bytes_scanned, accepted + 1)
+        charged += charge.amount_minor
+        assert charged <= cap
+        assert charged == min(list_total, cap)
+        if charge.charge_type == ChargeType.CAP_REACHED:
+            assert charge.amount_minor == 0 and charged == cap
+
+
+def test_a_plan_snapshot_round_trips_tiers_exactly() -> None:
+    snapshot = {
+        "currency": "CNY",
+        "per_query_minor": 999,
+        "tiers": [
+            {"up_to": 2, "per_query_minor": 100, "per_gb_minor": "0.5"},
+            {"up_to": None, "per_query_minor": 50, "per_gb_minor": "0"},
+        ],
+    }
+    terms = PlanTerms.from_snapshot(snapshot)
+    assert terms.tier_for(1) == terms.tier_for(2) == Tier(2, 100, Decimal("0.5"))
+    assert terms.tier_for(3).per_query_minor == 50
+    assert list_price(terms, 10**9, 1) == 101  # 100 + 0.5 fen, rounded half away from zero
+
+
+def test_peak_rates_cover_every_tier() -> None:
+    from metering.pricing import peak_rates
+
+    flat = PlanTerms(currency="CNY", per_query_minor=7, per_gb_minor=Decimal("3"))
+    assert (peak_rates(flat).per_query_minor, peak_rates(flat).per_gb_minor) == (7, Decimal("3"))
+    tiered = PlanTerms(currency="CNY", tiers=(Tier(5, 100, Decimal("1")), Tier(None, 50, Decimal("9"))))
+    assert (peak_rates(tiered).per_query_minor, peak_rates(tiered).per_gb_minor) == (100, Decimal("9"))

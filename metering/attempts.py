@@ -1,0 +1,182 @@
+"""One query attempt's bookkeeping: Idempotency-Key replay, refusal rules, and the one usage record it writes.
+
+Used by metering.service.run_metered_query, which owns the order of the steps and the locks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from market.accounts.service import Principal
+from market.clock import new_id, utcnow
+from market.errors import Conflict, Forbidden, MarketError, TooManyRequests
+from metering import chain, repository
+from metering.models import Agreement, AgreementMonth, AgreementStatus, ChargeType, UsageChainHead, UsageRecord
+from products.models import Product
+from sandbox.service import Measurements, QueryResult
+
+
+@dataclass
+class QueryOutcome:
+    """What a query attempt produced: an HTTP status and body, already recorded as usage."""
+
+    status_code: int
+    body: dict[str, Any]
+
+
+def month_of(moment: datetime) -> str:
+    return moment.strftime("%Y-%m")
+
+
+def replay(session: Session, actor: Principal, key: str | None, product_slug: str, sql: str) -> QueryOutcome | None:
+    """The stored outcome of an earlier attempt with this Idempotency-Key, if there was one."""
+    if not key:
+        return None
+    previous = repository.by_idempotency_key(session, actor.org_id, key)
+    if previous is None:
+        return None
+    product = session.get(Product, previous.product_id)
+    if previous.sql != sql or product is None or product.slug != product_slug or previous.response is None:
+        raise Conflict("idempotency_conflict", key=key)
+    return QueryOutcome(int(previous.response["status_code"]), dict(previous.response["body"]))
+
+
+@dataclass
+class Attempt:
+    """One query attempt in progress: who, under which agreement, what SQL, when."""
+
+    actor: Principal
+    agreement: Agreement
+    product_slug: str
+    sql: str
+    key: str | None
+    now: datetime
+
+
+def append(
+    session: Session,
+    attempt: Attempt,
+    head: UsageChainHead,
+    *,
+    status_code: int,
+    body: dict[str, Any],
+    record_id: str,
+    charge_type: ChargeType,
+    amount_minor: int = 0,
+    result: QueryResult | None = None,
+    error: MarketError | None = None,
+) -> QueryOutcome:
+    """Write the attempt's one usage record, linked into the buyer's hash chain (whose head is locked)."""
+    measured = result.measurements if result else Measurements(0, 0, 0, 0, 0)
+    agreement = attempt.agreement
+    record = UsageRecord(
+        id=record_id,
+        agreement_id=agreement.id,
+        buyer_org_id=attempt.actor.org_id,
+        user_id=attempt.actor.user_id,
+        product_id=agreement.product_id,
+        product_version_id=agreement.product_version_id,
+        purpose=agreement.purpose,
+        idempotency_key=attempt.key,
+        sql=attempt.sql,
+        sql_run=result.sql_run if result else "",
+        error_code=error.code if error else None,
+        rows_scanned=measured.rows_scanned,
+        bytes_scanned=measured.bytes_scanned,
+        cpu_ms=measured.cpu_ms,
+        result_rows=measured.result_rows,
+        result_columns=list(result.columns) if result else [],
+        suppressed_groups=measured.suppressed_groups,
+        charge_type=charge_type.value,
+        amount_minor=amount_minor,
+        currency=agreement.currency,
+        month=month_of(attempt.now),
+        response={"status_code": status_code, "body": body} if attempt.key else None,
+        created_at=attempt.now,
+        finished_at=utcnow(),
+    )
+    chain.link(head, record)
+    session.add(record)
+    session.flush()
+    return QueryOutcome(status_code, body)
+
+
+def lock_chain(session: Session, attempt: Attempt) -> UsageChainHead | QueryOutcome:
+    """Lock the buyer's chain head; a concurrent duplicate of this Idempotency-Key is visible from here on."""
+    head = chain.lock_head(session, attempt.actor.org_id)
+    earlier = replay(session, attempt.actor, attempt.key, attempt.product_slug, attempt.sql)
+    return earlier if earlier is not None else head
+
+
+def refuse(
+    session: Session,
+    attempt: Attempt,
+    error: MarketError,
+    *,
+    result: QueryResult | None = None,
+    head: UsageChainHead | None = None,
+) -> QueryOutcome:
+    """Record a refused attempt as `rejected`, for 0, and return its 4xx outcome."""
+    if head is None:
+        locked = lock_chain(session, attempt)
+        if isinstance(locked, QueryOutcome):
+            return locked
+        head = locked
+    record_id = new_id("qry")
+    body = error.to_body()
+    body["error"]["query_id"] = record_id
+    return append(
+        session,
+        attempt,
+        head,
+        status_code=error.status_code,
+        body=body,
+        record_id=record_id,
+        charge_type=ChargeType.REJECTED,
+        result=result,
+        error=error,
+    )
+
+
+def agreement_refusal(agreement: Agreement, now: datetime) -> MarketError | None:
+    status = agreement.effective_status(now)
+    if status == AgreementStatus.REVOKED:
+        return Forbidden("agreement_revoked", agreement=agreement.id, reason=agreement.revoked_reason or "-")
+    if status == AgreementStatus.EXPIRED:
+        return Forbidden("agreement_expired", agreement=agreement.id, until=agreement.valid_until.date().isoformat())
+    if now < agreement.valid_from:
+        return Forbidden("agreement_not_started", agreement=agreement.id, since=agreement.valid_from.isoformat())
+    return None
+
+
+def quota_refusal(agreement: Agreement, counter: AgreementMonth | None, measured: Measurements) -> MarketError | None:
+    """The quota this query would break, if any, given this month's totals so far."""
+    if counter is None:
+        return None
+    if agreement.monthly_query_quota is not None and counter.accepted_queries >= agreement.monthly_query_quota:
+        return TooManyRequests("quota_exhausted", quota=agreement.monthly_query_quota)
+    if agreement.monthly_row_quota is not None and (
+        counter.rows_scanned + measured.rows_scanned > agreement.monthly_row_quota
+        or counter.rows_scanned >= agreement.monthly_row_quota
+    ):
+        return TooManyRequests(
+            "row_quota_exhausted",
+            quota=agreement.monthly_row_quota,
+            used=counter.rows_scanned,
+            needed=measured.rows_scanned,
+        )
+    if agreement.monthly_byte_quota is not None and (
+        counter.bytes_scanned + measured.bytes_scanned > agreement.monthly_byte_quota
+        or counter.bytes_scanned >= agreement.monthly_byte_quota
+    ):
+        return TooManyRequests(
+            "byte_quota_exhausted",
+            quota=agreement.monthly_byte_quota,
+            used=counter.bytes_scanned,
+            needed=measured.bytes_scanned,
+        )
+    return None

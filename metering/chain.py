@@ -1,0 +1,207 @@
+"""The tamper-evident usage log: every usage record carries a SHA-256 hash chained to the previous one.
+
+Scope: one chain per buyer organisation. A global chain would make every query on the platform
+wait for one lock; a per-buyer chain serializes only one buyer's appends (which its idempotency
+keys need anyway) and still covers every record, since every record belongs to exactly one buyer.
+
+Appending takes the buyer's `usage_chain_heads` row lock (UPDATE first, then read), links the new
+record to the head and moves the head, all in the transaction that writes the record, so two
+concurrent appends can never share a `prev_hash` (the unique (buyer, chain_seq) constraint backs
+this up). `verify` recomputes every chain and names the first record that does not match.
+
+The hash covers every field that states what happened and what it cost. It leaves out
+`response`, the replay copy of the body kept for Idempotency-Key retries.
+
+Append-only is enforced twice: database triggers (migration 0002_metering) refuse UPDATE and
+DELETE on usage_records, and the chain reveals any change made by someone who removed them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from market.db import insert_ignore
+from metering.models import UsageChainHead, UsageRecord
+
+GENESIS = "0" * 64
+
+HASHED_FIELDS = (
+    "id",
+    "chain_seq",
+    "buyer_org_id",
+    "agreement_id",
+    "user_id",
+    "product_id",
+    "product_version_id",
+    "purpose",
+    "idempotency_key",
+    "sql",
+    "sql_run",
+    "error_code",
+    "rows_scanned",
+    "bytes_scanned",
+    "cpu_ms",
+    "result_rows",
+    "result_columns",
+    "suppressed_groups",
+    "charge_type",
+    "amount_minor",
+    "currency",
+    "month",
+    "created_at",
+    "finished_at",
+)
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return value
+
+
+def record_hash(record: UsageRecord, prev_hash: str) -> str:
+    """SHA-256 (hex) over the record's hashed fields and the previous record's hash."""
+    content = {name: _canonical(getattr(record, name)) for name in HASHED_FIELDS}
+    content["prev_hash"] = prev_hash
+    payload = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def lock_head(session: Session, buyer_org_id: str) -> UsageChainHead:
+    """The buyer's chain head, created if missing and write-locked until the transaction ends."""
+    insert_ignore(
+        session,
+        UsageChainHead.__table__,
+        {"buyer_org_id": buyer_org_id, "last_seq": 0, "last_hash": GENESIS},
+        ["buyer_org_id"],
+    )
+    session.execute(
+        update(UsageChainHead)
+        .where(UsageChainHead.buyer_org_id == buyer_org_id)
+        .values(last_seq=UsageChainHead.last_seq)
+    )
+    return session.scalars(
+        select(UsageChainHead)
+        .where(UsageChainHead.buyer_org_id == buyer_org_id)
+        .execution_options(populate_existing=True)
+    ).one()
+
+
+def _apply_column_defaults(record: UsageRecord) -> None:
+    """Fill unset fields with their column defaults now, so the hash covers the values that get stored."""
+    for column in UsageRecord.__table__.columns:
+        default = column.default
+        if default is None or getattr(record, column.key) is not None:
+            continue
+        value = default.arg(None) if callable(default.arg) else default.arg
+        setattr(record, column.key, value)
+
+
+def link(head: UsageChainHead, record: UsageRecord) -> None:
+    """Give `record` the next place in the chain whose locked head is `head`, and advance the head."""
+    _apply_column_defaults(record)
+    record.chain_seq = head.last_seq + 1
+    record.prev_hash = head.last_hash
+    record.record_hash = record_hash(record, head.last_hash)
+    head.last_seq = record.chain_seq
+    head.last_hash = record.record_hash
+
+
+def append(session: Session, record: UsageRecord) -> UsageRecord:
+    """Append a fully built usage record to its buyer's chain (locks the head; flushes).
+
+    The one way to write a usage record outside the metered query path (imports, fixtures):
+    the append-only triggers and the unique (buyer, chain_seq) index refuse anything else.
+    """
+    link(lock_head(session, record.buyer_org_id), record)
+    session.add(record)
+    session.flush()
+    return record
+
+
+@dataclass(frozen=True)
+class Break:
+    """The first record of a chain that does not verify, and why."""
+
+    buyer_org_id: str
+    record_id: str
+    chain_seq: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    chains: int
+    records: int
+    breaks: list[Break]
+
+    @property
+    def ok(self) -> bool:
+        return not self.breaks
+
+
+def _records_by_buyer(session: Session) -> Iterator[UsageRecord]:
+    query = select(UsageRecord).order_by(UsageRecord.buyer_org_id, UsageRecord.chain_seq, UsageRecord.id)
+    yield from session.scalars(query.execution_options(yield_per=1000))
+
+
+def verify_records(records: Iterable[UsageRecord], heads: dict[str, UsageChainHead]) -> VerifyReport:
+    """Check chains given records ordered by (buyer, chain_seq); one Break per broken chain, at its first fault."""
+    breaks: list[Break] = []
+    chains = 0
+    count = 0
+    current: str | None = None
+    expected_seq = 1
+    prev = GENESIS
+    broken = False
+
+    def close(buyer: str | None) -> None:
+        if buyer is None or broken:
+            return
+        head = heads.get(buyer)
+        if head is not None and (head.last_seq != expected_seq - 1 or head.last_hash != prev):
+            breaks.append(Break(buyer, "(chain head)", head.last_seq, "records after the last one are missing"))
+
+    _seen: set[str] = set()
+    for record in records:
+        count += 1
+        _seen.add(record.buyer_org_id)
+        if record.buyer_org_id != current:
+            close(current)
+            current, expected_seq, prev, broken = record.buyer_org_id, 1, GENESIS, False
+            chains += 1
+        if broken:
+            continue
+        reason = None
+        if record.chain_seq != expected_seq:
+            reason = f"expected position {expected_seq}, found {record.chain_seq} (a record is missing or moved)"
+        elif record.prev_hash != prev:
+            reason = "prev_hash does not match the previous record's hash"
+        elif record.record_hash != record_hash(record, record.prev_hash):
+            reason = "the record's content does not match its hash (edited)"
+        if reason:
+            breaks.append(Break(record.buyer_org_id, record.id, record.chain_seq, reason))
+            broken = True
+            continue
+        prev = record.record_hash
+        expected_seq += 1
+    close(current)
+    seen = {b.buyer_org_id for b in breaks} | _seen
+    for buyer, head in sorted(heads.items()):
+        if buyer not in seen and head.last_seq > 0:
+            breaks.append(Break(buyer, "(chain head)", head.last_seq, "the chain's records are missing"))
+    return VerifyReport(chains=chains, records=count, breaks=breaks)
+
+
+def verify(session: Session) -> VerifyReport:
+    """Verify every buyer's usage chain in the database."""
+    heads = {h.buyer_org_id: h for h in session.scalars(select(UsageChainHead))}
+    return verify_records(_records_by_buyer(session), heads)

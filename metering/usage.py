@@ -1,0 +1,131 @@
+"""Usage views: a buyer's own records, an operator's products' records (without buyers' SQL), summaries, CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from market.accounts.models import Role
+from market.accounts.service import Principal
+from market.errors import NotFound
+from metering import repository
+from metering.models import UsageRecord
+from metering.repository import UsageFilter
+from metering.schemas import DailyUsageOut, UsageOut
+from products import repository as products_repo
+from products import service as products
+
+CSV_COLUMNS = (
+    "id",
+    "created_at",
+    "finished_at",
+    "buyer_org_id",
+    "agreement_id",
+    "product_id",
+    "product_version_id",
+    "purpose",
+    "charge_type",
+    "amount_minor",
+    "currency",
+    "rows_scanned",
+    "bytes_scanned",
+    "cpu_ms",
+    "result_rows",
+    "suppressed_groups",
+    "error_code",
+    "sql",
+)
+CSV_LIMIT = 100_000
+"""Most records one CSV export holds; narrow the dates for more."""
+
+
+def scope(
+    session: Session,
+    actor: Principal,
+    *,
+    product_slug: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> UsageFilter:
+    """The records the caller may see: a buyer its own; an operator those on its products."""
+    actor.require(Role.BUYER, Role.OPERATOR)
+    product_ids: list[str] | None = None
+    if product_slug is not None:
+        product = products_repo.by_slug(session, product_slug)
+        if product is None or (actor.role == Role.OPERATOR and product.operator_org_id != actor.org_id):
+            raise NotFound("product_not_found", slug=product_slug)
+        product_ids = [product.id]
+    if actor.role == Role.BUYER:
+        return UsageFilter(buyer_org_id=actor.org_id, product_ids=product_ids, since=since, until=until)
+    own = [p.id for p in products.catalogue(session, actor, mine=True)]
+    return UsageFilter(
+        product_ids=[p for p in own if product_ids is None or p in product_ids], since=since, until=until
+    )
+
+
+def shows_sql(actor: Principal) -> bool:
+    """Only the buyer who sent a query sees its SQL here (the regulator reads it in the audit log)."""
+    return actor.role == Role.BUYER
+
+
+def present(actor: Principal, records: Sequence[UsageRecord]) -> list[UsageOut]:
+    out = []
+    for record in records:
+        item = UsageOut.model_validate(record)
+        if not shows_sql(actor):
+            item.sql = None
+        out.append(item)
+    return out
+
+
+def page(
+    session: Session, actor: Principal, where: UsageFilter, *, limit: int, before: tuple[datetime, str] | None
+) -> Sequence[UsageRecord]:
+    """A page of visible usage records, newest first."""
+    return repository.usage_page(session, where, limit=limit, before=before)
+
+
+def daily_summary(session: Session, where: UsageFilter) -> list[DailyUsageOut]:
+    """Per UTC day, product and charge type: queries, scanned volume and amount."""
+    rows = repository.daily_summary(session, where)
+    slugs = {p.id: p.slug for p in repository.products_by_id(session, [r.product_id for r in rows]).values()}
+    return [
+        DailyUsageOut(
+            day=row.day if isinstance(row.day, date) else date.fromisoformat(str(row.day)),
+            product=slugs.get(row.product_id, row.product_id),
+            charge_type=row.charge_type,
+            currency=row.currency,
+            queries=int(row.queries),
+            rows_scanned=int(row.rows_scanned or 0),
+            bytes_scanned=int(row.bytes_scanned or 0),
+            amount_minor=int(row.amount_minor or 0),
+        )
+        for row in rows
+    ]
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
+        return "'" + value  # keeps spreadsheets from running a cell as a formula
+    return "" if value is None else value
+
+
+def to_csv(session: Session, actor: Principal, where: UsageFilter) -> str:
+    """The visible records as CSV, newest first; the `sql` column is empty for operators."""
+    records = repository.usage_page(session, where, limit=CSV_LIMIT, before=None)
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(CSV_COLUMNS)
+    show_sql = shows_sql(actor)
+    for record in records:
+        writer.writerow(
+            [_cell(getattr(record, c)) if c != "sql" or show_sql else "" for c in CSV_COLUMNS],
+        )
+    return out.getvalue()

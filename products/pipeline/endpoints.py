@@ -1,0 +1,41 @@
+"""HTTP routes for uploads: the request body is streamed to disk, never held in memory."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from market.deps import PrincipalDep, SessionDep, SettingsDep
+from products.pipeline import uploads
+from products.schemas import UploadOut
+
+router = APIRouter(prefix="/v1/uploads", tags=["uploads"])
+
+
+@router.post("", response_model=UploadOut, status_code=201)
+async def upload_file(
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    principal: PrincipalDep,
+    settings: SettingsDep,
+    filename: Annotated[str, Query(min_length=1, max_length=300, description="e.g. trips.csv or trips.parquet")],
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> UploadOut:
+    """Upload one CSV or Parquet file as the raw request body. Retrying with the same Idempotency-Key
+    (or the same bytes) returns the stored upload with 200 instead of storing it twice."""
+    received = await uploads.receive(settings, principal.org_id, request.stream())
+    upload, created = await run_in_threadpool(
+        uploads.register, session, settings, principal, received, filename=filename, idempotency_key=idempotency_key
+    )
+    if not created:
+        response.status_code = 200
+    return UploadOut.model_validate(upload)
+
+
+@router.get("", response_model=list[UploadOut])
+def list_uploads(session: SessionDep, principal: PrincipalDep) -> list[UploadOut]:
+    """Your organisation's uploads, newest first."""
+    return [UploadOut.model_validate(u) for u in uploads.of_org(session, principal)]

@@ -1,0 +1,133 @@
+"""The usage log is tamper-evident: `market usage verify` checks every chain and names the first broken record."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import DBAPIError
+from typer.testing import CliRunner
+
+from market.accounts.models import Role
+from market.cli import app
+from market.settings import get_settings
+from metering.models import UsageRecord
+from tests.conftest import Market
+from tests.factories import bypass_append_only, grant, listed_product, query
+from tests.metering.helpers import BY_REGION, usage
+
+
+@pytest.fixture
+def verify(market: Market, monkeypatch: pytest.MonkeyPatch):
+    """Run `market usage verify --json` against the test's database; returns (exit code, report)."""
+    monkeypatch.setenv("MARKET_DATABASE_URL", market.settings.effective_database_url)
+    monkeypatch.setenv("MARKET_DATA_DIR", str(market.settings.data_dir))
+
+    def run() -> tuple[int, dict]:
+        get_settings.cache_clear()
+        try:
+            result = CliRunner().invoke(app, ["usage", "verify", "--json"])
+        finally:
+            get_settings.cache_clear()
+        return result.exit_code, json.loads(result.stdout.splitlines()[0])
+
+    return run
+
+
+def _some_usage(market: Market) -> list[dict]:
+    listed = listed_product(market)
+    first, second = market.actor(Role.BUYER), market.actor(Role.BUYER)
+    grant(market, listed, first, purpose="commercial", plan="standard")
+    grant(market, listed, second, purpose="public_welfare", plan="public")
+    for sql in (BY_REGION, "SELECT max(amount) FROM people", BY_REGION, BY_REGION):
+        query(market, first, listed.slug, sql)
+    query(market, second, listed.slug, BY_REGION)
+    records = usage(market, first)[::-1]  # oldest first
+    bypass_append_only(market)
+    return records
+
+
+def test_the_database_refuses_to_edit_or_delete_usage_records(market: Market) -> None:
+    listed = listed_product(market)
+    buyer = market.actor(Role.BUYER)
+    grant(market, listed, buyer, purpose="commercial", plan="standard")
+    query(market, buyer, listed.slug, BY_REGION)
+    for statement in (update(UsageRecord).values(amount_minor=0), delete(UsageRecord)):
+        with pytest.raises(DBAPIError, match="append-only"), market.database.transaction() as session:
+            session.execute(statement)
+    assert usage(market, buyer)[0]["amount_minor"] == 150
+
+
+def test_an_untouched_log_verifies(market: Market, verify) -> None:
+    _some_usage(market)
+    code, report = verify()
+    assert code == 0 and report == {"ok": True, "chains": 2, "records": 5, "breaks": []}
+
+
+def test_editing_an_amount_is_caught_at_that_record(market: Market, verify) -> None:
+    records = _some_usage(market)
+    tampered = records[2]
+    with market.database.transaction() as session:
+        session.execute(update(UsageRecord).where(UsageRecord.id == tampered["id"]).values(amount_minor=1))
+    code, report = verify()
+    assert code == 1 and not report["ok"]
+    assert [(b["record_id"], b["chain_seq"]) for b in report["breaks"]] == [(tampered["id"], 3)]
+    assert "edited" in report["breaks"][0]["reason"]
+
+
+def test_rehashing_an_edited_record_breaks_the_next_link(market: Market, verify) -> None:
+    from metering.chain import record_hash
+
+    records = _some_usage(market)
+    with market.database.transaction() as session:
+        row = session.scalars(select(UsageRecord).where(UsageRecord.id == records[1]["id"])).one()
+        row.sql = "SELECT 1"
+        row.record_hash = record_hash(row, row.prev_hash)
+    code, report = verify()
+    assert code == 1 and report["breaks"][0]["record_id"] == records[2]["id"]
+    assert "prev_hash" in report["breaks"][0]["reason"]
+
+
+def test_deleting_records_is_caught(market: Market, verify) -> None:
+    records = _some_usage(market)
+    with market.database.transaction() as session:
+        session.execute(delete(UsageRecord).where(UsageRecord.id == records[1]["id"]))
+    code, report = verify()
+    assert code == 1 and report["breaks"][0]["record_id"] == records[2]["id"]
+
+    with market.database.transaction() as session:
+        session.execute(delete(UsageRecord).where(UsageRecord.id.in_([r["id"] for r in records[2:]])))
+    code, report = verify()
+    assert code == 1 and report["breaks"][0]["record_id"] == "(chain head)"
+
+
+def test_records_written_outside_the_query_path_join_the_chain(market: Market, verify) -> None:
+    from market.clock import new_id, utcnow
+    from metering.chain import append
+    from metering.models import Agreement
+
+    _some_usage(market)
+    with market.database.transaction() as session:
+        agreement = session.scalars(select(Agreement)).first()
+        assert agreement is not None
+        last = session.scalars(select(UsageRecord).where(UsageRecord.buyer_org_id == agreement.buyer_org_id)).all()
+        record = UsageRecord(
+            id=new_id("qry"),
+            agreement_id=agreement.id,
+            buyer_org_id=agreement.buyer_org_id,
+            user_id=last[0].user_id,
+            product_id=agreement.product_id,
+            product_version_id=agreement.product_version_id,
+            purpose=agreement.purpose,
+            sql="SELECT 1",
+            charge_type="billable",
+            amount_minor=5,
+            currency=agreement.currency,
+            month=utcnow().strftime("%Y-%m"),
+            created_at=utcnow(),
+        )
+        append(session, record)
+        assert record.chain_seq == max(r.chain_seq for r in last) + 1
+    code, report = verify()
+    assert code == 0 and report["records"] == 6
