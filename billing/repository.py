@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Table, and_, case, exists, func, insert, literal, select, text, update
@@ -370,9 +370,20 @@ def platform_org_id(session: Session) -> str | None:
 
 def operator_revenue_ceiling_minor(session: Session, operator_org_id: str, year: int) -> int | None:
     """The yearly revenue ceiling (cost plus a reasonable profit) the regulator set in the operator's
-    authorisation, if any. The authorisations context is not on this branch yet: the integrator wires
-    this read to it. None means no ceiling."""
-    return None
+    authorisations valid during `year`: their sum, or None when none of them sets one."""
+    from products.governance.models import Authorisation, AuthorisationStatus
+
+    start, end = datetime(year, 1, 1, tzinfo=UTC), datetime(year + 1, 1, 1, tzinfo=UTC)
+    ceilings = session.scalars(
+        select(Authorisation.revenue_ceiling_minor).where(
+            Authorisation.operator_org_id == operator_org_id,
+            Authorisation.status != AuthorisationStatus.REVOKED.value,
+            Authorisation.valid_from < end,
+            Authorisation.valid_until > start,
+            Authorisation.revenue_ceiling_minor.is_not(None),
+        )
+    ).all()
+    return sum(int(c) for c in ceilings if c is not None) if ceilings else None
 
 
 # -- credit notes and payments --------------------------------------------------------------------

@@ -203,9 +203,7 @@ def test_paid_with_no_invoice_and_closing(market: Market) -> None:
     assert void.status_code == 409
 
 
-def test_credit_notes_listing_roles_and_operator_ceiling(market: Market, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from billing import repository
-
+def test_credit_notes_listing_roles_and_operator_ceiling(market: Market) -> None:
     s, invoice = _finalized(market)
     body = {"amount_minor": 10, "reason": "rounding goodwill"}
     assert (
@@ -227,7 +225,16 @@ def test_credit_notes_listing_roles_and_operator_ceiling(market: Market, monkeyp
     assert webhook.status_code == 503 and webhook.json()["error"]["code"] == "stripe_not_configured"
 
     assert _transfer(market, s, invoice["id"], invoice["total_minor"] - 10, "BOC-c").status_code == 201
-    monkeypatch.setattr(repository, "operator_revenue_ceiling_minor", lambda session, org, year: 1)
+    from sqlalchemy import update
+
+    from products.governance.models import Authorisation
+
+    with market.database.transaction() as session:
+        session.execute(
+            update(Authorisation)
+            .where(Authorisation.operator_org_id == s.listed.operator.principal.org_id)
+            .values(revenue_ceiling_minor=1)
+        )
     statements = market.client.get(
         "/v1/settlements", headers=s.listed.operator.headers, params={"period": this_period()}
     )
