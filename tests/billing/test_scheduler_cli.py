@@ -100,3 +100,40 @@ def test_cli_run_finalize_reconcile_close(market: Market, cli_env: None, tmp_pat
     assert runner.invoke(app, ["billing", "reconcile", "--period", this_period()]).exit_code == 0
     assert runner.invoke(app, ["billing", "close", "--period", this_period()]).exit_code == 0
     assert runner.invoke(app, ["billing", "run", "--period", this_period()]).exit_code == 1
+
+
+def test_concurrent_finalization_numbers_without_gaps(market: Market) -> None:
+    from billing import invoices
+    from market.accounts.models import Role
+    from tests.billing.helpers import SQL, run
+    from tests.factories import grant, query
+
+    s = scene(market)
+    for _ in range(3):
+        buyer = market.actor(Role.BUYER)
+        grant(market, s.listed, buyer, purpose="commercial", plan="standard")
+        assert query(market, buyer, s.listed.slug, SQL).status_code == 200
+    run(market, s.finance)
+    drafts = [i["id"] for i in invoices_of(market, s.finance, status="draft")]
+    assert len(drafts) == 5
+    numbers: list[str] = []
+    errors: list[BaseException] = []
+
+    def finalize(invoice_id: str) -> None:
+        database = Database.from_settings(market.settings)
+        try:
+            with database.transaction() as session:
+                numbers.append(str(invoices.finalize(session, s.finance.principal, invoice_id).number))
+        except BaseException as error:  # pragma: no cover - reported below
+            errors.append(error)
+        finally:
+            database.dispose()
+
+    threads = [threading.Thread(target=finalize, args=(i,)) for i in drafts]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    year = numbers[0][4:8]
+    assert sorted(numbers) == [f"INV-{year}-{n:06d}" for n in range(1, 6)]
