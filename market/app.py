@@ -11,6 +11,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from billing.endpoints import router as billing_router
+from billing.finance_endpoints import router as finance_router
+from billing.payment_endpoints import router as payments_router
 from market.accounts.endpoints import router as accounts_router
 from market.db import Database
 from market.errors import MarketError
@@ -35,6 +38,9 @@ ROUTERS = (
     resources_router,
     uploads_router,
     catalogue_router,
+    billing_router,
+    payments_router,
+    finance_router,
 )
 
 
@@ -87,7 +93,14 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        scheduler = None
+        if settings.scheduler_enabled:
+            from billing.scheduler import start_scheduler
+
+            scheduler = start_scheduler(database, settings)
         yield
+        if scheduler is not None:
+            scheduler.shutdown(wait=False)
         database.dispose()
 
     app = FastAPI(

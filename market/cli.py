@@ -72,5 +72,14 @@ app.add_typer(usage_app, name="usage")
 app.add_typer(products_app, name="products")
 
 
+def _add_billing() -> None:
+    from billing.cli import app as billing_app
+
+    app.add_typer(billing_app, name="billing")
+
+
+_add_billing()
+
+
 def main() -> None:
     app()

@@ -356,6 +356,22 @@ def _ensure_credit_product(session: Session, settings: Settings, people: dict[st
     )  # fmt: skip
 
 
+def _ensure_revenue_shares(session: Session, people: dict[str, Principal]) -> None:
+    """收益分配 of the demo product: source department 30%, operator 50%, platform 20%."""
+    from billing import finance_repository, revenue
+    from billing import repository as billing_repo
+
+    product = billing_repo.product_by_slug(session, FLIGHTS_SLUG)
+    if product is None or finance_repository.product_shares(session, product.id):
+        return
+    revenue.set_shares(
+        session,
+        people["regulator"],
+        FLIGHTS_SLUG,
+        [("source", people["source"].org_id, 3_000), ("operator", None, 5_000), ("platform", None, 2_000)],
+    )
+
+
 def build_demo(database: Database, settings: Settings) -> dict[str, str]:
     """Create or complete the demo marketplace and return a fresh API key per demo user."""
     settings.ensure_dirs()
@@ -364,6 +380,7 @@ def build_demo(database: Database, settings: Settings) -> dict[str, str]:
         _ensure_authorisation(session, people["regulator"], people["operator"], ["transport"], ["US-NY", "CN-11"])
         _ensure_flights(session, settings, people)
         session.flush()
+        _ensure_revenue_shares(session, people)
         _ensure_agreement(
             session,
             people["buyer_public"],

@@ -182,6 +182,43 @@ EN: dict[str, str] = {
     ),
     "not_grouped": "Column '{column}' must be in GROUP BY or inside an aggregate.",
     "invalid_structured_query": "The structured query is not valid: {detail}",
+    # Billing and finance
+    "invalid_period": "Period '{period}' is not a month; write it as YYYY-MM, e.g. 2026-11.",
+    "period_not_aligned": "Billing periods are {months} months long; '{period}' is not the first month of one.",
+    "period_closed": "Period {period} is closed and locked; corrections go on a later period.",
+    "period_has_drafts": "Period {period} still has draft invoices; finalize them before closing it.",
+    "invoice_not_found": "No invoice '{invoice}' is visible to you. List yours with GET /v1/invoices.",
+    "invoice_line_not_found": "No line '{line}' on this invoice.",
+    "invalid_invoice_status": "Status '{status}' is unknown; use one of: {allowed}.",
+    "invoice_not_draft": "Invoice {invoice} is {status}; only drafts can be finalized.",
+    "invoice_not_voidable": (
+        "Invoice {invoice} is {status} or has payments; only finalized, unpaid invoices can be voided. "
+        "Issue a credit note instead."
+    ),
+    "invoice_not_finalized": "Invoice {invoice} is {status}; finalize it first.",
+    "invoice_not_payable": "Invoice {invoice} is {status}; only finalized invoices can be paid.",
+    "nothing_due": "Nothing is due on invoice {invoice}.",
+    "credit_note_amount": "A credit note must be between 1 and {creditable} minor units; got {amount}.",
+    "credit_note_reason_required": "Say why the credit note is issued (reason).",
+    "refund_amount": "The refund ({refund}) may not exceed the credit note nor what was paid ({paid}).",
+    "currency_mismatch": "The payment is in {currency} but the invoice is in {expected}.",
+    "payment_amount_positive": "A payment must be a positive amount of minor units; got {amount}.",
+    "payment_reference_required": "Give the bank transfer's reference (流水号) so it can be reconciled.",
+    "payment_needs_invoice_or_buyer": "Name the invoice the transfer pays, or the buyer organisation that sent it.",
+    "duplicate_payment_reference": "A transfer with reference '{reference}' is already recorded for this buyer.",
+    "stripe_not_configured": (
+        "Card payments are not configured; pay by bank transfer, or set MARKET_STRIPE_API_KEY and "
+        "MARKET_STRIPE_WEBHOOK_SECRET."
+    ),
+    "stripe_error": "The card processor could not be reached or refused the call: {detail}. Retry later.",
+    "card_declined": "The card was declined ({reason}); use another card or pay by bank transfer.",
+    "webhook_signature_invalid": "The Stripe-Signature header does not match the payload; the event was ignored.",
+    "invalid_payment_status": "Payment status '{status}' is unknown; use pending, succeeded or failed.",
+    "shares_must_sum": "Revenue shares must add up to 10000 basis points (100%); they add up to {total}.",
+    "duplicate_share_party": "Each party may appear once in the revenue shares.",
+    "share_source_unknown": "'{org}' is not a source department's organisation; give the source's org_id.",
+    "invalid_export_format": "Export format '{format}' is unknown; use csv or xlsx.",
+    "invalid_document_format": "Document format '{format}' is unknown; use html or pdf.",
 }
 
 ZH_CN: dict[str, str] = {}

@@ -1,5 +1,6 @@
 """Imports every bounded context's models so that one metadata describes the whole schema (for Alembic)."""
 
+from billing import models as billing_models
 from market.accounts import models as accounts_models
 from market.db import Base
 from metering import models as metering_models
@@ -9,4 +10,12 @@ from products.pipeline import models as pipeline_models
 
 metadata = Base.metadata
 
-__all__ = ["accounts_models", "governance_models", "metadata", "metering_models", "pipeline_models", "products_models"]
+__all__ = [
+    "accounts_models",
+    "billing_models",
+    "governance_models",
+    "metadata",
+    "metering_models",
+    "pipeline_models",
+    "products_models",
+]

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
+from billing import revenue as billing_revenue
 from market.accounts.models import Role
 from market.accounts.service import Principal
 from market.clock import new_id, utcnow
@@ -202,6 +203,7 @@ def _freeze_agreement(
     )
     session.add(agreement)
     session.flush()
+    billing_revenue.snapshot_shares(session, agreement)
     return agreement
 
 

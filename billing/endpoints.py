@@ -1,0 +1,167 @@
+"""HTTP routes: billing runs and periods, invoices (JSON and printable), credit notes."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from fastapi.responses import HTMLResponse, Response
+
+from billing import documents, invoices, rating, repository
+from billing.config import Period
+from billing.models import Invoice, InvoiceLine, InvoiceStatus
+from billing.schemas import (
+    BuyerOut,
+    InvoiceOut,
+    InvoicePage,
+    LineOut,
+    PeriodOut,
+    ReasonIn,
+    RunIn,
+    RunOut,
+    UsageRecordOut,
+)
+from market.accounts.models import Role
+from market.clock import utcnow
+from market.deps import PrincipalDep, SessionDep
+from market.errors import Unprocessable
+
+router = APIRouter(prefix="/v1", tags=["billing"])
+
+
+def invoice_out(invoice: Invoice, lines: list[InvoiceLine], buyer_name: str) -> InvoiceOut:
+    due = invoices.due_minor(invoice)
+    return InvoiceOut(
+        id=invoice.id,
+        number=invoice.number,
+        buyer=BuyerOut(id=invoice.buyer_org_id, name=buyer_name),
+        period=invoice.period,
+        status=invoice.status,
+        public_interest=invoice.public_interest,
+        currency=invoice.currency,
+        total_minor=invoice.total_minor,
+        credited_minor=invoice.credited_minor,
+        paid_minor=invoice.paid_minor,
+        due_minor=due,
+        created_at=invoice.created_at,
+        finalized_at=invoice.finalized_at,
+        due_at=invoice.due_at,
+        paid_at=invoice.paid_at,
+        overdue=invoice.status == InvoiceStatus.FINALIZED.value
+        and due > 0
+        and invoice.due_at is not None
+        and invoice.due_at < utcnow(),
+        lines=[
+            LineOut(
+                id=line.id,
+                agreement_id=line.agreement_id,
+                product_id=line.product_id,
+                component=line.component,
+                source_period=line.source_period,
+                description=line.description,
+                quantity=line.quantity,
+                bytes_scanned=line.bytes_scanned,
+                unit_price_minor=line.unit_price_minor,
+                amount_minor=line.amount_minor,
+                usage_records=f"/v1/invoices/{invoice.id}/lines/{line.id}/usage",
+            )
+            for line in lines
+        ],
+        document=f"/v1/invoices/{invoice.id}/document",
+    )
+
+
+def _out(session: SessionDep, found: list[Invoice]) -> list[InvoiceOut]:
+    lines = invoices.lines_by_invoice(session, found)
+    names = repository.org_names(session, {i.buyer_org_id for i in found})
+    return [invoice_out(i, lines[i.id], names.get(i.buyer_org_id, "")) for i in found]
+
+
+@router.post("/billing/runs", response_model=RunOut, tags=["finance"])
+def run_billing(body: RunIn, session: SessionDep, principal: PrincipalDep) -> RunOut:
+    """Finance rates a period's usage into draft invoices (the scheduler runs the same code)."""
+    principal.require(Role.FINANCE)
+    period = Period.parse(body.period)
+    summary = rating.run_period(session, period)
+    finalized = len(invoices.finalize_period(session, principal, period)) if body.finalize else 0
+    return RunOut(**summary.__dict__, finalized=finalized)
+
+
+@router.get("/billing/periods", response_model=list[PeriodOut], tags=["finance"])
+def list_periods(session: SessionDep, principal: PrincipalDep) -> list[PeriodOut]:
+    principal.require(Role.FINANCE)
+    return [PeriodOut.model_validate(p) for p in repository.list_periods(session)]
+
+
+@router.post("/billing/periods/{period}/finalize", response_model=list[InvoiceOut], tags=["finance"])
+def finalize_period(period: str, session: SessionDep, principal: PrincipalDep) -> list[InvoiceOut]:
+    """Finalize every draft invoice of the period."""
+    return _out(session, invoices.finalize_period(session, principal, Period.parse(period)))
+
+
+@router.get("/invoices", response_model=InvoicePage)
+def list_invoices(
+    session: SessionDep,
+    principal: PrincipalDep,
+    status: str | None = None,
+    period: str | None = None,
+    overdue: bool = False,
+    buyer: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> InvoicePage:
+    """A buyer's own invoices; finance sees all, filtered by status, period, buyer or overdue."""
+    found = invoices.list_invoices(
+        session, principal, status=status, period=period, overdue=overdue, buyer=buyer, limit=limit, offset=offset
+    )
+    return InvoicePage(items=_out(session, list(found)), limit=limit, offset=offset)
+
+
+@router.get("/invoices/{invoice_id}", response_model=InvoiceOut)
+def get_invoice(invoice_id: str, session: SessionDep, principal: PrincipalDep) -> InvoiceOut:
+    return _out(session, [invoices.visible_invoice(session, principal, invoice_id)])[0]
+
+
+@router.get("/invoices/{invoice_id}/lines/{line_id}/usage", response_model=list[UsageRecordOut])
+def line_usage(
+    invoice_id: str,
+    line_id: str,
+    session: SessionDep,
+    principal: PrincipalDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[UsageRecordOut]:
+    """The usage records an invoice line covers."""
+    records = invoices.line_usage(session, principal, invoice_id, line_id, limit, offset)
+    return [UsageRecordOut.model_validate(r) for r in records]
+
+
+@router.get("/invoices/{invoice_id}/document", response_class=HTMLResponse, response_model=None)
+def invoice_document(invoice_id: str, session: SessionDep, principal: PrincipalDep, format: str = "html") -> Response:
+    """The invoice as a printable document: `?format=html` (default) or `?format=pdf`."""
+    if format not in ("html", "pdf"):
+        raise Unprocessable("invalid_document_format", format=format)
+    invoice = invoices.visible_invoice(session, principal, invoice_id)
+    if format == "pdf":
+        name = f"{invoice.number or invoice.id}.pdf"
+        return Response(
+            documents.invoice_pdf(session, invoice),
+            media_type="application/pdf",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
+    return HTMLResponse(documents.invoice_html(session, invoice))
+
+
+@router.post("/invoices/{invoice_id}/finalize", response_model=InvoiceOut, tags=["finance"])
+def finalize_invoice(invoice_id: str, session: SessionDep, principal: PrincipalDep) -> InvoiceOut:
+    return _out(session, [invoices.finalize(session, principal, invoice_id)])[0]
+
+
+@router.post("/invoices/{invoice_id}/void", response_model=InvoiceOut, tags=["finance"])
+def void_invoice(invoice_id: str, body: ReasonIn, session: SessionDep, principal: PrincipalDep) -> InvoiceOut:
+    return _out(session, [invoices.void(session, principal, invoice_id, body.reason)])[0]
+
+
+@router.post("/invoices/{invoice_id}/uncollectible", response_model=InvoiceOut, tags=["finance"])
+def uncollectible(invoice_id: str, body: ReasonIn, session: SessionDep, principal: PrincipalDep) -> InvoiceOut:
+    return _out(session, [invoices.mark_uncollectible(session, principal, invoice_id, body.reason)])[0]

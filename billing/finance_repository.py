@@ -1,0 +1,198 @@
+"""The SQL behind revenue shares, the journal and reconciliation (split from billing.repository)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import exists, func, select
+from sqlalchemy.orm import Session
+
+from billing.config import Period
+from billing.models import (
+    AgreementShare,
+    Distribution,
+    Invoice,
+    JournalEntry,
+    JournalLine,
+    Payment,
+    PaymentStatus,
+    RevenueShare,
+)
+from billing.repository import INV, L, U, X
+from metering.models import ChargeType
+
+# -- revenue --------------------------------------------------------------------------------------
+
+
+def product_shares(session: Session, product_id: str) -> Sequence[RevenueShare]:
+    return session.scalars(
+        select(RevenueShare).where(RevenueShare.product_id == product_id).order_by(RevenueShare.id)
+    ).all()
+
+
+def replace_product_shares(session: Session, product_id: str, rows: list[RevenueShare]) -> None:
+    for old in product_shares(session, product_id):
+        session.delete(old)
+    session.flush()
+    session.add_all(rows)
+    session.flush()
+
+
+def agreement_shares(session: Session, agreement_id: str) -> Sequence[AgreementShare]:
+    return session.scalars(
+        select(AgreementShare).where(AgreementShare.agreement_id == agreement_id).order_by(AgreementShare.id)
+    ).all()
+
+
+def distributions(
+    session: Session, *, period: str | None = None, party_org_id: str | None = None, platform: bool = False
+) -> Sequence[Distribution]:
+    query = select(Distribution)
+    if period:
+        query = query.where(Distribution.period == period)
+    if party_org_id:
+        query = query.where(Distribution.party_org_id == party_org_id)
+    if platform:
+        query = query.where(Distribution.party_kind == "platform")
+    return session.scalars(query.order_by(Distribution.id)).all()
+
+
+def distributed_by_payment(session: Session, payment_ids: Sequence[str]) -> dict[str, int]:
+    if not payment_ids:
+        return {}
+    rows = session.execute(
+        select(Distribution.payment_id, func.sum(Distribution.amount_minor))
+        .where(Distribution.payment_id.in_(payment_ids))
+        .group_by(Distribution.payment_id)
+    )
+    return {r[0]: int(r[1]) for r in rows}
+
+
+def operator_distributed_in_year(session: Session, operator_org_id: str, year: int) -> int:
+    return int(
+        session.scalar(
+            select(func.coalesce(func.sum(Distribution.amount_minor), 0)).where(
+                Distribution.party_org_id == operator_org_id,
+                Distribution.party_kind == "operator",
+                Distribution.period.like(f"{year:04d}-%"),
+            )
+        )
+        or 0
+    )
+
+
+# -- journal --------------------------------------------------------------------------------------
+
+
+def balances(session: Session, currency: str | None = None) -> list[tuple[str, str, int]]:
+    query = (
+        select(JournalLine.account, JournalEntry.currency, func.sum(JournalLine.amount_minor))
+        .join(JournalEntry, JournalEntry.id == JournalLine.entry_id)
+        .group_by(JournalLine.account, JournalEntry.currency)
+        .order_by(JournalLine.account)
+    )
+    if currency:
+        query = query.where(JournalEntry.currency == currency)
+    return [(r[0], r[1], int(r[2])) for r in session.execute(query)]
+
+
+def unbalanced_entries(session: Session) -> list[tuple[str, int]]:
+    rows = session.execute(
+        select(JournalLine.entry_id, func.sum(JournalLine.amount_minor))
+        .group_by(JournalLine.entry_id)
+        .having(func.sum(JournalLine.amount_minor) != 0)
+    )
+    return [(r[0], int(r[1])) for r in rows]
+
+
+def journal_entries(session: Session, reference: str | None, limit: int) -> Sequence[JournalEntry]:
+    query = select(JournalEntry)
+    if reference:
+        query = query.where(JournalEntry.reference == reference)
+    return session.scalars(query.order_by(JournalEntry.created_at.desc()).limit(limit)).all()
+
+
+def journal_lines(session: Session, entry_ids: Sequence[str]) -> Sequence[JournalLine]:
+    if not entry_ids:
+        return []
+    return session.scalars(
+        select(JournalLine).where(JournalLine.entry_id.in_(entry_ids)).order_by(JournalLine.id)
+    ).all()
+
+
+# -- reconciliation reads -------------------------------------------------------------------------
+
+
+def usage_rated_minor(session: Session, period: Period) -> int:
+    return int(
+        session.scalar(
+            select(func.coalesce(func.sum(U.c.amount_minor), 0)).where(
+                U.c.month.in_(period.months), U.c.charge_type != ChargeType.REJECTED.value
+            )
+        )
+        or 0
+    )
+
+
+def unbilled_usage_of_period(session: Session, period: Period) -> list[tuple[str, str, int, int]]:
+    """(buyer, agreement, records, amount) of the period's accepted usage on no invoice line."""
+    rows = session.execute(
+        select(U.c.buyer_org_id, U.c.agreement_id, func.count(), func.coalesce(func.sum(U.c.amount_minor), 0))
+        .where(
+            U.c.month.in_(period.months),
+            U.c.charge_type != ChargeType.REJECTED.value,
+            ~exists().where(X.c.usage_record_id == U.c.id),
+        )
+        .group_by(U.c.buyer_org_id, U.c.agreement_id)
+    )
+    return [(r[0], r[1], int(r[2]), int(r[3])) for r in rows]
+
+
+def line_usage_differences(session: Session, period: str) -> list[tuple[str, str, int, int]]:
+    """(invoice, line, line amount, linked usage amount) where a usage line's amount is not its usage's sum."""
+    linked = (
+        select(X.c.line_id.label("line_id"), func.sum(U.c.amount_minor).label("amount"))
+        .select_from(X.join(U, U.c.id == X.c.usage_record_id))
+        .group_by(X.c.line_id)
+        .subquery()
+    )
+    rows = session.execute(
+        select(L.c.invoice_id, L.c.id, L.c.amount_minor, func.coalesce(linked.c.amount, 0))
+        .select_from(L.join(INV, INV.c.id == L.c.invoice_id).outerjoin(linked, linked.c.line_id == L.c.id))
+        .where(
+            INV.c.period == period,
+            L.c.component != "monthly_fee",
+            L.c.amount_minor != func.coalesce(linked.c.amount, 0),
+        )
+    )
+    return [(r[0], r[1], int(r[2]), int(r[3])) for r in rows]
+
+
+def invoice_line_sums(session: Session, period: str) -> dict[str, int]:
+    rows = session.execute(
+        select(L.c.invoice_id, func.sum(L.c.amount_minor))
+        .select_from(L.join(INV, INV.c.id == L.c.invoice_id))
+        .where(INV.c.period == period)
+        .group_by(L.c.invoice_id)
+    )
+    return {r[0]: int(r[1]) for r in rows}
+
+
+def payments_without_invoice(session: Session, period: Period) -> Sequence[Payment]:
+    return session.scalars(
+        select(Payment).where(
+            Payment.invoice_id.is_(None),
+            Payment.status == PaymentStatus.SUCCEEDED.value,
+            Payment.received_at >= period.start,
+            Payment.received_at < period.end,
+        )
+    ).all()
+
+
+def payments_for_period(session: Session, period: str) -> Sequence[Payment]:
+    return session.scalars(
+        select(Payment)
+        .join(Invoice, Invoice.id == Payment.invoice_id)
+        .where(Invoice.period == period)
+        .order_by(Payment.created_at)
+    ).all()

@@ -1,0 +1,225 @@
+"""Billing's HTTP shapes. Amounts are integers of minor units next to a currency."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class RunIn(BaseModel):
+    period: str = Field(description="YYYY-MM, the period's first month.")
+    finalize: bool = False
+
+
+class RunOut(BaseModel):
+    period: str
+    invoices_created: int
+    lines_created: int
+    usage_linked: int
+    draft_invoices: int
+    draft_total_minor: int
+    finalized: int = 0
+
+
+class PeriodOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    period: str
+    months: int
+    status: str
+    runs: int
+    last_run_at: datetime | None
+    scheduled_run_at: datetime | None
+    closed_at: datetime | None
+
+
+class LineOut(BaseModel):
+    id: str
+    agreement_id: str
+    product_id: str
+    component: str
+    source_period: str
+    description: str
+    quantity: int
+    bytes_scanned: int
+    unit_price_minor: int
+    amount_minor: int
+    usage_records: str = Field(description="Where to list the usage records this line covers.")
+
+
+class BuyerOut(BaseModel):
+    id: str
+    name: str
+
+
+class InvoiceOut(BaseModel):
+    id: str
+    number: str | None
+    buyer: BuyerOut
+    period: str
+    status: str
+    public_interest: bool
+    currency: str
+    total_minor: int
+    credited_minor: int
+    paid_minor: int
+    due_minor: int
+    created_at: datetime
+    finalized_at: datetime | None
+    due_at: datetime | None
+    paid_at: datetime | None
+    overdue: bool
+    lines: list[LineOut]
+    document: str
+
+
+class InvoicePage(BaseModel):
+    items: list[InvoiceOut]
+    limit: int
+    offset: int
+
+
+class UsageRecordOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    agreement_id: str
+    charge_type: str
+    amount_minor: int
+    currency: str
+    bytes_scanned: int
+    month: str
+    created_at: datetime
+
+
+class ReasonIn(BaseModel):
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class CreditNoteIn(BaseModel):
+    amount_minor: int = Field(gt=0, description="Amount credited, minor units.")
+    reason: str = Field(min_length=1, max_length=2000)
+    refund_minor: int = Field(default=0, ge=0, description="Part of the credit paid back, minor units.")
+    reference: str = Field(default="", max_length=200, description="Bank reference of a refund by transfer.")
+
+
+class CreditNoteOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    number: str
+    invoice_id: str
+    amount_minor: int
+    refund_minor: int
+    currency: str
+    reason: str
+    created_at: datetime
+
+
+class BankTransferIn(BaseModel):
+    amount_minor: int = Field(gt=0, description="Amount received, minor units.")
+    reference: str = Field(min_length=1, max_length=200, description="The bank's transaction reference (流水号).")
+    currency: str | None = Field(default=None, min_length=3, max_length=3)
+    received_at: datetime | None = None
+
+
+class UnappliedTransferIn(BankTransferIn):
+    buyer_org_id: str
+
+
+class PayIn(BaseModel):
+    payment_method: str = Field(
+        min_length=3, max_length=200, description="A Stripe PaymentMethod id, e.g. pm_card_visa."
+    )
+
+
+class PaymentOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    invoice_id: str | None
+    buyer_org_id: str
+    method: str
+    status: str
+    amount_minor: int
+    currency: str
+    reference: str
+    stripe_payment_intent_id: str | None
+    failure_code: str
+    credit_note_id: str | None
+    received_at: datetime | None
+    created_at: datetime
+
+
+class ShareIn(BaseModel):
+    party: Literal["source", "operator", "platform"]
+    org_id: str | None = Field(default=None, description="The source department's organisation (sources only).")
+    basis_points: int = Field(ge=0, le=10_000)
+
+
+class SharesIn(BaseModel):
+    shares: list[ShareIn] = Field(min_length=1, max_length=20)
+
+
+class ShareOut(BaseModel):
+    party: str
+    org_id: str | None
+    basis_points: int
+
+
+class StatementOut(BaseModel):
+    period: str
+    party: str
+    org_id: str | None
+    name: str
+    currency: str
+    amount_minor: int
+    payments: int
+    year_to_date_minor: int | None
+    ceiling_minor: int | None
+    over_ceiling: bool
+
+
+class MismatchOut(BaseModel):
+    reason: str
+    objects: dict[str, str]
+    amount_minor: int
+    detail: str
+
+
+class ReconciliationOut(BaseModel):
+    period: str
+    status: str
+    usage_billable_minor: int
+    invoiced_minor: int
+    fees_minor: int
+    adjustments_minor: int
+    credited_minor: int
+    paid_minor: int
+    paid_by_method: dict[str, int]
+    distributed_minor: int
+    mismatches: list[MismatchOut]
+
+
+class BalanceOut(BaseModel):
+    account: str
+    currency: str
+    balance_minor: int = Field(description="Debits positive, credits negative, minor units.")
+
+
+class JournalLineOut(BaseModel):
+    account: str
+    amount_minor: int
+
+
+class JournalEntryOut(BaseModel):
+    id: str
+    kind: str
+    reference: str
+    period: str
+    currency: str
+    memo: str
+    created_at: datetime
+    lines: list[JournalLineOut]

@@ -1,0 +1,58 @@
+"""Shared set-up for billing tests: a listed product, a commercial and a public buyer with usage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from market.accounts.models import Role
+from market.clock import utcnow
+from tests.conftest import Actor, Market
+from tests.factories import Listed, grant, listed_product, query
+
+SQL = "SELECT region, count(*) AS n FROM people GROUP BY region"
+
+
+def this_period() -> str:
+    return utcnow().strftime("%Y-%m")
+
+
+@dataclass
+class Scene:
+    listed: Listed
+    commercial: Actor
+    public: Actor
+    finance: Actor
+
+
+def scene(market: Market, *, commercial_queries: int = 2, public_queries: int = 1, plans: Any = None) -> Scene:
+    listed = listed_product(market, plans=plans)
+    commercial = market.actor(Role.BUYER)
+    public = market.actor(Role.BUYER)
+    grant(market, listed, commercial, purpose="commercial", plan="standard")
+    grant(market, listed, public, purpose="public_welfare", plan="public")
+    for _ in range(commercial_queries):
+        assert query(market, commercial, listed.slug, SQL).status_code == 200
+    for _ in range(public_queries):
+        assert query(market, public, listed.slug, SQL).status_code == 200
+    return Scene(listed, commercial, public, market.actor(Role.FINANCE))
+
+
+def run(market: Market, finance: Actor, period: str | None = None, finalize: bool = False) -> dict[str, Any]:
+    response = market.client.post(
+        "/v1/billing/runs", headers=finance.headers, json={"period": period or this_period(), "finalize": finalize}
+    )
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def invoices_of(market: Market, actor: Actor, **params: Any) -> list[dict[str, Any]]:
+    response = market.client.get("/v1/invoices", headers=actor.headers, params=params)
+    assert response.status_code == 200, response.text
+    return list(response.json()["items"])
+
+
+def usage_total(market: Market, buyer: Actor) -> int:
+    response = market.client.get("/v1/usage", headers=buyer.headers, params={"limit": 200})
+    assert response.status_code == 200, response.text
+    return sum(u["amount_minor"] for u in response.json()["items"] if u["charge_type"] != "rejected")
