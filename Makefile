@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export MARKET_DATA_DIR ?= ./var
 
-.PHONY: run demo serve test lint fmt bench install install-dev clean
+.PHONY: run demo serve test lint fmt bench bench-metering bench-billing bench-upload install install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,8 +43,18 @@ fmt: install-dev
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+## Benchmarks (see docs/benchmarks.md); each prints ratios or times measured side by side in one run.
 bench: install-dev
 	$(BIN)/python -m bench.sandbox_overhead --scale 1
+
+bench-metering: install-dev
+	$(BIN)/python -m bench.metering_overhead
+
+bench-billing: install-dev
+	$(BIN)/python -m bench.billing_run
+
+bench-upload: install-dev
+	$(BIN)/python -m bench.upload_memory
 
 clean:
 	rm -rf $(VENV) var
