@@ -113,6 +113,9 @@ def request_access(
 
 
 def _reviewable(session: Session, actor: Principal, request: AccessRequest) -> Product:
+    # A request the caller may not even see is 404, as if it did not exist; a visible one (a buyer's
+    # own) the caller may not decide is 403.
+    access.visible_request(session, actor, request.id)
     product = session.get(Product, request.product_id)
     if product is None:
         raise NotFound("access_request_not_found", request=request.id)
