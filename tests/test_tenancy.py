@@ -215,6 +215,7 @@ BUYER_VS_BUYER = [
     _nf("buyer_b", "GET", AGR, "agreement_not_found"),
     _nf("buyer_b", "GET", AGR + "/odrl", "agreement_not_found"),
     _nf("buyer_b", "GET", REQ, "access_request_not_found"),
+    _nf("buyer_b", "POST", REQ + "/decision", "access_request_not_found", body={"decision": "approve"}),
     Attack(
         "buyer_b",
         "POST",
@@ -282,7 +283,7 @@ OPERATOR_VS_OPERATOR = [
     _nf("operator_a", "POST", REQ + "/decision", "access_request_not_found", body={"decision": "approve"}),
     _nf("operator_b", "GET", REQ, "access_request_not_found", args={"request_id": "public_request_a"}),
     _nf(
-        "operator_b",
+        "operator_a",
         "POST",
         REQ + "/decision",
         "access_request_not_found",
@@ -376,6 +377,15 @@ CROSS_ROLE = [
             ),
             ("PUT", PRODUCT + "/revenue-shares", {"shares": [{"party": "operator", "basis_points": 10_000}]}, None),
         ]
+    ),
+    # The product's own operator may not decide a public-interest request: that is the regulator's.
+    Attack(
+        "operator_b",
+        "POST",
+        REQ + "/decision",
+        *FORBIDDEN,
+        args={"request_id": "public_request_a"},
+        body={"decision": "approve"},
     ),
     # Source departments: only their resources and statements.
     *(
@@ -516,7 +526,14 @@ def test_every_role_is_kept_to_its_own_routes(world: World) -> None:
 def test_attacks_are_not_refused_for_another_reason(world: World) -> None:
     """The same requests by the rightful party succeed, so the tables above test tenancy, not typos."""
     rightful = {"buyer_b": "buyer_a", "operator_b": "operator_a", "source_b": "source_a"}
-    skip = {"/v1/queries", INV + "/pay", PRODUCT + "/versions", PRODUCT + "/builds", VERSION + "/rebuild"}
+    skip = {
+        "/v1/queries",
+        INV + "/pay",
+        REQ + "/decision",
+        PRODUCT + "/versions",
+        PRODUCT + "/builds",
+        VERSION + "/rebuild",
+    }
     skip |= {VERSION + "/quarantine/{table}", VERSION + "/findings/{finding_id}/resolve", RES, PRODUCT + "/delist"}
     checked = [
         Attack(rightful[a.who], a.method, a.route, 200, None, a.args, a.body, a.params)
