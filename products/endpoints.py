@@ -13,7 +13,7 @@ from fastapi.responses import FileResponse, JSONResponse
 
 from market.deps import PrincipalDep, SessionDep, SettingsDep
 from market.errors import Unprocessable
-from products import catalogue, repository, service, storage, versions
+from products import catalogue, service, storage, versions
 from products.schemas import (
     BuildIn,
     EventOut,

@@ -75,6 +75,8 @@ def test_keys_of_another_organisation_are_out_of_reach(market: Market) -> None:
     assert market.client.get("/v1/me", headers=other.headers).status_code == 200
     issued = market.client.post(f"/v1/users/{other.principal.user_id}/keys", headers=buyer.headers, json={})
     assert issued.status_code == 403
+    assert market.client.delete(f"/v1/keys/{their_key}", headers=admin.headers).status_code == 200
+    assert market.client.get("/v1/me", headers=other.headers).status_code == 401
 
 
 def test_an_offboarded_organisation_cannot_act(market: Market) -> None:
