@@ -567,6 +567,8 @@ def test_lists_hold_only_the_callers_own_objects(world: World) -> None:
     assert ids["query_b"] in export and ids["query_a"] not in export and org["buyer_a"] not in export
 
     assert [i["id"] for i in _get(world, "buyer_b", "/v1/invoices")["items"]] == [ids["invoice_b"]]
+    asked_for_a = _get(world, "buyer_b", "/v1/invoices", buyer=org["buyer_a"])["items"]
+    assert [i["id"] for i in asked_for_a] == [ids["invoice_b"]]  # a buyer's ?buyer= is ignored
     assert _get(world, "buyer_b", "/v1/payments") == []
     assert _get(world, "buyer_b", "/v1/credit-notes") == []
     assert {p["id"] for p in _get(world, "buyer_a", "/v1/payments")} == {ids["payment_a"]}
@@ -678,3 +680,14 @@ def test_every_route_is_classified() -> None:
     routes = {(m, r.path) for router in ROUTERS for r in router.routes for m in getattr(r, "methods", ()) or ()}
     unclassified = sorted(routes - attacked - LIST_OR_OPEN_ROUTES)
     assert unclassified == [], "add an attack (or a reason) for each new route"
+
+
+def test_a_refused_upload_never_reaches_the_disk(market: Market) -> None:
+    """Only operators upload; anyone else is refused before a byte is written (no filling the disk)."""
+    for role in (Role.BUYER, Role.SOURCE, Role.FINANCE):
+        actor = market.actor(role)
+        response = market.client.post(
+            "/v1/uploads", headers=actor.headers, params={"filename": "x.csv"}, content=b"a\n1\n" * 1000
+        )
+        assert response.status_code == 403 and response.json()["error"]["code"] == "forbidden_role"
+        assert not (market.settings.uploads_dir / actor.principal.org_id).exists(), role
