@@ -130,7 +130,8 @@ def build_world(market: Market) -> World:
     run(market, finance, finalize=True)
     invoice_a = invoices_of(market, buyer_a)[0]
     ids["invoice_a"], ids["line_a"] = invoice_a["id"], invoice_a["lines"][0]["id"]
-    ids["invoice_b"] = invoices_of(market, buyer_b)[0]["id"]
+    invoice_b = invoices_of(market, buyer_b)[0]
+    ids["invoice_b"], ids["line_b"] = invoice_b["id"], invoice_b["lines"][0]["id"]
     transfer = {"amount_minor": invoice_a["total_minor"], "reference": "BANK-A-1"}
     ids["payment_a"] = _ok(
         client.post(f"/v1/invoices/{ids['invoice_a']}/payments", headers=finance.headers, json=transfer), 201
@@ -209,6 +210,8 @@ PERIOD = {"period": this_period()}
 BUYER_VS_BUYER = [
     _nf("buyer_b", "GET", INV, "invoice_not_found"),
     _nf("buyer_b", "GET", INV + "/lines/{line_id}/usage", "invoice_not_found"),
+    # Its own invoice with another buyer's line: the line must belong to the invoice.
+    _nf("buyer_a", "GET", INV + "/lines/{line_id}/usage", "invoice_line_not_found", args={"line_id": "line_b"}),
     _nf("buyer_b", "GET", INV + "/document", "invoice_not_found"),
     _nf("buyer_b", "GET", INV + "/document", "invoice_not_found", params={"format": "pdf"}),
     _nf("buyer_b", "POST", INV + "/pay", "invoice_not_found", body={"payment_method": "pm_card_visa"}),
