@@ -694,3 +694,23 @@ def test_a_refused_upload_never_reaches_the_disk(market: Market) -> None:
         )
         assert response.status_code == 403 and response.json()["error"]["code"] == "forbidden_role"
         assert not (market.settings.uploads_dir / actor.principal.org_id).exists(), role
+
+
+def test_a_query_cannot_reach_another_products_files(world: World) -> None:
+    """Under its agreement on alpha, buyer A names beta's Parquet file in every way DuckDB allows: refused."""
+    from sqlalchemy import text
+
+    with world.market.database.engine.connect() as connection:
+        beta_id = connection.execute(text("SELECT id FROM products WHERE slug = 'beta'")).scalar_one()
+    path = world.market.settings.products_dir / beta_id / "v1" / "people.parquet"
+    assert path.exists()
+    attempts = [
+        f"SELECT region, count(*) AS n FROM read_parquet('{path}') GROUP BY region",
+        f"SELECT region, count(*) AS n FROM '{path}' GROUP BY region",
+        f"SELECT region, count(*) AS n FROM parquet_scan(['{path}']) GROUP BY region",
+        f"SELECT region, count(*) AS n FROM people, read_parquet('{path}') AS b GROUP BY region",
+        "SELECT region, count(*) AS n FROM beta.people GROUP BY region",
+    ]
+    for sql in attempts:
+        response = query(world.market, world.actors["buyer_a"], "alpha", sql)
+        assert 400 <= response.status_code < 500, (sql, response.text)
