@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse, Response
 
-from billing import documents, invoices, rating, repository
+from billing import documents, invoices, rating, reconciliation, repository
 from billing.config import Period
 from billing.models import Invoice, InvoiceLine, InvoiceStatus
 from billing.schemas import (
@@ -21,7 +21,6 @@ from billing.schemas import (
     RunOut,
     UsageRecordOut,
 )
-from market.accounts.models import Role
 from market.clock import utcnow
 from market.deps import PrincipalDep, SessionDep
 from market.errors import Unprocessable
@@ -80,17 +79,15 @@ def _out(session: SessionDep, found: list[Invoice]) -> list[InvoiceOut]:
 @router.post("/billing/runs", response_model=RunOut, tags=["finance"])
 def run_billing(body: RunIn, session: SessionDep, principal: PrincipalDep) -> RunOut:
     """Finance rates a period's usage into draft invoices (the scheduler runs the same code)."""
-    principal.require(Role.FINANCE)
     period = Period.parse(body.period)
-    summary = rating.run_period(session, period)
+    summary = rating.run_period(session, period, actor=principal)
     finalized = len(invoices.finalize_period(session, principal, period)) if body.finalize else 0
     return RunOut(**summary.__dict__, finalized=finalized)
 
 
 @router.get("/billing/periods", response_model=list[PeriodOut], tags=["finance"])
 def list_periods(session: SessionDep, principal: PrincipalDep) -> list[PeriodOut]:
-    principal.require(Role.FINANCE)
-    return [PeriodOut.model_validate(p) for p in repository.list_periods(session)]
+    return [PeriodOut.model_validate(p) for p in reconciliation.periods(session, principal)]
 
 
 @router.post("/billing/periods/{period}/finalize", response_model=list[InvoiceOut], tags=["finance"])

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from billing import finance_repository, reconciliation, revenue, statements
+from billing import reconciliation, revenue, statements
 from billing.config import Period
 from billing.schemas import (
     BalanceOut,
@@ -20,7 +20,6 @@ from billing.schemas import (
     SharesIn,
     StatementOut,
 )
-from market.accounts.models import Role
 from market.deps import PrincipalDep, SessionDep
 from market.errors import Unprocessable
 
@@ -60,9 +59,9 @@ def close(period: str, session: SessionDep, principal: PrincipalDep) -> PeriodOu
 @router.get("/ledger/balances", response_model=list[BalanceOut])
 def balances(session: SessionDep, principal: PrincipalDep, currency: str | None = None) -> list[BalanceOut]:
     """Account balances, computed from the journal."""
-    principal.require(Role.FINANCE)
     return [
-        BalanceOut(account=a, currency=c, balance_minor=b) for a, c, b in finance_repository.balances(session, currency)
+        BalanceOut(account=a, currency=c, balance_minor=b)
+        for a, c, b in reconciliation.balances(session, principal, currency)
     ]
 
 
@@ -73,10 +72,9 @@ def entries(
     reference: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[JournalEntryOut]:
-    principal.require(Role.FINANCE)
-    found = finance_repository.journal_entries(session, reference, limit)
+    found, journal_lines = reconciliation.journal(session, principal, reference, limit)
     lines: dict[str, list[JournalLineOut]] = {e.id: [] for e in found}
-    for line in finance_repository.journal_lines(session, [e.id for e in found]):
+    for line in journal_lines:
         lines[line.entry_id].append(JournalLineOut(account=line.account, amount_minor=line.amount_minor))
     return [
         JournalEntryOut(

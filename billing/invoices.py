@@ -17,7 +17,9 @@ from market.clock import utcnow
 from market.errors import Conflict, NotFound, Unprocessable
 from metering.models import UsageRecord
 
-READERS = (Role.BUYER, Role.FINANCE, Role.ADMIN, Role.REGULATOR)
+READERS = (Role.BUYER, Role.FINANCE)
+"""Who reads invoices, payments and credit notes: a buyer its own, finance all (minimal scope: not the
+admin, who manages accounts, nor the regulator, who supervises queries and products)."""
 
 
 def due_minor(invoice: Invoice) -> int:
@@ -33,7 +35,7 @@ def ensure_open(session: Session, period: str) -> None:
 
 
 def visible_invoice(session: Session, actor: Principal, invoice_id: str, *, lock: bool = False) -> Invoice:
-    """An invoice the caller may read: a buyer's own, or any for finance, admin and the regulator."""
+    """An invoice the caller may read: a buyer's own, or any for finance."""
     actor.require(*READERS)
     invoice = repository.get_invoice(session, invoice_id, lock=lock)
     if invoice is None or (actor.role == Role.BUYER and invoice.buyer_org_id != actor.org_id):
@@ -52,7 +54,7 @@ def list_invoices(
     limit: int,
     offset: int,
 ) -> Sequence[Invoice]:
-    """Buyers see their own invoices; finance (and admin, regulator) all, by status, period, overdue."""
+    """Buyers see their own invoices; finance all, by status, period, overdue."""
     actor.require(*READERS)
     if status is not None and status not in {s.value for s in InvoiceStatus}:
         raise Unprocessable("invalid_invoice_status", status=status, allowed=", ".join(s.value for s in InvoiceStatus))

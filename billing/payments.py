@@ -160,9 +160,10 @@ def pay_by_card(
     never charges twice; a payment already pending is re-checked instead of starting another.
     """
     actor.require(Role.BUYER)
+    # Tenancy first: another buyer's invoice is 404 whatever the configuration.
+    invoice = invoices.visible_invoice(session, actor, invoice_id, lock=True)
     if not StripeGateway.configured(settings):
         raise StripeUnavailable("stripe_not_configured")
-    invoice = invoices.visible_invoice(session, actor, invoice_id, lock=True)
     if invoice.status != InvoiceStatus.FINALIZED.value:
         raise Conflict("invoice_not_payable", invoice=invoice.id, status=invoice.status)
     gateway = StripeGateway(settings)

@@ -20,6 +20,8 @@ from sqlalchemy.orm import Session
 from billing import repository
 from billing.config import Period
 from billing.models import Component, DocumentSequence, Invoice, InvoiceLine, InvoiceStatus, PeriodStatus
+from market.accounts.models import Role
+from market.accounts.service import Principal
 from market.clock import new_id, utcnow
 from market.db import insert_ignore
 from market.errors import Conflict
@@ -50,8 +52,14 @@ def acquire_billing_lock(session: Session) -> None:
     repository.next_number(session, "run", 0)
 
 
-def run_period(session: Session, period: Period, *, now: datetime | None = None) -> RunSummary:
-    """Rate `period`'s usage (and late usage of earlier periods) into draft invoices. Idempotent."""
+def run_period(
+    session: Session, period: Period, *, now: datetime | None = None, actor: Principal | None = None
+) -> RunSummary:
+    """Rate `period`'s usage (and late usage of earlier periods) into draft invoices. Idempotent.
+
+    Finance only; `actor=None` is the CLI or the scheduler acting for the platform."""
+    if actor is not None:
+        actor.require(Role.FINANCE)
     with repository.batch_cache(session):
         return _run(session, period, now or utcnow())
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 from sqlalchemy.orm import Session
 
 from billing import finance_repository, invoices, repository
 from billing.config import Period
-from billing.models import BillingPeriod, InvoiceStatus, PaymentStatus, PeriodStatus
+from billing.models import BillingPeriod, InvoiceStatus, JournalEntry, JournalLine, PaymentStatus, PeriodStatus
 from market.accounts.models import Role
 from market.accounts.service import Principal
 from market.clock import utcnow
@@ -238,6 +239,27 @@ def to_xlsx(report: Report) -> bytes:
     out = io.BytesIO()
     book.save(out)
     return out.getvalue()
+
+
+def periods(session: Session, actor: Principal) -> Sequence[BillingPeriod]:
+    """Every billing period and its state (finance only)."""
+    actor.require(Role.FINANCE)
+    return repository.list_periods(session)
+
+
+def balances(session: Session, actor: Principal, currency: str | None) -> list[tuple[str, str, int]]:
+    """Ledger account balances, computed from the journal (finance only)."""
+    actor.require(Role.FINANCE)
+    return finance_repository.balances(session, currency)
+
+
+def journal(
+    session: Session, actor: Principal, reference: str | None, limit: int
+) -> tuple[Sequence[JournalEntry], Sequence[JournalLine]]:
+    """Journal entries, newest first, and their lines (finance only)."""
+    actor.require(Role.FINANCE)
+    found = finance_repository.journal_entries(session, reference, limit)
+    return found, finance_repository.journal_lines(session, [e.id for e in found])
 
 
 def close_period(session: Session, actor: Principal | None, period: Period) -> BillingPeriod:

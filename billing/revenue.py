@@ -91,7 +91,7 @@ def shares_for_reader(session: Session, actor: Principal, slug: str) -> list[Sha
     if product is None:
         raise NotFound("product_not_found", slug=slug)
     shares = configured_shares(session, product.id)
-    if actor.role in (Role.FINANCE, Role.REGULATOR, Role.ADMIN):
+    if actor.role in (Role.FINANCE, Role.REGULATOR):
         return shares
     if actor.role in (Role.OPERATOR, Role.SOURCE) and any(s.party_org_id == actor.org_id for s in shares):
         return shares

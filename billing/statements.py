@@ -31,7 +31,7 @@ class Statement:
 
 def statements(session: Session, actor: Principal, period: Period) -> list[Statement]:
     """Finance and the regulator see every party's statement; operators and source departments their own."""
-    if actor.role in (Role.FINANCE, Role.REGULATOR, Role.ADMIN):
+    if actor.role in (Role.FINANCE, Role.REGULATOR):
         rows = finance_repository.distributions(session, period=period.key)
     elif actor.role in (Role.OPERATOR, Role.SOURCE):
         rows = finance_repository.distributions(session, period=period.key, party_org_id=actor.org_id)

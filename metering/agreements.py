@@ -22,22 +22,23 @@ def _own_product_ids(session: Session, actor: Principal) -> list[str]:
 
 
 def visible_agreements(session: Session, actor: Principal) -> Sequence[Agreement]:
-    """Buyers see their own agreements, operators those on their products, the regulator (and platform) all."""
+    """Buyers see their own agreements, operators those on their products, the regulator and finance all."""
     if actor.role == Role.BUYER:
         return repository.agreements_where(session, Agreement.buyer_org_id == actor.org_id)
-    if actor.role in (Role.REGULATOR, Role.ADMIN, Role.FINANCE):
+    if actor.role in (Role.REGULATOR, Role.FINANCE):
         return repository.agreements_where(session)
     if actor.role == Role.OPERATOR:
         return repository.agreements_where(session, Agreement.product_id.in_(_own_product_ids(session, actor)))
-    raise Forbidden("forbidden_role", needed="buyer, operator or regulator", role=actor.role.value)
+    raise Forbidden("forbidden_role", needed="buyer, operator, regulator or finance", role=actor.role.value)
 
 
 def visible_agreement(session: Session, actor: Principal, agreement_id: str) -> Agreement:
     """One agreement, if the caller may see it; otherwise 404 (never a hint that it exists)."""
+    actor.require(Role.BUYER, Role.OPERATOR, Role.REGULATOR, Role.FINANCE)
     agreement = session.get(Agreement, agreement_id)
     if agreement is None:
         raise NotFound("agreement_not_found", agreement=agreement_id)
-    if actor.role in (Role.REGULATOR, Role.ADMIN, Role.FINANCE):
+    if actor.role in (Role.REGULATOR, Role.FINANCE):
         return agreement
     if actor.role == Role.BUYER and agreement.buyer_org_id == actor.org_id:
         return agreement

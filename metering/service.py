@@ -114,14 +114,19 @@ def request_access(
 
 def _reviewable(session: Session, actor: Principal, request: AccessRequest) -> Product:
     product = session.get(Product, request.product_id)
-    if product is None:
+    # Another tenant's request is 404, as if it did not exist: another operator's product, another
+    # buyer's request. Only then does the role decide (403): the product's operator on a
+    # public-interest request, a buyer on its own.
+    if (
+        product is None
+        or (actor.role == Role.OPERATOR and product.operator_org_id != actor.org_id)
+        or (actor.role == Role.BUYER and request.buyer_org_id != actor.org_id)
+    ):
         raise NotFound("access_request_not_found", request=request.id)
     if request.reviewer_role == Role.REGULATOR:
         actor.require(Role.REGULATOR)
     else:
         actor.require(Role.OPERATOR)
-        if product.operator_org_id != actor.org_id:
-            raise NotFound("access_request_not_found", request=request.id)
     return product
 
 

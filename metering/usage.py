@@ -19,6 +19,7 @@ from metering.repository import UsageFilter
 from metering.schemas import DailyUsageOut, UsageOut
 from products import repository as products_repo
 from products import service as products
+from products.models import Product, ProductStatus
 
 CSV_COLUMNS = (
     "id",
@@ -57,7 +58,7 @@ def scope(
     product_ids: list[str] | None = None
     if product_slug is not None:
         product = products_repo.by_slug(session, product_slug)
-        if product is None or (actor.role == Role.OPERATOR and product.operator_org_id != actor.org_id):
+        if product is None or not _may_filter_by(session, actor, product):
             raise NotFound("product_not_found", slug=product_slug)
         product_ids = [product.id]
     if actor.role == Role.BUYER:
@@ -66,6 +67,16 @@ def scope(
     return UsageFilter(
         product_ids=[p for p in own if product_ids is None or p in product_ids], since=since, until=until
     )
+
+
+def _may_filter_by(session: Session, actor: Principal, product: Product) -> bool:
+    """An operator names its own products; a buyer listed ones or those it holds an agreement on, so
+    that naming another operator's draft answers like a slug that does not exist."""
+    if actor.role == Role.OPERATOR:
+        return product.operator_org_id == actor.org_id
+    if product.status == ProductStatus.LISTED:
+        return True
+    return repository.latest_agreement(session, actor.org_id, product.id) is not None
 
 
 def shows_sql(actor: Principal) -> bool:

@@ -13,7 +13,7 @@ from fastapi.responses import FileResponse, JSONResponse
 
 from market.deps import PrincipalDep, SessionDep, SettingsDep
 from market.errors import Unprocessable
-from products import catalogue, repository, service, storage, versions
+from products import catalogue, service, storage, versions
 from products.schemas import (
     BuildIn,
     EventOut,
@@ -58,25 +58,27 @@ def list_products(
     """The catalogue: listed products, filtered. `?mine=true` shows an operator its own products in every state."""
     products = service.catalogue(session, principal, mine=mine)
     found = catalogue.search(session, products, text=q, zone=zone, region=region, scenario=scenario, pricing=pricing)
-    return service.present(session, found)
+    return service.present(session, found, viewer=principal)
 
 
 @router.post("", response_model=ProductOut, status_code=201)
 def create_product(body: ProductIn, session: SessionDep, principal: PrincipalDep) -> ProductOut:
     product = service.create_product(session, principal, body)
-    return service.present(session, [product])[0]
+    return service.present(session, [product], viewer=principal)[0]
 
 
 @router.get("/{slug}", response_model=ProductOut)
 def get_product(slug: str, session: SessionDep, principal: PrincipalDep) -> ProductOut:
     """The detail view: schema with column roles, policy, plans, documentation, lineage and quality summary."""
-    return service.present(session, [service.visible_product(session, principal, slug)], detail=True)[0]
+    return service.present(session, [service.visible_product(session, principal, slug)], detail=True, viewer=principal)[
+        0
+    ]
 
 
 @router.patch("/{slug}", response_model=ProductOut)
 def update_product(slug: str, body: ProductUpdate, session: SessionDep, principal: PrincipalDep) -> ProductOut:
     """Change title, description, documentation, scenarios (inside the authorisation) or add lineage."""
-    return service.present(session, [service.update_product(session, principal, slug, body)])[0]
+    return service.present(session, [service.update_product(session, principal, slug, body)], viewer=principal)[0]
 
 
 @router.put("/{slug}/plans/{code}", response_model=PlanOut)
@@ -95,8 +97,7 @@ def retire_plan(slug: str, code: str, session: SessionDep, principal: PrincipalD
 
 @router.get("/{slug}/events", response_model=list[EventOut])
 def product_events(slug: str, session: SessionDep, principal: PrincipalDep) -> list[EventOut]:
-    product = service.visible_product(session, principal, slug)
-    return [EventOut.model_validate(e) for e in repository.events_of(session, product.id)]
+    return [EventOut.model_validate(e) for e in service.history(session, principal, slug)]
 
 
 @router.post("/{slug}/versions", response_model=ProductOut, status_code=201)
@@ -127,22 +128,24 @@ def upload_version(
                 shutil.copyfileobj(upload.file, handle, UPLOAD_CHUNK)
             uploads.append(service.Upload(table=table, path=target, filename=filename))
         service.add_version(session, settings, principal, slug, uploads, parsed_policy, parsed_recipe)
-    return service.present(session, [service.visible_product(session, principal, slug)])[0]
+    return service.present(session, [service.visible_product(session, principal, slug)], viewer=principal)[0]
 
 
 @router.post("/{slug}/submit", response_model=ProductOut)
 def submit_product(slug: str, session: SessionDep, principal: PrincipalDep) -> ProductOut:
-    return service.present(session, [service.submit(session, principal, slug)])[0]
+    return service.present(session, [service.submit(session, principal, slug)], viewer=principal)[0]
 
 
 @router.post("/{slug}/review", response_model=ProductOut)
 def review_product(slug: str, body: ReviewIn, session: SessionDep, principal: PrincipalDep) -> ProductOut:
-    return service.present(session, [service.review(session, principal, slug, body.decision, body.comment)])[0]
+    return service.present(
+        session, [service.review(session, principal, slug, body.decision, body.comment)], viewer=principal
+    )[0]
 
 
 @router.post("/{slug}/delist", response_model=ProductOut)
 def delist_product(slug: str, body: ReasonIn, session: SessionDep, principal: PrincipalDep) -> ProductOut:
-    return service.present(session, [service.delist(session, principal, slug, body.reason)])[0]
+    return service.present(session, [service.delist(session, principal, slug, body.reason)], viewer=principal)[0]
 
 
 @router.post("/{slug}/builds", response_model=VersionOut, status_code=201)

@@ -273,31 +273,46 @@ def delist(session: Session, actor: Principal, slug: str, reason: str) -> Produc
     return product
 
 
+def governs(actor: Principal, product: Product) -> bool:
+    """The product's own operator, or the regulator who reviews it: who may see its drafts and history."""
+    return actor.role == Role.REGULATOR or (actor.role == Role.OPERATOR and product.operator_org_id == actor.org_id)
+
+
 def visible_product(session: Session, actor: Principal, slug: str) -> Product:
-    """A product the actor may see: listed ones, its own (operator), or any (regulator, admin)."""
+    """A product the actor may see: listed ones, its own (operator), or any (regulator)."""
     product = repository.by_slug(session, slug)
     if product is None:
         raise NotFound("product_not_found", slug=slug)
-    if product.status == ProductStatus.LISTED:
-        return product
-    if actor.role in (Role.REGULATOR, Role.ADMIN) or product.operator_org_id == actor.org_id:
+    if product.status == ProductStatus.LISTED or governs(actor, product):
         return product
     raise NotFound("product_not_found", slug=slug)
+
+
+def history(session: Session, actor: Principal, slug: str) -> Sequence[ProductEvent]:
+    """The product's lifecycle log, with review comments and versions in review: its operator and the
+    regulator only (to anyone else another operator's drafts do not exist)."""
+    product = repository.by_slug(session, slug)
+    if product is None or not governs(actor, product):
+        raise NotFound("product_not_found", slug=slug)
+    return repository.events_of(session, product.id)
 
 
 def catalogue(session: Session, actor: Principal, *, mine: bool = False) -> Sequence[Product]:
     """Listed products; with `mine`, an operator's own products in every state (the regulator sees all)."""
     if mine and actor.role == Role.OPERATOR:
         return repository.of_operator(session, actor.org_id)
-    if mine and actor.role in (Role.REGULATOR, Role.ADMIN):
+    if mine and actor.role == Role.REGULATOR:
         return repository.all_products(session)
     return served(session, repository.listed(session))
 
 
-def present(session: Session, products: Sequence[Product], *, detail: bool = False) -> list[ProductOut]:
+def present(
+    session: Session, products: Sequence[Product], *, detail: bool = False, viewer: Principal | None = None
+) -> list[ProductOut]:
     """Products as the API shows them, with their current version's tables, policy and plans.
 
-    The detail view adds documentation, the quality summary and whether the audit was clean.
+    The detail view adds documentation, the quality summary and whether the audit was clean. A version
+    in review is the operator's draft: it is shown only when `viewer` governs the product.
     """
     from market.accounts.models import Organisation
     from products.pipeline.assess import buyer_summary
@@ -338,8 +353,10 @@ def present(session: Session, products: Sequence[Product], *, detail: bool = Fal
                     {"id": r.id, "registration_code": r.registration_code, "title": r.title}
                     for r in lineage[product.id]
                 ],
-                pending_version=pending.number if (pending := versions.get(product.pending_version_id or "")) else None,
-                review_due_at=product.review_due_at,
+                pending_version=pending.number
+                if (pending := versions.get(product.pending_version_id or "")) and viewer and governs(viewer, product)
+                else None,
+                review_due_at=product.review_due_at if viewer and governs(viewer, product) else None,
                 documentation=product.documentation if detail else None,
                 quality=buyer_summary(version.quality) if detail and version else None,
                 audit_clean=(version.audit or {}).get("blocking_findings") == 0

@@ -183,9 +183,9 @@ def add_version(
 
 
 def version_of(session: Session, actor: Principal, slug: str, number: int) -> tuple[Product, ProductVersion]:
-    """A version the actor may inspect: the operator's own, or any for the regulator and admin."""
+    """A version the actor may inspect: the operator's own, or any for the regulator."""
     product = repository.by_slug(session, slug)
-    if product is None or (actor.role not in (Role.REGULATOR, Role.ADMIN) and product.operator_org_id != actor.org_id):
+    if product is None or (actor.role != Role.REGULATOR and product.operator_org_id != actor.org_id):
         raise NotFound("product_not_found", slug=slug)
     version = repository.version_by_number(session, product.id, number)
     if version is None:
@@ -273,7 +273,7 @@ def rebuild(
 
 def versions_visible(session: Session, actor: Principal, slug: str) -> Sequence[ProductVersion]:
     product = repository.by_slug(session, slug)
-    if product is None or (actor.role not in (Role.REGULATOR, Role.ADMIN) and product.operator_org_id != actor.org_id):
+    if product is None or (actor.role != Role.REGULATOR and product.operator_org_id != actor.org_id):
         raise NotFound("product_not_found", slug=slug)
     return repository.versions_of(session, product.id)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from market.accounts import repository, service
+from market.accounts import service
 from market.accounts.models import Role, User
 from market.accounts.schemas import IssuedKeyOut, KeyIn, KeyOut, OrgIn, OrgOut, UserIn, UserOut, WhoAmI
 from market.deps import PrincipalDep, SessionDep
@@ -53,7 +53,7 @@ def issue_key(user_id: str, body: KeyIn, session: SessionDep, principal: Princip
 
 @router.get("/keys", response_model=list[KeyOut])
 def list_keys(session: SessionDep, principal: PrincipalDep) -> list[KeyOut]:
-    return [KeyOut.model_validate(k) for k in repository.keys_of_org(session, principal.org_id)]
+    return [KeyOut.model_validate(k) for k in service.list_keys(session, principal)]
 
 
 @router.delete("/keys/{key_id}", response_model=KeyOut)

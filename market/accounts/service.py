@@ -83,6 +83,11 @@ def issue_key(session: Session, actor: Principal | None, *, user: User, label: s
     return key, clear
 
 
+def list_keys(session: Session, actor: Principal) -> Sequence[ApiKey]:
+    """The keys of the caller's own organisation (never the key itself, which is not stored)."""
+    return repository.keys_of_org(session, actor.org_id)
+
+
 def revoke_key(session: Session, actor: Principal, key_id: str) -> ApiKey:
     """Revoke a key: an admin may revoke any key, a user only keys of their own organisation."""
     key = session.get(ApiKey, key_id)

@@ -26,7 +26,7 @@ async def upload_file(
 ) -> UploadOut:
     """Upload one CSV or Parquet file as the raw request body. Retrying with the same Idempotency-Key
     (or the same bytes) returns the stored upload with 200 instead of storing it twice."""
-    received = await uploads.receive(settings, principal.org_id, request.stream())
+    received = await uploads.receive(settings, principal, request.stream())
     upload, created = await run_in_threadpool(
         uploads.register, session, settings, principal, received, filename=filename, idempotency_key=idempotency_key
     )

@@ -45,9 +45,11 @@ def stored_path(settings: Settings, upload: Upload) -> Path:
     return org_dir(settings, upload.org_id) / upload.stored_name
 
 
-async def receive(settings: Settings, org_id: str, chunks: AsyncIterator[bytes]) -> Received:
-    """Write the body to a temporary file chunk by chunk, hashing as it goes."""
-    directory = org_dir(settings, org_id)
+async def receive(settings: Settings, actor: Principal, chunks: AsyncIterator[bytes]) -> Received:
+    """Write the body to a temporary file chunk by chunk, hashing as it goes (operators only: nobody
+    else may fill the disk, even for the moment before `register` refuses them)."""
+    actor.require(Role.OPERATOR)
+    directory = org_dir(settings, actor.org_id)
     directory.mkdir(parents=True, exist_ok=True)
     partial = directory / f".incoming-{secrets.token_hex(8)}"
     digest = hashlib.sha256()
