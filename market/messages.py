@@ -24,6 +24,7 @@ EN: dict[str, str] = {
     "user_not_found": "No user '{user}'.",
     "api_key_not_found": "No API key '{key}' in your organisation.",
     "duplicate_organisation": "An organisation named '{name}' already exists; choose another name.",
+    "duplicate_user": "A user with e-mail '{email}' already exists; use another address.",
     "role_kind_mismatch": "A {role} user cannot belong to a {kind} organisation; allowed roles: {allowed}.",
     # Products
     "product_not_found": "No product '{slug}' is visible to you. List products with GET /v1/products.",

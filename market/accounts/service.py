@@ -65,7 +65,7 @@ def create_user(
             allowed=", ".join(sorted(r.value for r in allowed)),
         )
     if repository.user_by_email(session, email) is not None:
-        raise Conflict("duplicate_organisation", name=email)
+        raise Conflict("duplicate_user", email=email)
     user = User(org_id=org.id, name=name, email=email, role=role.value)
     session.add(user)
     session.flush()

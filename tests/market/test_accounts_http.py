@@ -88,3 +88,13 @@ def test_bad_input_and_unknown_routes_get_4xx_json_errors(market: Market) -> Non
     unknown = market.client.get("/v1/nothing-here", headers=buyer.headers)
     assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "not_found"
     assert market.client.get("/healthz").json() == {"status": "ok"}
+
+
+def test_a_second_user_with_the_same_email_is_a_conflict_that_says_so(market: Market) -> None:
+    admin = market.actor(Role.ADMIN)
+    org = market.client.post("/v1/orgs", headers=admin.headers, json={"name": "Dup Co", "kind": "buyer"}).json()
+    body = {"org_id": org["id"], "name": "A", "email": "same@x.example", "role": "buyer"}
+    assert market.client.post("/v1/users", headers=admin.headers, json=body).status_code == 201
+    again = market.client.post("/v1/users", headers=admin.headers, json=body)
+    assert again.status_code == 409 and again.json()["error"]["code"] == "duplicate_user"
+    assert "same@x.example" in again.json()["error"]["message"]
