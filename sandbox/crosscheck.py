@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable
 from enum import Enum
 from typing import Any
 
@@ -32,7 +32,9 @@ def _connection() -> duckdb.DuckDBPyConnection:
     global _parser
     if _parser is None:
         _parser = duckdb.connect(
-            ":memory:", config={"enable_external_access": False, "autoload_known_extensions": False}
+            ":memory:",
+            # One thread: it only parses, and a single-threaded connection answers each call sooner.
+            config={"enable_external_access": False, "autoload_known_extensions": False, "threads": 1},
         )
     return _parser
 
@@ -92,24 +94,30 @@ class Ctx(Enum):
     POST = "post"
 
 
-def _children(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
+_NOT_CHILDREN = frozenset({"type_expr", "order_bys"})
+
+
+def _children(node: dict[str, Any]) -> list[dict[str, Any]]:
     """Direct child expressions of a DuckDB expression node, wherever the serializer put them."""
+    found: list[dict[str, Any]] = []
     for key, value in node.items():
-        if key in ("type_expr", "order_bys"):
-            continue
-        yield from _expressions_in(value)
+        if key not in _NOT_CHILDREN and isinstance(value, dict | list):
+            _collect(value, found)
+    return found
 
 
-def _expressions_in(value: Any) -> Iterator[dict[str, Any]]:
+def _collect(value: dict[str, Any] | list[Any], found: list[dict[str, Any]]) -> None:
+    """Appends the outermost expressions (dicts with a "class") in `value`, in document order."""
     if isinstance(value, dict):
         if "class" in value:
-            yield value
-        else:
-            for inner in value.values():
-                yield from _expressions_in(inner)
-    elif isinstance(value, list):
-        for inner in value:
-            yield from _expressions_in(inner)
+            found.append(value)
+            return
+        inner_values: Iterable[Any] = value.values()
+    else:
+        inner_values = value
+    for inner in inner_values:
+        if isinstance(inner, dict | list):
+            _collect(inner, found)
 
 
 class _TreeCheck:

@@ -7,6 +7,7 @@ statement count and kind); `guard` makes a row-level expression unable to raise 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from typing import Any
 
@@ -80,12 +81,23 @@ def refuse_construct(construct: str, instead: str) -> QueryRefused:
     return QueryRefused("disallowed_construct", construct=construct, instead=instead)
 
 
+REFUSED_TYPES: tuple[type[exp.Expr], ...] = tuple(REFUSED_NODES)
+"""The refused node types as one tuple: a single isinstance() test before looking up which one."""
+
+_CLASS_NAMES: dict[type[exp.Expr], str] = {}
+"""Lower-case SQL name of each node type (sql_name() depends on the class only), filled on first use."""
+
+
 def function_name(node: exp.Expr) -> str:
     if isinstance(node, exp.Anonymous):
         return str(node.name).lower()
-    if isinstance(node, exp.Func):
-        return str(node.sql_name()).lower()
-    return str(node.key).lower()
+    kind = type(node)
+    name = _CLASS_NAMES.get(kind)
+    if name is None:
+        name = _CLASS_NAMES[kind] = (
+            str(node.sql_name()).lower() if isinstance(node, exp.Func) else str(node.key).lower()
+        )
+    return name
 
 
 def is_aggregate_like(node: exp.Expr) -> bool:
@@ -116,16 +128,20 @@ def literal_int(node: exp.Expr | None, clause: str) -> int | None:
     raise refuse_construct(f"A non-literal {clause}", f"write {clause} as a whole number.")
 
 
+_PARENTHESES = re.compile(r"[()]")
+
+
 def parse_one_select(sql: str) -> exp.Select:
     """Parse `sql` as exactly one SELECT in DuckDB's dialect, or refuse it."""
     if len(sql) > rules.MAX_SQL_CHARS:
         raise QueryRefused("sql_too_long", length=len(sql), limit=rules.MAX_SQL_CHARS)
     depth = deepest = 0
-    for char in sql:
-        if char == "(":
+    for match in _PARENTHESES.finditer(sql):
+        if match.group() == "(":
             depth += 1
-            deepest = max(deepest, depth)
-        elif char == ")":
+            if depth > deepest:
+                deepest = depth
+        else:
             depth -= 1
     if deepest > rules.MAX_NESTING:
         raise QueryRefused("sql_too_complex", depth=deepest, limit=rules.MAX_NESTING)
@@ -150,6 +166,7 @@ def parse_one_select(sql: str) -> exp.Select:
     while stack:
         node, depth = stack.pop()
         node.comments = None  # comments never reach the statements that run
+        node._meta = None  # token positions: unused after parsing, and each copy of the tree would copy them
         deepest = max(deepest, depth)
         stack.extend((child, depth + 1) for child in node.iter_expressions())
     if deepest > rules.MAX_TREE_DEPTH:
@@ -197,9 +214,13 @@ def guard(node: exp.Expr) -> exp.Expr:
         return exp.Try(this=node) if contains_column(node) else node
     for key, value in list(node.args.items()):
         if isinstance(value, exp.Expr):
-            node.set(key, guard(value))
+            guarded = guard(value)
+            if guarded is not value:
+                node.set(key, guarded)
         elif isinstance(value, list):
-            node.set(key, [guard(v) if isinstance(v, exp.Expr) else v for v in value])
+            items = [guard(v) if isinstance(v, exp.Expr) else v for v in value]
+            if any(new is not old for new, old in zip(items, value, strict=True)):
+                node.set(key, items)
     return node
 
 
