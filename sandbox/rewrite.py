@@ -248,17 +248,19 @@ def build_plan(checked: CheckedQuery, policy: ProtectionPolicy) -> Plan:
 
     k = policy.min_group_size
     n = len(checked.refs)
-    passes = exp.and_(*[_col(f"__lo{i}") >= k for i in range(n)], copy=False)
+    passes = _passes_condition(k, n)
+    # Built node by node rather than with sqlglot's builder methods, which parse their arguments.
     output = exp.Select(
-        expressions=[exp.alias_(e, f"__c{i}", quoted=True, copy=False) for i, e in enumerate(outputs)]
-    ).from_(exp.Table(this=_q(GROUPS_TABLE)), copy=False)
-    output = output.where(exp.and_(passes, having_expr, copy=False) if having_expr is not None else passes, copy=False)
+        expressions=[exp.alias_(e, f"__c{i}", quoted=True, copy=False) for i, e in enumerate(outputs)],
+        from_=exp.From(this=exp.Table(this=_q(GROUPS_TABLE))),
+        where=exp.Where(this=exp.and_(passes, having_expr, copy=False) if having_expr is not None else passes),
+    )
     if order_terms:
-        output = output.order_by(*order_terms, copy=False)
+        output.set("order", exp.Order(expressions=order_terms))
     if checked.limit is not None:
-        output = output.limit(checked.limit, copy=False)
+        output.set("limit", exp.Limit(expression=exp.Literal.number(checked.limit)))
     if checked.offset:
-        output = output.offset(checked.offset, copy=False)
+        output.set("offset", exp.Offset(expression=exp.Literal.number(checked.offset)))
     return Plan(
         template=template,
         restriction=restriction,
@@ -274,9 +276,14 @@ def build_plan(checked: CheckedQuery, policy: ProtectionPolicy) -> Plan:
     )
 
 
+def _passes_condition(k: int, n: int) -> exp.Expr:
+    """`"__lo0" >= k AND ...`, a fresh tree (built directly: the `>=` operator on sqlglot nodes is slow)."""
+    return exp.and_(*[exp.GTE(this=_col(f"__lo{i}"), expression=exp.Literal.number(k)) for i in range(n)], copy=False)
+
+
 @functools.lru_cache(maxsize=256)
 def _passes(k: int, n: int) -> exp.Expr:
-    return exp.and_(*[_col(f"__lo{i}") >= k for i in range(n)])
+    return _passes_condition(k, n)
 
 
 @functools.lru_cache(maxsize=256)

@@ -6,12 +6,12 @@ statement count and kind); `guard` makes a row-level expression unable to raise 
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import threading
 from typing import Any
 
-import sqlglot
 from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ParseError, TokenError
@@ -131,6 +131,12 @@ def literal_int(node: exp.Expr | None, clause: str) -> int | None:
 _PARENTHESES = re.compile(r"[()]")
 
 
+@functools.cache
+def _duckdb_dialect() -> Dialect:
+    """One Dialect instance for every parse (sqlglot.parse would build a new one per call)."""
+    return Dialect.get_or_raise(DIALECT)
+
+
 def parse_one_select(sql: str) -> exp.Select:
     """Parse `sql` as exactly one SELECT in DuckDB's dialect, or refuse it."""
     if len(sql) > rules.MAX_SQL_CHARS:
@@ -148,7 +154,7 @@ def parse_one_select(sql: str) -> exp.Select:
     if "\x00" in sql:
         raise QueryRefused("sql_syntax", detail="the text contains a NUL character")
     try:
-        statements = [s for s in sqlglot.parse(sql, read=DIALECT) if s is not None]
+        statements = [s for s in _duckdb_dialect().parse(sql) if s is not None]
     except (ParseError, TokenError) as error:
         detail = str(error).splitlines()[0][:200]
         raise QueryRefused("sql_syntax", detail=detail) from error
@@ -162,13 +168,19 @@ def parse_one_select(sql: str) -> exp.Select:
         kind = statement.key.upper() if not isinstance(statement, exp.Command) else str(statement.this).upper()
         raise QueryRefused("not_a_select", kind=kind)
     deepest = 0
-    stack: list[tuple[exp.Expr, int]] = [(statement, 1)]
-    while stack:
-        node, depth = stack.pop()
-        node.comments = None  # comments never reach the statements that run
-        node._meta = None  # token positions: unused after parsing, and each copy of the tree would copy them
-        deepest = max(deepest, depth)
-        stack.extend((child, depth + 1) for child in node.iter_expressions())
+    level: list[exp.Expr] = [statement]
+    while level:  # one tree level at a time
+        deepest += 1
+        below: list[exp.Expr] = []
+        for node in level:
+            node.comments = None  # comments never reach the statements that run
+            node._meta = None  # token positions: unused after parsing, and each copy of the tree would copy them
+            for value in node.args.values():
+                if isinstance(value, exp.Expr):
+                    below.append(value)
+                elif isinstance(value, list):
+                    below.extend(v for v in value if isinstance(v, exp.Expr))
+        level = below
     if deepest > rules.MAX_TREE_DEPTH:
         raise QueryRefused("sql_too_complex", depth=deepest, limit=rules.MAX_TREE_DEPTH)
     return statement
