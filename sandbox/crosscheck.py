@@ -11,13 +11,13 @@ statement DuckDB would see differently. Any disagreement refuses the query.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterable
 from enum import Enum
 from typing import Any
 
 import duckdb
+import msgspec
 
 from sandbox import rules
 from sandbox.errors import QueryRefused
@@ -43,9 +43,16 @@ def _mismatch(detail: str) -> QueryRefused:
     return QueryRefused("parser_mismatch", detail=detail)
 
 
+_decode_json = msgspec.json.Decoder().decode
+"""DuckDB's JSON to plain dicts and lists, as json.loads would give, in half the time."""
+
+
 def _node(text: str | None) -> dict[str, Any]:
-    tree: dict[str, Any] = json.loads(text) if text else {"error": True}
-    if tree.get("error") or len(tree.get("statements", [])) != 1:
+    try:
+        tree = _decode_json(text) if text else {"error": True}
+    except msgspec.DecodeError as error:
+        raise _mismatch("DuckDB's parse tree could not be read") from error
+    if not isinstance(tree, dict) or tree.get("error") or len(tree.get("statements", [])) != 1:
         raise _mismatch("DuckDB does not read the rewritten statement as one SELECT")
     node: dict[str, Any] = tree["statements"][0]["node"]
     return node
