@@ -84,6 +84,29 @@ def refuse_construct(construct: str, instead: str) -> QueryRefused:
 REFUSED_TYPES: tuple[type[exp.Expr], ...] = tuple(REFUSED_NODES)
 """The refused node types as one tuple: a single isinstance() test before looking up which one."""
 
+
+class TypeTest:
+    """isinstance(node, types), answered once per node class and then from a dict.
+
+    The walks ask the same few questions of every node; for a node class the answer never changes.
+    """
+
+    def __init__(self, *types: type[exp.Expr]) -> None:
+        self.types = types
+        self._answers: dict[type, bool] = {}
+
+    def __call__(self, node: object) -> bool:
+        kind = type(node)
+        answer = self._answers.get(kind)
+        if answer is None:
+            answer = self._answers[kind] = issubclass(kind, self.types)
+        return answer
+
+
+is_refused_type = TypeTest(*REFUSED_TYPES)
+is_allowed_type = TypeTest(*STRUCTURAL, *rules.SCALAR_CLASSES)
+"""Node kinds a row-level or output expression may contain (besides columns, aggregates and casts)."""
+
 _CLASS_NAMES: dict[type[exp.Expr], str] = {}
 """Lower-case SQL name of each node type (sql_name() depends on the class only), filled on first use."""
 
@@ -100,10 +123,19 @@ def function_name(node: exp.Expr) -> str:
     return name
 
 
+_AGGREGATE_LIKE: dict[type[exp.Expr], bool] = {}
+
+
 def is_aggregate_like(node: exp.Expr) -> bool:
-    return isinstance(node, exp.AggFunc) or (
-        isinstance(node, exp.Func) and function_name(node) in rules.ROW_REVEALING_AGGREGATES
-    )
+    kind = type(node)
+    answer = _AGGREGATE_LIKE.get(kind)
+    if answer is None:
+        answer = isinstance(node, exp.AggFunc) or (
+            isinstance(node, exp.Func) and function_name(node) in rules.ROW_REVEALING_AGGREGATES
+        )
+        if not isinstance(node, exp.Anonymous):  # an anonymous function's answer depends on its name
+            _AGGREGATE_LIKE[kind] = answer
+    return answer
 
 
 def contains_column(node: exp.Expr) -> bool:
@@ -214,15 +246,17 @@ their arguments are still guarded. Checked against DuckDB's edge values (infinit
 integers); date_trunc, round, substring, abs and arithmetic can raise and stay in TRY()."""
 
 
+_computes = TypeTest(*ARITHMETIC, *rules.SCALAR_CLASSES)
+_cannot_raise = TypeTest(exp.Case, exp.If, exp.TryCast, *NEVER_RAISE)
+
+
 def guard(node: exp.Expr) -> exp.Expr:
     """Wrap row-level arithmetic and functions over data in TRY(), so no row's value can raise an error.
 
     Comparisons, CASE and TRY_CAST cannot fail on data and stay bare, so DuckDB can still push
     filters down into the Parquet scan.
     """
-    if isinstance(node, (*ARITHMETIC, *rules.SCALAR_CLASSES)) and not isinstance(
-        node, (exp.Case, exp.If, exp.TryCast, *NEVER_RAISE)
-    ):
+    if _computes(node) and not _cannot_raise(node):
         return exp.Try(this=node) if contains_column(node) else node
     for key, value in list(node.args.items()):
         if isinstance(value, exp.Expr):

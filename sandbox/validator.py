@@ -22,14 +22,14 @@ from sandbox.policy import ProtectionPolicy
 from sandbox.syntax import (
     DIALECT,
     REFUSED_NODES,
-    REFUSED_TYPES,
     SELECT_ARGS,
-    STRUCTURAL,
     SUBQUERY_HINT,
     contains_column,
     function_name,
     guard,
     is_aggregate_like,
+    is_allowed_type,
+    is_refused_type,
     literal_int,
     parse_one_select,
     refuse_construct,
@@ -202,7 +202,7 @@ class _Checker:
     # -- expressions ----------------------------------------------------------------------------
     def check(self, node: exp.Expr, ctx: Context, *, clause: str, aliases_ok: bool = False) -> exp.Expr:
         """Check `node` in `ctx`; returns the canonical node (it may replace `node`)."""
-        if isinstance(node, REFUSED_TYPES):
+        if is_refused_type(node):
             if isinstance(node, exp.Star):
                 raise QueryRefused("star_not_allowed")
             for refused, (construct, instead) in REFUSED_NODES.items():
@@ -230,7 +230,7 @@ class _Checker:
         elif isinstance(node, exp.Tuple):
             if not isinstance(node.parent, exp.In):
                 raise refuse_construct("A row value (a, b)", "compare columns one at a time.")
-        elif not isinstance(node, (*STRUCTURAL, *rules.SCALAR_CLASSES)):
+        elif not is_allowed_type(node):
             if isinstance(node, exp.Func):
                 raise QueryRefused(
                     "disallowed_function", function=function_name(node), allowed=rules.SCALAR_ALLOWED_TEXT
