@@ -102,13 +102,14 @@ class Ctx(Enum):
 
 
 _NOT_CHILDREN = frozenset({"type_expr", "order_bys"})
+_CONTAINERS = (dict, list)
 
 
 def _children(node: dict[str, Any]) -> list[dict[str, Any]]:
     """Direct child expressions of a DuckDB expression node, wherever the serializer put them."""
     found: list[dict[str, Any]] = []
     for key, value in node.items():
-        if key not in _NOT_CHILDREN and isinstance(value, dict | list):
+        if key not in _NOT_CHILDREN and isinstance(value, _CONTAINERS):
             _collect(value, found)
     return found
 
@@ -123,7 +124,7 @@ def _collect(value: dict[str, Any] | list[Any], found: list[dict[str, Any]]) -> 
     else:
         inner_values = value
     for inner in inner_values:
-        if isinstance(inner, dict | list):
+        if isinstance(inner, _CONTAINERS):
             _collect(inner, found)
 
 
