@@ -174,7 +174,8 @@ def parse_one_select(sql: str) -> exp.Select:
     if len(sql) > rules.MAX_SQL_CHARS:
         raise QueryRefused("sql_too_long", length=len(sql), limit=rules.MAX_SQL_CHARS)
     depth = deepest = 0
-    for match in _PARENTHESES.finditer(sql):
+    # Nesting is at most the number of "(": only a text with more than the limit needs the scan.
+    for match in _PARENTHESES.finditer(sql) if sql.count("(") > rules.MAX_NESTING else ():
         if match.group() == "(":
             depth += 1
             if depth > deepest:
