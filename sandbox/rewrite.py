@@ -144,8 +144,11 @@ class _PostAggregate:
 
     def __init__(self, checked: CheckedQuery) -> None:
         self.checked = checked
-        self.keys = {to_sql(key): i for i, key in enumerate(checked.group_keys)}
+        texts = [to_sql(key) for key in checked.group_keys]
+        self.keys = {text: i for i, text in enumerate(texts)}
         self.key_types = {type(key) for key in checked.group_keys}
+        self.key_objects = {id(key): self.keys[text] for key, text in zip(checked.group_keys, texts, strict=True)}
+        """A key that is itself a SELECT item (GROUP BY 1, GROUP BY alias): found without generating its text."""
         self.aggregates: dict[str, int] = {}
         self.aggregate_nodes: list[exp.Expr] = []
         self.outputs: list[exp.Expr] = []
@@ -158,6 +161,8 @@ class _PostAggregate:
         return self._walk(node, aliases_ok=aliases_ok)
 
     def _walk(self, node: exp.Expr, *, aliases_ok: bool) -> exp.Expr:
+        if id(node) in self.key_objects:
+            return _col(f"__g{self.key_objects[id(node)]}")
         if type(node) in self.key_types:
             text = to_sql(node)
             if text in self.keys:
