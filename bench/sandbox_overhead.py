@@ -1,6 +1,7 @@
 """What the sandbox costs over raw DuckDB, on TPC-H.
 
     python -m bench.sandbox_overhead --scale 1
+    python -m bench.sandbox_overhead --validation-only   # validation latency alone, no TPC-H
 
 Generates TPC-H `orders` and `lineitem` with tpchgen-cli (cached under $MARKET_DATA_DIR/bench, or
 ./var/bench), builds a product from them as an operator's pipeline would (lineitem gets the
@@ -210,11 +211,25 @@ def validation_latency() -> tuple[float, float, float, int]:
     )
 
 
+def _print_validation_latency() -> None:
+    p50, p99, p99_fastest, corpus_size = validation_latency()
+    print(
+        f"validation latency over {corpus_size} corpus queries: p50 {p50:.2f} ms, p99 {p99:.2f} ms "
+        f"(p99 of each query's fastest run: {p99_fastest:.2f} ms)"
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument(
+        "--validation-only", action="store_true", help="only time plan_query over the corpus (no TPC-H needed)"
+    )
     args = parser.parse_args(argv)
+    if args.validation_only:
+        _print_validation_latency()
+        return
 
     tables = build_product(args.scale)
     limits = EngineLimits(memory_limit="3GB", threads=2, timeout_seconds=600, address_space_mb=16384, workers=1)
@@ -265,11 +280,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     pool.close()
     raw.close()
-    p50, p99, p99_fastest, corpus_size = validation_latency()
-    print(
-        f"validation latency over {corpus_size} corpus queries: p50 {p50:.2f} ms, p99 {p99:.2f} ms "
-        f"(p99 of each query's fastest run: {p99_fastest:.2f} ms)"
-    )
+    _print_validation_latency()
     ratio, naive_ratio = statistics.median(ratios), statistics.median(naive_ratios)
     print(f"sandbox/raw median ratio: {ratio:.2f} (naive exact: {naive_ratio:.2f})")
 

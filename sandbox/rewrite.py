@@ -135,21 +135,34 @@ UNDECIDED_TABLE = "__undecided"
 
 
 class _PostAggregate:
-    """Rewrites SELECT/HAVING/ORDER BY expressions to read group keys and aggregates from stage 1."""
+    """Rewrites SELECT/HAVING/ORDER BY expressions to read group keys and aggregates from stage 1.
+
+    The rewrite works in place on the checked tree, which build_plan consumes: the SELECT items
+    first (`outputs`, in order), then HAVING and ORDER BY, where an alias of a SELECT item stands
+    for a copy of that item's rewritten form. The aggregates it finds move into stage 1 as they are.
+    """
 
     def __init__(self, checked: CheckedQuery) -> None:
         self.checked = checked
-        self.keys = {to_sql(key): i for i, key in enumerate(checked.group_keys)}
+        texts = [to_sql(key) for key in checked.group_keys]
+        self.keys = {text: i for i, text in enumerate(texts)}
         self.key_types = {type(key) for key in checked.group_keys}
+        self.key_objects = {id(key): self.keys[text] for key, text in zip(checked.group_keys, texts, strict=True)}
+        """A key that is itself a SELECT item (GROUP BY 1, GROUP BY alias): found without generating its text."""
         self.aggregates: dict[str, int] = {}
         self.aggregate_nodes: list[exp.Expr] = []
+        self.outputs: list[exp.Expr] = []
+
+    def rewrite_items(self) -> list[exp.Expr]:
+        self.outputs = [self._walk(item, aliases_ok=False) for item in self.checked.items]
+        return self.outputs
 
     def rewrite(self, node: exp.Expr, *, aliases_ok: bool) -> exp.Expr:
-        return self._walk(node.copy(), aliases_ok=aliases_ok, depth=0)
+        return self._walk(node, aliases_ok=aliases_ok)
 
-    def _walk(self, node: exp.Expr, *, aliases_ok: bool, depth: int) -> exp.Expr:
-        if depth > 64:
-            raise QueryRefused("disallowed_construct", construct="An alias referring to itself", instead="")
+    def _walk(self, node: exp.Expr, *, aliases_ok: bool) -> exp.Expr:
+        if id(node) in self.key_objects:
+            return _col(f"__g{self.key_objects[id(node)]}")
         if type(node) in self.key_types:
             text = to_sql(node)
             if text in self.keys:
@@ -163,27 +176,24 @@ class _PostAggregate:
         if isinstance(node, exp.Column):
             lowered = node.name.lower()
             if aliases_ok and not node.table and lowered in self.checked.aliases:
-                item = self.checked.items[self.checked.aliases[lowered]]
-                return self._walk(item.copy(), aliases_ok=False, depth=depth + 1)
+                return self.outputs[self.checked.aliases[lowered]].copy()
             raise QueryRefused("not_grouped", column=node.name)
         for key, value in list(node.args.items()):
             if isinstance(value, exp.Expr):
-                node.set(key, self._walk(value, aliases_ok=aliases_ok, depth=depth))
+                walked = self._walk(value, aliases_ok=aliases_ok)
+                if walked is not value:
+                    node.set(key, walked)
             elif isinstance(value, list):
-                node.set(
-                    key,
-                    [
-                        self._walk(v, aliases_ok=aliases_ok, depth=depth) if isinstance(v, exp.Expr) else v
-                        for v in value
-                    ],
-                )
+                items = [self._walk(v, aliases_ok=aliases_ok) if isinstance(v, exp.Expr) else v for v in value]
+                if any(new is not old for new, old in zip(items, value, strict=True)):
+                    node.set(key, items)
         return node
 
 
 def build_plan(checked: CheckedQuery, policy: ProtectionPolicy) -> Plan:
     """The statements for `checked`: stage 1 (fast and exact variants), the decision query and stage 2."""
     post = _PostAggregate(checked)
-    outputs = [post.rewrite(item, aliases_ok=False) for item in checked.items]
+    outputs = post.rewrite_items()
     select = checked.select
     having = select.args.get("having")
     having_expr = post.rewrite(having.this, aliases_ok=True) if having is not None else None
@@ -207,8 +217,10 @@ def build_plan(checked: CheckedQuery, policy: ProtectionPolicy) -> Plan:
                 exp.Ordered(this=target, desc=ordered.args.get("desc"), nulls_first=ordered.args.get("nulls_first"))
             )
 
+    guarded_keys = [guard(key.copy()) for key in checked.group_keys]
+    key_texts = [to_sql(key) for key in guarded_keys]
     projections: list[exp.Expr] = [
-        exp.alias_(guard(key.copy()), f"__g{i}", quoted=True, copy=False) for i, key in enumerate(checked.group_keys)
+        exp.alias_(key, f"__g{i}", quoted=True, copy=False) for i, key in enumerate(guarded_keys)
     ]
     projections += [exp.alias_(agg, f"__a{j}", quoted=True, copy=False) for j, agg in enumerate(post.aggregate_nodes)]
     projections.append(_col(THRESHOLD_COLUMN))
@@ -217,10 +229,11 @@ def build_plan(checked: CheckedQuery, policy: ProtectionPolicy) -> Plan:
     stage.set("joins", select.args.get("joins") or None)
     where = select.args.get("where")
     restrict = _col(RESTRICT_COLUMN)
-    stage.set("where", exp.Where(this=exp.and_(exp.Paren(this=where.this), restrict) if where else restrict))
-    key_texts = [to_sql(guard(key.copy())) for key in checked.group_keys]
+    # The checked tree is consumed here: its WHERE moves into stage 1 as it is, without a copy.
+    condition = exp.and_(exp.Paren(this=where.this), restrict, copy=False) if where else restrict
+    stage.set("where", exp.Where(this=condition))
     if checked.group_keys:
-        stage.set("group", exp.Group(expressions=[guard(key.copy()) for key in checked.group_keys]))
+        stage.set("group", exp.Group(expressions=[key.copy() for key in guarded_keys]))
     template = to_sql(stage)
     # The threshold columns and the recheck restriction go in place of placeholders the buyer cannot
     # write (names with __ are refused), each found exactly once. All variants of stage 1 differ
@@ -240,19 +253,19 @@ def build_plan(checked: CheckedQuery, policy: ProtectionPolicy) -> Plan:
 
     k = policy.min_group_size
     n = len(checked.refs)
-    passes = exp.and_(*[_col(f"__lo{i}") >= k for i in range(n)])
+    passes = _passes_condition(k, n)
+    # Built node by node rather than with sqlglot's builder methods, which parse their arguments.
     output = exp.Select(
-        expressions=[exp.alias_(e, f"__c{i}", quoted=True, copy=False) for i, e in enumerate(outputs)]
-    ).from_(exp.Table(this=_q(GROUPS_TABLE)), copy=False)
-    output = output.where(
-        exp.and_(passes.copy(), having_expr) if having_expr is not None else passes.copy(), copy=False
+        expressions=[exp.alias_(e, f"__c{i}", quoted=True, copy=False) for i, e in enumerate(outputs)],
+        from_=exp.From(this=exp.Table(this=_q(GROUPS_TABLE))),
+        where=exp.Where(this=exp.and_(passes, having_expr, copy=False) if having_expr is not None else passes),
     )
     if order_terms:
-        output = output.order_by(*order_terms, copy=False)
+        output.set("order", exp.Order(expressions=order_terms))
     if checked.limit is not None:
-        output = output.limit(checked.limit, copy=False)
+        output.set("limit", exp.Limit(expression=exp.Literal.number(checked.limit)))
     if checked.offset:
-        output = output.offset(checked.offset, copy=False)
+        output.set("offset", exp.Offset(expression=exp.Literal.number(checked.offset)))
     return Plan(
         template=template,
         restriction=restriction,
@@ -268,9 +281,14 @@ def build_plan(checked: CheckedQuery, policy: ProtectionPolicy) -> Plan:
     )
 
 
+def _passes_condition(k: int, n: int) -> exp.Expr:
+    """`"__lo0" >= k AND ...`, a fresh tree (built directly: the `>=` operator on sqlglot nodes is slow)."""
+    return exp.and_(*[exp.GTE(this=_col(f"__lo{i}"), expression=exp.Literal.number(k)) for i in range(n)], copy=False)
+
+
 @functools.lru_cache(maxsize=256)
 def _passes(k: int, n: int) -> exp.Expr:
-    return exp.and_(*[_col(f"__lo{i}") >= k for i in range(n)])
+    return _passes_condition(k, n)
 
 
 @functools.lru_cache(maxsize=256)

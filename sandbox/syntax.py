@@ -6,11 +6,12 @@ statement count and kind); `guard` makes a row-level expression unable to raise 
 
 from __future__ import annotations
 
+import functools
 import logging
+import re
 import threading
 from typing import Any
 
-import sqlglot
 from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ParseError, TokenError
@@ -80,18 +81,61 @@ def refuse_construct(construct: str, instead: str) -> QueryRefused:
     return QueryRefused("disallowed_construct", construct=construct, instead=instead)
 
 
+REFUSED_TYPES: tuple[type[exp.Expr], ...] = tuple(REFUSED_NODES)
+"""The refused node types as one tuple: a single isinstance() test before looking up which one."""
+
+
+class TypeTest:
+    """isinstance(node, types), answered once per node class and then from a dict.
+
+    The walks ask the same few questions of every node; for a node class the answer never changes.
+    """
+
+    def __init__(self, *types: type[exp.Expr]) -> None:
+        self.types = types
+        self._answers: dict[type, bool] = {}
+
+    def __call__(self, node: object) -> bool:
+        kind = type(node)
+        answer = self._answers.get(kind)
+        if answer is None:
+            answer = self._answers[kind] = issubclass(kind, self.types)
+        return answer
+
+
+is_refused_type = TypeTest(*REFUSED_TYPES)
+is_allowed_type = TypeTest(*STRUCTURAL, *rules.SCALAR_CLASSES)
+"""Node kinds a row-level or output expression may contain (besides columns, aggregates and casts)."""
+
+_CLASS_NAMES: dict[type[exp.Expr], str] = {}
+"""Lower-case SQL name of each node type (sql_name() depends on the class only), filled on first use."""
+
+
 def function_name(node: exp.Expr) -> str:
     if isinstance(node, exp.Anonymous):
         return str(node.name).lower()
-    if isinstance(node, exp.Func):
-        return str(node.sql_name()).lower()
-    return str(node.key).lower()
+    kind = type(node)
+    name = _CLASS_NAMES.get(kind)
+    if name is None:
+        name = _CLASS_NAMES[kind] = (
+            str(node.sql_name()).lower() if isinstance(node, exp.Func) else str(node.key).lower()
+        )
+    return name
+
+
+_AGGREGATE_LIKE: dict[type[exp.Expr], bool] = {}
 
 
 def is_aggregate_like(node: exp.Expr) -> bool:
-    return isinstance(node, exp.AggFunc) or (
-        isinstance(node, exp.Func) and function_name(node) in rules.ROW_REVEALING_AGGREGATES
-    )
+    kind = type(node)
+    answer = _AGGREGATE_LIKE.get(kind)
+    if answer is None:
+        answer = isinstance(node, exp.AggFunc) or (
+            isinstance(node, exp.Func) and function_name(node) in rules.ROW_REVEALING_AGGREGATES
+        )
+        if not isinstance(node, exp.Anonymous):  # an anonymous function's answer depends on its name
+            _AGGREGATE_LIKE[kind] = answer
+    return answer
 
 
 def contains_column(node: exp.Expr) -> bool:
@@ -116,23 +160,34 @@ def literal_int(node: exp.Expr | None, clause: str) -> int | None:
     raise refuse_construct(f"A non-literal {clause}", f"write {clause} as a whole number.")
 
 
+_PARENTHESES = re.compile(r"[()]")
+
+
+@functools.cache
+def _duckdb_dialect() -> Dialect:
+    """One Dialect instance for every parse (sqlglot.parse would build a new one per call)."""
+    return Dialect.get_or_raise(DIALECT)
+
+
 def parse_one_select(sql: str) -> exp.Select:
     """Parse `sql` as exactly one SELECT in DuckDB's dialect, or refuse it."""
     if len(sql) > rules.MAX_SQL_CHARS:
         raise QueryRefused("sql_too_long", length=len(sql), limit=rules.MAX_SQL_CHARS)
     depth = deepest = 0
-    for char in sql:
-        if char == "(":
+    # Nesting is at most the number of "(": only a text with more than the limit needs the scan.
+    for match in _PARENTHESES.finditer(sql) if sql.count("(") > rules.MAX_NESTING else ():
+        if match.group() == "(":
             depth += 1
-            deepest = max(deepest, depth)
-        elif char == ")":
+            if depth > deepest:
+                deepest = depth
+        else:
             depth -= 1
     if deepest > rules.MAX_NESTING:
         raise QueryRefused("sql_too_complex", depth=deepest, limit=rules.MAX_NESTING)
     if "\x00" in sql:
         raise QueryRefused("sql_syntax", detail="the text contains a NUL character")
     try:
-        statements = [s for s in sqlglot.parse(sql, read=DIALECT) if s is not None]
+        statements = [s for s in _duckdb_dialect().parse(sql) if s is not None]
     except (ParseError, TokenError) as error:
         detail = str(error).splitlines()[0][:200]
         raise QueryRefused("sql_syntax", detail=detail) from error
@@ -146,12 +201,19 @@ def parse_one_select(sql: str) -> exp.Select:
         kind = statement.key.upper() if not isinstance(statement, exp.Command) else str(statement.this).upper()
         raise QueryRefused("not_a_select", kind=kind)
     deepest = 0
-    stack: list[tuple[exp.Expr, int]] = [(statement, 1)]
-    while stack:
-        node, depth = stack.pop()
-        node.comments = None  # comments never reach the statements that run
-        deepest = max(deepest, depth)
-        stack.extend((child, depth + 1) for child in node.iter_expressions())
+    level: list[exp.Expr] = [statement]
+    while level:  # one tree level at a time
+        deepest += 1
+        below: list[exp.Expr] = []
+        for node in level:
+            node.comments = None  # comments never reach the statements that run
+            node._meta = None  # token positions: unused after parsing, and each copy of the tree would copy them
+            for value in node.args.values():
+                if isinstance(value, exp.Expr):
+                    below.append(value)
+                elif isinstance(value, list):
+                    below.extend(v for v in value if isinstance(v, exp.Expr))
+        level = below
     if deepest > rules.MAX_TREE_DEPTH:
         raise QueryRefused("sql_too_complex", depth=deepest, limit=rules.MAX_TREE_DEPTH)
     return statement
@@ -185,21 +247,27 @@ their arguments are still guarded. Checked against DuckDB's edge values (infinit
 integers); date_trunc, round, substring, abs and arithmetic can raise and stay in TRY()."""
 
 
+_computes = TypeTest(*ARITHMETIC, *rules.SCALAR_CLASSES)
+_cannot_raise = TypeTest(exp.Case, exp.If, exp.TryCast, *NEVER_RAISE)
+
+
 def guard(node: exp.Expr) -> exp.Expr:
     """Wrap row-level arithmetic and functions over data in TRY(), so no row's value can raise an error.
 
     Comparisons, CASE and TRY_CAST cannot fail on data and stay bare, so DuckDB can still push
     filters down into the Parquet scan.
     """
-    if isinstance(node, (*ARITHMETIC, *rules.SCALAR_CLASSES)) and not isinstance(
-        node, (exp.Case, exp.If, exp.TryCast, *NEVER_RAISE)
-    ):
+    if _computes(node) and not _cannot_raise(node):
         return exp.Try(this=node) if contains_column(node) else node
     for key, value in list(node.args.items()):
         if isinstance(value, exp.Expr):
-            node.set(key, guard(value))
+            guarded = guard(value)
+            if guarded is not value:
+                node.set(key, guarded)
         elif isinstance(value, list):
-            node.set(key, [guard(v) if isinstance(v, exp.Expr) else v for v in value])
+            items = [guard(v) if isinstance(v, exp.Expr) else v for v in value]
+            if any(new is not old for new, old in zip(items, value, strict=True)):
+                node.set(key, items)
     return node
 
 

@@ -23,12 +23,13 @@ from sandbox.syntax import (
     DIALECT,
     REFUSED_NODES,
     SELECT_ARGS,
-    STRUCTURAL,
     SUBQUERY_HINT,
     contains_column,
     function_name,
     guard,
     is_aggregate_like,
+    is_allowed_type,
+    is_refused_type,
     literal_int,
     parse_one_select,
     refuse_construct,
@@ -201,11 +202,12 @@ class _Checker:
     # -- expressions ----------------------------------------------------------------------------
     def check(self, node: exp.Expr, ctx: Context, *, clause: str, aliases_ok: bool = False) -> exp.Expr:
         """Check `node` in `ctx`; returns the canonical node (it may replace `node`)."""
-        for refused, (construct, instead) in REFUSED_NODES.items():
-            if isinstance(node, refused):
-                if isinstance(node, exp.Star):
-                    raise QueryRefused("star_not_allowed")
-                raise refuse_construct(construct, instead)
+        if is_refused_type(node):
+            if isinstance(node, exp.Star):
+                raise QueryRefused("star_not_allowed")
+            for refused, (construct, instead) in REFUSED_NODES.items():
+                if isinstance(node, refused):
+                    raise refuse_construct(construct, instead)
         if isinstance(node, exp.Column):
             return self._check_column(node, ctx, clause=clause, aliases_ok=aliases_ok)
         if is_aggregate_like(node):
@@ -228,7 +230,7 @@ class _Checker:
         elif isinstance(node, exp.Tuple):
             if not isinstance(node.parent, exp.In):
                 raise refuse_construct("A row value (a, b)", "compare columns one at a time.")
-        elif not isinstance(node, (*STRUCTURAL, *rules.SCALAR_CLASSES)):
+        elif not is_allowed_type(node):
             if isinstance(node, exp.Func):
                 raise QueryRefused(
                     "disallowed_function", function=function_name(node), allowed=rules.SCALAR_ALLOWED_TEXT
@@ -239,15 +241,16 @@ class _Checker:
             )
         for key, value in list(node.args.items()):
             if isinstance(value, exp.Expr):
-                node.set(key, self.check(value, ctx, clause=clause, aliases_ok=aliases_ok))
+                checked = self.check(value, ctx, clause=clause, aliases_ok=aliases_ok)
+                if checked is not value:
+                    node.set(key, checked)
             elif isinstance(value, list):
-                node.set(
-                    key,
-                    [
-                        self.check(v, ctx, clause=clause, aliases_ok=aliases_ok) if isinstance(v, exp.Expr) else v
-                        for v in value
-                    ],
-                )
+                items = [
+                    self.check(v, ctx, clause=clause, aliases_ok=aliases_ok) if isinstance(v, exp.Expr) else v
+                    for v in value
+                ]
+                if any(new is not old for new, old in zip(items, value, strict=True)):
+                    node.set(key, items)
         if isinstance(node, exp.Cast) and not isinstance(node, exp.TryCast) and contains_column(node.this):
             # A failing cast would quote a row's value in its error: it yields NULL instead.
             return exp.TryCast(this=node.this, to=node.args["to"])

@@ -65,3 +65,20 @@ def test_two_statements_in_one_string_are_refused(policy) -> None:
         crosscheck.check_output('SELECT "__a0" FROM "__groups"; SELECT 1', policy, "__groups")
     with pytest.raises(QueryRefused):
         crosscheck.check_output("SELECT * FROM read_csv('/etc/passwd')", policy, "__groups")
+
+
+@pytest.mark.parametrize("text", ["", "not json", "[1, 2]", '{"statements": []}', '{"error": false'])
+def test_an_unreadable_parse_tree_is_refused(text: str) -> None:
+    with pytest.raises(QueryRefused) as refused:
+        crosscheck._node(text)
+    assert refused.value.code == "parser_mismatch"
+
+
+def test_planning_is_repeatable(policy) -> None:
+    sql = (
+        "SELECT region, sum(amount) AS total, count(*) AS n FROM people WHERE month > 2 "
+        "GROUP BY region HAVING total > 10 ORDER BY total DESC, n LIMIT 5"
+    )
+    first, second = plan_query(sql, policy), plan_query(sql, policy)
+    assert first == second
+    assert '"__a0" AS "__c1"' in first.output_sql and 'ORDER BY "__a0" DESC, "__a1"' in first.output_sql
