@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from pathlib import Path
+from pathlib import Path as FilePath
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, File, Form, Path, Query, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse
 
 from market.deps import PrincipalDep, SessionDep, SettingsDep
@@ -32,6 +32,7 @@ from products.schemas import (
 router = APIRouter(prefix="/v1/products", tags=["products"])
 
 UPLOAD_CHUNK = 1 << 20
+VersionNumber = Annotated[int, Path(ge=1, le=2**31 - 1, description="The version's number, from 1.")]
 
 
 def _json_object(text: str, field: str) -> dict[str, Any]:
@@ -39,6 +40,8 @@ def _json_object(text: str, field: str) -> dict[str, Any]:
         value = json.loads(text)
     except json.JSONDecodeError as error:
         raise Unprocessable("invalid_request", detail=f"{field} is not valid JSON ({error.msg})") from error
+    except RecursionError as error:
+        raise Unprocessable("invalid_request", detail=f"{field} nests JSON too deeply") from error
     if not isinstance(value, dict):
         raise Unprocessable("invalid_request", detail=f"{field} must be a JSON object")
     return value
@@ -122,7 +125,7 @@ def upload_version(
             filename = upload.filename or f"table{index}.csv"
             storage.file_kind(filename)
             table = names[index] if index < len(names) else storage.table_name_from_filename(filename)
-            target = Path(workdir) / f"{index}-{Path(filename).name}"
+            target = FilePath(workdir) / f"{index}-{FilePath(filename).name}"
             with target.open("wb") as handle:
                 shutil.copyfileobj(upload.file, handle, UPLOAD_CHUNK)
             uploads.append(service.Upload(table=table, path=target, filename=filename))
@@ -161,14 +164,14 @@ def list_versions(slug: str, session: SessionDep, principal: PrincipalDep) -> li
 
 
 @router.get("/{slug}/versions/{number}", response_model=VersionOut)
-def get_version(slug: str, number: int, session: SessionDep, principal: PrincipalDep) -> VersionOut:
+def get_version(slug: str, number: VersionNumber, session: SessionDep, principal: PrincipalDep) -> VersionOut:
     return versions.present_version(session, versions.version_of(session, principal, slug, number)[1])
 
 
 @router.post("/{slug}/versions/{number}/rebuild", response_model=VersionOut, status_code=201)
 def rebuild_version(
     slug: str,
-    number: int,
+    number: VersionNumber,
     session: SessionDep,
     principal: PrincipalDep,
     settings: SettingsDep,
@@ -182,7 +185,7 @@ def rebuild_version(
 
 @router.get("/{slug}/versions/{number}/quarantine/{table}")
 def quarantine_file(
-    slug: str, number: int, table: str, session: SessionDep, principal: PrincipalDep, settings: SettingsDep
+    slug: str, number: VersionNumber, table: str, session: SessionDep, principal: PrincipalDep, settings: SettingsDep
 ) -> FileResponse:
     """The rows a version's recipe quarantined for one table, as Parquet, with the rules each broke (operator only)."""
     path = versions.quarantine_path(session, settings, principal, slug, number, table)
@@ -193,7 +196,7 @@ def quarantine_file(
 
 @router.post("/{slug}/versions/{number}/findings/{finding_id}/resolve", response_model=VersionOut)
 def resolve_finding(
-    slug: str, number: int, finding_id: str, body: ResolveIn, session: SessionDep, principal: PrincipalDep
+    slug: str, number: VersionNumber, finding_id: str, body: ResolveIn, session: SessionDep, principal: PrincipalDep
 ) -> VersionOut:
     """Resolve an audit finding with a justification the regulator reads in review."""
     version = versions.resolve_finding(session, principal, slug, number, finding_id, body.justification)
