@@ -28,6 +28,8 @@ from market.errors import Unprocessable
 
 router = APIRouter(prefix="/v1", tags=["billing"])
 
+OffsetQuery = Annotated[int, Query(ge=0, le=2**31 - 1, description="Items to skip.")]
+
 
 def invoice_out(invoice: Invoice, lines: list[InvoiceLine], buyer_name: str) -> InvoiceOut:
     due = invoices.due_minor(invoice)
@@ -108,7 +110,7 @@ def list_invoices(
     overdue: bool = False,
     buyer: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: OffsetQuery = 0,
 ) -> InvoicePage:
     """A buyer's own invoices; finance sees all, filtered by status, period, buyer or overdue."""
     found = invoices.list_invoices(
@@ -129,7 +131,7 @@ def line_usage(
     session: SessionDep,
     principal: PrincipalDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: OffsetQuery = 0,
 ) -> list[UsageRecordOut]:
     """The usage records an invoice line covers."""
     records = invoices.line_usage(session, principal, invoice_id, line_id, limit, offset)

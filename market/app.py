@@ -61,7 +61,8 @@ def _validation_detail(error: RequestValidationError) -> str:
             parts.append(f"the body is not valid JSON{where} ({reason})")
             continue
         where = ".".join(str(p) for p in loc if p != "body") or "body"
-        parts.append(f"{where}: {item.get('msg', 'invalid')}")
+        message = str(item.get("msg", "invalid")).removeprefix("Value error, ")
+        parts.append(f"{where}: {message}")
     return "; ".join(parts)
 
 

@@ -41,7 +41,8 @@ def _day_range(since: date | None, until: date | None) -> tuple[datetime | None,
     if since and until and until < since:
         raise BadRequest("invalid_date_range", since=since.isoformat(), until=until.isoformat())
     start = datetime.combine(since, time(0), UTC) if since else None
-    end = datetime.combine(until + timedelta(days=1), time(0), UTC) if until else None
+    # The last calendar day has no next day to end before: it bounds nothing.
+    end = datetime.combine(until + timedelta(days=1), time(0), UTC) if until and until < date.max else None
     return start, end
 
 
