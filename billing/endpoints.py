@@ -91,6 +91,7 @@ def run_billing(body: RunIn, session: SessionDep, principal: PrincipalDep) -> Ru
 
 @router.get("/billing/periods", response_model=list[PeriodOut], tags=["finance"])
 def list_periods(session: SessionDep, principal: PrincipalDep) -> list[PeriodOut]:
+    """Billing periods with their runs, schedule and closing state (finance only)."""
     principal.require(Role.FINANCE)
     return [PeriodOut.model_validate(p) for p in repository.list_periods(session)]
 
@@ -121,6 +122,7 @@ def list_invoices(
 
 @router.get("/invoices/{invoice_id}", response_model=InvoiceOut)
 def get_invoice(invoice_id: str, session: SessionDep, principal: PrincipalDep) -> InvoiceOut:
+    """One invoice with its lines; a buyer sees its own, finance any."""
     return _out(session, [invoices.visible_invoice(session, principal, invoice_id)])[0]
 
 
@@ -156,14 +158,17 @@ def invoice_document(invoice_id: str, session: SessionDep, principal: PrincipalD
 
 @router.post("/invoices/{invoice_id}/finalize", response_model=InvoiceOut, tags=["finance"])
 def finalize_invoice(invoice_id: str, session: SessionDep, principal: PrincipalDep) -> InvoiceOut:
+    """Finalize a draft invoice: it gets its number and due date and can be paid."""
     return _out(session, [invoices.finalize(session, principal, invoice_id)])[0]
 
 
 @router.post("/invoices/{invoice_id}/void", response_model=InvoiceOut, tags=["finance"])
 def void_invoice(invoice_id: str, body: ReasonIn, session: SessionDep, principal: PrincipalDep) -> InvoiceOut:
+    """Void a finalized invoice that has no payments, with the reason."""
     return _out(session, [invoices.void(session, principal, invoice_id, body.reason)])[0]
 
 
 @router.post("/invoices/{invoice_id}/uncollectible", response_model=InvoiceOut, tags=["finance"])
 def uncollectible(invoice_id: str, body: ReasonIn, session: SessionDep, principal: PrincipalDep) -> InvoiceOut:
+    """Mark a finalized invoice uncollectible, with the reason."""
     return _out(session, [invoices.mark_uncollectible(session, principal, invoice_id, body.reason)])[0]

@@ -20,6 +20,7 @@ from market.accounts.endpoints import router as accounts_router
 from market.db import Database
 from market.errors import MarketError
 from market.messages import render
+from market.openapi import install as install_openapi
 from market.settings import Settings, get_settings
 from market.text_guard import reject_unstorable_text
 from market.web import router as web_router
@@ -165,8 +166,10 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:
+        """200 once the service can serve: the database answers."""
         with database.engine.connect() as connection:
             connection.exec_driver_sql("SELECT 1")
         return {"status": "ok"}
 
+    install_openapi(app)
     return app

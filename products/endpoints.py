@@ -66,6 +66,7 @@ def list_products(
 
 @router.post("", response_model=ProductOut, status_code=201)
 def create_product(body: ProductIn, session: SessionDep, principal: PrincipalDep) -> ProductOut:
+    """Create a draft product inside the operator's authorisation (zone, region, scenarios, fee caps)."""
     product = service.create_product(session, principal, body)
     return service.present(session, [product])[0]
 
@@ -98,6 +99,7 @@ def retire_plan(slug: str, code: str, session: SessionDep, principal: PrincipalD
 
 @router.get("/{slug}/events", response_model=list[EventOut])
 def product_events(slug: str, session: SessionDep, principal: PrincipalDep) -> list[EventOut]:
+    """The product's history: creation, versions, submissions, reviews and delisting."""
     product = service.visible_product(session, principal, slug)
     return [EventOut.model_validate(e) for e in repository.events_of(session, product.id)]
 
@@ -135,16 +137,19 @@ def upload_version(
 
 @router.post("/{slug}/submit", response_model=ProductOut)
 def submit_product(slug: str, session: SessionDep, principal: PrincipalDep) -> ProductOut:
+    """Submit the latest version for the regulator's review."""
     return service.present(session, [service.submit(session, principal, slug)])[0]
 
 
 @router.post("/{slug}/review", response_model=ProductOut)
 def review_product(slug: str, body: ReviewIn, session: SessionDep, principal: PrincipalDep) -> ProductOut:
+    """The regulator approves (lists) or returns a submitted product, with a comment."""
     return service.present(session, [service.review(session, principal, slug, body.decision, body.comment)])[0]
 
 
 @router.post("/{slug}/delist", response_model=ProductOut)
 def delist_product(slug: str, body: ReasonIn, session: SessionDep, principal: PrincipalDep) -> ProductOut:
+    """Take a listed product off the catalogue, with the reason; agreements stop being served."""
     return service.present(session, [service.delist(session, principal, slug, body.reason)])[0]
 
 
@@ -165,6 +170,7 @@ def list_versions(slug: str, session: SessionDep, principal: PrincipalDep) -> li
 
 @router.get("/{slug}/versions/{number}", response_model=VersionOut)
 def get_version(slug: str, number: VersionNumber, session: SessionDep, principal: PrincipalDep) -> VersionOut:
+    """One version with its recipe, audit and quality reports."""
     return versions.present_version(session, versions.version_of(session, principal, slug, number)[1])
 
 
@@ -183,7 +189,13 @@ def rebuild_version(
     return versions.present_version(session, version)
 
 
-@router.get("/{slug}/versions/{number}/quarantine/{table}")
+@router.get(
+    "/{slug}/versions/{number}/quarantine/{table}",
+    response_class=FileResponse,
+    responses={
+        200: {"content": {"application/vnd.apache.parquet": {"schema": {"type": "string", "format": "binary"}}}}
+    },
+)
 def quarantine_file(
     slug: str, number: VersionNumber, table: str, session: SessionDep, principal: PrincipalDep, settings: SettingsDep
 ) -> FileResponse:
@@ -206,7 +218,9 @@ def resolve_finding(
 catalogue_router = APIRouter(prefix="/v1", tags=["catalogue"])
 
 
-@catalogue_router.get("/catalogue.jsonld")
+@catalogue_router.get(
+    "/catalogue.jsonld", responses={200: {"content": {"application/ld+json": {"schema": {"type": "object"}}}}}
+)
 def catalogue_jsonld(
     request: Request, session: SessionDep, principal: PrincipalDep, settings: SettingsDep
 ) -> JSONResponse:

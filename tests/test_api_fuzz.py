@@ -148,33 +148,38 @@ def test_problem_catches_what_the_fuzzer_must_catch() -> None:
     assert problem(Fake(400, "Bad Request")) is not None
 
 
+def _fuzz(target: Target, endpoint: Any, mode: GenerationMode) -> None:
+    """Send EXAMPLES generated requests of `mode` to `endpoint`, each under a demo user's key."""
+    fixed = {p.name: target.ids[p.name] for p in endpoint.path_parameters if p.name in target.ids}
+
+    @given(
+        case=endpoint.as_strategy(generation_mode=mode, path_parameters=fixed),
+        role=st.sampled_from(sorted(target.keys)),
+    )
+    @settings(
+        max_examples=EXAMPLES,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        phases=[Phase.explicit, Phase.generate, Phase.shrink],
+    )
+    def request_is_handled(case: Any, role: str) -> None:
+        response = case.call(session=target.client, headers={"Authorization": f"Bearer {target.keys[role]}"})
+        found = problem(response)
+        assert found is None, f"{mode.value} {role}: {case.method} {case.formatted_path} -> {found}"
+
+    request_is_handled()
+
+
 @pytest.mark.parametrize("operation", OPERATIONS)
 def test_operation_never_fails_on_our_side(target: Target, operation: str) -> None:
     method, path = operation.split(" ", 1)
     endpoint = target.schema[path][method]
-    fixed = {p.name: target.ids[p.name] for p in endpoint.path_parameters if p.name in target.ids}
     failures: list[str] = []
     for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-
-        @given(
-            case=endpoint.as_strategy(generation_mode=mode, path_parameters=fixed),
-            role=st.sampled_from(sorted(target.keys)),
-        )
-        @settings(
-            max_examples=EXAMPLES,
-            derandomize=True,
-            database=None,
-            deadline=None,
-            suppress_health_check=list(HealthCheck),
-            phases=[Phase.explicit, Phase.generate, Phase.shrink],
-        )
-        def request_is_handled(case: Any, role: str) -> None:
-            response = case.call(session=target.client, headers={"Authorization": f"Bearer {target.keys[role]}"})
-            found = problem(response)
-            assert found is None, f"{mode.value} {role}: {case.method} {case.formatted_path} -> {found}"
-
         try:
-            request_is_handled()
+            _fuzz(target, endpoint, mode)
         except Unsatisfiable:
             # An operation with nothing to get wrong (no parameters, no body) has no negative examples.
             assert mode is GenerationMode.NEGATIVE
