@@ -32,8 +32,8 @@ def billing_settings() -> BillingSettings:
 
 
 PERIOD_PATTERN = re.compile(r"([0-9]{4})-(0[1-9]|1[0-2])")
-FIRST_YEAR, LAST_YEAR = 1970, 9998
-"""Years a period may start in: the last leaves room for a yearly period's end to be a valid date."""
+FIRST_YEAR, LAST_YEAR = 1, 9998
+"""Years a period may start in: those of a calendar date, less the last, so a yearly period ends on a date."""
 
 
 @dataclass(frozen=True)
