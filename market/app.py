@@ -86,7 +86,9 @@ def _expected_media_type(request: Request) -> str | None:
 
 
 _BODY_ERRORS = {
-    "There was an error parsing the body": "send UTF-8 encoded JSON nested at most a few hundred levels deep",
+    "There was an error parsing the body": (
+        "send UTF-8 encoded JSON, nested at most a few hundred levels deep, with numbers of at most 4,300 digits"
+    ),
 }
 
 
