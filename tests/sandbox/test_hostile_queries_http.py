@@ -1,4 +1,4 @@
-"""Every value DuckDB can return leaves as JSON, and the casts the refusal message offers really work."""
+"""Hostile SQL over HTTP: every value DuckDB returns leaves as JSON, casts work as refusals say, errors are plain."""
 
 from __future__ import annotations
 
@@ -32,3 +32,14 @@ def test_a_cast_to_timestamp_is_allowed_as_the_refusal_message_says(market: Mark
     response = query(market, buyer, listed.slug, sql)
     assert response.status_code == 200, response.text
     assert {row[2] for row in response.json()["rows"]} == {"2026-01-02T03:04:00"}
+
+
+def test_a_syntax_error_names_no_parser_internals(market: Market) -> None:
+    listed = listed_product(market)
+    buyer = market.actor(Role.BUYER)
+    grant(market, listed, buyer, purpose="public_welfare", plan="public")
+    response = query(market, buyer, listed.slug, "(((((")
+    assert response.status_code == 422
+    message = response.json()["error"]["message"]
+    assert response.json()["error"]["code"] == "sql_syntax"
+    assert "<class" not in message and "sqlglot" not in message and ".." not in message, message
