@@ -31,7 +31,9 @@ def billing_settings() -> BillingSettings:
     return BillingSettings()
 
 
-PERIOD_PATTERN = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+PERIOD_PATTERN = re.compile(r"([0-9]{4})-(0[1-9]|1[0-2])")
+FIRST_YEAR, LAST_YEAR = 1, 9998
+"""Years a period may start in: those of a calendar date, less the last, so a yearly period ends on a date."""
 
 
 @dataclass(frozen=True)
@@ -45,9 +47,11 @@ class Period:
     def parse(cls, key: str, months: int | None = None) -> Period:
         """The period starting at `key`; BadRequest unless it is YYYY-MM on a period boundary."""
         length = months or billing_settings().period_months
-        match = PERIOD_PATTERN.match(key or "")
+        match = PERIOD_PATTERN.fullmatch(key or "")
         if match is None:
             raise BadRequest("invalid_period", period=key)
+        if not FIRST_YEAR <= int(match.group(1)) <= LAST_YEAR:
+            raise BadRequest("period_out_of_range", period=key, first=FIRST_YEAR, last=LAST_YEAR)
         month = int(match.group(2))
         if (month - 1) % length != 0:
             raise BadRequest("period_not_aligned", period=key, months=length)

@@ -27,6 +27,8 @@ from market.errors import Unprocessable
 
 router = APIRouter(prefix="/v1", tags=["billing"])
 
+OffsetQuery = Annotated[int, Query(ge=0, le=2**31 - 1, description="Items to skip.")]
+
 
 def invoice_out(invoice: Invoice, lines: list[InvoiceLine], buyer_name: str) -> InvoiceOut:
     due = invoices.due_minor(invoice)
@@ -87,6 +89,7 @@ def run_billing(body: RunIn, session: SessionDep, principal: PrincipalDep) -> Ru
 
 @router.get("/billing/periods", response_model=list[PeriodOut], tags=["finance"])
 def list_periods(session: SessionDep, principal: PrincipalDep) -> list[PeriodOut]:
+    """Billing periods with their runs, schedule and closing state (finance only)."""
     return [PeriodOut.model_validate(p) for p in reconciliation.periods(session, principal)]
 
 
@@ -105,7 +108,7 @@ def list_invoices(
     overdue: bool = False,
     buyer: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: OffsetQuery = 0,
 ) -> InvoicePage:
     """A buyer's own invoices; finance sees all, filtered by status, period, buyer or overdue."""
     found = invoices.list_invoices(
@@ -116,6 +119,7 @@ def list_invoices(
 
 @router.get("/invoices/{invoice_id}", response_model=InvoiceOut)
 def get_invoice(invoice_id: str, session: SessionDep, principal: PrincipalDep) -> InvoiceOut:
+    """One invoice with its lines; a buyer sees its own, finance any."""
     return _out(session, [invoices.visible_invoice(session, principal, invoice_id)])[0]
 
 
@@ -126,7 +130,7 @@ def line_usage(
     session: SessionDep,
     principal: PrincipalDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: OffsetQuery = 0,
 ) -> list[UsageRecordOut]:
     """The usage records an invoice line covers."""
     records = invoices.line_usage(session, principal, invoice_id, line_id, limit, offset)
@@ -151,14 +155,17 @@ def invoice_document(invoice_id: str, session: SessionDep, principal: PrincipalD
 
 @router.post("/invoices/{invoice_id}/finalize", response_model=InvoiceOut, tags=["finance"])
 def finalize_invoice(invoice_id: str, session: SessionDep, principal: PrincipalDep) -> InvoiceOut:
+    """Finalize a draft invoice: it gets its number and due date and can be paid."""
     return _out(session, [invoices.finalize(session, principal, invoice_id)])[0]
 
 
 @router.post("/invoices/{invoice_id}/void", response_model=InvoiceOut, tags=["finance"])
 def void_invoice(invoice_id: str, body: ReasonIn, session: SessionDep, principal: PrincipalDep) -> InvoiceOut:
+    """Void a finalized invoice that has no payments, with the reason."""
     return _out(session, [invoices.void(session, principal, invoice_id, body.reason)])[0]
 
 
 @router.post("/invoices/{invoice_id}/uncollectible", response_model=InvoiceOut, tags=["finance"])
 def uncollectible(invoice_id: str, body: ReasonIn, session: SessionDep, principal: PrincipalDep) -> InvoiceOut:
+    """Mark a finalized invoice uncollectible, with the reason."""
     return _out(session, [invoices.mark_uncollectible(session, principal, invoice_id, body.reason)])[0]

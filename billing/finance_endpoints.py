@@ -33,7 +33,20 @@ def reconcile(period: str, session: SessionDep, principal: PrincipalDep) -> Reco
     return ReconciliationOut.model_validate(report.as_dict())
 
 
-@router.get("/reconciliation/export")
+@router.get(
+    "/reconciliation/export",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {
+                "text/csv": {"schema": {"type": "string"}},
+                "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {
+                    "schema": {"type": "string", "format": "binary"}
+                },
+            }
+        }
+    },
+)
 def export(period: str, session: SessionDep, principal: PrincipalDep, format: str = "csv") -> Response:
     """The reconciliation as CSV or XLSX, for accounting."""
     if format not in ("csv", "xlsx"):
@@ -72,6 +85,7 @@ def entries(
     reference: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[JournalEntryOut]:
+    """Journal entries of the ledger, newest first, optionally for one reference (finance only)."""
     found, journal_lines = reconciliation.journal(session, principal, reference, limit)
     lines: dict[str, list[JournalLineOut]] = {e.id: [] for e in found}
     for line in journal_lines:
@@ -97,6 +111,7 @@ def _shares_out(shares: list[revenue.Share]) -> list[ShareOut]:
 
 @router.get("/products/{slug}/revenue-shares", response_model=list[ShareOut])
 def get_shares(slug: str, session: SessionDep, principal: PrincipalDep) -> list[ShareOut]:
+    """The product's revenue shares in basis points, per party."""
     return _shares_out(revenue.shares_for_reader(session, principal, slug))
 
 

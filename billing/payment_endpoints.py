@@ -54,6 +54,7 @@ def record_unapplied(body: UnappliedTransferIn, session: SessionDep, principal: 
 
 @router.get("/payments", response_model=list[PaymentOut])
 def list_payments(session: SessionDep, principal: PrincipalDep, status: str | None = None) -> list[PaymentOut]:
+    """Payments received: bank transfers and card payments, applied or not."""
     return [PaymentOut.model_validate(p) for p in payments.visible_payments(session, principal, status)]
 
 
@@ -106,4 +107,5 @@ def credit_note(
 
 @router.get("/credit-notes", response_model=list[CreditNoteOut])
 def list_credit_notes(session: SessionDep, principal: PrincipalDep) -> list[CreditNoteOut]:
+    """Credit notes issued, with their refunds."""
     return [CreditNoteOut.model_validate(n) for n in invoices.credit_notes(session, principal)]

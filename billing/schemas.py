@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from market.money import MAX_AMOUNT_MINOR
 
 
 class RunIn(BaseModel):
@@ -99,9 +101,11 @@ class ReasonIn(BaseModel):
 
 
 class CreditNoteIn(BaseModel):
-    amount_minor: int = Field(gt=0, description="Amount credited, minor units.")
+    amount_minor: int = Field(gt=0, le=MAX_AMOUNT_MINOR, description="Amount credited, minor units.")
     reason: str = Field(min_length=1, max_length=2000)
-    refund_minor: int = Field(default=0, ge=0, description="Part of the credit paid back, minor units.")
+    refund_minor: int = Field(
+        default=0, ge=0, le=MAX_AMOUNT_MINOR, description="Part of the credit paid back, minor units."
+    )
     reference: str = Field(default="", max_length=200, description="Bank reference of a refund by transfer.")
 
 
@@ -119,10 +123,10 @@ class CreditNoteOut(BaseModel):
 
 
 class BankTransferIn(BaseModel):
-    amount_minor: int = Field(gt=0, description="Amount received, minor units.")
+    amount_minor: int = Field(gt=0, le=MAX_AMOUNT_MINOR, description="Amount received, minor units.")
     reference: str = Field(min_length=1, max_length=200, description="The bank's transaction reference (流水号).")
     currency: str | None = Field(default=None, min_length=3, max_length=3)
-    received_at: datetime | None = None
+    received_at: AwareDatetime | None = Field(default=None, description="With a timezone, e.g. 2026-11-02T10:00:00Z.")
 
 
 class UnappliedTransferIn(BankTransferIn):

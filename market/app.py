@@ -6,9 +6,11 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.params import Form
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from billing.endpoints import router as billing_router
@@ -18,7 +20,9 @@ from market.accounts.endpoints import router as accounts_router
 from market.db import Database
 from market.errors import MarketError
 from market.messages import render
+from market.openapi import install as install_openapi
 from market.settings import Settings, get_settings
+from market.text_guard import reject_unstorable_text
 from market.web import router as web_router
 from metering.endpoints import router as metering_router
 from products.endpoints import catalogue_router
@@ -51,9 +55,41 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
 def _validation_detail(error: RequestValidationError) -> str:
     parts = []
     for item in error.errors()[:5]:
-        where = ".".join(str(p) for p in item.get("loc", ()) if p != "body")
-        parts.append(f"{where}: {item.get('msg', 'invalid')}" if where else str(item.get("msg", "invalid")))
+        loc = tuple(item.get("loc", ()))
+        if item.get("type") == "json_invalid":
+            reason = (item.get("ctx") or {}).get("error", "JSON decode error")
+            where = f" at character {loc[1]}" if len(loc) > 1 else ""
+            parts.append(f"the body is not valid JSON{where} ({reason})")
+            continue
+        where = ".".join(str(p) for p in loc if p != "body") or "body"
+        message = str(item.get("msg", "invalid")).removeprefix("Value error, ")
+        parts.append(f"{where}: {message}")
     return "; ".join(parts)
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+def _expected_media_type(request: Request) -> str | None:
+    """What the route reads its body as, when the request sent something else; None if it matches."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute) or route.body_field is None:
+        return None
+    sent = _media_type(request)
+    if isinstance(route.body_field.field_info, Form):
+        forms = ("multipart/form-data", "application/x-www-form-urlencoded")
+        return None if sent in forms else "multipart/form-data"
+    if not sent or sent == "application/json" or (sent.startswith("application/") and sent.endswith("+json")):
+        return None
+    return "a JSON object (Content-Type: application/json)"
+
+
+_BODY_ERRORS = {
+    "There was an error parsing the body": (
+        "send UTF-8 encoded JSON, nested at most a few hundred levels deep, with numbers of at most 4,300 digits"
+    ),
+}
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -64,7 +100,15 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(status_code=error.status_code, content=error.to_body())
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, error: RequestValidationError) -> JSONResponse:
+    async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+        expected = _expected_media_type(request)
+        if expected is not None:
+            content_type = _media_type(request)
+            return _error(
+                415,
+                "unsupported_media_type",
+                render("unsupported_media_type", expected=expected, content_type=content_type),
+            )
         return _error(422, "invalid_request", render("invalid_request", detail=_validation_detail(error)))
 
     @app.exception_handler(StarletteHTTPException)
@@ -77,7 +121,10 @@ def install_error_handlers(app: FastAPI) -> None:
                 "method_not_allowed",
                 render("method_not_allowed", method=request.method, path=request.url.path),
             )
-        return _error(error.status_code, "http_error", str(error.detail))
+        detail = str(error.detail).rstrip(".")
+        if error.status_code == 400:
+            return _error(400, "invalid_body", render("invalid_body", detail=_BODY_ERRORS.get(detail, detail)))
+        return _error(error.status_code, "http_error", render("http_error", status=error.status_code, detail=detail))
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, error: Exception) -> JSONResponse:
@@ -111,6 +158,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
             '`Authorization: Bearer <api key>`. Errors are `{"error": {"code", "message"}}`.'
         ),
         lifespan=lifespan,
+        dependencies=[Depends(reject_unstorable_text)],
     )
     app.state.settings = settings
     app.state.database = database
@@ -120,8 +168,10 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:
+        """200 once the service can serve: the database answers."""
         with database.engine.connect() as connection:
             connection.exec_driver_sql("SELECT 1")
         return {"status": "ok"}
 
+    install_openapi(app)
     return app

@@ -14,6 +14,13 @@ EN: dict[str, str] = {
     "not_found": "No such route: {path}.",
     "method_not_allowed": "Method {method} is not allowed on {path}.",
     "internal_error": "Something went wrong on our side. The error was logged; please retry later.",
+    "invalid_body": "The request body could not be read: {detail}.",
+    "unsupported_media_type": "Send the body as {expected}; Content-Type '{content_type}' is not accepted here.",
+    "http_error": "The request was refused ({status}): {detail}.",
+    "unstorable_text": (
+        "{where} contains a NUL character or an unpaired surrogate (U+D800 to U+DFFF); remove it and send "
+        "plain UTF-8 text."
+    ),
     # Authentication and authorisation
     "missing_credentials": "Send an API key as 'Authorization: Bearer <key>'.",
     "invalid_api_key": "The API key is unknown or revoked. Ask your administrator for a new key.",
@@ -185,6 +192,7 @@ EN: dict[str, str] = {
     "invalid_structured_query": "The structured query is not valid: {detail}",
     # Billing and finance
     "invalid_period": "Period '{period}' is not a month; write it as YYYY-MM, e.g. 2026-11.",
+    "period_out_of_range": "Period '{period}' is outside the years {first} to {last}; give a year in that range.",
     "period_not_aligned": "Billing periods are {months} months long; '{period}' is not the first month of one.",
     "period_closed": "Period {period} is closed and locked; corrections go on a later period.",
     "period_has_drafts": "Period {period} still has draft invoices; finalize them before closing it.",

@@ -14,6 +14,12 @@ from decimal import ROUND_HALF_UP, Decimal
 
 MINOR_UNITS: dict[str, int] = {"CNY": 2, "USD": 2, "EUR": 2, "JPY": 0}
 
+MAX_AMOUNT_MINOR = 10**12
+"""The largest amount one input may state (10 billion yuan in fen): far above any real fee or payment,
+and low enough that sums of millions of them still fit a 64-bit BigInteger column."""
+MAX_COUNT = 2**31 - 1
+"""The largest count (queries, trial queries) an input may state: what an Integer column holds."""
+
 
 def round_minor(value: Decimal) -> int:
     """Round a Decimal amount of minor units to an integer, half away from zero."""

@@ -25,6 +25,7 @@ from metering.schemas import (
     FlagIn,
     FlagOut,
     QueryIn,
+    QueryResultOut,
     RevokeIn,
     UsagePage,
 )
@@ -41,7 +42,8 @@ def _day_range(since: date | None, until: date | None) -> tuple[datetime | None,
     if since and until and until < since:
         raise BadRequest("invalid_date_range", since=since.isoformat(), until=until.isoformat())
     start = datetime.combine(since, time(0), UTC) if since else None
-    end = datetime.combine(until + timedelta(days=1), time(0), UTC) if until else None
+    # The last calendar day has no next day to end before: it bounds nothing.
+    end = datetime.combine(until + timedelta(days=1), time(0), UTC) if until and until < date.max else None
     return start, end
 
 
@@ -73,6 +75,7 @@ def list_requests(
 
 @router.get("/access-requests/{request_id}", response_model=AccessRequestOut)
 def get_request(request_id: str, session: SessionDep, principal: PrincipalDep) -> AccessRequestOut:
+    """One access request the caller made or reviews."""
     return access.present(session, [access.visible_request(session, principal, request_id)])[0]
 
 
@@ -95,6 +98,7 @@ def decide(request_id: str, body: DecisionIn, session: SessionDep, principal: Pr
 
 @router.get("/products/{slug}/access-settings", response_model=AccessSettingsOut)
 def get_access_settings(slug: str, session: SessionDep, principal: PrincipalDep) -> AccessSettingsOut:
+    """Whether commercial access requests for the product are approved automatically."""
     return access.get_settings(session, principal, slug)
 
 
@@ -111,15 +115,21 @@ def put_access_settings(
 
 @router.get("/agreements", response_model=list[AgreementOut])
 def list_agreements(session: SessionDep, principal: PrincipalDep) -> list[AgreementOut]:
+    """Agreements the caller holds, grants (operator) or supervises (regulator)."""
     return [agreements.present(a) for a in agreements.visible_agreements(session, principal)]
 
 
 @router.get("/agreements/{agreement_id}", response_model=AgreementOut)
 def get_agreement(agreement_id: str, session: SessionDep, principal: PrincipalDep) -> AgreementOut:
+    """One agreement: plan terms frozen at approval, quotas, validity and status."""
     return agreements.present(agreements.visible_agreement(session, principal, agreement_id))
 
 
-@router.get("/agreements/{agreement_id}/odrl", response_class=JSONResponse)
+@router.get(
+    "/agreements/{agreement_id}/odrl",
+    response_class=JSONResponse,
+    responses={200: {"content": {"application/ld+json": {"schema": {"type": "object"}}}}},
+)
 def agreement_odrl(agreement_id: str, session: SessionDep, principal: PrincipalDep) -> JSONResponse:
     """The agreement as an ODRL policy (JSON-LD)."""
     agreement = agreements.visible_agreement(session, principal, agreement_id)
@@ -142,7 +152,7 @@ def revoke_agreement(agreement_id: str, body: RevokeIn, session: SessionDep, pri
 # -- queries and usage ---------------------------------------------------------------------------
 
 
-@router.post("/queries")
+@router.post("/queries", responses={200: {"model": QueryResultOut}})
 def run_query(
     body: QueryIn,
     session: SessionDep,
@@ -211,7 +221,11 @@ def usage_summary(
     return usage.daily_summary(session, usage.scope(session, principal, product_slug=product, since=start, until=end))
 
 
-@router.get("/usage/export", response_class=Response)
+@router.get(
+    "/usage/export",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}},
+)
 def usage_export(
     session: SessionDep,
     principal: PrincipalDep,

@@ -131,6 +131,32 @@ class QueryIn(BaseModel):
         return compile_query(self.query)
 
 
+class QueryMeasurementsOut(BaseModel):
+    rows_scanned: int
+    bytes_scanned: int
+    cpu_ms: int
+    result_rows: int
+    suppressed_groups: int
+
+
+class QueryChargeOut(BaseModel):
+    amount_minor: int = Field(description="Minor units of `currency`.")
+    currency: str
+    charge_type: str = Field(description="free_public, trial, billable or cap_reached")
+
+
+class QueryResultOut(BaseModel):
+    """An accepted query's result, as POST /v1/queries returns it (documentation of the response)."""
+
+    query_id: str
+    columns: list[str]
+    rows: list[list[Any]] = Field(description="One list per group, in `columns` order.")
+    suppressed_groups: int = Field(description="Groups left out because fewer units than min_group_size.")
+    usage: QueryMeasurementsOut
+    charge: QueryChargeOut
+    agreement_id: str
+
+
 class UsageOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 

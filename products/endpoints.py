@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from pathlib import Path
+from pathlib import Path as FilePath
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, File, Form, Path, Query, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse
 
 from market.deps import PrincipalDep, SessionDep, SettingsDep
@@ -32,6 +32,7 @@ from products.schemas import (
 router = APIRouter(prefix="/v1/products", tags=["products"])
 
 UPLOAD_CHUNK = 1 << 20
+VersionNumber = Annotated[int, Path(ge=1, le=2**31 - 1, description="The version's number, from 1.")]
 
 
 def _json_object(text: str, field: str) -> dict[str, Any]:
@@ -39,6 +40,8 @@ def _json_object(text: str, field: str) -> dict[str, Any]:
         value = json.loads(text)
     except json.JSONDecodeError as error:
         raise Unprocessable("invalid_request", detail=f"{field} is not valid JSON ({error.msg})") from error
+    except RecursionError as error:
+        raise Unprocessable("invalid_request", detail=f"{field} nests JSON too deeply") from error
     if not isinstance(value, dict):
         raise Unprocessable("invalid_request", detail=f"{field} must be a JSON object")
     return value
@@ -63,6 +66,7 @@ def list_products(
 
 @router.post("", response_model=ProductOut, status_code=201)
 def create_product(body: ProductIn, session: SessionDep, principal: PrincipalDep) -> ProductOut:
+    """Create a draft product inside the operator's authorisation (zone, region, scenarios, fee caps)."""
     product = service.create_product(session, principal, body)
     return service.present(session, [product], viewer=principal)[0]
 
@@ -97,6 +101,7 @@ def retire_plan(slug: str, code: str, session: SessionDep, principal: PrincipalD
 
 @router.get("/{slug}/events", response_model=list[EventOut])
 def product_events(slug: str, session: SessionDep, principal: PrincipalDep) -> list[EventOut]:
+    """The product's history: creation, versions, submissions, reviews and delisting."""
     return [EventOut.model_validate(e) for e in service.history(session, principal, slug)]
 
 
@@ -123,7 +128,7 @@ def upload_version(
             filename = upload.filename or f"table{index}.csv"
             storage.file_kind(filename)
             table = names[index] if index < len(names) else storage.table_name_from_filename(filename)
-            target = Path(workdir) / f"{index}-{Path(filename).name}"
+            target = FilePath(workdir) / f"{index}-{FilePath(filename).name}"
             with target.open("wb") as handle:
                 shutil.copyfileobj(upload.file, handle, UPLOAD_CHUNK)
             uploads.append(service.Upload(table=table, path=target, filename=filename))
@@ -133,11 +138,13 @@ def upload_version(
 
 @router.post("/{slug}/submit", response_model=ProductOut)
 def submit_product(slug: str, session: SessionDep, principal: PrincipalDep) -> ProductOut:
+    """Submit the latest version for the regulator's review."""
     return service.present(session, [service.submit(session, principal, slug)], viewer=principal)[0]
 
 
 @router.post("/{slug}/review", response_model=ProductOut)
 def review_product(slug: str, body: ReviewIn, session: SessionDep, principal: PrincipalDep) -> ProductOut:
+    """The regulator approves (lists) or returns a submitted product, with a comment."""
     return service.present(
         session, [service.review(session, principal, slug, body.decision, body.comment)], viewer=principal
     )[0]
@@ -145,6 +152,7 @@ def review_product(slug: str, body: ReviewIn, session: SessionDep, principal: Pr
 
 @router.post("/{slug}/delist", response_model=ProductOut)
 def delist_product(slug: str, body: ReasonIn, session: SessionDep, principal: PrincipalDep) -> ProductOut:
+    """Take a listed product off the catalogue, with the reason; agreements stop being served."""
     return service.present(session, [service.delist(session, principal, slug, body.reason)], viewer=principal)[0]
 
 
@@ -164,14 +172,15 @@ def list_versions(slug: str, session: SessionDep, principal: PrincipalDep) -> li
 
 
 @router.get("/{slug}/versions/{number}", response_model=VersionOut)
-def get_version(slug: str, number: int, session: SessionDep, principal: PrincipalDep) -> VersionOut:
+def get_version(slug: str, number: VersionNumber, session: SessionDep, principal: PrincipalDep) -> VersionOut:
+    """One version with its recipe, audit and quality reports."""
     return versions.present_version(session, versions.version_of(session, principal, slug, number)[1])
 
 
 @router.post("/{slug}/versions/{number}/rebuild", response_model=VersionOut, status_code=201)
 def rebuild_version(
     slug: str,
-    number: int,
+    number: VersionNumber,
     session: SessionDep,
     principal: PrincipalDep,
     settings: SettingsDep,
@@ -183,9 +192,15 @@ def rebuild_version(
     return versions.present_version(session, version)
 
 
-@router.get("/{slug}/versions/{number}/quarantine/{table}")
+@router.get(
+    "/{slug}/versions/{number}/quarantine/{table}",
+    response_class=FileResponse,
+    responses={
+        200: {"content": {"application/vnd.apache.parquet": {"schema": {"type": "string", "format": "binary"}}}}
+    },
+)
 def quarantine_file(
-    slug: str, number: int, table: str, session: SessionDep, principal: PrincipalDep, settings: SettingsDep
+    slug: str, number: VersionNumber, table: str, session: SessionDep, principal: PrincipalDep, settings: SettingsDep
 ) -> FileResponse:
     """The rows a version's recipe quarantined for one table, as Parquet, with the rules each broke (operator only)."""
     path = versions.quarantine_path(session, settings, principal, slug, number, table)
@@ -196,7 +211,7 @@ def quarantine_file(
 
 @router.post("/{slug}/versions/{number}/findings/{finding_id}/resolve", response_model=VersionOut)
 def resolve_finding(
-    slug: str, number: int, finding_id: str, body: ResolveIn, session: SessionDep, principal: PrincipalDep
+    slug: str, number: VersionNumber, finding_id: str, body: ResolveIn, session: SessionDep, principal: PrincipalDep
 ) -> VersionOut:
     """Resolve an audit finding with a justification the regulator reads in review."""
     version = versions.resolve_finding(session, principal, slug, number, finding_id, body.justification)
@@ -206,7 +221,9 @@ def resolve_finding(
 catalogue_router = APIRouter(prefix="/v1", tags=["catalogue"])
 
 
-@catalogue_router.get("/catalogue.jsonld")
+@catalogue_router.get(
+    "/catalogue.jsonld", responses={200: {"content": {"application/ld+json": {"schema": {"type": "object"}}}}}
+)
 def catalogue_jsonld(
     request: Request, session: SessionDep, principal: PrincipalDep, settings: SettingsDep
 ) -> JSONResponse:

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_serializer
 
+from market.money import MAX_AMOUNT_MINOR, MAX_COUNT
 from products.models import PlanKind
 
 
@@ -47,12 +48,14 @@ class PlanIn(BaseModel):
     title: str = Field(min_length=1, max_length=200)
     kind: PlanKind
     currency: str = Field(default="CNY", pattern=r"^[A-Z]{3}$")
-    monthly_fee_minor: int = Field(default=0, ge=0, description="Monthly access fee, minor units.")
-    per_query_minor: int = Field(default=0, ge=0, description="Fee per accepted query, minor units.")
+    monthly_fee_minor: int = Field(default=0, ge=0, le=MAX_AMOUNT_MINOR, description="Monthly access fee, minor units.")
+    per_query_minor: int = Field(
+        default=0, ge=0, le=MAX_AMOUNT_MINOR, description="Fee per accepted query, minor units."
+    )
     per_gb_minor: Decimal = Field(default=Decimal(0), ge=0, max_digits=18, decimal_places=6)
-    trial_queries: int = Field(default=0, ge=0)
-    monthly_cap_minor: int | None = Field(default=None, ge=0)
-    monthly_query_quota: int | None = Field(default=None, ge=1)
+    trial_queries: int = Field(default=0, ge=0, le=MAX_COUNT)
+    monthly_cap_minor: int | None = Field(default=None, ge=0, le=MAX_AMOUNT_MINOR)
+    monthly_query_quota: int | None = Field(default=None, ge=1, le=MAX_COUNT)
     monthly_row_quota: int | None = Field(default=None, ge=1, le=2**63 - 1, description="Rows scanned per month.")
     monthly_byte_quota: int | None = Field(default=None, ge=1, le=2**63 - 1, description="Bytes scanned per month.")
     tiers: Annotated[list[TierIn], AfterValidator(_check_tiers)] | None = Field(

@@ -16,7 +16,9 @@ import duckdb
 
 from market.errors import Unprocessable
 
-TABLE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+SERVER_PATH = re.compile(r"(?<![\w.])/(?:[^\s\"'/]+/)+[^\s\"']*")
+"""An absolute path left in a DuckDB message: the server's layout is none of the caller's business."""
+TABLE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}\Z")
 CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz")
 PARQUET_SUFFIXES = (".parquet", ".pq")
 NULL_STRINGS = ("", "NA", "N/A", "NULL", "null")
@@ -83,6 +85,15 @@ def _reader(source: Path, kind: str) -> str:
     return f"read_csv({_lit(str(source))}, header = true, nullstr = [{nulls}], sample_size = -1)"
 
 
+def error_detail(error: Exception, filename: str, *paths: Path) -> str:
+    """DuckDB's first error line, naming the user's file instead of the server's own paths."""
+    lines = str(error).splitlines()
+    detail = lines[0] if lines else type(error).__name__
+    for path in paths:
+        detail = detail.replace(str(path), filename)
+    return SERVER_PATH.sub(filename, detail)[:300]
+
+
 def source_columns(source: Path, kind: str, filename: str) -> list[tuple[str, str]]:
     """The (name, type) columns DuckDB reads from an uploaded file."""
     reader = _reader(source, kind)
@@ -91,7 +102,7 @@ def source_columns(source: Path, kind: str, filename: str) -> list[tuple[str, st
             rows = connection.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()
     except duckdb.Error as error:
         raise Unprocessable(
-            "invalid_upload", file=filename, kind=kind.upper(), detail=str(error).splitlines()[0]
+            "invalid_upload", file=filename, kind=kind.upper(), detail=error_detail(error, filename, source)
         ) from error
     return [(str(r[0]), str(r[1])) for r in rows]
 
@@ -113,7 +124,7 @@ def write_table(source: Path, kind: str, filename: str, columns: list[str], dest
     except duckdb.Error as error:
         partial.unlink(missing_ok=True)
         raise Unprocessable(
-            "invalid_upload", file=filename, kind=kind.upper(), detail=str(error).splitlines()[0]
+            "invalid_upload", file=filename, kind=kind.upper(), detail=error_detail(error, filename, source, partial)
         ) from error
 
 

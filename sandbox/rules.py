@@ -229,6 +229,7 @@ CAST_TYPES = frozenset(
         exp.DataType.Type.TEXT,
         exp.DataType.Type.DATE,
         exp.DataType.Type.TIMESTAMP,
+        exp.DataType.Type.TIMESTAMPNTZ,  # what sqlglot reads DuckDB's TIMESTAMP as
     }
 )
 """Cast targets. No HUGEINT or 38-digit DECIMAL: sums of these types could overflow, an error oracle."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -89,14 +89,27 @@ def validate(sql: str, policy: ProtectionPolicy) -> Plan:
     return plan_query(sql, policy)
 
 
+def _iso_duration(value: timedelta) -> str:
+    """An INTERVAL as an ISO 8601 duration, e.g. P1DT3600S; exact to the microsecond."""
+    micros = value // timedelta(microseconds=1)
+    days, rest = divmod(abs(micros), 86_400_000_000)
+    seconds, fraction = divmod(rest, 1_000_000)
+    text = f"{seconds}.{fraction:06d}".rstrip("0").rstrip(".")
+    return f"{'-' if micros < 0 else ''}P{days}DT{text}S"
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, Decimal):
         return float(value) if value % 1 else int(value)
     if isinstance(value, datetime | date | time):
         return value.isoformat()
+    if isinstance(value, timedelta):
+        return _iso_duration(value)
     if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
         return None  # NaN and infinities have no JSON form
-    return value
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)  # any other DuckDB type (UUID, ...) as its text, never a failure after metering
 
 
 def measure_scan(plan: Plan, tables: Mapping[str, TableFile]) -> tuple[int, int]:

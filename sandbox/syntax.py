@@ -20,6 +20,7 @@ from sandbox import rules
 from sandbox.errors import QueryRefused
 
 DIALECT = "duckdb"
+PARSER_CLASS = re.compile(r"<class '(?:\w+\.)*(\w+)'>")
 logging.getLogger("sqlglot").setLevel(logging.ERROR)  # its fallback-to-Command warnings are ours to report
 
 
@@ -189,7 +190,8 @@ def parse_one_select(sql: str) -> exp.Select:
     try:
         statements = [s for s in _duckdb_dialect().parse(sql) if s is not None]
     except (ParseError, TokenError) as error:
-        detail = str(error).splitlines()[0][:200]
+        # sqlglot names its own classes ("<class 'sqlglot.expressions.core.Paren'>"): keep the bare name.
+        detail = PARSER_CLASS.sub(r"\1", str(error).splitlines()[0])[:200].rstrip(". ")
         raise QueryRefused("sql_syntax", detail=detail) from error
     if len(statements) != 1:
         raise QueryRefused("multiple_statements", count=len(statements))

@@ -15,6 +15,7 @@ router = APIRouter(prefix="/v1", tags=["accounts"])
 
 @router.get("/me", response_model=WhoAmI)
 def whoami(principal: PrincipalDep) -> WhoAmI:
+    """The caller behind the API key: user, organisation and role."""
     return WhoAmI(
         user_id=principal.user_id,
         org_id=principal.org_id,
@@ -25,16 +26,19 @@ def whoami(principal: PrincipalDep) -> WhoAmI:
 
 @router.get("/orgs", response_model=list[OrgOut])
 def list_orgs(session: SessionDep, principal: PrincipalDep) -> list[OrgOut]:
+    """Every organisation (admin only)."""
     return [OrgOut.model_validate(o) for o in service.list_orgs(session, principal)]
 
 
 @router.post("/orgs", response_model=OrgOut, status_code=201)
 def create_org(body: OrgIn, session: SessionDep, principal: PrincipalDep) -> OrgOut:
+    """Register an organisation of a given kind (admin only)."""
     return OrgOut.model_validate(service.create_org(session, principal, name=body.name, kind=body.kind))
 
 
 @router.post("/users", response_model=UserOut, status_code=201)
 def create_user(body: UserIn, session: SessionDep, principal: PrincipalDep) -> UserOut:
+    """Add a user with one role to an organisation whose kind allows that role (admin only)."""
     principal.require(Role.ADMIN)
     org = service.get_org(session, body.org_id)
     user = service.create_user(session, principal, org=org, name=body.name, email=body.email, role=body.role)
@@ -43,6 +47,7 @@ def create_user(body: UserIn, session: SessionDep, principal: PrincipalDep) -> U
 
 @router.post("/users/{user_id}/keys", response_model=IssuedKeyOut, status_code=201)
 def issue_key(user_id: str, body: KeyIn, session: SessionDep, principal: PrincipalDep) -> IssuedKeyOut:
+    """Issue an API key for a user; the key is shown once, in this response only."""
     principal.require(Role.ADMIN)
     user = session.get(User, user_id)
     if user is None:
@@ -53,9 +58,11 @@ def issue_key(user_id: str, body: KeyIn, session: SessionDep, principal: Princip
 
 @router.get("/keys", response_model=list[KeyOut])
 def list_keys(session: SessionDep, principal: PrincipalDep) -> list[KeyOut]:
+    """The API keys of the caller's organisation, without their secrets."""
     return [KeyOut.model_validate(k) for k in service.list_keys(session, principal)]
 
 
 @router.delete("/keys/{key_id}", response_model=KeyOut)
 def revoke_key(key_id: str, session: SessionDep, principal: PrincipalDep) -> KeyOut:
+    """Revoke an API key of the caller's organisation; it stops working at once."""
     return KeyOut.model_validate(service.revoke_key(session, principal, key_id))

@@ -34,6 +34,7 @@ def grant_authorisation(body: AuthorisationIn, session: SessionDep, principal: P
 
 @router.get("/{authorisation_id}", response_model=AuthorisationOut)
 def get_authorisation(authorisation_id: str, session: SessionDep, principal: PrincipalDep) -> AuthorisationOut:
+    """One authorisation: scope, validity, fee caps and status."""
     return service.present(session, [service.get_visible(session, principal, authorisation_id)])[0]
 
 
@@ -41,6 +42,7 @@ def get_authorisation(authorisation_id: str, session: SessionDep, principal: Pri
 def authorisation_events(
     authorisation_id: str, session: SessionDep, principal: PrincipalDep
 ) -> list[AuthorisationEventOut]:
+    """The authorisation's history: grant, suspensions, reinstatements and revocation."""
     grant = service.get_visible(session, principal, authorisation_id)
     return [AuthorisationEventOut.model_validate(e) for e in repository.events_of(session, grant.id)]
 
@@ -93,6 +95,7 @@ def register_resource(body: ResourceIn, session: SessionDep, principal: Principa
 
 @resources_router.get("/{resource_id}", response_model=ResourceOut)
 def get_resource(resource_id: str, session: SessionDep, principal: PrincipalDep) -> ResourceOut:
+    """One data resource with its catalogue entry and review state."""
     return ResourceOut.model_validate(resources.get_visible(session, principal, resource_id))
 
 

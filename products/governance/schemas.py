@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from market.money import MAX_AMOUNT_MINOR
 from products.governance.models import Classification
 
 ZONE = r"^[a-z][a-z0-9_]{1,49}$"
@@ -19,9 +20,13 @@ class FeeCapIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     zone: str = Field(pattern=ZONE)
-    max_per_query_minor: int = Field(ge=0, description="Most a plan may charge per accepted query, minor units.")
+    max_per_query_minor: int = Field(
+        ge=0, le=MAX_AMOUNT_MINOR, description="Most a plan may charge per accepted query, minor units."
+    )
     max_per_gb_minor: Decimal = Field(ge=0, max_digits=18, decimal_places=6, description="Per GB scanned, minor.")
-    max_monthly_fee_minor: int = Field(ge=0, description="Most a plan may charge as a monthly fee, minor units.")
+    max_monthly_fee_minor: int = Field(
+        ge=0, le=MAX_AMOUNT_MINOR, description="Most a plan may charge as a monthly fee, minor units."
+    )
 
 
 class FeeCapOut(FeeCapIn):
@@ -39,7 +44,7 @@ class AuthorisationIn(BaseModel):
     valid_until: datetime
     currency: str = Field(default="CNY", pattern=r"^[A-Z]{3}$")
     fee_caps: list[FeeCapIn] = Field(min_length=1, description="One fee cap per zone.")
-    revenue_ceiling_minor: int | None = Field(default=None, ge=0)
+    revenue_ceiling_minor: int | None = Field(default=None, ge=0, le=MAX_AMOUNT_MINOR)
     note: str = Field(default="", max_length=5_000)
 
     @model_validator(mode="after")
@@ -47,13 +52,13 @@ class AuthorisationIn(BaseModel):
         import re
 
         for zone in self.zones:
-            if not re.match(ZONE, zone):
+            if not re.fullmatch(ZONE, zone):
                 raise ValueError(f"zone '{zone}' must be lower-case letters, digits and underscores")
         for region in self.regions:
-            if not re.match(REGION, region):
+            if not re.fullmatch(REGION, region):
                 raise ValueError(f"region '{region}' must be a division code such as CN-11 or US-NY")
         for scenario in self.scenarios:
-            if not re.match(SCENARIO, scenario):
+            if not re.fullmatch(SCENARIO, scenario):
                 raise ValueError(f"scenario '{scenario}' must be lower-case letters, digits, '-' or '_'")
         capped = [c.zone for c in self.fee_caps]
         if len(set(capped)) != len(capped):

@@ -23,8 +23,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-TYPES = re.compile(r"^(varchar|integer|bigint|double|date|timestamp|boolean|decimal\((\d{1,2}),\s*(\d{1,2})\))$")
-NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+TYPES = re.compile(r"^(varchar|integer|bigint|double|date|timestamp|boolean|decimal\((\d{1,2}),\s*(\d{1,2})\))\Z")
+NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}\Z")
 PSEUDONYM_HEX = 32
 """Pseudonyms keep 128 bits of the HMAC, as hex: collisions are negligible for any realistic population."""
 

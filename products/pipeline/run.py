@@ -62,7 +62,8 @@ def reader(source: Path, kind: str) -> str:
 
 
 def _fail(error: duckdb.Error, filename: str, kind: str) -> Unprocessable:
-    return Unprocessable("invalid_upload", file=filename, kind=kind.upper(), detail=str(error).splitlines()[0])
+    detail = storage.error_detail(error, filename)
+    return Unprocessable("invalid_upload", file=filename, kind=kind.upper(), detail=detail)
 
 
 def process_table(

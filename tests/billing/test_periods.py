@@ -9,6 +9,7 @@ from sqlalchemy import update
 
 from billing.config import Period
 from billing.models import Invoice
+from market.accounts.models import Role
 from market.errors import BadRequest
 from tests.billing.helpers import invoices_of, run, scene
 from tests.conftest import Market
@@ -41,3 +42,19 @@ def test_finance_sees_overdue_invoices(market: Market) -> None:
     assert [i["id"] for i in overdue] == [invoice["id"]] and overdue[0]["overdue"] is True
     # The public-interest statement owes nothing, so it is never overdue.
     assert all(i["public_interest"] is False for i in overdue)
+
+
+def test_periods_outside_the_calendar_or_in_other_digits_are_400(market: Market) -> None:
+    # Before: '0000-01' and '9999-12' crashed building dates (500); '２０２６-01' was billed as a new period.
+    finance = market.actor(Role.FINANCE)
+    cases = {"0000-01": "period_out_of_range", "9999-12": "period_out_of_range", "２０２６-01": "invalid_period",
+             "2026-01\n": "invalid_period"}  # fmt: skip
+    for period, code in cases.items():
+        for response in (
+            market.client.post("/v1/billing/runs", headers=finance.headers, json={"period": period}),
+            market.client.get("/v1/reconciliation", headers=finance.headers, params={"period": period}),
+            market.client.get("/v1/reconciliation/export", headers=finance.headers, params={"period": period}),
+        ):
+            assert response.status_code == 400, (period, response.text)
+            assert response.json()["error"]["code"] == code
+    assert market.client.get("/v1/billing/periods", headers=finance.headers).json() == []
