@@ -262,8 +262,7 @@ def run_metered_query(
     if replay is not None:
         return replay
 
-    products.ensure_servable(session, product_slug)
-    product = products.visible_product(session, actor, product_slug)
+    product = products.servable_product(session, actor, product_slug)
     now = utcnow()
     agreement = _agreement_for_query(session, actor, product, now, agreement_id)
     attempt = attempts.Attempt(actor, agreement, product_slug, sql, idempotency_key, now)

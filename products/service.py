@@ -134,16 +134,19 @@ def retire_plan(session: Session, actor: Principal, slug: str, code: str) -> Pri
     return plan
 
 
-def ensure_servable(session: Session, slug: str) -> None:
-    """Refuse queries on a product whose operator lost its authorisation or that was delisted (403)."""
+def servable_product(session: Session, actor: Principal, slug: str) -> Product:
+    """The product a query runs on, read once: 403 when it was listed but its operator lost the
+    authorisation or it was delisted (its agreements stop being served), else as visible_product."""
     product = repository.by_slug(session, slug)
-    if product is None or product.listed_version_id is None:
-        return  # never listed: visible_product answers 404
-    scenarios = product.scenarios or ()
-    if authorisations.covering(session, product.operator_org_id, product.zone, product.region, scenarios) is None:
-        raise Forbidden("authorisation_inactive", slug=slug)
-    if product.status != ProductStatus.LISTED:
-        raise Forbidden("product_delisted", slug=slug)
+    if product is None:
+        raise NotFound("product_not_found", slug=slug)
+    if product.listed_version_id is not None:
+        scenarios = product.scenarios or ()
+        if authorisations.covering(session, product.operator_org_id, product.zone, product.region, scenarios) is None:
+            raise Forbidden("authorisation_inactive", slug=slug)
+        if product.status != ProductStatus.LISTED:
+            raise Forbidden("product_delisted", slug=slug)
+    return _visible(actor, product, slug)
 
 
 def _own_product(session: Session, actor: Principal, slug: str) -> Product:
@@ -283,6 +286,10 @@ def visible_product(session: Session, actor: Principal, slug: str) -> Product:
     product = repository.by_slug(session, slug)
     if product is None:
         raise NotFound("product_not_found", slug=slug)
+    return _visible(actor, product, slug)
+
+
+def _visible(actor: Principal, product: Product, slug: str) -> Product:
     if product.status == ProductStatus.LISTED or governs(actor, product):
         return product
     raise NotFound("product_not_found", slug=slug)
