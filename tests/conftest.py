@@ -11,6 +11,7 @@ import os
 import secrets
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -162,13 +163,20 @@ class Market:
         return Actor(principal=principal, key=key)
 
 
-@pytest.fixture
-def market(database_factory, tmp_path: Path) -> Iterator[Market]:
+@contextmanager
+def running_market(database_factory, data_dir: Path, **settings: object) -> Iterator[Market]:
+    """A marketplace on its own fresh database and data directory, dropped afterwards."""
     url = database_factory.new_database()
-    settings = Settings(data_dir=tmp_path / "data", database_url=url, scheduler_enabled=False)
-    database = Database.from_settings(settings)
-    app = create_app(settings, database)
+    configured = Settings(data_dir=data_dir, database_url=url, scheduler_enabled=False, **settings)
+    database = Database.from_settings(configured)
+    app = create_app(configured, database)
     with TestClient(app, raise_server_exceptions=False) as client:
-        yield Market(settings=settings, database=database, client=client)
+        yield Market(settings=configured, database=database, client=client)
     database.dispose()
     database_factory.release(url)
+
+
+@pytest.fixture
+def market(database_factory, tmp_path: Path) -> Iterator[Market]:
+    with running_market(database_factory, tmp_path / "data") as running:
+        yield running

@@ -11,12 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 
-from market.app import create_app
-from market.db import Database
-from market.settings import Settings
-from tests.conftest import Market
+from tests.conftest import Market, running_market
 
 WEBHOOK_SECRET = "whsec_test_billing"
 
@@ -55,18 +51,11 @@ def localstripe_url() -> Iterator[str]:
 @pytest.fixture
 def stripe_market(database_factory, tmp_path: Path, localstripe_url: str) -> Iterator[Market]:
     """Like `market`, with Stripe pointed at localstripe."""
-    url = database_factory.new_database()
-    settings = Settings(
-        data_dir=tmp_path / "data",
-        database_url=url,
-        scheduler_enabled=False,
+    with running_market(
+        database_factory,
+        tmp_path / "data",
         stripe_api_key="sk_test_billing",
         stripe_api_base=localstripe_url,
         stripe_webhook_secret=WEBHOOK_SECRET,
-    )
-    database = Database.from_settings(settings)
-    app = create_app(settings, database)
-    with TestClient(app, raise_server_exceptions=False) as client:
-        yield Market(settings=settings, database=database, client=client)
-    database.dispose()
-    database_factory.release(url)
+    ) as running:
+        yield running
