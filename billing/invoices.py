@@ -83,14 +83,20 @@ def line_usage(
     return repository.usage_of_line(session, line.id, limit, offset)
 
 
-def finalize(session: Session, actor: Principal | None, invoice_id: str, *, now: datetime | None = None) -> Invoice:
-    """Finalize a draft: number it (sequential per year, no gaps), set its due date, post the receivable."""
+def _locked_in_open_period(session: Session, actor: Principal | None, invoice_id: str) -> Invoice:
+    """The invoice, row-locked for a finance change, in a period that is not closed (actor None: a job)."""
     if actor is not None:
         actor.require(Role.FINANCE)
     invoice = repository.get_invoice(session, invoice_id, lock=True)
     if invoice is None:
         raise NotFound("invoice_not_found", invoice=invoice_id)
     ensure_open(session, invoice.period)
+    return invoice
+
+
+def finalize(session: Session, actor: Principal | None, invoice_id: str, *, now: datetime | None = None) -> Invoice:
+    """Finalize a draft: number it (sequential per year, no gaps), set its due date, post the receivable."""
+    invoice = _locked_in_open_period(session, actor, invoice_id)
     if invoice.status != InvoiceStatus.DRAFT.value:
         raise Conflict("invoice_not_draft", invoice=invoice.id, status=invoice.status)
     now = now or utcnow()
@@ -127,11 +133,7 @@ def finalize_period(session: Session, actor: Principal | None, period: Period) -
 
 def void(session: Session, actor: Principal, invoice_id: str, reason: str) -> Invoice:
     """Void a finalized invoice nothing was paid on; its usage stays linked (forgiven, not re-billed)."""
-    actor.require(Role.FINANCE)
-    invoice = repository.get_invoice(session, invoice_id, lock=True)
-    if invoice is None:
-        raise NotFound("invoice_not_found", invoice=invoice_id)
-    ensure_open(session, invoice.period)
+    invoice = _locked_in_open_period(session, actor, invoice_id)
     if invoice.status != InvoiceStatus.FINALIZED.value or invoice.paid_minor != 0:
         raise Conflict("invoice_not_voidable", invoice=invoice.id, status=invoice.status)
     open_amount = invoice.total_minor - invoice.credited_minor
@@ -152,11 +154,7 @@ def void(session: Session, actor: Principal, invoice_id: str, reason: str) -> In
 
 def mark_uncollectible(session: Session, actor: Principal, invoice_id: str, reason: str) -> Invoice:
     """Write off what is still due on a finalized invoice."""
-    actor.require(Role.FINANCE)
-    invoice = repository.get_invoice(session, invoice_id, lock=True)
-    if invoice is None:
-        raise NotFound("invoice_not_found", invoice=invoice_id)
-    ensure_open(session, invoice.period)
+    invoice = _locked_in_open_period(session, actor, invoice_id)
     if invoice.status != InvoiceStatus.FINALIZED.value:
         raise Conflict("invoice_not_finalized", invoice=invoice.id, status=invoice.status)
     due = due_minor(invoice)
