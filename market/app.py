@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from billing.endpoints import router as billing_router
 from billing.finance_endpoints import router as finance_router
 from billing.payment_endpoints import router as payments_router
+from market import i18n
 from market.accounts.endpoints import router as accounts_router
 from market.db import Database
 from market.errors import MarketError
@@ -50,6 +51,12 @@ ROUTERS = (
 
 def _error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse(status_code=status, content={"error": {"code": code, "message": message}})
+
+
+def request_locale(request: Request) -> str:
+    """The locale LocaleMiddleware negotiated for this request (or negotiated now, outside it)."""
+    locale = request.scope.get("state", {}).get("locale")
+    return locale if isinstance(locale, str) else i18n.scope_locale(request.scope)
 
 
 def _validation_detail(error: RequestValidationError) -> str:
@@ -96,40 +103,44 @@ def install_error_handlers(app: FastAPI) -> None:
     """Every error leaves as {"error": {"code", "message"}}; only our own faults are 5xx."""
 
     @app.exception_handler(MarketError)
-    async def market_error(_: Request, error: MarketError) -> JSONResponse:
-        return JSONResponse(status_code=error.status_code, content=error.to_body())
+    async def market_error(request: Request, error: MarketError) -> JSONResponse:
+        return JSONResponse(status_code=error.status_code, content=error.to_body(request_locale(request)))
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
         expected = _expected_media_type(request)
+        locale = request_locale(request)
         if expected is not None:
             content_type = _media_type(request)
             return _error(
                 415,
                 "unsupported_media_type",
-                render("unsupported_media_type", expected=expected, content_type=content_type),
+                render("unsupported_media_type", locale, expected=expected, content_type=content_type),
             )
-        return _error(422, "invalid_request", render("invalid_request", detail=_validation_detail(error)))
+        return _error(422, "invalid_request", render("invalid_request", locale, detail=_validation_detail(error)))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        locale = request_locale(request)
         if error.status_code == 404:
-            return _error(404, "not_found", render("not_found", path=request.url.path))
+            return _error(404, "not_found", render("not_found", locale, path=request.url.path))
         if error.status_code == 405:
             return _error(
                 405,
                 "method_not_allowed",
-                render("method_not_allowed", method=request.method, path=request.url.path),
+                render("method_not_allowed", locale, method=request.method, path=request.url.path),
             )
         detail = str(error.detail).rstrip(".")
         if error.status_code == 400:
-            return _error(400, "invalid_body", render("invalid_body", detail=_BODY_ERRORS.get(detail, detail)))
-        return _error(error.status_code, "http_error", render("http_error", status=error.status_code, detail=detail))
+            return _error(400, "invalid_body", render("invalid_body", locale, detail=_BODY_ERRORS.get(detail, detail)))
+        return _error(
+            error.status_code, "http_error", render("http_error", locale, status=error.status_code, detail=detail)
+        )
 
     @app.exception_handler(Exception)
-    async def unexpected(_: Request, error: Exception) -> JSONResponse:
+    async def unexpected(request: Request, error: Exception) -> JSONResponse:
         log.exception("unhandled error", exc_info=error)
-        return _error(500, "internal_error", render("internal_error"))
+        return _error(500, "internal_error", render("internal_error", request_locale(request)))
 
 
 def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:
@@ -162,6 +173,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     )
     app.state.settings = settings
     app.state.database = database
+    app.add_middleware(i18n.LocaleMiddleware)
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)

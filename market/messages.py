@@ -1,12 +1,15 @@
 """Every user-facing message, keyed by its stable error code.
 
-Kept in one place so that a zh-CN catalogue can sit beside the English one later. Messages say
-what to change, not only what went wrong (DOMAIN.md rule 1).
+The EN dict is the single source of msgids: `make messages` extracts each entry, with its code as
+msgctxt, into the gettext catalogues (market/locale/<locale>/LC_MESSAGES/messages.po), where the
+zh-CN translation sits. Messages say what to change, not only what went wrong (DOMAIN.md rule 1).
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from market import i18n
 
 EN: dict[str, str] = {
     # HTTP and request shape
@@ -230,14 +233,10 @@ EN: dict[str, str] = {
     "invalid_document_format": "Document format '{format}' is unknown; use html or pdf.",
 }
 
-ZH_CN: dict[str, str] = {}
-"""The zh-CN catalogue; codes missing here fall back to English."""
 
-
-def render(code: str, locale: str = "en", **params: Any) -> str:
-    """The message for `code` in `locale`, with `params` filled in."""
-    template = (ZH_CN if locale == "zh-CN" else EN).get(code) or EN.get(code) or code
-    try:
-        return template.format(**params)
-    except (KeyError, IndexError):
-        return template
+def render(code: str, locale: str | None = None, **params: Any) -> str:
+    """The message for `code` in `locale` (default: the current request's), with `params` filled in."""
+    english = EN.get(code)
+    if english is None:
+        return code
+    return i18n.pgettext(locale or i18n.current_locale(), code, english, **params)
