@@ -103,11 +103,13 @@ def catalogue_path(locale: str) -> Path:
     return LOCALE_DIR / locale / "LC_MESSAGES" / f"{DOMAIN}.po"
 
 
-@lru_cache(maxsize=len(LOCALES))
 def translations(locale: str) -> Translations:
     """The gettext catalogue of `locale` (read from its .po once per process); unknown locales get English."""
-    if locale not in LOCALES:
-        locale = "en"
+    return _load(locale if locale in LOCALES else "en")
+
+
+@lru_cache(maxsize=len(LOCALES))
+def _load(locale: str) -> Translations:
     with catalogue_path(locale).open("rb") as handle:
         catalogue = read_po(handle, locale=locale, domain=DOMAIN)
     compiled = io.BytesIO()
