@@ -24,7 +24,7 @@ def test_every_message_of_messages_py_is_extracted_with_its_code(template: Catal
 @pytest.mark.parametrize("locale", i18n.LOCALES)
 def test_catalogue_translates_every_msgid_with_the_same_placeholders(locale: str, template: Catalog):
     problems = catalogues.problems(catalogues.load(locale), template)
-    assert problems == [], f"run `make messages` and translate:\n" + "\n".join(problems)
+    assert problems == [], "run `make messages` and translate:\n" + "\n".join(problems)
 
 
 def test_template_strings_are_extracted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
