@@ -169,6 +169,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
             '`Authorization: Bearer <api key>`. Errors are `{"error": {"code", "message"}}`.'
         ),
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
         dependencies=[Depends(reject_unstorable_text)],
     )
     app.state.settings = settings
