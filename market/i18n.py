@@ -128,17 +128,17 @@ def fill(template: str, params: dict[str, Any]) -> str:
         return template
 
 
-def gettext(locale: str, msgid: str, **params: Any) -> str:
+def gettext(locale: str, msgid: str, /, **params: Any) -> str:
     """`msgid` translated into `locale`, then its {name} placeholders filled from `params`."""
     return fill(translations(locale).gettext(msgid), params)
 
 
-def pgettext(locale: str, context: str, msgid: str, **params: Any) -> str:
+def pgettext(locale: str, context: str, msgid: str, /, **params: Any) -> str:
     """Like `gettext`, for a msgid with a context (market/messages.py uses the error code as context)."""
     return fill(str(translations(locale).pgettext(context, msgid)), params)
 
 
-def ngettext(locale: str, singular: str, plural: str, n: int, **params: Any) -> str:
+def ngettext(locale: str, singular: str, plural: str, n: int, /, **params: Any) -> str:
     """The singular or plural form of a message for `n`, translated, with {n} and `params` filled."""
     return fill(str(translations(locale).ngettext(singular, plural, n)), {"n": n, **params})
 

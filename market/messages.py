@@ -36,6 +36,19 @@ EN: dict[str, str] = {
     "duplicate_organisation": "An organisation named '{name}' already exists; choose another name.",
     "duplicate_user": "A user with e-mail '{email}' already exists; use another address.",
     "role_kind_mismatch": "A {role} user cannot belong to a {kind} organisation; allowed roles: {allowed}.",
+    "uscc_length": "Unified social credit code '{code}' has {length} characters; it must have 18.",
+    "uscc_characters": (
+        "Unified social credit code '{code}' contains {characters}; it may use only these characters: {alphabet}."
+    ),
+    "uscc_division": (
+        "Unified social credit code '{code}' must have digits in positions 3 to 8 (the administrative division code)."
+    ),
+    "uscc_checksum": (
+        "Unified social credit code '{code}' fails its check character (the 18th); check it for a typing error."
+    ),
+    "invalid_bank_account": (
+        "Bank account '{account}' must be 8 to 40 digits, optionally grouped with spaces or hyphens."
+    ),
     # Products
     "product_not_found": "No product '{slug}' is visible to you. List products with GET /v1/products.",
     "duplicate_product": "A product with slug '{slug}' already exists; choose another slug.",
@@ -234,7 +247,7 @@ EN: dict[str, str] = {
 }
 
 
-def render(code: str, locale: str | None = None, **params: Any) -> str:
+def render(code: str, locale: str | None = None, /, **params: Any) -> str:
     """The message for `code` in `locale` (default: the current request's), with `params` filled in."""
     english = EN.get(code)
     if english is None:
