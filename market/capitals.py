@@ -19,7 +19,7 @@ GROUPS = ("", "万", "亿", "万亿")
 
 def _group(value: int) -> str:
     """0 < value < 10000 in capitals, with 零 for inner zeros only."""
-    out = []
+    out: list[str] = []
     pending_zero = False
     for position in range(3, -1, -1):
         digit = value // 10**position % 10
@@ -35,13 +35,13 @@ def _group(value: int) -> str:
 
 def _integer(value: int) -> str:
     """A positive integer in capitals."""
-    groups = []
+    groups: list[int] = []
     while value:
         groups.append(value % 10_000)
         value //= 10_000
     if len(groups) > len(GROUPS):
         raise ValueError("amount too large for Chinese capitals")
-    out = []
+    out: list[str] = []
     zero_before = False
     for index in range(len(groups) - 1, -1, -1):
         group = groups[index]
