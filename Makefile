@@ -12,12 +12,15 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
+# The last step caches a cut of the CJK font for PDF documents (billing/document_render.py), once per machine.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e .
+	$(BIN)/python -c 'from billing.document_render import font_cut; font_cut()'
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -c 'from billing.document_render import font_cut; font_cut()'
 	touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed

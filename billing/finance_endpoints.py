@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from fastapi.responses import Response
+from fastapi.responses import HTMLResponse, Response
 
-from billing import reconciliation, revenue, statements
+from billing import document_render, documents, reconciliation, revenue, statements
 from billing.config import Period
 from billing.schemas import (
     BalanceOut,
@@ -141,3 +141,17 @@ def settlements(period: str, session: SessionDep, principal: PrincipalDep) -> li
         )
         for s in statements.statements(session, principal, Period.parse(period))
     ]
+
+
+@router.get("/settlements/document", response_class=HTMLResponse, response_model=None)
+def settlement_document(
+    period: str, session: SessionDep, principal: PrincipalDep, format: str = "html", lang: str | None = None
+) -> Response:
+    """The period's settlement statement (收益分配结算单) as a document (`?format=html|pdf`, `?lang=zh-CN|en`):
+    operators and source departments get their own; finance and the regulator every party's."""
+    document_render.check_format(format)
+    found = statements.statements(session, principal, Period.parse(period))
+    document = documents.statement_document(
+        session, period, found, documents.statement_recipient(principal), document_render.document_locale(lang)
+    )
+    return document_render.respond(document, format)

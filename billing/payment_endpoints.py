@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from billing import invoices, payments
+from billing import document_render, documents, invoices, payments
 from billing.schemas import (
     BankTransferIn,
     CreditNoteIn,
@@ -109,3 +109,15 @@ def credit_note(
 def list_credit_notes(session: SessionDep, principal: PrincipalDep) -> list[CreditNoteOut]:
     """Credit notes issued, with their refunds."""
     return [CreditNoteOut.model_validate(n) for n in invoices.credit_notes(session, principal)]
+
+
+@router.get("/credit-notes/{note_id}/document", response_class=HTMLResponse, response_model=None)
+def credit_note_document(
+    note_id: str, session: SessionDep, principal: PrincipalDep, format: str = "html", lang: str | None = None
+) -> Response:
+    """A credit note as a printable document (`?format=html|pdf`, `?lang=zh-CN|en`): the buyer's own, or any
+    for finance."""
+    document_render.check_format(format)
+    note, invoice = documents.visible_credit_note(session, principal, note_id)
+    document = documents.credit_note_document(session, note, invoice, document_render.document_locale(lang))
+    return document_render.respond(document, format)

@@ -33,10 +33,11 @@ ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "babel.cfg"
 KEYWORDS: dict[str, Any] = {
     **DEFAULT_KEYWORDS,
-    # market.i18n's functions take the locale first: gettext(locale, msgid), by number of arguments.
-    "gettext": {1: None, 2: (2,)},
-    "pgettext": {2: ((1, "c"), 2), 3: ((2, "c"), 3)},
-    "ngettext": {3: (1, 2), 4: (2, 3)},
+    # market.i18n's functions take the locale first (gettext(locale, msgid, **params)); the classic forms
+    # (gettext(msgid) in templates, ngettext(singular, plural, n)) by their exact number of arguments.
+    "gettext": {None: (2,), 1: (1,)},
+    "pgettext": {None: ((2, "c"), 3), 2: ((1, "c"), 2)},
+    "ngettext": {None: (2, 3), 3: (1, 2)},
 }
 """The functions whose string arguments are msgids (Babel's defaults, plus market.i18n's locale-first forms)."""
 PLACEHOLDER = re.compile(r"%\((\w+)\)[sdif]")

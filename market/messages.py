@@ -214,6 +214,7 @@ EN: dict[str, str] = {
     "period_has_drafts": "Period {period} still has draft invoices; finalize them before closing it.",
     "invoice_not_found": "No invoice '{invoice}' is visible to you. List yours with GET /v1/invoices.",
     "invoice_line_not_found": "No line '{line}' on this invoice.",
+    "credit_note_not_found": "No credit note '{note}' is visible to you. List yours with GET /v1/credit-notes.",
     "invalid_invoice_status": "Status '{status}' is unknown; use one of: {allowed}.",
     "invoice_not_draft": "Invoice {invoice} is {status}; only drafts can be finalized.",
     "invoice_not_voidable": (
