@@ -6,7 +6,7 @@ once per process, so there is no build step and no binary file to keep in step).
 extracts every msgid (the EN dict of market/messages.py, gettext calls in Python and Jinja2
 templates; see babel.cfg) and updates both catalogues.
 
-Which locale a request gets (`negotiate`): the user's own choice first (the `market_locale` cookie,
+Which locale a request gets (`negotiate`): the user's own choice first (the `market_lang` cookie,
 or a preference the console stored), then `Accept-Language`, else zh_CN. `LocaleMiddleware` puts the
 negotiated locale in a context variable (`current_locale()`) and in `request.state.locale`, so error
 messages raised deep in a service follow the caller's language.
@@ -37,7 +37,7 @@ LOCALES: tuple[str, ...] = ("zh_CN", "en")
 DEFAULT_LOCALE = "zh_CN"
 LOCALE_DIR = Path(__file__).parent / "locale"
 DOMAIN = "messages"
-LOCALE_COOKIE = "market_locale"
+LOCALE_COOKIE = "market_lang"
 """The cookie carrying a user's explicit language choice (the console's language switch sets it)."""
 DISPLAY_TIMEZONE = "Asia/Shanghai"
 """Times are stored in UTC and shown in Beijing time."""
