@@ -120,8 +120,6 @@ def _load(locale: str) -> Translations:
 
 def fill(template: str, params: dict[str, Any]) -> str:
     """`template` with its {name} placeholders filled; a template that does not fit its params is left as is."""
-    if not params:
-        return template
     try:
         return template.format(**params)
     except (KeyError, IndexError, ValueError):
