@@ -38,6 +38,7 @@ KEYWORDS: dict[str, Any] = {
     "gettext": {None: (2,), 1: (1,)},
     "pgettext": {None: ((2, "c"), 3), 2: ((1, "c"), 2)},
     "ngettext": {None: (2, 3), 3: (1, 2)},
+    "Msg": None,
 }
 """The functions whose string arguments are msgids (Babel's defaults, plus market.i18n's locale-first forms)."""
 PLACEHOLDER = re.compile(r"%\((\w+)\)[sdif]")
@@ -87,9 +88,9 @@ def save(catalogue: Catalog, locale: str) -> None:
 
 def update() -> dict[str, int]:
     """Merge the extracted msgids into every locale's catalogue; the number of untranslated entries per locale."""
-    template = extract()
     missing: dict[str, int] = {}
     for locale in LOCALES:
+        template = extract()  # fresh per locale: Catalog.update adopts the template's new message objects
         path = catalogue_path(locale)
         if path.exists():
             catalogue = load(locale)
@@ -127,7 +128,8 @@ def problems(catalogue: Catalog, template: Catalog) -> list[str]:
             found.append(f"missing {where}")
             continue
         strings = [
-            str(text) for text in (message.string if isinstance(message.string, (list, tuple)) else [message.string])
+            str(text or "")
+            for text in (message.string if isinstance(message.string, (list, tuple)) else [message.string])
         ]
         ids = [str(text) for text in (message.id if isinstance(message.id, (list, tuple)) else [message.id])]
         if not all(strings):

@@ -118,6 +118,18 @@ def _load(locale: str) -> Translations:
     return Translations(compiled, domain=DOMAIN)
 
 
+class Msg(str):
+    """A message parameter that is itself English text to translate, e.g. `hint=Msg("Wait for the review
+    decision.")`: `messages.render` translates it into the message's locale. `make messages` extracts it."""
+
+    __slots__ = ()
+
+
+def translated(locale: str, params: dict[str, Any]) -> dict[str, Any]:
+    """`params` with every `Msg` value translated into `locale`."""
+    return {name: gettext(locale, value) if isinstance(value, Msg) else value for name, value in params.items()}
+
+
 def fill(template: str, params: dict[str, Any]) -> str:
     """`template` with its {name} placeholders filled; a template that does not fit its params is left as is."""
     try:

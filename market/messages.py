@@ -253,4 +253,5 @@ def render(code: str, locale: str | None = None, /, **params: Any) -> str:
     english = EN.get(code)
     if english is None:
         return code
-    return i18n.pgettext(locale or i18n.current_locale(), code, english, **params)
+    locale = locale or i18n.current_locale()
+    return i18n.pgettext(locale, code, english, **i18n.translated(locale, params))

@@ -142,3 +142,9 @@ def test_service_errors_and_refused_queries_are_translated(market: Market):
     error = refused.json()["error"]
     assert error["code"] == "not_aggregated"
     assert error["message"] == render("not_aggregated", "zh_CN") != EN["not_aggregated"]
+
+
+def test_text_parameters_marked_msg_are_translated_with_their_message():
+    params = {"current": "listed", "action": "submitted", "hint": i18n.Msg("Wait for the review decision.")}
+    assert render("invalid_transition", "zh_CN", **params).endswith("请等待审核结果。")
+    assert render("invalid_transition", "en", **params).endswith("Wait for the review decision.")

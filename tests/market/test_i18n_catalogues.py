@@ -36,17 +36,29 @@ def test_template_strings_are_extracted(tmp_path: Path, monkeypatch: pytest.Monk
     )
     (root / "billing").mkdir()
     (root / "billing" / "doc.py").write_text(
-        "from market import i18n\nTITLE = i18n.gettext(locale, 'Invoice')\n", encoding="utf-8"
+        "from market import i18n\nTITLE = i18n.gettext(locale, 'Invoice', n=1)\nHINT = i18n.Msg('Wait.')\n",
+        encoding="utf-8",
     )
     (root / "market" / "messages.py").write_text('EN: dict[str, str] = {"x_code": "X {a}."}\n', encoding="utf-8")
     monkeypatch.setattr(catalogues, "ROOT", root)
     found = {(message.context, message.id) for message in catalogues.extract() if message.id}
-    assert found == {(None, "Sign in"), (None, "%(n)s queries"), (None, "Invoice"), ("x_code", "X {a}.")}
+    assert found == {
+        (None, "Sign in"),
+        (None, "%(n)s queries"),
+        (None, "Invoice"),
+        (None, "Wait."),
+        ("x_code", "X {a}."),
+    }
     untranslated = Catalog(locale="zh_CN")
     untranslated.add("Sign in", "登录")
     untranslated.add("%(n)s queries", "%(num)s 次查询")
     problems = catalogues.problems(untranslated, catalogues.extract())
-    assert sorted(p.split(" ")[0] for p in problems) == ["missing", "missing", "placeholders"]
+    assert sorted(p.split(" ")[0] for p in problems) == ["missing", "missing", "missing", "placeholders"]
+    # A msgid merged in by `make messages` and not yet translated (string None) is untranslated, not "None".
+    untranslated.add("Wait.", None)
+    assert any(
+        p.startswith("untranslated") and "Wait." in p for p in catalogues.problems(untranslated, catalogues.extract())
+    )
 
 
 def test_placeholders_are_read_in_both_styles():
