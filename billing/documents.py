@@ -25,12 +25,7 @@ from market.accounts.models import Organisation, Role
 from market.accounts.service import Principal
 from market.capitals import chinese_capitals
 from market.errors import NotFound
-
-
-def N_(msgid: str) -> str:
-    """Marks a msgid for extraction (`make messages`); translated where it is shown."""
-    return msgid
-
+from market.i18n import N_
 
 STATUS = {
     InvoiceStatus.DRAFT.value: N_("Draft"),

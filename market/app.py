@@ -20,6 +20,7 @@ from market import i18n
 from market.accounts.endpoints import router as accounts_router
 from market.db import Database
 from market.errors import MarketError
+from market.i18n import N_
 from market.messages import render
 from market.openapi import install as install_openapi
 from market.settings import Settings, get_settings
@@ -59,17 +60,49 @@ def request_locale(request: Request) -> str:
     return locale if isinstance(locale, str) else i18n.scope_locale(request.scope)
 
 
-def _validation_detail(error: RequestValidationError) -> str:
+PYDANTIC_ERRORS = {
+    "missing": N_("Field required"),
+    "extra_forbidden": N_("Extra inputs are not permitted"),
+    "string_type": N_("Input should be a valid string"),
+    "string_too_short": N_("String should have at least {min_length} characters"),
+    "string_too_long": N_("String should have at most {max_length} characters"),
+    "string_pattern_mismatch": N_("String should match pattern '{pattern}'"),
+    "int_type": N_("Input should be a valid integer"),
+    "int_parsing": N_("Input should be a valid integer, unable to parse string as an integer"),
+    "bool_parsing": N_("Input should be a valid boolean, unable to interpret input"),
+    "greater_than": N_("Input should be greater than {gt}"),
+    "greater_than_equal": N_("Input should be greater than or equal to {ge}"),
+    "less_than": N_("Input should be less than {lt}"),
+    "less_than_equal": N_("Input should be less than or equal to {le}"),
+    "literal_error": N_("Input should be {expected}"),
+    "enum": N_("Input should be {expected}"),
+}
+"""Pydantic's messages for the common validation errors, as msgids, so a 422 reads in the caller's language."""
+
+
+def _validation_detail(error: RequestValidationError, locale: str = "en") -> str:
     parts = []
     for item in error.errors()[:5]:
         loc = tuple(item.get("loc", ()))
         if item.get("type") == "json_invalid":
             reason = (item.get("ctx") or {}).get("error", "JSON decode error")
-            where = f" at character {loc[1]}" if len(loc) > 1 else ""
-            parts.append(f"the body is not valid JSON{where} ({reason})")
+            if len(loc) > 1:
+                parts.append(
+                    i18n.gettext(
+                        locale,
+                        "the body is not valid JSON at character {position} ({reason})",
+                        position=loc[1],
+                        reason=reason,
+                    )
+                )
+            else:
+                parts.append(i18n.gettext(locale, "the body is not valid JSON ({reason})", reason=reason))
             continue
         where = ".".join(str(p) for p in loc if p != "body") or "body"
         message = str(item.get("msg", "invalid")).removeprefix("Value error, ")
+        template = PYDANTIC_ERRORS.get(str(item.get("type")))
+        if template is not None and locale != "en":
+            message = i18n.gettext(locale, template, **(item.get("ctx") or {}))
         parts.append(f"{where}: {message}")
     return "; ".join(parts)
 
@@ -93,7 +126,7 @@ def _expected_media_type(request: Request) -> str | None:
 
 
 _BODY_ERRORS = {
-    "There was an error parsing the body": (
+    "There was an error parsing the body": i18n.Msg(
         "send UTF-8 encoded JSON, nested at most a few hundred levels deep, with numbers of at most 4,300 digits"
     ),
 }
@@ -117,7 +150,9 @@ def install_error_handlers(app: FastAPI) -> None:
                 "unsupported_media_type",
                 render("unsupported_media_type", locale, expected=expected, content_type=content_type),
             )
-        return _error(422, "invalid_request", render("invalid_request", locale, detail=_validation_detail(error)))
+        return _error(
+            422, "invalid_request", render("invalid_request", locale, detail=_validation_detail(error, locale))
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:

@@ -118,6 +118,11 @@ def _load(locale: str) -> Translations:
     return Translations(compiled, domain=DOMAIN)
 
 
+def N_(msgid: str) -> str:
+    """Marks a msgid for extraction (`make messages`) where it is defined; it is translated where it is shown."""
+    return msgid
+
+
 class Msg(str):
     """A message parameter that is itself English text to translate, e.g. `hint=Msg("Wait for the review
     decision.")`: `messages.render` translates it into the message's locale. `make messages` extracts it."""

@@ -148,3 +148,20 @@ def test_text_parameters_marked_msg_are_translated_with_their_message():
     params = {"current": "listed", "action": "submitted", "hint": i18n.Msg("Wait for the review decision.")}
     assert render("invalid_transition", "zh_CN", **params).endswith("请等待审核结果。")
     assert render("invalid_transition", "en", **params).endswith("Wait for the review decision.")
+
+
+def test_validation_errors_read_in_the_callers_language(market: Market):
+    admin = market.actor(Role.ADMIN)
+    body = {"name": "", "kind": "buyer", "extra": 1}
+    chinese = market.client.post("/v1/orgs", headers={**admin.headers, "Accept-Language": "zh-CN"}, json=body)
+    english = market.client.post("/v1/orgs", headers=admin.headers, json=body)
+    assert chinese.status_code == english.status_code == 422
+    assert chinese.json()["error"]["code"] == english.json()["error"]["code"] == "invalid_request"
+    assert "name: 至少应有 1 个字符" in chinese.json()["error"]["message"]
+    assert "name: String should have at least 1 character" in english.json()["error"]["message"]
+    broken = market.client.post(
+        "/v1/orgs",
+        headers={**admin.headers, "Accept-Language": "zh-CN", "Content-Type": "application/json"},
+        content=b'{"name": ',
+    )
+    assert broken.status_code == 422 and "不是有效的 JSON" in broken.json()["error"]["message"], broken.text
