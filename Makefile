@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export MARKET_DATA_DIR ?= ./var
 
-.PHONY: run demo serve test lint fmt messages bench bench-metering bench-billing bench-upload install install-dev clean
+.PHONY: run demo serve test lint fmt messages bench bench-metering bench-billing bench-upload bench-documents install install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +62,9 @@ bench-billing: install-dev
 
 bench-upload: install-dev
 	$(BIN)/python -m bench.upload_memory
+
+bench-documents: install-dev
+	$(BIN)/python -m bench.document_pdf
 
 clean:
 	rm -rf $(VENV) var
