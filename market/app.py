@@ -201,7 +201,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         version="0.1.0",
         description=(
             "Aggregate-only access to authorised public data. Every /v1 route takes "
-            '`Authorization: Bearer <api key>`. Errors are `{"error": {"code", "message"}}`.'
+            '`Authorization: Bearer <api key>`. Errors are `{"error": {"code", "message"}}`; the message '
+            "follows `Accept-Language` (`zh-CN` or `en`; zh-CN without a preference), the code never changes."
         ),
         lifespan=lifespan,
         docs_url=None,
