@@ -16,6 +16,7 @@ from billing.schemas import (
 )
 from market.deps import PrincipalDep, SessionDep, SettingsDep
 from market.messages import render
+from market.pagination import CursorQuery, LimitQuery, Page, page_of
 
 router = APIRouter(prefix="/v1", tags=["payments"])
 
@@ -52,10 +53,18 @@ def record_unapplied(body: UnappliedTransferIn, session: SessionDep, principal: 
     return PaymentOut.model_validate(payment)
 
 
-@router.get("/payments", response_model=list[PaymentOut])
-def list_payments(session: SessionDep, principal: PrincipalDep, status: str | None = None) -> list[PaymentOut]:
-    """Payments received: bank transfers and card payments, applied or not."""
-    return [PaymentOut.model_validate(p) for p in payments.visible_payments(session, principal, status)]
+@router.get("/payments", response_model=Page[PaymentOut])
+def list_payments(
+    session: SessionDep,
+    principal: PrincipalDep,
+    limit: LimitQuery = 50,
+    cursor: CursorQuery = None,
+    status: str | None = None,
+) -> Page[PaymentOut]:
+    """Payments received, newest first: bank transfers and card payments, applied or not."""
+    found = payments.visible_payments(session, principal, status)
+    page, next_cursor = page_of(found, key=lambda p: (p.created_at, p.id), limit=limit, cursor=cursor, descending=True)
+    return Page(items=[PaymentOut.model_validate(p) for p in page], next_cursor=next_cursor)
 
 
 @router.post("/invoices/{invoice_id}/pay", response_model=PaymentOut)
@@ -105,7 +114,11 @@ def credit_note(
     return CreditNoteOut.model_validate(note)
 
 
-@router.get("/credit-notes", response_model=list[CreditNoteOut])
-def list_credit_notes(session: SessionDep, principal: PrincipalDep) -> list[CreditNoteOut]:
-    """Credit notes issued, with their refunds."""
-    return [CreditNoteOut.model_validate(n) for n in invoices.credit_notes(session, principal)]
+@router.get("/credit-notes", response_model=Page[CreditNoteOut])
+def list_credit_notes(
+    session: SessionDep, principal: PrincipalDep, limit: LimitQuery = 50, cursor: CursorQuery = None
+) -> Page[CreditNoteOut]:
+    """Credit notes issued, with their refunds, newest first."""
+    found = invoices.credit_notes(session, principal)
+    page, next_cursor = page_of(found, key=lambda n: (n.created_at, n.id), limit=limit, cursor=cursor, descending=True)
+    return Page(items=[CreditNoteOut.model_validate(n) for n in page], next_cursor=next_cursor)

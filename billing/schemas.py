@@ -77,10 +77,10 @@ class InvoiceOut(BaseModel):
     document: str
 
 
-class InvoicePage(BaseModel):
-    items: list[InvoiceOut]
-    limit: int
-    offset: int
+class FinalizedOut(BaseModel):
+    period: str
+    finalized: int = Field(description="How many invoices this call finalized.")
+    invoices: list[InvoiceOut]
 
 
 class UsageRecordOut(BaseModel):
@@ -171,6 +171,11 @@ class ShareOut(BaseModel):
     party: str
     org_id: str | None
     basis_points: int
+
+
+class RevenueSharesOut(BaseModel):
+    product: str = Field(description="The product's slug.")
+    shares: list[ShareOut]
 
 
 class StatementOut(BaseModel):

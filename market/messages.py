@@ -17,6 +17,7 @@ EN: dict[str, str] = {
     "invalid_body": "The request body could not be read: {detail}.",
     "unsupported_media_type": "Send the body as {expected}; Content-Type '{content_type}' is not accepted here.",
     "http_error": "The request was refused ({status}): {detail}.",
+    "invalid_cursor": "The cursor is not one this list returned; pass the next_cursor of its previous page, or none.",
     "unstorable_text": (
         "{where} contains a NUL character or an unpaired surrogate (U+D800 to U+DFFF); remove it and send "
         "plain UTF-8 text."

@@ -180,11 +180,6 @@ class UsageOut(BaseModel):
     finished_at: datetime | None
 
 
-class UsagePage(BaseModel):
-    items: list[UsageOut]
-    next_cursor: str | None = Field(description="Pass as ?cursor= to get the next, older page.")
-
-
 class DailyUsageOut(BaseModel):
     day: date
     product: str
@@ -237,11 +232,6 @@ class AuditRecordOut(BaseModel):
     amount_minor: int
     currency: str
     flags: list[FlagOut]
-
-
-class AuditPage(BaseModel):
-    items: list[AuditRecordOut]
-    next_cursor: str | None
 
 
 class ChainBreakOut(BaseModel):

@@ -13,6 +13,7 @@ from fastapi.responses import FileResponse, JSONResponse
 
 from market.deps import PrincipalDep, SessionDep, SettingsDep
 from market.errors import Unprocessable
+from market.pagination import CursorQuery, LimitQuery, Page, page_of
 from products import catalogue, service, storage, versions
 from products.schemas import (
     BuildIn,
@@ -47,21 +48,25 @@ def _json_object(text: str, field: str) -> dict[str, Any]:
     return value
 
 
-@router.get("", response_model=list[ProductOut])
+@router.get("", response_model=Page[ProductOut])
 def list_products(
     session: SessionDep,
     principal: PrincipalDep,
+    limit: LimitQuery = 50,
+    cursor: CursorQuery = None,
     mine: bool = False,
     q: Annotated[str | None, Query(max_length=200, description="Words in title, description, docs.")] = None,
     zone: Annotated[str | None, Query(max_length=50)] = None,
     region: Annotated[str | None, Query(max_length=20, description="A region and its sub-regions.")] = None,
     scenario: Annotated[str | None, Query(max_length=80)] = None,
     pricing: Annotated[str | None, Query(pattern="^(free|paid)$", description="free or paid plans.")] = None,
-) -> list[ProductOut]:
-    """The catalogue: listed products, filtered. `?mine=true` shows an operator its own products in every state."""
+) -> Page[ProductOut]:
+    """The catalogue by slug: listed products, filtered. `?mine=true` shows an operator its own products in every
+    state."""
     products = service.catalogue(session, principal, mine=mine)
     found = catalogue.search(session, products, text=q, zone=zone, region=region, scenario=scenario, pricing=pricing)
-    return service.present(session, found, viewer=principal)
+    page, next_cursor = page_of(found, key=lambda p: (p.slug,), limit=limit, cursor=cursor)
+    return Page(items=service.present(session, page, viewer=principal), next_cursor=next_cursor)
 
 
 @router.post("", response_model=ProductOut, status_code=201)
@@ -99,10 +104,14 @@ def retire_plan(slug: str, code: str, session: SessionDep, principal: PrincipalD
     return PlanOut.model_validate(service.retire_plan(session, principal, slug, code))
 
 
-@router.get("/{slug}/events", response_model=list[EventOut])
-def product_events(slug: str, session: SessionDep, principal: PrincipalDep) -> list[EventOut]:
-    """The product's history: creation, versions, submissions, reviews and delisting."""
-    return [EventOut.model_validate(e) for e in service.history(session, principal, slug)]
+@router.get("/{slug}/events", response_model=Page[EventOut])
+def product_events(
+    slug: str, session: SessionDep, principal: PrincipalDep, limit: LimitQuery = 50, cursor: CursorQuery = None
+) -> Page[EventOut]:
+    """The product's history, oldest first: creation, versions, submissions, reviews and delisting."""
+    found = service.history(session, principal, slug)
+    page, next_cursor = page_of(found, key=lambda e: (e.at, e.id), limit=limit, cursor=cursor)
+    return Page(items=[EventOut.model_validate(e) for e in page], next_cursor=next_cursor)
 
 
 @router.post("/{slug}/versions", response_model=ProductOut, status_code=201)
@@ -165,10 +174,15 @@ def build_version(
     return versions.present_version(session, version)
 
 
-@router.get("/{slug}/versions", response_model=list[VersionOut])
-def list_versions(slug: str, session: SessionDep, principal: PrincipalDep) -> list[VersionOut]:
-    """Every version with its recipe, audit and quality reports: the operator's own, or any for the regulator."""
-    return [versions.present_version(session, v) for v in versions.versions_visible(session, principal, slug)]
+@router.get("/{slug}/versions", response_model=Page[VersionOut])
+def list_versions(
+    slug: str, session: SessionDep, principal: PrincipalDep, limit: LimitQuery = 50, cursor: CursorQuery = None
+) -> Page[VersionOut]:
+    """Every version by number, with its recipe, audit and quality reports: the operator's own, or any for the
+    regulator."""
+    found = versions.versions_visible(session, principal, slug)
+    page, next_cursor = page_of(found, key=lambda v: (v.number,), limit=limit, cursor=cursor)
+    return Page(items=[versions.present_version(session, v) for v in page], next_cursor=next_cursor)
 
 
 @router.get("/{slug}/versions/{number}", response_model=VersionOut)

@@ -12,7 +12,7 @@ FREE_ONLY = [{"code": "public", "title": "Public interest", "kind": "public_inte
 def _slugs(market: Market, headers: dict[str, str], query: str = "") -> list[str]:
     response = market.client.get(f"/v1/products{query}", headers=headers)
     assert response.status_code == 200, response.text
-    return [p["slug"] for p in response.json()]
+    return [p["slug"] for p in response.json()["items"]]
 
 
 def test_search_and_filters(market: Market) -> None:

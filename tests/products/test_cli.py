@@ -56,9 +56,9 @@ def test_build_uploads_and_reports_and_is_safe_to_rerun(market: Market, live: st
     assert "audit clean" in result.output and "160" in result.output
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0, again.output
-    uploads = market.client.get("/v1/uploads", headers=operator.headers).json()
+    uploads = market.client.get("/v1/uploads", headers=operator.headers).json()["items"]
     assert len(uploads) == 1  # the retry reused the stored upload
-    versions = market.client.get("/v1/products/cli-payments/versions", headers=operator.headers).json()
+    versions = market.client.get("/v1/products/cli-payments/versions", headers=operator.headers).json()["items"]
     assert [v["number"] for v in versions] == [1, 2] and versions[0]["recipe_hash"] == versions[1]["recipe_hash"]
     assert versions[0]["tables"] == versions[1]["tables"]  # re-running the recipe gives the same table
 

@@ -44,7 +44,7 @@ def test_uploads_are_safe_to_retry(market: Market) -> None:
     stored = list((market.settings.uploads_dir / operator.principal.org_id).iterdir())
     assert [p.name for p in stored] == [f"{first.json()['sha256']}.csv"]
     rival = market.actor(Role.OPERATOR)
-    assert market.client.get("/v1/uploads", headers=rival.headers).json() == []
+    assert market.client.get("/v1/uploads", headers=rival.headers).json()["items"] == []
     assert _build(market, rival, "nothing", first.json()["id"]).status_code == 404
 
 
@@ -241,7 +241,7 @@ def test_the_multipart_upload_route_takes_a_recipe_too(market: Market) -> None:
         data={"policy": json.dumps(POLICY), "recipe": json.dumps(RECIPE)},
     )
     assert response.status_code == 201, response.text
-    versions = market.client.get("/v1/products/multipart/versions", headers=operator.headers).json()
+    versions = market.client.get("/v1/products/multipart/versions", headers=operator.headers).json()["items"]
     assert versions[0]["quality"]["tables"]["payments"]["rows_out"] == 160 and versions[0]["audit"]["clean"]
     broken = market.client.post(
         "/v1/products/multipart/versions",
