@@ -15,6 +15,7 @@ from market.deps import PrincipalDep, SessionDep, SettingsDep
 from market.errors import Unprocessable
 from market.pagination import CursorQuery, LimitQuery, Page, page_of
 from products import catalogue, service, storage, versions
+from products.models import Product
 from products.schemas import (
     BuildIn,
     EventOut,
@@ -48,6 +49,11 @@ def _json_object(text: str, field: str) -> dict[str, Any]:
     return value
 
 
+def _one(session: SessionDep, principal: PrincipalDep, product: Product) -> ProductOut:
+    """One product in full, the same after a change as a GET answers: documentation, quality, audit."""
+    return service.present(session, [product], detail=True, viewer=principal)[0]
+
+
 @router.get("", response_model=Page[ProductOut])
 def list_products(
     session: SessionDep,
@@ -73,21 +79,19 @@ def list_products(
 def create_product(body: ProductIn, session: SessionDep, principal: PrincipalDep) -> ProductOut:
     """Create a draft product inside the operator's authorisation (zone, region, scenarios, fee caps)."""
     product = service.create_product(session, principal, body)
-    return service.present(session, [product], viewer=principal)[0]
+    return _one(session, principal, product)
 
 
 @router.get("/{slug}", response_model=ProductOut)
 def get_product(slug: str, session: SessionDep, principal: PrincipalDep) -> ProductOut:
     """The detail view: schema with column roles, policy, plans, documentation, lineage and quality summary."""
-    return service.present(session, [service.visible_product(session, principal, slug)], detail=True, viewer=principal)[
-        0
-    ]
+    return _one(session, principal, service.visible_product(session, principal, slug))
 
 
 @router.patch("/{slug}", response_model=ProductOut)
 def update_product(slug: str, body: ProductUpdate, session: SessionDep, principal: PrincipalDep) -> ProductOut:
     """Change title, description, documentation, scenarios (inside the authorisation) or add lineage."""
-    return service.present(session, [service.update_product(session, principal, slug, body)], viewer=principal)[0]
+    return _one(session, principal, service.update_product(session, principal, slug, body))
 
 
 @router.put("/{slug}/plans/{code}", response_model=PlanOut)
@@ -142,27 +146,25 @@ def upload_version(
                 shutil.copyfileobj(upload.file, handle, UPLOAD_CHUNK)
             uploads.append(service.Upload(table=table, path=target, filename=filename))
         service.add_version(session, settings, principal, slug, uploads, parsed_policy, parsed_recipe)
-    return service.present(session, [service.visible_product(session, principal, slug)], viewer=principal)[0]
+    return _one(session, principal, service.visible_product(session, principal, slug))
 
 
 @router.post("/{slug}/submit", response_model=ProductOut)
 def submit_product(slug: str, session: SessionDep, principal: PrincipalDep) -> ProductOut:
     """Submit the latest version for the regulator's review."""
-    return service.present(session, [service.submit(session, principal, slug)], viewer=principal)[0]
+    return _one(session, principal, service.submit(session, principal, slug))
 
 
 @router.post("/{slug}/review", response_model=ProductOut)
 def review_product(slug: str, body: ReviewIn, session: SessionDep, principal: PrincipalDep) -> ProductOut:
     """The regulator approves (lists) or returns a submitted product, with a comment."""
-    return service.present(
-        session, [service.review(session, principal, slug, body.decision, body.comment)], viewer=principal
-    )[0]
+    return _one(session, principal, service.review(session, principal, slug, body.decision, body.comment))
 
 
 @router.post("/{slug}/delist", response_model=ProductOut)
 def delist_product(slug: str, body: ReasonIn, session: SessionDep, principal: PrincipalDep) -> ProductOut:
     """Take a listed product off the catalogue, with the reason; agreements stop being served."""
-    return service.present(session, [service.delist(session, principal, slug, body.reason)], viewer=principal)[0]
+    return _one(session, principal, service.delist(session, principal, slug, body.reason))
 
 
 @router.post("/{slug}/builds", response_model=VersionOut, status_code=201)
@@ -238,10 +240,9 @@ catalogue_router = APIRouter(prefix="/v1", tags=["catalogue"])
 @catalogue_router.get(
     "/catalogue.jsonld", responses={200: {"content": {"application/ld+json": {"schema": {"type": "object"}}}}}
 )
-def catalogue_jsonld(
-    request: Request, session: SessionDep, principal: PrincipalDep, settings: SettingsDep
-) -> JSONResponse:
-    """The listed products as a DCAT catalogue in JSON-LD, for CKAN and data-space harvesters."""
-    products = service.catalogue(session, principal)
+def catalogue_jsonld(request: Request, session: SessionDep, settings: SettingsDep) -> JSONResponse:
+    """The listed products as a DCAT catalogue in JSON-LD, for CKAN and data-space harvesters. Public: no API key,
+    as portals harvest it; it holds only what the public catalogue shows."""
+    products = service.public_catalogue(session)
     body = catalogue.jsonld(session, settings, str(request.base_url), products)
     return JSONResponse(body, media_type="application/ld+json")

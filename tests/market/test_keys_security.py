@@ -12,8 +12,9 @@ from market.accounts.models import ApiKey, Role
 from market.app import ROUTERS
 from tests.conftest import Market
 
-UNAUTHENTICATED_BY_DESIGN = {"/v1/stripe/webhook"}
-"""Stripe cannot hold an API key: the webhook is checked by its signature (tests/billing)."""
+UNAUTHENTICATED_BY_DESIGN = {"/v1/stripe/webhook", "/v1/catalogue.jsonld"}
+"""Stripe cannot hold an API key: the webhook is checked by its signature (tests/billing). Portals harvest the
+DCAT catalogue without one: it holds only the public catalogue (tests/products/test_catalogue_http.py)."""
 
 
 def _v1_routes() -> list[tuple[str, str]]:
