@@ -40,7 +40,7 @@ def _after(cursor: str | None, types: tuple[type, ...]) -> Key | None:
     return key
 
 
-def invoice_out(invoice: Invoice, lines: list[InvoiceLine], buyer_name: str) -> InvoiceOut:
+def invoice_out(invoice: Invoice, lines: list[InvoiceLine], buyer_name: str, slugs: dict[str, str]) -> InvoiceOut:
     due = invoices.due_minor(invoice)
     return InvoiceOut(
         id=invoice.id,
@@ -67,6 +67,7 @@ def invoice_out(invoice: Invoice, lines: list[InvoiceLine], buyer_name: str) -> 
                 id=line.id,
                 agreement_id=line.agreement_id,
                 product_id=line.product_id,
+                product=slugs.get(line.product_id, ""),
                 component=line.component,
                 source_period=line.source_period,
                 description=line.description,
@@ -85,7 +86,8 @@ def invoice_out(invoice: Invoice, lines: list[InvoiceLine], buyer_name: str) -> 
 def _out(session: SessionDep, found: list[Invoice]) -> list[InvoiceOut]:
     lines = invoices.lines_by_invoice(session, found)
     names = repository.org_names(session, {i.buyer_org_id for i in found})
-    return [invoice_out(i, lines[i.id], names.get(i.buyer_org_id, "")) for i in found]
+    slugs = repository.product_slugs(session, {line.product_id for i in found for line in lines[i.id]})
+    return [invoice_out(i, lines[i.id], names.get(i.buyer_org_id, ""), slugs) for i in found]
 
 
 @router.post("/billing/runs", response_model=RunOut, tags=["finance"])

@@ -335,6 +335,21 @@ def org(session: Session, org_id: str | None) -> Organisation | None:
     return session.get(Organisation, org_id) if org_id else None
 
 
+def product_slugs(session: Session, product_ids: set[str]) -> dict[str, str]:
+    """Product id to slug."""
+    if not product_ids:
+        return {}
+    return {r[0]: r[1] for r in session.execute(select(Product.id, Product.slug).where(Product.id.in_(product_ids)))}
+
+
+def invoice_numbers(session: Session, invoice_ids: set[str]) -> dict[str, str | None]:
+    """Invoice id to number (None while a draft)."""
+    if not invoice_ids:
+        return {}
+    rows = session.execute(select(Invoice.id, Invoice.number).where(Invoice.id.in_(invoice_ids)))
+    return {r[0]: r[1] for r in rows}
+
+
 def org_names(session: Session, org_ids: set[str]) -> dict[str, str]:
     if not org_ids:
         return {}

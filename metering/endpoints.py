@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import JSONResponse
 
+from market.clock import utcnow
 from market.deps import PrincipalDep, SessionDep, SettingsDep
 from market.errors import BadRequest
 from market.pagination import CursorQuery, LimitQuery, Page, cut, decode_cursor, page_of
@@ -125,13 +126,13 @@ def list_agreements(
     """Agreements the caller holds, grants (operator) or supervises (regulator), newest first."""
     found = agreements.visible_agreements(session, principal)
     page, next_cursor = page_of(found, key=lambda a: (a.created_at, a.id), limit=limit, cursor=cursor, descending=True)
-    return Page(items=[agreements.present(a) for a in page], next_cursor=next_cursor)
+    return Page(items=agreements.present(session, page), next_cursor=next_cursor)
 
 
 @router.get("/agreements/{agreement_id}", response_model=AgreementOut)
 def get_agreement(agreement_id: str, session: SessionDep, principal: PrincipalDep) -> AgreementOut:
     """One agreement: plan terms frozen at approval, quotas, validity and status."""
-    return agreements.present(agreements.visible_agreement(session, principal, agreement_id))
+    return agreements.present(session, [agreements.visible_agreement(session, principal, agreement_id)])[0]
 
 
 @router.get(
@@ -147,7 +148,7 @@ def agreement_odrl(agreement_id: str, session: SessionDep, principal: PrincipalD
         agreement,
         product_slug=product.slug if product else agreement.product_id,
         operator_org_id=product.operator_org_id if product else "",
-        status=agreements.present(agreement).status,
+        status=agreement.effective_status(utcnow()).value,
     )
     return JSONResponse(document, media_type="application/ld+json")
 
@@ -155,7 +156,7 @@ def agreement_odrl(agreement_id: str, session: SessionDep, principal: PrincipalD
 @router.post("/agreements/{agreement_id}/revoke", response_model=AgreementOut)
 def revoke_agreement(agreement_id: str, body: RevokeIn, session: SessionDep, principal: PrincipalDep) -> AgreementOut:
     """The regulator or the product's operator ends the agreement now; later queries get 403."""
-    return agreements.present(agreements.revoke(session, principal, agreement_id, body.reason))
+    return agreements.present(session, [agreements.revoke(session, principal, agreement_id, body.reason)])[0]
 
 
 # -- queries and usage ---------------------------------------------------------------------------
@@ -207,7 +208,7 @@ def list_usage(
     where = usage.scope(session, principal, product_slug=product, since=start, until=end)
     records = usage.page(session, principal, where, limit=limit + 1, before=before)
     page, next_cursor = cut(records, limit, lambda r: (r.created_at, r.id))
-    return Page(items=usage.present(principal, page), next_cursor=next_cursor)
+    return Page(items=usage.present(session, principal, page), next_cursor=next_cursor)
 
 
 @router.get("/usage/summary", response_model=Page[DailyUsageOut])

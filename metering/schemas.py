@@ -75,7 +75,9 @@ class AgreementOut(BaseModel):
     id: str
     request_id: str
     buyer_org_id: str
+    buyer: str = Field(default="", description="The buyer organisation's name.")
     product_id: str
+    product: str = Field(default="", description="The product's slug.")
     product_version_id: str
     product_version_number: int | None
     zone: str | None
@@ -163,7 +165,9 @@ class UsageOut(BaseModel):
     id: str
     agreement_id: str
     buyer_org_id: str
+    buyer: str = Field(default="", description="The buyer organisation's name.")
     product_id: str
+    product: str = Field(default="", description="The product's slug.")
     product_version_id: str
     purpose: str
     sql: str | None = Field(description="The SQL as sent; only the buyer who sent it (and the regulator) see it.")

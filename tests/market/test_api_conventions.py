@@ -14,6 +14,7 @@ from typing import Any
 
 from market.accounts.models import Role
 from tests.conftest import Market
+from tests.factories import Listed, authorise, create_product, grant, query, upload_version
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "api.md"
 
@@ -120,3 +121,58 @@ def test_a_foreign_cursor_is_a_400(market: Market) -> None:
         answer = market.client.get("/v1/orgs", headers=admin.headers, params={"cursor": cursor})
         assert answer.status_code == 400, cursor
         assert answer.json()["error"]["code"] == "invalid_cursor"
+
+
+HUMAN_NAMES = {"product_id": "product", "buyer_org_id": "buyer", "invoice_id": "invoice_number"}
+"""An id of another object, and the field that must stand beside it with the name people use for it."""
+
+
+def test_ids_of_other_objects_come_with_the_names_people_use(market: Market) -> None:
+    doc = market.client.get("/openapi.json").json()
+    missing = [
+        f"{name}.{id_field} without {human}"
+        for name, schema in doc["components"]["schemas"].items()
+        if name.endswith("Out")
+        for id_field, human in HUMAN_NAMES.items()
+        if id_field in schema.get("properties", {}) and human not in schema["properties"]
+    ]
+    assert missing == []
+    assert {"id", "slug"} <= set(doc["components"]["schemas"]["ProductOut"]["properties"])
+
+
+def test_changes_answer_the_full_object_a_get_answers(market: Market) -> None:
+    operator = market.actor(Role.OPERATOR)
+    regulator = market.actor(Role.REGULATOR)
+    assert authorise(market, operator, regulator=regulator).status_code == 201
+    steps = [
+        lambda: create_product(market, operator, "full-object"),
+        lambda: upload_version(market, operator, "full-object"),
+        lambda: market.client.post("/v1/products/full-object/submit", headers=operator.headers),
+        lambda: market.client.post(
+            "/v1/products/full-object/review", headers=regulator.headers, json={"decision": "approve", "comment": "ok"}
+        ),
+    ]
+    for step in steps:
+        answer = step()
+        assert answer.status_code in (200, 201), answer.text
+        assert answer.json() == market.client.get("/v1/products/full-object", headers=operator.headers).json()
+    approved = answer.json()
+    assert approved["documentation"] is not None and approved["audit_clean"] is True and approved["quality"]
+    assert approved["id"].startswith("prd_") and approved["slug"] == "full-object"
+
+    buyer = market.actor(Role.BUYER, org="Named Buyer Co.")
+    decided = grant(market, Listed("full-object", operator, regulator), buyer, purpose="commercial", plan="standard")
+    agreement = market.client.get(f"/v1/agreements/{decided['agreement_id']}", headers=buyer.headers).json()
+    assert (agreement["product"], agreement["product_id"]) == ("full-object", approved["id"])
+    assert agreement["buyer"] == "Named Buyer Co."
+    assert query(market, buyer, "full-object", "SELECT region, count(*) AS n FROM people GROUP BY region").is_success
+    (record,) = market.client.get("/v1/usage", headers=buyer.headers).json()["items"]
+    assert (record["product"], record["buyer"]) == ("full-object", "Named Buyer Co.")
+    exported = market.client.get("/v1/usage/export", headers=buyer.headers).text.splitlines()
+    header = exported[0].split(",")
+    assert exported[1].split(",")[header.index("product")] == "full-object"
+    revoked = market.client.post(
+        f"/v1/agreements/{agreement['id']}/revoke", headers=operator.headers, json={"reason": "Contract ended."}
+    )
+    again = market.client.get(f"/v1/agreements/{agreement['id']}", headers=buyer.headers).json()
+    assert revoked.json() == again and again["status"] == "revoked"
