@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export MARKET_DATA_DIR ?= ./var
 
-.PHONY: run demo serve test lint fmt bench bench-metering bench-billing bench-upload install install-dev clean
+.PHONY: run demo serve test lint fmt tour bench bench-metering bench-billing bench-upload install install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ lint: install-dev
 fmt: install-dev
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+## Run the README's tour against a fresh demo server in a temporary directory; fails on the first failing step.
+tour: install
+	scripts/tour.sh $(BIN)
 
 ## Benchmarks (see docs/benchmarks.md); each prints ratios or times measured side by side in one run.
 bench: install-dev

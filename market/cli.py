@@ -71,8 +71,13 @@ def demo_command(
     ],
     as_json: JsonOption = False,
 ) -> None:
-    """Build the demo marketplace in the data directory, creating it if needed. Safe to run twice."""
+    """Build the demo marketplace in the data directory, creating it if needed. Safe to run twice.
+
+    A new demo dates from the first day of last month, and its buyers ran a few queries on the 15th: last
+    month is a finished billing period with usage (market/demo_history.py)."""
+    from market.clock import travel_to
     from market.demo import build_demo
+    from market.demo_history import add_history, is_fresh, previous_month_start
 
     settings = cli_settings()
     keys_out.parent.mkdir(parents=True, exist_ok=True)
@@ -80,15 +85,20 @@ def demo_command(
     database = open_database(create=True)
     try:
         with err.status("building the demo marketplace (nyc-flights-2013)..."):
-            keys = build_demo(database, settings)
+            if is_fresh(database):
+                with travel_to(previous_month_start(), frozen=False):
+                    keys = build_demo(database, settings)
+            else:
+                keys = build_demo(database, settings)
+            history = add_history(database, settings)
     finally:
         database.dispose()
     keys_out.write_text(json.dumps(keys, indent=2) + "\n")
     os.chmod(keys_out, 0o600)
     emit(
         as_json,
-        {"data_dir": str(settings.data_dir), "keys_out": str(keys_out), "roles": sorted(keys)},
-        f"demo ready in {settings.data_dir}; API keys written to {keys_out}",
+        {"data_dir": str(settings.data_dir), "keys_out": str(keys_out), "roles": sorted(keys), "history": history},
+        f"demo ready in {settings.data_dir} ({history} queries last month); API keys written to {keys_out}",
     )
 
 
