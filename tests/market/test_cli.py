@@ -119,3 +119,25 @@ def test_results_go_to_stdout_and_user_errors_are_one_line(cli_market: Market, t
     closed = _run("billing", "close", "--period", "2020-01", "--json")
     assert closed.exit_code == 0 and json.loads(closed.stdout) == {"period": "2020-01", "status": "closed"}
     assert os.path.exists(cli_market.settings.data_dir)
+
+
+def test_demo_has_last_months_usage_once_and_bills_it(cli_market: Market, tmp_path: Path) -> None:
+    """`market demo` dates a new demo back a month, with its buyers' queries of the 15th, so a finished
+    period can be billed; run again, it records no second copy of that history."""
+    from market.demo_history import HISTORY_BUYERS, HISTORY_QUERIES, previous_month_start
+
+    keys = tmp_path / "keys.json"
+    first = _run("demo", "--keys-out", str(keys), "--json")
+    assert first.exit_code == 0, first.output
+    assert json.loads(first.stdout)["history"] == len(HISTORY_BUYERS) * len(HISTORY_QUERIES)
+    again = _run("demo", "--keys-out", str(keys), "--json")
+    assert again.exit_code == 0, again.output
+    period = previous_month_start().strftime("%Y-%m")
+    billed = _run("billing", "run", "--period", period, "--json")
+    assert billed.exit_code == 0, billed.output
+    summary = json.loads(billed.stdout)
+    assert summary["invoices_created"] == len(HISTORY_BUYERS)
+    assert summary["usage_linked"] == len(HISTORY_BUYERS) * len(HISTORY_QUERIES)
+    commercial = {"Authorization": f"Bearer {json.loads(keys.read_text())['buyer_commercial']}"}
+    agreements = cli_market.client.get("/v1/agreements", headers=commercial).json()["items"]
+    assert agreements and all(a["valid_from"] < f"{period}-02" for a in agreements)
