@@ -8,7 +8,7 @@ from datetime import datetime
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from billing import reconciliation, revenue, statements
+from billing import reconciliation, repository, revenue, statements
 from billing.config import Period
 from billing.schemas import (
     BalanceOut,
@@ -123,17 +123,26 @@ def entries(
     )
 
 
-def _shares_out(slug: str, shares: list[revenue.Share]) -> RevenueSharesOut:
+def _shares_out(session: SessionDep, slug: str, shares: list[revenue.Share]) -> RevenueSharesOut:
+    names = repository.org_names(session, {s.party_org_id for s in shares if s.party_org_id})
     return RevenueSharesOut(
         product=slug,
-        shares=[ShareOut(party=s.party_kind, org_id=s.party_org_id, basis_points=s.basis_points) for s in shares],
+        shares=[
+            ShareOut(
+                party=s.party_kind,
+                org_id=s.party_org_id,
+                name=names.get(s.party_org_id or "", ""),
+                basis_points=s.basis_points,
+            )
+            for s in shares
+        ],
     )
 
 
 @router.get("/products/{slug}/revenue-shares", response_model=RevenueSharesOut)
 def get_shares(slug: str, session: SessionDep, principal: PrincipalDep) -> RevenueSharesOut:
     """The product's revenue shares in basis points, per party."""
-    return _shares_out(slug, revenue.shares_for_reader(session, principal, slug))
+    return _shares_out(session, slug, revenue.shares_for_reader(session, principal, slug))
 
 
 @router.put("/products/{slug}/revenue-shares", response_model=RevenueSharesOut)
@@ -141,7 +150,7 @@ def put_shares(slug: str, body: SharesIn, session: SessionDep, principal: Princi
     """The regulator or finance sets a product's revenue shares (basis points summing to 10,000).
     New agreements freeze them; existing agreements keep theirs."""
     shares = revenue.set_shares(session, principal, slug, [(s.party, s.org_id, s.basis_points) for s in body.shares])
-    return _shares_out(slug, shares)
+    return _shares_out(session, slug, shares)
 
 
 @router.get("/settlements", response_model=Page[StatementOut])

@@ -174,6 +174,7 @@ class SharesIn(BaseModel):
 class ShareOut(BaseModel):
     party: str
     org_id: str | None
+    name: str = Field(default="", description="The party's organisation name; empty for the platform's share.")
     basis_points: int
 
 

@@ -99,25 +99,25 @@ def list_resources(
     """Sources see their own resources; the regulator all; operators the registered ones; oldest first."""
     found = resources.visible(session, principal)
     page, next_cursor = page_of(found, key=lambda r: (r.created_at, r.id), limit=limit, cursor=cursor)
-    return Page(items=[ResourceOut.model_validate(r) for r in page], next_cursor=next_cursor)
+    return Page(items=resources.present(session, page), next_cursor=next_cursor)
 
 
 @resources_router.post("", response_model=ResourceOut, status_code=201)
 def register_resource(body: ResourceIn, session: SessionDep, principal: PrincipalDep) -> ResourceOut:
     """A source department submits a resource (catalogue metadata, classification) for registration."""
-    return ResourceOut.model_validate(resources.register(session, principal, body))
+    return resources.present(session, [resources.register(session, principal, body)])[0]
 
 
 @resources_router.get("/{resource_id}", response_model=ResourceOut)
 def get_resource(resource_id: str, session: SessionDep, principal: PrincipalDep) -> ResourceOut:
     """One data resource with its catalogue entry and review state."""
-    return ResourceOut.model_validate(resources.get_visible(session, principal, resource_id))
+    return resources.present(session, [resources.get_visible(session, principal, resource_id)])[0]
 
 
 @resources_router.put("/{resource_id}", response_model=ResourceOut)
 def revise_resource(resource_id: str, body: ResourceIn, session: SessionDep, principal: PrincipalDep) -> ResourceOut:
     """The source revises a returned resource; it goes back to the regulator as pending."""
-    return ResourceOut.model_validate(resources.revise(session, principal, resource_id, body))
+    return resources.present(session, [resources.revise(session, principal, resource_id, body)])[0]
 
 
 @resources_router.post("/{resource_id}/review", response_model=ResourceOut)
@@ -126,4 +126,4 @@ def review_resource(
 ) -> ResourceOut:
     """The regulator registers the resource (with a registration code) or returns it with comments."""
     reviewed = resources.review(session, principal, resource_id, body.decision, body.comment, body.registration_code)
-    return ResourceOut.model_validate(reviewed)
+    return resources.present(session, [reviewed])[0]

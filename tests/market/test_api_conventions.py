@@ -123,7 +123,13 @@ def test_a_foreign_cursor_is_a_400(market: Market) -> None:
         assert answer.json()["error"]["code"] == "invalid_cursor"
 
 
-HUMAN_NAMES = {"product_id": "product", "buyer_org_id": "buyer", "invoice_id": "invoice_number"}
+HUMAN_NAMES = {
+    "product_id": "product",
+    "buyer_org_id": "buyer",
+    "invoice_id": "invoice_number",
+    "source_org_id": "source",
+    "operator_org_id": "operator",
+}
 """An id of another object, and the field that must stand beside it with the name people use for it."""
 
 
