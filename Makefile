@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export MARKET_DATA_DIR ?= ./var
 
-.PHONY: run demo serve test lint fmt tour bench bench-metering bench-billing bench-upload install install-dev clean
+.PHONY: run demo serve test lint fmt tour bench bench-metering bench-billing bench-upload bench-quality install install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,9 @@ bench-billing: install-dev
 
 bench-upload: install-dev
 	$(BIN)/python -m bench.upload_memory
+
+bench-quality: install-dev
+	$(BIN)/python -m bench.quality_distinct
 
 clean:
 	rm -rf $(VENV) var
