@@ -17,6 +17,8 @@ cleanup() {
 trap cleanup EXIT
 
 export MARKET_DATA_DIR="$work/var"
+export TMPDIR="$work/tmp"   # the tour's own `mktemp -d` lands here too, removed with the rest
+mkdir -p "$TMPDIR"
 PORT=$("$BIN/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 export PORT
 unset MARKET_DATABASE_URL MARKET_CLOCK_START MARKET_STRIPE_API_KEY MARKET_STRIPE_API_BASE MARKET_STRIPE_WEBHOOK_SECRET
