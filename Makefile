@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export MARKET_DATA_DIR ?= ./var
 
-.PHONY: run demo serve test lint fmt messages bench bench-metering bench-billing bench-upload bench-documents install install-dev clean
+.PHONY: run demo serve test lint fmt tour messages bench bench-metering bench-billing bench-upload bench-quality bench-documents install install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,10 @@ fmt: install-dev
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+## Run the README's tour against a fresh demo server in a temporary directory; fails on the first failing step.
+tour: install
+	scripts/tour.sh $(BIN)
+
 ## Extract every msgid (babel.cfg) and update the zh_CN and en catalogues in market/locale/.
 messages: install-dev
 	$(BIN)/python -m market.catalogues update
@@ -62,6 +66,9 @@ bench-billing: install-dev
 
 bench-upload: install-dev
 	$(BIN)/python -m bench.upload_memory
+
+bench-quality: install-dev
+	$(BIN)/python -m bench.quality_distinct
 
 bench-documents: install-dev
 	$(BIN)/python -m bench.document_pdf

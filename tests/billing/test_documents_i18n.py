@@ -165,7 +165,9 @@ def test_settlement_statement_document(market: Market, billed):
         json={"amount_minor": invoice["total_minor"], "reference": "BOC-20261201-0001"},
     )
     assert paid.status_code == 201, paid.text
-    mine = market.client.get("/v1/settlements", headers=operator.headers, params={"period": billed["period"]}).json()
+    mine = market.client.get("/v1/settlements", headers=operator.headers, params={"period": billed["period"]}).json()[
+        "items"
+    ]
     assert len(mine) == 1
     text = pdf_text(
         get(market, "/v1/settlements/document", operator, "zh-CN", period=billed["period"], format="pdf").content
@@ -175,7 +177,7 @@ def test_settlement_statement_document(market: Market, billed):
     assert chinese_capitals(mine[0]["amount_minor"]) in text
     everyone = get(market, "/v1/settlements/document", finance, "en", period=billed["period"]).text
     everyone_data = market.client.get("/v1/settlements", headers=finance.headers, params={"period": billed["period"]})
-    assert {s["party"] for s in everyone_data.json()} == {"operator", "platform"}
+    assert {s["party"] for s in everyone_data.json()["items"]} == {"operator", "platform"}
     for text in ("Authorised operator", "Platform", "Total distributed", operator.principal.org_name):
         assert text in everyone, text
     buyer = billed["buyer"]
