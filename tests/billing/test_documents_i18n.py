@@ -165,7 +165,9 @@ def test_settlement_statement_document(market: Market, billed):
         json={"amount_minor": invoice["total_minor"], "reference": "BOC-20261201-0001"},
     )
     assert paid.status_code == 201, paid.text
-    mine = market.client.get("/v1/settlements", headers=operator.headers, params={"period": billed["period"]}).json()["items"]
+    mine = market.client.get("/v1/settlements", headers=operator.headers, params={"period": billed["period"]}).json()[
+        "items"
+    ]
     assert len(mine) == 1
     text = pdf_text(
         get(market, "/v1/settlements/document", operator, "zh-CN", period=billed["period"], format="pdf").content
