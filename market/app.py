@@ -97,7 +97,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(MarketError)
     async def market_error(_: Request, error: MarketError) -> JSONResponse:
-        return JSONResponse(status_code=error.status_code, content=error.to_body())
+        return JSONResponse(status_code=error.status_code, content=error.to_body(), headers=error.headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
