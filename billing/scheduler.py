@@ -9,7 +9,10 @@ bills every ended period since the earliest unbilled usage.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
+from collections.abc import Iterator
 from datetime import datetime
 
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
@@ -21,6 +24,7 @@ from billing.config import Period
 from billing.models import InvoiceLineUsage
 from market.clock import utcnow
 from market.db import Database
+from market.locks import release, try_lock
 from market.settings import Settings, get_settings
 from metering.models import UsageRecord
 
@@ -111,3 +115,50 @@ def start_scheduler(database: Database, settings: Settings) -> BackgroundSchedul
         )
     scheduler.resume()
     return scheduler
+
+
+SCHEDULER_LOCK = "scheduler.lock"
+TAKE_OVER_SECONDS = 30.0
+"""How often an API process without the scheduler checks whether the one that ran it has gone."""
+
+
+@contextlib.contextmanager
+def scheduler_if_first(database: Database, settings: Settings) -> Iterator[None]:
+    """Run the scheduler in exactly one API process of this machine (`market serve --workers N`).
+
+    The process holding `<data_dir>/run/scheduler.lock` runs it; the others check every
+    TAKE_OVER_SECONDS and take over if that process has died (the kernel then releases its lock).
+    Across machines, billing stays once-only by the period row lock (see the module docstring).
+    """
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    stop = threading.Event()
+    held: list[int] = []
+    running: list[BackgroundScheduler] = []
+
+    def take_when_free() -> None:
+        while not stop.is_set():
+            fd = try_lock(settings.run_dir / SCHEDULER_LOCK)
+            if fd is not None:
+                held.append(fd)
+                running.append(start_scheduler(database, settings))
+                return
+            stop.wait(TAKE_OVER_SECONDS)
+
+    fd = try_lock(settings.run_dir / SCHEDULER_LOCK)
+    watcher: threading.Thread | None = None
+    if fd is not None:
+        held.append(fd)
+        running.append(start_scheduler(database, settings))
+    else:
+        watcher = threading.Thread(target=take_when_free, name="scheduler-takeover", daemon=True)
+        watcher.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        if watcher is not None:
+            watcher.join()
+        for scheduler in running:
+            scheduler.shutdown(wait=False)
+        for lock in held:
+            release(lock)

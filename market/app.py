@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,6 +20,7 @@ from billing.payment_endpoints import router as payments_router
 from market.accounts.endpoints import router as accounts_router
 from market.db import Database
 from market.errors import MarketError
+from market.health import HealthCheck
 from market.messages import render
 from market.openapi import install as install_openapi
 from market.settings import Settings, get_settings
@@ -138,16 +140,17 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     settings.ensure_dirs()
     database = database or Database.from_settings(settings)
 
+    health = HealthCheck(settings)
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        scheduler = None
-        if settings.scheduler_enabled:
-            from billing.scheduler import start_scheduler
+        with contextlib.ExitStack() as running:
+            if settings.scheduler_enabled:
+                from billing.scheduler import scheduler_if_first
 
-            scheduler = start_scheduler(database, settings)
-        yield
-        if scheduler is not None:
-            scheduler.shutdown(wait=False)
+                running.enter_context(scheduler_if_first(database, settings))
+            yield
+        health.close()
         database.dispose()
 
     app = FastAPI(
@@ -167,10 +170,9 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         app.include_router(router)
 
     @app.get("/healthz", tags=["health"])
-    def healthz() -> dict[str, str]:
-        """200 once the service can serve: the database answers."""
-        with database.engine.connect() as connection:
-            connection.exec_driver_sql("SELECT 1")
+    async def healthz() -> dict[str, str]:
+        """200 once the service can serve: the database answers (checked apart from the request path)."""
+        await health.check()
         return {"status": "ok"}
 
     install_openapi(app)

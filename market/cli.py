@@ -57,15 +57,26 @@ def demo_command(
 def serve_command(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="API processes (uvicorn workers); default: the machine's cores.")
+    ] = None,
 ) -> None:
-    """Serve the HTTP API (and the scheduler)."""
+    """Serve the HTTP API (and the scheduler, in one of the processes).
+
+    Every process shares the machine-wide sandbox limits (MARKET_SANDBOX_WORKERS and the others,
+    see docs/sandbox.md), so adding API processes never adds sandbox workers running at once.
+    """
     import uvicorn
 
     from market.app import create_app
 
     settings = get_settings()
-    database = open_database()
-    uvicorn.run(create_app(settings, database), host=host, port=port)
+    open_database().dispose()
+    processes = workers or max(1, len(os.sched_getaffinity(0)))
+    if processes == 1:
+        uvicorn.run(create_app(settings), host=host, port=port)
+    else:
+        uvicorn.run("market.app:create_app", factory=True, host=host, port=port, workers=processes)
 
 
 app.add_typer(usage_app, name="usage")

@@ -22,17 +22,15 @@ directory, so every process that can run a query shares it.
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import hashlib
 import itertools
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from market.errors import ServiceUnavailable, TooManyRequests
+from market.locks import release, try_lock
 
 POLL_SECONDS = (0.002, 0.005, 0.01, 0.02)
 """How often a waiting query retries the worker slots: quickly at first, then every 20 ms."""
@@ -42,30 +40,12 @@ BUSY_RETRY_AFTER = 2
 """Seconds a caller turned away by a full or slow queue is told to wait."""
 
 
-def _try_lock(path: Path) -> int | None:
-    """An open descriptor holding an exclusive lock on `path`, or None if another holder has it."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as error:
-        os.close(fd)
-        if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-            return None
-        raise
-    return fd
-
-
 def _first_free(paths: list[Path]) -> int | None:
     for path in paths:
-        fd = _try_lock(path)
+        fd = try_lock(path)
         if fd is not None:
             return fd
     return None
-
-
-def _release(fd: int | None) -> None:
-    if fd is not None:
-        os.close(fd)  # closing the last descriptor of the open file releases the lock
 
 
 @dataclass(frozen=True)
@@ -112,8 +92,8 @@ class Admission:
                 worker = self._wait_for_worker()
             yield
         finally:
-            _release(worker)
-            _release(org)
+            release(worker)
+            release(org)
 
     def _wait_for_worker(self) -> int:
         queued = _first_free(self.queue_slots())
@@ -131,16 +111,16 @@ class Admission:
                 time.sleep(min(left, POLL_SECONDS[min(attempt, len(POLL_SECONDS) - 1)]))
             raise ServiceUnavailable("sandbox_busy", seconds=self.queue_timeout, retry_after=BUSY_RETRY_AFTER)
         finally:
-            _release(queued)
+            release(queued)
 
     def held(self, paths: list[Path]) -> int:
         """How many of `paths` some holder has locked now (for operations, tests and the bench)."""
         count = 0
         for path in paths:
-            fd = _try_lock(path)
+            fd = try_lock(path)
             if fd is None:
                 count += 1
-            _release(fd)
+            release(fd)
         return count
 
     @contextlib.contextmanager
@@ -149,11 +129,11 @@ class Admission:
         fds: list[int] = []
         try:
             for path in paths:
-                fd = _try_lock(path)
+                fd = try_lock(path)
                 if fd is None:
                     raise RuntimeError(f"slot {path.name} is already held")
                 fds.append(fd)
             yield
         finally:
             for fd in fds:
-                _release(fd)
+                release(fd)
