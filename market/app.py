@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -144,6 +145,10 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if settings.sandbox_prestart:
+            from metering.service import prestart_sandbox
+
+            threading.Thread(target=prestart_sandbox, args=(settings,), name="sandbox-prestart", daemon=True).start()
         with contextlib.ExitStack() as running:
             if settings.scheduler_enabled:
                 from billing.scheduler import scheduler_if_first

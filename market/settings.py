@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     """Queries that may wait for a worker, machine-wide (past it, 503); default: four per worker."""
     sandbox_queue_timeout_seconds: float = Field(default=5.0, gt=0)
     """How long a query waits for a worker before 503 `sandbox_busy`."""
+    sandbox_prestart: bool = True
+    """Start the sandbox workers with the server, so that the first queries do not wait for a spawn."""
 
     scheduler_enabled: bool = True
 

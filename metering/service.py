@@ -30,6 +30,7 @@ from sandbox.admission import Admission
 from sandbox.engine import EngineLimits
 from sandbox.errors import QueryFailed, QueryRefused
 from sandbox.policy import ProtectionPolicy
+from sandbox.pool import shared_pool
 from sandbox.service import Measurements, QueryResult, TableFile, plan_query
 from sandbox.service import execute as sandbox_execute
 
@@ -261,6 +262,11 @@ def sandbox_admission(settings: Settings) -> Admission:
     )
 
 
+def prestart_sandbox(settings: Settings) -> None:
+    """Start this process's sandbox workers now rather than at the first queries."""
+    shared_pool(sandbox_limits(settings)).prestart()
+
+
 @dataclass(frozen=True)
 class _Prepared:
     """What the first transaction decided: the attempt, and what the sandbox needs to run it."""
@@ -279,8 +285,10 @@ def _prepare(
     sql: str,
     idempotency_key: str | None,
     agreement_id: str | None,
+    over_limit: TooManyRequests | None,
 ) -> _Prepared | QueryOutcome:
-    """Transaction 1: replay, product, agreement and the early quota check; a refusal is recorded here."""
+    """Transaction 1: replay, product, agreement, the early quota check and the organisation's limit;
+    a refusal is recorded here (one over the limit not under its Idempotency-Key: it is transient)."""
     replay = attempts.replay(session, actor, idempotency_key, product_slug, sql)
     if replay is not None:
         return replay
@@ -296,6 +304,8 @@ def _prepare(
     early = attempts.quota_refusal(agreement, counter, Measurements(0, 0, 0, 0, 0))
     if early is not None:
         return attempts.refuse(session, attempt, early)
+    if over_limit is not None:
+        return attempts.refuse(session, replace(attempt, key=None), over_limit)
     version = session.get(ProductVersion, agreement.product_version_id)
     if version is None:  # pragma: no cover - agreements reference versions by foreign key
         raise NotFound("product_not_found", slug=product_slug)
@@ -331,29 +341,34 @@ def run_metered_query(
     Locks, always in this order: the agreement's month counter, then the buyer's chain head.
     """
     actor.require(Role.BUYER)
-    with database.transaction() as session:
-        prepared = _prepare(
-            session,
-            settings,
-            actor,
-            product_slug=product_slug,
-            sql=sql,
-            idempotency_key=idempotency_key,
-            agreement_id=agreement_id,
-        )
-    if isinstance(prepared, QueryOutcome):
-        return prepared
-    attempt = prepared.attempt
-    try:
-        plan = plan_query(sql, prepared.policy)
-        with sandbox_admission(settings).admit(actor.org_id):
-            result = sandbox_execute(plan, prepared.tables, sandbox_limits(settings), settings.sandbox_max_result_rows)
-    except (TooManyRequests, ServiceUnavailable) as overload:
+    admission = sandbox_admission(settings)
+    with admission.organisation(actor.org_id) as over_limit:
         with database.transaction() as session:
-            return attempts.refuse(session, replace(attempt, key=None), overload)
-    except (QueryRefused, QueryFailed) as error:
-        with database.transaction() as session:
-            return attempts.refuse(session, attempt, error)
+            prepared = _prepare(
+                session,
+                settings,
+                actor,
+                product_slug=product_slug,
+                sql=sql,
+                idempotency_key=idempotency_key,
+                agreement_id=agreement_id,
+                over_limit=over_limit,
+            )
+        if isinstance(prepared, QueryOutcome):
+            return prepared
+        attempt = prepared.attempt
+        try:
+            plan = plan_query(sql, prepared.policy)
+            with admission.worker():
+                result = sandbox_execute(
+                    plan, prepared.tables, sandbox_limits(settings), settings.sandbox_max_result_rows
+                )
+        except ServiceUnavailable as busy:
+            with database.transaction() as session:
+                return attempts.refuse(session, replace(attempt, key=None), busy)
+        except (QueryRefused, QueryFailed) as error:
+            with database.transaction() as session:
+                return attempts.refuse(session, attempt, error)
     with database.transaction() as session:
         return _record(session, attempt, result)
 

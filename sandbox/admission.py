@@ -75,25 +75,36 @@ class Admission:
         return self._slots("queue", self.queue_size)
 
     @contextlib.contextmanager
-    def admit(self, org_id: str) -> Iterator[None]:
-        """Hold an organisation slot and a worker slot for the block, waiting in the queue if needed.
+    def organisation(self, org_id: str) -> Iterator[TooManyRequests | None]:
+        """Hold one of the organisation's slots for the block; yields None, or the 429 to answer
+        (`too_many_queries`, with Retry-After) when the organisation is at its limit.
 
-        Raises TooManyRequests (`too_many_queries`) when the organisation is at its limit, and
-        ServiceUnavailable (`sandbox_busy`) when the queue is full or the wait times out; both carry
-        Retry-After. Nothing is held when either is raised.
+        Yielded rather than raised so that the caller can still replay an Idempotency-Key and record
+        the refused attempt in the transaction it opens anyway.
         """
-        org = _first_free(self.org_slots(org_id))
-        if org is None:
-            raise TooManyRequests("too_many_queries", limit=self.per_org, retry_after=TOO_MANY_RETRY_AFTER)
-        worker: int | None = None
+        fd = _first_free(self.org_slots(org_id))
         try:
-            worker = _first_free(self.worker_slots())
-            if worker is None:
-                worker = self._wait_for_worker()
+            if fd is None:
+                yield TooManyRequests("too_many_queries", limit=self.per_org, retry_after=TOO_MANY_RETRY_AFTER)
+            else:
+                yield None
+        finally:
+            release(fd)
+
+    @contextlib.contextmanager
+    def worker(self) -> Iterator[None]:
+        """Hold a worker slot for the block, waiting in the queue if every one is busy.
+
+        Raises ServiceUnavailable (`sandbox_busy`, with Retry-After) when the queue is full or the
+        wait times out; nothing is held then.
+        """
+        fd = _first_free(self.worker_slots())
+        if fd is None:
+            fd = self._wait_for_worker()
+        try:
             yield
         finally:
-            release(worker)
-            release(org)
+            release(fd)
 
     def _wait_for_worker(self) -> int:
         queued = _first_free(self.queue_slots())
