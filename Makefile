@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export MARKET_DATA_DIR ?= ./var
 
-.PHONY: run demo serve test lint fmt bench bench-metering bench-billing bench-upload install install-dev clean
+.PHONY: run demo serve test lint fmt bench bench-metering bench-billing bench-upload bench-fairness install install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,9 @@ bench-billing: install-dev
 
 bench-upload: install-dev
 	$(BIN)/python -m bench.upload_memory
+
+bench-fairness: install-dev
+	$(BIN)/python -m bench.sandbox_fairness
 
 clean:
 	rm -rf $(VENV) var

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
@@ -122,43 +123,59 @@ TAKE_OVER_SECONDS = 30.0
 """How often an API process without the scheduler checks whether the one that ran it has gone."""
 
 
+@dataclass
+class SchedulerRole:
+    """Whether this API process runs the scheduler: now, or later if it takes over."""
+
+    scheduler: BackgroundScheduler | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.scheduler is not None
+
+
 @contextlib.contextmanager
-def scheduler_if_first(database: Database, settings: Settings) -> Iterator[None]:
+def scheduler_if_first(
+    database: Database, settings: Settings, *, take_over_seconds: float = TAKE_OVER_SECONDS
+) -> Iterator[SchedulerRole]:
     """Run the scheduler in exactly one API process of this machine (`market serve --workers N`).
 
     The process holding `<data_dir>/run/scheduler.lock` runs it; the others check every
-    TAKE_OVER_SECONDS and take over if that process has died (the kernel then releases its lock).
+    `take_over_seconds` and take over if that process has gone (the kernel then releases its lock).
     Across machines, billing stays once-only by the period row lock (see the module docstring).
     """
     settings.run_dir.mkdir(parents=True, exist_ok=True)
+    lock_path = settings.run_dir / SCHEDULER_LOCK
+    role = SchedulerRole()
     stop = threading.Event()
     held: list[int] = []
-    running: list[BackgroundScheduler] = []
+
+    def take(fd: int) -> None:
+        held.append(fd)
+        role.scheduler = start_scheduler(database, settings)
 
     def take_when_free() -> None:
-        while not stop.is_set():
-            fd = try_lock(settings.run_dir / SCHEDULER_LOCK)
+        while not stop.wait(take_over_seconds):
+            fd = try_lock(lock_path)
             if fd is not None:
-                held.append(fd)
-                running.append(start_scheduler(database, settings))
+                take(fd)
                 return
-            stop.wait(TAKE_OVER_SECONDS)
 
-    fd = try_lock(settings.run_dir / SCHEDULER_LOCK)
+    first = try_lock(lock_path)
     watcher: threading.Thread | None = None
-    if fd is not None:
-        held.append(fd)
-        running.append(start_scheduler(database, settings))
+    if first is not None:
+        take(first)
     else:
         watcher = threading.Thread(target=take_when_free, name="scheduler-takeover", daemon=True)
         watcher.start()
     try:
-        yield
+        yield role
     finally:
         stop.set()
         if watcher is not None:
             watcher.join()
-        for scheduler in running:
-            scheduler.shutdown(wait=False)
-        for lock in held:
-            release(lock)
+        if role.scheduler is not None:
+            role.scheduler.shutdown(wait=False)
+            role.scheduler = None
+        for fd in held:
+            release(fd)

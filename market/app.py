@@ -144,7 +144,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     health = HealthCheck(settings)
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(served: FastAPI) -> AsyncIterator[None]:
         if settings.sandbox_prestart:
             from metering.service import prestart_sandbox
 
@@ -153,7 +153,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
             if settings.scheduler_enabled:
                 from billing.scheduler import scheduler_if_first
 
-                running.enter_context(scheduler_if_first(database, settings))
+                served.state.scheduler = running.enter_context(scheduler_if_first(database, settings))
             yield
         health.close()
         database.dispose()
