@@ -55,5 +55,6 @@ class HealthCheck:
             ) from error
 
     def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        """Close the connection; the check still works afterwards (it reconnects), as the app may be
+        served again (several lifespans, e.g. test clients). The idle thread ends with the process."""
         self._engine.dispose()
