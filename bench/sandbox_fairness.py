@@ -85,6 +85,9 @@ def _server(settings: Settings, workers: int) -> Iterator[str]:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
         log.close()
+        errors = (settings.data_dir / "server.log").read_text().split("ERROR:")[1:]
+        for error in errors[:3]:  # a 5xx is a bug: show its traceback
+            print("server error:", error[:3000], file=sys.stderr)
 
 
 class Tally:

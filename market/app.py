@@ -13,6 +13,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.params import Form
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from billing.endpoints import router as billing_router
@@ -20,7 +22,7 @@ from billing.finance_endpoints import router as finance_router
 from billing.payment_endpoints import router as payments_router
 from market.accounts.endpoints import router as accounts_router
 from market.db import Database
-from market.errors import MarketError
+from market.errors import MarketError, ServiceUnavailable
 from market.health import HealthCheck
 from market.messages import render
 from market.openapi import install as install_openapi
@@ -35,6 +37,8 @@ from products.governance.endpoints import router as authorisations_router
 from products.pipeline.endpoints import router as uploads_router
 
 log = logging.getLogger("market")
+DATABASE_BUSY_RETRY_AFTER = 2
+"""Seconds to wait after a 503 for a busy database (pool or write lock)."""
 
 ROUTERS = (
     web_router,
@@ -128,6 +132,19 @@ def install_error_handlers(app: FastAPI) -> None:
         if error.status_code == 400:
             return _error(400, "invalid_body", render("invalid_body", detail=_BODY_ERRORS.get(detail, detail)))
         return _error(error.status_code, "http_error", render("http_error", status=error.status_code, detail=detail))
+
+    @app.exception_handler(PoolTimeout)
+    @app.exception_handler(OperationalError)
+    async def database_busy(request: Request, error: Exception) -> JSONResponse:
+        # Overload, not a bug: every pooled connection in use, or SQLite's write lock not free within
+        # its busy timeout. The transaction was rolled back, so a retry is safe.
+        if isinstance(error, OperationalError) and "database is locked" not in str(error):
+            return await unexpected(request, error)
+        log.warning("database busy: %s", str(error).splitlines()[0])
+        busy = ServiceUnavailable(
+            "service_unavailable", detail="the database is busy", retry_after=DATABASE_BUSY_RETRY_AFTER
+        )
+        return JSONResponse(status_code=busy.status_code, content=busy.to_body(), headers=busy.headers)
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, error: Exception) -> JSONResponse:
