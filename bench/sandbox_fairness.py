@@ -65,7 +65,12 @@ def _server(settings: Settings, workers: int) -> Iterator[str]:
     log = (settings.data_dir / "server.log").open("wb")
     command = [sys.executable, "-c", "from market.cli import main; main()", "serve", "--port", str(port)]
     server = subprocess.Popen(
-        [*command, "--workers", str(workers)], env=env, start_new_session=True, stdout=log, stderr=subprocess.STDOUT
+        # --workers 1 is left out, so that the bench also runs against a server from before the flag
+        [*command, *(["--workers", str(workers)] if workers > 1 else [])],
+        env=env,
+        start_new_session=True,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
     try:
