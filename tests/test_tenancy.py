@@ -182,6 +182,8 @@ DEFAULT_ARGS = {
     "period": "period",
     "user_id": "user_buyer_a",
     "key_id": "key_buyer_a",
+    "note_id": "credit_note_a",
+    "org_id": "org_buyer_a",
 }
 
 REASON = {"reason": "testing tenancy"}
@@ -205,6 +207,8 @@ PRODUCT = "/v1/products/{slug}"
 VERSION = "/v1/products/{slug}/versions/{number}"
 AUTH = "/v1/authorisations/{authorisation_id}"
 RES = "/v1/resources/{resource_id}"
+NOTE_DOC = "/v1/credit-notes/{note_id}/document"
+ORG = "/v1/orgs/{org_id}"
 PERIOD = {"period": this_period()}
 
 BUYER_VS_BUYER = [
@@ -215,6 +219,9 @@ BUYER_VS_BUYER = [
     _nf("buyer_b", "GET", INV + "/document", "invoice_not_found"),
     _nf("buyer_b", "GET", INV + "/document", "invoice_not_found", params={"format": "pdf"}),
     _nf("buyer_b", "POST", INV + "/pay", "invoice_not_found", body={"payment_method": "pm_card_visa"}),
+    _nf("buyer_b", "GET", NOTE_DOC, "credit_note_not_found"),
+    _nf("buyer_b", "GET", NOTE_DOC, "credit_note_not_found", params={"format": "pdf", "lang": "zh-CN"}),
+    _nf("buyer_b", "GET", ORG, "organisation_not_found"),
     _nf("buyer_b", "GET", AGR, "agreement_not_found"),
     _nf("buyer_b", "GET", AGR + "/odrl", "agreement_not_found"),
     _nf("buyer_b", "GET", REQ, "access_request_not_found"),
@@ -280,6 +287,7 @@ OPERATOR_VS_OPERATOR = [
     _nf("operator_b", "GET", AGR + "/odrl", "agreement_not_found"),
     _nf("operator_b", "POST", AGR + "/revoke", "agreement_not_found", body=REASON),
     _nf("operator_b", "GET", AUTH, "authorisation_not_found"),
+    _nf("operator_b", "GET", ORG, "organisation_not_found", args={"org_id": "org_operator_a"}),
     _nf("operator_b", "GET", AUTH + "/events", "authorisation_not_found"),
     # Operator A may not see or decide a request operator B reviews, nor one the regulator reviews.
     _nf("operator_a", "GET", REQ, "access_request_not_found"),
@@ -305,6 +313,7 @@ SOURCE_VS_SOURCE = [
         body={"title": "x", "zone": "transport", "region": "CN-11", "classification": "general"},
     ),
     _nf("source_b", "GET", PRODUCT + "/revenue-shares", "product_not_found"),
+    _nf("source_b", "GET", ORG, "organisation_not_found", args={"org_id": "org_source_a"}),
 ]
 
 TRANSFER = {"amount_minor": 1, "reference": "X-1"}
@@ -322,6 +331,8 @@ CROSS_ROLE = [
             ("GET", "/v1/ledger/balances", None, None),
             ("GET", "/v1/ledger/entries", None, None),
             ("GET", "/v1/settlements", None, PERIOD),
+            ("GET", "/v1/settlements/document", None, PERIOD),
+            ("PATCH", ORG, {"address": "x"}, None),
             ("POST", "/v1/payments", {**TRANSFER, "buyer_org_id": "{org_buyer_a}"}, None),
             ("POST", INV + "/payments", TRANSFER, None),
             ("POST", INV + "/finalize", None, None),
@@ -369,6 +380,8 @@ CROSS_ROLE = [
             ("GET", INV, None, None),
             ("GET", "/v1/payments", None, None),
             ("GET", "/v1/credit-notes", None, None),
+            ("GET", NOTE_DOC, None, None),
+            ("PATCH", ORG, {"address": "x"}, None),
             ("GET", "/v1/reconciliation", None, PERIOD),
             ("GET", "/v1/ledger/entries", None, None),
             ("POST", "/v1/queries", {"product": "alpha", "sql": SQL}, None),
@@ -410,6 +423,7 @@ CROSS_ROLE = [
             ("POST", "/v1/queries", {"product": "alpha", "sql": SQL}, None),
             ("GET", "/v1/usage", None, None),
             ("POST", "/v1/orgs", {"name": "evil", "kind": "buyer"}, None),
+            ("PATCH", ORG, {"bank_account": "12345678"}, None),
         ]
     ),
     # The platform admin manages organisations, users and keys: no invoices, money or audit log.
@@ -422,6 +436,8 @@ CROSS_ROLE = [
             ("GET", "/v1/payments", None, None),
             ("GET", "/v1/credit-notes", None, None),
             ("GET", "/v1/settlements", None, PERIOD),
+            ("GET", "/v1/settlements/document", None, PERIOD),
+            ("GET", NOTE_DOC, None, None),
             ("GET", "/v1/agreements", None, None),
             ("GET", AGR, None, None),
             ("GET", "/v1/audit/queries", None, None),
@@ -436,6 +452,8 @@ CROSS_ROLE = [
             ("GET", INV, None, None),
             ("GET", "/v1/payments", None, None),
             ("GET", "/v1/credit-notes", None, None),
+            ("GET", NOTE_DOC, None, None),
+            ("PATCH", ORG, {"address": "x"}, None),
             ("GET", "/v1/usage", None, None),
             ("POST", "/v1/queries", {"product": "alpha", "sql": SQL}, None),
             ("GET", "/v1/uploads", None, None),
@@ -603,6 +621,13 @@ def test_lists_hold_only_the_callers_own_objects(world: World) -> None:
         assert {s["org_id"] for s in statements} <= {org[who]}, who
     assert {s["org_id"] for s in _get(world, "operator_a", "/v1/settlements", period=period)} == {org["operator_a"]}
     assert {s["org_id"] for s in _get(world, "source_a", "/v1/settlements", period=period)} == {org["source_a"]}
+    # The statement document holds the same: source B's names no other party, finance's names them all.
+    names = {who: f">{world.actors[who].principal.org_name}<" for who in ("source_a", "operator_a")}
+    for who, shown in (("source_b", set()), ("source_a", {"source_a"}), ("finance", {"source_a", "operator_a"})):
+        page = world.market.client.get(
+            "/v1/settlements/document", headers=world.actors[who].headers, params={"period": period}
+        ).text
+        assert {name for name, cell in names.items() if cell in page} == shown, who
     everyone = {s["org_id"] for s in _get(world, "finance", "/v1/settlements", period=period)}
     assert {org["operator_a"], org["source_a"]} <= everyone
     assert _get(world, "regulator", "/v1/settlements", period=period)
@@ -666,6 +691,7 @@ LIST_OR_OPEN_ROUTES = {
     ("GET", "/v1/payments"),
     ("GET", "/v1/credit-notes"),
     ("GET", "/v1/settlements"),
+    ("GET", "/v1/settlements/document"),  # the caller's own statements, as GET /v1/settlements
     ("GET", "/v1/usage"),
     ("GET", "/v1/usage/summary"),
     ("GET", "/v1/usage/export"),
