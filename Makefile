@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export MARKET_DATA_DIR ?= ./var
 
-.PHONY: run demo serve test lint fmt tour messages bench bench-metering bench-billing bench-upload bench-quality bench-documents install install-dev clean
+.PHONY: run demo serve test lint fmt tour messages bench bench-metering bench-billing bench-upload bench-quality bench-documents bench-fairness install install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -72,6 +72,9 @@ bench-quality: install-dev
 
 bench-documents: install-dev
 	$(BIN)/python -m bench.document_pdf
+
+bench-fairness: install-dev
+	$(BIN)/python -m bench.sandbox_fairness
 
 clean:
 	rm -rf $(VENV) var

@@ -46,7 +46,16 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         base = Settings()
-        settings = Settings(data_dir=Path(tmp), database_url=base.database_url, scheduler_enabled=False)
+        # Admission is set above the 64-query burst: this bench measures metering, not the per-organisation
+        # limit (bench/sandbox_fairness.py measures that).
+        settings = Settings(
+            data_dir=Path(tmp),
+            database_url=base.database_url,
+            scheduler_enabled=False,
+            sandbox_org_concurrency=64,
+            sandbox_queue_size=64,
+            sandbox_queue_timeout_seconds=300,
+        )
         database = Database.from_settings(settings)
         migrate(database)
         keys = build_demo(database, settings)

@@ -9,7 +9,11 @@ bills every ended period since the earliest unbilled usage.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
@@ -21,6 +25,7 @@ from billing.config import Period
 from billing.models import InvoiceLineUsage
 from market.clock import utcnow
 from market.db import Database
+from market.locks import release, try_lock
 from market.settings import Settings, get_settings
 from metering.models import UsageRecord
 
@@ -111,3 +116,66 @@ def start_scheduler(database: Database, settings: Settings) -> BackgroundSchedul
         )
     scheduler.resume()
     return scheduler
+
+
+SCHEDULER_LOCK = "scheduler.lock"
+TAKE_OVER_SECONDS = 30.0
+"""How often an API process without the scheduler checks whether the one that ran it has gone."""
+
+
+@dataclass
+class SchedulerRole:
+    """Whether this API process runs the scheduler: now, or later if it takes over."""
+
+    scheduler: BackgroundScheduler | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.scheduler is not None
+
+
+@contextlib.contextmanager
+def scheduler_if_first(
+    database: Database, settings: Settings, *, take_over_seconds: float = TAKE_OVER_SECONDS
+) -> Iterator[SchedulerRole]:
+    """Run the scheduler in exactly one API process of this machine (`market serve --workers N`).
+
+    The process holding `<data_dir>/run/scheduler.lock` runs it; the others check every
+    `take_over_seconds` and take over if that process has gone (the kernel then releases its lock).
+    Across machines, billing stays once-only by the period row lock (see the module docstring).
+    """
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    lock_path = settings.run_dir / SCHEDULER_LOCK
+    role = SchedulerRole()
+    stop = threading.Event()
+    held: list[int] = []
+
+    def take(fd: int) -> None:
+        held.append(fd)
+        role.scheduler = start_scheduler(database, settings)
+
+    def take_when_free() -> None:
+        while not stop.wait(take_over_seconds):
+            fd = try_lock(lock_path)
+            if fd is not None:
+                take(fd)
+                return
+
+    first = try_lock(lock_path)
+    watcher: threading.Thread | None = None
+    if first is not None:
+        take(first)
+    else:
+        watcher = threading.Thread(target=take_when_free, name="scheduler-takeover", daemon=True)
+        watcher.start()
+    try:
+        yield role
+    finally:
+        stop.set()
+        if watcher is not None:
+            watcher.join()
+        if role.scheduler is not None:
+            role.scheduler.shutdown(wait=False)
+            role.scheduler = None
+        for fd in held:
+            release(fd)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,6 +13,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.params import Form
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from billing.endpoints import router as billing_router
@@ -19,7 +23,8 @@ from billing.payment_endpoints import router as payments_router
 from market import i18n
 from market.accounts.endpoints import router as accounts_router
 from market.db import Database
-from market.errors import MarketError
+from market.errors import MarketError, ServiceUnavailable
+from market.health import HealthCheck
 from market.i18n import N_
 from market.messages import render
 from market.openapi import install as install_openapi
@@ -34,6 +39,8 @@ from products.governance.endpoints import router as authorisations_router
 from products.pipeline.endpoints import router as uploads_router
 
 log = logging.getLogger("market")
+DATABASE_BUSY_RETRY_AFTER = 2
+"""Seconds to wait after a 503 for a busy database (pool or write lock)."""
 
 ROUTERS = (
     web_router,
@@ -137,7 +144,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(MarketError)
     async def market_error(request: Request, error: MarketError) -> JSONResponse:
-        return JSONResponse(status_code=error.status_code, content=error.to_body(request_locale(request)))
+        return JSONResponse(
+            status_code=error.status_code, content=error.to_body(request_locale(request)), headers=error.headers
+        )
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
@@ -172,6 +181,21 @@ def install_error_handlers(app: FastAPI) -> None:
             error.status_code, "http_error", render("http_error", locale, status=error.status_code, detail=detail)
         )
 
+    @app.exception_handler(PoolTimeout)
+    @app.exception_handler(OperationalError)
+    async def database_busy(request: Request, error: Exception) -> JSONResponse:
+        # Overload, not a bug: every pooled connection in use, or SQLite's write lock not free within
+        # its busy timeout. The transaction was rolled back, so a retry is safe.
+        if isinstance(error, OperationalError) and "database is locked" not in str(error):
+            return await unexpected(request, error)
+        log.warning("database busy: %s", str(error).splitlines()[0])
+        busy = ServiceUnavailable(
+            "service_unavailable", detail="the database is busy", retry_after=DATABASE_BUSY_RETRY_AFTER
+        )
+        return JSONResponse(
+            status_code=busy.status_code, content=busy.to_body(request_locale(request)), headers=busy.headers
+        )
+
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> JSONResponse:
         log.exception("unhandled error", exc_info=error)
@@ -184,16 +208,21 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     settings.ensure_dirs()
     database = database or Database.from_settings(settings)
 
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        scheduler = None
-        if settings.scheduler_enabled:
-            from billing.scheduler import start_scheduler
+    health = HealthCheck(settings)
 
-            scheduler = start_scheduler(database, settings)
-        yield
-        if scheduler is not None:
-            scheduler.shutdown(wait=False)
+    @asynccontextmanager
+    async def lifespan(served: FastAPI) -> AsyncIterator[None]:
+        if settings.sandbox_prestart:
+            from metering.service import prestart_sandbox
+
+            threading.Thread(target=prestart_sandbox, args=(settings,), name="sandbox-prestart", daemon=True).start()
+        with contextlib.ExitStack() as running:
+            if settings.scheduler_enabled:
+                from billing.scheduler import scheduler_if_first
+
+                served.state.scheduler = running.enter_context(scheduler_if_first(database, settings))
+            yield
+        health.close()
         database.dispose()
 
     app = FastAPI(
@@ -217,10 +246,9 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         app.include_router(router)
 
     @app.get("/healthz", tags=["health"])
-    def healthz() -> dict[str, str]:
-        """200 once the service can serve: the database answers."""
-        with database.engine.connect() as connection:
-            connection.exec_driver_sql("SELECT 1")
+    async def healthz() -> dict[str, str]:
+        """200 once the service can serve: the database answers (checked apart from the request path)."""
+        await health.check()
         return {"status": "ok"}
 
     install_openapi(app)

@@ -107,15 +107,32 @@ def demo_command(
 def serve_command(
     host: Annotated[str, typer.Option(metavar="HOST", help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(metavar="PORT", help="Port to listen on.")] = 8000,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, metavar="N", help="API processes (uvicorn workers); default: the machine's cores."),
+    ] = None,
 ) -> None:
-    """Serve the HTTP API and the web console (and the scheduler) for an existing marketplace."""
+    """Serve the HTTP API and the web console (and the scheduler, in one process) for an existing marketplace.
+
+    Every process shares the machine-wide sandbox limits (MARKET_SANDBOX_WORKERS and the others, see
+    docs/sandbox.md), so adding API processes never adds sandbox workers running at once.
+    """
     import uvicorn
 
     from market.app import create_app
 
     settings = cli_settings()
-    database = open_database()
-    uvicorn.run(create_app(settings, database), host=host, port=port)
+    open_database().dispose()
+    processes = workers or max(1, len(os.sched_getaffinity(0)))
+    if processes == 1:
+        uvicorn.run(create_app(settings), host=host, port=port)
+        return
+    # Each worker process builds its app from the environment: hand it the marketplace found here
+    # (possibly from the configuration file).
+    os.environ["MARKET_DATA_DIR"] = str(settings.data_dir)
+    if settings.database_url:
+        os.environ["MARKET_DATABASE_URL"] = settings.database_url
+    uvicorn.run("market.app:create_app", factory=True, host=host, port=port, workers=processes)
 
 
 app.add_typer(usage_app, name="usage")

@@ -58,13 +58,13 @@ def add_history(database: Database, settings: Settings) -> int:
                     if user is None or org is None:  # pragma: no cover - build_demo created them
                         return accepted
                     buyer = Principal(user_id=user.id, org_id=org.id, org_name=org.name, role=Role.BUYER)
-                    outcome = metering.run_metered_query(
-                        session,
-                        settings,
-                        buyer,
-                        product_slug=FLIGHTS_SLUG,
-                        sql=sql,
-                        idempotency_key=f"demo-history-{period}-{index}",
-                    )
+                outcome = metering.run_metered_query(  # its own transactions, as for POST /v1/queries
+                    database,
+                    settings,
+                    buyer,
+                    product_slug=FLIGHTS_SLUG,
+                    sql=sql,
+                    idempotency_key=f"demo-history-{period}-{index}",
+                )
                 accepted += outcome.status_code == 200
     return accepted

@@ -12,11 +12,15 @@ class MarketError(Exception):
 
     status_code = 400
 
-    def __init__(self, code: str, /, *, status_code: int | None = None, **params: Any) -> None:
+    def __init__(
+        self, code: str, /, *, status_code: int | None = None, retry_after: int | None = None, **params: Any
+    ) -> None:
         self.code = code
         self.params = params
         if status_code is not None:
             self.status_code = status_code
+        self.retry_after = retry_after
+        """Seconds to wait before retrying (overload), sent as the Retry-After header."""
         self.message = render(code, None, **params)
         super().__init__(f"{code}: {self.message}")
 
@@ -24,6 +28,11 @@ class MarketError(Exception):
         """The error shape, with the message in `locale` (default: the locale it was raised in)."""
         message = self.message if locale is None else render(self.code, locale, **self.params)
         return {"error": {"code": self.code, "message": message}}
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Response headers the error needs: Retry-After for overload."""
+        return {} if self.retry_after is None else {"Retry-After": str(self.retry_after)}
 
 
 class BadRequest(MarketError):
@@ -52,3 +61,9 @@ class Unprocessable(MarketError):
 
 class TooManyRequests(MarketError):
     status_code = 429
+
+
+class ServiceUnavailable(MarketError):
+    """Overload or a dependency down: the caller should retry after Retry-After."""
+
+    status_code = 503

@@ -145,6 +145,15 @@ EN: dict[str, str] = {
     "plan_purpose_mismatch": "Plan '{plan}' is for {plan_purpose} use; purpose '{purpose}' needs a {needed} plan.",
     "duplicate_agreement": "You already hold an active agreement for '{slug}'.",
     "quota_exhausted": "The agreement's quota of {quota} queries this month is used up; ask for a larger quota.",
+    "too_many_queries": (
+        "Your organisation already has {limit} queries in flight, the most it may run at once; wait for one "
+        "to finish (see Retry-After) or send fewer queries in parallel."
+    ),
+    "sandbox_busy": (
+        "Every sandbox worker is busy and no place in the queue came free within {seconds} s; retry after "
+        "the seconds in Retry-After."
+    ),
+    "service_unavailable": "The service cannot serve right now ({detail}); retry after the seconds in Retry-After.",
     "idempotency_conflict": "Idempotency-Key '{key}' was used for a different request; use a new key.",
     # Metering: access requests, agreements, quotas, usage and audit
     "scenario_required": "Name the scenario you will use the data in, e.g. 'route-planning'.",

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import SecretStr, computed_field
+from pydantic import Field, SecretStr, computed_field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -29,6 +30,16 @@ class Settings(BaseSettings):
     sandbox_threads: int = 2
     sandbox_timeout_seconds: float = 20.0
     sandbox_max_result_rows: int = 10_000
+    sandbox_workers: int | None = Field(default=None, ge=1)
+    """Sandbox queries running at once on this machine, across every API process; default: the cores."""
+    sandbox_org_concurrency: int | None = Field(default=None, ge=1)
+    """An organisation's queries in flight at once (past it, 429); default: half the workers, at least 1."""
+    sandbox_queue_size: int | None = Field(default=None, ge=0)
+    """Queries that may wait for a worker, machine-wide (past it, 503); default: four per worker."""
+    sandbox_queue_timeout_seconds: float = Field(default=5.0, gt=0)
+    """How long a query waits for a worker before 503 `sandbox_busy`."""
+    sandbox_prestart: bool = True
+    """Start the sandbox workers with the server, so that the first queries do not wait for a spawn."""
 
     scheduler_enabled: bool = True
 
@@ -38,6 +49,25 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'market.db').resolve()}"
+
+    @property
+    def workers(self) -> int:
+        """Sandbox workers for the whole machine: the setting, or the cores this process may use."""
+        return self.sandbox_workers or max(1, len(os.sched_getaffinity(0)))
+
+    @property
+    def org_concurrency(self) -> int:
+        """One organisation's queries in flight: below the workers, so other buyers always find one free."""
+        return self.sandbox_org_concurrency or max(1, self.workers // 2)
+
+    @property
+    def queue_size(self) -> int:
+        return self.sandbox_queue_size if self.sandbox_queue_size is not None else 4 * self.workers
+
+    @property
+    def run_dir(self) -> Path:
+        """Machine-local coordination between API processes: sandbox slots, the scheduler's lock."""
+        return self.data_dir / "run"
 
     @property
     def products_dir(self) -> Path:

@@ -5,7 +5,7 @@ Used by metering.service.run_metered_query, which owns the order of the steps an
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -26,6 +26,8 @@ class QueryOutcome:
 
     status_code: int
     body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+    """Response headers beside the body: Retry-After on an overload refusal."""
 
 
 def month_of(moment: datetime) -> str:
@@ -129,7 +131,7 @@ def refuse(
     record_id = new_id("qry")
     body = error.to_body()
     body["error"]["query_id"] = record_id
-    return append(
+    outcome = append(
         session,
         attempt,
         head,
@@ -140,6 +142,8 @@ def refuse(
         result=result,
         error=error,
     )
+    outcome.headers = error.headers
+    return outcome
 
 
 def agreement_refusal(agreement: Agreement, now: datetime) -> MarketError | None:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import JSONResponse
 
 from market.clock import utcnow
-from market.deps import PrincipalDep, SessionDep, SettingsDep
+from market.deps import DatabaseDep, PrincipalDep, SessionDep, SettingsDep
 from market.errors import BadRequest
 from market.pagination import CursorQuery, LimitQuery, Page, cut, decode_cursor, page_of
 from metering import access, agreements, audit, odrl, service, usage
@@ -165,14 +165,18 @@ def revoke_agreement(agreement_id: str, body: RevokeIn, session: SessionDep, pri
 @router.post("/queries", responses={200: {"model": QueryResultOut}})
 def run_query(
     body: QueryIn,
-    session: SessionDep,
+    database: DatabaseDep,
     principal: PrincipalDep,
     settings: SettingsDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> JSONResponse:
-    """Run one aggregate SELECT under the caller's agreement; every attempt is metered."""
+    """Run one aggregate SELECT under the caller's agreement; every attempt is metered.
+
+    The route opens its own short transactions (no request session): none is held while the query
+    waits for or runs in a sandbox worker, and the usage record is committed before the answer.
+    """
     outcome = service.run_metered_query(
-        session,
+        database,
         settings,
         principal,
         product_slug=body.product,
@@ -180,7 +184,7 @@ def run_query(
         idempotency_key=idempotency_key,
         agreement_id=body.agreement,
     )
-    return JSONResponse(status_code=outcome.status_code, content=outcome.body)
+    return JSONResponse(status_code=outcome.status_code, content=outcome.body, headers=outcome.headers)
 
 
 def _before(cursor: str | None) -> tuple[datetime, str] | None:

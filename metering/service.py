@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
@@ -11,7 +11,8 @@ from billing import revenue as billing_revenue
 from market.accounts.models import Role
 from market.accounts.service import Principal
 from market.clock import new_id, utcnow
-from market.errors import Conflict, Forbidden, NotFound, Unprocessable
+from market.db import Database
+from market.errors import Conflict, Forbidden, NotFound, ServiceUnavailable, TooManyRequests, Unprocessable
 from market.settings import Settings
 from metering import access, attempts, repository
 from metering.attempts import QueryOutcome
@@ -25,11 +26,13 @@ from metering.pricing import PlanTerms, rate_query
 from products import service as products
 from products.models import PlanKind, PricePlan, Product, ProductStatus, ProductVersion
 from products.schemas import PlanOut
+from sandbox.admission import Admission
 from sandbox.engine import EngineLimits
 from sandbox.errors import QueryFailed, QueryRefused
 from sandbox.policy import ProtectionPolicy
-from sandbox.service import Measurements
-from sandbox.service import run_query as sandbox_run
+from sandbox.pool import shared_pool
+from sandbox.service import Measurements, QueryResult, TableFile, plan_query
+from sandbox.service import execute as sandbox_execute
 
 DEFAULT_VALIDITY = timedelta(days=365)
 AUTO_APPROVAL_REASON = "Auto-approved: the operator approves commercial requests for this product automatically."
@@ -238,8 +241,80 @@ def _agreement_for_query(
     return latest
 
 
-def run_metered_query(
+def sandbox_limits(settings: Settings) -> EngineLimits:
+    """The per-query limits and the (machine-wide) number of sandbox workers the settings ask for."""
+    return EngineLimits(
+        memory_limit=settings.sandbox_memory_limit,
+        threads=settings.sandbox_threads,
+        timeout_seconds=settings.sandbox_timeout_seconds,
+        workers=settings.workers,
+    )
+
+
+def sandbox_admission(settings: Settings) -> Admission:
+    """The admission rules (per-organisation limit, workers, queue) shared by every API process."""
+    return Admission(
+        settings.run_dir / "sandbox",
+        workers=settings.workers,
+        per_org=settings.org_concurrency,
+        queue_size=settings.queue_size,
+        queue_timeout=settings.sandbox_queue_timeout_seconds,
+    )
+
+
+def prestart_sandbox(settings: Settings) -> None:
+    """Start this process's sandbox workers now rather than at the first queries."""
+    shared_pool(sandbox_limits(settings)).prestart()
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """What the first transaction decided: the attempt, and what the sandbox needs to run it."""
+
+    attempt: attempts.Attempt
+    policy: ProtectionPolicy
+    tables: dict[str, TableFile]
+
+
+def _prepare(
     session: Session,
+    settings: Settings,
+    actor: Principal,
+    *,
+    product_slug: str,
+    sql: str,
+    idempotency_key: str | None,
+    agreement_id: str | None,
+    over_limit: TooManyRequests | None,
+) -> _Prepared | QueryOutcome:
+    """Transaction 1: replay, product, agreement, the early quota check and the organisation's limit;
+    a refusal is recorded here (one over the limit not under its Idempotency-Key: it is transient)."""
+    replay = attempts.replay(session, actor, idempotency_key, product_slug, sql)
+    if replay is not None:
+        return replay
+    product = products.servable_product(session, actor, product_slug)
+    now = utcnow()
+    agreement = _agreement_for_query(session, actor, product, now, agreement_id)
+    attempt = attempts.Attempt(actor, agreement, product_slug, sql, idempotency_key, now)
+    refusal = attempts.agreement_refusal(agreement, now)
+    if refusal is not None:
+        return attempts.refuse(session, attempt, refusal)
+    # A cheap early refusal when the quota is already used up; the binding decision is in transaction 3.
+    counter = repository.month_counter(session, agreement.id, attempts.month_of(now))
+    early = attempts.quota_refusal(agreement, counter, Measurements(0, 0, 0, 0, 0))
+    if early is not None:
+        return attempts.refuse(session, attempt, early)
+    if over_limit is not None:
+        return attempts.refuse(session, replace(attempt, key=None), over_limit)
+    version = session.get(ProductVersion, agreement.product_version_id)
+    if version is None:  # pragma: no cover - agreements reference versions by foreign key
+        raise NotFound("product_not_found", slug=product_slug)
+    policy = ProtectionPolicy.model_validate(agreement.policy)
+    return _Prepared(attempt, policy, products.version_tables(settings, version))
+
+
+def run_metered_query(
+    database: Database,
     settings: Settings,
     actor: Principal,
     *,
@@ -250,54 +325,58 @@ def run_metered_query(
 ) -> QueryOutcome:
     """Run a buyer's query under its agreement and record exactly one usage record for the attempt.
 
+    Three short transactions, and none is open (no session, no pooled connection) while the query
+    waits for a sandbox worker or runs in one: (1) replay, agreement and early refusals; then
+    validation, admission (per-organisation limit, queue) and the run, outside any transaction;
+    (3) the binding quota and cap decision, rating and the usage record, committed before the
+    answer is returned.
+
     Refused and failed queries are recorded as `rejected`, never charged, and returned as a 4xx
-    outcome rather than raised, so the record commits with the request. A retry with the same
-    Idempotency-Key gets the stored outcome back and records nothing new, also when the retry
-    races the original: the key is checked again under the buyer's chain lock.
+    outcome rather than raised. Overload refusals (429 `too_many_queries`, 503 `sandbox_busy`) are
+    recorded the same way but not under the Idempotency-Key: they are transient, so a retry with
+    the key runs the query. A retry with the same Idempotency-Key gets the stored outcome back and
+    records nothing new, also when the retry races the original: the key is checked again under the
+    buyer's chain lock.
 
     Locks, always in this order: the agreement's month counter, then the buyer's chain head.
     """
     actor.require(Role.BUYER)
-    replay = attempts.replay(session, actor, idempotency_key, product_slug, sql)
-    if replay is not None:
-        return replay
+    admission = sandbox_admission(settings)
+    with admission.organisation(actor.org_id) as over_limit:
+        with database.transaction() as session:
+            prepared = _prepare(
+                session,
+                settings,
+                actor,
+                product_slug=product_slug,
+                sql=sql,
+                idempotency_key=idempotency_key,
+                agreement_id=agreement_id,
+                over_limit=over_limit,
+            )
+        if isinstance(prepared, QueryOutcome):
+            return prepared
+        attempt = prepared.attempt
+        try:
+            plan = plan_query(sql, prepared.policy)
+            with admission.worker():
+                result = sandbox_execute(
+                    plan, prepared.tables, sandbox_limits(settings), settings.sandbox_max_result_rows
+                )
+        except ServiceUnavailable as busy:
+            with database.transaction() as session:
+                return attempts.refuse(session, replace(attempt, key=None), busy)
+        except (QueryRefused, QueryFailed) as error:
+            with database.transaction() as session:
+                return attempts.refuse(session, attempt, error)
+    with database.transaction() as session:
+        return _record(session, attempt, result)
 
-    product = products.servable_product(session, actor, product_slug)
-    now = utcnow()
-    agreement = _agreement_for_query(session, actor, product, now, agreement_id)
-    attempt = attempts.Attempt(actor, agreement, product_slug, sql, idempotency_key, now)
-    refusal = attempts.agreement_refusal(agreement, now)
-    if refusal is not None:
-        return attempts.refuse(session, attempt, refusal)
-    month = attempts.month_of(now)
 
-    # A cheap early refusal when the quota is already used up; the binding decision is below, locked.
-    early = attempts.quota_refusal(
-        agreement, repository.month_counter(session, agreement.id, month), Measurements(0, 0, 0, 0, 0)
-    )
-    if early is not None:
-        return attempts.refuse(session, attempt, early)
-
-    version = session.get(ProductVersion, agreement.product_version_id)
-    if version is None:  # pragma: no cover - agreements reference versions by foreign key
-        raise NotFound("product_not_found", slug=product_slug)
-    try:
-        result = sandbox_run(
-            sql,
-            ProtectionPolicy.model_validate(agreement.policy),
-            products.version_tables(settings, version),
-            EngineLimits(
-                memory_limit=settings.sandbox_memory_limit,
-                threads=settings.sandbox_threads,
-                timeout_seconds=settings.sandbox_timeout_seconds,
-            ),
-            settings.sandbox_max_result_rows,
-        )
-    except (QueryRefused, QueryFailed) as error:
-        return attempts.refuse(session, attempt, error)
-
-    # The quota and cap are decided under the counter's lock, in the transaction that writes the record.
-    counter = repository.lock_month(session, agreement.id, month)
+def _record(session: Session, attempt: attempts.Attempt, result: QueryResult) -> QueryOutcome:
+    """Transaction 3: decide quota and cap under the counter's lock, rate, and write the usage record."""
+    agreement = attempt.agreement
+    counter = repository.lock_month(session, agreement.id, attempts.month_of(attempt.now))
     locked = attempts.lock_chain(session, attempt)
     if isinstance(locked, QueryOutcome):
         return locked

@@ -234,6 +234,22 @@ class WorkerPool:
             raise QueryFailed("resource_limit", limit=self.limits.memory_limit)
         raise QueryFailed("query_failed", detail=detail)
 
+    def prestart(self) -> None:
+        """Start the missing workers now, so that the first queries do not wait for a process to spawn."""
+        with self._lock:
+            missing = self.limits.workers - len(self._idle) - len(self._busy)
+        for _ in range(max(0, missing)):
+            worker = _Worker(self._context, self.limits)
+            with self._lock:
+                if self._closed or len(self._idle) + len(self._busy) >= self.limits.workers:
+                    stop = True
+                else:
+                    stop = False
+                    self._idle.append(worker)
+            if stop:
+                worker.stop()
+                return
+
     def worker_pids(self, *, busy: bool = False) -> list[int]:
         """Process ids of the idle workers, or of those running a job, for operations and tests."""
         with self._lock:

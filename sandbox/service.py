@@ -132,7 +132,17 @@ def run_query(
     pool: WorkerPool | None = None,
 ) -> QueryResult:
     """Validate `sql` against `policy` and run it over `tables`; raises QueryRefused or QueryFailed."""
-    plan = plan_query(sql, policy)
+    return execute(plan_query(sql, policy), tables, limits, max_rows, pool)
+
+
+def execute(
+    plan: Plan,
+    tables: Mapping[str, TableFile],
+    limits: EngineLimits,
+    max_rows: int,
+    pool: WorkerPool | None = None,
+) -> QueryResult:
+    """Run a validated `plan` over `tables` in a sandbox worker and measure it; raises QueryFailed."""
     job = Job(
         tables=tuple(sorted((name, str(t.path.resolve())) for name, t in tables.items())),
         plan=plan,

@@ -149,22 +149,33 @@ def upload_version(
     policy: dict[str, Any] | None = None,
     content: bytes | None = None,
     filename: str = "people.csv",
+    tables: dict[str, bytes] | None = None,
 ) -> Any:
+    """Upload a version: `tables` maps file names to CSV contents; default one file, people.csv."""
+    uploads = tables or {filename: content if content is not None else people_csv()}
     return market.client.post(
         f"/v1/products/{slug}/versions",
         headers=operator.headers,
-        files={"files": (filename, content if content is not None else people_csv(), "text/csv")},
+        files=[("files", (name, data, "text/csv")) for name, data in uploads.items()],
         data={"policy": json.dumps(policy or PEOPLE_POLICY)},
     )
 
 
-def listed_product(market: Market, slug: str = "people-trips", plans: list[dict[str, Any]] | None = None) -> Listed:
+def listed_product(
+    market: Market,
+    slug: str = "people-trips",
+    plans: list[dict[str, Any]] | None = None,
+    *,
+    tables: dict[str, bytes] | None = None,
+    policy: dict[str, Any] | None = None,
+) -> Listed:
     """A product created, uploaded, submitted and approved over HTTP, by an operator authorised for it."""
     operator = market.actor(Role.OPERATOR)
     regulator = market.actor(Role.REGULATOR)
     assert authorise(market, operator, regulator=regulator).status_code == 201
     assert create_product(market, operator, slug, plans).status_code == 201
-    assert upload_version(market, operator, slug).status_code == 201
+    uploaded = upload_version(market, operator, slug, tables=tables, policy=policy)
+    assert uploaded.status_code == 201, uploaded.text
     assert market.client.post(f"/v1/products/{slug}/submit", headers=operator.headers).status_code == 200
     reviewed = market.client.post(
         f"/v1/products/{slug}/review",

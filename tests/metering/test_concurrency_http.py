@@ -4,19 +4,36 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from market.accounts.models import Role
 from metering import chain
 from metering.models import UsageRecord
-from tests.conftest import ON_POSTGRES, Market
+from tests.conftest import ON_POSTGRES, Market, running_market
 from tests.factories import grant, listed_product, query
 from tests.metering.helpers import BY_REGION
 
 CONCURRENT = 64
+
+
+@pytest.fixture
+def market(database_factory: Any, tmp_path: Path) -> Iterator[Market]:
+    """Every query of a burst is admitted and waits for a worker: these tests are about the locks that
+    decide quota and cap, so the per-organisation limit and the queue are set above the burst."""
+    with running_market(
+        database_factory,
+        tmp_path / "data",
+        sandbox_org_concurrency=CONCURRENT,
+        sandbox_queue_size=CONCURRENT,
+        sandbox_queue_timeout_seconds=300,
+    ) as running:
+        yield running
 
 
 def _fire(market: Market, calls: int, send: Any) -> list[Any]:
@@ -40,6 +57,7 @@ def test_a_quota_of_n_admits_exactly_n_of_64_concurrent_queries(market: Market) 
     responses = _fire(market, CONCURRENT, lambda i: query(market, buyer, listed.slug, BY_REGION))
     statuses = Counter(r.status_code for r in responses)
     assert statuses == {200: quota, 429: CONCURRENT - quota}, statuses
+    assert {r.json()["error"]["code"] for r in responses if r.status_code == 429} == {"quota_exhausted"}
     with market.database.transaction() as session:
         kinds = Counter(session.scalars(select(UsageRecord.charge_type)).all())
         assert kinds == {"free_public": quota, "rejected": CONCURRENT - quota}

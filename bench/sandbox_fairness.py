@@ -1,0 +1,213 @@
+"""Fairness under a flood: another buyer's small query and /healthz while one buyer floods the sandbox.
+
+Builds the demo marketplace in a temporary directory and serves it with `market serve --workers N`
+(a real server, loopback). Then, in one run:
+
+1. quiet: the public buyer's small query, one at a time, and /healthz, as a baseline;
+2. flood: the commercial buyer runs `--flooders` client threads that send a heavy query again and
+   again (waiting the Retry-After they are given, or not, with `--ignore-retry-after`), while the
+   public buyer sends the same small queries one at a time and a thread polls /healthz.
+
+Prints p50/p95 of the small query and of /healthz in both phases, the ratio flood/quiet, and the
+count of every status (429 too_many_queries, 503 sandbox_busy, 5xx) per kind of request.
+
+    python -m bench.sandbox_fairness [--seconds 20] [--flooders 30] [--workers 2]
+    MARKET_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/bench python -m bench.sandbox_fairness
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+
+from market.db import Database, migrate
+from market.demo import FLIGHTS_SLUG, build_demo
+from market.settings import Settings
+
+SMALL = "SELECT origin, count(*) AS flights FROM flights GROUP BY origin"
+HEAVY = (
+    "SELECT month, day, hour, origin, dest, carrier, count(*) AS n, avg(dep_delay) AS delay, "
+    "sum(distance) AS distance, stddev(arr_delay) AS spread FROM flights "
+    "GROUP BY month, day, hour, origin, dest, carrier"
+)
+
+
+def _percentile(samples: list[float], fraction: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] * 1000 if ordered else float("nan")
+
+
+@contextlib.contextmanager
+def _server(settings: Settings, workers: int) -> Iterator[str]:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {
+        **os.environ,
+        "MARKET_DATA_DIR": str(settings.data_dir),
+        "MARKET_DATABASE_URL": settings.effective_database_url,
+        "MARKET_SCHEDULER_ENABLED": "false",
+    }
+    log = (settings.data_dir / "server.log").open("wb")
+    command = [sys.executable, "-c", "from market.cli import main; main()", "serve", "--port", str(port)]
+    server = subprocess.Popen(
+        # --workers 1 is left out, so that the bench also runs against a server from before the flag
+        [*command, *(["--workers", str(workers)] if workers > 1 else [])],
+        env=env,
+        start_new_session=True,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(1200):
+            if server.poll() is not None:
+                raise SystemExit((settings.data_dir / "server.log").read_text())
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                    break
+            time.sleep(0.1)
+        yield base
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+        log.close()
+        errors = (settings.data_dir / "server.log").read_text().split("ERROR:")[1:]
+        for error in errors[:3]:  # a 5xx is a bug: show its traceback
+            print("server error:", error[:3000], file=sys.stderr)
+
+
+class Tally:
+    """Latencies of successful requests and the count of every (status, code), per kind of request."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.latencies: dict[str, list[float]] = {}
+        self.statuses: dict[str, Counter[str]] = {}
+
+    def record(self, kind: str, started: float, response: httpx.Response) -> None:
+        elapsed = time.perf_counter() - started
+        label = str(response.status_code)
+        if response.status_code >= 400 and "json" in response.headers.get("content-type", ""):
+            label += " " + str(response.json().get("error", {}).get("code", ""))
+        with self.lock:
+            self.statuses.setdefault(kind, Counter())[label] += 1
+            if response.status_code == 200:
+                self.latencies.setdefault(kind, []).append(elapsed)
+
+
+def _until(
+    stop: threading.Event, tally: Tally, kind: str, send: Callable[[], httpx.Response], *, polite: bool = True
+) -> None:
+    """Send again and again until `stop`; a polite client waits the Retry-After it is given."""
+    while not stop.is_set():
+        started = time.perf_counter()
+        try:
+            response = send()
+        except httpx.HTTPError as error:
+            with tally.lock:
+                tally.statuses.setdefault(kind, Counter())[f"transport error {type(error).__name__}"] += 1
+            continue
+        tally.record(kind, started, response)
+        if polite and "Retry-After" in response.headers:
+            stop.wait(float(response.headers["Retry-After"]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=20.0, help="length of the flood")
+    parser.add_argument("--flooders", type=int, default=30, help="the flooding buyer's concurrent clients")
+    parser.add_argument("--workers", type=int, default=2, help="API processes (market serve --workers)")
+    parser.add_argument("--quiet-rounds", type=int, default=40)
+    parser.add_argument(
+        "--ignore-retry-after",
+        action="store_true",
+        help="the flooder retries at once (worst case), not after Retry-After",
+    )
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        base_settings = Settings()
+        settings = Settings(data_dir=Path(tmp), database_url=base_settings.database_url, scheduler_enabled=False)
+        database = Database.from_settings(settings)
+        migrate(database)
+        keys = build_demo(database, settings)
+        database.dispose()
+        public = {"Authorization": f"Bearer {keys['buyer_public']}"}
+        commercial = {"Authorization": f"Bearer {keys['buyer_commercial']}"}
+
+        with _server(settings, args.workers) as url, httpx.Client(timeout=120) as client:
+
+            def small() -> httpx.Response:
+                return client.post(f"{url}/v1/queries", headers=public, json={"product": FLIGHTS_SLUG, "sql": SMALL})
+
+            def heavy() -> httpx.Response:
+                return client.post(
+                    f"{url}/v1/queries", headers=commercial, json={"product": FLIGHTS_SLUG, "sql": HEAVY}
+                )
+
+            def health() -> httpx.Response:
+                return client.get(f"{url}/healthz")
+
+            with ThreadPoolExecutor(4) as warm:  # every API process's workers, warm for the product
+                for _ in range(4):
+                    list(warm.map(lambda send: send(), [small, heavy, small, small]))
+            quiet = Tally()
+            for _ in range(args.quiet_rounds):
+                for kind, send in (("small", small), ("healthz", health)):
+                    started = time.perf_counter()
+                    quiet.record(kind, started, send())
+            started = time.perf_counter()
+            heavy_alone = heavy()
+            heavy_ms = (time.perf_counter() - started) * 1000
+            assert heavy_alone.status_code == 200, heavy_alone.text
+
+            flood = Tally()
+            stop = threading.Event()
+            with ThreadPoolExecutor(args.flooders + 2) as pool:
+                for _ in range(args.flooders):
+                    pool.submit(_until, stop, flood, "heavy", heavy, polite=not args.ignore_retry_after)
+                time.sleep(1.0)  # let the flood take hold
+                pool.submit(_until, stop, flood, "small", small)
+                pool.submit(_until, stop, flood, "healthz", health)
+                time.sleep(args.seconds)
+                stop.set()
+
+    load = os.getloadavg()
+    print(f"database: {database.engine.dialect.name}; API processes: {args.workers}; cores: {os.cpu_count()}")
+    manners = "retrying at once" if args.ignore_retry_after else "each waiting its Retry-After"
+    print(f"heavy query alone: {heavy_ms:.0f} ms; flood: {args.flooders} clients {manners}, {args.seconds:.0f} s")
+    print(f"{'':18} {'quiet p50':>10} {'quiet p95':>10} {'flood p50':>10} {'flood p95':>10} {'p50 ratio':>10}")
+    for kind in ("small", "healthz"):
+        q, f = quiet.latencies.get(kind, []), flood.latencies.get(kind, [])
+        ratio = _percentile(f, 0.5) / _percentile(q, 0.5)
+        print(
+            f"{kind:18} {_percentile(q, 0.5):8.1f}ms {_percentile(q, 0.95):8.1f}ms "
+            f"{_percentile(f, 0.5):8.1f}ms {_percentile(f, 0.95):8.1f}ms {ratio:9.2f}x"
+        )
+    for kind in ("heavy", "small", "healthz"):
+        counts = flood.statuses.get(kind, Counter())
+        server_errors = sum(n for label, n in counts.items() if label.startswith("5") and "sandbox_busy" not in label)
+        print(f"flood {kind:8} statuses: {dict(sorted(counts.items()))}; 5xx other than sandbox_busy: {server_errors}")
+    print(f"load average (1, 5, 15 min): {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
