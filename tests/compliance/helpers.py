@@ -30,7 +30,11 @@ def registered_resource(market: Market, regulator: Actor, *, title: str = "City 
     )
     assert reviewed.status_code == 200, reviewed.text
     code = reviewed.json()["registration_code"]
-    found = [r for r in market.client.get("/v1/registrations", headers=regulator.headers).json() if r["registration_code"] == code]
+    found = [
+        r
+        for r in market.client.get("/v1/registrations", headers=regulator.headers).json()
+        if r["registration_code"] == code
+    ]
     assert len(found) == 1
     return dict(found[0])
 
