@@ -92,7 +92,8 @@ class Agreement(Base):
     """Bytes scanned allowed per calendar month (UTC); None is unlimited."""
     currency: Mapped[str] = mapped_column(String(3))
     status: Mapped[str] = mapped_column(String(20), default=AgreementStatus.ACTIVE.value)
-    """`active` or `revoked`; expiry is read from `valid_until`, never written."""
+    """`active`, `revoked`, or `expired` (written by the upkeep job, market/compliance/jobs.py, once
+    `valid_until` has passed; every check also reads `valid_until`, so nothing waits for the job)."""
     valid_from: Mapped[datetime] = mapped_column(default=utcnow)
     valid_until: Mapped[datetime]
     revoked_reason: Mapped[str] = mapped_column(Text, default="")
@@ -108,10 +109,10 @@ class Agreement(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     def effective_status(self, now: datetime) -> AgreementStatus:
-        """Revoked wins; otherwise an agreement past `valid_until` is expired."""
+        """Revoked wins; otherwise an agreement past `valid_until` (or marked so by the job) is expired."""
         if self.status == AgreementStatus.REVOKED:
             return AgreementStatus.REVOKED
-        if now >= self.valid_until:
+        if self.status == AgreementStatus.EXPIRED or now >= self.valid_until:
             return AgreementStatus.EXPIRED
         return AgreementStatus.ACTIVE
 
