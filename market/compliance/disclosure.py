@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from market.accounts.models import Organisation, OrgKind, Role
 from market.accounts.service import Principal
 from market.clock import utcnow
-from market.compliance import report_content
+from market.compliance import allowed_revenue, report_content
 from market.compliance.models import DisclosureReport
 from market.compliance.schemas import DisclosureStatusOut
 from market.errors import Conflict, NotFound
@@ -110,7 +110,7 @@ def get_visible(session: Session, actor: Principal, report_id: str) -> Disclosur
 
 
 def publish(session: Session, actor: Principal, report_id: str) -> DisclosureReport:
-    """The publisher (the regulator for its disclosure, the operator for its own) publishes a draft: frozen, hashed, public."""
+    """The publisher (the regulator, or the operator for its own) publishes a draft: frozen, hashed, public."""
     report = get_visible(session, actor, report_id)
     owner = report.org_id == actor.org_id and actor.role in (Role.REGULATOR, Role.OPERATOR)
     if not owner:
@@ -146,7 +146,7 @@ def status(session: Session, actor: Principal, year: int) -> DisclosureStatusOut
 
     The regulator sees every publisher; an operator sees its own reports."""
     actor.require(Role.REGULATOR, Role.OPERATOR)
-    start, end = report_content.allowed_revenue.year_bounds(year)
+    start, end = allowed_revenue.year_bounds(year)
     operators = sorted(
         set(
             session.scalars(

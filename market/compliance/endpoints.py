@@ -26,6 +26,7 @@ from market.compliance.schemas import (
 )
 from market.deps import PrincipalDep, SessionDep, SettingsDep
 from market.errors import BadRequest
+from products import service as products
 
 Year = Annotated[int, Path(ge=2000, le=2100)]
 YearQuery = Annotated[int | None, Query(ge=2000, le=2100)]
@@ -42,7 +43,7 @@ public_router = APIRouter(tags=["public disclosure"])
 def list_allowed_revenue(
     session: SessionDep, principal: PrincipalDep, year: YearQuery = None
 ) -> list[AllowedRevenueOut]:
-    """Allowed revenue with revenue received and headroom: every operator for the regulator and finance, its own for an operator."""
+    """Allowed revenue, revenue received and headroom: all for the regulator and finance, its own for an operator."""
     return [allowed_revenue.present(session, row) for row in allowed_revenue.visible(session, principal, year)]
 
 
@@ -73,8 +74,7 @@ def close_allowed_revenue(operator: str, year: Year, session: SessionDep, princi
 def put_fee_standard(slug: str, body: FeeStandardIn, session: SessionDep, principal: PrincipalDep) -> FeeStandardOut:
     """The regulator sets a product's upper fee standard at review, inside the zone's cap."""
     standard = fee_standards.set_standard(session, principal, slug, body)
-    product = fee_standards.products.visible_product(session, principal, slug)
-    return fee_standards.present(session, product, standard)
+    return fee_standards.present(session, products.visible_product(session, principal, slug), standard)
 
 
 @router.get("/v1/products/{slug}/fees")

@@ -73,7 +73,8 @@ def index_page(reports: Sequence[DisclosureReport]) -> str:
     rows = "".join(
         f"<tr><td>{r.year}</td><td>{escape(TITLES.get(r.kind, r.kind))}</td>"
         f"<td>{escape(str(r.content.get('publisher', '')))}</td><td>{r.published_at:%Y-%m-%d}</td>"
-        f"<td><a href='/disclosures/{escape(r.id)}'>HTML</a> · <a href='/disclosures/{escape(r.id)}?format=json'>JSON</a>"
+        f"<td><a href='/disclosures/{escape(r.id)}'>HTML</a> · "
+        f"<a href='/disclosures/{escape(r.id)}?format=json'>JSON</a>"
         f"</td><td><code>{escape(r.content_hash[:16])}…</code></td></tr>"
         for r in reports
         if r.published_at is not None

@@ -10,6 +10,7 @@ server accepted and before the row was marked) a second copy is recognisable as 
 
 from __future__ import annotations
 
+import contextlib
 import smtplib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -32,7 +33,8 @@ BATCH = 100
 
 def backoff(attempts: int) -> timedelta:
     """Wait after the `attempts`-th failure: 1, 2, 4, ... minutes, at most 6 hours."""
-    return min(FIRST_RETRY * (2 ** max(attempts - 1, 0)), MAX_RETRY)
+    wait: timedelta = FIRST_RETRY * (2 ** max(attempts - 1, 0))
+    return min(wait, MAX_RETRY)
 
 
 @dataclass
@@ -140,8 +142,6 @@ def deliver_due(database: Database, settings: Settings, now: datetime | None = N
             client = None
         _record(database, item, error, now, report)
     if client is not None:
-        try:
+        with contextlib.suppress(OSError, smtplib.SMTPException):  # the messages were already accepted
             client.quit()
-        except (OSError, smtplib.SMTPException):  # pragma: no cover - the messages were already accepted
-            pass
     return report

@@ -121,7 +121,9 @@ def over_cap(plan: Any, limits: dict[str, Decimal]) -> tuple[str, Decimal, Decim
     return None
 
 
-def product_limits(session: Session, authorisation: Authorisation, zone: str, product_id: str | None) -> dict[str, Decimal]:
+def product_limits(
+    session: Session, authorisation: Authorisation, zone: str, product_id: str | None
+) -> dict[str, Decimal]:
     """The stricter, fee by fee, of the zone's cap and the product's upper fee standard (if the regulator set one)."""
     from market.compliance.models import FeeStandard
 

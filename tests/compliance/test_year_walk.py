@@ -99,7 +99,7 @@ def canonical_hash(content: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def test_a_year_of_public_data_rules(mailing_market: Market, smtp_server: SmtpServer) -> None:  # noqa: PLR0915
+def test_a_year_of_public_data_rules(mailing_market: Market, smtp_server: SmtpServer) -> None:
     market = mailing_market
     client = market.client
     with clock.travel_to(at("2027-01-04T09:00:00")):  # a Monday
