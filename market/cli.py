@@ -68,6 +68,20 @@ def serve_command(
     uvicorn.run(create_app(settings, database), host=host, port=port)
 
 
+@app.command("upkeep")
+def upkeep_command() -> None:
+    """Run the upkeep job once: expiries, reminders, invoice notices, registrations, revenue, e-mail."""
+    from market.compliance.jobs import run_upkeep
+
+    settings = get_settings()
+    database = open_database()
+    try:
+        done = run_upkeep(database, settings)
+    finally:
+        database.dispose()
+    print(json.dumps(done, sort_keys=True))
+
+
 app.add_typer(usage_app, name="usage")
 app.add_typer(products_app, name="products")
 

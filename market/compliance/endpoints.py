@@ -92,20 +92,19 @@ def register_product(
 ) -> RegistrationOut:
     """The regulator registers a product (where required); its public notice starts."""
     found = registration.register_product(session, settings, principal, slug, body.registration_code)
-    return registration.present(session, found)
+    return registration.present(session, found, principal)
 
 
 @router.get("/v1/registrations", response_model=list[RegistrationOut])
 def list_registrations(session: SessionDep, principal: PrincipalDep) -> list[RegistrationOut]:
     """Every registration with its notice period and objections (public information)."""
-    return [registration.present(session, r) for r in registration.listing(session, principal)]
+    return [registration.present(session, r, principal) for r in registration.listing(session, principal)]
 
 
 @router.get("/v1/registrations/{registration_id}", response_model=RegistrationOut)
 def get_registration(registration_id: str, session: SessionDep, principal: PrincipalDep) -> RegistrationOut:
     """One registration, its notice period and objections."""
-    del principal
-    return registration.present(session, registration.get(session, registration_id))
+    return registration.present(session, registration.get(session, registration_id), principal)
 
 
 @router.post("/v1/registrations/{registration_id}/objections", response_model=ObjectionOut, status_code=201)
@@ -128,7 +127,8 @@ def resolve_objection(
 @router.post("/v1/registrations/{registration_id}/confirm", response_model=RegistrationOut)
 def confirm_registration(registration_id: str, session: SessionDep, principal: PrincipalDep) -> RegistrationOut:
     """The regulator confirms a registration whose notice ended with no open objection (the upkeep job does it too)."""
-    return registration.present(session, registration.confirm_by_regulator(session, principal, registration_id))
+    confirmed = registration.confirm_by_regulator(session, principal, registration_id)
+    return registration.present(session, confirmed, principal)
 
 
 # -- disclosure -----------------------------------------------------------------------------------

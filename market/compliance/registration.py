@@ -236,9 +236,16 @@ def by_code(session: Session, code: str) -> Registration:
     return found
 
 
-def present(session: Session, registration: Registration) -> RegistrationOut:
+def present(session: Session, registration: Registration, viewer: Principal) -> RegistrationOut:
+    """A registration with the objections the viewer may read: the regulator and the registered subject's
+    owner read all of them, any other organisation only its own."""
     out = RegistrationOut.model_validate(registration)
-    out.objections = [ObjectionOut.model_validate(o) for o in objections_of(session, registration.id)]
+    sees_all = viewer.role == Role.REGULATOR or viewer.org_id == registration.owner_org_id
+    out.objections = [
+        ObjectionOut.model_validate(o)
+        for o in objections_of(session, registration.id)
+        if sees_all or o.org_id == viewer.org_id
+    ]
     return out
 
 

@@ -73,6 +73,12 @@ def test_objections_only_during_notice_and_open_ones_block_confirmation(market: 
         registration = registered_resource(market, regulator)
         assert registration["notice_ends_at"].startswith("2027-06-11T12:00")
         assert object_to(market, buyer, registration["id"]).status_code == 201
+        path = f"/v1/registrations/{registration['id']}"
+        seen = {
+            who: len(market.client.get(path, headers=actor.headers).json()["objections"])
+            for who, actor in (("objector", buyer), ("regulator", regulator), ("other", market.actor(Role.BUYER)))
+        }
+        assert seen == {"objector": 1, "regulator": 1, "other": 0}  # objectors are not named to everyone
         clock.advance(timedelta(days=8))
         assert object_to(market, buyer, registration["id"]).json()["error"]["code"] == "notice_closed"
         assert run_upkeep(market.database, market.settings)["registrations_confirmed"] == 0  # one is still open

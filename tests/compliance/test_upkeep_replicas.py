@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import func, select
+from typer.testing import CliRunner
 
 from market import clock
 from market.accounts.models import Role
+from market.cli import app
 from market.compliance.jobs import run_upkeep
 from market.notifications.models import Notification
+from market.settings import get_settings
 from tests.conftest import Market
 from tests.factories import grant, listed_product
 
@@ -40,3 +45,21 @@ def test_replicas_expire_and_notify_once(market: Market) -> None:
     for buyer in buyers:
         agreements = market.client.get("/v1/agreements", headers=buyer.headers).json()
         assert [a["status"] for a in agreements] == ["expired"]
+
+
+def test_market_upkeep_runs_the_job_once_from_the_command_line(market: Market, monkeypatch: pytest.MonkeyPatch) -> None:
+    listed = listed_product(market)
+    grant(market, listed, market.actor(Role.BUYER), purpose="commercial", plan="standard", valid_days=1)
+    monkeypatch.setenv("MARKET_DATABASE_URL", market.settings.effective_database_url)
+    monkeypatch.setenv("MARKET_DATA_DIR", str(market.settings.data_dir))
+    monkeypatch.setenv("MARKET_CLOCK_START", "")
+    get_settings.cache_clear()
+    try:
+        with clock.travel_to(clock.utcnow() + timedelta(days=2)):
+            first = CliRunner().invoke(app, ["upkeep"])
+            second = CliRunner().invoke(app, ["upkeep"])
+    finally:
+        get_settings.cache_clear()
+    assert first.exit_code == 0, first.output
+    assert json.loads(first.stdout)["agreements_expired"] == 1
+    assert json.loads(second.stdout)["agreements_expired"] == 0
