@@ -131,6 +131,9 @@ class ProductOut(BaseModel):
     documentation: str | None = Field(default=None, description="Detail view only: documentation (Markdown).")
     quality: dict[str, Any] | None = Field(default=None, description="Detail view only: the quality summary.")
     audit_clean: bool | None = Field(default=None, description="Detail view only: the audit found nothing open.")
+    fee_limits: dict[str, Any] | None = Field(
+        default=None, description="The zone's fee cap and the product's upper fee standard, beside the plans' prices."
+    )
 
 
 class ReviewIn(BaseModel):

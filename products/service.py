@@ -369,6 +369,7 @@ def present(
                 audit_clean=(version.audit or {}).get("blocking_findings") == 0
                 if detail and version and version.audit
                 else None,
+                fee_limits=authorisations.fee_limits_view(session, product),
             )
         )
     return out

@@ -13,7 +13,7 @@ from market.accounts.service import Principal
 from market.clock import utcnow
 from market.compliance.models import FeeStandard
 from market.compliance.schemas import FeeStandardIn, FeeStandardOut
-from market.errors import Conflict, MarketError, Unprocessable
+from market.errors import Conflict, Unprocessable
 from products import repository as products_repo
 from products import service as products
 from products.governance import authorisations
@@ -76,17 +76,11 @@ def fee_view(session: Session, actor: Principal, slug: str) -> dict[str, Any]:
 
 def describe(session: Session, product: Product) -> dict[str, Any]:
     """Cap, standard and actual prices of one product (also used by the disclosures)."""
-    standard = session.get(FeeStandard, product.id)
-    try:
-        cap: dict[str, Decimal] | None = _zone_cap(session, product)
-    except MarketError:  # a product without a grant in force has no cap to show
-        cap = None
     return {
         "product": product.slug,
         "title": product.title,
         "zone": product.zone,
-        "zone_cap": {k: str(v) for k, v in cap.items()} if cap else None,
-        "fee_standard": {k: str(v) for k, v in authorisations.cap_limits(standard).items()} if standard else None,
+        **authorisations.fee_limits_view(session, product),
         "plans": [
             {
                 "code": plan.code,

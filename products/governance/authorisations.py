@@ -135,6 +135,30 @@ def product_limits(
     return limits
 
 
+def fee_limits_view(session: Session, product: Product) -> dict[str, Any]:
+    """The zone's fee cap and the product's upper fee standard, as the catalogue and disclosures show them.
+
+    The cap is the one of the grant covering the product now or, if none is in force (expired,
+    suspended), of the covering grant that was valid last."""
+    from market.compliance.models import FeeStandard
+
+    grant = covering(session, product.operator_org_id, product.zone, product.region, product.scenarios or ())
+    if grant is None:
+        past = [
+            a
+            for a in repository.authorisations(session, product.operator_org_id)
+            if covers(a, product.zone, product.region, product.scenarios or ())
+        ]
+        grant = max(past, key=lambda a: a.valid_until, default=None)
+    standard = session.get(FeeStandard, product.id)
+    return {
+        "zone_cap": {k: str(v) for k, v in cap_limits(cap_for(session, grant, product.zone)).items()}
+        if grant
+        else None,
+        "fee_standard": {k: str(v) for k, v in cap_limits(standard).items()} if standard else None,
+    }
+
+
 def check_plans(
     session: Session, authorisation: Authorisation, zone: str, plans: Iterable[Any], product_id: str | None = None
 ) -> None:

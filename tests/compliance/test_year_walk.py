@@ -279,7 +279,8 @@ def test_a_year_of_public_data_rules(mailing_market: Market, smtp_server: SmtpSe
         assert regulator_report["fee_standards"][0]["fee_standard"]["per_query_minor"] == "200"
         assert operator_report["resources"][0]["registration_code"] == registration["registration_code"]
         product_fees = operator_report["products"][0]
-        assert product_fees["zone_cap"] is None or product_fees["zone_cap"]["per_query_minor"] == "500"
+        assert product_fees["zone_cap"]["per_query_minor"] == "500"  # the cap of the grant that covered it
+        assert product_fees["fee_standard"]["per_query_minor"] == "200"
         assert {p["code"]: p["per_query_minor"] for p in product_fees["plans"]}["standard"] == 150
 
         entries = ok(client.get("/v1/ledger/entries", headers=finance.headers, params={"limit": 1000}))
