@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse
 
 from market.compliance import allowed_revenue, disclosure, fee_standards, pages, registration
 from market.compliance.schemas import (
@@ -31,6 +31,9 @@ from products import service as products
 Year = Annotated[int, Path(ge=2000, le=2100)]
 YearQuery = Annotated[int | None, Query(ge=2000, le=2100)]
 Format = Annotated[str, Query(pattern=r"^(json|html)$")]
+
+HTML_TOO: dict[int | str, dict[str, Any]] = {200: {"content": {"text/html": {"schema": {"type": "string"}}}}}
+"""Routes that answer JSON, or HTML with `?format=html`, document both."""
 
 router = APIRouter(tags=["compliance"])
 public_router = APIRouter(tags=["public disclosure"])
@@ -154,7 +157,7 @@ def disclosure_status(
     return disclosure.status(session, principal, year)
 
 
-@router.get("/v1/disclosures/{report_id}", response_model=DisclosureOut)
+@router.get("/v1/disclosures/{report_id}", response_model=DisclosureOut, responses=HTML_TOO)
 def get_disclosure(
     report_id: str, session: SessionDep, principal: PrincipalDep, format: Format = "json"
 ) -> DisclosureOut | HTMLResponse:
@@ -180,21 +183,23 @@ def disclosure_index(session: SessionDep) -> HTMLResponse:
     return HTMLResponse(pages.index_page(disclosure.published(session)))
 
 
-@public_router.get("/disclosures/{report_id}", response_model=None)
-def public_disclosure(report_id: str, session: SessionDep, format: Format = "html") -> HTMLResponse | JSONResponse:
+@public_router.get("/disclosures/{report_id}", response_model=DisclosureOut, responses=HTML_TOO)
+def public_disclosure(report_id: str, session: SessionDep, format: Format = "html") -> DisclosureOut | HTMLResponse:
     """A published report, as HTML or `?format=json` (with its content hash)."""
     report = disclosure.get_published(session, report_id)
     if format == "json":
-        return JSONResponse(DisclosureOut.model_validate(report).model_dump(mode="json"))
+        return DisclosureOut.model_validate(report)
     return HTMLResponse(pages.report_page(report))
 
 
-@public_router.get("/registrations/{code}", response_model=None)
-def public_registration(code: str, session: SessionDep, format: Format = "html") -> HTMLResponse | JSONResponse:
+@public_router.get("/registrations/{code}", response_model=PublicRegistrationOut, responses=HTML_TOO)
+def public_registration(
+    code: str, session: SessionDep, format: Format = "html"
+) -> PublicRegistrationOut | HTMLResponse:
     """Look a registration up by its registration code or lookup code, without signing in."""
     if len(code) > 64:
         raise BadRequest("registration_code_too_long")
     found: PublicRegistrationOut = registration.present_public(session, registration.by_code(session, code))
     if format == "json":
-        return JSONResponse(found.model_dump(mode="json"))
+        return found
     return HTMLResponse(pages.registration_page(found))
