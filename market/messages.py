@@ -227,6 +227,8 @@ EN: dict[str, str] = {
     ),
     "disclosure_not_found": "No report '{report}' is visible to you.",
     "notification_not_found": "No notification '{notification}' of yours.",
+    "audit_flag_not_found": "No audit flag '{flag}'. List flagged queries with GET /v1/audit/queries?flagged=true.",
+    "audit_flag_resolved": "Audit flag '{flag}' is already resolved; flag the query again for a new follow-up.",
     # Notifications: subject and body of each kind (market/notifications, market/compliance/jobs.py)
     "allowed_revenue_approaching_subject": "{operator}: {percent}% of the {year} allowed revenue received",
     "allowed_revenue_approaching_body": (

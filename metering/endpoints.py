@@ -24,6 +24,7 @@ from metering.schemas import (
     DecisionIn,
     FlagIn,
     FlagOut,
+    FlagResolveIn,
     QueryIn,
     QueryResultOut,
     RevokeIn,
@@ -276,6 +277,12 @@ def audit_queries(
     page = records[:limit]
     next_cursor = _encode_cursor(page[-1].created_at, page[-1].id) if len(records) > limit else None
     return AuditPage(items=audit.present(session, page), next_cursor=next_cursor)
+
+
+@router.post("/audit/flags/{flag_id}/resolve", response_model=FlagOut)
+def resolve_flag(flag_id: str, body: FlagResolveIn, session: SessionDep, principal: PrincipalDep) -> FlagOut:
+    """The regulator closes a flagged query's follow-up, saying what it found."""
+    return FlagOut.model_validate(audit.resolve_flag(session, principal, flag_id, body.resolution))
 
 
 @router.post("/audit/queries/{record_id}/flags", response_model=FlagOut, status_code=201)

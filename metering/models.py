@@ -220,3 +220,8 @@ class AuditFlag(Base):
     flagged_by: Mapped[str] = mapped_column(ForeignKey("users.id"))
     reason: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    resolved_at: Mapped[datetime | None] = mapped_column(default=None)
+    """When the regulator closed the follow-up; counted in the operator's annual operating report."""
+    resolved_by: Mapped[str | None] = mapped_column(String(32), default=None)
+    """A users.id (no foreign key, so SQLite adds the column in place)."""
+    resolution: Mapped[str] = mapped_column(Text, default="", server_default="")

@@ -190,6 +190,7 @@ DEFAULT_ARGS = {
     "year": "=2030",
     "registration_id": "=reg_unknown",
     "objection_id": "=obj_unknown",
+    "flag_id": "=flg_unknown",
 }
 
 REASON = {"reason": "testing tenancy"}
@@ -341,6 +342,7 @@ CROSS_ROLE = [
             ("POST", INV + "/credit-notes", {"amount_minor": 1, "reason": "x"}, None),
             ("GET", "/v1/audit/queries", None, None),
             ("POST", "/v1/audit/queries/{record_id}/flags", REASON, None),
+            ("POST", "/v1/audit/flags/{flag_id}/resolve", {"resolution": "x"}, None),
             ("POST", AUTH + "/suspend", REASON, None),
             ("POST", AUTH + "/reinstate", REASON, None),
             ("POST", AUTH + "/revoke", REASON, None),

@@ -125,7 +125,7 @@ def _category(purpose: str) -> str:
 
 def operating_report(session: Session, year: int, operator_org_id: str) -> dict[str, Any]:
     """An operator's operating report: revenue per product against allowed revenue, queries and
-    agreements by purpose (free public-interest against paid), buyers served and audit flags."""
+    agreements by purpose (free public-interest against paid), buyers served, audit flags raised and resolved."""
     start, end = allowed_revenue.year_bounds(year)
     own = select(Product.id).where(Product.operator_org_id == operator_org_id)
     slugs = dict(
@@ -180,11 +180,13 @@ def operating_report(session: Session, year: int, operator_org_id: str) -> dict[
             UsageRecord.created_at < end,
         )
     )
-    flags = session.scalar(
+    flagged = (
         select(func.count(AuditFlag.id))
         .join(UsageRecord, UsageRecord.id == AuditFlag.usage_record_id)
-        .where(UsageRecord.product_id.in_(own), AuditFlag.created_at >= start, AuditFlag.created_at < end)
+        .where(UsageRecord.product_id.in_(own))
     )
+    raised = session.scalar(flagged.where(AuditFlag.created_at >= start, AuditFlag.created_at < end))
+    resolved = session.scalar(flagged.where(AuditFlag.resolved_at >= start, AuditFlag.resolved_at < end))
     per_product: dict[str, int] = defaultdict(int)
     for product_id, amount in received.items():
         per_product[slugs.get(product_id, product_id)] += amount
@@ -195,7 +197,7 @@ def operating_report(session: Session, year: int, operator_org_id: str) -> dict[
         ],
         "usage_by_category": by_category,
         "buyers_served": int(buyers or 0),
-        "audit_flags": {"raised": int(flags or 0)},
+        "audit_flags": {"raised": int(raised or 0), "resolved": int(resolved or 0)},
         "authorisation_events": int(
             session.scalar(
                 select(func.count(AuthorisationEvent.id))

@@ -159,7 +159,7 @@ def test_a_year_of_public_data_rules(mailing_market: Market, smtp_server: SmtpSe
         for _ in range(2):
             assert ok(query(market, public, SLUG, SQL))["charge"]["charge_type"] == "free_public"
         audited = ok(client.get("/v1/audit/queries", headers=regulator.headers, params={"product": SLUG}))
-        ok(
+        flag = ok(
             client.post(
                 f"/v1/audit/queries/{audited['items'][0]['id']}/flags",
                 headers=regulator.headers,
@@ -167,6 +167,11 @@ def test_a_year_of_public_data_rules(mailing_market: Market, smtp_server: SmtpSe
             ),
             201,
         )
+        resolve = f"/v1/audit/flags/{flag['id']}/resolve"
+        assert client.post(resolve, headers=operator.headers, json={"resolution": "x"}).status_code == 403
+        resolved = ok(client.post(resolve, headers=regulator.headers, json={"resolution": "Study published."}))
+        assert resolved["resolved_at"] is not None
+        assert client.post(resolve, headers=regulator.headers, json={"resolution": "again"}).status_code == 409
 
         # -- January billed and paid: revenue passes the allowed figure ---------------------------
         clock.freeze(at("2027-02-01T10:00:00"))
@@ -312,7 +317,7 @@ def test_a_year_of_public_data_rules(mailing_market: Market, smtp_server: SmtpSe
             "agreements": 1,
         }
         assert (len(paid), len(free)) == (6, 2)
-        assert operating["buyers_served"] == 2 and operating["audit_flags"]["raised"] == 1
+        assert operating["buyers_served"] == 2 and operating["audit_flags"] == {"raised": 1, "resolved": 1}
 
         # drafts are private to their publisher and the regulator; publication freezes them
         other_operator = market.actor(Role.OPERATOR)
