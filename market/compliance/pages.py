@@ -39,7 +39,7 @@ def render_value(value: Any) -> str:
                 for item in value
             )
             return f"<table><tr>{head}</tr>{body}</table>"
-        return escape(", ".join(str(item) for item in value)) or "-"
+        return ", ".join(render_value(item) for item in value) or "-"
     if value is None:
         return "-"
     return escape(str(value))
