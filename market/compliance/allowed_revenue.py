@@ -58,18 +58,23 @@ def received_minor(session: Session, operator_org_id: str, year: int) -> int:
 
 
 def carry_forward_into(session: Session, operator_org_id: str, year: int) -> RevenueCarryForward | None:
-    return session.scalars(
-        select(RevenueCarryForward).where(
-            RevenueCarryForward.operator_org_id == operator_org_id, RevenueCarryForward.to_year == year
-        )
-    ).first()
+    """Last year's excess, deducted from `year`'s allowed revenue, if recorded."""
+    return carry_forward_from(session, operator_org_id, year - 1)
 
 
 def carry_forward_from(session: Session, operator_org_id: str, year: int) -> RevenueCarryForward | None:
+    """The carry-forward recorded when `year` was closed; None while it is open."""
     return session.scalars(
         select(RevenueCarryForward).where(
             RevenueCarryForward.operator_org_id == operator_org_id, RevenueCarryForward.from_year == year
         )
+    ).first()
+
+
+def figures_row(session: Session, operator_org_id: str, year: int) -> AllowedRevenue | None:
+    """The regulator's figures for the operator and year, if recorded."""
+    return session.scalars(
+        select(AllowedRevenue).where(AllowedRevenue.operator_org_id == operator_org_id, AllowedRevenue.year == year)
     ).first()
 
 
@@ -103,9 +108,7 @@ def record(
     _operator(session, operator_org_id)
     if carry_forward_from(session, operator_org_id, year) is not None:
         raise Conflict("allowed_revenue_closed", year=year)
-    row = session.scalars(
-        select(AllowedRevenue).where(AllowedRevenue.operator_org_id == operator_org_id, AllowedRevenue.year == year)
-    ).first()
+    row = figures_row(session, operator_org_id, year)
     if row is None:
         row = AllowedRevenue(operator_org_id=operator_org_id, year=year, set_by=actor.user_id)
         session.add(row)
@@ -137,9 +140,7 @@ def visible(session: Session, actor: Principal, year: int | None = None) -> list
 def get_visible(session: Session, actor: Principal, operator_org_id: str, year: int) -> AllowedRevenue:
     """One operator's figures for a year, if the caller may read them (else 404)."""
     actor.require(Role.REGULATOR, Role.FINANCE, Role.OPERATOR)
-    row = session.scalars(
-        select(AllowedRevenue).where(AllowedRevenue.operator_org_id == operator_org_id, AllowedRevenue.year == year)
-    ).first()
+    row = figures_row(session, operator_org_id, year)
     if row is None or not _readable(actor, operator_org_id):
         raise NotFound("allowed_revenue_not_found", operator=operator_org_id, year=year)
     return row
@@ -182,9 +183,7 @@ def close_year(session: Session, operator_org_id: str, year: int, now: datetime 
     now = now or utcnow()
     if now < year_bounds(year)[1]:
         raise Conflict("year_not_ended", year=year)
-    row = session.scalars(
-        select(AllowedRevenue).where(AllowedRevenue.operator_org_id == operator_org_id, AllowedRevenue.year == year)
-    ).first()
+    row = figures_row(session, operator_org_id, year)
     if row is None:
         raise NotFound("allowed_revenue_not_found", operator=operator_org_id, year=year)
     allowed = figures(session, row).allowed

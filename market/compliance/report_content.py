@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from market.accounts.models import Organisation
 from market.compliance import allowed_revenue, fee_standards
-from market.compliance.models import AllowedRevenue, FeeStandard
+from market.compliance.models import FeeStandard
 from metering.models import Agreement, AuditFlag, ChargeType, Purpose, UsageRecord
 from products.governance import repository as governance_repo
 from products.governance.models import Authorisation, AuthorisationEvent
@@ -132,9 +132,7 @@ def operating_report(session: Session, year: int, operator_org_id: str) -> dict[
         session.execute(select(Product.id, Product.slug).where(Product.operator_org_id == operator_org_id)).all()
     )
     received = allowed_revenue.received_by_product(session, operator_org_id, year)
-    figures = session.scalars(
-        select(AllowedRevenue).where(AllowedRevenue.operator_org_id == operator_org_id, AllowedRevenue.year == year)
-    ).first()
+    figures = allowed_revenue.figures_row(session, operator_org_id, year)
     revenue: dict[str, Any] = {"received_minor": sum(received.values()), "allowed": None}
     if figures is not None:
         out = allowed_revenue.present(session, figures)
