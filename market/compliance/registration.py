@@ -128,7 +128,8 @@ def objections_of(session: Session, registration_id: str) -> Sequence[Objection]
 
 
 def object_to(session: Session, actor: Principal, registration_id: str, reason: str) -> Objection:
-    """Any signed-in organisation objects to a registration while its notice is open."""
+    """Any signed-in organisation objects to a registration while its notice is open; the regulator and
+    the subject's owner are notified."""
     registration = get(session, registration_id)
     if registration.status != RegistrationStatus.NOTICE or utcnow() >= registration.notice_ends_at:
         raise Conflict("notice_closed", registration_code=registration.registration_code)
@@ -137,7 +138,10 @@ def object_to(session: Session, actor: Principal, registration_id: str, reason: 
     session.flush()
     notifications.notify(
         session,
-        notifications.users_with_roles(session, Role.REGULATOR),
+        [
+            *notifications.users_with_roles(session, Role.REGULATOR),
+            *notifications.users_of_orgs(session, [registration.owner_org_id]),
+        ],
         "objection_filed",
         f"objection:{objection.id}",
         {"registration_code": registration.registration_code, "title": registration.title},

@@ -26,13 +26,13 @@ def test_an_objection_reaches_each_regulator_once_in_app_and_by_mail(
     first = run_upkeep(market.database, market.settings)
     again = run_upkeep(market.database, market.settings)
 
-    assert first["emails_sent"] == 2 and again["emails_sent"] == 0
+    assert first["emails_sent"] == 3 and again["emails_sent"] == 0  # two regulators and the source
     mine = notifications_of(market, regulator)
     assert mine["unread"] == 1 and mine["items"][0]["kind"] == "objection_filed"
     assert mine["items"][0]["email_status"] == "sent"
-    assert len({str(m["To"]) for m in smtp_server.mailbox.messages}) == 2
+    assert len({str(m["To"]) for m in smtp_server.mailbox.messages}) == 3
     subjects = smtp_server.mailbox.subjects()
-    assert len(subjects) == 2 and all(registration["registration_code"] in s for s in subjects)
+    assert len(subjects) == 3 and all(registration["registration_code"] in s for s in subjects)
     assert notifications_of(market, buyer)["items"] == []  # the objector is not told its own objection
 
     notification_id = mine["items"][0]["id"]
@@ -53,14 +53,14 @@ def test_a_refused_mail_is_retried_after_backoff_and_then_sent_once(
     with clock.travel_to(clock.utcnow()):
         assert object_to(market, market.actor(Role.BUYER), registration["id"]).status_code == 201
         failed = deliver_due(market.database, market.settings)
-        assert len(failed.failed) == 1 and failed.sent == []
+        assert len(failed.failed) == 2 and failed.sent == []
         smtp_server.mailbox.refuse = False
         assert deliver_due(market.database, market.settings).sent == []  # not before its backoff
         clock.advance(timedelta(seconds=61))
-        assert len(deliver_due(market.database, market.settings).sent) == 1
+        assert len(deliver_due(market.database, market.settings).sent) == 2
         clock.advance(timedelta(hours=1))
         assert deliver_due(market.database, market.settings).sent == []
-    assert len(smtp_server.mailbox.subjects()) == 1
+    assert len(smtp_server.mailbox.subjects()) == 2  # the regulator and the source, once each
     assert notifications_of(market, regulator)["items"][0]["email_status"] == "sent"
 
 
@@ -71,7 +71,7 @@ def test_an_unreachable_server_leaves_mail_pending(mailing_market: Market, smtp_
     nobody_listens = market.settings.model_copy(update={"smtp_port": free_port()})
     assert object_to(market, market.actor(Role.BUYER), registration["id"]).status_code == 201
     report = deliver_due(market.database, nobody_listens)
-    assert len(report.failed) == 1 and smtp_server.mailbox.messages == []
+    assert len(report.failed) == 2 and smtp_server.mailbox.messages == []
     assert notifications_of(market, regulator)["items"][0]["email_status"] == "pending"
 
 
@@ -92,4 +92,4 @@ def test_concurrent_deliverers_send_every_mail_exactly_once(mailing_market: Mark
     for thread in threads:
         thread.join()
     ids = [str(m["Message-ID"]) for m in smtp_server.mailbox.messages]
-    assert len(ids) == 18 and len(set(ids)) == 18
+    assert len(ids) == 24 and len(set(ids)) == 24  # 6 objections x (3 regulators + the source)
