@@ -710,6 +710,7 @@ LIST_OR_OPEN_ROUTES = {
     ("GET", "/v1/registrations"),
     ("GET", "/v1/registrations/{registration_id}"),
     ("POST", "/v1/registrations/{registration_id}/objections"),  # any signed-in organisation may object
+    ("GET", "/registrations"),  # the notice board
     ("GET", "/registrations/{code}"),
     ("GET", "/disclosures"),
     ("GET", "/disclosures/{report_id}"),  # published reports only

@@ -98,10 +98,17 @@ def register_product(
     return registration.present(session, found, principal)
 
 
+RegistrationStatus = Annotated[str | None, Query(pattern=r"^(notice|confirmed|withdrawn)$")]
+Limit = Annotated[int, Query(ge=1, le=500)]
+
+
 @router.get("/v1/registrations", response_model=list[RegistrationOut])
-def list_registrations(session: SessionDep, principal: PrincipalDep) -> list[RegistrationOut]:
-    """Every registration with its notice period and objections (public information)."""
-    return [registration.present(session, r, principal) for r in registration.listing(session, principal)]
+def list_registrations(
+    session: SessionDep, principal: PrincipalDep, status: RegistrationStatus = None, limit: Limit = 200
+) -> list[RegistrationOut]:
+    """Registrations, newest first, with their notice period and the objections the caller may read."""
+    found = registration.listing(session, status=status, limit=limit)
+    return [registration.present(session, r, principal) for r in found]
 
 
 @router.get("/v1/registrations/{registration_id}", response_model=RegistrationOut)
@@ -190,6 +197,17 @@ def public_disclosure(report_id: str, session: SessionDep, format: Format = "htm
     if format == "json":
         return DisclosureOut.model_validate(report)
     return HTMLResponse(pages.report_page(report))
+
+
+@public_router.get("/registrations", response_model=list[PublicRegistrationOut], responses=HTML_TOO)
+def public_notices(
+    session: SessionDep, status: RegistrationStatus = "notice", limit: Limit = 200, format: Format = "html"
+) -> list[PublicRegistrationOut] | HTMLResponse:
+    """The public notice board (公示): registrations in their notice period (or `?status=`), no sign-in."""
+    found = [registration.present_public(session, r) for r in registration.listing(session, status=status, limit=limit)]
+    if format == "json":
+        return found
+    return HTMLResponse(pages.notices_page(found))
 
 
 @public_router.get("/registrations/{code}", response_model=PublicRegistrationOut, responses=HTML_TOO)

@@ -93,6 +93,16 @@ def index_page(reports: Sequence[DisclosureReport]) -> str:
     )
 
 
+def notices_page(found: Sequence[PublicRegistrationOut]) -> str:
+    """The public notice board: registrations open to objections, with where to object."""
+    rows = render_value([r.model_dump(mode="json") for r in found]) if found else "<p>No registration is in notice.</p>"
+    return _page(
+        "Public notices",
+        "<h1>Registrations in public notice (公示)</h1><p class='muted'>Any signed-in organisation may object "
+        "during the notice: POST /v1/registrations/&lt;id&gt;/objections.</p>" + rows,
+    )
+
+
 def registration_page(found: PublicRegistrationOut) -> str:
     """A registration looked up by code."""
     return _page(

@@ -108,10 +108,12 @@ def register_product(
     )
 
 
-def listing(session: Session, actor: Principal) -> Sequence[Registration]:
-    """Registrations are public information: every signed-in organisation may read them."""
-    del actor
-    return session.scalars(select(Registration).order_by(Registration.created_at.desc(), Registration.id)).all()
+def listing(session: Session, *, status: str | None = None, limit: int = 200) -> Sequence[Registration]:
+    """Registrations, newest first, optionally in one state: public information (the register and its notices)."""
+    query = select(Registration)
+    if status is not None:
+        query = query.where(Registration.status == status)
+    return session.scalars(query.order_by(Registration.created_at.desc(), Registration.id).limit(limit)).all()
 
 
 def get(session: Session, registration_id: str) -> Registration:

@@ -79,6 +79,11 @@ def test_objections_only_during_notice_and_open_ones_block_confirmation(market: 
             for who, actor in (("objector", buyer), ("regulator", regulator), ("other", market.actor(Role.BUYER)))
         }
         assert seen == {"objector": 1, "regulator": 1, "other": 0}  # objectors are not named to everyone
+        board = market.client.get("/registrations", params={"format": "json"})  # the notice board, no sign-in
+        assert [(r["registration_code"], r["open_objections"]) for r in board.json()] == [
+            (registration["registration_code"], 1)
+        ]
+        assert registration["registration_code"] in market.client.get("/registrations").text
         clock.advance(timedelta(days=8))
         assert object_to(market, buyer, registration["id"]).json()["error"]["code"] == "notice_closed"
         assert run_upkeep(market.database, market.settings)["registrations_confirmed"] == 0  # one is still open
@@ -94,6 +99,9 @@ def test_objections_only_during_notice_and_open_ones_block_confirmation(market: 
         assert confirmed.status_code == 200 and confirmed.json()["confirmed_at"].startswith("2027-06-12")
     lookup = market.client.get(f"/registrations/{registration['lookup_code'].lower()}", params={"format": "json"})
     assert lookup.status_code == 200 and lookup.json()["open_objections"] == 0
+    assert market.client.get("/registrations", params={"format": "json"}).json() == []  # no longer in notice
+    confirmed_list = market.client.get("/v1/registrations", headers=buyer.headers, params={"status": "confirmed"})
+    assert [r["id"] for r in confirmed_list.json()] == [registration["id"]]
     missing = market.client.get("/registrations/NO-SUCH-CODE")
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "registration_not_found"
 
