@@ -26,6 +26,7 @@ from market.compliance.schemas import (
 )
 from market.deps import PrincipalDep, SessionDep, SettingsDep
 from market.errors import BadRequest
+from market.pagination import CursorQuery, LimitQuery, Page, page_of
 from products import service as products
 
 Year = Annotated[int, Path(ge=2000, le=2100)]
@@ -42,12 +43,19 @@ public_router = APIRouter(tags=["public disclosure"])
 # -- allowed revenue ------------------------------------------------------------------------------
 
 
-@router.get("/v1/allowed-revenue", response_model=list[AllowedRevenueOut])
+@router.get("/v1/allowed-revenue", response_model=Page[AllowedRevenueOut])
 def list_allowed_revenue(
-    session: SessionDep, principal: PrincipalDep, year: YearQuery = None
-) -> list[AllowedRevenueOut]:
-    """Allowed revenue, revenue received and headroom: all for the regulator and finance, its own for an operator."""
-    return [allowed_revenue.present(session, row) for row in allowed_revenue.visible(session, principal, year)]
+    session: SessionDep,
+    principal: PrincipalDep,
+    year: YearQuery = None,
+    limit: LimitQuery = 50,
+    cursor: CursorQuery = None,
+) -> Page[AllowedRevenueOut]:
+    """Allowed revenue, revenue received and headroom: all for the regulator and finance, its own for an
+    operator. Oldest year first (`year`, `id`)."""
+    found = allowed_revenue.visible(session, principal, year)
+    rows, next_cursor = page_of(found, key=lambda r: (r.year, r.id), limit=limit, cursor=cursor)
+    return Page(items=[allowed_revenue.present(session, row) for row in rows], next_cursor=next_cursor)
 
 
 @router.get("/v1/allowed-revenue/{operator}/{year}", response_model=AllowedRevenueOut)
@@ -99,16 +107,27 @@ def register_product(
 
 
 RegistrationStatus = Annotated[str | None, Query(pattern=r"^(notice|confirmed|withdrawn)$")]
-Limit = Annotated[int, Query(ge=1, le=500)]
 
 
-@router.get("/v1/registrations", response_model=list[RegistrationOut])
+def _registrations_page(
+    session: SessionDep, status: str | None, limit: int, cursor: str | None
+) -> tuple[list[Any], str | None]:
+    found = registration.listing(session, status=status)
+    return page_of(found, key=lambda r: (r.created_at, r.id), limit=limit, cursor=cursor, descending=True)
+
+
+@router.get("/v1/registrations", response_model=Page[RegistrationOut])
 def list_registrations(
-    session: SessionDep, principal: PrincipalDep, status: RegistrationStatus = None, limit: Limit = 200
-) -> list[RegistrationOut]:
-    """Registrations, newest first, with their notice period and the objections the caller may read."""
-    found = registration.listing(session, status=status, limit=limit)
-    return [registration.present(session, r, principal) for r in found]
+    session: SessionDep,
+    principal: PrincipalDep,
+    status: RegistrationStatus = None,
+    limit: LimitQuery = 50,
+    cursor: CursorQuery = None,
+) -> Page[RegistrationOut]:
+    """Registrations with their notice period and the objections the caller may read; newest first
+    (`created_at`, `id`)."""
+    rows, next_cursor = _registrations_page(session, status, limit, cursor)
+    return Page(items=[registration.present(session, r, principal) for r in rows], next_cursor=next_cursor)
 
 
 @router.get("/v1/registrations/{registration_id}", response_model=RegistrationOut)
@@ -144,10 +163,21 @@ def confirm_registration(registration_id: str, session: SessionDep, principal: P
 # -- disclosure -----------------------------------------------------------------------------------
 
 
-@router.get("/v1/disclosures", response_model=list[DisclosureOut])
-def list_disclosures(session: SessionDep, principal: PrincipalDep, year: YearQuery = None) -> list[DisclosureOut]:
-    """Published reports, and the caller's own drafts (the regulator sees every draft)."""
-    return [DisclosureOut.model_validate(r) for r in disclosure.visible(session, principal, year)]
+@router.get("/v1/disclosures", response_model=Page[DisclosureOut])
+def list_disclosures(
+    session: SessionDep,
+    principal: PrincipalDep,
+    year: YearQuery = None,
+    limit: LimitQuery = 50,
+    cursor: CursorQuery = None,
+) -> Page[DisclosureOut]:
+    """Published reports, and the caller's own drafts (the regulator sees every draft); newest first
+    (`generated_at`, `id`)."""
+    found = disclosure.visible(session, principal, year)
+    rows, next_cursor = page_of(
+        found, key=lambda r: (r.generated_at, r.id), limit=limit, cursor=cursor, descending=True
+    )
+    return Page(items=[DisclosureOut.model_validate(r) for r in rows], next_cursor=next_cursor)
 
 
 @router.post("/v1/disclosures", response_model=DisclosureOut, status_code=201)
@@ -199,14 +229,20 @@ def public_disclosure(report_id: str, session: SessionDep, format: Format = "htm
     return HTMLResponse(pages.report_page(report))
 
 
-@public_router.get("/registrations", response_model=list[PublicRegistrationOut], responses=HTML_TOO)
+@public_router.get("/registrations", response_model=Page[PublicRegistrationOut], responses=HTML_TOO)
 def public_notices(
-    session: SessionDep, status: RegistrationStatus = "notice", limit: Limit = 200, format: Format = "html"
-) -> list[PublicRegistrationOut] | HTMLResponse:
-    """The public notice board (公示): registrations in their notice period (or `?status=`), no sign-in."""
-    found = [registration.present_public(session, r) for r in registration.listing(session, status=status, limit=limit)]
+    session: SessionDep,
+    status: RegistrationStatus = "notice",
+    limit: LimitQuery = 50,
+    cursor: CursorQuery = None,
+    format: Format = "html",
+) -> Page[PublicRegistrationOut] | HTMLResponse:
+    """The public notice board (公示): registrations in their notice period (or `?status=`), no sign-in;
+    newest first (`created_at`, `id`)."""
+    rows, next_cursor = _registrations_page(session, status, limit, cursor)
+    found = [registration.present_public(session, r) for r in rows]
     if format == "json":
-        return found
+        return Page(items=found, next_cursor=next_cursor)
     return HTMLResponse(pages.notices_page(found))
 
 

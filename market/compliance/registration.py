@@ -108,12 +108,12 @@ def register_product(
     )
 
 
-def listing(session: Session, *, status: str | None = None, limit: int = 200) -> Sequence[Registration]:
-    """Registrations, newest first, optionally in one state: public information (the register and its notices)."""
+def listing(session: Session, *, status: str | None = None) -> Sequence[Registration]:
+    """Registrations, optionally in one state: public information (the register and its notices)."""
     query = select(Registration)
     if status is not None:
         query = query.where(Registration.status == status)
-    return session.scalars(query.order_by(Registration.created_at.desc(), Registration.id).limit(limit)).all()
+    return session.scalars(query.order_by(Registration.created_at.desc(), Registration.id)).all()
 
 
 def get(session: Session, registration_id: str) -> Registration:

@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict
 
 from market.deps import PrincipalDep, SessionDep
 from market.notifications import service
+from market.pagination import CursorQuery, LimitQuery, Page, page_of
 
 
 class NotificationOut(BaseModel):
@@ -25,9 +26,8 @@ class NotificationOut(BaseModel):
     email_status: str
 
 
-class NotificationList(BaseModel):
+class UnreadCount(BaseModel):
     unread: int
-    items: list[NotificationOut]
 
 
 class MarkedRead(BaseModel):
@@ -37,19 +37,24 @@ class MarkedRead(BaseModel):
 router = APIRouter(prefix="/v1/notifications", tags=["notifications"])
 
 
-@router.get("", response_model=NotificationList)
+@router.get("", response_model=Page[NotificationOut])
 def list_notifications(
     session: SessionDep,
     principal: PrincipalDep,
     unread: bool = False,
-    limit: int = Query(default=50, ge=1, le=200),
-) -> NotificationList:
-    """The caller's notifications, newest first (`?unread=true` for unread ones only)."""
-    items = service.mine(session, principal, unread_only=unread, limit=limit)
-    return NotificationList(
-        unread=service.unread_count(session, principal),
-        items=[NotificationOut.model_validate(n) for n in items],
-    )
+    limit: LimitQuery = 50,
+    cursor: CursorQuery = None,
+) -> Page[NotificationOut]:
+    """The caller's notifications (`?unread=true` for unread ones only); newest first (`created_at`, `id`)."""
+    found = service.mine(session, principal, unread_only=unread)
+    rows, next_cursor = page_of(found, key=lambda n: (n.created_at, n.id), limit=limit, cursor=cursor, descending=True)
+    return Page(items=[NotificationOut.model_validate(n) for n in rows], next_cursor=next_cursor)
+
+
+@router.get("/unread", response_model=UnreadCount)
+def unread(session: SessionDep, principal: PrincipalDep) -> UnreadCount:
+    """How many of the caller's notifications are unread (for a badge)."""
+    return UnreadCount(unread=service.unread_count(session, principal))
 
 
 @router.post("/{notification_id}/read", response_model=NotificationOut)

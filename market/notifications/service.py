@@ -78,12 +78,12 @@ def notify(session: Session, users: Iterable[User], kind: str, dedupe_key: str, 
     return inserted
 
 
-def mine(session: Session, actor: Principal, *, unread_only: bool = False, limit: int = 50) -> Sequence[Notification]:
+def mine(session: Session, actor: Principal, *, unread_only: bool = False) -> Sequence[Notification]:
     """The caller's own notifications, newest first."""
     query = select(Notification).where(Notification.user_id == actor.user_id)
     if unread_only:
         query = query.where(Notification.read_at.is_(None))
-    return session.scalars(query.order_by(Notification.created_at.desc(), Notification.id).limit(limit)).all()
+    return session.scalars(query.order_by(Notification.created_at.desc(), Notification.id)).all()
 
 
 def unread_count(session: Session, actor: Principal) -> int:

@@ -32,7 +32,9 @@ def registered_resource(market: Market, regulator: Actor, *, title: str = "City 
     code = reviewed.json()["registration_code"]
     found = [
         r
-        for r in market.client.get("/v1/registrations", headers=regulator.headers).json()
+        for r in market.client.get("/v1/registrations", headers=regulator.headers, params={"limit": 500}).json()[
+            "items"
+        ]
         if r["registration_code"] == code
     ]
     assert len(found) == 1
@@ -46,6 +48,8 @@ def object_to(market: Market, actor: Actor, registration_id: str, reason: str = 
 
 
 def notifications_of(market: Market, actor: Actor, **params: Any) -> dict[str, Any]:
+    """The actor's notifications (first page) and its unread count."""
     response = market.client.get("/v1/notifications", headers=actor.headers, params=params)
     assert response.status_code == 200, response.text
-    return dict(response.json())
+    count = market.client.get("/v1/notifications/unread", headers=actor.headers).json()["unread"]
+    return {"unread": count, "items": response.json()["items"]}

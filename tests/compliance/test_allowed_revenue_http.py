@@ -62,10 +62,10 @@ def test_only_the_regulator_records_and_operators_see_only_their_own(market: Mar
     assert market.client.put(path, headers=regulator.headers, json=body).status_code == 200
     assert market.client.get(path, headers=theirs.headers).status_code == 404  # like an unknown one
     assert market.client.get(path, headers=buyer.headers).status_code == 403
-    assert market.client.get("/v1/allowed-revenue", headers=theirs.headers).json() == []
-    assert [r["allowed_minor"] for r in market.client.get("/v1/allowed-revenue", headers=finance.headers).json()] == [
-        100
-    ]
+    assert market.client.get("/v1/allowed-revenue", headers=theirs.headers).json()["items"] == []
+    assert [
+        r["allowed_minor"] for r in market.client.get("/v1/allowed-revenue", headers=finance.headers).json()["items"]
+    ] == [100]
     with clock.travel_to(datetime(2030, 12, 31, 23, 59, tzinfo=UTC)):
         early = market.client.post(f"{path}/close", headers=finance.headers)
         assert early.status_code == 409 and early.json()["error"]["code"] == "year_not_ended"

@@ -20,7 +20,7 @@ def test_drafts_stay_with_their_publisher_until_published(market: Market) -> Non
         assert market.client.get(path, headers=theirs.headers).json()["error"]["code"] == "disclosure_not_found"
     assert market.client.get(f"/v1/disclosures/{draft['id']}", headers=regulator.headers).status_code == 200
     assert market.client.get(f"/disclosures/{draft['id']}").status_code == 404  # not public yet
-    assert market.client.get("/v1/disclosures", headers=theirs.headers).json() == []
+    assert market.client.get("/v1/disclosures", headers=theirs.headers).json()["items"] == []
     for outsider in (theirs, regulator):
         refused = market.client.post(f"/v1/disclosures/{draft['id']}/publish", headers=outsider.headers)
         assert refused.status_code == 404
@@ -32,7 +32,9 @@ def test_drafts_stay_with_their_publisher_until_published(market: Market) -> Non
     published = market.client.post(f"/v1/disclosures/{draft['id']}/publish", headers=mine.headers)
     assert published.status_code == 200 and len(published.json()["content_hash"]) == 64
     assert market.client.post(f"/v1/disclosures/{draft['id']}/publish", headers=mine.headers).status_code == 409
-    assert [r["id"] for r in market.client.get("/v1/disclosures", headers=theirs.headers).json()] == [draft["id"]]
+    assert [r["id"] for r in market.client.get("/v1/disclosures", headers=theirs.headers).json()["items"]] == [
+        draft["id"]
+    ]
     assert market.client.get(f"/disclosures/{draft['id']}").status_code == 200
     status = market.client.get("/v1/disclosures/status", headers=mine.headers, params={"year": 2026}).json()
     assert [m["kind"] for m in status["missing"]] == ["operator_disclosure"]

@@ -34,7 +34,7 @@ def test_the_stricter_of_cap_and_standard_holds(market: Market) -> None:
     assert accepted.status_code == 200, accepted.text
     fees = market.client.get(f"/v1/products/{listed.slug}/fees", headers=market.actor(Role.BUYER).headers).json()
     assert fees["zone_cap"]["per_query_minor"] == "100000" and fees["fee_standard"]["per_query_minor"] == "150"
-    catalogue = market.client.get("/v1/products", headers=market.actor(Role.BUYER).headers).json()
+    catalogue = market.client.get("/v1/products", headers=market.actor(Role.BUYER).headers).json()["items"]
     entry = next(p for p in catalogue if p["slug"] == listed.slug)
     assert entry["fee_limits"] == {"zone_cap": fees["zone_cap"], "fee_standard": fees["fee_standard"]}
     assert next(p for p in entry["plans"] if p["code"] == "standard")["per_query_minor"] == 150

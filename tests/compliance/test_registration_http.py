@@ -56,7 +56,7 @@ def test_an_upheld_objection_withdraws_and_returns_the_resource(market: Market) 
     assert twice.status_code == 409
     public = market.client.get(f"/registrations/{registration['registration_code']}", params={"format": "json"})
     assert public.json()["status"] == "withdrawn"
-    resources = market.client.get("/v1/resources", headers=regulator.headers).json()
+    resources = market.client.get("/v1/resources", headers=regulator.headers).json()["items"]
     assert [r["status"] for r in resources] == ["returned"]
     assert "Objection upheld" in resources[0]["review_comment"]
     late = object_to(market, buyer, registration["id"])
@@ -80,7 +80,7 @@ def test_objections_only_during_notice_and_open_ones_block_confirmation(market: 
         }
         assert seen == {"objector": 1, "regulator": 1, "other": 0}  # objectors are not named to everyone
         board = market.client.get("/registrations", params={"format": "json"})  # the notice board, no sign-in
-        assert [(r["registration_code"], r["open_objections"]) for r in board.json()] == [
+        assert [(r["registration_code"], r["open_objections"]) for r in board.json()["items"]] == [
             (registration["registration_code"], 1)
         ]
         assert registration["registration_code"] in market.client.get("/registrations").text
@@ -99,9 +99,9 @@ def test_objections_only_during_notice_and_open_ones_block_confirmation(market: 
         assert confirmed.status_code == 200 and confirmed.json()["confirmed_at"].startswith("2027-06-12")
     lookup = market.client.get(f"/registrations/{registration['lookup_code'].lower()}", params={"format": "json"})
     assert lookup.status_code == 200 and lookup.json()["open_objections"] == 0
-    assert market.client.get("/registrations", params={"format": "json"}).json() == []  # no longer in notice
+    assert market.client.get("/registrations", params={"format": "json"}).json()["items"] == []  # no longer in notice
     confirmed_list = market.client.get("/v1/registrations", headers=buyer.headers, params={"status": "confirmed"})
-    assert [r["id"] for r in confirmed_list.json()] == [registration["id"]]
+    assert [r["id"] for r in confirmed_list.json()["items"]] == [registration["id"]]
     missing = market.client.get("/registrations/NO-SUCH-CODE")
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "registration_not_found"
 

@@ -43,7 +43,7 @@ def test_replicas_expire_and_notify_once(market: Market) -> None:
         ).all()
     assert len(kinds) == 3 and all(count == 1 for _, count in kinds)
     for buyer in buyers:
-        agreements = market.client.get("/v1/agreements", headers=buyer.headers).json()
+        agreements = market.client.get("/v1/agreements", headers=buyer.headers).json()["items"]
         assert [a["status"] for a in agreements] == ["expired"]
 
 
@@ -56,8 +56,8 @@ def test_market_upkeep_runs_the_job_once_from_the_command_line(market: Market, m
     get_settings.cache_clear()
     try:
         with clock.travel_to(clock.utcnow() + timedelta(days=2)):
-            first = CliRunner().invoke(app, ["upkeep"])
-            second = CliRunner().invoke(app, ["upkeep"])
+            first = CliRunner().invoke(app, ["upkeep", "--json"])
+            second = CliRunner().invoke(app, ["upkeep", "--json"])
     finally:
         get_settings.cache_clear()
     assert first.exit_code == 0, first.output

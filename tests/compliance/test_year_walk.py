@@ -219,7 +219,7 @@ def test_a_year_of_public_data_rules(mailing_market: Market, smtp_server: SmtpSe
 
         # -- the commercial agreement ends; the unpaid invoice falls due, then is overdue ---------
         assert upkeep(market, "2027-03-21T10:00:00")["agreements_expired"] == 1
-        mine = ok(client.get("/v1/agreements", headers=commercial.headers))
+        mine = ok(client.get("/v1/agreements", headers=commercial.headers))["items"]
         assert [a["status"] for a in mine] == ["expired"]
         refused = query(market, commercial, SLUG, SQL)
         assert refused.status_code == 403
@@ -235,11 +235,11 @@ def test_a_year_of_public_data_rules(mailing_market: Market, smtp_server: SmtpSe
         expired = upkeep(market, "2027-12-01T00:30:00")
         assert (expired["grants_expired"], expired["products_delisted"], expired["agreements_stopped"]) == (1, 1, 1)
         assert ok(client.get(f"/v1/products/{SLUG}", headers=operator.headers))["status"] == "delisted"
-        events = ok(client.get(f"/v1/products/{SLUG}/events", headers=operator.headers))
+        events = ok(client.get(f"/v1/products/{SLUG}/events", headers=operator.headers, params={"limit": 500}))["items"]
         assert events[-1]["to_status"] == "delisted" and "expired" in events[-1]["reason"]
-        grant_events = ok(client.get(f"/v1/authorisations/{granted['id']}/events", headers=operator.headers))
+        grant_events = ok(client.get(f"/v1/authorisations/{granted['id']}/events", headers=operator.headers))["items"]
         assert grant_events[-1]["to_status"] == "expired"
-        assert [a["status"] for a in ok(client.get("/v1/agreements", headers=public.headers))] == ["revoked"]
+        assert [a["status"] for a in ok(client.get("/v1/agreements", headers=public.headers))["items"]] == ["revoked"]
 
         # -- the year closes: the excess is carried into next year's allowed revenue --------------
         assert upkeep(market, "2028-01-02T09:00:00")["years_closed"] == 1
@@ -288,7 +288,7 @@ def test_a_year_of_public_data_rules(mailing_market: Market, smtp_server: SmtpSe
         assert product_fees["fee_standard"]["per_query_minor"] == "200"
         assert {p["code"]: p["per_query_minor"] for p in product_fees["plans"]}["standard"] == 150
 
-        entries = ok(client.get("/v1/ledger/entries", headers=finance.headers, params={"limit": 1000}))
+        entries = ok(client.get("/v1/ledger/entries", headers=finance.headers, params={"limit": 500}))["items"]
         distributed = sum(
             line["amount_minor"]
             for e in entries
