@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse, Response
 
-from billing import documents, invoices, rating, reconciliation, repository
+from billing import document_render, documents, invoices, rating, reconciliation, repository
 from billing.config import Period
 from billing.models import Invoice, InvoiceLine, InvoiceStatus
 from billing.schemas import (
@@ -24,7 +24,7 @@ from billing.schemas import (
 )
 from market.clock import utcnow
 from market.deps import PrincipalDep, SessionDep
-from market.errors import BadRequest, Unprocessable
+from market.errors import BadRequest
 from market.pagination import CursorQuery, Key, LimitQuery, Page, cut, decode_cursor, page_of
 
 router = APIRouter(prefix="/v1", tags=["billing"])
@@ -161,19 +161,15 @@ def line_usage(
 
 
 @router.get("/invoices/{invoice_id}/document", response_class=HTMLResponse, response_model=None)
-def invoice_document(invoice_id: str, session: SessionDep, principal: PrincipalDep, format: str = "html") -> Response:
-    """The invoice as a printable document: `?format=html` (default) or `?format=pdf`."""
-    if format not in ("html", "pdf"):
-        raise Unprocessable("invalid_document_format", format=format)
+def invoice_document(
+    invoice_id: str, session: SessionDep, principal: PrincipalDep, format: str = "html", lang: str | None = None
+) -> Response:
+    """The invoice as a printable document: `?format=html` (default) or `?format=pdf`, in the caller's
+    language (`?lang=zh-CN|en`, else the language cookie or Accept-Language; zh-CN by default)."""
+    document_render.check_format(format)
     invoice = invoices.visible_invoice(session, principal, invoice_id)
-    if format == "pdf":
-        name = f"{invoice.number or invoice.id}.pdf"
-        return Response(
-            documents.invoice_pdf(session, invoice),
-            media_type="application/pdf",
-            headers={"Content-Disposition": f'attachment; filename="{name}"'},
-        )
-    return HTMLResponse(documents.invoice_html(session, invoice))
+    document = documents.invoice_document(session, invoice, document_render.document_locale(lang))
+    return document_render.respond(document, format)
 
 
 @router.post("/invoices/{invoice_id}/finalize", response_model=InvoiceOut, tags=["finance"])

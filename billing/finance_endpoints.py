@@ -6,9 +6,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from fastapi import APIRouter
-from fastapi.responses import Response
+from fastapi.responses import HTMLResponse, Response
 
-from billing import reconciliation, repository, revenue, statements
+from billing import document_render, documents, reconciliation, repository, revenue, statements
 from billing.config import Period
 from billing.schemas import (
     BalanceOut,
@@ -176,3 +176,17 @@ def settlements(
     ]
     page, next_cursor = page_of(found, key=lambda s: (s.party, s.org_id or "", s.currency), limit=limit, cursor=cursor)
     return Page(items=page, next_cursor=next_cursor)
+
+
+@router.get("/settlements/document", response_class=HTMLResponse, response_model=None)
+def settlement_document(
+    period: str, session: SessionDep, principal: PrincipalDep, format: str = "html", lang: str | None = None
+) -> Response:
+    """The period's settlement statement (收益分配结算单) as a document (`?format=html|pdf`, `?lang=zh-CN|en`):
+    operators and source departments get their own; finance and the regulator every party's."""
+    document_render.check_format(format)
+    found = statements.statements(session, principal, Period.parse(period))
+    document = documents.statement_document(
+        session, period, found, documents.statement_recipient(principal), document_render.document_locale(lang)
+    )
+    return document_render.respond(document, format)

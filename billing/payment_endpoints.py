@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from billing import invoices, payments, repository
+from billing import document_render, documents, invoices, payments, repository
 from billing.models import CreditNote, Payment
 from billing.schemas import (
     BankTransferIn,
@@ -143,3 +143,15 @@ def list_credit_notes(
     found = invoices.credit_notes(session, principal)
     page, next_cursor = page_of(found, key=lambda n: (n.created_at, n.id), limit=limit, cursor=cursor, descending=True)
     return Page(items=_notes(session, page), next_cursor=next_cursor)
+
+
+@router.get("/credit-notes/{note_id}/document", response_class=HTMLResponse, response_model=None)
+def credit_note_document(
+    note_id: str, session: SessionDep, principal: PrincipalDep, format: str = "html", lang: str | None = None
+) -> Response:
+    """A credit note as a printable document (`?format=html|pdf`, `?lang=zh-CN|en`): the buyer's own, or any
+    for finance."""
+    document_render.check_format(format)
+    note, invoice = documents.visible_credit_note(session, principal, note_id)
+    document = documents.credit_note_document(session, note, invoice, document_render.document_locale(lang))
+    return document_render.respond(document, format)

@@ -1,12 +1,15 @@
 """Every user-facing message, keyed by its stable error code.
 
-Kept in one place so that a zh-CN catalogue can sit beside the English one later. Messages say
-what to change, not only what went wrong (DOMAIN.md rule 1).
+The EN dict is the single source of msgids: `make messages` extracts each entry, with its code as
+msgctxt, into the gettext catalogues (market/locale/<locale>/LC_MESSAGES/messages.po), where the
+zh-CN translation sits. Messages say what to change, not only what went wrong (DOMAIN.md rule 1).
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from market import i18n
 
 EN: dict[str, str] = {
     # HTTP and request shape
@@ -52,6 +55,19 @@ EN: dict[str, str] = {
     "duplicate_organisation": "An organisation named '{name}' already exists; choose another name.",
     "duplicate_user": "A user with e-mail '{email}' already exists; use another address.",
     "role_kind_mismatch": "A {role} user cannot belong to a {kind} organisation; allowed roles: {allowed}.",
+    "uscc_length": "Unified social credit code '{code}' has {length} characters; it must have 18.",
+    "uscc_characters": (
+        "Unified social credit code '{code}' contains {characters}; it may use only these characters: {alphabet}."
+    ),
+    "uscc_division": (
+        "Unified social credit code '{code}' must have digits in positions 3 to 8 (the administrative division code)."
+    ),
+    "uscc_checksum": (
+        "Unified social credit code '{code}' fails its check character (the 18th); check it for a typing error."
+    ),
+    "invalid_bank_account": (
+        "Bank account '{account}' must be 8 to 40 digits, optionally grouped with spaces or hyphens."
+    ),
     # Products
     "product_not_found": "No product '{slug}' is visible to you. List products with GET /v1/products.",
     "duplicate_product": "A product with slug '{slug}' already exists; choose another slug.",
@@ -298,6 +314,7 @@ EN: dict[str, str] = {
     "period_has_drafts": "Period {period} still has draft invoices; finalize them before closing it.",
     "invoice_not_found": "No invoice '{invoice}' is visible to you. List yours with GET /v1/invoices.",
     "invoice_line_not_found": "No line '{line}' on this invoice.",
+    "credit_note_not_found": "No credit note '{note}' is visible to you. List yours with GET /v1/credit-notes.",
     "invalid_invoice_status": "Status '{status}' is unknown; use one of: {allowed}.",
     "invoice_not_draft": "Invoice {invoice} is {status}; only drafts can be finalized.",
     "invoice_not_voidable": (
@@ -330,14 +347,11 @@ EN: dict[str, str] = {
     "invalid_document_format": "Document format '{format}' is unknown; use html or pdf.",
 }
 
-ZH_CN: dict[str, str] = {}
-"""The zh-CN catalogue; codes missing here fall back to English."""
 
-
-def render(code: str, locale: str = "en", **params: Any) -> str:
-    """The message for `code` in `locale`, with `params` filled in."""
-    template = (ZH_CN if locale == "zh-CN" else EN).get(code) or EN.get(code) or code
-    try:
-        return template.format(**params)
-    except (KeyError, IndexError):
-        return template
+def render(code: str, locale: str | None = None, /, **params: Any) -> str:
+    """The message for `code` in `locale` (default: the current request's), with `params` filled in."""
+    english = EN.get(code)
+    if english is None:
+        return code
+    locale = locale or i18n.current_locale()
+    return i18n.pgettext(locale, code, english, **i18n.translated(locale, params))

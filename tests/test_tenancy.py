@@ -191,6 +191,8 @@ DEFAULT_ARGS = {
     "registration_id": "=reg_unknown",
     "objection_id": "=obj_unknown",
     "flag_id": "=flg_unknown",
+    "note_id": "credit_note_a",
+    "org_id": "org_buyer_a",
 }
 
 REASON = {"reason": "testing tenancy"}
@@ -214,6 +216,8 @@ PRODUCT = "/v1/products/{slug}"
 VERSION = "/v1/products/{slug}/versions/{number}"
 AUTH = "/v1/authorisations/{authorisation_id}"
 RES = "/v1/resources/{resource_id}"
+NOTE_DOC = "/v1/credit-notes/{note_id}/document"
+ORG = "/v1/orgs/{org_id}"
 PERIOD = {"period": this_period()}
 
 BUYER_VS_BUYER = [
@@ -224,6 +228,9 @@ BUYER_VS_BUYER = [
     _nf("buyer_b", "GET", INV + "/document", "invoice_not_found"),
     _nf("buyer_b", "GET", INV + "/document", "invoice_not_found", params={"format": "pdf"}),
     _nf("buyer_b", "POST", INV + "/pay", "invoice_not_found", body={"payment_method": "pm_card_visa"}),
+    _nf("buyer_b", "GET", NOTE_DOC, "credit_note_not_found"),
+    _nf("buyer_b", "GET", NOTE_DOC, "credit_note_not_found", params={"format": "pdf", "lang": "zh-CN"}),
+    _nf("buyer_b", "GET", ORG, "organisation_not_found"),
     _nf("buyer_b", "GET", AGR, "agreement_not_found"),
     _nf("buyer_b", "GET", AGR + "/odrl", "agreement_not_found"),
     _nf("buyer_b", "GET", REQ, "access_request_not_found"),
@@ -292,6 +299,7 @@ OPERATOR_VS_OPERATOR = [
     _nf("operator_b", "GET", AGR + "/odrl", "agreement_not_found"),
     _nf("operator_b", "POST", AGR + "/revoke", "agreement_not_found", body=REASON),
     _nf("operator_b", "GET", AUTH, "authorisation_not_found"),
+    _nf("operator_b", "GET", ORG, "organisation_not_found", args={"org_id": "org_operator_a"}),
     _nf("operator_b", "GET", AUTH + "/events", "authorisation_not_found"),
     # Operator A may not see or decide a request operator B reviews, nor one the regulator reviews.
     _nf("operator_a", "GET", REQ, "access_request_not_found"),
@@ -317,6 +325,7 @@ SOURCE_VS_SOURCE = [
         body={"title": "x", "zone": "transport", "region": "CN-11", "classification": "general"},
     ),
     _nf("source_b", "GET", PRODUCT + "/revenue-shares", "product_not_found"),
+    _nf("source_b", "GET", ORG, "organisation_not_found", args={"org_id": "org_source_a"}),
 ]
 
 TRANSFER = {"amount_minor": 1, "reference": "X-1"}
@@ -334,6 +343,8 @@ CROSS_ROLE = [
             ("GET", "/v1/ledger/balances", None, None),
             ("GET", "/v1/ledger/entries", None, None),
             ("GET", "/v1/settlements", None, PERIOD),
+            ("GET", "/v1/settlements/document", None, PERIOD),
+            ("PATCH", ORG, {"address": "x"}, None),
             ("POST", "/v1/payments", {**TRANSFER, "buyer_org_id": "{org_buyer_a}"}, None),
             ("POST", INV + "/payments", TRANSFER, None),
             ("POST", INV + "/finalize", None, None),
@@ -400,6 +411,8 @@ CROSS_ROLE = [
             ("GET", INV, None, None),
             ("GET", "/v1/payments", None, None),
             ("GET", "/v1/credit-notes", None, None),
+            ("GET", NOTE_DOC, None, None),
+            ("PATCH", ORG, {"address": "x"}, None),
             ("GET", "/v1/reconciliation", None, PERIOD),
             ("GET", "/v1/ledger/entries", None, None),
             ("POST", "/v1/queries", {"product": "alpha", "sql": SQL}, None),
@@ -441,6 +454,7 @@ CROSS_ROLE = [
             ("POST", "/v1/queries", {"product": "alpha", "sql": SQL}, None),
             ("GET", "/v1/usage", None, None),
             ("POST", "/v1/orgs", {"name": "evil", "kind": "buyer"}, None),
+            ("PATCH", ORG, {"bank_account": "12345678"}, None),
         ]
     ),
     # The platform admin manages organisations, users and keys: no invoices, money or audit log.
@@ -453,6 +467,8 @@ CROSS_ROLE = [
             ("GET", "/v1/payments", None, None),
             ("GET", "/v1/credit-notes", None, None),
             ("GET", "/v1/settlements", None, PERIOD),
+            ("GET", "/v1/settlements/document", None, PERIOD),
+            ("GET", NOTE_DOC, None, None),
             ("GET", "/v1/agreements", None, None),
             ("GET", AGR, None, None),
             ("GET", "/v1/audit/queries", None, None),
@@ -467,6 +483,8 @@ CROSS_ROLE = [
             ("GET", INV, None, None),
             ("GET", "/v1/payments", None, None),
             ("GET", "/v1/credit-notes", None, None),
+            ("GET", NOTE_DOC, None, None),
+            ("PATCH", ORG, {"address": "x"}, None),
             ("GET", "/v1/usage", None, None),
             ("POST", "/v1/queries", {"product": "alpha", "sql": SQL}, None),
             ("GET", "/v1/uploads", None, None),
@@ -634,6 +652,13 @@ def test_lists_hold_only_the_callers_own_objects(world: World) -> None:
         assert {s["org_id"] for s in statements} <= {org[who]}, who
     assert {s["org_id"] for s in _get(world, "operator_a", "/v1/settlements", period=period)} == {org["operator_a"]}
     assert {s["org_id"] for s in _get(world, "source_a", "/v1/settlements", period=period)} == {org["source_a"]}
+    # The statement document holds the same: source B's names no other party, finance's names them all.
+    names = {who: f">{world.actors[who].principal.org_name}<" for who in ("source_a", "operator_a")}
+    for who, shown in (("source_b", set()), ("source_a", {"source_a"}), ("finance", {"source_a", "operator_a"})):
+        page = world.market.client.get(
+            "/v1/settlements/document", headers=world.actors[who].headers, params={"period": period}
+        ).text
+        assert {name for name, cell in names.items() if cell in page} == shown, who
     everyone = {s["org_id"] for s in _get(world, "finance", "/v1/settlements", period=period)}
     assert {org["operator_a"], org["source_a"]} <= everyone
     assert _get(world, "regulator", "/v1/settlements", period=period)
@@ -697,6 +722,7 @@ LIST_OR_OPEN_ROUTES = {
     ("GET", "/v1/payments"),
     ("GET", "/v1/credit-notes"),
     ("GET", "/v1/settlements"),
+    ("GET", "/v1/settlements/document"),  # the caller's own statements, as GET /v1/settlements
     ("GET", "/v1/usage"),
     ("GET", "/v1/usage/summary"),
     ("GET", "/v1/usage/export"),

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from market.accounts import service
 from market.accounts.models import Role, User
-from market.accounts.schemas import IssuedKeyOut, KeyIn, KeyOut, OrgIn, OrgOut, UserIn, UserOut, WhoAmI
+from market.accounts.schemas import IssuedKeyOut, KeyIn, KeyOut, OrgIn, OrgOut, OrgProfileIn, UserIn, UserOut, WhoAmI
 from market.deps import PrincipalDep, SessionDep
 from market.errors import NotFound
 from market.pagination import CursorQuery, LimitQuery, Page, page_of
@@ -39,6 +39,20 @@ def list_orgs(
 def create_org(body: OrgIn, session: SessionDep, principal: PrincipalDep) -> OrgOut:
     """Register an organisation of a given kind (admin only)."""
     return OrgOut.model_validate(service.create_org(session, principal, name=body.name, kind=body.kind))
+
+
+@router.get("/orgs/{org_id}", response_model=OrgOut)
+def get_org(org_id: str, session: SessionDep, principal: PrincipalDep) -> OrgOut:
+    """An organisation and its profile (admin, regulator and finance: any; others: their own)."""
+    return OrgOut.model_validate(service.visible_org(session, principal, org_id))
+
+
+@router.patch("/orgs/{org_id}", response_model=OrgOut)
+def update_org(org_id: str, body: OrgProfileIn, session: SessionDep, principal: PrincipalDep) -> OrgOut:
+    """Edit an organisation's name and profile: 统一社会信用代码 (checksum-validated), address, contact and
+    bank details, as printed on invoices and statements (admin only). Send null to clear a field."""
+    changes = {field: getattr(body, field) for field in body.model_fields_set}
+    return OrgOut.model_validate(service.update_org(session, principal, org_id, changes))
 
 
 @router.post("/users", response_model=UserOut, status_code=201)
