@@ -33,6 +33,8 @@ log = logging.getLogger("market.billing")
 
 CYCLE_JOB = "billing-cycle"
 RECHECK_JOB = "stripe-recheck"
+UPKEEP_JOB = "compliance-upkeep"
+"""Expiry, reminders, notices, registrations and e-mail: market/compliance/jobs.py."""
 MAX_CATCH_UP = 24
 
 
@@ -109,6 +111,10 @@ def start_scheduler(database: Database, settings: Settings) -> BackgroundSchedul
     if scheduler.get_job(CYCLE_JOB) is None:
         scheduler.add_job(
             "billing.scheduler:billing_cycle_job", "interval", hours=1, id=CYCLE_JOB, next_run_time=utcnow()
+        )
+    if scheduler.get_job(UPKEEP_JOB) is None:
+        scheduler.add_job(
+            "market.compliance.jobs:upkeep_job", "interval", minutes=15, id=UPKEEP_JOB, next_run_time=utcnow()
         )
     if settings.stripe_api_key is not None and scheduler.get_job(RECHECK_JOB) is None:
         scheduler.add_job(

@@ -22,11 +22,14 @@ from billing.finance_endpoints import router as finance_router
 from billing.payment_endpoints import router as payments_router
 from market import i18n
 from market.accounts.endpoints import router as accounts_router
+from market.compliance.endpoints import public_router as disclosure_pages_router
+from market.compliance.endpoints import router as compliance_router
 from market.db import Database
 from market.errors import MarketError, ServiceUnavailable
 from market.health import HealthCheck
 from market.i18n import N_
 from market.messages import render
+from market.notifications.endpoints import router as notifications_router
 from market.openapi import install as install_openapi
 from market.settings import Settings, get_settings
 from market.text_guard import reject_unstorable_text
@@ -54,6 +57,9 @@ ROUTERS = (
     billing_router,
     payments_router,
     finance_router,
+    compliance_router,
+    disclosure_pages_router,
+    notifications_router,
 )
 
 

@@ -135,6 +135,22 @@ def serve_command(
     uvicorn.run("market.app:create_app", factory=True, host=host, port=port, workers=processes)
 
 
+@app.command("upkeep")
+@user_errors
+def upkeep_command(as_json: JsonOption = False) -> None:
+    """Run the upkeep job once: expiries, reminders, invoice notices, registrations, revenue, e-mail."""
+    from market.compliance.jobs import run_upkeep
+
+    settings = cli_settings()
+    database = open_database()
+    try:
+        done = run_upkeep(database, settings)
+    finally:
+        database.dispose()
+    changed = ", ".join(f"{name} {count}" for name, count in sorted(done.items()) if count) or "nothing to do"
+    emit(as_json, done, f"upkeep: {changed}")
+
+
 app.add_typer(usage_app, name="usage")
 app.add_typer(products_app, name="products")
 

@@ -211,6 +211,29 @@ def _ensure_authorisation(
     )
 
 
+DEMO_ALLOWED_REVENUE = {
+    "platform_cost_minor": 30_000_000,
+    "collection_cost_minor": 5_000_000,
+    "processing_cost_minor": 8_000_000,
+    "staff_cost_minor": 12_000_000,
+    "subsidies_minor": 10_000_000,
+    "profit_minor": 4_500_000,
+    "taxes_minor": 500_000,
+}
+"""The demo operator's figures for the current year: an allowed revenue of 500,000.00 CNY."""
+
+
+def _ensure_allowed_revenue(session: Session, regulator: Principal, operator: Principal) -> None:
+    """Record the demo operator's allowed-revenue figures for this year, unless the regulator already did."""
+    from market.compliance import allowed_revenue
+    from market.compliance.schemas import AllowedRevenueIn
+
+    year = utcnow().year
+    if allowed_revenue.figures_row(session, operator.org_id, year) is None:
+        figures = AllowedRevenueIn(**DEMO_ALLOWED_REVENUE, note="Demo figures.")
+        allowed_revenue.record(session, regulator, operator.org_id, year, figures)
+
+
 def _ensure_flights(session: Session, settings: Settings, people: dict[str, Principal]) -> None:
     product = products_repo.by_slug(session, FLIGHTS_SLUG)
     if product is None:
@@ -381,6 +404,7 @@ def build_demo(database: Database, settings: Settings) -> dict[str, str]:
         _ensure_flights(session, settings, people)
         session.flush()
         _ensure_revenue_shares(session, people)
+        _ensure_allowed_revenue(session, people["regulator"], people["operator"])
         _ensure_agreement(
             session,
             people["buyer_public"],

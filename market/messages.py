@@ -234,6 +234,87 @@ EN: dict[str, str] = {
     ),
     "not_grouped": "Column '{column}' must be in GROUP BY or inside an aggregate.",
     "invalid_structured_query": "The structured query is not valid: {detail}",
+    # Public-data rules (market/compliance): allowed revenue, fee standards, registration, disclosure
+    "allowed_revenue_not_found": (
+        "No allowed revenue is recorded for operator '{operator}' in {year}; the regulator records it with "
+        "PUT /v1/allowed-revenue/{operator}/{year}."
+    ),
+    "allowed_revenue_closed": (
+        "{year} is closed and its carry-forward recorded; its figures can no longer change. Record next year's instead."
+    ),
+    "year_not_ended": "{year} has not ended yet; close it from 1 January of the next year.",
+    "fee_standard_not_in_review": (
+        "A fee standard is set on a product under review or listed; this product is {status}."
+    ),
+    "fee_standard_above_cap": (
+        "The fee standard's {field} ({amount}) is above the {zone} fee cap ({cap}); set it at or under the cap."
+    ),
+    "plan_above_fee_standard": (
+        "Plan '{plan}' charges {field} {amount}, above the proposed fee standard ({standard}); have the operator "
+        "lower the plan first, or set a higher standard."
+    ),
+    "already_registered": "This is already registered as '{registration_code}'.",
+    "registration_needs_review": "Only a submitted or listed product can be registered; this product is {status}.",
+    "registration_not_found": "No registration '{registration}'. Check the registration code or lookup code.",
+    "registration_code_too_long": "A registration or lookup code has at most 64 characters.",
+    "notice_closed": (
+        "The public notice of '{registration_code}' is closed; objections are taken only during the notice period."
+    ),
+    "objection_not_found": "No objection '{objection}' on this registration.",
+    "objection_resolved": "This objection is already {status}.",
+    "registration_not_confirmable": (
+        "The registration is {status}, or its notice has not ended, or an objection is still open; resolve "
+        "objections and wait for the end of the notice."
+    ),
+    "disclosure_published": (
+        "The {kind} for {year} is published and frozen; it cannot be regenerated. Publish corrections separately."
+    ),
+    "disclosure_not_found": "No report '{report}' is visible to you.",
+    "notification_not_found": "No notification '{notification}' of yours.",
+    "audit_flag_not_found": "No audit flag '{flag}'. List flagged queries with GET /v1/audit/queries?flagged=true.",
+    "audit_flag_resolved": "Audit flag '{flag}' is already resolved; flag the query again for a new follow-up.",
+    # Notifications: subject and body of each kind (market/notifications, market/compliance/jobs.py)
+    "allowed_revenue_approaching_subject": "{operator}: {percent}% of the {year} allowed revenue received",
+    "allowed_revenue_approaching_body": (
+        "{operator} has received {received} of its allowed revenue of {allowed} (minor units, {currency}) for "
+        "{year}. Past 100%, the excess is deducted from next year's allowed revenue."
+    ),
+    "allowed_revenue_exceeded_subject": "{operator}: the {year} allowed revenue is exceeded",
+    "allowed_revenue_exceeded_body": (
+        "{operator} has received {received} against an allowed revenue of {allowed} (minor units, {currency}) "
+        "for {year}. The excess will be deducted from next year's allowed revenue."
+    ),
+    "objection_filed_subject": "Objection filed against registration {registration_code}",
+    "objection_filed_body": "An objection was filed against '{title}' ({registration_code}) during its public notice.",
+    "objection_resolved_subject": "Objection to {registration_code}: {decision}",
+    "objection_resolved_body": "The regulator {decision} the objection to {registration_code}: {resolution}",
+    "registration_confirmed_subject": "Registration {registration_code} confirmed",
+    "registration_confirmed_body": (
+        "'{title}' is registered as {registration_code}; lookup code {lookup_code}. Anyone can check it at "
+        "/registrations/{lookup_code}."
+    ),
+    "authorisation_expired_subject": "Authorisation {authorisation} has expired",
+    "authorisation_expired_body": (
+        "Authorisation {authorisation} reached the end of its validity. Products it no longer covers were "
+        "delisted and their agreements stopped: {delisted}. Ask the regulator for a renewal."
+    ),
+    "agreement_stopped_subject": "Agreement {agreement} stopped",
+    "agreement_stopped_body": "Agreement {agreement} was stopped: {reason}",
+    "agreement_expired_subject": "Agreement {agreement} expired",
+    "agreement_expired_body": (
+        "Agreement {agreement} reached its end date ({valid_until}). Request access again to keep querying."
+    ),
+    "review_overdue_subject": "Access request {request} is past its review deadline",
+    "review_overdue_body": (
+        "The access request {request} for {product} was due for a decision on {due}. Approve or reject it."
+    ),
+    "invoice_due_subject": "Invoice {invoice} falls due on {due}",
+    "invoice_due_body": "Invoice {invoice} has {amount} (minor units, {currency}) to pay by {due}.",
+    "invoice_overdue_subject": "Invoice {invoice} is overdue",
+    "invoice_overdue_body": (
+        "Invoice {invoice} was due on {due} and {amount} (minor units, {currency}) is still unpaid. Pay by card "
+        "or bank transfer, quoting the invoice number."
+    ),
     # Billing and finance
     "invalid_period": "Period '{period}' is not a month; write it as YYYY-MM, e.g. 2026-11.",
     "period_out_of_range": "Period '{period}' is outside the years {first} to {last}; give a year in that range.",

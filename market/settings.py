@@ -43,6 +43,17 @@ class Settings(BaseSettings):
 
     scheduler_enabled: bool = True
 
+    smtp_host: str | None = None
+    """SMTP server for e-mail notifications; unset means in-app notifications only."""
+    smtp_port: int = 25
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+    smtp_from: str = "noreply@market.example"
+    smtp_timeout_seconds: float = 10.0
+    registration_notice_working_days: int = 5
+    """Length of a registration's public notice (公示), in working days (Monday to Friday)."""
+
     @computed_field  # type: ignore[prop-decorator]
     @property
     def effective_database_url(self) -> str:

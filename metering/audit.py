@@ -9,7 +9,8 @@ from sqlalchemy.orm import Session
 
 from market.accounts.models import Role
 from market.accounts.service import Principal
-from market.errors import NotFound
+from market.clock import utcnow
+from market.errors import Conflict, NotFound
 from metering import repository
 from metering.models import Agreement, AuditFlag, Purpose, UsageRecord
 from metering.repository import UsageFilter
@@ -88,6 +89,21 @@ def present(session: Session, records: Sequence[UsageRecord]) -> list[AuditRecor
         )
         for r in records
     ]
+
+
+def resolve_flag(session: Session, actor: Principal, flag_id: str, resolution: str) -> AuditFlag:
+    """The regulator closes a follow-up with what it found; a flag is resolved once."""
+    actor.require(Role.REGULATOR)
+    audit_flag = session.get(AuditFlag, flag_id)
+    if audit_flag is None:
+        raise NotFound("audit_flag_not_found", flag=flag_id)
+    if audit_flag.resolved_at is not None:
+        raise Conflict("audit_flag_resolved", flag=flag_id)
+    audit_flag.resolved_at = utcnow()
+    audit_flag.resolved_by = actor.user_id
+    audit_flag.resolution = resolution.strip()
+    session.flush()
+    return audit_flag
 
 
 def flag(session: Session, actor: Principal, record_id: str, reason: str) -> AuditFlag:

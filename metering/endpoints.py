@@ -25,6 +25,7 @@ from metering.schemas import (
     DecisionIn,
     FlagIn,
     FlagOut,
+    FlagResolveIn,
     QueryIn,
     QueryResultOut,
     RevokeIn,
@@ -293,6 +294,12 @@ def audit_queries(
     records = audit.page(session, where, limit=limit + 1, before=before)
     page, next_cursor = cut(records, limit, lambda r: (r.created_at, r.id))
     return Page(items=audit.present(session, page), next_cursor=next_cursor)
+
+
+@router.post("/audit/flags/{flag_id}/resolve", response_model=FlagOut)
+def resolve_flag(flag_id: str, body: FlagResolveIn, session: SessionDep, principal: PrincipalDep) -> FlagOut:
+    """The regulator closes a flagged query's follow-up, saying what it found."""
+    return FlagOut.model_validate(audit.resolve_flag(session, principal, flag_id, body.resolution))
 
 
 @router.post("/audit/queries/{record_id}/flags", response_model=FlagOut, status_code=201)

@@ -92,7 +92,8 @@ class Agreement(Base):
     """Bytes scanned allowed per calendar month (UTC); None is unlimited."""
     currency: Mapped[str] = mapped_column(String(3))
     status: Mapped[str] = mapped_column(String(20), default=AgreementStatus.ACTIVE.value)
-    """`active` or `revoked`; expiry is read from `valid_until`, never written."""
+    """`active`, `revoked`, or `expired` (written by the upkeep job, market/compliance/jobs.py, once
+    `valid_until` has passed; every check also reads `valid_until`, so nothing waits for the job)."""
     valid_from: Mapped[datetime] = mapped_column(default=utcnow)
     valid_until: Mapped[datetime]
     revoked_reason: Mapped[str] = mapped_column(Text, default="")
@@ -108,10 +109,10 @@ class Agreement(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     def effective_status(self, now: datetime) -> AgreementStatus:
-        """Revoked wins; otherwise an agreement past `valid_until` is expired."""
+        """Revoked wins; otherwise an agreement past `valid_until` (or marked so by the job) is expired."""
         if self.status == AgreementStatus.REVOKED:
             return AgreementStatus.REVOKED
-        if now >= self.valid_until:
+        if self.status == AgreementStatus.EXPIRED or now >= self.valid_until:
             return AgreementStatus.EXPIRED
         return AgreementStatus.ACTIVE
 
@@ -219,3 +220,8 @@ class AuditFlag(Base):
     flagged_by: Mapped[str] = mapped_column(ForeignKey("users.id"))
     reason: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    resolved_at: Mapped[datetime | None] = mapped_column(default=None)
+    """When the regulator closed the follow-up; counted in the operator's annual operating report."""
+    resolved_by: Mapped[str | None] = mapped_column(String(32), default=None)
+    """A users.id (no foreign key, so SQLite adds the column in place)."""
+    resolution: Mapped[str] = mapped_column(Text, default="", server_default="")

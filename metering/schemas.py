@@ -209,6 +209,14 @@ class FlagOut(BaseModel):
     flagged_by: str
     reason: str
     created_at: datetime
+    resolved_at: datetime | None = None
+    resolution: str = ""
+
+
+class FlagResolveIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    resolution: str = Field(min_length=1, max_length=5_000, description="What the follow-up found.")
 
 
 class AuditRecordOut(BaseModel):

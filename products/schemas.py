@@ -138,6 +138,9 @@ class ProductOut(BaseModel):
     audit_clean: bool | None = Field(
         default=None, description="Whether the audit found nothing open; null in lists and before a first version."
     )
+    fee_limits: dict[str, Any] | None = Field(
+        default=None, description="The zone's fee cap and the product's upper fee standard, beside the plans' prices."
+    )
 
 
 class ReviewIn(BaseModel):

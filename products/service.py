@@ -110,7 +110,7 @@ def put_plan(session: Session, actor: Principal, slug: str, plan: PlanIn) -> Pri
     actor.require(Role.OPERATOR)
     product = _own_product(session, actor, slug)
     grant = authorisations.require_scope(session, actor.org_id, product.zone, product.region, product.scenarios)
-    authorisations.check_plans(session, grant, product.zone, [plan])
+    authorisations.check_plans(session, grant, product.zone, [plan], product.id)
     existing = repository.plan_by_code(session, product.id, plan.code)
     if existing is None:
         existing = PricePlan(product_id=product.id, **plan.model_dump())
@@ -176,7 +176,7 @@ def _check_listable(session: Session, product: Product) -> None:
         session, product.operator_org_id, product.zone, product.region, product.scenarios or ()
     )
     plans = repository.plans_of(session, [product.id])[product.id]
-    authorisations.check_plans(session, grant, product.zone, plans)
+    authorisations.check_plans(session, grant, product.zone, plans, product.id)
 
 
 def submit(session: Session, actor: Principal, slug: str) -> Product:
@@ -378,6 +378,7 @@ def present(
                 audit_clean=(version.audit or {}).get("blocking_findings") == 0
                 if detail and version and version.audit
                 else None,
+                fee_limits=authorisations.fee_limits_view(session, product),
             )
         )
     return out

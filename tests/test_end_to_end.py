@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from market.accounts.models import Role
+from market.clock import utcnow
 from market.demo import build_demo
 from tests.conftest import Market
 
@@ -122,3 +123,6 @@ def test_demo_is_safe_to_run_twice(market: Market, demo) -> None:
     assert len(agreements) == 2  # one per demo product: nyc-flights-2013 and bj-sme-tax-credits-2025
     # keys from the first run were replaced, not left valid
     assert market.client.get("/v1/me", headers=demo["buyer_public"]).status_code == 401
+    # the operator's allowed revenue for this year is recorded once, derived: 500,000.00 CNY
+    figures = market.client.get("/v1/allowed-revenue", headers={"Authorization": f"Bearer {again['operator']}"})
+    assert [(f["year"], f["allowed_minor"]) for f in figures.json()] == [(utcnow().year, 50_000_000)]

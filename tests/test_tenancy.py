@@ -87,6 +87,10 @@ def build_world(market: Market) -> World:
         ]
     }
     _ok(client.put("/v1/products/alpha/revenue-shares", headers=finance.headers, json=shares))
+    # Operator A's allowed revenue for 2030, which operator B must not read.
+    operator_a_org = alpha.operator.principal.org_id
+    figures = {"staff_cost_minor": 1_000}
+    _ok(client.put(f"/v1/allowed-revenue/{operator_a_org}/2030", headers=alpha.regulator.headers, json=figures))
 
     buyer_a, buyer_b = actors["buyer_a"], actors["buyer_b"]
     ids["agreement_a"] = grant(market, alpha, buyer_a, purpose="commercial", plan="standard")["agreement_id"]
@@ -182,6 +186,11 @@ DEFAULT_ARGS = {
     "period": "period",
     "user_id": "user_buyer_a",
     "key_id": "key_buyer_a",
+    "operator": "org_operator_a",
+    "year": "=2030",
+    "registration_id": "=reg_unknown",
+    "objection_id": "=obj_unknown",
+    "flag_id": "=flg_unknown",
     "note_id": "credit_note_a",
     "org_id": "org_buyer_a",
 }
@@ -245,6 +254,9 @@ OPERATOR_VS_OPERATOR = [
     _nf("operator_b", "PATCH", PRODUCT, "product_not_found", body={"title": "mine now"}),
     _nf("operator_b", "PUT", PRODUCT + "/plans/{code}", "product_not_found", body=PLANS[1]),
     _nf("operator_b", "DELETE", PRODUCT + "/plans/{code}", "product_not_found"),
+    _nf("operator_b", "GET", PRODUCT + "/fees", "product_not_found", args=DRAFT),
+    # Another operator's allowed revenue answers like one never recorded.
+    _nf("operator_b", "GET", "/v1/allowed-revenue/{operator}/{year}", "allowed_revenue_not_found"),
     _nf("operator_b", "GET", PRODUCT + "/events", "product_not_found"),
     _nf("operator_b", "GET", PRODUCT + "/events", "product_not_found", args=DRAFT),
     _nf("operator_b", "POST", PRODUCT + "/versions", "product_not_found", body={"__multipart__": True}),
@@ -341,6 +353,7 @@ CROSS_ROLE = [
             ("POST", INV + "/credit-notes", {"amount_minor": 1, "reason": "x"}, None),
             ("GET", "/v1/audit/queries", None, None),
             ("POST", "/v1/audit/queries/{record_id}/flags", REASON, None),
+            ("POST", "/v1/audit/flags/{flag_id}/resolve", {"resolution": "x"}, None),
             ("POST", AUTH + "/suspend", REASON, None),
             ("POST", AUTH + "/reinstate", REASON, None),
             ("POST", AUTH + "/revoke", REASON, None),
@@ -359,6 +372,24 @@ CROSS_ROLE = [
             ("GET", "/v1/resources", None, None),
             ("POST", RES + "/review", {"decision": "register"}, None),
             ("POST", "/v1/orgs", {"name": "evil", "kind": "buyer"}, None),
+            ("PUT", "/v1/allowed-revenue/{operator}/{year}", {"staff_cost_minor": 1}, None),
+            ("POST", "/v1/allowed-revenue/{operator}/{year}/close", None, None),
+            (
+                "PUT",
+                PRODUCT + "/fee-standard",
+                {"max_per_query_minor": 1, "max_per_gb_minor": "0", "max_monthly_fee_minor": 0},
+                None,
+            ),
+            ("POST", PRODUCT + "/registration", {}, None),
+            (
+                "POST",
+                "/v1/registrations/{registration_id}/objections/{objection_id}/resolve",
+                {"decision": "dismiss", "resolution": "x"},
+                None,
+            ),
+            ("POST", "/v1/registrations/{registration_id}/confirm", None, None),
+            ("POST", "/v1/disclosures", {"year": 2030, "kind": "operating_report"}, None),
+            ("GET", "/v1/disclosures/status", None, {"year": "2030"}),
             ("POST", "/v1/users", {"org_id": "{org_buyer_a}", "name": "x", "email": "x@y.z", "role": "buyer"}, None),
             ("POST", "/v1/users/{user_id}/keys", {"label": "x"}, None),
             ("GET", "/v1/uploads", None, None),
@@ -703,6 +734,24 @@ LIST_OR_OPEN_ROUTES = {
     ("GET", "/v1/resources"),
     ("POST", "/v1/resources"),
     ("POST", "/v1/stripe/webhook"),  # signature-checked: tests/billing/test_webhook_forgery.py
+    # The public register and disclosures: public information by law (公示, 信息披露).
+    ("GET", "/v1/registrations"),
+    ("GET", "/v1/registrations/{registration_id}"),
+    ("POST", "/v1/registrations/{registration_id}/objections"),  # any signed-in organisation may object
+    ("GET", "/registrations"),  # the notice board
+    ("GET", "/registrations/{code}"),
+    ("GET", "/disclosures"),
+    ("GET", "/disclosures/{report_id}"),  # published reports only
+    ("GET", "/v1/allowed-revenue"),  # filtered to the operator's own
+    ("GET", "/v1/disclosures"),  # published, plus the caller's own drafts
+    # Drafts of other publishers answer 404: tests/compliance/test_year_walk.py and test_disclosure_http.py.
+    ("GET", "/v1/disclosures/{report_id}"),
+    ("POST", "/v1/disclosures/{report_id}/publish"),
+    # The caller's own notifications; another user's id is 404: tests/compliance/test_notifications_smtp.py.
+    ("GET", "/v1/notifications"),
+    ("POST", "/v1/notifications/read-all"),
+    ("GET", "/v1/notifications/unread"),
+    ("POST", "/v1/notifications/{notification_id}/read"),
 }
 
 

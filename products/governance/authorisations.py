@@ -104,7 +104,8 @@ def _plan_fees(plan: Any) -> dict[str, Decimal]:
     }
 
 
-def cap_limits(cap: FeeCap) -> dict[str, Decimal]:
+def cap_limits(cap: FeeCap | Any) -> dict[str, Decimal]:
+    """The three limits of a fee cap, or of a product's fee standard (same fields)."""
     return {
         "per_query_minor": Decimal(cap.max_per_query_minor),
         "per_gb_minor": Decimal(cap.max_per_gb_minor),
@@ -120,9 +121,50 @@ def over_cap(plan: Any, limits: dict[str, Decimal]) -> tuple[str, Decimal, Decim
     return None
 
 
-def check_plans(session: Session, authorisation: Authorisation, zone: str, plans: Iterable[Any]) -> None:
-    """Refuse any plan priced above the zone's fee cap (政府指导价) or in another currency."""
+def product_limits(
+    session: Session, authorisation: Authorisation, zone: str, product_id: str | None
+) -> dict[str, Decimal]:
+    """The stricter, fee by fee, of the zone's cap and the product's upper fee standard (if the regulator set one)."""
+    from market.compliance.models import FeeStandard
+
     limits = cap_limits(cap_for(session, authorisation, zone))
+    standard = session.get(FeeStandard, product_id) if product_id else None
+    if standard is not None:
+        own = cap_limits(standard)
+        limits = {field: min(limit, own[field]) for field, limit in limits.items()}
+    return limits
+
+
+def fee_limits_view(session: Session, product: Product) -> dict[str, Any]:
+    """The zone's fee cap and the product's upper fee standard, as the catalogue and disclosures show them.
+
+    The cap is the one of the grant covering the product now or, if none is in force (expired,
+    suspended), of the covering grant that was valid last."""
+    from market.compliance.models import FeeStandard
+
+    grant = covering(session, product.operator_org_id, product.zone, product.region, product.scenarios or ())
+    if grant is None:
+        past = [
+            a
+            for a in repository.authorisations(session, product.operator_org_id)
+            if covers(a, product.zone, product.region, product.scenarios or ())
+        ]
+        grant = max(past, key=lambda a: a.valid_until, default=None)
+    standard = session.get(FeeStandard, product.id)
+    return {
+        "zone_cap": {k: str(v) for k, v in cap_limits(cap_for(session, grant, product.zone)).items()}
+        if grant
+        else None,
+        "fee_standard": {k: str(v) for k, v in cap_limits(standard).items()} if standard else None,
+    }
+
+
+def check_plans(
+    session: Session, authorisation: Authorisation, zone: str, plans: Iterable[Any], product_id: str | None = None
+) -> None:
+    """Refuse any plan priced above the zone's fee cap (政府指导价), or above the product's upper fee
+    standard when stricter, or in another currency."""
+    limits = product_limits(session, authorisation, zone, product_id)
     for plan in plans:
         if (
             any(_plan_fees(plan).values())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from market.deps import PrincipalDep, SessionDep
+from market.deps import PrincipalDep, SessionDep, SettingsDep
 from market.pagination import CursorQuery, LimitQuery, Page, page_of
 from products.governance import authorisations as service
 from products.governance import repository, resources
@@ -122,8 +122,17 @@ def revise_resource(resource_id: str, body: ResourceIn, session: SessionDep, pri
 
 @resources_router.post("/{resource_id}/review", response_model=ResourceOut)
 def review_resource(
-    resource_id: str, body: ResourceReviewIn, session: SessionDep, principal: PrincipalDep
+    resource_id: str, body: ResourceReviewIn, session: SessionDep, principal: PrincipalDep, settings: SettingsDep
 ) -> ResourceOut:
-    """The regulator registers the resource (with a registration code) or returns it with comments."""
-    reviewed = resources.review(session, principal, resource_id, body.decision, body.comment, body.registration_code)
+    """The regulator registers the resource (with a registration code, opening its public notice) or
+    returns it with comments."""
+    reviewed = resources.review(
+        session,
+        principal,
+        resource_id,
+        body.decision,
+        body.comment,
+        body.registration_code,
+        settings.registration_notice_working_days,
+    )
     return resources.present(session, [reviewed])[0]

@@ -18,6 +18,8 @@ class AuthorisationStatus(StrEnum):
     ACTIVE = "active"
     SUSPENDED = "suspended"
     REVOKED = "revoked"
+    EXPIRED = "expired"
+    """Written by the upkeep job once `valid_until` has passed (in_force already says so before)."""
 
 
 class Authorisation(Base):

@@ -81,9 +81,16 @@ def revise(session: Session, actor: Principal, resource_id: str, data: ResourceI
 
 
 def review(
-    session: Session, actor: Principal, resource_id: str, decision: str, comment: str, code: str | None
+    session: Session,
+    actor: Principal,
+    resource_id: str,
+    decision: str,
+    comment: str,
+    code: str | None,
+    notice_working_days: int = 5,
 ) -> DataResource:
-    """The regulator registers a pending resource under a registration code, or returns it with comments."""
+    """The regulator registers a pending resource under a registration code (which opens its public
+    notice, see market/compliance/registration.py), or returns it with comments."""
     actor.require(Role.REGULATOR)
     resource = get_visible(session, actor, resource_id)
     if resource.status != ResourceStatus.PENDING:
@@ -95,6 +102,18 @@ def review(
             raise Conflict("duplicate_registration_code", registration_code=code)
         resource.registration_code = code
         resource.status = ResourceStatus.REGISTERED.value
+        from market.compliance import registration
+
+        registration.open_notice(
+            session,
+            actor,
+            subject_kind="resource",
+            subject_id=resource.id,
+            title=resource.title,
+            owner_org_id=resource.source_org_id,
+            registration_code=code,
+            notice_working_days=notice_working_days,
+        )
     else:
         resource.status = ResourceStatus.RETURNED.value
     resource.review_comment = comment

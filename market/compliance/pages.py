@@ -1,0 +1,111 @@
+"""HTML renderings of disclosure reports and registrations: the same content as the JSON, as a page."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from html import escape
+from typing import Any
+
+from market.compliance.models import DisclosureReport
+from market.compliance.schemas import PublicRegistrationOut
+from market.web import STYLE
+
+TITLES = {
+    "regulator_disclosure": "Authorising body's annual disclosure",
+    "operator_disclosure": "Operator's annual disclosure",
+    "operating_report": "Annual operating report",
+}
+
+
+def _label(key: str) -> str:
+    return key.replace("_minor", " (minor units)").replace("_", " ")
+
+
+def render_value(value: Any) -> str:
+    """Any JSON value as HTML: objects as two-column tables, lists of objects as tables, all escaped."""
+    if isinstance(value, dict):
+        rows = "".join(
+            f"<tr><th>{escape(_label(str(k)))}</th><td>{render_value(v)}</td></tr>" for k, v in value.items()
+        )
+        return f"<table>{rows}</table>"
+    if isinstance(value, list):
+        if value and all(isinstance(item, dict) for item in value):
+            columns: list[str] = []
+            for item in value:
+                columns += [k for k in item if k not in columns]
+            head = "".join(f"<th>{escape(_label(c))}</th>" for c in columns)
+            body = "".join(
+                "<tr>" + "".join(f"<td>{render_value(item.get(c, ''))}</td>" for c in columns) + "</tr>"
+                for item in value
+            )
+            return f"<table><tr>{head}</tr>{body}</table>"
+        return ", ".join(render_value(item) for item in value) or "-"
+    if value is None:
+        return "-"
+    return escape(str(value))
+
+
+def _page(title: str, body: str) -> str:
+    return (
+        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{escape(title)}</title>"
+        f"<style>{STYLE}</style></head><body>{body}</body></html>"
+    )
+
+
+def report_page(report: DisclosureReport) -> str:
+    """One report as a page, with its state and, once published, its content hash."""
+    title = f"{TITLES.get(report.kind, report.kind)} {report.year}: {report.content.get('publisher', '')}"
+    state = (
+        f"Published {report.published_at:%Y-%m-%d}; SHA-256 <code>{escape(report.content_hash)}</code>"
+        if report.published_at
+        else "Draft, not published"
+    )
+    sections = "".join(
+        f"<h2>{escape(_label(key))}</h2>{render_value(value)}"
+        for key, value in report.content.items()
+        if key not in ("kind", "year", "publisher")
+    )
+    return _page(title, f"<h1>{escape(title)}</h1><p class='muted'>{state}</p>{sections}")
+
+
+def index_page(reports: Sequence[DisclosureReport]) -> str:
+    """The public disclosure page: every published report, with links to HTML and JSON."""
+    rows = "".join(
+        f"<tr><td>{r.year}</td><td>{escape(TITLES.get(r.kind, r.kind))}</td>"
+        f"<td>{escape(str(r.content.get('publisher', '')))}</td><td>{r.published_at:%Y-%m-%d}</td>"
+        f"<td><a href='/disclosures/{escape(r.id)}'>HTML</a> · "
+        f"<a href='/disclosures/{escape(r.id)}?format=json'>JSON</a>"
+        f"</td><td><code>{escape(r.content_hash[:16])}…</code></td></tr>"
+        for r in reports
+        if r.published_at is not None
+    )
+    table = (
+        "<table><tr><th>year</th><th>report</th><th>publisher</th><th>published</th><th>formats</th><th>SHA-256</th></tr>"
+        f"{rows}</table>"
+        if rows
+        else "<p>Nothing is published yet.</p>"
+    )
+    return _page(
+        "Public disclosures",
+        "<h1>Public disclosures (信息披露)</h1><p class='muted'>Annual disclosures of the authorising body and of "
+        "each authorised operator, and the operators' operating reports, due by 31 March for the previous year. "
+        f"Registrations can be looked up at /registrations/&lt;code&gt;.</p>{table}",
+    )
+
+
+def notices_page(found: Sequence[PublicRegistrationOut]) -> str:
+    """The public notice board: registrations open to objections, with where to object."""
+    rows = render_value([r.model_dump(mode="json") for r in found]) if found else "<p>No registration is in notice.</p>"
+    return _page(
+        "Public notices",
+        "<h1>Registrations in public notice (公示)</h1><p class='muted'>Any signed-in organisation may object "
+        "during the notice: POST /v1/registrations/&lt;id&gt;/objections.</p>" + rows,
+    )
+
+
+def registration_page(found: PublicRegistrationOut) -> str:
+    """A registration looked up by code."""
+    return _page(
+        f"Registration {found.registration_code}",
+        f"<h1>Registration {escape(found.registration_code)}</h1>{render_value(found.model_dump(mode='json'))}",
+    )
