@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.params import Form
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -17,13 +17,14 @@ from billing.endpoints import router as billing_router
 from billing.finance_endpoints import router as finance_router
 from billing.payment_endpoints import router as payments_router
 from market.accounts.endpoints import router as accounts_router
+from market.console.errors import console_error_response, is_console_page
+from market.console.routes import install as install_console
 from market.db import Database
 from market.errors import MarketError
 from market.messages import render
 from market.openapi import install as install_openapi
 from market.settings import Settings, get_settings
 from market.text_guard import reject_unstorable_text
-from market.web import router as web_router
 from metering.endpoints import router as metering_router
 from products.endpoints import catalogue_router
 from products.endpoints import router as products_router
@@ -34,7 +35,6 @@ from products.pipeline.endpoints import router as uploads_router
 log = logging.getLogger("market")
 
 ROUTERS = (
-    web_router,
     accounts_router,
     products_router,
     metering_router,
@@ -96,8 +96,10 @@ def install_error_handlers(app: FastAPI) -> None:
     """Every error leaves as {"error": {"code", "message"}}; only our own faults are 5xx."""
 
     @app.exception_handler(MarketError)
-    async def market_error(_: Request, error: MarketError) -> JSONResponse:
-        return JSONResponse(status_code=error.status_code, content=error.to_body())
+    async def market_error(request: Request, error: MarketError) -> Response:
+        if is_console_page(request):
+            return console_error_response(request, error)
+        return JSONResponse(status_code=error.status_code, content=error.to_body(), headers=error.headers or None)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
@@ -173,5 +175,6 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
             connection.exec_driver_sql("SELECT 1")
         return {"status": "ok"}
 
+    install_console(app)
     install_openapi(app)
     return app

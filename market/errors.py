@@ -12,8 +12,11 @@ class MarketError(Exception):
 
     status_code = 400
 
-    def __init__(self, code: str, /, *, status_code: int | None = None, **params: Any) -> None:
+    def __init__(
+        self, code: str, /, *, status_code: int | None = None, retry_after: int | None = None, **params: Any
+    ) -> None:
         self.code = code
+        self.headers: dict[str, str] = {} if retry_after is None else {"Retry-After": str(max(1, retry_after))}
         self.params = params
         if status_code is not None:
             self.status_code = status_code

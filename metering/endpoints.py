@@ -132,15 +132,7 @@ def get_agreement(agreement_id: str, session: SessionDep, principal: PrincipalDe
 )
 def agreement_odrl(agreement_id: str, session: SessionDep, principal: PrincipalDep) -> JSONResponse:
     """The agreement as an ODRL policy (JSON-LD)."""
-    agreement = agreements.visible_agreement(session, principal, agreement_id)
-    product = session.get(Product, agreement.product_id)
-    document: dict[str, Any] = odrl.export(
-        agreement,
-        product_slug=product.slug if product else agreement.product_id,
-        operator_org_id=product.operator_org_id if product else "",
-        status=agreements.present(agreement).status,
-    )
-    return JSONResponse(document, media_type="application/ld+json")
+    return JSONResponse(agreements.odrl_document(session, principal, agreement_id), media_type="application/ld+json")
 
 
 @router.post("/agreements/{agreement_id}/revoke", response_model=AgreementOut)

@@ -310,7 +310,20 @@ def catalogue(session: Session, actor: Principal, *, mine: bool = False) -> Sequ
         return repository.of_operator(session, actor.org_id)
     if mine and actor.role == Role.REGULATOR:
         return repository.all_products(session)
+    return listed_catalogue(session)
+
+
+def listed_catalogue(session: Session) -> list[Product]:
+    """Listed products whose operator's authorisation is in force: what anyone may browse, signed in or not."""
     return served(session, repository.listed(session))
+
+
+def public_product(session: Session, slug: str) -> Product:
+    """A product of the public catalogue (listed and served), or NotFound: what a signed-out visitor may open."""
+    product = repository.by_slug(session, slug)
+    if product is None or product not in listed_catalogue(session):
+        raise NotFound("product_not_found", slug=slug)
+    return product
 
 
 def present(
