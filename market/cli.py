@@ -35,22 +35,33 @@ def migrate_command() -> None:
     console.print("[green]database is up to date[/green]")
 
 
+def _write_secret_json(path: Path, content: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(content, indent=2) + "\n")
+    os.chmod(path, 0o600)
+
+
 @app.command("demo")
 def demo_command(
     keys_out: Annotated[Path, typer.Option("--keys-out", help="Where to write the demo users' API keys (JSON).")],
+    logins_out: Annotated[
+        Path | None, typer.Option("--logins-out", help="Where to write the demo users' web sign-ins (JSON).")
+    ] = None,
 ) -> None:
     """Build the demo marketplace in the data directory. Safe to run twice."""
-    from market.demo import build_demo
+    from market.demo import build_demo, demo_logins
 
     settings = get_settings()
     database = open_database()
     with console.status("building the demo marketplace (nyc-flights-2013)..."):
         keys = build_demo(database, settings)
+        logins = demo_logins(database) if logins_out is not None else None
     database.dispose()
-    keys_out.parent.mkdir(parents=True, exist_ok=True)
-    keys_out.write_text(json.dumps(keys, indent=2) + "\n")
-    os.chmod(keys_out, 0o600)
+    _write_secret_json(keys_out, keys)
     console.print(f"[green]demo ready[/green]; API keys written to {keys_out}")
+    if logins_out is not None:
+        _write_secret_json(logins_out, logins)
+        console.print(f"web sign-ins (e-mail and password) written to {logins_out}")
 
 
 @app.command("serve")
@@ -58,7 +69,7 @@ def serve_command(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
 ) -> None:
-    """Serve the HTTP API (and the scheduler)."""
+    """Serve the HTTP API, the web console (http://HOST:PORT/) and the scheduler."""
     import uvicorn
 
     from market.app import create_app

@@ -9,7 +9,6 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from babel import Locale
 from babel.dates import format_date as babel_format_date
 from babel.dates import format_datetime as babel_format_datetime
 from babel.numbers import format_currency, format_decimal
@@ -33,9 +32,10 @@ def negotiate(accept_language: str | None, preferred: str | None = None) -> str:
         if tag:
             wanted.append((weight, tag.replace("-", "_")))
     for _, tag in sorted(wanted, key=lambda item: -item[0]):
-        match = Locale.negotiate([tag], list(LOCALES), sep="_")
-        if match is not None:
-            return str(match)
+        language = tag.split("_", 1)[0].lower()
+        for locale in LOCALES:
+            if locale.split("_", 1)[0].lower() == language:
+                return locale
     return DEFAULT_LOCALE
 
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import base64
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import JSONResponse
 
 from market.deps import PrincipalDep, SessionDep, SettingsDep
 from market.errors import BadRequest
-from metering import access, agreements, audit, odrl, service, usage
+from metering import access, agreements, audit, service, usage
 from metering.models import Purpose, RequestStatus
 from metering.schemas import (
     AccessRequestIn,
@@ -29,7 +29,6 @@ from metering.schemas import (
     RevokeIn,
     UsagePage,
 )
-from products.models import Product
 
 router = APIRouter(prefix="/v1", tags=["access, queries and usage"])
 
