@@ -350,6 +350,7 @@ CROSS_ROLE = [
             ("POST", "/v1/orgs", {"name": "evil", "kind": "buyer"}, None),
             ("POST", "/v1/users", {"org_id": "{org_buyer_a}", "name": "x", "email": "x@y.z", "role": "buyer"}, None),
             ("POST", "/v1/users/{user_id}/keys", {"label": "x"}, None),
+            ("PUT", "/v1/users/{user_id}/password", {"password": "a long new password"}, None),
             ("GET", "/v1/uploads", None, None),
             (
                 "POST",

@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.orm import Session
 
 from market.accounts import repository
@@ -52,22 +52,22 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _failures(session: Session, column: object, value: str) -> tuple[int, int]:
+def _failures(session: Session, matches: ColumnElement[bool]) -> tuple[int, int]:
     """How many failed attempts match within the window, and seconds until the oldest leaves it."""
     since = utcnow() - ATTEMPT_WINDOW
     count, oldest = session.execute(
-        select(func.count(), func.min(LoginAttempt.created_at)).where(column == value, LoginAttempt.created_at >= since)
+        select(func.count(), func.min(LoginAttempt.created_at)).where(matches, LoginAttempt.created_at >= since)
     ).one()
     wait = int((oldest + ATTEMPT_WINDOW - utcnow()).total_seconds()) + 1 if oldest is not None else 0
     return int(count), wait
 
 
 def _check_rate(session: Session, email: str, client: str) -> None:
-    for column, value, limit in (
-        (LoginAttempt.email, email, MAX_FAILURES_PER_ACCOUNT),
-        (LoginAttempt.client, client, MAX_FAILURES_PER_CLIENT),
+    for matches, limit in (
+        (LoginAttempt.email == email, MAX_FAILURES_PER_ACCOUNT),
+        (LoginAttempt.client == client, MAX_FAILURES_PER_CLIENT),
     ):
-        count, wait = _failures(session, column, value)
+        count, wait = _failures(session, matches)
         if count >= limit:
             raise TooManyRequests("too_many_sign_ins", retry_after=wait, minutes=max(1, wait // 60 + 1))
 

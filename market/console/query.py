@@ -45,7 +45,8 @@ def _history(console: Console) -> list[tuple[UsageOut, str]]:
 def chart_of(columns: list[str], rows: list[list[Any]]) -> dict[str, Any] | None:
     """A chart for a result: the first column along the axis, each numeric column a series.
 
-    A line when the first column is a time dimension, bars otherwise; None when nothing is numeric.
+    A line when the first column is a time dimension, bars otherwise; None when nothing is numeric. Series
+    under a tenth of the first series' scale are left out of the chart (not out of the table).
     """
     if not rows or len(columns) < 2:
         return None
@@ -56,6 +57,11 @@ def chart_of(columns: list[str], rows: list[list[Any]]) -> dict[str, Any] | None
     ]
     if not numeric:
         return None
+    # One axis: series on a scale far from the first one's (counts beside averages) would lie flat; the
+    # table still shows them.
+    first, *others = numeric
+    peak = max(abs(float(r[first] or 0)) for r in rows)
+    numeric = [first, *(i for i in others if max(abs(float(r[i] or 0)) for r in rows) * 10 >= peak)]
     kind = "line" if columns[0].lower() in TIME_DIMENSIONS else "bar"
     return {
         "type": kind,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -149,7 +149,7 @@ def _client(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def get_console(request: Request) -> Iterator[Console]:
+def get_console(request: Request) -> Generator[Console, None, None]:
     """The page's context, inside one transaction committed when the route returns (rolled back if it raises)."""
     with get_database(request).transaction() as session:
         principal = signin.principal_for(session, request.cookies.get(SESSION_COOKIE))
