@@ -20,7 +20,7 @@ from market.accounts.endpoints import router as accounts_router
 from market.console.errors import console_error_response, is_console_page
 from market.console.routes import install as install_console
 from market.db import Database
-from market.errors import MarketError
+from market.errors import MarketError, NotFound
 from market.messages import render
 from market.openapi import install as install_openapi
 from market.settings import Settings, get_settings
@@ -114,7 +114,9 @@ def install_error_handlers(app: FastAPI) -> None:
         return _error(422, "invalid_request", render("invalid_request", detail=_validation_detail(error)))
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, error: StarletteHTTPException) -> Response:
+        if error.status_code == 404 and is_console_page(request):
+            return console_error_response(request, NotFound("not_found", path=request.url.path))
         if error.status_code == 404:
             return _error(404, "not_found", render("not_found", path=request.url.path))
         if error.status_code == 405:

@@ -180,3 +180,11 @@ def test_signed_out_visitors_are_sent_to_sign_in_and_other_roles_are_refused(mar
     operator = sign_in(market, market.actor(Role.OPERATOR))
     refused = operator.get("/console/usage")
     assert refused.status_code == 403 and "forbidden_role" in refused.text
+
+
+def test_an_unknown_page_is_a_readable_404_page_and_the_api_keeps_json(market: Market) -> None:
+    page = browser(market).get("/no-such-page", headers={"Accept-Language": "en"})
+    assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")
+    assert 'role="alert"' in page.text and "not_found" in page.text
+    api = market.client.get("/v1/no-such-route")
+    assert api.status_code == 404 and api.json()["error"]["code"] == "not_found"
