@@ -183,3 +183,24 @@ def test_language_switch_is_remembered(live: Live, page_in: Any) -> None:
     expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
     page.goto(f"/products/{FLIGHTS}")
     expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
+
+
+def test_a_running_query_shows_progress_and_can_be_cancelled(live: Live, page_in: Any) -> None:
+    page = page_in("en")
+    page.goto("/login")
+    sign_in(page, live.logins["buyer_public"]["email"], live.logins["buyer_public"]["password"])
+    page.wait_for_url(re.compile("/console/query"))
+    page.goto(f"/console/query?product={FLIGHTS}")
+    held: list[Any] = []
+    # The query's request is held, unanswered, as a long query would be.
+    page.route("**/console/query", lambda route: held.append(route) if route.request.method == "POST" else None)
+    page.fill("#sql", SQL)
+    page.locator("#run").click()
+    expect(page.locator("#cancel")).to_be_visible()
+    expect(page.locator("#run")).to_be_disabled()
+    expect(page.locator("#progress")).to_contain_text(" s")
+    page.locator("#cancel").click()
+    expect(page.locator("#cancel")).to_be_hidden()
+    expect(page.locator("#run")).to_be_enabled()
+    expect(page.locator("#progress")).to_contain_text("Cancelled")
+    assert len(held) == 1
