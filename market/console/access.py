@@ -12,6 +12,7 @@ from market.errors import MarketError, Unprocessable
 from metering import access, agreements, service
 from metering.models import Purpose
 from metering.repository import products_by_id
+from metering.schemas import AgreementOut
 from products import service as products
 
 router = APIRouter(prefix="/console", include_in_schema=False, dependencies=[Depends(check_csrf)])
@@ -27,17 +28,21 @@ FIELD_OF_ERROR = {
 """Which form field an error code belongs next to; others are shown above the form."""
 
 
+def held_agreements(console: Console) -> list[tuple[AgreementOut, agreements.Standing, str]]:
+    """The buyer's agreements, each with this month's quota and cap left and its product's slug."""
+    held = list(agreements.visible_agreements(console.session, console.buyer()))
+    slugs = {pid: p.slug for pid, p in products_by_id(console.session, [a.product_id for a in held]).items()}
+    return [
+        (agreements.present(a), agreements.standing(console.session, a), slugs.get(a.product_id, a.product_id))
+        for a in held
+    ]
+
+
 @router.get("/access")
 def access_page(console: ConsoleDep) -> Response:
     """My access requests (state, deadline, reviewer's reason) and my agreements (terms, quota and cap left)."""
-    buyer = console.buyer()
-    requests = access.present(console.session, access.visible_requests(console.session, buyer))
-    held = list(agreements.visible_agreements(console.session, buyer))
-    names = {pid: p.slug for pid, p in products_by_id(console.session, [a.product_id for a in held]).items()}
-    rows = [
-        (agreements.present(a), agreements.standing(console.session, a), names.get(a.product_id, a.product_id))
-        for a in held
-    ]
+    requests = access.present(console.session, access.visible_requests(console.session, console.buyer()))
+    rows = held_agreements(console)
     return page(console, "access.html", title="Access", crumbs=(("Access", None),), requests=requests, agreements=rows)
 
 

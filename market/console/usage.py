@@ -9,9 +9,9 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import Response
 
+from market.console.access import held_agreements
 from market.console.web import ConsoleDep, page
-from metering import agreements, usage
-from metering.repository import products_by_id
+from metering import usage
 from metering.schemas import DailyUsageOut
 
 router = APIRouter(prefix="/console", include_in_schema=False)
@@ -38,11 +38,7 @@ def usage_page(console: ConsoleDep) -> Response:
     """Daily usage by product and charge type, with what is left of each agreement's quota and cap."""
     buyer = console.buyer()
     days = usage.daily_summary(console.session, usage.scope(console.session, buyer))
-    held = list(agreements.visible_agreements(console.session, buyer))
-    slugs = {pid: p.slug for pid, p in products_by_id(console.session, [a.product_id for a in held]).items()}
-    standing = [
-        (agreements.present(a), agreements.standing(console.session, a), slugs.get(a.product_id, "")) for a in held
-    ]
+    standing = held_agreements(console)
     chart = daily_chart(days)
     return page(
         console,

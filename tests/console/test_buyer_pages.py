@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 
+from fastapi.testclient import TestClient
+
 from market.accounts.models import Role
 from tests.billing.helpers import run
-from tests.conftest import Market
+from tests.conftest import Actor, Market
 from tests.console.helpers import browser, csrf_of, post_form, sign_in
 from tests.factories import create_product, grant, listed_product
 
@@ -50,20 +52,11 @@ def test_request_access_validates_in_place_then_lists_the_request_with_its_deadl
     buyer = market.actor(Role.BUYER)
     client = sign_in(market, buyer)
     form_page = f"/console/access/new?product={listed.slug}"
-    wrong = post_form(
-        client,
-        form_page,
-        "/console/access/new",
-        {"product": listed.slug, "plan": "public", "purpose": "commercial", "scenario": "analysis"},
-    )
+    fields = {"product": listed.slug, "purpose": "commercial", "scenario": "analysis"}
+    wrong = post_form(client, form_page, "/console/access/new", {**fields, "plan": "public"})
     assert wrong.status_code == 422
     assert 'class="field-error" id="plan-error"' in wrong.text and 'value="analysis"' in wrong.text
-    sent = post_form(
-        client,
-        form_page,
-        "/console/access/new",
-        {"product": listed.slug, "plan": "standard", "purpose": "commercial", "scenario": "analysis"},
-    )
+    sent = post_form(client, form_page, "/console/access/new", {**fields, "plan": "standard"})
     assert sent.status_code == 303
     listing = client.get("/console/access", headers={"Accept-Language": "en"})
     assert listed.slug in listing.text and "pending" in listing.text and "Review deadline" in listing.text
@@ -119,13 +112,20 @@ def test_the_builder_compiles_to_checked_sql(market: Market) -> None:
     assert built.status_code == 200 and 'id="result-table"' in built.text and "free_public" in built.text
 
 
-def test_usage_page_and_csv_export(market: Market) -> None:
+def queried(market: Market) -> tuple[Actor, TestClient]:
+    """A commercial buyer, signed in, that ran one paid query through the console."""
     listed = listed_product(market)
     buyer = market.actor(Role.BUYER)
     grant(market, listed, buyer, purpose="commercial", plan="standard")
     client = sign_in(market, buyer)
     page = client.get("/console/query")
-    client.post("/console/query", data={"product": listed.slug, "sql": SQL, "csrf_token": csrf_of(page.text)})
+    ran = client.post("/console/query", data={"product": listed.slug, "sql": SQL, "csrf_token": csrf_of(page.text)})
+    assert ran.status_code == 200, ran.text
+    return buyer, client
+
+
+def test_usage_page_and_csv_export(market: Market) -> None:
+    _, client = queried(market)
     usage = client.get("/console/usage", headers={"Accept-Language": "en"})
     assert usage.status_code == 200 and 'id="chart-data"' in usage.text and "CN¥998.50" in usage.text
     exported = client.get("/console/usage.csv")
@@ -133,12 +133,7 @@ def test_usage_page_and_csv_export(market: Market) -> None:
 
 
 def test_invoice_pages_trace_lines_and_show_bank_transfer_details(market: Market) -> None:
-    listed = listed_product(market)
-    buyer = market.actor(Role.BUYER)
-    grant(market, listed, buyer, purpose="commercial", plan="standard")
-    client = sign_in(market, buyer)
-    page = client.get("/console/query")
-    client.post("/console/query", data={"product": listed.slug, "sql": SQL, "csrf_token": csrf_of(page.text)})
+    _, client = queried(market)
     run(market, market.actor(Role.FINANCE), finalize=True)
     listing = client.get("/console/invoices")
     invoice_id = re.search(r'href="/console/invoices/(inv_[^"]+)"', listing.text).group(1)
@@ -153,12 +148,8 @@ def test_invoice_pages_trace_lines_and_show_bank_transfer_details(market: Market
 
 
 def test_another_buyers_objects_are_not_found_in_the_console(market: Market) -> None:
-    listed = listed_product(market)
-    owner = market.actor(Role.BUYER)
-    agreement = grant(market, listed, owner, purpose="commercial", plan="standard")["agreement_id"]
-    owner_client = sign_in(market, owner)
-    page = owner_client.get("/console/query")
-    owner_client.post("/console/query", data={"product": listed.slug, "sql": SQL, "csrf_token": csrf_of(page.text)})
+    owner, owner_client = queried(market)
+    agreement = market.client.get("/v1/agreements", headers=owner.headers).json()[0]["id"]
     run(market, market.actor(Role.FINANCE), finalize=True)
     invoice_id = market.client.get("/v1/invoices", headers=owner.headers).json()["items"][0]["id"]
     intruder = sign_in(market, market.actor(Role.BUYER))
