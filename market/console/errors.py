@@ -8,7 +8,16 @@ from fastapi.responses import Response
 from market.console.web import error_page, get_console, login_redirect
 from market.errors import MarketError, Unauthenticated
 
-API_PREFIXES = ("/v1", "/healthz", "/docs", "/redoc", "/openapi.json", "/static", "/console/static")
+API_PREFIXES = (
+    "/v1",
+    "/healthz",
+    "/docs",
+    "/redoc",
+    "/openapi.json",
+    "/static",
+    "/console/static",
+    "/catalogue.jsonld",
+)
 
 
 def is_console_page(request: Request) -> bool:

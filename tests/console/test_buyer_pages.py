@@ -179,3 +179,12 @@ def test_an_unknown_page_is_a_readable_404_page_and_the_api_keeps_json(market: M
     assert 'role="alert"' in page.text and "not_found" in page.text
     api = market.client.get("/v1/no-such-route")
     assert api.status_code == 404 and api.json()["error"]["code"] == "not_found"
+
+
+def test_the_dcat_export_needs_no_key_and_lists_listed_products_only(market: Market) -> None:
+    listed_product(market, slug="people-trips")
+    create_product(market, market.actor(Role.OPERATOR), "secret-draft")
+    exported = browser(market).get("/catalogue.jsonld")
+    assert exported.status_code == 200 and exported.headers["content-type"].startswith("application/ld+json")
+    identifiers = [d["dct:identifier"] for d in exported.json()["dcat:dataset"]]
+    assert identifiers == ["people-trips"]
