@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import secrets
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
@@ -141,20 +142,35 @@ def _scalar(text: str) -> Any:
     return text
 
 
+@dataclass(frozen=True)
+class QueryForm:
+    """The query form as sent: its text fields, and the builder's chosen dimensions."""
+
+    fields: dict[str, str]
+    dimensions: list[str]
+
+
+async def query_form(request: Request) -> QueryForm:
+    """Read the form here, so that the route itself is synchronous and runs in a worker thread."""
+    form = await request.form()
+    fields = {k: v for k, v in form.items() if isinstance(v, str)}
+    return QueryForm(fields, [d for d in form.getlist("dimensions") if isinstance(d, str)])
+
+
 @router.post("/query")
-async def run_query(request: Request, console: ConsoleDep, settings: SettingsDep) -> Response:
+def run_query(sent: Annotated[QueryForm, Depends(query_form)], console: ConsoleDep, settings: SettingsDep) -> Response:
     """Run the SQL (or the builder's query) under the buyer's agreement; one usage record per attempt.
 
     The form carries an idempotency key made when the page was drawn, so sending it twice charges once.
+    The route is synchronous: a long query holds a worker thread, never the event loop.
     """
     buyer = console.buyer()
-    form = await request.form()
-    fields = {k: v for k, v in form.items() if isinstance(v, str)}
+    fields = sent.fields
     product = fields.get("product", "")[:100]
     sql = fields.get("sql", "")[:100_000]
     if fields.get("builder"):
         try:
-            sql = _built_sql(fields, [d for d in form.getlist("dimensions") if isinstance(d, str)])
+            sql = _built_sql(fields, sent.dimensions)
         except (ValidationError, ValueError) as error:
             detail = (
                 "; ".join(str(e.get("msg", "")) for e in error.errors())
