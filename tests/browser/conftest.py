@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from playwright.sync_api import Browser, Page
 
 from market import clock
 from market.app import create_app
@@ -118,6 +119,23 @@ def screenshot_on_failure(request: pytest.FixtureRequest, page: Any) -> None:
         SCREENSHOTS.mkdir(exist_ok=True)
         name = "".join(ch if ch.isalnum() else "-" for ch in request.node.nodeid)[-150:]
         page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+@pytest.fixture
+def page_in(browser: Browser, live: Live, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A function making a fresh page in a language (its own cookies), screenshotted if the test fails."""
+    pages: list[Page] = []
+
+    def make(language: str, **options: Any) -> Page:
+        context = browser.new_context(base_url=live.url, locale=language, **options)
+        page = context.new_page()
+        pages.append(page)
+        return page
+
+    yield make
+    for page in pages:
+        screenshot_on_failure(request, page)
+        page.context.close()
 
 
 def axe_source() -> str | None:

@@ -6,38 +6,20 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 
 from market import clock
-from tests.browser.conftest import Live, axe_source, dump, screenshot_on_failure, serious_violations
+from tests.browser.conftest import Live, axe_source, dump, serious_violations
 
 FLIGHTS = "nyc-flights-2013"
 SQL = "SELECT origin, count(*) AS flights, avg(dep_delay) AS avg_delay FROM flights GROUP BY origin ORDER BY origin"
 LANGUAGES = {"en": "en", "zh-CN": "zh-CN"}
 PERIODS = {"en": datetime(2031, 3, 31, 18, 0, tzinfo=UTC), "zh-CN": datetime(2031, 4, 30, 18, 0, tzinfo=UTC)}
 """Each language's run queries in the evening of a month's last day, then bills that month after midnight."""
-
-
-@pytest.fixture
-def page_in(browser: Browser, live: Live, request: pytest.FixtureRequest) -> Iterator[Any]:
-    """A function making a fresh page in a language (its own cookies), screenshotted if the test fails."""
-    pages: list[Page] = []
-
-    def make(language: str, **options: Any) -> Page:
-        context = browser.new_context(base_url=live.url, locale=language, **options)
-        page = context.new_page()
-        pages.append(page)
-        return page
-
-    yield make
-    for page in pages:
-        screenshot_on_failure(request, page)
-        page.context.close()
 
 
 def new_buyer(live: Live, name: str) -> tuple[str, str]:
