@@ -162,7 +162,9 @@ def get_console(request: Request) -> Generator[Console, None, None]:
         yield console
 
 
-ConsoleDep = Annotated[Console, Depends(get_console)]
+ConsoleDep = Annotated[Console, Depends(get_console, scope="function")]
+"""Scope "function": the transaction commits before the response leaves, so the page a redirect leads to
+(or any reply) already sees the change. FastAPI's default scope would commit after the response is sent."""
 
 
 async def check_csrf(request: Request) -> None:
