@@ -6,18 +6,21 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export MARKET_DATA_DIR ?= ./var
 
-.PHONY: run demo serve test test-browser lint fmt bench bench-metering bench-billing bench-upload install install-dev clean
+.PHONY: run demo serve test lint fmt tour messages bench bench-metering bench-billing bench-upload bench-quality bench-documents install install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
+# The last step caches a cut of the CJK font for PDF documents (billing/document_render.py), once per machine.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e .
+	$(BIN)/python -c 'from billing.document_render import font_cut; font_cut()'
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -c 'from billing.document_render import font_cut; font_cut()'
 	touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed
@@ -44,6 +47,14 @@ fmt: install-dev
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+## Run the README's tour against a fresh demo server in a temporary directory; fails on the first failing step.
+tour: install
+	scripts/tour.sh $(BIN)
+
+## Extract every msgid (babel.cfg) and update the zh_CN and en catalogues in market/locale/.
+messages: install-dev
+	$(BIN)/python -m market.catalogues update
+
 ## Benchmarks (see docs/benchmarks.md); each prints ratios or times measured side by side in one run.
 bench: install-dev
 	$(BIN)/python -m bench.sandbox_overhead --scale 1
@@ -56,6 +67,12 @@ bench-billing: install-dev
 
 bench-upload: install-dev
 	$(BIN)/python -m bench.upload_memory
+
+bench-quality: install-dev
+	$(BIN)/python -m bench.quality_distinct
+
+bench-documents: install-dev
+	$(BIN)/python -m bench.document_pdf
 
 clean:
 	rm -rf $(VENV) var

@@ -7,8 +7,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 
+from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from market.accounts import uscc
 from market.errors import BadRequest
 
 
@@ -20,10 +22,26 @@ class BillingSettings(BaseSettings):
     period_months: int = 1
     """Length of a billing period in calendar months (1 = monthly, 3 = quarterly, 12 = yearly)."""
     payment_terms_days: int = 30
-    seller_name: str = "Public Data Marketplace Operations"
-    seller_address: str = "1 Data Avenue, Beijing, CN"
-    seller_tax_id: str = "91110000000000000X"
-    seller_bank: str = "Bank of Beijing, account 0000 0000 0000 0000"
+    # The seller (the platform) on invoices, credit notes and statements. Empty means not configured: the
+    # documents say so ("not provided"), never print a placeholder.
+    seller_name: str = ""
+    """The platform's registered name, e.g. 北京公共数据运营有限公司."""
+    seller_tax_id: str = ""
+    """统一社会信用代码 (unified social credit code); checked with its GB 32100-2015 checksum at start."""
+    seller_address: str = ""
+    seller_phone: str = ""
+    seller_bank: str = ""
+    """开户行: the bank and branch that receives transfers."""
+    seller_bank_account: str = ""
+
+    @field_validator("seller_tax_id")
+    @classmethod
+    def _valid_uscc(cls, value: str) -> str:
+        value = "".join(value.split()).upper()
+        found = uscc.problem(value) if value else None
+        if found is not None:
+            raise ValueError(f"MARKET_BILLING_SELLER_TAX_ID is not a valid unified social credit code ({found[0]})")
+        return value
 
 
 @lru_cache(maxsize=1)

@@ -1,19 +1,145 @@
-"""The invoice as a document a person would accept: seller, buyer, number, dates, lines, totals."""
+"""Invoices, credit notes and settlement statements as documents a person would accept, in zh_CN or en.
+
+Each document is first assembled as a `Document` (the words in the reader's locale, every amount
+formatted for it), then rendered as HTML or PDF by billing/document_render.py, so both formats say
+the same thing. The seller is the platform, from MARKET_BILLING_SELLER_* settings; the buyer and
+other parties come from their organisation profiles. A detail nobody provided is shown as
+missing ("未提供" / "not provided"), never as a placeholder or a zero. The zh_CN documents also give
+the total in Chinese capitals (大写金额).
+"""
 
 from __future__ import annotations
 
-from html import escape
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlalchemy.orm import Session
 
 from billing import invoices, repository
 from billing.config import billing_settings
-from billing.models import Invoice, InvoiceStatus
-from market.money import Money
+from billing.models import CreditNote, Invoice, InvoiceLine, InvoiceStatus
+from billing.statements import Statement
+from market import i18n
+from market.accounts.models import Organisation, Role
+from market.accounts.service import Principal
+from market.capitals import chinese_capitals
+from market.errors import NotFound
+from market.i18n import N_
+
+STATUS = {
+    InvoiceStatus.DRAFT.value: N_("Draft"),
+    InvoiceStatus.FINALIZED.value: N_("Finalized"),
+    InvoiceStatus.PAID.value: N_("Paid"),
+    InvoiceStatus.VOID.value: N_("Void"),
+    InvoiceStatus.UNCOLLECTIBLE.value: N_("Uncollectible"),
+}
+COMPONENT = {
+    "monthly_fee": N_("Monthly fee"),
+    "billable": N_("Queries"),
+    "trial": N_("Trial queries (free)"),
+    "cap_reached": N_("Queries past the monthly cap (free)"),
+    "free_public": N_("Public-interest queries (free, supervised)"),
+}
+PARTY = {"source": N_("Source department"), "operator": N_("Authorised operator"), "platform": N_("Platform")}
 
 
-def _money(amount: int, currency: str) -> str:
-    return Money(amount, currency).format()
+@dataclass
+class Party:
+    """One side of a document: a heading, the name, and labelled details (None: not provided)."""
+
+    heading: str
+    name: str | None
+    details: list[tuple[str, str | None]]
+
+
+@dataclass
+class Document:
+    """What a document says, in one locale, ready to render."""
+
+    locale: str
+    title: str
+    reference: str
+    facts: list[tuple[str, str | None]]
+    parties: list[Party]
+    columns: list[str]
+    numeric: set[int]
+    rows: list[list[str]]
+    totals: list[tuple[str, str, bool]] = field(default_factory=list)
+    capitals: tuple[str, str] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def _(self, msgid: str, **params: object) -> str:
+        return i18n.gettext(self.locale, msgid, **params)
+
+    @property
+    def missing(self) -> str:
+        return self._("not provided")
+
+
+def _date(value: datetime | None, locale: str) -> str | None:
+    return i18n.format_date(value, locale) if value is not None else None
+
+
+def seller(locale: str) -> Party:
+    """The platform as seller, from configuration."""
+    settings = billing_settings()
+    return Party(
+        i18n.gettext(locale, "Seller"),
+        settings.seller_name or None,
+        _profile(
+            locale,
+            uscc=settings.seller_tax_id,
+            address=settings.seller_address,
+            phone=settings.seller_phone,
+            bank=settings.seller_bank,
+            account=settings.seller_bank_account,
+        ),
+    )
+
+
+def _profile(
+    locale: str, *, uscc: str | None, address: str | None, phone: str | None, bank: str | None, account: str | None
+) -> list[tuple[str, str | None]]:
+    def _(msgid: str) -> str:
+        return i18n.gettext(locale, msgid)
+
+    return [
+        (_("Unified social credit code"), uscc or None),
+        (_("Address"), address or None),
+        (_("Phone"), phone or None),
+        (_("Bank"), bank or None),
+        (_("Bank account"), account or None),
+    ]
+
+
+def organisation(locale: str, heading: str, org: Organisation | None, org_id: str) -> Party:
+    """An organisation from its profile; its id stands in for the name only if the organisation is gone."""
+    if org is None:
+        return Party(heading, org_id, _profile(locale, uscc=None, address=None, phone=None, bank=None, account=None))
+    contact = " ".join(part for part in (org.contact_name, org.contact_email) if part) or None
+    details = _profile(
+        locale,
+        uscc=org.uscc,
+        address=org.address,
+        phone=org.contact_phone,
+        bank=org.bank_name,
+        account=org.bank_account,
+    )
+    details.insert(2, (i18n.gettext(locale, "Contact"), contact))
+    return Party(heading, org.name, details)
+
+
+def _line_text(line: InvoiceLine, period: str, locale: str) -> str:
+    text = i18n.gettext(locale, COMPONENT.get(line.component, line.component))
+    if line.source_period != period:
+        return i18n.gettext(
+            locale,
+            "Adjustment: {component} of {period}, used after that period was invoiced",
+            component=text,
+            period=line.source_period,
+        )
+    return text
 
 
 def _gb(scanned: int) -> str:
@@ -24,146 +150,235 @@ def _gb(scanned: int) -> str:
     return f"{thousandths // 1000}.{thousandths % 1000:03d}"
 
 
-def _date(value: object) -> str:
-    return value.strftime("%Y-%m-%d") if value is not None and hasattr(value, "strftime") else "-"
+def _capitals(amount_minor: int, currency: str, locale: str) -> tuple[str, str] | None:
+    if locale != "zh_CN" or currency != "CNY":
+        return None
+    return i18n.gettext(locale, "Amount in Chinese capitals"), chinese_capitals(amount_minor)
 
 
-def invoice_html(session: Session, invoice: Invoice) -> str:
-    """A self-contained, printable HTML invoice (or public-interest statement)."""
-    seller = billing_settings()
-    buyer = repository.org(session, invoice.buyer_org_id)
+def invoice_document(session: Session, invoice: Invoice, locale: str) -> Document:
+    """An invoice (or public-interest statement): seller, buyer, dates, lines, totals, how to pay."""
+
+    def _(msgid: str, **params: object) -> str:
+        return i18n.gettext(locale, msgid, **params)
+
+    def money(amount: int) -> str:
+        return i18n.format_money(amount, invoice.currency, locale)
+
     lines = repository.lines_of(session, [invoice.id])
     titles = repository.product_titles(session, {line.product_id for line in lines})
     notes = repository.credit_notes_of(session, invoice.id)
     if invoice.public_interest:
-        kind = "Public-interest usage statement (nothing is owed)"
+        title = _("Public-interest usage statement (nothing is owed)")
     elif invoice.status == InvoiceStatus.DRAFT.value:
-        kind = "DRAFT invoice (not yet valid for payment)"
+        title = _("DRAFT invoice (not yet valid for payment)")
     else:
-        kind = "Invoice"
-    rows = "\n".join(
-        "<tr><td>{}</td><td>{}</td><td>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td>"
-        "<td class=n>{}</td></tr>".format(
-            escape(titles.get(line.product_id, line.product_id)),
-            escape(line.agreement_id),
-            escape(line.description),
-            line.quantity,
-            _money(line.unit_price_minor, invoice.currency) if line.unit_price_minor else "",
-            _gb(line.bytes_scanned),
-            _money(line.amount_minor, invoice.currency),
-        )
-        for line in lines
-    )
-    credit_rows = "".join(
-        f"<tr><td colspan=6>Credit note {escape(n.number)}: {escape(n.reason)}</td>"
-        f"<td class=n>-{_money(n.amount_minor, n.currency)}</td></tr>"
-        for n in notes
-    )
-    due = invoices.due_minor(invoice)
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{escape(invoice.number or invoice.id)}</title>
-<style>body{{font-family:sans-serif;margin:2em;max-width:60em}}table{{border-collapse:collapse;width:100%}}
-td,th{{border-bottom:1px solid #ccc;padding:.3em;text-align:left}}.n{{text-align:right}}
-.parties{{display:flex;justify-content:space-between;margin:1em 0}}</style></head>
-<body>
-<h1>{escape(kind)}</h1>
-<div class="parties">
-<div><strong>Seller</strong><br>{escape(seller.seller_name)}<br>{escape(seller.seller_address)}<br>
-Tax ID: {escape(seller.seller_tax_id)}</div>
-<div><strong>Bill to</strong><br>{escape(buyer.name if buyer else invoice.buyer_org_id)}<br>
-Organisation ID: {escape(invoice.buyer_org_id)}</div>
-</div>
-<table>
-<tr><th>Invoice number</th><td>{escape(invoice.number or "not yet numbered (draft)")}</td></tr>
-<tr><th>Invoice ID</th><td>{escape(invoice.id)}</td></tr>
-<tr><th>Billing period</th><td>{escape(invoice.period)}</td></tr>
-<tr><th>Issue date</th><td>{_date(invoice.finalized_at)}</td></tr>
-<tr><th>Due date</th><td>{_date(invoice.due_at)}</td></tr>
-<tr><th>Status</th><td>{escape(invoice.status)}</td></tr>
-<tr><th>Currency</th><td>{escape(invoice.currency)}</td></tr>
-</table>
-<h2>Lines</h2>
-<table>
-<tr><th>Product</th><th>Agreement</th><th>Description</th><th class=n>Quantity</th><th class=n>Unit price</th>
-<th class=n>GB scanned</th>
-<th class=n>Amount</th></tr>
-{rows}
-{credit_rows}
-<tr><th colspan=6>Total</th><th class=n>{_money(invoice.total_minor, invoice.currency)}</th></tr>
-<tr><td colspan=6>Credited</td><td class=n>{_money(invoice.credited_minor, invoice.currency)}</td></tr>
-<tr><td colspan=6>Paid</td><td class=n>{_money(invoice.paid_minor, invoice.currency)}</td></tr>
-<tr><th colspan=6>Amount due</th><th class=n>{_money(max(due, 0), invoice.currency)}</th></tr>
-</table>
-<p>Pay by bank transfer to {escape(seller.seller_bank)}, quoting {escape(invoice.number or invoice.id)},
-or by card through the marketplace. Every line lists the usage records it covers at
-/v1/invoices/{escape(invoice.id)}/lines/&lt;line id&gt;/usage.</p>
-</body></html>
-"""
-
-
-def _latin(text: str) -> str:
-    """The PDF's built-in fonts are Latin-1: other characters are shown as '?'."""
-    return text.encode("latin-1", "replace").decode("latin-1")
-
-
-def invoice_pdf(session: Session, invoice: Invoice) -> bytes:
-    """The same invoice as a one-file PDF (built-in Helvetica; see `_latin`)."""
-    from fpdf import FPDF
-
-    seller = billing_settings()
-    buyer = repository.org(session, invoice.buyer_org_id)
-    lines = repository.lines_of(session, [invoice.id])
-    titles = repository.product_titles(session, {line.product_id for line in lines})
-    notes = repository.credit_notes_of(session, invoice.id)
-    pdf = FPDF()
-    pdf.add_page()
-    pdf.set_font("Helvetica", "B", 16)
-    title = "Public-interest usage statement" if invoice.public_interest else "Invoice"
-    if invoice.status == InvoiceStatus.DRAFT.value:
-        title = "DRAFT " + title.lower()
-    pdf.cell(0, 10, _latin(title), new_x="LMARGIN", new_y="NEXT")
-    pdf.set_font("Helvetica", size=9)
-    header = [
-        f"Seller: {seller.seller_name}, {seller.seller_address}, tax ID {seller.seller_tax_id}",
-        f"Bill to: {buyer.name if buyer else invoice.buyer_org_id} ({invoice.buyer_org_id})",
-        f"Invoice number: {invoice.number or 'not yet numbered (draft)'}    Invoice ID: {invoice.id}",
-        f"Billing period: {invoice.period}    Issue date: {_date(invoice.finalized_at)}    "
-        f"Due date: {_date(invoice.due_at)}    Status: {invoice.status}",
-    ]
-    for text in header:
-        pdf.multi_cell(0, 5, _latin(text), new_x="LMARGIN", new_y="NEXT")
-    pdf.ln(3)
-    widths = (60, 70, 20, 30)
-    pdf.set_font("Helvetica", "B", 9)
-    for width, text in zip(widths, ("Product", "Description", "Quantity", "Amount"), strict=True):
-        pdf.cell(width, 6, text, border="B")
-    pdf.ln()
-    pdf.set_font("Helvetica", size=9)
+        title = _("Invoice")
+    reference = invoice.number or invoice.id
+    due = max(invoices.due_minor(invoice), 0)
     rows = [
-        (
-            titles.get(x.product_id, x.product_id),
-            x.description,
-            str(x.quantity),
-            _money(x.amount_minor, invoice.currency),
-        )
-        for x in lines
+        [
+            titles.get(line.product_id, line.product_id),
+            line.agreement_id,
+            _line_text(line, invoice.period, locale),
+            i18n.format_number(line.quantity, locale),
+            money(line.unit_price_minor) if line.unit_price_minor else "",
+            _gb(line.bytes_scanned),
+            money(line.amount_minor),
+        ]
+        for line in lines
     ]
-    rows += [(f"Credit note {n.number}", n.reason, "", "-" + _money(n.amount_minor, n.currency)) for n in notes]
-    for row in rows:
-        for width, text in zip(widths, row, strict=True):
-            pdf.cell(width, 6, _latin(text[:45]), align="R" if width in (20, 30) else "L")
-        pdf.ln()
-    pdf.ln(2)
-    for label, amount in (
-        ("Total", invoice.total_minor),
-        ("Credited", invoice.credited_minor),
-        ("Paid", invoice.paid_minor),
-        ("Amount due", max(invoices.due_minor(invoice), 0)),
-    ):
-        pdf.cell(150, 6, label, align="R")
-        pdf.cell(30, 6, _money(amount, invoice.currency), align="R", new_x="LMARGIN", new_y="NEXT")
-    pdf.ln(3)
-    pdf.multi_cell(
-        0, 5, _latin(f"Pay by bank transfer to {seller.seller_bank}, quoting {invoice.number or invoice.id}.")
+    rows += [
+        [
+            "",
+            "",
+            _("Credit note {number}: {reason}", number=n.number, reason=n.reason),
+            "",
+            "",
+            "",
+            money(-n.amount_minor),
+        ]
+        for n in notes
+    ]
+    bank = billing_settings()
+    pay_to = " ".join(part for part in (bank.seller_bank, bank.seller_bank_account) if part)
+    return Document(
+        locale=locale,
+        title=title,
+        reference=reference,
+        facts=[
+            (_("Invoice number"), invoice.number or _("not yet numbered (draft)")),
+            (_("Invoice ID"), invoice.id),
+            (_("Billing period"), invoice.period),
+            (_("Issue date"), _date(invoice.finalized_at, locale)),
+            (_("Due date"), _date(invoice.due_at, locale)),
+            (_("Status"), _(STATUS.get(invoice.status, invoice.status))),
+            (_("Currency"), invoice.currency),
+        ],
+        parties=[
+            seller(locale),
+            organisation(locale, _("Bill to"), repository.org(session, invoice.buyer_org_id), invoice.buyer_org_id),
+        ],
+        columns=[
+            _("Product"),
+            _("Agreement"),
+            _("Description"),
+            _("Quantity"),
+            _("Unit price"),
+            _("GB scanned"),
+            _("Amount"),
+        ],
+        numeric={3, 4, 5, 6},
+        rows=rows,
+        totals=[
+            (_("Total"), money(invoice.total_minor), True),
+            (_("Credited"), money(invoice.credited_minor), False),
+            (_("Paid"), money(invoice.paid_minor), False),
+            (_("Amount due"), money(due), True),
+        ],
+        capitals=_capitals(invoice.total_minor, invoice.currency, locale),
+        notes=[
+            _(
+                "Pay by bank transfer to {bank}, quoting {reference}, or by card through the marketplace.",
+                bank=pay_to or _("(the seller's bank account is not provided)"),
+                reference=reference,
+            ),
+            _(
+                "Every line lists the usage records it covers at /v1/invoices/{invoice}/lines/<line id>/usage.",
+                invoice=invoice.id,
+            ),
+        ],
     )
-    return bytes(pdf.output())
+
+
+def credit_note_document(session: Session, note: CreditNote, invoice: Invoice, locale: str) -> Document:
+    """A credit note: which invoice it corrects, by how much, why, and what is refunded."""
+
+    def _(msgid: str, **params: object) -> str:
+        return i18n.gettext(locale, msgid, **params)
+
+    def money(amount: int) -> str:
+        return i18n.format_money(amount, note.currency, locale)
+
+    return Document(
+        locale=locale,
+        title=_("Credit note"),
+        reference=note.number,
+        facts=[
+            (_("Credit note number"), note.number),
+            (_("Issue date"), _date(note.created_at, locale)),
+            (_("Corrects invoice"), invoice.number or invoice.id),
+            (_("Billing period"), invoice.period),
+            (_("Currency"), note.currency),
+        ],
+        parties=[
+            seller(locale),
+            organisation(locale, _("Bill to"), repository.org(session, invoice.buyer_org_id), invoice.buyer_org_id),
+        ],
+        columns=[_("Reason"), _("Amount")],
+        numeric={1},
+        rows=[[note.reason, money(note.amount_minor)]],
+        totals=[
+            (_("Credited"), money(note.amount_minor), True),
+            (_("Refunded"), money(note.refund_minor), False),
+        ],
+        capitals=_capitals(note.amount_minor, note.currency, locale),
+        notes=[_("This credit note reduces what is owed on invoice {invoice}.", invoice=invoice.number or invoice.id)],
+    )
+
+
+def statement_document(
+    session: Session, period: str, statements: Sequence[Statement], recipient_org_id: str | None, locale: str
+) -> Document:
+    """The settlement statement (收益分配结算单) of a period: what each party received from paid amounts."""
+
+    def _(msgid: str, **params: object) -> str:
+        return i18n.gettext(locale, msgid, **params)
+
+    settings = billing_settings()
+    missing = _("not provided")
+    orgs = {s.party_org_id: repository.org(session, s.party_org_id) for s in statements if s.party_org_id}
+    rows, names = [], []
+    for s in statements:
+        org = orgs.get(s.party_org_id or "")
+        if org is not None:
+            name, code, account = org.name, org.uscc, org.bank_account
+        elif s.party_kind == "platform":
+            name = settings.seller_name or _("Platform")
+            code, account = settings.seller_tax_id, settings.seller_bank_account
+        else:
+            name, code, account = s.party_name, None, None
+        names.append(name)
+        rows.append(
+            [
+                _(PARTY.get(s.party_kind, s.party_kind)),
+                name,
+                code or missing,
+                account or missing,
+                i18n.format_number(s.payments, locale),
+                i18n.format_money(s.amount_minor, s.currency, locale),
+            ]
+        )
+    currencies = {s.currency for s in statements}
+    total = sum(s.amount_minor for s in statements)
+    parties = [seller(locale)]
+    if recipient_org_id is not None:
+        parties.append(
+            organisation(locale, _("Recipient"), repository.org(session, recipient_org_id), recipient_org_id)
+        )
+    totals = []
+    capitals = None
+    if len(currencies) == 1:
+        currency = next(iter(currencies))
+        totals.append((_("Total distributed"), i18n.format_money(total, currency, locale), True))
+        capitals = _capitals(total, currency, locale)
+    for s in statements:
+        if s.ceiling_minor is not None and s.year_to_date_minor is not None:
+            totals.append(
+                (
+                    _(
+                        "{party}: distributed this year, against the allowed revenue",
+                        party=rows[statements.index(s)][1],
+                    ),
+                    f"{i18n.format_money(s.year_to_date_minor, s.currency, locale)} / "
+                    f"{i18n.format_money(s.ceiling_minor, s.currency, locale)}",
+                    s.over_ceiling,
+                )
+            )
+    return Document(
+        locale=locale,
+        title=_("Settlement statement"),
+        reference=f"{period}",
+        facts=[(_("Billing period"), period), (_("Issue date"), i18n.format_date(_now(), locale))],
+        parties=parties,
+        columns=[_("Party"), _("Name"), _("Unified social credit code"), _("Bank account"), _("Payments"), _("Amount")],
+        numeric={4, 5},
+        rows=rows,
+        totals=totals,
+        capitals=capitals,
+        notes=[_("Each amount received is split among the parties by the revenue shares frozen in its agreement.")]
+        + ([] if rows else [_("Nothing was distributed in this period.")]),
+    )
+
+
+def _now() -> datetime:
+    from market.clock import utcnow
+
+    return utcnow()
+
+
+def visible_credit_note(session: Session, actor: Principal, note_id: str) -> tuple[CreditNote, Invoice]:
+    """A credit note the caller may read (a buyer's own, or any for finance), with the invoice it corrects."""
+    note = session.get(CreditNote, note_id)
+    if note is None:
+        raise NotFound("credit_note_not_found", note=note_id)
+    try:
+        invoice = invoices.visible_invoice(session, actor, note.invoice_id)
+    except NotFound:
+        raise NotFound("credit_note_not_found", note=note_id) from None
+    return note, invoice
+
+
+def statement_recipient(actor: Principal) -> str | None:
+    """Whose statement a party reads: its own organisation; finance and the regulator read every party's."""
+    return actor.org_id if actor.role in (Role.OPERATOR, Role.SOURCE) else None

@@ -16,11 +16,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from billing.endpoints import router as billing_router
 from billing.finance_endpoints import router as finance_router
 from billing.payment_endpoints import router as payments_router
+from market import i18n
 from market.accounts.endpoints import router as accounts_router
 from market.console.errors import console_error_response, is_console_page
 from market.console.routes import install as install_console
 from market.db import Database
 from market.errors import MarketError, NotFound
+from market.i18n import N_
 from market.messages import render
 from market.openapi import install as install_openapi
 from market.settings import Settings, get_settings
@@ -52,17 +54,55 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse(status_code=status, content={"error": {"code": code, "message": message}})
 
 
-def _validation_detail(error: RequestValidationError) -> str:
+def request_locale(request: Request) -> str:
+    """The locale LocaleMiddleware negotiated for this request (or negotiated now, outside it)."""
+    locale = request.scope.get("state", {}).get("locale")
+    return locale if isinstance(locale, str) else i18n.scope_locale(request.scope)
+
+
+PYDANTIC_ERRORS = {
+    "missing": N_("Field required"),
+    "extra_forbidden": N_("Extra inputs are not permitted"),
+    "string_type": N_("Input should be a valid string"),
+    "string_too_short": N_("String should have at least {min_length} characters"),
+    "string_too_long": N_("String should have at most {max_length} characters"),
+    "string_pattern_mismatch": N_("String should match pattern '{pattern}'"),
+    "int_type": N_("Input should be a valid integer"),
+    "int_parsing": N_("Input should be a valid integer, unable to parse string as an integer"),
+    "bool_parsing": N_("Input should be a valid boolean, unable to interpret input"),
+    "greater_than": N_("Input should be greater than {gt}"),
+    "greater_than_equal": N_("Input should be greater than or equal to {ge}"),
+    "less_than": N_("Input should be less than {lt}"),
+    "less_than_equal": N_("Input should be less than or equal to {le}"),
+    "literal_error": N_("Input should be {expected}"),
+    "enum": N_("Input should be {expected}"),
+}
+"""Pydantic's messages for the common validation errors, as msgids, so a 422 reads in the caller's language."""
+
+
+def _validation_detail(error: RequestValidationError, locale: str = "en") -> str:
     parts = []
     for item in error.errors()[:5]:
         loc = tuple(item.get("loc", ()))
         if item.get("type") == "json_invalid":
             reason = (item.get("ctx") or {}).get("error", "JSON decode error")
-            where = f" at character {loc[1]}" if len(loc) > 1 else ""
-            parts.append(f"the body is not valid JSON{where} ({reason})")
+            if len(loc) > 1:
+                parts.append(
+                    i18n.gettext(
+                        locale,
+                        "the body is not valid JSON at character {position} ({reason})",
+                        position=loc[1],
+                        reason=reason,
+                    )
+                )
+            else:
+                parts.append(i18n.gettext(locale, "the body is not valid JSON ({reason})", reason=reason))
             continue
         where = ".".join(str(p) for p in loc if p != "body") or "body"
         message = str(item.get("msg", "invalid")).removeprefix("Value error, ")
+        template = PYDANTIC_ERRORS.get(str(item.get("type")))
+        if template is not None and locale != "en":
+            message = i18n.gettext(locale, template, **(item.get("ctx") or {}))
         parts.append(f"{where}: {message}")
     return "; ".join(parts)
 
@@ -86,7 +126,7 @@ def _expected_media_type(request: Request) -> str | None:
 
 
 _BODY_ERRORS = {
-    "There was an error parsing the body": (
+    "There was an error parsing the body": i18n.Msg(
         "send UTF-8 encoded JSON, nested at most a few hundred levels deep, with numbers of at most 4,300 digits"
     ),
 }
@@ -99,41 +139,51 @@ def install_error_handlers(app: FastAPI) -> None:
     async def market_error(request: Request, error: MarketError) -> Response:
         if is_console_page(request):
             return console_error_response(request, error)
-        return JSONResponse(status_code=error.status_code, content=error.to_body(), headers=error.headers or None)
+        return JSONResponse(
+            status_code=error.status_code,
+            content=error.to_body(request_locale(request)),
+            headers=error.headers or None,
+        )
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
         expected = _expected_media_type(request)
+        locale = request_locale(request)
         if expected is not None:
             content_type = _media_type(request)
             return _error(
                 415,
                 "unsupported_media_type",
-                render("unsupported_media_type", expected=expected, content_type=content_type),
+                render("unsupported_media_type", locale, expected=expected, content_type=content_type),
             )
-        return _error(422, "invalid_request", render("invalid_request", detail=_validation_detail(error)))
+        return _error(
+            422, "invalid_request", render("invalid_request", locale, detail=_validation_detail(error, locale))
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> Response:
         if error.status_code == 404 and is_console_page(request):
             return console_error_response(request, NotFound("not_found", path=request.url.path))
+        locale = request_locale(request)
         if error.status_code == 404:
-            return _error(404, "not_found", render("not_found", path=request.url.path))
+            return _error(404, "not_found", render("not_found", locale, path=request.url.path))
         if error.status_code == 405:
             return _error(
                 405,
                 "method_not_allowed",
-                render("method_not_allowed", method=request.method, path=request.url.path),
+                render("method_not_allowed", locale, method=request.method, path=request.url.path),
             )
         detail = str(error.detail).rstrip(".")
         if error.status_code == 400:
-            return _error(400, "invalid_body", render("invalid_body", detail=_BODY_ERRORS.get(detail, detail)))
-        return _error(error.status_code, "http_error", render("http_error", status=error.status_code, detail=detail))
+            return _error(400, "invalid_body", render("invalid_body", locale, detail=_BODY_ERRORS.get(detail, detail)))
+        return _error(
+            error.status_code, "http_error", render("http_error", locale, status=error.status_code, detail=detail)
+        )
 
     @app.exception_handler(Exception)
-    async def unexpected(_: Request, error: Exception) -> JSONResponse:
+    async def unexpected(request: Request, error: Exception) -> JSONResponse:
         log.exception("unhandled error", exc_info=error)
-        return _error(500, "internal_error", render("internal_error"))
+        return _error(500, "internal_error", render("internal_error", request_locale(request)))
 
 
 def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:
@@ -159,13 +209,17 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         version="0.1.0",
         description=(
             "Aggregate-only access to authorised public data. Every /v1 route takes "
-            '`Authorization: Bearer <api key>`. Errors are `{"error": {"code", "message"}}`.'
+            '`Authorization: Bearer <api key>`. Errors are `{"error": {"code", "message"}}`; the message '
+            "follows `Accept-Language` (`zh-CN` or `en`; zh-CN without a preference), the code never changes."
         ),
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
         dependencies=[Depends(reject_unstorable_text)],
     )
     app.state.settings = settings
     app.state.database = database
+    app.add_middleware(i18n.LocaleMiddleware)
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)

@@ -20,11 +20,13 @@ class MarketError(Exception):
         self.params = params
         if status_code is not None:
             self.status_code = status_code
-        self.message = render(code, **params)
+        self.message = render(code, None, **params)
         super().__init__(f"{code}: {self.message}")
 
-    def to_body(self) -> dict[str, Any]:
-        return {"error": {"code": self.code, "message": self.message}}
+    def to_body(self, locale: str | None = None) -> dict[str, Any]:
+        """The error shape, with the message in `locale` (default: the locale it was raised in)."""
+        message = self.message if locale is None else render(self.code, locale, **self.params)
+        return {"error": {"code": self.code, "message": message}}
 
 
 class BadRequest(MarketError):

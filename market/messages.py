@@ -1,12 +1,15 @@
 """Every user-facing message, keyed by its stable error code.
 
-Kept in one place so that a zh-CN catalogue can sit beside the English one later. Messages say
-what to change, not only what went wrong (DOMAIN.md rule 1).
+The EN dict is the single source of msgids: `make messages` extracts each entry, with its code as
+msgctxt, into the gettext catalogues (market/locale/<locale>/LC_MESSAGES/messages.po), where the
+zh-CN translation sits. Messages say what to change, not only what went wrong (DOMAIN.md rule 1).
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from market import i18n
 
 EN: dict[str, str] = {
     # HTTP and request shape
@@ -17,6 +20,25 @@ EN: dict[str, str] = {
     "invalid_body": "The request body could not be read: {detail}.",
     "unsupported_media_type": "Send the body as {expected}; Content-Type '{content_type}' is not accepted here.",
     "http_error": "The request was refused ({status}): {detail}.",
+    # The command line (market/cli_support.py)
+    "no_data_dir": (
+        "Where is the marketplace? Set MARKET_DATA_DIR (e.g. export MARKET_DATA_DIR=$PWD/var), or write "
+        'data_dir = "/path/to/var" in {config}; create one there with `market init` or `market demo`.'
+    ),
+    "invalid_config": "The configuration file {config} is not valid TOML: {detail}",
+    "no_marketplace": (
+        "No marketplace in {data_dir}: create an empty one with `market init`, or a demo with "
+        "`market demo --keys-out FILE`, or point MARKET_DATA_DIR at an existing one."
+    ),
+    "cannot_write": "Cannot write {path}: {detail}; choose a path in a directory you can write to.",
+    "local_file_not_found": (
+        "No file '{path}' for table '{table}'; give --table {table}=FILE with an existing file, or "
+        "--table {table}=UPLOAD_ID with an id from `market products upload`."
+    ),
+    "invalid_table_option": "--table '{value}' is not NAME=FILE or NAME=UPLOAD_ID.",
+    "invalid_json_file": "{path} is not a JSON object: {detail}",
+    "api_unreachable": "Cannot reach the marketplace at {api} ({detail}); check --api or MARKET_API.",
+    "invalid_cursor": "The cursor is not one this list returned; pass the next_cursor of its previous page, or none.",
     "unstorable_text": (
         "{where} contains a NUL character or an unpaired surrogate (U+D800 to U+DFFF); remove it and send "
         "plain UTF-8 text."
@@ -33,6 +55,19 @@ EN: dict[str, str] = {
     "duplicate_organisation": "An organisation named '{name}' already exists; choose another name.",
     "duplicate_user": "A user with e-mail '{email}' already exists; use another address.",
     "role_kind_mismatch": "A {role} user cannot belong to a {kind} organisation; allowed roles: {allowed}.",
+    "uscc_length": "Unified social credit code '{code}' has {length} characters; it must have 18.",
+    "uscc_characters": (
+        "Unified social credit code '{code}' contains {characters}; it may use only these characters: {alphabet}."
+    ),
+    "uscc_division": (
+        "Unified social credit code '{code}' must have digits in positions 3 to 8 (the administrative division code)."
+    ),
+    "uscc_checksum": (
+        "Unified social credit code '{code}' fails its check character (the 18th); check it for a typing error."
+    ),
+    "invalid_bank_account": (
+        "Bank account '{account}' must be 8 to 40 digits, optionally grouped with spaces or hyphens."
+    ),
     # Products
     "product_not_found": "No product '{slug}' is visible to you. List products with GET /v1/products.",
     "duplicate_product": "A product with slug '{slug}' already exists; choose another slug.",
@@ -198,6 +233,7 @@ EN: dict[str, str] = {
     "period_has_drafts": "Period {period} still has draft invoices; finalize them before closing it.",
     "invoice_not_found": "No invoice '{invoice}' is visible to you. List yours with GET /v1/invoices.",
     "invoice_line_not_found": "No line '{line}' on this invoice.",
+    "credit_note_not_found": "No credit note '{note}' is visible to you. List yours with GET /v1/credit-notes.",
     "invalid_invoice_status": "Status '{status}' is unknown; use one of: {allowed}.",
     "invoice_not_draft": "Invoice {invoice} is {status}; only drafts can be finalized.",
     "invoice_not_voidable": (
@@ -237,14 +273,11 @@ EN: dict[str, str] = {
     "csrf_failed": "This form has expired or did not come from this site; reload the page and send it again.",
 }
 
-ZH_CN: dict[str, str] = {}
-"""The zh-CN catalogue; codes missing here fall back to English."""
 
-
-def render(code: str, locale: str = "en", **params: Any) -> str:
-    """The message for `code` in `locale`, with `params` filled in."""
-    template = (ZH_CN if locale == "zh-CN" else EN).get(code) or EN.get(code) or code
-    try:
-        return template.format(**params)
-    except (KeyError, IndexError):
-        return template
+def render(code: str, locale: str | None = None, /, **params: Any) -> str:
+    """The message for `code` in `locale` (default: the current request's), with `params` filled in."""
+    english = EN.get(code)
+    if english is None:
+        return code
+    locale = locale or i18n.current_locale()
+    return i18n.pgettext(locale, code, english, **i18n.translated(locale, params))

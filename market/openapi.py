@@ -7,10 +7,18 @@ with the real shape, documents the statuses every /v1 route can answer, and decl
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+
+VENDOR_DIR = Path(__file__).parent / "console" / "static" / "vendor"
+"""Browser assets vendored by scripts/vendor_assets.sh (versions and sha256 in VENDOR.md)."""
+VENDOR_URL = "/static/vendor"
 
 ERROR_SCHEMA: dict[str, Any] = {
     "title": "Error",
@@ -37,6 +45,9 @@ V1_ERRORS = {
     "409": "The object's state does not allow this now, or the request repeats a different one.",
     "422": "The request does not fit this operation: the message names each field and what to change.",
 }
+PUBLIC_PATHS = frozenset({"/v1/catalogue.jsonld"})
+"""The /v1 routes that answer without an API key: the DCAT catalogue, harvested by portals."""
+
 BODY_ERRORS = {"415": "The body was sent with a Content-Type this operation does not read."}
 
 
@@ -73,7 +84,7 @@ def document(app: FastAPI) -> dict[str, Any]:
                 # FastAPI's default JSON entry, beside the media type the route really sends (JSON-LD...).
                 if len(content) > 1 and not content.get("application/json", {}).get("schema", True):
                     del content["application/json"]
-            if not path.startswith("/v1/"):
+            if not path.startswith("/v1/") or path in PUBLIC_PATHS:
                 continue
             operation["security"] = [{"apiKey": []}]
             errors = {**V1_ERRORS, **(BODY_ERRORS if "requestBody" in operation else {})}
@@ -84,9 +95,35 @@ def document(app: FastAPI) -> dict[str, Any]:
 
 
 def install(app: FastAPI) -> None:
-    """Serve `document(app)` at /openapi.json."""
+    """Serve `document(app)` at /openapi.json, and Swagger UI (/docs) and ReDoc (/redoc) from the app's own
+    vendored assets: the pages load nothing from another host, so they work on an intranet."""
 
     def openapi() -> dict[str, Any]:
         return document(app)
 
     app.openapi = openapi  # type: ignore[method-assign]
+    app.mount(VENDOR_URL, StaticFiles(directory=VENDOR_DIR), name="vendor")
+    swagger = f"{VENDOR_URL}/swagger-ui-dist"
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title=f"{app.title} - API",
+            swagger_js_url=f"{swagger}/swagger-ui-bundle.js",
+            swagger_css_url=f"{swagger}/swagger-ui.css",
+            swagger_favicon_url=f"{swagger}/favicon-32x32.png",
+            oauth2_redirect_url=None,
+            # No badge from the public validator service: nothing leaves the intranet.
+            swagger_ui_parameters={"validatorUrl": None},
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc() -> HTMLResponse:
+        return get_redoc_html(
+            openapi_url="/openapi.json",
+            title=f"{app.title} - API",
+            redoc_js_url=f"{VENDOR_URL}/redoc/redoc.standalone.js",
+            redoc_favicon_url=f"{swagger}/favicon-32x32.png",
+            with_google_fonts=False,
+        )

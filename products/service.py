@@ -13,6 +13,7 @@ from market.accounts.models import Role
 from market.accounts.service import Principal
 from market.clock import utcnow
 from market.errors import Conflict, Forbidden, MarketError, NotFound, Unprocessable
+from market.i18n import Msg
 from market.settings import Settings
 from products import repository
 from products.catalogue import served
@@ -190,14 +191,14 @@ def submit(session: Session, actor: Principal, slug: str) -> Product:
             "invalid_transition",
             current=product.status,
             action="submitted",
-            hint="Upload a new version first; the listed version is already reviewed.",
+            hint=Msg("Upload a new version first; the listed version is already reviewed."),
         )
     if not listed and product.status not in (ProductStatus.DRAFT, ProductStatus.RETURNED, ProductStatus.DELISTED):
         raise Conflict(
             "invalid_transition",
             current=product.status,
             action="submitted",
-            hint="Wait for the review decision.",
+            hint=Msg("Wait for the review decision."),
         )
     _check_listable(session, product)
     version = session.get(ProductVersion, product.latest_version_id)
@@ -238,7 +239,7 @@ def review(session: Session, actor: Principal, slug: str, decision: str, comment
             "invalid_transition",
             current=product.status,
             action="reviewed",
-            hint="Only submitted products and versions are reviewed.",
+            hint=Msg("Only submitted products and versions are reviewed."),
         )
     version = session.get(ProductVersion, pending)
     assert version is not None
@@ -271,7 +272,9 @@ def delist(session: Session, actor: Principal, slug: str, reason: str) -> Produc
     if product is None or (actor.role == Role.OPERATOR and product.operator_org_id != actor.org_id):
         raise NotFound("product_not_found", slug=slug)
     if product.status != ProductStatus.LISTED:
-        raise Conflict("invalid_transition", current=product.status, action="delisted", hint="Only listed products.")
+        raise Conflict(
+            "invalid_transition", current=product.status, action="delisted", hint=Msg("Only listed products.")
+        )
     _record(session, product, actor, ProductStatus.DELISTED, reason)
     return product
 
@@ -310,18 +313,18 @@ def catalogue(session: Session, actor: Principal, *, mine: bool = False) -> Sequ
         return repository.of_operator(session, actor.org_id)
     if mine and actor.role == Role.REGULATOR:
         return repository.all_products(session)
-    return listed_catalogue(session)
+    return public_catalogue(session)
 
 
-def listed_catalogue(session: Session) -> list[Product]:
-    """Listed products whose operator's authorisation is in force: what anyone may browse, signed in or not."""
+def public_catalogue(session: Session) -> Sequence[Product]:
+    """Listed products whose operator's authorisation is in force: what anyone, without a key, may know exists."""
     return served(session, repository.listed(session))
 
 
 def public_product(session: Session, slug: str) -> Product:
     """A product of the public catalogue (listed and served), or NotFound: what a signed-out visitor may open."""
     product = repository.by_slug(session, slug)
-    if product is None or product not in listed_catalogue(session):
+    if product is None or product not in public_catalogue(session):
         raise NotFound("product_not_found", slug=slug)
     return product
 
@@ -348,6 +351,7 @@ def present(
         operator = session.get(Organisation, product.operator_org_id)
         out.append(
             ProductOut(
+                id=product.id,
                 slug=product.slug,
                 title=product.title,
                 description=product.description,

@@ -170,7 +170,9 @@ def running_market(database_factory, data_dir: Path, **settings: object) -> Iter
     configured = Settings(data_dir=data_dir, database_url=url, scheduler_enabled=False, **settings)
     database = Database.from_settings(configured)
     app = create_app(configured, database)
-    with TestClient(app, raise_server_exceptions=False) as client:
+    # The product answers in zh-CN without a preference; the suite asserts English messages unless a test
+    # sends its own Accept-Language (tests/market/test_i18n*.py).
+    with TestClient(app, raise_server_exceptions=False, headers={"Accept-Language": "en"}) as client:
         yield Market(settings=configured, database=database, client=client)
     database.dispose()
     database_factory.release(url)

@@ -120,7 +120,7 @@ def build_world(market: Market) -> World:
             ),
             201,
         )["id"]
-    ids["authorisation_a"] = _ok(client.get("/v1/authorisations", headers=alpha.operator.headers))[0]["id"]
+    ids["authorisation_a"] = _ok(client.get("/v1/authorisations", headers=alpha.operator.headers))["items"][0]["id"]
 
     resource = {"title": "Taps", "zone": "transport", "region": "CN-11", "classification": "general"}
     ids["resource_a"] = _ok(client.post("/v1/resources", headers=source_a.headers, json=resource), 201)["id"]
@@ -182,6 +182,8 @@ DEFAULT_ARGS = {
     "period": "period",
     "user_id": "user_buyer_a",
     "key_id": "key_buyer_a",
+    "note_id": "credit_note_a",
+    "org_id": "org_buyer_a",
 }
 
 REASON = {"reason": "testing tenancy"}
@@ -205,6 +207,8 @@ PRODUCT = "/v1/products/{slug}"
 VERSION = "/v1/products/{slug}/versions/{number}"
 AUTH = "/v1/authorisations/{authorisation_id}"
 RES = "/v1/resources/{resource_id}"
+NOTE_DOC = "/v1/credit-notes/{note_id}/document"
+ORG = "/v1/orgs/{org_id}"
 PERIOD = {"period": this_period()}
 
 BUYER_VS_BUYER = [
@@ -215,6 +219,9 @@ BUYER_VS_BUYER = [
     _nf("buyer_b", "GET", INV + "/document", "invoice_not_found"),
     _nf("buyer_b", "GET", INV + "/document", "invoice_not_found", params={"format": "pdf"}),
     _nf("buyer_b", "POST", INV + "/pay", "invoice_not_found", body={"payment_method": "pm_card_visa"}),
+    _nf("buyer_b", "GET", NOTE_DOC, "credit_note_not_found"),
+    _nf("buyer_b", "GET", NOTE_DOC, "credit_note_not_found", params={"format": "pdf", "lang": "zh-CN"}),
+    _nf("buyer_b", "GET", ORG, "organisation_not_found"),
     _nf("buyer_b", "GET", AGR, "agreement_not_found"),
     _nf("buyer_b", "GET", AGR + "/odrl", "agreement_not_found"),
     _nf("buyer_b", "GET", REQ, "access_request_not_found"),
@@ -280,6 +287,7 @@ OPERATOR_VS_OPERATOR = [
     _nf("operator_b", "GET", AGR + "/odrl", "agreement_not_found"),
     _nf("operator_b", "POST", AGR + "/revoke", "agreement_not_found", body=REASON),
     _nf("operator_b", "GET", AUTH, "authorisation_not_found"),
+    _nf("operator_b", "GET", ORG, "organisation_not_found", args={"org_id": "org_operator_a"}),
     _nf("operator_b", "GET", AUTH + "/events", "authorisation_not_found"),
     # Operator A may not see or decide a request operator B reviews, nor one the regulator reviews.
     _nf("operator_a", "GET", REQ, "access_request_not_found"),
@@ -305,6 +313,7 @@ SOURCE_VS_SOURCE = [
         body={"title": "x", "zone": "transport", "region": "CN-11", "classification": "general"},
     ),
     _nf("source_b", "GET", PRODUCT + "/revenue-shares", "product_not_found"),
+    _nf("source_b", "GET", ORG, "organisation_not_found", args={"org_id": "org_source_a"}),
 ]
 
 TRANSFER = {"amount_minor": 1, "reference": "X-1"}
@@ -322,6 +331,8 @@ CROSS_ROLE = [
             ("GET", "/v1/ledger/balances", None, None),
             ("GET", "/v1/ledger/entries", None, None),
             ("GET", "/v1/settlements", None, PERIOD),
+            ("GET", "/v1/settlements/document", None, PERIOD),
+            ("PATCH", ORG, {"address": "x"}, None),
             ("POST", "/v1/payments", {**TRANSFER, "buyer_org_id": "{org_buyer_a}"}, None),
             ("POST", INV + "/payments", TRANSFER, None),
             ("POST", INV + "/finalize", None, None),
@@ -370,6 +381,8 @@ CROSS_ROLE = [
             ("GET", INV, None, None),
             ("GET", "/v1/payments", None, None),
             ("GET", "/v1/credit-notes", None, None),
+            ("GET", NOTE_DOC, None, None),
+            ("PATCH", ORG, {"address": "x"}, None),
             ("GET", "/v1/reconciliation", None, PERIOD),
             ("GET", "/v1/ledger/entries", None, None),
             ("POST", "/v1/queries", {"product": "alpha", "sql": SQL}, None),
@@ -411,6 +424,7 @@ CROSS_ROLE = [
             ("POST", "/v1/queries", {"product": "alpha", "sql": SQL}, None),
             ("GET", "/v1/usage", None, None),
             ("POST", "/v1/orgs", {"name": "evil", "kind": "buyer"}, None),
+            ("PATCH", ORG, {"bank_account": "12345678"}, None),
         ]
     ),
     # The platform admin manages organisations, users and keys: no invoices, money or audit log.
@@ -423,6 +437,8 @@ CROSS_ROLE = [
             ("GET", "/v1/payments", None, None),
             ("GET", "/v1/credit-notes", None, None),
             ("GET", "/v1/settlements", None, PERIOD),
+            ("GET", "/v1/settlements/document", None, PERIOD),
+            ("GET", NOTE_DOC, None, None),
             ("GET", "/v1/agreements", None, None),
             ("GET", AGR, None, None),
             ("GET", "/v1/audit/queries", None, None),
@@ -437,6 +453,8 @@ CROSS_ROLE = [
             ("GET", INV, None, None),
             ("GET", "/v1/payments", None, None),
             ("GET", "/v1/credit-notes", None, None),
+            ("GET", NOTE_DOC, None, None),
+            ("PATCH", ORG, {"address": "x"}, None),
             ("GET", "/v1/usage", None, None),
             ("POST", "/v1/queries", {"product": "alpha", "sql": SQL}, None),
             ("GET", "/v1/uploads", None, None),
@@ -483,7 +501,7 @@ def _with_actor_ids(world: World) -> None:
     for name, actor in world.actors.items():
         world.ids[f"org_{name}"] = actor.principal.org_id
         world.ids[f"user_{name}"] = actor.principal.user_id
-    keys = world.market.client.get("/v1/keys", headers=world.actors["buyer_a"].headers).json()
+    keys = world.market.client.get("/v1/keys", headers=world.actors["buyer_a"].headers).json()["items"]
     world.ids["key_buyer_a"] = keys[0]["id"]
     world.ids["period"] = this_period()
 
@@ -553,9 +571,11 @@ def test_attacks_are_not_refused_for_another_reason(world: World) -> None:
 
 
 def _get(world: World, who: str, path: str, **params: Any) -> Any:
+    """The object at `path`, or the items of the list at `path` (one page of up to 500)."""
     response = world.market.client.get(path, headers=world.actors[who].headers, params=params)
     assert response.status_code == 200, f"{who} {path}: {response.text}"
-    return response.json()
+    body = response.json()
+    return body["items"] if isinstance(body, dict) and set(body) == {"items", "next_cursor"} else body
 
 
 def test_lists_hold_only_the_callers_own_objects(world: World) -> None:
@@ -563,15 +583,15 @@ def test_lists_hold_only_the_callers_own_objects(world: World) -> None:
     _with_actor_ids(world)
     org = {name: actor.principal.org_id for name, actor in world.actors.items()}
 
-    usage = _get(world, "buyer_b", "/v1/usage")["items"]
+    usage = _get(world, "buyer_b", "/v1/usage")
     assert {u["id"] for u in usage} == {ids["query_b"]}
     summary = _get(world, "buyer_b", "/v1/usage/summary")
     assert sum(row["queries"] for row in summary) == 1
     export = world.market.client.get("/v1/usage/export", headers=world.actors["buyer_b"].headers).text
     assert ids["query_b"] in export and ids["query_a"] not in export and org["buyer_a"] not in export
 
-    assert [i["id"] for i in _get(world, "buyer_b", "/v1/invoices")["items"]] == [ids["invoice_b"]]
-    asked_for_a = _get(world, "buyer_b", "/v1/invoices", buyer=org["buyer_a"])["items"]
+    assert [i["id"] for i in _get(world, "buyer_b", "/v1/invoices")] == [ids["invoice_b"]]
+    asked_for_a = _get(world, "buyer_b", "/v1/invoices", buyer=org["buyer_a"])
     assert [i["id"] for i in asked_for_a] == [ids["invoice_b"]]  # a buyer's ?buyer= is ignored
     assert _get(world, "buyer_b", "/v1/payments") == []
     assert _get(world, "buyer_b", "/v1/credit-notes") == []
@@ -583,7 +603,7 @@ def test_lists_hold_only_the_callers_own_objects(world: World) -> None:
     assert _get(world, "operator_b", "/v1/agreements") == []
     assert {r["id"] for r in _get(world, "operator_b", "/v1/access-requests")} == {ids["request_a"]}
     assert {r["product"] for r in _get(world, "operator_a", "/v1/access-requests")} == {"alpha"}
-    assert _get(world, "operator_b", "/v1/usage")["items"] == []
+    assert _get(world, "operator_b", "/v1/usage") == []
     assert _get(world, "operator_b", "/v1/usage/summary") == []
     assert [u["id"] for u in _get(world, "operator_b", "/v1/uploads")] == [ids["upload_b"]]
     mine = {p["slug"] for p in _get(world, "operator_b", "/v1/products", mine="true")}
@@ -592,7 +612,7 @@ def test_lists_hold_only_the_callers_own_objects(world: World) -> None:
     assert [a["operator"] for a in _get(world, "operator_b", "/v1/authorisations")] == [org["operator_b"]]
 
     # Operator A sees its buyers' usage, without their SQL.
-    seen = _get(world, "operator_a", "/v1/usage")["items"]
+    seen = _get(world, "operator_a", "/v1/usage")
     assert {u["id"] for u in seen} == {ids["query_a"], ids["query_b"]} and all(u["sql"] is None for u in seen)
 
     # Statements: each party its own; finance and the regulator all of them.
@@ -602,17 +622,24 @@ def test_lists_hold_only_the_callers_own_objects(world: World) -> None:
         assert {s["org_id"] for s in statements} <= {org[who]}, who
     assert {s["org_id"] for s in _get(world, "operator_a", "/v1/settlements", period=period)} == {org["operator_a"]}
     assert {s["org_id"] for s in _get(world, "source_a", "/v1/settlements", period=period)} == {org["source_a"]}
+    # The statement document holds the same: source B's names no other party, finance's names them all.
+    names = {who: f">{world.actors[who].principal.org_name}<" for who in ("source_a", "operator_a")}
+    for who, shown in (("source_b", set()), ("source_a", {"source_a"}), ("finance", {"source_a", "operator_a"})):
+        page = world.market.client.get(
+            "/v1/settlements/document", headers=world.actors[who].headers, params={"period": period}
+        ).text
+        assert {name for name, cell in names.items() if cell in page} == shown, who
     everyone = {s["org_id"] for s in _get(world, "finance", "/v1/settlements", period=period)}
     assert {org["operator_a"], org["source_a"]} <= everyone
     assert _get(world, "regulator", "/v1/settlements", period=period)
 
     # Resources: a source its own; shares: only the parties named.
     assert [r["id"] for r in _get(world, "source_b", "/v1/resources")] == [ids["resource_b"]]
-    assert _get(world, "source_a", "/v1/products/alpha/revenue-shares")
+    assert _get(world, "source_a", "/v1/products/alpha/revenue-shares")["shares"]
 
     # Finance sees every invoice; the regulator reads every query.
-    assert {ids["invoice_a"], ids["invoice_b"]} <= {i["id"] for i in _get(world, "finance", "/v1/invoices")["items"]}
-    audited = {r["id"] for r in _get(world, "regulator", "/v1/audit/queries")["items"]}
+    assert {ids["invoice_a"], ids["invoice_b"]} <= {i["id"] for i in _get(world, "finance", "/v1/invoices")}
+    audited = {r["id"] for r in _get(world, "regulator", "/v1/audit/queries")}
     assert {ids["query_a"], ids["query_b"]} <= audited
 
 
@@ -639,7 +666,7 @@ def test_idempotency_key_of_another_buyer_is_not_replayed(world: World) -> None:
     assert body["agreement_id"] == world.ids["agreement_b"]
     again = query(world.market, world.actors["buyer_b"], "alpha", SQL, key=SHARED_KEY)
     assert _ok(again)["query_id"] == body["query_id"]
-    usage_a = _get(world, "buyer_a", "/v1/usage")["items"]
+    usage_a = _get(world, "buyer_a", "/v1/usage")
     assert [u["id"] for u in usage_a] == [world.ids["query_a"]]
 
 
@@ -665,6 +692,7 @@ LIST_OR_OPEN_ROUTES = {
     ("GET", "/v1/payments"),
     ("GET", "/v1/credit-notes"),
     ("GET", "/v1/settlements"),
+    ("GET", "/v1/settlements/document"),  # the caller's own statements, as GET /v1/settlements
     ("GET", "/v1/usage"),
     ("GET", "/v1/usage/summary"),
     ("GET", "/v1/usage/export"),

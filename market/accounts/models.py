@@ -49,6 +49,19 @@ class Organisation(Base):
     name: Mapped[str] = mapped_column(String(200), unique=True)
     kind: Mapped[str] = mapped_column(String(20))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The profile printed on invoices and statements; None is "not provided", shown as missing, never as a zero.
+    uscc: Mapped[str | None] = mapped_column(String(18), default=None)
+    """统一社会信用代码 (unified social credit code, GB 32100-2015), checksum-validated."""
+    address: Mapped[str | None] = mapped_column(String(500), default=None)
+    contact_name: Mapped[str | None] = mapped_column(String(200), default=None)
+    contact_phone: Mapped[str | None] = mapped_column(String(40), default=None)
+    contact_email: Mapped[str | None] = mapped_column(String(320), default=None)
+    bank_name: Mapped[str | None] = mapped_column(String(200), default=None)
+    """开户行: the bank and branch holding the organisation's account."""
+    bank_account: Mapped[str | None] = mapped_column(String(64), default=None)
+
+
+PROFILE_FIELDS = ("uscc", "address", "contact_name", "contact_phone", "contact_email", "bank_name", "bank_account")
 
 
 class User(Base):

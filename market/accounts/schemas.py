@@ -20,6 +20,29 @@ class OrgOut(BaseModel):
     name: str
     kind: str
     created_at: datetime
+    uscc: str | None = Field(
+        default=None, description="统一社会信用代码 (unified social credit code); null if not provided."
+    )
+    address: str | None = None
+    contact_name: str | None = None
+    contact_phone: str | None = None
+    contact_email: str | None = None
+    bank_name: str | None = Field(default=None, description="开户行: bank and branch.")
+    bank_account: str | None = None
+
+
+class OrgProfileIn(BaseModel):
+    """Fields to change; a field sent as null is cleared (shown as missing on documents), one left out is kept."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    uscc: str | None = Field(default=None, max_length=40, description="Validated with its GB 32100-2015 checksum.")
+    address: str | None = Field(default=None, min_length=1, max_length=500)
+    contact_name: str | None = Field(default=None, min_length=1, max_length=200)
+    contact_phone: str | None = Field(default=None, min_length=1, max_length=40)
+    contact_email: str | None = Field(default=None, min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
+    bank_name: str | None = Field(default=None, min_length=1, max_length=200)
+    bank_account: str | None = Field(default=None, max_length=64)
 
 
 class UserIn(BaseModel):

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from market.accounts import repository
-from market.accounts.models import ROLES_BY_KIND, ApiKey, Organisation, OrgKind, Role, User
+from market.accounts import repository, uscc
+from market.accounts.models import PROFILE_FIELDS, ROLES_BY_KIND, ApiKey, Organisation, OrgKind, Role, User
 from market.clock import utcnow
 from market.errors import Conflict, Forbidden, NotFound, Unauthenticated, Unprocessable
 
 KEY_PREFIX = "mk_"
+BANK_ACCOUNT = re.compile(r"[0-9](?:[0-9]|[ -](?=[0-9])){7,39}")
+ORG_READERS = (Role.ADMIN, Role.REGULATOR, Role.FINANCE)
+"""Roles that may read any organisation's profile (finance bills them); others read only their own."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,3 +128,53 @@ def list_orgs(session: Session, actor: Principal) -> Sequence[Organisation]:
     if actor.role in (Role.ADMIN, Role.REGULATOR):
         return repository.list_orgs(session)
     return [get_org(session, actor.org_id)]
+
+
+def visible_org(session: Session, actor: Principal, org_id: str) -> Organisation:
+    """An organisation with its profile: admin, regulator and finance see any, others only their own (else 404)."""
+    if actor.role not in ORG_READERS and org_id != actor.org_id:
+        raise NotFound("organisation_not_found", org=org_id)
+    return get_org(session, org_id)
+
+
+def normalized_uscc(code: str) -> str:
+    """`code` without spaces, in capitals; Unprocessable unless it is a valid unified social credit code."""
+    code = "".join(code.split()).upper()
+    found = uscc.problem(code)
+    if found is not None:
+        reason, params = found
+        raise Unprocessable(reason, **params)
+    return code
+
+
+def normalized_bank_account(account: str) -> str:
+    """`account` trimmed; Unprocessable unless it is 8 to 40 digits, grouped with single spaces or hyphens."""
+    account = account.strip()
+    digits = sum(char.isdigit() for char in account)
+    if not BANK_ACCOUNT.fullmatch(account) or not 8 <= digits <= 40:
+        raise Unprocessable("invalid_bank_account", account=account)
+    return account
+
+
+def update_org(session: Session, actor: Principal, org_id: str, changes: dict[str, str | None]) -> Organisation:
+    """Change an organisation's name or profile (admin only). A None value clears a profile field."""
+    actor.require(Role.ADMIN)
+    org = get_org(session, org_id)
+    if "name" in changes:
+        name = changes.pop("name")
+        if name is not None and name != org.name:
+            if repository.org_by_name(session, name) is not None:
+                raise Conflict("duplicate_organisation", name=name)
+            org.name = name
+    for field, value in changes.items():
+        if field not in PROFILE_FIELDS:
+            continue
+        if value is not None and field == "uscc":
+            value = normalized_uscc(value)
+        elif value is not None and field == "bank_account":
+            value = normalized_bank_account(value)
+        elif value is not None:
+            value = value.strip() or None
+        setattr(org, field, value)
+    session.flush()
+    return org

@@ -32,9 +32,10 @@ def held_agreements(console: Console) -> list[tuple[AgreementOut, agreements.Sta
     """The buyer's agreements, each with this month's quota and cap left and its product's slug."""
     held = list(agreements.visible_agreements(console.session, console.buyer()))
     slugs = {pid: p.slug for pid, p in products_by_id(console.session, [a.product_id for a in held]).items()}
+    shown = agreements.present(console.session, held)
     return [
-        (agreements.present(a), agreements.standing(console.session, a), slugs.get(a.product_id, a.product_id))
-        for a in held
+        (out, agreements.standing(console.session, a), slugs.get(a.product_id, a.product_id))
+        for out, a in zip(shown, held, strict=True)
     ]
 
 
@@ -49,7 +50,7 @@ def access_page(console: ConsoleDep) -> Response:
 def _form(console: Console, slug: str, values: dict[str, str], errors: dict[str, str], status: int = 200) -> Response:
     product = products.public_product(console.session, slug) if slug else None
     shown = products.present(console.session, [product])[0] if product else None
-    catalogue = products.present(console.session, products.listed_catalogue(console.session))
+    catalogue = products.present(console.session, products.public_catalogue(console.session))
     return page(
         console,
         "access_form.html",

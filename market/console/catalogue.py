@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from market.console.web import ConsoleDep, page
 from products import catalogue, service
@@ -33,7 +33,7 @@ def catalogue_page(
     pricing: ShortText = "",
 ) -> Response:
     """The catalogue: listed products, searchable by words, zone, region, scenario and free or paid plans."""
-    listed = service.listed_catalogue(console.session)
+    listed = service.public_catalogue(console.session)
     everything = service.present(console.session, listed, viewer=console.principal)
     found = catalogue.search(
         console.session,
@@ -57,15 +57,6 @@ def catalogue_page(
         scenarios=scenarios,
         filtered=any((q, zone, region, scenario, pricing)),
     )
-
-
-@router.get("/catalogue.jsonld")
-def catalogue_jsonld(console: ConsoleDep) -> Response:
-    """The public catalogue as DCAT JSON-LD, with no key needed (the same document as /v1/catalogue.jsonld)."""
-    settings = console.request.app.state.settings
-    listed = service.listed_catalogue(console.session)
-    body = catalogue.jsonld(console.session, settings, str(console.request.base_url), listed)
-    return JSONResponse(body, media_type="application/ld+json")
 
 
 @router.get("/products/{slug}")

@@ -16,7 +16,6 @@ API_PREFIXES = (
     "/openapi.json",
     "/static",
     "/console/static",
-    "/catalogue.jsonld",
 )
 
 

@@ -5,18 +5,19 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import Response
 
 from billing import documents, invoices, payments
 from billing.config import billing_settings
-from billing.endpoints import invoice_out
+from billing.document_render import check_format, respond
+from billing.endpoints import _out as present_invoices
 from billing.models import Invoice, InvoiceStatus
-from billing.repository import org_names
 from billing.schemas import InvoiceOut, UsageRecordOut
 from billing.stripe_gateway import StripeGateway
 from market.console.web import Console, ConsoleDep, check_csrf, page, redirect
 from market.deps import SettingsDep
-from market.errors import MarketError, Unprocessable
+from market.errors import MarketError
+from market.pagination import decode_cursor, encode_cursor
 
 router = APIRouter(prefix="/console", include_in_schema=False, dependencies=[Depends(check_csrf)])
 
@@ -24,16 +25,14 @@ LINE_PAGE = 100
 
 
 def _present(console: Console, found: list[Invoice]) -> list[InvoiceOut]:
-    lines = invoices.lines_by_invoice(console.session, found)
-    names = org_names(console.session, {i.buyer_org_id for i in found})
-    return [invoice_out(i, lines[i.id], names.get(i.buyer_org_id, "")) for i in found]
+    return present_invoices(console.session, found)
 
 
 @router.get("/invoices")
 def invoices_page(console: ConsoleDep) -> Response:
     """My invoices and public-interest statements, newest first."""
     found = invoices.list_invoices(
-        console.session, console.user, status=None, period=None, overdue=False, buyer=None, limit=200, offset=0
+        console.session, console.user, status=None, period=None, overdue=False, buyer=None, limit=200, after=None
     )
     return page(
         console,
@@ -70,36 +69,28 @@ def invoice_page(invoice_id: str, console: ConsoleDep) -> Response:
 
 
 @router.get("/invoices/{invoice_id}/lines/{line_id}")
-def line_page(invoice_id: str, line_id: str, console: ConsoleDep, offset: int = 0) -> Response:
-    """The usage records one invoice line covers, a page at a time."""
-    offset = max(0, min(offset, 2**31 - 1))
-    records = invoices.line_usage(console.session, console.user, invoice_id, line_id, LINE_PAGE + 1, offset)
+def line_page(invoice_id: str, line_id: str, console: ConsoleDep, cursor: str = "") -> Response:
+    """The usage records one invoice line covers, a page at a time (oldest first)."""
+    after = decode_cursor(cursor, 2) if cursor else None
+    records = invoices.line_usage(console.session, console.user, invoice_id, line_id, LINE_PAGE + 1, after)
     shown = [UsageRecordOut.model_validate(r) for r in records[:LINE_PAGE]]
+    last = records[LINE_PAGE - 1] if len(records) > LINE_PAGE else None
     return page(
         console,
         "invoice_line.html",
         title="Usage records of an invoice line",
         crumbs=(("Invoices", "/console/invoices"), (invoice_id, f"/console/invoices/{invoice_id}"), ("Line", None)),
         records=shown,
-        offset=offset,
-        more=len(records) > LINE_PAGE,
-        page_size=LINE_PAGE,
+        next_cursor=encode_cursor((last.created_at, last.id)) if last else "",
     )
 
 
 @router.get("/invoices/{invoice_id}/document")
 def invoice_document(invoice_id: str, console: ConsoleDep, format: str = "html") -> Response:
     """The printable invoice, as HTML or PDF (the same documents as the API's)."""
-    if format not in ("html", "pdf"):
-        raise Unprocessable("invalid_document_format", format=format[:20])
+    check_format(format)
     invoice = invoices.visible_invoice(console.session, console.user, invoice_id)
-    if format == "pdf":
-        return Response(
-            documents.invoice_pdf(console.session, invoice),
-            media_type="application/pdf",
-            headers={"Content-Disposition": f'attachment; filename="{invoice.number or invoice.id}.pdf"'},
-        )
-    return HTMLResponse(documents.invoice_html(console.session, invoice), headers={"Cache-Control": "no-store"})
+    return respond(documents.invoice_document(console.session, invoice, console.locale), format)
 
 
 @router.post("/invoices/{invoice_id}/pay")

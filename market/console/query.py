@@ -38,7 +38,9 @@ def _queryable(console: Console) -> list[ProductOut]:
 def _history(console: Console) -> list[tuple[UsageOut, str]]:
     buyer = console.buyer()
     where = usage.scope(console.session, buyer)
-    records = usage.present(buyer, usage.page(console.session, buyer, where, limit=HISTORY_SIZE, before=None))
+    records = usage.present(
+        console.session, buyer, usage.page(console.session, buyer, where, limit=HISTORY_SIZE, before=None)
+    )
     slugs = {pid: p.slug for pid, p in products_by_id(console.session, [r.product_id for r in records]).items()}
     return [(r, slugs.get(r.product_id, "")) for r in records]
 

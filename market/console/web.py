@@ -142,7 +142,7 @@ class Console:
 
     def message(self, error: MarketError) -> str:
         """An error's message in the page's language (the shared catalogue of messages)."""
-        return render(error.code, "zh-CN" if self.locale == "zh_CN" else "en", **error.params)
+        return render(error.code, self.locale, **error.params)
 
 
 def _client(request: Request) -> str:

@@ -184,7 +184,7 @@ def test_an_unknown_page_is_a_readable_404_page_and_the_api_keeps_json(market: M
 def test_the_dcat_export_needs_no_key_and_lists_listed_products_only(market: Market) -> None:
     listed_product(market, slug="people-trips")
     create_product(market, market.actor(Role.OPERATOR), "secret-draft")
-    exported = browser(market).get("/catalogue.jsonld")
+    exported = browser(market).get("/v1/catalogue.jsonld")
     assert exported.status_code == 200 and exported.headers["content-type"].startswith("application/ld+json")
     identifiers = [d["dct:identifier"] for d in exported.json()["dcat:dataset"]]
     assert identifiers == ["people-trips"]
