@@ -21,7 +21,7 @@ from market.accounts.endpoints import router as accounts_router
 from market.console.errors import console_error_response, is_console_page
 from market.console.routes import install as install_console
 from market.db import Database
-from market.errors import MarketError, NotFound
+from market.errors import MarketError
 from market.i18n import N_
 from market.messages import render
 from market.openapi import install as install_openapi
@@ -162,8 +162,6 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> Response:
-        if error.status_code == 404 and is_console_page(request):
-            return console_error_response(request, NotFound("not_found", path=request.url.path))
         locale = request_locale(request)
         if error.status_code == 404:
             return _error(404, "not_found", render("not_found", locale, path=request.url.path))

@@ -23,7 +23,7 @@ def test_buyer_pays_by_card_from_the_invoice_page_after_a_declined_card(stripe_m
     assert paid.status_code == 303 and paid.headers["location"].endswith("?paid=1")
     after = invoices_of(stripe_market, s.commercial)[0]
     assert after["status"] == "paid" and after["paid_minor"] == invoice["total_minor"]
-    payments = stripe_market.client.get("/v1/payments", headers=s.finance.headers).json()
+    payments = stripe_market.client.get("/v1/payments", headers=s.finance.headers).json()["items"]
     assert sorted(p["status"] for p in payments) == ["failed", "succeeded"], "the declined attempt is kept"
 
 

@@ -73,7 +73,7 @@ def test_catalogue_to_paid_query_to_invoice(live: Live, page_in: Any, language: 
     expect(page.locator(".status-pending").first).to_be_visible()
 
     # The operator approves (its pages come in part 2).
-    pending = live.api("operator", "GET", "/v1/access-requests", params={"status": "pending"}).json()
+    pending = live.api("operator", "GET", "/v1/access-requests", params={"status": "pending"}).json()["items"]
     mine = [r for r in pending if r["buyer"] == f"Harbour Logistics {language}"]
     assert len(mine) == 1, dump(pending)
     decided = live.api(
