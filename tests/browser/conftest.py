@@ -161,3 +161,13 @@ def serious_violations(page: Any, source: str) -> list[dict[str, Any]]:
 
 def dump(value: Any) -> str:
     return json.dumps(value, indent=1, default=str)
+
+
+def set_sql(page: Any, sql: str) -> None:
+    """Type into the SQL editor: CodeMirror when it is vendored (the textarea is then hidden), else the textarea."""
+    page.evaluate(
+        """sql => { const cm = document.querySelector('.CodeMirror');
+        if (cm && cm.CodeMirror) { cm.CodeMirror.setValue(sql); }
+        else { document.querySelector("#sql").value = sql; } }""",
+        sql,
+    )

@@ -21,7 +21,7 @@ from market.app import create_app
 from market.db import Database, migrate
 from market.demo import build_demo, demo_logins
 from market.settings import Settings
-from tests.browser.conftest import CHROMIUM, CHROMIUM_FLAGS, DEMO_START, _free_port
+from tests.browser.conftest import CHROMIUM, CHROMIUM_FLAGS, DEMO_START, _free_port, set_sql
 
 SQL = (
     "SELECT month, count(*) AS flights, avg(arr_delay) AS avg_arrival_delay FROM flights GROUP BY month ORDER BY month"
@@ -56,7 +56,7 @@ def main(out: Path) -> None:
             page.locator("main form button[type=submit]").click()
             page.wait_for_url("**/console/query")
             page.goto("/console/query?product=nyc-flights-2013")
-            page.fill("#sql", SQL)
+            set_sql(page, SQL)
             page.locator("#run").click()
             page.wait_for_selector("#result-table")
             page.screenshot(path=str(out / "query.png"), full_page=True)

@@ -13,7 +13,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from market import clock
-from tests.browser.conftest import Live, axe_source, dump, serious_violations
+from tests.browser.conftest import Live, axe_source, dump, serious_violations, set_sql
 
 FLIGHTS = "nyc-flights-2013"
 SQL = "SELECT origin, count(*) AS flights, avg(dep_delay) AS avg_delay FROM flights GROUP BY origin ORDER BY origin"
@@ -86,7 +86,7 @@ def test_catalogue_to_paid_query_to_invoice(live: Live, page_in: Any, language: 
 
     # A paid query: result table, chart, the charge; then a refused one, with the advice next to the SQL.
     page.goto(f"/console/query?product={FLIGHTS}")
-    page.fill("#sql", SQL)
+    set_sql(page, SQL)
     page.locator("#run").click()
     expect(page.locator("#result-table tbody tr")).to_have_count(3)
     expect(page.locator(".charge .status-billable")).to_be_visible()
@@ -95,7 +95,7 @@ def test_catalogue_to_paid_query_to_invoice(live: Live, page_in: Any, language: 
     with page.expect_download() as download:
         page.locator("[data-csv-from]").click()
     assert download.value.suggested_filename.endswith(".csv")
-    page.fill("#sql", "SELECT max(dep_delay) FROM flights")
+    set_sql(page, "SELECT max(dep_delay) FROM flights")
     page.locator("#run").click()
     expect(page.locator("#sql-error")).to_contain_text("disallowed_aggregate")
     expect(page.locator("main table").last).to_contain_text("SELECT origin")
@@ -176,7 +176,7 @@ def test_a_running_query_shows_progress_and_can_be_cancelled(live: Live, page_in
     held: list[Any] = []
     # The query's request is held, unanswered, as a long query would be.
     page.route("**/console/query", lambda route: held.append(route) if route.request.method == "POST" else None)
-    page.fill("#sql", SQL)
+    set_sql(page, SQL)
     page.locator("#run").click()
     expect(page.locator("#cancel")).to_be_visible()
     expect(page.locator("#run")).to_be_disabled()

@@ -35,7 +35,7 @@
     var area = root.querySelector("textarea[data-sql-editor]");
     if (!area) return;
     if (window.CodeMirror && window.CodeMirror.fromTextArea) {
-      var editor = window.CodeMirror.fromTextArea(area, { mode: "text/x-sql", lineNumbers: true });
+      var editor = window.CodeMirror.fromTextArea(area, { mode: "text/x-sql", lineNumbers: true, screenReaderLabel: area.labels && area.labels[0] ? area.labels[0].textContent : "SQL" });
       area.form.addEventListener("submit", function () { editor.save(); });
       var preview = root.querySelector("#sql-highlight");
       if (preview) preview.hidden = true;
