@@ -28,7 +28,8 @@ install-dev: $(VENV)/.installed-dev
 
 ## Build the demo marketplace (safe to run twice) and serve it on http://$(HOST):$(PORT)
 run: install
-	$(BIN)/market demo --keys-out $(MARKET_DATA_DIR)/demo-keys.json
+	$(BIN)/market demo --keys-out $(MARKET_DATA_DIR)/demo-keys.json --logins-out $(MARKET_DATA_DIR)/demo-logins.json
+	@echo "Web console: http://$(HOST):$(PORT)/login  (sign-ins in $(MARKET_DATA_DIR)/demo-logins.json)"
 	$(BIN)/market serve --host $(HOST) --port $(PORT)
 
 ## Run the test suite. MARKET_DATABASE_URL=postgresql+psycopg://... runs it on PostgreSQL.

@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.params import Form
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -24,6 +24,8 @@ from market import i18n
 from market.accounts.endpoints import router as accounts_router
 from market.compliance.endpoints import public_router as disclosure_pages_router
 from market.compliance.endpoints import router as compliance_router
+from market.console.errors import console_error_response, is_console_page
+from market.console.routes import install as install_console
 from market.db import Database
 from market.errors import MarketError, ServiceUnavailable
 from market.health import HealthCheck
@@ -33,7 +35,6 @@ from market.notifications.endpoints import router as notifications_router
 from market.openapi import install as install_openapi
 from market.settings import Settings, get_settings
 from market.text_guard import reject_unstorable_text
-from market.web import router as web_router
 from metering.endpoints import router as metering_router
 from products.endpoints import catalogue_router
 from products.endpoints import router as products_router
@@ -46,7 +47,6 @@ DATABASE_BUSY_RETRY_AFTER = 2
 """Seconds to wait after a 503 for a busy database (pool or write lock)."""
 
 ROUTERS = (
-    web_router,
     accounts_router,
     products_router,
     metering_router,
@@ -149,7 +149,9 @@ def install_error_handlers(app: FastAPI) -> None:
     """Every error leaves as {"error": {"code", "message"}}; only our own faults are 5xx."""
 
     @app.exception_handler(MarketError)
-    async def market_error(request: Request, error: MarketError) -> JSONResponse:
+    async def market_error(request: Request, error: MarketError) -> Response:
+        if is_console_page(request):
+            return console_error_response(request, error)
         return JSONResponse(
             status_code=error.status_code, content=error.to_body(request_locale(request)), headers=error.headers
         )
@@ -170,7 +172,7 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, error: StarletteHTTPException) -> Response:
         locale = request_locale(request)
         if error.status_code == 404:
             return _error(404, "not_found", render("not_found", locale, path=request.url.path))
@@ -257,5 +259,6 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         await health.check()
         return {"status": "ok"}
 
+    install_console(app)
     install_openapi(app)
     return app

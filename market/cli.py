@@ -63,12 +63,22 @@ def migrate_command(as_json: JsonOption = False) -> None:
     emit(as_json, {"status": "up to date"}, "database is up to date")
 
 
+def _write_secret_json(path: Path, content: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(content, indent=2) + "\n")
+    os.chmod(path, 0o600)
+
+
 @app.command("demo")
 @user_errors
 def demo_command(
     keys_out: Annotated[
         Path, typer.Option("--keys-out", metavar="FILE", help="Where to write the demo users' API keys (JSON).")
     ],
+    logins_out: Annotated[
+        Path | None,
+        typer.Option("--logins-out", metavar="FILE", help="Where to write the demo users' web sign-ins (JSON)."),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Build the demo marketplace in the data directory, creating it if needed. Safe to run twice.
@@ -76,7 +86,7 @@ def demo_command(
     A new demo dates from the first day of last month, and its buyers ran a few queries on the 15th: last
     month is a finished billing period with usage (market/demo_history.py)."""
     from market.clock import travel_to
-    from market.demo import build_demo
+    from market.demo import build_demo, demo_logins
     from market.demo_history import add_history, is_fresh, previous_month_start
 
     settings = cli_settings()
@@ -91,10 +101,12 @@ def demo_command(
             else:
                 keys = build_demo(database, settings)
             history = add_history(database, settings)
+            logins = demo_logins(database) if logins_out is not None else None
     finally:
         database.dispose()
-    keys_out.write_text(json.dumps(keys, indent=2) + "\n")
-    os.chmod(keys_out, 0o600)
+    _write_secret_json(keys_out, keys)
+    if logins_out is not None:
+        _write_secret_json(logins_out, logins)
     emit(
         as_json,
         {"data_dir": str(settings.data_dir), "keys_out": str(keys_out), "roles": sorted(keys), "history": history},

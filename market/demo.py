@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import secrets
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from sqlalchemy.orm import Session
 from market import demo_credit
 from market.accounts import repository as accounts_repo
 from market.accounts import service as accounts
+from market.accounts import signin
 from market.accounts.models import ApiKey, Organisation, OrgKind, Role, User
 from market.accounts.service import Principal
 from market.clock import utcnow
@@ -442,3 +444,20 @@ def build_demo(database: Database, settings: Settings) -> dict[str, str]:
         resources.link(session, flights, ["US-NY-TR-2013-0001"])
         _ensure_credit_product(session, settings, people)
         return _issue_keys(session, people)
+
+
+def demo_logins(database: Database) -> dict[str, dict[str, str]]:
+    """A new random web password per demo user (earlier ones stop working): {role: {email, password}}.
+
+    Run after `build_demo`; the users are found by their demo e-mail addresses.
+    """
+    logins: dict[str, dict[str, str]] = {}
+    with database.transaction() as session:
+        for demo in DEMO_USERS:
+            user = accounts_repo.user_by_email(session, demo.email)
+            if user is None:
+                raise LookupError(f"demo user {demo.email} is missing; build the demo first")
+            password = secrets.token_urlsafe(12)
+            signin.set_password(session, None, user.id, password)
+            logins[demo.key_name] = {"email": user.email, "password": password}
+    return logins

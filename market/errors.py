@@ -32,7 +32,7 @@ class MarketError(Exception):
     @property
     def headers(self) -> dict[str, str]:
         """Response headers the error needs: Retry-After for overload."""
-        return {} if self.retry_after is None else {"Retry-After": str(self.retry_after)}
+        return {} if self.retry_after is None else {"Retry-After": str(max(1, self.retry_after))}
 
 
 class BadRequest(MarketError):

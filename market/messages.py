@@ -354,6 +354,13 @@ EN: dict[str, str] = {
     "share_source_unknown": "'{org}' is not a source department's organisation; give the source's org_id.",
     "invalid_export_format": "Export format '{format}' is unknown; use csv or xlsx.",
     "invalid_document_format": "Document format '{format}' is unknown; use html or pdf.",
+    "too_many_sign_ins": "Too many failed sign-ins; wait {minutes} minutes and try again, or ask an admin to set "
+    "a new password.",
+    "password_too_short": "The password is too short; use at least {minimum} characters.",
+    "sign_in_required": "Sign in to see this page.",
+    "sign_in_failed": "The e-mail address or the password is wrong. Check both and try again.",
+    "invalid_purpose": "Choose a purpose: {purposes}.",
+    "csrf_failed": "This form has expired or did not come from this site; reload the page and send it again.",
 }
 
 

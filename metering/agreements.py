@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -10,7 +12,8 @@ from market.accounts.models import Role
 from market.accounts.service import Principal
 from market.clock import utcnow
 from market.errors import Conflict, Forbidden, NotFound, Unprocessable
-from metering import repository
+from metering import odrl, repository
+from metering.attempts import month_of
 from metering.models import Agreement, AgreementStatus
 from metering.schemas import AgreementOut
 from products import service as products
@@ -81,3 +84,52 @@ def present(session: Session, found: Sequence[Agreement]) -> list[AgreementOut]:
         item.buyer = buyers.get(agreement.buyer_org_id, "")
         out.append(item)
     return out
+
+
+def odrl_document(session: Session, actor: Principal, agreement_id: str) -> dict[str, Any]:
+    """A visible agreement as an ODRL policy (JSON-LD)."""
+    agreement = visible_agreement(session, actor, agreement_id)
+    product = session.get(Product, agreement.product_id)
+    return odrl.export(
+        agreement,
+        product_slug=product.slug if product else agreement.product_id,
+        operator_org_id=product.operator_org_id if product else "",
+        status=agreement.effective_status(utcnow()).value,
+    )
+
+
+@dataclass(frozen=True)
+class Standing:
+    """An agreement's current month: what was used, and what is left of its quotas and cap (None = no limit)."""
+
+    month: str
+    queries_used: int
+    charged_minor: int
+    queries_left: int | None
+    rows_left: int | None
+    bytes_left: int | None
+    cap_minor: int | None
+    cap_left_minor: int | None
+
+
+def standing(session: Session, agreement: Agreement) -> Standing:
+    """The quota and cap remaining this month (UTC) on a visible agreement."""
+    month = month_of(utcnow())
+    counter = repository.month_counter(session, agreement.id, month)
+    used, charged = (counter.accepted_queries, counter.charged_minor) if counter else (0, 0)
+    rows, scanned = (counter.rows_scanned, counter.bytes_scanned) if counter else (0, 0)
+    cap = agreement.plan.get("monthly_cap_minor")
+
+    def left(quota: int | None, spent: int) -> int | None:
+        return None if quota is None else max(0, quota - spent)
+
+    return Standing(
+        month=month,
+        queries_used=used,
+        charged_minor=charged,
+        queries_left=left(agreement.monthly_query_quota, used),
+        rows_left=left(agreement.monthly_row_quota, rows),
+        bytes_left=left(agreement.monthly_byte_quota, scanned),
+        cap_minor=None if cap is None else int(cap),
+        cap_left_minor=None if cap is None else max(0, int(cap) - charged),
+    )

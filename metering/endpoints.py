@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import JSONResponse
 
-from market.clock import utcnow
 from market.deps import DatabaseDep, PrincipalDep, SessionDep, SettingsDep
 from market.errors import BadRequest
 from market.pagination import CursorQuery, LimitQuery, Page, cut, decode_cursor, page_of
-from metering import access, agreements, audit, odrl, service, usage
+from metering import access, agreements, audit, service, usage
 from metering.models import Purpose, RequestStatus
 from metering.schemas import (
     AccessRequestIn,
@@ -31,7 +30,6 @@ from metering.schemas import (
     RevokeIn,
     UsageOut,
 )
-from products.models import Product
 
 router = APIRouter(prefix="/v1", tags=["access, queries and usage"])
 
@@ -143,15 +141,7 @@ def get_agreement(agreement_id: str, session: SessionDep, principal: PrincipalDe
 )
 def agreement_odrl(agreement_id: str, session: SessionDep, principal: PrincipalDep) -> JSONResponse:
     """The agreement as an ODRL policy (JSON-LD)."""
-    agreement = agreements.visible_agreement(session, principal, agreement_id)
-    product = session.get(Product, agreement.product_id)
-    document: dict[str, Any] = odrl.export(
-        agreement,
-        product_slug=product.slug if product else agreement.product_id,
-        operator_org_id=product.operator_org_id if product else "",
-        status=agreement.effective_status(utcnow()).value,
-    )
-    return JSONResponse(document, media_type="application/ld+json")
+    return JSONResponse(agreements.odrl_document(session, principal, agreement_id), media_type="application/ld+json")
 
 
 @router.post("/agreements/{agreement_id}/revoke", response_model=AgreementOut)

@@ -321,6 +321,14 @@ def public_catalogue(session: Session) -> Sequence[Product]:
     return served(session, repository.listed(session))
 
 
+def public_product(session: Session, slug: str) -> Product:
+    """A product of the public catalogue (listed and served), or NotFound: what a signed-out visitor may open."""
+    product = repository.by_slug(session, slug)
+    if product is None or product not in public_catalogue(session):
+        raise NotFound("product_not_found", slug=slug)
+    return product
+
+
 def present(
     session: Session, products: Sequence[Product], *, detail: bool = False, viewer: Principal | None = None
 ) -> list[ProductOut]:

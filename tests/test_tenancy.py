@@ -392,6 +392,7 @@ CROSS_ROLE = [
             ("GET", "/v1/disclosures/status", None, {"year": "2030"}),
             ("POST", "/v1/users", {"org_id": "{org_buyer_a}", "name": "x", "email": "x@y.z", "role": "buyer"}, None),
             ("POST", "/v1/users/{user_id}/keys", {"label": "x"}, None),
+            ("PUT", "/v1/users/{user_id}/password", {"password": "a long new password"}, None),
             ("GET", "/v1/uploads", None, None),
             (
                 "POST",

@@ -4,9 +4,20 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from market.accounts import service
+from market.accounts import service, signin
 from market.accounts.models import Role, User
-from market.accounts.schemas import IssuedKeyOut, KeyIn, KeyOut, OrgIn, OrgOut, OrgProfileIn, UserIn, UserOut, WhoAmI
+from market.accounts.schemas import (
+    IssuedKeyOut,
+    KeyIn,
+    KeyOut,
+    OrgIn,
+    OrgOut,
+    OrgProfileIn,
+    PasswordIn,
+    UserIn,
+    UserOut,
+    WhoAmI,
+)
 from market.deps import PrincipalDep, SessionDep
 from market.errors import NotFound
 from market.pagination import CursorQuery, LimitQuery, Page, page_of
@@ -62,6 +73,12 @@ def create_user(body: UserIn, session: SessionDep, principal: PrincipalDep) -> U
     org = service.get_org(session, body.org_id)
     user = service.create_user(session, principal, org=org, name=body.name, email=body.email, role=body.role)
     return UserOut.model_validate(user)
+
+
+@router.put("/users/{user_id}/password", response_model=UserOut)
+def set_password(user_id: str, body: PasswordIn, session: SessionDep, principal: PrincipalDep) -> UserOut:
+    """Set a user's web console password (admin only); the user's open web sessions end."""
+    return UserOut.model_validate(signin.set_password(session, principal, user_id, body.password))
 
 
 @router.post("/users/{user_id}/keys", response_model=IssuedKeyOut, status_code=201)

@@ -52,6 +52,10 @@ class UserIn(BaseModel):
     role: Role
 
 
+class PasswordIn(BaseModel):
+    password: str = Field(min_length=1, max_length=200, description="The new web console password (12+ characters).")
+
+
 class UserOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     id: str

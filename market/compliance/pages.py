@@ -8,7 +8,15 @@ from typing import Any
 
 from market.compliance.models import DisclosureReport
 from market.compliance.schemas import PublicRegistrationOut
-from market.web import STYLE
+
+STYLE = """
+body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#1f2933}
+h1{margin-bottom:.2rem} .muted{color:#52606d}
+.card{border:1px solid #d9e2ec;border-radius:8px;padding:1rem;margin:1rem 0}
+table{border-collapse:collapse;width:100%} td,th{text-align:left;padding:.25rem .5rem;border-bottom:1px solid #eee}
+code{background:#f0f4f8;padding:0 .25rem;border-radius:3px} .tag{background:#e3f8ff;border-radius:3px;padding:0 .4rem}
+"""
+"""The public report and registration pages' own small stylesheet (they stand outside the console)."""
 
 TITLES = {
     "regulator_disclosure": "Authorising body's annual disclosure",

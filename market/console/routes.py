@@ -1,0 +1,18 @@
+"""The console's routers, mounted on the app with its static files. Add a role's routers to ROUTERS."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from market.console import access, auth, catalogue, invoices, query, usage
+from market.console.web import HERE
+
+ROUTERS = (auth.router, catalogue.router, access.router, query.router, usage.router, invoices.router)
+
+
+def install(app: FastAPI) -> None:
+    """Mount the console's pages and its static files (CSS, JS and vendored libraries, served locally)."""
+    for router in ROUTERS:
+        app.include_router(router)
+    app.mount("/console/static", StaticFiles(directory=HERE / "static"), name="console-static")

@@ -1,0 +1,36 @@
+"""Paying an invoice from the console's invoice page: by card where Stripe is configured (localstripe)."""
+
+from __future__ import annotations
+
+from tests.billing.helpers import invoices_of, run, scene
+from tests.conftest import Market
+from tests.console.helpers import csrf_of, sign_in
+
+
+def test_buyer_pays_by_card_from_the_invoice_page_after_a_declined_card(stripe_market: Market) -> None:
+    s = scene(stripe_market, commercial_queries=2, public_queries=0)
+    run(stripe_market, s.finance, finalize=True)
+    invoice = invoices_of(stripe_market, s.commercial)[0]
+    client = sign_in(stripe_market, s.commercial)
+    page = client.get(f"/console/invoices/{invoice['id']}", headers={"Accept-Language": "en"})
+    assert 'name="payment_method"' in page.text and "Bank transfer" in page.text
+    action = f"/console/invoices/{invoice['id']}/pay"
+    declined = client.post(
+        action, data={"payment_method": "pm_card_chargeCustomerFail", "csrf_token": csrf_of(page.text)}
+    )
+    assert declined.status_code == 402 and 'role="alert"' in declined.text
+    paid = client.post(action, data={"payment_method": "pm_card_visa", "csrf_token": csrf_of(page.text)})
+    assert paid.status_code == 303 and paid.headers["location"].endswith("?paid=1")
+    after = invoices_of(stripe_market, s.commercial)[0]
+    assert after["status"] == "paid" and after["paid_minor"] == invoice["total_minor"]
+    payments = stripe_market.client.get("/v1/payments", headers=s.finance.headers).json()["items"]
+    assert sorted(p["status"] for p in payments) == ["failed", "succeeded"], "the declined attempt is kept"
+
+
+def test_without_stripe_the_invoice_page_offers_bank_transfer_only(market: Market) -> None:
+    s = scene(market, commercial_queries=1, public_queries=0)
+    run(market, s.finance, finalize=True)
+    invoice = invoices_of(market, s.commercial)[0]
+    page = sign_in(market, s.commercial).get(f"/console/invoices/{invoice['id']}", headers={"Accept-Language": "en"})
+    assert 'name="payment_method"' not in page.text
+    assert "Bank transfer" in page.text and (invoice["number"] or invoice["id"]) in page.text
