@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from billing import invoices, payments, rating, reconciliation
+from billing import card_payments, invoices, rating, reconciliation
 from billing.config import Period
 from market.db import Database
 from market.errors import MarketError
@@ -105,11 +105,12 @@ def close_command(period: PeriodOption) -> None:
 
 @app.command("recheck-payments")
 def recheck_command() -> None:
-    """Ask Stripe about card payments still pending."""
+    """Settle card payments still pending from what Stripe says, and find intents we never stored."""
     database = _database()
     try:
-        with database.transaction() as session:
-            changed = payments.recheck_pending(session, get_settings())
+        changed = card_payments.recheck_pending(database, get_settings())
+    except MarketError as error:
+        _fail(error)
     finally:
         database.dispose()
     print(json.dumps({"changed": changed}))

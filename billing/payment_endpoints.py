@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from billing import invoices, payments
+from billing import card_payments, invoices, payments
 from billing.schemas import (
     BankTransferIn,
     CreditNoteIn,
@@ -14,7 +16,7 @@ from billing.schemas import (
     PaymentOut,
     UnappliedTransferIn,
 )
-from market.deps import PrincipalDep, SessionDep, SettingsDep
+from market.deps import DatabaseDep, PrincipalDep, SessionDep, SettingsDep
 from market.messages import render
 
 router = APIRouter(prefix="/v1", tags=["payments"])
@@ -60,12 +62,13 @@ def list_payments(session: SessionDep, principal: PrincipalDep, status: str | No
 
 @router.post("/invoices/{invoice_id}/pay", response_model=PaymentOut)
 def pay(
-    invoice_id: str, body: PayIn, session: SessionDep, settings: SettingsDep, principal: PrincipalDep
+    invoice_id: str, body: PayIn, database: DatabaseDep, settings: SettingsDep, principal: PrincipalDep
 ) -> PaymentOut | JSONResponse:
-    """The buyer pays what is due by card. A declined card is a 402 and the attempt is kept."""
-    outcome = payments.pay_by_card(session, settings, principal, invoice_id, body.payment_method)
+    """The buyer pays what is due by card. A declined card is a 402 and the attempt is kept. Retrying
+    is safe: it carries on with the same attempt and never charges twice."""
+    outcome = card_payments.pay_by_card(database, settings, principal, invoice_id, body.payment_method)
     if outcome.declined_code is not None:
-        # Returned, not raised: the failed attempt is committed with the request.
+        # Returned, not raised: the failed attempt is already committed.
         return JSONResponse(
             status_code=402,
             content={
@@ -79,11 +82,18 @@ def pay(
     return PaymentOut.model_validate(outcome.payment)
 
 
+async def raw_body(request: Request) -> bytes:
+    """The request body as sent (the webhook's signature covers these exact bytes)."""
+    return await request.body()
+
+
 @router.post("/stripe/webhook", include_in_schema=True)
-async def stripe_webhook(request: Request, session: SessionDep, settings: SettingsDep) -> dict[str, str]:
-    """Stripe's events, verified by signature, stored once by id and handled once, in any order."""
-    payload = await request.body()
-    result = payments.handle_webhook(session, settings, payload, request.headers.get("stripe-signature"))
+def stripe_webhook(
+    payload: Annotated[bytes, Depends(raw_body)], request: Request, session: SessionDep, settings: SettingsDep
+) -> dict[str, str]:
+    """Stripe's events, verified by signature, stored once by id and handled once, in any order.
+    A plain (sync) route: its database work runs in the thread pool, never on the event loop."""
+    result = card_payments.handle_webhook(session, settings, payload, request.headers.get("stripe-signature"))
     return {"status": result}
 
 

@@ -11,13 +11,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.params import Form
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from billing.endpoints import router as billing_router
 from billing.finance_endpoints import router as finance_router
 from billing.payment_endpoints import router as payments_router
 from market.accounts.endpoints import router as accounts_router
-from market.db import Database
+from market.db import Database, is_transient
 from market.errors import MarketError
 from market.messages import render
 from market.openapi import install as install_openapi
@@ -125,6 +126,16 @@ def install_error_handlers(app: FastAPI) -> None:
         if error.status_code == 400:
             return _error(400, "invalid_body", render("invalid_body", detail=_BODY_ERRORS.get(detail, detail)))
         return _error(error.status_code, "http_error", render("http_error", status=error.status_code, detail=detail))
+
+    @app.exception_handler(DBAPIError)
+    async def database_error(_: Request, error: DBAPIError) -> JSONResponse:
+        if is_transient(error):
+            # A lock or busy timeout, a serialisation failure: nothing was committed; retry shortly.
+            response = _error(503, "database_busy", render("database_busy"))
+            response.headers["Retry-After"] = "1"
+            return response
+        log.exception("database error", exc_info=error)
+        return _error(500, "internal_error", render("internal_error"))
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, error: Exception) -> JSONResponse:

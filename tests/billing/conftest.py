@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.billing.helpers import in_billed_period
 from tests.conftest import Market, running_market
 
 WEBHOOK_SECRET = "whsec_test_billing"
@@ -21,6 +22,13 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@pytest.fixture(autouse=True)
+def billed_period_clock() -> Iterator[None]:
+    """Billing tests make usage inside a past period, then move the clock past its end to finalize."""
+    with in_billed_period():
+        yield
 
 
 @pytest.fixture(scope="session")

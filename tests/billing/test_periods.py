@@ -9,6 +9,7 @@ from sqlalchemy import update
 
 from billing.config import Period
 from billing.models import Invoice
+from market import clock
 from market.accounts.models import Role
 from market.errors import BadRequest
 from tests.billing.helpers import invoices_of, run, scene
@@ -36,7 +37,7 @@ def test_finance_sees_overdue_invoices(market: Market) -> None:
     invoice = invoices_of(market, s.commercial)[0]
     with market.database.transaction() as session:
         session.execute(
-            update(Invoice).where(Invoice.id == invoice["id"]).values(due_at=datetime.now(UTC) - timedelta(days=1))
+            update(Invoice).where(Invoice.id == invoice["id"]).values(due_at=clock.utcnow() - timedelta(days=1))
         )
     overdue = invoices_of(market, s.finance, overdue="true")
     assert [i["id"] for i in overdue] == [invoice["id"]] and overdue[0]["overdue"] is True
