@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.billing.helpers import in_billed_period
 from tests.conftest import Market, running_market
 
 WEBHOOK_SECRET = "whsec_test_billing"
@@ -25,10 +24,8 @@ def _free_port() -> int:
 
 
 @pytest.fixture(autouse=True)
-def billed_period_clock() -> Iterator[None]:
-    """Billing tests make usage inside a past period, then move the clock past its end to finalize."""
-    with in_billed_period():
-        yield
+def _billing_clock(billed_period_clock: None) -> None:
+    """Every billing test runs on the billed-period clock."""
 
 
 @pytest.fixture(scope="session")
