@@ -23,9 +23,9 @@ from billing import card_payments
 from billing.models import Payment, PaymentStatus, StripeEvent
 from tests.billing.conftest import WEBHOOK_SECRET
 from tests.billing.helpers import Scene, invoices_of, run, scene
-from tests.billing.served import killing_proxy, served
 from tests.billing.test_stripe import _client
 from tests.conftest import Market
+from tests.served import killing_proxy, served
 
 TIMEOUT = httpx.Timeout(60.0)
 
@@ -63,17 +63,19 @@ def test_kill_9_between_charge_and_commit_never_charges_twice(
     s, invoice = _finalized(market)
     assert market.settings.stripe_api_base is not None
     victims: list[subprocess.Popen[bytes]] = []
-    with killing_proxy(market.settings.stripe_api_base, victims) as proxy:
-        with served(market, tmp_path, **_stripe_env(market, proxy)) as server:
-            victims.append(server.process)
-            with pytest.raises(httpx.TransportError):
-                httpx.post(
-                    f"{server.url}/v1/invoices/{invoice['id']}/pay",
-                    headers=s.commercial.headers,
-                    json={"payment_method": "pm_card_visa"},
-                    timeout=TIMEOUT,
-                )
-            assert server.process.poll() is not None  # killed after Stripe charged
+    with (
+        killing_proxy(market.settings.stripe_api_base, victims) as proxy,
+        served(market, tmp_path, **_stripe_env(market, proxy)) as server,
+    ):
+        victims.append(server.process)
+        with pytest.raises(httpx.TransportError):
+            httpx.post(
+                f"{server.url}/v1/invoices/{invoice['id']}/pay",
+                headers=s.commercial.headers,
+                json={"payment_method": "pm_card_visa"},
+                timeout=TIMEOUT,
+            )
+        assert server.process.poll() is not None  # killed after Stripe charged
     # Stripe charged once; our attempt was committed before the call, its outcome never was.
     assert [i.status for i in _intents_for(market, invoice["id"])] == ["succeeded"]
     assert [p.status for p in _payments(market, invoice["id"])] == [PaymentStatus.PENDING.value]
