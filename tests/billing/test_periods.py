@@ -5,14 +5,17 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import update
 
+from billing import invoices
 from billing.config import Period
 from billing.models import Invoice
 from market import clock
 from market.accounts.models import Role
-from market.errors import BadRequest
-from tests.billing.helpers import invoices_of, run, scene
+from market.errors import BadRequest, Conflict
+from tests.billing.helpers import invoices_of, run, scene, this_period
 from tests.conftest import Market
 
 
@@ -59,3 +62,63 @@ def test_periods_outside_the_calendar_or_in_other_digits_are_400(market: Market)
             assert response.status_code == 400, (period, response.text)
             assert response.json()["error"]["code"] == code
     assert market.client.get("/v1/billing/periods", headers=finance.headers).json() == []
+
+
+def test_a_period_is_finalized_and_closed_only_after_it_ends_and_billed_only_once_begun(market: Market) -> None:
+    # Before: the tour finalized and closed the running month, and `billing run --period 2027-01` billed it.
+    s = scene(market)
+    period = this_period()
+    assert run(market, s.finance)["invoices_created"] == 2  # a running period may be rated, as drafts
+    invoice = invoices_of(market, s.commercial)[0]
+    too_early = [
+        market.client.post(f"/v1/billing/periods/{period}/finalize", headers=s.finance.headers),
+        market.client.post(f"/v1/invoices/{invoice['id']}/finalize", headers=s.finance.headers),
+        market.client.post(f"/v1/billing/periods/{period}/close", headers=s.finance.headers),
+        market.client.post("/v1/billing/runs", headers=s.finance.headers, json={"period": period, "finalize": True}),
+        market.client.post("/v1/billing/periods/2099-01/close", headers=s.finance.headers),
+    ]
+    for response in too_early:
+        assert response.status_code == 409 and response.json()["error"]["code"] == "period_not_ended", response.text
+    next_month = Period.parse(period).next().key
+    for future in (next_month, "2099-01"):
+        response = market.client.post("/v1/billing/runs", headers=s.finance.headers, json={"period": future})
+        assert response.status_code == 409 and response.json()["error"]["code"] == "period_in_future"
+    periods = market.client.get("/v1/billing/periods", headers=s.finance.headers).json()
+    assert [p["period"] for p in periods] == [period]  # refused periods leave nothing behind
+    assert {i["status"] for i in invoices_of(market, s.finance)} == {"draft"}
+
+    end = Period.parse(period).end
+    with clock.travel_to(end - timedelta(microseconds=1)):
+        last_instant = market.client.post(f"/v1/billing/periods/{period}/finalize", headers=s.finance.headers)
+        assert last_instant.status_code == 409
+    with clock.travel_to(end):
+        finalized = market.client.post(f"/v1/billing/periods/{period}/finalize", headers=s.finance.headers)
+        assert finalized.status_code == 200 and len(finalized.json()) == 2
+        assert (
+            market.client.post("/v1/billing/runs", headers=s.finance.headers, json={"period": next_month}).status_code
+            == 200
+        )
+        closed = market.client.post(f"/v1/billing/periods/{period}/close", headers=s.finance.headers)
+        assert closed.status_code == 200 and closed.json()["status"] == "closed"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    year=st.integers(min_value=2000, max_value=2100),
+    month=st.integers(min_value=1, max_value=12),
+    offset=st.integers(min_value=-400 * 86_400_000_000, max_value=400 * 86_400_000_000),
+)
+def test_period_guards_follow_the_clock_for_every_period_and_instant(year: int, month: int, offset: int) -> None:
+    period = Period.parse(f"{year:04d}-{month:02d}", 1)
+    now = period.start + timedelta(microseconds=offset)
+    with clock.travel_to(now):
+        for guard, allowed in (
+            (invoices.require_started, now >= period.start),
+            (invoices.require_ended, now >= period.end),
+        ):
+            try:
+                guard(period)
+                refused = False
+            except Conflict:
+                refused = True
+            assert refused is not allowed
