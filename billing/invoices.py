@@ -133,13 +133,19 @@ def finalize(session: Session, actor: Principal | None, invoice_id: str) -> Invo
     return _finalize_locked(session, invoice)
 
 
-def _finalize_locked(session: Session, invoice: Invoice) -> Invoice:
+def _prefix(invoice: Invoice) -> str:
+    """Statements (public interest, nothing owed) are numbered apart from invoices."""
+    return STATEMENT_PREFIX if invoice.public_interest and invoice.total_minor == 0 else INVOICE_PREFIX
+
+
+def _finalize_locked(session: Session, invoice: Invoice, number: int | None = None, *, flush: bool = True) -> Invoice:
+    """Finalize a draft read under the locks, with `number` if one was reserved for it."""
     if invoice.status != InvoiceStatus.DRAFT.value:
         raise Conflict("invoice_not_draft", invoice=invoice.id, status=invoice.status, number=invoice.number or "-")
     now = utcnow()
-    statement = invoice.public_interest and invoice.total_minor == 0
-    prefix = STATEMENT_PREFIX if statement else INVOICE_PREFIX
-    number = repository.next_number(session, prefix, now.year)
+    prefix = _prefix(invoice)
+    if number is None:
+        number = repository.next_number(session, prefix, now.year)
     invoice.number = f"{prefix}-{now.year}-{number:06d}"
     invoice.status = InvoiceStatus.FINALIZED.value
     invoice.finalized_at = now
@@ -156,8 +162,10 @@ def _finalize_locked(session: Session, invoice: Invoice) -> Invoice:
             (ledger.BILLED_REVENUE, -invoice.total_minor),
         ],
         memo=f"invoice {invoice.number}",
+        flush=False,
     )
-    session.flush()
+    if flush:
+        session.flush()
     return invoice
 
 
@@ -169,7 +177,14 @@ def finalize_period(session: Session, actor: Principal | None, period: Period) -
     require_ended(period)
     lock_open_period(session, period)
     drafts = repository.invoices_of_period(session, period.key, status=InvoiceStatus.DRAFT.value, lock=True)
-    return [_finalize_locked(session, d) for d in drafts]
+    year = utcnow().year
+    numbers: dict[str, list[int]] = {}
+    for prefix in (INVOICE_PREFIX, STATEMENT_PREFIX):
+        count = sum(1 for d in drafts if _prefix(d) == prefix)
+        numbers[prefix] = list(repository.next_numbers(session, prefix, year, count))[::-1]
+    done = [_finalize_locked(session, d, numbers[_prefix(d)].pop(), flush=False) for d in drafts]
+    session.flush()
+    return done
 
 
 def void(session: Session, actor: Principal, invoice_id: str, reason: str) -> Invoice:

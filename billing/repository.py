@@ -81,15 +81,24 @@ def list_periods(session: Session) -> Sequence[BillingPeriod]:
 
 def next_number(session: Session, kind: str, year: int) -> int:
     """The next number of `kind` in `year`, taken under the sequence row's lock: no gaps, no duplicates."""
+    return next_numbers(session, kind, year, 1)[0]
+
+
+def next_numbers(session: Session, kind: str, year: int, count: int) -> range:
+    """`count` consecutive numbers of `kind` in `year`, in one statement under the sequence row's lock."""
+    if count <= 0:
+        return range(0)
     insert_ignore(session, DocumentSequence.__table__, {"kind": kind, "year": year, "last_number": 0}, ["kind", "year"])
-    return int(
+    last = int(
         session.execute(
             update(DocumentSequence)
             .where(DocumentSequence.kind == kind, DocumentSequence.year == year)
-            .values(last_number=DocumentSequence.last_number + 1)
+            .values(last_number=DocumentSequence.last_number + count)
             .returning(DocumentSequence.last_number)
+            .execution_options(synchronize_session=False)
         ).scalar_one()
     )
+    return range(last - count + 1, last + 1)
 
 
 # -- rating: set-based ----------------------------------------------------------------------------
