@@ -52,6 +52,8 @@ class _Attempt:
     intent_id: str | None
     fresh: bool
     """True when this request claimed the attempt and may call Stripe to create its intent."""
+    new: bool
+    """True when this request recorded the attempt."""
     invoice_id: str
     invoice_number: str
     amount: int
@@ -67,7 +69,8 @@ def pay_by_card(
     with database.transaction() as session:
         attempt = _claim_attempt(session, settings, actor, invoice_id)
     gateway = StripeGateway(settings)
-    state = _find_at_stripe(gateway, attempt.payment_id, attempt.intent_id)
+    # An attempt recorded by this very request cannot be at Stripe yet; any other may be.
+    state = None if attempt.new else _find_at_stripe(gateway, attempt.payment_id, attempt.intent_id)
     if state is None and attempt.fresh:
         customer = _customer(database, gateway, attempt.buyer_org_id)
         try:
@@ -118,7 +121,7 @@ def _claim_attempt(session: Session, settings: Settings, actor: Principal, invoi
         claimable = payment.stripe_payment_intent_id is None and now - payment.updated_at >= CLAIM
         if claimable:
             payment.updated_at = now
-        return _attempt_of(payment, invoice.number or "", fresh=claimable)
+        return _attempt_of(payment, invoice.number or "", fresh=claimable, new=False)
     due = invoices.due_minor(invoice)
     if due <= 0:
         raise Conflict("nothing_due", invoice=invoice.id)
@@ -135,15 +138,16 @@ def _claim_attempt(session: Session, settings: Settings, actor: Principal, invoi
     )
     session.add(payment)
     session.flush()
-    return _attempt_of(payment, invoice.number or "", fresh=True)
+    return _attempt_of(payment, invoice.number or "", fresh=True, new=True)
 
 
-def _attempt_of(payment: Payment, number: str, *, fresh: bool) -> _Attempt:
+def _attempt_of(payment: Payment, number: str, *, fresh: bool, new: bool) -> _Attempt:
     return _Attempt(
         payment_id=payment.id,
         key=payment.idempotency_key or payment.id,
         intent_id=payment.stripe_payment_intent_id,
         fresh=fresh,
+        new=new,
         invoice_id=payment.invoice_id or "",
         invoice_number=number,
         amount=payment.amount_minor,

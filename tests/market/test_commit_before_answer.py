@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import event, func, select
+import pytest
+from sqlalchemy import event, func, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -53,3 +54,13 @@ def test_a_failing_commit_is_never_a_2xx(market: Market) -> None:
     assert response.json()["error"]["code"] == "database_busy" and "key" not in response.json()
     with market.database.transaction() as session:
         assert session.scalar(select(func.count()).select_from(ApiKey)) == before
+
+
+def test_postgresql_sessions_never_wait_without_end(market: Market) -> None:
+    if market.database.is_sqlite:
+        pytest.skip("lock_timeout and idle_in_transaction_session_timeout are PostgreSQL settings")
+    with market.database.transaction() as session:
+        lock_timeout = session.execute(text("SHOW lock_timeout")).scalar_one()
+        idle = session.execute(text("SHOW idle_in_transaction_session_timeout")).scalar_one()
+    assert lock_timeout == f"{market.settings.database_lock_timeout_ms // 1000}s"
+    assert idle == f"{market.settings.database_idle_in_transaction_ms // 1000}s"
