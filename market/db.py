@@ -70,14 +70,23 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # instead of failing with "database is locked".
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=15000")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
 
 
+SQLITE_BUSY_TIMEOUT_MS = 15_000
+
+
+def _sqlite_default_busy_timeout(dbapi_connection: Any, _record: Any) -> None:
+    # A connection back in the pool forgets a longer wait set by `wait_longer_for_locks`.
+    if dbapi_connection is not None:
+        dbapi_connection.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+
+
 def make_engine(
-    url: str, *, lock_timeout_ms: int = 10_000, idle_in_transaction_ms: int = 30_000, **kwargs: Any
+    url: str, *, lock_timeout_ms: int = 10_000, idle_in_transaction_ms: int = 120_000, **kwargs: Any
 ) -> Engine:
     """An engine for `url`, with SQLite tuned for one server plus CLI commands, and PostgreSQL
     sessions that never wait for a lock, nor sit in an open transaction, without end."""
@@ -87,6 +96,7 @@ def make_engine(
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 15, "check_same_thread": False}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "checkin", _sqlite_default_busy_timeout)
         return engine
     if url.startswith("postgresql"):
         options = (
@@ -119,10 +129,13 @@ def is_transient(error: BaseException) -> bool:
 
 
 def wait_longer_for_locks(session: Session, seconds: int) -> None:
-    """Let this transaction wait up to `seconds` for locks (PostgreSQL; SQLite waits its busy timeout).
-    For batch work (billing runs, finalizations) that queues behind another batch by design."""
+    """Let this transaction wait up to `seconds` for locks (PostgreSQL's lock_timeout, SQLite's busy
+    timeout until the connection goes back to the pool). For batch work (billing runs,
+    finalizations) that queues behind another batch by design."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text(f"SET LOCAL lock_timeout = {int(seconds) * 1000}"))
+    else:
+        session.connection().exec_driver_sql(f"PRAGMA busy_timeout = {int(seconds) * 1000}")
 
 
 @dataclass
