@@ -4,7 +4,7 @@ gap-free numbering at finalization, and credit notes."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
@@ -40,15 +40,13 @@ def ensure_open(session: Session, period: str) -> None:
         raise Conflict("period_closed", period=period)
 
 
-def require_started(period: Period) -> None:
-    """A period can be billed once it has begun (its usage so far, as drafts), never before."""
-    if utcnow() < period.start:
-        raise Conflict("period_in_future", period=period.key, start=period.start.date().isoformat())
-
-
-def require_ended(period: Period) -> None:
-    """A period can be finalized or closed only once its last instant has passed."""
-    if utcnow() < period.end:
+def require_ended(period: Period, now: datetime | None = None) -> None:
+    """A period can be billed, finalized or closed only once its last instant has passed: a future
+    period is `period_in_future`, the running one `period_not_ended`."""
+    now = now or utcnow()
+    if now < period.start:
+        raise Conflict("period_in_future", period=period.key, end=period.end.date().isoformat())
+    if now < period.end:
         raise Conflict("period_not_ended", period=period.key, end=period.end.date().isoformat())
 
 

@@ -47,14 +47,15 @@ class RunSummary:
 def run_period(
     session: Session, period: Period, *, now: datetime | None = None, actor: Principal | None = None
 ) -> RunSummary:
-    """Rate `period`'s usage (and late usage of earlier periods) into draft invoices. Idempotent.
+    """Rate an ended `period`'s usage (and late usage of earlier periods) into draft invoices. Idempotent.
 
     Finance only; `actor=None` is the CLI or the scheduler acting for the platform."""
     if actor is not None:
         actor.require(Role.FINANCE)
-    invoices.require_started(period)
+    now = now or utcnow()
+    invoices.require_ended(period, now)
     with repository.batch_cache(session):
-        return _run(session, period, now or utcnow())
+        return _run(session, period, now)
 
 
 def _run(session: Session, period: Period, now: datetime) -> RunSummary:

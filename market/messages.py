@@ -196,11 +196,8 @@ EN: dict[str, str] = {
     "period_out_of_range": "Period '{period}' is outside the years {first} to {last}; give a year in that range.",
     "period_not_aligned": "Billing periods are {months} months long; '{period}' is not the first month of one.",
     "period_closed": "Period {period} is closed and locked; corrections go on a later period.",
-    "period_in_future": "Period {period} has not begun (it starts on {start}); bill it once it has started.",
-    "period_not_ended": (
-        "Period {period} has not ended (it ends on {end}); finalize or close it after that date. "
-        "Billing runs may rate it before then, as drafts."
-    ),
+    "period_in_future": "Period {period} has not begun; bill, finalize or close it once it has ended, on {end}.",
+    "period_not_ended": "Period {period} has not ended; bill, finalize or close it from {end} on.",
     "period_has_drafts": "Period {period} still has draft invoices; finalize them before closing it.",
     "invoice_not_found": "No invoice '{invoice}' is visible to you. List yours with GET /v1/invoices.",
     "invoice_line_not_found": "No line '{line}' on this invoice.",

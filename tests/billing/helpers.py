@@ -63,8 +63,7 @@ def scene(market: Market, *, commercial_queries: int = 2, public_queries: int = 
 
 
 def run(market: Market, finance: Actor, period: str | None = None, finalize: bool = False) -> dict[str, Any]:
-    if finalize:
-        end_period(period or this_period())
+    end_period(period or this_period())  # only an ended period can be billed
     response = market.client.post(
         "/v1/billing/runs", headers=finance.headers, json={"period": period or this_period(), "finalize": finalize}
     )

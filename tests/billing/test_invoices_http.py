@@ -35,7 +35,8 @@ def test_run_bills_each_buyer_once_and_rerun_changes_nothing(market: Market) -> 
     assert again["invoices_created"] == 0 and again["lines_created"] == 0 and again["usage_linked"] == 0
     assert invoices_of(market, s.commercial) == mine
 
-    assert query(market, s.commercial, s.listed.slug, SQL).status_code == 200
+    with clock.travel_to(PERIOD_START + timedelta(days=1)):  # usage of the period, arriving late
+        assert query(market, s.commercial, s.listed.slug, SQL).status_code == 200
     third = run(market, s.finance)
     assert third["usage_linked"] == 1 and third["invoices_created"] == 0
     grown = invoices_of(market, s.commercial)[0]

@@ -80,20 +80,20 @@ def test_cli_run_finalize_reconcile_close(market: Market, cli_env: None, tmp_pat
 
     s = scene(market)
     runner = CliRunner()
+    for command in ("run", "finalize", "close"):
+        early = runner.invoke(app, ["billing", command, "--period", this_period()])
+        assert early.exit_code == 1 and "period_not_ended" in early.output
+        future = runner.invoke(app, ["billing", command, "--period", "2099-01"])
+        assert future.exit_code == 1 and "period_in_future" in future.output
+    end_period()
     first = runner.invoke(app, ["billing", "run", "--period", this_period()])
     assert first.exit_code == 0, first.output
     assert json.loads(first.stdout)["invoices_created"] == 2
-    early = runner.invoke(app, ["billing", "finalize", "--period", this_period()])
-    assert early.exit_code == 1 and "period_not_ended" in early.output
-    end_period()
     again = runner.invoke(app, ["billing", "run", "--period", this_period(), "--finalize"])
     assert json.loads(again.stdout)["invoices_created"] == 0 and json.loads(again.stdout)["finalized"] == 2
     bad = runner.invoke(app, ["billing", "run", "--period", "2026-13"])
     assert bad.exit_code == 1
-    future = runner.invoke(app, ["billing", "run", "--period", "2099-01"])
-    assert future.exit_code == 1 and "period_in_future" in future.output
-    unended = runner.invoke(app, ["billing", "close", "--period", "2099-01"])
-    assert unended.exit_code == 1 and "period_not_ended" in unended.output
+
     csv_path = tmp_path / "recon.csv"
     recon = runner.invoke(app, ["billing", "reconcile", "--period", this_period(), "--csv", str(csv_path)])
     assert recon.exit_code == 2  # the commercial invoice is unpaid
