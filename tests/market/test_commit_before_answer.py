@@ -60,7 +60,15 @@ def test_postgresql_sessions_never_wait_without_end(market: Market) -> None:
     if market.database.is_sqlite:
         pytest.skip("lock_timeout and idle_in_transaction_session_timeout are PostgreSQL settings")
     with market.database.transaction() as session:
-        lock_timeout = session.execute(text("SHOW lock_timeout")).scalar_one()
-        idle = session.execute(text("SHOW idle_in_transaction_session_timeout")).scalar_one()
-    assert lock_timeout == f"{market.settings.database_lock_timeout_ms // 1000}s"
-    assert idle == f"{market.settings.database_idle_in_transaction_ms // 1000}s"
+        found = dict(
+            session.execute(
+                text(
+                    "SELECT name, setting FROM pg_settings"
+                    " WHERE name IN ('lock_timeout', 'idle_in_transaction_session_timeout')"
+                )
+            ).all()
+        )
+    assert found == {
+        "lock_timeout": str(market.settings.database_lock_timeout_ms),
+        "idle_in_transaction_session_timeout": str(market.settings.database_idle_in_transaction_ms),
+    }
