@@ -64,6 +64,7 @@ bench-metering: install-dev
 
 bench-billing: install-dev
 	$(BIN)/python -m bench.billing_run
+	$(BIN)/python -m bench.billing_finalize
 
 bench-upload: install-dev
 	$(BIN)/python -m bench.upload_memory

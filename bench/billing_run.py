@@ -110,10 +110,10 @@ COLUMNS = (
 )
 
 
-def _rows(parties: list[Any], records: int):  # type: ignore[no-untyped-def]
+def _rows(parties: list[Any], records: int, first: int = 0):  # type: ignore[no-untyped-def]
     start = datetime(2026, 10, 1, tzinfo=UTC)
     prefix = secrets.token_hex(4)
-    for i in range(records):
+    for i in range(first, first + records):
         agreement, org, user, product, version = parties[i % len(parties)]
         public = (i % len(parties)) % 10 == 0
         charge = "free_public" if public else ("billable" if i % 7 else "trial")
@@ -142,17 +142,18 @@ def _rows(parties: list[Any], records: int):  # type: ignore[no-untyped-def]
         )
 
 
-def _load_usage(database: Database, parties: list[Any], records: int) -> None:
+def _load_usage(database: Database, parties: list[Any], records: int, first: int = 0) -> None:
+    """Bulk-load `records` usage records, numbered from `first` (ids and chain positions stay unique)."""
     raw = database.engine.raw_connection()
     try:
         cursor = raw.cursor()
         if database.is_sqlite:
             placeholders = ", ".join("?" for _ in COLUMNS.split(","))
-            rows = ((*r[:-2], r[-2].isoformat(sep=" "), r[-1]) for r in _rows(parties, records))
+            rows = ((*r[:-2], r[-2].isoformat(sep=" "), r[-1]) for r in _rows(parties, records, first))
             cursor.executemany(f"INSERT INTO usage_records ({COLUMNS}) VALUES ({placeholders})", rows)
         else:
             with cursor.copy(f"COPY usage_records ({COLUMNS}) FROM STDIN") as copy:  # type: ignore[attr-defined]
-                for row in _rows(parties, records):
+                for row in _rows(parties, records, first):
                     copy.write_row(row)
         raw.commit()
     finally:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from billing import invoices, payments, rating, reconciliation
+from billing import card_payments, invoices, rating, reconciliation
 from billing.config import Period
 from market.cli_support import JsonOption, cli_settings, emit, open_database, user_errors, write_output
 
@@ -118,12 +118,11 @@ def close_command(period: PeriodOption, as_json: JsonOption = False) -> None:
 @app.command("recheck-payments")
 @user_errors
 def recheck_command(as_json: JsonOption = False) -> None:
-    """Ask Stripe about card payments still pending."""
+    """Settle card payments still pending from what Stripe says, and find intents we never stored."""
     settings = cli_settings()
     database = open_database()
     try:
-        with database.transaction() as session:
-            changed = payments.recheck_pending(session, settings)
+        changed = card_payments.recheck_pending(database, settings)
     finally:
         database.dispose()
     emit(as_json, {"changed": changed}, f"{changed} pending card payments changed")

@@ -10,13 +10,19 @@ from sqlalchemy.orm import Session
 
 from billing import ledger, repository
 from billing.config import Period, billing_settings
-from billing.models import CreditNote, Invoice, InvoiceLine, InvoiceStatus, PeriodStatus
+from billing.models import BillingPeriod, CreditNote, Invoice, InvoiceLine, InvoiceStatus, PeriodStatus
 from market.accounts.models import Role
 from market.accounts.service import Principal
 from market.clock import utcnow
 from market.errors import Conflict, NotFound, Unprocessable
 from market.pagination import Key
 from metering.models import UsageRecord
+
+INVOICE_PREFIX = "INV"
+"""Invoices are numbered INV-YYYY-NNNNNN: one gapless sequence per year, for amounts owed."""
+STATEMENT_PREFIX = "STM"
+"""Zero-amount public-interest statements are numbered STM-YYYY-NNNNNN, their own sequence, so they
+never take (or leave gaps in) the invoice numbers tax authorities audit."""
 
 READERS = (Role.BUYER, Role.FINANCE)
 """Who reads invoices, payments and credit notes: a buyer its own, finance all (minimal scope: not the
@@ -33,6 +39,24 @@ def ensure_open(session: Session, period: str) -> None:
     row = repository.get_period(session, period)
     if row is not None and row.status == PeriodStatus.CLOSED.value:
         raise Conflict("period_closed", period=period)
+
+
+def require_ended(period: Period, now: datetime | None = None) -> None:
+    """A period can be billed, finalized or closed only once its last instant has passed: a future
+    period is `period_in_future`, the running one `period_not_ended`."""
+    now = now or utcnow()
+    if now < period.start:
+        raise Conflict("period_in_future", period=period.key, end=period.end.date().isoformat())
+    if now < period.end:
+        raise Conflict("period_not_ended", period=period.key, end=period.end.date().isoformat())
+
+
+def lock_open_period(session: Session, period: Period) -> BillingPeriod:
+    """Take the billing and period locks (in that order) and refuse a closed period."""
+    row = repository.lock_for_change(session, period)
+    if row.status == PeriodStatus.CLOSED.value:
+        raise Conflict("period_closed", period=period.key)
+    return row
 
 
 def visible_invoice(session: Session, actor: Principal, invoice_id: str, *, lock: bool = False) -> Invoice:
@@ -84,25 +108,44 @@ def line_usage(
     return repository.usage_of_line(session, line.id, limit, after)
 
 
-def _locked_in_open_period(session: Session, actor: Principal | None, invoice_id: str) -> Invoice:
-    """The invoice, row-locked for a finance change, in a period that is not closed (actor None: a job)."""
+def locked_invoice(session: Session, actor: Principal | None, invoice_id: str) -> Invoice:
+    """The invoice, re-read under the billing, period and invoice locks (in that order), in a period
+    that is not closed (actor None: a job)."""
     if actor is not None:
         actor.require(Role.FINANCE)
-    invoice = repository.get_invoice(session, invoice_id, lock=True)
-    if invoice is None:
+    found = repository.get_invoice(session, invoice_id)
+    if found is None:
         raise NotFound("invoice_not_found", invoice=invoice_id)
-    ensure_open(session, invoice.period)
+    lock_open_period(session, repository.period_of_key(session, found.period))
+    invoice = repository.get_invoice(session, invoice_id, lock=True)
+    if invoice is None:  # pragma: no cover - invoices are never deleted
+        raise NotFound("invoice_not_found", invoice=invoice_id)
     return invoice
 
 
-def finalize(session: Session, actor: Principal | None, invoice_id: str, *, now: datetime | None = None) -> Invoice:
-    """Finalize a draft: number it (sequential per year, no gaps), set its due date, post the receivable."""
-    invoice = _locked_in_open_period(session, actor, invoice_id)
+def finalize(session: Session, actor: Principal | None, invoice_id: str) -> Invoice:
+    """Finalize a draft of an ended period: number it (sequential per year, no gaps), set its due date,
+    post the receivable. Serialised with every run and finalization; a second caller is told it is
+    already finalized."""
+    invoice = locked_invoice(session, actor, invoice_id)
+    require_ended(repository.period_of_key(session, invoice.period))
+    return _finalize_locked(session, invoice)
+
+
+def _prefix(invoice: Invoice) -> str:
+    """Statements (public interest, nothing owed) are numbered apart from invoices."""
+    return STATEMENT_PREFIX if invoice.public_interest and invoice.total_minor == 0 else INVOICE_PREFIX
+
+
+def _finalize_locked(session: Session, invoice: Invoice, number: int | None = None, *, flush: bool = True) -> Invoice:
+    """Finalize a draft read under the locks, with `number` if one was reserved for it."""
     if invoice.status != InvoiceStatus.DRAFT.value:
-        raise Conflict("invoice_not_draft", invoice=invoice.id, status=invoice.status)
-    now = now or utcnow()
-    number = repository.next_number(session, "INV", now.year)
-    invoice.number = f"INV-{now.year}-{number:06d}"
+        raise Conflict("invoice_not_draft", invoice=invoice.id, status=invoice.status, number=invoice.number or "-")
+    now = utcnow()
+    prefix = _prefix(invoice)
+    if number is None:
+        number = repository.next_number(session, prefix, now.year)
+    invoice.number = f"{prefix}-{now.year}-{number:06d}"
     invoice.status = InvoiceStatus.FINALIZED.value
     invoice.finalized_at = now
     invoice.due_at = now + timedelta(days=billing_settings().payment_terms_days)
@@ -118,23 +161,34 @@ def finalize(session: Session, actor: Principal | None, invoice_id: str, *, now:
             (ledger.BILLED_REVENUE, -invoice.total_minor),
         ],
         memo=f"invoice {invoice.number}",
+        flush=False,
     )
-    session.flush()
+    if flush:
+        session.flush()
     return invoice
 
 
 def finalize_period(session: Session, actor: Principal | None, period: Period) -> list[Invoice]:
-    """Finalize every draft of the period, in a stable order (so numbers follow buyers' order)."""
+    """Finalize every draft of an ended period, in a stable order (so numbers follow buyers' order).
+    The drafts are read after taking the locks, so concurrent callers never number one twice."""
     if actor is not None:
         actor.require(Role.FINANCE)
-    ensure_open(session, period.key)
-    drafts = repository.invoices_of_period(session, period.key, status=InvoiceStatus.DRAFT.value)
-    return [finalize(session, None, d.id) for d in drafts]
+    require_ended(period)
+    lock_open_period(session, period)
+    drafts = repository.invoices_of_period(session, period.key, status=InvoiceStatus.DRAFT.value, lock=True)
+    year = utcnow().year
+    numbers: dict[str, list[int]] = {}
+    for prefix in (INVOICE_PREFIX, STATEMENT_PREFIX):
+        count = sum(1 for d in drafts if _prefix(d) == prefix)
+        numbers[prefix] = list(repository.next_numbers(session, prefix, year, count))[::-1]
+    done = [_finalize_locked(session, d, numbers[_prefix(d)].pop(), flush=False) for d in drafts]
+    session.flush()
+    return done
 
 
 def void(session: Session, actor: Principal, invoice_id: str, reason: str) -> Invoice:
     """Void a finalized invoice nothing was paid on; its usage stays linked (forgiven, not re-billed)."""
-    invoice = _locked_in_open_period(session, actor, invoice_id)
+    invoice = locked_invoice(session, actor, invoice_id)
     if invoice.status != InvoiceStatus.FINALIZED.value or invoice.paid_minor != 0:
         raise Conflict("invoice_not_voidable", invoice=invoice.id, status=invoice.status)
     open_amount = invoice.total_minor - invoice.credited_minor
@@ -155,7 +209,7 @@ def void(session: Session, actor: Principal, invoice_id: str, reason: str) -> In
 
 def mark_uncollectible(session: Session, actor: Principal, invoice_id: str, reason: str) -> Invoice:
     """Write off what is still due on a finalized invoice."""
-    invoice = _locked_in_open_period(session, actor, invoice_id)
+    invoice = locked_invoice(session, actor, invoice_id)
     if invoice.status != InvoiceStatus.FINALIZED.value:
         raise Conflict("invoice_not_finalized", invoice=invoice.id, status=invoice.status)
     due = due_minor(invoice)

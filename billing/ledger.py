@@ -16,6 +16,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from billing.models import JournalEntry, JournalLine
+from market.clock import new_id
 
 
 class UnbalancedEntry(ValueError):
@@ -31,18 +32,20 @@ def record(
     currency: str,
     lines: list[tuple[str, int]],
     memo: str = "",
+    flush: bool = True,
 ) -> JournalEntry | None:
-    """Post one entry; lines are (account, debit positive / credit negative). Zero lines are dropped."""
+    """Post one entry; lines are (account, debit positive / credit negative). Zero lines are dropped.
+    With `flush=False` the entry is written at the session's next flush (batch posting)."""
     kept = [(account, amount) for account, amount in lines if amount != 0]
     if sum(amount for _, amount in kept) != 0:
         raise UnbalancedEntry(f"{kind} {reference}: lines sum to {sum(a for _, a in kept)}")
     if not kept:
         return None
-    entry = JournalEntry(kind=kind, reference=reference, period=period, currency=currency, memo=memo)
+    entry = JournalEntry(id=new_id("jen"), kind=kind, reference=reference, period=period, currency=currency, memo=memo)
     session.add(entry)
-    session.flush()
     session.add_all(JournalLine(entry_id=entry.id, account=account, amount_minor=amount) for account, amount in kept)
-    session.flush()
+    if flush:
+        session.flush()
     return entry
 
 

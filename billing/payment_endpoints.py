@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from billing import document_render, documents, invoices, payments, repository
+from billing import card_payments, document_render, documents, invoices, payments, repository
 from billing.models import CreditNote, Payment
 from billing.schemas import (
     BankTransferIn,
@@ -17,7 +18,7 @@ from billing.schemas import (
     PaymentOut,
     UnappliedTransferIn,
 )
-from market.deps import PrincipalDep, SessionDep, SettingsDep
+from market.deps import DatabaseDep, PrincipalDep, SessionDep, SettingsDep
 from market.messages import render
 from market.pagination import CursorQuery, LimitQuery, Page, page_of
 
@@ -90,12 +91,13 @@ def list_payments(
 
 @router.post("/invoices/{invoice_id}/pay", response_model=PaymentOut)
 def pay(
-    invoice_id: str, body: PayIn, session: SessionDep, settings: SettingsDep, principal: PrincipalDep
+    invoice_id: str, body: PayIn, database: DatabaseDep, settings: SettingsDep, principal: PrincipalDep
 ) -> PaymentOut | JSONResponse:
-    """The buyer pays what is due by card. A declined card is a 402 and the attempt is kept."""
-    outcome = payments.pay_by_card(session, settings, principal, invoice_id, body.payment_method)
+    """The buyer pays what is due by card. A declined card is a 402 and the attempt is kept. Retrying
+    is safe: it carries on with the same attempt and never charges twice."""
+    outcome = card_payments.pay_by_card(database, settings, principal, invoice_id, body.payment_method)
     if outcome.declined_code is not None:
-        # Returned, not raised: the failed attempt is committed with the request.
+        # Returned, not raised: the failed attempt is already committed.
         return JSONResponse(
             status_code=402,
             content={
@@ -106,14 +108,22 @@ def pay(
                 }
             },
         )
-    return _payments(session, [outcome.payment])[0]
+    with database.transaction() as session:  # a read of what the payment's transactions committed
+        return _payments(session, [outcome.payment])[0]
+
+
+async def raw_body(request: Request) -> bytes:
+    """The request body as sent (the webhook's signature covers these exact bytes)."""
+    return await request.body()
 
 
 @router.post("/stripe/webhook", include_in_schema=True)
-async def stripe_webhook(request: Request, session: SessionDep, settings: SettingsDep) -> dict[str, str]:
-    """Stripe's events, verified by signature, stored once by id and handled once, in any order."""
-    payload = await request.body()
-    result = payments.handle_webhook(session, settings, payload, request.headers.get("stripe-signature"))
+def stripe_webhook(
+    payload: Annotated[bytes, Depends(raw_body)], request: Request, session: SessionDep, settings: SettingsDep
+) -> dict[str, str]:
+    """Stripe's events, verified by signature, stored once by id and handled once, in any order.
+    A plain (sync) route: its database work runs in the thread pool, never on the event loop."""
+    result = card_payments.handle_webhook(session, settings, payload, request.headers.get("stripe-signature"))
     return {"status": result}
 
 

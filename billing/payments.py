@@ -1,18 +1,14 @@
-"""Payments: bank transfers (对公转账) recorded by finance, card payments through Stripe, webhooks,
-the re-check of pending payments, and refunds through credit notes.
+"""Payments: bank transfers (对公转账) recorded by finance, and refunds through credit notes. Card
+payments through Stripe are in `card_payments`.
 
 A payment changes an invoice, the journal and the revenue distribution exactly once: when it
-becomes `succeeded` (`_settle`). Every path that learns a payment's outcome (the pay call, a
-webhook in any order, the reconciling job) goes through `_apply_intent`, which only moves forward.
+becomes `succeeded` (`settle`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -24,23 +20,21 @@ from billing.models import (
     Payment,
     PaymentMethod,
     PaymentStatus,
-    StripeCustomer,
-    StripeEvent,
 )
-from billing.stripe_gateway import CardDeclined, IntentState, StripeGateway, StripeUnavailable
+from billing.stripe_gateway import StripeGateway
 from market.accounts.models import Role
 from market.accounts.service import Principal
 from market.clock import utcnow
-from market.db import insert_ignore
-from market.errors import BadRequest, Conflict, NotFound, Unprocessable
+from market.errors import Conflict, NotFound, Unprocessable
 from market.settings import Settings
 
 SUCCEEDED_STATES = {"succeeded"}
 FAILED_STATES = {"requires_payment_method", "canceled"}
 
 
-def _settle(session: Session, payment: Payment, now: datetime) -> None:
-    """A payment became succeeded: the invoice's paid amount, the journal and the distribution, once."""
+def settle(session: Session, payment: Payment, now: datetime) -> None:
+    """A payment became succeeded: the invoice's paid amount, the journal and the distribution, once.
+    The caller holds the payment's lock (and took the invoice's first: invoice, then payment)."""
     payment.status = PaymentStatus.SUCCEEDED.value
     payment.received_at = payment.received_at or now
     payment.updated_at = now
@@ -120,7 +114,7 @@ def record_bank_transfer(
         raise Conflict("duplicate_payment_reference", reference=reference)
     session.add(payment)
     session.flush()
-    _settle(session, payment, now)
+    settle(session, payment, now)
     session.flush()
     return payment
 
@@ -129,189 +123,6 @@ def _exists_key(session: Session, key: str | None) -> bool:
     from sqlalchemy import select
 
     return key is not None and session.scalar(select(Payment.id).where(Payment.idempotency_key == key)) is not None
-
-
-# -- Stripe ---------------------------------------------------------------------------------------
-
-
-@dataclass
-class PayOutcome:
-    payment: Payment
-    declined_code: str | None = None
-
-
-def _customer(session: Session, gateway: StripeGateway, org_id: str) -> str:
-    found = repository.stripe_customer(session, org_id)
-    if found is not None:
-        return found.customer_id
-    organisation = repository.org(session, org_id)
-    customer_id = gateway.create_customer(org_id=org_id, name=organisation.name if organisation else org_id)
-    session.add(StripeCustomer(org_id=org_id, customer_id=customer_id))
-    session.flush()
-    return customer_id
-
-
-def pay_by_card(
-    session: Session, settings: Settings, actor: Principal, invoice_id: str, payment_method: str
-) -> PayOutcome:
-    """The buyer pays what is due on a finalized invoice by card, through a PaymentIntent.
-
-    The idempotency key is derived from the invoice and the attempt number, so a retried request
-    never charges twice; a payment already pending is re-checked instead of starting another.
-    """
-    actor.require(Role.BUYER)
-    # Tenancy first: another buyer's invoice is 404 whatever the configuration.
-    invoice = invoices.visible_invoice(session, actor, invoice_id, lock=True)
-    if not StripeGateway.configured(settings):
-        raise StripeUnavailable("stripe_not_configured")
-    if invoice.status != InvoiceStatus.FINALIZED.value:
-        raise Conflict("invoice_not_payable", invoice=invoice.id, status=invoice.status)
-    gateway = StripeGateway(settings)
-    attempts = [p for p in repository.payments_of(session, invoice.id) if p.method == PaymentMethod.STRIPE.value]
-    for pending in (p for p in attempts if p.status == PaymentStatus.PENDING.value):
-        if pending.stripe_payment_intent_id:
-            _apply_intent(session, pending, gateway.retrieve(pending.stripe_payment_intent_id))
-        if pending.status == PaymentStatus.PENDING.value:
-            return PayOutcome(pending)
-    due = invoices.due_minor(invoice)
-    if due <= 0:
-        raise Conflict("nothing_due", invoice=invoice.id)
-    now = utcnow()
-    payment = Payment(
-        invoice_id=invoice.id,
-        buyer_org_id=invoice.buyer_org_id,
-        method=PaymentMethod.STRIPE.value,
-        amount_minor=due,
-        currency=invoice.currency,
-        idempotency_key=f"invoice-{invoice.id}-attempt-{len(attempts) + 1}",
-        recorded_by=actor.user_id,
-        created_at=now,
-        updated_at=now,
-    )
-    session.add(payment)
-    session.flush()
-    customer = _customer(session, gateway, invoice.buyer_org_id)
-    try:
-        state = gateway.pay(
-            customer=customer,
-            amount=due,
-            currency=invoice.currency,
-            payment_method=payment_method,
-            metadata={"invoice_id": invoice.id, "payment_id": payment.id, "invoice_number": invoice.number or ""},
-            key=payment.idempotency_key or payment.id,
-        )
-    except CardDeclined as declined:
-        if declined.intent is not None:
-            payment.stripe_payment_intent_id = declined.intent.id
-        payment.status = PaymentStatus.FAILED.value
-        payment.failure_code = declined.code
-        payment.updated_at = utcnow()
-        session.flush()
-        return PayOutcome(payment, declined_code=declined.code)
-    payment.stripe_payment_intent_id = state.id
-    payment.reference = state.id
-    _apply_intent(session, payment, state)
-    session.flush()
-    return PayOutcome(payment)
-
-
-def _apply_intent(session: Session, payment: Payment, state: IntentState) -> None:
-    """Move a Stripe payment forward to what Stripe says; never backward (succeeded is final)."""
-    payment.stripe_amount_minor = state.amount
-    payment.stripe_currency = state.currency or None
-    if payment.stripe_payment_intent_id is None:
-        payment.stripe_payment_intent_id = state.id
-        payment.reference = state.id
-    if payment.status == PaymentStatus.SUCCEEDED.value:
-        return
-    now = utcnow()
-    if state.status in SUCCEEDED_STATES:
-        _settle(session, payment, now)
-    elif state.status in FAILED_STATES and payment.status == PaymentStatus.PENDING.value:
-        payment.status = PaymentStatus.FAILED.value
-        payment.failure_code = state.failure_code or state.status
-        payment.updated_at = now
-    session.flush()
-
-
-def _payment_for_intent(session: Session, state: IntentState) -> Payment | None:
-    """Our payment for a PaymentIntent; if we never stored it (a crash between Stripe and our commit),
-    recreate it from the intent's metadata so the money is not lost."""
-    found = repository.payment_by_intent(session, state.id)
-    if found is not None:
-        return found
-    payment_id = state.metadata.get("payment_id")
-    if payment_id:
-        found = repository.get_payment(session, payment_id, lock=True)
-        if found is not None:
-            return found
-    invoice = repository.get_invoice(session, state.metadata.get("invoice_id", ""))
-    buyer = invoice.buyer_org_id if invoice else state.metadata.get("org_id")
-    if buyer is None or repository.org(session, buyer) is None:
-        return None
-    payment = Payment(
-        invoice_id=invoice.id if invoice else None,
-        buyer_org_id=buyer,
-        method=PaymentMethod.STRIPE.value,
-        amount_minor=state.amount,
-        currency=state.currency,
-        reference=state.id,
-        stripe_payment_intent_id=state.id,
-    )
-    session.add(payment)
-    session.flush()
-    return payment
-
-
-def handle_webhook(session: Session, settings: Settings, payload: bytes, signature: str | None) -> str:
-    """Verify, store the event id once (insert-or-ignore), and handle it once. Returns what happened."""
-    if not StripeGateway.configured(settings) or settings.stripe_webhook_secret is None:
-        raise StripeUnavailable("stripe_not_configured")
-    gateway = StripeGateway(settings)
-    try:
-        event = gateway.verify(payload, signature)
-    except ValueError as error:
-        raise BadRequest("webhook_signature_invalid") from error
-    body: dict[str, Any] = json.loads(payload)
-    event_id = str(body.get("id", ""))
-    event_type = str(body.get("type", ""))
-    obj = (body.get("data") or {}).get("object") or {}
-    del event
-    if not event_id:
-        raise BadRequest("webhook_signature_invalid")
-    insert_ignore(
-        session,
-        StripeEvent.__table__,
-        {"id": event_id, "type": event_type, "object_id": str(obj.get("id", "")), "received_at": utcnow()},
-        ["id"],
-    )
-    stored = session.get(StripeEvent, event_id, with_for_update=True)
-    if stored is None or stored.handled_at is not None:
-        return "duplicate"
-    if event_type.startswith("payment_intent."):
-        # Events arrive in any order: the intent's state is what counts, and it only moves forward.
-        state = IntentState.from_object(obj)
-        payment = _payment_for_intent(session, state)
-        if payment is not None:
-            _apply_intent(session, payment, state)
-    stored.handled_at = utcnow()
-    session.flush()
-    return "handled"
-
-
-def recheck_pending(session: Session, settings: Settings) -> int:
-    """The reconciling job: ask Stripe about every payment still pending. Returns how many changed."""
-    if not StripeGateway.configured(settings):
-        return 0
-    gateway = StripeGateway(settings)
-    changed = 0
-    for payment in repository.pending_stripe_payments(session):
-        if not payment.stripe_payment_intent_id:
-            continue
-        before = payment.status
-        _apply_intent(session, payment, gateway.retrieve(payment.stripe_payment_intent_id))
-        changed += payment.status != before
-    return changed
 
 
 # -- credit notes and refunds ---------------------------------------------------------------------
@@ -330,10 +141,7 @@ def credit_and_refund(
 ) -> CreditNote:
     """Issue a credit note and pay back `refund_minor` of it: through Stripe when the invoice was paid
     by card, otherwise as a bank transfer out with `reference`."""
-    actor.require(Role.FINANCE)
-    invoice = repository.get_invoice(session, invoice_id, lock=True)
-    if invoice is None:
-        raise NotFound("invoice_not_found", invoice=invoice_id)
+    invoice = invoices.locked_invoice(session, actor, invoice_id)
     if not reason.strip():
         raise Unprocessable("credit_note_reason_required")
     if refund_minor < 0 or refund_minor > min(amount_minor, invoice.paid_minor):
@@ -373,7 +181,7 @@ def credit_and_refund(
     note.refund_minor = refund_minor
     session.add(refund)
     session.flush()
-    _settle(session, refund, now)
+    settle(session, refund, now)
     return note
 
 
@@ -382,6 +190,3 @@ def visible_payments(session: Session, actor: Principal, status: str | None) -> 
     if status is not None and status not in {s.value for s in PaymentStatus}:
         raise Unprocessable("invalid_payment_status", status=status)
     return list(repository.list_payments(session, actor.org_id if actor.role == Role.BUYER else None, status))
-
-
-__all__ = ["PayOutcome", "StripeUnavailable"]

@@ -17,14 +17,12 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from billing import repository
+from billing import invoices, repository
 from billing.config import Period
-from billing.models import Component, DocumentSequence, Invoice, InvoiceLine, InvoiceStatus, PeriodStatus
+from billing.models import Component, Invoice, InvoiceLine, InvoiceStatus
 from market.accounts.models import Role
 from market.accounts.service import Principal
 from market.clock import new_id, utcnow
-from market.db import insert_ignore
-from market.errors import Conflict
 from metering.pricing import PlanTerms
 
 COMPONENT_TEXT = {
@@ -46,29 +44,22 @@ class RunSummary:
     draft_total_minor: int
 
 
-def acquire_billing_lock(session: Session) -> None:
-    """The lock every billing run takes first (then the period's): runs never overlap or deadlock."""
-    insert_ignore(session, DocumentSequence.__table__, {"kind": "run", "year": 0, "last_number": 0}, ["kind", "year"])
-    repository.next_number(session, "run", 0)
-
-
 def run_period(
     session: Session, period: Period, *, now: datetime | None = None, actor: Principal | None = None
 ) -> RunSummary:
-    """Rate `period`'s usage (and late usage of earlier periods) into draft invoices. Idempotent.
+    """Rate an ended `period`'s usage (and late usage of earlier periods) into draft invoices. Idempotent.
 
     Finance only; `actor=None` is the CLI or the scheduler acting for the platform."""
     if actor is not None:
         actor.require(Role.FINANCE)
+    now = now or utcnow()
+    invoices.require_ended(period, now)
     with repository.batch_cache(session):
-        return _run(session, period, now or utcnow())
+        return _run(session, period, now)
 
 
 def _run(session: Session, period: Period, now: datetime) -> RunSummary:
-    acquire_billing_lock(session)
-    row = repository.lock_period(session, period)
-    if row.status == PeriodStatus.CLOSED.value:
-        raise Conflict("period_closed", period=period.key)
+    row = invoices.lock_open_period(session, period)
     row.runs += 1
     row.last_run_at = now
 

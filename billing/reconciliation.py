@@ -264,12 +264,13 @@ def journal(
 
 
 def close_period(session: Session, actor: Principal | None, period: Period) -> BillingPeriod:
-    """Lock the period: no billing run, finalization, voiding or credit note on it any more."""
+    """Lock an ended period: no billing run, finalization, voiding or credit note on it any more.
+    Taken under the same locks as runs and finalizations, so none of them can slip in. A closed
+    period is never reopened: corrections go on a later period as credit notes or adjustments."""
     if actor is not None:
         actor.require(Role.FINANCE)
-    row = repository.lock_period(session, period)
-    if row.status == PeriodStatus.CLOSED.value:
-        raise Conflict("period_closed", period=period.key)
+    invoices.require_ended(period)
+    row = invoices.lock_open_period(session, period)
     if repository.invoices_of_period(session, period.key, status=InvoiceStatus.DRAFT.value):
         raise Conflict("period_has_drafts", period=period.key)
     row.status = PeriodStatus.CLOSED.value

@@ -26,23 +26,50 @@ from billing.models import (
     StripeCustomer,
 )
 from market.accounts.models import Organisation, OrgKind
-from market.db import insert_ignore
+from market.db import insert_ignore, wait_longer_for_locks
 from market.pagination import Key, after_key
 from metering.models import Agreement, ChargeType, UsageRecord
 from products.models import Product
 
 PUBLIC_PURPOSES = ("public_governance", "public_welfare")
+BILLING_LOCK_WAIT_SECONDS = 300
+"""How long a run, finalization or close waits for another to finish before giving up (503)."""
 
 # -- locks ----------------------------------------------------------------------------------------
 
 
+def lock_billing(session: Session) -> None:
+    """The global billing lock: the first lock of every run, finalization, void, write-off and close.
+
+    Taken by incrementing a counter row, so on SQLite it is the database's write lock (the first
+    statement of the transaction writes) and on PostgreSQL that row's lock, held until commit.
+    Batch work queues here behind other batches by design, so it may wait longer than the default."""
+    wait_longer_for_locks(session, BILLING_LOCK_WAIT_SECONDS)
+    insert_ignore(session, DocumentSequence.__table__, {"kind": "run", "year": 0, "last_number": 0}, ["kind", "year"])
+    next_number(session, "run", 0)
+
+
 def lock_period(session: Session, period: Period) -> BillingPeriod:
-    """The period's row, created if needed and locked (row lock on PostgreSQL, write lock on SQLite)."""
+    """The period's row, created if needed and locked (row lock on PostgreSQL, write lock on SQLite).
+    Callers take `lock_billing` first: one order, so no deadlock."""
     insert_ignore(session, BillingPeriod.__table__, {"period": period.key, "months": period.months_count}, ["period"])
     session.execute(update(BillingPeriod).where(BillingPeriod.period == period.key).values(runs=BillingPeriod.runs))
     row = session.scalars(select(BillingPeriod).where(BillingPeriod.period == period.key).with_for_update()).one()
     session.refresh(row)
     return row
+
+
+def lock_for_change(session: Session, period: Period) -> BillingPeriod:
+    """The locks every change to a period's invoices takes, always in this order: the billing lock,
+    then the period's row. Returns the period's row, read after locking."""
+    lock_billing(session)
+    return lock_period(session, period)
+
+
+def period_of_key(session: Session, key: str) -> Period:
+    """The period an invoice's `period` names, with the length it was billed with."""
+    row = session.get(BillingPeriod, key)
+    return Period(key, row.months) if row is not None else Period.parse(key)
 
 
 def get_period(session: Session, key: str) -> BillingPeriod | None:
@@ -55,15 +82,24 @@ def list_periods(session: Session) -> Sequence[BillingPeriod]:
 
 def next_number(session: Session, kind: str, year: int) -> int:
     """The next number of `kind` in `year`, taken under the sequence row's lock: no gaps, no duplicates."""
+    return next_numbers(session, kind, year, 1)[0]
+
+
+def next_numbers(session: Session, kind: str, year: int, count: int) -> range:
+    """`count` consecutive numbers of `kind` in `year`, in one statement under the sequence row's lock."""
+    if count <= 0:
+        return range(0)
     insert_ignore(session, DocumentSequence.__table__, {"kind": kind, "year": year, "last_number": 0}, ["kind", "year"])
-    return int(
+    last = int(
         session.execute(
             update(DocumentSequence)
             .where(DocumentSequence.kind == kind, DocumentSequence.year == year)
-            .values(last_number=DocumentSequence.last_number + 1)
+            .values(last_number=DocumentSequence.last_number + count)
             .returning(DocumentSequence.last_number)
+            .execution_options(synchronize_session=False)
         ).scalar_one()
     )
+    return range(last - count + 1, last + 1)
 
 
 # -- rating: set-based ----------------------------------------------------------------------------
@@ -97,11 +133,17 @@ def agreements_overlapping(session: Session, period: Period) -> Sequence[Agreeme
     ).all()
 
 
-def invoices_of_period(session: Session, period: str, *, status: str | None = None) -> Sequence[Invoice]:
+def invoices_of_period(
+    session: Session, period: str, *, status: str | None = None, lock: bool = False
+) -> Sequence[Invoice]:
+    """The period's invoices; with `lock`, row-locked and re-read (never stale copies)."""
     query = select(Invoice).where(Invoice.period == period)
     if status:
         query = query.where(Invoice.status == status)
-    return session.scalars(query.order_by(Invoice.buyer_org_id, Invoice.created_at)).all()
+    query = query.order_by(Invoice.buyer_org_id, Invoice.created_at, Invoice.id)
+    if lock:
+        query = query.with_for_update().execution_options(populate_existing=True)
+    return session.scalars(query).all()
 
 
 def bulk_insert(session: Session, model: Any, rows: list[dict[str, Any]]) -> None:
@@ -268,9 +310,10 @@ def refresh_draft_totals(session: Session, period: str, now: datetime) -> None:
 
 
 def get_invoice(session: Session, invoice_id: str, *, lock: bool = False) -> Invoice | None:
+    """The invoice; with `lock`, row-locked and re-read from the database (never a stale copy)."""
     query = select(Invoice).where(Invoice.id == invoice_id)
     if lock:
-        query = query.with_for_update()
+        query = query.with_for_update().execution_options(populate_existing=True)
     return session.scalars(query).one_or_none()
 
 
@@ -437,14 +480,14 @@ def list_payments(session: Session, buyer_org_id: str | None, status: str | None
 
 def payment_by_intent(session: Session, intent_id: str) -> Payment | None:
     return session.scalars(
-        select(Payment).where(Payment.stripe_payment_intent_id == intent_id, Payment.amount_minor > 0).with_for_update()
+        select(Payment).where(Payment.stripe_payment_intent_id == intent_id, Payment.amount_minor > 0)
     ).first()
 
 
 def get_payment(session: Session, payment_id: str, *, lock: bool = False) -> Payment | None:
     query = select(Payment).where(Payment.id == payment_id)
     if lock:
-        query = query.with_for_update()
+        query = query.with_for_update().execution_options(populate_existing=True)
     return session.scalars(query).one_or_none()
 
 

@@ -20,7 +20,7 @@ from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import func, select
 
-from billing import payments, rating, repository
+from billing import card_payments, rating, repository
 from billing.config import Period
 from billing.models import InvoiceLineUsage
 from market.clock import utcnow
@@ -65,8 +65,7 @@ def run_cycle(database: Database, now: datetime | None = None) -> list[str]:
     billed = []
     for candidate in candidates:
         with database.transaction() as session:
-            rating.acquire_billing_lock(session)  # the same lock order as every other run
-            row = repository.lock_period(session, candidate)
+            row = repository.lock_for_change(session, candidate)  # the same lock order as every change
             if row.scheduled_run_at is not None or row.status == "closed":
                 continue
             rating.run_period(session, candidate, now=now)
@@ -92,8 +91,7 @@ def stripe_recheck_job() -> None:
     settings = get_settings()
     database = Database.from_settings(settings)
     try:
-        with database.transaction() as session:
-            payments.recheck_pending(session, settings)
+        card_payments.recheck_pending(database, settings)
     finally:
         database.dispose()
 

@@ -7,6 +7,7 @@ and idempotency holds on our side too (a Stripe-compatible server may ignore the
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +16,9 @@ from stripe._base_address import BaseAddresses
 
 from market.errors import MarketError
 from market.settings import Settings
+
+LIST_PAGES = 20
+"""How far back the re-check job looks for intents at Stripe: 2,000 intents."""
 
 
 class StripeUnavailable(MarketError):
@@ -123,6 +127,24 @@ class StripeGateway:
         except stripe.StripeError as error:
             raise StripeUnavailable("stripe_error", detail=str(error.user_message or error)) from error
         return IntentState.from_object(intent)
+
+    def intents(self, *, pages: int = LIST_PAGES) -> Iterator[IntentState]:
+        """PaymentIntents at Stripe, newest first, at most `pages` pages of 100. Listed and filtered
+        here (not searched), because Stripe-compatible test servers have no search."""
+        starting_after: str | None = None
+        for _ in range(pages):
+            params: dict[str, Any] = {"limit": 100}
+            if starting_after:
+                params["starting_after"] = starting_after
+            try:
+                page = self.client.v1.payment_intents.list(params=params)  # type: ignore[arg-type]
+            except stripe.StripeError as error:
+                raise StripeUnavailable("stripe_error", detail=str(error.user_message or error)) from error
+            data = list(page.data)
+            yield from (IntentState.from_object(intent) for intent in data)
+            if not page.has_more or not data:
+                return
+            starting_after = str(data[-1].id)
 
     def retrieve(self, intent_id: str) -> IntentState:
         try:

@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.params import Form
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -26,7 +26,7 @@ from market.compliance.endpoints import public_router as disclosure_pages_router
 from market.compliance.endpoints import router as compliance_router
 from market.console.errors import console_error_response, is_console_page
 from market.console.routes import install as install_console
-from market.db import Database
+from market.db import Database, is_transient
 from market.errors import MarketError, ServiceUnavailable
 from market.health import HealthCheck
 from market.i18n import N_
@@ -190,19 +190,26 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(PoolTimeout)
-    @app.exception_handler(OperationalError)
-    async def database_busy(request: Request, error: Exception) -> JSONResponse:
-        # Overload, not a bug: every pooled connection in use, or SQLite's write lock not free within
-        # its busy timeout. The transaction was rolled back, so a retry is safe.
-        if isinstance(error, OperationalError) and "database is locked" not in str(error):
-            return await unexpected(request, error)
-        log.warning("database busy: %s", str(error).splitlines()[0])
+    async def pool_exhausted(request: Request, error: PoolTimeout) -> JSONResponse:
+        # Overload, not a bug: every pooled connection is in use. Nothing was done; a retry is safe.
+        log.warning("database pool exhausted: %s", str(error).splitlines()[0])
         busy = ServiceUnavailable(
             "service_unavailable", detail="the database is busy", retry_after=DATABASE_BUSY_RETRY_AFTER
         )
         return JSONResponse(
             status_code=busy.status_code, content=busy.to_body(request_locale(request)), headers=busy.headers
         )
+
+    @app.exception_handler(DBAPIError)
+    async def database_error(request: Request, error: DBAPIError) -> JSONResponse:
+        if is_transient(error):
+            # A lock or busy timeout (SQLite's write lock included), a deadlock or a serialisation
+            # failure: the transaction was rolled back and nothing was committed; retry shortly.
+            log.warning("database busy: %s", str(error).splitlines()[0])
+            response = _error(503, "database_busy", render("database_busy", request_locale(request)))
+            response.headers["Retry-After"] = "1"
+            return response
+        return await unexpected(request, error)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> JSONResponse:

@@ -13,9 +13,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, BigInteger, DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import JSON, BigInteger, DateTime, Engine, MetaData, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -69,22 +70,72 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # instead of failing with "database is locked".
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=15000")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine for `url`, with SQLite tuned for one server plus CLI commands."""
+SQLITE_BUSY_TIMEOUT_MS = 15_000
+
+
+def _sqlite_default_busy_timeout(dbapi_connection: Any, _record: Any) -> None:
+    # A connection back in the pool forgets a longer wait set by `wait_longer_for_locks`.
+    if dbapi_connection is not None:
+        dbapi_connection.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+
+
+def make_engine(
+    url: str, *, lock_timeout_ms: int = 10_000, idle_in_transaction_ms: int = 120_000, **kwargs: Any
+) -> Engine:
+    """An engine for `url`, with SQLite tuned for one server plus CLI commands, and PostgreSQL
+    sessions that never wait for a lock, nor sit in an open transaction, without end."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 15, "check_same_thread": False}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "checkin", _sqlite_default_busy_timeout)
         return engine
+    if url.startswith("postgresql"):
+        options = (
+            f"-c lock_timeout={int(lock_timeout_ms)}"
+            f" -c idle_in_transaction_session_timeout={int(idle_in_transaction_ms)}"
+        )
+        kwargs.setdefault("connect_args", {"options": options})
     return create_engine(url, **({"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20} | kwargs))
+
+
+TRANSIENT_SQLSTATES = {
+    "55P03": "lock_not_available",
+    "40001": "serialization_failure",
+    "40P01": "deadlock_detected",
+    "57014": "query_canceled",
+    "25P03": "idle_in_transaction_session_timeout",
+}
+
+
+def is_transient(error: BaseException) -> bool:
+    """A database failure that a retry may cure: a lock or busy timeout, a serialisation failure."""
+    if not isinstance(error, DBAPIError):
+        return False
+    original = error.orig
+    sqlstate = getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)
+    if sqlstate in TRANSIENT_SQLSTATES:
+        return True
+    text = str(original).lower()
+    return "database is locked" in text or "database is busy" in text or "database table is locked" in text
+
+
+def wait_longer_for_locks(session: Session, seconds: int) -> None:
+    """Let this transaction wait up to `seconds` for locks (PostgreSQL's lock_timeout, SQLite's busy
+    timeout until the connection goes back to the pool). For batch work (billing runs,
+    finalizations) that queues behind another batch by design."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text(f"SET LOCAL lock_timeout = {int(seconds) * 1000}"))
+    else:
+        session.connection().exec_driver_sql(f"PRAGMA busy_timeout = {int(seconds) * 1000}")
 
 
 @dataclass
@@ -96,7 +147,11 @@ class Database:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
-        engine = make_engine(settings.effective_database_url)
+        engine = make_engine(
+            settings.effective_database_url,
+            lock_timeout_ms=settings.database_lock_timeout_ms,
+            idle_in_transaction_ms=settings.database_idle_in_transaction_ms,
+        )
         return cls(engine=engine, sessions=sessionmaker(engine, expire_on_commit=False))
 
     @property

@@ -24,7 +24,10 @@ def get_settings_dep(request: Request) -> Settings:
 
 
 def get_session(request: Request) -> Iterator[Session]:
-    """The request's session: committed when the route returns, rolled back when it raises."""
+    """The request's session: committed when the route returns, rolled back when it raises.
+
+    Function-scoped (below), so the commit happens before the response is sent: a 2xx means the
+    change is stored, and a commit that fails turns the answer into an error, never a 2xx."""
     with get_database(request).transaction() as session:
         yield session
 
@@ -38,7 +41,7 @@ def get_principal(request: Request) -> Principal:
         return authenticate(session, clear)
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 DatabaseDep = Annotated[Database, Depends(get_database)]

@@ -17,6 +17,7 @@ EN: dict[str, str] = {
     "not_found": "No such route: {path}.",
     "method_not_allowed": "Method {method} is not allowed on {path}.",
     "internal_error": "Something went wrong on our side. The error was logged; please retry later.",
+    "database_busy": "The service is busy and nothing was changed; retry in a moment.",
     "invalid_body": "The request body could not be read: {detail}.",
     "unsupported_media_type": "Send the body as {expected}; Content-Type '{content_type}' is not accepted here.",
     "http_error": "The request was refused ({status}): {detail}.",
@@ -320,12 +321,14 @@ EN: dict[str, str] = {
     "period_out_of_range": "Period '{period}' is outside the years {first} to {last}; give a year in that range.",
     "period_not_aligned": "Billing periods are {months} months long; '{period}' is not the first month of one.",
     "period_closed": "Period {period} is closed and locked; corrections go on a later period.",
+    "period_in_future": "Period {period} has not begun; bill, finalize or close it once it has ended, on {end}.",
+    "period_not_ended": "Period {period} has not ended; bill, finalize or close it from {end} on.",
     "period_has_drafts": "Period {period} still has draft invoices; finalize them before closing it.",
     "invoice_not_found": "No invoice '{invoice}' is visible to you. List yours with GET /v1/invoices.",
     "invoice_line_not_found": "No line '{line}' on this invoice.",
     "credit_note_not_found": "No credit note '{note}' is visible to you. List yours with GET /v1/credit-notes.",
     "invalid_invoice_status": "Status '{status}' is unknown; use one of: {allowed}.",
-    "invoice_not_draft": "Invoice {invoice} is {status}; only drafts can be finalized.",
+    "invoice_not_draft": "Invoice {invoice} is already {status} (number {number}); only drafts can be finalized.",
     "invoice_not_voidable": (
         "Invoice {invoice} is {status} or has payments; only finalized, unpaid invoices can be voided. "
         "Issue a credit note instead."

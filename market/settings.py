@@ -19,6 +19,10 @@ class Settings(BaseSettings):
     """Holds the embedded SQLite database and the immutable product files."""
     database_url: str | None = None
     """A SQLAlchemy URL; unset means SQLite at `<data_dir>/market.db`."""
+    database_lock_timeout_ms: int = 10_000
+    """PostgreSQL `lock_timeout`: a statement waiting longer for a lock fails (answered 503, retry)."""
+    database_idle_in_transaction_ms: int = 120_000
+    """PostgreSQL `idle_in_transaction_session_timeout`: a transaction left idle this long is ended."""
     currency: str = "CNY"
     platform_name: str = "Public Data Marketplace"
 

@@ -182,3 +182,12 @@ def running_market(database_factory, data_dir: Path, **settings: object) -> Iter
 def market(database_factory, tmp_path: Path) -> Iterator[Market]:
     with running_market(database_factory, tmp_path / "data") as running:
         yield running
+
+
+@pytest.fixture
+def billed_period_clock() -> Iterator[None]:
+    """Billing tests make usage inside a past period, then move the clock past its end to finalize."""
+    from tests.billing.helpers import in_billed_period
+
+    with in_billed_period():
+        yield

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -24,6 +25,8 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis.generation.modes import GenerationMode
 from schemathesis.python import asgi
 
+from billing.config import Period
+from market import clock
 from market.app import ROUTERS, create_app
 from market.clock import utcnow
 from market.db import Database
@@ -68,7 +71,9 @@ def _real_ids(client: TestClient, keys: dict[str, str]) -> dict[str, Any]:
     period = utcnow().strftime("%Y-%m")
     ran = client.post("/v1/queries", headers=auth["buyer_commercial"], json={"product": FLIGHTS_SLUG, "sql": BY_ORIGIN})
     assert ran.status_code == 200, ran.text
-    assert client.post("/v1/billing/runs", headers=auth["finance"], json={"period": period}).status_code == 200
+    # Only an ended period can be billed: bill this one as on the first day of the next.
+    with clock.travel_to(Period.parse(period).end + timedelta(hours=1)):
+        assert client.post("/v1/billing/runs", headers=auth["finance"], json={"period": period}).status_code == 200
     invoice = next(i for i in client.get("/v1/invoices", headers=auth["finance"]).json()["items"] if i["lines"])
     return {
         "slug": FLIGHTS_SLUG,

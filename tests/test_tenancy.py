@@ -39,6 +39,9 @@ from tests.factories import (
     upload_version,
 )
 
+# Billing happens in a past period: usage inside it, finalization after its end (market.clock).
+pytestmark = pytest.mark.usefixtures("billed_period_clock")
+
 SQL = "SELECT region, count(*) AS n FROM people GROUP BY region"
 SHARED_KEY = "retry-1"
 """The Idempotency-Key both buyers use: a buyer must never get the other's stored answer back."""

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form
 from fastapi.responses import Response
 
-from billing import documents, invoices, payments
+from billing import card_payments, documents, invoices
 from billing.config import billing_settings
 from billing.document_render import check_format, respond
 from billing.endpoints import _out as present_invoices
@@ -15,7 +15,7 @@ from billing.models import Invoice, InvoiceStatus
 from billing.schemas import InvoiceOut, UsageRecordOut
 from billing.stripe_gateway import StripeGateway
 from market.console.web import Console, ConsoleDep, check_csrf, page, redirect
-from market.deps import SettingsDep
+from market.deps import SettingsDep, get_database
 from market.errors import MarketError
 from market.pagination import decode_cursor, encode_cursor
 
@@ -101,8 +101,12 @@ def pay_invoice(
     payment_method: Annotated[str, Form(min_length=1, max_length=200)],
 ) -> Response:
     """Pay what is due by card (where Stripe is configured); a declined card is shown on the invoice."""
+    # The card path commits its attempt before calling Stripe and holds no transaction meanwhile.
+    console.session.commit()
     try:
-        outcome = payments.pay_by_card(console.session, settings, console.user, invoice_id, payment_method)
+        outcome = card_payments.pay_by_card(
+            get_database(console.request), settings, console.user, invoice_id, payment_method
+        )
     except MarketError as error:
         console.session.rollback()
         return _detail(console, invoice_id, pay_error=console.message(error), status=error.status_code)

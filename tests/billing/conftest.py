@@ -23,6 +23,11 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@pytest.fixture(autouse=True)
+def _billing_clock(billed_period_clock: None) -> None:
+    """Every billing test runs on the billed-period clock."""
+
+
 @pytest.fixture(scope="session")
 def localstripe_url() -> Iterator[str]:
     port = _free_port()

@@ -2,19 +2,43 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from billing.config import Period
+from market import clock
 from market.accounts.models import Role
-from market.clock import utcnow
 from tests.conftest import Actor, Market
 from tests.factories import Listed, grant, listed_product, query
 
 SQL = "SELECT region, count(*) AS n FROM people GROUP BY region"
 
 
+BILLED_PERIOD = "2026-06"
+"""The period billing tests make usage in: the clock starts inside it (`in_billed_period`)."""
+PERIOD_START = datetime(2026, 6, 10, 9, 0, tzinfo=UTC)
+
+
 def this_period() -> str:
-    return utcnow().strftime("%Y-%m")
+    """The period the test's usage falls in (finalizing it first moves the clock past its end)."""
+    return BILLED_PERIOD
+
+
+@contextmanager
+def in_billed_period() -> Iterator[None]:
+    """Run the block with the clock running from inside `BILLED_PERIOD`."""
+    with clock.travel_to(PERIOD_START, frozen=False):
+        yield
+
+
+def end_period(period: str = BILLED_PERIOD) -> None:
+    """Move the clock just past the period's end (if it is not already), so it can be finalized."""
+    end = Period.parse(period).end
+    if clock.utcnow() < end:
+        clock.advance(end - clock.utcnow() + timedelta(hours=1))
 
 
 @dataclass
@@ -39,6 +63,7 @@ def scene(market: Market, *, commercial_queries: int = 2, public_queries: int = 
 
 
 def run(market: Market, finance: Actor, period: str | None = None, finalize: bool = False) -> dict[str, Any]:
+    end_period(period or this_period())  # only an ended period can be billed
     response = market.client.post(
         "/v1/billing/runs", headers=finance.headers, json={"period": period or this_period(), "finalize": finalize}
     )

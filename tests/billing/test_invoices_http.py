@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+from market import clock
 from market.accounts.models import Role
-from tests.billing.helpers import SQL, invoices_of, run, scene, this_period, usage_total
+from tests.billing.helpers import PERIOD_START, SQL, end_period, invoices_of, run, scene, this_period, usage_total
 from tests.conftest import Market
 from tests.factories import query
 
@@ -32,7 +35,8 @@ def test_run_bills_each_buyer_once_and_rerun_changes_nothing(market: Market) -> 
     assert again["invoices_created"] == 0 and again["lines_created"] == 0 and again["usage_linked"] == 0
     assert invoices_of(market, s.commercial) == mine
 
-    assert query(market, s.commercial, s.listed.slug, SQL).status_code == 200
+    with clock.travel_to(PERIOD_START + timedelta(days=1)):  # usage of the period, arriving late
+        assert query(market, s.commercial, s.listed.slug, SQL).status_code == 200
     third = run(market, s.finance)
     assert third["usage_linked"] == 1 and third["invoices_created"] == 0
     grown = invoices_of(market, s.commercial)[0]
@@ -65,19 +69,23 @@ def test_finalize_numbers_sequentially_and_freezes(market: Market) -> None:
     s = scene(market)
     run(market, s.finance)
     ids = [i["id"] for i in invoices_of(market, s.finance)]
+    end_period()
     numbers = []
     for invoice_id in ids:
         response = market.client.post(f"/v1/invoices/{invoice_id}/finalize", headers=s.finance.headers)
         assert response.status_code == 200, response.text
         numbers.append(response.json()["number"])
     year = numbers[0][4:8]
-    assert sorted(numbers) == [f"INV-{year}-000001", f"INV-{year}-000002"]
+    # The commercial invoice takes the invoice sequence; the zero-amount public-interest statement its own.
+    assert sorted(numbers) == [f"INV-{year}-000001", f"STM-{year}-000001"]
     again = market.client.post(f"/v1/invoices/{ids[0]}/finalize", headers=s.finance.headers)
     assert again.status_code == 409 and again.json()["error"]["code"] == "invoice_not_draft"
+    assert again.json()["error"]["message"].startswith(f"Invoice {ids[0]} is already finalized (number ")
 
-    # Usage after finalization waits for the next period, where it is an adjustment.
+    # Usage of the period recorded after finalization waits for the next period, as an adjustment.
     before = invoices_of(market, s.commercial)[0]
-    assert query(market, s.commercial, s.listed.slug, SQL).status_code == 200
+    with clock.travel_to(PERIOD_START + timedelta(days=1)):
+        assert query(market, s.commercial, s.listed.slug, SQL).status_code == 200
     assert run(market, s.finance)["usage_linked"] == 0
     assert invoices_of(market, s.commercial)[0] == before
     recon = market.client.get("/v1/reconciliation", headers=s.finance.headers, params={"period": this_period()})

@@ -173,7 +173,12 @@ def test_paid_with_no_invoice_and_closing(market: Market) -> None:
     unapplied = market.client.post(
         "/v1/payments",
         headers=s.finance.headers,
-        json={"buyer_org_id": s.commercial.principal.org_id, "amount_minor": 777, "reference": "CCB-unknown"},
+        json={
+            "buyer_org_id": s.commercial.principal.org_id,
+            "amount_minor": 777,
+            "reference": "CCB-unknown",
+            "received_at": f"{this_period()}-20T10:00:00Z",
+        },
     )
     assert unapplied.status_code == 201, unapplied.text
     recon = market.client.get("/v1/reconciliation", headers=s.finance.headers, params={"period": this_period()}).json()

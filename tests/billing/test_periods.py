@@ -5,13 +5,17 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import update
 
+from billing import invoices
 from billing.config import Period
 from billing.models import Invoice
+from market import clock
 from market.accounts.models import Role
-from market.errors import BadRequest
-from tests.billing.helpers import invoices_of, run, scene
+from market.errors import BadRequest, Conflict
+from tests.billing.helpers import invoices_of, run, scene, this_period
 from tests.conftest import Market
 
 
@@ -36,7 +40,7 @@ def test_finance_sees_overdue_invoices(market: Market) -> None:
     invoice = invoices_of(market, s.commercial)[0]
     with market.database.transaction() as session:
         session.execute(
-            update(Invoice).where(Invoice.id == invoice["id"]).values(due_at=datetime.now(UTC) - timedelta(days=1))
+            update(Invoice).where(Invoice.id == invoice["id"]).values(due_at=clock.utcnow() - timedelta(days=1))
         )
     overdue = invoices_of(market, s.finance, overdue="true")
     assert [i["id"] for i in overdue] == [invoice["id"]] and overdue[0]["overdue"] is True
@@ -58,3 +62,60 @@ def test_periods_outside_the_calendar_or_in_other_digits_are_400(market: Market)
             assert response.status_code == 400, (period, response.text)
             assert response.json()["error"]["code"] == code
     assert market.client.get("/v1/billing/periods", headers=finance.headers).json()["items"] == []
+
+
+def test_a_period_is_billed_finalized_and_closed_only_after_it_ends(market: Market) -> None:
+    # Before: the tour finalized and closed the running month, and `billing run --period 2027-01` billed it.
+    s = scene(market)
+    period = this_period()
+    finance = s.finance.headers
+    refused = {
+        "period_not_ended": [
+            market.client.post("/v1/billing/runs", headers=finance, json={"period": period}),
+            market.client.post("/v1/billing/runs", headers=finance, json={"period": period, "finalize": True}),
+            market.client.post(f"/v1/billing/periods/{period}/finalize", headers=finance),
+            market.client.post(f"/v1/billing/periods/{period}/close", headers=finance),
+        ],
+        "period_in_future": [
+            market.client.post("/v1/billing/runs", headers=finance, json={"period": Period.parse(period).next().key}),
+            market.client.post("/v1/billing/runs", headers=finance, json={"period": "2099-01"}),
+            market.client.post("/v1/billing/periods/2099-01/finalize", headers=finance),
+            market.client.post("/v1/billing/periods/2099-01/close", headers=finance),
+        ],
+    }
+    for code, responses in refused.items():
+        for response in responses:
+            assert response.status_code == 409 and response.json()["error"]["code"] == code, response.text
+    assert market.client.get("/v1/billing/periods", headers=finance).json()["items"] == []  # refusals leave nothing
+    assert invoices_of(market, s.finance) == []
+
+    end = Period.parse(period).end
+    with clock.travel_to(end - timedelta(microseconds=1)):
+        last_instant = market.client.post("/v1/billing/runs", headers=finance, json={"period": period})
+        assert last_instant.status_code == 409
+    with clock.travel_to(end):
+        billed = market.client.post("/v1/billing/runs", headers=finance, json={"period": period})
+        assert billed.status_code == 200 and billed.json()["invoices_created"] == 2
+        finalized = market.client.post(f"/v1/billing/periods/{period}/finalize", headers=finance)
+        assert finalized.status_code == 200 and finalized.json()["finalized"] == 2
+        closed = market.client.post(f"/v1/billing/periods/{period}/close", headers=finance)
+        assert closed.status_code == 200 and closed.json()["status"] == "closed"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    year=st.integers(min_value=2000, max_value=2100),
+    month=st.integers(min_value=1, max_value=12),
+    offset=st.integers(min_value=-400 * 86_400_000_000, max_value=400 * 86_400_000_000),
+)
+def test_period_guard_follows_the_clock_for_every_period_and_instant(year: int, month: int, offset: int) -> None:
+    period = Period.parse(f"{year:04d}-{month:02d}", 1)
+    now = period.start + timedelta(microseconds=offset)
+    with clock.travel_to(now):
+        try:
+            invoices.require_ended(period)
+            code = None
+        except Conflict as error:
+            code = error.code
+    expected = "period_in_future" if now < period.start else "period_not_ended" if now < period.end else None
+    assert code == expected

@@ -12,10 +12,11 @@ from typer.testing import CliRunner
 
 from billing.config import Period
 from billing.scheduler import CYCLE_JOB, UPKEEP_JOB, run_cycle, start_scheduler
+from market import clock
 from market.clock import utcnow
 from market.db import Database
 from market.settings import get_settings
-from tests.billing.helpers import invoices_of, scene, this_period
+from tests.billing.helpers import end_period, invoices_of, scene, this_period
 from tests.conftest import Market
 
 
@@ -59,6 +60,7 @@ def cli_env(market: Market, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no
 
 
 def test_jobs_persist_in_the_marketplace_database(market: Market, cli_env: None) -> None:
+    clock.reset()  # APScheduler runs on real time
     next_runs = []
     for _ in range(2):  # a restart finds the stored job: no second job, and its next run is not postponed
         scheduler = start_scheduler(market.database, market.settings)
@@ -78,6 +80,12 @@ def test_cli_run_finalize_reconcile_close(market: Market, cli_env: None, tmp_pat
 
     s = scene(market)
     runner = CliRunner()
+    for command in ("run", "finalize", "close"):
+        early = runner.invoke(app, ["billing", command, "--period", this_period()])
+        assert early.exit_code == 1 and "period_not_ended" in early.output
+        future = runner.invoke(app, ["billing", command, "--period", "2099-01"])
+        assert future.exit_code == 1 and "period_in_future" in future.output
+    end_period()
     first = runner.invoke(app, ["billing", "run", "--period", this_period(), "--json"])
     assert first.exit_code == 0, first.output
     assert json.loads(first.stdout)["invoices_created"] == 2
@@ -85,6 +93,7 @@ def test_cli_run_finalize_reconcile_close(market: Market, cli_env: None, tmp_pat
     assert json.loads(again.stdout)["invoices_created"] == 0 and json.loads(again.stdout)["finalized"] == 2
     bad = runner.invoke(app, ["billing", "run", "--period", "2026-13"])
     assert bad.exit_code == 1
+
     csv_path = tmp_path / "recon.csv"
     recon = runner.invoke(app, ["billing", "reconcile", "--period", this_period(), "--csv", str(csv_path), "--json"])
     assert recon.exit_code == 2  # the commercial invoice is unpaid
@@ -116,6 +125,7 @@ def test_concurrent_finalization_numbers_without_gaps(market: Market) -> None:
     run(market, s.finance)
     drafts = [i["id"] for i in invoices_of(market, s.finance, status="draft")]
     assert len(drafts) == 5
+    end_period()
     numbers: list[str] = []
     errors: list[BaseException] = []
 
@@ -136,4 +146,4 @@ def test_concurrent_finalization_numbers_without_gaps(market: Market) -> None:
         thread.join()
     assert not errors
     year = numbers[0][4:8]
-    assert sorted(numbers) == [f"INV-{year}-{n:06d}" for n in range(1, 6)]
+    assert sorted(numbers) == [f"INV-{year}-{n:06d}" for n in range(1, 5)] + [f"STM-{year}-000001"]

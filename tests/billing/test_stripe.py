@@ -12,7 +12,7 @@ from typing import Any
 
 import stripe
 
-from billing import payments
+from billing import card_payments
 from tests.billing.conftest import WEBHOOK_SECRET
 from tests.billing.helpers import Scene, invoices_of, run, scene, this_period
 from tests.conftest import Market
@@ -158,8 +158,7 @@ def test_pending_payment_is_rechecked(stripe_market: Market) -> None:
     pending = market.client.get("/v1/payments", headers=s.finance.headers, params={"status": "pending"}).json()["items"]
     assert len(pending) == 1
     client.v1.payment_intents.confirm(intent.id)
-    with market.database.transaction() as session:
-        assert payments.recheck_pending(session, market.settings) == 1
+    assert card_payments.recheck_pending(market.database, market.settings) == 1
     assert invoices_of(market, s.commercial)[0]["status"] == "paid"
 
 

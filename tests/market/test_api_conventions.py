@@ -12,6 +12,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from market.accounts.models import Role
 from tests.conftest import Market
 from tests.factories import Listed, authorise, create_product, grant, query, upload_version
@@ -196,6 +198,7 @@ def _walk(market: Market, path: str, headers: dict[str, str]) -> list[dict[str, 
             return walked
 
 
+@pytest.mark.usefixtures("billed_period_clock")  # usage in a past period, billed after it ends
 def test_lists_paged_in_sql_walk_the_same_order(market: Market) -> None:
     """Invoices, the journal and usage page in SQL, by keys that include timestamps: one item per page
     gives the same items, in the same order, as one big page."""
