@@ -18,6 +18,8 @@ from typing import Any, Protocol
 
 import duckdb
 
+from sandbox import binding
+from sandbox.binding import Refusal
 from sandbox.rewrite import GROUPS_TABLE, PLACEHOLDER, RESTRICT, UNDECIDED_TABLE, Plan, threshold_sql
 
 
@@ -117,6 +119,8 @@ class Execution:
     """Threshold methods stage 1 ran with, in order; the last one decided every group."""
     too_many_rows: bool
     cpu_ms: int
+    refused: Refusal | None = None
+    """Set when typing stage 1 or computing its constants refused the query before it ran."""
 
 
 class Statistics(Protocol):
@@ -132,6 +136,10 @@ class Statistics(Protocol):
 
     def column_type(self, table: str, column: str) -> str:
         """DuckDB's type of `column`, e.g. BIGINT."""
+        ...
+
+    def shadow(self, tables: list[str]) -> duckdb.DuckDBPyConnection:
+        """An empty, data-less copy of `tables` for typing statements (sandbox.binding)."""
         ...
 
 
@@ -170,6 +178,17 @@ class TableStatistics:
             self.cache[key] = {str(row[0]): str(row[1]).upper() for row in described}
         types: dict[str, str] = self.cache[key]
         return types.get(column, "")
+
+    def shadow(self, tables: list[str]) -> duckdb.DuckDBPyConnection:
+        key = (self.version, "\0shadow")
+        if key not in self.cache:
+            self.cache[key] = binding.shadow(self.connection, sorted(set(tables) | set(self._views())))
+        copy: duckdb.DuckDBPyConnection = self.cache[key]
+        return copy
+
+    def _views(self) -> list[str]:
+        rows = self.connection.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()
+        return [str(row[0]) for row in rows]
 
 
 _EXACT_EQUALITY_TYPES = frozenset(
@@ -233,6 +252,10 @@ def execute_plan(
     remains is aggregating a suppressed group's own rows again, microseconds against a scan.
     """
     started = time.process_time()
+    refused = _refusal(connection, plan, stats)
+    if refused is not None:
+        cpu_ms = int((time.process_time() - started) * 1000)
+        return Execution([], 0, 0, [], too_many_rows=False, cpu_ms=cpu_ms, refused=refused)
     table = _quote_identifier(GROUPS_TABLE)
     undecided = _quote_identifier(UNDECIDED_TABLE)
     recheck = _quote_identifier("__recheck")
@@ -276,3 +299,24 @@ def execute_plan(
         too_many_rows=len(rows) > max_rows,
         cpu_ms=int((time.process_time() - started) * 1000),
     )
+
+
+def _refusal(connection: duckdb.DuckDBPyConnection, plan: Plan, stats: Statistics | None) -> Refusal | None:
+    """Before anything touches rows: compute the query's constants, then type stage 1 (sandbox.binding).
+
+    Both depend on the query text and the tables' types only, never on the rows, so a refusal here
+    says nothing about the data.
+    """
+    if plan.constants_sql:
+        try:
+            connection.execute(plan.constants_sql).fetchall()
+        except duckdb.Error as error:
+            return ("constant_error", {"detail": str(error).splitlines()[0][:200]})
+    statement = plan.template.replace(PLACEHOLDER, threshold_sql(plan.units, "exact")).replace(RESTRICT, "TRUE")
+    if stats is not None:
+        return binding.check(stats.shadow(plan.tables), statement)
+    copy = binding.shadow(connection, plan.tables)
+    try:
+        return binding.check(copy, statement)
+    finally:
+        copy.close()

@@ -78,6 +78,7 @@ def plan_query(sql: str, policy: ProtectionPolicy) -> Plan:
             threshold=THRESHOLD_COLUMN,
             restrict=RESTRICT_COLUMN,
             groups_table=GROUPS_TABLE,
+            constants=plan.constants_sql,
         )
     except RecursionError as error:
         raise QueryRefused("sql_too_complex", depth="too many", limit=MAX_NESTING) from error
@@ -139,6 +140,9 @@ def run_query(
         max_rows=max_rows,
     )
     execution = (pool or shared_pool(limits)).run(job)
+    if execution.refused is not None:
+        code, params = execution.refused
+        raise QueryRefused(code, **params)
     if execution.too_many_rows:
         raise QueryFailed("too_many_rows", limit=max_rows)
     rows_scanned, bytes_scanned = measure_scan(plan, tables)

@@ -26,7 +26,15 @@ ROWS = 1_000_000
 POLICY = ProtectionPolicy.model_validate(
     {
         "min_group_size": 10,
-        "tables": {t: {"privacy_unit": "u", "dimensions": ["x", "g"], "measures": ["m"]} for t in ("a", "b")},
+        "tables": {
+            t: {
+                "privacy_unit": "u",
+                "dimensions": ["x", "g"],
+                "measures": ["m"],
+                "bounds": {"m": {"min": 0, "max": 1e6}},
+            }
+            for t in ("a", "b")
+        },
     }
 )
 QUICK = "SELECT a.g, count(*) FROM a WHERE a.g < 3 GROUP BY 1"
