@@ -213,6 +213,17 @@ EN: dict[str, str] = {
         "A constant in the query cannot be computed ({detail}); constants are checked whether or not "
         "their branch is reached, so fix or remove it."
     ),
+    "measure_out_of_bounds": (
+        "Measure '{column}' of table '{table}' has values from {low} to {high} (or non-finite ones), outside its "
+        "declared bounds [{min}, {max}]; widen the bounds in the policy, or clean the values in the recipe."
+    ),
+    "measure_not_numeric": (
+        "Measure '{column}' of table '{table}' has type {type}; bounds, sums and averages need a numeric column."
+    ),
+    "groups_under_k_omitted": (
+        "Groups with fewer than {k} distinct privacy units are omitted from every answer; how many were "
+        "omitted is not reported, because it depends on rows you may not see."
+    ),
     "not_typeable": (
         "DuckDB could not type the query before running it ({detail}); write it more simply, "
         "with plain comparisons and the allowed functions."

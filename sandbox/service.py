@@ -46,6 +46,10 @@ class Measurements:
     result_rows: int
     suppressed_groups: int
 
+    def buyer_dict(self) -> dict[str, int]:
+        """What a buyer sees: everything but suppressed_groups, whose count depends on rows the policy hides."""
+        return {k: v for k, v in self.as_dict().items() if k != "suppressed_groups"}
+
     def as_dict(self) -> dict[str, int]:
         return {
             "rows_scanned": self.rows_scanned,
