@@ -65,27 +65,26 @@ class Interval:
         return Interval(-self.high, -self.low)
 
 
-def double(value: exp.Expr) -> exp.Expr:
-    """`CAST(value AS DOUBLE)`."""
-    return exp.Cast(this=value, to=exp.DataType.build("DOUBLE"))
+def double(value: Decimal) -> exp.Expr:
+    """`value` as a DOUBLE literal: DuckDB reads a number with an exponent (2e0, 1.5e0) as DOUBLE."""
+    text = str(value)
+    return exp.Literal.number(text if "e" in text.lower() else f"{text}e0")
+
+
+_DOUBLE_TYPE = exp.DataType.build("DOUBLE")
 
 
 def clamp(column: exp.Column, bounds: MeasureBounds) -> exp.Expr:
     """The only form a measure takes inside an aggregate: its value as DOUBLE, clamped to its bounds.
 
-    `CASE WHEN TRY_CAST(m AS DOUBLE) IS NULL THEN NULL ELSE least(greatest(TRY_CAST(m AS DOUBLE), min), max) END`:
-    DuckDB's greatest() skips NULLs, so the CASE keeps a NULL measure NULL (as sum and avg expect).
+    `CASE WHEN m IS NULL THEN NULL ELSE least(greatest(TRY_CAST(m AS DOUBLE), min), max) END`: DuckDB's
+    greatest() skips NULLs, so the CASE keeps a NULL measure NULL (as sum and avg expect).
     """
-    low = double(exp.Literal.number(repr(bounds.min)))
-    high = double(exp.Literal.number(repr(bounds.max)))
-
-    def value() -> exp.Expr:
-        return exp.TryCast(this=column.copy(), to=exp.DataType.build("DOUBLE"))
-
-    clamped = exp.Anonymous(
-        this="least", expressions=[exp.Anonymous(this="greatest", expressions=[value(), low]), high]
-    )
-    return exp.Case(ifs=[exp.If(this=exp.Is(this=value(), expression=exp.Null()), true=exp.Null())], default=clamped)
+    low = double(Decimal(repr(bounds.min)))
+    high = double(Decimal(repr(bounds.max)))
+    value = exp.TryCast(this=column.copy(), to=_DOUBLE_TYPE.copy())
+    clamped = exp.Anonymous(this="least", expressions=[exp.Anonymous(this="greatest", expressions=[value, low]), high])
+    return exp.Case(ifs=[exp.If(this=exp.Is(this=column, expression=exp.Null()), true=exp.Null())], default=clamped)
 
 
 class Argument:
@@ -126,7 +125,7 @@ class Argument:
             return clamp(node, bounds), Interval(Fraction(bounds.min), Fraction(bounds.max))
         if isinstance(node, exp.Literal) and not node.is_string:
             value = self._number(node)
-            return double(node), Interval(value, value)
+            return double(value), Interval(Fraction(value), Fraction(value))
         if isinstance(node, exp.Paren):
             inner, interval = self._walk(node.this)
             node.set("this", inner)
@@ -162,14 +161,14 @@ class Argument:
             construct = "A string" if isinstance(node, exp.Literal) else node.key.upper()
         raise QueryRefused("targeted_aggregate", construct=construct, function=self.function)
 
-    def _number(self, literal: exp.Literal) -> Fraction:
+    def _number(self, literal: exp.Literal) -> Decimal:
         try:
             value = Decimal(literal.this)
         except InvalidOperation:
             value = Decimal("NaN")
         if not value.is_finite() or abs(value) > Decimal(2**53):
             raise QueryRefused("aggregate_may_overflow", function=self.function, limit=LIMIT_TEXT)
-        return Fraction(value)
+        return value
 
     def _division(self, node: exp.Div) -> tuple[exp.Expr, Interval]:
         if node.expression.find(exp.Column) is not None or isinstance(node.expression, exp.Column):

@@ -128,6 +128,22 @@ def measure_scan(plan: Plan, tables: Mapping[str, TableFile]) -> tuple[int, int]
     return rows, size
 
 
+BASE_SECONDS = 2.0
+"""Time every query may take, whatever the product's size."""
+SECONDS_PER_MILLION_ROWS = 1.0
+"""Time added per million rows the query reads: several times what a scan and aggregate of them takes."""
+
+
+def budget_seconds(rows_scanned: int, limits: EngineLimits) -> float:
+    """A query's time and CPU budget from the size of what it reads, at most the configured timeout.
+
+    It depends only on the tables the query names (their row counts), never on the rows themselves,
+    so a timeout says nothing about hidden data; and a heavy query on a small product stops early,
+    leaving the workers to others. The configured timeout stays the safety net for large products.
+    """
+    return min(limits.timeout_seconds, BASE_SECONDS + SECONDS_PER_MILLION_ROWS * rows_scanned / 1_000_000)
+
+
 def run_query(
     sql: str,
     policy: ProtectionPolicy,
@@ -138,10 +154,12 @@ def run_query(
 ) -> QueryResult:
     """Validate `sql` against `policy` and run it over `tables`; raises QueryRefused or QueryFailed."""
     plan = plan_query(sql, policy)
+    rows_scanned, bytes_scanned = measure_scan(plan, tables)
     job = Job(
         tables=tuple(sorted((name, str(t.path.resolve())) for name, t in tables.items())),
         plan=plan,
         max_rows=max_rows,
+        seconds=budget_seconds(rows_scanned, limits),
     )
     execution = (pool or shared_pool(limits)).run(job)
     if execution.refused is not None:
@@ -149,7 +167,6 @@ def run_query(
         raise QueryRefused(code, **params)
     if execution.too_many_rows:
         raise QueryFailed("too_many_rows", limit=max_rows)
-    rows_scanned, bytes_scanned = measure_scan(plan, tables)
     return QueryResult(
         columns=plan.columns,
         rows=[[_jsonable(v) for v in row] for row in execution.rows],
