@@ -173,8 +173,13 @@ class _TreeCheck:
                 raise _mismatch(f"cast to {type_name}")
             if not node.get("try_cast") and _mentions_columns(node):
                 raise _mismatch("a cast of data that is not TRY_CAST")
-            if ctx is Ctx.AGGREGATE_ARGUMENT and (type_name != "DOUBLE" or _mentions_columns(node)):
+            if ctx is Ctx.AGGREGATE_ARGUMENT and type_name != "DOUBLE":
                 raise _mismatch(f"a cast to {type_name} in an aggregate argument")
+            if ctx is Ctx.AGGREGATE_ARGUMENT and _mentions_columns(node):
+                # A measure's value: TRY_CAST(measure AS DOUBLE), nothing else under the cast.
+                if self.role(_measure_names(node)) != "measure":
+                    raise _mismatch("something other than a measure inside an aggregate")
+                return
         elif kind == "OPERATOR":
             allowed_ops = frozenset() if ctx is Ctx.AGGREGATE_ARGUMENT else _OPERATORS
             if node.get("type") not in allowed_ops:

@@ -25,8 +25,9 @@ CLAMPED = (
 CLAMP_OF_TRIPS = CLAMPED.replace("amount", "trips").replace("10000.0e0", "100.0e0")
 
 
-def test_a_clamped_measure_passes(policy) -> None:
+def test_a_measure_as_double_or_clamped_passes(policy) -> None:
     _groups(policy, f'sum({CLAMPED} * (1e0 - 0.05e0) / 2e0) AS "__a0"')
+    _groups(policy, 'sum(TRY_CAST("people"."amount" AS DOUBLE) * 2e0) AS "__a0"')
 
 
 def _groups(policy, select_items: str, where: str = "TRUE", source: str = '"people" AS "people"') -> None:
@@ -62,6 +63,8 @@ def test_what_the_rewrite_produces_passes(policy) -> None:
         ("a division by a measure", f'sum(1e0 / {CLAMPED}) AS "__a0"', "TRUE", None),
         ("a clamp that tests another column", f'sum({CLAMPED.replace("amount", "trips", 1)}) AS "__a0"', "TRUE", None),
         ("a clamp of a dimension", f'sum({CLAMPED.replace("amount", "month")}) AS "__a0"', "TRUE", None),
+        ("a dimension as double", 'sum(TRY_CAST("people"."month" AS DOUBLE)) AS "__a0"', "TRUE", None),
+        ("an expression as double", 'sum(TRY_CAST("people"."amount" * 2 AS DOUBLE)) AS "__a0"', "TRUE", None),
         ("a clamp bound from data", f'sum({CLAMPED.replace("10000.0e0", CLAMP_OF_TRIPS)}) AS "__a0"', "TRUE", None),
     ],
 )
