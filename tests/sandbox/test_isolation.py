@@ -97,11 +97,11 @@ def test_a_pathological_cross_join_times_out_and_the_pool_recovers(fast_timeout,
 
 def test_a_query_on_a_small_product_gets_a_small_budget(roomy, big_tables) -> None:
     # The budget comes from the row counts the product declares, not from the 30 s timeout: a
-    # product of 200,000 rows gives each query 2 s + 0.2 s per 100,000 rows read, here 2.4 s.
+    # product of 200,000 rows gives each query 5 s + 1 s per million rows read, here 5.4 s.
     small = {name: replace(table, row_count=200_000) for name, table in big_tables.items()}
     with pytest.raises(QueryFailed) as failed:
         _run(roomy, small, CROSS_JOIN)
-    assert failed.value.code == "timeout" and "2.4 seconds" in failed.value.message
+    assert failed.value.code == "timeout" and "5.4 seconds" in failed.value.message
     assert _run(roomy, small, QUICK).rows  # the next query is served
 
 
