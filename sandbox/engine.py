@@ -10,6 +10,7 @@ from __future__ import annotations
 import tempfile
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -143,6 +144,10 @@ class Statistics(Protocol):
         ...
 
 
+SHADOWS = 4
+"""Empty typed copies (sandbox.binding) a worker keeps, one per product version, most recently used."""
+
+
 class TableStatistics:
     """Statistics read from the locked connection's own views, cached per product version file."""
 
@@ -180,10 +185,16 @@ class TableStatistics:
         return types.get(column, "")
 
     def shadow(self, tables: list[str]) -> duckdb.DuckDBPyConnection:
-        key = (self.version, "\0shadow")
-        if key not in self.cache:
-            self.cache[key] = binding.shadow(self.connection, sorted(set(tables) | set(self._views())))
-        copy: duckdb.DuckDBPyConnection = self.cache[key]
+        # Like the warm connections, at most SHADOWS are kept (each DuckDB instance costs address space
+        # under the worker's RLIMIT_AS): the least recently used one is closed.
+        shadows: OrderedDict[str, duckdb.DuckDBPyConnection] = self.cache.setdefault(("\0shadows",), OrderedDict())
+        copy = shadows.get(self.version)
+        if copy is None:
+            copy = shadows[self.version] = binding.shadow(self.connection, sorted(set(tables) | set(self._views())))
+            while len(shadows) > SHADOWS:
+                _, old = shadows.popitem(last=False)
+                old.close()
+        shadows.move_to_end(self.version)
         return copy
 
     def _views(self) -> list[str]:

@@ -17,7 +17,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from sandbox.engine import EngineLimits, locked_connection
+from sandbox.engine import SHADOWS, EngineLimits, TableStatistics, locked_connection
 from sandbox.errors import QueryFailed
 from sandbox.policy import ProtectionPolicy
 from sandbox.pool import WorkerPool
@@ -197,3 +197,15 @@ def test_concurrent_queries_share_the_pool(big_tables) -> None:
         thread.join(timeout=60)
     pool.close()
     assert len(results) == 6 and all(r == results[0] and isinstance(r, list) for r in results)
+
+
+def test_a_worker_keeps_few_typed_copies_of_the_tables(big_tables) -> None:
+    # Before: one empty typed copy per product version ever served, never closed, until the worker's
+    # address space ran out and a query failed with resource_limit.
+    cache: dict[tuple[str, ...], object] = {}
+    with locked_connection({"a": big_tables["a"].path}, EngineLimits()) as db:
+        copies = [TableStatistics(db, cache, version=f"v{i}").shadow(["a"]) for i in range(SHADOWS + 2)]
+        assert copies[-1].execute('SELECT count(*) FROM "a"').fetchone() == (0,)  # typed, empty
+        with pytest.raises(duckdb.Error):
+            copies[0].execute("SELECT 1")  # the least recently used copies are closed
+        assert TableStatistics(db, cache, version=f"v{SHADOWS + 1}").shadow(["a"]) is copies[-1]
