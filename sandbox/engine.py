@@ -120,6 +120,8 @@ class Execution:
     """Threshold methods stage 1 ran with, in order; the last one decided every group."""
     too_many_rows: bool
     cpu_ms: int
+    statements: list[str]
+    """Every statement that ran, in order, as it ran: what the regulator's audit log shows as the SQL run."""
     refused: Refusal | None = None
     """Set when typing stage 1 or computing its constants refused the query before it ran."""
 
@@ -259,19 +261,25 @@ def execute_plan(
     Stage 1 runs with the cheapest threshold method first. Groups its lower bound does not pass are
     recomputed with the next method, ending with count(DISTINCT unit), the only one that fails a
     group. Failing is never decided early, so which statements run never depends on how small a
-    suppressed group is (only on whether groups pass, which suppressed_groups already says); what
+    suppressed group is (only on whether some group needed the exact count: docs/sandbox.md); what
     remains is aggregating a suppressed group's own rows again, microseconds against a scan.
     """
     started = time.process_time()
     refused = _refusal(connection, plan, stats)
     if refused is not None:
         cpu_ms = int((time.process_time() - started) * 1000)
-        return Execution([], 0, 0, [], too_many_rows=False, cpu_ms=cpu_ms, refused=refused)
+        return Execution([], 0, 0, [], too_many_rows=False, cpu_ms=cpu_ms, statements=[], refused=refused)
     table = _quote_identifier(GROUPS_TABLE)
     undecided = _quote_identifier(UNDECIDED_TABLE)
     recheck = _quote_identifier("__recheck")
     methods = _methods(plan, stats)
     used: list[str] = []
+    ran: list[str] = []
+
+    def run(statement: str) -> duckdb.DuckDBPyConnection:
+        ran.append(statement)
+        return connection.execute(statement)
+
     connection.execute("BEGIN TRANSACTION")
     try:
         groups = not_passing = 0
@@ -280,25 +288,23 @@ def execute_plan(
             if step == 0 or not plan.key_columns or not_passing * 2 >= groups:
                 # First pass, or most groups undecided: (re)compute every group with this method.
                 statement = plan.template.replace(PLACEHOLDER, columns).replace(RESTRICT, "TRUE")
-                connection.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {statement}")
+                run(f"CREATE OR REPLACE TEMP TABLE {table} AS {statement}")
             else:
                 # Recompute only the undecided groups, over exactly their rows, with the next method.
                 keys = ", ".join(_quote_identifier(c) for c in plan.key_columns)
-                connection.execute(
-                    f"CREATE OR REPLACE TEMP TABLE {undecided} AS SELECT {keys} FROM {table} WHERE {plan.undecided}"
-                )
+                run(f"CREATE OR REPLACE TEMP TABLE {undecided} AS SELECT {keys} FROM {table} WHERE {plan.undecided}")
                 statement = plan.template.replace(PLACEHOLDER, columns).replace(RESTRICT, plan.restriction)
-                connection.execute(f"CREATE OR REPLACE TEMP TABLE {recheck} AS {statement}")
-                connection.execute(f"DELETE FROM {table} WHERE {plan.undecided}")
-                connection.execute(f"INSERT INTO {table} SELECT * FROM {recheck}")
+                run(f"CREATE OR REPLACE TEMP TABLE {recheck} AS {statement}")
+                run(f"DELETE FROM {table} WHERE {plan.undecided}")
+                run(f"INSERT INTO {table} SELECT * FROM {recheck}")
             used.append(method)
-            decided = connection.execute(plan.decide_sql).fetchone()
+            decided = run(plan.decide_sql).fetchone()
             groups, not_passing = (int(v or 0) for v in (decided or (0, 0)))
             if not_passing == 0:
                 break
         # Only the last method (the exact count) ever leaves a group not passing: it is suppressed.
         suppressed = not_passing
-        cursor = connection.execute(plan.output_sql)
+        cursor = run(plan.output_sql)
         rows = cursor.fetchmany(max_rows + 1)
     finally:
         connection.execute("ROLLBACK")
@@ -309,6 +315,7 @@ def execute_plan(
         methods=used,
         too_many_rows=len(rows) > max_rows,
         cpu_ms=int((time.process_time() - started) * 1000),
+        statements=ran,
     )
 
 
