@@ -46,6 +46,7 @@ POLICY = ProtectionPolicy.model_validate(
                 "privacy_unit": "o_custkey",
                 "dimensions": ["o_orderkey", "o_orderstatus", "o_orderdate", "o_orderpriority"],
                 "measures": ["o_totalprice", "o_shippriority"],
+                "bounds": {"o_totalprice": {"min": 0, "max": 1_000_000}, "o_shippriority": {"min": 0, "max": 10}},
                 "hidden": ["o_clerk", "o_comment"],
             },
             "lineitem": {
@@ -61,6 +62,12 @@ POLICY = ProtectionPolicy.model_validate(
                     "l_shipmode",
                 ],
                 "measures": ["l_quantity", "l_extendedprice", "l_discount", "l_tax"],
+                "bounds": {
+                    "l_quantity": {"min": 0, "max": 100},
+                    "l_extendedprice": {"min": 0, "max": 200_000},
+                    "l_discount": {"min": 0, "max": 1},
+                    "l_tax": {"min": 0, "max": 1},
+                },
                 "hidden": ["l_partkey", "l_suppkey", "l_linenumber", "l_comment"],
             },
         },

@@ -33,7 +33,7 @@ from products.governance.models import Classification
 from products.governance.schemas import AuthorisationIn, FeeCapIn, ResourceIn
 from products.models import PlanKind, ProductStatus
 from products.schemas import PlanIn, ProductIn
-from sandbox.policy import ProtectionPolicy, TablePolicy
+from sandbox.policy import MeasureBounds, ProtectionPolicy, TablePolicy
 
 DEMO_KEY_LABEL = "demo"
 
@@ -95,6 +95,13 @@ FLIGHTS_POLICY = ProtectionPolicy(
             dimensions=["year", "month", "day", "hour", "origin", "dest", "carrier"],
             measures=["dep_delay", "arr_delay", "air_time", "distance"],
             hidden=["flight", "time_hour"],
+            # Minutes and miles: the 2013 data lie well inside (delays -86..1301, air time 20..695, distance 17..4983).
+            bounds={
+                "dep_delay": MeasureBounds(min=-120, max=1440),
+                "arr_delay": MeasureBounds(min=-120, max=1440),
+                "air_time": MeasureBounds(min=0, max=720),
+                "distance": MeasureBounds(min=0, max=5000),
+            },
         )
     },
 )

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from products.pipeline.recipe import Recipe
 from products.schemas import PlanIn
-from sandbox.policy import ProtectionPolicy, TablePolicy
+from sandbox.policy import MeasureBounds, ProtectionPolicy, TablePolicy
 
 CREDIT_SLUG = "bj-sme-tax-credits-2025"
 BUSINESSES = 6_000
@@ -109,6 +109,11 @@ POLICY = ProtectionPolicy(
             privacy_unit="business",
             dimensions=["district", "industry", "owner_birth_decade", "month"],
             measures=["revenue_yuan", "tax_credit_yuan", "employees"],
+            bounds={
+                "revenue_yuan": MeasureBounds(min=0, max=1_000_000),
+                "tax_credit_yuan": MeasureBounds(min=0, max=50_000),
+                "employees": MeasureBounds(min=0, max=10_000),
+            },
         )
     },
 )

@@ -227,7 +227,55 @@ EN: dict[str, str] = {
     "alias_shadows_column": "The alias '{alias}' is also a column's name; choose an alias no column has.",
     "targeted_aggregate": (
         "{construct} inside {function}() can single out or reweight rows; inside an aggregate use only "
-        "measure columns, numbers, + - * / and numeric casts, and filter with WHERE or GROUP BY a dimension."
+        "measure columns, numbers, + - *, division by a number and CAST(... AS DOUBLE), and filter with "
+        "WHERE or GROUP BY a dimension."
+    ),
+    "cast_in_aggregate": (
+        "A cast to {target} inside {function}() can turn chosen rows into NULL or an error (a narrower type) "
+        "or overflow (a wider one); values inside aggregates are computed as DOUBLE already, so leave it out."
+    ),
+    "division_by_column": (
+        "Inside {function}() you may divide only by a non-zero number: dividing by a column can single out "
+        "rows. Divide the aggregates instead, e.g. sum(a) / sum(b)."
+    ),
+    "aggregate_may_overflow": (
+        "A value inside {function}() could exceed {limit} in magnitude for measures within their declared "
+        "bounds; use smaller numbers, or aggregate the measures separately and combine the results."
+    ),
+    "unbounded_measure": (
+        "Measure '{column}' has no declared bounds, so {function}() of it is not allowed (only count); "
+        "the operator declares a measure's bounds in the product's policy."
+    ),
+    "text_cast": (
+        "The query converts text to {target}, which fails for some values; compare text with quoted text "
+        "and numbers with numbers, without casting text."
+    ),
+    "unsafe_cast": (
+        "The query converts {source} to {target}, which can fail for some values; compare values of the "
+        "same type, or cast to a wider type (BIGINT, DOUBLE, VARCHAR)."
+    ),
+    "constant_error": (
+        "A constant in the query cannot be computed ({detail}); constants are checked whether or not "
+        "their branch is reached, so fix or remove it."
+    ),
+    "measure_out_of_bounds": (
+        "Measure '{column}' of table '{table}' has values from {low} to {high} (or non-finite ones), outside its "
+        "declared bounds [{min}, {max}]; widen the bounds in the policy, or clean the values in the recipe."
+    ),
+    "measure_not_numeric": (
+        "Measure '{column}' of table '{table}' has type {type}; bounds, sums and averages need a numeric column."
+    ),
+    "groups_under_k_omitted": (
+        "Groups with fewer than {k} distinct privacy units are omitted from every answer; how many were "
+        "omitted is not reported, because it depends on rows you may not see."
+    ),
+    "not_typeable": (
+        "DuckDB could not type the query before running it ({detail}); write it more simply, "
+        "with plain comparisons and the allowed functions."
+    ),
+    "expression_too_costly": (
+        "{construct} can make a string up to {growth} times longer than its input; the limit is {limit}. "
+        "Use fewer nested replace() calls or concatenations."
     ),
     "nonlinear_aggregate": (
         "Measure '{column}' appears twice inside {function}(): products and powers of a value can "

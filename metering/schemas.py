@@ -138,7 +138,11 @@ class QueryMeasurementsOut(BaseModel):
     bytes_scanned: int
     cpu_ms: int
     result_rows: int
-    suppressed_groups: int
+
+
+class SuppressionOut(BaseModel):
+    min_group_size: int
+    rule: str = Field(description="Groups under min_group_size are omitted; their number is never reported.")
 
 
 class QueryChargeOut(BaseModel):
@@ -153,7 +157,7 @@ class QueryResultOut(BaseModel):
     query_id: str
     columns: list[str]
     rows: list[list[Any]] = Field(description="One list per group, in `columns` order.")
-    suppressed_groups: int = Field(description="Groups left out because fewer units than min_group_size.")
+    suppression: SuppressionOut
     usage: QueryMeasurementsOut
     charge: QueryChargeOut
     agreement_id: str
@@ -176,7 +180,6 @@ class UsageOut(BaseModel):
     bytes_scanned: int
     cpu_ms: int
     result_rows: int
-    suppressed_groups: int
     charge_type: str
     amount_minor: int = Field(description="Minor units of `currency`.")
     currency: str

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session
 
 from billing import revenue as billing_revenue
+from market import messages
 from market.accounts.models import Role
 from market.accounts.service import Principal
 from market.clock import new_id, utcnow
@@ -399,8 +400,12 @@ def _record(session: Session, attempt: attempts.Attempt, result: QueryResult) ->
         "query_id": record_id,
         "columns": result.columns,
         "rows": result.rows,
-        "suppressed_groups": result.measurements.suppressed_groups,
-        "usage": result.measurements.as_dict(),
+        # The rule, never the count: how many groups fell under k depends on hidden rows (audit log only).
+        "suppression": {
+            "min_group_size": agreement.policy.get("min_group_size"),
+            "rule": messages.render("groups_under_k_omitted", k=agreement.policy.get("min_group_size")),
+        },
+        "usage": result.measurements.buyer_dict(),
         "charge": {
             "amount_minor": charge.amount_minor,
             "currency": charge.currency,

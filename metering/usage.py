@@ -39,7 +39,6 @@ CSV_COLUMNS = (
     "bytes_scanned",
     "cpu_ms",
     "result_rows",
-    "suppressed_groups",
     "error_code",
     "sql",
 )

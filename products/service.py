@@ -382,7 +382,9 @@ def present(
                 else None,
                 review_due_at=product.review_due_at if viewer and governs(viewer, product) else None,
                 documentation=product.documentation if detail else None,
-                quality=buyer_summary(version.quality) if detail and version else None,
+                quality=buyer_summary(version.quality, int(version.policy["min_group_size"]))
+                if detail and version
+                else None,
                 audit_clean=(version.audit or {}).get("blocking_findings") == 0
                 if detail and version and version.audit
                 else None,

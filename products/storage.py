@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,10 @@ from typing import Any
 import duckdb
 
 from market.errors import Unprocessable
+from sandbox.policy import MeasureBounds
+
+_NUMERIC_TYPES: tuple[str, ...] = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT")
+_NUMERIC_TYPES += ("UINTEGER", "UBIGINT", "FLOAT", "DOUBLE", "DECIMAL", "REAL")
 
 SERVER_PATH = re.compile(r"(?<![\w.])/(?:[^\s\"'/]+/)+[^\s\"']*")
 """An absolute path left in a DuckDB message: the server's layout is none of the caller's business."""
@@ -156,3 +161,32 @@ def content_hash(paths: list[Path]) -> str:
             for chunk in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(chunk)
     return digest.hexdigest()
+
+
+def check_bounds(table: StoredTable, bounds: Mapping[str, MeasureBounds]) -> None:
+    """Refuse the build if a measure's values fall outside its declared bounds (or are not numbers)."""
+    types = {c.name: c.type.upper() for c in table.columns}
+    for column, declared in sorted(bounds.items()):
+        if not types.get(column, "").startswith(_NUMERIC_TYPES):
+            raise Unprocessable("measure_not_numeric", column=column, table=table.name, type=types.get(column, "?"))
+        with duckdb.connect() as connection:
+            row = connection.execute(
+                f"SELECT min({_q(column)}), max({_q(column)}), "
+                f"count(*) FILTER (WHERE NOT isfinite(CAST({_q(column)} AS DOUBLE))) "
+                f"FROM read_parquet({_lit(str(table.path))})"
+            ).fetchone()
+        low, high, not_finite = row if row else (None, None, 0)
+        if (
+            not_finite
+            or (low is not None and float(low) < declared.min)
+            or (high is not None and float(high) > declared.max)
+        ):
+            raise Unprocessable(
+                "measure_out_of_bounds",
+                column=column,
+                table=table.name,
+                low=low,
+                high=high,
+                min=declared.min,
+                max=declared.max,
+            )

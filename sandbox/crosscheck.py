@@ -79,6 +79,7 @@ def confirm(
     threshold: str,
     restrict: str,
     groups_table: str,
+    constants: str | None = None,
 ) -> None:
     """All of DuckDB's checks for one query, parsed in a single call (this is on every query's path).
 
@@ -91,13 +92,21 @@ def confirm(
             statements = connection.extract_statements(raw_sql)
         except duckdb.Error as error:
             raise _mismatch("DuckDB cannot parse the query") from error
-        row = connection.execute(
-            "SELECT json_serialize_sql(?), json_serialize_sql(?)", [template, output_sql]
-        ).fetchone()
+        if constants:
+            row = connection.execute(
+                "SELECT json_serialize_sql(?), json_serialize_sql(?), json_serialize_sql(?)",
+                [template, output_sql, constants],
+            ).fetchone()
+        else:
+            row = connection.execute(
+                "SELECT json_serialize_sql(?), json_serialize_sql(?)", [template, output_sql]
+            ).fetchone()
     if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT or row is None:
         raise _mismatch("DuckDB does not read the query as exactly one SELECT")
     _check_groups_node(_node(row[0]), policy, aliases, threshold=threshold, restrict=restrict)
     _check_output_node(_node(row[1]), policy, groups_table)
+    if constants:
+        _check_constants_node(_node(row[2]), policy)
 
 
 class Ctx(Enum):
@@ -155,14 +164,24 @@ class _TreeCheck:
         if kind == "FUNCTION":
             self.function(node, ctx)
             return
+        if kind == "CASE" and ctx is Ctx.AGGREGATE_ARGUMENT:
+            self.clamped_measure(node)
+            return
         if kind == "CAST":
             type_name = str(node.get("type_expr", {}).get("type_name", "")).upper()
             if type_name not in rules.DUCKDB_CAST_TYPES:
                 raise _mismatch(f"cast to {type_name}")
             if not node.get("try_cast") and _mentions_columns(node):
                 raise _mismatch("a cast of data that is not TRY_CAST")
+            if ctx is Ctx.AGGREGATE_ARGUMENT and type_name != "DOUBLE":
+                raise _mismatch(f"a cast to {type_name} in an aggregate argument")
+            if ctx is Ctx.AGGREGATE_ARGUMENT and _mentions_columns(node):
+                # A measure's value: TRY_CAST(measure AS DOUBLE), nothing else under the cast.
+                if self.role(_measure_names(node)) != "measure":
+                    raise _mismatch("something other than a measure inside an aggregate")
+                return
         elif kind == "OPERATOR":
-            allowed_ops = {"OPERATOR_TRY"} if ctx is Ctx.AGGREGATE_ARGUMENT else _OPERATORS
+            allowed_ops = frozenset() if ctx is Ctx.AGGREGATE_ARGUMENT else _OPERATORS
             if node.get("type") not in allowed_ops:
                 raise _mismatch(f"operator {node.get('type')} in {ctx.value}")
         elif kind in ("COMPARISON", "CONJUNCTION", "CASE", "BETWEEN"):
@@ -182,13 +201,41 @@ class _TreeCheck:
         role = self.role(names)
         if ctx is Ctx.ROW and role == "dimension":
             return
-        if ctx is Ctx.AGGREGATE_ARGUMENT and role == "measure":
-            return
         if count_distinct and (
             role == "dimension" or (role == "privacy_unit" and self.policy.allow_count_distinct_unit)
         ):
             return
         raise _mismatch(f"column {names[1]} ({role}) in {ctx.value}")
+
+    def clamped_measure(self, node: dict[str, Any]) -> None:
+        """A measure inside sum/avg/variance, exactly as sandbox.algebra.clamp writes it.
+
+        A measure column is accepted in an aggregate argument only in this form (sandbox.algebra), so
+        every value an aggregate sees is a clamped DOUBLE, whatever the column's type.
+        """
+        checks = node.get("case_checks") or []
+        if len(checks) != 1:
+            raise _mismatch("a CASE inside an aggregate")
+        when, then = checks[0].get("when_expr") or {}, checks[0].get("then_expr") or {}
+        if (
+            when.get("type") != "OPERATOR_IS_NULL"
+            or then.get("class") != "CONSTANT"
+            or (then.get("literal") or {}).get("kind") != "NULL_LITERAL"
+        ):
+            raise _mismatch("a CASE inside an aggregate")
+        greatest, high = _only_function(node.get("else_expr") or {}, "least")
+        value, low = _only_function(greatest, "greatest")
+        tested = _children(when)
+        if len(tested) != 1 or tested[0].get("class") != "COLUMN_REF":
+            raise _mismatch("a CASE inside an aggregate that tests something else")
+        if [str(n) for n in tested[0].get("column_names", [])] != _measure_names(value):
+            raise _mismatch("a CASE inside an aggregate that tests something else")
+        for bound in (low, high):
+            if _mentions_columns(bound):
+                raise _mismatch("a clamp bound that is not a constant")
+            self.expression(bound, Ctx.AGGREGATE_ARGUMENT)
+        if self.role(_measure_names(value)) != "measure":
+            raise _mismatch("something other than a measure clamped inside an aggregate")
 
     def function(self, node: dict[str, Any], ctx: Ctx) -> None:
         name = str(node.get("function_name", "")).lower()
@@ -198,6 +245,8 @@ class _TreeCheck:
             raise _mismatch(f"ORDER BY inside {name}")
         if ctx is Ctx.AGGREGATE_ARGUMENT:
             allowed = name in ("+", "-", "*", "/") and bool(node.get("is_operator"))
+            if name == "/" and any(_mentions_columns(child) for child in _children(node)[1:]):
+                raise _mismatch("a division by a column inside an aggregate")
         else:
             allowed = name in rules.DUCKDB_SCALARS
         if not allowed or node.get("distinct"):
@@ -275,6 +324,32 @@ _OPERATORS = frozenset(
         "OPERATOR_COALESCE",
     }
 )
+
+
+def _measure_names(node: dict[str, Any]) -> list[str]:
+    """The column of `TRY_CAST(column AS DOUBLE)`, or a mismatch."""
+    column = node.get("child") or {}
+    type_name = str(node.get("type_expr", {}).get("type_name", "")).upper()
+    if node.get("class") != "CAST" or not node.get("try_cast") or type_name != "DOUBLE":
+        raise _mismatch("a measure inside an aggregate that is not clamped as DOUBLE")
+    if column.get("class") != "COLUMN_REF":
+        raise _mismatch("something other than a measure clamped inside an aggregate")
+    return [str(n) for n in column.get("column_names", [])]
+
+
+def _only_function(node: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    """The two arguments of a plain call to `name` (no DISTINCT, FILTER, ORDER BY, schema)."""
+    children = _children(node)
+    plain = not any(node.get(k) for k in ("schema", "catalog", "filter", "export_state", "distinct", "is_operator"))
+    if (
+        node.get("class") != "FUNCTION"
+        or str(node.get("function_name", "")).lower() != name
+        or not plain
+        or (node.get("order_bys") or {}).get("orders")
+        or len(children) != 2
+    ):
+        raise _mismatch(f"a measure inside an aggregate that is not clamped ({name})")
+    return children
 
 
 def _mentions_columns(node: dict[str, Any]) -> bool:
@@ -366,3 +441,15 @@ def _check_output_node(node: dict[str, Any], policy: ProtectionPolicy, groups_ta
                     raise _mismatch("a non-constant LIMIT")
         else:
             raise _mismatch(f"modifier {modifier.get('type')}")
+
+
+def _check_constants_node(node: dict[str, Any], policy: ProtectionPolicy) -> None:
+    """The constants statement: a SELECT of row-level expressions with no FROM, so no column at all."""
+    _plain_select(node)
+    if (node.get("from_table") or {}).get("type") not in (None, "EMPTY") or node.get("where_clause"):
+        raise _mismatch("the constants statement reads a table")
+    if node.get("group_expressions") or node.get("having") or node.get("modifiers"):
+        raise _mismatch("the constants statement groups or orders")
+    check = _TreeCheck(policy, {})
+    for item in node.get("select_list") or []:
+        check.expression(item, Ctx.ROW)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import tempfile
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ from typing import Any, Protocol
 
 import duckdb
 
+from sandbox import binding
+from sandbox.binding import Refusal
 from sandbox.rewrite import GROUPS_TABLE, PLACEHOLDER, RESTRICT, UNDECIDED_TABLE, Plan, threshold_sql
 
 
@@ -119,6 +122,8 @@ class Execution:
     cpu_ms: int
     statements: list[str]
     """Every statement that ran, in order, as it ran: what the regulator's audit log shows as the SQL run."""
+    refused: Refusal | None = None
+    """Set when typing stage 1 or computing its constants refused the query before it ran."""
 
 
 class Statistics(Protocol):
@@ -135,6 +140,14 @@ class Statistics(Protocol):
     def column_type(self, table: str, column: str) -> str:
         """DuckDB's type of `column`, e.g. BIGINT."""
         ...
+
+    def shadow(self, tables: list[str]) -> duckdb.DuckDBPyConnection:
+        """An empty, data-less copy of `tables` for typing statements (sandbox.binding)."""
+        ...
+
+
+SHADOWS = 4
+"""Empty typed copies (sandbox.binding) a worker keeps, one per product version, most recently used."""
 
 
 class TableStatistics:
@@ -172,6 +185,23 @@ class TableStatistics:
             self.cache[key] = {str(row[0]): str(row[1]).upper() for row in described}
         types: dict[str, str] = self.cache[key]
         return types.get(column, "")
+
+    def shadow(self, tables: list[str]) -> duckdb.DuckDBPyConnection:
+        # Like the warm connections, at most SHADOWS are kept (each DuckDB instance costs address space
+        # under the worker's RLIMIT_AS): the least recently used one is closed.
+        shadows: OrderedDict[str, duckdb.DuckDBPyConnection] = self.cache.setdefault(("\0shadows",), OrderedDict())
+        copy = shadows.get(self.version)
+        if copy is None:
+            copy = shadows[self.version] = binding.shadow(self.connection, sorted(set(tables) | set(self._views())))
+            while len(shadows) > SHADOWS:
+                _, old = shadows.popitem(last=False)
+                old.close()
+        shadows.move_to_end(self.version)
+        return copy
+
+    def _views(self) -> list[str]:
+        rows = self.connection.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()
+        return [str(row[0]) for row in rows]
 
 
 _EXACT_EQUALITY_TYPES = frozenset(
@@ -231,10 +261,14 @@ def execute_plan(
     Stage 1 runs with the cheapest threshold method first. Groups its lower bound does not pass are
     recomputed with the next method, ending with count(DISTINCT unit), the only one that fails a
     group. Failing is never decided early, so which statements run never depends on how small a
-    suppressed group is (only on whether groups pass, which suppressed_groups already says); what
+    suppressed group is (only on whether some group needed the exact count: docs/sandbox.md); what
     remains is aggregating a suppressed group's own rows again, microseconds against a scan.
     """
     started = time.process_time()
+    refused = _refusal(connection, plan, stats)
+    if refused is not None:
+        cpu_ms = int((time.process_time() - started) * 1000)
+        return Execution([], 0, 0, [], too_many_rows=False, cpu_ms=cpu_ms, statements=[], refused=refused)
     table = _quote_identifier(GROUPS_TABLE)
     undecided = _quote_identifier(UNDECIDED_TABLE)
     recheck = _quote_identifier("__recheck")
@@ -283,3 +317,24 @@ def execute_plan(
         cpu_ms=int((time.process_time() - started) * 1000),
         statements=ran,
     )
+
+
+def _refusal(connection: duckdb.DuckDBPyConnection, plan: Plan, stats: Statistics | None) -> Refusal | None:
+    """Before anything touches rows: compute the query's constants, then type stage 1 (sandbox.binding).
+
+    Both depend on the query text and the tables' types only, never on the rows, so a refusal here
+    says nothing about the data.
+    """
+    if plan.constants_sql:
+        try:
+            connection.execute(plan.constants_sql).fetchall()
+        except duckdb.Error as error:
+            return ("constant_error", {"detail": str(error).splitlines()[0][:200]})
+    statement = plan.template.replace(PLACEHOLDER, threshold_sql(plan.units, "exact")).replace(RESTRICT, "TRUE")
+    if stats is not None:
+        return binding.check(stats.shadow(plan.tables), statement)
+    copy = binding.shadow(connection, plan.tables)
+    try:
+        return binding.check(copy, statement)
+    finally:
+        copy.close()

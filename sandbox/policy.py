@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 DEFAULT_AGGREGATES: tuple[str, ...] = (
@@ -23,6 +25,29 @@ refused because each can return one row's value exactly.
 """
 
 
+MAX_BOUND = 1e12
+"""Largest magnitude a declared bound may have: keeps every product of bounded values far from
+DOUBLE's range, and the sandbox's proof that no intermediate overflows short."""
+
+
+class MeasureBounds(BaseModel):
+    """The range a measure's values are clamped to inside aggregates, checked against the data at build time."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min: float = Field(description="Smallest value; smaller values (and -infinity) count as this.")
+    max: float = Field(description="Largest value; larger values (infinity, NaN) count as this.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> MeasureBounds:
+        for value in (self.min, self.max):
+            if not math.isfinite(value) or abs(value) > MAX_BOUND:
+                raise ValueError(f"a bound must be a finite number of magnitude at most {MAX_BOUND:g}")
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min:g}) is greater than max ({self.max:g})")
+        return self
+
+
 class TablePolicy(BaseModel):
     """Roles of the columns of one table. Columns not named here cannot be used at all."""
 
@@ -32,6 +57,11 @@ class TablePolicy(BaseModel):
     dimensions: list[str] = Field(default_factory=list, description="May be output, grouped and filtered.")
     measures: list[str] = Field(default_factory=list, description="May appear only inside allowed aggregates.")
     hidden: list[str] = Field(default_factory=list, description="Kept in the data, never usable by a buyer.")
+    bounds: dict[str, MeasureBounds] = Field(
+        default_factory=dict,
+        description="Per measure: the range its values are clamped to in sum, avg and the variance family. "
+        "A measure without bounds can only be counted.",
+    )
 
     @model_validator(mode="after")
     def _one_role_per_column(self) -> TablePolicy:
@@ -40,6 +70,9 @@ class TablePolicy(BaseModel):
             if column in seen:
                 raise ValueError(f"column '{column}' has more than one role")
             seen.add(column)
+        strangers = sorted(set(self.bounds) - set(self.measures))
+        if strangers:
+            raise ValueError(f"bounds are declared for {strangers}, which are not measures")
         return self
 
     def role_of(self, column: str) -> str | None:

@@ -43,6 +43,11 @@ class Job:
     """(table name, Parquet path) pairs: also the key of the warm connection."""
     plan: Plan
     max_rows: int
+    seconds: float | None = None
+    """This query's time and CPU budget (sandbox.service.budget_seconds); None: the pool's timeout."""
+
+    def budget(self, limits: EngineLimits) -> float:
+        return min(self.seconds, limits.timeout_seconds) if self.seconds else limits.timeout_seconds
 
 
 def _safe_detail(error: duckdb.Error) -> str:
@@ -101,10 +106,10 @@ def _run_job(
                 _, old = warm.popitem(last=False)
                 old.close()
         warm.move_to_end(job.tables)
-        _set_cpu_budget(limits.timeout_seconds, limits.threads)
+        _set_cpu_budget(job.budget(limits), limits.threads)
         # Keyed by the files, which are immutable for a product version.
         statistics = TableStatistics(db, stats, version="|".join(path for _, path in job.tables))
-        with deadline(db, limits.timeout_seconds) as timed_out:
+        with deadline(db, job.budget(limits)) as timed_out:
             try:
                 return ("ok", execute_plan(db, job.plan, job.max_rows, statistics))
             except duckdb.InterruptException:
@@ -208,10 +213,10 @@ class WorkerPool:
                     continue
                 raise QueryFailed("resource_limit", limit=self.limits.memory_limit) from None
             try:
-                deadline_at = time.monotonic() + self.limits.timeout_seconds + GRACE_SECONDS
+                deadline_at = time.monotonic() + job.budget(self.limits) + GRACE_SECONDS
                 if not worker.connection.poll(max(0.0, deadline_at - time.monotonic())):
                     worker.kill()
-                    raise QueryFailed("timeout", status_code=408, seconds=self.limits.timeout_seconds)
+                    raise QueryFailed("timeout", status_code=408, seconds=job.budget(self.limits))
                 reply = worker.connection.recv()
                 worker.warm.add(job.tables)
                 keep = True
@@ -219,7 +224,7 @@ class WorkerPool:
                 worker.kill()
                 code = worker.process.exitcode
                 if code == -signal.SIGXCPU:
-                    raise QueryFailed("timeout", status_code=408, seconds=self.limits.timeout_seconds) from error
+                    raise QueryFailed("timeout", status_code=408, seconds=job.budget(self.limits)) from error
                 raise QueryFailed("resource_limit", limit=self.limits.memory_limit) from error
             finally:
                 self._release(worker, keep)
@@ -229,7 +234,7 @@ class WorkerPool:
             return execution
         _, code, detail = reply
         if code == "timeout":
-            raise QueryFailed("timeout", status_code=408, seconds=self.limits.timeout_seconds)
+            raise QueryFailed("timeout", status_code=408, seconds=job.budget(self.limits))
         if code == "resource_limit":
             raise QueryFailed("resource_limit", limit=self.limits.memory_limit)
         raise QueryFailed("query_failed", detail=detail)

@@ -24,7 +24,7 @@ from sqlglot import exp
 
 from sandbox.errors import QueryRefused
 from sandbox.policy import ProtectionPolicy
-from sandbox.syntax import DIALECT, guard, to_sql
+from sandbox.syntax import ARITHMETIC, DIALECT, guard, to_sql
 from sandbox.validator import CheckedQuery
 
 GROUPS_TABLE = "__groups"
@@ -54,6 +54,9 @@ class Plan:
     referenced_columns: dict[str, list[str]] = field(default_factory=dict)
     fast_threshold: bool = True
     """False runs the exact statement straight away (the naive method, kept for the benchmark)."""
+    constants_sql: str | None = None
+    """`SELECT <each computed constant of stage 1>`: run once before stage 1, so a constant that fails
+    (CAST('x' AS INTEGER) in a CASE branch) fails whether or not its branch is reached."""
 
 
 def _q(name: str) -> exp.Identifier:
@@ -235,6 +238,8 @@ def build_plan(checked: CheckedQuery, policy: ProtectionPolicy) -> Plan:
     if checked.group_keys:
         stage.set("group", exp.Group(expressions=[key.copy() for key in guarded_keys]))
     template = to_sql(stage)
+    constants = _constants([condition, *[on for join in stage.args.get("joins") or [] if (on := join.args.get("on"))]])
+    constants += _constants(guarded_keys)
     # The threshold columns and the recheck restriction go in place of placeholders the buyer cannot
     # write (names with __ are refused), each found exactly once. All variants of stage 1 differ
     # only there, so the buyer part DuckDB's parser confirms in the template is the same text in each.
@@ -278,7 +283,32 @@ def build_plan(checked: CheckedQuery, policy: ProtectionPolicy) -> Plan:
         columns=checked.columns,
         tables=[ref.table for ref in checked.refs],
         referenced_columns={t: sorted(c) for t, c in checked.referenced_columns.items()},
+        constants_sql=_constants_sql(constants),
     )
+
+
+_COMPUTED = (exp.Func, exp.Interval, *ARITHMETIC)
+"""Constants DuckDB computes (a function, a cast, arithmetic, an interval), as opposed to literals."""
+
+
+def _constants(nodes: list[exp.Expr]) -> list[exp.Expr]:
+    """The largest computed sub-expressions of `nodes` that read no column (copies)."""
+    found: list[exp.Expr] = []
+    stack = list(nodes)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, _COMPUTED) and node.find(exp.Column) is None:
+            found.append(node.copy())
+            continue
+        stack.extend(node.iter_expressions())
+    return found
+
+
+def _constants_sql(constants: list[exp.Expr]) -> str | None:
+    if not constants:
+        return None
+    items = [exp.alias_(c, f"__k{i}", quoted=True, copy=False) for i, c in enumerate(constants)]
+    return to_sql(exp.Select(expressions=items))
 
 
 def _passes_condition(k: int, n: int) -> exp.Expr:

@@ -46,6 +46,10 @@ class Measurements:
     result_rows: int
     suppressed_groups: int
 
+    def buyer_dict(self) -> dict[str, int]:
+        """What a buyer sees: everything but suppressed_groups, whose count depends on rows the policy hides."""
+        return {k: v for k, v in self.as_dict().items() if k != "suppressed_groups"}
+
     def as_dict(self) -> dict[str, int]:
         return {
             "rows_scanned": self.rows_scanned,
@@ -78,6 +82,7 @@ def plan_query(sql: str, policy: ProtectionPolicy) -> Plan:
             threshold=THRESHOLD_COLUMN,
             restrict=RESTRICT_COLUMN,
             groups_table=GROUPS_TABLE,
+            constants=plan.constants_sql,
         )
     except RecursionError as error:
         raise QueryRefused("sql_too_complex", depth="too many", limit=MAX_NESTING) from error
@@ -123,6 +128,23 @@ def measure_scan(plan: Plan, tables: Mapping[str, TableFile]) -> tuple[int, int]
     return rows, size
 
 
+BASE_SECONDS = 5.0
+"""Time every query may take, whatever the product's size: ample for a small product's aggregate even
+on a loaded machine (the deadline is wall-clock), and a quarter of the default 20 s timeout."""
+SECONDS_PER_MILLION_ROWS = 1.0
+"""Time added per million rows the query reads: several times what a scan and aggregate of them takes."""
+
+
+def budget_seconds(rows_scanned: int, limits: EngineLimits) -> float:
+    """A query's time and CPU budget from the size of what it reads, at most the configured timeout.
+
+    It depends only on the tables the query names (their row counts), never on the rows themselves,
+    so a timeout says nothing about hidden data; and a heavy query on a small product stops early,
+    leaving the workers to others. The configured timeout stays the safety net for large products.
+    """
+    return min(limits.timeout_seconds, BASE_SECONDS + SECONDS_PER_MILLION_ROWS * rows_scanned / 1_000_000)
+
+
 def run_query(
     sql: str,
     policy: ProtectionPolicy,
@@ -143,15 +165,19 @@ def execute(
     pool: WorkerPool | None = None,
 ) -> QueryResult:
     """Run a validated `plan` over `tables` in a sandbox worker and measure it; raises QueryFailed."""
+    rows_scanned, bytes_scanned = measure_scan(plan, tables)
     job = Job(
         tables=tuple(sorted((name, str(t.path.resolve())) for name, t in tables.items())),
         plan=plan,
         max_rows=max_rows,
+        seconds=budget_seconds(rows_scanned, limits),
     )
     execution = (pool or shared_pool(limits)).run(job)
+    if execution.refused is not None:
+        code, params = execution.refused
+        raise QueryRefused(code, **params)
     if execution.too_many_rows:
         raise QueryFailed("too_many_rows", limit=max_rows)
-    rows_scanned, bytes_scanned = measure_scan(plan, tables)
     return QueryResult(
         columns=plan.columns,
         rows=[[_jsonable(v) for v in row] for row in execution.rows],

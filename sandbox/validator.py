@@ -16,9 +16,10 @@ from enum import Enum
 
 from sqlglot import exp
 
-from sandbox import rules
+from sandbox import cost, rules
+from sandbox.algebra import Argument
 from sandbox.errors import QueryRefused
-from sandbox.policy import ProtectionPolicy
+from sandbox.policy import MeasureBounds, ProtectionPolicy
 from sandbox.syntax import (
     DIALECT,
     REFUSED_NODES,
@@ -322,14 +323,7 @@ class _Checker:
             raise refuse_construct(f"DISTINCT inside {function}()", f"use {function}(column); DISTINCT is for count.")
         if argument is None:
             raise refuse_construct(f"{function}() without an argument", f"aggregate a measure: {function}(column).")
-        seen: set[tuple[str, str]] = set()
-        checked = self._check_linear(argument, function, seen)
-        if not seen:
-            raise refuse_construct(
-                f"{function}() of a constant", f"aggregate a measure, e.g. {function}(<measure column>)."
-            )
-        if not isinstance(checked, exp.Column):
-            checked = exp.Try(this=checked)
+        checked, _ = Argument(function, self._bounded_measure).check(argument)
         node.set("this", checked)
         return node
 
@@ -360,53 +354,22 @@ class _Checker:
         self._qualify(target, ref, canonical)
         return exp.Distinct(expressions=[target]) if distinct else target
 
-    def _check_linear(self, node: exp.Expr, function: str, seen: set[tuple[str, str]]) -> exp.Expr:
-        """An aggregate's argument: measures (each at most once), numbers, + - * / and numeric casts.
-
-        Each measure appearing once keeps the aggregate to first and, through the variance family,
-        second moments. Anything else inside an aggregate (CASE, comparisons, dimensions, pow, ln,
-        abs...) can target single rows or compute higher moments that reconstruct a group's values.
-        """
-        if isinstance(node, exp.Column):
-            if isinstance(node.this, exp.Star):
-                raise QueryRefused("star_not_allowed")
-            if node.name.startswith(rules.RESERVED_PREFIX):
-                raise QueryRefused("reserved_name", name=node.name)
-            ref, canonical, role = self.resolve(node)
-            if role == "dimension":
-                raise QueryRefused("targeted_aggregate", construct=f"The dimension '{canonical}'", function=function)
-            if role != "measure":
-                raise QueryRefused(
-                    "protected_column", column=canonical, exception=self._unit_exception(role, canonical)
-                )
-            if (ref.alias, canonical) in seen:
-                raise QueryRefused("nonlinear_aggregate", column=canonical, function=function)
-            seen.add((ref.alias, canonical))
-            self._qualify(node, ref, canonical)
-            return node
-        if isinstance(node, exp.Literal):
-            if node.is_string:
-                raise refuse_construct(f"A string inside {function}()", f"aggregate a measure: {function}(column).")
-            return node
-        if isinstance(node, (exp.Paren, exp.Neg, exp.Add, exp.Sub, exp.Mul, exp.Div)):
-            for key, value in list(node.args.items()):
-                if isinstance(value, exp.Expr):
-                    node.set(key, self._check_linear(value, function, seen))
-            return node
-        if isinstance(node, (exp.Cast, exp.TryCast)):
-            self._check_cast_type(node)
-            to = node.args["to"]
-            if to.this not in rules.NUMERIC_CAST_TYPES:
-                raise refuse_construct(f"A cast to {to.sql(DIALECT)} inside {function}()", "cast to a numeric type.")
-            inner = self._check_linear(node.this, function, seen)
-            return exp.TryCast(this=inner, to=to)
-        if is_aggregate_like(node):
-            raise refuse_construct("An aggregate inside another aggregate", "aggregate once per group.")
-        for refused, (construct, instead) in REFUSED_NODES.items():
-            if isinstance(node, refused):
-                raise refuse_construct(construct, instead)
-        construct = f"The function {function_name(node)}()" if isinstance(node, exp.Func) else node.key.upper()
-        raise QueryRefused("targeted_aggregate", construct=construct, function=function)
+    def _bounded_measure(self, node: exp.Column, function: str) -> tuple[object, MeasureBounds]:
+        """A column inside sum/avg/variance: a measure with declared bounds, qualified; its identity and bounds."""
+        if isinstance(node.this, exp.Star):
+            raise QueryRefused("star_not_allowed")
+        if node.name.startswith(rules.RESERVED_PREFIX):
+            raise QueryRefused("reserved_name", name=node.name)
+        ref, canonical, role = self.resolve(node)
+        if role == "dimension":
+            raise QueryRefused("targeted_aggregate", construct=f"The dimension '{canonical}'", function=function)
+        if role != "measure":
+            raise QueryRefused("protected_column", column=canonical, exception=self._unit_exception(role, canonical))
+        bounds = self.policy.tables[ref.table].bounds.get(canonical)
+        if bounds is None:
+            raise QueryRefused("unbounded_measure", column=canonical, function=function)
+        self._qualify(node, ref, canonical)
+        return (ref.alias, canonical), bounds
 
     def refuse_aggregates_not_allowed(self) -> None:
         """Name a refused aggregate as such wherever it sits (inside IGNORE NULLS, a subquery...)."""
@@ -504,6 +467,7 @@ class _Checker:
                 target = ordered.this
                 if not (isinstance(target, exp.Literal) and not target.is_string):
                     ordered.set("this", self.check(target, Context.OUTPUT, clause="ORDER BY", aliases_ok=True))
+        cost.check(select)
         limit = literal_int(select.args.get("limit"), "LIMIT")
         offset = literal_int(select.args.get("offset"), "OFFSET") or 0
         limit_node = select.args.get("limit")

@@ -57,6 +57,7 @@ PEOPLE_POLICY: dict[str, Any] = {
             "dimensions": ["region", "category", "month"],
             "measures": ["amount", "trips"],
             "hidden": ["name"],
+            "bounds": {"amount": {"min": 0, "max": 10_000}, "trips": {"min": 0, "max": 100}},
         }
     },
 }

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from products.pipeline import audit
-from products.pipeline.recipe import Recipe
+from products.pipeline.recipe import Recipe, lit, q
 from products.pipeline.run import TableRun, connect, stats
 from sandbox.policy import ProtectionPolicy
 
@@ -46,6 +46,9 @@ def assess(
             name = table["name"]
             path = version_dir / table["file"]
             columns = stats(connection, path)
+            unit = policy.tables[name].privacy_unit
+            held = held_by_k(connection, path, unit, policy.min_group_size, table["columns"])
+            columns = [{**c, **({"held_by_k": held[c["name"]]} if c["name"] in held else {})} for c in columns]
             findings.extend(audit.identifier_findings(connection, name, path, columns))
             quasi = recipe.tables[name].quasi_identifiers if recipe and name in recipe.tables else []
             report, k_findings = audit.k_anonymity(
@@ -83,30 +86,76 @@ def assess(
     return audit_report, {"version": number, "tables": quality_tables}
 
 
-def buyer_summary(quality: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The quality summary buyers see: counts, nulls and distinct counts, and ranges of dimensions only.
+def held_by_k(
+    connection: Any, path: Path, unit: str, k: int, columns: list[dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """Per dimension and measure: statistics over only the values at least k distinct units hold.
 
-    Minimum and maximum of a measure or identifier are single rows' values, which buyers may never see.
+    A buyer-facing range, distinct count or null share computed over every value would describe
+    values that one unit alone holds (the earliest date, a rare district, one business's missing
+    revenue). These count only values held by k or more units, so they say nothing about a smaller
+    group, exactly as a query answer would not (DOMAIN.md rule 3).
+    """
+    source = f"read_parquet({lit(str(path))})"
+    out: dict[str, dict[str, Any]] = {}
+    for column in columns:
+        if column["role"] not in ("dimension", "measure"):
+            continue
+        name = q(column["name"])
+        row = connection.execute(
+            f"SELECT count(*) FILTER (WHERE v IS NOT NULL), min(v)::VARCHAR, max(v)::VARCHAR, "
+            f"coalesce(max(units) FILTER (WHERE v IS NULL), 0) "
+            f"FROM (SELECT {name} AS v, count(DISTINCT {q(unit)}) AS units FROM {source} GROUP BY 1) "
+            f"WHERE units >= {int(k)} OR v IS NULL"
+        ).fetchone()
+        distinct, low, high, null_units = row if row else (0, None, None, 0)
+        out[column["name"]] = {
+            "distinct": int(distinct),
+            "min": low,
+            "max": high,
+            "nulls_held_by_k": int(null_units) >= k,
+        }
+    return out
+
+
+def _at_least_k(count: int, k: int) -> int | None:
+    """A count of rows shown to buyers only when it is zero or covers at least k rows."""
+    return count if count == 0 or count >= k else None
+
+
+def buyer_summary(quality: dict[str, Any] | None, k: int) -> dict[str, Any] | None:
+    """The quality summary buyers see, built only from values at least k units hold (held_by_k).
+
+    Ranges and distinct counts are of dimensions only, over values k or more units share; a measure's
+    min and max are single rows' values, and never shown. A null share is shown when no nulls exist or
+    when k or more units have them. Versions built before these statistics existed show none.
     """
     if not quality:
         return None
     tables = {}
     for name, table in quality.get("tables", {}).items():
-        tables[name] = {
-            "rows": table["rows_out"],
-            "rejected": table["rejected"],
-            "quarantined": table["quarantined"],
-            "duplicates_removed": table["duplicates_removed"],
-            "columns": [
+        rows = table["rows_out"]
+        columns = []
+        for c in table["columns"]:
+            if c["role"] == "hidden":
+                continue
+            safe = c.get("held_by_k")
+            dimension = safe is not None and c["role"] == "dimension"
+            null_share_shown = c["nulls"] == 0 or (safe is not None and safe["nulls_held_by_k"])
+            columns.append(
                 {
                     "name": c["name"],
                     "role": c["role"],
-                    "null_share": round(c["nulls"] / table["rows_out"], 4) if table["rows_out"] else 0.0,
-                    "distinct": c["distinct"] if c["role"] == "dimension" else None,
-                    "range": [c["min"], c["max"]] if c["role"] == "dimension" else None,
+                    "null_share": round(c["nulls"] / rows, 4) if rows and null_share_shown else None,
+                    "distinct": safe["distinct"] if dimension else None,
+                    "range": [safe["min"], safe["max"]] if dimension else None,
                 }
-                for c in table["columns"]
-                if c["role"] != "hidden"
-            ],
+            )
+        tables[name] = {
+            "rows": rows,
+            "rejected": _at_least_k(table["rejected"], k),
+            "quarantined": _at_least_k(table["quarantined"], k),
+            "duplicates_removed": _at_least_k(table["duplicates_removed"], k),
+            "columns": columns,
         }
-    return {"version": quality.get("version"), "tables": tables}
+    return {"version": quality.get("version"), "tables": tables, "held_by_at_least": k}

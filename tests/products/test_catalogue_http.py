@@ -51,8 +51,13 @@ def test_the_detail_view_has_schema_roles_documentation_and_a_quality_summary(ma
     assert table["rows"] == 180
     columns = {c["name"]: c for c in table["columns"]}
     assert "name" not in columns  # hidden columns are not described to buyers
-    assert columns["region"]["range"] == ["east", "west"] and columns["region"]["distinct"] >= 3
+    assert columns["region"]["range"] == ["east", "west"] and columns["region"]["distinct"] == 4
     assert columns["amount"]["range"] is None  # a measure's min/max is a single row's value
+    # Only values k or more people hold count: 'rare' and 'tiny' (5 people each) are not in the category stats.
+    assert columns["category"]["distinct"] == 1 and columns["category"]["range"] == ["common", "common"]
+    assert detail["quality"]["held_by_at_least"] == 10
+    # The bounds a measure is clamped to are part of the policy the catalogue shows.
+    assert detail["policy"]["tables"]["people"]["bounds"]["amount"] == {"min": 0, "max": 10_000}
     assert {c["role"] for c in detail["tables"][0]["columns"]} == {"privacy_unit", "hidden", "dimension", "measure"}
     assert detail["policy"]["min_group_size"] == 10
 

@@ -100,8 +100,16 @@ def test_versions_are_immutable_parquet_with_only_policy_columns(market: Market)
     ("policy_change", "code"),
     [
         (
-            {"tables": {"people": {**PEOPLE_POLICY["tables"]["people"], "measures": ["salary"]}}},
+            {"tables": {"people": {**PEOPLE_POLICY["tables"]["people"], "measures": ["salary"], "bounds": {}}}},
             "policy_column_unknown",
+        ),
+        (
+            {"tables": {"people": {**PEOPLE_POLICY["tables"]["people"], "bounds": {"amount": {"min": 0, "max": 50}}}}},
+            "measure_out_of_bounds",
+        ),
+        (
+            {"tables": {"people": {**PEOPLE_POLICY["tables"]["people"], "bounds": {"region": {"min": 0, "max": 5}}}}},
+            "invalid_request",
         ),
         ({"tables": {"trips": PEOPLE_POLICY["tables"]["people"]}}, "policy_table_unknown"),
         ({"min_group_size": 1}, "invalid_request"),

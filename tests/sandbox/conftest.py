@@ -48,6 +48,7 @@ TWO_TABLE_POLICY: dict[str, Any] = {
             "dimensions": ["region", "kind"],
             "measures": ["rent"],
             "hidden": ["shop_id"],
+            "bounds": {"rent": {"min": 0, "max": 100_000}},
         },
     },
 }

@@ -17,6 +17,19 @@ ALIASES = {"people": "people"}
 TAIL = f' AND "{RESTRICT_COLUMN}"'
 
 
+CLAMPED = (
+    'CASE WHEN "people"."amount" IS NULL THEN NULL ELSE '
+    'LEAST(GREATEST(TRY_CAST("people"."amount" AS DOUBLE), 0.0e0), 10000.0e0) END'
+)
+"""A measure as sandbox.algebra.clamp writes it: the only form the second validator accepts in sum()."""
+CLAMP_OF_TRIPS = CLAMPED.replace("amount", "trips").replace("10000.0e0", "100.0e0")
+
+
+def test_a_measure_as_double_or_clamped_passes(policy) -> None:
+    _groups(policy, f'sum({CLAMPED} * (1e0 - 0.05e0) / 2e0) AS "__a0"')
+    _groups(policy, 'sum(TRY_CAST("people"."amount" AS DOUBLE) * 2e0) AS "__a0"')
+
+
 def _groups(policy, select_items: str, where: str = "TRUE", source: str = '"people" AS "people"') -> None:
     sql = f'SELECT {select_items}, "{THRESHOLD_COLUMN}" FROM {source} WHERE ({where}){TAIL}'
     crosscheck.check_groups(sql, policy, ALIASES, threshold=THRESHOLD_COLUMN, restrict=RESTRICT_COLUMN)
@@ -44,6 +57,15 @@ def test_what_the_rewrite_produces_passes(policy) -> None:
         ("a FILTER clause", 'count(*) FILTER (WHERE "people"."month" = 1) AS "__a0"', "TRUE", None),
         ("a CASE inside sum", 'sum(CASE WHEN true THEN "people"."amount" END) AS "__a0"', "TRUE", None),
         ("an unqualified column", 'sum("amount") AS "__a0"', "TRUE", None),
+        ("an unclamped measure in sum", 'sum("people"."amount") AS "__a0"', "TRUE", None),
+        ("a TRY inside sum", f'sum(TRY({CLAMPED} * 2e0)) AS "__a0"', "TRUE", None),
+        ("a narrow cast inside sum", f'sum(CAST({CLAMPED} AS TINYINT)) AS "__a0"', "TRUE", None),
+        ("a division by a measure", f'sum(1e0 / {CLAMPED}) AS "__a0"', "TRUE", None),
+        ("a clamp that tests another column", f'sum({CLAMPED.replace("amount", "trips", 1)}) AS "__a0"', "TRUE", None),
+        ("a clamp of a dimension", f'sum({CLAMPED.replace("amount", "month")}) AS "__a0"', "TRUE", None),
+        ("a dimension as double", 'sum(TRY_CAST("people"."month" AS DOUBLE)) AS "__a0"', "TRUE", None),
+        ("an expression as double", 'sum(TRY_CAST("people"."amount" * 2 AS DOUBLE)) AS "__a0"', "TRUE", None),
+        ("a clamp bound from data", f'sum({CLAMPED.replace("10000.0e0", CLAMP_OF_TRIPS)}) AS "__a0"', "TRUE", None),
     ],
 )
 def test_duckdbs_reading_is_refused(policy, reason: str, items: str, where: str, source: str | None) -> None:

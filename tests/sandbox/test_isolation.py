@@ -11,12 +11,13 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from sandbox.engine import EngineLimits, locked_connection
+from sandbox.engine import SHADOWS, EngineLimits, TableStatistics, locked_connection
 from sandbox.errors import QueryFailed
 from sandbox.policy import ProtectionPolicy
 from sandbox.pool import WorkerPool
@@ -26,7 +27,15 @@ ROWS = 1_000_000
 POLICY = ProtectionPolicy.model_validate(
     {
         "min_group_size": 10,
-        "tables": {t: {"privacy_unit": "u", "dimensions": ["x", "g"], "measures": ["m"]} for t in ("a", "b")},
+        "tables": {
+            t: {
+                "privacy_unit": "u",
+                "dimensions": ["x", "g"],
+                "measures": ["m"],
+                "bounds": {"m": {"min": 0, "max": 1e6}},
+            }
+            for t in ("a", "b")
+        },
     }
 )
 QUICK = "SELECT a.g, count(*) FROM a WHERE a.g < 3 GROUP BY 1"
@@ -84,6 +93,16 @@ def test_a_pathological_cross_join_times_out_and_the_pool_recovers(fast_timeout,
     assert failed.value.code == "timeout" and failed.value.status_code == 408
     assert time.monotonic() - started < 10
     assert _run(fast_timeout, big_tables, QUICK).rows  # the next query is served
+
+
+def test_a_query_on_a_small_product_gets_a_small_budget(roomy, big_tables) -> None:
+    # The budget comes from the row counts the product declares, not from the 30 s timeout: a
+    # product of 200,000 rows gives each query 5 s + 1 s per million rows read, here 5.4 s.
+    small = {name: replace(table, row_count=200_000) for name, table in big_tables.items()}
+    with pytest.raises(QueryFailed) as failed:
+        _run(roomy, small, CROSS_JOIN)
+    assert failed.value.code == "timeout" and "5.4 seconds" in failed.value.message
+    assert _run(roomy, small, QUICK).rows  # the next query is served
 
 
 def test_duckdb_memory_limit_is_a_resource_limit(small_memory, big_tables) -> None:
@@ -178,3 +197,15 @@ def test_concurrent_queries_share_the_pool(big_tables) -> None:
         thread.join(timeout=60)
     pool.close()
     assert len(results) == 6 and all(r == results[0] and isinstance(r, list) for r in results)
+
+
+def test_a_worker_keeps_few_typed_copies_of_the_tables(big_tables) -> None:
+    # Before: one empty typed copy per product version ever served, never closed, until the worker's
+    # address space ran out and a query failed with resource_limit.
+    cache: dict[tuple[str, ...], object] = {}
+    with locked_connection({"a": big_tables["a"].path}, EngineLimits()) as db:
+        copies = [TableStatistics(db, cache, version=f"v{i}").shadow(["a"]) for i in range(SHADOWS + 2)]
+        assert copies[-1].execute('SELECT count(*) FROM "a"').fetchone() == (0,)  # typed, empty
+        with pytest.raises(duckdb.Error):
+            copies[0].execute("SELECT 1")  # the least recently used copies are closed
+        assert TableStatistics(db, cache, version=f"v{SHADOWS + 1}").shadow(["a"]) is copies[-1]

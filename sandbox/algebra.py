@@ -1,0 +1,193 @@
+"""The closed algebra of aggregate arguments, and the proof that evaluating one can never fail.
+
+Inside sum, avg and the variance family a buyer may write only a multi-affine expression of
+measures: numbers, measure columns (each at most once), `+`, `-`, `*`, unary minus, division by a
+non-zero constant, and a cast to DOUBLE. Because each measure appears at most once, the factors of
+every product share no measure, so the expression is affine in each measure separately (TPC-H's
+`price * (1 - disc) * (1 + tax)` is one). Nothing here can be NULL or an error for chosen rows only:
+
+- every measure has bounds in its policy, and lies within them: a version's build refuses data
+  outside them (and non-finite values), and `clamp` enforces them in SQL where a mode needs it;
+  inside an aggregate a measure is `TRY_CAST(m AS DOUBLE)`;
+- every number is a DOUBLE constant, so there is no integer or DECIMAL arithmetic to overflow;
+- interval arithmetic over the bounds proves, before anything runs, that no intermediate value
+  exceeds MAX_MAGNITUDE (2^53: integer results stay exact, and a sum of up to 2^63 such values
+  stays far inside DOUBLE's range, which DuckDB reports as inf, never as an error);
+- there is no cast to a narrower type, no division by anything holding a column, no function.
+
+The only NULLs left come from the data itself (a NULL measure makes the row's term NULL, as in
+plain SQL): they do not depend on anything the buyer chose.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from fractions import Fraction
+
+from sqlglot import exp
+
+from sandbox.errors import QueryRefused
+from sandbox.policy import MeasureBounds
+from sandbox.syntax import DIALECT, REFUSED_NODES, function_name, is_aggregate_like, refuse_construct
+
+MeasureResolver = Callable[[exp.Column, str], tuple[object, MeasureBounds]]
+"""Resolves a column inside aggregate `function` to (its identity, its bounds), or refuses it."""
+
+MAX_MAGNITUDE = Fraction(2**53)
+"""Largest magnitude any intermediate of an aggregate argument may reach, proven before running."""
+LIMIT_TEXT = "2^53 (about 9.0e15)"
+DOUBLE = exp.DataType.Type.DOUBLE
+
+
+@dataclass(frozen=True)
+class Interval:
+    """Every value an expression can take over rows within the declared bounds (NULLs aside)."""
+
+    low: Fraction
+    high: Fraction
+
+    @property
+    def magnitude(self) -> Fraction:
+        return max(abs(self.low), abs(self.high))
+
+    def __add__(self, other: Interval) -> Interval:
+        return Interval(self.low + other.low, self.high + other.high)
+
+    def __sub__(self, other: Interval) -> Interval:
+        return Interval(self.low - other.high, self.high - other.low)
+
+    def __mul__(self, other: Interval) -> Interval:
+        corners = [a * b for a in (self.low, self.high) for b in (other.low, other.high)]
+        return Interval(min(corners), max(corners))
+
+    def __neg__(self) -> Interval:
+        return Interval(-self.high, -self.low)
+
+
+def double(value: Decimal) -> exp.Expr:
+    """`value` as a DOUBLE literal: DuckDB reads a number with an exponent (2e0, 1.5e0) as DOUBLE."""
+    text = str(value)
+    return exp.Literal.number(text if "e" in text.lower() else f"{text}e0")
+
+
+_DOUBLE_TYPE = exp.DataType.build("DOUBLE")
+
+
+def as_double(column: exp.Column) -> exp.Expr:
+    """`TRY_CAST(column AS DOUBLE)`: a measure's value inside an aggregate (a bounded numeric measure never fails)."""
+    return exp.TryCast(this=column, to=_DOUBLE_TYPE.copy())
+
+
+def clamp(column: exp.Column, bounds: MeasureBounds) -> exp.Expr:
+    """A measure's value as DOUBLE, clamped to its bounds in SQL, row by row.
+
+    `CASE WHEN m IS NULL THEN NULL ELSE least(greatest(TRY_CAST(m AS DOUBLE), min), max) END`: DuckDB's
+    greatest() skips NULLs, so the CASE keeps a NULL measure NULL (as sum and avg expect). Threshold
+    mode does not need it per row: a version's build refuses data outside the bounds, so its stored
+    values are already within them (products.storage.check_bounds), and the clamp would cost 20-50%
+    on arithmetic-heavy aggregates. It is here for DP mode, whose contribution bounds are enforced in
+    SQL; the second validator accepts both forms.
+    """
+    low = double(Decimal(repr(bounds.min)))
+    high = double(Decimal(repr(bounds.max)))
+    clamped = exp.Anonymous(
+        this="least", expressions=[exp.Anonymous(this="greatest", expressions=[as_double(column.copy()), low]), high]
+    )
+    return exp.Case(ifs=[exp.If(this=exp.Is(this=column, expression=exp.Null()), true=exp.Null())], default=clamped)
+
+
+class Argument:
+    """Checks one aggregate's argument, rewrites it into its DOUBLE, clamped form and bounds it.
+
+    `measure` maps a column to (identity, bounds), refusing anything but a bounded measure;
+    `function` names the aggregate in messages.
+    """
+
+    def __init__(self, function: str, measure: MeasureResolver) -> None:
+        self.function = function
+        self.measure = measure
+        self.seen: set[object] = set()
+
+    def check(self, node: exp.Expr) -> tuple[exp.Expr, Interval]:
+        """The rewritten node and its interval; refuses anything outside the algebra."""
+        rewritten, interval = self._walk(node)
+        if not self.seen:
+            raise QueryRefused(
+                "disallowed_construct",
+                construct=f"{self.function}() of a constant",
+                instead=f"aggregate a measure, e.g. {self.function}(<measure column>).",
+            )
+        return rewritten, interval
+
+    def _walk(self, node: exp.Expr) -> tuple[exp.Expr, Interval]:
+        rewritten, interval = self._node(node)
+        if interval.magnitude > MAX_MAGNITUDE:
+            raise QueryRefused("aggregate_may_overflow", function=self.function, limit=LIMIT_TEXT)
+        return rewritten, interval
+
+    def _node(self, node: exp.Expr) -> tuple[exp.Expr, Interval]:
+        if isinstance(node, exp.Column):
+            key, bounds = self.measure(node, self.function)
+            if key in self.seen:
+                raise QueryRefused("nonlinear_aggregate", column=node.name, function=self.function)
+            self.seen.add(key)
+            return as_double(node), Interval(Fraction(bounds.min), Fraction(bounds.max))
+        if isinstance(node, exp.Literal) and not node.is_string:
+            value = self._number(node)
+            return double(value), Interval(Fraction(value), Fraction(value))
+        if isinstance(node, exp.Paren):
+            inner, interval = self._walk(node.this)
+            node.set("this", inner)
+            return node, interval
+        if isinstance(node, exp.Neg):
+            inner, interval = self._walk(node.this)
+            node.set("this", inner)
+            return node, -interval
+        if isinstance(node, (exp.Add, exp.Sub, exp.Mul)):
+            left, a = self._walk(node.this)
+            right, b = self._walk(node.expression)
+            node.set("this", left)
+            node.set("expression", right)
+            interval = a + b if isinstance(node, exp.Add) else a - b if isinstance(node, exp.Sub) else a * b
+            return node, interval
+        if isinstance(node, exp.Div):
+            return self._division(node)
+        if isinstance(node, (exp.Cast, exp.TryCast)):
+            to = node.args.get("to")
+            target = to.sql(DIALECT) if isinstance(to, exp.Expr) else "?"
+            walked = self._walk(node.this)  # refuses what is inside first: it names the real problem
+            if not isinstance(to, exp.DataType) or to.this != DOUBLE:
+                raise QueryRefused("cast_in_aggregate", target=target, function=self.function)
+            return walked  # every value inside an aggregate already is a DOUBLE
+        if is_aggregate_like(node):
+            raise refuse_construct("An aggregate inside another aggregate", "aggregate once per group.")
+        for refused, (construct, instead) in REFUSED_NODES.items():
+            if isinstance(node, refused):
+                raise refuse_construct(construct, instead)
+        if isinstance(node, exp.Func):
+            construct = f"The function {function_name(node)}()"
+        else:
+            construct = "A string" if isinstance(node, exp.Literal) else node.key.upper()
+        raise QueryRefused("targeted_aggregate", construct=construct, function=self.function)
+
+    def _number(self, literal: exp.Literal) -> Decimal:
+        try:
+            value = Decimal(literal.this)
+        except InvalidOperation:
+            value = Decimal("NaN")
+        if not value.is_finite() or abs(value) > Decimal(2**53):
+            raise QueryRefused("aggregate_may_overflow", function=self.function, limit=LIMIT_TEXT)
+        return value
+
+    def _division(self, node: exp.Div) -> tuple[exp.Expr, Interval]:
+        if node.expression.find(exp.Column) is not None or isinstance(node.expression, exp.Column):
+            raise QueryRefused("division_by_column", function=self.function)
+        left, a = self._walk(node.this)
+        right, b = self._walk(node.expression)
+        if b.low != b.high or b.low == 0:
+            raise QueryRefused("division_by_column", function=self.function)
+        node.set("this", left)
+        node.set("expression", right)
+        return node, a * Interval(1 / b.low, 1 / b.low)
