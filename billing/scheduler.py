@@ -28,6 +28,7 @@ log = logging.getLogger("market.billing")
 
 CYCLE_JOB = "billing-cycle"
 RECHECK_JOB = "stripe-recheck"
+CHECKPOINT_JOB = "usage-checkpoint"
 MAX_CATCH_UP = 24
 
 
@@ -91,6 +92,18 @@ def stripe_recheck_job() -> None:
         database.dispose()
 
 
+def usage_checkpoint_job() -> None:
+    """Append a signed checkpoint of the usage chains' heads to the anchor file (metering.anchors)."""
+    from metering import anchors
+
+    database = Database.from_settings(get_settings())
+    try:
+        with database.transaction() as session:
+            anchors.write_checkpoint(session)
+    finally:
+        database.dispose()
+
+
 def start_scheduler(database: Database, settings: Settings) -> BackgroundScheduler:
     """Start the billing scheduler with its jobs stored in the marketplace database."""
     scheduler = BackgroundScheduler(
@@ -104,6 +117,10 @@ def start_scheduler(database: Database, settings: Settings) -> BackgroundSchedul
     if scheduler.get_job(CYCLE_JOB) is None:
         scheduler.add_job(
             "billing.scheduler:billing_cycle_job", "interval", hours=1, id=CYCLE_JOB, next_run_time=utcnow()
+        )
+    if scheduler.get_job(CHECKPOINT_JOB) is None:
+        scheduler.add_job(
+            "billing.scheduler:usage_checkpoint_job", "interval", hours=1, id=CHECKPOINT_JOB, next_run_time=utcnow()
         )
     if settings.stripe_api_key is not None and scheduler.get_job(RECHECK_JOB) is None:
         scheduler.add_job(

@@ -97,7 +97,8 @@ class Database:
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
         engine = make_engine(settings.effective_database_url)
-        return cls(engine=engine, sessions=sessionmaker(engine, expire_on_commit=False))
+        # The settings ride along with each session: the usage chain finds its key through them.
+        return cls(engine=engine, sessions=sessionmaker(engine, expire_on_commit=False, info={"settings": settings}))
 
     @property
     def is_sqlite(self) -> bool:

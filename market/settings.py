@@ -32,6 +32,11 @@ class Settings(BaseSettings):
 
     scheduler_enabled: bool = True
 
+    usage_chain_key: SecretStr | None = None
+    """HMAC key of the usage hash chain; unset means `<data_dir>/usage-chain.key` (created once)."""
+    usage_anchor_file: Path | None = None
+    """Append-only file of signed chain checkpoints; unset means `<data_dir>/usage-anchors.jsonl`."""
+
     @computed_field  # type: ignore[prop-decorator]
     @property
     def effective_database_url(self) -> str:
