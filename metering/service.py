@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from sqlalchemy.orm import Session
 
@@ -310,7 +311,9 @@ def run_metered_query(
         accepted_before=counter.accepted_queries,
         charged_before=counter.charged_minor,
         bytes_scanned=result.measurements.bytes_scanned,
+        per_gb_carry=Decimal(counter.per_gb_carry or "0"),
     )
+    counter.per_gb_carry = str(charge.per_gb_carry)
     counter.accepted_queries += 1
     counter.charged_minor += charge.amount_minor
     counter.rows_scanned += result.measurements.rows_scanned
