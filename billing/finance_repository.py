@@ -68,6 +68,21 @@ def distributed_by_payment(session: Session, payment_ids: Sequence[str]) -> dict
     return {r[0]: int(r[1]) for r in rows}
 
 
+def distributed_by_party(session: Session, invoice_id: str) -> dict[tuple[str | None, str, str | None], int]:
+    """What was distributed for an invoice so far, per (agreement, party kind, party org)."""
+    rows = session.execute(
+        select(
+            Distribution.agreement_id,
+            Distribution.party_kind,
+            Distribution.party_org_id,
+            func.sum(Distribution.amount_minor),
+        )
+        .where(Distribution.invoice_id == invoice_id)
+        .group_by(Distribution.agreement_id, Distribution.party_kind, Distribution.party_org_id)
+    )
+    return {(r[0], r[1], r[2]): int(r[3]) for r in rows}
+
+
 def operator_distributed_in_year(session: Session, operator_org_id: str, year: int) -> int:
     return int(
         session.scalar(
