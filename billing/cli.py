@@ -103,6 +103,24 @@ def close_command(period: PeriodOption) -> None:
     console.print(f"[green]period {period} closed[/green]")
 
 
+@app.command("acknowledge")
+def acknowledge_command(
+    period: PeriodOption,
+    key: Annotated[str, typer.Option("--key", help="The mismatch's key, from `market billing reconcile`.")],
+    note: Annotated[str, typer.Option("--note", help="Why finance accepts the mismatch.")],
+) -> None:
+    """Acknowledge one reconciliation mismatch with a reason, so that the period may close."""
+    database = _database()
+    try:
+        with database.transaction() as session:
+            ack = reconciliation.acknowledge(session, None, Period.parse(period), key, note)
+            print(json.dumps({"period": ack.period, "mismatch_key": ack.mismatch_key, "reason": ack.reason}))
+    except MarketError as error:
+        _fail(error)
+    finally:
+        database.dispose()
+
+
 @app.command("recheck-payments")
 def recheck_command() -> None:
     """Ask Stripe about card payments still pending."""

@@ -14,6 +14,7 @@ from billing.models import (
     Invoice,
     JournalEntry,
     JournalLine,
+    MismatchAcknowledgement,
     Payment,
     PaymentStatus,
     RevenueShare,
@@ -211,3 +212,19 @@ def payments_for_period(session: Session, period: str) -> Sequence[Payment]:
         .where(Invoice.period == period)
         .order_by(Payment.created_at)
     ).all()
+
+
+def acknowledgements(session: Session, period: str) -> Sequence[MismatchAcknowledgement]:
+    return session.scalars(
+        select(MismatchAcknowledgement)
+        .where(MismatchAcknowledgement.period == period)
+        .order_by(MismatchAcknowledgement.acknowledged_at, MismatchAcknowledgement.id)
+    ).all()
+
+
+def acknowledgement(session: Session, period: str, key: str) -> MismatchAcknowledgement | None:
+    return session.scalars(
+        select(MismatchAcknowledgement).where(
+            MismatchAcknowledgement.period == period, MismatchAcknowledgement.mismatch_key == key
+        )
+    ).one_or_none()

@@ -121,6 +121,14 @@ class Database:
         self.engine.dispose()
 
 
+def settings_of(session: Session) -> Settings:
+    """The settings of the database a session belongs to (set by `Database.from_settings`)."""
+    from market.settings import get_settings
+
+    found = session.info.get("settings")
+    return found if isinstance(found, Settings) else get_settings()
+
+
 def alembic_config(url: str) -> Any:
     from alembic.config import Config
 

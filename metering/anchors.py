@@ -25,7 +25,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from market.clock import utcnow
-from market.settings import Settings, get_settings
+from market.db import settings_of
+from market.settings import Settings
 from metering.models import UsageChainHead, UsageRecord
 
 KEY_FILE = "usage-chain.key"
@@ -59,12 +60,6 @@ def chain_key(settings: Settings) -> bytes:
         raise RuntimeError(f"the usage chain key file {path} is empty")
     _keys[str(path)] = key
     return key
-
-
-def settings_of(session: Session) -> Settings:
-    """The settings of the database this session belongs to (set by `Database.from_settings`)."""
-    found = session.info.get("settings")
-    return found if isinstance(found, Settings) else get_settings()
 
 
 def chain_key_of(session: Session) -> bytes:
@@ -144,6 +139,8 @@ def check_checkpoints(session: Session) -> tuple[int, list[AnchorBreak]]:
             )
         elif found[1] != digest:
             breaks.append(
-                AnchorBreak(buyer, str(found[0]), seq, "the record differs from its checkpoint (the chain was rewritten)")
+                AnchorBreak(
+                    buyer, str(found[0]), seq, "the record differs from its checkpoint (the chain was rewritten)"
+                ),
             )
     return lines, breaks

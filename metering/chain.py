@@ -220,4 +220,3 @@ def verify(session: Session) -> VerifyReport:
     """Verify every buyer's usage chain in the database under the key kept outside it."""
     heads = {h.buyer_org_id: h for h in session.scalars(select(UsageChainHead))}
     return verify_records(_records_by_buyer(session), heads, anchors.chain_key_of(session))
-

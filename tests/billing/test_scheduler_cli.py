@@ -11,7 +11,7 @@ from sqlalchemy import text
 from typer.testing import CliRunner
 
 from billing.config import Period
-from billing.scheduler import CYCLE_JOB, run_cycle, start_scheduler
+from billing.scheduler import CHECKPOINT_JOB, CYCLE_JOB, run_cycle, start_scheduler
 from market.clock import utcnow
 from market.db import Database
 from market.settings import get_settings
@@ -70,7 +70,7 @@ def test_jobs_persist_in_the_marketplace_database(market: Market, cli_env: None)
     assert next_runs[1] <= next_runs[0] + timedelta(hours=1)
     with market.database.engine.connect() as connection:
         ids = [row[0] for row in connection.execute(text("SELECT id FROM apscheduler_jobs"))]
-    assert ids == [CYCLE_JOB]
+    assert sorted(ids) == sorted([CYCLE_JOB, CHECKPOINT_JOB])
 
 
 def test_cli_run_finalize_reconcile_close(market: Market, cli_env: None, tmp_path) -> None:  # type: ignore[no-untyped-def]
