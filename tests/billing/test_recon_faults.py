@@ -25,9 +25,7 @@ from tests.billing.helpers import scene
 from tests.billing.test_properties import PROPERTY_SETTINGS, _add_usage, _fresh_period, usage_lists
 from tests.conftest import Market
 
-FAULT_SETTINGS = settings(
-    PROPERTY_SETTINGS, max_examples=4, phases=[Phase.explicit, Phase.reuse, Phase.generate]
-)
+FAULT_SETTINGS = settings(PROPERTY_SETTINGS, max_examples=4, phases=[Phase.explicit, Phase.reuse, Phase.generate])
 """Each example builds a period end to end: no shrinking (a failure prints its example anyway)."""
 
 FAULTS: dict[str, set[str]] = {
@@ -78,7 +76,9 @@ def _inject(market: Market, fault: str, period: str, buyer_a: str, pick: int, am
 
         def add_line(line_id: int, delta: int) -> None:
             connection.execute(
-                update(JournalLine).where(JournalLine.id == line_id).values(amount_minor=JournalLine.amount_minor + delta)
+                update(JournalLine)
+                .where(JournalLine.id == line_id)
+                .values(amount_minor=JournalLine.amount_minor + delta)
             )
 
         if fault == "balanced_journal_edit":
@@ -102,18 +102,24 @@ def _inject(market: Market, fault: str, period: str, buyer_a: str, pick: int, am
                 .values(account=operator)
             )
         elif fault == "paid_minor_raised":
-            connection.execute(update(Invoice).where(Invoice.id == inv_a).values(paid_minor=Invoice.paid_minor + amount))
+            connection.execute(
+                update(Invoice).where(Invoice.id == inv_a).values(paid_minor=Invoice.paid_minor + amount)
+            )
         elif fault == "payment_invoice_missing":
             connection.execute(update(Payment).where(Payment.id == pay_a).values(invoice_id="inv_" + "0" * 20))
         elif fault == "payment_date_missing":
             connection.execute(update(Payment).where(Payment.id == pay_a).values(received_at=None))
         elif fault == "link_deleted":
-            links = connection.execute(
-                select(InvoiceLineUsage.usage_record_id)
-                .join(InvoiceLine, InvoiceLine.id == InvoiceLineUsage.line_id)
-                .where(InvoiceLine.invoice_id == inv_a)
-                .order_by(InvoiceLineUsage.usage_record_id)
-            ).scalars().all()
+            links = (
+                connection.execute(
+                    select(InvoiceLineUsage.usage_record_id)
+                    .join(InvoiceLine, InvoiceLine.id == InvoiceLineUsage.line_id)
+                    .where(InvoiceLine.invoice_id == inv_a)
+                    .order_by(InvoiceLineUsage.usage_record_id)
+                )
+                .scalars()
+                .all()
+            )
             gone_link = links[pick % len(links)]
             connection.execute(delete(InvoiceLineUsage).where(InvoiceLineUsage.usage_record_id == gone_link))
         elif fault in ("finalization_entry_duplicated", "finalization_entry_edited"):
@@ -133,13 +139,25 @@ def _inject(market: Market, fault: str, period: str, buyer_a: str, pick: int, am
             ghost = new_id("jen")
             connection.execute(
                 insert(JournalEntry).values(
-                    id=ghost, kind="payment", reference="pay_ghost", period=period, currency="CNY", memo="", created_at=utcnow()
+                    id=ghost,
+                    kind="payment",
+                    reference="pay_ghost",
+                    period=period,
+                    currency="CNY",
+                    memo="",
+                    created_at=utcnow(),
                 )
             )
-            connection.execute(insert(JournalLine).values(entry_id=ghost, account="cash:bank_transfer", amount_minor=amount))
-            connection.execute(insert(JournalLine).values(entry_id=ghost, account="platform_revenue", amount_minor=-amount))
+            connection.execute(
+                insert(JournalLine).values(entry_id=ghost, account="cash:bank_transfer", amount_minor=amount)
+            )
+            connection.execute(
+                insert(JournalLine).values(entry_id=ghost, account="platform_revenue", amount_minor=-amount)
+            )
         elif fault == "orphan_usage_link":
-            line_id = connection.execute(select(InvoiceLine.id).where(InvoiceLine.invoice_id == inv_a)).scalars().first()
+            line_id = (
+                connection.execute(select(InvoiceLine.id).where(InvoiceLine.invoice_id == inv_a)).scalars().first()
+            )
             connection.execute(insert(InvoiceLineUsage).values(usage_record_id=new_id("qry"), line_id=line_id))
         elif fault == "fee_line_for_free_agreement":
             public = connection.execute(
@@ -168,7 +186,9 @@ def _inject(market: Market, fault: str, period: str, buyer_a: str, pick: int, am
         elif fault == "receivable_moved_to_other_buyer":
             connection.execute(
                 update(JournalLine)
-                .where(JournalLine.entry_id == entry("invoice_finalized", inv_a), JournalLine.account.like("receivable:%"))
+                .where(
+                    JournalLine.entry_id == entry("invoice_finalized", inv_a), JournalLine.account.like("receivable:%")
+                )
                 .values(account="receivable:org_someone_else")
             )
 
