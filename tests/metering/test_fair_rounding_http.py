@@ -25,6 +25,6 @@ def test_a_months_queries_pay_their_total_bytes_at_the_per_gb_rate(market: Marke
     answers = [query(market, buyer, listed.slug, BY_REGION).json() for _ in range(12)]
     scanned = [a["usage"]["bytes_scanned"] for a in answers]
     one = PER_GB * scanned[0] / BYTES_PER_GB
-    assert 0 < one % 1 and one % 1 != Decimal("0.5"), one  # a query alone would be rounded off
+    assert one % 1 > 0 and one % 1 != Decimal("0.5"), one  # a query alone would be rounded off
     charged = [a["charge"]["amount_minor"] for a in answers]
     assert sum(charged) > 0 and sum(charged) == round_minor(PER_GB * sum(scanned) / BYTES_PER_GB), (charged, scanned)

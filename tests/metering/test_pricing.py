@@ -7,8 +7,8 @@ from decimal import Decimal
 from hypothesis import given
 from hypothesis import strategies as st
 
-from metering.models import ChargeType
 from market.money import round_minor
+from metering.models import ChargeType
 from metering.pricing import BYTES_PER_GB, PlanTerms, Tier, list_price, rate_query, tier_price
 
 terms_strategy = st.builds(
