@@ -45,20 +45,22 @@ class PostedLine:
     amount_minor: int
 
 
+POSTED = (
+    JournalEntry.id,
+    JournalEntry.kind,
+    JournalEntry.reference,
+    JournalEntry.currency,
+    JournalLine.account,
+    JournalLine.amount_minor,
+)
+
+
 def journal_of(session: Session, references: Sequence[str]) -> list[PostedLine]:
     """Every journal line of the entries that name one of `references`."""
     out: list[PostedLine] = []
-    columns = (
-        JournalEntry.id,
-        JournalEntry.kind,
-        JournalEntry.reference,
-        JournalEntry.currency,
-        JournalLine.account,
-        JournalLine.amount_minor,
-    )
     for chunk in _chunks(references):
         rows = session.execute(
-            select(*columns)
+            select(*POSTED)
             .join(JournalLine, JournalLine.entry_id == JournalEntry.id)
             .where(JournalEntry.reference.in_(chunk))
         )
@@ -69,14 +71,7 @@ def journal_of(session: Session, references: Sequence[str]) -> list[PostedLine]:
 def orphan_entries(session: Session, period: str) -> list[PostedLine]:
     """Lines of the period's journal entries whose reference is no invoice, payment or credit note."""
     rows = session.execute(
-        select(
-            JournalEntry.id,
-            JournalEntry.kind,
-            JournalEntry.reference,
-            JournalEntry.currency,
-            JournalLine.account,
-            JournalLine.amount_minor,
-        )
+        select(*POSTED)
         .outerjoin(JournalLine, JournalLine.entry_id == JournalEntry.id)
         .where(
             JournalEntry.period == period,

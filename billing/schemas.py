@@ -209,18 +209,12 @@ class TotalsOut(BaseModel):
     distributed_minor: int
 
 
-class ReconciliationOut(BaseModel):
+class ReconciliationOut(TotalsOut):
+    """The period's totals in the marketplace currency, each currency's apart, and the mismatches."""
+
     period: str
     status: str
     currency: str = Field(description="Currency of the top-level totals; `by_currency` has each currency apart.")
-    usage_billable_minor: int
-    invoiced_minor: int
-    fees_minor: int
-    adjustments_minor: int
-    credited_minor: int
-    paid_minor: int
-    paid_by_method: dict[str, int]
-    distributed_minor: int
     by_currency: dict[str, TotalsOut]
     mismatches: list[MismatchOut]
     open_mismatches: int = Field(description="Mismatches not acknowledged by finance; closing needs 0.")

@@ -7,13 +7,11 @@ import io
 import json
 from datetime import UTC, datetime
 
-import pytest
 from openpyxl import load_workbook
 from typer.testing import CliRunner
 
 from market import clock
 from market.accounts.models import Role
-from market.settings import get_settings
 from tests.billing.helpers import SQL, invoices_of, run, scene
 from tests.conftest import Market
 from tests.factories import query
@@ -121,15 +119,6 @@ def test_a_clean_period_closes_without_acknowledgements(market: Market) -> None:
     )
     assert _report(market, s.finance.headers)["mismatches"] == []
     assert _close(market, s.finance.headers).status_code == 200
-
-
-@pytest.fixture
-def cli_env(market: Market, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    monkeypatch.setenv("MARKET_DATABASE_URL", market.settings.effective_database_url)
-    monkeypatch.setenv("MARKET_DATA_DIR", str(market.settings.data_dir))
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
 
 
 def test_cli_close_refuses_then_acknowledge_and_close(market: Market, cli_env: None) -> None:

@@ -6,7 +6,6 @@ import json
 import threading
 from datetime import timedelta
 
-import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
 
@@ -14,7 +13,6 @@ from billing.config import Period
 from billing.scheduler import CHECKPOINT_JOB, CYCLE_JOB, run_cycle, start_scheduler
 from market.clock import utcnow
 from market.db import Database
-from market.settings import get_settings
 from tests.billing.helpers import invoices_of, scene, this_period
 from tests.conftest import Market
 
@@ -47,15 +45,6 @@ def test_replicas_bill_a_period_once(market: Market) -> None:
     assert len(invoices_of(market, s.commercial)) == 1
     # A restart (a later run) bills nothing again.
     assert run_cycle(market.database, now=_next_month_start()) == []
-
-
-@pytest.fixture
-def cli_env(market: Market, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    monkeypatch.setenv("MARKET_DATABASE_URL", market.settings.effective_database_url)
-    monkeypatch.setenv("MARKET_DATA_DIR", str(market.settings.data_dir))
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
 
 
 def test_jobs_persist_in_the_marketplace_database(market: Market, cli_env: None) -> None:

@@ -48,6 +48,18 @@ def _key_existing_chains(running: Market) -> None:
         get_settings.cache_clear()
 
 
+def _as_before_0002_then_migrated(running: Market) -> None:
+    """Put the rows back as they were before 0002_metering (unchained, no heads, no unique position),
+    then run that migration's chaining, which hashes them without a key."""
+    bypass_append_only(running)
+    with running.database.engine.begin() as connection:
+        connection.execute(text("DROP INDEX uq_usage_records_buyer_chain_seq"))
+        connection.execute(delete(UsageChainHead.__table__))
+        connection.execute(update(UsageRecord.__table__).values(chain_seq=0, prev_hash="", record_hash=""))
+    with running.database.engine.begin() as connection, Operations.context(MigrationContext.configure(connection)):
+        _migration()._chain_existing_usage()
+
+
 def test_usage_from_before_the_chain_is_chained_by_the_migration(market: Market) -> None:
     listed = listed_product(market)
     buyers = [market.actor(Role.BUYER), market.actor(Role.BUYER)]
@@ -55,14 +67,7 @@ def test_usage_from_before_the_chain_is_chained_by_the_migration(market: Market)
         grant(market, listed, buyer, purpose="public_welfare", plan="public")
         query(market, buyer, listed.slug, BY_REGION)
         query(market, buyer, listed.slug, "SELECT max(amount) FROM people")
-    bypass_append_only(market)
-    # Put the rows back as they were before 0002_metering: unchained, no heads, no unique position.
-    with market.database.engine.begin() as connection:
-        connection.execute(text("DROP INDEX uq_usage_records_buyer_chain_seq"))
-        connection.execute(delete(UsageChainHead.__table__))
-        connection.execute(update(UsageRecord.__table__).values(chain_seq=0, prev_hash="", record_hash=""))
-    with market.database.engine.begin() as connection, Operations.context(MigrationContext.configure(connection)):
-        _migration()._chain_existing_usage()
+    _as_before_0002_then_migrated(market)
     # Then 0004 re-keys the chains with the key kept outside the database (after checking them).
     _key_existing_chains(market)
     with market.database.transaction() as session:
@@ -78,13 +83,7 @@ def test_rekeying_stops_at_a_legacy_record_that_does_not_verify(market: Market) 
     grant(market, listed, buyer, purpose="public_welfare", plan="public")
     for _ in range(3):
         query(market, buyer, listed.slug, BY_REGION)
-    bypass_append_only(market)
-    with market.database.engine.begin() as connection:
-        connection.execute(text("DROP INDEX uq_usage_records_buyer_chain_seq"))
-        connection.execute(delete(UsageChainHead.__table__))
-        connection.execute(update(UsageRecord.__table__).values(chain_seq=0, prev_hash="", record_hash=""))
-    with market.database.engine.begin() as connection, Operations.context(MigrationContext.configure(connection)):
-        _migration()._chain_existing_usage()
+    _as_before_0002_then_migrated(market)
     with market.database.transaction() as session:
         second = session.scalars(select(UsageRecord).where(UsageRecord.chain_seq == 2)).one()
         second.rows_scanned += 1  # edited while the chain was still unkeyed
