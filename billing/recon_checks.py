@@ -312,69 +312,57 @@ def check_stripe(session: Session, payments: Sequence[Payment]) -> list[Mismatch
 def check_links(
     session: Session, period: Period, invoices: Sequence[Invoice]
 ) -> tuple[list[Mismatch], set[tuple[str, str, str]]]:
-    """Each usage line against its links (count and amount), and links whose record or line is gone.
+    """Each usage line against its links (count and amount) and links that name no usage record.
     Also returns the (agreement, component, source period) keys of lines that lost links."""
     currency = {i.id: i.currency for i in invoices}
     found: list[Mismatch] = []
     broken: set[tuple[str, str, str]] = set()
     for line in recon_repository.usage_lines_of_period(session, period.key):
         objects = {"invoice": line.invoice_id, "line": line.line_id}
-        if line.links < line.quantity:
+        difference = line.amount_minor - line.usage_minor
+        if line.links > line.records:
+            detail = f"{line.links - line.records} of the line's links name usage records that do not exist"
+            found.append(Mismatch("usage_link_orphan", objects, difference, detail, currency.get(line.invoice_id, "")))
+        if line.records < line.quantity:
             broken.add((line.agreement_id, line.component, line.source_period))
+            detail = (
+                f"the line bills {line.quantity} usage records, {line.records} are still linked to it; "
+                "the others are held back from billing"
+            )
+            found.append(Mismatch("usage_link_missing", objects, difference, detail, currency.get(line.invoice_id, "")))
+        elif line.amount_minor != line.usage_minor or line.records != line.quantity:
+            detail = (
+                f"line says {line.amount_minor} for {line.quantity} records, "
+                f"its {line.records} usage records add up to {line.usage_minor}"
+            )
             found.append(
-                Mismatch(
-                    "usage_link_missing",
-                    objects,
-                    line.amount_minor - line.usage_minor,
-                    f"the line bills {line.quantity} usage records, {line.links} are still linked to it; "
-                    "the others are held back from billing",
-                    currency.get(line.invoice_id, ""),
-                )
+                Mismatch("line_usage_mismatch", objects, difference, detail, currency.get(line.invoice_id, ""))
             )
-        elif line.amount_minor != line.usage_minor or line.links != line.quantity:
-            found.append(
-                Mismatch(
-                    "line_usage_mismatch",
-                    objects,
-                    line.amount_minor - line.usage_minor,
-                    f"line says {line.amount_minor} for {line.quantity} records, "
-                    f"its {line.links} usage records add up to {line.usage_minor}",
-                    currency.get(line.invoice_id, ""),
-                )
-            )
-    for record, line_id, missing in recon_repository.orphan_links(session, period):
-        found.append(
-            Mismatch(
-                "usage_link_orphan",
-                {"usage_record": record, "line": line_id},
-                0,
-                f"the link's {missing} does not exist",
-            )
-        )
     return found, broken
 
 
 def check_unlinked_usage(
     session: Session, period: Period, invoices: Sequence[Invoice], broken: set[tuple[str, str, str]]
 ) -> list[Mismatch]:
-    """The period's usage on no line: not billed yet, late (after finalization), or held back because
-    the line it belongs to lost links (never billed twice)."""
+    """The period's usage on no line: not billed yet, late (after finalization), held back because the
+    line it belongs to lost links (never billed twice), or linked to a line that does not exist."""
     finalized = {(i.buyer_org_id, i.currency) for i in invoices if i.status != InvoiceStatus.DRAFT.value}
     grouped: dict[tuple[str, str, str, str], list[int]] = {}
-    for buyer, currency, agreement, charge_type, month, records, amount in recon_repository.unlinked_usage_of_period(
-        session, period
-    ):
-        source = period.key if month >= period.key else month
-        if (agreement, charge_type, source) in broken:
+    for group in recon_repository.usage_on_no_line(session, period):
+        source = period.key if group.month >= period.key else group.month
+        if group.linked:
+            reason = "usage_link_orphan"
+        elif (group.agreement_id, group.charge_type, source) in broken:
             reason = "usage_link_missing"
-        elif (buyer, currency) in finalized:
+        elif (group.buyer_org_id, group.currency) in finalized:
             reason = "usage_after_finalization"
         else:
             reason = "usage_not_invoiced"
-        totals = grouped.setdefault((reason, buyer, agreement, currency), [0, 0])
-        totals[0] += records
-        totals[1] += amount
+        totals = grouped.setdefault((reason, group.buyer_org_id, group.agreement_id, group.currency), [0, 0])
+        totals[0] += group.records
+        totals[1] += group.amount_minor
     details = {
+        "usage_link_orphan": "; they are linked to invoice lines that do not exist",
         "usage_link_missing": "; their line lost its links, so they are held back, never billed again",
         "usage_after_finalization": "; they go on the next period's invoice as an adjustment",
         "usage_not_invoiced": "; run billing for the period",

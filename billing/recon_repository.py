@@ -106,19 +106,23 @@ class LineLinks:
     source_period: str
     quantity: int
     links: int
+    records: int
+    """Links whose usage record exists (fewer than `links` when some name no record)."""
     amount_minor: int
     usage_minor: int
 
 
 def usage_lines_of_period(session: Session, period: str) -> list[LineLinks]:
-    """Every usage line of the period's invoices with its count of links and their usage's amount."""
+    """Every usage line of the period's invoices with its count of links, of their existing records,
+    and those records' amount (one scan of the period's links)."""
     linked = (
         select(
             X.c.line_id.label("line_id"),
             func.count().label("links"),
+            func.count(U.c.id).label("records"),
             func.coalesce(func.sum(U.c.amount_minor), 0).label("amount"),
         )
-        .select_from(X.join(U, U.c.id == X.c.usage_record_id))
+        .select_from(X.outerjoin(U, U.c.id == X.c.usage_record_id))
         .group_by(X.c.line_id)
         .subquery()
     )
@@ -131,13 +135,16 @@ def usage_lines_of_period(session: Session, period: str) -> list[LineLinks]:
             L.c.source_period,
             L.c.quantity,
             func.coalesce(linked.c.links, 0),
+            func.coalesce(linked.c.records, 0),
             L.c.amount_minor,
             func.coalesce(linked.c.amount, 0),
         )
         .select_from(L.join(INV, INV.c.id == L.c.invoice_id).outerjoin(linked, linked.c.line_id == L.c.id))
         .where(INV.c.period == period, L.c.component != "monthly_fee")
     )
-    return [LineLinks(r[0], r[1], r[2], r[3], r[4], int(r[5]), int(r[6]), int(r[7]), int(r[8])) for r in rows]
+    return [
+        LineLinks(r[0], r[1], r[2], r[3], r[4], int(r[5]), int(r[6]), int(r[7]), int(r[8]), int(r[9])) for r in rows
+    ]
 
 
 def lines_missing_links(session: Session, keys: set[tuple[str, str, str]]) -> set[tuple[str, str, str]]:
@@ -160,8 +167,24 @@ def lines_missing_links(session: Session, keys: set[tuple[str, str, str]]) -> se
     return found
 
 
-def unlinked_usage_of_period(session: Session, period: Period) -> list[tuple[str, str, str, str, str, int, int]]:
-    """(buyer, currency, agreement, charge type, month, records, amount) of the period's accepted usage on no line."""
+@dataclass(frozen=True)
+class OffLine:
+    """The period's accepted usage on no existing line, summed per group."""
+
+    buyer_org_id: str
+    currency: str
+    agreement_id: str
+    charge_type: str
+    month: str
+    linked: bool
+    """True for records linked to a line that does not exist (an orphan link), False for unlinked ones."""
+    records: int
+    amount_minor: int
+
+
+def usage_on_no_line(session: Session, period: Period) -> list[OffLine]:
+    """The period's accepted usage that is on no existing invoice line, in one scan of its records."""
+    linked = X.c.usage_record_id.is_not(None)
     rows = session.execute(
         select(
             U.c.buyer_org_id,
@@ -169,32 +192,15 @@ def unlinked_usage_of_period(session: Session, period: Period) -> list[tuple[str
             U.c.agreement_id,
             U.c.charge_type,
             U.c.month,
+            linked,
             func.count(),
             func.coalesce(func.sum(U.c.amount_minor), 0),
         )
-        .where(
-            U.c.month.in_(period.months),
-            U.c.charge_type != ChargeType.REJECTED.value,
-            ~exists().where(X.c.usage_record_id == U.c.id),
-        )
-        .group_by(U.c.buyer_org_id, U.c.currency, U.c.agreement_id, U.c.charge_type, U.c.month)
+        .select_from(U.outerjoin(X, X.c.usage_record_id == U.c.id).outerjoin(L, L.c.id == X.c.line_id))
+        .where(U.c.month.in_(period.months), U.c.charge_type != ChargeType.REJECTED.value, L.c.id.is_(None))
+        .group_by(U.c.buyer_org_id, U.c.currency, U.c.agreement_id, U.c.charge_type, U.c.month, linked)
     )
-    return [(r[0], r[1], r[2], r[3], r[4], int(r[5]), int(r[6])) for r in rows]
-
-
-def orphan_links(session: Session, period: Period) -> list[tuple[str, str, str]]:
-    """(usage record, line, what is missing) for links of the period whose record or line does not exist."""
-    no_record = session.execute(
-        select(X.c.usage_record_id, X.c.line_id)
-        .select_from(X.join(L, L.c.id == X.c.line_id).join(INV, INV.c.id == L.c.invoice_id))
-        .where(INV.c.period == period.key, ~exists().where(U.c.id == X.c.usage_record_id))
-    )
-    no_line = session.execute(
-        select(X.c.usage_record_id, X.c.line_id)
-        .select_from(X.join(U, U.c.id == X.c.usage_record_id))
-        .where(U.c.month.in_(period.months), ~exists().where(L.c.id == X.c.line_id))
-    )
-    return [(r[0], r[1], "usage record") for r in no_record] + [(r[0], r[1], "invoice line") for r in no_line]
+    return [OffLine(r[0], r[1], r[2], r[3], r[4], bool(r[5]), int(r[6]), int(r[7])) for r in rows]
 
 
 def usage_rated_by_currency(session: Session, period: Period) -> dict[str, int]:
