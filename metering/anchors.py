@@ -17,6 +17,7 @@ import hmac
 import json
 import os
 import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,11 @@ def chain_key(settings: Settings) -> bytes:
         with os.fdopen(descriptor, "w") as handle:
             handle.write(secrets.token_hex(32))
     key = path.read_text().strip().encode()
+    for _ in range(100):  # another process created the file and is writing it: wait for the key
+        if key:
+            break
+        time.sleep(0.01)
+        key = path.read_text().strip().encode()
     if not key:
         raise RuntimeError(f"the usage chain key file {path} is empty")
     _keys[str(path)] = key
