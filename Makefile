@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export MARKET_DATA_DIR ?= ./var
 
-.PHONY: run demo serve test lint fmt bench bench-metering bench-billing bench-upload install install-dev clean
+.PHONY: run demo serve test lint fmt tour bench bench-metering bench-billing bench-upload bench-quality install install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,10 @@ fmt: install-dev
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+## Run the README's tour against a fresh demo server in a temporary directory; fails on the first failing step.
+tour: install
+	scripts/tour.sh $(BIN)
+
 ## Benchmarks (see docs/benchmarks.md); each prints ratios or times measured side by side in one run.
 bench: install-dev
 	$(BIN)/python -m bench.sandbox_overhead --scale 1
@@ -55,6 +59,9 @@ bench-billing: install-dev
 
 bench-upload: install-dev
 	$(BIN)/python -m bench.upload_memory
+
+bench-quality: install-dev
+	$(BIN)/python -m bench.quality_distinct
 
 clean:
 	rm -rf $(VENV) var

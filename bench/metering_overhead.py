@@ -77,7 +77,7 @@ def main() -> None:
 
             # concurrency: one agreement hit by 64 threads at once (they serialize on its month counter)
             public = {"Authorization": f"Bearer {keys['buyer_public']}"}
-            agreements = client.get("/v1/agreements", headers=public).json()
+            agreements = client.get("/v1/agreements", headers=public).json()["items"]
             barrier = threading.Barrier(64)
 
             def one(_: int) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -12,8 +13,8 @@ from billing.config import Period
 from billing.models import Invoice, InvoiceLine, InvoiceStatus
 from billing.schemas import (
     BuyerOut,
+    FinalizedOut,
     InvoiceOut,
-    InvoicePage,
     LineOut,
     PeriodOut,
     ReasonIn,
@@ -23,14 +24,23 @@ from billing.schemas import (
 )
 from market.clock import utcnow
 from market.deps import PrincipalDep, SessionDep
-from market.errors import Unprocessable
+from market.errors import BadRequest, Unprocessable
+from market.pagination import CursorQuery, Key, LimitQuery, Page, cut, decode_cursor, page_of
 
 router = APIRouter(prefix="/v1", tags=["billing"])
 
-OffsetQuery = Annotated[int, Query(ge=0, le=2**31 - 1, description="Items to skip.")]
+
+def _after(cursor: str | None, types: tuple[type, ...]) -> Key | None:
+    """The sort key a cursor of an SQL-paged route carries, checked against the types of its order."""
+    if not cursor:
+        return None
+    key = decode_cursor(cursor, len(types))
+    if not all(isinstance(value, kind) for value, kind in zip(key, types, strict=True)):
+        raise BadRequest("invalid_cursor")
+    return key
 
 
-def invoice_out(invoice: Invoice, lines: list[InvoiceLine], buyer_name: str) -> InvoiceOut:
+def invoice_out(invoice: Invoice, lines: list[InvoiceLine], buyer_name: str, slugs: dict[str, str]) -> InvoiceOut:
     due = invoices.due_minor(invoice)
     return InvoiceOut(
         id=invoice.id,
@@ -57,6 +67,7 @@ def invoice_out(invoice: Invoice, lines: list[InvoiceLine], buyer_name: str) -> 
                 id=line.id,
                 agreement_id=line.agreement_id,
                 product_id=line.product_id,
+                product=slugs.get(line.product_id, ""),
                 component=line.component,
                 source_period=line.source_period,
                 description=line.description,
@@ -75,7 +86,8 @@ def invoice_out(invoice: Invoice, lines: list[InvoiceLine], buyer_name: str) -> 
 def _out(session: SessionDep, found: list[Invoice]) -> list[InvoiceOut]:
     lines = invoices.lines_by_invoice(session, found)
     names = repository.org_names(session, {i.buyer_org_id for i in found})
-    return [invoice_out(i, lines[i.id], names.get(i.buyer_org_id, "")) for i in found]
+    slugs = repository.product_slugs(session, {line.product_id for i in found for line in lines[i.id]})
+    return [invoice_out(i, lines[i.id], names.get(i.buyer_org_id, ""), slugs) for i in found]
 
 
 @router.post("/billing/runs", response_model=RunOut, tags=["finance"])
@@ -87,34 +99,43 @@ def run_billing(body: RunIn, session: SessionDep, principal: PrincipalDep) -> Ru
     return RunOut(**summary.__dict__, finalized=finalized)
 
 
-@router.get("/billing/periods", response_model=list[PeriodOut], tags=["finance"])
-def list_periods(session: SessionDep, principal: PrincipalDep) -> list[PeriodOut]:
-    """Billing periods with their runs, schedule and closing state (finance only)."""
-    return [PeriodOut.model_validate(p) for p in reconciliation.periods(session, principal)]
+@router.get("/billing/periods", response_model=Page[PeriodOut], tags=["finance"])
+def list_periods(
+    session: SessionDep, principal: PrincipalDep, limit: LimitQuery = 50, cursor: CursorQuery = None
+) -> Page[PeriodOut]:
+    """Billing periods with their runs, schedule and closing state, newest first (finance only)."""
+    found = reconciliation.periods(session, principal)
+    page, next_cursor = page_of(found, key=lambda p: (p.period,), limit=limit, cursor=cursor, descending=True)
+    return Page(items=[PeriodOut.model_validate(p) for p in page], next_cursor=next_cursor)
 
 
-@router.post("/billing/periods/{period}/finalize", response_model=list[InvoiceOut], tags=["finance"])
-def finalize_period(period: str, session: SessionDep, principal: PrincipalDep) -> list[InvoiceOut]:
-    """Finalize every draft invoice of the period."""
-    return _out(session, invoices.finalize_period(session, principal, Period.parse(period)))
+@router.post("/billing/periods/{period}/finalize", response_model=FinalizedOut, tags=["finance"])
+def finalize_period(period: str, session: SessionDep, principal: PrincipalDep) -> FinalizedOut:
+    """Finalize every draft invoice of the period; the answer lists the invoices this call finalized."""
+    parsed = Period.parse(period)
+    done = _out(session, invoices.finalize_period(session, principal, parsed))
+    return FinalizedOut(period=parsed.key, finalized=len(done), invoices=done)
 
 
-@router.get("/invoices", response_model=InvoicePage)
+@router.get("/invoices", response_model=Page[InvoiceOut])
 def list_invoices(
     session: SessionDep,
     principal: PrincipalDep,
+    limit: LimitQuery = 50,
+    cursor: CursorQuery = None,
     status: str | None = None,
     period: str | None = None,
     overdue: bool = False,
-    buyer: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: OffsetQuery = 0,
-) -> InvoicePage:
-    """A buyer's own invoices; finance sees all, filtered by status, period, buyer or overdue."""
+    buyer: Annotated[str | None, Query(description="The buyer organisation's id (finance only).")] = None,
+) -> Page[InvoiceOut]:
+    """A buyer's own invoices; finance sees all, filtered by status, period, buyer or overdue. Newest period
+    first."""
+    after = _after(cursor, (str, datetime, str))
     found = invoices.list_invoices(
-        session, principal, status=status, period=period, overdue=overdue, buyer=buyer, limit=limit, offset=offset
+        session, principal, status=status, period=period, overdue=overdue, buyer=buyer, limit=limit + 1, after=after
     )
-    return InvoicePage(items=_out(session, list(found)), limit=limit, offset=offset)
+    page, next_cursor = cut(found, limit, lambda i: (i.period, i.created_at, i.id))
+    return Page(items=_out(session, page), next_cursor=next_cursor)
 
 
 @router.get("/invoices/{invoice_id}", response_model=InvoiceOut)
@@ -123,18 +144,20 @@ def get_invoice(invoice_id: str, session: SessionDep, principal: PrincipalDep) -
     return _out(session, [invoices.visible_invoice(session, principal, invoice_id)])[0]
 
 
-@router.get("/invoices/{invoice_id}/lines/{line_id}/usage", response_model=list[UsageRecordOut])
+@router.get("/invoices/{invoice_id}/lines/{line_id}/usage", response_model=Page[UsageRecordOut])
 def line_usage(
     invoice_id: str,
     line_id: str,
     session: SessionDep,
     principal: PrincipalDep,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
-    offset: OffsetQuery = 0,
-) -> list[UsageRecordOut]:
-    """The usage records an invoice line covers."""
-    records = invoices.line_usage(session, principal, invoice_id, line_id, limit, offset)
-    return [UsageRecordOut.model_validate(r) for r in records]
+    limit: LimitQuery = 50,
+    cursor: CursorQuery = None,
+) -> Page[UsageRecordOut]:
+    """The usage records an invoice line covers, oldest first."""
+    after = _after(cursor, (datetime, str))
+    records = invoices.line_usage(session, principal, invoice_id, line_id, limit + 1, after)
+    page, next_cursor = cut(records, limit, lambda r: (r.created_at, r.id))
+    return Page(items=[UsageRecordOut.model_validate(r) for r in page], next_cursor=next_cursor)
 
 
 @router.get("/invoices/{invoice_id}/document", response_class=HTMLResponse, response_model=None)

@@ -3,12 +3,12 @@ ledger, revenue shares per product and settlement statements."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from datetime import datetime
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 from fastapi.responses import Response
 
-from billing import reconciliation, revenue, statements
+from billing import reconciliation, repository, revenue, statements
 from billing.config import Period
 from billing.schemas import (
     AcknowledgementIn,
@@ -19,12 +19,14 @@ from billing.schemas import (
     PeriodClosingOut,
     PeriodOut,
     ReconciliationOut,
+    RevenueSharesOut,
     ShareOut,
     SharesIn,
     StatementOut,
 )
 from market.deps import PrincipalDep, SessionDep
-from market.errors import Unprocessable
+from market.errors import BadRequest, Unprocessable
+from market.pagination import CursorQuery, LimitQuery, Page, cut, decode_cursor, page_of
 
 router = APIRouter(prefix="/v1", tags=["finance"])
 
@@ -95,64 +97,95 @@ def closing(period: str, session: SessionDep, principal: PrincipalDep) -> Period
     )
 
 
-@router.get("/ledger/balances", response_model=list[BalanceOut])
-def balances(session: SessionDep, principal: PrincipalDep, currency: str | None = None) -> list[BalanceOut]:
-    """Account balances, computed from the journal."""
-    return [
+@router.get("/ledger/balances", response_model=Page[BalanceOut])
+def balances(
+    session: SessionDep,
+    principal: PrincipalDep,
+    limit: LimitQuery = 50,
+    cursor: CursorQuery = None,
+    currency: str | None = None,
+) -> Page[BalanceOut]:
+    """Account balances, computed from the journal, by account and currency."""
+    found = [
         BalanceOut(account=a, currency=c, balance_minor=b)
         for a, c, b in reconciliation.balances(session, principal, currency)
     ]
+    page, next_cursor = page_of(found, key=lambda b: (b.account, b.currency), limit=limit, cursor=cursor)
+    return Page(items=page, next_cursor=next_cursor)
 
 
-@router.get("/ledger/entries", response_model=list[JournalEntryOut])
+@router.get("/ledger/entries", response_model=Page[JournalEntryOut])
 def entries(
     session: SessionDep,
     principal: PrincipalDep,
+    limit: LimitQuery = 50,
+    cursor: CursorQuery = None,
     reference: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
-) -> list[JournalEntryOut]:
+) -> Page[JournalEntryOut]:
     """Journal entries of the ledger, newest first, optionally for one reference (finance only)."""
-    found, journal_lines = reconciliation.journal(session, principal, reference, limit)
-    lines: dict[str, list[JournalLineOut]] = {e.id: [] for e in found}
+    after = decode_cursor(cursor, 2) if cursor else None
+    if after is not None and not (isinstance(after[0], datetime) and isinstance(after[1], str)):
+        raise BadRequest("invalid_cursor")
+    rows, journal_lines = reconciliation.journal(session, principal, reference, limit + 1, after)
+    found, next_cursor = cut(rows, limit, lambda e: (e.created_at, e.id))
+    lines: dict[str, list[JournalLineOut]] = {e.id: [] for e in rows}
     for line in journal_lines:
         lines[line.entry_id].append(JournalLineOut(account=line.account, amount_minor=line.amount_minor))
-    return [
-        JournalEntryOut(
-            id=e.id,
-            kind=e.kind,
-            reference=e.reference,
-            period=e.period,
-            currency=e.currency,
-            memo=e.memo,
-            created_at=e.created_at,
-            lines=lines[e.id],
-        )
-        for e in found
-    ]
+    return Page(
+        items=[
+            JournalEntryOut(
+                id=e.id,
+                kind=e.kind,
+                reference=e.reference,
+                period=e.period,
+                currency=e.currency,
+                memo=e.memo,
+                created_at=e.created_at,
+                lines=lines[e.id],
+            )
+            for e in found
+        ],
+        next_cursor=next_cursor,
+    )
 
 
-def _shares_out(shares: list[revenue.Share]) -> list[ShareOut]:
-    return [ShareOut(party=s.party_kind, org_id=s.party_org_id, basis_points=s.basis_points) for s in shares]
+def _shares_out(session: SessionDep, slug: str, shares: list[revenue.Share]) -> RevenueSharesOut:
+    names = repository.org_names(session, {s.party_org_id for s in shares if s.party_org_id})
+    return RevenueSharesOut(
+        product=slug,
+        shares=[
+            ShareOut(
+                party=s.party_kind,
+                org_id=s.party_org_id,
+                name=names.get(s.party_org_id or "", ""),
+                basis_points=s.basis_points,
+            )
+            for s in shares
+        ],
+    )
 
 
-@router.get("/products/{slug}/revenue-shares", response_model=list[ShareOut])
-def get_shares(slug: str, session: SessionDep, principal: PrincipalDep) -> list[ShareOut]:
+@router.get("/products/{slug}/revenue-shares", response_model=RevenueSharesOut)
+def get_shares(slug: str, session: SessionDep, principal: PrincipalDep) -> RevenueSharesOut:
     """The product's revenue shares in basis points, per party."""
-    return _shares_out(revenue.shares_for_reader(session, principal, slug))
+    return _shares_out(session, slug, revenue.shares_for_reader(session, principal, slug))
 
 
-@router.put("/products/{slug}/revenue-shares", response_model=list[ShareOut])
-def put_shares(slug: str, body: SharesIn, session: SessionDep, principal: PrincipalDep) -> list[ShareOut]:
+@router.put("/products/{slug}/revenue-shares", response_model=RevenueSharesOut)
+def put_shares(slug: str, body: SharesIn, session: SessionDep, principal: PrincipalDep) -> RevenueSharesOut:
     """The regulator or finance sets a product's revenue shares (basis points summing to 10,000).
     New agreements freeze them; existing agreements keep theirs."""
     shares = revenue.set_shares(session, principal, slug, [(s.party, s.org_id, s.basis_points) for s in body.shares])
-    return _shares_out(shares)
+    return _shares_out(session, slug, shares)
 
 
-@router.get("/settlements", response_model=list[StatementOut])
-def settlements(period: str, session: SessionDep, principal: PrincipalDep) -> list[StatementOut]:
-    """Settlement statements per party for the period: operators and sources see their own."""
-    return [
+@router.get("/settlements", response_model=Page[StatementOut])
+def settlements(
+    period: str, session: SessionDep, principal: PrincipalDep, limit: LimitQuery = 50, cursor: CursorQuery = None
+) -> Page[StatementOut]:
+    """Settlement statements per party for the period, by party, organisation and currency: operators and sources
+    see their own."""
+    found = [
         StatementOut(
             period=s.period,
             party=s.party_kind,
@@ -167,3 +200,5 @@ def settlements(period: str, session: SessionDep, principal: PrincipalDep) -> li
         )
         for s in statements.statements(session, principal, Period.parse(period))
     ]
+    page, next_cursor = page_of(found, key=lambda s: (s.party, s.org_id or "", s.currency), limit=limit, cursor=cursor)
+    return Page(items=page, next_cursor=next_cursor)

@@ -20,6 +20,7 @@ from billing.models import (
     RevenueShare,
 )
 from billing.repository import INV, L
+from market.pagination import Key, after_key
 
 # -- revenue --------------------------------------------------------------------------------------
 
@@ -120,11 +121,15 @@ def unbalanced_entries(session: Session) -> list[tuple[str, int]]:
     return [(r[0], int(r[1])) for r in rows]
 
 
-def journal_entries(session: Session, reference: str | None, limit: int) -> Sequence[JournalEntry]:
+def journal_entries(session: Session, reference: str | None, limit: int, after: Key | None) -> Sequence[JournalEntry]:
+    """Journal entries newest first (then by id, descending), after the key `after`."""
+    order = (JournalEntry.created_at, JournalEntry.id)
     query = select(JournalEntry)
     if reference:
         query = query.where(JournalEntry.reference == reference)
-    return session.scalars(query.order_by(JournalEntry.created_at.desc()).limit(limit)).all()
+    if after is not None:
+        query = query.where(after_key(order, after, descending=True))
+    return session.scalars(query.order_by(*(c.desc() for c in order)).limit(limit)).all()
 
 
 def journal_lines(session: Session, entry_ids: Sequence[str]) -> Sequence[JournalLine]:

@@ -15,6 +15,7 @@ from market.accounts.models import Role
 from market.accounts.service import Principal
 from market.clock import utcnow
 from market.errors import Conflict, NotFound, Unprocessable
+from market.pagination import Key
 from metering.models import UsageRecord
 
 READERS = (Role.BUYER, Role.FINANCE)
@@ -52,7 +53,7 @@ def list_invoices(
     overdue: bool,
     buyer: str | None,
     limit: int,
-    offset: int,
+    after: Key | None,
 ) -> Sequence[Invoice]:
     """Buyers see their own invoices; finance all, by status, period, overdue."""
     actor.require(*READERS)
@@ -68,19 +69,19 @@ def list_invoices(
         period=period,
         overdue_at=utcnow() if overdue else None,
         limit=limit,
-        offset=offset,
+        after=after,
     )
 
 
 def line_usage(
-    session: Session, actor: Principal, invoice_id: str, line_id: str, limit: int, offset: int
+    session: Session, actor: Principal, invoice_id: str, line_id: str, limit: int, after: Key | None
 ) -> Sequence[UsageRecord]:
     """The usage records behind one invoice line."""
     invoice = visible_invoice(session, actor, invoice_id)
     line = repository.get_line(session, line_id)
     if line is None or line.invoice_id != invoice.id:
         raise NotFound("invoice_line_not_found", line=line_id)
-    return repository.usage_of_line(session, line.id, limit, offset)
+    return repository.usage_of_line(session, line.id, limit, after)
 
 
 def _locked_in_open_period(session: Session, actor: Principal | None, invoice_id: str) -> Invoice:

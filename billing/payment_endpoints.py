@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from billing import invoices, payments
+from billing import invoices, payments, repository
+from billing.models import CreditNote, Payment
 from billing.schemas import (
     BankTransferIn,
     CreditNoteIn,
@@ -16,8 +19,27 @@ from billing.schemas import (
 )
 from market.deps import PrincipalDep, SessionDep, SettingsDep
 from market.messages import render
+from market.pagination import CursorQuery, LimitQuery, Page, page_of
 
 router = APIRouter(prefix="/v1", tags=["payments"])
+
+
+def _payments(session: SessionDep, found: Sequence[Payment]) -> list[PaymentOut]:
+    numbers = repository.invoice_numbers(session, {p.invoice_id for p in found if p.invoice_id})
+    names = repository.org_names(session, {p.buyer_org_id for p in found})
+    return [
+        PaymentOut.model_validate(p).model_copy(
+            update={"invoice_number": numbers.get(p.invoice_id or ""), "buyer": names.get(p.buyer_org_id, "")}
+        )
+        for p in found
+    ]
+
+
+def _notes(session: SessionDep, found: Sequence[CreditNote]) -> list[CreditNoteOut]:
+    numbers = repository.invoice_numbers(session, {n.invoice_id for n in found})
+    return [
+        CreditNoteOut.model_validate(n).model_copy(update={"invoice_number": numbers.get(n.invoice_id)}) for n in found
+    ]
 
 
 @router.post("/invoices/{invoice_id}/payments", response_model=PaymentOut, status_code=201)
@@ -33,7 +55,7 @@ def record_transfer(invoice_id: str, body: BankTransferIn, session: SessionDep, 
         reference=body.reference,
         received_at=body.received_at,
     )
-    return PaymentOut.model_validate(payment)
+    return _payments(session, [payment])[0]
 
 
 @router.post("/payments", response_model=PaymentOut, status_code=201)
@@ -49,13 +71,21 @@ def record_unapplied(body: UnappliedTransferIn, session: SessionDep, principal: 
         reference=body.reference,
         received_at=body.received_at,
     )
-    return PaymentOut.model_validate(payment)
+    return _payments(session, [payment])[0]
 
 
-@router.get("/payments", response_model=list[PaymentOut])
-def list_payments(session: SessionDep, principal: PrincipalDep, status: str | None = None) -> list[PaymentOut]:
-    """Payments received: bank transfers and card payments, applied or not."""
-    return [PaymentOut.model_validate(p) for p in payments.visible_payments(session, principal, status)]
+@router.get("/payments", response_model=Page[PaymentOut])
+def list_payments(
+    session: SessionDep,
+    principal: PrincipalDep,
+    limit: LimitQuery = 50,
+    cursor: CursorQuery = None,
+    status: str | None = None,
+) -> Page[PaymentOut]:
+    """Payments received, newest first: bank transfers and card payments, applied or not."""
+    found = payments.visible_payments(session, principal, status)
+    page, next_cursor = page_of(found, key=lambda p: (p.created_at, p.id), limit=limit, cursor=cursor, descending=True)
+    return Page(items=_payments(session, page), next_cursor=next_cursor)
 
 
 @router.post("/invoices/{invoice_id}/pay", response_model=PaymentOut)
@@ -76,7 +106,7 @@ def pay(
                 }
             },
         )
-    return PaymentOut.model_validate(outcome.payment)
+    return _payments(session, [outcome.payment])[0]
 
 
 @router.post("/stripe/webhook", include_in_schema=True)
@@ -102,10 +132,14 @@ def credit_note(
         reason=body.reason,
         reference=body.reference,
     )
-    return CreditNoteOut.model_validate(note)
+    return _notes(session, [note])[0]
 
 
-@router.get("/credit-notes", response_model=list[CreditNoteOut])
-def list_credit_notes(session: SessionDep, principal: PrincipalDep) -> list[CreditNoteOut]:
-    """Credit notes issued, with their refunds."""
-    return [CreditNoteOut.model_validate(n) for n in invoices.credit_notes(session, principal)]
+@router.get("/credit-notes", response_model=Page[CreditNoteOut])
+def list_credit_notes(
+    session: SessionDep, principal: PrincipalDep, limit: LimitQuery = 50, cursor: CursorQuery = None
+) -> Page[CreditNoteOut]:
+    """Credit notes issued, with their refunds, newest first."""
+    found = invoices.credit_notes(session, principal)
+    page, next_cursor = page_of(found, key=lambda n: (n.created_at, n.id), limit=limit, cursor=cursor, descending=True)
+    return Page(items=_notes(session, page), next_cursor=next_cursor)

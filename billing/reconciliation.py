@@ -31,6 +31,7 @@ from market.accounts.service import Principal
 from market.clock import utcnow
 from market.db import settings_of
 from market.errors import Conflict, NotFound, Unprocessable
+from market.pagination import Key
 
 COUNTED = (InvoiceStatus.FINALIZED.value, InvoiceStatus.PAID.value, InvoiceStatus.UNCOLLECTIBLE.value)
 
@@ -335,11 +336,11 @@ def balances(session: Session, actor: Principal, currency: str | None) -> list[t
 
 
 def journal(
-    session: Session, actor: Principal, reference: str | None, limit: int
+    session: Session, actor: Principal, reference: str | None, limit: int, after: Key | None
 ) -> tuple[Sequence[JournalEntry], Sequence[JournalLine]]:
     """Journal entries, newest first, and their lines (finance only)."""
     actor.require(Role.FINANCE)
-    found = finance_repository.journal_entries(session, reference, limit)
+    found = finance_repository.journal_entries(session, reference, limit, after)
     return found, finance_repository.journal_lines(session, [e.id for e in found])
 
 

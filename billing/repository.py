@@ -27,6 +27,7 @@ from billing.models import (
 )
 from market.accounts.models import Organisation, OrgKind
 from market.db import insert_ignore
+from market.pagination import Key, after_key
 from metering.models import Agreement, ChargeType, UsageRecord
 from products.models import Product
 
@@ -286,8 +287,9 @@ def list_invoices(
     period: str | None = None,
     overdue_at: datetime | None = None,
     limit: int = 100,
-    offset: int = 0,
+    after: Key | None = None,
 ) -> Sequence[Invoice]:
+    """Invoices newest period first (then newest created, then id, all descending), after the key `after`."""
     query = select(Invoice)
     if buyer_org_id:
         query = query.where(Invoice.buyer_org_id == buyer_org_id)
@@ -301,9 +303,10 @@ def list_invoices(
             Invoice.due_at < overdue_at,
             Invoice.total_minor - Invoice.credited_minor - Invoice.paid_minor > 0,
         )
-    return session.scalars(
-        query.order_by(Invoice.period.desc(), Invoice.created_at.desc(), Invoice.id).limit(limit).offset(offset)
-    ).all()
+    order = (Invoice.period, Invoice.created_at, Invoice.id)
+    if after is not None:
+        query = query.where(after_key(order, after, descending=True))
+    return session.scalars(query.order_by(*(c.desc() for c in order)).limit(limit)).all()
 
 
 def lines_of(session: Session, invoice_ids: Sequence[str]) -> Sequence[InvoiceLine]:
@@ -316,15 +319,17 @@ def lines_of(session: Session, invoice_ids: Sequence[str]) -> Sequence[InvoiceLi
     ).all()
 
 
-def usage_of_line(session: Session, line_id: str, limit: int, offset: int) -> Sequence[UsageRecord]:
-    return session.scalars(
+def usage_of_line(session: Session, line_id: str, limit: int, after: Key | None) -> Sequence[UsageRecord]:
+    """A line's usage records, oldest first (then by id), after the key `after`."""
+    order = (UsageRecord.created_at, UsageRecord.id)
+    query = (
         select(UsageRecord)
         .join(InvoiceLineUsage, InvoiceLineUsage.usage_record_id == UsageRecord.id)
         .where(InvoiceLineUsage.line_id == line_id)
-        .order_by(UsageRecord.created_at, UsageRecord.id)
-        .limit(limit)
-        .offset(offset)
-    ).all()
+    )
+    if after is not None:
+        query = query.where(after_key(order, after, descending=False))
+    return session.scalars(query.order_by(*order).limit(limit)).all()
 
 
 def get_line(session: Session, line_id: str) -> InvoiceLine | None:
@@ -333,6 +338,21 @@ def get_line(session: Session, line_id: str) -> InvoiceLine | None:
 
 def org(session: Session, org_id: str | None) -> Organisation | None:
     return session.get(Organisation, org_id) if org_id else None
+
+
+def product_slugs(session: Session, product_ids: set[str]) -> dict[str, str]:
+    """Product id to slug."""
+    if not product_ids:
+        return {}
+    return {r[0]: r[1] for r in session.execute(select(Product.id, Product.slug).where(Product.id.in_(product_ids)))}
+
+
+def invoice_numbers(session: Session, invoice_ids: set[str]) -> dict[str, str | None]:
+    """Invoice id to number (None while a draft)."""
+    if not invoice_ids:
+        return {}
+    rows = session.execute(select(Invoice.id, Invoice.number).where(Invoice.id.in_(invoice_ids)))
+    return {r[0]: r[1] for r in rows}
 
 
 def org_names(session: Session, org_ids: set[str]) -> dict[str, str]:

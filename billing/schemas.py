@@ -41,6 +41,7 @@ class LineOut(BaseModel):
     id: str
     agreement_id: str
     product_id: str
+    product: str = Field(description="The product's slug.")
     component: str
     source_period: str
     description: str
@@ -77,10 +78,10 @@ class InvoiceOut(BaseModel):
     document: str
 
 
-class InvoicePage(BaseModel):
-    items: list[InvoiceOut]
-    limit: int
-    offset: int
+class FinalizedOut(BaseModel):
+    period: str
+    finalized: int = Field(description="How many invoices this call finalized.")
+    invoices: list[InvoiceOut]
 
 
 class UsageRecordOut(BaseModel):
@@ -115,6 +116,7 @@ class CreditNoteOut(BaseModel):
     id: str
     number: str
     invoice_id: str
+    invoice_number: str | None = Field(default=None, description="The credited invoice's number.")
     amount_minor: int
     refund_minor: int
     currency: str
@@ -144,7 +146,9 @@ class PaymentOut(BaseModel):
 
     id: str
     invoice_id: str | None
+    invoice_number: str | None = Field(default=None, description="The invoice's number, once it has one.")
     buyer_org_id: str
+    buyer: str = Field(default="", description="The buyer organisation's name.")
     method: str
     status: str
     amount_minor: int
@@ -170,7 +174,13 @@ class SharesIn(BaseModel):
 class ShareOut(BaseModel):
     party: str
     org_id: str | None
+    name: str = Field(default="", description="The party's organisation name; empty for the platform's share.")
     basis_points: int
+
+
+class RevenueSharesOut(BaseModel):
+    product: str = Field(description="The product's slug.")
+    shares: list[ShareOut]
 
 
 class StatementOut(BaseModel):

@@ -1,69 +1,119 @@
-"""The `market` command: demo, serve, migrate."""
+"""The `market` command: init, demo, serve, migrate, and the usage, products and billing groups.
+
+Where the marketplace lives, the output streams and user errors are market.cli_support's.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from market.db import Database, migrate
-from market.settings import get_settings
+from market.cli_support import JsonOption, cli_settings, emit, err, open_database, user_errors
 from metering.cli import usage_app
 from products.cli import app as products_app
 
-app = typer.Typer(help="The public data marketplace.", no_args_is_help=True, add_completion=False)
-console = Console(stderr=True)
+app = typer.Typer(
+    help="The public data marketplace.", no_args_is_help=True, add_completion=False, rich_markup_mode=None
+)
 
 
-def open_database() -> Database:
-    """The configured database, migrated to the latest schema."""
-    settings = get_settings()
-    settings.ensure_dirs()
-    database = Database.from_settings(settings)
-    migrate(database)
-    return database
+def _version() -> str:
+    try:
+        return version("public-data-market")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree without installing
+        return "unknown"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"market {_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    show_version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """The public data marketplace. The data directory comes from MARKET_DATA_DIR or the configuration file
+    (MARKET_CONFIG, default ~/.config/market/config.toml: data_dir = "..."); only `init` and `demo` create one."""
+
+
+@app.command("init")
+@user_errors
+def init_command(as_json: JsonOption = False) -> None:
+    """Create an empty marketplace in the data directory (or bring an existing one's schema up to date)."""
+    settings = cli_settings()
+    open_database(create=True).dispose()
+    emit(as_json, {"data_dir": str(settings.data_dir)}, f"marketplace ready in {settings.data_dir}")
 
 
 @app.command("migrate")
-def migrate_command() -> None:
-    """Apply database migrations."""
+@user_errors
+def migrate_command(as_json: JsonOption = False) -> None:
+    """Apply database migrations to an existing marketplace."""
     open_database().dispose()
-    console.print("[green]database is up to date[/green]")
+    emit(as_json, {"status": "up to date"}, "database is up to date")
 
 
 @app.command("demo")
+@user_errors
 def demo_command(
-    keys_out: Annotated[Path, typer.Option("--keys-out", help="Where to write the demo users' API keys (JSON).")],
+    keys_out: Annotated[
+        Path, typer.Option("--keys-out", metavar="FILE", help="Where to write the demo users' API keys (JSON).")
+    ],
+    as_json: JsonOption = False,
 ) -> None:
-    """Build the demo marketplace in the data directory. Safe to run twice."""
-    from market.demo import build_demo
+    """Build the demo marketplace in the data directory, creating it if needed. Safe to run twice.
 
-    settings = get_settings()
-    database = open_database()
-    with console.status("building the demo marketplace (nyc-flights-2013)..."):
-        keys = build_demo(database, settings)
-    database.dispose()
+    A new demo dates from the first day of last month, and its buyers ran a few queries on the 15th: last
+    month is a finished billing period with usage (market/demo_history.py)."""
+    from market.clock import travel_to
+    from market.demo import build_demo
+    from market.demo_history import add_history, is_fresh, previous_month_start
+
+    settings = cli_settings()
     keys_out.parent.mkdir(parents=True, exist_ok=True)
+    keys_out.touch(mode=0o600)  # a bad path fails now, not after the build
+    database = open_database(create=True)
+    try:
+        with err.status("building the demo marketplace (nyc-flights-2013)..."):
+            if is_fresh(database):
+                with travel_to(previous_month_start(), frozen=False):
+                    keys = build_demo(database, settings)
+            else:
+                keys = build_demo(database, settings)
+            history = add_history(database, settings)
+    finally:
+        database.dispose()
     keys_out.write_text(json.dumps(keys, indent=2) + "\n")
     os.chmod(keys_out, 0o600)
-    console.print(f"[green]demo ready[/green]; API keys written to {keys_out}")
+    emit(
+        as_json,
+        {"data_dir": str(settings.data_dir), "keys_out": str(keys_out), "roles": sorted(keys), "history": history},
+        f"demo ready in {settings.data_dir} ({history} queries last month); API keys written to {keys_out}",
+    )
 
 
 @app.command("serve")
+@user_errors
 def serve_command(
-    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    host: Annotated[str, typer.Option(metavar="HOST", help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(metavar="PORT", help="Port to listen on.")] = 8000,
 ) -> None:
-    """Serve the HTTP API (and the scheduler)."""
+    """Serve the HTTP API and the web console (and the scheduler) for an existing marketplace."""
     import uvicorn
 
     from market.app import create_app
 
-    settings = get_settings()
+    settings = cli_settings()
     database = open_database()
     uvicorn.run(create_app(settings, database), host=host, port=port)
 

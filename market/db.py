@@ -145,6 +145,8 @@ def migrate(database: Database) -> None:
     config = alembic_config(database.engine.url.render_as_string(hide_password=False))
     with database.engine.begin() as connection:
         config.attributes["connection"] = connection
+        # Migrations that need the settings (0004 re-keys the usage chain) get this database's own.
+        config.attributes["settings"] = database.sessions.kw.get("info", {}).get("settings")
         command.upgrade(config, "heads")
 
 

@@ -17,6 +17,25 @@ EN: dict[str, str] = {
     "invalid_body": "The request body could not be read: {detail}.",
     "unsupported_media_type": "Send the body as {expected}; Content-Type '{content_type}' is not accepted here.",
     "http_error": "The request was refused ({status}): {detail}.",
+    # The command line (market/cli_support.py)
+    "no_data_dir": (
+        "Where is the marketplace? Set MARKET_DATA_DIR (e.g. export MARKET_DATA_DIR=$PWD/var), or write "
+        'data_dir = "/path/to/var" in {config}; create one there with `market init` or `market demo`.'
+    ),
+    "invalid_config": "The configuration file {config} is not valid TOML: {detail}",
+    "no_marketplace": (
+        "No marketplace in {data_dir}: create an empty one with `market init`, or a demo with "
+        "`market demo --keys-out FILE`, or point MARKET_DATA_DIR at an existing one."
+    ),
+    "cannot_write": "Cannot write {path}: {detail}; choose a path in a directory you can write to.",
+    "local_file_not_found": (
+        "No file '{path}' for table '{table}'; give --table {table}=FILE with an existing file, or "
+        "--table {table}=UPLOAD_ID with an id from `market products upload`."
+    ),
+    "invalid_table_option": "--table '{value}' is not NAME=FILE or NAME=UPLOAD_ID.",
+    "invalid_json_file": "{path} is not a JSON object: {detail}",
+    "api_unreachable": "Cannot reach the marketplace at {api} ({detail}); check --api or MARKET_API.",
+    "invalid_cursor": "The cursor is not one this list returned; pass the next_cursor of its previous page, or none.",
     "unstorable_text": (
         "{where} contains a NUL character or an unpaired surrogate (U+D800 to U+DFFF); remove it and send "
         "plain UTF-8 text."

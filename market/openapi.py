@@ -37,6 +37,9 @@ V1_ERRORS = {
     "409": "The object's state does not allow this now, or the request repeats a different one.",
     "422": "The request does not fit this operation: the message names each field and what to change.",
 }
+PUBLIC_PATHS = frozenset({"/v1/catalogue.jsonld"})
+"""The /v1 routes that answer without an API key: the DCAT catalogue, harvested by portals."""
+
 BODY_ERRORS = {"415": "The body was sent with a Content-Type this operation does not read."}
 
 
@@ -73,7 +76,7 @@ def document(app: FastAPI) -> dict[str, Any]:
                 # FastAPI's default JSON entry, beside the media type the route really sends (JSON-LD...).
                 if len(content) > 1 and not content.get("application/json", {}).get("schema", True):
                     del content["application/json"]
-            if not path.startswith("/v1/"):
+            if not path.startswith("/v1/") or path in PUBLIC_PATHS:
                 continue
             operation["security"] = [{"apiKey": []}]
             errors = {**V1_ERRORS, **(BODY_ERRORS if "requestBody" in operation else {})}

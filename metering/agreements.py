@@ -68,7 +68,16 @@ def revoke(session: Session, actor: Principal, agreement_id: str, reason: str) -
     return agreement
 
 
-def present(agreement: Agreement) -> AgreementOut:
-    out = AgreementOut.model_validate(agreement)
-    out.status = agreement.effective_status(utcnow()).value
+def present(session: Session, found: Sequence[Agreement]) -> list[AgreementOut]:
+    """Agreements as the API shows them: effective status, and the product's slug and buyer's name beside ids."""
+    now = utcnow()
+    slugs = {p.id: p.slug for p in repository.products_by_id(session, [a.product_id for a in found]).values()}
+    buyers = repository.org_names(session, [a.buyer_org_id for a in found])
+    out = []
+    for agreement in found:
+        item = AgreementOut.model_validate(agreement)
+        item.status = agreement.effective_status(now).value
+        item.product = slugs.get(agreement.product_id, "")
+        item.buyer = buyers.get(agreement.buyer_org_id, "")
+        out.append(item)
     return out

@@ -2,26 +2,21 @@
 
 from __future__ import annotations
 
-import json
-from typing import Annotated
-
 import typer
-from rich.console import Console
 
+from market.cli_support import JsonOption, emit, err, open_database, user_errors
 from metering import anchors, chain
 
-usage_app = typer.Typer(help="The usage log: verify its keyed hash chains and checkpoints.", no_args_is_help=True)
-console = Console(stderr=True)
+usage_app = typer.Typer(
+    help="The usage log: verify its keyed hash chains and checkpoints.", no_args_is_help=True, rich_markup_mode=None
+)
 
 
 @usage_app.command("verify")
-def verify_command(
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
-) -> None:
+@user_errors
+def verify_command(as_json: JsonOption = False) -> None:
     """Check every buyer's keyed usage hash chain and the signed checkpoints of their heads; name the
     first broken record of each chain. Exit 1 if anything is broken."""
-    from market.cli import open_database
-
     database = open_database()
     try:
         with database.transaction() as session:
@@ -34,40 +29,37 @@ def verify_command(
         report.records,
         [*report.breaks, *(chain.Break(b.buyer_org_id, b.record_id, b.chain_seq, b.reason) for b in anchor_breaks)],
     )
-    if as_json:
-        typer.echo(
-            json.dumps(
-                {
-                    "ok": report.ok,
-                    "chains": report.chains,
-                    "records": report.records,
-                    "breaks": [b.__dict__ for b in report.breaks],
-                    "checkpoints": checkpoints,
-                }
-            )
-        )
-    for broken in report.breaks:
-        console.print(
-            f"[red]broken[/red] chain of buyer {broken.buyer_org_id}: first bad record {broken.record_id} "
-            f"(position {broken.chain_seq}): {broken.reason}"
-        )
-    if report.ok:
-        console.print(
-            f"[green]ok[/green]: {report.records} usage records in {report.chains} chains verify "
-            f"against {checkpoints} checkpoints"
-        )
+    breaks = [
+        f"broken chain of buyer {b.buyer_org_id}: first bad record {b.record_id} (position {b.chain_seq}): {b.reason}"
+        for b in report.breaks
+    ]
+    summary = f"{report.records} usage records in {report.chains} chains"
+    emit(
+        as_json,
+        {
+            "ok": report.ok,
+            "chains": report.chains,
+            "records": report.records,
+            "breaks": [b.__dict__ for b in report.breaks],
+            "checkpoints": checkpoints,
+        },
+        f"ok: {summary} verify against {checkpoints} checkpoints"
+        if report.ok
+        else "\n".join([*breaks, f"FAILED: {summary}"]),
+    )
+    if not report.ok:
+        err.print(f"[red]{len(report.breaks)} broken chain(s)[/red]", highlight=False)
     raise typer.Exit(0 if report.ok else 1)
 
 
 @usage_app.command("checkpoint")
-def checkpoint_command() -> None:
+@user_errors
+def checkpoint_command(as_json: JsonOption = False) -> None:
     """Append a signed checkpoint of every chain head to the anchor file (the scheduler does it hourly)."""
-    from market.cli import open_database
-
     database = open_database()
     try:
         with database.transaction() as session:
             chains = anchors.write_checkpoint(session)
     finally:
         database.dispose()
-    console.print(f"[green]checkpoint written[/green]: {chains} chain heads")
+    emit(as_json, {"chains": chains}, f"checkpoint written: {chains} chain heads")

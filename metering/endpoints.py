@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import base64
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import JSONResponse
 
+from market.clock import utcnow
 from market.deps import PrincipalDep, SessionDep, SettingsDep
 from market.errors import BadRequest
+from market.pagination import CursorQuery, LimitQuery, Page, cut, decode_cursor, page_of
 from metering import access, agreements, audit, odrl, service, usage
 from metering.models import Purpose, RequestStatus
 from metering.schemas import (
@@ -19,7 +20,7 @@ from metering.schemas import (
     AccessSettingsIn,
     AccessSettingsOut,
     AgreementOut,
-    AuditPage,
+    AuditRecordOut,
     DailyUsageOut,
     DecisionIn,
     FlagIn,
@@ -27,7 +28,7 @@ from metering.schemas import (
     QueryIn,
     QueryResultOut,
     RevokeIn,
-    UsagePage,
+    UsageOut,
 )
 from products.models import Product
 
@@ -35,7 +36,6 @@ router = APIRouter(prefix="/v1", tags=["access, queries and usage"])
 
 SinceQuery = Annotated[date | None, Query(alias="from", description="First UTC day included, YYYY-MM-DD.")]
 UntilQuery = Annotated[date | None, Query(alias="to", description="Last UTC day included, YYYY-MM-DD.")]
-LimitQuery = Annotated[int, Query(ge=1, le=500)]
 
 
 def _day_range(since: date | None, until: date | None) -> tuple[datetime | None, datetime | None]:
@@ -65,12 +65,18 @@ def request_access(body: AccessRequestIn, session: SessionDep, principal: Princi
     return access.present(session, [request])[0]
 
 
-@router.get("/access-requests", response_model=list[AccessRequestOut])
+@router.get("/access-requests", response_model=Page[AccessRequestOut])
 def list_requests(
-    session: SessionDep, principal: PrincipalDep, status: RequestStatus | None = None
-) -> list[AccessRequestOut]:
+    session: SessionDep,
+    principal: PrincipalDep,
+    limit: LimitQuery = 50,
+    cursor: CursorQuery = None,
+    status: RequestStatus | None = None,
+) -> Page[AccessRequestOut]:
     """Requests the caller made or reviews, newest first, with state, age and review deadline."""
-    return access.present(session, access.visible_requests(session, principal, status.value if status else None))
+    found = access.visible_requests(session, principal, status.value if status else None)
+    page, next_cursor = page_of(found, key=lambda r: (r.created_at, r.id), limit=limit, cursor=cursor, descending=True)
+    return Page(items=access.present(session, page), next_cursor=next_cursor)
 
 
 @router.get("/access-requests/{request_id}", response_model=AccessRequestOut)
@@ -113,16 +119,20 @@ def put_access_settings(
 # -- agreements ------------------------------------------------------------------------------------
 
 
-@router.get("/agreements", response_model=list[AgreementOut])
-def list_agreements(session: SessionDep, principal: PrincipalDep) -> list[AgreementOut]:
-    """Agreements the caller holds, grants (operator) or supervises (regulator)."""
-    return [agreements.present(a) for a in agreements.visible_agreements(session, principal)]
+@router.get("/agreements", response_model=Page[AgreementOut])
+def list_agreements(
+    session: SessionDep, principal: PrincipalDep, limit: LimitQuery = 50, cursor: CursorQuery = None
+) -> Page[AgreementOut]:
+    """Agreements the caller holds, grants (operator) or supervises (regulator), newest first."""
+    found = agreements.visible_agreements(session, principal)
+    page, next_cursor = page_of(found, key=lambda a: (a.created_at, a.id), limit=limit, cursor=cursor, descending=True)
+    return Page(items=agreements.present(session, page), next_cursor=next_cursor)
 
 
 @router.get("/agreements/{agreement_id}", response_model=AgreementOut)
 def get_agreement(agreement_id: str, session: SessionDep, principal: PrincipalDep) -> AgreementOut:
     """One agreement: plan terms frozen at approval, quotas, validity and status."""
-    return agreements.present(agreements.visible_agreement(session, principal, agreement_id))
+    return agreements.present(session, [agreements.visible_agreement(session, principal, agreement_id)])[0]
 
 
 @router.get(
@@ -138,7 +148,7 @@ def agreement_odrl(agreement_id: str, session: SessionDep, principal: PrincipalD
         agreement,
         product_slug=product.slug if product else agreement.product_id,
         operator_org_id=product.operator_org_id if product else "",
-        status=agreements.present(agreement).status,
+        status=agreement.effective_status(utcnow()).value,
     )
     return JSONResponse(document, media_type="application/ld+json")
 
@@ -146,7 +156,7 @@ def agreement_odrl(agreement_id: str, session: SessionDep, principal: PrincipalD
 @router.post("/agreements/{agreement_id}/revoke", response_model=AgreementOut)
 def revoke_agreement(agreement_id: str, body: RevokeIn, session: SessionDep, principal: PrincipalDep) -> AgreementOut:
     """The regulator or the product's operator ends the agreement now; later queries get 403."""
-    return agreements.present(agreements.revoke(session, principal, agreement_id, body.reason))
+    return agreements.present(session, [agreements.revoke(session, principal, agreement_id, body.reason)])[0]
 
 
 # -- queries and usage ---------------------------------------------------------------------------
@@ -173,52 +183,56 @@ def run_query(
     return JSONResponse(status_code=outcome.status_code, content=outcome.body)
 
 
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        stamp, record_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
-        moment = datetime.fromisoformat(stamp)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise BadRequest("invalid_request", detail="cursor is not one this API returned") from error
-    if moment.tzinfo is None:
-        raise BadRequest("invalid_request", detail="cursor is not one this API returned")
+def _before(cursor: str | None) -> tuple[datetime, str] | None:
+    if not cursor:
+        return None
+    moment, record_id = decode_cursor(cursor, 2)
+    if not isinstance(moment, datetime) or not isinstance(record_id, str):
+        raise BadRequest("invalid_cursor")
     return moment, record_id
 
 
-def _encode_cursor(created_at: datetime, record_id: str) -> str:
-    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{record_id}".encode()).decode()
-
-
-@router.get("/usage", response_model=UsagePage)
+@router.get("/usage", response_model=Page[UsageOut])
 def list_usage(
     session: SessionDep,
     principal: PrincipalDep,
     limit: LimitQuery = 50,
-    cursor: str | None = None,
+    cursor: CursorQuery = None,
     product: str | None = None,
     since: SinceQuery = None,
     until: UntilQuery = None,
-) -> UsagePage:
+) -> Page[UsageOut]:
     """Usage records newest first, a page at a time: a buyer's own; an operator's products' (no SQL)."""
-    before = _decode_cursor(cursor) if cursor else None
+    before = _before(cursor)
     start, end = _day_range(since, until)
     where = usage.scope(session, principal, product_slug=product, since=start, until=end)
     records = usage.page(session, principal, where, limit=limit + 1, before=before)
-    page = records[:limit]
-    next_cursor = _encode_cursor(page[-1].created_at, page[-1].id) if len(records) > limit else None
-    return UsagePage(items=usage.present(principal, page), next_cursor=next_cursor)
+    page, next_cursor = cut(records, limit, lambda r: (r.created_at, r.id))
+    return Page(items=usage.present(session, principal, page), next_cursor=next_cursor)
 
 
-@router.get("/usage/summary", response_model=list[DailyUsageOut])
+@router.get("/usage/summary", response_model=Page[DailyUsageOut])
 def usage_summary(
     session: SessionDep,
     principal: PrincipalDep,
+    limit: LimitQuery = 50,
+    cursor: CursorQuery = None,
     product: str | None = None,
     since: SinceQuery = None,
     until: UntilQuery = None,
-) -> list[DailyUsageOut]:
-    """Per UTC day, product and charge type: queries, rows and bytes scanned, and amount."""
+) -> Page[DailyUsageOut]:
+    """Per UTC day, product and charge type: queries, rows and bytes scanned, and amount; newest day first
+    (within a day, by product, charge type and currency, all descending)."""
     start, end = _day_range(since, until)
-    return usage.daily_summary(session, usage.scope(session, principal, product_slug=product, since=start, until=end))
+    rows = usage.daily_summary(session, usage.scope(session, principal, product_slug=product, since=start, until=end))
+    page, next_cursor = page_of(
+        rows,
+        key=lambda r: (r.day.isoformat(), r.product, r.charge_type, r.currency),
+        limit=limit,
+        cursor=cursor,
+        descending=True,
+    )
+    return Page(items=page, next_cursor=next_cursor)
 
 
 @router.get(
@@ -246,21 +260,21 @@ def usage_export(
 # -- audit -----------------------------------------------------------------------------------------
 
 
-@router.get("/audit/queries", response_model=AuditPage)
+@router.get("/audit/queries", response_model=Page[AuditRecordOut])
 def audit_queries(
     session: SessionDep,
     principal: PrincipalDep,
     limit: LimitQuery = 50,
-    cursor: str | None = None,
+    cursor: CursorQuery = None,
     product: str | None = None,
     buyer: Annotated[str | None, Query(description="The buyer organisation's id.")] = None,
     purpose: Purpose | None = None,
     since: SinceQuery = None,
     until: UntilQuery = None,
     flagged: bool = False,
-) -> AuditPage:
+) -> Page[AuditRecordOut]:
     """Every query on the platform (regulator only), newest first, filtered by product, buyer, purpose, dates."""
-    before = _decode_cursor(cursor) if cursor else None
+    before = _before(cursor)
     start, end = _day_range(since, until)
     where = audit.audit_filter(
         session,
@@ -273,9 +287,8 @@ def audit_queries(
         flagged_only=flagged,
     )
     records = audit.page(session, where, limit=limit + 1, before=before)
-    page = records[:limit]
-    next_cursor = _encode_cursor(page[-1].created_at, page[-1].id) if len(records) > limit else None
-    return AuditPage(items=audit.present(session, page), next_cursor=next_cursor)
+    page, next_cursor = cut(records, limit, lambda r: (r.created_at, r.id))
+    return Page(items=audit.present(session, page), next_cursor=next_cursor)
 
 
 @router.post("/audit/queries/{record_id}/flags", response_model=FlagOut, status_code=201)

@@ -75,7 +75,9 @@ class AgreementOut(BaseModel):
     id: str
     request_id: str
     buyer_org_id: str
+    buyer: str = Field(default="", description="The buyer organisation's name.")
     product_id: str
+    product: str = Field(default="", description="The product's slug.")
     product_version_id: str
     product_version_number: int | None
     zone: str | None
@@ -163,7 +165,9 @@ class UsageOut(BaseModel):
     id: str
     agreement_id: str
     buyer_org_id: str
+    buyer: str = Field(default="", description="The buyer organisation's name.")
     product_id: str
+    product: str = Field(default="", description="The product's slug.")
     product_version_id: str
     purpose: str
     sql: str | None = Field(description="The SQL as sent; only the buyer who sent it (and the regulator) see it.")
@@ -178,11 +182,6 @@ class UsageOut(BaseModel):
     currency: str
     created_at: datetime
     finished_at: datetime | None
-
-
-class UsagePage(BaseModel):
-    items: list[UsageOut]
-    next_cursor: str | None = Field(description="Pass as ?cursor= to get the next, older page.")
 
 
 class DailyUsageOut(BaseModel):
@@ -237,11 +236,6 @@ class AuditRecordOut(BaseModel):
     amount_minor: int
     currency: str
     flags: list[FlagOut]
-
-
-class AuditPage(BaseModel):
-    items: list[AuditRecordOut]
-    next_cursor: str | None
 
 
 class ChainBreakOut(BaseModel):

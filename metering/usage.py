@@ -26,8 +26,10 @@ CSV_COLUMNS = (
     "created_at",
     "finished_at",
     "buyer_org_id",
+    "buyer",
     "agreement_id",
     "product_id",
+    "product",
     "product_version_id",
     "purpose",
     "charge_type",
@@ -84,10 +86,15 @@ def shows_sql(actor: Principal) -> bool:
     return actor.role == Role.BUYER
 
 
-def present(actor: Principal, records: Sequence[UsageRecord]) -> list[UsageOut]:
+def present(session: Session, actor: Principal, records: Sequence[UsageRecord]) -> list[UsageOut]:
+    """Usage records as the API shows them: the product's slug and buyer's name beside ids; SQL to its buyer only."""
+    slugs = {p.id: p.slug for p in repository.products_by_id(session, [r.product_id for r in records]).values()}
+    buyers = repository.org_names(session, [r.buyer_org_id for r in records])
     out = []
     for record in records:
         item = UsageOut.model_validate(record)
+        item.product = slugs.get(record.product_id, "")
+        item.buyer = buyers.get(record.buyer_org_id, "")
         if not shows_sql(actor):
             item.sql = None
         out.append(item)
@@ -134,9 +141,7 @@ def to_csv(session: Session, actor: Principal, where: UsageFilter) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(CSV_COLUMNS)
-    show_sql = shows_sql(actor)
-    for record in records:
-        writer.writerow(
-            [_cell(getattr(record, c)) if c != "sql" or show_sql else "" for c in CSV_COLUMNS],
-        )
+    for item in present(session, actor, records):
+        row = item.model_dump()
+        writer.writerow([_cell(row[c]) for c in CSV_COLUMNS])
     return out.getvalue()

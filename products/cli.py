@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
-import os
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlsplit
@@ -19,14 +18,22 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Table
 
-app = typer.Typer(
-    help="Operator tools: upload files and build product versions through a recipe.", no_args_is_help=True
-)
-console = Console(stderr=True)
-CHUNK = 1 << 20
+from market.cli_support import JsonOption, err, out, user_errors
+from market.errors import MarketError
 
-ApiOption = Annotated[str, typer.Option("--api", envvar="MARKET_API", help="Base URL of the marketplace.")]
-KeyOption = Annotated[str, typer.Option("--key", envvar="MARKET_API_KEY", help="Your operator API key.")]
+app = typer.Typer(
+    help="Operator tools: upload files and build product versions through a recipe.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+console: Console = err
+CHUNK = 1 << 20
+UPLOAD_ID_PREFIX = "upl_"
+
+ApiOption = Annotated[
+    str, typer.Option("--api", envvar="MARKET_API", metavar="URL", help="Base URL of the marketplace.")
+]
+KeyOption = Annotated[str, typer.Option("--key", envvar="MARKET_API_KEY", metavar="KEY", help="Your operator API key.")]
 
 
 class _Reader:
@@ -72,11 +79,18 @@ def _request(
         )
         response = connection.getresponse()
         payload = json.loads(response.read() or b"null")
+    except (OSError, http.client.HTTPException) as error:
+        raise MarketError("api_unreachable", api=api, detail=str(error) or type(error).__name__) from error
+    except ValueError as bad_json:
+        raise MarketError("api_unreachable", api=api, detail="the answer is not JSON") from bad_json
     finally:
         connection.close()
     if response.status >= 400:
-        error = (payload or {}).get("error", {}) if isinstance(payload, dict) else {}
-        console.print(f"[red]{response.status} {error.get('code', '')}[/red]: {error.get('message', payload)}")
+        refusal = (payload or {}).get("error", {}) if isinstance(payload, dict) else {}
+        console.print(
+            f"[red]{response.status} {refusal.get('code', '')}[/red]: {refusal.get('message', payload)}",
+            highlight=False,
+        )
         raise typer.Exit(1)
     return payload
 
@@ -109,52 +123,96 @@ def upload_file(api: str, key: str, path: Path) -> dict[str, Any]:
 
 def _load_json(path: Path) -> dict[str, Any]:
     try:
-        value = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        console.print(f"[red]cannot read {path}[/red]: {error}")
-        raise typer.Exit(2) from error
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise MarketError("invalid_json_file", path=str(path), detail=str(error)) from error
     if not isinstance(value, dict):
-        console.print(f"[red]{path} must hold a JSON object[/red]")
-        raise typer.Exit(2)
+        raise MarketError("invalid_json_file", path=str(path), detail=f"it holds a {type(value).__name__}")
     return value
 
 
+def _check_operator(api: str, key: str, slug: str | None) -> None:
+    """Before any upload: the key is valid and an operator's, and the product (if any) is visible to it."""
+    me = _request(api, key, "GET", "/v1/me")
+    if me.get("role") != "operator":
+        raise MarketError("forbidden_role", needed="operator", role=me.get("role"))
+    if slug is not None:
+        _request(api, key, "GET", f"/v1/products/{quote(slug, safe='')}")
+
+
 @app.command("upload")
+@user_errors
 def upload_command(
-    files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, help="CSV or Parquet files.")],
+    files: Annotated[
+        list[Path], typer.Argument(exists=True, dir_okay=False, metavar="FILE...", help="CSV or Parquet files.")
+    ],
     api: ApiOption = "http://127.0.0.1:8000",
     key: KeyOption = "",
+    as_json: JsonOption = False,
 ) -> None:
     """Upload files (streamed, resumable by re-running) and print their upload ids."""
-    for path in files:
-        upload = upload_file(api, key, path)
-        console.print(f"[green]{upload['id']}[/green] {upload['filename']} {upload['size_bytes']:,} bytes")
+    _check_operator(api, key, None)
+    uploads = [upload_file(api, key, path) for path in files]
+    text = "\n".join(f"{u['id']} {u['filename']} {u['size_bytes']:,} bytes" for u in uploads)
+    if as_json:
+        typer.echo(json.dumps(uploads))
+    else:
+        out.print(text, highlight=False)
 
 
 @app.command("build")
+@user_errors
 def build_command(
-    slug: Annotated[str, typer.Argument(help="The product's slug.")],
+    slug: Annotated[str, typer.Argument(metavar="SLUG", help="The product's slug.")],
     table: Annotated[
-        list[str], typer.Option("--table", help="NAME=FILE or NAME=UPLOAD_ID, once per table.", show_default=False)
+        list[str],
+        typer.Option(
+            "--table", metavar="NAME=FILE", help="NAME=FILE or NAME=UPLOAD_ID, once per table.", show_default=False
+        ),
     ],
-    policy: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="The protection policy (JSON).")],
-    recipe: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help="The recipe (JSON).")] = None,
+    policy: Annotated[
+        Path, typer.Option(exists=True, dir_okay=False, metavar="FILE", help="The protection policy (JSON).")
+    ],
+    recipe: Annotated[
+        Path | None, typer.Option(exists=True, dir_okay=False, metavar="FILE", help="The recipe (JSON).")
+    ] = None,
     api: ApiOption = "http://127.0.0.1:8000",
     key: KeyOption = "",
+    as_json: JsonOption = False,
 ) -> None:
-    """Upload any files given, build a new version through the recipe, and show its quality and audit."""
-    tables: dict[str, str] = {}
+    """Upload any files given, build a new version through the recipe, and show its quality and audit.
+
+    Everything that can be checked is checked before the first byte is sent: the --table options and their
+    files, the JSON of the policy and recipe, the key, its role and the product."""
+    sources: dict[str, str | Path] = {}
     for item in table:
         name, _, source = item.partition("=")
         if not name or not source:
-            console.print(f"[red]--table {item!r}[/red]: write NAME=FILE or NAME=UPLOAD_ID")
-            raise typer.Exit(2)
-        tables[name] = upload_file(api, key, Path(source))["id"] if os.path.isfile(source) else source
-    body = {"tables": tables, "policy": _load_json(policy), "recipe": _load_json(recipe) if recipe else None}
+            raise MarketError("invalid_table_option", value=item)
+        if Path(source).is_file():
+            sources[name] = Path(source)
+        elif source.startswith(UPLOAD_ID_PREFIX) and "/" not in source:
+            sources[name] = source
+        else:
+            raise MarketError("local_file_not_found", path=source, table=name)
+    body: dict[str, Any] = {"policy": _load_json(policy), "recipe": _load_json(recipe) if recipe else None}
+    _check_operator(api, key, slug)
+    body["tables"] = {
+        name: upload_file(api, key, source)["id"] if isinstance(source, Path) else source
+        for name, source in sources.items()
+    }
     with console.status(f"cleaning, desensitising and auditing {slug} on the server..."):
         version = _request(
-            api, key, "POST", f"/v1/products/{slug}/builds", json.dumps(body), {"Content-Type": "application/json"}
+            api,
+            key,
+            "POST",
+            f"/v1/products/{quote(slug, safe='')}/builds",
+            json.dumps(body),
+            {"Content-Type": "application/json"},
         )
+    if as_json:
+        typer.echo(json.dumps(version))
+        raise typer.Exit(3 if (version.get("audit") or {}).get("blocking_findings") else 0)
     summary = Table(title=f"{slug} version {version['number']}")
     for column in ("table", "rows in", "rejected", "quarantined", "duplicates", "rows out"):
         summary.add_column(column, justify="right" if column != "table" else "left")
@@ -163,11 +221,11 @@ def build_command(
             name,
             *(f"{report[k]:,}" for k in ("rows_in", "rejected", "quarantined", "duplicates_removed", "rows_out")),
         )
-    console.print(summary)
+    out.print(summary)
     audit = version.get("audit") or {}
     for finding in audit.get("findings", []):
         style = "red" if finding["blocking"] and not finding["resolution"] else "yellow"
-        console.print(f"[{style}]{finding['id']}[/{style}]: {finding['detail']}")
+        out.print(f"[{style}]{finding['id']}[/{style}]: {finding['detail']}", highlight=False)
     if audit.get("blocking_findings"):
         console.print(
             f"[red]{audit['blocking_findings']} blocking audit finding(s)[/red]: fix the recipe or resolve them"

@@ -13,7 +13,9 @@ from fastapi.responses import FileResponse, JSONResponse
 
 from market.deps import PrincipalDep, SessionDep, SettingsDep
 from market.errors import Unprocessable
+from market.pagination import CursorQuery, LimitQuery, Page, page_of
 from products import catalogue, service, storage, versions
+from products.models import Product
 from products.schemas import (
     BuildIn,
     EventOut,
@@ -47,42 +49,49 @@ def _json_object(text: str, field: str) -> dict[str, Any]:
     return value
 
 
-@router.get("", response_model=list[ProductOut])
+def _one(session: SessionDep, principal: PrincipalDep, product: Product) -> ProductOut:
+    """One product in full, the same after a change as a GET answers: documentation, quality, audit."""
+    return service.present(session, [product], detail=True, viewer=principal)[0]
+
+
+@router.get("", response_model=Page[ProductOut])
 def list_products(
     session: SessionDep,
     principal: PrincipalDep,
+    limit: LimitQuery = 50,
+    cursor: CursorQuery = None,
     mine: bool = False,
     q: Annotated[str | None, Query(max_length=200, description="Words in title, description, docs.")] = None,
     zone: Annotated[str | None, Query(max_length=50)] = None,
     region: Annotated[str | None, Query(max_length=20, description="A region and its sub-regions.")] = None,
     scenario: Annotated[str | None, Query(max_length=80)] = None,
     pricing: Annotated[str | None, Query(pattern="^(free|paid)$", description="free or paid plans.")] = None,
-) -> list[ProductOut]:
-    """The catalogue: listed products, filtered. `?mine=true` shows an operator its own products in every state."""
+) -> Page[ProductOut]:
+    """The catalogue by slug: listed products, filtered. `?mine=true` shows an operator its own products in every
+    state."""
     products = service.catalogue(session, principal, mine=mine)
     found = catalogue.search(session, products, text=q, zone=zone, region=region, scenario=scenario, pricing=pricing)
-    return service.present(session, found, viewer=principal)
+    page, next_cursor = page_of(found, key=lambda p: (p.slug,), limit=limit, cursor=cursor)
+    return Page(items=service.present(session, page, viewer=principal), next_cursor=next_cursor)
 
 
 @router.post("", response_model=ProductOut, status_code=201)
 def create_product(body: ProductIn, session: SessionDep, principal: PrincipalDep) -> ProductOut:
     """Create a draft product inside the operator's authorisation (zone, region, scenarios, fee caps)."""
     product = service.create_product(session, principal, body)
-    return service.present(session, [product], viewer=principal)[0]
+    return _one(session, principal, product)
 
 
 @router.get("/{slug}", response_model=ProductOut)
 def get_product(slug: str, session: SessionDep, principal: PrincipalDep) -> ProductOut:
     """The detail view: schema with column roles, policy, plans, documentation, lineage and quality summary."""
-    return service.present(session, [service.visible_product(session, principal, slug)], detail=True, viewer=principal)[
-        0
-    ]
+    return _one(session, principal, service.visible_product(session, principal, slug))
 
 
 @router.patch("/{slug}", response_model=ProductOut)
 def update_product(slug: str, body: ProductUpdate, session: SessionDep, principal: PrincipalDep) -> ProductOut:
     """Change title, description, documentation, scenarios (inside the authorisation) or add lineage."""
-    return service.present(session, [service.update_product(session, principal, slug, body)], viewer=principal)[0]
+    return _one(session, principal, service.update_product(session, principal, slug, body))
 
 
 @router.put("/{slug}/plans/{code}", response_model=PlanOut)
@@ -99,10 +108,14 @@ def retire_plan(slug: str, code: str, session: SessionDep, principal: PrincipalD
     return PlanOut.model_validate(service.retire_plan(session, principal, slug, code))
 
 
-@router.get("/{slug}/events", response_model=list[EventOut])
-def product_events(slug: str, session: SessionDep, principal: PrincipalDep) -> list[EventOut]:
-    """The product's history: creation, versions, submissions, reviews and delisting."""
-    return [EventOut.model_validate(e) for e in service.history(session, principal, slug)]
+@router.get("/{slug}/events", response_model=Page[EventOut])
+def product_events(
+    slug: str, session: SessionDep, principal: PrincipalDep, limit: LimitQuery = 50, cursor: CursorQuery = None
+) -> Page[EventOut]:
+    """The product's history, oldest first: creation, versions, submissions, reviews and delisting."""
+    found = service.history(session, principal, slug)
+    page, next_cursor = page_of(found, key=lambda e: (e.at, e.id), limit=limit, cursor=cursor)
+    return Page(items=[EventOut.model_validate(e) for e in page], next_cursor=next_cursor)
 
 
 @router.post("/{slug}/versions", response_model=ProductOut, status_code=201)
@@ -133,27 +146,25 @@ def upload_version(
                 shutil.copyfileobj(upload.file, handle, UPLOAD_CHUNK)
             uploads.append(service.Upload(table=table, path=target, filename=filename))
         service.add_version(session, settings, principal, slug, uploads, parsed_policy, parsed_recipe)
-    return service.present(session, [service.visible_product(session, principal, slug)], viewer=principal)[0]
+    return _one(session, principal, service.visible_product(session, principal, slug))
 
 
 @router.post("/{slug}/submit", response_model=ProductOut)
 def submit_product(slug: str, session: SessionDep, principal: PrincipalDep) -> ProductOut:
     """Submit the latest version for the regulator's review."""
-    return service.present(session, [service.submit(session, principal, slug)], viewer=principal)[0]
+    return _one(session, principal, service.submit(session, principal, slug))
 
 
 @router.post("/{slug}/review", response_model=ProductOut)
 def review_product(slug: str, body: ReviewIn, session: SessionDep, principal: PrincipalDep) -> ProductOut:
     """The regulator approves (lists) or returns a submitted product, with a comment."""
-    return service.present(
-        session, [service.review(session, principal, slug, body.decision, body.comment)], viewer=principal
-    )[0]
+    return _one(session, principal, service.review(session, principal, slug, body.decision, body.comment))
 
 
 @router.post("/{slug}/delist", response_model=ProductOut)
 def delist_product(slug: str, body: ReasonIn, session: SessionDep, principal: PrincipalDep) -> ProductOut:
     """Take a listed product off the catalogue, with the reason; agreements stop being served."""
-    return service.present(session, [service.delist(session, principal, slug, body.reason)], viewer=principal)[0]
+    return _one(session, principal, service.delist(session, principal, slug, body.reason))
 
 
 @router.post("/{slug}/builds", response_model=VersionOut, status_code=201)
@@ -165,10 +176,15 @@ def build_version(
     return versions.present_version(session, version)
 
 
-@router.get("/{slug}/versions", response_model=list[VersionOut])
-def list_versions(slug: str, session: SessionDep, principal: PrincipalDep) -> list[VersionOut]:
-    """Every version with its recipe, audit and quality reports: the operator's own, or any for the regulator."""
-    return [versions.present_version(session, v) for v in versions.versions_visible(session, principal, slug)]
+@router.get("/{slug}/versions", response_model=Page[VersionOut])
+def list_versions(
+    slug: str, session: SessionDep, principal: PrincipalDep, limit: LimitQuery = 50, cursor: CursorQuery = None
+) -> Page[VersionOut]:
+    """Every version by number, with its recipe, audit and quality reports: the operator's own, or any for the
+    regulator."""
+    found = versions.versions_visible(session, principal, slug)
+    page, next_cursor = page_of(found, key=lambda v: (v.number,), limit=limit, cursor=cursor)
+    return Page(items=[versions.present_version(session, v) for v in page], next_cursor=next_cursor)
 
 
 @router.get("/{slug}/versions/{number}", response_model=VersionOut)
@@ -224,10 +240,9 @@ catalogue_router = APIRouter(prefix="/v1", tags=["catalogue"])
 @catalogue_router.get(
     "/catalogue.jsonld", responses={200: {"content": {"application/ld+json": {"schema": {"type": "object"}}}}}
 )
-def catalogue_jsonld(
-    request: Request, session: SessionDep, principal: PrincipalDep, settings: SettingsDep
-) -> JSONResponse:
-    """The listed products as a DCAT catalogue in JSON-LD, for CKAN and data-space harvesters."""
-    products = service.catalogue(session, principal)
+def catalogue_jsonld(request: Request, session: SessionDep, settings: SettingsDep) -> JSONResponse:
+    """The listed products as a DCAT catalogue in JSON-LD, for CKAN and data-space harvesters. Public: no API key,
+    as portals harvest it; it holds only what the public catalogue shows."""
+    products = service.public_catalogue(session)
     body = catalogue.jsonld(session, settings, str(request.base_url), products)
     return JSONResponse(body, media_type="application/ld+json")

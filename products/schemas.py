@@ -111,6 +111,7 @@ class TableOut(BaseModel):
 
 
 class ProductOut(BaseModel):
+    id: str = Field(description="The product's id, as other objects name it (product_id).")
     slug: str
     title: str
     description: str
@@ -128,9 +129,15 @@ class ProductOut(BaseModel):
     resources: list[dict[str, Any]] = Field(default_factory=list, description="Lineage: registered resources used.")
     pending_version: int | None = Field(default=None, description="A newer version awaiting review, if any.")
     review_due_at: datetime | None = Field(default=None, description="When the review decision is due, if in review.")
-    documentation: str | None = Field(default=None, description="Detail view only: documentation (Markdown).")
-    quality: dict[str, Any] | None = Field(default=None, description="Detail view only: the quality summary.")
-    audit_clean: bool | None = Field(default=None, description="Detail view only: the audit found nothing open.")
+    documentation: str | None = Field(
+        default=None, description="Documentation (Markdown); null in lists, where GET /v1/products/{slug} has it."
+    )
+    quality: dict[str, Any] | None = Field(
+        default=None, description="The quality summary; null in lists and before a first version."
+    )
+    audit_clean: bool | None = Field(
+        default=None, description="Whether the audit found nothing open; null in lists and before a first version."
+    )
 
 
 class ReviewIn(BaseModel):

@@ -310,6 +310,11 @@ def catalogue(session: Session, actor: Principal, *, mine: bool = False) -> Sequ
         return repository.of_operator(session, actor.org_id)
     if mine and actor.role == Role.REGULATOR:
         return repository.all_products(session)
+    return public_catalogue(session)
+
+
+def public_catalogue(session: Session) -> Sequence[Product]:
+    """Listed products whose operator's authorisation is in force: what anyone, without a key, may know exists."""
     return served(session, repository.listed(session))
 
 
@@ -335,6 +340,7 @@ def present(
         operator = session.get(Organisation, product.operator_org_id)
         out.append(
             ProductOut(
+                id=product.id,
                 slug=product.slug,
                 title=product.title,
                 description=product.description,

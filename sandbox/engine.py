@@ -117,6 +117,8 @@ class Execution:
     """Threshold methods stage 1 ran with, in order; the last one decided every group."""
     too_many_rows: bool
     cpu_ms: int
+    statements: list[str]
+    """Every statement that ran, in order, as it ran: what the regulator's audit log shows as the SQL run."""
 
 
 class Statistics(Protocol):
@@ -238,6 +240,12 @@ def execute_plan(
     recheck = _quote_identifier("__recheck")
     methods = _methods(plan, stats)
     used: list[str] = []
+    ran: list[str] = []
+
+    def run(statement: str) -> duckdb.DuckDBPyConnection:
+        ran.append(statement)
+        return connection.execute(statement)
+
     connection.execute("BEGIN TRANSACTION")
     try:
         groups = not_passing = 0
@@ -246,25 +254,23 @@ def execute_plan(
             if step == 0 or not plan.key_columns or not_passing * 2 >= groups:
                 # First pass, or most groups undecided: (re)compute every group with this method.
                 statement = plan.template.replace(PLACEHOLDER, columns).replace(RESTRICT, "TRUE")
-                connection.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {statement}")
+                run(f"CREATE OR REPLACE TEMP TABLE {table} AS {statement}")
             else:
                 # Recompute only the undecided groups, over exactly their rows, with the next method.
                 keys = ", ".join(_quote_identifier(c) for c in plan.key_columns)
-                connection.execute(
-                    f"CREATE OR REPLACE TEMP TABLE {undecided} AS SELECT {keys} FROM {table} WHERE {plan.undecided}"
-                )
+                run(f"CREATE OR REPLACE TEMP TABLE {undecided} AS SELECT {keys} FROM {table} WHERE {plan.undecided}")
                 statement = plan.template.replace(PLACEHOLDER, columns).replace(RESTRICT, plan.restriction)
-                connection.execute(f"CREATE OR REPLACE TEMP TABLE {recheck} AS {statement}")
-                connection.execute(f"DELETE FROM {table} WHERE {plan.undecided}")
-                connection.execute(f"INSERT INTO {table} SELECT * FROM {recheck}")
+                run(f"CREATE OR REPLACE TEMP TABLE {recheck} AS {statement}")
+                run(f"DELETE FROM {table} WHERE {plan.undecided}")
+                run(f"INSERT INTO {table} SELECT * FROM {recheck}")
             used.append(method)
-            decided = connection.execute(plan.decide_sql).fetchone()
+            decided = run(plan.decide_sql).fetchone()
             groups, not_passing = (int(v or 0) for v in (decided or (0, 0)))
             if not_passing == 0:
                 break
         # Only the last method (the exact count) ever leaves a group not passing: it is suppressed.
         suppressed = not_passing
-        cursor = connection.execute(plan.output_sql)
+        cursor = run(plan.output_sql)
         rows = cursor.fetchmany(max_rows + 1)
     finally:
         connection.execute("ROLLBACK")
@@ -275,4 +281,5 @@ def execute_plan(
         methods=used,
         too_many_rows=len(rows) > max_rows,
         cpu_ms=int((time.process_time() - started) * 1000),
+        statements=ran,
     )

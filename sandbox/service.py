@@ -145,7 +145,7 @@ def run_query(
     return QueryResult(
         columns=plan.columns,
         rows=[[_jsonable(v) for v in row] for row in execution.rows],
-        sql_run=plan.template + ";\n" + plan.output_sql,
+        sql_run=";\n".join(execution.statements),
         measurements=Measurements(
             rows_scanned=rows_scanned,
             bytes_scanned=bytes_scanned,

@@ -120,7 +120,7 @@ def authorise(
 
 def ensure_authorised(market: Market, operator: Actor) -> None:
     """Grant the operator the default scope (transport in CN-11) unless it already holds a grant."""
-    if not market.client.get("/v1/authorisations", headers=operator.headers).json():
+    if not market.client.get("/v1/authorisations", headers=operator.headers).json()["items"]:
         granted = authorise(market, operator)
         assert granted.status_code == 201, granted.text
 

@@ -79,10 +79,10 @@ def _real_ids(client: TestClient, keys: dict[str, str]) -> dict[str, Any]:
         "record_id": ran.json()["query_id"],
         "invoice_id": invoice["id"],
         "line_id": invoice["lines"][0]["id"],
-        "agreement_id": client.get("/v1/agreements", headers=auth["buyer_commercial"]).json()[0]["id"],
-        "request_id": client.get("/v1/access-requests", headers=auth["buyer_commercial"]).json()[0]["id"],
-        "authorisation_id": client.get("/v1/authorisations", headers=auth["regulator"]).json()[0]["id"],
-        "resource_id": client.get("/v1/resources", headers=auth["regulator"]).json()[0]["id"],
+        "agreement_id": client.get("/v1/agreements", headers=auth["buyer_commercial"]).json()["items"][0]["id"],
+        "request_id": client.get("/v1/access-requests", headers=auth["buyer_commercial"]).json()["items"][0]["id"],
+        "authorisation_id": client.get("/v1/authorisations", headers=auth["regulator"]).json()["items"][0]["id"],
+        "resource_id": client.get("/v1/resources", headers=auth["regulator"]).json()["items"][0]["id"],
         "user_id": client.get("/v1/me", headers=auth["buyer_commercial"]).json()["user_id"],
     }
 

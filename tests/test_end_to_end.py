@@ -23,7 +23,7 @@ def demo(market: Market) -> dict[str, dict[str, str]]:
 def test_demo_product_is_in_the_catalogue_with_its_policy_and_plans(market: Market, demo) -> None:
     response = market.client.get("/v1/products", headers=demo["buyer_commercial"])
     assert response.status_code == 200
-    product = next(p for p in response.json() if p["slug"] == FLIGHTS)
+    product = next(p for p in response.json()["items"] if p["slug"] == FLIGHTS)
     assert (product["zone"], product["region"]) == ("transport", "US-NY")
     flights = product["tables"][0]
     assert flights["name"] == "flights" and flights["row_count"] == 336_776
@@ -112,11 +112,13 @@ def test_demo_is_safe_to_run_twice(market: Market, demo) -> None:
         "finance",
         "admin",
     }
-    listed = market.client.get("/v1/products", headers={"Authorization": f"Bearer {again['buyer_public']}"}).json()
+    listed = market.client.get("/v1/products", headers={"Authorization": f"Bearer {again['buyer_public']}"}).json()[
+        "items"
+    ]
     assert [p["slug"] for p in listed].count(FLIGHTS) == 1
     agreements = market.client.get(
         "/v1/agreements", headers={"Authorization": f"Bearer {again['buyer_public']}"}
-    ).json()
+    ).json()["items"]
     assert len(agreements) == 2  # one per demo product: nyc-flights-2013 and bj-sme-tax-credits-2025
     # keys from the first run were replaced, not left valid
     assert market.client.get("/v1/me", headers=demo["buyer_public"]).status_code == 401

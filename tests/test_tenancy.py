@@ -120,7 +120,7 @@ def build_world(market: Market) -> World:
             ),
             201,
         )["id"]
-    ids["authorisation_a"] = _ok(client.get("/v1/authorisations", headers=alpha.operator.headers))[0]["id"]
+    ids["authorisation_a"] = _ok(client.get("/v1/authorisations", headers=alpha.operator.headers))["items"][0]["id"]
 
     resource = {"title": "Taps", "zone": "transport", "region": "CN-11", "classification": "general"}
     ids["resource_a"] = _ok(client.post("/v1/resources", headers=source_a.headers, json=resource), 201)["id"]
@@ -484,7 +484,7 @@ def _with_actor_ids(world: World) -> None:
     for name, actor in world.actors.items():
         world.ids[f"org_{name}"] = actor.principal.org_id
         world.ids[f"user_{name}"] = actor.principal.user_id
-    keys = world.market.client.get("/v1/keys", headers=world.actors["buyer_a"].headers).json()
+    keys = world.market.client.get("/v1/keys", headers=world.actors["buyer_a"].headers).json()["items"]
     world.ids["key_buyer_a"] = keys[0]["id"]
     world.ids["period"] = this_period()
 
@@ -554,9 +554,11 @@ def test_attacks_are_not_refused_for_another_reason(world: World) -> None:
 
 
 def _get(world: World, who: str, path: str, **params: Any) -> Any:
+    """The object at `path`, or the items of the list at `path` (one page of up to 500)."""
     response = world.market.client.get(path, headers=world.actors[who].headers, params=params)
     assert response.status_code == 200, f"{who} {path}: {response.text}"
-    return response.json()
+    body = response.json()
+    return body["items"] if isinstance(body, dict) and set(body) == {"items", "next_cursor"} else body
 
 
 def test_lists_hold_only_the_callers_own_objects(world: World) -> None:
@@ -564,15 +566,15 @@ def test_lists_hold_only_the_callers_own_objects(world: World) -> None:
     _with_actor_ids(world)
     org = {name: actor.principal.org_id for name, actor in world.actors.items()}
 
-    usage = _get(world, "buyer_b", "/v1/usage")["items"]
+    usage = _get(world, "buyer_b", "/v1/usage")
     assert {u["id"] for u in usage} == {ids["query_b"]}
     summary = _get(world, "buyer_b", "/v1/usage/summary")
     assert sum(row["queries"] for row in summary) == 1
     export = world.market.client.get("/v1/usage/export", headers=world.actors["buyer_b"].headers).text
     assert ids["query_b"] in export and ids["query_a"] not in export and org["buyer_a"] not in export
 
-    assert [i["id"] for i in _get(world, "buyer_b", "/v1/invoices")["items"]] == [ids["invoice_b"]]
-    asked_for_a = _get(world, "buyer_b", "/v1/invoices", buyer=org["buyer_a"])["items"]
+    assert [i["id"] for i in _get(world, "buyer_b", "/v1/invoices")] == [ids["invoice_b"]]
+    asked_for_a = _get(world, "buyer_b", "/v1/invoices", buyer=org["buyer_a"])
     assert [i["id"] for i in asked_for_a] == [ids["invoice_b"]]  # a buyer's ?buyer= is ignored
     assert _get(world, "buyer_b", "/v1/payments") == []
     assert _get(world, "buyer_b", "/v1/credit-notes") == []
@@ -584,7 +586,7 @@ def test_lists_hold_only_the_callers_own_objects(world: World) -> None:
     assert _get(world, "operator_b", "/v1/agreements") == []
     assert {r["id"] for r in _get(world, "operator_b", "/v1/access-requests")} == {ids["request_a"]}
     assert {r["product"] for r in _get(world, "operator_a", "/v1/access-requests")} == {"alpha"}
-    assert _get(world, "operator_b", "/v1/usage")["items"] == []
+    assert _get(world, "operator_b", "/v1/usage") == []
     assert _get(world, "operator_b", "/v1/usage/summary") == []
     assert [u["id"] for u in _get(world, "operator_b", "/v1/uploads")] == [ids["upload_b"]]
     mine = {p["slug"] for p in _get(world, "operator_b", "/v1/products", mine="true")}
@@ -593,7 +595,7 @@ def test_lists_hold_only_the_callers_own_objects(world: World) -> None:
     assert [a["operator"] for a in _get(world, "operator_b", "/v1/authorisations")] == [org["operator_b"]]
 
     # Operator A sees its buyers' usage, without their SQL.
-    seen = _get(world, "operator_a", "/v1/usage")["items"]
+    seen = _get(world, "operator_a", "/v1/usage")
     assert {u["id"] for u in seen} == {ids["query_a"], ids["query_b"]} and all(u["sql"] is None for u in seen)
 
     # Statements: each party its own; finance and the regulator all of them.
@@ -609,11 +611,11 @@ def test_lists_hold_only_the_callers_own_objects(world: World) -> None:
 
     # Resources: a source its own; shares: only the parties named.
     assert [r["id"] for r in _get(world, "source_b", "/v1/resources")] == [ids["resource_b"]]
-    assert _get(world, "source_a", "/v1/products/alpha/revenue-shares")
+    assert _get(world, "source_a", "/v1/products/alpha/revenue-shares")["shares"]
 
     # Finance sees every invoice; the regulator reads every query.
-    assert {ids["invoice_a"], ids["invoice_b"]} <= {i["id"] for i in _get(world, "finance", "/v1/invoices")["items"]}
-    audited = {r["id"] for r in _get(world, "regulator", "/v1/audit/queries")["items"]}
+    assert {ids["invoice_a"], ids["invoice_b"]} <= {i["id"] for i in _get(world, "finance", "/v1/invoices")}
+    audited = {r["id"] for r in _get(world, "regulator", "/v1/audit/queries")}
     assert {ids["query_a"], ids["query_b"]} <= audited
 
 
@@ -640,7 +642,7 @@ def test_idempotency_key_of_another_buyer_is_not_replayed(world: World) -> None:
     assert body["agreement_id"] == world.ids["agreement_b"]
     again = query(world.market, world.actors["buyer_b"], "alpha", SQL, key=SHARED_KEY)
     assert _ok(again)["query_id"] == body["query_id"]
-    usage_a = _get(world, "buyer_a", "/v1/usage")["items"]
+    usage_a = _get(world, "buyer_a", "/v1/usage")
     assert [u["id"] for u in usage_a] == [world.ids["query_a"]]
 
 

@@ -9,6 +9,7 @@ from market.accounts.models import Role, User
 from market.accounts.schemas import IssuedKeyOut, KeyIn, KeyOut, OrgIn, OrgOut, UserIn, UserOut, WhoAmI
 from market.deps import PrincipalDep, SessionDep
 from market.errors import NotFound
+from market.pagination import CursorQuery, LimitQuery, Page, page_of
 
 router = APIRouter(prefix="/v1", tags=["accounts"])
 
@@ -24,10 +25,14 @@ def whoami(principal: PrincipalDep) -> WhoAmI:
     )
 
 
-@router.get("/orgs", response_model=list[OrgOut])
-def list_orgs(session: SessionDep, principal: PrincipalDep) -> list[OrgOut]:
-    """Every organisation (admin only)."""
-    return [OrgOut.model_validate(o) for o in service.list_orgs(session, principal)]
+@router.get("/orgs", response_model=Page[OrgOut])
+def list_orgs(
+    session: SessionDep, principal: PrincipalDep, limit: LimitQuery = 50, cursor: CursorQuery = None
+) -> Page[OrgOut]:
+    """Every organisation, by name (admin only)."""
+    found = service.list_orgs(session, principal)
+    page, next_cursor = page_of(found, key=lambda o: (o.name, o.id), limit=limit, cursor=cursor)
+    return Page(items=[OrgOut.model_validate(o) for o in page], next_cursor=next_cursor)
 
 
 @router.post("/orgs", response_model=OrgOut, status_code=201)
@@ -56,10 +61,14 @@ def issue_key(user_id: str, body: KeyIn, session: SessionDep, principal: Princip
     return IssuedKeyOut(**KeyOut.model_validate(key).model_dump(), key=clear)
 
 
-@router.get("/keys", response_model=list[KeyOut])
-def list_keys(session: SessionDep, principal: PrincipalDep) -> list[KeyOut]:
-    """The API keys of the caller's organisation, without their secrets."""
-    return [KeyOut.model_validate(k) for k in service.list_keys(session, principal)]
+@router.get("/keys", response_model=Page[KeyOut])
+def list_keys(
+    session: SessionDep, principal: PrincipalDep, limit: LimitQuery = 50, cursor: CursorQuery = None
+) -> Page[KeyOut]:
+    """The API keys of the caller's organisation, without their secrets, oldest first."""
+    found = service.list_keys(session, principal)
+    page, next_cursor = page_of(found, key=lambda k: (k.created_at, k.id), limit=limit, cursor=cursor)
+    return Page(items=[KeyOut.model_validate(k) for k in page], next_cursor=next_cursor)
 
 
 @router.delete("/keys/{key_id}", response_model=KeyOut)

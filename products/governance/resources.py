@@ -5,16 +5,26 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from market.accounts.models import Role
+from market.accounts.models import Organisation, Role
 from market.accounts.service import Principal
 from market.clock import utcnow
 from market.errors import Conflict, NotFound, Unprocessable
 from products.governance import repository
 from products.governance.models import Classification, DataResource, ProductResource, ResourceStatus
-from products.governance.schemas import ResourceIn
+from products.governance.schemas import ResourceIn, ResourceOut
 from products.models import Product
+
+
+def present(session: Session, found: Sequence[DataResource]) -> list[ResourceOut]:
+    """Resources as the API shows them, with the source department's name beside its id."""
+    names = {
+        org.id: org.name
+        for org in session.scalars(select(Organisation).where(Organisation.id.in_({r.source_org_id for r in found})))
+    }
+    return [ResourceOut.model_validate(r).model_copy(update={"source": names.get(r.source_org_id, "")}) for r in found]
 
 
 def register(session: Session, actor: Principal, data: ResourceIn) -> DataResource:

@@ -136,6 +136,7 @@ class ResourceOut(BaseModel):
 
     id: str
     source_org_id: str
+    source: str = Field(default="", description="The source department's name.")
     title: str
     description: str
     zone: str

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from market.deps import PrincipalDep, SessionDep, SettingsDep
+from market.pagination import CursorQuery, LimitQuery, Page, page_of
 from products.pipeline import uploads
 from products.schemas import UploadOut
 
@@ -35,7 +36,11 @@ async def upload_file(
     return UploadOut.model_validate(upload)
 
 
-@router.get("", response_model=list[UploadOut])
-def list_uploads(session: SessionDep, principal: PrincipalDep) -> list[UploadOut]:
+@router.get("", response_model=Page[UploadOut])
+def list_uploads(
+    session: SessionDep, principal: PrincipalDep, limit: LimitQuery = 50, cursor: CursorQuery = None
+) -> Page[UploadOut]:
     """Your organisation's uploads, newest first."""
-    return [UploadOut.model_validate(u) for u in uploads.of_org(session, principal)]
+    found = uploads.of_org(session, principal)
+    page, next_cursor = page_of(found, key=lambda u: (u.created_at, u.id), limit=limit, cursor=cursor, descending=True)
+    return Page(items=[UploadOut.model_validate(u) for u in page], next_cursor=next_cursor)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import json
+
 from market.accounts.models import Role
 from market.money import MAX_AMOUNT_MINOR
 from tests.billing.helpers import invoices_of, run, scene
@@ -23,7 +26,7 @@ def test_amounts_beyond_the_maximum_are_422_and_record_nothing(market: Market) -
     ]:
         response = market.client.post(path, headers=s.finance.headers, json=body)
         assert "less than or equal to 1000000000000" in assert_error(response, 422, "invalid_request")
-    assert market.client.get("/v1/payments", headers=s.finance.headers).json() == []
+    assert market.client.get("/v1/payments", headers=s.finance.headers).json()["items"] == []
     balances = market.client.get("/v1/ledger/balances", headers=s.finance.headers)
     assert balances.status_code == 200
 
@@ -41,8 +44,11 @@ def test_a_transfer_time_without_a_timezone_is_422(market: Market) -> None:
     assert "received_at" in assert_error(response, 422, "invalid_request")
 
 
-def test_offsets_beyond_an_integer_are_422(market: Market) -> None:
+def test_limits_beyond_an_integer_are_422_and_forged_cursors_400(market: Market) -> None:
     finance = market.actor(Role.FINANCE)
-    for path in ("/v1/invoices", "/v1/invoices/inv_x/lines/inl_x/usage"):
-        response = market.client.get(path, headers=finance.headers, params={"offset": 2**70})
-        assert "query.offset" in assert_error(response, 422, "invalid_request")
+    for path in ("/v1/invoices", "/v1/ledger/entries"):
+        response = market.client.get(path, headers=finance.headers, params={"limit": 2**70})
+        assert "query.limit" in assert_error(response, 422, "invalid_request")
+        # A cursor whose key is an integer beyond any column, where the list orders by text and time.
+        forged = base64.urlsafe_b64encode(json.dumps([2**70, 2**70, 2**70]).encode()).decode()
+        assert_error(market.client.get(path, headers=finance.headers, params={"cursor": forged}), 400, "invalid_cursor")

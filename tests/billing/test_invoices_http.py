@@ -21,7 +21,7 @@ def test_run_bills_each_buyer_once_and_rerun_changes_nothing(market: Market) -> 
     billable = [line for line in invoice["lines"] if line["component"] == "billable"]
     assert billable and billable[0]["quantity"] == 3
 
-    usage = market.client.get(billable[0]["usage_records"], headers=s.commercial.headers).json()
+    usage = market.client.get(billable[0]["usage_records"], headers=s.commercial.headers).json()["items"]
     assert len(usage) == 3 and sum(u["amount_minor"] for u in usage) == billable[0]["amount_minor"]
 
     public = invoices_of(market, s.public)[0]

@@ -24,7 +24,7 @@ def _transfer(market: Market, s: Scene, invoice_id: str, amount: int, reference:
 
 
 def _balances(market: Market, s: Scene) -> dict[str, int]:
-    rows = market.client.get("/v1/ledger/balances", headers=s.finance.headers).json()
+    rows = market.client.get("/v1/ledger/balances", headers=s.finance.headers).json()["items"]
     return {r["account"]: r["balance_minor"] for r in rows}
 
 
@@ -48,7 +48,7 @@ def test_partial_bank_transfers_pay_the_invoice(market: Market) -> None:
     assert recon["usage_billable_minor"] == total
     assert recon["paid_by_method"] == {"bank_transfer": total, "stripe": 0}
     assert recon["mismatches"] == []
-    entries = market.client.get("/v1/ledger/entries", headers=s.finance.headers).json()
+    entries = market.client.get("/v1/ledger/entries", headers=s.finance.headers).json()["items"]
     assert {e["kind"] for e in entries} == {"invoice_finalized", "payment", "distribution"}
     assert all(sum(line["amount_minor"] for line in e["lines"]) == 0 for e in entries)
 
@@ -102,6 +102,7 @@ def test_revenue_shares_split_payments_and_statements(market: Market) -> None:
     )
     ok = market.client.put(f"/v1/products/{s.listed.slug}/revenue-shares", headers=regulator.headers, json=shares)
     assert ok.status_code == 200, ok.text
+    assert ok.json()["product"] == s.listed.slug and len(ok.json()["shares"]) == len(shares["shares"])
     # A new agreement freezes these shares.
     from tests.billing.helpers import SQL
     from tests.factories import grant, query
@@ -116,17 +117,18 @@ def test_revenue_shares_split_payments_and_statements(market: Market) -> None:
 
     statements = market.client.get(
         "/v1/settlements", headers=s.finance.headers, params={"period": this_period()}
-    ).json()
+    ).json()["items"]
     by_party = {st["party"]: st["amount_minor"] for st in statements}
     assert sum(by_party.values()) == invoice["total_minor"]
     assert (
         by_party["source"] == invoice["total_minor"] * 3333 // 10000
         or abs(by_party["source"] - invoice["total_minor"] * 3333 / 10000) < 1
     )
-    own = market.client.get("/v1/settlements", headers=source.headers, params={"period": this_period()}).json()
+    own = market.client.get("/v1/settlements", headers=source.headers, params={"period": this_period()}).json()["items"]
     assert [st["party"] for st in own] == ["source"]
     operator = market.client.get("/v1/settlements", headers=s.listed.operator.headers, params={"period": this_period()})
-    assert [st["party"] for st in operator.json()] == ["operator"] and operator.json()[0]["year_to_date_minor"] > 0
+    assert [st["party"] for st in operator.json()["items"]] == ["operator"]
+    assert operator.json()["items"][0]["year_to_date_minor"] > 0
     assert (
         market.client.get("/v1/settlements", headers=buyer.headers, params={"period": this_period()}).status_code == 403
     )
@@ -221,9 +223,9 @@ def test_credit_notes_listing_roles_and_operator_ceiling(market: Market) -> None
         ).status_code
         == 201
     )
-    mine = market.client.get("/v1/credit-notes", headers=s.commercial.headers).json()
+    mine = market.client.get("/v1/credit-notes", headers=s.commercial.headers).json()["items"]
     assert [n["invoice_id"] for n in mine] == [invoice["id"]]
-    assert market.client.get("/v1/credit-notes", headers=s.public.headers).json() == []
+    assert market.client.get("/v1/credit-notes", headers=s.public.headers).json()["items"] == []
     webhook = market.client.post("/v1/stripe/webhook", content=b"{}")
     assert webhook.status_code == 503 and webhook.json()["error"]["code"] == "stripe_not_configured"
 
@@ -241,4 +243,5 @@ def test_credit_notes_listing_roles_and_operator_ceiling(market: Market) -> None
     statements = market.client.get(
         "/v1/settlements", headers=s.listed.operator.headers, params={"period": this_period()}
     )
-    assert statements.json()[0]["ceiling_minor"] == 1 and statements.json()[0]["over_ceiling"] is True
+    (statement,) = statements.json()["items"]
+    assert statement["ceiling_minor"] == 1 and statement["over_ceiling"] is True

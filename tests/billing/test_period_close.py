@@ -128,7 +128,7 @@ def test_cli_close_refuses_then_acknowledge_and_close(market: Market, cli_env: N
     runner = CliRunner()
     refused = runner.invoke(app, ["billing", "close", "--period", PERIOD])
     assert refused.exit_code == 1 and "period_has_open_mismatches" in refused.output
-    report = json.loads(runner.invoke(app, ["billing", "reconcile", "--period", PERIOD]).stdout)
+    report = json.loads(runner.invoke(app, ["billing", "reconcile", "--period", PERIOD, "--json"]).stdout)
     key = report["mismatches"][0]["key"]
     acked = runner.invoke(app, ["billing", "acknowledge", "--period", PERIOD, "--key", key, "--note", "terms"])
     assert acked.exit_code == 0, acked.output

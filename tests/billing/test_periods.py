@@ -57,4 +57,4 @@ def test_periods_outside_the_calendar_or_in_other_digits_are_400(market: Market)
         ):
             assert response.status_code == 400, (period, response.text)
             assert response.json()["error"]["code"] == code
-    assert market.client.get("/v1/billing/periods", headers=finance.headers).json() == []
+    assert market.client.get("/v1/billing/periods", headers=finance.headers).json()["items"] == []

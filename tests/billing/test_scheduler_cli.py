@@ -67,15 +67,15 @@ def test_cli_run_finalize_reconcile_close(market: Market, cli_env: None, tmp_pat
 
     s = scene(market)
     runner = CliRunner()
-    first = runner.invoke(app, ["billing", "run", "--period", this_period()])
+    first = runner.invoke(app, ["billing", "run", "--period", this_period(), "--json"])
     assert first.exit_code == 0, first.output
     assert json.loads(first.stdout)["invoices_created"] == 2
-    again = runner.invoke(app, ["billing", "run", "--period", this_period(), "--finalize"])
+    again = runner.invoke(app, ["billing", "run", "--period", this_period(), "--finalize", "--json"])
     assert json.loads(again.stdout)["invoices_created"] == 0 and json.loads(again.stdout)["finalized"] == 2
     bad = runner.invoke(app, ["billing", "run", "--period", "2026-13"])
     assert bad.exit_code == 1
     csv_path = tmp_path / "recon.csv"
-    recon = runner.invoke(app, ["billing", "reconcile", "--period", this_period(), "--csv", str(csv_path)])
+    recon = runner.invoke(app, ["billing", "reconcile", "--period", this_period(), "--csv", str(csv_path), "--json"])
     assert recon.exit_code == 2  # the commercial invoice is unpaid
     report = json.loads(recon.stdout)
     assert [m["reason"] for m in report["mismatches"]] == ["unpaid"]

@@ -94,7 +94,7 @@ def test_declined_card_then_a_good_one(stripe_market: Market) -> None:
     declined = _pay(market, s, invoice["id"], "pm_card_chargeCustomerFail")
     assert declined.status_code == 402, declined.text
     assert declined.json()["error"]["code"] == "card_declined"
-    listed = market.client.get("/v1/payments", headers=s.commercial.headers).json()
+    listed = market.client.get("/v1/payments", headers=s.commercial.headers).json()["items"]
     assert [p["status"] for p in listed] == ["failed"]
     assert invoices_of(market, s.commercial)[0]["status"] == "finalized"
     good = _pay(market, s, invoice["id"])
@@ -136,7 +136,7 @@ def test_out_of_order_events_for_an_intent_we_never_stored(stripe_market: Market
     assert _send(market, _event("payment_intent.payment_failed", failed_first)).status_code == 200
     after = invoices_of(market, s.commercial)[0]
     assert after["status"] == "paid" and after["paid_minor"] == invoice["total_minor"]
-    listed = market.client.get("/v1/payments", headers=s.finance.headers).json()
+    listed = market.client.get("/v1/payments", headers=s.finance.headers).json()["items"]
     assert [p["status"] for p in listed] == ["succeeded"]
 
 
@@ -155,7 +155,7 @@ def test_pending_payment_is_rechecked(stripe_market: Market) -> None:
         }
     )
     assert _send(market, _event("payment_intent.created", intent.to_dict())).status_code == 200
-    pending = market.client.get("/v1/payments", headers=s.finance.headers, params={"status": "pending"}).json()
+    pending = market.client.get("/v1/payments", headers=s.finance.headers, params={"status": "pending"}).json()["items"]
     assert len(pending) == 1
     client.v1.payment_intents.confirm(intent.id)
     with market.database.transaction() as session:
@@ -185,11 +185,13 @@ def test_refund_through_a_credit_note(stripe_market: Market) -> None:
         json={"amount_minor": 100, "reason": "query timed out", "refund_minor": 100},
     )
     assert note.status_code == 201, note.text
-    refunds = [p for p in market.client.get("/v1/payments", headers=s.finance.headers).json() if p["amount_minor"] < 0]
+    refunds = [
+        p for p in market.client.get("/v1/payments", headers=s.finance.headers).json()["items"] if p["amount_minor"] < 0
+    ]
     assert len(refunds) == 1 and refunds[0]["reference"].startswith("re_") and refunds[0]["method"] == "stripe"
     balances = {
         r["account"]: r["balance_minor"]
-        for r in market.client.get("/v1/ledger/balances", headers=s.finance.headers).json()
+        for r in market.client.get("/v1/ledger/balances", headers=s.finance.headers).json()["items"]
     }
     assert balances["cash:stripe"] == invoice["total_minor"] - 100 and sum(balances.values()) == 0
     recon = market.client.get("/v1/reconciliation", headers=s.finance.headers, params={"period": this_period()}).json()

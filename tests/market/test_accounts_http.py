@@ -51,7 +51,7 @@ def test_keys_are_stored_hashed_shown_once_and_revocable(market: Market) -> None
         "org_name": "Acme Research",
         "role": "buyer",
     }
-    listed = market.client.get("/v1/keys", headers=headers).json()
+    listed = market.client.get("/v1/keys", headers=headers).json()["items"]
     assert "key" not in listed[0] and listed[0]["prefix"] == clear[:10]
     assert market.client.delete(f"/v1/keys/{issued.json()['id']}", headers=headers).status_code == 200
     assert market.client.get("/v1/me", headers=headers).status_code == 401
@@ -72,7 +72,7 @@ def test_only_admins_manage_accounts_and_keys_of_other_orgs(market: Market) -> N
     buyer = market.actor(Role.BUYER)
     other = market.actor(Role.BUYER)
     assert market.client.post("/v1/orgs", headers=buyer.headers, json={"name": "n", "kind": "buyer"}).status_code == 403
-    their_key = market.client.get("/v1/keys", headers=other.headers).json()[0]["id"]
+    their_key = market.client.get("/v1/keys", headers=other.headers).json()["items"][0]["id"]
     assert market.client.delete(f"/v1/keys/{their_key}", headers=buyer.headers).status_code == 404
     assert market.client.get("/v1/me", headers=other.headers).status_code == 200
 

@@ -12,8 +12,9 @@ from market.accounts.models import ApiKey, Role
 from market.app import ROUTERS
 from tests.conftest import Market
 
-UNAUTHENTICATED_BY_DESIGN = {"/v1/stripe/webhook"}
-"""Stripe cannot hold an API key: the webhook is checked by its signature (tests/billing)."""
+UNAUTHENTICATED_BY_DESIGN = {"/v1/stripe/webhook", "/v1/catalogue.jsonld"}
+"""Stripe cannot hold an API key: the webhook is checked by its signature (tests/billing). Portals harvest the
+DCAT catalogue without one: it holds only the public catalogue (tests/products/test_catalogue_http.py)."""
 
 
 def _v1_routes() -> list[tuple[str, str]]:
@@ -27,7 +28,7 @@ def _v1_routes() -> list[tuple[str, str]]:
 
 def test_revoked_unknown_and_missing_keys_are_refused_on_every_route(market: Market) -> None:
     buyer = market.actor(Role.BUYER)
-    key_id = market.client.get("/v1/keys", headers=buyer.headers).json()[0]["id"]
+    key_id = market.client.get("/v1/keys", headers=buyer.headers).json()["items"][0]["id"]
     assert market.client.delete(f"/v1/keys/{key_id}", headers=buyer.headers).status_code == 200
     callers = {
         "invalid_api_key": [buyer.headers, {"Authorization": "Bearer mk_never-issued"}],
@@ -61,15 +62,17 @@ def test_keys_are_hashed_at_rest_and_never_listed(market: Market) -> None:
         listed = market.client.get("/v1/keys", headers=who)
         assert listed.status_code == 200
         assert clear not in listed.text and stored.key_hash not in listed.text
-        assert all(set(k) == {"id", "user_id", "label", "prefix", "created_at", "revoked_at"} for k in listed.json())
+        assert all(
+            set(k) == {"id", "user_id", "label", "prefix", "created_at", "revoked_at"} for k in listed.json()["items"]
+        )
 
 
 def test_keys_of_another_organisation_are_out_of_reach(market: Market) -> None:
     """A user lists and revokes only its own organisation's keys; the platform admin any."""
     buyer, other, admin = market.actor(Role.BUYER), market.actor(Role.BUYER), market.actor(Role.ADMIN)
-    mine = {k["user_id"] for k in market.client.get("/v1/keys", headers=buyer.headers).json()}
+    mine = {k["user_id"] for k in market.client.get("/v1/keys", headers=buyer.headers).json()["items"]}
     assert mine == {buyer.principal.user_id}
-    their_key = market.client.get("/v1/keys", headers=other.headers).json()[0]["id"]
+    their_key = market.client.get("/v1/keys", headers=other.headers).json()["items"][0]["id"]
     denied = market.client.delete(f"/v1/keys/{their_key}", headers=buyer.headers)
     assert denied.status_code == 404 and denied.json()["error"]["code"] == "api_key_not_found"
     assert market.client.get("/v1/me", headers=other.headers).status_code == 200
@@ -85,7 +88,7 @@ def test_an_offboarded_organisation_cannot_act(market: Market) -> None:
     admin = market.actor(Role.ADMIN)
     first = market.actor(Role.BUYER, org="Leaving Co")
     second = market.actor(Role.BUYER, org="Leaving Co")
-    keys = market.client.get("/v1/keys", headers=first.headers).json()
+    keys = market.client.get("/v1/keys", headers=first.headers).json()["items"]
     assert len(keys) == 2
     for key in keys:
         assert market.client.delete(f"/v1/keys/{key['id']}", headers=admin.headers).status_code == 200

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from market.openapi import PUBLIC_PATHS
 from tests.conftest import Market
 
 
@@ -25,7 +26,8 @@ def test_errors_are_documented_in_the_shape_the_service_sends(market: Market) ->
     assert "HTTPValidationError" not in json.dumps(doc)  # FastAPI's {"detail": [...]}, never sent
     assert doc["components"]["schemas"]["Error"]["required"] == ["error"]
     for method, path, op in _operations(doc):
-        if not path.startswith("/v1/"):
+        if not path.startswith("/v1/") or path in PUBLIC_PATHS:
+            assert "security" not in op, f"{method} {path}"
             continue
         assert op["security"] == [{"apiKey": []}], f"{method} {path}"
         for status in ("401", "403", "404", "422"):

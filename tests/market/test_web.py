@@ -26,6 +26,7 @@ def test_product_text_is_html_escaped() -> None:
 
     card = _product_card(
         ProductOut(
+            id="prd_x",
             slug="x",
             title="<script>alert(1)</script>",
             description="a & b",

@@ -22,7 +22,7 @@ def decide(market: Market, reviewer: Actor, request_id: str, **body: Any) -> Any
 
 
 def agreement_of(market: Market, buyer: Actor) -> dict[str, Any]:
-    agreements = market.client.get("/v1/agreements", headers=buyer.headers).json()
+    agreements = market.client.get("/v1/agreements", headers=buyer.headers).json()["items"]
     assert len(agreements) == 1, agreements
     return agreements[0]
 

@@ -30,9 +30,11 @@ def test_a_request_shows_state_age_and_review_deadline_to_both_sides(market: Mar
     as_buyer = market.client.get(f"/v1/access-requests/{body['id']}", headers=buyer.headers).json()
     as_regulator = market.client.get(f"/v1/access-requests/{body['id']}", headers=listed.regulator.headers).json()
     assert as_buyer["review_due_at"] == as_regulator["review_due_at"] == body["review_due_at"]
-    pending = market.client.get("/v1/access-requests?status=pending", headers=listed.regulator.headers).json()
+    pending = market.client.get("/v1/access-requests?status=pending", headers=listed.regulator.headers).json()["items"]
     assert [r["id"] for r in pending] == [body["id"]]
-    assert market.client.get("/v1/access-requests?status=approved", headers=listed.regulator.headers).json() == []
+    assert (
+        market.client.get("/v1/access-requests?status=approved", headers=listed.regulator.headers).json()["items"] == []
+    )
     # another buyer and the operator (who does not review public-interest requests) cannot read it
     stranger = market.actor(Role.BUYER)
     assert market.client.get(f"/v1/access-requests/{body['id']}", headers=stranger.headers).status_code == 404

@@ -151,10 +151,10 @@ def test_agreement_lists_respect_tenancy(market: Market) -> None:
     other_listed = listed_product(market, slug="other-product")
     other_buyer = market.actor(Role.BUYER)
     grant(market, other_listed, other_buyer, purpose="commercial", plan="standard")
-    assert len(market.client.get("/v1/agreements", headers=mine.headers).json()) == 1
-    assert len(market.client.get("/v1/agreements", headers=listed.operator.headers).json()) == 2
-    assert len(market.client.get("/v1/agreements", headers=other_listed.operator.headers).json()) == 1
-    assert len(market.client.get("/v1/agreements", headers=listed.regulator.headers).json()) == 3
+    assert len(market.client.get("/v1/agreements", headers=mine.headers).json()["items"]) == 1
+    assert len(market.client.get("/v1/agreements", headers=listed.operator.headers).json()["items"]) == 2
+    assert len(market.client.get("/v1/agreements", headers=other_listed.operator.headers).json()["items"]) == 1
+    assert len(market.client.get("/v1/agreements", headers=listed.regulator.headers).json()["items"]) == 3
     theirs_id = agreement_of(market, theirs)["id"]
     assert market.client.get(f"/v1/agreements/{theirs_id}", headers=mine.headers).status_code == 404
     assert market.client.get(f"/v1/agreements/{theirs_id}", headers=other_listed.operator.headers).status_code == 404
@@ -165,7 +165,9 @@ def test_a_buyer_with_two_agreements_chooses_which_one_a_query_runs_under(market
     buyer = market.actor(Role.BUYER)
     grant(market, listed, buyer, purpose="public_welfare", plan="public")
     grant(market, listed, buyer, purpose="commercial", plan="standard")
-    by_purpose = {a["purpose"]: a["id"] for a in market.client.get("/v1/agreements", headers=buyer.headers).json()}
+    by_purpose = {
+        a["purpose"]: a["id"] for a in market.client.get("/v1/agreements", headers=buyer.headers).json()["items"]
+    }
     newest = query(market, buyer, listed.slug, BY_REGION).json()
     assert newest["agreement_id"] == by_purpose["commercial"] and newest["charge"]["charge_type"] == "billable"
     chosen = market.client.post(

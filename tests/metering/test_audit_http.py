@@ -29,7 +29,14 @@ def test_the_regulator_reads_every_query_with_its_context(market: Market) -> Non
     assert accepted["buyer"] == "Swift Logistics" and accepted["purpose"] == "commercial"
     assert accepted["scenario"] == "analysis" and accepted["product"] == listed.slug
     assert accepted["result_columns"] == ["category", "n"] and accepted["result_rows"] == 1
-    assert accepted["suppressed_groups"] == 2 and accepted["sql_run"]
+    assert accepted["suppressed_groups"] == 2
+    # The SQL as run is what ran: the threshold columns and restriction in place of their placeholders,
+    # ending with the exact distinct count that decided the suppressed groups, then the output query.
+    run = accepted["sql_run"]
+    assert "__threshold__" not in run and "__restrict__" not in run
+    statements = run.split(";\n")
+    assert statements[0].startswith('CREATE OR REPLACE TEMP TABLE "__groups" AS SELECT')
+    assert any("COUNT(DISTINCT" in s for s in statements) and '"__c0"' in statements[-1]
 
     def ids(**params: str) -> int:
         return len(

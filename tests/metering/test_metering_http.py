@@ -51,7 +51,7 @@ def test_graduated_tiers_price_each_query_by_its_tier(market: Market) -> None:
     grant(market, listed, buyer, purpose="commercial", plan="paid")
     amounts = [query(market, buyer, listed.slug, BY_REGION).json()["charge"]["amount_minor"] for _ in range(5)]
     assert amounts == [500, 500, 200, 100, 100]
-    agreement = market.client.get("/v1/agreements", headers=buyer.headers).json()[0]
+    agreement = market.client.get("/v1/agreements", headers=buyer.headers).json()["items"][0]
     assert agreement["plan"]["tiers"][0] == {"up_to": 2, "per_query_minor": 500, "per_gb_minor": "0"}
     assert agreement["plan"]["monthly_fee_minor"] == 10_000  # for billing's monthly access fee
 

@@ -39,12 +39,12 @@ def test_public_interest_requests_go_to_the_regulator_and_commercial_ones_to_the
         json={"decision": "approve"},
     )
     assert not_theirs.status_code == 404
-    assert [r["id"] for r in market.client.get("/v1/access-requests", headers=listed.operator.headers).json()] == [
-        commercial["id"]
-    ]
-    assert [r["id"] for r in market.client.get("/v1/access-requests", headers=listed.regulator.headers).json()] == [
-        public["id"]
-    ]
+    assert [
+        r["id"] for r in market.client.get("/v1/access-requests", headers=listed.operator.headers).json()["items"]
+    ] == [commercial["id"]]
+    assert [
+        r["id"] for r in market.client.get("/v1/access-requests", headers=listed.regulator.headers).json()["items"]
+    ] == [public["id"]]
 
 
 def test_a_plan_must_fit_the_purpose(market: Market) -> None:

@@ -41,7 +41,7 @@ def test_buyer_daily_summary_groups_by_product_and_charge_type(market: Market) -
     response = market.client.get("/v1/usage/summary", headers=paying.headers)
     assert response.status_code == 200, response.text
     today = utcnow().date().isoformat()
-    rows = {(r["day"], r["product"], r["charge_type"]): r for r in response.json()}
+    rows = {(r["day"], r["product"], r["charge_type"]): r for r in response.json()["items"]}
     assert set(rows) == {
         (today, "first-product", "billable"),
         (today, "first-product", "rejected"),
@@ -52,7 +52,7 @@ def test_buyer_daily_summary_groups_by_product_and_charge_type(market: Market) -
     assert rows[(today, "first-product", "rejected")]["amount_minor"] == 0
     assert rows[(today, "first-product", "billable")]["rows_scanned"] == 180
     tomorrow = (utcnow() + timedelta(days=1)).date().isoformat()
-    assert market.client.get(f"/v1/usage/summary?from={tomorrow}", headers=paying.headers).json() == []
+    assert market.client.get(f"/v1/usage/summary?from={tomorrow}", headers=paying.headers).json()["items"] == []
     backwards = market.client.get(f"/v1/usage/summary?from={tomorrow}&to={today}", headers=paying.headers)
     assert backwards.status_code == 400 and backwards.json()["error"]["code"] == "invalid_date_range"
     assert market.client.get("/v1/usage/summary?from=yesterday", headers=paying.headers).status_code == 422
@@ -65,7 +65,7 @@ def test_operator_sees_usage_of_its_products_without_buyers_sql(market: Market) 
     assert {r["buyer_org_id"] for r in seen} == {paying.principal.org_id, public.principal.org_id}
     assert all(r["sql"] is None for r in seen)
     assert len(usage(market, second.operator)) == 1
-    summary = market.client.get("/v1/usage/summary", headers=first.operator.headers).json()
+    summary = market.client.get("/v1/usage/summary", headers=first.operator.headers).json()["items"]
     assert {r["product"] for r in summary} == {"first-product"}
     assert market.client.get(f"/v1/usage?product={first.slug}", headers=second.operator.headers).status_code == 404
     assert market.client.get("/v1/usage", headers=first.regulator.headers).status_code == 403

@@ -102,8 +102,8 @@ def test_only_the_regulator_grants_and_operators_see_only_their_own(market: Mark
     self_grant = authorise(market, operator, regulator=operator)
     assert self_grant.status_code == 403
     assert authorise(market, operator).status_code == 201
-    assert len(market.client.get("/v1/authorisations", headers=operator.headers).json()) == 1
-    assert market.client.get("/v1/authorisations", headers=rival.headers).json() == []
+    assert len(market.client.get("/v1/authorisations", headers=operator.headers).json()["items"]) == 1
+    assert market.client.get("/v1/authorisations", headers=rival.headers).json()["items"] == []
     buyer = market.actor(Role.BUYER)
     assert market.client.get("/v1/authorisations", headers=buyer.headers).status_code == 403
     no_cap = authorise(market, operator, zones=("transport", "finance"))
@@ -127,7 +127,7 @@ def test_revoking_delists_products_and_stops_serving_agreements(market: Market) 
     buyer = market.actor(Role.BUYER)
     grant(market, listed, buyer, purpose="commercial", plan="standard")
     assert query(market, buyer, listed.slug, SQL).status_code == 200
-    grants = market.client.get("/v1/authorisations", headers=listed.regulator.headers).json()
+    grants = market.client.get("/v1/authorisations", headers=listed.regulator.headers).json()["items"]
     grant_id = next(g["id"] for g in grants if g["operator"] == listed.operator.principal.org_id)
 
     suspended = market.client.post(
@@ -136,8 +136,10 @@ def test_revoking_delists_products_and_stops_serving_agreements(market: Market) 
     assert suspended.status_code == 200 and suspended.json()["status"] == "suspended"
     refused = query(market, buyer, listed.slug, SQL)
     assert refused.status_code == 403 and refused.json()["error"]["code"] == "authorisation_inactive"
-    assert all(p["slug"] != listed.slug for p in market.client.get("/v1/products", headers=buyer.headers).json())
-    events = market.client.get(f"/v1/products/{listed.slug}/events", headers=listed.operator.headers).json()
+    assert all(
+        p["slug"] != listed.slug for p in market.client.get("/v1/products", headers=buyer.headers).json()["items"]
+    )
+    events = market.client.get(f"/v1/products/{listed.slug}/events", headers=listed.operator.headers).json()["items"]
     assert (events[-1]["from_status"], events[-1]["to_status"]) == ("listed", "delisted")
     assert "Audit pending." in events[-1]["reason"]
     assert events[-1]["actor_user_id"] == listed.regulator.principal.user_id
@@ -162,7 +164,9 @@ def test_revoking_delists_products_and_stops_serving_agreements(market: Market) 
     )
     assert approve.status_code == 409 and approve.json()["error"]["code"] == "review_outside_authorisation"
     assert query(market, buyer, listed.slug, SQL).json()["error"]["code"] == "authorisation_inactive"
-    history = market.client.get(f"/v1/authorisations/{grant_id}/events", headers=listed.operator.headers).json()
+    history = market.client.get(f"/v1/authorisations/{grant_id}/events", headers=listed.operator.headers).json()[
+        "items"
+    ]
     assert [e["to_status"] for e in history] == ["active", "suspended", "active", "revoked"]
 
 

@@ -56,11 +56,57 @@ def test_build_uploads_and_reports_and_is_safe_to_rerun(market: Market, live: st
     assert "audit clean" in result.output and "160" in result.output
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0, again.output
-    uploads = market.client.get("/v1/uploads", headers=operator.headers).json()
+    uploads = market.client.get("/v1/uploads", headers=operator.headers).json()["items"]
     assert len(uploads) == 1  # the retry reused the stored upload
-    versions = market.client.get("/v1/products/cli-payments/versions", headers=operator.headers).json()
+    versions = market.client.get("/v1/products/cli-payments/versions", headers=operator.headers).json()["items"]
     assert [v["number"] for v in versions] == [1, 2] and versions[0]["recipe_hash"] == versions[1]["recipe_hash"]
     assert versions[0]["tables"] == versions[1]["tables"]  # re-running the recipe gives the same table
 
     denied = CliRunner().invoke(app, [*args[:-1], "wrong-key"])
     assert denied.exit_code == 1 and "invalid_api_key" in denied.output
+
+
+def test_build_checks_everything_before_uploading(market: Market, live: str, tmp_path: Path) -> None:
+    operator = market.actor(Role.OPERATOR)
+    create_product(market, operator, "cli-checked")
+    data = tmp_path / "payments.csv"
+    data.write_bytes(csv_bytes())
+    policy = tmp_path / "policy.json"
+    policy.write_text(json.dumps(POLICY))
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    buyer = market.actor(Role.BUYER)
+
+    def build(slug: str, *options: str, key: str = operator.key) -> object:
+        args = ["products", "build", slug, "--table", f"payments={data}", "--policy", str(policy), *options]
+        return CliRunner().invoke(app, [*args, "--api", live, "--key", key])
+
+    refusals = {
+        "unknown product": (build("no-such-product"), "product_not_found"),
+        "bad key": (build("cli-checked", key="mk_never-issued"), "invalid_api_key"),
+        "wrong role": (build("cli-checked", key=buyer.key), "forbidden_role"),
+        "unreadable recipe": (build("cli-checked", "--recipe", str(broken)), "invalid_json_file"),
+    }
+    nowhere = f"payments={tmp_path / 'nope.csv'}"
+    missing = CliRunner().invoke(
+        app,
+        [
+            "products",
+            "build",
+            "cli-checked",
+            "--table",
+            nowhere,
+            "--policy",
+            str(policy),
+            "--api",
+            live,
+            "--key",
+            operator.key,
+        ],
+    )
+    refusals["missing file"] = (missing, "local_file_not_found")
+    for case, (result, code) in refusals.items():
+        assert result.exit_code == 1, case
+        assert code in result.stderr and "Traceback" not in result.output, (case, result.output)
+    assert "nope.csv" in missing.stderr and "No upload" not in missing.stderr
+    assert market.client.get("/v1/uploads", headers=operator.headers).json()["items"] == []  # nothing was sent

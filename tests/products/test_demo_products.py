@@ -11,7 +11,7 @@ def test_the_person_level_demo_product_is_desensitised_audited_and_queryable(mar
     keys = build_demo(market.database, market.settings)
     buyer = {"Authorization": f"Bearer {keys['buyer_commercial']}"}
     regulator = {"Authorization": f"Bearer {keys['regulator']}"}
-    products = market.client.get("/v1/products?zone=finance", headers=buyer).json()
+    products = market.client.get("/v1/products?zone=finance", headers=buyer).json()["items"]
     assert [p["slug"] for p in products] == [CREDIT_SLUG]
     detail = market.client.get(f"/v1/products/{CREDIT_SLUG}", headers=buyer).json()
     assert detail["audit_clean"] is True and detail["resources"][0]["registration_code"] == "CN-11-FIN-2025-0001"
@@ -19,7 +19,7 @@ def test_the_person_level_demo_product_is_desensitised_audited_and_queryable(mar
     assert columns["business"] == "privacy_unit"
     assert "owner_name" not in columns and "id_number" not in columns and "birth_date" not in columns
 
-    (version,) = market.client.get(f"/v1/products/{CREDIT_SLUG}/versions", headers=regulator).json()
+    (version,) = market.client.get(f"/v1/products/{CREDIT_SLUG}/versions", headers=regulator).json()["items"]
     recipe = version["recipe"]["tables"]["tax_credits"]["columns"]
     assert recipe["business"]["transform"]["kind"] == "pseudonymise"
     assert recipe["owner_birth_decade"]["transform"] == {**recipe["owner_birth_decade"]["transform"], "unit": "decade"}
@@ -47,7 +47,7 @@ def test_the_person_level_demo_product_is_desensitised_audited_and_queryable(mar
 
     # Safe to run twice: nothing is duplicated.
     regulator = {"Authorization": f"Bearer {build_demo(market.database, market.settings)['regulator']}"}
-    again = market.client.get(f"/v1/products/{CREDIT_SLUG}/versions", headers=regulator).json()
+    again = market.client.get(f"/v1/products/{CREDIT_SLUG}/versions", headers=regulator).json()["items"]
     assert len(again) == 1
-    grants = market.client.get("/v1/authorisations", headers=regulator).json()
+    grants = market.client.get("/v1/authorisations", headers=regulator).json()["items"]
     assert sorted(tuple(g["zones"]) for g in grants) == [("credit", "finance"), ("transport",)]

@@ -29,7 +29,9 @@ def test_a_new_version_is_reviewed_while_the_old_one_stays_served(market: Market
     again = market.client.post(f"/v1/products/{listed.slug}/submit", headers=listed.operator.headers)
     assert again.status_code == 409
     assert query(market, early, listed.slug, COUNT).json()["rows"] == [[UNITS * 3]]
-    versions = market.client.get(f"/v1/products/{listed.slug}/versions", headers=listed.regulator.headers).json()
+    versions = market.client.get(f"/v1/products/{listed.slug}/versions", headers=listed.regulator.headers).json()[
+        "items"
+    ]
     assert [(v["number"], v["status"]) for v in versions] == [(1, "listed"), (2, "in_review")]
     change = versions[1]["quality"]["tables"]["people"]["change"]  # the quality report compares with version 1
     assert change["previous_version"] == 1 and change["rows_out_delta"] == -UNITS
@@ -55,7 +57,7 @@ def test_a_new_version_is_reviewed_while_the_old_one_stays_served(market: Market
     # The early agreement keeps the version it was made on.
     assert query(market, early, listed.slug, COUNT).json()["rows"] == [[UNITS * 3]]
 
-    events = market.client.get(f"/v1/products/{listed.slug}/events", headers=listed.operator.headers).json()
+    events = market.client.get(f"/v1/products/{listed.slug}/events", headers=listed.operator.headers).json()["items"]
     reasons = [e["reason"] for e in events[3:]]
     assert reasons == [
         "version 2 submitted for review",

@@ -15,7 +15,7 @@ from tests.factories import PEOPLE_POLICY, UNITS, create_product, listed_product
 def test_an_operator_takes_a_csv_to_a_listed_product(market: Market) -> None:
     listed = listed_product(market)
     buyer = market.actor(Role.BUYER)
-    catalogue = market.client.get("/v1/products", headers=buyer.headers).json()
+    catalogue = market.client.get("/v1/products", headers=buyer.headers).json()["items"]
     product = next(p for p in catalogue if p["slug"] == listed.slug)
     assert product["status"] == "listed" and product["version"] == 1
     table = product["tables"][0]
@@ -29,7 +29,7 @@ def test_an_operator_takes_a_csv_to_a_listed_product(market: Market) -> None:
         "amount": "measure",
         "trips": "measure",
     }
-    events = market.client.get(f"/v1/products/{listed.slug}/events", headers=listed.operator.headers).json()
+    events = market.client.get(f"/v1/products/{listed.slug}/events", headers=listed.operator.headers).json()["items"]
     assert [(e["from_status"], e["to_status"]) for e in events] == [
         (None, "draft"),
         ("draft", "submitted"),
@@ -44,12 +44,14 @@ def test_unreviewed_products_are_invisible_to_buyers_and_other_operators(market:
     assert upload_version(market, operator, "draft-one").status_code == 201
     buyer = market.actor(Role.BUYER)
     rival = market.actor(Role.OPERATOR)
-    assert all(p["slug"] != "draft-one" for p in market.client.get("/v1/products", headers=buyer.headers).json())
+    assert all(
+        p["slug"] != "draft-one" for p in market.client.get("/v1/products", headers=buyer.headers).json()["items"]
+    )
     assert market.client.get("/v1/products/draft-one", headers=buyer.headers).status_code == 404
     assert market.client.get("/v1/products/draft-one", headers=rival.headers).status_code == 404
-    mine = market.client.get("/v1/products?mine=true", headers=operator.headers).json()
+    mine = market.client.get("/v1/products?mine=true", headers=operator.headers).json()["items"]
     assert [p["slug"] for p in mine] == ["draft-one"] and mine[0]["status"] == "draft"
-    assert market.client.get("/v1/products?mine=true", headers=rival.headers).json() == []
+    assert market.client.get("/v1/products?mine=true", headers=rival.headers).json()["items"] == []
 
 
 def test_review_is_the_regulators_and_returns_carry_comments(market: Market) -> None:
@@ -71,7 +73,7 @@ def test_review_is_the_regulators_and_returns_carry_comments(market: Market) -> 
         json={"decision": "return", "comment": "Generalise the region column."},
     )
     assert returned.json()["status"] == "returned"
-    events = market.client.get("/v1/products/needs-work/events", headers=operator.headers).json()
+    events = market.client.get("/v1/products/needs-work/events", headers=operator.headers).json()["items"]
     assert events[-1]["reason"] == "Generalise the region column."
     again = market.client.post(
         "/v1/products/needs-work/review", headers=regulator.headers, json={"decision": "approve"}

@@ -32,7 +32,7 @@ def test_a_source_registers_and_the_regulator_returns_then_registers(market: Mar
     operator = market.actor(Role.OPERATOR)
     created = market.client.post("/v1/resources", headers=source.headers, json=RESOURCE).json()
     assert created["status"] == "pending" and created["registration_code"] is None
-    assert market.client.get("/v1/resources", headers=operator.headers).json() == []
+    assert market.client.get("/v1/resources", headers=operator.headers).json()["items"] == []
     by_operator = market.client.post("/v1/resources", headers=operator.headers, json=RESOURCE)
     assert by_operator.status_code == 403
     self_review = market.client.post(
@@ -62,9 +62,11 @@ def test_a_source_registers_and_the_regulator_returns_then_registers(market: Mar
         f"/v1/resources/{created['id']}/review", headers=regulator.headers, json={"decision": "register"}
     )
     assert again.status_code == 409 and again.json()["error"]["code"] == "resource_not_pending"
-    assert [r["id"] for r in market.client.get("/v1/resources", headers=operator.headers).json()] == [created["id"]]
+    assert [r["id"] for r in market.client.get("/v1/resources", headers=operator.headers).json()["items"]] == [
+        created["id"]
+    ]
     other_source = market.actor(Role.SOURCE)
-    assert market.client.get("/v1/resources", headers=other_source.headers).json() == []
+    assert market.client.get("/v1/resources", headers=other_source.headers).json()["items"] == []
     bad = market.client.post("/v1/resources", headers=source.headers, json={**RESOURCE, "classification": "secret"})
     assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_request"
 

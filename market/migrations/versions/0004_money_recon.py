@@ -7,6 +7,7 @@ Create Date: 2026-12-02
 
 from collections.abc import Sequence
 from types import SimpleNamespace
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -55,9 +56,7 @@ def _key_existing_chains() -> None:
     bind = op.get_bind()
     if not bind.execute(sa.text("SELECT 1 FROM usage_records WHERE record_hash <> '' LIMIT 1")).first():
         return  # nothing to re-key (a new database): the key is not even needed yet
-    from market.settings import get_settings
-
-    key = chain_key(get_settings())
+    key = chain_key(_settings())
     json_type = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")
     typed = ("created_at", "finished_at", "result_columns", "chain_seq")
     usage = sa.table(
@@ -98,6 +97,19 @@ def _key_existing_chains() -> None:
                 .values(last_hash=new)
             )
     _forbid_changes_to_usage()
+
+
+def _settings() -> Any:
+    """The settings of the database being migrated (`market.db.migrate` passes them), else the environment's."""
+    from alembic import context
+
+    from market.settings import get_settings
+
+    try:
+        given = context.config.attributes.get("settings")
+    except (AttributeError, NameError):  # run outside an Alembic environment (tests call the step directly)
+        given = None
+    return given or get_settings()
 
 
 def _forbid_changes_to_usage() -> None:
