@@ -4,7 +4,8 @@
 
 The synthetic usage is bulk-loaded (executemany on SQLite, COPY on PostgreSQL) and not timed. The
 timed part is one `market billing run` of the period (set-based SQL), then a second run of the same
-period, which must link nothing and change nothing.
+period, which must link nothing and change nothing; then, after finalizing every invoice, one full
+reconciliation of the period (every check of the books), which must find nothing but `unpaid`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from typing import Any
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
-from billing import rating
+from billing import invoices as invoice_service
+from billing import rating, reconciliation
 from billing.config import Period
 from billing.models import Invoice, InvoiceLineUsage
 from market.accounts.models import Organisation, User
@@ -183,6 +185,13 @@ def bench(database: Database, label: str, records: int, buyers: int) -> dict[str
         invoices = session.scalar(select(func.count()).select_from(Invoice))
     assert linked == records and invoices == buyers, (linked, invoices)
     assert second.usage_linked == 0 and second.draft_total_minor == first.draft_total_minor
+    with database.transaction() as session:
+        invoice_service.finalize_period(session, None, period)
+    started = time.perf_counter()
+    with database.transaction() as session:
+        report = reconciliation.reconcile(session, None, period)
+    reconcile_seconds = time.perf_counter() - started
+    assert {m.reason for m in report.mismatches} <= {"unpaid"}, report.mismatches[:5]
     return {
         "database": label,
         "records": records,
@@ -190,6 +199,7 @@ def bench(database: Database, label: str, records: int, buyers: int) -> dict[str
         "load_s": round(loaded, 2),
         "run_s": round(run_seconds, 2),
         "rerun_s": round(rerun_seconds, 2),
+        "reconcile_s": round(reconcile_seconds, 2),
         "invoices": invoices,
         "lines": first.lines_created,
         "total_minor": first.draft_total_minor,
@@ -224,11 +234,14 @@ def main() -> None:
             with admin.connect() as connection:
                 connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
             admin.dispose()
-    print(f"{'database':<11} {'records':>9} {'buyers':>6} {'load s':>7} {'run s':>6} {'rerun s':>7} {'lines':>6} total")
+    print(
+        f"{'database':<11} {'records':>9} {'buyers':>6} {'load s':>7} {'run s':>6} {'rerun s':>7} "
+        f"{'recon s':>7} {'lines':>6} total"
+    )
     for r in results:
         print(
             f"{r['database']:<11} {r['records']:>9} {r['buyers']:>6} {r['load_s']:>7} {r['run_s']:>6} "
-            f"{r['rerun_s']:>7} {r['lines']:>6} {r['total_minor']}"
+            f"{r['rerun_s']:>7} {r['reconcile_s']:>7} {r['lines']:>6} {r['total_minor']}"
         )
 
 

@@ -91,8 +91,10 @@ def reconcile_command(
         f"paid {report.paid_minor}, distributed {report.distributed_minor} (minor units)"
     ]
     lines += [
-        f"mismatch {m.reason}: {m.amount_minor} minor units, {m.detail} "
+        f"mismatch {m.reason}: {m.amount_minor} minor units {m.currency}, {m.detail} "
         + ", ".join(f"{k}={v}" for k, v in m.objects.items())
+        + f" key={m.key}"
+        + (" (acknowledged)" if m.acknowledgement else "")
         for m in report.mismatches
     ] or ["no mismatches"]
     emit(as_json, report.as_dict(), "\n".join(lines))
@@ -113,6 +115,26 @@ def close_command(period: PeriodOption, as_json: JsonOption = False) -> None:
     finally:
         database.dispose()
     emit(as_json, {"period": parsed.key, "status": status}, f"period {parsed.key} {status}")
+
+
+@app.command("acknowledge")
+@user_errors
+def acknowledge_command(
+    period: PeriodOption,
+    key: Annotated[str, typer.Option("--key", help="The mismatch's key, from `market billing reconcile`.")],
+    note: Annotated[str, typer.Option("--note", help="Why finance accepts the mismatch.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Acknowledge one reconciliation mismatch with a reason, so that the period may close."""
+    parsed = Period.parse(period)
+    database = open_database()
+    try:
+        with database.transaction() as session:
+            ack = reconciliation.acknowledge(session, None, parsed, key, note)
+            done = {"period": ack.period, "mismatch_key": ack.mismatch_key, "reason": ack.reason}
+    finally:
+        database.dispose()
+    emit(as_json, done, f"mismatch {done['mismatch_key']} ({done['reason']}) of {parsed.key} acknowledged")
 
 
 @app.command("recheck-payments")

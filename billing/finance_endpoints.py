@@ -11,9 +11,12 @@ from fastapi.responses import HTMLResponse, Response
 from billing import document_render, documents, reconciliation, repository, revenue, statements
 from billing.config import Period
 from billing.schemas import (
+    AcknowledgementIn,
+    AcknowledgementOut,
     BalanceOut,
     JournalEntryOut,
     JournalLineOut,
+    PeriodClosingOut,
     PeriodOut,
     ReconciliationOut,
     RevenueSharesOut,
@@ -69,6 +72,29 @@ def export(period: str, session: SessionDep, principal: PrincipalDep, format: st
 def close(period: str, session: SessionDep, principal: PrincipalDep) -> PeriodOut:
     """Lock the period against any further change."""
     return PeriodOut.model_validate(reconciliation.close_period(session, principal, Period.parse(period)))
+
+
+@router.post("/billing/periods/{period}/acknowledgements", response_model=AcknowledgementOut)
+def acknowledge(
+    period: str, body: AcknowledgementIn, session: SessionDep, principal: PrincipalDep
+) -> AcknowledgementOut:
+    """Finance accepts one reconciliation mismatch with a reason, so that the period may close."""
+    ack = reconciliation.acknowledge(session, principal, Period.parse(period), body.mismatch_key, body.note)
+    return AcknowledgementOut.model_validate(ack)
+
+
+@router.get("/billing/periods/{period}/acknowledgements", response_model=PeriodClosingOut)
+def closing(period: str, session: SessionDep, principal: PrincipalDep) -> PeriodClosingOut:
+    """The period's state and every mismatch finance acknowledged, with its reason (finance and the regulator)."""
+    parsed = Period.parse(period)
+    row, acks = reconciliation.acknowledgements(session, principal, parsed)
+    return PeriodClosingOut(
+        period=parsed.key,
+        status=row.status if row else "open",
+        closed_at=row.closed_at if row else None,
+        closed_by=row.closed_by if row else None,
+        acknowledgements=[AcknowledgementOut.model_validate(a) for a in acks],
+    )
 
 
 @router.get("/ledger/balances", response_model=Page[BalanceOut])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from billing.config import Period
@@ -14,13 +14,13 @@ from billing.models import (
     Invoice,
     JournalEntry,
     JournalLine,
+    MismatchAcknowledgement,
     Payment,
     PaymentStatus,
     RevenueShare,
 )
-from billing.repository import INV, L, U, X
+from billing.repository import INV, L
 from market.pagination import Key, after_key
-from metering.models import ChargeType
 
 # -- revenue --------------------------------------------------------------------------------------
 
@@ -67,6 +67,21 @@ def distributed_by_payment(session: Session, payment_ids: Sequence[str]) -> dict
         .group_by(Distribution.payment_id)
     )
     return {r[0]: int(r[1]) for r in rows}
+
+
+def distributed_by_party(session: Session, invoice_id: str) -> dict[tuple[str | None, str, str | None], int]:
+    """What was distributed for an invoice so far, per (agreement, party kind, party org)."""
+    rows = session.execute(
+        select(
+            Distribution.agreement_id,
+            Distribution.party_kind,
+            Distribution.party_org_id,
+            func.sum(Distribution.amount_minor),
+        )
+        .where(Distribution.invoice_id == invoice_id)
+        .group_by(Distribution.agreement_id, Distribution.party_kind, Distribution.party_org_id)
+    )
+    return {(r[0], r[1], r[2]): int(r[3]) for r in rows}
 
 
 def operator_distributed_in_year(session: Session, operator_org_id: str, year: int) -> int:
@@ -128,51 +143,6 @@ def journal_lines(session: Session, entry_ids: Sequence[str]) -> Sequence[Journa
 # -- reconciliation reads -------------------------------------------------------------------------
 
 
-def usage_rated_minor(session: Session, period: Period) -> int:
-    return int(
-        session.scalar(
-            select(func.coalesce(func.sum(U.c.amount_minor), 0)).where(
-                U.c.month.in_(period.months), U.c.charge_type != ChargeType.REJECTED.value
-            )
-        )
-        or 0
-    )
-
-
-def unbilled_usage_of_period(session: Session, period: Period) -> list[tuple[str, str, int, int]]:
-    """(buyer, agreement, records, amount) of the period's accepted usage on no invoice line."""
-    rows = session.execute(
-        select(U.c.buyer_org_id, U.c.agreement_id, func.count(), func.coalesce(func.sum(U.c.amount_minor), 0))
-        .where(
-            U.c.month.in_(period.months),
-            U.c.charge_type != ChargeType.REJECTED.value,
-            ~exists().where(X.c.usage_record_id == U.c.id),
-        )
-        .group_by(U.c.buyer_org_id, U.c.agreement_id)
-    )
-    return [(r[0], r[1], int(r[2]), int(r[3])) for r in rows]
-
-
-def line_usage_differences(session: Session, period: str) -> list[tuple[str, str, int, int]]:
-    """(invoice, line, line amount, linked usage amount) where a usage line's amount is not its usage's sum."""
-    linked = (
-        select(X.c.line_id.label("line_id"), func.sum(U.c.amount_minor).label("amount"))
-        .select_from(X.join(U, U.c.id == X.c.usage_record_id))
-        .group_by(X.c.line_id)
-        .subquery()
-    )
-    rows = session.execute(
-        select(L.c.invoice_id, L.c.id, L.c.amount_minor, func.coalesce(linked.c.amount, 0))
-        .select_from(L.join(INV, INV.c.id == L.c.invoice_id).outerjoin(linked, linked.c.line_id == L.c.id))
-        .where(
-            INV.c.period == period,
-            L.c.component != "monthly_fee",
-            L.c.amount_minor != func.coalesce(linked.c.amount, 0),
-        )
-    )
-    return [(r[0], r[1], int(r[2]), int(r[3])) for r in rows]
-
-
 def invoice_line_sums(session: Session, period: str) -> dict[str, int]:
     rows = session.execute(
         select(L.c.invoice_id, func.sum(L.c.amount_minor))
@@ -201,3 +171,19 @@ def payments_for_period(session: Session, period: str) -> Sequence[Payment]:
         .where(Invoice.period == period)
         .order_by(Payment.created_at)
     ).all()
+
+
+def acknowledgements(session: Session, period: str) -> Sequence[MismatchAcknowledgement]:
+    return session.scalars(
+        select(MismatchAcknowledgement)
+        .where(MismatchAcknowledgement.period == period)
+        .order_by(MismatchAcknowledgement.acknowledged_at, MismatchAcknowledgement.id)
+    ).all()
+
+
+def acknowledgement(session: Session, period: str, key: str) -> MismatchAcknowledgement | None:
+    return session.scalars(
+        select(MismatchAcknowledgement).where(
+            MismatchAcknowledgement.period == period, MismatchAcknowledgement.mismatch_key == key
+        )
+    ).one_or_none()

@@ -87,6 +87,30 @@ class BillingPeriod(Base):
     closed_by: Mapped[str | None] = mapped_column(String(32), default=None)
 
 
+class MismatchAcknowledgement(Base):
+    """Finance's acknowledgement of one reconciliation mismatch, with a reason: what lets a period with
+    that mismatch still be closed. Kept for ever, shown in exports and to the regulator."""
+
+    __tablename__ = "mismatch_acknowledgements"
+    __table_args__ = (UniqueConstraint("period", "mismatch_key"),)
+
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True, autoincrement=True)
+    period: Mapped[str] = mapped_column(String(7), index=True)
+    mismatch_key: Mapped[str] = mapped_column(String(64))
+    """The mismatch's stable key: a hash of its reason and the objects it names."""
+    reason: Mapped[str] = mapped_column(String(40))
+    """The mismatch's reason code (e.g. `unpaid`)."""
+    objects: Mapped[str] = mapped_column(Text)
+    """The objects the mismatch names, as `kind=id; ...`."""
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    """The mismatch's amount when acknowledged, minor units of `currency`."""
+    currency: Mapped[str] = mapped_column(String(3))
+    note: Mapped[str] = mapped_column(Text)
+    """Finance's reason for accepting the mismatch."""
+    acknowledged_by: Mapped[str] = mapped_column(String(32))
+    acknowledged_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Invoice(Base):
     """One buyer's invoice for one period and currency. Draft until finalized; finalized never changes."""
 

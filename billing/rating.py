@@ -17,7 +17,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from billing import invoices, repository
+from billing import invoices, recon_repository, repository
 from billing.config import Period
 from billing.models import Component, Invoice, InvoiceLine, InvoiceStatus
 from market.accounts.models import Role
@@ -65,6 +65,12 @@ def _run(session: Session, period: Period, now: datetime) -> RunSummary:
 
     agreements = repository.agreements_overlapping(session, period)
     groups = repository.unbilled_groups(session, period)
+    # Usage of a line that lost links (someone deleted them) is held back: billing it again would bill
+    # usage already invoiced, perhaps paid. Reconciliation reports it as usage_link_missing.
+    held = recon_repository.lines_missing_links(
+        session, {(g.agreement_id, g.component, g.source_period) for g in groups}
+    )
+    groups = [g for g in groups if (g.agreement_id, g.component, g.source_period) not in held]
     existing = {(i.buyer_org_id, i.currency) for i in repository.invoices_of_period(session, period.key)}
     wanted = {(g.buyer_org_id, g.currency) for g in groups}
     wanted |= {(a.buyer_org_id, a.currency) for a in agreements if a.created_at < period.end}
@@ -144,7 +150,7 @@ def _run(session: Session, period: Period, now: datetime) -> RunSummary:
         new_lines[str(fee["id"])] = fee
     repository.bulk_insert(session, InvoiceLine, list(new_lines.values()))
     repository.update_lines(session, list(changes.values()))
-    linked = repository.link_usage(session, period) if expected else 0
+    linked = repository.link_usage(session, period, held) if expected else 0
     if linked != expected:
         # Usage arrived between the scan and the links: recount the lines from their links.
         fixes = []

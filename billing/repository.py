@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Table, and_, case, exists, func, insert, literal, select, text, update
+from sqlalchemy import Table, and_, case, exists, func, insert, literal, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from billing.config import Period
@@ -197,11 +197,12 @@ def existing_line_keys(session: Session, period: str) -> dict[tuple[str, str, st
     return {(r[0], r[1], r[2], r[3]): r[4] for r in rows}
 
 
-def link_usage(session: Session, period: Period) -> int:
+def link_usage(session: Session, period: Period, held: set[tuple[str, str, str]] | None = None) -> int:
     """Link every unbilled usage record to its line on a draft invoice, in one INSERT ... SELECT.
 
     An agreement fixes the buyer and the currency, so (agreement, charge type, source period) on a
-    draft of the period names exactly one line."""
+    draft of the period names exactly one line. Usage of the `held` (agreement, charge type, source
+    period) keys is left unlinked."""
     postgres = session.get_bind().dialect.name == "postgresql"
     if postgres:
         # The invoices and lines were written in this transaction, so the planner's statistics say
@@ -229,6 +230,10 @@ def link_usage(session: Session, period: Period) -> int:
         )
         .where(*_unbilled_usage(period))
     )
+    if held:
+        chosen = chosen.where(
+            ~or_(*(and_(U.c.agreement_id == a, U.c.charge_type == c, source == s) for a, c, s in sorted(held)))
+        )
     result = _execute_scanning_usage(session, insert(X).from_select(["usage_record_id", "line_id"], chosen))
     if postgres:
         session.execute(text("SET LOCAL enable_nestloop = on"))

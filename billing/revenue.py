@@ -143,12 +143,21 @@ def split_payment(
 
 
 def distribute(session: Session, invoice: Invoice, payment: Payment) -> list[Distribution]:
-    """Distribute a payment (or a refund, negative) of `invoice` and post it to the journal."""
+    """Distribute a payment (or a refund, negative) of `invoice` and post it to the journal.
+
+    Cumulative: everything received for the invoice so far, this payment included, is split as if it
+    were one payment, and this payment's parts are that split less what was distributed before. So
+    rounding never drifts with the number of payments: 100 payments of 33 fen split like one of 3,300."""
     weights: dict[str, int] = defaultdict(int)
     for line in repository.lines_of(session, [invoice.id]):
         weights[line.agreement_id] += line.amount_minor
     shares = {agreement_id: agreement_split(session, agreement_id) for agreement_id, w in weights.items() if w > 0}
-    parts = split_payment(dict(weights), shares, payment.amount_minor)
+    before = finance_repository.distributed_by_party(session, invoice.id)
+    target = split_payment(dict(weights), shares, sum(before.values()) + payment.amount_minor)
+    parts = [
+        (agreement_id, share, amount - before.get((agreement_id, share.party_kind, share.party_org_id), 0))
+        for agreement_id, share, amount in target
+    ]
     if not parts:
         return []
     rows = [

@@ -35,6 +35,7 @@ CYCLE_JOB = "billing-cycle"
 RECHECK_JOB = "stripe-recheck"
 UPKEEP_JOB = "compliance-upkeep"
 """Expiry, reminders, notices, registrations and e-mail: market/compliance/jobs.py."""
+CHECKPOINT_JOB = "usage-checkpoint"
 MAX_CATCH_UP = 24
 
 
@@ -96,6 +97,18 @@ def stripe_recheck_job() -> None:
         database.dispose()
 
 
+def usage_checkpoint_job() -> None:
+    """Append a signed checkpoint of the usage chains' heads to the anchor file (metering.anchors)."""
+    from metering import anchors
+
+    database = Database.from_settings(get_settings())
+    try:
+        with database.transaction() as session:
+            anchors.write_checkpoint(session)
+    finally:
+        database.dispose()
+
+
 def start_scheduler(database: Database, settings: Settings) -> BackgroundScheduler:
     """Start the billing scheduler with its jobs stored in the marketplace database."""
     scheduler = BackgroundScheduler(
@@ -113,6 +126,10 @@ def start_scheduler(database: Database, settings: Settings) -> BackgroundSchedul
     if scheduler.get_job(UPKEEP_JOB) is None:
         scheduler.add_job(
             "market.compliance.jobs:upkeep_job", "interval", minutes=15, id=UPKEEP_JOB, next_run_time=utcnow()
+        )
+    if scheduler.get_job(CHECKPOINT_JOB) is None:
+        scheduler.add_job(
+            "billing.scheduler:usage_checkpoint_job", "interval", hours=1, id=CHECKPOINT_JOB, next_run_time=utcnow()
         )
     if settings.stripe_api_key is not None and scheduler.get_job(RECHECK_JOB) is None:
         scheduler.add_job(

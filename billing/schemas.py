@@ -200,12 +200,15 @@ class MismatchOut(BaseModel):
     reason: str
     objects: dict[str, str]
     amount_minor: int
+    currency: str = Field(description="The amount's currency; empty when the mismatch has no amount.")
     detail: str
+    key: str = Field(description="Stable key of this mismatch: acknowledge it by this key.")
+    acknowledgement: dict[str, str] | None = Field(
+        default=None, description="Finance's acknowledgement (`note`, `by`, `at`), if any."
+    )
 
 
-class ReconciliationOut(BaseModel):
-    period: str
-    status: str
+class TotalsOut(BaseModel):
     usage_billable_minor: int
     invoiced_minor: int
     fees_minor: int
@@ -214,7 +217,46 @@ class ReconciliationOut(BaseModel):
     paid_minor: int
     paid_by_method: dict[str, int]
     distributed_minor: int
+
+
+class ReconciliationOut(TotalsOut):
+    """The period's totals in the marketplace currency, each currency's apart, and the mismatches."""
+
+    period: str
+    status: str
+    currency: str = Field(description="Currency of the top-level totals; `by_currency` has each currency apart.")
+    by_currency: dict[str, TotalsOut]
     mismatches: list[MismatchOut]
+    open_mismatches: int = Field(description="Mismatches not acknowledged by finance; closing needs 0.")
+
+
+class AcknowledgementIn(BaseModel):
+    mismatch_key: str = Field(min_length=1, max_length=64)
+    note: str = Field(min_length=1, max_length=2000, description="Why finance accepts the mismatch.")
+
+
+class AcknowledgementOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    period: str
+    mismatch_key: str
+    reason: str
+    objects: str
+    amount_minor: int
+    currency: str
+    note: str
+    acknowledged_by: str
+    acknowledged_at: datetime
+
+
+class PeriodClosingOut(BaseModel):
+    """What the regulator sees of a period's closing: its state and every acknowledged mismatch."""
+
+    period: str
+    status: str
+    closed_at: datetime | None
+    closed_by: str | None
+    acknowledgements: list[AcknowledgementOut]
 
 
 class BalanceOut(BaseModel):

@@ -152,7 +152,8 @@ class Database:
             lock_timeout_ms=settings.database_lock_timeout_ms,
             idle_in_transaction_ms=settings.database_idle_in_transaction_ms,
         )
-        return cls(engine=engine, sessions=sessionmaker(engine, expire_on_commit=False))
+        # The settings ride along with each session: the usage chain finds its key through them.
+        return cls(engine=engine, sessions=sessionmaker(engine, expire_on_commit=False, info={"settings": settings}))
 
     @property
     def is_sqlite(self) -> bool:
@@ -175,6 +176,14 @@ class Database:
         self.engine.dispose()
 
 
+def settings_of(session: Session) -> Settings:
+    """The settings of the database a session belongs to (set by `Database.from_settings`)."""
+    from market.settings import get_settings
+
+    found = session.info.get("settings")
+    return found if isinstance(found, Settings) else get_settings()
+
+
 def alembic_config(url: str) -> Any:
     from alembic.config import Config
 
@@ -191,6 +200,8 @@ def migrate(database: Database) -> None:
     config = alembic_config(database.engine.url.render_as_string(hide_password=False))
     with database.engine.begin() as connection:
         config.attributes["connection"] = connection
+        # Migrations that need the settings (0004 re-keys the usage chain) get this database's own.
+        config.attributes["settings"] = database.sessions.kw.get("info", {}).get("settings")
         command.upgrade(config, "heads")
 
 

@@ -372,6 +372,15 @@ EN: dict[str, str] = {
     "period_in_future": "Period {period} has not begun; bill, finalize or close it once it has ended, on {end}.",
     "period_not_ended": "Period {period} has not ended; bill, finalize or close it from {end} on.",
     "period_has_drafts": "Period {period} still has draft invoices; finalize them before closing it.",
+    "period_has_open_mismatches": (
+        "Period {period} has {count} open reconciliation mismatches ({reasons}). Resolve each, or acknowledge it "
+        "with a reason (POST /v1/billing/periods/{period}/acknowledgements), then close the period."
+    ),
+    "acknowledgement_note_required": "Say why the mismatch is accepted: the note is kept and shown to the regulator.",
+    "mismatch_not_found": (
+        "Period {period} has no open mismatch with key '{key}'. "
+        "Take the key from GET /v1/reconciliation?period={period}."
+    ),
     "invoice_not_found": "No invoice '{invoice}' is visible to you. List yours with GET /v1/invoices.",
     "invoice_line_not_found": "No line '{line}' on this invoice.",
     "credit_note_not_found": "No credit note '{note}' is visible to you. List yours with GET /v1/credit-notes.",

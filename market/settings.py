@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     smtp_timeout_seconds: float = 10.0
     registration_notice_working_days: int = 5
     """Length of a registration's public notice (公示), in working days (Monday to Friday)."""
+    usage_chain_key: SecretStr | None = None
+    """HMAC key of the usage hash chain; unset means `<data_dir>/usage-chain.key` (created once)."""
+    usage_anchor_file: Path | None = None
+    """Append-only file of signed chain checkpoints; unset means `<data_dir>/usage-anchors.jsonl`."""
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -101,7 +101,7 @@ def append(
         created_at=attempt.now,
         finished_at=utcnow(),
     )
-    chain.link(head, record)
+    chain.link(session, head, record)
     session.add(record)
     session.flush()
     return QueryOutcome(status_code, body)

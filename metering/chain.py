@@ -1,4 +1,9 @@
-"""The tamper-evident usage log: every usage record carries a SHA-256 hash chained to the previous one.
+"""The tamper-evident usage log: every usage record carries an HMAC-SHA-256 chained to the previous one.
+
+The HMAC's key lives outside the database (`metering.anchors.chain_key`: `MARKET_USAGE_CHAIN_KEY`
+or a key file in the data directory), so someone who can rewrite the database but not read the
+server's environment or files cannot re-hash an edited chain. Records hashed before the key
+existed (plain SHA-256, `legacy_hash`) are re-keyed once by migration 0004, after checking them.
 
 Scope: one chain per buyer organisation. A global chain would make every query on the platform
 wait for one lock; a per-buyer chain serializes only one buyer's appends (which its idempotency
@@ -19,6 +24,7 @@ DELETE on usage_records, and the chain reveals any change made by someone who re
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -29,6 +35,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from market.db import insert_ignore
+from metering import anchors
 from metering.models import UsageChainHead, UsageRecord
 
 GENESIS = "0" * 64
@@ -67,12 +74,20 @@ def _canonical(value: Any) -> Any:
     return value
 
 
-def record_hash(record: UsageRecord, prev_hash: str) -> str:
-    """SHA-256 (hex) over the record's hashed fields and the previous record's hash."""
+def _payload(record: Any, prev_hash: str) -> bytes:
     content = {name: _canonical(getattr(record, name)) for name in HASHED_FIELDS}
     content["prev_hash"] = prev_hash
-    payload = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(payload.encode()).hexdigest()
+    return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def legacy_hash(record: Any, prev_hash: str) -> str:
+    """The unkeyed SHA-256 (hex) used before the chain was keyed; only migrations use it now."""
+    return hashlib.sha256(_payload(record, prev_hash)).hexdigest()
+
+
+def record_hash(record: Any, prev_hash: str, key: bytes) -> str:
+    """HMAC-SHA-256 (hex) under `key` over the record's hashed fields and the previous record's hash."""
+    return hmac.new(key, _payload(record, prev_hash), hashlib.sha256).hexdigest()
 
 
 def lock_head(session: Session, buyer_org_id: str) -> UsageChainHead:
@@ -105,12 +120,12 @@ def _apply_column_defaults(record: UsageRecord) -> None:
         setattr(record, column.key, value)
 
 
-def link(head: UsageChainHead, record: UsageRecord) -> None:
+def link(session: Session, head: UsageChainHead, record: UsageRecord) -> None:
     """Give `record` the next place in the chain whose locked head is `head`, and advance the head."""
     _apply_column_defaults(record)
     record.chain_seq = head.last_seq + 1
     record.prev_hash = head.last_hash
-    record.record_hash = record_hash(record, head.last_hash)
+    record.record_hash = record_hash(record, head.last_hash, anchors.chain_key_of(session))
     head.last_seq = record.chain_seq
     head.last_hash = record.record_hash
 
@@ -121,7 +136,7 @@ def append(session: Session, record: UsageRecord) -> UsageRecord:
     The one way to write a usage record outside the metered query path (imports, fixtures):
     the append-only triggers and the unique (buyer, chain_seq) index refuse anything else.
     """
-    link(lock_head(session, record.buyer_org_id), record)
+    link(session, lock_head(session, record.buyer_org_id), record)
     session.add(record)
     session.flush()
     return record
@@ -153,7 +168,7 @@ def _records_by_buyer(session: Session) -> Iterator[UsageRecord]:
     yield from session.scalars(query.execution_options(yield_per=1000))
 
 
-def verify_records(records: Iterable[UsageRecord], heads: dict[str, UsageChainHead]) -> VerifyReport:
+def verify_records(records: Iterable[UsageRecord], heads: dict[str, UsageChainHead], key: bytes) -> VerifyReport:
     """Check chains given records ordered by (buyer, chain_seq); one Break per broken chain, at its first fault."""
     breaks: list[Break] = []
     chains = 0
@@ -185,8 +200,8 @@ def verify_records(records: Iterable[UsageRecord], heads: dict[str, UsageChainHe
             reason = f"expected position {expected_seq}, found {record.chain_seq} (a record is missing or moved)"
         elif record.prev_hash != prev:
             reason = "prev_hash does not match the previous record's hash"
-        elif record.record_hash != record_hash(record, record.prev_hash):
-            reason = "the record's content does not match its hash (edited)"
+        elif not hmac.compare_digest(record.record_hash, record_hash(record, record.prev_hash, key)):
+            reason = "the record's content does not match its keyed hash (edited, or re-hashed without the key)"
         if reason:
             breaks.append(Break(record.buyer_org_id, record.id, record.chain_seq, reason))
             broken = True
@@ -202,6 +217,6 @@ def verify_records(records: Iterable[UsageRecord], heads: dict[str, UsageChainHe
 
 
 def verify(session: Session) -> VerifyReport:
-    """Verify every buyer's usage chain in the database."""
+    """Verify every buyer's usage chain in the database under the key kept outside it."""
     heads = {h.buyer_org_id: h for h in session.scalars(select(UsageChainHead))}
-    return verify_records(_records_by_buyer(session), heads)
+    return verify_records(_records_by_buyer(session), heads, anchors.chain_key_of(session))

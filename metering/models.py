@@ -134,6 +134,9 @@ class AgreementMonth(Base):
     """Rows scanned by this month's accepted queries (for row quotas)."""
     bytes_scanned: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     """Bytes scanned by this month's accepted queries (for byte quotas)."""
+    per_gb_carry: Mapped[str] = mapped_column(String(60), default="0", server_default="0")
+    """Exact per-GB charges of the month less what was billed for them, a Decimal of minor units in
+    [-0.5, 0.5] (text, so every database keeps it exact): carried into the next query's rounding."""
     lock_version: Mapped[int] = mapped_column(default=0)
 
 

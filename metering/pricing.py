@@ -1,7 +1,13 @@
 """Rating one query: purpose, trial, per-query and per-GB fees, graduated tiers and the monthly cap.
 
 Pure functions over an agreement's plan snapshot. All amounts are integer minor units; per-GB rates
-are Decimal; rounding is market.money's (half away from zero, once per query).
+are Decimal; rounding is market.money's (half away from zero).
+
+The per-GB fee is fair over the month: each query's exact per-GB charge (a Decimal of minor units)
+is added to the carry left by the agreement's earlier queries of the month, the sum is rounded, and
+the difference is carried on (`Charge.per_gb_carry`, kept in `agreement_months.per_gb_carry`). So a
+month's per-GB charges add up to its total bytes at their rates, rounded once: 10,000 queries of
+900 KB at 500 fen/GB pay 4,500 fen, not 10,000 times 0.
 
 - Public-interest use is free (`free_public`).
 - The first `trial_queries` accepted queries of each calendar month are free (`trial`).
@@ -85,6 +91,8 @@ class Charge:
     charge_type: ChargeType
     amount_minor: int
     currency: str
+    per_gb_carry: Decimal = Decimal(0)
+    """What the month's per-GB charges owe (positive) or were paid ahead (negative) after this query."""
 
 
 def tier_price(tier: Tier, bytes_scanned: int) -> int:
@@ -98,21 +106,36 @@ def list_price(terms: PlanTerms, bytes_scanned: int, billable_number: int = 1) -
     return tier_price(terms.tier_for(billable_number), bytes_scanned)
 
 
+def carried_price(tier: Tier, bytes_scanned: int, carry: Decimal) -> tuple[int, Decimal]:
+    """One query at a tier's rates with the month's per-GB carry: (amount, the carry after it)."""
+    exact = tier.per_gb_minor * Decimal(bytes_scanned) / BYTES_PER_GB + carry
+    rounded = round_minor(exact)
+    return tier.per_query_minor + rounded, exact - rounded
+
+
 def rate_query(
-    terms: PlanTerms, *, public_interest: bool, accepted_before: int, charged_before: int, bytes_scanned: int
+    terms: PlanTerms,
+    *,
+    public_interest: bool,
+    accepted_before: int,
+    charged_before: int,
+    bytes_scanned: int,
+    per_gb_carry: Decimal = Decimal(0),
 ) -> Charge:
     """The charge for one accepted query, given what the agreement already used this month.
 
-    `accepted_before` counts this month's earlier accepted queries, `charged_before` their charges.
+    `accepted_before` counts this month's earlier accepted queries, `charged_before` their charges,
+    `per_gb_carry` the rounding the month's per-GB charges carried so far (0 rates the query alone).
     """
     if public_interest:
-        return Charge(ChargeType.FREE_PUBLIC, 0, terms.currency)
+        return Charge(ChargeType.FREE_PUBLIC, 0, terms.currency, per_gb_carry)
     if accepted_before < terms.trial_queries:
-        return Charge(ChargeType.TRIAL, 0, terms.currency)
-    amount = list_price(terms, bytes_scanned, accepted_before - terms.trial_queries + 1)
+        return Charge(ChargeType.TRIAL, 0, terms.currency, per_gb_carry)
+    tier = terms.tier_for(accepted_before - terms.trial_queries + 1)
+    amount, carry = carried_price(tier, bytes_scanned, per_gb_carry)
     if terms.monthly_cap_minor is not None:
         room = max(terms.monthly_cap_minor - charged_before, 0)
         if room == 0:
-            return Charge(ChargeType.CAP_REACHED, 0, terms.currency)
+            return Charge(ChargeType.CAP_REACHED, 0, terms.currency, per_gb_carry)
         amount = min(amount, room)
-    return Charge(ChargeType.BILLABLE, amount, terms.currency)
+    return Charge(ChargeType.BILLABLE, amount, terms.currency, carry)

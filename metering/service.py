@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from sqlalchemy.orm import Session
 
@@ -390,7 +391,9 @@ def _record(session: Session, attempt: attempts.Attempt, result: QueryResult) ->
         accepted_before=counter.accepted_queries,
         charged_before=counter.charged_minor,
         bytes_scanned=result.measurements.bytes_scanned,
+        per_gb_carry=Decimal(counter.per_gb_carry or "0"),
     )
+    counter.per_gb_carry = str(charge.per_gb_carry)
     counter.accepted_queries += 1
     counter.charged_minor += charge.amount_minor
     counter.rows_scanned += result.measurements.rows_scanned

@@ -341,6 +341,8 @@ CROSS_ROLE = [
             ("GET", "/v1/billing/periods", None, None),
             ("POST", "/v1/billing/periods/{period}/finalize", None, None),
             ("POST", "/v1/billing/periods/{period}/close", None, None),
+            ("GET", "/v1/billing/periods/{period}/acknowledgements", None, None),
+            ("POST", "/v1/billing/periods/{period}/acknowledgements", {"mismatch_key": "k", "note": "n"}, None),
             ("GET", "/v1/reconciliation", None, PERIOD),
             ("GET", "/v1/reconciliation/export", None, PERIOD),
             ("GET", "/v1/ledger/balances", None, None),

@@ -64,3 +64,15 @@ def stripe_market(database_factory, tmp_path: Path, localstripe_url: str) -> Ite
         stripe_webhook_secret=WEBHOOK_SECRET,
     ) as running:
         yield running
+
+
+@pytest.fixture
+def cli_env(market: Market, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """Point the `market` CLI, run in-process, at the test's database and data directory."""
+    from market.settings import get_settings
+
+    monkeypatch.setenv("MARKET_DATABASE_URL", market.settings.effective_database_url)
+    monkeypatch.setenv("MARKET_DATA_DIR", str(market.settings.data_dir))
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()

@@ -81,3 +81,19 @@ def usage_total(market: Market, buyer: Actor) -> int:
     response = market.client.get("/v1/usage", headers=buyer.headers, params={"limit": 200})
     assert response.status_code == 200, response.text
     return sum(u["amount_minor"] for u in response.json()["items"] if u["charge_type"] != "rejected")
+
+
+def acknowledge_all(market: Market, finance: Actor, period: str, note: str = "accepted by finance") -> list[str]:
+    """Finance acknowledges every open mismatch of the period; returns their reasons."""
+    report = market.client.get("/v1/reconciliation", headers=finance.headers, params={"period": period}).json()
+    reasons = []
+    for mismatch in report["mismatches"]:
+        if mismatch["acknowledgement"] is None:
+            response = market.client.post(
+                f"/v1/billing/periods/{period}/acknowledgements",
+                headers=finance.headers,
+                json={"mismatch_key": mismatch["key"], "note": note},
+            )
+            assert response.status_code == 200, response.text
+            reasons.append(mismatch["reason"])
+    return reasons

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from market.accounts.models import Role
-from tests.billing.helpers import Scene, invoices_of, run, scene, this_period
+from tests.billing.helpers import Scene, acknowledge_all, invoices_of, run, scene, this_period
 from tests.conftest import Market
 
 
@@ -202,6 +202,9 @@ def test_paid_with_no_invoice_and_closing(market: Market) -> None:
         == 403
     )
 
+    closed = market.client.post(f"/v1/billing/periods/{this_period()}/close", headers=s.finance.headers)
+    assert closed.status_code == 409 and closed.json()["error"]["code"] == "period_has_open_mismatches"
+    assert sorted(acknowledge_all(market, s.finance, this_period())) == ["paid_with_no_invoice", "unpaid"]
     closed = market.client.post(f"/v1/billing/periods/{this_period()}/close", headers=s.finance.headers)
     assert closed.status_code == 200 and closed.json()["status"] == "closed"
     rerun = market.client.post("/v1/billing/runs", headers=s.finance.headers, json={"period": this_period()})

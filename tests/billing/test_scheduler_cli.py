@@ -6,16 +6,14 @@ import json
 import threading
 from datetime import timedelta
 
-import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
 
 from billing.config import Period
-from billing.scheduler import CYCLE_JOB, UPKEEP_JOB, run_cycle, start_scheduler
+from billing.scheduler import CHECKPOINT_JOB, CYCLE_JOB, UPKEEP_JOB, run_cycle, start_scheduler
 from market import clock
 from market.clock import utcnow
 from market.db import Database
-from market.settings import get_settings
 from tests.billing.helpers import end_period, invoices_of, scene, this_period
 from tests.conftest import Market
 
@@ -50,15 +48,6 @@ def test_replicas_bill_a_period_once(market: Market) -> None:
     assert run_cycle(market.database, now=_next_month_start()) == []
 
 
-@pytest.fixture
-def cli_env(market: Market, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    monkeypatch.setenv("MARKET_DATABASE_URL", market.settings.effective_database_url)
-    monkeypatch.setenv("MARKET_DATA_DIR", str(market.settings.data_dir))
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
-
-
 def test_jobs_persist_in_the_marketplace_database(market: Market, cli_env: None) -> None:
     clock.reset()  # APScheduler runs on real time
     next_runs = []
@@ -72,7 +61,7 @@ def test_jobs_persist_in_the_marketplace_database(market: Market, cli_env: None)
     assert next_runs[1] <= next_runs[0] + timedelta(hours=1)
     with market.database.engine.connect() as connection:
         ids = [row[0] for row in connection.execute(text("SELECT id FROM apscheduler_jobs"))]
-    assert sorted(ids) == sorted([CYCLE_JOB, UPKEEP_JOB])  # billing, and the upkeep of market/compliance
+    assert sorted(ids) == sorted([CYCLE_JOB, UPKEEP_JOB, CHECKPOINT_JOB])
 
 
 def test_cli_run_finalize_reconcile_close(market: Market, cli_env: None, tmp_path) -> None:  # type: ignore[no-untyped-def]

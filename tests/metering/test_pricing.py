@@ -7,8 +7,9 @@ from decimal import Decimal
 from hypothesis import given
 from hypothesis import strategies as st
 
+from market.money import round_minor
 from metering.models import ChargeType
-from metering.pricing import PlanTerms, Tier, list_price, rate_query, tier_price
+from metering.pricing import BYTES_PER_GB, PlanTerms, Tier, list_price, rate_query, tier_price
 
 terms_strategy = st.builds(
     PlanTerms,
@@ -174,3 +175,67 @@ def test_peak_rates_cover_every_tier() -> None:
     assert (peak_rates(flat).per_query_minor, peak_rates(flat).per_gb_minor) == (7, Decimal("3"))
     tiered = PlanTerms(currency="CNY", tiers=(Tier(5, 100, Decimal("1")), Tier(None, 50, Decimal("9"))))
     assert (peak_rates(tiered).per_query_minor, peak_rates(tiered).per_gb_minor) == (100, Decimal("9"))
+
+
+def _month(terms: PlanTerms, scans: list[int]) -> list[int]:
+    """Rate a month of queries as metering does: the per-GB carry threads from one query to the next."""
+    carry, charged, amounts = Decimal(0), 0, []
+    for accepted, bytes_scanned in enumerate(scans):
+        charge = rate_query(
+            terms,
+            public_interest=False,
+            accepted_before=accepted,
+            charged_before=charged,
+            bytes_scanned=bytes_scanned,
+            per_gb_carry=carry,
+        )
+        assert Decimal("-0.5") <= charge.per_gb_carry <= Decimal("0.5")
+        carry, charged = charge.per_gb_carry, charged + charge.amount_minor
+        amounts.append(charge.amount_minor)
+    return amounts
+
+
+def test_small_queries_pay_their_share_of_the_per_gb_fee() -> None:
+    """Issue 10 item 6: 10,000 queries of 900 KB at 500 fen/GB bill 4,500 fen, not 0."""
+    terms = PlanTerms(currency="CNY", per_gb_minor=Decimal("500"))
+    assert list_price(terms, 900_000) == 0  # one such query alone rounds to nothing
+    assert sum(_month(terms, [900_000] * 10_000)) == 4_500
+
+
+@given(
+    terms=st.builds(
+        PlanTerms,
+        currency=st.just("CNY"),
+        per_query_minor=st.integers(0, 1_000),
+        per_gb_minor=st.decimals(min_value=0, max_value=100_000, places=3, allow_nan=False, allow_infinity=False),
+        trial_queries=st.integers(0, 3),
+    ),
+    scans=st.lists(st.integers(0, 3 * 10**9), min_size=1, max_size=60),
+)
+def test_a_months_per_gb_fees_are_its_total_bytes_rounded_once(terms: PlanTerms, scans: list[int]) -> None:
+    amounts = _month(terms, scans)
+    billable = scans[terms.trial_queries :]
+    per_gb = sum(amounts) - terms.per_query_minor * len(billable)
+    assert per_gb == round_minor(terms.per_gb_minor * sum(billable) / BYTES_PER_GB)
+
+
+@given(
+    tiers=st.lists(
+        st.tuples(st.integers(1, 5), st.integers(0, 500), st.decimals(min_value=0, max_value=5_000, places=2)),
+        min_size=1,
+        max_size=3,
+    ),
+    scans=st.lists(st.integers(0, 10**9), min_size=1, max_size=40),
+)
+def test_tiered_per_gb_fees_are_rounded_once_over_the_month(
+    tiers: list[tuple[int, int, Decimal]], scans: list[int]
+) -> None:
+    bound, built = 0, []
+    for size, per_query, per_gb in tiers:
+        bound += size
+        built.append(Tier(up_to=bound, per_query_minor=per_query, per_gb_minor=per_gb))
+    terms = PlanTerms(currency="CNY", tiers=tuple(built))
+    amounts = _month(terms, scans)
+    rates = [terms.tier_for(n + 1) for n in range(len(scans))]
+    exact = sum((t.per_gb_minor * b / BYTES_PER_GB for t, b in zip(rates, scans, strict=True)), Decimal(0))
+    assert sum(amounts) == sum(t.per_query_minor for t in rates) + round_minor(exact)

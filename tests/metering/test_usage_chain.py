@@ -62,7 +62,7 @@ def test_the_database_refuses_to_edit_or_delete_usage_records(market: Market) ->
 def test_an_untouched_log_verifies(market: Market, verify) -> None:
     _some_usage(market)
     code, report = verify()
-    assert code == 0 and report == {"ok": True, "chains": 2, "records": 5, "breaks": []}
+    assert code == 0 and report == {"ok": True, "chains": 2, "records": 5, "breaks": [], "checkpoints": 0}
 
 
 def test_editing_an_amount_is_caught_at_that_record(market: Market, verify) -> None:
@@ -76,17 +76,103 @@ def test_editing_an_amount_is_caught_at_that_record(market: Market, verify) -> N
     assert "edited" in report["breaks"][0]["reason"]
 
 
-def test_rehashing_an_edited_record_breaks_the_next_link(market: Market, verify) -> None:
-    from metering.chain import record_hash
+def test_rehashing_an_edited_record_without_the_key_is_caught_at_that_record(market: Market, verify) -> None:
+    from metering.chain import legacy_hash
 
     records = _some_usage(market)
     with market.database.transaction() as session:
         row = session.scalars(select(UsageRecord).where(UsageRecord.id == records[1]["id"])).one()
         row.sql = "SELECT 1"
-        row.record_hash = record_hash(row, row.prev_hash)
+        row.record_hash = legacy_hash(row, row.prev_hash)
     code, report = verify()
-    assert code == 1 and report["breaks"][0]["record_id"] == records[2]["id"]
-    assert "prev_hash" in report["breaks"][0]["reason"]
+    assert code == 1 and report["breaks"][0]["record_id"] == records[1]["id"]
+    assert "without the key" in report["breaks"][0]["reason"]
+
+
+def _rehash_chain(market: Market, buyer_org_id: str, digest) -> None:
+    """What an insider with database access does after an edit: recompute every hash of the chain and its head."""
+    from metering.chain import GENESIS
+    from metering.models import UsageChainHead
+
+    with market.database.transaction() as session:
+        prev = GENESIS
+        rows = session.scalars(
+            select(UsageRecord).where(UsageRecord.buyer_org_id == buyer_org_id).order_by(UsageRecord.chain_seq)
+        ).all()
+        for row in rows:
+            row.prev_hash = prev
+            row.record_hash = digest(row, prev)
+            prev = row.record_hash
+        head = session.get(UsageChainHead, buyer_org_id)
+        assert head is not None
+        head.last_hash = prev
+
+
+@pytest.mark.parametrize("attacker_key", [None, b"guessed-key"])
+def test_turning_a_billable_record_free_and_rehashing_the_whole_chain_is_caught(
+    market: Market, verify, attacker_key: bytes | None
+) -> None:
+    """Issue 10 item 5: the insider edits a billable record into a free one and re-hashes the chain,
+    with the old unkeyed hash or with a key of their own; the real key is not in the database."""
+    from metering.chain import legacy_hash, record_hash
+
+    records = _some_usage(market)
+    billable = next(r for r in records if r["charge_type"] == "billable" and r["amount_minor"] > 0)
+    with market.database.transaction() as session:
+        row = session.scalars(select(UsageRecord).where(UsageRecord.id == billable["id"])).one()
+        buyer = row.buyer_org_id
+        row.charge_type, row.amount_minor = "trial", 0
+    _rehash_chain(
+        market,
+        buyer,
+        legacy_hash if attacker_key is None else (lambda r, prev: record_hash(r, prev, attacker_key)),
+    )
+    code, report = verify()
+    assert code == 1 and report["breaks"][0]["record_id"] == records[0]["id"], report
+
+
+def test_the_key_is_kept_outside_the_database(market: Market, verify) -> None:
+    from metering.anchors import chain_key
+
+    _some_usage(market)
+    key = chain_key(market.settings)
+    assert (market.settings.data_dir / "usage-chain.key").read_bytes().strip() == key
+    with market.database.engine.connect() as connection:
+        for table in market.database.engine.dialect.get_table_names(connection):
+            for row in connection.exec_driver_sql(f'SELECT * FROM "{table}"'):
+                assert key.decode() not in repr(tuple(row)), table
+
+
+def test_truncating_a_chain_behind_a_checkpoint_is_caught(market: Market, verify, monkeypatch) -> None:
+    """Deleting the newest records and moving the head back leaves a valid-looking shorter chain; the
+    signed checkpoint written before says where the chain had got to."""
+    from typer.testing import CliRunner as Runner
+
+    from metering.models import UsageChainHead
+
+    records = _some_usage(market)
+    get_settings.cache_clear()
+    assert Runner().invoke(app, ["usage", "checkpoint"]).exit_code == 0
+    get_settings.cache_clear()
+    code, report = verify()
+    assert code == 0 and report["checkpoints"] == 1
+    with market.database.transaction() as session:
+        session.execute(delete(UsageRecord).where(UsageRecord.id == records[-1]["id"]))
+        head = session.get(UsageChainHead, records[-1]["buyer_org_id"])
+        assert head is not None
+        previous = session.scalars(select(UsageRecord).where(UsageRecord.id == records[-2]["id"])).one()
+        head.last_seq, head.last_hash = previous.chain_seq, previous.record_hash
+    code, report = verify()
+    assert code == 1 and [b["chain_seq"] for b in report["breaks"]] == [len(records)]
+    assert "truncated" in report["breaks"][0]["reason"]
+
+
+def test_a_forged_checkpoint_line_is_caught(market: Market, verify) -> None:
+    _some_usage(market)
+    path = market.settings.data_dir / "usage-anchors.jsonl"
+    path.write_text(json.dumps({"at": "2026-01-01T00:00:00", "heads": {}, "mac": "0" * 64}) + "\n")
+    code, report = verify()
+    assert code == 1 and report["breaks"][0]["record_id"] == "line 1"
 
 
 def test_deleting_records_is_caught(market: Market, verify) -> None:

@@ -138,7 +138,7 @@ def _chain_existing_usage() -> None:
     """Link usage records written before the chain existed, per buyer in (created_at, id) order."""
     from types import SimpleNamespace
 
-    from metering.chain import GENESIS, HASHED_FIELDS, record_hash
+    from metering.chain import GENESIS, HASHED_FIELDS, legacy_hash
 
     json_type = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")
     typed = ("created_at", "finished_at", "result_columns", "chain_seq")
@@ -160,7 +160,7 @@ def _chain_existing_usage() -> None:
     for row in list(rows):
         seq, prev = last.get(row["buyer_org_id"], (0, GENESIS))
         record = SimpleNamespace(**{**row, "chain_seq": seq + 1})
-        digest = record_hash(record, prev)  # type: ignore[arg-type]
+        digest = legacy_hash(record, prev)
         bind.execute(
             usage.update().where(usage.c.id == row["id"]).values(chain_seq=seq + 1, prev_hash=prev, record_hash=digest)
         )
