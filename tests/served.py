@@ -48,7 +48,7 @@ def served(market: Market, tmp_path: Path, **env: str) -> Iterator[Served]:
     }
     log = (tmp_path / f"server-{port}.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-c", "from market.cli import app; app()", "serve", "--port", str(port)],
+        [sys.executable, "-c", "from market.cli import app; app()", "serve", "--port", str(port), "--workers", "1"],
         env=environment,
         stdout=log,
         stderr=subprocess.STDOUT,
