@@ -126,4 +126,4 @@ def test_demo_is_safe_to_run_twice(market: Market, demo) -> None:
     assert market.client.get("/v1/me", headers=demo["buyer_public"]).status_code == 401
     # the operator's allowed revenue for this year is recorded once, derived: 500,000.00 CNY
     figures = market.client.get("/v1/allowed-revenue", headers={"Authorization": f"Bearer {again['operator']}"})
-    assert [(f["year"], f["allowed_minor"]) for f in figures.json()] == [(utcnow().year, 50_000_000)]
+    assert [(f["year"], f["allowed_minor"]) for f in figures.json()["items"]] == [(utcnow().year, 50_000_000)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import Request
 from fastapi.responses import Response
+from fastapi.routing import APIRoute
 
 from market.console.web import error_page, get_console, login_redirect
 from market.errors import MarketError, Unauthenticated
@@ -20,7 +21,14 @@ API_PREFIXES = (
 
 
 def is_console_page(request: Request) -> bool:
-    """Whether the request is for a console page (not the JSON API, the docs or a static file)."""
+    """Whether the request is for a console page (not the JSON API, the docs or a static file).
+
+    A route in the OpenAPI document is part of the API, whatever its path (the public registration
+    and disclosure routes answer HTML or JSON): its errors keep the JSON error shape.
+    """
+    route = request.scope.get("route")
+    if isinstance(route, APIRoute) and route.include_in_schema:
+        return False
     return not request.url.path.startswith(API_PREFIXES)
 
 

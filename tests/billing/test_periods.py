@@ -15,7 +15,7 @@ from billing.models import Invoice
 from market import clock
 from market.accounts.models import Role
 from market.errors import BadRequest, Conflict
-from tests.billing.helpers import invoices_of, run, scene, this_period
+from tests.billing.helpers import acknowledge_all, invoices_of, run, scene, this_period
 from tests.conftest import Market
 
 
@@ -98,6 +98,7 @@ def test_a_period_is_billed_finalized_and_closed_only_after_it_ends(market: Mark
         assert billed.status_code == 200 and billed.json()["invoices_created"] == 2
         finalized = market.client.post(f"/v1/billing/periods/{period}/finalize", headers=finance)
         assert finalized.status_code == 200 and finalized.json()["finalized"] == 2
+        acknowledge_all(market, s.finance, period, "unpaid until the buyer pays")
         closed = market.client.post(f"/v1/billing/periods/{period}/close", headers=finance)
         assert closed.status_code == 200 and closed.json()["status"] == "closed"
 

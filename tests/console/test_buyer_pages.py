@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from fastapi.testclient import TestClient
 
 from market.accounts.models import Role
@@ -32,6 +33,7 @@ def test_signed_out_catalogue_lists_listed_products_only_with_money_formatted(ma
 def test_catalogue_filters_by_words_and_price(market: Market) -> None:
     listed_product(market, slug="people-trips")
     client = browser(market)
+    client.headers["Accept-Language"] = "en"  # the English texts below
     assert "people-trips" in client.get("/", params={"q": "people", "pricing": "paid"}).text
     missing = client.get("/", params={"q": "no-such-word"})
     assert "people-trips" not in missing.text and "No listed product matches" in missing.text
@@ -132,9 +134,11 @@ def test_usage_page_and_csv_export(market: Market) -> None:
     assert exported.status_code == 200 and exported.text.count("\n") == 2 and "billable" in exported.text
 
 
+@pytest.mark.usefixtures("billed_period_clock")  # bills a past period
 def test_invoice_pages_trace_lines_and_show_bank_transfer_details(market: Market) -> None:
-    _, client = queried(market)
+    buyer, client = queried(market)
     run(market, market.actor(Role.FINANCE), finalize=True)
+    client = sign_in(market, buyer)  # the clock moved past the period's end, and past the session's life
     listing = client.get("/console/invoices")
     invoice_id = re.search(r'href="/console/invoices/(inv_[^"]+)"', listing.text).group(1)
     detail = client.get(f"/console/invoices/{invoice_id}", headers={"Accept-Language": "en"})
@@ -147,10 +151,12 @@ def test_invoice_pages_trace_lines_and_show_bank_transfer_details(market: Market
     assert pdf.content.startswith(b"%PDF")
 
 
+@pytest.mark.usefixtures("billed_period_clock")  # bills a past period
 def test_another_buyers_objects_are_not_found_in_the_console(market: Market) -> None:
     owner, owner_client = queried(market)
     agreement = market.client.get("/v1/agreements", headers=owner.headers).json()["items"][0]["id"]
     run(market, market.actor(Role.FINANCE), finalize=True)
+    owner_client = sign_in(market, owner)  # the clock moved past the period's end, and past the session's life
     invoice_id = market.client.get("/v1/invoices", headers=owner.headers).json()["items"][0]["id"]
     intruder = sign_in(market, market.actor(Role.BUYER))
     for path in (

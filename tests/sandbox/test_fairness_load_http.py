@@ -43,7 +43,13 @@ POLICY: dict[str, Any] = {
     "min_group_size": 10,
     "tables": {
         **PEOPLE_POLICY["tables"],
-        "shops": {"privacy_unit": "owner_id", "dimensions": ["region", "kind"], "measures": ["rent"], "hidden": []},
+        "shops": {
+            "privacy_unit": "owner_id",
+            "dimensions": ["region", "kind"],
+            "measures": ["rent"],
+            "hidden": [],
+            "bounds": {"rent": {"min": 0, "max": 10_000}},
+        },
     },
 }
 
