@@ -15,23 +15,19 @@ paid in the bench) and, if the finalizations went first, the late usage waiting 
 from __future__ import annotations
 
 import argparse
-import secrets
-import tempfile
 import threading
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, func, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import func, select, text
 
 from bench.billing_run import DEFAULT_PG, PERIOD, _load_usage, _seed_parties
+from bench.databases import on_both_databases
 from billing import invoices, rating, reconciliation
 from billing.config import Period
 from billing.models import DocumentSequence, Invoice, InvoiceStatus, JournalEntry, JournalLine
 from market.db import Database, migrate
-from market.settings import Settings
 
 EXPECTED = {"unpaid", "usage_after_finalization"}
 
@@ -134,25 +130,11 @@ def main() -> None:
     parser.add_argument("--postgres", default=DEFAULT_PG)
     parser.add_argument("--skip-postgres", action="store_true")
     args = parser.parse_args()
-    results = []
-    with tempfile.TemporaryDirectory() as tmp:
-        database = Database.from_settings(Settings(data_dir=Path(tmp)))
-        results.append(bench(database, "sqlite", args.buyers, args.records))
-        database.dispose()
-    if not args.skip_postgres:
-        name = f"market_bench_{secrets.token_hex(4)}"
-        admin = create_engine(args.postgres, isolation_level="AUTOCOMMIT")
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-        try:
-            url = make_url(args.postgres).set(database=name).render_as_string(hide_password=False)
-            database = Database.from_settings(Settings(database_url=url))
-            results.append(bench(database, "postgresql", args.buyers, args.records))
-            database.dispose()
-        finally:
-            with admin.connect() as connection:
-                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            admin.dispose()
+    results = on_both_databases(
+        lambda database, name: bench(database, name, args.buyers, args.records),
+        args.postgres,
+        skip_postgres=args.skip_postgres,
+    )
     for r in results:
         print(r)
     if not all(r["ok"] for r in results):

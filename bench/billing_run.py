@@ -12,23 +12,20 @@ from __future__ import annotations
 
 import argparse
 import secrets
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, func, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import func, select, text
 
+from bench.databases import on_both_databases
 from billing import invoices as invoice_service
 from billing import rating, reconciliation
 from billing.config import Period
 from billing.models import Invoice, InvoiceLineUsage
 from market.accounts.models import Organisation, User
 from market.db import Database, migrate
-from market.settings import Settings
 from metering.models import AccessRequest, Agreement
 from products.models import PricePlan, Product, ProductVersion
 
@@ -215,25 +212,11 @@ def main() -> None:
     )
     parser.add_argument("--skip-postgres", action="store_true")
     args = parser.parse_args()
-    results = []
-    with tempfile.TemporaryDirectory() as tmp:
-        database = Database.from_settings(Settings(data_dir=Path(tmp)))
-        results.append(bench(database, "sqlite", args.records, args.buyers))
-        database.dispose()
-    if not args.skip_postgres:
-        name = f"market_bench_{secrets.token_hex(4)}"
-        admin = create_engine(args.postgres, isolation_level="AUTOCOMMIT")
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-        try:
-            url = make_url(args.postgres).set(database=name).render_as_string(hide_password=False)
-            database = Database.from_settings(Settings(database_url=url))
-            results.append(bench(database, "postgresql", args.records, args.buyers))
-            database.dispose()
-        finally:
-            with admin.connect() as connection:
-                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            admin.dispose()
+    results = on_both_databases(
+        lambda database, name: bench(database, name, args.records, args.buyers),
+        args.postgres,
+        skip_postgres=args.skip_postgres,
+    )
     print(
         f"{'database':<11} {'records':>9} {'buyers':>6} {'load s':>7} {'run s':>6} {'rerun s':>7} "
         f"{'recon s':>7} {'lines':>6} total"
