@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from billing import repository
@@ -38,6 +38,13 @@ class PeriodState:
     ends: datetime | None = None
 
 
+def require_finance(actor: Principal) -> Principal:
+    """Finance's own views of invoices (all buyers, with payment and credit forms) are for finance only; buyers
+    read their own invoices through their pages."""
+    actor.require(Role.FINANCE)
+    return actor
+
+
 def state_of(period: Period, row: BillingPeriod | None, drafts: int, invoices: int, now: datetime) -> str:
     if row is not None and row.status == PeriodStatus.CLOSED.value:
         return "closed"
@@ -53,7 +60,7 @@ def _counts(session: Session) -> dict[str, tuple[int, int]]:
         select(
             Invoice.period,
             func.count(),
-            func.sum((Invoice.status == InvoiceStatus.DRAFT.value).cast(Invoice.total_minor.type)),
+            func.sum(case((Invoice.status == InvoiceStatus.DRAFT.value, 1), else_=0)),
         ).group_by(Invoice.period)
     ).all()
     return {p: (int(n), int(d or 0)) for p, n, d in rows}
