@@ -401,6 +401,7 @@ def credit_note(
 @router.get("/payments")
 def payments_page(console: ConsoleDep, status: str = "") -> Response:
     """Payments received (bank transfers and card payments with their Stripe state) and credit notes."""
+    overview.require_finance(console.user)
     found = payments.visible_payments(console.session, console.user, status or None)[:500]
     notes = invoices.credit_notes(console.session, console.user)[:200]
     numbers = repository.invoice_numbers(

@@ -21,7 +21,9 @@ EN = {"Accept-Language": "en"}
 
 
 def state_of(client, period: str) -> str:  # type: ignore[no-untyped-def]
-    found = re.search(r'id="period-state"><span class="status status-(\w+)"', client.get(f"/console/finance/periods/{period}").text)
+    found = re.search(
+        r'id="period-state"><span class="status status-(\w+)"', client.get(f"/console/finance/periods/{period}").text
+    )
     assert found, "the period page shows its state"
     return found.group(1)
 
@@ -117,9 +119,12 @@ def test_a_period_from_billing_run_to_close_in_the_finance_pages(market: Market)
 def test_other_roles_cannot_open_finance_pages(market: Market) -> None:
     s = scene(market, commercial_queries=1, public_queries=0)
     end_period()
-    assert post_form(
-        sign_in(market, s.finance), "/console/finance/periods", f"/console/finance/periods/{this_period()}/run", {}
-    ).status_code == 303
+    assert (
+        post_form(
+            sign_in(market, s.finance), "/console/finance/periods", f"/console/finance/periods/{this_period()}/run", {}
+        ).status_code
+        == 303
+    )
     invoice = invoices_of(market, s.finance)[0]
     for role in (Role.BUYER, Role.OPERATOR, Role.ADMIN):
         client = sign_in(market, market.actor(role))
@@ -138,7 +143,10 @@ def test_other_roles_cannot_open_finance_pages(market: Market) -> None:
             assert response.status_code in (403, 404), (role, path, response.status_code)
             assert 'id="invoice-facts"' not in response.text and "<table" not in response.text
         token = csrf_of(client.get("/console/invoices" if role == Role.BUYER else "/").text)
-        for action in (f"/console/finance/periods/{this_period()}/close", f"/console/finance/invoices/{invoice['id']}/transfers"):
+        for action in (
+            f"/console/finance/periods/{this_period()}/close",
+            f"/console/finance/invoices/{invoice['id']}/transfers",
+        ):
             response = client.post(action, data={"csrf_token": token, "amount": "1", "reference": "x"})
             assert response.status_code in (403, 404), (role, action)
     assert invoices_of(market, s.finance)[0]["paid_minor"] == 0
