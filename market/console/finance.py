@@ -4,6 +4,7 @@ notes, the ledger, settlement statements and the charts. Every action calls the 
 from __future__ import annotations
 
 import json
+from datetime import UTC, date, datetime, time
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
@@ -242,22 +243,14 @@ def invoices_page(
         for i in present_invoices(console.session, list(found))
         if (low is None or i.total_minor >= low) and (high is None or i.total_minor <= high)
     ]
-    buyers = repository.org_names(
-        console.session,
-        {
-            i.buyer_org_id
-            for i in invoices.list_invoices(
-                console.session, actor, status=None, period=None, overdue=False, buyer=None, limit=1000, after=None
-            )
-        },
-    )
+    buyers = _buyers(console)
     return page(
         console,
         "finance/invoices.html",
         title="Invoices",
         crumbs=(("Finance", "/console/finance/periods"), ("Invoices", None)),
         invoices=shown,
-        buyers=sorted(buyers.items(), key=lambda b: b[1]),
+        buyers=buyers,
         states=[s.value for s in InvoiceStatus],
         filters={
             "state": state,
@@ -315,6 +308,8 @@ TRANSFER_FIELDS = {
     "payment_reference_required": "reference",
     "currency_mismatch": "amount",
     "nothing_due": "amount",
+    "duplicate_payment_reference": "reference",
+    "payment_needs_invoice_or_buyer": "buyer_org_id",
 }
 CREDIT_FIELDS = {
     "invalid_amount": "credit_amount",
@@ -398,9 +393,23 @@ def credit_note(
     return redirect(console, f"/console/finance/invoices/{invoice.id}?done=credit")
 
 
-@router.get("/payments")
-def payments_page(console: ConsoleDep, status: str = "") -> Response:
-    """Payments received (bank transfers and card payments with their Stripe state) and credit notes."""
+def _buyers(console: Console) -> list[tuple[str, str]]:
+    """The buyers finance has invoiced, by name (for the filters and the unapplied transfer form)."""
+    everyone = invoices.list_invoices(
+        console.session, console.user, status=None, period=None, overdue=False, buyer=None, limit=1000, after=None
+    )
+    names = repository.org_names(console.session, {i.buyer_org_id for i in everyone})
+    return sorted(names.items(), key=lambda b: b[1])
+
+
+def _payments_page(
+    console: Console,
+    status: str = "",
+    *,
+    errors: dict[str, str] | None = None,
+    form: dict[str, str] | None = None,
+    code: int = 200,
+) -> Response:
     overview.require_finance(console.user)
     found = payments.visible_payments(console.session, console.user, status or None)[:500]
     notes = invoices.credit_notes(console.session, console.user)[:200]
@@ -419,7 +428,55 @@ def payments_page(console: ConsoleDep, status: str = "") -> Response:
         names=names,
         status=status,
         statuses=[s.value for s in PaymentStatus],
+        buyers=_buyers(console),
+        errors=errors or {},
+        form=form or {},
+        status_code=code,
     )
+
+
+@router.get("/payments")
+def payments_page(console: ConsoleDep, status: str = "") -> Response:
+    """Payments received (bank transfers and card payments with their Stripe state) and credit notes."""
+    return _payments_page(console, status[:20])
+
+
+@router.post("/payments")
+def record_unapplied(
+    console: ConsoleDep,
+    buyer_org_id: Annotated[str, Form(max_length=32)] = "",
+    amount: Annotated[str, Form(max_length=40)] = "",
+    reference: Annotated[str, Form(max_length=200)] = "",
+    received_on: Annotated[str, Form(max_length=10)] = "",
+) -> Response:
+    """Record a transfer no invoice explains yet; reconciliation lists it until it is resolved or acknowledged."""
+    currency = console.request.app.state.settings.currency
+    form = {"buyer_org_id": buyer_org_id, "amount": amount, "reference": reference, "received_on": received_on}
+    try:
+        if not reference.strip():
+            raise Unprocessable("payment_reference_required")
+        received = None
+        if received_on.strip():
+            try:
+                received = datetime.combine(date.fromisoformat(received_on.strip()), time(12), tzinfo=UTC)
+            except ValueError:
+                raise Unprocessable("invalid_request", detail="received_on: YYYY-MM-DD") from None
+        payments.record_bank_transfer(
+            console.session,
+            console.user,
+            invoice_id=None,
+            buyer_org_id=buyer_org_id,
+            amount_minor=to_minor(amount or "0", currency),
+            currency=currency,
+            reference=reference.strip(),
+            received_at=received,
+        )
+    except MarketError as error:
+        console.session.rollback()
+        fields = {**TRANSFER_FIELDS, "invalid_request": "received_on", "organisation_not_found": "buyer_org_id"}
+        errors = {k or "unapplied": v for k, v in form_errors(console, error, fields).items()}
+        return _payments_page(console, errors=errors, form=form, code=error.status_code)
+    return redirect(console, "/console/finance/payments?done=unapplied")
 
 
 # -- ledger, statements, charts -----------------------------------------------------------------------
