@@ -53,6 +53,9 @@ WORDS = (
     N_("authority"),
     N_("platform"),
     N_("deactivated"),
+    N_("Organisations"),
+    N_("Activity"),
+    N_("User"),
 )
 """Words the admin's templates translate from data: activity codes, profile fields, kinds, states."""
 KINDS = [k.value for k in OrgKind]

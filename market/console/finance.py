@@ -62,6 +62,13 @@ WORDS = (
     N_("operator"),
     N_("source"),
     N_("platform"),
+    N_("Finance"),
+    N_("Billing periods"),
+    N_("Payments received"),
+    N_("Ledger"),
+    N_("Settlement statements"),
+    N_("Charts"),
+    N_("Billed, paid and receivables"),
 )
 """Words the templates translate from data: period, payment and party states and kinds, field names."""
 AGE_LABELS = {
@@ -420,8 +427,8 @@ def _payments_page(
     return page(
         console,
         "finance/payments.html",
-        title="Payments",
-        crumbs=(("Finance", "/console/finance/periods"), ("Payments", None)),
+        title="Payments received",
+        crumbs=(("Finance", "/console/finance/periods"), ("Payments received", None)),
         payments=found,
         notes=notes,
         numbers=numbers,

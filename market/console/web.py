@@ -56,7 +56,7 @@ NAVIGATION: dict[Role | None, tuple[NavItem, ...]] = {
     Role.FINANCE: (
         NavItem("/console/finance/periods", "Billing periods"),
         NavItem("/console/finance/invoices", "Invoices"),
-        NavItem("/console/finance/payments", "Payments"),
+        NavItem("/console/finance/payments", "Payments received"),
         NavItem("/console/finance/ledger", "Ledger"),
         NavItem("/console/finance/statements", "Settlement statements"),
         NavItem("/console/finance/charts", "Charts"),
