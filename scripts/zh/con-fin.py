@@ -1,3 +1,4 @@
+# ruff: noqa: E501 - one translation per line
 """zh-CN for the finance and admin console pages (branch con-fin)."""
 
 ZH = {
