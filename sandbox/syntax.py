@@ -297,24 +297,30 @@ def guard(node: exp.Expr) -> exp.Expr:
     Comparisons, CASE, TRY_CAST and the NEVER_RAISE functions cannot fail on data and stay bare, so
     DuckDB can still push filters down into the Parquet scan.
     """
+    return _guard(node)[0]
+
+
+def _guard(node: exp.Expr) -> tuple[exp.Expr, bool]:
+    """guard() of `node`, and whether it reads data (worked out once per node, bottom-up)."""
+    reads: dict[str, bool] = {}
     for key, value in list(node.args.items()):
         if isinstance(value, exp.Expr):
-            guarded = guard(value)
+            guarded, reads[key] = _guard(value)
             if guarded is not value:
                 node.set(key, guarded)
         elif isinstance(value, list):
-            items = [guard(v) if isinstance(v, exp.Expr) else v for v in value]
-            if any(new is not old for new, old in zip(items, value, strict=True)):
-                node.set(key, items)
-    if not contains_column(node):
-        return node  # constants are computed, and checked, before any row is read
+            results = [_guard(v) if isinstance(v, exp.Expr) else (v, False) for v in value]
+            reads[key] = any(read for _, read in results)
+            if any(new is not old for (new, _), old in zip(results, value, strict=True)):
+                node.set(key, [new for new, _ in results])
+    if not (isinstance(node, exp.Column) or any(reads.values())):
+        return node, False  # constants are computed, and checked, before any row is read
     for kind, keys in _POSITIONS.items():
         if isinstance(node, kind):
             for key in keys:
                 _constant_position(node.args.get(key), function_name(node))
     if isinstance(node, exp.IntDiv):
-        node = exp.Floor(this=exp.Div(this=node.this, expression=node.expression))
-        return guard(node)
+        return _guard(exp.Floor(this=exp.Div(this=node.this, expression=node.expression)))
     if _numeric(node):
         if any(isinstance(node.args.get(key), exp.Interval) for key in _NUMERIC_OPERANDS):
             raise refuse_construct(
@@ -323,17 +329,16 @@ def guard(node: exp.Expr) -> exp.Expr:
             )
         for key in _NUMERIC_OPERANDS:
             operand = node.args.get(key)
-            if isinstance(operand, exp.Expr) and contains_column(operand) and not _is_double(operand):
+            if isinstance(operand, exp.Expr) and reads.get(key) and not _is_double(operand):
                 node.set(key, exp.TryCast(this=operand, to=_DOUBLE.copy()))
         if isinstance(node, exp.Round):
             _constant_position(node.args.get("decimals"), "round")
-        return node
+        return node, True
     if isinstance(node, (exp.DateTrunc, exp.TimestampTrunc)):
-        unit = node.args.get("unit")
-        if unit is not None and contains_column(unit):
+        if reads.get("unit"):
             raise refuse_construct("A date_trunc() unit computed from data", "write the unit, e.g. 'month'.")
-        return exp.Try(this=node)
-    return node
+        return exp.Try(this=node), True
+    return node, True
 
 
 _generators = threading.local()
