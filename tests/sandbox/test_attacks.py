@@ -96,6 +96,11 @@ ATTACKS: list[tuple[str, str, str]] = [
         "disallowed_construct",
     ),
     ("an infinite constant", "SELECT count(*) FROM people WHERE month > 1e309", "not_typeable"),
+    (
+        "count distinct of a dimension over a hidden value",
+        "SELECT count(DISTINCT category) AS n FROM people WHERE category IN ('rare', 'common')",
+        "disallowed_construct",
+    ),
 ]
 
 
