@@ -52,6 +52,8 @@ EN: dict[str, str] = {
     # Accounts
     "organisation_not_found": "No organisation '{org}'.",
     "user_not_found": "No user '{user}'.",
+    "cannot_change_own_account": "You cannot change your own role or deactivate yourself; ask another admin.",
+    "invalid_amount": "Write the amount as a number with at most two decimals, e.g. 120.50; got '{amount}'.",
     "api_key_not_found": "No API key '{key}' in your organisation.",
     "duplicate_organisation": "An organisation named '{name}' already exists; choose another name.",
     "duplicate_user": "A user with e-mail '{email}' already exists; use another address.",

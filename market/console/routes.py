@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from market.console import access, auth, catalogue, invoices, query, usage
+from market.console import access, admin, auth, catalogue, finance, invoices, query, usage
 from market.console.web import HERE
 
-ROUTERS = (auth.router, catalogue.router, access.router, query.router, usage.router, invoices.router)
+ROUTERS: tuple[APIRouter, ...] = (
+    auth.router,
+    catalogue.router,
+    access.router,
+    query.router,
+    usage.router,
+    invoices.router,
+)
+ROUTERS += (finance.router, admin.router)
 
 
 def install(app: FastAPI) -> None:

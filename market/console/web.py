@@ -53,10 +53,25 @@ NAVIGATION: dict[Role | None, tuple[NavItem, ...]] = {
         NavItem("/console/usage", "Usage"),
         NavItem("/console/invoices", "Invoices"),
     ),
+    Role.FINANCE: (
+        NavItem("/console/finance/periods", "Billing periods"),
+        NavItem("/console/finance/invoices", "Invoices"),
+        NavItem("/console/finance/payments", "Payments received"),
+        NavItem("/console/finance/ledger", "Ledger"),
+        NavItem("/console/finance/statements", "Settlement statements"),
+        NavItem("/console/finance/charts", "Charts"),
+    ),
+    Role.ADMIN: (
+        NavItem("/console/admin/orgs", "Organisations"),
+        NavItem("/console/admin/users", "Users"),
+        NavItem("/console/admin/keys", "API keys"),
+        NavItem("/console/admin/activity", "Activity"),
+    ),
 }
 """Each role's navigation. A later part adds its role's pages here (and its routers in routes.py)."""
 
 HOME: dict[Role, str] = {Role.BUYER: "/console/query"}
+HOME.update({Role.FINANCE: "/console/finance/periods", Role.ADMIN: "/console/admin/users"})
 """Where a role lands after signing in; roles without pages yet land on the catalogue."""
 
 

@@ -190,7 +190,49 @@
     });
   }
 
+  // Several charts on one page: each box names its data (<div data-chart="id-of-json-script">).
+  function initDataCharts(root) {
+    root.querySelectorAll("[data-chart]").forEach(function (box) {
+      var data = document.getElementById(box.getAttribute("data-chart"));
+      if (!data || !data.textContent.trim()) return;
+      var spec = JSON.parse(data.textContent);
+      box.textContent = "";
+      if (window.echarts) {
+        window.echarts.init(box).setOption({
+          tooltip: { trigger: "axis" },
+          legend: {},
+          xAxis: { type: "category", data: spec.x },
+          yAxis: { type: "value" },
+          series: spec.series.map(function (s) {
+            return { name: s.name, type: spec.type, data: s.data, stack: spec.stack ? "total" : undefined };
+          }),
+        });
+        return;
+      }
+      drawSvg(box, spec);
+    });
+  }
+
+  // Long actions (a billing run): the form submits as usual; meanwhile the page shows the time it has taken.
+  function initProgress(root) {
+    root.querySelectorAll("form[data-progress]").forEach(function (form) {
+      form.addEventListener("submit", function () {
+        var line = form.querySelector(".progress");
+        var button = form.querySelector("button[type=submit]");
+        var started = Date.now();
+        var label = (line && line.getAttribute("data-running")) || "Running";
+        if (line) line.textContent = label + "…";
+        window.setTimeout(function () { if (button) button.disabled = true; }, 0);
+        window.setInterval(function () {
+          if (line) line.textContent = label + " " + Math.round((Date.now() - started) / 1000) + " s";
+        }, 500);
+      });
+    });
+  }
+
   function init(root) {
+    initDataCharts(root);
+    initProgress(root);
     initReloads(root);
     initEditor(root);
     initAsyncQuery(root);
