@@ -1,0 +1,10 @@
+"""The regulator's console pages (数据管理机构): dashboard, authorisations, resource registry, product reviews,
+public-interest access requests and the audit log. Each module's routes call the same services as the API."""
+
+from __future__ import annotations
+
+from market.console.regulator import audit, dashboard, grants, registry, requests, reviews, vocabulary
+
+ROUTERS = (dashboard.router, grants.router, registry.router, reviews.router, requests.router, audit.router)
+
+__all__ = ["ROUTERS", "vocabulary"]
