@@ -162,6 +162,7 @@ def _grant_in(form: FormData) -> AuthorisationIn:
 async def create_grant(request: Request, console: ConsoleDep) -> Response:
     """Grant the authorisation; a mistake comes back next to its field with the form as filled."""
     form = await request.form()
+    authorisations.visible(console.session, console.user)  # forbidden_role before any field is read
     values: dict[str, object] = {key: str(form.get(key) or "")[:5_000] for key in form}
     values["zones"] = [str(z) for z in form.getlist("zones")]
     values["regions"] = [str(r) for r in form.getlist("regions")]
