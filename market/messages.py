@@ -427,7 +427,9 @@ EN: dict[str, str] = {
     "console_zones_required": "Choose at least one zone; each chosen zone takes the fee cap on its row.",
     "console_regions_required": "Choose at least one region in the tree, or type a division code such as CN-11.",
     "console_invalid_region": "'{region}' is not a division code; give one such as CN-11 or CN-11-05.",
-    "console_invalid_validity": "Give 'valid until' as a date after 'valid from' (after today when 'valid from' is empty).",
+    "console_invalid_validity": (
+        "Give 'valid until' as a date after 'valid from' (after today when 'valid from' is empty)."
+    ),
     "console_unknown_action": "'{action}' is not an action on this page.",
     "console_reason_required": "Give a reason; it is recorded and the other side reads it.",
     "console_comment_required": "Give comments: the other side needs to know what to change.",

@@ -194,7 +194,9 @@ def overdue_reviews(session: Session, actor: Principal) -> list[OverdueReview]:
                 f"/console/regulator/reviews/{product.slug}",
             )
         )
-    slugs = {p.id: p.slug for p in session.scalars(select(Product).where(Product.id.in_({r.product_id for r in requests})))}
+    slugs = {
+        p.id: p.slug for p in session.scalars(select(Product).where(Product.id.in_({r.product_id for r in requests})))
+    }
     for request in requests:
         assert request.review_due_at is not None
         found.append(
@@ -214,6 +216,8 @@ def pending_resources(session: Session, actor: Principal) -> int:
     """Resources waiting for the regulator's registration review."""
     actor.require(Role.REGULATOR)
     return int(
-        session.scalar(select(func.count()).select_from(DataResource).where(DataResource.status == ResourceStatus.PENDING.value))
+        session.scalar(
+            select(func.count()).select_from(DataResource).where(DataResource.status == ResourceStatus.PENDING.value)
+        )
         or 0
     )

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from market.console import access, auth, catalogue, invoices, query, regulator, source, usage
 from market.console.web import HERE
 
-ROUTERS = (auth.router, catalogue.router, access.router, query.router, usage.router, invoices.router)
+ROUTERS: tuple[APIRouter, ...] = (
+    auth.router,
+    catalogue.router,
+    access.router,
+    query.router,
+    usage.router,
+    invoices.router,
+)
 ROUTERS += regulator.ROUTERS  # con-reg: the regulator's pages
 ROUTERS += (source.router,)  # con-reg: the source departments' pages
 

@@ -38,7 +38,11 @@ CATALOGUE_FIELDS = (
 )
 """The catalogue entry's fields (公共数据资源目录) the form asks for; `fields` is a list of column names."""
 CLASSIFICATIONS = (N_("general"), N_("important"), N_("core"))
-FIELD_OF_ERROR = {"console_title_required": "title", "console_invalid_region": "region", "console_zone_required": "zone"}
+FIELD_OF_ERROR = {
+    "console_title_required": "title",
+    "console_invalid_region": "region",
+    "console_zone_required": "zone",
+}
 
 
 def _values(resource: Any) -> dict[str, str]:

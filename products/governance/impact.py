@@ -45,9 +45,7 @@ class AffectedProduct:
 
 
 def _covered_elsewhere(others: list[Authorisation], product: Product) -> bool:
-    return any(
-        authorisations.covers(grant, product.zone, product.region, product.scenarios or ()) for grant in others
-    )
+    return any(authorisations.covers(grant, product.zone, product.region, product.scenarios or ()) for grant in others)
 
 
 def grant_impact(session: Session, actor: Principal, authorisation_id: str) -> list[AffectedProduct]:

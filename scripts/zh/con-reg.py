@@ -1,3 +1,4 @@
+# ruff: noqa: E501
 """zh-CN for the regulator's and source departments' console pages (branch con-reg)."""
 
 ZH = {

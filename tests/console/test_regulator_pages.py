@@ -14,8 +14,8 @@ from market.accounts.models import Role
 from tests.conftest import Actor, Market
 from tests.console.helpers import post_form, sign_in
 from tests.factories import (
-    K,
     PEOPLE_POLICY,
+    K,
     authorise,
     create_product,
     grant,
@@ -102,7 +102,9 @@ def test_suspending_shows_the_products_and_agreements_affected_then_delists(mark
     assert "1 listed products will be delisted and 1 agreements will stop being served" in confirm.text
     empty = post_form(client, f"{GRANTS}/{grant_id}/suspend", f"{GRANTS}/{grant_id}/suspend", {"reason": " "})
     assert empty.status_code == 422  # type: ignore[attr-defined]
-    assert market.client.get(f"/v1/products/{listed.slug}", headers=listed.regulator.headers).json()["status"] == "listed"
+    assert (
+        market.client.get(f"/v1/products/{listed.slug}", headers=listed.regulator.headers).json()["status"] == "listed"
+    )
     done = post_form(
         client, f"{GRANTS}/{grant_id}/suspend", f"{GRANTS}/{grant_id}/suspend", {"reason": "Audit pending."}
     )
@@ -197,7 +199,9 @@ def test_audit_log_searches_by_purpose_shows_both_sqls_and_follows_flags_up(mark
     listed, paying = _queries(market)
     client = sign_in(market, listed.regulator)
     client.headers["Accept-Language"] = "en"
-    found = _records(client.get("/console/regulator/audit", params={"purpose": "commercial", "product": listed.slug}).text)
+    found = _records(
+        client.get("/console/regulator/audit", params={"purpose": "commercial", "product": listed.slug}).text
+    )
     assert "Swift Freight" in found and "Civic Lab" not in found
     assert "SQL as sent" in found and "SQL as run" in found
     by_buyer = _records(client.get("/console/regulator/audit", params={"buyer": paying.principal.org_id}).text)

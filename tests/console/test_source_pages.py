@@ -147,7 +147,14 @@ def test_statements_and_pages_keep_tenancy_and_roles(market: Market, world: Worl
     _statements_are_the_source_own(market, world)
     clients: dict[str, Any] = {}
     wrong: list[str] = []
-    bodies = {"decision": "approve", "reason": "x", "comment": "x", "title": "x", "zone": "transport", "region": "CN-11"}
+    bodies = {
+        "decision": "approve",
+        "reason": "x",
+        "comment": "x",
+        "title": "x",
+        "zone": "transport",
+        "region": "CN-11",
+    }
     for actor, method, path, status in PAGES:
         if actor not in clients:
             clients[actor] = sign_in(market, world.actors[actor])

@@ -14,7 +14,7 @@ from market.accounts import service as accounts
 from market.accounts.models import OrgKind
 from market.console.web import Console, ConsoleDep, check_csrf, page, redirect
 from market.errors import BadRequest, MarketError, Unprocessable
-from market.pagination import cut, decode_cursor, encode_cursor
+from market.pagination import cut, decode_cursor
 from metering import audit
 from metering.models import Purpose
 from metering.repository import UsageFilter

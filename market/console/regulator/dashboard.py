@@ -160,8 +160,17 @@ def figure_rows(figure: str, figures: dict[str, Any]) -> list[list[object]]:
         header = ["year", "operator_id", "operator", "received_minor", "allowed_minor", "ceiling_minor"]
         header += ["used_basis_points", "warning", "currency"]
         rows = [
-            [r.year, r.operator_org_id, r.operator, r.received_minor, r.allowed_minor, r.ceiling_minor]
-            + [r.used_basis_points, r.warning, r.currency]
+            [
+                r.year,
+                r.operator_org_id,
+                r.operator,
+                r.received_minor,
+                r.allowed_minor,
+                r.ceiling_minor,
+                r.used_basis_points,
+                r.warning,
+                r.currency,
+            ]
             for r in figures["revenue"]
         ]
     elif figure == "zones":

@@ -16,7 +16,7 @@ from market.accounts import service as accounts
 from market.accounts.models import OrgKind
 from market.clock import utcnow
 from market.console.regulator.forms import day_start, minor_units, validation_detail, whole_minor_units, words
-from market.console.vocabulary import ZONES, N_
+from market.console.vocabulary import N_, ZONES
 from market.console.web import Console, ConsoleDep, check_csrf, form_errors, page, redirect
 from market.errors import MarketError, Unprocessable
 from products.governance import authorisations, impact, repository
@@ -53,9 +53,7 @@ REGIONS = (
                 ),
             ),
             Region("CN-31", N_("Shanghai"), (Region("CN-31-15", N_("Pudong New Area")),)),
-            Region(
-                "CN-44", N_("Guangdong"), (Region("CN-44-01", N_("Guangzhou")), Region("CN-44-03", N_("Shenzhen")))
-            ),
+            Region("CN-44", N_("Guangdong"), (Region("CN-44-01", N_("Guangzhou")), Region("CN-44-03", N_("Shenzhen")))),
             Region("CN-33", N_("Zhejiang"), (Region("CN-33-01", N_("Hangzhou")),)),
         ),
     ),

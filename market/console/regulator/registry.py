@@ -29,10 +29,14 @@ def registry_page(console: ConsoleDep) -> Response:
     """Every data resource: pending ones first (oldest first), then returned and registered."""
     found = resources.present(console.session, resources.visible(console.session, console.user))
     shown = sorted(found, key=lambda r: (ORDER.get(r.status, 3), r.created_at))
-    return page(console, "regulator/resources.html", title="Resource registry", crumbs=(("Resources", None),), resources=shown)
+    return page(
+        console, "regulator/resources.html", title="Resource registry", crumbs=(("Resources", None),), resources=shown
+    )
 
 
-def _detail(console: Console, resource_id: str, values: dict[str, str], errors: dict[str, str], status: int) -> Response:
+def _detail(
+    console: Console, resource_id: str, values: dict[str, str], errors: dict[str, str], status: int
+) -> Response:
     resource = resources.get_visible(console.session, console.user, resource_id)
     shown = resources.present(console.session, [resource])[0]
     notices = [

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form
 from fastapi.responses import Response
+from pydantic import ValidationError
 
 from market.console.regulator.forms import validation_detail
 from market.console.web import Console, ConsoleDep, check_csrf, form_errors, page, redirect
@@ -105,9 +106,8 @@ def decide(
     except MarketError as error:
         console.session.rollback()
         return _detail(console, request_id[:40], values, form_errors(console, error, FIELD_OF_ERROR), error.status_code)
-    except ValueError as error:  # pydantic's ValidationError: a quota or period out of range
+    except ValidationError as error:  # a quota or period out of range
         console.session.rollback()
-        detail = validation_detail(error) if hasattr(error, "errors") else str(error)
-        failure = Unprocessable("invalid_request", detail=detail)
+        failure = Unprocessable("invalid_request", detail=validation_detail(error))
         return _detail(console, request_id[:40], values, {"": console.message(failure)}, 422)
     return redirect(console, f"{BASE}?decided={decision}")

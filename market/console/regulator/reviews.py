@@ -152,9 +152,7 @@ def register_product(
     slug = slug[:100]
     settings = console.request.app.state.settings
     try:
-        registration.register_product(
-            console.session, settings, console.user, slug, registration_code.strip() or None
-        )
+        registration.register_product(console.session, settings, console.user, slug, registration_code.strip() or None)
     except MarketError as error:
         console.session.rollback()
         values = {"registration_code": registration_code}
