@@ -134,6 +134,8 @@ def test_review_page_shows_audit_diff_and_lineage_and_decides(market: Market) ->
     assert no_comment.status_code == 422 and 'id="comment-error"' in no_comment.text  # type: ignore[attr-defined]
     above = post_form(client, page, f"{page}/fee-standard", {"per_query": "100000", "per_gb": "", "monthly": ""})
     assert above.status_code == 422 and 'id="fee_standard-error"' in above.text  # type: ignore[attr-defined]
+    huge = post_form(client, page, f"{page}/fee-standard", {"per_query": "9" * 18, "per_gb": "", "monthly": ""})
+    assert huge.status_code == 422 and 'id="fee_standard-error"' in huge.text  # type: ignore[attr-defined]
     fine = post_form(client, page, f"{page}/fee-standard", {"per_query": "2", "per_gb": "100", "monthly": "50"})
     assert fine.status_code == 303, fine.text  # type: ignore[attr-defined]
     fees = market.client.get("/v1/products/people-trips/fees", headers=regulator.headers).json()

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from pydantic import ValidationError
 
 from market.errors import Unprocessable
 
+AMOUNT = re.compile(r"\d{1,18}(\.\d+)?")
+"""Digits, optionally a point and decimals: no sign, exponent, NaN or infinity."""
 MINOR_PER_UNIT = 100
 """Fen per yuan (and cents per dollar): forms take amounts in currency units, the services minor units."""
 
@@ -23,14 +25,9 @@ def minor_units(text: str, field: str, *, places: int = 2) -> Decimal:
     cleaned = text.strip().replace(",", "")
     if not cleaned:
         return Decimal(0)
-    try:
-        amount = Decimal(cleaned)
-    except InvalidOperation as error:
-        raise Unprocessable("console_invalid_amount", field=field, value=text[:40]) from error
-    exponent = amount.as_tuple().exponent
-    if not amount.is_finite() or amount < 0 or (isinstance(exponent, int) and -exponent > places):
+    if not AMOUNT.fullmatch(cleaned) or len(cleaned.partition(".")[2]) > places:
         raise Unprocessable("console_invalid_amount", field=field, value=text[:40])
-    return amount * MINOR_PER_UNIT
+    return Decimal(cleaned) * MINOR_PER_UNIT
 
 
 def whole_minor_units(text: str, field: str) -> int:

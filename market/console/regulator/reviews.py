@@ -8,11 +8,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form
 from fastapi.responses import Response
+from pydantic import ValidationError
 
 from market.clock import utcnow
 from market.compliance import fee_standards, registration
 from market.compliance.schemas import FeeStandardIn
-from market.console.regulator.forms import minor_units, whole_minor_units
+from market.console.regulator.forms import minor_units, validation_detail, whole_minor_units
 from market.console.web import Console, ConsoleDep, check_csrf, form_errors, page, redirect
 from market.errors import MarketError, Unprocessable
 from products import service as products
@@ -138,6 +139,10 @@ def set_fee_standard(
             max_monthly_fee_minor=whole_minor_units(monthly, "monthly fee"),
         )
         fee_standards.set_standard(console.session, console.user, slug, data)
+    except ValidationError as error:
+        console.session.rollback()
+        failure = Unprocessable("invalid_request", detail=validation_detail(error))
+        return _review(console, slug, values, {"fee_standard": console.message(failure)}, failure.status_code)
     except MarketError as error:
         console.session.rollback()
         return _review(console, slug, values, form_errors(console, error, FIELD_OF_ERROR), error.status_code)
