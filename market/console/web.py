@@ -59,6 +59,7 @@ NAVIGATION[Role.REGULATOR] = (
     NavItem("/console/regulator/dashboard", "Dashboard"),
     NavItem("/console/regulator/authorisations", "Authorisations"),
     NavItem("/console/regulator/resources", "Resources"),
+    NavItem("/console/regulator/registrations", "Registrations"),
     NavItem("/console/regulator/reviews", "Reviews"),
     NavItem("/console/regulator/requests", "Public-interest requests"),
     NavItem("/console/regulator/audit", "Audit log"),

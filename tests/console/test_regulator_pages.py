@@ -144,6 +144,12 @@ def test_review_page_shows_audit_diff_and_lineage_and_decides(market: Market) ->
     assert approved.status_code == 303  # type: ignore[attr-defined]
     assert market.client.get("/v1/products/people-trips", headers=regulator.headers).json()["status"] == "listed"
     assert "people-trips" not in client.get("/console/regulator/reviews").text
+    no_reason = post_form(client, page, f"{page}/delist", {"reason": ""})
+    assert no_reason.status_code == 422 and 'id="delist_reason-error"' in no_reason.text  # type: ignore[attr-defined]
+    delisted = post_form(client, page, f"{page}/delist", {"reason": "Source withdrew consent."})
+    assert delisted.status_code == 303  # type: ignore[attr-defined]
+    product = market.client.get("/v1/products/people-trips", headers=regulator.headers).json()
+    assert product["status"] == "delisted"
 
 
 def test_a_new_version_of_a_listed_product_is_diffed_against_the_listed_one(market: Market) -> None:
@@ -245,3 +251,35 @@ def test_dashboard_draws_queries_by_purpose_and_downloads_each_figure(market: Ma
     assert [r["operator"] for r in revenue] == [listed.operator.principal.org_name]
     assert client.get("/console/regulator/dashboard.csv?figure=nothing").status_code == 422
     assert client.get("/console/regulator/dashboard?from=2030-01-01&to=2020-01-01").status_code == 422
+
+
+def test_registrations_show_objections_which_the_regulator_resolves_then_confirms(market: Market) -> None:
+    source = market.actor(Role.SOURCE)
+    regulator, client = _regulator(market)
+    objector = market.actor(Role.BUYER, org="Neighbourhood Watch")
+    body = {"title": "Tap-ins", "zone": "transport", "region": "CN-11", "classification": "general"}
+    resource = market.client.post("/v1/resources", headers=source.headers, json=body).json()
+    review = {"decision": "register", "registration_code": "CN-11-TR-2031-0042"}
+    reviewed = market.client.post(f"/v1/resources/{resource['id']}/review", headers=regulator.headers, json=review)
+    assert reviewed.status_code == 200, reviewed.text
+    listed = market.client.get("/v1/registrations", headers=regulator.headers).json()["items"]
+    registration_id = listed[0]["id"]
+    objection = market.client.post(
+        f"/v1/registrations/{registration_id}/objections", headers=objector.headers, json={"reason": "Stale data."}
+    )
+    assert objection.status_code == 201, objection.text
+    page = "/console/regulator/registrations"
+    shown = client.get(page).text
+    assert "CN-11-TR-2031-0042" in shown and "Stale data." in shown
+    action = f"{page}/{registration_id}/objections/{objection.json()['id']}/resolve"
+    dismissed = post_form(client, page, action, {"decision": "dismiss", "resolution": "Refreshed daily."})
+    assert dismissed.status_code == 303  # type: ignore[attr-defined]
+    assert "Refreshed daily." in client.get(page).text
+    early = post_form(client, page, f"{page}/{registration_id}/confirm", {})
+    assert early.status_code == 409  # type: ignore[attr-defined]  # the notice has not ended
+    with clock.travel_to(clock.utcnow() + timedelta(days=10)):
+        later = sign_in(market, regulator)  # the morning's session has ended
+        confirmed = post_form(later, page, f"{page}/{registration_id}/confirm", {})
+        assert confirmed.status_code == 303  # type: ignore[attr-defined]
+    state = market.client.get(f"/v1/registrations/{registration_id}", headers=regulator.headers).json()
+    assert state["status"] == "confirmed"

@@ -3,8 +3,16 @@ public-interest access requests and the audit log. Each module's routes call the
 
 from __future__ import annotations
 
-from market.console.regulator import audit, dashboard, grants, registry, requests, reviews, vocabulary
+from market.console.regulator import audit, dashboard, grants, notices, registry, requests, reviews, vocabulary
 
-ROUTERS = (dashboard.router, grants.router, registry.router, reviews.router, requests.router, audit.router)
+ROUTERS = (
+    dashboard.router,
+    grants.router,
+    registry.router,
+    notices.router,
+    reviews.router,
+    requests.router,
+    audit.router,
+)
 
 __all__ = ["ROUTERS", "vocabulary"]

@@ -30,6 +30,7 @@ FIELD_OF_ERROR = {
     "console_invalid_amount": "fee_standard",
     "duplicate_registration_code": "registration_code",
     "registration_needs_review": "registration_code",
+    "console_reason_required": "delist_reason",
 }
 
 
@@ -163,3 +164,18 @@ def register_product(
         values = {"registration_code": registration_code}
         return _review(console, slug, values, form_errors(console, error, FIELD_OF_ERROR), error.status_code)
     return redirect(console, f"{BASE}/{slug}?registered=1")
+
+
+@router.post("/reviews/{slug}/delist")
+def delist_product(slug: str, console: ConsoleDep, reason: Annotated[str, Form(max_length=5_000)] = "") -> Response:
+    """Take a listed product off the catalogue with the reason; its agreements stop being served."""
+    slug = slug[:100]
+    try:
+        if not reason.strip():
+            raise Unprocessable("console_reason_required")
+        products.delist(console.session, console.user, slug, reason.strip())
+    except MarketError as error:
+        console.session.rollback()
+        values = {"delist_reason": reason}
+        return _review(console, slug, values, form_errors(console, error, FIELD_OF_ERROR), error.status_code)
+    return redirect(console, f"{BASE}/{slug}?delisted=1")

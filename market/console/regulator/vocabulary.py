@@ -24,6 +24,7 @@ STATES = (
 )
 DIFF_AREAS = (N_("tables"), N_("policy"), N_("recipe"))
 REVIEW_KINDS = (N_("product_review"), N_("access_request"))
+SUBJECTS = (N_("resource"), N_("product"), N_("dismissed"), N_("upheld"))
 PAGES = (
     N_("Dashboard"),
     N_("Supervision dashboard"),
@@ -33,6 +34,7 @@ PAGES = (
     N_("Resources"),
     N_("Resource registry"),
     N_("Resource"),
+    N_("Registrations"),
     N_("Reviews"),
     N_("Product reviews"),
     N_("Product review"),
