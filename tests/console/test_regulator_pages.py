@@ -283,3 +283,33 @@ def test_registrations_show_objections_which_the_regulator_resolves_then_confirm
         assert confirmed.status_code == 303  # type: ignore[attr-defined]
     state = market.client.get(f"/v1/registrations/{registration_id}", headers=regulator.headers).json()
     assert state["status"] == "confirmed"
+
+
+def test_allowed_revenue_is_recorded_in_yuan_derived_and_a_past_year_closed(market: Market) -> None:
+    regulator, client = _regulator(market)
+    operator = market.actor(Role.OPERATOR, org="Harbour Operations")
+    page = "/console/regulator/allowed-revenue"
+    year = clock.utcnow().year - 1
+    figures = {
+        "operator": operator.principal.org_id,
+        "year": str(year),
+        "platform_cost_minor": "300,000",
+        "collection_cost_minor": "50000",
+        "processing_cost_minor": "80000.50",
+        "staff_cost_minor": "120000",
+        "subsidies_minor": "100000",
+        "profit_minor": "45000",
+        "taxes_minor": "4999.50",
+    }
+    wrong = post_form(client, page, page, {**figures, "taxes_minor": "lots"})
+    assert wrong.status_code == 422 and 'id="figures-error"' in wrong.text  # type: ignore[attr-defined]
+    recorded = post_form(client, page, page, figures)
+    assert recorded.status_code == 303  # type: ignore[attr-defined]
+    row = market.client.get(f"/v1/allowed-revenue/{operator.principal.org_id}/{year}", headers=regulator.headers)
+    assert row.json()["allowed_minor"] == 50_000_000 and row.json()["processing_cost_minor"] == 8_000_050
+    shown = client.get(page, params={"year": year}).text
+    assert "Harbour Operations" in shown and "500,000.00" in shown
+    closed = post_form(client, page, f"{page}/{operator.principal.org_id}/{year}/close", {})
+    assert closed.status_code == 303  # type: ignore[attr-defined]
+    again = post_form(client, page, page, figures)
+    assert again.status_code == 409  # type: ignore[attr-defined]  # a closed year's figures cannot change

@@ -3,7 +3,17 @@ public-interest access requests and the audit log. Each module's routes call the
 
 from __future__ import annotations
 
-from market.console.regulator import audit, dashboard, grants, notices, registry, requests, reviews, vocabulary
+from market.console.regulator import (
+    audit,
+    dashboard,
+    grants,
+    notices,
+    registry,
+    requests,
+    revenue,
+    reviews,
+    vocabulary,
+)
 
 ROUTERS = (
     dashboard.router,
@@ -12,6 +22,7 @@ ROUTERS = (
     notices.router,
     reviews.router,
     requests.router,
+    revenue.router,
     audit.router,
 )
 
