@@ -63,6 +63,7 @@ NAVIGATION[Role.REGULATOR] = (
     NavItem("/console/regulator/reviews", "Reviews"),
     NavItem("/console/regulator/requests", "Public-interest requests"),
     NavItem("/console/regulator/allowed-revenue", "Allowed revenue"),
+    NavItem("/console/regulator/disclosures", "Disclosure"),
     NavItem("/console/regulator/audit", "Audit log"),
 )
 NAVIGATION[Role.SOURCE] = (

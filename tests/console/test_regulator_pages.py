@@ -313,3 +313,26 @@ def test_allowed_revenue_is_recorded_in_yuan_derived_and_a_past_year_closed(mark
     assert closed.status_code == 303  # type: ignore[attr-defined]
     again = post_form(client, page, page, figures)
     assert again.status_code == 409  # type: ignore[attr-defined]  # a closed year's figures cannot change
+
+
+def test_the_regulator_generates_and_publishes_its_disclosure(market: Market) -> None:
+    listed = listed_product(market)
+    client = sign_in(market, listed.regulator)
+    client.headers["Accept-Language"] = "en"
+    year = clock.utcnow().year
+    page = "/console/regulator/disclosures"
+    before = client.get(page, params={"year": year}).text
+    assert 'id="missing"' in before and "regulator_disclosure" in before
+    made = post_form(client, page, page, {"year": str(year), "kind": "regulator_disclosure"})
+    assert made.status_code == 303  # type: ignore[attr-defined]
+    operator = listed.operator.principal.org_id
+    post_form(client, page, page, {"year": str(year), "kind": "operating_report", "operator": operator})
+    shown = client.get(page, params={"year": year}).text
+    report_id = re.search(r"/console/regulator/disclosures/(dis\w+|[a-z]+_\w+)\"", shown)
+    assert report_id is not None, shown
+    assert client.get(f"{page}/{report_id.group(1)}").status_code == 200
+    publish = re.search(r'action="(/console/regulator/disclosures/[^"]+/publish)"', shown)
+    assert publish is not None and shown.count("/publish") == 1  # only its own report is the regulator's to publish
+    assert post_form(client, page, publish.group(1), {}).status_code == 303  # type: ignore[attr-defined]
+    public = market.client.get("/disclosures")
+    assert public.status_code == 200 and str(year) in public.text

@@ -6,6 +6,7 @@ from __future__ import annotations
 from market.console.regulator import (
     audit,
     dashboard,
+    disclosures,
     grants,
     notices,
     registry,
@@ -23,6 +24,7 @@ ROUTERS = (
     reviews.router,
     requests.router,
     revenue.router,
+    disclosures.router,
     audit.router,
 )
 

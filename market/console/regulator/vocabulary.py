@@ -24,7 +24,7 @@ STATES = (
 )
 DIFF_AREAS = (N_("tables"), N_("policy"), N_("recipe"))
 REVIEW_KINDS = (N_("product_review"), N_("access_request"))
-MORE_STATES = (N_("closed"),)
+MORE_STATES = (N_("closed"), N_("published"))
 SUBJECTS = (N_("resource"), N_("product"), N_("dismissed"), N_("upheld"))
 PAGES = (
     N_("Dashboard"),
@@ -43,6 +43,7 @@ PAGES = (
     N_("Public-interest access requests"),
     N_("Access request"),
     N_("Allowed revenue"),
+    N_("Disclosure"),
     N_("Audit log"),
     N_("My resources"),
     N_("Register a resource"),
