@@ -423,6 +423,25 @@ EN: dict[str, str] = {
     "sign_in_failed": "The e-mail address or the password is wrong. Check both and try again.",
     "invalid_purpose": "Choose a purpose: {purposes}.",
     "csrf_failed": "This form has expired or did not come from this site; reload the page and send it again.",
+    # The regulator's and source departments' console forms (market/console/regulator, market/console/source.py)
+    "console_invalid_amount": "{field}: '{value}' is not an amount; give yuan with at most two decimals, e.g. 12.50.",
+    "console_invalid_date": "{field}: '{value}' is not a date; give it as YYYY-MM-DD.",
+    "console_zones_required": "Choose at least one zone; each chosen zone takes the fee cap on its row.",
+    "console_regions_required": "Choose at least one region in the tree, or type a division code such as CN-11.",
+    "console_invalid_region": "'{region}' is not a division code; give one such as CN-11 or CN-11-05.",
+    "console_invalid_validity": (
+        "Give 'valid until' as a date after 'valid from' (after today when 'valid from' is empty)."
+    ),
+    "console_unknown_action": "'{action}' is not an action on this page.",
+    "console_reason_required": "Give a reason; it is recorded and the other side reads it.",
+    "console_comment_required": "Give comments: the other side needs to know what to change.",
+    "console_invalid_number": "'{value}' is not a whole number; give digits only, e.g. 1000.",
+    "console_title_required": "Give the resource a title.",
+    "console_zone_required": "Choose the resource's zone.",
+    "console_resolution_required": "Say what the follow-up found before resolving the flag.",
+    "console_invalid_window": "Choose at most {days} days, with 'from' on or before 'to'.",
+    "console_invalid_year": "'{value}' is not a year; give one between 2000 and 2100.",
+    "console_unknown_figure": "No figure '{figure}'; choose one of {figures}.",
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from market.console import access, admin, auth, catalogue, finance, invoices, query, usage
+from market.console import access, admin, auth, catalogue, finance, invoices, query, regulator, source, usage
 from market.console.web import HERE
 
 ROUTERS: tuple[APIRouter, ...] = (
@@ -17,6 +17,8 @@ ROUTERS: tuple[APIRouter, ...] = (
     invoices.router,
 )
 ROUTERS += (finance.router, admin.router)
+ROUTERS += regulator.ROUTERS  # con-reg: the regulator's pages
+ROUTERS += (source.router,)  # con-reg: the source departments' pages
 
 
 def install(app: FastAPI) -> None:

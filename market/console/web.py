@@ -69,10 +69,27 @@ NAVIGATION: dict[Role | None, tuple[NavItem, ...]] = {
     ),
 }
 """Each role's navigation. A later part adds its role's pages here (and its routers in routes.py)."""
+NAVIGATION[Role.REGULATOR] = (
+    NavItem("/console/regulator/dashboard", "Dashboard"),
+    NavItem("/console/regulator/authorisations", "Authorisations"),
+    NavItem("/console/regulator/resources", "Resources"),
+    NavItem("/console/regulator/registrations", "Registrations"),
+    NavItem("/console/regulator/reviews", "Reviews"),
+    NavItem("/console/regulator/requests", "Public-interest requests"),
+    NavItem("/console/regulator/allowed-revenue", "Allowed revenue"),
+    NavItem("/console/regulator/disclosures", "Disclosure"),
+    NavItem("/console/regulator/audit", "Audit log"),
+)
+NAVIGATION[Role.SOURCE] = (
+    NavItem("/console/source/resources", "Resources"),
+    NavItem("/console/source/statements", "Statements"),
+)
 
 HOME: dict[Role, str] = {Role.BUYER: "/console/query"}
 HOME.update({Role.FINANCE: "/console/finance/periods", Role.ADMIN: "/console/admin/users"})
 """Where a role lands after signing in; roles without pages yet land on the catalogue."""
+HOME[Role.REGULATOR] = "/console/regulator/dashboard"
+HOME[Role.SOURCE] = "/console/source/resources"
 
 
 def home_of(role: Role) -> str:
