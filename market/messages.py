@@ -421,6 +421,13 @@ EN: dict[str, str] = {
     "sign_in_failed": "The e-mail address or the password is wrong. Check both and try again.",
     "invalid_purpose": "Choose a purpose: {purposes}.",
     "csrf_failed": "This form has expired or did not come from this site; reload the page and send it again.",
+    "price_not_a_number": "'{value}' is not a price; type an amount in yuan such as 1.50, at or above 0.",
+    "recipe_privacy_unit": "Choose exactly one column as the privacy unit: the person or company that must not be "
+    "traced.",
+    "finding_justification_short": "Say in at least 10 characters why the finding is not a risk; the regulator "
+    "reads it in review.",
+    "invalid_quota": "'{value}' is not a quota; type a whole number of queries, 1 or more, or leave it empty.",
+    "upload_sign_in": "Your session has ended; sign in again, then retry the upload.",
 }
 
 

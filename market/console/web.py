@@ -53,10 +53,16 @@ NAVIGATION: dict[Role | None, tuple[NavItem, ...]] = {
         NavItem("/console/usage", "Usage"),
         NavItem("/console/invoices", "Invoices"),
     ),
+    Role.OPERATOR: (
+        NavItem("/", "Catalogue"),
+        NavItem("/console/products", "My products"),
+        NavItem("/console/requests", "Access requests"),
+        NavItem("/console/sales", "Usage and revenue"),
+    ),
 }
 """Each role's navigation. A later part adds its role's pages here (and its routers in routes.py)."""
 
-HOME: dict[Role, str] = {Role.BUYER: "/console/query"}
+HOME: dict[Role, str] = {Role.BUYER: "/console/query", Role.OPERATOR: "/console/products"}
 """Where a role lands after signing in; roles without pages yet land on the catalogue."""
 
 
