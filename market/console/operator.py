@@ -118,7 +118,7 @@ def plans_from_form(form: dict[str, list[str]], currency: str) -> list[PlanIn]:
         code = (form.get(f"plan_code_{index}") or [""])[0].strip()
         if not code:
             continue
-        raw = {
+        raw: dict[str, Any] = {
             "code": code,
             "title": (form.get(f"plan_title_{index}") or [""])[0].strip() or code,
             "kind": (form.get(f"plan_kind_{index}") or ["commercial"])[0],
@@ -268,7 +268,10 @@ def _product_page(console: Console, slug: str, errors: dict[str, str] | None = N
         settings=settings,
         errors=errors or {},
         values={},
-        scope={"cap": limits_of(shown.zone, shown.fee_limits), "currency": next((x.currency for x in shown.plans), "CNY")},
+        scope={
+            "cap": limits_of(shown.zone, shown.fee_limits),
+            "currency": next((x.currency for x in shown.plans), "CNY"),
+        },
         plan_rows=range(1),
         kinds=[k.value for k in PlanKind],
         major_of=major_of,

@@ -18,9 +18,9 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from market import i18n
 from market.accounts import signin
 from market.console.operator import operator, own_product
-from market import i18n
 from market.console.web import CSRF_COOKIE, LANG_COOKIE, SESSION_COOKIE, Console, ConsoleDep, check_csrf, page, redirect
 from market.deps import get_database, get_settings_dep
 from market.errors import MarketError, Unauthenticated, Unprocessable

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from market.console import access, auth, catalogue, invoices, operator, operator_access, operator_build, query, usage
 from market.console.web import HERE
 
-ROUTERS = (auth.router, catalogue.router, access.router, query.router, usage.router, invoices.router)
+ROUTERS: tuple[APIRouter, ...] = (
+    auth.router,
+    catalogue.router,
+    access.router,
+    query.router,
+    usage.router,
+    invoices.router,
+)
 ROUTERS += (operator_build.router, operator.router, operator_access.router)
 
 

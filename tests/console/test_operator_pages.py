@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from market.accounts.models import Role
 from tests.conftest import Actor, Market
 from tests.console.helpers import csrf_of, post_form, sign_in
-from tests.factories import PEOPLE_POLICY, authorise, create_product, people_csv, upload_version
+from tests.factories import PEOPLE_POLICY, authorise, create_product, upload_version
 
 EN = {"Accept-Language": "en"}
 PHONES = "person_id,name,phone,region,amount\n" + "".join(
@@ -113,7 +113,7 @@ def test_upload_preview_build_resolve_and_submit(market: Market) -> None:
     table = preview.text.split('id="preview"')[1].split("</table>")[0]  # type: ignore[attr-defined]
     assert "Person 1" not in table and "P0001" not in table, "raw values of dropped or pseudonymised columns"
     assert re.search(r"<td>[0-9a-f]{32}</td>", table), "the pseudonyms"
-    assert "<th scope=\"col\">person</th>" in table and ">name<" not in table
+    assert '<th scope="col">person</th>' in table and ">name<" not in table
 
     built = post_form(client, page, "/console/products/phone-book/build", {**recipe, "action": "build"})
     assert built.status_code == 303, built.text  # type: ignore[attr-defined]
@@ -194,7 +194,10 @@ def test_access_queue_approve_reject_revoke_and_money_pages(market: Market) -> N
     assert after["status"] == "revoked"
     assert "Not a transport use" in client.get("/console/requests").text
     settings = post_form(
-        client, "/console/products/people-trips", "/console/products/people-trips/access-settings", {"auto_approve": "on"}
+        client,
+        "/console/products/people-trips",
+        "/console/products/people-trips/access-settings",
+        {"auto_approve": "on"},
     )
     assert settings.status_code == 303  # type: ignore[attr-defined]
     shown = market.client.get("/v1/products/people-trips/access-settings", headers=operator.headers).json()

@@ -69,10 +69,14 @@ def world(market: Market) -> dict[str, Any]:
                 {"justification": "Names were checked by hand."},
                 303,
             ),
-            Attack("POST", "/console/products/{slug}/plans", "/console/products/alpha/plans", {"plan_code_0": "x"}, 303),
+            Attack(
+                "POST", "/console/products/{slug}/plans", "/console/products/alpha/plans", {"plan_code_0": "x"}, 303
+            ),
             Attack("POST", "/console/products/{slug}/submit", "/console/products/alpha-draft/submit", {}, 303),
             Attack("POST", "/console/products/{slug}/delist", "/console/products/alpha/delist", {"reason": "r"}, 303),
-            Attack("POST", "/console/products/{slug}/access-settings", "/console/products/alpha/access-settings", {}, 303),
+            Attack(
+                "POST", "/console/products/{slug}/access-settings", "/console/products/alpha/access-settings", {}, 303
+            ),
             Attack(
                 "POST",
                 "/console/requests/{request_id}/decision",
@@ -120,7 +124,7 @@ def test_another_operators_objects_answer_not_found_on_every_page(world: dict[st
     # The same requests by the rightful operator succeed, so the table tests tenancy, not typos (routes exist).
     preview = world["attacks"][5]
     for attack in world["attacks"]:
-        if attack is preview or attack.route == "/console/products/{slug}/build" and "upload" in attack.path:
+        if attack is preview or (attack.route == "/console/products/{slug}/build" and "upload" in attack.path):
             continue  # a one-column recipe and operator B's product: their refusals are not about tenancy
         response = send(world["a"], attack)
         if response.status_code != attack.rightful:
