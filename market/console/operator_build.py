@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import duckdb
 from fastapi import APIRouter, Depends, Form, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from market import i18n
@@ -339,6 +339,16 @@ def _version_page(console: Console, slug: str, number: int, errors: dict[str, st
 def version_page(slug: str, number: int, console: ConsoleDep) -> Response:
     """The version's audit findings (resolve with a justification), its quality against the previous, submit."""
     return _version_page(console, slug[:100], number, {})
+
+
+@router.get("/products/{slug}/versions/{number}/quarantine/{table}")
+def quarantine(slug: str, number: int, table: str, console: ConsoleDep) -> Response:
+    """The rows the recipe quarantined for one table, as Parquet, with the rules each broke."""
+    settings = get_settings_dep(console.request)
+    path = versions.quarantine_path(console.session, settings, operator(console), slug, number, table)
+    return FileResponse(
+        path, media_type="application/vnd.apache.parquet", filename=f"{slug}-v{number}-{table}-quarantine.parquet"
+    )
 
 
 @router.post("/products/{slug}/versions/{number}/findings/{finding_id}/resolve")

@@ -186,4 +186,7 @@ ZH = {
     "Distinct vs v%(n)s": "不同值数（较 v%(n)s）",
     "Compared with v%(n)s: rows out %(delta)s; columns added: %(added)s; removed: %(removed)s.": "与 v%(n)s 相比：输出行数 %(delta)s；新增列：%(added)s；移除列：%(removed)s。",
     "No previous version to compare with.": "没有可比较的上一版本。",
+    "Dropped source columns: %(columns)s": "已删除的源列：%(columns)s",
+    "Broken rules": "违反的规则",
+    "Download the quarantined rows (Parquet)": "下载被隔离的行（Parquet）",
 }

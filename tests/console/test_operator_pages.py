@@ -135,6 +135,15 @@ def test_upload_preview_build_resolve_and_submit(market: Market) -> None:
     product = client.get("/console/products/phone-book")
     assert "submitted" in product.text and "Phones are hidden" not in product.text
 
+    # A second version quarantines small amounts: its quality is compared with v1, the rows can be downloaded.
+    again = {**recipe, "action": "build", "min_4": "5", "invalid_4": "quarantine"}
+    second = post_form(client, page, "/console/products/phone-book/build", again)
+    assert second.status_code == 303, second.text  # type: ignore[attr-defined]
+    v2 = client.get("/console/products/phone-book/versions/2")
+    assert "Compared with v1: rows out -" in v2.text and "amount: below 5" in v2.text
+    rows = client.get("/console/products/phone-book/versions/2/quarantine/contacts")
+    assert rows.status_code == 200 and rows.content[:4] == b"PAR1"
+
 
 def test_upload_refuses_a_missing_csrf_header_and_other_roles(market: Market) -> None:
     _, client = operator_client(market)
