@@ -98,12 +98,27 @@ def _default_name(source: str) -> str:
     return name if NAME.match(name) else f"c_{name}"[:63]
 
 
+def type_of(kind: str) -> str:
+    """The recipe type closest to the type DuckDB detected in the upload (the editor's default)."""
+    kind = kind.upper()
+    if "INT" in kind:
+        return "bigint"
+    if any(t in kind for t in ("DOUBLE", "FLOAT", "DECIMAL", "REAL")):
+        return "double"
+    if kind.startswith("TIMESTAMP"):
+        return "timestamp"
+    if kind in ("DATE", "BOOLEAN"):
+        return kind.lower()
+    return "varchar"
+
+
 def editor_rows(columns: list[tuple[str, str]], values: dict[str, str]) -> list[dict[str, Any]]:
     """One row per source column, with the form's values or sensible defaults (identifiers pseudonymised)."""
     rows = []
     for index, (source, kind) in enumerate(columns):
         hinted = bool(HINTS.search(source.lower()))
-        numeric = any(t in kind.upper() for t in ("INT", "DOUBLE", "DECIMAL", "FLOAT"))
+        typed = type_of(kind)
+        numeric = typed in ("integer", "bigint", "double")
 
         def value(field: str, default: str, index: int = index) -> str:
             return values.get(f"{field}_{index}", default)
@@ -116,7 +131,7 @@ def editor_rows(columns: list[tuple[str, str]], values: dict[str, str]) -> list[
                 "out": value("out", _default_name(source)),
                 "action": value("action", "pseudonymise" if hinted else "keep"),
                 "param": value("param", ""),
-                "type": value("type", "double" if numeric else "varchar"),
+                "type": value("type", typed),
                 "role": value("role", "hidden" if hinted else ("measure" if numeric else "dimension")),
                 "min": value("min", ""),
                 "max": value("max", ""),
