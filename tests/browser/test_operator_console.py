@@ -111,7 +111,7 @@ def test_supply_path_from_wizard_to_catalogue(live: Live, page_in: Any, language
     page.wait_for_url(re.compile(f"/console/products/{slug}/versions/1"))
 
     # Review preparation: the blocking finding is resolved with a justification, then the version is submitted.
-    finding = page.locator(".finding", has_text="phone_number")
+    finding = page.locator(".finding[data-finding='contacts.phone.phone_number']")
     expect(finding.locator(".status-rejected")).to_be_visible()
     finding.locator("textarea").fill("Phone numbers are hidden: no buyer can select or group by them.")
     finding.locator("button[type=submit]").click()
