@@ -442,6 +442,13 @@ EN: dict[str, str] = {
     "console_invalid_window": "Choose at most {days} days, with 'from' on or before 'to'.",
     "console_invalid_year": "'{value}' is not a year; give one between 2000 and 2100.",
     "console_unknown_figure": "No figure '{figure}'; choose one of {figures}.",
+    "price_not_a_number": "'{value}' is not a price; type an amount in yuan such as 1.50, at or above 0.",
+    "recipe_privacy_unit": "Choose exactly one column as the privacy unit: the person or company that must not be "
+    "traced.",
+    "finding_justification_short": "Say in at least 10 characters why the finding is not a risk; the regulator "
+    "reads it in review.",
+    "invalid_quota": "'{value}' is not a quota; type a whole number of queries, 1 or more, or leave it empty.",
+    "upload_sign_in": "Your session has ended; sign in again, then retry the upload.",
 }
 
 

@@ -5,7 +5,21 @@ from __future__ import annotations
 from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from market.console import access, admin, auth, catalogue, finance, invoices, query, regulator, source, usage
+from market.console import (
+    access,
+    admin,
+    auth,
+    catalogue,
+    finance,
+    invoices,
+    operator,
+    operator_access,
+    operator_build,
+    query,
+    regulator,
+    source,
+    usage,
+)
 from market.console.web import HERE
 
 ROUTERS: tuple[APIRouter, ...] = (
@@ -19,6 +33,7 @@ ROUTERS: tuple[APIRouter, ...] = (
 ROUTERS += (finance.router, admin.router)
 ROUTERS += regulator.ROUTERS  # con-reg: the regulator's pages
 ROUTERS += (source.router,)  # con-reg: the source departments' pages
+ROUTERS += (operator_build.router, operator.router, operator_access.router)
 
 
 def install(app: FastAPI) -> None:

@@ -67,6 +67,12 @@ NAVIGATION: dict[Role | None, tuple[NavItem, ...]] = {
         NavItem("/console/admin/keys", "API keys"),
         NavItem("/console/admin/activity", "Activity"),
     ),
+    Role.OPERATOR: (
+        NavItem("/", "Catalogue"),
+        NavItem("/console/products", "My products"),
+        NavItem("/console/requests", "Access requests"),
+        NavItem("/console/sales", "Usage and revenue"),
+    ),
 }
 """Each role's navigation. A later part adds its role's pages here (and its routers in routes.py)."""
 NAVIGATION[Role.REGULATOR] = (
@@ -85,7 +91,7 @@ NAVIGATION[Role.SOURCE] = (
     NavItem("/console/source/statements", "Statements"),
 )
 
-HOME: dict[Role, str] = {Role.BUYER: "/console/query"}
+HOME: dict[Role, str] = {Role.BUYER: "/console/query", Role.OPERATOR: "/console/products"}
 HOME.update({Role.FINANCE: "/console/finance/periods", Role.ADMIN: "/console/admin/users"})
 """Where a role lands after signing in; roles without pages yet land on the catalogue."""
 HOME[Role.REGULATOR] = "/console/regulator/dashboard"
