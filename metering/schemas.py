@@ -118,6 +118,15 @@ class QueryIn(BaseModel):
     agreement: str | None = Field(
         default=None, max_length=32, description="Which of your agreements on the product to use; default the newest."
     )
+    epsilon: float | None = Field(
+        default=None,
+        gt=0,
+        le=10,
+        description="DP products: the privacy budget (epsilon) this query spends, within the plan's limits.",
+    )
+    dry_run: bool = Field(
+        default=False, description="DP products: return the cost and the 95% error bounds without running or spending."
+    )
 
     @model_validator(mode="after")
     def _sql_or_query(self) -> QueryIn:
@@ -183,6 +192,7 @@ class UsageOut(BaseModel):
     charge_type: str
     amount_minor: int = Field(description="Minor units of `currency`.")
     currency: str
+    privacy_rho_nano: int = Field(default=0, description="DP mode: privacy budget spent, rho-zCDP in units of 1e-9.")
     created_at: datetime
     finished_at: datetime | None
 
