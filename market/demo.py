@@ -111,7 +111,7 @@ FLIGHTS_DP_POLICY = FLIGHTS_POLICY.model_copy(
         "mode": "dp",
         "dp": DifferentialPrivacy(
             max_groups_per_unit=5,
-            max_rows_per_group=20,
+            max_rows_per_group=100,
             public_keys={
                 "origin": ["EWR", "JFK", "LGA"],
                 "month": list(range(1, 13)),
@@ -161,6 +161,16 @@ FLIGHTS_PLANS = [
         monthly_fee_minor=0,
         trial_queries=0,
         monthly_cap_minor=500_000,
+    ),
+]
+
+FLIGHTS_DP_PLANS = [
+    FLIGHTS_PLANS[0],
+    FLIGHTS_PLANS[1].model_copy(
+        update={
+            "title": FLIGHTS_PLANS[1].title + ", plus 0.50 CNY per 0.1 epsilon of privacy budget",
+            "per_tenth_epsilon_minor": 50,
+        }
     ),
 ]
 
@@ -289,7 +299,7 @@ FLIGHTS_DESCRIPTION = (
     "at least 10 distinct aircraft."
 )
 FLIGHTS_DP_DESCRIPTION = (
-    "The same 336,776 departures in differential-privacy mode: each aircraft contributes at most 20 flights "
+    "The same 336,776 departures in differential-privacy mode: each aircraft contributes at most 100 flights "
     "to each of at most 5 groups per query, answers carry Gaussian noise with a 95% error bound, and each "
     "agreement has a lifetime privacy budget of epsilon 10 (delta 1e-7)."
 )
@@ -301,6 +311,7 @@ def _ensure_flights(
     people: dict[str, Principal],
     slug: str = FLIGHTS_SLUG,
     policy: ProtectionPolicy = FLIGHTS_POLICY,
+    plans: list[PlanIn] | None = None,
 ) -> None:
     dp_mode = policy.is_dp
     product = products_repo.by_slug(session, slug)
@@ -314,7 +325,7 @@ def _ensure_flights(
                 description=FLIGHTS_DP_DESCRIPTION if dp_mode else FLIGHTS_DESCRIPTION,
                 zone="transport",
                 region="US-NY",
-                plans=FLIGHTS_PLANS,
+                plans=FLIGHTS_PLANS if plans is None else plans,
             ),
         )
     if product.latest_version_id is None:
@@ -487,7 +498,7 @@ def build_demo(database: Database, settings: Settings) -> dict[str, str]:
             Purpose.COMMERCIAL,
             "logistics-planning",
         )
-        _ensure_flights(session, settings, people, FLIGHTS_DP_SLUG, FLIGHTS_DP_POLICY)
+        _ensure_flights(session, settings, people, FLIGHTS_DP_SLUG, FLIGHTS_DP_POLICY, FLIGHTS_DP_PLANS)
         session.flush()
         for buyer, reviewer, plan, purpose, scenario in (
             ("buyer_public", "regulator", "public-interest", Purpose.PUBLIC_WELFARE, "transport-research"),

@@ -337,6 +337,7 @@ def _record(
         charged_before=counter.charged_minor,
         bytes_scanned=result.measurements.bytes_scanned,
         per_gb_carry=Decimal(counter.per_gb_carry or "0"),
+        privacy_epsilon=Decimal(str(privacy["cost"]["epsilon"])) if cost else Decimal(0),
     )
     counter.per_gb_carry = str(charge.per_gb_carry)
     counter.accepted_queries += 1

@@ -97,6 +97,10 @@ class AgreementOut(BaseModel):
     revoked_by_role: str | None
     revoked_reason: str
     created_at: datetime
+    privacy_budget: dict[str, Any] | None = Field(
+        default=None,
+        description="DP products: the lifetime budget (epsilon, delta, rho), per-query limits, and what is spent.",
+    )
 
 
 class RevokeIn(BaseModel):
@@ -206,6 +210,7 @@ class DailyUsageOut(BaseModel):
     rows_scanned: int
     bytes_scanned: int
     amount_minor: int
+    privacy_rho_nano: int = Field(default=0, description="DP mode: privacy budget spent that day (rho, 1e-9 units).")
 
 
 class FlagIn(BaseModel):
@@ -257,6 +262,7 @@ class AuditRecordOut(BaseModel):
     amount_minor: int
     currency: str
     flags: list[FlagOut]
+    privacy_rho_nano: int = Field(default=0, description="DP mode: privacy budget the query spent (rho, 1e-9 units).")
 
 
 class ChainBreakOut(BaseModel):
