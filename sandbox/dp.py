@@ -35,6 +35,7 @@ from typing import Any
 import opendp.prelude as dp
 from sqlglot import exp
 
+from market.i18n import Msg
 from sandbox.algebra import Argument, Interval, clamp, double
 from sandbox.errors import QueryRefused
 from sandbox.policy import MAX_PUBLIC_KEYS, DifferentialPrivacy, MeasureBounds, ProtectionPolicy
@@ -129,7 +130,8 @@ class DPPlan:
         return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _refuse(construct: str, instead: str) -> QueryRefused:
+def _refuse(construct: str, instead: Msg) -> QueryRefused:
+    """`construct` (SQL text, or English text already wrapped in Msg) is refused; `instead` says what to write."""
     return QueryRefused("dp_unsupported", construct=construct, instead=instead)
 
 
@@ -159,16 +161,18 @@ class _Planner:
         checked = self.checked
         select = checked.select
         if len(checked.refs) != 1 or select.args.get("joins"):
-            raise _refuse("A join", "query one table at a time; DP mode bounds each unit's rows in one table.")
+            raise _refuse(
+                Msg("A join"), Msg("query one table at a time; DP mode bounds each unit's rows in one table.")
+            )
         if select.args.get("having") is not None:
-            raise _refuse("HAVING", "filter rows with WHERE on dimensions, and filter the noisy groups yourself.")
+            raise _refuse("HAVING", Msg("filter rows with WHERE on dimensions, and filter the noisy groups yourself."))
         ref = checked.refs[0]
         table_policy = self.policy.tables[ref.table]
         unit = exp.column(table_policy.privacy_unit, table=ref.alias, quoted=True)
         keys: list[exp.Column] = []
         for key in checked.group_keys:
             if not isinstance(key, exp.Column):
-                raise _refuse("GROUP BY an expression", "GROUP BY dimension columns as they are.")
+                raise _refuse(Msg("GROUP BY an expression"), Msg("GROUP BY dimension columns as they are."))
             keys.append(key)
         key_texts = [to_sql(k) for k in keys]
         rows_per_group = self.params.max_rows_per_group
@@ -181,8 +185,8 @@ class _Planner:
             key_sets = [list(values) for values in public if values is not None]
             if math.prod(len(values) for values in key_sets) > MAX_PUBLIC_KEYS:
                 raise _refuse(
-                    "GROUP BY more public key combinations than " + str(MAX_PUBLIC_KEYS),
-                    "group by fewer dimensions, or filter some of them.",
+                    Msg("GROUP BY with more than 10,000 public key combinations"),
+                    Msg("group by fewer dimensions, or filter some of them."),
                 )
         else:
             self._statistic("units", f"count(DISTINCT {_q('__unit')})", 1.0)
@@ -242,7 +246,7 @@ class _Planner:
                         "count_units",
                         statistics=(self._statistic("units", f"count(DISTINCT {_q('__unit')})", 1.0),),
                     )
-            raise _refuse(f"{text}", "write count(*) or count(DISTINCT <privacy unit>).")
+            raise _refuse(f"{text}", Msg("write count(*) or count(DISTINCT <privacy unit>)."))
         if isinstance(item, (exp.Sum, exp.Avg)):
             function = "sum" if isinstance(item, exp.Sum) else "avg"
 
@@ -271,10 +275,12 @@ class _Planner:
         if isinstance(item, exp.AggFunc) or item.find(exp.AggFunc) is not None:
             raise _refuse(
                 f"{text}",
-                "select count(*), count(DISTINCT <privacy unit>), sum(<measure>) or avg(<measure>) on their own; "
-                "compute ratios or spreads from the noisy answer.",
+                Msg(
+                    "select count(*), count(DISTINCT <privacy unit>), sum(<measure>) or avg(<measure>) on their "
+                    "own; compute ratios or spreads from the noisy answer."
+                ),
             )
-        raise _refuse(f"{text}", "select group keys and aggregates only.")
+        raise _refuse(f"{text}", Msg("select group keys and aggregates only."))
 
     def _value(self, argument: exp.Expr, interval: Interval) -> str:
         """The bounded-row column holding `argument` clamped to its interval; one column per argument."""
@@ -352,10 +358,10 @@ class _Planner:
                 text = to_sql(target)
                 matches = [i for i, item in enumerate(self.checked.items) if to_sql(item) == text]
                 if not matches:
-                    raise _refuse("ORDER BY " + text, "order by output columns, by name or position.")
+                    raise _refuse("ORDER BY " + text, Msg("order by output columns, by name or position."))
                 position = matches[0]
             if not 0 <= position < len(outputs):
-                raise _refuse("ORDER BY " + to_sql(target), "order by output columns, by name or position.")
+                raise _refuse("ORDER BY " + to_sql(target), Msg("order by output columns, by name or position."))
             order.append((position, desc))
         return order, self.checked.limit, self.checked.offset
 
