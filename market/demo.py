@@ -31,7 +31,7 @@ from products.governance import authorisations, resources
 from products.governance import repository as governance_repo
 from products.governance.models import Classification
 from products.governance.schemas import AuthorisationIn, FeeCapIn, ResourceIn
-from products.models import PlanKind, ProductStatus
+from products.models import PlanKind, ProductStatus, ProductVersion
 from products.schemas import PlanIn, ProductIn
 from sandbox.policy import DifferentialPrivacy, MeasureBounds, ProtectionPolicy, TablePolicy
 
@@ -329,14 +329,29 @@ def _ensure_flights(
             ),
         )
     if product.latest_version_id is None:
-        with tempfile.TemporaryDirectory(dir=settings.uploads_dir) as workdir:
-            csv_path = nycflights_csv(Path(workdir))
-            upload = products.Upload(table="flights", path=csv_path, filename="flights.csv")
+        built = _built_flights(session, settings) if slug != FLIGHTS_SLUG else None
+        if built is not None:  # the same data: reuse nyc-flights-2013's Parquet rather than parse the CSV again
+            upload = products.Upload(table="flights", path=built, filename="flights.parquet")
             products.add_version(session, settings, people["operator"], slug, [upload], policy)
+        else:
+            with tempfile.TemporaryDirectory(dir=settings.uploads_dir) as workdir:
+                csv_path = nycflights_csv(Path(workdir))
+                upload = products.Upload(table="flights", path=csv_path, filename="flights.csv")
+                products.add_version(session, settings, people["operator"], slug, [upload], policy)
     if product.status in (ProductStatus.DRAFT, ProductStatus.RETURNED):
         products.submit(session, people["operator"], slug)
     if product.status == ProductStatus.SUBMITTED:
         products.review(session, people["regulator"], slug, "approve", "Compliance assessment passed.")
+
+
+def _built_flights(session: Session, settings: Settings) -> Path | None:
+    """The Parquet file of nyc-flights-2013's latest version, if it is built."""
+    base = products_repo.by_slug(session, FLIGHTS_SLUG)
+    version = session.get(ProductVersion, base.latest_version_id) if base and base.latest_version_id else None
+    if version is None:
+        return None
+    table = products.version_tables(settings, version).get("flights")
+    return table.path if table is not None else None
 
 
 def _ensure_agreement(

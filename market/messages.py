@@ -282,6 +282,10 @@ EN: dict[str, str] = {
         'Products whose privacy unit is {reason} must use differential privacy; set the policy\'s "mode" '
         'to "dp" with its "dp" parameters and upload a new version.'
     ),
+    "dp_required_by_authorisation": (
+        "The operator's authorisation requires differential privacy for '{what}'; set the policy's \"mode\" "
+        'to "dp" with its "dp" parameters and upload a new version.'
+    ),
     "groups_under_k_omitted": (
         "Groups with fewer than {k} distinct privacy units are omitted from every answer; how many were "
         "omitted is not reported, because it depends on rows you may not see."

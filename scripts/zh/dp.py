@@ -15,6 +15,9 @@ ZH = {
     "dp_required": (
         "隐私单元为{reason}的产品必须使用差分隐私；请将保护策略的“mode”设为“dp”并填写“dp”参数，然后上传新版本。"
     ),
+    "dp_required_by_authorisation": (
+        "运营主体的授权要求对“{what}”使用差分隐私；请将保护策略的“mode”设为“dp”并填写“dp”参数，然后上传新版本。"
+    ),
     "the agreement's privacy budget": "本协议的隐私预算",
     "the product version's privacy cap across all agreements": "该产品版本在所有协议中的隐私预算上限",
     "a natural person": "自然人",

@@ -253,3 +253,58 @@ def test_a_natural_person_product_must_be_dp_to_be_submitted(market: Market) -> 
     assert upload_version(market, operator, "people-exact", policy=policy).status_code == 201
     submitted = market.client.post("/v1/products/people-exact/submit", headers=operator.headers)
     assert submitted.status_code == 422 and submitted.json()["error"]["code"] == "dp_required", submitted.text
+
+
+def test_the_regulator_can_require_dp_for_a_zone_in_the_authorisation(market: Market) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from tests.factories import FEE_CAP, upload_version
+
+    operator = market.actor(Role.OPERATOR)
+    regulator = market.actor(Role.REGULATOR)
+    granted = market.client.post(
+        "/v1/authorisations",
+        headers=regulator.headers,
+        json={
+            "operator": operator.principal.org_id,
+            "zones": ["transport"],
+            "regions": ["CN-11"],
+            "valid_until": (datetime.now(UTC) + timedelta(days=30)).isoformat(),
+            "fee_caps": [{"zone": "transport", **FEE_CAP}],
+            "dp_required_for": ["transport"],
+        },
+    )
+    assert granted.status_code == 201 and granted.json()["dp_required_for"] == ["transport"], granted.text
+    created = market.client.post(
+        "/v1/products",
+        headers=operator.headers,
+        json={"slug": "trips", "title": "Trips", "zone": "transport", "region": "CN-11", "plans": []},
+    )
+    assert created.status_code == 201, created.text
+    assert upload_version(market, operator, "trips").status_code == 201  # threshold mode
+    refused = market.client.post("/v1/products/trips/submit", headers=operator.headers)
+    assert refused.status_code == 422 and refused.json()["error"]["code"] == "dp_required_by_authorisation"
+    assert upload_version(market, operator, "trips", policy=dp_policy()).status_code == 201
+    assert market.client.post("/v1/products/trips/submit", headers=operator.headers).status_code == 200
+
+
+def test_a_plan_prices_the_privacy_budget_spent(market: Market) -> None:
+    from tests.factories import PLANS
+
+    plans = [PLANS[0], {**PLANS[1], "per_query_minor": 100, "per_gb_minor": "0", "per_tenth_epsilon_minor": 30}]
+    listed = listed_product(market, "people-dp", plans=plans, policy=dp_policy())
+    buyer = market.actor(Role.BUYER)
+    grant(market, listed, buyer, purpose="commercial", plan="standard")
+    paid = ask(market, buyer, "SELECT count(*) FROM people", epsilon=0.5)
+    assert paid.status_code == 200, paid.text
+    assert paid.json()["charge"] == {"amount_minor": 100 + 150, "currency": "CNY", "charge_type": "billable"}
+    repeat = ask(market, buyer, "SELECT count(*) FROM people", epsilon=0.5)
+    assert repeat.json()["charge"]["amount_minor"] == 100  # a stored repeat spends no budget and pays no privacy fee
+    agreement = market.client.get("/v1/agreements", headers=buyer.headers).json()["items"][0]
+    assert agreement["privacy_budget"]["epsilon"] == 10.0
+    assert agreement["privacy_budget"]["spent"]["epsilon"] == pytest.approx(0.5, rel=1e-3)
+    odrl = market.client.get(f"/v1/agreements/{agreement['id']}/odrl", headers=buyer.headers).json()
+    constraints = odrl["permission"][0]["constraint"]
+    assert {"leftOperand": "market:privacyEpsilon", "rightOperand": 10.0}.items() <= next(
+        c for c in constraints if c["leftOperand"] == "market:privacyEpsilon"
+    ).items()

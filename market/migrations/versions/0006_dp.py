@@ -1,4 +1,4 @@
-"""dp: privacy budgets, stored noisy answers, the privacy cost on usage records, its price on plans.
+"""dp: privacy budgets, stored noisy answers, privacy cost on usage and plans, authorisations requiring DP.
 
 Revision ID: 0006_dp
 Revises: 0005_merge
@@ -63,9 +63,11 @@ def upgrade() -> None:
     # A plain ADD COLUMN (never a batch copy): usage_records keeps its append-only triggers.
     op.add_column("usage_records", sa.Column("privacy_rho_nano", sa.BigInteger(), server_default="0", nullable=False))
     op.add_column("price_plans", sa.Column("per_tenth_epsilon_minor", sa.BigInteger(), nullable=True))
+    op.add_column("authorisations", sa.Column("dp_required_for", JSON, server_default=sa.text("'[]'"), nullable=False))
 
 
 def downgrade() -> None:
+    op.drop_column("authorisations", "dp_required_for")
     op.drop_column("price_plans", "per_tenth_epsilon_minor")
     op.drop_column("usage_records", "privacy_rho_nano")
     op.drop_table("private_answers")
