@@ -23,6 +23,7 @@ noisy values. See docs/privacy.md.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -32,7 +33,6 @@ from dataclasses import dataclass, field
 from statistics import NormalDist
 from typing import Any
 
-import opendp.prelude as dp
 from sqlglot import exp
 
 from market.i18n import Msg
@@ -42,8 +42,6 @@ from sandbox.policy import MAX_PUBLIC_KEYS, DifferentialPrivacy, MeasureBounds, 
 from sandbox.rewrite import _constants, _constants_sql
 from sandbox.syntax import guard, to_sql
 from sandbox.validator import CheckedQuery, check
-
-dp.enable_features("contrib")
 
 Z95 = NormalDist().inv_cdf(0.975)
 """A Gaussian noise value lies within Z95 standard deviations with 95% probability."""
@@ -400,7 +398,17 @@ class Calibration:
     delta: float
 
 
+@functools.cache
+def _opendp() -> Any:
+    """OpenDP, imported on first use: sandbox workers import this module but never draw noise."""
+    import opendp.prelude as opendp
+
+    opendp.enable_features("contrib")
+    return opendp
+
+
 def _measurement(scale: float) -> Any:
+    dp = _opendp()
     space = dp.vector_domain(dp.atom_domain(T=float, nan=False)), dp.l2_distance(T=float)
     return dp.m.make_gaussian(*space, scale=scale)
 
