@@ -25,7 +25,6 @@ from pathlib import Path
 
 import duckdb
 
-from market.demo import FLIGHTS_DP_POLICY, FLIGHTS_POLICY, nycflights_csv
 from sandbox import dp, dp_run
 from sandbox.engine import EngineLimits
 from sandbox.errors import QueryFailed
@@ -43,6 +42,8 @@ QUERIES = {
 
 
 def _table(workdir: Path) -> dict[str, TableFile]:
+    from market.demo import nycflights_csv
+
     csv_path = nycflights_csv(workdir)
     parquet = workdir / "flights.parquet"
     connection = duckdb.connect()
@@ -56,6 +57,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
     args = parser.parse_args()
+    # Imported here, not at the top: sandbox workers are spawned, and re-import this module, but not the app.
+    from market.demo import FLIGHTS_DP_POLICY, FLIGHTS_POLICY
+
     params = FLIGHTS_DP_POLICY.dp
     assert params is not None
     limits = EngineLimits(workers=1)

@@ -18,6 +18,11 @@ ZH = {
     "dp_required_by_authorisation": (
         "运营主体的授权要求对“{what}”使用差分隐私；请将保护策略的“mode”设为“dp”并填写“dp”参数，然后上传新版本。"
     ),
+    "Differentially private answer: every figure carries random noise. This query spent epsilon %(cost)s "
+    "of the agreement's privacy budget; epsilon %(left)s is left.": (
+        "差分隐私结果：每个数值都含有随机噪声。本次查询消耗了协议隐私预算中的 epsilon %(cost)s；剩余 epsilon %(left)s。"
+    ),
+    "Error bounds (95 percent)": "误差范围（95% 置信）",
     "the agreement's privacy budget": "本协议的隐私预算",
     "the product version's privacy cap across all agreements": "该产品版本在所有协议中的隐私预算上限",
     "a natural person": "自然人",
