@@ -149,6 +149,7 @@ class _Planner:
         self.params: DifferentialPrivacy = policy.dp
         self.seed = seed
         self.values: list[str] = []
+        self.middles: dict[str, float] = {}
         self.statistics: dict[str, Statistic] = {}
 
     def _statistic(self, name: str, sql: str, per_group: float) -> str:
@@ -187,7 +188,7 @@ class _Planner:
                     Msg("group by fewer dimensions, or filter some of them."),
                 )
         else:
-            self._statistic("units", f"count(DISTINCT {_q('__unit')})", 1.0)
+            self._statistic("units", "count(*)", 1.0)
         groups = min(
             self.params.max_groups_per_unit,
             math.prod(len(v) for v in key_sets) if key_sets is not None else self.params.max_groups_per_unit,
@@ -232,7 +233,8 @@ class _Planner:
         if isinstance(item, exp.Count):
             argument = item.this
             if isinstance(argument, exp.Star):
-                return Output(name, "count", statistics=(self._statistic("rows", "count(*)", float(rows)),))
+                counted = self._statistic("rows", f"sum(least({_q('__n')}, {rows}))", float(rows))
+                return Output(name, "count", statistics=(counted,))
             if isinstance(argument, exp.Distinct):
                 target = argument.expressions[0]
                 if (
@@ -260,15 +262,17 @@ class _Planner:
             low, high = float(interval.low), float(interval.high)
             if function == "sum":
                 largest = max(abs(low), abs(high))
-                statistic = self._statistic(f"sum:{value}", f"coalesce(sum({_q(value)}), 0)", rows * largest)
+                scaled = self._scaled(value, "s", rows)
+                statistic = self._statistic(f"sum:{value}", f"coalesce(sum({scaled}), 0)", rows * largest)
                 return Output(name, "sum", statistics=(statistic,), low=low, high=high)
             middle = (low + high) / 2
-            centred = self._statistic(
-                f"csum:{value}",
-                f"coalesce(sum({_q(value)} - {to_sql(double(_decimal(middle)))}), 0)",
-                rows * (high - low) / 2,
+            self.middles[value] = middle
+            scaled = self._scaled(value, "c", rows)
+            centred = self._statistic(f"csum:{value}", f"coalesce(sum({scaled}), 0)", rows * (high - low) / 2)
+            index = value.removeprefix("__v")
+            counted = self._statistic(
+                f"cnt:{value}", f"coalesce(sum(least({_q('__n' + index)}, {rows})), 0)", float(rows)
             )
-            counted = self._statistic(f"cnt:{value}", f"count({_q(value)})", float(rows))
             return Output(name, "avg", statistics=(centred, counted), low=low, high=high)
         if isinstance(item, exp.AggFunc) or item.find(exp.AggFunc) is not None:
             raise _refuse(
@@ -279,6 +283,15 @@ class _Planner:
                 ),
             )
         raise _refuse(f"{text}", Msg("select group keys and aggregates only."))
+
+    @staticmethod
+    def _scaled(value: str, kind: str, rows: int) -> str:
+        """A unit's per-group sum of `value` (kind s) or of its centred form (kind c), scaled down to
+        `rows` rows' worth when the unit has more non-NULL rows in the group: at most `rows` times the
+        largest magnitude, whatever the unit's row count."""
+        index = value.removeprefix("__v")
+        total, count = _q(f"__{kind}{index}"), _q(f"__n{index}")
+        return f"CASE WHEN {count} > {rows} THEN {total} * {rows}e0 / {count} ELSE {total} END"
 
     def _value(self, argument: exp.Expr, interval: Interval) -> str:
         """The bounded-row column holding `argument` clamped to its interval; one column per argument."""
@@ -315,26 +328,30 @@ class _Planner:
         if where is not None:
             rows_sql += f" WHERE {to_sql(where.this)}"
         groups = [_q(f"__g{i}") for i in range(len(keys))]
-        values = [_q(f"__v{i}") for i in range(len(self.values))]
         seed = _literal(self.seed)
-        row_hash = f"hash({', '.join([_q('__unit'), *groups, *values, seed])})"
-        row_order = ", ".join([row_hash, *values])
-        partition = ", ".join([_q("__unit"), *groups])
-        capped = (
-            f"SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY {partition} ORDER BY {row_order}) "
-            f"AS {_q('__row')} FROM ({rows_sql}) AS {_q('__rows')}) AS {_q('__ranked')} "
-            f"WHERE {_q('__row')} <= {self.params.max_rows_per_group}"
+        # One row per unit and group: its row count and, per value, its non-NULL count, sum and centred
+        # sum. Statistics then cap each unit's rows per group at R (counts: least(n, R); sums: scaled
+        # by R / n), and a unit's groups at G, the first G in a hash order seeded by the product version.
+        per_unit = [_q("__unit"), *groups, f"count(*) AS {_q('__n')}"]
+        for i in range(len(self.values)):
+            column = _q(f"__v{i}")
+            per_unit += [f"count({column}) AS {_q(f'__n{i}')}", f"sum({column}) AS {_q(f'__s{i}')}"]
+            middle = self.middles.get(f"__v{i}", 0.0)
+            per_unit.append(f"sum({column} - {to_sql(double(_decimal(middle)))}) AS {_q(f'__c{i}')}")
+        unit_groups = (
+            f"SELECT {', '.join(per_unit)} FROM ({rows_sql}) AS {_q('__rows')} "
+            f"GROUP BY {', '.join([_q('__unit'), *groups])}"
         )
         if keys:
             group_order = ", ".join([f"hash({', '.join([*groups, seed])})", *groups])
             bounded = (
-                f"SELECT * FROM (SELECT *, dense_rank() OVER (PARTITION BY {_q('__unit')} ORDER BY {group_order}) "
-                f"AS {_q('__group')} FROM ({capped}) AS {_q('__capped')}) AS {_q('__grouped')} "
+                f"SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY {_q('__unit')} ORDER BY {group_order}) "
+                f"AS {_q('__group')} FROM ({unit_groups}) AS {_q('__units')}) AS {_q('__ranked')} "
                 f"WHERE {_q('__group')} <= {self.params.max_groups_per_unit}"
             )
         else:
-            bounded = capped
-        statistics = [f"{s.sql} AS {_q(f'__s{i}')}" for i, s in enumerate(self.statistics.values())]
+            bounded = unit_groups
+        statistics = [f"{s.sql} AS {_q(f'__stat{i}')}" for i, s in enumerate(self.statistics.values())]
         statement = f"SELECT {', '.join([*groups, *statistics])} FROM ({bounded}) AS {_q('__bounded')}"
         if keys:
             statement += f" GROUP BY {', '.join(groups)}"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import statistics
-from pathlib import Path
 
 import duckdb
 import pytest
@@ -66,9 +65,9 @@ def test_queries_admitted_greedily_never_exceed_the_budget(spends: list[float], 
     assert dp.epsilon_of(spent / dp.NANO, 1e-7) <= budget_epsilon + 1e-6
 
 
-def test_contributions_are_bounded_in_sql_deterministically_per_version(tmp_path: Path) -> None:
-    """Each person has 3 rows in one region; with 2 rows per group only 2 count, chosen the same way each run."""
-    path = tmp_path / "people.parquet"
+def test_contributions_are_bounded_in_sql_deterministically_per_version() -> None:
+    """Each person has 3 rows in one region; with 2 rows per group only 2 count, and the person's sum is
+    scaled to 2 rows' worth, the same on every run."""
     connection = duckdb.connect()
     rows = people_rows()
     connection.execute(
@@ -79,11 +78,12 @@ def test_contributions_are_bounded_in_sql_deterministically_per_version(tmp_path
         )
         + ") AS v(person_id, region, category, month, amount, trips)"
     )
-    connection.execute(f"COPY people TO '{path}' (FORMAT parquet)")
     plan = dp.plan("SELECT region, count(*), sum(amount) FROM people GROUP BY region", _policy(), seed="v1")
     first = sorted(connection.execute(plan.sql).fetchall())
     assert [r[1] for r in first] == [30, 30, 30, 30]  # 15 people x 2 rows each, not 3
-    assert sorted(connection.execute(plan.sql).fetchall()) == first
+    again = sorted(connection.execute(plan.sql).fetchall())
+    assert [(r[0], r[1], r[3]) for r in again] == [(r[0], r[1], r[3]) for r in first]
+    assert [r[2] for r in again] == pytest.approx([r[2] for r in first])  # float sums: summation order only
     other = dp.plan("SELECT region, count(*), sum(amount) FROM people GROUP BY region", _policy(), seed="v2")
     assert sorted(r[1] for r in connection.execute(other.sql).fetchall()) == [30, 30, 30, 30]
     # Clamping: a sum over bounded rows never exceeds rows x the bound.
