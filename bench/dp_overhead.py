@@ -47,7 +47,8 @@ def _table(workdir: Path) -> dict[str, TableFile]:
     csv_path = nycflights_csv(workdir)
     parquet = workdir / "flights.parquet"
     connection = duckdb.connect()
-    connection.execute(f"COPY (SELECT * FROM read_csv_auto('{csv_path}', nullstr = 'NA')) TO '{parquet}' (FORMAT parquet)")
+    source = f"read_csv_auto('{csv_path}', nullstr = 'NA')"
+    connection.execute(f"COPY (SELECT * FROM {source}) TO '{parquet}' (FORMAT parquet)")
     rows = connection.execute(f"SELECT count(*) FROM '{parquet}'").fetchone()
     connection.close()
     return {"flights": TableFile("flights", parquet, int(rows[0]) if rows else 0)}
