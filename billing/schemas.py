@@ -50,6 +50,9 @@ class LineOut(BaseModel):
     unit_price_minor: int
     amount_minor: int
     usage_records: str = Field(description="Where to list the usage records this line covers.")
+    privacy_rho_nano: int = Field(
+        default=0, description="DP products: privacy budget the line's queries spent (rho-zCDP, 1e-9 units)."
+    )
 
 
 class BuyerOut(BaseModel):

@@ -267,6 +267,27 @@ EN: dict[str, str] = {
     "measure_not_numeric": (
         "Measure '{column}' of table '{table}' has type {type}; bounds, sums and averages need a numeric column."
     ),
+    "dp_unsupported": ("{construct} cannot be answered with differential privacy on this product; {instead}"),
+    "privacy_budget_exhausted": (
+        "This query would spend epsilon {cost}, but only epsilon {left} is left of {scope}; "
+        'spend less (a smaller "epsilon" in the request, or a repeat of an earlier query, which is free), '
+        "or ask for a new agreement on a newer version."
+    ),
+    "privacy_epsilon_out_of_range": (
+        "epsilon {epsilon} is outside this plan's limits; choose an epsilon from {low} to {high} for one query."
+    ),
+    "not_dp_product": (
+        'Product \'{slug}\' answers exactly (threshold mode), so "epsilon" and "dry_run" do not apply; '
+        "send the query without them."
+    ),
+    "dp_required": (
+        'Products whose privacy unit is {reason} must use differential privacy; set the policy\'s "mode" '
+        'to "dp" with its "dp" parameters and upload a new version.'
+    ),
+    "dp_required_by_authorisation": (
+        "The operator's authorisation requires differential privacy for '{what}'; set the policy's \"mode\" "
+        'to "dp" with its "dp" parameters and upload a new version.'
+    ),
     "groups_under_k_omitted": (
         "Groups with fewer than {k} distinct privacy units are omitted from every answer; how many were "
         "omitted is not reported, because it depends on rows you may not see."

@@ -174,6 +174,8 @@ def run_query(
         sql=body.to_sql(),
         idempotency_key=idempotency_key,
         agreement_id=body.agreement,
+        epsilon=body.epsilon,
+        dry_run=body.dry_run,
     )
     return JSONResponse(status_code=outcome.status_code, content=outcome.body, headers=outcome.headers)
 

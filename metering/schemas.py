@@ -97,6 +97,10 @@ class AgreementOut(BaseModel):
     revoked_by_role: str | None
     revoked_reason: str
     created_at: datetime
+    privacy_budget: dict[str, Any] | None = Field(
+        default=None,
+        description="DP products: the lifetime budget (epsilon, delta, rho), per-query limits, and what is spent.",
+    )
 
 
 class RevokeIn(BaseModel):
@@ -117,6 +121,15 @@ class QueryIn(BaseModel):
     )
     agreement: str | None = Field(
         default=None, max_length=32, description="Which of your agreements on the product to use; default the newest."
+    )
+    epsilon: float | None = Field(
+        default=None,
+        gt=0,
+        le=10,
+        description="DP products: the privacy budget (epsilon) this query spends, within the plan's limits.",
+    )
+    dry_run: bool = Field(
+        default=False, description="DP products: return the cost and the 95% error bounds without running or spending."
     )
 
     @model_validator(mode="after")
@@ -183,6 +196,7 @@ class UsageOut(BaseModel):
     charge_type: str
     amount_minor: int = Field(description="Minor units of `currency`.")
     currency: str
+    privacy_rho_nano: int = Field(default=0, description="DP mode: privacy budget spent, rho-zCDP in units of 1e-9.")
     created_at: datetime
     finished_at: datetime | None
 
@@ -196,6 +210,7 @@ class DailyUsageOut(BaseModel):
     rows_scanned: int
     bytes_scanned: int
     amount_minor: int
+    privacy_rho_nano: int = Field(default=0, description="DP mode: privacy budget spent that day (rho, 1e-9 units).")
 
 
 class FlagIn(BaseModel):
@@ -247,6 +262,7 @@ class AuditRecordOut(BaseModel):
     amount_minor: int
     currency: str
     flags: list[FlagOut]
+    privacy_rho_nano: int = Field(default=0, description="DP mode: privacy budget the query spent (rho, 1e-9 units).")
 
 
 class ChainBreakOut(BaseModel):

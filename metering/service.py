@@ -16,7 +16,7 @@ from market.clock import new_id, utcnow
 from market.db import Database
 from market.errors import Conflict, Forbidden, NotFound, ServiceUnavailable, TooManyRequests, Unprocessable
 from market.settings import Settings
-from metering import access, attempts, repository
+from metering import access, attempts, privacy, repository
 from metering.attempts import QueryOutcome
 from metering.models import (
     AccessRequest,
@@ -324,8 +324,13 @@ def run_metered_query(
     sql: str,
     idempotency_key: str | None,
     agreement_id: str | None = None,
+    epsilon: float | None = None,
+    dry_run: bool = False,
 ) -> QueryOutcome:
     """Run a buyer's query under its agreement and record exactly one usage record for the attempt.
+
+    On a DP product (or with `epsilon` or `dry_run`) the query takes metering.privacy's path instead:
+    noisy answers, privacy budget, stored repeats.
 
     Three short transactions, and none is open (no session, no pooled connection) while the query
     waits for a sandbox worker or runs in one: (1) replay, agreement and early refusals; then
@@ -359,6 +364,18 @@ def run_metered_query(
         if isinstance(prepared, QueryOutcome):
             return prepared
         attempt = prepared.attempt
+        if prepared.policy.is_dp or epsilon is not None or dry_run:
+            return privacy.run(
+                database,
+                settings,
+                admission,
+                attempt,
+                prepared.policy,
+                prepared.tables,
+                sandbox_limits(settings),
+                epsilon=epsilon,
+                dry_run=dry_run,
+            )
         try:
             plan = plan_query(sql, prepared.policy)
             with admission.worker():

@@ -26,6 +26,7 @@ from typing import Any
 
 import duckdb
 
+from sandbox import dp
 from sandbox.engine import EngineLimits, Execution, TableStatistics, deadline, execute_plan, open_locked
 from sandbox.errors import QueryFailed
 from sandbox.rewrite import Plan
@@ -41,7 +42,7 @@ GRACE_SECONDS = 2.0
 class Job:
     tables: tuple[tuple[str, str], ...]
     """(table name, Parquet path) pairs: also the key of the warm connection."""
-    plan: Plan
+    plan: Plan | dp.DPPlan
     max_rows: int
     seconds: float | None = None
     """This query's time and CPU budget (sandbox.service.budget_seconds); None: the pool's timeout."""
@@ -111,6 +112,8 @@ def _run_job(
         statistics = TableStatistics(db, stats, version="|".join(path for _, path in job.tables))
         with deadline(db, job.budget(limits)) as timed_out:
             try:
+                if isinstance(job.plan, dp.DPPlan):
+                    return ("ok", dp.execute(db, job.plan, statistics))
                 return ("ok", execute_plan(db, job.plan, job.max_rows, statistics))
             except duckdb.InterruptException:
                 return ("error", "timeout", "")

@@ -46,6 +46,11 @@ class AuthorisationIn(BaseModel):
     fee_caps: list[FeeCapIn] = Field(min_length=1, description="One fee cap per zone.")
     revenue_ceiling_minor: int | None = Field(default=None, ge=0, le=MAX_AMOUNT_MINOR)
     note: str = Field(default="", max_length=5_000)
+    dp_required_for: list[str] = Field(
+        default_factory=list,
+        max_length=50,
+        description="Zones or resource classifications (general, important, core) whose products must be in DP mode.",
+    )
 
     @model_validator(mode="after")
     def _shape(self) -> AuthorisationIn:
@@ -91,6 +96,7 @@ class AuthorisationOut(BaseModel):
     revenue_ceiling_minor: int | None
     note: str
     created_at: datetime
+    dp_required_for: list[str] = Field(default_factory=list)
 
 
 class StatusChangeIn(BaseModel):
