@@ -222,7 +222,7 @@ def invoice_document(session: Session, invoice: Invoice, locale: str) -> Documen
         columns=[
             _("Product"),
             _("Agreement"),
-            _("Description"),
+            i18n.pgettext(locale, "invoice line", "Description"),
             _("Quantity"),
             _("Unit price"),
             _("GB scanned"),
@@ -233,7 +233,7 @@ def invoice_document(session: Session, invoice: Invoice, locale: str) -> Documen
         totals=[
             (_("Total"), money(invoice.total_minor), True),
             (_("Credited"), money(invoice.credited_minor), False),
-            (_("Paid"), money(invoice.paid_minor), False),
+            (i18n.pgettext(locale, "amount", "Paid"), money(invoice.paid_minor), False),
             (_("Amount due"), money(due), True),
         ],
         capitals=_capitals(invoice.total_minor, invoice.currency, locale),
@@ -351,7 +351,14 @@ def statement_document(
         reference=f"{period}",
         facts=[(_("Billing period"), period), (_("Issue date"), i18n.format_date(_now(), locale))],
         parties=parties,
-        columns=[_("Party"), _("Name"), _("Unified social credit code"), _("Bank account"), _("Payments"), _("Amount")],
+        columns=[
+            _("Party"),
+            _("Name"),
+            _("Unified social credit code"),
+            _("Bank account"),
+            i18n.pgettext(locale, "count", "Payments"),
+            _("Amount"),
+        ],
         numeric={4, 5},
         rows=rows,
         totals=totals,

@@ -15,6 +15,7 @@ EN: dict[str, str] = {
     # HTTP and request shape
     "invalid_request": "The request is not valid: {detail}",
     "not_found": "No such route: {path}.",
+    "page_not_found": "There is no page at {path}. The link may be old or mistyped; start again from the catalogue.",
     "method_not_allowed": "Method {method} is not allowed on {path}.",
     "internal_error": "Something went wrong on our side. The error was logged; please retry later.",
     "database_busy": "The service is busy and nothing was changed; retry in a moment.",

@@ -228,6 +228,7 @@ def page(
     role = console.principal.role if console.principal else None
     html = env.get_template(template).render(
         c=console,
+        term=lambda context, value: i18n.term(console.locale, context, str(value)),
         title=title,
         crumbs=crumbs,
         nav=navigation(role),

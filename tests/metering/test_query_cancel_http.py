@@ -45,7 +45,12 @@ def _tables() -> dict[str, bytes]:
         for i in range(ROWS)
     ]
     shops = [
-        {"owner_id": f"O{i // 4:06d}", "region": REGIONS[i % 2], "kind": ("food", "tools")[i % 2], "rent": 1000 + i % 500}
+        {
+            "owner_id": f"O{i // 4:06d}",
+            "region": REGIONS[i % 2],
+            "kind": ("food", "tools")[i % 2],
+            "rent": 1000 + i % 500,
+        }
         for i in range(ROWS)
     ]
     return {"people.csv": _csv(people), "shops.csv": _csv(shops)}
