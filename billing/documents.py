@@ -337,8 +337,9 @@ def statement_document(
             totals.append(
                 (
                     _(
-                        "{party}: distributed this year, against the allowed revenue",
+                        "{party}: revenue received this year, against the allowed revenue ({percent}%)",
                         party=rows[statements.index(s)][1],
+                        percent=i18n.format_number((s.used_basis_points or 0) // 100, locale),
                     ),
                     f"{i18n.format_money(s.year_to_date_minor, s.currency, locale)} / "
                     f"{i18n.format_money(s.ceiling_minor, s.currency, locale)}",
@@ -364,7 +365,20 @@ def statement_document(
         totals=totals,
         capitals=capitals,
         notes=[_("Each amount received is split among the parties by the revenue shares frozen in its agreement.")]
-        + ([] if rows else [_("Nothing was distributed in this period.")]),
+        + ([] if rows else [_("Nothing was distributed in this period.")])
+        + [
+            _(
+                "{party} has reached 80% of its allowed revenue; revenue above it is deducted next year.",
+                party=rows[statements.index(s)][1],
+            )
+            if s.warning == "approaching"
+            else _(
+                "{party} has passed its allowed revenue; the excess will be deducted from next year's allowed revenue.",
+                party=rows[statements.index(s)][1],
+            )
+            for s in statements
+            if s.warning in ("approaching", "exceeded")
+        ],
     )
 
 

@@ -57,6 +57,10 @@ ZH = {
     ("column role", "measure"): "度量",
     ("column role", "privacy_unit"): "隐私单位",
     ("column role", "hidden"): "隐藏",
+    # -- settlement statements: revenue against allowed revenue ----------------------------------------
+    "{party}: revenue received this year, against the allowed revenue ({percent}%)": "{party}：本年度已收收入 / 最高准许收入（{percent}%）",
+    "{party} has reached 80% of its allowed revenue; revenue above it is deducted next year.": "{party} 的收入已达最高准许收入的 80%；超出部分将在下一年度扣减。",
+    "{party} has passed its allowed revenue; the excess will be deducted from next year's allowed revenue.": "{party} 的收入已超过最高准许收入；超出部分将从下一年度的最高准许收入中扣减。",
     # -- templates -----------------------------------------------------------------------------------
     "Cancelling…": "正在取消…",
 }
