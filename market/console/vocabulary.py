@@ -107,3 +107,14 @@ COLUMN_ROLE_TERMS = (
     NP_("column role", "privacy_unit"),
     NP_("column role", "hidden"),
 )
+AUTHORISATION_STATE_TERMS = (
+    NP_("authorisation state", "active"),
+    NP_("authorisation state", "suspended"),
+    NP_("authorisation state", "revoked"),
+    NP_("authorisation state", "expired"),
+)
+CLASSIFICATION_TERMS = (
+    NP_("classification", "general"),
+    NP_("classification", "important"),
+    NP_("classification", "core"),
+)
