@@ -133,6 +133,18 @@ ZH = {
     ("classification", "general"): "一般数据",
     ("classification", "important"): "重要数据",
     ("classification", "core"): "核心数据",
+    # -- the card form on the buyer's invoice page -----------------------------------------------------
+    "Enter the card number: 12 to 19 digits, as printed on the card.": "请输入卡号：12 至 19 位数字，与卡面一致。",
+    "Choose the month the card expires.": "请选择卡片到期的月份。",
+    "Enter the year the card expires, e.g. {year}.": "请输入卡片到期的年份，例如 {year}。",
+    "Enter the 3 or 4 digits of the security code on the back of the card.": "请输入卡背面的 3 或 4 位安全码。",
+    "The card details go to the card processor once, to make this payment; the platform does not keep them.": "卡片信息仅为本次付款发送给收单机构一次，平台不保存。",
+    "Card number": "卡号",
+    "Expiry month": "到期月份",
+    "Month": "月",
+    "Expiry year": "到期年份",
+    ("card expiry", "Year"): "年",
+    "Security code": "安全码",
     # -- templates -----------------------------------------------------------------------------------
     "Cancelling…": "正在取消…",
 }
