@@ -80,7 +80,11 @@
           headers: { "X-CSRF-Token": csrfToken() },
           credentials: "same-origin",
         }).then(function (response) {
-          if (!response.ok) controller.abort();
+          return response.ok ? response.json() : { state: "failed" };
+        }).then(function (answer) {
+          // "cancelled" or "finished": the run's own answer is on its way. Otherwise the run has not reached
+          // the server's sandbox yet (it will be stopped there when it does): stop waiting for it now.
+          if (answer.state !== "cancelled" && answer.state !== "finished") controller.abort();
         }).catch(function () { controller.abort(); });
       };
       fetch(form.action, {
