@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (translations are kept one per line, however long)
 """zh-CN translations for branch `gaps`: query cancellation, the 404 page, words with a context (msgctxt),
 the card form, the disclosure documents and allowed revenue on statements."""
 
