@@ -18,6 +18,7 @@ can never name another's query):
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
 import time
@@ -58,6 +59,15 @@ class Cancellations:
         path = self._stop(token)
         path.touch(mode=0o600)
         os.utime(path)
+        self._sweep()
+
+    def _sweep(self) -> None:
+        """Remove requests too old to matter (for queries that never started), so none piles up."""
+        cutoff = time.time() - MAX_AGE_SECONDS
+        for old in self.directory.glob("stop-*"):
+            with contextlib.suppress(FileNotFoundError):
+                if old.stat().st_mtime < cutoff:
+                    old.unlink()
 
     def requested(self, token: str) -> bool:
         """Whether a recent cancel request names the query."""
@@ -74,10 +84,18 @@ class Cancellations:
         return lambda: self.requested(token)
 
     def is_running(self, token: str) -> bool:
-        """Whether some process holds the query's running marker now."""
-        fd = try_lock(self._run(token))
-        release(fd)
-        return fd is None
+        """Whether some process holds the query's running marker now (a missing marker: not running)."""
+        try:
+            fd = os.open(self._run(token), os.O_RDWR | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
 
     @contextlib.contextmanager
     def running(self, token: str | None) -> Iterator[None]:
@@ -91,6 +109,9 @@ class Cancellations:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 self._stop(token).unlink()
+            if fd is not None:  # removed while still held: no file is left behind per query
+                with contextlib.suppress(FileNotFoundError):
+                    self._run(token).unlink()
             release(fd)
 
     def wait_until_stopped(self, token: str, seconds: float) -> bool:

@@ -106,6 +106,8 @@ def test_cancel_interrupts_a_running_query_frees_its_slots_and_charges_nothing(m
     assert admission.held(admission.worker_slots()) == 0
     assert admission.held(admission.org_slots(buyer.principal.org_id)) == 0
     assert pool.worker_pids() == [busy_pid]
+    cancels = market.settings.run_dir / "sandbox" / "cancel"
+    assert sorted(p.name[:4] for p in cancels.iterdir()) == ["stop"]  # only the other buyer's unused request
     after = query(market, buyer, "joined", SMALL)
     assert after.status_code == 200 and after.json()["charge"]["charge_type"] == "billable"
 
