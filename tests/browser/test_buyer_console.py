@@ -192,7 +192,7 @@ def test_a_running_query_shows_progress_and_can_be_cancelled(live: Live, page_in
 def test_a_wrong_address_and_the_public_disclosures_read_in_the_visitors_language(
     live: Live, page_in: Any, language: str
 ) -> None:
-    page = page_in(language)
+    page = page_in(language, bypass_csp=True)  # axe is injected as an inline script
     missing = page.goto("/console/no-such-page")
     assert missing is not None and missing.status == 404
     expect(page.locator("html")).to_have_attribute("lang", language)
