@@ -20,9 +20,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -34,6 +31,7 @@ from pathlib import Path
 
 import httpx
 
+from bench.live_server import live_server
 from market.db import Database, migrate
 from market.demo import FLIGHTS_SLUG, build_demo
 from market.settings import Settings
@@ -53,43 +51,10 @@ def _percentile(samples: list[float], fraction: float) -> float:
 
 @contextlib.contextmanager
 def _server(settings: Settings, workers: int) -> Iterator[str]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = {
-        **os.environ,
-        "MARKET_DATA_DIR": str(settings.data_dir),
-        "MARKET_DATABASE_URL": settings.effective_database_url,
-        "MARKET_SCHEDULER_ENABLED": "false",
-    }
-    log = (settings.data_dir / "server.log").open("wb")
-    command = [sys.executable, "-c", "from market.cli import main; main()", "serve", "--port", str(port)]
-    server = subprocess.Popen(
-        # --workers 1 is left out, so that the bench also runs against a server from before the flag
-        [*command, *(["--workers", str(workers)] if workers > 1 else [])],
-        env=env,
-        start_new_session=True,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(1200):
-            if server.poll() is not None:
-                raise SystemExit((settings.data_dir / "server.log").read_text())
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            time.sleep(0.1)
-        yield base
+        with live_server(settings.data_dir, settings.effective_database_url, workers=workers) as base:
+            yield base
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-        log.close()
         errors = (settings.data_dir / "server.log").read_text().split("ERROR:")[1:]
         for error in errors[:3]:  # a 5xx is a bug: show its traceback
             print("server error:", error[:3000], file=sys.stderr)

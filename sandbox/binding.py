@@ -151,7 +151,12 @@ def _constant_cast(copy: duckdb.DuckDBPyConnection, cast: dict[str, Any], child:
 def check(copy: duckdb.DuckDBPyConnection, statement: str) -> Refusal | None:
     """Bind `statement` on the empty copy and check every cast in DuckDB's plan; the first refusal, if any."""
     row = copy.execute("SELECT json_serialize_plan(?)", [statement]).fetchone()
-    tree = _decode(row[0]) if row and row[0] else {}
+    try:
+        tree = _decode(row[0]) if row and row[0] else {}
+    except msgspec.DecodeError:
+        # DuckDB writes an infinite constant (1e309) as a bare `inf`: refused, from the text alone.
+        # Before, the decode error killed the worker, answered as resource_limit after a respawn.
+        return ("not_typeable", {"detail": "a constant that is not a finite number"})
     if not isinstance(tree, dict):
         return ("not_typeable", {"detail": "no plan"})
     if tree.get("error"):

@@ -12,14 +12,15 @@ rewrite and the threshold. So a structured query can never do anything SQL could
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AllowInfNan, BaseModel, ConfigDict, Field, model_validator
 from sqlglot import exp
 
 from sandbox.validator import DIALECT
 
-Scalar = str | int | float | bool
+Scalar = str | int | Annotated[float, AllowInfNan(False)] | bool
+"""A filter value; a number is finite (JSON's 1e999 once compiled to a column named inf)."""
 
 AGGREGATES = Literal[
     "count", "count_distinct", "sum", "avg", "stddev", "stddev_samp", "stddev_pop", "variance", "var_pop"

@@ -235,42 +235,110 @@ NEVER_RAISE: tuple[type[exp.Expr], ...] = (
     exp.Concat,
     exp.DPipe,
     exp.Replace,
-    exp.Left,
-    exp.Right,
     exp.Coalesce,
     exp.Nullif,
-    exp.Sqrt,
-    exp.Ln,
-    exp.Log,
-    exp.Pow,
 )
-"""Functions DuckDB evaluates without raising for any input value (NULL, NaN or infinity instead);
-their arguments are still guarded. Checked against DuckDB's edge values (infinite dates, extreme
-integers); date_trunc, round, substring, abs and arithmetic can raise and stay in TRY()."""
+"""Functions DuckDB evaluates without raising for any input value (NULL, NaN or infinity instead).
+Checked against DuckDB's edge values (infinite dates, extreme integers)."""
+
+NUMERIC: tuple[type[exp.Expr], ...] = (exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Mod, exp.Neg, exp.Abs, exp.Round)
+NUMERIC += (exp.Floor, exp.Ceil, exp.Sqrt, exp.Ln, exp.Log, exp.Pow)
+"""Row-level arithmetic, computed in DOUBLE when it reads data: DOUBLE arithmetic never raises."""
+_numeric = TypeTest(*NUMERIC)
+_NUMERIC_OPERANDS = ("this", "expression")
+_POSITIONS = {exp.Substring: ("start", "length"), exp.Left: ("expression",), exp.Right: ("expression",)}
+_DECIMALS = {exp.Round: ("decimals",)}
+MAX_POSITION = 2**31
+"""Largest magnitude of a constant position or length (DuckDB raises past 2^32)."""
+_DOUBLE = exp.DataType.build("DOUBLE")
 
 
-_computes = TypeTest(*ARITHMETIC, *rules.SCALAR_CLASSES)
-_cannot_raise = TypeTest(exp.Case, exp.If, exp.TryCast, *NEVER_RAISE)
+def _is_double(node: exp.Expr) -> bool:
+    while isinstance(node, exp.Paren):
+        node = node.this
+    if isinstance(node, exp.TryCast):
+        to = node.args.get("to")
+        return isinstance(to, exp.DataType) and to.this == exp.DataType.Type.DOUBLE
+    return _numeric(node)
+
+
+def _constant_position(node: exp.Expr | None, function: str) -> None:
+    """A position or length must be a whole-number literal within +-2^31, never computed from data."""
+    if node is None:
+        return
+    value = node.this if isinstance(node, exp.Neg) else node
+    if not (isinstance(value, exp.Literal) and not value.is_string and value.this.isdigit()):
+        raise refuse_construct(
+            f"A position or length of {function}() that is not a whole-number constant",
+            f"write the position as a number, e.g. {function}(column, 1, 3).",
+        )
+    if int(value.this) > MAX_POSITION:
+        raise refuse_construct(
+            f"A position or length of {function}() beyond {MAX_POSITION}", "use a smaller position or length."
+        )
 
 
 def guard(node: exp.Expr) -> exp.Expr:
-    """Wrap row-level arithmetic and functions over data in TRY(), so no row's value can raise an error.
+    """Make a row-level expression unable to raise on any value of the data, by construction.
 
-    Comparisons, CASE and TRY_CAST cannot fail on data and stay bare, so DuckDB can still push
-    filters down into the Parquet scan.
+    A run-time error for some rows is an error oracle, and TRY() is no cure: DuckDB recomputes a
+    vector row by row when one of its values fails, so a single failing hidden row costs tens of
+    milliseconds (a timing oracle: issue 9, found by the red team). So nothing that reads data may fail:
+
+    - arithmetic and numeric functions that read data are computed in DOUBLE (each operand that
+      reads data becomes `TRY_CAST(operand AS DOUBLE)`, which never fails for a number), which
+      yields infinity or NaN where integer arithmetic would overflow or divide by zero; `a // b`
+      becomes `floor(a / b)` (DOUBLE `//` raises on zero);
+    - positions and lengths (substring, left, right) and round()'s digits are whole-number
+      constants within +-2^31; a position computed from data is refused;
+    - date_trunc() raises only for dates outside the timestamp range (the data's own values, which
+      a recipe can exclude): it stays in TRY().
+
+    Comparisons, CASE, TRY_CAST and the NEVER_RAISE functions cannot fail on data and stay bare, so
+    DuckDB can still push filters down into the Parquet scan.
     """
-    if _computes(node) and not _cannot_raise(node):
-        return exp.Try(this=node) if contains_column(node) else node
+    return _guard(node)[0]
+
+
+def _guard(node: exp.Expr) -> tuple[exp.Expr, bool]:
+    """guard() of `node`, and whether it reads data (worked out once per node, bottom-up)."""
+    reads: dict[str, bool] = {}
     for key, value in list(node.args.items()):
         if isinstance(value, exp.Expr):
-            guarded = guard(value)
+            guarded, reads[key] = _guard(value)
             if guarded is not value:
                 node.set(key, guarded)
         elif isinstance(value, list):
-            items = [guard(v) if isinstance(v, exp.Expr) else v for v in value]
-            if any(new is not old for new, old in zip(items, value, strict=True)):
-                node.set(key, items)
-    return node
+            results = [_guard(v) if isinstance(v, exp.Expr) else (v, False) for v in value]
+            reads[key] = any(read for _, read in results)
+            if any(new is not old for (new, _), old in zip(results, value, strict=True)):
+                node.set(key, [new for new, _ in results])
+    if not (isinstance(node, exp.Column) or any(reads.values())):
+        return node, False  # constants are computed, and checked, before any row is read
+    for kind, keys in _POSITIONS.items():
+        if isinstance(node, kind):
+            for key in keys:
+                _constant_position(node.args.get(key), function_name(node))
+    if isinstance(node, exp.IntDiv):
+        return _guard(exp.Floor(this=exp.Div(this=node.this, expression=node.expression)))
+    if _numeric(node):
+        if any(isinstance(node.args.get(key), exp.Interval) for key in _NUMERIC_OPERANDS):
+            raise refuse_construct(
+                "Date arithmetic on data (it fails for dates out of range)",
+                "group or filter with date_trunc(), extract() or a comparison with a date constant.",
+            )
+        for key in _NUMERIC_OPERANDS:
+            operand = node.args.get(key)
+            if isinstance(operand, exp.Expr) and reads.get(key) and not _is_double(operand):
+                node.set(key, exp.TryCast(this=operand, to=_DOUBLE.copy()))
+        if isinstance(node, exp.Round):
+            _constant_position(node.args.get("decimals"), "round")
+        return node, True
+    if isinstance(node, (exp.DateTrunc, exp.TimestampTrunc)):
+        if reads.get("unit"):
+            raise refuse_construct("A date_trunc() unit computed from data", "write the unit, e.g. 'month'.")
+        return exp.Try(this=node), True
+    return node, True
 
 
 _generators = threading.local()

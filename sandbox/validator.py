@@ -344,6 +344,14 @@ class _Checker:
         if target.name.startswith(rules.RESERVED_PREFIX):
             raise QueryRefused("reserved_name", name=target.name)
         ref, canonical, role = self.resolve(target)
+        if distinct and role in ("dimension", "measure"):
+            # count(DISTINCT d) counts values that fewer than k units may hold: over `dest IN ('LEX', 'ATL')`
+            # it answered 2 or 1 as the one LEX flight existed or not (red team, issue 9), the fact the old
+            # suppressed-groups count leaked. The groups of GROUP BY d each cover k units.
+            raise refuse_construct(
+                f"count(DISTINCT {canonical}) (it counts values fewer than k units may hold)",
+                f"GROUP BY {canonical} and count the groups: each group returned covers at least k units.",
+            )
         if role == "privacy_unit":
             if not (distinct and self.policy.allow_count_distinct_unit):
                 raise QueryRefused(

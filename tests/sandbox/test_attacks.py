@@ -77,6 +77,30 @@ ATTACKS: list[tuple[str, str, str]] = [
         "SELECT length(" + " || ".join(["region"] * 70) + ") AS n, count(*) FROM people GROUP BY 1",
         "expression_too_costly",
     ),
+    # 5. Red team: TRY() made a failing hidden row slow (a timing oracle); positions from data could fail.
+    (
+        "substring position from a branch",
+        "SELECT count(*) FROM people WHERE substring(region, CASE WHEN category = 'rare' THEN -9223372036854775807 "
+        "ELSE 1 END, 2) = 'no'",
+        "disallowed_construct",
+    ),
+    (
+        "left length beyond 2^31",
+        "SELECT count(*) FROM people WHERE left(region, 9223372036854775807) = 'x'",
+        "disallowed_construct",
+    ),
+    ("round digits from data", "SELECT count(*) FROM people WHERE round(month, month) > 0", "disallowed_construct"),
+    (
+        "date arithmetic on data",
+        "SELECT count(*) FROM people WHERE CAST('2013-01-01' AS DATE) + INTERVAL (month) DAY > '2013-01-01'",
+        "disallowed_construct",
+    ),
+    ("an infinite constant", "SELECT count(*) FROM people WHERE month > 1e309", "not_typeable"),
+    (
+        "count distinct of a dimension over a hidden value",
+        "SELECT count(DISTINCT category) AS n FROM people WHERE category IN ('rare', 'common')",
+        "disallowed_construct",
+    ),
 ]
 
 
@@ -124,6 +148,16 @@ ORACLE_PAIRS: list[tuple[str, str]] = [
         + NESTED_REPLACE
         + ") > 5 ELSE true END GROUP BY category",
         "tiny|nobody",
+    ),
+    # Integer overflow, abs() and // by zero for the hidden rows only: now DOUBLE arithmetic, no error, no TRY.
+    (
+        "SELECT region, count(*) AS n FROM people WHERE (CASE WHEN category = '{c}' THEN 9223372036854775807 "
+        "ELSE 1 END) + month > 0 GROUP BY region",
+        "rare|nobody",
+    ),
+    (
+        "SELECT count(*) AS n FROM people WHERE 10 // (CASE WHEN category = '{c}' THEN 0 ELSE 1 END) > 0",
+        "rare|nobody",
     ),
 ]
 

@@ -13,11 +13,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
-import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -26,6 +21,7 @@ from typing import Any
 
 import httpx
 
+from bench.live_server import live_server
 from market.accounts.models import Role
 from metering.service import sandbox_admission
 from tests.conftest import Actor, Market
@@ -87,51 +83,18 @@ def _tables() -> dict[str, bytes]:
     return {"people.csv": _csv(people), "shops.csv": _csv(shops)}
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @contextlib.contextmanager
 def _server(market: Market) -> Iterator[str]:
     """`market serve --workers 2` on the test's database and data directory, stopped afterwards."""
-    port = _free_port()
-    env = {
-        **os.environ,
-        "MARKET_DATA_DIR": str(market.settings.data_dir),
-        "MARKET_DATABASE_URL": market.settings.effective_database_url,
-        "MARKET_SCHEDULER_ENABLED": "false",
+    limits = {
         "MARKET_SANDBOX_WORKERS": "2",
         "MARKET_SANDBOX_ORG_CONCURRENCY": "1",
         "MARKET_SANDBOX_QUEUE_SIZE": "8",
         "MARKET_SANDBOX_QUEUE_TIMEOUT_SECONDS": "30",
     }
-    command = [sys.executable, "-c", "from market.cli import main; main()", "serve", "--port", str(port)]
-    log = (market.settings.data_dir / "server.log").open("wb")
-    server = subprocess.Popen(
-        [*command, "--workers", "2"], env=env, start_new_session=True, stdout=log, stderr=subprocess.STDOUT
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(600):
-            assert server.poll() is None, (market.settings.data_dir / "server.log").read_text()
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            time.sleep(0.1)
+    settings = market.settings
+    with live_server(settings.data_dir, settings.effective_database_url, workers=2, env=limits) as base:
         yield base
-    finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.pid, signal.SIGKILL)  # any sandbox worker left behind by the group
-        log.close()
 
 
 def _post(base: str, buyer: Actor, sql: str) -> httpx.Response:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
-from sandbox.structured import StructuredQuery, compile_query
+from sandbox.structured import Filter, StructuredQuery, compile_query
 from sandbox.validator import check
 from tests.sandbox.test_threshold import PEOPLE_DIMS, _expected
 
@@ -88,3 +90,10 @@ def test_values_cannot_smuggle_sql(run) -> None:
     sql = compile_query(query)
     assert "'x'' OR person_id = ''P0001'" in sql  # one string literal, quotes doubled
     assert run(sql).measurements.suppressed_groups == 1  # no row matches: one empty group
+
+
+def test_a_filter_number_must_be_finite() -> None:
+    # Red team: JSON's 1e999 is infinity, which once compiled to a column named inf (unknown_column).
+    with pytest.raises(ValidationError):
+        Filter.model_validate({"column": "month", "op": "=", "value": float("inf")})
+    assert Filter.model_validate({"column": "month", "op": "=", "value": 1.5}).value == 1.5
