@@ -194,9 +194,17 @@ class StatementOut(BaseModel):
     currency: str
     amount_minor: int
     payments: int
-    year_to_date_minor: int | None
-    ceiling_minor: int | None
-    over_ceiling: bool
+    year_to_date_minor: int | None = Field(
+        description="Operators: revenue received so far in the period's year from paid use of its products "
+        "(all parties' parts), as the allowed revenue counts it."
+    )
+    ceiling_minor: int | None = Field(
+        description="Operators: the year's allowed revenue (最高准许收入, GET /v1/allowed-revenue); null until "
+        "the regulator records its figures."
+    )
+    over_ceiling: bool = Field(description="Operators: the revenue has reached the allowed revenue.")
+    used_basis_points: int | None = Field(default=None, description="Revenue over allowed revenue, 1/100 of 1%.")
+    warning: str | None = Field(default=None, description="none, approaching (from 80%) or exceeded (from 100%).")
 
 
 class MismatchOut(BaseModel):

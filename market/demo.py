@@ -264,7 +264,6 @@ def _ensure_authorisation(
             valid_from=now,
             valid_until=now + timedelta(days=3 * 365),
             fee_caps=[DEMO_FEE_CAPS[zone] for zone in zones],
-            revenue_ceiling_minor=50_000_000,
             note="Demo authorisation.",
         ),
     )

@@ -15,6 +15,7 @@ EN: dict[str, str] = {
     # HTTP and request shape
     "invalid_request": "The request is not valid: {detail}",
     "not_found": "No such route: {path}.",
+    "page_not_found": "There is no page at {path}. The link may be old or mistyped; start again from the catalogue.",
     "method_not_allowed": "Method {method} is not allowed on {path}.",
     "internal_error": "Something went wrong on our side. The error was logged; please retry later.",
     "database_busy": "The service is busy and nothing was changed; retry in a moment.",
@@ -217,6 +218,7 @@ EN: dict[str, str] = {
     ),
     "query_failed": "DuckDB could not run the query: {detail}",
     "timeout": "The query ran longer than {seconds} seconds; narrow it with filters or fewer groups.",
+    "query_cancelled": "The query was cancelled at your request and was not charged; run it again when you are ready.",
     "resource_limit": "The query needed more memory than allowed ({limit}); aggregate more coarsely.",
     "too_many_rows": "The result has more than {limit} groups; aggregate more coarsely or add filters.",
     "sql_too_long": "The SQL is {length} characters long; send at most {limit}.",

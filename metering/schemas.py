@@ -176,6 +176,21 @@ class QueryResultOut(BaseModel):
     agreement_id: str
 
 
+class QueryCancelOut(BaseModel):
+    """What `POST /v1/queries/{key}/cancel` found or did."""
+
+    state: str = Field(
+        description="`cancelled` (stopped, recorded as rejected with `query_cancelled`, never charged); "
+        "`finished` (it had ended: its record is unchanged); `requested` (not running yet: it is "
+        "cancelled as soon as it starts)."
+    )
+    query_id: str | None = Field(default=None, description="The usage record of the query, once it has one.")
+    charge_type: str | None = None
+    amount_minor: int | None = Field(default=None, description="What the query was charged, minor units.")
+    currency: str | None = None
+    error_code: str | None = None
+
+
 class UsageOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -163,8 +163,10 @@ def execute(
     limits: EngineLimits,
     max_rows: int,
     pool: WorkerPool | None = None,
+    cancelled: Callable[[], bool] | None = None,
 ) -> QueryResult:
-    """Run a validated `plan` over `tables` in a sandbox worker and measure it; raises QueryFailed."""
+    """Run a validated `plan` over `tables` in a sandbox worker and measure it; raises QueryFailed
+    (`query_cancelled` once `cancelled()` answers True while it runs)."""
     rows_scanned, bytes_scanned = measure_scan(plan, tables)
     job = Job(
         tables=tuple(sorted((name, str(t.path.resolve())) for name, t in tables.items())),
@@ -172,7 +174,7 @@ def execute(
         max_rows=max_rows,
         seconds=budget_seconds(rows_scanned, limits),
     )
-    execution = (pool or shared_pool(limits)).run(job)
+    execution = (pool or shared_pool(limits)).run(job, cancelled)
     if execution.refused is not None:
         code, params = execution.refused
         raise QueryRefused(code, **params)

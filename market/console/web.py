@@ -178,6 +178,16 @@ class Console:
     def number(self, value: int | float | None) -> str:
         return "" if value is None else i18n.format_number(value, self.locale)
 
+    def translate(self, msgid: str, **params: Any) -> str:
+        """A gettext msgid in the page's language, its {name} placeholders filled."""
+        return i18n.gettext(self.locale, msgid, **params)
+
+    def now_year(self) -> int:
+        """The current year, on the injectable clock."""
+        from market.clock import utcnow
+
+        return utcnow().year
+
     def message(self, error: MarketError) -> str:
         """An error's message in the page's language (the shared catalogue of messages)."""
         return render(error.code, self.locale, **error.params)
@@ -266,6 +276,7 @@ def page(
     role = console.principal.role if console.principal else None
     html = env.get_template(template).render(
         c=console,
+        term=lambda context, value: i18n.term(console.locale, context, str(value)),
         title=title,
         crumbs=crumbs,
         nav=navigation(role),

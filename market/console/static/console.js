@@ -66,7 +66,27 @@
       progress.textContent = label + "…";
       run.disabled = true;
       cancel.hidden = false;
-      cancel.onclick = function () { controller.abort(); };
+      // Cancel stops the query on the server (the worker interrupts it and nothing is charged); the run's
+      // own request then answers with the page saying so. Only if that call fails is the wait abandoned.
+      cancel.onclick = function () {
+        cancel.disabled = true;
+        progress.textContent = progress.getAttribute("data-cancelling") || "Cancelling…";
+        var body = new FormData();
+        body.append("idempotency_key", form.querySelector('input[name="idempotency_key"]').value);
+        body.append("csrf_token", csrfToken());
+        fetch(form.getAttribute("data-cancel-url"), {
+          method: "POST",
+          body: body,
+          headers: { "X-CSRF-Token": csrfToken() },
+          credentials: "same-origin",
+        }).then(function (response) {
+          return response.ok ? response.json() : { state: "failed" };
+        }).then(function (answer) {
+          // "cancelled" or "finished": the run's own answer is on its way. Otherwise the run has not reached
+          // the server's sandbox yet (it will be stopped there when it does): stop waiting for it now.
+          if (answer.state !== "cancelled" && answer.state !== "finished") controller.abort();
+        }).catch(function () { controller.abort(); });
+      };
       fetch(form.action, {
         method: "POST",
         body: new FormData(form),
@@ -90,6 +110,7 @@
         window.clearInterval(timer);
         run.disabled = false;
         cancel.hidden = true;
+        cancel.disabled = false;
       });
     });
   }
