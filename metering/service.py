@@ -13,7 +13,7 @@ from market import messages
 from market.accounts.models import Role
 from market.accounts.service import Principal
 from market.clock import new_id, utcnow
-from market.db import Database
+from market.db import Database, begin_write
 from market.errors import Conflict, Forbidden, NotFound, ServiceUnavailable, TooManyRequests, Unprocessable
 from market.settings import Settings
 from metering import access, attempts, repository
@@ -28,12 +28,13 @@ from metering.pricing import PlanTerms, rate_query
 from products import service as products
 from products.models import PlanKind, PricePlan, Product, ProductStatus, ProductVersion
 from products.schemas import PlanOut
+from sandbox import cache
 from sandbox.admission import Admission
 from sandbox.engine import EngineLimits
 from sandbox.errors import QueryFailed, QueryRefused
 from sandbox.policy import ProtectionPolicy
 from sandbox.pool import shared_pool
-from sandbox.service import Measurements, QueryResult, TableFile, plan_query
+from sandbox.service import Measurements, QueryResult, TableFile, cached_result, plan_query
 from sandbox.service import execute as sandbox_execute
 
 DEFAULT_VALIDITY = timedelta(days=365)
@@ -361,17 +362,27 @@ def run_metered_query(
         attempt = prepared.attempt
         try:
             plan = plan_query(sql, prepared.policy)
-            with admission.worker():
-                result = sandbox_execute(
-                    plan, prepared.tables, sandbox_limits(settings), settings.sandbox_max_result_rows
-                )
+            cache.configure(settings.sandbox_result_cache_entries, settings.sandbox_result_cache_bytes)
+            # An identical query on the same version already answered: no worker needed, but it is
+            # still metered, audited and charged below exactly like one that ran.
+            found = cached_result(plan, prepared.tables, settings.sandbox_max_result_rows)
+            if found is not None:
+                result = found
+            else:
+                with admission.worker():
+                    result = sandbox_execute(
+                        plan, prepared.tables, sandbox_limits(settings), settings.sandbox_max_result_rows
+                    )
         except ServiceUnavailable as busy:
             with database.transaction() as session:
+                begin_write(session)
                 return attempts.refuse(session, replace(attempt, key=None), busy)
         except (QueryRefused, QueryFailed) as error:
             with database.transaction() as session:
+                begin_write(session)
                 return attempts.refuse(session, attempt, error)
     with database.transaction() as session:
+        begin_write(session)
         return _record(session, attempt, result)
 
 
