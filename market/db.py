@@ -251,4 +251,6 @@ def insert_ignore(session: Session, table: Any, values: dict[str, Any], conflict
     else:  # pragma: no cover - only the two supported databases
         raise RuntimeError(f"unsupported database {dialect}")
     session.execute(statement)
+
+
 from market import access_cache as _access_cache  # noqa: E402, F401  (its session listeners invalidate the caches)
