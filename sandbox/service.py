@@ -147,6 +147,11 @@ SECONDS_PER_MILLION_ROWS = 1.0
 """Time added per million rows the query reads: several times what a scan and aggregate of them takes."""
 
 
+SINGLE_STATEMENT_ROWS = 2_000_000
+"""Products whose tables (as the query names them) hold at most this many rows, by the row counts stored
+when the version was built, run as one exact statement (engine.execute_single); larger ones staged."""
+
+
 def budget_seconds(rows_scanned: int, limits: EngineLimits) -> float:
     """A query's time and CPU budget from the size of what it reads, at most the configured timeout.
 
@@ -218,6 +223,7 @@ def _execute(
         plan=plan,
         max_rows=max_rows,
         seconds=budget_seconds(rows_scanned, limits),
+        single=plan.fast_threshold and rows_scanned <= SINGLE_STATEMENT_ROWS,
     )
     execution = (pool or shared_pool(limits)).run(job)
     if execution.refused is not None:
