@@ -126,7 +126,7 @@ def _parquet(database: Database, settings: Settings) -> Path:
 
 
 @contextlib.contextmanager
-def _server(settings: Settings, workers: int, extra: dict[str, str]) -> Iterator[str]:
+def _server(settings: Settings, workers: int, extra: dict[str, str], report: list[str] | None = None) -> Iterator[str]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -165,6 +165,12 @@ def _server(settings: Settings, workers: int, extra: dict[str, str]) -> Iterator
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
         log.close()
+        if report is not None:  # each API process logs its caches' hit rates when it stops (market/app.py)
+            report.extend(
+                "   " + line.split("INFO:", 1)[-1].strip()
+                for line in log_path.read_text().splitlines()
+                if "sandbox result cache" in line
+            )
         for error in log_path.read_text().split("ERROR:")[1:3]:  # a 5xx is a bug: show its traceback
             print("server error:", error[:3000], file=sys.stderr)
 
@@ -271,12 +277,14 @@ def _bench(database: Database, name: str, args: argparse.Namespace) -> list[str]
                     lines.append(_line(query_name, connections, run, raw) + f"  load {_loadavg()}")
                     print(lines[-1], flush=True)
         lines.append("   (dashboard mix, default settings)")
-        with _server(settings, workers, {}) as base:
+        report: list[str] = []
+        with _server(settings, workers, {}, report) as base:
             asyncio.run(_load(base, keys, DASHBOARD, 4, 2.0))
             for connections in args.connections:
                 run = asyncio.run(_load(base, keys, DASHBOARD, connections, args.seconds))
                 lines.append(_line("dashboard", connections, run, None) + f"  load {_loadavg()}")
                 print(lines[-1], flush=True)
+        lines.extend(report)
     return lines
 
 
