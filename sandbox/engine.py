@@ -235,7 +235,7 @@ def _methods(plan: Plan, stats: Statistics | None) -> list[tuple[str, list[int]]
         tables = {u.alias: u.table for u in plan.units}
         for unit in plan.units:
             # Rows whose unit is NULL are no unit (the bound counts only the others): NULLs need no fallback.
-            max_rows, _null_rows = stats.unit(unit.table, unit.column)
+            max_rows, null_rows = stats.unit(unit.table, unit.column)
             if max_rows <= 0:
                 break
             if plan.join_keys is not None:
@@ -248,7 +248,8 @@ def _methods(plan: Plan, stats: Statistics | None) -> list[tuple[str, list[int]]
                 if fanout <= 0:
                     break
                 max_rows *= fanout
-            bounds.append(max_rows)
+            # Negative: the unit column has NULLs, so the bound counts count(unit), not count(*).
+            bounds.append(-max_rows if null_rows else max_rows)
         if len(bounds) == len(plan.units):
             methods.append(("rows", bounds))
     return [*methods, ("buckets", []), ("exact", [])]

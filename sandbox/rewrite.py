@@ -109,8 +109,10 @@ def threshold_sql(units: list[UnitColumn], method: str, max_rows_per_unit: Seque
         if method == "exact":
             columns.append(f'COUNT(DISTINCT {unit.sql}) AS "__lo{i}"')
         elif method == "rows":
-            per_unit = max(1, int(max_rows_per_unit[i]))
-            columns.append(f'(COUNT({unit.sql}) + {per_unit - 1}) // {per_unit} AS "__lo{i}"')
+            bound = int(max_rows_per_unit[i])
+            per_unit = max(1, abs(bound))
+            counted = unit.sql if bound < 0 else "*"
+            columns.append(f'(COUNT({counted}) + {per_unit - 1}) // {per_unit} AS "__lo{i}"')
         else:
             columns.append(
                 f"COALESCE(BIT_COUNT(BIT_OR(CAST(1 AS UBIGINT) << (HASH({unit.sql}) % {BUCKETS}))), 0)"
