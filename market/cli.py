@@ -142,8 +142,6 @@ def serve_command(
     # Each worker process builds its app from the environment: hand it the marketplace found here
     # (possibly from the configuration file).
     os.environ["MARKET_DATA_DIR"] = str(settings.data_dir)
-    # Each process starts its share of the machine's sandbox workers (metering.service.prestart_sandbox).
-    os.environ["MARKET_API_PROCESSES"] = str(processes)
     if settings.database_url:
         os.environ["MARKET_DATABASE_URL"] = settings.database_url
     uvicorn.run("market.app:create_app", factory=True, host=host, port=port, workers=processes)

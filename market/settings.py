@@ -43,9 +43,6 @@ class Settings(BaseSettings):
     sandbox_queue_timeout_seconds: float = Field(default=5.0, gt=0)
     """How long a query waits for a worker before 503 `sandbox_busy`."""
     sandbox_prestart: bool = True
-    api_processes: int = Field(default=1, ge=1)
-    """API processes serving this marketplace (set by `market serve --workers`): each one starts only its
-    share of the sandbox workers up front, and more only when the machine-wide admission lets it run them."""
     sandbox_result_cache_entries: int = Field(default=1024, ge=0)
     """Answers each API process keeps for identical queries on the same version (0: no result cache)."""
     sandbox_result_cache_bytes: int = Field(default=64 * 1024 * 1024, ge=0)

@@ -267,14 +267,8 @@ def sandbox_admission(settings: Settings) -> Admission:
 
 
 def prestart_sandbox(settings: Settings) -> None:
-    """Start this process's share of the machine's sandbox workers now rather than at the first queries.
-
-    The machine runs at most `settings.workers` sandbox queries at once, across every API process
-    (sandbox.admission); N processes each start ceil(workers / N) of them, so the machine holds about
-    `workers` idle processes, not N times as many. A process that is admitted more queries at once
-    than it has workers starts the missing ones then (the pool grows up to `workers`)."""
-    share = -(-settings.workers // settings.api_processes)
-    shared_pool(sandbox_limits(settings)).prestart(share)
+    """Start this process's sandbox workers now rather than at the first queries."""
+    shared_pool(sandbox_limits(settings)).prestart()
 
 
 @dataclass(frozen=True)

@@ -250,16 +250,14 @@ class WorkerPool:
             raise QueryFailed("resource_limit", limit=self.limits.memory_limit)
         raise QueryFailed("query_failed", detail=detail)
 
-    def prestart(self, count: int | None = None) -> None:
-        """Start missing workers now (up to `count`, default all), so that the first queries do not wait
-        for a process to spawn."""
-        wanted = self.limits.workers if count is None else min(count, self.limits.workers)
+    def prestart(self) -> None:
+        """Start the missing workers now, so that the first queries do not wait for a process to spawn."""
         with self._lock:
-            missing = wanted - len(self._idle) - len(self._busy)
+            missing = self.limits.workers - len(self._idle) - len(self._busy)
         for _ in range(max(0, missing)):
             worker = _Worker(self._context, self.limits)
             with self._lock:
-                if self._closed or len(self._idle) + len(self._busy) >= wanted:
+                if self._closed or len(self._idle) + len(self._busy) >= self.limits.workers:
                     stop = True
                 else:
                     stop = False
