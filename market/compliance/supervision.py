@@ -1,5 +1,5 @@
 """The regulator's dashboard figures: queries by purpose over time (free public-interest against paid),
-revenue per operator against its allowed revenue and revenue ceiling, products per zone, overdue reviews.
+revenue per operator against its allowed revenue, products per zone, overdue reviews.
 
 Every function is the regulator's alone (`forbidden_role` for anyone else) and reads the same tables the
 API's audit, allowed-revenue and review routes read; the console draws and exports these figures.
@@ -15,7 +15,6 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
-from billing import repository as billing_repo
 from market.accounts.models import Organisation, Role
 from market.accounts.service import Principal
 from market.clock import utcnow
@@ -45,7 +44,7 @@ class PurposeDay:
 
 @dataclass(frozen=True)
 class OperatorRevenue:
-    """One operator's revenue received in a year against its allowed revenue and its grants' revenue ceiling."""
+    """One operator's revenue received in a year against its allowed revenue (the one revenue rule)."""
 
     operator_org_id: str
     operator: str
@@ -53,7 +52,6 @@ class OperatorRevenue:
     currency: str
     received_minor: int
     allowed_minor: int | None
-    ceiling_minor: int | None
     used_basis_points: int | None
     warning: str
 
@@ -117,8 +115,7 @@ def public_interest_share(rows: list[PurposeDay]) -> tuple[int, int]:
 
 
 def operator_revenue(session: Session, actor: Principal, year: int) -> list[OperatorRevenue]:
-    """Every authorised operator's revenue received in `year`, with its allowed revenue (if recorded) and the
-    revenue ceiling of its grants (if set)."""
+    """Every authorised operator's revenue received in `year`, with its allowed revenue (if recorded)."""
     actor.require(Role.REGULATOR)
     operators: dict[str, str] = {}
     for grant in governance_repo.authorisations(session):
@@ -130,10 +127,8 @@ def operator_revenue(session: Session, actor: Principal, year: int) -> list[Oper
     for org_id, currency in operators.items():
         row = allowed_revenue.figures_row(session, org_id, year)
         received = allowed_revenue.received_minor(session, org_id, year)
-        ceiling = billing_repo.operator_revenue_ceiling_minor(session, org_id, year)
         allowed = allowed_revenue.figures(session, row).allowed if row is not None else None
-        limit = allowed if allowed is not None else ceiling
-        used, warning = allowed_revenue.warning_level(received, limit) if limit is not None else (None, "none")
+        used, warning = allowed_revenue.warning_level(received, allowed) if allowed is not None else (None, "none")
         out.append(
             OperatorRevenue(
                 operator_org_id=org_id,
@@ -142,7 +137,6 @@ def operator_revenue(session: Session, actor: Principal, year: int) -> list[Oper
                 currency=row.currency if row is not None else currency,
                 received_minor=received,
                 allowed_minor=allowed,
-                ceiling_minor=ceiling,
                 used_basis_points=used,
                 warning=warning,
             )

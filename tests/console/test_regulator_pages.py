@@ -46,7 +46,6 @@ def _grant_form(operator: Actor, **fields: Any) -> dict[str, Any]:
         "cap_transport_per_query": "1.50",
         "cap_transport_per_gb": "0.125",
         "cap_transport_monthly": "3,000",
-        "revenue_ceiling": "500000",
     }
     return {**form, **fields}
 
@@ -69,7 +68,6 @@ def test_grant_form_creates_the_authorisation_with_caps_in_minor_units(market: M
     assert made["fee_caps"][0]["max_per_query_minor"] == 150
     assert made["fee_caps"][0]["max_monthly_fee_minor"] == 300_000
     assert float(made["fee_caps"][0]["max_per_gb_minor"]) == 12.5
-    assert made["revenue_ceiling_minor"] == 50_000_000
 
 
 def test_grant_form_mistakes_come_back_next_to_their_field(market: Market) -> None:

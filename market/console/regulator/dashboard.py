@@ -1,5 +1,5 @@
 """The regulator's dashboard: queries by purpose over time (free public-interest against paid), revenue per
-operator against its allowed revenue and revenue ceiling, products per zone, overdue reviews and the disclosure
+operator against its allowed revenue, products per zone, overdue reviews and the disclosure
 deadline. Each figure is drawn (ECharts, vendored), shown as a table and downloadable as CSV."""
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def queries_chart(rows: list[supervision.PurposeDay], start: date, end: date) ->
 
 
 def revenue_chart(rows: list[supervision.OperatorRevenue]) -> dict[str, Any]:
-    """Revenue received, allowed revenue and revenue ceiling per operator, in currency units."""
+    """Revenue received, and allowed revenue per operator, in currency units."""
     return {
         "type": "bar",
         "stack": False,
@@ -74,7 +74,6 @@ def revenue_chart(rows: list[supervision.OperatorRevenue]) -> dict[str, Any]:
         "series": [
             {"key": "received", "data": [r.received_minor / 100 for r in rows]},
             {"key": "allowed", "data": [(r.allowed_minor or 0) / 100 for r in rows]},
-            {"key": "ceiling", "data": [(r.ceiling_minor or 0) / 100 for r in rows]},
         ],
     }
 
@@ -157,7 +156,7 @@ def figure_rows(figure: str, figures: dict[str, Any]) -> list[list[object]]:
             for r in figures["queries"]
         ]
     elif figure == "revenue":
-        header = ["year", "operator_id", "operator", "received_minor", "allowed_minor", "ceiling_minor"]
+        header = ["year", "operator_id", "operator", "received_minor", "allowed_minor"]
         header += ["used_basis_points", "warning", "currency"]
         rows = [
             [
@@ -166,7 +165,6 @@ def figure_rows(figure: str, figures: dict[str, Any]) -> list[list[object]]:
                 r.operator,
                 r.received_minor,
                 r.allowed_minor,
-                r.ceiling_minor,
                 r.used_basis_points,
                 r.warning,
                 r.currency,

@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse, Response
 from market.accounts import service as accounts
 from market.accounts.models import OrgKind
 from market.clock import utcnow
-from market.compliance import disclosure, pages
+from market.compliance import disclosure, report_document
 from market.console.web import ConsoleDep, check_csrf, page, redirect
 from market.errors import Unprocessable
 from market.i18n import N_
@@ -76,7 +76,8 @@ def generate(
 def report(report_id: str, console: ConsoleDep) -> Response:
     """A report as its HTML page, draft or published (the same rendering as the public page)."""
     found = disclosure.get_visible(console.session, console.user, report_id[:40])
-    return HTMLResponse(pages.report_page(found), headers={"Cache-Control": "no-store"})
+    document = report_document.report_document(found, console.locale)
+    return HTMLResponse(report_document.html(document), headers={"Cache-Control": "no-store"})
 
 
 @router.post("/disclosures/{report_id}/publish")

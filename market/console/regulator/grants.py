@@ -142,7 +142,6 @@ def _grant_in(form: FormData) -> AuthorisationIn:
         )
         for zone in zones
     ]
-    ceiling = text.get("revenue_ceiling", "").strip()
     return AuthorisationIn(
         operator=text.get("operator", ""),
         zones=zones,
@@ -151,7 +150,6 @@ def _grant_in(form: FormData) -> AuthorisationIn:
         valid_from=valid_from,
         valid_until=valid_until,
         fee_caps=caps,
-        revenue_ceiling_minor=whole_minor_units(ceiling, "revenue ceiling") if ceiling else None,
         note=text.get("note", "")[:5_000],
     )
 
