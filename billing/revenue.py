@@ -179,7 +179,9 @@ def _sort_key(key: Hashable) -> tuple[str, ...]:
     return tuple("" if part is None else str(part) for part in parts)
 
 
-def period_split(received: Iterable[Received], shares_by_agreement: Mapping[str, Sequence[Share]]) -> dict[PartKey, int]:
+def period_split(
+    received: Iterable[Received], shares_by_agreement: Mapping[str, Sequence[Share]]
+) -> dict[PartKey, int]:
     """Everything a period's invoices received, split as one amount: what each party (and, within
     it, each agreement) is owed in total, in integers that add up to what was received.
 

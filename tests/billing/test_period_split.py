@@ -30,7 +30,9 @@ Party = tuple[str, str | None]
 # -- the rule, without a database -----------------------------------------------------------------
 
 
-def _exact(received: dict[str, int], weights: dict[str, dict[str, int]], shares: dict[str, list[Share]]) -> dict[Party, Fraction]:
+def _exact(
+    received: dict[str, int], weights: dict[str, dict[str, int]], shares: dict[str, list[Share]]
+) -> dict[Party, Fraction]:
     """Each party's exact share of what the invoices received (the oracle, written independently)."""
     out: dict[Party, Fraction] = defaultdict(Fraction)
     for invoice_id, amount in received.items():
@@ -50,7 +52,13 @@ def _by_party(parts: dict[tuple[str, str, str | None], int]) -> dict[Party, int]
     return {k: v for k, v in out.items() if v}
 
 
-PARTIES: list[Party] = [("source", "src1"), ("source", "src2"), ("operator", "op1"), ("operator", "op2"), ("platform", None)]
+PARTIES: list[Party] = [
+    ("source", "src1"),
+    ("source", "src2"),
+    ("operator", "op1"),
+    ("operator", "op2"),
+    ("platform", None),
+]
 
 
 @st.composite
@@ -72,7 +80,9 @@ def periods(draw: Any) -> tuple[dict[str, dict[str, int]], dict[str, list[Share]
         agreements = [f"agr{i}-{j}" for j in range(draw(st.integers(1, 3)))]
         weights[f"inv{i}"] = {a: draw(st.integers(1, 10**6)) for a in agreements}
         shares.update({a: draw(share_lists()) for a in agreements})
-    steps = draw(st.lists(st.tuples(st.integers(0, invoice_count - 1), st.integers(-500, 5_000)), min_size=1, max_size=40))
+    steps = draw(
+        st.lists(st.tuples(st.integers(0, invoice_count - 1), st.integers(-500, 5_000)), min_size=1, max_size=40)
+    )
     received: dict[str, int] = defaultdict(int)
     sequence = []
     for index, amount in steps:
@@ -119,7 +129,9 @@ def test_any_sequence_of_payments_splits_like_one_payment_per_invoice(period: An
     # The order of payments does not matter, nor their number: one payment per invoice gives the same.
     shuffled = list(sequence)
     rnd.shuffle(shuffled)
-    prefix_ok = all(sum(a for i, a in shuffled[: n + 1] if i == inv) >= 0 for n in range(len(shuffled)) for inv in weights)
+    prefix_ok = all(
+        sum(a for i, a in shuffled[: n + 1] if i == inv) >= 0 for n in range(len(shuffled)) for inv in weights
+    )
     if prefix_ok:
         assert _distribute_in_sequence(weights, shares, shuffled)[0] == final
     once = period_split((Received(i, a, weights[i]) for i, a in received.items()), shares)
@@ -207,14 +219,13 @@ def _invoices(market: Market, setup: dict[str, Any], period: Period, count: int)
         rating.run_period(session, period)
         invoices.finalize_period(session, setup["finance"], period)
         buyers = setup["buyers"][:count]
-        found = {
-            i.buyer_org_id: i.id
-            for i in session.scalars(select(Invoice).where(Invoice.period == period.key))
-        }
+        found = {i.buyer_org_id: i.id for i in session.scalars(select(Invoice).where(Invoice.period == period.key))}
         return [found[b] for b in buyers]
 
 
-def _pay_in_sequence(market: Market, setup: dict[str, Any], invoice_ids: list[str], sequence: list[tuple[int, int]]) -> None:
+def _pay_in_sequence(
+    market: Market, setup: dict[str, Any], invoice_ids: list[str], sequence: list[tuple[int, int]]
+) -> None:
     for n, (index, amount) in enumerate(sequence):
         with market.database.transaction() as session:
             if amount > 0:
