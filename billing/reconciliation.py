@@ -117,6 +117,7 @@ def reconcile(session: Session, actor: Principal | None, period: Period) -> Repo
         for entry_id, total in finance_repository.unbalanced_entries(session)
     ]
     found += recon_checks.check_payments(session, all_invoices, succeeded)
+    found += recon_checks.check_distributions(session, period, all_invoices, succeeded)
     notes = recon_repository.credit_notes_of(session, [i.id for i in all_invoices])
     received = [*succeeded, *stray]
     expected = recon_checks.expected_entries(
