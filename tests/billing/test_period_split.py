@@ -6,6 +6,7 @@ invoice would have put it."""
 from __future__ import annotations
 
 import random
+import threading
 from collections import defaultdict
 from fractions import Fraction
 from typing import Any
@@ -13,12 +14,14 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import delete, select
+from sqlalchemy.exc import DBAPIError
 
 from billing import invoices, payments, rating, reconciliation, repository
 from billing.config import Period
 from billing.models import AgreementShare, Distribution, Invoice, Payment, PaymentStatus
 from billing.revenue import FULL, Received, Share, period_split, round_to_total
 from market.accounts.models import Role
+from market.db import Database, is_transient
 from metering.models import Agreement
 from tests.billing.helpers import scene
 from tests.billing.test_properties import PROPERTY_SETTINGS, _add_usage, _fresh_period
@@ -326,3 +329,60 @@ def test_payments_and_refunds_in_any_order_split_per_period_and_party(
     with market.database.transaction() as session:
         report = reconciliation.reconcile(session, setup["finance"], period)
     assert not [m for m in report.mismatches if m.reason.startswith(("journal_", "ledger_", "undistributed"))]
+
+
+def test_payments_of_one_period_at_the_same_time_split_as_if_serial(market: Market) -> None:
+    """Eight bank transfers on four invoices of one period, in threads with their own connections:
+    distributions of a period are serial (its distribution lock), so nothing is counted twice."""
+    setup = _setup(market)
+    period = _fresh_period()
+    shares = [Share("source", "src1", 3_000), Share("operator", "op1", 5_000), Share("platform", None, 2_000)]
+    for agreement_id in setup["agreements"]:
+        _set_shares(market, setup, agreement_id, shares)
+    invoice_ids = _invoices(market, setup, period, 4)
+    barrier = threading.Barrier(8)
+    errors: list[BaseException] = []
+
+    def pay(n: int) -> None:
+        database = Database.from_settings(market.settings)
+        try:
+            barrier.wait()
+            for attempt in range(20):  # a 503 database_busy is retried, as a client would
+                try:
+                    with database.transaction() as session:
+                        payments.record_bank_transfer(
+                            session,
+                            setup["finance"],
+                            invoice_id=invoice_ids[n % 4],
+                            buyer_org_id=None,
+                            amount_minor=33,
+                            currency=None,
+                            reference=f"race-{period.key}-{n}",
+                            received_at=None,
+                        )
+                    return
+                except DBAPIError as error:
+                    if not is_transient(error) or attempt == 19:
+                        raise
+        except BaseException as error:  # pragma: no cover - reported below
+            errors.append(error)
+        finally:
+            database.dispose()
+
+    threads = [threading.Thread(target=pay, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(t.is_alive() for t in threads) and not errors, errors
+    parties, per_payment, amounts = _stored(market, period)
+    assert len(amounts) == 8 and per_payment == amounts
+    # 264 fen split as one amount: 30% 79.2, 50% 132, 20% 52.8.
+    assert parties == {
+        ("source", setup["sources"][0]): 79,
+        ("operator", setup["operator"]): 132,
+        ("platform", None): 53,
+    }
+    with market.database.transaction() as session:
+        report = reconciliation.reconcile(session, setup["finance"], period)
+    assert not [m for m in report.mismatches if m.reason.startswith(("journal_", "ledger_", "distribution_"))]
