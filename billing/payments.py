@@ -151,14 +151,7 @@ def credit_and_refund(
     refundable = invoice.paid_minor - pending_refunds_minor(session, invoice.id)
     if refund_minor < 0 or refund_minor > min(amount_minor, refundable):
         raise Unprocessable("refund_amount", refund=refund_minor, paid=refundable)
-    card = [
-        p
-        for p in repository.payments_of(session, invoice.id)
-        if p.method == PaymentMethod.STRIPE.value
-        and p.status == PaymentStatus.SUCCEEDED.value
-        and p.amount_minor >= refund_minor
-        and p.stripe_payment_intent_id
-    ]
+    card = _refundable_card_payments(session, invoice.id, refund_minor)
     if refund_minor and not card and not reference.strip():
         raise Unprocessable("payment_reference_required")
     note = invoices.issue_credit_note(session, actor, invoice, amount_minor, reason.strip())
@@ -188,6 +181,25 @@ def credit_and_refund(
     session.flush()
     settle(session, refund, now)
     return note
+
+
+def _refundable_card_payments(session: Session, invoice_id: str, refund_minor: int) -> list[Payment]:
+    """Succeeded card payments of the invoice with at least `refund_minor` not yet refunded (refunds
+    pending or succeeded against their intent count), oldest first."""
+    found = repository.payments_of(session, invoice_id)
+    refunded: dict[str, int] = {}
+    for p in found:
+        if p.amount_minor < 0 and p.stripe_payment_intent_id and p.status != PaymentStatus.FAILED.value:
+            refunded[p.stripe_payment_intent_id] = refunded.get(p.stripe_payment_intent_id, 0) - p.amount_minor
+    return [
+        p
+        for p in found
+        if p.method == PaymentMethod.STRIPE.value
+        and p.status == PaymentStatus.SUCCEEDED.value
+        and p.amount_minor > 0
+        and p.stripe_payment_intent_id
+        and p.amount_minor - refunded.get(p.stripe_payment_intent_id, 0) >= refund_minor
+    ]
 
 
 def pending_refunds_minor(session: Session, invoice_id: str) -> int:

@@ -108,6 +108,8 @@ def test_a_refund_stripe_did_not_answer_is_sent_once_by_the_recheck_job(
     assert note.status_code == 201, note.text
     assert note.json()["refund_status"] == "pending"
     assert invoices_of(market, s.commercial)[0]["paid_minor"] == invoice["total_minor"]
+    # Reconciliation names it until Stripe confirms it (so the period cannot close over it).
+    assert "refund_pending" in _recon_reasons(market, s)
     # Finance cannot refund the same money twice while it is pending.
     again = _credit(market, s, invoice["id"], refund=invoice["total_minor"])
     assert again.status_code == 422, again.text
