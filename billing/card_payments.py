@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from billing import invoices, repository
 from billing.models import InvoiceStatus, Payment, PaymentMethod, PaymentStatus, StripeCustomer, StripeEvent
 from billing.payments import settle
-from billing.stripe_gateway import CardDeclined, IntentState, StripeGateway, StripeUnavailable
+from billing.stripe_gateway import CardDeclined, IntentState, RefundState, StripeGateway, StripeUnavailable
 from market.accounts.models import Role
 from market.accounts.service import Principal
 from market.clock import utcnow
@@ -92,7 +92,7 @@ def pay_by_card(
         attempt = _claim_attempt(session, settings, actor, invoice_id)
     gateway = StripeGateway(settings)
     # An attempt recorded by this very request cannot be at Stripe yet; any other may be.
-    state = None if attempt.new else _find_at_stripe(gateway, attempt.payment_id, attempt.intent_id)
+    state = None if attempt.new else _find_at_stripe(gateway, attempt.payment_id, attempt.key, attempt.intent_id)
     if state is None and attempt.fresh:
         customer = _customer(database, gateway, attempt.buyer_org_id)
         try:
@@ -105,6 +105,7 @@ def pay_by_card(
                     "invoice_id": attempt.invoice_id,
                     "payment_id": attempt.payment_id,
                     "invoice_number": attempt.invoice_number,
+                    "attempt_key": attempt.key,
                 },
                 key=attempt.key,
             )
@@ -178,11 +179,12 @@ def _attempt_of(payment: Payment, number: str, *, fresh: bool, new: bool) -> _At
     )
 
 
-def _find_at_stripe(gateway: StripeGateway, payment_id: str, intent_id: str | None) -> IntentState | None:
-    """The attempt's intent at Stripe: by its id when we stored it, else by the attempt's metadata."""
+def _find_at_stripe(gateway: StripeGateway, payment_id: str, key: str, intent_id: str | None) -> IntentState | None:
+    """The attempt's intent at Stripe: by its id when we stored it, else by the attempt's metadata
+    (searched, or every page of the list: no cap)."""
     if intent_id:
         return gateway.retrieve(intent_id)
-    return next((s for s in gateway.intents() if s.metadata.get("payment_id") == payment_id), None)
+    return gateway.find_intent(payment_id=payment_id, key=key)
 
 
 def _customer(database: Database, gateway: StripeGateway, org_id: str) -> str:
@@ -303,9 +305,16 @@ def recheck_pending(database: Database, settings: Settings, *, now: datetime | N
         pending = [
             (p.id, p.stripe_payment_intent_id, p.updated_at) for p in repository.pending_stripe_payments(session)
         ]
+        refunds = [p.id for p in repository.pending_stripe_refunds(session)]
+    changed = 0
+    for refund_id in refunds:
+        try:
+            changed += send_refund(database, settings, refund_id).status != PaymentStatus.PENDING.value
+        except StripeUnavailable:
+            continue  # tried again at the next run
+    # Every page of Stripe's list (no cap): attempts whose answer was lost, and intents never stored.
     listed = list(gateway.intents())
     by_payment = {s.metadata["payment_id"]: s for s in listed if s.metadata.get("payment_id")}
-    changed = 0
     for payment_id, intent_id, claimed_at in pending:
         state = gateway.retrieve(intent_id) if intent_id else by_payment.get(payment_id)
         with database.transaction() as session:
@@ -333,3 +342,47 @@ def recheck_pending(database: Database, settings: Settings, *, now: datetime | N
                 _apply_intent(session, recovered, state)
                 changed += 1
     return changed
+
+
+# -- refunds of card payments ---------------------------------------------------------------------
+
+
+def send_refund(database: Database, settings: Settings, payment_id: str) -> Payment:
+    """Send a pending card refund (recorded and committed with its credit note) to Stripe, outside
+    any transaction and lock, then apply Stripe's answer in a short one. Idempotent: the refund is
+    first looked for at Stripe by our payment id in its metadata, and created with the refund's
+    idempotency key, so a retry (the re-check job, after a crash or a Stripe outage) never refunds twice."""
+    with database.transaction() as session:
+        payment = repository.get_payment(session, payment_id)
+        if payment is None:  # pragma: no cover - payments are never deleted
+            raise Conflict("payment_not_found", payment=payment_id)
+        if payment.status != PaymentStatus.PENDING.value or payment.amount_minor >= 0:
+            return payment
+        intent_id = payment.stripe_payment_intent_id or ""
+        key = payment.idempotency_key or payment.id
+        amount = -payment.amount_minor
+        metadata = {"payment_id": payment.id, "credit_note_id": payment.credit_note_id or ""}
+    gateway = StripeGateway(settings)
+    state = gateway.find_refund(intent_id=intent_id, payment_id=payment_id) or gateway.refund(
+        intent_id=intent_id, amount=amount, key=key, metadata=metadata
+    )
+    with database.transaction() as session:
+        payment = _locked_payment(session, payment_id)
+        _apply_refund(session, payment, state)
+        return payment
+
+
+def _apply_refund(session: Session, payment: Payment, state: RefundState) -> None:
+    """Move a refund forward to what Stripe says: succeeded settles it (once), failed fails it."""
+    payment.reference = state.id
+    payment.stripe_amount_minor = -state.amount
+    if payment.status != PaymentStatus.PENDING.value:
+        return
+    now = utcnow()
+    if state.status == "succeeded":
+        settle(session, payment, now)
+    elif state.status in ("failed", "canceled"):
+        payment.status = PaymentStatus.FAILED.value
+        payment.failure_code = f"refund_{state.status}"
+        payment.updated_at = now
+    session.flush()

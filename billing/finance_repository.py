@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from billing.config import Period
 from billing.models import (
     AgreementShare,
     Distribution,
+    DocumentSequence,
     Invoice,
     JournalEntry,
     JournalLine,
@@ -20,6 +22,7 @@ from billing.models import (
     RevenueShare,
 )
 from billing.repository import INV, L
+from market.db import insert_ignore
 from market.pagination import Key, after_key
 
 # -- revenue --------------------------------------------------------------------------------------
@@ -69,8 +72,54 @@ def distributed_by_payment(session: Session, payment_ids: Sequence[str]) -> dict
     return {r[0]: int(r[1]) for r in rows}
 
 
-def distributed_by_party(session: Session, invoice_id: str) -> dict[tuple[str | None, str, str | None], int]:
-    """What was distributed for an invoice so far, per (agreement, party kind, party org)."""
+def lock_distributions(session: Session, period: str, currency: str) -> None:
+    """The lock every distribution of a period takes, after its invoice's and payment's locks (the
+    last lock of a payment, so no deadlock): distributions of one period are serial, because each
+    is the period's cumulative split less what was distributed before. A counter row of
+    `document_sequences` (kind `split`, `year` = YYYYMM of the period)."""
+    del currency  # one lock per period: a payment settles in one currency
+    month = int(period.replace("-", ""))
+    insert_ignore(
+        session, DocumentSequence.__table__, {"kind": SPLIT_LOCK, "year": month, "last_number": 0}, ["kind", "year"]
+    )
+    session.execute(
+        update(DocumentSequence)
+        .where(DocumentSequence.kind == SPLIT_LOCK, DocumentSequence.year == month)
+        .values(last_number=DocumentSequence.last_number + 1)
+        .execution_options(synchronize_session=False)
+    )
+
+
+SPLIT_LOCK = "split"
+
+
+def period_weights(session: Session, period: str, currency: str) -> dict[str, dict[str, int]]:
+    """Per finalized invoice of the period in `currency`: its agreements' invoiced amounts (the
+    weights a payment of the invoice is divided by)."""
+    rows = session.execute(
+        select(L.c.invoice_id, L.c.agreement_id, func.sum(L.c.amount_minor))
+        .select_from(L.join(INV, INV.c.id == L.c.invoice_id))
+        .where(INV.c.period == period, INV.c.currency == currency, INV.c.status != "draft")
+        .group_by(L.c.invoice_id, L.c.agreement_id)
+    )
+    out: dict[str, dict[str, int]] = defaultdict(dict)
+    for invoice_id, agreement_id, amount in rows:
+        out[invoice_id][agreement_id] = int(amount)
+    return dict(out)
+
+
+def distributed_by_invoice(session: Session, period: str, currency: str) -> dict[str, int]:
+    """What was distributed per invoice of the period: the payments less refunds distributed so far."""
+    rows = session.execute(
+        select(Distribution.invoice_id, func.sum(Distribution.amount_minor))
+        .where(Distribution.period == period, Distribution.currency == currency)
+        .group_by(Distribution.invoice_id)
+    )
+    return {r[0]: int(r[1]) for r in rows}
+
+
+def distributed_by_part(session: Session, period: str, currency: str) -> dict[tuple[str, str, str | None], int]:
+    """What was distributed in the period so far, per (agreement, party kind, party org)."""
     rows = session.execute(
         select(
             Distribution.agreement_id,
@@ -78,10 +127,22 @@ def distributed_by_party(session: Session, invoice_id: str) -> dict[tuple[str | 
             Distribution.party_org_id,
             func.sum(Distribution.amount_minor),
         )
-        .where(Distribution.invoice_id == invoice_id)
+        .where(Distribution.period == period, Distribution.currency == currency)
         .group_by(Distribution.agreement_id, Distribution.party_kind, Distribution.party_org_id)
     )
-    return {(r[0], r[1], r[2]): int(r[3]) for r in rows}
+    return {(r[0] or "", r[1], r[2]): int(r[3]) for r in rows}
+
+
+def agreement_shares_of(session: Session, agreement_ids: Sequence[str]) -> list[AgreementShare]:
+    out: list[AgreementShare] = []
+    for start in range(0, len(agreement_ids), 500):
+        chunk = agreement_ids[start : start + 500]
+        out.extend(
+            session.scalars(
+                select(AgreementShare).where(AgreementShare.agreement_id.in_(chunk)).order_by(AgreementShare.id)
+            )
+        )
+    return out
 
 
 # -- journal --------------------------------------------------------------------------------------

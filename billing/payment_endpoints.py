@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import Annotated
 
@@ -9,7 +10,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from billing import card_payments, document_render, documents, invoices, payments, repository
-from billing.models import CreditNote, Payment
+from billing.models import CreditNote, Payment, PaymentStatus
 from billing.schemas import (
     BankTransferIn,
     CreditNoteIn,
@@ -18,6 +19,7 @@ from billing.schemas import (
     PaymentOut,
     UnappliedTransferIn,
 )
+from billing.stripe_gateway import StripeUnavailable
 from market.deps import DatabaseDep, PrincipalDep, SessionDep, SettingsDep
 from market.messages import render
 from market.pagination import CursorQuery, LimitQuery, Page, page_of
@@ -38,8 +40,16 @@ def _payments(session: SessionDep, found: Sequence[Payment]) -> list[PaymentOut]
 
 def _notes(session: SessionDep, found: Sequence[CreditNote]) -> list[CreditNoteOut]:
     numbers = repository.invoice_numbers(session, {n.invoice_id for n in found})
+    refunds = repository.refunds_of_notes(session, [n.id for n in found])
     return [
-        CreditNoteOut.model_validate(n).model_copy(update={"invoice_number": numbers.get(n.invoice_id)}) for n in found
+        CreditNoteOut.model_validate(n).model_copy(
+            update={
+                "invoice_number": numbers.get(n.invoice_id),
+                "refund_status": refunds[n.id].status if n.id in refunds else None,
+                "refund_payment_id": refunds[n.id].id if n.id in refunds else None,
+            }
+        )
+        for n in found
     ]
 
 
@@ -129,9 +139,18 @@ def stripe_webhook(
 
 @router.post("/invoices/{invoice_id}/credit-notes", response_model=CreditNoteOut, status_code=201)
 def credit_note(
-    invoice_id: str, body: CreditNoteIn, session: SessionDep, settings: SettingsDep, principal: PrincipalDep
+    invoice_id: str,
+    body: CreditNoteIn,
+    session: SessionDep,
+    database: DatabaseDep,
+    settings: SettingsDep,
+    principal: PrincipalDep,
 ) -> CreditNoteOut:
-    """Finance corrects a finalized invoice with a credit note, refunding part of it if asked."""
+    """Finance corrects a finalized invoice with a credit note, refunding part of it if asked.
+
+    A card refund is recorded with the note and committed under the billing locks; Stripe is called
+    after, outside every lock and transaction. If Stripe cannot be reached the note stands and its
+    refund stays `pending`: the re-check job sends it (with the same idempotency key)."""
     note = payments.credit_and_refund(
         session,
         settings,
@@ -142,6 +161,13 @@ def credit_note(
         reason=body.reason,
         reference=body.reference,
     )
+    refund = repository.refund_of_note(session, note.id)
+    session.commit()
+    if refund is not None and refund.status == PaymentStatus.PENDING.value:
+        # If Stripe cannot be reached, the note stands and the refund stays pending for the re-check job.
+        with contextlib.suppress(StripeUnavailable):
+            card_payments.send_refund(database, settings, refund.id)
+        session.expire_all()
     return _notes(session, [note])[0]
 
 

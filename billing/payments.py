@@ -21,7 +21,6 @@ from billing.models import (
     PaymentMethod,
     PaymentStatus,
 )
-from billing.stripe_gateway import StripeGateway
 from market.accounts.models import Role
 from market.accounts.service import Principal
 from market.clock import utcnow
@@ -140,22 +139,24 @@ def credit_and_refund(
     reference: str,
 ) -> CreditNote:
     """Issue a credit note and pay back `refund_minor` of it: through Stripe when the invoice was paid
-    by card, otherwise as a bank transfer out with `reference`."""
+    by card, otherwise as a bank transfer out with `reference` (settled at once).
+
+    A card refund is only recorded here, pending, with its idempotency key: Stripe is never called
+    while the billing locks are held. The caller commits, then sends it
+    (`card_payments.send_refund`); the re-check job sends any refund left pending."""
+    del settings  # the card refund is sent after commit, by the caller
     invoice = invoices.locked_invoice(session, actor, invoice_id)
     if not reason.strip():
         raise Unprocessable("credit_note_reason_required")
-    if refund_minor < 0 or refund_minor > min(amount_minor, invoice.paid_minor):
-        raise Unprocessable("refund_amount", refund=refund_minor, paid=invoice.paid_minor)
+    refundable = invoice.paid_minor - pending_refunds_minor(session, invoice.id)
+    if refund_minor < 0 or refund_minor > min(amount_minor, refundable):
+        raise Unprocessable("refund_amount", refund=refund_minor, paid=refundable)
+    card = _refundable_card_payments(session, invoice.id, refund_minor)
+    if refund_minor and not card and not reference.strip():
+        raise Unprocessable("payment_reference_required")
     note = invoices.issue_credit_note(session, actor, invoice, amount_minor, reason.strip())
     if refund_minor == 0:
         return note
-    card = [
-        p
-        for p in repository.payments_of(session, invoice.id)
-        if p.method == PaymentMethod.STRIPE.value
-        and p.status == PaymentStatus.SUCCEEDED.value
-        and p.amount_minor >= refund_minor
-    ]
     now = utcnow()
     refund = Payment(
         invoice_id=invoice.id,
@@ -169,20 +170,45 @@ def credit_and_refund(
         updated_at=now,
         method=PaymentMethod.STRIPE.value if card else PaymentMethod.BANK_TRANSFER.value,
     )
-    if card and card[-1].stripe_payment_intent_id:
-        refund.stripe_payment_intent_id = card[-1].stripe_payment_intent_id
-        refund.reference = StripeGateway(settings).refund(
-            intent_id=card[-1].stripe_payment_intent_id, amount=refund_minor, key=f"refund-{note.id}"
-        )
-    else:
-        if not reference.strip():
-            raise Unprocessable("payment_reference_required")
-        refund.reference = reference.strip()
     note.refund_minor = refund_minor
+    if card:
+        refund.stripe_payment_intent_id = card[-1].stripe_payment_intent_id
+        session.add(refund)
+        session.flush()
+        return note
+    refund.reference = reference.strip()
     session.add(refund)
     session.flush()
     settle(session, refund, now)
     return note
+
+
+def _refundable_card_payments(session: Session, invoice_id: str, refund_minor: int) -> list[Payment]:
+    """Succeeded card payments of the invoice with at least `refund_minor` not yet refunded (refunds
+    pending or succeeded against their intent count), oldest first."""
+    found = repository.payments_of(session, invoice_id)
+    refunded: dict[str, int] = {}
+    for p in found:
+        if p.amount_minor < 0 and p.stripe_payment_intent_id and p.status != PaymentStatus.FAILED.value:
+            refunded[p.stripe_payment_intent_id] = refunded.get(p.stripe_payment_intent_id, 0) - p.amount_minor
+    return [
+        p
+        for p in found
+        if p.method == PaymentMethod.STRIPE.value
+        and p.status == PaymentStatus.SUCCEEDED.value
+        and p.amount_minor > 0
+        and p.stripe_payment_intent_id
+        and p.amount_minor - refunded.get(p.stripe_payment_intent_id, 0) >= refund_minor
+    ]
+
+
+def pending_refunds_minor(session: Session, invoice_id: str) -> int:
+    """Card refunds of the invoice recorded and not yet confirmed by Stripe (positive minor units)."""
+    return -sum(
+        p.amount_minor
+        for p in repository.payments_of(session, invoice_id)
+        if p.amount_minor < 0 and p.status == PaymentStatus.PENDING.value
+    )
 
 
 def visible_payments(session: Session, actor: Principal, status: str | None) -> list[Payment]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
 
-from billing import ledger, recon_repository, repository
+from billing import finance_repository, ledger, recon_repository, repository, revenue
 from billing.config import Period
 from billing.models import Component, CreditNote, Distribution, Invoice, InvoiceStatus, Payment, PaymentStatus
 from billing.stripe_gateway import StripeGateway, StripeUnavailable
@@ -272,6 +272,43 @@ def check_payments(session: Session, invoices: Sequence[Invoice], received: Sequ
                 payment.currency,
             )
         )
+    return found
+
+
+def check_distributions(
+    session: Session, period: Period, invoices: Sequence[Invoice], succeeded: Sequence[Payment]
+) -> list[Mismatch]:
+    """Each (agreement, party)'s distributions of the period against the period's split of what its
+    invoices received (`revenue.period_split`). The split is a function of the payments and the
+    frozen shares alone, so a distribution edited, moved to another party or deleted shows here,
+    even when the journal was edited to match."""
+    received: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for payment in succeeded:
+        if payment.invoice_id:
+            received[payment.currency][payment.invoice_id] += payment.amount_minor
+    found: list[Mismatch] = []
+    for currency in sorted({i.currency for i in invoices} | set(received)):
+        weights = finance_repository.period_weights(session, period.key, currency)
+        amounts = received.get(currency, {})
+        agreements = {a for i in amounts for a, w in weights.get(i, {}).items() if w > 0}
+        expected = revenue.period_split(
+            (revenue.Received(i, amount, weights.get(i, {})) for i, amount in amounts.items()),
+            revenue.shares_of(session, agreements),
+        )
+        stored = finance_repository.distributed_by_part(session, period.key, currency)
+        for key in sorted(set(expected) | set(stored), key=lambda k: (k[0], k[1], k[2] or "")):
+            difference = stored.get(key, 0) - expected.get(key, 0)
+            if difference:
+                agreement_id, kind, org = key
+                found.append(
+                    Mismatch(
+                        "distribution_mismatch",
+                        {"agreement": agreement_id, "party": f"{kind}:{org or ''}"},
+                        difference,
+                        f"distributed {stored.get(key, 0)}, the period's split gives {expected.get(key, 0)}",
+                        currency,
+                    )
+                )
     return found
 
 

@@ -100,6 +100,17 @@ def reconcile(session: Session, actor: Principal | None, period: Period) -> Repo
         for p in stray
     ]
     found += [_stripe_amount(p) for p in payments if _stripe_amount_differs(p)]
+    found += [
+        Mismatch(
+            "refund_pending" if p.status == PaymentStatus.PENDING.value else "refund_failed",
+            {"payment": p.id, "invoice": p.invoice_id or "", "credit_note": p.credit_note_id or ""},
+            p.amount_minor,
+            f"a refund of a credit note is {p.status} ({p.failure_code or 'not yet confirmed by Stripe'})",
+            p.currency,
+        )
+        for p in payments
+        if p.amount_minor < 0 and p.status in (PaymentStatus.PENDING.value, PaymentStatus.FAILED.value)
+    ]
     distributed = finance_repository.distributed_by_payment(session, [p.id for p in succeeded])
     found += [
         Mismatch(
@@ -117,6 +128,7 @@ def reconcile(session: Session, actor: Principal | None, period: Period) -> Repo
         for entry_id, total in finance_repository.unbalanced_entries(session)
     ]
     found += recon_checks.check_payments(session, all_invoices, succeeded)
+    found += recon_checks.check_distributions(session, period, all_invoices, succeeded)
     notes = recon_repository.credit_notes_of(session, [i.id for i in all_invoices])
     received = [*succeeded, *stray]
     expected = recon_checks.expected_entries(

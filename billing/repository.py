@@ -479,9 +479,32 @@ def get_payment(session: Session, payment_id: str, *, lock: bool = False) -> Pay
 
 
 def pending_stripe_payments(session: Session) -> Sequence[Payment]:
+    """Card payment attempts not yet settled (refunds are `pending_stripe_refunds`)."""
     return session.scalars(
-        select(Payment).where(Payment.method == "stripe", Payment.status == PaymentStatus.PENDING.value)
+        select(Payment).where(
+            Payment.method == "stripe", Payment.status == PaymentStatus.PENDING.value, Payment.amount_minor > 0
+        )
     ).all()
+
+
+def pending_stripe_refunds(session: Session) -> Sequence[Payment]:
+    """Card refunds recorded with their credit notes and not yet confirmed by Stripe."""
+    return session.scalars(
+        select(Payment).where(
+            Payment.method == "stripe", Payment.status == PaymentStatus.PENDING.value, Payment.amount_minor < 0
+        )
+    ).all()
+
+
+def refunds_of_notes(session: Session, note_ids: Sequence[str]) -> dict[str, Payment]:
+    if not note_ids:
+        return {}
+    found = session.scalars(select(Payment).where(Payment.credit_note_id.in_(list(note_ids)))).all()
+    return {p.credit_note_id: p for p in found if p.credit_note_id}
+
+
+def refund_of_note(session: Session, note_id: str) -> Payment | None:
+    return session.scalars(select(Payment).where(Payment.credit_note_id == note_id)).first()
 
 
 def stripe_customer(session: Session, org_id: str) -> StripeCustomer | None:

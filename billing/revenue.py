@@ -4,8 +4,11 @@ split of each amount received among source departments, the operator and the pla
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
+from math import floor
+from typing import TypeVar
 
 from sqlalchemy.orm import Session
 
@@ -18,6 +21,7 @@ from market.money import allocate
 from metering.models import Agreement
 
 FULL = 10_000
+K = TypeVar("K", bound=Hashable)
 DEFAULT_SHARES = ((PartyKind.OPERATOR, 8_000), (PartyKind.PLATFORM, 2_000))
 """Used when a product has no configured shares: the operator and the platform, no source part."""
 
@@ -142,22 +146,99 @@ def split_payment(
     return out
 
 
+PartKey = tuple[str, str, str | None]
+"""(agreement id, party kind, party org id or None for the platform): one row of a distribution."""
+
+
+@dataclass(frozen=True)
+class Received:
+    """What one invoice of a period has received so far (payments less refunds), and how its lines
+    weigh its agreements (their invoiced amounts)."""
+
+    invoice_id: str
+    amount_minor: int
+    weights: Mapping[str, int]
+
+
+def round_to_total(exact: Mapping[K, Fraction], total: int) -> dict[K, int]:
+    """Integers within one unit of `exact` that add up to `total` (largest remainder: each key gets
+    the floor of its exact value, then the units left over go to the largest remainders, ties by key).
+    `total` must lie between the sum of the floors and that sum plus the number of keys."""
+    floors = {key: floor(value) for key, value in exact.items()}
+    left = total - sum(floors.values())
+    if not 0 <= left <= len(exact):
+        raise ValueError(f"cannot round {len(exact)} values to {total}")
+    order = sorted(exact, key=lambda key: (-(exact[key] - floors[key]), _sort_key(key)))
+    for key in order[:left]:
+        floors[key] += 1
+    return floors
+
+
+def _sort_key(key: Hashable) -> tuple[str, ...]:
+    parts = key if isinstance(key, tuple) else (key,)
+    return tuple("" if part is None else str(part) for part in parts)
+
+
+def period_split(
+    received: Iterable[Received], shares_by_agreement: Mapping[str, Sequence[Share]]
+) -> dict[PartKey, int]:
+    """Everything a period's invoices received, split as one amount: what each party (and, within
+    it, each agreement) is owed in total, in integers that add up to what was received.
+
+    Each invoice's amount is divided over its agreements by weight and then over their shares,
+    exactly (fractions). Each party's total is rounded to the fen first (largest remainder over the
+    parties of the period), then that total is divided over the party's agreements the same way. So
+    every party is within one fen of its exact share whatever the number, size or order of payments:
+    100 payments of 33 fen, on one invoice or on a hundred, split like one payment of 3,300."""
+    exact: dict[PartKey, Fraction] = defaultdict(Fraction)
+    total = 0
+    for item in received:
+        weights = {a: w for a, w in item.weights.items() if w > 0}
+        weight_sum = sum(weights.values())
+        if weight_sum == 0 or item.amount_minor == 0:
+            continue
+        total += item.amount_minor
+        for agreement_id, weight in weights.items():
+            for share in shares_by_agreement[agreement_id]:
+                key = (agreement_id, share.party_kind, share.party_org_id)
+                exact[key] += Fraction(item.amount_minor * weight * share.basis_points, weight_sum * FULL)
+    by_party: dict[tuple[str, str | None], Fraction] = defaultdict(Fraction)
+    for (_, kind, org), value in exact.items():
+        by_party[(kind, org)] += value
+    party_totals = round_to_total(by_party, total)
+    out: dict[PartKey, int] = {}
+    for party, party_total in party_totals.items():
+        mine = {key: value for key, value in exact.items() if (key[1], key[2]) == party}
+        out.update(round_to_total(mine, party_total))
+    return out
+
+
 def distribute(session: Session, invoice: Invoice, payment: Payment) -> list[Distribution]:
     """Distribute a payment (or a refund, negative) of `invoice` and post it to the journal.
 
-    Cumulative: everything received for the invoice so far, this payment included, is split as if it
-    were one payment, and this payment's parts are that split less what was distributed before. So
-    rounding never drifts with the number of payments: 100 payments of 33 fen split like one of 3,300."""
-    weights: dict[str, int] = defaultdict(int)
-    for line in repository.lines_of(session, [invoice.id]):
-        weights[line.agreement_id] += line.amount_minor
-    shares = {agreement_id: agreement_split(session, agreement_id) for agreement_id, w in weights.items() if w > 0}
-    before = finance_repository.distributed_by_party(session, invoice.id)
-    target = split_payment(dict(weights), shares, sum(before.values()) + payment.amount_minor)
-    parts = [
-        (agreement_id, share, amount - before.get((agreement_id, share.party_kind, share.party_org_id), 0))
-        for agreement_id, share, amount in target
-    ]
+    Cumulative per period and party: everything the period's invoices received, this payment
+    included, is split as one amount (`period_split`), and this payment's parts are that split less
+    what was distributed before. The parts add up to the payment exactly; a part may move a fen of
+    another party of the period, so that no party drifts (rounding never favours the same party).
+    Taken under the period's distribution lock, after the invoice's and the payment's."""
+    finance_repository.lock_distributions(session, invoice.period, payment.currency)
+    weights = finance_repository.period_weights(session, invoice.period, payment.currency)
+    if sum(w for w in weights.get(invoice.id, {}).values() if w > 0) == 0:
+        return []
+    received = finance_repository.distributed_by_invoice(session, invoice.period, payment.currency)
+    received[invoice.id] = received.get(invoice.id, 0) + payment.amount_minor
+    agreements = {a for invoice_id in received for a, w in weights.get(invoice_id, {}).items() if w > 0}
+    shares = shares_of(session, agreements)
+    target = period_split(
+        (Received(i, amount, weights.get(i, {})) for i, amount in received.items()),
+        shares,
+    )
+    before = finance_repository.distributed_by_part(session, invoice.period, payment.currency)
+    parts = {
+        key: target.get(key, 0) - before.get(key, 0)
+        for key in sorted(set(target) | set(before), key=_sort_key)
+        if target.get(key, 0) != before.get(key, 0)
+    }
     if not parts:
         return []
     rows = [
@@ -166,18 +247,17 @@ def distribute(session: Session, invoice: Invoice, payment: Payment) -> list[Dis
             invoice_id=invoice.id,
             agreement_id=agreement_id,
             period=invoice.period,
-            party_kind=share.party_kind,
-            party_org_id=share.party_org_id,
+            party_kind=kind,
+            party_org_id=org,
             amount_minor=amount,
             currency=payment.currency,
         )
-        for agreement_id, share, amount in parts
+        for (agreement_id, kind, org), amount in parts.items()
     ]
     session.add_all(rows)
     by_account: dict[str, int] = defaultdict(int)
-    for agreement_id, share, amount in parts:
-        del agreement_id
-        by_account[ledger.payable(share.party_kind, share.party_org_id)] -= amount
+    for (_, kind, org), amount in parts.items():
+        by_account[ledger.payable(kind, org)] -= amount
     ledger.record(
         session,
         kind="distribution",
@@ -189,3 +269,12 @@ def distribute(session: Session, invoice: Invoice, payment: Payment) -> list[Dis
     )
     session.flush()
     return rows
+
+
+def shares_of(session: Session, agreement_ids: Iterable[str]) -> dict[str, list[Share]]:
+    """The frozen shares of these agreements (frozen now for agreements made before snapshots)."""
+    wanted = sorted(set(agreement_ids))
+    found: dict[str, list[Share]] = defaultdict(list)
+    for row in finance_repository.agreement_shares_of(session, wanted):
+        found[row.agreement_id].append(Share(row.party_kind, row.party_org_id, row.basis_points))
+    return {a: found[a] if found.get(a) else agreement_split(session, a) for a in wanted}

@@ -122,6 +122,12 @@ class CreditNoteOut(BaseModel):
     invoice_number: str | None = Field(default=None, description="The credited invoice's number.")
     amount_minor: int
     refund_minor: int
+    refund_status: str | None = Field(
+        default=None,
+        description="The refund's payment status: pending (a card refund not yet confirmed by Stripe; the "
+        "re-check job sends it), succeeded or failed; null when nothing is refunded.",
+    )
+    refund_payment_id: str | None = Field(default=None, description="The refund (a negative payment), if any.")
     currency: str
     reason: str
     created_at: datetime

@@ -17,8 +17,8 @@ from stripe._base_address import BaseAddresses
 from market.errors import MarketError
 from market.settings import Settings
 
-LIST_PAGES = 20
-"""How far back the re-check job looks for intents at Stripe: 2,000 intents."""
+PAGE_SIZE = 100
+"""Objects per page when listing at Stripe (Stripe's maximum); every page is read, there is no cap."""
 
 
 class StripeUnavailable(MarketError):
@@ -66,11 +66,38 @@ def _get(obj: Any, key: str) -> Any:
         return getattr(obj, key, None)
 
 
+@dataclass(frozen=True)
+class RefundState:
+    """What we need to know of a Refund."""
+
+    id: str
+    status: str
+    """Stripe's status: succeeded, pending, requires_action, failed, canceled."""
+    amount: int
+    """Minor units, positive."""
+    metadata: dict[str, str]
+
+    @classmethod
+    def from_object(cls, obj: Any) -> RefundState:
+        if hasattr(obj, "to_dict"):
+            obj = obj.to_dict()
+        return cls(
+            id=str(_get(obj, "id")),
+            status=str(_get(obj, "status") or ""),
+            amount=int(_get(obj, "amount") or 0),
+            metadata={str(k): str(v) for k, v in dict(_get(obj, "metadata") or {}).items()},
+        )
+
+
 class CardDeclined(Exception):
     def __init__(self, code: str, intent: IntentState | None) -> None:
         super().__init__(code)
         self.code = code
         self.intent = intent
+
+
+def _is_attempt(state: IntentState, payment_id: str, key: str) -> bool:
+    return state.metadata.get("payment_id") == payment_id or (bool(key) and state.metadata.get("attempt_key") == key)
 
 
 class StripeGateway:
@@ -83,6 +110,8 @@ class StripeGateway:
         self.client = stripe.StripeClient(
             settings.stripe_api_key.get_secret_value(), base_addresses=base, max_network_retries=0
         )
+        self.search_supported: bool | None = None
+        """Whether the server has PaymentIntent search; None until asked."""
         self.webhook_secret = (
             settings.stripe_webhook_secret.get_secret_value() if settings.stripe_webhook_secret else None
         )
@@ -145,12 +174,12 @@ class StripeGateway:
             raise StripeUnavailable("stripe_error", detail=str(error.user_message or error)) from error
         return IntentState.from_object(intent)
 
-    def intents(self, *, pages: int = LIST_PAGES) -> Iterator[IntentState]:
-        """PaymentIntents at Stripe, newest first, at most `pages` pages of 100. Listed and filtered
-        here (not searched), because Stripe-compatible test servers have no search."""
+    def intents(self) -> Iterator[IntentState]:
+        """Every PaymentIntent at Stripe, page after page (`starting_after`) until the last: no cap.
+        Listed and filtered here, because Stripe-compatible test servers have no search."""
         starting_after: str | None = None
-        for _ in range(pages):
-            params: dict[str, Any] = {"limit": 100}
+        while True:
+            params: dict[str, Any] = {"limit": PAGE_SIZE}
             if starting_after:
                 params["starting_after"] = starting_after
             try:
@@ -163,20 +192,67 @@ class StripeGateway:
                 return
             starting_after = str(data[-1].id)
 
+    def find_intent(self, *, payment_id: str, key: str) -> IntentState | None:
+        """The PaymentIntent of our attempt `payment_id` (idempotency key `key`), found by the metadata
+        we gave it: with Stripe's search where the server has it, else by reading every page of the
+        list. Search lags creation by up to about a minute; a miss then is harmless, because the
+        retry calls Stripe with the attempt's idempotency key, which gives back the same intent."""
+        if self.search_supported is not False:
+            found = self._search_intent(payment_id)
+            if found is not None or self.search_supported:
+                return found
+        return next((s for s in self.intents() if _is_attempt(s, payment_id, key)), None)
+
+    def _search_intent(self, payment_id: str) -> IntentState | None:
+        query = f"metadata['payment_id']:'{payment_id}'"
+        try:
+            result = self.client.v1.payment_intents.search(params={"query": query, "limit": PAGE_SIZE})
+        except stripe.InvalidRequestError:
+            # Not every Stripe-compatible server has search (localstripe answers 404): list instead.
+            self.search_supported = False
+            return None
+        except stripe.StripeError as error:
+            raise StripeUnavailable("stripe_error", detail=str(error.user_message or error)) from error
+        self.search_supported = True
+        states = [IntentState.from_object(intent) for intent in result.data]
+        return next((s for s in states if s.metadata.get("payment_id") == payment_id), None)
+
     def retrieve(self, intent_id: str) -> IntentState:
         try:
             return IntentState.from_object(self.client.v1.payment_intents.retrieve(intent_id))
         except stripe.StripeError as error:
             raise StripeUnavailable("stripe_error", detail=str(error.user_message or error)) from error
 
-    def refund(self, *, intent_id: str, amount: int, key: str) -> str:
+    def refund(self, *, intent_id: str, amount: int, key: str, metadata: dict[str, str]) -> RefundState:
+        """Refund `amount` of a PaymentIntent, once per `key` (our refund payment's idempotency key)."""
         try:
             refund = self.client.v1.refunds.create(
-                params={"payment_intent": intent_id, "amount": amount}, options={"idempotency_key": key}
+                params={"payment_intent": intent_id, "amount": amount, "metadata": metadata},
+                options={"idempotency_key": key},
             )
         except stripe.StripeError as error:
             raise StripeUnavailable("stripe_error", detail=str(error.user_message or error)) from error
-        return str(refund.id)
+        return RefundState.from_object(refund)
+
+    def find_refund(self, *, intent_id: str, payment_id: str) -> RefundState | None:
+        """The refund of our refund payment `payment_id`, among the intent's refunds (every page)."""
+        starting_after: str | None = None
+        while True:
+            params: dict[str, Any] = {"payment_intent": intent_id, "limit": PAGE_SIZE}
+            if starting_after:
+                params["starting_after"] = starting_after
+            try:
+                page = self.client.v1.refunds.list(params=params)  # type: ignore[arg-type]
+            except stripe.StripeError as error:
+                raise StripeUnavailable("stripe_error", detail=str(error.user_message or error)) from error
+            data = list(page.data)
+            for refund in data:
+                state = RefundState.from_object(refund)
+                if state.metadata.get("payment_id") == payment_id:
+                    return state
+            if not page.has_more or not data:
+                return None
+            starting_after = str(data[-1].id)
 
     def verify(self, payload: bytes, signature: str | None) -> Any:
         """The event, if the signature is valid for our webhook secret; raises ValueError otherwise."""

@@ -54,7 +54,7 @@ def served(market: Market, tmp_path: Path, **env: str) -> Iterator[Served]:
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180  # a loaded CI machine may take a minute to import the app
     try:
         while True:
             try:

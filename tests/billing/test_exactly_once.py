@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from billing import invoices, rating, reconciliation
+from billing import invoices, payments, rating, reconciliation
 from billing.config import Period
 from billing.models import DocumentSequence, Invoice, InvoiceStatus, JournalEntry, JournalLine
 from market import clock
 from market.accounts.models import Role
-from market.db import Database
+from market.db import Database, settings_of
 from market.errors import MarketError
 from tests.billing.helpers import PERIOD_START, SQL, Scene, end_period, run, scene, this_period
 from tests.conftest import Market
@@ -95,6 +95,19 @@ def _write_off(w: World, session: Any) -> None:
     invoices.mark_uncollectible(session, w.s.finance.principal, w.target, "buyer dissolved")
 
 
+def _credit(w: World, session: Any) -> None:
+    payments.credit_and_refund(
+        session,
+        settings_of(session),
+        w.s.finance.principal,
+        w.target,
+        amount_minor=1,
+        refund_minor=0,
+        reason="correction",
+        reference="",
+    )
+
+
 def _close(w: World, session: Any) -> None:
     reconciliation.close_period(session, w.s.finance.principal, w.period)
 
@@ -106,6 +119,7 @@ OPERATIONS: dict[str, Callable[[World, Any], None]] = {
     "void": _void,
     "write_off": _write_off,
     "close": _close,
+    "credit": _credit,
 }
 PAIRS = [
     ("run", "finalize_period"),
@@ -117,6 +131,9 @@ PAIRS = [
     ("void", "write_off"),
     ("void", "close"),
     ("run", "void"),
+    ("finalize_one", "finalize_one"),
+    ("credit", "void"),
+    ("credit", "write_off"),
 ]
 
 

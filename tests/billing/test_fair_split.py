@@ -54,12 +54,12 @@ def _pay(market: Market, invoice_id: str, amounts: list[int]) -> dict[tuple[str,
     with market.database.transaction() as session:
         for row in session.scalars(select(Distribution).where(Distribution.invoice_id == invoice_id)):
             parts[(row.party_kind, row.party_org_id)] += row.amount_minor
-    return dict(parts)
+    return {party: amount for party, amount in parts.items() if amount}
 
 
 def _one_payment_split(shares: dict[str, list[revenue.Share]], total: int) -> dict[tuple[str, str | None], int]:
     split = revenue.split_payment({a: 1 for a in shares}, shares, total)
-    return {(share.party_kind, share.party_org_id): amount for _, share, amount in split}
+    return {(share.party_kind, share.party_org_id): amount for _, share, amount in split if amount}
 
 
 def test_a_hundred_payments_of_33_split_like_one_of_3300(market: Market) -> None:

@@ -22,6 +22,7 @@ from sqlalchemy import func, select
 
 from billing import card_payments
 from billing.models import Payment, PaymentStatus, StripeEvent
+from billing.stripe_gateway import StripeGateway
 from tests.billing.conftest import WEBHOOK_SECRET
 from tests.billing.helpers import Scene, invoices_of, run, scene
 from tests.billing.test_stripe import _client
@@ -47,8 +48,9 @@ def _stripe_env(market: Market, api_base: str) -> dict[str, str]:
 
 
 def _intents_for(market: Market, invoice_id: str) -> list[Any]:
-    listed = _client(market).v1.payment_intents.list(params={"limit": 100})
-    return [i for i in listed.data if (i.to_dict().get("metadata") or {}).get("invoice_id") == invoice_id]
+    """The invoice's intents at Stripe, from every page of the list (the session's localstripe holds
+    the intents of every test, oldest first)."""
+    return [i for i in StripeGateway(market.settings).intents() if i.metadata.get("invoice_id") == invoice_id]
 
 
 def _payments(market: Market, invoice_id: str) -> list[Payment]:

@@ -12,6 +12,7 @@ from sqlalchemy import Connection, delete, insert, select, text, update
 
 from billing import invoices, payments, rating, reconciliation, repository
 from billing.models import (
+    Distribution,
     Invoice,
     InvoiceLine,
     InvoiceLineUsage,
@@ -44,6 +45,9 @@ FAULTS: dict[str, set[str]] = {
     "fee_line_for_free_agreement": {"monthly_fee_unexpected", "invoice_total_mismatch"},
     "distribution_entry_deleted": {"journal_entry_missing", "ledger_payable_mismatch"},
     "receivable_moved_to_other_buyer": {"journal_entry_mismatch", "ledger_receivable_mismatch"},
+    # An insider moves the platform's part of a payment to the operator in the distribution AND in
+    # its journal entry, so that the journal agrees with the sub-ledger: the period's split does not.
+    "distribution_and_entry_moved": {"distribution_mismatch"},
 }
 
 
@@ -183,6 +187,30 @@ def _inject(market: Market, fault: str, period: str, buyer_a: str, pick: int, am
             gone = entry("distribution", str(pay_a))
             connection.execute(delete(JournalLine).where(JournalLine.entry_id == gone))
             connection.execute(delete(JournalEntry).where(JournalEntry.id == gone))
+        elif fault == "distribution_and_entry_moved":
+            platform = connection.execute(
+                select(Distribution.id, Distribution.agreement_id, Distribution.amount_minor).where(
+                    Distribution.payment_id == pay_a, Distribution.party_kind == "platform"
+                )
+            ).first()
+            assert platform is not None and platform[2] > 0
+            operator_org = connection.execute(
+                select(Distribution.party_org_id).where(
+                    Distribution.payment_id == pay_a, Distribution.party_kind == "operator"
+                )
+            ).scalar()
+            connection.execute(
+                update(Distribution)
+                .where(Distribution.id == platform[0])
+                .values(party_kind="operator", party_org_id=operator_org)
+            )
+            connection.execute(
+                update(JournalLine)
+                .where(
+                    JournalLine.entry_id == entry("distribution", str(pay_a)), JournalLine.account == "platform_revenue"
+                )
+                .values(account=f"payable:operator:{operator_org}")
+            )
         elif fault == "receivable_moved_to_other_buyer":
             connection.execute(
                 update(JournalLine)

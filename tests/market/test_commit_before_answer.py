@@ -72,3 +72,37 @@ def test_postgresql_sessions_never_wait_without_end(market: Market) -> None:
         "lock_timeout": str(market.settings.database_lock_timeout_ms),
         "idle_in_transaction_session_timeout": str(market.settings.database_idle_in_transaction_ms),
     }
+
+
+def test_a_query_whose_usage_record_fails_to_commit_sends_no_rows(market: Market) -> None:
+    """Issue 10 item 7, for queries: an answer never leaves without its usage record stored."""
+    from metering.models import UsageRecord
+    from tests.factories import grant, listed_product, query
+
+    listed = listed_product(market)
+    buyer = market.actor(Role.BUYER)
+    grant(market, listed, buyer, purpose="commercial", plan="standard")
+    sql = "SELECT region, count(*) AS n FROM people GROUP BY region"
+    with market.database.transaction() as session:
+        before = session.scalar(select(func.count()).select_from(UsageRecord))
+
+    def mark(session: Session, *_: Any) -> None:
+        if any(isinstance(o, UsageRecord) for o in session.new):
+            session.info["meters"] = True
+
+    def fail(session: Session) -> None:
+        if session.info.pop("meters", False):
+            raise OperationalError("COMMIT", {}, Exception("database is locked"))
+
+    event.listen(market.database.sessions, "before_flush", mark)
+    event.listen(market.database.sessions, "before_commit", fail)
+    try:
+        response = query(market, buyer, listed.slug, sql)
+    finally:
+        event.remove(market.database.sessions, "before_commit", fail)
+        event.remove(market.database.sessions, "before_flush", mark)
+    assert response.status_code == 503, response.text
+    assert "rows" not in response.json() and response.json()["error"]["code"] == "database_busy"
+    with market.database.transaction() as session:
+        assert session.scalar(select(func.count()).select_from(UsageRecord)) == before
+    assert query(market, buyer, listed.slug, sql).status_code == 200  # and the next one is metered
