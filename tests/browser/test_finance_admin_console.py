@@ -127,7 +127,10 @@ def test_a_period_from_usage_to_close_in_finance_pages(live: Live, page_in: Any,
     buyer = page_in(language)
     sign_in(buyer, live.logins["buyer_commercial"])
     buyer.goto(f"/console/invoices/{invoice['id']}")
-    buyer.fill("#payment_method", "pm_card_visa")
+    buyer.fill("#card_number", "4242 4242 4242 4242")
+    buyer.select_option("#exp_month", "12")
+    buyer.select_option("#exp_year", index=15)
+    buyer.fill("#cvc", "123")
     buyer.locator("form[action$='/pay'] button[type=submit]").click()
     expect(buyer).to_have_url(re.compile(r"\?paid=1"))
 
