@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export MARKET_DATA_DIR ?= ./var
 
-.PHONY: run demo serve test lint fmt tour messages bench bench-metering bench-billing bench-upload bench-quality bench-documents bench-fairness install install-dev clean
+.PHONY: run demo serve test lint fmt tour messages bench bench-metering bench-billing bench-upload bench-quality bench-documents bench-fairness bench-http install install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -77,6 +77,9 @@ bench-documents: install-dev
 
 bench-fairness: install-dev
 	$(BIN)/python -m bench.sandbox_fairness
+
+bench-http: install-dev
+	$(BIN)/python -m bench.http_throughput
 
 clean:
 	rm -rf $(VENV) var

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -239,6 +240,14 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
             yield
         health.close()
         database.dispose()
+        from sandbox import cache
+
+        for name, kept in (("plan", cache.plans), ("result", cache.results)):
+            stats = kept.stats()
+            logging.getLogger("uvicorn.error").info(  # uvicorn's logger: shown in the server's log
+                "sandbox %s cache of process %d: %d hits, %d misses (hit rate %.1f%%), %d entries, ~%d bytes",
+                *(name, os.getpid(), stats.hits, stats.misses, 100 * stats.hit_rate, stats.entries, stats.size),
+            )
 
     app = FastAPI(
         title=settings.platform_name,

@@ -205,6 +205,40 @@ def migrate(database: Database) -> None:
         command.upgrade(config, "heads")
 
 
+def upsert_locked(
+    session: Session, entity: Any, values: dict[str, Any], conflict_columns: list[str], touch: str
+) -> Any:
+    """The row of `entity` keyed by `conflict_columns`, created from `values` if missing, write-locked
+    until commit, in ONE statement: `INSERT ... ON CONFLICT DO UPDATE SET touch = touch RETURNING *`.
+
+    The no-op update takes the row lock on PostgreSQL (and the write lock on SQLite, which is already
+    held when the transaction began with `begin_write`), and RETURNING gives the committed row's
+    current values, loaded into the session's object (populate_existing).
+    """
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        statement: Any = postgresql.insert(entity).values(**values)
+    elif dialect == "sqlite":
+        statement = sqlite.insert(entity).values(**values)
+    else:  # pragma: no cover - only the two supported databases
+        raise RuntimeError(f"unsupported database {dialect}")
+    column = getattr(entity, touch)
+    statement = statement.on_conflict_do_update(index_elements=conflict_columns, set_={touch: column})
+    return session.scalars(statement.returning(entity), execution_options={"populate_existing": True}).one()
+
+
+def begin_write(session: Session) -> None:
+    """On SQLite, start the session's transaction by taking the database's write lock (BEGIN IMMEDIATE).
+
+    A transaction that reads and then writes would otherwise start as a reader and upgrade later; under
+    WAL an upgrade that meets a newer commit fails at once (SQLITE_BUSY_SNAPSHOT) and is retried, and
+    writers queue in SQLite's sleeping busy handler. Taking the lock first means one wait, at the start,
+    before anything is read. On PostgreSQL row locks do the work: nothing to do. Call it first thing.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def insert_ignore(session: Session, table: Any, values: dict[str, Any], conflict_columns: list[str]) -> None:
     """INSERT a row unless one with the same `conflict_columns` exists, atomically, on SQLite and PostgreSQL."""
     dialect = session.get_bind().dialect.name
@@ -217,3 +251,6 @@ def insert_ignore(session: Session, table: Any, values: dict[str, Any], conflict
     else:  # pragma: no cover - only the two supported databases
         raise RuntimeError(f"unsupported database {dialect}")
     session.execute(statement)
+
+
+from market import access_cache as _access_cache  # noqa: E402, F401  (its session listeners invalidate the caches)

@@ -7,8 +7,10 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
-from market.accounts.service import Principal, authenticate
+from market import access_cache
+from market.accounts.service import Principal, authenticate, hash_key
 from market.db import Database
 from market.settings import Settings
 
@@ -32,16 +34,43 @@ def get_session(request: Request) -> Iterator[Session]:
         yield session
 
 
-def get_principal(request: Request) -> Principal:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    clear = token.strip() if scheme.lower() == "bearer" else None
+def _authenticate(request: Request, clear: str | None) -> Principal:
     # Authentication gets its own short session so that a failed query's rollback never undoes it.
     with get_database(request).transaction() as session:
         return authenticate(session, clear)
 
 
+async def get_principal(request: Request) -> Principal:
+    """The caller, from its bearer key: from the short-lived key cache (market.access_cache, emptied
+    at once when a key, user or organisation changes), else from the database in a worker thread.
+
+    Async, so a cached caller costs no thread hop; only a database read goes to the threadpool."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    clear = token.strip() if scheme.lower() == "bearer" else None
+    if not clear:
+        return await run_in_threadpool(_authenticate, request, clear)
+    run_dir = get_settings_dep(request).run_dir
+    key_hash = hash_key(clear)
+    found = access_cache.principal(run_dir, key_hash)
+    if isinstance(found, Principal):
+        return found
+    generation = access_cache.generation(run_dir)
+    principal = await run_in_threadpool(_authenticate, request, clear)
+    access_cache.remember_principal(run_dir, key_hash, principal, generation)
+    return principal
+
+
+async def _database(request: Request) -> Database:
+    return get_database(request)
+
+
+async def _settings(request: Request) -> Settings:
+    return get_settings_dep(request)
+
+
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
-SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
-DatabaseDep = Annotated[Database, Depends(get_database)]
+# Plain attribute reads: async, so FastAPI calls them on the event loop, not through a thread hop each.
+SettingsDep = Annotated[Settings, Depends(_settings)]
+DatabaseDep = Annotated[Database, Depends(_database)]

@@ -31,10 +31,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from market.db import insert_ignore
+from market.db import upsert_locked
 from metering import anchors
 from metering.models import UsageChainHead, UsageRecord
 
@@ -91,23 +91,15 @@ def record_hash(record: Any, prev_hash: str, key: bytes) -> str:
 
 
 def lock_head(session: Session, buyer_org_id: str) -> UsageChainHead:
-    """The buyer's chain head, created if missing and write-locked until the transaction ends."""
-    insert_ignore(
+    """The buyer's chain head, created if missing and write-locked until the transaction ends (one upsert)."""
+    head: UsageChainHead = upsert_locked(
         session,
-        UsageChainHead.__table__,
+        UsageChainHead,
         {"buyer_org_id": buyer_org_id, "last_seq": 0, "last_hash": GENESIS},
         ["buyer_org_id"],
+        "last_seq",
     )
-    session.execute(
-        update(UsageChainHead)
-        .where(UsageChainHead.buyer_org_id == buyer_org_id)
-        .values(last_seq=UsageChainHead.last_seq)
-    )
-    return session.scalars(
-        select(UsageChainHead)
-        .where(UsageChainHead.buyer_org_id == buyer_org_id)
-        .execution_options(populate_existing=True)
-    ).one()
+    return head
 
 
 def _apply_column_defaults(record: UsageRecord) -> None:

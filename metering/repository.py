@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Date, cast, func, select, update
+from sqlalchemy import ColumnElement, Date, cast, func, select
 from sqlalchemy.orm import Session
 
 from market.accounts.models import Organisation
-from market.db import insert_ignore
+from market.db import upsert_locked
 from metering.models import (
     AccessRequest,
     Agreement,
@@ -125,13 +125,13 @@ def month_counter(session: Session, agreement_id: str, month: str) -> AgreementM
 def lock_month(session: Session, agreement_id: str, month: str) -> AgreementMonth:
     """The agreement's counter row for `month`, created if missing and write-locked until commit.
 
-    The first statements write (insert-or-ignore, then an UPDATE), which takes the row lock on
-    PostgreSQL and the database write lock on SQLite, so concurrent queries of one agreement decide
-    quota and cap one at a time; the SELECT after them reads the committed totals.
+    One upsert with RETURNING (market.db.upsert_locked): it takes the row lock on PostgreSQL (and
+    needs the database write lock on SQLite, see market.db.begin_write), so concurrent queries of one
+    agreement decide quota and cap one at a time, and it returns the committed totals.
     """
-    insert_ignore(
+    counter: AgreementMonth = upsert_locked(
         session,
-        AgreementMonth.__table__,
+        AgreementMonth,
         {
             "agreement_id": agreement_id,
             "month": month,
@@ -142,17 +142,8 @@ def lock_month(session: Session, agreement_id: str, month: str) -> AgreementMont
             "lock_version": 0,
         },
         ["agreement_id", "month"],
+        "lock_version",
     )
-    session.execute(
-        update(AgreementMonth)
-        .where(AgreementMonth.agreement_id == agreement_id, AgreementMonth.month == month)
-        .values(lock_version=AgreementMonth.lock_version + 1)
-    )
-    counter = session.scalars(
-        select(AgreementMonth)
-        .where(AgreementMonth.agreement_id == agreement_id, AgreementMonth.month == month)
-        .execution_options(populate_existing=True)
-    ).one()
     return counter
 
 

@@ -9,11 +9,11 @@ from decimal import Decimal
 from sqlalchemy.orm import Session
 
 from billing import revenue as billing_revenue
-from market import messages
+from market import access_cache, messages
 from market.accounts.models import Role
 from market.accounts.service import Principal
 from market.clock import new_id, utcnow
-from market.db import Database
+from market.db import Database, begin_write
 from market.errors import Conflict, Forbidden, NotFound, ServiceUnavailable, TooManyRequests, Unprocessable
 from market.settings import Settings
 from metering import access, attempts, repository
@@ -26,14 +26,16 @@ from metering.models import (
 )
 from metering.pricing import PlanTerms, rate_query
 from products import service as products
+from products.governance import authorisations
 from products.models import PlanKind, PricePlan, Product, ProductStatus, ProductVersion
 from products.schemas import PlanOut
+from sandbox import cache
 from sandbox.admission import Admission
 from sandbox.engine import EngineLimits
 from sandbox.errors import QueryFailed, QueryRefused
 from sandbox.policy import ProtectionPolicy
 from sandbox.pool import shared_pool
-from sandbox.service import Measurements, QueryResult, TableFile, plan_query
+from sandbox.service import Measurements, QueryResult, TableFile, cached_result, plan_query
 from sandbox.service import execute as sandbox_execute
 
 DEFAULT_VALIDITY = timedelta(days=365)
@@ -294,9 +296,17 @@ def _prepare(
     replay = attempts.replay(session, actor, idempotency_key, product_slug, sql)
     if replay is not None:
         return replay
-    product = products.servable_product(session, actor, product_slug)
     now = utcnow()
-    agreement = _agreement_for_query(session, actor, product, now, agreement_id)
+    key = (actor.org_id, product_slug, agreement_id)
+    cached = access_cache.prepared(settings.run_dir, key, now)
+    if isinstance(cached, _Runs):
+        runs = cached
+    else:
+        generation = access_cache.generation(settings.run_dir)
+        product = products.servable_product(session, actor, product_slug)
+        agreement = _agreement_for_query(session, actor, product, now, agreement_id)
+        runs = _Runs(agreement, None, {})
+    agreement = runs.agreement
     attempt = attempts.Attempt(actor, agreement, product_slug, sql, idempotency_key, now)
     refusal = attempts.agreement_refusal(agreement, now)
     if refusal is not None:
@@ -308,11 +318,39 @@ def _prepare(
         return attempts.refuse(session, attempt, early)
     if over_limit is not None:
         return attempts.refuse(session, replace(attempt, key=None), over_limit)
-    version = session.get(ProductVersion, agreement.product_version_id)
-    if version is None:  # pragma: no cover - agreements reference versions by foreign key
-        raise NotFound("product_not_found", slug=product_slug)
-    policy = ProtectionPolicy.model_validate(agreement.policy)
-    return _Prepared(attempt, policy, products.version_tables(settings, version))
+    if runs.policy is None:
+        version = session.get(ProductVersion, agreement.product_version_id)
+        if version is None:  # pragma: no cover - agreements reference versions by foreign key
+            raise NotFound("product_not_found", slug=product_slug)
+        runs = _Runs(
+            agreement, ProtectionPolicy.model_validate(agreement.policy), products.version_tables(settings, version)
+        )
+        valid = _validity(session, product, agreement)
+        access_cache.remember_prepared(settings.run_dir, key, runs, generation, valid)
+    assert runs.policy is not None
+    return _Prepared(attempt, runs.policy, runs.tables)
+
+
+@dataclass(frozen=True)
+class _Runs:
+    """What a buyer's query on a product runs under, kept in market.access_cache between queries."""
+
+    agreement: Agreement
+    policy: ProtectionPolicy | None
+    tables: dict[str, TableFile]
+
+
+def _validity(session: Session, product: Product, agreement: Agreement) -> tuple[datetime, datetime]:
+    """When the product and agreement checks above keep their outcome: inside the agreement's period
+    and, for a listed product, its operator's covering authorisation's."""
+    start, end = agreement.valid_from, agreement.valid_until
+    if product.listed_version_id is not None:
+        scenarios = product.scenarios or ()
+        covering = authorisations.covering(session, product.operator_org_id, product.zone, product.region, scenarios)
+        if covering is None:  # pragma: no cover - servable_product refused already
+            return start, start
+        start, end = max(start, covering.valid_from), min(end, covering.valid_until)
+    return start, end
 
 
 def run_metered_query(
@@ -361,17 +399,27 @@ def run_metered_query(
         attempt = prepared.attempt
         try:
             plan = plan_query(sql, prepared.policy)
-            with admission.worker():
-                result = sandbox_execute(
-                    plan, prepared.tables, sandbox_limits(settings), settings.sandbox_max_result_rows
-                )
+            cache.configure(settings.sandbox_result_cache_entries, settings.sandbox_result_cache_bytes)
+            # An identical query on the same version already answered: no worker needed, but it is
+            # still metered, audited and charged below exactly like one that ran.
+            found = cached_result(plan, prepared.tables, settings.sandbox_max_result_rows)
+            if found is not None:
+                result = found
+            else:
+                with admission.worker():
+                    result = sandbox_execute(
+                        plan, prepared.tables, sandbox_limits(settings), settings.sandbox_max_result_rows
+                    )
         except ServiceUnavailable as busy:
             with database.transaction() as session:
+                begin_write(session)
                 return attempts.refuse(session, replace(attempt, key=None), busy)
         except (QueryRefused, QueryFailed) as error:
             with database.transaction() as session:
+                begin_write(session)
                 return attempts.refuse(session, attempt, error)
     with database.transaction() as session:
+        begin_write(session)
         return _record(session, attempt, result)
 
 

@@ -26,7 +26,15 @@ from typing import Any
 
 import duckdb
 
-from sandbox.engine import EngineLimits, Execution, TableStatistics, deadline, execute_plan, open_locked
+from sandbox.engine import (
+    EngineLimits,
+    Execution,
+    TableStatistics,
+    deadline,
+    execute_plan,
+    execute_single,
+    open_locked,
+)
 from sandbox.errors import QueryFailed
 from sandbox.rewrite import Plan
 
@@ -45,6 +53,8 @@ class Job:
     max_rows: int
     seconds: float | None = None
     """This query's time and CPU budget (sandbox.service.budget_seconds); None: the pool's timeout."""
+    single: bool = False
+    """Run as one statement (engine.execute_single) rather than staged (sandbox.service decides)."""
 
     def budget(self, limits: EngineLimits) -> float:
         return min(self.seconds, limits.timeout_seconds) if self.seconds else limits.timeout_seconds
@@ -111,7 +121,8 @@ def _run_job(
         statistics = TableStatistics(db, stats, version="|".join(path for _, path in job.tables))
         with deadline(db, job.budget(limits)) as timed_out:
             try:
-                return ("ok", execute_plan(db, job.plan, job.max_rows, statistics))
+                run = execute_single if job.single else execute_plan
+                return ("ok", run(db, job.plan, job.max_rows, statistics))
             except duckdb.InterruptException:
                 return ("error", "timeout", "")
             except duckdb.Error as error:

@@ -54,6 +54,11 @@ class Plan:
     referenced_columns: dict[str, list[str]] = field(default_factory=dict)
     fast_threshold: bool = True
     """False runs the exact statement straight away (the naive method, kept for the benchmark)."""
+    counted_output_sql: str = ""
+    """Stage 2 with two trailing columns, `"__s"` and `"__n"` (suppressed groups, groups), for the
+    single statement (engine.execute_single); the same tree as `output_sql` otherwise."""
+    passes_sql: str = ""
+    """The condition a group of stage 1 passes (every `__lo<i>` >= k)."""
     constants_sql: str | None = None
     """`SELECT <each computed constant of stage 1>`: run once before stage 1, so a constant that fails
     (CAST('x' AS INTEGER) in a CASE branch) fails whether or not its branch is reached."""
@@ -91,10 +96,10 @@ class UnitColumn:
 def threshold_sql(units: list[UnitColumn], method: str, max_rows_per_unit: Sequence[int] = ()) -> str:
     """The threshold columns `__lo<i>`: a lower bound on instance i's distinct units, per method.
 
-    - "rows": units without NULLs, where no unit of instance i can have more than
-      `max_rows_per_unit[i]` rows in the query's rows (see engine._methods for where the bound comes
-      from). A group of n rows then has at least ceil(n / max) units. Reads no unit column at all:
-      as cheap as count(*).
+    - "rows": where no unit of instance i can have more than `max_rows_per_unit[i]` rows in the
+      query's rows (see engine._methods for where the bound comes from). A group of n rows whose unit
+      is not NULL then has at least ceil(n / max) units; rows whose unit is NULL are no unit at all
+      (count(DISTINCT unit) ignores them too), so they count for nothing: `count(unit)`, not `count(*)`.
     - "buckets": the distinct 64-way hash buckets the units fall into (minus one if a NULL is
       present): distinct units can share a bucket, one unit never fills two.
     - "exact": count(DISTINCT unit).
@@ -104,8 +109,10 @@ def threshold_sql(units: list[UnitColumn], method: str, max_rows_per_unit: Seque
         if method == "exact":
             columns.append(f'COUNT(DISTINCT {unit.sql}) AS "__lo{i}"')
         elif method == "rows":
-            per_unit = max(1, int(max_rows_per_unit[i]))
-            columns.append(f'(COUNT(*) + {per_unit - 1}) // {per_unit} AS "__lo{i}"')
+            bound = int(max_rows_per_unit[i])
+            per_unit = max(1, abs(bound))
+            counted = unit.sql if bound < 0 else "*"
+            columns.append(f'(COUNT({counted}) + {per_unit - 1}) // {per_unit} AS "__lo{i}"')
         else:
             columns.append(
                 f"COALESCE(BIT_COUNT(BIT_OR(CAST(1 AS UBIGINT) << (HASH({unit.sql}) % {BUCKETS}))), 0)"
@@ -271,13 +278,20 @@ def build_plan(checked: CheckedQuery, policy: ProtectionPolicy) -> Plan:
         output.set("limit", exp.Limit(expression=exp.Literal.number(checked.limit)))
     if checked.offset:
         output.set("offset", exp.Offset(expression=exp.Literal.number(checked.offset)))
+    output_sql = to_sql(output)
+    # The single statement's stage 2: the same tree, with the group counts it carries appended as the
+    # last two columns (sandbox-written names the buyer cannot write; positions of ORDER BY unchanged).
+    output.set("expressions", [*output.expressions, _col("__s"), _col("__n")])
+    counted_output_sql = to_sql(output)
     return Plan(
         template=template,
         restriction=restriction,
         key_columns=[f"__g{i}" for i in range(len(key_texts))],
         join_keys=join_keys,
         units=units,
-        output_sql=to_sql(output),
+        output_sql=output_sql,
+        counted_output_sql=counted_output_sql,
+        passes_sql=to_sql(_passes_condition(k, n)),
         decide_sql=_decide_sql(policy.min_group_size, len(checked.refs)),
         undecided=_undecided_sql(policy.min_group_size, len(checked.refs)),
         columns=checked.columns,

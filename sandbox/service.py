@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sandbox import crosscheck
+from sandbox import cache, crosscheck
 from sandbox.engine import EngineLimits
 from sandbox.errors import QueryFailed, QueryRefused
 from sandbox.policy import ProtectionPolicy
@@ -69,7 +69,19 @@ class QueryResult:
 
 
 def plan_query(sql: str, policy: ProtectionPolicy) -> Plan:
-    """Both validators and the rewrite: the statements that will run for `sql`, or QueryRefused."""
+    """Both validators and the rewrite: the statements that will run for `sql`, or QueryRefused.
+
+    Accepted plans are cached per process on (policy, SQL text): validation reads nothing else."""
+    key = ("threshold", policy.model_dump_json(), sql)
+    found: Plan | None = cache.plans.get(key)
+    if found is not None:
+        return found
+    plan = _plan(sql, policy)
+    cache.plans.put(key, plan, len(plan.template) + len(plan.output_sql) + len(sql) + 1024)
+    return plan
+
+
+def _plan(sql: str, policy: ProtectionPolicy) -> Plan:
     checked = check(sql, policy)
     try:
         plan = build_plan(checked, policy)
@@ -135,6 +147,11 @@ SECONDS_PER_MILLION_ROWS = 1.0
 """Time added per million rows the query reads: several times what a scan and aggregate of them takes."""
 
 
+SINGLE_STATEMENT_ROWS = 2_000_000
+"""Products whose tables (as the query names them) hold at most this many rows, by the row counts stored
+when the version was built, run as one exact statement (engine.execute_single); larger ones staged."""
+
+
 def budget_seconds(rows_scanned: int, limits: EngineLimits) -> float:
     """A query's time and CPU budget from the size of what it reads, at most the configured timeout.
 
@@ -157,6 +174,25 @@ def run_query(
     return execute(plan_query(sql, policy), tables, limits, max_rows, pool)
 
 
+def _files(tables: Mapping[str, TableFile]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((name, str(t.path.resolve())) for name, t in tables.items()))
+
+
+def _result_key(plan: Plan, files: tuple[tuple[str, str], ...], max_rows: int) -> tuple[Any, ...]:
+    """The version's files, the mode and the exact statements that would run (docs/sandbox.md)."""
+    return ("threshold", files, plan.template, plan.decide_sql, plan.output_sql, plan.fast_threshold, max_rows)
+
+
+def cached_result(plan: Plan, tables: Mapping[str, TableFile], max_rows: int) -> QueryResult | None:
+    """The answer an identical query on the same version already got in this process, or None.
+
+    The caller still meters, audits and charges it as a query (metering.service); cpu_ms is 0."""
+    found: QueryResult | None = cache.results.get(_result_key(plan, _files(tables), max_rows))
+    if found is None:
+        return None
+    return replace(found, measurements=replace(found.measurements, cpu_ms=0))
+
+
 def execute(
     plan: Plan,
     tables: Mapping[str, TableFile],
@@ -164,13 +200,30 @@ def execute(
     max_rows: int,
     pool: WorkerPool | None = None,
 ) -> QueryResult:
-    """Run a validated `plan` over `tables` in a sandbox worker and measure it; raises QueryFailed."""
+    """Run a validated `plan` over `tables` in a sandbox worker and measure it; raises QueryFailed.
+
+    The answer is kept in this process's result cache (sandbox.cache) for identical queries."""
+    files = _files(tables)
+    result = _execute(plan, tables, files, limits, max_rows, pool)
+    cache.results.put(_result_key(plan, files, max_rows), result, cache.size_of(result.rows))
+    return result
+
+
+def _execute(
+    plan: Plan,
+    tables: Mapping[str, TableFile],
+    files: tuple[tuple[str, str], ...],
+    limits: EngineLimits,
+    max_rows: int,
+    pool: WorkerPool | None,
+) -> QueryResult:
     rows_scanned, bytes_scanned = measure_scan(plan, tables)
     job = Job(
-        tables=tuple(sorted((name, str(t.path.resolve())) for name, t in tables.items())),
+        tables=files,
         plan=plan,
         max_rows=max_rows,
         seconds=budget_seconds(rows_scanned, limits),
+        single=plan.fast_threshold and rows_scanned <= SINGLE_STATEMENT_ROWS,
     )
     execution = (pool or shared_pool(limits)).run(job)
     if execution.refused is not None:

@@ -10,6 +10,7 @@ from collections import defaultdict
 from typing import Any
 
 import duckdb
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -102,9 +103,21 @@ def _expected(q: dict[str, Any]) -> tuple[list[list[Any]], int]:
     return passing, suppressed
 
 
+@pytest.fixture(params=["single statement", "staged"])
+def strategy(request, monkeypatch) -> str:
+    """Both threshold strategies (sandbox.service chooses by the products' row counts), no result cache."""
+    from sandbox import cache
+    from sandbox import service as sandbox_service
+
+    if request.param == "staged":
+        monkeypatch.setattr(sandbox_service, "SINGLE_STATEMENT_ROWS", -1)
+    monkeypatch.setattr(cache, "results", cache.BoundedCache(0, 0))
+    return str(request.param)
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(q=queries())
-def test_random_queries_return_exactly_the_groups_that_reach_k(tables, pool, q: dict[str, Any]) -> None:
+def test_random_queries_return_exactly_the_groups_that_reach_k(tables, pool, strategy, q: dict[str, Any]) -> None:
     policy = ProtectionPolicy.model_validate({**TWO_TABLE_POLICY, "min_group_size": q["k"]})
     result = run_query(_sql(q), policy, tables, LIMITS, 10_000, pool)
     expected, suppressed = _expected(q)

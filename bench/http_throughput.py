@@ -1,0 +1,315 @@
+"""Queries over HTTP against raw DuckDB: requests/s, p50 and p99 at 1, 4 and 16 connections.
+
+Builds the demo marketplace in a temporary directory, adds `--buyers` buyer organisations (each with
+its own API key and a commercial agreement on the flights product), and serves it with
+`market serve --workers N` (a real server on loopback, another process). The load generator is this
+process: asyncio + aiohttp, one keep-alive connection per simulated client, each client a buyer of
+its own (client i is buyer i mod --buyers), sending its next request as soon as the last answer
+arrived (a closed loop).
+
+Workloads, each for `--seconds` at every connection count:
+
+- `origin`, `carrier_month`, `dest_july`: three small demo queries, each sent again and again, on a
+  server started with the result cache off (`MARKET_SANDBOX_RESULT_CACHE_ENTRIES=0`): every request
+  runs the sandbox. Beside them, raw DuckDB runs the same SQL on the same Parquet file in this
+  process (one connection, the sandbox's thread count), in the same run: the ratio HTTP/raw is the
+  price of the whole path (authentication, validation, threshold, metering, JSON).
+- `dashboard`: a dashboard mix on a server with its default settings (result cache on): every
+  client is its own buyer and picks, per request, one of a few queries (the three above and three
+  more), the way dashboards refresh the same panels for many users.
+
+Everything runs on SQLite, then on a scratch PostgreSQL database (bench/databases.py).
+
+    python -m bench.http_throughput [--seconds 6] [--connections 1,4,16] [--workers N] [--skip-postgres]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import duckdb
+import httpx
+
+from bench.databases import on_both_databases
+from market.accounts import service as accounts
+from market.accounts.models import OrgKind, Role
+from market.db import Database, migrate
+from market.demo import FLIGHTS_SLUG, build_demo
+from market.settings import Settings
+from metering import service as metering
+from metering.models import Purpose
+from products import repository as products_repo
+from products import service as products
+
+SMALL = {
+    "origin": "SELECT origin, count(*) AS flights, avg(dep_delay) AS delay FROM flights GROUP BY origin",
+    "carrier_month": (
+        "SELECT carrier, month, count(*) AS flights, avg(arr_delay) AS delay FROM flights GROUP BY carrier, month"
+    ),
+    "dest_july": "SELECT dest, count(*) AS flights, avg(arr_delay) AS delay FROM flights WHERE month = 7 GROUP BY dest",
+}
+DASHBOARD = [
+    *SMALL.values(),
+    "SELECT month, count(*) AS flights, sum(distance) AS miles FROM flights GROUP BY month ORDER BY month",
+    "SELECT carrier, avg(dep_delay) AS delay, stddev(dep_delay) AS spread FROM flights GROUP BY carrier",
+    "SELECT origin, dest, count(*) AS flights FROM flights WHERE origin = 'JFK' GROUP BY origin, dest",
+]
+
+
+def _percentile(samples: list[float], fraction: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] * 1000 if ordered else float("nan")
+
+
+def _add_buyers(database: Database, count: int) -> list[str]:
+    """`count` buyer organisations with a key and a commercial agreement each; their clear keys."""
+    keys: list[str] = []
+    with database.transaction() as session:
+        product = products_repo.by_slug(session, FLIGHTS_SLUG)
+        assert product is not None
+        operator = None
+        from market.accounts.models import Organisation, User
+        from market.demo import _principal
+
+        owner = session.get(Organisation, product.operator_org_id)
+        staff = session.query(User).filter(User.org_id == product.operator_org_id, User.role == "operator").first()
+        assert owner is not None and staff is not None
+        operator = _principal(staff, owner)
+        scenario = sorted(metering.access.allowed_scenarios(session, product) or {"logistics-planning"})[0]
+        for i in range(count):
+            org = accounts.create_org(session, None, name=f"Bench buyer {i}", kind=OrgKind.BUYER)
+            user = accounts.create_user(
+                session, None, org=org, name=f"Buyer {i}", email=f"bench{i}@bench.market", role=Role.BUYER
+            )
+            session.flush()
+            _, clear = accounts.issue_key(session, None, user=user, label="bench")
+            buyer = _principal(user, org)
+            request = metering.request_access(
+                session,
+                buyer,
+                product_slug=FLIGHTS_SLUG,
+                plan_code="commercial-standard",
+                purpose=Purpose.COMMERCIAL,
+                scenario=scenario,
+                justification="Benchmark.",
+            )
+            if request.status == "pending":
+                metering.decide_request(session, operator, request.id, approve=True, reason="Benchmark.")
+            keys.append(clear)
+    return keys
+
+
+def _parquet(database: Database, settings: Settings) -> Path:
+    with database.transaction() as session:
+        product = products_repo.by_slug(session, FLIGHTS_SLUG)
+        assert product is not None and product.listed_version_id is not None
+        from products.models import ProductVersion
+
+        version = session.get(ProductVersion, product.listed_version_id)
+        assert version is not None
+        return products.version_tables(settings, version)["flights"].path
+
+
+@contextlib.contextmanager
+def _server(settings: Settings, workers: int, extra: dict[str, str], report: list[str] | None = None) -> Iterator[str]:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {
+        **os.environ,
+        "MARKET_DATA_DIR": str(settings.data_dir),
+        "MARKET_DATABASE_URL": settings.effective_database_url,
+        "MARKET_SCHEDULER_ENABLED": "false",
+        **extra,
+    }
+    log_path = settings.data_dir / f"server-{port}.log"
+    log = log_path.open("wb")
+    command = [sys.executable, "-c", "from market.cli import main; main()", "serve", "--port", str(port)]
+    server = subprocess.Popen(
+        [*command, "--workers", str(workers)],
+        env=env,
+        start_new_session=True,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(1200):
+            if server.poll() is not None:
+                raise SystemExit(log_path.read_text())
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                    break
+            time.sleep(0.1)
+        yield base
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+        log.close()
+        if report is not None:  # each API process logs its caches' hit rates when it stops (market/app.py)
+            report.extend(
+                "   " + line.split("INFO:", 1)[-1].strip()
+                for line in log_path.read_text().splitlines()
+                if "sandbox result cache" in line
+            )
+        for error in log_path.read_text().split("ERROR:")[1:3]:  # a 5xx is a bug: show its traceback
+            print("server error:", error[:3000], file=sys.stderr)
+
+
+@dataclass
+class Run:
+    """One workload at one connection count."""
+
+    latencies: list[float] = field(default_factory=list)
+    statuses: Counter[str] = field(default_factory=Counter)
+    seconds: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        return len(self.latencies) / self.seconds if self.seconds else 0.0
+
+
+async def _load(base: str, keys: list[str], queries: list[str], connections: int, seconds: float) -> Run:
+    run = Run()
+    stop_at = time.perf_counter() + seconds
+    url = f"{base}/v1/queries"
+
+    async def client(i: int, session: aiohttp.ClientSession) -> None:
+        headers = {"Authorization": f"Bearer {keys[i % len(keys)]}"}
+        chooser = random.Random(i)
+        while time.perf_counter() < stop_at:
+            body = {"product": FLIGHTS_SLUG, "sql": chooser.choice(queries)}
+            started = time.perf_counter()
+            try:
+                async with session.post(url, json=body, headers=headers) as response:
+                    payload = await response.read()
+                    status = response.status
+            except aiohttp.ClientError as error:
+                run.statuses[f"transport {type(error).__name__}"] += 1
+                continue
+            elapsed = time.perf_counter() - started
+            if status == 200:
+                run.latencies.append(elapsed)
+                run.statuses["200"] += 1
+            else:
+                run.statuses[f"{status} {payload[:80].decode(errors='replace')}"] += 1
+                if status in (429, 503):
+                    await asyncio.sleep(0.05)
+
+    connector = aiohttp.TCPConnector(limit=connections, force_close=False)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as session:
+        started = time.perf_counter()
+        await asyncio.gather(*(client(i, session) for i in range(connections)))
+        run.seconds = time.perf_counter() - started
+    return run
+
+
+def _raw(parquet: Path, sql: str, seconds: float, threads: int) -> Run:
+    """Raw DuckDB, the same SQL on the same file, one query at a time (its own best case)."""
+    connection = duckdb.connect(config={"threads": threads})
+    connection.execute(f"CREATE VIEW flights AS SELECT * FROM read_parquet('{parquet}')")
+    connection.execute(sql).fetchall()
+    run = Run()
+    stop_at = time.perf_counter() + seconds
+    started = time.perf_counter()
+    while time.perf_counter() < stop_at:
+        t = time.perf_counter()
+        connection.execute(sql).fetchall()
+        run.latencies.append(time.perf_counter() - t)
+    run.seconds = time.perf_counter() - started
+    connection.close()
+    return run
+
+
+def _line(name: str, connections: int, run: Run, raw: Run | None) -> str:
+    p50, p99 = _percentile(run.latencies, 0.5), _percentile(run.latencies, 0.99)
+    text = f"{name:14} {connections:5d} {run.rate:9.1f} {p50:9.1f} {p99:9.1f}"
+    if raw is not None:
+        raw_p50 = _percentile(raw.latencies, 0.5)
+        text += f" {raw_p50:9.2f} {p50 / raw_p50:8.2f}x {run.rate / raw.rate:8.2f}"
+    bad = {k: v for k, v in run.statuses.items() if k != "200"}
+    if bad:
+        text += f"  other: {dict(bad)}"
+    return text
+
+
+def _bench(database: Database, name: str, args: argparse.Namespace) -> list[str]:
+    lines: list[str] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        url = database.engine.url.render_as_string(hide_password=False)
+        settings = Settings(data_dir=Path(tmp), database_url=url, scheduler_enabled=False)
+        database = Database.from_settings(settings)
+        migrate(database)
+        build_demo(database, settings)
+        keys = _add_buyers(database, args.buyers)
+        parquet = _parquet(database, settings)
+        database.dispose()
+        workers = args.workers or max(1, len(os.sched_getaffinity(0)))
+        header = f"{'workload':14} {'conns':>5} {'req/s':>9} {'p50 ms':>9} {'p99 ms':>9}"
+        lines.append(f"== {name}: market serve --workers {workers}; {args.buyers} buyers")
+        lines.append(f"{header} {'raw p50':>9} {'p50/raw':>9} {'raw/s÷':>8}")
+        lines.append("   (uncached: MARKET_SANDBOX_RESULT_CACHE_ENTRIES=0)")
+        with _server(settings, workers, {"MARKET_SANDBOX_RESULT_CACHE_ENTRIES": "0"}) as base:
+            asyncio.run(_load(base, keys, DASHBOARD, 4, 2.0))  # warm every process and worker
+            for query_name, sql in SMALL.items():
+                for connections in args.connections:
+                    run = asyncio.run(_load(base, keys, [sql], connections, args.seconds))
+                    raw = _raw(parquet, sql, min(args.seconds, 3.0), Settings().sandbox_threads)
+                    lines.append(_line(query_name, connections, run, raw) + f"  load {_loadavg()}")
+                    print(lines[-1], flush=True)
+        lines.append("   (dashboard mix, default settings)")
+        report: list[str] = []
+        with _server(settings, workers, {}, report) as base:
+            asyncio.run(_load(base, keys, DASHBOARD, 4, 2.0))
+            for connections in args.connections:
+                run = asyncio.run(_load(base, keys, DASHBOARD, connections, args.seconds))
+                lines.append(_line("dashboard", connections, run, None) + f"  load {_loadavg()}")
+                print(lines[-1], flush=True)
+        lines.extend(report)
+    return lines
+
+
+def _loadavg() -> str:
+    return Path("/proc/loadavg").read_text().split(" ", 3)[:3].__str__().replace("'", "")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=6.0, help="length of each measurement")
+    parser.add_argument("--connections", type=lambda s: [int(x) for x in s.split(",")], default=[1, 4, 16])
+    parser.add_argument("--workers", type=int, default=0, help="API processes (default: the cores)")
+    parser.add_argument("--buyers", type=int, default=16, help="buyer organisations (clients share them round-robin)")
+    parser.add_argument("--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--skip-postgres", action="store_true")
+    args = parser.parse_args()
+    print(f"cores: {os.cpu_count()}; load average before: {_loadavg()}", flush=True)
+    results = on_both_databases(
+        lambda db, name: _bench(db, name, args), args.postgres, skip_postgres=args.skip_postgres
+    )
+    print()
+    for lines in results:
+        print("\n".join(lines))
+    print(f"load average after: {_loadavg()}")
+
+
+if __name__ == "__main__":
+    main()

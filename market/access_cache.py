@@ -1,0 +1,161 @@
+"""Short-lived caches on the query path: API key -> principal, and (buyer, product, agreement) -> what a
+query runs under. Invalidated at once, across every API process on the machine, when any row they
+depend on changes.
+
+**Invalidation.** Every committed session that inserted, updated or deleted a row of the tables below
+(API keys, users, organisations, agreements, products, versions, authorisations), through the unit of
+work or an ORM-enabled `UPDATE`/`DELETE`, advances a *generation*: this process's entries are dropped
+at once, and one byte is appended to `<data_dir>/run/access-generation`. Every lookup first compares
+that file's (inode, size, mtime) with what its entries were read under (one `stat`): another process's
+revocation empties this process's cache before the next request is served. The commit happens before
+the revoking route answers, and the generation moves right after it, so "revoke, then query" is
+refused (401 or 403) by every process.
+
+**Safety net.** Entries also expire after `TTL_SECONDS` of wall-clock time, for changes no session of
+this machine made (raw SQL, another machine on the same PostgreSQL), and a prepared query's entry only
+holds while the injectable clock (market.clock) is inside its agreement's and its authorisation's
+validity, so expiry is decided by time exactly as without the cache.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.orm import ORMExecuteState, Session
+
+TTL_SECONDS = 5.0
+WATCHED_TABLES = frozenset(
+    {"api_keys", "users", "organisations", "agreements", "products", "product_versions", "authorisations"}
+)
+MAX_ENTRIES = 10_000
+_FLAG = "access_cache_changed"
+
+
+@dataclass
+class _Store:
+    generation: tuple[int, int, int]
+    principals: dict[str, tuple[Any, float]] = field(default_factory=dict)
+    prepared: dict[tuple[str, str, str | None], tuple[Any, float, datetime, datetime]] = field(default_factory=dict)
+
+
+_stores: dict[Path, _Store] = {}
+_lock = threading.Lock()
+
+
+def _generation_file(run_dir: Path) -> Path:
+    return run_dir / "access-generation"
+
+
+def _generation(run_dir: Path) -> tuple[int, int, int]:
+    try:
+        found = os.stat(_generation_file(run_dir))
+    except FileNotFoundError:
+        return (0, 0, 0)
+    return (found.st_ino, found.st_size, found.st_mtime_ns)
+
+
+def _store(run_dir: Path) -> _Store:
+    """This directory's entries, emptied first if any process advanced the generation since."""
+    current = _generation(run_dir)
+    with _lock:
+        store = _stores.get(run_dir)
+        if store is None or store.generation != current:
+            store = _stores[run_dir] = _Store(current)
+        return store
+
+
+def bump(run_dir: Path | None) -> None:
+    """Drop every entry of this process, and tell the other processes on the machine to drop theirs."""
+    with _lock:
+        _stores.clear()
+    if run_dir is None:
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with _generation_file(run_dir).open("ab") as generation:
+        generation.write(b".")
+
+
+def principal(run_dir: Path, key_hash: str) -> Any | None:
+    store = _store(run_dir)
+    found = store.principals.get(key_hash)
+    if found is None or found[1] < time.monotonic():
+        return None
+    return found[0]
+
+
+def remember_principal(run_dir: Path, key_hash: str, value: Any, generation: tuple[int, int, int]) -> None:
+    """Keep `value`, read under `generation` (read before the database was): never a stale entry."""
+    store = _store(run_dir)
+    if store.generation != generation or len(store.principals) >= MAX_ENTRIES:
+        return
+    store.principals[key_hash] = (value, time.monotonic() + TTL_SECONDS)
+
+
+def prepared(run_dir: Path, key: tuple[str, str, str | None], now: datetime) -> Any | None:
+    store = _store(run_dir)
+    found = store.prepared.get(key)
+    if found is None:
+        return None
+    value, expires, valid_from, valid_until = found
+    if expires < time.monotonic() or not valid_from <= now < valid_until:
+        return None
+    return value
+
+
+def remember_prepared(
+    run_dir: Path,
+    key: tuple[str, str, str | None],
+    value: Any,
+    generation: tuple[int, int, int],
+    valid: tuple[datetime, datetime],
+) -> None:
+    store = _store(run_dir)
+    if store.generation != generation or len(store.prepared) >= MAX_ENTRIES:
+        return
+    store.prepared[key] = (value, time.monotonic() + TTL_SECONDS, valid[0], valid[1])
+
+
+def generation(run_dir: Path) -> tuple[int, int, int]:
+    """Read before the database: an entry is kept only if no change committed since (remember_*)."""
+    return _store(run_dir).generation
+
+
+# -- invalidation: watch every session for changes to the tables the entries depend on --------------
+
+
+def _touches(objects: Any) -> bool:
+    return any(getattr(type(o), "__tablename__", None) in WATCHED_TABLES for o in objects)
+
+
+@event.listens_for(Session, "after_flush")
+def _after_flush(session: Session, _context: Any) -> None:
+    if _touches(session.new) or _touches(session.dirty) or _touches(session.deleted):
+        session.info[_FLAG] = True
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _on_execute(state: ORMExecuteState) -> None:
+    if state.is_update or state.is_delete or state.is_insert:
+        table = getattr(state.statement, "table", None)
+        if getattr(table, "name", None) in WATCHED_TABLES:
+            state.session.info[_FLAG] = True
+
+
+@event.listens_for(Session, "after_commit")
+def _after_commit(session: Session) -> None:
+    if session.info.pop(_FLAG, False):
+        settings = session.info.get("settings")
+        run_dir = getattr(settings, "run_dir", None)
+        bump(run_dir if isinstance(run_dir, Path) else None)
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _after_rollback(session: Session, _previous: Any) -> None:
+    session.info.pop(_FLAG, None)
