@@ -124,11 +124,15 @@ def threshold_sql(
     Then one column `__v<m>` per cell: the same bound over the rows where the cell's argument is
     not NULL (a FILTER on each count), the least over the table instances.
     """
-    columns = [_bound(unit, method, max_rows_per_unit[i] if method == "rows" else 0, None) + f' AS "__lo{i}"'
-               for i, unit in enumerate(units)]
+    columns = [
+        _bound(unit, method, max_rows_per_unit[i] if method == "rows" else 0, None) + f' AS "__lo{i}"'
+        for i, unit in enumerate(units)
+    ]
     for m, cell in enumerate(cells):
-        bounds = [_bound(unit, method, max_rows_per_unit[i] if method == "rows" else 0, cell.condition)
-                  for i, unit in enumerate(units)]
+        bounds = [
+            _bound(unit, method, max_rows_per_unit[i] if method == "rows" else 0, cell.condition)
+            for i, unit in enumerate(units)
+        ]
         least = bounds[0] if len(bounds) == 1 else f"LEAST({', '.join(bounds)})"
         columns.append(f'{least} AS "__v{m}"')
     return ", ".join(columns)

@@ -102,7 +102,9 @@ def workers() -> Any:
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rows=rows_strategy)
-def test_every_released_cell_covers_k_units_with_known_arguments(workers: WorkerPool, rows: list[dict[str, Any]]) -> None:
+def test_every_released_cell_covers_k_units_with_known_arguments(
+    workers: WorkerPool, rows: list[dict[str, Any]]
+) -> None:
     plan = plan_query(SQL, POLICY)
     expected = _oracle(rows)
     with tempfile.TemporaryDirectory() as directory:
