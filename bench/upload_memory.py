@@ -1,11 +1,17 @@
 """Upload and process a large CSV with bounded memory: prints the server's peak RSS beside the file size.
 
     .venv/bin/python -m bench.upload_memory --size-gb 2
+    .venv/bin/python -m bench.upload_memory --size-gb 1 --console   # the browser's path through the console
 
 Generates a person-level CSV (names, ID-card-like numbers, birth dates, districts, amounts) with DuckDB,
 starts `market` in a child process, streams the file to POST /v1/uploads with the operator CLI's client,
 builds a version through a recipe (drop, pseudonymise, generalise, dedupe, value rules) with POST
 /v1/products/{slug}/builds, then reads the server's peak resident memory (VmHWM) from /proc.
+
+With --console the file takes the operator console's path instead, the one its drag-and-drop page uses: a web
+sign-in, then the file as the raw body of one POST /console/uploads (session cookie and X-CSRF-Token header, the
+body streamed from disk as the browser streams a File), then the recipe editor's form (POST
+/console/products/{slug}/build) with the same recipe as fields per column.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 ROW_BYTES = 62
@@ -53,6 +60,97 @@ POLICY = {
         }
     },
 }
+
+
+WEB_PASSWORD = "bench operator web password"
+CONSOLE_FORM = {
+    "table": "payments",
+    "k": "10",
+    "dedupe": "on",
+    "action_0": "drop",
+    "action_1": "pseudonymise",
+    "out_1": "person",
+    "role_1": "privacy_unit",
+    "required_1": "on",
+    "action_2": "truncate_date",
+    "param_2": "decade",
+    "out_2": "birth_decade",
+    "type_2": "date",
+    "role_2": "dimension",
+    "qi_2": "on",
+    "action_3": "keep",
+    "out_3": "district",
+    "role_3": "dimension",
+    "pattern_3": "D[0-9]{2}",
+    "invalid_3": "quarantine",
+    "qi_3": "on",
+    "action_4": "keep",
+    "out_4": "month",
+    "type_4": "integer",
+    "role_4": "dimension",
+    "min_4": "1",
+    "max_4": "12",
+    "action_5": "keep",
+    "out_5": "amount",
+    "type_5": "decimal(18,2)",
+    "role_5": "measure",
+    "min_5": "0",
+    "required_5": "on",
+}
+"""RECIPE and POLICY as the console's recipe editor sends them (columns by position in the generated CSV)."""
+
+
+class ConsoleClient:
+    """The operator's browser, reduced to its requests: web sign-in, the streamed upload, the recipe form."""
+
+    def __init__(self, api: str) -> None:
+        import re
+
+        import httpx
+
+        self.csrf = re.compile(r'name="csrf_token" value="([^"]+)"')
+        self.client = httpx.Client(base_url=api, timeout=None, follow_redirects=False)
+        form = self.client.get("/login")
+        data = {"email": "operator@bench", "password": WEB_PASSWORD, "csrf_token": self._token(form.text)}
+        signed = self.client.post("/login", data=data)
+        assert signed.status_code == 303, signed.text
+        self.token = self._token(self.client.get("/console/products").text)
+
+    def _token(self, html: str) -> str:
+        found = self.csrf.search(html)
+        assert found, "no CSRF field"
+        return found.group(1)
+
+    def upload(self, path: Path) -> str:
+        """The file as one request body read from disk in 1 MiB blocks, with its length, as a browser sends a File."""
+
+        def blocks() -> Iterator[bytes]:
+            with path.open("rb") as handle:
+                while block := handle.read(1 << 20):
+                    yield block
+
+        sent = self.client.post(
+            "/console/uploads",
+            params={"filename": path.name},
+            content=blocks(),
+            headers={
+                "X-CSRF-Token": self.token,
+                "Idempotency-Key": "bench-console-1",
+                "Content-Type": "application/octet-stream",
+                "Content-Length": str(path.stat().st_size),
+            },
+        )
+        assert sent.status_code == 201, sent.text
+        return str(sent.json()["id"])
+
+    def build(self, upload_id: str) -> str:
+        """The recipe editor's Build button; returns the new version's number."""
+        built = self.client.post(
+            "/console/products/bench-payments/build",
+            data={**CONSOLE_FORM, "upload": upload_id, "action": "build", "csrf_token": self.token},
+        )
+        assert built.status_code == 303, built.text[-2000:]
+        return str(built.headers["location"]).split("/versions/")[1].split("?")[0]
 
 
 def generate(path: Path, rows: int) -> None:
@@ -98,6 +196,7 @@ def serve(data_dir: Path, port: int, keyfile: Path) -> None:
     import uvicorn
 
     from market.accounts import service as accounts
+    from market.accounts import signin
     from market.accounts.models import OrgKind, Role
     from market.accounts.service import Principal
     from market.app import create_app
@@ -143,11 +242,12 @@ def serve(data_dir: Path, port: int, keyfile: Path) -> None:
             ProductIn(slug="bench-payments", title="Bench payments", zone="finance", region="CN-11"),
         )
         _, key = accounts.issue_key(session, None, user=people[Role.OPERATOR][1])
+        signin.set_password(session, None, people[Role.OPERATOR][1].id, WEB_PASSWORD)
     keyfile.write_text(key)
     uvicorn.run(create_app(settings, database), host="127.0.0.1", port=port, log_level="warning")
 
 
-def run_once(size_gb: float) -> dict[str, float]:
+def run_once(size_gb: float, console: bool = False) -> dict[str, float]:
     """Generate, upload and build one file of `size_gb`; the server's memory is measured from /proc."""
     from products.cli import upload_file
 
@@ -173,21 +273,28 @@ def run_once(size_gb: float) -> dict[str, float]:
                     break
                 except OSError:
                     time.sleep(0.1)
+            browser = ConsoleClient(api) if console else None  # signed in, pages rendered once: then idle
             idle_rss, _ = peak_rss_mb(child.pid)
             key = keyfile.read_text()
 
             started = time.perf_counter()
-            upload = upload_file(api, key, csv_path)
+            upload_id = browser.upload(csv_path) if browser else upload_file(api, key, csv_path)["id"]
             upload_s = time.perf_counter() - started
             _, upload_peak = peak_rss_mb(child.pid)
 
-            body = json.dumps({"tables": {"payments": upload["id"]}, "recipe": RECIPE, "policy": POLICY}).encode()
-            request = urllib.request.Request(
-                f"{api}/v1/products/bench-payments/builds",
-                data=body,
-                headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
-            )
             started = time.perf_counter()
+            if browser:
+                number = browser.build(upload_id)
+                request = urllib.request.Request(
+                    f"{api}/v1/products/bench-payments/versions/{number}", headers={"Authorization": f"Bearer {key}"}
+                )
+            else:
+                body = json.dumps({"tables": {"payments": upload_id}, "recipe": RECIPE, "policy": POLICY}).encode()
+                request = urllib.request.Request(
+                    f"{api}/v1/products/bench-payments/builds",
+                    data=body,
+                    headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+                )
             with urllib.request.urlopen(request, timeout=None) as response:
                 version = json.loads(response.read())
             build_s = time.perf_counter() - started
@@ -214,12 +321,15 @@ def main() -> None:
     parser.add_argument(
         "--size-gb", type=float, nargs="+", default=[0.25, 2.0], help="sizes of the generated CSVs, in GB (10^9 B)"
     )
+    parser.add_argument(
+        "--console", action="store_true", help="upload and build through the operator console's browser path"
+    )
     parser.add_argument("--serve", nargs=3, metavar=("DATA_DIR", "PORT", "KEYFILE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         serve(Path(args.serve[0]), int(args.serve[1]), Path(args.serve[2]))
         return
-    results = [run_once(size) for size in args.size_gb]
+    results = [run_once(size, args.console) for size in args.size_gb]
     print()
     print(f"{'file MiB':>9} {'rows':>12} {'upload s':>9} {'MiB/s':>6} {'build s':>8} {'MiB/s':>6} "
           f"{'idle RSS':>9} {'peak RSS upload':>16} {'peak RSS build':>15} {'peak/file':>10} {'audit':>6}")  # fmt: skip

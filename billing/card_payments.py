@@ -61,6 +61,28 @@ class _Attempt:
     buyer_org_id: str
 
 
+@dataclass(frozen=True)
+class CardDetails:
+    """A card as the buyer typed it in the console's card form: passed to Stripe once, never stored."""
+
+    number: str
+    exp_month: int
+    exp_year: int
+    cvc: str
+
+    def __repr__(self) -> str:  # never in a log or a traceback
+        return f"CardDetails(number=...{self.number[-4:]})"
+
+
+def card_payment_method(settings: Settings, card: CardDetails) -> str:
+    """The Stripe PaymentMethod for a card typed into the console; CardDeclined if Stripe refuses the details."""
+    if not StripeGateway.configured(settings):
+        raise StripeUnavailable("stripe_not_configured")
+    return StripeGateway(settings).card_method(
+        number=card.number, exp_month=card.exp_month, exp_year=card.exp_year, cvc=card.cvc
+    )
+
+
 def pay_by_card(
     database: Database, settings: Settings, actor: Principal, invoice_id: str, payment_method: str
 ) -> PayOutcome:

@@ -222,7 +222,7 @@ def invoice_document(session: Session, invoice: Invoice, locale: str) -> Documen
         columns=[
             _("Product"),
             _("Agreement"),
-            _("Description"),
+            i18n.pgettext(locale, "invoice line", "Description"),
             _("Quantity"),
             _("Unit price"),
             _("GB scanned"),
@@ -233,7 +233,7 @@ def invoice_document(session: Session, invoice: Invoice, locale: str) -> Documen
         totals=[
             (_("Total"), money(invoice.total_minor), True),
             (_("Credited"), money(invoice.credited_minor), False),
-            (_("Paid"), money(invoice.paid_minor), False),
+            (i18n.pgettext(locale, "amount", "Paid"), money(invoice.paid_minor), False),
             (_("Amount due"), money(due), True),
         ],
         capitals=_capitals(invoice.total_minor, invoice.currency, locale),
@@ -337,8 +337,9 @@ def statement_document(
             totals.append(
                 (
                     _(
-                        "{party}: distributed this year, against the allowed revenue",
+                        "{party}: revenue received this year, against the allowed revenue ({percent}%)",
                         party=rows[statements.index(s)][1],
+                        percent=i18n.format_number((s.used_basis_points or 0) // 100, locale),
                     ),
                     f"{i18n.format_money(s.year_to_date_minor, s.currency, locale)} / "
                     f"{i18n.format_money(s.ceiling_minor, s.currency, locale)}",
@@ -351,13 +352,33 @@ def statement_document(
         reference=f"{period}",
         facts=[(_("Billing period"), period), (_("Issue date"), i18n.format_date(_now(), locale))],
         parties=parties,
-        columns=[_("Party"), _("Name"), _("Unified social credit code"), _("Bank account"), _("Payments"), _("Amount")],
+        columns=[
+            _("Party"),
+            _("Name"),
+            _("Unified social credit code"),
+            _("Bank account"),
+            i18n.pgettext(locale, "count", "Payments"),
+            _("Amount"),
+        ],
         numeric={4, 5},
         rows=rows,
         totals=totals,
         capitals=capitals,
         notes=[_("Each amount received is split among the parties by the revenue shares frozen in its agreement.")]
-        + ([] if rows else [_("Nothing was distributed in this period.")]),
+        + ([] if rows else [_("Nothing was distributed in this period.")])
+        + [
+            _(
+                "{party} has reached 80% of its allowed revenue; revenue above it is deducted next year.",
+                party=rows[statements.index(s)][1],
+            )
+            if s.warning == "approaching"
+            else _(
+                "{party} has passed its allowed revenue; the excess will be deducted from next year's allowed revenue.",
+                party=rows[statements.index(s)][1],
+            )
+            for s in statements
+            if s.warning in ("approaching", "exceeded")
+        ],
     )
 
 

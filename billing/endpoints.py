@@ -40,7 +40,13 @@ def _after(cursor: str | None, types: tuple[type, ...]) -> Key | None:
     return key
 
 
-def invoice_out(invoice: Invoice, lines: list[InvoiceLine], buyer_name: str, slugs: dict[str, str]) -> InvoiceOut:
+def invoice_out(
+    invoice: Invoice,
+    lines: list[InvoiceLine],
+    buyer_name: str,
+    slugs: dict[str, str],
+    privacy: dict[str, int] | None = None,
+) -> InvoiceOut:
     due = invoices.due_minor(invoice)
     return InvoiceOut(
         id=invoice.id,
@@ -76,6 +82,7 @@ def invoice_out(invoice: Invoice, lines: list[InvoiceLine], buyer_name: str, slu
                 unit_price_minor=line.unit_price_minor,
                 amount_minor=line.amount_minor,
                 usage_records=f"/v1/invoices/{invoice.id}/lines/{line.id}/usage",
+                privacy_rho_nano=(privacy or {}).get(line.id, 0),
             )
             for line in lines
         ],
@@ -87,7 +94,26 @@ def _out(session: SessionDep, found: list[Invoice]) -> list[InvoiceOut]:
     lines = invoices.lines_by_invoice(session, found)
     names = repository.org_names(session, {i.buyer_org_id for i in found})
     slugs = repository.product_slugs(session, {line.product_id for i in found for line in lines[i.id]})
-    return [invoice_out(i, lines[i.id], names.get(i.buyer_org_id, ""), slugs) for i in found]
+    privacy = privacy_by_line(session, [line.id for i in found for line in lines[i.id]])
+    return [invoice_out(i, lines[i.id], names.get(i.buyer_org_id, ""), slugs, privacy) for i in found]
+
+
+def privacy_by_line(session: SessionDep, line_ids: list[str]) -> dict[str, int]:
+    """Privacy budget (rho nano-units) the usage records of each line spent; lines without DP usage are absent."""
+    from sqlalchemy import func, select
+
+    from billing.models import InvoiceLineUsage
+    from metering.models import UsageRecord
+
+    if not line_ids:
+        return {}
+    rows = session.execute(
+        select(InvoiceLineUsage.line_id, func.sum(UsageRecord.privacy_rho_nano))
+        .join(UsageRecord, UsageRecord.id == InvoiceLineUsage.usage_record_id)
+        .where(InvoiceLineUsage.line_id.in_(line_ids), UsageRecord.privacy_rho_nano > 0)
+        .group_by(InvoiceLineUsage.line_id)
+    ).all()
+    return {str(line): int(total or 0) for line, total in rows}
 
 
 @router.post("/billing/runs", response_model=RunOut, tags=["finance"])

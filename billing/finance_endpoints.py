@@ -197,6 +197,8 @@ def settlements(
             year_to_date_minor=s.year_to_date_minor,
             ceiling_minor=s.ceiling_minor,
             over_ceiling=s.over_ceiling,
+            used_basis_points=s.used_basis_points,
+            warning=s.warning,
         )
         for s in statements.statements(session, principal, Period.parse(period))
     ]

@@ -84,19 +84,6 @@ def distributed_by_party(session: Session, invoice_id: str) -> dict[tuple[str | 
     return {(r[0], r[1], r[2]): int(r[3]) for r in rows}
 
 
-def operator_distributed_in_year(session: Session, operator_org_id: str, year: int) -> int:
-    return int(
-        session.scalar(
-            select(func.coalesce(func.sum(Distribution.amount_minor), 0)).where(
-                Distribution.party_org_id == operator_org_id,
-                Distribution.party_kind == "operator",
-                Distribution.period.like(f"{year:04d}-%"),
-            )
-        )
-        or 0
-    )
-
-
 # -- journal --------------------------------------------------------------------------------------
 
 

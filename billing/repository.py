@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Table, and_, case, exists, func, insert, literal, or_, select, text, update
@@ -434,24 +434,6 @@ def platform_org_id(session: Session) -> str | None:
     return session.scalars(
         select(Organisation.id).where(Organisation.kind == OrgKind.PLATFORM.value).order_by(Organisation.created_at)
     ).first()
-
-
-def operator_revenue_ceiling_minor(session: Session, operator_org_id: str, year: int) -> int | None:
-    """The yearly revenue ceiling (cost plus a reasonable profit) the regulator set in the operator's
-    authorisations valid during `year`: their sum, or None when none of them sets one."""
-    from products.governance.models import Authorisation, AuthorisationStatus
-
-    start, end = datetime(year, 1, 1, tzinfo=UTC), datetime(year + 1, 1, 1, tzinfo=UTC)
-    ceilings = session.scalars(
-        select(Authorisation.revenue_ceiling_minor).where(
-            Authorisation.operator_org_id == operator_org_id,
-            Authorisation.status != AuthorisationStatus.REVOKED.value,
-            Authorisation.valid_from < end,
-            Authorisation.valid_until > start,
-            Authorisation.revenue_ceiling_minor.is_not(None),
-        )
-    ).all()
-    return sum(int(c) for c in ceilings if c is not None) if ceilings else None
 
 
 # -- credit notes and payments --------------------------------------------------------------------

@@ -50,6 +50,9 @@ class LineOut(BaseModel):
     unit_price_minor: int
     amount_minor: int
     usage_records: str = Field(description="Where to list the usage records this line covers.")
+    privacy_rho_nano: int = Field(
+        default=0, description="DP products: privacy budget the line's queries spent (rho-zCDP, 1e-9 units)."
+    )
 
 
 class BuyerOut(BaseModel):
@@ -191,9 +194,17 @@ class StatementOut(BaseModel):
     currency: str
     amount_minor: int
     payments: int
-    year_to_date_minor: int | None
-    ceiling_minor: int | None
-    over_ceiling: bool
+    year_to_date_minor: int | None = Field(
+        description="Operators: revenue received so far in the period's year from paid use of its products "
+        "(all parties' parts), as the allowed revenue counts it."
+    )
+    ceiling_minor: int | None = Field(
+        description="Operators: the year's allowed revenue (最高准许收入, GET /v1/allowed-revenue); null until "
+        "the regulator records its figures."
+    )
+    over_ceiling: bool = Field(description="Operators: the revenue has reached the allowed revenue.")
+    used_basis_points: int | None = Field(default=None, description="Revenue over allowed revenue, 1/100 of 1%.")
+    warning: str | None = Field(default=None, description="none, approaching (from 80%) or exceeded (from 100%).")
 
 
 class MismatchOut(BaseModel):

@@ -1,5 +1,10 @@
 """Settlement statements: what each party (source department, operator, platform) received for a
-period, and an operator's revenue against the ceiling of its authorisation."""
+period, and an operator's revenue against its allowed revenue (最高准许收入).
+
+One rule for the operator's revenue, the compliance one (market/compliance/allowed_revenue.py): revenue
+received in the period's year from paid use of its products (all parties' parts, by the day the money was
+received), against the allowed revenue the regulator's figures derive, with its 80% and 100% warnings.
+The grants' older `revenue_ceiling_minor` is no longer read (deprecated)."""
 
 from __future__ import annotations
 
@@ -25,8 +30,13 @@ class Statement:
     amount_minor: int
     payments: int
     year_to_date_minor: int | None = None
+    """Operators: revenue received so far in the period's year, as the allowed revenue counts it."""
     ceiling_minor: int | None = None
+    """Operators: the year's allowed revenue (最高准许收入); None until the regulator records the figures."""
     over_ceiling: bool = False
+    used_basis_points: int | None = None
+    warning: str | None = None
+    """`none`, `approaching` (from 80%) or `exceeded` (from 100%), as on the allowed-revenue page."""
 
 
 def statements(session: Session, actor: Principal, period: Period) -> list[Statement]:
@@ -56,10 +66,22 @@ def statements(session: Session, actor: Principal, period: Period) -> list[State
             payments=len(payments[(kind, org_id, currency)]),
         )
         if kind == "operator" and org_id:
-            statement.year_to_date_minor = finance_repository.operator_distributed_in_year(session, org_id, period.year)
-            statement.ceiling_minor = repository.operator_revenue_ceiling_minor(session, org_id, period.year)
-            statement.over_ceiling = (
-                statement.ceiling_minor is not None and statement.year_to_date_minor > statement.ceiling_minor
-            )
+            _against_allowed_revenue(session, statement, org_id, period.year)
         out.append(statement)
     return out
+
+
+def _against_allowed_revenue(session: Session, statement: Statement, org_id: str, year: int) -> None:
+    """The operator's revenue this year against its allowed revenue: the allowed-revenue page's figures."""
+    from market.compliance import allowed_revenue
+
+    row = allowed_revenue.figures_row(session, org_id, year)
+    if row is None:
+        statement.year_to_date_minor = allowed_revenue.received_minor(session, org_id, year)
+        return
+    shown = allowed_revenue.present(session, row)
+    statement.year_to_date_minor = shown.received_minor
+    statement.ceiling_minor = shown.allowed_minor
+    statement.used_basis_points = shown.used_basis_points
+    statement.warning = shown.warning
+    statement.over_ceiling = shown.warning == "exceeded"

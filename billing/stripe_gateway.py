@@ -101,6 +101,23 @@ class StripeGateway:
             raise StripeUnavailable("stripe_error", detail=str(error.user_message or error)) from error
         return str(customer.id)
 
+    def card_method(self, *, number: str, exp_month: int, exp_year: int, cvc: str) -> str:
+        """A card PaymentMethod at Stripe for the card's details (sent once, never stored or logged here).
+
+        Raises CardDeclined when Stripe refuses the details (an invalid number or expiry)."""
+        try:
+            method = self.client.v1.payment_methods.create(
+                params={
+                    "type": "card",
+                    "card": {"number": number, "exp_month": exp_month, "exp_year": exp_year, "cvc": cvc},
+                }
+            )
+        except (stripe.CardError, stripe.InvalidRequestError) as error:
+            raise CardDeclined(str(error.code or "invalid_card"), None) from None
+        except stripe.StripeError as error:
+            raise StripeUnavailable("stripe_error", detail=str(error.user_message or error)) from None
+        return str(method.id)
+
     def pay(
         self, *, customer: str, amount: int, currency: str, payment_method: str, metadata: dict[str, str], key: str
     ) -> IntentState:

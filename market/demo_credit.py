@@ -16,7 +16,7 @@ from pathlib import Path
 
 from products.pipeline.recipe import Recipe
 from products.schemas import PlanIn
-from sandbox.policy import MeasureBounds, ProtectionPolicy, TablePolicy
+from sandbox.policy import DifferentialPrivacy, MeasureBounds, PrivacyUnitKind, ProtectionPolicy, TablePolicy
 
 CREDIT_SLUG = "bj-sme-tax-credits-2025"
 BUSINESSES = 6_000
@@ -116,6 +116,20 @@ POLICY = ProtectionPolicy(
             },
         )
     },
+    # The unit is a person (a sole proprietor): DP mode, as DOMAIN.md requires for natural persons.
+    mode="dp",
+    privacy_unit_kind=PrivacyUnitKind.NATURAL_PERSON,
+    dp=DifferentialPrivacy(
+        max_groups_per_unit=12,
+        max_rows_per_group=12,
+        public_keys={"district": list(DISTRICTS.values()), "industry": INDUSTRIES, "month": list(range(1, 13))},
+        delta=1e-7,
+        agreement_epsilon=10.0,
+        version_epsilon_cap=40.0,
+        query_epsilon=1.0,
+        min_query_epsilon=0.05,
+        max_query_epsilon=2.0,
+    ),
 )
 
 PLANS = [

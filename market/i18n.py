@@ -123,6 +123,21 @@ def N_(msgid: str) -> str:
     return msgid
 
 
+def NP_(context: str, msgid: str) -> str:
+    """Like `N_`, for a word whose meaning depends on what it names (msgctxt): the `finance` role (财务)
+    is not the `finance` zone (金融). Shown with `term(locale, context, msgid)`."""
+    return msgid
+
+
+def term(locale: str, context: str, msgid: str) -> str:
+    """A data word (a role, a state, a zone, ...) translated in its context, else without one.
+
+    The fallback keeps words that are marked without a context (`N_`) translated."""
+    catalogue = translations(locale)
+    found = str(catalogue.pgettext(context, msgid))
+    return found if found != msgid else str(catalogue.gettext(msgid))
+
+
 class Msg(str):
     """A message parameter that is itself English text to translate, e.g. `hint=Msg("Wait for the review
     decision.")`: `messages.render` translates it into the message's locale. `make messages` extracts it."""

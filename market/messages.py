@@ -15,6 +15,7 @@ EN: dict[str, str] = {
     # HTTP and request shape
     "invalid_request": "The request is not valid: {detail}",
     "not_found": "No such route: {path}.",
+    "page_not_found": "There is no page at {path}. The link may be old or mistyped; start again from the catalogue.",
     "method_not_allowed": "Method {method} is not allowed on {path}.",
     "internal_error": "Something went wrong on our side. The error was logged; please retry later.",
     "database_busy": "The service is busy and nothing was changed; retry in a moment.",
@@ -52,6 +53,8 @@ EN: dict[str, str] = {
     # Accounts
     "organisation_not_found": "No organisation '{org}'.",
     "user_not_found": "No user '{user}'.",
+    "cannot_change_own_account": "You cannot change your own role or deactivate yourself; ask another admin.",
+    "invalid_amount": "Write the amount as a number with at most two decimals, e.g. 120.50; got '{amount}'.",
     "api_key_not_found": "No API key '{key}' in your organisation.",
     "duplicate_organisation": "An organisation named '{name}' already exists; choose another name.",
     "duplicate_user": "A user with e-mail '{email}' already exists; use another address.",
@@ -215,6 +218,7 @@ EN: dict[str, str] = {
     ),
     "query_failed": "DuckDB could not run the query: {detail}",
     "timeout": "The query ran longer than {seconds} seconds; narrow it with filters or fewer groups.",
+    "query_cancelled": "The query was cancelled at your request and was not charged; run it again when you are ready.",
     "resource_limit": "The query needed more memory than allowed ({limit}); aggregate more coarsely.",
     "too_many_rows": "The result has more than {limit} groups; aggregate more coarsely or add filters.",
     "sql_too_long": "The SQL is {length} characters long; send at most {limit}.",
@@ -264,6 +268,27 @@ EN: dict[str, str] = {
     ),
     "measure_not_numeric": (
         "Measure '{column}' of table '{table}' has type {type}; bounds, sums and averages need a numeric column."
+    ),
+    "dp_unsupported": ("{construct} cannot be answered with differential privacy on this product; {instead}"),
+    "privacy_budget_exhausted": (
+        "This query would spend epsilon {cost}, but only epsilon {left} is left of {scope}; "
+        'spend less (a smaller "epsilon" in the request, or a repeat of an earlier query, which is free), '
+        "or ask for a new agreement on a newer version."
+    ),
+    "privacy_epsilon_out_of_range": (
+        "epsilon {epsilon} is outside this plan's limits; choose an epsilon from {low} to {high} for one query."
+    ),
+    "not_dp_product": (
+        'Product \'{slug}\' answers exactly (threshold mode), so "epsilon" and "dry_run" do not apply; '
+        "send the query without them."
+    ),
+    "dp_required": (
+        'Products whose privacy unit is {reason} must use differential privacy; set the policy\'s "mode" '
+        'to "dp" with its "dp" parameters and upload a new version.'
+    ),
+    "dp_required_by_authorisation": (
+        "The operator's authorisation requires differential privacy for '{what}'; set the policy's \"mode\" "
+        'to "dp" with its "dp" parameters and upload a new version.'
     ),
     "groups_under_k_omitted": (
         "Groups with fewer than {k} distinct privacy units are omitted from every answer, and an aggregate "
@@ -422,6 +447,32 @@ EN: dict[str, str] = {
     "sign_in_failed": "The e-mail address or the password is wrong. Check both and try again.",
     "invalid_purpose": "Choose a purpose: {purposes}.",
     "csrf_failed": "This form has expired or did not come from this site; reload the page and send it again.",
+    # The regulator's and source departments' console forms (market/console/regulator, market/console/source.py)
+    "console_invalid_amount": "{field}: '{value}' is not an amount; give yuan with at most two decimals, e.g. 12.50.",
+    "console_invalid_date": "{field}: '{value}' is not a date; give it as YYYY-MM-DD.",
+    "console_zones_required": "Choose at least one zone; each chosen zone takes the fee cap on its row.",
+    "console_regions_required": "Choose at least one region in the tree, or type a division code such as CN-11.",
+    "console_invalid_region": "'{region}' is not a division code; give one such as CN-11 or CN-11-05.",
+    "console_invalid_validity": (
+        "Give 'valid until' as a date after 'valid from' (after today when 'valid from' is empty)."
+    ),
+    "console_unknown_action": "'{action}' is not an action on this page.",
+    "console_reason_required": "Give a reason; it is recorded and the other side reads it.",
+    "console_comment_required": "Give comments: the other side needs to know what to change.",
+    "console_invalid_number": "'{value}' is not a whole number; give digits only, e.g. 1000.",
+    "console_title_required": "Give the resource a title.",
+    "console_zone_required": "Choose the resource's zone.",
+    "console_resolution_required": "Say what the follow-up found before resolving the flag.",
+    "console_invalid_window": "Choose at most {days} days, with 'from' on or before 'to'.",
+    "console_invalid_year": "'{value}' is not a year; give one between 2000 and 2100.",
+    "console_unknown_figure": "No figure '{figure}'; choose one of {figures}.",
+    "price_not_a_number": "'{value}' is not a price; type an amount in yuan such as 1.50, at or above 0.",
+    "recipe_privacy_unit": "Choose exactly one column as the privacy unit: the person or company that must not be "
+    "traced.",
+    "finding_justification_short": "Say in at least 10 characters why the finding is not a risk; the regulator "
+    "reads it in review.",
+    "invalid_quota": "'{value}' is not a quota; type a whole number of queries, 1 or more, or leave it empty.",
+    "upload_sign_in": "Your session has ended; sign in again, then retry the upload.",
 }
 
 

@@ -12,12 +12,13 @@ from market.accounts.models import Role
 from market.accounts.service import Principal
 from market.clock import utcnow
 from market.errors import Conflict, Forbidden, NotFound, Unprocessable
-from metering import odrl, repository
+from metering import odrl, privacy, repository
 from metering.attempts import month_of
 from metering.models import Agreement, AgreementStatus
 from metering.schemas import AgreementOut
 from products import service as products
 from products.models import Product
+from sandbox import dp
 
 
 def _own_product_ids(session: Session, actor: Principal) -> list[str]:
@@ -76,12 +77,18 @@ def present(session: Session, found: Sequence[Agreement]) -> list[AgreementOut]:
     now = utcnow()
     slugs = {p.id: p.slug for p in repository.products_by_id(session, [a.product_id for a in found]).values()}
     buyers = repository.org_names(session, [a.buyer_org_id for a in found])
+    spent = privacy.spent_by_agreement(session, [a.id for a in found])
     out = []
     for agreement in found:
         item = AgreementOut.model_validate(agreement)
         item.status = agreement.effective_status(now).value
         item.product = slugs.get(agreement.product_id, "")
         item.buyer = buyers.get(agreement.buyer_org_id, "")
+        budget = privacy.budget_statement(agreement.policy)
+        if budget is not None:
+            used = spent.get(agreement.id, (0, 0))[0] / dp.NANO
+            budget["spent"] = {"rho": round(used, 9), "epsilon": round(dp.epsilon_of(used, budget["delta"]), 6)}
+            item.privacy_budget = budget
         out.append(item)
     return out
 

@@ -86,6 +86,7 @@ def present(session: Session, records: Sequence[UsageRecord]) -> list[AuditRecor
             amount_minor=r.amount_minor,
             currency=r.currency,
             flags=[FlagOut.model_validate(f) for f in flags[r.id]],
+            privacy_rho_nano=r.privacy_rho_nano,
         )
         for r in records
     ]

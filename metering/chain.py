@@ -77,6 +77,9 @@ def _canonical(value: Any) -> Any:
 def _payload(record: Any, prev_hash: str) -> bytes:
     content = {name: _canonical(getattr(record, name)) for name in HASHED_FIELDS}
     content["prev_hash"] = prev_hash
+    spent = getattr(record, "privacy_rho_nano", 0) or 0
+    if spent:  # only DP records carry it, so records hashed before DP mode existed verify unchanged
+        content["privacy_rho_nano"] = spent
     return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Header, Path, Query, Response
 from fastapi.responses import JSONResponse
 
 from market.deps import DatabaseDep, PrincipalDep, SessionDep, SettingsDep
@@ -25,6 +25,7 @@ from metering.schemas import (
     FlagIn,
     FlagOut,
     FlagResolveIn,
+    QueryCancelOut,
     QueryIn,
     QueryResultOut,
     RevokeIn,
@@ -174,8 +175,41 @@ def run_query(
         sql=body.to_sql(),
         idempotency_key=idempotency_key,
         agreement_id=body.agreement,
+        epsilon=body.epsilon,
+        dry_run=body.dry_run,
     )
     return JSONResponse(status_code=outcome.status_code, content=outcome.body, headers=outcome.headers)
+
+
+@router.post(
+    "/queries/{key}/cancel",
+    response_model=QueryCancelOut,
+    responses={202: {"model": QueryCancelOut, "description": "The query has not started yet."}},
+)
+def cancel_query(
+    key: Annotated[str, Path(max_length=200, description="The Idempotency-Key the query was sent with.")],
+    database: DatabaseDep,
+    principal: PrincipalDep,
+    settings: SettingsDep,
+) -> JSONResponse:
+    """Cancel my query, sent with this Idempotency-Key, while it waits for or runs in a sandbox worker.
+
+    DuckDB is interrupted, the sandbox slots are released, and the attempt is recorded as `rejected`
+    with `query_cancelled`, never charged; the answer comes once that record is committed. A query
+    that had already finished is left as it was (`finished`); one not started yet is cancelled as
+    soon as it starts (202, `requested`).
+    """
+    found = service.cancel_query(database, settings, principal, key)
+    record = found.record
+    body = QueryCancelOut(
+        state=found.state,
+        query_id=record.id if record else None,
+        charge_type=record.charge_type if record else None,
+        amount_minor=record.amount_minor if record else None,
+        currency=record.currency if record else None,
+        error_code=record.error_code if record else None,
+    )
+    return JSONResponse(status_code=202 if found.state == "requested" else 200, content=body.model_dump())
 
 
 def _before(cursor: str | None) -> tuple[datetime, str] | None:

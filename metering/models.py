@@ -183,6 +183,9 @@ class UsageRecord(Base):
     """When the attempt arrived; it counts in that month."""
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
     """When the attempt was decided and recorded (None only for records older than the chain)."""
+    privacy_rho_nano: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    """Privacy budget this query spent (DP mode), rho-zCDP in units of 1e-9; 0 in threshold mode,
+    for stored repeats and for refused or failed queries (refunded)."""
     chain_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     """Position in the buyer's hash chain, 1, 2, 3, ... (see metering.chain)."""
     prev_hash: Mapped[str] = mapped_column(String(64), default="", server_default="")
@@ -228,3 +231,41 @@ class AuditFlag(Base):
     resolved_by: Mapped[str | None] = mapped_column(String(32), default=None)
     """A users.id (no foreign key, so SQLite adds the column in place)."""
     resolution: Mapped[str] = mapped_column(Text, default="", server_default="")
+
+
+class PrivacyBudget(Base):
+    """One privacy budget (DP mode): an agreement's lifetime budget, or the regulator's cap on a version.
+
+    Amounts are rho-zCDP in integer units of 1e-9 (docs/privacy.md). A query reserves its cost with
+    one conditional UPDATE (spent + reserved + cost <= budget), so concurrent queries never overspend,
+    then commits it (reserved -> spent) or is refunded (reserved -= cost).
+    """
+
+    __tablename__ = "privacy_budgets"
+
+    id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    """`agreement:<agreement id>` or `version:<product version id>`."""
+    product_version_id: Mapped[str] = mapped_column(ForeignKey("product_versions.id"), index=True)
+    agreement_id: Mapped[str | None] = mapped_column(ForeignKey("agreements.id"), default=None)
+    budget_nano: Mapped[int] = mapped_column(BigInteger)
+    spent_nano: Mapped[int] = mapped_column(BigInteger, default=0)
+    reserved_nano: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PrivateAnswer(Base):
+    """A DP query's noisy answer, kept so that the same query under the same agreement returns it again
+    at no privacy cost: repeating a query never averages its noise away."""
+
+    __tablename__ = "private_answers"
+    __table_args__ = (UniqueConstraint("agreement_id", "query_key"),)
+
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True, autoincrement=True)
+    agreement_id: Mapped[str] = mapped_column(ForeignKey("agreements.id"))
+    query_key: Mapped[str] = mapped_column(String(64))
+    """SHA-256 of the canonical plan and the chosen cost (sandbox.dp.DPPlan.canonical)."""
+    columns: Mapped[list[Any]]
+    rows: Mapped[list[Any]]
+    privacy: Mapped[dict[str, Any]]
+    usage_record_id: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -6,7 +6,9 @@ product version (target) granted by the operator (assigner), under constraints:
 - `spatial` equals the product's region;
 - `dateTime` from `valid_from` (inclusive) to `valid_until` (exclusive);
 - `count` of queries per month, when a query quota applies (and `market:rowsScanned` /
-  `market:bytesScanned` for volume quotas).
+  `market:bytesScanned` for volume quotas);
+- `market:privacyEpsilon` at most the agreement's lifetime privacy budget, with its `market:delta`,
+  on products in differential-privacy mode (docs/privacy.md).
 Paid plans carry `compensate` duties, one per price component, each refined by `payAmount` in the
 plan's currency (major units, exact decimals), with `market:per` saying what it is paid for.
 A prohibition states the aggregate-only rule: no record-level access (`market:readRecord`).
@@ -20,6 +22,14 @@ from typing import Any
 from market.money import MINOR_UNITS
 from metering.models import Agreement, Purpose
 from metering.pricing import PlanTerms
+
+
+def privacy_budget(policy: dict[str, Any]) -> dict[str, Any] | None:
+    """The DP budget an agreement's policy snapshot states (metering.privacy), or None."""
+    from metering.privacy import budget_statement
+
+    return budget_statement(policy)
+
 
 MARKET_NS = "https://public-data-market.example/ns/odrl#"
 ODRL_CONTEXT = "http://www.w3.org/ns/odrl.jsonld"
@@ -128,6 +138,17 @@ def export(agreement: Agreement, *, product_slug: str, operator_org_id: str, sta
                 "operator": "lteq",
                 "rightOperand": agreement.monthly_byte_quota,
                 "unit": "market:perMonth",
+            }
+        )
+    budget = privacy_budget(agreement.policy)
+    if budget is not None:
+        constraints.append(
+            {
+                "leftOperand": "market:privacyEpsilon",
+                "operator": "lteq",
+                "rightOperand": budget["epsilon"],
+                "market:delta": budget["delta"],
+                "unit": "market:agreementLifetime",
             }
         )
     permission: dict[str, Any] = {

@@ -13,6 +13,7 @@ month's per-GB charges add up to its total bytes at their rates, rounded once: 1
 - The first `trial_queries` accepted queries of each calendar month are free (`trial`).
 - Later queries pay the per-query fee plus the per-GB fee (`billable`). With graduated tiers, the
   n-th billable query of the month pays the rates of the tier whose range holds n.
+- A DP query also pays `per_tenth_epsilon_minor` per 0.1 epsilon it spends (`privacy_fee`).
 - Usage charges of a month never exceed `monthly_cap_minor`: the query that reaches the cap pays
   only the rest, and every later query is served and recorded as `cap_reached`, for 0.
 - The monthly access fee is not rated here; billing invoices it from the same snapshot.
@@ -50,6 +51,8 @@ class PlanTerms:
     trial_queries: int = 0
     monthly_cap_minor: int | None = None
     tiers: tuple[Tier, ...] = field(default_factory=tuple)
+    per_tenth_epsilon_minor: int = 0
+    """DP products: fee per 0.1 epsilon of privacy budget a billable query spends."""
 
     @classmethod
     def from_snapshot(cls, plan: dict[str, Any]) -> PlanTerms:
@@ -68,6 +71,7 @@ class PlanTerms:
                 )
                 for t in plan.get("tiers") or ()
             ),
+            per_tenth_epsilon_minor=int(plan.get("per_tenth_epsilon_minor") or 0),
         )
 
     def tier_for(self, billable_number: int) -> Tier:
@@ -113,6 +117,12 @@ def carried_price(tier: Tier, bytes_scanned: int, carry: Decimal) -> tuple[int, 
     return tier.per_query_minor + rounded, exact - rounded
 
 
+def privacy_fee(terms: PlanTerms, epsilon: Decimal) -> int:
+    """The fee for spending `epsilon` of privacy budget: per 0.1 epsilon, pro rata, rounded once (half away
+    from zero). Stored repeats spend 0 and pay 0."""
+    return round_minor(Decimal(terms.per_tenth_epsilon_minor) * epsilon * 10)
+
+
 def rate_query(
     terms: PlanTerms,
     *,
@@ -121,6 +131,7 @@ def rate_query(
     charged_before: int,
     bytes_scanned: int,
     per_gb_carry: Decimal = Decimal(0),
+    privacy_epsilon: Decimal = Decimal(0),
 ) -> Charge:
     """The charge for one accepted query, given what the agreement already used this month.
 
@@ -133,6 +144,7 @@ def rate_query(
         return Charge(ChargeType.TRIAL, 0, terms.currency, per_gb_carry)
     tier = terms.tier_for(accepted_before - terms.trial_queries + 1)
     amount, carry = carried_price(tier, bytes_scanned, per_gb_carry)
+    amount += privacy_fee(terms, privacy_epsilon)
     if terms.monthly_cap_minor is not None:
         room = max(terms.monthly_cap_minor - charged_before, 0)
         if room == 0:

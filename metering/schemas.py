@@ -97,6 +97,10 @@ class AgreementOut(BaseModel):
     revoked_by_role: str | None
     revoked_reason: str
     created_at: datetime
+    privacy_budget: dict[str, Any] | None = Field(
+        default=None,
+        description="DP products: the lifetime budget (epsilon, delta, rho), per-query limits, and what is spent.",
+    )
 
 
 class RevokeIn(BaseModel):
@@ -117,6 +121,15 @@ class QueryIn(BaseModel):
     )
     agreement: str | None = Field(
         default=None, max_length=32, description="Which of your agreements on the product to use; default the newest."
+    )
+    epsilon: float | None = Field(
+        default=None,
+        gt=0,
+        le=10,
+        description="DP products: the privacy budget (epsilon) this query spends, within the plan's limits.",
+    )
+    dry_run: bool = Field(
+        default=False, description="DP products: return the cost and the 95% error bounds without running or spending."
     )
 
     @model_validator(mode="after")
@@ -166,6 +179,21 @@ class QueryResultOut(BaseModel):
     agreement_id: str
 
 
+class QueryCancelOut(BaseModel):
+    """What `POST /v1/queries/{key}/cancel` found or did."""
+
+    state: str = Field(
+        description="`cancelled` (stopped, recorded as rejected with `query_cancelled`, never charged); "
+        "`finished` (it had ended: its record is unchanged); `requested` (not running yet: it is "
+        "cancelled as soon as it starts)."
+    )
+    query_id: str | None = Field(default=None, description="The usage record of the query, once it has one.")
+    charge_type: str | None = None
+    amount_minor: int | None = Field(default=None, description="What the query was charged, minor units.")
+    currency: str | None = None
+    error_code: str | None = None
+
+
 class UsageOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -186,6 +214,7 @@ class UsageOut(BaseModel):
     charge_type: str
     amount_minor: int = Field(description="Minor units of `currency`.")
     currency: str
+    privacy_rho_nano: int = Field(default=0, description="DP mode: privacy budget spent, rho-zCDP in units of 1e-9.")
     created_at: datetime
     finished_at: datetime | None
 
@@ -199,6 +228,7 @@ class DailyUsageOut(BaseModel):
     rows_scanned: int
     bytes_scanned: int
     amount_minor: int
+    privacy_rho_nano: int = Field(default=0, description="DP mode: privacy budget spent that day (rho, 1e-9 units).")
 
 
 class FlagIn(BaseModel):
@@ -250,6 +280,7 @@ class AuditRecordOut(BaseModel):
     amount_minor: int
     currency: str
     flags: list[FlagOut]
+    privacy_rho_nano: int = Field(default=0, description="DP mode: privacy budget the query spent (rho, 1e-9 units).")
 
 
 class ChainBreakOut(BaseModel):

@@ -16,13 +16,14 @@ from market.clock import new_id, utcnow
 from market.db import Database, begin_write
 from market.errors import Conflict, Forbidden, NotFound, ServiceUnavailable, TooManyRequests, Unprocessable
 from market.settings import Settings
-from metering import access, attempts, repository
+from metering import access, attempts, privacy, repository
 from metering.attempts import QueryOutcome
 from metering.models import (
     AccessRequest,
     Agreement,
     Purpose,
     RequestStatus,
+    UsageRecord,
 )
 from metering.pricing import PlanTerms, rate_query
 from products import service as products
@@ -31,6 +32,7 @@ from products.models import PlanKind, PricePlan, Product, ProductStatus, Product
 from products.schemas import PlanOut
 from sandbox import cache
 from sandbox.admission import Admission
+from sandbox.cancellation import Cancellations
 from sandbox.engine import EngineLimits
 from sandbox.errors import QueryFailed, QueryRefused
 from sandbox.policy import ProtectionPolicy
@@ -266,6 +268,11 @@ def sandbox_admission(settings: Settings) -> Admission:
     )
 
 
+def query_cancellations(settings: Settings) -> Cancellations:
+    """Where cancel requests and running queries meet, shared by every API process (sandbox.cancellation)."""
+    return Cancellations(settings.run_dir / "sandbox" / "cancel")
+
+
 def prestart_sandbox(settings: Settings) -> None:
     """Start this process's sandbox workers now rather than at the first queries."""
     shared_pool(sandbox_limits(settings)).prestart()
@@ -362,8 +369,13 @@ def run_metered_query(
     sql: str,
     idempotency_key: str | None,
     agreement_id: str | None = None,
+    epsilon: float | None = None,
+    dry_run: bool = False,
 ) -> QueryOutcome:
     """Run a buyer's query under its agreement and record exactly one usage record for the attempt.
+
+    On a DP product (or with `epsilon` or `dry_run`) the query takes metering.privacy's path instead:
+    noisy answers, privacy budget, stored repeats.
 
     Three short transactions, and none is open (no session, no pooled connection) while the query
     waits for a sandbox worker or runs in one: (1) replay, agreement and early refusals; then
@@ -378,11 +390,17 @@ def run_metered_query(
     records nothing new, also when the retry races the original: the key is checked again under the
     buyer's chain lock.
 
+    A query sent with an Idempotency-Key can be cancelled by it (`cancel_query`) while it waits for a
+    worker or runs: it is recorded as `rejected` (`query_cancelled`), never charged, under its key.
+
     Locks, always in this order: the agreement's month counter, then the buyer's chain head.
     """
     actor.require(Role.BUYER)
     admission = sandbox_admission(settings)
-    with admission.organisation(actor.org_id) as over_limit:
+    cancellations = query_cancellations(settings)
+    token = Cancellations.token(actor.org_id, idempotency_key) if idempotency_key else None
+    cancelled = cancellations.checker(token)
+    with admission.organisation(actor.org_id) as over_limit, cancellations.running(token):
         with database.transaction() as session:
             prepared = _prepare(
                 session,
@@ -397,8 +415,22 @@ def run_metered_query(
         if isinstance(prepared, QueryOutcome):
             return prepared
         attempt = prepared.attempt
+        if prepared.policy.is_dp or epsilon is not None or dry_run:
+            return privacy.run(
+                database,
+                settings,
+                admission,
+                attempt,
+                prepared.policy,
+                prepared.tables,
+                sandbox_limits(settings),
+                epsilon=epsilon,
+                dry_run=dry_run,
+            )
         try:
             plan = plan_query(sql, prepared.policy)
+            if cancelled is not None and cancelled():
+                raise QueryFailed("query_cancelled", status_code=409)
             cache.configure(settings.sandbox_result_cache_entries, settings.sandbox_result_cache_bytes)
             # An identical query on the same version already answered: no worker needed, but it is
             # still metered, audited and charged below exactly like one that ran.
@@ -406,9 +438,13 @@ def run_metered_query(
             if found is not None:
                 result = found
             else:
-                with admission.worker():
+                with admission.worker(cancelled):
                     result = sandbox_execute(
-                        plan, prepared.tables, sandbox_limits(settings), settings.sandbox_max_result_rows
+                        plan,
+                        prepared.tables,
+                        sandbox_limits(settings),
+                        settings.sandbox_max_result_rows,
+                        cancelled=cancelled,
                     )
         except ServiceUnavailable as busy:
             with database.transaction() as session:
@@ -475,3 +511,43 @@ def _record(session: Session, attempt: attempts.Attempt, result: QueryResult) ->
         amount_minor=charge.amount_minor,
         result=result,
     )
+
+
+CANCEL_WAIT_SECONDS = 10.0
+"""How long a cancel request waits for the query to stop (a worker that ignores it is killed sooner)."""
+
+
+@dataclass(frozen=True)
+class CancelOutcome:
+    """What a cancel request found: the query's usage record once it has one, and whether it was cancelled."""
+
+    state: str
+    """`cancelled`; `finished` (it ended before the request reached it); `requested` (not running yet)."""
+    record: UsageRecord | None
+
+
+def cancel_query(database: Database, settings: Settings, actor: Principal, key: str) -> CancelOutcome:
+    """The buyer cancels its query sent with Idempotency-Key `key`, waiting or running, from any API process.
+
+    A query already recorded is left as it is (`finished`). A running one is stopped and its record
+    (rejected, `query_cancelled`, never charged) is returned once committed. A query not running yet
+    is cancelled as soon as it starts (`requested`).
+    """
+    actor.require(Role.BUYER)
+    with database.transaction() as session:
+        done = repository.by_idempotency_key(session, actor.org_id, key)
+        if done is not None:
+            session.expunge(done)
+            return CancelOutcome("finished", done)
+    cancellations = query_cancellations(settings)
+    token = Cancellations.token(actor.org_id, key)
+    cancellations.request(token)
+    if not cancellations.is_running(token):
+        return CancelOutcome("requested", None)
+    cancellations.wait_until_stopped(token, CANCEL_WAIT_SECONDS)
+    with database.transaction() as session:
+        record = repository.by_idempotency_key(session, actor.org_id, key)
+        if record is None:
+            return CancelOutcome("requested", None)
+        session.expunge(record)
+    return CancelOutcome("cancelled" if record.error_code == "query_cancelled" else "finished", record)

@@ -39,6 +39,7 @@ CSV_COLUMNS = (
     "bytes_scanned",
     "cpu_ms",
     "result_rows",
+    "privacy_rho_nano",
     "error_code",
     "sql",
 )
@@ -121,6 +122,7 @@ def daily_summary(session: Session, where: UsageFilter) -> list[DailyUsageOut]:
             rows_scanned=int(row.rows_scanned or 0),
             bytes_scanned=int(row.bytes_scanned or 0),
             amount_minor=int(row.amount_minor or 0),
+            privacy_rho_nano=int(row.privacy_rho_nano or 0),
         )
         for row in rows
     ]

@@ -116,6 +116,8 @@ class PricePlan(Base):
     tiers: Mapped[list[Any] | None] = mapped_column(default=None)
     """Graduated tiers [{up_to, per_query_minor, per_gb_minor}], by the month's billable query count;
     when set they replace `per_query_minor` and `per_gb_minor` (see metering.pricing)."""
+    per_tenth_epsilon_minor: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    """DP products: fee per 0.1 epsilon a billable query spends, minor units (metering.pricing.privacy_fee)."""
     active: Mapped[bool] = mapped_column(default=True)
 
 

@@ -61,6 +61,12 @@ class PlanIn(BaseModel):
     tiers: Annotated[list[TierIn], AfterValidator(_check_tiers)] | None = Field(
         default=None, max_length=20, description="Graduated tiers; replace per_query_minor and per_gb_minor."
     )
+    per_tenth_epsilon_minor: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_AMOUNT_MINOR,
+        description="DP products: fee per 0.1 epsilon of privacy budget a billable query spends, minor units.",
+    )
 
 
 class PlanOut(PlanIn):

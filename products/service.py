@@ -23,7 +23,7 @@ from products.models import PlanKind, PricePlan, Product, ProductEvent, ProductS
 from products.schemas import ColumnOut, PlanIn, PlanOut, ProductIn, ProductOut, ProductUpdate, TableOut
 from products.versions import Upload as Upload  # re-exported: the demo and endpoints build versions here
 from products.versions import add_version as add_version
-from sandbox.policy import ProtectionPolicy
+from sandbox.policy import PrivacyUnitKind, ProtectionPolicy
 from sandbox.service import TableFile
 
 
@@ -179,6 +179,26 @@ def _check_listable(session: Session, product: Product) -> None:
     authorisations.check_plans(session, grant, product.zone, plans, product.id)
 
 
+def dp_gate(session: Session, product: Product, version: ProductVersion) -> None:
+    """Refuse a version that must be in DP mode and is not: its privacy unit is a natural person
+    (DOMAIN.md), or the operator's authorisation requires DP for its zone or for the classification
+    of a resource it derives from."""
+    policy = ProtectionPolicy.model_validate(version.policy)
+    if policy.is_dp:
+        return
+    if policy.privacy_unit_kind == PrivacyUnitKind.NATURAL_PERSON:
+        raise Unprocessable("dp_required", reason=Msg("a natural person"))
+    grant = authorisations.covering(
+        session, product.operator_org_id, product.zone, product.region, product.scenarios or ()
+    )
+    required = set(grant.dp_required_for or []) if grant is not None else set()
+    if product.zone in required:
+        raise Unprocessable("dp_required_by_authorisation", what=product.zone)
+    for resource in governance_repo.lineage(session, [product.id])[product.id]:
+        if str(resource.classification) in required:
+            raise Unprocessable("dp_required_by_authorisation", what=str(resource.classification))
+
+
 def submit(session: Session, actor: Principal, slug: str) -> Product:
     """Send the latest version to the regulator for review; a listed product stays listed meanwhile."""
     actor.require(Role.OPERATOR)
@@ -204,6 +224,7 @@ def submit(session: Session, actor: Principal, slug: str) -> Product:
     version = session.get(ProductVersion, product.latest_version_id)
     assert version is not None
     audit_gate(version)
+    dp_gate(session, product, version)
     product.pending_version_id = version.id
     product.review_due_at = utcnow() + REVIEW_PERIOD
     if listed:
@@ -249,6 +270,7 @@ def review(session: Session, actor: Principal, slug: str, decision: str, comment
         except MarketError as error:
             raise Conflict("review_outside_authorisation", detail=error.message) from error
         audit_gate(version)
+        dp_gate(session, product, version)
     product.pending_version_id = None
     product.review_due_at = None
     if product.status == ProductStatus.LISTED:

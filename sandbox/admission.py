@@ -25,12 +25,13 @@ import contextlib
 import hashlib
 import itertools
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from market.errors import ServiceUnavailable, TooManyRequests
 from market.locks import release, try_lock
+from sandbox.errors import QueryFailed
 
 POLL_SECONDS = (0.002, 0.005, 0.01, 0.02)
 """How often a waiting query retries the worker slots: quickly at first, then every 20 ms."""
@@ -92,21 +93,22 @@ class Admission:
             release(fd)
 
     @contextlib.contextmanager
-    def worker(self) -> Iterator[None]:
+    def worker(self, cancelled: Callable[[], bool] | None = None) -> Iterator[None]:
         """Hold a worker slot for the block, waiting in the queue if every one is busy.
 
         Raises ServiceUnavailable (`sandbox_busy`, with Retry-After) when the queue is full or the
-        wait times out; nothing is held then.
+        wait times out, and QueryFailed (`query_cancelled`) when `cancelled()` answers True while it
+        waits; nothing is held then.
         """
         fd = _first_free(self.worker_slots())
         if fd is None:
-            fd = self._wait_for_worker()
+            fd = self._wait_for_worker(cancelled)
         try:
             yield
         finally:
             release(fd)
 
-    def _wait_for_worker(self) -> int:
+    def _wait_for_worker(self, cancelled: Callable[[], bool] | None = None) -> int:
         queued = _first_free(self.queue_slots())
         if queued is None:
             raise ServiceUnavailable("sandbox_busy", seconds=self.queue_timeout, retry_after=BUSY_RETRY_AFTER)
@@ -116,6 +118,8 @@ class Admission:
                 worker = _first_free(self.worker_slots())
                 if worker is not None:
                     return worker
+                if cancelled is not None and attempt % 10 == 9 and cancelled():
+                    raise QueryFailed("query_cancelled", status_code=409)
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from enum import StrEnum
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -87,6 +89,63 @@ class TablePolicy(BaseModel):
         return None
 
 
+class PrivacyUnitKind(StrEnum):
+    """What the privacy unit is: a natural person's products must use DP mode (DOMAIN.md)."""
+
+    NATURAL_PERSON = "natural_person"
+    LEGAL_ENTITY = "legal_entity"
+    OTHER = "other"
+
+
+KeyValue = str | int | float | bool
+MAX_PUBLIC_KEYS = 10_000
+"""Most combinations of public keys one DP query may release: each is a row of the answer."""
+
+
+class DifferentialPrivacy(BaseModel):
+    """The parameters of DP mode (docs/privacy.md): contribution bounds, public keys, delta and budgets.
+
+    Budgets are stated as epsilon at this policy's `delta`; the accountant keeps them in rho-zCDP.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_groups_per_unit: int = Field(
+        default=1, ge=1, le=1_000, description="Most groups of one query a privacy unit may contribute to."
+    )
+    max_rows_per_group: int = Field(
+        default=1, ge=1, le=100_000, description="Most rows a privacy unit may contribute to one group."
+    )
+    public_keys: dict[str, list[KeyValue]] = Field(
+        default_factory=dict,
+        description="Per dimension, its public values: a query grouped only by such dimensions returns "
+        "exactly these groups (no threshold). Other groupings keep groups whose noisy unit count passes tau.",
+    )
+    delta: float = Field(default=1e-7, gt=0, le=1e-4, description="delta of the (epsilon, delta) statements.")
+    agreement_epsilon: float = Field(
+        default=10.0, gt=0, le=100, description="Each agreement's lifetime budget on this version, as epsilon."
+    )
+    version_epsilon_cap: float = Field(
+        default=50.0, gt=0, le=1_000, description="Cap across all agreements on this version (the regulator's)."
+    )
+    query_epsilon: float = Field(default=1.0, gt=0, le=10, description="What a query spends unless the buyer says.")
+    min_query_epsilon: float = Field(default=0.05, gt=0, le=10, description="Least a buyer may choose per query.")
+    max_query_epsilon: float = Field(default=2.0, gt=0, le=10, description="Most a buyer may choose per query.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DifferentialPrivacy:
+        if not self.min_query_epsilon <= self.query_epsilon <= self.max_query_epsilon:
+            raise ValueError("query_epsilon must lie between min_query_epsilon and max_query_epsilon")
+        if self.max_query_epsilon > self.agreement_epsilon:
+            raise ValueError("max_query_epsilon cannot exceed agreement_epsilon")
+        if self.agreement_epsilon > self.version_epsilon_cap:
+            raise ValueError("agreement_epsilon cannot exceed version_epsilon_cap")
+        for dimension, values in self.public_keys.items():
+            if not values or len(values) > MAX_PUBLIC_KEYS or len(set(values)) != len(values):
+                raise ValueError(f"public_keys.{dimension} needs 1 to {MAX_PUBLIC_KEYS} distinct values")
+        return self
+
+
 class ProtectionPolicy(BaseModel):
     """What a buyer may compute over a product version."""
 
@@ -98,6 +157,13 @@ class ProtectionPolicy(BaseModel):
     allow_count_distinct_unit: bool = Field(
         default=True, description="Whether count(DISTINCT <privacy unit>) may be returned."
     )
+    mode: Literal["threshold", "dp"] = Field(
+        default="threshold", description="threshold: exact answers over groups of k units; dp: noisy answers."
+    )
+    privacy_unit_kind: PrivacyUnitKind = Field(
+        default=PrivacyUnitKind.OTHER, description="natural_person products must use DP mode to be listed."
+    )
+    dp: DifferentialPrivacy | None = Field(default=None, description="DP mode's parameters; required in DP mode.")
 
     @model_validator(mode="after")
     def _known_aggregates(self) -> ProtectionPolicy:
@@ -106,4 +172,15 @@ class ProtectionPolicy(BaseModel):
             raise ValueError(f"aggregates {sorted(unknown)} cannot be allowed; choose from {list(DEFAULT_AGGREGATES)}")
         if not self.tables:
             raise ValueError("a policy needs at least one table")
+        if self.mode == "dp" and self.dp is None:
+            raise ValueError("DP mode needs its parameters in 'dp'")
+        if self.dp is not None:
+            dimensions = {d for table in self.tables.values() for d in table.dimensions}
+            strangers = sorted(set(self.dp.public_keys) - dimensions)
+            if strangers:
+                raise ValueError(f"public keys are declared for {strangers}, which are not dimensions")
         return self
+
+    @property
+    def is_dp(self) -> bool:
+        return self.mode == "dp" and self.dp is not None

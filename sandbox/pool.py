@@ -18,6 +18,7 @@ import signal
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -26,6 +27,7 @@ from typing import Any
 
 import duckdb
 
+from sandbox import dp
 from sandbox.engine import (
     EngineLimits,
     Execution,
@@ -43,13 +45,15 @@ WARM_CONNECTIONS = 4
 """Locked connections a worker keeps open, most recently used product versions first."""
 GRACE_SECONDS = 2.0
 """How long past the query timeout the API waits before it kills the worker."""
+CANCEL_POLL_SECONDS = 0.1
+"""How often the API side looks for a cancel request while a worker runs the query."""
 
 
 @dataclass(frozen=True)
 class Job:
     tables: tuple[tuple[str, str], ...]
     """(table name, Parquet path) pairs: also the key of the warm connection."""
-    plan: Plan
+    plan: Plan | dp.DPPlan
     max_rows: int
     seconds: float | None = None
     """This query's time and CPU budget (sandbox.service.budget_seconds); None: the pool's timeout."""
@@ -80,7 +84,7 @@ def _set_cpu_budget(seconds: float, threads: int) -> None:
     resource.setrlimit(resource.RLIMIT_CPU, (budget, hard))
 
 
-def _worker_main(connection: Connection, limits: EngineLimits) -> None:  # pragma: no cover - runs in a child
+def _worker_main(connection: Connection, limits: EngineLimits, cancel: Any) -> None:  # pragma: no cover - a child
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # The worker needs no configuration or secrets (database URL, Stripe keys): drop them.
     for name in list(os.environ):
@@ -97,8 +101,31 @@ def _worker_main(connection: Connection, limits: EngineLimits) -> None:  # pragm
             return
         if job is None:
             return
+        cancel.clear()  # a request for an earlier job that had already finished
         connection.send(("accepted",))
-        connection.send(_run_job(job, limits, warm, stats))
+        connection.send(_run_job(job, limits, warm, stats, cancel))
+
+
+@contextlib.contextmanager
+def _cancellable(db: duckdb.DuckDBPyConnection, cancel: Any) -> Iterator[threading.Event]:
+    """Interrupt DuckDB when the API side sets `cancel` during the block; the event tells whether it did."""
+    fired = threading.Event()
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            if cancel.wait(0.05):
+                fired.set()
+                db.interrupt()
+                return
+
+    watcher = threading.Thread(target=watch, name="cancel-watch", daemon=True)
+    watcher.start()
+    try:
+        yield fired
+    finally:
+        done.set()
+        watcher.join()
 
 
 def _run_job(
@@ -106,6 +133,7 @@ def _run_job(
     limits: EngineLimits,
     warm: OrderedDict[Any, duckdb.DuckDBPyConnection],
     stats: dict[tuple[str, ...], Any],
+    cancel: Any = None,
 ) -> tuple[Any, ...]:
     try:
         db = warm.get(job.tables)
@@ -119,13 +147,18 @@ def _run_job(
         _set_cpu_budget(job.budget(limits), limits.threads)
         # Keyed by the files, which are immutable for a product version.
         statistics = TableStatistics(db, stats, version="|".join(path for _, path in job.tables))
-        with deadline(db, job.budget(limits)) as timed_out:
+        cancelled = contextlib.nullcontext(threading.Event()) if cancel is None else _cancellable(db, cancel)
+        with deadline(db, job.budget(limits)) as timed_out, cancelled as stopped:
             try:
+                if isinstance(job.plan, dp.DPPlan):
+                    return ("ok", dp.execute(db, job.plan, statistics))
                 run = execute_single if job.single else execute_plan
                 return ("ok", run(db, job.plan, job.max_rows, statistics))
-            except duckdb.InterruptException:
-                return ("error", "timeout", "")
             except duckdb.Error as error:
+                if stopped.is_set():
+                    return ("error", "query_cancelled", "")
+                if isinstance(error, duckdb.InterruptException):
+                    return ("error", "timeout", "")
                 if timed_out.is_set() or "maximum execution time" in str(error):
                     return ("error", "timeout", "")
                 if isinstance(error, duckdb.OutOfMemoryException):
@@ -139,7 +172,9 @@ class _Worker:
     def __init__(self, context: Any, limits: EngineLimits) -> None:
         parent, child = context.Pipe(duplex=True)
         self.connection: Connection = parent
-        self.process: BaseProcess = context.Process(target=_worker_main, args=(child, limits), daemon=True)
+        self.cancel = context.Event()
+        """Set by the API side to interrupt the running job (sandbox.cancellation)."""
+        self.process: BaseProcess = context.Process(target=_worker_main, args=(child, limits, self.cancel), daemon=True)
         self.process.start()
         child.close()
         self.warm: set[tuple[tuple[str, str], ...]] = set()
@@ -203,11 +238,14 @@ class WorkerPool:
                 self._idle.append(worker)
         self._slots.release()
 
-    def run(self, job: Job) -> Execution:
+    def run(self, job: Job, cancelled: Callable[[], bool] | None = None) -> Execution:
         """Run `job` in a worker; raises QueryFailed for timeouts, resource limits and query errors.
 
         A worker acknowledges a job before running it. One that dies before acknowledging was
         already dead (killed while idle): the job goes to a fresh worker, once, and is not failed.
+        While it runs, `cancelled()` is asked every CANCEL_POLL_SECONDS; once it answers True the
+        worker interrupts DuckDB (and is killed if it does not stop within GRACE_SECONDS), and the
+        query fails with `query_cancelled`.
         """
         for attempt in range(2):
             worker = self._acquire(job.tables)
@@ -225,7 +263,7 @@ class WorkerPool:
                 raise QueryFailed("resource_limit", limit=self.limits.memory_limit) from None
             try:
                 deadline_at = time.monotonic() + job.budget(self.limits) + GRACE_SECONDS
-                if not worker.connection.poll(max(0.0, deadline_at - time.monotonic())):
+                if not self._await_reply(worker, deadline_at, cancelled):
                     worker.kill()
                     raise QueryFailed("timeout", status_code=408, seconds=job.budget(self.limits))
                 reply = worker.connection.recv()
@@ -248,7 +286,26 @@ class WorkerPool:
             raise QueryFailed("timeout", status_code=408, seconds=job.budget(self.limits))
         if code == "resource_limit":
             raise QueryFailed("resource_limit", limit=self.limits.memory_limit)
+        if code == "query_cancelled":
+            raise QueryFailed("query_cancelled", status_code=409)
         raise QueryFailed("query_failed", detail=detail)
+
+    @staticmethod
+    def _await_reply(worker: _Worker, deadline_at: float, cancelled: Callable[[], bool] | None) -> bool:
+        """Wait for the worker's reply until `deadline_at`; False if none came. A cancel request makes the
+        worker interrupt the query (its reply then says so); a worker that ignores it is killed."""
+        while True:
+            left = deadline_at - time.monotonic()
+            if left <= 0:
+                return False
+            if worker.connection.poll(min(left, CANCEL_POLL_SECONDS) if cancelled else left):
+                return True
+            if cancelled is not None and cancelled():
+                worker.cancel.set()
+                if worker.connection.poll(GRACE_SECONDS):
+                    return True
+                worker.kill()
+                raise QueryFailed("query_cancelled", status_code=409)
 
     def prestart(self) -> None:
         """Start the missing workers now, so that the first queries do not wait for a process to spawn."""

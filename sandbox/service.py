@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -199,12 +199,14 @@ def execute(
     limits: EngineLimits,
     max_rows: int,
     pool: WorkerPool | None = None,
+    cancelled: Callable[[], bool] | None = None,
 ) -> QueryResult:
-    """Run a validated `plan` over `tables` in a sandbox worker and measure it; raises QueryFailed.
+    """Run a validated `plan` over `tables` in a sandbox worker and measure it; raises QueryFailed
+    (`query_cancelled` once `cancelled()` answers True while it runs).
 
     The answer is kept in this process's result cache (sandbox.cache) for identical queries."""
     files = _files(tables)
-    result = _execute(plan, tables, files, limits, max_rows, pool)
+    result = _execute(plan, tables, files, limits, max_rows, pool, cancelled)
     cache.results.put(_result_key(plan, files, max_rows), result, cache.size_of(result.rows))
     return result
 
@@ -216,6 +218,7 @@ def _execute(
     limits: EngineLimits,
     max_rows: int,
     pool: WorkerPool | None,
+    cancelled: Callable[[], bool] | None = None,
 ) -> QueryResult:
     rows_scanned, bytes_scanned = measure_scan(plan, tables)
     job = Job(
@@ -225,7 +228,7 @@ def _execute(
         seconds=budget_seconds(rows_scanned, limits),
         single=plan.fast_threshold and rows_scanned <= SINGLE_STATEMENT_ROWS,
     )
-    execution = (pool or shared_pool(limits)).run(job)
+    execution = (pool or shared_pool(limits)).run(job, cancelled)
     if execution.refused is not None:
         code, params = execution.refused
         raise QueryRefused(code, **params)

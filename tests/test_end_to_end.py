@@ -121,7 +121,7 @@ def test_demo_is_safe_to_run_twice(market: Market, demo) -> None:
     agreements = market.client.get(
         "/v1/agreements", headers={"Authorization": f"Bearer {again['buyer_public']}"}
     ).json()["items"]
-    assert len(agreements) == 2  # one per demo product: nyc-flights-2013 and bj-sme-tax-credits-2025
+    assert len(agreements) == 3  # one per demo product: nyc-flights-2013, nyc-flights-2013-dp, bj-sme-tax-credits-2025
     # keys from the first run were replaced, not left valid
     assert market.client.get("/v1/me", headers=demo["buyer_public"]).status_code == 401
     # the operator's allowed revenue for this year is recorded once, derived: 500,000.00 CNY

@@ -333,6 +333,9 @@ SOURCE_VS_SOURCE = [
 
 TRANSFER = {"amount_minor": 1, "reference": "X-1"}
 CROSS_ROLE = [
+    # Only a buyer cancels its own queries.
+    Attack("operator_a", "POST", "/v1/queries/{key}/cancel", *FORBIDDEN, args={"key": "=some-key"}),
+    Attack("finance", "POST", "/v1/queries/{key}/cancel", *FORBIDDEN, args={"key": "=some-key"}),
     # Buyers: no finance, regulator, operator, source or admin work.
     *(
         _role("buyer_a", method, route, body=body, params=params)
@@ -733,6 +736,9 @@ LIST_OR_OPEN_ROUTES = {
     ("GET", "/v1/usage/summary"),
     ("GET", "/v1/usage/export"),
     ("POST", "/v1/queries"),
+    # Keys are per organisation: another buyer's cancel names nothing of this buyer's
+    # (tests/metering/test_query_cancel_http.py); other roles are refused (CROSS_ROLE).
+    ("POST", "/v1/queries/{key}/cancel"),
     ("GET", "/v1/uploads"),
     ("POST", "/v1/uploads"),
     ("POST", "/v1/authorisations"),

@@ -75,6 +75,8 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     password_hash: Mapped[str | None] = mapped_column(String(200), default=None)
     """An argon2id hash of the web console password; None means the user cannot sign in on the web."""
+    deactivated_at: Mapped[datetime | None] = mapped_column(default=None)
+    """Set when an admin deactivates the user: no sign-in, no API key works, open sessions end."""
 
 
 class ApiKey(Base):
@@ -115,4 +117,19 @@ class LoginAttempt(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("lga"))
     email: Mapped[str] = mapped_column(String(320), index=True)
     client: Mapped[str] = mapped_column(String(64), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class AdminActivity(Base):
+    """One thing an admin did to organisations, users or API keys: kept for ever, shown in the admin's log."""
+
+    __tablename__ = "admin_activity"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("act"))
+    actor_user_id: Mapped[str] = mapped_column(String(32), index=True)
+    action: Mapped[str] = mapped_column(String(40))
+    """A stable code, e.g. `user_created`, `user_deactivated`, `key_revoked` (docs/console.md lists them)."""
+    subject: Mapped[str] = mapped_column(String(64))
+    """The id of the organisation, user or key acted on."""
+    detail: Mapped[str] = mapped_column(String(500), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

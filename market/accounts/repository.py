@@ -23,7 +23,7 @@ def active_key_by_hash(session: Session, key_hash: str) -> tuple[ApiKey, User, O
         select(ApiKey, User, Organisation)
         .join(User, User.id == ApiKey.user_id)
         .join(Organisation, Organisation.id == User.org_id)
-        .where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None))
+        .where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None), User.deactivated_at.is_(None))
     ).one_or_none()
     return None if row is None else (row[0], row[1], row[2])
 

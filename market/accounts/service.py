@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from market.accounts import repository, uscc
+from market.accounts import admin, repository, uscc
 from market.accounts.models import PROFILE_FIELDS, ROLES_BY_KIND, ApiKey, Organisation, OrgKind, Role, User
 from market.clock import utcnow
 from market.errors import Conflict, Forbidden, NotFound, Unauthenticated, Unprocessable
@@ -51,6 +51,7 @@ def create_org(session: Session, actor: Principal | None, *, name: str, kind: Or
     org = Organisation(name=name, kind=kind.value)
     session.add(org)
     session.flush()
+    _record(session, actor, "org_created", org.id, f"{name} ({kind.value})")
     return org
 
 
@@ -73,6 +74,7 @@ def create_user(
     user = User(org_id=org.id, name=name, email=email, role=role.value)
     session.add(user)
     session.flush()
+    _record(session, actor, "user_created", user.id, f"{email} ({role.value}, {org.name})")
     return user
 
 
@@ -84,6 +86,7 @@ def issue_key(session: Session, actor: Principal | None, *, user: User, label: s
     key = ApiKey(user_id=user.id, label=label, prefix=clear[:10], key_hash=hash_key(clear))
     session.add(key)
     session.flush()
+    _record(session, actor, "key_issued", key.id, f"{key.prefix}… {user.email}")
     return key, clear
 
 
@@ -100,6 +103,8 @@ def revoke_key(session: Session, actor: Principal, key_id: str) -> ApiKey:
         raise NotFound("api_key_not_found", key=key_id)
     if key.revoked_at is None:
         key.revoked_at = utcnow()
+        if actor.role == Role.ADMIN:
+            _record(session, actor, "key_revoked", key.id, f"{key.prefix}… {owner.email}")
     return key
 
 
@@ -177,4 +182,9 @@ def update_org(session: Session, actor: Principal, org_id: str, changes: dict[st
             value = value.strip() or None
         setattr(org, field, value)
     session.flush()
+    _record(session, actor, "org_updated", org.id, ", ".join(sorted(changes)) or "name")
     return org
+
+
+def _record(session: Session, actor: Principal | None, action: str, subject: str, detail: str) -> None:
+    admin.record(session, actor, action, subject, detail)

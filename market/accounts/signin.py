@@ -15,7 +15,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.orm import Session
 
-from market.accounts import repository
+from market.accounts import admin, repository
 from market.accounts.models import LoginAttempt, Organisation, Role, User, WebSession
 from market.accounts.service import Principal
 from market.clock import utcnow
@@ -87,7 +87,7 @@ def sign_in(session: Session, *, email: str, password: str, client: str) -> Sign
         matches = _hasher.verify(stored, password) and user is not None and user.password_hash is not None
     except (VerificationError, InvalidHashError):
         matches = False
-    if not matches or user is None:
+    if not matches or user is None or user.deactivated_at is not None:
         session.add(LoginAttempt(email=email, client=client, created_at=utcnow()))
         return None
     if _hasher.check_needs_rehash(stored):
@@ -114,6 +114,7 @@ def principal_for(session: Session, token: str | None) -> Principal | None:
             WebSession.token_hash == _token_hash(token),
             WebSession.ended_at.is_(None),
             WebSession.expires_at > utcnow(),
+            User.deactivated_at.is_(None),
         )
     ).one_or_none()
     if row is None:
@@ -142,6 +143,8 @@ def set_password(session: Session, actor: Principal | None, user_id: str, passwo
     if len(password) < MIN_PASSWORD_LENGTH:
         raise Unprocessable("password_too_short", minimum=MIN_PASSWORD_LENGTH)
     user.password_hash = hash_password(password)
+    if actor is not None:
+        admin.record(session, actor, "password_set", user.id, user.email)
     session.execute(
         update(WebSession).where(WebSession.user_id == user.id, WebSession.ended_at.is_(None)).values(ended_at=utcnow())
     )

@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 
-from market.compliance import allowed_revenue, disclosure, fee_standards, pages, registration
+from market import i18n
+from market.compliance import allowed_revenue, disclosure, fee_standards, pages, registration, report_document
+from market.compliance.models import DisclosureReport
 from market.compliance.schemas import (
     AllowedRevenueIn,
     AllowedRevenueOut,
@@ -32,9 +34,33 @@ from products import service as products
 Year = Annotated[int, Path(ge=2000, le=2100)]
 YearQuery = Annotated[int | None, Query(ge=2000, le=2100)]
 Format = Annotated[str, Query(pattern=r"^(json|html)$")]
+ReportFormat = Annotated[str, Query(pattern=r"^(json|html|pdf)$")]
+Lang = Annotated[str | None, Query(max_length=20)]
 
 HTML_TOO: dict[int | str, dict[str, Any]] = {200: {"content": {"text/html": {"schema": {"type": "string"}}}}}
 """Routes that answer JSON, or HTML with `?format=html`, document both."""
+DOCUMENTS: dict[int | str, dict[str, Any]] = {
+    200: {
+        "content": {
+            "text/html": {"schema": {"type": "string"}},
+            "application/pdf": {"schema": {"type": "string", "format": "binary"}},
+        }
+    }
+}
+"""Disclosure reports answer JSON, HTML or PDF."""
+
+
+def _rendered(report: DisclosureReport, format: str, lang: str | None) -> Response:
+    """A report as an HTML page or a PDF download, in `?lang=` (zh-CN or en) or the caller's language."""
+    locale = i18n.normalize(lang) or i18n.current_locale()
+    document = report_document.report_document(report, locale)
+    headers = {"Content-Language": i18n.html_lang(locale)}
+    if format == "pdf":
+        name = f"{report.year}-{report.kind}-{report.id}-{i18n.html_lang(locale)}"
+        headers["Content-Disposition"] = f'attachment; filename="{name}.pdf"'
+        return Response(report_document.pdf(document), media_type="application/pdf", headers=headers)
+    return HTMLResponse(report_document.html(document), headers=headers)
+
 
 router = APIRouter(tags=["compliance"])
 public_router = APIRouter(tags=["public disclosure"])
@@ -194,14 +220,14 @@ def disclosure_status(
     return disclosure.status(session, principal, year)
 
 
-@router.get("/v1/disclosures/{report_id}", response_model=DisclosureOut, responses=HTML_TOO)
+@router.get("/v1/disclosures/{report_id}", response_model=DisclosureOut, responses=DOCUMENTS)
 def get_disclosure(
-    report_id: str, session: SessionDep, principal: PrincipalDep, format: Format = "json"
-) -> DisclosureOut | HTMLResponse:
-    """One report as JSON, or `?format=html`."""
+    report_id: str, session: SessionDep, principal: PrincipalDep, format: ReportFormat = "json", lang: Lang = None
+) -> DisclosureOut | Response:
+    """One report as JSON, or as a document: `?format=html` or `pdf`, in `?lang=` (zh-CN or en)."""
     report = disclosure.get_visible(session, principal, report_id)
-    if format == "html":
-        return HTMLResponse(pages.report_page(report))
+    if format != "json":
+        return _rendered(report, format, lang)
     return DisclosureOut.model_validate(report)
 
 
@@ -215,18 +241,22 @@ def publish_disclosure(report_id: str, session: SessionDep, principal: Principal
 
 
 @public_router.get("/disclosures", response_class=HTMLResponse)
-def disclosure_index(session: SessionDep) -> HTMLResponse:
-    """The public disclosure page: every published report."""
-    return HTMLResponse(pages.index_page(disclosure.published(session)))
+def disclosure_index(session: SessionDep, lang: Lang = None) -> HTMLResponse:
+    """The public disclosure page: every published report, with its HTML, PDF (zh-CN, en) and JSON; in `?lang=`
+    or the caller's language."""
+    locale = i18n.normalize(lang) or i18n.current_locale()
+    return HTMLResponse(pages.index_page(disclosure.published(session), locale))
 
 
-@public_router.get("/disclosures/{report_id}", response_model=DisclosureOut, responses=HTML_TOO)
-def public_disclosure(report_id: str, session: SessionDep, format: Format = "html") -> DisclosureOut | HTMLResponse:
-    """A published report, as HTML or `?format=json` (with its content hash)."""
+@public_router.get("/disclosures/{report_id}", response_model=DisclosureOut, responses=DOCUMENTS)
+def public_disclosure(
+    report_id: str, session: SessionDep, format: ReportFormat = "html", lang: Lang = None
+) -> DisclosureOut | Response:
+    """A published report as HTML, `?format=pdf` or `?format=json` (with its content hash), in `?lang=`."""
     report = disclosure.get_published(session, report_id)
     if format == "json":
         return DisclosureOut.model_validate(report)
-    return HTMLResponse(pages.report_page(report))
+    return _rendered(report, format, lang)
 
 
 @public_router.get("/registrations", response_model=Page[PublicRegistrationOut], responses=HTML_TOO)

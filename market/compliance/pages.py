@@ -18,12 +18,6 @@ code{background:#f0f4f8;padding:0 .25rem;border-radius:3px} .tag{background:#e3f
 """
 """The public report and registration pages' own small stylesheet (they stand outside the console)."""
 
-TITLES = {
-    "regulator_disclosure": "Authorising body's annual disclosure",
-    "operator_disclosure": "Operator's annual disclosure",
-    "operating_report": "Annual operating report",
-}
-
 
 def _label(key: str) -> str:
     return key.replace("_minor", " (minor units)").replace("_", " ")
@@ -53,51 +47,50 @@ def render_value(value: Any) -> str:
     return escape(str(value))
 
 
-def _page(title: str, body: str) -> str:
+def _page(title: str, body: str, lang: str = "en") -> str:
     return (
-        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{escape(title)}</title>"
+        f"<!doctype html><html lang='{lang}'><head><meta charset='utf-8'><title>{escape(title)}</title>"
         f"<style>{STYLE}</style></head><body>{body}</body></html>"
     )
 
 
-def report_page(report: DisclosureReport) -> str:
-    """One report as a page, with its state and, once published, its content hash."""
-    title = f"{TITLES.get(report.kind, report.kind)} {report.year}: {report.content.get('publisher', '')}"
-    state = (
-        f"Published {report.published_at:%Y-%m-%d}; SHA-256 <code>{escape(report.content_hash)}</code>"
-        if report.published_at
-        else "Draft, not published"
-    )
-    sections = "".join(
-        f"<h2>{escape(_label(key))}</h2>{render_value(value)}"
-        for key, value in report.content.items()
-        if key not in ("kind", "year", "publisher")
-    )
-    return _page(title, f"<h1>{escape(title)}</h1><p class='muted'>{state}</p>{sections}")
+def index_page(reports: Sequence[DisclosureReport], locale: str) -> str:
+    """The public disclosure page, in the visitor's language: every published report, with links to its
+    HTML and PDF in both languages and to its JSON record."""
+    from market import i18n
+    from market.compliance.report_document import TITLES
 
+    def _(msgid: str, **params: object) -> str:
+        return i18n.gettext(locale, msgid, **params)
 
-def index_page(reports: Sequence[DisclosureReport]) -> str:
-    """The public disclosure page: every published report, with links to HTML and JSON."""
     rows = "".join(
-        f"<tr><td>{r.year}</td><td>{escape(TITLES.get(r.kind, r.kind))}</td>"
-        f"<td>{escape(str(r.content.get('publisher', '')))}</td><td>{r.published_at:%Y-%m-%d}</td>"
+        f"<tr><td>{r.year}</td><td>{escape(_(TITLES.get(r.kind, r.kind)))}</td>"
+        f"<td>{escape(str(r.content.get('publisher', '')))}</td>"
+        f"<td>{escape(i18n.format_date(r.published_at, locale))}</td>"
         f"<td><a href='/disclosures/{escape(r.id)}'>HTML</a> · "
+        f"<a href='/disclosures/{escape(r.id)}?format=pdf&amp;lang=zh-CN'>PDF（中文）</a> · "
+        f"<a href='/disclosures/{escape(r.id)}?format=pdf&amp;lang=en'>PDF (English)</a> · "
         f"<a href='/disclosures/{escape(r.id)}?format=json'>JSON</a>"
         f"</td><td><code>{escape(r.content_hash[:16])}…</code></td></tr>"
         for r in reports
         if r.published_at is not None
     )
-    table = (
-        "<table><tr><th>year</th><th>report</th><th>publisher</th><th>published</th><th>formats</th><th>SHA-256</th></tr>"
-        f"{rows}</table>"
-        if rows
-        else "<p>Nothing is published yet.</p>"
+    headings = (i18n.N_("Year"), i18n.N_("Report"), i18n.N_("Publisher"), i18n.N_("Published"), i18n.N_("Formats"))
+    head = "".join(f"<th>{escape(_(h))}</th>" for h in headings) + "<th>SHA-256</th>"
+    nothing = _("Nothing is published yet.")
+    table = f"<table><tr>{head}</tr>{rows}</table>" if rows else f"<p>{escape(nothing)}</p>"
+    title = _("Public disclosures")
+    intro = _(
+        "Annual disclosures of the authorising body and of each authorised operator, and the operators' "
+        "operating reports, due by 31 March for the previous year. A registration can be looked up by its "
+        "code at /registrations/<code>."
+    )
+    switch = (
+        "<p class='muted'><a href='/disclosures?lang=zh-CN' lang='zh-CN'>中文</a> · "
+        "<a href='/disclosures?lang=en' lang='en'>English</a></p>"
     )
     return _page(
-        "Public disclosures",
-        "<h1>Public disclosures (信息披露)</h1><p class='muted'>Annual disclosures of the authorising body and of "
-        "each authorised operator, and the operators' operating reports, due by 31 March for the previous year. "
-        f"Registrations can be looked up at /registrations/&lt;code&gt;.</p>{table}",
+        title, f"<h1>{escape(title)}</h1><p class='muted'>{escape(intro)}</p>{switch}{table}", i18n.html_lang(locale)
     )
 
 

@@ -7,8 +7,8 @@ import secrets
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
-from fastapi.responses import Response
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
 from market.console.web import Console, ConsoleDep, check_csrf, page
@@ -198,3 +198,16 @@ def run_query(sent: Annotated[QueryForm, Depends(query_form)], console: ConsoleD
         outcome = {"error": {"code": error.code, "message": console.message(error)}}
         return _page(console, product=product, sql=sql, outcome=outcome, status=error.status_code)
     return _page(console, product=product, sql=sql, outcome=result.body, status=result.status_code)
+
+
+@router.post("/query/cancel")
+def cancel_query(
+    console: ConsoleDep, settings: SettingsDep, idempotency_key: Annotated[str, Form(min_length=1, max_length=200)]
+) -> Response:
+    """The Cancel button: stop my running query (named by the form's idempotency key) on the server.
+
+    The query's own request then answers with the page saying it was cancelled and not charged.
+    """
+    console.session.commit()
+    found = service.cancel_query(get_database(console.request), settings, console.user, idempotency_key)
+    return JSONResponse({"state": found.state}, status_code=202 if found.state == "requested" else 200)

@@ -2,13 +2,38 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from market.console import access, auth, catalogue, invoices, query, usage
+from market.console import (
+    access,
+    admin,
+    auth,
+    catalogue,
+    finance,
+    invoices,
+    operator,
+    operator_access,
+    operator_build,
+    query,
+    regulator,
+    source,
+    usage,
+)
 from market.console.web import HERE
 
-ROUTERS = (auth.router, catalogue.router, access.router, query.router, usage.router, invoices.router)
+ROUTERS: tuple[APIRouter, ...] = (
+    auth.router,
+    catalogue.router,
+    access.router,
+    query.router,
+    usage.router,
+    invoices.router,
+)
+ROUTERS += (finance.router, admin.router)
+ROUTERS += regulator.ROUTERS  # con-reg: the regulator's pages
+ROUTERS += (source.router,)  # con-reg: the source departments' pages
+ROUTERS += (operator_build.router, operator.router, operator_access.router)
 
 
 def install(app: FastAPI) -> None:

@@ -53,11 +53,49 @@ NAVIGATION: dict[Role | None, tuple[NavItem, ...]] = {
         NavItem("/console/usage", "Usage"),
         NavItem("/console/invoices", "Invoices"),
     ),
+    Role.FINANCE: (
+        NavItem("/console/finance/periods", "Billing periods"),
+        NavItem("/console/finance/invoices", "Invoices"),
+        NavItem("/console/finance/payments", "Payments received"),
+        NavItem("/console/finance/ledger", "Ledger"),
+        NavItem("/console/finance/statements", "Settlement statements"),
+        NavItem("/console/finance/charts", "Charts"),
+    ),
+    Role.ADMIN: (
+        NavItem("/console/admin/orgs", "Organisations"),
+        NavItem("/console/admin/users", "Users"),
+        NavItem("/console/admin/keys", "API keys"),
+        NavItem("/console/admin/activity", "Activity"),
+    ),
+    Role.OPERATOR: (
+        NavItem("/", "Catalogue"),
+        NavItem("/console/products", "My products"),
+        NavItem("/console/requests", "Access requests"),
+        NavItem("/console/sales", "Usage and revenue"),
+    ),
 }
 """Each role's navigation. A later part adds its role's pages here (and its routers in routes.py)."""
+NAVIGATION[Role.REGULATOR] = (
+    NavItem("/console/regulator/dashboard", "Dashboard"),
+    NavItem("/console/regulator/authorisations", "Authorisations"),
+    NavItem("/console/regulator/resources", "Resources"),
+    NavItem("/console/regulator/registrations", "Registrations"),
+    NavItem("/console/regulator/reviews", "Reviews"),
+    NavItem("/console/regulator/requests", "Public-interest requests"),
+    NavItem("/console/regulator/allowed-revenue", "Allowed revenue"),
+    NavItem("/console/regulator/disclosures", "Disclosure"),
+    NavItem("/console/regulator/audit", "Audit log"),
+)
+NAVIGATION[Role.SOURCE] = (
+    NavItem("/console/source/resources", "Resources"),
+    NavItem("/console/source/statements", "Statements"),
+)
 
-HOME: dict[Role, str] = {Role.BUYER: "/console/query"}
+HOME: dict[Role, str] = {Role.BUYER: "/console/query", Role.OPERATOR: "/console/products"}
+HOME.update({Role.FINANCE: "/console/finance/periods", Role.ADMIN: "/console/admin/users"})
 """Where a role lands after signing in; roles without pages yet land on the catalogue."""
+HOME[Role.REGULATOR] = "/console/regulator/dashboard"
+HOME[Role.SOURCE] = "/console/source/resources"
 
 
 def home_of(role: Role) -> str:
@@ -139,6 +177,16 @@ class Console:
 
     def number(self, value: int | float | None) -> str:
         return "" if value is None else i18n.format_number(value, self.locale)
+
+    def translate(self, msgid: str, **params: Any) -> str:
+        """A gettext msgid in the page's language, its {name} placeholders filled."""
+        return i18n.gettext(self.locale, msgid, **params)
+
+    def now_year(self) -> int:
+        """The current year, on the injectable clock."""
+        from market.clock import utcnow
+
+        return utcnow().year
 
     def message(self, error: MarketError) -> str:
         """An error's message in the page's language (the shared catalogue of messages)."""
@@ -228,6 +276,7 @@ def page(
     role = console.principal.role if console.principal else None
     html = env.get_template(template).render(
         c=console,
+        term=lambda context, value: i18n.term(console.locale, context, str(value)),
         title=title,
         crumbs=crumbs,
         nav=navigation(role),

@@ -200,6 +200,7 @@ def grant(session: Session, actor: Principal, data: AuthorisationIn) -> Authoris
         currency=data.currency,
         revenue_ceiling_minor=data.revenue_ceiling_minor,
         note=data.note,
+        dp_required_for=sorted(set(data.dp_required_for)),
         granted_by=actor.user_id,
     )
     session.add(authorisation)
@@ -307,6 +308,7 @@ def present(session: Session, grants: Sequence[Authorisation]) -> list[Authorisa
                 fee_caps=[FeeCapOut.model_validate(c) for c in caps[a.id]],
                 revenue_ceiling_minor=a.revenue_ceiling_minor,
                 note=a.note,
+                dp_required_for=list(a.dp_required_for or []),
                 created_at=a.created_at,
             )
         )

@@ -42,6 +42,9 @@ class Authorisation(Base):
     revenue_ceiling_minor: Mapped[int | None] = mapped_column(BigInteger, default=None)
     """Most the operator may earn per year under this grant (cost plus a reasonable profit), minor units."""
     note: Mapped[str] = mapped_column(Text, default="")
+    dp_required_for: Mapped[list[Any]] = mapped_column(default=list)
+    """Zones and resource classifications (e.g. ["healthcare", "important"]) whose products must use
+    differential privacy under this grant, whatever their privacy unit (docs/privacy.md)."""
     granted_by: Mapped[str] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)

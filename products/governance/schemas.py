@@ -44,8 +44,20 @@ class AuthorisationIn(BaseModel):
     valid_until: datetime
     currency: str = Field(default="CNY", pattern=r"^[A-Z]{3}$")
     fee_caps: list[FeeCapIn] = Field(min_length=1, description="One fee cap per zone.")
-    revenue_ceiling_minor: int | None = Field(default=None, ge=0, le=MAX_AMOUNT_MINOR)
+    revenue_ceiling_minor: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_AMOUNT_MINOR,
+        json_schema_extra={"deprecated": True},
+        description="Deprecated and no longer used: an operator's revenue is held against its allowed revenue "
+        "(PUT /v1/allowed-revenue/{operator}/{year}), derived from the regulator's cost, profit and tax figures.",
+    )
     note: str = Field(default="", max_length=5_000)
+    dp_required_for: list[str] = Field(
+        default_factory=list,
+        max_length=50,
+        description="Zones or resource classifications (general, important, core) whose products must be in DP mode.",
+    )
 
     @model_validator(mode="after")
     def _shape(self) -> AuthorisationIn:
@@ -88,9 +100,12 @@ class AuthorisationOut(BaseModel):
     in_force: bool
     currency: str
     fee_caps: list[FeeCapOut]
-    revenue_ceiling_minor: int | None
+    revenue_ceiling_minor: int | None = Field(
+        json_schema_extra={"deprecated": True}, description="Deprecated: see allowed revenue."
+    )
     note: str
     created_at: datetime
+    dp_required_for: list[str] = Field(default_factory=list)
 
 
 class StatusChangeIn(BaseModel):

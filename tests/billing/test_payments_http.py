@@ -239,14 +239,33 @@ def test_credit_notes_listing_roles_and_operator_ceiling(market: Market) -> None
 
     from products.governance.models import Authorisation
 
-    with market.database.transaction() as session:
+    operator = s.listed.operator.principal.org_id
+    with market.database.transaction() as session:  # the deprecated per-grant ceiling is no longer read
         session.execute(
-            update(Authorisation)
-            .where(Authorisation.operator_org_id == s.listed.operator.principal.org_id)
-            .values(revenue_ceiling_minor=1)
+            update(Authorisation).where(Authorisation.operator_org_id == operator).values(revenue_ceiling_minor=1)
         )
-    statements = market.client.get(
-        "/v1/settlements", headers=s.listed.operator.headers, params={"period": this_period()}
+    year = this_period()[:4]
+
+    def statement() -> dict[str, Any]:
+        found = market.client.get(
+            "/v1/settlements", headers=s.listed.operator.headers, params={"period": this_period()}
+        )
+        (only,) = found.json()["items"]
+        return dict(only)
+
+    assert (statement()["ceiling_minor"], statement()["over_ceiling"], statement()["warning"]) == (None, False, None)
+    # One rule: the statement holds the operator's revenue against its allowed revenue, as that page shows it.
+    figures = {"platform_cost_minor": 1, "collection_cost_minor": 0, "processing_cost_minor": 0}
+    figures |= {"staff_cost_minor": 0, "subsidies_minor": 0, "profit_minor": 0, "taxes_minor": 0, "currency": "CNY"}
+    recorded = market.client.put(
+        f"/v1/allowed-revenue/{operator}/{year}", headers=s.listed.regulator.headers, json=figures
     )
-    (statement,) = statements.json()["items"]
-    assert statement["ceiling_minor"] == 1 and statement["over_ceiling"] is True
+    assert recorded.status_code == 200, recorded.text
+    allowed = market.client.get(f"/v1/allowed-revenue/{operator}/{year}", headers=s.listed.operator.headers).json()
+    shown = statement()
+    assert (shown["ceiling_minor"], shown["year_to_date_minor"]) == (
+        allowed["allowed_minor"],
+        allowed["received_minor"],
+    )
+    assert shown["over_ceiling"] is True and shown["warning"] == allowed["warning"] == "exceeded"
+    assert shown["used_basis_points"] == allowed["used_basis_points"]

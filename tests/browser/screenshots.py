@@ -69,6 +69,19 @@ def main(out: Path) -> None:
             page.goto("/console/invoices")
             page.locator("main table a[href^='/console/invoices/']").first.click()
             page.screenshot(path=str(out / "invoice.png"), full_page=True)
+            # The public disclosure page and a published operating report (in English: the machine that takes the
+            # screenshots may have no CJK font; the PDFs embed one).
+            published = []
+            for role, kind in (("regulator", "regulator_disclosure"), ("operator", "operating_report")):
+                auth = {"Authorization": f"Bearer {keys[role]}"}
+                body = {"year": DEMO_START.year, "kind": kind}
+                report = httpx.post(f"{url}/v1/disclosures", headers=auth, json=body, timeout=60).json()
+                httpx.post(f"{url}/v1/disclosures/{report['id']}/publish", headers=auth, timeout=60)
+                published.append(report["id"])
+            page.goto("/disclosures")
+            page.screenshot(path=str(out / "disclosures.png"))
+            page.goto(f"/disclosures/{published[1]}")
+            page.screenshot(path=str(out / "operating-report.png"), full_page=True)
             browser.close()
         server.should_exit = True
         database.dispose()

@@ -186,3 +186,30 @@ def test_a_running_query_shows_progress_and_can_be_cancelled(live: Live, page_in
     expect(page.locator("#run")).to_be_enabled()
     expect(page.locator("#progress")).to_contain_text("Cancelled")
     assert len(held) == 1
+
+
+@pytest.mark.parametrize("language", list(LANGUAGES))
+def test_a_wrong_address_and_the_public_disclosures_read_in_the_visitors_language(
+    live: Live, page_in: Any, language: str
+) -> None:
+    page = page_in(language, bypass_csp=True)  # axe is injected as an inline script
+    missing = page.goto("/console/no-such-page")
+    assert missing is not None and missing.status == 404
+    expect(page.locator("html")).to_have_attribute("lang", language)
+    expect(page.locator("main [role=alert]")).to_contain_text("/console/no-such-page")
+    expect(page.locator("main a[href='/']")).to_be_visible()  # the way back
+    # A published operating report is on the public page, as a page and as PDFs in both languages.
+    year = clock.utcnow().year
+    drafted = live.api("operator", "POST", "/v1/disclosures", json={"year": year, "kind": "operating_report"})
+    if drafted.status_code == 201:  # the other language's run published it already (409)
+        assert live.api("operator", "POST", f"/v1/disclosures/{drafted.json()['id']}/publish").status_code == 200
+    page.goto("/disclosures")
+    expect(page.locator("h1")).to_have_text("信息披露" if language == "zh-CN" else "Public disclosures")
+    expect(page.locator("a[href*='format=pdf'][href*='lang=zh-CN']").first).to_be_visible()
+    page.locator("table a", has_text="HTML").first.click()
+    expect(page.locator("h1")).to_have_text("年度运营报告" if language == "zh-CN" else "Annual operating report")
+    source = axe_source()
+    if source is not None:
+        for path in ("/console/no-such-page", "/disclosures"):
+            page.goto(path)
+            assert serious_violations(page, source) == [], path

@@ -16,6 +16,7 @@ from typing import Any
 from market import clock
 from market.accounts.models import Role
 from market.compliance.jobs import run_upkeep
+from tests.billing.test_documents_i18n import pdf_text
 from tests.compliance.conftest import SmtpServer
 from tests.compliance.helpers import notifications_of, object_to, registered_resource
 from tests.conftest import Actor, Market
@@ -191,6 +192,16 @@ def test_a_year_of_public_data_rules(mailing_market: Market, smtp_server: SmtpSe
         seen = ok(client.get(f"/v1/allowed-revenue/{op_org}/2027", headers=operator.headers))
         assert (seen["received_minor"], seen["headroom_minor"], seen["warning"]) == (600, -100, "exceeded")
         assert notifications_of(market, operator)["items"][0]["kind"] == "allowed_revenue_exceeded"
+        # One rule: the operator's settlement statement holds the same figures against the allowed revenue.
+        (statement,) = ok(client.get("/v1/settlements", headers=operator.headers, params={"period": "2027-01"}))[
+            "items"
+        ]
+        assert (statement["year_to_date_minor"], statement["ceiling_minor"]) == (600, 500)
+        assert (statement["over_ceiling"], statement["warning"], statement["used_basis_points"]) == (
+            True,
+            "exceeded",
+            seen["used_basis_points"],
+        )
 
         # -- February: more use, and a request left past its review deadline ----------------------
         clock.freeze(at("2027-02-10T10:00:00"))
@@ -334,8 +345,37 @@ def test_a_year_of_public_data_rules(mailing_market: Market, smtp_server: SmtpSe
         assert status["missing"] == [] and len(status["published"]) == 3
 
         index = client.get("/disclosures")  # public, no sign-in
-        assert index.status_code == 200 and index.text.count("/disclosures/dsc_") == 6  # HTML and JSON links
+        # HTML, PDF in zh-CN and in en, and JSON for each of the three reports
+        assert index.status_code == 200 and index.text.count("/disclosures/dsc_") == 12
+        assert "公开" not in index.text and "Public disclosures" in index.text  # the visitor's language (en)
+        assert "信息披露" in client.get("/disclosures", params={"lang": "zh-CN"}).text
         public_json = ok(client.get(f"/disclosures/{reports[2]['id']}", params={"format": "json"}))
         assert public_json["content_hash"] == canonical_hash(public_json["content"])
         assert SLUG in client.get(f"/disclosures/{reports[2]['id']}").text
+        # The published reports as PDF, in Chinese and in English: the figures read as money, as on the ledger.
+        operating_zh = pdf_text(
+            client.get(f"/disclosures/{reports[2]['id']}", params={"format": "pdf", "lang": "zh-CN"}).content
+        )
+        assert "年度运营报告" in operating_zh and "最高准许收入" in operating_zh
+        assert (
+            "¥6.00" in operating_zh and "¥5.00" in operating_zh and "¥1.00" in operating_zh
+        )  # received, allowed, excess
+        assert published["content_hash"] in operating_zh
+        operating_en = pdf_text(
+            client.get(f"/disclosures/{reports[2]['id']}", params={"format": "pdf", "lang": "en"}).content
+        )
+        assert "Annualoperatingreport" in operating_en and "CN¥6.00" in operating_en
+        regulator_zh = pdf_text(
+            client.get(f"/disclosures/{reports[0]['id']}", params={"format": "pdf", "lang": "zh-CN"}).content
+        )
+        assert "数据管理机构年度信息披露" in regulator_zh and "上限收费标准" in regulator_zh
+        assert "每次查询¥5.00" in regulator_zh and "每次查询¥2.00" in regulator_zh  # the zone's cap, the standard
+        draft_pdf = client.get(
+            f"/v1/disclosures/{reports[1]['id']}", headers=operator.headers, params={"format": "pdf"}
+        )
+        assert draft_pdf.headers["content-type"] == "application/pdf" and "授权运营主体年度信息披露" in pdf_text(
+            client.get(
+                f"/v1/disclosures/{reports[1]['id']}", headers=operator.headers, params={"format": "pdf", "lang": "zh"}
+            ).content
+        )
         clock.advance(timedelta(days=1))

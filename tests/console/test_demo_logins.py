@@ -29,7 +29,11 @@ def test_demo_writes_logins_that_sign_in(market: Market, tmp_path: Path, monkeyp
     written = json.loads(logins.read_text())
     assert set(written) == ROLES == set(json.loads(keys.read_text()))
     assert logins.stat().st_mode & 0o077 == 0, "the sign-ins file is readable by its owner only"
-    for role, home in (("buyer_commercial", "/console/query"), ("finance", "/")):
+    for role, home in (
+        ("buyer_commercial", "/console/query"),
+        ("finance", "/console/finance/periods"),
+        ("admin", "/console/admin/users"),
+    ):
         client = browser(market)
         token = csrf_of(client.get("/login").text)
         signed = client.post("/login", data={**written[role], "csrf_token": token})

@@ -103,7 +103,7 @@ def test_api_errors_follow_accept_language_and_keep_their_code(market: Market):
 
 def test_without_a_preference_errors_are_chinese(market: Market):
     bare = TestClient(market.client.app, raise_server_exceptions=False)
-    for response in (bare.get("/v1/me"), bare.get("/no/such/route"), bare.post("/v1/orgs", content=b"{")):
+    for response in (bare.get("/v1/me"), bare.get("/v1/no/such/route"), bare.post("/v1/orgs", content=b"{")):
         assert response.status_code in (401, 404, 422), response.text
         assert CJK.search(response.json()["error"]["message"]), response.text
     assert bare.get("/v1/me", headers={"Accept-Language": "en"}).json()["error"]["message"] == EN["missing_credentials"]
@@ -112,13 +112,29 @@ def test_without_a_preference_errors_are_chinese(market: Market):
 def test_the_locale_cookie_beats_accept_language(market: Market):
     market.client.cookies.set(i18n.LOCALE_COOKIE, "zh-CN")
     try:
-        response = market.client.get("/no/such/route", headers={"Accept-Language": "en"})
+        response = market.client.get("/v1/no/such/route", headers={"Accept-Language": "en"})
     finally:
         market.client.cookies.clear()
     assert response.json()["error"] == {
         "code": "not_found",
-        "message": render("not_found", "zh_CN", path="/no/such/route"),
+        "message": render("not_found", "zh_CN", path="/v1/no/such/route"),
     }
+
+
+def test_an_unknown_page_is_a_readable_404_page_in_the_visitors_language(market: Market):
+    bare = TestClient(market.client.app, raise_server_exceptions=False)
+    for path in ("/no/such/page", "/console/nothing-here", "/console/query/nothing"):
+        page = bare.get(path, headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
+        assert page.status_code == 404 and page.headers["content-type"].startswith("text/html"), path
+        assert render("page_not_found", "zh_CN", path=path).replace("“", "&#34;")[:6] in page.text
+        assert 'lang="zh-CN"' in page.text and "page_not_found" in page.text
+    english = bare.get("/no/such/page", headers={"Accept-Language": "en"})
+    assert english.status_code == 404 and render("page_not_found", "en", path="/no/such/page") in english.text
+    # The API keeps its JSON error, and so does a program that asks for JSON.
+    api = bare.get("/v1/no/such/route", headers={"Accept": "text/html"})
+    assert api.status_code == 404 and api.json()["error"]["code"] == "not_found"
+    wants_json = bare.get("/no/such/page", headers={"Accept": "application/json"})
+    assert wants_json.status_code == 404 and wants_json.json()["error"]["code"] == "not_found"
 
 
 def test_service_errors_and_refused_queries_are_translated(market: Market):

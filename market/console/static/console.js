@@ -66,7 +66,27 @@
       progress.textContent = label + "…";
       run.disabled = true;
       cancel.hidden = false;
-      cancel.onclick = function () { controller.abort(); };
+      // Cancel stops the query on the server (the worker interrupts it and nothing is charged); the run's
+      // own request then answers with the page saying so. Only if that call fails is the wait abandoned.
+      cancel.onclick = function () {
+        cancel.disabled = true;
+        progress.textContent = progress.getAttribute("data-cancelling") || "Cancelling…";
+        var body = new FormData();
+        body.append("idempotency_key", form.querySelector('input[name="idempotency_key"]').value);
+        body.append("csrf_token", csrfToken());
+        fetch(form.getAttribute("data-cancel-url"), {
+          method: "POST",
+          body: body,
+          headers: { "X-CSRF-Token": csrfToken() },
+          credentials: "same-origin",
+        }).then(function (response) {
+          return response.ok ? response.json() : { state: "failed" };
+        }).then(function (answer) {
+          // "cancelled" or "finished": the run's own answer is on its way. Otherwise the run has not reached
+          // the server's sandbox yet (it will be stopped there when it does): stop waiting for it now.
+          if (answer.state !== "cancelled" && answer.state !== "finished") controller.abort();
+        }).catch(function () { controller.abort(); });
+      };
       fetch(form.action, {
         method: "POST",
         body: new FormData(form),
@@ -90,6 +110,7 @@
         window.clearInterval(timer);
         run.disabled = false;
         cancel.hidden = true;
+        cancel.disabled = false;
       });
     });
   }
@@ -190,7 +211,49 @@
     });
   }
 
+  // Several charts on one page: each box names its data (<div data-chart="id-of-json-script">).
+  function initDataCharts(root) {
+    root.querySelectorAll("[data-chart]").forEach(function (box) {
+      var data = document.getElementById(box.getAttribute("data-chart"));
+      if (!data || !data.textContent.trim()) return;
+      var spec = JSON.parse(data.textContent);
+      box.textContent = "";
+      if (window.echarts) {
+        window.echarts.init(box).setOption({
+          tooltip: { trigger: "axis" },
+          legend: {},
+          xAxis: { type: "category", data: spec.x },
+          yAxis: { type: "value" },
+          series: spec.series.map(function (s) {
+            return { name: s.name, type: spec.type, data: s.data, stack: spec.stack ? "total" : undefined };
+          }),
+        });
+        return;
+      }
+      drawSvg(box, spec);
+    });
+  }
+
+  // Long actions (a billing run): the form submits as usual; meanwhile the page shows the time it has taken.
+  function initProgress(root) {
+    root.querySelectorAll("form[data-progress]").forEach(function (form) {
+      form.addEventListener("submit", function () {
+        var line = form.querySelector(".progress");
+        var button = form.querySelector("button[type=submit]");
+        var started = Date.now();
+        var label = (line && line.getAttribute("data-running")) || "Running";
+        if (line) line.textContent = label + "…";
+        window.setTimeout(function () { if (button) button.disabled = true; }, 0);
+        window.setInterval(function () {
+          if (line) line.textContent = label + " " + Math.round((Date.now() - started) / 1000) + " s";
+        }, 500);
+      });
+    });
+  }
+
   function init(root) {
+    initDataCharts(root);
+    initProgress(root);
     initReloads(root);
     initEditor(root);
     initAsyncQuery(root);

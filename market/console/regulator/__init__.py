@@ -1,0 +1,31 @@
+"""The regulator's console pages (数据管理机构): dashboard, authorisations, resource registry, product reviews,
+public-interest access requests and the audit log. Each module's routes call the same services as the API."""
+
+from __future__ import annotations
+
+from market.console.regulator import (
+    audit,
+    dashboard,
+    disclosures,
+    grants,
+    notices,
+    registry,
+    requests,
+    revenue,
+    reviews,
+    vocabulary,
+)
+
+ROUTERS = (
+    dashboard.router,
+    grants.router,
+    registry.router,
+    notices.router,
+    reviews.router,
+    requests.router,
+    revenue.router,
+    disclosures.router,
+    audit.router,
+)
+
+__all__ = ["ROUTERS", "vocabulary"]
