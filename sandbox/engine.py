@@ -145,6 +145,10 @@ class Statistics(Protocol):
         """An empty, data-less copy of `tables` for typing statements (sandbox.binding)."""
         ...
 
+    def has_nulls(self, table: str, column: str) -> bool:
+        """Whether `column` holds a NULL anywhere in the table (a fact of the version, not of a query)."""
+        ...
+
 
 SHADOWS = 4
 """Empty typed copies (sandbox.binding) a worker keeps, one per product version, most recently used."""
@@ -185,6 +189,16 @@ class TableStatistics:
             self.cache[key] = {str(row[0]): str(row[1]).upper() for row in described}
         types: dict[str, str] = self.cache[key]
         return types.get(column, "")
+
+    def has_nulls(self, table: str, column: str) -> bool:
+        key = (self.version, table, column, "\0nulls")
+        if key not in self.cache:
+            row = self.connection.execute(
+                f"SELECT count(*) > count({_quote_identifier(column)}) FROM {_quote_identifier(table)}"
+            ).fetchone()
+            self.cache[key] = bool(row[0]) if row else True
+        value: bool = self.cache[key]
+        return value
 
     def shadow(self, tables: list[str]) -> duckdb.DuckDBPyConnection:
         # Like the warm connections, at most SHADOWS are kept (each DuckDB instance costs address space
@@ -255,6 +269,17 @@ def _methods(plan: Plan, stats: Statistics | None) -> list[tuple[str, list[int]]
     return [*methods, ("buckets", []), ("exact", [])]
 
 
+def whole_cells(plan: Plan, stats: Statistics | None) -> list[bool]:
+    """Per cell: True when its argument is never NULL in this version (plain arithmetic of columns that
+    hold no NULL, no outer join), so its rows are the group's and it needs no bound of its own."""
+    if stats is None:
+        return [False] * len(plan.cells)
+    return [
+        cell.reads is not None and not any(stats.has_nulls(table, column) for table, column in cell.reads)
+        for cell in plan.cells
+    ]
+
+
 def execute_plan(
     connection: duckdb.DuckDBPyConnection, plan: Plan, max_rows: int, stats: Statistics | None = None
 ) -> Execution:
@@ -275,6 +300,7 @@ def execute_plan(
     undecided = _quote_identifier(UNDECIDED_TABLE)
     recheck = _quote_identifier("__recheck")
     methods = _methods(plan, stats)
+    whole = whole_cells(plan, stats)
     used: list[str] = []
     ran: list[str] = []
 
@@ -286,7 +312,7 @@ def execute_plan(
     try:
         groups = not_passing = undecided_groups = 0
         for step, (method, max_rows_per_unit) in enumerate(methods):
-            columns = threshold_sql(plan.units, method, max_rows_per_unit, plan.cells)
+            columns = threshold_sql(plan.units, method, max_rows_per_unit, plan.cells, whole)
             if step == 0 or not plan.key_columns or undecided_groups * 2 >= groups:
                 # First pass, or most groups undecided: (re)compute every group with this method.
                 statement = plan.template.replace(PLACEHOLDER, columns).replace(RESTRICT, "TRUE")
@@ -344,7 +370,8 @@ def execute_single(
     if refused is not None:
         cpu_ms = int((time.process_time() - started) * 1000)
         return Execution([], 0, 0, [], too_many_rows=False, cpu_ms=cpu_ms, statements=[], refused=refused)
-    stage = plan.template.replace(PLACEHOLDER, threshold_sql(plan.units, "exact", (), plan.cells))
+    whole = whole_cells(plan, stats)
+    stage = plan.template.replace(PLACEHOLDER, threshold_sql(plan.units, "exact", (), plan.cells, whole))
     stage = stage.replace(RESTRICT, "TRUE")
     groups_cte = (
         f'WITH "__all" AS ({stage}), "__groups" AS (SELECT {plan.masked_columns_sql}, '

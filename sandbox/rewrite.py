@@ -106,10 +106,19 @@ class Cell:
 
     condition: str
     columns: tuple[str, ...]
+    reads: tuple[tuple[str, str], ...] | None = None
+    """(table, column) the argument reads, when it is plain arithmetic over them (then it is NULL
+    exactly where one of them is, and no outer join adds NULLs): a cell whose columns hold no NULL
+    in the version is the group itself, and the engine gives it the group's own bound. None: always
+    counted."""
 
 
 def threshold_sql(
-    units: list[UnitColumn], method: str, max_rows_per_unit: Sequence[int] = (), cells: Sequence[Cell] = ()
+    units: list[UnitColumn],
+    method: str,
+    max_rows_per_unit: Sequence[int] = (),
+    cells: Sequence[Cell] = (),
+    whole: Sequence[bool] = (),
 ) -> str:
     """The threshold columns `__lo<i>`: a lower bound on instance i's distinct units, per method.
 
@@ -122,7 +131,9 @@ def threshold_sql(
     - "exact": count(DISTINCT unit).
 
     Then one column `__v<m>` per cell: the same bound over the rows where the cell's argument is
-    not NULL (a FILTER on each count), the least over the table instances.
+    not NULL (a FILTER on each count), the least over the table instances. A cell marked in `whole`
+    (its argument is never NULL in this version: engine.whole_cells) gets the group's own bound,
+    the same expression as `__lo<i>`, which DuckDB computes once.
     """
     columns = [
         _bound(unit, method, max_rows_per_unit[i] if method == "rows" else 0, None) + f' AS "__lo{i}"'
@@ -130,7 +141,12 @@ def threshold_sql(
     ]
     for m, cell in enumerate(cells):
         bounds = [
-            _bound(unit, method, max_rows_per_unit[i] if method == "rows" else 0, cell.condition)
+            _bound(
+                unit,
+                method,
+                max_rows_per_unit[i] if method == "rows" else 0,
+                None if m < len(whole) and whole[m] else cell.condition,
+            )
             for i, unit in enumerate(units)
         ]
         least = bounds[0] if len(bounds) == 1 else f"LEAST({', '.join(bounds)})"
@@ -268,7 +284,9 @@ def build_plan(checked: CheckedQuery, policy: ProtectionPolicy) -> Plan:
         UnitColumn(table=ref.table, alias=ref.alias, column=policy.tables[ref.table].privacy_unit)
         for ref in checked.refs
     ]
-    cells = _cells(post.aggregate_nodes, units)
+    joins = select.args.get("joins") or []
+    outer = any(str(join.args.get("side") or "").upper() in ("LEFT", "RIGHT", "FULL") for join in joins)
+    cells = _cells(post.aggregate_nodes, units, outer)
     projections += [exp.alias_(agg, f"__a{j}", quoted=True, copy=False) for j, agg in enumerate(post.aggregate_nodes)]
     projections.append(_col(THRESHOLD_COLUMN))
     stage = exp.Select(expressions=projections)
@@ -337,7 +355,7 @@ def build_plan(checked: CheckedQuery, policy: ProtectionPolicy) -> Plan:
     )
 
 
-def _cells(aggregates: list[exp.Expr], units: list[UnitColumn]) -> list[Cell]:
+def _cells(aggregates: list[exp.Expr], units: list[UnitColumn], outer: bool) -> list[Cell]:
     """One per-aggregate threshold per distinct argument (sum(x), avg(x) and count(x) share one).
 
     count(*) has none (the group's own threshold is its cell's), nor has count(DISTINCT unit) over
@@ -346,6 +364,7 @@ def _cells(aggregates: list[exp.Expr], units: list[UnitColumn]) -> list[Cell]:
     must hold k units: the rule that closes "one known row among rows whose measures are NULL".
     """
     by_condition: dict[str, list[str]] = {}
+    reads: dict[str, tuple[tuple[str, str], ...] | None] = {}
     for j, aggregate in enumerate(aggregates):
         arguments: list[exp.Expr] = []
         for argument in aggregate.iter_expressions():
@@ -361,7 +380,30 @@ def _cells(aggregates: list[exp.Expr], units: list[UnitColumn]) -> list[Cell]:
             continue
         condition = " AND ".join(f"({to_sql(a)}) IS NOT NULL" for a in arguments)
         by_condition.setdefault(condition, []).append(f"__a{j}")
-    return [Cell(condition=c, columns=tuple(columns)) for c, columns in by_condition.items()]
+        reads[condition] = None if outer else _reads(arguments, units)
+    return [Cell(condition=c, columns=tuple(columns), reads=reads[c]) for c, columns in by_condition.items()]
+
+
+_PLAIN = (exp.Column, exp.Identifier, exp.Literal, exp.Add, exp.Sub, exp.Mul, exp.Paren, exp.Neg, exp.DataType)
+
+
+def _reads(arguments: list[exp.Expr], units: list[UnitColumn]) -> tuple[tuple[str, str], ...] | None:
+    """(table, column) the arguments read, when they are plain arithmetic (and TRY_CAST to DOUBLE) of
+    qualified columns and number literals: NULL exactly where a column read is; else None."""
+    tables = {unit.alias: unit.table for unit in units}
+    found: set[tuple[str, str]] = set()
+    for argument in arguments:
+        for node in argument.walk():
+            if isinstance(node, exp.TryCast):
+                if not node.to.is_type(exp.DataType.Type.DOUBLE):
+                    return None
+            elif not isinstance(node, _PLAIN) or (isinstance(node, exp.Literal) and node.is_string):
+                return None
+            if isinstance(node, exp.Column):
+                if node.table not in tables:
+                    return None
+                found.add((tables[node.table], node.name))
+    return tuple(sorted(found))
 
 
 def _cell_masks(k: int, cells: list[Cell]) -> list[tuple[str, str]]:
