@@ -291,8 +291,9 @@ EN: dict[str, str] = {
         'to "dp" with its "dp" parameters and upload a new version.'
     ),
     "groups_under_k_omitted": (
-        "Groups with fewer than {k} distinct privacy units are omitted from every answer; how many were "
-        "omitted is not reported, because it depends on rows you may not see."
+        "Groups with fewer than {k} distinct privacy units are omitted from every answer, and an aggregate "
+        "is null where fewer than {k} units have a non-null value for it; how many were omitted is not "
+        "reported, because it depends on rows you may not see."
     ),
     "not_typeable": (
         "DuckDB could not type the query before running it ({detail}); write it more simply, "

@@ -155,7 +155,10 @@ class QueryMeasurementsOut(BaseModel):
 
 class SuppressionOut(BaseModel):
     min_group_size: int
-    rule: str = Field(description="Groups under min_group_size are omitted; their number is never reported.")
+    rule: str = Field(
+        description="Groups under min_group_size are omitted, and an aggregate is null where fewer than "
+        "min_group_size units have a non-null argument; their number is never reported."
+    )
 
 
 class QueryChargeOut(BaseModel):

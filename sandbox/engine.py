@@ -145,6 +145,10 @@ class Statistics(Protocol):
         """An empty, data-less copy of `tables` for typing statements (sandbox.binding)."""
         ...
 
+    def has_nulls(self, table: str, column: str) -> bool:
+        """Whether `column` holds a NULL anywhere in the table (a fact of the version, not of a query)."""
+        ...
+
 
 SHADOWS = 4
 """Empty typed copies (sandbox.binding) a worker keeps, one per product version, most recently used."""
@@ -185,6 +189,16 @@ class TableStatistics:
             self.cache[key] = {str(row[0]): str(row[1]).upper() for row in described}
         types: dict[str, str] = self.cache[key]
         return types.get(column, "")
+
+    def has_nulls(self, table: str, column: str) -> bool:
+        key = (self.version, table, column, "\0nulls")
+        if key not in self.cache:
+            row = self.connection.execute(
+                f"SELECT count(*) > count({_quote_identifier(column)}) FROM {_quote_identifier(table)}"
+            ).fetchone()
+            self.cache[key] = bool(row[0]) if row else True
+        value: bool = self.cache[key]
+        return value
 
     def shadow(self, tables: list[str]) -> duckdb.DuckDBPyConnection:
         # Like the warm connections, at most SHADOWS are kept (each DuckDB instance costs address space
@@ -255,6 +269,17 @@ def _methods(plan: Plan, stats: Statistics | None) -> list[tuple[str, list[int]]
     return [*methods, ("buckets", []), ("exact", [])]
 
 
+def whole_cells(plan: Plan, stats: Statistics | None) -> list[bool]:
+    """Per cell: True when its argument is never NULL in this version (plain arithmetic of columns that
+    hold no NULL, no outer join), so its rows are the group's and it needs no bound of its own."""
+    if stats is None:
+        return [False] * len(plan.cells)
+    return [
+        cell.reads is not None and not any(stats.has_nulls(table, column) for table, column in cell.reads)
+        for cell in plan.cells
+    ]
+
+
 def execute_plan(
     connection: duckdb.DuckDBPyConnection, plan: Plan, max_rows: int, stats: Statistics | None = None
 ) -> Execution:
@@ -275,6 +300,7 @@ def execute_plan(
     undecided = _quote_identifier(UNDECIDED_TABLE)
     recheck = _quote_identifier("__recheck")
     methods = _methods(plan, stats)
+    whole = whole_cells(plan, stats)
     used: list[str] = []
     ran: list[str] = []
 
@@ -284,10 +310,10 @@ def execute_plan(
 
     connection.execute("BEGIN TRANSACTION")
     try:
-        groups = not_passing = 0
+        groups = not_passing = undecided_groups = 0
         for step, (method, max_rows_per_unit) in enumerate(methods):
-            columns = threshold_sql(plan.units, method, max_rows_per_unit)
-            if step == 0 or not plan.key_columns or not_passing * 2 >= groups:
+            columns = threshold_sql(plan.units, method, max_rows_per_unit, plan.cells, whole)
+            if step == 0 or not plan.key_columns or undecided_groups * 2 >= groups:
                 # First pass, or most groups undecided: (re)compute every group with this method.
                 statement = plan.template.replace(PLACEHOLDER, columns).replace(RESTRICT, "TRUE")
                 run(f"CREATE OR REPLACE TEMP TABLE {table} AS {statement}")
@@ -301,11 +327,15 @@ def execute_plan(
                 run(f"INSERT INTO {table} SELECT * FROM {recheck}")
             used.append(method)
             decided = run(plan.decide_sql).fetchone()
-            groups, not_passing = (int(v or 0) for v in (decided or (0, 0)))
-            if not_passing == 0:
+            groups, not_passing, undecided_groups = (int(v or 0) for v in (decided or (0, 0, 0)))
+            if undecided_groups == 0:
                 break
         # Only the last method (the exact count) ever leaves a group not passing: it is suppressed.
+        # Likewise a cell: an aggregate whose argument is non-NULL on rows of fewer than k units is
+        # NULL. The mask always runs (whether any cell is withheld must not change what runs).
         suppressed = not_passing
+        if plan.mask_sql is not None:
+            run(plan.mask_sql)
         cursor = run(plan.output_sql)
         rows = cursor.fetchmany(max_rows + 1)
     finally:
@@ -340,9 +370,11 @@ def execute_single(
     if refused is not None:
         cpu_ms = int((time.process_time() - started) * 1000)
         return Execution([], 0, 0, [], too_many_rows=False, cpu_ms=cpu_ms, statements=[], refused=refused)
-    stage = plan.template.replace(PLACEHOLDER, threshold_sql(plan.units, "exact")).replace(RESTRICT, "TRUE")
+    whole = whole_cells(plan, stats)
+    stage = plan.template.replace(PLACEHOLDER, threshold_sql(plan.units, "exact", (), plan.cells, whole))
+    stage = stage.replace(RESTRICT, "TRUE")
     groups_cte = (
-        f'WITH "__all" AS ({stage}), "__groups" AS (SELECT *, '
+        f'WITH "__all" AS ({stage}), "__groups" AS (SELECT {plan.masked_columns_sql}, '
         f'SUM(CAST(NOT ({plan.passes_sql}) AS BIGINT)) OVER () AS "__s", COUNT(*) OVER () AS "__n" FROM "__all") '
     )
     ran = [groups_cte + plan.counted_output_sql]
@@ -353,7 +385,7 @@ def execute_single(
     else:
         ran.append(f'WITH "__groups" AS ({stage}) {plan.decide_sql}')
         decided = connection.execute(ran[1]).fetchone()
-        groups, suppressed = (int(v or 0) for v in (decided or (0, 0)))
+        groups, suppressed = (int(v or 0) for v in (decided or (0, 0, 0))[:2])
         rows = []
     return Execution(
         rows=rows[:max_rows],
@@ -377,7 +409,8 @@ def _refusal(connection: duckdb.DuckDBPyConnection, plan: Plan, stats: Statistic
             connection.execute(plan.constants_sql).fetchall()
         except duckdb.Error as error:
             return ("constant_error", {"detail": str(error).splitlines()[0][:200]})
-    statement = plan.template.replace(PLACEHOLDER, threshold_sql(plan.units, "exact")).replace(RESTRICT, "TRUE")
+    statement = plan.template.replace(PLACEHOLDER, threshold_sql(plan.units, "exact", (), plan.cells))
+    statement = statement.replace(RESTRICT, "TRUE")
     if stats is not None:
         return binding.check(stats.shadow(plan.tables), statement)
     copy = binding.shadow(connection, plan.tables)

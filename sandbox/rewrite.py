@@ -62,6 +62,12 @@ class Plan:
     constants_sql: str | None = None
     """`SELECT <each computed constant of stage 1>`: run once before stage 1, so a constant that fails
     (CAST('x' AS INTEGER) in a CASE branch) fails whether or not its branch is reached."""
+    cells: list[Cell] = field(default_factory=list)
+    """The per-aggregate thresholds (`__v<m>`): one per distinct argument of an aggregate but count(*)."""
+    mask_sql: str | None = None
+    """Staged path: `UPDATE "__groups"` setting every aggregate whose cell threshold is under k to NULL."""
+    masked_columns_sql: str = "*"
+    """Single statement: `* REPLACE (...)`, the same masking as a projection over stage 1."""
 
 
 def _q(name: str) -> exp.Identifier:
@@ -93,7 +99,27 @@ class UnitColumn:
         return f"{_quoted(self.alias)}.{_quoted(self.column)}"
 
 
-def threshold_sql(units: list[UnitColumn], method: str, max_rows_per_unit: Sequence[int] = ()) -> str:
+@dataclass(frozen=True)
+class Cell:
+    """A per-aggregate threshold: the rows where `condition` holds (the argument is not NULL) must
+    cover k distinct units of every table instance, or the aggregates `columns` (`__a<j>`) are NULL."""
+
+    condition: str
+    columns: tuple[str, ...]
+    reads: tuple[tuple[str, str], ...] | None = None
+    """(table, column) the argument reads, when it is plain arithmetic over them (then it is NULL
+    exactly where one of them is, and no outer join adds NULLs): a cell whose columns hold no NULL
+    in the version is the group itself, and the engine gives it the group's own bound. None: always
+    counted."""
+
+
+def threshold_sql(
+    units: list[UnitColumn],
+    method: str,
+    max_rows_per_unit: Sequence[int] = (),
+    cells: Sequence[Cell] = (),
+    whole: Sequence[bool] = (),
+) -> str:
     """The threshold columns `__lo<i>`: a lower bound on instance i's distinct units, per method.
 
     - "rows": where no unit of instance i can have more than `max_rows_per_unit[i]` rows in the
@@ -103,22 +129,44 @@ def threshold_sql(units: list[UnitColumn], method: str, max_rows_per_unit: Seque
     - "buckets": the distinct 64-way hash buckets the units fall into (minus one if a NULL is
       present): distinct units can share a bucket, one unit never fills two.
     - "exact": count(DISTINCT unit).
+
+    Then one column `__v<m>` per cell: the same bound over the rows where the cell's argument is
+    not NULL (a FILTER on each count), the least over the table instances. A cell marked in `whole`
+    (its argument is never NULL in this version: engine.whole_cells) gets the group's own bound,
+    the same expression as `__lo<i>`, which DuckDB computes once.
     """
-    columns: list[str] = []
-    for i, unit in enumerate(units):
-        if method == "exact":
-            columns.append(f'COUNT(DISTINCT {unit.sql}) AS "__lo{i}"')
-        elif method == "rows":
-            bound = int(max_rows_per_unit[i])
-            per_unit = max(1, abs(bound))
-            counted = unit.sql if bound < 0 else "*"
-            columns.append(f'(COUNT({counted}) + {per_unit - 1}) // {per_unit} AS "__lo{i}"')
-        else:
-            columns.append(
-                f"COALESCE(BIT_COUNT(BIT_OR(CAST(1 AS UBIGINT) << (HASH({unit.sql}) % {BUCKETS}))), 0)"
-                f' - CAST(COUNT(*) > COUNT({unit.sql}) AS BIGINT) AS "__lo{i}"'
+    columns = [
+        _bound(unit, method, max_rows_per_unit[i] if method == "rows" else 0, None) + f' AS "__lo{i}"'
+        for i, unit in enumerate(units)
+    ]
+    for m, cell in enumerate(cells):
+        bounds = [
+            _bound(
+                unit,
+                method,
+                max_rows_per_unit[i] if method == "rows" else 0,
+                None if m < len(whole) and whole[m] else cell.condition,
             )
+            for i, unit in enumerate(units)
+        ]
+        least = bounds[0] if len(bounds) == 1 else f"LEAST({', '.join(bounds)})"
+        columns.append(f'{least} AS "__v{m}"')
     return ", ".join(columns)
+
+
+def _bound(unit: UnitColumn, method: str, bound: int, condition: str | None) -> str:
+    """One lower bound on the distinct units of `unit`, over the rows where `condition` holds (all if None)."""
+    where = f" FILTER (WHERE {condition})" if condition is not None else ""
+    if method == "exact":
+        return f"COUNT(DISTINCT {unit.sql}){where}"
+    if method == "rows":
+        per_unit = max(1, abs(bound))
+        counted = unit.sql if bound < 0 else "*"
+        return f"(COUNT({counted}){where} + {per_unit - 1}) // {per_unit}"
+    return (
+        f"COALESCE(BIT_COUNT(BIT_OR(CAST(1 AS UBIGINT) << (HASH({unit.sql}) % {BUCKETS})){where}), 0)"
+        f" - CAST(COUNT(*){where} > COUNT({unit.sql}){where} AS BIGINT)"
+    )
 
 
 def _equi_join(checked: CheckedQuery) -> tuple[tuple[str, str], tuple[str, str]] | None:
@@ -232,6 +280,13 @@ def build_plan(checked: CheckedQuery, policy: ProtectionPolicy) -> Plan:
     projections: list[exp.Expr] = [
         exp.alias_(key, f"__g{i}", quoted=True, copy=False) for i, key in enumerate(guarded_keys)
     ]
+    units = [
+        UnitColumn(table=ref.table, alias=ref.alias, column=policy.tables[ref.table].privacy_unit)
+        for ref in checked.refs
+    ]
+    joins = select.args.get("joins") or []
+    outer = any(str(join.args.get("side") or "").upper() in ("LEFT", "RIGHT", "FULL") for join in joins)
+    cells = _cells(post.aggregate_nodes, units, outer)
     projections += [exp.alias_(agg, f"__a{j}", quoted=True, copy=False) for j, agg in enumerate(post.aggregate_nodes)]
     projections.append(_col(THRESHOLD_COLUMN))
     stage = exp.Select(expressions=projections)
@@ -253,10 +308,6 @@ def build_plan(checked: CheckedQuery, policy: ProtectionPolicy) -> Plan:
     if template.count(PLACEHOLDER) != 1 or template.count(RESTRICT) != 1:
         raise QueryRefused("parser_mismatch", detail="the threshold columns could not be placed")
     join_keys = _equi_join(checked)
-    units = [
-        UnitColumn(table=ref.table, alias=ref.alias, column=policy.tables[ref.table].privacy_unit)
-        for ref in checked.refs
-    ]
     if key_texts:
         matches = " AND ".join(f'"__u"."__g{i}" IS NOT DISTINCT FROM ({text})' for i, text in enumerate(key_texts))
         restriction = f'EXISTS (SELECT 1 FROM "{UNDECIDED_TABLE}" AS "__u" WHERE {matches})'
@@ -292,13 +343,90 @@ def build_plan(checked: CheckedQuery, policy: ProtectionPolicy) -> Plan:
         output_sql=output_sql,
         counted_output_sql=counted_output_sql,
         passes_sql=to_sql(_passes_condition(k, n)),
-        decide_sql=_decide_sql(policy.min_group_size, len(checked.refs)),
-        undecided=_undecided_sql(policy.min_group_size, len(checked.refs)),
+        decide_sql=_decide_sql(k, n, len(cells)),
+        undecided=_undecided_sql(k, n, len(cells)),
         columns=checked.columns,
         tables=[ref.table for ref in checked.refs],
         referenced_columns={t: sorted(c) for t, c in checked.referenced_columns.items()},
         constants_sql=_constants_sql(constants),
+        cells=cells,
+        mask_sql=_mask_sql(k, cells),
+        masked_columns_sql=_masked_columns_sql(k, cells),
     )
+
+
+def _cells(aggregates: list[exp.Expr], units: list[UnitColumn], outer: bool) -> list[Cell]:
+    """One per-aggregate threshold per distinct argument (sum(x), avg(x) and count(x) share one).
+
+    count(*) has none (the group's own threshold is its cell's), nor has count(DISTINCT unit) over
+    one table (the rows where the unit is not NULL are exactly the units the group's threshold counts).
+    Every other aggregate covers only the rows where its arguments are all non-NULL, and those rows
+    must hold k units: the rule that closes "one known row among rows whose measures are NULL".
+    """
+    by_condition: dict[str, list[str]] = {}
+    reads: dict[str, tuple[tuple[str, str], ...] | None] = {}
+    for j, aggregate in enumerate(aggregates):
+        arguments: list[exp.Expr] = []
+        for argument in aggregate.iter_expressions():
+            arguments.extend(argument.expressions if isinstance(argument, exp.Distinct) else [argument])
+        if not arguments or any(isinstance(a, exp.Star) for a in arguments):
+            continue
+        if (
+            len(units) == 1
+            and len(arguments) == 1
+            and isinstance(arguments[0], exp.Column)
+            and arguments[0].name == units[0].column
+        ):
+            continue
+        condition = " AND ".join(f"({to_sql(a)}) IS NOT NULL" for a in arguments)
+        by_condition.setdefault(condition, []).append(f"__a{j}")
+        reads[condition] = None if outer else _reads(arguments, units)
+    return [Cell(condition=c, columns=tuple(columns), reads=reads[c]) for c, columns in by_condition.items()]
+
+
+_PLAIN = (exp.Column, exp.Identifier, exp.Literal, exp.Add, exp.Sub, exp.Mul, exp.Paren, exp.Neg, exp.DataType)
+
+
+def _reads(arguments: list[exp.Expr], units: list[UnitColumn]) -> tuple[tuple[str, str], ...] | None:
+    """(table, column) the arguments read, when they are plain arithmetic (and TRY_CAST to DOUBLE) of
+    qualified columns and number literals: NULL exactly where a column read is; else None."""
+    tables = {unit.alias: unit.table for unit in units}
+    found: set[tuple[str, str]] = set()
+    for argument in arguments:
+        for node in argument.walk():
+            if isinstance(node, exp.TryCast):
+                if not node.to.is_type(exp.DataType.Type.DOUBLE):
+                    return None
+            elif not isinstance(node, _PLAIN) or (isinstance(node, exp.Literal) and node.is_string):
+                return None
+            if isinstance(node, exp.Column):
+                if node.table not in tables:
+                    return None
+                found.add((tables[node.table], node.name))
+    return tuple(sorted(found))
+
+
+def _cell_masks(k: int, cells: list[Cell]) -> list[tuple[str, str]]:
+    """(column, its masked value) for every aggregate with a cell threshold."""
+    return [
+        (column, f'CASE WHEN "__v{m}" >= {k} THEN "{column}" END')
+        for m, cell in enumerate(cells)
+        for column in cell.columns
+    ]
+
+
+def _mask_sql(k: int, cells: list[Cell]) -> str | None:
+    masks = _cell_masks(k, cells)
+    if not masks:
+        return None
+    return f'UPDATE "{GROUPS_TABLE}" SET ' + ", ".join(f'"{column}" = {value}' for column, value in masks)
+
+
+def _masked_columns_sql(k: int, cells: list[Cell]) -> str:
+    masks = _cell_masks(k, cells)
+    if not masks:
+        return "*"
+    return "* REPLACE (" + ", ".join(f'{value} AS "{column}"' for column, value in masks) + ")"
 
 
 _COMPUTED = (exp.Func, exp.Interval, *ARITHMETIC)
@@ -335,17 +463,26 @@ def _passes(k: int, n: int) -> exp.Expr:
     return _passes_condition(k, n)
 
 
+def _cells_pass(k: int, n: int, cells: int) -> exp.Expr:
+    """Every group bound and every cell bound at least k."""
+    checks = [exp.GTE(this=_col(f"__v{m}"), expression=exp.Literal.number(k)) for m in range(cells)]
+    return exp.and_(_passes(k, n).copy(), *checks, copy=False)
+
+
 @functools.lru_cache(maxsize=256)
-def _decide_sql(k: int, n: int) -> str:
-    """Counts groups, and groups that no bound so far shows to reach k."""
+def _decide_sql(k: int, n: int, cells: int = 0) -> str:
+    """Counts groups, groups that no bound so far shows to reach k, and groups with a group or cell
+    bound under k (what the next method recomputes; only the exact count decides a cell is NULL)."""
     not_passing = exp.Sum(this=exp.Cast(this=exp.not_(_passes(k, n).copy()), to=_BIGINT.copy()))
+    undecided = exp.Sum(this=exp.Cast(this=exp.not_(_cells_pass(k, n, cells)), to=_BIGINT.copy()))
     decide = exp.select(
         exp.alias_(exp.Count(this=exp.Star()), "groups", quoted=True),
         exp.alias_(not_passing, "not_passing", quoted=True),
+        exp.alias_(undecided, "undecided", quoted=True),
     ).from_(exp.Table(this=_q(GROUPS_TABLE)))
     return str(decide.sql(DIALECT, comments=False))
 
 
 @functools.lru_cache(maxsize=256)
-def _undecided_sql(k: int, n: int) -> str:
-    return str(exp.not_(_passes(k, n).copy()).sql(DIALECT))
+def _undecided_sql(k: int, n: int, cells: int = 0) -> str:
+    return str(exp.not_(_cells_pass(k, n, cells)).sql(DIALECT))
