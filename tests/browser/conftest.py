@@ -148,6 +148,14 @@ def axe_source() -> str | None:
     return found[0].read_text() if found else None
 
 
+def require_axe() -> str:
+    """axe-core's source, or skip the test, saying why, when it is neither vendored nor named."""
+    source = axe_source()
+    if source is None:
+        pytest.skip("axe-core is not vendored in market/console/static/vendor (nor named by MARKET_AXE_JS)")
+    return source
+
+
 def serious_violations(page: Any, source: str) -> list[dict[str, Any]]:
     """axe-core's serious and critical violations on the page as it is now."""
     page.add_script_tag(content=source)

@@ -13,7 +13,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from market import clock
-from tests.browser.conftest import Live, axe_source, dump, serious_violations, set_sql
+from tests.browser.conftest import Live, axe_source, dump, require_axe, serious_violations, set_sql
 
 FLIGHTS = "nyc-flights-2013"
 SQL = "SELECT origin, count(*) AS flights, avg(dep_delay) AS avg_delay FROM flights GROUP BY origin ORDER BY origin"
@@ -117,9 +117,7 @@ def test_catalogue_to_paid_query_to_invoice(live: Live, page_in: Any, language: 
 
 @pytest.mark.parametrize("language", list(LANGUAGES))
 def test_pages_pass_axe_with_no_serious_violation(live: Live, page_in: Any, language: str) -> None:
-    source = axe_source()
-    if source is None:
-        pytest.skip("axe-core is not vendored in market/console/static/vendor (nor named by MARKET_AXE_JS)")
+    source = require_axe()
     page = page_in(language, bypass_csp=True)  # axe is injected as a script; the pages' own CSP stays on
     found: dict[str, Any] = {}
     for path in ("/", f"/products/{FLIGHTS}", "/login"):

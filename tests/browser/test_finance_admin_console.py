@@ -27,7 +27,7 @@ from market.db import Database
 from market.demo import build_demo, demo_logins
 from market.settings import Settings
 from tests.billing.conftest import WEBHOOK_SECRET, localstripe_url  # noqa: F401 - the session's localstripe
-from tests.browser.conftest import DEMO_START, Live, _free_port, axe_source, dump, serious_violations
+from tests.browser.conftest import DEMO_START, Live, _free_port, dump, require_axe, serious_violations
 
 SQL = "SELECT origin, count(*) AS flights FROM flights GROUP BY origin ORDER BY origin"
 PERIODS = {"zh-CN": "2031-05", "en": "2031-07"}
@@ -215,9 +215,7 @@ def test_admin_adds_a_user_issues_and_revokes_a_key_and_deactivates(live: Live, 
 
 
 def test_finance_and_admin_pages_pass_axe(live: Live, page_in: Any) -> None:
-    source = axe_source()
-    if source is None:
-        pytest.skip("axe-core is not vendored in market/console/static/vendor (nor named by MARKET_AXE_JS)")
+    source = require_axe()
     found: dict[str, Any] = {}
     for role, paths in (
         (

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, Route, expect
 
-from tests.browser.conftest import Live, axe_source, dump, serious_violations
+from tests.browser.conftest import Live, dump, require_axe, serious_violations
 
 LANGUAGES = {"en": "en", "zh-CN": "zh-CN"}
 CONTACTS = "person_id,name,phone,region,amount\n" + "".join(
@@ -133,9 +133,7 @@ def test_supply_path_from_wizard_to_catalogue(live: Live, page_in: Any, language
 
 
 def test_operator_pages_pass_axe_with_no_serious_violation(live: Live, page_in: Any) -> None:
-    source = axe_source()
-    if source is None:
-        pytest.skip("axe-core is not vendored in market/console/static/vendor (nor named by MARKET_AXE_JS)")
+    source = require_axe()
     page = page_in("zh-CN", bypass_csp=True)
     sign_in_as_operator(page, live)
     slug = page.locator("main table a[href^='/console/products/']").first.get_attribute("href")

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import Live, axe_source, dump, serious_violations
+from tests.browser.conftest import Live, dump, require_axe, serious_violations
 from tests.factories import PEOPLE_POLICY, PLANS, people_csv
 
 LANGUAGES = ("zh-CN", "en")
@@ -172,9 +172,7 @@ def test_audit_search_and_dashboard_csv(live: Live, page_in: Any, language: str)
 
 
 def test_pages_pass_axe_with_no_serious_violation(live: Live, page_in: Any) -> None:
-    source = axe_source()
-    if source is None:
-        pytest.skip("axe-core is not vendored in market/console/static/vendor (nor named by MARKET_AXE_JS)")
+    source = require_axe()
     found: dict[str, Any] = {}
     page = page_in("zh-CN", bypass_csp=True)  # axe is injected as a script; the pages' own CSP stays on
     sign_in(page, live, "regulator")
