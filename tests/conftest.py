@@ -33,6 +33,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 
 from market import clock
 from market.accounts import service as accounts
@@ -47,8 +48,46 @@ BASE_URL = os.environ.get("MARKET_DATABASE_URL", "")
 ON_POSTGRES = BASE_URL.startswith("postgresql")
 
 
+_SCHEMA_FINGERPRINT = """
+SELECT md5(coalesce(string_agg(item, '|' ORDER BY item), '')) FROM (
+  SELECT concat_ws(':', 'n', nspname) FROM pg_namespace
+  UNION ALL SELECT concat_ws(':', 'x', extname, extversion) FROM pg_extension
+  UNION ALL SELECT concat_ws(':', 'r', n.nspname, c.relname, c.relkind, c.relpersistence,
+      CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid) END,
+      CASE WHEN c.relkind = 'i' THEN pg_get_indexdef(c.oid) END)
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
+  UNION ALL SELECT concat_ws(':', 'a', a.attrelid::regclass, a.attnum, a.attname, format_type(a.atttypid, a.atttypmod),
+      a.attnotnull, a.attisdropped, pg_get_expr(d.adbin, d.adrelid))
+    FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+    LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+    WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') AND a.attnum > 0
+  UNION ALL SELECT concat_ws(':', 'k', conrelid::regclass, conname, pg_get_constraintdef(oid))
+    FROM pg_constraint WHERE connamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
+  UNION ALL SELECT concat_ws(':', 't', tgrelid::regclass, tgname, tgenabled, pg_get_triggerdef(oid))
+    FROM pg_trigger WHERE NOT tgisinternal
+  UNION ALL SELECT concat_ws(':', 'f', p.oid::regprocedure, md5(p.prosrc))
+    FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+    WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+  UNION ALL SELECT concat_ws(':', 'e', enumtypid::regtype, enumsortorder, enumlabel) FROM pg_enum
+  UNION ALL SELECT concat_ws(':', 'p', polrelid::regclass, polname) FROM pg_policy
+  UNION ALL SELECT concat_ws(':', 's', array_to_string(setconfig, ',')) FROM pg_db_role_setting
+    WHERE setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database())
+  UNION ALL SELECT concat_ws(':', 'g', count(*)) FROM pg_prepared_xacts WHERE database = current_database()
+  UNION ALL SELECT concat_ws(':', 'l', count(*)) FROM pg_largeobject_metadata
+) AS schema(item)
+"""
+"""What a test could change besides rows: if a used database's differs from the template's, it is dropped."""
+
+
 class _Postgres:
-    """Creates a migrated template database once, then a copy of it per test."""
+    """Creates a migrated template database once, then a copy of it per test.
+
+    `CREATE DATABASE ... TEMPLATE` costs about a second (it copies the system catalogues too), so a released
+    copy is emptied instead and handed to the next test: every other connection to it ended, every row of
+    every table deleted, the template's own rows (alembic_version) and sequence positions put back. A copy
+    whose schema no longer matches the template's (a test disabled a trigger, say) is dropped instead.
+    """
 
     def __init__(self, url: str) -> None:
         self.url = make_url(url)
@@ -56,6 +95,10 @@ class _Postgres:
         self.prefix = f"market_test_{secrets.token_hex(4)}"
         self.template = f"{self.prefix}_template"
         self.created: list[str] = []
+        self.free: list[str] = []
+        self.fingerprint = ""
+        self.rows: dict[str, list[dict[str, object]]] = {}
+        self.sequences: dict[str, tuple[int, bool]] = {}
 
     def build_template(self) -> None:
         with self.admin.connect() as connection:
@@ -63,13 +106,35 @@ class _Postgres:
         self.created.append(self.template)
         database = Database.from_settings(Settings(database_url=self.url_for(self.template)))
         migrate(database)
+        with database.engine.connect() as connection:
+            self.fingerprint = connection.execute(text(_SCHEMA_FINGERPRINT)).scalar_one()
+            for table in self._tables(connection):
+                self.rows[table] = [dict(row) for row in connection.execute(text(f"SELECT * FROM {table}")).mappings()]
+            for (sequence,) in connection.execute(
+                text("SELECT quote_ident(schemaname) || '.' || quote_ident(sequencename) FROM pg_sequences")
+            ):
+                last, called = connection.execute(text(f"SELECT last_value, is_called FROM {sequence}")).one()
+                self.sequences[sequence] = (int(last), bool(called))
         database.dispose()
+
+    @staticmethod
+    def _tables(connection) -> list[str]:
+        return list(
+            connection.execute(
+                text(
+                    "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_tables "
+                    "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1"
+                )
+            ).scalars()
+        )
 
     def url_for(self, name: str) -> str:
         return self.url.set(database=name).render_as_string(hide_password=False)
 
     def new_database(self, template: str | None = None) -> str:
         """A copy of the migrated template, or of `template` (a URL this factory made; no one connected)."""
+        if template is None and self.free:
+            return self.url_for(self.free.pop())
         name = f"{self.prefix}_{secrets.token_hex(4)}"
         source = make_url(template).database if template else self.template
         with self.admin.connect() as connection:
@@ -79,9 +144,48 @@ class _Postgres:
 
     def release(self, url: str) -> None:
         name = make_url(url).database
-        if name:
-            self.drop(name)
-            self.created.remove(name)
+        if not name:
+            return
+        if self._emptied(name):
+            self.free.append(name)
+            return
+        self.drop(name)
+        self.created.remove(name)
+
+    def _emptied(self, name: str) -> bool:
+        """Put the copy `name` back in the template's state; False if that cannot be done (then drop it)."""
+        with self.admin.connect() as connection:
+            connection.execute(
+                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :name"), {"name": name}
+            )
+        engine = create_engine(self.url_for(name), poolclass=NullPool)
+        try:
+            with engine.begin() as connection:
+                connection.execute(text("SET LOCAL lock_timeout = '10s'"))
+                if connection.execute(text(_SCHEMA_FINGERPRINT)).scalar_one() != self.fingerprint:
+                    return False
+                connection.execute(text("SET LOCAL session_replication_role = replica"))  # no triggers, no FKs
+                tables = self._tables(connection)
+                if set(tables) != set(self.rows):
+                    return False
+                for table in tables:
+                    connection.execute(text(f"DELETE FROM {table}"))
+                    rows = self.rows[table]
+                    if rows:
+                        columns = list(rows[0])
+                        names = ", ".join(f'"{column}"' for column in columns)
+                        values = ", ".join(f":{column}" for column in columns)
+                        connection.execute(text(f"INSERT INTO {table} ({names}) VALUES ({values})"), rows)
+                for sequence, (last, called) in self.sequences.items():
+                    connection.execute(
+                        text("SELECT setval(CAST(:sequence AS regclass), :last, :called)"),
+                        {"sequence": sequence, "last": last, "called": called},
+                    )
+            return True
+        except Exception:  # a lock never released, a schema surprise: a fresh copy is the safe answer
+            return False
+        finally:
+            engine.dispose()
 
     def drop(self, name: str) -> None:
         with self.admin.connect() as connection:
