@@ -483,6 +483,11 @@ def error_bounds(plan: DPPlan, calibration: Calibration) -> dict[str, float | No
     return bounds
 
 
+def _key_order(key: tuple[Any, ...]) -> tuple[tuple[bool, Any], ...]:
+    """A sort key for group keys (NULL last; each key column holds one type)."""
+    return tuple((value is None, "" if value is None else value) for value in key)
+
+
 @dataclass
 class Release:
     rows: list[list[Any]]
@@ -498,7 +503,8 @@ def release(plan: DPPlan, true_rows: Sequence[Sequence[Any]], calibration: Calib
     if plan.key_sets is not None or n_keys == 0:
         candidates = [tuple(c) for c in itertools.product(*(plan.key_sets or []))]
     else:
-        candidates = list(by_key)
+        # Key order, never the worker's: DuckDB returns groups in an order that follows single units.
+        candidates = sorted(by_key, key=_key_order)
     columns: dict[str, list[float]] = {}
     for index, statistic in enumerate(plan.statistics):
         values = [float(by_key.get(key, zeros)[index] or 0) for key in candidates]
