@@ -68,3 +68,13 @@ def test_the_order_of_thresholded_groups_does_not_depend_on_single_units(market:
         orders.append([row[0] for row in answer.json()["rows"]])
     assert sorted(orders[0]) == [f"g{i}" for i in range(6)]  # every group passes tau
     assert orders[0] == orders[1] == orders[2], orders
+
+
+def test_a_dp_product_publishes_no_exact_statistics_of_its_data(market: Market) -> None:
+    """The catalogue's quality summary gave distinct counts, ranges and null shares of every column,
+    exact over values k units hold: exact k-suppression, outside the budget (two versions' summaries
+    differ by exactly what one person adds). A DP product's detail shows none; threshold mode's still does."""
+    buyer = _buyer(market, "people-dp-stats", dp_policy(), {"people.csv": _csv([(f"P{u:04d}", "a") for u in range(40)])})
+    shown = market.client.get("/v1/products/people-dp-stats", headers=buyer.headers)
+    assert shown.status_code == 200, shown.text
+    assert shown.json()["quality"] is None
