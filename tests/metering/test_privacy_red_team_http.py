@@ -21,7 +21,13 @@ from tests.metering.test_privacy_http import dp_policy
 
 @pytest.fixture
 def market(database_factory: Any, tmp_path: Path) -> Iterator[Market]:
-    with running_market(database_factory, tmp_path / "data") as running:
+    with running_market(
+        database_factory,
+        tmp_path / "data",
+        sandbox_org_concurrency=64,
+        sandbox_queue_size=64,
+        sandbox_queue_timeout_seconds=300,
+    ) as running:
         yield running
 
 
@@ -78,3 +84,48 @@ def test_a_dp_product_publishes_no_exact_statistics_of_its_data(market: Market) 
     shown = market.client.get("/v1/products/people-dp-stats", headers=buyer.headers)
     assert shown.status_code == 200, shown.text
     assert shown.json()["quality"] is None
+
+
+def test_64_concurrent_queries_from_two_agreements_never_overspend_the_version_cap(market: Market) -> None:
+    """Two buyers race 64 distinct queries against a version cap smaller than their two budgets: exactly
+    what the cap holds is answered, and both budgets account exactly for what was spent."""
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Barrier
+
+    from sqlalchemy import select
+
+    from metering.models import PrivacyBudget
+    from sandbox import dp
+
+    policy = dp_policy(agreement_epsilon=3.0, version_epsilon_cap=4.0, max_query_epsilon=1.0)
+    listed = listed_product(market, "people-dp-cap", policy=policy)
+    buyers = [market.actor(Role.BUYER) for _ in range(2)]
+    for buyer in buyers:
+        grant(market, listed, buyer, purpose="public_welfare", plan="public", monthly_query_quota=1000)
+
+    def ask(buyer: Actor, sql: str, **extra: Any) -> Any:
+        body = {"product": "people-dp-cap", "sql": sql, **extra}
+        return market.client.post("/v1/queries", headers=buyer.headers, json=body)
+
+    dry = ask(buyers[0], "SELECT count(*) FROM people WHERE month <> 0", dry_run=True).json()
+    cost = dp.rho_nano(dry["privacy"]["cost"]["rho"])
+    delta = policy["dp"]["delta"]
+    own, cap = dp.rho_nano(dp.rho_of(3.0, delta)), dp.rho_nano(dp.rho_of(4.0, delta))
+    expected = min(cap // cost, 2 * (own // cost))
+    assert expected < 2 * (own // cost) and expected < 64  # the cap binds
+    barrier = Barrier(64)
+
+    def one(i: int) -> Any:
+        barrier.wait()
+        return ask(buyers[i % 2], f"SELECT count(*) FROM people WHERE month <> {i}")
+
+    with ThreadPoolExecutor(max_workers=64) as pool:
+        statuses = [r.status_code for r in pool.map(one, range(64))]
+    assert statuses.count(200) == expected and statuses.count(429) == 64 - expected, statuses
+    with market.database.transaction() as session:
+        rows = session.scalars(select(PrivacyBudget)).all()
+    version = [b for b in rows if b.agreement_id is None]
+    agreements = [b for b in rows if b.agreement_id is not None]
+    assert len(version) == 1 and len(agreements) == 2
+    assert all(b.reserved_nano == 0 for b in rows)
+    assert version[0].spent_nano == sum(b.spent_nano for b in agreements) == expected * cost <= cap
