@@ -129,3 +129,31 @@ def test_64_concurrent_queries_from_two_agreements_never_overspend_the_version_c
     assert len(version) == 1 and len(agreements) == 2
     assert all(b.reserved_nano == 0 for b in rows)
     assert version[0].spent_nano == sum(b.spent_nano for b in agreements) == expected * cost <= cap
+
+
+def test_a_dp_answer_and_its_usage_record_show_no_cpu_time(market: Market, monkeypatch: Any) -> None:
+    """The answer's `usage.cpu_ms` timed the worker: on nyc-flights-2013-dp, `WHERE dest = 'LEX'` (one
+    flight) took a median 7 ms against 5 ms for the absent 'LEY' (150 alternated pairs at epsilon 0.05,
+    0.0058 rho in all): whether a hidden row matches a filter, outside the noise. DP answers and their
+    usage records now carry no CPU time (0), whatever the worker measured."""
+    from sandbox import dp_run
+
+    real = dp_run.run
+
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        execution, rows, size = real(*args, **kwargs)
+        execution.cpu_ms = 37  # what a worker could measure; it depends on the rows
+        return execution, rows, size
+
+    monkeypatch.setattr("metering.privacy.dp_run.run", timed)
+    buyer = _buyer(market, "people-dp-time", dp_policy(), {"people.csv": _csv([(f"P{u:04d}", "a") for u in range(40)])})
+    answer = market.client.post(
+        "/v1/queries",
+        headers=buyer.headers,
+        json={"product": "people-dp-time", "sql": "SELECT count(*) FROM people WHERE category = 'a'"},
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["usage"]["cpu_ms"] == 0
+    usage = market.client.get("/v1/usage", headers=buyer.headers)
+    assert usage.status_code == 200, usage.text
+    assert [r["cpu_ms"] for r in usage.json()["items"]] == [0]
