@@ -116,6 +116,9 @@ class DPPlan:
     tables: list[str]
     referenced_columns: dict[str, list[str]] = field(default_factory=dict)
     constants_sql: str | None = None
+    rows_per_group: int = 0
+    """The policy's max_rows_per_group (R): the answer states it beside G, since the error bounds
+    do not cover what bounding leaves out."""
 
     @property
     def canonical(self) -> str:
@@ -212,6 +215,7 @@ class _Planner:
             tables=[ref.table],
             referenced_columns={t: sorted(c) for t, c in checked.referenced_columns.items()},
             constants_sql=self._constants(keys),
+            rows_per_group=rows_per_group,
         )
 
     def _constants(self, keys: list[exp.Column]) -> str | None:
@@ -559,7 +563,7 @@ def privacy_summary(
         "error_bound_95": {name: (None if value is None else round(value, 6)) for name, value in bounds.items()},
         "groups": "public keys" if plan.key_sets is not None or plan.key_count == 0 else "noisy threshold",
         "tau": None if calibration.tau is None else round(calibration.tau, 3),
-        "contribution_bounds": {"max_groups_per_unit": plan.groups_per_unit},
+        "contribution_bounds": {"max_groups_per_unit": plan.groups_per_unit, "max_rows_per_group": plan.rows_per_group},
     }
 
 
