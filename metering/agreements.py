@@ -13,9 +13,9 @@ from market.accounts.models import Role
 from market.accounts.service import Principal
 from market.clock import utcnow
 from market.errors import Conflict, Forbidden, NotFound, Unprocessable
+from market.notifications import service as notifications
 from metering import odrl, privacy, repository
 from metering.attempts import month_of
-from market.notifications import service as notifications
 from metering.models import Agreement, AgreementStatus, PrivacyBudget
 from metering.schemas import AgreementOut
 from products import service as products

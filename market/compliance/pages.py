@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from html import escape
-from urllib.parse import quote
 from typing import Any
+from urllib.parse import quote
 
 from market.compliance.models import DisclosureReport
 from market.compliance.schemas import PublicRegistrationOut

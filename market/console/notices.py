@@ -19,7 +19,11 @@ BASE = "/console/notices"
 
 
 def _page(
-    console: Console, *, code: str = "", errors: dict[str, str] | None = None, reasons: dict[str, str] | None = None,
+    console: Console,
+    *,
+    code: str = "",
+    errors: dict[str, str] | None = None,
+    reasons: dict[str, str] | None = None,
     status: int = 200,
 ) -> Response:
     viewer = console.user

@@ -50,7 +50,9 @@ def agreements_page(console: ConsoleDep, product: str = "", status: str = "") ->
     )
 
 
-def _agreement_page(console: Console, agreement_id: str, *, confirming: bool, error: str = "", status: int = 200) -> Response:
+def _agreement_page(
+    console: Console, agreement_id: str, *, confirming: bool, error: str = "", status: int = 200
+) -> Response:
     console.user.require(Role.REGULATOR)
     agreement = agreements.revocable(console.session, console.user, agreement_id[:40])
     shown = agreements.present(console.session, [agreement])[0]
@@ -81,9 +83,7 @@ def revoke_confirmation(agreement_id: str, console: ConsoleDep) -> Response:
 
 
 @router.post("/agreements/{agreement_id}/revoke")
-def revoke(
-    agreement_id: str, console: ConsoleDep, reason: Annotated[str, Form(max_length=5_000)] = ""
-) -> Response:
+def revoke(agreement_id: str, console: ConsoleDep, reason: Annotated[str, Form(max_length=5_000)] = "") -> Response:
     """Revoke now, with the reason (recorded on the agreement; the buyer is notified)."""
     try:
         if not reason.strip():
