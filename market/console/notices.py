@@ -53,7 +53,10 @@ def notices_page(console: ConsoleDep, code: str = "") -> Response:
 
 @router.post("/notices/{registration_id}/objections")
 def file_objection(
-    registration_id: str, console: ConsoleDep, reason: Annotated[str, Form(max_length=5_000)] = ""
+    registration_id: str,
+    console: ConsoleDep,
+    reason: Annotated[str, Form(max_length=5_000)] = "",
+    code: Annotated[str, Form(max_length=64)] = "",
 ) -> Response:
     """File our organisation's objection, with its reason; the regulator and the registrant are notified."""
     try:
@@ -65,5 +68,6 @@ def file_objection(
             raise
         console.session.rollback()
         key = registration_id[:40]
-        return _page(console, errors={key: console.message(error)}, reasons={key: reason}, status=error.status_code)
+        errors, reasons = {key: console.message(error)}, {key: reason}
+        return _page(console, code=code, errors=errors, reasons=reasons, status=error.status_code)
     return redirect(console, f"{BASE}?filed=1#objections")

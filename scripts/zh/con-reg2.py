@@ -83,4 +83,8 @@ ZH = {
     "Share in percent": "份额（%%）",
     "New agreements freeze the shares in force when they are made; existing agreements keep theirs.": "新协议在订立时锁定当时有效的分配比例；已有协议保持原比例。",
     "Save the shares": "保存分配比例",
+    "Catalogue": "数据目录",
+    "Query": "查询",
+    "Usage": "用量",
+    "Error bounds at 95%% confidence": "误差范围（95%% 置信）",
 }

@@ -61,7 +61,10 @@ MORE_PAGES = (
     N_("Privacy budgets"),
     N_("Revenue shares"),
     N_("Public notices"),
+    N_("Catalogue"),
+    N_("Query"),
+    N_("Usage"),
 )
-"""con-reg2's navigation labels and page titles."""
+"""con-reg2's navigation labels and page titles (and three buyer labels the catalogue lacked)."""
 SYSTEM_ROLE = (NP_("role", "system"),)
 PARTIES = (NP_("revenue party", "operator"), NP_("revenue party", "platform"), NP_("revenue party", "source"))
