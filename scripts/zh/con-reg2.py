@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (translations are kept one per line, however long)
 """zh-CN for con-reg2: DP on the buyer's query and agreement pages, the regulator's agreements, revocation,
 privacy budgets and revenue shares, and objections by any signed-in organisation."""
 
