@@ -13,10 +13,14 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import select
 
 from market import clock
 from market.accounts.models import Role
+from market.console.regulator import shares as shares_page
+from market.errors import MarketError
 from metering.models import PrivacyBudget
 from tests.conftest import Actor, Market
 from tests.console.helpers import post_form, sign_in
@@ -266,3 +270,18 @@ def test_page_routes_of_another_role_or_tenant_answer_403_or_404(market: Market)
     for path in gets:  # the rightful role reaches every one of them: the table tests tenancy, not typos
         assert regulator.get(path).status_code == 200, path
     assert regulator.get(f"{AGREEMENTS}/agr_missing").status_code == 404
+
+
+@given(st.integers(min_value=0, max_value=10_000))
+def test_a_share_shown_in_percent_reads_back_as_the_same_basis_points(points: int) -> None:
+    assert shares_page.basis_points(shares_page.percent(points), "operator") == points
+
+
+@given(st.text(max_size=8))
+def test_a_typed_share_is_whole_basis_points_from_0_to_10000_or_refused(text: str) -> None:
+    try:
+        points = shares_page.basis_points(text, "operator")
+    except MarketError as error:
+        assert error.code == "console_invalid_percent"
+    else:
+        assert isinstance(points, int) and 0 <= points <= 10_000

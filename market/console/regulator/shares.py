@@ -21,7 +21,9 @@ router = APIRouter(prefix="/console", include_in_schema=False, dependencies=[Dep
 
 BASE = "/console/revenue-shares"
 SOURCE_ROWS = 4
-"""Source departments the form offers rows for (the API takes up to 20 parties)."""
+"""Rows the form offers for source departments (more when a product already has more)."""
+MAX_SOURCES = 18
+"""Source rows read from a form: the API takes at most 20 parties, two of them the operator and the platform."""
 PERCENT = re.compile(r"\d{1,3}([.,]\d{1,2})?")
 OPERATOR, PLATFORM = PartyKind.OPERATOR.value, PartyKind.PLATFORM.value
 FIELD_OF_ERROR = {
@@ -88,7 +90,7 @@ def _form(
         names=names,
         percent=percent,
         values=values,
-        source_rows=rows[: max(SOURCE_ROWS, len(rows))],
+        source_rows=rows,
         sources=revenue.source_departments(console.session, console.user),
         errors=errors,
         status_code=status,
@@ -114,7 +116,9 @@ def save_shares(slug: str, text: Annotated[dict[str, str], Depends(form_fields)]
         "operator": text.get("operator", "")[:20],
         "platform": text.get("platform", "")[:20],
         "sources": [
-            (text.get(f"source_{n}", "")[:40], text.get(f"source_share_{n}", "")[:20]) for n in range(SOURCE_ROWS)
+            (text.get(f"source_{n}", "")[:40], text.get(f"source_share_{n}", "")[:20])
+            for n in range(MAX_SOURCES)
+            if f"source_{n}" in text or f"source_share_{n}" in text
         ],
     }
     return _save(console, slug[:100], values)
