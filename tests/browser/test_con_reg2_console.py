@@ -22,6 +22,8 @@ SQL = "SELECT origin, count(*) AS n FROM flights GROUP BY origin ORDER BY origin
 BUYER_OF = {"zh-CN": "buyer_public", "en": "buyer_commercial"}
 EPSILON_OF = {"zh-CN": "0.37", "en": "0.41"}
 """A distinct epsilon per run: the same query at the same cost would be a free stored repeat."""
+WAIT = 60_000
+"""Milliseconds a query may take to answer on a loaded machine (the page shows its progress meanwhile)."""
 
 
 def sign_in(page: Page, live: Live, who: str) -> None:
@@ -51,7 +53,7 @@ def test_buyer_dry_runs_then_spends_the_chosen_epsilon(live: Live, page_in: Any,
     set_sql(page, SQL)
     page.fill("#epsilon", EPSILON_OF[language])
     page.locator("#dry-run").click()
-    expect(page.locator("#dry-run-result")).to_contain_text(EPSILON_OF[language])
+    expect(page.locator("#dry-run-result")).to_contain_text(EPSILON_OF[language], timeout=WAIT)
     expect(page.locator("#error-bounds tbody tr")).to_have_count(2)
     expect(page.locator("#error-bounds")).to_contain_text("±")
     assert _dp_spent(live, who) == before  # the dry run spent nothing
@@ -59,7 +61,7 @@ def test_buyer_dry_runs_then_spends_the_chosen_epsilon(live: Live, page_in: Any,
     set_sql(page, SQL)
     page.fill("#epsilon", EPSILON_OF[language])
     page.locator("#run").click()
-    expect(page.locator("#mechanism")).to_contain_text("gaussian")
+    expect(page.locator("#mechanism")).to_contain_text("gaussian", timeout=WAIT)
     expect(page.locator("#result-table tbody tr")).to_have_count(3)
     expect(page.locator("#answer-bounds")).to_contain_text("±")
     after = _dp_spent(live, who)
