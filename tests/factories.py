@@ -40,13 +40,17 @@ def people_rows() -> list[dict[str, Any]]:
     return rows
 
 
-def people_csv() -> bytes:
-    rows = people_rows()
+def csv_bytes(rows: list[dict[str, Any]]) -> bytes:
+    """`rows` as a CSV file with a header line (the keys of the first row)."""
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=list(rows[0]))
     writer.writeheader()
     writer.writerows(rows)
     return out.getvalue().encode()
+
+
+def people_csv() -> bytes:
+    return csv_bytes(people_rows())
 
 
 PEOPLE_POLICY: dict[str, Any] = {
@@ -61,6 +65,54 @@ PEOPLE_POLICY: dict[str, Any] = {
         }
     },
 }
+
+JOIN_SQL = (
+    "SELECT people.region, count(*) AS n, sum(shops.rent) AS rent "
+    "FROM people JOIN shops ON people.region = shops.region GROUP BY people.region"
+)
+"""A heavy query on `joined_tables`: rows x rows / len(regions) joined rows, seconds of work for ~10,000 rows."""
+SMALL_SQL = "SELECT region, count(*) AS n FROM people GROUP BY region"
+"""A light query on `joined_tables` (milliseconds)."""
+JOINED_POLICY: dict[str, Any] = {
+    "min_group_size": K,
+    "tables": {
+        **PEOPLE_POLICY["tables"],
+        "shops": {
+            "privacy_unit": "owner_id",
+            "dimensions": ["region", "kind"],
+            "measures": ["rent"],
+            "hidden": [],
+            "bounds": {"rent": {"min": 0, "max": 10_000}},
+        },
+    },
+}
+
+
+def joined_tables(rows: int, regions: tuple[str, ...]) -> dict[str, bytes]:
+    """people.csv and shops.csv, `rows` rows each, spread evenly over `regions` (JOINED_POLICY, JOIN_SQL)."""
+    people = [
+        {
+            "person_id": f"P{i:06d}",
+            "name": f"Person {i}",
+            "region": regions[i % len(regions)],
+            "category": "common",
+            "month": i % 3 + 1,
+            "amount": i % 100 + 1,
+            "trips": i % 5 + 1,
+        }
+        for i in range(rows)
+    ]
+    shops = [
+        {
+            "owner_id": f"O{i // 4:06d}",
+            "region": regions[i % len(regions)],
+            "kind": ("food", "tools")[i % 2],
+            "rent": 1000 + i % 500,
+        }
+        for i in range(rows)
+    ]
+    return {"people.csv": csv_bytes(people), "shops.csv": csv_bytes(shops)}
+
 
 PLANS: list[dict[str, Any]] = [
     {"code": "public", "title": "Public interest", "kind": "public_interest", "monthly_query_quota": 1000},

@@ -29,10 +29,9 @@ from billing.config import Period
 from market import clock
 from market.app import ROUTERS, create_app
 from market.clock import utcnow
-from market.db import Database
-from market.demo import FLIGHTS_SLUG, build_demo
+from market.demo import FLIGHTS_SLUG
 from market.messages import EN
-from market.settings import Settings
+from tests.conftest import DemoTemplates
 
 EXAMPLES = 12
 """Examples per operation and generation mode: about 2,000 requests in all."""
@@ -93,19 +92,14 @@ def _real_ids(client: TestClient, keys: dict[str, str]) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def target(database_factory, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
-    """The demo marketplace, built once for the module (the demo loads 336,776 flights)."""
-    url = database_factory.new_database()
-    settings = Settings(data_dir=tmp_path_factory.mktemp("fuzz"), database_url=url, scheduler_enabled=False)
-    database = Database.from_settings(settings)
-    app = create_app(settings, database)
-    keys = build_demo(database, settings)
-    with TestClient(app, raise_server_exceptions=False) as client:
-        ids = _real_ids(client, keys)
-        schema = schemathesis.openapi.from_asgi("/openapi.json", app)
-        yield Target(schema=schema, client=asgi.get_client(app), keys=keys, ids=ids)
-    database.dispose()
-    database_factory.release(url)
+def target(demo_templates: DemoTemplates, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
+    """The module's own copy of the demo marketplace (the session builds it once: it loads 336,776 flights)."""
+    with demo_templates.copy(tmp_path_factory.mktemp("fuzz") / "data") as demo:
+        app = create_app(demo.settings, demo.database)
+        with TestClient(app, raise_server_exceptions=False) as client:
+            ids = _real_ids(client, demo.keys)
+            schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+            yield Target(schema=schema, client=asgi.get_client(app), keys=demo.keys, ids=ids)
 
 
 def problem(response: Any) -> str | None:

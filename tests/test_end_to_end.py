@@ -7,7 +7,7 @@ import pytest
 from market.accounts.models import Role
 from market.clock import utcnow
 from market.demo import build_demo
-from tests.conftest import Market
+from tests.conftest import DemoMarket, Market
 
 FLIGHTS = "nyc-flights-2013"
 BY_ORIGIN = (
@@ -16,9 +16,14 @@ BY_ORIGIN = (
 
 
 @pytest.fixture
-def demo(market: Market) -> dict[str, dict[str, str]]:
-    keys = build_demo(market.database, market.settings)
-    return {name: {"Authorization": f"Bearer {key}"} for name, key in keys.items()}
+def market(demo_market: DemoMarket) -> Market:
+    """Each test on its own pristine copy of the demo marketplace (built once per session)."""
+    return demo_market
+
+
+@pytest.fixture
+def demo(demo_market: DemoMarket) -> dict[str, dict[str, str]]:
+    return {name: demo_market.headers(name) for name in demo_market.keys}
 
 
 def test_demo_product_is_in_the_catalogue_with_its_policy_and_plans(market: Market, demo) -> None:

@@ -1,18 +1,19 @@
 """Browser tests: Debian's Chromium through pytest-playwright, against a live server on the suite's database.
 
 One server (uvicorn in a thread, so the test can move the shared clock) and one browser serve a whole
-module. A failing test leaves a screenshot in test-results/.
+module, on the module's own copy of the demo marketplace: the session builds the demo once, at DEMO_START
+(tests/conftest.py, `demo_templates`), and `live` copies it. A failing test leaves a screenshot in test-results/.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,11 +24,10 @@ import pytest
 import uvicorn
 from playwright.sync_api import Browser, Page
 
-from market import clock
 from market.app import create_app
 from market.db import Database
-from market.demo import build_demo, demo_logins
 from market.settings import Settings
+from tests.conftest import Demo, DemoTemplates
 
 CHROMIUM = os.environ.get("MARKET_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_FLAGS = [
@@ -74,18 +74,12 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def live(database_factory: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    url = database_factory.new_database()
-    data_dir = tmp_path_factory.mktemp("live")
-    settings = Settings(data_dir=data_dir, database_url=url, scheduler_enabled=False)
-    database = Database.from_settings(settings)
-    clock.set_start(DEMO_START)
-    keys = build_demo(database, settings)
-    logins = demo_logins(database)
+@contextmanager
+def serving(demo: Demo) -> Iterator[str]:
+    """The app on `demo`'s copy, served by uvicorn in a thread (so a test can move the shared clock): its URL."""
     port = _free_port()
     server = uvicorn.Server(
-        uvicorn.Config(create_app(settings, database), host="127.0.0.1", port=port, log_level="warning")
+        uvicorn.Config(create_app(demo.settings, demo.database), host="127.0.0.1", port=port, log_level="warning")
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -93,14 +87,21 @@ def live(database_factory: Any, tmp_path_factory: pytest.TempPathFactory) -> Ite
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.05)
     try:
-        yield Live(f"http://127.0.0.1:{port}", keys, logins, database, settings)
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=10)
-        clock.reset()
-        database.dispose()
-        database_factory.release(url)
-        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def live(demo_templates: DemoTemplates, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    """The demo marketplace, as built at DEMO_START, on the module's own copy (the session builds it once).
+
+    A module needing other settings (Stripe, say) overrides `live` the same way: `demo_templates.copy(data_dir,
+    start=DEMO_START, **settings)`, then `serving(demo)`; see tests/browser/test_finance_admin_console.py."""
+    data_dir = tmp_path_factory.mktemp("live") / "data"
+    with demo_templates.copy(data_dir, start=DEMO_START) as demo, serving(demo) as url:
+        yield Live(url, demo.keys, demo.logins, demo.database, demo.settings)
 
 
 @pytest.hookimpl(hookwrapper=True)

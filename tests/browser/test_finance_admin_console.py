@@ -9,25 +9,18 @@ from __future__ import annotations
 
 import re
 import secrets
-import shutil
-import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from playwright.sync_api import Page, expect
 
 from market import clock
-from market.app import create_app
-from market.db import Database
-from market.demo import build_demo, demo_logins
-from market.settings import Settings
 from tests.billing.conftest import WEBHOOK_SECRET, localstripe_url  # noqa: F401 - the session's localstripe
-from tests.browser.conftest import DEMO_START, Live, _free_port, dump, require_axe, serious_violations
+from tests.browser.conftest import DEMO_START, Live, dump, require_axe, serious_violations, serving
+from tests.conftest import DemoTemplates
 
 SQL = "SELECT origin, count(*) AS flights FROM flights GROUP BY origin ORDER BY origin"
 PERIODS = {"zh-CN": "2031-05", "en": "2031-07"}
@@ -35,39 +28,20 @@ BUYER = "Swift Logistics Ltd."
 
 
 @pytest.fixture(scope="module")
-def live(database_factory: Any, tmp_path_factory: pytest.TempPathFactory, localstripe_url: str) -> Iterator[Live]:  # noqa: F811
+def live(
+    demo_templates: DemoTemplates,
+    tmp_path_factory: pytest.TempPathFactory,
+    localstripe_url: str,  # noqa: F811
+) -> Iterator[Live]:
     """The demo marketplace served in a thread (the test moves the shared clock), with card payments."""
-    url = database_factory.new_database()
-    data_dir = tmp_path_factory.mktemp("live-finance")
-    settings = Settings(
-        data_dir=data_dir,
-        database_url=url,
-        scheduler_enabled=False,
-        stripe_api_key="sk_test_console",
-        stripe_api_base=localstripe_url,
-        stripe_webhook_secret=WEBHOOK_SECRET,
-    )
-    database = Database.from_settings(settings)
-    clock.set_start(DEMO_START)
-    keys = build_demo(database, settings)
-    logins = demo_logins(database)
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings, database), host="127.0.0.1", port=_free_port(), log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    try:
-        yield Live(f"http://127.0.0.1:{server.config.port}", keys, logins, database, settings)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        clock.reset()
-        database.dispose()
-        database_factory.release(url)
-        shutil.rmtree(data_dir, ignore_errors=True)
+    data_dir = tmp_path_factory.mktemp("live-finance") / "data"
+    stripe = {
+        "stripe_api_key": "sk_test_console",
+        "stripe_api_base": localstripe_url,
+        "stripe_webhook_secret": WEBHOOK_SECRET,
+    }
+    with demo_templates.copy(data_dir, start=DEMO_START, **stripe) as demo, serving(demo) as url:
+        yield Live(url, demo.keys, demo.logins, demo.database, demo.settings)
 
 
 def sign_in(page: Page, login: dict[str, str]) -> None:

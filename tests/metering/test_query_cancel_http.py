@@ -19,41 +19,18 @@ from market.accounts.models import Role
 from metering.service import sandbox_admission, sandbox_limits
 from sandbox.pool import shared_pool
 from tests.conftest import Market, running_market
-from tests.factories import grant, listed_product, query
+from tests.factories import JOIN_SQL, JOINED_POLICY, SMALL_SQL, grant, joined_tables, listed_product, query
 from tests.metering.helpers import usage
-from tests.sandbox.test_fairness_load_http import POLICY, SMALL, _csv
 
 ROWS = 12_000
 REGIONS = ("north", "south")
-LONG = (
-    "SELECT people.region, count(*) AS n, sum(shops.rent) AS rent "
-    "FROM people JOIN shops ON people.region = shops.region GROUP BY people.region"
-)
+LONG = JOIN_SQL
+SMALL = SMALL_SQL
+POLICY = JOINED_POLICY
 
 
 def _tables() -> dict[str, bytes]:
-    people = [
-        {
-            "person_id": f"P{i:06d}",
-            "name": f"Person {i}",
-            "region": REGIONS[i % 2],
-            "category": "common",
-            "month": i % 3 + 1,
-            "amount": i % 100 + 1,
-            "trips": i % 5 + 1,
-        }
-        for i in range(ROWS)
-    ]
-    shops = [
-        {
-            "owner_id": f"O{i // 4:06d}",
-            "region": REGIONS[i % 2],
-            "kind": ("food", "tools")[i % 2],
-            "rent": 1000 + i % 500,
-        }
-        for i in range(ROWS)
-    ]
-    return {"people.csv": _csv(people), "shops.csv": _csv(shops)}
+    return joined_tables(ROWS, REGIONS)
 
 
 @pytest.fixture

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from market.demo import build_demo
 from market.demo_credit import CREDIT_SLUG
-from tests.conftest import Market
+from tests.conftest import DemoMarket
 
 
-def test_the_person_level_demo_product_is_desensitised_audited_and_queryable(market: Market) -> None:
-    keys = build_demo(market.database, market.settings)
+def test_the_person_level_demo_product_is_desensitised_audited_and_queryable(demo_market: DemoMarket) -> None:
+    market, keys = demo_market, demo_market.keys
     buyer = {"Authorization": f"Bearer {keys['buyer_commercial']}"}
     regulator = {"Authorization": f"Bearer {keys['regulator']}"}
     products = market.client.get("/v1/products?zone=finance", headers=buyer).json()["items"]

@@ -11,8 +11,6 @@ request), so the small query queued behind two heavy ones and /healthz waited fo
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import threading
 import time
 from collections.abc import Iterator
@@ -25,62 +23,18 @@ from bench.live_server import live_server
 from market.accounts.models import Role
 from metering.service import sandbox_admission
 from tests.conftest import Actor, Market
-from tests.factories import PEOPLE_POLICY, grant, listed_product
+from tests.factories import JOIN_SQL, JOINED_POLICY, SMALL_SQL, grant, joined_tables, listed_product
 
 ROWS = 16_000
 FLOOD = 30
-HEAVY = (
-    "SELECT people.region, count(*) AS n, sum(shops.rent) AS rent "
-    "FROM people JOIN shops ON people.region = shops.region GROUP BY people.region"
-)
-SMALL = "SELECT region, count(*) AS n FROM people GROUP BY region"
+HEAVY = JOIN_SQL
+SMALL = SMALL_SQL
+POLICY = JOINED_POLICY
 REGIONS = ("north", "south", "east", "west")
-POLICY: dict[str, Any] = {
-    "min_group_size": 10,
-    "tables": {
-        **PEOPLE_POLICY["tables"],
-        "shops": {
-            "privacy_unit": "owner_id",
-            "dimensions": ["region", "kind"],
-            "measures": ["rent"],
-            "hidden": [],
-            "bounds": {"rent": {"min": 0, "max": 10_000}},
-        },
-    },
-}
-
-
-def _csv(rows: list[dict[str, Any]]) -> bytes:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    return out.getvalue().encode()
 
 
 def _tables() -> dict[str, bytes]:
-    people = [
-        {
-            "person_id": f"P{i:06d}",
-            "name": f"Person {i}",
-            "region": REGIONS[i % 4],
-            "category": "common",
-            "month": i % 3 + 1,
-            "amount": i % 100 + 1,
-            "trips": i % 5 + 1,
-        }
-        for i in range(ROWS)
-    ]
-    shops = [
-        {
-            "owner_id": f"O{i // 4:06d}",
-            "region": REGIONS[i % 4],
-            "kind": ("food", "tools")[i % 2],
-            "rent": 1000 + i % 500,
-        }
-        for i in range(ROWS)
-    ]
-    return {"people.csv": _csv(people), "shops.csv": _csv(shops)}
+    return joined_tables(ROWS, REGIONS)
 
 
 @contextlib.contextmanager
