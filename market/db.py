@@ -242,7 +242,7 @@ def begin_write(session: Session) -> None:
     bind = session.get_bind()
     if bind.dialect.name == "sqlite":
         connection = session.connection()
-        database = bind.url.database
+        database = connection.engine.url.database
         if database and database != ":memory:" and _WRITER_FD not in session.info:
             # Writers queue in the kernel (a blocking flock, woken the moment the holder commits),
             # not in SQLite's busy handler, which sleeps and retries (up to 100 ms a turn). Released

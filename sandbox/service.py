@@ -183,6 +183,11 @@ def _result_key(plan: Plan, files: tuple[tuple[str, str], ...], max_rows: int) -
     return ("threshold", files, plan.template, plan.decide_sql, plan.output_sql, plan.fast_threshold, max_rows)
 
 
+def result_key(plan: Plan, tables: Mapping[str, TableFile], max_rows: int) -> tuple[Any, ...]:
+    """The result cache's key of `plan` over `tables` (also the key of sandbox.cache.flight)."""
+    return _result_key(plan, _files(tables), max_rows)
+
+
 def cached_result(plan: Plan, tables: Mapping[str, TableFile], max_rows: int) -> QueryResult | None:
     """The answer an identical query on the same version already got in this process, or None.
 
