@@ -59,6 +59,9 @@ class Job:
     """This query's time and CPU budget (sandbox.service.budget_seconds); None: the pool's timeout."""
     single: bool = False
     """Run as one statement (engine.execute_single) rather than staged (sandbox.service decides)."""
+    seeds: tuple[tuple[tuple[str, ...], Any], ...] = ()
+    """Statistics computed when the version was built (sandbox.service._seeds): keys of the worker's
+    statistics cache after the version, and their values."""
 
     def budget(self, limits: EngineLimits) -> float:
         return min(self.seconds, limits.timeout_seconds) if self.seconds else limits.timeout_seconds
@@ -156,7 +159,10 @@ def _run_job(
         warm.move_to_end(job.tables)
         _set_cpu_budget(job.budget(limits), limits.threads)
         # Keyed by the files, which are immutable for a product version.
-        statistics = TableStatistics(db, stats, version="|".join(path for _, path in job.tables))
+        version = "|".join(path for _, path in job.tables)
+        for key, value in job.seeds:  # computed at build time: never on a query's time
+            stats.setdefault((version, *key), value)
+        statistics = TableStatistics(db, stats, version=version)
         cancelled = contextlib.nullcontext(threading.Event()) if cancel is None else _cancellable(db, cancel)
         with deadline(db, job.budget(limits)) as timed_out, cancelled as stopped:
             try:
