@@ -319,10 +319,13 @@ def _prepare(
     if refusal is not None:
         return attempts.refuse(session, attempt, refusal)
     # A cheap early refusal when the quota is already used up; the binding decision is in transaction 3.
-    counter = repository.month_counter(session, agreement.id, attempts.month_of(now))
-    early = attempts.quota_refusal(agreement, counter, Measurements(0, 0, 0, 0, 0))
-    if early is not None:
-        return attempts.refuse(session, attempt, early)
+    # Without any quota there is nothing to refuse early: the counter is not even read.
+    quotas = (agreement.monthly_query_quota, agreement.monthly_row_quota, agreement.monthly_byte_quota)
+    if any(quota is not None for quota in quotas):
+        counter = repository.month_counter(session, agreement.id, attempts.month_of(now))
+        early = attempts.quota_refusal(agreement, counter, Measurements(0, 0, 0, 0, 0))
+        if early is not None:
+            return attempts.refuse(session, attempt, early)
     if over_limit is not None:
         return attempts.refuse(session, replace(attempt, key=None), over_limit)
     if runs.policy is None:
