@@ -44,6 +44,8 @@ from sandbox.errors import QueryFailed
 CANCEL_CHECK_SECONDS = 0.1
 """How often a waiting query wakes without a doorbell: to look for a cancel request (and a crashed holder)."""
 DOORBELL = "doorbell"
+NO_DOORBELL_SECONDS = 0.01
+"""The nap between tries where the doorbell cannot be made (a file system without named pipes)."""
 TOO_MANY_RETRY_AFTER = 1
 """Seconds a buyer over its limit is told to wait: about one small query."""
 BUSY_RETRY_AFTER = 2
@@ -118,12 +120,17 @@ class Admission:
             release(fd)
             self._ring()
 
-    def _doorbell(self) -> Path:
+    def _doorbell(self) -> int | None:
+        """The doorbell, open read-write (a writer stays connected, so the pipe never reports a hang-up
+        once a ringer has gone); None where no named pipe can be made (the waiter then naps briefly)."""
         path = self.directory / DOORBELL
-        if not path.exists():
-            with contextlib.suppress(FileExistsError):
-                os.mkfifo(path, 0o600)
-        return path
+        try:
+            if not path.exists():
+                with contextlib.suppress(FileExistsError):
+                    os.mkfifo(path, 0o600)
+            return os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            return None
 
     def _ring(self) -> None:
         """Wake the queries waiting for a worker, if any (a pipe nobody reads: nobody waits)."""
@@ -141,11 +148,12 @@ class Admission:
         queued = _first_free(self.queue_slots())
         if queued is None:
             raise ServiceUnavailable("sandbox_busy", seconds=self.queue_timeout, retry_after=BUSY_RETRY_AFTER)
-        # Read-write: a writer stays connected, so the pipe never reports a hang-up once a ringer has gone.
-        bell = os.open(self._doorbell(), os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
-        poller = select.poll()  # not select(): descriptors past 1024 are common in a busy server
-        poller.register(bell, select.POLLIN)
+        bell: int | None = None
         try:
+            bell = self._doorbell()
+            poller = select.poll()  # not select(): descriptors past 1024 are common in a busy server
+            if bell is not None:
+                poller.register(bell, select.POLLIN)
             deadline = time.monotonic() + self.queue_timeout
             while True:
                 worker = _first_free(self.worker_slots())
@@ -156,12 +164,15 @@ class Admission:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
-                if poller.poll(min(left, CANCEL_CHECK_SECONDS) * 1000):
+                if bell is None:
+                    time.sleep(min(left, NO_DOORBELL_SECONDS))
+                elif poller.poll(min(left, CANCEL_CHECK_SECONDS) * 1000):
                     with contextlib.suppress(BlockingIOError):  # another waiter took the byte: try anyway
                         os.read(bell, 1)
             raise ServiceUnavailable("sandbox_busy", seconds=self.queue_timeout, retry_after=BUSY_RETRY_AFTER)
         finally:
-            os.close(bell)
+            if bell is not None:
+                os.close(bell)
             release(queued)
 
     def held(self, paths: list[Path]) -> int:
