@@ -18,6 +18,11 @@ Workloads, each for `--seconds` at every connection count:
   client is its own buyer and picks, per request, one of a few queries (the three above and three
   more), the way dashboards refresh the same panels for many users.
 
+Every line also shows `cpu/req`: the CPU (user + system) the server's processes, API and sandbox
+workers, spent per answered request during the run, read from /proc for the server's process group.
+On a machine shared with other work, latency mostly measures the queue for the CPU; CPU per request
+does not, and it is what bounds throughput.
+
 Everything runs on SQLite, then on a scratch PostgreSQL database (bench/databases.py).
 
     python -m bench.http_throughput [--seconds 6] [--connections 1,4,16] [--workers N] [--skip-postgres]
@@ -125,8 +130,24 @@ def _parquet(database: Database, settings: Settings) -> Path:
         return products.version_tables(settings, version)["flights"].path
 
 
+def _group_cpu(group: int) -> float:
+    """CPU seconds (user + system) of every live process in process group `group`: the server's API
+    processes and their sandbox workers (the server runs in a session of its own)."""
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == group:  # fields after the name: state, ppid, pgrp, ..., utime (11), stime (12)
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 @contextlib.contextmanager
-def _server(settings: Settings, workers: int, extra: dict[str, str], report: list[str] | None = None) -> Iterator[str]:
+def _server(
+    settings: Settings, workers: int, extra: dict[str, str], report: list[str] | None = None
+) -> Iterator[tuple[str, int]]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -156,7 +177,7 @@ def _server(settings: Settings, workers: int, extra: dict[str, str], report: lis
                 if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
                     break
             time.sleep(0.1)
-        yield base
+        yield base, server.pid
     finally:
         server.send_signal(signal.SIGTERM)
         try:
@@ -182,6 +203,13 @@ class Run:
     latencies: list[float] = field(default_factory=list)
     statuses: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
+    server_cpu: float = 0.0
+    """CPU seconds the server's processes (API and sandbox workers) spent during the run."""
+
+    @property
+    def cpu_ms_per_request(self) -> float:
+        answered = sum(self.statuses.values())
+        return 1000 * self.server_cpu / answered if answered else float("nan")
 
     @property
     def rate(self) -> float:
@@ -240,9 +268,17 @@ def _raw(parquet: Path, sql: str, seconds: float, threads: int) -> Run:
     return run
 
 
+def _measured(group: int, base: str, keys: list[str], queries: list[str], connections: int, seconds: float) -> Run:
+    """A load run, with the CPU the server's processes spent on it."""
+    before = _group_cpu(group)
+    run = asyncio.run(_load(base, keys, queries, connections, seconds))
+    run.server_cpu = _group_cpu(group) - before
+    return run
+
+
 def _line(name: str, connections: int, run: Run, raw: Run | None) -> str:
     p50, p99 = _percentile(run.latencies, 0.5), _percentile(run.latencies, 0.99)
-    text = f"{name:14} {connections:5d} {run.rate:9.1f} {p50:9.1f} {p99:9.1f}"
+    text = f"{name:14} {connections:5d} {run.rate:9.1f} {p50:9.1f} {p99:9.1f} {run.cpu_ms_per_request:9.1f}"
     if raw is not None:
         raw_p50 = _percentile(raw.latencies, 0.5)
         text += f" {raw_p50:9.2f} {p50 / raw_p50:8.2f}x {run.rate / raw.rate:8.2f}"
@@ -264,24 +300,24 @@ def _bench(database: Database, name: str, args: argparse.Namespace) -> list[str]
         parquet = _parquet(database, settings)
         database.dispose()
         workers = args.workers or max(1, len(os.sched_getaffinity(0)))
-        header = f"{'workload':14} {'conns':>5} {'req/s':>9} {'p50 ms':>9} {'p99 ms':>9}"
+        header = f"{'workload':14} {'conns':>5} {'req/s':>9} {'p50 ms':>9} {'p99 ms':>9} {'cpu/req':>9}"
         lines.append(f"== {name}: market serve --workers {workers}; {args.buyers} buyers")
         lines.append(f"{header} {'raw p50':>9} {'p50/raw':>9} {'raw/s÷':>8}")
         lines.append("   (uncached: MARKET_SANDBOX_RESULT_CACHE_ENTRIES=0)")
-        with _server(settings, workers, {"MARKET_SANDBOX_RESULT_CACHE_ENTRIES": "0"}) as base:
+        with _server(settings, workers, {"MARKET_SANDBOX_RESULT_CACHE_ENTRIES": "0"}) as (base, group):
             asyncio.run(_load(base, keys, DASHBOARD, 4, 2.0))  # warm every process and worker
             for query_name, sql in SMALL.items():
                 for connections in args.connections:
-                    run = asyncio.run(_load(base, keys, [sql], connections, args.seconds))
+                    run = _measured(group, base, keys, [sql], connections, args.seconds)
                     raw = _raw(parquet, sql, min(args.seconds, 3.0), Settings().sandbox_threads)
                     lines.append(_line(query_name, connections, run, raw) + f"  load {_loadavg()}")
                     print(lines[-1], flush=True)
         lines.append("   (dashboard mix, default settings)")
         report: list[str] = []
-        with _server(settings, workers, {}, report) as base:
+        with _server(settings, workers, {}, report) as (base, group):
             asyncio.run(_load(base, keys, DASHBOARD, 4, 2.0))
             for connections in args.connections:
-                run = asyncio.run(_load(base, keys, DASHBOARD, connections, args.seconds))
+                run = _measured(group, base, keys, DASHBOARD, connections, args.seconds)
                 lines.append(_line("dashboard", connections, run, None) + f"  load {_loadavg()}")
                 print(lines[-1], flush=True)
         lines.extend(report)

@@ -17,9 +17,10 @@ from sqlalchemy import JSON, BigInteger, DateTime, Engine, MetaData, create_engi
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Session, SessionTransaction, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
+from market.locks import lock, release
 from market.settings import Settings
 
 NAMING_CONVENTION = {
@@ -233,10 +234,30 @@ def begin_write(session: Session) -> None:
     A transaction that reads and then writes would otherwise start as a reader and upgrade later; under
     WAL an upgrade that meets a newer commit fails at once (SQLITE_BUSY_SNAPSHOT) and is retried, and
     writers queue in SQLite's sleeping busy handler. Taking the lock first means one wait, at the start,
-    before anything is read. On PostgreSQL row locks do the work: nothing to do. Call it first thing.
+    before anything is read. Callers of this function first queue on a machine-wide file lock next to
+    the database (`<file>.writer-lock`, market.locks.lock), so they wait for each other in the kernel
+    and never sleep-and-retry; SQLite's busy handler remains only for writers that do not come through
+    here (the CLI, console routes). On PostgreSQL row locks do the work: nothing to do. Call it first thing.
     """
-    if session.get_bind().dialect.name == "sqlite":
-        session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+    bind = session.get_bind()
+    if bind.dialect.name == "sqlite":
+        connection = session.connection()
+        database = connection.engine.url.database
+        if database and database != ":memory:" and _WRITER_FD not in session.info:
+            # Writers queue in the kernel (a blocking flock, woken the moment the holder commits),
+            # not in SQLite's busy handler, which sleeps and retries (up to 100 ms a turn). Released
+            # when the transaction ends (_release_writer), commit or rollback.
+            session.info[_WRITER_FD] = lock(Path(f"{database}.writer-lock"))
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+_WRITER_FD = "sqlite_writer_fd"
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _release_writer(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:
+        release(session.info.pop(_WRITER_FD, None))
 
 
 def insert_ignore(session: Session, table: Any, values: dict[str, Any], conflict_columns: list[str]) -> None:

@@ -26,6 +26,18 @@ def try_lock(path: Path) -> int | None:
     return fd
 
 
+def lock(path: Path) -> int:
+    """An open descriptor holding an exclusive lock on `path` (created if missing), waiting for it in the
+    kernel (no polling: the waiter wakes when the holder releases). For short critical sections only."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def release(fd: int | None) -> None:
     """Release a lock taken by `try_lock` (closing the descriptor releases it); None is a no-op."""
     if fd is not None:

@@ -39,7 +39,7 @@ class Settings(BaseSettings):
     sandbox_org_concurrency: int | None = Field(default=None, ge=1)
     """An organisation's queries in flight at once (past it, 429); default: half the workers, at least 1."""
     sandbox_queue_size: int | None = Field(default=None, ge=0)
-    """Queries that may wait for a worker, machine-wide (past it, 503); default: four per worker."""
+    """Queries that may wait for a worker, machine-wide (past it, 503); default: sixteen per worker."""
     sandbox_queue_timeout_seconds: float = Field(default=5.0, gt=0)
     """How long a query waits for a worker before 503 `sandbox_busy`."""
     sandbox_prestart: bool = True
@@ -85,7 +85,7 @@ class Settings(BaseSettings):
 
     @property
     def queue_size(self) -> int:
-        return self.sandbox_queue_size if self.sandbox_queue_size is not None else 4 * self.workers
+        return self.sandbox_queue_size if self.sandbox_queue_size is not None else 16 * self.workers
 
     @property
     def run_dir(self) -> Path:

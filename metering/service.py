@@ -37,7 +37,7 @@ from sandbox.engine import EngineLimits
 from sandbox.errors import QueryFailed, QueryRefused
 from sandbox.policy import ProtectionPolicy
 from sandbox.pool import shared_pool
-from sandbox.service import Measurements, QueryResult, TableFile, cached_result, plan_query
+from sandbox.service import Measurements, QueryResult, TableFile, cached_result, plan_query, result_key
 from sandbox.service import execute as sandbox_execute
 
 DEFAULT_VALIDITY = timedelta(days=365)
@@ -319,10 +319,13 @@ def _prepare(
     if refusal is not None:
         return attempts.refuse(session, attempt, refusal)
     # A cheap early refusal when the quota is already used up; the binding decision is in transaction 3.
-    counter = repository.month_counter(session, agreement.id, attempts.month_of(now))
-    early = attempts.quota_refusal(agreement, counter, Measurements(0, 0, 0, 0, 0))
-    if early is not None:
-        return attempts.refuse(session, attempt, early)
+    # Without any quota there is nothing to refuse early: the counter is not even read.
+    quotas = (agreement.monthly_query_quota, agreement.monthly_row_quota, agreement.monthly_byte_quota)
+    if any(quota is not None for quota in quotas):
+        counter = repository.month_counter(session, agreement.id, attempts.month_of(now))
+        early = attempts.quota_refusal(agreement, counter, Measurements(0, 0, 0, 0, 0))
+        if early is not None:
+            return attempts.refuse(session, attempt, early)
     if over_limit is not None:
         return attempts.refuse(session, replace(attempt, key=None), over_limit)
     if runs.policy is None:
@@ -434,18 +437,21 @@ def run_metered_query(
             cache.configure(settings.sandbox_result_cache_entries, settings.sandbox_result_cache_bytes)
             # An identical query on the same version already answered: no worker needed, but it is
             # still metered, audited and charged below exactly like one that ran.
-            found = cached_result(plan, prepared.tables, settings.sandbox_max_result_rows)
-            if found is not None:
-                result = found
-            else:
-                with admission.worker(cancelled):
-                    result = sandbox_execute(
-                        plan,
-                        prepared.tables,
-                        sandbox_limits(settings),
-                        settings.sandbox_max_result_rows,
-                        cancelled=cancelled,
-                    )
+            max_rows = settings.sandbox_max_result_rows
+            found = cached_result(plan, prepared.tables, max_rows)
+            if found is None:
+                # The same query already running in this process: wait for its answer (sandbox.cache).
+                with cache.flight(result_key(plan, prepared.tables, max_rows), cancelled) as leader:
+                    if not leader:
+                        found = cached_result(plan, prepared.tables, max_rows)
+                    if found is None:
+                        if cancelled is not None and cancelled():
+                            raise QueryFailed("query_cancelled", status_code=409)
+                        with admission.worker(cancelled):
+                            found = sandbox_execute(
+                                plan, prepared.tables, sandbox_limits(settings), max_rows, cancelled=cancelled
+                            )
+            result = found
         except ServiceUnavailable as busy:
             with database.transaction() as session:
                 begin_write(session)

@@ -436,6 +436,7 @@ def version_tables(settings: Settings, version: ProductVersion) -> dict[str, Tab
             path=base / t["file"],
             row_count=int(t["row_count"]),
             column_bytes={c["name"]: int(c["bytes"]) for c in t["columns"]},
+            statistics=t.get("statistics") or {},
         )
         for t in version.tables
     }

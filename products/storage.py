@@ -45,7 +45,7 @@ class StoredTable:
     columns: list[StoredColumn]
 
     def describe(self, roles: dict[str, str]) -> dict[str, Any]:
-        """The JSON kept on the version row."""
+        """The JSON kept on the version row, with the statistics the sandbox needs (`statistics`)."""
         return {
             "name": self.name,
             "file": self.path.name,
@@ -54,7 +54,36 @@ class StoredTable:
                 {"name": c.name, "type": c.type, "role": roles.get(c.name, "hidden"), "bytes": c.bytes}
                 for c in self.columns
             ],
+            "statistics": table_statistics(self.path, [c.name for c in self.columns], roles),
         }
+
+
+def table_statistics(path: Path, columns: list[str], roles: dict[str, str]) -> dict[str, Any]:
+    """Facts the sandbox's threshold needs about a version's table, computed once when it is built:
+
+    - `units`: per privacy-unit column, [most rows any one unit has, rows whose unit is NULL] (the
+      row bound, sandbox.engine._methods);
+    - `nulls`: the columns that hold a NULL anywhere (sandbox.engine.whole_cells).
+
+    Facts of the version, never of a query; the worker would otherwise compute them on its first query
+    of the version (sandbox.engine.TableStatistics), on the query's time.
+    """
+    units = [c for c in columns if roles.get(c) == "privacy_unit"]
+    source = f"read_parquet({_lit(str(path))})"
+    with duckdb.connect(":memory:", config={"threads": 2, "memory_limit": "1GB"}) as connection:
+        counted = ", ".join(f"count({_q(c)})" for c in columns)
+        row = connection.execute(f"SELECT count(*){', ' + counted if counted else ''} FROM {source}").fetchone()
+        total = int(row[0]) if row else 0
+        nulls = [c for c, n in zip(columns, (row or ())[1:], strict=False) if int(n) < total]
+        per_unit: dict[str, list[int]] = {}
+        for column in units:
+            found = connection.execute(
+                "SELECT coalesce(max(n) FILTER (WHERE v IS NOT NULL), 0), "
+                "coalesce(sum(n) FILTER (WHERE v IS NULL), 0) "
+                f"FROM (SELECT {_q(column)} AS v, count(*) AS n FROM {source} GROUP BY 1)"
+            ).fetchone()
+            per_unit[column] = [int(found[0]), int(found[1])] if found else [0, 0]
+    return {"units": per_unit, "nulls": nulls}
 
 
 def table_name_from_filename(filename: str) -> str:

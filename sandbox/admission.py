@@ -13,6 +13,13 @@ one process exclude each other exactly as processes do.
 - `queue-<i>`, i < queue_size: queries waiting for a worker. When every queue slot is taken, or a
   query has waited `queue_timeout` seconds, 503 `sandbox_busy`.
 
+Waiting without polling: a query in the queue sleeps in `poll()` on a named pipe, `doorbell`, in the
+same directory, and a query that releases a worker slot writes one byte to it. Every waiter wakes,
+one reads the byte, and each tries the worker slots once more, then sleeps again; a waiter opens the
+pipe before its first try, so a release between its try and its sleep still wakes it (the byte waits
+in the pipe). The sleep is also cut every CANCEL_CHECK_SECONDS to look for a cancel request and ends
+at the queue timeout; a slot freed by a crash (no byte) is found at the next such wake-up.
+
 Why files rather than rows in the database: a slot must be held for the whole query, but no
 database session or pooled connection may be (a lease row would need a session, or expiry times
 and a sweeper for crashed holders); the product files the workers read live in the same data
@@ -23,7 +30,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import itertools
+import os
+import select
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -33,8 +41,11 @@ from market.errors import ServiceUnavailable, TooManyRequests
 from market.locks import release, try_lock
 from sandbox.errors import QueryFailed
 
-POLL_SECONDS = (0.002, 0.005, 0.01, 0.02)
-"""How often a waiting query retries the worker slots: quickly at first, then every 20 ms."""
+CANCEL_CHECK_SECONDS = 0.1
+"""How often a waiting query wakes without a doorbell: to look for a cancel request (and a crashed holder)."""
+DOORBELL = "doorbell"
+NO_DOORBELL_SECONDS = 0.01
+"""The nap between tries where the doorbell cannot be made (a file system without named pipes)."""
 TOO_MANY_RETRY_AFTER = 1
 """Seconds a buyer over its limit is told to wait: about one small query."""
 BUSY_RETRY_AFTER = 2
@@ -107,25 +118,61 @@ class Admission:
             yield
         finally:
             release(fd)
+            self._ring()
+
+    def _doorbell(self) -> int | None:
+        """The doorbell, open read-write (a writer stays connected, so the pipe never reports a hang-up
+        once a ringer has gone); None where no named pipe can be made (the waiter then naps briefly)."""
+        path = self.directory / DOORBELL
+        try:
+            if not path.exists():
+                with contextlib.suppress(FileExistsError):
+                    os.mkfifo(path, 0o600)
+            return os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            return None
+
+    def _ring(self) -> None:
+        """Wake the queries waiting for a worker, if any (a pipe nobody reads: nobody waits)."""
+        try:
+            fd = os.open(self.directory / DOORBELL, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:  # ENXIO: no waiter has it open; ENOENT: nobody ever waited
+            return
+        try:
+            with contextlib.suppress(BlockingIOError):  # full: the waiters have plenty to wake on
+                os.write(fd, b"!")
+        finally:
+            os.close(fd)
 
     def _wait_for_worker(self, cancelled: Callable[[], bool] | None = None) -> int:
         queued = _first_free(self.queue_slots())
         if queued is None:
             raise ServiceUnavailable("sandbox_busy", seconds=self.queue_timeout, retry_after=BUSY_RETRY_AFTER)
+        bell: int | None = None
         try:
+            bell = self._doorbell()
+            poller = select.poll()  # not select(): descriptors past 1024 are common in a busy server
+            if bell is not None:
+                poller.register(bell, select.POLLIN)
             deadline = time.monotonic() + self.queue_timeout
-            for attempt in itertools.count():
+            while True:
                 worker = _first_free(self.worker_slots())
                 if worker is not None:
                     return worker
-                if cancelled is not None and attempt % 10 == 9 and cancelled():
+                if cancelled is not None and cancelled():
                     raise QueryFailed("query_cancelled", status_code=409)
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
-                time.sleep(min(left, POLL_SECONDS[min(attempt, len(POLL_SECONDS) - 1)]))
+                if bell is None:
+                    time.sleep(min(left, NO_DOORBELL_SECONDS))
+                elif poller.poll(min(left, CANCEL_CHECK_SECONDS) * 1000):
+                    with contextlib.suppress(BlockingIOError):  # another waiter took the byte: try anyway
+                        os.read(bell, 1)
             raise ServiceUnavailable("sandbox_busy", seconds=self.queue_timeout, retry_after=BUSY_RETRY_AFTER)
         finally:
+            if bell is not None:
+                os.close(bell)
             release(queued)
 
     def held(self, paths: list[Path]) -> int:

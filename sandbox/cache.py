@@ -18,13 +18,20 @@ scanned, are computed from the text and the files, so they are the same). Only `
 informational, is 0 for a hit. Why an identical answer reveals nothing new: docs/sandbox.md.
 
 Hit rates are counted per process (`stats()`), and shown by bench/http_throughput.py.
+
+**One run for identical queries in flight** (`flight`). When several requests of one process miss the
+result cache for the same key at once (a dashboard's panels refreshed by many buyers), the first runs
+the query and the others wait for it, then take its answer from the cache, as a hit; if it failed
+(refused, cancelled, busy) they run it themselves. Each is still metered, audited and charged on its
+own. A follower that is cancelled stops waiting at once (checked every FOLLOW_CHECK_SECONDS).
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -115,3 +122,44 @@ def configure(result_entries: int, result_bytes: int) -> None:
 def size_of(rows: list[list[Any]]) -> int:
     """A cheap estimate of the bytes an answer holds: 16 per cell plus the length of its text."""
     return sum(16 * len(row) + sum(len(v) for v in row if isinstance(v, str)) for row in rows) + 256
+
+
+FOLLOW_CHECK_SECONDS = 0.1
+"""How often a request waiting for an identical query in flight looks for a cancel request."""
+
+_flights: dict[Hashable, threading.Event] = {}
+_flights_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def flight(key: Hashable, cancelled: Callable[[], bool] | None = None) -> Iterator[bool]:
+    """Run the block once per `key` at a time in this process; yields True for the one that should run
+    the query (the leader), False for a follower, after the leader has finished (its answer, if any,
+    is in `results` then).
+
+    A follower waits on an event the leader sets when it leaves the block (always, also on failure);
+    `cancelled()` is asked every FOLLOW_CHECK_SECONDS while it waits, and once it answers True the
+    follower stops waiting and yields False at once (its caller then sees the cancellation itself).
+    """
+    if results.max_entries <= 0:  # no cache to share an answer through: everybody runs
+        yield True
+        return
+    with _flights_lock:
+        running = _flights.get(key)
+        if running is None:
+            running = _flights[key] = threading.Event()
+            leader = True
+        else:
+            leader = False
+    if not leader:
+        while not running.wait(FOLLOW_CHECK_SECONDS if cancelled is not None else None):
+            if cancelled is not None and cancelled():
+                break
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        with _flights_lock:
+            _flights.pop(key, None)
+        running.set()

@@ -59,6 +59,9 @@ class Job:
     """This query's time and CPU budget (sandbox.service.budget_seconds); None: the pool's timeout."""
     single: bool = False
     """Run as one statement (engine.execute_single) rather than staged (sandbox.service decides)."""
+    seeds: tuple[tuple[tuple[str, ...], Any], ...] = ()
+    """Statistics computed when the version was built (sandbox.service._seeds): keys of the worker's
+    statistics cache after the version, and their values."""
 
     def budget(self, limits: EngineLimits) -> float:
         return min(self.seconds, limits.timeout_seconds) if self.seconds else limits.timeout_seconds
@@ -108,13 +111,22 @@ def _worker_main(connection: Connection, limits: EngineLimits, cancel: Any) -> N
 
 @contextlib.contextmanager
 def _cancellable(db: duckdb.DuckDBPyConnection, cancel: Any) -> Iterator[threading.Event]:
-    """Interrupt DuckDB when the API side sets `cancel` during the block; the event tells whether it did."""
+    """Interrupt DuckDB when the API side sets `cancel` during the block; the event tells whether it did.
+
+    The watcher blocks on `cancel` itself. When the block ends, the worker sets `cancel` too, after
+    `done`, so the watcher wakes at once and leaves without interrupting: the join costs no polling
+    interval (it used to cost up to one, on every query). `cancel` is cleared before the next job
+    is accepted (_worker_main), so that wake-up never reaches another job.
+    """
     fired = threading.Event()
     done = threading.Event()
 
     def watch() -> None:
-        while not done.is_set():
-            if cancel.wait(0.05):
+        while True:
+            requested = cancel.wait(1.0)
+            if done.is_set():
+                return
+            if requested:
                 fired.set()
                 db.interrupt()
                 return
@@ -125,6 +137,7 @@ def _cancellable(db: duckdb.DuckDBPyConnection, cancel: Any) -> Iterator[threadi
         yield fired
     finally:
         done.set()
+        cancel.set()
         watcher.join()
 
 
@@ -146,7 +159,10 @@ def _run_job(
         warm.move_to_end(job.tables)
         _set_cpu_budget(job.budget(limits), limits.threads)
         # Keyed by the files, which are immutable for a product version.
-        statistics = TableStatistics(db, stats, version="|".join(path for _, path in job.tables))
+        version = "|".join(path for _, path in job.tables)
+        for key, value in job.seeds:  # computed at build time: never on a query's time
+            stats.setdefault((version, *key), value)
+        statistics = TableStatistics(db, stats, version=version)
         cancelled = contextlib.nullcontext(threading.Event()) if cancel is None else _cancellable(db, cancel)
         with deadline(db, job.budget(limits)) as timed_out, cancelled as stopped:
             try:

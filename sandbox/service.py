@@ -28,6 +28,9 @@ class TableFile:
     row_count: int
     column_bytes: Mapping[str, int] = field(default_factory=dict)
     """Compressed bytes of each column in the Parquet file: what a scan of that column reads."""
+    statistics: Mapping[str, Any] = field(default_factory=dict)
+    """Computed when the version was built (products.storage.table_statistics); empty for versions
+    built before: the worker then computes them on its first query of the version."""
 
 
 @dataclass(frozen=True)
@@ -174,13 +177,45 @@ def run_query(
     return execute(plan_query(sql, policy), tables, limits, max_rows, pool)
 
 
+_resolved: dict[Path, str] = {}
+
+
+def _resolve(path: Path) -> str:
+    """`path` made absolute with its links resolved, remembered: a version's files never move."""
+    found = _resolved.get(path)
+    if found is None:
+        if len(_resolved) > 10_000:
+            _resolved.clear()
+        found = _resolved[path] = str(path.resolve())
+    return found
+
+
 def _files(tables: Mapping[str, TableFile]) -> tuple[tuple[str, str], ...]:
-    return tuple(sorted((name, str(t.path.resolve())) for name, t in tables.items()))
+    return tuple(sorted((name, _resolve(t.path)) for name, t in tables.items()))
+
+
+def _seeds(tables: Mapping[str, TableFile]) -> tuple[tuple[tuple[str, ...], Any], ...]:
+    """The build-time statistics of `tables`, as entries of the worker's statistics cache
+    (sandbox.engine.TableStatistics' keys, after the version): read there instead of computed."""
+    seeds: list[tuple[tuple[str, ...], Any]] = []
+    for name, table in tables.items():
+        if not table.statistics:
+            continue
+        for column, (most, nulls) in table.statistics.get("units", {}).items():
+            seeds.append(((name, column), (int(most), int(nulls))))
+        with_nulls = set(table.statistics.get("nulls", []))
+        seeds.extend(((name, column, "\0nulls"), column in with_nulls) for column in table.column_bytes)
+    return tuple(seeds)
 
 
 def _result_key(plan: Plan, files: tuple[tuple[str, str], ...], max_rows: int) -> tuple[Any, ...]:
     """The version's files, the mode and the exact statements that would run (docs/sandbox.md)."""
     return ("threshold", files, plan.template, plan.decide_sql, plan.output_sql, plan.fast_threshold, max_rows)
+
+
+def result_key(plan: Plan, tables: Mapping[str, TableFile], max_rows: int) -> tuple[Any, ...]:
+    """The result cache's key of `plan` over `tables` (also the key of sandbox.cache.flight)."""
+    return _result_key(plan, _files(tables), max_rows)
 
 
 def cached_result(plan: Plan, tables: Mapping[str, TableFile], max_rows: int) -> QueryResult | None:
@@ -227,6 +262,7 @@ def _execute(
         max_rows=max_rows,
         seconds=budget_seconds(rows_scanned, limits),
         single=plan.fast_threshold and rows_scanned <= SINGLE_STATEMENT_ROWS,
+        seeds=_seeds(tables),
     )
     execution = (pool or shared_pool(limits)).run(job, cancelled)
     if execution.refused is not None:
