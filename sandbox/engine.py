@@ -37,6 +37,12 @@ class EngineLimits:
     workers: int = 2
 
 
+DISABLED_OPTIMIZERS = "filter_pushdown,statistics_propagation,join_filter_pushdown,row_group_pruner"
+"""DuckDB optimizers that make the work depend on the data beyond the rows a query reads: with them,
+`count(*) WHERE dest = 'LEX'` skipped every row group whose statistics exclude 'LEX', so its time told
+whether (and where) a hidden value occurs (bench/timing_oracle.py measures it)."""
+
+
 def _quote_identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -62,12 +68,18 @@ def open_locked(tables: Mapping[str, Path], limits: EngineLimits) -> duckdb.Duck
             "max_temp_directory_size": limits.max_temp_directory_size,
             "temp_directory": temp_dir,
             "max_execution_time": max(1, int(limits.timeout_seconds * 1000)),
+            # No work skipped by what the data hold (docs/sandbox.md, "Timing"): no filter pushed into
+            # the Parquet scan (so no row group or page skipped by its statistics, dictionary or Bloom
+            # filter), no comparison folded from column statistics, no join-key ranges pushed into the
+            # other side's scan, no row groups pruned. Every scan reads every row of what it names.
+            "disabled_optimizers": DISABLED_OPTIMIZERS,
         },
     )
     try:
         paths = [str(path.resolve()) for path in tables.values()]
         connection.execute(f"SET allowed_paths = [{', '.join(_quote_literal(p) for p in paths)}]")
         connection.execute("SET enable_progress_bar = false")
+        connection.execute("SET parquet_use_page_index = false")
         connection.execute("SET enable_external_access = false")
         for name, path in tables.items():
             connection.execute(
@@ -285,11 +297,13 @@ def execute_plan(
 ) -> Execution:
     """Run stage 1, decide every group exactly, run stage 2; leaves no state behind (rolled back).
 
-    Stage 1 runs with the cheapest threshold method first. Groups its lower bound does not pass are
-    recomputed with the next method, ending with count(DISTINCT unit), the only one that fails a
-    group. Failing is never decided early, so which statements run never depends on how small a
-    suppressed group is (only on whether some group needed the exact count: docs/sandbox.md); what
-    remains is aggregating a suppressed group's own rows again, microseconds against a scan.
+    The statements that run are the same whatever the data hold (docs/sandbox.md, "Timing"): stage 1
+    with the cheapest threshold method that applies, then ALWAYS the recheck: the groups that bound did
+    not pass (possibly none) are listed, stage 1 runs again with count(DISTINCT unit) over exactly
+    their rows (a mark join against that list, which scans every row whether the list is empty or
+    not), and their rows are replaced. Only the exact count fails a group or withholds a cell. What
+    varies with the data is the exact count's work on the rows of rechecked groups: proportional to
+    those rows, never a pass more or less.
     """
     started = time.process_time()
     refused = _refusal(connection, plan, stats)
@@ -299,7 +313,7 @@ def execute_plan(
     table = _quote_identifier(GROUPS_TABLE)
     undecided = _quote_identifier(UNDECIDED_TABLE)
     recheck = _quote_identifier("__recheck")
-    methods = _methods(plan, stats)
+    first = _methods(plan, stats)[0]
     whole = whole_cells(plan, stats)
     used: list[str] = []
     ran: list[str] = []
@@ -308,31 +322,34 @@ def execute_plan(
         ran.append(statement)
         return connection.execute(statement)
 
+    def stage(method: str, max_rows_per_unit: list[int], restriction: str) -> str:
+        columns = threshold_sql(plan.units, method, max_rows_per_unit, plan.cells, whole)
+        return plan.template.replace(PLACEHOLDER, columns).replace(RESTRICT, restriction)
+
     connection.execute("BEGIN TRANSACTION")
     try:
-        groups = not_passing = undecided_groups = 0
-        for step, (method, max_rows_per_unit) in enumerate(methods):
-            columns = threshold_sql(plan.units, method, max_rows_per_unit, plan.cells, whole)
-            if step == 0 or not plan.key_columns or undecided_groups * 2 >= groups:
-                # First pass, or most groups undecided: (re)compute every group with this method.
-                statement = plan.template.replace(PLACEHOLDER, columns).replace(RESTRICT, "TRUE")
-                run(f"CREATE OR REPLACE TEMP TABLE {table} AS {statement}")
-            else:
-                # Recompute only the undecided groups, over exactly their rows, with the next method.
+        run(f"CREATE OR REPLACE TEMP TABLE {table} AS {stage(first[0], first[1], 'TRUE')}")
+        used.append(first[0])
+        if first[0] != "exact":
+            if plan.key_columns:
                 keys = ", ".join(_quote_identifier(c) for c in plan.key_columns)
-                run(f"CREATE OR REPLACE TEMP TABLE {undecided} AS SELECT {keys} FROM {table} WHERE {plan.undecided}")
-                statement = plan.template.replace(PLACEHOLDER, columns).replace(RESTRICT, plan.restriction)
-                run(f"CREATE OR REPLACE TEMP TABLE {recheck} AS {statement}")
-                run(f"DELETE FROM {table} WHERE {plan.undecided}")
-                run(f"INSERT INTO {table} SELECT * FROM {recheck}")
-            used.append(method)
-            decided = run(plan.decide_sql).fetchone()
-            groups, not_passing, undecided_groups = (int(v or 0) for v in (decided or (0, 0, 0)))
-            if undecided_groups == 0:
-                break
-        # Only the last method (the exact count) ever leaves a group not passing: it is suppressed.
-        # Likewise a cell: an aggregate whose argument is non-NULL on rows of fewer than k units is
-        # NULL. The mask always runs (whether any cell is withheld must not change what runs).
+                listed = f"SELECT {keys} FROM {table} WHERE {plan.undecided}"
+            else:
+                listed = (
+                    f'SELECT "__t"."__v" AS "__one" FROM {table}, (VALUES (TRUE), (FALSE)) AS "__t"("__v") '
+                    f"WHERE {plan.undecided}"
+                )
+            run(f"CREATE OR REPLACE TEMP TABLE {undecided} AS {listed}")
+            run(f"CREATE OR REPLACE TEMP TABLE {recheck} AS {stage('exact', [], plan.restriction)}")
+            run(f"DELETE FROM {table} WHERE {plan.undecided}")
+            # Without group keys stage 1 always yields one row, also over no rows: kept only when rechecked.
+            run(f"INSERT INTO {table} SELECT * FROM {recheck} WHERE EXISTS (SELECT 1 FROM {undecided})")
+            used.append("exact")
+        decided = run(plan.decide_sql).fetchone()
+        groups, not_passing, _ = (int(v or 0) for v in (decided or (0, 0, 0)))
+        # Only the exact count ever leaves a group not passing: it is suppressed. Likewise a cell: an
+        # aggregate whose argument is non-NULL on rows of fewer than k units is NULL. The mask always
+        # runs (whether any cell is withheld must not change what runs).
         suppressed = not_passing
         if plan.mask_sql is not None:
             run(plan.mask_sql)

@@ -312,7 +312,13 @@ def build_plan(checked: CheckedQuery, policy: ProtectionPolicy) -> Plan:
         matches = " AND ".join(f'"__u"."__g{i}" IS NOT DISTINCT FROM ({text})' for i, text in enumerate(key_texts))
         restriction = f'EXISTS (SELECT 1 FROM "{UNDECIDED_TABLE}" AS "__u" WHERE {matches})'
     else:
-        restriction = "TRUE"
+        # No group keys: one group. The recheck still scans every row (a mark join on a value every row
+        # has, never a constant EXISTS, which DuckDB would short-cut); "__undecided" then holds TRUE and
+        # FALSE when the group is undecided, and nothing otherwise (engine.execute_plan).
+        restriction = (
+            f'EXISTS (SELECT 1 FROM "{UNDECIDED_TABLE}" AS "__u" '
+            f'WHERE "__u"."__one" IS NOT DISTINCT FROM ({units[0].sql} IS NULL))'
+        )
 
     k = policy.min_group_size
     n = len(checked.refs)
