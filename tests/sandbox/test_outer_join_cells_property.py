@@ -69,9 +69,7 @@ t_rows = st.lists(
     max_size=20,
 )
 s_rows = st.lists(
-    st.fixed_dictionaries(
-        {"v": st.sampled_from([f"v{i}" for i in range(6)]), "h": st.sampled_from("abd"), "z": value}
-    ),
+    st.fixed_dictionaries({"v": st.sampled_from([f"v{i}" for i in range(6)]), "h": st.sampled_from("abd"), "z": value}),
     min_size=1,
     max_size=20,
 )
