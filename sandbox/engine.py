@@ -299,11 +299,11 @@ def execute_plan(
 
     The statements that run are the same whatever the data hold (docs/sandbox.md, "Timing"): stage 1
     with the cheapest threshold method that applies, then ALWAYS the recheck: the groups that bound did
-    not pass (possibly none) are listed, stage 1 runs again with count(DISTINCT unit) over exactly
-    their rows (a mark join against that list, which scans every row whether the list is empty or
-    not), and their rows are replaced. Only the exact count fails a group or withholds a cell. What
-    varies with the data is the exact count's work on the rows of rechecked groups: proportional to
-    those rows, never a pass more or less.
+    not pass (possibly none) are listed by the hash of their keys, stage 1 runs again with
+    count(DISTINCT unit) over exactly the rows whose keys hash into that list (an uncorrelated IN, a
+    mark join that reads every row whether the list is empty or not), and those groups are replaced.
+    Only the exact count fails a group or withholds a cell. What varies with the data is the exact
+    count's work on the rows of rechecked groups: proportional to those rows, never a pass more or less.
     """
     started = time.process_time()
     refused = _refusal(connection, plan, stats)
@@ -332,16 +332,18 @@ def execute_plan(
         used.append(first[0])
         if first[0] != "exact":
             if plan.key_columns:
-                keys = ", ".join(_quote_identifier(c) for c in plan.key_columns)
-                listed = f"SELECT {keys} FROM {table} WHERE {plan.undecided}"
+                hashed = f"HASH({', '.join(_quote_identifier(c) for c in plan.key_columns)})"
+                listed = f'SELECT DISTINCT {hashed} AS "__h" FROM {table} WHERE {plan.undecided}'
+                replaced = f'{hashed} IN (SELECT "__h" FROM {undecided})'
             else:
                 listed = (
-                    f'SELECT "__t"."__v" AS "__one" FROM {table}, (VALUES (TRUE), (FALSE)) AS "__t"("__v") '
+                    f'SELECT HASH("__t"."__v") AS "__h" FROM {table}, (VALUES (TRUE), (FALSE)) AS "__t"("__v") '
                     f"WHERE {plan.undecided}"
                 )
+                replaced = f"EXISTS (SELECT 1 FROM {undecided})"
             run(f"CREATE OR REPLACE TEMP TABLE {undecided} AS {listed}")
             run(f"CREATE OR REPLACE TEMP TABLE {recheck} AS {stage('exact', [], plan.restriction)}")
-            run(f"DELETE FROM {table} WHERE {plan.undecided}")
+            run(f"DELETE FROM {table} WHERE {replaced}")
             # Without group keys stage 1 always yields one row, also over no rows: kept only when rechecked.
             run(f"INSERT INTO {table} SELECT * FROM {recheck} WHERE EXISTS (SELECT 1 FROM {undecided})")
             used.append("exact")

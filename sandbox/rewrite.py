@@ -308,18 +308,15 @@ def build_plan(checked: CheckedQuery, policy: ProtectionPolicy) -> Plan:
     if template.count(PLACEHOLDER) != 1 or template.count(RESTRICT) != 1:
         raise QueryRefused("parser_mismatch", detail="the threshold columns could not be placed")
     join_keys = _equi_join(checked)
+    # The recheck's rows: those whose group keys hash into the list of undecided groups (an uncorrelated
+    # IN, planned as a mark join that reads every row, empty list or not). A group whose hash collides
+    # with an undecided one is recomputed too, exactly and over all its rows, and replaced like it.
     if key_texts:
-        matches = " AND ".join(f'"__u"."__g{i}" IS NOT DISTINCT FROM ({text})' for i, text in enumerate(key_texts))
-        restriction = f'EXISTS (SELECT 1 FROM "{UNDECIDED_TABLE}" AS "__u" WHERE {matches})'
+        restriction = f'HASH({", ".join(key_texts)}) IN (SELECT "__h" FROM "{UNDECIDED_TABLE}")'
     else:
-        # No group keys: one group. The recheck still scans every row (a mark join on a value every row
-        # has, never a constant EXISTS, which DuckDB would short-cut); "__undecided" then holds TRUE and
-        # FALSE when the group is undecided, and nothing otherwise (engine.execute_plan).
-        restriction = (
-            f'EXISTS (SELECT 1 FROM "{UNDECIDED_TABLE}" AS "__u" '
-            f'WHERE "__u"."__one" IS NOT DISTINCT FROM ({units[0].sql} IS NULL))'
-        )
-
+        # No group keys: one group. The list then holds the hashes of TRUE and FALSE when the group is
+        # undecided (engine.execute_plan), matched on a value every row has, never a constant.
+        restriction = f'HASH({units[0].sql} IS NULL) IN (SELECT "__h" FROM "{UNDECIDED_TABLE}")'
     k = policy.min_group_size
     n = len(checked.refs)
     passes = _passes_condition(k, n)
