@@ -35,6 +35,9 @@ class EngineLimits:
     address_space_mb: int = 4096
     """RLIMIT_AS of a worker process: the hard ceiling if DuckDB's own memory_limit is not enough."""
     workers: int = 2
+    fixed_timing: bool = True
+    """No work skipped by what hidden rows hold (DISABLED_OPTIMIZERS, the recheck always run); False is
+    faster and leaks one chosen bit per query through time (docs/sandbox.md, "Timing")."""
 
 
 DISABLED_OPTIMIZERS = "filter_pushdown,statistics_propagation,join_filter_pushdown,row_group_pruner"
@@ -72,14 +75,14 @@ def open_locked(tables: Mapping[str, Path], limits: EngineLimits) -> duckdb.Duck
             # the Parquet scan (so no row group or page skipped by its statistics, dictionary or Bloom
             # filter), no comparison folded from column statistics, no join-key ranges pushed into the
             # other side's scan, no row groups pruned. Every scan reads every row of what it names.
-            "disabled_optimizers": DISABLED_OPTIMIZERS,
+            "disabled_optimizers": DISABLED_OPTIMIZERS if limits.fixed_timing else "",
         },
     )
     try:
         paths = [str(path.resolve()) for path in tables.values()]
         connection.execute(f"SET allowed_paths = [{', '.join(_quote_literal(p) for p in paths)}]")
         connection.execute("SET enable_progress_bar = false")
-        connection.execute("SET parquet_use_page_index = false")
+        connection.execute(f"SET parquet_use_page_index = {str(not limits.fixed_timing).lower()}")
         connection.execute("SET enable_external_access = false")
         for name, path in tables.items():
             connection.execute(
@@ -293,7 +296,12 @@ def whole_cells(plan: Plan, stats: Statistics | None) -> list[bool]:
 
 
 def execute_plan(
-    connection: duckdb.DuckDBPyConnection, plan: Plan, max_rows: int, stats: Statistics | None = None
+    connection: duckdb.DuckDBPyConnection,
+    plan: Plan,
+    max_rows: int,
+    stats: Statistics | None = None,
+    *,
+    fixed: bool = True,
 ) -> Execution:
     """Run stage 1, decide every group exactly, run stage 2; leaves no state behind (rolled back).
 
@@ -342,11 +350,15 @@ def execute_plan(
                 )
                 replaced = f"EXISTS (SELECT 1 FROM {undecided})"
             run(f"CREATE OR REPLACE TEMP TABLE {undecided} AS {listed}")
-            run(f"CREATE OR REPLACE TEMP TABLE {recheck} AS {stage('exact', [], plan.restriction)}")
-            run(f"DELETE FROM {table} WHERE {replaced}")
-            # Without group keys stage 1 always yields one row, also over no rows: kept only when rechecked.
-            run(f"INSERT INTO {table} SELECT * FROM {recheck} WHERE EXISTS (SELECT 1 FROM {undecided})")
-            used.append("exact")
+            # Not fixed (settings.sandbox_fixed_timing off): the recheck is skipped when no group needs
+            # it, faster, and that one bit then shows in the time.
+            needed = fixed or bool(run(f"SELECT count(*) FROM {undecided}").fetchall()[0][0])
+            if needed:
+                run(f"CREATE OR REPLACE TEMP TABLE {recheck} AS {stage('exact', [], plan.restriction)}")
+                run(f"DELETE FROM {table} WHERE {replaced}")
+                # Without group keys stage 1 always yields one row, even over no rows: kept only when rechecked.
+                run(f"INSERT INTO {table} SELECT * FROM {recheck} WHERE EXISTS (SELECT 1 FROM {undecided})")
+                used.append("exact")
         decided = run(plan.decide_sql).fetchone()
         groups, not_passing, _ = (int(v or 0) for v in (decided or (0, 0, 0)))
         # Only the exact count ever leaves a group not passing: it is suppressed. Likewise a cell: an

@@ -240,3 +240,20 @@ def test_the_work_done_does_not_depend_on_how_small_a_suppressed_group_is(pool, 
     few_rows = _methods(pool, tables, "SELECT count(*) FROM people WHERE category = 'tiny' AND month = 1", policy)
     more_rows = _methods(pool, tables, "SELECT count(*) FROM people WHERE category = 'tiny'", policy)
     assert few_rows == more_rows == ["rows", "exact"]
+
+
+def test_with_fixed_timing_off_the_recheck_runs_only_when_needed(tables, policy) -> None:
+    # settings.sandbox_fixed_timing off trades the closed timing channel for speed: the old behaviour.
+    from dataclasses import replace
+
+    from sandbox.pool import WorkerPool
+    from tests.sandbox.conftest import LIMITS
+
+    fast = WorkerPool(replace(LIMITS, fixed_timing=False, workers=1))
+    try:
+        assert _methods(fast, tables, "SELECT region, count(*) FROM people GROUP BY 1", policy) == ["rows"]
+        assert _methods(fast, tables, "SELECT category, count(*) FROM people GROUP BY 1", policy) == ["rows", "exact"]
+        rows = _run_plan(fast, tables, "SELECT category, count(*) FROM people GROUP BY 1 ORDER BY 1", policy).rows
+    finally:
+        fast.close()
+    assert [list(r) for r in rows] == [["common", 150]]
