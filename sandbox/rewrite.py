@@ -4,10 +4,10 @@ Stage 1 (`Plan.template`) computes, per group, the group keys (`__g<i>`), every 
 uses (`__a<j>`), and, in place of a placeholder, a lower bound on each table instance's distinct
 privacy units (`__lo<i>`; see `threshold_sql` for the methods).
 Every bound is an exact statement about the data, not an estimate. A group passes when every
-`__lo` >= k; every other group is recomputed, over exactly its rows, with the next method, ending
-with count(DISTINCT unit), which alone decides that a group fails. So cheap bounds only pass clear
-cases and never decide a group near k, and which statements run never depends on how small a
-suppressed group is (see engine.execute_plan).
+`__lo` >= k; every other group is recomputed, over exactly its rows (`Plan.restriction`), with
+count(DISTINCT unit), which alone decides that a group fails. So cheap bounds only pass clear cases
+and never decide a group near k, and the statements that run are always the same, whatever the data
+(see engine.execute_plan).
 
 Stage 2 (`output_sql`) reads the groups that passed and evaluates SELECT, HAVING and ORDER BY over
 them, then LIMIT/OFFSET. Nothing the buyer wrote after grouping ever sees a group below k, so
@@ -40,7 +40,8 @@ class Plan:
     template: str
     """Stage 1 with placeholders for the threshold columns (PLACEHOLDER) and a row restriction (RESTRICT)."""
     restriction: str
-    """Restricts a recheck to the rows of undecided groups (listed in UNDECIDED_TABLE)."""
+    """Restricts the recheck to the rows whose group keys hash into UNDECIDED_TABLE's `__h` (an
+    uncorrelated IN: a mark join that reads every row, whether that list is empty or not)."""
     key_columns: list[str]
     join_keys: tuple[tuple[str, str], tuple[str, str]] | None
     """For two tables under one inner equi-join: ((alias, column), (alias, column))."""
