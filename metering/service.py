@@ -254,6 +254,7 @@ def sandbox_limits(settings: Settings) -> EngineLimits:
         threads=settings.sandbox_threads,
         timeout_seconds=settings.sandbox_timeout_seconds,
         workers=settings.workers,
+        fixed_timing=settings.sandbox_fixed_timing,
     )
 
 

@@ -97,6 +97,8 @@ def present(session: Session, actor: Principal, records: Sequence[UsageRecord]) 
         item.buyer = buyers.get(record.buyer_org_id, "")
         if not shows_sql(actor):
             item.sql = None
+        if actor.role == Role.BUYER:
+            item.cpu_ms = 0  # a precise clock on work hidden rows still move; kept for the operator and audit
         out.append(item)
     return out
 

@@ -298,7 +298,7 @@ class _TreeCheck:
                 raise _mismatch(f"table {node.get('table_name')}")
             return
         if kind == "JOIN":
-            if node.get("join_type") not in ("INNER", "LEFT", "RIGHT", "OUTER") or node.get("ref_type") not in (
+            if node.get("join_type") not in ("INNER", "LEFT", "RIGHT", "OUTER", "FULL") or node.get("ref_type") not in (
                 "REGULAR",
                 "CROSS",
             ):

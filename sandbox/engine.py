@@ -35,6 +35,15 @@ class EngineLimits:
     address_space_mb: int = 4096
     """RLIMIT_AS of a worker process: the hard ceiling if DuckDB's own memory_limit is not enough."""
     workers: int = 2
+    fixed_timing: bool = True
+    """No work skipped by what hidden rows hold (DISABLED_OPTIMIZERS, the recheck always run); False is
+    faster and leaks one chosen bit per query through time (docs/sandbox.md, "Timing")."""
+
+
+DISABLED_OPTIMIZERS = "filter_pushdown,statistics_propagation,join_filter_pushdown,row_group_pruner"
+"""DuckDB optimizers that make the work depend on the data beyond the rows a query reads: with them,
+`count(*) WHERE dest = 'LEX'` skipped every row group whose statistics exclude 'LEX', so its time told
+whether (and where) a hidden value occurs (bench/timing_oracle.py measures it)."""
 
 
 def _quote_identifier(name: str) -> str:
@@ -62,12 +71,18 @@ def open_locked(tables: Mapping[str, Path], limits: EngineLimits) -> duckdb.Duck
             "max_temp_directory_size": limits.max_temp_directory_size,
             "temp_directory": temp_dir,
             "max_execution_time": max(1, int(limits.timeout_seconds * 1000)),
+            # No work skipped by what the data hold (docs/sandbox.md, "Timing"): no filter pushed into
+            # the Parquet scan (so no row group or page skipped by its statistics, dictionary or Bloom
+            # filter), no comparison folded from column statistics, no join-key ranges pushed into the
+            # other side's scan, no row groups pruned. Every scan reads every row of what it names.
+            "disabled_optimizers": DISABLED_OPTIMIZERS if limits.fixed_timing else "",
         },
     )
     try:
         paths = [str(path.resolve()) for path in tables.values()]
         connection.execute(f"SET allowed_paths = [{', '.join(_quote_literal(p) for p in paths)}]")
         connection.execute("SET enable_progress_bar = false")
+        connection.execute(f"SET parquet_use_page_index = {str(not limits.fixed_timing).lower()}")
         connection.execute("SET enable_external_access = false")
         for name, path in tables.items():
             connection.execute(
@@ -281,15 +296,22 @@ def whole_cells(plan: Plan, stats: Statistics | None) -> list[bool]:
 
 
 def execute_plan(
-    connection: duckdb.DuckDBPyConnection, plan: Plan, max_rows: int, stats: Statistics | None = None
+    connection: duckdb.DuckDBPyConnection,
+    plan: Plan,
+    max_rows: int,
+    stats: Statistics | None = None,
+    *,
+    fixed: bool = True,
 ) -> Execution:
     """Run stage 1, decide every group exactly, run stage 2; leaves no state behind (rolled back).
 
-    Stage 1 runs with the cheapest threshold method first. Groups its lower bound does not pass are
-    recomputed with the next method, ending with count(DISTINCT unit), the only one that fails a
-    group. Failing is never decided early, so which statements run never depends on how small a
-    suppressed group is (only on whether some group needed the exact count: docs/sandbox.md); what
-    remains is aggregating a suppressed group's own rows again, microseconds against a scan.
+    The statements that run are the same whatever the data hold (docs/sandbox.md, "Timing"): stage 1
+    with the cheapest threshold method that applies, then ALWAYS the recheck: the groups that bound did
+    not pass (possibly none) are listed by the hash of their keys, stage 1 runs again with
+    count(DISTINCT unit) over exactly the rows whose keys hash into that list (an uncorrelated IN, a
+    mark join that reads every row whether the list is empty or not), and those groups are replaced.
+    Only the exact count fails a group or withholds a cell. What varies with the data is the exact
+    count's work on the rows of rechecked groups: proportional to those rows, never a pass more or less.
     """
     started = time.process_time()
     refused = _refusal(connection, plan, stats)
@@ -299,7 +321,7 @@ def execute_plan(
     table = _quote_identifier(GROUPS_TABLE)
     undecided = _quote_identifier(UNDECIDED_TABLE)
     recheck = _quote_identifier("__recheck")
-    methods = _methods(plan, stats)
+    first = _methods(plan, stats)[0]
     whole = whole_cells(plan, stats)
     used: list[str] = []
     ran: list[str] = []
@@ -308,31 +330,40 @@ def execute_plan(
         ran.append(statement)
         return connection.execute(statement)
 
+    def stage(method: str, max_rows_per_unit: list[int], restriction: str) -> str:
+        columns = threshold_sql(plan.units, method, max_rows_per_unit, plan.cells, whole)
+        return plan.template.replace(PLACEHOLDER, columns).replace(RESTRICT, restriction)
+
     connection.execute("BEGIN TRANSACTION")
     try:
-        groups = not_passing = undecided_groups = 0
-        for step, (method, max_rows_per_unit) in enumerate(methods):
-            columns = threshold_sql(plan.units, method, max_rows_per_unit, plan.cells, whole)
-            if step == 0 or not plan.key_columns or undecided_groups * 2 >= groups:
-                # First pass, or most groups undecided: (re)compute every group with this method.
-                statement = plan.template.replace(PLACEHOLDER, columns).replace(RESTRICT, "TRUE")
-                run(f"CREATE OR REPLACE TEMP TABLE {table} AS {statement}")
+        run(f"CREATE OR REPLACE TEMP TABLE {table} AS {stage(first[0], first[1], 'TRUE')}")
+        used.append(first[0])
+        if first[0] != "exact":
+            if plan.key_columns:
+                hashed = f"HASH({', '.join(_quote_identifier(c) for c in plan.key_columns)})"
+                listed = f'SELECT DISTINCT {hashed} AS "__h" FROM {table} WHERE {plan.undecided}'
+                replaced = f'{hashed} IN (SELECT "__h" FROM {undecided})'
             else:
-                # Recompute only the undecided groups, over exactly their rows, with the next method.
-                keys = ", ".join(_quote_identifier(c) for c in plan.key_columns)
-                run(f"CREATE OR REPLACE TEMP TABLE {undecided} AS SELECT {keys} FROM {table} WHERE {plan.undecided}")
-                statement = plan.template.replace(PLACEHOLDER, columns).replace(RESTRICT, plan.restriction)
-                run(f"CREATE OR REPLACE TEMP TABLE {recheck} AS {statement}")
-                run(f"DELETE FROM {table} WHERE {plan.undecided}")
-                run(f"INSERT INTO {table} SELECT * FROM {recheck}")
-            used.append(method)
-            decided = run(plan.decide_sql).fetchone()
-            groups, not_passing, undecided_groups = (int(v or 0) for v in (decided or (0, 0, 0)))
-            if undecided_groups == 0:
-                break
-        # Only the last method (the exact count) ever leaves a group not passing: it is suppressed.
-        # Likewise a cell: an aggregate whose argument is non-NULL on rows of fewer than k units is
-        # NULL. The mask always runs (whether any cell is withheld must not change what runs).
+                listed = (
+                    f'SELECT HASH("__t"."__v") AS "__h" FROM {table}, (VALUES (TRUE), (FALSE)) AS "__t"("__v") '
+                    f"WHERE {plan.undecided}"
+                )
+                replaced = f"EXISTS (SELECT 1 FROM {undecided})"
+            run(f"CREATE OR REPLACE TEMP TABLE {undecided} AS {listed}")
+            # Not fixed (settings.sandbox_fixed_timing off): the recheck is skipped when no group needs
+            # it, faster, and that one bit then shows in the time.
+            needed = fixed or bool(run(f"SELECT count(*) FROM {undecided}").fetchall()[0][0])
+            if needed:
+                run(f"CREATE OR REPLACE TEMP TABLE {recheck} AS {stage('exact', [], plan.restriction)}")
+                run(f"DELETE FROM {table} WHERE {replaced}")
+                # Without group keys stage 1 always yields one row, even over no rows: kept only when rechecked.
+                run(f"INSERT INTO {table} SELECT * FROM {recheck} WHERE EXISTS (SELECT 1 FROM {undecided})")
+                used.append("exact")
+        decided = run(plan.decide_sql).fetchone()
+        groups, not_passing, _ = (int(v or 0) for v in (decided or (0, 0, 0)))
+        # Only the exact count ever leaves a group not passing: it is suppressed. Likewise a cell: an
+        # aggregate whose argument is non-NULL on rows of fewer than k units is NULL. The mask always
+        # runs (whether any cell is withheld must not change what runs).
         suppressed = not_passing
         if plan.mask_sql is not None:
             run(plan.mask_sql)

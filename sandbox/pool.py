@@ -168,8 +168,9 @@ def _run_job(
             try:
                 if isinstance(job.plan, dp.DPPlan):
                     return ("ok", dp.execute(db, job.plan, statistics))
-                run = execute_single if job.single else execute_plan
-                return ("ok", run(db, job.plan, job.max_rows, statistics))
+                if job.single:
+                    return ("ok", execute_single(db, job.plan, job.max_rows, statistics))
+                return ("ok", execute_plan(db, job.plan, job.max_rows, statistics, fixed=limits.fixed_timing))
             except duckdb.Error as error:
                 if stopped.is_set():
                     return ("error", "query_cancelled", "")

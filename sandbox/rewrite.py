@@ -4,10 +4,10 @@ Stage 1 (`Plan.template`) computes, per group, the group keys (`__g<i>`), every 
 uses (`__a<j>`), and, in place of a placeholder, a lower bound on each table instance's distinct
 privacy units (`__lo<i>`; see `threshold_sql` for the methods).
 Every bound is an exact statement about the data, not an estimate. A group passes when every
-`__lo` >= k; every other group is recomputed, over exactly its rows, with the next method, ending
-with count(DISTINCT unit), which alone decides that a group fails. So cheap bounds only pass clear
-cases and never decide a group near k, and which statements run never depends on how small a
-suppressed group is (see engine.execute_plan).
+`__lo` >= k; every other group is recomputed, over exactly its rows (`Plan.restriction`), with
+count(DISTINCT unit), which alone decides that a group fails. So cheap bounds only pass clear cases
+and never decide a group near k, and the statements that run are always the same, whatever the data
+(see engine.execute_plan).
 
 Stage 2 (`output_sql`) reads the groups that passed and evaluates SELECT, HAVING and ORDER BY over
 them, then LIMIT/OFFSET. Nothing the buyer wrote after grouping ever sees a group below k, so
@@ -40,7 +40,8 @@ class Plan:
     template: str
     """Stage 1 with placeholders for the threshold columns (PLACEHOLDER) and a row restriction (RESTRICT)."""
     restriction: str
-    """Restricts a recheck to the rows of undecided groups (listed in UNDECIDED_TABLE)."""
+    """Restricts the recheck to the rows whose group keys hash into UNDECIDED_TABLE's `__h` (an
+    uncorrelated IN: a mark join that reads every row, whether that list is empty or not)."""
     key_columns: list[str]
     join_keys: tuple[tuple[str, str], tuple[str, str]] | None
     """For two tables under one inner equi-join: ((alias, column), (alias, column))."""
@@ -308,12 +309,15 @@ def build_plan(checked: CheckedQuery, policy: ProtectionPolicy) -> Plan:
     if template.count(PLACEHOLDER) != 1 or template.count(RESTRICT) != 1:
         raise QueryRefused("parser_mismatch", detail="the threshold columns could not be placed")
     join_keys = _equi_join(checked)
+    # The recheck's rows: those whose group keys hash into the list of undecided groups (an uncorrelated
+    # IN, planned as a mark join that reads every row, empty list or not). A group whose hash collides
+    # with an undecided one is recomputed too, exactly and over all its rows, and replaced like it.
     if key_texts:
-        matches = " AND ".join(f'"__u"."__g{i}" IS NOT DISTINCT FROM ({text})' for i, text in enumerate(key_texts))
-        restriction = f'EXISTS (SELECT 1 FROM "{UNDECIDED_TABLE}" AS "__u" WHERE {matches})'
+        restriction = f'HASH({", ".join(key_texts)}) IN (SELECT "__h" FROM "{UNDECIDED_TABLE}")'
     else:
-        restriction = "TRUE"
-
+        # No group keys: one group. The list then holds the hashes of TRUE and FALSE when the group is
+        # undecided (engine.execute_plan), matched on a value every row has, never a constant.
+        restriction = f'HASH({units[0].sql} IS NULL) IN (SELECT "__h" FROM "{UNDECIDED_TABLE}")'
     k = policy.min_group_size
     n = len(checked.refs)
     passes = _passes_condition(k, n)

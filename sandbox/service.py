@@ -50,8 +50,10 @@ class Measurements:
     suppressed_groups: int
 
     def buyer_dict(self) -> dict[str, int]:
-        """What a buyer sees: everything but suppressed_groups, whose count depends on rows the policy hides."""
-        return {k: v for k, v in self.as_dict().items() if k != "suppressed_groups"}
+        """What a buyer sees: everything but suppressed_groups, whose count depends on rows the policy
+        hides, and with cpu_ms 0: the worker's CPU time is a precise clock on the work, which the rows a
+        filter selects still move (docs/sandbox.md, "Timing"); the audit log keeps it."""
+        return {k: (0 if k == "cpu_ms" else v) for k, v in self.as_dict().items() if k != "suppressed_groups"}
 
     def as_dict(self) -> dict[str, int]:
         return {

@@ -8,11 +8,16 @@ is exact in threshold mode and not covered here: that is what DP mode is for; se
 
 from __future__ import annotations
 
+import csv
+import io
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from market.accounts.models import Role
+from metering.models import UsageRecord
+from sandbox.service import Measurements
 from tests.conftest import Market
 from tests.factories import grant, listed_product, query
 
@@ -28,8 +33,7 @@ def _seen(response: Any) -> tuple[int, Any]:
     body = response.json()
     if response.status_code != 200:
         return response.status_code, body["error"]["code"]
-    usage = {k: v for k, v in body["usage"].items() if k != "cpu_ms"}
-    return 200, (body["columns"], body["rows"], usage, body["suppression"])
+    return 200, (body["columns"], body["rows"], body["usage"], body["suppression"])
 
 
 @pytest.mark.parametrize("template", PAIRS)
@@ -42,3 +46,27 @@ def test_a_hidden_fact_changes_nothing_a_buyer_sees(market: Market, template: st
     assert _seen(rare) == _seen(nobody)
     items = market.client.get("/v1/usage", headers=buyer.headers).json()["items"]
     assert items and all("suppressed_groups" not in item for item in items)
+
+
+def test_a_buyer_sees_no_cpu_time_and_the_operator_does(market: Market) -> None:
+    # cpu_ms is a precise clock on the work, which the rows a filter selects still move: a buyer sees
+    # 0 in answers, usage records and the CSV export (the field stays); the operator sees the figure.
+    listed = listed_product(market)
+    buyer = market.actor(Role.BUYER)
+    grant(market, listed, buyer, purpose="public_welfare", plan="public")
+    answer = query(market, buyer, listed.slug, "SELECT region, count(*) AS n FROM people GROUP BY region")
+    assert answer.status_code == 200 and answer.json()["usage"]["cpu_ms"] == 0
+    items = market.client.get("/v1/usage", headers=buyer.headers).json()["items"]
+    assert items and all(item["cpu_ms"] == 0 for item in items)
+    rows = list(csv.DictReader(io.StringIO(market.client.get("/v1/usage/export", headers=buyer.headers).text)))
+    assert rows and all(row["cpu_ms"] == "0" for row in rows)
+    with market.database.transaction() as session:
+        stored = {r.id: r.cpu_ms for r in session.scalars(select(UsageRecord))}
+    seen = market.client.get("/v1/usage", headers=listed.operator.headers).json()["items"]
+    assert seen and {item["id"]: item["cpu_ms"] for item in seen} == stored
+
+
+def test_buyer_measurements_zero_the_cpu_time() -> None:
+    measured = Measurements(rows_scanned=10, bytes_scanned=20, cpu_ms=37, result_rows=2, suppressed_groups=1)
+    assert measured.buyer_dict() == {"rows_scanned": 10, "bytes_scanned": 20, "cpu_ms": 0, "result_rows": 2}
+    assert measured.as_dict()["cpu_ms"] == 37

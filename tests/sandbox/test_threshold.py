@@ -180,7 +180,7 @@ def test_a_query_without_group_by_is_one_group(run) -> None:
     assert result.measurements.suppressed_groups == 1
 
 
-def _methods(pool, tables, sql: str, policy: ProtectionPolicy) -> list[str]:
+def _run_plan(pool, tables, sql: str, policy: ProtectionPolicy):
     from sandbox.pool import Job
     from sandbox.service import plan_query
 
@@ -189,29 +189,48 @@ def _methods(pool, tables, sql: str, policy: ProtectionPolicy) -> list[str]:
         plan=plan_query(sql, policy),
         max_rows=1000,
     )
-    return pool.run(job).methods
+    return pool.run(job)
 
 
-def test_cheap_bounds_decide_clear_groups_and_exact_counts_decide_the_rest(pool, tables, policy) -> None:
-    # 45 rows per region and at most 3 rows per person: at least 15 people, decided from row counts.
-    assert _methods(pool, tables, "SELECT region, count(*) FROM people GROUP BY 1", policy) == ["rows"]
-    # 'rare' has 15 rows but 5 people: the row bound cannot decide it, nor can hash buckets (5 < 10
-    # < 15); only count(DISTINCT) does, and only for that group's rows.
-    assert _methods(pool, tables, "SELECT category, count(*) FROM people GROUP BY 1", policy) == [
-        "rows",
-        "buckets",
-        "exact",
-    ]
+def _methods(pool, tables, sql: str, policy: ProtectionPolicy) -> list[str]:
+    return list(_run_plan(pool, tables, sql, policy).methods)
+
+
+def _shape(pool, tables, sql: str, policy: ProtectionPolicy) -> list[str]:
+    """The statements that ran, each reduced to its first words (what the timing of a run follows)."""
+    return [" ".join(s.split()[:6]) for s in _run_plan(pool, tables, sql, policy).statements]
+
+
+def test_cheap_bounds_pass_clear_groups_and_the_exact_recheck_always_runs(pool, tables, policy) -> None:
+    # 45 rows per region and at most 3 rows per person: at least 15 people, passed from row counts;
+    # the exact recheck still runs (over no group), so the statements do not say that all passed.
+    assert _methods(pool, tables, "SELECT region, count(*) FROM people GROUP BY 1", policy) == ["rows", "exact"]
+    # 'rare' has 15 rows but 5 people: the row bound cannot decide it; count(DISTINCT) does, over
+    # that group's rows only. The same statements run as above.
+    assert _methods(pool, tables, "SELECT category, count(*) FROM people GROUP BY 1", policy) == ["rows", "exact"]
+    assert _shape(pool, tables, "SELECT category, count(*) FROM people GROUP BY 1", policy) == _shape(
+        pool, tables, "SELECT region, count(*) FROM people GROUP BY 1", policy
+    )
     joined = ProtectionPolicy.model_validate(TWO_TABLE_POLICY)
-    # An inner equi-join bounds each unit's rows by (its rows) x (the other side's rows per key):
-    # 3 x 5 for people, 4 x 45 for shop owners. 225 rows per region: >= 15 people, but only >= 2
-    # owners, so the owners need buckets (5 buckets at most) and then exact counts.
+    # An inner equi-join bounds each unit's rows by (its rows) x (the other side's rows per key).
     sql = "SELECT p.region, count(*) FROM people p JOIN shops s ON p.region = s.region GROUP BY 1"
-    assert _methods(pool, tables, sql, joined) == ["rows", "buckets", "exact"]
+    assert _methods(pool, tables, sql, joined) == ["rows", "exact"]
     # Outer and cross joins can repeat a unit's rows without bound: they start with buckets.
     sql = "SELECT p.region, count(*) FROM people p LEFT JOIN shops s ON p.region = s.region GROUP BY 1"
-    assert _methods(pool, tables, sql, joined)[0] == "buckets"
-    assert _methods(pool, tables, "SELECT count(*) FROM people CROSS JOIN shops", joined)[0] == "buckets"
+    assert _methods(pool, tables, sql, joined) == ["buckets", "exact"]
+    assert _methods(pool, tables, "SELECT count(*) FROM people CROSS JOIN shops", joined) == ["buckets", "exact"]
+
+
+def test_the_statements_that_run_do_not_say_whether_a_filter_matches_a_row(pool, tables, policy) -> None:
+    # Issue 9's last threshold oracle: a filter naming a small group and a large one ran an extra
+    # recheck pass only when some row matched the small one. Now the same statements run either way.
+    present = "SELECT category, count(*) FROM people WHERE category IN ('tiny', 'common') GROUP BY 1"
+    absent = "SELECT category, count(*) FROM people WHERE category IN ('no-such', 'common') GROUP BY 1"
+    assert _shape(pool, tables, present, policy) == _shape(pool, tables, absent, policy)
+    ungrouped = "SELECT count(*) FROM people WHERE category = '{}'"
+    assert _shape(pool, tables, ungrouped.format("tiny"), policy) == _shape(
+        pool, tables, ungrouped.format("common"), policy
+    )
 
 
 def test_the_work_done_does_not_depend_on_how_small_a_suppressed_group_is(pool, tables, policy) -> None:
@@ -220,4 +239,21 @@ def test_the_work_done_does_not_depend_on_how_small_a_suppressed_group_is(pool, 
     # one pass and the second would not, telling the buyer whether the group has k rows.
     few_rows = _methods(pool, tables, "SELECT count(*) FROM people WHERE category = 'tiny' AND month = 1", policy)
     more_rows = _methods(pool, tables, "SELECT count(*) FROM people WHERE category = 'tiny'", policy)
-    assert few_rows == more_rows == ["rows", "buckets", "exact"]
+    assert few_rows == more_rows == ["rows", "exact"]
+
+
+def test_with_fixed_timing_off_the_recheck_runs_only_when_needed(tables, policy) -> None:
+    # settings.sandbox_fixed_timing off trades the closed timing channel for speed: the old behaviour.
+    from dataclasses import replace
+
+    from sandbox.pool import WorkerPool
+    from tests.sandbox.conftest import LIMITS
+
+    fast = WorkerPool(replace(LIMITS, fixed_timing=False, workers=1))
+    try:
+        assert _methods(fast, tables, "SELECT region, count(*) FROM people GROUP BY 1", policy) == ["rows"]
+        assert _methods(fast, tables, "SELECT category, count(*) FROM people GROUP BY 1", policy) == ["rows", "exact"]
+        rows = _run_plan(fast, tables, "SELECT category, count(*) FROM people GROUP BY 1 ORDER BY 1", policy).rows
+    finally:
+        fast.close()
+    assert [list(r) for r in rows] == [["common", 150]]

@@ -1,0 +1,164 @@
+"""Timing oracles: do two queries that differ only in a hidden fact take measurably different times?
+
+    python -m bench.timing_oracle --runs 40
+
+Builds a flights-like product (500,000 rows in 5 row groups, sorted by date as real extracts are,
+about 100 destinations and ONE flight to 'LEX', the hidden fact) and times pairs of queries whose
+answers are identical (the 'LEX' group is suppressed either way), alternating A and B:
+
+- pruning: `count(*) WHERE dest = 'LEX'` (present) against `'LEY'` (absent, inside the min-max range);
+- threshold: `dest IN ('LEX', 'D001', 'D002') GROUP BY dest` against `'LEY'` (the staged path's recheck);
+- range: `count(*) WHERE month = 12 AND day > 28` (dates exist) against `day > 31` (none).
+
+Each pair runs three ways: `sandbox` (the full path through a worker, staged strategy as on large
+products; wall time, so IPC noise included), `raw` (plain DuckDB, default optimizers: what the
+sandbox's scans did before it switched off the optimizers that skip work by statistics) and `raw-off`
+(plain DuckDB with engine.DISABLED_OPTIMIZERS: the scans as the sandbox now runs them, without the
+noise of the worker round trip). For each it prints the medians and a two-sided
+Mann–Whitney U p-value (normal approximation with tie correction). A small p-value (< 0.01) on the
+sandbox rows means a buyer could tell the hidden fact from time alone; on a shared machine, read the
+medians too. Not a test: timings belong here, not in the suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import duckdb
+
+from sandbox.engine import DISABLED_OPTIMIZERS, EngineLimits
+from sandbox.policy import ProtectionPolicy
+from sandbox.pool import Job, WorkerPool
+from sandbox.service import TableFile, plan_query
+
+POLICY = ProtectionPolicy.model_validate(
+    {
+        "min_group_size": 10,
+        "tables": {
+            "flights": {
+                "privacy_unit": "tailnum",
+                "dimensions": ["month", "day", "dest"],
+                "measures": ["arr_delay"],
+                "bounds": {"arr_delay": {"min": -100, "max": 1000}},
+                "hidden": [],
+            }
+        },
+    }
+)
+
+PAIRS: dict[str, tuple[str, str]] = {
+    "pruning": (
+        "SELECT count(*) AS n FROM flights WHERE dest = 'LEX'",
+        "SELECT count(*) AS n FROM flights WHERE dest = 'LEY'",
+    ),
+    "threshold": (
+        "SELECT dest, count(*) AS n FROM flights WHERE dest IN ('LEX', 'D001', 'D002') GROUP BY dest",
+        "SELECT dest, count(*) AS n FROM flights WHERE dest IN ('LEY', 'D001', 'D002') GROUP BY dest",
+    ),
+    "range": (
+        "SELECT count(*) AS n FROM flights WHERE month = 12 AND day > 28",
+        "SELECT count(*) AS n FROM flights WHERE month = 12 AND day > 31",
+    ),
+}
+
+
+def build(directory: Path, rows: int) -> Path:
+    path = directory / "flights.parquet"
+    with duckdb.connect() as connection:
+        connection.execute(
+            f"""COPY (SELECT (i % 12) + 1 AS month, (i % 31) + 1 AS day,
+                CASE WHEN i = {rows // 2} THEN 'LEX' ELSE 'D' || lpad(((i * 7919) % 100)::VARCHAR, 3, '0') END AS dest,
+                'N' || ((i * 13) % 4000)::VARCHAR AS tailnum, ((i * 31) % 300) - 50 AS arr_delay
+                FROM range({rows}) t(i) ORDER BY month, day)
+            TO '{path}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 100000)"""
+        )
+    return path
+
+
+def mann_whitney_p(a: list[float], b: list[float]) -> float:
+    """Two-sided p-value of the Mann–Whitney U test, normal approximation with tie correction."""
+    pooled = sorted([(v, 0) for v in a] + [(v, 1) for v in b])
+    ranks = [0.0] * len(pooled)
+    ties = 0.0
+    i = 0
+    while i < len(pooled):
+        j = i
+        while j + 1 < len(pooled) and pooled[j + 1][0] == pooled[i][0]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[k] = (i + j) / 2 + 1
+        t = j - i + 1
+        ties += t**3 - t
+        i = j + 1
+    n1, n2 = len(a), len(b)
+    r1 = sum(rank for rank, (_, side) in zip(ranks, pooled, strict=True) if side == 0)
+    u = r1 - n1 * (n1 + 1) / 2
+    n = n1 + n2
+    sigma = math.sqrt(n1 * n2 / 12 * ((n + 1) - ties / (n * (n - 1))))
+    if sigma == 0:
+        return 1.0
+    z = (abs(u - n1 * n2 / 2) - 0.5) / sigma
+    return math.erfc(max(z, 0) / math.sqrt(2))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--runs", type=int, default=40)
+    parser.add_argument("--rows", type=int, default=500_000)
+    args = parser.parse_args(argv)
+    limits = EngineLimits(threads=2, timeout_seconds=60, workers=1)
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory() as directory:
+        path = build(Path(directory), args.rows)
+        table = TableFile(name="flights", path=path, row_count=args.rows, column_bytes={})
+        pool = WorkerPool(limits)
+        raw = duckdb.connect(config={"threads": limits.threads})
+        locked = duckdb.connect(config={"threads": limits.threads, "disabled_optimizers": DISABLED_OPTIMIZERS})
+        for connection in (raw, locked):
+            connection.execute(f"CREATE VIEW flights AS SELECT * FROM read_parquet('{path}')")
+        jobs = tuple(sorted([("flights", str(table.path.resolve()))]))
+
+        def sandbox(sql: str) -> Callable[[], object]:
+            plan = plan_query(sql, POLICY)
+            return lambda: pool.run(Job(tables=jobs, plan=plan, max_rows=1000, single=False))
+
+        def plain(sql: str) -> Callable[[], object]:
+            return lambda: raw.execute(sql).fetchall()
+
+        def optimizers_off(sql: str) -> Callable[[], object]:
+            return lambda: locked.execute(sql).fetchall()
+
+        print(f"{'pair':10} {'way':8} {'A (hidden fact) ms':>19} {'B ms':>8} {'p-value':>9}")
+        for name, (a_sql, b_sql) in PAIRS.items():
+            for way, make in (("sandbox", sandbox), ("raw", plain), ("raw-off", optimizers_off)):
+                runs = {"A": make(a_sql), "B": make(b_sql)}
+                times: dict[str, list[float]] = {"A": [], "B": []}
+                for side in ("A", "B"):  # warm-up
+                    runs[side]()
+                for i in range(args.runs):
+                    for side in ("A", "B") if i % 2 == 0 else ("B", "A"):
+                        started = time.perf_counter()
+                        runs[side]()
+                        times[side].append((time.perf_counter() - started) * 1000)
+                p = mann_whitney_p(times["A"], times["B"])
+                print(
+                    f"{name:10} {way:8} {statistics.median(times['A']):19.2f} "
+                    f"{statistics.median(times['B']):8.2f} {p:9.4f}",
+                    flush=True,
+                )
+        pool.close()
+        raw.close()
+        locked.close()
+    load = " ".join(f"{v:.2f}" for v in (*load_before, *os.getloadavg()))
+    print(f"load average (1, 5, 15 min) before and after: {load}; cores: {os.cpu_count()}")
+
+
+if __name__ == "__main__":
+    main()
