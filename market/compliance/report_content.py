@@ -58,6 +58,7 @@ def authorisation_entries(session: Session, grants: list[Authorisation]) -> list
                     "max_per_query_minor": c.max_per_query_minor,
                     "max_per_gb_minor": str(c.max_per_gb_minor),
                     "max_monthly_fee_minor": c.max_monthly_fee_minor,
+                    "max_per_tenth_epsilon_minor": c.max_per_tenth_epsilon_minor,
                 }
                 for c in caps[g.id]
             ],
