@@ -250,6 +250,9 @@ class PrivacyBudget(Base):
     budget_nano: Mapped[int] = mapped_column(BigInteger)
     spent_nano: Mapped[int] = mapped_column(BigInteger, default=0)
     reserved_nano: Mapped[int] = mapped_column(BigInteger, default=0)
+    delta_spent_atto: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    """Selection delta spent by queries whose groups passed a noisy threshold, in units of 1e-18."""
+    delta_reserved_atto: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

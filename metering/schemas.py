@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
+from decimal import Decimal
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 
 from metering.models import Purpose
 from sandbox.structured import StructuredQuery, compile_query
@@ -122,11 +123,15 @@ class QueryIn(BaseModel):
     agreement: str | None = Field(
         default=None, max_length=32, description="Which of your agreements on the product to use; default the newest."
     )
-    epsilon: float | None = Field(
-        default=None,
-        gt=0,
-        le=10,
-        description="DP products: the privacy budget (epsilon) this query spends, within the plan's limits.",
+    epsilon: Annotated[Decimal, WithJsonSchema({"type": "number", "exclusiveMinimum": 0, "maximum": 10})] | None = (
+        Field(
+            default=None,
+            gt=0,
+            le=10,
+            allow_inf_nan=False,
+            description="DP products: the privacy budget (epsilon) this query spends, within the plan's limits "
+            "(read as an exact decimal).",
+        )
     )
     dry_run: bool = Field(
         default=False, description="DP products: return the cost and the 95% error bounds without running or spending."

@@ -86,6 +86,7 @@ FEE_CAP: dict[str, Any] = {
     "max_per_query_minor": 100_000,
     "max_per_gb_minor": "1000000",
     "max_monthly_fee_minor": 100_000_000,
+    "max_per_tenth_epsilon_minor": 100_000,
 }
 """Generous caps, so that tests about other things never hit them; fee-cap tests set their own."""
 

@@ -40,9 +40,7 @@ def upgrade() -> None:
         """
     )
     op.add_column("fee_standards", sa.Column("max_per_tenth_epsilon_minor", sa.BigInteger(), nullable=True))
-    op.add_column(
-        "privacy_budgets", sa.Column("delta_spent_atto", sa.BigInteger(), server_default="0", nullable=False)
-    )
+    op.add_column("privacy_budgets", sa.Column("delta_spent_atto", sa.BigInteger(), server_default="0", nullable=False))
     op.add_column(
         "privacy_budgets", sa.Column("delta_reserved_atto", sa.BigInteger(), server_default="0", nullable=False)
     )
