@@ -275,6 +275,11 @@ EN: dict[str, str] = {
         'spend less (a smaller "epsilon" in the request, or a repeat of an earlier query, which is free), '
         "or ask for a new agreement on a newer version."
     ),
+    "privacy_delta_exhausted": (
+        "This query's groups pass a noisy threshold, which spends delta {cost}, but only delta {left} is left of "
+        "{scope}; group by dimensions with public keys (their groups need no threshold and spend no delta), "
+        "repeat an earlier query (free), or ask for a new agreement on a newer version."
+    ),
     "privacy_epsilon_out_of_range": (
         "epsilon {epsilon} is outside this plan's limits; choose an epsilon from {low} to {high} for one query."
     ),

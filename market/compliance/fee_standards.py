@@ -51,8 +51,9 @@ def set_standard(session: Session, actor: Principal, slug: str, data: FeeStandar
     for field, amount in wanted.items():
         if amount > cap[field]:
             raise Unprocessable("fee_standard_above_cap", field=field, amount=amount, cap=cap[field], zone=product.zone)
+    held = {**cap, **wanted}  # a standard without a privacy fee leaves the zone's cap to limit it
     for plan in _active_plans(session, product):
-        excess = authorisations.over_cap(plan, wanted)
+        excess = authorisations.over_cap(plan, held)
         if excess is not None:
             raise Unprocessable(
                 "plan_above_fee_standard", plan=plan.code, field=excess[0], amount=excess[1], standard=excess[2]
