@@ -38,6 +38,7 @@ from typing import Any
 from sqlglot import exp
 
 from market.i18n import Msg
+from sandbox import crosscheck
 from sandbox.algebra import Argument, Interval, clamp, double
 from sandbox.errors import QueryRefused
 from sandbox.policy import MAX_PUBLIC_KEYS, DifferentialPrivacy, MeasureBounds, ProtectionPolicy
@@ -408,9 +409,14 @@ def plan(sql: str, policy: ProtectionPolicy, seed: str) -> DPPlan:
         raise ValueError("not a DP policy")
     checked = check(sql, policy)
     try:
-        return _Planner(checked, policy, seed).plan()
+        planned = _Planner(checked, policy, seed).plan()
+        # The second validator, as in threshold mode: DuckDB's own parser reads what will run.
+        crosscheck.confirm_dp(
+            sql, planned.sql, policy, {ref.alias: ref.table for ref in checked.refs}, planned.constants_sql
+        )
     except RecursionError as error:  # pragma: no cover - the validator bounds nesting
         raise QueryRefused("sql_too_complex", depth="too many", limit=0) from error
+    return planned
 
 
 # -- noise --------------------------------------------------------------------------------------------
