@@ -244,6 +244,20 @@ def _operating(w: _Words, content: dict[str, Any]) -> list[Section]:
         [w._("Authorisation events"), w.number(content.get("authorisation_events"))],
     ]
     sections.append(Section(w._("Buyers and supervision"), [w._("Item"), w._("Count")], summary, {1}))
+    spent = (content.get("privacy_budget_spent") or {}).get("by_agreement") or []
+    if spent:
+        rows = [
+            [
+                r["product"],
+                r["agreement"],
+                w.number(r["queries"]),
+                f"{r['rho_nano'] / 1e9:.6f}",
+                "-" if r.get("epsilon") is None else f"{r['epsilon']:.3f} / {r.get('budget_epsilon')}",
+            ]
+            for r in spent
+        ]
+        columns = [w._("Product"), w._("Agreement"), w._("DP queries"), w._("rho spent"), w._("epsilon of budget")]
+        sections.append(Section(w._("Privacy budget spent"), columns, rows, {2, 3, 4}))
     return sections
 
 

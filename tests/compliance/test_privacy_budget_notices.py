@@ -63,3 +63,26 @@ def test_budget_thresholds_notify_the_buyer_and_the_cap_the_regulator_and_operat
     assert sum("privacy budget" in s for s in subjects) == 2  # the buyer's user: 80% and 100%
     assert sum("privacy cap" in s for s in subjects) == 4  # regulator and operator: 80% and 100%
     assert len(smtp_server.mailbox.messages) == len(mails)  # never sent twice
+
+
+def test_the_operating_report_states_the_privacy_budget_spent_from_the_usage_records(market: Market) -> None:
+    listed = listed_product(market, "people-dp", policy=dp_policy())
+    buyer = market.actor(Role.BUYER)
+    grant(market, listed, buyer, purpose="public_welfare", plan="public", monthly_query_quota=1000)
+    for i, epsilon in enumerate((0.5, 1.0, 0.25)):
+        assert ask(market, buyer, f"SELECT count(*) FROM people WHERE month <> {i}", epsilon=epsilon).status_code == 200
+    assert ask(market, buyer, "SELECT count(*) FROM people WHERE month <> 0", epsilon=0.5).status_code == 200  # free
+    usage = market.client.get("/v1/usage", headers=buyer.headers).json()["items"]
+    spent = sum(u["privacy_rho_nano"] for u in usage)
+    year = clock.utcnow().year
+    report = market.client.post(
+        "/v1/disclosures", headers=listed.operator.headers, json={"year": year, "kind": "operating_report"}
+    ).json()
+    figures = report["content"]["privacy_budget_spent"]
+    assert figures["by_product"] == [{"product": "people-dp", "queries": 3, "rho_nano": spent, "agreements": 1}]
+    (agreement,) = figures["by_agreement"]
+    assert agreement["rho_nano"] == spent and agreement["budget_epsilon"] == 10.0
+    listed_agreement = market.client.get("/v1/agreements", headers=buyer.headers).json()["items"][0]
+    assert agreement["epsilon"] == listed_agreement["privacy_budget"]["spent"]["epsilon"]
+    html = market.client.get(f"/v1/disclosures/{report['id']}?format=html", headers=listed.operator.headers).text
+    assert "Privacy budget spent" in html
