@@ -207,33 +207,38 @@ class _TreeCheck:
             return
         raise _mismatch(f"column {names[1]} ({role}) in {ctx.value}")
 
-    def clamped_measure(self, node: dict[str, Any]) -> None:
-        """A measure inside sum/avg/variance, exactly as sandbox.algebra.clamp writes it.
-
-        A measure column is accepted in an aggregate argument only in this form (sandbox.algebra), so
-        every value an aggregate sees is a clamped DOUBLE, whatever the column's type.
-        """
+    def clamp(self, node: dict[str, Any], what: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """`CASE WHEN <tested> IS NULL THEN NULL ELSE least(greatest(<value>, low), high) END` with constant
+        bounds: (what the CASE tests, the value it clamps); the caller checks that they match."""
         checks = node.get("case_checks") or []
         if len(checks) != 1:
-            raise _mismatch("a CASE inside an aggregate")
+            raise _mismatch(f"a CASE {what}")
         when, then = checks[0].get("when_expr") or {}, checks[0].get("then_expr") or {}
         if (
             when.get("type") != "OPERATOR_IS_NULL"
             or then.get("class") != "CONSTANT"
             or (then.get("literal") or {}).get("kind") != "NULL_LITERAL"
         ):
-            raise _mismatch("a CASE inside an aggregate")
+            raise _mismatch(f"a CASE {what}")
         greatest, high = _only_function(node.get("else_expr") or {}, "least")
         value, low = _only_function(greatest, "greatest")
-        tested = _children(when)
-        if len(tested) != 1 or tested[0].get("class") != "COLUMN_REF":
-            raise _mismatch("a CASE inside an aggregate that tests something else")
-        if [str(n) for n in tested[0].get("column_names", [])] != _measure_names(value):
-            raise _mismatch("a CASE inside an aggregate that tests something else")
         for bound in (low, high):
             if _mentions_columns(bound):
                 raise _mismatch("a clamp bound that is not a constant")
             self.expression(bound, Ctx.AGGREGATE_ARGUMENT)
+        return _children(when), value
+
+    def clamped_measure(self, node: dict[str, Any]) -> None:
+        """A measure inside sum/avg/variance, exactly as sandbox.algebra.clamp writes it.
+
+        A measure column is accepted in an aggregate argument only in this form (sandbox.algebra), so
+        every value an aggregate sees is a clamped DOUBLE, whatever the column's type.
+        """
+        tested, value = self.clamp(node, "inside an aggregate")
+        if len(tested) != 1 or tested[0].get("class") != "COLUMN_REF":
+            raise _mismatch("a CASE inside an aggregate that tests something else")
+        if [str(n) for n in tested[0].get("column_names", [])] != _measure_names(value):
+            raise _mismatch("a CASE inside an aggregate that tests something else")
         if self.role(_measure_names(value)) != "measure":
             raise _mismatch("something other than a measure clamped inside an aggregate")
 
@@ -515,25 +520,9 @@ def _dp_value(check: _TreeCheck, node: dict[str, Any]) -> None:
         return
     except QueryRefused:
         pass
-    checks = node.get("case_checks") or []
-    if len(checks) != 1:
-        raise _mismatch("a DP value that is not clamped")
-    when, then = checks[0].get("when_expr") or {}, checks[0].get("then_expr") or {}
-    if (
-        when.get("type") != "OPERATOR_IS_NULL"
-        or then.get("class") != "CONSTANT"
-        or (then.get("literal") or {}).get("kind") != "NULL_LITERAL"
-    ):
-        raise _mismatch("a DP value that is not clamped")
-    greatest, high = _only_function(node.get("else_expr") or {}, "least")
-    value, low = _only_function(greatest, "greatest")
-    tested = _children(when)
+    tested, value = check.clamp(node, "that is not a clamped DP value")
     if len(tested) != 1 or _strip_locations(tested[0]) != _strip_locations(value):
         raise _mismatch("a DP value that clamps something other than what it tests")
-    for bound in (low, high):
-        if _mentions_columns(bound):
-            raise _mismatch("a clamp bound that is not a constant")
-        check.expression(bound, Ctx.AGGREGATE_ARGUMENT)
     check.expression(value, Ctx.AGGREGATE_ARGUMENT)
 
 

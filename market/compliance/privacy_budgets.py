@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from market.accounts.models import Role
+from market.accounts.models import Role, User
 from market.notifications import service as notifications
 from metering.models import Agreement, AgreementStatus, PrivacyBudget
 from products.models import Product, ProductVersion
@@ -44,10 +44,23 @@ def thresholds(budget: PrivacyBudget, params: DifferentialPrivacy) -> list[int]:
     return reached
 
 
-def _facts(budget: PrivacyBudget, params: DifferentialPrivacy, threshold: int) -> dict[str, Any]:
-    spent = dp.epsilon_of(Decimal(budget.spent_nano) / dp.NANO, params.delta)
-    total = dp.epsilon_of(Decimal(budget.budget_nano) / dp.NANO, params.delta)
-    return {"threshold": threshold, "spent": f"{spent:.3f}", "budget": f"{total:.3f}"}
+def _notify(
+    session: Session,
+    users: list[User],
+    kind: str,
+    key: str,
+    budget: PrivacyBudget,
+    params: DifferentialPrivacy,
+    data: dict[str, Any],
+) -> int:
+    """One notice per threshold the budget reached, to `users`, under `<key>:<threshold>`."""
+    sent = 0
+    for threshold in thresholds(budget, params):
+        spent = dp.epsilon_of(Decimal(budget.spent_nano) / dp.NANO, params.delta)
+        total = dp.epsilon_of(Decimal(budget.budget_nano) / dp.NANO, params.delta)
+        facts = {"threshold": threshold, "spent": f"{spent:.3f}", "budget": f"{total:.3f}"}
+        sent += notifications.notify(session, users, kind, f"{key}:{threshold}", {**data, **facts})
+    return sent
 
 
 def watch(session: Session, now: datetime) -> dict[str, int]:
@@ -61,25 +74,19 @@ def watch(session: Session, now: datetime) -> dict[str, int]:
     for budget in near:
         if budget.agreement_id is not None:
             agreement = session.get(Agreement, budget.agreement_id)
-            if agreement is None or agreement.effective_status(now) != AgreementStatus.ACTIVE:
-                continue
-            params = _params(agreement.policy)
-            if params is None:
+            params = _params(agreement.policy) if agreement is not None else None
+            if agreement is None or params is None or agreement.effective_status(now) != AgreementStatus.ACTIVE:
                 continue
             product = session.get(Product, agreement.product_id)
-            buyers = notifications.users_of_orgs(session, [agreement.buyer_org_id])
-            for threshold in thresholds(budget, params):
-                counts["privacy_budget_notices"] += notifications.notify(
-                    session,
-                    buyers,
-                    "privacy_budget",
-                    f"privacy-budget:{agreement.id}:{threshold}",
-                    {
-                        "agreement": agreement.id,
-                        "product": product.slug if product else "",
-                        **_facts(budget, params, threshold),
-                    },
-                )
+            counts["privacy_budget_notices"] += _notify(
+                session,
+                notifications.users_of_orgs(session, [agreement.buyer_org_id]),
+                "privacy_budget",
+                f"privacy-budget:{agreement.id}",
+                budget,
+                params,
+                {"agreement": agreement.id, "product": product.slug if product else ""},
+            )
             continue
         version = session.get(ProductVersion, budget.product_version_id)
         params = _params(version.policy) if version is not None else None
@@ -90,16 +97,13 @@ def watch(session: Session, now: datetime) -> dict[str, int]:
             *notifications.users_with_roles(session, Role.REGULATOR),
             *notifications.users_of_orgs(session, [product.operator_org_id] if product else []),
         ]
-        for threshold in thresholds(budget, params):
-            counts["privacy_cap_notices"] += notifications.notify(
-                session,
-                watchers,
-                "privacy_cap",
-                f"privacy-cap:{version.id}:{threshold}",
-                {
-                    "product": product.slug if product else "",
-                    "version": version.number,
-                    **_facts(budget, params, threshold),
-                },
-            )
+        counts["privacy_cap_notices"] += _notify(
+            session,
+            watchers,
+            "privacy_cap",
+            f"privacy-cap:{version.id}",
+            budget,
+            params,
+            {"product": product.slug if product else "", "version": version.number},
+        )
     return counts
