@@ -3,13 +3,20 @@ grant allows one), the product's fee standard when stricter, shown beside the ot
 
 from __future__ import annotations
 
+import importlib.util
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+from alembic.migration import MigrationContext
+from alembic.operations import Operations
+from sqlalchemy import text
+
+import market as package
 from market.accounts.models import Role
 from tests.conftest import Actor, Market
 from tests.console.helpers import post_form, sign_in
-from tests.factories import FEE_CAP, PLANS, listed_product
+from tests.factories import FEE_CAP, PLANS, authorise, listed_product
 
 PRIVACY_PLAN = {**PLANS[1], "per_query_minor": 100, "per_gb_minor": "0", "per_tenth_epsilon_minor": 30}
 
@@ -98,7 +105,7 @@ def test_the_grant_form_takes_the_privacy_fee_cap_in_yuan(market: Market) -> Non
     client.headers["Accept-Language"] = "en"
     page = "/console/regulator/authorisations/new"
     assert "cap_transport_per_tenth_epsilon" in client.get(page).text
-    form = {
+    form: dict[str, Any] = {
         "operator": operator.principal.org_id,
         "zones": ["transport"],
         "regions": ["CN-11"],
@@ -114,3 +121,24 @@ def test_the_grant_form_takes_the_privacy_fee_cap_in_yuan(market: Market) -> Non
     assert grants[0]["fee_caps"][0]["max_per_tenth_epsilon_minor"] == 45
     detail = client.get(created.headers["location"])  # type: ignore[attr-defined]
     assert "Per 0.1 ε (privacy fee)" in detail.text and "0.45" in detail.text
+
+
+def test_the_migration_lets_existing_caps_allow_the_privacy_fees_plans_already_charge(market: Market) -> None:
+    """Migration 0008_dp2 on caps granted before the privacy fee cap existed (the column's default, 0)."""
+    listed = listed_product(market, "people-trips", plans=[PLANS[0], PRIVACY_PLAN])
+    bare = market.actor(Role.OPERATOR)  # a second operator, granted, with no plans at all
+    assert authorise(market, bare).status_code == 201
+    with market.database.engine.begin() as connection:
+        connection.execute(text("UPDATE fee_caps SET max_per_tenth_epsilon_minor = 0"))
+    path = Path(package.__file__).parent / "migrations" / "versions" / "0008_dp2.py"
+    spec = importlib.util.spec_from_file_location("migration_0008_dp2", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with market.database.engine.begin() as connection, Operations.context(MigrationContext.configure(connection)):
+        module._cap_existing_privacy_fees()
+    caps = {
+        g["operator"]: g["fee_caps"][0]["max_per_tenth_epsilon_minor"]
+        for g in market.client.get("/v1/authorisations", headers=listed.regulator.headers).json()["items"]
+    }
+    assert caps == {listed.operator.principal.org_id: 30, bare.principal.org_id: 0}

@@ -28,6 +28,16 @@ def upgrade() -> None:
     op.add_column(
         "fee_caps", sa.Column("max_per_tenth_epsilon_minor", sa.BigInteger(), server_default="0", nullable=False)
     )
+    _cap_existing_privacy_fees()
+    op.add_column("fee_standards", sa.Column("max_per_tenth_epsilon_minor", sa.BigInteger(), nullable=True))
+    op.add_column("privacy_budgets", sa.Column("delta_spent_atto", sa.BigInteger(), server_default="0", nullable=False))
+    op.add_column(
+        "privacy_budgets", sa.Column("delta_reserved_atto", sa.BigInteger(), server_default="0", nullable=False)
+    )
+
+
+def _cap_existing_privacy_fees() -> None:
+    """Each existing cap allows the highest privacy fee its operator's plans in the zone already charge."""
     op.execute(
         """
         UPDATE fee_caps SET max_per_tenth_epsilon_minor = COALESCE((
@@ -38,11 +48,6 @@ def upgrade() -> None:
             WHERE authorisations.id = fee_caps.authorisation_id AND products.zone = fee_caps.zone
         ), 0)
         """
-    )
-    op.add_column("fee_standards", sa.Column("max_per_tenth_epsilon_minor", sa.BigInteger(), nullable=True))
-    op.add_column("privacy_budgets", sa.Column("delta_spent_atto", sa.BigInteger(), server_default="0", nullable=False))
-    op.add_column(
-        "privacy_budgets", sa.Column("delta_reserved_atto", sa.BigInteger(), server_default="0", nullable=False)
     )
 
 
