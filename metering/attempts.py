@@ -109,6 +109,7 @@ def append(
     result: QueryResult | None = None,
     error: MarketError | None = None,
     privacy_rho_nano: int = 0,
+    privacy_delta_atto: int = 0,
 ) -> QueryOutcome:
     """Write the attempt's one usage record, linked into the buyer's hash chain (whose head is locked)."""
     measured = result.measurements if result else Measurements(0, 0, 0, 0, 0)
@@ -132,6 +133,7 @@ def append(
         result_columns=list(result.columns) if result else [],
         suppressed_groups=measured.suppressed_groups,
         privacy_rho_nano=privacy_rho_nano,
+        privacy_delta_atto=privacy_delta_atto,
         charge_type=charge_type.value,
         amount_minor=amount_minor,
         currency=agreement.currency,

@@ -437,4 +437,5 @@ def _record(
         amount_minor=charge.amount_minor,
         result=result,
         privacy_rho_nano=cost.rho,
+        privacy_delta_atto=cost.delta,
     )

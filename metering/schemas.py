@@ -220,6 +220,9 @@ class UsageOut(BaseModel):
     amount_minor: int = Field(description="Minor units of `currency`.")
     currency: str
     privacy_rho_nano: int = Field(default=0, description="DP mode: privacy budget spent, rho-zCDP in units of 1e-9.")
+    privacy_delta_atto: int = Field(
+        default=0, description="DP mode: selection delta a noisy-threshold query spent, in units of 1e-18."
+    )
     created_at: datetime
     finished_at: datetime | None
 
@@ -234,6 +237,7 @@ class DailyUsageOut(BaseModel):
     bytes_scanned: int
     amount_minor: int
     privacy_rho_nano: int = Field(default=0, description="DP mode: privacy budget spent that day (rho, 1e-9 units).")
+    privacy_delta_atto: int = Field(default=0, description="DP mode: selection delta spent that day (1e-18 units).")
 
 
 class FlagIn(BaseModel):

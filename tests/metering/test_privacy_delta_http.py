@@ -54,6 +54,10 @@ def test_thresholded_queries_spend_delta_until_the_agreements_delta_is_spent(mar
     with market.database.transaction() as session:
         last = session.scalars(select(UsageRecord).order_by(UsageRecord.chain_seq.desc())).first()
     assert last is not None and last.charge_type == "rejected" and last.error_code == "privacy_delta_exhausted"
+    usage = market.client.get("/v1/usage", headers=buyer.headers).json()["items"]
+    assert sorted(u["privacy_delta_atto"] for u in usage) == [0, 0, 0, 10**10, 10**10, 10**10]
+    daily = market.client.get("/v1/usage/summary", headers=buyer.headers).json()["items"]
+    assert sum(d["privacy_delta_atto"] for d in daily) == 3 * 10**10
     agreement = market.client.get("/v1/agreements", headers=buyer.headers).json()["items"][0]
     budget = agreement["privacy_budget"]
     assert budget["total_delta"] == pytest.approx(DELTA * 1.3)

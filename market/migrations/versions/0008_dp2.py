@@ -7,6 +7,7 @@
 - privacy_budgets.delta_spent_atto / delta_reserved_atto: the delta thresholded queries spent on
   selecting groups, in units of 1e-18 (reserved, committed and refunded like rho). Queries answered
   before this revision are not counted back (their stored answers do not record it reliably).
+- usage_records.privacy_delta_atto: that delta per query (hashed into the usage chain when non-zero).
 
 Revision ID: 0008_dp2
 Revises: 0007_merge
@@ -34,6 +35,8 @@ def upgrade() -> None:
     op.add_column(
         "privacy_budgets", sa.Column("delta_reserved_atto", sa.BigInteger(), server_default="0", nullable=False)
     )
+    # A plain ADD COLUMN (never a batch copy): usage_records keeps its append-only triggers.
+    op.add_column("usage_records", sa.Column("privacy_delta_atto", sa.BigInteger(), server_default="0", nullable=False))
 
 
 def _cap_existing_privacy_fees() -> None:
@@ -52,6 +55,7 @@ def _cap_existing_privacy_fees() -> None:
 
 
 def downgrade() -> None:
+    op.drop_column("usage_records", "privacy_delta_atto")
     with op.batch_alter_table("privacy_budgets") as batch:
         batch.drop_column("delta_reserved_atto")
         batch.drop_column("delta_spent_atto")
