@@ -38,7 +38,7 @@ from typing import Any
 from sqlglot import exp
 
 from market.i18n import Msg
-from sandbox import crosscheck
+from sandbox import cache, crosscheck
 from sandbox.algebra import Argument, Interval, clamp, double
 from sandbox.errors import QueryRefused
 from sandbox.policy import MAX_PUBLIC_KEYS, DifferentialPrivacy, MeasureBounds, ProtectionPolicy
@@ -404,9 +404,22 @@ def _decimal(value: float) -> Any:
 
 
 def plan(sql: str, policy: ProtectionPolicy, seed: str) -> DPPlan:
-    """Check `sql` with the validator, then plan it in DP mode; raises QueryRefused."""
+    """Check `sql` with the validator, plan it in DP mode and have DuckDB confirm it; raises QueryRefused.
+
+    Accepted plans are cached per process on (policy, seed, SQL text), as threshold mode's are: the
+    plan depends on nothing else, and the cross-check costs DuckDB a parse of every level."""
     if not policy.is_dp:
         raise ValueError("not a DP policy")
+    key = ("dp", policy.model_dump_json(), seed, sql)
+    found: DPPlan | None = cache.plans.get(key)
+    if found is not None:
+        return found
+    planned = _plan(sql, policy, seed)
+    cache.plans.put(key, planned, len(planned.sql) + len(sql) + 1024)
+    return planned
+
+
+def _plan(sql: str, policy: ProtectionPolicy, seed: str) -> DPPlan:
     checked = check(sql, policy)
     try:
         planned = _Planner(checked, policy, seed).plan()
