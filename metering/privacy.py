@@ -69,6 +69,10 @@ class Budgets:
     def left_epsilon(self, delta: float) -> Decimal:
         return dp.epsilon_of(Decimal(min(self.agreement_left, self.version_left)) / dp.NANO, delta)
 
+    def delta_left(self) -> float:
+        """Selection delta left, the smaller of the agreement's and the version's (JSON number)."""
+        return float(Decimal(min(self.agreement_delta_left, self.version_delta_left)) / ATTO)
+
 
 SCOPES = (Msg("the agreement's privacy budget"), Msg("the product version's privacy cap across all agreements"))
 
@@ -299,15 +303,11 @@ def run(
     if dry_run:
         with database.transaction() as session:
             left = budgets(session, agreement, params)
+        summary = dp.privacy_summary(plan, calibration, None, left_epsilon=left.left_epsilon(params.delta))
+        summary["budget_left"]["delta"] = left.delta_left()
         return QueryOutcome(
             200,
-            {
-                "dry_run": True,
-                "columns": plan.columns,
-                "noise": True,
-                "privacy": dp.privacy_summary(plan, calibration, None, left_epsilon=left.left_epsilon(params.delta)),
-                "agreement_id": agreement.id,
-            },
+            {"dry_run": True, "columns": plan.columns, "noise": True, "privacy": summary, "agreement_id": agreement.id},
         )
     with database.transaction() as session:
         earlier = stored_answer(session, agreement.id, key)
@@ -400,7 +400,7 @@ def _record(
     privacy["budget_left"] = {
         "epsilon": round(float(left.left_epsilon(params.delta)), 6),
         "rho": round(min(left.agreement_left, left.version_left) / dp.NANO, 9),
-        "delta": float(Decimal(min(left.agreement_delta_left, left.version_delta_left)) / ATTO),
+        "delta": left.delta_left(),
     }
     charge = attempts.rate_and_count(
         agreement,

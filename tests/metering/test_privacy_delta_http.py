@@ -38,6 +38,7 @@ def test_thresholded_queries_spend_delta_until_the_agreements_delta_is_spent(mar
     buyer = _buyer(market, listed)
     dry = ask(market, buyer, THRESHOLDED.format(i=0), dry_run=True).json()
     assert dry["privacy"]["cost"]["selection_delta"] == pytest.approx(SHARE)
+    assert dry["privacy"]["budget_left"]["delta"] == pytest.approx(3 * SHARE)
     answers = [ask(market, buyer, THRESHOLDED.format(i=i)) for i in range(3)]
     assert [a.status_code for a in answers] == [200, 200, 200], answers[-1].text
     assert answers[0].json()["usage"]["privacy_delta"] == pytest.approx(SHARE)
