@@ -75,6 +75,34 @@ def test_queries_admitted_greedily_never_exceed_the_budget(spends: list[Decimal]
     assert dp.epsilon_of(Decimal(spent) / dp.NANO, 1e-7) <= budget_epsilon + Decimal("1e-6")
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    st.sampled_from([1e-5, 1e-7, 3e-8, 1e-9]),
+    st.decimals(min_value=Decimal(1), max_value=Decimal(200), places=2),
+    st.integers(min_value=1, max_value=400),
+)
+def test_selection_delta_admits_whole_selections_and_never_more_than_the_room(
+    delta: float, multiple: Decimal, queries: int
+) -> None:
+    """The accountant's delta rule (reserve when spent + share <= room, in integer atto-units): every
+    admitted selection fits, the total never exceeds the agreement's delta, and no room is lost to rounding
+    (exactly floor((agreement_delta - delta) / (0.1 delta)) selections fit)."""
+    from metering import privacy
+
+    agreement_delta = float(Decimal(str(delta)) * multiple)
+    params = DifferentialPrivacy(delta=delta, agreement_delta=agreement_delta, version_delta_cap=agreement_delta)
+    room, _ = privacy.delta_rooms(params)
+    share = privacy.delta_atto(Decimal(str(delta)) * dp.SELECTION_DELTA_SHARE)
+    spent = admitted = 0
+    for _ in range(queries):
+        if spent + share <= room:
+            spent += share
+            admitted += 1
+    assert Decimal(str(delta)) + Decimal(spent) / privacy.ATTO <= Decimal(str(agreement_delta))
+    stated = Decimal(str(agreement_delta)) - Decimal(str(delta))
+    assert admitted == min(queries, int(stated / (Decimal(str(delta)) * dp.SELECTION_DELTA_SHARE)))
+
+
 def test_contributions_are_bounded_in_sql_deterministically_per_version() -> None:
     """Each person has 3 rows in one region; with 2 rows per group only 2 count, and the person's sum is
     scaled to 2 rows' worth, the same on every run."""
