@@ -62,6 +62,9 @@ def test_thresholded_queries_spend_delta_until_the_agreements_delta_is_spent(mar
     agreement = market.client.get("/v1/agreements", headers=buyer.headers).json()["items"][0]
     budget = agreement["privacy_budget"]
     assert budget["total_delta"] == pytest.approx(DELTA * 1.3)
+    odrl = market.client.get(f"/v1/agreements/{agreement['id']}/odrl", headers=buyer.headers).json()
+    stated = next(c for c in odrl["permission"][0]["constraint"] if c["leftOperand"] == "market:privacyDelta")
+    assert stated["rightOperand"] == pytest.approx(DELTA * 1.3) and stated["operator"] == "lteq"
     # Everything the buyer learnt: the epsilon statement's delta plus three selections.
     assert Decimal(str(budget["spent"]["delta"])) == Decimal("1e-7") + 3 * Decimal("1e-8")
 
