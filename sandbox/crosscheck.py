@@ -69,6 +69,22 @@ def _serialize(sql: str) -> dict[str, Any]:
     return _node(row[0] if row else None)
 
 
+def _read(raw_sql: str, statements: list[str]) -> tuple[Any, ...]:
+    """The buyer's raw text must be exactly one SELECT to DuckDB; then DuckDB's parse trees (JSON) of
+    `statements`, all in one call (this is on every query's path)."""
+    with _lock:
+        connection = _connection()
+        try:
+            raw = connection.extract_statements(raw_sql)
+        except duckdb.Error as error:
+            raise _mismatch("DuckDB cannot parse the query") from error
+        calls = ", ".join(["json_serialize_sql(?)"] * len(statements))
+        row = connection.execute(f"SELECT {calls}", statements).fetchone()
+    if len(raw) != 1 or raw[0].type != duckdb.StatementType.SELECT or row is None:
+        raise _mismatch("DuckDB does not read the query as exactly one SELECT")
+    return tuple(row)
+
+
 def confirm(
     raw_sql: str,
     template: str,
@@ -86,23 +102,7 @@ def confirm(
     The buyer's raw text must be exactly one SELECT to DuckDB too; the stage-1 template and the
     stage-2 statement are walked as check_groups and check_output do.
     """
-    with _lock:
-        connection = _connection()
-        try:
-            statements = connection.extract_statements(raw_sql)
-        except duckdb.Error as error:
-            raise _mismatch("DuckDB cannot parse the query") from error
-        if constants:
-            row = connection.execute(
-                "SELECT json_serialize_sql(?), json_serialize_sql(?), json_serialize_sql(?)",
-                [template, output_sql, constants],
-            ).fetchone()
-        else:
-            row = connection.execute(
-                "SELECT json_serialize_sql(?), json_serialize_sql(?)", [template, output_sql]
-            ).fetchone()
-    if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT or row is None:
-        raise _mismatch("DuckDB does not read the query as exactly one SELECT")
+    row = _read(raw_sql, [template, output_sql, *([constants] if constants else [])])
     _check_groups_node(_node(row[0]), policy, aliases, threshold=threshold, restrict=restrict)
     _check_output_node(_node(row[1]), policy, groups_table)
     if constants:
@@ -592,17 +592,7 @@ def confirm_dp(
     """DuckDB's reading of a DP query (sandbox.dp): the buyer's text is one SELECT, and the statement
     that computes the bounded statistics reads only what the plan says (the same allowlists as
     threshold mode for every expression over the product's columns)."""
-    with _lock:
-        connection = _connection()
-        try:
-            statements = connection.extract_statements(raw_sql)
-        except duckdb.Error as error:
-            raise _mismatch("DuckDB cannot parse the query") from error
-        row = connection.execute(
-            "SELECT json_serialize_sql(?), json_serialize_sql(?)", [statement, constants or "SELECT 1"]
-        ).fetchone()
-    if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT or row is None:
-        raise _mismatch("DuckDB does not read the query as exactly one SELECT")
+    row = _read(raw_sql, [statement, *([constants] if constants else [])])
     _check_dp_node(_node(row[0]), policy, aliases)
     if constants:
         _check_constants_node(_node(row[1]), policy)
