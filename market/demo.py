@@ -226,7 +226,11 @@ def _issue_keys(session: Session, principals: dict[str, Principal]) -> dict[str,
 
 DEMO_FEE_CAPS = {
     "transport": FeeCapIn(
-        zone="transport", max_per_query_minor=500, max_per_gb_minor=Decimal("1000"), max_monthly_fee_minor=1_000_000
+        zone="transport",
+        max_per_query_minor=500,
+        max_per_gb_minor=Decimal("1000"),
+        max_monthly_fee_minor=1_000_000,
+        max_per_tenth_epsilon_minor=100,
     ),
     "finance": FeeCapIn(
         zone="finance", max_per_query_minor=1_000, max_per_gb_minor=Decimal("2000"), max_monthly_fee_minor=2_000_000

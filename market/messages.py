@@ -275,6 +275,11 @@ EN: dict[str, str] = {
         'spend less (a smaller "epsilon" in the request, or a repeat of an earlier query, which is free), '
         "or ask for a new agreement on a newer version."
     ),
+    "privacy_delta_exhausted": (
+        "This query's groups pass a noisy threshold, which spends delta {cost}, but only delta {left} is left of "
+        "{scope}; group by dimensions with public keys (their groups need no threshold and spend no delta), "
+        "repeat an earlier query (free), or ask for a new agreement on a newer version."
+    ),
     "privacy_epsilon_out_of_range": (
         "epsilon {epsilon} is outside this plan's limits; choose an epsilon from {low} to {high} for one query."
     ),
@@ -382,6 +387,18 @@ EN: dict[str, str] = {
     "review_overdue_subject": "Access request {request} is past its review deadline",
     "review_overdue_body": (
         "The access request {request} for {product} was due for a decision on {due}. Approve or reject it."
+    ),
+    "privacy_budget_subject": "Agreement {agreement}: {threshold}% of its privacy budget is spent",
+    "privacy_budget_body": (
+        "Agreement {agreement} on {product} has spent epsilon {spent} of its lifetime privacy budget of epsilon "
+        "{budget} ({threshold}% threshold). Budgets never refresh on the same data: repeat earlier queries "
+        "(free), spend a smaller epsilon per query, or request access to a newer version."
+    ),
+    "privacy_cap_subject": "{product} version {version}: {threshold}% of its privacy cap is spent",
+    "privacy_cap_body": (
+        "Across all agreements, version {version} of {product} has spent epsilon {spent} of the regulator's cap "
+        "of epsilon {budget} ({threshold}% threshold). Once it is spent, no buyer can query this version; "
+        "new data needs a new version, reviewed with its own cap."
     ),
     "invoice_due_subject": "Invoice {invoice} falls due on {due}",
     "invoice_due_body": "Invoice {invoice} has {amount} (minor units, {currency}) to pay by {due}.",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
@@ -118,7 +119,7 @@ class VersionCap:
 
 
 def _eps(rho_nano: int, delta: float) -> float:
-    return round(dp.epsilon_of(max(0, rho_nano) / dp.NANO, delta), 4)
+    return round(float(dp.epsilon_of(max(0, rho_nano) / dp.NANO, delta)), 4)
 
 
 def privacy_overview(session: Session, actor: Principal) -> tuple[list[AgreementBudget], list[VersionCap]]:
@@ -181,8 +182,13 @@ def present(session: Session, found: Sequence[Agreement]) -> list[AgreementOut]:
         item.buyer = buyers.get(agreement.buyer_org_id, "")
         budget = privacy.budget_statement(agreement.policy)
         if budget is not None:
-            used = spent.get(agreement.id, (0, 0))[0] / dp.NANO
-            budget["spent"] = {"rho": round(used, 9), "epsilon": round(dp.epsilon_of(used, budget["delta"]), 6)}
+            own = spent.get(agreement.id)
+            used = Decimal(own.rho_nano if own else 0) / dp.NANO
+            budget["spent"] = {
+                "rho": round(float(used), 9),
+                "epsilon": round(float(dp.epsilon_of(used, budget["delta"])), 6),
+                "delta": float(privacy.total_delta(budget["delta"], own)),
+            }
             item.privacy_budget = budget
         out.append(item)
     return out

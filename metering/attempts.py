@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -15,7 +16,16 @@ from market.accounts.service import Principal
 from market.clock import new_id, utcnow
 from market.errors import Conflict, Forbidden, MarketError, TooManyRequests
 from metering import chain, repository
-from metering.models import Agreement, AgreementMonth, AgreementStatus, ChargeType, UsageChainHead, UsageRecord
+from metering.models import (
+    Agreement,
+    AgreementMonth,
+    AgreementStatus,
+    ChargeType,
+    Purpose,
+    UsageChainHead,
+    UsageRecord,
+)
+from metering.pricing import Charge, PlanTerms, rate_query
 from products.models import Product
 from sandbox.service import Measurements, QueryResult
 
@@ -32,6 +42,33 @@ class QueryOutcome:
 
 def month_of(moment: datetime) -> str:
     return moment.strftime("%Y-%m")
+
+
+def rate_and_count(
+    agreement: Agreement,
+    counter: AgreementMonth,
+    measured: Measurements,
+    *,
+    privacy_epsilon: Decimal = Decimal(0),
+) -> Charge:
+    """Rate an accepted query against the month so far and add it to the month's counter (held locked).
+
+    The one place both the threshold and the DP paths turn an accepted query into its charge."""
+    charge = rate_query(
+        PlanTerms.from_snapshot(agreement.plan),
+        public_interest=Purpose(agreement.purpose).is_public_interest,
+        accepted_before=counter.accepted_queries,
+        charged_before=counter.charged_minor,
+        bytes_scanned=measured.bytes_scanned,
+        per_gb_carry=Decimal(counter.per_gb_carry or "0"),
+        privacy_epsilon=privacy_epsilon,
+    )
+    counter.per_gb_carry = str(charge.per_gb_carry)
+    counter.accepted_queries += 1
+    counter.charged_minor += charge.amount_minor
+    counter.rows_scanned += measured.rows_scanned
+    counter.bytes_scanned += measured.bytes_scanned
+    return charge
 
 
 def replay(session: Session, actor: Principal, key: str | None, product_slug: str, sql: str) -> QueryOutcome | None:
@@ -72,6 +109,7 @@ def append(
     result: QueryResult | None = None,
     error: MarketError | None = None,
     privacy_rho_nano: int = 0,
+    privacy_delta_atto: int = 0,
 ) -> QueryOutcome:
     """Write the attempt's one usage record, linked into the buyer's hash chain (whose head is locked)."""
     measured = result.measurements if result else Measurements(0, 0, 0, 0, 0)
@@ -95,6 +133,7 @@ def append(
         result_columns=list(result.columns) if result else [],
         suppressed_groups=measured.suppressed_groups,
         privacy_rho_nano=privacy_rho_nano,
+        privacy_delta_atto=privacy_delta_atto,
         charge_type=charge_type.value,
         amount_minor=amount_minor,
         currency=agreement.currency,

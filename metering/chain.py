@@ -80,6 +80,9 @@ def _payload(record: Any, prev_hash: str) -> bytes:
     spent = getattr(record, "privacy_rho_nano", 0) or 0
     if spent:  # only DP records carry it, so records hashed before DP mode existed verify unchanged
         content["privacy_rho_nano"] = spent
+    selection = getattr(record, "privacy_delta_atto", 0) or 0
+    if selection:  # likewise: only noisy-threshold DP records carry it
+        content["privacy_delta_atto"] = selection
     return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 

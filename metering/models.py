@@ -184,6 +184,8 @@ class UsageRecord(Base):
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
     """When the attempt was decided and recorded (None only for records older than the chain)."""
     privacy_rho_nano: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    privacy_delta_atto: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    """DP mode: the selection delta a noisy-threshold query spent, in units of 1e-18 (docs/privacy.md)."""
     """Privacy budget this query spent (DP mode), rho-zCDP in units of 1e-9; 0 in threshold mode,
     for stored repeats and for refused or failed queries (refunded)."""
     chain_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
@@ -250,6 +252,9 @@ class PrivacyBudget(Base):
     budget_nano: Mapped[int] = mapped_column(BigInteger)
     spent_nano: Mapped[int] = mapped_column(BigInteger, default=0)
     reserved_nano: Mapped[int] = mapped_column(BigInteger, default=0)
+    delta_spent_atto: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    """Selection delta spent by queries whose groups passed a noisy threshold, in units of 1e-18."""
+    delta_reserved_atto: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

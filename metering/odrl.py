@@ -8,6 +8,7 @@ product version (target) granted by the operator (assigner), under constraints:
 - `count` of queries per month, when a query quota applies (and `market:rowsScanned` /
   `market:bytesScanned` for volume quotas);
 - `market:privacyEpsilon` at most the agreement's lifetime privacy budget, with its `market:delta`,
+  and `market:privacyDelta` at most its total delta (selections through noisy thresholds included),
   on products in differential-privacy mode (docs/privacy.md).
 Paid plans carry `compensate` duties, one per price component, each refined by `payAmount` in the
 plan's currency (major units, exact decimals), with `market:per` saying what it is paid for.
@@ -151,6 +152,15 @@ def export(agreement: Agreement, *, product_slug: str, operator_org_id: str, sta
                 "unit": "market:agreementLifetime",
             }
         )
+        if budget.get("total_delta") is not None:
+            constraints.append(
+                {
+                    "leftOperand": "market:privacyDelta",
+                    "operator": "lteq",
+                    "rightOperand": budget["total_delta"],
+                    "unit": "market:agreementLifetime",
+                }
+            )
     permission: dict[str, Any] = {
         "target": target,
         "assigner": assigner,

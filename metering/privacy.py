@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, replace
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
 from sqlalchemy import select, update
@@ -30,8 +30,7 @@ from market.i18n import Msg
 from market.settings import Settings
 from metering import attempts, repository
 from metering.attempts import QueryOutcome
-from metering.models import Agreement, PrivacyBudget, PrivateAnswer, Purpose
-from metering.pricing import PlanTerms, rate_query
+from metering.models import Agreement, PrivacyBudget, PrivateAnswer
 from sandbox import dp, dp_run
 from sandbox.admission import Admission
 from sandbox.engine import EngineLimits
@@ -39,18 +38,40 @@ from sandbox.errors import QueryFailed, QueryRefused
 from sandbox.policy import DifferentialPrivacy, ProtectionPolicy
 from sandbox.service import Measurements, QueryResult, TableFile
 
+ATTO = 10**18
+"""Selection delta is kept in integer units of 1e-18, exact on both databases, like rho in nano-units."""
+
+
+def delta_atto(delta: Decimal | float) -> int:
+    """delta in atto-units, rounded up (never under-counted)."""
+    return int((dp.decimal_of(delta) * ATTO).to_integral_value(rounding=ROUND_CEILING))
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What one query spends: rho (nano-units) and selection delta (atto-units, noisy-threshold groups only)."""
+
+    rho: int
+    delta: int = 0
+
 
 @dataclass(frozen=True)
 class Budgets:
-    """What is left of an agreement's budget and of its version's cap, in rho nano-units."""
+    """What is left of an agreement's budget and of its version's cap, in rho nano-units and delta atto-units."""
 
     agreement_left: int
     version_left: int
     agreement_budget: int
     agreement_spent: int
+    agreement_delta_left: int = 0
+    version_delta_left: int = 0
 
-    def left_epsilon(self, delta: float) -> float:
-        return dp.epsilon_of(min(self.agreement_left, self.version_left) / dp.NANO, delta)
+    def left_epsilon(self, delta: float) -> Decimal:
+        return dp.epsilon_of(Decimal(min(self.agreement_left, self.version_left)) / dp.NANO, delta)
+
+    def delta_left(self) -> float:
+        """Selection delta left, the smaller of the agreement's and the version's (JSON number)."""
+        return float(Decimal(min(self.agreement_delta_left, self.version_delta_left)) / ATTO)
 
 
 SCOPES = (Msg("the agreement's privacy budget"), Msg("the product version's privacy cap across all agreements"))
@@ -62,15 +83,26 @@ def _ids(agreement: Agreement) -> tuple[str, str]:
 
 def agreement_budget(params: DifferentialPrivacy) -> int:
     """An agreement's lifetime budget in rho nano-units (its epsilon at the policy's delta)."""
-    return dp.rho_nano(dp.rho_of(params.agreement_epsilon, params.delta))
+    return dp.rho_nano(dp.rho_of(dp.decimal_of(params.agreement_epsilon), params.delta))
+
+
+def _version_budget(params: DifferentialPrivacy) -> int:
+    return dp.rho_nano(dp.rho_of(dp.decimal_of(params.version_epsilon_cap), params.delta))
+
+
+def delta_rooms(params: DifferentialPrivacy) -> tuple[int, int]:
+    """The selection delta the agreement's budget and the version's cap may spend, atto-units: each total
+    delta less the `delta` at which the epsilon budget is stated (docs/privacy.md)."""
+    stated = dp.decimal_of(params.delta)
+    return (
+        delta_atto(params.agreement_delta_total - stated),
+        delta_atto(params.version_delta_total - stated),
+    )
 
 
 def _ensure(session: Session, agreement: Agreement, params: DifferentialPrivacy) -> None:
     own, version = _ids(agreement)
-    rows = [
-        (own, agreement.id, agreement_budget(params)),
-        (version, None, dp.rho_nano(dp.rho_of(params.version_epsilon_cap, params.delta))),
-    ]
+    rows = [(own, agreement.id, agreement_budget(params)), (version, None, _version_budget(params))]
     for budget_id, agreement_id, amount in rows:
         insert_ignore(
             session,
@@ -82,6 +114,8 @@ def _ensure(session: Session, agreement: Agreement, params: DifferentialPrivacy)
                 "budget_nano": amount,
                 "spent_nano": 0,
                 "reserved_nano": 0,
+                "delta_spent_atto": 0,
+                "delta_reserved_atto": 0,
                 "created_at": utcnow(),
             },
             ["id"],
@@ -94,53 +128,76 @@ def budgets(session: Session, agreement: Agreement, params: DifferentialPrivacy)
     found = {b.id: b for b in session.scalars(select(PrivacyBudget).where(PrivacyBudget.id.in_([own_id, version_id])))}
     own, version = found.get(own_id), found.get(version_id)
     own_budget = own.budget_nano if own else agreement_budget(params)
-    version_budget = (
-        version.budget_nano if version else dp.rho_nano(dp.rho_of(params.version_epsilon_cap, params.delta))
-    )
+    version_budget = version.budget_nano if version else _version_budget(params)
     own_used = (own.spent_nano + own.reserved_nano) if own else 0
     version_used = (version.spent_nano + version.reserved_nano) if version else 0
+    own_room, version_room = delta_rooms(params)
+    own_delta = (own.delta_spent_atto + own.delta_reserved_atto) if own else 0
+    version_delta = (version.delta_spent_atto + version.delta_reserved_atto) if version else 0
     return Budgets(
         agreement_left=max(0, own_budget - own_used),
         version_left=max(0, version_budget - version_used),
         agreement_budget=own_budget,
         agreement_spent=own.spent_nano if own else 0,
+        agreement_delta_left=max(0, own_room - own_delta),
+        version_delta_left=max(0, version_room - version_delta),
     )
 
 
-def reserve(session: Session, agreement: Agreement, params: DifferentialPrivacy, cost: int) -> MarketError | None:
-    """Reserve `cost` on the agreement's budget, then on the version's cap, atomically.
+def reserve(session: Session, agreement: Agreement, params: DifferentialPrivacy, cost: Cost) -> MarketError | None:
+    """Reserve `cost` (rho and selection delta) on the agreement's budget, then on the version's cap, atomically.
 
     Returns the refusal when either is short (and then nothing is reserved)."""
     _ensure(session, agreement, params)
-    for budget_id, scope in zip(_ids(agreement), SCOPES, strict=True):
+    rooms = delta_rooms(params)
+    for budget_id, scope, room in zip(_ids(agreement), SCOPES, rooms, strict=True):
         result: Any = session.execute(
             update(PrivacyBudget)
             .where(
                 PrivacyBudget.id == budget_id,
-                PrivacyBudget.spent_nano + PrivacyBudget.reserved_nano + cost <= PrivacyBudget.budget_nano,
+                PrivacyBudget.spent_nano + PrivacyBudget.reserved_nano + cost.rho <= PrivacyBudget.budget_nano,
+                PrivacyBudget.delta_spent_atto + PrivacyBudget.delta_reserved_atto + cost.delta <= room,
             )
-            .values(reserved_nano=PrivacyBudget.reserved_nano + cost)
+            .values(
+                reserved_nano=PrivacyBudget.reserved_nano + cost.rho,
+                delta_reserved_atto=PrivacyBudget.delta_reserved_atto + cost.delta,
+            )
             .execution_options(synchronize_session=False)
         )
         if result.rowcount != 1:
             session.rollback()
             left = budgets(session, agreement, params)
-            remaining = left.agreement_left if scope is SCOPES[0] else left.version_left
+            first = scope is SCOPES[0]
+            remaining = left.agreement_left if first else left.version_left
+            if remaining >= cost.rho:  # the rho fits: the selection delta is what ran out
+                delta_left = left.agreement_delta_left if first else left.version_delta_left
+                return TooManyRequests(
+                    "privacy_delta_exhausted",
+                    scope=scope,
+                    cost=f"{Decimal(cost.delta) / ATTO:.4g}",
+                    left=f"{Decimal(delta_left) / ATTO:.4g}",
+                )
             return TooManyRequests(
                 "privacy_budget_exhausted",
                 scope=scope,
-                cost=f"{dp.epsilon_of(cost / dp.NANO, params.delta):.4g}",
-                left=f"{dp.epsilon_of(remaining / dp.NANO, params.delta):.4g}",
+                cost=f"{dp.epsilon_of(Decimal(cost.rho) / dp.NANO, params.delta):.4g}",
+                left=f"{dp.epsilon_of(Decimal(remaining) / dp.NANO, params.delta):.4g}",
             )
     return None
 
 
-def settle(session: Session, agreement: Agreement, cost: int, *, spend: bool) -> None:
+def settle(session: Session, agreement: Agreement, cost: Cost, *, spend: bool) -> None:
     """Move a reservation to spent (`spend`), or give it back (a refund)."""
+    if not cost.rho and not cost.delta:
+        return
     for budget_id in _ids(agreement):
-        values: dict[str, Any] = {"reserved_nano": PrivacyBudget.reserved_nano - cost}
+        values: dict[str, Any] = {
+            "reserved_nano": PrivacyBudget.reserved_nano - cost.rho,
+            "delta_reserved_atto": PrivacyBudget.delta_reserved_atto - cost.delta,
+        }
         if spend:
-            values["spent_nano"] = PrivacyBudget.spent_nano + cost
+            values["spent_nano"] = PrivacyBudget.spent_nano + cost.rho
+            values["delta_spent_atto"] = PrivacyBudget.delta_spent_atto + cost.delta
         session.execute(
             update(PrivacyBudget)
             .where(PrivacyBudget.id == budget_id)
@@ -155,11 +212,28 @@ def stored_answer(session: Session, agreement_id: str, key: str) -> PrivateAnswe
     ).first()
 
 
-def spent_by_agreement(session: Session, agreement_ids: list[str]) -> dict[str, tuple[int, int]]:
-    """(spent, budget) in rho nano-units per agreement that has used DP mode."""
+@dataclass(frozen=True)
+class Spent:
+    """What an agreement has spent: rho (nano-units, and its budget) and selection delta (atto-units)."""
+
+    rho_nano: int
+    budget_nano: int
+    delta_atto: int
+
+
+def spent_by_agreement(session: Session, agreement_ids: list[str]) -> dict[str, Spent]:
+    """What each agreement that has used DP mode spent."""
     ids = [f"agreement:{a}" for a in agreement_ids]
     rows = session.scalars(select(PrivacyBudget).where(PrivacyBudget.id.in_(ids)))
-    return {b.agreement_id or "": (b.spent_nano, b.budget_nano) for b in rows}
+    return {b.agreement_id or "": Spent(b.spent_nano, b.budget_nano, b.delta_spent_atto) for b in rows}
+
+
+def total_delta(params_delta: float, spent: Spent | None) -> Decimal:
+    """The delta of everything an agreement learnt: the epsilon statement's delta once it spent anything,
+    plus the selection delta of its noisy-threshold queries."""
+    if spent is None or (spent.rho_nano == 0 and spent.delta_atto == 0):
+        return Decimal(0)
+    return dp.decimal_of(params_delta) + Decimal(spent.delta_atto) / ATTO
 
 
 # -- the query --------------------------------------------------------------------------------------
@@ -178,7 +252,9 @@ def budget_statement(policy: dict[str, Any]) -> dict[str, Any] | None:
     return {
         "epsilon": params.agreement_epsilon,
         "delta": params.delta,
-        "rho": round(dp.rho_of(params.agreement_epsilon, params.delta), 9),
+        "rho": round(float(dp.rho_of(params.agreement_epsilon, params.delta)), 9),
+        "total_delta": float(params.agreement_delta_total),
+        "selection_delta_per_query": float(dp.decimal_of(params.delta) * dp.SELECTION_DELTA_SHARE),
         "scope": "lifetime of the agreement, on its product version",
         "per_query_epsilon": {
             "default": params.query_epsilon,
@@ -186,6 +262,7 @@ def budget_statement(policy: dict[str, Any]) -> dict[str, Any] | None:
             "max": params.max_query_epsilon,
         },
         "version_cap_epsilon": params.version_epsilon_cap,
+        "version_cap_delta": float(params.version_delta_total),
     }
 
 
@@ -198,7 +275,7 @@ def run(
     tables: dict[str, TableFile],
     limits: EngineLimits,
     *,
-    epsilon: float | None,
+    epsilon: Decimal | float | None,
     dry_run: bool,
 ) -> QueryOutcome:
     """A query on a DP product (or one that asked for DP features): plan, dry run or repeat, reserve, run, record."""
@@ -207,9 +284,9 @@ def run(
         with database.transaction() as session:
             return attempts.refuse(session, attempt, Unprocessable("not_dp_product", slug=attempt.product_slug))
     params = policy.dp
-    chosen = params.query_epsilon if epsilon is None else epsilon
+    chosen = dp.decimal_of(params.query_epsilon if epsilon is None else epsilon)
     try:
-        if not params.min_query_epsilon <= chosen <= params.max_query_epsilon:
+        if not dp.decimal_of(params.min_query_epsilon) <= chosen <= dp.decimal_of(params.max_query_epsilon):
             raise Unprocessable(
                 "privacy_epsilon_out_of_range",
                 epsilon=chosen,
@@ -221,20 +298,16 @@ def run(
         with database.transaction() as session:
             return attempts.refuse(session, attempt, error)
     calibration = dp.calibrate(plan, params, chosen)
-    cost = dp.rho_nano(calibration.rho)
-    key = _query_key(plan, cost)
+    cost = Cost(dp.rho_nano(calibration.rho), delta_atto(calibration.selection_delta))
+    key = _query_key(plan, cost.rho)
     if dry_run:
         with database.transaction() as session:
             left = budgets(session, agreement, params)
+        summary = dp.privacy_summary(plan, calibration, None, left_epsilon=left.left_epsilon(params.delta))
+        summary["budget_left"]["delta"] = left.delta_left()
         return QueryOutcome(
             200,
-            {
-                "dry_run": True,
-                "columns": plan.columns,
-                "noise": True,
-                "privacy": dp.privacy_summary(plan, calibration, None, left_epsilon=left.left_epsilon(params.delta)),
-                "agreement_id": agreement.id,
-            },
+            {"dry_run": True, "columns": plan.columns, "noise": True, "privacy": summary, "agreement_id": agreement.id},
         )
     with database.transaction() as session:
         earlier = stored_answer(session, agreement.id, key)
@@ -264,7 +337,7 @@ def run(
     else:
         result = QueryResult(list(earlier.columns), list(earlier.rows), "", Measurements(0, 0, 0, len(earlier.rows), 0))
         privacy = dict(earlier.privacy)
-        cost = 0
+        cost = Cost(0)
     with database.transaction() as session:
         return _record(session, attempt, params, result, privacy, key, cost, repeat_of=earlier)
 
@@ -281,7 +354,7 @@ def _record(
     result: QueryResult,
     privacy: dict[str, Any],
     key: str,
-    cost: int,
+    cost: Cost,
     *,
     repeat_of: PrivateAnswer | None,
 ) -> QueryOutcome:
@@ -290,13 +363,11 @@ def _record(
     counter = repository.lock_month(session, agreement.id, attempts.month_of(attempt.now))
     locked = attempts.lock_chain(session, attempt)
     if isinstance(locked, QueryOutcome):
-        if cost:
-            settle(session, agreement, cost, spend=False)
+        settle(session, agreement, cost, spend=False)
         return locked
     over = attempts.quota_refusal(agreement, counter, result.measurements)
     if over is not None:
-        if cost:
-            settle(session, agreement, cost, spend=False)
+        settle(session, agreement, cost, spend=False)
         return attempts.refuse(session, attempt, over, result=result, head=locked)
     record_id = new_id("qry")
     stored_of = repeat_of.usage_record_id if repeat_of is not None else None
@@ -319,7 +390,7 @@ def _record(
         assert twin is not None
         if twin.usage_record_id != record_id:  # a concurrent identical query stored first: its answer, our refund
             settle(session, agreement, cost, spend=False)
-            cost = 0
+            cost = Cost(0)
             stored_of = twin.usage_record_id
             result = QueryResult(list(twin.columns), list(twin.rows), result.sql_run, result.measurements)
             privacy = dict(twin.privacy)
@@ -329,30 +400,27 @@ def _record(
         privacy = {**privacy, "cost": {"epsilon": 0.0, "delta": 0.0, "rho": 0.0}, "stored_answer_of": stored_of}
     left = budgets(session, agreement, params)
     privacy["budget_left"] = {
-        "epsilon": round(left.left_epsilon(params.delta), 6),
+        "epsilon": round(float(left.left_epsilon(params.delta)), 6),
         "rho": round(min(left.agreement_left, left.version_left) / dp.NANO, 9),
+        "delta": left.delta_left(),
     }
-    charge = rate_query(
-        PlanTerms.from_snapshot(agreement.plan),
-        public_interest=Purpose(agreement.purpose).is_public_interest,
-        accepted_before=counter.accepted_queries,
-        charged_before=counter.charged_minor,
-        bytes_scanned=result.measurements.bytes_scanned,
-        per_gb_carry=Decimal(counter.per_gb_carry or "0"),
-        privacy_epsilon=Decimal(str(privacy["cost"]["epsilon"])) if cost else Decimal(0),
+    charge = attempts.rate_and_count(
+        agreement,
+        counter,
+        result.measurements,
+        privacy_epsilon=dp.decimal_of(privacy["cost"]["epsilon"]) if cost.rho else Decimal(0),
     )
-    counter.per_gb_carry = str(charge.per_gb_carry)
-    counter.accepted_queries += 1
-    counter.charged_minor += charge.amount_minor
-    counter.rows_scanned += result.measurements.rows_scanned
-    counter.bytes_scanned += result.measurements.bytes_scanned
     body = {
         "query_id": record_id,
         "columns": result.columns,
         "rows": result.rows,
         "noise": True,
         "privacy": privacy,
-        "usage": {**result.measurements.buyer_dict(), "privacy_rho": cost / dp.NANO},
+        "usage": {
+            **result.measurements.buyer_dict(),
+            "privacy_rho": cost.rho / dp.NANO,
+            "privacy_delta": float(Decimal(cost.delta) / ATTO),
+        },
         "charge": {
             "amount_minor": charge.amount_minor,
             "currency": charge.currency,
@@ -370,5 +438,6 @@ def _record(
         charge_type=charge.charge_type,
         amount_minor=charge.amount_minor,
         result=result,
-        privacy_rho_nano=cost,
+        privacy_rho_nano=cost.rho,
+        privacy_delta_atto=cost.delta,
     )

@@ -213,6 +213,7 @@ def daily_summary(session: Session, where: UsageFilter) -> Sequence[Any]:
             func.sum(UsageRecord.bytes_scanned).label("bytes_scanned"),
             func.sum(UsageRecord.amount_minor).label("amount_minor"),
             func.sum(UsageRecord.privacy_rho_nano).label("privacy_rho_nano"),
+            func.sum(UsageRecord.privacy_delta_atto).label("privacy_delta_atto"),
         )
         .where(*where.conditions())
         .group_by(day, UsageRecord.product_id, UsageRecord.charge_type, UsageRecord.currency)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
+from decimal import Decimal
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 
 from metering.models import Purpose
 from sandbox.structured import StructuredQuery, compile_query
@@ -122,11 +123,15 @@ class QueryIn(BaseModel):
     agreement: str | None = Field(
         default=None, max_length=32, description="Which of your agreements on the product to use; default the newest."
     )
-    epsilon: float | None = Field(
-        default=None,
-        gt=0,
-        le=10,
-        description="DP products: the privacy budget (epsilon) this query spends, within the plan's limits.",
+    epsilon: Annotated[Decimal, WithJsonSchema({"type": "number", "exclusiveMinimum": 0, "maximum": 10})] | None = (
+        Field(
+            default=None,
+            gt=0,
+            le=10,
+            allow_inf_nan=False,
+            description="DP products: the privacy budget (epsilon) this query spends, within the plan's limits "
+            "(read as an exact decimal).",
+        )
     )
     dry_run: bool = Field(
         default=False, description="DP products: return the cost and the 95% error bounds without running or spending."
@@ -215,6 +220,9 @@ class UsageOut(BaseModel):
     amount_minor: int = Field(description="Minor units of `currency`.")
     currency: str
     privacy_rho_nano: int = Field(default=0, description="DP mode: privacy budget spent, rho-zCDP in units of 1e-9.")
+    privacy_delta_atto: int = Field(
+        default=0, description="DP mode: selection delta a noisy-threshold query spent, in units of 1e-18."
+    )
     created_at: datetime
     finished_at: datetime | None
 
@@ -229,6 +237,7 @@ class DailyUsageOut(BaseModel):
     bytes_scanned: int
     amount_minor: int
     privacy_rho_nano: int = Field(default=0, description="DP mode: privacy budget spent that day (rho, 1e-9 units).")
+    privacy_delta_atto: int = Field(default=0, description="DP mode: selection delta spent that day (1e-18 units).")
 
 
 class FlagIn(BaseModel):

@@ -25,7 +25,6 @@ from metering.models import (
     RequestStatus,
     UsageRecord,
 )
-from metering.pricing import PlanTerms, rate_query
 from products import service as products
 from products.governance import authorisations
 from products.models import PlanKind, PricePlan, Product, ProductStatus, ProductVersion
@@ -373,7 +372,7 @@ def run_metered_query(
     sql: str,
     idempotency_key: str | None,
     agreement_id: str | None = None,
-    epsilon: float | None = None,
+    epsilon: Decimal | float | None = None,
     dry_run: bool = False,
 ) -> QueryOutcome:
     """Run a buyer's query under its agreement and record exactly one usage record for the attempt.
@@ -476,19 +475,7 @@ def _record(session: Session, attempt: attempts.Attempt, result: QueryResult) ->
     over = attempts.quota_refusal(agreement, counter, result.measurements)
     if over is not None:
         return attempts.refuse(session, attempt, over, result=result, head=locked)
-    charge = rate_query(
-        PlanTerms.from_snapshot(agreement.plan),
-        public_interest=Purpose(agreement.purpose).is_public_interest,
-        accepted_before=counter.accepted_queries,
-        charged_before=counter.charged_minor,
-        bytes_scanned=result.measurements.bytes_scanned,
-        per_gb_carry=Decimal(counter.per_gb_carry or "0"),
-    )
-    counter.per_gb_carry = str(charge.per_gb_carry)
-    counter.accepted_queries += 1
-    counter.charged_minor += charge.amount_minor
-    counter.rows_scanned += result.measurements.rows_scanned
-    counter.bytes_scanned += result.measurements.bytes_scanned
+    charge = attempts.rate_and_count(agreement, counter, result.measurements)
     record_id = new_id("qry")
     body = {
         "query_id": record_id,

@@ -40,6 +40,7 @@ CSV_COLUMNS = (
     "cpu_ms",
     "result_rows",
     "privacy_rho_nano",
+    "privacy_delta_atto",
     "error_code",
     "sql",
 )
@@ -125,6 +126,7 @@ def daily_summary(session: Session, where: UsageFilter) -> list[DailyUsageOut]:
             bytes_scanned=int(row.bytes_scanned or 0),
             amount_minor=int(row.amount_minor or 0),
             privacy_rho_nano=int(row.privacy_rho_nano or 0),
+            privacy_delta_atto=int(row.privacy_delta_atto or 0),
         )
         for row in rows
     ]

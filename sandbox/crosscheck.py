@@ -69,6 +69,22 @@ def _serialize(sql: str) -> dict[str, Any]:
     return _node(row[0] if row else None)
 
 
+def _read(raw_sql: str, statements: list[str]) -> tuple[Any, ...]:
+    """The buyer's raw text must be exactly one SELECT to DuckDB; then DuckDB's parse trees (JSON) of
+    `statements`, all in one call (this is on every query's path)."""
+    with _lock:
+        connection = _connection()
+        try:
+            raw = connection.extract_statements(raw_sql)
+        except duckdb.Error as error:
+            raise _mismatch("DuckDB cannot parse the query") from error
+        calls = ", ".join(["json_serialize_sql(?)"] * len(statements))
+        row = connection.execute(f"SELECT {calls}", statements).fetchone()
+    if len(raw) != 1 or raw[0].type != duckdb.StatementType.SELECT or row is None:
+        raise _mismatch("DuckDB does not read the query as exactly one SELECT")
+    return tuple(row)
+
+
 def confirm(
     raw_sql: str,
     template: str,
@@ -86,23 +102,7 @@ def confirm(
     The buyer's raw text must be exactly one SELECT to DuckDB too; the stage-1 template and the
     stage-2 statement are walked as check_groups and check_output do.
     """
-    with _lock:
-        connection = _connection()
-        try:
-            statements = connection.extract_statements(raw_sql)
-        except duckdb.Error as error:
-            raise _mismatch("DuckDB cannot parse the query") from error
-        if constants:
-            row = connection.execute(
-                "SELECT json_serialize_sql(?), json_serialize_sql(?), json_serialize_sql(?)",
-                [template, output_sql, constants],
-            ).fetchone()
-        else:
-            row = connection.execute(
-                "SELECT json_serialize_sql(?), json_serialize_sql(?)", [template, output_sql]
-            ).fetchone()
-    if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT or row is None:
-        raise _mismatch("DuckDB does not read the query as exactly one SELECT")
+    row = _read(raw_sql, [template, output_sql, *([constants] if constants else [])])
     _check_groups_node(_node(row[0]), policy, aliases, threshold=threshold, restrict=restrict)
     _check_output_node(_node(row[1]), policy, groups_table)
     if constants:
@@ -207,33 +207,38 @@ class _TreeCheck:
             return
         raise _mismatch(f"column {names[1]} ({role}) in {ctx.value}")
 
-    def clamped_measure(self, node: dict[str, Any]) -> None:
-        """A measure inside sum/avg/variance, exactly as sandbox.algebra.clamp writes it.
-
-        A measure column is accepted in an aggregate argument only in this form (sandbox.algebra), so
-        every value an aggregate sees is a clamped DOUBLE, whatever the column's type.
-        """
+    def clamp(self, node: dict[str, Any], what: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """`CASE WHEN <tested> IS NULL THEN NULL ELSE least(greatest(<value>, low), high) END` with constant
+        bounds: (what the CASE tests, the value it clamps); the caller checks that they match."""
         checks = node.get("case_checks") or []
         if len(checks) != 1:
-            raise _mismatch("a CASE inside an aggregate")
+            raise _mismatch(f"a CASE {what}")
         when, then = checks[0].get("when_expr") or {}, checks[0].get("then_expr") or {}
         if (
             when.get("type") != "OPERATOR_IS_NULL"
             or then.get("class") != "CONSTANT"
             or (then.get("literal") or {}).get("kind") != "NULL_LITERAL"
         ):
-            raise _mismatch("a CASE inside an aggregate")
+            raise _mismatch(f"a CASE {what}")
         greatest, high = _only_function(node.get("else_expr") or {}, "least")
         value, low = _only_function(greatest, "greatest")
-        tested = _children(when)
-        if len(tested) != 1 or tested[0].get("class") != "COLUMN_REF":
-            raise _mismatch("a CASE inside an aggregate that tests something else")
-        if [str(n) for n in tested[0].get("column_names", [])] != _measure_names(value):
-            raise _mismatch("a CASE inside an aggregate that tests something else")
         for bound in (low, high):
             if _mentions_columns(bound):
                 raise _mismatch("a clamp bound that is not a constant")
             self.expression(bound, Ctx.AGGREGATE_ARGUMENT)
+        return _children(when), value
+
+    def clamped_measure(self, node: dict[str, Any]) -> None:
+        """A measure inside sum/avg/variance, exactly as sandbox.algebra.clamp writes it.
+
+        A measure column is accepted in an aggregate argument only in this form (sandbox.algebra), so
+        every value an aggregate sees is a clamped DOUBLE, whatever the column's type.
+        """
+        tested, value = self.clamp(node, "inside an aggregate")
+        if len(tested) != 1 or tested[0].get("class") != "COLUMN_REF":
+            raise _mismatch("a CASE inside an aggregate that tests something else")
+        if [str(n) for n in tested[0].get("column_names", [])] != _measure_names(value):
+            raise _mismatch("a CASE inside an aggregate that tests something else")
         if self.role(_measure_names(value)) != "measure":
             raise _mismatch("something other than a measure clamped inside an aggregate")
 
@@ -453,3 +458,141 @@ def _check_constants_node(node: dict[str, Any], policy: ProtectionPolicy) -> Non
     check = _TreeCheck(policy, {})
     for item in node.get("select_list") or []:
         check.expression(item, Ctx.ROW)
+
+
+# -- DP mode (sandbox.dp) -----------------------------------------------------------------------------
+
+_DP_WRAPPER_FUNCTIONS = frozenset({"count_star", "count", "sum", "least", "greatest", "hash", "+", "-", "*", "/"})
+"""What the levels above the bounded rows may call: the per-unit and per-group statistics and their caps."""
+_DP_WRAPPER_CLASSES = frozenset({"COLUMN_REF", "CONSTANT", "FUNCTION", "OPERATOR", "CASE", "COMPARISON", "WINDOW"})
+_DP_LEVELS = 5
+"""The statistics, the group cap (two levels), the per-unit aggregation, the bounded rows."""
+
+
+def _dp_wrapper(node: dict[str, Any]) -> None:
+    """An expression above the bounded rows: only reserved names of the levels below, and only the
+    statistics' functions. Nothing there may read a column of the product's tables."""
+    kind = node.get("class")
+    if kind not in _DP_WRAPPER_CLASSES:
+        raise _mismatch(f"expression {kind} above the bounded rows")
+    if kind == "COLUMN_REF":
+        names = [str(n) for n in node.get("column_names", [])]
+        if len(names) != 1 or not names[0].startswith(rules.RESERVED_PREFIX):
+            raise _mismatch(f"column {'.'.join(names)} above the bounded rows")
+        return
+    if kind == "FUNCTION":
+        name = str(node.get("function_name", "")).lower()
+        if name not in _DP_WRAPPER_FUNCTIONS:
+            raise _mismatch(f"function {name} above the bounded rows")
+        if node.get("schema") or node.get("catalog") or node.get("filter") or node.get("export_state"):
+            raise _mismatch(f"qualified or filtered function {name}")
+        if (node.get("order_bys") or {}).get("orders"):
+            raise _mismatch(f"ORDER BY inside {name}")
+        if node.get("distinct") and name != "count":
+            raise _mismatch(f"DISTINCT inside {name}")
+    elif kind == "OPERATOR" and node.get("type") != "OPERATOR_COALESCE":
+        raise _mismatch(f"operator {node.get('type')} above the bounded rows")
+    elif kind == "WINDOW" and (
+        node.get("function_name") != "row_number" or node.get("filter_expr") or node.get("schema")
+    ):
+        raise _mismatch(f"window {node.get('function_name')} above the bounded rows")
+    for child in _children(node):
+        _dp_wrapper(child)
+
+
+def _dp_star(item: dict[str, Any]) -> bool:
+    """`*` over the level below, and nothing more (no EXCLUDE, REPLACE, COLUMNS or a named relation)."""
+    if item.get("class") != "STAR":
+        return False
+    extras = ("relation_name", "exclude_list", "replace_list", "columns", "expr", "qualified_exclude_list")
+    if any(item.get(key) for key in extras) or item.get("rename_list"):
+        raise _mismatch("a * with modifiers above the bounded rows")
+    return True
+
+
+def _dp_value(check: _TreeCheck, node: dict[str, Any]) -> None:
+    """A bounded row's aggregate argument: a clamped measure, or a clamped multi-affine expression of
+    clamped measures (`CASE WHEN x IS NULL THEN NULL ELSE least(greatest(x, low), high) END`)."""
+    if node.get("class") != "CASE":
+        raise _mismatch("a DP value that is not clamped")
+    try:
+        check.clamped_measure(node)
+        return
+    except QueryRefused:
+        pass
+    tested, value = check.clamp(node, "that is not a clamped DP value")
+    if len(tested) != 1 or _strip_locations(tested[0]) != _strip_locations(value):
+        raise _mismatch("a DP value that clamps something other than what it tests")
+    check.expression(value, Ctx.AGGREGATE_ARGUMENT)
+
+
+def _strip_locations(node: Any) -> Any:
+    """A parse tree without its text positions, to compare two expressions written the same."""
+    if isinstance(node, dict):
+        return {k: _strip_locations(v) for k, v in node.items() if k not in ("query_location", "query_location_length")}
+    if isinstance(node, list):
+        return [_strip_locations(v) for v in node]
+    return node
+
+
+def _check_dp_rows(node: dict[str, Any], policy: ProtectionPolicy, aliases: dict[str, str]) -> None:
+    """The bounded rows: one table; the unit, dimension keys and clamped values; WHERE on dimensions."""
+    if node.get("group_expressions") or node.get("group_sets"):
+        raise _mismatch("the bounded rows are grouped")
+    check = _TreeCheck(policy, aliases)
+    check.from_table(node["from_table"])
+    if node["from_table"].get("type") != "BASE_TABLE":
+        raise _mismatch("the bounded rows read more than one table")
+    units = 0
+    for item in node.get("select_list") or []:
+        alias = str(item.get("alias") or "")
+        if alias == "__unit":
+            if item.get("class") != "COLUMN_REF":
+                raise _mismatch("the privacy unit is an expression")
+            if check.role([str(n) for n in item.get("column_names", [])]) != "privacy_unit":
+                raise _mismatch("__unit is not the privacy unit")
+            units += 1
+        elif alias.startswith("__g"):
+            check.expression(item, Ctx.ROW)
+        elif alias.startswith("__v"):
+            _dp_value(check, item)
+        else:
+            raise _mismatch(f"a bounded-row column {alias or '(unnamed)'}")
+    if units != 1:
+        raise _mismatch("the bounded rows do not name one privacy unit")
+    if node.get("where_clause"):
+        check.expression(node["where_clause"], Ctx.ROW)
+
+
+def _check_dp_node(node: dict[str, Any], policy: ProtectionPolicy, aliases: dict[str, str]) -> None:
+    for _ in range(_DP_LEVELS):
+        _plain_select(node)
+        if node.get("modifiers") or node.get("having"):
+            raise _mismatch("ORDER BY, LIMIT or HAVING in the DP statement")
+        source = node.get("from_table") or {}
+        if source.get("type") == "BASE_TABLE":
+            _check_dp_rows(node, policy, aliases)
+            return
+        if source.get("type") != "SUBQUERY" or source.get("sample") or source.get("column_name_alias"):
+            raise _mismatch(f"FROM {source.get('type')} above the bounded rows")
+        for item in node.get("select_list") or []:
+            if not _dp_star(item):
+                _dp_wrapper(item)
+        for grouped in node.get("group_expressions") or []:
+            _dp_wrapper(grouped)
+        if node.get("where_clause"):
+            _dp_wrapper(node["where_clause"])
+        node = source["subquery"]["node"]
+    raise _mismatch("the DP statement is nested deeper than its plan")
+
+
+def confirm_dp(
+    raw_sql: str, statement: str, policy: ProtectionPolicy, aliases: dict[str, str], constants: str | None = None
+) -> None:
+    """DuckDB's reading of a DP query (sandbox.dp): the buyer's text is one SELECT, and the statement
+    that computes the bounded statistics reads only what the plan says (the same allowlists as
+    threshold mode for every expression over the product's columns)."""
+    row = _read(raw_sql, [statement, *([constants] if constants else [])])
+    _check_dp_node(_node(row[0]), policy, aliases)
+    if constants:
+        _check_constants_node(_node(row[1]), policy)

@@ -23,6 +23,7 @@ noisy values. See docs/privacy.md.
 
 from __future__ import annotations
 
+import decimal
 import functools
 import hashlib
 import itertools
@@ -30,12 +31,14 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from statistics import NormalDist
 from typing import Any
 
 from sqlglot import exp
 
 from market.i18n import Msg
+from sandbox import cache, crosscheck
 from sandbox.algebra import Argument, Interval, clamp, double
 from sandbox.errors import QueryRefused
 from sandbox.policy import MAX_PUBLIC_KEYS, DifferentialPrivacy, MeasureBounds, ProtectionPolicy
@@ -47,29 +50,44 @@ Z95 = NormalDist().inv_cdf(0.975)
 """A Gaussian noise value lies within Z95 standard deviations with 95% probability."""
 NANO = 10**9
 """The accountant keeps rho in integer nano-units, exact on both databases."""
-SELECTION_DELTA_SHARE = 0.1
+SELECTION_DELTA_SHARE = Decimal("0.1")
 """Share of a query's delta spent on releasing groups through the noisy threshold tau."""
 
 
 # -- accounting units -------------------------------------------------------------------------------
 
 
-def epsilon_of(rho: float, delta: float) -> float:
+_CONTEXT = decimal.Context(prec=40, rounding=decimal.ROUND_HALF_EVEN)
+"""The accountant's arithmetic: 40 significant digits, far beyond the nano-rho it keeps."""
+
+
+def decimal_of(value: Decimal | float | int | str) -> Decimal:
+    """A number as the accountant's Decimal; a float goes through its shortest repr (0.1 -> 0.1 exactly)."""
+    return value if isinstance(value, Decimal) else Decimal(str(value))
+
+
+def epsilon_of(rho: Decimal | float, delta: Decimal | float) -> Decimal:
     """The epsilon of rho-zCDP at `delta` (Bun and Steinke 2016, Prop. 1.3): rho + 2 sqrt(rho ln(1/delta))."""
-    if rho <= 0:
-        return 0.0
-    return rho + 2 * math.sqrt(rho * math.log(1 / delta))
+    r, d = decimal_of(rho), decimal_of(delta)
+    if r <= 0:
+        return Decimal(0)
+    c = _CONTEXT
+    return c.add(r, c.multiply(2, c.sqrt(c.multiply(r, c.ln(c.divide(1, d))))))
 
 
-def rho_of(epsilon: float, delta: float) -> float:
+def rho_of(epsilon: Decimal | float, delta: Decimal | float) -> Decimal:
     """The largest rho whose epsilon at `delta` is `epsilon` (the inverse of epsilon_of)."""
-    log = math.log(1 / delta)
-    return (math.sqrt(epsilon + log) - math.sqrt(log)) ** 2
+    c = _CONTEXT
+    log = c.ln(c.divide(1, decimal_of(delta)))
+    root = c.subtract(c.sqrt(c.add(decimal_of(epsilon), log)), c.sqrt(log))
+    return c.multiply(root, root)
 
 
-def rho_nano(rho: float) -> int:
-    """rho in nano-units, rounded up: the accountant never under-counts a cost."""
-    return math.ceil(rho * NANO - 1e-6)
+def rho_nano(rho: Decimal | float) -> int:
+    """rho in nano-units, rounded up: the accountant never under-counts a cost (a float rho from OpenDP
+    is read through its repr; 1e-6 of a nano-unit is forgiven to its last-digit noise)."""
+    exact = _CONTEXT.subtract(_CONTEXT.multiply(decimal_of(rho), NANO), Decimal("1e-6"))
+    return int(exact.to_integral_value(rounding=decimal.ROUND_CEILING))
 
 
 # -- the plan ---------------------------------------------------------------------------------------
@@ -386,20 +404,36 @@ class _Planner:
 
 
 def _decimal(value: float) -> Any:
-    from decimal import Decimal
-
     return Decimal(repr(value))
 
 
 def plan(sql: str, policy: ProtectionPolicy, seed: str) -> DPPlan:
-    """Check `sql` with the validator, then plan it in DP mode; raises QueryRefused."""
+    """Check `sql` with the validator, plan it in DP mode and have DuckDB confirm it; raises QueryRefused.
+
+    Accepted plans are cached per process on (policy, seed, SQL text), as threshold mode's are: the
+    plan depends on nothing else, and the cross-check costs DuckDB a parse of every level."""
     if not policy.is_dp:
         raise ValueError("not a DP policy")
+    key = ("dp", policy.model_dump_json(), seed, sql)
+    found: DPPlan | None = cache.plans.get(key)
+    if found is not None:
+        return found
+    planned = _plan(sql, policy, seed)
+    cache.plans.put(key, planned, len(planned.sql) + len(sql) + 1024)
+    return planned
+
+
+def _plan(sql: str, policy: ProtectionPolicy, seed: str) -> DPPlan:
     checked = check(sql, policy)
     try:
-        return _Planner(checked, policy, seed).plan()
+        planned = _Planner(checked, policy, seed).plan()
+        # The second validator, as in threshold mode: DuckDB's own parser reads what will run.
+        crosscheck.confirm_dp(
+            sql, planned.sql, policy, {ref.alias: ref.table for ref in checked.refs}, planned.constants_sql
+        )
     except RecursionError as error:  # pragma: no cover - the validator bounds nesting
         raise QueryRefused("sql_too_complex", depth="too many", limit=0) from error
+    return planned
 
 
 # -- noise --------------------------------------------------------------------------------------------
@@ -409,13 +443,14 @@ def plan(sql: str, policy: ProtectionPolicy, seed: str) -> DPPlan:
 class Calibration:
     """The noise of each statistic for a chosen rho: scale, sensitivity, cost (from OpenDP) and tau."""
 
-    rho: float
+    rho: Decimal
     """Total rho the query spends, as OpenDP's Gaussian mechanisms map it."""
     scales: dict[str, float]
     sensitivities: dict[str, float]
     tau: float | None
-    selection_delta: float
-    epsilon: float
+    selection_delta: Decimal
+    """The delta the noisy threshold spends on releasing groups (0 with public keys)."""
+    epsilon: Decimal
     delta: float
 
 
@@ -434,30 +469,33 @@ def _measurement(scale: float) -> Any:
     return dp.m.make_gaussian(*space, scale=scale)
 
 
-def calibrate(plan: DPPlan, params: DifferentialPrivacy, epsilon: float) -> Calibration:
-    """Split the rho that `epsilon` stands for (at the policy's delta) evenly over the statistics."""
+def calibrate(plan: DPPlan, params: DifferentialPrivacy, epsilon: Decimal | float) -> Calibration:
+    """Split the rho that `epsilon` stands for (at the policy's delta) evenly over the statistics.
+
+    The accounting (rho, epsilon, delta) is Decimal; only the noise scales handed to OpenDP are floats."""
     target = rho_of(epsilon, params.delta)
-    share = target / len(plan.statistics)
+    share = float(target / len(plan.statistics))
     root = math.sqrt(plan.groups_per_unit)
     scales: dict[str, float] = {}
     sensitivities: dict[str, float] = {}
-    spent = 0.0
+    spent = Decimal(0)
     for statistic in plan.statistics:
         sensitivity = root * statistic.per_group
         scale = sensitivity / math.sqrt(2 * share) * (1 + 1e-9) if sensitivity > 0 else 0.0
         if scale > 0:
-            spent += float(_measurement(scale).map(sensitivity))
+            spent += decimal_of(float(_measurement(scale).map(sensitivity)))
         scales[statistic.name] = scale
         sensitivities[statistic.name] = sensitivity
     tau: float | None = None
-    selection_delta = 0.0
+    delta = decimal_of(params.delta)
+    selection_delta = Decimal(0)
     if plan.key_sets is None and plan.key_count > 0:
         # A group only one unit makes up has a true unit count of 1; the chance that any of that
         # unit's (at most G) groups passes tau is at most the selection share of delta.
-        selection_delta = params.delta * SELECTION_DELTA_SHARE
-        z = NormalDist().inv_cdf(1 - selection_delta / plan.groups_per_unit)
+        selection_delta = delta * SELECTION_DELTA_SHARE
+        z = NormalDist().inv_cdf(1 - float(selection_delta) / plan.groups_per_unit)
         tau = max(float(plan.min_group_size), 1 + z * scales["units"])
-    conversion_delta = params.delta - selection_delta
+    conversion_delta = delta - selection_delta
     return Calibration(
         rho=spent,
         scales=scales,
@@ -546,7 +584,7 @@ def release(plan: DPPlan, true_rows: Sequence[Sequence[Any]], calibration: Calib
 
 
 def privacy_summary(
-    plan: DPPlan, calibration: Calibration, released: Release | None, *, left_epsilon: float | None
+    plan: DPPlan, calibration: Calibration, released: Release | None, *, left_epsilon: Decimal | None
 ) -> dict[str, Any]:
     """The `privacy` object of an answer (docs/api.md): mechanism, cost, budget left, 95% error bounds."""
     bounds = error_bounds(plan, calibration)
@@ -555,11 +593,12 @@ def privacy_summary(
     return {
         "mechanism": "gaussian (OpenDP make_gaussian), rho-zCDP; contributions bounded per unit",
         "cost": {
-            "epsilon": round(calibration.epsilon, 6),
+            "epsilon": round(float(calibration.epsilon), 6),
             "delta": calibration.delta,
-            "rho": round(calibration.rho, 9),
+            "rho": round(float(calibration.rho), 9),
+            "selection_delta": float(calibration.selection_delta),
         },
-        "budget_left": None if left_epsilon is None else {"epsilon": round(left_epsilon, 6)},
+        "budget_left": None if left_epsilon is None else {"epsilon": round(float(left_epsilon), 6)},
         "error_bound_95": {name: (None if value is None else round(value, 6)) for name, value in bounds.items()},
         "groups": "public keys" if plan.key_sets is not None or plan.key_count == 0 else "noisy threshold",
         "tau": None if calibration.tau is None else round(calibration.tau, 3),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from decimal import Decimal
 from enum import StrEnum
 from typing import Literal
 
@@ -128,6 +129,20 @@ class DifferentialPrivacy(BaseModel):
     version_epsilon_cap: float = Field(
         default=50.0, gt=0, le=1_000, description="Cap across all agreements on this version (the regulator's)."
     )
+    agreement_delta: float | None = Field(
+        default=None,
+        gt=0,
+        le=1e-2,
+        description="Each agreement's lifetime delta: `delta` (the epsilon budget's) plus 0.1 * delta for every "
+        "query whose groups pass a noisy threshold (public keys spend none). Default 10 * delta.",
+    )
+    version_delta_cap: float | None = Field(
+        default=None,
+        gt=0,
+        le=1e-1,
+        description="Cap on delta across all agreements on this version (the regulator's). Default: the "
+        "agreement's delta times version_epsilon_cap / agreement_epsilon.",
+    )
     query_epsilon: float = Field(default=1.0, gt=0, le=10, description="What a query spends unless the buyer says.")
     min_query_epsilon: float = Field(default=0.05, gt=0, le=10, description="Least a buyer may choose per query.")
     max_query_epsilon: float = Field(default=2.0, gt=0, le=10, description="Most a buyer may choose per query.")
@@ -140,10 +155,29 @@ class DifferentialPrivacy(BaseModel):
             raise ValueError("max_query_epsilon cannot exceed agreement_epsilon")
         if self.agreement_epsilon > self.version_epsilon_cap:
             raise ValueError("agreement_epsilon cannot exceed version_epsilon_cap")
+        if self.agreement_delta is not None and self.agreement_delta < self.delta:
+            raise ValueError("agreement_delta cannot be less than delta")
+        if self.version_delta_cap is not None and self.version_delta_total < self.agreement_delta_total:
+            raise ValueError("version_delta_cap cannot be less than agreement_delta")
         for dimension, values in self.public_keys.items():
             if not values or len(values) > MAX_PUBLIC_KEYS or len(set(values)) != len(values):
                 raise ValueError(f"public_keys.{dimension} needs 1 to {MAX_PUBLIC_KEYS} distinct values")
         return self
+
+    @property
+    def agreement_delta_total(self) -> Decimal:
+        """An agreement's lifetime delta, `agreement_delta` or its default (10 * delta), exactly."""
+        if self.agreement_delta is not None:
+            return Decimal(str(self.agreement_delta))
+        return 10 * Decimal(str(self.delta))
+
+    @property
+    def version_delta_total(self) -> Decimal:
+        """The version's delta cap across agreements, `version_delta_cap` or its default, exactly."""
+        if self.version_delta_cap is not None:
+            return Decimal(str(self.version_delta_cap))
+        ratio = Decimal(str(self.version_epsilon_cap)) / Decimal(str(self.agreement_epsilon))
+        return self.agreement_delta_total * ratio
 
 
 class ProtectionPolicy(BaseModel):

@@ -138,6 +138,7 @@ FEE_CAP: dict[str, Any] = {
     "max_per_query_minor": 100_000,
     "max_per_gb_minor": "1000000",
     "max_monthly_fee_minor": 100_000_000,
+    "max_per_tenth_epsilon_minor": 100_000,
 }
 """Generous caps, so that tests about other things never hit them; fee-cap tests set their own."""
 
@@ -221,11 +222,13 @@ def listed_product(
     *,
     tables: dict[str, bytes] | None = None,
     policy: dict[str, Any] | None = None,
+    cap: dict[str, Any] | None = None,
 ) -> Listed:
-    """A product created, uploaded, submitted and approved over HTTP, by an operator authorised for it."""
+    """A product created, uploaded, submitted and approved over HTTP, by an operator authorised for it
+    (under FEE_CAP, or with `cap`'s fields in its place)."""
     operator = market.actor(Role.OPERATOR)
     regulator = market.actor(Role.REGULATOR)
-    assert authorise(market, operator, regulator=regulator).status_code == 201
+    assert authorise(market, operator, regulator=regulator, **(cap or {})).status_code == 201
     assert create_product(market, operator, slug, plans).status_code == 201
     uploaded = upload_version(market, operator, slug, tables=tables, policy=policy)
     assert uploaded.status_code == 201, uploaded.text

@@ -46,11 +46,14 @@ def set_standard(session: Session, actor: Principal, slug: str, data: FeeStandar
         "per_gb_minor": Decimal(data.max_per_gb_minor),
         "monthly_fee_minor": Decimal(data.max_monthly_fee_minor),
     }
+    if data.max_per_tenth_epsilon_minor is not None:
+        wanted["per_tenth_epsilon_minor"] = Decimal(data.max_per_tenth_epsilon_minor)
     for field, amount in wanted.items():
         if amount > cap[field]:
             raise Unprocessable("fee_standard_above_cap", field=field, amount=amount, cap=cap[field], zone=product.zone)
+    held = {**cap, **wanted}  # a standard without a privacy fee leaves the zone's cap to limit it
     for plan in _active_plans(session, product):
-        excess = authorisations.over_cap(plan, wanted)
+        excess = authorisations.over_cap(plan, held)
         if excess is not None:
             raise Unprocessable(
                 "plan_above_fee_standard", plan=plan.code, field=excess[0], amount=excess[1], standard=excess[2]
@@ -89,6 +92,7 @@ def describe(session: Session, product: Product) -> dict[str, Any]:
                 "per_query_minor": plan.per_query_minor,
                 "per_gb_minor": str(plan.per_gb_minor),
                 "monthly_fee_minor": plan.monthly_fee_minor,
+                **({"per_tenth_epsilon_minor": plan.per_tenth_epsilon_minor} if plan.per_tenth_epsilon_minor else {}),
                 "tiers": plan.tiers or [],
             }
             for plan in _active_plans(session, product)
@@ -103,6 +107,7 @@ def present(session: Session, product: Product, standard: FeeStandard) -> FeeSta
         max_per_query_minor=standard.max_per_query_minor,
         max_per_gb_minor=standard.max_per_gb_minor,
         max_monthly_fee_minor=standard.max_monthly_fee_minor,
+        max_per_tenth_epsilon_minor=standard.max_per_tenth_epsilon_minor,
         zone_cap={k: str(v) for k, v in cap.items()},
         set_at=standard.set_at,
     )

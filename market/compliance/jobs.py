@@ -13,6 +13,8 @@ changes from, and every notification carries a dedupe key, unique per user.
   again once overdue;
 - registrations whose notice ended with no open objection are confirmed;
 - allowed revenue: warnings at 80% and 100%; ended years closed with their carry-forward;
+- privacy budgets (DP mode) at 80% and 100% notify the buyer, and a version's cap across agreements
+  the regulators and the operator, once per threshold (market/compliance/privacy_budgets.py);
 - pending e-mails are sent (market/notifications/delivery.py).
 """
 
@@ -30,7 +32,7 @@ from billing.models import Invoice, InvoiceStatus
 from market.accounts.models import Role
 from market.accounts.service import Principal
 from market.clock import utcnow
-from market.compliance import allowed_revenue, registration
+from market.compliance import allowed_revenue, privacy_budgets, registration
 from market.db import Database
 from market.notifications import delivery
 from market.notifications import service as notifications
@@ -206,6 +208,7 @@ STEPS: tuple[Callable[[Session, datetime], dict[str, int]], ...] = (
     invoice_notices,
     _confirm_registrations,
     allowed_revenue.watch,
+    privacy_budgets.watch,
 )
 
 

@@ -78,6 +78,8 @@ class FeeStandard(Base):
     """Most per GB scanned, minor units (a Decimal rate)."""
     max_monthly_fee_minor: Mapped[int] = mapped_column(BigInteger)
     """Most as a fixed monthly fee, minor units."""
+    max_per_tenth_epsilon_minor: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    """Most per 0.1 epsilon a DP query spends, minor units; None leaves the zone's cap alone to limit it."""
     set_by: Mapped[str] = mapped_column(ForeignKey("users.id"))
     set_at: Mapped[datetime] = mapped_column(default=utcnow)
 

@@ -9,6 +9,7 @@ agreements table, flags from the audit log.
 from __future__ import annotations
 
 from collections import defaultdict
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import func, select
@@ -17,10 +18,12 @@ from sqlalchemy.orm import Session
 from market.accounts.models import Organisation
 from market.compliance import allowed_revenue, fee_standards
 from market.compliance.models import FeeStandard
+from metering import privacy
 from metering.models import Agreement, AuditFlag, ChargeType, Purpose, UsageRecord
 from products.governance import repository as governance_repo
 from products.governance.models import Authorisation, AuthorisationEvent
 from products.models import Product, ProductEvent, ProductStatus
+from sandbox import dp
 
 PUBLIC = "public_interest"
 PAID = "paid"
@@ -58,6 +61,7 @@ def authorisation_entries(session: Session, grants: list[Authorisation]) -> list
                     "max_per_query_minor": c.max_per_query_minor,
                     "max_per_gb_minor": str(c.max_per_gb_minor),
                     "max_monthly_fee_minor": c.max_monthly_fee_minor,
+                    "max_per_tenth_epsilon_minor": c.max_per_tenth_epsilon_minor,
                 }
                 for c in caps[g.id]
             ],
@@ -125,7 +129,8 @@ def _category(purpose: str) -> str:
 
 def operating_report(session: Session, year: int, operator_org_id: str) -> dict[str, Any]:
     """An operator's operating report: revenue per product against allowed revenue, queries and
-    agreements by purpose (free public-interest against paid), buyers served, audit flags raised and resolved."""
+    agreements by purpose (free public-interest against paid), buyers served, audit flags raised and resolved,
+    and the privacy budget DP queries spent."""
     start, end = allowed_revenue.year_bounds(year)
     own = select(Product.id).where(Product.operator_org_id == operator_org_id)
     slugs = dict(
@@ -208,4 +213,55 @@ def operating_report(session: Session, year: int, operator_org_id: str) -> dict[
             )
             or 0
         ),
+        "privacy_budget_spent": privacy_budget_spent(session, own, slugs, start, end),
     }
+
+
+def privacy_budget_spent(
+    session: Session, own: Any, slugs: dict[str, str], start: Any, end: Any
+) -> dict[str, list[dict[str, Any]]]:
+    """DP mode: the privacy budget the year's queries spent, per product and per agreement, from the usage
+    records (rho in nano-units, summed exactly; epsilon at each agreement's delta, which does not add up
+    across agreements, so products show rho and their agreements' count)."""
+    rows = session.execute(
+        select(
+            UsageRecord.product_id,
+            UsageRecord.agreement_id,
+            func.count(UsageRecord.id),
+            func.sum(UsageRecord.privacy_rho_nano),
+        )
+        .where(
+            UsageRecord.product_id.in_(own),
+            UsageRecord.privacy_rho_nano > 0,
+            UsageRecord.created_at >= start,
+            UsageRecord.created_at < end,
+        )
+        .group_by(UsageRecord.product_id, UsageRecord.agreement_id)
+        .order_by(UsageRecord.product_id, UsageRecord.agreement_id)
+    ).all()
+    agreements = {
+        a.id: a for a in session.scalars(select(Agreement).where(Agreement.id.in_([r[1] for r in rows]))).all()
+    }
+    products: dict[str, dict[str, Any]] = {}
+    per_agreement = []
+    for product_id, agreement_id, count, rho_nano in rows:
+        slug = slugs.get(product_id, product_id)
+        budget = privacy.budget_statement(agreements[agreement_id].policy) if agreement_id in agreements else None
+        delta = budget["delta"] if budget else None
+        per_agreement.append(
+            {
+                "product": slug,
+                "agreement": agreement_id,
+                "queries": int(count),
+                "rho_nano": int(rho_nano),
+                "epsilon": None
+                if delta is None
+                else round(float(dp.epsilon_of(Decimal(int(rho_nano)) / dp.NANO, delta)), 6),
+                "budget_epsilon": budget["epsilon"] if budget else None,
+            }
+        )
+        entry = products.setdefault(slug, {"product": slug, "queries": 0, "rho_nano": 0, "agreements": 0})
+        entry["queries"] += int(count)
+        entry["rho_nano"] += int(rho_nano)
+        entry["agreements"] += 1
+    return {"by_product": list(products.values()), "by_agreement": per_agreement}

@@ -93,16 +93,20 @@ class _Words:
         return "、".join(self.term(context, v) for v in values) if values else self._("any")
 
     def limits(self, limits: dict[str, Any] | None, currency: str | None = None) -> str:
-        """A fee cap or standard as three prices: per query, per GB scanned, a month."""
+        """A fee cap or standard as prices: per query, per GB scanned, a month, and per 0.1 epsilon of a
+        DP query (the privacy fee) when the cap or standard states one."""
         if not limits:
             return self._("none")
-        return "; ".join(
-            (
-                self._("{amount} per query", amount=self.money(limits.get("per_query_minor"), currency)),
-                self._("{amount} per GB", amount=self.money(limits.get("per_gb_minor"), currency)),
-                self._("{amount} a month", amount=self.money(limits.get("monthly_fee_minor"), currency)),
+        prices = [
+            self._("{amount} per query", amount=self.money(limits.get("per_query_minor"), currency)),
+            self._("{amount} per GB", amount=self.money(limits.get("per_gb_minor"), currency)),
+            self._("{amount} a month", amount=self.money(limits.get("monthly_fee_minor"), currency)),
+        ]
+        if limits.get("per_tenth_epsilon_minor") is not None:
+            prices.append(
+                self._("{amount} per 0.1 ε", amount=self.money(limits.get("per_tenth_epsilon_minor"), currency))
             )
-        )
+        return "; ".join(prices)
 
 
 def _authorisations(w: _Words, entries: list[dict[str, Any]]) -> Section:
@@ -115,6 +119,7 @@ def _authorisations(w: _Words, entries: list[dict[str, Any]]) -> Section:
                     "per_query_minor": c["max_per_query_minor"],
                     "per_gb_minor": c["max_per_gb_minor"],
                     "monthly_fee_minor": c["max_monthly_fee_minor"],
+                    "per_tenth_epsilon_minor": c.get("max_per_tenth_epsilon_minor", 0),
                 },
                 a.get("currency"),
             )
@@ -239,6 +244,20 @@ def _operating(w: _Words, content: dict[str, Any]) -> list[Section]:
         [w._("Authorisation events"), w.number(content.get("authorisation_events"))],
     ]
     sections.append(Section(w._("Buyers and supervision"), [w._("Item"), w._("Count")], summary, {1}))
+    spent = (content.get("privacy_budget_spent") or {}).get("by_agreement") or []
+    if spent:
+        rows = [
+            [
+                r["product"],
+                r["agreement"],
+                w.number(r["queries"]),
+                f"{r['rho_nano'] / 1e9:.6f}",
+                "-" if r.get("epsilon") is None else f"{r['epsilon']:.3f} / {r.get('budget_epsilon')}",
+            ]
+            for r in spent
+        ]
+        columns = [w._("Product"), w._("Agreement"), w._("DP queries"), w._("rho spent"), w._("epsilon of budget")]
+        sections.append(Section(w._("Privacy budget spent"), columns, rows, {2, 3, 4}))
     return sections
 
 

@@ -66,6 +66,12 @@ class FeeStandardIn(BaseModel):
     max_per_query_minor: int = Field(ge=0, le=MAX_AMOUNT_MINOR)
     max_per_gb_minor: Decimal = Field(ge=0, max_digits=18, decimal_places=6)
     max_monthly_fee_minor: int = Field(ge=0, le=MAX_AMOUNT_MINOR)
+    max_per_tenth_epsilon_minor: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_AMOUNT_MINOR,
+        description="Most per 0.1 epsilon a DP query spends (the privacy fee); omitted: the zone's cap applies.",
+    )
 
 
 class FeeStandardOut(FeeStandardIn):

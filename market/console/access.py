@@ -58,7 +58,7 @@ def privacy_view(agreement: AgreementOut) -> PrivacyView | None:
         epsilon=float(budget["epsilon"]),
         delta=delta,
         spent=round(float((budget.get("spent") or {}).get("epsilon", 0)), 4),
-        left=round(dp.epsilon_of(max(0.0, float(budget["rho"]) - spent_rho), delta), 4),
+        left=round(float(dp.epsilon_of(max(0.0, float(budget["rho"]) - spent_rho), delta)), 4),
         query_default=float(per_query.get("default", 0)),
         query_min=float(per_query.get("min", 0)),
         query_max=float(per_query.get("max", 0)),

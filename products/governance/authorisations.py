@@ -101,23 +101,32 @@ def _plan_fees(plan: Any) -> dict[str, Decimal]:
         "per_query_minor": max([_fee(plan, "per_query_minor"), *(_fee(t, "per_query_minor") for t in tiers)]),
         "per_gb_minor": max([_fee(plan, "per_gb_minor"), *(_fee(t, "per_gb_minor") for t in tiers)]),
         "monthly_fee_minor": _fee(plan, "monthly_fee_minor"),
+        "per_tenth_epsilon_minor": _fee(plan, "per_tenth_epsilon_minor"),
     }
 
 
 def cap_limits(cap: FeeCap | Any) -> dict[str, Decimal]:
-    """The three limits of a fee cap, or of a product's fee standard (same fields)."""
-    return {
+    """The limits of a fee cap, or of a product's fee standard (same fields).
+
+    The privacy fee (per 0.1 epsilon of a DP query): a zone's cap always has one (0: no privacy fee
+    allowed); a fee standard may leave it unset (None), and then only the zone's cap limits it."""
+    limits = {
         "per_query_minor": Decimal(cap.max_per_query_minor),
         "per_gb_minor": Decimal(cap.max_per_gb_minor),
         "monthly_fee_minor": Decimal(cap.max_monthly_fee_minor),
     }
+    privacy = getattr(cap, "max_per_tenth_epsilon_minor", None)
+    if privacy is not None:
+        limits["per_tenth_epsilon_minor"] = Decimal(privacy)
+    return limits
 
 
 def over_cap(plan: Any, limits: dict[str, Decimal]) -> tuple[str, Decimal, Decimal] | None:
     """The first fee of `plan` above its limit, as (field, amount, limit); None when the plan is within the cap."""
     for field, amount in _plan_fees(plan).items():
-        if amount > limits[field]:
-            return field, amount, limits[field]
+        limit = limits.get(field, Decimal(0))
+        if amount > limit:
+            return field, amount, limit
     return None
 
 
@@ -131,7 +140,7 @@ def product_limits(
     standard = session.get(FeeStandard, product_id) if product_id else None
     if standard is not None:
         own = cap_limits(standard)
-        limits = {field: min(limit, own[field]) for field, limit in limits.items()}
+        limits = {field: min(limit, own.get(field, limit)) for field, limit in limits.items()}
     return limits
 
 

@@ -65,6 +65,8 @@ class FeeCap(Base):
     """Most a plan may charge per GB scanned, minor units (a Decimal, like PricePlan.per_gb_minor)."""
     max_monthly_fee_minor: Mapped[int] = mapped_column(BigInteger)
     """Most a plan may charge as a fixed monthly fee, minor units."""
+    max_per_tenth_epsilon_minor: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    """Most a plan may charge per 0.1 epsilon a DP query spends (the privacy fee), minor units; 0 allows none."""
 
 
 class AuthorisationEvent(Base):

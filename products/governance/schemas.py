@@ -27,6 +27,13 @@ class FeeCapIn(BaseModel):
     max_monthly_fee_minor: int = Field(
         ge=0, le=MAX_AMOUNT_MINOR, description="Most a plan may charge as a monthly fee, minor units."
     )
+    max_per_tenth_epsilon_minor: int = Field(
+        default=0,
+        ge=0,
+        le=MAX_AMOUNT_MINOR,
+        description="Most a plan may charge per 0.1 epsilon a DP query spends (the privacy fee), minor units; "
+        "0 (the default) allows no privacy fee.",
+    )
 
 
 class FeeCapOut(FeeCapIn):

@@ -14,13 +14,40 @@ money = st.integers(min_value=0, max_value=10**9)
 rates = st.decimals(min_value=0, max_value=10**6, places=6, allow_nan=False, allow_infinity=False)
 
 
-@given(per_query=money, per_gb=rates, monthly=money, cap_query=money, cap_gb=rates, cap_monthly=money)
+@given(
+    per_query=money,
+    per_gb=rates,
+    monthly=money,
+    privacy=st.one_of(st.none(), money),
+    cap_query=money,
+    cap_gb=rates,
+    cap_monthly=money,
+    cap_privacy=money,
+)
 def test_a_plan_is_within_the_cap_exactly_when_every_fee_is(
-    per_query: int, per_gb: Decimal, monthly: int, cap_query: int, cap_gb: Decimal, cap_monthly: int
+    per_query: int,
+    per_gb: Decimal,
+    monthly: int,
+    privacy: int | None,
+    cap_query: int,
+    cap_gb: Decimal,
+    cap_monthly: int,
+    cap_privacy: int,
 ) -> None:
-    plan = SimpleNamespace(per_query_minor=per_query, per_gb_minor=per_gb, monthly_fee_minor=monthly, tiers=None)
-    limits = {"per_query_minor": Decimal(cap_query), "per_gb_minor": cap_gb, "monthly_fee_minor": Decimal(cap_monthly)}
-    within = per_query <= cap_query and per_gb <= cap_gb and monthly <= cap_monthly
+    plan = SimpleNamespace(
+        per_query_minor=per_query,
+        per_gb_minor=per_gb,
+        monthly_fee_minor=monthly,
+        per_tenth_epsilon_minor=privacy,
+        tiers=None,
+    )
+    limits = {
+        "per_query_minor": Decimal(cap_query),
+        "per_gb_minor": cap_gb,
+        "monthly_fee_minor": Decimal(cap_monthly),
+        "per_tenth_epsilon_minor": Decimal(cap_privacy),
+    }
+    within = per_query <= cap_query and per_gb <= cap_gb and monthly <= cap_monthly and (privacy or 0) <= cap_privacy
     assert (over_cap(plan, limits) is None) == within
 
 

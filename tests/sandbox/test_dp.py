@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from decimal import Decimal
 
 import duckdb
 import pytest
@@ -33,26 +34,35 @@ def test_calibration_spends_the_chosen_epsilon_and_the_scale_follows_the_declare
     policy = _policy()
     assert policy.dp is not None
     plan = dp.plan("SELECT count(*), sum(amount) FROM people", policy, seed="v1")
-    calibration = dp.calibrate(plan, policy.dp, 1.0)
-    assert calibration.epsilon == pytest.approx(1.0, rel=1e-6)
+    calibration = dp.calibrate(plan, policy.dp, Decimal("1.0"))
+    assert abs(calibration.epsilon - 1) <= Decimal("1e-6")
     # count(*): one unit adds at most max_rows_per_group rows; sum: that many rows of at most 10,000.
     assert calibration.sensitivities == {"rows": 2.0, "sum:__v0": 20_000.0}
     wider = dp.plan("SELECT count(*), sum(amount) FROM people", _policy(max_rows_per_group=4), seed="v1")
     assert dp.calibrate(wider, policy.dp, 1.0).scales["rows"] == pytest.approx(2 * calibration.scales["rows"])
 
 
+epsilons = st.decimals(min_value=Decimal("0.0001"), max_value=Decimal(50), places=6)
+
+
 @settings(max_examples=200, deadline=None)
-@given(st.floats(min_value=1e-4, max_value=50), st.sampled_from([1e-5, 1e-7, 1e-9]))
-def test_epsilon_and_rho_convert_both_ways_and_costs_never_round_down(epsilon: float, delta: float) -> None:
+@given(epsilons, st.sampled_from([1e-5, 1e-7, 1e-9]))
+def test_epsilon_and_rho_convert_both_ways_and_costs_never_round_down(epsilon: Decimal, delta: float) -> None:
+    """The accountant's conversions are Decimal (no float in the budget path): exact both ways to far
+    beyond a nano-rho, and a cost in nano-units is never rounded down."""
     rho = dp.rho_of(epsilon, delta)
-    assert dp.epsilon_of(rho, delta) == pytest.approx(epsilon, rel=1e-9)
-    assert dp.rho_nano(rho) >= rho * dp.NANO - 1e-6
-    assert dp.rho_of(epsilon * 1.01, delta) > rho  # monotone: more epsilon is more rho
+    assert isinstance(rho, Decimal)
+    assert abs(dp.epsilon_of(rho, delta) - epsilon) <= epsilon * Decimal("1e-30")
+    assert dp.rho_nano(rho) >= rho * dp.NANO - Decimal("1e-6")
+    assert dp.rho_of(epsilon * Decimal("1.01"), delta) > rho  # monotone: more epsilon is more rho
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.floats(min_value=0.05, max_value=2.0), min_size=1, max_size=30), st.floats(1.0, 20.0))
-def test_queries_admitted_greedily_never_exceed_the_budget(spends: list[float], budget_epsilon: float) -> None:
+@given(
+    st.lists(st.decimals(min_value=Decimal("0.05"), max_value=Decimal(2), places=4), min_size=1, max_size=30),
+    st.decimals(min_value=Decimal(1), max_value=Decimal(20), places=3),
+)
+def test_queries_admitted_greedily_never_exceed_the_budget(spends: list[Decimal], budget_epsilon: Decimal) -> None:
     """The accountant's rule (reserve when spent + cost <= budget, in integer nano-rho) never overspends,
     and the admitted queries' composed epsilon never exceeds the budget's."""
     budget = dp.rho_nano(dp.rho_of(budget_epsilon, 1e-7))
@@ -62,7 +72,35 @@ def test_queries_admitted_greedily_never_exceed_the_budget(spends: list[float], 
         if spent + cost <= budget:
             spent += cost
     assert spent <= budget
-    assert dp.epsilon_of(spent / dp.NANO, 1e-7) <= budget_epsilon + 1e-6
+    assert dp.epsilon_of(Decimal(spent) / dp.NANO, 1e-7) <= budget_epsilon + Decimal("1e-6")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.sampled_from([1e-5, 1e-7, 3e-8, 1e-9]),
+    st.decimals(min_value=Decimal(1), max_value=Decimal(200), places=2),
+    st.integers(min_value=1, max_value=400),
+)
+def test_selection_delta_admits_whole_selections_and_never_more_than_the_room(
+    delta: float, multiple: Decimal, queries: int
+) -> None:
+    """The accountant's delta rule (reserve when spent + share <= room, in integer atto-units): every
+    admitted selection fits, the total never exceeds the agreement's delta, and no room is lost to rounding
+    (exactly floor((agreement_delta - delta) / (0.1 delta)) selections fit)."""
+    from metering import privacy
+
+    agreement_delta = float(Decimal(str(delta)) * multiple)
+    params = DifferentialPrivacy(delta=delta, agreement_delta=agreement_delta, version_delta_cap=agreement_delta)
+    room, _ = privacy.delta_rooms(params)
+    share = privacy.delta_atto(Decimal(str(delta)) * dp.SELECTION_DELTA_SHARE)
+    spent = admitted = 0
+    for _ in range(queries):
+        if spent + share <= room:
+            spent += share
+            admitted += 1
+    assert Decimal(str(delta)) + Decimal(spent) / privacy.ATTO <= Decimal(str(agreement_delta))
+    stated = Decimal(str(agreement_delta)) - Decimal(str(delta))
+    assert admitted == min(queries, int(stated / (Decimal(str(delta)) * dp.SELECTION_DELTA_SHARE)))
 
 
 def test_contributions_are_bounded_in_sql_deterministically_per_version() -> None:

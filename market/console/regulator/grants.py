@@ -139,6 +139,9 @@ def _grant_in(form: FormData) -> AuthorisationIn:
             max_per_query_minor=whole_minor_units(text.get(f"cap_{zone}_per_query", ""), f"{zone} per query"),
             max_per_gb_minor=minor_units(text.get(f"cap_{zone}_per_gb", ""), f"{zone} per GB", places=6),
             max_monthly_fee_minor=whole_minor_units(text.get(f"cap_{zone}_monthly", ""), f"{zone} monthly fee"),
+            max_per_tenth_epsilon_minor=whole_minor_units(
+                text.get(f"cap_{zone}_per_tenth_epsilon", ""), f"{zone} per 0.1 epsilon"
+            ),
         )
         for zone in zones
     ]

@@ -129,15 +129,19 @@ def set_fee_standard(
     per_query: Annotated[str, Form(max_length=40)] = "",
     per_gb: Annotated[str, Form(max_length=40)] = "",
     monthly: Annotated[str, Form(max_length=40)] = "",
+    per_tenth_epsilon: Annotated[str, Form(max_length=40)] = "",
 ) -> Response:
     """Set the product's upper fee standard (上限收费标准), in yuan, inside the zone's cap."""
     slug = slug[:100]
-    values = {"per_query": per_query, "per_gb": per_gb, "monthly": monthly}
+    values = {"per_query": per_query, "per_gb": per_gb, "monthly": monthly, "per_tenth_epsilon": per_tenth_epsilon}
     try:
         data = FeeStandardIn(
             max_per_query_minor=whole_minor_units(per_query, "per query"),
             max_per_gb_minor=minor_units(per_gb, "per GB", places=6),
             max_monthly_fee_minor=whole_minor_units(monthly, "monthly fee"),
+            max_per_tenth_epsilon_minor=whole_minor_units(per_tenth_epsilon, "per 0.1 epsilon")
+            if per_tenth_epsilon.strip()
+            else None,
         )
         fee_standards.set_standard(console.session, console.user, slug, data)
     except ValidationError as error:
