@@ -20,6 +20,8 @@ from products.pipeline.recipe import TableRecipe, checks, cleaned, hmac_pads, li
 
 MEMORY_LIMIT = "512MB"
 """DuckDB's working memory for processing; larger steps spill to disk."""
+THREADS = 2
+"""DuckDB's threads for processing."""
 
 
 class Progress(Protocol):
@@ -54,7 +56,7 @@ def connect(workdir: Path) -> duckdb.DuckDBPyConnection:
     return duckdb.connect(
         ":memory:",
         config={
-            "threads": 2,
+            "threads": THREADS,
             "memory_limit": MEMORY_LIMIT,
             "temp_directory": str(workdir),
             "preserve_insertion_order": False,
