@@ -18,9 +18,9 @@ from market.errors import Unprocessable
 from products import storage
 from products.pipeline.recipe import TableRecipe, checks, cleaned, hmac_pads, lit, q, transformed
 
-MEMORY_LIMIT = "512MB"
-"""DuckDB's working memory for processing; larger steps spill to disk."""
-THREADS = 2
+MEMORY_LIMIT = os.environ.get("MARKET_BUILD_MEMORY_LIMIT", "512MB")
+"""DuckDB's working memory for processing; larger steps spill to disk (docs/benchmarks.md, build memory)."""
+THREADS = int(os.environ.get("MARKET_BUILD_THREADS", "2"))
 """DuckDB's threads for processing."""
 
 

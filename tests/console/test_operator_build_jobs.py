@@ -4,8 +4,12 @@ lost part, the stored upload; one build per product at a time, and a build whose
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
 from datetime import timedelta
+from pathlib import Path
 
+import httpx
 from fastapi.testclient import TestClient
 
 from market import clock
@@ -16,6 +20,7 @@ from tests.conftest import Market
 from tests.console.helpers import csrf_of, post_form
 from tests.console.test_operator_pages import PHONES, finished_build, operator_client
 from tests.factories import create_product
+from tests.served import served
 
 RECIPE = {
     "table": "contacts",
@@ -150,3 +155,40 @@ def test_one_build_per_product_at_a_time_and_a_dead_build_is_swept(market: Marke
         location = third.headers["location"]  # type: ignore[attr-defined]
         assert location != f"/console/products/phone-book/builds/{running}"
         assert finished_build(client, location) == "/console/products/phone-book/versions/1"
+
+
+def test_a_build_whose_server_is_killed_is_not_left_running_for_ever(market: Market, tmp_path: Path) -> None:
+    """`kill -9` of the API process in the middle of a build: the job stops beating; after the lease it is failed,
+    no version was stored, and the next build goes through."""
+    operator, client = operator_client(market)
+    assert create_product(market, operator, "phone-book").status_code == 201
+    data = (PHONES.split("\n", 1)[0] + "\n").encode() + b"".join(
+        f"P{i:07d},Person {i},138{i:08d},{['north', 'south'][i % 2]},{i % 50}\n".encode() for i in range(300_000)
+    )
+    session, token = start(client, "contacts.csv", len(data))
+    upload = put(client, session, token, data, 0, len(data)).json()["upload"]["id"]  # type: ignore[attr-defined]
+    with served(market, tmp_path) as server:
+        other = httpx.Client(base_url=server.url, cookies=dict(client.cookies), follow_redirects=False, timeout=60)
+        form = {**RECIPE, "upload": upload, "action": "build", "csrf_token": token}
+        started = other.post("/console/products/phone-book/build", data=form, headers={"Accept-Language": "en"})
+        assert started.status_code == 303, started.text
+        job = started.headers["location"]
+        state = other.get(f"{job}/state").json()
+        while state["state"] == "running" and state["stage"] == "queued":
+            state = other.get(f"{job}/state").json()
+        assert state["state"] == "running", "the build ended before the server could be killed"
+        os.kill(server.process.pid, signal.SIGKILL)
+        server.process.wait(timeout=30)
+    assert client.get(f"{job}/state").json()["state"] == "running"  # its lease has not run out yet
+    with clock.travel_to(clock.utcnow() + LEASE + timedelta(seconds=1)):
+        state = client.get(f"{job}/state").json()
+        assert state["state"] == "failed" and state["error"]["code"] == "build_interrupted"
+        assert client.get("/console/products/phone-book/versions/1").status_code == 404
+        again = post_form(
+            client,
+            f"/console/products/phone-book/build?upload={upload}",
+            "/console/products/phone-book/build",
+            {**RECIPE, "upload": upload, "action": "build"},
+        )
+        assert again.status_code == 303  # type: ignore[attr-defined]
+        assert finished_build(client, again.headers["location"]) == "/console/products/phone-book/versions/1"  # type: ignore[attr-defined]
