@@ -286,7 +286,7 @@ def run_once(size_gb: float, console: bool = False) -> dict[str, float]:
         )
         try:
             api = f"http://127.0.0.1:{port}"
-            for _ in range(600):
+            for _ in range(3000):  # a loaded machine may take minutes to import the app
                 try:
                     urllib.request.urlopen(f"{api}/healthz", timeout=1)
                     break
