@@ -57,6 +57,11 @@ class StoredTable:
         }
 
 
+SMALL: dict[str, str | bool | int | float | list[str]] = {"threads": 1, "memory_limit": "256MB"}
+"""DuckDB settings for the small reads around a build (a file's columns, a measure's min and max): without them
+a connection may take 80 % of the machine's memory and every core."""
+
+
 def table_name_from_filename(filename: str) -> str:
     base = Path(filename).name.lower()
     for suffix in CSV_SUFFIXES + PARQUET_SUFFIXES:
@@ -103,7 +108,7 @@ def source_columns(source: Path, kind: str, filename: str) -> list[tuple[str, st
     """The (name, type) columns DuckDB reads from an uploaded file."""
     reader = _reader(source, kind)
     try:
-        with duckdb.connect(":memory:") as connection:
+        with duckdb.connect(":memory:", config=SMALL) as connection:
             rows = connection.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()
     except duckdb.Error as error:
         raise Unprocessable(
@@ -119,7 +124,7 @@ def write_table(source: Path, kind: str, filename: str, columns: list[str], dest
     reader = _reader(source, kind)
     select = ", ".join(_q(c) for c in columns)
     try:
-        with duckdb.connect(":memory:", config={"threads": 2, "memory_limit": "1GB"}) as connection:
+        with duckdb.connect(":memory:", config={"threads": 2, "memory_limit": "256MB"}) as connection:
             connection.execute(
                 f"COPY (SELECT {select} FROM {reader}) TO {_lit(str(partial))} "
                 "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)"
@@ -169,7 +174,7 @@ def check_bounds(table: StoredTable, bounds: Mapping[str, MeasureBounds]) -> Non
     for column, declared in sorted(bounds.items()):
         if not types.get(column, "").startswith(_NUMERIC_TYPES):
             raise Unprocessable("measure_not_numeric", column=column, table=table.name, type=types.get(column, "?"))
-        with duckdb.connect() as connection:
+        with duckdb.connect(config=SMALL) as connection:
             row = connection.execute(
                 f"SELECT min({_q(column)}), max({_q(column)}), "
                 f"count(*) FILTER (WHERE NOT isfinite(CAST({_q(column)} AS DOUBLE))) "
