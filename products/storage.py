@@ -88,11 +88,14 @@ def _lit(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _reader(source: Path, kind: str) -> str:
+def _reader(source: Path, kind: str, whole_file: bool = True) -> str:
+    """A DuckDB table function reading the upload; CSV types are detected from every row, or (not
+    `whole_file`) from DuckDB's sample of the first rows, enough to name the columns and suggest types."""
     if kind == "parquet":
         return f"read_parquet({_lit(str(source))})"
     nulls = ", ".join(_lit(n) for n in NULL_STRINGS)
-    return f"read_csv({_lit(str(source))}, header = true, nullstr = [{nulls}], sample_size = -1)"
+    sample = ", sample_size = -1" if whole_file else ""
+    return f"read_csv({_lit(str(source))}, header = true, nullstr = [{nulls}]{sample})"
 
 
 def error_detail(error: Exception, filename: str, *paths: Path) -> str:
@@ -105,8 +108,11 @@ def error_detail(error: Exception, filename: str, *paths: Path) -> str:
 
 
 def source_columns(source: Path, kind: str, filename: str) -> list[tuple[str, str]]:
-    """The (name, type) columns DuckDB reads from an uploaded file."""
-    reader = _reader(source, kind)
+    """The (name, type) columns DuckDB reads from an uploaded file, types from a sample of its first rows.
+
+    Sniffing a whole CSV (sample_size = -1) held about as much memory as the file (a 1 GB upload took the
+    server to 1.1 GiB for 100 s on every recipe editor page and build): docs/benchmarks.md, build memory."""
+    reader = _reader(source, kind, whole_file=False)
     try:
         with duckdb.connect(":memory:", config=SMALL) as connection:
             rows = connection.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()

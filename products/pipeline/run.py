@@ -18,7 +18,7 @@ from market.errors import Unprocessable
 from products import storage
 from products.pipeline.recipe import TableRecipe, checks, cleaned, hmac_pads, lit, q, transformed
 
-MEMORY_LIMIT = os.environ.get("MARKET_BUILD_MEMORY_LIMIT", "512MB")
+MEMORY_LIMIT = os.environ.get("MARKET_BUILD_MEMORY_LIMIT", "256MB")
 """DuckDB's working memory for processing; larger steps spill to disk (docs/benchmarks.md, build memory)."""
 THREADS = int(os.environ.get("MARKET_BUILD_THREADS", "2"))
 """DuckDB's threads for processing."""
