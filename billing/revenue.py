@@ -10,15 +10,17 @@ from fractions import Fraction
 from math import floor
 from typing import TypeVar
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from billing import finance_repository, ledger, repository
 from billing.models import AgreementShare, Distribution, Invoice, PartyKind, Payment, RevenueShare
-from market.accounts.models import OrgKind, Role
+from market.accounts.models import Organisation, OrgKind, Role
 from market.accounts.service import Principal
 from market.errors import NotFound, Unprocessable
 from market.money import allocate
 from metering.models import Agreement
+from products.models import Product
 
 FULL = 10_000
 K = TypeVar("K", bound=Hashable)
@@ -100,6 +102,44 @@ def shares_for_reader(session: Session, actor: Principal, slug: str) -> list[Sha
     if actor.role in (Role.OPERATOR, Role.SOURCE) and any(s.party_org_id == actor.org_id for s in shares):
         return shares
     raise NotFound("product_not_found", slug=slug)
+
+
+@dataclass(frozen=True)
+class ProductShares:
+    """A product with its current revenue shares (the configured ones, or the defaults)."""
+
+    slug: str
+    title: str
+    status: str
+    operator_org_id: str
+    configured: bool
+    shares: list[Share]
+
+
+def shares_overview(session: Session, actor: Principal) -> list[ProductShares]:
+    """Every product's current split, for those who may set it (the regulator and finance), by slug."""
+    actor.require(Role.REGULATOR, Role.FINANCE)
+    found = session.scalars(select(Product).order_by(Product.slug)).all()
+    return [
+        ProductShares(
+            slug=p.slug,
+            title=p.title,
+            status=p.status,
+            operator_org_id=p.operator_org_id,
+            configured=bool(finance_repository.product_shares(session, p.id)),
+            shares=configured_shares(session, p.id),
+        )
+        for p in found
+    ]
+
+
+def source_departments(session: Session, actor: Principal) -> list[tuple[str, str]]:
+    """(id, name) of every source department's organisation, for those who set shares."""
+    actor.require(Role.REGULATOR, Role.FINANCE)
+    rows = session.scalars(
+        select(Organisation).where(Organisation.kind == OrgKind.SOURCE.value).order_by(Organisation.name)
+    ).all()
+    return [(o.id, o.name) for o in rows]
 
 
 def snapshot_shares(session: Session, agreement: Agreement) -> list[Share]:

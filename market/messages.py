@@ -479,6 +479,10 @@ EN: dict[str, str] = {
     "console_invalid_window": "Choose at most {days} days, with 'from' on or before 'to'.",
     "console_invalid_year": "'{value}' is not a year; give one between 2000 and 2100.",
     "console_unknown_figure": "No figure '{figure}'; choose one of {figures}.",
+    "console_invalid_epsilon": "'{value}' is not an epsilon; give a number above 0 and at most 10, e.g. 0.5.",
+    "console_invalid_percent": (
+        "{field}: '{value}' is not a share; give a percentage from 0 to 100 with at most two decimals, e.g. 12.5."
+    ),
     "price_not_a_number": "'{value}' is not a price; type an amount in yuan such as 1.50, at or above 0.",
     "recipe_privacy_unit": "Choose exactly one column as the privacy unit: the person or company that must not be "
     "traced.",

@@ -6,15 +6,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from market.accounts.models import Role
 from market.accounts.service import Principal
 from market.clock import utcnow
 from market.errors import Conflict, Forbidden, NotFound, Unprocessable
+from market.notifications import service as notifications
 from metering import odrl, privacy, repository
 from metering.attempts import month_of
-from metering.models import Agreement, AgreementStatus
+from metering.models import Agreement, AgreementStatus, PrivacyBudget
 from metering.schemas import AgreementOut
 from products import service as products
 from products.models import Product
@@ -53,10 +55,19 @@ def visible_agreement(session: Session, actor: Principal, agreement_id: str) -> 
     raise NotFound("agreement_not_found", agreement=agreement_id)
 
 
-def revoke(session: Session, actor: Principal, agreement_id: str, reason: str) -> Agreement:
-    """The regulator, or the operator of the product, ends an agreement now, with a reason."""
+def revocable(session: Session, actor: Principal, agreement_id: str) -> Agreement:
+    """An agreement the caller may revoke (the regulator any, an operator those on its products); 404 otherwise.
+
+    The console's confirmation page reads it before the revocation, through the same check."""
     actor.require(Role.REGULATOR, Role.OPERATOR)
-    agreement = visible_agreement(session, actor, agreement_id)
+    return visible_agreement(session, actor, agreement_id)
+
+
+def revoke(session: Session, actor: Principal, agreement_id: str, reason: str) -> Agreement:
+    """The regulator, or the operator of the product, ends an agreement now, with a reason.
+
+    The revocation (who, which role, when, why) stays on the agreement, and the buyer's users are notified."""
+    agreement = revocable(session, actor, agreement_id)
     if not reason.strip():
         raise Unprocessable("reason_required")
     now = utcnow()
@@ -69,7 +80,91 @@ def revoke(session: Session, actor: Principal, agreement_id: str, reason: str) -
     agreement.revoked_by_role = actor.role.value
     agreement.revoked_reason = reason.strip()
     session.flush()
+    notifications.notify(
+        session,
+        notifications.users_of_orgs(session, [agreement.buyer_org_id]),
+        "agreement_stopped",
+        f"agreement-stopped:{agreement.id}",
+        {"agreement": agreement.id, "reason": agreement.revoked_reason},
+    )
     return agreement
+
+
+@dataclass(frozen=True)
+class AgreementBudget:
+    """One DP agreement's lifetime privacy budget, as epsilon at its policy's delta."""
+
+    agreement: AgreementOut
+    epsilon: float
+    delta: float
+    spent: float
+    left: float
+    capped_by_version: bool
+    """True when the version's cap, not the agreement's own budget, is what limits it now."""
+
+
+@dataclass(frozen=True)
+class VersionCap:
+    """The regulator's cap on one DP product version, across all its agreements."""
+
+    product: str
+    product_version_id: str
+    version: int | None
+    delta: float
+    cap: float
+    spent: float
+    left: float
+    agreements: int
+
+
+def _eps(rho_nano: int, delta: float) -> float:
+    return round(dp.epsilon_of(max(0, rho_nano) / dp.NANO, delta), 4)
+
+
+def privacy_overview(session: Session, actor: Principal) -> tuple[list[AgreementBudget], list[VersionCap]]:
+    """The regulator's view of DP budgets: each agreement's budget, spent and left, and each version's cap.
+
+    Spent counts committed costs; left also sets aside what running queries have reserved."""
+    actor.require(Role.REGULATOR)
+    found = [a for a in repository.agreements_where(session) if (a.policy or {}).get("mode") == "dp"]
+    shown = present(session, found)
+    ids = [f"agreement:{a.id}" for a in found] + sorted({f"version:{a.product_version_id}" for a in found})
+    rows = {b.id: b for b in session.scalars(select(PrivacyBudget).where(PrivacyBudget.id.in_(ids)))}
+    caps: dict[str, VersionCap] = {}
+    budgets = []
+    for agreement, out in zip(found, shown, strict=True):
+        statement = out.privacy_budget
+        if statement is None:
+            continue
+        delta = float(statement["delta"])
+        own = rows.get(f"agreement:{agreement.id}")
+        total = own.budget_nano if own else dp.rho_nano(float(statement["rho"]))
+        used = (own.spent_nano + own.reserved_nano) if own else 0
+        version = rows.get(f"version:{agreement.product_version_id}")
+        cap_total = version.budget_nano if version else dp.rho_nano(dp.rho_of(statement["version_cap_epsilon"], delta))
+        cap_used = (version.spent_nano + version.reserved_nano) if version else 0
+        budgets.append(
+            AgreementBudget(
+                agreement=out,
+                epsilon=float(statement["epsilon"]),
+                delta=delta,
+                spent=_eps(own.spent_nano if own else 0, delta),
+                left=_eps(total - used, delta),
+                capped_by_version=total - used > cap_total - cap_used,
+            )
+        )
+        cap = caps.get(agreement.product_version_id)
+        caps[agreement.product_version_id] = VersionCap(
+            product=out.product,
+            product_version_id=agreement.product_version_id,
+            version=out.product_version_number,
+            delta=delta,
+            cap=float(statement["version_cap_epsilon"]),
+            spent=_eps(version.spent_nano if version else 0, delta),
+            left=_eps(cap_total - cap_used, delta),
+            agreements=(cap.agreements if cap else 0) + 1,
+        )
+    return budgets, sorted(caps.values(), key=lambda c: (c.product, c.version or 0))
 
 
 def present(session: Session, found: Sequence[Agreement]) -> list[AgreementOut]:

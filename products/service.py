@@ -404,8 +404,11 @@ def present(
                 else None,
                 review_due_at=product.review_due_at if viewer and governs(viewer, product) else None,
                 documentation=product.documentation if detail else None,
+                # A DP product publishes no statistic of its data outside the budget: the summary's
+                # distinct counts, ranges and null shares are exact over values k units hold, and exact
+                # k-suppression is not DP (docs/privacy.md).
                 quality=buyer_summary(version.quality, int(version.policy["min_group_size"]))
-                if detail and version
+                if detail and version and not ProtectionPolicy.model_validate(version.policy).is_dp
                 else None,
                 audit_clean=(version.audit or {}).get("blocking_findings") == 0
                 if detail and version and version.audit

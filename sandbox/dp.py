@@ -116,6 +116,9 @@ class DPPlan:
     tables: list[str]
     referenced_columns: dict[str, list[str]] = field(default_factory=dict)
     constants_sql: str | None = None
+    rows_per_group: int = 0
+    """The policy's max_rows_per_group (R): the answer states it beside G, since the error bounds
+    do not cover what bounding leaves out."""
 
     @property
     def canonical(self) -> str:
@@ -212,6 +215,7 @@ class _Planner:
             tables=[ref.table],
             referenced_columns={t: sorted(c) for t, c in checked.referenced_columns.items()},
             constants_sql=self._constants(keys),
+            rows_per_group=rows_per_group,
         )
 
     def _constants(self, keys: list[exp.Column]) -> str | None:
@@ -483,6 +487,11 @@ def error_bounds(plan: DPPlan, calibration: Calibration) -> dict[str, float | No
     return bounds
 
 
+def _key_order(key: tuple[Any, ...]) -> tuple[tuple[bool, Any], ...]:
+    """A sort key for group keys (NULL last; each key column holds one type)."""
+    return tuple((value is None, "" if value is None else value) for value in key)
+
+
 @dataclass
 class Release:
     rows: list[list[Any]]
@@ -498,7 +507,8 @@ def release(plan: DPPlan, true_rows: Sequence[Sequence[Any]], calibration: Calib
     if plan.key_sets is not None or n_keys == 0:
         candidates = [tuple(c) for c in itertools.product(*(plan.key_sets or []))]
     else:
-        candidates = list(by_key)
+        # Key order, never the worker's: DuckDB returns groups in an order that follows single units.
+        candidates = sorted(by_key, key=_key_order)
     columns: dict[str, list[float]] = {}
     for index, statistic in enumerate(plan.statistics):
         values = [float(by_key.get(key, zeros)[index] or 0) for key in candidates]
@@ -553,7 +563,7 @@ def privacy_summary(
         "error_bound_95": {name: (None if value is None else round(value, 6)) for name, value in bounds.items()},
         "groups": "public keys" if plan.key_sets is not None or plan.key_count == 0 else "noisy threshold",
         "tau": None if calibration.tau is None else round(calibration.tau, 3),
-        "contribution_bounds": {"max_groups_per_unit": plan.groups_per_unit},
+        "contribution_bounds": {"max_groups_per_unit": plan.groups_per_unit, "max_rows_per_group": plan.rows_per_group},
     }
 
 

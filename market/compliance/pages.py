@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from html import escape
 from typing import Any
+from urllib.parse import quote
 
 from market.compliance.models import DisclosureReport
 from market.compliance.schemas import PublicRegistrationOut
@@ -100,13 +101,21 @@ def notices_page(found: Sequence[PublicRegistrationOut]) -> str:
     return _page(
         "Public notices",
         "<h1>Registrations in public notice (公示)</h1><p class='muted'>Any signed-in organisation may object "
-        "during the notice: POST /v1/registrations/&lt;id&gt;/objections.</p>" + rows,
+        "during the notice: in the console, <a href='/console/notices'>/console/notices</a> (sign in first), "
+        "or POST /v1/registrations/&lt;id&gt;/objections.</p>" + rows,
     )
 
 
 def registration_page(found: PublicRegistrationOut) -> str:
-    """A registration looked up by code."""
+    """A registration looked up by code; during its notice, with where to object."""
+    objection = (
+        f"<p><a href='/console/notices?code={quote(found.registration_code)}'>Object to this registration</a> "
+        "(signed-in organisations, during the public notice).</p>"
+        if found.status == "notice"
+        else ""
+    )
     return _page(
         f"Registration {found.registration_code}",
-        f"<h1>Registration {escape(found.registration_code)}</h1>{render_value(found.model_dump(mode='json'))}",
+        f"<h1>Registration {escape(found.registration_code)}</h1>{render_value(found.model_dump(mode='json'))}"
+        + objection,
     )

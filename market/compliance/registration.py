@@ -151,6 +151,24 @@ def object_to(session: Session, actor: Principal, registration_id: str, reason: 
     return objection
 
 
+def objections_by(session: Session, actor: Principal) -> list[tuple[Registration, Objection]]:
+    """The objections the caller's organisation filed, newest first, each with its registration."""
+    rows = session.execute(
+        select(Registration, Objection)
+        .join(Objection, Objection.registration_id == Registration.id)
+        .where(Objection.org_id == actor.org_id)
+        .order_by(Objection.created_at.desc(), Objection.id)
+    ).all()
+    return [(r, o) for r, o in rows]
+
+
+def open_to_objections(session: Session) -> list[Registration]:
+    """Registrations whose public notice is running now, the soonest to end first."""
+    now = utcnow()
+    found = [r for r in listing(session, status=RegistrationStatus.NOTICE.value) if now < r.notice_ends_at]
+    return sorted(found, key=lambda r: (r.notice_ends_at, r.id))
+
+
 def resolve(
     session: Session, actor: Principal, registration_id: str, objection_id: str, decision: str, resolution: str
 ) -> Objection:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form
 from fastapi.responses import JSONResponse, Response
@@ -14,6 +15,7 @@ from metering.models import Purpose
 from metering.repository import products_by_id
 from metering.schemas import AgreementOut
 from products import service as products
+from sandbox import dp
 
 router = APIRouter(prefix="/console", include_in_schema=False, dependencies=[Depends(check_csrf)])
 
@@ -26,6 +28,42 @@ FIELD_OF_ERROR = {
     "justification_required": "justification",
 }
 """Which form field an error code belongs next to; others are shown above the form."""
+
+
+@dataclass(frozen=True)
+class PrivacyView:
+    """A DP agreement's privacy budget as the pages show it: epsilon at the policy's delta."""
+
+    epsilon: float
+    delta: float
+    spent: float
+    left: float
+    query_default: float
+    query_min: float
+    query_max: float
+    version_cap: float
+
+
+def privacy_view(agreement: AgreementOut) -> PrivacyView | None:
+    """The budget, spent and left of an agreement (from the API's `privacy_budget`), or None in threshold mode.
+
+    Epsilons do not subtract: what is left is the epsilon of the rho left, as the API's answers state it."""
+    budget: dict[str, Any] | None = agreement.privacy_budget
+    if not budget:
+        return None
+    spent_rho = float((budget.get("spent") or {}).get("rho", 0))
+    delta = float(budget["delta"])
+    per_query = budget.get("per_query_epsilon") or {}
+    return PrivacyView(
+        epsilon=float(budget["epsilon"]),
+        delta=delta,
+        spent=round(float((budget.get("spent") or {}).get("epsilon", 0)), 4),
+        left=round(dp.epsilon_of(max(0.0, float(budget["rho"]) - spent_rho), delta), 4),
+        query_default=float(per_query.get("default", 0)),
+        query_min=float(per_query.get("min", 0)),
+        query_max=float(per_query.get("max", 0)),
+        version_cap=float(budget.get("version_cap_epsilon") or 0),
+    )
 
 
 def held_agreements(console: Console) -> list[tuple[AgreementOut, agreements.Standing, str]]:
@@ -44,7 +82,15 @@ def access_page(console: ConsoleDep) -> Response:
     """My access requests (state, deadline, reviewer's reason) and my agreements (terms, quota and cap left)."""
     requests = access.present(console.session, access.visible_requests(console.session, console.buyer()))
     rows = held_agreements(console)
-    return page(console, "access.html", title="Access", crumbs=(("Access", None),), requests=requests, agreements=rows)
+    return page(
+        console,
+        "access.html",
+        title="Access",
+        crumbs=(("Access", None),),
+        requests=requests,
+        agreements=rows,
+        privacy=privacy_view,
+    )
 
 
 def _form(console: Console, slug: str, values: dict[str, str], errors: dict[str, str], status: int = 200) -> Response:

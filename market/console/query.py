@@ -11,9 +11,10 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
+from market.console.access import PrivacyView, held_agreements, privacy_view
 from market.console.web import Console, ConsoleDep, check_csrf, page
 from market.deps import SettingsDep, get_database
-from market.errors import MarketError
+from market.errors import MarketError, Unprocessable
 from metering import agreements, service, usage
 from metering.repository import products_by_id
 from metering.schemas import UsageOut
@@ -24,6 +25,8 @@ from sandbox.structured import StructuredQuery, compile_query
 router = APIRouter(prefix="/console", include_in_schema=False, dependencies=[Depends(check_csrf)])
 
 HISTORY_SIZE = 20
+MAX_EPSILON = 10.0
+"""The API's own upper limit on one query's epsilon (metering.schemas.QueryIn)."""
 TIME_DIMENSIONS = ("year", "month", "day", "hour", "date", "week", "quarter")
 """Dimensions drawn as a line (an axis of time); anything else is drawn as bars."""
 
@@ -73,14 +76,30 @@ def chart_of(columns: list[str], rows: list[list[Any]]) -> dict[str, Any] | None
     }
 
 
+def _budget_of(console: Console, slug: str) -> PrivacyView | None:
+    """The privacy budget of the buyer's newest agreement on the product (DP products), else None."""
+    for agreement, _standing, held in held_agreements(console):
+        if held == slug and agreement.status == "active":
+            return privacy_view(agreement)
+    return None
+
+
 def _page(
-    console: Console, *, product: str, sql: str, outcome: dict[str, Any] | None = None, status: int = 200
+    console: Console,
+    *,
+    product: str,
+    sql: str,
+    outcome: dict[str, Any] | None = None,
+    status: int = 200,
+    epsilon: str = "",
 ) -> Response:
     choices = _queryable(console)
     chosen = next((p for p in choices if p.slug == product), choices[0] if choices else None)
     error = (outcome or {}).get("error")
-    result = outcome if outcome and not error else None
+    dry_run = outcome if outcome and not error and outcome.get("dry_run") else None
+    result = outcome if outcome and not error and not dry_run else None
     chart = chart_of(result["columns"], result["rows"]) if result else None
+    budget = _budget_of(console, chosen.slug) if chosen else None
     return page(
         console,
         "query.html",
@@ -90,7 +109,10 @@ def _page(
         product=chosen,
         sql=sql or (_example_sql(chosen) if chosen else ""),
         result=result,
+        dry_run=dry_run,
         error=error,
+        epsilon=epsilon,
+        budget=budget,
         chart_json=json.dumps(chart, default=str) if chart else "",
         history=_history(console),
         idempotency_key=secrets.token_urlsafe(16),
@@ -181,23 +203,47 @@ def run_query(sent: Annotated[QueryForm, Depends(query_form)], console: ConsoleD
             )
             outcome = {"error": {"code": "invalid_request", "message": detail}}
             return _page(console, product=product, sql=sql, outcome=outcome, status=422)
+    typed_epsilon = fields.get("epsilon", "").strip()[:20]
+    dry_run = fields.get("dry_run") == "1"
     # The metered path opens its own short transactions; release the page's connection while the query
     # waits for and runs in a sandbox worker (no pooled connection is held meanwhile).
     console.session.commit()
     try:
+        epsilon = _epsilon(typed_epsilon)
         result = service.run_metered_query(
             get_database(console.request),
             settings,
             buyer,
             product_slug=product,
             sql=sql,
-            idempotency_key=fields.get("idempotency_key", "")[:200] or None,
+            # A dry run spends nothing and is not recorded, so it never takes the run's idempotency key.
+            idempotency_key=None if dry_run else (fields.get("idempotency_key", "")[:200] or None),
+            epsilon=epsilon,
+            dry_run=dry_run,
         )
     except MarketError as error:
-        # Raised before anything is recorded (no agreement, unknown product): shown next to the SQL.
+        # Raised before anything is recorded (no agreement, unknown product, a mistyped epsilon): shown next
+        # to the SQL or the epsilon field.
         outcome = {"error": {"code": error.code, "message": console.message(error)}}
-        return _page(console, product=product, sql=sql, outcome=outcome, status=error.status_code)
-    return _page(console, product=product, sql=sql, outcome=result.body, status=result.status_code)
+        return _page(
+            console, product=product, sql=sql, outcome=outcome, status=error.status_code, epsilon=typed_epsilon
+        )
+    return _page(
+        console, product=product, sql=sql, outcome=result.body, status=result.status_code, epsilon=typed_epsilon
+    )
+
+
+def _epsilon(text: str) -> float | None:
+    """The epsilon typed for one DP query (empty: the plan's default); the service checks the plan's limits."""
+    if not text:
+        return None
+    try:
+        value = float(text.replace(",", "."))
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value > MAX_EPSILON:  # also refuses NaN and infinity
+        raise Unprocessable("console_invalid_epsilon", value=text)
+    return value
 
 
 @router.post("/query/cancel")

@@ -12,6 +12,7 @@ from market.console import (
     catalogue,
     finance,
     invoices,
+    notices,
     operator,
     operator_access,
     operator_build,
@@ -34,6 +35,7 @@ ROUTERS += (finance.router, admin.router)
 ROUTERS += regulator.ROUTERS  # con-reg: the regulator's pages
 ROUTERS += (source.router,)  # con-reg: the source departments' pages
 ROUTERS += (operator_build.router, operator.router, operator_access.router)
+ROUTERS += (notices.router,)  # con-reg2: public notices and objections, for every signed-in organisation
 
 
 def install(app: FastAPI) -> None:

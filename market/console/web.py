@@ -60,6 +60,7 @@ NAVIGATION: dict[Role | None, tuple[NavItem, ...]] = {
         NavItem("/console/finance/ledger", "Ledger"),
         NavItem("/console/finance/statements", "Settlement statements"),
         NavItem("/console/finance/charts", "Charts"),
+        NavItem("/console/revenue-shares", "Revenue shares"),
     ),
     Role.ADMIN: (
         NavItem("/console/admin/orgs", "Organisations"),
@@ -85,11 +86,19 @@ NAVIGATION[Role.REGULATOR] = (
     NavItem("/console/regulator/allowed-revenue", "Allowed revenue"),
     NavItem("/console/regulator/disclosures", "Disclosure"),
     NavItem("/console/regulator/audit", "Audit log"),
+    NavItem("/console/regulator/agreements", "Agreements"),
+    NavItem("/console/revenue-shares", "Revenue shares"),
 )
 NAVIGATION[Role.SOURCE] = (
     NavItem("/console/source/resources", "Resources"),
     NavItem("/console/source/statements", "Statements"),
 )
+
+NOTICES = NavItem("/console/notices", "Public notices")
+"""Registrations in public notice (公示), where any signed-in organisation may object (con-reg2)."""
+for _role in Role:
+    if _role in NAVIGATION and _role != Role.REGULATOR and NOTICES not in NAVIGATION[_role]:
+        NAVIGATION[_role] = (*NAVIGATION[_role], NOTICES)
 
 HOME: dict[Role, str] = {Role.BUYER: "/console/query", Role.OPERATOR: "/console/products"}
 HOME.update({Role.FINANCE: "/console/finance/periods", Role.ADMIN: "/console/admin/users"})

@@ -4,6 +4,7 @@ public-interest access requests and the audit log. Each module's routes call the
 from __future__ import annotations
 
 from market.console.regulator import (
+    agreements,
     audit,
     dashboard,
     disclosures,
@@ -13,6 +14,7 @@ from market.console.regulator import (
     requests,
     revenue,
     reviews,
+    shares,
     vocabulary,
 )
 
@@ -26,6 +28,8 @@ ROUTERS = (
     revenue.router,
     disclosures.router,
     audit.router,
+    agreements.router,  # con-reg2: agreements, revocation and privacy budgets
+    shares.router,  # con-reg2: revenue shares (regulator and finance)
 )
 
 __all__ = ["ROUTERS", "vocabulary"]

@@ -4,6 +4,7 @@ market/console/vocabulary.py)."""
 from __future__ import annotations
 
 from market.console.vocabulary import N_
+from market.i18n import NP_
 
 STATES = (
     N_("submitted"),
@@ -54,3 +55,16 @@ PAGES = (
 """Navigation labels, page titles and crumbs, which the routes pass as English text to `_()` in base.html."""
 CATALOGUE_FIELDS = (N_("fields"), N_("update_frequency"), N_("time_span"), N_("contact"), N_("legal_basis"))
 CLASSIFICATIONS = (N_("general"), N_("important"), N_("core"))
+MORE_PAGES = (
+    N_("Agreements"),
+    N_("Agreement"),
+    N_("Privacy budgets"),
+    N_("Revenue shares"),
+    N_("Public notices"),
+    N_("Catalogue"),
+    N_("Query"),
+    N_("Usage"),
+)
+"""con-reg2's navigation labels and page titles (and three buyer labels the catalogue lacked)."""
+SYSTEM_ROLE = (NP_("role", "system"),)
+PARTIES = (NP_("revenue party", "operator"), NP_("revenue party", "platform"), NP_("revenue party", "source"))

@@ -87,9 +87,12 @@
           if (answer.state !== "cancelled" && answer.state !== "finished") controller.abort();
         }).catch(function () { controller.abort(); });
       };
+      // The button that sent the form (Run or Dry run) is part of what it sends, as without the script.
+      var sent = new FormData(form);
+      if (event.submitter && event.submitter.name) sent.append(event.submitter.name, event.submitter.value);
       fetch(form.action, {
         method: "POST",
-        body: new FormData(form),
+        body: sent,
         headers: { "X-CSRF-Token": csrfToken() },
         signal: controller.signal,
         credentials: "same-origin",
