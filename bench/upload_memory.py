@@ -9,9 +9,10 @@ builds a version through a recipe (drop, pseudonymise, generalise, dedupe, value
 /v1/products/{slug}/builds, then reads the server's peak resident memory (VmHWM) from /proc.
 
 With --console the file takes the operator console's path instead, the one its drag-and-drop page uses: a web
-sign-in, then the file as the raw body of one POST /console/uploads (session cookie and X-CSRF-Token header, the
-body streamed from disk as the browser streams a File), then the recipe editor's form (POST
-/console/products/{slug}/build) with the same recipe as fields per column.
+sign-in, then a resumable upload session and the file in 8 MiB parts (PUT /console/uploads/sessions/{id} with
+Content-Range, session cookie and X-CSRF-Token header), then the recipe editor's form (POST
+/console/products/{slug}/build) with the same recipe as fields per column, which starts the build in the
+background; its state is polled as the progress page does, sampling the server's RSS per build stage.
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
+PART_BYTES = 8 * 1024 * 1024
+"""The console page's upload part size (market/console/static/operator.js)."""
 ROW_BYTES = 62
 """Average bytes per generated CSV row, to size the file."""
 
@@ -122,35 +124,52 @@ class ConsoleClient:
         return found.group(1)
 
     def upload(self, path: Path) -> str:
-        """The file as one request body read from disk in 1 MiB blocks, with its length, as a browser sends a File."""
-
-        def blocks() -> Iterator[bytes]:
-            with path.open("rb") as handle:
-                while block := handle.read(1 << 20):
-                    yield block
-
-        sent = self.client.post(
-            "/console/uploads",
-            params={"filename": path.name},
-            content=blocks(),
-            headers={
-                "X-CSRF-Token": self.token,
-                "Idempotency-Key": "bench-console-1",
-                "Content-Type": "application/octet-stream",
-                "Content-Length": str(path.stat().st_size),
-            },
+        """The file as the drag-and-drop page sends it: a resumable session, then 8 MiB parts (PUT with
+        Content-Range), each read from disk as the browser reads a File.slice."""
+        size = path.stat().st_size
+        headers = {"X-CSRF-Token": self.token}
+        started = self.client.post(
+            "/console/uploads/sessions", params={"filename": path.name, "size": size}, headers=headers
         )
-        assert sent.status_code == 201, sent.text
-        return str(sent.json()["id"])
+        assert started.status_code == 201, started.text
+        session = started.json()["id"]
+        offset = 0
+        with path.open("rb") as handle:
+            while offset < size:
+                part = handle.read(PART_BYTES)
+                sent = self.client.put(
+                    f"/console/uploads/sessions/{session}",
+                    content=part,
+                    headers={
+                        **headers,
+                        "Content-Type": "application/octet-stream",
+                        "Content-Range": f"bytes {offset}-{offset + len(part) - 1}/{size}",
+                    },
+                )
+                assert sent.status_code == 200, sent.text
+                offset = sent.json()["offset"]
+        upload = sent.json()["upload"]
+        assert upload is not None
+        return str(upload["id"])
 
-    def build(self, upload_id: str) -> str:
-        """The recipe editor's Build button; returns the new version's number."""
+    def build(self, upload_id: str, pid: int, stages: dict[str, float]) -> str:
+        """The recipe editor's Build button, then the progress page's polling until the build ends; the server's
+        resident memory is sampled at each poll and the highest per stage kept in `stages`. Returns the version."""
         built = self.client.post(
             "/console/products/bench-payments/build",
             data={**CONSOLE_FORM, "upload": upload_id, "action": "build", "csrf_token": self.token},
         )
         assert built.status_code == 303, built.text[-2000:]
-        return str(built.headers["location"]).split("/versions/")[1].split("?")[0]
+        job = str(built.headers["location"])
+        while True:
+            state = self.client.get(f"{job}/state").json()
+            rss, _ = peak_rss_mb(pid)
+            stages[state["stage"]] = max(stages.get(state["stage"], 0.0), rss)
+            if state["state"] != "running":
+                break
+            time.sleep(0.2)
+        assert state["state"] == "done", state
+        return str(state["version"])
 
 
 def generate(path: Path, rows: int) -> None:
@@ -267,7 +286,7 @@ def run_once(size_gb: float, console: bool = False) -> dict[str, float]:
         )
         try:
             api = f"http://127.0.0.1:{port}"
-            for _ in range(600):
+            for _ in range(3000):  # a loaded machine may take minutes to import the app
                 try:
                     urllib.request.urlopen(f"{api}/healthz", timeout=1)
                     break
@@ -283,8 +302,9 @@ def run_once(size_gb: float, console: bool = False) -> dict[str, float]:
             _, upload_peak = peak_rss_mb(child.pid)
 
             started = time.perf_counter()
+            stages: dict[str, float] = {}
             if browser:
-                number = browser.build(upload_id)
+                number = browser.build(upload_id, child.pid, stages)
                 request = urllib.request.Request(
                     f"{api}/v1/products/bench-payments/versions/{number}", headers={"Authorization": f"Bearer {key}"}
                 )
@@ -313,6 +333,7 @@ def run_once(size_gb: float, console: bool = False) -> dict[str, float]:
         "upload_peak_mib": upload_peak,
         "build_peak_mib": build_peak,
         "clean": float(version["audit"]["clean"]),
+        **{f"stage:{name}": rss for name, rss in stages.items()},
     }
 
 
@@ -340,6 +361,11 @@ def main() -> None:
             f"{r['upload_peak_mib']:16.0f} {r['build_peak_mib']:15.0f} {r['build_peak_mib'] / r['size_mib']:10.3f} "
             f"{'clean' if r['clean'] else 'FOUND':>6}"
         )
+    for r in results:
+        by_stage = {k.split(":", 1)[1]: v for k, v in r.items() if k.startswith("stage:")}
+        if by_stage:
+            print(f"{r['size_mib']:,.0f} MiB, highest RSS sampled per build stage (MiB): "
+                  + ", ".join(f"{name} {rss:,.0f}" for name, rss in by_stage.items()))  # fmt: skip
     if len(results) > 1:
         first, last = results[0], results[-1]
         print(

@@ -130,6 +130,19 @@ EN: dict[str, str] = {
     "upload_too_large": "The upload exceeds {limit_gib} GiB; split it per table or per period.",
     "upload_empty": "The file '{file}' is empty; send the file's bytes as the request body.",
     "upload_not_found": "No upload '{upload}' in your organisation; upload with POST /v1/uploads?filename=...",
+    "build_not_found": "No build '{build}' of this product; start one from the product's Upload and build page.",
+    "build_interrupted": (
+        "The build stopped without finishing (the server restarted or was stopped); start the build again."
+    ),
+    "build_failed": "The build failed on our side and nothing was stored; start it again, or tell the operator team.",
+    "upload_session_not_found": (
+        "No resumable upload '{session}' in your organisation; choose the file again to start over."
+    ),
+    "upload_offset_mismatch": "The server has {offset} bytes of this upload, not {start}; resume from byte {offset}.",
+    "upload_range_invalid": (
+        "Send each part with a Content-Range header 'bytes START-END/{size}' inside the file's {size} bytes."
+    ),
+    "upload_size_invalid": "Give the file's size in bytes (1 to {limit_gib} GiB) when starting a resumable upload.",
     "recipe_column_unknown": (
         "The recipe reads column '{column}', which table '{table}' does not have; columns: {columns}."
     ),

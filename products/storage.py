@@ -84,6 +84,9 @@ def table_statistics(path: Path, columns: list[str], roles: dict[str, str]) -> d
             ).fetchone()
             per_unit[column] = [int(found[0]), int(found[1])] if found else [0, 0]
     return {"units": per_unit, "nulls": nulls}
+SMALL: dict[str, str | bool | int | float | list[str]] = {"threads": 1, "memory_limit": "256MB"}
+"""DuckDB settings for the small reads around a build (a file's columns, a measure's min and max): without them
+a connection may take 80 % of the machine's memory and every core."""
 
 
 def table_name_from_filename(filename: str) -> str:
@@ -112,11 +115,14 @@ def _lit(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _reader(source: Path, kind: str) -> str:
+def _reader(source: Path, kind: str, whole_file: bool = True) -> str:
+    """A DuckDB table function reading the upload; CSV types are detected from every row, or (not
+    `whole_file`) from DuckDB's sample of the first rows, enough to name the columns and suggest types."""
     if kind == "parquet":
         return f"read_parquet({_lit(str(source))})"
     nulls = ", ".join(_lit(n) for n in NULL_STRINGS)
-    return f"read_csv({_lit(str(source))}, header = true, nullstr = [{nulls}], sample_size = -1)"
+    sample = ", sample_size = -1" if whole_file else ""
+    return f"read_csv({_lit(str(source))}, header = true, nullstr = [{nulls}]{sample})"
 
 
 def error_detail(error: Exception, filename: str, *paths: Path) -> str:
@@ -129,10 +135,13 @@ def error_detail(error: Exception, filename: str, *paths: Path) -> str:
 
 
 def source_columns(source: Path, kind: str, filename: str) -> list[tuple[str, str]]:
-    """The (name, type) columns DuckDB reads from an uploaded file."""
-    reader = _reader(source, kind)
+    """The (name, type) columns DuckDB reads from an uploaded file, types from a sample of its first rows.
+
+    Sniffing a whole CSV (sample_size = -1) held about as much memory as the file (a 1 GB upload took the
+    server to 1.1 GiB for 100 s on every recipe editor page and build): docs/benchmarks.md, build memory."""
+    reader = _reader(source, kind, whole_file=False)
     try:
-        with duckdb.connect(":memory:") as connection:
+        with duckdb.connect(":memory:", config=SMALL) as connection:
             rows = connection.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()
     except duckdb.Error as error:
         raise Unprocessable(
@@ -148,7 +157,7 @@ def write_table(source: Path, kind: str, filename: str, columns: list[str], dest
     reader = _reader(source, kind)
     select = ", ".join(_q(c) for c in columns)
     try:
-        with duckdb.connect(":memory:", config={"threads": 2, "memory_limit": "1GB"}) as connection:
+        with duckdb.connect(":memory:", config={"threads": 2, "memory_limit": "256MB"}) as connection:
             connection.execute(
                 f"COPY (SELECT {select} FROM {reader}) TO {_lit(str(partial))} "
                 "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)"
@@ -198,7 +207,7 @@ def check_bounds(table: StoredTable, bounds: Mapping[str, MeasureBounds]) -> Non
     for column, declared in sorted(bounds.items()):
         if not types.get(column, "").startswith(_NUMERIC_TYPES):
             raise Unprocessable("measure_not_numeric", column=column, table=table.name, type=types.get(column, "?"))
-        with duckdb.connect() as connection:
+        with duckdb.connect(config=SMALL) as connection:
             row = connection.execute(
                 f"SELECT min({_q(column)}), max({_q(column)}), "
                 f"count(*) FILTER (WHERE NOT isfinite(CAST({_q(column)} AS DOUBLE))) "

@@ -6,7 +6,7 @@ import os
 import secrets
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from products.pipeline import uploads
 from products.pipeline.assess import assess
 from products.pipeline.keys import product_secret
 from products.pipeline.recipe import Recipe
-from products.pipeline.run import TableRun, process_table
+from products.pipeline.run import Progress, TableRun, process_table
 from products.schemas import BuildIn, ColumnOut, RebuildIn, TableOut, VersionOut
 from sandbox.policy import ProtectionPolicy
 
@@ -66,7 +66,7 @@ def add_version(
     uploads: Sequence[Upload],
     policy: ProtectionPolicy,
     recipe: Recipe | None = None,
-    progress: Callable[[str], None] | None = None,
+    progress: Progress | None = None,
 ) -> ProductVersion:
     """Build a new immutable version from uploads, then audit it and report its quality.
 
@@ -138,11 +138,11 @@ def add_version(
             described.append(stored.describe(roles))
             paths.append(stored.path)
         previous = session.get(ProductVersion, product.latest_version_id) if product.latest_version_id else None
-        if progress:
-            progress("auditing irreversibility and measuring quality")
         audit, quality = assess(
-            version_dir, number, described, policy, recipe, runs, previous.quality if previous else None
+            version_dir, number, described, policy, recipe, runs, previous.quality if previous else None, progress
         )
+        if progress:
+            progress("saving")
         content_hash = storage.content_hash(paths)
         if final_dir.exists():
             # Left by a build whose transaction rolled back: no version row refers to it.
@@ -233,7 +233,7 @@ def build_from_uploads(
     actor: Principal,
     slug: str,
     body: BuildIn,
-    progress: Callable[[str], None] | None = None,
+    progress: Progress | None = None,
 ) -> ProductVersion:
     """A new version from the organisation's stored uploads, through the recipe if one is given."""
     from products.service import parse_policy

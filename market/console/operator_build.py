@@ -1,7 +1,9 @@
 """Upload, recipe and build, and review preparation, for the operator's products.
 
-The browser sends the File object itself as the body of one XHR (progress events, retry on failure); the
-server streams it to disk with the same bounded-memory path as POST /v1/uploads (products.pipeline.uploads).
+The browser sends the file in parts (File.slice, never the whole file in memory) to a resumable upload
+session (products.pipeline.resumable): after a network error or a reload it asks how much the server has
+and sends the rest; the last part stores it with the same path as POST /v1/uploads. The build runs in the
+background (products.pipeline.builds): the page shows its stage and polls a small JSON document.
 The recipe editor turns per-column choices into a recipe and a protection policy; the preview runs that
 recipe over the first rows only, so it shows values *after* desensitisation, never raw dropped or
 pseudonymised ones.
@@ -20,15 +22,19 @@ from starlette.concurrency import run_in_threadpool
 
 from market import i18n
 from market.accounts import signin
+from market.accounts.service import Principal
 from market.console.operator import operator, own_product
 from market.console.web import CSRF_COOKIE, LANG_COOKIE, SESSION_COOKIE, Console, ConsoleDep, check_csrf, page, redirect
 from market.deps import get_database, get_settings_dep
 from market.errors import MarketError, Unauthenticated, Unprocessable
+from market.i18n import N_
+from market.messages import render
 from market.settings import Settings
 from products import service, storage, versions
-from products.pipeline import uploads
+from products.pipeline import builds, resumable, uploads
 from products.pipeline.audit import HINTS
 from products.pipeline.keys import product_secret
+from products.pipeline.models import BuildJob, Upload, UploadSession
 from products.pipeline.recipe import NAME, TableRecipe, lit
 from products.pipeline.run import connect, process_table, reader
 from products.schemas import BuildIn, UploadOut
@@ -44,6 +50,102 @@ SAMPLE_ROWS = 200
 
 
 # -- upload ----------------------------------------------------------------------------------------
+
+
+def _principal(request: Request) -> Principal | None:
+    """The signed-in principal, read in a short transaction (none stays open while a body arrives)."""
+    with get_database(request).transaction() as session:
+        principal = signin.principal_for(session, request.cookies.get(SESSION_COOKIE))
+    return principal if principal is not None and request.cookies.get(CSRF_COOKIE) else None
+
+
+def _session_body(settings: Settings, upload_session: UploadSession, stored: UploadOut | None = None) -> dict[str, Any]:
+    return {
+        "id": upload_session.id,
+        "filename": upload_session.filename,
+        "size": upload_session.size_bytes,
+        "offset": resumable.offset(settings, upload_session),
+        "upload": stored.model_dump(mode="json") if stored else None,
+    }
+
+
+@router.post("/uploads/sessions")
+async def start_upload(
+    request: Request,
+    filename: Annotated[str, Query(min_length=1, max_length=300)],
+    size: Annotated[int, Query(ge=0)],
+) -> Response:
+    """Start a resumable upload of a file of `size` bytes; answers its id and offset 0."""
+    database = get_database(request)
+    settings: Settings = get_settings_dep(request)
+    principal = await run_in_threadpool(_principal, request)
+    if principal is None:
+        return _json_error(request, Unauthenticated("upload_sign_in"))
+
+    def begin() -> dict[str, Any]:
+        settings.ensure_dirs()
+        with database.transaction() as session:
+            return _session_body(settings, resumable.begin(session, settings, principal, filename, size))
+
+    try:
+        return JSONResponse(await run_in_threadpool(begin), status_code=201)
+    except MarketError as error:
+        return _json_error(request, error)
+
+
+def _upload_session(request: Request, principal: Principal, session_id: str) -> tuple[UploadSession, UploadOut | None]:
+    with get_database(request).transaction() as session:
+        found = resumable.own_session(session, principal, session_id[:40])
+        stored = session.get(Upload, found.upload_id) if found.upload_id else None
+        return found, UploadOut.model_validate(stored) if stored else None
+
+
+@router.get("/uploads/sessions/{session_id}")
+async def upload_state(request: Request, session_id: str) -> Response:
+    """How much of the file the server has (`offset`), and the stored upload once complete."""
+    principal = await run_in_threadpool(_principal, request)
+    if principal is None:
+        return _json_error(request, Unauthenticated("upload_sign_in"))
+    try:
+        found, stored = await run_in_threadpool(_upload_session, request, principal, session_id)
+    except MarketError as error:
+        return _json_error(request, error)
+    return JSONResponse(_session_body(get_settings_dep(request), found, stored))
+
+
+@router.put("/uploads/sessions/{session_id}")
+async def upload_part(request: Request, session_id: str) -> Response:
+    """One part of the file, `Content-Range: bytes START-END/SIZE`, streamed to disk; the last part stores it.
+
+    A part that does not start at the server's offset is refused with 409 and the offset (also in the
+    `Upload-Offset` header) to resume from.
+    """
+    database = get_database(request)
+    settings: Settings = get_settings_dep(request)
+    principal = await run_in_threadpool(_principal, request)
+    if principal is None:
+        return _json_error(request, Unauthenticated("upload_sign_in"))
+    try:
+        found, stored = await run_in_threadpool(_upload_session, request, principal, session_id)
+        if stored is None:
+            start, end = resumable.parse_range(request.headers.get("content-range"), found.size_bytes)
+            reached = await resumable.append(settings, found, start, end, request.stream())
+            if reached == found.size_bytes:
+
+                def complete() -> UploadOut:
+                    with database.transaction() as session:
+                        again = resumable.own_session(session, principal, found.id)
+                        return UploadOut.model_validate(resumable.complete(session, settings, principal, again))
+
+                stored = await run_in_threadpool(complete)
+                found.upload_id = stored.id
+    except MarketError as error:
+        response = _json_error(request, error)
+        if isinstance(error.params.get("offset"), int):
+            response.headers["Upload-Offset"] = str(error.params["offset"])
+        return response
+    body = _session_body(settings, found, stored)
+    return JSONResponse(body, headers={"Upload-Offset": str(body["offset"])})
 
 
 @router.post("/uploads")
@@ -317,11 +419,85 @@ async def build(slug: str, request: Request, console: ConsoleDep) -> Response:
             shown = await run_in_threadpool(preview, settings, product.id, path, chosen.filename, table, recipe)
             return _build_page(console, slug, upload_id, values, shown=shown)
         body = BuildIn(tables={table: chosen.id}, recipe=recipe, policy=policy)
-        version = await run_in_threadpool(versions.build_from_uploads, console.session, settings, user, slug, body)
+        job_id, _ = await run_in_threadpool(builds.start, get_database(request), settings, user, slug, body)
     except MarketError as error:
         console.session.rollback()
         return _build_page(console, slug, upload_id, values, error=console.message(error), status=error.status_code)
-    return redirect(console, f"/console/products/{slug}/versions/{version.number}?built=1")
+    return redirect(console, f"/console/products/{slug}/builds/{job_id}")
+
+
+# -- build progress --------------------------------------------------------------------------------
+
+STAGE_LABELS = {
+    "queued": N_("Waiting to start"),
+    "reading": N_("Reading the upload"),
+    "cleaning": N_("Cleaning: types and value rules"),
+    "desensitising": N_("Desensitising and writing Parquet"),
+    "statistics": N_("Statistics and quality report"),
+    "audit": N_("Irreversibility audit"),
+    "saving": N_("Saving the version"),
+    "done": N_("Done"),
+}
+"""The build's stages as the progress page lists them (products.pipeline.builds.STAGES)."""
+
+
+def job_state(console: Console, slug: str, job: BuildJob) -> dict[str, Any]:
+    """The job as the progress page and its poll see it, with texts in the page's language."""
+    order = list(builds.STAGES)
+    at = order.index(job.stage) if job.stage in order else 0
+    known = job.rows_total is not None and job.rows_done is not None and job.rows_total > 0
+    error = None
+    if job.state == "failed":
+        error = {
+            "code": job.error_code,
+            "message": render(job.error_code or "build_failed", console.locale, **(job.error_params or {})),
+        }
+    return {
+        "id": job.id,
+        "state": job.state,
+        "stage": job.stage,
+        "stage_label": console.translate(STAGE_LABELS.get(job.stage, job.stage)),
+        "stage_index": at,
+        "stages": [{"stage": s, "label": console.translate(STAGE_LABELS[s])} for s in order],
+        "table": job.table_name,
+        "rows_done": job.rows_done,
+        "rows_total": job.rows_total,
+        "percent": int(100 * (job.rows_done or 0) / (job.rows_total or 1)) if known else None,
+        "version": job.version_number,
+        "version_url": f"/console/products/{slug}/versions/{job.version_number}?built=1"
+        if job.version_number
+        else None,
+        "error": error,
+    }
+
+
+@router.get("/products/{slug}/builds/{job_id}")
+def build_progress(slug: str, job_id: str, console: ConsoleDep) -> Response:
+    """The build's stages, the current one marked, rows where known; the page polls its /state."""
+    job = builds.job_of(console.session, operator(console), slug[:100], job_id[:40])
+    return page(
+        console,
+        "operator/build_job.html",
+        title="Build progress",
+        subtitle=slug,
+        crumbs=(
+            ("My products", "/console/products"),
+            (slug, f"/console/products/{slug}"),
+            ("Build progress", None),
+        ),
+        slug=slug,
+        job=job_state(console, slug, job),
+    )
+
+
+@router.get("/products/{slug}/builds/{job_id}/state")
+def build_progress_json(slug: str, job_id: str, console: ConsoleDep) -> Response:
+    """The build's state as JSON, for the progress page to poll."""
+    try:
+        job = builds.job_of(console.session, operator(console), slug[:100], job_id[:40])
+    except MarketError as error:
+        return JSONResponse(error.to_body(console.locale), status_code=error.status_code)
+    return JSONResponse(job_state(console, slug, job), headers={"Cache-Control": "no-store"})
 
 
 # -- review preparation ----------------------------------------------------------------------------

@@ -122,13 +122,7 @@ def new_resource_form(console: ConsoleDep) -> Response:
 FormText = Annotated[str, Form(max_length=20_000)]
 
 
-def _submitted(**fields: str) -> dict[str, str]:
-    return {key: value for key, value in fields.items()}
-
-
-@router.post("/resources/new")
-def register_resource(
-    console: ConsoleDep,
+def _submitted(
     title: FormText = "",
     description: FormText = "",
     zone: FormText = "",
@@ -139,20 +133,31 @@ def register_resource(
     time_span: FormText = "",
     contact: FormText = "",
     legal_basis: FormText = "",
+) -> dict[str, str]:
+    """The resource form's fields as submitted (a dependency shared by registering and revising)."""
+    return {
+        "title": title,
+        "description": description,
+        "zone": zone,
+        "region": region,
+        "classification": classification,
+        "fields": fields,
+        "update_frequency": update_frequency,
+        "time_span": time_span,
+        "contact": contact,
+        "legal_basis": legal_basis,
+    }
+
+
+Submitted = Annotated[dict[str, str], Depends(_submitted)]
+
+
+@router.post("/resources/new")
+def register_resource(
+    console: ConsoleDep,
+    values: Submitted,
 ) -> Response:
     """Submit the resource for registration; it waits for the regulator as pending."""
-    values = _submitted(
-        title=title,
-        description=description,
-        zone=zone,
-        region=region,
-        classification=classification,
-        fields=fields,
-        update_frequency=update_frequency,
-        time_span=time_span,
-        contact=contact,
-        legal_basis=legal_basis,
-    )
     try:
         created = resources.register(console.session, console.user, _resource_in(values))
     except ValidationError as error:
@@ -199,30 +204,9 @@ def revise_form(resource_id: str, console: ConsoleDep) -> Response:
 def revise_resource(
     resource_id: str,
     console: ConsoleDep,
-    title: FormText = "",
-    description: FormText = "",
-    zone: FormText = "",
-    region: FormText = "",
-    classification: FormText = "",
-    fields: FormText = "",
-    update_frequency: FormText = "",
-    time_span: FormText = "",
-    contact: FormText = "",
-    legal_basis: FormText = "",
+    values: Submitted,
 ) -> Response:
     """Send the revised resource back to the regulator (it becomes pending again)."""
-    values = _submitted(
-        title=title,
-        description=description,
-        zone=zone,
-        region=region,
-        classification=classification,
-        fields=fields,
-        update_frequency=update_frequency,
-        time_span=time_span,
-        contact=contact,
-        legal_basis=legal_basis,
-    )
     resource = resources.get_visible(console.session, console.user, resource_id[:40])
     shown = resources.present(console.session, [resource])[0]
     try:

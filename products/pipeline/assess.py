@@ -8,7 +8,7 @@ from typing import Any
 
 from products.pipeline import audit
 from products.pipeline.recipe import Recipe, lit, q
-from products.pipeline.run import TableRun, connect, stats
+from products.pipeline.run import Progress, TableRun, connect, silent, stats
 from sandbox.policy import ProtectionPolicy
 
 
@@ -35,20 +35,24 @@ def assess(
     recipe: Recipe | None,
     runs: dict[str, TableRun],
     previous_quality: dict[str, Any] | None,
+    progress: Progress | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(audit report, quality report) for a version's stored tables."""
     findings: list[dict[str, Any]] = []
     k_reports: dict[str, Any] = {}
     quality_tables: dict[str, Any] = {}
     previous_tables = (previous_quality or {}).get("tables", {})
+    say = progress or silent
     with tempfile.TemporaryDirectory(dir=version_dir) as workdir, connect(Path(workdir)) as connection:
         for table in tables:
             name = table["name"]
             path = version_dir / table["file"]
+            say("statistics", name, rows_total=int(table["row_count"]))
             columns = stats(connection, path)
             unit = policy.tables[name].privacy_unit
             held = held_by_k(connection, path, unit, policy.min_group_size, table["columns"])
             columns = [{**c, **({"held_by_k": held[c["name"]]} if c["name"] in held else {})} for c in columns]
+            say("audit", name, rows_total=int(table["row_count"]))
             findings.extend(audit.identifier_findings(connection, name, path, columns))
             quasi = recipe.tables[name].quasi_identifiers if recipe and name in recipe.tables else []
             report, k_findings = audit.k_anonymity(

@@ -8,10 +8,9 @@ DuckDB spills to `workdir` when a step (dedupe) outgrows its memory limit.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import duckdb
 
@@ -19,10 +18,22 @@ from market.errors import Unprocessable
 from products import storage
 from products.pipeline.recipe import TableRecipe, checks, cleaned, hmac_pads, lit, q, transformed
 
-MEMORY_LIMIT = "512MB"
-"""DuckDB's working memory for processing; larger steps spill to disk."""
+MEMORY_LIMIT = os.environ.get("MARKET_BUILD_MEMORY_LIMIT", "256MB")
+"""DuckDB's working memory for processing; larger steps spill to disk (docs/benchmarks.md, build memory)."""
+THREADS = int(os.environ.get("MARKET_BUILD_THREADS", "2"))
+"""DuckDB's threads for processing."""
 
-Progress = Callable[[str], None]
+
+class Progress(Protocol):
+    """Told each stage a build reaches (products.pipeline.builds records it for the page to poll)."""
+
+    def __call__(
+        self, stage: str, table: str | None = None, rows_done: int | None = None, rows_total: int | None = None
+    ) -> None: ...
+
+
+def silent(stage: str, table: str | None = None, rows_done: int | None = None, rows_total: int | None = None) -> None:
+    """The default Progress: tells nobody."""
 
 
 @dataclass
@@ -45,7 +56,7 @@ def connect(workdir: Path) -> duckdb.DuckDBPyConnection:
     return duckdb.connect(
         ":memory:",
         config={
-            "threads": 2,
+            "threads": THREADS,
             "memory_limit": MEMORY_LIMIT,
             "temp_directory": str(workdir),
             "preserve_insertion_order": False,
@@ -78,12 +89,13 @@ def process_table(
     progress: Progress | None = None,
 ) -> TableRun:
     """Clean and desensitise `source` into the Parquet file `destination`, atomically."""
-    say = progress or (lambda _: None)
+    say = progress or silent
     read = reader(source, kind)
     destination.parent.mkdir(parents=True, exist_ok=True)
     staging = workdir / f"{name}.staging.parquet"
     partial = destination.with_suffix(".partial")
     try:
+        say("reading", name)
         with connect(workdir / "spill") as connection:
             available = [str(r[0]) for r in connection.execute(f"DESCRIBE SELECT * FROM {read}").fetchall()]
             used: set[str] = set()
@@ -108,7 +120,7 @@ def process_table(
             reject = " OR ".join(f"coalesce({c}, false)" for c, _, action in rules if action == "reject") or "false"
             quarantine = " OR ".join(f"coalesce({c}, false)" for c, _, action in rules if action == "quarantine")
             verdict = f"CASE WHEN {reject} THEN 'reject' WHEN {quarantine or 'false'} THEN 'quarantine' END"
-            say(f"{name}: reading and cleaning {filename}")
+            say("cleaning", name)
             connection.execute(
                 f"COPY (SELECT {', '.join(values)}, {verdict} AS _verdict, "
                 f"list_distinct([{failed}]) AS _failed FROM {read}) "
@@ -133,7 +145,7 @@ def process_table(
                 else f"SELECT * FROM {stage} WHERE _verdict IS NULL"
             )
             outputs = ", ".join(f"{transformed(c, f'v{i}', pads)} AS {q(n)}" for i, (n, c) in enumerate(columns))
-            say(f"{name}: desensitising and writing Parquet")
+            say("desensitising", name, rows_done=0, rows_total=rows_in - rejected - quarantined)
             connection.execute(
                 f"COPY (SELECT {outputs} FROM ({inner})) TO {lit(str(partial))} "
                 "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)"
@@ -150,6 +162,12 @@ def process_table(
                 )
                 quarantine_file = f"quarantine/{target.name}"
             stored = storage.describe_parquet(connection, destination)
+            say(
+                "desensitising",
+                name,
+                rows_done=rows_in - rejected - quarantined,
+                rows_total=rows_in - rejected - quarantined,
+            )
     except duckdb.Error as error:
         partial.unlink(missing_ok=True)
         raise _fail(error, filename, kind) from error

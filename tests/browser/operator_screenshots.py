@@ -2,6 +2,11 @@
 
 Builds the demo in a temporary directory, serves it, signs in as the demo operator and walks its pages in
 English, with a file uploaded through the recipe editor and previewed after desensitisation.
+
+In zh-CN with a second argument, into a directory of its own:
+`python -m tests.browser.operator_screenshots docs/screenshots/zh-CN zh-CN`
+(Chromium needs a CJK font for it: .ci/run installs
+fonts-wqy-microhei beside Chromium).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from tests.browser.conftest import CHROMIUM, CHROMIUM_FLAGS, DEMO_START, _free_p
 from tests.browser.test_operator_console import CONTACTS
 
 
-def main(out: Path) -> None:
+def main(out: Path, locale: str = "en") -> None:
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as data:
         settings = Settings(data_dir=Path(data), scheduler_enabled=False)
@@ -43,7 +48,7 @@ def main(out: Path) -> None:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
             page = browser.new_page(
-                base_url=f"http://127.0.0.1:{port}", locale="en", viewport={"width": 1280, "height": 900}
+                base_url=f"http://127.0.0.1:{port}", locale=locale, viewport={"width": 1280, "height": 900}
             )
             page.goto("/login")
             page.fill("#email", login["email"])
@@ -78,4 +83,4 @@ def main(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else "docs/screenshots"))
+    main(Path(sys.argv[1] if len(sys.argv) > 1 else "docs/screenshots"), sys.argv[2] if len(sys.argv) > 2 else "en")

@@ -1,6 +1,11 @@
 """Take the README's console screenshots with Playwright: `python -m tests.browser.screenshots docs/screenshots`.
 
 Builds the demo in a temporary directory, serves it on a free port, and walks the buyer's pages in English.
+
+In zh-CN with a second argument, into a directory of its own:
+`python -m tests.browser.screenshots docs/screenshots/zh-CN zh-CN`
+(Chromium needs a CJK font for it: .ci/run installs
+fonts-wqy-microhei beside Chromium).
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ SQL = (
 )
 
 
-def main(out: Path) -> None:
+def main(out: Path, locale: str = "en") -> None:
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as data:
         settings = Settings(data_dir=Path(data), scheduler_enabled=False)
@@ -45,7 +50,7 @@ def main(out: Path) -> None:
         url = f"http://127.0.0.1:{port}"
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-            page = browser.new_page(base_url=url, locale="en", viewport={"width": 1280, "height": 900})
+            page = browser.new_page(base_url=url, locale=locale, viewport={"width": 1280, "height": 900})
             page.goto("/")
             page.screenshot(path=str(out / "catalogue.png"))
             page.goto("/products/nyc-flights-2013")
@@ -69,8 +74,7 @@ def main(out: Path) -> None:
             page.goto("/console/invoices")
             page.locator("main table a[href^='/console/invoices/']").first.click()
             page.screenshot(path=str(out / "invoice.png"), full_page=True)
-            # The public disclosure page and a published operating report (in English: the machine that takes the
-            # screenshots may have no CJK font; the PDFs embed one).
+            # The public disclosure page and a published operating report.
             published = []
             for role, kind in (("regulator", "regulator_disclosure"), ("operator", "operating_report")):
                 auth = {"Authorization": f"Bearer {keys[role]}"}
@@ -88,4 +92,4 @@ def main(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else "docs/screenshots"))
+    main(Path(sys.argv[1] if len(sys.argv) > 1 else "docs/screenshots"), sys.argv[2] if len(sys.argv) > 2 else "en")

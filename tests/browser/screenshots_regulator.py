@@ -3,6 +3,11 @@
 
 Builds the demo in a temporary directory, runs a few queries so the dashboard and audit log have figures,
 serves it on a free port and walks the pages in English.
+
+In zh-CN with a second argument, into a directory of its own:
+`python -m tests.browser.screenshots_regulator docs/screenshots/zh-CN zh-CN`
+(Chromium needs a CJK font for it: .ci/run installs
+fonts-wqy-microhei beside Chromium).
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ def _sign_in(page: Page, login: dict[str, str]) -> None:
     page.wait_for_url("**/console/**")
 
 
-def main(out: Path) -> None:
+def main(out: Path, locale: str = "en") -> None:
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as data:
         settings = Settings(data_dir=Path(data), scheduler_enabled=False)
@@ -62,7 +67,7 @@ def main(out: Path) -> None:
                     print(f"{buyer}'s query: {answer.status_code} {answer.text[:300]}", file=sys.stderr)
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-            page = browser.new_page(base_url=url, locale="en", viewport={"width": 1280, "height": 900})
+            page = browser.new_page(base_url=url, locale=locale, viewport={"width": 1280, "height": 900})
             _sign_in(page, logins["regulator"])
             page.goto("/console/regulator/dashboard")
             page.wait_for_selector("[data-chart] canvas")
@@ -71,7 +76,7 @@ def main(out: Path) -> None:
             page.screenshot(path=str(out / "regulator-grant.png"), full_page=True)
             page.goto("/console/regulator/audit?product=nyc-flights-2013")
             page.screenshot(path=str(out / "regulator-audit.png"))
-            source = browser.new_page(base_url=url, locale="en", viewport={"width": 1280, "height": 900})
+            source = browser.new_page(base_url=url, locale=locale, viewport={"width": 1280, "height": 900})
             _sign_in(source, logins["source"])
             source.goto("/console/source/resources")
             source.screenshot(path=str(out / "source-resources.png"))
@@ -81,4 +86,4 @@ def main(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else "docs/screenshots"))
+    main(Path(sys.argv[1] if len(sys.argv) > 1 else "docs/screenshots"), sys.argv[2] if len(sys.argv) > 2 else "en")

@@ -1,5 +1,6 @@
 """The operator's supply path in Chromium, in both languages: a product created inside the grant (a price over the
-cap refused before it is sent), a file uploaded with progress (the first attempt fails and is retried), the recipe
+cap refused before it is sent), a file uploaded in parts with progress (the
+network fails mid-way; after a reload only the rest is sent), the recipe
 with a preview after desensitisation, the build, an audit finding resolved, submission; then the regulator
 approves (through the API: its pages are another branch's) and the product is listed in the catalogue."""
 
@@ -70,24 +71,42 @@ def test_supply_path_from_wizard_to_catalogue(live: Live, page_in: Any, language
     page.wait_for_url(re.compile(f"/console/products/{slug}\\?created=1"))
     expect(page.locator("#product-state .status-draft")).to_be_visible()
 
-    # Upload: the first attempt is cut off, the retry goes through; progress reaches 100 %.
+    # Upload in parts of 1,000 bytes: after the first part the network goes down; the page retries by itself,
+    # then offers a retry. Reloaded and given the same file, it asks the server how much it has and sends only
+    # the rest, never the file from byte 0 again; progress reaches 100 %.
     page.locator(f"main a[href='/console/products/{slug}/build']").first.click()
-    page.evaluate(WATCH_PROGRESS)
-    attempts: list[str] = []
+    page.wait_for_url(re.compile(f"/console/products/{slug}/build$"))
+    small_parts = "document.getElementById('dropzone').dataset.partBytes = '1000'"
+    page.evaluate(small_parts)
+    ranges: list[str] = []
+    page.on("request", lambda r: ranges.append(r.headers.get("content-range", "")) if r.method == "PUT" else None)
+    parts: list[str] = []
 
-    def flaky(route: Route) -> None:
-        attempts.append(route.request.headers.get("idempotency-key", ""))
-        if len(attempts) == 1:
-            route.abort("connectionreset")
-        else:
+    def network_down_after_one_part(route: Route) -> None:
+        if route.request.method != "PUT":
             route.continue_()
+            return
+        parts.append(route.request.headers.get("content-range", ""))
+        if len(parts) == 1:
+            route.continue_()
+        else:
+            route.abort("connectionreset")
 
-    page.route("**/console/uploads?*", flaky)
+    page.route("**/console/uploads/sessions/*", network_down_after_one_part)
     page.set_input_files("#upload-file", str(contacts))
-    expect(page.locator("#upload-error")).to_be_visible()
-    page.locator("#upload-retry").click()
+    expect(page.locator("#upload-error")).to_be_visible(timeout=20_000)
+    expect(page.locator("#upload-retry")).to_be_visible()
+    assert parts[0].startswith("bytes 0-999/") and len(parts) > 1
+    assert all(p.startswith("bytes 1000-") for p in parts[1:]), parts
+    page.unroute("**/console/uploads/sessions/*")
+    page.reload()
+    page.evaluate(small_parts)
+    page.evaluate(WATCH_PROGRESS)
+    ranges.clear()
+    page.set_input_files("#upload-file", str(contacts))
     page.wait_for_url(re.compile(r"/build\?upload=upl_"))
-    assert len(attempts) == 2 and attempts[0] == attempts[1], "the retry sends the same Idempotency-Key"
+    assert ranges[0].startswith("bytes 1000-1999/"), ranges
+    assert not any(r.startswith("bytes 0-") for r in ranges), "the resumed upload started again from byte 0"
     assert page.evaluate("sessionStorage.getItem('progress')") == "100"
 
     # The recipe: pseudonymise the person, drop the name, keep the phone hidden (the audit will object).
@@ -107,8 +126,17 @@ def test_supply_path_from_wizard_to_catalogue(live: Live, page_in: Any, language
     expect(preview.locator("thead")).not_to_contain_text("name")
     expect(preview).not_to_contain_text("Person 1")
     expect(preview).not_to_contain_text("P0001")
+    # The build runs in the background: its page shows the stages while it polls, then opens the version.
+    jobs: list[str] = []
+    page.on("request", lambda r: jobs.append(r.url) if re.search(r"/builds/bld_\w+$", r.url) else None)
     page.locator("#build-button").click()
     page.wait_for_url(re.compile(f"/console/products/{slug}/versions/1"))
+    version_url = page.url
+    page.goto(jobs[0])
+    expect(page.locator("#build-stages li")).to_have_count(8)
+    expect(page.locator("#build-stages li.passed")).to_have_count(8)
+    expect(page.locator("#build-version")).to_have_attribute("href", re.compile(f"/console/products/{slug}/versions/1"))
+    page.goto(version_url)
 
     # Review preparation: the blocking finding is resolved with a justification, then the version is submitted.
     finding = page.locator(".finding[data-finding='contacts.phone.phone_number']")

@@ -4,6 +4,7 @@ desensitisation, build, audit findings resolved, submission, the access queue an
 from __future__ import annotations
 
 import re
+import time
 
 from fastapi.testclient import TestClient
 
@@ -37,6 +38,21 @@ def upload(client: TestClient, content: bytes, filename: str = "people.csv") -> 
     assert response.status_code == 201, response.text
     body: dict[str, object] = response.json()
     return body
+
+
+def finished_build(client: TestClient, job_page: str) -> str:
+    """Follow a background build's progress page until it ends; the version's path (without the query)."""
+    assert re.fullmatch(r"/console/products/[\w-]+/builds/bld_\w+", job_page), job_page
+    shown = client.get(job_page)
+    assert shown.status_code == 200 and 'id="build-stages"' in shown.text
+    for _ in range(1200):
+        state = client.get(f"{job_page}/state").json()
+        if state["state"] != "running":
+            break
+        time.sleep(0.05)
+    assert state["state"] == "done", state
+    assert [s["stage"] for s in state["stages"]][-1] == "done"
+    return str(state["version_url"]).split("?")[0]
 
 
 def test_wizard_offers_the_grant_only_and_refuses_a_price_over_the_cap(market: Market) -> None:
@@ -117,7 +133,7 @@ def test_upload_preview_build_resolve_and_submit(market: Market) -> None:
 
     built = post_form(client, page, "/console/products/phone-book/build", {**recipe, "action": "build"})
     assert built.status_code == 303, built.text  # type: ignore[attr-defined]
-    version = built.headers["location"].split("?")[0]  # type: ignore[attr-defined]
+    version = finished_build(client, built.headers["location"])  # type: ignore[attr-defined]
     assert version == "/console/products/phone-book/versions/1"
     shown = client.get(version)
     assert "phone_number" in shown.text and 'id="open-findings">1<' in shown.text
@@ -139,6 +155,7 @@ def test_upload_preview_build_resolve_and_submit(market: Market) -> None:
     again = {**recipe, "action": "build", "min_4": "5", "invalid_4": "quarantine"}
     second = post_form(client, page, "/console/products/phone-book/build", again)
     assert second.status_code == 303, second.text  # type: ignore[attr-defined]
+    assert finished_build(client, second.headers["location"]) == "/console/products/phone-book/versions/2"  # type: ignore[attr-defined]
     v2 = client.get("/console/products/phone-book/versions/2")
     assert "Compared with v1: rows out -" in v2.text and "amount: below 5" in v2.text
     rows = client.get("/console/products/phone-book/versions/2/quarantine/contacts")

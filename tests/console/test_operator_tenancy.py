@@ -6,6 +6,7 @@ the test until it is added here."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +30,10 @@ class Attack:
     """What operator A itself gets (a redirect after a change is 303)."""
     code: str = ""
     """The error code operator B's 404 page names, where operator A's answer is a 404 too (for another reason)."""
+    json: bool = False
+    """A route the page's script calls: its 404 is the JSON error shape naming `code`."""
+    headers: dict[str, str] | None = None
+    content: bytes | None = None
 
 
 @pytest.fixture
@@ -49,8 +54,21 @@ def world(market: Market) -> dict[str, Any]:
         f"/v1/access-requests/{made}/decision", headers=alpha.operator.headers, json={"decision": "approve"}
     ).json()
     finding = "people.name.identifier_name"
+    a = sign_in(market, alpha.operator)
+    token = csrf_of(a.get("/console/products").text)
+    started = a.post(
+        "/console/uploads/sessions", params={"filename": "people.csv", "size": 10}, headers={"X-CSRF-Token": token}
+    )
+    assert started.status_code == 201, started.text
+    session = started.json()["id"]
+    form = {"upload": upload, "action": "build", "action_0": "pseudonymise", "role_0": "privacy_unit"}
+    built = a.post("/console/products/alpha-draft/build", data={**form, "csrf_token": token})
+    assert built.status_code == 303, built.text
+    job = built.headers["location"]
+    while a.get(f"{job}/state").json()["state"] == "running":
+        time.sleep(0.05)
     return {
-        "a": sign_in(market, alpha.operator),
+        "a": a,
         "b": sign_in(market, beta.operator),
         "attacks": [
             Attack("GET", "/console/products/{slug}", "/console/products/alpha-draft"),
@@ -77,6 +95,24 @@ def world(market: Market) -> dict[str, Any]:
                 f"/console/products/alpha-draft/versions/1/findings/{finding}/resolve",
                 {"justification": "Names were checked by hand."},
                 303,
+            ),
+            Attack("GET", "/console/products/{slug}/builds/{job_id}", job),
+            Attack("GET", "/console/products/{slug}/builds/{job_id}/state", f"{job}/state", json=True),
+            Attack(
+                "GET",
+                "/console/uploads/sessions/{session_id}",
+                f"/console/uploads/sessions/{session}",
+                json=True,
+                code="upload_session_not_found",
+            ),
+            Attack(
+                "PUT",
+                "/console/uploads/sessions/{session_id}",
+                f"/console/uploads/sessions/{session}",
+                json=True,
+                code="upload_session_not_found",
+                headers={"Content-Range": "bytes 0-9/10"},
+                content=b"person_id\n",
             ),
             Attack(
                 "POST", "/console/products/{slug}/plans", "/console/products/alpha/plans", {"plan_code_0": "x"}, 303
@@ -108,6 +144,9 @@ def send(client: TestClient, attack: Attack) -> Any:
     if attack.method == "GET":
         return client.get(attack.path)
     token = csrf_of(client.get("/console/products").text)
+    if attack.content is not None:
+        headers = {**(attack.headers or {}), "X-CSRF-Token": token}
+        return client.request(attack.method, attack.path, content=attack.content, headers=headers)
     return client.post(attack.path, data={**(attack.data or {}), "csrf_token": token})
 
 
@@ -118,6 +157,7 @@ OPEN = {
     ("GET", "/console/requests"),
     ("GET", "/console/sales"),
     ("POST", "/console/uploads"),
+    ("POST", "/console/uploads/sessions"),
 }
 """Routes naming no object: they show or make the caller's own (lists, the wizard, the upload)."""
 
@@ -126,13 +166,16 @@ def test_another_operators_objects_answer_not_found_on_every_page(world: dict[st
     failed = []
     for attack in world["attacks"]:
         response = send(world["b"], attack)
-        html = response.headers["content-type"].startswith("text/html")
-        if response.status_code != 404 or not html or attack.code not in response.text:
+        kind = "application/json" if attack.json else "text/html"
+        shaped = response.headers["content-type"].startswith(kind)
+        if attack.json and shaped:
+            shaped = response.json()["error"]["code"] == (attack.code or "product_not_found")
+        if response.status_code != 404 or not shaped or attack.code not in response.text:
             failed.append(f"{attack.method} {attack.path}: {response.status_code}")
     assert not failed, "\n".join(failed)
 
     # The same requests by the rightful operator succeed, so the table tests tenancy, not typos (routes exist).
-    preview = world["attacks"][5]
+    preview = next(a for a in world["attacks"] if a.data and a.data.get("action") == "preview")
     for attack in world["attacks"]:
         if attack is preview or (attack.route == "/console/products/{slug}/build" and "upload" in attack.path):
             continue  # a one-column recipe and operator B's product: their refusals are not about tenancy

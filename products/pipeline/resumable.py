@@ -1,0 +1,135 @@
+"""Resumable uploads: a file sent in parts at increasing offsets, then stored as an ordinary Upload.
+
+The browser starts a session with the file's name and size, then sends slices of the File (never the
+whole file in memory) each with a `Content-Range: bytes START-END/SIZE` header. The server appends each
+part to a file on disk; that file's length is the offset the next part must start at. After a network
+error or a reload the browser asks for the offset and sends the rest. When the last byte arrives the
+file is hashed from disk and registered exactly like POST /v1/uploads (products.pipeline.uploads).
+
+Parts of one session are appended under an exclusive lock on its file, so two tabs (or two API
+processes) sending the same part cannot interleave their bytes: the second finds the offset moved and
+is told where to resume.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from market.accounts.models import Role
+from market.accounts.service import Principal
+from market.errors import Conflict, NotFound, Unprocessable
+from market.settings import Settings
+from products import storage
+from products.pipeline import uploads
+from products.pipeline.models import Upload, UploadSession
+
+RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
+HASH_BLOCK = 1 << 20
+
+
+def part_path(settings: Settings, upload_session: UploadSession) -> Path:
+    return uploads.org_dir(settings, upload_session.org_id) / f".session-{upload_session.id}"
+
+
+def begin(session: Session, settings: Settings, actor: Principal, filename: str, size: int) -> UploadSession:
+    """A new session for a file of `size` bytes; nothing received yet."""
+    actor.require(Role.OPERATOR)
+    storage.file_kind(filename)
+    if not 0 < size <= uploads.MAX_UPLOAD_BYTES:
+        raise Unprocessable("upload_size_invalid", limit_gib=uploads.MAX_UPLOAD_BYTES // 1024**3)
+    started = UploadSession(org_id=actor.org_id, filename=filename, size_bytes=size, created_by=actor.user_id)
+    session.add(started)
+    session.flush()
+    path = part_path(settings, started)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch()
+    return started
+
+
+def own_session(session: Session, actor: Principal, session_id: str) -> UploadSession:
+    actor.require(Role.OPERATOR)
+    found = session.get(UploadSession, session_id)
+    if found is None or found.org_id != actor.org_id:
+        raise NotFound("upload_session_not_found", session=session_id)
+    return found
+
+
+def offset(settings: Settings, upload_session: UploadSession) -> int:
+    """How many bytes the server has: the next part starts here."""
+    if upload_session.upload_id is not None:
+        return upload_session.size_bytes
+    path = part_path(settings, upload_session)
+    return path.stat().st_size if path.exists() else 0
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int]:
+    """(start, end exclusive) of a `bytes START-END/SIZE` Content-Range inside a file of `size` bytes."""
+    found = RANGE.match((header or "").strip())
+    if not found:
+        raise Unprocessable("upload_range_invalid", size=size)
+    start, last, total = (int(g) for g in found.groups())
+    if total != size or last < start or last >= size:
+        raise Unprocessable("upload_range_invalid", size=size)
+    return start, last + 1
+
+
+async def append(
+    settings: Settings, upload_session: UploadSession, start: int, end: int, chunks: AsyncIterator[bytes]
+) -> int:
+    """Append the part [start, end) streamed in `chunks`; returns the new offset.
+
+    A part that starts anywhere but the current offset is refused (409, with the offset to resume from).
+    A connection lost mid-part keeps the bytes that arrived: the offset says where to go on.
+    """
+    path = part_path(settings, upload_session)
+    if not path.exists():
+        raise NotFound("upload_session_not_found", session=upload_session.id)
+    with path.open("ab") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise Conflict("upload_offset_mismatch", offset=path.stat().st_size, start=start) from None
+        current = handle.tell()
+        if current != start:
+            raise Conflict("upload_offset_mismatch", offset=current, start=start)
+        written = current
+        async for chunk in chunks:
+            if written + len(chunk) > end:
+                handle.flush()
+                handle.truncate(written)
+                raise Unprocessable("upload_range_invalid", size=upload_session.size_bytes)
+            handle.write(chunk)
+            written += len(chunk)
+        handle.flush()
+        return written
+
+
+def complete(session: Session, settings: Settings, actor: Principal, upload_session: UploadSession) -> Upload:
+    """Every byte is here: hash the file from disk and store it as an Upload (the same path as POST /v1/uploads)."""
+    if upload_session.upload_id is not None:
+        stored = session.get(Upload, upload_session.upload_id)
+        assert stored is not None
+        return stored
+    path = part_path(settings, upload_session)
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(HASH_BLOCK):
+            digest.update(block)
+    received = uploads.Received(path=path, sha256=digest.hexdigest(), size=path.stat().st_size)
+    stored, _ = uploads.register(
+        session,
+        settings,
+        actor,
+        received,
+        filename=upload_session.filename,
+        idempotency_key=f"session-{upload_session.id}",
+    )
+    upload_session.upload_id = stored.id
+    session.flush()
+    return stored
