@@ -84,6 +84,8 @@ def table_statistics(path: Path, columns: list[str], roles: dict[str, str]) -> d
             ).fetchone()
             per_unit[column] = [int(found[0]), int(found[1])] if found else [0, 0]
     return {"units": per_unit, "nulls": nulls}
+
+
 SMALL: dict[str, str | bool | int | float | list[str]] = {"threads": 1, "memory_limit": "256MB"}
 """DuckDB settings for the small reads around a build (a file's columns, a measure's min and max): without them
 a connection may take 80 % of the machine's memory and every core."""
