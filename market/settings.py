@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     sandbox_queue_timeout_seconds: float = Field(default=5.0, gt=0)
     """How long a query waits for a worker before 503 `sandbox_busy`."""
     sandbox_prestart: bool = True
+    """Start the sandbox workers with the server, so that the first queries do not wait for a spawn."""
     sandbox_fixed_timing: bool = True
     """No work skipped by what hidden rows hold (docs/sandbox.md, "Timing"): the staged threshold's
     recheck always runs and no scan is pruned by statistics. Off trades that for speed (TPC-H ~1.45x)."""
@@ -50,7 +51,6 @@ class Settings(BaseSettings):
     """Answers each API process keeps for identical queries on the same version (0: no result cache)."""
     sandbox_result_cache_bytes: int = Field(default=64 * 1024 * 1024, ge=0)
     """About how many bytes of answers each API process keeps at most."""
-    """Start the sandbox workers with the server, so that the first queries do not wait for a spawn."""
 
     scheduler_enabled: bool = True
 
