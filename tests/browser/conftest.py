@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import threading
 import time
@@ -66,6 +67,15 @@ class Live:
         """Set-up steps of other roles, whose pages come in a later part of the console (never the buyer's)."""
         headers = {"Authorization": f"Bearer {self.keys[role]}"}
         return httpx.request(method, self.url + path, headers=headers, timeout=60, **kwargs)
+
+
+def sign_in(page: Page, live: Live, who: str) -> None:
+    """Sign `who` (a key of the demo's logins) in through the login form and wait for the console."""
+    page.goto("/login")
+    page.fill("input[name=email]", live.logins[who]["email"])
+    page.fill("input[name=password]", live.logins[who]["password"])
+    page.locator("main form button[type=submit]").click()
+    page.wait_for_url(re.compile("/console/"))
 
 
 def _free_port() -> int:

@@ -11,9 +11,9 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import expect
 
-from tests.browser.conftest import Live, dump, require_axe, serious_violations, set_sql
+from tests.browser.conftest import Live, dump, require_axe, serious_violations, set_sql, sign_in
 from tests.factories import PLANS
 
 LANGUAGES = ("zh-CN", "en")
@@ -24,14 +24,6 @@ EPSILON_OF = {"zh-CN": "0.37", "en": "0.41"}
 """A distinct epsilon per run: the same query at the same cost would be a free stored repeat."""
 WAIT = 60_000
 """Milliseconds a query may take to answer on a loaded machine (the page shows its progress meanwhile)."""
-
-
-def sign_in(page: Page, live: Live, who: str) -> None:
-    page.goto("/login")
-    page.fill("input[name=email]", live.logins[who]["email"])
-    page.fill("input[name=password]", live.logins[who]["password"])
-    page.locator("main form button[type=submit]").click()
-    page.wait_for_url(re.compile("/console/"))
 
 
 def _dp_spent(live: Live, who: str) -> float:

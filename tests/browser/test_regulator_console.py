@@ -12,21 +12,13 @@ import secrets
 from typing import Any
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import expect
 
-from tests.browser.conftest import Live, dump, require_axe, serious_violations
+from tests.browser.conftest import Live, dump, require_axe, serious_violations, sign_in
 from tests.factories import PEOPLE_POLICY, PLANS, people_csv
 
 LANGUAGES = ("zh-CN", "en")
 FLIGHTS = "nyc-flights-2013"
-
-
-def sign_in(page: Page, live: Live, who: str) -> None:
-    page.goto("/login")
-    page.fill("input[name=email]", live.logins[who]["email"])
-    page.fill("input[name=password]", live.logins[who]["password"])
-    page.locator("main form button[type=submit]").click()
-    page.wait_for_url(re.compile("/console/"))
 
 
 def new_operator(live: Live, name: str) -> str:
