@@ -193,7 +193,7 @@ def _server(
                 if "sandbox result cache" in line
             )
         for error in log_path.read_text().split("ERROR:")[1:3]:  # a 5xx is a bug: show its traceback
-            print("server error:", error[:3000], file=sys.stderr)
+            print("server error:", error[:2000], "\n  ...\n", error[-4000:], file=sys.stderr)
 
 
 @dataclass
