@@ -139,7 +139,10 @@ class Admission:
         except OSError:  # ENXIO: no waiter has it open; ENOENT: nobody ever waited
             return
         try:
-            with contextlib.suppress(BlockingIOError):  # full: the waiters have plenty to wake on
+            # Full (BlockingIOError): the waiters have plenty to wake on. Broken pipe: the last waiter
+            # closed its end between our open and our write, so nobody waits any more. Neither may fail
+            # the query whose release rang (it has run, and its answer is still to be metered).
+            with contextlib.suppress(BlockingIOError, BrokenPipeError):
                 os.write(fd, b"!")
         finally:
             os.close(fd)

@@ -165,3 +165,31 @@ def test_a_query_waiting_for_a_worker_holds_no_pooled_connection(database_factor
         assert answered.status_code == 200, answered.text
         records = usage(market, buyer)
         assert [r["id"] for r in records] == [answered.json()["query_id"]]
+
+
+def test_a_waiter_leaving_as_a_query_rings_the_doorbell_does_not_fail_that_query(
+    market: Market, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last waiter may close the doorbell between the ringer's open and its write (a broken pipe):
+    the query that rang has run, so it still gets its answer (this was a 500 under load)."""
+    import os
+
+    import sandbox.admission as admission_module
+
+    buyer = _commercial_buyer(market)
+    admission = sandbox_admission(market.settings)
+    bell = admission.directory / admission_module.DOORBELL
+    os.mkfifo(bell, 0o600)
+    waiter = os.open(bell, os.O_RDONLY | os.O_NONBLOCK)
+    opened = os.open
+
+    def open_then_the_waiter_leaves(path: Any, flags: int, *args: Any) -> int:
+        fd = opened(path, flags, *args)
+        if Path(path) == bell and flags & os.O_WRONLY:
+            os.close(waiter)  # the only reader goes: the write below meets a broken pipe
+        return fd
+
+    monkeypatch.setattr(admission_module.os, "open", open_then_the_waiter_leaves)
+    answered = query(market, buyer, "people-trips", BY_REGION)
+    assert answered.status_code == 200, answered.text
+    assert _only_record(market, buyer)["charge_type"] == "billable"
