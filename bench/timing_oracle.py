@@ -13,17 +13,17 @@ answers are identical (the 'LEX' group is suppressed either way), alternating A 
 Red-team pairs (session 5) add `having`, `order-limit` (a suppressed group present or not under
 HAVING and ORDER BY ... LIMIT) and `empty-group`, `empty-global` (both answers empty).
 
-Each pair runs four ways: `sandbox` (the full path through a worker, staged strategy as on large
-products; wall time, so IPC noise included), `single` (the same worker, one statement:
-engine.execute_single, as on products up to SINGLE_STATEMENT_ROWS), `staged-data` and `single-data`
-(the pair's A text on the file with the 'LEX' flight, against the same text on a control file where
-that one flight goes to 'ZZZ' instead: the cleanest test, as the texts cannot differ), `raw` (plain DuckDB, default optimizers: what the
-sandbox's scans did before it switched off the optimizers that skip work by statistics) and `raw-off`
-(plain DuckDB with engine.DISABLED_OPTIMIZERS: the scans as the sandbox now runs them, without the
-noise of the worker round trip). For each it prints the medians and a two-sided
-Mann–Whitney U p-value (normal approximation with tie correction). A small p-value (< 0.01) on the
-sandbox rows means a buyer could tell the hidden fact from time alone; on a shared machine, read the
-medians too. Not a test: timings belong here, not in the suite.
+Each pair runs six ways (`--ways` picks some): `sandbox` (the full path through a worker, staged
+strategy as on large products; wall time, so IPC noise included), `single` (the same worker, one
+statement: engine.execute_single, as on products up to SINGLE_STATEMENT_ROWS), `staged-data` and
+`single-data` (the pair's A text on the file with the 'LEX' flight, against the same text on a control
+file where that one flight goes to 'ZZZ' instead: the cleanest test, as the texts cannot differ),
+`raw` (plain DuckDB, default optimizers: what the sandbox's scans did before it switched off the
+optimizers that skip work by statistics) and `raw-off` (plain DuckDB with engine.DISABLED_OPTIMIZERS:
+the scans as the sandbox now runs them, without the noise of the worker round trip). For each it
+prints the medians and a two-sided Mann–Whitney U p-value (normal approximation with tie
+correction). A small p-value (< 0.01) on the sandbox rows means a buyer could tell the hidden fact
+from time alone; on a shared machine, read the medians too. Not a test: timings belong here, not in the suite.
 """
 
 from __future__ import annotations
@@ -105,7 +105,8 @@ def build(directory: Path, rows: int, hidden: str = "LEX") -> Path:
     with duckdb.connect() as connection:
         connection.execute(
             f"""COPY (SELECT (i % 12) + 1 AS month, (i % 31) + 1 AS day,
-                CASE WHEN i = {rows // 2} THEN '{hidden}' ELSE 'D' || lpad(((i * 7919) % 100)::VARCHAR, 3, '0') END AS dest,
+                CASE WHEN i = {rows // 2} THEN '{hidden}'
+                     ELSE 'D' || lpad(((i * 7919) % 100)::VARCHAR, 3, '0') END AS dest,
                 'N' || ((i * 13) % 4000)::VARCHAR AS tailnum, ((i * 31) % 300) - 50 AS arr_delay
                 FROM range({rows}) t(i) ORDER BY month, day)
             TO '{path}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 100000)"""
