@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> None:
         for name, (a_sql, b_sql) in PAIRS.items():
             if args.pairs and name not in args.pairs:
                 continue
-            ways = [
+            ways: list[tuple[str, Callable[..., Callable[[], object]]]] = [
                 ("sandbox", sandbox),
                 ("single", single),
                 ("raw", plain),
@@ -200,9 +200,9 @@ def main(argv: list[str] | None = None) -> None:
             ]
             for way, make in [w for w in ways if not args.ways or w[0] in args.ways]:
                 if way.endswith("-data"):
-                    runs = {"A": make(a_sql, True), "B": make(a_sql, False)}  # type: ignore[call-arg]
+                    runs = {"A": make(a_sql, True), "B": make(a_sql, False)}
                 else:
-                    runs = {"A": make(a_sql), "B": make(b_sql)}  # type: ignore[call-arg]
+                    runs = {"A": make(a_sql), "B": make(b_sql)}
                 times: dict[str, list[float]] = {"A": [], "B": []}
                 for side in ("A", "B"):  # warm-up
                     runs[side]()
