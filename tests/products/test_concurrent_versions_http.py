@@ -63,7 +63,8 @@ def test_the_build_that_loses_the_race_never_touches_the_winners_files(
                 pass
         return hash_files(paths)
 
-    monkeypatch.setattr(storage, "content_hash", meet_then_hash)
+    if market.database.is_sqlite:  # PostgreSQL serialises the builds on the product's row lock before
+        monkeypatch.setattr(storage, "content_hash", meet_then_hash)  # they read the number: no race there
     with ThreadPoolExecutor(2) as pool:
         answers = list(pool.map(lambda c: _upload(market, operator, "raced", c), contents.values()))
     statuses = sorted(a.status_code for a in answers)
