@@ -12,6 +12,12 @@ Prints p50/p95 of the small query and of /healthz in both phases, the ratio floo
 count of every status (429 too_many_queries, 503 sandbox_busy, 5xx) per kind of request.
 
     python -m bench.sandbox_fairness [--seconds 20] [--flooders 30] [--workers 2]
+    python -m bench.sandbox_fairness --distinct --orgs 8     # red team (session 5)
+
+`--distinct` makes every heavy query a new text (a constant in a HAVING that keeps every group), so
+the result cache and single-flight cannot answer the flood: each one runs in a worker (without it,
+after the first answer the flood is served from the cache). `--orgs N` spreads the flooders over N
+new buyer organisations (each with its own per-organisation limit) instead of one.
     MARKET_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/bench python -m bench.sandbox_fairness
 """
 
@@ -102,6 +108,8 @@ def main() -> None:
     parser.add_argument("--flooders", type=int, default=30, help="the flooding buyer's concurrent clients")
     parser.add_argument("--workers", type=int, default=2, help="API processes (market serve --workers)")
     parser.add_argument("--quiet-rounds", type=int, default=40)
+    parser.add_argument("--distinct", action="store_true", help="every heavy query a new text (no cache hit)")
+    parser.add_argument("--orgs", type=int, default=0, help="flood from this many new organisations (0: one)")
     parser.add_argument(
         "--ignore-retry-after",
         action="store_true",
@@ -117,6 +125,14 @@ def main() -> None:
         database.dispose()
         public = {"Authorization": f"Bearer {keys['buyer_public']}"}
         commercial = {"Authorization": f"Bearer {keys['buyer_commercial']}"}
+        flooders = [commercial]
+        if args.orgs:
+            from bench.http_throughput import _add_buyers
+
+            database = Database.from_settings(settings)
+            flooders = [{"Authorization": f"Bearer {key}"} for key in _add_buyers(database, args.orgs)]
+            database.dispose()
+        sent = iter(range(1, 1 << 62))
 
         with _server(settings, args.workers) as url, httpx.Client(timeout=120) as client:
 
@@ -124,9 +140,10 @@ def main() -> None:
                 return client.post(f"{url}/v1/queries", headers=public, json={"product": FLIGHTS_SLUG, "sql": SMALL})
 
             def heavy() -> httpx.Response:
-                return client.post(
-                    f"{url}/v1/queries", headers=commercial, json={"product": FLIGHTS_SLUG, "sql": HEAVY}
-                )
+                n = next(sent)
+                sql = f"{HEAVY} HAVING count(*) > -{n}" if args.distinct else HEAVY
+                headers = flooders[n % len(flooders)]
+                return client.post(f"{url}/v1/queries", headers=headers, json={"product": FLIGHTS_SLUG, "sql": sql})
 
             def health() -> httpx.Response:
                 return client.get(f"{url}/healthz")
@@ -159,6 +176,8 @@ def main() -> None:
     print(f"database: {database.engine.dialect.name}; API processes: {args.workers}; cores: {os.cpu_count()}")
     manners = "retrying at once" if args.ignore_retry_after else "each waiting its Retry-After"
     print(f"heavy query alone: {heavy_ms:.0f} ms; flood: {args.flooders} clients {manners}, {args.seconds:.0f} s")
+    texts = "every one a new text" if args.distinct else "one text (answered from the result cache)"
+    print(f"flooders' organisations: {len(flooders)}; heavy queries: {texts}")
     print(f"{'':18} {'quiet p50':>10} {'quiet p95':>10} {'flood p50':>10} {'flood p95':>10} {'p50 ratio':>10}")
     for kind in ("small", "healthz"):
         q, f = quiet.latencies.get(kind, []), flood.latencies.get(kind, [])
