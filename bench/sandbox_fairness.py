@@ -176,7 +176,8 @@ def main() -> None:
     load = os.getloadavg()
     print(f"database: {database.engine.dialect.name}; API processes: {args.workers}; cores: {os.cpu_count()}")
     manners = "retrying at once" if args.ignore_retry_after else "each waiting its Retry-After"
-    print(f"heavy query alone: {heavy_ms:.0f} ms (HTTP {heavy_alone.status_code}); flood: {args.flooders} clients {manners}, {args.seconds:.0f} s")
+    print(f"heavy query alone: {heavy_ms:.0f} ms (HTTP {heavy_alone.status_code})")
+    print(f"flood: {args.flooders} clients {manners}, {args.seconds:.0f} s")
     texts = "every one a new text" if args.distinct else "one text (answered from the result cache)"
     print(f"flooders' organisations: {len(flooders)}; heavy queries: {texts}")
     print(f"{'':18} {'quiet p50':>10} {'quiet p95':>10} {'flood p50':>10} {'flood p95':>10} {'p50 ratio':>10}")
