@@ -469,6 +469,11 @@ def _record(session: Session, attempt: attempts.Attempt, result: QueryResult) ->
     """Transaction 3: decide quota and cap under the counter's lock, rate, and write the usage record."""
     agreement = attempt.agreement
     counter = repository.lock_month(session, agreement.id, attempts.month_of(attempt.now))
+    # Revoked while the query waited or ran (the access cache stops only the queries that start after):
+    # read the agreement again here, so that no answer leaves after its revocation was answered.
+    revoked = attempts.agreement_refusal(session.get(Agreement, agreement.id) or agreement, attempt.now)
+    if revoked is not None:
+        return attempts.refuse(session, attempt, revoked)
     locked = attempts.lock_chain(session, attempt)
     if isinstance(locked, QueryOutcome):
         return locked
