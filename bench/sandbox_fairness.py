@@ -79,6 +79,8 @@ class Tally:
         label = str(response.status_code)
         if response.status_code >= 400 and "json" in response.headers.get("content-type", ""):
             label += " " + str(response.json().get("error", {}).get("code", ""))
+        if response.status_code in (429, 503) and "Retry-After" not in response.headers:
+            label += " WITHOUT Retry-After"
         with self.lock:
             self.statuses.setdefault(kind, Counter())[label] += 1
             if response.status_code == 200:
