@@ -5,6 +5,7 @@ leader waits with followers behind it, and while it holds the SQLite writer lock
 its transaction 3 waits for a row lock). Afterwards: no admission slot or writer lock is left held,
 no usage record was half-written, every buyer's hash chain verifies, the sandbox workers of the dead
 process have gone, and a retry with the same Idempotency-Key is answered and charged exactly once.
+Also one Idempotency-Key sent to two API processes at once: one record, one charge.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -225,4 +227,36 @@ def test_killed_while_holding_the_write_lock(market: Market, tmp_path: Path) -> 
         assert isinstance(sent.result(timeout=30), httpx.HTTPError)
         _assert_nothing_left(market, orphans, [buyer])
     _assert_exactly_once(market, buyer, "locked-then-killed")
+    _assert_chains(market)
+
+
+def test_one_idempotency_key_sent_to_two_api_processes_at_once_is_answered_and_charged_once(
+    market: Market, tmp_path: Path
+) -> None:
+    buyer, other = _buyers(market, 2)
+    barrier = threading.Barrier(12)
+
+    def post(server: Served, who: Actor) -> httpx.Response:
+        barrier.wait(timeout=60)
+        headers = {**who.headers, "Idempotency-Key": "twice"}
+        return httpx.post(
+            f"{server.url}/v1/queries", headers=headers, json={"product": "people-trips", "sql": BY_REGION}, timeout=120
+        )
+
+    with (
+        served(market, tmp_path, **ENV) as first,
+        served(market, tmp_path, **ENV) as second,
+        ThreadPoolExecutor(12) as pool,
+    ):
+        # Five of each process's six from the buyer, one from another organisation with the same key.
+        sent = [pool.submit(post, server, other if i == 5 else buyer) for server in (first, second) for i in range(6)]
+        answers = [s.result(timeout=120) for s in sent]
+    mine = [a for i, a in enumerate(answers) if i % 6 != 5]
+    assert all(a.status_code in (200, 429) for a in answers), [a.text for a in answers]
+    served_ids = {a.json()["query_id"] for a in mine if a.status_code == 200}
+    assert len(served_ids) == 1, served_ids  # every 200 is the one stored answer
+    records = [r for r in _records(market, "twice") if r.buyer_org_id == buyer.principal.org_id]
+    assert len(records) == 1 and records[0].charge_type == "billable"
+    theirs = [r for r in _records(market, "twice") if r.buyer_org_id == other.principal.org_id]
+    assert len(theirs) == 1  # the same key in another organisation is another query
     _assert_chains(market)
