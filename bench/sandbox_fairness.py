@@ -12,19 +12,15 @@ Prints p50/p95 of the small query and of /healthz in both phases, the ratio floo
 count of every status (429 too_many_queries, 503 sandbox_busy, 5xx) per kind of request.
 
     python -m bench.sandbox_fairness [--seconds 20] [--flooders 30] [--workers 2]
-    python -m bench.sandbox_fairness --distinct --orgs 8     # red team (session 5)
-
-`--distinct` makes every heavy query a new text (a constant in a HAVING that keeps every group), so
-the result cache and single-flight cannot answer the flood: each one runs in a worker (without it,
-after the first answer the flood is served from the cache). `--orgs N` spreads the flooders over N
-new buyer organisations (each with its own per-organisation limit) instead of one.
     MARKET_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/bench python -m bench.sandbox_fairness
+    python -m bench.sandbox_fairness --orgs 8     # red team (session 5): the flood from 8 organisations
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import os
 import sys
 import tempfile
@@ -42,12 +38,14 @@ from market.db import Database, migrate
 from market.demo import FLIGHTS_SLUG, build_demo
 from market.settings import Settings
 
-SMALL = "SELECT origin, count(*) AS flights FROM flights GROUP BY origin"
+SMALL = "SELECT origin, count(*) AS flights FROM flights GROUP BY origin HAVING count(*) > -{run}"
 HEAVY = (
     "SELECT month, day, hour, origin, dest, carrier, count(*) AS n, avg(dep_delay) AS delay, "
     "sum(distance) AS distance, stddev(arr_delay) AS spread FROM flights "
-    "GROUP BY month, day, hour, origin, dest, carrier"
+    "GROUP BY month, day, hour, origin, dest, carrier HAVING count(*) > -{run}"
 )
+"""Each request (heavy and small) its own text (a always-true HAVING numbered per request): a flooder varies
+its queries, so none is answered from the result cache or joins another's run in flight (sandbox/cache.py)."""
 
 
 def _percentile(samples: list[float], fraction: float) -> float:
@@ -110,7 +108,6 @@ def main() -> None:
     parser.add_argument("--flooders", type=int, default=30, help="the flooding buyer's concurrent clients")
     parser.add_argument("--workers", type=int, default=2, help="API processes (market serve --workers)")
     parser.add_argument("--quiet-rounds", type=int, default=40)
-    parser.add_argument("--distinct", action="store_true", help="every heavy query a new text (no cache hit)")
     parser.add_argument("--orgs", type=int, default=0, help="flood from this many new organisations (0: one)")
     parser.add_argument(
         "--ignore-retry-after",
@@ -128,23 +125,26 @@ def main() -> None:
         public = {"Authorization": f"Bearer {keys['buyer_public']}"}
         commercial = {"Authorization": f"Bearer {keys['buyer_commercial']}"}
         flooders = [commercial]
-        if args.orgs:
+        if args.orgs:  # red team (session 5): the flood from many organisations, each with its own limit
             from bench.http_throughput import _add_buyers
 
             database = Database.from_settings(settings)
             flooders = [{"Authorization": f"Bearer {key}"} for key in _add_buyers(database, args.orgs)]
             database.dispose()
-        sent = iter(range(1, 1 << 62))
 
         with _server(settings, args.workers) as url, httpx.Client(timeout=120) as client:
+            smalls = itertools.count()
 
             def small() -> httpx.Response:
-                return client.post(f"{url}/v1/queries", headers=public, json={"product": FLIGHTS_SLUG, "sql": SMALL})
+                sql = SMALL.format(run=next(smalls))
+                return client.post(f"{url}/v1/queries", headers=public, json={"product": FLIGHTS_SLUG, "sql": sql})
+
+            runs = itertools.count()
 
             def heavy() -> httpx.Response:
-                n = next(sent)
-                sql = f"{HEAVY} HAVING count(*) > -{n}" if args.distinct else HEAVY
-                headers = flooders[n % len(flooders)]
+                run = next(runs)
+                sql = HEAVY.format(run=run)
+                headers = flooders[run % len(flooders)]
                 return client.post(f"{url}/v1/queries", headers=headers, json={"product": FLIGHTS_SLUG, "sql": sql})
 
             def health() -> httpx.Response:
@@ -179,9 +179,7 @@ def main() -> None:
     print(f"database: {database.engine.dialect.name}; API processes: {args.workers}; cores: {os.cpu_count()}")
     manners = "retrying at once" if args.ignore_retry_after else "each waiting its Retry-After"
     print(f"heavy query alone: {heavy_ms:.0f} ms (HTTP {heavy_alone.status_code})")
-    print(f"flood: {args.flooders} clients {manners}, {args.seconds:.0f} s")
-    texts = "every one a new text" if args.distinct else "one text (answered from the result cache)"
-    print(f"flooders' organisations: {len(flooders)}; heavy queries: {texts}")
+    print(f"flood: {args.flooders} clients {manners}, {args.seconds:.0f} s, from {len(flooders)} organisation(s)")
     print(f"{'':18} {'quiet p50':>10} {'quiet p95':>10} {'flood p50':>10} {'flood p95':>10} {'p50 ratio':>10}")
     for kind in ("small", "healthz"):
         q, f = quiet.latencies.get(kind, []), flood.latencies.get(kind, [])
