@@ -91,6 +91,12 @@ PAIRS: dict[str, tuple[str, str]] = {
         "SELECT dest, count(*) AS n FROM flights WHERE dest = 'LEX' GROUP BY dest",
         "SELECT dest, count(*) AS n FROM flights WHERE dest = 'LEY' GROUP BY dest",
     ),
+    # A hidden VALUE, not only presence: the LEX flight is on day 17 (passes `day > 10`, not `day > 20`);
+    # both answers are empty. Halving the constant's interval reads the value.
+    "value": (
+        "SELECT dest, count(*) AS n FROM flights WHERE dest = 'LEX' AND day > 10 GROUP BY dest",
+        "SELECT dest, count(*) AS n FROM flights WHERE dest = 'LEX' AND day > 20 GROUP BY dest",
+    ),
     "empty-global": (
         "SELECT count(*) AS n, sum(arr_delay) AS s FROM flights WHERE dest = 'LEX'",
         "SELECT count(*) AS n, sum(arr_delay) AS s FROM flights WHERE dest = 'LEY'",
