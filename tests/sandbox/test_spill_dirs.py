@@ -45,7 +45,8 @@ def tables(tmp_path: Path) -> dict[str, TableFile]:
     path = tmp_path / "t.parquet"
     with duckdb.connect() as connection:
         connection.execute(
-            f"COPY (SELECT i % 3 AS g, 'U' || (i % 40) AS u, i % 50 AS m FROM range(400) r(i)) TO '{path}' (FORMAT parquet)"
+            "COPY (SELECT i % 3 AS g, 'U' || (i % 40) AS u, i % 50 AS m FROM range(400) r(i)) "
+            f"TO '{path}' (FORMAT parquet)"
         )
     return {"t": TableFile(name="t", path=path, row_count=400)}
 
