@@ -9,6 +9,7 @@ import io
 import json
 from collections import defaultdict
 from datetime import date, timedelta
+from decimal import Decimal
 from typing import Any
 
 from fastapi import APIRouter
@@ -135,6 +136,8 @@ def dashboard_page(console: ConsoleDep, since: str = "", to: str = "", year: str
 
 def _cell(value: object) -> str:
     """A CSV cell that a spreadsheet will not run as a formula."""
+    if isinstance(value, Decimal):  # exact, without an exponent: 0.0000001, not 1E-7
+        value = format(value.normalize(), "f")
     text = "" if value is None else str(value)
     return "'" + text if text[:1] in ("=", "+", "-", "@") and not _number(text) else text
 
