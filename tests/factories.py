@@ -152,24 +152,29 @@ def authorise(
     regions: tuple[str, ...] = ("CN-11",),
     scenarios: tuple[str, ...] = (),
     days: int = 365,
+    dp_required_for: tuple[str, ...] = (),
+    cap_without: tuple[str, ...] = (),
     **cap: Any,
 ) -> Any:
-    """The regulator grants `operator` a scope with the same fee cap in every zone; returns the response."""
+    """The regulator grants `operator` a scope with the same fee cap in every zone; returns the response.
+
+    `cap_without` leaves those fields out of each cap (as an older client would); `dp_required_for` lists the
+    zones whose products must use DP mode."""
     from datetime import UTC, datetime, timedelta
 
     regulator = regulator or market.actor(Role.REGULATOR)
-    return market.client.post(
-        "/v1/authorisations",
-        headers=regulator.headers,
-        json={
-            "operator": operator.principal.org_id,
-            "zones": list(zones),
-            "regions": list(regions),
-            "scenarios": list(scenarios),
-            "valid_until": (datetime.now(UTC) + timedelta(days=days)).isoformat(),
-            "fee_caps": [{"zone": zone, **FEE_CAP, **cap} for zone in zones],
-        },
-    )
+    fee_cap = {k: v for k, v in {**FEE_CAP, **cap}.items() if k not in cap_without}
+    body: dict[str, Any] = {
+        "operator": operator.principal.org_id,
+        "zones": list(zones),
+        "regions": list(regions),
+        "scenarios": list(scenarios),
+        "valid_until": (datetime.now(UTC) + timedelta(days=days)).isoformat(),
+        "fee_caps": [{"zone": zone, **fee_cap} for zone in zones],
+    }
+    if dp_required_for:
+        body["dp_required_for"] = list(dp_required_for)
+    return market.client.post("/v1/authorisations", headers=regulator.headers, json=body)
 
 
 def ensure_authorised(market: Market, operator: Actor) -> None:

@@ -256,24 +256,10 @@ def test_a_natural_person_product_must_be_dp_to_be_submitted(market: Market) -> 
 
 
 def test_the_regulator_can_require_dp_for_a_zone_in_the_authorisation(market: Market) -> None:
-    from datetime import UTC, datetime, timedelta
-
-    from tests.factories import FEE_CAP, upload_version
+    from tests.factories import authorise, upload_version
 
     operator = market.actor(Role.OPERATOR)
-    regulator = market.actor(Role.REGULATOR)
-    granted = market.client.post(
-        "/v1/authorisations",
-        headers=regulator.headers,
-        json={
-            "operator": operator.principal.org_id,
-            "zones": ["transport"],
-            "regions": ["CN-11"],
-            "valid_until": (datetime.now(UTC) + timedelta(days=30)).isoformat(),
-            "fee_caps": [{"zone": "transport", **FEE_CAP}],
-            "dp_required_for": ["transport"],
-        },
-    )
+    granted = authorise(market, operator, days=30, dp_required_for=("transport",))
     assert granted.status_code == 201 and granted.json()["dp_required_for"] == ["transport"], granted.text
     created = market.client.post(
         "/v1/products",
