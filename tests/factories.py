@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import json
@@ -65,6 +66,28 @@ PEOPLE_POLICY: dict[str, Any] = {
         }
     },
 }
+
+
+def dp_policy(**params: Any) -> dict[str, Any]:
+    """PEOPLE_POLICY in differential-privacy mode (natural persons; public keys for `region`), `params` overriding
+    its DP parameters: delta 1e-7, epsilon 10 per agreement and 50 per version, 0.1 to 2 (default 1) per query."""
+    policy = copy.deepcopy(PEOPLE_POLICY)
+    policy["mode"] = "dp"
+    policy["privacy_unit_kind"] = "natural_person"
+    policy["dp"] = {
+        "max_groups_per_unit": 3,
+        "max_rows_per_group": 3,
+        "public_keys": {"region": ["north", "south", "east", "west"]},
+        "delta": 1e-7,
+        "agreement_epsilon": 10.0,
+        "version_epsilon_cap": 50.0,
+        "query_epsilon": 1.0,
+        "min_query_epsilon": 0.1,
+        "max_query_epsilon": 2.0,
+        **params,
+    }
+    return policy
+
 
 JOIN_SQL = (
     "SELECT people.region, count(*) AS n, sum(shops.rent) AS rent "

@@ -5,7 +5,6 @@ organisation; with the tenancy of each page route."""
 
 from __future__ import annotations
 
-import copy
 import csv
 import io
 import re
@@ -24,7 +23,7 @@ from market.errors import MarketError
 from metering.models import PrivacyBudget
 from tests.conftest import Actor, Market
 from tests.console.helpers import post_form, sign_in
-from tests.factories import PEOPLE_POLICY, Listed, grant, listed_product
+from tests.factories import Listed, dp_policy, grant, listed_product
 
 SLUG = "people-dp"
 SQL = "SELECT region, count(*) AS n, sum(amount) AS total FROM people GROUP BY region"
@@ -33,24 +32,6 @@ AGREEMENTS = "/console/regulator/agreements"
 BUDGETS = "/console/regulator/privacy-budgets"
 SHARES = "/console/revenue-shares"
 NOTICES = "/console/notices"
-
-
-def dp_policy() -> dict[str, Any]:
-    policy = copy.deepcopy(PEOPLE_POLICY)
-    policy["mode"] = "dp"
-    policy["privacy_unit_kind"] = "natural_person"
-    policy["dp"] = {
-        "max_groups_per_unit": 3,
-        "max_rows_per_group": 3,
-        "public_keys": {"region": ["north", "south", "east", "west"]},
-        "delta": 1e-7,
-        "agreement_epsilon": 10.0,
-        "version_epsilon_cap": 50.0,
-        "query_epsilon": 1.0,
-        "min_query_epsilon": 0.1,
-        "max_query_epsilon": 2.0,
-    }
-    return policy
 
 
 def _dp_market(market: Market) -> tuple[Listed, Actor, Any]:
@@ -291,15 +272,8 @@ def test_a_typed_share_is_whole_basis_points_from_0_to_10000_or_refused(text: st
 def test_budgets_are_shown_as_exact_decimals_on_the_buyers_and_the_regulators_pages(
     market: Market, language: str
 ) -> None:
-    policy = dp_policy()
-    policy["dp"].update(
-        {
-            "agreement_epsilon": 0.3,
-            "version_epsilon_cap": 0.9,
-            "query_epsilon": 0.1,
-            "min_query_epsilon": 0.1,
-            "max_query_epsilon": 0.2,
-        }
+    policy = dp_policy(
+        agreement_epsilon=0.3, version_epsilon_cap=0.9, query_epsilon=0.1, min_query_epsilon=0.1, max_query_epsilon=0.2
     )
     listed = listed_product(market, SLUG, policy=policy)
     buyer = market.actor(Role.BUYER, org="Harbour Research Institute")

@@ -20,29 +20,10 @@ from metering.models import PrivacyBudget, UsageRecord
 from sandbox import dp
 from sandbox.errors import QueryFailed
 from tests.conftest import Actor, Market, running_market
-from tests.factories import PEOPLE_POLICY, Listed, grant, listed_product
+from tests.factories import PEOPLE_POLICY, Listed, dp_policy, grant, listed_product
 
 CONCURRENT = 64
 DELTA = 1e-7
-
-
-def dp_policy(**params: Any) -> dict[str, Any]:
-    policy = copy.deepcopy(PEOPLE_POLICY)
-    policy["mode"] = "dp"
-    policy["privacy_unit_kind"] = "natural_person"
-    policy["dp"] = {
-        "max_groups_per_unit": 3,
-        "max_rows_per_group": 3,
-        "public_keys": {"region": ["north", "south", "east", "west"]},
-        "delta": DELTA,
-        "agreement_epsilon": 10.0,
-        "version_epsilon_cap": 50.0,
-        "query_epsilon": 1.0,
-        "min_query_epsilon": 0.1,
-        "max_query_epsilon": 2.0,
-        **params,
-    }
-    return policy
 
 
 @pytest.fixture
