@@ -7,9 +7,7 @@ import copy
 import statistics
 import threading
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,23 +17,13 @@ from market.accounts.models import Role
 from metering.models import PrivacyBudget, UsageRecord
 from sandbox import dp
 from sandbox.errors import QueryFailed
-from tests.conftest import Actor, Market, running_market
+from tests.conftest import Actor, Market
 from tests.factories import PEOPLE_POLICY, Listed, dp_policy, grant, listed_product
+from tests.metering.test_concurrency_http import CONCURRENT, market
 
-CONCURRENT = 64
+__all__ = ["market"]  # the burst market fixture (tests/metering/test_concurrency_http.py)
+
 DELTA = 1e-7
-
-
-@pytest.fixture
-def market(database_factory: Any, tmp_path: Path) -> Iterator[Market]:
-    with running_market(
-        database_factory,
-        tmp_path / "data",
-        sandbox_org_concurrency=CONCURRENT,
-        sandbox_queue_size=CONCURRENT,
-        sandbox_queue_timeout_seconds=300,
-    ) as running:
-        yield running
 
 
 def _listed(market: Market, **params: Any) -> Listed:
