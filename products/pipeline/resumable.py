@@ -176,6 +176,12 @@ def sweep_abandoned(session: Session, now: datetime, settings: Settings) -> dict
             session.delete(found)
             removed += 1
     session.flush()
+    # A file whose session never committed (its start failed after the file was made) has no row to find.
+    files = {path.name.removeprefix(".session-"): path for path in settings.uploads_dir.glob("*/.session-*")}
+    known = set(session.scalars(select(UploadSession.id).where(UploadSession.id.in_(files)))) if files else set()
+    for session_id, path in files.items():
+        if session_id not in known and _remove_if_idle(path, cutoff):
+            removed += 1
     return {"upload_sessions_removed": removed}
 
 

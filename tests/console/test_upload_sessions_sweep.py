@@ -5,6 +5,7 @@ at that moment, and a finished one are kept."""
 from __future__ import annotations
 
 import fcntl
+import os
 import threading
 from datetime import timedelta
 from pathlib import Path
@@ -76,5 +77,16 @@ def test_upkeep_removes_only_the_sessions_untouched_for_the_ttl(market: Market) 
         clock.advance(timedelta(minutes=2))
         assert run_upkeep(market.database, shorter)["upload_sessions_removed"] == 1
         assert client.get(f"/console/uploads/sessions/{young}").status_code == 404
+
+        # A file whose session never committed has no row: it goes too, once as old.
+        orphan = Path(market.settings.uploads_dir) / "org_gone" / ".session-ups_orphan"
+        orphan.parent.mkdir(parents=True)
+        orphan.write_bytes(b"part")
+        touched = clock.utcnow().timestamp()
+        os.utime(orphan, (touched, touched))
+        assert run_upkeep(market.database, shorter)["upload_sessions_removed"] == 0
+        clock.advance(timedelta(hours=2))
+        assert run_upkeep(market.database, shorter)["upload_sessions_removed"] == 1
+        assert not orphan.exists()
     finally:
         clock.reset()
