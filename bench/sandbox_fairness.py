@@ -18,8 +18,8 @@ count of every status (429 too_many_queries, 503 sandbox_busy, 5xx) per kind of 
 from __future__ import annotations
 
 import argparse
-import itertools
 import contextlib
+import itertools
 import os
 import sys
 import tempfile
@@ -43,8 +43,9 @@ HEAVY = (
     "sum(distance) AS distance, stddev(arr_delay) AS spread FROM flights "
     "GROUP BY month, day, hour, origin, dest, carrier HAVING count(*) > -{run}"
 )
-"""Each request (heavy and small) its own text (a always-true HAVING numbered per request): a flooder varies its queries,
-so none is answered from the result cache or joins another's run in flight (sandbox/cache.py)."""
+"""Each request (heavy and small) has its own text (an always-true HAVING numbered per request): a
+flooder varies its queries, so none is answered from the result cache or joins another's run in
+flight (sandbox/cache.py)."""
 
 
 def _percentile(samples: list[float], fraction: float) -> float:
@@ -122,7 +123,6 @@ def main() -> None:
         commercial = {"Authorization": f"Bearer {keys['buyer_commercial']}"}
 
         with _server(settings, args.workers) as url, httpx.Client(timeout=120) as client:
-
             smalls = itertools.count()
 
             def small() -> httpx.Response:
