@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 
 from bench.live_server import live_server
-from bench.timing_oracle import mann_whitney_p
+from bench.stats import mann_whitney
 from market.db import Database, migrate
 from market.demo import FLIGHTS_SLUG, build_demo
 from market.settings import Settings
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
                     a, b = (_comparable(answers[d]) for d in ("LEX", "LEY"))
                     rows_a, rows_b = (sorted(x["rows"], key=repr) for x in (a, b))  # no ORDER BY: any order
                     same = same and rows_a == rows_b and a["usage"] == b["usage"]
-                p = mann_whitney_p(times["LEX"], times["LEY"])
+                p = mann_whitney(times["LEX"], times["LEY"]).p
                 print(
                     f"{name:12} {statistics.median(times['LEX']):9.2f} {statistics.median(times['LEY']):9.2f} "
                     f"{p:9.4f}  {same}",

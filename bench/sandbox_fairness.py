@@ -44,8 +44,9 @@ HEAVY = (
     "sum(distance) AS distance, stddev(arr_delay) AS spread FROM flights "
     "GROUP BY month, day, hour, origin, dest, carrier HAVING count(*) > -{run}"
 )
-"""Each request (heavy and small) its own text (a always-true HAVING numbered per request): a flooder varies
-its queries, so none is answered from the result cache or joins another's run in flight (sandbox/cache.py)."""
+"""Each request (heavy and small) has its own text (an always-true HAVING numbered per request): a
+flooder varies its queries, so none is answered from the result cache or joins another's run in
+flight (sandbox/cache.py)."""
 
 
 def _percentile(samples: list[float], fraction: float) -> float:

@@ -20,7 +20,7 @@ import pytest
 from market.accounts.models import Role
 from metering.service import sandbox_admission
 from tests.conftest import Market, running_market
-from tests.factories import grant, listed_product, query
+from tests.factories import dp_policy, grant, listed_product, query
 from tests.metering.helpers import BY_REGION, agreement_of, usage
 
 
@@ -70,7 +70,7 @@ def test_a_query_waiting_for_a_worker_when_its_agreement_is_revoked_is_refused_a
 def test_a_dp_query_running_when_its_agreement_is_revoked_is_refused_and_its_budget_given_back(
     market: Market,
 ) -> None:
-    from tests.metering.test_privacy_http import _spent, dp_policy
+    from tests.metering.test_privacy_http import _spent
 
     listed = listed_product(market, "people-dp", policy=dp_policy())
     buyer = market.actor(Role.BUYER)
