@@ -565,29 +565,35 @@ def whole_sides(
     checked: CheckedQuery, policy: ProtectionPolicy, sizes: Mapping[str, int] | None = None
 ) -> tuple[exp.From, list[exp.Join], exp.Expr | None] | None:
     """FROM, the joins and the WHERE condition of stage 1, rewritten so that no join's input is ever
-    empty because of what a filter selects: DuckDB stops a join whose build side is empty (and with it
-    the scan of the other side), which told whether any row of one table matches a filter. None for a
-    query of one table (nothing to stop).
+    empty because of what a filter selects. DuckDB stops a join that cannot produce a row (an inner,
+    RIGHT or semi hash join whose build side is empty, a piecewise-merge or nested-loop join, a cross
+    product) and with it the scan of its other side: `orders JOIN lineitem ... WHERE o_orderkey = 8`
+    read 4,096 lineitem rows instead of 6,001,215, whether any order matched being one bit a buyer
+    chooses. None for a query of one table (nothing to stop). The answer is unchanged.
 
-    - The root (the table with the most rows by `sizes`, the public row counts, or else the first written;
-      with an outer join, the first written) is read whole: its own filters are tested after every join.
-    - Every other table joins the root's chain with a LEFT JOIN, its own filters and join conditions in
-      the ON (so they still go into its scan). An inner join's match is tested after the joins, on a
-      `marker` of that table: an expression TRUE-comparison of the ON makes non-NULL on every match, and
-      that is NULL on the row the LEFT JOIN adds for no match. A table with no such condition (CROSS
+    - The root is read whole: the table with the most rows by `sizes` (the version's row counts, public),
+      else the first written; with the buyer's own LEFT JOIN, the first written (the kept side). Its own
+      filters are tested after every join.
+    - Every other table LEFT JOINs the root's chain, its own filters and join conditions in the ON (each
+      condition of WHERE or of an inner join goes to the latest table it reads), so they still filter
+      its scan. An inner join's match is tested after the joins on its `marker` (_marker): NULL on the
+      row a LEFT JOIN adds where nothing matched, never NULL on a match. A table with no marker (a CROSS
       JOIN) joins whole, its conditions tested after the joins.
-    - What is tested after the joins is one CASE over every table but the root, which no optimizer
-      splits into per-table filters, pushes into a scan or reads as NULL-rejecting (which would make the
-      LEFT JOIN inner again): so every join's inputs are the root's whole chain (never fewer rows than
-      the root table, whose row count is public) and one table's filtered scan. Neither a LEFT JOIN with
-      an empty build side nor one DuckDB flipped into a RIGHT JOIN (whose build side is then the chain)
-      skips anything.
+    - What is tested after the joins is ONE CASE that reads every table but the root (a marker, a
+      condition, or `_reference`): no optimizer splits it into per-table filters, pushes it into a scan
+      or reads it as NULL-rejecting (which turns a LEFT JOIN back into an inner one). So every join's
+      inputs are the chain (never fewer rows than the root table) and one table's own scan: a LEFT JOIN
+      with an empty build side still reads its probe side, and one DuckDB flips into a RIGHT JOIN has
+      the chain as its build side. RIGHT JOIN of two tables is the LEFT JOIN the other way round; FULL
+      JOIN of two tables never stops, and its filters go after it; with more tables both are refused.
     """
     select = checked.select
     joins: list[exp.Join] = list(select.args.get("joins") or [])
     if not joins:
         return None
     from_ = select.args.get("from_") or select.args.get("from")
+    if not isinstance(from_, exp.From):
+        return None
     sources: list[exp.Expr] = [from_.this, *[join.this for join in joins]]
     refs = list(checked.refs)
     sides = ["INNER", *[_join_side(join) for join in joins]]
@@ -665,7 +671,13 @@ def _reference(policy: ProtectionPolicy, table: str, alias: str) -> exp.Expr | N
     if not dimensions:
         return None
     column = exp.column(dimensions[0], table=alias, quoted=True)
-    return exp.Paren(this=exp.or_(exp.Is(this=column, expression=exp.Null()), exp.Not(this=exp.Is(this=column.copy(), expression=exp.Null())), copy=False))
+    return exp.Paren(
+        this=exp.or_(
+            exp.Is(this=column, expression=exp.Null()),
+            exp.Not(this=exp.Is(this=column.copy(), expression=exp.Null())),
+            copy=False,
+        )
+    )
 
 
 def _opaque(markers: list[exp.Expr], tests: list[exp.Expr]) -> exp.Expr | None:

@@ -69,7 +69,9 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     big = [{"uid": f"u{i % 300}", "k": i % 600, "d": i % 7, "m": i % 50} for i in range(BIG_ROWS)]
     small = [{"sid": f"s{i % 50}", "k": i, "c": i % 40, "r": i % 30} for i in range(SMALL_ROWS)]
     return {
-        "big": write_parquet(folder / "big.parquet", big, {"uid": "VARCHAR", "k": "INTEGER", "d": "INTEGER", "m": "INTEGER"}),
+        "big": write_parquet(
+            folder / "big.parquet", big, {"uid": "VARCHAR", "k": "INTEGER", "d": "INTEGER", "m": "INTEGER"}
+        ),
         "small": write_parquet(
             folder / "small.parquet", small, {"sid": "VARCHAR", "k": "INTEGER", "c": "INTEGER", "r": "INTEGER"}
         ),
