@@ -641,11 +641,14 @@ def whole_sides(
             after.append(conjunct)
     markers: list[exp.Expr] = []
     new_joins: list[exp.Join] = []
+    chain = _reference_column(policy, refs[root].table, aliases[root])
     for i in order[1:]:
         source = sources[i]
         if sides[i] == "LEFT":
-            # The buyer's own LEFT JOIN, as written; tested after the joins only for a reference to it.
-            new_joins.append(exp.Join(this=source, side="LEFT", on=joins[i - 1].args.get("on")))
+            # The buyer's own LEFT JOIN, its conditions as written (those on this table alone kept out of
+            # its build side); tested after the joins only for a reference to it.
+            on = _conjuncts(joins[i - 1].args.get("on"))
+            new_joins.append(exp.Join(this=source, side="LEFT", on=_in_join(on, aliases[i], chain)))
             reference = _reference(policy, refs[i].table, aliases[i])
             if reference is not None:
                 after.append(reference)
@@ -659,18 +662,39 @@ def whole_sides(
                 after.append(reference)
             continue
         markers.append(marker.copy())
-        new_joins.append(exp.Join(this=source, side="LEFT", on=exp.and_(*assigned[i], copy=False)))
+        new_joins.append(exp.Join(this=source, side="LEFT", on=_in_join(assigned[i], aliases[i], chain)))
     return exp.From(this=sources[root]), new_joins, _opaque(markers, after)
+
+
+def _in_join(conjuncts: list[exp.Expr], alias: str, chain: exp.Column | None) -> exp.Expr | None:
+    """The ON of a LEFT JOIN bringing in table `alias`, with every condition on that table alone written
+    `CASE WHEN <chain column> IS NULL THEN c ELSE c END`: it then reads both sides, so DuckDB keeps it a
+    condition of the join, tested on each candidate match, instead of a filter below the join. The
+    join's build side is then the whole table, never empty because no row matches the filter (an empty
+    hash table lets DuckDB skip hashing and probing every row of the other side)."""
+    if not conjuncts:
+        return None
+    written: list[exp.Expr] = []
+    for conjunct in conjuncts:
+        if chain is not None and _aliases(conjunct) == {alias}:
+            test = exp.Is(this=chain.copy(), expression=exp.Null())
+            conjunct = exp.Case(ifs=[exp.If(this=test, true=exp.Paren(this=conjunct))], default=conjunct.copy())
+        written.append(conjunct)
+    return exp.and_(*written, copy=False)
+
+
+def _reference_column(policy: ProtectionPolicy, table: str, alias: str) -> exp.Column | None:
+    dimensions = policy.tables[table].dimensions
+    return exp.column(dimensions[0], table=alias, quoted=True) if dimensions else None
 
 
 def _reference(policy: ProtectionPolicy, table: str, alias: str) -> exp.Expr | None:
     """`d IS NULL OR d IS NOT NULL` for a dimension d of the table: TRUE on every row, so the test after
     the joins reads that table and cannot be placed below the join that brings it in. None if the table
     has no dimension (then none of its columns can be filtered on either)."""
-    dimensions = policy.tables[table].dimensions
-    if not dimensions:
+    column = _reference_column(policy, table, alias)
+    if column is None:
         return None
-    column = exp.column(dimensions[0], table=alias, quoted=True)
     return exp.Paren(
         this=exp.or_(
             exp.Is(this=column, expression=exp.Null()),
