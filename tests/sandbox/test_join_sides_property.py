@@ -123,6 +123,10 @@ def _reads_parquet(node: dict[str, Any]) -> bool:
     return any(_reads_parquet(child) for child in node.get("children") or [])
 
 
+def _is_join(node: dict[str, Any]) -> bool:
+    return "JOIN" in str(node.get("name")) or "PRODUCT" in str(node.get("name"))
+
+
 def _parquet_scans(profile: dict[str, Any]) -> list[tuple[str, int]]:
     """(file, rows scanned) of every Parquet scan, and ("build", rows) of every join's build side that
     reads a product table: an empty build side lets DuckDB skip the other side's scan, or its hashing."""
@@ -134,9 +138,8 @@ def _parquet_scans(profile: dict[str, Any]) -> list[tuple[str, int]]:
         children = node.get("children") or []
         if node.get("name") == "READ_PARQUET" or info.get("Function") == "READ_PARQUET":
             scans.append((Path(str(info.get("Filename(s)", "?"))).name, int(node.get("rows_scanned") or 0)))
-        elif ("JOIN" in str(node.get("name")) or "PRODUCT" in str(node.get("name"))) and len(children) == 2:
-            if _reads_parquet(children[1]):
-                scans.append(("build of " + str(node.get("name")), int(children[1].get("intermediate_rows") or 0)))
+        elif _is_join(node) and len(children) == 2 and _reads_parquet(children[1]):
+            scans.append(("build of " + str(node.get("name")), int(children[1].get("intermediate_rows") or 0)))
         stack.extend(children)
     return sorted(scans)
 
