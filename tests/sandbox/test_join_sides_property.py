@@ -51,10 +51,13 @@ POLICY = ProtectionPolicy.model_validate(
                 "measures": ["r"],
                 "bounds": {"r": {"min": 0, "max": 100}},
             },
+            "mid": {"privacy_unit": "mid", "dimensions": ["c", "e"], "measures": []},
         },
     }
 )
-SIZES = {"big": BIG_ROWS, "small": SMALL_ROWS}
+MID_ROWS = 1_000
+SIZES = {"big": BIG_ROWS, "small": SMALL_ROWS, "mid": MID_ROWS}
+WHOLE = {"big.parquet": BIG_ROWS, "small.parquet": SMALL_ROWS, "mid.parquet": MID_ROWS}
 
 FACTS = {
     # (table alias, column): (a value some rows hold, a value none holds)
@@ -68,7 +71,9 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("joins")
     big = [{"uid": f"u{i % 300}", "k": i % 600, "d": i % 7, "m": i % 50} for i in range(BIG_ROWS)]
     small = [{"sid": f"s{i % 50}", "k": i, "c": i % 40, "r": i % 30} for i in range(SMALL_ROWS)]
+    mid = [{"mid": f"m{i % 80}", "c": i % 40, "e": i % 9} for i in range(MID_ROWS)]
     return {
+        "mid": write_parquet(folder / "mid.parquet", mid, {"mid": "VARCHAR", "c": "INTEGER", "e": "INTEGER"}),
         "big": write_parquet(
             folder / "big.parquet", big, {"uid": "VARCHAR", "k": "INTEGER", "d": "INTEGER", "m": "INTEGER"}
         ),
@@ -206,7 +211,7 @@ def _neutral(statements: list[str], fact: tuple[str, str], value: int) -> list[s
     return [s.replace(f"= {value}", "= <fact>") for s in statements]
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(query=join_queries())
 def test_a_hidden_fact_changes_no_scan(query: tuple[str, tuple[str, str]], profiler: Profiler) -> None:
     sql, fact = query
@@ -226,12 +231,12 @@ def test_a_hidden_fact_changes_no_scan(query: tuple[str, tuple[str, str]], profi
         assert present_statements[:compared] == absent_statements[:compared], sql
         assert present_scans[:compared] == absent_scans[:compared], (execute.__name__, sql, present_statements)
         # Every Parquet scan of every statement reads its whole table.
-        whole = {"big.parquet": BIG_ROWS, "small.parquet": SMALL_ROWS}
+        whole = WHOLE
         for scans in (*present_scans, *absent_scans):
             assert all(rows == whole[name] for name, rows in scans if name in whole), (execute.__name__, sql, scans)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(query=join_queries(), present=st.booleans())
 def test_the_rewrite_changes_no_answer(query: tuple[str, tuple[str, str]], present: bool, profiler: Profiler) -> None:
     """Stage 1 (with its threshold columns replaced by nothing) groups exactly as the buyer's query."""
@@ -263,7 +268,43 @@ def test_through_the_worker_pool(files: dict[str, Path], profiler: Profiler) -> 
         pool.close()
     assert seen[0][0] == seen[1][0]
     assert seen[0][1] == seen[1][1]
-    whole = {"big.parquet": BIG_ROWS, "small.parquet": SMALL_ROWS}
+    whole = WHOLE
     assert all(rows == whole[name] for scans in seen[1][1] for name, rows in scans if name in whole)
     # The join's build side (small, whole) is never empty: no probe row skipped.
     assert any(name.startswith("build of") and rows == SMALL_ROWS for scans in seen[1][1] for name, rows in scans)
+
+
+THREE_TABLES = [
+    "SELECT b.d, count(*) FROM small s JOIN big b ON s.k = b.k JOIN mid x ON x.c = s.c WHERE x.e = {v} GROUP BY 1",
+    "SELECT count(*) FROM big b JOIN small s ON s.k = b.k LEFT JOIN mid x ON x.c = s.c AND x.e = {v}",
+    "SELECT count(*) FROM big b LEFT JOIN small s ON s.k = b.k JOIN mid x ON x.c = s.c WHERE s.c = {v}",
+    "SELECT count(*) FROM mid x, small s, big b WHERE x.c = s.c AND s.k = b.k AND s.c = {v}",
+    "SELECT count(*) FROM mid x CROSS JOIN small s JOIN big b ON s.k = b.k WHERE x.e = {v}",
+]
+
+
+@pytest.mark.parametrize("template", THREE_TABLES)
+def test_three_tables(template: str, profiler: Profiler) -> None:
+    """The chain of LEFT JOINs from the root, with inner, LEFT, comma and CROSS joins mixed."""
+    seen = []
+    for value in (3, 993):  # 3 is a value of mid.e and small.c; 993 of neither
+        sql = template.format(v=value)
+        plan = plan_query(sql, POLICY, SIZES)
+        execution = execute_plan(profiler.connection, plan, 10_000)
+        scans = profiler.scans(execution.statements)
+        assert all(rows == WHOLE[name] for statement in scans for name, rows in statement if name in WHOLE)
+        stage = plan.template.replace(", " + PLACEHOLDER, "").replace(RESTRICT, "TRUE")
+        assert sorted(profiler.connection.execute(stage).fetchall()) == sorted(
+            profiler.connection.execute(sql).fetchall()
+        )
+        seen.append(([s.replace(f"= {value}", "= <v>") for s in execution.statements], scans))
+    assert seen[0] == seen[1]
+
+
+def test_right_and_full_joins_of_more_tables_are_refused() -> None:
+    from sandbox.errors import QueryRefused
+
+    for kind in ("RIGHT", "FULL"):
+        with pytest.raises(QueryRefused) as refused:
+            plan_query(f"SELECT count(*) FROM big b JOIN small s ON s.k = b.k {kind} JOIN mid x ON x.c = s.c", POLICY)
+        assert refused.value.code == "disallowed_construct"
