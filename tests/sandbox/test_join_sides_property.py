@@ -308,3 +308,43 @@ def test_right_and_full_joins_of_more_tables_are_refused() -> None:
         with pytest.raises(QueryRefused) as refused:
             plan_query(f"SELECT count(*) FROM big b JOIN small s ON s.k = b.k {kind} JOIN mid x ON x.c = s.c", POLICY)
         assert refused.value.code == "disallowed_construct"
+
+
+def _mark_builds(profile: dict[str, Any]) -> list[int]:
+    """Rows into the build side of every MARK join (the recheck's `IN (SELECT "__h" ...)`)."""
+    found: list[int] = []
+    stack = list(profile.get("operator") or [])
+    while stack:
+        node = stack.pop()
+        children = node.get("children") or []
+        if "MARK" in str((node.get("extra_info") or {}).get("Join Type", "")) and len(children) == 2:
+            found.append(int(children[1].get("intermediate_rows") or 0))
+        stack.extend(children)
+    return found
+
+
+@pytest.mark.parametrize("grouped", [True, False])
+def test_the_recheck_list_is_never_empty(grouped: bool, profiler: Profiler) -> None:
+    """The recheck's IN is a mark join: with an empty list DuckDB marks every row FALSE without hashing
+    it, so whether any group was undecided showed in the time. The list always holds engine.SENTINEL."""
+    from sandbox.engine import SENTINEL
+
+    assert SENTINEL not in profiler.connection.execute("SELECT hash(TRUE), hash(FALSE)").fetchone()
+    builds = []
+    for value in (5, 9999):  # k = 5 is one unit's rows (its group is undecided); 9999 no row at all
+        sql = f"SELECT {'b.d, ' if grouped else ''}count(*) FROM big b WHERE b.k = {value}"
+        execution = execute_plan(profiler.connection, plan_query(sql + (" GROUP BY 1" if grouped else ""), POLICY), 100)
+        recheck = [s for s in execution.statements if '"__recheck" AS' in s]
+        profiler.connection.execute("BEGIN TRANSACTION")
+        try:
+            for statement in execution.statements:
+                if statement is recheck[0]:
+                    profiler.connection.execute("SET enable_profiling = 'json'")
+                    profiler.connection.execute(f"SET profiling_output = '{profiler.output}'")
+                profiler.connection.execute(statement).fetchall()
+                if statement is recheck[0]:
+                    profiler.connection.execute("SET enable_profiling = 'no_output'")
+                    builds.append(_mark_builds(json.loads(profiler.output.read_text())))
+        finally:
+            profiler.connection.execute("ROLLBACK")
+    assert all(rows and all(n >= 1 for n in rows) for rows in builds), builds
