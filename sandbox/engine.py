@@ -314,7 +314,7 @@ def execute_plan(
     with the cheapest threshold method that applies, then ALWAYS the recheck: the groups that bound did
     not pass (possibly none) are listed by the hash of their keys, stage 1 runs again with
     count(DISTINCT unit) over exactly the rows whose keys hash into that list (an uncorrelated IN, a
-    mark join that reads every row whether the list is empty or not), and those groups are replaced.
+    mark join that reads and hashes every row: the list always holds SENTINEL too), and those groups are replaced.
     Only the exact count fails a group or withholds a cell. What varies with the data is the exact
     count's work on the rows of rechecked groups: proportional to those rows, never a pass more or less.
     """

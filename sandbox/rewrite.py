@@ -42,7 +42,7 @@ class Plan:
     """Stage 1 with placeholders for the threshold columns (PLACEHOLDER) and a row restriction (RESTRICT)."""
     restriction: str
     """Restricts the recheck to the rows whose group keys hash into UNDECIDED_TABLE's `__h` (an
-    uncorrelated IN: a mark join that reads every row, whether that list is empty or not)."""
+    uncorrelated IN: a mark join that reads every row; the list is never empty, engine.SENTINEL)."""
     key_columns: list[str]
     join_keys: tuple[tuple[str, str], tuple[str, str]] | None
     """For two tables under one inner equi-join: ((alias, column), (alias, column))."""
@@ -322,7 +322,7 @@ def build_plan(checked: CheckedQuery, policy: ProtectionPolicy, sizes: Mapping[s
     if template.count(PLACEHOLDER) != 1 or template.count(RESTRICT) != 1:
         raise QueryRefused("parser_mismatch", detail="the threshold columns could not be placed")
     # The recheck's rows: those whose group keys hash into the list of undecided groups (an uncorrelated
-    # IN, planned as a mark join that reads every row, empty list or not). A group whose hash collides
+    # IN, planned as a mark join that reads every row; never an empty list). A group whose hash collides
     # with an undecided one is recomputed too, exactly and over all its rows, and replaced like it.
     if key_texts:
         restriction = f'HASH({", ".join(key_texts)}) IN (SELECT "__h" FROM "{UNDECIDED_TABLE}")'
