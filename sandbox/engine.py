@@ -49,6 +49,11 @@ DISABLED_OPTIMIZERS = "filter_pushdown,statistics_propagation,join_filter_pushdo
 whether (and where) a hidden value occurs (bench/timing_oracle.py measures it)."""
 
 
+SENTINEL = 6848952353113540609
+"""A hash value always in the recheck's list of undecided groups (execute_plan), so that list is never
+empty; not the hash of TRUE or FALSE (the list of a query without group keys; tested)."""
+
+
 def _quote_identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -317,7 +322,7 @@ def execute_plan(
     with the cheapest threshold method that applies, then ALWAYS the recheck: the groups that bound did
     not pass (possibly none) are listed by the hash of their keys, stage 1 runs again with
     count(DISTINCT unit) over exactly the rows whose keys hash into that list (an uncorrelated IN, a
-    mark join that reads every row whether the list is empty or not), and those groups are replaced.
+    mark join that reads and hashes every row: the list always holds SENTINEL too), and those groups are replaced.
     Only the exact count fails a group or withholds a cell. What varies with the data is the exact
     count's work on the rows of rechecked groups: proportional to those rows, never a pass more or less.
     """
@@ -347,25 +352,33 @@ def execute_plan(
         run(f"CREATE OR REPLACE TEMP TABLE {table} AS {stage(first[0], first[1], 'TRUE')}")
         used.append(first[0])
         if first[0] != "exact":
+            # The list always holds SENTINEL too (fixed timing): the recheck's IN is a mark join whose hash
+            # table is then never empty, and DuckDB hashes and probes every row whether or not some group
+            # is undecided (an empty one marks every row FALSE without hashing: 14 against 26 ms of CPU on
+            # 6 million rows). A group whose keys hash to SENTINEL is merely recomputed exactly, like one
+            # that collides with an undecided group.
+            sentinel = f" UNION ALL SELECT CAST({SENTINEL} AS UBIGINT)" if fixed else ""
+            listed_only = f'{undecided} WHERE "__h" <> CAST({SENTINEL} AS UBIGINT)'
             if plan.key_columns:
                 hashed = f"HASH({', '.join(_quote_identifier(c) for c in plan.key_columns)})"
-                listed = f'SELECT DISTINCT {hashed} AS "__h" FROM {table} WHERE {plan.undecided}'
+                listed = f'SELECT DISTINCT {hashed} AS "__h" FROM {table} WHERE {plan.undecided}{sentinel}'
                 replaced = f'{hashed} IN (SELECT "__h" FROM {undecided})'
             else:
                 listed = (
                     f'SELECT HASH("__t"."__v") AS "__h" FROM {table}, (VALUES (TRUE), (FALSE)) AS "__t"("__v") '
-                    f"WHERE {plan.undecided}"
+                    f"WHERE {plan.undecided}{sentinel}"
                 )
-                replaced = f"EXISTS (SELECT 1 FROM {undecided})"
+                replaced = f"EXISTS (SELECT 1 FROM {listed_only})"
             run(f"CREATE OR REPLACE TEMP TABLE {undecided} AS {listed}")
             # Not fixed (settings.sandbox_fixed_timing off): the recheck is skipped when no group needs
             # it, faster, and that one bit then shows in the time.
-            needed = fixed or bool(run(f"SELECT count(*) FROM {undecided}").fetchall()[0][0])
+            needed = fixed or bool(run(f"SELECT count(*) FROM {listed_only}").fetchall()[0][0])
             if needed:
                 run(f"CREATE OR REPLACE TEMP TABLE {recheck} AS {stage('exact', [], plan.restriction)}")
                 run(f"DELETE FROM {table} WHERE {replaced}")
                 # Without group keys stage 1 always yields one row, even over no rows: kept only when rechecked.
-                run(f"INSERT INTO {table} SELECT * FROM {recheck} WHERE EXISTS (SELECT 1 FROM {undecided})")
+                kept = undecided if plan.key_columns else listed_only
+                run(f"INSERT INTO {table} SELECT * FROM {recheck} WHERE EXISTS (SELECT 1 FROM {kept})")
                 used.append("exact")
         decided = run(plan.decide_sql).fetchone()
         groups, not_passing, _ = (int(v or 0) for v in (decided or (0, 0, 0)))

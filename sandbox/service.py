@@ -73,23 +73,25 @@ class QueryResult:
     measurements: Measurements
 
 
-def plan_query(sql: str, policy: ProtectionPolicy) -> Plan:
+def plan_query(sql: str, policy: ProtectionPolicy, sizes: Mapping[str, int] | None = None) -> Plan:
     """Both validators and the rewrite: the statements that will run for `sql`, or QueryRefused.
 
-    Accepted plans are cached per process on (policy, SQL text): validation reads nothing else."""
-    key = ("threshold", policy.model_dump_json(), sql)
+    `sizes`, the version's row counts (public), choose which table of an inner join is read whole
+    (rewrite.whole_sides). Accepted plans are cached per process on (policy, sizes, SQL text):
+    validation reads nothing else."""
+    key = ("threshold", policy.model_dump_json(), tuple(sorted(sizes.items())) if sizes else None, sql)
     found: Plan | None = cache.plans.get(key)
     if found is not None:
         return found
-    plan = _plan(sql, policy)
+    plan = _plan(sql, policy, sizes)
     cache.plans.put(key, plan, len(plan.template) + len(plan.output_sql) + len(sql) + 1024)
     return plan
 
 
-def _plan(sql: str, policy: ProtectionPolicy) -> Plan:
+def _plan(sql: str, policy: ProtectionPolicy, sizes: Mapping[str, int] | None = None) -> Plan:
     checked = check(sql, policy)
     try:
-        plan = build_plan(checked, policy)
+        plan = build_plan(checked, policy, sizes)
         crosscheck.confirm(
             sql,
             plan.template,
@@ -176,7 +178,12 @@ def run_query(
     pool: WorkerPool | None = None,
 ) -> QueryResult:
     """Validate `sql` against `policy` and run it over `tables`; raises QueryRefused or QueryFailed."""
-    return execute(plan_query(sql, policy), tables, limits, max_rows, pool)
+    return execute(plan_query(sql, policy, row_counts(tables)), tables, limits, max_rows, pool)
+
+
+def row_counts(tables: Mapping[str, TableFile]) -> dict[str, int]:
+    """The row counts stored with a version (public: the catalogue shows them), for plan_query."""
+    return {name: table.row_count for name, table in tables.items()}
 
 
 _resolved: dict[Path, str] = {}
