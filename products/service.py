@@ -436,7 +436,23 @@ def version_tables(settings: Settings, version: ProductVersion) -> dict[str, Tab
             path=base / t["file"],
             row_count=int(t["row_count"]),
             column_bytes={c["name"]: int(c["bytes"]) for c in t["columns"]},
-            statistics=t.get("statistics") or {},
+            statistics=_statistics(t, version.quality),
         )
         for t in version.tables
     }
+
+
+def _statistics(table: dict[str, Any], quality: dict[str, Any] | None) -> dict[str, Any]:
+    """The table's build-time statistics, with `distinct`: per dimension, the distinct count buyers see
+    in the quality summary (values at least k units hold; products.pipeline.assess.held_by_k), which
+    the sandbox's cost estimate reads (sandbox.service.single_statement)."""
+    statistics = dict(table.get("statistics") or {})
+    assessed = ((quality or {}).get("tables") or {}).get(table["name"]) or {}
+    distinct = {
+        str(c["name"]): int(c["held_by_k"]["distinct"])
+        for c in assessed.get("columns") or []
+        if c.get("role") == "dimension" and isinstance(c.get("held_by_k"), dict)
+    }
+    if distinct:
+        statistics["distinct"] = distinct
+    return statistics

@@ -11,7 +11,7 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,9 +164,15 @@ class Statistics(Protocol):
         """Whether `column` holds a NULL anywhere in the table (a fact of the version, not of a query)."""
         ...
 
+    def refusal(self, statement: str, decide: Callable[[], Refusal | None]) -> Refusal | None:
+        """`decide()`'s verdict on `statement` for this version, remembered (computed once per statement)."""
+        ...
+
 
 SHADOWS = 4
 """Empty typed copies (sandbox.binding) a worker keeps, one per product version, most recently used."""
+REFUSALS = 4096
+"""Verdicts of the checks before a query runs (engine._refusal) a worker remembers, most recently used."""
 
 
 class TableStatistics:
@@ -227,6 +233,19 @@ class TableStatistics:
                 old.close()
         shadows.move_to_end(self.version)
         return copy
+
+    def refusal(self, statement: str, decide: Callable[[], Refusal | None]) -> Refusal | None:
+        # The verdict depends on the statement's text and the version's column types only (never on
+        # rows), and a version's files never change: the same statement gets the same verdict.
+        remembered: OrderedDict[tuple[str, str], Refusal | None] = self.cache.setdefault(("\0refusals",), OrderedDict())
+        key = (self.version, statement)
+        if key in remembered:
+            remembered.move_to_end(key)
+            return remembered[key]
+        verdict = remembered[key] = decide()
+        while len(remembered) > REFUSALS:
+            remembered.popitem(last=False)
+        return verdict
 
     def _views(self) -> list[str]:
         rows = self.connection.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()
@@ -433,15 +452,26 @@ def _refusal(connection: duckdb.DuckDBPyConnection, plan: Plan, stats: Statistic
     """Before anything touches rows: compute the query's constants, then type stage 1 (sandbox.binding).
 
     Both depend on the query text and the tables' types only, never on the rows, so a refusal here
-    says nothing about the data.
+    says nothing about the data; and so the worker decides each statement once per product version
+    (Statistics.refusal) and remembers the verdict.
     """
+    statement = plan.template.replace(PLACEHOLDER, threshold_sql(plan.units, "exact", (), plan.cells))
+    statement = statement.replace(RESTRICT, "TRUE")
+    if stats is None:
+        return _decide_refusal(connection, plan, statement, None)
+    return stats.refusal(
+        f"{plan.constants_sql or ''}\0{statement}", lambda: _decide_refusal(connection, plan, statement, stats)
+    )
+
+
+def _decide_refusal(
+    connection: duckdb.DuckDBPyConnection, plan: Plan, statement: str, stats: Statistics | None
+) -> Refusal | None:
     if plan.constants_sql:
         try:
             connection.execute(plan.constants_sql).fetchall()
         except duckdb.Error as error:
             return ("constant_error", {"detail": str(error).splitlines()[0][:200]})
-    statement = plan.template.replace(PLACEHOLDER, threshold_sql(plan.units, "exact", (), plan.cells))
-    statement = statement.replace(RESTRICT, "TRUE")
     if stats is not None:
         return binding.check(stats.shadow(plan.tables), statement)
     copy = binding.shadow(connection, plan.tables)

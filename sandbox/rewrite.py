@@ -69,6 +69,14 @@ class Plan:
     """Staged path: `UPDATE "__groups"` setting every aggregate whose cell threshold is under k to NULL."""
     masked_columns_sql: str = "*"
     """Single statement: `* REPLACE (...)`, the same masking as a projection over stage 1."""
+    min_group_size: int = 0
+    """The policy's k."""
+    key_reads: tuple[tuple[tuple[str, str], ...], ...] = ()
+    """Per group key, the (table, column) pairs it reads: a key has at most as many values as the
+    product of its columns' (sandbox.service.single_statement's estimate of the number of groups)."""
+    filters: tuple[tuple[tuple[str, str] | None, int], ...] = ()
+    """Per top-level conjunct of WHERE: ((table, column), n) for `column = literal` (n = 1) or
+    `column IN (n literals)`, else (None, 0): the query text's selectivity, for the same estimate."""
 
 
 def _q(name: str) -> exp.Identifier:
@@ -249,8 +257,49 @@ class _PostAggregate:
         return node
 
 
+def _column_of(node: exp.Expr, tables: dict[str, str]) -> tuple[str, str] | None:
+    return (tables[node.table], node.name) if isinstance(node, exp.Column) and node.table in tables else None
+
+
+KeyReads = tuple[tuple[tuple[str, str], ...], ...]
+Filters = tuple[tuple[tuple[str, str] | None, int], ...]
+
+
+def _shape(checked: CheckedQuery) -> tuple[KeyReads, Filters]:
+    """What the cost estimate reads from the query text (Plan.key_reads, Plan.filters)."""
+    tables = {ref.alias: ref.table for ref in checked.refs}
+    key_reads = tuple(
+        tuple(sorted({found for c in key.find_all(exp.Column) if (found := _column_of(c, tables))}))
+        for key in checked.group_keys
+    )
+    filters: list[tuple[tuple[str, str] | None, int]] = []
+    where = checked.select.args.get("where")
+    stack = [where.this] if where is not None else []
+    while stack:
+        node = stack.pop()
+        if isinstance(node, exp.And):
+            stack.extend((node.this, node.expression))
+        elif isinstance(node, exp.Paren):
+            stack.append(node.this)
+        elif isinstance(node, exp.EQ) and isinstance(node.expression, exp.Literal) and _column_of(node.this, tables):
+            filters.append((_column_of(node.this, tables), 1))
+        elif isinstance(node, exp.EQ) and isinstance(node.this, exp.Literal) and _column_of(node.expression, tables):
+            filters.append((_column_of(node.expression, tables), 1))
+        elif (
+            isinstance(node, exp.In)
+            and _column_of(node.this, tables)
+            and node.expressions
+            and all(isinstance(e, exp.Literal) for e in node.expressions)
+        ):
+            filters.append((_column_of(node.this, tables), len(node.expressions)))
+        else:
+            filters.append((None, 0))
+    return key_reads, tuple(filters)
+
+
 def build_plan(checked: CheckedQuery, policy: ProtectionPolicy) -> Plan:
     """The statements for `checked`: stage 1 (fast and exact variants), the decision query and stage 2."""
+    key_reads, filters = _shape(checked)
     post = _PostAggregate(checked)
     outputs = post.rewrite_items()
     select = checked.select
@@ -356,6 +405,9 @@ def build_plan(checked: CheckedQuery, policy: ProtectionPolicy) -> Plan:
         cells=cells,
         mask_sql=_mask_sql(k, cells),
         masked_columns_sql=_masked_columns_sql(k, cells),
+        min_group_size=k,
+        key_reads=key_reads,
+        filters=filters,
     )
 
 

@@ -157,6 +157,81 @@ SINGLE_STATEMENT_ROWS = 2_000_000
 when the version was built, run as one exact statement (engine.execute_single); larger ones staged."""
 
 
+STAGED_MARGIN = 4
+"""Staged when the estimated rows per group reach this many times k·M (the row bound's pass mark)."""
+OTHER_FILTER_SELECTIVITY = 1 / 3
+"""The share of rows a WHERE conjunct other than `column = literal` or `column IN (...)` is taken to keep."""
+
+
+def _bracket(value: int) -> int:
+    """`value` rounded up to a power of two (as sandbox.engine brackets the row bound M)."""
+    return 0 if value <= 0 else 1 << (value - 1).bit_length()
+
+
+def expected_bound(plan: Plan, tables: Mapping[str, TableFile]) -> float | None:
+    """The row bound one group of `plan` is expected to reach: its expected rows whose unit is not NULL
+    (the version's, times the WHERE's estimated selectivity, over the estimated groups) divided by M,
+    the most rows one unit has (sandbox.engine._methods, "rows"); None
+    when the version's statistics do not say (versions built before them, joins, a key the summary
+    gives no distinct count for).
+
+    Read only from public data: the query text (its group keys and the equalities of its WHERE), the
+    version's row counts, the row bound M (bracketed, as the threshold uses it) and the distinct
+    counts buyers see in the version's quality summary (values at least k units hold). Never from the
+    rows a filter selects.
+    """
+    if len(plan.units) != 1 or plan.min_group_size <= 0:
+        return None
+    unit = plan.units[0]
+    table = tables.get(unit.table)
+    if table is None:
+        return None
+    most_nulls = table.statistics.get("units", {}).get(unit.column)
+    distinct: Mapping[str, int] = table.statistics.get("distinct", {})
+    if not most_nulls or not distinct:
+        return None
+    most, nulls = (int(v) for v in most_nulls)
+    groups = 1.0
+    for column in sorted({column for reads in plan.key_reads for _, column in reads}):
+        if column not in distinct:
+            return None
+        groups *= max(1, int(distinct[column]))
+    values: dict[str, int] = {}
+    others = 0
+    for read, count in plan.filters:
+        if read is None or read[1] not in distinct:
+            others += 1
+        else:
+            values[read[1]] = min(count, values.get(read[1], count))
+    kept = OTHER_FILTER_SELECTIVITY**others
+    for column, count in values.items():
+        kept *= min(1.0, count / max(1, int(distinct[column])))
+        # A key on a column the filter pins to n values has at most n values.
+        if any(reads == ((unit.table, column),) for reads in plan.key_reads):
+            groups = groups / max(1, int(distinct[column])) * min(count, max(1, int(distinct[column])))
+    return max(0, table.row_count - nulls) * kept / max(1.0, groups) / max(1, _bracket(most))
+
+
+def single_statement(plan: Plan, tables: Mapping[str, TableFile]) -> bool:
+    """Whether `plan` runs as one exact statement (engine.execute_single) rather than staged.
+
+    By cost (docs/sandbox.md, "Choosing the strategy by cost"): staged when its groups are expected to
+    be large, so that the row bound passes them and the exact count runs on few rows; one statement
+    when they are expected to be small (the exact count decides most of them anyway, and the staged
+    method would pay a second scan and its bookkeeping for nothing). Products larger than
+    SINGLE_STATEMENT_ROWS always run staged; without the statistics, as before, by row count alone.
+    """
+    if not plan.fast_threshold:
+        return False
+    rows_scanned, _ = measure_scan(plan, tables)
+    if rows_scanned > SINGLE_STATEMENT_ROWS:
+        return False
+    bound = expected_bound(plan, tables)
+    if bound is None:
+        return True
+    return bound < STAGED_MARGIN * plan.min_group_size
+
+
 def budget_seconds(rows_scanned: int, limits: EngineLimits) -> float:
     """A query's time and CPU budget from the size of what it reads, at most the configured timeout.
 
@@ -263,7 +338,7 @@ def _execute(
         plan=plan,
         max_rows=max_rows,
         seconds=budget_seconds(rows_scanned, limits),
-        single=plan.fast_threshold and rows_scanned <= SINGLE_STATEMENT_ROWS,
+        single=single_statement(plan, tables),
         seeds=_seeds(tables),
     )
     execution = (pool or shared_pool(limits)).run(job, cancelled)
