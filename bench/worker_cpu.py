@@ -3,7 +3,7 @@
 Builds the demo (SQLite, a temporary directory), then for each small demo query runs, in turn,
 `WorkerPool.run` (the worker process's CPU read from /proc around each job) and raw DuckDB (this
 process's CPU around the same SQL on the same Parquet file, one connection with the sandbox's
-threads), `--runs` times after warm-ups. Each strategy is measured on its own (`single`, `staged`)
+threads), `--runs` times after warm-ups. Each strategy is measured on its own (`single`, `folded`, `staged`)
 and as `sandbox.service` chooses it (`chosen`), so the choice can be judged beside both.
 
     python -m bench.worker_cpu --runs 30
@@ -81,9 +81,13 @@ def main(argv: list[str] | None = None) -> None:
                 max_rows=10_000,
                 seeds=service._seeds(tables),
             )
-            chosen = service.single_statement(plan, tables)
-            jobs = {"single": replace(base, single=True), "staged": replace(base, single=False)}
-            jobs["chosen"] = replace(base, single=chosen)
+            chosen = service.strategy(plan, tables)
+            jobs = {
+                "single": replace(base, single=True),
+                "folded": replace(base, folded=True),
+                "staged": replace(base, single=False),
+                "chosen": replace(base, single=chosen == "single", folded=chosen == "folded"),
+            }
             for job in jobs.values():  # warm: the connection, the statistics, the caches
                 for _ in range(3):
                     pool.run(job)
@@ -106,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
                 cpu_ms = statistics.mean(worker[key]) * 1000
                 print(
                     f"{name:14} {key:7} {cpu_ms:10.1f} {statistics.median(wall[key]) * 1000:8.1f} "
-                    f"{raw_ms:7.1f} {cpu_ms / raw_ms:6.2f}  {'single' if chosen else 'staged'}",
+                    f"{raw_ms:7.1f} {cpu_ms / raw_ms:6.2f}  {chosen}",
                     flush=True,
                 )
         print(f"load {os.getloadavg()}", flush=True)

@@ -448,6 +448,82 @@ def execute_single(
     )
 
 
+def execute_folded(
+    connection: duckdb.DuckDBPyConnection, plan: Plan, max_rows: int, stats: Statistics | None = None
+) -> Execution:
+    """The staged method's statements folded into ONE statement: no temp table, no transaction.
+
+    Chosen for small products whose groups are expected to be large (sandbox.service.strategy), where
+    the cheap bound passes most groups and the exact count over every row (execute_single) would cost
+    more than a second scan. The CTEs are execute_plan's statements, in the same order and always all
+    of them: stage 1 with the cheapest bound (`__first`, materialised), the hashes of the groups it did
+    not pass (`__undecided`, possibly none), the exact recheck over exactly the rows whose keys hash
+    into that list (the same uncorrelated IN, a mark join that reads every row, empty list or not),
+    the groups kept from the bound plus the rechecked ones (in place of DELETE and INSERT), then the
+    masking, the counts and stage 2 as in execute_single. Only the exact count fails a group.
+    """
+    started = time.process_time()
+    refused = _refusal(connection, plan, stats)
+    if refused is not None:
+        cpu_ms = int((time.process_time() - started) * 1000)
+        return Execution([], 0, 0, [], too_many_rows=False, cpu_ms=cpu_ms, statements=[], refused=refused)
+    method, bounds = _methods(plan, stats)[0]
+    if method == "exact":
+        return execute_single(connection, plan, max_rows, stats)
+    whole = whole_cells(plan, stats)
+
+    def stage(name: str, max_rows_per_unit: list[int], restriction: str) -> str:
+        columns = threshold_sql(plan.units, name, max_rows_per_unit, plan.cells, whole)
+        return plan.template.replace(PLACEHOLDER, columns).replace(RESTRICT, restriction)
+
+    first = _quote_identifier("__first")
+    undecided = _quote_identifier(UNDECIDED_TABLE)
+    if plan.key_columns:
+        hashed = f"HASH({', '.join(_quote_identifier(c) for c in plan.key_columns)})"
+        listed = f'SELECT DISTINCT {hashed} AS "__h" FROM {first} WHERE {plan.undecided}'
+        kept = f'{hashed} NOT IN (SELECT "__h" FROM {undecided})'
+        rechecked = ""
+    else:
+        listed = (
+            f'SELECT HASH("__t"."__v") AS "__h" FROM {first}, (VALUES (TRUE), (FALSE)) AS "__t"("__v") '
+            f"WHERE {plan.undecided}"
+        )
+        kept = f"NOT EXISTS (SELECT 1 FROM {undecided})"
+        # Without group keys stage 1 always yields one row, even over no rows: kept only when rechecked.
+        rechecked = f" AND EXISTS (SELECT 1 FROM {undecided})"
+    recheck = stage("exact", [], plan.restriction)
+    if rechecked:
+        recheck = f'SELECT * FROM ({recheck}) AS "__r" WHERE TRUE{rechecked}'
+    ctes = (
+        f"WITH {first} AS MATERIALIZED ({stage(method, bounds, 'TRUE')}), "
+        f"{undecided} AS MATERIALIZED ({listed}), "
+        f'"__all" AS (SELECT * FROM {first} WHERE {kept} UNION ALL {recheck}), '
+    )
+    ran = [
+        ctes + f'"__groups" AS (SELECT {plan.masked_columns_sql}, '
+        f'SUM(CAST(NOT ({plan.passes_sql}) AS BIGINT)) OVER () AS "__s", COUNT(*) OVER () AS "__n" FROM "__all") '
+        + plan.counted_output_sql
+    ]
+    fetched = connection.execute(ran[0]).fetchmany(max_rows + 1)
+    if fetched:
+        suppressed, groups = int(fetched[0][-2] or 0), int(fetched[0][-1] or 0)
+        rows = [row[:-2] for row in fetched]
+    else:
+        ran.append(ctes + f'"__groups" AS (SELECT * FROM "__all") {plan.decide_sql}')
+        decided = connection.execute(ran[1]).fetchone()
+        groups, suppressed = (int(v or 0) for v in (decided or (0, 0, 0))[:2])
+        rows = []
+    return Execution(
+        rows=rows[:max_rows],
+        groups=groups,
+        suppressed_groups=suppressed,
+        methods=[method, "exact"],
+        too_many_rows=len(rows) > max_rows,
+        cpu_ms=int((time.process_time() - started) * 1000),
+        statements=ran,
+    )
+
+
 def _refusal(connection: duckdb.DuckDBPyConnection, plan: Plan, stats: Statistics | None) -> Refusal | None:
     """Before anything touches rows: compute the query's constants, then type stage 1 (sandbox.binding).
 

@@ -157,7 +157,7 @@ SINGLE_STATEMENT_ROWS = 2_000_000
 when the version was built, run as one exact statement (engine.execute_single); larger ones staged."""
 
 
-STAGED_MARGIN = 4
+STAGED_MARGIN = 2
 """Staged when the estimated rows per group reach this many times k·M (the row bound's pass mark)."""
 OTHER_FILTER_SELECTIVITY = 1 / 3
 """The share of rows a WHERE conjunct other than `column = literal` or `column IN (...)` is taken to keep."""
@@ -212,24 +212,31 @@ def expected_bound(plan: Plan, tables: Mapping[str, TableFile]) -> float | None:
     return max(0, table.row_count - nulls) * kept / max(1.0, groups) / max(1, _bracket(most))
 
 
-def single_statement(plan: Plan, tables: Mapping[str, TableFile]) -> bool:
-    """Whether `plan` runs as one exact statement (engine.execute_single) rather than staged.
+def strategy(plan: Plan, tables: Mapping[str, TableFile]) -> str:
+    """How `plan` runs: "single" (engine.execute_single), "folded" (engine.execute_folded) or "staged"
+    (engine.execute_plan).
 
-    By cost (docs/sandbox.md, "Choosing the strategy by cost"): staged when its groups are expected to
-    be large, so that the row bound passes them and the exact count runs on few rows; one statement
-    when they are expected to be small (the exact count decides most of them anyway, and the staged
-    method would pay a second scan and its bookkeeping for nothing). Products larger than
-    SINGLE_STATEMENT_ROWS always run staged; without the statistics, as before, by row count alone.
+    By cost (docs/sandbox.md, "Choosing the strategy by cost"), from public data only: products larger
+    than SINGLE_STATEMENT_ROWS run staged. Smaller ones run as one statement: the staged method folded
+    into it when the groups are expected to be large (the row bound then passes them, and the exact
+    count runs on few rows), the exact count over every row when they are expected to be small (it
+    decides most of them anyway, and the bound would cost a second scan for nothing), or when the
+    version's statistics do not say (versions built before them, joins).
     """
     if not plan.fast_threshold:
-        return False
+        return "staged"
     rows_scanned, _ = measure_scan(plan, tables)
     if rows_scanned > SINGLE_STATEMENT_ROWS:
-        return False
+        return "staged"
     bound = expected_bound(plan, tables)
-    if bound is None:
-        return True
-    return bound < STAGED_MARGIN * plan.min_group_size
+    if bound is None or bound < STAGED_MARGIN * plan.min_group_size:
+        return "single"
+    return "folded"
+
+
+def single_statement(plan: Plan, tables: Mapping[str, TableFile]) -> bool:
+    """Whether `plan` runs as the one exact statement (engine.execute_single)."""
+    return strategy(plan, tables) == "single"
 
 
 def budget_seconds(rows_scanned: int, limits: EngineLimits) -> float:
@@ -333,12 +340,14 @@ def _execute(
     cancelled: Callable[[], bool] | None = None,
 ) -> QueryResult:
     rows_scanned, bytes_scanned = measure_scan(plan, tables)
+    chosen = strategy(plan, tables)
     job = Job(
         tables=files,
         plan=plan,
         max_rows=max_rows,
         seconds=budget_seconds(rows_scanned, limits),
-        single=single_statement(plan, tables),
+        single=chosen == "single",
+        folded=chosen == "folded",
         seeds=_seeds(tables),
     )
     execution = (pool or shared_pool(limits)).run(job, cancelled)
