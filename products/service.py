@@ -443,9 +443,10 @@ def version_tables(settings: Settings, version: ProductVersion) -> dict[str, Tab
 
 
 def _statistics(table: dict[str, Any], quality: dict[str, Any] | None) -> dict[str, Any]:
-    """The table's build-time statistics, with `distinct`: per dimension, the distinct count buyers see
-    in the quality summary (values at least k units hold; products.pipeline.assess.held_by_k), which
-    the sandbox's cost estimate reads (sandbox.service.single_statement)."""
+    """The table's build-time statistics, with `distinct` and `range`: per dimension, the distinct count
+    and the range buyers see in the quality summary (over values at least k units hold;
+    products.pipeline.assess.held_by_k), which the sandbox's cost estimate reads
+    (sandbox.service.strategy)."""
     statistics = dict(table.get("statistics") or {})
     assessed = ((quality or {}).get("tables") or {}).get(table["name"]) or {}
     distinct = {
@@ -455,4 +456,9 @@ def _statistics(table: dict[str, Any], quality: dict[str, Any] | None) -> dict[s
     }
     if distinct:
         statistics["distinct"] = distinct
+        statistics["range"] = {
+            str(c["name"]): [c["held_by_k"]["min"], c["held_by_k"]["max"]]
+            for c in assessed.get("columns") or []
+            if str(c["name"]) in distinct and c["held_by_k"].get("min") is not None
+        }
     return statistics

@@ -74,6 +74,9 @@ class Plan:
     key_reads: tuple[tuple[tuple[str, str], ...], ...] = ()
     """Per group key, the (table, column) pairs it reads: a key has at most as many values as the
     product of its columns' (sandbox.service.single_statement's estimate of the number of groups)."""
+    key_periods: tuple[str | None, ...] = ()
+    """Per group key: the calendar part it takes of a date (`year(d)`: "year", `month(d)`: "month-of-year",
+    `date_trunc('month', d)`: "month"), which bounds its values more tightly than d's; else None."""
     filters: tuple[tuple[tuple[str, str] | None, int], ...] = ()
     """Per top-level conjunct of WHERE: ((table, column), n) for `column = literal` (n = 1) or
     `column IN (n literals)`, else (None, 0): the query text's selectivity, for the same estimate."""
@@ -263,14 +266,38 @@ def _column_of(node: exp.Expr, tables: dict[str, str]) -> tuple[str, str] | None
 
 KeyReads = tuple[tuple[tuple[str, str], ...], ...]
 Filters = tuple[tuple[tuple[str, str] | None, int], ...]
+_PARTS: dict[type[exp.Expr], str] = {
+    exp.Year: "year",
+    exp.Quarter: "quarter-of-year",
+    exp.Month: "month-of-year",
+    exp.Day: "day-of-month",
+    exp.DayOfWeek: "day-of-week",
+}
+_EXTRACTED = {"YEAR": "year", "QUARTER": "quarter-of-year", "MONTH": "month-of-year", "DAY": "day-of-month"}
+_TRUNCATED = {"YEAR": "year", "QUARTER": "quarter", "MONTH": "month", "WEEK": "week", "DAY": "day"}
 
 
-def _shape(checked: CheckedQuery) -> tuple[KeyReads, Filters]:
-    """What the cost estimate reads from the query text (Plan.key_reads, Plan.filters)."""
+def _period(key: exp.Expr) -> str | None:
+    """The calendar part a group key takes of one date column (Plan.key_periods), or None."""
+    if type(key) in _PARTS and isinstance(key.this, exp.Column):
+        return _PARTS[type(key)]
+    unit = key.args.get("unit")
+    if isinstance(key, exp.TimestampTrunc | exp.DateTrunc) and isinstance(unit, exp.Var):
+        return _TRUNCATED.get(unit.name.upper())
+    if isinstance(key, exp.Extract) and isinstance(key.this, exp.Var):
+        return _EXTRACTED.get(key.this.name.upper())
+    return None
+
+
+def _shape(checked: CheckedQuery) -> tuple[KeyReads, tuple[str | None, ...], Filters]:
+    """What the cost estimate reads from the query text (Plan.key_reads, key_periods, filters)."""
     tables = {ref.alias: ref.table for ref in checked.refs}
     key_reads = tuple(
         tuple(sorted({found for c in key.find_all(exp.Column) if (found := _column_of(c, tables))}))
         for key in checked.group_keys
+    )
+    periods = tuple(
+        _period(key) if len(reads) == 1 else None for key, reads in zip(checked.group_keys, key_reads, strict=True)
     )
     filters: list[tuple[tuple[str, str] | None, int]] = []
     where = checked.select.args.get("where")
@@ -294,12 +321,12 @@ def _shape(checked: CheckedQuery) -> tuple[KeyReads, Filters]:
             filters.append((_column_of(node.this, tables), len(node.expressions)))
         else:
             filters.append((None, 0))
-    return key_reads, tuple(filters)
+    return key_reads, periods, tuple(filters)
 
 
 def build_plan(checked: CheckedQuery, policy: ProtectionPolicy) -> Plan:
     """The statements for `checked`: stage 1 (fast and exact variants), the decision query and stage 2."""
-    key_reads, filters = _shape(checked)
+    key_reads, key_periods, filters = _shape(checked)
     post = _PostAggregate(checked)
     outputs = post.rewrite_items()
     select = checked.select
@@ -407,6 +434,7 @@ def build_plan(checked: CheckedQuery, policy: ProtectionPolicy) -> Plan:
         masked_columns_sql=_masked_columns_sql(k, cells),
         min_group_size=k,
         key_reads=key_reads,
+        key_periods=key_periods,
         filters=filters,
     )
 

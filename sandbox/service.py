@@ -168,6 +168,29 @@ def _bracket(value: int) -> int:
     return 0 if value <= 0 else 1 << (value - 1).bit_length()
 
 
+_CALENDAR = {"month-of-year": 12, "quarter-of-year": 4, "day-of-month": 31, "day-of-week": 7}
+
+
+def _calendar_values(period: str, bounds: list[str] | None) -> int | None:
+    """How many values a calendar part of a date column takes (Plan.key_periods) over the column's
+    published range, or None when the range does not say."""
+    if period in _CALENDAR:
+        return _CALENDAR[period]
+    try:
+        low, high = (date.fromisoformat(str(b)[:10]) for b in bounds or ())
+    except ValueError:
+        return None
+    months = (high.year - low.year) * 12 + high.month - low.month
+    spans = {
+        "year": high.year - low.year + 1,
+        "quarter": months // 3 + 2,
+        "month": months + 1,
+        "week": (high - low).days // 7 + 2,
+        "day": (high - low).days + 1,
+    }
+    return spans.get(period)
+
+
 def expected_bound(plan: Plan, tables: Mapping[str, TableFile]) -> float | None:
     """The row bound one group of `plan` is expected to reach: its expected rows whose unit is not NULL
     (the version's, times the WHERE's estimated selectivity, over the estimated groups) divided by M,
@@ -191,8 +214,20 @@ def expected_bound(plan: Plan, tables: Mapping[str, TableFile]) -> float | None:
     if not most_nulls or not distinct:
         return None
     most, nulls = (int(v) for v in most_nulls)
+    ranges: Mapping[str, list[str]] = table.statistics.get("range", {})
     groups = 1.0
-    for column in sorted({column for reads in plan.key_reads for _, column in reads}):
+    plain: set[str] = set()
+    periods = plan.key_periods or (None,) * len(plan.key_reads)
+    for reads, period in zip(plan.key_reads, periods, strict=True):
+        columns = {column for _, column in reads}
+        if period is not None and len(columns) == 1:
+            (column,) = columns
+            span = _calendar_values(period, ranges.get(column))
+            if span is not None:
+                groups *= max(1, min(span, int(distinct.get(column, span))))
+                continue
+        plain |= columns
+    for column in sorted(plain):
         if column not in distinct:
             return None
         groups *= max(1, int(distinct[column]))
@@ -207,7 +242,7 @@ def expected_bound(plan: Plan, tables: Mapping[str, TableFile]) -> float | None:
     for column, count in values.items():
         kept *= min(1.0, count / max(1, int(distinct[column])))
         # A key on a column the filter pins to n values has at most n values.
-        if any(reads == ((unit.table, column),) for reads in plan.key_reads):
+        if any(r == ((unit.table, column),) and p is None for r, p in zip(plan.key_reads, periods, strict=True)):
             groups = groups / max(1, int(distinct[column])) * min(count, max(1, int(distinct[column])))
     return max(0, table.row_count - nulls) * kept / max(1.0, groups) / max(1, _bracket(most))
 
