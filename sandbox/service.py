@@ -159,6 +159,9 @@ when the version was built, run as one exact statement (engine.execute_single); 
 
 STAGED_MARGIN = 2
 """Staged when the estimated rows per group reach this many times k·M (the row bound's pass mark)."""
+FOLDED_MIN_SHARE = 1 / 4
+"""Folded only when the WHERE is expected to keep at least this share of the rows: the fold scans the
+table twice (its recheck reads every row), which costs more than the exact count over few rows."""
 OTHER_FILTER_SELECTIVITY = 1 / 3
 """The share of rows a WHERE conjunct other than `column = literal` or `column IN (...)` is taken to keep."""
 
@@ -191,12 +194,12 @@ def _calendar_values(period: str, bounds: list[str] | None) -> int | None:
     return spans.get(period)
 
 
-def expected_bound(plan: Plan, tables: Mapping[str, TableFile]) -> float | None:
-    """The row bound one group of `plan` is expected to reach: its expected rows whose unit is not NULL
-    (the version's, times the WHERE's estimated selectivity, over the estimated groups) divided by M,
-    the most rows one unit has (sandbox.engine._methods, "rows"); None
-    when the version's statistics do not say (versions built before them, joins, a key the summary
-    gives no distinct count for).
+def estimate(plan: Plan, tables: Mapping[str, TableFile]) -> tuple[float, float] | None:
+    """(the row bound one group of `plan` is expected to reach, the share of rows its WHERE is expected
+    to keep). The bound: the expected rows whose unit is not NULL (the version's, times that share,
+    over the estimated groups) divided by M, the most rows one unit has (sandbox.engine._methods,
+    "rows"). None when the version's statistics do not say (versions built before them, joins, a key
+    the summary gives no distinct count for).
 
     Read only from public data: the query text (its group keys and the equalities of its WHERE), the
     version's row counts, the row bound M (bracketed, as the threshold uses it) and the distinct
@@ -230,7 +233,9 @@ def expected_bound(plan: Plan, tables: Mapping[str, TableFile]) -> float | None:
     for column in sorted(plain):
         if column not in distinct:
             return None
-        groups *= max(1, int(distinct[column]))
+        if int(distinct[column]) <= 0:
+            return 0.0, 1.0  # no value of the key is held by k units: every group is small
+        groups *= int(distinct[column])
     values: dict[str, int] = {}
     others = 0
     for read, count in plan.filters:
@@ -244,7 +249,7 @@ def expected_bound(plan: Plan, tables: Mapping[str, TableFile]) -> float | None:
         # A key on a column the filter pins to n values has at most n values.
         if any(r == ((unit.table, column),) and p is None for r, p in zip(plan.key_reads, periods, strict=True)):
             groups = groups / max(1, int(distinct[column])) * min(count, max(1, int(distinct[column])))
-    return max(0, table.row_count - nulls) * kept / max(1.0, groups) / max(1, _bracket(most))
+    return max(0, table.row_count - nulls) * kept / max(1.0, groups) / max(1, _bracket(most)), kept
 
 
 def strategy(plan: Plan, tables: Mapping[str, TableFile]) -> str:
@@ -263,8 +268,11 @@ def strategy(plan: Plan, tables: Mapping[str, TableFile]) -> str:
     rows_scanned, _ = measure_scan(plan, tables)
     if rows_scanned > SINGLE_STATEMENT_ROWS:
         return "staged"
-    bound = expected_bound(plan, tables)
-    if bound is None or bound < STAGED_MARGIN * plan.min_group_size:
+    estimated = estimate(plan, tables)
+    if estimated is None:
+        return "single"
+    bound, kept = estimated
+    if bound < STAGED_MARGIN * plan.min_group_size or kept < FOLDED_MIN_SHARE:
         return "single"
     return "folded"
 
