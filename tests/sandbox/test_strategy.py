@@ -136,3 +136,42 @@ def test_a_refused_query_is_refused_alike_every_time(people, policy, pool) -> No
             _answer("SELECT region, count(*) FROM people WHERE region = 5 GROUP BY 1", policy, people, pool)
         codes.append((refused.value.code, refused.value.message))
     assert codes[0] == codes[1] == codes[2]
+
+
+def test_a_versions_tables_carry_the_published_distinct_counts_and_ranges(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from market.settings import Settings
+    from products.service import version_tables
+
+    column = {"name": "region", "type": "VARCHAR", "role": "dimension", "bytes": 10}
+    version = SimpleNamespace(
+        product_id="prd_x",
+        number=1,
+        tables=[
+            {
+                "name": "people",
+                "file": "people.parquet",
+                "row_count": 180,
+                "columns": [column],
+                "statistics": {"units": {"person_id": [3, 0]}, "nulls": []},
+            }
+        ],
+        quality={
+            "tables": {
+                "people": {
+                    "columns": [
+                        {**column, "held_by_k": {"distinct": 4, "min": "east", "max": "west"}},
+                        {"name": "amount", "role": "measure", "held_by_k": {"distinct": 90, "min": "1", "max": "100"}},
+                    ]
+                }
+            }
+        },
+    )
+    statistics = version_tables(Settings(data_dir=tmp_path), version)["people"].statistics  # type: ignore[arg-type]
+    assert statistics["distinct"] == {"region": 4}  # dimensions only, as buyers see them
+    assert statistics["range"] == {"region": ["east", "west"]}
+    assert statistics["units"] == {"person_id": [3, 0]}
+    # A version built before quality summaries: no distinct counts, so no estimate (the exact statement).
+    version.quality = None
+    assert "distinct" not in version_tables(Settings(data_dir=tmp_path), version)["people"].statistics  # type: ignore[arg-type]
