@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
             if folds:
                 jobs["folded"] = replace(base, folded=True)
             extra = {"folded": chosen == "folded"} if folds else {}
-            jobs["chosen"] = replace(base, single=chosen == "single", **extra)
+            jobs["chosen"] = replace(base, single=chosen == "single", **extra)  # type: ignore[arg-type]
             for job in jobs.values():  # warm: the connection, the statistics, the caches
                 for _ in range(3):
                     pool.run(job)
