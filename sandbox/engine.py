@@ -406,14 +406,14 @@ def execute_single(
 ) -> Execution:
     """Stage 1 (exact counts), the decision and stage 2 in ONE statement: no temp table, no transaction.
 
-    Chosen for small products (sandbox.service.SINGLE_STATEMENT_ROWS, from the row counts stored when
-    the version was built), where one scan with count(DISTINCT unit) is cheaper than the staged bounds
-    and their bookkeeping. The exact count decides every group at once, so nothing is rechecked. The
-    statement is the confirmed stage 1 and stage 2 texts joined by sandbox-written glue: `__groups` is
-    a CTE over stage 1 that adds the number of groups that fail (`__s`) and of all groups (`__n`) as
-    window counts, which stage 2 carries as its last two columns (stripped here; audit log only). When
-    the answer has no row, those counts come from a second statement; the buyer sees that the answer
-    is empty anyway, so the extra statement's time says nothing new.
+    Chosen for small products whose groups are expected to be small (sandbox.service.strategy, from the query
+    text and the version's public statistics), where one scan with count(DISTINCT unit) is cheaper than the
+    staged bounds and their bookkeeping. The exact count decides every group at once, so nothing is rechecked.
+    The statement is the confirmed stage 1 and stage 2 texts joined by sandbox-written glue: `__groups` is a CTE
+    over stage 1 that adds the number of groups that fail (`__s`) and of all groups (`__n`) as window counts,
+    which stage 2 carries as its last two columns (stripped here; audit log only). When the answer has no row,
+    those counts come from a second statement; the buyer sees that the answer is empty anyway, so the extra
+    statement's time says nothing new.
     """
     started = time.process_time()
     refused = _refusal(connection, plan, stats)

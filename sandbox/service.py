@@ -154,7 +154,7 @@ SECONDS_PER_MILLION_ROWS = 1.0
 
 SINGLE_STATEMENT_ROWS = 2_000_000
 """Products whose tables (as the query names them) hold at most this many rows, by the row counts stored
-when the version was built, run as one exact statement (engine.execute_single); larger ones staged."""
+when the version was built, run as one statement (exact or folded, `strategy`); larger ones staged."""
 
 
 STAGED_MARGIN = 2.5
