@@ -436,7 +436,8 @@ def version_tables(settings: Settings, version: ProductVersion) -> dict[str, Tab
             path=base / t["file"],
             row_count=int(t["row_count"]),
             column_bytes={c["name"]: int(c["bytes"]) for c in t["columns"]},
-            statistics=_statistics(t, version.quality),
+            # A DP product publishes no quality summary to buyers: its queries read none of it either.
+            statistics=_statistics(t, None if (version.policy or {}).get("mode") == "dp" else version.quality),
         )
         for t in version.tables
     }

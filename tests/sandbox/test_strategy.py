@@ -148,6 +148,7 @@ def test_a_versions_tables_carry_the_published_distinct_counts_and_ranges(tmp_pa
     version = SimpleNamespace(
         product_id="prd_x",
         number=1,
+        policy={"mode": "threshold"},
         tables=[
             {
                 "name": "people",
@@ -172,6 +173,9 @@ def test_a_versions_tables_carry_the_published_distinct_counts_and_ranges(tmp_pa
     assert statistics["distinct"] == {"region": 4}  # dimensions only, as buyers see them
     assert statistics["range"] == {"region": ["east", "west"]}
     assert statistics["units"] == {"person_id": [3, 0]}
+    # A DP product publishes none of its summary: none is read.
+    version.policy = {"mode": "dp"}
+    assert "distinct" not in version_tables(Settings(data_dir=tmp_path), version)["people"].statistics  # type: ignore[arg-type]
     # A version built before quality summaries: no distinct counts, so no estimate (the exact statement).
-    version.quality = None
+    version.policy, version.quality = {"mode": "threshold"}, None
     assert "distinct" not in version_tables(Settings(data_dir=tmp_path), version)["people"].statistics  # type: ignore[arg-type]
