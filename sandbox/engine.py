@@ -7,9 +7,12 @@ space. This module runs inside a sandbox worker process (sandbox.pool), never in
 
 from __future__ import annotations
 
+import os
+import shutil
 import tempfile
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -55,8 +58,12 @@ def _quote_literal(value: str) -> str:
 
 
 def open_locked(tables: Mapping[str, Path], limits: EngineLimits) -> duckdb.DuckDBPyConnection:
-    """A fresh in-memory DuckDB whose only data are views over `tables`, with its configuration locked."""
-    temp_dir = tempfile.mkdtemp(prefix="sandbox-spill-")
+    """A fresh in-memory DuckDB whose only data are views over `tables`, with its configuration locked.
+
+    Its spill directory goes with it: removed once the connection is closed and dropped, or when the
+    process exits; a worker killed outright leaves it to the pool, which knows it by the worker's pid
+    (sandbox.pool.remove_spill)."""
+    temp_dir = tempfile.mkdtemp(prefix=f"sandbox-spill-{os.getpid()}-")
     connection = duckdb.connect(
         ":memory:",
         config={
@@ -78,6 +85,7 @@ def open_locked(tables: Mapping[str, Path], limits: EngineLimits) -> duckdb.Duck
             "disabled_optimizers": DISABLED_OPTIMIZERS if limits.fixed_timing else "",
         },
     )
+    weakref.finalize(connection, shutil.rmtree, temp_dir, ignore_errors=True)
     try:
         paths = [str(path.resolve()) for path in tables.values()]
         connection.execute(f"SET allowed_paths = [{', '.join(_quote_literal(p) for p in paths)}]")
