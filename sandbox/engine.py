@@ -14,7 +14,7 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,9 +177,15 @@ class Statistics(Protocol):
         """Whether `column` holds a NULL anywhere in the table (a fact of the version, not of a query)."""
         ...
 
+    def refusal(self, statement: str, decide: Callable[[], Refusal | None]) -> Refusal | None:
+        """`decide()`'s verdict on `statement` for this version, remembered (computed once per statement)."""
+        ...
+
 
 SHADOWS = 4
 """Empty typed copies (sandbox.binding) a worker keeps, one per product version, most recently used."""
+REFUSALS = 4096
+"""Verdicts of the checks before a query runs (engine._refusal) a worker remembers, most recently used."""
 
 
 class TableStatistics:
@@ -240,6 +246,19 @@ class TableStatistics:
                 old.close()
         shadows.move_to_end(self.version)
         return copy
+
+    def refusal(self, statement: str, decide: Callable[[], Refusal | None]) -> Refusal | None:
+        # The verdict depends on the statement's text and the version's column types only (never on
+        # rows), and a version's files never change: the same statement gets the same verdict.
+        remembered: OrderedDict[tuple[str, str], Refusal | None] = self.cache.setdefault(("\0refusals",), OrderedDict())
+        key = (self.version, statement)
+        if key in remembered:
+            remembered.move_to_end(key)
+            return remembered[key]
+        verdict = remembered[key] = decide()
+        while len(remembered) > REFUSALS:
+            remembered.popitem(last=False)
+        return verdict
 
     def _views(self) -> list[str]:
         rows = self.connection.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()
@@ -408,14 +427,14 @@ def execute_single(
 ) -> Execution:
     """Stage 1 (exact counts), the decision and stage 2 in ONE statement: no temp table, no transaction.
 
-    Chosen for small products (sandbox.service.SINGLE_STATEMENT_ROWS, from the row counts stored when
-    the version was built), where one scan with count(DISTINCT unit) is cheaper than the staged bounds
-    and their bookkeeping. The exact count decides every group at once, so nothing is rechecked. The
-    statement is the confirmed stage 1 and stage 2 texts joined by sandbox-written glue: `__groups` is
-    a CTE over stage 1 that adds the number of groups that fail (`__s`) and of all groups (`__n`) as
-    window counts, which stage 2 carries as its last two columns (stripped here; audit log only). When
-    the answer has no row, those counts come from a second statement; the buyer sees that the answer
-    is empty anyway, so the extra statement's time says nothing new.
+    Chosen for small products whose groups are expected to be small (sandbox.service.strategy, from the query
+    text and the version's public statistics), where one scan with count(DISTINCT unit) is cheaper than the
+    staged bounds and their bookkeeping. The exact count decides every group at once, so nothing is rechecked.
+    The statement is the confirmed stage 1 and stage 2 texts joined by sandbox-written glue: `__groups` is a CTE
+    over stage 1 that adds the number of groups that fail (`__s`) and of all groups (`__n`) as window counts,
+    which stage 2 carries as its last two columns (stripped here; audit log only). When the answer has no row,
+    those counts come from a second statement; the buyer sees that the answer is empty anyway, so the extra
+    statement's time says nothing new.
     """
     started = time.process_time()
     refused = _refusal(connection, plan, stats)
@@ -450,19 +469,106 @@ def execute_single(
     )
 
 
+def execute_folded(
+    connection: duckdb.DuckDBPyConnection, plan: Plan, max_rows: int, stats: Statistics | None = None
+) -> Execution:
+    """The staged method's statements folded into ONE statement: no temp table, no transaction.
+
+    Chosen for small products whose groups are expected to be large (sandbox.service.strategy), where
+    the cheap bound passes most groups and the exact count over every row (execute_single) would cost
+    more than a second scan. The CTEs are execute_plan's statements, in the same order and always all
+    of them: stage 1 with the cheapest bound (`__first`, materialised), the hashes of the groups it did
+    not pass (`__undecided`, possibly none), the exact recheck over exactly the rows whose keys hash
+    into that list (the same uncorrelated IN, a mark join that reads every row, empty list or not),
+    the groups kept from the bound plus the rechecked ones (in place of DELETE and INSERT), then the
+    masking, the counts and stage 2 as in execute_single. Only the exact count fails a group.
+    """
+    started = time.process_time()
+    refused = _refusal(connection, plan, stats)
+    if refused is not None:
+        cpu_ms = int((time.process_time() - started) * 1000)
+        return Execution([], 0, 0, [], too_many_rows=False, cpu_ms=cpu_ms, statements=[], refused=refused)
+    method, bounds = _methods(plan, stats)[0]
+    if method == "exact":
+        return execute_single(connection, plan, max_rows, stats)
+    whole = whole_cells(plan, stats)
+
+    def stage(name: str, max_rows_per_unit: list[int], restriction: str) -> str:
+        columns = threshold_sql(plan.units, name, max_rows_per_unit, plan.cells, whole)
+        return plan.template.replace(PLACEHOLDER, columns).replace(RESTRICT, restriction)
+
+    first = _quote_identifier("__first")
+    undecided = _quote_identifier(UNDECIDED_TABLE)
+    if plan.key_columns:
+        hashed = f"HASH({', '.join(_quote_identifier(c) for c in plan.key_columns)})"
+        listed = f'SELECT DISTINCT {hashed} AS "__h" FROM {first} WHERE {plan.undecided}'
+        kept = f'{hashed} NOT IN (SELECT "__h" FROM {undecided})'
+        rechecked = ""
+    else:
+        listed = (
+            f'SELECT HASH("__t"."__v") AS "__h" FROM {first}, (VALUES (TRUE), (FALSE)) AS "__t"("__v") '
+            f"WHERE {plan.undecided}"
+        )
+        kept = f"NOT EXISTS (SELECT 1 FROM {undecided})"
+        # Without group keys stage 1 always yields one row, even over no rows: kept only when rechecked.
+        rechecked = f" AND EXISTS (SELECT 1 FROM {undecided})"
+    recheck = stage("exact", [], plan.restriction)
+    if rechecked:
+        recheck = f'SELECT * FROM ({recheck}) AS "__r" WHERE TRUE{rechecked}'
+    ctes = (
+        f"WITH {first} AS MATERIALIZED ({stage(method, bounds, 'TRUE')}), "
+        f"{undecided} AS MATERIALIZED ({listed}), "
+        f'"__all" AS (SELECT * FROM {first} WHERE {kept} UNION ALL {recheck}), '
+    )
+    ran = [
+        ctes + f'"__groups" AS (SELECT {plan.masked_columns_sql}, '
+        f'SUM(CAST(NOT ({plan.passes_sql}) AS BIGINT)) OVER () AS "__s", COUNT(*) OVER () AS "__n" FROM "__all") '
+        + plan.counted_output_sql
+    ]
+    fetched = connection.execute(ran[0]).fetchmany(max_rows + 1)
+    if fetched:
+        suppressed, groups = int(fetched[0][-2] or 0), int(fetched[0][-1] or 0)
+        rows = [row[:-2] for row in fetched]
+    else:
+        ran.append(ctes + f'"__groups" AS (SELECT * FROM "__all") {plan.decide_sql}')
+        decided = connection.execute(ran[1]).fetchone()
+        groups, suppressed = (int(v or 0) for v in (decided or (0, 0, 0))[:2])
+        rows = []
+    return Execution(
+        rows=rows[:max_rows],
+        groups=groups,
+        suppressed_groups=suppressed,
+        methods=[method, "exact"],
+        too_many_rows=len(rows) > max_rows,
+        cpu_ms=int((time.process_time() - started) * 1000),
+        statements=ran,
+    )
+
+
 def _refusal(connection: duckdb.DuckDBPyConnection, plan: Plan, stats: Statistics | None) -> Refusal | None:
     """Before anything touches rows: compute the query's constants, then type stage 1 (sandbox.binding).
 
     Both depend on the query text and the tables' types only, never on the rows, so a refusal here
-    says nothing about the data.
+    says nothing about the data; and so the worker decides each statement once per product version
+    (Statistics.refusal) and remembers the verdict.
     """
+    statement = plan.template.replace(PLACEHOLDER, threshold_sql(plan.units, "exact", (), plan.cells))
+    statement = statement.replace(RESTRICT, "TRUE")
+    if stats is None:
+        return _decide_refusal(connection, plan, statement, None)
+    return stats.refusal(
+        f"{plan.constants_sql or ''}\0{statement}", lambda: _decide_refusal(connection, plan, statement, stats)
+    )
+
+
+def _decide_refusal(
+    connection: duckdb.DuckDBPyConnection, plan: Plan, statement: str, stats: Statistics | None
+) -> Refusal | None:
     if plan.constants_sql:
         try:
             connection.execute(plan.constants_sql).fetchall()
         except duckdb.Error as error:
             return ("constant_error", {"detail": str(error).splitlines()[0][:200]})
-    statement = plan.template.replace(PLACEHOLDER, threshold_sql(plan.units, "exact", (), plan.cells))
-    statement = statement.replace(RESTRICT, "TRUE")
     if stats is not None:
         return binding.check(stats.shadow(plan.tables), statement)
     copy = binding.shadow(connection, plan.tables)
