@@ -36,7 +36,15 @@ from sandbox.engine import EngineLimits
 from sandbox.errors import QueryFailed, QueryRefused
 from sandbox.policy import ProtectionPolicy
 from sandbox.pool import shared_pool
-from sandbox.service import Measurements, QueryResult, TableFile, cached_result, plan_query, result_key
+from sandbox.service import (
+    Measurements,
+    QueryResult,
+    TableFile,
+    cached_result,
+    plan_query,
+    result_key,
+    row_counts,
+)
 from sandbox.service import execute as sandbox_execute
 
 DEFAULT_VALIDITY = timedelta(days=365)
@@ -431,7 +439,7 @@ def run_metered_query(
                 dry_run=dry_run,
             )
         try:
-            plan = plan_query(sql, prepared.policy)
+            plan = plan_query(sql, prepared.policy, row_counts(prepared.tables))
             if cancelled is not None and cancelled():
                 raise QueryFailed("query_cancelled", status_code=409)
             cache.configure(settings.sandbox_result_cache_entries, settings.sandbox_result_cache_bytes)

@@ -35,6 +35,7 @@ from sandbox.engine import (
     Execution,
     TableStatistics,
     deadline,
+    execute_folded,
     execute_plan,
     execute_single,
     open_locked,
@@ -63,6 +64,8 @@ class Job:
     """This query's time and CPU budget (sandbox.service.budget_seconds); None: the pool's timeout."""
     single: bool = False
     """Run as one statement (engine.execute_single) rather than staged (sandbox.service decides)."""
+    folded: bool = False
+    """Run the staged method folded into one statement (engine.execute_folded); `single` wins."""
     seeds: tuple[tuple[tuple[str, ...], Any], ...] = ()
     """Statistics computed when the version was built (sandbox.service._seeds): keys of the worker's
     statistics cache after the version, and their values."""
@@ -222,6 +225,8 @@ def _run_job(
                     return ("ok", dp.execute(db, job.plan, statistics))
                 if job.single:
                     return ("ok", execute_single(db, job.plan, job.max_rows, statistics))
+                if job.folded:
+                    return ("ok", execute_folded(db, job.plan, job.max_rows, statistics))
                 return ("ok", execute_plan(db, job.plan, job.max_rows, statistics, fixed=limits.fixed_timing))
             except duckdb.Error as error:
                 if stopped.is_set():
