@@ -51,6 +51,25 @@ SENTINEL = 1
 HASH(TRUE) and HASH(FALSE), the list's entries for a query without group keys, are not 1 (HASH(FALSE) is 0)."""
 
 
+STATISTICS_FREE_DISABLED_OPTIMIZERS = "filter_pushdown,join_filter_pushdown"
+"""The optimizers still off over a version whose files hold no statistics (products.footer): pushing a
+filter into the Parquet scan lets DuckDB skip every page of a row group whose dictionary lacks the value
+and skip decoding the other columns' pages where no row passes (bench/timing_oracle.py: p < 0.0001 on
+statistics-free files), and a join's build-side key range pushed into the probe scan is data by
+construction. `statistics_propagation` and `row_group_pruner` are on again: the files give them nothing
+to use, and over the sandbox's own temp tables they change work per group, not per pass
+(docs/sandbox.md, "Statistics-free files")."""
+
+
+def disabled_optimizers(limits: EngineLimits, statistics_free: bool) -> str:
+    """DuckDB's `disabled_optimizers` for a connection over a version: all on when timing is not fixed,
+    DISABLED_OPTIMIZERS over files that may hold statistics (versions built before), fewer over files
+    that hold none."""
+    if not limits.fixed_timing:
+        return ""
+    return STATISTICS_FREE_DISABLED_OPTIMIZERS if statistics_free else DISABLED_OPTIMIZERS
+
+
 def _quote_identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -59,8 +78,13 @@ def _quote_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def open_locked(tables: Mapping[str, Path], limits: EngineLimits) -> duckdb.DuckDBPyConnection:
-    """A fresh in-memory DuckDB whose only data are views over `tables`, with its configuration locked."""
+def open_locked(
+    tables: Mapping[str, Path], limits: EngineLimits, statistics_free: bool = False
+) -> duckdb.DuckDBPyConnection:
+    """A fresh in-memory DuckDB whose only data are views over `tables`, with its configuration locked.
+
+    `statistics_free`: every file's footer holds no value statistics (products.footer; recorded with the
+    version when it was built), so fewer optimizers need to be off (disabled_optimizers)."""
     temp_dir = tempfile.mkdtemp(prefix="sandbox-spill-")
     connection = duckdb.connect(
         ":memory:",
@@ -80,7 +104,8 @@ def open_locked(tables: Mapping[str, Path], limits: EngineLimits) -> duckdb.Duck
             # the Parquet scan (so no row group or page skipped by its statistics, dictionary or Bloom
             # filter), no comparison folded from column statistics, no join-key ranges pushed into the
             # other side's scan, no row groups pruned. Every scan reads every row of what it names.
-            "disabled_optimizers": DISABLED_OPTIMIZERS if limits.fixed_timing else "",
+            # Over statistics-free files there are no statistics to prune or fold by: fewer are off.
+            "disabled_optimizers": disabled_optimizers(limits, statistics_free),
         },
     )
     try:
@@ -102,9 +127,11 @@ def open_locked(tables: Mapping[str, Path], limits: EngineLimits) -> duckdb.Duck
 
 
 @contextmanager
-def locked_connection(tables: Mapping[str, Path], limits: EngineLimits) -> Iterator[duckdb.DuckDBPyConnection]:
+def locked_connection(
+    tables: Mapping[str, Path], limits: EngineLimits, statistics_free: bool = False
+) -> Iterator[duckdb.DuckDBPyConnection]:
     """`open_locked` as a context manager that closes the connection."""
-    connection = open_locked(tables, limits)
+    connection = open_locked(tables, limits, statistics_free)
     try:
         yield connection
     finally:
@@ -373,7 +400,7 @@ def execute_plan(
                 keys = [_quote_identifier(c) for c in plan.key_columns]
                 run(
                     f"CREATE OR REPLACE TEMP TABLE {recheck} AS SELECT {', '.join(keys + thresholds)} "
-                    f"FROM ({stage('exact', [], plan.restriction)}) AS \"__r\""
+                    f'FROM ({stage("exact", [], plan.restriction)}) AS "__r"'
                 )
                 # Matched on the keys as GROUP BY matches them; a group left unmatched keeps its bound,
                 # which did not reach k: it is suppressed (or its cell withheld), never shown in error.
