@@ -153,16 +153,16 @@ def build_product(scale: float) -> dict[str, TableFile]:
         product.mkdir(parents=True, exist_ok=True)
         print("building the product (lineitem gets its privacy unit, l_custkey) ...", flush=True)
         with duckdb.connect(config={"threads": 2, "memory_limit": "2GB"}) as connection:
-            write_product_parquet(
-                connection, f"SELECT * FROM read_parquet({_lit(raw / 'orders.parquet')})", tables["orders"]
-            )
-            write_product_parquet(
-                connection,
-                f"SELECT l.*, o.o_custkey AS l_custkey FROM read_parquet({_lit(raw / 'lineitem.parquet')}) l "
-                f"JOIN read_parquet({_lit(raw / 'orders.parquet')}) o ON l.l_orderkey = o.o_orderkey "
-                "ORDER BY l.l_orderkey, l.l_linenumber",
-                tables["lineitem"],
-            )
+            orders, lineitem = _lit(raw / "orders.parquet"), _lit(raw / "lineitem.parquet")
+            sources = {
+                "orders": f"SELECT * FROM read_parquet({orders})",
+                "lineitem": f"SELECT l.*, o.o_custkey AS l_custkey FROM read_parquet({lineitem}) l "
+                f"JOIN read_parquet({orders}) o ON l.l_orderkey = o.o_orderkey ORDER BY l.l_orderkey, l.l_linenumber",
+            }
+            for name, select in sources.items():  # written whole, then renamed: no half file is cached
+                partial = tables[name].with_suffix(".partial")
+                write_product_parquet(connection, select, partial)
+                os.replace(partial, tables[name])
     out: dict[str, TableFile] = {}
     with duckdb.connect() as connection:
         for name, path in tables.items():

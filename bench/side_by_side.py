@@ -26,6 +26,9 @@ from typing import Any
 SERVER = r"""
 import json, os, sys, time
 sys.path.insert(0, os.getcwd())
+# Answers go to the real stdout; anything else written to fd 1 (DuckDB's progress bar, prints) to stderr.
+answers = os.fdopen(os.dup(1), "w")
+os.dup2(2, 1)
 from bench.sandbox_overhead import POLICY, QUERIES, build_product, raw_connection
 from sandbox.engine import EngineLimits
 from sandbox.pool import WorkerPool
@@ -35,7 +38,7 @@ tables = build_product(float(sys.argv[1]))
 limits = EngineLimits(memory_limit="3GB", threads=2, timeout_seconds=600, address_space_mb=16384, workers=1)
 pool = WorkerPool(limits)
 raw = raw_connection(tables, limits)
-print(json.dumps({"files": sorted(str(t.path) for t in tables.values())}), flush=True)
+print(json.dumps({"files": sorted(str(t.path) for t in tables.values())}), file=answers, flush=True)
 for line in sys.stdin:
     mode, name = json.loads(line)
     sql = QUERIES[name]
@@ -46,7 +49,8 @@ for line in sys.stdin:
     else:
         result = run_query(sql, POLICY, tables, limits, 1_000_000, pool)
         rows, cpu_ms = len(result.rows), result.measurements.cpu_ms
-    print(json.dumps({"wall_ms": (time.perf_counter() - wall) * 1000, "cpu_ms": cpu_ms, "rows": rows}), flush=True)
+    answer = {"wall_ms": (time.perf_counter() - wall) * 1000, "cpu_ms": cpu_ms, "rows": rows}
+    print(json.dumps(answer), file=answers, flush=True)
 """
 
 
