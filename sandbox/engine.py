@@ -47,8 +47,8 @@ whether (and where) a hidden value occurs (bench/timing_oracle.py measures it)."
 
 
 SENTINEL = 1
-"""A hash always in the recheck's list of undecided groups (execute_plan), so the list is never empty.
-HASH(TRUE) and HASH(FALSE), the list's entries for a query without group keys, are not 1 (HASH(FALSE) is 0)."""
+"""A hash always in the recheck's list of undecided groups of a grouped query (execute_plan), so the list
+is never empty, even when stage 1 found no group."""
 
 
 STATISTICS_FREE_DISABLED_OPTIMIZERS = "filter_pushdown,join_filter_pushdown"
@@ -374,17 +374,22 @@ def execute_plan(
             if plan.key_columns:
                 hashed = f"HASH({', '.join(_quote_identifier(c) for c in plan.key_columns)})"
                 listed = f'SELECT DISTINCT {hashed} AS "__h" FROM {table} WHERE {plan.undecided}'
+                if fixed:
+                    # Never an empty list: DuckDB's mark join skips probing when its build side is empty
+                    # (every row still read, none probed: 15 against 26 ms of CPU on 6M rows), so "no group
+                    # was undecided" would show. A fixed extra hash keeps the probe; a group whose keys
+                    # happen to hash to it is rechecked exactly, which changes nothing.
+                    listed = f"{listed} UNION ALL SELECT CAST({SENTINEL} AS UBIGINT)"
+            elif fixed:
+                # No group keys: one group, always rechecked exactly (its rows are the rows the filter
+                # selects). Rechecked only when undecided, every row's mark flipped with that one bit and
+                # the buyer's filter ran over all rows or over none (2 ms on 500,000 rows).
+                listed = 'SELECT HASH("__t"."__v") AS "__h" FROM (VALUES (TRUE), (FALSE)) AS "__t"("__v")'
             else:
                 listed = (
                     f'SELECT HASH("__t"."__v") AS "__h" FROM {table}, (VALUES (TRUE), (FALSE)) AS "__t"("__v") '
                     f"WHERE {plan.undecided}"
                 )
-            if fixed:
-                # Never an empty list: DuckDB's mark join skips probing when its build side is empty
-                # (every row is still read, but the probe of each is saved: 15 against 26 ms of CPU on
-                # 6M rows), so "no group was undecided" would show. A fixed extra hash keeps the probe;
-                # a group whose keys happen to hash to it is rechecked exactly, which changes nothing.
-                listed = f"{listed} UNION ALL SELECT CAST({SENTINEL} AS UBIGINT)"
             run(f"CREATE OR REPLACE TEMP TABLE {undecided} AS {listed}")
             # Not fixed (settings.sandbox_fixed_timing off): the recheck is skipped when no group needs
             # it, faster, and that one bit then shows in the time.
@@ -405,8 +410,9 @@ def execute_plan(
                 # Matched on the keys as GROUP BY matches them; a group left unmatched keeps its bound,
                 # which did not reach k: it is suppressed (or its cell withheld), never shown in error.
                 matched = " AND ".join(f"{table}.{c} IS NOT DISTINCT FROM {recheck}.{c}" for c in keys)
-                # Without group keys stage 1 always yields one row, even over no rows: updated only when rechecked.
-                rechecked = matched or f'EXISTS (SELECT 1 FROM {undecided} WHERE "__h" <> {SENTINEL})'
+                # Without group keys stage 1 always yields one row, even over no rows: updated when rechecked
+                # (always, with fixed timing).
+                rechecked = matched or f"EXISTS (SELECT 1 FROM {undecided})"
                 run(
                     f"UPDATE {table} SET {', '.join(f'{c} = {recheck}.{c}' for c in thresholds)} FROM {recheck} "
                     f"WHERE {rechecked}"
