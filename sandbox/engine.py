@@ -339,9 +339,11 @@ def execute_plan(
 
     The statements that run are the same whatever the data hold (docs/sandbox.md, "Timing"): stage 1
     with the cheapest threshold method that applies, then ALWAYS the recheck: the groups that bound did
-    not pass (possibly none) are listed by the hash of their keys, stage 1 runs again with
+    not pass (possibly none) are listed by the hash of their keys (with a sentinel, so the list is never
+    empty; without group keys the one group is always listed), stage 1 runs again with
     count(DISTINCT unit) over exactly the rows whose keys hash into that list (an uncorrelated IN, a
-    mark join that reads every row whether the list is empty or not), and those groups are replaced.
+    mark join that reads and probes every row), keeping only the keys and the threshold columns, and
+    those groups' bounds are replaced by the exact counts.
     Only the exact count fails a group or withholds a cell. What varies with the data is the exact
     count's work on the rows of rechecked groups: proportional to those rows, never a pass more or less.
     """
