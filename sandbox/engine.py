@@ -356,6 +356,12 @@ def execute_plan(
     undecided = _quote_identifier(UNDECIDED_TABLE)
     recheck = _quote_identifier("__recheck")
     first = _methods(plan, stats)[0]
+    if fixed and not plan.key_columns:
+        # No group keys: one group, whose exact count the recheck would always compute anyway (were it
+        # rechecked only when undecided, every row's mark would flip with that one bit and the buyer's
+        # filter would run over all rows or over none: 2 ms on 500,000 rows). So stage 1 counts exactly,
+        # in its one pass, and nothing is rechecked.
+        first = ("exact", [])
     whole = whole_cells(plan, stats)
     used: list[str] = []
     ran: list[str] = []
@@ -382,11 +388,6 @@ def execute_plan(
                     # was undecided" would show. A fixed extra hash keeps the probe; a group whose keys
                     # happen to hash to it is rechecked exactly, which changes nothing.
                     listed = f"{listed} UNION ALL SELECT CAST({SENTINEL} AS UBIGINT)"
-            elif fixed:
-                # No group keys: one group, always rechecked exactly (its rows are the rows the filter
-                # selects). Rechecked only when undecided, every row's mark flipped with that one bit and
-                # the buyer's filter ran over all rows or over none (2 ms on 500,000 rows).
-                listed = 'SELECT HASH("__t"."__v") AS "__h" FROM (VALUES (TRUE), (FALSE)) AS "__t"("__v")'
             else:
                 listed = (
                     f'SELECT HASH("__t"."__v") AS "__h" FROM {table}, (VALUES (TRUE), (FALSE)) AS "__t"("__v") '
