@@ -340,11 +340,11 @@ def execute_plan(
     The statements that run are the same whatever the data hold (docs/sandbox.md, "Timing"): stage 1
     with the cheapest threshold method that applies, then ALWAYS the recheck: the groups that bound did
     not pass (possibly none) are listed by the hash of their keys (with a sentinel, so the list is never
-    empty; without group keys the one group is always listed), stage 1 runs again with
+    empty), stage 1 runs again with
     count(DISTINCT unit) over exactly the rows whose keys hash into that list (an uncorrelated IN, a
     mark join that reads and probes every row), keeping only the keys and the threshold columns, and
-    those groups' bounds are replaced by the exact counts.
-    Only the exact count fails a group or withholds a cell. What varies with the data is the exact
+    those groups' bounds are replaced by the exact counts. Without group keys (one group) stage 1
+    counts exactly at once and nothing is rechecked. Only the exact count fails a group or withholds a cell. What varies with the data is the exact
     count's work on the rows of rechecked groups: proportional to those rows, never a pass more or less.
     """
     started = time.process_time()
@@ -413,8 +413,8 @@ def execute_plan(
                 # Matched on the keys as GROUP BY matches them; a group left unmatched keeps its bound,
                 # which did not reach k: it is suppressed (or its cell withheld), never shown in error.
                 matched = " AND ".join(f"{table}.{c} IS NOT DISTINCT FROM {recheck}.{c}" for c in keys)
-                # Without group keys stage 1 always yields one row, even over no rows: updated when rechecked
-                # (always, with fixed timing).
+                # Without group keys (timing not fixed) stage 1 always yields one row, even over no rows:
+                # updated only when rechecked.
                 rechecked = matched or f"EXISTS (SELECT 1 FROM {undecided})"
                 run(
                     f"UPDATE {table} SET {', '.join(f'{c} = {recheck}.{c}' for c in thresholds)} FROM {recheck} "
