@@ -344,8 +344,9 @@ def execute_plan(
     count(DISTINCT unit) over exactly the rows whose keys hash into that list (an uncorrelated IN, a
     mark join that reads and probes every row), keeping only the keys and the threshold columns, and
     those groups' bounds are replaced by the exact counts. Without group keys (one group) stage 1
-    counts exactly at once and nothing is rechecked. Only the exact count fails a group or withholds a cell. What varies with the data is the exact
-    count's work on the rows of rechecked groups: proportional to those rows, never a pass more or less.
+    counts exactly at once and nothing is rechecked. Only the exact count fails a group or withholds a
+    cell. What varies with the data is the exact count's work on the rows of rechecked groups:
+    proportional to those rows, never a pass more or less.
     """
     started = time.process_time()
     refused = _refusal(connection, plan, stats)
