@@ -2,7 +2,7 @@
 
     python -m bench.timing_oracle --runs 40
 
-Builds a flights-like product (500,000 rows in 5 row groups, sorted by date as real extracts are,
+Builds a flights-like product (500,000 rows in 5 row groups of 122,880, sorted by date as real extracts are,
 about 100 destinations and ONE flight to 'LEX', the hidden fact) and times pairs of queries whose
 answers are identical (the 'LEX' group is suppressed either way), alternating A and B:
 
@@ -11,19 +11,23 @@ answers are identical (the 'LEX' group is suppressed either way), alternating A 
 - range: `count(*) WHERE month = 12 AND day > 28` (dates exist) against `day > 31` (none).
 
 Red-team pairs (session 5) add `having`, `order-limit` (a suppressed group present or not under
-HAVING and ORDER BY ... LIMIT) and `empty-group`, `empty-global` (both answers empty).
+HAVING and ORDER BY ... LIMIT), `empty-group`, `empty-global` (both answers empty) and `value` (a
+hidden dimension of the one row). Red-team ways (`--ways` picks ways, `--pairs` pairs): `single` (the
+worker's one statement, engine.execute_single, as on small products), `staged-data` and `single-data`
+(the pair's A text on the file with the 'LEX' flight against the same text on a control file where
+that flight goes to 'ZZZ': only the hidden fact differs).
 
-Each pair runs six ways (`--ways` picks some): `sandbox` (the full path through a worker, staged
-strategy as on large products; wall time, so IPC noise included), `single` (the same worker, one
-statement: engine.execute_single, as on products up to SINGLE_STATEMENT_ROWS), `staged-data` and
-`single-data` (the pair's A text on the file with the 'LEX' flight, against the same text on a control
-file where that one flight goes to 'ZZZ' instead: the cleanest test, as the texts cannot differ),
-`raw` (plain DuckDB, default optimizers: what the sandbox's scans did before it switched off the
-optimizers that skip work by statistics) and `raw-off` (plain DuckDB with engine.DISABLED_OPTIMIZERS:
-the scans as the sandbox now runs them, without the noise of the worker round trip). For each it
-prints the medians and a two-sided Mann–Whitney U p-value (normal approximation with tie
-correction). A small p-value (< 0.01) on the sandbox rows means a buyer could tell the hidden fact
-from time alone; on a shared machine, read the medians too. Not a test: timings belong here, not in the suite.
+The file is written as product versions are (statistics-free: products.storage.write_product_parquet).
+Each pair runs three ways: `sandbox` (the full path through a worker, staged strategy as on large
+products; wall time, so IPC noise included), `raw` (plain DuckDB, default optimizers: with filter
+pushdown the scan still skips pages by the dictionary and the other columns where no row passes) and
+`raw-sf` (plain DuckDB with engine.STATISTICS_FREE_DISABLED_OPTIMIZERS: the scans as the sandbox runs
+them over a statistics-free version, without the noise of the worker round trip). Before branch
+sbx-files the file had DuckDB's statistics and the third way was `raw-off` (engine.DISABLED_OPTIMIZERS).
+For each it prints the medians and a two-sided
+Mann–Whitney U p-value (normal approximation with tie correction). A small p-value (< 0.01) on the
+sandbox rows means a buyer could tell the hidden fact from time alone; on a shared machine, read the
+medians too. Not a test: timings belong here, not in the suite.
 """
 
 from __future__ import annotations
@@ -39,7 +43,8 @@ from pathlib import Path
 import duckdb
 
 from bench.stats import mann_whitney
-from sandbox.engine import DISABLED_OPTIMIZERS, EngineLimits
+from products.storage import write_product_parquet
+from sandbox.engine import STATISTICS_FREE_DISABLED_OPTIMIZERS, EngineLimits
 from sandbox.policy import ProtectionPolicy
 from sandbox.pool import Job, WorkerPool
 from sandbox.service import TableFile, plan_query
@@ -105,17 +110,18 @@ PAIRS: dict[str, tuple[str, str]] = {
 
 
 def build(directory: Path, rows: int, hidden: str = "LEX") -> Path:
-    """The flights file; `hidden` is the one flight's destination ('ZZZ' for the control file, in which
-    no flight goes to 'LEX': the same rows, layout and sizes but that one value)."""
+    """The product file, written as versions are (products.storage.write_product_parquet: statistics-free);
+    `hidden` is the one flight's destination ('ZZZ' for the control file: the same rows but that value)."""
     path = directory / f"flights-{hidden}.parquet"
     with duckdb.connect() as connection:
-        connection.execute(
-            f"""COPY (SELECT (i % 12) + 1 AS month, (i % 31) + 1 AS day,
+        write_product_parquet(
+            connection,
+            f"""SELECT (i % 12) + 1 AS month, (i % 31) + 1 AS day,
                 CASE WHEN i = {rows // 2} THEN '{hidden}'
                      ELSE 'D' || lpad(((i * 7919) % 100)::VARCHAR, 3, '0') END AS dest,
                 'N' || ((i * 13) % 4000)::VARCHAR AS tailnum, ((i * 31) % 300) - 50 AS arr_delay
-                FROM range({rows}) t(i) ORDER BY month, day)
-            TO '{path}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 100000)"""
+                FROM range({rows}) t(i) ORDER BY month, day""",
+            path,
         )
     return path
 
@@ -135,7 +141,9 @@ def main(argv: list[str] | None = None) -> None:
         table = TableFile(name="flights", path=path, row_count=args.rows, column_bytes={})
         pool = WorkerPool(limits)
         raw = duckdb.connect(config={"threads": limits.threads})
-        locked = duckdb.connect(config={"threads": limits.threads, "disabled_optimizers": DISABLED_OPTIMIZERS})
+        locked = duckdb.connect(
+            config={"threads": limits.threads, "disabled_optimizers": STATISTICS_FREE_DISABLED_OPTIMIZERS}
+        )
         for connection in (raw, locked):
             connection.execute(f"CREATE VIEW flights AS SELECT * FROM read_parquet('{path}')")
         jobs = tuple(sorted([("flights", str(table.path.resolve()))]))
@@ -143,11 +151,11 @@ def main(argv: list[str] | None = None) -> None:
 
         def sandbox(sql: str) -> Callable[[], object]:
             plan = plan_query(sql, POLICY)
-            return lambda: pool.run(Job(tables=jobs, plan=plan, max_rows=1000, single=False))
+            return lambda: pool.run(Job(tables=jobs, plan=plan, max_rows=1000, single=False, statistics_free=True))
 
         def single(sql: str) -> Callable[[], object]:
             plan = plan_query(sql, POLICY)
-            return lambda: pool.run(Job(tables=jobs, plan=plan, max_rows=1000, single=True))
+            return lambda: pool.run(Job(tables=jobs, plan=plan, max_rows=1000, single=True, statistics_free=True))
 
         def data(single: bool) -> Callable[[str, bool], Callable[[], object]]:
             """The SAME text (pair's A) on the file with the 'LEX' flight (A) and on the control file
@@ -156,7 +164,9 @@ def main(argv: list[str] | None = None) -> None:
             def make(sql: str, fact: bool) -> Callable[[], object]:
                 plan = plan_query(sql, POLICY)
                 files = jobs if fact else control_jobs
-                return lambda: pool.run(Job(tables=files, plan=plan, max_rows=1000, single=single))
+                return lambda: pool.run(
+                    Job(tables=files, plan=plan, max_rows=1000, single=single, statistics_free=True)
+                )
 
             return make
 
@@ -172,9 +182,9 @@ def main(argv: list[str] | None = None) -> None:
                 continue
             ways: list[tuple[str, Callable[..., Callable[[], object]]]] = [
                 ("sandbox", sandbox),
-                ("single", single),
                 ("raw", plain),
-                ("raw-off", optimizers_off),
+                ("raw-sf", optimizers_off),
+                ("single", single),
                 ("staged-data", data(False)),
                 ("single-data", data(True)),
             ]

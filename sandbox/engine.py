@@ -54,6 +54,25 @@ SENTINEL = 6848952353113540609
 empty; not the hash of TRUE or FALSE (the list of a query without group keys; tested)."""
 
 
+STATISTICS_FREE_DISABLED_OPTIMIZERS = "filter_pushdown,join_filter_pushdown"
+"""The optimizers still off over a version whose files hold no statistics (products.footer): pushing a
+filter into the Parquet scan lets DuckDB skip every page of a row group whose dictionary lacks the value
+and skip decoding the other columns' pages where no row passes (bench/timing_oracle.py: p < 0.0001 on
+statistics-free files), and a join's build-side key range pushed into the probe scan is data by
+construction. `statistics_propagation` and `row_group_pruner` are on again: the files give them nothing
+to use, and over the sandbox's own temp tables they change work per group, not per pass
+(docs/sandbox.md, "Statistics-free files")."""
+
+
+def disabled_optimizers(limits: EngineLimits, statistics_free: bool) -> str:
+    """DuckDB's `disabled_optimizers` for a connection over a version: all on when timing is not fixed,
+    DISABLED_OPTIMIZERS over files that may hold statistics (versions built before), fewer over files
+    that hold none."""
+    if not limits.fixed_timing:
+        return ""
+    return STATISTICS_FREE_DISABLED_OPTIMIZERS if statistics_free else DISABLED_OPTIMIZERS
+
+
 def _quote_identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -62,8 +81,13 @@ def _quote_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def open_locked(tables: Mapping[str, Path], limits: EngineLimits) -> duckdb.DuckDBPyConnection:
+def open_locked(
+    tables: Mapping[str, Path], limits: EngineLimits, statistics_free: bool = False
+) -> duckdb.DuckDBPyConnection:
     """A fresh in-memory DuckDB whose only data are views over `tables`, with its configuration locked.
+
+    `statistics_free`: every file's footer holds no value statistics (products.footer; recorded with the
+    version when it was built), so fewer optimizers need to be off (disabled_optimizers).
 
     Its spill directory goes with it: removed once the connection is closed and dropped, or when the
     process exits; a worker killed outright leaves it to the pool, which knows it by the worker's pid
@@ -87,7 +111,8 @@ def open_locked(tables: Mapping[str, Path], limits: EngineLimits) -> duckdb.Duck
             # the Parquet scan (so no row group or page skipped by its statistics, dictionary or Bloom
             # filter), no comparison folded from column statistics, no join-key ranges pushed into the
             # other side's scan, no row groups pruned. Every scan reads every row of what it names.
-            "disabled_optimizers": DISABLED_OPTIMIZERS if limits.fixed_timing else "",
+            # Over statistics-free files there are no statistics to prune or fold by: fewer are off.
+            "disabled_optimizers": disabled_optimizers(limits, statistics_free),
         },
     )
     weakref.finalize(connection, shutil.rmtree, temp_dir, ignore_errors=True)
@@ -110,9 +135,11 @@ def open_locked(tables: Mapping[str, Path], limits: EngineLimits) -> duckdb.Duck
 
 
 @contextmanager
-def locked_connection(tables: Mapping[str, Path], limits: EngineLimits) -> Iterator[duckdb.DuckDBPyConnection]:
+def locked_connection(
+    tables: Mapping[str, Path], limits: EngineLimits, statistics_free: bool = False
+) -> Iterator[duckdb.DuckDBPyConnection]:
     """`open_locked` as a context manager that closes the connection."""
-    connection = open_locked(tables, limits)
+    connection = open_locked(tables, limits, statistics_free)
     try:
         yield connection
     finally:
@@ -339,11 +366,14 @@ def execute_plan(
 
     The statements that run are the same whatever the data hold (docs/sandbox.md, "Timing"): stage 1
     with the cheapest threshold method that applies, then ALWAYS the recheck: the groups that bound did
-    not pass (possibly none) are listed by the hash of their keys, stage 1 runs again with
+    not pass (possibly none) are listed by the hash of their keys (with a sentinel, so the list is never
+    empty), stage 1 runs again with
     count(DISTINCT unit) over exactly the rows whose keys hash into that list (an uncorrelated IN, a
-    mark join that reads and hashes every row: the list always holds SENTINEL too), and those groups are replaced.
-    Only the exact count fails a group or withholds a cell. What varies with the data is the exact
-    count's work on the rows of rechecked groups: proportional to those rows, never a pass more or less.
+    mark join that reads and probes every row), keeping only the keys and the threshold columns, and
+    those groups' bounds are replaced by the exact counts. Without group keys (one group) stage 1
+    counts exactly at once and nothing is rechecked. Only the exact count fails a group or withholds a
+    cell. What varies with the data is the exact count's work on the rows of rechecked groups:
+    proportional to those rows, never a pass more or less.
     """
     started = time.process_time()
     refused = _refusal(connection, plan, stats)
@@ -354,6 +384,12 @@ def execute_plan(
     undecided = _quote_identifier(UNDECIDED_TABLE)
     recheck = _quote_identifier("__recheck")
     first = _methods(plan, stats)[0]
+    if fixed and not plan.key_columns:
+        # No group keys: one group, whose exact count the recheck would always compute anyway (were it
+        # rechecked only when undecided, every row's mark would flip with that one bit and the buyer's
+        # filter would run over all rows or over none: 2 ms on 500,000 rows). So stage 1 counts exactly,
+        # in its one pass, and nothing is rechecked.
+        first = ("exact", [])
     whole = whole_cells(plan, stats)
     used: list[str] = []
     ran: list[str] = []
@@ -371,33 +407,47 @@ def execute_plan(
         run(f"CREATE OR REPLACE TEMP TABLE {table} AS {stage(first[0], first[1], 'TRUE')}")
         used.append(first[0])
         if first[0] != "exact":
-            # The list always holds SENTINEL too (fixed timing): the recheck's IN is a mark join whose hash
-            # table is then never empty, and DuckDB hashes and probes every row whether or not some group
-            # is undecided (an empty one marks every row FALSE without hashing: 14 against 26 ms of CPU on
-            # 6 million rows). A group whose keys hash to SENTINEL is merely recomputed exactly, like one
-            # that collides with an undecided group.
-            sentinel = f" UNION ALL SELECT CAST({SENTINEL} AS UBIGINT)" if fixed else ""
-            listed_only = f'{undecided} WHERE "__h" <> CAST({SENTINEL} AS UBIGINT)'
             if plan.key_columns:
                 hashed = f"HASH({', '.join(_quote_identifier(c) for c in plan.key_columns)})"
-                listed = f'SELECT DISTINCT {hashed} AS "__h" FROM {table} WHERE {plan.undecided}{sentinel}'
-                replaced = f'{hashed} IN (SELECT "__h" FROM {undecided})'
+                listed = f'SELECT DISTINCT {hashed} AS "__h" FROM {table} WHERE {plan.undecided}'
+                if fixed:
+                    # Never an empty list: DuckDB's mark join skips probing when its build side is empty
+                    # (every row still read, none probed: 15 against 26 ms of CPU on 6M rows), so "no group
+                    # was undecided" would show. A fixed extra hash keeps the probe; a group whose keys
+                    # happen to hash to it is rechecked exactly, which changes nothing.
+                    listed = f"{listed} UNION ALL SELECT CAST({SENTINEL} AS UBIGINT)"
             else:
                 listed = (
                     f'SELECT HASH("__t"."__v") AS "__h" FROM {table}, (VALUES (TRUE), (FALSE)) AS "__t"("__v") '
-                    f"WHERE {plan.undecided}{sentinel}"
+                    f"WHERE {plan.undecided}"
                 )
-                replaced = f"EXISTS (SELECT 1 FROM {listed_only})"
             run(f"CREATE OR REPLACE TEMP TABLE {undecided} AS {listed}")
             # Not fixed (settings.sandbox_fixed_timing off): the recheck is skipped when no group needs
             # it, faster, and that one bit then shows in the time.
-            needed = fixed or bool(run(f"SELECT count(*) FROM {listed_only}").fetchall()[0][0])
+            needed = fixed or bool(run(f"SELECT count(*) FROM {undecided}").fetchall()[0][0])
             if needed:
-                run(f"CREATE OR REPLACE TEMP TABLE {recheck} AS {stage('exact', [], plan.restriction)}")
-                run(f"DELETE FROM {table} WHERE {replaced}")
-                # Without group keys stage 1 always yields one row, even over no rows: kept only when rechecked.
-                kept = undecided if plan.key_columns else listed_only
-                run(f"INSERT INTO {table} SELECT * FROM {recheck} WHERE EXISTS (SELECT 1 FROM {kept})")
+                # The recheck keeps only the group keys and the threshold columns of the exact stage 1 (a
+                # projection over its text): DuckDB then drops the aggregates nobody reads and stops
+                # reading the measures' columns, so the pass over every row reads the keys, the units
+                # and the filter columns only. The undecided groups' bounds are replaced by the exact
+                # counts; their aggregates are stage 1's already (the same rows, the same expressions).
+                thresholds = [f'"__lo{i}"' for i in range(len(plan.units))]
+                thresholds += [f'"__v{m}"' for m in range(len(plan.cells))]
+                keys = [_quote_identifier(c) for c in plan.key_columns]
+                run(
+                    f"CREATE OR REPLACE TEMP TABLE {recheck} AS SELECT {', '.join(keys + thresholds)} "
+                    f'FROM ({stage("exact", [], plan.restriction)}) AS "__r"'
+                )
+                # Matched on the keys as GROUP BY matches them; a group left unmatched keeps its bound,
+                # which did not reach k: it is suppressed (or its cell withheld), never shown in error.
+                matched = " AND ".join(f"{table}.{c} IS NOT DISTINCT FROM {recheck}.{c}" for c in keys)
+                # Without group keys (timing not fixed) stage 1 always yields one row, even over no rows:
+                # updated only when rechecked.
+                rechecked = matched or f"EXISTS (SELECT 1 FROM {undecided})"
+                run(
+                    f"UPDATE {table} SET {', '.join(f'{c} = {recheck}.{c}' for c in thresholds)} FROM {recheck} "
+                    f"WHERE {rechecked}"
+                )
                 used.append("exact")
         decided = run(plan.decide_sql).fetchone()
         groups, not_passing, _ = (int(v or 0) for v in (decided or (0, 0, 0)))
@@ -489,7 +539,9 @@ def execute_folded(
         cpu_ms = int((time.process_time() - started) * 1000)
         return Execution([], 0, 0, [], too_many_rows=False, cpu_ms=cpu_ms, statements=[], refused=refused)
     method, bounds = _methods(plan, stats)[0]
-    if method == "exact":
+    # Without group keys the one group's recheck would run its filter over every row or none as the bound
+    # passed it or not (one bit in the time, docs/sandbox.md): such a query counts exactly, at once.
+    if method == "exact" or not plan.key_columns:
         return execute_single(connection, plan, max_rows, stats)
     whole = whole_cells(plan, stats)
 
@@ -499,22 +551,15 @@ def execute_folded(
 
     first = _quote_identifier("__first")
     undecided = _quote_identifier(UNDECIDED_TABLE)
-    if plan.key_columns:
-        hashed = f"HASH({', '.join(_quote_identifier(c) for c in plan.key_columns)})"
-        listed = f'SELECT DISTINCT {hashed} AS "__h" FROM {first} WHERE {plan.undecided}'
-        kept = f'{hashed} NOT IN (SELECT "__h" FROM {undecided})'
-        rechecked = ""
-    else:
-        listed = (
-            f'SELECT HASH("__t"."__v") AS "__h" FROM {first}, (VALUES (TRUE), (FALSE)) AS "__t"("__v") '
-            f"WHERE {plan.undecided}"
-        )
-        kept = f"NOT EXISTS (SELECT 1 FROM {undecided})"
-        # Without group keys stage 1 always yields one row, even over no rows: kept only when rechecked.
-        rechecked = f" AND EXISTS (SELECT 1 FROM {undecided})"
+    hashed = f"HASH({', '.join(_quote_identifier(c) for c in plan.key_columns)})"
+    # Never an empty list (as in execute_plan): SENTINEL keeps the recheck's mark join hashing and probing
+    # every row whether or not some group is undecided; a group whose keys hash to it is merely rechecked.
+    listed = (
+        f'SELECT DISTINCT {hashed} AS "__h" FROM {first} WHERE {plan.undecided} '
+        f"UNION ALL SELECT CAST({SENTINEL} AS UBIGINT)"
+    )
+    kept = f'{hashed} NOT IN (SELECT "__h" FROM {undecided})'
     recheck = stage("exact", [], plan.restriction)
-    if rechecked:
-        recheck = f'SELECT * FROM ({recheck}) AS "__r" WHERE TRUE{rechecked}'
     ctes = (
         f"WITH {first} AS MATERIALIZED ({stage(method, bounds, 'TRUE')}), "
         f"{undecided} AS MATERIALIZED ({listed}), "

@@ -66,6 +66,9 @@ class Job:
     """Run as one statement (engine.execute_single) rather than staged (sandbox.service decides)."""
     folded: bool = False
     """Run the staged method folded into one statement (engine.execute_folded); `single` wins."""
+    statistics_free: bool = False
+    """Every table's file holds no value statistics (products.footer), as recorded when the version was
+    built: the worker opens its connection with fewer optimizers off (engine.disabled_optimizers)."""
     seeds: tuple[tuple[tuple[str, ...], Any], ...] = ()
     """Statistics computed when the version was built (sandbox.service._seeds): keys of the worker's
     statistics cache after the version, and their values."""
@@ -206,7 +209,7 @@ def _run_job(
     try:
         db = warm.get(job.tables)
         if db is None:
-            db = open_locked({name: Path(path) for name, path in job.tables}, limits)
+            db = open_locked({name: Path(path) for name, path in job.tables}, limits, job.statistics_free)
             warm[job.tables] = db
             while len(warm) > WARM_CONNECTIONS:
                 _, old = warm.popitem(last=False)

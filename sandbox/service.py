@@ -344,6 +344,12 @@ def _seeds(tables: Mapping[str, TableFile]) -> tuple[tuple[tuple[str, ...], Any]
     return tuple(seeds)
 
 
+def statistics_free(tables: Mapping[str, TableFile]) -> bool:
+    """Whether every table's file was recorded statistics-free when the version was built
+    (products.storage.table_statistics); versions built before record nothing: False."""
+    return bool(tables) and all(table.statistics.get("statistics_free") is True for table in tables.values())
+
+
 def _result_key(plan: Plan, files: tuple[tuple[str, str], ...], max_rows: int) -> tuple[Any, ...]:
     """The version's files, the mode and everything of the plan the worker reads (docs/sandbox.md).
 
@@ -424,6 +430,7 @@ def _execute(
         seconds=budget_seconds(rows_scanned, limits),
         single=chosen == "single",
         folded=chosen == "folded",
+        statistics_free=statistics_free(tables),
         seeds=_seeds(tables),
     )
     execution = (pool or shared_pool(limits)).run(job, cancelled)
