@@ -228,6 +228,33 @@ def upsert_locked(
     return session.scalars(statement.returning(entity), execution_options={"populate_existing": True}).one()
 
 
+def upsert_locked_row(
+    session: Session, table: Any, values: dict[str, Any], conflict_columns: list[str], touch: str, columns: list[Any]
+) -> Any:
+    """`upsert_locked` in Core: the same one statement (`INSERT ... ON CONFLICT DO UPDATE SET touch = touch
+    RETURNING columns`), on the session's connection, returning the row's `columns` as a plain Row.
+
+    No ORM object is built, loaded or tracked: for the metered path, where the caller writes the row
+    back itself (metering.attempts.append)."""
+    dialect = session.get_bind().dialect.name
+    key = (table.name, dialect, tuple(conflict_columns), touch, tuple(c.key for c in columns))
+    statement = _UPSERTS.get(key)
+    if statement is None:
+        if dialect not in ("postgresql", "sqlite"):  # pragma: no cover - only the two supported databases
+            raise RuntimeError(f"unsupported database {dialect}")
+        module: Any = postgresql if dialect == "postgresql" else sqlite
+        statement = _UPSERTS[key] = (
+            module.insert(table)
+            .on_conflict_do_update(index_elements=conflict_columns, set_={touch: table.c[touch]})
+            .returning(*columns)
+        )
+    return session.connection().execute(statement, values).one()
+
+
+_UPSERTS: dict[tuple[Any, ...], Any] = {}
+"""Built once per table, database and shape: their compiled SQL is then found in SQLAlchemy's cache at once."""
+
+
 def begin_write(session: Session) -> None:
     """On SQLite, start the session's transaction by taking the database's write lock (BEGIN IMMEDIATE).
 

@@ -498,6 +498,7 @@ def _record(session: Session, attempt: attempts.Attempt, result: QueryResult) ->
         session,
         attempt,
         locked,
+        counter=counter,
         status_code=200,
         body=body,
         record_id=record_id,
