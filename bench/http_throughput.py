@@ -191,7 +191,7 @@ def _server(
             report.extend(
                 "   " + line.split("INFO:", 1)[-1].strip()
                 for line in log_path.read_text().splitlines()
-                if "sandbox result cache" in line
+                if "sandbox result cache" in line or "gc pauses" in line
             )
         for error in log_path.read_text().split("ERROR:")[1:3]:  # a 5xx is a bug: show its traceback
             print("server error:", error[:2000], "\n  ...\n", error[-4000:], file=sys.stderr)
