@@ -9,7 +9,7 @@ Scope: one chain per buyer organisation. A global chain would make every query o
 wait for one lock; a per-buyer chain serializes only one buyer's appends (which its idempotency
 keys need anyway) and still covers every record, since every record belongs to exactly one buyer.
 
-Appending takes the buyer's `usage_chain_heads` row lock (UPDATE first, then read), links the new
+Appending takes the buyer's `usage_chain_heads` row lock (one upsert that returns it), links the new
 record to the head and moves the head, all in the transaction that writes the record, so two
 concurrent appends can never share a `prev_hash` (the unique (buyer, chain_seq) constraint backs
 this up). `verify` recomputes every chain and names the first record that does not match.
