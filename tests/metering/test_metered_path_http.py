@@ -157,3 +157,33 @@ def test_an_api_process_is_tuned_before_it_serves(market: Market) -> None:
     assert market.client.get("/healthz").status_code == 200
     assert sys.getswitchinterval() == pytest.approx(market_app.SWITCH_INTERVAL_SECONDS)
     assert gc.get_freeze_count() > 0
+
+
+def test_a_cached_answer_under_a_quota_reads_the_counter_once_and_is_refused_as_before(market: Market) -> None:
+    """With a quota, a cached answer's early quota check moves into transaction 3 (the counter is read
+    once, under its lock, not also in transaction 1); a quota used up is refused and recorded exactly as
+    the early check records it: 429 `quota_exhausted`, nothing scanned, no statement run, for 0."""
+    listed = listed_product(market)
+    buyer = market.actor(Role.BUYER)
+    grant(market, listed, buyer, purpose="industry", plan="standard", monthly_query_quota=3)
+    other = "SELECT region, count(*) AS n FROM people GROUP BY region"
+    for sql in (BY_REGION, BY_REGION, other):  # the third uses the quota up; BY_REGION's answer is cached
+        assert query(market, buyer, listed.slug, sql).status_code == 200
+    seen, count = _statements(market)
+    engine = market.database.engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        cached = query(market, buyer, listed.slug, BY_REGION)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    uncached = query(market, buyer, listed.slug, "SELECT region, sum(amount) AS total FROM people GROUP BY region")
+    for refused in (cached, uncached):
+        assert refused.status_code == 429 and refused.json()["error"]["code"] == "quota_exhausted", refused.text
+    assert not any(statement.upper().startswith("SELECT") for statement in seen), seen
+    records = {r["id"]: r for r in usage(market, buyer)}
+    fields = ("charge_type", "amount_minor", "rows_scanned", "bytes_scanned", "result_rows", "error_code")
+    first, second = (records[r.json()["error"]["query_id"]] for r in (cached, uncached))
+    assert {f: first.get(f) for f in fields} == {f: second.get(f) for f in fields}
+    with market.database.transaction() as session:
+        assert chain.verify(session).ok
+        assert session.scalars(select(AgreementMonth)).one().accepted_queries == 3
