@@ -11,7 +11,7 @@ authentication included through `market.deps`' cache path), and prints, per requ
 - the CPU time (thread time) and wall time of `run_metered_query`;
 - with `--profile`, the top functions by cumulative time (cProfile).
 
-    python -m bench.metered_path [--requests 400] [--skip-postgres] [--profile]
+    python -m bench.metered_path [--requests 400] [--quota N] [--skip-postgres] [--profile]
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 
 from bench.databases import on_both_databases
 from bench.http_throughput import DASHBOARD, _add_buyers
@@ -58,6 +58,9 @@ def _bench(database: Database, name: str, args: argparse.Namespace) -> list[str]
         migrate(database)
         build_demo(database, settings)
         keys = _add_buyers(database, args.buyers)
+        if args.quota:  # agreements with a monthly query quota: the early quota check has a counter to read
+            with database.transaction() as session:
+                session.execute(text("UPDATE agreements SET monthly_query_quota = :q"), {"q": args.quota})
         principals = []
         for key in keys:
             with database.transaction() as session:
@@ -132,6 +135,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--buyers", type=int, default=16)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--quota", type=int, default=0, help="give every agreement this monthly query quota")
     parser.add_argument("--profile-lines", type=int, default=40)
     parser.add_argument("--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--skip-postgres", action="store_true")
