@@ -7,17 +7,18 @@ queries on `nyc-flights-2013-dp`'s policy whose only difference is a hidden fact
 the sandbox's worker pool (dp_run.run, as the API does): `dest = 'LEX'` (one flight in 2013) against
 `dest = 'LEY'` (none), in the Parquet file as built and filtered in the worker. For each side it prints
 the median wall time, the median worker CPU time (`cpu_ms`, which DP answers no longer show), and a
-Mann-Whitney U test's z (|z| > 3: the two sides are told apart).
+Mann-Whitney U test's z (bench.stats, tie-corrected; |z| > 3: the two sides are told apart).
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 import tempfile
 import time
 from pathlib import Path
+
+from bench.stats import mann_whitney
 
 PAIRS = {
     "one flight vs none": (
@@ -29,23 +30,6 @@ PAIRS = {
         "SELECT count(*) AS n FROM flights WHERE dest = 'LEY'",
     ),
 }
-
-
-def mann_whitney_z(a: list[float], b: list[float]) -> float:
-    """The normal approximation of the Mann-Whitney U statistic (ties get their mean rank)."""
-    merged = sorted([(v, 0) for v in a] + [(v, 1) for v in b])
-    ranks = [0.0] * len(merged)
-    i = 0
-    while i < len(merged):
-        j = i
-        while j + 1 < len(merged) and merged[j + 1][0] == merged[i][0]:
-            j += 1
-        for k in range(i, j + 1):
-            ranks[k] = (i + j) / 2 + 1
-        i = j + 1
-    n1, n2 = len(a), len(b)
-    u = sum(r for r, (_, side) in zip(ranks, merged, strict=True) if side == 0) - n1 * (n1 + 1) / 2
-    return (u - n1 * n2 / 2) / math.sqrt(n1 * n2 * (n1 + n2 + 1) / 12)
 
 
 def main() -> None:
@@ -79,7 +63,7 @@ def main() -> None:
                 for label, series in (("wall ms", wall), ("cpu_ms", cpu)):
                     print(
                         f"  {label:8} hit median {statistics.median(series[0]):7.2f}  miss median "
-                        f"{statistics.median(series[1]):7.2f}  Mann-Whitney z {mann_whitney_z(*series):6.2f}"
+                        f"{statistics.median(series[1]):7.2f}  Mann-Whitney z {mann_whitney(*series).z:6.2f}"
                     )
     finally:
         pool.close()

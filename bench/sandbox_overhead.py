@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
+import json
 import os
 import shutil
 import statistics
@@ -30,14 +31,17 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
+from products.pipeline.assess import held_by_k
+from products.storage import table_statistics
 from sandbox.engine import EngineLimits
 from sandbox.errors import QueryFailed
 from sandbox.policy import ProtectionPolicy
 from sandbox.pool import Job, WorkerPool
-from sandbox.service import TableFile, measure_scan, plan_query, run_query
+from sandbox.service import TableFile, measure_scan, plan_query, run_query, strategy
 
 POLICY = ProtectionPolicy.model_validate(
     {
@@ -171,8 +175,32 @@ def build_product(scale: float) -> dict[str, TableFile]:
                 path=path,
                 row_count=int(rows[0]) if rows else 0,
                 column_bytes={str(c): int(b) for c, b in sizes},
+                statistics=_statistics(base, name, path),
             )
     return out
+
+
+def _statistics(base: Path, name: str, path: Path) -> dict[str, Any]:
+    """What a built version carries for the sandbox (products.storage.table_statistics, and the quality
+    summary's distinct counts and ranges, products.service.version_tables), computed once and cached."""
+    cached = base / f"statistics-{name}.json"
+    if cached.exists():
+        found: dict[str, Any] = json.loads(cached.read_text())
+        return found
+    print(f"computing the build-time statistics of {name} ...", flush=True)
+    table = POLICY.tables[name]
+    roles = {table.privacy_unit: "privacy_unit"} | {c: "dimension" for c in table.dimensions}
+    with duckdb.connect() as connection:
+        described = connection.execute(f"DESCRIBE SELECT * FROM read_parquet({_lit(path)})").fetchall()
+    columns = [str(row[0]) for row in described]
+    stats = table_statistics(path, columns, roles)
+    with duckdb.connect(config={"threads": 2, "memory_limit": "2GB"}) as connection:
+        dimensions: list[dict[str, Any]] = [{"name": c, "role": "dimension"} for c in table.dimensions]
+        held = held_by_k(connection, path, table.privacy_unit, POLICY.min_group_size, dimensions)
+    stats["distinct"] = {c: v["distinct"] for c, v in held.items()}
+    stats["range"] = {c: [v["min"], v["max"]] for c, v in held.items() if v["min"] is not None}
+    cached.write_text(json.dumps(stats))
+    return stats
 
 
 def raw_connection(tables: dict[str, TableFile], limits: EngineLimits) -> duckdb.DuckDBPyConnection:
@@ -271,7 +299,8 @@ def main(argv: list[str] | None = None) -> None:
             timed_out.add(name)
             print(f"  {name}: {error.code} ({error.message}); left out of the ratio", flush=True)
             continue
-        print(f"  {name}: groups returned raw={counts['raw']} sandbox={counts['sandbox']}", flush=True)
+        chosen = strategy(plan_query(sql, POLICY), tables)
+        print(f"  {name}: groups returned raw={counts['raw']} sandbox={counts['sandbox']} ({chosen})", flush=True)
     order = list(modes)
     for run in range(args.runs):
         for name, sql in QUERIES.items():

@@ -23,7 +23,6 @@ medians too. Not a test: timings belong here, not in the suite.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import statistics
 import tempfile
@@ -33,6 +32,7 @@ from pathlib import Path
 
 import duckdb
 
+from bench.stats import mann_whitney
 from sandbox.engine import DISABLED_OPTIMIZERS, EngineLimits
 from sandbox.policy import ProtectionPolicy
 from sandbox.pool import Job, WorkerPool
@@ -82,32 +82,6 @@ def build(directory: Path, rows: int) -> Path:
     return path
 
 
-def mann_whitney_p(a: list[float], b: list[float]) -> float:
-    """Two-sided p-value of the Mann–Whitney U test, normal approximation with tie correction."""
-    pooled = sorted([(v, 0) for v in a] + [(v, 1) for v in b])
-    ranks = [0.0] * len(pooled)
-    ties = 0.0
-    i = 0
-    while i < len(pooled):
-        j = i
-        while j + 1 < len(pooled) and pooled[j + 1][0] == pooled[i][0]:
-            j += 1
-        for k in range(i, j + 1):
-            ranks[k] = (i + j) / 2 + 1
-        t = j - i + 1
-        ties += t**3 - t
-        i = j + 1
-    n1, n2 = len(a), len(b)
-    r1 = sum(rank for rank, (_, side) in zip(ranks, pooled, strict=True) if side == 0)
-    u = r1 - n1 * (n1 + 1) / 2
-    n = n1 + n2
-    sigma = math.sqrt(n1 * n2 / 12 * ((n + 1) - ties / (n * (n - 1))))
-    if sigma == 0:
-        return 1.0
-    z = (abs(u - n1 * n2 / 2) - 0.5) / sigma
-    return math.erfc(max(z, 0) / math.sqrt(2))
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--runs", type=int, default=40)
@@ -147,7 +121,7 @@ def main(argv: list[str] | None = None) -> None:
                         started = time.perf_counter()
                         runs[side]()
                         times[side].append((time.perf_counter() - started) * 1000)
-                p = mann_whitney_p(times["A"], times["B"])
+                p = mann_whitney(times["A"], times["B"]).p
                 print(
                     f"{name:10} {way:8} {statistics.median(times['A']):19.2f} "
                     f"{statistics.median(times['B']):8.2f} {p:9.4f}",

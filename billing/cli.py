@@ -9,7 +9,7 @@ import typer
 
 from billing import card_payments, invoices, rating, reconciliation
 from billing.config import Period
-from market.cli_support import JsonOption, cli_settings, emit, open_database, user_errors, write_output
+from market.cli_support import JsonOption, cli_settings, emit, open_database, transaction, user_errors, write_output
 
 app = typer.Typer(
     help="Billing and finance: periods, invoices, reconciliation.", no_args_is_help=True, rich_markup_mode=None
@@ -29,13 +29,9 @@ def run_command(
 ) -> None:
     """Rate the period's usage into one invoice per buyer. Safe to run again."""
     parsed = Period.parse(period)
-    database = open_database()
-    try:
-        with database.transaction() as session:
-            summary = rating.run_period(session, parsed)
-            finalized = invoices.finalize_period(session, None, parsed) if finalize else []
-    finally:
-        database.dispose()
+    with transaction() as session:
+        summary = rating.run_period(session, parsed)
+        finalized = invoices.finalize_period(session, None, parsed) if finalize else []
     result = {**summary.__dict__, "finalized": len(finalized)}
     emit(
         as_json,
@@ -51,12 +47,8 @@ def run_command(
 def finalize_command(period: PeriodOption, as_json: JsonOption = False) -> None:
     """Finalize every draft invoice of the period (numbers are allocated now)."""
     parsed = Period.parse(period)
-    database = open_database()
-    try:
-        with database.transaction() as session:
-            numbers = [i.number for i in invoices.finalize_period(session, None, parsed)]
-    finally:
-        database.dispose()
+    with transaction() as session:
+        numbers = [i.number for i in invoices.finalize_period(session, None, parsed)]
     emit(
         as_json,
         {"period": parsed.key, "finalized": numbers},
@@ -76,12 +68,8 @@ def reconcile_command(
 ) -> None:
     """Compare usage, invoices, payments and distributions; exit 2 when there are mismatches."""
     parsed = Period.parse(period)
-    database = open_database()
-    try:
-        with database.transaction() as session:
-            report = reconciliation.reconcile(session, None, parsed)
-    finally:
-        database.dispose()
+    with transaction() as session:
+        report = reconciliation.reconcile(session, None, parsed)
     if csv_out:
         write_output(csv_out, reconciliation.to_csv(report))
     if xlsx_out:
@@ -107,13 +95,9 @@ def reconcile_command(
 def close_command(period: PeriodOption, as_json: JsonOption = False) -> None:
     """Close the period: lock it against further changes."""
     parsed = Period.parse(period)
-    database = open_database()
-    try:
-        with database.transaction() as session:
-            row = reconciliation.close_period(session, None, parsed)
-            status = row.status
-    finally:
-        database.dispose()
+    with transaction() as session:
+        row = reconciliation.close_period(session, None, parsed)
+        status = row.status
     emit(as_json, {"period": parsed.key, "status": status}, f"period {parsed.key} {status}")
 
 
@@ -127,13 +111,9 @@ def acknowledge_command(
 ) -> None:
     """Acknowledge one reconciliation mismatch with a reason, so that the period may close."""
     parsed = Period.parse(period)
-    database = open_database()
-    try:
-        with database.transaction() as session:
-            ack = reconciliation.acknowledge(session, None, parsed, key, note)
-            done = {"period": ack.period, "mismatch_key": ack.mismatch_key, "reason": ack.reason}
-    finally:
-        database.dispose()
+    with transaction() as session:
+        ack = reconciliation.acknowledge(session, None, parsed, key, note)
+        done = {"period": ack.period, "mismatch_key": ack.mismatch_key, "reason": ack.reason}
     emit(as_json, done, f"mismatch {done['mismatch_key']} ({done['reason']}) of {parsed.key} acknowledged")
 
 

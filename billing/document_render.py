@@ -18,9 +18,11 @@ import importlib.util
 import logging
 import os
 import tempfile
+from collections.abc import Container, Iterable, Sequence
 from functools import lru_cache
 from html import escape
 from pathlib import Path
+from typing import Any
 
 from fastapi.responses import HTMLResponse, Response
 
@@ -195,7 +197,6 @@ dd{{margin:0}}.missing{{color:#a40000;font-style:italic}}tr.strong th,tr.strong 
 def pdf(document: Document) -> bytes:
     """The same document as a PDF (A4), its text in an embedded subset of a CJK font."""
     from fpdf import FPDF
-    from fpdf.fonts import FontFace
 
     out = FPDF(format="A4")
     out.set_title(f"{document.title} {document.reference}")
@@ -226,16 +227,7 @@ def pdf(document: Document) -> bytes:
         out.cell(40, 5, label)
         _text(out, document, value, 0, size=9)
     out.ln(2)
-    aligns = tuple("RIGHT" if index in document.numeric else "LEFT" for index in range(len(document.columns)))
-    with out.table(
-        text_align=aligns,
-        line_height=5,
-        headings_style=FontFace(emphasis=None, fill_color=(235, 235, 235)),
-        borders_layout="HORIZONTAL_LINES",
-    ) as table:
-        table.row(document.columns)
-        for row in document.rows:
-            table.row(row)
+    pdf_table(out, document.columns, document.rows, document.numeric, line_height=5)
     out.ln(2)
     for label, value, strong in document.totals:
         out.set_font("cjk", size=10 if strong else 9)
@@ -251,6 +243,23 @@ def pdf(document: Document) -> bytes:
     for note in document.notes:
         out.multi_cell(0, 4, note, new_x="LMARGIN", new_y="NEXT")
     return bytes(out.output())
+
+
+def pdf_table(
+    out: Any, columns: Sequence[str], rows: Iterable[Sequence[str]], numeric: Container[int], *, line_height: float
+) -> None:
+    """A table on an FPDF page: a grey heading row, lines between rows, numeric columns aligned right."""
+    from fpdf.fonts import FontFace
+
+    with out.table(
+        text_align=tuple("RIGHT" if index in numeric else "LEFT" for index in range(len(columns))),
+        line_height=line_height,
+        headings_style=FontFace(emphasis=None, fill_color=(235, 235, 235)),
+        borders_layout="HORIZONTAL_LINES",
+    ) as table:
+        table.row(columns)
+        for row in rows:
+            table.row(row)
 
 
 def _text(out: object, document: Document, value: str | None, width: float, *, size: int) -> None:

@@ -11,17 +11,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
 from sqlalchemy import inspect
+from sqlalchemy.orm import Session
 
 from market.db import Database, migrate
 from market.errors import MarketError
@@ -87,6 +89,17 @@ def open_database(*, create: bool = False) -> Database:
         raise MarketError("no_marketplace", data_dir=str(settings.data_dir))
     migrate(database)
     return database
+
+
+@contextlib.contextmanager
+def transaction() -> Iterator[Session]:
+    """One transaction on the marketplace's database (open_database), committed at the end; then it is closed."""
+    database = open_database()
+    try:
+        with database.transaction() as session:
+            yield session
+    finally:
+        database.dispose()
 
 
 def user_errors(command: Callable[P, R]) -> Callable[P, R]:

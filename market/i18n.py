@@ -186,6 +186,14 @@ def format_number(number: int | float | Decimal, locale: str) -> str:
     return babel_numbers.format_decimal(number, locale=locale)
 
 
+def format_exact(number: Decimal | float | int, locale: str) -> str:
+    """A number with every significant digit it has and no exponent: 0.3 -> '0.3', 1e-07 -> '0.0000001'.
+
+    For figures such as epsilon and delta that are exact decimals (a float goes through its shortest repr)."""
+    exact = number if isinstance(number, Decimal) else Decimal(str(number))
+    return babel_numbers.format_decimal(exact, locale=locale, decimal_quantization=False)
+
+
 def format_date(value: date | datetime, locale: str) -> str:
     """A date in the locale's long form: '2026年12月1日' (zh_CN), 'December 1, 2026' (en)."""
     if isinstance(value, datetime):

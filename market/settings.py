@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     smtp_starttls: bool = False
     smtp_from: str = "noreply@market.example"
     smtp_timeout_seconds: float = 10.0
+    upload_session_ttl_hours: float = Field(default=24.0, gt=0)
+    """A resumable upload no part has touched for this long is removed (its bytes and its session) by upkeep."""
     registration_notice_working_days: int = 5
     """Length of a registration's public notice (公示), in working days (Monday to Friday)."""
     usage_chain_key: SecretStr | None = None

@@ -96,10 +96,10 @@ class AgreementBudget:
     """One DP agreement's lifetime privacy budget, as epsilon at its policy's delta."""
 
     agreement: AgreementOut
-    epsilon: float
-    delta: float
-    spent: float
-    left: float
+    epsilon: Decimal
+    delta: Decimal
+    spent: Decimal
+    left: Decimal
     capped_by_version: bool
     """True when the version's cap, not the agreement's own budget, is what limits it now."""
 
@@ -111,15 +111,24 @@ class VersionCap:
     product: str
     product_version_id: str
     version: int | None
-    delta: float
-    cap: float
-    spent: float
-    left: float
+    delta: Decimal
+    cap: Decimal
+    spent: Decimal
+    left: Decimal
     agreements: int
 
 
-def _eps(rho_nano: int, delta: float) -> float:
-    return round(float(dp.epsilon_of(max(0, rho_nano) / dp.NANO, delta)), 4)
+EPSILON_SHOWN = Decimal("0.0001")
+"""Spent and left epsilons are shown to four decimals (they are square roots: never exact)."""
+
+
+def shown_epsilon(rho: Decimal, delta: Decimal | float) -> Decimal:
+    """The epsilon of `rho` at `delta`, to EPSILON_SHOWN, as a Decimal (0.3, never 0.30000000000000004)."""
+    return dp.epsilon_of(max(Decimal(0), rho), delta).quantize(EPSILON_SHOWN)
+
+
+def _eps(rho_nano: int, delta: Decimal) -> Decimal:
+    return shown_epsilon(Decimal(rho_nano) / dp.NANO, delta)
 
 
 def privacy_overview(session: Session, actor: Principal) -> tuple[list[AgreementBudget], list[VersionCap]]:
@@ -137,7 +146,7 @@ def privacy_overview(session: Session, actor: Principal) -> tuple[list[Agreement
         statement = out.privacy_budget
         if statement is None:
             continue
-        delta = float(statement["delta"])
+        delta = dp.decimal_of(statement["delta"])
         own = rows.get(f"agreement:{agreement.id}")
         total = own.budget_nano if own else dp.rho_nano(float(statement["rho"]))
         used = (own.spent_nano + own.reserved_nano) if own else 0
@@ -147,7 +156,7 @@ def privacy_overview(session: Session, actor: Principal) -> tuple[list[Agreement
         budgets.append(
             AgreementBudget(
                 agreement=out,
-                epsilon=float(statement["epsilon"]),
+                epsilon=dp.decimal_of(statement["epsilon"]),
                 delta=delta,
                 spent=_eps(own.spent_nano if own else 0, delta),
                 left=_eps(total - used, delta),
@@ -160,7 +169,7 @@ def privacy_overview(session: Session, actor: Principal) -> tuple[list[Agreement
             product_version_id=agreement.product_version_id,
             version=out.product_version_number,
             delta=delta,
-            cap=float(statement["version_cap_epsilon"]),
+            cap=dp.decimal_of(statement["version_cap_epsilon"]),
             spent=_eps(version.spent_nano if version else 0, delta),
             left=_eps(cap_total - cap_used, delta),
             agreements=(cap.agreements if cap else 0) + 1,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from market.cli_support import JsonOption, emit, err, open_database, user_errors
+from market.cli_support import JsonOption, emit, err, transaction, user_errors
 from metering import anchors, chain
 
 usage_app = typer.Typer(
@@ -17,13 +17,9 @@ usage_app = typer.Typer(
 def verify_command(as_json: JsonOption = False) -> None:
     """Check every buyer's keyed usage hash chain and the signed checkpoints of their heads; name the
     first broken record of each chain. Exit 1 if anything is broken."""
-    database = open_database()
-    try:
-        with database.transaction() as session:
-            report = chain.verify(session)
-            checkpoints, anchor_breaks = anchors.check_checkpoints(session)
-    finally:
-        database.dispose()
+    with transaction() as session:
+        report = chain.verify(session)
+        checkpoints, anchor_breaks = anchors.check_checkpoints(session)
     report = chain.VerifyReport(
         report.chains,
         report.records,
@@ -56,10 +52,6 @@ def verify_command(as_json: JsonOption = False) -> None:
 @user_errors
 def checkpoint_command(as_json: JsonOption = False) -> None:
     """Append a signed checkpoint of every chain head to the anchor file (the scheduler does it hourly)."""
-    database = open_database()
-    try:
-        with database.transaction() as session:
-            chains = anchors.write_checkpoint(session)
-    finally:
-        database.dispose()
+    with transaction() as session:
+        chains = anchors.write_checkpoint(session)
     emit(as_json, {"chains": chains}, f"checkpoint written: {chains} chain heads")

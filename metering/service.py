@@ -36,7 +36,15 @@ from sandbox.engine import EngineLimits
 from sandbox.errors import QueryFailed, QueryRefused
 from sandbox.policy import ProtectionPolicy
 from sandbox.pool import shared_pool
-from sandbox.service import Measurements, QueryResult, TableFile, cached_result, plan_query, result_key
+from sandbox.service import (
+    Measurements,
+    QueryResult,
+    TableFile,
+    cached_result,
+    plan_query,
+    result_key,
+    row_counts,
+)
 from sandbox.service import execute as sandbox_execute
 
 DEFAULT_VALIDITY = timedelta(days=365)
@@ -357,7 +365,8 @@ def _cached_answer(sql: str, runs: _Runs, max_rows: int) -> bool:
     if runs.policy is None or runs.policy.is_dp:
         return False
     try:
-        return cached_result(plan_query(sql, runs.policy), runs.tables, max_rows) is not None
+        plan = plan_query(sql, runs.policy, row_counts(runs.tables))
+        return cached_result(plan, runs.tables, max_rows) is not None
     except (QueryRefused, QueryFailed):
         return False
 
@@ -454,7 +463,7 @@ def run_metered_query(
                 dry_run=dry_run,
             )
         try:
-            plan = plan_query(sql, prepared.policy)
+            plan = plan_query(sql, prepared.policy, row_counts(prepared.tables))
             if cancelled is not None and cancelled():
                 raise QueryFailed("query_cancelled", status_code=409)
             cache.configure(settings.sandbox_result_cache_entries, settings.sandbox_result_cache_bytes)

@@ -7,11 +7,14 @@ space. This module runs inside a sandbox worker process (sandbox.pool), never in
 
 from __future__ import annotations
 
+import os
+import shutil
 import tempfile
 import threading
 import time
+import weakref
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +49,11 @@ DISABLED_OPTIMIZERS = "filter_pushdown,statistics_propagation,join_filter_pushdo
 whether (and where) a hidden value occurs (bench/timing_oracle.py measures it)."""
 
 
+SENTINEL = 6848952353113540609
+"""A hash value always in the recheck's list of undecided groups (execute_plan), so that list is never
+empty; not the hash of TRUE or FALSE (the list of a query without group keys; tested)."""
+
+
 def _quote_identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -55,8 +63,12 @@ def _quote_literal(value: str) -> str:
 
 
 def open_locked(tables: Mapping[str, Path], limits: EngineLimits) -> duckdb.DuckDBPyConnection:
-    """A fresh in-memory DuckDB whose only data are views over `tables`, with its configuration locked."""
-    temp_dir = tempfile.mkdtemp(prefix="sandbox-spill-")
+    """A fresh in-memory DuckDB whose only data are views over `tables`, with its configuration locked.
+
+    Its spill directory goes with it: removed once the connection is closed and dropped, or when the
+    process exits; a worker killed outright leaves it to the pool, which knows it by the worker's pid
+    (sandbox.pool.remove_spill)."""
+    temp_dir = tempfile.mkdtemp(prefix=f"sandbox-spill-{os.getpid()}-")
     connection = duckdb.connect(
         ":memory:",
         config={
@@ -78,6 +90,7 @@ def open_locked(tables: Mapping[str, Path], limits: EngineLimits) -> duckdb.Duck
             "disabled_optimizers": DISABLED_OPTIMIZERS if limits.fixed_timing else "",
         },
     )
+    weakref.finalize(connection, shutil.rmtree, temp_dir, ignore_errors=True)
     try:
         paths = [str(path.resolve()) for path in tables.values()]
         connection.execute(f"SET allowed_paths = [{', '.join(_quote_literal(p) for p in paths)}]")
@@ -164,9 +177,15 @@ class Statistics(Protocol):
         """Whether `column` holds a NULL anywhere in the table (a fact of the version, not of a query)."""
         ...
 
+    def refusal(self, statement: str, decide: Callable[[], Refusal | None]) -> Refusal | None:
+        """`decide()`'s verdict on `statement` for this version, remembered (computed once per statement)."""
+        ...
+
 
 SHADOWS = 4
 """Empty typed copies (sandbox.binding) a worker keeps, one per product version, most recently used."""
+REFUSALS = 4096
+"""Verdicts of the checks before a query runs (engine._refusal) a worker remembers, most recently used."""
 
 
 class TableStatistics:
@@ -227,6 +246,19 @@ class TableStatistics:
                 old.close()
         shadows.move_to_end(self.version)
         return copy
+
+    def refusal(self, statement: str, decide: Callable[[], Refusal | None]) -> Refusal | None:
+        # The verdict depends on the statement's text and the version's column types only (never on
+        # rows), and a version's files never change: the same statement gets the same verdict.
+        remembered: OrderedDict[tuple[str, str], Refusal | None] = self.cache.setdefault(("\0refusals",), OrderedDict())
+        key = (self.version, statement)
+        if key in remembered:
+            remembered.move_to_end(key)
+            return remembered[key]
+        verdict = remembered[key] = decide()
+        while len(remembered) > REFUSALS:
+            remembered.popitem(last=False)
+        return verdict
 
     def _views(self) -> list[str]:
         rows = self.connection.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()
@@ -309,7 +341,7 @@ def execute_plan(
     with the cheapest threshold method that applies, then ALWAYS the recheck: the groups that bound did
     not pass (possibly none) are listed by the hash of their keys, stage 1 runs again with
     count(DISTINCT unit) over exactly the rows whose keys hash into that list (an uncorrelated IN, a
-    mark join that reads every row whether the list is empty or not), and those groups are replaced.
+    mark join that reads and hashes every row: the list always holds SENTINEL too), and those groups are replaced.
     Only the exact count fails a group or withholds a cell. What varies with the data is the exact
     count's work on the rows of rechecked groups: proportional to those rows, never a pass more or less.
     """
@@ -339,25 +371,33 @@ def execute_plan(
         run(f"CREATE OR REPLACE TEMP TABLE {table} AS {stage(first[0], first[1], 'TRUE')}")
         used.append(first[0])
         if first[0] != "exact":
+            # The list always holds SENTINEL too (fixed timing): the recheck's IN is a mark join whose hash
+            # table is then never empty, and DuckDB hashes and probes every row whether or not some group
+            # is undecided (an empty one marks every row FALSE without hashing: 14 against 26 ms of CPU on
+            # 6 million rows). A group whose keys hash to SENTINEL is merely recomputed exactly, like one
+            # that collides with an undecided group.
+            sentinel = f" UNION ALL SELECT CAST({SENTINEL} AS UBIGINT)" if fixed else ""
+            listed_only = f'{undecided} WHERE "__h" <> CAST({SENTINEL} AS UBIGINT)'
             if plan.key_columns:
                 hashed = f"HASH({', '.join(_quote_identifier(c) for c in plan.key_columns)})"
-                listed = f'SELECT DISTINCT {hashed} AS "__h" FROM {table} WHERE {plan.undecided}'
+                listed = f'SELECT DISTINCT {hashed} AS "__h" FROM {table} WHERE {plan.undecided}{sentinel}'
                 replaced = f'{hashed} IN (SELECT "__h" FROM {undecided})'
             else:
                 listed = (
                     f'SELECT HASH("__t"."__v") AS "__h" FROM {table}, (VALUES (TRUE), (FALSE)) AS "__t"("__v") '
-                    f"WHERE {plan.undecided}"
+                    f"WHERE {plan.undecided}{sentinel}"
                 )
-                replaced = f"EXISTS (SELECT 1 FROM {undecided})"
+                replaced = f"EXISTS (SELECT 1 FROM {listed_only})"
             run(f"CREATE OR REPLACE TEMP TABLE {undecided} AS {listed}")
             # Not fixed (settings.sandbox_fixed_timing off): the recheck is skipped when no group needs
             # it, faster, and that one bit then shows in the time.
-            needed = fixed or bool(run(f"SELECT count(*) FROM {undecided}").fetchall()[0][0])
+            needed = fixed or bool(run(f"SELECT count(*) FROM {listed_only}").fetchall()[0][0])
             if needed:
                 run(f"CREATE OR REPLACE TEMP TABLE {recheck} AS {stage('exact', [], plan.restriction)}")
                 run(f"DELETE FROM {table} WHERE {replaced}")
                 # Without group keys stage 1 always yields one row, even over no rows: kept only when rechecked.
-                run(f"INSERT INTO {table} SELECT * FROM {recheck} WHERE EXISTS (SELECT 1 FROM {undecided})")
+                kept = undecided if plan.key_columns else listed_only
+                run(f"INSERT INTO {table} SELECT * FROM {recheck} WHERE EXISTS (SELECT 1 FROM {kept})")
                 used.append("exact")
         decided = run(plan.decide_sql).fetchone()
         groups, not_passing, _ = (int(v or 0) for v in (decided or (0, 0, 0)))
@@ -387,14 +427,14 @@ def execute_single(
 ) -> Execution:
     """Stage 1 (exact counts), the decision and stage 2 in ONE statement: no temp table, no transaction.
 
-    Chosen for small products (sandbox.service.SINGLE_STATEMENT_ROWS, from the row counts stored when
-    the version was built), where one scan with count(DISTINCT unit) is cheaper than the staged bounds
-    and their bookkeeping. The exact count decides every group at once, so nothing is rechecked. The
-    statement is the confirmed stage 1 and stage 2 texts joined by sandbox-written glue: `__groups` is
-    a CTE over stage 1 that adds the number of groups that fail (`__s`) and of all groups (`__n`) as
-    window counts, which stage 2 carries as its last two columns (stripped here; audit log only). When
-    the answer has no row, those counts come from a second statement; the buyer sees that the answer
-    is empty anyway, so the extra statement's time says nothing new.
+    Chosen for small products whose groups are expected to be small (sandbox.service.strategy, from the query
+    text and the version's public statistics), where one scan with count(DISTINCT unit) is cheaper than the
+    staged bounds and their bookkeeping. The exact count decides every group at once, so nothing is rechecked.
+    The statement is the confirmed stage 1 and stage 2 texts joined by sandbox-written glue: `__groups` is a CTE
+    over stage 1 that adds the number of groups that fail (`__s`) and of all groups (`__n`) as window counts,
+    which stage 2 carries as its last two columns (stripped here; audit log only). When the answer has no row,
+    those counts come from a second statement; the buyer sees that the answer is empty anyway, so the extra
+    statement's time says nothing new.
     """
     started = time.process_time()
     refused = _refusal(connection, plan, stats)
@@ -429,19 +469,106 @@ def execute_single(
     )
 
 
+def execute_folded(
+    connection: duckdb.DuckDBPyConnection, plan: Plan, max_rows: int, stats: Statistics | None = None
+) -> Execution:
+    """The staged method's statements folded into ONE statement: no temp table, no transaction.
+
+    Chosen for small products whose groups are expected to be large (sandbox.service.strategy), where
+    the cheap bound passes most groups and the exact count over every row (execute_single) would cost
+    more than a second scan. The CTEs are execute_plan's statements, in the same order and always all
+    of them: stage 1 with the cheapest bound (`__first`, materialised), the hashes of the groups it did
+    not pass (`__undecided`, possibly none), the exact recheck over exactly the rows whose keys hash
+    into that list (the same uncorrelated IN, a mark join that reads every row, empty list or not),
+    the groups kept from the bound plus the rechecked ones (in place of DELETE and INSERT), then the
+    masking, the counts and stage 2 as in execute_single. Only the exact count fails a group.
+    """
+    started = time.process_time()
+    refused = _refusal(connection, plan, stats)
+    if refused is not None:
+        cpu_ms = int((time.process_time() - started) * 1000)
+        return Execution([], 0, 0, [], too_many_rows=False, cpu_ms=cpu_ms, statements=[], refused=refused)
+    method, bounds = _methods(plan, stats)[0]
+    if method == "exact":
+        return execute_single(connection, plan, max_rows, stats)
+    whole = whole_cells(plan, stats)
+
+    def stage(name: str, max_rows_per_unit: list[int], restriction: str) -> str:
+        columns = threshold_sql(plan.units, name, max_rows_per_unit, plan.cells, whole)
+        return plan.template.replace(PLACEHOLDER, columns).replace(RESTRICT, restriction)
+
+    first = _quote_identifier("__first")
+    undecided = _quote_identifier(UNDECIDED_TABLE)
+    if plan.key_columns:
+        hashed = f"HASH({', '.join(_quote_identifier(c) for c in plan.key_columns)})"
+        listed = f'SELECT DISTINCT {hashed} AS "__h" FROM {first} WHERE {plan.undecided}'
+        kept = f'{hashed} NOT IN (SELECT "__h" FROM {undecided})'
+        rechecked = ""
+    else:
+        listed = (
+            f'SELECT HASH("__t"."__v") AS "__h" FROM {first}, (VALUES (TRUE), (FALSE)) AS "__t"("__v") '
+            f"WHERE {plan.undecided}"
+        )
+        kept = f"NOT EXISTS (SELECT 1 FROM {undecided})"
+        # Without group keys stage 1 always yields one row, even over no rows: kept only when rechecked.
+        rechecked = f" AND EXISTS (SELECT 1 FROM {undecided})"
+    recheck = stage("exact", [], plan.restriction)
+    if rechecked:
+        recheck = f'SELECT * FROM ({recheck}) AS "__r" WHERE TRUE{rechecked}'
+    ctes = (
+        f"WITH {first} AS MATERIALIZED ({stage(method, bounds, 'TRUE')}), "
+        f"{undecided} AS MATERIALIZED ({listed}), "
+        f'"__all" AS (SELECT * FROM {first} WHERE {kept} UNION ALL {recheck}), '
+    )
+    ran = [
+        ctes + f'"__groups" AS (SELECT {plan.masked_columns_sql}, '
+        f'SUM(CAST(NOT ({plan.passes_sql}) AS BIGINT)) OVER () AS "__s", COUNT(*) OVER () AS "__n" FROM "__all") '
+        + plan.counted_output_sql
+    ]
+    fetched = connection.execute(ran[0]).fetchmany(max_rows + 1)
+    if fetched:
+        suppressed, groups = int(fetched[0][-2] or 0), int(fetched[0][-1] or 0)
+        rows = [row[:-2] for row in fetched]
+    else:
+        ran.append(ctes + f'"__groups" AS (SELECT * FROM "__all") {plan.decide_sql}')
+        decided = connection.execute(ran[1]).fetchone()
+        groups, suppressed = (int(v or 0) for v in (decided or (0, 0, 0))[:2])
+        rows = []
+    return Execution(
+        rows=rows[:max_rows],
+        groups=groups,
+        suppressed_groups=suppressed,
+        methods=[method, "exact"],
+        too_many_rows=len(rows) > max_rows,
+        cpu_ms=int((time.process_time() - started) * 1000),
+        statements=ran,
+    )
+
+
 def _refusal(connection: duckdb.DuckDBPyConnection, plan: Plan, stats: Statistics | None) -> Refusal | None:
     """Before anything touches rows: compute the query's constants, then type stage 1 (sandbox.binding).
 
     Both depend on the query text and the tables' types only, never on the rows, so a refusal here
-    says nothing about the data.
+    says nothing about the data; and so the worker decides each statement once per product version
+    (Statistics.refusal) and remembers the verdict.
     """
+    statement = plan.template.replace(PLACEHOLDER, threshold_sql(plan.units, "exact", (), plan.cells))
+    statement = statement.replace(RESTRICT, "TRUE")
+    if stats is None:
+        return _decide_refusal(connection, plan, statement, None)
+    return stats.refusal(
+        f"{plan.constants_sql or ''}\0{statement}", lambda: _decide_refusal(connection, plan, statement, stats)
+    )
+
+
+def _decide_refusal(
+    connection: duckdb.DuckDBPyConnection, plan: Plan, statement: str, stats: Statistics | None
+) -> Refusal | None:
     if plan.constants_sql:
         try:
             connection.execute(plan.constants_sql).fetchall()
         except duckdb.Error as error:
             return ("constant_error", {"detail": str(error).splitlines()[0][:200]})
-    statement = plan.template.replace(PLACEHOLDER, threshold_sql(plan.units, "exact", (), plan.cells))
-    statement = statement.replace(RESTRICT, "TRUE")
     if stats is not None:
         return binding.check(stats.shadow(plan.tables), statement)
     copy = binding.shadow(connection, plan.tables)

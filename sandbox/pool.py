@@ -14,7 +14,9 @@ import contextlib
 import multiprocessing
 import os
 import resource
+import shutil
 import signal
+import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -33,6 +35,7 @@ from sandbox.engine import (
     Execution,
     TableStatistics,
     deadline,
+    execute_folded,
     execute_plan,
     execute_single,
     open_locked,
@@ -59,12 +62,42 @@ class Job:
     """This query's time and CPU budget (sandbox.service.budget_seconds); None: the pool's timeout."""
     single: bool = False
     """Run as one statement (engine.execute_single) rather than staged (sandbox.service decides)."""
+    folded: bool = False
+    """Run the staged method folded into one statement (engine.execute_folded); `single` wins."""
     seeds: tuple[tuple[tuple[str, ...], Any], ...] = ()
     """Statistics computed when the version was built (sandbox.service._seeds): keys of the worker's
     statistics cache after the version, and their values."""
 
     def budget(self, limits: EngineLimits) -> float:
         return min(self.seconds, limits.timeout_seconds) if self.seconds else limits.timeout_seconds
+
+
+SPILL_PREFIX = "sandbox-spill-"
+"""A worker's DuckDB spill directories are `<tempdir>/sandbox-spill-<worker pid>-<random>` (engine.open_locked)."""
+
+
+def remove_spill(pid: int) -> None:
+    """Remove the spill directories of the worker `pid`, once it is dead (a killed worker cannot)."""
+    for path in Path(tempfile.gettempdir()).glob(f"{SPILL_PREFIX}{pid}-*"):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_spill() -> None:
+    """Remove the spill directories of workers that are gone (killed with their API process, say)."""
+    for path in Path(tempfile.gettempdir()).glob(f"{SPILL_PREFIX}*-*"):
+        pid = path.name.removeprefix(SPILL_PREFIX).split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _safe_detail(error: duckdb.Error) -> str:
@@ -170,6 +203,8 @@ def _run_job(
                     return ("ok", dp.execute(db, job.plan, statistics))
                 if job.single:
                     return ("ok", execute_single(db, job.plan, job.max_rows, statistics))
+                if job.folded:
+                    return ("ok", execute_folded(db, job.plan, job.max_rows, statistics))
                 return ("ok", execute_plan(db, job.plan, job.max_rows, statistics, fixed=limits.fixed_timing))
             except duckdb.Error as error:
                 if stopped.is_set():
@@ -203,6 +238,8 @@ class _Worker:
             self.process.kill()
         self.process.join(timeout=5)
         self.connection.close()
+        if self.process.pid is not None and not self.process.is_alive():
+            remove_spill(self.process.pid)
 
     def stop(self) -> None:
         with contextlib.suppress(OSError, ValueError):
@@ -222,6 +259,7 @@ class WorkerPool:
         self._lock = threading.Lock()
         self._slots = threading.Semaphore(max(1, limits.workers))
         self._closed = False
+        sweep_spill()
 
     def _acquire(self, key: tuple[tuple[str, str], ...]) -> _Worker:
         self._slots.acquire()

@@ -17,14 +17,15 @@ HAVING, ORDER BY, LIMIT or a run-time error cannot reveal anything about one.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from sqlglot import exp
 
+from market.i18n import Msg
 from sandbox.errors import QueryRefused
 from sandbox.policy import ProtectionPolicy
-from sandbox.syntax import ARITHMETIC, DIALECT, guard, to_sql
+from sandbox.syntax import ARITHMETIC, DIALECT, TypeTest, guard, to_sql
 from sandbox.validator import CheckedQuery
 
 GROUPS_TABLE = "__groups"
@@ -41,7 +42,7 @@ class Plan:
     """Stage 1 with placeholders for the threshold columns (PLACEHOLDER) and a row restriction (RESTRICT)."""
     restriction: str
     """Restricts the recheck to the rows whose group keys hash into UNDECIDED_TABLE's `__h` (an
-    uncorrelated IN: a mark join that reads every row, whether that list is empty or not)."""
+    uncorrelated IN: a mark join that reads every row; the list is never empty, engine.SENTINEL)."""
     key_columns: list[str]
     join_keys: tuple[tuple[str, str], tuple[str, str]] | None
     """For two tables under one inner equi-join: ((alias, column), (alias, column))."""
@@ -69,6 +70,17 @@ class Plan:
     """Staged path: `UPDATE "__groups"` setting every aggregate whose cell threshold is under k to NULL."""
     masked_columns_sql: str = "*"
     """Single statement: `* REPLACE (...)`, the same masking as a projection over stage 1."""
+    min_group_size: int = 0
+    """The policy's k."""
+    key_reads: tuple[tuple[tuple[str, str], ...], ...] = ()
+    """Per group key, the (table, column) pairs it reads: a key has at most as many values as the
+    product of its columns' (sandbox.service.single_statement's estimate of the number of groups)."""
+    key_periods: tuple[str | None, ...] = ()
+    """Per group key: the calendar part it takes of a date (`year(d)`: "year", `month(d)`: "month-of-year",
+    `date_trunc('month', d)`: "month"), which bounds its values more tightly than d's; else None."""
+    filters: tuple[tuple[tuple[str, str] | None, int], ...] = ()
+    """Per top-level conjunct of WHERE: ((table, column), n) for `column = literal` (n = 1) or
+    `column IN (n literals)`, else (None, 0): the query text's selectivity, for the same estimate."""
 
 
 def _q(name: str) -> exp.Identifier:
@@ -249,8 +261,76 @@ class _PostAggregate:
         return node
 
 
-def build_plan(checked: CheckedQuery, policy: ProtectionPolicy) -> Plan:
-    """The statements for `checked`: stage 1 (fast and exact variants), the decision query and stage 2."""
+def _column_of(node: exp.Expr, tables: dict[str, str]) -> tuple[str, str] | None:
+    return (tables[node.table], node.name) if isinstance(node, exp.Column) and node.table in tables else None
+
+
+KeyReads = tuple[tuple[tuple[str, str], ...], ...]
+Filters = tuple[tuple[tuple[str, str] | None, int], ...]
+_PARTS: dict[type[exp.Expr], str] = {
+    exp.Year: "year",
+    exp.Quarter: "quarter-of-year",
+    exp.Month: "month-of-year",
+    exp.Day: "day-of-month",
+    exp.DayOfWeek: "day-of-week",
+}
+_EXTRACTED = {"YEAR": "year", "QUARTER": "quarter-of-year", "MONTH": "month-of-year", "DAY": "day-of-month"}
+_TRUNCATED = {"YEAR": "year", "QUARTER": "quarter", "MONTH": "month", "WEEK": "week", "DAY": "day"}
+
+
+def _period(key: exp.Expr) -> str | None:
+    """The calendar part a group key takes of one date column (Plan.key_periods), or None."""
+    if type(key) in _PARTS and isinstance(key.this, exp.Column):
+        return _PARTS[type(key)]
+    unit = key.args.get("unit")
+    if isinstance(key, exp.TimestampTrunc | exp.DateTrunc) and isinstance(unit, exp.Var):
+        return _TRUNCATED.get(unit.name.upper())
+    if isinstance(key, exp.Extract) and isinstance(key.this, exp.Var):
+        return _EXTRACTED.get(key.this.name.upper())
+    return None
+
+
+def _shape(checked: CheckedQuery) -> tuple[KeyReads, tuple[str | None, ...], Filters]:
+    """What the cost estimate reads from the query text (Plan.key_reads, key_periods, filters)."""
+    tables = {ref.alias: ref.table for ref in checked.refs}
+    key_reads = tuple(
+        tuple(sorted({found for c in key.find_all(exp.Column) if (found := _column_of(c, tables))}))
+        for key in checked.group_keys
+    )
+    periods = tuple(
+        _period(key) if len(reads) == 1 else None for key, reads in zip(checked.group_keys, key_reads, strict=True)
+    )
+    filters: list[tuple[tuple[str, str] | None, int]] = []
+    where = checked.select.args.get("where")
+    stack = [where.this] if where is not None else []
+    while stack:
+        node = stack.pop()
+        if isinstance(node, exp.And):
+            stack.extend((node.this, node.expression))
+        elif isinstance(node, exp.Paren):
+            stack.append(node.this)
+        elif isinstance(node, exp.EQ) and isinstance(node.expression, exp.Literal) and _column_of(node.this, tables):
+            filters.append((_column_of(node.this, tables), 1))
+        elif isinstance(node, exp.EQ) and isinstance(node.this, exp.Literal) and _column_of(node.expression, tables):
+            filters.append((_column_of(node.expression, tables), 1))
+        elif (
+            isinstance(node, exp.In)
+            and _column_of(node.this, tables)
+            and node.expressions
+            and all(isinstance(e, exp.Literal) for e in node.expressions)
+        ):
+            filters.append((_column_of(node.this, tables), len(node.expressions)))
+        else:
+            filters.append((None, 0))
+    return key_reads, periods, tuple(filters)
+
+
+def build_plan(checked: CheckedQuery, policy: ProtectionPolicy, sizes: Mapping[str, int] | None = None) -> Plan:
+    """The statements for `checked`: stage 1 (fast and exact variants), the decision query and stage 2.
+
+    `sizes` (the version's row counts, public) chooses which table of an inner join is read whole
+    (whole_sides); without them, the first written."""
+    key_reads, key_periods, filters = _shape(checked)
     post = _PostAggregate(checked)
     outputs = post.rewrite_items()
     select = checked.select
@@ -291,12 +371,21 @@ def build_plan(checked: CheckedQuery, policy: ProtectionPolicy) -> Plan:
     projections += [exp.alias_(agg, f"__a{j}", quoted=True, copy=False) for j, agg in enumerate(post.aggregate_nodes)]
     projections.append(_col(THRESHOLD_COLUMN))
     stage = exp.Select(expressions=projections)
-    stage.set("from_", select.args.get("from_") or select.args.get("from"))
-    stage.set("joins", select.args.get("joins") or None)
-    where = select.args.get("where")
+    join_keys = _equi_join(checked)
     restrict = _col(RESTRICT_COLUMN)
-    # The checked tree is consumed here: its WHERE moves into stage 1 as it is, without a copy.
-    condition = exp.and_(exp.Paren(this=where.this), restrict, copy=False) if where else restrict
+    whole = whole_sides(checked, policy, sizes)
+    if whole is None:
+        stage.set("from_", select.args.get("from_") or select.args.get("from"))
+        stage.set("joins", select.args.get("joins") or None)
+        where = select.args.get("where")
+        # The checked tree is consumed here: its WHERE moves into stage 1 as it is, without a copy.
+        condition = exp.and_(exp.Paren(this=where.this), restrict, copy=False) if where else restrict
+    else:
+        # Joins: no join input is ever empty because of what a filter selects (whole_sides).
+        from_, rejoined, tested = whole
+        stage.set("from_", from_)
+        stage.set("joins", rejoined)
+        condition = exp.and_(exp.Paren(this=tested), restrict, copy=False) if tested is not None else restrict
     stage.set("where", exp.Where(this=condition))
     if checked.group_keys:
         stage.set("group", exp.Group(expressions=[key.copy() for key in guarded_keys]))
@@ -308,9 +397,8 @@ def build_plan(checked: CheckedQuery, policy: ProtectionPolicy) -> Plan:
     # only there, so the buyer part DuckDB's parser confirms in the template is the same text in each.
     if template.count(PLACEHOLDER) != 1 or template.count(RESTRICT) != 1:
         raise QueryRefused("parser_mismatch", detail="the threshold columns could not be placed")
-    join_keys = _equi_join(checked)
     # The recheck's rows: those whose group keys hash into the list of undecided groups (an uncorrelated
-    # IN, planned as a mark join that reads every row, empty list or not). A group whose hash collides
+    # IN, planned as a mark join that reads every row; never an empty list). A group whose hash collides
     # with an undecided one is recomputed too, exactly and over all its rows, and replaced like it.
     if key_texts:
         restriction = f'HASH({", ".join(key_texts)}) IN (SELECT "__h" FROM "{UNDECIDED_TABLE}")'
@@ -356,6 +444,10 @@ def build_plan(checked: CheckedQuery, policy: ProtectionPolicy) -> Plan:
         cells=cells,
         mask_sql=_mask_sql(k, cells),
         masked_columns_sql=_masked_columns_sql(k, cells),
+        min_group_size=k,
+        key_reads=key_reads,
+        key_periods=key_periods,
+        filters=filters,
     )
 
 
@@ -490,3 +582,214 @@ def _decide_sql(k: int, n: int, cells: int = 0) -> str:
 @functools.lru_cache(maxsize=256)
 def _undecided_sql(k: int, n: int, cells: int = 0) -> str:
     return str(exp.not_(_cells_pass(k, n, cells)).sql(DIALECT))
+
+
+# -- joins whose sides are never empty (docs/sandbox.md, "Joins: no side skipped") -----------------------
+
+_STRICT = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE)
+"""Comparisons that are TRUE only when both operands are not NULL."""
+_STRICT_SUBJECT = (exp.Like, exp.ILike, exp.In, exp.Between)
+"""Predicates that are TRUE only when their subject (`this`) is not NULL."""
+_PROPAGATING = TypeTest(
+    exp.Column, exp.Identifier, exp.Literal, exp.DataType, exp.Var, exp.Paren, exp.TryCast, exp.Cast, exp.Try,
+    exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Mod, exp.Neg, exp.Abs, exp.Round, exp.Floor, exp.Ceil, exp.Sqrt,
+    exp.Ln, exp.Log, exp.Pow, exp.Upper, exp.Lower, exp.Trim, exp.Length, exp.Substring, exp.Left, exp.Right,
+    exp.DPipe, exp.Year, exp.Month, exp.Day, exp.Quarter, exp.DayOfWeek, exp.Extract, exp.DateTrunc,
+    exp.TimestampTrunc,
+)  # fmt: skip
+"""Expressions that are NULL whenever every column they read is NULL (each such function returns NULL for
+a NULL argument; `concat`, `coalesce`, CASE and the like do not, and are not here)."""
+
+
+def _conjuncts(node: exp.Expr | None) -> list[exp.Expr]:
+    """The top-level AND terms of `node`, parentheses removed."""
+    if node is None:
+        return []
+    if isinstance(node, exp.Paren):
+        return _conjuncts(node.this)
+    if isinstance(node, exp.And):
+        return _conjuncts(node.this) + _conjuncts(node.expression)
+    return [node]
+
+
+def _aliases(node: exp.Expr) -> set[str]:
+    return {column.table for column in node.find_all(exp.Column)}
+
+
+def _marker(conjuncts: list[exp.Expr], alias: str) -> exp.Expr | None:
+    """An expression over table `alias` alone that is not NULL on every row where all of `conjuncts` hold,
+    and NULL where that table's columns are all NULL (the row a LEFT JOIN adds when nothing matched)."""
+    for conjunct in conjuncts:
+        if isinstance(conjunct, _STRICT):
+            operands = [conjunct.this, conjunct.expression]
+        elif isinstance(conjunct, _STRICT_SUBJECT) and not conjunct.args.get("query"):
+            operands = [conjunct.this]
+        else:
+            continue
+        for operand in operands:
+            if (
+                isinstance(operand, exp.Expr)
+                and _aliases(operand) == {alias}
+                and all(_PROPAGATING(node) for node in operand.walk())
+            ):
+                return operand
+    return None
+
+
+def _join_side(join: exp.Join) -> str:
+    side = str(join.args.get("side") or "").upper()
+    return side if side in ("LEFT", "RIGHT", "FULL") else "INNER"
+
+
+def whole_sides(
+    checked: CheckedQuery, policy: ProtectionPolicy, sizes: Mapping[str, int] | None = None
+) -> tuple[exp.From, list[exp.Join], exp.Expr | None] | None:
+    """FROM, the joins and the WHERE condition of stage 1, rewritten so that no join's input is ever
+    empty because of what a filter selects. DuckDB stops a join that cannot produce a row (an inner,
+    RIGHT or semi hash join whose build side is empty, a piecewise-merge or nested-loop join, a cross
+    product) and with it the scan of its other side: `orders JOIN lineitem ... WHERE o_orderkey = 8`
+    read 4,096 lineitem rows instead of 6,001,215, whether any order matched being one bit a buyer
+    chooses. None for a query of one table (nothing to stop). The answer is unchanged.
+
+    - The root is read whole: the table with the most rows by `sizes` (the version's row counts, public),
+      else the first written; with the buyer's own LEFT JOIN, the first written (the kept side). Its own
+      filters are tested after every join.
+    - Every other table LEFT JOINs the root's chain, its own filters and join conditions in the ON (each
+      condition of WHERE or of an inner join goes to the latest table it reads), so they still filter
+      its scan. An inner join's match is tested after the joins on its `marker` (_marker): NULL on the
+      row a LEFT JOIN adds where nothing matched, never NULL on a match. A table with no marker (a CROSS
+      JOIN) joins whole, its conditions tested after the joins.
+    - What is tested after the joins is ONE CASE that reads every table but the root (a marker, a
+      condition, or `_reference`): no optimizer splits it into per-table filters, pushes it into a scan
+      or reads it as NULL-rejecting (which turns a LEFT JOIN back into an inner one). So every join's
+      inputs are the chain (never fewer rows than the root table) and one table's own scan: a LEFT JOIN
+      with an empty build side still reads its probe side, and one DuckDB flips into a RIGHT JOIN has
+      the chain as its build side. RIGHT JOIN of two tables is the LEFT JOIN the other way round; FULL
+      JOIN of two tables never stops, and its filters go after it; with more tables both are refused.
+    """
+    select = checked.select
+    joins: list[exp.Join] = list(select.args.get("joins") or [])
+    if not joins:
+        return None
+    from_ = select.args.get("from_") or select.args.get("from")
+    if not isinstance(from_, exp.From):
+        return None
+    sources: list[exp.Expr] = [from_.this, *[join.this for join in joins]]
+    refs = list(checked.refs)
+    sides = ["INNER", *[_join_side(join) for join in joins]]
+    where = select.args.get("where")
+    if "RIGHT" in sides[2:] or ("FULL" in sides and len(sides) > 2):
+        raise QueryRefused(
+            "disallowed_construct",
+            construct=Msg("RIGHT JOIN or FULL JOIN with more than two tables"),
+            instead=Msg("write the table whose rows are all kept first, and use LEFT JOIN."),
+        )
+    aliases = [ref.alias for ref in refs]
+    if sides[1] == "RIGHT":
+        # a RIGHT JOIN b ON c is b LEFT JOIN a ON c: two tables, so nothing else refers to the order.
+        sources.reverse()
+        refs.reverse()
+        aliases.reverse()
+        sides[1] = "LEFT"
+    if "FULL" in sides:
+        # Two tables FULL JOINed: a full join never stops for an empty side; the filters, tested after it,
+        # keep both sides whole (a filter pushed into one side would make it a LEFT or inner join again).
+        tests = _conjuncts(where.this if where else None)
+        tests += [t for ref in refs if (t := _reference(policy, ref.table, ref.alias)) is not None]
+        return from_, joins, _opaque([], tests)
+    outer = "LEFT" in sides
+    root = 0
+    if not outer and sizes:
+        most = max(sizes.get(ref.table, 0) for ref in refs)
+        root = next(i for i, ref in enumerate(refs) if sizes.get(ref.table, 0) == most)
+    order = [root, *[i for i in range(len(aliases)) if i != root]]
+    position = {aliases[i]: n for n, i in enumerate(order)}
+    # Conditions of inner joins and WHERE: each goes to the ON of the latest table it reads (in the new
+    # order), if that table is inner-joined; else it is tested after the joins.
+    pool = _conjuncts(where.this if where else None)
+    for side, join in zip(sides[1:], joins, strict=True):
+        if side == "INNER":
+            pool += _conjuncts(join.args.get("on"))
+    assigned: dict[int, list[exp.Expr]] = {i: [] for i in range(len(aliases))}
+    after: list[exp.Expr] = []
+    for conjunct in pool:
+        read = [position[a] for a in _aliases(conjunct) if a in position]
+        latest = order[max(read)] if read else root
+        if latest != root and sides[latest] == "INNER":
+            assigned[latest].append(conjunct)
+        else:
+            after.append(conjunct)
+    markers: list[exp.Expr] = []
+    new_joins: list[exp.Join] = []
+    chain = _reference_column(policy, refs[root].table, aliases[root])
+    for i in order[1:]:
+        source = sources[i]
+        if sides[i] == "LEFT":
+            # The buyer's own LEFT JOIN, its conditions as written (those on this table alone kept out of
+            # its build side); tested after the joins only for a reference to it.
+            on = _conjuncts(joins[i - 1].args.get("on"))
+            new_joins.append(exp.Join(this=source, side="LEFT", on=_in_join(on, aliases[i], chain)))
+            reference = _reference(policy, refs[i].table, aliases[i])
+            if reference is not None:
+                after.append(reference)
+            continue
+        marker = _marker(assigned[i], aliases[i])
+        if marker is None:
+            after += assigned[i]
+            new_joins.append(exp.Join(this=source, kind="CROSS"))
+            reference = _reference(policy, refs[i].table, aliases[i])
+            if reference is not None:
+                after.append(reference)
+            continue
+        markers.append(marker.copy())
+        new_joins.append(exp.Join(this=source, side="LEFT", on=_in_join(assigned[i], aliases[i], chain)))
+    return exp.From(this=sources[root]), new_joins, _opaque(markers, after)
+
+
+def _in_join(conjuncts: list[exp.Expr], alias: str, chain: exp.Column | None) -> exp.Expr | None:
+    """The ON of a LEFT JOIN bringing in table `alias`, with every condition on that table alone written
+    `CASE WHEN <chain column> IS NULL THEN c ELSE c END`: it then reads both sides, so DuckDB keeps it a
+    condition of the join, tested on each candidate match, instead of a filter below the join. The
+    join's build side is then the whole table, never empty because no row matches the filter (an empty
+    hash table lets DuckDB skip hashing and probing every row of the other side)."""
+    if not conjuncts:
+        return None
+    written: list[exp.Expr] = []
+    for conjunct in conjuncts:
+        if chain is not None and _aliases(conjunct) == {alias}:
+            test = exp.Is(this=chain.copy(), expression=exp.Null())
+            conjunct = exp.Case(ifs=[exp.If(this=test, true=exp.Paren(this=conjunct))], default=conjunct.copy())
+        written.append(conjunct)
+    return exp.and_(*written, copy=False)
+
+
+def _reference_column(policy: ProtectionPolicy, table: str, alias: str) -> exp.Column | None:
+    dimensions = policy.tables[table].dimensions
+    return exp.column(dimensions[0], table=alias, quoted=True) if dimensions else None
+
+
+def _reference(policy: ProtectionPolicy, table: str, alias: str) -> exp.Expr | None:
+    """`d IS NULL OR d IS NOT NULL` for a dimension d of the table: TRUE on every row, so the test after
+    the joins reads that table and cannot be placed below the join that brings it in. None if the table
+    has no dimension (then none of its columns can be filtered on either)."""
+    column = _reference_column(policy, table, alias)
+    if column is None:
+        return None
+    return exp.Paren(
+        this=exp.or_(
+            exp.Is(this=column, expression=exp.Null()),
+            exp.Not(this=exp.Is(this=column.copy(), expression=exp.Null())),
+            copy=False,
+        )
+    )
+
+
+def _opaque(markers: list[exp.Expr], tests: list[exp.Expr]) -> exp.Expr | None:
+    """One CASE: FALSE where some marker is NULL (no match), else every test. None if nothing to test."""
+    if not markers and not tests:
+        return None
+    rest = exp.and_(*[exp.Paren(this=t) for t in tests], copy=False) if tests else exp.true()
+    if not markers:
+        return exp.Case(ifs=[exp.If(this=rest, true=exp.true())], default=exp.false())
+    unmatched = exp.or_(*[exp.Is(this=exp.Paren(this=m), expression=exp.Null()) for m in markers], copy=False)
+    return exp.Case(ifs=[exp.If(this=unmatched, true=exp.false())], default=rest)

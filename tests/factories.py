@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import json
@@ -65,6 +66,28 @@ PEOPLE_POLICY: dict[str, Any] = {
         }
     },
 }
+
+
+def dp_policy(**params: Any) -> dict[str, Any]:
+    """PEOPLE_POLICY in differential-privacy mode (natural persons; public keys for `region`), `params` overriding
+    its DP parameters: delta 1e-7, epsilon 10 per agreement and 50 per version, 0.1 to 2 (default 1) per query."""
+    policy = copy.deepcopy(PEOPLE_POLICY)
+    policy["mode"] = "dp"
+    policy["privacy_unit_kind"] = "natural_person"
+    policy["dp"] = {
+        "max_groups_per_unit": 3,
+        "max_rows_per_group": 3,
+        "public_keys": {"region": ["north", "south", "east", "west"]},
+        "delta": 1e-7,
+        "agreement_epsilon": 10.0,
+        "version_epsilon_cap": 50.0,
+        "query_epsilon": 1.0,
+        "min_query_epsilon": 0.1,
+        "max_query_epsilon": 2.0,
+        **params,
+    }
+    return policy
+
 
 JOIN_SQL = (
     "SELECT people.region, count(*) AS n, sum(shops.rent) AS rent "
@@ -152,24 +175,29 @@ def authorise(
     regions: tuple[str, ...] = ("CN-11",),
     scenarios: tuple[str, ...] = (),
     days: int = 365,
+    dp_required_for: tuple[str, ...] = (),
+    cap_without: tuple[str, ...] = (),
     **cap: Any,
 ) -> Any:
-    """The regulator grants `operator` a scope with the same fee cap in every zone; returns the response."""
+    """The regulator grants `operator` a scope with the same fee cap in every zone; returns the response.
+
+    `cap_without` leaves those fields out of each cap (as an older client would); `dp_required_for` lists the
+    zones whose products must use DP mode."""
     from datetime import UTC, datetime, timedelta
 
     regulator = regulator or market.actor(Role.REGULATOR)
-    return market.client.post(
-        "/v1/authorisations",
-        headers=regulator.headers,
-        json={
-            "operator": operator.principal.org_id,
-            "zones": list(zones),
-            "regions": list(regions),
-            "scenarios": list(scenarios),
-            "valid_until": (datetime.now(UTC) + timedelta(days=days)).isoformat(),
-            "fee_caps": [{"zone": zone, **FEE_CAP, **cap} for zone in zones],
-        },
-    )
+    fee_cap = {k: v for k, v in {**FEE_CAP, **cap}.items() if k not in cap_without}
+    body: dict[str, Any] = {
+        "operator": operator.principal.org_id,
+        "zones": list(zones),
+        "regions": list(regions),
+        "scenarios": list(scenarios),
+        "valid_until": (datetime.now(UTC) + timedelta(days=days)).isoformat(),
+        "fee_caps": [{"zone": zone, **fee_cap} for zone in zones],
+    }
+    if dp_required_for:
+        body["dp_required_for"] = list(dp_required_for)
+    return market.client.post("/v1/authorisations", headers=regulator.headers, json=body)
 
 
 def ensure_authorised(market: Market, operator: Actor) -> None:

@@ -564,23 +564,14 @@ def _failures(world: World, attacks: list[Attack]) -> list[str]:
     return failed
 
 
-def test_buyers_cannot_reach_each_others_objects(world: World) -> None:
-    failed = _failures(world, BUYER_VS_BUYER)
-    assert not failed, "\n".join(failed)
-
-
-def test_operators_cannot_reach_each_others_objects(world: World) -> None:
-    failed = _failures(world, OPERATOR_VS_OPERATOR)
-    assert not failed, "\n".join(failed)
-
-
-def test_sources_cannot_reach_each_others_objects(world: World) -> None:
-    failed = _failures(world, SOURCE_VS_SOURCE)
-    assert not failed, "\n".join(failed)
-
-
-def test_every_role_is_kept_to_its_own_routes(world: World) -> None:
-    failed = _failures(world, CROSS_ROLE)
+@pytest.mark.parametrize(
+    "attacks",
+    [BUYER_VS_BUYER, OPERATOR_VS_OPERATOR, SOURCE_VS_SOURCE, CROSS_ROLE],
+    ids=["buyer-vs-buyer", "operator-vs-operator", "source-vs-source", "cross-role"],
+)
+def test_no_party_reaches_anothers_objects_or_another_roles_routes(world: World, attacks: list[Attack]) -> None:
+    """Buyers, operators and sources cannot reach each other's objects; every role is kept to its own routes."""
+    failed = _failures(world, attacks)
     assert not failed, "\n".join(failed)
 
 

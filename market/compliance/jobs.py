@@ -15,6 +15,8 @@ changes from, and every notification carries a dedupe key, unique per user.
 - allowed revenue: warnings at 80% and 100%; ended years closed with their carry-forward;
 - privacy budgets (DP mode) at 80% and 100% notify the buyer, and a version's cap across agreements
   the regulators and the operator, once per threshold (market/compliance/privacy_budgets.py);
+- resumable uploads no part has touched for `MARKET_UPLOAD_SESSION_TTL_HOURS` (default 24) are removed,
+  their bytes and their session (products/pipeline/resumable.py);
 - pending e-mails are sent (market/notifications/delivery.py).
 """
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from functools import partial
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -41,6 +44,7 @@ from metering.models import AccessRequest, Agreement, AgreementStatus, RequestSt
 from products.governance.authorisations import delist_uncovered
 from products.governance.models import Authorisation, AuthorisationEvent, AuthorisationStatus
 from products.models import Product
+from products.pipeline import resumable
 
 log = logging.getLogger("market.upkeep")
 
@@ -201,7 +205,8 @@ def _confirm_registrations(session: Session, now: datetime) -> dict[str, int]:
     return {"registrations_confirmed": registration.confirm_due(session, now)}
 
 
-STEPS: tuple[Callable[[Session, datetime], dict[str, int]], ...] = (
+Step = Callable[[Session, datetime], dict[str, int]]
+STEPS: tuple[Step, ...] = (
     expire_grants,
     expire_agreements,
     remind_overdue_reviews,
@@ -216,7 +221,8 @@ def run_upkeep(database: Database, settings: Settings, now: datetime | None = No
     """Run every upkeep step once (each in its own locked transaction), then send due e-mails."""
     now = now or utcnow()
     totals: dict[str, int] = {}
-    for step in STEPS:
+    steps: tuple[Step, ...] = (*STEPS, partial(resumable.sweep_abandoned, settings=settings))
+    for step in steps:
         with database.transaction() as session:
             _lock(session)
             for name, count in step(session, now).items():

@@ -273,6 +273,16 @@ def present(session: Session, registration: Registration, viewer: Principal) -> 
     return out
 
 
+def notices_of(session: Session, viewer: Principal, subject_kind: str, subject_id: str) -> list[RegistrationOut]:
+    """One resource's or product's registrations, newest first, with the objections the viewer may read."""
+    found = session.scalars(
+        select(Registration)
+        .where(Registration.subject_kind == subject_kind, Registration.subject_id == subject_id)
+        .order_by(Registration.created_at.desc(), Registration.id)
+    ).all()
+    return [present(session, r, viewer) for r in found]
+
+
 def present_public(session: Session, registration: Registration) -> PublicRegistrationOut:
     owner = session.get(Organisation, registration.owner_org_id)
     return PublicRegistrationOut(

@@ -344,7 +344,8 @@ def _font(document: ReportDocument) -> Path:
 def pdf(document: ReportDocument) -> bytes:
     """The same document as an A4 PDF (landscape: the tables are wide), its text in an embedded CJK font."""
     from fpdf import FPDF
-    from fpdf.fonts import FontFace
+
+    from billing.document_render import pdf_table
 
     out = FPDF(orientation="landscape", format="A4")
     out.set_title(f"{document.title} {document.reference}")
@@ -365,16 +366,7 @@ def pdf(document: ReportDocument) -> bytes:
         if not section.rows:
             out.multi_cell(0, 5, i18n.gettext(document.locale, "None."), new_x="LMARGIN", new_y="NEXT")
             continue
-        aligns = tuple("RIGHT" if i in section.numeric else "LEFT" for i in range(len(section.columns)))
-        with out.table(
-            text_align=aligns,
-            line_height=4.5,
-            headings_style=FontFace(emphasis=None, fill_color=(235, 235, 235)),
-            borders_layout="HORIZONTAL_LINES",
-        ) as table:
-            table.row(section.columns)
-            for row in section.rows:
-                table.row(row)
+        pdf_table(out, section.columns, section.rows, section.numeric, line_height=4.5)
     out.ln(3)
     out.set_font("cjk", size=8)
     for note in document.notes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form
@@ -34,14 +35,14 @@ FIELD_OF_ERROR = {
 class PrivacyView:
     """A DP agreement's privacy budget as the pages show it: epsilon at the policy's delta."""
 
-    epsilon: float
-    delta: float
-    spent: float
-    left: float
-    query_default: float
-    query_min: float
-    query_max: float
-    version_cap: float
+    epsilon: Decimal
+    delta: Decimal
+    spent: Decimal
+    left: Decimal
+    query_default: Decimal
+    query_min: Decimal
+    query_max: Decimal
+    version_cap: Decimal
 
 
 def privacy_view(agreement: AgreementOut) -> PrivacyView | None:
@@ -51,18 +52,18 @@ def privacy_view(agreement: AgreementOut) -> PrivacyView | None:
     budget: dict[str, Any] | None = agreement.privacy_budget
     if not budget:
         return None
-    spent_rho = float((budget.get("spent") or {}).get("rho", 0))
-    delta = float(budget["delta"])
+    spent = budget.get("spent") or {}
+    delta = dp.decimal_of(budget["delta"])
     per_query = budget.get("per_query_epsilon") or {}
     return PrivacyView(
-        epsilon=float(budget["epsilon"]),
+        epsilon=dp.decimal_of(budget["epsilon"]),
         delta=delta,
-        spent=round(float((budget.get("spent") or {}).get("epsilon", 0)), 4),
-        left=round(float(dp.epsilon_of(max(0.0, float(budget["rho"]) - spent_rho), delta)), 4),
-        query_default=float(per_query.get("default", 0)),
-        query_min=float(per_query.get("min", 0)),
-        query_max=float(per_query.get("max", 0)),
-        version_cap=float(budget.get("version_cap_epsilon") or 0),
+        spent=dp.decimal_of(spent.get("epsilon", 0)).quantize(agreements.EPSILON_SHOWN),
+        left=agreements.shown_epsilon(dp.decimal_of(budget["rho"]) - dp.decimal_of(spent.get("rho", 0)), delta),
+        query_default=dp.decimal_of(per_query.get("default", 0)),
+        query_min=dp.decimal_of(per_query.get("min", 0)),
+        query_max=dp.decimal_of(per_query.get("max", 0)),
+        version_cap=dp.decimal_of(budget.get("version_cap_epsilon") or 0),
     )
 
 

@@ -17,6 +17,7 @@ from billing.endpoints import _out as present_invoices
 from billing.models import InvoiceStatus, PaymentStatus
 from billing.recon_checks import Mismatch
 from market import i18n
+from market.console.filters import ListFilters
 from market.console.vocabulary import N_
 from market.console.web import Console, ConsoleDep, check_csrf, form_errors, page, redirect
 from market.errors import MarketError, Unprocessable
@@ -213,38 +214,29 @@ def export(key: str, format: str, console: ConsoleDep) -> Response:
 # -- invoices, payments, credit notes ----------------------------------------------------------------
 
 
+INVOICE_FILTERS = {"state": 20, "buyer": 32, "period": 7, "overdue": 1, "min_amount": 30, "max_amount": 30}
+"""The invoice list's filters and their lengths."""
+
+
 @router.get("/invoices")
-def invoices_page(
-    console: ConsoleDep,
-    state: str = "",
-    buyer: str = "",
-    period: str = "",
-    overdue: str = "",
-    min_amount: str = "",
-    max_amount: str = "",
-) -> Response:
-    """Every invoice, filtered by state, buyer, period, overdue and total amount."""
+def invoices_page(console: ConsoleDep) -> Response:
+    """Every invoice, filtered by `state`, `buyer`, `period`, `overdue` and total (`min_amount`, `max_amount`)."""
     actor = overview.require_finance(console.user)
     currency = console.request.app.state.settings.currency
-    errors: dict[str, str] = {}
-    bounds: dict[str, int | None] = {"min_amount": None, "max_amount": None}
-    for name, text in (("min_amount", min_amount), ("max_amount", max_amount)):
-        if text.strip():
-            try:
-                bounds[name] = to_minor(text, currency)
-            except MarketError as error:
-                errors[name] = console.message(error)
+    filters = ListFilters.read(console, INVOICE_FILTERS)
+    values = filters.values
+    low = filters.parse("min_amount", lambda text: to_minor(text, currency))
+    high = filters.parse("max_amount", lambda text: to_minor(text, currency))
     found = invoices.list_invoices(
         console.session,
         actor,
-        status=state or None,
-        period=period[:7] or None,
-        overdue=bool(overdue),
-        buyer=buyer[:32] or None,
+        status=values["state"] or None,
+        period=values["period"] or None,
+        overdue=bool(values["overdue"]),
+        buyer=values["buyer"] or None,
         limit=INVOICE_PAGE,
         after=None,
     )
-    low, high = bounds["min_amount"], bounds["max_amount"]
     shown = [
         i
         for i in present_invoices(console.session, list(found))
@@ -259,15 +251,8 @@ def invoices_page(
         invoices=shown,
         buyers=buyers,
         states=[s.value for s in InvoiceStatus],
-        filters={
-            "state": state,
-            "buyer": buyer,
-            "period": period,
-            "overdue": overdue,
-            "min_amount": min_amount,
-            "max_amount": max_amount,
-        },
-        errors=errors,
+        filters=values,
+        errors=filters.errors,
         truncated=len(found) >= INVOICE_PAGE,
     )
 

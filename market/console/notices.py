@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Form
 from fastapi.responses import Response
 
 from market.compliance import registration
+from market.console.filters import ListFilters
 from market.console.web import Console, ConsoleDep, check_csrf, page, redirect
 from market.errors import MarketError, Unprocessable
 
@@ -46,9 +47,9 @@ def _page(
 
 
 @router.get("/notices")
-def notices_page(console: ConsoleDep, code: str = "") -> Response:
+def notices_page(console: ConsoleDep) -> Response:
     """Registrations in notice now (one, when `code` names it), each with an objection form; then ours."""
-    return _page(console, code=code[:64])
+    return _page(console, code=ListFilters.read(console, {"code": 64}).values["code"])
 
 
 @router.post("/notices/{registration_id}/objections")

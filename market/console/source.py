@@ -175,11 +175,7 @@ def resource_page(resource_id: str, console: ConsoleDep) -> Response:
     """One of my resources: catalogue entry, state, registration and notice, the regulator's comments."""
     resource = resources.get_visible(console.session, console.user, resource_id[:40])
     shown = resources.present(console.session, [resource])[0]
-    notices = [
-        registration.present(console.session, r, console.user)
-        for r in registration.listing(console.session)
-        if r.subject_kind == "resource" and r.subject_id == resource.id
-    ]
+    notices = registration.notices_of(console.session, console.user, "resource", resource.id)
     return page(
         console,
         "source/resource.html",

@@ -11,6 +11,7 @@ import secrets
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -186,6 +187,10 @@ class Console:
 
     def number(self, value: int | float | None) -> str:
         return "" if value is None else i18n.format_number(value, self.locale)
+
+    def exact(self, value: Decimal | float | None) -> str:
+        """An exact decimal (epsilon, delta) with all its digits: 0.3, never 0.30000000000000004 or 1e-07."""
+        return "" if value is None else i18n.format_exact(value, self.locale)
 
     def translate(self, msgid: str, **params: Any) -> str:
         """A gettext msgid in the page's language, its {name} placeholders filled."""

@@ -9,20 +9,28 @@ file is hashed from disk and registered exactly like POST /v1/uploads (products.
 Parts of one session are appended under an exclusive lock on its file, so two tabs (or two API
 processes) sending the same part cannot interleave their bytes: the second finds the offset moved and
 is told where to resume.
+
+Each part sets the file's modification time from the market's clock: the upkeep job removes sessions
+no part has touched for `MARKET_UPLOAD_SESSION_TTL_HOURS` (sweep_abandoned), their bytes and their row.
 """
 
 from __future__ import annotations
 
 import fcntl
 import hashlib
+import os
 import re
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import IO
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from market.accounts.models import Role
 from market.accounts.service import Principal
+from market.clock import utcnow
 from market.errors import Conflict, NotFound, Unprocessable
 from market.settings import Settings
 from products import storage
@@ -37,6 +45,12 @@ def part_path(settings: Settings, upload_session: UploadSession) -> Path:
     return uploads.org_dir(settings, upload_session.org_id) / f".session-{upload_session.id}"
 
 
+def _touch(target: Path | int) -> None:
+    """Mark the session's file touched now, on the market's clock (what sweep_abandoned reads)."""
+    moment = utcnow().timestamp()
+    os.utime(target, (moment, moment))
+
+
 def begin(session: Session, settings: Settings, actor: Principal, filename: str, size: int) -> UploadSession:
     """A new session for a file of `size` bytes; nothing received yet."""
     actor.require(Role.OPERATOR)
@@ -49,6 +63,7 @@ def begin(session: Session, settings: Settings, actor: Principal, filename: str,
     path = part_path(settings, started)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.touch()
+    _touch(path)
     return started
 
 
@@ -95,6 +110,8 @@ async def append(
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise Conflict("upload_offset_mismatch", offset=path.stat().st_size, start=start) from None
+        if not _still_linked(path, handle):  # swept while this part waited for the lock
+            raise NotFound("upload_session_not_found", session=upload_session.id)
         current = handle.tell()
         if current != start:
             raise Conflict("upload_offset_mismatch", offset=current, start=start)
@@ -107,7 +124,16 @@ async def append(
             handle.write(chunk)
             written += len(chunk)
         handle.flush()
+        _touch(handle.fileno())
         return written
+
+
+def _still_linked(path: Path, handle: IO[bytes]) -> bool:
+    """Whether `handle` is still the file at `path` (the sweep unlinks a session's file under its lock)."""
+    try:
+        return os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino
+    except FileNotFoundError:
+        return False
 
 
 def complete(session: Session, settings: Settings, actor: Principal, upload_session: UploadSession) -> Upload:
@@ -133,3 +159,43 @@ def complete(session: Session, settings: Settings, actor: Principal, upload_sess
     upload_session.upload_id = stored.id
     session.flush()
     return stored
+
+
+def sweep_abandoned(session: Session, now: datetime, settings: Settings) -> dict[str, int]:
+    """Remove the unfinished sessions no part has touched for the settings' TTL: their bytes, then their row.
+
+    A session whose part is arriving holds its file's lock, and one touched since the cutoff is kept; a
+    part that was waiting for the lock when the file went finds the session gone (404) and starts again."""
+    cutoff = now - timedelta(hours=settings.upload_session_ttl_hours)
+    stale = session.scalars(
+        select(UploadSession).where(UploadSession.upload_id.is_(None), UploadSession.created_at < cutoff)
+    ).all()
+    removed = 0
+    for found in stale:
+        if _remove_if_idle(part_path(settings, found), cutoff):
+            session.delete(found)
+            removed += 1
+    session.flush()
+    # A file whose session never committed (its start failed after the file was made) has no row to find.
+    files = {path.name.removeprefix(".session-"): path for path in settings.uploads_dir.glob("*/.session-*")}
+    known = set(session.scalars(select(UploadSession.id).where(UploadSession.id.in_(files)))) if files else set()
+    for session_id, path in files.items():
+        if session_id not in known and _remove_if_idle(path, cutoff):
+            removed += 1
+    return {"upload_sessions_removed": removed}
+
+
+def _remove_if_idle(path: Path, cutoff: datetime) -> bool:
+    try:
+        handle = path.open("rb")
+    except FileNotFoundError:
+        return True
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # a part is arriving now
+        if os.fstat(handle.fileno()).st_mtime >= cutoff.timestamp():
+            return False
+        path.unlink(missing_ok=True)
+    return True

@@ -16,7 +16,7 @@ import market as package
 from market.accounts.models import Role
 from tests.conftest import Actor, Market
 from tests.console.helpers import post_form, sign_in
-from tests.factories import FEE_CAP, PLANS, authorise, listed_product
+from tests.factories import PLANS, authorise, listed_product
 
 PRIVACY_PLAN = {**PLANS[1], "per_query_minor": 100, "per_gb_minor": "0", "per_tenth_epsilon_minor": 30}
 
@@ -30,19 +30,8 @@ def _plan(market: Market, operator: Actor, slug: str, fee: int) -> Any:
 
 
 def test_a_grant_without_a_privacy_cap_allows_no_privacy_fee(market: Market) -> None:
-    operator, regulator = market.actor(Role.OPERATOR), market.actor(Role.REGULATOR)
-    cap = {k: v for k, v in FEE_CAP.items() if k != "max_per_tenth_epsilon_minor"}  # an older client's body
-    granted = market.client.post(
-        "/v1/authorisations",
-        headers=regulator.headers,
-        json={
-            "operator": operator.principal.org_id,
-            "zones": ["transport"],
-            "regions": ["CN-11"],
-            "valid_until": (datetime.now(UTC) + timedelta(days=365)).isoformat(),
-            "fee_caps": [{"zone": "transport", **cap}],
-        },
-    )
+    operator = market.actor(Role.OPERATOR)
+    granted = authorise(market, operator, cap_without=("max_per_tenth_epsilon_minor",))  # an older client's body
     assert granted.status_code == 201, granted.text
     assert granted.json()["fee_caps"][0]["max_per_tenth_epsilon_minor"] == 0
     refused = market.client.post(

@@ -5,7 +5,6 @@ organisation; with the tenancy of each page route."""
 
 from __future__ import annotations
 
-import copy
 import csv
 import io
 import re
@@ -24,7 +23,7 @@ from market.errors import MarketError
 from metering.models import PrivacyBudget
 from tests.conftest import Actor, Market
 from tests.console.helpers import post_form, sign_in
-from tests.factories import PEOPLE_POLICY, Listed, grant, listed_product
+from tests.factories import Listed, dp_policy, grant, listed_product
 
 SLUG = "people-dp"
 SQL = "SELECT region, count(*) AS n, sum(amount) AS total FROM people GROUP BY region"
@@ -33,24 +32,6 @@ AGREEMENTS = "/console/regulator/agreements"
 BUDGETS = "/console/regulator/privacy-budgets"
 SHARES = "/console/revenue-shares"
 NOTICES = "/console/notices"
-
-
-def dp_policy() -> dict[str, Any]:
-    policy = copy.deepcopy(PEOPLE_POLICY)
-    policy["mode"] = "dp"
-    policy["privacy_unit_kind"] = "natural_person"
-    policy["dp"] = {
-        "max_groups_per_unit": 3,
-        "max_rows_per_group": 3,
-        "public_keys": {"region": ["north", "south", "east", "west"]},
-        "delta": 1e-7,
-        "agreement_epsilon": 10.0,
-        "version_epsilon_cap": 50.0,
-        "query_epsilon": 1.0,
-        "min_query_epsilon": 0.1,
-        "max_query_epsilon": 2.0,
-    }
-    return policy
 
 
 def _dp_market(market: Market) -> tuple[Listed, Actor, Any]:
@@ -75,7 +56,7 @@ def test_buyer_dry_runs_then_spends_the_epsilon_it_chose(market: Market) -> None
     _, buyer, client = _dp_market(market)
     shown = client.get(f"{QUERY}?product={SLUG}").text
     assert 'id="epsilon"' in shown and 'min="0.1"' in shown and 'max="2.0"' in shown and 'id="dry-run"' in shown
-    assert "10.0 in all, 0.0 spent, 10.0 left" in shown
+    assert "10 in all, 0 spent, 10 left" in shown
 
     dry = _ask(client, dry_run="1", epsilon="0.5")
     assert dry.status_code == 200, dry.text
@@ -91,7 +72,7 @@ def test_buyer_dry_runs_then_spends_the_epsilon_it_chose(market: Market) -> None
     agreement = market.client.get("/v1/agreements", headers=buyer.headers).json()["items"][0]
     assert agreement["privacy_budget"]["spent"]["epsilon"] == pytest.approx(0.5, rel=1e-3)
     access = client.get("/console/access").text
-    assert "10.0 in all, 0.5 spent, 9.9822 left" in access  # epsilons compose in rho, not by subtraction
+    assert "10 in all, 0.5 spent, 9.9822 left" in access  # epsilons compose in rho, not by subtraction
 
     too_much = _ask(client, epsilon="5")
     assert too_much.status_code == 422 and 'id="epsilon-error"' in too_much.text
@@ -285,3 +266,34 @@ def test_a_typed_share_is_whole_basis_points_from_0_to_10000_or_refused(text: st
         assert error.code == "console_invalid_percent"
     else:
         assert isinstance(points, int) and 0 <= points <= 10_000
+
+
+@pytest.mark.parametrize("language", ["en", "zh-CN"])
+def test_budgets_are_shown_as_exact_decimals_on_the_buyers_and_the_regulators_pages(
+    market: Market, language: str
+) -> None:
+    policy = dp_policy(
+        agreement_epsilon=0.3, version_epsilon_cap=0.9, query_epsilon=0.1, min_query_epsilon=0.1, max_query_epsilon=0.2
+    )
+    listed = listed_product(market, SLUG, policy=policy)
+    buyer = market.actor(Role.BUYER, org="Harbour Research Institute")
+    grant(market, listed, buyer, purpose="public_welfare", plan="public", monthly_query_quota=100)
+    client = sign_in(market, buyer)
+    client.headers["Accept-Language"] = language
+    assert _ask(client, epsilon="0.1").status_code == 200
+    regulator = sign_in(market, listed.regulator)
+    regulator.headers["Accept-Language"] = language
+    access = client.get("/console/access").text
+    budgets = regulator.get(BUDGETS).text
+    agreement = market.client.get("/v1/agreements", headers=buyer.headers).json()["items"][0]["id"]
+    detail = regulator.get(f"{AGREEMENTS}/{agreement}").text
+    for page in (access, budgets, detail):
+        assert "0.0000001" in page  # delta, never 1e-07
+        assert not re.search(r"(?<![\w-])\d+(\.\d+)?[eE]-\d+(?![\w-])", page)  # no exponent anywhere
+        assert "0.30000000000000004" not in page and "0.19999999999999998" not in page
+    spent_left = {"en": "0.3 in all, 0.1 spent, 0.2", "zh-CN": "共 0.3，已用 0.1，剩余 0.2"}[language]
+    assert spent_left in access and spent_left in detail
+    assert "0.1" in access and "0.2" in access  # what one query may spend
+    assert "<td>0.9</td>" in budgets and "<td>0.3</td>" in budgets  # the version's cap, the agreement's budget
+    rows = list(csv.DictReader(io.StringIO(regulator.get(f"{BUDGETS}.csv?figure=agreements").text)))
+    assert rows[0]["delta"] == "0.0000001" and rows[0]["budget_epsilon"] == "0.3"

@@ -7,9 +7,7 @@ import copy
 import statistics
 import threading
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,42 +17,13 @@ from market.accounts.models import Role
 from metering.models import PrivacyBudget, UsageRecord
 from sandbox import dp
 from sandbox.errors import QueryFailed
-from tests.conftest import Actor, Market, running_market
-from tests.factories import PEOPLE_POLICY, Listed, grant, listed_product
+from tests.conftest import Actor, Market
+from tests.factories import PEOPLE_POLICY, Listed, dp_policy, grant, listed_product
+from tests.metering.test_concurrency_http import CONCURRENT, market
 
-CONCURRENT = 64
+__all__ = ["market"]  # the burst market fixture (tests/metering/test_concurrency_http.py)
+
 DELTA = 1e-7
-
-
-def dp_policy(**params: Any) -> dict[str, Any]:
-    policy = copy.deepcopy(PEOPLE_POLICY)
-    policy["mode"] = "dp"
-    policy["privacy_unit_kind"] = "natural_person"
-    policy["dp"] = {
-        "max_groups_per_unit": 3,
-        "max_rows_per_group": 3,
-        "public_keys": {"region": ["north", "south", "east", "west"]},
-        "delta": DELTA,
-        "agreement_epsilon": 10.0,
-        "version_epsilon_cap": 50.0,
-        "query_epsilon": 1.0,
-        "min_query_epsilon": 0.1,
-        "max_query_epsilon": 2.0,
-        **params,
-    }
-    return policy
-
-
-@pytest.fixture
-def market(database_factory: Any, tmp_path: Path) -> Iterator[Market]:
-    with running_market(
-        database_factory,
-        tmp_path / "data",
-        sandbox_org_concurrency=CONCURRENT,
-        sandbox_queue_size=CONCURRENT,
-        sandbox_queue_timeout_seconds=300,
-    ) as running:
-        yield running
 
 
 def _listed(market: Market, **params: Any) -> Listed:
@@ -256,24 +225,10 @@ def test_a_natural_person_product_must_be_dp_to_be_submitted(market: Market) -> 
 
 
 def test_the_regulator_can_require_dp_for_a_zone_in_the_authorisation(market: Market) -> None:
-    from datetime import UTC, datetime, timedelta
-
-    from tests.factories import FEE_CAP, upload_version
+    from tests.factories import authorise, upload_version
 
     operator = market.actor(Role.OPERATOR)
-    regulator = market.actor(Role.REGULATOR)
-    granted = market.client.post(
-        "/v1/authorisations",
-        headers=regulator.headers,
-        json={
-            "operator": operator.principal.org_id,
-            "zones": ["transport"],
-            "regions": ["CN-11"],
-            "valid_until": (datetime.now(UTC) + timedelta(days=30)).isoformat(),
-            "fee_caps": [{"zone": "transport", **FEE_CAP}],
-            "dp_required_for": ["transport"],
-        },
-    )
+    granted = authorise(market, operator, days=30, dp_required_for=("transport",))
     assert granted.status_code == 201 and granted.json()["dp_required_for"] == ["transport"], granted.text
     created = market.client.post(
         "/v1/products",

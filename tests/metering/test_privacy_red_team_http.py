@@ -7,28 +7,14 @@ from __future__ import annotations
 import copy
 import csv
 import io
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
-
 from market.accounts.models import Role
-from tests.conftest import Actor, Market, running_market
-from tests.factories import grant, listed_product
-from tests.metering.test_privacy_http import dp_policy
+from tests.conftest import Actor, Market
+from tests.factories import dp_policy, grant, listed_product
+from tests.metering.test_concurrency_http import market
 
-
-@pytest.fixture
-def market(database_factory: Any, tmp_path: Path) -> Iterator[Market]:
-    with running_market(
-        database_factory,
-        tmp_path / "data",
-        sandbox_org_concurrency=64,
-        sandbox_queue_size=64,
-        sandbox_queue_timeout_seconds=300,
-    ) as running:
-        yield running
+__all__ = ["market"]  # the burst market fixture (tests/metering/test_concurrency_http.py)
 
 
 def _csv(units: list[tuple[str, str]]) -> bytes:

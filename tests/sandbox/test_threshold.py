@@ -103,14 +103,16 @@ def _expected(q: dict[str, Any]) -> tuple[list[list[Any]], int]:
     return passing, suppressed
 
 
-@pytest.fixture(params=["single statement", "staged"])
+@pytest.fixture(params=["single statement", "staged", "folded"])
 def strategy(request, monkeypatch) -> str:
-    """Both threshold strategies (sandbox.service chooses by the products' row counts), no result cache."""
+    """Every threshold strategy (sandbox.service.strategy chooses by cost), no result cache."""
     from sandbox import cache
     from sandbox import service as sandbox_service
 
     if request.param == "staged":
         monkeypatch.setattr(sandbox_service, "SINGLE_STATEMENT_ROWS", -1)
+    if request.param == "folded":
+        monkeypatch.setattr(sandbox_service, "strategy", lambda plan, tables: "folded")
     monkeypatch.setattr(cache, "results", cache.BoundedCache(0, 0))
     return str(request.param)
 

@@ -3,15 +3,15 @@ as run; flags for follow-up and their resolution."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import datetime
 from typing import Annotated
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form
 from fastapi.responses import Response
 
 from market.accounts import service as accounts
 from market.accounts.models import OrgKind
+from market.console.filters import ListFilters, day, day_range
 from market.console.web import Console, ConsoleDep, check_csrf, page, redirect
 from market.errors import BadRequest, MarketError, Unprocessable
 from market.pagination import cut, decode_cursor
@@ -24,21 +24,12 @@ router = APIRouter(prefix="/console/regulator", include_in_schema=False, depende
 
 BASE = "/console/regulator/audit"
 PAGE = 25
-
-
-def _day(text: str, field: str) -> date | None:
-    if not text.strip():
-        return None
-    try:
-        return date.fromisoformat(text.strip()[:10])
-    except ValueError as error:
-        raise Unprocessable("console_invalid_date", field=field, value=text[:20]) from error
+FILTERS = {"product": 100, "buyer": 40, "purpose": 30, "from": 10, "to": 10, "flagged": 1}
+"""The search's fields and their lengths (kept in the URL)."""
 
 
 def _filters(console: Console, values: dict[str, str]) -> UsageFilter:
-    since, until = _day(values["from"], "from"), _day(values["to"], "to")
-    if since and until and until < since:
-        raise BadRequest("invalid_date_range", since=since.isoformat(), until=until.isoformat())
+    since, until = day_range(day(values["from"], "from"), day(values["to"], "to"))
     purpose = values["purpose"]
     if purpose and purpose not in {p.value for p in Purpose}:
         raise Unprocessable("invalid_purpose", purposes=", ".join(p.value for p in Purpose))
@@ -48,8 +39,8 @@ def _filters(console: Console, values: dict[str, str]) -> UsageFilter:
         product_slug=values["product"] or None,
         buyer_org_id=values["buyer"] or None,
         purpose=Purpose(purpose) if purpose else None,
-        since=datetime.combine(since, time(0), UTC) if since else None,
-        until=datetime.combine(until + timedelta(days=1), time(0), UTC) if until else None,
+        since=since,
+        until=until,
         flagged_only=values["flagged"] == "1",
     )
 
@@ -59,24 +50,13 @@ def _buyers(console: Console) -> list[tuple[str, str]]:
 
 
 @router.get("/audit")
-def audit_page(
-    console: ConsoleDep,
-    product: str = "",
-    buyer: str = "",
-    purpose: str = "",
-    to: str = "",
-    flagged: str = "",
-    cursor: str = "",
-) -> Response:
-    """Queries newest first, a page at a time, with their flags; the search keeps its terms in the URL."""
-    values = {
-        "product": product[:100],
-        "buyer": buyer[:40],
-        "purpose": purpose[:30],
-        "from": console.request.query_params.get("from", "")[:10],
-        "to": to[:10],
-        "flagged": "1" if flagged else "",
-    }
+def audit_page(console: ConsoleDep, cursor: str = "") -> Response:
+    """Queries newest first, a page at a time, with their flags; the search keeps its terms in the URL.
+
+    Filters: `product`, `buyer`, `purpose`, `from` and `to` (YYYY-MM-DD, both days included), `flagged`."""
+    filters = ListFilters.read(console, FILTERS)
+    values = filters.values
+    values["flagged"] = "1" if values["flagged"] else ""
     error, status = "", 200
     records: list[AuditRecordOut] = []
     next_cursor = None
@@ -92,7 +72,7 @@ def audit_page(
         if failure.status_code == 403:
             raise
         error, status = console.message(failure), failure.status_code
-    query = urlencode({k: v for k, v in values.items() if v})
+    query = filters.query()
     return page(
         console,
         "regulator/audit.html",

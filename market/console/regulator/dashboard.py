@@ -9,6 +9,7 @@ import io
 import json
 from collections import defaultdict
 from datetime import date, timedelta
+from decimal import Decimal
 from typing import Any
 
 from fastapi import APIRouter
@@ -16,6 +17,7 @@ from fastapi.responses import Response
 
 from market.clock import utcnow
 from market.compliance import disclosure, supervision
+from market.console.filters import day
 from market.console.web import Console, ConsoleDep, page
 from market.errors import Unprocessable
 from metering.models import Purpose
@@ -29,11 +31,8 @@ FIGURES = ("queries", "revenue", "zones", "overdue")
 
 def _window(since: str, until: str) -> tuple[date, date]:
     """The dashboard's days: the last 30 by default, at most a year, in order."""
-    try:
-        end = date.fromisoformat(until[:10]) if until else utcnow().date()
-        start = date.fromisoformat(since[:10]) if since else end - timedelta(days=DEFAULT_DAYS - 1)
-    except ValueError as error:
-        raise Unprocessable("console_invalid_date", field="from/to", value=f"{since[:10]} {until[:10]}") from error
+    end = day(until, "to") or utcnow().date()
+    start = day(since, "from") or end - timedelta(days=DEFAULT_DAYS - 1)
     if end < start or (end - start).days >= MAX_DAYS:
         raise Unprocessable("console_invalid_window", days=MAX_DAYS)
     return start, end
@@ -135,6 +134,8 @@ def dashboard_page(console: ConsoleDep, since: str = "", to: str = "", year: str
 
 def _cell(value: object) -> str:
     """A CSV cell that a spreadsheet will not run as a formula."""
+    if isinstance(value, Decimal):  # exact, without an exponent: 0.0000001, not 1E-7
+        value = format(value.normalize(), "f")
     text = "" if value is None else str(value)
     return "'" + text if text[:1] in ("=", "+", "-", "@") and not _number(text) else text
 

@@ -7,11 +7,12 @@ route module), so a mistake reads in the page's language.
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from pydantic import ValidationError
 
+from market.console.filters import day
 from market.errors import Unprocessable
 
 AMOUNT = re.compile(r"\d{1,18}(\.\d+)?")
@@ -37,13 +38,8 @@ def whole_minor_units(text: str, field: str) -> int:
 
 def day_start(text: str, field: str) -> datetime | None:
     """A YYYY-MM-DD date as the start of that UTC day; empty gives None."""
-    if not text.strip():
-        return None
-    try:
-        day = date.fromisoformat(text.strip())
-    except ValueError as error:
-        raise Unprocessable("console_invalid_date", field=field, value=text[:40]) from error
-    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+    found = day(text, field)
+    return datetime(found.year, found.month, found.day, tzinfo=UTC) if found else None
 
 
 def words(text: str) -> list[str]:

@@ -39,11 +39,7 @@ def _detail(
 ) -> Response:
     resource = resources.get_visible(console.session, console.user, resource_id)
     shown = resources.present(console.session, [resource])[0]
-    notices = [
-        registration.present(console.session, r, console.user)
-        for r in registration.listing(console.session)
-        if r.subject_kind == "resource" and r.subject_id == resource.id
-    ]
+    notices = registration.notices_of(console.session, console.user, "resource", resource.id)
     return page(
         console,
         "regulator/resource.html",

@@ -67,11 +67,7 @@ def _review(console: Console, slug: str, values: dict[str, str], errors: dict[st
     listed = _version(console, slug, product.listed_version_id)
     current = pending or listed or _version(console, slug, product.latest_version_id)
     fees = fee_standards.fee_view(console.session, console.user, slug)
-    notices = [
-        registration.present(console.session, r, console.user)
-        for r in registration.listing(console.session)
-        if r.subject_kind == "product" and r.subject_id == product.id
-    ]
+    notices = registration.notices_of(console.session, console.user, "product", product.id)
     return page(
         console,
         "regulator/review.html",
