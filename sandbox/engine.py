@@ -51,7 +51,7 @@ whether (and where) a hidden value occurs (bench/timing_oracle.py measures it)."
 
 SENTINEL = 6848952353113540609
 """A hash value always in the recheck's list of undecided groups (execute_plan), so that list is never
-empty; not the hash of TRUE or FALSE (the list of a query without group keys; tested)."""
+empty; not HASH(TRUE, TRUE) nor HASH(FALSE, TRUE) (the list of a query without group keys; tested)."""
 
 
 def _quote_identifier(name: str) -> str:
@@ -360,12 +360,13 @@ def execute_plan(
             sentinel = f" UNION ALL SELECT CAST({SENTINEL} AS UBIGINT)" if fixed else ""
             listed_only = f'{undecided} WHERE "__h" <> CAST({SENTINEL} AS UBIGINT)'
             if plan.key_columns:
-                hashed = f"HASH({', '.join(_quote_identifier(c) for c in plan.key_columns)})"
+                # With TRUE for the filter's value, as rewrite.build_plan's restriction hashes each row.
+                hashed = f"HASH({', '.join(_quote_identifier(c) for c in plan.key_columns)}, TRUE)"
                 listed = f'SELECT DISTINCT {hashed} AS "__h" FROM {table} WHERE {plan.undecided}{sentinel}'
                 replaced = f'{hashed} IN (SELECT "__h" FROM {undecided})'
             else:
                 listed = (
-                    f'SELECT HASH("__t"."__v") AS "__h" FROM {table}, (VALUES (TRUE), (FALSE)) AS "__t"("__v") '
+                    f'SELECT HASH("__t"."__v", TRUE) AS "__h" FROM {table}, (VALUES (TRUE), (FALSE)) AS "__t"("__v") '
                     f"WHERE {plan.undecided}{sentinel}"
                 )
                 replaced = f"EXISTS (SELECT 1 FROM {listed_only})"
