@@ -320,11 +320,12 @@ def execute_plan(
 
     The statements that run are the same whatever the data hold (docs/sandbox.md, "Timing"): stage 1
     with the cheapest threshold method that applies, then ALWAYS the recheck: the groups that bound did
-    not pass (possibly none) are listed by the hash of their keys, stage 1 runs again with
-    count(DISTINCT unit) over exactly the rows whose keys hash into that list (an uncorrelated IN, a
-    mark join that reads and hashes every row: the list always holds SENTINEL too), and those groups are replaced.
-    Only the exact count fails a group or withholds a cell. What varies with the data is the exact
-    count's work on the rows of rechecked groups: proportional to those rows, never a pass more or less.
+    not pass (possibly none) are listed by the hash of their keys and TRUE, stage 1 runs again with
+    count(DISTINCT unit) over exactly the rows whose keys and filter value hash into that list (an
+    uncorrelated IN, a mark join that reads and hashes every row: the list always holds SENTINEL too),
+    and those groups are replaced. Only the exact count fails a group or withholds a cell. What varies
+    with the data is the exact count's work on the rows that pass the buyer's filter AND lie in rechecked
+    groups (rewrite.build_plan): proportional to those rows, never a pass more or less.
     """
     started = time.process_time()
     refused = _refusal(connection, plan, stats)

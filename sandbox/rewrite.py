@@ -41,8 +41,10 @@ class Plan:
     template: str
     """Stage 1 with placeholders for the threshold columns (PLACEHOLDER) and a row restriction (RESTRICT)."""
     restriction: str
-    """Restricts the recheck to the rows whose group keys hash into UNDECIDED_TABLE's `__h` (an
-    uncorrelated IN: a mark join that reads every row; the list is never empty, engine.SENTINEL)."""
+    """Restricts the recheck to the rows whose group keys and filter value (HASH(keys, (filter))) hash into
+    UNDECIDED_TABLE's `__h`, which holds HASH(keys, TRUE) of undecided groups: rows that pass the filter
+    and lie in an undecided group (an uncorrelated IN: a mark join that reads every row; the list is never
+    empty, engine.SENTINEL)."""
     key_columns: list[str]
     join_keys: tuple[tuple[str, str], tuple[str, str]] | None
     """For two tables under one inner equi-join: ((alias, column), (alias, column))."""
