@@ -17,14 +17,17 @@ from market.settings import Settings
 T = TypeVar("T")
 
 
-def on_both_databases(run: Callable[[Database, str], T], postgres: str, *, skip_postgres: bool) -> list[T]:
+def on_both_databases(
+    run: Callable[[Database, str], T], postgres: str, *, skip_postgres: bool, skip_sqlite: bool = False
+) -> list[T]:
     """`run(database, name)` on a fresh SQLite file, then (unless skipped) on a scratch database created
     on the `postgres` server and dropped afterwards; the results in that order."""
     results = []
-    with tempfile.TemporaryDirectory() as tmp:
-        database = Database.from_settings(Settings(data_dir=Path(tmp)))
-        results.append(run(database, "sqlite"))
-        database.dispose()
+    if not skip_sqlite:
+        with tempfile.TemporaryDirectory() as tmp:
+            database = Database.from_settings(Settings(data_dir=Path(tmp)))
+            results.append(run(database, "sqlite"))
+            database.dispose()
     if skip_postgres:
         return results
     name = f"market_bench_{secrets.token_hex(4)}"

@@ -25,7 +25,8 @@ does not, and it is what bounds throughput.
 
 Everything runs on SQLite, then on a scratch PostgreSQL database (bench/databases.py).
 
-    python -m bench.http_throughput [--seconds 6] [--connections 1,4,16] [--workers N] [--skip-postgres]
+    python -m bench.http_throughput [--seconds 6] [--connections 1,4,16] [--workers N]
+        [--workloads dashboard] [--repeat N] [--skip-sqlite | --skip-postgres]
 """
 
 from __future__ import annotations
@@ -190,7 +191,7 @@ def _server(
             report.extend(
                 "   " + line.split("INFO:", 1)[-1].strip()
                 for line in log_path.read_text().splitlines()
-                if "sandbox result cache" in line
+                if "sandbox result cache" in line or "gc pauses" in line
             )
         for error in log_path.read_text().split("ERROR:")[1:3]:  # a 5xx is a bug: show its traceback
             print("server error:", error[:2000], "\n  ...\n", error[-4000:], file=sys.stderr)
@@ -303,25 +304,34 @@ def _bench(database: Database, name: str, args: argparse.Namespace) -> list[str]
         header = f"{'workload':14} {'conns':>5} {'req/s':>9} {'p50 ms':>9} {'p99 ms':>9} {'cpu/req':>9}"
         lines.append(f"== {name}: market serve --workers {workers}; {args.buyers} buyers")
         lines.append(f"{header} {'raw p50':>9} {'p50/raw':>9} {'raw/s÷':>8}")
-        lines.append("   (uncached: MARKET_SANDBOX_RESULT_CACHE_ENTRIES=0)")
-        with _server(settings, workers, {"MARKET_SANDBOX_RESULT_CACHE_ENTRIES": "0"}) as (base, group):
-            asyncio.run(_load(base, keys, DASHBOARD, 4, 2.0))  # warm every process and worker
-            for query_name, sql in SMALL.items():
-                for connections in args.connections:
-                    run = _measured(group, base, keys, [sql], connections, args.seconds)
-                    raw = _raw(parquet, sql, min(args.seconds, 3.0), Settings().sandbox_threads)
-                    lines.append(_line(query_name, connections, run, raw) + f"  load {_loadavg()}")
-                    print(lines[-1], flush=True)
-        lines.append("   (dashboard mix, default settings)")
-        report: list[str] = []
-        with _server(settings, workers, {}, report) as (base, group):
-            asyncio.run(_load(base, keys, DASHBOARD, 4, 2.0))
+        small = {name: sql for name, sql in SMALL.items() if name in args.workloads}
+        if small:
+            lines.append("   (uncached: MARKET_SANDBOX_RESULT_CACHE_ENTRIES=0)")
+            with _server(settings, workers, {"MARKET_SANDBOX_RESULT_CACHE_ENTRIES": "0"}) as (base, group):
+                asyncio.run(_load(base, keys, DASHBOARD, 4, 2.0))  # warm every process and worker
+                for query_name, sql in small.items():
+                    for connections in args.connections:
+                        run = _measured(group, base, keys, [sql], connections, args.seconds)
+                        raw = _raw(parquet, sql, min(args.seconds, 3.0), Settings().sandbox_threads)
+                        lines.append(_line(query_name, connections, run, raw) + f"  load {_loadavg()}")
+                        print(lines[-1], flush=True)
+        lines.extend(_dashboard(settings, workers, keys, args))
+    return lines
+
+
+def _dashboard(settings: Settings, workers: int, keys: list[str], args: argparse.Namespace) -> list[str]:
+    if "dashboard" not in args.workloads:
+        return []
+    lines = ["   (dashboard mix, default settings)"]
+    report: list[str] = []
+    with _server(settings, workers, {}, report) as (base, group):
+        asyncio.run(_load(base, keys, DASHBOARD, 4, 2.0))
+        for _ in range(args.repeat):
             for connections in args.connections:
                 run = _measured(group, base, keys, DASHBOARD, connections, args.seconds)
                 lines.append(_line("dashboard", connections, run, None) + f"  load {_loadavg()}")
                 print(lines[-1], flush=True)
-        lines.extend(report)
-    return lines
+    return lines + report
 
 
 def _loadavg() -> str:
@@ -336,10 +346,21 @@ def main() -> None:
     parser.add_argument("--buyers", type=int, default=16, help="buyer organisations (clients share them round-robin)")
     parser.add_argument("--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--skip-postgres", action="store_true")
+    parser.add_argument("--skip-sqlite", action="store_true")
+    parser.add_argument(
+        "--workloads",
+        type=lambda s: s.split(","),
+        default=[*SMALL, "dashboard"],
+        help=f"comma-separated, of {', '.join([*SMALL, 'dashboard'])} (default: all)",
+    )
+    parser.add_argument("--repeat", type=int, default=1, help="run the dashboard cells this many times")
     args = parser.parse_args()
     print(f"cores: {os.cpu_count()}; load average before: {_loadavg()}", flush=True)
     results = on_both_databases(
-        lambda db, name: _bench(db, name, args), args.postgres, skip_postgres=args.skip_postgres
+        lambda db, name: _bench(db, name, args),
+        args.postgres,
+        skip_postgres=args.skip_postgres,
+        skip_sqlite=args.skip_sqlite,
     )
     print()
     for lines in results:

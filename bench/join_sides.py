@@ -25,7 +25,7 @@ import time
 from unittest import mock
 
 from bench.sandbox_overhead import POLICY, QUERIES, build_product
-from bench.timing_oracle import mann_whitney_p
+from bench.stats import mann_whitney
 from sandbox import cache, rewrite
 from sandbox.engine import EngineLimits
 from sandbox.pool import Job, WorkerPool
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     a, b = "pair A (order exists)", "pair B (no such order)"
     for way in ("before", "after"):
-        p = mann_whitney_p(cpu[a][way], cpu[b][way])
+        p = mann_whitney(cpu[a][way], cpu[b][way]).p
         print(
             f"hidden fact, {way:6}: cpu ms A {statistics.median(cpu[a][way]):.1f} vs B "
             f"{statistics.median(cpu[b][way]):.1f}, p = {p:.4f}"

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
+import json
 import os
 import shutil
 import statistics
@@ -30,14 +31,18 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
+from products.pipeline.assess import held_by_k
+from products.storage import statistics_free, table_statistics, write_product_parquet
 from sandbox.engine import EngineLimits
 from sandbox.errors import QueryFailed
 from sandbox.policy import ProtectionPolicy
 from sandbox.pool import Job, WorkerPool
-from sandbox.service import TableFile, measure_scan, plan_query, run_query
+from sandbox.service import TableFile, measure_scan, plan_query, run_query, strategy
+from sandbox.service import statistics_free as service_statistics_free
 
 POLICY = ProtectionPolicy.model_validate(
     {
@@ -134,7 +139,9 @@ def _lit(value: Path) -> str:
 def build_product(scale: float) -> dict[str, TableFile]:
     """TPC-H orders and lineitem at `scale` as product tables, generated once and cached."""
     base = data_dir() / "bench" / f"tpch-sf{scale:g}"
-    product = base / "product"
+    # Written as versions are (products.storage.write_product_parquet: no statistics, no Bloom filters);
+    # "product" held the files DuckDB wrote with statistics, before branch sbx-files.
+    product = base / "product-plain"
     tables = {"orders": product / "orders.parquet", "lineitem": product / "lineitem.parquet"}
     if not all(path.exists() for path in tables.values()):
         raw = base / "raw"
@@ -149,16 +156,16 @@ def build_product(scale: float) -> dict[str, TableFile]:
         product.mkdir(parents=True, exist_ok=True)
         print("building the product (lineitem gets its privacy unit, l_custkey) ...", flush=True)
         with duckdb.connect(config={"threads": 2, "memory_limit": "2GB"}) as connection:
-            options = "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)"
-            connection.execute(
-                f"COPY (SELECT * FROM read_parquet({_lit(raw / 'orders.parquet')})) "
-                f"TO {_lit(tables['orders'])} {options}"
-            )
-            connection.execute(
-                f"COPY (SELECT l.*, o.o_custkey AS l_custkey FROM read_parquet({_lit(raw / 'lineitem.parquet')}) l "
-                f"JOIN read_parquet({_lit(raw / 'orders.parquet')}) o ON l.l_orderkey = o.o_orderkey "
-                f"ORDER BY l.l_orderkey, l.l_linenumber) TO {_lit(tables['lineitem'])} {options}"
-            )
+            orders, lineitem = _lit(raw / "orders.parquet"), _lit(raw / "lineitem.parquet")
+            sources = {
+                "orders": f"SELECT * FROM read_parquet({orders})",
+                "lineitem": f"SELECT l.*, o.o_custkey AS l_custkey FROM read_parquet({lineitem}) l "
+                f"JOIN read_parquet({orders}) o ON l.l_orderkey = o.o_orderkey ORDER BY l.l_orderkey, l.l_linenumber",
+            }
+            for name, select in sources.items():  # written whole, then renamed: no half file is cached
+                partial = tables[name].with_suffix(".partial")
+                write_product_parquet(connection, select, partial)
+                os.replace(partial, tables[name])
     out: dict[str, TableFile] = {}
     with duckdb.connect() as connection:
         for name, path in tables.items():
@@ -171,8 +178,32 @@ def build_product(scale: float) -> dict[str, TableFile]:
                 path=path,
                 row_count=int(rows[0]) if rows else 0,
                 column_bytes={str(c): int(b) for c, b in sizes},
+                statistics={**_statistics(base, name, path), "statistics_free": statistics_free(connection, path)},
             )
     return out
+
+
+def _statistics(base: Path, name: str, path: Path) -> dict[str, Any]:
+    """What a built version carries for the sandbox (products.storage.table_statistics, and the quality
+    summary's distinct counts and ranges, products.service.version_tables), computed once and cached."""
+    cached = base / f"statistics-{name}.json"
+    if cached.exists():
+        found: dict[str, Any] = json.loads(cached.read_text())
+        return found
+    print(f"computing the build-time statistics of {name} ...", flush=True)
+    table = POLICY.tables[name]
+    roles = {table.privacy_unit: "privacy_unit"} | {c: "dimension" for c in table.dimensions}
+    with duckdb.connect() as connection:
+        described = connection.execute(f"DESCRIBE SELECT * FROM read_parquet({_lit(path)})").fetchall()
+    columns = [str(row[0]) for row in described]
+    stats = table_statistics(path, columns, roles)
+    with duckdb.connect(config={"threads": 2, "memory_limit": "2GB"}) as connection:
+        dimensions: list[dict[str, Any]] = [{"name": c, "role": "dimension"} for c in table.dimensions]
+        held = held_by_k(connection, path, table.privacy_unit, POLICY.min_group_size, dimensions)
+    stats["distinct"] = {c: v["distinct"] for c, v in held.items()}
+    stats["range"] = {c: [v["min"], v["max"]] for c, v in held.items() if v["min"] is not None}
+    cached.write_text(json.dumps(stats))
+    return stats
 
 
 def raw_connection(tables: dict[str, TableFile], limits: EngineLimits) -> duckdb.DuckDBPyConnection:
@@ -253,7 +284,8 @@ def main(argv: list[str] | None = None) -> None:
 
     def run_naive(sql: str) -> int:
         plan = replace(plan_query(sql, POLICY), fast_threshold=False)
-        execution = pool.run(Job(tables=job_tables, plan=plan, max_rows=1_000_000))
+        job = Job(tables=job_tables, plan=plan, max_rows=1_000_000, statistics_free=service_statistics_free(tables))
+        execution = pool.run(job)
         measure_scan(plan, tables)
         return len(execution.rows)
 
@@ -271,7 +303,8 @@ def main(argv: list[str] | None = None) -> None:
             timed_out.add(name)
             print(f"  {name}: {error.code} ({error.message}); left out of the ratio", flush=True)
             continue
-        print(f"  {name}: groups returned raw={counts['raw']} sandbox={counts['sandbox']}", flush=True)
+        chosen = strategy(plan_query(sql, POLICY), tables)
+        print(f"  {name}: groups returned raw={counts['raw']} sandbox={counts['sandbox']} ({chosen})", flush=True)
     order = list(modes)
     for run in range(args.runs):
         for name, sql in QUERIES.items():

@@ -2,7 +2,7 @@
 
     python -m bench.timing_oracle --runs 40
 
-Builds a flights-like product (500,000 rows in 5 row groups, sorted by date as real extracts are,
+Builds a flights-like product (500,000 rows in 5 row groups of 122,880, sorted by date as real extracts are,
 about 100 destinations and ONE flight to 'LEX', the hidden fact) and times pairs of queries whose
 answers are identical (the 'LEX' group is suppressed either way), alternating A and B:
 
@@ -10,11 +10,14 @@ answers are identical (the 'LEX' group is suppressed either way), alternating A 
 - threshold: `dest IN ('LEX', 'D001', 'D002') GROUP BY dest` against `'LEY'` (the staged path's recheck);
 - range: `count(*) WHERE month = 12 AND day > 28` (dates exist) against `day > 31` (none).
 
+The file is written as product versions are (statistics-free: products.storage.write_product_parquet).
 Each pair runs three ways: `sandbox` (the full path through a worker, staged strategy as on large
-products; wall time, so IPC noise included), `raw` (plain DuckDB, default optimizers: what the
-sandbox's scans did before it switched off the optimizers that skip work by statistics) and `raw-off`
-(plain DuckDB with engine.DISABLED_OPTIMIZERS: the scans as the sandbox now runs them, without the
-noise of the worker round trip). For each it prints the medians and a two-sided
+products; wall time, so IPC noise included), `raw` (plain DuckDB, default optimizers: with filter
+pushdown the scan still skips pages by the dictionary and the other columns where no row passes) and
+`raw-sf` (plain DuckDB with engine.STATISTICS_FREE_DISABLED_OPTIMIZERS: the scans as the sandbox runs
+them over a statistics-free version, without the noise of the worker round trip). Before branch
+sbx-files the file had DuckDB's statistics and the third way was `raw-off` (engine.DISABLED_OPTIMIZERS).
+For each it prints the medians and a two-sided
 Mann–Whitney U p-value (normal approximation with tie correction). A small p-value (< 0.01) on the
 sandbox rows means a buyer could tell the hidden fact from time alone; on a shared machine, read the
 medians too. Not a test: timings belong here, not in the suite.
@@ -33,7 +36,8 @@ from pathlib import Path
 import duckdb
 
 from bench.stats import mann_whitney
-from sandbox.engine import DISABLED_OPTIMIZERS, EngineLimits
+from products.storage import write_product_parquet
+from sandbox.engine import STATISTICS_FREE_DISABLED_OPTIMIZERS, EngineLimits
 from sandbox.policy import ProtectionPolicy
 from sandbox.pool import Job, WorkerPool
 from sandbox.service import TableFile, plan_query
@@ -70,14 +74,16 @@ PAIRS: dict[str, tuple[str, str]] = {
 
 
 def build(directory: Path, rows: int) -> Path:
+    """The product file, written as versions are (products.storage.write_product_parquet: statistics-free)."""
     path = directory / "flights.parquet"
     with duckdb.connect() as connection:
-        connection.execute(
-            f"""COPY (SELECT (i % 12) + 1 AS month, (i % 31) + 1 AS day,
+        write_product_parquet(
+            connection,
+            f"""SELECT (i % 12) + 1 AS month, (i % 31) + 1 AS day,
                 CASE WHEN i = {rows // 2} THEN 'LEX' ELSE 'D' || lpad(((i * 7919) % 100)::VARCHAR, 3, '0') END AS dest,
                 'N' || ((i * 13) % 4000)::VARCHAR AS tailnum, ((i * 31) % 300) - 50 AS arr_delay
-                FROM range({rows}) t(i) ORDER BY month, day)
-            TO '{path}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 100000)"""
+                FROM range({rows}) t(i) ORDER BY month, day""",
+            path,
         )
     return path
 
@@ -94,14 +100,16 @@ def main(argv: list[str] | None = None) -> None:
         table = TableFile(name="flights", path=path, row_count=args.rows, column_bytes={})
         pool = WorkerPool(limits)
         raw = duckdb.connect(config={"threads": limits.threads})
-        locked = duckdb.connect(config={"threads": limits.threads, "disabled_optimizers": DISABLED_OPTIMIZERS})
+        locked = duckdb.connect(
+            config={"threads": limits.threads, "disabled_optimizers": STATISTICS_FREE_DISABLED_OPTIMIZERS}
+        )
         for connection in (raw, locked):
             connection.execute(f"CREATE VIEW flights AS SELECT * FROM read_parquet('{path}')")
         jobs = tuple(sorted([("flights", str(table.path.resolve()))]))
 
         def sandbox(sql: str) -> Callable[[], object]:
             plan = plan_query(sql, POLICY)
-            return lambda: pool.run(Job(tables=jobs, plan=plan, max_rows=1000, single=False))
+            return lambda: pool.run(Job(tables=jobs, plan=plan, max_rows=1000, single=False, statistics_free=True))
 
         def plain(sql: str) -> Callable[[], object]:
             return lambda: raw.execute(sql).fetchall()
@@ -111,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
 
         print(f"{'pair':10} {'way':8} {'A (hidden fact) ms':>19} {'B ms':>8} {'p-value':>9}")
         for name, (a_sql, b_sql) in PAIRS.items():
-            for way, make in (("sandbox", sandbox), ("raw", plain), ("raw-off", optimizers_off)):
+            for way, make in (("sandbox", sandbox), ("raw", plain), ("raw-sf", optimizers_off)):
                 runs = {"A": make(a_sql), "B": make(b_sql)}
                 times: dict[str, list[float]] = {"A": [], "B": []}
                 for side in ("A", "B"):  # warm-up

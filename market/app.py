@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
+import sys
 import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -227,6 +230,49 @@ def install_error_handlers(app: FastAPI) -> None:
         return _error(500, "internal_error", render("internal_error", request_locale(request)))
 
 
+SWITCH_INTERVAL_SECONDS = 0.0005
+"""How long a thread may hold the GIL while another waits for it (CPython's default is 5 ms). A request
+thread coming back from the database (every SQLite statement and every PostgreSQL round trip lets the
+GIL go) waits for it up to this long while other threads of the process run Python, and on SQLite it
+may be holding the machine-wide writer lock meanwhile (market.db.begin_write): at 5 ms a turn the
+writer's few statements stretched into tens of milliseconds, and every other writer queued behind it."""
+
+_gc_pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
+_gc_started = [0.0]
+_tuned = threading.Lock()
+
+
+def _gc_timer(phase: str, info: dict[str, int]) -> None:
+    if phase == "start":
+        _gc_started[0] = time.perf_counter()
+    else:
+        _gc_pauses[info["generation"]].append(time.perf_counter() - _gc_started[0])
+
+
+def _tune_process() -> None:
+    """Once per process, before serving: the GIL's switch interval (SWITCH_INTERVAL_SECONDS), and the
+    objects that exist after start-up (modules, the ORM's and pydantic's classes, catalogues: most of
+    the heap, none of it garbage) frozen out of the garbage collector's view (`gc.freeze`), so that a
+    full collection under load walks only what requests created, not the whole process (one took
+    0.4–3 s of wall time on a loaded machine before; docs/benchmarks.md). Collections are timed, and
+    their counts and longest pauses logged when the process stops."""
+    with _tuned:
+        if _gc_timer in gc.callbacks:
+            return
+        sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
+        gc.collect()
+        gc.freeze()
+        gc.callbacks.append(_gc_timer)
+
+
+def _log_gc_pauses() -> None:
+    for generation, pauses in _gc_pauses.items():
+        logging.getLogger("uvicorn.error").info(
+            "gc pauses of process %d, generation %d: %d collections, longest %.1f ms, total %.1f ms",
+            *(os.getpid(), generation, len(pauses), 1000 * max(pauses, default=0), 1000 * sum(pauses)),
+        )
+
+
 def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:
     """Build the app around `settings` (default: the environment's) and its database."""
     settings = settings or get_settings()
@@ -237,6 +283,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
 
     @asynccontextmanager
     async def lifespan(served: FastAPI) -> AsyncIterator[None]:
+        _tune_process()
         if settings.sandbox_prestart:
             from metering.service import prestart_sandbox
 
@@ -251,6 +298,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         database.dispose()
         from sandbox import cache
 
+        _log_gc_pauses()
         for name, kept in (("plan", cache.plans), ("result", cache.results)):
             stats = kept.stats()
             logging.getLogger("uvicorn.error").info(  # uvicorn's logger: shown in the server's log

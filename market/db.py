@@ -6,6 +6,7 @@ Migrations are Alembic's, applied with `migrate()` by `market serve`, `market de
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from typing import Any, ClassVar
 from sqlalchemy import JSON, BigInteger, DateTime, Engine, MetaData, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, SessionTransaction, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -80,10 +81,22 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 
 
-def _sqlite_default_busy_timeout(dbapi_connection: Any, _record: Any) -> None:
-    # A connection back in the pool forgets a longer wait set by `wait_longer_for_locks`.
-    if dbapi_connection is not None:
+_LONGER_WAIT = "busy_timeout_raised"
+
+
+def _sqlite_default_busy_timeout(dbapi_connection: Any, record: Any) -> None:
+    # A connection back in the pool forgets a longer wait set by `wait_longer_for_locks` (only then:
+    # a statement on every checkin would cost every request a round through SQLite).
+    if dbapi_connection is not None and record is not None and record.info.pop(_LONGER_WAIT, False):
         dbapi_connection.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+
+
+POOL_SIZE = 40
+"""Pooled connections kept per API process: as many as request threads can hold at once (anyio's
+threadpool runs at most 40 sync routes and dependencies at a time), so that under load no connection
+is opened for one request and closed after it (an overflow connection: a new PostgreSQL backend, or a
+SQLite file opened and its PRAGMAs run, on the request's path). Connections are opened on demand, so
+an idle process holds few."""
 
 
 def make_engine(
@@ -95,6 +108,8 @@ def make_engine(
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+        if path and path != ":memory:":  # a file: a QueuePool, sized as POOL_SIZE says
+            kwargs = {"pool_size": POOL_SIZE, "max_overflow": 10} | kwargs
         engine = create_engine(url, connect_args={"timeout": 15, "check_same_thread": False}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "checkin", _sqlite_default_busy_timeout)
@@ -105,7 +120,37 @@ def make_engine(
             f" -c idle_in_transaction_session_timeout={int(idle_in_transaction_ms)}"
         )
         kwargs.setdefault("connect_args", {"options": options})
-    return create_engine(url, **({"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20} | kwargs))
+    # No pool_pre_ping (a `SELECT 1` round trip before every transaction): `_ping_if_idle` checks only
+    # a connection that sat in the pool longer than PING_AFTER_IDLE_SECONDS.
+    engine = create_engine(url, **({"pool_size": POOL_SIZE // 2, "max_overflow": 10} | kwargs))
+    if not kwargs.get("pool_pre_ping"):
+        event.listen(engine, "checkin", _checked_in)
+        event.listen(engine, "checkout", _ping_if_idle)
+    return engine
+
+
+PING_AFTER_IDLE_SECONDS = 2.0
+"""A pooled PostgreSQL connection idle longer than this is pinged before use; a busy one is not. A
+database restart (or an idle connection killed by a firewall) is thus found before a request uses the
+connection, as pool_pre_ping would, without a round trip per transaction under load."""
+_CHECKED_IN_AT = "checked_in_at"
+
+
+def _checked_in(_dbapi_connection: Any, record: Any) -> None:
+    if record is not None:
+        record.info[_CHECKED_IN_AT] = time.monotonic()
+
+
+def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+    since = record.info.get(_CHECKED_IN_AT)
+    if since is None or time.monotonic() - since < PING_AFTER_IDLE_SECONDS:
+        return  # brand new, or back from a transaction a moment ago
+    try:
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        dbapi_connection.rollback()
+    except Exception as error:  # a dead connection: the pool discards it and checks out another
+        raise DisconnectionError(str(error)) from error
 
 
 TRANSIENT_SQLSTATES = {
@@ -136,7 +181,9 @@ def wait_longer_for_locks(session: Session, seconds: int) -> None:
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text(f"SET LOCAL lock_timeout = {int(seconds) * 1000}"))
     else:
-        session.connection().exec_driver_sql(f"PRAGMA busy_timeout = {int(seconds) * 1000}")
+        connection = session.connection()
+        connection.connection.info[_LONGER_WAIT] = True  # reset at checkin (_sqlite_default_busy_timeout)
+        connection.exec_driver_sql(f"PRAGMA busy_timeout = {int(seconds) * 1000}")
 
 
 @dataclass
@@ -228,6 +275,33 @@ def upsert_locked(
     return session.scalars(statement.returning(entity), execution_options={"populate_existing": True}).one()
 
 
+def upsert_locked_row(
+    session: Session, table: Any, values: dict[str, Any], conflict_columns: list[str], touch: str, columns: list[Any]
+) -> Any:
+    """`upsert_locked` in Core: the same one statement (`INSERT ... ON CONFLICT DO UPDATE SET touch = touch
+    RETURNING columns`), on the session's connection, returning the row's `columns` as a plain Row.
+
+    No ORM object is built, loaded or tracked: for the metered path, where the caller writes the row
+    back itself (metering.attempts.append)."""
+    dialect = session.get_bind().dialect.name
+    key = (table.name, dialect, tuple(conflict_columns), touch, tuple(c.key for c in columns))
+    statement = _UPSERTS.get(key)
+    if statement is None:
+        if dialect not in ("postgresql", "sqlite"):  # pragma: no cover - only the two supported databases
+            raise RuntimeError(f"unsupported database {dialect}")
+        module: Any = postgresql if dialect == "postgresql" else sqlite
+        statement = _UPSERTS[key] = (
+            module.insert(table)
+            .on_conflict_do_update(index_elements=conflict_columns, set_={touch: table.c[touch]})
+            .returning(*columns)
+        )
+    return session.connection().execute(statement, values).one()
+
+
+_UPSERTS: dict[tuple[Any, ...], Any] = {}
+"""Built once per table, database and shape: their compiled SQL is then found in SQLAlchemy's cache at once."""
+
+
 def begin_write(session: Session) -> None:
     """On SQLite, start the session's transaction by taking the database's write lock (BEGIN IMMEDIATE).
 
@@ -241,13 +315,18 @@ def begin_write(session: Session) -> None:
     """
     bind = session.get_bind()
     if bind.dialect.name == "sqlite":
-        connection = session.connection()
-        database = connection.engine.url.database
+        database = bind.engine.url.database
         if database and database != ":memory:" and _WRITER_FD not in session.info:
             # Writers queue in the kernel (a blocking flock, woken the moment the holder commits),
             # not in SQLite's busy handler, which sleeps and retries (up to 100 ms a turn). Released
-            # when the transaction ends (_release_writer), commit or rollback.
+            # when the transaction ends (_release_writer), commit or rollback. Taken before a pooled
+            # connection is checked out: a writer waiting in the queue holds no connection.
             session.info[_WRITER_FD] = lock(Path(f"{database}.writer-lock"))
+        try:
+            connection = session.connection()  # from here on the transaction's end releases the lock
+        except BaseException:
+            release(session.info.pop(_WRITER_FD, None))
+            raise
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 

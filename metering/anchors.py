@@ -44,9 +44,16 @@ def chain_key(settings: Settings) -> bytes:
     """The chain's HMAC key: the configured secret, or the data directory's key file (created once)."""
     if settings.usage_chain_key is not None:
         return settings.usage_chain_key.get_secret_value().encode()
+    # Found by the data directory as configured, without resolving it (syscalls on the query path, which
+    # runs this under the chain's lock): an absolute directory as it is, a relative one with the cwd.
+    where = str(settings.data_dir) if settings.data_dir.is_absolute() else f"{os.getcwd()}\0{settings.data_dir}"
+    cached = _keys.get(where)
+    if cached is not None:
+        return cached
     path = _key_file(settings)
     cached = _keys.get(str(path))
     if cached is not None:
+        _keys[where] = cached
         return cached
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -64,7 +71,7 @@ def chain_key(settings: Settings) -> bytes:
         key = path.read_text().strip().encode()
     if not key:
         raise RuntimeError(f"the usage chain key file {path} is empty")
-    _keys[str(path)] = key
+    _keys[str(path)] = _keys[where] = key
     return key
 
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
+from sqlalchemy import Table, bindparam, insert, update
 from sqlalchemy.orm import Session
 
 from market.accounts.service import Principal
@@ -22,10 +23,10 @@ from metering.models import (
     AgreementStatus,
     ChargeType,
     Purpose,
-    UsageChainHead,
     UsageRecord,
 )
 from metering.pricing import Charge, PlanTerms, rate_query
+from metering.repository import MonthCounter
 from products.models import Product
 from sandbox.service import Measurements, QueryResult
 
@@ -46,7 +47,7 @@ def month_of(moment: datetime) -> str:
 
 def rate_and_count(
     agreement: Agreement,
-    counter: AgreementMonth,
+    counter: MonthCounter,
     measured: Measurements,
     *,
     privacy_epsilon: Decimal = Decimal(0),
@@ -99,8 +100,9 @@ class Attempt:
 def append(
     session: Session,
     attempt: Attempt,
-    head: UsageChainHead,
+    head: chain.Head,
     *,
+    counter: MonthCounter | None = None,
     status_code: int,
     body: dict[str, Any],
     record_id: str,
@@ -111,7 +113,12 @@ def append(
     privacy_rho_nano: int = 0,
     privacy_delta_atto: int = 0,
 ) -> QueryOutcome:
-    """Write the attempt's one usage record, linked into the buyer's hash chain (whose head is locked)."""
+    """Write the attempt's one usage record, linked into the buyer's hash chain (whose head is locked),
+    with the moved head and, when given, the month's `counter` as `rate_and_count` advanced it.
+
+    Core statements, no ORM unit of work: on PostgreSQL one statement (the two UPDATEs as data-modifying
+    CTEs of the INSERT, one round trip; both rows are already locked, so their order does not matter),
+    on SQLite the same three statements one after the other inside the write lock."""
     measured = result.measurements if result else Measurements(0, 0, 0, 0, 0)
     agreement = attempt.agreement
     record = UsageRecord(
@@ -143,12 +150,53 @@ def append(
         finished_at=utcnow(),
     )
     chain.link(session, head, record)
-    session.add(record)
-    session.flush()
+    _write(session, record, head, counter)
     return QueryOutcome(status_code, body)
 
 
-def lock_chain(session: Session, attempt: Attempt) -> UsageChainHead | QueryOutcome:
+_RECORDS = cast(Table, UsageRecord.__table__)
+_MONTHS = cast(Table, AgreementMonth.__table__)
+_RECORD_COLUMNS = [(attribute.key, attribute.columns[0]) for attribute in UsageRecord.__mapper__.column_attrs]
+_INSERT_RECORD = insert(_RECORDS).values(
+    {column: bindparam(f"r_{key}", type_=column.type) for key, column in _RECORD_COLUMNS}
+)
+_COUNT = (
+    update(_MONTHS)
+    .where(_MONTHS.c.id == bindparam("month_id"))
+    .values(
+        accepted_queries=bindparam("month_queries"),
+        charged_minor=bindparam("month_charged"),
+        rows_scanned=bindparam("month_rows"),
+        bytes_scanned=bindparam("month_bytes"),
+        per_gb_carry=bindparam("month_carry"),
+    )
+)
+_INSERT_MOVING_HEAD = _INSERT_RECORD.add_cte(chain.MOVE_HEAD.cte("moved_head"))
+_INSERT_MOVING_HEAD_COUNTING = _INSERT_MOVING_HEAD.add_cte(_COUNT.cte("counted"))
+
+
+def _write(session: Session, record: UsageRecord, head: chain.Head, counter: MonthCounter | None) -> None:
+    connection = session.connection()
+    parameters = {f"r_{key}": getattr(record, key) for key, _ in _RECORD_COLUMNS} | chain.head_parameters(head)
+    if counter is not None:
+        parameters |= {
+            "month_id": counter.id,
+            "month_queries": counter.accepted_queries,
+            "month_charged": counter.charged_minor,
+            "month_rows": counter.rows_scanned,
+            "month_bytes": counter.bytes_scanned,
+            "month_carry": counter.per_gb_carry,
+        }
+    if connection.dialect.name == "postgresql":
+        connection.execute(_INSERT_MOVING_HEAD_COUNTING if counter is not None else _INSERT_MOVING_HEAD, parameters)
+        return
+    if counter is not None:
+        connection.execute(_COUNT, parameters)
+    connection.execute(chain.MOVE_HEAD, parameters)
+    connection.execute(_INSERT_RECORD, parameters)
+
+
+def lock_chain(session: Session, attempt: Attempt) -> chain.Head | QueryOutcome:
     """Lock the buyer's chain head; a concurrent duplicate of this Idempotency-Key is visible from here on."""
     head = chain.lock_head(session, attempt.actor.org_id)
     earlier = replay(session, attempt.actor, attempt.key, attempt.product_slug, attempt.sql)
@@ -161,7 +209,7 @@ def refuse(
     error: MarketError,
     *,
     result: QueryResult | None = None,
-    head: UsageChainHead | None = None,
+    head: chain.Head | None = None,
 ) -> QueryOutcome:
     """Record a refused attempt as `rejected`, for 0, and return its 4xx outcome."""
     if head is None:
@@ -198,7 +246,9 @@ def agreement_refusal(agreement: Agreement, now: datetime) -> MarketError | None
     return None
 
 
-def quota_refusal(agreement: Agreement, counter: AgreementMonth | None, measured: Measurements) -> MarketError | None:
+def quota_refusal(
+    agreement: Agreement, counter: AgreementMonth | MonthCounter | None, measured: Measurements
+) -> MarketError | None:
     """The quota this query would break, if any, given this month's totals so far."""
     if counter is None:
         return None

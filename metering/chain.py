@@ -9,7 +9,7 @@ Scope: one chain per buyer organisation. A global chain would make every query o
 wait for one lock; a per-buyer chain serializes only one buyer's appends (which its idempotency
 keys need anyway) and still covers every record, since every record belongs to exactly one buyer.
 
-Appending takes the buyer's `usage_chain_heads` row lock (UPDATE first, then read), links the new
+Appending takes the buyer's `usage_chain_heads` row lock (one upsert that returns it), links the new
 record to the head and moves the head, all in the transaction that writes the record, so two
 concurrent appends can never share a `prev_hash` (the unique (buyer, chain_seq) constraint backs
 this up). `verify` recomputes every chain and names the first record that does not match.
@@ -29,12 +29,12 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
-from market.db import upsert_locked
+from market.db import upsert_locked_row
 from metering import anchors
 from metering.models import UsageChainHead, UsageRecord
 
@@ -96,16 +96,46 @@ def record_hash(record: Any, prev_hash: str, key: bytes) -> str:
     return hmac.new(key, _payload(record, prev_hash), hashlib.sha256).hexdigest()
 
 
-def lock_head(session: Session, buyer_org_id: str) -> UsageChainHead:
+@dataclass
+class Head:
+    """A buyer's chain head as read under its lock (`lock_head`); `link` advances it, `store_head` (or
+    metering.attempts.append, in the statement that inserts the record) writes it back."""
+
+    buyer_org_id: str
+    last_seq: int
+    last_hash: str
+
+
+_HEADS = cast(Table, UsageChainHead.__table__)
+
+
+def lock_head(session: Session, buyer_org_id: str) -> Head:
     """The buyer's chain head, created if missing and write-locked until the transaction ends (one upsert)."""
-    head: UsageChainHead = upsert_locked(
+    row = upsert_locked_row(
         session,
-        UsageChainHead,
+        _HEADS,
         {"buyer_org_id": buyer_org_id, "last_seq": 0, "last_hash": GENESIS},
         ["buyer_org_id"],
         "last_seq",
+        [_HEADS.c.last_seq, _HEADS.c.last_hash],
     )
-    return head
+    return Head(buyer_org_id, row.last_seq, row.last_hash)
+
+
+MOVE_HEAD = (
+    update(_HEADS)
+    .where(_HEADS.c.buyer_org_id == bindparam("head_buyer"))
+    .values(last_seq=bindparam("head_seq"), last_hash=bindparam("head_hash"))
+)
+"""Write a locked head back: parameters `head_buyer`, `head_seq`, `head_hash` (`head_parameters`)."""
+
+
+def head_parameters(head: Head) -> dict[str, Any]:
+    return {"head_buyer": head.buyer_org_id, "head_seq": head.last_seq, "head_hash": head.last_hash}
+
+
+def store_head(session: Session, head: Head) -> None:
+    session.connection().execute(MOVE_HEAD, head_parameters(head))
 
 
 def _apply_column_defaults(record: UsageRecord) -> None:
@@ -118,7 +148,7 @@ def _apply_column_defaults(record: UsageRecord) -> None:
         setattr(record, column.key, value)
 
 
-def link(session: Session, head: UsageChainHead, record: UsageRecord) -> None:
+def link(session: Session, head: Head, record: UsageRecord) -> None:
     """Give `record` the next place in the chain whose locked head is `head`, and advance the head."""
     _apply_column_defaults(record)
     record.chain_seq = head.last_seq + 1
@@ -134,9 +164,11 @@ def append(session: Session, record: UsageRecord) -> UsageRecord:
     The one way to write a usage record outside the metered query path (imports, fixtures):
     the append-only triggers and the unique (buyer, chain_seq) index refuse anything else.
     """
-    link(session, lock_head(session, record.buyer_org_id), record)
+    head = lock_head(session, record.buyer_org_id)
+    link(session, head, record)
     session.add(record)
     session.flush()
+    store_head(session, head)
     return record
 
 

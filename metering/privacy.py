@@ -432,6 +432,7 @@ def _record(
         session,
         attempt,
         locked,
+        counter=counter,
         status_code=200,
         body=body,
         record_id=record_id,

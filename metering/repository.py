@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Date, cast, func, select
+from sqlalchemy import ColumnElement, Date, Table, cast, func, select
 from sqlalchemy.orm import Session
 
 from market.accounts.models import Organisation
-from market.db import upsert_locked
+from market.db import upsert_locked_row
 from metering.models import (
     AccessRequest,
     Agreement,
@@ -122,16 +123,42 @@ def month_counter(session: Session, agreement_id: str, month: str) -> AgreementM
     ).one_or_none()
 
 
-def lock_month(session: Session, agreement_id: str, month: str) -> AgreementMonth:
+@dataclass
+class MonthCounter:
+    """An agreement's counter row for one month as read under its lock (`lock_month`): rated against,
+    advanced in place (metering.attempts.rate_and_count) and written back with the usage record
+    (metering.attempts.append), in the same transaction."""
+
+    id: int
+    accepted_queries: int
+    charged_minor: int
+    rows_scanned: int
+    bytes_scanned: int
+    per_gb_carry: str
+
+
+_MONTHS = typing.cast(Table, AgreementMonth.__table__)
+_MONTH_COLUMNS = [
+    _MONTHS.c.id,
+    _MONTHS.c.accepted_queries,
+    _MONTHS.c.charged_minor,
+    _MONTHS.c.rows_scanned,
+    _MONTHS.c.bytes_scanned,
+    _MONTHS.c.per_gb_carry,
+]
+
+
+def lock_month(session: Session, agreement_id: str, month: str) -> MonthCounter:
     """The agreement's counter row for `month`, created if missing and write-locked until commit.
 
-    One upsert with RETURNING (market.db.upsert_locked): it takes the row lock on PostgreSQL (and
-    needs the database write lock on SQLite, see market.db.begin_write), so concurrent queries of one
-    agreement decide quota and cap one at a time, and it returns the committed totals.
+    One upsert with RETURNING (market.db.upsert_locked_row, Core: no ORM object): it takes the row
+    lock on PostgreSQL (and needs the database write lock on SQLite, see market.db.begin_write), so
+    concurrent queries of one agreement decide quota and cap one at a time, and it returns the
+    committed totals.
     """
-    counter: AgreementMonth = upsert_locked(
+    row = upsert_locked_row(
         session,
-        AgreementMonth,
+        _MONTHS,
         {
             "agreement_id": agreement_id,
             "month": month,
@@ -139,12 +166,14 @@ def lock_month(session: Session, agreement_id: str, month: str) -> AgreementMont
             "charged_minor": 0,
             "rows_scanned": 0,
             "bytes_scanned": 0,
+            "per_gb_carry": "0",
             "lock_version": 0,
         },
         ["agreement_id", "month"],
         "lock_version",
+        _MONTH_COLUMNS,
     )
-    return counter
+    return MonthCounter(*row)
 
 
 # -- usage views -----------------------------------------------------------------------------------

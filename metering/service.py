@@ -293,6 +293,9 @@ class _Prepared:
     attempt: attempts.Attempt
     policy: ProtectionPolicy
     tables: dict[str, TableFile]
+    quota_deferred: bool = False
+    """The early quota check was left to transaction 3 (`_record`), because the answer is in the result
+    cache: no sandbox run to spare, so the counter is read once, under its lock, instead of twice."""
 
 
 def _prepare(
@@ -305,6 +308,8 @@ def _prepare(
     idempotency_key: str | None,
     agreement_id: str | None,
     over_limit: TooManyRequests | None,
+    max_rows: int = 0,
+    plain: bool = False,
 ) -> _Prepared | QueryOutcome:
     """Transaction 1: replay, product, agreement, the early quota check and the organisation's limit;
     a refusal is recorded here (one over the limit not under its Idempotency-Key: it is transient)."""
@@ -329,7 +334,13 @@ def _prepare(
     # A cheap early refusal when the quota is already used up; the binding decision is in transaction 3.
     # Without any quota there is nothing to refuse early: the counter is not even read.
     quotas = (agreement.monthly_query_quota, agreement.monthly_row_quota, agreement.monthly_byte_quota)
-    if any(quota is not None for quota in quotas):
+    deferred = (
+        any(quota is not None for quota in quotas)
+        and over_limit is None  # its refusal comes after the quota's: keep that order
+        and plain
+        and _cached_answer(sql, runs, max_rows)
+    )
+    if any(quota is not None for quota in quotas) and not deferred:
         counter = repository.month_counter(session, agreement.id, attempts.month_of(now))
         early = attempts.quota_refusal(agreement, counter, Measurements(0, 0, 0, 0, 0))
         if early is not None:
@@ -346,7 +357,18 @@ def _prepare(
         valid = _validity(session, product, agreement)
         access_cache.remember_prepared(settings.run_dir, key, runs, generation, valid)
     assert runs.policy is not None
-    return _Prepared(attempt, runs.policy, runs.tables)
+    return _Prepared(attempt, runs.policy, runs.tables, quota_deferred=bool(deferred))
+
+
+def _cached_answer(sql: str, runs: _Runs, max_rows: int) -> bool:
+    """Whether the sandbox's result cache holds this query's answer already (threshold mode)."""
+    if runs.policy is None or runs.policy.is_dp:
+        return False
+    try:
+        plan = plan_query(sql, runs.policy, row_counts(runs.tables))
+        return cached_result(plan, runs.tables, max_rows) is not None
+    except (QueryRefused, QueryFailed):
+        return False
 
 
 @dataclass(frozen=True)
@@ -422,6 +444,8 @@ def run_metered_query(
                 idempotency_key=idempotency_key,
                 agreement_id=agreement_id,
                 over_limit=over_limit,
+                max_rows=settings.sandbox_max_result_rows,
+                plain=epsilon is None and not dry_run,
             )
         if isinstance(prepared, QueryOutcome):
             return prepared
@@ -470,16 +494,25 @@ def run_metered_query(
                 return attempts.refuse(session, attempt, error)
     with database.transaction() as session:
         begin_write(session)
-        return _record(session, attempt, result)
+        return _record(session, attempt, result, quota_deferred=prepared.quota_deferred)
 
 
-def _record(session: Session, attempt: attempts.Attempt, result: QueryResult) -> QueryOutcome:
-    """Transaction 3: decide quota and cap under the counter's lock, rate, and write the usage record."""
+def _record(
+    session: Session, attempt: attempts.Attempt, result: QueryResult, *, quota_deferred: bool = False
+) -> QueryOutcome:
+    """Transaction 3: decide quota and cap under the counter's lock, rate, and write the usage record.
+
+    With `quota_deferred`, first the early check transaction 1 left to it: a quota already used up is
+    refused and recorded exactly as there (no result, nothing scanned)."""
     agreement = attempt.agreement
     counter = repository.lock_month(session, agreement.id, attempts.month_of(attempt.now))
     locked = attempts.lock_chain(session, attempt)
     if isinstance(locked, QueryOutcome):
         return locked
+    if quota_deferred:
+        early = attempts.quota_refusal(agreement, counter, Measurements(0, 0, 0, 0, 0))
+        if early is not None:
+            return attempts.refuse(session, attempt, early, head=locked)
     over = attempts.quota_refusal(agreement, counter, result.measurements)
     if over is not None:
         return attempts.refuse(session, attempt, over, result=result, head=locked)
@@ -506,6 +539,7 @@ def _record(session: Session, attempt: attempts.Attempt, result: QueryResult) ->
         session,
         attempt,
         locked,
+        counter=counter,
         status_code=200,
         body=body,
         record_id=record_id,

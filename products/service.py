@@ -436,7 +436,30 @@ def version_tables(settings: Settings, version: ProductVersion) -> dict[str, Tab
             path=base / t["file"],
             row_count=int(t["row_count"]),
             column_bytes={c["name"]: int(c["bytes"]) for c in t["columns"]},
-            statistics=t.get("statistics") or {},
+            # A DP product publishes no quality summary to buyers: its queries read none of it either.
+            statistics=_statistics(t, None if (version.policy or {}).get("mode") == "dp" else version.quality),
         )
         for t in version.tables
     }
+
+
+def _statistics(table: dict[str, Any], quality: dict[str, Any] | None) -> dict[str, Any]:
+    """The table's build-time statistics, with `distinct` and `range`: per dimension, the distinct count
+    and the range buyers see in the quality summary (over values at least k units hold;
+    products.pipeline.assess.held_by_k), which the sandbox's cost estimate reads
+    (sandbox.service.strategy)."""
+    statistics = dict(table.get("statistics") or {})
+    assessed = ((quality or {}).get("tables") or {}).get(table["name"]) or {}
+    distinct = {
+        str(c["name"]): int(c["held_by_k"]["distinct"])
+        for c in assessed.get("columns") or []
+        if c.get("role") == "dimension" and isinstance(c.get("held_by_k"), dict)
+    }
+    if distinct:
+        statistics["distinct"] = distinct
+        statistics["range"] = {
+            str(c["name"]): [c["held_by_k"]["min"], c["held_by_k"]["max"]]
+            for c in assessed.get("columns") or []
+            if str(c["name"]) in distinct and c["held_by_k"].get("min") is not None
+        }
+    return statistics

@@ -16,10 +16,15 @@ from typing import Any
 import duckdb
 
 from market.errors import Unprocessable
+from products import footer
 from sandbox.policy import MeasureBounds
 
 _NUMERIC_TYPES: tuple[str, ...] = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT")
 _NUMERIC_TYPES += ("UINTEGER", "UBIGINT", "FLOAT", "DOUBLE", "DECIMAL", "REAL")
+
+PRODUCT_PARQUET = "FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880, WRITE_BLOOM_FILTER false"
+"""DuckDB's COPY options for a product version's table (write_product_parquet): no Bloom filters, and no
+page index (DuckDB's default)."""
 
 SERVER_PATH = re.compile(r"(?<![\w.])/(?:[^\s\"'/]+/)+[^\s\"']*")
 """An absolute path left in a DuckDB message: the server's layout is none of the caller's business."""
@@ -63,7 +68,10 @@ def table_statistics(path: Path, columns: list[str], roles: dict[str, str]) -> d
 
     - `units`: per privacy-unit column, [most rows any one unit has, rows whose unit is NULL] (the
       row bound, sandbox.engine._methods);
-    - `nulls`: the columns that hold a NULL anywhere (sandbox.engine.whole_cells).
+    - `nulls`: the columns that hold a NULL anywhere (sandbox.engine.whole_cells);
+    - `statistics_free`: the file's footer holds no value statistics, Bloom filter or page index
+      (write_product_parquet), so the sandbox may let DuckDB plan with statistics again (it has none
+      of the data's): sandbox.engine.open_locked. Absent (versions built before): the full switches.
 
     Facts of the version, never of a query; the worker would otherwise compute them on its first query
     of the version (sandbox.engine.TableStatistics), on the query's time.
@@ -83,7 +91,8 @@ def table_statistics(path: Path, columns: list[str], roles: dict[str, str]) -> d
                 f"FROM (SELECT {_q(column)} AS v, count(*) AS n FROM {source} GROUP BY 1)"
             ).fetchone()
             per_unit[column] = [int(found[0]), int(found[1])] if found else [0, 0]
-    return {"units": per_unit, "nulls": nulls}
+        plain = statistics_free(connection, path)
+    return {"units": per_unit, "nulls": nulls, "statistics_free": plain}
 
 
 SMALL: dict[str, str | bool | int | float | list[str]] = {"threads": 1, "memory_limit": "256MB"}
@@ -160,10 +169,7 @@ def write_table(source: Path, kind: str, filename: str, columns: list[str], dest
     select = ", ".join(_q(c) for c in columns)
     try:
         with duckdb.connect(":memory:", config={"threads": 2, "memory_limit": "256MB"}) as connection:
-            connection.execute(
-                f"COPY (SELECT {select} FROM {reader}) TO {_lit(str(partial))} "
-                "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)"
-            )
+            write_product_parquet(connection, f"SELECT {select} FROM {reader}", partial)
             os.replace(partial, destination)
             return describe_parquet(connection, destination)
     except duckdb.Error as error:
@@ -171,6 +177,30 @@ def write_table(source: Path, kind: str, filename: str, columns: list[str], dest
         raise Unprocessable(
             "invalid_upload", file=filename, kind=kind.upper(), detail=error_detail(error, filename, source, partial)
         ) from error
+
+
+def write_product_parquet(connection: duckdb.DuckDBPyConnection, select: str, partial: Path) -> None:
+    """Write the rows of `select` to `partial` as a product version's Parquet table: the one writer of
+    every file a buyer's query reads (the upload's table and the recipe's output).
+
+    DuckDB writes it (its encodings read fastest in DuckDB) without Bloom filters or page index, then
+    products.footer rewrites the footer without min/max statistics, so the layout says nothing about
+    which values a row group holds and the sandbox's scans cannot skip work by it (docs/sandbox.md,
+    "Statistics-free files")."""
+    connection.execute(f"COPY ({select}) TO {_lit(str(partial))} ({PRODUCT_PARQUET})")
+    footer.strip_statistics(partial)
+
+
+def statistics_free(connection: duckdb.DuckDBPyConnection, path: Path) -> bool:
+    """Whether the Parquet file at `path` holds no value statistics, Bloom filter or page index, read
+    from its footer (a file written before write_product_parquet stripped them has them)."""
+    row = connection.execute(
+        "SELECT count(*) FILTER (WHERE stats_min IS NOT NULL OR stats_max IS NOT NULL OR stats_min_value IS NOT NULL "
+        "OR stats_max_value IS NOT NULL OR stats_null_count IS NOT NULL OR stats_distinct_count IS NOT NULL "
+        "OR bloom_filter_offset IS NOT NULL OR column_index_offset IS NOT NULL OR offset_index_offset IS NOT NULL) "
+        f"FROM parquet_metadata({_lit(str(path))})"
+    ).fetchone()
+    return row is not None and int(row[0]) == 0
 
 
 def describe_parquet(connection: duckdb.DuckDBPyConnection, path: Path) -> StoredTable:

@@ -631,7 +631,8 @@ def execute(connection: Any, plan: DPPlan, stats: Any | None = None) -> Any:
             refusal = ("constant_error", {"detail": str(error).splitlines()[0][:200]})
             return Execution([], 0, 0, [], too_many_rows=False, cpu_ms=0, statements=[], refused=refusal)
     if stats is not None:
-        refused = binding.check(stats.shadow(plan.tables), plan.sql)
+        # The binder's verdict depends on the text and the version's types only: decided once (engine).
+        refused = stats.refusal("dp\0" + plan.sql, lambda: binding.check(stats.shadow(plan.tables), plan.sql))
     else:
         copy = binding.shadow(connection, plan.tables)
         try:

@@ -8,7 +8,7 @@ from sandbox.dp import DPPlan
 from sandbox.engine import EngineLimits, Execution
 from sandbox.errors import QueryRefused
 from sandbox.pool import Job, WorkerPool, shared_pool
-from sandbox.service import TableFile, budget_seconds
+from sandbox.service import TableFile, budget_seconds, statistics_free
 
 
 def measure_scan(plan: DPPlan, tables: Mapping[str, TableFile]) -> tuple[int, int]:
@@ -31,6 +31,7 @@ def run(
         plan=plan,
         max_rows=0,
         seconds=budget_seconds(rows_scanned, limits),
+        statistics_free=statistics_free(tables),
     )
     execution = (pool or shared_pool(limits)).run(job)
     if execution.refused is not None:

@@ -14,7 +14,7 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +54,25 @@ SENTINEL = 6848952353113540609
 empty; not HASH(TRUE, TRUE) nor HASH(FALSE, TRUE) (the list of a query without group keys; tested)."""
 
 
+STATISTICS_FREE_DISABLED_OPTIMIZERS = "filter_pushdown,join_filter_pushdown"
+"""The optimizers still off over a version whose files hold no statistics (products.footer): pushing a
+filter into the Parquet scan lets DuckDB skip every page of a row group whose dictionary lacks the value
+and skip decoding the other columns' pages where no row passes (bench/timing_oracle.py: p < 0.0001 on
+statistics-free files), and a join's build-side key range pushed into the probe scan is data by
+construction. `statistics_propagation` and `row_group_pruner` are on again: the files give them nothing
+to use, and over the sandbox's own temp tables they change work per group, not per pass
+(docs/sandbox.md, "Statistics-free files")."""
+
+
+def disabled_optimizers(limits: EngineLimits, statistics_free: bool) -> str:
+    """DuckDB's `disabled_optimizers` for a connection over a version: all on when timing is not fixed,
+    DISABLED_OPTIMIZERS over files that may hold statistics (versions built before), fewer over files
+    that hold none."""
+    if not limits.fixed_timing:
+        return ""
+    return STATISTICS_FREE_DISABLED_OPTIMIZERS if statistics_free else DISABLED_OPTIMIZERS
+
+
 def _quote_identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -62,8 +81,13 @@ def _quote_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def open_locked(tables: Mapping[str, Path], limits: EngineLimits) -> duckdb.DuckDBPyConnection:
+def open_locked(
+    tables: Mapping[str, Path], limits: EngineLimits, statistics_free: bool = False
+) -> duckdb.DuckDBPyConnection:
     """A fresh in-memory DuckDB whose only data are views over `tables`, with its configuration locked.
+
+    `statistics_free`: every file's footer holds no value statistics (products.footer; recorded with the
+    version when it was built), so fewer optimizers need to be off (disabled_optimizers).
 
     Its spill directory goes with it: removed once the connection is closed and dropped, or when the
     process exits; a worker killed outright leaves it to the pool, which knows it by the worker's pid
@@ -87,7 +111,8 @@ def open_locked(tables: Mapping[str, Path], limits: EngineLimits) -> duckdb.Duck
             # the Parquet scan (so no row group or page skipped by its statistics, dictionary or Bloom
             # filter), no comparison folded from column statistics, no join-key ranges pushed into the
             # other side's scan, no row groups pruned. Every scan reads every row of what it names.
-            "disabled_optimizers": DISABLED_OPTIMIZERS if limits.fixed_timing else "",
+            # Over statistics-free files there are no statistics to prune or fold by: fewer are off.
+            "disabled_optimizers": disabled_optimizers(limits, statistics_free),
         },
     )
     weakref.finalize(connection, shutil.rmtree, temp_dir, ignore_errors=True)
@@ -110,9 +135,11 @@ def open_locked(tables: Mapping[str, Path], limits: EngineLimits) -> duckdb.Duck
 
 
 @contextmanager
-def locked_connection(tables: Mapping[str, Path], limits: EngineLimits) -> Iterator[duckdb.DuckDBPyConnection]:
+def locked_connection(
+    tables: Mapping[str, Path], limits: EngineLimits, statistics_free: bool = False
+) -> Iterator[duckdb.DuckDBPyConnection]:
     """`open_locked` as a context manager that closes the connection."""
-    connection = open_locked(tables, limits)
+    connection = open_locked(tables, limits, statistics_free)
     try:
         yield connection
     finally:
@@ -177,9 +204,15 @@ class Statistics(Protocol):
         """Whether `column` holds a NULL anywhere in the table (a fact of the version, not of a query)."""
         ...
 
+    def refusal(self, statement: str, decide: Callable[[], Refusal | None]) -> Refusal | None:
+        """`decide()`'s verdict on `statement` for this version, remembered (computed once per statement)."""
+        ...
+
 
 SHADOWS = 4
 """Empty typed copies (sandbox.binding) a worker keeps, one per product version, most recently used."""
+REFUSALS = 4096
+"""Verdicts of the checks before a query runs (engine._refusal) a worker remembers, most recently used."""
 
 
 class TableStatistics:
@@ -240,6 +273,19 @@ class TableStatistics:
                 old.close()
         shadows.move_to_end(self.version)
         return copy
+
+    def refusal(self, statement: str, decide: Callable[[], Refusal | None]) -> Refusal | None:
+        # The verdict depends on the statement's text and the version's column types only (never on
+        # rows), and a version's files never change: the same statement gets the same verdict.
+        remembered: OrderedDict[tuple[str, str], Refusal | None] = self.cache.setdefault(("\0refusals",), OrderedDict())
+        key = (self.version, statement)
+        if key in remembered:
+            remembered.move_to_end(key)
+            return remembered[key]
+        verdict = remembered[key] = decide()
+        while len(remembered) > REFUSALS:
+            remembered.popitem(last=False)
+        return verdict
 
     def _views(self) -> list[str]:
         rows = self.connection.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()
@@ -320,12 +366,14 @@ def execute_plan(
 
     The statements that run are the same whatever the data hold (docs/sandbox.md, "Timing"): stage 1
     with the cheapest threshold method that applies, then ALWAYS the recheck: the groups that bound did
-    not pass (possibly none) are listed by the hash of their keys and TRUE, stage 1 runs again with
-    count(DISTINCT unit) over exactly the rows whose keys and filter value hash into that list (an
-    uncorrelated IN, a mark join that reads and hashes every row: the list always holds SENTINEL too),
-    and those groups are replaced. Only the exact count fails a group or withholds a cell. What varies
-    with the data is the exact count's work on the rows that pass the buyer's filter AND lie in rechecked
-    groups (rewrite.build_plan): proportional to those rows, never a pass more or less.
+    not pass (possibly none) are listed by the hash of their keys and TRUE (with a sentinel, so the list
+    is never empty), stage 1 runs again with count(DISTINCT unit) over exactly the rows whose keys and
+    filter value hash into that list (an uncorrelated IN, a mark join that reads and probes every row),
+    keeping only the keys and the threshold columns, and those groups' bounds are replaced by the exact
+    counts. Without group keys (one group) stage 1 counts exactly at once and nothing is rechecked. Only
+    the exact count fails a group or withholds a cell. What varies with the data is the exact count's
+    work on the rows that pass the buyer's filter AND lie in rechecked groups (rewrite.build_plan):
+    proportional to those rows, never a pass more or less.
     """
     started = time.process_time()
     refused = _refusal(connection, plan, stats)
@@ -336,6 +384,12 @@ def execute_plan(
     undecided = _quote_identifier(UNDECIDED_TABLE)
     recheck = _quote_identifier("__recheck")
     first = _methods(plan, stats)[0]
+    if fixed and not plan.key_columns:
+        # No group keys: one group, whose exact count the recheck would always compute anyway (were it
+        # rechecked only when undecided, every row's mark would flip with that one bit and the buyer's
+        # filter would run over all rows or over none: 2 ms on 500,000 rows). So stage 1 counts exactly,
+        # in its one pass, and nothing is rechecked.
+        first = ("exact", [])
     whole = whole_cells(plan, stats)
     used: list[str] = []
     ran: list[str] = []
@@ -353,34 +407,48 @@ def execute_plan(
         run(f"CREATE OR REPLACE TEMP TABLE {table} AS {stage(first[0], first[1], 'TRUE')}")
         used.append(first[0])
         if first[0] != "exact":
-            # The list always holds SENTINEL too (fixed timing): the recheck's IN is a mark join whose hash
-            # table is then never empty, and DuckDB hashes and probes every row whether or not some group
-            # is undecided (an empty one marks every row FALSE without hashing: 14 against 26 ms of CPU on
-            # 6 million rows). A group whose keys hash to SENTINEL is merely recomputed exactly, like one
-            # that collides with an undecided group.
-            sentinel = f" UNION ALL SELECT CAST({SENTINEL} AS UBIGINT)" if fixed else ""
-            listed_only = f'{undecided} WHERE "__h" <> CAST({SENTINEL} AS UBIGINT)'
             if plan.key_columns:
                 # With TRUE for the filter's value, as rewrite.build_plan's restriction hashes each row.
                 hashed = f"HASH({', '.join(_quote_identifier(c) for c in plan.key_columns)}, TRUE)"
-                listed = f'SELECT DISTINCT {hashed} AS "__h" FROM {table} WHERE {plan.undecided}{sentinel}'
-                replaced = f'{hashed} IN (SELECT "__h" FROM {undecided})'
+                listed = f'SELECT DISTINCT {hashed} AS "__h" FROM {table} WHERE {plan.undecided}'
+                if fixed:
+                    # Never an empty list: DuckDB's mark join skips probing when its build side is empty
+                    # (every row still read, none probed: 15 against 26 ms of CPU on 6M rows), so "no group
+                    # was undecided" would show. A fixed extra hash keeps the probe; a group whose keys
+                    # happen to hash to it is rechecked exactly, which changes nothing.
+                    listed = f"{listed} UNION ALL SELECT CAST({SENTINEL} AS UBIGINT)"
             else:
                 listed = (
                     f'SELECT HASH("__t"."__v", TRUE) AS "__h" FROM {table}, (VALUES (TRUE), (FALSE)) AS "__t"("__v") '
-                    f"WHERE {plan.undecided}{sentinel}"
+                    f"WHERE {plan.undecided}"
                 )
-                replaced = f"EXISTS (SELECT 1 FROM {listed_only})"
             run(f"CREATE OR REPLACE TEMP TABLE {undecided} AS {listed}")
             # Not fixed (settings.sandbox_fixed_timing off): the recheck is skipped when no group needs
             # it, faster, and that one bit then shows in the time.
-            needed = fixed or bool(run(f"SELECT count(*) FROM {listed_only}").fetchall()[0][0])
+            needed = fixed or bool(run(f"SELECT count(*) FROM {undecided}").fetchall()[0][0])
             if needed:
-                run(f"CREATE OR REPLACE TEMP TABLE {recheck} AS {stage('exact', [], plan.restriction)}")
-                run(f"DELETE FROM {table} WHERE {replaced}")
-                # Without group keys stage 1 always yields one row, even over no rows: kept only when rechecked.
-                kept = undecided if plan.key_columns else listed_only
-                run(f"INSERT INTO {table} SELECT * FROM {recheck} WHERE EXISTS (SELECT 1 FROM {kept})")
+                # The recheck keeps only the group keys and the threshold columns of the exact stage 1 (a
+                # projection over its text): DuckDB then drops the aggregates nobody reads and stops
+                # reading the measures' columns, so the pass over every row reads the keys, the units
+                # and the filter columns only. The undecided groups' bounds are replaced by the exact
+                # counts; their aggregates are stage 1's already (the same rows, the same expressions).
+                thresholds = [f'"__lo{i}"' for i in range(len(plan.units))]
+                thresholds += [f'"__v{m}"' for m in range(len(plan.cells))]
+                keys = [_quote_identifier(c) for c in plan.key_columns]
+                run(
+                    f"CREATE OR REPLACE TEMP TABLE {recheck} AS SELECT {', '.join(keys + thresholds)} "
+                    f'FROM ({stage("exact", [], plan.restriction)}) AS "__r"'
+                )
+                # Matched on the keys as GROUP BY matches them; a group left unmatched keeps its bound,
+                # which did not reach k: it is suppressed (or its cell withheld), never shown in error.
+                matched = " AND ".join(f"{table}.{c} IS NOT DISTINCT FROM {recheck}.{c}" for c in keys)
+                # Without group keys (timing not fixed) stage 1 always yields one row, even over no rows:
+                # updated only when rechecked.
+                rechecked = matched or f"EXISTS (SELECT 1 FROM {undecided})"
+                run(
+                    f"UPDATE {table} SET {', '.join(f'{c} = {recheck}.{c}' for c in thresholds)} FROM {recheck} "
+                    f"WHERE {rechecked}"
+                )
                 used.append("exact")
         decided = run(plan.decide_sql).fetchone()
         groups, not_passing, _ = (int(v or 0) for v in (decided or (0, 0, 0)))
@@ -410,14 +478,14 @@ def execute_single(
 ) -> Execution:
     """Stage 1 (exact counts), the decision and stage 2 in ONE statement: no temp table, no transaction.
 
-    Chosen for small products (sandbox.service.SINGLE_STATEMENT_ROWS, from the row counts stored when
-    the version was built), where one scan with count(DISTINCT unit) is cheaper than the staged bounds
-    and their bookkeeping. The exact count decides every group at once, so nothing is rechecked. The
-    statement is the confirmed stage 1 and stage 2 texts joined by sandbox-written glue: `__groups` is
-    a CTE over stage 1 that adds the number of groups that fail (`__s`) and of all groups (`__n`) as
-    window counts, which stage 2 carries as its last two columns (stripped here; audit log only). When
-    the answer has no row, those counts come from a second statement; the buyer sees that the answer
-    is empty anyway, so the extra statement's time says nothing new.
+    Chosen for small products whose groups are expected to be small (sandbox.service.strategy, from the query
+    text and the version's public statistics), where one scan with count(DISTINCT unit) is cheaper than the
+    staged bounds and their bookkeeping. The exact count decides every group at once, so nothing is rechecked.
+    The statement is the confirmed stage 1 and stage 2 texts joined by sandbox-written glue: `__groups` is a CTE
+    over stage 1 that adds the number of groups that fail (`__s`) and of all groups (`__n`) as window counts,
+    which stage 2 carries as its last two columns (stripped here; audit log only). When the answer has no row,
+    those counts come from a second statement; the buyer sees that the answer is empty anyway, so the extra
+    statement's time says nothing new.
     """
     started = time.process_time()
     refused = _refusal(connection, plan, stats)
@@ -452,19 +520,103 @@ def execute_single(
     )
 
 
+def execute_folded(
+    connection: duckdb.DuckDBPyConnection, plan: Plan, max_rows: int, stats: Statistics | None = None
+) -> Execution:
+    """The staged method's statements folded into ONE statement: no temp table, no transaction.
+
+    Chosen for small products whose groups are expected to be large (sandbox.service.strategy), where
+    the cheap bound passes most groups and the exact count over every row (execute_single) would cost
+    more than a second scan. The CTEs are execute_plan's statements, in the same order and always all
+    of them: stage 1 with the cheapest bound (`__first`, materialised), the hashes of the groups it did
+    not pass (`__undecided`, possibly none), the exact recheck over exactly the rows whose keys and
+    filter value hash into that list (rows that pass the filter in undecided groups; the same
+    uncorrelated IN, a mark join that reads every row, empty list or not),
+    the groups kept from the bound plus the rechecked ones (in place of DELETE and INSERT), then the
+    masking, the counts and stage 2 as in execute_single. Only the exact count fails a group.
+    """
+    started = time.process_time()
+    refused = _refusal(connection, plan, stats)
+    if refused is not None:
+        cpu_ms = int((time.process_time() - started) * 1000)
+        return Execution([], 0, 0, [], too_many_rows=False, cpu_ms=cpu_ms, statements=[], refused=refused)
+    method, bounds = _methods(plan, stats)[0]
+    # Without group keys the one group's recheck would run its filter over every row or none as the bound
+    # passed it or not (one bit in the time, docs/sandbox.md): such a query counts exactly, at once.
+    if method == "exact" or not plan.key_columns:
+        return execute_single(connection, plan, max_rows, stats)
+    whole = whole_cells(plan, stats)
+
+    def stage(name: str, max_rows_per_unit: list[int], restriction: str) -> str:
+        columns = threshold_sql(plan.units, name, max_rows_per_unit, plan.cells, whole)
+        return plan.template.replace(PLACEHOLDER, columns).replace(RESTRICT, restriction)
+
+    first = _quote_identifier("__first")
+    undecided = _quote_identifier(UNDECIDED_TABLE)
+    # With TRUE for the filter's value, as rewrite.build_plan's restriction hashes each row.
+    hashed = f"HASH({', '.join(_quote_identifier(c) for c in plan.key_columns)}, TRUE)"
+    # Never an empty list (as in execute_plan): SENTINEL keeps the recheck's mark join hashing and probing
+    # every row whether or not some group is undecided; a group whose keys hash to it is merely rechecked.
+    listed = (
+        f'SELECT DISTINCT {hashed} AS "__h" FROM {first} WHERE {plan.undecided} '
+        f"UNION ALL SELECT CAST({SENTINEL} AS UBIGINT)"
+    )
+    kept = f'{hashed} NOT IN (SELECT "__h" FROM {undecided})'
+    recheck = stage("exact", [], plan.restriction)
+    ctes = (
+        f"WITH {first} AS MATERIALIZED ({stage(method, bounds, 'TRUE')}), "
+        f"{undecided} AS MATERIALIZED ({listed}), "
+        f'"__all" AS (SELECT * FROM {first} WHERE {kept} UNION ALL {recheck}), '
+    )
+    ran = [
+        ctes + f'"__groups" AS (SELECT {plan.masked_columns_sql}, '
+        f'SUM(CAST(NOT ({plan.passes_sql}) AS BIGINT)) OVER () AS "__s", COUNT(*) OVER () AS "__n" FROM "__all") '
+        + plan.counted_output_sql
+    ]
+    fetched = connection.execute(ran[0]).fetchmany(max_rows + 1)
+    if fetched:
+        suppressed, groups = int(fetched[0][-2] or 0), int(fetched[0][-1] or 0)
+        rows = [row[:-2] for row in fetched]
+    else:
+        ran.append(ctes + f'"__groups" AS (SELECT * FROM "__all") {plan.decide_sql}')
+        decided = connection.execute(ran[1]).fetchone()
+        groups, suppressed = (int(v or 0) for v in (decided or (0, 0, 0))[:2])
+        rows = []
+    return Execution(
+        rows=rows[:max_rows],
+        groups=groups,
+        suppressed_groups=suppressed,
+        methods=[method, "exact"],
+        too_many_rows=len(rows) > max_rows,
+        cpu_ms=int((time.process_time() - started) * 1000),
+        statements=ran,
+    )
+
+
 def _refusal(connection: duckdb.DuckDBPyConnection, plan: Plan, stats: Statistics | None) -> Refusal | None:
     """Before anything touches rows: compute the query's constants, then type stage 1 (sandbox.binding).
 
     Both depend on the query text and the tables' types only, never on the rows, so a refusal here
-    says nothing about the data.
+    says nothing about the data; and so the worker decides each statement once per product version
+    (Statistics.refusal) and remembers the verdict.
     """
+    statement = plan.template.replace(PLACEHOLDER, threshold_sql(plan.units, "exact", (), plan.cells))
+    statement = statement.replace(RESTRICT, "TRUE")
+    if stats is None:
+        return _decide_refusal(connection, plan, statement, None)
+    return stats.refusal(
+        f"{plan.constants_sql or ''}\0{statement}", lambda: _decide_refusal(connection, plan, statement, stats)
+    )
+
+
+def _decide_refusal(
+    connection: duckdb.DuckDBPyConnection, plan: Plan, statement: str, stats: Statistics | None
+) -> Refusal | None:
     if plan.constants_sql:
         try:
             connection.execute(plan.constants_sql).fetchall()
         except duckdb.Error as error:
             return ("constant_error", {"detail": str(error).splitlines()[0][:200]})
-    statement = plan.template.replace(PLACEHOLDER, threshold_sql(plan.units, "exact", (), plan.cells))
-    statement = statement.replace(RESTRICT, "TRUE")
     if stats is not None:
         return binding.check(stats.shadow(plan.tables), statement)
     copy = binding.shadow(connection, plan.tables)

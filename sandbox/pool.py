@@ -35,6 +35,7 @@ from sandbox.engine import (
     Execution,
     TableStatistics,
     deadline,
+    execute_folded,
     execute_plan,
     execute_single,
     open_locked,
@@ -61,6 +62,11 @@ class Job:
     """This query's time and CPU budget (sandbox.service.budget_seconds); None: the pool's timeout."""
     single: bool = False
     """Run as one statement (engine.execute_single) rather than staged (sandbox.service decides)."""
+    folded: bool = False
+    """Run the staged method folded into one statement (engine.execute_folded); `single` wins."""
+    statistics_free: bool = False
+    """Every table's file holds no value statistics (products.footer), as recorded when the version was
+    built: the worker opens its connection with fewer optimizers off (engine.disabled_optimizers)."""
     seeds: tuple[tuple[tuple[str, ...], Any], ...] = ()
     """Statistics computed when the version was built (sandbox.service._seeds): keys of the worker's
     statistics cache after the version, and their values."""
@@ -181,7 +187,7 @@ def _run_job(
     try:
         db = warm.get(job.tables)
         if db is None:
-            db = open_locked({name: Path(path) for name, path in job.tables}, limits)
+            db = open_locked({name: Path(path) for name, path in job.tables}, limits, job.statistics_free)
             warm[job.tables] = db
             while len(warm) > WARM_CONNECTIONS:
                 _, old = warm.popitem(last=False)
@@ -200,6 +206,8 @@ def _run_job(
                     return ("ok", dp.execute(db, job.plan, statistics))
                 if job.single:
                     return ("ok", execute_single(db, job.plan, job.max_rows, statistics))
+                if job.folded:
+                    return ("ok", execute_folded(db, job.plan, job.max_rows, statistics))
                 return ("ok", execute_plan(db, job.plan, job.max_rows, statistics, fixed=limits.fixed_timing))
             except duckdb.Error as error:
                 if stopped.is_set():

@@ -72,6 +72,17 @@ class Plan:
     """Staged path: `UPDATE "__groups"` setting every aggregate whose cell threshold is under k to NULL."""
     masked_columns_sql: str = "*"
     """Single statement: `* REPLACE (...)`, the same masking as a projection over stage 1."""
+    min_group_size: int = 0
+    """The policy's k."""
+    key_reads: tuple[tuple[tuple[str, str], ...], ...] = ()
+    """Per group key, the (table, column) pairs it reads: a key has at most as many values as the
+    product of its columns' (sandbox.service.single_statement's estimate of the number of groups)."""
+    key_periods: tuple[str | None, ...] = ()
+    """Per group key: the calendar part it takes of a date (`year(d)`: "year", `month(d)`: "month-of-year",
+    `date_trunc('month', d)`: "month"), which bounds its values more tightly than d's; else None."""
+    filters: tuple[tuple[tuple[str, str] | None, int], ...] = ()
+    """Per top-level conjunct of WHERE: ((table, column), n) for `column = literal` (n = 1) or
+    `column IN (n literals)`, else (None, 0): the query text's selectivity, for the same estimate."""
 
 
 def _q(name: str) -> exp.Identifier:
@@ -252,11 +263,76 @@ class _PostAggregate:
         return node
 
 
+def _column_of(node: exp.Expr, tables: dict[str, str]) -> tuple[str, str] | None:
+    return (tables[node.table], node.name) if isinstance(node, exp.Column) and node.table in tables else None
+
+
+KeyReads = tuple[tuple[tuple[str, str], ...], ...]
+Filters = tuple[tuple[tuple[str, str] | None, int], ...]
+_PARTS: dict[type[exp.Expr], str] = {
+    exp.Year: "year",
+    exp.Quarter: "quarter-of-year",
+    exp.Month: "month-of-year",
+    exp.Day: "day-of-month",
+    exp.DayOfWeek: "day-of-week",
+}
+_EXTRACTED = {"YEAR": "year", "QUARTER": "quarter-of-year", "MONTH": "month-of-year", "DAY": "day-of-month"}
+_TRUNCATED = {"YEAR": "year", "QUARTER": "quarter", "MONTH": "month", "WEEK": "week", "DAY": "day"}
+
+
+def _period(key: exp.Expr) -> str | None:
+    """The calendar part a group key takes of one date column (Plan.key_periods), or None."""
+    if type(key) in _PARTS and isinstance(key.this, exp.Column):
+        return _PARTS[type(key)]
+    unit = key.args.get("unit")
+    if isinstance(key, exp.TimestampTrunc | exp.DateTrunc) and isinstance(unit, exp.Var):
+        return _TRUNCATED.get(unit.name.upper())
+    if isinstance(key, exp.Extract) and isinstance(key.this, exp.Var):
+        return _EXTRACTED.get(key.this.name.upper())
+    return None
+
+
+def _shape(checked: CheckedQuery) -> tuple[KeyReads, tuple[str | None, ...], Filters]:
+    """What the cost estimate reads from the query text (Plan.key_reads, key_periods, filters)."""
+    tables = {ref.alias: ref.table for ref in checked.refs}
+    key_reads = tuple(
+        tuple(sorted({found for c in key.find_all(exp.Column) if (found := _column_of(c, tables))}))
+        for key in checked.group_keys
+    )
+    periods = tuple(
+        _period(key) if len(reads) == 1 else None for key, reads in zip(checked.group_keys, key_reads, strict=True)
+    )
+    filters: list[tuple[tuple[str, str] | None, int]] = []
+    where = checked.select.args.get("where")
+    stack = [where.this] if where is not None else []
+    while stack:
+        node = stack.pop()
+        if isinstance(node, exp.And):
+            stack.extend((node.this, node.expression))
+        elif isinstance(node, exp.Paren):
+            stack.append(node.this)
+        elif isinstance(node, exp.EQ) and isinstance(node.expression, exp.Literal) and _column_of(node.this, tables):
+            filters.append((_column_of(node.this, tables), 1))
+        elif isinstance(node, exp.EQ) and isinstance(node.this, exp.Literal) and _column_of(node.expression, tables):
+            filters.append((_column_of(node.expression, tables), 1))
+        elif (
+            isinstance(node, exp.In)
+            and _column_of(node.this, tables)
+            and node.expressions
+            and all(isinstance(e, exp.Literal) for e in node.expressions)
+        ):
+            filters.append((_column_of(node.this, tables), len(node.expressions)))
+        else:
+            filters.append((None, 0))
+    return key_reads, periods, tuple(filters)
+
+
 def build_plan(checked: CheckedQuery, policy: ProtectionPolicy, sizes: Mapping[str, int] | None = None) -> Plan:
     """The statements for `checked`: stage 1 (fast and exact variants), the decision query and stage 2.
 
     `sizes` (the version's row counts, public) chooses which table of an inner join is read whole
     (whole_sides); without them, the first written."""
+    key_reads, key_periods, filters = _shape(checked)
     post = _PostAggregate(checked)
     outputs = post.rewrite_items()
     select = checked.select
@@ -378,6 +454,10 @@ def build_plan(checked: CheckedQuery, policy: ProtectionPolicy, sizes: Mapping[s
         cells=cells,
         mask_sql=_mask_sql(k, cells),
         masked_columns_sql=_masked_columns_sql(k, cells),
+        min_group_size=k,
+        key_reads=key_reads,
+        key_periods=key_periods,
+        filters=filters,
     )
 
 

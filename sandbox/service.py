@@ -156,7 +156,134 @@ SECONDS_PER_MILLION_ROWS = 1.0
 
 SINGLE_STATEMENT_ROWS = 2_000_000
 """Products whose tables (as the query names them) hold at most this many rows, by the row counts stored
-when the version was built, run as one exact statement (engine.execute_single); larger ones staged."""
+when the version was built, run as one statement (exact or folded, `strategy`); larger ones staged."""
+
+
+STAGED_MARGIN = 2.5
+"""Folded when the row bound a group is expected to reach is at least this many times k. On the demo
+(k = 10), `GROUP BY month` (27) ran cheaper folded and `GROUP BY carrier` (20, skewed: some carriers
+have a few dozen flights, which the recheck then counts) cheaper as the exact statement."""
+FOLDED_MIN_SHARE = 1 / 4
+"""Folded only when the WHERE is expected to keep at least this share of the rows: the fold scans the
+table twice (its recheck reads every row), which costs more than the exact count over few rows."""
+OTHER_FILTER_SELECTIVITY = 1 / 3
+"""The share of rows a WHERE conjunct other than `column = literal` or `column IN (...)` is taken to keep."""
+
+
+def _bracket(value: int) -> int:
+    """`value` rounded up to a power of two (as sandbox.engine brackets the row bound M)."""
+    return 0 if value <= 0 else 1 << (value - 1).bit_length()
+
+
+_CALENDAR = {"month-of-year": 12, "quarter-of-year": 4, "day-of-month": 31, "day-of-week": 7}
+
+
+def _calendar_values(period: str, bounds: list[str] | None) -> int | None:
+    """How many values a calendar part of a date column takes (Plan.key_periods) over the column's
+    published range, or None when the range does not say."""
+    if period in _CALENDAR:
+        return _CALENDAR[period]
+    try:
+        low, high = (date.fromisoformat(str(b)[:10]) for b in bounds or ())
+    except ValueError:
+        return None
+    months = (high.year - low.year) * 12 + high.month - low.month
+    spans = {
+        "year": high.year - low.year + 1,
+        "quarter": months // 3 + 2,
+        "month": months + 1,
+        "week": (high - low).days // 7 + 2,
+        "day": (high - low).days + 1,
+    }
+    return spans.get(period)
+
+
+def estimate(plan: Plan, tables: Mapping[str, TableFile]) -> tuple[float, float] | None:
+    """(the row bound one group of `plan` is expected to reach, the share of rows its WHERE is expected
+    to keep). The bound: the expected rows whose unit is not NULL (the version's, times that share,
+    over the estimated groups) divided by M, the most rows one unit has (sandbox.engine._methods,
+    "rows"). None when the version's statistics do not say (versions built before them, joins, a key
+    the summary gives no distinct count for).
+
+    Read only from public data: the query text (its group keys and the equalities of its WHERE), the
+    version's row counts, the row bound M (bracketed, as the threshold uses it) and the distinct
+    counts buyers see in the version's quality summary (values at least k units hold). Never from the
+    rows a filter selects.
+    """
+    if len(plan.units) != 1 or plan.min_group_size <= 0:
+        return None
+    unit = plan.units[0]
+    table = tables.get(unit.table)
+    if table is None:
+        return None
+    most_nulls = table.statistics.get("units", {}).get(unit.column)
+    distinct: Mapping[str, int] = table.statistics.get("distinct", {})
+    if not most_nulls or not distinct:
+        return None
+    most, nulls = (int(v) for v in most_nulls)
+    ranges: Mapping[str, list[str]] = table.statistics.get("range", {})
+    groups = 1.0
+    plain: set[str] = set()
+    periods = plan.key_periods or (None,) * len(plan.key_reads)
+    for reads, period in zip(plan.key_reads, periods, strict=True):
+        columns = {column for _, column in reads}
+        if period is not None and len(columns) == 1:
+            (column,) = columns
+            span = _calendar_values(period, ranges.get(column))
+            if span is not None:
+                groups *= max(1, min(span, int(distinct.get(column, span))))
+                continue
+        plain |= columns
+    for column in sorted(plain):
+        if column not in distinct:
+            return None
+        if int(distinct[column]) <= 0:
+            return 0.0, 1.0  # no value of the key is held by k units: every group is small
+        groups *= int(distinct[column])
+    values: dict[str, int] = {}
+    others = 0
+    for read, count in plan.filters:
+        if read is None or read[1] not in distinct:
+            others += 1
+        else:
+            values[read[1]] = min(count, values.get(read[1], count))
+    kept = OTHER_FILTER_SELECTIVITY**others
+    for column, count in values.items():
+        kept *= min(1.0, count / max(1, int(distinct[column])))
+        # A key on a column the filter pins to n values has at most n values.
+        if any(r == ((unit.table, column),) and p is None for r, p in zip(plan.key_reads, periods, strict=True)):
+            groups = groups / max(1, int(distinct[column])) * min(count, max(1, int(distinct[column])))
+    return max(0, table.row_count - nulls) * kept / max(1.0, groups) / max(1, _bracket(most)), kept
+
+
+def strategy(plan: Plan, tables: Mapping[str, TableFile]) -> str:
+    """How `plan` runs: "single" (engine.execute_single), "folded" (engine.execute_folded) or "staged"
+    (engine.execute_plan).
+
+    By cost (docs/sandbox.md, "Choosing the strategy by cost"), from public data only: products larger
+    than SINGLE_STATEMENT_ROWS run staged. Smaller ones run as one statement: the staged method folded
+    into it when the groups are expected to be large (the row bound then passes them, and the exact
+    count runs on few rows), the exact count over every row when they are expected to be small (it
+    decides most of them anyway, and the bound would cost a second scan for nothing), or when the
+    version's statistics do not say (versions built before them, joins).
+    """
+    if not plan.fast_threshold:
+        return "staged"
+    rows_scanned, _ = measure_scan(plan, tables)
+    if rows_scanned > SINGLE_STATEMENT_ROWS:
+        return "staged"
+    estimated = estimate(plan, tables)
+    if estimated is None:
+        return "single"
+    bound, kept = estimated
+    if bound < STAGED_MARGIN * plan.min_group_size or kept < FOLDED_MIN_SHARE:
+        return "single"
+    return "folded"
+
+
+def single_statement(plan: Plan, tables: Mapping[str, TableFile]) -> bool:
+    """Whether `plan` runs as the one exact statement (engine.execute_single)."""
+    return strategy(plan, tables) == "single"
 
 
 def budget_seconds(rows_scanned: int, limits: EngineLimits) -> float:
@@ -217,6 +344,12 @@ def _seeds(tables: Mapping[str, TableFile]) -> tuple[tuple[tuple[str, ...], Any]
     return tuple(seeds)
 
 
+def statistics_free(tables: Mapping[str, TableFile]) -> bool:
+    """Whether every table's file was recorded statistics-free when the version was built
+    (products.storage.table_statistics); versions built before record nothing: False."""
+    return bool(tables) and all(table.statistics.get("statistics_free") is True for table in tables.values())
+
+
 def _result_key(plan: Plan, files: tuple[tuple[str, str], ...], max_rows: int) -> tuple[Any, ...]:
     """The version's files, the mode and the exact statements that would run (docs/sandbox.md)."""
     return ("threshold", files, plan.template, plan.decide_sql, plan.output_sql, plan.fast_threshold, max_rows)
@@ -265,12 +398,15 @@ def _execute(
     cancelled: Callable[[], bool] | None = None,
 ) -> QueryResult:
     rows_scanned, bytes_scanned = measure_scan(plan, tables)
+    chosen = strategy(plan, tables)
     job = Job(
         tables=files,
         plan=plan,
         max_rows=max_rows,
         seconds=budget_seconds(rows_scanned, limits),
-        single=plan.fast_threshold and rows_scanned <= SINGLE_STATEMENT_ROWS,
+        single=chosen == "single",
+        folded=chosen == "folded",
+        statistics_free=statistics_free(tables),
         seeds=_seeds(tables),
     )
     execution = (pool or shared_pool(limits)).run(job, cancelled)

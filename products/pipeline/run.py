@@ -146,10 +146,7 @@ def process_table(
             )
             outputs = ", ".join(f"{transformed(c, f'v{i}', pads)} AS {q(n)}" for i, (n, c) in enumerate(columns))
             say("desensitising", name, rows_done=0, rows_total=rows_in - rejected - quarantined)
-            connection.execute(
-                f"COPY (SELECT {outputs} FROM ({inner})) TO {lit(str(partial))} "
-                "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)"
-            )
+            storage.write_product_parquet(connection, f"SELECT {outputs} FROM ({inner})", partial)
             os.replace(partial, destination)
             quarantine_file = None
             if quarantined:

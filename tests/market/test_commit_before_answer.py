@@ -86,21 +86,26 @@ def test_a_query_whose_usage_record_fails_to_commit_sends_no_rows(market: Market
     with market.database.transaction() as session:
         before = session.scalar(select(func.count()).select_from(UsageRecord))
 
-    def mark(session: Session, *_: Any) -> None:
-        if any(isinstance(o, UsageRecord) for o in session.new):
-            session.info["meters"] = True
+    # The usage record is written by a Core INSERT (metering.attempts.append), not an ORM flush: seen on
+    # the engine, failed at the commit of the session that wrote it.
+    metering: list[bool] = []
+
+    def mark(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if "INSERT INTO usage_records" in statement:
+            metering.append(True)
 
     def fail(session: Session) -> None:
-        if session.info.pop("meters", False):
+        if metering:
+            metering.clear()
             raise OperationalError("COMMIT", {}, Exception("database is locked"))
 
-    event.listen(market.database.sessions, "before_flush", mark)
+    event.listen(market.database.engine, "before_cursor_execute", mark)
     event.listen(market.database.sessions, "before_commit", fail)
     try:
         response = query(market, buyer, listed.slug, sql)
     finally:
         event.remove(market.database.sessions, "before_commit", fail)
-        event.remove(market.database.sessions, "before_flush", mark)
+        event.remove(market.database.engine, "before_cursor_execute", mark)
     assert response.status_code == 503, response.text
     assert "rows" not in response.json() and response.json()["error"]["code"] == "database_busy"
     with market.database.transaction() as session:

@@ -109,8 +109,8 @@ def test_every_released_cell_covers_k_units_with_known_arguments(
     expected = _oracle(rows)
     with tempfile.TemporaryDirectory() as directory:
         path = write_parquet(Path(directory) / "t.parquet", rows, TYPES)
-        for single in (True, False):
-            job = Job(tables=(("t", str(path.resolve())),), plan=plan, max_rows=100, single=single)
+        for single, folded in ((True, False), (False, True), (False, False)):
+            job = Job(tables=(("t", str(path.resolve())),), plan=plan, max_rows=100, single=single, folded=folded)
             got = [list(row) for row in workers.run(job).rows]
             assert len(got) == len(expected), (single, got, expected)
             for answer, oracle in zip(got, expected, strict=True):

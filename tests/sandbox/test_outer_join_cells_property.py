@@ -152,8 +152,8 @@ def test_cells_nulled_by_an_outer_join_need_k_units_of_every_table(
         t_path = write_parquet(Path(directory) / "t.parquet", ts, T_TYPES)
         s_path = write_parquet(Path(directory) / "s.parquet", ss, S_TYPES)
         tables = (("s", str(s_path.resolve())), ("t", str(t_path.resolve())))
-        for single in (True, False):
-            job = Job(tables=tables, plan=plan, max_rows=100, single=single)
+        for single, folded in ((True, False), (False, True), (False, False)):
+            job = Job(tables=tables, plan=plan, max_rows=100, single=single, folded=folded)
             got = sorted(([*row] for row in workers.run(job).rows), key=repr)
             assert len(got) == len(expected), (single, full, got, expected)
             for answer, oracle in zip(got, expected, strict=True):

@@ -103,14 +103,16 @@ def _expected(q: dict[str, Any]) -> tuple[list[list[Any]], int]:
     return passing, suppressed
 
 
-@pytest.fixture(params=["single statement", "staged"])
+@pytest.fixture(params=["single statement", "staged", "folded"])
 def strategy(request, monkeypatch) -> str:
-    """Both threshold strategies (sandbox.service chooses by the products' row counts), no result cache."""
+    """Every threshold strategy (sandbox.service.strategy chooses by cost), no result cache."""
     from sandbox import cache
     from sandbox import service as sandbox_service
 
     if request.param == "staged":
         monkeypatch.setattr(sandbox_service, "SINGLE_STATEMENT_ROWS", -1)
+    if request.param == "folded":
+        monkeypatch.setattr(sandbox_service, "strategy", lambda plan, tables: "folded")
     monkeypatch.setattr(cache, "results", cache.BoundedCache(0, 0))
     return str(request.param)
 
@@ -218,7 +220,10 @@ def test_cheap_bounds_pass_clear_groups_and_the_exact_recheck_always_runs(pool, 
     # Outer and cross joins can repeat a unit's rows without bound: they start with buckets.
     sql = "SELECT p.region, count(*) FROM people p LEFT JOIN shops s ON p.region = s.region GROUP BY 1"
     assert _methods(pool, tables, sql, joined) == ["buckets", "exact"]
-    assert _methods(pool, tables, "SELECT count(*) FROM people CROSS JOIN shops", joined) == ["buckets", "exact"]
+    sql = "SELECT p.region, count(*) FROM people p CROSS JOIN shops s GROUP BY 1"
+    assert _methods(pool, tables, sql, joined) == ["buckets", "exact"]
+    # Without group keys stage 1 counts exactly at once (branch sbx-files): nothing to recheck.
+    assert _methods(pool, tables, "SELECT count(*) FROM people CROSS JOIN shops", joined) == ["exact"]
 
 
 def test_the_statements_that_run_do_not_say_whether_a_filter_matches_a_row(pool, tables, policy) -> None:
@@ -239,7 +244,8 @@ def test_the_work_done_does_not_depend_on_how_small_a_suppressed_group_is(pool, 
     # one pass and the second would not, telling the buyer whether the group has k rows.
     few_rows = _methods(pool, tables, "SELECT count(*) FROM people WHERE category = 'tiny' AND month = 1", policy)
     more_rows = _methods(pool, tables, "SELECT count(*) FROM people WHERE category = 'tiny'", policy)
-    assert few_rows == more_rows == ["rows", "exact"]
+    # (Without group keys stage 1 counts exactly at once, in one pass, whatever the data: branch sbx-files.)
+    assert few_rows == more_rows == ["exact"]
 
 
 def test_with_fixed_timing_off_the_recheck_runs_only_when_needed(tables, policy) -> None:
