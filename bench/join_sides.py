@@ -39,7 +39,8 @@ PAIR = (
 """Without GROUP BY, so the threshold's recheck runs over the same rows either way (its one group is
 undecided in both: one customer, or none): what differs between A and B is the join alone. Grouped by
 a column of lineitem, A's few lines make their groups undecided and the recheck then works over those
-groups' rows, B's over none: the threshold's channel (docs/sandbox.md, "Residual"), not the join's."""
+groups' rows, B's over none: the threshold's channel, not the join's (docs/sandbox.md, "The recheck's
+rows": closed by branch sbx-recheck)."""
 PRESENT, ABSENT = 7, 8
 
 

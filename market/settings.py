@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     """Start the sandbox workers with the server, so that the first queries do not wait for a spawn."""
     sandbox_fixed_timing: bool = True
     """No work skipped by what hidden rows hold (docs/sandbox.md, "Timing"): the staged threshold's
-    recheck always runs and no scan is pruned by statistics. Off trades that for speed (TPC-H ~1.45x)."""
+    recheck always runs and no scan is pruned by statistics. Off trades that for speed (docs/benchmarks.md)."""
     sandbox_result_cache_entries: int = Field(default=1024, ge=0)
     """Answers each API process keeps for identical queries on the same version (0: no result cache)."""
     sandbox_result_cache_bytes: int = Field(default=64 * 1024 * 1024, ge=0)

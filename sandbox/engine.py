@@ -51,7 +51,7 @@ whether (and where) a hidden value occurs (bench/timing_oracle.py measures it)."
 
 SENTINEL = 6848952353113540609
 """A hash value always in the recheck's list of undecided groups (execute_plan), so that list is never
-empty; not the hash of TRUE or FALSE (the list of a query without group keys; tested)."""
+empty; not HASH(TRUE, TRUE) nor HASH(FALSE, TRUE) (the list of a query without group keys; tested)."""
 
 
 STATISTICS_FREE_DISABLED_OPTIMIZERS = "filter_pushdown,join_filter_pushdown"
@@ -366,13 +366,13 @@ def execute_plan(
 
     The statements that run are the same whatever the data hold (docs/sandbox.md, "Timing"): stage 1
     with the cheapest threshold method that applies, then ALWAYS the recheck: the groups that bound did
-    not pass (possibly none) are listed by the hash of their keys (with a sentinel, so the list is never
-    empty), stage 1 runs again with
-    count(DISTINCT unit) over exactly the rows whose keys hash into that list (an uncorrelated IN, a
-    mark join that reads and probes every row), keeping only the keys and the threshold columns, and
-    those groups' bounds are replaced by the exact counts. Without group keys (one group) stage 1
-    counts exactly at once and nothing is rechecked. Only the exact count fails a group or withholds a
-    cell. What varies with the data is the exact count's work on the rows of rechecked groups:
+    not pass (possibly none) are listed by the hash of their keys and TRUE (with a sentinel, so the list
+    is never empty), stage 1 runs again with count(DISTINCT unit) over exactly the rows whose keys and
+    filter value hash into that list (an uncorrelated IN, a mark join that reads and probes every row),
+    keeping only the keys and the threshold columns, and those groups' bounds are replaced by the exact
+    counts. Without group keys (one group) stage 1 counts exactly at once and nothing is rechecked. Only
+    the exact count fails a group or withholds a cell. What varies with the data is the exact count's
+    work on the rows that pass the buyer's filter AND lie in rechecked groups (rewrite.build_plan):
     proportional to those rows, never a pass more or less.
     """
     started = time.process_time()
@@ -408,7 +408,8 @@ def execute_plan(
         used.append(first[0])
         if first[0] != "exact":
             if plan.key_columns:
-                hashed = f"HASH({', '.join(_quote_identifier(c) for c in plan.key_columns)})"
+                # With TRUE for the filter's value, as rewrite.build_plan's restriction hashes each row.
+                hashed = f"HASH({', '.join(_quote_identifier(c) for c in plan.key_columns)}, TRUE)"
                 listed = f'SELECT DISTINCT {hashed} AS "__h" FROM {table} WHERE {plan.undecided}'
                 if fixed:
                     # Never an empty list: DuckDB's mark join skips probing when its build side is empty
@@ -418,7 +419,7 @@ def execute_plan(
                     listed = f"{listed} UNION ALL SELECT CAST({SENTINEL} AS UBIGINT)"
             else:
                 listed = (
-                    f'SELECT HASH("__t"."__v") AS "__h" FROM {table}, (VALUES (TRUE), (FALSE)) AS "__t"("__v") '
+                    f'SELECT HASH("__t"."__v", TRUE) AS "__h" FROM {table}, (VALUES (TRUE), (FALSE)) AS "__t"("__v") '
                     f"WHERE {plan.undecided}"
                 )
             run(f"CREATE OR REPLACE TEMP TABLE {undecided} AS {listed}")
@@ -528,8 +529,9 @@ def execute_folded(
     the cheap bound passes most groups and the exact count over every row (execute_single) would cost
     more than a second scan. The CTEs are execute_plan's statements, in the same order and always all
     of them: stage 1 with the cheapest bound (`__first`, materialised), the hashes of the groups it did
-    not pass (`__undecided`, possibly none), the exact recheck over exactly the rows whose keys hash
-    into that list (the same uncorrelated IN, a mark join that reads every row, empty list or not),
+    not pass (`__undecided`, possibly none), the exact recheck over exactly the rows whose keys and
+    filter value hash into that list (rows that pass the filter in undecided groups; the same
+    uncorrelated IN, a mark join that reads every row, empty list or not),
     the groups kept from the bound plus the rechecked ones (in place of DELETE and INSERT), then the
     masking, the counts and stage 2 as in execute_single. Only the exact count fails a group.
     """
@@ -551,7 +553,8 @@ def execute_folded(
 
     first = _quote_identifier("__first")
     undecided = _quote_identifier(UNDECIDED_TABLE)
-    hashed = f"HASH({', '.join(_quote_identifier(c) for c in plan.key_columns)})"
+    # With TRUE for the filter's value, as rewrite.build_plan's restriction hashes each row.
+    hashed = f"HASH({', '.join(_quote_identifier(c) for c in plan.key_columns)}, TRUE)"
     # Never an empty list (as in execute_plan): SENTINEL keeps the recheck's mark join hashing and probing
     # every row whether or not some group is undecided; a group whose keys hash to it is merely rechecked.
     listed = (

@@ -41,8 +41,10 @@ class Plan:
     template: str
     """Stage 1 with placeholders for the threshold columns (PLACEHOLDER) and a row restriction (RESTRICT)."""
     restriction: str
-    """Restricts the recheck to the rows whose group keys hash into UNDECIDED_TABLE's `__h` (an
-    uncorrelated IN: a mark join that reads every row; the list is never empty, engine.SENTINEL)."""
+    """Restricts the recheck to the rows whose group keys and filter value (HASH(keys, (filter))) hash into
+    UNDECIDED_TABLE's `__h`, which holds HASH(keys, TRUE) of undecided groups: rows that pass the filter
+    and lie in an undecided group (an uncorrelated IN: a mark join that reads every row; the list is never
+    empty, engine.SENTINEL)."""
     key_columns: list[str]
     join_keys: tuple[tuple[str, str], tuple[str, str]] | None
     """For two tables under one inner equi-join: ((alias, column), (alias, column))."""
@@ -379,13 +381,14 @@ def build_plan(checked: CheckedQuery, policy: ProtectionPolicy, sizes: Mapping[s
         stage.set("joins", select.args.get("joins") or None)
         where = select.args.get("where")
         # The checked tree is consumed here: its WHERE moves into stage 1 as it is, without a copy.
-        condition = exp.and_(exp.Paren(this=where.this), restrict, copy=False) if where else restrict
+        filtered = exp.Paren(this=where.this) if where else None
     else:
         # Joins: no join input is ever empty because of what a filter selects (whole_sides).
         from_, rejoined, tested = whole
         stage.set("from_", from_)
         stage.set("joins", rejoined)
-        condition = exp.and_(exp.Paren(this=tested), restrict, copy=False) if tested is not None else restrict
+        filtered = exp.Paren(this=tested) if tested is not None else None
+    condition = exp.and_(filtered, restrict, copy=False) if filtered is not None else restrict
     stage.set("where", exp.Where(this=condition))
     if checked.group_keys:
         stage.set("group", exp.Group(expressions=[key.copy() for key in guarded_keys]))
@@ -397,15 +400,22 @@ def build_plan(checked: CheckedQuery, policy: ProtectionPolicy, sizes: Mapping[s
     # only there, so the buyer part DuckDB's parser confirms in the template is the same text in each.
     if template.count(PLACEHOLDER) != 1 or template.count(RESTRICT) != 1:
         raise QueryRefused("parser_mismatch", detail="the threshold columns could not be placed")
-    # The recheck's rows: those whose group keys hash into the list of undecided groups (an uncorrelated
-    # IN, planned as a mark join that reads every row; never an empty list). A group whose hash collides
-    # with an undecided one is recomputed too, exactly and over all its rows, and replaced like it.
+    # The recheck's rows: those whose group keys, with the buyer's filter's value, hash into the list of
+    # undecided groups (an uncorrelated IN, planned as a mark join that reads and hashes every row; never
+    # an empty list). The list holds HASH(keys, TRUE) (engine.execute_plan), so only rows that pass the
+    # filter AND lie in an undecided group match: without the filter in the hash, every row of an
+    # undecided group's keys matched, and the filter was then tested on them all (all the flights of a
+    # carrier, for `WHERE flight = 7 GROUP BY carrier`) and on none when no group was undecided, so the
+    # time told whether one hidden row existed (docs/sandbox.md, "The recheck's rows"). The filter
+    # stays in WHERE too: a row that fails it is never counted, even if its hash collides with a listed one.
+    # A group whose hash collides with an undecided one is recomputed too, exactly, and replaced like it.
+    passed = to_sql(filtered) if filtered is not None else "TRUE"
     if key_texts:
-        restriction = f'HASH({", ".join(key_texts)}) IN (SELECT "__h" FROM "{UNDECIDED_TABLE}")'
+        restriction = f'HASH({", ".join(key_texts)}, {passed}) IN (SELECT "__h" FROM "{UNDECIDED_TABLE}")'
     else:
-        # No group keys: one group. The list then holds the hashes of TRUE and FALSE when the group is
-        # undecided (engine.execute_plan), matched on a value every row has, never a constant.
-        restriction = f'HASH({units[0].sql} IS NULL) IN (SELECT "__h" FROM "{UNDECIDED_TABLE}")'
+        # No group keys: one group. The list then holds HASH(TRUE, TRUE) and HASH(FALSE, TRUE) when the
+        # group is undecided (engine.execute_plan), matched on a value every row has, never a constant.
+        restriction = f'HASH({units[0].sql} IS NULL, {passed}) IN (SELECT "__h" FROM "{UNDECIDED_TABLE}")'
     k = policy.min_group_size
     n = len(checked.refs)
     passes = _passes_condition(k, n)

@@ -342,7 +342,7 @@ def test_the_recheck_list_is_never_empty(grouped: bool, profiler: Profiler) -> N
     it, so whether any group was undecided showed in the time. The list always holds engine.SENTINEL."""
     from sandbox.engine import SENTINEL
 
-    assert SENTINEL not in profiler.connection.execute("SELECT hash(TRUE), hash(FALSE)").fetchone()
+    assert SENTINEL not in profiler.connection.execute("SELECT hash(TRUE, TRUE), hash(FALSE, TRUE)").fetchone()
     builds = []
     for value in (5, 9999):  # k = 5 is one unit's rows (its group is undecided); 9999 no row at all
         sql = f"SELECT {'b.d, ' if grouped else ''}count(*) FROM big b WHERE b.k = {value}"
