@@ -361,6 +361,11 @@ def _record(
     """The last transaction: quota, the stored answer (a concurrent twin's wins), the cost, the usage record."""
     agreement = attempt.agreement
     counter = repository.lock_month(session, agreement.id, attempts.month_of(attempt.now))
+    # Revoked while the query waited or ran: refused, its reservation given back (as metering.service).
+    revoked = attempts.agreement_refusal(session.get(Agreement, agreement.id) or agreement, attempt.now)
+    if revoked is not None:
+        settle(session, agreement, cost, spend=False)
+        return attempts.refuse(session, attempt, revoked)
     locked = attempts.lock_chain(session, attempt)
     if isinstance(locked, QueryOutcome):
         settle(session, agreement, cost, spend=False)

@@ -433,6 +433,9 @@ def run_metered_query(
     cancellations = query_cancellations(settings)
     token = Cancellations.token(actor.org_id, idempotency_key) if idempotency_key else None
     cancelled = cancellations.checker(token)
+    # Read before transaction 1 reads the agreement: a revocation committed on this machine after that
+    # read moves it (market.access_cache), and then transaction 3 reads the agreement again (_record).
+    generation = access_cache.generation(settings.run_dir)
     with admission.organisation(actor.org_id) as over_limit, cancellations.running(token):
         with database.transaction() as session:
             prepared = _prepare(
@@ -492,13 +495,19 @@ def run_metered_query(
             with database.transaction() as session:
                 begin_write(session)
                 return attempts.refuse(session, attempt, error)
+    changed = access_cache.generation(settings.run_dir) != generation
     with database.transaction() as session:
         begin_write(session)
-        return _record(session, attempt, result, quota_deferred=prepared.quota_deferred)
+        return _record(session, attempt, result, quota_deferred=prepared.quota_deferred, recheck=changed)
 
 
 def _record(
-    session: Session, attempt: attempts.Attempt, result: QueryResult, *, quota_deferred: bool = False
+    session: Session,
+    attempt: attempts.Attempt,
+    result: QueryResult,
+    *,
+    quota_deferred: bool = False,
+    recheck: bool = True,
 ) -> QueryOutcome:
     """Transaction 3: decide quota and cap under the counter's lock, rate, and write the usage record.
 
@@ -506,6 +515,14 @@ def _record(
     refused and recorded exactly as there (no result, nothing scanned)."""
     agreement = attempt.agreement
     counter = repository.lock_month(session, agreement.id, attempts.month_of(attempt.now))
+    # Revoked while the query waited or ran (the access cache stops only the queries that start after):
+    # read the agreement again, so that no answer leaves after its revocation was answered. Only when an
+    # access-relevant row changed on this machine since transaction 1 (`recheck`): otherwise nothing
+    # could have revoked it here, and the lean path keeps its statements (other machines: the cache's TTL).
+    if recheck:
+        revoked = attempts.agreement_refusal(session.get(Agreement, agreement.id) or agreement, attempt.now)
+        if revoked is not None:
+            return attempts.refuse(session, attempt, revoked)
     locked = attempts.lock_chain(session, attempt)
     if isinstance(locked, QueryOutcome):
         return locked

@@ -98,7 +98,8 @@ def add_version(
                     )
 
     # Builds of one product are serialised by a row lock (PostgreSQL); files are written to a private
-    # directory and renamed into place only when complete, so a stored version's files never change.
+    # directory and renamed into place only once the version's row is written (see below), so a stored
+    # version's files never change.
     repository.lock_product(session, product.id)
     number = repository.next_version_number(session, product.id)
     final_dir = settings.products_dir / product.id / f"v{number}"
@@ -144,10 +145,6 @@ def add_version(
         if progress:
             progress("saving")
         content_hash = storage.content_hash(paths)
-        if final_dir.exists():
-            # Left by a build whose transaction rolled back: no version row refers to it.
-            shutil.rmtree(final_dir)
-        os.rename(version_dir, final_dir)
     except BaseException:
         shutil.rmtree(version_dir, ignore_errors=True)
         raise
@@ -175,9 +172,22 @@ def add_version(
     )
     session.add(version)
     try:
-        session.flush()
-    except IntegrityError as error:
-        raise Conflict("version_in_progress", slug=slug) from error
+        try:
+            session.flush()
+        except IntegrityError as error:
+            raise Conflict("version_in_progress", slug=slug) from error
+        # The row is written first, the files moved into place after: from its insert to its end this
+        # transaction alone holds `number` (SQLite's write lock; on PostgreSQL the unique row, which a
+        # concurrent insert waits for and then fails on). So a directory already at final_dir belongs to
+        # no committed version: a build whose transaction rolled back after its rename left it. Before,
+        # the files were renamed first, and the build that lost the race for the number deleted the
+        # winner's committed files and put its own in their place (red team, session 5).
+        if final_dir.exists():
+            shutil.rmtree(final_dir)
+        os.rename(version_dir, final_dir)
+    except BaseException:
+        shutil.rmtree(version_dir, ignore_errors=True)
+        raise
     product.latest_version_id = version.id
     product.updated_at = utcnow()
     return version

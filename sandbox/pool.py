@@ -50,6 +50,8 @@ GRACE_SECONDS = 2.0
 """How long past the query timeout the API waits before it kills the worker."""
 CANCEL_POLL_SECONDS = 0.1
 """How often the API side looks for a cancel request while a worker runs the query."""
+ORPHAN_CHECK_SECONDS = 0.5
+"""How often a worker looks whether the API process that started it is still there (see _watch_parent)."""
 
 
 @dataclass(frozen=True)
@@ -123,8 +125,28 @@ def _set_cpu_budget(seconds: float, threads: int) -> None:
     resource.setrlimit(resource.RLIMIT_CPU, (budget, hard))
 
 
+def _watch_parent() -> None:  # pragma: no cover - a child
+    """Exit once the API process that started this worker is gone (`kill -9`, the OOM killer).
+
+    Its worker slot (sandbox/admission.py) died with it, so a restarted API may start a worker at once;
+    without this, a worker in the middle of a query would run on until the query's own budget, on top
+    of the workers the slots count. (Not PR_SET_PDEATHSIG: it follows the thread that started the
+    worker, and the API's request threads come and go.)
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(ORPHAN_CHECK_SECONDS)
+            if os.getppid() != parent:
+                os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def _worker_main(connection: Connection, limits: EngineLimits, cancel: Any) -> None:  # pragma: no cover - a child
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _watch_parent()
     # The worker needs no configuration or secrets (database URL, Stripe keys): drop them.
     for name in list(os.environ):
         if name not in _KEPT_ENVIRONMENT:

@@ -351,8 +351,32 @@ def statistics_free(tables: Mapping[str, TableFile]) -> bool:
 
 
 def _result_key(plan: Plan, files: tuple[tuple[str, str], ...], max_rows: int) -> tuple[Any, ...]:
-    """The version's files, the mode and the exact statements that would run (docs/sandbox.md)."""
-    return ("threshold", files, plan.template, plan.decide_sql, plan.output_sql, plan.fast_threshold, max_rows)
+    """The version's files, the mode and everything of the plan the worker reads (docs/sandbox.md).
+
+    Not only the three statements: the privacy units (which column stage 1 counts), the cells, the
+    pass condition and the single statement's texts are filled in by the worker, so two policies
+    that differ only there (say, the unit column) give the same three statements (red team, session 5).
+    """
+    return (
+        "threshold",
+        files,
+        plan.template,
+        plan.decide_sql,
+        plan.output_sql,
+        plan.fast_threshold,
+        max_rows,
+        tuple(plan.units),
+        tuple(plan.cells),
+        plan.passes_sql,
+        plan.counted_output_sql,
+        plan.masked_columns_sql,
+        plan.mask_sql,
+        plan.restriction,
+        plan.undecided,
+        plan.constants_sql,
+        plan.join_keys,
+        tuple(plan.key_columns),
+    )
 
 
 def result_key(plan: Plan, tables: Mapping[str, TableFile], max_rows: int) -> tuple[Any, ...]:
