@@ -15,7 +15,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from sandbox.engine import EngineLimits
+from sandbox.engine import DISABLED_OPTIMIZERS, EngineLimits
 from sandbox.policy import ProtectionPolicy
 from sandbox.pool import WorkerPool
 from sandbox.service import QueryResult, TableFile, run_query
@@ -136,3 +136,17 @@ def run_joined(tables: dict[str, TableFile], two_table_policy: ProtectionPolicy,
         return run_query(sql, two_table_policy, tables, LIMITS, 10_000, pool)
 
     return _run
+
+
+def replaying_connection(files: dict[str, Path]) -> duckdb.DuckDBPyConnection:
+    """A connection configured as engine.open_locked configures the sandbox's (all four optimizer
+    switches off, no page index), not locked, with a view per file: for replaying a query's statements
+    under DuckDB's profiler."""
+    connection = duckdb.connect(
+        ":memory:",
+        config={"threads": 2, "preserve_insertion_order": False, "disabled_optimizers": DISABLED_OPTIMIZERS},
+    )
+    connection.execute("SET parquet_use_page_index = false")
+    for name, path in files.items():
+        connection.execute(f"CREATE VIEW \"{name}\" AS SELECT * FROM read_parquet('{path}')")
+    return connection

@@ -20,17 +20,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sandbox.engine import DISABLED_OPTIMIZERS, EngineLimits, execute_plan, execute_single, open_locked
+from sandbox.engine import EngineLimits, execute_plan, execute_single, open_locked
 from sandbox.policy import ProtectionPolicy
 from sandbox.pool import WorkerPool
 from sandbox.rewrite import PLACEHOLDER, RESTRICT
 from sandbox.service import TableFile, plan_query, run_query
-from tests.sandbox.conftest import write_parquet
+from tests.sandbox.conftest import replaying_connection, write_parquet
 
 BIG_ROWS = 6_000
 SMALL_ROWS = 400
@@ -89,13 +88,7 @@ class Profiler:
 
     def __init__(self, files: dict[str, Path], folder: Path) -> None:
         self.output = folder / "profile.json"
-        self.connection = duckdb.connect(
-            ":memory:",
-            config={"threads": 2, "preserve_insertion_order": False, "disabled_optimizers": DISABLED_OPTIMIZERS},
-        )
-        self.connection.execute("SET parquet_use_page_index = false")
-        for name, path in files.items():
-            self.connection.execute(f"CREATE VIEW \"{name}\" AS SELECT * FROM read_parquet('{path}')")
+        self.connection = replaying_connection(files)
 
     def settings(self) -> dict[str, Any]:
         return dict(

@@ -23,19 +23,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pytest
 import sqlglot
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlglot import exp
 
-from sandbox.engine import DISABLED_OPTIMIZERS, EngineLimits, execute_folded, execute_plan
+from sandbox.engine import EngineLimits, execute_folded, execute_plan
 from sandbox.policy import ProtectionPolicy
 from sandbox.pool import WorkerPool
 from sandbox.rewrite import RESTRICT, RESTRICT_COLUMN, Plan
 from sandbox.service import SINGLE_STATEMENT_ROWS, TableFile, plan_query, run_query
-from tests.sandbox.conftest import write_parquet
+from tests.sandbox.conftest import replaying_connection, write_parquet
 
 ROWS = 4_000
 SMALL_ROWS = 40
@@ -88,13 +87,7 @@ class Replay:
 
     def __init__(self, files: dict[str, Path], folder: Path) -> None:
         self.output = folder / "profile.json"
-        self.connection = duckdb.connect(
-            ":memory:",
-            config={"threads": 2, "preserve_insertion_order": False, "disabled_optimizers": DISABLED_OPTIMIZERS},
-        )
-        self.connection.execute("SET parquet_use_page_index = false")
-        for name, path in files.items():
-            self.connection.execute(f"CREATE VIEW \"{name}\" AS SELECT * FROM read_parquet('{path}')")
+        self.connection = replaying_connection(files)
 
     def recheck(self, statements: list[str], plan: Plan) -> tuple[list[tuple[str, int]], int]:
         """The recheck's operators (name, rows out) in plan order, and the rows its restriction selects."""
