@@ -122,7 +122,7 @@ EPSILON_SHOWN = Decimal("0.0001")
 """Spent and left epsilons are shown to four decimals (they are square roots: never exact)."""
 
 
-def shown_epsilon(rho: Decimal, delta: Decimal | float) -> Decimal:
+def shown_epsilon(rho: Decimal, delta: Decimal) -> Decimal:
     """The epsilon of `rho` at `delta`, to EPSILON_SHOWN, as a Decimal (0.3, never 0.30000000000000004)."""
     return dp.epsilon_of(max(Decimal(0), rho), delta).quantize(EPSILON_SHOWN)
 

@@ -19,7 +19,7 @@ import pytest
 
 from market.accounts.models import Role
 from metering.service import sandbox_admission
-from tests.conftest import Market, running_market
+from tests.conftest import Actor, Market, running_market
 from tests.factories import dp_policy, grant, listed_product, query
 from tests.metering.helpers import BY_REGION, agreement_of, usage
 
@@ -36,6 +36,26 @@ def market(database_factory: Any, tmp_path: Path) -> Iterator[Market]:
         yield running
 
 
+def _revoked_while_queued(
+    market: Market, buyer: Actor, slug: str, sql: str, key: str, agreement_id: str, revoker: Actor
+) -> Any:
+    """Send `sql` while every worker is busy, revoke the agreement once it waits in the queue, free the
+    workers, and return its answer."""
+    admission = sandbox_admission(market.settings)
+    with ThreadPoolExecutor(1) as pool:
+        with admission.occupy(admission.worker_slots()):
+            sent = pool.submit(query, market, buyer, slug, sql, key)
+            deadline = time.monotonic() + 60
+            while admission.held(admission.queue_slots()) == 0:
+                assert time.monotonic() < deadline, "the query never queued"
+                time.sleep(0.02)
+            revoked = market.client.post(
+                f"/v1/agreements/{agreement_id}/revoke", headers=revoker.headers, json={"reason": "breach"}
+            )
+            assert revoked.status_code == 200, revoked.text
+        return sent.result(timeout=60)
+
+
 def test_a_query_waiting_for_a_worker_when_its_agreement_is_revoked_is_refused_and_not_charged(
     market: Market,
 ) -> None:
@@ -44,19 +64,7 @@ def test_a_query_waiting_for_a_worker_when_its_agreement_is_revoked_is_refused_a
     grant(market, listed, buyer, purpose="commercial", plan="standard")
     assert query(market, buyer, listed.slug, "SELECT count(*) AS n FROM people").status_code == 200
     agreement = agreement_of(market, buyer)
-    admission = sandbox_admission(market.settings)
-    with ThreadPoolExecutor(1) as pool:
-        with admission.occupy(admission.worker_slots()):
-            sent = pool.submit(query, market, buyer, listed.slug, BY_REGION, "in-flight")
-            deadline = time.monotonic() + 60
-            while admission.held(admission.queue_slots()) == 0:
-                assert time.monotonic() < deadline, "the query never queued"
-                time.sleep(0.02)
-            revoked = market.client.post(
-                f"/v1/agreements/{agreement['id']}/revoke", headers=listed.operator.headers, json={"reason": "breach"}
-            )
-            assert revoked.status_code == 200, revoked.text
-        answer = sent.result(timeout=60)
+    answer = _revoked_while_queued(market, buyer, listed.slug, BY_REGION, "in-flight", agreement["id"], listed.operator)
     assert answer.status_code == 403, answer.text
     assert answer.json()["error"]["code"] == "agreement_revoked"
     assert "rows" not in answer.json()
@@ -77,19 +85,7 @@ def test_a_dp_query_running_when_its_agreement_is_revoked_is_refused_and_its_bud
     grant(market, listed, buyer, purpose="public_welfare", plan="public", monthly_query_quota=1000)
     agreement = agreement_of(market, buyer)
     sql = "SELECT region, count(*) AS n FROM people GROUP BY region"
-    admission = sandbox_admission(market.settings)
-    with ThreadPoolExecutor(1) as pool:
-        with admission.occupy(admission.worker_slots()):
-            sent = pool.submit(query, market, buyer, listed.slug, sql, "dp-in-flight")
-            deadline = time.monotonic() + 60
-            while admission.held(admission.queue_slots()) == 0:
-                assert time.monotonic() < deadline, "the query never queued"
-                time.sleep(0.02)
-            revoked = market.client.post(
-                f"/v1/agreements/{agreement['id']}/revoke", headers=listed.regulator.headers, json={"reason": "order"}
-            )
-            assert revoked.status_code == 200, revoked.text
-        answer = sent.result(timeout=60)
+    answer = _revoked_while_queued(market, buyer, listed.slug, sql, "dp-in-flight", agreement["id"], listed.regulator)
     assert answer.status_code == 403, answer.text
     assert answer.json()["error"]["code"] == "agreement_revoked"
     assert _spent(market, "agreement") == (0, 0)  # nothing spent, the reservation released
