@@ -482,7 +482,7 @@ def run_metered_query(
                     if found is None:
                         if cancelled is not None and cancelled():
                             raise QueryFailed("query_cancelled", status_code=409)
-                        with admission.worker(cancelled):
+                        with admission.worker(actor.org_id, cancelled):
                             found = sandbox_execute(
                                 plan, prepared.tables, sandbox_limits(settings), max_rows, cancelled=cancelled
                             )

@@ -60,7 +60,7 @@ class Line:
 
         def query() -> None:
             try:
-                with self.admission.worker():
+                with self.admission.worker(org):
                     with self.changed:
                         self.served.append((number, org))
                         self.changed.notify_all()
