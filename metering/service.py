@@ -273,6 +273,7 @@ def sandbox_admission(settings: Settings) -> Admission:
         per_org=settings.org_concurrency,
         queue_size=settings.queue_size,
         queue_timeout=settings.sandbox_queue_timeout_seconds,
+        fair=settings.sandbox_fair_queue,
     )
 
 
