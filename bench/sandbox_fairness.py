@@ -52,6 +52,13 @@ HEAVY = (
     "sum(distance) AS distance, stddev(arr_delay) AS spread FROM flights "
     "GROUP BY month, day, hour, origin, dest, carrier HAVING count(*) > -{run}"
 )
+MEDIUM = (
+    "SELECT month, origin, carrier, count(*) AS n, avg(dep_delay) AS delay FROM flights "
+    "GROUP BY month, origin, carrier HAVING count(*) > -{run}"
+)
+"""--heavy medium: a flood query of about a second on a loaded machine (HEAVY can reach the 20 s timeout
+there, and then no worker frees within the queue timeout whatever the order)."""
+HEAVIES = {"wide": HEAVY, "medium": MEDIUM}
 """Each request (heavy and small) has its own text (an always-true HAVING numbered per request): a
 flooder varies its queries, so none is answered from the result cache or joins another's run in
 flight (sandbox/cache.py)."""
@@ -165,6 +172,7 @@ def main() -> None:
         "--policies", default="", help="compare admission orders side by side: fair,free (default: the server's own)"
     )
     parser.add_argument("--rounds", type=int, default=3, help="floods per policy with --policies (alternating)")
+    parser.add_argument("--heavy", choices=sorted(HEAVIES), default="wide", help="the flood's query")
     args = parser.parse_args()
     policies = [name for name in args.policies.split(",") if name]
     assert all(name in POLICIES for name in policies), f"--policies: {', '.join(POLICIES)}"
@@ -194,7 +202,7 @@ def main() -> None:
 
             def heavy() -> httpx.Response:
                 run = next(runs)
-                sql = HEAVY.format(run=run)
+                sql = HEAVIES[args.heavy].format(run=run)
                 headers = flooders[run % len(flooders)]
                 return client.post(f"{url}/v1/queries", headers=headers, json={"product": FLIGHTS_SLUG, "sql": sql})
 
@@ -251,12 +259,16 @@ def _compare(
     small_s: dict[str, list[float]] = {name: [] for name in policies}
     turned_away: dict[str, Counter[str]] = {name: Counter() for name in policies}
     loads: list[float] = []
+    heavy_alone: list[str] = []
     for round_ in range(args.rounds):
         order = policies if round_ % 2 == 0 else policies[::-1]
         for name in order:
             env = {"MARKET_SANDBOX_FAIR_QUEUE": POLICIES[name]}
             with _server(settings, args.workers, env) as url, httpx.Client(timeout=120) as client:
                 small, heavy, health = senders(client, url)
+                started = time.perf_counter()
+                alone = heavy()
+                heavy_alone.append(f"{(time.perf_counter() - started) * 1000:.0f} ms ({alone.status_code})")
                 flood = _flood(args.seconds, args.flooders, heavy, small, health, polite=not args.ignore_retry_after)
             loads.append(os.getloadavg()[0])
             small_s[name] += flood.latencies.get("small", [])
@@ -273,6 +285,7 @@ def _compare(
         f"flood: {args.flooders} clients {manners}, from {max(1, args.orgs)} organisation(s); "
         f"{args.rounds} x {args.seconds:.0f} s per policy, alternating"
     )
+    print(f"the flood's query ({args.heavy}) alone, before each flood: {', '.join(heavy_alone)}")
     print("the other buyer's small query during the flood (answered ones; turned away counted apart):")
     print(f"{'policy':8} {'answered':>9} {'p50 ms':>9} {'p95 ms':>9} {'max ms':>9}  turned away")
     for name in policies:

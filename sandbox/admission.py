@@ -62,6 +62,8 @@ from sandbox.errors import QueryFailed
 
 CANCEL_CHECK_SECONDS = 0.1
 """How often a waiting query wakes without a ring: to look for a cancel request (and a crashed holder)."""
+LOOK_EVERY_NAPS = 5
+"""A waiter not first in turn reads the queue's book at every ring but only every this many naps."""
 QUEUE_LOCK = "queue.lock"
 BELL = ".bell"
 NO_DOORBELL_SECONDS = 0.01
@@ -174,6 +176,9 @@ class Admission:
     def queue_slots(self) -> list[Path]:
         return self._slots("queue", self.queue_size)
 
+    def _queue_slot(self, slot: int) -> Path:
+        return self.directory / f"queue-{slot}"
+
     @contextlib.contextmanager
     def organisation(self, org_id: str) -> Iterator[TooManyRequests | None]:
         """Hold one of the organisation's slots for the block; yields None, or the 429 to answer
@@ -227,9 +232,8 @@ class Admission:
                         org, arrival = path.read_text().split()
                         book.queued[slot] = (org, int(arrival))
                         book.tick = max(book.tick, int(arrival))
-        paths = self.queue_slots()
         for slot in list(book.queued):
-            if slot >= len(paths) or not self.held([paths[slot]]):
+            if slot >= self.queue_size or not self.held([self._queue_slot(slot)]):
                 del book.queued[slot]
         return sorted(book.queued, key=book.key)
 
@@ -244,18 +248,21 @@ class Admission:
 
     def _take(self, org: str, cancelled: Callable[[], bool] | None) -> int:
         """A worker slot, at once if nobody waits and one is free, else after waiting in turn."""
-        paths = self.queue_slots()
         with self._book() as (fd, book):
             waiting = self._waiting(book)
             if not waiting or not self.fair:
                 worker = _first_free(self.worker_slots())
                 if worker is not None:
                     book.serve(org)
-                    book.write(fd)
+                    try:
+                        book.write(fd)
+                    except BaseException:
+                        release(worker)
+                        raise
                     return worker
             queued = slot = None
-            for slot in sorted(range(len(paths)), key=lambda slot: slot in book.queued):
-                queued = try_lock(paths[slot])
+            for slot in sorted(range(self.queue_size), key=lambda slot: slot in book.queued):
+                queued = try_lock(self._queue_slot(slot))
                 if queued is not None:
                     break
             if queued is None or slot is None:
@@ -302,33 +309,46 @@ class Admission:
             finally:
                 os.close(fd)
 
+    def _try_in_turn(self, org: str, slot: int, queued: int) -> tuple[int | None, bool]:
+        """A worker slot if this waiter is first in turn and one is free (its queue slot then released,
+        and the next in turn rung); and whether it is first in turn."""
+        worker: int | None = None
+        with self._book() as (fd, book):
+            waiting = self._waiting(book)
+            first = not self.fair or waiting[:1] == [slot]
+            if first:
+                worker = _first_free(self.worker_slots())
+            if worker is None:
+                return None, first
+            del book.queued[slot]
+            release(queued)
+            book.serve(org)
+            try:
+                book.write(fd)
+            except BaseException:
+                release(worker)
+                raise
+        if self.fair:  # another worker may be free too: the next in turn looks
+            self._ring([other for other in waiting if other != slot][:1])
+        return worker, True
+
     def _wait_in_turn(
         self, org: str, slot: int, queued: int, bell: int | None, cancelled: Callable[[], bool] | None
     ) -> int:
-        held: int | None = queued
+        served = False
         try:
             poller = select.poll()  # not select(): descriptors past 1024 are common in a busy server
             if bell is not None:
                 poller.register(bell, select.POLLIN)
             deadline = time.monotonic() + self.queue_timeout
+            look, naps = True, 0
             while True:
-                worker: int | None = None
-                after: list[int] = []
-                with self._book() as (fd, book):
-                    waiting = self._waiting(book)
-                    if not self.fair or waiting[:1] == [slot]:
-                        worker = _first_free(self.worker_slots())
+                if look:
+                    worker, first = self._try_in_turn(org, slot, queued)
                     if worker is not None:
-                        book.serve(org)
-                        del book.queued[slot]
-                        release(held)
-                        held = None
-                        book.write(fd)
-                        after = [other for other in waiting if other != slot][:1]
-                if worker is not None:
-                    if self.fair:
-                        self._ring(after)  # another worker may be free too: the next in turn looks
-                    return worker
+                        served = True
+                        return worker
+                    naps = 0
                 if cancelled is not None and cancelled():
                     raise QueryFailed("query_cancelled", status_code=409)
                 left = deadline - time.monotonic()
@@ -336,15 +356,22 @@ class Admission:
                     break
                 if bell is None:
                     time.sleep(min(left, NO_DOORBELL_SECONDS))
+                    look = True
                 elif poller.poll(min(left, CANCEL_CHECK_SECONDS) * 1000):
                     with contextlib.suppress(BlockingIOError):
                         os.read(bell, 64)
+                    look = True
+                else:
+                    # No ring. The first in turn looks anyway (a holder that crashed rang nobody); the others
+                    # look less often (one ahead that crashed rang nobody either), sparing the queue's lock.
+                    naps += 1
+                    look = first or naps >= LOOK_EVERY_NAPS
             raise ServiceUnavailable("sandbox_busy", seconds=self.queue_timeout, retry_after=BUSY_RETRY_AFTER)
         finally:
-            if held is not None:  # leaving without a worker: if it was first in turn, the next one is now
+            if not served:  # leaving without a worker: if it was first in turn, the next one is now
                 with self._book() as (fd, book):
                     book.queued.pop(slot, None)
-                    release(held)
+                    release(queued)
                     waiting = self._waiting(book)
                     book.write(fd)
                 self._ring(waiting[:1] if self.fair else [])
