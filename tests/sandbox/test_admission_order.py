@@ -240,3 +240,40 @@ def test_a_full_queue_and_a_timeout_still_answer_503_and_leave_nothing_held(tmp_
             thread.join(WAIT)
         assert len(queue.errors) == 1 and isinstance(queue.errors[0], ServiceUnavailable)
         assert admission.held(admission.queue_slots()) == 0
+
+
+def test_a_waiter_cancelled_while_first_in_turn_leaves_and_the_next_is_served() -> None:
+    from sandbox.errors import QueryFailed
+
+    with line() as queue:
+        queue.arrive("holder")
+        cancel = threading.Event()
+        outcome: list[BaseException] = []
+
+        def cancelled_waiter() -> None:
+            try:
+                with queue.admission.worker("cancelled", cancel.is_set):
+                    raise AssertionError("a cancelled waiter got a worker")
+            except QueryFailed as error:
+                outcome.append(error)
+
+        thread = threading.Thread(target=cancelled_waiter, daemon=True)
+        thread.start()
+        _until(lambda: queue.queued() == 1, "the waiter to cancel queued")
+        queue.arrive("next")
+        cancel.set()
+        thread.join(WAIT)
+        assert [error.code for error in outcome] == ["query_cancelled"]  # type: ignore[attr-defined]
+        assert queue.release() == "next"
+
+
+def test_a_book_garbled_on_disk_is_rebuilt_from_the_locked_queue_slots_and_nobody_is_stuck() -> None:
+    import sandbox.admission as admission_module
+
+    with line() as queue:
+        queue.arrive("holder")
+        for org in ("a", "b", "a", "c"):
+            queue.arrive(org)
+        (queue.admission.directory / admission_module.QUEUE_LOCK).write_bytes(b"\x00garbage{")
+        served = sorted(queue.release() for _ in range(4))
+    assert served == ["a", "a", "b", "c"]
