@@ -31,9 +31,11 @@ Waiting without polling: each waiter sleeps in `poll()` on its own named pipe, `
 opened while it enqueues (under the lock). A query that releases a worker slot reads the book and
 rings the bell of the first waiter in turn only; that waiter takes a worker slot if one is free (under
 the lock, and only if it is still first) and rings the next in turn, so that several freed workers are
-all taken. A newcomer takes a worker at once only when nobody waits. The sleep is also cut every
-CANCEL_CHECK_SECONDS to look for a cancel request and ends at the queue timeout; a slot freed by a
-crash (no ring) is found at the next such wake-up.
+all taken. A newcomer takes a free worker at once when nobody waits; otherwise it queues, placed by
+the same rule (first in turn, it takes a free worker at once too). The sleep is also cut every
+CANCEL_CHECK_SECONDS to look for a cancel request and ends at the queue timeout; the first in turn
+then also looks for a slot freed by a crash (no ring), the others every LOOK_EVERY_NAPS such naps (one
+ahead of them may have crashed).
 
 `fair=False` keeps the previous policy (every waiter woken, the first to grab a free worker wins, a
 newcomer takes a free worker even past waiters), for the bench's side-by-side (bench/sandbox_fairness.py).
@@ -210,7 +212,9 @@ class Admission:
             yield
         finally:
             release(fd)
-            self._ring(self._next_in_turn())
+            # The query has run: failing to ring must not fail it (the first in turn looks at its next nap).
+            with contextlib.suppress(OSError):
+                self._ring(self._next_in_turn())
 
     @contextlib.contextmanager
     def _book(self) -> Iterator[tuple[int, _Book]]:
