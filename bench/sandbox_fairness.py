@@ -173,6 +173,9 @@ def main() -> None:
     )
     parser.add_argument("--rounds", type=int, default=3, help="floods per policy with --policies (alternating)")
     parser.add_argument("--heavy", choices=sorted(HEAVIES), default="wide", help="the flood's query")
+    parser.add_argument(
+        "--org-concurrency", type=int, default=0, help="MARKET_SANDBOX_ORG_CONCURRENCY for the server (0: its default)"
+    )
     args = parser.parse_args()
     policies = [name for name in args.policies.split(",") if name]
     assert all(name in POLICIES for name in policies), f"--policies: {', '.join(POLICIES)}"
@@ -218,7 +221,8 @@ def main() -> None:
             _compare(args, settings, senders, policies)
             return
 
-        with _server(settings, args.workers) as url, httpx.Client(timeout=120) as client:
+        limit = {"MARKET_SANDBOX_ORG_CONCURRENCY": str(args.org_concurrency)} if args.org_concurrency else {}
+        with _server(settings, args.workers, limit) as url, httpx.Client(timeout=120) as client:
             small, heavy, health = senders(client, url)
             quiet = Tally()
             for _ in range(args.quiet_rounds):
@@ -264,6 +268,8 @@ def _compare(
         order = policies if round_ % 2 == 0 else policies[::-1]
         for name in order:
             env = {"MARKET_SANDBOX_FAIR_QUEUE": POLICIES[name]}
+            if args.org_concurrency:
+                env["MARKET_SANDBOX_ORG_CONCURRENCY"] = str(args.org_concurrency)
             with _server(settings, args.workers, env) as url, httpx.Client(timeout=120) as client:
                 small, heavy, health = senders(client, url)
                 started = time.perf_counter()
@@ -283,7 +289,8 @@ def _compare(
     )
     print(
         f"flood: {args.flooders} clients {manners}, from {max(1, args.orgs)} organisation(s); "
-        f"{args.rounds} x {args.seconds:.0f} s per policy, alternating"
+        f"{args.rounds} x {args.seconds:.0f} s per policy, alternating; "
+        f"per-organisation limit {args.org_concurrency or 'default'}"
     )
     print(f"the flood's query ({args.heavy}) alone, before each flood: {', '.join(heavy_alone)}")
     print("the other buyer's small query during the flood (answered ones; turned away counted apart):")
