@@ -180,10 +180,22 @@ def _queue_and_stay(directory: str, org: str) -> None:
         time.sleep(3600)
 
 
-def _process(directory: Path, org: str) -> multiprocessing.process.BaseProcess:
-    process = multiprocessing.get_context("spawn").Process(target=_queue_and_stay, args=(str(directory), org))
+def _process(directory: Path, org: str, served: Path | None = None) -> multiprocessing.process.BaseProcess:
+    target, args = (
+        (_queue_and_stay, (str(directory), org))
+        if served is None
+        else (_queue_and_note, (str(directory), org, str(served)))
+    )
+    process = multiprocessing.get_context("spawn").Process(target=target, args=args)
     process.start()
     return process
+
+
+def _queue_and_note(directory: str, org: str, served: str) -> None:
+    """As `_queue_and_stay`, writing `served` once it holds the worker."""
+    with _admission(Path(directory)).worker(org):
+        Path(served).write_text(org)
+        time.sleep(3600)
 
 
 def _kill(process: multiprocessing.process.BaseProcess) -> None:
@@ -277,3 +289,36 @@ def test_a_book_garbled_on_disk_is_rebuilt_from_the_locked_queue_slots_and_nobod
         (queue.admission.directory / admission_module.QUEUE_LOCK).write_bytes(b"\x00garbage{")
         served = sorted(queue.release() for _ in range(4))
     assert served == ["a", "a", "b", "c"]
+
+
+def test_the_turn_holds_across_processes(tmp_path: Path) -> None:
+    """Each query in its own process (as under `market serve --workers N`); a worker is freed by killing
+    its holder (no ring: the first in turn finds it at its next nap)."""
+    slots, notes = tmp_path / "slots", tmp_path / "notes"
+    slots.mkdir()
+    notes.mkdir()
+    admission = _admission(slots)
+    processes = []
+
+    def start(name: str, org: str) -> None:
+        before = admission.held(admission.queue_slots())
+        processes.append((name, _process(slots, org, notes / name)))
+        _until(lambda: (notes / name).exists() or admission.held(admission.queue_slots()) > before, f"{name} queued")
+
+    try:
+        start("holder", "holder")
+        for i in range(4):
+            start(f"flooder-{i}", "flooder")
+        start("victim", "victim")
+        order = []
+        running = "holder"
+        for _ in range(2):
+            _kill(dict(processes)[running])
+            _until(lambda: len({p.name for p in notes.iterdir()}) > len(order) + 1, "the next served")
+            running = next(p.name for p in notes.iterdir() if p.name not in order and p.name != "holder")
+            order.append(running)
+        assert order == ["flooder-0", "victim"], order
+    finally:
+        for _, process in processes:
+            if process.is_alive():
+                _kill(process)
