@@ -14,6 +14,13 @@ count of every status (429 too_many_queries, 503 sandbox_busy, 5xx) per kind of 
     python -m bench.sandbox_fairness [--seconds 20] [--flooders 30] [--workers 2]
     MARKET_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/bench python -m bench.sandbox_fairness
     python -m bench.sandbox_fairness --orgs 8     # red team (session 5): the flood from 8 organisations
+    python -m bench.sandbox_fairness --orgs 8 --policies fair,free --rounds 3 --seconds 15
+
+`--policies fair,free` compares the admission order side by side in one run: a server with waiters
+served by organisation in turn (the default) and one with the previous free-for-all
+(MARKET_SANDBOX_FAIR_QUEUE=false), on the same data, flooded alike, `--rounds` times each, alternating
+which goes first. It prints the other buyer's small query during the flood per policy (p50, p95, max
+of those answered, and how many were turned away) and a Mann-Whitney p between the two.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from pathlib import Path
 import httpx
 
 from bench.live_server import live_server
+from bench.stats import mann_whitney
 from market.db import Database, migrate
 from market.demo import FLIGHTS_SLUG, build_demo
 from market.settings import Settings
@@ -44,6 +52,13 @@ HEAVY = (
     "sum(distance) AS distance, stddev(arr_delay) AS spread FROM flights "
     "GROUP BY month, day, hour, origin, dest, carrier HAVING count(*) > -{run}"
 )
+MEDIUM = (
+    "SELECT month, origin, carrier, count(*) AS n, avg(dep_delay) AS delay FROM flights "
+    "GROUP BY month, origin, carrier HAVING count(*) > -{run}"
+)
+"""--heavy medium: a flood query of about a second on a loaded machine (HEAVY can reach the 20 s timeout
+there, and then no worker frees within the queue timeout whatever the order)."""
+HEAVIES = {"wide": HEAVY, "medium": MEDIUM}
 """Each request (heavy and small) has its own text (an always-true HAVING numbered per request): a
 flooder varies its queries, so none is answered from the result cache or joins another's run in
 flight (sandbox/cache.py)."""
@@ -54,10 +69,14 @@ def _percentile(samples: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] * 1000 if ordered else float("nan")
 
 
+POLICIES = {"fair": "true", "free": "false"}
+"""--policies: MARKET_SANDBOX_FAIR_QUEUE for each admission order compared."""
+
+
 @contextlib.contextmanager
-def _server(settings: Settings, workers: int) -> Iterator[str]:
+def _server(settings: Settings, workers: int, env: dict[str, str] | None = None) -> Iterator[str]:
     try:
-        with live_server(settings.data_dir, settings.effective_database_url, workers=workers) as base:
+        with live_server(settings.data_dir, settings.effective_database_url, workers=workers, env=env) as base:
             yield base
     finally:
         errors = (settings.data_dir / "server.log").read_text().split("ERROR:")[1:]
@@ -103,6 +122,40 @@ def _until(
             stop.wait(float(response.headers["Retry-After"]))
 
 
+def _flood(
+    seconds: float,
+    flooders: int,
+    heavy: Callable[[], httpx.Response],
+    small: Callable[[], httpx.Response],
+    health: Callable[[], httpx.Response],
+    *,
+    polite: bool,
+) -> Tally:
+    """`flooders` clients sending heavy queries for `seconds`, while one client sends small ones and one
+    polls /healthz."""
+    flood = Tally()
+    stop = threading.Event()
+    with ThreadPoolExecutor(flooders + 2) as pool:
+        for _ in range(flooders):
+            pool.submit(_until, stop, flood, "heavy", heavy, polite=polite)
+        time.sleep(1.0)  # let the flood take hold
+        pool.submit(_until, stop, flood, "small", small)
+        pool.submit(_until, stop, flood, "healthz", health)
+        time.sleep(seconds)
+        stop.set()
+    return flood
+
+
+def _statuses(flood: Tally, label: str = "") -> None:
+    for kind in ("heavy", "small", "healthz"):
+        counts = flood.statuses.get(kind, Counter())
+        server_errors = sum(n for key, n in counts.items() if key.startswith("5") and "sandbox_busy" not in key)
+        print(
+            f"flood{label} {kind:8} statuses: {dict(sorted(counts.items()))}; "
+            f"5xx other than sandbox_busy: {server_errors}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=20.0, help="length of the flood")
@@ -115,7 +168,17 @@ def main() -> None:
         action="store_true",
         help="the flooder retries at once (worst case), not after Retry-After",
     )
+    parser.add_argument(
+        "--policies", default="", help="compare admission orders side by side: fair,free (default: the server's own)"
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="floods per policy with --policies (alternating)")
+    parser.add_argument("--heavy", choices=sorted(HEAVIES), default="wide", help="the flood's query")
+    parser.add_argument(
+        "--org-concurrency", type=int, default=0, help="MARKET_SANDBOX_ORG_CONCURRENCY for the server (0: its default)"
+    )
     args = parser.parse_args()
+    policies = [name for name in args.policies.split(",") if name]
+    assert all(name in POLICIES for name in policies), f"--policies: {', '.join(POLICIES)}"
     with tempfile.TemporaryDirectory() as tmp:
         base_settings = Settings()
         settings = Settings(data_dir=Path(tmp), database_url=base_settings.database_url, scheduler_enabled=False)
@@ -133,18 +196,16 @@ def main() -> None:
             flooders = [{"Authorization": f"Bearer {key}"} for key in _add_buyers(database, args.orgs)]
             database.dispose()
 
-        with _server(settings, args.workers) as url, httpx.Client(timeout=120) as client:
-            smalls = itertools.count()
+        smalls, runs = itertools.count(), itertools.count()
 
+        def senders(client: httpx.Client, url: str) -> tuple[Callable[[], httpx.Response], ...]:
             def small() -> httpx.Response:
                 sql = SMALL.format(run=next(smalls))
                 return client.post(f"{url}/v1/queries", headers=public, json={"product": FLIGHTS_SLUG, "sql": sql})
 
-            runs = itertools.count()
-
             def heavy() -> httpx.Response:
                 run = next(runs)
-                sql = HEAVY.format(run=run)
+                sql = HEAVIES[args.heavy].format(run=run)
                 headers = flooders[run % len(flooders)]
                 return client.post(f"{url}/v1/queries", headers=headers, json={"product": FLIGHTS_SLUG, "sql": sql})
 
@@ -154,6 +215,15 @@ def main() -> None:
             with ThreadPoolExecutor(4) as warm:  # every API process's workers, warm for the product
                 for _ in range(4):
                     list(warm.map(lambda send: send(), [small, heavy, small, small]))
+            return small, heavy, health
+
+        if policies:
+            _compare(args, settings, senders, policies)
+            return
+
+        limit = {"MARKET_SANDBOX_ORG_CONCURRENCY": str(args.org_concurrency)} if args.org_concurrency else {}
+        with _server(settings, args.workers, limit) as url, httpx.Client(timeout=120) as client:
+            small, heavy, health = senders(client, url)
             quiet = Tally()
             for _ in range(args.quiet_rounds):
                 for kind, send in (("small", small), ("healthz", health)):
@@ -164,17 +234,7 @@ def main() -> None:
             heavy_ms = (time.perf_counter() - started) * 1000
             # A timeout (408) is possible on a loaded machine (the budget is wall-clock): reported, not fatal.
             assert heavy_alone.status_code in (200, 408), heavy_alone.text
-
-            flood = Tally()
-            stop = threading.Event()
-            with ThreadPoolExecutor(args.flooders + 2) as pool:
-                for _ in range(args.flooders):
-                    pool.submit(_until, stop, flood, "heavy", heavy, polite=not args.ignore_retry_after)
-                time.sleep(1.0)  # let the flood take hold
-                pool.submit(_until, stop, flood, "small", small)
-                pool.submit(_until, stop, flood, "healthz", health)
-                time.sleep(args.seconds)
-                stop.set()
+            flood = _flood(args.seconds, args.flooders, heavy, small, health, polite=not args.ignore_retry_after)
 
     load = os.getloadavg()
     print(f"database: {database.engine.dialect.name}; API processes: {args.workers}; cores: {os.cpu_count()}")
@@ -189,10 +249,65 @@ def main() -> None:
             f"{kind:18} {_percentile(q, 0.5):8.1f}ms {_percentile(q, 0.95):8.1f}ms "
             f"{_percentile(f, 0.5):8.1f}ms {_percentile(f, 0.95):8.1f}ms {ratio:9.2f}x"
         )
-    for kind in ("heavy", "small", "healthz"):
-        counts = flood.statuses.get(kind, Counter())
-        server_errors = sum(n for label, n in counts.items() if label.startswith("5") and "sandbox_busy" not in label)
-        print(f"flood {kind:8} statuses: {dict(sorted(counts.items()))}; 5xx other than sandbox_busy: {server_errors}")
+    _statuses(flood)
+    print(f"load average (1, 5, 15 min): {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+
+
+def _compare(
+    args: argparse.Namespace,
+    settings: Settings,
+    senders: Callable[[httpx.Client, str], tuple[Callable[[], httpx.Response], ...]],
+    policies: list[str],
+) -> None:
+    """The same flood against each admission order, `args.rounds` times each, alternating which goes first."""
+    small_s: dict[str, list[float]] = {name: [] for name in policies}
+    turned_away: dict[str, Counter[str]] = {name: Counter() for name in policies}
+    loads: list[float] = []
+    heavy_alone: list[str] = []
+    for round_ in range(args.rounds):
+        order = policies if round_ % 2 == 0 else policies[::-1]
+        for name in order:
+            env = {"MARKET_SANDBOX_FAIR_QUEUE": POLICIES[name]}
+            if args.org_concurrency:
+                env["MARKET_SANDBOX_ORG_CONCURRENCY"] = str(args.org_concurrency)
+            with _server(settings, args.workers, env) as url, httpx.Client(timeout=120) as client:
+                small, heavy, health = senders(client, url)
+                started = time.perf_counter()
+                alone = heavy()
+                heavy_alone.append(f"{(time.perf_counter() - started) * 1000:.0f} ms ({alone.status_code})")
+                flood = _flood(args.seconds, args.flooders, heavy, small, health, polite=not args.ignore_retry_after)
+            loads.append(os.getloadavg()[0])
+            small_s[name] += flood.latencies.get("small", [])
+            turned_away[name] += Counter(
+                {label: n for label, n in flood.statuses.get("small", Counter()).items() if label != "200"}
+            )
+            _statuses(flood, f" [{name}, round {round_ + 1}]")
+    manners = "retrying at once" if args.ignore_retry_after else "each waiting its Retry-After"
+    print(
+        f"database: {settings.effective_database_url.split(':')[0]}; "
+        f"API processes: {args.workers}; cores: {os.cpu_count()}"
+    )
+    print(
+        f"flood: {args.flooders} clients {manners}, from {max(1, args.orgs)} organisation(s); "
+        f"{args.rounds} x {args.seconds:.0f} s per policy, alternating; "
+        f"per-organisation limit {args.org_concurrency or 'default'}"
+    )
+    print(f"the flood's query ({args.heavy}) alone, before each flood: {', '.join(heavy_alone)}")
+    print("the other buyer's small query during the flood (answered ones; turned away counted apart):")
+    print(f"{'policy':8} {'answered':>9} {'p50 ms':>9} {'p95 ms':>9} {'max ms':>9}  turned away")
+    for name in policies:
+        samples = small_s[name]
+        print(
+            f"{name:8} {len(samples):9d} {_percentile(samples, 0.5):9.0f} "
+            f"{_percentile(samples, 0.95):9.0f} {max(samples, default=float('nan')) * 1000:9.0f}  "
+            f"{dict(turned_away[name])}"
+        )
+    if len(policies) == 2:
+        a, b = (small_s[name] for name in policies)
+        test = mann_whitney(a, b)
+        print(f"Mann-Whitney {policies[0]} vs {policies[1]}: p = {test.p:.2g} (z = {test.z:+.2f})")
+    load = os.getloadavg()
+    print(f"load average after each flood (1 min): {' '.join(f'{x:.2f}' for x in loads)}")
     print(f"load average (1, 5, 15 min): {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
 
 

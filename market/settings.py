@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     """Queries that may wait for a worker, machine-wide (past it, 503); default: sixteen per worker."""
     sandbox_queue_timeout_seconds: float = Field(default=5.0, gt=0)
     """How long a query waits for a worker before 503 `sandbox_busy`."""
+    sandbox_fair_queue: bool = True
+    """Waiting queries get a worker by organisation in turn (sandbox/admission.py); off: the previous
+    free-for-all (the first waiter to wake wins), kept for the fairness bench's side-by-side."""
     sandbox_prestart: bool = True
     """Start the sandbox workers with the server, so that the first queries do not wait for a spawn."""
     sandbox_fixed_timing: bool = True

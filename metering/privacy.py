@@ -317,7 +317,7 @@ def run(
             if refusal is not None:
                 return attempts.refuse(session, attempt, refusal)
         try:
-            with admission.worker():
+            with admission.worker(attempt.actor.org_id):
                 execution, rows_scanned, bytes_scanned = dp_run.run(plan, tables, limits)
             released = dp.release(plan, execution.rows, calibration, settings.sandbox_max_result_rows)
         except (ServiceUnavailable, QueryRefused, QueryFailed) as error:

@@ -273,6 +273,7 @@ def sandbox_admission(settings: Settings) -> Admission:
         per_org=settings.org_concurrency,
         queue_size=settings.queue_size,
         queue_timeout=settings.sandbox_queue_timeout_seconds,
+        fair=settings.sandbox_fair_queue,
     )
 
 
@@ -482,7 +483,7 @@ def run_metered_query(
                     if found is None:
                         if cancelled is not None and cancelled():
                             raise QueryFailed("query_cancelled", status_code=409)
-                        with admission.worker(cancelled):
+                        with admission.worker(actor.org_id, cancelled):
                             found = sandbox_execute(
                                 plan, prepared.tables, sandbox_limits(settings), max_rows, cancelled=cancelled
                             )

@@ -170,26 +170,42 @@ def test_a_query_waiting_for_a_worker_holds_no_pooled_connection(database_factor
 def test_a_waiter_leaving_as_a_query_rings_the_doorbell_does_not_fail_that_query(
     market: Market, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The last waiter may close the doorbell between the ringer's open and its write (a broken pipe):
-    the query that rang has run, so it still gets its answer (this was a 500 under load)."""
-    import os
+    """The waiter may close its doorbell between the ringer's open and its write (a broken pipe): the
+    query that rang has run, so it still gets its answer (this was a 500 under load); the waiter still
+    finds the freed worker (at its next wake-up)."""
+    import dataclasses
+    import threading
 
+    import metering.service as service_module
     import sandbox.admission as admission_module
 
     buyer = _commercial_buyer(market)
     admission = sandbox_admission(market.settings)
-    bell = admission.directory / admission_module.DOORBELL
-    os.mkfifo(bell, 0o600)
-    waiter = os.open(bell, os.O_RDONLY | os.O_NONBLOCK)
-    opened = os.open
+    patient = dataclasses.replace(admission, queue_timeout=30.0)
+    served = threading.Event()
 
-    def open_then_the_waiter_leaves(path: Any, flags: int, *args: Any) -> int:
-        fd = opened(path, flags, *args)
-        if Path(path) == bell and flags & os.O_WRONLY:
-            os.close(waiter)  # the only reader goes: the write below meets a broken pipe
-        return fd
+    def wait_for_a_worker() -> None:
+        with patient.worker("another organisation"):
+            served.set()
 
-    monkeypatch.setattr(admission_module.os, "open", open_then_the_waiter_leaves)
+    waiter = threading.Thread(target=wait_for_a_worker, daemon=True)
+    execute = service_module.sandbox_execute
+
+    def execute_with_a_waiter(*args: Any, **kwargs: Any) -> Any:
+        waiter.start()  # the query holds the only worker: the waiter queues behind it
+        deadline = time.monotonic() + 10
+        while not admission.held(admission.queue_slots()):
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        return execute(*args, **kwargs)
+
+    def write_to_a_closed_pipe(fd: int, data: bytes) -> int:
+        raise BrokenPipeError
+
+    monkeypatch.setattr(service_module, "sandbox_execute", execute_with_a_waiter)
+    monkeypatch.setattr(admission_module.os, "write", write_to_a_closed_pipe)
     answered = query(market, buyer, "people-trips", BY_REGION)
     assert answered.status_code == 200, answered.text
     assert _only_record(market, buyer)["charge_type"] == "billable"
+    assert served.wait(10)
+    waiter.join(10)

@@ -41,7 +41,7 @@ def test_refusals_happen_exactly_at_the_limits(workers: int, per_org: int, steps
                 continue
             assert refusal is None
             try:
-                query.enter_context(admission.worker())
+                query.enter_context(admission.worker(org))
             except ServiceUnavailable as busy:
                 assert in_flight >= workers and busy.code == "sandbox_busy" and busy.retry_after
                 query.close()
