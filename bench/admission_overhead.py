@@ -6,7 +6,10 @@ writing the queue's book) and releases it (reading the book to ring the next in 
 `sandbox/admission.py` (read with `git show main:sandbox/admission.py`), alternating the two sides
 batch by batch.
 
-    python -m bench.admission_overhead [--batches 30] [--per-batch 500] [--ref main]
+    python -m bench.admission_overhead [--batches 30] [--per-batch 500] [--ref 1b27c9c]
+
+Since `fair-queue` was merged, main's admission is this one: pass `--ref 1b27c9c` (main before the
+merge, the free-for-all) to compare with the previous admission.
 """
 
 from __future__ import annotations
