@@ -596,7 +596,7 @@ def execute_folded(
     # Without group keys the one group's recheck would run its filter over every row or none as the bound
     # passed it or not (one bit in the time, docs/sandbox.md): such a query counts exactly, at once.
     if method == "exact" or not plan.key_columns:
-        return execute_single(connection, plan, max_rows, stats)
+        return execute_two_level(connection, plan, max_rows, stats)
     whole = whole_cells(plan, stats)
 
     def stage(name: str, max_rows_per_unit: list[int], restriction: str) -> str:

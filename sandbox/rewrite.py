@@ -537,7 +537,9 @@ def two_level_sql(plan: Plan, whole: Sequence[bool] = ()) -> str | None:
         if m < len(whole) and whole[m]:
             flags.append(None)
             continue
-        counted = [int(c[len("__a") :]) for c in cell.columns if partials[int(c[len("__a") :])].kind in ("count", "avg")]
+        counted = [
+            int(c[len("__a") :]) for c in cell.columns if partials[int(c[len("__a") :])].kind in ("count", "avg")
+        ]
         if counted:
             j = counted[0]
             flags.append(f'"__a{j}" > 0' if partials[j].kind == "count" else f'"__q{j}" > 0')
