@@ -11,9 +11,9 @@ distinct non-NULL units have rows in it, an aggregate when k units have a non-NU
 from __future__ import annotations
 
 import tempfile
-from dataclasses import replace
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
