@@ -3,8 +3,8 @@
 Random small datasets whose measures are often NULL are written to Parquet and queried through the
 sandbox, by every execution strategy (the one exact statement, its counts in two levels, the folded
 and the staged cheap bounds with rechecks), and every answer is compared with a Python oracle: a
-group is released when it has k units; in it, each aggregate is released exactly when k distinct units have a non-NULL argument, and
-then equals the oracle's value; otherwise it is NULL.
+group is released when it has k units; in it, each aggregate is released exactly when k distinct
+units have a non-NULL argument, and then equals the oracle's value; otherwise it is NULL.
 """
 
 from __future__ import annotations
