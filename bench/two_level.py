@@ -5,9 +5,9 @@ runs, in an order that rotates every round, in the same worker pool: the job as 
 (sandbox.service.strategy without the two-level statement: the exact statement, folded or staged),
 the two-level statement (engine.execute_two_level), the branch's choice when it is neither, and raw
 DuckDB in this process on the same Parquet file with the sandbox's threads. Reports per query the
-medians of the worker's CPU (from /proc) and of the wall time around `WorkerPool.run`, raw DuckDB's
-wall time, the ratios, and the Mann-Whitney p of two-level against main (worker CPU), with the load
-average before and after.
+mean of the worker's CPU (from /proc, in clock ticks of 10 ms: a median would be a multiple of 10),
+the median wall time around `WorkerPool.run`, raw DuckDB's, the ratios, and the Mann-Whitney p of
+each path against main's (worker CPU), with the load average before and after.
 
     python -m bench.two_level --runs 30
     python -m bench.two_level --runs 7 --tpch
@@ -125,8 +125,8 @@ def main(argv: list[str] | None = None) -> None:
             raw_ms = statistics.median(wall["raw"])
             main_key = f"main:{theirs}"
             for key in keys:
-                cpu_ms, wall_ms = statistics.median(cpu[key]), statistics.median(wall[key])
-                versus = cpu_ms / statistics.median(cpu[main_key]) if key != "raw" else float("nan")
+                cpu_ms, wall_ms = statistics.mean(cpu[key]), statistics.median(wall[key])
+                versus = cpu_ms / statistics.mean(cpu[main_key]) if key != "raw" else float("nan")
                 p = mann_whitney(cpu[key], cpu[main_key]).p if key not in ("raw", main_key) else float("nan")
                 print(
                     f"{name:22} {key:9} {cpu_ms:7.1f} {wall_ms:8.1f} {raw_ms:7.1f} {wall_ms / raw_ms:8.2f} "
