@@ -273,11 +273,14 @@ def strategy(plan: Plan, tables: Mapping[str, TableFile]) -> str:
     if not plan.fast_threshold:
         return "staged"
     rows_scanned, _ = measure_scan(plan, tables)
+    estimated = estimate(plan, tables)
     if rows_scanned > SINGLE_STATEMENT_ROWS:
-        return "staged"
+        # Large products: staged, unless the groups are expected small and every aggregate combines in
+        # two levels (then the staged bound would pass few groups and the recheck count nearly all rows).
+        small = estimated is not None and estimated[0] < STAGED_MARGIN * plan.min_group_size
+        return "two-level" if small and plan.partials is not None and plan.key_columns else "staged"
     # The exact statement, its counts in two levels where every aggregate combines exactly (Plan.partials).
     exact = "two-level" if plan.partials is not None else "single"
-    estimated = estimate(plan, tables)
     if estimated is None:
         return exact
     bound, kept = estimated

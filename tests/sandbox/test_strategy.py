@@ -186,3 +186,20 @@ def test_a_versions_tables_carry_the_published_distinct_counts_and_ranges(tmp_pa
     # A version built before quality summaries: no distinct counts, so no estimate (the exact statement).
     version.policy, version.quality = {"mode": "threshold"}, None
     assert "distinct" not in version_tables(Settings(data_dir=tmp_path), version)["people"].statistics  # type: ignore[arg-type]
+
+
+def test_a_large_product_counts_small_groups_in_two_levels_and_large_ones_staged(people, k3, monkeypatch) -> None:
+    from sandbox import service as sandbox_service
+
+    # As if the product were past SINGLE_STATEMENT_ROWS (TPC-H's lineitem): staged where the row bound is
+    # expected to pass the groups; in two levels where it would pass few of them (expected rows under 2.5k),
+    # the recheck then counting nearly every row exactly (bench.two_level --tpch: by_ship_date_and_mode).
+    monkeypatch.setattr(sandbox_service, "SINGLE_STATEMENT_ROWS", 100)
+    assert strategy(plan_query("SELECT region, count(*) FROM people GROUP BY region", k3), people) == "staged"
+    small = "SELECT region, month, count(*), avg(amount) FROM people GROUP BY 1, 2"
+    assert strategy(plan_query(small, k3), people) == "two-level"
+    # Unless an aggregate does not combine, or there are no group keys (staged counts one group exactly at once).
+    assert (
+        strategy(plan_query("SELECT region, month, stddev(amount) FROM people GROUP BY 1, 2", k3), people) == "staged"
+    )
+    assert strategy(plan_query("SELECT count(*) FROM people WHERE month = 1", k3), people) == "staged"
