@@ -100,6 +100,9 @@ def main(argv: list[str] | None = None) -> None:
             if folds:
                 jobs["folded"] = replace(base, folded=True)
             extra = {"folded": chosen == "folded"} if folds else {}
+            if "two_level" in Job.__dataclass_fields__:  # branch sbx-twolevel on
+                jobs["two-level"] = replace(base, two_level=True)  # type: ignore[call-arg]
+                extra["two_level"] = chosen == "two-level"
             jobs["chosen"] = replace(base, single=chosen == "single", **extra)  # type: ignore[arg-type]
             for job in jobs.values():  # warm: the connection, the statistics, the caches
                 for _ in range(3):

@@ -24,7 +24,15 @@ import duckdb
 
 from sandbox import binding
 from sandbox.binding import Refusal
-from sandbox.rewrite import GROUPS_TABLE, PLACEHOLDER, RESTRICT, UNDECIDED_TABLE, Plan, threshold_sql
+from sandbox.rewrite import (
+    GROUPS_TABLE,
+    PLACEHOLDER,
+    RESTRICT,
+    UNDECIDED_TABLE,
+    Plan,
+    threshold_sql,
+    two_level_sql,
+)
 
 
 @dataclass(frozen=True)
@@ -505,6 +513,33 @@ def execute_single(
     )
 
 
+def execute_two_level(
+    connection: duckdb.DuckDBPyConnection, plan: Plan, max_rows: int, stats: Statistics | None = None
+) -> Execution:
+    """execute_single with its stage 1 computed in two levels (rewrite.two_level_sql): ONE grouping on
+    (group keys, unit) feeds the group's distinct units and every cell's, in place of one
+    count(DISTINCT unit) per group and one more per cell (each its own hash table over the same pairs).
+    The same columns, the same exact counts and aggregates (Plan.partials), then the same masking,
+    decision and stage 2 in the same one statement, and the same second statement for an empty answer.
+    A plan it does not apply to (Plan.partials is None) runs execute_single."""
+    started = time.process_time()
+    refused = _refusal(connection, plan, stats)
+    if refused is not None:
+        cpu_ms = int((time.process_time() - started) * 1000)
+        return Execution([], 0, 0, [], too_many_rows=False, cpu_ms=cpu_ms, statements=[], refused=refused)
+    stage = two_level_sql(plan, whole_cells(plan, stats))
+    if stage is None:
+        return execute_single(connection, plan, max_rows, stats)
+    groups_cte = (
+        f'WITH "__all" AS ({stage}), "__groups" AS (SELECT {plan.masked_columns_sql}, '
+        f'SUM(CAST(NOT ({plan.passes_sql}) AS BIGINT)) OVER () AS "__s", COUNT(*) OVER () AS "__n" FROM "__all") '
+    )
+    statement = groups_cte + plan.counted_output_sql
+    return _counted(
+        connection, statement, f'WITH "__groups" AS ({stage}) {plan.decide_sql}', max_rows, ["two-level"], started
+    )
+
+
 def _counted(
     connection: duckdb.DuckDBPyConnection,
     statement: str,
@@ -561,7 +596,7 @@ def execute_folded(
     # Without group keys the one group's recheck would run its filter over every row or none as the bound
     # passed it or not (one bit in the time, docs/sandbox.md): such a query counts exactly, at once.
     if method == "exact" or not plan.key_columns:
-        return execute_single(connection, plan, max_rows, stats)
+        return execute_two_level(connection, plan, max_rows, stats)
     whole = whole_cells(plan, stats)
 
     def stage(name: str, max_rows_per_unit: list[int], restriction: str) -> str:

@@ -38,6 +38,7 @@ from sandbox.engine import (
     execute_folded,
     execute_plan,
     execute_single,
+    execute_two_level,
     open_locked,
 )
 from sandbox.errors import QueryFailed
@@ -66,6 +67,8 @@ class Job:
     """Run as one statement (engine.execute_single) rather than staged (sandbox.service decides)."""
     folded: bool = False
     """Run the staged method folded into one statement (engine.execute_folded); `single` wins."""
+    two_level: bool = False
+    """Run as the one exact statement with its counts in two levels (engine.execute_two_level); wins over both."""
     statistics_free: bool = False
     """Every table's file holds no value statistics (products.footer), as recorded when the version was
     built: the worker opens its connection with fewer optimizers off (engine.disabled_optimizers)."""
@@ -226,6 +229,8 @@ def _run_job(
             try:
                 if isinstance(job.plan, dp.DPPlan):
                     return ("ok", dp.execute(db, job.plan, statistics))
+                if job.two_level:
+                    return ("ok", execute_two_level(db, job.plan, job.max_rows, statistics))
                 if job.single:
                     return ("ok", execute_single(db, job.plan, job.max_rows, statistics))
                 if job.folded:

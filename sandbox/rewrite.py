@@ -83,6 +83,23 @@ class Plan:
     filters: tuple[tuple[tuple[str, str] | None, int], ...] = ()
     """Per top-level conjunct of WHERE: ((table, column), n) for `column = literal` (n = 1) or
     `column IN (n literals)`, else (None, 0): the query text's selectivity, for the same estimate."""
+    partials: tuple[Partial, ...] | None = None
+    """Per aggregate (`__a<j>`), how its values over the (group keys, unit) groups combine into the
+    group's (two_level_sql); None when some aggregate does not combine exactly, or the query reads more
+    than one table instance: the two-level statement does not apply."""
+
+
+@dataclass(frozen=True)
+class Partial:
+    """How one aggregate combines over the (group keys, unit) groups of the two-level statement.
+
+    kind: "count" (count(*), count(x): summed), "units" (count(DISTINCT unit): the count of the
+    (keys, unit) groups whose unit is not NULL, as the group threshold),
+    "sum" (summed), "min", "max" (the least or greatest), "avg" (the sum of `argument`'s sums over
+    the sum of its counts, as DuckDB's avg divides; its own value per (keys, unit) is not read)."""
+
+    kind: str
+    argument: str = ""
 
 
 def _q(name: str) -> exp.Identifier:
@@ -458,7 +475,97 @@ def build_plan(checked: CheckedQuery, policy: ProtectionPolicy, sizes: Mapping[s
         key_reads=key_reads,
         key_periods=key_periods,
         filters=filters,
+        partials=_partials(post.aggregate_nodes, units),
     )
+
+
+_COMBINED: dict[type[exp.Expr], str] = {exp.Count: "count", exp.Sum: "sum", exp.Min: "min", exp.Max: "max"}
+
+
+def _partials(aggregates: list[exp.Expr], units: list[UnitColumn]) -> tuple[Partial, ...] | None:
+    """Plan.partials: how each aggregate combines over (keys, unit) groups, or None if one does not
+    combine exactly (the variance family, count(DISTINCT x) for x other than the unit, any other
+    aggregate, a FILTER or ORDER BY inside one) or the query reads several table instances."""
+    if len(units) != 1:
+        return None
+    found: list[Partial] = []
+    for aggregate in aggregates:
+        kind = _COMBINED.get(type(aggregate)) or ("avg" if type(aggregate) is exp.Avg else None)
+        argument = aggregate.this
+        if kind is None or any(value for name, value in aggregate.args.items() if name not in ("this", "big_int")):
+            return None
+        if isinstance(argument, exp.Distinct):
+            # count(DISTINCT unit): the group's distinct units, `count(__u)` over the (keys, unit) groups.
+            distinct = argument.expressions
+            if not (
+                kind == "count"
+                and len(distinct) == 1
+                and isinstance(distinct[0], exp.Column)
+                and distinct[0].name == units[0].column
+                and distinct[0].table in ("", units[0].alias)
+            ):
+                return None
+            kind = "units"
+        elif not isinstance(argument, exp.Expr) or (isinstance(argument, exp.Star) and kind != "count"):
+            return None
+        found.append(Partial(kind, to_sql(argument) if kind == "avg" else ""))
+    return tuple(found)
+
+
+def two_level_sql(plan: Plan, whole: Sequence[bool] = ()) -> str | None:
+    """Stage 1 with the exact thresholds, as ONE grouping on (group keys, unit) feeding every count,
+    or None when it does not apply (Plan.partials).
+
+    Inner: the confirmed stage 1 template, grouped by the unit too (its GROUP BY is the template's
+    last clause), with sandbox-written columns in place of the threshold placeholder: the unit
+    (`__u`), per cell whose argument can be NULL a flag that some row of the (keys, unit) group has
+    it non-NULL (`__f<m>`), per avg the sum and count of its argument (`__p<j>`, `__q<j>`). Outer,
+    per group: the keys, each aggregate combined (Partial), `count(__u)` as `__lo0` (the distinct
+    units: the rows whose unit is NULL form one inner group, which counts for no unit but whose rows
+    still reach the aggregates), `count(__u) FILTER (WHERE __f<m>)` as `__v<m>` (a cell in `whole`
+    gets the group's own count). The same columns as stage 1 with the exact method."""
+    partials = plan.partials
+    if partials is None or len(plan.units) != 1 or (plan.key_columns and " GROUP BY " not in plan.template):
+        return None
+    unit = plan.units[0]
+    inner = [f'{unit.sql} AS "__u"']
+    # Per cell, what shows that a (keys, unit) group has a row where the cell's argument is not NULL:
+    # a count(x) or avg(x) of the cell counts those rows already (every aggregate of a cell has the
+    # same argument), else a flag of its own.
+    flags: list[str | None] = []
+    for m, cell in enumerate(plan.cells):
+        if m < len(whole) and whole[m]:
+            flags.append(None)
+            continue
+        counted = [
+            int(c[len("__a") :]) for c in cell.columns if partials[int(c[len("__a") :])].kind in ("count", "avg")
+        ]
+        if counted:
+            j = counted[0]
+            flags.append(f'"__a{j}" > 0' if partials[j].kind == "count" else f'"__q{j}" > 0')
+        else:
+            inner.append(f'BOOL_OR({cell.condition}) AS "__f{m}"')
+            flags.append(f'"__f{m}"')
+    outer = [_quoted(c) for c in plan.key_columns]
+    for j, partial in enumerate(partials):
+        column = f'"__a{j}"'
+        if partial.kind == "units":
+            outer.append(f'COUNT("__u") AS {column}')
+        elif partial.kind == "count":
+            outer.append(f"CAST(COALESCE(SUM({column}), 0) AS BIGINT) AS {column}")
+        elif partial.kind == "avg":
+            inner += [f'SUM({partial.argument}) AS "__p{j}"', f'COUNT({partial.argument}) AS "__q{j}"']
+            outer.append(f'SUM("__p{j}") / SUM("__q{j}") AS {column}')
+        else:
+            outer.append(f"{partial.kind.upper()}({column}) AS {column}")
+    outer.append('COUNT("__u") AS "__lo0"')
+    for m, flag in enumerate(flags):
+        where = "" if flag is None else f" FILTER (WHERE {flag})"
+        outer.append(f'COUNT("__u"){where} AS "__v{m}"')
+    stage = plan.template.replace(PLACEHOLDER, ", ".join(inner)).replace(RESTRICT, "TRUE")
+    stage += f", {unit.sql}" if plan.key_columns else f" GROUP BY {unit.sql}"
+    grouped = f" GROUP BY {', '.join(_quoted(c) for c in plan.key_columns)}" if plan.key_columns else ""
+    return f'SELECT {", ".join(outer)} FROM ({stage}) AS "__i"{grouped}'
 
 
 def _cells(aggregates: list[exp.Expr], units: list[UnitColumn], outer: bool) -> list[Cell]:

@@ -257,33 +257,41 @@ def estimate(plan: Plan, tables: Mapping[str, TableFile]) -> tuple[float, float]
 
 
 def strategy(plan: Plan, tables: Mapping[str, TableFile]) -> str:
-    """How `plan` runs: "single" (engine.execute_single), "folded" (engine.execute_folded) or "staged"
-    (engine.execute_plan).
+    """How `plan` runs: "two-level" (engine.execute_two_level), "single" (engine.execute_single), "folded"
+    (engine.execute_folded) or "staged" (engine.execute_plan).
 
     By cost (docs/sandbox.md, "Choosing the strategy by cost"), from public data only: products larger
     than SINGLE_STATEMENT_ROWS run staged. Smaller ones run as one statement: the staged method folded
     into it when the groups are expected to be large (the row bound then passes them, and the exact
     count runs on few rows), the exact count over every row when they are expected to be small (it
     decides most of them anyway, and the bound would cost a second scan for nothing), or when the
-    version's statistics do not say (versions built before them, joins).
+    version's statistics do not say (versions built before them, joins). The exact statement counts
+    in two levels (one grouping on (keys, unit), engine.execute_two_level) whenever every aggregate of
+    the query combines exactly over it and it reads one table instance (Plan.partials): the same
+    answer, one hash table over the (keys, unit) pairs in place of one per count(DISTINCT unit).
     """
     if not plan.fast_threshold:
         return "staged"
     rows_scanned, _ = measure_scan(plan, tables)
-    if rows_scanned > SINGLE_STATEMENT_ROWS:
-        return "staged"
     estimated = estimate(plan, tables)
+    if rows_scanned > SINGLE_STATEMENT_ROWS:
+        # Large products: staged, unless the groups are expected small and every aggregate combines in
+        # two levels (then the staged bound would pass few groups and the recheck count nearly all rows).
+        small = estimated is not None and estimated[0] < STAGED_MARGIN * plan.min_group_size
+        return "two-level" if small and plan.partials is not None and plan.key_columns else "staged"
+    # The exact statement, its counts in two levels where every aggregate combines exactly (Plan.partials).
+    exact = "two-level" if plan.partials is not None else "single"
     if estimated is None:
-        return "single"
+        return exact
     bound, kept = estimated
     if bound < STAGED_MARGIN * plan.min_group_size or kept < FOLDED_MIN_SHARE:
-        return "single"
+        return exact
     return "folded"
 
 
 def single_statement(plan: Plan, tables: Mapping[str, TableFile]) -> bool:
-    """Whether `plan` runs as the one exact statement (engine.execute_single)."""
-    return strategy(plan, tables) == "single"
+    """Whether `plan` runs as the one exact statement (engine.execute_single or execute_two_level)."""
+    return strategy(plan, tables) in ("single", "two-level")
 
 
 def budget_seconds(rows_scanned: int, limits: EngineLimits) -> float:
@@ -376,6 +384,7 @@ def _result_key(plan: Plan, files: tuple[tuple[str, str], ...], max_rows: int) -
         plan.constants_sql,
         plan.join_keys,
         tuple(plan.key_columns),
+        plan.partials,
     )
 
 
@@ -430,6 +439,7 @@ def _execute(
         seconds=budget_seconds(rows_scanned, limits),
         single=chosen == "single",
         folded=chosen == "folded",
+        two_level=chosen == "two-level",
         statistics_free=statistics_free(tables),
         seeds=_seeds(tables),
     )

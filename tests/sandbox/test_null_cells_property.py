@@ -1,10 +1,10 @@
 """Property: every released aggregate cell covers k units among the rows where its argument is not NULL.
 
 Random small datasets whose measures are often NULL are written to Parquet and queried through the
-sandbox, by both execution strategies (the one exact statement, and the staged cheap bounds with
-rechecks), and every answer is compared with a Python oracle: a group is released when it has k
-units; in it, each aggregate is released exactly when k distinct units have a non-NULL argument, and
-then equals the oracle's value; otherwise it is NULL.
+sandbox, by every execution strategy (the one exact statement, its counts in two levels, the folded
+and the staged cheap bounds with rechecks), and every answer is compared with a Python oracle: a
+group is released when it has k units; in it, each aggregate is released exactly when k distinct
+units have a non-NULL argument, and then equals the oracle's value; otherwise it is NULL.
 """
 
 from __future__ import annotations
@@ -109,8 +109,20 @@ def test_every_released_cell_covers_k_units_with_known_arguments(
     expected = _oracle(rows)
     with tempfile.TemporaryDirectory() as directory:
         path = write_parquet(Path(directory) / "t.parquet", rows, TYPES)
-        for single, folded in ((True, False), (False, True), (False, False)):
-            job = Job(tables=(("t", str(path.resolve())),), plan=plan, max_rows=100, single=single, folded=folded)
+        for single, folded, two_level in (
+            (True, False, False),
+            (False, True, False),
+            (False, False, False),
+            (False, False, True),
+        ):
+            job = Job(
+                tables=(("t", str(path.resolve())),),
+                plan=plan,
+                max_rows=100,
+                single=single,
+                folded=folded,
+                two_level=two_level,
+            )
             got = [list(row) for row in workers.run(job).rows]
             assert len(got) == len(expected), (single, got, expected)
             for answer, oracle in zip(got, expected, strict=True):

@@ -59,9 +59,12 @@ def test_few_large_groups_run_folded_and_many_small_ones_the_exact_statement(peo
     # The same answers as the other strategies (both exact).
     assert large.rows == [["east", 45], ["north", 45], ["south", 45], ["west", 45]]
     assert len(small.rows) == 12 and all(row[2] == 15 for row in small.rows)
-    # Without the version's statistics (built before them), as before: the exact statement.
+    # Without the version's statistics (built before them), as before: the exact statement (its counts in
+    # two levels when every aggregate combines exactly; stddev does not).
     bare = {"people": replace(people["people"], statistics={})}
-    assert strategy(plan_query("SELECT region, count(*) FROM people GROUP BY region", k3), bare) == "single"
+    assert strategy(plan_query("SELECT region, count(*) FROM people GROUP BY region", k3), bare) == "two-level"
+    spread = "SELECT region, stddev(amount) FROM people GROUP BY region"
+    assert strategy(plan_query(spread, k3), bare) == "single"
 
 
 @settings(max_examples=60, deadline=None)
@@ -76,9 +79,10 @@ def test_the_choice_depends_on_the_query_text_not_on_what_its_filter_selects(
     quoted = "'" + category.replace("'", "''") + "'"
     shapes = {
         "SELECT count(*) FROM people WHERE category = {c}": "folded",
-        "SELECT region, count(*) FROM people WHERE month = {m} GROUP BY 1": "single",
-        "SELECT count(*) FROM people WHERE region IN ({r}, {c}) AND month = {m}": "single",  # a sixth kept
-        "SELECT month, count(*) FROM people WHERE region = {r} GROUP BY 1": "single",
+        "SELECT region, count(*) FROM people WHERE month = {m} GROUP BY 1": "two-level",
+        "SELECT count(*) FROM people WHERE region IN ({r}, {c}) AND month = {m}": "two-level",  # a sixth kept
+        "SELECT month, count(*) FROM people WHERE region = {r} GROUP BY 1": "two-level",
+        "SELECT month, variance(amount) FROM people WHERE region = {r} GROUP BY 1": "single",
     }
     for template, expected in shapes.items():
         sql = template.format(c=quoted, m=month, r=f"'{region}'")
@@ -105,7 +109,7 @@ def test_folded_runs_the_same_statement_whether_a_filter_matches_a_row(people, k
     # execute_single: the buyer sees that it is empty anyway).
     tiny = run("SELECT count(*) FROM people WHERE category = 'tiny' AND month = 1")  # 5 people, k = 3
     none = run("SELECT count(*) FROM people WHERE category = 'nothing'")
-    assert tiny.methods == none.methods == ["single"]
+    assert tiny.methods == none.methods == ["two-level"]
     assert len(tiny.statements) == 1 and len(none.statements) == 2
     assert tiny.rows == [(5,)] and none.rows == []
     assert none.suppressed_groups == 1
@@ -182,3 +186,20 @@ def test_a_versions_tables_carry_the_published_distinct_counts_and_ranges(tmp_pa
     # A version built before quality summaries: no distinct counts, so no estimate (the exact statement).
     version.policy, version.quality = {"mode": "threshold"}, None
     assert "distinct" not in version_tables(Settings(data_dir=tmp_path), version)["people"].statistics  # type: ignore[arg-type]
+
+
+def test_a_large_product_counts_small_groups_in_two_levels_and_large_ones_staged(people, k3, monkeypatch) -> None:
+    from sandbox import service as sandbox_service
+
+    # As if the product were past SINGLE_STATEMENT_ROWS (TPC-H's lineitem): staged where the row bound is
+    # expected to pass the groups; in two levels where it would pass few of them (expected rows under 2.5k),
+    # the recheck then counting nearly every row exactly (bench.two_level --tpch: by_ship_date_and_mode).
+    monkeypatch.setattr(sandbox_service, "SINGLE_STATEMENT_ROWS", 100)
+    assert strategy(plan_query("SELECT region, count(*) FROM people GROUP BY region", k3), people) == "staged"
+    small = "SELECT region, month, count(*), avg(amount) FROM people GROUP BY 1, 2"
+    assert strategy(plan_query(small, k3), people) == "two-level"
+    # Unless an aggregate does not combine, or there are no group keys (staged counts one group exactly at once).
+    assert (
+        strategy(plan_query("SELECT region, month, stddev(amount) FROM people GROUP BY 1, 2", k3), people) == "staged"
+    )
+    assert strategy(plan_query("SELECT count(*) FROM people WHERE month = 1", k3), people) == "staged"

@@ -103,7 +103,7 @@ def _expected(q: dict[str, Any]) -> tuple[list[list[Any]], int]:
     return passing, suppressed
 
 
-@pytest.fixture(params=["single statement", "staged", "folded"])
+@pytest.fixture(params=["single statement", "staged", "folded", "two-level"])
 def strategy(request, monkeypatch) -> str:
     """Every threshold strategy (sandbox.service.strategy chooses by cost), no result cache."""
     from sandbox import cache
@@ -113,6 +113,11 @@ def strategy(request, monkeypatch) -> str:
         monkeypatch.setattr(sandbox_service, "SINGLE_STATEMENT_ROWS", -1)
     if request.param == "folded":
         monkeypatch.setattr(sandbox_service, "strategy", lambda plan, tables: "folded")
+    if request.param == "single statement":
+        monkeypatch.setattr(sandbox_service, "strategy", lambda plan, tables: "single")
+    if request.param == "two-level":
+        # Joins fall back to the exact statement (engine.execute_two_level).
+        monkeypatch.setattr(sandbox_service, "strategy", lambda plan, tables: "two-level")
     monkeypatch.setattr(cache, "results", cache.BoundedCache(0, 0))
     return str(request.param)
 
