@@ -18,6 +18,7 @@ Pairs:
   aggregate and its distinct counts. One row's work times the fan-out.
 - `join-fanout-groups`: the same, grouped by a weather dimension with 100,000 values: 100,000
   suppressed groups against none.
+- `try-date`, `try-date-control`: date_trunc's TRY() slow path on the hidden row (see PAIRS).
 - `join-range`, `join-range-value`: a range condition instead (`w.hour_id < CASE ... END`); DuckDB
   then sorts both sides whatever the data, which hides the fan-out in a slow baseline.
 """
@@ -78,6 +79,13 @@ PAIRS: dict[str, str] = {
     "many-whole": f"SELECT dest, {MANY_WHOLE} FROM flights WHERE dest = 'LEX' GROUP BY dest",
     "most-cells": f"SELECT dest, {MOST} FROM flights WHERE dest = 'LEX' GROUP BY dest",
     "many-cells-global": f"SELECT {MANY} FROM flights WHERE dest = 'LEX'",
+    # date_trunc stays in TRY(); a CASE puts a date beyond the TIMESTAMP range on the hidden row only, so
+    # DuckDB recomputes that row's vector row by row. Every row passes (`OR day > 0`): the same answer,
+    # no first-row step. `try-date-control` is the same text with an in-range date (no failure).
+    "try-date": "SELECT count(*) AS n FROM flights WHERE date_trunc('day', CASE WHEN dest = 'LEX' "
+    "THEN DATE '300000-01-01' ELSE DATE '2013-01-01' END) IS NULL OR day > 0",
+    "try-date-control": "SELECT count(*) AS n FROM flights WHERE date_trunc('day', CASE WHEN dest = 'LEX' "
+    "THEN DATE '2013-01-02' ELSE DATE '2013-01-01' END) IS NULL OR day > 0",
     "join-fanout": f"SELECT count(*) AS n FROM flights f JOIN weather w ON {FANOUT_ON}",
     "join-fanout-groups": f"SELECT w.hour_id, count(*) AS n FROM flights f JOIN weather w ON {FANOUT_ON} "
     "GROUP BY w.hour_id",
