@@ -201,8 +201,8 @@ TRY_QUERIES = [
     "ELSE DATE '2013-01-01' END) > DATE '2000-01-01' OR day > 0 GROUP BY dest",
     f"SELECT count(*) FROM flights WHERE date_trunc('day', greatest(DATE '2013-01-01', "
     f"CASE WHEN dest = 'LEX' THEN {FAR} END)) IS NULL OR day > 0",
-    f"SELECT count(*) FROM flights WHERE date_trunc('year', coalesce(CASE WHEN dest <> 'LEX' THEN DATE '2013-01-01' END, "
-    f"{FAR})) IS NULL OR day > 0",
+    "SELECT count(*) FROM flights WHERE date_trunc('year', coalesce(CASE WHEN dest <> 'LEX' "
+    f"THEN DATE '2013-01-01' END, {FAR})) IS NULL OR day > 0",
 ]
 
 
