@@ -4,9 +4,9 @@
 
 Every pair runs the SAME query text on two product versions that differ in ONE hidden fact: the file
 with the one 'LEX' flight (A) against a control file where that flight goes to 'ZZZ' (B). Every answer
-is the same on both sides (checked: the run stops if they differ). A and B alternate, each repeated;
-the medians of the wall time through one sandbox worker (engine as the product would run it) and a
-Mann-Whitney p (bench/stats.py) are printed with the load average.
+is the same on both sides (checked: a difference is printed, e.g. `timeout` against `[]`). A and B
+alternate, each repeated; the medians of the wall time through one sandbox worker (engine as the
+product would run it) and a Mann-Whitney p (bench/stats.py) are printed with the load average.
 
 Pairs:
 - `one-row`: the known step (sbx-phantom's), `SELECT dest, count(*) ... WHERE dest = 'LEX' GROUP BY dest`.
@@ -19,6 +19,11 @@ Pairs:
 - `join-fanout-groups`: the same, grouped by a weather dimension with 100,000 values: 100,000
   suppressed groups against none.
 - `try-date`, `try-date-control`: date_trunc's TRY() slow path on the hidden row (see PAIRS).
+- `join-fanout-cells`: the fan-out times 12 aggregates over a measure with NULLs, under the query's own
+  budget (sandbox.service.budget_seconds): with the hidden row the answer is `timeout` (408), without
+  it the (empty) answer comes in half a second. A status code, from one query.
+- `many-cells`, `many-whole`, `many-cells-global`: the first-row step (`one-row`) times 40 aggregates,
+  over a measure with NULLs (each its own per-cell count of units) or without.
 - `join-range`, `join-range-value`: a range condition instead (`w.hour_id < CASE ... END`); DuckDB
   then sorts both sides whatever the data, which hides the fan-out in a slow baseline.
 """
@@ -38,9 +43,10 @@ import duckdb
 from bench.stats import mann_whitney
 from products.storage import write_product_parquet
 from sandbox.engine import EngineLimits
+from sandbox.errors import QueryFailed
 from sandbox.policy import ProtectionPolicy
 from sandbox.pool import Job, WorkerPool
-from sandbox.service import plan_query
+from sandbox.service import budget_seconds, plan_query
 
 POLICY = ProtectionPolicy.model_validate(
     {
@@ -65,6 +71,7 @@ POLICY = ProtectionPolicy.model_validate(
 )
 
 MANY = ", ".join(f"sum(arr_delay * {1 + i / 1000}) AS s{i}" for i in range(40))
+WEATHER_CELLS = ", ".join(f"sum(w.temp * {1 + i / 1000}) AS t{i}" for i in range(12))
 MANY_WHOLE = ", ".join(f"sum(distance * {1 + i / 1000}) AS s{i}" for i in range(40))
 MOST = ", ".join(f"sum(arr_delay * {1 + i / 1000}) AS s{i}" for i in range(400))
 FANOUT_ON = "(CASE WHEN f.dest = 'LEX' THEN f.origin ELSE 'none' END) = w.origin"
@@ -89,9 +96,21 @@ PAIRS: dict[str, str] = {
     "join-fanout": f"SELECT count(*) AS n FROM flights f JOIN weather w ON {FANOUT_ON}",
     "join-fanout-groups": f"SELECT w.hour_id, count(*) AS n FROM flights f JOIN weather w ON {FANOUT_ON} "
     "GROUP BY w.hour_id",
+    # The fan-out times 12 aggregates over a measure with NULLs (a count of units per cell each), under the
+    # query's own budget (5 s + 1 s per million rows): a timeout (408) against an answer.
+    "join-fanout-cells": f"SELECT w.hour_id, {WEATHER_CELLS} FROM flights f JOIN weather w ON {FANOUT_ON} "
+    "GROUP BY w.hour_id",
     "join-range": f"SELECT count(*) AS n FROM flights f JOIN weather w ON {RANGE_ON}",
     "join-range-value": f"SELECT count(*) AS n FROM flights f JOIN weather w ON {RANGE_VALUE_ON}",
 }
+
+
+def _outcome(run: Callable[[], object]) -> object:
+    """The answer, or the refusal's code (a timeout is an answer too: 408)."""
+    try:
+        return run()
+    except QueryFailed as failed:
+        return failed.code
 
 
 def build(directory: Path, rows: int, hidden: str) -> Path:
@@ -120,7 +139,8 @@ def build_weather(directory: Path, rows: int) -> Path:
         write_product_parquet(
             connection,
             f"""SELECT ['EWR', 'JFK', 'LGA'][(i % 3) + 1] AS origin, i // 3 AS hour_id,
-                'S' || (i % 300)::VARCHAR AS station, (i % 80) - 30 AS temp FROM range({rows}) t(i)""",
+                'S' || (i % 300)::VARCHAR AS station,
+                CASE WHEN i % 10 = 0 THEN NULL ELSE (i % 80) - 30 END AS temp FROM range({rows}) t(i)""",
             path,
         )
     return path
@@ -159,6 +179,7 @@ def main(argv: list[str] | None = None) -> None:
                     single=way == "single",
                     folded=way == "folded",
                     statistics_free=True,
+                    seconds=budget_seconds(sum(sizes[name] for name, _ in tables), limits),
                 )
             )
 
@@ -168,15 +189,15 @@ def main(argv: list[str] | None = None) -> None:
                 continue
             for way in args.ways:
                 runs = {"A": job(sql, fact, way), "B": job(sql, control, way)}
-                answers = {side: runs[side]() for side in ("A", "B")}  # warm-up, and the answers
+                answers = {side: _outcome(runs[side]) for side in ("A", "B")}  # warm-up, and the answers
                 rows = {side: getattr(answers[side], "rows", answers[side]) for side in answers}
                 if rows["A"] != rows["B"]:
-                    raise SystemExit(f"{name}/{way}: answers differ: {rows['A']!r} / {rows['B']!r}")
+                    print(f"{name}/{way}: ANSWERS DIFFER: {str(rows['A'])[:60]} / {str(rows['B'])[:60]}", flush=True)
                 times: dict[str, list[float]] = {"A": [], "B": []}
                 for i in range(args.runs):
                     for side in ("A", "B") if i % 2 == 0 else ("B", "A"):
                         started = time.perf_counter()
-                        runs[side]()
+                        _outcome(runs[side])
                         times[side].append((time.perf_counter() - started) * 1000)
                 a, b = statistics.median(times["A"]), statistics.median(times["B"])
                 p = mann_whitney(times["A"], times["B"]).p
