@@ -147,11 +147,6 @@ TOLERANCE = 50
 """Rows the one hidden row may add over all operators of a statement: its own passage through each."""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="red9: a join key computed from the root row (CASE/if) routes only the hidden row to a key "
-    "1,000 joined rows share: the work differs by the fan-out (thousands of rows, groups), not by one row",
-)
 @pytest.mark.parametrize("sql", FANOUT_QUERIES)
 def test_a_join_does_not_multiply_one_hidden_row(sql: str, replays: dict[bool, Replay]) -> None:
     try:
