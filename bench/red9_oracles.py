@@ -43,7 +43,7 @@ import duckdb
 from bench.stats import mann_whitney
 from products.storage import write_product_parquet
 from sandbox.engine import EngineLimits
-from sandbox.errors import QueryFailed
+from sandbox.errors import QueryFailed, QueryRefused
 from sandbox.policy import ProtectionPolicy
 from sandbox.pool import Job, WorkerPool
 from sandbox.service import budget_seconds, plan_query
@@ -94,6 +94,10 @@ PAIRS: dict[str, str] = {
     "try-date-control": "SELECT count(*) AS n FROM flights WHERE date_trunc('day', CASE WHEN dest = 'LEX' "
     "THEN DATE '2013-01-02' ELSE DATE '2013-01-01' END) IS NULL OR day > 0",
     "join-fanout": f"SELECT count(*) AS n FROM flights f JOIN weather w ON {FANOUT_ON}",
+    # sbx-joinkeys: the key as stored, the hidden row picked by a filter on the root (tested after the join):
+    # every flight of an origin meets that origin's weather rows, whatever the filter.
+    "join-bare-filter": "SELECT w.hour_id, count(*) AS n FROM flights f JOIN weather w ON f.origin = w.origin "
+    "WHERE f.dest = 'LEX' GROUP BY w.hour_id",
     "join-fanout-groups": f"SELECT w.hour_id, count(*) AS n FROM flights f JOIN weather w ON {FANOUT_ON} "
     "GROUP BY w.hour_id",
     # The fan-out times 12 aggregates over a measure with NULLs (a count of units per cell each), under the
@@ -167,7 +171,11 @@ def main(argv: list[str] | None = None) -> None:
         sizes = {"flights": args.rows, "weather": args.weather_rows}
 
         def job(sql: str, path: Path, way: str) -> Callable[[], object]:
-            plan = plan_query(sql, POLICY, sizes if "weather" in sql else None)
+            try:
+                plan = plan_query(sql, POLICY, sizes if "weather" in sql else None)
+            except QueryRefused as refused:  # sbx-joinkeys: refused before anything runs, on both sides
+                code = refused.code
+                return lambda: code
             tables = [("flights", str(path.resolve()))]
             if "weather" in sql:
                 tables.append(("weather", str(weather.resolve())))
