@@ -24,6 +24,10 @@ Pairs:
   it the (empty) answer comes in half a second. A status code, from one query.
 - `many-cells`, `many-whole`, `many-cells-global`: the first-row step (`one-row`) times 40 aggregates,
   over a measure with NULLs (each its own per-cell count of units) or without.
+- `join-bare-filter`, `join-left-kept` (sbx-joinkeys): the key as stored (`f.origin = w.origin`), the
+  hidden row picked after the join by WHERE, or by a condition of the kept side in a LEFT JOIN's ON.
+  Run with `--weather-rows 300` (100 per origin): every flight meets its origin's rows, so the join costs
+  N × F whatever the filter. The `join-fanout*` and `join-range*` pairs are refused now (`disallowed_construct`).
 - `join-range`, `join-range-value`: a range condition instead (`w.hour_id < CASE ... END`); DuckDB
   then sorts both sides whatever the data, which hides the fan-out in a slow baseline.
 """
@@ -98,6 +102,10 @@ PAIRS: dict[str, str] = {
     # every flight of an origin meets that origin's weather rows, whatever the filter.
     "join-bare-filter": "SELECT w.hour_id, count(*) AS n FROM flights f JOIN weather w ON f.origin = w.origin "
     "WHERE f.dest = 'LEX' GROUP BY w.hour_id",
+    # sbx-joinkeys: a one-table condition of the kept side in a LEFT JOIN's ON: the hidden row's candidates
+    # become joined rows, every other flight's a NULL row (tested on each candidate match).
+    "join-left-kept": "SELECT w.hour_id, count(*) AS n FROM flights f LEFT JOIN weather w ON f.origin = w.origin "
+    "AND f.dest = 'LEX' WHERE w.hour_id IS NOT NULL GROUP BY w.hour_id",
     "join-fanout-groups": f"SELECT w.hour_id, count(*) AS n FROM flights f JOIN weather w ON {FANOUT_ON} "
     "GROUP BY w.hour_id",
     # The fan-out times 12 aggregates over a measure with NULLs (a count of units per cell each), under the
