@@ -45,6 +45,15 @@ PAIRS: dict[str, str] = {
         "SELECT dest, count(*) AS n FROM flights WHERE dest IN ('{dest}', 'ATL', 'ORD') AND day > -{n} "
         "GROUP BY dest ORDER BY n LIMIT 1"
     ),
+    # Red team red9 (session 6). The first-row step times 40 aggregates, each over a measure with NULLs
+    # (so each has its own per-cell count of units): does the step grow with the number of aggregates?
+    "many-cells": "SELECT dest, "
+    + ", ".join(f"sum(arr_delay * {1 + i / 1000}) AS s{i}" for i in range(40))
+    + " FROM flights WHERE dest = '{dest}' AND day > -{n} GROUP BY dest",
+    # date_trunc's TRY(): a date beyond the TIMESTAMP range on the LEX row only; every row passes (same
+    # answer, no first-row step), but the failing row's vector is recomputed row by row.
+    "try-date": "SELECT count(*) AS n FROM flights WHERE date_trunc('day', CASE WHEN dest = '{dest}' "
+    "THEN DATE '300000-01-01' ELSE DATE '2013-01-01' END) IS NULL OR day > -{n}",
 }
 
 
