@@ -38,6 +38,7 @@ import os
 import random
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -46,12 +47,14 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import duckdb
 import httpx
 
 from bench.databases import on_both_databases
+from bench.stats import mann_whitney
 from market.accounts import service as accounts
 from market.accounts.models import OrgKind, Role
 from market.db import Database, migrate
@@ -147,7 +150,11 @@ def _group_cpu(group: int) -> float:
 
 @contextlib.contextmanager
 def _server(
-    settings: Settings, workers: int, extra: dict[str, str], report: list[str] | None = None
+    settings: Settings,
+    workers: int,
+    extra: dict[str, str],
+    report: list[str] | None = None,
+    code: Path | None = None,
 ) -> Iterator[tuple[str, int]]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -159,6 +166,8 @@ def _server(
         "MARKET_SCHEDULER_ENABLED": "false",
         **extra,
     }
+    if code is not None:  # another checkout's packages first on the path (an editable install's finder is last)
+        env["PYTHONPATH"] = str(code)
     log_path = settings.data_dir / f"server-{port}.log"
     log = log_path.open("wb")
     command = [sys.executable, "-c", "from market.cli import main; main()", "serve", "--port", str(port)]
@@ -168,6 +177,7 @@ def _server(
         start_new_session=True,
         stdout=log,
         stderr=subprocess.STDOUT,
+        cwd=code,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -191,7 +201,7 @@ def _server(
             report.extend(
                 "   " + line.split("INFO:", 1)[-1].strip()
                 for line in log_path.read_text().splitlines()
-                if "sandbox result cache" in line or "gc pauses" in line
+                if "sandbox result cache" in line or "gc pauses" in line or "phases of process" in line
             )
         for error in log_path.read_text().split("ERROR:")[1:3]:  # a 5xx is a bug: show its traceback
             print("server error:", error[:2000], "\n  ...\n", error[-4000:], file=sys.stderr)
@@ -289,6 +299,96 @@ def _line(name: str, connections: int, run: Run, raw: Run | None) -> str:
     return text
 
 
+Side = tuple[str, Path | None]
+"""A server's label and the source tree it runs (None: this checkout)."""
+
+
+def _alternated(
+    servers: dict[str, tuple[str, int]], keys: list[str], queries: list[str], connections: int, args: argparse.Namespace
+) -> dict[str, list[Run]]:
+    """`args.repeat` runs of the cell on every side, alternating which side goes first."""
+    runs: dict[str, list[Run]] = {label: [] for label in servers}
+    labels = list(servers)
+    for repeat in range(args.repeat):
+        for label in labels if repeat % 2 == 0 else labels[::-1]:
+            base, group = servers[label]
+            runs[label].append(_measured(group, base, keys, queries, connections, args.seconds))
+    return runs
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def _cell(name: str, connections: int, runs: dict[str, list[Run]], raw: Run | None) -> list[str]:
+    """One line per side (medians over the repeats when there are several), then, with a baseline, this
+    side's medians against it and the Mann-Whitney p of the per-run p50s and p99s."""
+    lines = []
+    for label, kept in runs.items():
+        if len(kept) == 1:
+            line = _line(name, connections, kept[0], raw)
+        else:
+            rate = _median([run.rate for run in kept])
+            p50 = _median([_percentile(run.latencies, 0.5) for run in kept])
+            p99 = _median([_percentile(run.latencies, 0.99) for run in kept])
+            cpu = _median([run.cpu_ms_per_request for run in kept])
+            line = f"{name:14} {connections:5d} {rate:9.1f} {p50:9.1f} {p99:9.1f} {cpu:9.1f}"
+            if raw is not None:
+                raw_p50 = _percentile(raw.latencies, 0.5)
+                line += f" {raw_p50:9.2f} {p50 / raw_p50:8.2f}x {rate / raw.rate:8.2f}"
+            bad: Counter[str] = Counter()
+            for run in kept:
+                bad.update({k: v for k, v in run.statuses.items() if k != "200"})
+            line += f"  (median of {len(kept)})" + (f"  other: {dict(bad)}" if bad else "")
+        lines.append(f"{label:5} {line}  load {_loadavg()}" if len(runs) > 1 else f"{line}  load {_loadavg()}")
+    if "this" in runs and "base" in runs:
+        this, base = runs["this"], runs["base"]
+
+        def ratio(measure: Any) -> str:
+            a, b = [measure(run) for run in this], [measure(run) for run in base]
+            return f"{_median(a) / _median(b):.2f} (p {mann_whitney(a, b).p:.3f})"
+
+        lines.append(
+            f"      this/base: req/s {ratio(lambda r: r.rate)}, p50 {ratio(lambda r: _percentile(r.latencies, 0.5))}, "
+            f"p99 {ratio(lambda r: _percentile(r.latencies, 0.99))}, cpu/req {ratio(lambda r: r.cpu_ms_per_request)}"
+        )
+    for line in lines:
+        print(line, flush=True)
+    return lines
+
+
+def _sides(args: argparse.Namespace) -> list[Side]:
+    return [("this", None), *([("base", args.baseline.resolve())] if args.baseline else [])]
+
+
+@contextlib.contextmanager
+def _servers(
+    settings: Settings, workers: int, extra: dict[str, str], args: argparse.Namespace, report: list[str]
+) -> Iterator[dict[str, tuple[str, int]]]:
+    """One server per side, all serving the same marketplace (one side is loaded at a time)."""
+    if args.phases:
+        extra = {**extra, "MARKET_DEBUG_PHASES": "1"}
+    with contextlib.ExitStack() as stack:
+        servers: dict[str, tuple[str, int]] = {}
+        logs: dict[str, list[str]] = {}
+        for label, code in _sides(args):
+            logs[label] = []
+            servers[label] = stack.enter_context(_server(settings, workers, extra, logs[label], code))
+        for base, _ in servers.values():
+            asyncio.run(_load(base, keys_of(args), DASHBOARD, 4, 2.0))  # warm every process and worker
+        try:
+            yield servers
+        finally:
+            stack.close()
+            for label, lines in logs.items():
+                report.extend(f"  [{label}]{line}" for line in lines)
+
+
+def keys_of(args: argparse.Namespace) -> list[str]:
+    keys: list[str] = args.keys
+    return keys
+
+
 def _bench(database: Database, name: str, args: argparse.Namespace) -> list[str]:
     lines: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -297,24 +397,25 @@ def _bench(database: Database, name: str, args: argparse.Namespace) -> list[str]
         database = Database.from_settings(settings)
         migrate(database)
         build_demo(database, settings)
-        keys = _add_buyers(database, args.buyers)
+        keys = args.keys = _add_buyers(database, args.buyers)
         parquet = _parquet(database, settings)
         database.dispose()
         workers = args.workers or max(1, len(os.sched_getaffinity(0)))
         header = f"{'workload':14} {'conns':>5} {'req/s':>9} {'p50 ms':>9} {'p99 ms':>9} {'cpu/req':>9}"
-        lines.append(f"== {name}: market serve --workers {workers}; {args.buyers} buyers")
-        lines.append(f"{header} {'raw p50':>9} {'p50/raw':>9} {'raw/s÷':>8}")
+        sides = ", ".join(f"{label}: {code or 'this checkout'}" for label, code in _sides(args))
+        lines.append(f"== {name}: market serve --workers {workers}; {args.buyers} buyers; {sides}")
+        lines.append(f"{'      ' if args.baseline else ''}{header} {'raw p50':>9} {'p50/raw':>9} {'raw/s÷':>8}")
         small = {name: sql for name, sql in SMALL.items() if name in args.workloads}
         if small:
             lines.append("   (uncached: MARKET_SANDBOX_RESULT_CACHE_ENTRIES=0)")
-            with _server(settings, workers, {"MARKET_SANDBOX_RESULT_CACHE_ENTRIES": "0"}) as (base, group):
-                asyncio.run(_load(base, keys, DASHBOARD, 4, 2.0))  # warm every process and worker
+            report: list[str] = []
+            with _servers(settings, workers, {"MARKET_SANDBOX_RESULT_CACHE_ENTRIES": "0"}, args, report) as servers:
                 for query_name, sql in small.items():
                     for connections in args.connections:
-                        run = _measured(group, base, keys, [sql], connections, args.seconds)
+                        runs = _alternated(servers, keys, [sql], connections, args)
                         raw = _raw(parquet, sql, min(args.seconds, 3.0), Settings().sandbox_threads)
-                        lines.append(_line(query_name, connections, run, raw) + f"  load {_loadavg()}")
-                        print(lines[-1], flush=True)
+                        lines.extend(_cell(query_name, connections, runs, raw))
+            lines.extend(report)
         lines.extend(_dashboard(settings, workers, keys, args))
     return lines
 
@@ -324,13 +425,11 @@ def _dashboard(settings: Settings, workers: int, keys: list[str], args: argparse
         return []
     lines = ["   (dashboard mix, default settings)"]
     report: list[str] = []
-    with _server(settings, workers, {}, report) as (base, group):
-        asyncio.run(_load(base, keys, DASHBOARD, 4, 2.0))
-        for _ in range(args.repeat):
-            for connections in args.connections:
-                run = _measured(group, base, keys, DASHBOARD, connections, args.seconds)
-                lines.append(_line("dashboard", connections, run, None) + f"  load {_loadavg()}")
-                print(lines[-1], flush=True)
+    with _servers(settings, workers, {}, args, report) as servers:
+        for connections in args.connections:
+            lines.extend(
+                _cell("dashboard", connections, _alternated(servers, keys, DASHBOARD, connections, args), None)
+            )
     return lines + report
 
 
@@ -353,7 +452,16 @@ def main() -> None:
         default=[*SMALL, "dashboard"],
         help=f"comma-separated, of {', '.join([*SMALL, 'dashboard'])} (default: all)",
     )
-    parser.add_argument("--repeat", type=int, default=1, help="run the dashboard cells this many times")
+    parser.add_argument("--repeat", type=int, default=1, help="run every cell this many times (medians)")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="another checkout (e.g. a worktree of main) served beside this one; cells alternate between them",
+    )
+    parser.add_argument(
+        "--phases", action="store_true", help="servers time their phases (MARKET_DEBUG_PHASES=1, market.phases)"
+    )
     args = parser.parse_args()
     print(f"cores: {os.cpu_count()}; load average before: {_loadavg()}", flush=True)
     results = on_both_databases(

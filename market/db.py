@@ -21,6 +21,7 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, SessionTransaction, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
+from market import phases
 from market.locks import lock, release
 from market.settings import Settings
 
@@ -321,7 +322,8 @@ def begin_write(session: Session) -> None:
             # not in SQLite's busy handler, which sleeps and retries (up to 100 ms a turn). Released
             # when the transaction ends (_release_writer), commit or rollback. Taken before a pooled
             # connection is checked out: a writer waiting in the queue holds no connection.
-            session.info[_WRITER_FD] = lock(Path(f"{database}.writer-lock"))
+            with phases.phase("sqlite writer lock wait (in 6)"):
+                session.info[_WRITER_FD] = lock(Path(f"{database}.writer-lock"))
         try:
             connection = session.connection()  # from here on the transaction's end releases the lock
         except BaseException:
