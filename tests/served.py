@@ -48,7 +48,16 @@ def served(market: Market, tmp_path: Path, workers: int = 1, **env: str) -> Iter
     }
     log = (tmp_path / f"server-{port}.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-c", "from market.cli import app; app()", "serve", "--port", str(port), "--workers", str(workers)],
+        [
+            sys.executable,
+            "-c",
+            "from market.cli import app; app()",
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ],
         env=environment,
         stdout=log,
         stderr=subprocess.STDOUT,
