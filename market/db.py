@@ -214,7 +214,8 @@ class Database:
         session = self.sessions()
         try:
             yield session
-            session.commit()
+            with phases.phase("commit (any transaction)"):
+                session.commit()
         except BaseException:
             session.rollback()
             raise
@@ -324,6 +325,8 @@ def begin_write(session: Session) -> None:
             # connection is checked out: a writer waiting in the queue holds no connection.
             with phases.phase("sqlite writer lock wait (in 6)"):
                 session.info[_WRITER_FD] = lock(Path(f"{database}.writer-lock"))
+            if phases.ENABLED:
+                session.info[_WRITER_TAKEN] = time.perf_counter()
         try:
             connection = session.connection()  # from here on the transaction's end releases the lock
         except BaseException:
@@ -333,12 +336,16 @@ def begin_write(session: Session) -> None:
 
 
 _WRITER_FD = "sqlite_writer_fd"
+_WRITER_TAKEN = "sqlite_writer_taken"
 
 
 @event.listens_for(Session, "after_transaction_end")
 def _release_writer(session: Session, transaction: SessionTransaction) -> None:
     if transaction.parent is None:
         release(session.info.pop(_WRITER_FD, None))
+        taken = session.info.pop(_WRITER_TAKEN, None)
+        if taken is not None:
+            phases.add("sqlite writer lock held (in 6)", time.perf_counter() - taken)
 
 
 def insert_ignore(session: Session, table: Any, values: dict[str, Any], conflict_columns: list[str]) -> None:

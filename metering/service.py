@@ -521,7 +521,8 @@ def _record(
     With `quota_deferred`, first the early check transaction 1 left to it: a quota already used up is
     refused and recorded exactly as there (no result, nothing scanned)."""
     agreement = attempt.agreement
-    counter = repository.lock_month(session, agreement.id, attempts.month_of(attempt.now))
+    with phases.phase("6a lock month counter (in 6)"):
+        counter = repository.lock_month(session, agreement.id, attempts.month_of(attempt.now))
     # Revoked while the query waited or ran (the access cache stops only the queries that start after):
     # read the agreement again, so that no answer leaves after its revocation was answered. Only when an
     # access-relevant row changed on this machine since transaction 1 (`recheck`): otherwise nothing
@@ -530,7 +531,8 @@ def _record(
         revoked = attempts.agreement_refusal(session.get(Agreement, agreement.id) or agreement, attempt.now)
         if revoked is not None:
             return attempts.refuse(session, attempt, revoked)
-    locked = attempts.lock_chain(session, attempt)
+    with phases.phase("6b lock chain head (in 6)"):
+        locked = attempts.lock_chain(session, attempt)
     if isinstance(locked, QueryOutcome):
         return locked
     if quota_deferred:
@@ -559,18 +561,19 @@ def _record(
         },
         "agreement_id": agreement.id,
     }
-    return attempts.append(
-        session,
-        attempt,
-        locked,
-        counter=counter,
-        status_code=200,
-        body=body,
-        record_id=record_id,
-        charge_type=charge.charge_type,
-        amount_minor=charge.amount_minor,
-        result=result,
-    )
+    with phases.phase("6c append the usage record (in 6)"):
+        return attempts.append(
+            session,
+            attempt,
+            locked,
+            counter=counter,
+            status_code=200,
+            body=body,
+            record_id=record_id,
+            charge_type=charge.charge_type,
+            amount_minor=charge.amount_minor,
+            result=result,
+        )
 
 
 CANCEL_WAIT_SECONDS = 10.0
