@@ -42,6 +42,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -216,6 +217,15 @@ class Run:
     seconds: float = 0.0
     server_cpu: float = 0.0
     """CPU seconds the server's processes (API and sandbox workers) spent during the run."""
+    spread: list[int] = field(default_factory=list)
+    """Established connections held by each API process, sampled halfway through the run, most first."""
+
+    @property
+    def imbalance(self) -> float:
+        """The busiest API process's connections over the fair share (1.0: even)."""
+        if not self.spread or not sum(self.spread):
+            return float("nan")
+        return self.spread[0] / (sum(self.spread) / len(self.spread))
 
     @property
     def cpu_ms_per_request(self) -> float:
@@ -279,11 +289,50 @@ def _raw(parquet: Path, sql: str, seconds: float, threads: int) -> Run:
     return run
 
 
+def _api_processes(server: int) -> list[int]:
+    """The API processes of `market serve` (pid `server`): itself with one process, else the children
+    its supervisor spawned (not multiprocessing's resource tracker)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == server and b"spawn_main" in (stat.parent / "cmdline").read_bytes():
+                found.append(int(stat.parent.name))
+        except OSError:
+            continue
+    return found or [server]
+
+
+def _spread(server: int, port: int) -> list[int]:
+    """Established connections to `port` held by each API process, most first (from /proc)."""
+    established = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":
+            established.add(fields[9])
+    counts = []
+    for pid in _api_processes(server):
+        held = 0
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    target = os.readlink(fd)
+                    held += target.startswith("socket:[") and target[8:-1] in established
+        counts.append(held)
+    return sorted(counts, reverse=True)
+
+
 def _measured(group: int, base: str, keys: list[str], queries: list[str], connections: int, seconds: float) -> Run:
-    """A load run, with the CPU the server's processes spent on it."""
+    """A load run, with the CPU the server's processes spent on it and how its connections were spread."""
     before = _group_cpu(group)
+    port = int(base.rsplit(":", 1)[1])
+    sampled: list[int] = []
+    sampler = threading.Timer(seconds / 2, lambda: sampled.extend(_spread(group, port)))
+    sampler.start()
     run = asyncio.run(_load(base, keys, queries, connections, seconds))
+    sampler.join()
     run.server_cpu = _group_cpu(group) - before
+    run.spread = sampled
     return run
 
 
@@ -293,6 +342,7 @@ def _line(name: str, connections: int, run: Run, raw: Run | None) -> str:
     if raw is not None:
         raw_p50 = _percentile(raw.latencies, 0.5)
         text += f" {raw_p50:9.2f} {p50 / raw_p50:8.2f}x {run.rate / raw.rate:8.2f}"
+    text += f"  conns/process {'/'.join(map(str, run.spread))}"
     bad = {k: v for k, v in run.statuses.items() if k != "200"}
     if bad:
         text += f"  other: {dict(bad)}"
@@ -339,7 +389,10 @@ def _cell(name: str, connections: int, runs: dict[str, list[Run]], raw: Run | No
             bad: Counter[str] = Counter()
             for run in kept:
                 bad.update({k: v for k, v in run.statuses.items() if k != "200"})
-            line += f"  (median of {len(kept)})" + (f"  other: {dict(bad)}" if bad else "")
+            imbalance = _median([run.imbalance for run in kept])
+            worst = max(kept, key=lambda run: run.imbalance).spread
+            line += f"  (median of {len(kept)}; busiest process / fair share {imbalance:.2f}, worst run"
+            line += f" {'/'.join(map(str, worst))})" + (f"  other: {dict(bad)}" if bad else "")
         lines.append(f"{label:5} {line}  load {_loadavg()}" if len(runs) > 1 else f"{line}  load {_loadavg()}")
     if "this" in runs and "base" in runs:
         this, base = runs["this"], runs["base"]
@@ -350,7 +403,8 @@ def _cell(name: str, connections: int, runs: dict[str, list[Run]], raw: Run | No
 
         lines.append(
             f"      this/base: req/s {ratio(lambda r: r.rate)}, p50 {ratio(lambda r: _percentile(r.latencies, 0.5))}, "
-            f"p99 {ratio(lambda r: _percentile(r.latencies, 0.99))}, cpu/req {ratio(lambda r: r.cpu_ms_per_request)}"
+            f"p99 {ratio(lambda r: _percentile(r.latencies, 0.99))}, cpu/req {ratio(lambda r: r.cpu_ms_per_request)}, "
+            f"busiest/fair {ratio(lambda r: r.imbalance)}"
         )
     for line in lines:
         print(line, flush=True)
