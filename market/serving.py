@@ -11,8 +11,8 @@ addresses and ports: an even spread in expectation, decided before any process w
 
 What it costs: connections waiting in the queue of a process that dies are reset (the supervisor starts
 a replacement, with a socket of its own); the shared socket would have let another process take them.
-The parent binds nothing, so a port already taken is reported by each child (and the supervisor stops,
-as uvicorn does for a worker that fails to start).
+The parent listens on nothing (a listening socket there would join the group and take connections
+nobody accepts); it only tries a bind first, so that a port already taken fails once, at start.
 """
 
 from __future__ import annotations
