@@ -38,20 +38,24 @@ import os
 import random
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import duckdb
 import httpx
 
 from bench.databases import on_both_databases
+from bench.stats import mann_whitney
 from market.accounts import service as accounts
 from market.accounts.models import OrgKind, Role
 from market.db import Database, migrate
@@ -147,7 +151,11 @@ def _group_cpu(group: int) -> float:
 
 @contextlib.contextmanager
 def _server(
-    settings: Settings, workers: int, extra: dict[str, str], report: list[str] | None = None
+    settings: Settings,
+    workers: int,
+    extra: dict[str, str],
+    report: list[str] | None = None,
+    code: Path | None = None,
 ) -> Iterator[tuple[str, int]]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -159,6 +167,8 @@ def _server(
         "MARKET_SCHEDULER_ENABLED": "false",
         **extra,
     }
+    if code is not None:  # another checkout's packages first on the path (an editable install's finder is last)
+        env["PYTHONPATH"] = str(code)
     log_path = settings.data_dir / f"server-{port}.log"
     log = log_path.open("wb")
     command = [sys.executable, "-c", "from market.cli import main; main()", "serve", "--port", str(port)]
@@ -168,6 +178,7 @@ def _server(
         start_new_session=True,
         stdout=log,
         stderr=subprocess.STDOUT,
+        cwd=code,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -191,7 +202,7 @@ def _server(
             report.extend(
                 "   " + line.split("INFO:", 1)[-1].strip()
                 for line in log_path.read_text().splitlines()
-                if "sandbox result cache" in line or "gc pauses" in line
+                if "sandbox result cache" in line or "gc pauses" in line or "phases of process" in line
             )
         for error in log_path.read_text().split("ERROR:")[1:3]:  # a 5xx is a bug: show its traceback
             print("server error:", error[:2000], "\n  ...\n", error[-4000:], file=sys.stderr)
@@ -206,6 +217,15 @@ class Run:
     seconds: float = 0.0
     server_cpu: float = 0.0
     """CPU seconds the server's processes (API and sandbox workers) spent during the run."""
+    spread: list[int] = field(default_factory=list)
+    """Established connections held by each API process, sampled halfway through the run, most first."""
+
+    @property
+    def imbalance(self) -> float:
+        """The busiest API process's connections over the fair share (1.0: even)."""
+        if not self.spread or not sum(self.spread):
+            return float("nan")
+        return self.spread[0] / (sum(self.spread) / len(self.spread))
 
     @property
     def cpu_ms_per_request(self) -> float:
@@ -269,11 +289,50 @@ def _raw(parquet: Path, sql: str, seconds: float, threads: int) -> Run:
     return run
 
 
+def _api_processes(server: int) -> list[int]:
+    """The API processes of `market serve` (pid `server`): itself with one process, else the children
+    its supervisor spawned (not multiprocessing's resource tracker)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == server and b"spawn_main" in (stat.parent / "cmdline").read_bytes():
+                found.append(int(stat.parent.name))
+        except OSError:
+            continue
+    return found or [server]
+
+
+def _spread(server: int, port: int) -> list[int]:
+    """Established connections to `port` held by each API process, most first (from /proc)."""
+    established = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":
+            established.add(fields[9])
+    counts = []
+    for pid in _api_processes(server):
+        held = 0
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    target = os.readlink(fd)
+                    held += target.startswith("socket:[") and target[8:-1] in established
+        counts.append(held)
+    return sorted(counts, reverse=True)
+
+
 def _measured(group: int, base: str, keys: list[str], queries: list[str], connections: int, seconds: float) -> Run:
-    """A load run, with the CPU the server's processes spent on it."""
+    """A load run, with the CPU the server's processes spent on it and how its connections were spread."""
     before = _group_cpu(group)
+    port = int(base.rsplit(":", 1)[1])
+    sampled: list[int] = []
+    sampler = threading.Timer(seconds / 2, lambda: sampled.extend(_spread(group, port)))
+    sampler.start()
     run = asyncio.run(_load(base, keys, queries, connections, seconds))
+    sampler.join()
     run.server_cpu = _group_cpu(group) - before
+    run.spread = sampled
     return run
 
 
@@ -283,10 +342,105 @@ def _line(name: str, connections: int, run: Run, raw: Run | None) -> str:
     if raw is not None:
         raw_p50 = _percentile(raw.latencies, 0.5)
         text += f" {raw_p50:9.2f} {p50 / raw_p50:8.2f}x {run.rate / raw.rate:8.2f}"
+    text += f"  conns/process {'/'.join(map(str, run.spread))}"
     bad = {k: v for k, v in run.statuses.items() if k != "200"}
     if bad:
         text += f"  other: {dict(bad)}"
     return text
+
+
+Side = tuple[str, Path | None]
+"""A server's label and the source tree it runs (None: this checkout)."""
+
+
+def _alternated(
+    servers: dict[str, tuple[str, int]], keys: list[str], queries: list[str], connections: int, args: argparse.Namespace
+) -> dict[str, list[Run]]:
+    """`args.repeat` runs of the cell on every side, alternating which side goes first."""
+    runs: dict[str, list[Run]] = {label: [] for label in servers}
+    labels = list(servers)
+    for repeat in range(args.repeat):
+        for label in labels if repeat % 2 == 0 else labels[::-1]:
+            base, group = servers[label]
+            runs[label].append(_measured(group, base, keys, queries, connections, args.seconds))
+    return runs
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def _cell(name: str, connections: int, runs: dict[str, list[Run]], raw: Run | None) -> list[str]:
+    """One line per side (medians over the repeats when there are several), then, with a baseline, this
+    side's medians against it and the Mann-Whitney p of the per-run p50s and p99s."""
+    lines = []
+    for label, kept in runs.items():
+        if len(kept) == 1:
+            line = _line(name, connections, kept[0], raw)
+        else:
+            rate = _median([run.rate for run in kept])
+            p50 = _median([_percentile(run.latencies, 0.5) for run in kept])
+            p99 = _median([_percentile(run.latencies, 0.99) for run in kept])
+            cpu = _median([run.cpu_ms_per_request for run in kept])
+            line = f"{name:14} {connections:5d} {rate:9.1f} {p50:9.1f} {p99:9.1f} {cpu:9.1f}"
+            if raw is not None:
+                raw_p50 = _percentile(raw.latencies, 0.5)
+                line += f" {raw_p50:9.2f} {p50 / raw_p50:8.2f}x {rate / raw.rate:8.2f}"
+            bad: Counter[str] = Counter()
+            for run in kept:
+                bad.update({k: v for k, v in run.statuses.items() if k != "200"})
+            imbalance = _median([run.imbalance for run in kept])
+            worst = max(kept, key=lambda run: run.imbalance).spread
+            line += f"  (median of {len(kept)}; busiest process / fair share {imbalance:.2f}, worst run"
+            line += f" {'/'.join(map(str, worst))})" + (f"  other: {dict(bad)}" if bad else "")
+        lines.append(f"{label:5} {line}  load {_loadavg()}" if len(runs) > 1 else f"{line}  load {_loadavg()}")
+    if "this" in runs and "base" in runs:
+        this, base = runs["this"], runs["base"]
+
+        def ratio(measure: Any) -> str:
+            a, b = [measure(run) for run in this], [measure(run) for run in base]
+            return f"{_median(a) / _median(b):.2f} (p {mann_whitney(a, b).p:.3f})"
+
+        lines.append(
+            f"      this/base: req/s {ratio(lambda r: r.rate)}, p50 {ratio(lambda r: _percentile(r.latencies, 0.5))}, "
+            f"p99 {ratio(lambda r: _percentile(r.latencies, 0.99))}, cpu/req {ratio(lambda r: r.cpu_ms_per_request)}, "
+            f"busiest/fair {ratio(lambda r: r.imbalance)}"
+        )
+    for line in lines:
+        print(line, flush=True)
+    return lines
+
+
+def _sides(args: argparse.Namespace) -> list[Side]:
+    return [("this", None), *([("base", args.baseline.resolve())] if args.baseline else [])]
+
+
+@contextlib.contextmanager
+def _servers(
+    settings: Settings, workers: int, extra: dict[str, str], args: argparse.Namespace, report: list[str]
+) -> Iterator[dict[str, tuple[str, int]]]:
+    """One server per side, all serving the same marketplace (one side is loaded at a time)."""
+    if args.phases:
+        extra = {**extra, "MARKET_DEBUG_PHASES": "1"}
+    with contextlib.ExitStack() as stack:
+        servers: dict[str, tuple[str, int]] = {}
+        logs: dict[str, list[str]] = {}
+        for label, code in _sides(args):
+            logs[label] = []
+            servers[label] = stack.enter_context(_server(settings, workers, extra, logs[label], code))
+        for base, _ in servers.values():
+            asyncio.run(_load(base, keys_of(args), DASHBOARD, 4, 2.0))  # warm every process and worker
+        try:
+            yield servers
+        finally:
+            stack.close()
+            for label, lines in logs.items():
+                report.extend(f"  [{label}]{line}" for line in lines)
+
+
+def keys_of(args: argparse.Namespace) -> list[str]:
+    keys: list[str] = args.keys
+    return keys
 
 
 def _bench(database: Database, name: str, args: argparse.Namespace) -> list[str]:
@@ -297,24 +451,25 @@ def _bench(database: Database, name: str, args: argparse.Namespace) -> list[str]
         database = Database.from_settings(settings)
         migrate(database)
         build_demo(database, settings)
-        keys = _add_buyers(database, args.buyers)
+        keys = args.keys = _add_buyers(database, args.buyers)
         parquet = _parquet(database, settings)
         database.dispose()
         workers = args.workers or max(1, len(os.sched_getaffinity(0)))
         header = f"{'workload':14} {'conns':>5} {'req/s':>9} {'p50 ms':>9} {'p99 ms':>9} {'cpu/req':>9}"
-        lines.append(f"== {name}: market serve --workers {workers}; {args.buyers} buyers")
-        lines.append(f"{header} {'raw p50':>9} {'p50/raw':>9} {'raw/s÷':>8}")
+        sides = ", ".join(f"{label}: {code or 'this checkout'}" for label, code in _sides(args))
+        lines.append(f"== {name}: market serve --workers {workers}; {args.buyers} buyers; {sides}")
+        lines.append(f"{'      ' if args.baseline else ''}{header} {'raw p50':>9} {'p50/raw':>9} {'raw/s÷':>8}")
         small = {name: sql for name, sql in SMALL.items() if name in args.workloads}
         if small:
             lines.append("   (uncached: MARKET_SANDBOX_RESULT_CACHE_ENTRIES=0)")
-            with _server(settings, workers, {"MARKET_SANDBOX_RESULT_CACHE_ENTRIES": "0"}) as (base, group):
-                asyncio.run(_load(base, keys, DASHBOARD, 4, 2.0))  # warm every process and worker
+            report: list[str] = []
+            with _servers(settings, workers, {"MARKET_SANDBOX_RESULT_CACHE_ENTRIES": "0"}, args, report) as servers:
                 for query_name, sql in small.items():
                     for connections in args.connections:
-                        run = _measured(group, base, keys, [sql], connections, args.seconds)
+                        runs = _alternated(servers, keys, [sql], connections, args)
                         raw = _raw(parquet, sql, min(args.seconds, 3.0), Settings().sandbox_threads)
-                        lines.append(_line(query_name, connections, run, raw) + f"  load {_loadavg()}")
-                        print(lines[-1], flush=True)
+                        lines.extend(_cell(query_name, connections, runs, raw))
+            lines.extend(report)
         lines.extend(_dashboard(settings, workers, keys, args))
     return lines
 
@@ -324,13 +479,11 @@ def _dashboard(settings: Settings, workers: int, keys: list[str], args: argparse
         return []
     lines = ["   (dashboard mix, default settings)"]
     report: list[str] = []
-    with _server(settings, workers, {}, report) as (base, group):
-        asyncio.run(_load(base, keys, DASHBOARD, 4, 2.0))
-        for _ in range(args.repeat):
-            for connections in args.connections:
-                run = _measured(group, base, keys, DASHBOARD, connections, args.seconds)
-                lines.append(_line("dashboard", connections, run, None) + f"  load {_loadavg()}")
-                print(lines[-1], flush=True)
+    with _servers(settings, workers, {}, args, report) as servers:
+        for connections in args.connections:
+            lines.extend(
+                _cell("dashboard", connections, _alternated(servers, keys, DASHBOARD, connections, args), None)
+            )
     return lines + report
 
 
@@ -353,7 +506,16 @@ def main() -> None:
         default=[*SMALL, "dashboard"],
         help=f"comma-separated, of {', '.join([*SMALL, 'dashboard'])} (default: all)",
     )
-    parser.add_argument("--repeat", type=int, default=1, help="run the dashboard cells this many times")
+    parser.add_argument("--repeat", type=int, default=1, help="run every cell this many times (medians)")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="another checkout (e.g. a worktree of main) served beside this one; cells alternate between them",
+    )
+    parser.add_argument(
+        "--phases", action="store_true", help="servers time their phases (MARKET_DEBUG_PHASES=1, market.phases)"
+    )
     args = parser.parse_args()
     print(f"cores: {os.cpu_count()}; load average before: {_loadavg()}", flush=True)
     results = on_both_databases(

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -24,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from billing.endpoints import router as billing_router
 from billing.finance_endpoints import router as finance_router
 from billing.payment_endpoints import router as payments_router
-from market import i18n
+from market import i18n, phases
 from market.accounts.endpoints import router as accounts_router
 from market.compliance.endpoints import public_router as disclosure_pages_router
 from market.compliance.endpoints import router as compliance_router
@@ -273,6 +274,28 @@ def _log_gc_pauses() -> None:
         )
 
 
+class _PhaseTimer:
+    """With MARKET_DEBUG_PHASES=1 only (market.phases): each request's wall time in this process, from
+    its first ASGI call to the last byte of its answer handed to the server, and its phases."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        record = phases.start_request()
+
+        async def timed_send(message: Any) -> None:
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                phases.end_request(record, time.perf_counter() - started)
+
+        await self.app(scope, receive, timed_send)
+
+
 def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:
     """Build the app around `settings` (default: the environment's) and its database."""
     settings = settings or get_settings()
@@ -299,6 +322,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         from sandbox import cache
 
         _log_gc_pauses()
+        for line in phases.report():
+            logging.getLogger("uvicorn.error").info("%s", line)
         for name, kept in (("plan", cache.plans), ("result", cache.results)):
             stats = kept.stats()
             logging.getLogger("uvicorn.error").info(  # uvicorn's logger: shown in the server's log
@@ -323,6 +348,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.state.database = database
     app.add_middleware(i18n.LocaleMiddleware)
     install_error_handlers(app)
+    if phases.ENABLED:
+        app.add_middleware(_PhaseTimer)
     for router in ROUTERS:
         app.include_router(router)
 

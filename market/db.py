@@ -21,6 +21,7 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, SessionTransaction, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
+from market import phases
 from market.locks import lock, release
 from market.settings import Settings
 
@@ -213,7 +214,8 @@ class Database:
         session = self.sessions()
         try:
             yield session
-            session.commit()
+            with phases.phase("commit (any transaction)"):
+                session.commit()
         except BaseException:
             session.rollback()
             raise
@@ -321,7 +323,10 @@ def begin_write(session: Session) -> None:
             # not in SQLite's busy handler, which sleeps and retries (up to 100 ms a turn). Released
             # when the transaction ends (_release_writer), commit or rollback. Taken before a pooled
             # connection is checked out: a writer waiting in the queue holds no connection.
-            session.info[_WRITER_FD] = lock(Path(f"{database}.writer-lock"))
+            with phases.phase("sqlite writer lock wait (in 6)"):
+                session.info[_WRITER_FD] = lock(Path(f"{database}.writer-lock"))
+            if phases.ENABLED:
+                session.info[_WRITER_TAKEN] = time.perf_counter()
         try:
             connection = session.connection()  # from here on the transaction's end releases the lock
         except BaseException:
@@ -331,12 +336,16 @@ def begin_write(session: Session) -> None:
 
 
 _WRITER_FD = "sqlite_writer_fd"
+_WRITER_TAKEN = "sqlite_writer_taken"
 
 
 @event.listens_for(Session, "after_transaction_end")
 def _release_writer(session: Session, transaction: SessionTransaction) -> None:
     if transaction.parent is None:
         release(session.info.pop(_WRITER_FD, None))
+        taken = session.info.pop(_WRITER_TAKEN, None)
+        if taken is not None:
+            phases.add("sqlite writer lock held (in 6)", time.perf_counter() - taken)
 
 
 def insert_ignore(session: Session, table: Any, values: dict[str, Any], conflict_columns: list[str]) -> None:

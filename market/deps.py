@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Annotated
 
@@ -9,7 +10,7 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from market import access_cache
+from market import access_cache, phases
 from market.accounts.service import Principal, authenticate, hash_key
 from market.db import Database
 from market.settings import Settings
@@ -50,14 +51,17 @@ async def get_principal(request: Request) -> Principal:
     clear = token.strip() if scheme.lower() == "bearer" else None
     if not clear:
         return await run_in_threadpool(_authenticate, request, clear)
+    started = time.perf_counter()
     run_dir = get_settings_dep(request).run_dir
     key_hash = hash_key(clear)
     found = access_cache.principal(run_dir, key_hash)
     if isinstance(found, Principal):
+        phases.add("auth (key cache hit)", time.perf_counter() - started)
         return found
     generation = access_cache.generation(run_dir)
     principal = await run_in_threadpool(_authenticate, request, clear)
     access_cache.remember_principal(run_dir, key_hash, principal, generation)
+    phases.add("auth (database)", time.perf_counter() - started)
     return principal
 
 

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Path, Query, Response
 from fastapi.responses import JSONResponse
 
+from market import phases
 from market.deps import DatabaseDep, PrincipalDep, SessionDep, SettingsDep
 from market.errors import BadRequest
 from market.pagination import CursorQuery, LimitQuery, Page, cut, decode_cursor, page_of
@@ -167,18 +168,20 @@ def run_query(
     The route opens its own short transactions (no request session): none is held while the query
     waits for or runs in a sandbox worker, and the usage record is committed before the answer.
     """
-    outcome = service.run_metered_query(
-        database,
-        settings,
-        principal,
-        product_slug=body.product,
-        sql=body.to_sql(),
-        idempotency_key=idempotency_key,
-        agreement_id=body.agreement,
-        epsilon=body.epsilon,
-        dry_run=body.dry_run,
-    )
-    return JSONResponse(status_code=outcome.status_code, content=outcome.body, headers=outcome.headers)
+    with phases.phase("0 run_metered_query (1-6 inside)"):
+        outcome = service.run_metered_query(
+            database,
+            settings,
+            principal,
+            product_slug=body.product,
+            sql=body.to_sql(),
+            idempotency_key=idempotency_key,
+            agreement_id=body.agreement,
+            epsilon=body.epsilon,
+            dry_run=body.dry_run,
+        )
+    with phases.phase("7 serialise (JSONResponse)"):
+        return JSONResponse(status_code=outcome.status_code, content=outcome.body, headers=outcome.headers)
 
 
 @router.post(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -9,7 +10,7 @@ from decimal import Decimal
 from sqlalchemy.orm import Session
 
 from billing import revenue as billing_revenue
-from market import access_cache, messages
+from market import access_cache, messages, phases
 from market.accounts.models import Role
 from market.accounts.service import Principal
 from market.clock import new_id, utcnow
@@ -438,7 +439,7 @@ def run_metered_query(
     # read moves it (market.access_cache), and then transaction 3 reads the agreement again (_record).
     generation = access_cache.generation(settings.run_dir)
     with admission.organisation(actor.org_id) as over_limit, cancellations.running(token):
-        with database.transaction() as session:
+        with phases.phase("1 transaction 1 (prepare)"), database.transaction() as session:
             prepared = _prepare(
                 session,
                 settings,
@@ -467,14 +468,16 @@ def run_metered_query(
                 dry_run=dry_run,
             )
         try:
-            plan = plan_query(sql, prepared.policy, row_counts(prepared.tables))
+            with phases.phase("2 plan"):
+                plan = plan_query(sql, prepared.policy, row_counts(prepared.tables))
             if cancelled is not None and cancelled():
                 raise QueryFailed("query_cancelled", status_code=409)
             cache.configure(settings.sandbox_result_cache_entries, settings.sandbox_result_cache_bytes)
             # An identical query on the same version already answered: no worker needed, but it is
             # still metered, audited and charged below exactly like one that ran.
             max_rows = settings.sandbox_max_result_rows
-            found = cached_result(plan, prepared.tables, max_rows)
+            with phases.phase("3 result cache lookup"):
+                found = cached_result(plan, prepared.tables, max_rows)
             if found is None:
                 # The same query already running in this process: wait for its answer (sandbox.cache).
                 with cache.flight(result_key(plan, prepared.tables, max_rows), cancelled) as leader:
@@ -483,10 +486,14 @@ def run_metered_query(
                     if found is None:
                         if cancelled is not None and cancelled():
                             raise QueryFailed("query_cancelled", status_code=409)
+                        waiting = time.perf_counter()
                         with admission.worker(actor.org_id, cancelled):
-                            found = sandbox_execute(
-                                plan, prepared.tables, sandbox_limits(settings), max_rows, cancelled=cancelled
-                            )
+                            phases.add("4 admission (worker slot wait)", time.perf_counter() - waiting)
+                            with phases.phase("5 sandbox execute (hop + worker)"):
+                                found = sandbox_execute(
+                                    plan, prepared.tables, sandbox_limits(settings), max_rows, cancelled=cancelled
+                                )
+                            phases.add("5a worker cpu (inside 5)", found.measurements.cpu_ms / 1000)
             result = found
         except ServiceUnavailable as busy:
             with database.transaction() as session:
@@ -497,7 +504,7 @@ def run_metered_query(
                 begin_write(session)
                 return attempts.refuse(session, attempt, error)
     changed = access_cache.generation(settings.run_dir) != generation
-    with database.transaction() as session:
+    with phases.phase("6 transaction 3 (record)"), database.transaction() as session:
         begin_write(session)
         return _record(session, attempt, result, quota_deferred=prepared.quota_deferred, recheck=changed)
 
@@ -515,7 +522,8 @@ def _record(
     With `quota_deferred`, first the early check transaction 1 left to it: a quota already used up is
     refused and recorded exactly as there (no result, nothing scanned)."""
     agreement = attempt.agreement
-    counter = repository.lock_month(session, agreement.id, attempts.month_of(attempt.now))
+    with phases.phase("6a lock month counter (in 6)"):
+        counter = repository.lock_month(session, agreement.id, attempts.month_of(attempt.now))
     # Revoked while the query waited or ran (the access cache stops only the queries that start after):
     # read the agreement again, so that no answer leaves after its revocation was answered. Only when an
     # access-relevant row changed on this machine since transaction 1 (`recheck`): otherwise nothing
@@ -524,7 +532,8 @@ def _record(
         revoked = attempts.agreement_refusal(session.get(Agreement, agreement.id) or agreement, attempt.now)
         if revoked is not None:
             return attempts.refuse(session, attempt, revoked)
-    locked = attempts.lock_chain(session, attempt)
+    with phases.phase("6b lock chain head (in 6)"):
+        locked = attempts.lock_chain(session, attempt)
     if isinstance(locked, QueryOutcome):
         return locked
     if quota_deferred:
@@ -553,18 +562,19 @@ def _record(
         },
         "agreement_id": agreement.id,
     }
-    return attempts.append(
-        session,
-        attempt,
-        locked,
-        counter=counter,
-        status_code=200,
-        body=body,
-        record_id=record_id,
-        charge_type=charge.charge_type,
-        amount_minor=charge.amount_minor,
-        result=result,
-    )
+    with phases.phase("6c append the usage record (in 6)"):
+        return attempts.append(
+            session,
+            attempt,
+            locked,
+            counter=counter,
+            status_code=200,
+            body=body,
+            record_id=record_id,
+            charge_type=charge.charge_type,
+            amount_minor=charge.amount_minor,
+            result=result,
+        )
 
 
 CANCEL_WAIT_SECONDS = 10.0

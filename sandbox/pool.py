@@ -29,6 +29,7 @@ from typing import Any
 
 import duckdb
 
+from market import phases
 from sandbox import dp
 from sandbox.engine import (
     EngineLimits,
@@ -333,6 +334,7 @@ class WorkerPool:
         query fails with `query_cancelled`.
         """
         for attempt in range(2):
+            started = time.perf_counter()
             worker = self._acquire(job.tables)
             keep = False
             try:
@@ -340,6 +342,7 @@ class WorkerPool:
                 if not worker.connection.poll(GRACE_SECONDS + 10) or worker.connection.recv() != ("accepted",):
                     raise EOFError("the worker did not take the job")
                 worker.running = True
+                phases.add("5c hop: job sent, accepted (in 5)", time.perf_counter() - started)
             except (EOFError, OSError):
                 self._release(worker, False)
                 worker.kill()
@@ -348,10 +351,14 @@ class WorkerPool:
                 raise QueryFailed("resource_limit", limit=self.limits.memory_limit) from None
             try:
                 deadline_at = time.monotonic() + job.budget(self.limits) + GRACE_SECONDS
+                started = time.perf_counter()
                 if not self._await_reply(worker, deadline_at, cancelled):
                     worker.kill()
                     raise QueryFailed("timeout", status_code=408, seconds=job.budget(self.limits))
+                replied = time.perf_counter()
                 reply = worker.connection.recv()
+                phases.add("5d worker run, until its reply is ready (in 5)", replied - started)
+                phases.add("5d' reply received (in 5)", time.perf_counter() - replied)
                 worker.warm.add(job.tables)
                 keep = True
             except (EOFError, OSError) as error:

@@ -7,8 +7,10 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
+from time import perf_counter
 from typing import Any
 
+from market import phases
 from sandbox import cache, crosscheck
 from sandbox.engine import EngineLimits
 from sandbox.errors import QueryFailed, QueryRefused
@@ -430,8 +432,10 @@ def _execute(
     pool: WorkerPool | None,
     cancelled: Callable[[], bool] | None = None,
 ) -> QueryResult:
+    started = perf_counter()
     rows_scanned, bytes_scanned = measure_scan(plan, tables)
     chosen = strategy(plan, tables)
+    phases.add("5b measure scan + strategy (in 5)", perf_counter() - started)
     job = Job(
         tables=files,
         plan=plan,
@@ -449,9 +453,12 @@ def _execute(
         raise QueryRefused(code, **params)
     if execution.too_many_rows:
         raise QueryFailed("too_many_rows", limit=max_rows)
+    started = perf_counter()
+    rows = [[_jsonable(v) for v in row] for row in execution.rows]
+    phases.add("5e rows to JSON values (in 5)", perf_counter() - started)
     return QueryResult(
         columns=plan.columns,
-        rows=[[_jsonable(v) for v in row] for row in execution.rows],
+        rows=rows,
         sql_run=";\n".join(execution.statements),
         measurements=Measurements(
             rows_scanned=rows_scanned,

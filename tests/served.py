@@ -35,8 +35,8 @@ class Served:
 
 
 @contextmanager
-def served(market: Market, tmp_path: Path, **env: str) -> Iterator[Served]:
-    """`market serve` in a subprocess on the market's database, clock and settings (plus `env`)."""
+def served(market: Market, tmp_path: Path, workers: int = 1, **env: str) -> Iterator[Served]:
+    """`market serve --workers N` in a subprocess on the market's database, clock and settings (plus `env`)."""
     port = free_port()
     environment = {
         **os.environ,
@@ -48,7 +48,16 @@ def served(market: Market, tmp_path: Path, **env: str) -> Iterator[Served]:
     }
     log = (tmp_path / f"server-{port}.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-c", "from market.cli import app; app()", "serve", "--port", str(port), "--workers", "1"],
+        [
+            sys.executable,
+            "-c",
+            "from market.cli import app; app()",
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ],
         env=environment,
         stdout=log,
         stderr=subprocess.STDOUT,

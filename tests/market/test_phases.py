@@ -1,0 +1,38 @@
+"""market.phases: the per-phase timings of the query path exist only behind MARKET_DEBUG_PHASES=1."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+SCRIPT = """
+from market import phases
+record = phases.start_request()
+with phases.phase("work"):
+    sum(range(1000))
+phases.add("work", 0.002)
+phases.end_request(record, 0.003)
+print("\\n".join(phases.report()) or "nothing")
+"""
+
+
+def _run(flag: str | None) -> str:
+    env = {k: v for k, v in os.environ.items() if k != "MARKET_DEBUG_PHASES"}
+    if flag is not None:
+        env["MARKET_DEBUG_PHASES"] = flag
+    done = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_phases_are_timed_and_reported_with_the_flag() -> None:
+    out = _run("1")
+    assert "work: n 2," in out
+    assert "request (whole): n 1, p50 3.00 ms" in out
+    assert "slowest 1 of 1 requests, mean 3.00 ms" in out
+
+
+def test_nothing_is_timed_without_the_flag() -> None:
+    assert _run(None).strip() == "nothing"
+    assert _run("0").strip() == "nothing"
