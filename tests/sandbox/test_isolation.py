@@ -160,7 +160,7 @@ def test_no_state_survives_a_query(roomy, big_tables) -> None:
     # same query twice on the same warm connection would fail if anything were left behind.
     first = _run(roomy, big_tables, QUICK)
     second = _run(roomy, big_tables, QUICK)
-    assert first.rows == second.rows
+    assert sorted(first.rows) == sorted(second.rows)  # no ORDER BY: groups come in any order
 
 
 def test_the_connection_itself_is_locked(tmp_path: Path, big_tables) -> None:
@@ -190,7 +190,8 @@ def test_concurrent_queries_share_the_pool(big_tables) -> None:
 
     def one() -> None:
         try:
-            results.append(run_query(QUICK, POLICY, big_tables, limits, 10_000, pool).rows)
+            # Without ORDER BY, DuckDB's parallel aggregate returns groups in any order.
+            results.append(sorted(run_query(QUICK, POLICY, big_tables, limits, 10_000, pool).rows))
         except BaseException as error:
             results.append(error)
 
