@@ -117,7 +117,7 @@ class _Book:
                 served={str(org): int(at) for org, at in data["served"].items()},
                 queued={int(slot): (str(org), int(at)) for slot, (org, at) in data["queued"].items()},
             )
-        except (ValueError, KeyError, TypeError, AttributeError):
+        except (ValueError, KeyError, TypeError, AttributeError, OverflowError):  # OverflowError: int(1e999)
             return cls(readable=False)
 
     def write(self, fd: int) -> None:
