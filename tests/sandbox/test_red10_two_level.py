@@ -167,8 +167,39 @@ def test_two_level_matches_exact_and_reference(
 )
 def test_two_level_fractional_sum_is_the_exact_statements(workers: WorkerPool) -> None:
     rows = [
-        {"u": None if i % 7 == 0 else f"u{i % 5}", "g": "abc"[i % 3], "d": None, "b": None, "m": None, "y": i / 10}
+        {
+            "u": None if i % 7 == 0 else f"u{i % 5}",
+            "g": None if i % 11 == 0 else "abc"[i % 3],
+            "d": None,
+            "b": None,
+            "m": None,
+            "y": i / 10,
+        }
         for i in range(30)
     ]
     single, two = _run(workers, "SELECT g, sum(y) FROM t GROUP BY g", 2, rows)
     assert _typed(two.rows) == _typed(single.rows)
+
+
+@pytest.mark.parametrize("strategy", ["single", "two_level", "folded", "staged"])
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        # DuckDB reads a whole number in GROUP BY as a position: stage 1 grouped by its 2nd column, count(*),
+        # and the query failed with "GROUP BY clause cannot contain aggregates" (red10).
+        ("SELECT 2 AS two, count(*) FROM t GROUP BY 1", [(2, 6)]),
+        ("SELECT 3 AS three, g, count(*) FROM t GROUP BY 1, 2 ORDER BY 2", [(3, "a", 3), (3, "b", 3)]),
+    ],
+)
+def test_a_whole_number_group_key_is_a_constant_not_a_position(
+    workers: WorkerPool, strategy: str, sql: str, expected: list[tuple[Any, ...]]
+) -> None:
+    rows = [{"u": f"u{i}", "g": "ab"[i % 2], "d": None, "b": None, "m": None, "y": 0.0} for i in range(6)]
+    plan = plan_query(sql, _policy(2))
+    with tempfile.TemporaryDirectory() as directory:
+        path = write_parquet(Path(directory) / "t.parquet", rows, TYPES)
+        job = Job(tables=(("t", str(path.resolve())),), plan=plan, max_rows=100)
+        flags = {} if strategy == "staged" else {strategy: True}
+        execution = workers.run(replace(job, **flags))
+    assert execution.refused is None
+    assert [tuple(row) for row in execution.rows] == expected
