@@ -46,3 +46,20 @@ def test_an_outer_join_condition_on_the_kept_side_does_not_route(sql: str, profi
         share = max([*with_row, *without, 0]) / FLIGHTS
         allowed = TOLERANCE + len(with_row) * share
         assert abs(sum(with_row) - sum(without)) <= allowed, (sql, sum(with_row), sum(without), allowed)
+
+
+def test_is_distinct_from_between_two_bare_columns_is_accepted_and_does_not_route(
+    profiled: dict[bool, Profiled],  # noqa: F811
+) -> None:
+    """`a.x IS DISTINCT FROM b.y` compares two stored columns as `<>` does (NULL-aware): refused before with a
+    message telling the buyer to write "one comparison of two columns", which it was (red10)."""
+    sql = "SELECT count(*) FROM flights f JOIN weather w ON f.origin = w.origin AND f.day IS DISTINCT FROM w.hour_id"
+    plan = plan_query(sql, POLICY, SIZES)
+    seen = {}
+    for fact, replay in profiled.items():
+        execution = execute_single(replay.connection, plan, 100_000)
+        assert execution.refused is None, execution.refused
+        seen[fact] = replay.operators(execution.statements)
+    for with_row, without in zip(seen[True], seen[False], strict=True):
+        share = max([*with_row, *without, 0]) / FLIGHTS
+        assert abs(sum(with_row) - sum(without)) <= TOLERANCE + len(with_row) * share
