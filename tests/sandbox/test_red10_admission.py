@@ -49,7 +49,6 @@ def test_a_book_write_failing_as_a_waiter_is_served_closes_its_queue_slot_once(m
 
     import sandbox.admission as admission_module
 
-    opened: dict[int, object] = {}
     double: list[int] = []
     real_release = admission_module.release
 

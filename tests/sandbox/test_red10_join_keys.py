@@ -17,17 +17,23 @@ from sandbox.service import plan_query
 from tests.sandbox.test_join_keys_property import FLIGHTS, TOLERANCE, Profiled, profiled  # noqa: F401
 from tests.sandbox.test_red9_oracles import POLICY, SIZES, folders  # noqa: F401 (a fixture)
 
+KNOWN = pytest.mark.xfail(
+    strict=True,
+    reason="red10, known open (docs/sandbox.md Join keys, what is left (3)): a kept-side condition in an outer ON "
+    "routes the matches; operator rows differ, measured time did not",
+)
+
 
 @pytest.mark.parametrize(
     "sql",
     [
         pytest.param(
             "SELECT count(*), sum(w.temp) FROM flights f LEFT JOIN weather w ON f.origin = w.origin AND f.dest = 'LEX'",
-            marks=pytest.mark.xfail(strict=True, reason="red10, known open (docs/sandbox.md Join keys, what is left (3)): a kept-side condition in an outer ON routes the matches; operator rows differ, measured time did not"),
+            marks=KNOWN,
         ),
         pytest.param(
             "SELECT count(*) FROM weather w RIGHT JOIN flights f ON f.origin = w.origin AND f.dest = 'LEX'",
-            marks=pytest.mark.xfail(strict=True, reason="red10, known open (docs/sandbox.md Join keys, what is left (3)): a kept-side condition in an outer ON routes the matches; operator rows differ, measured time did not"),
+            marks=KNOWN,
         ),
         "SELECT count(*) FROM flights f FULL JOIN weather w ON f.origin = w.origin AND f.dest = 'LEX'",
     ],

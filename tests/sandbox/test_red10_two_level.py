@@ -98,7 +98,8 @@ rows_strategy = st.lists(
             "u": st.one_of(st.none(), st.sampled_from([f"u{i}" for i in range(8)])),
             "g": st.one_of(st.none(), st.sampled_from(["a", "b", "A"])),
             "d": st.one_of(
-                st.none(), st.sampled_from([datetime.date(2020, 1, 1), datetime.date(2021, 3, 1), datetime.date(2021, 7, 4)])
+                st.none(),
+                st.sampled_from([datetime.date(2020, 1, 1), datetime.date(2021, 3, 1), datetime.date(2021, 7, 4)]),
             ),
             # Whole numbers up to 2^40 and DECIMAL cents that are multiples of 1/4: DOUBLE adds them exactly in
             # any order, so both paths must agree bit for bit.
