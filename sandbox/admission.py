@@ -117,7 +117,7 @@ class _Book:
                 served={str(org): int(at) for org, at in data["served"].items()},
                 queued={int(slot): (str(org), int(at)) for slot, (org, at) in data["queued"].items()},
             )
-        except (ValueError, KeyError, TypeError, AttributeError):
+        except (ValueError, KeyError, TypeError, AttributeError, OverflowError):  # OverflowError: int(1e999)
             return cls(readable=False)
 
     def write(self, fd: int) -> None:
@@ -325,13 +325,13 @@ class Admission:
             if worker is None:
                 return None, first
             del book.queued[slot]
-            release(queued)
             book.serve(org)
             try:
                 book.write(fd)
             except BaseException:
                 release(worker)
-                raise
+                raise  # the queue slot stays held: _wait_in_turn's cleanup releases it, once
+            release(queued)
         if self.fair:  # another worker may be free too: the next in turn looks
             self._ring([other for other in waiting if other != slot][:1])
         return worker, True

@@ -408,7 +408,9 @@ def build_plan(checked: CheckedQuery, policy: ProtectionPolicy, sizes: Mapping[s
     condition = exp.and_(filtered, restrict, copy=False) if filtered is not None else restrict
     stage.set("where", exp.Where(this=condition))
     if checked.group_keys:
-        stage.set("group", exp.Group(expressions=[key.copy() for key in guarded_keys]))
+        # A whole-number literal in GROUP BY is a position to DuckDB (`SELECT 2 AS two, count(*) ... GROUP BY 1`
+        # would group by stage 1's second column, an aggregate): such a key is grouped as a cast constant.
+        stage.set("group", exp.Group(expressions=[_grouped(key) for key in guarded_keys]))
     template = to_sql(stage)
     constants = _constants([condition, *[on for join in stage.args.get("joins") or [] if (on := join.args.get("on"))]])
     constants += _constants(guarded_keys)
@@ -480,6 +482,14 @@ def build_plan(checked: CheckedQuery, policy: ProtectionPolicy, sizes: Mapping[s
 
 
 _COMBINED: dict[type[exp.Expr], str] = {exp.Count: "count", exp.Sum: "sum", exp.Min: "min", exp.Max: "max"}
+
+
+def _grouped(key: exp.Expr) -> exp.Expr:
+    """`key` as a GROUP BY item: a number literal (DuckDB reads it as a position) becomes its text."""
+    if isinstance(key, exp.Literal) and not key.is_string:
+        # Grouped by its text: one value like the constant, and no cast that could fail (the SELECT keeps the literal).
+        return exp.Cast(this=key.copy(), to=exp.DataType.build("VARCHAR"))
+    return key.copy()
 
 
 def _partials(aggregates: list[exp.Expr], units: list[UnitColumn]) -> tuple[Partial, ...] | None:
