@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -150,3 +151,21 @@ def replaying_connection(files: dict[str, Path]) -> duckdb.DuckDBPyConnection:
     for name, path in files.items():
         connection.execute(f"CREATE VIEW \"{name}\" AS SELECT * FROM read_parquet('{path}')")
     return connection
+
+
+def profile_statements(
+    connection: duckdb.DuckDBPyConnection, output: Path, statements: list[str]
+) -> list[dict[str, Any]]:
+    """Run `statements` in one rolled-back transaction, each under DuckDB's JSON profiler: their profiles."""
+    found: list[dict[str, Any]] = []
+    connection.execute("BEGIN TRANSACTION")
+    try:
+        for statement in statements:
+            connection.execute("SET enable_profiling = 'json'")
+            connection.execute(f"SET profiling_output = '{output}'")
+            connection.execute(statement).fetchall()
+            connection.execute("SET enable_profiling = 'no_output'")
+            found.append(json.loads(output.read_text()))
+    finally:
+        connection.execute("ROLLBACK")
+    return found

@@ -18,7 +18,6 @@ hidden row's matches, a fan-out every flight of that origin has too).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,7 @@ from sandbox import validator
 from sandbox.engine import execute_single
 from sandbox.errors import QueryRefused
 from sandbox.service import plan_query
-from tests.sandbox.conftest import replaying_connection
+from tests.sandbox.conftest import profile_statements, replaying_connection
 from tests.sandbox.test_red9_oracles import FLIGHTS, POLICY, SIZES, folders  # noqa: F401 (a fixture)
 
 TOLERANCE = 50
@@ -46,18 +45,7 @@ class Profiled:
         self.output = output
 
     def operators(self, statements: list[str]) -> list[list[int]]:
-        found: list[list[int]] = []
-        self.connection.execute("BEGIN TRANSACTION")
-        try:
-            for statement in statements:
-                self.connection.execute("SET enable_profiling = 'json'")
-                self.connection.execute(f"SET profiling_output = '{self.output}'")
-                self.connection.execute(statement).fetchall()
-                self.connection.execute("SET enable_profiling = 'no_output'")
-                found.append(_rows(json.loads(self.output.read_text())))
-        finally:
-            self.connection.execute("ROLLBACK")
-        return found
+        return [_rows(profile) for profile in profile_statements(self.connection, self.output, statements)]
 
 
 def _rows(profile: dict[str, Any]) -> list[int]:

@@ -29,7 +29,7 @@ from sandbox.policy import ProtectionPolicy
 from sandbox.pool import WorkerPool
 from sandbox.rewrite import PLACEHOLDER, RESTRICT
 from sandbox.service import TableFile, plan_query, run_query
-from tests.sandbox.conftest import replaying_connection, write_parquet
+from tests.sandbox.conftest import profile_statements, replaying_connection, write_parquet
 
 BIG_ROWS = 6_000
 SMALL_ROWS = 400
@@ -100,18 +100,7 @@ class Profiler:
 
     def scans(self, statements: list[str]) -> list[list[tuple[str, int]]]:
         """Per statement: (file, rows scanned) of every Parquet scan, in plan order."""
-        found: list[list[tuple[str, int]]] = []
-        self.connection.execute("BEGIN TRANSACTION")
-        try:
-            for statement in statements:
-                self.connection.execute("SET enable_profiling = 'json'")
-                self.connection.execute(f"SET profiling_output = '{self.output}'")
-                self.connection.execute(statement).fetchall()
-                self.connection.execute("SET enable_profiling = 'no_output'")
-                found.append(_parquet_scans(json.loads(self.output.read_text())))
-        finally:
-            self.connection.execute("ROLLBACK")
-        return found
+        return [_parquet_scans(profile) for profile in profile_statements(self.connection, self.output, statements)]
 
 
 def _reads_parquet(node: dict[str, Any]) -> bool:

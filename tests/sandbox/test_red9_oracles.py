@@ -15,7 +15,6 @@ of 336,776 rows joined to 600,000 rows, p = 0.0002 over 10 alternations, the ans
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from sandbox.engine import execute_folded, execute_plan, execute_single
 from sandbox.errors import QueryRefused
 from sandbox.policy import ProtectionPolicy
 from sandbox.service import plan_query
-from tests.sandbox.conftest import replaying_connection, write_parquet
+from tests.sandbox.conftest import profile_statements, replaying_connection, write_parquet
 
 FLIGHTS = 4_000
 WEATHER = 3_000  # 3 origins: 1,000 weather rows per origin
@@ -98,18 +97,7 @@ class Replay:
         self.output = output
 
     def rows(self, statements: list[str]) -> list[int]:
-        totals: list[int] = []
-        self.connection.execute("BEGIN TRANSACTION")
-        try:
-            for statement in statements:
-                self.connection.execute("SET enable_profiling = 'json'")
-                self.connection.execute(f"SET profiling_output = '{self.output}'")
-                self.connection.execute(statement).fetchall()
-                self.connection.execute("SET enable_profiling = 'no_output'")
-                totals.append(_operator_rows(json.loads(self.output.read_text())))
-        finally:
-            self.connection.execute("ROLLBACK")
-        return totals
+        return [_operator_rows(profile) for profile in profile_statements(self.connection, self.output, statements)]
 
 
 def _operator_rows(profile: dict[str, Any]) -> int:
