@@ -503,14 +503,7 @@ def execute_single(
     whole = whole_cells(plan, stats)
     stage = plan.template.replace(PLACEHOLDER, threshold_sql(plan.units, "exact", (), plan.cells, whole))
     stage = stage.replace(RESTRICT, "TRUE")
-    groups_cte = (
-        f'WITH "__all" AS ({stage}), "__groups" AS (SELECT {plan.masked_columns_sql}, '
-        f'SUM(CAST(NOT ({plan.passes_sql}) AS BIGINT)) OVER () AS "__s", COUNT(*) OVER () AS "__n" FROM "__all") '
-    )
-    statement = groups_cte + plan.counted_output_sql
-    return _counted(
-        connection, statement, f'WITH "__groups" AS ({stage}) {plan.decide_sql}', max_rows, ["single"], started
-    )
+    return _exact_statement(connection, plan, stage, max_rows, "single", started)
 
 
 def execute_two_level(
@@ -530,13 +523,22 @@ def execute_two_level(
     stage = two_level_sql(plan, whole_cells(plan, stats))
     if stage is None:
         return execute_single(connection, plan, max_rows, stats)
+    return _exact_statement(connection, plan, stage, max_rows, "two-level", started)
+
+
+def _exact_statement(
+    connection: duckdb.DuckDBPyConnection, plan: Plan, stage: str, max_rows: int, method: str, started: float
+) -> Execution:
+    """An exact stage 1 text (every group decided by its own counts), the decision and stage 2 as one
+    statement (execute_single, execute_two_level): `__groups` adds the window counts of failing and of
+    all groups that stage 2 carries as its last two columns (_counted)."""
     groups_cte = (
         f'WITH "__all" AS ({stage}), "__groups" AS (SELECT {plan.masked_columns_sql}, '
         f'SUM(CAST(NOT ({plan.passes_sql}) AS BIGINT)) OVER () AS "__s", COUNT(*) OVER () AS "__n" FROM "__all") '
     )
     statement = groups_cte + plan.counted_output_sql
     return _counted(
-        connection, statement, f'WITH "__groups" AS ({stage}) {plan.decide_sql}', max_rows, ["two-level"], started
+        connection, statement, f'WITH "__groups" AS ({stage}) {plan.decide_sql}', max_rows, [method], started
     )
 
 
