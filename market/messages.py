@@ -233,8 +233,9 @@ EN: dict[str, str] = {
     "timeout": "The query ran longer than {seconds} seconds; narrow it with filters or fewer groups.",
     "query_cancelled": "The query was cancelled at your request and was not charged; run it again when you are ready.",
     "answer_out_of_range": (
-        "A value of the answer is out of the range an answer can carry (an INTERVAL beyond about 2.7 million "
-        "years, as 999,999,999 days); use smaller intervals, or return the number of days or months instead."
+        "A value the query computes (in its answer, or a constant) is out of the range an answer can carry: an "
+        "INTERVAL beyond about 2.7 million years (999,999,999 days); use smaller intervals, or return a number "
+        "of days or months instead."
     ),
     "resource_limit": "The query needed more memory than allowed ({limit}); aggregate more coarsely.",
     "too_many_rows": "The result has more than {limit} groups; aggregate more coarsely or add filters.",
