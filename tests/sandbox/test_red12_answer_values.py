@@ -61,8 +61,14 @@ def test_decimals_of_38_digits_are_answered_not_a_500(demo_market: DemoMarket) -
 @pytest.mark.parametrize(
     ("sql", "code"),
     [
-        ("SELECT origin, count(*) AS n, INTERVAL 100000000 YEAR AS i FROM flights GROUP BY origin", "answer_out_of_range"),
-        ("SELECT origin, count(*) AS n, -INTERVAL 100000000 YEAR AS i FROM flights GROUP BY origin", "answer_out_of_range"),
+        (
+            "SELECT origin, count(*) AS n, INTERVAL 100000000 YEAR AS i FROM flights GROUP BY origin",
+            "answer_out_of_range",
+        ),
+        (
+            "SELECT origin, count(*) AS n, -INTERVAL 100000000 YEAR AS i FROM flights GROUP BY origin",
+            "answer_out_of_range",
+        ),
         # A constant of the WHERE is computed before any row is read (Plan.constants_sql): refused as a constant.
         (
             "SELECT origin, count(*) AS n FROM flights WHERE INTERVAL 100000000 YEAR > INTERVAL 1 DAY GROUP BY origin",
