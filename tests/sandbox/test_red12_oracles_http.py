@@ -42,6 +42,11 @@ ORACLES = [
     "WHERE (CASE WHEN dest = '{d}' THEN 2 ELSE 0 END) * INTERVAL 2000000000 MONTH > INTERVAL 0 DAY GROUP BY origin",
     "SELECT origin, count(*) AS n FROM flights GROUP BY origin, "
     "DATE '2013-01-01' + CASE WHEN dest = '{d}' THEN INTERVAL 100000000 YEAR ELSE INTERVAL 0 DAY END",
+    # Row level: functions and casts that raise on some values, computed only for the hidden row.
+    "SELECT origin, count(*) AS n FROM flights WHERE dest = '{d}' GROUP BY origin, 100 // (month - month)",
+    "SELECT origin, count(*) AS n FROM flights WHERE dest = '{d}' GROUP BY origin, CAST(month * 100000 AS SMALLINT)",
+    "SELECT origin, count(*) AS n FROM flights WHERE dest = '{d}' AND hour * 9223372036854775807 > 0 GROUP BY origin",
+    "SELECT origin, count(*) AS n FROM flights WHERE dest = '{d}' AND log(month - 13) < 0 GROUP BY origin",
 ]
 
 
