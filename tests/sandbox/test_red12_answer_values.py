@@ -164,3 +164,31 @@ def test_every_answer_value_leaves_as_json_or_fails_with_a_4xx(run, pool, litera
     else:
         json.dumps(result.rows, allow_nan=False)
     assert before <= set(pool.worker_pids()) | set(pool.worker_pids(busy=True)), literal
+
+
+# The conversion alone, over the Python values DuckDB's fetch gives for each type (DECIMAL up to 38
+# digits with any scale, integers of HUGEINT/UHUGEINT range, doubles with NaN and infinities, dates,
+# timestamps, durations, BLOB bytes): always a value json.dumps accepts with allow_nan=False.
+_PYTHON_VALUES = st.one_of(
+    st.decimals(allow_nan=True, allow_infinity=True, places=None).filter(
+        lambda d: not d.is_finite() or len(d.as_tuple().digits) <= 38 and -38 <= d.as_tuple().exponent <= 38
+    ),
+    st.integers(min_value=-(2**127), max_value=2**128 - 1),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.dates(),
+    st.datetimes(),
+    st.times(),
+    st.timedeltas(),
+    st.binary(max_size=64),
+    st.text(max_size=20),
+    st.booleans(),
+    st.none(),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_PYTHON_VALUES)
+def test_every_fetched_value_converts_to_json(value: Any) -> None:
+    from sandbox.service import _jsonable
+
+    json.dumps(_jsonable(value), allow_nan=False)
