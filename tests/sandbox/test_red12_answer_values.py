@@ -171,7 +171,7 @@ def test_every_answer_value_leaves_as_json_or_fails_with_a_4xx(run, pool, litera
 # timestamps, durations, BLOB bytes): always a value json.dumps accepts with allow_nan=False.
 _PYTHON_VALUES = st.one_of(
     st.decimals(allow_nan=True, allow_infinity=True, places=None).filter(
-        lambda d: not d.is_finite() or len(d.as_tuple().digits) <= 38 and -38 <= d.as_tuple().exponent <= 38
+        lambda d: not d.is_finite() or (len(d.as_tuple().digits) <= 38 and -38 <= d.as_tuple().exponent <= 38)
     ),
     st.integers(min_value=-(2**127), max_value=2**128 - 1),
     st.floats(allow_nan=True, allow_infinity=True),
