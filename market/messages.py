@@ -232,6 +232,11 @@ EN: dict[str, str] = {
     "query_failed": "DuckDB could not run the query: {detail}",
     "timeout": "The query ran longer than {seconds} seconds; narrow it with filters or fewer groups.",
     "query_cancelled": "The query was cancelled at your request and was not charged; run it again when you are ready.",
+    "answer_out_of_range": (
+        "A value the query computes (in its answer, or a constant) is out of the range an answer can carry: an "
+        "INTERVAL beyond about 2.7 million years (999,999,999 days); use smaller intervals, or return a number "
+        "of days or months instead."
+    ),
     "resource_limit": "The query needed more memory than allowed ({limit}); aggregate more coarsely.",
     "too_many_rows": "The result has more than {limit} groups; aggregate more coarsely or add filters.",
     "sql_too_long": "The SQL is {length} characters long; send at most {limit}.",

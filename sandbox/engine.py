@@ -655,6 +655,10 @@ def _decide_refusal(
             connection.execute(plan.constants_sql).fetchall()
         except duckdb.Error as error:
             return ("constant_error", {"detail": str(error).splitlines()[0][:200]})
+        except (ArithmeticError, ValueError):
+            # DuckDB computed it, Python cannot hold it (an INTERVAL beyond timedelta's range): raised out
+            # of the worker, this killed the process (red team red12). A constant: refused like one that fails.
+            return ("constant_error", {"detail": "a value out of range, such as an INTERVAL beyond 999,999,999 days"})
     if stats is not None:
         return binding.check(stats.shadow(plan.tables), statement)
     copy = binding.shadow(connection, plan.tables)

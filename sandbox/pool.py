@@ -247,6 +247,12 @@ def _run_job(
                 if isinstance(error, duckdb.OutOfMemoryException):
                     return ("error", "resource_limit", "")
                 return ("error", "query_failed", _safe_detail(error))
+            except (ArithmeticError, ValueError):
+                # DuckDB computed the value but Python cannot hold it: an INTERVAL beyond timedelta's
+                # +-999,999,999 days (OverflowError while rows convert). Raised out of the worker, it
+                # killed the process (red team red12). Only values the answer would show, or constants,
+                # reach a conversion, so the refusal says nothing about hidden rows.
+                return ("error", "answer_out_of_range", "")
     except MemoryError:
         return ("error", "resource_limit", "")
 
@@ -380,6 +386,8 @@ class WorkerPool:
             raise QueryFailed("resource_limit", limit=self.limits.memory_limit)
         if code == "query_cancelled":
             raise QueryFailed("query_cancelled", status_code=409)
+        if code == "answer_out_of_range":
+            raise QueryFailed("answer_out_of_range")
         raise QueryFailed("query_failed", detail=detail)
 
     @staticmethod

@@ -125,16 +125,29 @@ def _iso_duration(value: timedelta) -> str:
 
 
 def _jsonable(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return float(value) if value % 1 else int(value)
-    if isinstance(value, datetime | date | time):
-        return value.isoformat()
-    if isinstance(value, timedelta):
-        return _iso_duration(value)
-    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
-        return None  # NaN and infinities have no JSON form
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
+    """A DuckDB answer value as a JSON value; total: never raises for any value a worker returns
+    (docs/sandbox.md, "Answer values")."""
+    try:
+        if isinstance(value, Decimal):
+            # A DECIMAL(38) holds up to 38 digits: `value % 1` at the default 28-digit precision raised
+            # (an HTTP 500 after the worker had answered, red team red12). A whole one leaves as an exact
+            # integer, any other as the nearest double (finite: a DECIMAL stays under 1e38).
+            if not value.is_finite():
+                return None
+            whole = value.to_integral_value()
+            return int(whole) if whole == value else float(value)
+        if isinstance(value, datetime | date | time):
+            return value.isoformat()
+        if isinstance(value, timedelta):
+            return _iso_duration(value)
+        if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+            return None  # NaN and infinities have no JSON form
+        if value is None or isinstance(value, str | int | float | bool):
+            return value
+        if isinstance(value, bytes | bytearray | memoryview):
+            return bytes(value).hex()  # BLOB, as hex digits
+    except (ArithmeticError, ValueError, TypeError):
+        pass
     return str(value)  # any other DuckDB type (UUID, ...) as its text, never a failure after metering
 
 
