@@ -14,10 +14,10 @@ from market import access_cache, messages, phases
 from market.accounts.models import Role
 from market.accounts.service import Principal
 from market.clock import new_id, utcnow
-from market.db import Database, begin_write
+from market.db import Database
 from market.errors import Conflict, Forbidden, NotFound, ServiceUnavailable, TooManyRequests, Unprocessable
 from market.settings import Settings
-from metering import access, attempts, privacy, repository
+from metering import access, attempts, group_commit, privacy, repository
 from metering.attempts import QueryOutcome
 from metering.models import (
     AccessRequest,
@@ -496,17 +496,20 @@ def run_metered_query(
                             phases.add("5a worker cpu (inside 5)", found.measurements.cpu_ms / 1000)
             result = found
         except ServiceUnavailable as busy:
-            with database.transaction() as session:
-                begin_write(session)
-                return attempts.refuse(session, replace(attempt, key=None), busy)
+            unkeyed, overload = replace(attempt, key=None), busy
+            return group_commit.write(database, settings, lambda session: attempts.refuse(session, unkeyed, overload))
         except (QueryRefused, QueryFailed) as error:
-            with database.transaction() as session:
-                begin_write(session)
-                return attempts.refuse(session, attempt, error)
+            failed = error
+            return group_commit.write(database, settings, lambda session: attempts.refuse(session, attempt, failed))
     changed = access_cache.generation(settings.run_dir) != generation
-    with phases.phase("6 transaction 3 (record)"), database.transaction() as session:
-        begin_write(session)
-        return _record(session, attempt, result, quota_deferred=prepared.quota_deferred, recheck=changed)
+    deferred = prepared.quota_deferred
+    # Committed before the answer leaves; on SQLite together with concurrent queries' writes (group commit).
+    with phases.phase("6 transaction 3 (record)"):
+        return group_commit.write(
+            database,
+            settings,
+            lambda session: _record(session, attempt, result, quota_deferred=deferred, recheck=changed),
+        )
 
 
 def _record(
