@@ -525,8 +525,11 @@ def _record(
     With `quota_deferred`, first the early check transaction 1 left to it: a quota already used up is
     refused and recorded exactly as there (no result, nothing scanned)."""
     agreement = attempt.agreement
-    with phases.phase("6a lock month counter (in 6)"):
-        counter = repository.lock_month(session, agreement.id, attempts.month_of(attempt.now))
+    # The month counter's lock, then the chain head's (one round trip on PostgreSQL, with the BEGIN).
+    with phases.phase("6a lock month counter and chain head (in 6)"):
+        counter, locked = attempts.lock_month_and_chain(session, attempt)
+    if isinstance(locked, QueryOutcome):  # a concurrent duplicate of the Idempotency-Key was recorded
+        return locked
     # Revoked while the query waited or ran (the access cache stops only the queries that start after):
     # read the agreement again, so that no answer leaves after its revocation was answered. Only when an
     # access-relevant row changed on this machine since transaction 1 (`recheck`): otherwise nothing
@@ -534,11 +537,7 @@ def _record(
     if recheck:
         revoked = attempts.agreement_refusal(session.get(Agreement, agreement.id) or agreement, attempt.now)
         if revoked is not None:
-            return attempts.refuse(session, attempt, revoked)
-    with phases.phase("6b lock chain head (in 6)"):
-        locked = attempts.lock_chain(session, attempt)
-    if isinstance(locked, QueryOutcome):
-        return locked
+            return attempts.refuse(session, attempt, revoked, head=locked)
     if quota_deferred:
         early = attempts.quota_refusal(agreement, counter, Measurements(0, 0, 0, 0, 0))
         if early is not None:
