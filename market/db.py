@@ -328,7 +328,7 @@ def upsert_locked_rows(session: Session, upserts: list[Upsert]) -> list[Any]:
     import psycopg
 
     compiled = [_compiled_upsert(dialect, u) for u in upserts]
-    raw = connection.connection.driver_connection
+    raw: Any = connection.connection.driver_connection
     cursors = []
     sql, parameters = "", {}
     try:
