@@ -275,3 +275,26 @@ def test_followers_get_their_own_values_in_order(tmp_path: Path) -> None:
     assert results == {i: i for i in range(16)}
     assert committer.stats.batches == 2 and committer.stats.largest == 15
     database.dispose()
+
+
+@pytest.mark.skipif(not ON_POSTGRES, reason="the pipelined lock upserts are PostgreSQL's (psycopg pipeline mode)")
+def test_a_lock_timeout_inside_the_pipelined_locks_is_503_and_records_nothing(
+    database_factory: Any, tmp_path: Path
+) -> None:
+    """The month counter's row is held by another transaction past lock_timeout: the pipelined upserts'
+    error reaches the app as SQLAlchemy's (market.db.is_transient), 503 `database_busy`, never a 500;
+    nothing is recorded, and the next query, once the lock is gone, is answered and recorded."""
+    with running_market(database_factory, tmp_path / "data", database_lock_timeout_ms=300) as market:
+        buyer, slug = _buyer(market)
+        assert query(market, buyer, slug, BY_REGION).status_code == 200
+        with market.database.engine.connect() as blocker:
+            blocker.execute(text("BEGIN"))
+            blocker.execute(text("SELECT * FROM agreement_months FOR UPDATE"))
+            busy = query(market, buyer, slug, BY_REGION, key="held")
+            blocker.execute(text("ROLLBACK"))
+        assert busy.status_code == 503, busy.text
+        assert busy.json()["error"]["code"] == "database_busy"
+        assert [r.idempotency_key for r in _records(market)] == [None]
+        again = query(market, buyer, slug, BY_REGION, key="held")
+        assert again.status_code == 200, again.text
+        _chains_verify(market, 2)
