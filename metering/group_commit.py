@@ -32,6 +32,7 @@ by default (`MARKET_METERING_GROUP_COMMIT`, market.settings).
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -52,6 +53,8 @@ MAX_BATCH = 64
 @dataclass
 class _Member(Generic[T]):
     work: Callable[[Session], T]
+    context: contextvars.Context = field(default_factory=contextvars.copy_context)
+    """The caller's context (its request's locale, its phases), in which its work runs, whoever leads."""
     event: threading.Event = field(default_factory=threading.Event)
     lead: bool = False
     done: bool = False
@@ -134,7 +137,7 @@ class GroupCommit:
             with phases.phase("6 group commit batch"), self.database.transaction() as session:
                 begin_write(session)
                 for member in batch:
-                    values.append(member.work(session))
+                    values.append(member.context.run(member.work, session))
         except Exception:
             # Rolled back: nothing of the batch was written. Every member runs again on its own.
             self.stats.failed_batches += 1
@@ -149,7 +152,7 @@ def _alone(database: Database, member: _Member[Any]) -> None:
     try:
         with database.transaction() as session:
             begin_write(session)
-            member.value = member.work(session)
+            member.value = member.context.run(member.work, session)
     except BaseException as error:  # handed to its own caller
         member.error = error
 

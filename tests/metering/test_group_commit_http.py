@@ -298,3 +298,23 @@ def test_a_lock_timeout_inside_the_pipelined_locks_is_503_and_records_nothing(
         again = query(market, buyer, slug, BY_REGION, key="held")
         assert again.status_code == 200, again.text
         _chains_verify(market, 2)
+
+
+def test_each_member_answers_in_its_own_requests_language(market: Market) -> None:
+    """A member's work runs in its own request's context, whoever leads the batch: a zh-CN request and an
+    English one written in the same batch each get the suppression rule in their own language."""
+    buyer, slug = _buyer(market)
+
+    def ask(i: int) -> Any:
+        language = "zh-CN" if i % 2 else "en"
+        return market.client.post(
+            "/v1/queries",
+            headers={**buyer.headers, "Accept-Language": language},
+            json={"product": slug, "sql": BY_REGION},
+        )
+
+    rules = {i: ask(i).json()["suppression"]["rule"] for i in (0, 1)}
+    assert rules[0] != rules[1], rules
+    responses = _batched(market, CONCURRENT, ask)
+    assert all(r.status_code == 200 for r in responses)
+    assert [r.json()["suppression"]["rule"] for r in responses] == [rules[i % 2] for i in range(CONCURRENT)]
