@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     sandbox_result_cache_bytes: int = Field(default=64 * 1024 * 1024, ge=0)
     """About how many bytes of answers each API process keeps at most."""
 
+    metering_group_commit: bool | None = None
+    """Batch the bookkeeping writes of concurrent metered queries into one transaction (metering.group_commit);
+    unset: on for SQLite (one writer at a time), off for PostgreSQL (row locks; batches could deadlock)."""
+
     scheduler_enabled: bool = True
 
     smtp_host: str | None = None

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from market.accounts.service import Principal
 from market.clock import new_id, utcnow
+from market.db import upsert_locked_rows
 from market.errors import Conflict, Forbidden, MarketError, TooManyRequests
 from metering import chain, repository
 from metering.models import (
@@ -194,6 +195,21 @@ def _write(session: Session, record: UsageRecord, head: chain.Head, counter: Mon
         connection.execute(_COUNT, parameters)
     connection.execute(chain.MOVE_HEAD, parameters)
     connection.execute(_INSERT_RECORD, parameters)
+
+
+def lock_month_and_chain(session: Session, attempt: Attempt) -> tuple[MonthCounter, chain.Head | QueryOutcome]:
+    """`repository.lock_month` of the attempt's agreement, then `lock_chain`, in that lock order; on
+    PostgreSQL the transaction's BEGIN and both upserts go in one round trip (market.db.upsert_locked_rows)."""
+    month_row, head_row = upsert_locked_rows(
+        session,
+        [
+            repository.month_upsert(attempt.agreement.id, month_of(attempt.now)),
+            chain.head_upsert(attempt.actor.org_id),
+        ],
+    )
+    head = chain.head_of(attempt.actor.org_id, head_row)
+    earlier = replay(session, attempt.actor, attempt.key, attempt.product_slug, attempt.sql)
+    return MonthCounter(*month_row), (earlier if earlier is not None else head)
 
 
 def lock_chain(session: Session, attempt: Attempt) -> chain.Head | QueryOutcome:

@@ -34,7 +34,7 @@ from typing import Any, cast
 from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
-from market.db import upsert_locked_row
+from market.db import Upsert, upsert_locked_row
 from metering import anchors
 from metering.models import UsageChainHead, UsageRecord
 
@@ -111,15 +111,25 @@ _HEADS = cast(Table, UsageChainHead.__table__)
 
 def lock_head(session: Session, buyer_org_id: str) -> Head:
     """The buyer's chain head, created if missing and write-locked until the transaction ends (one upsert)."""
-    row = upsert_locked_row(
-        session,
+    u = head_upsert(buyer_org_id)
+    row = upsert_locked_row(session, u.table, u.values, u.conflict_columns, u.touch, u.columns)
+    return head_of(buyer_org_id, row)
+
+
+def head_upsert(buyer_org_id: str) -> Upsert:
+    """`lock_head`'s statement, to run with others in one round trip (market.db.upsert_locked_rows)."""
+    return Upsert(
         _HEADS,
         {"buyer_org_id": buyer_org_id, "last_seq": 0, "last_hash": GENESIS},
         ["buyer_org_id"],
         "last_seq",
         [_HEADS.c.last_seq, _HEADS.c.last_hash],
     )
-    return Head(buyer_org_id, row.last_seq, row.last_hash)
+
+
+def head_of(buyer_org_id: str, row: Any) -> Head:
+    """The Head from a row of `head_upsert`'s statement (last_seq, last_hash)."""
+    return Head(buyer_org_id, row[0], row[1])
 
 
 MOVE_HEAD = (

@@ -12,7 +12,7 @@ from sqlalchemy import ColumnElement, Date, Table, cast, func, select
 from sqlalchemy.orm import Session
 
 from market.accounts.models import Organisation
-from market.db import upsert_locked_row
+from market.db import Upsert, upsert_locked_row
 from metering.models import (
     AccessRequest,
     Agreement,
@@ -156,8 +156,13 @@ def lock_month(session: Session, agreement_id: str, month: str) -> MonthCounter:
     concurrent queries of one agreement decide quota and cap one at a time, and it returns the
     committed totals.
     """
-    row = upsert_locked_row(
-        session,
+    u = month_upsert(agreement_id, month)
+    return MonthCounter(*upsert_locked_row(session, u.table, u.values, u.conflict_columns, u.touch, u.columns))
+
+
+def month_upsert(agreement_id: str, month: str) -> Upsert:
+    """`lock_month`'s statement, to run with others in one round trip (market.db.upsert_locked_rows)."""
+    return Upsert(
         _MONTHS,
         {
             "agreement_id": agreement_id,
@@ -173,7 +178,6 @@ def lock_month(session: Session, agreement_id: str, month: str) -> MonthCounter:
         "lock_version",
         _MONTH_COLUMNS,
     )
-    return MonthCounter(*row)
 
 
 # -- usage views -----------------------------------------------------------------------------------

@@ -14,10 +14,10 @@ from market import access_cache, messages, phases
 from market.accounts.models import Role
 from market.accounts.service import Principal
 from market.clock import new_id, utcnow
-from market.db import Database, begin_write
+from market.db import Database
 from market.errors import Conflict, Forbidden, NotFound, ServiceUnavailable, TooManyRequests, Unprocessable
 from market.settings import Settings
-from metering import access, attempts, privacy, repository
+from metering import access, attempts, group_commit, privacy, repository
 from metering.attempts import QueryOutcome
 from metering.models import (
     AccessRequest,
@@ -496,17 +496,20 @@ def run_metered_query(
                             phases.add("5a worker cpu (inside 5)", found.measurements.cpu_ms / 1000)
             result = found
         except ServiceUnavailable as busy:
-            with database.transaction() as session:
-                begin_write(session)
-                return attempts.refuse(session, replace(attempt, key=None), busy)
+            unkeyed, overload = replace(attempt, key=None), busy
+            return group_commit.write(database, settings, lambda session: attempts.refuse(session, unkeyed, overload))
         except (QueryRefused, QueryFailed) as error:
-            with database.transaction() as session:
-                begin_write(session)
-                return attempts.refuse(session, attempt, error)
+            failed = error
+            return group_commit.write(database, settings, lambda session: attempts.refuse(session, attempt, failed))
     changed = access_cache.generation(settings.run_dir) != generation
-    with phases.phase("6 transaction 3 (record)"), database.transaction() as session:
-        begin_write(session)
-        return _record(session, attempt, result, quota_deferred=prepared.quota_deferred, recheck=changed)
+    deferred = prepared.quota_deferred
+    # Committed before the answer leaves; on SQLite together with concurrent queries' writes (group commit).
+    with phases.phase("6 transaction 3 (record)"):
+        return group_commit.write(
+            database,
+            settings,
+            lambda session: _record(session, attempt, result, quota_deferred=deferred, recheck=changed),
+        )
 
 
 def _record(
@@ -522,8 +525,11 @@ def _record(
     With `quota_deferred`, first the early check transaction 1 left to it: a quota already used up is
     refused and recorded exactly as there (no result, nothing scanned)."""
     agreement = attempt.agreement
-    with phases.phase("6a lock month counter (in 6)"):
-        counter = repository.lock_month(session, agreement.id, attempts.month_of(attempt.now))
+    # The month counter's lock, then the chain head's (one round trip on PostgreSQL, with the BEGIN).
+    with phases.phase("6a lock month counter and chain head (in 6)"):
+        counter, locked = attempts.lock_month_and_chain(session, attempt)
+    if isinstance(locked, QueryOutcome):  # a concurrent duplicate of the Idempotency-Key was recorded
+        return locked
     # Revoked while the query waited or ran (the access cache stops only the queries that start after):
     # read the agreement again, so that no answer leaves after its revocation was answered. Only when an
     # access-relevant row changed on this machine since transaction 1 (`recheck`): otherwise nothing
@@ -531,11 +537,7 @@ def _record(
     if recheck:
         revoked = attempts.agreement_refusal(session.get(Agreement, agreement.id) or agreement, attempt.now)
         if revoked is not None:
-            return attempts.refuse(session, attempt, revoked)
-    with phases.phase("6b lock chain head (in 6)"):
-        locked = attempts.lock_chain(session, attempt)
-    if isinstance(locked, QueryOutcome):
-        return locked
+            return attempts.refuse(session, attempt, revoked, head=locked)
     if quota_deferred:
         early = attempts.quota_refusal(agreement, counter, Measurements(0, 0, 0, 0, 0))
         if early is not None:

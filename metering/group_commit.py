@@ -1,0 +1,189 @@
+"""Group commit: the bookkeeping writes of concurrent metered queries, batched into one transaction.
+
+On SQLite every metered query ends with a short write transaction (transaction 3 of
+metering.service.run_metered_query: the month counter, the buyer's chain head, the usage record),
+and SQLite has one writer at a time. Under load the requests queue for the writer lock, one
+`BEGIN IMMEDIATE ... COMMIT` each, and the hand-offs between them (a kernel wake-up, a thread
+switch under the GIL, a WAL append per commit) cost more than the statements.
+
+Here a request's write is handed to `GroupCommit.run`. Writes that arrive while a batch is being
+written wait, and the next batch takes up to `MAX_BATCH` of them together: one writer lock, one
+`BEGIN IMMEDIATE`, every member's statements one after the other, one `COMMIT`. Leader and
+followers, no thread of its own: the first caller to find no batch in progress writes the batch
+(its own write and whatever has queued), then hands the lead to the first write still waiting.
+
+The rules that keep it exact:
+
+- A member's result is handed back only after the COMMIT of the transaction that holds its writes:
+  no answer (2xx or 4xx) leaves for a write that is not durable. A process killed mid-batch has
+  answered none of the batch's members.
+- Members run one after the other on the same connection, inside the one transaction: each sees
+  the writes of those before it (the month counter, the chain head, an Idempotency-Key's record),
+  exactly as if they had committed one by one in that order. Quota and cap decisions, and the
+  replay of a key sent twice, stay exact.
+- If any member raises, or the commit fails, the whole batch is rolled back and every member then
+  runs again alone, in a transaction of its own (the path without group commit): one bad member
+  cannot fail the others, and its own error reaches its own caller only.
+
+On PostgreSQL writers do not serialise on one lock (row locks do), and a batch that locks the rows
+of several agreements could deadlock with another process's batch, so group commit is off there
+by default (`MARKET_METERING_GROUP_COMMIT`, market.settings).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy.orm import Session
+
+from market import phases
+from market.db import Database, begin_write
+from market.settings import Settings
+
+T = TypeVar("T")
+
+MAX_BATCH = 64
+"""Most writes one transaction holds."""
+
+
+@dataclass
+class _Member(Generic[T]):
+    work: Callable[[Session], T]
+    context: contextvars.Context = field(default_factory=contextvars.copy_context)
+    """The caller's context (its request's locale, its phases), in which its work runs, whoever leads."""
+    event: threading.Event = field(default_factory=threading.Event)
+    lead: bool = False
+    done: bool = False
+    value: Any = None
+    error: BaseException | None = None
+
+
+@dataclass
+class Stats:
+    """What a committer has done since it was made (for tests and the bench)."""
+
+    batches: int = 0
+    members: int = 0
+    largest: int = 0
+    failed_batches: int = 0
+
+
+class GroupCommit:
+    """Batches write transactions of one Database in this process (see the module doc)."""
+
+    def __init__(self, database: Database, max_batch: int = MAX_BATCH) -> None:
+        self.database = database
+        self.max_batch = max_batch
+        self.stats = Stats()
+        self._lock = threading.Lock()
+        self._pending: list[_Member[Any]] = []
+        self._leading = False
+
+    def run(self, work: Callable[[Session], T]) -> T:
+        """Run `work(session)` inside a write transaction (begun with market.db.begin_write), possibly
+        together with other callers' work, and return its value once that transaction has committed."""
+        member: _Member[T] = _Member(work)
+        with self._lock:
+            self._pending.append(member)
+            lead = not self._leading
+            if lead:
+                self._leading = True
+        while not lead:
+            member.event.wait()
+            member.event.clear()
+            if member.done:
+                break
+            lead = member.lead  # handed the lead: our write is first in the queue
+        if lead:
+            self._lead(member)
+        if member.error is not None:
+            raise member.error
+        return member.value  # type: ignore[no-any-return]
+
+    def _lead(self, own: _Member[Any]) -> None:
+        """Write batches until our own member's is done, then hand the lead on (or give it up)."""
+        while not own.done:
+            with self._lock:
+                batch = self._pending[: self.max_batch]
+                del self._pending[: self.max_batch]
+            try:
+                self._write(batch)
+            finally:
+                for member in batch:
+                    member.done = True
+                    if member is not own:
+                        member.event.set()
+        with self._lock:
+            if self._pending:
+                successor = self._pending[0]
+                successor.lead = True
+                successor.event.set()
+            else:
+                self._leading = False
+
+    def _write(self, batch: list[_Member[Any]]) -> None:
+        self.stats.batches += 1
+        self.stats.members += len(batch)
+        self.stats.largest = max(self.stats.largest, len(batch))
+        if len(batch) == 1:
+            _alone(self.database, batch[0])
+            return
+        values: list[Any] = []
+        try:
+            with phases.phase("6 group commit batch"), self.database.transaction() as session:
+                begin_write(session)
+                for member in batch:
+                    values.append(member.context.run(member.work, session))
+        except Exception:
+            # Rolled back: nothing of the batch was written. Every member runs again on its own.
+            self.stats.failed_batches += 1
+            for member in batch:
+                _alone(self.database, member)
+            return
+        for member, value in zip(batch, values, strict=True):
+            member.value = value
+
+
+def _alone(database: Database, member: _Member[Any]) -> None:
+    try:
+        with database.transaction() as session:
+            begin_write(session)
+            member.value = member.context.run(member.work, session)
+    except BaseException as error:  # handed to its own caller
+        member.error = error
+
+
+_COMMITTERS: dict[int, tuple[Database, GroupCommit]] = {}
+_COMMITTERS_LOCK = threading.Lock()
+
+
+def committer(database: Database) -> GroupCommit:
+    """The group committer of `database` in this process (made at first use)."""
+    found = _COMMITTERS.get(id(database))
+    if found is not None and found[0] is database:
+        return found[1]
+    with _COMMITTERS_LOCK:
+        found = _COMMITTERS.get(id(database))
+        if found is None or found[0] is not database:
+            found = _COMMITTERS[id(database)] = (database, GroupCommit(database))
+        return found[1]
+
+
+def enabled(database: Database, settings: Settings) -> bool:
+    """The setting, or by default: on for SQLite, off for PostgreSQL."""
+    chosen = settings.metering_group_commit
+    return database.is_sqlite if chosen is None else chosen
+
+
+def write(database: Database, settings: Settings, work: Callable[[Session], T]) -> T:
+    """`work(session)` in a write transaction begun with market.db.begin_write, committed before this
+    returns: grouped with concurrent writes when group commit is on, alone otherwise."""
+    if enabled(database, settings):
+        return committer(database).run(work)
+    with database.transaction() as session:
+        begin_write(session)
+        return work(session)

@@ -1,0 +1,320 @@
+"""Group commit (metering.group_commit): concurrent metered queries whose bookkeeping writes share one
+transaction stay exact: quotas at the limit, Idempotency-Key retries, one failing member, kill -9.
+
+Each test first holds the database's writer (SQLite: the machine-wide writer flock; PostgreSQL: a
+SHARE lock on the month counters) so that the queries pile up behind the first one and the rest are
+written as ONE batch when it is let go: the batch path is exercised for certain, not by luck.
+Group commit is forced on for these tests on both databases (its default is on for SQLite only).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select, text
+
+from market.accounts.models import Role
+from market.errors import Conflict
+from market.locks import lock, release
+from metering import chain, group_commit
+from metering import service as metering_service
+from metering.models import UsageRecord
+from tests.conftest import ON_POSTGRES, Actor, Market, running_market
+from tests.factories import grant, listed_product, query
+from tests.metering.helpers import BY_REGION
+from tests.served import served
+
+CONCURRENT = 24
+
+
+@pytest.fixture
+def market(database_factory: Any, tmp_path: Path) -> Iterator[Market]:
+    with running_market(
+        database_factory,
+        tmp_path / "data",
+        metering_group_commit=True,
+        sandbox_org_concurrency=CONCURRENT * 2,
+        sandbox_queue_size=CONCURRENT * 2,
+        sandbox_queue_timeout_seconds=300,
+    ) as running:
+        yield running
+
+
+def _until(condition: Callable[[], bool], what: str, seconds: float = 60.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting until {what}")
+        time.sleep(0.01)
+
+
+@contextlib.contextmanager
+def _writer_held(market: Market) -> Iterator[None]:
+    """Hold what transaction 3 needs first, so that concurrent writes queue behind it."""
+    if market.database.is_sqlite:
+        database = market.settings.effective_database_url.split("///", 1)[1]
+        fd = lock(Path(f"{database}.writer-lock"))
+        try:
+            yield
+        finally:
+            release(fd)
+    else:
+        with market.database.engine.connect() as blocker:
+            blocker.execute(text("BEGIN"))
+            blocker.execute(text("LOCK TABLE agreement_months IN SHARE MODE"))
+            try:
+                yield
+            finally:
+                blocker.execute(text("ROLLBACK"))
+
+
+def _batched(market: Market, calls: int, send: Callable[[int], Any]) -> list[Any]:
+    """Send `calls` requests while the writer is held; let it go once all but the leader's write
+    wait in the committer's queue (the leader's own batch of one waits for the writer)."""
+    committer = group_commit.committer(market.database)
+    with ThreadPoolExecutor(max_workers=calls) as pool:
+        with _writer_held(market):
+            futures = [pool.submit(send, i) for i in range(calls)]
+            _until(lambda: len(committer._pending) >= calls - 1, f"{calls - 1} writes queue")
+        responses = [future.result(timeout=120) for future in futures]
+    assert committer.stats.largest >= calls - 1, committer.stats
+    return responses
+
+
+def _records(market: Market) -> list[UsageRecord]:
+    with market.database.transaction() as session:
+        found = list(session.scalars(select(UsageRecord).order_by(UsageRecord.chain_seq)))
+        session.expunge_all()
+        return found
+
+
+def _chains_verify(market: Market, records: int) -> None:
+    with market.database.transaction() as session:
+        report = chain.verify(session)
+    assert report.ok and report.records == records, report.breaks
+
+
+def _buyer(market: Market, **decision: Any) -> tuple[Actor, str]:
+    listed = listed_product(market)
+    buyer = market.actor(Role.BUYER)
+    if decision:
+        grant(market, listed, buyer, purpose="public_welfare", plan="public", **decision)
+    else:
+        grant(market, listed, buyer, purpose="commercial", plan="standard")
+    return buyer, listed.slug
+
+
+def test_one_batch_admits_exactly_the_quota(market: Market) -> None:
+    quota = 7
+    buyer, slug = _buyer(market, monthly_query_quota=quota)
+    warm = query(market, buyer, slug, BY_REGION)
+    assert warm.status_code == 200
+    responses = _batched(market, CONCURRENT, lambda i: query(market, buyer, slug, BY_REGION))
+    statuses = Counter(r.status_code for r in responses)
+    assert statuses == {200: quota - 1, 429: CONCURRENT - quota + 1}, statuses
+    assert {r.json()["error"]["code"] for r in responses if r.status_code == 429} == {"quota_exhausted"}
+    kinds = Counter(record.charge_type for record in _records(market))
+    assert kinds == {"free_public": quota, "rejected": CONCURRENT - quota + 1}
+    _chains_verify(market, CONCURRENT + 1)
+
+
+def test_retries_of_one_key_in_one_batch_are_one_record_and_one_charge(market: Market) -> None:
+    buyer, slug = _buyer(market)
+    assert query(market, buyer, slug, BY_REGION).status_code == 200
+    keys = [f"key-{i % 4}" for i in range(CONCURRENT)]  # each key sent six times at once
+    responses = _batched(market, CONCURRENT, lambda i: query(market, buyer, slug, BY_REGION, key=keys[i]))
+    assert all(r.status_code == 200 for r in responses), [r.text for r in responses if r.status_code != 200]
+    by_key: dict[str, set[str]] = {}
+    for key, response in zip(keys, responses, strict=True):
+        by_key.setdefault(key, set()).add(response.json()["query_id"])
+    assert all(len(ids) == 1 for ids in by_key.values()), by_key
+    records = _records(market)
+    assert Counter(r.idempotency_key for r in records if r.idempotency_key) == dict.fromkeys(by_key, 1)
+    assert {r.id for r in records if r.idempotency_key} == {next(iter(ids)) for ids in by_key.values()}
+    charged = {key: response.json()["charge"]["amount_minor"] for key, response in zip(keys, responses, strict=True)}
+    assert sum(r.amount_minor for r in records if r.idempotency_key) == sum(charged.values())
+    _chains_verify(market, 1 + len(by_key))
+
+
+def test_a_failing_member_fails_alone(market: Market, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A member that raises inside the batch rolls the batch back; every other member is then written
+    on its own and answered 200, the failing one gets its own error, and nothing is written twice."""
+    buyer, slug = _buyer(market)
+    assert query(market, buyer, slug, BY_REGION).status_code == 200
+    original = metering_service._record
+
+    def failing(session: Any, attempt: Any, *args: Any, **kwargs: Any) -> Any:
+        if attempt.key is not None and attempt.key.startswith("bad-"):
+            # Written first, then failing: its statements are in the batch when it raises.
+            original(session, attempt, *args, **kwargs)
+            raise Conflict("idempotency_conflict", key=attempt.key)
+        return original(session, attempt, *args, **kwargs)
+
+    monkeypatch.setattr(metering_service, "_record", failing)
+    committer = group_commit.committer(market.database)
+    failed_before = committer.stats.failed_batches
+    keys = [f"bad-{i}" if i in (5, 17) else f"good-{i}" for i in range(CONCURRENT)]
+    responses = _batched(market, CONCURRENT, lambda i: query(market, buyer, slug, BY_REGION, key=keys[i]))
+    assert committer.stats.failed_batches > failed_before
+    for key, response in zip(keys, responses, strict=True):
+        if key.startswith("bad-"):
+            assert response.status_code == 409, response.text
+        else:
+            assert response.status_code == 200, response.text
+    records = _records(market)
+    keyed = Counter(r.idempotency_key for r in records if r.idempotency_key)
+    assert keyed == {key: 1 for key in keys if key.startswith("good-")}
+    _chains_verify(market, 1 + CONCURRENT - 2)
+
+
+def test_group_commit_is_on_for_sqlite_and_off_for_postgresql_by_default(database_factory: Any, tmp_path: Path) -> None:
+    with running_market(database_factory, tmp_path / "data") as running:
+        assert group_commit.enabled(running.database, running.settings) == (not ON_POSTGRES)
+
+
+@pytest.mark.skipif(ON_POSTGRES, reason="group commit is SQLite's default; the writer flock makes batches certain")
+@pytest.mark.parametrize("delay", [0.0, 0.003, 0.01, 0.03])
+def test_kill_9_mid_batch_answers_no_2xx_whose_record_is_missing(market: Market, tmp_path: Path, delay: float) -> None:
+    """The served process is killed just after the writer is let go to a batch of queued writes: any
+    request it answered 2xx has its record committed; every key retried afterwards is answered and
+    recorded exactly once; the chains verify."""
+    buyer, slug = _buyer(market)
+    assert query(market, buyer, slug, BY_REGION).status_code == 200  # a record, and a warm cache on this side
+    database = market.settings.effective_database_url.split("///", 1)[1]
+    keys = [f"kill-{delay}-{i}" for i in range(CONCURRENT)]
+    env = {
+        "MARKET_METERING_GROUP_COMMIT": "1",
+        "MARKET_SANDBOX_ORG_CONCURRENCY": str(CONCURRENT * 2),
+        "MARKET_SANDBOX_QUEUE_SIZE": str(CONCURRENT * 2),
+    }
+    with served(market, tmp_path, **env) as server:
+
+        def post(i: int) -> Any:
+            headers = {**buyer.headers, "Idempotency-Key": keys[i]}
+            try:
+                return httpx.post(
+                    f"{server.url}/v1/queries", headers=headers, json={"product": slug, "sql": BY_REGION}, timeout=60
+                )
+            except httpx.HTTPError as error:
+                return error
+
+        # Warm the served process (its result cache and its sandbox workers).
+        warm = httpx.post(
+            f"{server.url}/v1/queries", headers=buyer.headers, json={"product": slug, "sql": BY_REGION}, timeout=60
+        )
+        assert warm.status_code == 200, warm.text
+        with ThreadPoolExecutor(max_workers=CONCURRENT) as pool:
+            fd = lock(Path(f"{database}.writer-lock"))
+            try:
+                futures: list[Future[Any]] = [pool.submit(post, i) for i in range(CONCURRENT)]
+                time.sleep(1.5 + random.random() * 0.2)  # all of them reach the committer's queue
+            finally:
+                release(fd)
+            time.sleep(delay)
+            os.kill(server.process.pid, signal.SIGKILL)
+            server.process.wait(timeout=20)
+            answers = [future.result(timeout=60) for future in futures]
+    committed = {r.idempotency_key: r for r in _records(market) if r.idempotency_key}
+    for key, answer in zip(keys, answers, strict=True):
+        if isinstance(answer, httpx.Response) and answer.status_code < 300:
+            assert key in committed, f"{key} was answered {answer.status_code} but its record is missing"
+            assert committed[key].id == answer.json()["query_id"]
+    for key in keys:  # a retry replays a committed attempt, or runs a lost one: exactly once
+        retried = query(market, buyer, slug, BY_REGION, key=key)
+        assert retried.status_code == 200, retried.text
+        if key in committed:
+            assert retried.json()["query_id"] == committed[key].id
+    with market.database.transaction() as session:
+        count = session.scalar(
+            select(func.count()).select_from(UsageRecord).where(UsageRecord.idempotency_key.in_(keys))
+        )
+    assert count == CONCURRENT
+    _chains_verify(market, 1 + 1 + CONCURRENT)
+
+
+def test_followers_get_their_own_values_in_order(tmp_path: Path) -> None:
+    """The committer alone (no HTTP): every caller gets its own work's value, written in one transaction."""
+    from market.db import Database, migrate
+    from market.settings import Settings
+
+    settings = Settings(data_dir=tmp_path, scheduler_enabled=False)
+    database = Database.from_settings(settings)
+    migrate(database)
+    committer = group_commit.GroupCommit(database)
+    gate = threading.Event()
+    results: dict[int, int] = {}
+
+    def work(i: int) -> Callable[[Any], int]:
+        def run(session: Any) -> int:
+            if i == 0:
+                gate.wait(10)
+            return int(session.execute(text(f"SELECT {i}")).scalar_one())
+
+        return run
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        first = pool.submit(committer.run, work(0))
+        _until(lambda: committer._leading, "the first call leads")
+        rest = {i: pool.submit(committer.run, work(i)) for i in range(1, 16)}
+        _until(lambda: len(committer._pending) == 15, "fifteen calls queue")
+        gate.set()
+        results[0] = first.result(10)
+        results |= {i: future.result(10) for i, future in rest.items()}
+    assert results == {i: i for i in range(16)}
+    assert committer.stats.batches == 2 and committer.stats.largest == 15
+    database.dispose()
+
+
+@pytest.mark.skipif(not ON_POSTGRES, reason="the pipelined lock upserts are PostgreSQL's (psycopg pipeline mode)")
+def test_a_lock_timeout_inside_the_pipelined_locks_is_503_and_records_nothing(
+    database_factory: Any, tmp_path: Path
+) -> None:
+    """The month counter's row is held by another transaction past lock_timeout: the pipelined upserts'
+    error reaches the app as SQLAlchemy's (market.db.is_transient), 503 `database_busy`, never a 500;
+    nothing is recorded, and the next query, once the lock is gone, is answered and recorded."""
+    with running_market(database_factory, tmp_path / "data", database_lock_timeout_ms=300) as market:
+        buyer, slug = _buyer(market)
+        assert query(market, buyer, slug, BY_REGION).status_code == 200
+        with market.database.engine.connect() as blocker:
+            blocker.execute(text("BEGIN"))
+            blocker.execute(text("SELECT * FROM agreement_months FOR UPDATE"))
+            busy = query(market, buyer, slug, BY_REGION, key="held")
+            blocker.execute(text("ROLLBACK"))
+        assert busy.status_code == 503, busy.text
+        assert busy.json()["error"]["code"] == "database_busy"
+        assert [r.idempotency_key for r in _records(market)] == [None]
+        again = query(market, buyer, slug, BY_REGION, key="held")
+        assert again.status_code == 200, again.text
+        _chains_verify(market, 2)
+
+
+def test_each_member_answers_in_its_own_requests_language(market: Market) -> None:
+    """A member's work runs in its own request's context, whoever leads the batch: a zh-CN request and an
+    English one written in the same batch each get the suppression rule in their own language."""
+    buyer, slug = _buyer(market)
+
+    def ask(i: int) -> Any:
+        language = "zh-CN" if i % 2 else "en"
+        return market.client.post(
+            "/v1/queries",
+            headers={**buyer.headers, "Accept-Language": language},
+            json={"product": slug, "sql": BY_REGION},
+        )
+
+    rules = {i: ask(i).json()["suppression"]["rule"] for i in (0, 1)}
+    assert rules[0] != rules[1], rules
+    responses = _batched(market, CONCURRENT, ask)
+    assert all(r.status_code == 200 for r in responses)
+    assert [r.json()["suppression"]["rule"] for r in responses] == [rules[i % 2] for i in range(CONCURRENT)]
