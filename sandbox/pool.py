@@ -172,7 +172,7 @@ def _watch_parent() -> None:  # pragma: no cover - a child
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def _worker_main(connection: Connection, limits: EngineLimits, cancel: Any) -> None:  # pragma: no cover - a child
+def _worker_main(connection: Connection, limits: EngineLimits, cancel: Any, accepted: Any) -> None:  # pragma: no cover - a child
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _watch_parent()
     watcher = _Watcher(cancel)
@@ -191,8 +191,7 @@ def _worker_main(connection: Connection, limits: EngineLimits, cancel: Any) -> N
             return
         if job is None:
             return
-        cancel.clear()  # a request for an earlier job that had already finished
-        connection.send(("accepted",))
+        accepted.value += 1  # the job is taken (_Worker.taken): no message, so no wake-up of the API side
         if isinstance(job, Probe):
             with watcher.watch(None, job.seconds):
                 connection.send(("ok", threading.active_count()))
@@ -220,8 +219,9 @@ class _Watcher:
     It replaces two threads per query (a deadline timer and a cancel watcher, started and joined on
     every job). Idle, it blocks on a local event; while a job runs, it blocks on `cancel` until the
     job's deadline. When a job ends the worker sets `cancel` too, after marking the job done, so the
-    watcher wakes at once and goes idle without interrupting; `cancel` is cleared before the next job
-    is accepted (_worker_main), so that wake-up never reaches another job. Interrupts happen under the
+    watcher wakes at once and goes idle without interrupting; the API side clears `cancel` before it
+    sends the next job (WorkerPool.run), so that wake-up never reaches another job, while a cancel
+    requested as soon as a job is sent, before the worker takes it, still reaches that job. Interrupts happen under the
     lock that `end` takes, so none reaches a connection after its job ended.
     """
 
@@ -326,12 +326,29 @@ class _Worker:
         self.connection: Connection = parent
         self.cancel = context.Event()
         """Set by the API side to interrupt the running job (sandbox.cancellation)."""
-        self.process: BaseProcess = context.Process(target=_worker_main, args=(child, limits, self.cancel), daemon=True)
+        self.accepted = context.Value("q", 0, lock=False)
+        """Jobs the worker has taken (it counts them as it receives each one), in shared memory: the API side
+        knows whether a job was taken without a message, and so without a wake-up, per job."""
+        self.sent = 0
+        """Jobs the API side has sent."""
+        self.process: BaseProcess = context.Process(
+            target=_worker_main, args=(child, limits, self.cancel, self.accepted), daemon=True
+        )
         self.process.start()
         child.close()
         self.warm: set[tuple[Any, ...]] = set()
-        self.running = False
-        """True from the worker's acknowledgement of a job until the job's end."""
+        self.busy = False
+        """True from sending a job until the job's end."""
+
+    @property
+    def taken(self) -> bool:
+        """Whether the worker has taken every job sent to it (the last one included)."""
+        return int(self.accepted.value) >= self.sent
+
+    @property
+    def running(self) -> bool:
+        """True from the worker's taking a job until the job's end."""
+        return self.busy and self.taken
 
     def kill(self) -> None:
         if self.process.is_alive():
@@ -386,7 +403,7 @@ class WorkerPool:
         return worker
 
     def _release(self, worker: _Worker, keep: bool) -> None:
-        worker.running = False
+        worker.busy = False
         with self._lock:
             self._busy.discard(worker)
             if keep and not self._closed:
@@ -401,8 +418,9 @@ class WorkerPool:
     def run(self, job: Job | Probe, cancelled: Callable[[], bool] | None = None) -> Execution:
         """Run `job` in a worker; raises QueryFailed for timeouts, resource limits and query errors.
 
-        A worker acknowledges a job before running it. One that dies before acknowledging was
-        already dead (killed while idle): the job goes to a fresh worker, once, and is not failed.
+        A worker counts each job it takes (_Worker.accepted, shared memory, so no extra message). One that
+        dies before taking the job was already dead (killed while idle): the job goes to a fresh worker,
+        once, and is not failed.
         While it runs, `cancelled()` is asked every CANCEL_POLL_SECONDS; once it answers True the
         worker interrupts DuckDB (and is killed if it does not stop within GRACE_SECONDS), and the
         query fails with `query_cancelled`.
@@ -412,12 +430,13 @@ class WorkerPool:
             key = job.warm_key(self.limits)
             worker = self._acquire(key)
             keep = False
+            fresh = worker.sent == 0  # a new process: it takes the job once it has started (imports)
             try:
+                worker.busy = True
+                worker.cancel.clear()  # the last job's own wake-up (_Watcher), or a request that came after it ended
+                worker.sent += 1
                 worker.connection.send(job)
-                if not worker.connection.poll(GRACE_SECONDS + 10) or worker.connection.recv() != ("accepted",):
-                    raise EOFError("the worker did not take the job")
-                worker.running = True
-                phases.add("5c hop: job sent, accepted (in 5)", time.perf_counter() - started)
+                phases.add("5c job sent (in 5)", time.perf_counter() - started)
             except (EOFError, OSError):
                 self._release(worker, False)
                 worker.kill()
@@ -425,10 +444,14 @@ class WorkerPool:
                     continue
                 raise QueryFailed("resource_limit", limit=self.limits.memory_limit) from None
             try:
-                deadline_at = time.monotonic() + job.budget(self.limits) + GRACE_SECONDS
+                # A fresh worker first starts, for up to the old acknowledgement's wait (GRACE_SECONDS + 10).
+                allowance = GRACE_SECONDS + (GRACE_SECONDS + 10 if fresh else 0)
+                deadline_at = time.monotonic() + job.budget(self.limits) + allowance
                 started = time.perf_counter()
                 if not self._await_reply(worker, deadline_at, cancelled):
                     worker.kill()
+                    if not worker.taken:
+                        raise EOFError("the worker did not take the job")
                     raise QueryFailed("timeout", status_code=408, seconds=job.budget(self.limits))
                 replied = time.perf_counter()
                 reply = worker.connection.recv()
@@ -438,12 +461,18 @@ class WorkerPool:
                 keep = True
             except (EOFError, OSError) as error:
                 worker.kill()
+                if not worker.taken:  # dead before it took the job: it was dead already (killed while idle)
+                    self._release(worker, False)
+                    if attempt == 0:
+                        continue
+                    raise QueryFailed("resource_limit", limit=self.limits.memory_limit) from None
                 code = worker.process.exitcode
                 if code == -signal.SIGXCPU:
                     raise QueryFailed("timeout", status_code=408, seconds=job.budget(self.limits)) from error
                 raise QueryFailed("resource_limit", limit=self.limits.memory_limit) from error
             finally:
-                self._release(worker, keep)
+                if worker.busy:
+                    self._release(worker, keep)
             break
         if reply[0] == "ok":
             execution: Execution = reply[1]
