@@ -172,7 +172,9 @@ def _watch_parent() -> None:  # pragma: no cover - a child
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def _worker_main(connection: Connection, limits: EngineLimits, cancel: Any, accepted: Any) -> None:  # pragma: no cover - a child
+def _worker_main(  # pragma: no cover - a child
+    connection: Connection, limits: EngineLimits, cancel: Any, accepted: Any
+) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _watch_parent()
     watcher = _Watcher(cancel)
@@ -202,7 +204,7 @@ def _worker_main(connection: Connection, limits: EngineLimits, cancel: Any, acce
 class _Watch:
     """One job under the watcher: its connection, deadline, and whether the deadline or a cancel fired."""
 
-    __slots__ = ("db", "deadline_at", "timed_out", "cancelled", "done")
+    __slots__ = ("cancelled", "db", "deadline_at", "done", "timed_out")
 
     def __init__(self, db: duckdb.DuckDBPyConnection | None, seconds: float) -> None:
         self.db = db

@@ -115,11 +115,14 @@ def test_the_dp_path_sets_threads_too(tables, monkeypatch: pytest.MonkeyPatch) -
     class _Fake:
         def run(self, job: Job, cancelled: Any = None) -> Execution:
             seen.append(job)
-            return Execution(rows=[], groups=0, suppressed_groups=0, methods=[], too_many_rows=False, cpu_ms=0, statements=[])
+            return Execution(
+                rows=[], groups=0, suppressed_groups=0, methods=[], too_many_rows=False, cpu_ms=0, statements=[]
+            )
 
     class _Plan:
-        tables = ["a"]
-        referenced_columns: dict[str, list[str]] = {"a": ["m"]}
+        def __init__(self) -> None:
+            self.tables = ["a"]
+            self.referenced_columns = {"a": ["m"]}
 
     dp_run.run(_Plan(), {"a": tables["a"]}, EngineLimits(threads=2), _Fake())  # type: ignore[arg-type]
     large = {"a": TableFile(name="a", path=Path(tables["a"].path), row_count=ONE_THREAD_ROWS * 3)}
