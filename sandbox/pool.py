@@ -196,7 +196,8 @@ def _worker_main(  # pragma: no cover - a child
         accepted.value += 1  # the job is taken (_Worker.taken): no message, so no wake-up of the API side
         if isinstance(job, Probe):
             with watcher.watch(None, job.seconds):
-                connection.send(("ok", threading.active_count()))
+                count = threading.active_count()
+            connection.send(("ok", count))  # after the watch: its end sets `cancel`, which the next job clears
             continue
         connection.send(_run_job(job, limits, warm, stats, watcher))
 
