@@ -3,6 +3,8 @@ DuckDB thread count of a job from the version's public row counts (sandbox.servi
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -128,3 +130,17 @@ def test_the_dp_path_sets_threads_too(tables, monkeypatch: pytest.MonkeyPatch) -
     large = {"a": TableFile(name="a", path=Path(tables["a"].path), row_count=ONE_THREAD_ROWS * 3)}
     dp_run.run(_Plan(), large, EngineLimits(threads=2), _Fake())  # type: ignore[arg-type]
     assert [job.threads for job in seen] == [1, 2]
+
+
+def test_a_job_sent_to_a_worker_already_dead_goes_to_a_fresh_one(pool, tables) -> None:
+    # Without an acknowledgement message, the shared count of jobs taken tells a worker that died before
+    # it took the job (killed while idle, not yet noticed) from one that died running it.
+    workers, limits = pool
+    assert run_query(QUICK, POLICY, tables, limits, 1000, workers).rows
+    (pid,) = workers.worker_pids()
+    (worker,) = workers._idle
+    os.kill(pid, signal.SIGKILL)
+    worker.process.join(5)
+    worker.process.is_alive = lambda: True  # type: ignore[method-assign]  # as if the pool had not noticed yet
+    assert run_query(QUICK, POLICY, tables, limits, 1000, workers).rows  # not failed: retried once
+    assert workers.worker_pids() and workers.worker_pids() != [pid]
