@@ -103,6 +103,9 @@ def main(argv: list[str] | None = None) -> None:
             if "two_level" in Job.__dataclass_fields__:  # branch sbx-twolevel on
                 jobs["two-level"] = replace(base, two_level=True)  # type: ignore[call-arg]
                 extra["two_level"] = chosen == "two-level"
+            if "threads" in Job.__dataclass_fields__:  # branch perf-uncached on: threads from the row counts
+                rows, _ = service.measure_scan(plan, tables)
+                extra["threads"] = service.threads_for(rows, limits)  # type: ignore[assignment]
             jobs["chosen"] = replace(base, single=chosen == "single", **extra)  # type: ignore[arg-type]
             for job in jobs.values():  # warm: the connection, the statistics, the caches
                 for _ in range(3):

@@ -8,7 +8,7 @@ from sandbox.dp import DPPlan
 from sandbox.engine import EngineLimits, Execution
 from sandbox.errors import QueryRefused
 from sandbox.pool import Job, WorkerPool, shared_pool
-from sandbox.service import TableFile, budget_seconds, statistics_free
+from sandbox.service import TableFile, budget_seconds, files_of, statistics_free, threads_for
 
 
 def measure_scan(plan: DPPlan, tables: Mapping[str, TableFile]) -> tuple[int, int]:
@@ -27,11 +27,12 @@ def run(
     """(the worker's execution, rows scanned, bytes scanned); raises QueryRefused or QueryFailed."""
     rows_scanned, bytes_scanned = measure_scan(plan, tables)
     job = Job(
-        tables=tuple(sorted((name, str(t.path.resolve())) for name, t in tables.items())),
+        tables=files_of(tables),
         plan=plan,
         max_rows=0,
         seconds=budget_seconds(rows_scanned, limits),
         statistics_free=statistics_free(tables),
+        threads=threads_for(rows_scanned, limits),
     )
     execution = (pool or shared_pool(limits)).run(job)
     if execution.refused is not None:

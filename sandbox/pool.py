@@ -21,7 +21,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -35,7 +35,6 @@ from sandbox.engine import (
     EngineLimits,
     Execution,
     TableStatistics,
-    deadline,
     execute_folded,
     execute_plan,
     execute_single,
@@ -59,7 +58,7 @@ ORPHAN_CHECK_SECONDS = 0.5
 @dataclass(frozen=True)
 class Job:
     tables: tuple[tuple[str, str], ...]
-    """(table name, Parquet path) pairs: also the key of the warm connection."""
+    """(table name, Parquet path) pairs: with the thread count, the key of the warm connection (warm_key)."""
     plan: Plan | dp.DPPlan
     max_rows: int
     seconds: float | None = None
@@ -76,9 +75,34 @@ class Job:
     seeds: tuple[tuple[tuple[str, ...], Any], ...] = ()
     """Statistics computed when the version was built (sandbox.service._seeds): keys of the worker's
     statistics cache after the version, and their values."""
+    threads: int | None = None
+    """DuckDB threads for this job (sandbox.service.threads_for, from the version's public row counts);
+    None: the pool's configured threads."""
+
+    def thread_count(self, limits: EngineLimits) -> int:
+        return max(1, min(self.threads, limits.threads)) if self.threads else limits.threads
+
+    def warm_key(self, limits: EngineLimits) -> tuple[Any, ...]:
+        """The key of the worker's warm connection for this job: the version's files and the thread
+        count (fixed when the connection opens: its configuration is locked)."""
+        return (self.tables, self.thread_count(limits))
 
     def budget(self, limits: EngineLimits) -> float:
         return min(self.seconds, limits.timeout_seconds) if self.seconds else limits.timeout_seconds
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A job for operations and tests: the worker answers how many Python threads it has while it runs a
+    job (threading.active_count, under its watcher), so a test can see they do not grow with jobs."""
+
+    seconds: float = 1.0
+
+    def budget(self, limits: EngineLimits) -> float:
+        return self.seconds
+
+    def warm_key(self, limits: EngineLimits) -> tuple[Any, ...]:
+        return ()
 
 
 SPILL_PREFIX = "sandbox-spill-"
@@ -148,16 +172,19 @@ def _watch_parent() -> None:  # pragma: no cover - a child
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def _worker_main(connection: Connection, limits: EngineLimits, cancel: Any) -> None:  # pragma: no cover - a child
+def _worker_main(  # pragma: no cover - a child
+    connection: Connection, limits: EngineLimits, cancel: Any, accepted: Any
+) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _watch_parent()
+    watcher = _Watcher(cancel)
     # The worker needs no configuration or secrets (database URL, Stripe keys): drop them.
     for name in list(os.environ):
         if name not in _KEPT_ENVIRONMENT:
             del os.environ[name]
     limit = limits.address_space_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    warm: OrderedDict[tuple[tuple[str, str], ...], duckdb.DuckDBPyConnection] = OrderedDict()
+    warm: OrderedDict[tuple[Any, ...], duckdb.DuckDBPyConnection] = OrderedDict()
     stats: dict[tuple[str, ...], Any] = {}
     while True:
         try:
@@ -166,41 +193,84 @@ def _worker_main(connection: Connection, limits: EngineLimits, cancel: Any) -> N
             return
         if job is None:
             return
-        cancel.clear()  # a request for an earlier job that had already finished
-        connection.send(("accepted",))
-        connection.send(_run_job(job, limits, warm, stats, cancel))
+        accepted.value += 1  # the job is taken (_Worker.taken): no message, so no wake-up of the API side
+        if isinstance(job, Probe):
+            with watcher.watch(None, job.seconds):
+                count = threading.active_count()
+            connection.send(("ok", count))  # after the watch: its end sets `cancel`, which the next job clears
+            continue
+        connection.send(_run_job(job, limits, warm, stats, watcher))
 
 
-@contextlib.contextmanager
-def _cancellable(db: duckdb.DuckDBPyConnection, cancel: Any) -> Iterator[threading.Event]:
-    """Interrupt DuckDB when the API side sets `cancel` during the block; the event tells whether it did.
+class _Watch:
+    """One job under the watcher: its connection, deadline, and whether the deadline or a cancel fired."""
 
-    The watcher blocks on `cancel` itself. When the block ends, the worker sets `cancel` too, after
-    `done`, so the watcher wakes at once and leaves without interrupting: the join costs no polling
-    interval (it used to cost up to one, on every query). `cancel` is cleared before the next job
-    is accepted (_worker_main), so that wake-up never reaches another job.
+    __slots__ = ("cancelled", "db", "deadline_at", "done", "timed_out")
+
+    def __init__(self, db: duckdb.DuckDBPyConnection | None, seconds: float) -> None:
+        self.db = db
+        self.deadline_at = time.monotonic() + seconds
+        self.timed_out = False
+        self.cancelled = False
+        self.done = False
+
+
+class _Watcher:
+    """The worker's one long-lived thread that interrupts DuckDB for the current job: at its deadline,
+    or when the API side sets `cancel` (sandbox.cancellation).
+
+    It replaces two threads per query (a deadline timer and a cancel watcher, started and joined on
+    every job). Idle, it blocks on a local event; while a job runs, it blocks on `cancel` until the
+    job's deadline. When a job ends the worker sets `cancel` too, after marking the job done, so the
+    watcher wakes at once and goes idle without interrupting; the API side clears `cancel` before it
+    sends the next job (WorkerPool.run), so that wake-up never reaches another job, while a cancel
+    requested as soon as a job is sent, before the worker takes it, still reaches that job. Interrupts happen under the
+    lock that `end` takes, so none reaches a connection after its job ended.
     """
-    fired = threading.Event()
-    done = threading.Event()
 
-    def watch() -> None:
+    def __init__(self, cancel: Any) -> None:
+        self._cancel = cancel
+        self._lock = threading.Lock()
+        self._current: _Watch | None = None
+        self._wake = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="sandbox-watch", daemon=True)
+        self.thread.start()
+
+    @contextlib.contextmanager
+    def watch(self, db: duckdb.DuckDBPyConnection | None, seconds: float) -> Iterator[_Watch]:
+        current = _Watch(db, seconds)
+        with self._lock:
+            self._current = current
+        self._wake.set()
+        try:
+            yield current
+        finally:
+            with self._lock:
+                current.done = True
+                self._current = None
+            self._cancel.set()
+
+    def _run(self) -> None:  # pragma: no cover - a child's thread
         while True:
-            requested = cancel.wait(1.0)
-            if done.is_set():
-                return
-            if requested:
-                fired.set()
-                db.interrupt()
-                return
-
-    watcher = threading.Thread(target=watch, name="cancel-watch", daemon=True)
-    watcher.start()
-    try:
-        yield fired
-    finally:
-        done.set()
-        cancel.set()
-        watcher.join()
+            self._wake.wait()
+            self._wake.clear()
+            with self._lock:
+                current = self._current
+            while current is not None and not current.done:
+                left = current.deadline_at - time.monotonic()
+                requested = left > 0 and self._cancel.wait(left)
+                with self._lock:
+                    if current.done:
+                        break
+                    if requested:
+                        current.cancelled = True
+                    elif time.monotonic() >= current.deadline_at:
+                        current.timed_out = True
+                    else:
+                        continue  # woken by a cleared flag: wait again until the deadline
+                    if current.db is not None:
+                        current.db.interrupt()
+                    break
 
 
 def _run_job(
@@ -208,25 +278,27 @@ def _run_job(
     limits: EngineLimits,
     warm: OrderedDict[Any, duckdb.DuckDBPyConnection],
     stats: dict[tuple[str, ...], Any],
-    cancel: Any = None,
+    watcher: _Watcher,
 ) -> tuple[Any, ...]:
     try:
-        db = warm.get(job.tables)
+        threads = job.thread_count(limits)
+        key = job.warm_key(limits)
+        db = warm.get(key)
         if db is None:
-            db = open_locked({name: Path(path) for name, path in job.tables}, limits, job.statistics_free)
-            warm[job.tables] = db
+            opened = limits if threads == limits.threads else replace(limits, threads=threads)
+            db = open_locked({name: Path(path) for name, path in job.tables}, opened, job.statistics_free)
+            warm[key] = db
             while len(warm) > WARM_CONNECTIONS:
                 _, old = warm.popitem(last=False)
                 old.close()
-        warm.move_to_end(job.tables)
-        _set_cpu_budget(job.budget(limits), limits.threads)
+        warm.move_to_end(key)
+        _set_cpu_budget(job.budget(limits), threads)
         # Keyed by the files, which are immutable for a product version.
         version = "|".join(path for _, path in job.tables)
         for key, value in job.seeds:  # computed at build time: never on a query's time
             stats.setdefault((version, *key), value)
         statistics = TableStatistics(db, stats, version=version)
-        cancelled = contextlib.nullcontext(threading.Event()) if cancel is None else _cancellable(db, cancel)
-        with deadline(db, job.budget(limits)) as timed_out, cancelled as stopped:
+        with watcher.watch(db, job.budget(limits)) as watch:
             try:
                 if isinstance(job.plan, dp.DPPlan):
                     return ("ok", dp.execute(db, job.plan, statistics))
@@ -238,11 +310,11 @@ def _run_job(
                     return ("ok", execute_folded(db, job.plan, job.max_rows, statistics))
                 return ("ok", execute_plan(db, job.plan, job.max_rows, statistics, fixed=limits.fixed_timing))
             except duckdb.Error as error:
-                if stopped.is_set():
+                if watch.cancelled:
                     return ("error", "query_cancelled", "")
                 if isinstance(error, duckdb.InterruptException):
                     return ("error", "timeout", "")
-                if timed_out.is_set() or "maximum execution time" in str(error):
+                if watch.timed_out or "maximum execution time" in str(error):
                     return ("error", "timeout", "")
                 if isinstance(error, duckdb.OutOfMemoryException):
                     return ("error", "resource_limit", "")
@@ -263,12 +335,29 @@ class _Worker:
         self.connection: Connection = parent
         self.cancel = context.Event()
         """Set by the API side to interrupt the running job (sandbox.cancellation)."""
-        self.process: BaseProcess = context.Process(target=_worker_main, args=(child, limits, self.cancel), daemon=True)
+        self.accepted = context.Value("q", 0, lock=False)
+        """Jobs the worker has taken (it counts them as it receives each one), in shared memory: the API side
+        knows whether a job was taken without a message, and so without a wake-up, per job."""
+        self.sent = 0
+        """Jobs the API side has sent."""
+        self.process: BaseProcess = context.Process(
+            target=_worker_main, args=(child, limits, self.cancel, self.accepted), daemon=True
+        )
         self.process.start()
         child.close()
-        self.warm: set[tuple[tuple[str, str], ...]] = set()
-        self.running = False
-        """True from the worker's acknowledgement of a job until the job's end."""
+        self.warm: set[tuple[Any, ...]] = set()
+        self.busy = False
+        """True from sending a job until the job's end."""
+
+    @property
+    def taken(self) -> bool:
+        """Whether the worker has taken every job sent to it (the last one included)."""
+        return int(self.accepted.value) >= self.sent
+
+    @property
+    def running(self) -> bool:
+        """True from the worker's taking a job until the job's end."""
+        return self.busy and self.taken
 
     def kill(self) -> None:
         if self.process.is_alive():
@@ -298,7 +387,7 @@ class WorkerPool:
         self._closed = False
         sweep_spill()
 
-    def _acquire(self, key: tuple[tuple[str, str], ...]) -> _Worker:
+    def _acquire(self, key: tuple[Any, ...]) -> _Worker:
         self._slots.acquire()
         with self._lock:
             dead = [w for w in self._idle if not w.process.is_alive()]
@@ -323,32 +412,40 @@ class WorkerPool:
         return worker
 
     def _release(self, worker: _Worker, keep: bool) -> None:
-        worker.running = False
+        worker.busy = False
         with self._lock:
             self._busy.discard(worker)
             if keep and not self._closed:
                 self._idle.append(worker)
         self._slots.release()
 
-    def run(self, job: Job, cancelled: Callable[[], bool] | None = None) -> Execution:
+    def probe(self) -> int:
+        """Python threads of a worker while it runs a job (Probe), for tests and operations."""
+        count: int = self.run(Probe())  # type: ignore[assignment]
+        return count
+
+    def run(self, job: Job | Probe, cancelled: Callable[[], bool] | None = None) -> Execution:
         """Run `job` in a worker; raises QueryFailed for timeouts, resource limits and query errors.
 
-        A worker acknowledges a job before running it. One that dies before acknowledging was
-        already dead (killed while idle): the job goes to a fresh worker, once, and is not failed.
+        A worker counts each job it takes (_Worker.accepted, shared memory, so no extra message). One that
+        dies before taking the job was already dead (killed while idle): the job goes to a fresh worker,
+        once, and is not failed.
         While it runs, `cancelled()` is asked every CANCEL_POLL_SECONDS; once it answers True the
         worker interrupts DuckDB (and is killed if it does not stop within GRACE_SECONDS), and the
         query fails with `query_cancelled`.
         """
         for attempt in range(2):
             started = time.perf_counter()
-            worker = self._acquire(job.tables)
+            key = job.warm_key(self.limits)
+            worker = self._acquire(key)
             keep = False
+            fresh = worker.sent == 0  # a new process: it takes the job once it has started (imports)
             try:
+                worker.busy = True
+                worker.cancel.clear()  # the last job's own wake-up (_Watcher), or a request that came after it ended
+                worker.sent += 1
                 worker.connection.send(job)
-                if not worker.connection.poll(GRACE_SECONDS + 10) or worker.connection.recv() != ("accepted",):
-                    raise EOFError("the worker did not take the job")
-                worker.running = True
-                phases.add("5c hop: job sent, accepted (in 5)", time.perf_counter() - started)
+                phases.add("5c job sent (in 5)", time.perf_counter() - started)
             except (EOFError, OSError):
                 self._release(worker, False)
                 worker.kill()
@@ -356,25 +453,35 @@ class WorkerPool:
                     continue
                 raise QueryFailed("resource_limit", limit=self.limits.memory_limit) from None
             try:
-                deadline_at = time.monotonic() + job.budget(self.limits) + GRACE_SECONDS
+                # A fresh worker first starts, for up to the old acknowledgement's wait (GRACE_SECONDS + 10).
+                allowance = GRACE_SECONDS + (GRACE_SECONDS + 10 if fresh else 0)
+                deadline_at = time.monotonic() + job.budget(self.limits) + allowance
                 started = time.perf_counter()
                 if not self._await_reply(worker, deadline_at, cancelled):
                     worker.kill()
+                    if not worker.taken:
+                        raise EOFError("the worker did not take the job")
                     raise QueryFailed("timeout", status_code=408, seconds=job.budget(self.limits))
                 replied = time.perf_counter()
                 reply = worker.connection.recv()
                 phases.add("5d worker run, until its reply is ready (in 5)", replied - started)
                 phases.add("5d' reply received (in 5)", time.perf_counter() - replied)
-                worker.warm.add(job.tables)
+                worker.warm.add(key)
                 keep = True
             except (EOFError, OSError) as error:
                 worker.kill()
+                if not worker.taken:  # dead before it took the job: it was dead already (killed while idle)
+                    self._release(worker, False)
+                    if attempt == 0:
+                        continue
+                    raise QueryFailed("resource_limit", limit=self.limits.memory_limit) from None
                 code = worker.process.exitcode
                 if code == -signal.SIGXCPU:
                     raise QueryFailed("timeout", status_code=408, seconds=job.budget(self.limits)) from error
                 raise QueryFailed("resource_limit", limit=self.limits.memory_limit) from error
             finally:
-                self._release(worker, keep)
+                if worker.busy:
+                    self._release(worker, keep)
             break
         if reply[0] == "ok":
             execution: Execution = reply[1]

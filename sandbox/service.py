@@ -309,6 +309,18 @@ def single_statement(plan: Plan, tables: Mapping[str, TableFile]) -> bool:
     return strategy(plan, tables) in ("single", "two-level")
 
 
+ONE_THREAD_ROWS = 1_000_000
+"""Queries reading at most this many rows (by the version's row counts) run DuckDB on one thread: on small
+data, a second thread costs more CPU (scheduling, merging its hash tables) than it saves in time."""
+
+
+def threads_for(rows_scanned: int, limits: EngineLimits) -> int:
+    """DuckDB threads for a query that reads `rows_scanned` rows: 1 up to ONE_THREAD_ROWS, else the configured
+    maximum. From the version's public row counts only (never the rows a filter selects), so the thread
+    count, like the budget, says nothing about hidden data."""
+    return 1 if rows_scanned <= ONE_THREAD_ROWS else max(1, limits.threads)
+
+
 def budget_seconds(rows_scanned: int, limits: EngineLimits) -> float:
     """A query's time and CPU budget from the size of what it reads, at most the configured timeout.
 
@@ -347,6 +359,11 @@ def _resolve(path: Path) -> str:
             _resolved.clear()
         found = _resolved[path] = str(path.resolve())
     return found
+
+
+def files_of(tables: Mapping[str, TableFile]) -> tuple[tuple[str, str], ...]:
+    """(table name, resolved Parquet path) pairs, sorted: a Job's `tables`."""
+    return _files(tables)
 
 
 def _files(tables: Mapping[str, TableFile]) -> tuple[tuple[str, str], ...]:
@@ -459,6 +476,7 @@ def _execute(
         two_level=chosen == "two-level",
         statistics_free=statistics_free(tables),
         seeds=_seeds(tables),
+        threads=threads_for(rows_scanned, limits),
     )
     execution = (pool or shared_pool(limits)).run(job, cancelled)
     if execution.refused is not None:

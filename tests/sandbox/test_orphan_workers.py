@@ -65,7 +65,7 @@ def _alive(pid: int) -> bool:
 
 def _running_a_query(pid: int) -> bool:
     """Whether the worker runs a job: it has opened DuckDB (its threads) and started the job's deadline
-    and cancel watchers, so it has at least 4 threads (an idle worker, 1 or 2)."""
+    and cancel watcher (one long-lived thread, pool._Watcher), so it has at least 4 threads."""
     try:
         return len(os.listdir(f"/proc/{pid}/task")) >= 4
     except OSError:
