@@ -137,8 +137,8 @@ def open_locked(
             # `__row`, the row's number in its file, is the seeded statements' sample (rewrite.seeded_stage):
             # hidden from buyers (names with __ are refused), read by no statement but for that.
             connection.execute(
-                f"CREATE VIEW {_quote_identifier(name)} AS SELECT *, file_row_number AS {_quote_identifier(ROW_COLUMN)} "
-                f"FROM read_parquet({_quote_literal(str(path.resolve()))})"
+                f"CREATE VIEW {_quote_identifier(name)} AS SELECT *, file_row_number AS "
+                f"{_quote_identifier(ROW_COLUMN)} FROM read_parquet({_quote_literal(str(path.resolve()))})"
             )
         connection.execute("SET lock_configuration = true")
     except BaseException:
@@ -579,7 +579,7 @@ def _seeded_groups(plan: Plan) -> tuple[str, str]:
     passes = plan.passes_sql
     groups = (
         f'"__groups" AS (SELECT {seeded_columns_sql(plan)}, '
-        f"SUM(CAST({kept} AND NOT ({passes}) AS BIGINT)) OVER () AS \"__s\", "
+        f'SUM(CAST({kept} AND NOT ({passes}) AS BIGINT)) OVER () AS "__s", '
         f'SUM(CAST({kept} AS BIGINT)) OVER () AS "__n" FROM "__all")'
     )
     if plan.key_columns:

@@ -432,8 +432,10 @@ def build_plan(checked: CheckedQuery, policy: ProtectionPolicy, sizes: Mapping[s
     # The threshold columns and the recheck restriction go in place of placeholders the buyer cannot
     # write (names with __ are refused), each found exactly once. All variants of stage 1 differ
     # only there, so the buyer part DuckDB's parser confirms in the template is the same text in each.
-    if template.count(PLACEHOLDER) != 1 or template.count(RESTRICT) != 1 or (
-        seeded is not None and (seeded.count(PLACEHOLDER) != 1 or seeded.count(RESTRICT) != 1)
+    if (
+        template.count(PLACEHOLDER) != 1
+        or template.count(RESTRICT) != 1
+        or (seeded is not None and (seeded.count(PLACEHOLDER) != 1 or seeded.count(RESTRICT) != 1))
     ):
         raise QueryRefused("parser_mismatch", detail="the threshold columns could not be placed")
     # The recheck's rows: those whose group keys, with the buyer's filter's value, hash into the list of
