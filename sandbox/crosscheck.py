@@ -425,8 +425,8 @@ def _check_groups_node(
 
 def check_seeded(sql: str, policy: ProtectionPolicy, aliases: dict[str, str], *, threshold: str, restrict: str) -> None:
     """The seeded stage 1 (rewrite.seeded_stage) as DuckDB reads it: check_groups's statement, but for
-    `flag` = `COALESCE(<filter>, FALSE)` exactly three times (WHERE `(flag OR <seed>) AND <restrict>`, the
-    item `flag AS "__kept"` before the threshold placeholder, the last group key) and the seed
+    `flag` = `COALESCE(<filter>, FALSE)` (the item `flag AS "__kept"` before the threshold placeholder, and
+    the last group key), WHERE `(<filter> OR <seed>) AND <restrict>` with the same filter, and the seed
     `("<alias>"."__row" & 2047) = 0`, the one place a `__row` column may appear."""
     _check_seeded_node(_serialize(sql), policy, aliases, threshold=threshold, restrict=restrict)
 
@@ -439,17 +439,25 @@ def _check_seeded_node(
     if where.get("type") != "CONJUNCTION_AND" or len(children) != 2 or children[0].get("type") != "CONJUNCTION_OR":
         raise _mismatch("the seeded WHERE clause is not where the rewrite put it")
     either = children[0].get("children") or []
-    if len(either) != 2:
+    if len(either) < 2:
         raise _mismatch("the seeded WHERE clause is not where the rewrite put it")
-    flag, seed = either
+    *rest, seed = either
     _check_seed(seed, aliases)
-    filter_ = _flag_filter(flag)
     items = node.get("select_list") or []
     keys = node.get("group_expressions") or []
     if len(items) < 2 or str(items[-2].get("alias", "")) != KEPT or not keys:
         raise _mismatch("the seeded stage 1 has no __kept column where the rewrite put it")
-    bare = _strip_locations(flag)
-    if {**_strip_locations(items[-2]), "alias": ""} != bare or _strip_locations(keys[-1]) != bare:
+    flag = items[-2]
+    filter_ = _flag_filter(flag)
+    # DuckDB's parser flattens `(a OR b) OR <seed>` into one OR of three: the filter is the rest of it.
+    written = [_strip_locations(n) for n in rest]
+    if len(rest) > 1:
+        if filter_.get("type") != "CONJUNCTION_OR" or [_strip_locations(n) for n in filter_["children"]] != written:
+            raise _mismatch("the seeded WHERE clause does not test the filter")
+    elif written[0] != _strip_locations(filter_):
+        raise _mismatch("the seeded WHERE clause does not test the filter")
+    bare = {**_strip_locations(flag), "alias": ""}
+    if _strip_locations(keys[-1]) != bare:
         raise _mismatch("the seeded stage 1's __kept is not its filter")
     # What is left is check_groups's statement: WHERE `<filter> AND <restrict>`, the keys, the items.
     unseeded = {

@@ -515,7 +515,7 @@ def seeded_stage(
 ) -> str:
     """Stage 1 through which a fixed sample of rows always flows, whatever the buyer's filter keeps.
 
-    With `flag` = `COALESCE((<filter>), FALSE)`: WHERE `(flag OR <seed>) AND <restrict>`, `flag AS "__kept"`
+    With `flag` = `COALESCE((<filter>), FALSE)`: WHERE `((<filter>) OR <seed>) AND <restrict>`, `flag AS "__kept"`
     as the item before the threshold placeholder, and `flag` as the last group key. So the first row of
     every 2,048-row vector of the root table's scan (a seed, by its row number in the file) reaches the
     aggregates whether or not any row passes the filter: every operator from the scan up, in every thread,
@@ -528,7 +528,9 @@ def seeded_stage(
     items = list(seeded.expressions)
     items.insert(len(items) - 1, exp.alias_(flag.copy(), KEPT_COLUMN, quoted=True, copy=False))
     seeded.set("expressions", items)
-    condition = exp.and_(exp.Paren(this=exp.or_(flag.copy(), seed.copy(), copy=False)), restrict.copy(), copy=False)
+    # WHERE reads the filter bare: NULL OR seed is the seed, as COALESCE(NULL, FALSE) OR seed (and a third cheaper).
+    either = exp.or_(filtered.copy(), seed.copy(), copy=False)
+    condition = exp.and_(exp.Paren(this=either), restrict.copy(), copy=False)
     seeded.set("where", exp.Where(this=condition))
     seeded.set("group", exp.Group(expressions=[*[_grouped(key) for key in keys], flag]))
     return to_sql(seeded)

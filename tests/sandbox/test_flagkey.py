@@ -286,7 +286,10 @@ def test_the_crosscheck_confirms_the_seeded_shape_only() -> None:
         # a __kept that is not the filter, or a group key that is not
         plan.seeded.replace('COALESCE(("t"."f" = 3), FALSE) AS "__kept"', 'COALESCE(("t"."f" = 4), FALSE) AS "__kept"'),
         plan.seeded.replace('GROUP BY "t"."g", COALESCE(("t"."f" = 3), FALSE)', 'GROUP BY "t"."g", "t"."h"'),
-        plan.seeded.replace('COALESCE(("t"."f" = 3), FALSE) OR', 'COALESCE(("t"."f" = 3), TRUE) OR'),
+        plan.seeded.replace('COALESCE(("t"."f" = 3), FALSE) AS', 'COALESCE(("t"."f" = 3), TRUE) AS'),
+        # a WHERE that tests another filter, or more
+        plan.seeded.replace('WHERE (("t"."f" = 3) OR', 'WHERE (("t"."f" = 4) OR'),
+        plan.seeded.replace('WHERE (("t"."f" = 3) OR', 'WHERE (("t"."f" = 3) OR "t"."g" = 1 OR'),
     ]
     for text in tampered:
         assert text != plan.seeded
