@@ -1,12 +1,12 @@
 """The first-row step, seeded against unseeded, in one interleaved run (branch sbx-flagkey).
 
-    python -m bench.flagkey_oracle --runs 40
+    python -m bench.flagkey_oracle --runs 30
 
 Builds bench.timing_oracle's flights-like product (statistics-free, as versions are written; ONE flight to
-'LEX', none to 'LEY'), opens it as the sandbox's workers do (engine.open_locked), and times, in this
-process, the CPU of each one-statement path (engine.execute_single, execute_two_level, execute_folded)
-on pairs of queries whose answers are the same (the LEX group is suppressed; LEY has none), alternating
-A (LEX) and B (LEY) and the two variants of each plan:
+'LEX', none to 'LEY'), opens it as the sandbox's workers do (engine.open_locked, with the worker's cached
+statistics), and times, in this process, the CPU of each one-statement path (engine.execute_single,
+execute_two_level, execute_folded) on pairs of queries whose answers are the same (the LEX group is
+suppressed; LEY has none), alternating A (LEX) and B (LEY) and the two variants of each plan:
 
 - `seeded`: the plan as this branch runs it (rewrite.seeded_stage: a fixed 1/2048 of rows always reaches
   stage 1's aggregates);
@@ -30,7 +30,15 @@ from pathlib import Path
 
 from bench.stats import mann_whitney
 from bench.timing_oracle import POLICY, build
-from sandbox.engine import EngineLimits, Execution, execute_folded, execute_single, execute_two_level, open_locked
+from sandbox.engine import (
+    EngineLimits,
+    Execution,
+    TableStatistics,
+    execute_folded,
+    execute_single,
+    execute_two_level,
+    open_locked,
+)
 from sandbox.service import plan_query
 
 PAIRS: dict[str, str] = {
@@ -57,6 +65,8 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as directory:
         path = build(Path(directory), args.rows)
         connection = open_locked({"flights": path}, limits, statistics_free=True)
+        # As a worker: the version's statistics and the refusal verdicts cached (engine.TableStatistics).
+        stats = TableStatistics(connection, {}, version="bench")
         print(f"{'pair':12} {'path':9} {'variant':9} {'A LEX ms':>9} {'B LEY ms':>9} {'p-value':>8} {'cost':>6}")
         for name, template in PAIRS.items():
             if args.pairs and name not in args.pairs:
@@ -72,12 +82,12 @@ def main(argv: list[str] | None = None) -> None:
                 times = {(v, d): [] for v in variants for d in ("LEX", "LEY")}
                 order = [(v, d) for v in variants for d in ("LEX", "LEY")]
                 for key in order:  # warm-up
-                    execute(connection, variants[key[0]][key[1]], 1000)
+                    execute(connection, variants[key[0]][key[1]], 1000, stats)
                 answers = {}
                 for i in range(args.runs):
                     for variant, dest in order if i % 2 == 0 else list(reversed(order)):
                         started = time.process_time()
-                        execution = execute(connection, variants[variant][dest], 1000)
+                        execution = execute(connection, variants[variant][dest], 1000, stats)
                         times[(variant, dest)].append((time.process_time() - started) * 1000)
                         answers[(variant, dest)] = sorted(execution.rows, key=repr)
                 assert len({repr(a) for a in answers.values()}) == 1, (name, path_name, answers)
