@@ -42,9 +42,9 @@ POLICY = ProtectionPolicy.model_validate(
         "tables": {
             "t": {
                 "privacy_unit": "uid",
-                "dimensions": ["g", "h", "f"],
-                "measures": ["m"],
-                "bounds": {"m": {"min": 0, "max": 100}},
+                "dimensions": ["g", "h", "f", "n"],
+                "measures": ["m", "q"],
+                "bounds": {"m": {"min": 0, "max": 100}, "q": {"min": 0, "max": 100}},
             },
             "s": {"privacy_unit": "sid", "dimensions": ["g", "c"], "measures": []},
         },
@@ -58,11 +58,34 @@ PATHS = (execute_single, execute_two_level, execute_folded)
 def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("flagkey")
     # f is one row's own value: `f = v` picks one row (of one unit), `f < v` the first v rows.
-    t = [{"uid": f"u{i % 300}", "g": i % 5, "h": i % 7, "f": i, "m": i % 50} for i in range(ROWS)]
+    # n is NULL on every 13th row (a filter on it is NULL there); q, a measure, is NULL but on the first
+    # 40 units' rows (a cell of its own: sum(q) is withheld where those rows hold fewer than k units).
+    t = [
+        {
+            "uid": f"u{i % 300}",
+            "g": i % 5,
+            "h": i % 7,
+            "f": i,
+            "n": i % 11 if i % 13 else None,
+            "m": i % 50,
+            "q": i % 30 if i % 300 < 40 else None,
+        }
+        for i in range(ROWS)
+    ]
     s = [{"sid": f"s{i}", "g": i % 5, "c": i % 2} for i in range(40)]
     return {
         "t": write_parquet(
-            folder / "t.parquet", t, {"uid": "VARCHAR", "g": "INTEGER", "h": "INTEGER", "f": "INTEGER", "m": "INTEGER"}
+            folder / "t.parquet",
+            t,
+            {
+                "uid": "VARCHAR",
+                "g": "INTEGER",
+                "h": "INTEGER",
+                "f": "INTEGER",
+                "n": "INTEGER",
+                "m": "INTEGER",
+                "q": "INTEGER",
+            },
         ),
         "s": write_parquet(folder / "s.parquet", s, {"sid": "VARCHAR", "g": "INTEGER", "c": "INTEGER"}),
     }
@@ -88,6 +111,8 @@ def _atoms() -> st.SearchStrategy[str]:
         small.map(lambda v: f"g = {v}"),
         small.map(lambda v: f"h <> {v}"),
         st.lists(small, min_size=1, max_size=3).map(lambda vs: f"h IN ({', '.join(map(str, vs))})"),
+        small.map(lambda v: f"n = {v}"),
+        small.map(lambda v: f"n <> {v}"),
     )
 
 
@@ -104,6 +129,7 @@ SHAPES = [
     ("g, h", "count(*), avg(m)"),
     ("h", "count(*), var_samp(m)"),  # the variance family: no two-level, the seeded folded statement
     ("", "count(*), sum(m)"),
+    ("g", "count(*), sum(q)"),  # a cell of its own: sum(q) NULL where q's rows hold fewer than k units
 ]
 
 
@@ -111,6 +137,10 @@ def _naive(connection: duckdb.DuckDBPyConnection, keys: str, aggregates: str, wh
     """The answer without the sandbox: the groups of k units or more, and (groups, suppressed groups)."""
     grouped = f"GROUP BY {keys}" if keys else ""
     select = f"{keys + ', ' if keys else ''}{aggregates}"
+    # sum(q) is shown only where the rows with q hold k units (the sandbox's per-aggregate cell).
+    select = select.replace(
+        "sum(q)", f"CASE WHEN count(DISTINCT uid) FILTER (WHERE q IS NOT NULL) >= {K} THEN sum(q) END"
+    )
     rows = connection.execute(
         f"SELECT {select}, count(DISTINCT uid) AS units FROM t WHERE {where} {grouped}"
     ).fetchall()
