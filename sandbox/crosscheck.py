@@ -96,17 +96,22 @@ def confirm(
     restrict: str,
     groups_table: str,
     constants: str | None = None,
+    seeded: str | None = None,
 ) -> None:
     """All of DuckDB's checks for one query, parsed in a single call (this is on every query's path).
 
     The buyer's raw text must be exactly one SELECT to DuckDB too; the stage-1 template and the
-    stage-2 statement are walked as check_groups and check_output do.
+    stage-2 statement are walked as check_groups and check_output do; the seeded stage 1
+    (rewrite.seeded_stage), when there is one, as check_seeded does.
     """
-    row = _read(raw_sql, [template, output_sql, *([constants] if constants else [])])
+    extra = [*([constants] if constants else []), *([seeded] if seeded else [])]
+    row = _read(raw_sql, [template, output_sql, *extra])
     _check_groups_node(_node(row[0]), policy, aliases, threshold=threshold, restrict=restrict)
     _check_output_node(_node(row[1]), policy, groups_table)
     if constants:
         _check_constants_node(_node(row[2]), policy)
+    if seeded:
+        _check_seeded_node(_node(row[-1]), policy, aliases, threshold=threshold, restrict=restrict)
 
 
 class Ctx(Enum):
@@ -416,6 +421,100 @@ def _check_groups_node(
             check.aggregate(item)
         else:
             raise _mismatch(f"select item {alias or '(unnamed)'}")
+
+
+def check_seeded(sql: str, policy: ProtectionPolicy, aliases: dict[str, str], *, threshold: str, restrict: str) -> None:
+    """The seeded stage 1 (rewrite.seeded_stage) as DuckDB reads it: check_groups's statement, but for
+    `flag` = `COALESCE(<filter>, FALSE)` (the item `flag AS "__kept"` before the threshold placeholder, and
+    the last group key), WHERE `(<filter> OR <seed>) AND <restrict>` with the same filter, and the seed
+    `("<alias>"."__row" & 2047) = 0`, the one place a `__row` column may appear."""
+    _check_seeded_node(_serialize(sql), policy, aliases, threshold=threshold, restrict=restrict)
+
+
+def _check_seeded_node(
+    node: dict[str, Any], policy: ProtectionPolicy, aliases: dict[str, str], *, threshold: str, restrict: str
+) -> None:
+    where = node.get("where_clause") or {}
+    children = where.get("children") or []
+    if where.get("type") != "CONJUNCTION_AND" or len(children) != 2 or children[0].get("type") != "CONJUNCTION_OR":
+        raise _mismatch("the seeded WHERE clause is not where the rewrite put it")
+    either = children[0].get("children") or []
+    if len(either) < 2:
+        raise _mismatch("the seeded WHERE clause is not where the rewrite put it")
+    *rest, seed = either
+    _check_seed(seed, aliases)
+    items = node.get("select_list") or []
+    keys = node.get("group_expressions") or []
+    if len(items) < 2 or str(items[-2].get("alias", "")) != KEPT or not keys:
+        raise _mismatch("the seeded stage 1 has no __kept column where the rewrite put it")
+    flag = items[-2]
+    filter_ = _flag_filter(flag)
+    # DuckDB's parser flattens `(a OR b) OR <seed>` into one OR of three: the filter is the rest of it.
+    written = [_strip_locations(n) for n in rest]
+    if len(rest) > 1:
+        if filter_.get("type") != "CONJUNCTION_OR" or [_strip_locations(n) for n in filter_["children"]] != written:
+            raise _mismatch("the seeded WHERE clause does not test the filter")
+    elif written[0] != _strip_locations(filter_):
+        raise _mismatch("the seeded WHERE clause does not test the filter")
+    bare = {**_strip_locations(flag), "alias": ""}
+    if _strip_locations(keys[-1]) != bare:
+        raise _mismatch("the seeded stage 1's __kept is not its filter")
+    # What is left is check_groups's statement: WHERE `<filter> AND <restrict>`, the keys, the items.
+    unseeded = {
+        **node,
+        "where_clause": {"type": "CONJUNCTION_AND", "children": [filter_, children[1]]},
+        "select_list": [*items[:-2], items[-1]],
+        "group_expressions": keys[:-1],
+    }
+    _check_groups_node(unseeded, policy, aliases, threshold=threshold, restrict=restrict)
+
+
+KEPT = "__kept"
+"""rewrite.KEPT_COLUMN (not imported: this validator depends on the rewrite for nothing)."""
+_SEED_MASK = 2047
+
+
+def _flag_filter(flag: dict[str, Any]) -> dict[str, Any]:
+    """The filter of `COALESCE(<filter>, FALSE)`, or a mismatch."""
+    parts = flag.get("children") or []
+    if (
+        flag.get("class") != "OPERATOR"
+        or flag.get("type") != "OPERATOR_COALESCE"
+        or len(parts) != 2
+        or parts[1].get("class") != "CONSTANT"
+        or (parts[1].get("literal") or {}).get("kind") != "BOOLEAN"
+        or str((parts[1].get("literal") or {}).get("text", "")).lower() != "false"
+    ):
+        raise _mismatch("the seeded filter is not COALESCE(<filter>, FALSE)")
+    filter_: dict[str, Any] = parts[0]
+    return filter_
+
+
+def _check_seed(seed: dict[str, Any], aliases: dict[str, str]) -> None:
+    """`("<alias>"."__row" & 2047) = 0`, with a table alias of the query, or a mismatch."""
+    left, right = seed.get("left") or {}, seed.get("right") or {}
+    arguments = [a.get("expression") or {} for a in left.get("arguments") or []]
+
+    def constant(value: dict[str, Any], text: str) -> bool:
+        literal = value.get("literal") or {}
+        return value.get("class") == "CONSTANT" and literal.get("kind") == "INTEGER" and literal.get("text") == text
+
+    if not (
+        seed.get("class") == "COMPARISON"
+        and seed.get("type") == "COMPARE_EQUAL"
+        and constant(right, "0")
+        and left.get("class") == "FUNCTION"
+        and left.get("function_name") == "&"
+        and left.get("is_operator")
+        and not any(left.get(k) for k in ("schema", "catalog", "filter", "distinct", "export_state"))
+        and len(arguments) == 2
+        and arguments[0].get("class") == "COLUMN_REF"
+        and len(arguments[0].get("column_names") or []) == 2
+        and arguments[0]["column_names"][0] in aliases
+        and arguments[0]["column_names"][1] == "__row"
+        and constant(arguments[1], str(_SEED_MASK))
+    ):
+        raise _mismatch("the seed condition is not the rewrite's")
 
 
 def check_output(sql: str, policy: ProtectionPolicy, groups_table: str) -> None:

@@ -26,10 +26,13 @@ from sandbox import binding
 from sandbox.binding import Refusal
 from sandbox.rewrite import (
     GROUPS_TABLE,
+    KEPT_COLUMN,
     PLACEHOLDER,
     RESTRICT,
+    ROW_COLUMN,
     UNDECIDED_TABLE,
     Plan,
+    seeded_columns_sql,
     threshold_sql,
     two_level_sql,
 )
@@ -131,9 +134,11 @@ def open_locked(
         connection.execute(f"SET parquet_use_page_index = {str(not limits.fixed_timing).lower()}")
         connection.execute("SET enable_external_access = false")
         for name, path in tables.items():
+            # `__row`, the row's number in its file, is the seeded statements' sample (rewrite.seeded_stage):
+            # hidden from buyers (names with __ are refused), read by no statement but for that.
             connection.execute(
-                f"CREATE VIEW {_quote_identifier(name)} AS "
-                f"SELECT * FROM read_parquet({_quote_literal(str(path.resolve()))})"
+                f"CREATE VIEW {_quote_identifier(name)} AS SELECT *, file_row_number AS "
+                f"{_quote_identifier(ROW_COLUMN)} FROM read_parquet({_quote_literal(str(path.resolve()))})"
             )
         connection.execute("SET lock_configuration = true")
     except BaseException:
@@ -501,9 +506,10 @@ def execute_single(
         cpu_ms = int((time.process_time() - started) * 1000)
         return Execution([], 0, 0, [], too_many_rows=False, cpu_ms=cpu_ms, statements=[], refused=refused)
     whole = whole_cells(plan, stats)
-    stage = plan.template.replace(PLACEHOLDER, threshold_sql(plan.units, "exact", (), plan.cells, whole))
+    template = plan.seeded or plan.template
+    stage = template.replace(PLACEHOLDER, threshold_sql(plan.units, "exact", (), plan.cells, whole))
     stage = stage.replace(RESTRICT, "TRUE")
-    return _exact_statement(connection, plan, stage, max_rows, "single", started)
+    return _exact_statement(connection, plan, stage, max_rows, "single", started, seeded=plan.seeded is not None)
 
 
 def execute_two_level(
@@ -520,18 +526,37 @@ def execute_two_level(
     if refused is not None:
         cpu_ms = int((time.process_time() - started) * 1000)
         return Execution([], 0, 0, [], too_many_rows=False, cpu_ms=cpu_ms, statements=[], refused=refused)
-    stage = two_level_sql(plan, whole_cells(plan, stats))
+    seeded = plan.seeded is not None
+    stage = two_level_sql(plan, whole_cells(plan, stats), seeded=seeded)
     if stage is None:
         return execute_single(connection, plan, max_rows, stats)
-    return _exact_statement(connection, plan, stage, max_rows, "two-level", started)
+    return _exact_statement(connection, plan, stage, max_rows, "two-level", started, seeded=seeded)
 
 
 def _exact_statement(
-    connection: duckdb.DuckDBPyConnection, plan: Plan, stage: str, max_rows: int, method: str, started: float
+    connection: duckdb.DuckDBPyConnection,
+    plan: Plan,
+    stage: str,
+    max_rows: int,
+    method: str,
+    started: float,
+    *,
+    seeded: bool = False,
 ) -> Execution:
     """An exact stage 1 text (every group decided by its own counts), the decision and stage 2 as one
     statement (execute_single, execute_two_level): `__groups` adds the window counts of failing and of
-    all groups that stage 2 carries as its last two columns (_counted)."""
+    all groups that stage 2 carries as its last two columns (_counted). `seeded`: stage 1 is seeded
+    (rewrite.seeded_stage), whose groups of seeds alone are masked and not counted (_seeded_groups)."""
+    if seeded:
+        groups, decide = _seeded_groups(plan)
+        return _counted(
+            connection,
+            f'WITH "__all" AS ({stage}), {groups} {plan.counted_output_sql}',
+            f'WITH "__groups" AS ({stage}) {decide}',
+            max_rows,
+            [method],
+            started,
+        )
     groups_cte = (
         f'WITH "__all" AS ({stage}), "__groups" AS (SELECT {plan.masked_columns_sql}, '
         f'SUM(CAST(NOT ({plan.passes_sql}) AS BIGINT)) OVER () AS "__s", COUNT(*) OVER () AS "__n" FROM "__all") '
@@ -540,6 +565,31 @@ def _exact_statement(
     return _counted(
         connection, statement, f'WITH "__groups" AS ({stage}) {plan.decide_sql}', max_rows, [method], started
     )
+
+
+def _seeded_groups(plan: Plan) -> tuple[str, str]:
+    """The `__groups` CTE over a seeded stage 1 (`__all`), and the decision for an empty answer.
+
+    Every group stays in `__groups` (the window and stage 2 see the seeds' groups on both sides of a pair
+    of queries), but a group whose `__kept` is FALSE (seeds that fail the filter) gets NULL bounds, so it
+    never passes, and the counts read `__kept`: only the groups of rows that pass the filter count, as
+    without seeds. Without group keys there is one group, kept or not (no row passed: it was the group of
+    no row, whose count 0 fails): 1 group, and it fails unless a kept group passes."""
+    kept = _quote_identifier(KEPT_COLUMN)
+    passes = plan.passes_sql
+    groups = (
+        f'"__groups" AS (SELECT {seeded_columns_sql(plan)}, '
+        f'SUM(CAST({kept} AND NOT ({passes}) AS BIGINT)) OVER () AS "__s", '
+        f'SUM(CAST({kept} AS BIGINT)) OVER () AS "__n" FROM "__all")'
+    )
+    if plan.key_columns:
+        decide = (
+            f"SELECT COALESCE(SUM(CAST({kept} AS BIGINT)), 0), "
+            f'COALESCE(SUM(CAST({kept} AND NOT ({passes}) AS BIGINT)), 0) FROM "{GROUPS_TABLE}"'
+        )
+    else:
+        decide = f'SELECT 1, 1 - COUNT(*) FILTER (WHERE {kept} AND ({passes})) FROM "{GROUPS_TABLE}"'
+    return groups, decide
 
 
 def _counted(
@@ -597,9 +647,13 @@ def execute_folded(
     method, bounds = _methods(plan, stats)[0]
     # Without group keys the one group's recheck would run its filter over every row or none as the bound
     # passed it or not (one bit in the time, docs/sandbox.md): such a query counts exactly, at once.
-    if method == "exact" or not plan.key_columns:
+    if method == "exact" or not plan.key_columns or (plan.seeded is not None and plan.partials is not None):
+        # Seeded (a filter) and every aggregate combining over (keys, unit): the seeded two-level statement,
+        # whose one grouping decides every group exactly (no recheck to seed).
         return execute_two_level(connection, plan, max_rows, stats)
     whole = whole_cells(plan, stats)
+    if plan.seeded is not None:
+        return _seeded_folded(connection, plan, max_rows, method, bounds, whole, started)
 
     def stage(name: str, max_rows_per_unit: list[int], restriction: str) -> str:
         columns = threshold_sql(plan.units, name, max_rows_per_unit, plan.cells, whole)
@@ -628,6 +682,55 @@ def execute_folded(
         + plan.counted_output_sql
     )
     empty = ctes + f'"__groups" AS (SELECT * FROM "__all") {plan.decide_sql}'
+    return _counted(connection, statement, empty, max_rows, [method, "exact"], started)
+
+
+def _seeded_folded(
+    connection: duckdb.DuckDBPyConnection,
+    plan: Plan,
+    max_rows: int,
+    method: str,
+    bounds: list[int],
+    whole: list[bool],
+    started: float,
+) -> Execution:
+    """execute_folded over the seeded stage 1 (rewrite.seeded_stage), for plans whose aggregates do not
+    combine in two levels (joins, the variance family): the seeds flow through every CTE whatever the filter.
+
+    - `__first`: the bound method, seeded.
+    - `__undecided`: one entry per group of `__first`, the hash of an undecided kept group or SENTINEL (the
+      DISTINCT sees every group, the seeds' too, never none because no row passes the filter).
+    - The recheck: seeded too, its restriction `(<the hash IN the list>) OR <seed>`, so its aggregate gets
+      the seeds plus the kept rows of the undecided groups; of its groups only the kept, listed ones count.
+    - `__all`: `__first` but its kept, listed groups, and those groups from the recheck; the seeds' groups of
+      `__first` stay (masked, not counted: _seeded_groups).
+    """
+    template = plan.seeded or plan.template
+
+    def stage(name: str, max_rows_per_unit: list[int], restriction: str) -> str:
+        columns = threshold_sql(plan.units, name, max_rows_per_unit, plan.cells, whole)
+        return template.replace(PLACEHOLDER, columns).replace(RESTRICT, restriction)
+
+    first = _quote_identifier("__first")
+    undecided = _quote_identifier(UNDECIDED_TABLE)
+    kept = _quote_identifier(KEPT_COLUMN)
+    hashed = f"HASH({', '.join(_quote_identifier(c) for c in plan.key_columns)}, TRUE)"
+    sentinel = f"CAST({SENTINEL} AS UBIGINT)"
+    listed = (
+        f'SELECT DISTINCT CASE WHEN {kept} AND ({plan.undecided}) THEN {hashed} ELSE {sentinel} END AS "__h" '
+        f"FROM {first} UNION ALL SELECT {sentinel}"
+    )
+    rechecked = f'{kept} AND {hashed} IN (SELECT "__h" FROM {undecided})'
+    recheck = stage("exact", [], f"({plan.restriction} OR {plan.seed})")
+    ctes = (
+        f"WITH {first} AS MATERIALIZED ({stage(method, bounds, 'TRUE')}), "
+        f"{undecided} AS MATERIALIZED ({listed}), "
+        f'"__all" AS (SELECT * FROM {first} WHERE NOT ({rechecked}) '
+        f'UNION ALL SELECT * FROM ({recheck}) AS "__r" WHERE {rechecked}), '
+    )
+    groups, decide = _seeded_groups(plan)
+    statement = ctes + groups + " " + plan.counted_output_sql
+    empty = ctes + f'"__groups" AS (SELECT * FROM "__all") {decide}'
     return _counted(connection, statement, empty, max_rows, [method, "exact"], started)
 
 

@@ -87,6 +87,12 @@ class Plan:
     """Per aggregate (`__a<j>`), how its values over the (group keys, unit) groups combine into the
     group's (two_level_sql); None when some aggregate does not combine exactly, or the query reads more
     than one table instance: the two-level statement does not apply."""
+    seeded: str | None = None
+    """Stage 1 with seeded rows (seeded_stage), with the same two placeholders: what the one-statement paths
+    run (engine.execute_single, execute_two_level, execute_folded). None when the query has no filter (every
+    row reaches the aggregates anyway)."""
+    seed: str = ""
+    """The seed condition, `("<root>"."__row" & 2047) = 0`: TRUE on a fixed 1/2048 of the root table's rows."""
 
 
 @dataclass(frozen=True)
@@ -222,6 +228,13 @@ PLACEHOLDER = _quoted(THRESHOLD_COLUMN)
 RESTRICT_COLUMN = "__restrict__"
 RESTRICT = _quoted(RESTRICT_COLUMN)
 UNDECIDED_TABLE = "__undecided"
+KEPT_COLUMN = "__kept"
+"""Seeded stage 1's last group key: whether the group's rows pass the buyer's filter (seeded_stage)."""
+ROW_COLUMN = "__row"
+"""The hidden column every product view of the sandbox carries: the row's number in its Parquet file
+(engine.open_locked); buyers cannot name it (names with __ are refused)."""
+SEED_MASK = 2047
+"""A row is a seed when `__row & SEED_MASK = 0`: the first row of every 2,048-row vector of a scan."""
 
 
 class _PostAggregate:
@@ -412,12 +425,18 @@ def build_plan(checked: CheckedQuery, policy: ProtectionPolicy, sizes: Mapping[s
         # would group by stage 1's second column, an aggregate): such a key is grouped as a cast constant.
         stage.set("group", exp.Group(expressions=[_grouped(key) for key in guarded_keys]))
     template = to_sql(stage)
+    seed = _seed(whole[0].this if whole is not None else stage.args["from_"].this)
+    seeded = seeded_stage(stage, filtered, restrict, seed, guarded_keys) if filtered is not None else None
     constants = _constants([condition, *[on for join in stage.args.get("joins") or [] if (on := join.args.get("on"))]])
     constants += _constants(guarded_keys)
     # The threshold columns and the recheck restriction go in place of placeholders the buyer cannot
     # write (names with __ are refused), each found exactly once. All variants of stage 1 differ
     # only there, so the buyer part DuckDB's parser confirms in the template is the same text in each.
-    if template.count(PLACEHOLDER) != 1 or template.count(RESTRICT) != 1:
+    if (
+        template.count(PLACEHOLDER) != 1
+        or template.count(RESTRICT) != 1
+        or (seeded is not None and (seeded.count(PLACEHOLDER) != 1 or seeded.count(RESTRICT) != 1))
+    ):
         raise QueryRefused("parser_mismatch", detail="the threshold columns could not be placed")
     # The recheck's rows: those whose group keys, with the buyer's filter's value, hash into the list of
     # undecided groups (an uncorrelated IN, planned as a mark join that reads and hashes every row; never
@@ -478,7 +497,43 @@ def build_plan(checked: CheckedQuery, policy: ProtectionPolicy, sizes: Mapping[s
         key_periods=key_periods,
         filters=filters,
         partials=_partials(post.aggregate_nodes, units),
+        seeded=seeded,
+        seed=to_sql(seed),
     )
+
+
+def _seed(source: exp.Expr) -> exp.Expr:
+    """`("<alias>"."__row" & 2047) = 0` for the table `source` (the root: read whole by every variant)."""
+    alias = source.alias_or_name if isinstance(source, exp.Table) else ""
+    row = exp.column(ROW_COLUMN, table=alias, quoted=True)
+    masked = exp.Paren(this=exp.BitwiseAnd(this=row, expression=exp.Literal.number(SEED_MASK)))
+    return exp.EQ(this=masked, expression=exp.Literal.number(0))
+
+
+def seeded_stage(
+    stage: exp.Select, filtered: exp.Expr, restrict: exp.Expr, seed: exp.Expr, keys: list[exp.Expr]
+) -> str:
+    """Stage 1 through which a fixed sample of rows always flows, whatever the buyer's filter keeps.
+
+    With `flag` = `COALESCE((<filter>), FALSE)`: WHERE `((<filter>) OR <seed>) AND <restrict>`, `flag AS "__kept"`
+    as the item before the threshold placeholder, and `flag` as the last group key. So the first row of
+    every 2,048-row vector of the root table's scan (a seed, by its row number in the file) reaches the
+    aggregates whether or not any row passes the filter: every operator from the scan up, in every thread,
+    gets rows and builds its state on both sides of a pair of queries that differ in one hidden row (the
+    first-row step, docs/sandbox.md "Timing"). A seed that fails the filter lands in a group whose `__kept`
+    is FALSE, never shown nor counted (engine: its bounds are masked to NULL, the counts read `__kept`); a
+    seed that passes it is a row of its own group anyway. So every answer is unchanged."""
+    seeded = stage.copy()
+    flag = exp.Coalesce(this=filtered.copy(), expressions=[exp.false()])
+    items = list(seeded.expressions)
+    items.insert(len(items) - 1, exp.alias_(flag.copy(), KEPT_COLUMN, quoted=True, copy=False))
+    seeded.set("expressions", items)
+    # WHERE reads the filter bare: NULL OR seed is the seed, as COALESCE(NULL, FALSE) OR seed (and a third cheaper).
+    either = exp.or_(filtered.copy(), seed.copy(), copy=False)
+    condition = exp.and_(exp.Paren(this=either), restrict.copy(), copy=False)
+    seeded.set("where", exp.Where(this=condition))
+    seeded.set("group", exp.Group(expressions=[*[_grouped(key) for key in keys], flag]))
+    return to_sql(seeded)
 
 
 _COMBINED: dict[type[exp.Expr], str] = {exp.Count: "count", exp.Sum: "sum", exp.Min: "min", exp.Max: "max"}
@@ -522,7 +577,7 @@ def _partials(aggregates: list[exp.Expr], units: list[UnitColumn]) -> tuple[Part
     return tuple(found)
 
 
-def two_level_sql(plan: Plan, whole: Sequence[bool] = ()) -> str | None:
+def two_level_sql(plan: Plan, whole: Sequence[bool] = (), *, seeded: bool = False) -> str | None:
     """Stage 1 with the exact thresholds, as ONE grouping on (group keys, unit) feeding every count,
     or None when it does not apply (Plan.partials).
 
@@ -533,9 +588,14 @@ def two_level_sql(plan: Plan, whole: Sequence[bool] = ()) -> str | None:
     per group: the keys, each aggregate combined (Partial), `count(__u)` as `__lo0` (the distinct
     units: the rows whose unit is NULL form one inner group, which counts for no unit but whose rows
     still reach the aggregates), `count(__u) FILTER (WHERE __f<m>)` as `__v<m>` (a cell in `whole`
-    gets the group's own count). The same columns as stage 1 with the exact method."""
+    gets the group's own count). The same columns as stage 1 with the exact method.
+
+    `seeded`: over the seeded template (Plan.seeded, seeded_stage), its `__kept` carried through and grouped
+    on at both levels (its GROUP BY always exists: `__kept` is its last key)."""
     partials = plan.partials
-    if partials is None or len(plan.units) != 1 or (plan.key_columns and " GROUP BY " not in plan.template):
+    template = plan.seeded if seeded and plan.seeded is not None else plan.template
+    seeded = template is not plan.template
+    if partials is None or len(plan.units) != 1 or (plan.key_columns and " GROUP BY " not in template):
         return None
     unit = plan.units[0]
     inner = [f'{unit.sql} AS "__u"']
@@ -557,6 +617,10 @@ def two_level_sql(plan: Plan, whole: Sequence[bool] = ()) -> str | None:
             inner.append(f'BOOL_OR({cell.condition}) AS "__f{m}"')
             flags.append(f'"__f{m}"')
     outer = [_quoted(c) for c in plan.key_columns]
+    grouped_by = list(outer)
+    if seeded:
+        outer.append(_quoted(KEPT_COLUMN))
+        grouped_by.append(_quoted(KEPT_COLUMN))
     for j, partial in enumerate(partials):
         column = f'"__a{j}"'
         if partial.kind == "units":
@@ -572,9 +636,9 @@ def two_level_sql(plan: Plan, whole: Sequence[bool] = ()) -> str | None:
     for m, flag in enumerate(flags):
         where = "" if flag is None else f" FILTER (WHERE {flag})"
         outer.append(f'COUNT("__u"){where} AS "__v{m}"')
-    stage = plan.template.replace(PLACEHOLDER, ", ".join(inner)).replace(RESTRICT, "TRUE")
-    stage += f", {unit.sql}" if plan.key_columns else f" GROUP BY {unit.sql}"
-    grouped = f" GROUP BY {', '.join(_quoted(c) for c in plan.key_columns)}" if plan.key_columns else ""
+    stage = template.replace(PLACEHOLDER, ", ".join(inner)).replace(RESTRICT, "TRUE")
+    stage += f", {unit.sql}" if grouped_by else f" GROUP BY {unit.sql}"
+    grouped = f" GROUP BY {', '.join(grouped_by)}" if grouped_by else ""
     return f'SELECT {", ".join(outer)} FROM ({stage}) AS "__i"{grouped}'
 
 
@@ -649,6 +713,15 @@ def _masked_columns_sql(k: int, cells: list[Cell]) -> str:
     masks = _cell_masks(k, cells)
     if not masks:
         return "*"
+    return "* REPLACE (" + ", ".join(f'{value} AS "{column}"' for column, value in masks) + ")"
+
+
+def seeded_columns_sql(plan: Plan) -> str:
+    """Plan.masked_columns_sql over a seeded stage 1 (seeded_stage): also every group bound `__lo<i>` NULL
+    in a group whose `__kept` is FALSE (seeds that fail the filter), so it never passes, like a group
+    under k (stage 2's WHERE tests the bounds before anything the buyer wrote)."""
+    masks = [(f"__lo{i}", f'CASE WHEN "{KEPT_COLUMN}" THEN "__lo{i}" END') for i in range(len(plan.units))]
+    masks += _cell_masks(plan.min_group_size, plan.cells)
     return "* REPLACE (" + ", ".join(f'{value} AS "{column}"' for column, value in masks) + ")"
 
 

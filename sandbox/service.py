@@ -104,6 +104,7 @@ def _plan(sql: str, policy: ProtectionPolicy, sizes: Mapping[str, int] | None = 
             restrict=RESTRICT_COLUMN,
             groups_table=GROUPS_TABLE,
             constants=plan.constants_sql,
+            seeded=plan.seeded,
         )
     except RecursionError as error:
         raise QueryRefused("sql_too_complex", depth="too many", limit=MAX_NESTING) from error
@@ -417,6 +418,7 @@ def _result_key(plan: Plan, files: tuple[tuple[str, str], ...], max_rows: int) -
         plan.join_keys,
         tuple(plan.key_columns),
         plan.partials,
+        plan.seeded,
     )
 
 

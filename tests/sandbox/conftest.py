@@ -141,15 +141,18 @@ def run_joined(tables: dict[str, TableFile], two_table_policy: ProtectionPolicy,
 
 def replaying_connection(files: dict[str, Path]) -> duckdb.DuckDBPyConnection:
     """A connection configured as engine.open_locked configures the sandbox's (all four optimizer
-    switches off, no page index), not locked, with a view per file: for replaying a query's statements
-    under DuckDB's profiler."""
+    switches off, no page index), not locked, with a view per file (and its `__row` column): for
+    replaying a query's statements under DuckDB's profiler."""
     connection = duckdb.connect(
         ":memory:",
         config={"threads": 2, "preserve_insertion_order": False, "disabled_optimizers": DISABLED_OPTIMIZERS},
     )
     connection.execute("SET parquet_use_page_index = false")
     for name, path in files.items():
-        connection.execute(f"CREATE VIEW \"{name}\" AS SELECT * FROM read_parquet('{path}')")
+        # As open_locked: the hidden `__row` (the row's number in its file) the seeded statements read.
+        connection.execute(
+            f'CREATE VIEW "{name}" AS SELECT *, file_row_number AS "__row" FROM read_parquet(\'{path}\')'
+        )
     return connection
 
 

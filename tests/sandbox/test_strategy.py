@@ -99,11 +99,14 @@ def test_folded_runs_the_same_statement_whether_a_filter_matches_a_row(people, k
         )
         return pool.run(job)
 
-    present = run("SELECT category, count(*) FROM people WHERE category IN ('tiny', 'common') GROUP BY 1")
-    absent = run("SELECT category, count(*) FROM people WHERE category IN ('no-such', 'common') GROUP BY 1")
-    assert present.methods == absent.methods == ["rows", "exact"]
-    assert len(present.statements) == len(absent.statements) == 1
-    assert sorted(r[0] for r in present.rows) == ["common", "tiny"] and [r[0] for r in absent.rows] == ["common"]
+    # Filtered, with aggregates that combine in two levels: the seeded two-level statement (branch
+    # sbx-flagkey); with one that does not (var_samp), the seeded folded statement.
+    for aggregates, methods in (("count(*)", ["two-level"]), ("count(*), var_samp(amount)", ["rows", "exact"])):
+        present = run(f"SELECT category, {aggregates} FROM people WHERE category IN ('tiny', 'common') GROUP BY 1")
+        absent = run(f"SELECT category, {aggregates} FROM people WHERE category IN ('no-such', 'common') GROUP BY 1")
+        assert present.methods == absent.methods == methods
+        assert len(present.statements) == len(absent.statements) == 1
+        assert sorted(r[0] for r in present.rows) == ["common", "tiny"] and [r[0] for r in absent.rows] == ["common"]
     # Without GROUP BY: one group, counted exactly at once (a recheck of the one group would run its filter
     # over every row or none), the same methods (a second statement only for an empty answer, as in
     # execute_single: the buyer sees that it is empty anyway).
