@@ -1,0 +1,121 @@
+"""The small demo queries in the sandbox worker, as main chooses their strategy and as this tree does,
+against raw DuckDB, alternated in one run (branch perf-small, issue 12).
+
+Builds the demo (SQLite, a temporary directory), then per query runs in one worker pool, in an order
+that rotates every round: the job as main chooses it (sandbox.service.strategy over the version's
+statistics without `unit_counts`, the build statistic this branch adds: the folded statement where the
+groups are large), the job as this tree chooses it (with them), each with the DuckDB threads the service
+gives it (threads_for), and raw DuckDB in this process on the same Parquet file (one thread, as the
+worker's). Reports per query the mean of the worker's CPU (from /proc, clock ticks of 10 ms), the median
+wall time around `WorkerPool.run`, raw DuckDB's CPU and wall time, the ratios, the Mann-Whitney p of the
+worker CPU (this tree against main's choice), whether the answers agree, and the load average.
+
+    python -m bench.small_query --runs 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import duckdb
+
+from bench.http_throughput import DASHBOARD, SMALL
+from bench.stats import mann_whitney
+from bench.worker_cpu import _cpu_of, _tables
+from market.demo import FLIGHTS_POLICY
+from market.settings import Settings
+from sandbox import service
+from sandbox.engine import EngineLimits
+from sandbox.pool import Job, WorkerPool
+
+FLAGS = {"single": {"single": True}, "folded": {"folded": True}, "staged": {}, "two-level": {"two_level": True}}
+
+
+def _without_unit_counts(tables: dict[str, service.TableFile]) -> dict[str, service.TableFile]:
+    """The tables as main reads them: no `unit_counts` (products.storage.table_statistics before this branch)."""
+    return {
+        name: replace(t, statistics={k: v for k, v in t.statistics.items() if k != "unit_counts"})
+        for name, t in tables.items()
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--all", action="store_true", help="the whole dashboard mix, not only the three small queries")
+    args = parser.parse_args(argv)
+    limits = EngineLimits(workers=1, threads=Settings().sandbox_threads)
+    queries = dict(SMALL)
+    if args.all:
+        queries |= {f"dashboard{i}": sql for i, sql in enumerate(DASHBOARD[len(SMALL) :], start=1)}
+    with tempfile.TemporaryDirectory() as tmp:
+        tables = _tables(Path(tmp))
+        before = _without_unit_counts(tables)
+        pool = WorkerPool(limits)
+        raw = duckdb.connect(":memory:", config={"threads": 1})
+        for name, table in tables.items():
+            raw.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{table.path}')")
+        print(f"load {os.getloadavg()}  {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC", flush=True)
+        print(
+            f"{'query':16} {'side':18} {'cpu ms':>7} {'wall ms':>8} {'raw cpu':>8} {'raw wall':>8} "
+            f"{'cpu/raw':>7} {'wall/raw':>8} {'vs main':>7} {'p':>7}"
+        )
+        for name, sql in queries.items():
+            plan = service.plan_query(sql, FLIGHTS_POLICY, service.row_counts(tables))
+            rows, _ = service.measure_scan(plan, tables)
+            base = Job(
+                tables=service.files_of(tables),
+                plan=plan,
+                max_rows=10_000,
+                seeds=service._seeds(tables),
+                statistics_free=service.statistics_free(tables),
+                threads=service.threads_for(rows, limits),
+            )
+            theirs, ours = service.strategy(plan, before), service.strategy(plan, tables)
+            jobs = {f"main:{theirs}": replace(base, **FLAGS[theirs]), f"this:{ours}": replace(base, **FLAGS[ours])}  # type: ignore[arg-type]
+            answers = [sorted(pool.run(job).rows, key=repr) for job in jobs.values()]
+            for _ in range(2):  # warm: the connection, the statistics, the caches
+                for job in jobs.values():
+                    pool.run(job)
+                raw.execute(sql).fetchall()
+            keys = [*jobs, "raw"]
+            cpu: dict[str, list[float]] = {key: [] for key in keys}
+            wall: dict[str, list[float]] = {key: [] for key in keys}
+            for run in range(args.runs):
+                for key in keys[run % len(keys) :] + keys[: run % len(keys)]:
+                    if key == "raw":
+                        started_cpu, started = time.process_time(), time.perf_counter()
+                        raw.execute(sql).fetchall()
+                        wall[key].append((time.perf_counter() - started) * 1000)
+                        cpu[key].append((time.process_time() - started_cpu) * 1000)
+                        continue
+                    pid = pool.worker_pids()[0]
+                    started_cpu, started = _cpu_of(pid), time.perf_counter()
+                    pool.run(jobs[key])
+                    wall[key].append((time.perf_counter() - started) * 1000)
+                    cpu[key].append((_cpu_of(pid) - started_cpu) * 1000)
+            raw_cpu, raw_wall = statistics.median(cpu["raw"]), statistics.median(wall["raw"])
+            main_key = keys[0]
+            for key in jobs:
+                cpu_ms, wall_ms = statistics.mean(cpu[key]), statistics.median(wall[key])
+                versus = cpu_ms / statistics.mean(cpu[main_key])
+                p = mann_whitney(cpu[key], cpu[main_key]).p if key != main_key else float("nan")
+                print(
+                    f"{name:16} {key:18} {cpu_ms:7.1f} {wall_ms:8.1f} {raw_cpu:8.1f} {raw_wall:8.1f} "
+                    f"{cpu_ms / raw_cpu:7.2f} {wall_ms / raw_wall:8.2f} {versus:7.2f} {p:7.4f}",
+                    flush=True,
+                )
+            agree = "identical" if all(repr(a) == repr(answers[0]) for a in answers) else "DIFFERENT"
+            print(f"{name:16} answers: {agree}", flush=True)
+        print(f"load {os.getloadavg()}", flush=True)
+        pool.close()
+
+
+if __name__ == "__main__":
+    main()
