@@ -19,15 +19,12 @@ import argparse
 import os
 import statistics
 import tempfile
-import time
 from dataclasses import replace
 from pathlib import Path
 
-import duckdb
-
 from bench.http_throughput import DASHBOARD, SMALL
 from bench.stats import mann_whitney
-from bench.worker_cpu import _cpu_of, _tables
+from bench.worker_cpu import _tables, alternated, raw_connection, warm_answers
 from market.demo import FLIGHTS_POLICY
 from market.settings import Settings
 from sandbox import service
@@ -58,10 +55,7 @@ def main(argv: list[str] | None = None) -> None:
         tables = _tables(Path(tmp))
         before = _without_unit_counts(tables)
         pool = WorkerPool(limits)
-        raw = duckdb.connect(":memory:", config={"threads": 1})
-        for name, table in tables.items():
-            raw.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{table.path}')")
-        print(f"load {os.getloadavg()}  {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC", flush=True)
+        raw = raw_connection(tables, 1)
         print(
             f"{'query':16} {'side':18} {'cpu ms':>7} {'wall ms':>8} {'raw cpu':>8} {'raw wall':>8} "
             f"{'cpu/raw':>7} {'wall/raw':>8} {'vs main':>7} {'p':>7}"
@@ -79,27 +73,9 @@ def main(argv: list[str] | None = None) -> None:
             )
             theirs, ours = service.strategy(plan, before), service.strategy(plan, tables)
             jobs = {f"main:{theirs}": replace(base, **FLAGS[theirs]), f"this:{ours}": replace(base, **FLAGS[ours])}  # type: ignore[arg-type]
-            answers = [sorted(pool.run(job).rows, key=repr) for job in jobs.values()]
-            for _ in range(2):  # warm: the connection, the statistics, the caches
-                for job in jobs.values():
-                    pool.run(job)
-                raw.execute(sql).fetchall()
+            answers = warm_answers(pool, jobs, raw, sql)
             keys = [*jobs, "raw"]
-            cpu: dict[str, list[float]] = {key: [] for key in keys}
-            wall: dict[str, list[float]] = {key: [] for key in keys}
-            for run in range(args.runs):
-                for key in keys[run % len(keys) :] + keys[: run % len(keys)]:
-                    if key == "raw":
-                        started_cpu, started = time.process_time(), time.perf_counter()
-                        raw.execute(sql).fetchall()
-                        wall[key].append((time.perf_counter() - started) * 1000)
-                        cpu[key].append((time.process_time() - started_cpu) * 1000)
-                        continue
-                    pid = pool.worker_pids()[0]
-                    started_cpu, started = _cpu_of(pid), time.perf_counter()
-                    pool.run(jobs[key])
-                    wall[key].append((time.perf_counter() - started) * 1000)
-                    cpu[key].append((_cpu_of(pid) - started_cpu) * 1000)
+            cpu, wall = alternated(pool, jobs, raw, sql, args.runs)
             raw_cpu, raw_wall = statistics.median(cpu["raw"]), statistics.median(wall["raw"])
             main_key = keys[0]
             for key in jobs:
@@ -111,7 +87,8 @@ def main(argv: list[str] | None = None) -> None:
                     f"{cpu_ms / raw_cpu:7.2f} {wall_ms / raw_wall:8.2f} {versus:7.2f} {p:7.4f}",
                     flush=True,
                 )
-            agree = "identical" if all(repr(a) == repr(answers[0]) for a in answers) else "DIFFERENT"
+            first, *others = answers.values()
+            agree = "identical" if all(repr(a) == repr(first) for a in others) else "DIFFERENT"
             print(f"{name:16} answers: {agree}", flush=True)
         print(f"load {os.getloadavg()}", flush=True)
         pool.close()
