@@ -296,7 +296,9 @@ def strategy(plan: Plan, tables: Mapping[str, TableFile]) -> str:
     version's statistics do not say (versions built before them, joins). The exact statement counts
     in two levels (one grouping on (keys, unit), engine.execute_two_level) whenever every aggregate of
     the query combines exactly over it and it reads one table instance (Plan.partials): the same
-    answer, one hash table over the (keys, unit) pairs in place of one per count(DISTINCT unit).
+    answer, one hash table over the (keys, unit) pairs in place of one per count(DISTINCT unit); and in place
+    of the folded statement where those pairs are expected to be few on a product read on one thread
+    (_few_pairs: the groups times the published unit count, against the rows kept).
     """
     if not plan.fast_threshold:
         return "staged"
