@@ -10,7 +10,7 @@ worker's). Reports per query the mean of the worker's CPU (from /proc, clock tic
 wall time around `WorkerPool.run`, raw DuckDB's CPU and wall time, the ratios, the Mann-Whitney p of the
 worker CPU (this tree against main's choice), whether the answers agree, and the load average.
 
-    python -m bench.small_query --runs 30
+    python -m bench.small_query --runs 30 [--all] [--queries origin,carrier_month]
 """
 
 from __future__ import annotations
@@ -46,11 +46,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--all", action="store_true", help="the whole dashboard mix, not only the three small queries")
+    parser.add_argument("--queries", default="", help="comma-separated query names (default: all)")
     args = parser.parse_args(argv)
     limits = EngineLimits(workers=1, threads=Settings().sandbox_threads)
     queries = dict(SMALL)
     if args.all:
         queries |= {f"dashboard{i}": sql for i, sql in enumerate(DASHBOARD[len(SMALL) :], start=1)}
+    if args.queries:
+        queries = {n: q for n, q in queries.items() if n in args.queries.split(",")}
     with tempfile.TemporaryDirectory() as tmp:
         tables = _tables(Path(tmp))
         before = _without_unit_counts(tables)
