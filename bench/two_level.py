@@ -19,16 +19,13 @@ import argparse
 import os
 import statistics
 import tempfile
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import duckdb
-
 from bench.http_throughput import SMALL
 from bench.stats import mann_whitney
-from bench.worker_cpu import _cpu_of, _tables
+from bench.worker_cpu import _tables, alternated, raw_connection, warm_answers
 from market.demo import FLIGHTS_POLICY
 from market.settings import Settings
 from sandbox import service
@@ -79,10 +76,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.queries:
             queries = {n: q for n, q in queries.items() if n in args.queries.split(",")}
         pool = WorkerPool(limits)
-        raw = duckdb.connect(":memory:", config={"threads": limits.threads})
-        for name, table in tables.items():
-            raw.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{table.path}')")
-        print(f"load {os.getloadavg()}  {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC", flush=True)
+        raw = raw_connection(tables, limits.threads)
         print(
             f"{'query':22} {'path':9} {'cpu ms':>7} {'wall ms':>8} {'raw ms':>7} {'wall/raw':>8} "
             f"{'cpu vs main':>11} {'p':>8}"
@@ -101,27 +95,9 @@ def main(argv: list[str] | None = None) -> None:
             jobs = {f"main:{theirs}": replace(base, **FLAGS[theirs]), "two-level": replace(base, two_level=True)}  # type: ignore[arg-type]
             if ours not in (theirs, "two-level"):
                 jobs[f"ours:{ours}"] = replace(base, **FLAGS[ours])  # type: ignore[arg-type]
-            answers = {key: sorted(pool.run(job).rows, key=repr) for key, job in jobs.items()}
-            for _ in range(2):  # warm: the connection, the statistics, the caches
-                for job in jobs.values():
-                    pool.run(job)
-                raw.execute(sql).fetchall()
+            answers = warm_answers(pool, jobs, raw, sql)
             keys = [*jobs, "raw"]
-            cpu: dict[str, list[float]] = {key: [] for key in keys}
-            wall: dict[str, list[float]] = {key: [] for key in keys}
-            for run in range(args.runs):
-                for key in keys[run % len(keys) :] + keys[: run % len(keys)]:
-                    if key == "raw":
-                        before, started = time.process_time(), time.perf_counter()
-                        raw.execute(sql).fetchall()
-                        wall[key].append((time.perf_counter() - started) * 1000)
-                        cpu[key].append((time.process_time() - before) * 1000)
-                        continue
-                    pid = pool.worker_pids()[0]
-                    before, started = _cpu_of(pid), time.perf_counter()
-                    pool.run(jobs[key])
-                    wall[key].append((time.perf_counter() - started) * 1000)
-                    cpu[key].append((_cpu_of(pid) - before) * 1000)
+            cpu, wall = alternated(pool, jobs, raw, sql, args.runs)
             raw_ms = statistics.median(wall["raw"])
             main_key = f"main:{theirs}"
             for key in keys:

@@ -16,8 +16,10 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -38,6 +40,52 @@ def _cpu_of(pid: int) -> float:
     """CPU seconds (user + system) of process `pid` so far, from /proc (clock ticks)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def raw_connection(tables: Mapping[str, service.TableFile], threads: int) -> duckdb.DuckDBPyConnection:
+    """Raw DuckDB over the same Parquet files (every optimizer on), with `threads`; prints the load and time."""
+    raw = duckdb.connect(":memory:", config={"threads": threads})
+    for name, table in tables.items():
+        raw.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{table.path}')")
+    print(f"load {os.getloadavg()}  {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC", flush=True)
+    return raw
+
+
+def warm_answers(
+    pool: WorkerPool, jobs: dict[str, Job], raw: duckdb.DuckDBPyConnection, sql: str
+) -> dict[str, list[tuple[Any, ...]]]:
+    """Each job's answer (rows sorted), after which every job and the raw SQL run twice more to warm the
+    connection, the statistics and the caches."""
+    answers = {key: sorted(pool.run(job).rows, key=repr) for key, job in jobs.items()}
+    for _ in range(2):
+        for job in jobs.values():
+            pool.run(job)
+        raw.execute(sql).fetchall()
+    return answers
+
+
+def alternated(
+    pool: WorkerPool, jobs: dict[str, Job], raw: duckdb.DuckDBPyConnection, sql: str, runs: int
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """(CPU ms, wall ms) of each job in `pool` and of `sql` on `raw` (key "raw"), `runs` rounds in an
+    order that rotates every round; the job's CPU is its worker's (from /proc), raw DuckDB's this process's."""
+    keys = [*jobs, "raw"]
+    cpu: dict[str, list[float]] = {key: [] for key in keys}
+    wall: dict[str, list[float]] = {key: [] for key in keys}
+    for run in range(runs):
+        for key in keys[run % len(keys) :] + keys[: run % len(keys)]:
+            if key == "raw":
+                before, started = time.process_time(), time.perf_counter()
+                raw.execute(sql).fetchall()
+                wall[key].append((time.perf_counter() - started) * 1000)
+                cpu[key].append((time.process_time() - before) * 1000)
+                continue
+            pid = pool.worker_pids()[0]
+            before, started = _cpu_of(pid), time.perf_counter()
+            pool.run(jobs[key])
+            wall[key].append((time.perf_counter() - started) * 1000)
+            cpu[key].append((_cpu_of(pid) - before) * 1000)
+    return cpu, wall
 
 
 def _tables(tmp: Path) -> dict[str, service.TableFile]:

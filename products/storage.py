@@ -68,6 +68,9 @@ def table_statistics(path: Path, columns: list[str], roles: dict[str, str]) -> d
 
     - `units`: per privacy-unit column, [most rows any one unit has, rows whose unit is NULL] (the
       row bound, sandbox.engine._methods);
+    - `unit_counts`: per privacy-unit column, its distinct non-NULL units (what any buyer can ask:
+      `SELECT count(DISTINCT unit) FROM t`), for the strategy's estimate of (keys, unit) pairs
+      (sandbox.service.strategy);
     - `nulls`: the columns that hold a NULL anywhere (sandbox.engine.whole_cells);
     - `statistics_free`: the file's footer holds no value statistics, Bloom filter or page index
       (write_product_parquet), so the sandbox may let DuckDB plan with statistics again (it has none
@@ -84,15 +87,17 @@ def table_statistics(path: Path, columns: list[str], roles: dict[str, str]) -> d
         total = int(row[0]) if row else 0
         nulls = [c for c, n in zip(columns, (row or ())[1:], strict=False) if int(n) < total]
         per_unit: dict[str, list[int]] = {}
+        counts: dict[str, int] = {}
         for column in units:
             found = connection.execute(
                 "SELECT coalesce(max(n) FILTER (WHERE v IS NOT NULL), 0), "
-                "coalesce(sum(n) FILTER (WHERE v IS NULL), 0) "
+                "coalesce(sum(n) FILTER (WHERE v IS NULL), 0), count(v) "
                 f"FROM (SELECT {_q(column)} AS v, count(*) AS n FROM {source} GROUP BY 1)"
             ).fetchone()
             per_unit[column] = [int(found[0]), int(found[1])] if found else [0, 0]
+            counts[column] = int(found[2]) if found else 0
         plain = statistics_free(connection, path)
-    return {"units": per_unit, "nulls": nulls, "statistics_free": plain}
+    return {"units": per_unit, "unit_counts": counts, "nulls": nulls, "statistics_free": plain}
 
 
 SMALL: dict[str, str | bool | int | float | list[str]] = {"threads": 1, "memory_limit": "256MB"}

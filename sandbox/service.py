@@ -182,6 +182,10 @@ have a few dozen flights, which the recheck then counts) cheaper as the exact st
 FOLDED_MIN_SHARE = 1 / 4
 """Folded only when the WHERE is expected to keep at least this share of the rows: the fold scans the
 table twice (its recheck reads every row), which costs more than the exact count over few rows."""
+PAIRS_SHARE = 1 / 16
+"""Two levels in place of the folded statement when its (keys, unit) pairs are expected to be at most this
+share of the rows kept (_few_pairs): the demo's `GROUP BY origin` (3.6 %) ran 0.71x the folded CPU on one
+thread, `GROUP BY month` (14.6 %) the same, 4 groups of 1 M rows with 2 % 0.91x and with 40 % 1.57x."""
 OTHER_FILTER_SELECTIVITY = 1 / 3
 """The share of rows a WHERE conjunct other than `column = literal` or `column IN (...)` is taken to keep."""
 
@@ -215,8 +219,15 @@ def _calendar_values(period: str, bounds: list[str] | None) -> int | None:
 
 
 def estimate(plan: Plan, tables: Mapping[str, TableFile]) -> tuple[float, float] | None:
+    """(the row bound one group of `plan` is expected to reach, the share of rows its WHERE keeps):
+    _estimate without the groups."""
+    found = _estimate(plan, tables)
+    return None if found is None else found[:2]
+
+
+def _estimate(plan: Plan, tables: Mapping[str, TableFile]) -> tuple[float, float, float] | None:
     """(the row bound one group of `plan` is expected to reach, the share of rows its WHERE is expected
-    to keep). The bound: the expected rows whose unit is not NULL (the version's, times that share,
+    to keep, the groups expected). The bound: the expected rows whose unit is not NULL (the version's, times that share,
     over the estimated groups) divided by M, the most rows one unit has (sandbox.engine._methods,
     "rows"). None when the version's statistics do not say (versions built before them, joins, a key
     the summary gives no distinct count for).
@@ -254,7 +265,7 @@ def estimate(plan: Plan, tables: Mapping[str, TableFile]) -> tuple[float, float]
         if column not in distinct:
             return None
         if int(distinct[column]) <= 0:
-            return 0.0, 1.0  # no value of the key is held by k units: every group is small
+            return 0.0, 1.0, 1.0  # no value of the key is held by k units: every group is small
         groups *= int(distinct[column])
     values: dict[str, int] = {}
     others = 0
@@ -269,7 +280,8 @@ def estimate(plan: Plan, tables: Mapping[str, TableFile]) -> tuple[float, float]
         # A key on a column the filter pins to n values has at most n values.
         if any(r == ((unit.table, column),) and p is None for r, p in zip(plan.key_reads, periods, strict=True)):
             groups = groups / max(1, int(distinct[column])) * min(count, max(1, int(distinct[column])))
-    return max(0, table.row_count - nulls) * kept / max(1.0, groups) / max(1, _bracket(most)), kept
+    groups = max(1.0, groups)
+    return max(0, table.row_count - nulls) * kept / groups / max(1, _bracket(most)), kept, groups
 
 
 def strategy(plan: Plan, tables: Mapping[str, TableFile]) -> str:
@@ -284,12 +296,14 @@ def strategy(plan: Plan, tables: Mapping[str, TableFile]) -> str:
     version's statistics do not say (versions built before them, joins). The exact statement counts
     in two levels (one grouping on (keys, unit), engine.execute_two_level) whenever every aggregate of
     the query combines exactly over it and it reads one table instance (Plan.partials): the same
-    answer, one hash table over the (keys, unit) pairs in place of one per count(DISTINCT unit).
+    answer, one hash table over the (keys, unit) pairs in place of one per count(DISTINCT unit); and in place
+    of the folded statement where those pairs are expected to be few on a product read on one thread
+    (_few_pairs: the groups times the published unit count, against the rows kept).
     """
     if not plan.fast_threshold:
         return "staged"
     rows_scanned, _ = measure_scan(plan, tables)
-    estimated = estimate(plan, tables)
+    estimated = _estimate(plan, tables)
     if rows_scanned > SINGLE_STATEMENT_ROWS:
         # Large products: staged, unless the groups are expected small and every aggregate combines in
         # two levels (then the staged bound would pass few groups and the recheck count nearly all rows).
@@ -299,10 +313,30 @@ def strategy(plan: Plan, tables: Mapping[str, TableFile]) -> str:
     exact = "two-level" if plan.partials is not None else "single"
     if estimated is None:
         return exact
-    bound, kept = estimated
+    bound, kept, groups = estimated
     if bound < STAGED_MARGIN * plan.min_group_size or kept < FOLDED_MIN_SHARE:
         return exact
+    if exact == "two-level" and _few_pairs(plan, tables, rows_scanned, kept, groups):
+        return exact
     return "folded"
+
+
+def _few_pairs(plan: Plan, tables: Mapping[str, TableFile], rows_scanned: int, kept: float, groups: float) -> bool:
+    """Whether the two-level statement's (keys, unit) pairs are expected to be few: at most the groups times
+    the unit count (bracketed), at most a PAIRS_SHARE of the rows the WHERE keeps, on a product read on one
+    DuckDB thread (threads_for). Its one scan then costs less than the folded statement's two (its recheck
+    reads every row again): the demo's `GROUP BY origin`, 0.71x the folded CPU (docs/benchmarks.md,
+    "perf-small"). With many pairs it costs more (1.6x at 40 % of the rows), so the folded one stays.
+    From public data only: the row counts, the published distinct counts, and the unit count, which any
+    buyer can ask (`SELECT count(DISTINCT unit) FROM t`); None for versions built before it: no change."""
+    if rows_scanned > ONE_THREAD_ROWS or len(plan.units) != 1:
+        return False
+    unit = plan.units[0]
+    table = tables.get(unit.table)
+    count = table.statistics.get("unit_counts", {}).get(unit.column) if table is not None else None
+    if count is None:
+        return False
+    return groups * _bracket(int(count)) <= PAIRS_SHARE * rows_scanned * kept
 
 
 def single_statement(plan: Plan, tables: Mapping[str, TableFile]) -> bool:

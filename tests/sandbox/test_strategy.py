@@ -206,3 +206,68 @@ def test_a_large_product_counts_small_groups_in_two_levels_and_large_ones_staged
         strategy(plan_query("SELECT region, month, stddev(amount) FROM people GROUP BY 1, 2", k3), people) == "staged"
     )
     assert strategy(plan_query("SELECT count(*) FROM people WHERE month = 1", k3), people) == "staged"
+
+
+# As if the people table were a product of 100,000 rows (one DuckDB thread) whose 60 people are published
+# as the unit count (products.storage.table_statistics' `unit_counts`): 4 regions x 64 people = 256
+# (keys, unit) pairs at most, well under 1/16 of the rows (branch perf-small).
+PAIRS = {**STATISTICS, "unit_counts": {"person_id": 60}}
+
+
+def test_few_keys_and_few_units_count_in_two_levels_in_place_of_the_folded_statement(people, k3, pool) -> None:
+    few = {"people": replace(people["people"], statistics=PAIRS, row_count=100_000)}
+    large = "SELECT region, count(*), avg(amount) FROM people GROUP BY region ORDER BY 1"
+    plan = plan_query(large, k3)
+    assert strategy(plan, few) == "two-level"
+    # Without the unit count (versions built before it), as before: folded. Likewise where the aggregates
+    # do not combine in two levels, where the pairs may be many, and past one DuckDB thread's rows.
+    assert strategy(plan, {"people": replace(few["people"], statistics=STATISTICS)}) == "folded"
+    spread = plan_query("SELECT region, stddev(amount) FROM people GROUP BY region", k3)
+    assert strategy(spread, few) == "folded"
+    many = {"people": replace(few["people"], statistics={**STATISTICS, "unit_counts": {"person_id": 5_000}})}
+    assert strategy(plan, many) == "folded"
+    assert strategy(plan, {"people": replace(few["people"], row_count=1_500_000)}) == "folded"
+    # The same answer as the folded statement, in one statement.
+    two_level = _answer(large, k3, few, pool)
+    folded = _answer(large, k3, {"people": replace(few["people"], statistics=STATISTICS)}, pool)
+    assert two_level.sql_run.startswith('WITH "__all" AS') and ";" not in two_level.sql_run
+    assert folded.sql_run.startswith('WITH "__first" AS MATERIALIZED')
+    assert two_level.rows == folded.rows and len(two_level.rows) == 4
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    category=st.text(alphabet="abcdefghijklmnopqrstuvwxyz'", max_size=8),
+    region=st.sampled_from(["north", "south", "nowhere", "x"]),
+    units=st.sampled_from([60, 64, 1_000, 10_000]),
+)
+def test_the_pairs_choice_depends_on_the_query_text_and_public_counts_only(
+    people: dict[str, TableFile], k3: ProtectionPolicy, category: str, region: str, units: int
+) -> None:
+    few = {"people": replace(people["people"], statistics={**STATISTICS, "unit_counts": {"person_id": units}})}
+    few = {"people": replace(few["people"], row_count=100_000)}
+    quoted = "'" + category.replace("'", "''") + "'"
+    many = units > 1_000  # 4 regions x 16,384 > 100,000 / 16
+    for template in (
+        "SELECT region, count(*) FROM people WHERE category <> {c} GROUP BY 1",
+        "SELECT region, count(*), sum(amount) FROM people WHERE region <> {r} GROUP BY 1",
+    ):
+        sql = template.format(c=quoted, r=f"'{region}'")
+        # A third kept by a conjunct other than an equality: 4 x 1,024 pairs > 33,333 / 16 as well.
+        expected = "folded" if many or units == 1_000 else "two-level"
+        assert strategy(plan_query(sql, k3), few) == expected, sql
+
+
+def test_a_versions_statistics_count_its_units(tmp_path: Path) -> None:
+    import duckdb
+
+    from products.storage import table_statistics
+
+    path = tmp_path / "t.parquet"
+    duckdb.sql(
+        "COPY (SELECT CASE WHEN i % 7 = 0 THEN NULL ELSE 'u' || (i % 5) END AS unit, i AS x FROM range(40) t(i)) "
+        f"TO '{path}' (FORMAT parquet)"
+    )
+    statistics = table_statistics(path, ["unit", "x"], {"unit": "privacy_unit", "x": "measure"})
+    assert statistics["unit_counts"] == {"unit": 5}  # NULL is no unit
+    assert statistics["units"]["unit"][1] == 6  # rows 0, 7, ..., 35
