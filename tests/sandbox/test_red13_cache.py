@@ -40,3 +40,10 @@ def test_a_cache_hit_names_its_columns_as_the_query_asked(demo_market: DemoMarke
         answer = _query(demo_market, "buyer_public", sql)
         assert answer["columns"] == columns, "a cache hit showed another query's column names"
         assert sorted(answer["rows"]) == sorted(first["rows"])
+        # The regulator's audit of buyer B's record: B's columns too, never A's text.
+        audit = demo_market.client.get(
+            "/v1/audit/queries", headers=demo_market.headers("regulator"), params={"limit": 200}
+        )
+        assert audit.status_code == 200, audit.text
+        (entry,) = [item for item in audit.json()["items"] if item["id"] == answer["query_id"]]
+        assert entry["result_columns"] == columns
