@@ -338,8 +338,15 @@ def run(
         result = QueryResult(list(earlier.columns), list(earlier.rows), "", Measurements(0, 0, 0, len(earlier.rows), 0))
         privacy = dict(earlier.privacy)
         cost = Cost(0)
-    with database.transaction() as session:
-        return _record(session, attempt, params, result, privacy, key, cost, repeat_of=earlier)
+    try:
+        with database.transaction() as session:
+            return _record(session, attempt, params, result, privacy, key, cost, repeat_of=earlier)
+    except BaseException:
+        # Rolled back, the settlement with it (say `idempotency_conflict`: a concurrent request with the same
+        # key and other SQL recorded first): give the reservation back, or it stays reserved for good (red13).
+        with database.transaction() as session:
+            settle(session, agreement, cost, spend=False)
+        raise
 
 
 def _without_key(attempt: attempts.Attempt) -> attempts.Attempt:
