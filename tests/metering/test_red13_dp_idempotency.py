@@ -7,7 +7,8 @@ both run; the first records; the second finds the key taken by another request, 
 (409). On main that 409 was raised inside the last transaction, which rolled back the settlement with
 everything else: the second query's reservation stayed reserved for good (nothing ever clears it), so
 the buyer's budget, and the version's cap that every buyer shares, shrank by a query that was neither
-answered nor recorded.
+answered nor recorded. The same race on a threshold product held (nothing is reserved there): one
+record, one charge, the chains verify.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from metering import privacy
-from metering.models import PrivacyBudget
+from metering import chain, privacy
+from metering import service as metering_service
+from metering.models import PrivacyBudget, UsageRecord
 from tests.conftest import DemoMarket, DemoTemplates, _english_client
 
 SLUG = "nyc-flights-2013-dp"
@@ -68,3 +70,32 @@ def test_a_conflicting_key_gives_its_dp_reservation_back(
     with demo_market.database.transaction() as session:
         reserved = {b.id: (b.reserved_nano, b.delta_reserved_atto) for b in session.scalars(select(PrivacyBudget))}
     assert all(value == (0, 0) for value in reserved.values()), f"a reservation was never given back: {reserved}"
+
+
+def test_a_conflicting_key_on_the_threshold_path_is_one_record_and_one_charge(
+    demo_market: DemoMarket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same race on a threshold product (group commit on SQLite): the 409 is neither recorded nor charged,
+    the winner is recorded once, and the chains verify."""
+    both_running = threading.Barrier(2, timeout=60)
+    original = metering_service.sandbox_execute
+
+    def execute(*args: Any, **kwargs: Any) -> Any:
+        both_running.wait()
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(metering_service, "sandbox_execute", execute)
+    headers = {**demo_market.headers("buyer_commercial"), "Idempotency-Key": "red13-threshold"}
+
+    def send(sql: str) -> Any:
+        return demo_market.client.post("/v1/queries", headers=headers, json={"product": "nyc-flights-2013", "sql": sql})
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        responses = list(pool.map(send, [FIRST, SECOND]))
+    assert sorted(r.status_code for r in responses) == [200, 409], [r.text for r in responses]
+    winner = next(r for r in responses if r.status_code == 200).json()
+    with demo_market.database.transaction() as session:
+        keyed = list(session.scalars(select(UsageRecord).where(UsageRecord.idempotency_key == "red13-threshold")))
+        assert [(r.id, r.amount_minor) for r in keyed] == [(winner["query_id"], winner["charge"]["amount_minor"])]
+        report = chain.verify(session)
+    assert report.ok, report.breaks
