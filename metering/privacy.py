@@ -320,6 +320,11 @@ def run(
             with admission.worker(attempt.actor.org_id):
                 execution, rows_scanned, bytes_scanned = dp_run.run(plan, tables, limits)
             released = dp.release(plan, execution.rows, calibration, settings.sandbox_max_result_rows)
+            # No CPU time: it depends on the rows (a filter matching one hidden row ran ~2 ms longer than one
+            # matching none), and the buyer sees it in the answer and the usage views (docs/privacy.md).
+            measurements = Measurements(rows_scanned, bytes_scanned, 0, len(released.rows), 0)
+            result = QueryResult(plan.columns, released.rows, ";\n".join(execution.statements), measurements)
+            privacy = dp.privacy_summary(plan, calibration, released, left_epsilon=None)
         except (ServiceUnavailable, QueryRefused, QueryFailed) as error:
             with database.transaction() as session:
                 settle(session, agreement, cost, spend=False)
@@ -329,17 +334,19 @@ def run(
             with database.transaction() as session:
                 settle(session, agreement, cost, spend=False)
             raise
-        # No CPU time: it depends on the rows (a filter matching one hidden row ran ~2 ms longer than one
-        # matching none), and the buyer sees it in the answer and the usage views (docs/privacy.md).
-        measurements = Measurements(rows_scanned, bytes_scanned, 0, len(released.rows), 0)
-        result = QueryResult(plan.columns, released.rows, ";\n".join(execution.statements), measurements)
-        privacy = dp.privacy_summary(plan, calibration, released, left_epsilon=None)
     else:
         result = QueryResult(list(earlier.columns), list(earlier.rows), "", Measurements(0, 0, 0, len(earlier.rows), 0))
         privacy = dict(earlier.privacy)
         cost = Cost(0)
-    with database.transaction() as session:
-        return _record(session, attempt, params, result, privacy, key, cost, repeat_of=earlier)
+    try:
+        with database.transaction() as session:
+            return _record(session, attempt, params, result, privacy, key, cost, repeat_of=earlier)
+    except BaseException:
+        # Rolled back, the settlement with it (say `idempotency_conflict`: a concurrent request with the same
+        # key and other SQL recorded first): give the reservation back, or it stays reserved for good (red13).
+        with database.transaction() as session:
+            settle(session, agreement, cost, spend=False)
+        raise
 
 
 def _without_key(attempt: attempts.Attempt) -> attempts.Attempt:

@@ -464,11 +464,14 @@ def result_key(plan: Plan, tables: Mapping[str, TableFile], max_rows: int) -> tu
 def cached_result(plan: Plan, tables: Mapping[str, TableFile], max_rows: int) -> QueryResult | None:
     """The answer an identical query on the same version already got in this process, or None.
 
-    The caller still meters, audits and charges it as a query (metering.service); cpu_ms is 0."""
+    The caller still meters, audits and charges it as a query (metering.service); cpu_ms is 0. The
+    columns are `plan`'s: the key holds the statements, whose output columns are sandbox-named, so
+    queries that differ only in their aliases share an entry, and the one that filled it must not name
+    another buyer's columns (red team red13)."""
     found: QueryResult | None = cache.results.get(_result_key(plan, _files(tables), max_rows))
     if found is None:
         return None
-    return replace(found, measurements=replace(found.measurements, cpu_ms=0))
+    return replace(found, columns=plan.columns, measurements=replace(found.measurements, cpu_ms=0))
 
 
 def execute(
