@@ -29,6 +29,9 @@ BITS_BYTES_PER_ROW = 4.0
 merging and counting bitmaps of groups costs more than the hash table of pairs it replaces."""
 BITS_FLOOR = 1024 * 1024
 """Bitmap bytes always allowed (small products, a group or two)."""
+BITS_COPIES = 5
+"""Copies of each group's bitmap counted against BITS_MEMORY: one per DuckDB thread (up to 4; EngineLimits'
+default is 2) and the finalised one."""
 
 _INTEGER_TYPES = frozenset(
     {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "HUGEINT"}
@@ -107,13 +110,12 @@ def bits_spans(
     plan: Plan,
     statistics: Mapping[str, Mapping[str, Any]],
     rows_scanned: int,
-    threads: int,
 ) -> tuple[tuple[int, int], ...] | None:
     """Per unit of `plan`, its span (lo, hi), when the bits path applies and fits; else None.
 
     `statistics`: per table, its build-time statistics (sandbox.service.TableFile.statistics). Needs a span
     for every unit and an upper bound on the groups (_group_bound) from the dimensions' whole distinct counts
-    ("cardinality") and whole ranges ("extent"); then the bitmaps, (threads + 1) copies of one per unit and
+    ("cardinality") and whole ranges ("extent"); then the bitmaps, BITS_COPIES copies of one per unit and
     per cell with its own count for every group, must fit BITS_MEMORY and BITS_BYTES_PER_ROW."""
     if not plan.fast_threshold or not plan.units:
         return None
@@ -134,7 +136,7 @@ def bits_spans(
     nulls = {(t, c) for t, s in statistics.items() for c in s.get("nulls", [])}
     counted_cells = sum(1 for cell in plan.cells if cell.reads is None or any(r in nulls for r in cell.reads))
     per_group = sum((hi - lo + 1 + 7) // 8 for lo, hi in spans) * (1 + counted_cells)
-    needed = groups * per_group * (max(1, threads) + 1)
+    needed = groups * per_group * BITS_COPIES
     if needed > BITS_MEMORY or needed > max(BITS_FLOOR, rows_scanned * BITS_BYTES_PER_ROW):
         return None
     return tuple(spans)

@@ -273,22 +273,22 @@ def estimate(plan: Plan, tables: Mapping[str, TableFile]) -> tuple[float, float]
     return max(0, table.row_count - nulls) * kept / max(1.0, groups) / max(1, _bracket(most)), kept
 
 
-def bits_for(plan: Plan, tables: Mapping[str, TableFile], threads: int = 2) -> tuple[tuple[int, int], ...] | None:
+def bits_for(plan: Plan, tables: Mapping[str, TableFile]) -> tuple[tuple[int, int], ...] | None:
     """Per unit of `plan`, the span its bitmaps cover when the bits path applies and fits (sandbox.bits.bits_spans),
     from the version's build-time statistics and row counts only; else None."""
     if not plan.fast_threshold or any(u.table not in tables for u in plan.units):
         return None
     rows_scanned, _ = measure_scan(plan, tables)
-    return bits_spans(plan, {name: t.statistics for name, t in tables.items()}, rows_scanned, threads)
+    return bits_spans(plan, {name: t.statistics for name, t in tables.items()}, rows_scanned)
 
 
-def strategy(plan: Plan, tables: Mapping[str, TableFile], threads: int = 2) -> str:
+def strategy(plan: Plan, tables: Mapping[str, TableFile]) -> str:
     """How `plan` runs: "bits" (engine.execute_bits), "two-level" (engine.execute_two_level), "single"
     (engine.execute_single), "folded" (engine.execute_folded) or "staged" (engine.execute_plan).
 
     First, for a join or a product of at most SINGLE_STATEMENT_ROWS, whenever its unit columns are integers
-    of a recorded span and an upper bound on its groups keeps the bitmaps small (sandbox.bits.bits_spans, for
-    `threads` DuckDB threads): the exact statement with its distinct counts by bitmaps, one pass and no pairs
+    of a recorded span and an upper bound on its groups keeps the bitmaps small (sandbox.bits.bits_spans):
+    the exact statement with its distinct counts by bitmaps, one pass and no pairs
     hashed (docs/sandbox.md, "Bitmaps").
 
     By cost (docs/sandbox.md, "Choosing the strategy by cost"), from public data only: products larger
@@ -307,7 +307,7 @@ def strategy(plan: Plan, tables: Mapping[str, TableFile], threads: int = 2) -> s
     # Bitmaps in place of a second pass: the join again (staged, for a join), or the recheck or the hash of
     # (keys, unit) pairs of the one-statement paths. A large product of one table stays staged: its bound
     # and recheck cost what setting a bit per row does (1.05-1.15x on TPC-H's lineitem, docs/benchmarks.md).
-    if (len(plan.units) > 1 or rows_scanned <= SINGLE_STATEMENT_ROWS) and bits_for(plan, tables, threads):
+    if (len(plan.units) > 1 or rows_scanned <= SINGLE_STATEMENT_ROWS) and bits_for(plan, tables):
         return "bits"
     estimated = estimate(plan, tables)
     if rows_scanned > SINGLE_STATEMENT_ROWS:
@@ -486,8 +486,7 @@ def _execute(
 ) -> QueryResult:
     started = perf_counter()
     rows_scanned, bytes_scanned = measure_scan(plan, tables)
-    threads = threads_for(rows_scanned, limits)
-    chosen = strategy(plan, tables, threads)
+    chosen = strategy(plan, tables)
     phases.add("5b measure scan + strategy (in 5)", perf_counter() - started)
     job = Job(
         tables=files,
@@ -497,10 +496,10 @@ def _execute(
         single=chosen == "single",
         folded=chosen == "folded",
         two_level=chosen == "two-level",
-        bits=(bits_for(plan, tables, threads) or ()) if chosen == "bits" else (),
+        bits=(bits_for(plan, tables) or ()) if chosen == "bits" else (),
         statistics_free=statistics_free(tables),
         seeds=_seeds(tables),
-        threads=threads,
+        threads=threads_for(rows_scanned, limits),
     )
     execution = (pool or shared_pool(limits)).run(job, cancelled)
     if execution.refused is not None:

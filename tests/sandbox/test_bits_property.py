@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from products.storage import table_statistics
-from sandbox.bits import BITS_MEMORY, bits_spans
+from sandbox.bits import BITS_COPIES, BITS_MEMORY, bits_spans
 from sandbox.policy import ProtectionPolicy
 from sandbox.pool import Job, WorkerPool
 from sandbox.service import TableFile, bits_for, plan_query, row_counts, strategy
@@ -181,7 +181,7 @@ def test_bits_on_joins_answer_exactly_as_the_exact_strategies(
         spans = [stats[u.table]["spans"].get(u.column) for u in plan.units]
         if None in spans:
             return  # a unit column of NULLs only: no span, no bitmaps
-        found = bits_spans(plan, stats, len(rows) + len(others), 2)
+        found = bits_spans(plan, stats, len(rows) + len(others))
         assert found == tuple(tuple(span) for span in spans)
         files = tuple(sorted((name, str(table.path.resolve())) for name, table in tables.items()))
         base = Job(tables=files, plan=plan, max_rows=100)
@@ -197,10 +197,10 @@ def test_bits_on_joins_answer_exactly_as_the_exact_strategies(
 def test_bitmaps_past_the_memory_bound_are_not_chosen() -> None:
     """An upper bound on the groups times the span's bytes past BITS_MEMORY: no bitmaps, whatever the data."""
     plan = plan_query("SELECT g, h, count(*) FROM t GROUP BY g, h", _policy(2))
-    span = BITS_MEMORY * 8 // 12 + 64  # 4 groups' bound after bracketing (3 x 1), 3 copies with 2 threads
+    span = BITS_MEMORY * 8 // (4 * BITS_COPIES) + 64  # 4 groups: the bound 3 x 1, bracketed
     statistics = {"t": {"spans": {"u": [0, span]}, "cardinality": {"g": 3, "h": 1}}}
-    assert bits_spans(plan, statistics, 10**12, 2) is None
+    assert bits_spans(plan, statistics, 10**12) is None
     statistics["t"]["spans"]["u"] = [0, span // 4]
-    assert bits_spans(plan, statistics, 10**12, 2) == ((0, span // 4),)
+    assert bits_spans(plan, statistics, 10**12) == ((0, span // 4),)
     # A key whose whole distinct count was not recorded has no bound: no bitmaps.
-    assert bits_spans(plan, {"t": {"spans": {"u": [0, 10]}, "cardinality": {"g": 3}}}, 10**12, 2) is None
+    assert bits_spans(plan, {"t": {"spans": {"u": [0, 10]}, "cardinality": {"g": 3}}}, 10**12) is None
