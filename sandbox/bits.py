@@ -38,8 +38,29 @@ _INTEGER_TYPES = frozenset(
 )
 """Unit column types BITSTRING_AGG takes, whose span the build records."""
 
-_CALENDAR_CAP = {"month-of-year": 12, "quarter-of-year": 4, "day-of-month": 31, "day-of-week": 7}
-"""Calendar parts whose values are few whatever the dates are: an upper bound on the groups of such a key."""
+_CALENDAR = {"month-of-year": 12, "quarter-of-year": 4, "day-of-month": 31, "day-of-week": 7}
+
+
+def calendar_values(period: str, bounds: Sequence[Any] | None) -> int | None:
+    """How many values a calendar part of a date column takes (Plan.key_periods) over the range `bounds`
+    ([earliest, latest] as ISO text), or None when the range does not say. At most that many, never fewer:
+    the strategy's estimate reads it over the published range (sandbox.service.estimate), the bitmaps'
+    memory bound over the column's whole range (_group_bound)."""
+    if period in _CALENDAR:
+        return _CALENDAR[period]
+    try:
+        low, high = (date.fromisoformat(str(b)[:10]) for b in bounds or ())
+    except ValueError:
+        return None
+    months = (high.year - low.year) * 12 + high.month - low.month
+    spans = {
+        "year": high.year - low.year + 1,
+        "quarter": months // 3 + 2,
+        "month": months + 1,
+        "week": (high - low).days // 7 + 2,
+        "day": (high - low).days + 1,
+    }
+    return spans.get(period)
 
 
 def integer_type(column_type: str) -> bool:
@@ -81,13 +102,9 @@ def _group_bound(plan: Plan, cardinality: Mapping[str, Mapping[str, int]], range
             if counted is None:
                 return None
             values *= max(1, int(counted))
-        if period in _CALENDAR_CAP:
-            values = min(values, _CALENDAR_CAP[period])
-        elif period in ("year", "quarter", "month") and len(reads) == 1:
-            table, column = reads[0]
-            spanned = _periods(period, ranges.get(table, {}).get(column))
-            if spanned is not None:
-                values = min(values, spanned + 1)  # and NULL
+        spanned = calendar_values(period, ranges.get(reads[0][0], {}).get(reads[0][1])) if period else None
+        if spanned is not None:
+            values = min(values, spanned + 1)  # and NULL
         groups *= values
     return _bracket(groups * (2 if plan.seeded is not None else 1))
 
@@ -95,15 +112,6 @@ def _group_bound(plan: Plan, cardinality: Mapping[str, Mapping[str, int]], range
 def _bracket(value: int) -> int:
     """`value` rounded up to a power of two: the choice then tells a buyer at most the bracket of the bound."""
     return 0 if value <= 0 else 1 << (value - 1).bit_length()
-
-
-def _periods(period: str, bounds: Any) -> int | None:
-    try:
-        low, high = (date.fromisoformat(str(b)[:10]) for b in bounds or ())
-    except (TypeError, ValueError):
-        return None
-    months = (high.year - low.year) * 12 + high.month - low.month
-    return {"year": high.year - low.year + 1, "quarter": months // 3 + 2, "month": months + 1}[period]
 
 
 def bits_spans(

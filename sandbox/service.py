@@ -13,6 +13,7 @@ from typing import Any
 from market import phases
 from sandbox import cache, crosscheck
 from sandbox.bits import bits_spans
+from sandbox.bits import calendar_values as _calendar_values
 from sandbox.engine import EngineLimits
 from sandbox.errors import QueryFailed, QueryRefused
 from sandbox.policy import ProtectionPolicy
@@ -190,29 +191,6 @@ OTHER_FILTER_SELECTIVITY = 1 / 3
 def _bracket(value: int) -> int:
     """`value` rounded up to a power of two (as sandbox.engine brackets the row bound M)."""
     return 0 if value <= 0 else 1 << (value - 1).bit_length()
-
-
-_CALENDAR = {"month-of-year": 12, "quarter-of-year": 4, "day-of-month": 31, "day-of-week": 7}
-
-
-def _calendar_values(period: str, bounds: list[str] | None) -> int | None:
-    """How many values a calendar part of a date column takes (Plan.key_periods) over the column's
-    published range, or None when the range does not say."""
-    if period in _CALENDAR:
-        return _CALENDAR[period]
-    try:
-        low, high = (date.fromisoformat(str(b)[:10]) for b in bounds or ())
-    except ValueError:
-        return None
-    months = (high.year - low.year) * 12 + high.month - low.month
-    spans = {
-        "year": high.year - low.year + 1,
-        "quarter": months // 3 + 2,
-        "month": months + 1,
-        "week": (high - low).days // 7 + 2,
-        "day": (high - low).days + 1,
-    }
-    return spans.get(period)
 
 
 def estimate(plan: Plan, tables: Mapping[str, TableFile]) -> tuple[float, float] | None:
