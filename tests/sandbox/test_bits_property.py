@@ -204,3 +204,22 @@ def test_bitmaps_past_the_memory_bound_are_not_chosen() -> None:
     assert bits_spans(plan, statistics, 10**12) == ((0, span // 4),)
     # A key whose whole distinct count was not recorded has no bound: no bitmaps.
     assert bits_spans(plan, {"t": {"spans": {"u": [0, 10]}, "cardinality": {"g": 3}}}, 10**12) is None
+
+
+def test_run_query_counts_by_bitmaps_for_a_small_integer_unit_product(workers: WorkerPool, tmp_path: Path) -> None:
+    """Through the service: a version built with a span runs the bitmaps (its audit SQL says so), and answers
+    as the exact statement does; one group has 3 units at the span's edges, the other 2 (suppressed at k=3)."""
+    from sandbox.engine import EngineLimits
+    from sandbox.service import run_query
+
+    rows = [
+        {"u": u, "g": g, "h": "p", "x": 1, "y": 0.5}
+        for u, g in [(-5, "a"), (60, "a"), (0, "a"), (0, "a"), (7, "b"), (8, "b"), (None, "b")]
+    ]
+    path = write_parquet(tmp_path / "t.parquet", rows, TYPES)
+    tables = {"t": TableFile("t", path, len(rows), statistics=table_statistics(path, list(TYPES), ROLES))}
+    sql = "SELECT g, count(*) AS n, sum(x) AS sx FROM t GROUP BY g"
+    result = run_query(sql, _policy(3), tables, EngineLimits(timeout_seconds=10, workers=1), 100, workers)
+    assert "BITSTRING_AGG" in result.sql_run
+    assert result.rows == [["a", 4, 4.0]]
+    assert result.measurements.suppressed_groups == 1
