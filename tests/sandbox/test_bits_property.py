@@ -28,29 +28,12 @@ from sandbox.policy import ProtectionPolicy
 from sandbox.pool import Job, WorkerPool
 from sandbox.service import TableFile, bits_for, plan_query, row_counts, strategy
 from tests.sandbox.conftest import write_parquet
-from tests.sandbox.test_two_level_property import AGGREGATES, WHERE, _plain, _reference, _sql, _typed
+from tests.sandbox.test_two_level_property import _plain, _policy, _reference, _sql, _typed, queries
 
 TYPES = {"u": "BIGINT", "g": "VARCHAR", "h": "VARCHAR", "x": "INTEGER", "y": "DOUBLE"}
 ROLES = {"u": "privacy_unit", "g": "dimension", "h": "dimension", "x": "measure", "y": "measure"}
 BASES = [-(2**63), -70, -3, 0, 2**63 - 1 - 40]
 """Where a dataset's units start: BIGINT's least value, negatives, zero, and 40 below BIGINT's greatest."""
-
-
-def _policy(k: int) -> ProtectionPolicy:
-    return ProtectionPolicy.model_validate(
-        {
-            "min_group_size": k,
-            "tables": {
-                "t": {
-                    "privacy_unit": "u",
-                    "dimensions": ["g", "h"],
-                    "measures": ["x", "y"],
-                    "hidden": [],
-                    "bounds": {"x": {"min": -100, "max": 100}, "y": {"min": -100, "max": 100}},
-                }
-            },
-        }
-    )
 
 
 @st.composite
@@ -72,18 +55,6 @@ def datasets(draw: st.DrawFn) -> list[dict[str, Any]]:
             max_size=50,
         )
     )
-
-
-@st.composite
-def queries(draw: st.DrawFn) -> dict[str, Any]:
-    return {
-        "keys": draw(st.lists(st.sampled_from(["g", "h"]), max_size=2, unique=True)),
-        "aggregates": draw(st.lists(st.sampled_from(sorted(AGGREGATES)), min_size=1, max_size=4, unique=True)),
-        "where": draw(st.sampled_from(sorted(WHERE))),
-        "having": draw(st.booleans()),
-        "limit": draw(st.one_of(st.none(), st.integers(1, 3))),
-        "k": draw(st.sampled_from([2, 3])),
-    }
 
 
 @pytest.fixture(scope="module")
