@@ -97,7 +97,42 @@ def table_statistics(path: Path, columns: list[str], roles: dict[str, str]) -> d
             per_unit[column] = [int(found[0]), int(found[1])] if found else [0, 0]
             counts[column] = int(found[2]) if found else 0
         plain = statistics_free(connection, path)
-    return {"units": per_unit, "unit_counts": counts, "nulls": nulls, "statistics_free": plain}
+        shape = _bits_statistics(connection, source, columns, roles)
+    return {"units": per_unit, "unit_counts": counts, "nulls": nulls, "statistics_free": plain, **shape}
+
+
+_INTEGER_UNITS = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT")
+_DATED = ("DATE", "TIMESTAMP", "TIMESTAMP WITH TIME ZONE", "TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP_NS")
+
+
+def _bits_statistics(
+    connection: duckdb.DuckDBPyConnection, source: str, columns: list[str], roles: dict[str, str]
+) -> dict[str, Any]:
+    """What sandbox.bits needs to count distinct units by bitmaps, and to bound the memory that takes:
+
+    - `spans`: per integer privacy-unit column, [least, greatest] value (the bitmap's bits);
+    - `cardinality`: per dimension, its distinct values over every row, NULL counted as one (an upper bound
+      on the groups a key on it forms);
+    - `extent`: per date or timestamp dimension, [earliest, latest] over every row, as ISO text (the years or
+      months a calendar key can take).
+
+    Facts of the version, read only by the sandbox's choice of path (sandbox.service.strategy), never shown."""
+    types = {str(r[0]): str(r[1]).upper() for r in connection.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
+    units = [c for c in columns if roles.get(c) == "privacy_unit" and types.get(c) in _INTEGER_UNITS]
+    dimensions = [c for c in columns if roles.get(c) == "dimension"]
+    dated = [c for c in dimensions if types.get(c) in _DATED]
+    items = [f"min({_q(c)}), max({_q(c)})" for c in units]
+    items += [f"count(DISTINCT {_q(c)}) + (count(*) > count({_q(c)}))::BIGINT" for c in dimensions]
+    items += [f"min({_q(c)})::VARCHAR, max({_q(c)})::VARCHAR" for c in dated]
+    if not items:
+        return {"spans": {}, "cardinality": {}, "extent": {}}
+    row = list(connection.execute(f"SELECT {', '.join(items)} FROM {source}").fetchone() or ())
+    spans = {c: [int(row[2 * i]), int(row[2 * i + 1])] for i, c in enumerate(units) if row[2 * i] is not None}
+    at = 2 * len(units)
+    cardinality = {c: int(row[at + i]) for i, c in enumerate(dimensions)}
+    at += len(dimensions)
+    extent = {c: [row[at + 2 * i], row[at + 2 * i + 1]] for i, c in enumerate(dated) if row[at + 2 * i] is not None}
+    return {"spans": spans, "cardinality": cardinality, "extent": extent}
 
 
 SMALL: dict[str, str | bool | int | float | list[str]] = {"threads": 1, "memory_limit": "256MB"}

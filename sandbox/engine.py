@@ -14,7 +14,7 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import duckdb
 
-from sandbox import binding
+from sandbox import binding, bits
 from sandbox.binding import Refusal
 from sandbox.rewrite import (
     GROUPS_TABLE,
@@ -531,6 +531,32 @@ def execute_two_level(
     if stage is None:
         return execute_single(connection, plan, max_rows, stats)
     return _exact_statement(connection, plan, stage, max_rows, "two-level", started, seeded=seeded)
+
+
+def execute_bits(
+    connection: duckdb.DuckDBPyConnection,
+    plan: Plan,
+    max_rows: int,
+    stats: Statistics | None = None,
+    spans: Sequence[tuple[int, int]] = (),
+) -> Execution:
+    """execute_single with every distinct count of units taken from a bitmap over the unit's span
+    (sandbox.bits: `BIT_COUNT(BITSTRING_AGG(unit, lo, hi))`, exactly count(DISTINCT unit)): the same one
+    statement (seeded where filtered), the same columns, masking, decision and stage 2, the same second
+    statement for an empty answer. `spans`: per unit of the plan, its (least, greatest) value in the
+    version (build-time statistics), chosen by sandbox.service.strategy only when the bitmaps fit
+    (sandbox.bits.bits_spans). Without a span per unit it runs execute_single."""
+    if len(spans) != len(plan.units):
+        return execute_single(connection, plan, max_rows, stats)
+    started = time.process_time()
+    refused = _refusal(connection, plan, stats)
+    if refused is not None:
+        cpu_ms = int((time.process_time() - started) * 1000)
+        return Execution([], 0, 0, [], too_many_rows=False, cpu_ms=cpu_ms, statements=[], refused=refused)
+    template = plan.seeded or plan.template
+    stage = template.replace(PLACEHOLDER, bits.threshold_sql(plan, spans, whole_cells(plan, stats)))
+    stage = stage.replace(RESTRICT, "TRUE")
+    return _exact_statement(connection, plan, stage, max_rows, "bits", started, seeded=plan.seeded is not None)
 
 
 def _exact_statement(

@@ -35,6 +35,7 @@ from sandbox.engine import (
     EngineLimits,
     Execution,
     TableStatistics,
+    execute_bits,
     execute_folded,
     execute_plan,
     execute_single,
@@ -69,6 +70,9 @@ class Job:
     """Run the staged method folded into one statement (engine.execute_folded); `single` wins."""
     two_level: bool = False
     """Run as the one exact statement with its counts in two levels (engine.execute_two_level); wins over both."""
+    bits: tuple[tuple[int, int], ...] = ()
+    """Per unit of the plan, the span of its bitmaps: run as the exact statement counting units by bitmaps
+    (engine.execute_bits; sandbox.service decides); wins over the others when set."""
     statistics_free: bool = False
     """Every table's file holds no value statistics (products.footer), as recorded when the version was
     built: the worker opens its connection with fewer optimizers off (engine.disabled_optimizers)."""
@@ -302,6 +306,8 @@ def _run_job(
             try:
                 if isinstance(job.plan, dp.DPPlan):
                     return ("ok", dp.execute(db, job.plan, statistics))
+                if job.bits:
+                    return ("ok", execute_bits(db, job.plan, job.max_rows, statistics, job.bits))
                 if job.two_level:
                     return ("ok", execute_two_level(db, job.plan, job.max_rows, statistics))
                 if job.single:

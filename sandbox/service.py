@@ -12,6 +12,8 @@ from typing import Any
 
 from market import phases
 from sandbox import cache, crosscheck
+from sandbox.bits import bits_spans
+from sandbox.bits import calendar_values as _calendar_values
 from sandbox.engine import EngineLimits
 from sandbox.errors import QueryFailed, QueryRefused
 from sandbox.policy import ProtectionPolicy
@@ -195,29 +197,6 @@ def _bracket(value: int) -> int:
     return 0 if value <= 0 else 1 << (value - 1).bit_length()
 
 
-_CALENDAR = {"month-of-year": 12, "quarter-of-year": 4, "day-of-month": 31, "day-of-week": 7}
-
-
-def _calendar_values(period: str, bounds: list[str] | None) -> int | None:
-    """How many values a calendar part of a date column takes (Plan.key_periods) over the column's
-    published range, or None when the range does not say."""
-    if period in _CALENDAR:
-        return _CALENDAR[period]
-    try:
-        low, high = (date.fromisoformat(str(b)[:10]) for b in bounds or ())
-    except ValueError:
-        return None
-    months = (high.year - low.year) * 12 + high.month - low.month
-    spans = {
-        "year": high.year - low.year + 1,
-        "quarter": months // 3 + 2,
-        "month": months + 1,
-        "week": (high - low).days // 7 + 2,
-        "day": (high - low).days + 1,
-    }
-    return spans.get(period)
-
-
 def estimate(plan: Plan, tables: Mapping[str, TableFile]) -> tuple[float, float] | None:
     """(the row bound one group of `plan` is expected to reach, the share of rows its WHERE keeps):
     _estimate without the groups."""
@@ -284,9 +263,23 @@ def _estimate(plan: Plan, tables: Mapping[str, TableFile]) -> tuple[float, float
     return max(0, table.row_count - nulls) * kept / groups / max(1, _bracket(most)), kept, groups
 
 
+def bits_for(plan: Plan, tables: Mapping[str, TableFile]) -> tuple[tuple[int, int], ...] | None:
+    """Per unit of `plan`, the span its bitmaps cover when the bits path applies and fits (sandbox.bits.bits_spans),
+    from the version's build-time statistics and row counts only; else None."""
+    if not plan.fast_threshold or any(u.table not in tables for u in plan.units):
+        return None
+    rows_scanned, _ = measure_scan(plan, tables)
+    return bits_spans(plan, {name: t.statistics for name, t in tables.items()}, rows_scanned)
+
+
 def strategy(plan: Plan, tables: Mapping[str, TableFile]) -> str:
-    """How `plan` runs: "two-level" (engine.execute_two_level), "single" (engine.execute_single), "folded"
-    (engine.execute_folded) or "staged" (engine.execute_plan).
+    """How `plan` runs: "bits" (engine.execute_bits), "two-level" (engine.execute_two_level), "single"
+    (engine.execute_single), "folded" (engine.execute_folded) or "staged" (engine.execute_plan).
+
+    First, for a join or a product of at most SINGLE_STATEMENT_ROWS, whenever its unit columns are integers
+    of a recorded span and an upper bound on its groups keeps the bitmaps small (sandbox.bits.bits_spans):
+    the exact statement with its distinct counts by bitmaps, one pass and no pairs
+    hashed (docs/sandbox.md, "Bitmaps").
 
     By cost (docs/sandbox.md, "Choosing the strategy by cost"), from public data only: products larger
     than SINGLE_STATEMENT_ROWS run staged. Smaller ones run as one statement: the staged method folded
@@ -303,6 +296,11 @@ def strategy(plan: Plan, tables: Mapping[str, TableFile]) -> str:
     if not plan.fast_threshold:
         return "staged"
     rows_scanned, _ = measure_scan(plan, tables)
+    # Bitmaps in place of a second pass: the join again (staged, for a join), or the recheck or the hash of
+    # (keys, unit) pairs of the one-statement paths. A large product of one table stays staged: its bound
+    # and recheck cost what setting a bit per row does (1.05-1.15x on TPC-H's lineitem, docs/benchmarks.md).
+    if (len(plan.units) > 1 or rows_scanned <= SINGLE_STATEMENT_ROWS) and bits_for(plan, tables):
+        return "bits"
     estimated = _estimate(plan, tables)
     if rows_scanned > SINGLE_STATEMENT_ROWS:
         # Large products: staged, unless the groups are expected small and every aggregate combines in
@@ -513,6 +511,7 @@ def _execute(
         single=chosen == "single",
         folded=chosen == "folded",
         two_level=chosen == "two-level",
+        bits=(bits_for(plan, tables) or ()) if chosen == "bits" else (),
         statistics_free=statistics_free(tables),
         seeds=_seeds(tables),
         threads=threads_for(rows_scanned, limits),
