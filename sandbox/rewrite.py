@@ -716,13 +716,37 @@ def _masked_columns_sql(k: int, cells: list[Cell]) -> str:
     return "* REPLACE (" + ", ".join(f'{value} AS "{column}"' for column, value in masks) + ")"
 
 
-def seeded_columns_sql(plan: Plan) -> str:
+def _kept_bounds(plan: Plan) -> list[tuple[str, str]]:
+    return [(f"__lo{i}", f'CASE WHEN "{KEPT_COLUMN}" THEN "__lo{i}" END') for i in range(len(plan.units))]
+
+
+def seeded_columns_sql(plan: Plan, *, cells: bool = True) -> str:
     """Plan.masked_columns_sql over a seeded stage 1 (seeded_stage): also every group bound `__lo<i>` NULL
     in a group whose `__kept` is FALSE (seeds that fail the filter), so it never passes, like a group
-    under k (stage 2's WHERE tests the bounds before anything the buyer wrote)."""
-    masks = [(f"__lo{i}", f'CASE WHEN "{KEPT_COLUMN}" THEN "__lo{i}" END') for i in range(len(plan.units))]
-    masks += _cell_masks(plan.min_group_size, plan.cells)
+    under k (stage 2's WHERE tests the bounds before anything the buyer wrote). `cells=False`: the bounds
+    alone (the staged path masks its cells after the recheck, Plan.mask_sql)."""
+    masks = _kept_bounds(plan) + (_cell_masks(plan.min_group_size, plan.cells) if cells else [])
     return "* REPLACE (" + ", ".join(f'{value} AS "{column}"' for column, value in masks) + ")"
+
+
+def seeded_recheck(plan: Plan, source: str, sentinel: str) -> tuple[str, str, str]:
+    """The recheck over a seeded stage 1 (engine.execute_plan, engine.execute_folded), as three texts:
+
+    - `listed`: the undecided groups' hashes read from `source` (stage 1's groups), one entry per group:
+      HASH(keys, TRUE) of a kept, undecided group, else `sentinel` (the DISTINCT sees every group, the
+      seeds' too: never none because no row passes the filter), plus `sentinel` once more;
+    - `rechecked`: which groups of the recheck (or of `source`) are the kept, listed ones: only those
+      replace stage 1's (a recheck group of seeds alone, or of a kept seed in a decided group, is partial);
+    - `restriction`: the recheck's row restriction, `(<Plan.restriction>) OR <seed>`, so its aggregates
+      get the seeds plus the kept rows of the undecided groups, whether or not any group is undecided."""
+    kept = f'"{KEPT_COLUMN}"'
+    hashed = f"HASH({', '.join(_quoted(c) for c in plan.key_columns)}, TRUE)"
+    listed = (
+        f'SELECT DISTINCT CASE WHEN {kept} AND ({plan.undecided}) THEN {hashed} ELSE {sentinel} END AS "__h" '
+        f"FROM {source} UNION ALL SELECT {sentinel}"
+    )
+    rechecked = f'{kept} AND {hashed} IN (SELECT "__h" FROM "{UNDECIDED_TABLE}")'
+    return listed, rechecked, f"({plan.restriction} OR {plan.seed})"
 
 
 _COMPUTED = (exp.Func, exp.Interval, *ARITHMETIC)
