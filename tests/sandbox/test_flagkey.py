@@ -349,9 +349,7 @@ def test_no_filter_no_seed() -> None:
 # -- the staged path (engine.execute_plan, branch sbx-seed) ------------------------------------------
 
 
-def _staged_inputs(
-    connection: duckdb.DuckDBPyConnection, statements: list[str], output: Path
-) -> dict[str, list[int]]:
+def _staged_inputs(connection: duckdb.DuckDBPyConnection, statements: list[str], output: Path) -> dict[str, list[int]]:
     """Rows into the aggregates of the staged path's stage 1 (`__groups`) and of its recheck (`__recheck`)."""
     found: dict[str, list[int]] = {}
     for statement, profile in zip(statements, profile_statements(connection, output, statements), strict=True):
