@@ -19,10 +19,12 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 from sqlglot import exp
 
 from market.i18n import Msg
+from sandbox.algebra import Interval, post_aggregate, temporal_arithmetic
 from sandbox.errors import QueryRefused
 from sandbox.policy import ProtectionPolicy
 from sandbox.syntax import ARITHMETIC, DIALECT, TypeTest, guard, to_sql
@@ -276,6 +278,8 @@ class _PostAggregate:
                 self.aggregates[text] = len(self.aggregate_nodes)
                 self.aggregate_nodes.append(node)
             return _col(f"__a{self.aggregates[text]}")
+        if isinstance(node, _TEMPORAL_CHECKED) and temporal_arithmetic(node) and node.find(exp.AggFunc, exp.Column):
+            raise QueryRefused("post_aggregate_may_fail", expression=_buyer_text(node))
         if isinstance(node, exp.Column):
             lowered = node.name.lower()
             if aliases_ok and not node.table and lowered in self.checked.aliases:
@@ -291,6 +295,32 @@ class _PostAggregate:
                 if any(new is not old for new, old in zip(items, value, strict=True)):
                     node.set(key, items)
         return node
+
+
+_TEMPORAL_CHECKED = (*ARITHMETIC, exp.Neg)
+
+
+def _buyer_text(node: exp.Expr) -> str:
+    """`node` as the buyer wrote it, near enough for a message: a measure's `TRY_CAST(m AS DOUBLE)` (the
+    validator's form inside aggregates) shown as `m`."""
+    shown = node.copy()
+    for cast in list(shown.find_all(exp.TryCast)):
+        if isinstance(cast.this, exp.Column):
+            cast.replace(cast.this)
+    text = to_sql(shown)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _counts(post: _PostAggregate, checked: CheckedQuery, sizes: Mapping[str, int] | None) -> dict[str, Interval]:
+    """The bounds of the count aggregates (`__a<j>`): 0 to the rows the query can read (the product of its
+    tables' public row counts: a join yields at most that many rows); none without the row counts."""
+    if sizes is None or any(ref.table not in sizes for ref in checked.refs):
+        return {}
+    rows = 1
+    for ref in checked.refs:
+        rows *= max(int(sizes[ref.table]), 1)
+    bound = Interval(Fraction(0), Fraction(rows))
+    return {f"__a{j}": bound for j, node in enumerate(post.aggregate_nodes) if isinstance(node, exp.Count)}
 
 
 def _column_of(node: exp.Expr, tables: dict[str, str]) -> tuple[str, str] | None:
@@ -388,6 +418,14 @@ def build_plan(checked: CheckedQuery, policy: ProtectionPolicy, sizes: Mapping[s
                 exp.Ordered(this=target, desc=ordered.args.get("desc"), nulls_first=ordered.args.get("nulls_first"))
             )
 
+    # Stage 2 cannot raise for any value of the groups' columns (algebra.post_aggregate): integer arithmetic
+    # proven within BIGINT from the counts' bounds stays as written, the rest is computed in DOUBLE.
+    counts = _counts(post, checked, sizes)
+    outputs = [post_aggregate(output, counts) for output in outputs]
+    if having_expr is not None:
+        having_expr = post_aggregate(having_expr, counts)
+    for ordered in order_terms:
+        ordered.set("this", post_aggregate(ordered.this, counts))
     guarded_keys = [guard(key.copy()) for key in checked.group_keys]
     key_texts = [to_sql(key) for key in guarded_keys]
     projections: list[exp.Expr] = [
