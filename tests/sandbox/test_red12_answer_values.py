@@ -76,7 +76,10 @@ def test_decimals_of_38_digits_are_answered_not_a_500(demo_market: DemoMarket) -
         ),
         # INTERVAL arithmetic on an aggregate: refused up front since branch sbx-seed (it can fail at run
         # time for some values of the aggregate: algebra.temporal_arithmetic).
-        ("SELECT origin, sum(distance) * INTERVAL 1 MONTH AS i FROM flights GROUP BY origin", "post_aggregate_may_fail"),
+        (
+            "SELECT origin, sum(distance) * INTERVAL 1 MONTH AS i FROM flights GROUP BY origin",
+            "post_aggregate_may_fail",
+        ),
         ("SELECT origin, count(*) * INTERVAL 1000 YEAR AS i FROM flights GROUP BY origin", "post_aggregate_may_fail"),
     ],
 )
