@@ -744,7 +744,7 @@ def _seeded_folded(
 def _refusal(
     connection: duckdb.DuckDBPyConnection, plan: Plan, stats: Statistics | None, template: str | None = None
 ) -> Refusal | None:
-    """Before anything touches rows: compute the query's constants, then type stage 1 (sandbox.binding):
+    """Before anything touches rows: compute the query's constants, then type stages 1 and 2 (sandbox.binding):
     `template`, the stage 1 that runs (by default the seeded one when the plan has one: it holds the plain
     one's buyer text and the sandbox's `__kept` and seed, so a statement that would fail to bind is refused
     here rather than failing at run time).
@@ -755,7 +755,9 @@ def _refusal(
     """
     template = template or plan.seeded or plan.template
     statement = template.replace(PLACEHOLDER, threshold_sql(plan.units, "exact", (), plan.cells))
-    statement = statement.replace(RESTRICT, "TRUE")
+    # Stage 2 over it, in the same bind: a cast there that can fail for some value of a group's column
+    # (`CAST(sum(m) AS INTEGER)`) is refused like one in stage 1 (branch sbx-seed).
+    statement = f'WITH "{GROUPS_TABLE}" AS ({statement.replace(RESTRICT, "TRUE")}) {plan.output_sql}'
     if stats is None:
         return _decide_refusal(connection, plan, statement, None)
     return stats.refusal(

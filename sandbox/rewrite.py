@@ -467,6 +467,10 @@ def build_plan(checked: CheckedQuery, policy: ProtectionPolicy, sizes: Mapping[s
     seeded = seeded_stage(stage, filtered, restrict, seed, guarded_keys) if filtered is not None else None
     constants = _constants([condition, *[on for join in stage.args.get("joins") or [] if (on := join.args.get("on"))]])
     constants += _constants(guarded_keys)
+    # Stage 2's computed constants too (`1 + 2147483647` fails for every group alike): refused before
+    # running. A bare INTERVAL stays an answer value (answer_out_of_range when JSON cannot carry it).
+    post_nodes = [*outputs, *([having_expr] if having_expr is not None else []), *(o.this for o in order_terms)]
+    constants += [c for c in _constants(post_nodes) if not isinstance(c, exp.Interval)]
     # The threshold columns and the recheck restriction go in place of placeholders the buyer cannot
     # write (names with __ are refused), each found exactly once. All variants of stage 1 differ
     # only there, so the buyer part DuckDB's parser confirms in the template is the same text in each.
