@@ -30,7 +30,16 @@ from sqlglot import exp
 
 from sandbox.errors import QueryRefused
 from sandbox.policy import MeasureBounds
-from sandbox.syntax import DIALECT, REFUSED_NODES, TypeTest, function_name, guard, is_aggregate_like, refuse_construct
+from sandbox.syntax import (
+    COMPARISONS,
+    DIALECT,
+    REFUSED_NODES,
+    TypeTest,
+    function_name,
+    guard,
+    is_aggregate_like,
+    refuse_construct,
+)
 
 MeasureResolver = Callable[[exp.Column, str], tuple[object, MeasureBounds]]
 """Resolves a column inside aggregate `function` to (its identity, its bounds), or refuses it."""
@@ -199,20 +208,10 @@ INT64_MAX = Fraction(2**63 - 1)
 """BIGINT's largest value: integer arithmetic over the groups' counts is kept as written only when every
 intermediate is proven to stay within +-INT64_MAX."""
 _INTEGER_ARITHMETIC = (exp.Add, exp.Sub, exp.Mul)
-_TEMPORAL_TYPES = frozenset(
-    {
-        exp.DataType.Type.DATE,
-        exp.DataType.Type.TIME,
-        exp.DataType.Type.TIMESTAMP,
-        exp.DataType.Type.TIMESTAMPTZ,
-        exp.DataType.Type.INTERVAL,
-        exp.DataType.Type.DATETIME,
-    }
-)
+_TEMPORAL_TYPES = frozenset({*exp.DataType.TEMPORAL_TYPES, exp.DataType.Type.INTERVAL})
 _BOOLEAN_CONTEXT = TypeTest(
-    exp.Paren, exp.And, exp.Or, exp.Not, exp.Case, exp.If, exp.Is, exp.In, exp.Between, exp.Coalesce,
-    exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.NullSafeEQ, exp.NullSafeNEQ,
-)  # fmt: skip
+    exp.Paren, exp.And, exp.Or, exp.Not, exp.Case, exp.If, exp.Is, exp.In, exp.Between, exp.Coalesce, *COMPARISONS
+)
 """Nodes that compute nothing that can fail themselves: their operands are made safe one by one."""
 
 
