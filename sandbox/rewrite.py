@@ -305,7 +305,8 @@ def _buyer_text(node: exp.Expr) -> str:
     validator's form inside aggregates) shown as `m`."""
     shown = node.copy()
     for cast in list(shown.find_all(exp.TryCast)):
-        if isinstance(cast.this, exp.Column):
+        to = cast.args.get("to")
+        if isinstance(cast.this, exp.Column) and isinstance(to, exp.DataType) and to.this == exp.DataType.Type.DOUBLE:
             cast.replace(cast.this)
     text = to_sql(shown)
     return text if len(text) <= 200 else text[:197] + "..."
