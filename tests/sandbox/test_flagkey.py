@@ -409,3 +409,25 @@ def test_a_seed_group_that_shares_a_kept_groups_keys_is_never_shown(connection: 
             execution = execute(connection, plan, 1000)
             assert _canonical(execution.rows) == expected, (execute.__name__, where)
             assert (execution.groups, execution.suppressed_groups) == (groups, suppressed), (execute.__name__, where)
+
+
+def test_no_path_is_seeded_through_a_worker_when_timing_is_not_fixed(files: dict[str, Path]) -> None:
+    """Through the worker (pool._run_job): every path runs the seeds with fixed timing and none without."""
+    from dataclasses import replace
+
+    from sandbox.pool import Job, WorkerPool
+    from tests.sandbox.conftest import LIMITS
+
+    plan = plan_query("SELECT g, count(*), sum(m) FROM t WHERE f < 5000 GROUP BY g", POLICY, SIZES)
+    tables = tuple(sorted((name, str(path.resolve())) for name, path in files.items()))
+    shapes = [{}, {"single": True}, {"folded": True}, {"two_level": True}]
+    for fixed in (True, False):
+        pool = WorkerPool(replace(LIMITS, fixed_timing=fixed, workers=1))
+        try:
+            for shape in shapes:
+                execution = pool.run(Job(tables=tables, plan=plan, max_rows=1000, **shape))
+                seeded = any("__row" in statement for statement in execution.statements)
+                assert seeded is fixed, (fixed, shape, execution.statements)
+                assert len(execution.rows) == 5
+        finally:
+            pool.close()
