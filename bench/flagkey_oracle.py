@@ -1,6 +1,7 @@
 """The first-row step, seeded against unseeded, in one interleaved run (branch sbx-flagkey).
 
     python -m bench.flagkey_oracle --runs 30
+    python -m bench.flagkey_oracle --runs 30 --paths staged   # the staged path (branch sbx-seed)
 
 Builds bench.timing_oracle's flights-like product (statistics-free, as versions are written; ONE flight to
 'LEX', none to 'LEY'), opens it as the sandbox's workers do (engine.open_locked, with the worker's cached
@@ -35,6 +36,7 @@ from sandbox.engine import (
     Execution,
     TableStatistics,
     execute_folded,
+    execute_plan,
     execute_single,
     execute_two_level,
     open_locked,
@@ -51,6 +53,7 @@ PATHS: dict[str, Callable[..., Execution]] = {
     "single": execute_single,
     "two-level": execute_two_level,
     "folded": execute_folded,
+    "staged": execute_plan,  # large products (engine.execute_plan): seeded since branch sbx-seed
 }
 
 
@@ -59,6 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=int, default=40)
     parser.add_argument("--rows", type=int, default=336_776)
     parser.add_argument("--pairs", nargs="*", default=None)
+    parser.add_argument("--paths", nargs="*", default=None, help=f"of {', '.join(PATHS)} (default: all)")
     args = parser.parse_args(argv)
     load_before = os.getloadavg()
     limits = EngineLimits(threads=2, timeout_seconds=60)
@@ -79,6 +83,8 @@ def main(argv: list[str] | None = None) -> None:
                 "unseeded": {dest: dataclasses.replace(plan, seeded=None) for dest, plan in plans.items()},
             }
             for path_name, execute in PATHS.items():
+                if args.paths and path_name not in args.paths:
+                    continue
                 times = {(v, d): [] for v in variants for d in ("LEX", "LEY")}
                 order = [(v, d) for v in variants for d in ("LEX", "LEY")]
                 for key in order:  # warm-up

@@ -260,6 +260,11 @@ EN: dict[str, str] = {
         "Inside {function}() you may divide only by a non-zero number: dividing by a column can single out "
         "rows. Divide the aggregates instead, e.g. sum(a) / sum(b)."
     ),
+    "post_aggregate_may_fail": (
+        "{expression} is date or INTERVAL arithmetic on an aggregate or a group key, which fails for some of "
+        "their values (out of range, or a division by zero); select the number itself and apply the unit in "
+        "your application, or group by a date with date_trunc()."
+    ),
     "aggregate_may_overflow": (
         "A value inside {function}() could exceed {limit} in magnitude for measures within their declared "
         "bounds; use smaller numbers, or aggregate the measures separately and combine the results."

@@ -21,7 +21,7 @@ plain SQL): they do not depend on anything the buyer chose.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
@@ -30,7 +30,16 @@ from sqlglot import exp
 
 from sandbox.errors import QueryRefused
 from sandbox.policy import MeasureBounds
-from sandbox.syntax import DIALECT, REFUSED_NODES, function_name, is_aggregate_like, refuse_construct
+from sandbox.syntax import (
+    COMPARISONS,
+    DIALECT,
+    REFUSED_NODES,
+    TypeTest,
+    function_name,
+    guard,
+    is_aggregate_like,
+    refuse_construct,
+)
 
 MeasureResolver = Callable[[exp.Column, str], tuple[object, MeasureBounds]]
 """Resolves a column inside aggregate `function` to (its identity, its bounds), or refuses it."""
@@ -191,3 +200,90 @@ class Argument:
         node.set("this", left)
         node.set("expression", right)
         return node, a * Interval(1 / b.low, 1 / b.low)
+
+
+# -- post-aggregate expressions (stage 2: the select list, HAVING, ORDER BY) ---------------------------
+
+INT64_MAX = Fraction(2**63 - 1)
+"""BIGINT's largest value: integer arithmetic over the groups' counts is kept as written only when every
+intermediate is proven to stay within +-INT64_MAX."""
+_INTEGER_ARITHMETIC = (exp.Add, exp.Sub, exp.Mul)
+_TEMPORAL_TYPES = frozenset({*exp.DataType.TEMPORAL_TYPES, exp.DataType.Type.INTERVAL})
+_BOOLEAN_CONTEXT = TypeTest(
+    exp.Paren, exp.And, exp.Or, exp.Not, exp.Case, exp.If, exp.Is, exp.In, exp.Between, exp.Coalesce, *COMPARISONS
+)
+"""Nodes that compute nothing that can fail themselves: their operands are made safe one by one."""
+
+
+def temporal_arithmetic(node: exp.Expr) -> bool:
+    """Whether arithmetic `node` has an operand that is (or may be) a date, time or INTERVAL: a constant
+    INTERVAL, a date literal or a cast to a temporal type anywhere in it. Such arithmetic over an aggregate
+    or a group key fails for values out of range (`(sum(x) - 1) * INTERVAL 100000000 YEAR`, an INTERVAL
+    divided by a count that is 0): a run-time error on a shown group's value (red team red12)."""
+    for operand in (node.args.get("this"), node.args.get("expression")):
+        if not isinstance(operand, exp.Expr):
+            continue
+        if isinstance(operand, exp.Interval) or operand.find(exp.Interval) is not None:
+            return True
+        for cast in operand.find_all(exp.Cast, exp.TryCast):
+            to = cast.args.get("to")
+            if isinstance(to, exp.DataType) and to.this in _TEMPORAL_TYPES:
+                return True
+    return False
+
+
+def integer_bounds(node: exp.Expr, integers: Mapping[str, Interval]) -> Interval | None:
+    """The values integer arithmetic `node` can take, when it is built from integer constants and
+    columns of known bounds (`integers`: the groups' counts, 0 to the rows the query can read) with `+`,
+    `-`, `*`, unary minus, and `//` or `%` by a non-zero integer constant only, and every intermediate
+    stays within +-INT64_MAX; else None."""
+    if isinstance(node, exp.Column):
+        return integers.get(node.name)
+    if isinstance(node, exp.Literal):
+        if node.is_string or not node.this.isdigit():
+            return None
+        value = Fraction(int(node.this))
+        interval: Interval | None = Interval(value, value)
+    elif isinstance(node, exp.Paren):
+        interval = integer_bounds(node.this, integers)
+    elif isinstance(node, exp.Neg):
+        inner = integer_bounds(node.this, integers)
+        interval = -inner if inner is not None else None
+    elif isinstance(node, _INTEGER_ARITHMETIC):
+        a = integer_bounds(node.this, integers)
+        b = integer_bounds(node.expression, integers) if a is not None else None
+        if a is None or b is None:
+            return None
+        interval = a + b if isinstance(node, exp.Add) else a - b if isinstance(node, exp.Sub) else a * b
+    elif isinstance(node, (exp.IntDiv, exp.Mod)):
+        # By a non-zero integer constant only (by 0, or by a column, DuckDB raises).
+        a = integer_bounds(node.this, integers)
+        b = integer_bounds(node.expression, integers)
+        if a is None or b is None or b.low != b.high or b.low == 0 or node.expression.find(exp.Column) is not None:
+            return None
+        most = a.magnitude if isinstance(node, exp.IntDiv) else min(a.magnitude, abs(b.low) - 1)
+        interval = Interval(-most, most)
+    else:
+        return None
+    return interval if interval is not None and interval.magnitude <= INT64_MAX else None
+
+
+def post_aggregate(node: exp.Expr, integers: Mapping[str, Interval]) -> exp.Expr:
+    """Make a post-aggregate expression (over stage 1's columns) unable to raise for any value of them.
+
+    Integer arithmetic that `integer_bounds` proves within BIGINT stays as written (integer answers stay
+    integers); any other arithmetic or numeric function is guarded as row-level expressions are
+    (syntax.guard: computed in DOUBLE, which gives inf or NaN where integers would overflow or divide by
+    zero; `//` as floor of `/`). Comparisons, AND/OR/NOT, CASE and the like fail on nothing themselves:
+    their operands are made safe one by one. Arithmetic on dates or INTERVALs is refused before this
+    (temporal_arithmetic, in rewrite._PostAggregate)."""
+    if isinstance(node, (exp.Column, exp.Literal)) or integer_bounds(node, integers) is not None:
+        return node
+    if _BOOLEAN_CONTEXT(node):
+        for key, value in list(node.args.items()):
+            if isinstance(value, exp.Expr):
+                node.set(key, post_aggregate(value, integers))
+            elif isinstance(value, list):
+                node.set(key, [post_aggregate(v, integers) if isinstance(v, exp.Expr) else v for v in value])
+        return node
+    return guard(node)

@@ -33,6 +33,7 @@ from sandbox.rewrite import (
     UNDECIDED_TABLE,
     Plan,
     seeded_columns_sql,
+    seeded_recheck,
     threshold_sql,
     two_level_sql,
 )
@@ -389,7 +390,10 @@ def execute_plan(
     proportional to those rows, never a pass more or less.
     """
     started = time.process_time()
-    refused = _refusal(connection, plan, stats)
+    # Seeded (a filter, timing fixed): stage 1 and the recheck over rewrite.seeded_stage, as on the other paths.
+    seeded = plan.seeded if fixed else None
+    template = seeded or plan.template
+    refused = _refusal(connection, plan, stats, template)
     if refused is not None:
         cpu_ms = int((time.process_time() - started) * 1000)
         return Execution([], 0, 0, [], too_many_rows=False, cpu_ms=cpu_ms, statements=[], refused=refused)
@@ -413,14 +417,24 @@ def execute_plan(
 
     def stage(method: str, max_rows_per_unit: list[int], restriction: str) -> str:
         columns = threshold_sql(plan.units, method, max_rows_per_unit, plan.cells, whole)
-        return plan.template.replace(PLACEHOLDER, columns).replace(RESTRICT, restriction)
+        return template.replace(PLACEHOLDER, columns).replace(RESTRICT, restriction)
 
+    grouped = stage(first[0], first[1], "TRUE")
+    seeded_listed, restriction, kept_rows, kept_groups = "", plan.restriction, "", []
+    if seeded:
+        # The seeds' own groups (`__kept` FALSE) stay, with NULL bounds: never shown, never counted; of the
+        # recheck's groups only the kept, listed ones are read, and they replace kept groups only.
+        grouped = f'SELECT {seeded_columns_sql(plan, cells=False)} FROM ({grouped}) AS "__first"'
+        seeded_listed, listed_groups, restriction = seeded_recheck(plan, table, f"CAST({SENTINEL} AS UBIGINT)")
+        kept_rows, kept_groups = f" WHERE {listed_groups}", [f"{table}.{_quote_identifier(KEPT_COLUMN)}"]
     connection.execute("BEGIN TRANSACTION")
     try:
-        run(f"CREATE OR REPLACE TEMP TABLE {table} AS {stage(first[0], first[1], 'TRUE')}")
+        run(f"CREATE OR REPLACE TEMP TABLE {table} AS {grouped}")
         used.append(first[0])
         if first[0] != "exact":
-            if plan.key_columns:
+            if seeded and plan.key_columns:
+                listed = seeded_listed
+            elif plan.key_columns:
                 # With TRUE for the filter's value, as rewrite.build_plan's restriction hashes each row.
                 hashed = f"HASH({', '.join(_quote_identifier(c) for c in plan.key_columns)}, TRUE)"
                 listed = f'SELECT DISTINCT {hashed} AS "__h" FROM {table} WHERE {plan.undecided}'
@@ -450,11 +464,11 @@ def execute_plan(
                 keys = [_quote_identifier(c) for c in plan.key_columns]
                 run(
                     f"CREATE OR REPLACE TEMP TABLE {recheck} AS SELECT {', '.join(keys + thresholds)} "
-                    f'FROM ({stage("exact", [], plan.restriction)}) AS "__r"'
+                    f'FROM ({stage("exact", [], restriction)}) AS "__r"{kept_rows}'
                 )
                 # Matched on the keys as GROUP BY matches them; a group left unmatched keeps its bound,
                 # which did not reach k: it is suppressed (or its cell withheld), never shown in error.
-                matched = " AND ".join(f"{table}.{c} IS NOT DISTINCT FROM {recheck}.{c}" for c in keys)
+                matched = " AND ".join(kept_groups + [f"{table}.{c} IS NOT DISTINCT FROM {recheck}.{c}" for c in keys])
                 # Without group keys (timing not fixed) stage 1 always yields one row, even over no rows:
                 # updated only when rechecked.
                 rechecked = matched or f"EXISTS (SELECT 1 FROM {undecided})"
@@ -463,8 +477,8 @@ def execute_plan(
                     f"WHERE {rechecked}"
                 )
                 used.append("exact")
-        decided = run(plan.decide_sql).fetchone()
-        groups, not_passing, _ = (int(v or 0) for v in (decided or (0, 0, 0)))
+        decided = run(_seeded_groups(plan)[1] if seeded else plan.decide_sql).fetchone() or (0, 0)
+        groups, not_passing = int(decided[0] or 0), int(decided[1] or 0)
         # Only the exact count ever leaves a group not passing: it is suppressed. Likewise a cell: an
         # aggregate whose argument is non-NULL on rows of fewer than k units is NULL. The mask always
         # runs (whether any cell is withheld must not change what runs).
@@ -739,15 +753,8 @@ def _seeded_folded(
 
     first = _quote_identifier("__first")
     undecided = _quote_identifier(UNDECIDED_TABLE)
-    kept = _quote_identifier(KEPT_COLUMN)
-    hashed = f"HASH({', '.join(_quote_identifier(c) for c in plan.key_columns)}, TRUE)"
-    sentinel = f"CAST({SENTINEL} AS UBIGINT)"
-    listed = (
-        f'SELECT DISTINCT CASE WHEN {kept} AND ({plan.undecided}) THEN {hashed} ELSE {sentinel} END AS "__h" '
-        f"FROM {first} UNION ALL SELECT {sentinel}"
-    )
-    rechecked = f'{kept} AND {hashed} IN (SELECT "__h" FROM {undecided})'
-    recheck = stage("exact", [], f"({plan.restriction} OR {plan.seed})")
+    listed, rechecked, restriction = seeded_recheck(plan, first, f"CAST({SENTINEL} AS UBIGINT)")
+    recheck = stage("exact", [], restriction)
     ctes = (
         f"WITH {first} AS MATERIALIZED ({stage(method, bounds, 'TRUE')}), "
         f"{undecided} AS MATERIALIZED ({listed}), "
@@ -760,15 +767,23 @@ def _seeded_folded(
     return _counted(connection, statement, empty, max_rows, [method, "exact"], started)
 
 
-def _refusal(connection: duckdb.DuckDBPyConnection, plan: Plan, stats: Statistics | None) -> Refusal | None:
-    """Before anything touches rows: compute the query's constants, then type stage 1 (sandbox.binding).
+def _refusal(
+    connection: duckdb.DuckDBPyConnection, plan: Plan, stats: Statistics | None, template: str | None = None
+) -> Refusal | None:
+    """Before anything touches rows: compute the query's constants, then type stages 1 and 2 (sandbox.binding):
+    `template`, the stage 1 that runs (by default the seeded one when the plan has one: it holds the plain
+    one's buyer text and the sandbox's `__kept` and seed, so a statement that would fail to bind is refused
+    here rather than failing at run time).
 
     Both depend on the query text and the tables' types only, never on the rows, so a refusal here
     says nothing about the data; and so the worker decides each statement once per product version
     (Statistics.refusal) and remembers the verdict.
     """
-    statement = plan.template.replace(PLACEHOLDER, threshold_sql(plan.units, "exact", (), plan.cells))
-    statement = statement.replace(RESTRICT, "TRUE")
+    template = template or plan.seeded or plan.template
+    statement = template.replace(PLACEHOLDER, threshold_sql(plan.units, "exact", (), plan.cells))
+    # Stage 2 over it, in the same bind: a cast there that can fail for some value of a group's column
+    # (`CAST(sum(m) AS INTEGER)`) is refused like one in stage 1 (branch sbx-seed).
+    statement = f'WITH "{GROUPS_TABLE}" AS ({statement.replace(RESTRICT, "TRUE")}) {plan.output_sql}'
     if stats is None:
         return _decide_refusal(connection, plan, statement, None)
     return stats.refusal(

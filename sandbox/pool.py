@@ -306,14 +306,16 @@ def _run_job(
             try:
                 if isinstance(job.plan, dp.DPPlan):
                     return ("ok", dp.execute(db, job.plan, statistics))
+                # Timing not fixed: no seeds either (they only serve fixed timing; execute_plan reads `fixed`).
+                plan = job.plan if limits.fixed_timing else replace(job.plan, seeded=None)
                 if job.bits:
-                    return ("ok", execute_bits(db, job.plan, job.max_rows, statistics, job.bits))
+                    return ("ok", execute_bits(db, plan, job.max_rows, statistics, job.bits))
                 if job.two_level:
-                    return ("ok", execute_two_level(db, job.plan, job.max_rows, statistics))
+                    return ("ok", execute_two_level(db, plan, job.max_rows, statistics))
                 if job.single:
-                    return ("ok", execute_single(db, job.plan, job.max_rows, statistics))
+                    return ("ok", execute_single(db, plan, job.max_rows, statistics))
                 if job.folded:
-                    return ("ok", execute_folded(db, job.plan, job.max_rows, statistics))
+                    return ("ok", execute_folded(db, plan, job.max_rows, statistics))
                 return ("ok", execute_plan(db, job.plan, job.max_rows, statistics, fixed=limits.fixed_timing))
             except duckdb.Error as error:
                 if watch.cancelled:

@@ -19,10 +19,12 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 from sqlglot import exp
 
 from market.i18n import Msg
+from sandbox.algebra import Interval, post_aggregate, temporal_arithmetic
 from sandbox.errors import QueryRefused
 from sandbox.policy import ProtectionPolicy
 from sandbox.syntax import ARITHMETIC, DIALECT, TypeTest, guard, to_sql
@@ -276,6 +278,8 @@ class _PostAggregate:
                 self.aggregates[text] = len(self.aggregate_nodes)
                 self.aggregate_nodes.append(node)
             return _col(f"__a{self.aggregates[text]}")
+        if isinstance(node, _TEMPORAL_CHECKED) and temporal_arithmetic(node) and node.find(exp.AggFunc, exp.Column):
+            raise QueryRefused("post_aggregate_may_fail", expression=_buyer_text(node))
         if isinstance(node, exp.Column):
             lowered = node.name.lower()
             if aliases_ok and not node.table and lowered in self.checked.aliases:
@@ -291,6 +295,33 @@ class _PostAggregate:
                 if any(new is not old for new, old in zip(items, value, strict=True)):
                     node.set(key, items)
         return node
+
+
+_TEMPORAL_CHECKED = (*ARITHMETIC, exp.Neg)
+
+
+def _buyer_text(node: exp.Expr) -> str:
+    """`node` as the buyer wrote it, near enough for a message: a measure's `TRY_CAST(m AS DOUBLE)` (the
+    validator's form inside aggregates) shown as `m`."""
+    shown = node.copy()
+    for cast in list(shown.find_all(exp.TryCast)):
+        to = cast.args.get("to")
+        if isinstance(cast.this, exp.Column) and isinstance(to, exp.DataType) and to.this == exp.DataType.Type.DOUBLE:
+            cast.replace(cast.this)
+    text = to_sql(shown)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _counts(post: _PostAggregate, checked: CheckedQuery, sizes: Mapping[str, int] | None) -> dict[str, Interval]:
+    """The bounds of the count aggregates (`__a<j>`): 0 to the rows the query can read (the product of its
+    tables' public row counts: a join yields at most that many rows); none without the row counts."""
+    if sizes is None or any(ref.table not in sizes for ref in checked.refs):
+        return {}
+    rows = 1
+    for ref in checked.refs:
+        rows *= max(int(sizes[ref.table]), 1)
+    bound = Interval(Fraction(0), Fraction(rows))
+    return {f"__a{j}": bound for j, node in enumerate(post.aggregate_nodes) if isinstance(node, exp.Count)}
 
 
 def _column_of(node: exp.Expr, tables: dict[str, str]) -> tuple[str, str] | None:
@@ -388,6 +419,14 @@ def build_plan(checked: CheckedQuery, policy: ProtectionPolicy, sizes: Mapping[s
                 exp.Ordered(this=target, desc=ordered.args.get("desc"), nulls_first=ordered.args.get("nulls_first"))
             )
 
+    # Stage 2 cannot raise for any value of the groups' columns (algebra.post_aggregate): integer arithmetic
+    # proven within BIGINT from the counts' bounds stays as written, the rest is computed in DOUBLE.
+    counts = _counts(post, checked, sizes)
+    outputs = [post_aggregate(output, counts) for output in outputs]
+    if having_expr is not None:
+        having_expr = post_aggregate(having_expr, counts)
+    for ordered in order_terms:
+        ordered.set("this", post_aggregate(ordered.this, counts))
     guarded_keys = [guard(key.copy()) for key in checked.group_keys]
     key_texts = [to_sql(key) for key in guarded_keys]
     projections: list[exp.Expr] = [
@@ -429,6 +468,10 @@ def build_plan(checked: CheckedQuery, policy: ProtectionPolicy, sizes: Mapping[s
     seeded = seeded_stage(stage, filtered, restrict, seed, guarded_keys) if filtered is not None else None
     constants = _constants([condition, *[on for join in stage.args.get("joins") or [] if (on := join.args.get("on"))]])
     constants += _constants(guarded_keys)
+    # Stage 2's computed constants too (`1 + 2147483647` fails for every group alike): refused before
+    # running. A bare INTERVAL stays an answer value (answer_out_of_range when JSON cannot carry it).
+    post_nodes = [*outputs, *([having_expr] if having_expr is not None else []), *(o.this for o in order_terms)]
+    constants += [c for c in _constants(post_nodes) if not isinstance(c, exp.Interval)]
     # The threshold columns and the recheck restriction go in place of placeholders the buyer cannot
     # write (names with __ are refused), each found exactly once. All variants of stage 1 differ
     # only there, so the buyer part DuckDB's parser confirms in the template is the same text in each.
@@ -716,13 +759,37 @@ def _masked_columns_sql(k: int, cells: list[Cell]) -> str:
     return "* REPLACE (" + ", ".join(f'{value} AS "{column}"' for column, value in masks) + ")"
 
 
-def seeded_columns_sql(plan: Plan) -> str:
+def _kept_bounds(plan: Plan) -> list[tuple[str, str]]:
+    return [(f"__lo{i}", f'CASE WHEN "{KEPT_COLUMN}" THEN "__lo{i}" END') for i in range(len(plan.units))]
+
+
+def seeded_columns_sql(plan: Plan, *, cells: bool = True) -> str:
     """Plan.masked_columns_sql over a seeded stage 1 (seeded_stage): also every group bound `__lo<i>` NULL
     in a group whose `__kept` is FALSE (seeds that fail the filter), so it never passes, like a group
-    under k (stage 2's WHERE tests the bounds before anything the buyer wrote)."""
-    masks = [(f"__lo{i}", f'CASE WHEN "{KEPT_COLUMN}" THEN "__lo{i}" END') for i in range(len(plan.units))]
-    masks += _cell_masks(plan.min_group_size, plan.cells)
+    under k (stage 2's WHERE tests the bounds before anything the buyer wrote). `cells=False`: the bounds
+    alone (the staged path masks its cells after the recheck, Plan.mask_sql)."""
+    masks = _kept_bounds(plan) + (_cell_masks(plan.min_group_size, plan.cells) if cells else [])
     return "* REPLACE (" + ", ".join(f'{value} AS "{column}"' for column, value in masks) + ")"
+
+
+def seeded_recheck(plan: Plan, source: str, sentinel: str) -> tuple[str, str, str]:
+    """The recheck over a seeded stage 1 (engine.execute_plan, engine.execute_folded), as three texts:
+
+    - `listed`: the undecided groups' hashes read from `source` (stage 1's groups), one entry per group:
+      HASH(keys, TRUE) of a kept, undecided group, else `sentinel` (the DISTINCT sees every group, the
+      seeds' too: never none because no row passes the filter), plus `sentinel` once more;
+    - `rechecked`: which groups of the recheck (or of `source`) are the kept, listed ones: only those
+      replace stage 1's (a recheck group of seeds alone, or of a kept seed in a decided group, is partial);
+    - `restriction`: the recheck's row restriction, `(<Plan.restriction>) OR <seed>`, so its aggregates
+      get the seeds plus the kept rows of the undecided groups, whether or not any group is undecided."""
+    kept = f'"{KEPT_COLUMN}"'
+    hashed = f"HASH({', '.join(_quoted(c) for c in plan.key_columns)}, TRUE)"
+    listed = (
+        f'SELECT DISTINCT CASE WHEN {kept} AND ({plan.undecided}) THEN {hashed} ELSE {sentinel} END AS "__h" '
+        f"FROM {source} UNION ALL SELECT {sentinel}"
+    )
+    rechecked = f'{kept} AND {hashed} IN (SELECT "__h" FROM "{UNDECIDED_TABLE}")'
+    return listed, rechecked, f"({plan.restriction} OR {plan.seed})"
 
 
 _COMPUTED = (exp.Func, exp.Interval, *ARITHMETIC)

@@ -26,12 +26,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sandbox import crosscheck
-from sandbox.engine import execute_folded, execute_single, execute_two_level
+from sandbox.engine import TableStatistics, execute_folded, execute_plan, execute_single, execute_two_level
 from sandbox.errors import QueryRefused
 from sandbox.policy import ProtectionPolicy
 from sandbox.rewrite import RESTRICT_COLUMN, THRESHOLD_COLUMN, Plan
 from sandbox.service import plan_query
-from tests.sandbox.conftest import replaying_connection, write_parquet
+from tests.sandbox.conftest import profile_statements, replaying_connection, write_parquet
 
 ROWS = 10_000
 SEEDS = (ROWS + 2047) // 2048
@@ -52,6 +52,19 @@ POLICY = ProtectionPolicy.model_validate(
 )
 SIZES = {"t": ROWS, "s": 40}
 PATHS = (execute_single, execute_two_level, execute_folded)
+
+
+def execute_staged(connection: duckdb.DuckDBPyConnection, plan: Plan, max_rows: int) -> Any:
+    """The staged path (engine.execute_plan, large products) with the rows method (the worker's statistics)."""
+    return execute_plan(connection, plan, max_rows, TableStatistics(connection, {}, version="flagkey"))
+
+
+def execute_staged_buckets(connection: duckdb.DuckDBPyConnection, plan: Plan, max_rows: int) -> Any:
+    """The staged path without statistics: the hash-bucket bound, so more groups are rechecked."""
+    return execute_plan(connection, plan, max_rows)
+
+
+ALL_PATHS = (*PATHS, execute_staged, execute_staged_buckets)
 
 
 @pytest.fixture(scope="module")
@@ -163,7 +176,7 @@ def test_seeded_answers_are_the_naive_answers(
     plan = plan_query(sql, POLICY, SIZES)
     assert plan.seeded is not None
     expected, groups, suppressed = _naive(connection, keys, aggregates, where)
-    for execute in PATHS:
+    for execute in ALL_PATHS:
         execution = execute(connection, plan, 100_000)
         assert execution.refused is None
         assert _canonical(execution.rows) == expected, (execute.__name__, sql)
@@ -181,7 +194,7 @@ def test_a_join_is_seeded_and_exact(connection: duckdb.DuckDBPyConnection) -> No
             f"FROM t JOIN s ON t.g = s.g WHERE {where} GROUP BY 1"
         ).fetchall()
         expected = _canonical([row[:3] for row in rows if row[3] >= K and row[4] >= K])
-        for execute in PATHS:
+        for execute in ALL_PATHS:
             execution = execute(connection, plan, 100_000)
             assert _canonical(execution.rows) == expected, (execute.__name__, where)
             assert execution.groups == len(rows), (execute.__name__, where)
@@ -331,3 +344,90 @@ def test_the_crosscheck_confirms_the_seeded_shape_only() -> None:
 def test_no_filter_no_seed() -> None:
     """Without a filter every row reaches the aggregates already: nothing to seed."""
     assert plan_query("SELECT g, count(*) FROM t GROUP BY g", POLICY, SIZES).seeded is None
+
+
+# -- the staged path (engine.execute_plan, branch sbx-seed) ------------------------------------------
+
+
+def _staged_inputs(connection: duckdb.DuckDBPyConnection, statements: list[str], output: Path) -> dict[str, list[int]]:
+    """Rows into the aggregates of the staged path's stage 1 (`__groups`) and of its recheck (`__recheck`)."""
+    found: dict[str, list[int]] = {}
+    for statement, profile in zip(statements, profile_statements(connection, output, statements), strict=True):
+        for name in ("__groups", "__recheck"):
+            if statement.startswith(f'CREATE OR REPLACE TEMP TABLE "{name}" AS'):
+                found[name] = _aggregate_inputs(profile)
+    return found
+
+
+@pytest.mark.parametrize(("template", "rows"), PAIRS)
+@pytest.mark.parametrize("execute", [execute_staged, execute_staged_buckets])
+def test_the_seeds_reach_the_staged_path_whatever_the_filter(
+    template: str, rows: int, execute: Any, connection: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    """The staged path's stage 1 and its recheck (when it has one): every seed reaches their aggregates for a
+    filter that keeps one row and for one that keeps none, and the same rows but for the one row's (fails on
+    main, whose staged statements are not seeded: no row for `f = -1`)."""
+    seen = []
+    for value in (4321, -1):
+        plan = plan_query(template.format(v=value), POLICY, SIZES)
+        execution = execute(connection, plan, 1000)
+        assert execution.refused is None
+        inputs = _staged_inputs(connection, execution.statements, tmp_path / "profile.json")
+        assert inputs.get("__groups"), execution.statements
+        if plan.key_columns:
+            assert inputs.get("__recheck"), execution.statements
+        for name, found in inputs.items():
+            assert found and min(found) >= SEEDS, (name, template, value, inputs)
+        seen.append(inputs)
+    present, absent = seen
+    assert present.keys() == absent.keys()
+    for name in present:
+        assert len(present[name]) == len(absent[name])
+        assert all(0 <= a - b <= rows for a, b in zip(present[name], absent[name], strict=True)), (name, seen)
+
+
+def test_the_staged_path_is_not_seeded_when_timing_is_not_fixed(connection: duckdb.DuckDBPyConnection) -> None:
+    """MARKET_SANDBOX_FIXED_TIMING=false: no seeds on the staged path (they only serve fixed timing), the
+    same answer."""
+    plan = plan_query("SELECT g, count(*), sum(m) FROM t WHERE f < 5000 GROUP BY g", POLICY, SIZES)
+    fixed = execute_plan(connection, plan, 1000)
+    free = execute_plan(connection, plan, 1000, fixed=False)
+    assert any("__row" in statement for statement in fixed.statements)
+    assert not any("__row" in statement for statement in free.statements)
+    assert _canonical(fixed.rows) == _canonical(free.rows)
+    assert (fixed.groups, fixed.suppressed_groups) == (free.groups, free.suppressed_groups)
+
+
+def test_a_seed_group_that_shares_a_kept_groups_keys_is_never_shown(connection: duckdb.DuckDBPyConnection) -> None:
+    """`f > 9000 AND f < 9100`: rows of 100 units... of which the seeds 0, 2048, ... fail; each g has a kept
+    group and a seeds-only group with the same keys. Only the kept one may be rechecked and shown."""
+    for where in ("f >= 9000 AND f < 9100", "f = 4321", "f < 0", "f >= 2048 AND f < 2058"):
+        sql = f"SELECT g, count(*), sum(m) FROM t WHERE {where} GROUP BY g"
+        plan = plan_query(sql, POLICY, SIZES)
+        expected, groups, suppressed = _naive(connection, "g", "count(*), sum(m)", where)
+        for execute in ALL_PATHS:
+            execution = execute(connection, plan, 1000)
+            assert _canonical(execution.rows) == expected, (execute.__name__, where)
+            assert (execution.groups, execution.suppressed_groups) == (groups, suppressed), (execute.__name__, where)
+
+
+def test_no_path_is_seeded_through_a_worker_when_timing_is_not_fixed(files: dict[str, Path]) -> None:
+    """Through the worker (pool._run_job): every path runs the seeds with fixed timing and none without."""
+    from dataclasses import replace
+
+    from sandbox.pool import Job, WorkerPool
+    from tests.sandbox.conftest import LIMITS
+
+    plan = plan_query("SELECT g, count(*), sum(m) FROM t WHERE f < 5000 GROUP BY g", POLICY, SIZES)
+    tables = tuple(sorted((name, str(path.resolve())) for name, path in files.items()))
+    shapes = [{}, {"single": True}, {"folded": True}, {"two_level": True}]
+    for fixed in (True, False):
+        pool = WorkerPool(replace(LIMITS, fixed_timing=fixed, workers=1))
+        try:
+            for shape in shapes:
+                execution = pool.run(Job(tables=tables, plan=plan, max_rows=1000, **shape))
+                seeded = any("__row" in statement for statement in execution.statements)
+                assert seeded is fixed, (fixed, shape, execution.statements)
+                assert len(execution.rows) == 5
+        finally:
+            pool.close()

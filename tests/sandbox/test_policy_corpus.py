@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from sandbox.errors import QueryFailed, QueryRefused
+from sandbox.errors import QueryRefused
 from sandbox.policy import ProtectionPolicy
 from tests.factories import PEOPLE_POLICY
 
@@ -523,16 +523,21 @@ def test_casts_and_arithmetic_on_data_never_raise(run) -> None:
 
 def test_errors_after_grouping_never_see_small_groups(run) -> None:
     # 'rare' and 'tiny' have 5 people each: a HAVING that would fail on them must not run on them.
-    result = run(
-        "SELECT category, count(*) FROM people GROUP BY category "
-        "HAVING CAST(CAST(sum(amount) AS VARCHAR) || 'x' AS INTEGER) IS NULL"
-    )
+    # Since branch sbx-seed stage 2 is bound with stage 1, so its text cast is refused up front like one
+    # in WHERE (text_cast), and post-aggregate arithmetic cannot fail (computed in DOUBLE where unproven).
+    with pytest.raises(QueryRefused) as refused:
+        run(
+            "SELECT category, count(*) FROM people GROUP BY category "
+            "HAVING CAST(CAST(sum(amount) AS VARCHAR) || 'x' AS INTEGER) IS NULL"
+        )
+    assert refused.value.code == "text_cast"
+    result = run("SELECT category, count(*) FROM people GROUP BY category HAVING 100 // (count(*) - count(*)) > 0")
     assert [row[0] for row in result.rows] == ["common"]
     assert result.measurements.suppressed_groups == 2
 
 
 def test_runtime_errors_are_reported_without_values(run) -> None:
-    with pytest.raises(QueryFailed) as failed:
-        run("SELECT region, count(*) // (count(*) - count(*)) FROM people GROUP BY region")
-    assert failed.value.code == "query_failed"
-    assert "north" not in failed.value.message
+    # Was a run-time query_failed (BIGINT // 0); since branch sbx-seed stage 2 computes unproven arithmetic
+    # in DOUBLE (floor(n / 0) = inf, answered as null), so it is answered: no error, hence no value in one.
+    result = run("SELECT region, count(*) // (count(*) - count(*)) FROM people GROUP BY region")
+    assert result.rows and all(row[1] is None for row in result.rows)

@@ -74,9 +74,13 @@ def test_decimals_of_38_digits_are_answered_not_a_500(demo_market: DemoMarket) -
             "SELECT origin, count(*) AS n FROM flights WHERE INTERVAL 100000000 YEAR > INTERVAL 1 DAY GROUP BY origin",
             "constant_error",
         ),
-        # Data-dependent, but on the groups shown only: the answer would show these values anyway.
-        ("SELECT origin, sum(distance) * INTERVAL 1 MONTH AS i FROM flights GROUP BY origin", "answer_out_of_range"),
-        ("SELECT origin, count(*) * INTERVAL 1000 YEAR AS i FROM flights GROUP BY origin", "answer_out_of_range"),
+        # INTERVAL arithmetic on an aggregate: refused up front since branch sbx-seed (it can fail at run
+        # time for some values of the aggregate: algebra.temporal_arithmetic).
+        (
+            "SELECT origin, sum(distance) * INTERVAL 1 MONTH AS i FROM flights GROUP BY origin",
+            "post_aggregate_may_fail",
+        ),
+        ("SELECT origin, count(*) * INTERVAL 1000 YEAR AS i FROM flights GROUP BY origin", "post_aggregate_may_fail"),
     ],
 )
 def test_an_interval_json_cannot_carry_is_a_4xx_and_the_worker_survives(
