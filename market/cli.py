@@ -144,10 +144,17 @@ def serve_command(
     os.environ["MARKET_DATA_DIR"] = str(settings.data_dir)
     if settings.database_url:
         os.environ["MARKET_DATABASE_URL"] = settings.database_url
-    from market.serving import serve_processes, supports_reuse_port
+    from market.serving import WORKER_HEALTHCHECK_SECONDS, serve_processes, supports_reuse_port
 
     if not supports_reuse_port():  # pragma: no cover - Linux and the BSDs have it
-        uvicorn.run("market.app:create_app", factory=True, host=host, port=port, workers=processes)
+        uvicorn.run(
+            "market.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=processes,
+            timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
+        )
         return
     # A listening socket per process: the kernel spreads connections over them (market.serving).
     serve_processes("market.app:create_app", host=host, port=port, workers=processes)

@@ -53,13 +53,22 @@ class PerProcessSocket(socket.socket):
         return (_listening, self.recipe)
 
 
+WORKER_HEALTHCHECK_SECONDS = 60
+"""How long uvicorn's supervisor waits for an API process to answer its health ping before it kills it as
+hung and starts another (uvicorn's default: 5 s). A process starting on a loaded machine (imports, the app,
+its sandbox workers) missed 5 s: at a load average of 7-15 on 2 cores the supervisor killed two or four
+fresh processes before one came up, and `make tour` found no server after its 20 s (branch audit9)."""
+
+
 def supports_reuse_port() -> bool:
     return hasattr(socket, "SO_REUSEPORT")
 
 
 def serve_processes(app: str, *, host: str, port: int, workers: int) -> None:
     """Serve the app factory at `app` ("module:function") from `workers` processes, one socket each."""
-    config = uvicorn.Config(app, factory=True, host=host, port=port, workers=workers)
+    config = uvicorn.Config(
+        app, factory=True, host=host, port=port, workers=workers, timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS
+    )
     _listening(host, port, 0, listen=False).close()  # a port taken fails here, once, not in every child
     placeholder = PerProcessSocket(host, port, config.backlog)
     try:

@@ -16,6 +16,8 @@ Budgets are rho-zCDP in integer nano-units (metering.models.PrivacyBudget): one 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
@@ -24,7 +26,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from market.clock import new_id, utcnow
-from market.db import Database, insert_ignore
+from market.db import Database, begin_write, insert_ignore
 from market.errors import MarketError, ServiceUnavailable, TooManyRequests, Unprocessable
 from market.i18n import Msg
 from market.settings import Settings
@@ -281,7 +283,7 @@ def run(
     """A query on a DP product (or one that asked for DP features): plan, dry run or repeat, reserve, run, record."""
     agreement = attempt.agreement
     if not policy.is_dp or policy.dp is None:
-        with database.transaction() as session:
+        with _writing(database) as session:
             return attempts.refuse(session, attempt, Unprocessable("not_dp_product", slug=attempt.product_slug))
     params = policy.dp
     chosen = dp.decimal_of(params.query_epsilon if epsilon is None else epsilon)
@@ -295,7 +297,7 @@ def run(
             )
         plan = dp.plan(attempt.sql, policy, seed=agreement.product_version_id)
     except (QueryRefused, Unprocessable) as error:
-        with database.transaction() as session:
+        with _writing(database) as session:
             return attempts.refuse(session, attempt, error)
     calibration = dp.calibrate(plan, params, chosen)
     cost = Cost(dp.rho_nano(calibration.rho), delta_atto(calibration.selection_delta))
@@ -312,7 +314,7 @@ def run(
     with database.transaction() as session:
         earlier = stored_answer(session, agreement.id, key)
     if earlier is None:
-        with database.transaction() as session:
+        with _writing(database) as session:
             refusal = reserve(session, agreement, params, cost)
             if refusal is not None:
                 return attempts.refuse(session, attempt, refusal)
@@ -326,12 +328,12 @@ def run(
             result = QueryResult(plan.columns, released.rows, ";\n".join(execution.statements), measurements)
             privacy = dp.privacy_summary(plan, calibration, released, left_epsilon=None)
         except (ServiceUnavailable, QueryRefused, QueryFailed) as error:
-            with database.transaction() as session:
+            with _writing(database) as session:
                 settle(session, agreement, cost, spend=False)
                 busy = isinstance(error, ServiceUnavailable)
                 return attempts.refuse(session, attempt if not busy else _without_key(attempt), error)
         except BaseException:
-            with database.transaction() as session:
+            with _writing(database) as session:
                 settle(session, agreement, cost, spend=False)
             raise
     else:
@@ -339,14 +341,23 @@ def run(
         privacy = dict(earlier.privacy)
         cost = Cost(0)
     try:
-        with database.transaction() as session:
+        with _writing(database) as session:
             return _record(session, attempt, params, result, privacy, key, cost, repeat_of=earlier)
     except BaseException:
         # Rolled back, the settlement with it (say `idempotency_conflict`: a concurrent request with the same
         # key and other SQL recorded first): give the reservation back, or it stays reserved for good (red13).
-        with database.transaction() as session:
+        with _writing(database) as session:
             settle(session, agreement, cost, spend=False)
         raise
+
+
+@contextmanager
+def _writing(database: Database) -> Iterator[Session]:
+    """A transaction that writes: on SQLite it queues for the write lock in the kernel and begins with it
+    (market.db.begin_write), as the threshold path's writes do, never in SQLite's sleeping busy handler."""
+    with database.transaction() as session:
+        begin_write(session)
+        yield session
 
 
 def _without_key(attempt: attempts.Attempt) -> attempts.Attempt:

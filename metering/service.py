@@ -15,7 +15,15 @@ from market.accounts.models import Role
 from market.accounts.service import Principal
 from market.clock import new_id, utcnow
 from market.db import Database
-from market.errors import Conflict, Forbidden, NotFound, ServiceUnavailable, TooManyRequests, Unprocessable
+from market.errors import (
+    Conflict,
+    Forbidden,
+    MarketError,
+    NotFound,
+    ServiceUnavailable,
+    TooManyRequests,
+    Unprocessable,
+)
 from market.settings import Settings
 from metering import access, attempts, group_commit, privacy, repository
 from metering.attempts import QueryOutcome
@@ -300,6 +308,18 @@ class _Prepared:
     cache: no sandbox run to spare, so the counter is read once, under its lock, instead of twice."""
 
 
+@dataclass(frozen=True)
+class _Refused:
+    """A refusal transaction 1 decided; recorded after it, in a write transaction (group_commit.write).
+
+    Transaction 1 only reads: on SQLite a refusal written there (a deferred transaction) waited for the
+    write lock in SQLite's busy handler, which sleeps and retries, instead of queueing for it in the
+    kernel as every other write of the query path does (market.db.begin_write; branch audit9)."""
+
+    attempt: attempts.Attempt
+    error: MarketError
+
+
 def _prepare(
     session: Session,
     settings: Settings,
@@ -312,9 +332,10 @@ def _prepare(
     over_limit: TooManyRequests | None,
     max_rows: int = 0,
     plain: bool = False,
-) -> _Prepared | QueryOutcome:
+) -> _Prepared | _Refused | QueryOutcome:
     """Transaction 1: replay, product, agreement, the early quota check and the organisation's limit;
-    a refusal is recorded here (one over the limit not under its Idempotency-Key: it is transient)."""
+    a refusal is decided here and recorded after it (one over the limit not under its Idempotency-Key:
+    it is transient)."""
     replay = attempts.replay(session, actor, idempotency_key, product_slug, sql)
     if replay is not None:
         return replay
@@ -332,7 +353,7 @@ def _prepare(
     attempt = attempts.Attempt(actor, agreement, product_slug, sql, idempotency_key, now)
     refusal = attempts.agreement_refusal(agreement, now)
     if refusal is not None:
-        return attempts.refuse(session, attempt, refusal)
+        return _Refused(attempt, refusal)
     # A cheap early refusal when the quota is already used up; the binding decision is in transaction 3.
     # Without any quota there is nothing to refuse early: the counter is not even read.
     quotas = (agreement.monthly_query_quota, agreement.monthly_row_quota, agreement.monthly_byte_quota)
@@ -346,9 +367,9 @@ def _prepare(
         counter = repository.month_counter(session, agreement.id, attempts.month_of(now))
         early = attempts.quota_refusal(agreement, counter, Measurements(0, 0, 0, 0, 0))
         if early is not None:
-            return attempts.refuse(session, attempt, early)
+            return _Refused(attempt, early)
     if over_limit is not None:
-        return attempts.refuse(session, replace(attempt, key=None), over_limit)
+        return _Refused(replace(attempt, key=None), over_limit)
     if runs.policy is None:
         version = session.get(ProductVersion, agreement.product_version_id)
         if version is None:  # pragma: no cover - agreements reference versions by foreign key
@@ -454,6 +475,11 @@ def run_metered_query(
             )
         if isinstance(prepared, QueryOutcome):
             return prepared
+        if isinstance(prepared, _Refused):
+            refused = prepared
+            return group_commit.write(
+                database, settings, lambda session: attempts.refuse(session, refused.attempt, refused.error)
+            )
         attempt = prepared.attempt
         if prepared.policy.is_dp or epsilon is not None or dry_run:
             return privacy.run(

@@ -26,11 +26,14 @@ unset MARKET_DATABASE_URL MARKET_CLOCK_START MARKET_STRIPE_API_KEY MARKET_STRIPE
 "$BIN/market" demo --keys-out "$MARKET_DATA_DIR/demo-keys.json"
 "$BIN/market" serve --port "$PORT" >"$work/server.log" 2>&1 &
 server=$!
-for _ in $(seq 1 100); do
+# Up to 180 s: `market serve` starts one API process per core, and on a loaded machine that took 28 s.
+for _ in $(seq 1 900); do
   curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break
   kill -0 "$server" 2>/dev/null || { cat "$work/server.log"; echo "tour: the server did not start" >&2; exit 1; }
   sleep 0.2
 done
+curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null || {
+  tail -n 40 "$work/server.log"; echo "tour: the server did not answer /healthz within 180 s" >&2; exit 1; }
 
 "$BIN/python" - README.md >"$work/tour.sh" <<'PY'
 import re
