@@ -27,19 +27,8 @@ from sandbox.errors import QueryRefused
 from sandbox.policy import ProtectionPolicy
 from sandbox.service import TableFile, _seeds, plan_query
 from tests.factories import people_rows
-from tests.sandbox.conftest import TWO_TABLE_POLICY, shops_rows, write_parquet
+from tests.sandbox.conftest import PEOPLE_TYPES, SHOPS_TYPES, TWO_TABLE_POLICY, shops_rows, write_parquet
 from tests.sandbox.test_policy_corpus import JOINED
-
-PEOPLE_TYPES = {
-    "person_id": "VARCHAR",
-    "name": "VARCHAR",
-    "region": "VARCHAR",
-    "category": "VARCHAR",
-    "month": "INTEGER",
-    "amount": "INTEGER",
-    "trips": "INTEGER",
-}
-SHOPS_TYPES = {"shop_id": "VARCHAR", "owner_id": "VARCHAR", "region": "VARCHAR", "kind": "VARCHAR", "rent": "INTEGER"}
 
 
 def main(argv: list[str] | None = None) -> None:
