@@ -67,6 +67,33 @@ PEOPLE_TYPES = {
 SHOPS_TYPES = {"shop_id": "VARCHAR", "owner_id": "VARCHAR", "region": "VARCHAR", "kind": "VARCHAR", "rent": "INTEGER"}
 
 
+def self_join_policy(dimensions: list[str], measure_max: float) -> ProtectionPolicy:
+    """Tables `a` and `b` (one file, see self_join_tables): unit `u`, measure `m` within [0, measure_max]."""
+    return ProtectionPolicy.model_validate(
+        {
+            "min_group_size": 10,
+            "tables": {
+                t: {
+                    "privacy_unit": "u",
+                    "dimensions": dimensions,
+                    "measures": ["m"],
+                    "bounds": {"m": {"min": 0, "max": measure_max}},
+                }
+                for t in ("a", "b")
+            },
+        }
+    )
+
+
+def self_join_tables(directory: Path, rows: int, select: str) -> dict[str, TableFile]:
+    """One Parquet file of `rows` rows (`select` over `range(rows) t(i)`) serving as both `a` and `b`:
+    the worker tests' pathological cross joins."""
+    path = directory / "t.parquet"
+    with duckdb.connect() as connection:
+        connection.execute(f"COPY (SELECT {select} FROM range({rows}) t(i)) TO '{path}' (FORMAT parquet)")
+    return {t: TableFile(name=t, path=path, row_count=rows) for t in ("a", "b")}
+
+
 def write_parquet(path: Path, rows: list[dict[str, Any]], types: dict[str, str]) -> Path:
     connection = duckdb.connect()
     columns = ", ".join(f'"{name}" {kind}' for name, kind in types.items())

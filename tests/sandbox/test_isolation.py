@@ -19,25 +19,12 @@ import pytest
 
 from sandbox.engine import SHADOWS, EngineLimits, TableStatistics, locked_connection
 from sandbox.errors import QueryFailed
-from sandbox.policy import ProtectionPolicy
 from sandbox.pool import WorkerPool
 from sandbox.service import TableFile, run_query
+from tests.sandbox.conftest import self_join_policy, self_join_tables
 
 ROWS = 1_000_000
-POLICY = ProtectionPolicy.model_validate(
-    {
-        "min_group_size": 10,
-        "tables": {
-            t: {
-                "privacy_unit": "u",
-                "dimensions": ["x", "g"],
-                "measures": ["m"],
-                "bounds": {"m": {"min": 0, "max": 1e6}},
-            }
-            for t in ("a", "b")
-        },
-    }
-)
+POLICY = self_join_policy(["x", "g"], 1e6)
 QUICK = "SELECT a.g, count(*) FROM a WHERE a.g < 3 GROUP BY 1"
 CROSS_JOIN = "SELECT sum(a.m + b.m) FROM a CROSS JOIN b"
 UNBOUNDED = 1 << 62
@@ -47,13 +34,9 @@ MILLION_GROUPS = "SELECT a.x, count(*) FROM a GROUP BY a.x"
 
 @pytest.fixture(scope="module")
 def big_tables(tmp_path_factory: pytest.TempPathFactory) -> dict[str, TableFile]:
-    path = tmp_path_factory.mktemp("isolation") / "big.parquet"
-    with duckdb.connect() as connection:
-        connection.execute(
-            f"COPY (SELECT i AS x, i % 100 AS g, 'U' || (i % 5000) AS u, i % 97 AS m FROM range({ROWS}) t(i)) "
-            f"TO '{path}' (FORMAT parquet)"
-        )
-    return {t: TableFile(name=t, path=path, row_count=ROWS) for t in ("a", "b")}
+    return self_join_tables(
+        tmp_path_factory.mktemp("isolation"), ROWS, "i AS x, i % 100 AS g, 'U' || (i % 5000) AS u, i % 97 AS m"
+    )
 
 
 def _pool(**limits: object) -> Iterator[tuple[WorkerPool, EngineLimits]]:

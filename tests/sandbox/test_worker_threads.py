@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -17,20 +16,12 @@ from hypothesis import strategies as st
 from sandbox import dp_run
 from sandbox.engine import EngineLimits, Execution
 from sandbox.errors import QueryFailed
-from sandbox.policy import ProtectionPolicy
 from sandbox.pool import Job, WorkerPool
 from sandbox.service import ONE_THREAD_ROWS, TableFile, plan_query, run_query, threads_for
+from tests.sandbox.conftest import self_join_policy, self_join_tables
 
 ROWS = 300_000
-POLICY = ProtectionPolicy.model_validate(
-    {
-        "min_group_size": 10,
-        "tables": {
-            t: {"privacy_unit": "u", "dimensions": ["g"], "measures": ["m"], "bounds": {"m": {"min": 0, "max": 100}}}
-            for t in ("a", "b")
-        },
-    }
-)
+POLICY = self_join_policy(["g"], 100)
 QUICK = "SELECT a.g, count(*) FROM a GROUP BY 1"
 CROSS_JOIN = "SELECT sum(a.m + b.m) FROM a CROSS JOIN b"
 IDLE_THREADS = 3
@@ -39,13 +30,9 @@ IDLE_THREADS = 3
 
 @pytest.fixture(scope="module")
 def tables(tmp_path_factory: pytest.TempPathFactory) -> dict[str, TableFile]:
-    path = tmp_path_factory.mktemp("threads") / "t.parquet"
-    with duckdb.connect() as connection:
-        connection.execute(
-            f"COPY (SELECT i % 10 AS g, 'U' || (i % 5000) AS u, i % 97 AS m FROM range({ROWS}) t(i)) "
-            f"TO '{path}' (FORMAT parquet)"
-        )
-    return {t: TableFile(name=t, path=path, row_count=ROWS) for t in ("a", "b")}
+    return self_join_tables(
+        tmp_path_factory.mktemp("threads"), ROWS, "i % 10 AS g, 'U' || (i % 5000) AS u, i % 97 AS m"
+    )
 
 
 @pytest.fixture
