@@ -256,17 +256,18 @@ def _bracket(n: int) -> int:
 
 
 def _expected_fanout(tables: dict[str, list[dict[str, Any]]], joins: list[tuple[str, str, str, str]]) -> int:
-    """The reference: per joined table, the most rows sharing one key value of an `=` (NULL is no value), or its
-    row count without one (a CROSS JOIN, `<`; and IS NOT DISTINCT FROM alone, which stage 1 runs as a cross
-    product tested after the join: it rejects no NULL, so whole_sides has no marker); each rounded up to a
-    power of two; multiplied."""
+    """The reference: per joined table, the most rows sharing one key value of an `=` (NULL is no value) or of
+    a LEFT JOIN's IS NOT DISTINCT FROM (NULL matches NULL), or its row count without one (a CROSS JOIN, `<`;
+    and an inner IS NOT DISTINCT FROM alone, which stage 1 runs as a cross product tested after the join: it
+    rejects no NULL, so whole_sides has no marker); each rounded up to a power of two; multiplied."""
     product = 1
-    for table, _, condition, _ in joins:
+    for table, kind, condition, _ in joins:
         rows = tables[table]
         fanout = _bracket(len(rows))
-        if " = " in condition:
+        nulls = "NOT DISTINCT" in condition and kind == "LEFT JOIN"
+        if " = " in condition or nulls:
             column = "a" if ".a" in condition else "b"
-            values = [r[column] for r in rows if r[column] is not None]
+            values = [r[column] for r in rows if r[column] is not None or nulls]
             fanout = _bracket(max((values.count(v) for v in set(values)), default=0))
         product *= max(1, fanout)
     return product
