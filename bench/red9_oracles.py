@@ -28,6 +28,10 @@ Pairs:
   hidden row picked after the join by WHERE, or by a condition of the kept side in a LEFT JOIN's ON.
   Run with `--weather-rows 300` (100 per origin): every flight meets its origin's rows, so the join costs
   N × F whatever the filter. The `join-fanout*` and `join-range*` pairs are refused now (`disallowed_construct`).
+- `join-skew` (sbx-fanout): the key as stored, `f.dest = w.dest`, where a third of weather's rows hold 'LEX'
+  (100,000 with the default rows: a skewed key) and the rest values no flight has: the hidden flight's own
+  key value meets 100,000 rows, the control's ('ZZZ') none. No filter at all. Refused now (`join_fanout`:
+  weather's fan-out on dest is over MARKET_SANDBOX_MAX_JOIN_FANOUT), on both sides.
 - `join-range`, `join-range-value`: a range condition instead (`w.hour_id < CASE ... END`); DuckDB
   then sorts both sides whatever the data, which hides the fan-out in a slow baseline.
 """
@@ -46,7 +50,7 @@ import duckdb
 
 from bench.stats import mann_whitney
 from products.storage import write_product_parquet
-from sandbox.engine import EngineLimits
+from sandbox.engine import EngineLimits, Execution
 from sandbox.errors import QueryFailed, QueryRefused
 from sandbox.policy import ProtectionPolicy
 from sandbox.pool import Job, WorkerPool
@@ -65,7 +69,7 @@ POLICY = ProtectionPolicy.model_validate(
             },
             "weather": {
                 "privacy_unit": "station",
-                "dimensions": ["origin", "hour_id"],
+                "dimensions": ["origin", "hour_id", "dest"],
                 "measures": ["temp"],
                 "bounds": {"temp": {"min": -50, "max": 50}},
                 "hidden": [],
@@ -112,6 +116,8 @@ PAIRS: dict[str, str] = {
     # query's own budget (5 s + 1 s per million rows): a timeout (408) against an answer.
     "join-fanout-cells": f"SELECT w.hour_id, {WEATHER_CELLS} FROM flights f JOIN weather w ON {FANOUT_ON} "
     "GROUP BY w.hour_id",
+    # sbx-fanout: a bare key whose value on the hidden row is a skewed one (a third of weather holds 'LEX').
+    "join-skew": "SELECT count(*) AS n FROM flights f JOIN weather w ON f.dest = w.dest",
     "join-range": f"SELECT count(*) AS n FROM flights f JOIN weather w ON {RANGE_ON}",
     "join-range-value": f"SELECT count(*) AS n FROM flights f JOIN weather w ON {RANGE_VALUE_ON}",
 }
@@ -123,6 +129,11 @@ def _outcome(run: Callable[[], object]) -> object:
         return run()
     except QueryFailed as failed:
         return failed.code
+
+
+def _refused_or(execution: Execution) -> object:
+    """The refusal's code when the worker refused the plan before running it (sbx-fanout), else the answer."""
+    return execution.refused[0] if execution.refused is not None else execution
 
 
 def build(directory: Path, rows: int, hidden: str) -> Path:
@@ -152,6 +163,7 @@ def build_weather(directory: Path, rows: int) -> Path:
             connection,
             f"""SELECT ['EWR', 'JFK', 'LGA'][(i % 3) + 1] AS origin, i // 3 AS hour_id,
                 'S' || (i % 300)::VARCHAR AS station,
+                CASE WHEN i % 3 = 0 THEN 'LEX' ELSE 'W' || (i % 1000)::VARCHAR END AS dest,
                 CASE WHEN i % 10 = 0 THEN NULL ELSE (i % 80) - 30 END AS temp FROM range({rows}) t(i)""",
             path,
         )
@@ -187,15 +199,17 @@ def main(argv: list[str] | None = None) -> None:
             tables = [("flights", str(path.resolve()))]
             if "weather" in sql:
                 tables.append(("weather", str(weather.resolve())))
-            return lambda: pool.run(
-                Job(
-                    tables=tuple(sorted(tables)),
-                    plan=plan,
-                    max_rows=100_000,
-                    single=way == "single",
-                    folded=way == "folded",
-                    statistics_free=True,
-                    seconds=budget_seconds(sum(sizes[name] for name, _ in tables), limits),
+            return lambda: _refused_or(
+                pool.run(
+                    Job(
+                        tables=tuple(sorted(tables)),
+                        plan=plan,
+                        max_rows=100_000,
+                        single=way == "single",
+                        folded=way == "folded",
+                        statistics_free=True,
+                        seconds=budget_seconds(sum(sizes[name] for name, _ in tables), limits),
+                    )
                 )
             )
 

@@ -224,6 +224,12 @@ EN: dict[str, str] = {
     "disallowed_aggregate": "{function}() can reveal a single row's value; allowed aggregates: {allowed}.",
     "disallowed_function": "Function {function}() is not allowed here; allowed functions: {allowed}.",
     "disallowed_construct": "{construct} is not allowed; {instead}",
+    "join_fanout": (
+        "Joining {table} on {column} can match up to {fanout} of its rows for one row (rounded up to a power of "
+        "two); with all the query's joins one row can meet up to {product} rows, over the limit of {limit}. Join "
+        "on a more selective key (fewer rows share each value), or aggregate {table} by the key first (ask the "
+        "seller for a table with one row per key) and join that."
+    ),
     "star_not_allowed": "SELECT * returns raw rows; name dimensions and aggregate the measures instead.",
     "not_aggregated": (
         "The query must aggregate: GROUP BY dimensions and aggregate measures, e.g. "

@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     sandbox_fixed_timing: bool = True
     """No work skipped by what hidden rows hold (docs/sandbox.md, "Timing"): the staged threshold's
     recheck always runs and no scan is pruned by statistics. Off trades that for speed (docs/benchmarks.md)."""
+    sandbox_max_join_fanout: int = Field(default=1024, ge=1)
+    """Rows of the joined tables one row of a join's root table may meet (the product of the joined tables'
+    fan-outs on their keys); a join past it is refused before it runs, `join_fanout` (docs/sandbox.md)."""
     sandbox_result_cache_entries: int = Field(default=1024, ge=0)
     """Answers each API process keeps for identical queries on the same version (0: no result cache)."""
     sandbox_result_cache_bytes: int = Field(default=64 * 1024 * 1024, ge=0)

@@ -271,6 +271,7 @@ def sandbox_limits(settings: Settings) -> EngineLimits:
         timeout_seconds=settings.sandbox_timeout_seconds,
         workers=settings.workers,
         fixed_timing=settings.sandbox_fixed_timing,
+        max_join_fanout=settings.sandbox_max_join_fanout,
     )
 
 

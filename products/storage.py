@@ -71,6 +71,8 @@ def table_statistics(path: Path, columns: list[str], roles: dict[str, str]) -> d
     - `unit_counts`: per privacy-unit column, its distinct non-NULL units (what any buyer can ask:
       `SELECT count(DISTINCT unit) FROM t`), for the strategy's estimate of (keys, unit) pairs
       (sandbox.service.strategy);
+    - `fanouts`: per dimension (the columns a join may compare), [most rows sharing one value, rows whose
+      value is NULL]: the join fan-out bound (sandbox.fanout), the threshold's row bound under a join;
     - `nulls`: the columns that hold a NULL anywhere (sandbox.engine.whole_cells);
     - `statistics_free`: the file's footer holds no value statistics, Bloom filter or page index
       (write_product_parquet), so the sandbox may let DuckDB plan with statistics again (it has none
@@ -80,25 +82,33 @@ def table_statistics(path: Path, columns: list[str], roles: dict[str, str]) -> d
     of the version (sandbox.engine.TableStatistics), on the query's time.
     """
     units = [c for c in columns if roles.get(c) == "privacy_unit"]
+    keys = [c for c in columns if roles.get(c) == "dimension"]
     source = f"read_parquet({_lit(str(path))})"
     with duckdb.connect(":memory:", config={"threads": 2, "memory_limit": "1GB"}) as connection:
         counted = ", ".join(f"count({_q(c)})" for c in columns)
         row = connection.execute(f"SELECT count(*){', ' + counted if counted else ''} FROM {source}").fetchone()
         total = int(row[0]) if row else 0
         nulls = [c for c, n in zip(columns, (row or ())[1:], strict=False) if int(n) < total]
-        per_unit: dict[str, list[int]] = {}
+        per_value: dict[str, list[int]] = {}
         counts: dict[str, int] = {}
-        for column in units:
+        for column in units + keys:
             found = connection.execute(
                 "SELECT coalesce(max(n) FILTER (WHERE v IS NOT NULL), 0), "
                 "coalesce(sum(n) FILTER (WHERE v IS NULL), 0), count(v) "
                 f"FROM (SELECT {_q(column)} AS v, count(*) AS n FROM {source} GROUP BY 1)"
             ).fetchone()
-            per_unit[column] = [int(found[0]), int(found[1])] if found else [0, 0]
+            per_value[column] = [int(found[0]), int(found[1])] if found else [0, 0]
             counts[column] = int(found[2]) if found else 0
         plain = statistics_free(connection, path)
         shape = _bits_statistics(connection, source, columns, roles)
-    return {"units": per_unit, "unit_counts": counts, "nulls": nulls, "statistics_free": plain, **shape}
+    return {
+        "units": {c: per_value[c] for c in units},
+        "unit_counts": {c: counts[c] for c in units},
+        "fanouts": {c: per_value[c] for c in keys},
+        "nulls": nulls,
+        "statistics_free": plain,
+        **shape,
+    }
 
 
 _INTEGER_UNITS = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT")

@@ -24,6 +24,8 @@ import duckdb
 
 from sandbox import binding, bits
 from sandbox.binding import Refusal
+from sandbox.fanout import DEFAULT_MAX_JOIN_FANOUT
+from sandbox.fanout import EXACT_EQUALITY_TYPES as _EXACT_EQUALITY_TYPES
 from sandbox.rewrite import (
     GROUPS_TABLE,
     KEPT_COLUMN,
@@ -53,6 +55,9 @@ class EngineLimits:
     fixed_timing: bool = True
     """No work skipped by what hidden rows hold (DISABLED_OPTIMIZERS, the recheck always run); False is
     faster and leaks one chosen bit per query through time (docs/sandbox.md, "Timing")."""
+    max_join_fanout: int = DEFAULT_MAX_JOIN_FANOUT
+    """Rows of the joined tables one root row may meet (the product of their fan-outs); past it a join is
+    refused before it runs, `join_fanout` (sandbox.fanout)."""
 
 
 DISABLED_OPTIMIZERS = "filter_pushdown,statistics_propagation,join_filter_pushdown,row_group_pruner"
@@ -202,8 +207,13 @@ class Statistics(Protocol):
         """(most rows any one unit has, rows whose unit is NULL)."""
         ...
 
-    def fanout(self, table: str, column: str) -> int:
-        """Most rows sharing one value of `column` (how many rows a join on it can match)."""
+    def fanout(self, table: str, column: str, *, nulls_match: bool = False) -> int:
+        """Most rows sharing one value of `column` (how many rows a join on it can match; `nulls_match`: NULL
+        counted as a value, as IS NOT DISTINCT FROM matches it), rounded up to a power of two."""
+        ...
+
+    def rows(self, table: str) -> int:
+        """The table's row count (public: the catalogue shows it), rounded up to a power of two."""
         ...
 
     def column_type(self, table: str, column: str) -> str:
@@ -254,8 +264,16 @@ class TableStatistics:
         most, nulls = self._max_per_value(table, column)
         return _bracket(most), nulls
 
-    def fanout(self, table: str, column: str) -> int:
-        return _bracket(self._max_per_value(table, column)[0])
+    def fanout(self, table: str, column: str, *, nulls_match: bool = False) -> int:
+        most, nulls = self._max_per_value(table, column)
+        return _bracket(max(most, nulls) if nulls_match else most)
+
+    def rows(self, table: str) -> int:
+        key = (self.version, table, "\0rows")
+        if key not in self.cache:
+            row = self.connection.execute(f"SELECT count(*) FROM {_quote_identifier(table)}").fetchone()
+            self.cache[key] = int(row[0]) if row else 0
+        return _bracket(int(self.cache[key]))
 
     def column_type(self, table: str, column: str) -> str:
         key = (self.version, table, "\0types")
@@ -304,14 +322,6 @@ class TableStatistics:
     def _views(self) -> list[str]:
         rows = self.connection.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()
         return [str(row[0]) for row in rows]
-
-
-_EXACT_EQUALITY_TYPES = frozenset(
-    {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "VARCHAR", "DATE"}
-)
-"""Join-key types whose equality in a join is exactly GROUP BY's equality, so the fan-out counted by
-GROUP BY bounds the rows a join can match. Joins on other or mixed types (casts can make distinct
-values equal, e.g. large BIGINTs as DOUBLE) skip the row bound."""
 
 
 def _bracket(most: int) -> int:

@@ -30,7 +30,7 @@ from typing import Any
 import duckdb
 
 from market import phases
-from sandbox import dp
+from sandbox import dp, fanout
 from sandbox.engine import (
     EngineLimits,
     Execution,
@@ -306,6 +306,9 @@ def _run_job(
             try:
                 if isinstance(job.plan, dp.DPPlan):
                     return ("ok", dp.execute(db, job.plan, statistics))
+                refused = fanout.refusal(job.plan.joins, statistics, limits.max_join_fanout)
+                if refused is not None:  # before anything runs: from public statistics and the text only
+                    return ("ok", Execution([], 0, 0, [], False, 0, [], refused=refused))
                 # Timing not fixed: no seeds either (they only serve fixed timing; execute_plan reads `fixed`).
                 plan = job.plan if limits.fixed_timing else replace(job.plan, seeded=None)
                 if job.bits:

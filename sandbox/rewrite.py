@@ -26,6 +26,7 @@ from sqlglot import exp
 from market.i18n import Msg
 from sandbox.algebra import Interval, post_aggregate, temporal_arithmetic
 from sandbox.errors import QueryRefused
+from sandbox.fanout import JoinStep, join_steps
 from sandbox.policy import ProtectionPolicy
 from sandbox.syntax import ARITHMETIC, DIALECT, TypeTest, guard, to_sql
 from sandbox.validator import CheckedQuery
@@ -95,6 +96,8 @@ class Plan:
     row reaches the aggregates anyway)."""
     seed: str = ""
     """The seed condition, `("<root>"."__row" & 2047) = 0`: TRUE on a fixed 1/2048 of the root table's rows."""
+    joins: tuple[JoinStep, ...] = ()
+    """The tables stage 1 joins to its root, in order, with their key comparisons (sandbox.fanout's bound)."""
 
 
 @dataclass(frozen=True)
@@ -542,6 +545,7 @@ def build_plan(checked: CheckedQuery, policy: ProtectionPolicy, sizes: Mapping[s
         partials=_partials(post.aggregate_nodes, units),
         seeded=seeded,
         seed=to_sql(seed),
+        joins=join_steps(stage.args.get("joins") or [], {ref.alias: ref.table for ref in checked.refs}),
     )
 
 

@@ -410,8 +410,11 @@ def _seeds(tables: Mapping[str, TableFile]) -> tuple[tuple[tuple[str, ...], Any]
     for name, table in tables.items():
         if not table.statistics:
             continue
-        for column, (most, nulls) in table.statistics.get("units", {}).items():
+        # Units and join keys: the same fact of a column, (most rows per value, NULL rows), one cache entry.
+        per_value = {**table.statistics.get("units", {}), **table.statistics.get("fanouts", {})}
+        for column, (most, nulls) in per_value.items():
             seeds.append(((name, column), (int(most), int(nulls))))
+        seeds.append(((name, "\0rows"), table.row_count))
         with_nulls = set(table.statistics.get("nulls", []))
         seeds.extend(((name, column, "\0nulls"), column in with_nulls) for column in table.column_bytes)
     return tuple(seeds)

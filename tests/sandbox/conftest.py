@@ -55,6 +55,18 @@ TWO_TABLE_POLICY: dict[str, Any] = {
 }
 
 
+PEOPLE_TYPES = {
+    "person_id": "VARCHAR",
+    "name": "VARCHAR",
+    "region": "VARCHAR",
+    "category": "VARCHAR",
+    "month": "INTEGER",
+    "amount": "INTEGER",
+    "trips": "INTEGER",
+}
+SHOPS_TYPES = {"shop_id": "VARCHAR", "owner_id": "VARCHAR", "region": "VARCHAR", "kind": "VARCHAR", "rent": "INTEGER"}
+
+
 def self_join_policy(dimensions: list[str], measure_max: float) -> ProtectionPolicy:
     """Tables `a` and `b` (one file, see self_join_tables): unit `u`, measure `m` within [0, measure_max]."""
     return ProtectionPolicy.model_validate(
@@ -96,23 +108,13 @@ def write_parquet(path: Path, rows: list[dict[str, Any]], types: dict[str, str])
 @pytest.fixture(scope="session")
 def people_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("sandbox") / "people.parquet"
-    types = {
-        "person_id": "VARCHAR",
-        "name": "VARCHAR",
-        "region": "VARCHAR",
-        "category": "VARCHAR",
-        "month": "INTEGER",
-        "amount": "INTEGER",
-        "trips": "INTEGER",
-    }
-    return write_parquet(path, people_rows(), types)
+    return write_parquet(path, people_rows(), PEOPLE_TYPES)
 
 
 @pytest.fixture(scope="session")
 def shops_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("sandbox") / "shops.parquet"
-    types = {"shop_id": "VARCHAR", "owner_id": "VARCHAR", "region": "VARCHAR", "kind": "VARCHAR", "rent": "INTEGER"}
-    return write_parquet(path, shops_rows(), types)
+    return write_parquet(path, shops_rows(), SHOPS_TYPES)
 
 
 @pytest.fixture(scope="session")

@@ -45,6 +45,8 @@ def _server(market: Market) -> Iterator[str]:
         "MARKET_SANDBOX_ORG_CONCURRENCY": "1",
         "MARKET_SANDBOX_QUEUE_SIZE": "8",
         "MARKET_SANDBOX_QUEUE_TIMEOUT_SECONDS": "30",
+        # The heavy join is heavy by its fan-out (rows / regions per key): allowed here, past the default bound.
+        "MARKET_SANDBOX_MAX_JOIN_FANOUT": str(ROWS),
     }
     settings = market.settings
     with live_server(settings.data_dir, settings.effective_database_url, workers=2, env=limits) as base:

@@ -35,7 +35,7 @@ if __name__ == "__main__":  # the workers are spawned: they import this module a
         "privacy_unit": "u", "dimensions": ["g"], "measures": ["m"], "bounds": {"m": {"min": 0, "max": 1e6}}}
         for t in ("a", "b")}})
     tables = {t: TableFile(name=t, path=path, row_count=1_000_000) for t in ("a", "b")}
-    limits = EngineLimits(workers=1, timeout_seconds=60.0)
+    limits = EngineLimits(workers=1, timeout_seconds=60.0, max_join_fanout=1 << 62)  # a long cross join, allowed
     pool = WorkerPool(limits)
     print("running", flush=True)
     run_query("SELECT sum(a.m + b.m) FROM a CROSS JOIN b", policy, tables, limits, 10, pool)

@@ -37,7 +37,7 @@ def tables(tmp_path_factory: pytest.TempPathFactory) -> dict[str, TableFile]:
 
 @pytest.fixture
 def pool() -> Iterator[tuple[WorkerPool, EngineLimits]]:
-    limits = EngineLimits(workers=1, timeout_seconds=1.0)
+    limits = EngineLimits(workers=1, timeout_seconds=1.0, max_join_fanout=1 << 62)  # the long cross join, allowed
     workers = WorkerPool(limits)
     yield workers, limits
     workers.close()
