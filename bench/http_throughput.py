@@ -434,6 +434,11 @@ def _servers(
             # first seen inside the measurement: their database authentication and transaction 1 were
             # most of the dashboard's p99).
             asyncio.run(_load(base, keys_of(args), DASHBOARD, max(4, len(keys_of(args))), 2.0))
+        if args.phases and "this" in servers:
+            # This checkout's API processes forget the warm-up's phases and GC pauses (market.app, SIGUSR1):
+            # their report is the measurement's. Not the baseline's, whose code may not handle the signal.
+            for pid in _api_processes(servers["this"][1]):
+                os.kill(pid, signal.SIGUSR1)
         try:
             yield servers
         finally:

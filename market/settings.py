@@ -57,7 +57,7 @@ class Settings(BaseSettings):
 
     metering_group_commit: bool | None = None
     """Batch the bookkeeping writes of concurrent metered queries into one transaction (metering.group_commit);
-    unset: on for SQLite (one writer at a time), off for PostgreSQL (row locks; batches could deadlock)."""
+    unset: on (on PostgreSQL since a batch takes its row locks in one global order: metering.group_commit)."""
 
     scheduler_enabled: bool = True
 
