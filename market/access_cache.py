@@ -15,6 +15,14 @@ refused (401 or 403) by every process.
 this machine made (raw SQL, another machine on the same PostgreSQL), and a prepared query's entry only
 holds while the injectable clock (market.clock) is inside its agreement's and its authorisation's
 validity, so expiry is decided by time exactly as without the cache.
+
+**Refresh ahead.** A lookup that finds an entry in the last `REFRESH_AHEAD_SECONDS` of its life still
+returns it (it is inside its TTL) and has it read again from the database in a background thread (one
+at a time per entry): a buyer who keeps querying finds a fresh entry, and no request of theirs waits
+for the database read (before, each buyer met one every TTL_SECONDS in every API process, and those
+requests were the dashboard's p99; docs/benchmarks.md "perf-p99"). No entry is served past its TTL
+unless that read, made after the lookup, found it still valid; a refresh that finds it no longer
+valid (or fails) drops it, so the next request reads the database itself and gets its refusal.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -31,6 +40,8 @@ from sqlalchemy import event
 from sqlalchemy.orm import ORMExecuteState, Session
 
 TTL_SECONDS = 5.0
+REFRESH_AHEAD_SECONDS = 2.0
+"""An entry looked up with less than this left of its TTL is read again in the background."""
 WATCHED_TABLES = frozenset(
     {"api_keys", "users", "organisations", "agreements", "products", "product_versions", "authorisations"}
 )
@@ -82,11 +93,42 @@ def bump(run_dir: Path | None) -> None:
         generation.write(b".")
 
 
-def principal(run_dir: Path, key_hash: str) -> Any | None:
+_refreshing: set[tuple[Path, str, Any]] = set()
+
+
+def _refresh_ahead(run_dir: Path, kind: str, key: Any, expires: float, refresh: Callable[[], None] | None) -> None:
+    """Run `refresh` in a background thread if the entry expires within REFRESH_AHEAD_SECONDS and no refresh
+    of it runs yet; when `refresh` raises, the entry is dropped (the next lookup misses)."""
+    if refresh is None or expires - time.monotonic() > REFRESH_AHEAD_SECONDS:
+        return
+    token = (run_dir, kind, key)
+    with _lock:
+        if token in _refreshing:
+            return
+        _refreshing.add(token)
+
+    def run() -> None:
+        try:
+            refresh()
+        except Exception:  # revoked, expired, or the database failed: forget it, the request path decides
+            store = _stores.get(run_dir)
+            if store is not None:
+                getattr(store, kind).pop(key, None)
+        finally:
+            with _lock:
+                _refreshing.discard(token)
+
+    threading.Thread(target=run, name=f"access-refresh-{kind}", daemon=True).start()
+
+
+def principal(run_dir: Path, key_hash: str, refresh: Callable[[], None] | None = None) -> Any | None:
+    """The cached principal of `key_hash`, or None. `refresh`: reads it again and remembers it (called in
+    the background when the entry is near the end of its TTL, see the module doc)."""
     store = _store(run_dir)
     found = store.principals.get(key_hash)
     if found is None or found[1] < time.monotonic():
         return None
+    _refresh_ahead(run_dir, "principals", key_hash, found[1], refresh)
     return found[0]
 
 
@@ -98,7 +140,10 @@ def remember_principal(run_dir: Path, key_hash: str, value: Any, generation: tup
     store.principals[key_hash] = (value, time.monotonic() + TTL_SECONDS)
 
 
-def prepared(run_dir: Path, key: tuple[str, str, str | None], now: datetime) -> Any | None:
+def prepared(
+    run_dir: Path, key: tuple[str, str, str | None], now: datetime, refresh: Callable[[], None] | None = None
+) -> Any | None:
+    """The cached entry of `key` valid at `now`, or None; `refresh` as for `principal`."""
     store = _store(run_dir)
     found = store.prepared.get(key)
     if found is None:
@@ -106,6 +151,7 @@ def prepared(run_dir: Path, key: tuple[str, str, str | None], now: datetime) -> 
     value, expires, valid_from, valid_until = found
     if expires < time.monotonic() or not valid_from <= now < valid_until:
         return None
+    _refresh_ahead(run_dir, "prepared", key, expires, refresh)
     return value
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import logging
 import os
+import signal
 import sys
 import threading
 import time
@@ -238,6 +240,16 @@ GIL go) waits for it up to this long while other threads of the process run Pyth
 may be holding the machine-wide writer lock meanwhile (market.db.begin_write): at 5 ms a turn the
 writer's few statements stretched into tens of milliseconds, and every other writer queued behind it."""
 
+GC_THRESHOLDS = (50_000, 10, 10)
+"""The garbage collector's thresholds in an API process (CPython's default: 700, 10, 10). A request allocates
+a few thousand container objects, nearly all freed by reference counting, yet each 700 net allocations
+start a collection of the youngest generation, and every tenth of those one of the next: at 16
+connections a process collected about once every five requests, and each collection holds the GIL,
+so it stalls every request of the process in flight at once (up to 45 ms for the youngest generation,
+60 ms for the next, wall time on a loaded machine; docs/benchmarks.md "perf-p99"). At 50,000, one
+collection every few dozen requests, over objects that are about as many (those of the requests in
+flight): the same work, in far fewer stalls, so far fewer requests meet one."""
+
 _gc_pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
 _gc_started = [0.0]
 _tuned = threading.Lock()
@@ -251,7 +263,8 @@ def _gc_timer(phase: str, info: dict[str, int]) -> None:
 
 
 def _tune_process() -> None:
-    """Once per process, before serving: the GIL's switch interval (SWITCH_INTERVAL_SECONDS), and the
+    """Once per process, before serving: the GIL's switch interval (SWITCH_INTERVAL_SECONDS), the
+    collector's thresholds (GC_THRESHOLDS), and the
     objects that exist after start-up (modules, the ORM's and pydantic's classes, catalogues: most of
     the heap, none of it garbage) frozen out of the garbage collector's view (`gc.freeze`), so that a
     full collection under load walks only what requests created, not the whole process (one took
@@ -263,7 +276,16 @@ def _tune_process() -> None:
         sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
         gc.collect()
         gc.freeze()
+        gc.set_threshold(*GC_THRESHOLDS)
         gc.callbacks.append(_gc_timer)
+
+
+def _forget_warm_up() -> None:
+    """With MARKET_DEBUG_PHASES=1, on SIGUSR1: forget the phases and GC pauses seen so far (the bench's
+    warm-up), so that what the process logs when it stops is the measurement only."""
+    phases.reset()
+    for pauses in _gc_pauses.values():
+        pauses.clear()
 
 
 def _log_gc_pauses() -> None:
@@ -307,6 +329,9 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     @asynccontextmanager
     async def lifespan(served: FastAPI) -> AsyncIterator[None]:
         _tune_process()
+        if phases.ENABLED and threading.current_thread() is threading.main_thread():
+            # Run by the event loop between callbacks, never inside code holding phases' lock.
+            asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, _forget_warm_up)
         if settings.sandbox_prestart:
             from metering.service import prestart_sandbox
 

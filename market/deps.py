@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -41,6 +42,14 @@ def _authenticate(request: Request, clear: str | None) -> Principal:
         return authenticate(session, clear)
 
 
+def _refresh_principal(database: Database, run_dir: Path, key_hash: str, clear: str) -> None:
+    """Read the caller again and keep it (market.access_cache's refresh ahead, in a background thread)."""
+    generation = access_cache.generation(run_dir)
+    with database.transaction() as session:
+        principal = authenticate(session, clear)
+    access_cache.remember_principal(run_dir, key_hash, principal, generation)
+
+
 async def get_principal(request: Request) -> Principal:
     """The caller, from its bearer key: from the short-lived key cache (market.access_cache, emptied
     at once when a key, user or organisation changes), else from the database in a worker thread.
@@ -54,7 +63,8 @@ async def get_principal(request: Request) -> Principal:
     started = time.perf_counter()
     run_dir = get_settings_dep(request).run_dir
     key_hash = hash_key(clear)
-    found = access_cache.principal(run_dir, key_hash)
+    database = get_database(request)
+    found = access_cache.principal(run_dir, key_hash, lambda: _refresh_principal(database, run_dir, key_hash, clear))
     if isinstance(found, Principal):
         phases.add("auth (key cache hit)", time.perf_counter() - started)
         return found

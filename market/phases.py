@@ -73,6 +73,16 @@ def end_request(record: dict[str, float] | None, seconds: float) -> None:
             _requests.append((seconds, dict(record)))
 
 
+def reset() -> None:
+    """Forget every sample kept so far (a bench calls it, through SIGUSR1 to the API process (market.app),
+    once the server is warm: what is reported then is the measurement, not the warm-up)."""
+    if not ENABLED:
+        return
+    with _lock:
+        _samples.clear()
+        _requests.clear()
+
+
 def _ms(value: float) -> str:
     return f"{1000 * value:.2f}"
 

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from market.accounts.service import Principal
 from market.clock import new_id, utcnow
-from market.db import upsert_locked_rows
+from market.db import Upsert, upsert_locked_rows
 from market.errors import Conflict, Forbidden, MarketError, TooManyRequests
 from metering import chain, repository
 from metering.models import (
@@ -197,16 +197,17 @@ def _write(session: Session, record: UsageRecord, head: chain.Head, counter: Mon
     connection.execute(_INSERT_RECORD, parameters)
 
 
+def row_locks(attempt: Attempt, *, month: bool = True) -> list[Upsert]:
+    """The rows the attempt's record locks, in lock order: its month counter (unless `month` is False: a
+    refusal), then its buyer's chain head (metering.group_commit takes them up front, in a batch)."""
+    head = chain.head_upsert(attempt.actor.org_id)
+    return [repository.month_upsert(attempt.agreement.id, month_of(attempt.now)), head] if month else [head]
+
+
 def lock_month_and_chain(session: Session, attempt: Attempt) -> tuple[MonthCounter, chain.Head | QueryOutcome]:
     """`repository.lock_month` of the attempt's agreement, then `lock_chain`, in that lock order; on
     PostgreSQL the transaction's BEGIN and both upserts go in one round trip (market.db.upsert_locked_rows)."""
-    month_row, head_row = upsert_locked_rows(
-        session,
-        [
-            repository.month_upsert(attempt.agreement.id, month_of(attempt.now)),
-            chain.head_upsert(attempt.actor.org_id),
-        ],
-    )
+    month_row, head_row = upsert_locked_rows(session, row_locks(attempt))
     head = chain.head_of(attempt.actor.org_id, head_row)
     earlier = replay(session, attempt.actor, attempt.key, attempt.product_slug, attempt.sql)
     return MonthCounter(*month_row), (earlier if earlier is not None else head)

@@ -26,22 +26,29 @@ The rules that keep it exact:
   cannot fail the others, and its own error reaches its own caller only.
 
 On PostgreSQL writers do not serialise on one lock (row locks do), and a batch that locks the rows
-of several agreements could deadlock with another process's batch, so group commit is off there
-by default (`MARKET_METERING_GROUP_COMMIT`, market.settings).
+of several agreements, member after member, could deadlock with another process's batch that met
+the same rows in another order. So each write names the rows it will lock (`locks`: its month
+counter and its chain head, as market.db.Upsert), and on PostgreSQL a batch first takes every
+member's locks at once, in one global order (`lock_order`: every month counter before every chain
+head, each kind sorted by its key), in one round trip with the transaction's BEGIN; the members'
+own upserts then find their rows already held. Two batches, or a batch and a single write (which
+locks a month counter, then a chain head), therefore always meet the rows in the same order and can
+wait for each other but never deadlock. Should one still fail (a lock timeout), the batch is rolled
+back and its members rerun alone, as above.
 """
 
 from __future__ import annotations
 
 import contextvars
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy.orm import Session
 
 from market import phases
-from market.db import Database, begin_write
+from market.db import Database, Upsert, begin_write, upsert_locked_rows
 from market.settings import Settings
 
 T = TypeVar("T")
@@ -50,9 +57,26 @@ MAX_BATCH = 64
 """Most writes one transaction holds."""
 
 
+LOCK_ORDER = ("agreement_months", "usage_chain_heads")
+"""Tables whose rows a batch locks up front on PostgreSQL, in this order (the metered path's own order:
+the month counter, then the chain head)."""
+
+
+def _lock_key(upsert: Upsert) -> tuple[int, tuple[str, ...]]:
+    return LOCK_ORDER.index(upsert.table.name), tuple(str(upsert.values[c]) for c in upsert.conflict_columns)
+
+
+def lock_order(upserts: Sequence[Upsert]) -> list[Upsert]:
+    """`upserts` without repeats (one per row), in the global lock order: by table (LOCK_ORDER), then key."""
+    unique = {_lock_key(u): u for u in upserts}
+    return [unique[key] for key in sorted(unique)]
+
+
 @dataclass
 class _Member(Generic[T]):
     work: Callable[[Session], T]
+    locks: Sequence[Upsert] = ()
+    """The rows its work will lock (market.db.Upsert): taken up front, in lock_order, by a PostgreSQL batch."""
     context: contextvars.Context = field(default_factory=contextvars.copy_context)
     """The caller's context (its request's locale, its phases), in which its work runs, whoever leads."""
     event: threading.Event = field(default_factory=threading.Event)
@@ -83,10 +107,11 @@ class GroupCommit:
         self._pending: list[_Member[Any]] = []
         self._leading = False
 
-    def run(self, work: Callable[[Session], T]) -> T:
+    def run(self, work: Callable[[Session], T], locks: Sequence[Upsert] = ()) -> T:
         """Run `work(session)` inside a write transaction (begun with market.db.begin_write), possibly
-        together with other callers' work, and return its value once that transaction has committed."""
-        member: _Member[T] = _Member(work)
+        together with other callers' work, and return its value once that transaction has committed.
+        `locks`: the rows `work` locks (see the module doc; needed on PostgreSQL only)."""
+        member: _Member[T] = _Member(work, locks)
         with self._lock:
             self._pending.append(member)
             lead = not self._leading
@@ -136,6 +161,9 @@ class GroupCommit:
         try:
             with phases.phase("6 group commit batch"), self.database.transaction() as session:
                 begin_write(session)
+                if not self.database.is_sqlite:  # SQLite's writer lock already orders everything
+                    with phases.phase("6 group commit: batch locks in order (in 6)"):
+                        upsert_locked_rows(session, lock_order([u for member in batch for u in member.locks]))
                 for member in batch:
                     values.append(member.context.run(member.work, session))
         except Exception:
@@ -173,17 +201,27 @@ def committer(database: Database) -> GroupCommit:
         return found[1]
 
 
+ON_POSTGRESQL = False
+"""Group commit's default on PostgreSQL (on SQLite it is on by default). Off: with the ordered locks (above) a
+batch is safe there, but its members' round trips run one after the other, where alone they would run
+side by side: at 16 connections transaction 3 took 100-150 ms at p50 in a batch against about 30 ms
+alone, and the dashboard served 0.75x the requests (docs/benchmarks.md "perf-p99")."""
+
+
 def enabled(database: Database, settings: Settings) -> bool:
-    """The setting, or by default: on for SQLite, off for PostgreSQL."""
+    """The setting, or by default: on for SQLite, ON_POSTGRESQL for PostgreSQL."""
     chosen = settings.metering_group_commit
-    return database.is_sqlite if chosen is None else chosen
+    if chosen is not None:
+        return chosen
+    return database.is_sqlite or ON_POSTGRESQL
 
 
-def write(database: Database, settings: Settings, work: Callable[[Session], T]) -> T:
+def write(database: Database, settings: Settings, work: Callable[[Session], T], locks: Sequence[Upsert] = ()) -> T:
     """`work(session)` in a write transaction begun with market.db.begin_write, committed before this
-    returns: grouped with concurrent writes when group commit is on, alone otherwise."""
+    returns: grouped with concurrent writes when group commit is on, alone otherwise. `locks`: the rows
+    `work` will lock (a month counter, a chain head), which a PostgreSQL batch takes up front in order."""
     if enabled(database, settings):
-        return committer(database).run(work)
+        return committer(database).run(work, locks)
     with database.transaction() as session:
         begin_write(session)
         return work(session)

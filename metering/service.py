@@ -326,6 +326,7 @@ def _prepare(
     settings: Settings,
     actor: Principal,
     *,
+    database: Database | None = None,
     product_slug: str,
     sql: str,
     idempotency_key: str | None,
@@ -342,7 +343,8 @@ def _prepare(
         return replay
     now = utcnow()
     key = (actor.org_id, product_slug, agreement_id)
-    cached = access_cache.prepared(settings.run_dir, key, now)
+    refresh = (lambda: _refresh_runs(database, settings, actor, key)) if database is not None else None
+    cached = access_cache.prepared(settings.run_dir, key, now, refresh)
     if isinstance(cached, _Runs):
         runs = cached
     else:
@@ -372,16 +374,38 @@ def _prepare(
     if over_limit is not None:
         return _Refused(replace(attempt, key=None), over_limit)
     if runs.policy is None:
-        version = session.get(ProductVersion, agreement.product_version_id)
-        if version is None:  # pragma: no cover - agreements reference versions by foreign key
-            raise NotFound("product_not_found", slug=product_slug)
-        runs = _Runs(
-            agreement, ProtectionPolicy.model_validate(agreement.policy), products.version_tables(settings, version)
-        )
-        valid = _validity(session, product, agreement)
+        runs, valid = _runs_of(session, settings, product, agreement)
         access_cache.remember_prepared(settings.run_dir, key, runs, generation, valid)
     assert runs.policy is not None
     return _Prepared(attempt, runs.policy, runs.tables, quota_deferred=bool(deferred))
+
+
+def _runs_of(
+    session: Session, settings: Settings, product: Product, agreement: Agreement
+) -> tuple[_Runs, tuple[datetime, datetime]]:
+    """What a query under `agreement` runs under, and while it holds (`_validity`)."""
+    version = session.get(ProductVersion, agreement.product_version_id)
+    if version is None:  # pragma: no cover - agreements reference versions by foreign key
+        raise NotFound("product_not_found", slug=product.slug)
+    policy = ProtectionPolicy.model_validate(agreement.policy)
+    runs = _Runs(agreement, policy, products.version_tables(settings, version))
+    return runs, _validity(session, product, agreement)
+
+
+def _refresh_runs(database: Database, settings: Settings, actor: Principal, key: tuple[str, str, str | None]) -> None:
+    """Read a cached `_Runs` again and keep it (market.access_cache's refresh ahead, in a background thread):
+    the same reads as `_prepare`'s miss; raises, and so drops the entry, when its query would be refused."""
+    _, product_slug, agreement_id = key
+    generation = access_cache.generation(settings.run_dir)
+    now = utcnow()
+    with database.transaction() as session:
+        product = products.servable_product(session, actor, product_slug)
+        agreement = _agreement_for_query(session, actor, product, now, agreement_id)
+        refusal = attempts.agreement_refusal(agreement, now)
+        if refusal is not None:
+            raise refusal
+        runs, valid = _runs_of(session, settings, product, agreement)
+    access_cache.remember_prepared(settings.run_dir, key, runs, generation, valid)
 
 
 def _cached_answer(sql: str, runs: _Runs, max_rows: int) -> bool:
@@ -466,6 +490,7 @@ def run_metered_query(
                 session,
                 settings,
                 actor,
+                database=database,
                 product_slug=product_slug,
                 sql=sql,
                 idempotency_key=idempotency_key,
@@ -524,10 +549,20 @@ def run_metered_query(
             result = found
         except ServiceUnavailable as busy:
             unkeyed, overload = replace(attempt, key=None), busy
-            return group_commit.write(database, settings, lambda session: attempts.refuse(session, unkeyed, overload))
+            return group_commit.write(
+                database,
+                settings,
+                lambda session: attempts.refuse(session, unkeyed, overload),
+                attempts.row_locks(attempt, month=False),
+            )
         except (QueryRefused, QueryFailed) as error:
             failed = error
-            return group_commit.write(database, settings, lambda session: attempts.refuse(session, attempt, failed))
+            return group_commit.write(
+                database,
+                settings,
+                lambda session: attempts.refuse(session, attempt, failed),
+                attempts.row_locks(attempt, month=False),
+            )
     changed = access_cache.generation(settings.run_dir) != generation
     deferred = prepared.quota_deferred
     # Committed before the answer leaves; on SQLite together with concurrent queries' writes (group commit).
@@ -536,6 +571,7 @@ def run_metered_query(
             database,
             settings,
             lambda session: _record(session, attempt, result, quota_deferred=deferred, recheck=changed),
+            attempts.row_locks(attempt),
         )
 
 

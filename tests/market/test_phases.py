@@ -36,3 +36,24 @@ def test_phases_are_timed_and_reported_with_the_flag() -> None:
 def test_nothing_is_timed_without_the_flag() -> None:
     assert _run(None).strip() == "nothing"
     assert _run("0").strip() == "nothing"
+
+
+RESET = """
+from market import phases
+record = phases.start_request()
+phases.add("warm-up", 0.5)
+phases.end_request(record, 0.5)
+phases.reset()
+record = phases.start_request()
+phases.add("work", 0.002)
+phases.end_request(record, 0.003)
+print("\\n".join(phases.report()))
+"""
+
+
+def test_a_reset_forgets_the_warm_up() -> None:
+    env = {**os.environ, "MARKET_DEBUG_PHASES": "1"}
+    done = subprocess.run([sys.executable, "-c", RESET], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "warm-up" not in done.stdout and "work: n 1," in done.stdout
+    assert "request (whole): n 1, p50 3.00 ms" in done.stdout

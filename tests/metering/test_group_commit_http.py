@@ -318,3 +318,38 @@ def test_each_member_answers_in_its_own_requests_language(market: Market) -> Non
     responses = _batched(market, CONCURRENT, ask)
     assert all(r.status_code == 200 for r in responses)
     assert [r.json()["suppression"]["rule"] for r in responses] == [rules[i % 2] for i in range(CONCURRENT)]
+
+
+@pytest.mark.skipif(not ON_POSTGRES, reason="SQLite's one writer lock orders every batch already")
+def test_two_processes_batches_crossing_rows_do_not_deadlock(market: Market) -> None:
+    """Two committers (two API processes' batches) each hold a batch of two writes that lock the same two
+    chain heads in opposite orders, both started at once. Each batch takes all its members' locks first,
+    in one global order (metering.group_commit.lock_order): one batch waits for the other, neither is
+    chosen as a deadlock's victim, no batch fails, every write is committed once."""
+    orgs = sorted(market.actor(Role.BUYER).principal.org_id for _ in range(2))
+    both_hold_one = threading.Barrier(2)
+
+    def locking(first: str, second: str, tag: str) -> Callable[[Any], str]:
+        def work(session: Any) -> str:
+            chain.lock_head(session, first)
+            with contextlib.suppress(threading.BrokenBarrierError):
+                both_hold_one.wait(timeout=3)  # without the ordered locks each batch now holds one head
+            chain.lock_head(session, second)
+            return tag
+
+        return work
+
+    def member(first: str, second: str, tag: str) -> Any:
+        return group_commit._Member(locking(first, second, tag), [chain.head_upsert(first), chain.head_upsert(second)])
+
+    committers = [group_commit.GroupCommit(market.database) for _ in range(2)]
+    batches = [
+        [member(orgs[0], orgs[1], "a1"), member(orgs[1], orgs[0], "a2")],
+        [member(orgs[1], orgs[0], "b1"), member(orgs[0], orgs[1], "b2")],
+    ]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for done in [pool.submit(c._write, batch) for c, batch in zip(committers, batches, strict=True)]:
+            done.result(timeout=60)
+    assert [c.stats.failed_batches for c in committers] == [0, 0]
+    assert [[m.value for m in batch] for batch in batches] == [["a1", "a2"], ["b1", "b2"]]
+    assert all(m.error is None for batch in batches for m in batch)
