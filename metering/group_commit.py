@@ -21,9 +21,12 @@ The rules that keep it exact:
   the writes of those before it (the month counter, the chain head, an Idempotency-Key's record),
   exactly as if they had committed one by one in that order. Quota and cap decisions, and the
   replay of a key sent twice, stay exact.
-- If any member raises, or the commit fails, the whole batch is rolled back and every member then
-  runs again alone, in a transaction of its own (the path without group commit): one bad member
-  cannot fail the others, and its own error reaches its own caller only.
+- Each member runs in a savepoint. If one raises, its savepoint alone is rolled back, the others
+  commit, and it then runs again alone, in a transaction of its own (the path without group commit),
+  after the batch: one bad member cannot fail the others, nor make them run again (a buyer can send a
+  conflicting Idempotency-Key at will), and its own error reaches its own caller only. If the
+  savepoint cannot be rolled back, or the commit fails, the whole batch is rolled back and every
+  member runs again alone.
 
 On PostgreSQL writers do not serialise on one lock (row locks do), and a batch that locks the rows
 of several agreements, member after member, could deadlock with another process's batch that met
@@ -94,6 +97,7 @@ class Stats:
     members: int = 0
     largest: int = 0
     failed_batches: int = 0
+    alone_after_batch: int = 0
 
 
 class GroupCommit:
@@ -165,7 +169,7 @@ class GroupCommit:
                     with phases.phase("6 group commit: batch locks in order (in 6)"):
                         upsert_locked_rows(session, lock_order([u for member in batch for u in member.locks]))
                 for member in batch:
-                    values.append(member.context.run(member.work, session))
+                    values.append(_in_savepoint(session, member))
         except Exception:
             # Rolled back: nothing of the batch was written. Every member runs again on its own.
             self.stats.failed_batches += 1
@@ -173,7 +177,31 @@ class GroupCommit:
                 _alone(self.database, member)
             return
         for member, value in zip(batch, values, strict=True):
-            member.value = value
+            if value is _FAILED:
+                # Its savepoint was rolled back and the others committed: it runs again on its own, after them.
+                self.stats.alone_after_batch += 1
+                _alone(self.database, member)
+            else:
+                member.value = value
+
+
+_FAILED: Any = object()
+"""A member whose work raised inside the batch (its savepoint rolled back)."""
+
+
+def _in_savepoint(session: Session, member: _Member[Any]) -> Any:
+    """The member's work in a savepoint of the batch's transaction: if it raises, only its own writes are
+    rolled back (an Idempotency-Key conflict a buyer can cause at will must not roll back up to
+    MAX_BATCH - 1 other buyers' writes and make them run again one by one). A failure of the savepoint
+    itself (the transaction no longer usable) propagates: the whole batch is rolled back, as before."""
+    savepoint = session.begin_nested()
+    try:
+        value = member.context.run(member.work, session)
+    except Exception:
+        savepoint.rollback()
+        return _FAILED
+    savepoint.commit()
+    return value
 
 
 def _alone(database: Database, member: _Member[Any]) -> None:

@@ -149,8 +149,9 @@ def test_retries_of_one_key_in_one_batch_are_one_record_and_one_charge(market: M
 
 
 def test_a_failing_member_fails_alone(market: Market, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A member that raises inside the batch rolls the batch back; every other member is then written
-    on its own and answered 200, the failing one gets its own error, and nothing is written twice."""
+    """A member that raises inside the batch rolls back its own savepoint only: the others are written in
+    the batch and answered 200 (not rolled back and run again one by one), the failing one runs again
+    alone and gets its own error, and nothing is written twice."""
     buyer, slug = _buyer(market)
     assert query(market, buyer, slug, BY_REGION).status_code == 200
     original = metering_service._record
@@ -165,9 +166,11 @@ def test_a_failing_member_fails_alone(market: Market, monkeypatch: pytest.Monkey
     monkeypatch.setattr(metering_service, "_record", failing)
     committer = group_commit.committer(market.database)
     failed_before = committer.stats.failed_batches
+    alone_before = committer.stats.alone_after_batch
     keys = [f"bad-{i}" if i in (5, 17) else f"good-{i}" for i in range(CONCURRENT)]
     responses = _batched(market, CONCURRENT, lambda i: query(market, buyer, slug, BY_REGION, key=keys[i]))
-    assert committer.stats.failed_batches > failed_before
+    assert committer.stats.failed_batches == failed_before
+    assert committer.stats.alone_after_batch - alone_before == 2
     for key, response in zip(keys, responses, strict=True):
         if key.startswith("bad-"):
             assert response.status_code == 409, response.text
