@@ -34,6 +34,8 @@ from sandbox.service import plan_query
 from tests.sandbox.conftest import profile_statements, replaying_connection, write_parquet
 
 ROWS = 10_000
+T_TYPES = {"uid": "VARCHAR"} | {c: "INTEGER" for c in ("g", "h", "f", "n", "m", "q")}
+"""The fact table's columns: a VARCHAR unit, dimensions g h f n, measures m q (also test_red13_seeding)."""
 SEEDS = (ROWS + 2047) // 2048
 K = 10
 POLICY = ProtectionPolicy.model_validate(
@@ -90,15 +92,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "t": write_parquet(
             folder / "t.parquet",
             t,
-            {
-                "uid": "VARCHAR",
-                "g": "INTEGER",
-                "h": "INTEGER",
-                "f": "INTEGER",
-                "n": "INTEGER",
-                "m": "INTEGER",
-                "q": "INTEGER",
-            },
+            T_TYPES,
         ),
         "s": write_parquet(folder / "s.parquet", s, {"sid": "VARCHAR", "g": "INTEGER", "c": "INTEGER"}),
     }

@@ -27,6 +27,7 @@ from sandbox.errors import QueryRefused
 from sandbox.policy import ProtectionPolicy
 from sandbox.service import plan_query
 from tests.sandbox.conftest import replaying_connection, write_parquet
+from tests.sandbox.test_flagkey import T_TYPES
 
 ROWS = 2048 * 16  # 16 seeds: unmasked, their groups would pass k (the test fails with the seeds counted)
 K = 4
@@ -76,15 +77,7 @@ def connection(tmp_path_factory: pytest.TempPathFactory) -> Iterator[duckdb.Duck
         "t": write_parquet(
             folder / "t.parquet",
             t,
-            {
-                "uid": "VARCHAR",
-                "g": "INTEGER",
-                "h": "INTEGER",
-                "f": "INTEGER",
-                "n": "INTEGER",
-                "m": "INTEGER",
-                "q": "INTEGER",
-            },
+            T_TYPES,
         ),
         "s": write_parquet(folder / "s.parquet", s, {"sid": "VARCHAR", "g": "INTEGER", "c": "INTEGER", "r": "INTEGER"}),
     }
