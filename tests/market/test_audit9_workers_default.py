@@ -94,7 +94,8 @@ def _serve_without_workers_option(market: Market, tmp_path: Path, cores: set[int
                 except OSError:
                     time.sleep(0.2)
                     continue
-                if len(_api_processes(process.pid)) >= len(cores):
+                # One core: the server serves in place, with no child API process to wait for.
+                if len(_api_processes(process.pid)) >= (len(cores) if len(cores) > 1 else 0):
                     break
                 time.sleep(0.2)
             time.sleep(1.0)  # a supervisor that started more processes than the cores would show them by now
