@@ -264,10 +264,11 @@ def test_a_versions_statistics_count_its_units(tmp_path: Path) -> None:
     from products.storage import table_statistics
 
     path = tmp_path / "t.parquet"
-    duckdb.sql(
-        "COPY (SELECT CASE WHEN i % 7 = 0 THEN NULL ELSE 'u' || (i % 5) END AS unit, i AS x FROM range(40) t(i)) "
-        f"TO '{path}' (FORMAT parquet)"
-    )
+    with duckdb.connect() as connection:  # not duckdb.sql's shared connection, which other tests use
+        connection.execute(
+            "COPY (SELECT CASE WHEN i % 7 = 0 THEN NULL ELSE 'u' || (i % 5) END AS unit, i AS x FROM range(40) t(i)) "
+            f"TO '{path}' (FORMAT parquet)"
+        )
     statistics = table_statistics(path, ["unit", "x"], {"unit": "privacy_unit", "x": "measure"})
     assert statistics["unit_counts"] == {"unit": 5}  # NULL is no unit
     assert statistics["units"]["unit"][1] == 6  # rows 0, 7, ..., 35
