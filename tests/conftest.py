@@ -419,3 +419,14 @@ def billed_period_clock() -> Iterator[None]:
 
     with in_billed_period():
         yield
+
+
+# --- ci-fast: tests that never touch the market database -------------------------------------------------------
+# The `db_independent` marker, the `--db-independent={run,deselect,only}` option and the guard that runs such a
+# test with an unusable database URL: see tests/db_independent.py (the rule, and why CI runs them once).
+from tests.db_independent import (  # noqa: E402
+    _db_independent_guard,  # noqa: F401
+    pytest_addoption,  # noqa: F401
+    pytest_collection_modifyitems,  # noqa: F401
+    pytest_configure,  # noqa: F401
+)
