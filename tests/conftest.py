@@ -24,6 +24,7 @@ import os
 import secrets
 import shutil
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -78,6 +79,10 @@ SELECT md5(coalesce(string_agg(item, '|' ORDER BY item), '')) FROM (
 ) AS schema(item)
 """
 """What a test could change besides rows: if a used database's differs from the template's, it is dropped."""
+
+
+_DROPPERS = 8
+"""Connections that drop the suite's databases at its end (the admin engine's pool holds 5 + 10 overflow)."""
 
 
 _NO_COMMIT_WAIT = 'ALTER DATABASE "{name}" SET synchronous_commit = off'
@@ -176,19 +181,22 @@ class _Postgres:
                 tables = self._tables(connection)
                 if set(tables) != set(self.rows):
                     return False
+                # Every table emptied in one round trip (a statement per table cost ~50 ms a test under load).
+                connection.exec_driver_sql("; ".join(f"DELETE FROM {table}" for table in tables))
                 for table in tables:
-                    connection.execute(text(f"DELETE FROM {table}"))
                     rows = self.rows[table]
                     if rows:
                         columns = list(rows[0])
                         names = ", ".join(f'"{column}"' for column in columns)
                         values = ", ".join(f":{column}" for column in columns)
                         connection.execute(text(f"INSERT INTO {table} ({names}) VALUES ({values})"), rows)
-                for sequence, (last, called) in self.sequences.items():
-                    connection.execute(
-                        text("SELECT setval(CAST(:sequence AS regclass), :last, :called)"),
-                        {"sequence": sequence, "last": last, "called": called},
-                    )
+                if self.sequences:  # every sequence put back in one statement
+                    positions = list(self.sequences.items())
+                    calls = ", ".join(f"setval(CAST(:s{i} AS regclass), :l{i}, :c{i})" for i in range(len(positions)))
+                    values: dict[str, object] = {}
+                    for i, (sequence, (last, called)) in enumerate(positions):
+                        values.update({f"s{i}": sequence, f"l{i}": last, f"c{i}": called})
+                    connection.execute(text(f"SELECT {calls}"), values)
             return True
         except Exception:  # a lock never released, a schema surprise: a fresh copy is the safe answer
             return False
@@ -200,8 +208,12 @@ class _Postgres:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
     def drop_all(self) -> None:
-        for name in reversed(self.created):
-            self.drop(name)
+        """Drop every database this factory made, several at once.
+
+        Each DROP DATABASE waits for a checkpoint (PostgreSQL 15): one after the other, the suite's hundred
+        or so databases took 89 s at the end of a run; concurrent drops share their checkpoints."""
+        with ThreadPoolExecutor(max_workers=_DROPPERS) as droppers:
+            list(droppers.map(self.drop, self.created))
         self.admin.dispose()
 
 
