@@ -11,10 +11,14 @@ from the test itself, never from a hand-kept list:
    (`market`, `demo_market`, `demo_templates`, `running_market(database_factory, ...)`); and
 2. neither its module, nor the modules of the fixtures it uses, nor the `tests.*` modules those import
    (transitively) name the database's configuration or open a database themselves: no `MARKET_DATABASE_URL`,
-   `database_url`, `BASE_URL`, `ON_POSTGRES`, and no import of `market.db`, `market.settings`,
-   `market.app`, `market.cli`, `market.demo`, `tests.served`, `sqlalchemy`, `alembic` or `psycopg`
-   (anywhere in the file, inside functions too). tests/conftest.py is the one module not read for this:
-   it holds the URL, and everything in it that reads it is reached through `database_factory` (rule 1).
+   `database_url`, `BASE_URL`, `ON_POSTGRES`, `create_engine`, no fixture requested at run time
+   (`request.getfixturevalue`, which the closure does not show), and no import of what opens a database:
+   `market.db`, `market.settings` (`Settings()` reads the URL), `market.app`, `market.cli`, `market.demo`,
+   `tests.served`, `sqlalchemy.create_engine`/`sqlalchemy.engine`, `alembic`, `psycopg` (anywhere in the
+   file, inside functions too). Importing models or `sqlalchemy.text` is not opening a database: a session
+   comes only from a `Market` (rule 1) or a `Database` (this rule). tests/conftest.py is not read: it holds
+   the URL, and everything in it that reads it is reached through `database_factory` (rule 1); nor is this
+   file, which names the URL to replace it.
 
 A test that satisfies both yet reaches the database some other way (a subprocess that runs `market`, a
 library function that reads `Settings()`) is caught when it runs: every `db_independent` test runs with
@@ -38,7 +42,8 @@ MARKER = "db_independent"
 ROOT_FIXTURE = "database_factory"
 _POISON = "db_independent_test_must_not_touch_the_market_database://"
 """A URL SQLAlchemy parses but cannot load a driver for: the error names it."""
-_WORDS = ("MARKET_DATABASE_URL", "database_url", "BASE_URL", "ON_POSTGRES", "create_engine")
+_WORDS = ("MARKET_DATABASE_URL", "database_url", "BASE_URL", "ON_POSTGRES", "create_engine", "getfixturevalue")
+"""The database's configuration, an engine made by hand, a fixture requested at run time (not in the closure)."""
 _DATABASE_MODULES = (
     "market.db",
     "market.settings",

@@ -68,6 +68,10 @@ TESTS = {
 
             Database.from_settings(Settings(data_dir=tmp_path))
         """,
+    "test_asks_at_run_time.py": """
+        def test_requests_market_by_name(request):
+            request.getfixturevalue("market")
+        """,
     "test_names_the_url.py": """
         import os
 
@@ -118,6 +122,7 @@ def test_only_tests_that_cannot_reach_the_database_are_left_out_and_a_stray_one_
         "test_fixtures.py::test_requests_a_fixture_that_requests_market",
         "test_opens_a_database.py::test_imports_inside_the_function",
         "test_names_the_url.py::test_reads_the_url",
+        "test_asks_at_run_time.py::test_requests_market_by_name",
     }, kept.stdout + kept.stderr
     assert "test_pure.py::test_arithmetic" not in kept.stdout
     assert "3 deselected" in kept.stdout, kept.stdout
