@@ -78,7 +78,7 @@ SELECT md5(coalesce(string_agg(item, '|' ORDER BY item), '')) FROM (
   UNION ALL SELECT concat_ws(':', 'l', count(*)) FROM pg_largeobject_metadata
 ) AS schema(item)
 """
-"""What a test could change besides rows: if a used database's differs from the template's, it is dropped."""
+"""What a test could change besides rows: if a used database's differs from the template's, it is set aside."""
 
 
 _DROPPERS = 8
@@ -166,7 +166,7 @@ class _Postgres:
         # a DROP DATABASE waits for a checkpoint, 1-3 s in the middle of a loaded run.
 
     def _emptied(self, name: str) -> bool:
-        """Put the copy `name` back in the template's state; False if that cannot be done (then drop it)."""
+        """Put the copy `name` back in the template's state; False if that cannot be done (then it is set aside)."""
         with self.admin.connect() as connection:
             connection.execute(
                 text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :name"), {"name": name}
