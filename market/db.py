@@ -6,6 +6,7 @@ Migrations are Alembic's, applied with `migrate()` by `market serve`, `market de
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -202,16 +203,24 @@ class Database:
             idle_in_transaction_ms=settings.database_idle_in_transaction_ms,
         )
         # The settings ride along with each session: the usage chain finds its key through them.
-        return cls(engine=engine, sessions=sessionmaker(engine, expire_on_commit=False, info={"settings": settings}))
+        return cls(
+            engine=engine,
+            sessions=sessionmaker(engine, class_=MarketSession, expire_on_commit=False, info={"settings": settings}),
+        )
 
     @property
     def is_sqlite(self) -> bool:
         return self.engine.dialect.name == "sqlite"
 
     @contextmanager
-    def transaction(self) -> Iterator[Session]:
-        """A session that commits when the block succeeds and rolls back when it raises."""
-        session = self.sessions()
+    def transaction(self, *, write: bool = False) -> Iterator[Session]:
+        """A session that commits when the block succeeds and rolls back when it raises.
+
+        `write=True` for a transaction that may write: on SQLite it takes the writer lock (begin_write)
+        when it first needs a connection, before checking one out, and so does each later transaction
+        of the session (after a `session.commit()` in the block). A read (the default) stays deferred.
+        Keep long work (a sandbox run, a call to Stripe, a product build) out of a write transaction."""
+        session = self.sessions(info={WRITE: True}) if write else self.sessions()
         try:
             yield session
             with phases.phase("commit (any transaction)"):
@@ -248,11 +257,27 @@ def migrate(database: Database) -> None:
     from alembic import command
 
     config = alembic_config(database.engine.url.render_as_string(hide_password=False))
-    with database.engine.begin() as connection:
+    with database.engine.connect() as connection, _writer_lock(database.engine):
+        if database.is_sqlite:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")  # a writer, queued in the kernel (begin_write)
+        else:
+            connection.begin()
         config.attributes["connection"] = connection
         # Migrations that need the settings (0004 re-keys the usage chain) get this database's own.
         config.attributes["settings"] = database.sessions.kw.get("info", {}).get("settings")
         command.upgrade(config, "heads")
+        connection.commit()
+
+
+@contextmanager
+def _writer_lock(engine: Engine) -> Iterator[None]:
+    """The SQLite writer lock (begin_write's `<file>.writer-lock`) for a block outside any session."""
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    fd = lock(Path(f"{database}.writer-lock")) if database and database != ":memory:" else None
+    try:
+        yield
+    finally:
+        release(fd)
 
 
 def upsert_locked(
@@ -372,39 +397,125 @@ def begin_write(session: Session) -> None:
     A transaction that reads and then writes would otherwise start as a reader and upgrade later; under
     WAL an upgrade that meets a newer commit fails at once (SQLITE_BUSY_SNAPSHOT) and is retried, and
     writers queue in SQLite's sleeping busy handler. Taking the lock first means one wait, at the start,
-    before anything is read. Callers of this function first queue on a machine-wide file lock next to
-    the database (`<file>.writer-lock`, market.locks.lock), so they wait for each other in the kernel
-    and never sleep-and-retry; SQLite's busy handler remains only for writers that do not come through
-    here (the CLI, console routes). On PostgreSQL row locks do the work: nothing to do. Call it first thing.
+    before anything is read. Writers first queue on a machine-wide file lock next to the database
+    (`<file>.writer-lock`, market.locks.lock), so they wait for each other in the kernel and never
+    sleep-and-retry; the lock is taken before a pooled connection is checked out, so a waiting writer
+    holds no connection. On PostgreSQL row locks do the work: nothing to do. Call it first thing.
+
+    Every writer of the marketplace comes through here (branch busy-writers): the query path's
+    transactions call it; a session opened with `Database.transaction(write=True)` calls it when it first
+    needs a connection (MarketSession), which is what the API's and the console's mutating requests
+    (market.deps.get_session, market.console.web.get_console: POST, PUT, PATCH, DELETE), the CLI's
+    writing commands, the scheduler's jobs, the upload and build pipeline and the Stripe webhook use.
+    SQLite's busy handler (SQLITE_BUSY_TIMEOUT_MS) is then only a safety net: no writer waits in it for
+    another writer, only for a checkpoint or a process outside the marketplace. tests/conftest.py
+    (`sqlite_writes_begin_immediate`) fails any test in which the app wrote outside BEGIN IMMEDIATE.
+
+    A thread that already holds the lock through another session cannot wait for it again (it would wait
+    for itself): that raises NestedWriter at once.
     """
     bind = session.get_bind()
     if bind.dialect.name == "sqlite":
         database = bind.engine.url.database
         if database and database != ":memory:" and _WRITER_FD not in session.info:
+            holder = (threading.get_ident(), database)
+            with _HELD_LOCK:
+                if _HELD.get(holder):
+                    raise NestedWriter(f"this thread already holds the writer lock of {database} in another session")
             # Writers queue in the kernel (a blocking flock, woken the moment the holder commits),
             # not in SQLite's busy handler, which sleeps and retries (up to 100 ms a turn). Released
             # when the transaction ends (_release_writer), commit or rollback. Taken before a pooled
             # connection is checked out: a writer waiting in the queue holds no connection.
             with phases.phase("sqlite writer lock wait (in 6)"):
                 session.info[_WRITER_FD] = lock(Path(f"{database}.writer-lock"))
+            with _HELD_LOCK:
+                _HELD[holder] = _HELD.get(holder, 0) + 1
+            session.info[_WRITER_HOLDER] = holder
             if phases.ENABLED:
                 session.info[_WRITER_TAKEN] = time.perf_counter()
         try:
             connection = session.connection()  # from here on the transaction's end releases the lock
         except BaseException:
-            release(session.info.pop(_WRITER_FD, None))
+            _release(session)
             raise
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def begin_write_now(session: Session) -> None:
+    """Take the writer lock in the middle of a session's transaction that has only read so far: for the one
+    write at the end of a long operation (a product build) that must not hold the lock while it works.
+
+    On SQLite nothing is upgraded: pysqlite runs reads outside any SQLite transaction, so the transaction
+    begins here, with BEGIN IMMEDIATE, after the kernel queue (waiting there, unlike begin_write, with the
+    session's connection checked out). What was read before may have changed: the write must be checked by
+    a constraint (a version's unique number) or by reading again. On PostgreSQL: nothing to do."""
+    bind = session.get_bind()
+    if bind.dialect.name != "sqlite" or _WRITER_FD in session.info:
+        return
+    database = bind.engine.url.database
+    if not database or database == ":memory:":
+        return
+    connection = session.connection()
+    if connection.connection.driver_connection.in_transaction:  # type: ignore[union-attr]
+        raise RuntimeError("begin_write_now after a write: the transaction is already a deferred writer")
+    holder = (threading.get_ident(), database)
+    with _HELD_LOCK:
+        if _HELD.get(holder):
+            raise NestedWriter(f"this thread already holds the writer lock of {database} in another session")
+    session.info[_WRITER_FD] = lock(Path(f"{database}.writer-lock"))
+    with _HELD_LOCK:
+        _HELD[holder] = _HELD.get(holder, 0) + 1
+    session.info[_WRITER_HOLDER] = holder
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class NestedWriter(RuntimeError):
+    """A write transaction opened by a thread that holds the writer lock in another session (a deadlock)."""
+
+
+WRITE = "market_write"
+"""Session.info key: the session's transactions write (Database.transaction(write=True))."""
+
+
+class MarketSession(Session):
+    """The marketplace's sessions: one opened for writing (info[WRITE]) begins each of its transactions with
+    begin_write on SQLite, at the moment it first needs a connection (so a request that streams a body first,
+    or is refused before touching the database, never waits for the lock)."""
+
+    def _connection_for_bind(self, engine: Any, execution_options: Any = None, **kw: Any) -> Any:
+        if self.info.get(WRITE) and _WRITER_FD not in self.info and engine.dialect.name == "sqlite":
+            database = engine.engine.url.database
+            if database and database != ":memory:":
+                begin_write(self)  # takes the lock, then checks out the connection (below) and BEGIN IMMEDIATE
+        return super()._connection_for_bind(engine, execution_options, **kw)
+
+
+_HELD: dict[tuple[int, str], int] = {}
+"""Writer locks held, by (thread, database file): the thread that took each."""
+_HELD_LOCK = threading.Lock()
+
+
+def _release(session: Session) -> None:
+    release(session.info.pop(_WRITER_FD, None))
+    holder = session.info.pop(_WRITER_HOLDER, None)
+    if holder is not None:
+        with _HELD_LOCK:
+            left = _HELD.get(holder, 0) - 1
+            if left > 0:
+                _HELD[holder] = left
+            else:
+                _HELD.pop(holder, None)
+
+
 _WRITER_FD = "sqlite_writer_fd"
 _WRITER_TAKEN = "sqlite_writer_taken"
+_WRITER_HOLDER = "sqlite_writer_holder"
 
 
 @event.listens_for(Session, "after_transaction_end")
 def _release_writer(session: Session, transaction: SessionTransaction) -> None:
     if transaction.parent is None:
-        release(session.info.pop(_WRITER_FD, None))
+        _release(session)
         taken = session.info.pop(_WRITER_TAKEN, None)
         if taken is not None:
             phases.add("sqlite writer lock held (in 6)", time.perf_counter() - taken)
