@@ -65,7 +65,7 @@ def run_cycle(database: Database, now: datetime | None = None) -> list[str]:
         candidates.append(last_ended)
     billed = []
     for candidate in candidates:
-        with database.transaction() as session:
+        with database.transaction(write=True) as session:
             row = repository.lock_for_change(session, candidate)  # the same lock order as every change
             if row.scheduled_run_at is not None or row.status == "closed":
                 continue
@@ -103,7 +103,7 @@ def usage_checkpoint_job() -> None:
 
     database = Database.from_settings(get_settings())
     try:
-        with database.transaction() as session:
+        with database.transaction(write=True) as session:
             anchors.write_checkpoint(session)
     finally:
         database.dispose()

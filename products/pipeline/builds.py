@@ -84,7 +84,7 @@ def start(database: Database, settings: Settings, actor: Principal, slug: str, b
     from products.service import parse_policy
     from products.versions import parse_recipe
 
-    with database.transaction() as session:
+    with database.transaction(write=True) as session:
         product_id = _own_product_id(session, actor, slug)
         parse_policy(body.policy)
         if body.recipe is not None:
@@ -93,7 +93,7 @@ def start(database: Database, settings: Settings, actor: Principal, slug: str, b
             uploads.own_upload(session, actor, upload_id)
         sweep(session, product_id)
     try:
-        with database.transaction() as session:
+        with database.transaction(write=True) as session:
             running = _active(session, product_id)
             if running is not None:
                 return running.id, False
@@ -116,7 +116,7 @@ def start(database: Database, settings: Settings, actor: Principal, slug: str, b
 def _set(database: Database, job_id: str, **values: Any) -> None:
     """Write to a running job in a short transaction of its own (never the build's)."""
     try:
-        with database.transaction() as session:
+        with database.transaction(write=True) as session:
             session.execute(update(BuildJob).where(BuildJob.id == job_id, BuildJob.state == "running").values(**values))
     except Exception:  # a missed progress write must not fail the build; the next one catches up
         log.warning("could not record the progress of build %s", job_id, exc_info=True)
@@ -164,7 +164,7 @@ def run(database: Database, settings: Settings, actor: Principal, slug: str, bod
         end = {"state": "failed", "error_code": "build_failed", "error_params": {}}
     finally:
         stop.set()
-    with database.transaction() as session:
+    with database.transaction(write=True) as session:
         session.execute(update(BuildJob).where(BuildJob.id == job_id).values(active=None, finished_at=utcnow(), **end))
 
 
