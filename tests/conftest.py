@@ -453,12 +453,17 @@ def _check_write_lock(connection, _cursor, statement, _parameters, _context, _ex
         connection.info.pop(_IMMEDIATE, None)
     if _BEGIN_IMMEDIATE_SQL.match(statement):
         connection.info[_IMMEDIATE] = True
-    elif _WRITE_SQL.match(statement) and not (driver.in_transaction and connection.info.get(_IMMEDIATE)):
-        if not _test_code_writes():
-            root = str(Path(__file__).parent.parent) + os.sep
-            ours = [f for f in traceback.extract_stack()[:-1] if f.filename.startswith(root) and "site-packages" not in f.filename]
-            where = " < ".join(f"{f.filename.removeprefix(root)}:{f.name}:{f.lineno}" for f in reversed(ours[-6:]))
-            _deferred_writes.append(f"{statement.strip()[:60]!r} from {where}")
+    elif (
+        _WRITE_SQL.match(statement)
+        and not (driver.in_transaction and connection.info.get(_IMMEDIATE))
+        and not _test_code_writes()
+    ):
+        root = str(Path(__file__).parent.parent) + os.sep
+        ours = [
+            f for f in traceback.extract_stack()[:-1] if f.filename.startswith(root) and "-packages" not in f.filename
+        ]
+        where = " < ".join(f"{f.filename.removeprefix(root)}:{f.name}:{f.lineno}" for f in reversed(ours[-6:]))
+        _deferred_writes.append(f"{statement.strip()[:60]!r} from {where}")
 
 
 @pytest.fixture(autouse=True)

@@ -24,7 +24,17 @@ from market import i18n
 from market.accounts import signin
 from market.accounts.service import Principal
 from market.console.operator import operator, own_product
-from market.console.web import CSRF_COOKIE, LANG_COOKIE, SESSION_COOKIE, Console, ConsoleDep, ReadConsoleDep, check_csrf, page, redirect
+from market.console.web import (
+    CSRF_COOKIE,
+    LANG_COOKIE,
+    SESSION_COOKIE,
+    Console,
+    ConsoleDep,
+    ReadConsoleDep,
+    check_csrf,
+    page,
+    redirect,
+)
 from market.deps import get_database, get_settings_dep
 from market.errors import MarketError, Unauthenticated, Unprocessable
 from market.i18n import N_

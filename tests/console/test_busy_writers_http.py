@@ -69,4 +69,3 @@ def test_a_form_post_waits_for_the_writer_lock_in_the_kernel_holding_no_connecti
     assert response.status_code == 303, response.text
     orgs = market.client.get("/v1/orgs", headers=admin.headers).json()["items"]
     assert "Harbour Freight" in {org["name"] for org in orgs}
-
