@@ -416,8 +416,10 @@ def begin_write(session: Session) -> None:
     """
     bind = session.get_bind()
     if bind.dialect.name == "sqlite":
+        if _WRITER_FD in session.info:
+            return  # this transaction began with it (a writer session, MarketSession)
         database = bind.engine.url.database
-        if database and database != ":memory:" and _WRITER_FD not in session.info:
+        if database and database != ":memory:":
             holder = (threading.get_ident(), database)
             with _HELD_LOCK:
                 if _HELD.get(holder):
