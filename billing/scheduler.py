@@ -125,7 +125,7 @@ def _job_store_engine(database: Database) -> Engine:
     def begin(connection: Any) -> None:
         if _STORE_FD not in connection.info:
             connection.info[_STORE_FD] = lock(path)
-        connection.connection.driver_connection.execute("BEGIN IMMEDIATE")
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     def checkin(_dbapi_connection: Any, record: Any) -> None:
         if record is not None:  # after the pool's rollback-on-return: the transaction has ended

@@ -6,10 +6,10 @@ Migrations are Alembic's, applied with `migrate()` by `market serve`, `market de
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -411,36 +411,21 @@ def begin_write(session: Session) -> None:
     another writer, only for a checkpoint or a process outside the marketplace. tests/conftest.py
     (`sqlite_writes_begin_immediate`) fails any test in which the app wrote outside BEGIN IMMEDIATE.
 
-    A thread that already holds the lock through another session cannot wait for it again (it would wait
-    for itself): that raises NestedWriter at once.
+    Code that already holds the lock through another session cannot wait for it again (it would wait for
+    itself): that raises NestedWriter at once.
     """
-    bind = session.get_bind()
-    if bind.dialect.name == "sqlite":
-        if _WRITER_FD in session.info:
-            return  # this transaction began with it (a writer session, MarketSession)
-        database = bind.engine.url.database
-        if database and database != ":memory:":
-            holder = (threading.get_ident(), database)
-            with _HELD_LOCK:
-                if _HELD.get(holder):
-                    raise NestedWriter(f"this thread already holds the writer lock of {database} in another session")
-            # Writers queue in the kernel (a blocking flock, woken the moment the holder commits),
-            # not in SQLite's busy handler, which sleeps and retries (up to 100 ms a turn). Released
-            # when the transaction ends (_release_writer), commit or rollback. Taken before a pooled
-            # connection is checked out: a writer waiting in the queue holds no connection.
-            with phases.phase("sqlite writer lock wait (in 6)"):
-                session.info[_WRITER_FD] = lock(Path(f"{database}.writer-lock"))
-            with _HELD_LOCK:
-                _HELD[holder] = _HELD.get(holder, 0) + 1
-            session.info[_WRITER_HOLDER] = holder
-            if phases.ENABLED:
-                session.info[_WRITER_TAKEN] = time.perf_counter()
-        try:
-            connection = session.connection()  # from here on the transaction's end releases the lock
-        except BaseException:
-            _release(session)
-            raise
+    if _sqlite_file(session) is None:
+        session.connection()  # PostgreSQL (row locks do the work), or an in-memory SQLite database
+        return
+    _take_writer_lock(session)
+    try:
+        connection = session.connection()  # from here on the transaction's end releases the lock
+    except BaseException:
+        _release(session)
+        raise
+    if not session.info.get(_BEGUN):  # a writer session's transaction began with it already (_begin)
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+        session.info[_BEGUN] = True
 
 
 def begin_write_now(session: Session) -> None:
@@ -451,24 +436,14 @@ def begin_write_now(session: Session) -> None:
     begins here, with BEGIN IMMEDIATE, after the kernel queue (waiting there, unlike begin_write, with the
     session's connection checked out). What was read before may have changed: the write must be checked by
     a constraint (a version's unique number) or by reading again. On PostgreSQL: nothing to do."""
-    bind = session.get_bind()
-    if bind.dialect.name != "sqlite" or _WRITER_FD in session.info:
-        return
-    database = bind.engine.url.database
-    if not database or database == ":memory:":
+    if _sqlite_file(session) is None or session.info.get(_BEGUN):
         return
     connection = session.connection()
     if connection.connection.driver_connection.in_transaction:  # type: ignore[union-attr]
         raise RuntimeError("begin_write_now after a write: the transaction is already a deferred writer")
-    holder = (threading.get_ident(), database)
-    with _HELD_LOCK:
-        if _HELD.get(holder):
-            raise NestedWriter(f"this thread already holds the writer lock of {database} in another session")
-    session.info[_WRITER_FD] = lock(Path(f"{database}.writer-lock"))
-    with _HELD_LOCK:
-        _HELD[holder] = _HELD.get(holder, 0) + 1
-    session.info[_WRITER_HOLDER] = holder
+    _take_writer_lock(session)
     connection.exec_driver_sql("BEGIN IMMEDIATE")
+    session.info[_BEGUN] = True
 
 
 class NestedWriter(RuntimeError):
@@ -480,38 +455,76 @@ WRITE = "market_write"
 
 
 class MarketSession(Session):
-    """The marketplace's sessions: one opened for writing (info[WRITE]) begins each of its transactions with
-    begin_write on SQLite, at the moment it first needs a connection (so a request that streams a body first,
-    or is refused before touching the database, never waits for the lock)."""
-
-    def _connection_for_bind(self, engine: Any, execution_options: Any = None, **kw: Any) -> Any:
-        if self.info.get(WRITE) and _WRITER_FD not in self.info and engine.dialect.name == "sqlite":
-            database = engine.engine.url.database
-            if database and database != ":memory:":
-                begin_write(self)  # takes the lock, then checks out the connection (below) and BEGIN IMMEDIATE
-        return super()._connection_for_bind(engine, execution_options, **kw)
+    """The marketplace's sessions. One opened for writing (info[WRITE]) takes the SQLite writer lock when each
+    of its transactions begins (at the first use of the session after it was opened or committed: before any
+    connection is checked out), and sends BEGIN IMMEDIATE on the connection it then checks out. So a request
+    that streams a body first, or is refused before touching the database, never waits for the lock."""
 
 
-_HELD: dict[tuple[int, str], int] = {}
-"""Writer locks held, by (thread, database file): the thread that took each."""
-_HELD_LOCK = threading.Lock()
+def _sqlite_file(session: Session) -> str | None:
+    """The SQLite database file the session writes to, or None (PostgreSQL, or SQLite in memory)."""
+    bind = session.get_bind()
+    if bind.dialect.name != "sqlite":
+        return None
+    database = bind.engine.url.database
+    return database if database and database != ":memory:" else None
+
+
+def _take_writer_lock(session: Session) -> None:
+    """Queue for `<db>.writer-lock` in the kernel, unless this session's transaction holds it already."""
+    database = _sqlite_file(session)
+    if database is None or _WRITER_FD in session.info:
+        return
+    if database in _HELD_HERE.get():
+        raise NestedWriter(f"this code already holds the writer lock of {database} in another session")
+    # Writers queue in the kernel (a blocking flock, woken the moment the holder commits), not in SQLite's
+    # busy handler, which sleeps and retries (up to 100 ms a turn). Released when the transaction ends
+    # (_release_writer), commit or rollback. Taken before a pooled connection is checked out: a writer
+    # waiting in the queue holds no connection.
+    with phases.phase("sqlite writer lock wait (in 6)"):
+        session.info[_WRITER_FD] = lock(Path(f"{database}.writer-lock"))
+    _HELD_HERE.set(_HELD_HERE.get() | {database})
+    session.info[_WRITER_HOLDER] = database
+    if phases.ENABLED:
+        session.info[_WRITER_TAKEN] = time.perf_counter()
+
+
+@event.listens_for(MarketSession, "after_transaction_create")
+def _lock_first(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None and session.info.get(WRITE):
+        _take_writer_lock(session)
+
+
+@event.listens_for(MarketSession, "after_begin")
+def _begin(session: Session, transaction: SessionTransaction, connection: Any) -> None:
+    if (
+        transaction.parent is None
+        and session.info.get(WRITE)
+        and _WRITER_FD in session.info
+        and not session.info.get(_BEGUN)
+    ):
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        session.info[_BEGUN] = True
+
+
+_HELD_HERE: ContextVar[frozenset[str]] = ContextVar("market_writer_locks_held", default=frozenset())
+"""The database files whose writer lock the running code took (a context variable: a thread of its own, or one
+call of a request's code in the threadpool, which runs in a copy of the request's context)."""
 
 
 def _release(session: Session) -> None:
+    session.info.pop(_BEGUN, None)
     release(session.info.pop(_WRITER_FD, None))
-    holder = session.info.pop(_WRITER_HOLDER, None)
-    if holder is not None:
-        with _HELD_LOCK:
-            left = _HELD.get(holder, 0) - 1
-            if left > 0:
-                _HELD[holder] = left
-            else:
-                _HELD.pop(holder, None)
+    database = session.info.pop(_WRITER_HOLDER, None)
+    held = _HELD_HERE.get()
+    if database in held:  # released where it was taken (else that context has ended: nothing to forget)
+        _HELD_HERE.set(held - {database})
 
 
 _WRITER_FD = "sqlite_writer_fd"
 _WRITER_TAKEN = "sqlite_writer_taken"
 _WRITER_HOLDER = "sqlite_writer_holder"
+_BEGUN = "sqlite_begun_immediate"
 
 
 @event.listens_for(Session, "after_transaction_end")
