@@ -6,6 +6,7 @@ Migrations are Alembic's, applied with `migrate()` by `market serve`, `market de
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -491,8 +492,19 @@ def _take_writer_lock(session: Session) -> None:
 
 @event.listens_for(MarketSession, "after_transaction_create")
 def _lock_first(session: Session, transaction: SessionTransaction) -> None:
-    if transaction.parent is None and session.info.get(WRITE):
+    if transaction.parent is None and session.info.get(WRITE) and not _on_event_loop():
         _take_writer_lock(session)
+
+
+def _on_event_loop() -> bool:
+    """Whether this thread runs an asyncio event loop: a writer session never waits for the lock there (it
+    would stall every request of the process). An async route's session began in its dependency, in the
+    threadpool; a transaction it starts again on the loop (a page drawn after a rollback) stays a reader."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 @event.listens_for(MarketSession, "after_begin")
