@@ -218,8 +218,9 @@ class Database:
         """A session that commits when the block succeeds and rolls back when it raises.
 
         `write=True` for a transaction that may write: on SQLite it takes the writer lock (begin_write)
-        when it first needs a connection, before checking one out, and so does each later transaction
-        of the session (after a `session.commit()` in the block). A read (the default) stays deferred.
+        when its transaction begins (the session's first use), before checking out a connection, and so
+        does each later transaction of the session (after a `session.commit()` or `rollback()` in the
+        block), except on an event loop's thread, where it never waits. A read (the default) stays deferred.
         Keep long work (a sandbox run, a call to Stripe, a product build) out of a write transaction."""
         session = self.sessions(info={WRITE: True}) if write else self.sessions()
         try:
@@ -404,8 +405,9 @@ def begin_write(session: Session) -> None:
     holds no connection. On PostgreSQL row locks do the work: nothing to do. Call it first thing.
 
     Every writer of the marketplace comes through here (branch busy-writers): the query path's
-    transactions call it; a session opened with `Database.transaction(write=True)` calls it when it first
-    needs a connection (MarketSession), which is what the API's and the console's mutating requests
+    transactions call it; a session opened with `Database.transaction(write=True)` takes the lock when each
+    of its transactions begins and sends BEGIN IMMEDIATE on the connection it checks out (MarketSession),
+    which is what the API's and the console's mutating requests
     (market.deps.get_session, market.console.web.get_console: POST, PUT, PATCH, DELETE), the CLI's
     writing commands, the scheduler's jobs, the upload and build pipeline and the Stripe webhook use.
     SQLite's busy handler (SQLITE_BUSY_TIMEOUT_MS) is then only a safety net: no writer waits in it for
