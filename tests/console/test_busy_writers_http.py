@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from market.accounts.models import Role
-from market.db import Database, begin_write
+from market.db import Database, NestedWriter, begin_write
 from tests.conftest import ON_POSTGRES, Market
 from tests.console.helpers import csrf_of, sign_in
 
@@ -69,3 +70,29 @@ def test_a_form_post_waits_for_the_writer_lock_in_the_kernel_holding_no_connecti
     assert response.status_code == 303, response.text
     orgs = market.client.get("/v1/orgs", headers=admin.headers).json()["items"]
     assert "Harbour Freight" in {org["name"] for org in orgs}
+
+
+def test_a_page_is_drawn_while_another_writer_holds_the_lock(market: Market) -> None:
+    """Reads stay deferred: a console page (GET) neither takes nor waits for the writer lock."""
+    admin = market.actor(Role.ADMIN)
+    client = sign_in(market, admin)
+    other = Database.from_settings(market.settings)
+    answer: dict[str, Any] = {}
+    try:
+        with other.sessions() as holder:
+            begin_write(holder)
+            reading = threading.Thread(target=lambda: answer.update(response=client.get("/console/admin/orgs")))
+            reading.start()
+            reading.join(timeout=QUEUE_DEADLINE_SECONDS)  # a guard against hanging: it never waits for the lock
+            assert not reading.is_alive(), "the page waited for the writer lock"
+            holder.commit()
+    finally:
+        other.dispose()
+    assert answer["response"].status_code == 200
+
+
+def test_a_writer_nested_in_a_writer_fails_at_once_instead_of_waiting_for_itself(market: Market) -> None:
+    with market.database.transaction(write=True) as outer:
+        outer.execute(text("SELECT 1"))
+        with pytest.raises(NestedWriter), market.database.transaction(write=True) as inner:
+            inner.execute(text("SELECT 1"))
