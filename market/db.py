@@ -417,10 +417,9 @@ def begin_write(session: Session) -> None:
     Code that already holds the lock through another session cannot wait for it again (it would wait for
     itself): that raises NestedWriter at once.
     """
-    if _sqlite_file(session) is None:
-        session.connection()  # PostgreSQL (row locks do the work), or an in-memory SQLite database
-        return
-    _take_writer_lock(session)
+    if session.get_bind().dialect.name != "sqlite":
+        return  # PostgreSQL: row locks do the work
+    _take_writer_lock(session)  # a file's lock (an in-memory database has none)
     try:
         connection = session.connection()  # from here on the transaction's end releases the lock
     except BaseException:
