@@ -206,7 +206,7 @@ class Database:
         # The settings ride along with each session: the usage chain finds its key through them.
         return cls(
             engine=engine,
-            sessions=sessionmaker(engine, class_=MarketSession, expire_on_commit=False, info={"settings": settings}),
+            sessions=sessionmaker(engine, expire_on_commit=False, info={"settings": settings}),
         )
 
     @property
@@ -406,7 +406,7 @@ def begin_write(session: Session) -> None:
 
     Every writer of the marketplace comes through here (branch busy-writers): the query path's
     transactions call it; a session opened with `Database.transaction(write=True)` takes the lock when each
-    of its transactions begins and sends BEGIN IMMEDIATE on the connection it checks out (MarketSession),
+    of its transactions begins and sends BEGIN IMMEDIATE on the connection it checks out (market.db.WRITE),
     which is what the API's and the console's mutating requests
     (market.deps.get_session, market.console.web.get_console: POST, PUT, PATCH, DELETE), the CLI's
     writing commands, the scheduler's jobs, the upload and build pipeline and the Stripe webhook use.
@@ -453,14 +453,11 @@ class NestedWriter(RuntimeError):
 
 
 WRITE = "market_write"
-"""Session.info key: the session's transactions write (Database.transaction(write=True))."""
-
-
-class MarketSession(Session):
-    """The marketplace's sessions. One opened for writing (info[WRITE]) takes the SQLite writer lock when each
-    of its transactions begins (at the first use of the session after it was opened or committed: before any
-    connection is checked out), and sends BEGIN IMMEDIATE on the connection it then checks out. So a request
-    that streams a body first, or is refused before touching the database, never waits for the lock."""
+"""Session.info key: the session's transactions write (Database.transaction(write=True)). Such a session takes
+the SQLite writer lock when each of its transactions begins (its first use after it was opened, committed or
+rolled back: before any connection is checked out; _lock_first) and sends BEGIN IMMEDIATE on the connection it
+then checks out (_begin). So a request that streams a body first, or is refused before touching the database,
+never waits for the lock. Any sessionmaker's sessions: the listeners are on Session."""
 
 
 def _sqlite_file(session: Session) -> str | None:
@@ -491,7 +488,7 @@ def _take_writer_lock(session: Session) -> None:
         session.info[_WRITER_TAKEN] = time.perf_counter()
 
 
-@event.listens_for(MarketSession, "after_transaction_create")
+@event.listens_for(Session, "after_transaction_create")
 def _lock_first(session: Session, transaction: SessionTransaction) -> None:
     if transaction.parent is None and session.info.get(WRITE) and not _on_event_loop():
         _take_writer_lock(session)
@@ -508,7 +505,7 @@ def _on_event_loop() -> bool:
     return True
 
 
-@event.listens_for(MarketSession, "after_begin")
+@event.listens_for(Session, "after_begin")
 def _begin(session: Session, transaction: SessionTransaction, connection: Any) -> None:
     if (
         transaction.parent is None
