@@ -88,7 +88,7 @@ def pay_by_card(
 ) -> PayOutcome:
     """The buyer pays what is due on a finalized invoice by card, through a PaymentIntent, once."""
     actor.require(Role.BUYER)
-    with database.transaction() as session:
+    with database.transaction(write=True) as session:
         attempt = _claim_attempt(session, settings, actor, invoice_id)
     gateway = StripeGateway(settings)
     # An attempt recorded by this very request cannot be at Stripe yet; any other may be.
@@ -110,7 +110,7 @@ def pay_by_card(
                 key=attempt.key,
             )
         except CardDeclined as declined:
-            with database.transaction() as session:
+            with database.transaction(write=True) as session:
                 payment = _locked_payment(session, attempt.payment_id)
                 if declined.intent is not None:
                     _apply_intent(session, payment, declined.intent)
@@ -119,7 +119,7 @@ def pay_by_card(
                     payment.failure_code = declined.code
                     payment.updated_at = utcnow()
                 return PayOutcome(payment, declined_code=declined.code)
-    with database.transaction() as session:
+    with database.transaction(write=True) as session:
         payment = _locked_payment(session, attempt.payment_id)
         if state is not None:
             _apply_intent(session, payment, state)
@@ -196,7 +196,7 @@ def _customer(database: Database, gateway: StripeGateway, org_id: str) -> str:
         organisation = repository.org(session, org_id)
         name = organisation.name if organisation else org_id
     customer_id = gateway.create_customer(org_id=org_id, name=name)
-    with database.transaction() as session:
+    with database.transaction(write=True) as session:
         insert_ignore(session, StripeCustomer.__table__, {"org_id": org_id, "customer_id": customer_id}, ["org_id"])
         stored = repository.stripe_customer(session, org_id)
         return stored.customer_id if stored else customer_id
@@ -317,7 +317,7 @@ def recheck_pending(database: Database, settings: Settings, *, now: datetime | N
     by_payment = {s.metadata["payment_id"]: s for s in listed if s.metadata.get("payment_id")}
     for payment_id, intent_id, claimed_at in pending:
         state = gateway.retrieve(intent_id) if intent_id else by_payment.get(payment_id)
-        with database.transaction() as session:
+        with database.transaction(write=True) as session:
             payment = _locked_payment(session, payment_id)
             before = payment.status
             if state is not None:
@@ -330,7 +330,7 @@ def recheck_pending(database: Database, settings: Settings, *, now: datetime | N
     for state in listed:
         if state.status not in SUCCEEDED_STATES or not state.metadata.get("invoice_id"):
             continue
-        with database.transaction() as session:
+        with database.transaction(write=True) as session:
             known = repository.payment_by_intent(session, state.id) is not None or (
                 state.metadata.get("payment_id") is not None
                 and repository.get_payment(session, state.metadata["payment_id"]) is not None
@@ -366,7 +366,7 @@ def send_refund(database: Database, settings: Settings, payment_id: str) -> Paym
     state = gateway.find_refund(intent_id=intent_id, payment_id=payment_id) or gateway.refund(
         intent_id=intent_id, amount=amount, key=key, metadata=metadata
     )
-    with database.transaction() as session:
+    with database.transaction(write=True) as session:
         payment = _locked_payment(session, payment_id)
         _apply_refund(session, payment, state)
         return payment

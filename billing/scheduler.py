@@ -15,17 +15,19 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
+from typing import Any
 
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
-from sqlalchemy import func, select
+from sqlalchemy import Engine, event, func, select
 
 from billing import card_payments, rating, repository
 from billing.config import Period
 from billing.models import InvoiceLineUsage
 from market.clock import utcnow
-from market.db import Database
-from market.locks import release, try_lock
+from market.db import Database, make_engine
+from market.locks import lock, release, try_lock
 from market.settings import Settings, get_settings
 from metering.models import UsageRecord
 
@@ -65,7 +67,7 @@ def run_cycle(database: Database, now: datetime | None = None) -> list[str]:
         candidates.append(last_ended)
     billed = []
     for candidate in candidates:
-        with database.transaction() as session:
+        with database.transaction(write=True) as session:
             row = repository.lock_for_change(session, candidate)  # the same lock order as every change
             if row.scheduled_run_at is not None or row.status == "closed":
                 continue
@@ -103,16 +105,44 @@ def usage_checkpoint_job() -> None:
 
     database = Database.from_settings(get_settings())
     try:
-        with database.transaction() as session:
+        with database.transaction(write=True) as session:
             anchors.write_checkpoint(session)
     finally:
         database.dispose()
 
 
+def _job_store_engine(database: Database) -> Engine:
+    """The engine APScheduler's job store runs its own statements on. On SQLite, one of its own whose every
+    transaction takes the writer lock first (the kernel's queue on `<db>.writer-lock`, then BEGIN IMMEDIATE,
+    as market.db.begin_write), so that the store's writes (a job's next run time after each run) never wait
+    in SQLite's busy handler, nor make the marketplace's writers wait in theirs."""
+    if not database.is_sqlite:
+        return database.engine
+    url = database.engine.url.render_as_string(hide_password=False)
+    engine = make_engine(url, pool_size=1, max_overflow=1)
+    path = Path(f"{database.engine.url.database}.writer-lock")
+
+    def begin(connection: Any) -> None:
+        if _STORE_FD not in connection.info:
+            connection.info[_STORE_FD] = lock(path)
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    def checkin(_dbapi_connection: Any, record: Any) -> None:
+        if record is not None:  # after the pool's rollback-on-return: the transaction has ended
+            release(record.info.pop(_STORE_FD, None))
+
+    event.listen(engine, "begin", begin)
+    event.listen(engine, "checkin", checkin)
+    return engine
+
+
+_STORE_FD = "job_store_writer_fd"
+
+
 def start_scheduler(database: Database, settings: Settings) -> BackgroundScheduler:
     """Start the billing scheduler with its jobs stored in the marketplace database."""
     scheduler = BackgroundScheduler(
-        jobstores={"default": SQLAlchemyJobStore(engine=database.engine, tablename="apscheduler_jobs")},
+        jobstores={"default": SQLAlchemyJobStore(engine=_job_store_engine(database), tablename="apscheduler_jobs")},
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         timezone="UTC",
     )

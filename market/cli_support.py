@@ -92,11 +92,14 @@ def open_database(*, create: bool = False) -> Database:
 
 
 @contextlib.contextmanager
-def transaction() -> Iterator[Session]:
-    """One transaction on the marketplace's database (open_database), committed at the end; then it is closed."""
+def transaction(*, write: bool = True) -> Iterator[Session]:
+    """One transaction on the marketplace's database (open_database), committed at the end; then it is closed.
+
+    A writer unless `write=False` (a command that only reads): on SQLite it takes the writer lock first
+    (market.db.begin_write), queued in the kernel behind the server's writers, never in SQLite's busy handler."""
     database = open_database()
     try:
-        with database.transaction() as session:
+        with database.transaction(write=write) as session:
             yield session
     finally:
         database.dispose()

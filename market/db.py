@@ -6,9 +6,11 @@ Migrations are Alembic's, applied with `migrate()` by `market serve`, `market de
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -202,16 +204,25 @@ class Database:
             idle_in_transaction_ms=settings.database_idle_in_transaction_ms,
         )
         # The settings ride along with each session: the usage chain finds its key through them.
-        return cls(engine=engine, sessions=sessionmaker(engine, expire_on_commit=False, info={"settings": settings}))
+        return cls(
+            engine=engine,
+            sessions=sessionmaker(engine, expire_on_commit=False, info={"settings": settings}),
+        )
 
     @property
     def is_sqlite(self) -> bool:
         return self.engine.dialect.name == "sqlite"
 
     @contextmanager
-    def transaction(self) -> Iterator[Session]:
-        """A session that commits when the block succeeds and rolls back when it raises."""
-        session = self.sessions()
+    def transaction(self, *, write: bool = False) -> Iterator[Session]:
+        """A session that commits when the block succeeds and rolls back when it raises.
+
+        `write=True` for a transaction that may write: on SQLite it takes the writer lock (begin_write)
+        when its transaction begins (the session's first use), before checking out a connection, and so
+        does each later transaction of the session (after a `session.commit()` or `rollback()` in the
+        block), except on an event loop's thread, where it never waits. A read (the default) stays deferred.
+        Keep long work (a sandbox run, a call to Stripe, a product build) out of a write transaction."""
+        session = self.sessions(info={WRITE: True}) if write else self.sessions()
         try:
             yield session
             with phases.phase("commit (any transaction)"):
@@ -248,11 +259,27 @@ def migrate(database: Database) -> None:
     from alembic import command
 
     config = alembic_config(database.engine.url.render_as_string(hide_password=False))
-    with database.engine.begin() as connection:
+    with database.engine.connect() as connection, _writer_lock(database.engine):
+        if database.is_sqlite:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")  # a writer, queued in the kernel (begin_write)
+        else:
+            connection.begin()
         config.attributes["connection"] = connection
         # Migrations that need the settings (0004 re-keys the usage chain) get this database's own.
         config.attributes["settings"] = database.sessions.kw.get("info", {}).get("settings")
         command.upgrade(config, "heads")
+        connection.commit()
+
+
+@contextmanager
+def _writer_lock(engine: Engine) -> Iterator[None]:
+    """The SQLite writer lock (begin_write's `<file>.writer-lock`) for a block outside any session."""
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    fd = lock(Path(f"{database}.writer-lock")) if database and database != ":memory:" else None
+    try:
+        yield
+    finally:
+        release(fd)
 
 
 def upsert_locked(
@@ -372,39 +399,148 @@ def begin_write(session: Session) -> None:
     A transaction that reads and then writes would otherwise start as a reader and upgrade later; under
     WAL an upgrade that meets a newer commit fails at once (SQLITE_BUSY_SNAPSHOT) and is retried, and
     writers queue in SQLite's sleeping busy handler. Taking the lock first means one wait, at the start,
-    before anything is read. Callers of this function first queue on a machine-wide file lock next to
-    the database (`<file>.writer-lock`, market.locks.lock), so they wait for each other in the kernel
-    and never sleep-and-retry; SQLite's busy handler remains only for writers that do not come through
-    here (the CLI, console routes). On PostgreSQL row locks do the work: nothing to do. Call it first thing.
+    before anything is read. Writers first queue on a machine-wide file lock next to the database
+    (`<file>.writer-lock`, market.locks.lock), so they wait for each other in the kernel and never
+    sleep-and-retry; the lock is taken before a pooled connection is checked out, so a waiting writer
+    holds no connection. On PostgreSQL row locks do the work: nothing to do. Call it first thing.
+
+    Every writer of the marketplace comes through here (branch busy-writers): the query path's
+    transactions call it; a session opened with `Database.transaction(write=True)` takes the lock when each
+    of its transactions begins and sends BEGIN IMMEDIATE on the connection it checks out (market.db.WRITE),
+    which is what the API's and the console's mutating requests
+    (market.deps.get_session, market.console.web.get_console: POST, PUT, PATCH, DELETE), the CLI's
+    writing commands, the scheduler's jobs, the upload and build pipeline and the Stripe webhook use.
+    SQLite's busy handler (SQLITE_BUSY_TIMEOUT_MS) is then only a safety net: no writer waits in it for
+    another writer, only for a checkpoint or a process outside the marketplace. tests/conftest.py
+    (`sqlite_writes_begin_immediate`) fails any test in which the app wrote outside BEGIN IMMEDIATE.
+
+    Code that already holds the lock through another session cannot wait for it again (it would wait for
+    itself): that raises NestedWriter at once.
     """
-    bind = session.get_bind()
-    if bind.dialect.name == "sqlite":
-        database = bind.engine.url.database
-        if database and database != ":memory:" and _WRITER_FD not in session.info:
-            # Writers queue in the kernel (a blocking flock, woken the moment the holder commits),
-            # not in SQLite's busy handler, which sleeps and retries (up to 100 ms a turn). Released
-            # when the transaction ends (_release_writer), commit or rollback. Taken before a pooled
-            # connection is checked out: a writer waiting in the queue holds no connection.
-            with phases.phase("sqlite writer lock wait (in 6)"):
-                session.info[_WRITER_FD] = lock(Path(f"{database}.writer-lock"))
-            if phases.ENABLED:
-                session.info[_WRITER_TAKEN] = time.perf_counter()
-        try:
-            connection = session.connection()  # from here on the transaction's end releases the lock
-        except BaseException:
-            release(session.info.pop(_WRITER_FD, None))
-            raise
+    if session.get_bind().dialect.name != "sqlite":
+        return  # PostgreSQL: row locks do the work
+    _take_writer_lock(session)  # a file's lock (an in-memory database has none)
+    try:
+        connection = session.connection()  # from here on the transaction's end releases the lock
+    except BaseException:
+        _release(session)
+        raise
+    if not session.info.get(_BEGUN):  # a writer session's transaction began with it already (_begin)
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+        session.info[_BEGUN] = True
+
+
+def begin_write_now(session: Session) -> None:
+    """Take the writer lock in the middle of a session's transaction that has only read so far: for the one
+    write at the end of a long operation (a product build) that must not hold the lock while it works.
+
+    On SQLite nothing is upgraded: pysqlite runs reads outside any SQLite transaction, so the transaction
+    begins here, with BEGIN IMMEDIATE, after the kernel queue (waiting there, unlike begin_write, with the
+    session's connection checked out). What was read before may have changed: the write must be checked by
+    a constraint (a version's unique number) or by reading again. On PostgreSQL: nothing to do."""
+    if _sqlite_file(session) is None or session.info.get(_BEGUN):
+        return
+    connection = session.connection()
+    if connection.connection.driver_connection.in_transaction:  # type: ignore[union-attr]
+        raise RuntimeError("begin_write_now after a write: the transaction is already a deferred writer")
+    _take_writer_lock(session)
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    session.info[_BEGUN] = True
+
+
+class NestedWriter(RuntimeError):
+    """A write transaction opened by a thread that holds the writer lock in another session (a deadlock)."""
+
+
+WRITE = "market_write"
+"""Session.info key: the session's transactions write (Database.transaction(write=True)). Such a session takes
+the SQLite writer lock when each of its transactions begins (its first use after it was opened, committed or
+rolled back: before any connection is checked out; _lock_first) and sends BEGIN IMMEDIATE on the connection it
+then checks out (_begin). So a request that streams a body first, or is refused before touching the database,
+never waits for the lock. Any sessionmaker's sessions: the listeners are on Session."""
+
+
+def _sqlite_file(session: Session) -> str | None:
+    """The SQLite database file the session writes to, or None (PostgreSQL, or SQLite in memory)."""
+    bind = session.get_bind()
+    if bind.dialect.name != "sqlite":
+        return None
+    database = bind.engine.url.database
+    return database if database and database != ":memory:" else None
+
+
+def _take_writer_lock(session: Session) -> None:
+    """Queue for `<db>.writer-lock` in the kernel, unless this session's transaction holds it already."""
+    database = _sqlite_file(session)
+    if database is None or _WRITER_FD in session.info:
+        return
+    if database in _HELD_HERE.get():
+        raise NestedWriter(f"this code already holds the writer lock of {database} in another session")
+    # Writers queue in the kernel (a blocking flock, woken the moment the holder commits), not in SQLite's
+    # busy handler, which sleeps and retries (up to 100 ms a turn). Released when the transaction ends
+    # (_release_writer), commit or rollback. Taken before a pooled connection is checked out: a writer
+    # waiting in the queue holds no connection.
+    with phases.phase("sqlite writer lock wait (in 6)"):
+        session.info[_WRITER_FD] = lock(Path(f"{database}.writer-lock"))
+    _HELD_HERE.set(_HELD_HERE.get() | {database})
+    session.info[_WRITER_HOLDER] = database
+    if phases.ENABLED:
+        session.info[_WRITER_TAKEN] = time.perf_counter()
+
+
+@event.listens_for(Session, "after_transaction_create")
+def _lock_first(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None and session.info.get(WRITE) and not _on_event_loop():
+        _take_writer_lock(session)
+
+
+def _on_event_loop() -> bool:
+    """Whether this thread runs an asyncio event loop: a writer session never waits for the lock there (it
+    would stall every request of the process). An async route's session began in its dependency, in the
+    threadpool; a transaction it starts again on the loop (a page drawn after a rollback) stays a reader."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+@event.listens_for(Session, "after_begin")
+def _begin(session: Session, transaction: SessionTransaction, connection: Any) -> None:
+    if (
+        transaction.parent is None
+        and session.info.get(WRITE)
+        and _WRITER_FD in session.info
+        and not session.info.get(_BEGUN)
+    ):
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        session.info[_BEGUN] = True
+
+
+_HELD_HERE: ContextVar[frozenset[str]] = ContextVar("market_writer_locks_held", default=frozenset())
+"""The database files whose writer lock the running code took (a context variable: a thread of its own, or one
+call of a request's code in the threadpool, which runs in a copy of the request's context)."""
+
+
+def _release(session: Session) -> None:
+    session.info.pop(_BEGUN, None)
+    release(session.info.pop(_WRITER_FD, None))
+    database = session.info.pop(_WRITER_HOLDER, None)
+    held = _HELD_HERE.get()
+    if database in held:  # released where it was taken (else that context has ended: nothing to forget)
+        _HELD_HERE.set(held - {database})
 
 
 _WRITER_FD = "sqlite_writer_fd"
 _WRITER_TAKEN = "sqlite_writer_taken"
+_WRITER_HOLDER = "sqlite_writer_holder"
+_BEGUN = "sqlite_begun_immediate"
 
 
 @event.listens_for(Session, "after_transaction_end")
 def _release_writer(session: Session, transaction: SessionTransaction) -> None:
     if transaction.parent is None:
-        release(session.info.pop(_WRITER_FD, None))
+        _release(session)
         taken = session.info.pop(_WRITER_TAKEN, None)
         if taken is not None:
             phases.add("sqlite writer lock held (in 6)", time.perf_counter() - taken)

@@ -491,7 +491,7 @@ def _ensure_revenue_shares(session: Session, people: dict[str, Principal]) -> No
 def build_demo(database: Database, settings: Settings) -> dict[str, str]:
     """Create or complete the demo marketplace and return a fresh API key per demo user."""
     settings.ensure_dirs()
-    with database.transaction() as session:
+    with database.transaction(write=True) as session:
         people = _ensure_users(session)
         _ensure_authorisation(session, people["regulator"], people["operator"], ["transport"], ["US-NY", "CN-11"])
         _ensure_flights(session, settings, people)
@@ -553,7 +553,7 @@ def demo_logins(database: Database) -> dict[str, dict[str, str]]:
     Run after `build_demo`; the users are found by their demo e-mail addresses.
     """
     logins: dict[str, dict[str, str]] = {}
-    with database.transaction() as session:
+    with database.transaction(write=True) as session:
         for demo in DEMO_USERS:
             user = accounts_repo.user_by_email(session, demo.email)
             if user is None:

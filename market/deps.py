@@ -27,11 +27,30 @@ def get_settings_dep(request: Request) -> Settings:
     return settings
 
 
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def writes(request: Request) -> bool:
+    """Whether the request's session is a writer: a POST, PUT, PATCH or DELETE (market.db.begin_write)."""
+    return request.method in WRITE_METHODS
+
+
 def get_session(request: Request) -> Iterator[Session]:
     """The request's session: committed when the route returns, rolled back when it raises.
 
     Function-scoped (below), so the commit happens before the response is sent: a 2xx means the
-    change is stored, and a commit that fails turns the answer into an error, never a 2xx."""
+    change is stored, and a commit that fails turns the answer into an error, never a 2xx.
+
+    A mutating request's session is a writer (`Database.transaction(write=True)`): on SQLite it takes the
+    writer lock when it first touches the database, so its writes never wait in SQLite's busy handler.
+    A route whose long work (a build, a call to Stripe) must not hold the lock takes `ReadSessionDep`
+    and writes in transactions of its own."""
+    with get_database(request).transaction(write=writes(request)) as session:
+        yield session
+
+
+def get_read_session(request: Request) -> Iterator[Session]:
+    """A request's session that stays a reader whatever the method (see get_session)."""
     with get_database(request).transaction() as session:
         yield session
 
@@ -84,6 +103,7 @@ async def _settings(request: Request) -> Settings:
 
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+ReadSessionDep = Annotated[Session, Depends(get_read_session, scope="function")]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 # Plain attribute reads: async, so FastAPI calls them on the event loop, not through a thread hop each.
 SettingsDep = Annotated[Settings, Depends(_settings)]

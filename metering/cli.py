@@ -17,7 +17,7 @@ usage_app = typer.Typer(
 def verify_command(as_json: JsonOption = False) -> None:
     """Check every buyer's keyed usage hash chain and the signed checkpoints of their heads; name the
     first broken record of each chain. Exit 1 if anything is broken."""
-    with transaction() as session:
+    with transaction(write=False) as session:  # reads only: never holds the writer lock
         report = chain.verify(session)
         checkpoints, anchor_breaks = anchors.check_checkpoints(session)
     report = chain.VerifyReport(

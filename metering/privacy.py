@@ -26,7 +26,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from market.clock import new_id, utcnow
-from market.db import Database, begin_write, insert_ignore
+from market.db import Database, insert_ignore
 from market.errors import MarketError, ServiceUnavailable, TooManyRequests, Unprocessable
 from market.i18n import Msg
 from market.settings import Settings
@@ -354,9 +354,9 @@ def run(
 @contextmanager
 def _writing(database: Database) -> Iterator[Session]:
     """A transaction that writes: on SQLite it queues for the write lock in the kernel and begins with it
-    (market.db.begin_write), as the threshold path's writes do, never in SQLite's sleeping busy handler."""
-    with database.transaction() as session:
-        begin_write(session)
+    (market.db.begin_write), as the threshold path's writes do, never in SQLite's sleeping busy handler.
+    A writer session (busy-writers): after `reserve`'s rollback, the refusal's transaction takes the lock too."""
+    with database.transaction(write=True) as session:
         yield session
 
 

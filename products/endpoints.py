@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, Path, Query, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse
 
-from market.deps import PrincipalDep, SessionDep, SettingsDep
+from market.deps import PrincipalDep, ReadSessionDep, SessionDep, SettingsDep
 from market.errors import Unprocessable
 from market.pagination import CursorQuery, LimitQuery, Page, page_of
 from products import catalogue, service, storage, versions
@@ -121,7 +121,7 @@ def product_events(
 @router.post("/{slug}/versions", response_model=ProductOut, status_code=201)
 def upload_version(
     slug: str,
-    session: SessionDep,
+    session: ReadSessionDep,
     principal: PrincipalDep,
     settings: SettingsDep,
     files: Annotated[list[UploadFile], File(description="CSV or Parquet files, one per table.")],
@@ -169,9 +169,12 @@ def delist_product(slug: str, body: ReasonIn, session: SessionDep, principal: Pr
 
 @router.post("/{slug}/builds", response_model=VersionOut, status_code=201)
 def build_version(
-    slug: str, body: BuildIn, session: SessionDep, principal: PrincipalDep, settings: SettingsDep
+    slug: str, body: BuildIn, session: ReadSessionDep, principal: PrincipalDep, settings: SettingsDep
 ) -> VersionOut:
-    """Build a new version from stored uploads (POST /v1/uploads) through the recipe; audited on the way."""
+    """Build a new version from stored uploads (POST /v1/uploads) through the recipe; audited on the way.
+
+    The build reads in a deferred transaction; the new version is written at its end under the writer lock
+    (products.versions.add_version), so the lock is never held while DuckDB works."""
     version = versions.build_from_uploads(session, settings, principal, slug, body)
     return versions.present_version(session, version)
 
@@ -197,7 +200,7 @@ def get_version(slug: str, number: VersionNumber, session: SessionDep, principal
 def rebuild_version(
     slug: str,
     number: VersionNumber,
-    session: SessionDep,
+    session: ReadSessionDep,
     principal: PrincipalDep,
     settings: SettingsDep,
     body: RebuildIn | None = None,

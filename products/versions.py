@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from market.accounts.models import Role
 from market.accounts.service import Principal
 from market.clock import utcnow
+from market.db import begin_write_now
 from market.errors import Conflict, NotFound, Unprocessable
 from market.settings import Settings
 from products import repository, storage
@@ -170,8 +171,12 @@ def add_version(
         quality=quality,
         created_by=actor.user_id,
     )
+    # The build above ran without the SQLite writer lock (its session only read); the version's row, the
+    # rename of its files and the product's pointer are written under it (the number's race is settled by
+    # the unique constraint below, as before).
     session.add(version)
     try:
+        begin_write_now(session)
         try:
             session.flush()
         except IntegrityError as error:

@@ -21,8 +21,11 @@ A test that checks the build itself (idempotence, `market demo`) still calls `bu
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
+import sys
+import traceback
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -32,7 +35,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
@@ -442,3 +445,61 @@ from tests.db_independent import (  # noqa: E402
     pytest_collection_modifyitems,  # noqa: F401
     pytest_configure,  # noqa: F401
 )
+# -- busy-writers: on SQLite, every write of the marketplace runs in a transaction begun with BEGIN IMMEDIATE --
+
+_WRITE_SQL = re.compile(r"^\s*(INSERT|UPDATE|DELETE|REPLACE)\b", re.IGNORECASE)
+_BEGIN_IMMEDIATE_SQL = re.compile(r"^\s*BEGIN\s+IMMEDIATE\b", re.IGNORECASE)
+_IMMEDIATE = "busy_writers_immediate"
+_deferred_writes: list[str] = []
+
+
+def _test_code_writes() -> bool:
+    """A write made by the test's own set-up (factories, Market.actor), not by the app, a job or a command:
+    test code on the stack, and no command run through click (CliRunner runs `market ...` in this thread)."""
+    frame, in_tests = sys._getframe(2), False
+    while frame is not None:
+        name = frame.f_code.co_filename
+        if f"{os.sep}click{os.sep}" in name:
+            return False
+        in_tests = in_tests or f"{os.sep}tests{os.sep}" in name
+        frame = frame.f_back
+    return in_tests
+
+
+def _check_write_lock(connection, _cursor, statement, _parameters, _context, _executemany) -> None:
+    if connection.dialect.name != "sqlite":
+        return
+    driver = connection.connection.driver_connection
+    if not driver.in_transaction:  # autocommit: any earlier BEGIN IMMEDIATE has ended
+        connection.info.pop(_IMMEDIATE, None)
+    if _BEGIN_IMMEDIATE_SQL.match(statement):
+        connection.info[_IMMEDIATE] = True
+    elif (
+        _WRITE_SQL.match(statement)
+        and not (driver.in_transaction and connection.info.get(_IMMEDIATE))
+        and not _test_code_writes()
+    ):
+        root = str(Path(__file__).parent.parent) + os.sep
+        ours = [
+            f for f in traceback.extract_stack()[:-1] if f.filename.startswith(root) and "-packages" not in f.filename
+        ]
+        where = " < ".join(f"{f.filename.removeprefix(root)}:{f.name}:{f.lineno}" for f in reversed(ours[-6:]))
+        _deferred_writes.append(f"{statement.strip()[:60]!r} from {where}")
+
+
+@pytest.fixture(autouse=True)
+def sqlite_writes_begin_immediate() -> Iterator[None]:
+    """On SQLite, fail a test in which the app (a request, a job, a command) wrote outside a transaction begun
+    with BEGIN IMMEDIATE (market.db's writer lock): such a write would wait in SQLite's sleeping busy handler.
+    MARKET_TEST_WRITE_CHECK=0 turns the check off (to measure its cost)."""
+    if ON_POSTGRES or os.environ.get("MARKET_TEST_WRITE_CHECK") == "0":
+        yield
+        return
+    _deferred_writes.clear()
+    event.listen(Engine, "before_cursor_execute", _check_write_lock)
+    try:
+        yield
+    finally:
+        event.remove(Engine, "before_cursor_execute", _check_write_lock)
+    found, _deferred_writes[:] = list(_deferred_writes), []
+    assert not found, "writes outside BEGIN IMMEDIATE on SQLite:\n" + "\n".join(found)

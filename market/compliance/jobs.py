@@ -223,7 +223,7 @@ def run_upkeep(database: Database, settings: Settings, now: datetime | None = No
     totals: dict[str, int] = {}
     steps: tuple[Step, ...] = (*STEPS, partial(resumable.sweep_abandoned, settings=settings))
     for step in steps:
-        with database.transaction() as session:
+        with database.transaction(write=True) as session:
             _lock(session)
             for name, count in step(session, now).items():
                 totals[name] = totals.get(name, 0) + count

@@ -13,12 +13,14 @@ from market.console.web import (
     LANG_COOKIE,
     SESSION_COOKIE,
     ConsoleDep,
+    ReadConsoleDep,
     check_csrf,
     home_of,
     page,
     redirect,
     set_cookie,
 )
+from market.db import begin_write_now
 from market.errors import MarketError
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(check_csrf)])
@@ -40,15 +42,21 @@ def login_form(console: ConsoleDep, next: str = "") -> Response:
 
 @router.post("/login")
 def login(
-    console: ConsoleDep,
+    console: ReadConsoleDep,
     email: Annotated[str, Form(max_length=320)],
     password: Annotated[str, Form(max_length=200)],
     next: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
-    """Check the password and open a session; the role's home page (or `next`) follows."""
+    """Check the password and open a session; the role's home page (or `next`) follows.
+
+    The password is checked (argon2, tens of milliseconds of CPU) in a reader, without the SQLite writer lock;
+    the failed attempt or the new session is then written under it (market.db.begin_write_now)."""
     client = console.request.client.host if console.request.client else "unknown"
     try:
-        signed = signin.sign_in(console.session, email=email, password=password, client=client)
+        with console.session.no_autoflush:
+            signed = signin.sign_in(console.session, email=email, password=password, client=client)
+        if console.session.new or console.session.dirty:
+            begin_write_now(console.session)
     except MarketError as error:
         response = page(
             console,

@@ -6,7 +6,7 @@ from fastapi import Request
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
 
-from market.console.web import error_page, get_console, login_redirect
+from market.console.web import error_page, get_read_console, login_redirect
 from market.errors import MarketError, Unauthenticated
 
 API_PREFIXES = (
@@ -36,7 +36,7 @@ def console_error_response(request: Request, error: MarketError) -> Response:
     """The error as a page: a signed-out visitor is sent to sign in, anything else reads the message."""
     if isinstance(error, Unauthenticated) and request.method == "GET":
         return login_redirect(request)
-    contexts = get_console(request)
+    contexts = get_read_console(request)  # a reader: the failed request's own writer may still hold the lock
     console = next(contexts)
     try:
         response = error_page(console, error)

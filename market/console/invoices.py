@@ -16,7 +16,7 @@ from billing.endpoints import _out as present_invoices
 from billing.models import Invoice, InvoiceStatus
 from billing.schemas import InvoiceOut, UsageRecordOut
 from billing.stripe_gateway import CardDeclined, StripeGateway
-from market.console.web import Console, ConsoleDep, check_csrf, page, redirect
+from market.console.web import Console, ConsoleDep, ReadConsoleDep, check_csrf, page, redirect
 from market.deps import SettingsDep, get_database
 from market.errors import MarketError
 from market.i18n import N_
@@ -149,7 +149,7 @@ def _card(sent: CardForm, year: int) -> tuple[card_payments.CardDetails | None, 
 def pay_invoice(
     invoice_id: str,
     sent: Annotated[CardForm, Depends(card_form)],
-    console: ConsoleDep,
+    console: ReadConsoleDep,
     settings: SettingsDep,
 ) -> Response:
     """Pay what is due by card (where Stripe is configured): the card form's details become a Stripe payment

@@ -24,7 +24,17 @@ from market import i18n
 from market.accounts import signin
 from market.accounts.service import Principal
 from market.console.operator import operator, own_product
-from market.console.web import CSRF_COOKIE, LANG_COOKIE, SESSION_COOKIE, Console, ConsoleDep, check_csrf, page, redirect
+from market.console.web import (
+    CSRF_COOKIE,
+    LANG_COOKIE,
+    SESSION_COOKIE,
+    Console,
+    ConsoleDep,
+    ReadConsoleDep,
+    check_csrf,
+    page,
+    redirect,
+)
 from market.deps import get_database, get_settings_dep
 from market.errors import MarketError, Unauthenticated, Unprocessable
 from market.i18n import N_
@@ -84,7 +94,7 @@ async def start_upload(
 
     def begin() -> dict[str, Any]:
         settings.ensure_dirs()
-        with database.transaction() as session:
+        with database.transaction(write=True) as session:
             return _session_body(settings, resumable.begin(session, settings, principal, filename, size))
 
     try:
@@ -133,7 +143,7 @@ async def upload_part(request: Request, session_id: str) -> Response:
             if reached == found.size_bytes:
 
                 def complete() -> UploadOut:
-                    with database.transaction() as session:
+                    with database.transaction(write=True) as session:
                         again = resumable.own_session(session, principal, found.id)
                         return UploadOut.model_validate(resumable.complete(session, settings, principal, again))
 
@@ -169,7 +179,7 @@ async def upload(
         received = await uploads.receive(settings, principal, request.stream())
 
         def record() -> UploadOut:
-            with database.transaction() as session:
+            with database.transaction(write=True) as session:
                 stored, _ = uploads.register(
                     session,
                     settings,
@@ -397,8 +407,11 @@ def build_page(slug: str, console: ConsoleDep, upload: str = "") -> Response:
 
 
 @router.post("/products/{slug}/build")
-async def build(slug: str, request: Request, console: ConsoleDep) -> Response:
-    """`action=preview` shows the first rows after desensitisation; `action=build` makes a new version."""
+async def build(slug: str, request: Request, console: ReadConsoleDep) -> Response:
+    """`action=preview` shows the first rows after desensitisation; `action=build` makes a new version.
+
+    The page's transaction stays a reader: the preview runs DuckDB and the build job writes in transactions
+    of its own (products.pipeline.builds), so no writer lock is held meanwhile."""
     values = _form_values(await request.form())
     upload_id = values.get("upload", "")
     user = operator(console)

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
 from market.console.access import PrivacyView, held_agreements, privacy_view
-from market.console.web import Console, ConsoleDep, check_csrf, page
+from market.console.web import Console, ConsoleDep, ReadConsoleDep, check_csrf, page
 from market.deps import SettingsDep, get_database
 from market.errors import MarketError, Unprocessable
 from metering import agreements, service, usage
@@ -182,7 +182,9 @@ async def query_form(request: Request) -> QueryForm:
 
 
 @router.post("/query")
-def run_query(sent: Annotated[QueryForm, Depends(query_form)], console: ConsoleDep, settings: SettingsDep) -> Response:
+def run_query(
+    sent: Annotated[QueryForm, Depends(query_form)], console: ReadConsoleDep, settings: SettingsDep
+) -> Response:
     """Run the SQL (or the builder's query) under the buyer's agreement; one usage record per attempt.
 
     The form carries an idempotency key made when the page was drawn, so sending it twice charges once.
@@ -248,7 +250,7 @@ def _epsilon(text: str) -> float | None:
 
 @router.post("/query/cancel")
 def cancel_query(
-    console: ConsoleDep, settings: SettingsDep, idempotency_key: Annotated[str, Form(min_length=1, max_length=200)]
+    console: ReadConsoleDep, settings: SettingsDep, idempotency_key: Annotated[str, Form(min_length=1, max_length=200)]
 ) -> Response:
     """The Cancel button: stop my running query (named by the form's idempotency key) on the server.
 

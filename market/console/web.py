@@ -25,7 +25,7 @@ from market import i18n
 from market.accounts import signin
 from market.accounts.models import Role
 from market.accounts.service import Principal
-from market.deps import get_database
+from market.deps import get_database, writes
 from market.errors import Forbidden, MarketError
 from market.messages import render
 
@@ -212,8 +212,22 @@ def _client(request: Request) -> str:
 
 
 def get_console(request: Request) -> Generator[Console, None, None]:
-    """The page's context, inside one transaction committed when the route returns (rolled back if it raises)."""
-    with get_database(request).transaction() as session:
+    """The page's context, inside one transaction committed when the route returns (rolled back if it raises).
+
+    A form post's transaction is a writer (market.deps.writes): on SQLite it takes the writer lock first
+    (market.db.begin_write), waiting in the kernel's queue with no pooled connection, never in SQLite's
+    busy handler. A page stays a reader."""
+    yield from _console(request, write=writes(request))
+
+
+def get_read_console(request: Request) -> Generator[Console, None, None]:
+    """get_console whose transaction stays a reader: for a post whose long work (a sandbox query, a call to
+    Stripe, a product build) must not hold the writer lock; it writes in short transactions of its own."""
+    yield from _console(request, write=False)
+
+
+def _console(request: Request, *, write: bool) -> Generator[Console, None, None]:
+    with get_database(request).transaction(write=write) as session:
         principal = signin.principal_for(session, request.cookies.get(SESSION_COOKIE))
         locale = i18n.negotiate(request.headers.get("accept-language"), request.cookies.get(LANG_COOKIE))
         csrf = request.cookies.get(CSRF_COOKIE) or ""
@@ -227,6 +241,7 @@ def get_console(request: Request) -> Generator[Console, None, None]:
 ConsoleDep = Annotated[Console, Depends(get_console, scope="function")]
 """Scope "function": the transaction commits before the response leaves, so the page a redirect leads to
 (or any reply) already sees the change. FastAPI's default scope would commit after the response is sent."""
+ReadConsoleDep = Annotated[Console, Depends(get_read_console, scope="function")]
 
 
 async def check_csrf(request: Request) -> None:

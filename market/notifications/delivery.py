@@ -55,7 +55,7 @@ class _Claimed:
 
 def _claim(database: Database, now: datetime, limit: int) -> list[_Claimed]:
     claimed: list[_Claimed] = []
-    with database.transaction() as session:
+    with database.transaction(write=True) as session:
         due = session.scalars(
             select(Notification)
             .where(
@@ -102,7 +102,7 @@ def _connect(settings: Settings) -> smtplib.SMTP:
 
 
 def _record(database: Database, item: _Claimed, error: str | None, now: datetime, report: DeliveryReport) -> None:
-    with database.transaction() as session:
+    with database.transaction(write=True) as session:
         row = session.get(Notification, item.id)
         if row is None or row.email_status != EmailStatus.PENDING.value:  # pragma: no cover - claimed above
             return

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from market.accounts.models import Role
 from market.accounts.service import Principal
 from market.clock import utcnow
-from market.db import Database
+from market.db import Database, begin_write_now
 from market.errors import MarketError, NotFound
 from market.settings import Settings
 from products import repository
@@ -53,14 +53,21 @@ def _own_product_id(session: Session, actor: Principal, slug: str) -> str:
 
 
 def sweep(session: Session, product_id: str) -> None:
-    """Mark the product's running jobs whose heartbeat stopped (their process died) failed; frees the slot."""
+    """Mark the product's running jobs whose heartbeat stopped (their process died) failed; frees the slot.
+
+    Read first: a page polling a build's progress only reads, and writes (under the SQLite writer lock,
+    market.db.begin_write_now) only when a job is found stale."""
+    stale = (
+        BuildJob.product_id == product_id,
+        BuildJob.state == "running",
+        BuildJob.heartbeat_at < utcnow() - LEASE,
+    )
+    if session.scalar(select(BuildJob.id).where(*stale).limit(1)) is None:
+        return
+    begin_write_now(session)
     session.execute(
         update(BuildJob)
-        .where(
-            BuildJob.product_id == product_id,
-            BuildJob.state == "running",
-            BuildJob.heartbeat_at < utcnow() - LEASE,
-        )
+        .where(*stale)
         .values(
             state="failed",
             active=None,
@@ -84,7 +91,7 @@ def start(database: Database, settings: Settings, actor: Principal, slug: str, b
     from products.service import parse_policy
     from products.versions import parse_recipe
 
-    with database.transaction() as session:
+    with database.transaction(write=True) as session:
         product_id = _own_product_id(session, actor, slug)
         parse_policy(body.policy)
         if body.recipe is not None:
@@ -93,7 +100,7 @@ def start(database: Database, settings: Settings, actor: Principal, slug: str, b
             uploads.own_upload(session, actor, upload_id)
         sweep(session, product_id)
     try:
-        with database.transaction() as session:
+        with database.transaction(write=True) as session:
             running = _active(session, product_id)
             if running is not None:
                 return running.id, False
@@ -116,7 +123,7 @@ def start(database: Database, settings: Settings, actor: Principal, slug: str, b
 def _set(database: Database, job_id: str, **values: Any) -> None:
     """Write to a running job in a short transaction of its own (never the build's)."""
     try:
-        with database.transaction() as session:
+        with database.transaction(write=True) as session:
             session.execute(update(BuildJob).where(BuildJob.id == job_id, BuildJob.state == "running").values(**values))
     except Exception:  # a missed progress write must not fail the build; the next one catches up
         log.warning("could not record the progress of build %s", job_id, exc_info=True)
@@ -149,6 +156,7 @@ def run(database: Database, settings: Settings, actor: Principal, slug: str, bod
     heart.start()
     end: dict[str, Any]
     try:
+        # A reader while DuckDB works: add_version takes the SQLite writer lock only for its final writes.
         with database.transaction() as session:
             if database.engine.dialect.name == "postgresql":
                 # The build holds the product's row lock while DuckDB works for minutes on a large file;
@@ -164,7 +172,7 @@ def run(database: Database, settings: Settings, actor: Principal, slug: str, bod
         end = {"state": "failed", "error_code": "build_failed", "error_params": {}}
     finally:
         stop.set()
-    with database.transaction() as session:
+    with database.transaction(write=True) as session:
         session.execute(update(BuildJob).where(BuildJob.id == job_id).values(active=None, finished_at=utcnow(), **end))
 
 
