@@ -15,9 +15,9 @@ from sqlalchemy.orm import Session
 
 from market.accounts.service import Principal
 from market.clock import new_id, utcnow
-from market.db import Upsert, upsert_locked_rows
+from market.db import Upsert
 from market.errors import Conflict, Forbidden, MarketError, TooManyRequests
-from metering import chain, repository
+from metering import chain, group_commit, repository
 from metering.models import (
     Agreement,
     AgreementMonth,
@@ -206,8 +206,9 @@ def row_locks(attempt: Attempt, *, month: bool = True) -> list[Upsert]:
 
 def lock_month_and_chain(session: Session, attempt: Attempt) -> tuple[MonthCounter, chain.Head | QueryOutcome]:
     """`repository.lock_month` of the attempt's agreement, then `lock_chain`, in that lock order; on
-    PostgreSQL the transaction's BEGIN and both upserts go in one round trip (market.db.upsert_locked_rows)."""
-    month_row, head_row = upsert_locked_rows(session, row_locks(attempt))
+    PostgreSQL the transaction's BEGIN and both upserts go in one round trip (market.db.upsert_locked_rows).
+    In a group commit batch, rows the batch locked and read up front are taken from there (group_commit.locked_rows)."""
+    month_row, head_row = group_commit.locked_rows(session, row_locks(attempt))
     head = chain.head_of(attempt.actor.org_id, head_row)
     earlier = replay(session, attempt.actor, attempt.key, attempt.product_slug, attempt.sql)
     return MonthCounter(*month_row), (earlier if earlier is not None else head)

@@ -48,6 +48,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
 from market import phases
@@ -80,6 +81,9 @@ class _Member(Generic[T]):
     work: Callable[[Session], T]
     locks: Sequence[Upsert] = ()
     """The rows its work will lock (market.db.Upsert): taken up front, in lock_order, by a PostgreSQL batch."""
+    lean: bool = False
+    """Its work reads its `locks` through `locked_rows`, and writes no row it did not lock: it may be handed the
+    rows the batch read up front (see `_prefetch`)."""
     context: contextvars.Context = field(default_factory=contextvars.copy_context)
     """The caller's context (its request's locale, its phases), in which its work runs, whoever leads."""
     event: threading.Event = field(default_factory=threading.Event)
@@ -111,11 +115,11 @@ class GroupCommit:
         self._pending: list[_Member[Any]] = []
         self._leading = False
 
-    def run(self, work: Callable[[Session], T], locks: Sequence[Upsert] = ()) -> T:
+    def run(self, work: Callable[[Session], T], locks: Sequence[Upsert] = (), *, lean: bool = False) -> T:
         """Run `work(session)` inside a write transaction (begun with market.db.begin_write), possibly
         together with other callers' work, and return its value once that transaction has committed.
-        `locks`: the rows `work` locks (see the module doc; needed on PostgreSQL only)."""
-        member: _Member[T] = _Member(work, locks)
+        `locks`: the rows `work` locks (see the module doc). `lean`: see `_Member.lean`."""
+        member: _Member[T] = _Member(work, locks, lean)
         with self._lock:
             self._pending.append(member)
             lead = not self._leading
@@ -165,11 +169,14 @@ class GroupCommit:
         try:
             with phases.phase("6 group commit batch"), self.database.transaction() as session:
                 begin_write(session)
-                if not self.database.is_sqlite:  # SQLite's writer lock already orders everything
-                    with phases.phase("6 group commit: batch locks in order (in 6)"):
-                        upsert_locked_rows(session, lock_order([u for member in batch for u in member.locks]))
+                with phases.phase("6 group commit: batch locks (in 6)"):
+                    rows = _prefetch(session, batch)
+                session.info[_PREFETCHED] = rows
                 for member in batch:
+                    if not member.lean:  # it may write rows handed to later members without reading them here
+                        rows.clear()
                     values.append(_in_savepoint(session, member))
+                session.info.pop(_PREFETCHED, None)
         except Exception:
             # Rolled back: nothing of the batch was written. Every member runs again on its own.
             self.stats.failed_batches += 1
@@ -183,6 +190,54 @@ class GroupCommit:
                 _alone(self.database, member)
             else:
                 member.value = value
+
+
+_PREFETCHED = "group_commit_prefetched_rows"
+
+
+def _prefetch(session: Session, batch: list[_Member[Any]]) -> dict[tuple[int, tuple[str, ...]], Any]:
+    """Lock and read the rows the batch's members will lock, up front, and return them by `_lock_key`.
+
+    PostgreSQL: every member's rows, in `lock_order`, in one round trip (what makes batches deadlock-free).
+    SQLite (its writer lock already orders everything): the lean members' rows, with ONE multi-row upsert
+    per table, instead of two statements per member, each a call into SQLite that gives up the GIL while
+    the batch holds the machine-wide writer lock (docs/benchmarks.md "dash-p99").
+
+    Each row is handed to the first member that asks for it (`locked_rows`), and only once: a second member
+    locking the same row reads it again, after the first one's writes."""
+    if not session.get_bind().dialect.name == "sqlite":
+        ordered = lock_order([u for member in batch for u in member.locks])
+        return {_lock_key(u): row for u, row in zip(ordered, upsert_locked_rows(session, ordered), strict=True)}
+    ordered = lock_order([u for member in batch if member.lean for u in member.locks])
+    rows: dict[tuple[int, tuple[str, ...]], Any] = {}
+    connection = session.connection()
+    for name in LOCK_ORDER:
+        upserts = [u for u in ordered if u.table.name == name]
+        if not upserts:
+            continue
+        first = upserts[0]
+        table, keys = first.table, first.conflict_columns
+        statement = (
+            sqlite.insert(table)
+            .values([u.values for u in upserts])
+            .on_conflict_do_update(index_elements=keys, set_={first.touch: table.c[first.touch]})
+            .returning(*(table.c[k] for k in keys), *first.columns)
+        )
+        for row in connection.execute(statement):
+            rows[(LOCK_ORDER.index(name), tuple(str(v) for v in row[: len(keys)]))] = tuple(row[len(keys) :])
+    return rows
+
+
+def locked_rows(session: Session, upserts: list[Upsert]) -> list[Any]:
+    """`market.db.upsert_locked_rows(session, upserts)`: the rows locked and read, each one taken from what
+    the batch read up front when it is there (and then removed from it), the others read now, in order."""
+    prefetched = session.info.get(_PREFETCHED)
+    if not prefetched:
+        return upsert_locked_rows(session, upserts)
+    found = [prefetched.pop(_lock_key(u), None) for u in upserts]
+    missing = [u for u, row in zip(upserts, found, strict=True) if row is None]
+    read = iter(upsert_locked_rows(session, missing) if missing else [])
+    return [row if row is not None else next(read) for row in found]
 
 
 _FAILED: Any = object()
@@ -244,12 +299,20 @@ def enabled(database: Database, settings: Settings) -> bool:
     return database.is_sqlite or ON_POSTGRESQL
 
 
-def write(database: Database, settings: Settings, work: Callable[[Session], T], locks: Sequence[Upsert] = ()) -> T:
+def write(
+    database: Database,
+    settings: Settings,
+    work: Callable[[Session], T],
+    locks: Sequence[Upsert] = (),
+    *,
+    lean: bool = False,
+) -> T:
     """`work(session)` in a write transaction begun with market.db.begin_write, committed before this
     returns: grouped with concurrent writes when group commit is on, alone otherwise. `locks`: the rows
-    `work` will lock (a month counter, a chain head), which a PostgreSQL batch takes up front in order."""
+    `work` will lock (a month counter, a chain head), which a batch takes up front (in order on PostgreSQL).
+    `lean`: `work` reads them through `locked_rows` and writes no other row of those tables."""
     if enabled(database, settings):
-        return committer(database).run(work, locks)
+        return committer(database).run(work, locks, lean=lean)
     with database.transaction() as session:
         begin_write(session)
         return work(session)

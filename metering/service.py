@@ -572,6 +572,7 @@ def run_metered_query(
             settings,
             lambda session: _record(session, attempt, result, quota_deferred=deferred, recheck=changed),
             attempts.row_locks(attempt),
+            lean=True,  # it locks its rows through attempts.lock_month_and_chain and writes only those
         )
 
 
