@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy.dialects import sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from market import phases
@@ -172,11 +173,19 @@ class GroupCommit:
                 with phases.phase("6 group commit: batch locks (in 6)"):
                     rows = _prefetch(session, batch)
                 session.info[_PREFETCHED] = rows
+                session.info[_DEFERRED] = []
                 for member in batch:
-                    if not member.lean:  # it may write rows handed to later members without reading them here
-                        rows.clear()
+                    if member.lean:
+                        values.append(_lean(session, member))
+                        continue
+                    # It may read or write rows of the deferred writes, or rows handed to later members.
+                    flush(session)
+                    rows.clear()
                     values.append(_in_savepoint(session, member))
+                with phases.phase("6 group commit: deferred writes (in 6)"):
+                    flush(session)
                 session.info.pop(_PREFETCHED, None)
+                session.info.pop(_DEFERRED, None)
         except Exception:
             # Rolled back: nothing of the batch was written. Every member runs again on its own.
             self.stats.failed_batches += 1
@@ -230,14 +239,72 @@ def _prefetch(session: Session, batch: list[_Member[Any]]) -> dict[tuple[int, tu
 
 def locked_rows(session: Session, upserts: list[Upsert]) -> list[Any]:
     """`market.db.upsert_locked_rows(session, upserts)`: the rows locked and read, each one taken from what
-    the batch read up front when it is there (and then removed from it), the others read now, in order."""
+    the batch read up front when it is there (and then removed from it), the others read now, in order
+    (after the batch's deferred writes, which they may hold: `flush`)."""
     prefetched = session.info.get(_PREFETCHED)
     if not prefetched:
+        flush(session)
         return upsert_locked_rows(session, upserts)
     found = [prefetched.pop(_lock_key(u), None) for u in upserts]
     missing = [u for u, row in zip(upserts, found, strict=True) if row is None]
+    if missing:
+        flush(session)
     read = iter(upsert_locked_rows(session, missing) if missing else [])
     return [row if row is not None else next(read) for row in found]
+
+
+_DEFERRED = "group_commit_deferred_writes"
+_STAGED = "group_commit_staged_writes"
+
+Writer = Callable[[Session, list[Any]], None]
+"""Writes a list of deferred writes' parameters, in order, in as few statements as it can."""
+
+
+def defer(session: Session, writer: Writer, parameters: Any) -> bool:
+    """In a lean member of a batch: keep a write (`writer` will be called with it and the others like it) for
+    the end of the batch, or for the first read that may need it (`flush`), and return True. Elsewhere
+    return False: the caller writes now.
+
+    A lean member's writes are its last work (metering.attempts.append): kept aside while it runs, they join
+    the batch's only if it returns, so a member that raises has written nothing and needs no savepoint."""
+    staged = session.info.get(_STAGED)
+    if staged is None:
+        return False
+    staged.append((writer, parameters))
+    return True
+
+
+def flush(session: Session) -> None:
+    """Write the batch's deferred writes now: consecutive writes of one writer in one call, in order."""
+    deferred = session.info.get(_DEFERRED)
+    if not deferred:
+        return
+    pending = list(deferred)
+    deferred.clear()
+    start = 0
+    for end in range(1, len(pending) + 1):
+        if end == len(pending) or pending[end][0] is not pending[start][0]:
+            pending[start][0](session, [parameters for _, parameters in pending[start:end]])
+            start = end
+
+
+def _lean(session: Session, member: _Member[Any]) -> Any:
+    """A lean member's work, without a savepoint: what it reads it reads through the batch (`locked_rows`,
+    which only creates a missing row, as its rerun would), and what it writes is deferred (`defer`), so a
+    member that raises leaves nothing to roll back. A database error (PostgreSQL aborts the transaction on
+    one) fails the whole batch, whose members then run again alone."""
+    staged: list[Any] = []
+    session.info[_STAGED] = staged
+    try:
+        value = member.context.run(member.work, session)
+    except DBAPIError:
+        raise
+    except Exception:
+        return _FAILED
+    finally:
+        session.info.pop(_STAGED, None)
+    session.info[_DEFERRED].extend(staged)
+    return value
 
 
 _FAILED: Any = object()
