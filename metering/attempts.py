@@ -221,9 +221,7 @@ def _write_many(session: Session, writes: list[dict[str, Any]]) -> None:
         connection.exec_driver_sql(_COUNT_MANY.format(_values(len(counters), 6)), _flat(counters.values(), _COUNTED))
     heads = {p["head_buyer"]: p for p in writes}
     connection.exec_driver_sql(_MOVE_HEADS.format(_values(len(heads), 3)), _flat(heads.values(), _MOVED))
-    connection.execute(
-        insert(_RECORDS).values([{column: p[f"r_{key}"] for key, column in _RECORD_COLUMNS} for p in writes])
-    )
+    group_commit.insert_rows(connection, _INSERT_RECORD, writes)
 
 
 _COUNTED = ("month_id", "month_queries", "month_charged", "month_rows", "month_bytes", "month_carry")

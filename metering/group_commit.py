@@ -48,6 +48,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from sqlalchemy import Connection, bindparam
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -225,16 +226,63 @@ def _prefetch(session: Session, batch: list[_Member[Any]]) -> dict[tuple[int, tu
         if not upserts:
             continue
         first = upserts[0]
-        table, keys = first.table, first.conflict_columns
-        statement = (
-            sqlite.insert(table)
-            .values([u.values for u in upserts])
-            .on_conflict_do_update(index_elements=keys, set_={first.touch: table.c[first.touch]})
-            .returning(*(table.c[k] for k in keys), *first.columns)
-        )
-        for row in connection.execute(statement):
-            rows[(LOCK_ORDER.index(name), tuple(str(v) for v in row[: len(keys)]))] = tuple(row[len(keys) :])
+        width = len(first.conflict_columns)
+        for row in insert_rows(connection, _returning_upsert(first), [_named(u.values) for u in upserts]):
+            rows[(LOCK_ORDER.index(name), tuple(str(v) for v in row[:width]))] = tuple(row[width:])
     return rows
+
+
+_RETURNING_UPSERTS: dict[tuple[Any, ...], Any] = {}
+
+
+def _named(values: dict[str, Any]) -> dict[str, Any]:
+    return {f"v_{column}": value for column, value in values.items()}
+
+
+def _returning_upsert(u: Upsert) -> Any:
+    """SQLite's `upsert_locked_row` statement for `u`'s table, returning the conflict key's columns first."""
+    key = (u.table.name, tuple(u.values), tuple(u.conflict_columns), u.touch, tuple(c.key for c in u.columns))
+    found = _RETURNING_UPSERTS.get(key)
+    if found is None:
+        table = u.table
+        found = _RETURNING_UPSERTS[key] = (
+            sqlite.insert(table)
+            .values({column: bindparam(f"v_{column}") for column in u.values})
+            .on_conflict_do_update(index_elements=u.conflict_columns, set_={u.touch: table.c[u.touch]})
+            .returning(*(table.c[k] for k in u.conflict_columns), *u.columns)
+        )
+    return found
+
+
+_COMPILED: dict[int, tuple[Any, str, str, str, list[Any]]] = {}
+
+
+def insert_rows(connection: Connection, statement: Any, rows: list[dict[str, Any]]) -> Any:
+    """SQLite: `statement`, a one-row INSERT of bound parameters (perhaps with ON CONFLICT and RETURNING),
+    for every row of `rows` in ONE statement (a multi-row VALUES), compiled once (SQLAlchemy would compile
+    a multi-row `values()` again for each batch). Parameters go through the columns' bind processors as in
+    `connection.execute(statement, row)`; the statement's listeners see it. Returns the cursor result."""
+    found = _COMPILED.get(id(statement))
+    if found is None or found[0] is not statement:
+        compiled = statement.compile(dialect=connection.dialect)
+        sql = compiled.string
+        start = sql.index(" VALUES (") + len(" VALUES ")
+        end = sql.index(")", start) + 1
+        processors = compiled._bind_processors
+        names = list(compiled.positiontup or ())
+        found = _COMPILED[id(statement)] = (
+            statement,
+            sql[:end],
+            sql[start:end],
+            sql[end:],
+            [(name, processors.get(name)) for name in names],
+        )
+    _, head, group, tail, binds = found
+    sql = head + (", " + group) * (len(rows) - 1) + tail
+    parameters = tuple(
+        process(row[name]) if process is not None else row[name] for row in rows for name, process in binds
+    )
+    return connection.exec_driver_sql(sql, parameters)
 
 
 def locked_rows(session: Session, upserts: list[Upsert]) -> list[Any]:
