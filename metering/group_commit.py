@@ -399,11 +399,13 @@ def committer(database: Database) -> GroupCommit:
         return found[1]
 
 
-ON_POSTGRESQL = False
-"""Group commit's default on PostgreSQL (on SQLite it is on by default). Off: with the ordered locks (above) a
-batch is safe there, but its members' round trips run one after the other, where alone they would run
-side by side: at 16 connections transaction 3 took 100-150 ms at p50 in a batch against about 30 ms
-alone, and the dashboard served 0.75x the requests (docs/benchmarks.md "perf-p99")."""
+ON_POSTGRESQL = True
+"""Group commit's default on PostgreSQL (on SQLite it is on by default). On since branch dash-p99: a batch's
+lean members (transaction 3) run no statement of their own, their rows taken from the batch's ordered locks
+and their writes sent at the end in one pipeline (psycopg's executemany), so a batch costs about three round
+trips whatever its size: at 16 connections 0.76x main's CPU per request (main: off; docs/benchmarks.md
+"dash-p99"). Before (perf-p99), each member made its own round trips one after the other in the batch,
+where alone they would run side by side: 0.75x the requests per second, so it was off."""
 
 
 def enabled(database: Database, settings: Settings) -> bool:
