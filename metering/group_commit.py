@@ -28,6 +28,13 @@ The rules that keep it exact:
   savepoint cannot be rolled back, or the commit fails, the whole batch is rolled back and every
   member runs again alone.
 
+Lean members (branch dash-p99; transaction 3, `write(..., lean=True)`) make no statement of their own in
+the common case: the batch first locks and reads every lean member's rows (`_prefetch`: one multi-row upsert
+per table on SQLite, the ordered locks below on PostgreSQL), each member takes its rows from there
+(`locked_rows`), and its writes are kept aside (`defer`) and written with the others' at the end of the
+batch (`flush`: three statements on SQLite, one executemany pipeline on PostgreSQL), or sooner, before any
+read that may need them. A lean member that raises has written nothing: it needs no savepoint.
+
 On PostgreSQL writers do not serialise on one lock (row locks do), and a batch that locks the rows
 of several agreements, member after member, could deadlock with another process's batch that met
 the same rows in another order. So each write names the rows it will lock (`locks`: its month
