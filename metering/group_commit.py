@@ -222,7 +222,7 @@ def _prefetch(session: Session, batch: list[_Member[Any]]) -> dict[tuple[int, tu
 
     Each row is handed to the first member that asks for it (`locked_rows`), and only once: a second member
     locking the same row reads it again, after the first one's writes."""
-    if not session.get_bind().dialect.name == "sqlite":
+    if session.get_bind().dialect.name != "sqlite":
         ordered = lock_order([u for member in batch for u in member.locks])
         return {_lock_key(u): row for u, row in zip(ordered, upsert_locked_rows(session, ordered), strict=True)}
     ordered = lock_order([u for member in batch if member.lean for u in member.locks])
