@@ -191,7 +191,7 @@ class GroupCommit:
                     rows.clear()
                     values.append(_in_savepoint(session, member))
                 with phases.phase("6 group commit: deferred writes (in 6)"):
-                    commit_with_writes(session)
+                    flush(session)
                 session.info.pop(_PREFETCHED, None)
                 session.info.pop(_DEFERRED, None)
         except Exception:
@@ -343,7 +343,7 @@ def flush(session: Session) -> None:
             start = end
 
 
-def _lean(session: Session, member: _Member[Any], *, alone: bool = False) -> Any:
+def _lean(session: Session, member: _Member[Any]) -> Any:
     """A lean member's work, without a savepoint: what it reads it reads through the batch (`locked_rows`,
     which only creates a missing row, as its rerun would), and what it writes is deferred (`defer`), so a
     member that raises leaves nothing to roll back. A database error (PostgreSQL aborts the transaction on
@@ -355,8 +355,6 @@ def _lean(session: Session, member: _Member[Any], *, alone: bool = False) -> Any
     except DBAPIError:
         raise
     except Exception:
-        if alone:  # its own caller's error
-            raise
         return _FAILED
     finally:
         session.info.pop(_STAGED, None)
@@ -387,37 +385,9 @@ def _alone(database: Database, member: _Member[Any]) -> None:
     try:
         with database.transaction() as session:
             begin_write(session)
-            if member.lean and not database.is_sqlite:
-                # Its writes and the COMMIT in one round trip (commit_with_writes).
-                session.info[_DEFERRED] = []
-                member.value = _lean(session, member, alone=True)
-                commit_with_writes(session)
-            else:
-                member.value = member.context.run(member.work, session)
+            member.value = member.context.run(member.work, session)
     except BaseException as error:  # handed to its own caller
         member.error = error
-
-
-def commit_with_writes(session: Session) -> None:
-    """Write the deferred writes (`flush`) and, on PostgreSQL (psycopg), COMMIT in the same pipeline: one round
-    trip for both, instead of one for the writes and another for the COMMIT. The session's own commit that
-    follows then finds nothing to do (psycopg skips COMMIT outside a transaction). A failure of either is
-    raised here, as SQLAlchemy raises it (DBAPIError), before anything is answered."""
-    if not session.info.get(_DEFERRED):
-        return
-    connection = session.connection()
-    if connection.dialect.name != "postgresql" or connection.dialect.driver != "psycopg":
-        flush(session)
-        return
-    import psycopg
-
-    raw: Any = connection.connection.driver_connection
-    try:
-        with raw.pipeline():
-            flush(session)
-            raw.commit()
-    except psycopg.Error as error:
-        raise DBAPIError.instance("COMMIT", None, error, psycopg.Error) from error
 
 
 _COMMITTERS: dict[int, tuple[Database, GroupCommit]] = {}

@@ -12,13 +12,12 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import pytest
 from sqlalchemy import event, func, select
 
 from market.accounts.models import Role
 from metering import group_commit
 from metering.models import AgreementMonth, UsageRecord
-from tests.conftest import ON_POSTGRES, Market
+from tests.conftest import Market
 from tests.factories import grant, listed_product, query
 from tests.metering.helpers import BY_REGION
 from tests.metering.test_group_commit_http import _batched, _chains_verify, _until, _writer_held, market
@@ -102,32 +101,3 @@ def test_a_refusal_in_the_batch_leaves_no_member_a_row_read_before_it(market: Ma
     assert committer.stats.alone_after_batch == alone_before and committer.stats.failed_batches == failed_before
     _chains_verify(market, 1 + len(sqls))
     _counters_match_records(market)
-
-
-@pytest.mark.skipif(not ON_POSTGRES, reason="psycopg's pipeline mode is PostgreSQL's")
-def test_on_postgresql_a_querys_record_and_its_commit_go_in_one_pipeline(
-    market: Market, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Transaction 3 alone (no batch): the usage record's INSERT and the COMMIT in one round trip, and the
-    answer is committed: a second session sees the record at once."""
-    import psycopg
-
-    listed = listed_product(market)
-    buyer = market.actor(Role.BUYER)
-    grant(market, listed, buyer, purpose="commercial", plan="standard")
-    for _ in range(2):
-        assert query(market, buyer, listed.slug, BY_REGION).status_code == 200
-    commits: list[bool] = []
-    original = psycopg.Connection.commit
-
-    def commit(self: Any) -> None:
-        commits.append(self._pipeline is not None)
-        original(self)
-
-    monkeypatch.setattr(psycopg.Connection, "commit", commit)
-    answered = query(market, buyer, listed.slug, BY_REGION)
-    assert answered.status_code == 200, answered.text
-    assert True in commits, commits  # main: every COMMIT its own round trip, after the INSERT's
-    with market.database.transaction() as session:
-        assert session.get(UsageRecord, answered.json()["query_id"]) is not None
-    _chains_verify(market, 3)
