@@ -27,6 +27,7 @@ Everything runs on SQLite, then on a scratch PostgreSQL database (bench/database
 
     python -m bench.http_throughput [--seconds 6] [--connections 1,4,16] [--workers N]
         [--workloads dashboard] [--repeat N] [--skip-sqlite | --skip-postgres]
+        [--baseline DIR] [--phases] [--this-env NAME=VALUE]
 """
 
 from __future__ import annotations
@@ -446,7 +447,8 @@ def _servers(
         logs: dict[str, list[str]] = {}
         for label, code in _sides(args):
             logs[label] = []
-            servers[label] = stack.enter_context(_server(settings, workers, extra, logs[label], code))
+            own = {**extra, **(dict(args.this_env) if label == "this" else {})}
+            servers[label] = stack.enter_context(_server(settings, workers, own, logs[label], code))
         for base, _ in servers.values():
             # Warm every process and worker, and every buyer: one client per buyer, so that each buyer's key
             # and agreement are in the access caches before measuring (with 4 clients, buyers 4..15 were
@@ -543,6 +545,15 @@ def main() -> None:
     )
     parser.add_argument(
         "--phases", action="store_true", help="servers time their phases (MARKET_DEBUG_PHASES=1, market.phases)"
+    )
+    parser.add_argument(
+        "--this-env",
+        type=lambda s: tuple(s.split("=", 1)),
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an environment variable for this checkout's server only, not the baseline's (repeatable), e.g. "
+        "MARKET_METERING_GROUP_COMMIT=1",
     )
     args = parser.parse_args()
     print(f"cores: {os.cpu_count()}; load average before: {_loadavg()}", flush=True)

@@ -60,8 +60,8 @@ class Settings(BaseSettings):
 
     metering_group_commit: bool | None = None
     """Batch the bookkeeping writes of concurrent metered queries into one transaction (metering.group_commit);
-    unset: on for SQLite (one writer at a time), off for PostgreSQL (safe there, batches take their row locks
-    in one order, but slower: members' round trips run one after the other; metering.group_commit)."""
+    unset: on (SQLite: one writer at a time; PostgreSQL: one COMMIT and a few round trips per batch, its row
+    locks taken in one order; metering.group_commit)."""
 
     scheduler_enabled: bool = True
 

@@ -15,9 +15,9 @@ from sqlalchemy.orm import Session
 
 from market.accounts.service import Principal
 from market.clock import new_id, utcnow
-from market.db import Upsert, upsert_locked_rows
+from market.db import Upsert
 from market.errors import Conflict, Forbidden, MarketError, TooManyRequests
-from metering import chain, repository
+from metering import chain, group_commit, repository
 from metering.models import (
     Agreement,
     AgreementMonth,
@@ -177,7 +177,6 @@ _INSERT_MOVING_HEAD_COUNTING = _INSERT_MOVING_HEAD.add_cte(_COUNT.cte("counted")
 
 
 def _write(session: Session, record: UsageRecord, head: chain.Head, counter: MonthCounter | None) -> None:
-    connection = session.connection()
     parameters = {f"r_{key}": getattr(record, key) for key, _ in _RECORD_COLUMNS} | chain.head_parameters(head)
     if counter is not None:
         parameters |= {
@@ -188,13 +187,62 @@ def _write(session: Session, record: UsageRecord, head: chain.Head, counter: Mon
             "month_bytes": counter.bytes_scanned,
             "month_carry": counter.per_gb_carry,
         }
+    # In a group commit batch: written with the other members' writes, at the end of the batch.
+    if not group_commit.defer(session, _write_many, parameters):
+        _write_many(session, [parameters])
+
+
+def _write_many(session: Session, writes: list[dict[str, Any]]) -> None:
+    """Write `_write`'s rows (records, moved heads, counters), in order. Alone: the statements above. Many (a
+    group commit batch): on PostgreSQL the same statement per write, sent together (psycopg's executemany,
+    one pipeline); on SQLite three statements in all, whatever their number: the records in one multi-row
+    INSERT, and each head and counter set once to its last value (both hold totals, not increments)
+    with one `UPDATE ... FROM (VALUES ...)` each; every statement is a call into SQLite that lets the GIL go
+    while the batch holds the machine-wide writer lock."""
+    connection = session.connection()
     if connection.dialect.name == "postgresql":
-        connection.execute(_INSERT_MOVING_HEAD_COUNTING if counter is not None else _INSERT_MOVING_HEAD, parameters)
+        start = 0
+        for end in range(1, len(writes) + 1):  # runs of writes of one shape, in order
+            if end == len(writes) or ("month_id" in writes[end]) != ("month_id" in writes[start]):
+                run = writes[start:end]
+                statement = _INSERT_MOVING_HEAD_COUNTING if "month_id" in run[0] else _INSERT_MOVING_HEAD
+                connection.execute(statement, run if len(run) > 1 else run[0])
+                start = end
         return
-    if counter is not None:
-        connection.execute(_COUNT, parameters)
-    connection.execute(chain.MOVE_HEAD, parameters)
-    connection.execute(_INSERT_RECORD, parameters)
+    if len(writes) == 1:
+        parameters = writes[0]
+        if "month_id" in parameters:
+            connection.execute(_COUNT, parameters)
+        connection.execute(chain.MOVE_HEAD, parameters)
+        connection.execute(_INSERT_RECORD, parameters)
+        return
+    counters = {p["month_id"]: p for p in writes if "month_id" in p}  # the last write of each row
+    if counters:
+        connection.exec_driver_sql(_COUNT_MANY.format(_values(len(counters), 6)), _flat(counters.values(), _COUNTED))
+    heads = {p["head_buyer"]: p for p in writes}
+    connection.exec_driver_sql(_MOVE_HEADS.format(_values(len(heads), 3)), _flat(heads.values(), _MOVED))
+    group_commit.insert_rows(connection, _INSERT_RECORD, writes)
+
+
+_COUNTED = ("month_id", "month_queries", "month_charged", "month_rows", "month_bytes", "month_carry")
+_COUNT_MANY = (
+    "UPDATE agreement_months SET accepted_queries = v.column2, charged_minor = v.column3, rows_scanned = v.column4,"
+    " bytes_scanned = v.column5, per_gb_carry = v.column6 FROM (VALUES {}) AS v WHERE agreement_months.id = v.column1"
+)
+_MOVED = ("head_buyer", "head_seq", "head_hash")
+_MOVE_HEADS = (
+    "UPDATE usage_chain_heads SET last_seq = v.column2, last_hash = v.column3"
+    " FROM (VALUES {}) AS v WHERE usage_chain_heads.buyer_org_id = v.column1"
+)
+
+
+def _values(rows: int, columns: int) -> str:
+    row = "(" + ", ".join("?" * columns) + ")"
+    return ", ".join([row] * rows)
+
+
+def _flat(writes: Any, names: tuple[str, ...]) -> tuple[Any, ...]:
+    return tuple(p[name] for p in writes for name in names)
 
 
 def row_locks(attempt: Attempt, *, month: bool = True) -> list[Upsert]:
@@ -206,9 +254,12 @@ def row_locks(attempt: Attempt, *, month: bool = True) -> list[Upsert]:
 
 def lock_month_and_chain(session: Session, attempt: Attempt) -> tuple[MonthCounter, chain.Head | QueryOutcome]:
     """`repository.lock_month` of the attempt's agreement, then `lock_chain`, in that lock order; on
-    PostgreSQL the transaction's BEGIN and both upserts go in one round trip (market.db.upsert_locked_rows)."""
-    month_row, head_row = upsert_locked_rows(session, row_locks(attempt))
+    PostgreSQL the transaction's BEGIN and both upserts go in one round trip (market.db.upsert_locked_rows).
+    In a group commit batch, rows the batch locked and read up front are taken from there (group_commit.locked_rows)."""
+    month_row, head_row = group_commit.locked_rows(session, row_locks(attempt))
     head = chain.head_of(attempt.actor.org_id, head_row)
+    if attempt.key:  # the replay reads usage records: a batch's deferred writes first (group_commit.flush)
+        group_commit.flush(session)
     earlier = replay(session, attempt.actor, attempt.key, attempt.product_slug, attempt.sql)
     return MonthCounter(*month_row), (earlier if earlier is not None else head)
 

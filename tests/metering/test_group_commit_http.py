@@ -182,9 +182,9 @@ def test_a_failing_member_fails_alone(market: Market, monkeypatch: pytest.Monkey
     _chains_verify(market, 1 + CONCURRENT - 2)
 
 
-def test_group_commit_is_on_for_sqlite_and_off_for_postgresql_by_default(database_factory: Any, tmp_path: Path) -> None:
+def test_group_commit_is_on_by_default_on_both_databases(database_factory: Any, tmp_path: Path) -> None:
     with running_market(database_factory, tmp_path / "data") as running:
-        assert group_commit.enabled(running.database, running.settings) == (not ON_POSTGRES)
+        assert group_commit.enabled(running.database, running.settings)
 
 
 @pytest.mark.skipif(ON_POSTGRES, reason="group commit is SQLite's default; the writer flock makes batches certain")
