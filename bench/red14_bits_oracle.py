@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"{name:12} not on the bits path (strategy {strategy(plans['LEX'], tables)})")
                 continue
             runners = {
-                "bits": lambda p: execute_bits(connection, p, 1000, stats, spans),
+                "bits": lambda p, spans=spans: execute_bits(connection, p, 1000, stats, spans),
                 "two-level": lambda p: execute_two_level(connection, p, 1000, stats),
             }
             for path_name, run in runners.items():
