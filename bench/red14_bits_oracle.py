@@ -13,7 +13,8 @@ with products.storage.table_statistics, plans each pair with sandbox.service.pla
 sandbox.service.bits_for gives (the strategy's own choice), then times in this process the CPU of
 engine.execute_bits on the LEX and LEY queries (whose answers are identical: the LEX group is suppressed),
 alternated, and the same on execute_two_level (the path it replaces) for comparison. The LEX flight opens
-one group the LEY query does not have (a month, or a month with its cells).
+one group the LEY query does not have (a month, or a month with its cells). The bits path's answer is
+asserted equal to the two-level path's (exactness at a span near the memory bound).
 
 CPU time (time.process_time, DuckDB's threads included). Prints per pair and path the medians of A (LEX)
 and B (LEY), their difference, and a two-sided Mann-Whitney U p-value; p < 0.01 over >= 30 alternated runs
@@ -105,6 +106,8 @@ def main(argv: list[str] | None = None) -> None:
                 "bits": lambda p, spans=spans: execute_bits(connection, p, 1000, stats, spans),
                 "two-level": lambda p: execute_two_level(connection, p, 1000, stats),
             }
+            by_path = {name: sorted(run(plans["LEX"]).rows, key=repr) for name, run in runners.items()}
+            assert by_path["bits"] == by_path["two-level"], (name, by_path)  # exact at this span too
             for path_name, run in runners.items():
                 for dest in ("LEX", "LEY", "LEX", "LEY"):  # warm-up
                     run(plans[dest])
