@@ -1,7 +1,8 @@
 """Red team red14 (session 10): spellings of a skewed join against the fan-out bound (sandbox/fanout.py), over HTTP.
 
-test_join_fanout's product: `shops.region` has one value shared by 1,100 shops (fan-out 2,048 rounded up,
-over the default limit of 1,024), so `people JOIN shops ON people.region = shops.region` is refused
+As test_join_fanout's product, smaller: `shops.region` has one value shared by 1,100 shops (fan-out 2,048
+rounded up, over the default limit of 1,024), `shops.code` one shop per value (a lookup), and people has
+more rows than shops (so it is the root), so `people JOIN shops ON people.region = shops.region` is refused
 (`join_fanout`). The bound reads only comparisons of two bare columns joined by AND in the ON; anything
 else must count the joined table's rows (or be refused by the validator). Tried: operands swapped,
 parentheses, a tautology beside the key, OR, NOT, IS NOT DISTINCT FROM, a comma join with the key in WHERE,
@@ -19,8 +20,44 @@ import pytest
 
 from market.accounts.models import Role
 from tests.conftest import Market
-from tests.factories import grant, listed_product, query
-from tests.sandbox.test_join_fanout import HTTP_POLICY, _http_tables
+from tests.factories import csv_bytes, grant, listed_product, query
+
+POLICY: dict[str, Any] = {
+    "min_group_size": 10,
+    "tables": {
+        "people": {
+            "privacy_unit": "person_id",
+            "dimensions": ["region", "category", "month"],
+            "measures": ["amount"],
+            "bounds": {"amount": {"min": 0, "max": 1000}},
+        },
+        "shops": {
+            "privacy_unit": "owner_id",
+            "dimensions": ["region", "code"],
+            "measures": ["rent"],
+            "bounds": {"rent": {"min": 0, "max": 10_000}},
+        },
+    },
+}
+
+
+def _tables() -> dict[str, bytes]:
+    people = [
+        {
+            "person_id": f"P{i % 40:03d}",
+            "region": f"r{i % 4}",
+            "category": f"k{i % 50}",
+            "month": i % 12 + 1,
+            "amount": i % 1000,
+        }
+        for i in range(1_300)  # more rows than shops: people is the root, shops the joined (bounded) table
+    ]
+    shops = [
+        {"owner_id": f"O{i % 100:03d}", "region": "r0" if i < 1_100 else f"r{1 + i % 3}", "code": f"k{i}", "rent": i}
+        for i in range(1_200)
+    ]
+    return {"people.csv": csv_bytes(people), "shops.csv": csv_bytes(shops)}
+
 
 BY_MONTH = "SELECT people.month, count(*) AS n FROM "
 SPELLINGS = [
@@ -54,7 +91,7 @@ BOUNDED = "people JOIN shops ON people.region = shops.region AND people.category
 
 @pytest.fixture
 def joined(market: Market) -> tuple[Market, Any]:
-    listed = listed_product(market, "fanout", tables=_http_tables(), policy=HTTP_POLICY)
+    listed = listed_product(market, "fanout", tables=_tables(), policy=POLICY)
     buyer = market.actor(Role.BUYER)
     grant(market, listed, buyer, purpose="commercial", plan="standard")
     return market, buyer
