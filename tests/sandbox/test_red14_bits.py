@@ -8,7 +8,8 @@ must choose the bitmaps, and their answer must equal the exact statement's and t
 row, value and type, with the same group and suppressed counts (held: no wrong answer found).
 
 HUGEINT (in sandbox.bits' and products.storage's lists of unit types) never reaches a version: Parquet has no
-128-bit integer, and DuckDB writes a HUGEINT column as DOUBLE (distinct units past 2**53 then collapse).
+128-bit integer, and DuckDB writes a HUGEINT column as DOUBLE (distinct units past 2**53 then collapse:
+test_red14_wide_units_http, open).
 """
 
 from __future__ import annotations
