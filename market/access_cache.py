@@ -196,6 +196,11 @@ def _on_execute(state: ORMExecuteState) -> None:
 
 @event.listens_for(Session, "after_commit")
 def _after_commit(session: Session) -> None:
+    # SQLAlchemy calls this when a SAVEPOINT is released too (metering.group_commit runs each member of a
+    # batch in one): the change is not committed yet, and a process that re-read the row now would keep the
+    # old one under the new generation. Only the outermost COMMIT moves it (red team red14).
+    if session.in_nested_transaction():
+        return
     if session.info.pop(_FLAG, False):
         settings = session.info.get("settings")
         run_dir = getattr(settings, "run_dir", None)
@@ -203,5 +208,8 @@ def _after_commit(session: Session) -> None:
 
 
 @event.listens_for(Session, "after_soft_rollback")
-def _after_rollback(session: Session, _previous: Any) -> None:
-    session.info.pop(_FLAG, None)
+def _after_rollback(session: Session, previous: Any) -> None:
+    # A savepoint's rollback leaves the transaction's other changes to commit (kept flagged; a flag whose own
+    # change was rolled back costs one needless generation step); the whole transaction's forgets them.
+    if not getattr(previous, "nested", False):
+        session.info.pop(_FLAG, None)
