@@ -12,7 +12,7 @@ policy = ProtectionPolicy.model_validate(TWO_TABLE_POLICY)
 pick = {
     "or_chain": next(sql for _, sql, _ in PEOPLE if "month = 179" in sql),
     "q1": next(v for k, v in QUERIES.items() if "returnflag" in v),
-    "prio_ship": next(v for k, v in QUERIES.items() if "o_orderpriority" in v),
+    "prio_ship": next(v for k, v in QUERIES.items() if "late_lines" in v),
     "join_amount_rent": "SELECT p.region, sum(p.amount), avg(s.rent) FROM people p JOIN shops s ON p.region = s.region GROUP BY 1",
     "region_in": "SELECT region, count(*) FROM people WHERE month IN (1, 2) AND region <> 'x' GROUP BY region",
 }

@@ -115,12 +115,14 @@ def confirm(
     """
     extra = [*([constants] if constants else []), *([seeded] if seeded else [])]
     row = _read(raw_sql, [template, output_sql, *extra])
-    _check_groups_node(_node(row[0]), policy, aliases, threshold=threshold, restrict=restrict)
+    groups = _node(row[0], compared=bool(seeded))
+    _check_groups_node(groups, policy, aliases, threshold=threshold, restrict=restrict)
     _check_output_node(_node(row[1]), policy, groups_table)
     if constants:
         _check_constants_node(_node(row[2]), policy)
     if seeded:
-        _check_seeded_node(_node(row[-1], compared=True), policy, aliases, threshold=threshold, restrict=restrict)
+        node = _node(row[-1], compared=True)
+        _check_seeded_node(node, policy, aliases, threshold=threshold, restrict=restrict, template=groups)
 
 
 class Ctx(Enum):
@@ -441,8 +443,16 @@ def check_seeded(sql: str, policy: ProtectionPolicy, aliases: dict[str, str], *,
 
 
 def _check_seeded_node(
-    node: dict[str, Any], policy: ProtectionPolicy, aliases: dict[str, str], *, threshold: str, restrict: str
+    node: dict[str, Any],
+    policy: ProtectionPolicy,
+    aliases: dict[str, str],
+    *,
+    threshold: str,
+    restrict: str,
+    template: dict[str, Any] | None = None,
 ) -> None:
+    """check_seeded on DuckDB's tree; `template`, DuckDB's tree of the template that _check_groups_node has
+    accepted (read with compared=True), when there is one."""
     where = node.get("where_clause") or {}
     children = where.get("children") or []
     if where.get("type") != "CONJUNCTION_AND" or len(children) != 2 or children[0].get("type") != "CONJUNCTION_OR":
@@ -468,6 +478,8 @@ def _check_seeded_node(
     if not _same(keys[-1], {**flag, "alias": ""}):
         raise _mismatch("the seeded stage 1's __kept is not its filter")
     # What is left is check_groups's statement: WHERE `<filter> AND <restrict>`, the keys, the items.
+    if template is not None and _unseeded_is(node, template, filter_, children[1]):
+        return  # the very tree _check_groups_node accepted in the template: the same walk, the same verdict
     unseeded = {
         **node,
         "where_clause": {"type": "CONJUNCTION_AND", "children": [filter_, children[1]]},
@@ -476,6 +488,31 @@ def _check_seeded_node(
     }
     _check_groups_node(unseeded, policy, aliases, threshold=threshold, restrict=restrict)
 
+
+def _unseeded_is(
+    node: dict[str, Any], template: dict[str, Any], filter_: dict[str, Any], restrict: dict[str, Any]
+) -> bool:
+    """Whether the seeded stage 1 without its flag, its seed and its last key is `template`'s tree (both
+    read without text positions): the same items, keys, FROM and every other field, and a WHERE of the
+    same filter and the same restriction placeholder. False sends the caller to the full walk."""
+    rest = node.keys() - _SEEDED_PARTS
+    if rest != template.keys() - _SEEDED_PARTS or any(node[key] != template[key] for key in rest):
+        return False
+    items, keys = node.get("select_list") or [], node.get("group_expressions") or []
+    if [*items[:-2], items[-1]] != template.get("select_list") or keys[:-1] != (template.get("group_expressions") or []):
+        return False
+    where = template.get("where_clause") or {}
+    terms = where.get("children") or []
+    if where.get("type") != "CONJUNCTION_AND" or not terms or terms[-1] != restrict:
+        return False
+    # DuckDB's parser flattens `(a AND b) AND <restrict>` into one AND of three, as it does the filter's own AND.
+    conjuncts = filter_.get("children") if filter_.get("type") == "CONJUNCTION_AND" else None
+    return terms[:-1] == [filter_] or (conjuncts is not None and terms[:-1] == conjuncts)
+
+
+_SEEDED_PARTS = frozenset({"where_clause", "select_list", "group_expressions", "group_sets"})
+"""Fields _unseeded_is compares part by part; `group_sets` (the key indices of each grouping set) differs by
+the extra key and neither walk reads it."""
 
 KEPT = "__kept"
 """rewrite.KEPT_COLUMN (not imported: this validator depends on the rewrite for nothing)."""
