@@ -1,23 +1,54 @@
 """Thread CPU per step of plan_query (inclusive, best of many runs) for one query: val-2ms profiling aid.
 Usage: python -m bench.valsplit <bench query name | corpus SQL>"""
-import collections, functools, importlib, sys, time
+
+import collections
+import functools
+import importlib
+import sys
+import time
+
+from bench.sandbox_overhead import POLICY, QUERIES
 from sandbox import service
 from sandbox.policy import ProtectionPolicy
-from bench.sandbox_overhead import QUERIES, POLICY
 from tests.sandbox.conftest import TWO_TABLE_POLICY
 
 STEPS = [
-    "sandbox.service:build_plan", "sandbox.service:check", "sandbox.validator:parse_one_select",
-    "sandbox.validator:guard", "sandbox.rewrite:guard", "sandbox.validator:_Checker.refuse_aggregates_not_allowed",
-    "sandbox.validator:_Checker.collect_tables", "sandbox.validator:_Checker.check", "sandbox.rewrite:seeded_stage", "sandbox.validator:_Checker.run", "sandbox.validator:check",
-    "sandbox.syntax:guard", "sandbox.cost:check", "sandbox.algebra:Argument.check",
-    "sandbox.rewrite:build_plan", "sandbox.rewrite:whole_sides", "sandbox.rewrite:_PostAggregate.__init__",
-    "sandbox.rewrite:_PostAggregate.rewrite_items", "sandbox.rewrite:_constants", "sandbox.rewrite:_decide_sql",
-    "sandbox.rewrite:_undecided_sql", "sandbox.rewrite:_partials", "sandbox.rewrite:_cells", "sandbox.rewrite:_shape",
-    "sandbox.rewrite:_counts", "sandbox.rewrite:join_steps", "sandbox.rewrite:post_aggregate", "sandbox.rewrite:_seeded_text",
-    "sandbox.rewrite:to_sql", "sandbox.crosscheck:confirm", "sandbox.crosscheck:_read", "sandbox.crosscheck:_node",
-    "sandbox.crosscheck:_check_groups_node", "sandbox.crosscheck:_check_seeded_node",
-    "sandbox.crosscheck:_check_output_node", "sandbox.crosscheck:_check_constants_node",
+    "sandbox.service:build_plan",
+    "sandbox.service:check",
+    "sandbox.validator:parse_one_select",
+    "sandbox.validator:guard",
+    "sandbox.rewrite:guard",
+    "sandbox.validator:_Checker.refuse_aggregates_not_allowed",
+    "sandbox.validator:_Checker.collect_tables",
+    "sandbox.validator:_Checker.check",
+    "sandbox.rewrite:seeded_stage",
+    "sandbox.validator:_Checker.run",
+    "sandbox.validator:check",
+    "sandbox.syntax:guard",
+    "sandbox.cost:check",
+    "sandbox.algebra:Argument.check",
+    "sandbox.rewrite:build_plan",
+    "sandbox.rewrite:whole_sides",
+    "sandbox.rewrite:_PostAggregate.__init__",
+    "sandbox.rewrite:_PostAggregate.rewrite_items",
+    "sandbox.rewrite:_constants",
+    "sandbox.rewrite:_decide_sql",
+    "sandbox.rewrite:_undecided_sql",
+    "sandbox.rewrite:_partials",
+    "sandbox.rewrite:_cells",
+    "sandbox.rewrite:_shape",
+    "sandbox.rewrite:_counts",
+    "sandbox.rewrite:join_steps",
+    "sandbox.rewrite:post_aggregate",
+    "sandbox.rewrite:_seeded_text",
+    "sandbox.rewrite:to_sql",
+    "sandbox.crosscheck:confirm",
+    "sandbox.crosscheck:_read",
+    "sandbox.crosscheck:_node",
+    "sandbox.crosscheck:_check_groups_node",
+    "sandbox.crosscheck:_check_seeded_node",
+    "sandbox.crosscheck:_check_output_node",
+    "sandbox.crosscheck:_check_constants_node",
 ]
 spent: collections.Counter[str] = collections.Counter()
 
@@ -30,6 +61,7 @@ def wrap(name: str, fn):
             return fn(*args, **kwargs)
         finally:
             spent[name] += time.thread_time() - started
+
     return timed
 
 

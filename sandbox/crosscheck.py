@@ -499,7 +499,9 @@ def _unseeded_is(
     if rest != template.keys() - _SEEDED_PARTS or any(node[key] != template[key] for key in rest):
         return False
     items, keys = node.get("select_list") or [], node.get("group_expressions") or []
-    if [*items[:-2], items[-1]] != template.get("select_list") or keys[:-1] != (template.get("group_expressions") or []):
+    if [*items[:-2], items[-1]] != template.get("select_list") or keys[:-1] != (
+        template.get("group_expressions") or []
+    ):
         return False
     where = template.get("where_clause") or {}
     terms = where.get("children") or []

@@ -588,7 +588,7 @@ def _seeded_text(template: str, filtered: str, seed: str, group: str | None) -> 
     else:
         grouped = after + ", " + flag
     return (
-        f'{head}, {flag} AS {_quoted(KEPT_COLUMN)}, {PLACEHOLDER} FROM {before} WHERE ({filtered} OR {seed}) AND '
+        f"{head}, {flag} AS {_quoted(KEPT_COLUMN)}, {PLACEHOLDER} FROM {before} WHERE ({filtered} OR {seed}) AND "
         f"{RESTRICT}{grouped}"
     )
 

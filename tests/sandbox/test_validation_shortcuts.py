@@ -107,7 +107,7 @@ def test_a_seeded_statement_grouping_differently_is_walked() -> None:
 
 def test_positions_are_dropped_outside_string_constants_only() -> None:
     inside = ',"query_location":7,"query_location_length":25'
-    sql = f"SELECT '{inside}' AS \"x\" FROM \"people\" AS \"people\""
+    sql = f'SELECT \'{inside}\' AS "x" FROM "people" AS "people"'
     row = crosscheck._connection().execute("SELECT json_serialize_sql(?)", [sql]).fetchone()
     assert row is not None
     node = crosscheck._node(row[0], compared=True)
