@@ -468,7 +468,14 @@ def build_plan(checked: CheckedQuery, policy: ProtectionPolicy, sizes: Mapping[s
         stage.set("group", exp.Group(expressions=[_grouped(key) for key in guarded_keys]))
     template = to_sql(stage)
     seed = _seed(whole[0].this if whole is not None else stage.args["from_"].this)
-    seeded = seeded_stage(stage, filtered, restrict, seed, guarded_keys) if filtered is not None else None
+    seed_sql = to_sql(seed)
+    passed = to_sql(filtered) if filtered is not None else "TRUE"
+    seeded = None
+    if filtered is not None:
+        group = stage.args.get("group")
+        seeded = _seeded_text(template, passed, seed_sql, to_sql(group) if group is not None else None)
+        if seeded is None:
+            seeded = seeded_stage(stage, filtered, restrict, seed, guarded_keys)
     constants = _constants([condition, *[on for join in stage.args.get("joins") or [] if (on := join.args.get("on"))]])
     constants += _constants(guarded_keys)
     # Stage 2's computed constants too (`1 + 2147483647` fails for every group alike): refused before
@@ -493,7 +500,6 @@ def build_plan(checked: CheckedQuery, policy: ProtectionPolicy, sizes: Mapping[s
     # time told whether one hidden row existed (docs/sandbox.md, "The recheck's rows"). The filter
     # stays in WHERE too: a row that fails it is never counted, even if its hash collides with a listed one.
     # A group whose hash collides with an undecided one is recomputed too, exactly, and replaced like it.
-    passed = to_sql(filtered) if filtered is not None else "TRUE"
     if key_texts:
         restriction = f'HASH({", ".join(key_texts)}, {passed}) IN (SELECT "__h" FROM "{UNDECIDED_TABLE}")'
     else:
@@ -544,7 +550,7 @@ def build_plan(checked: CheckedQuery, policy: ProtectionPolicy, sizes: Mapping[s
         filters=filters,
         partials=_partials(post.aggregate_nodes, units),
         seeded=seeded,
-        seed=to_sql(seed),
+        seed=seed_sql,
         joins=join_steps(stage.args.get("joins") or [], {ref.alias: ref.table for ref in checked.refs}),
     )
 
@@ -555,6 +561,36 @@ def _seed(source: exp.Expr) -> exp.Expr:
     row = exp.column(ROW_COLUMN, table=alias, quoted=True)
     masked = exp.Paren(this=exp.BitwiseAnd(this=row, expression=exp.Literal.number(SEED_MASK)))
     return exp.EQ(this=masked, expression=exp.Literal.number(0))
+
+
+def _seeded_text(template: str, filtered: str, seed: str, group: str | None) -> str | None:
+    """seeded_stage's text, written into the template's text instead of generated from a copy of its tree
+    (copying and generating the filter four times made a long filter's validation slow); None when the
+    template is not shaped as build_plan writes it (seeded_stage then builds the tree).
+
+    The result is the same text seeded_stage generates (bench/valplans.py compares both for every corpus
+    query), and it is checked like any other statement: DuckDB's parser reads it and check_seeded walks
+    it, so nothing here is trusted."""
+    flag = f"COALESCE({filtered}, FALSE)"
+    head, threshold, tail = template.partition(", " + PLACEHOLDER + " FROM ")
+    if not threshold or PLACEHOLDER in tail or PLACEHOLDER in head:
+        return None
+    where = " WHERE " + filtered + " AND " + RESTRICT
+    before, found, after = tail.partition(where)
+    if not found or RESTRICT in after or RESTRICT in before:
+        return None
+    if group is None:
+        if after:
+            return None
+        grouped = " GROUP BY " + flag
+    elif after != " " + group:
+        return None
+    else:
+        grouped = after + ", " + flag
+    return (
+        f"{head}, {flag} AS {_quoted(KEPT_COLUMN)}, {PLACEHOLDER} FROM {before} WHERE ({filtered} OR {seed}) AND "
+        f"{RESTRICT}{grouped}"
+    )
 
 
 def seeded_stage(
