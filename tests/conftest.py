@@ -445,6 +445,7 @@ from tests.db_independent import (  # noqa: E402
     pytest_collection_modifyitems,  # noqa: F401
     pytest_configure,  # noqa: F401
 )
+
 # -- busy-writers: on SQLite, every write of the marketplace runs in a transaction begun with BEGIN IMMEDIATE --
 
 _WRITE_SQL = re.compile(r"^\s*(INSERT|UPDATE|DELETE|REPLACE)\b", re.IGNORECASE)
