@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from market.accounts.service import key_refusal
 from market.clock import new_id, utcnow
 from market.db import Database, insert_ignore
 from market.errors import MarketError, ServiceUnavailable, TooManyRequests, Unprocessable
@@ -379,8 +380,11 @@ def _record(
     """The last transaction: quota, the stored answer (a concurrent twin's wins), the cost, the usage record."""
     agreement = attempt.agreement
     counter = repository.lock_month(session, agreement.id, attempts.month_of(attempt.now))
-    # Revoked while the query waited or ran: refused, its reservation given back (as metering.service).
-    revoked = attempts.agreement_refusal(session.get(Agreement, agreement.id) or agreement, attempt.now)
+    # Key or agreement revoked while the query waited or ran: refused, its reservation given back
+    # (as metering.service).
+    revoked = key_refusal(session, attempt.actor) or attempts.agreement_refusal(
+        session.get(Agreement, agreement.id) or agreement, attempt.now
+    )
     if revoked is not None:
         settle(session, agreement, cost, spend=False)
         return attempts.refuse(session, attempt, revoked)

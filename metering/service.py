@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from billing import revenue as billing_revenue
 from market import access_cache, messages, phases
 from market.accounts.models import Role
-from market.accounts.service import Principal
+from market.accounts.service import Principal, key_refusal
 from market.clock import new_id, utcnow
 from market.db import Database
 from market.errors import (
@@ -620,8 +620,11 @@ def _record(
     # read the agreement again, so that no answer leaves after its revocation was answered. Only when an
     # access-relevant row changed on this machine since transaction 1 (`recheck`): otherwise nothing
     # could have revoked it here, and the lean path keeps its statements (other machines: the cache's TTL).
+    # The API key too (red14): a key revoked while its query waited answers nothing more.
     if recheck:
-        revoked = attempts.agreement_refusal(session.get(Agreement, agreement.id) or agreement, attempt.now)
+        revoked = key_refusal(session, attempt.actor) or attempts.agreement_refusal(
+            session.get(Agreement, agreement.id) or agreement, attempt.now
+        )
         if revoked is not None:
             return attempts.refuse(session, attempt, revoked, head=locked)
     if quota_deferred:

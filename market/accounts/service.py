@@ -30,6 +30,9 @@ class Principal:
     org_id: str
     org_name: str
     role: Role
+    key_hash: str | None = None
+    """The hash of the API key that authenticated the call (None for a console session or the CLI): work
+    that outlives the request (a query waiting for a worker) checks the key again before it answers."""
 
     def require(self, *roles: Role) -> None:
         """Raise Forbidden unless the principal holds one of `roles`."""
@@ -118,7 +121,15 @@ def authenticate(session: Session, clear_key: str | None) -> Principal:
     key, user, org = found
     if not hmac.compare_digest(key.key_hash, hash_key(clear_key)):
         raise Unauthenticated("invalid_api_key")
-    return Principal(user_id=user.id, org_id=org.id, org_name=org.name, role=Role(user.role))
+    return Principal(user_id=user.id, org_id=org.id, org_name=org.name, role=Role(user.role), key_hash=key.key_hash)
+
+
+def key_refusal(session: Session, actor: Principal) -> Unauthenticated | None:
+    """Unauthenticated if the API key behind `actor` was revoked (or its user deactivated) since it was
+    authenticated; None for a principal without a key."""
+    if actor.key_hash is None or repository.active_key_by_hash(session, actor.key_hash) is not None:
+        return None
+    return Unauthenticated("invalid_api_key")
 
 
 def get_org(session: Session, org_id: str) -> Organisation:

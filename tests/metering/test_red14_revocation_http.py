@@ -5,8 +5,8 @@ while it waits for a worker is refused at transaction 3 (`agreement_revoked`), b
 `_record` reads the agreement again when the access generation moved. The key that authenticated the request
 is not read again: an organisation that revokes a leaked key (DELETE /v1/keys/{id}, "it stops working at
 once") still has the holder's queued query answered, with the rows, and charged, after the revocation was
-answered. Open: the fix belongs in metering/service.py (`_record`'s recheck, with the key's id carried in the
-Principal), outside this branch's files; docs/sandbox.md "Red team red14".
+answered. Fixed by the lead after the merge: the Principal carries its key's hash and `_record`'s recheck reads
+the key again (market.accounts.service.key_refusal); docs/sandbox.md "Red team red14".
 """
 
 from __future__ import annotations
@@ -38,10 +38,6 @@ def market(database_factory: Any, tmp_path: Path) -> Iterator[Market]:
         yield running
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open (red14): transaction 3 re-reads the agreement, not the API key; the fix is in metering/service.py",
-)
 def test_a_query_waiting_for_a_worker_when_its_key_is_revoked_gets_no_answer(market: Market) -> None:
     listed = listed_product(market)
     buyer = market.actor(Role.BUYER)
