@@ -499,10 +499,11 @@ def _on_event_loop() -> bool:
     would stall every request of the process). An async route's session began in its dependency, in the
     threadpool; a transaction it starts again on the loop (a page drawn after a rollback) stays a reader."""
     try:
-        asyncio.get_running_loop()
-    except RuntimeError:
+        # A task, not merely a loop: a greenlet-based sync wrapper (Playwright's sync API, in the browser tests)
+        # leaves its suspended loop "running" in this thread while ordinary sync code runs outside any task.
+        return asyncio.current_task() is not None
+    except RuntimeError:  # no running loop
         return False
-    return True
 
 
 @event.listens_for(Session, "after_begin")
