@@ -220,7 +220,8 @@ class Database:
         `write=True` for a transaction that may write: on SQLite it takes the writer lock (begin_write)
         when its transaction begins (the session's first use), before checking out a connection, and so
         does each later transaction of the session (after a `session.commit()` or `rollback()` in the
-        block), except on an event loop's thread, where it never waits. A read (the default) stays deferred.
+        block), except inside an asyncio task on an event loop's thread, where it never waits. A read (the
+        default) stays deferred.
         Keep long work (a sandbox run, a call to Stripe, a product build) out of a write transaction."""
         session = self.sessions(info={WRITE: True}) if write else self.sessions()
         try:
