@@ -43,3 +43,30 @@ def test_rows_come_in_the_order_of_their_values_not_of_the_flights(demo_market: 
     # LIMIT without ORDER BY keeps the least row by value, never the group of the earliest flight.
     assert _rows(demo_market, sql + " LIMIT 1") == rows[:1]
     assert _rows(demo_market, sql + " LIMIT 2 OFFSET 1") == rows[1:3]
+
+
+def test_a_structured_query_and_a_dp_answer_come_in_value_order_too(demo_market: DemoMarket) -> None:
+    """The structured query compiles to SQL the validator orders; DP mode orders its noisy rows by the keys,
+    then by the ORDER BY (now every output column), never by the worker's order."""
+    structured = {
+        "table": "flights",
+        "dimensions": ["carrier"],
+        "measures": [{"aggregate": "count", "as": "n"}],
+        "filters": [{"column": "month", "op": "=", "value": 1}, {"column": "day", "op": "=", "value": 1}],
+        "limit": 1,
+    }
+    response = demo_market.client.post(
+        "/v1/queries", headers=demo_market.headers("buyer_commercial"), json={"product": SLUG, "query": structured}
+    )
+    assert response.status_code == 200, response.text
+    everything = _rows(demo_market, QUERIES[0])
+    assert response.json()["rows"] == everything[:1]  # '9E', not UA (the year's first flight)
+    response = demo_market.client.post(
+        "/v1/queries",
+        headers=demo_market.headers("buyer_commercial"),
+        json={"product": "nyc-flights-2013-dp", "sql": "SELECT origin, count(*) AS n FROM flights GROUP BY origin",
+              "epsilon": 0.05},
+    )  # fmt: skip
+    assert response.status_code == 200, response.text
+    keys = [row[0] for row in response.json()["rows"]]
+    assert keys == sorted(keys) and keys, keys
