@@ -107,22 +107,22 @@ def connections(files: dict[str, Path]) -> Iterator[dict[str, duckdb.DuckDBPyCon
         connection.close()
 
 
+def _execute(path: str, connection: duckdb.DuckDBPyConnection, plan: Any, stats: TableStatistics) -> Any:
+    if path == "bits":
+        return execute_bits(connection, plan, 10_000, stats, spans=[(0, 29)])
+    run = {"single": execute_single, "two-level": execute_two_level, "folded": execute_folded, "staged": execute_plan}
+    return run[path](connection, plan, 10_000, stats)
+
+
 @pytest.mark.parametrize("path", ["single", "two-level", "folded", "staged", "bits"])
 def test_every_strategy_orders_the_answer_by_its_values(
     path: str, connections: dict[str, duckdb.DuckDBPyConnection]
 ) -> None:
     for sql in QUERIES:
         plan = plan_query(sql, POLICY, {"t": ROWS})
-        answers = {}
-        for first, connection in connections.items():
-            stats = TableStatistics(connection, {}, first)
-            run = {
-                "single": lambda: execute_single(connection, plan, 10_000, stats),
-                "two-level": lambda: execute_two_level(connection, plan, 10_000, stats),
-                "folded": lambda: execute_folded(connection, plan, 10_000, stats),
-                "staged": lambda: execute_plan(connection, plan, 10_000, stats),
-                "bits": lambda: execute_bits(connection, plan, 10_000, stats, spans=[(0, 29)]),
-            }[path]
-            answers[first] = [tuple(row) for row in run().rows]  # noqa: B023 (called at once)
+        answers = {
+            first: [tuple(row) for row in _execute(path, connection, plan, TableStatistics(connection, {}, first)).rows]
+            for first, connection in connections.items()
+        }
         assert answers["ATL"], sql
         assert answers["ATL"] == answers["ORD"], (path, sql, answers)

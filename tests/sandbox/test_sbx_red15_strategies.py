@@ -102,7 +102,7 @@ def _rows(variant: str) -> list[dict[str, Any]]:
     if variant in "DE":
         # The hidden unit inside the passing group g = 1, the same rows in D and E but for q, the NULL-heavy
         # measure: with it, 2 units of g = 1 hold a q (fewer than k), so every q cell there is withheld.
-        for j in range(3):
+        for _ in range(3):
             hidden = {"dest": "BOS", "d": "2013-02-17", "ts": "2013-02-17 17:00:00", "n": 3, "s": "x1", "m": 7}
             rows.append({"uid": HIDDEN, "g": 1, **hidden, "q": 900 if variant == "D" else None})
         return rows
