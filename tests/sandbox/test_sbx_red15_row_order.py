@@ -90,7 +90,8 @@ QUERIES = [
     "SELECT dest, count(*) AS n FROM t GROUP BY dest ORDER BY n DESC",
     "SELECT dest, g, count(*) AS n FROM t GROUP BY dest, g ORDER BY g",
     # rows equal in every column as ORDER BY compares them but not in their JSON: -0.0 and 0.0
-    "SELECT (CASE WHEN dest = 'ATL' THEN -1e0 ELSE 1e0 END) * 0e0 AS z FROM t WHERE dest IN ('ATL', 'ORD') GROUP BY dest",
+    "SELECT (CASE WHEN dest = 'ATL' THEN -1e0 ELSE 1e0 END) * 0e0 AS z FROM t "
+    "WHERE dest IN ('ATL', 'ORD') GROUP BY dest",
 ]
 
 
