@@ -481,6 +481,14 @@ class _Checker:
                 if not (isinstance(target, exp.Literal) and not target.is_string):
                     ordered.set("this", self.check(target, Context.OUTPUT, clause="ORDER BY", aliases_ok=True))
         cost.check(select)
+        if grouped:
+            # The rows' order, and so what LIMIT and OFFSET keep, must follow the answer's values alone. Left to
+            # DuckDB, groups come out in the order their first rows were read, which is the order of the
+            # version's file (e.g. time): the group of the single earliest row came first, `arg_min` by another
+            # name (red team sbx-red15). So every output column, by position, breaks the buyer's ties.
+            terms = list(order.expressions) if order is not None else []
+            terms += [exp.Ordered(this=exp.Literal.number(i + 1), desc=False) for i in range(len(items))]
+            select.set("order", exp.Order(expressions=terms))
         limit = literal_int(select.args.get("limit"), "LIMIT")
         offset = literal_int(select.args.get("offset"), "OFFSET") or 0
         limit_node = select.args.get("limit")
