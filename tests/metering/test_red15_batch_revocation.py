@@ -146,4 +146,3 @@ def test_a_revocation_between_two_members_of_one_batch_refuses_the_later_member(
         assert answers[key].status_code == 403, answers[key].text
         assert answers[key].json()["error"]["code"] == "agreement_revoked"
     assert committer.stats.largest >= CALLS - 1, committer.stats
-

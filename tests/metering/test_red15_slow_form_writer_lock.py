@@ -77,7 +77,7 @@ def test_a_console_form_sent_slowly_holds_no_writer_lock_and_stops_no_query(
                     f"Cookie: market_session=anything; market_csrf={TOKEN}\r\n"
                     f"X-CSRF-Token: {TOKEN}\r\n"
                     f"Content-Type: {content_type}\r\nContent-Length: 1000\r\n\r\n"
-                    "--b\r\nContent-Disposition: form-data; name=\"slug\"\r\n\r\nslow"
+                    '--b\r\nContent-Disposition: form-data; name="slug"\r\n\r\nslow'
                 ).encode()
             )
             held = _writer_lock_seen_held(market, 2.0)
