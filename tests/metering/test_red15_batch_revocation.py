@@ -11,7 +11,8 @@ answered is answered with rows. Two holes, both on PostgreSQL (where a revocatio
 
 Both fixed (metering.service `_record` decides `recheck` itself; metering.group_commit `_write` expires the
 session before each member). On SQLite a revocation is a write: it cannot commit while a batch holds the writer
-lock, so neither can happen there (both tests are PostgreSQL's).
+lock, so the first two tests are PostgreSQL's; the third holds the batch's leader before its transaction begins,
+and shows the first hole on both databases.
 """
 
 from __future__ import annotations
@@ -146,3 +147,35 @@ def test_a_revocation_between_two_members_of_one_batch_refuses_the_later_member(
         assert answers[key].status_code == 403, answers[key].text
         assert answers[key].json()["error"]["code"] == "agreement_revoked"
     assert committer.stats.largest >= CALLS - 1, committer.stats
+
+
+def test_a_revocation_committed_while_writes_wait_in_the_committers_queue_refuses_them_on_both_databases(
+    market: Market, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same hole on both databases: the batch's leader is held just before it begins its transaction (before
+    SQLite's writer lock), the other writes wait in the committer's queue, and the revocation commits and is
+    answered meanwhile. Every query is answered after it: all refused. Before: all 200, with rows."""
+    listed = listed_product(market)
+    buyer = market.actor(Role.BUYER)
+    grant(market, listed, buyer, purpose="commercial", plan="standard")
+    assert query(market, buyer, listed.slug, BY_REGION).status_code == 200  # warm: the result cache
+    agreement = agreement_of(market, buyer)
+    committer = group_commit.committer(market.database)
+    gate = threading.Event()
+    original = group_commit.begin_write
+
+    def held_begin_write(session: Any) -> None:
+        assert gate.wait(120), "the gate was never opened"
+        original(session)
+
+    monkeypatch.setattr(group_commit, "begin_write", held_begin_write)
+    with ThreadPoolExecutor(max_workers=CALLS) as pool:
+        try:
+            futures = [pool.submit(query, market, buyer, listed.slug, BY_REGION, f"gated-{i}") for i in range(CALLS)]
+            _until(lambda: len(committer._pending) >= CALLS - 1, "the writes queue behind the held leader")
+            _revoke(market, listed.operator, agreement["id"])
+        finally:
+            gate.set()
+        answers = [future.result(timeout=120) for future in futures]
+    assert [a.status_code for a in answers] == [403] * CALLS, [a.text for a in answers]
+    assert {a.json()["error"]["code"] for a in answers} == {"agreement_revoked"}
