@@ -17,8 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 
 from market.accounts.models import Role
 from market.locks import lock, release
@@ -27,6 +28,7 @@ from metering.models import UsageRecord
 from tests.conftest import Market, running_market
 from tests.factories import grant, listed_product, query
 from tests.metering.helpers import BY_REGION
+from tests.served import served
 
 CONCURRENT = 24
 ROWS_PER_QUERY = 180  # BY_REGION scans the whole `people` table of the test product
@@ -145,3 +147,35 @@ def test_the_row_quota_holds_inside_one_batch(market: Market, fits: int) -> None
     assert len(accepted) == fits + 1
     assert sum(r.rows_scanned for r in accepted) == quota
     assert all(r.amount_minor == 0 for r in records)
+
+
+def test_the_fee_cap_holds_across_two_api_processes_batches(market: Market, tmp_path: Path) -> None:
+    """The same capped plan, 48 queries at once against `market serve --workers 2` with group commit at its
+    default: the two processes' batches meet on the one month counter (PostgreSQL: its row lock, taken up
+    front in each batch; SQLite: the writer lock). 1000 charged in all, the counter equal to the records."""
+    listed = listed_product(market, plans=PLANS)
+    buyer = market.actor(Role.BUYER)
+    grant(market, listed, buyer, purpose="commercial", plan="capped")
+    env = {"MARKET_SANDBOX_ORG_CONCURRENCY": "96", "MARKET_SANDBOX_QUEUE_SIZE": "96"}
+    with served(market, tmp_path, workers=2, **env) as server:
+
+        def post(i: int) -> Any:
+            return httpx.post(
+                f"{server.url}/v1/queries",
+                headers={**buyer.headers, "Idempotency-Key": f"two-{i}"},
+                json={"product": listed.slug, "sql": BY_REGION},
+                timeout=120,
+            )
+
+        with ThreadPoolExecutor(max_workers=48) as pool:
+            answers = list(pool.map(post, range(48)))
+    assert all(a.status_code == 200 for a in answers), [a.text for a in answers if a.status_code != 200]
+    records = _records(market)
+    assert len(records) == 48
+    assert sum(r.amount_minor for r in records) == 1000
+    assert sum(a.json()["charge"]["amount_minor"] for a in answers) == 1000
+    assert Counter(r.charge_type for r in records) == {"trial": 2, "billable": 7, "cap_reached": 39}
+    with market.database.transaction() as session:
+        months = session.execute(text("SELECT accepted_queries, charged_minor FROM agreement_months")).one()
+        assert session.scalar(select(func.count()).select_from(UsageRecord)) == 48
+    assert tuple(months) == (48, 1000)
