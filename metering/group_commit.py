@@ -183,6 +183,8 @@ class GroupCommit:
                 session.info[_PREFETCHED] = rows
                 session.info[_DEFERRED] = []
                 for member in batch:
+                    # Nothing an earlier member loaded is taken for the row as it is now (red15: a revoked agreement).
+                    session.expire_all()
                     if member.lean:
                         values.append(_lean(session, member))
                         continue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -585,8 +586,14 @@ def run_metered_query(
                 lambda session: attempts.refuse(session, attempt, failed),
                 attempts.row_locks(attempt, month=False),
             )
-    changed = access_cache.generation(settings.run_dir) != generation
+    run_dir = settings.run_dir
     deferred = prepared.quota_deferred
+
+    def changed() -> bool:
+        # Asked by transaction 3 under its row locks, not here: a revocation answered while this write waits
+        # for its group commit batch (or for the locks) must be seen (red team red15).
+        return access_cache.generation(run_dir) != generation
+
     # Committed before the answer leaves; on SQLite together with concurrent queries' writes (group commit).
     with phases.phase("6 transaction 3 (record)"):
         return group_commit.write(
@@ -604,7 +611,7 @@ def _record(
     result: QueryResult,
     *,
     quota_deferred: bool = False,
-    recheck: bool = True,
+    recheck: Callable[[], bool] | None = None,
 ) -> QueryOutcome:
     """Transaction 3: decide quota and cap under the counter's lock, rate, and write the usage record.
 
@@ -618,10 +625,11 @@ def _record(
         return locked
     # Revoked while the query waited or ran (the access cache stops only the queries that start after):
     # read the agreement again, so that no answer leaves after its revocation was answered. Only when an
-    # access-relevant row changed on this machine since transaction 1 (`recheck`): otherwise nothing
-    # could have revoked it here, and the lean path keeps its statements (other machines: the cache's TTL).
+    # access-relevant row changed on this machine since transaction 1 (`recheck()`, asked now, under the row
+    # locks; None: always): otherwise nothing could have revoked it here, and the lean path keeps its
+    # statements (other machines: the cache's TTL).
     # The API key too (red14): a key revoked while its query waited answers nothing more.
-    if recheck:
+    if recheck is None or recheck():
         revoked = key_refusal(session, attempt.actor) or attempts.agreement_refusal(
             session.get(Agreement, agreement.id) or agreement, attempt.now
         )
