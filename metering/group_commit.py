@@ -175,6 +175,7 @@ class GroupCommit:
             _alone(self.database, batch[0])
             return
         values: list[Any] = []
+        committing = False
         try:
             with phases.phase("6 group commit batch"), self.database.transaction() as session:
                 begin_write(session)
@@ -196,9 +197,18 @@ class GroupCommit:
                     flush(session)
                 session.info.pop(_PREFETCHED, None)
                 session.info.pop(_DEFERRED, None)
-        except Exception:
-            # Rolled back: nothing of the batch was written. Every member runs again on its own.
+                committing = True
+        except Exception as error:
             self.stats.failed_batches += 1
+            if committing:
+                # The COMMIT itself failed (a connection lost while committing, say): whether the batch was
+                # written is unknown, so running its members again could record and charge them twice (red15).
+                # Each fails as a write of its own would when its COMMIT fails; a retry with its
+                # Idempotency-Key is answered once.
+                for member in batch:
+                    member.error = error
+                return
+            # Rolled back before its COMMIT: nothing of the batch was written. Every member runs again on its own.
             for member in batch:
                 _alone(self.database, member)
             return
