@@ -8,19 +8,16 @@ work); the test cancels it as soon as a worker runs it, and checks what is left,
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from market.accounts.models import Role
 from metering.service import sandbox_admission, sandbox_limits
 from sandbox.pool import shared_pool
-from tests.conftest import Market, running_market
+from tests.conftest import Market
 from tests.factories import JOIN_SQL, JOINED_POLICY, SMALL_SQL, grant, joined_tables, listed_product, query
 from tests.metering.helpers import usage
+from tests.support.busy_sandbox import market_fixture
 
 ROWS = 12_000
 REGIONS = ("north", "south")
@@ -33,17 +30,12 @@ def _tables() -> dict[str, bytes]:
     return joined_tables(ROWS, REGIONS)
 
 
-@pytest.fixture
-def market(database_factory: Any, tmp_path: Path) -> Iterator[Market]:
-    with running_market(
-        database_factory,
-        tmp_path / "data",
-        sandbox_workers=1,
-        sandbox_org_concurrency=1,
-        sandbox_queue_size=1,
-        sandbox_max_join_fanout=ROWS,  # the long query is long by its fan-out (6,000 per key): allowed here
-    ) as running:
-        yield running
+market = market_fixture(
+    sandbox_workers=1,
+    sandbox_org_concurrency=1,
+    sandbox_queue_size=1,
+    sandbox_max_join_fanout=ROWS,  # the long query is long by its fan-out (6,000 per key): allowed here
+)
 
 
 def _wait_for(condition: Any, seconds: float = 60.0) -> None:
