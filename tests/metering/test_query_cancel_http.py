@@ -7,9 +7,7 @@ work); the test cancels it as soon as a worker runs it, and checks what is left,
 
 from __future__ import annotations
 
-import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 from market.accounts.models import Role
 from metering.service import sandbox_admission, sandbox_limits
@@ -18,6 +16,7 @@ from tests.conftest import Market
 from tests.factories import JOIN_SQL, JOINED_POLICY, SMALL_SQL, grant, joined_tables, listed_product, query
 from tests.metering.helpers import usage
 from tests.support.busy_sandbox import market_fixture
+from tests.support.waiting import until
 
 ROWS = 12_000
 REGIONS = ("north", "south")
@@ -38,13 +37,6 @@ market = market_fixture(
 )
 
 
-def _wait_for(condition: Any, seconds: float = 60.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "the query never reached a worker"
-        time.sleep(0.02)
-
-
 def test_cancel_interrupts_a_running_query_frees_its_slots_and_charges_nothing(market: Market) -> None:
     listed = listed_product(market, "joined", tables=_tables(), policy=POLICY)
     buyer, other = market.actor(Role.BUYER), market.actor(Role.BUYER)
@@ -55,7 +47,7 @@ def test_cancel_interrupts_a_running_query_frees_its_slots_and_charges_nothing(m
 
     with ThreadPoolExecutor(1) as background:
         running = background.submit(query, market, buyer, "joined", LONG, "long-one")
-        _wait_for(lambda: pool.worker_pids(busy=True))
+        until(lambda: pool.worker_pids(busy=True), "the query reaches a worker")
         busy_pid = pool.worker_pids(busy=True)[0]
         assert admission.held(admission.worker_slots()) == 1
         # Another buyer naming the same key cancels nothing of this buyer's (keys are per organisation).
