@@ -313,7 +313,8 @@ class _PhaseTimer:
         async def timed_send(message: Any) -> None:
             await send(message)
             if message["type"] == "http.response.body" and not message.get("more_body"):
-                phases.end_request(record, time.perf_counter() - started)
+                route = f"{scope['method']} {getattr(scope.get('route'), 'path', scope['path'])}"
+                phases.end_request(record, time.perf_counter() - started, route)
 
         await self.app(scope, receive, timed_send)
 

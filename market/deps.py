@@ -45,18 +45,21 @@ def get_session(request: Request) -> Iterator[Session]:
     writer lock when it first touches the database, so its writes never wait in SQLite's busy handler.
     A route whose long work (a build, a call to Stripe) must not hold the lock takes `ReadSessionDep`
     and writes in transactions of its own."""
+    phases.on_thread("get_session")
     with get_database(request).transaction(write=writes(request)) as session:
         yield session
 
 
 def get_read_session(request: Request) -> Iterator[Session]:
     """A request's session that stays a reader whatever the method (see get_session)."""
+    phases.on_thread("get_read_session")
     with get_database(request).transaction() as session:
         yield session
 
 
 def _authenticate(request: Request, clear: str | None) -> Principal:
     # Authentication gets its own short session so that a failed query's rollback never undoes it.
+    phases.on_thread("_authenticate")
     with get_database(request).transaction() as session:
         return authenticate(session, clear)
 
@@ -74,6 +77,7 @@ async def get_principal(request: Request) -> Principal:
     at once when a key, user or organisation changes), else from the database in a worker thread.
 
     Async, so a cached caller costs no thread hop; only a database read goes to the threadpool."""
+    phases.on_thread("get_principal")
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     clear = token.strip() if scheme.lower() == "bearer" else None
@@ -95,10 +99,12 @@ async def get_principal(request: Request) -> Principal:
 
 
 async def _database(request: Request) -> Database:
+    phases.on_thread("_database")
     return get_database(request)
 
 
 async def _settings(request: Request) -> Settings:
+    phases.on_thread("_settings")
     return get_settings_dep(request)
 
 

@@ -17,6 +17,7 @@ from fastapi.params import Form
 from fastapi.routing import APIRoute
 from starlette.datastructures import UploadFile
 
+from market import phases
 from market.errors import Unprocessable
 
 UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
@@ -53,6 +54,7 @@ def _is_json(content_type: str) -> bool:
 
 async def reject_unstorable_text(request: Request) -> None:
     """422 `unstorable_text` naming the first path, query, header or body field holding such text."""
+    phases.on_thread("reject_unstorable_text")
     for name, value in request.path_params.items():
         if isinstance(value, str) and UNSTORABLE.search(value):
             raise _refuse(f"path.{name}")

@@ -168,6 +168,7 @@ def run_query(
     The route opens its own short transactions (no request session): none is held while the query
     waits for or runs in a sandbox worker, and the usage record is committed before the answer.
     """
+    phases.on_thread("run_query")
     with phases.phase("0 run_metered_query (1-6 inside)"):
         outcome = service.run_metered_query(
             database,

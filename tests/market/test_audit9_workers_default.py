@@ -19,32 +19,26 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from market import clock
 from market.accounts.models import Role
 from sandbox.admission import Admission
-from tests.conftest import Market, running_market
+from tests.conftest import Market
 from tests.factories import grant, listed_product, query
 from tests.market.test_serve_processes import _api_processes
 from tests.metering.helpers import BY_REGION
 from tests.served import free_port
+from tests.support.busy_sandbox import market_fixture
 
 CORES = sorted(os.sched_getaffinity(0))
 
 
-@pytest.fixture
-def market(database_factory: Any, tmp_path: Path) -> Iterator[Market]:
-    # No sandbox_workers: the default is under test. No queue, so a query finding every worker taken is
-    # turned away at once.
-    with running_market(
-        database_factory, tmp_path / "data", sandbox_queue_size=0, sandbox_queue_timeout_seconds=0.3
-    ) as running:
-        yield running
+# No sandbox_workers: the default is under test. No queue, so a query finding every worker taken is turned
+# away at once.
+market = market_fixture(sandbox_queue_size=0, sandbox_queue_timeout_seconds=0.3)
 
 
 def test_sandbox_workers_default_to_the_cores_machine_wide(market: Market) -> None:

@@ -57,3 +57,32 @@ def test_a_reset_forgets_the_warm_up() -> None:
     assert done.returncode == 0, done.stderr
     assert "warm-up" not in done.stdout and "work: n 1," in done.stdout
     assert "request (whole): n 1, p50 3.00 ms" in done.stdout
+
+
+HOPS = """
+import contextvars, threading
+from market import phases
+record = phases.start_request()
+phases.on_thread("on the loop")
+
+def hand_to_a_thread(site):  # as FastAPI's threadpool: a copy of the request's context per call
+    context = contextvars.copy_context()
+    thread = threading.Thread(target=context.run, args=(lambda: [phases.on_thread(site), phases.on_thread(site)],))
+    thread.start()
+    thread.join()
+
+hand_to_a_thread("first")
+hand_to_a_thread("second")
+phases.end_request(record, 0.003, "POST /x")
+print(phases.hops())
+print("\\n".join(phases.report()))
+"""
+
+
+def test_each_call_handed_to_a_thread_is_a_hop_of_its_own() -> None:
+    env = {**os.environ, "MARKET_DEBUG_PHASES": "1"}
+    done = subprocess.run([sys.executable, "-c", HOPS], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    sites = "(('on the loop', 0), ('first', 1), ('first', 1), ('second', 2), ('second', 2))"
+    assert f"[('POST /x', {sites})]" in done.stdout
+    assert "thread hops of POST /x (hops x requests): 2 x1" in done.stdout

@@ -15,13 +15,11 @@ import signal
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from sqlalchemy import select, text
 
 from market.accounts.models import Role
@@ -29,10 +27,12 @@ from market.locks import release, try_lock
 from metering import chain
 from metering.models import UsageRecord
 from metering.service import sandbox_admission
-from tests.conftest import Actor, Market, running_market
+from tests.conftest import Actor, Market
 from tests.factories import grant, listed_product, query
 from tests.metering.helpers import BY_REGION
 from tests.served import Served, served
+from tests.support.busy_sandbox import market_fixture
+from tests.support.waiting import until
 
 LIMITS: dict[str, Any] = {
     "sandbox_workers": 1,
@@ -48,10 +48,7 @@ ENV = {
 }
 
 
-@pytest.fixture
-def market(database_factory: Any, tmp_path: Path) -> Iterator[Market]:
-    with running_market(database_factory, tmp_path / "data", **LIMITS) as running:
-        yield running
+market = market_fixture(**LIMITS)
 
 
 def _buyers(market: Market, count: int) -> list[Actor]:
@@ -71,14 +68,6 @@ def _send(pool: ThreadPoolExecutor, server: Served, buyer: Actor, key: str, sql:
             return error
 
     return pool.submit(post)
-
-
-def _until(condition: Callable[[], bool], what: str, seconds: float = 60.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting until {what}")
-        time.sleep(0.02)
 
 
 def _children(pid: int) -> list[int]:
@@ -124,7 +113,7 @@ def _assert_nothing_left(market: Market, orphans: list[int], buyers: list[Actor]
         assert writer is not None, "the dead process's SQLite writer lock is still held"
         release(writer)
     # The dead process's sandbox workers see their pipe close and leave.
-    _until(lambda: not any(_alive(pid) for pid in orphans), "the dead process's sandbox workers exit", 30)
+    until(lambda: not any(_alive(pid) for pid in orphans), "the dead process's sandbox workers exit", 30)
 
 
 def _assert_exactly_once(market: Market, buyer: Actor, key: str) -> None:
@@ -151,7 +140,7 @@ def test_killed_while_waiting_in_the_admission_queue(market: Market, tmp_path: P
         assert query(market, buyer, "people-trips", BY_REGION).status_code == 200  # warm: workers exist
         with admission.occupy(admission.worker_slots()):
             sent = _send(pool, server, buyer, "queued-then-killed")
-            _until(lambda: admission.held(admission.queue_slots()) == 1, "the query waits in the queue")
+            until(lambda: admission.held(admission.queue_slots()) == 1, "the query waits in the queue")
             orphans = _kill(server)
             assert isinstance(sent.result(timeout=30), httpx.HTTPError)
         _assert_nothing_left(market, orphans, [buyer])
@@ -166,9 +155,9 @@ def test_killed_while_a_single_flight_leader_has_followers(market: Market, tmp_p
         with admission.occupy(admission.worker_slots()):
             sent = [_send(pool, server, b, f"flight-{i}") for i, b in enumerate(buyers)]
             # One leader in the queue; the others wait for it in the flight (each holds its org slot).
-            _until(lambda: admission.held(admission.queue_slots()) == 1, "the leader waits in the queue")
+            until(lambda: admission.held(admission.queue_slots()) == 1, "the leader waits in the queue")
             for buyer in buyers:
-                _until(lambda b=buyer: admission.held(admission.org_slots(b.principal.org_id)) == 1, "all arrived")
+                until(lambda b=buyer: admission.held(admission.org_slots(b.principal.org_id)) == 1, "all arrived")
             time.sleep(0.3)  # the followers reach the flight
             assert admission.held(admission.queue_slots()) == 1  # followers do not queue
             orphans = _kill(server)
@@ -198,7 +187,7 @@ def test_killed_while_holding_the_write_lock(market: Market, tmp_path: Path) -> 
 
             try:
                 sent = _send(pool, server, buyer, "locked-then-killed")
-                _until(holds_lock, "the server holds the writer lock")
+                until(holds_lock, "the server holds the writer lock")
                 orphans = _kill(server)
             finally:
                 blocker.execute("ROLLBACK")
@@ -221,7 +210,7 @@ def test_killed_while_holding_the_write_lock(market: Market, tmp_path: Path) -> 
                         probe.rollback()  # pg_stat_activity is a snapshot per transaction
                         return bool(found)
 
-                    _until(waits, "the server's insert waits for the lock")
+                    until(waits, "the server's insert waits for the lock")
                 orphans = _kill(server)
                 blocker.execute(text("ROLLBACK"))
         assert isinstance(sent.result(timeout=30), httpx.HTTPError)

@@ -5,8 +5,7 @@ from __future__ import annotations
 from market.accounts.models import Role
 from tests.conftest import Market
 from tests.factories import grant, listed_product, query
-
-BY_REGION = "SELECT region, count(*) AS n, sum(amount) AS total FROM people GROUP BY region ORDER BY region"
+from tests.metering.helpers import BY_REGION, ask, decide
 
 
 def test_public_interest_requests_go_to_the_regulator_and_commercial_ones_to_the_operator(
@@ -14,30 +13,14 @@ def test_public_interest_requests_go_to_the_regulator_and_commercial_ones_to_the
 ) -> None:
     listed = listed_product(market)
     buyer = market.actor(Role.BUYER)
-    public = market.client.post(
-        "/v1/access-requests",
-        headers=buyer.headers,
-        json={"product": listed.slug, "plan": "public", "purpose": "public_welfare", "scenario": "study"},
-    ).json()
+    public = ask(market, buyer, listed.slug, plan="public", purpose="public_welfare", scenario="study").json()
     assert public["reviewer_role"] == "regulator" and public["status"] == "pending"
-    by_operator = market.client.post(
-        f"/v1/access-requests/{public['id']}/decision",
-        headers=listed.operator.headers,
-        json={"decision": "approve"},
-    )
+    by_operator = decide(market, listed.operator, public["id"], decision="approve")
     assert by_operator.status_code == 403
     other_operator = market.actor(Role.OPERATOR)
-    commercial = market.client.post(
-        "/v1/access-requests",
-        headers=buyer.headers,
-        json={"product": listed.slug, "plan": "standard", "purpose": "commercial", "scenario": "pricing"},
-    ).json()
+    commercial = ask(market, buyer, listed.slug, plan="standard", purpose="commercial", scenario="pricing").json()
     assert commercial["reviewer_role"] == "operator"
-    not_theirs = market.client.post(
-        f"/v1/access-requests/{commercial['id']}/decision",
-        headers=other_operator.headers,
-        json={"decision": "approve"},
-    )
+    not_theirs = decide(market, other_operator, commercial["id"], decision="approve")
     assert not_theirs.status_code == 404
     assert [
         r["id"] for r in market.client.get("/v1/access-requests", headers=listed.operator.headers).json()["items"]
@@ -50,33 +33,17 @@ def test_public_interest_requests_go_to_the_regulator_and_commercial_ones_to_the
 def test_a_plan_must_fit_the_purpose(market: Market) -> None:
     listed = listed_product(market)
     buyer = market.actor(Role.BUYER)
-    response = market.client.post(
-        "/v1/access-requests",
-        headers=buyer.headers,
-        json={"product": listed.slug, "plan": "public", "purpose": "commercial", "scenario": "x"},
-    )
+    response = ask(market, buyer, listed.slug, plan="public", purpose="commercial", scenario="x")
     assert response.status_code == 422 and response.json()["error"]["code"] == "plan_purpose_mismatch"
 
 
 def test_rejected_request_gives_no_access(market: Market) -> None:
     listed = listed_product(market)
     buyer = market.actor(Role.BUYER)
-    created = market.client.post(
-        "/v1/access-requests",
-        headers=buyer.headers,
-        json={"product": listed.slug, "plan": "public", "purpose": "public_governance", "scenario": "x"},
-    ).json()
-    market.client.post(
-        f"/v1/access-requests/{created['id']}/decision",
-        headers=listed.regulator.headers,
-        json={"decision": "reject", "reason": "Purpose is not public interest."},
-    )
+    created = ask(market, buyer, listed.slug, plan="public", purpose="public_governance", scenario="x").json()
+    decide(market, listed.regulator, created["id"], decision="reject", reason="Purpose is not public interest.")
     assert query(market, buyer, listed.slug, BY_REGION).status_code == 403
-    twice = market.client.post(
-        f"/v1/access-requests/{created['id']}/decision",
-        headers=listed.regulator.headers,
-        json={"decision": "approve"},
-    )
+    twice = decide(market, listed.regulator, created["id"], decision="approve")
     assert twice.status_code == 409
 
 

@@ -7,20 +7,16 @@ work); the test cancels it as soon as a worker runs it, and checks what is left,
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from typing import Any
-
-import pytest
 
 from market.accounts.models import Role
 from metering.service import sandbox_admission, sandbox_limits
 from sandbox.pool import shared_pool
-from tests.conftest import Market, running_market
+from tests.conftest import Market
 from tests.factories import JOIN_SQL, JOINED_POLICY, SMALL_SQL, grant, joined_tables, listed_product, query
 from tests.metering.helpers import usage
+from tests.support.busy_sandbox import market_fixture
+from tests.support.waiting import until
 
 ROWS = 12_000
 REGIONS = ("north", "south")
@@ -33,24 +29,12 @@ def _tables() -> dict[str, bytes]:
     return joined_tables(ROWS, REGIONS)
 
 
-@pytest.fixture
-def market(database_factory: Any, tmp_path: Path) -> Iterator[Market]:
-    with running_market(
-        database_factory,
-        tmp_path / "data",
-        sandbox_workers=1,
-        sandbox_org_concurrency=1,
-        sandbox_queue_size=1,
-        sandbox_max_join_fanout=ROWS,  # the long query is long by its fan-out (6,000 per key): allowed here
-    ) as running:
-        yield running
-
-
-def _wait_for(condition: Any, seconds: float = 60.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "the query never reached a worker"
-        time.sleep(0.02)
+market = market_fixture(
+    sandbox_workers=1,
+    sandbox_org_concurrency=1,
+    sandbox_queue_size=1,
+    sandbox_max_join_fanout=ROWS,  # the long query is long by its fan-out (6,000 per key): allowed here
+)
 
 
 def test_cancel_interrupts_a_running_query_frees_its_slots_and_charges_nothing(market: Market) -> None:
@@ -63,7 +47,7 @@ def test_cancel_interrupts_a_running_query_frees_its_slots_and_charges_nothing(m
 
     with ThreadPoolExecutor(1) as background:
         running = background.submit(query, market, buyer, "joined", LONG, "long-one")
-        _wait_for(lambda: pool.worker_pids(busy=True))
+        until(lambda: pool.worker_pids(busy=True), "the query reaches a worker")
         busy_pid = pool.worker_pids(busy=True)[0]
         assert admission.held(admission.worker_slots()) == 1
         # Another buyer naming the same key cancels nothing of this buyer's (keys are per organisation).

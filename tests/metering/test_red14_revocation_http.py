@@ -11,31 +11,13 @@ the key again (market.accounts.service.key_refusal); docs/sandbox.md "Red team r
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from typing import Any
-
-import pytest
-
 from market.accounts.models import Role
-from metering.service import sandbox_admission
-from tests.conftest import Market, running_market
+from tests.conftest import Market
 from tests.factories import grant, listed_product, query
 from tests.metering.helpers import BY_REGION
+from tests.support.busy_sandbox import ONE_WORKER_QUEUED, market_fixture, queued
 
-
-@pytest.fixture
-def market(database_factory: Any, tmp_path: Path) -> Iterator[Market]:
-    with running_market(
-        database_factory,
-        tmp_path / "data",
-        sandbox_workers=1,
-        sandbox_queue_size=4,
-        sandbox_queue_timeout_seconds=60.0,
-    ) as running:
-        yield running
+market = market_fixture(**ONE_WORKER_QUEUED)
 
 
 def test_a_query_waiting_for_a_worker_when_its_key_is_revoked_gets_no_answer(market: Market) -> None:
@@ -46,18 +28,11 @@ def test_a_query_waiting_for_a_worker_when_its_key_is_revoked_gets_no_answer(mar
     assert query(market, buyer, listed.slug, "SELECT count(*) AS n FROM people").status_code == 200
     keys = market.client.get("/v1/keys", headers=colleague.headers).json()["items"]
     leaked = keys[0]["id"]  # oldest first: the buyer's
-    admission = sandbox_admission(market.settings)
-    with ThreadPoolExecutor(1) as pool:
-        with admission.occupy(admission.worker_slots()):
-            sent = pool.submit(query, market, buyer, listed.slug, BY_REGION, "in-flight")
-            deadline = time.monotonic() + 60
-            while admission.held(admission.queue_slots()) == 0:
-                assert time.monotonic() < deadline, "the query never queued"
-                time.sleep(0.02)
-            revoked = market.client.delete(f"/v1/keys/{leaked}", headers=colleague.headers)
-            assert revoked.status_code == 200, revoked.text
-            # "It stops working at once": the next request with it is refused.
-            assert query(market, buyer, listed.slug, BY_REGION).status_code == 401
-        answer = sent.result(timeout=60)
+    with queued(market, lambda: query(market, buyer, listed.slug, BY_REGION, "in-flight")) as sent:
+        revoked = market.client.delete(f"/v1/keys/{leaked}", headers=colleague.headers)
+        assert revoked.status_code == 200, revoked.text
+        # "It stops working at once": the next request with it is refused.
+        assert query(market, buyer, listed.slug, BY_REGION).status_code == 401
+    answer = sent.result(timeout=60)
     assert answer.status_code in (401, 403), answer.text
     assert "rows" not in answer.json()

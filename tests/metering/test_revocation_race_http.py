@@ -9,31 +9,15 @@ query is refused (`agreement_revoked`, rejected, never charged).
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
-import pytest
-
 from market.accounts.models import Role
-from metering.service import sandbox_admission
-from tests.conftest import Actor, Market, running_market
+from tests.conftest import Actor, Market
 from tests.factories import dp_policy, grant, listed_product, query
 from tests.metering.helpers import BY_REGION, agreement_of, usage
+from tests.support.busy_sandbox import ONE_WORKER_QUEUED, market_fixture, queued
 
-
-@pytest.fixture
-def market(database_factory: Any, tmp_path: Path) -> Iterator[Market]:
-    with running_market(
-        database_factory,
-        tmp_path / "data",
-        sandbox_workers=1,
-        sandbox_queue_size=4,
-        sandbox_queue_timeout_seconds=60.0,
-    ) as running:
-        yield running
+market = market_fixture(**ONE_WORKER_QUEUED)
 
 
 def _revoked_while_queued(
@@ -41,19 +25,12 @@ def _revoked_while_queued(
 ) -> Any:
     """Send `sql` while every worker is busy, revoke the agreement once it waits in the queue, free the
     workers, and return its answer."""
-    admission = sandbox_admission(market.settings)
-    with ThreadPoolExecutor(1) as pool:
-        with admission.occupy(admission.worker_slots()):
-            sent = pool.submit(query, market, buyer, slug, sql, key)
-            deadline = time.monotonic() + 60
-            while admission.held(admission.queue_slots()) == 0:
-                assert time.monotonic() < deadline, "the query never queued"
-                time.sleep(0.02)
-            revoked = market.client.post(
-                f"/v1/agreements/{agreement_id}/revoke", headers=revoker.headers, json={"reason": "breach"}
-            )
-            assert revoked.status_code == 200, revoked.text
-        return sent.result(timeout=60)
+    with queued(market, lambda: query(market, buyer, slug, sql, key)) as sent:
+        revoked = market.client.post(
+            f"/v1/agreements/{agreement_id}/revoke", headers=revoker.headers, json={"reason": "breach"}
+        )
+        assert revoked.status_code == 200, revoked.text
+    return sent.result(timeout=60)
 
 
 def test_a_query_waiting_for_a_worker_when_its_agreement_is_revoked_is_refused_and_not_charged(

@@ -138,6 +138,15 @@ def pool() -> Iterator[WorkerPool]:
     workers.close()
 
 
+@pytest.fixture(scope="module")
+def workers() -> Iterator[WorkerPool]:
+    """A worker pool of the test module's own (LIMITS), closed after the module's last test (the property
+    tests' many examples run on it, not on the session's `pool`)."""
+    pool = WorkerPool(LIMITS)
+    yield pool
+    pool.close()
+
+
 @pytest.fixture(scope="session")
 def tables(people_file: Path, shops_file: Path) -> dict[str, TableFile]:
     return {

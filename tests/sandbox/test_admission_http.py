@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -24,10 +23,10 @@ from market.app import create_app
 from market.db import Database, make_engine
 from market.settings import Settings
 from metering.service import sandbox_admission
-from sandbox.admission import Admission
-from tests.conftest import Actor, Market, running_market
+from tests.conftest import Actor, Market
 from tests.factories import grant, listed_product, query
 from tests.metering.helpers import BY_REGION, usage
+from tests.support.busy_sandbox import every_worker_taken, market_fixture, queued
 
 LIMITS: dict[str, Any] = {
     "sandbox_workers": 1,
@@ -37,10 +36,7 @@ LIMITS: dict[str, Any] = {
 }
 
 
-@pytest.fixture
-def market(database_factory: Any, tmp_path: Path) -> Iterator[Market]:
-    with running_market(database_factory, tmp_path / "data", **LIMITS) as running:
-        yield running
+market = market_fixture(**LIMITS)
 
 
 def _commercial_buyer(market: Market, slug: str = "people-trips") -> Actor:
@@ -102,8 +98,7 @@ def test_with_every_worker_and_the_whole_queue_busy_a_query_gets_503_at_once(mar
 
 def test_a_query_that_waits_longer_than_the_queue_timeout_gets_503(market: Market) -> None:
     buyer = _commercial_buyer(market)
-    admission = sandbox_admission(market.settings)
-    with admission.occupy(admission.worker_slots()):
+    with every_worker_taken(market) as admission:
         refused = query(market, buyer, "people-trips", BY_REGION)
         assert admission.held(admission.queue_slots()) == 0  # it left the queue when it gave up
     _assert_overload(refused, 503, "sandbox_busy")
@@ -138,30 +133,19 @@ def _market_with_one_connection(database_factory: Any, data_dir: Path) -> Iterat
     database_factory.release(url)
 
 
-def _wait_until_queued(admission: Admission, pending: Future[Any]) -> None:
-    for _ in range(2000):
-        if admission.held(admission.queue_slots()) == 1 or pending.done():
-            return
-        time.sleep(0.005)
-
-
 def test_a_query_waiting_for_a_worker_holds_no_pooled_connection(database_factory: Any, tmp_path: Path) -> None:
     """With a pool of one connection, other requests are served while a query waits in the queue."""
     with _market_with_one_connection(database_factory, tmp_path / "data") as market:
         buyer = _commercial_buyer(market)
         other = market.actor(Role.BUYER)
         admission = sandbox_admission(market.settings)
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            with admission.occupy(admission.worker_slots()):
-                waiting = pool.submit(query, market, buyer, "people-trips", BY_REGION)
-                _wait_until_queued(admission, waiting)
-                assert not waiting.done(), waiting.result().text
-                assert admission.held(admission.queue_slots()) == 1
-                assert market.database.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
-                assert market.client.get("/v1/products", headers=other.headers).status_code == 200
-                assert market.client.get("/v1/usage", headers=buyer.headers).json()["items"] == []
-                assert market.client.get("/healthz").status_code == 200
-            answered = waiting.result(timeout=120)
+        with queued(market, lambda: query(market, buyer, "people-trips", BY_REGION)) as waiting:
+            assert admission.held(admission.queue_slots()) == 1
+            assert market.database.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+            assert market.client.get("/v1/products", headers=other.headers).status_code == 200
+            assert market.client.get("/v1/usage", headers=buyer.headers).json()["items"] == []
+            assert market.client.get("/healthz").status_code == 200
+        answered = waiting.result(timeout=120)
         assert answered.status_code == 200, answered.text
         records = usage(market, buyer)
         assert [r["id"] for r in records] == [answered.json()["query_id"]]

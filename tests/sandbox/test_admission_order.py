@@ -7,6 +7,7 @@ waiter is let in only once the previous one is queued, so the arrival order is t
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 import signal
@@ -22,6 +23,7 @@ from hypothesis import strategies as st
 
 from market.errors import ServiceUnavailable
 from sandbox.admission import Admission
+from tests.support.waiting import until
 
 WAIT = 10.0
 """Seconds any step may take before the test gives up (far above what one takes)."""
@@ -31,11 +33,7 @@ def _admission(directory: Path, *, queue_size: int = 32, queue_timeout: float = 
     return Admission(directory, workers=1, per_org=32, queue_size=queue_size, queue_timeout=queue_timeout)
 
 
-def _until(condition: object, what: str) -> None:
-    deadline = time.monotonic() + WAIT
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"timed out waiting until {what}"
-        time.sleep(0.002)
+_until = functools.partial(until, seconds=WAIT, every=0.002)
 
 
 class Line:

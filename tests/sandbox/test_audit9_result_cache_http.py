@@ -8,16 +8,10 @@ them) and no queue, a cached answer is still 200 and an evicted one is `503 sand
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
-
-import pytest
-
 from market.accounts.models import Role
-from metering.service import sandbox_admission
-from tests.conftest import Actor, Market, running_market
+from tests.conftest import Actor, Market
 from tests.factories import grant, listed_product, query
+from tests.support.busy_sandbox import ONE_WORKER_NO_QUEUE, every_worker_taken, market_fixture
 
 QUERIES = [
     "SELECT region, count(*) AS n FROM people GROUP BY region",
@@ -26,19 +20,11 @@ QUERIES = [
 ]
 
 
-@pytest.fixture(params=[{"sandbox_result_cache_entries": 2}, {"sandbox_result_cache_bytes": 800}], ids=str)
-def market(request: pytest.FixtureRequest, database_factory: Any, tmp_path: Path) -> Iterator[Market]:
-    # Estimated sizes (sandbox.cache.size_of: 16 per cell, the text, 256): by region 402, by month 352, by
-    # category 294. The first two fit in 800; the third evicts the least recently used, as two entries do.
-    with running_market(
-        database_factory,
-        tmp_path / "data",
-        sandbox_workers=1,
-        sandbox_queue_size=0,
-        sandbox_queue_timeout_seconds=0.3,
-        **request.param,
-    ) as running:
-        yield running
+# Estimated sizes (sandbox.cache.size_of: 16 per cell, the text, 256): by region 402, by month 352, by
+# category 294. The first two fit in 800; the third evicts the least recently used, as two entries do.
+market = market_fixture(
+    params=[{"sandbox_result_cache_entries": 2}, {"sandbox_result_cache_bytes": 800}], **ONE_WORKER_NO_QUEUE
+)
 
 
 def _buyer(market: Market) -> tuple[str, Actor]:
@@ -52,8 +38,7 @@ def test_the_result_cache_keeps_the_most_recent_answers_within_its_bounds(market
     slug, buyer = _buyer(market)
     for sql in QUERIES:  # the first is the least recently used when the third arrives
         assert query(market, buyer, slug, sql).status_code == 200
-    admission = sandbox_admission(market.settings)
-    with admission.occupy(admission.worker_slots()):
+    with every_worker_taken(market):
         # No worker for anyone: only cached answers can be served.
         assert query(market, buyer, slug, QUERIES[2]).status_code == 200
         assert query(market, buyer, slug, QUERIES[1]).status_code == 200

@@ -13,12 +13,10 @@ such a small product (sandbox.service.strategy). A join of two tables, each unit
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -55,15 +53,6 @@ def datasets(draw: st.DrawFn) -> list[dict[str, Any]]:
             max_size=50,
         )
     )
-
-
-@pytest.fixture(scope="module")
-def workers() -> Iterator[WorkerPool]:
-    from tests.sandbox.conftest import LIMITS
-
-    pool = WorkerPool(LIMITS)
-    yield pool
-    pool.close()
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

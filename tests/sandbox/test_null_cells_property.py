@@ -91,15 +91,6 @@ def _oracle(rows: list[dict[str, Any]]) -> list[list[Any]]:
     return out
 
 
-@pytest.fixture(scope="module")
-def workers() -> Any:
-    from tests.sandbox.conftest import LIMITS
-
-    pool = WorkerPool(LIMITS)
-    yield pool
-    pool.close()
-
-
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rows=rows_strategy)
 def test_every_released_cell_covers_k_units_with_known_arguments(

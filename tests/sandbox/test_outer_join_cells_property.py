@@ -127,15 +127,6 @@ def _oracle(ts: list[dict[str, Any]], ss: list[dict[str, Any]], full: bool) -> l
     return sorted(out, key=repr)
 
 
-@pytest.fixture(scope="module")
-def workers() -> Any:
-    from tests.sandbox.conftest import LIMITS
-
-    pool = WorkerPool(LIMITS)
-    yield pool
-    pool.close()
-
-
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ts=t_rows, ss=s_rows, full=st.booleans(), stored_nulls=st.booleans())
 def test_cells_nulled_by_an_outer_join_need_k_units_of_every_table(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime
 import tempfile
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -42,15 +42,6 @@ def _policy(k: int) -> ProtectionPolicy:
             },
         }
     )
-
-
-@pytest.fixture(scope="module")
-def workers() -> Iterator[WorkerPool]:
-    from tests.sandbox.conftest import LIMITS
-
-    pool = WorkerPool(LIMITS)
-    yield pool
-    pool.close()
 
 
 def _run(workers: WorkerPool, sql: str, k: int, rows: list[Row]) -> tuple[Any, Any]:

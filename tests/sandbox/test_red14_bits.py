@@ -14,7 +14,6 @@ test_red14_wide_units_http, open).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -63,15 +62,6 @@ def _rows(least: int, step: int) -> list[dict[str, Any]]:
         if row["g"] == "c" and row["u"] != least + 3 * step:
             row["x"] = None
     return rows
-
-
-@pytest.fixture(scope="module")
-def workers() -> Iterator[WorkerPool]:
-    from tests.sandbox.conftest import LIMITS
-
-    pool = WorkerPool(LIMITS)
-    yield pool
-    pool.close()
 
 
 def _check(workers: WorkerPool, tables: dict[str, TableFile], plan: Any) -> None:

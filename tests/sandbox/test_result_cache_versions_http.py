@@ -11,30 +11,17 @@ Version 1's agreement still gets version 1's answer, from the cache.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
-
 from market.accounts.models import Role
-from metering.service import sandbox_admission
-from tests.conftest import Market, running_market
+from tests.conftest import Market
 from tests.factories import UNITS, grant, listed_product, people_csv, query, upload_version
+from tests.support.busy_sandbox import ONE_WORKER_NO_QUEUE, every_worker_taken, market_fixture
 
 SQL = "SELECT region, count(*) AS n, sum(trips) AS t FROM people GROUP BY region"
 
 
-@pytest.fixture
-def market(database_factory: Any, tmp_path: Path) -> Iterator[Market]:
-    with running_market(
-        database_factory,
-        tmp_path / "data",
-        sandbox_workers=1,
-        sandbox_queue_size=0,
-        sandbox_queue_timeout_seconds=0.3,
-    ) as running:
-        yield running
+market = market_fixture(**ONE_WORKER_NO_QUEUE)
 
 
 def _two_months() -> bytes:
@@ -63,8 +50,7 @@ def test_a_new_versions_query_answers_from_its_own_data_never_from_the_cached_ol
     v1_rows = _rows(first)
     v1_agreement = first.json()["agreement_id"]
     assert sum(row[1] for row in v1_rows) == UNITS * 3
-    admission = sandbox_admission(market.settings)
-    with admission.occupy(admission.worker_slots()):  # no worker: only a cached answer can be served
+    with every_worker_taken(market):  # no worker: only a cached answer can be served
         assert _rows(query(market, buyer, listed.slug, SQL)) == v1_rows
 
     # Version 2, other data, reviewed and listed; the buyer's agreement stays on version 1 until it asks again.
@@ -78,7 +64,7 @@ def test_a_new_versions_query_answers_from_its_own_data_never_from_the_cached_ol
     assert _rows(query(market, buyer, listed.slug, SQL)) == v1_rows  # still version 1's agreement
     grant(market, listed, buyer, purpose="commercial", plan="standard")  # an agreement on version 2
 
-    with admission.occupy(admission.worker_slots()):
+    with every_worker_taken(market):
         # The same SQL under the version-2 agreement: not in the cache (its files are version 2's), so it
         # needs a worker and, with none free, is refused; the cached version-1 answer is never served for it.
         missed = query(market, buyer, listed.slug, SQL)
@@ -88,7 +74,7 @@ def test_a_new_versions_query_answers_from_its_own_data_never_from_the_cached_ol
     v2_rows = _rows(second)
     assert second.json()["agreement_id"] != v1_agreement
     assert sum(row[1] for row in v2_rows) == UNITS * 2 and v2_rows != v1_rows
-    with admission.occupy(admission.worker_slots()):
+    with every_worker_taken(market):
         # Both answers are cached now, each for its own version.
         assert _rows(query(market, buyer, listed.slug, SQL)) == v2_rows
         assert _rows(_query(market, buyer, listed.slug, v1_agreement)) == v1_rows

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import tempfile
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -148,15 +147,6 @@ def _reference(rows: list[Row], q: dict[str, Any]) -> tuple[list[list[Any]], int
             values.append(fold([v for _, v in known]) if not cell or len(units) >= k else None)
         released.append([*key, *values])
     return released, suppressed
-
-
-@pytest.fixture(scope="module")
-def workers() -> Iterator[WorkerPool]:
-    from tests.sandbox.conftest import LIMITS
-
-    pool = WorkerPool(LIMITS)
-    yield pool
-    pool.close()
 
 
 def _typed(rows: list[tuple[Any, ...]]) -> list[tuple[tuple[str, str], ...]]:
