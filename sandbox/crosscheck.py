@@ -11,6 +11,7 @@ statement DuckDB would see differently. Any disagreement refuses the query.
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from collections.abc import Iterable
@@ -72,10 +73,14 @@ def _node(text: str | None, *, compared: bool = False) -> dict[str, Any]:
     return node
 
 
-def _serialize(sql: str, *, compared: bool = False) -> dict[str, Any]:
+def _serialize_text(sql: str) -> str | None:
     with _lock:
         row = _connection().execute("SELECT json_serialize_sql(?)", [sql]).fetchone()
-    return _node(row[0] if row else None, compared=compared)
+    return row[0] if row else None
+
+
+def _serialize(sql: str, *, compared: bool = False) -> dict[str, Any]:
+    return _node(_serialize_text(sql), compared=compared)
 
 
 def _read(raw_sql: str, statements: list[str]) -> tuple[Any, ...]:
@@ -113,14 +118,22 @@ def confirm(
     stage-2 statement are walked as check_groups and check_output do; the seeded stage 1
     (rewrite.seeded_stage), when there is one, as check_seeded does.
     """
-    extra = [*([constants] if constants else []), *([seeded] if seeded else [])]
+    # The seeded stage 1 is DuckDB-parsed only when its text is not provably the template's with the rewrite's
+    # insertions (_derived_seeded): then DuckDB's reading of it follows from its reading of the template.
+    derived = _derived_seeded(template, seeded, aliases, threshold=threshold, restrict=restrict) if seeded else None
+    parsed_seeded = bool(seeded) and derived is None
+    extra = [*([constants] if constants else []), *([seeded] if parsed_seeded and seeded else [])]
     row = _read(raw_sql, [template, output_sql, *extra])
-    groups = _node(row[0], compared=bool(seeded))
+    groups = _node(row[0], compared=parsed_seeded)
     _check_groups_node(groups, policy, aliases, threshold=threshold, restrict=restrict)
     _check_output_node(_node(row[1]), policy, groups_table)
     if constants:
         _check_constants_node(_node(row[2]), policy)
-    if seeded:
+    if seeded and derived is not None and not _plain_groups(groups, grouped=derived):
+        # The template's GROUP BY is not a plain list of keys: appending one is not known to add one key.
+        parsed_seeded, groups = True, _serialize(template, compared=True)
+        row = (*row, _serialize_text(seeded))
+    if seeded and parsed_seeded:
         node = _node(row[-1], compared=True)
         _check_seeded_node(node, policy, aliases, threshold=threshold, restrict=restrict, template=groups)
 
@@ -519,6 +532,182 @@ the extra key and neither walk reads it."""
 KEPT = "__kept"
 """rewrite.KEPT_COLUMN (not imported: this validator depends on the rewrite for nothing)."""
 _SEED_MASK = 2047
+
+
+# -- the seeded stage 1 from the template's tokens (branch val15; docs/sandbox.md) ---------------------------
+
+_TOKEN = duckdb.token_type
+_CLAUSE_WORDS = frozenset(
+    {
+        "SELECT", "WHERE", "GROUP", "HAVING", "WINDOW", "QUALIFY", "ORDER", "LIMIT", "OFFSET", "FETCH", "USING",
+        "TABLESAMPLE", "FOR", "UNION", "EXCEPT", "INTERSECT", "WITH", "INTO", "RETURNING",
+    }
+)  # fmt: skip
+"""Keywords that open a clause: the template may hold only its one SELECT, one WHERE and at most one GROUP
+(BY), so every other clause (which the JSON of a WINDOW clause would not even show) sends it to DuckDB."""
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+@functools.lru_cache(maxsize=64)
+def _piece_tokens(text: str) -> tuple[tuple[int, Any], ...]:
+    """DuckDB's tokens of one of the sandbox's own pieces of text (a handful of constants)."""
+    return tuple(duckdb.tokenize(text))
+
+
+def _derived_seeded(
+    template: str, seeded: str, aliases: dict[str, str], *, threshold: str, restrict: str
+) -> bool | None:
+    """Whether `seeded` is, character for character, `template` with the seeded stage's insertions
+    (rewrite.seeded_stage) at places DuckDB's tokens of the template name, and DuckDB's tokens of `seeded`
+    are exactly those of its pieces: then whether the template has a GROUP BY; None when anything differs
+    (the caller then has DuckDB parse `seeded` and walks it, check_seeded).
+
+    The places, found on DuckDB's tokens of the template (never on sqlglot's text): the `,` before the
+    threshold placeholder, which is the last select item; the filter F, the parenthesised span right after
+    the one WHERE, whose `(` closes at the `)` before `AND "__restrict__"`; and the end of the text, right
+    after that placeholder or after the GROUP BY keys. The seeded text must then be
+
+        <..., > COALESCE(F, FALSE) AS "__kept"<, "__threshold__" FROM ... WHERE >(F OR <seed>)< AND
+        "__restrict__"[ GROUP BY keys]>, COALESCE(F, FALSE)   (or `GROUP BY COALESCE(F, FALSE)` when none)
+
+    with <...> the template's own text and <seed> `("<alias>"."__row" & 2047) = 0` for an alias of the
+    query. Why DuckDB then reads it as the template plus a flag item, a seed and a last key: docs/sandbox.md,
+    "The seeded stage 1 from the template's tokens"."""
+    try:
+        tokens = duckdb.tokenize(template)
+    except duckdb.Error:
+        return None
+    placeholder_text, restrict_text = _quoted(threshold), _quoted(restrict)
+    starts = [start for start, _ in tokens]
+    spans = [template[a:b] for a, b in zip(starts, [*starts[1:], len(template)], strict=True)]
+    depth = 0
+    clauses: list[tuple[str, int, int]] = []  # (keyword, token index, depth)
+    placeholder = None
+    for i, ((_, kind), span) in enumerate(zip(tokens, spans, strict=True)):
+        bare = span.rstrip(" ")
+        if kind == _TOKEN.comment:
+            return None
+        if kind == _TOKEN.keyword and bare.upper() in _CLAUSE_WORDS:
+            clauses.append((bare.upper(), i, depth))
+        elif kind == _TOKEN.operator and bare == "(":
+            depth += 1
+        elif kind == _TOKEN.operator and bare == ")":
+            depth -= 1
+        elif bare == placeholder_text:
+            if placeholder is not None or depth:
+                return None
+            placeholder = i
+    words = [word for word, _, _ in clauses]
+    if (
+        depth
+        or words not in (["SELECT", "WHERE"], ["SELECT", "WHERE", "GROUP"])
+        or any(level for _, _, level in clauses)
+        or clauses[0][1] != 0
+        or spans[0] != "SELECT "
+        or placeholder is None
+        or placeholder < 2
+        or spans[placeholder - 1] != ", "
+        or spans[placeholder] != placeholder_text + " "
+        or spans[placeholder + 1] != "FROM "
+    ):
+        return None
+    where = clauses[1][1]
+    grouped = len(clauses) == 3
+    if spans[where] != "WHERE " or where <= placeholder or spans[where + 1].rstrip(" ") != "(":
+        return None
+    # F: from the `(` right after WHERE to the `)` that closes it.
+    level, close = 0, None
+    for j in range(where + 1, len(tokens)):
+        bare = spans[j].rstrip(" ")
+        if tokens[j][1] == _TOKEN.operator and bare in ("(", ")"):
+            level += 1 if bare == "(" else -1
+            if level == 0:
+                close = j
+                break
+    rest = 4 if grouped else 3  # `)`, AND, the placeholder[, GROUP]
+    if close is None or close + rest != (clauses[2][1] + 1 if grouped else len(tokens)):
+        return None
+    if (
+        spans[close] != ") "
+        or spans[close + 1] != "AND "
+        or spans[close + 2] != restrict_text + (" " if grouped else "")
+        or (grouped and (spans[close + 3] != "GROUP " or close + 4 >= len(tokens) or spans[close + 4] != "BY "))
+    ):
+        return None
+    p1, p2, p3 = starts[placeholder - 1], starts[where + 1], starts[close] + 1
+    filter_ = template[p2:p3]
+    flag_open, flag_close = "COALESCE(", ", FALSE)"
+    last = ", " + flag_open if grouped else " GROUP BY " + flag_open
+    prefix = (
+        template[:p1]
+        + ", "
+        + flag_open
+        + filter_
+        + flag_close
+        + " AS "
+        + _quoted(KEPT)
+        + template[p1:p2]
+        + "("
+        + filter_
+    )
+    prefix += " OR "
+    suffix = ")" + template[p3:] + last + filter_ + flag_close
+    if len(seeded) <= len(prefix) + len(suffix) or not seeded.startswith(prefix) or not seeded.endswith(suffix):
+        return None
+    seed = seeded[len(prefix) : len(seeded) - len(suffix)]
+    if seed not in {f'({_quoted(alias)}."__row" & {_SEED_MASK}) = 0' for alias in aliases}:
+        return None
+    # DuckDB's tokens of the seeded text must be its pieces' tokens, each where the piece lies.
+    pieces: list[tuple[str, int, int] | str] = [
+        (template, 0, p1),
+        ", " + flag_open,
+        (template, p2, p3),
+        flag_close + " AS " + _quoted(KEPT),
+        (template, p1, p2),
+        "(",
+        (template, p2, p3),
+        " OR ",
+        seed,
+        ")",
+        (template, p3, len(template)),
+        last,
+        (template, p2, p3),
+        flag_close,
+    ]
+    expected: list[tuple[int, Any]] = []
+    offset = 0
+    for piece in pieces:
+        if isinstance(piece, tuple):
+            _, low, high = piece
+            expected += [(start - low + offset, kind) for start, kind in tokens if low <= start < high]
+            offset += high - low
+        else:
+            try:
+                expected += [(start + offset, kind) for start, kind in _piece_tokens(piece)]
+            except duckdb.Error:
+                return None
+            offset += len(piece)
+    if offset != len(seeded):
+        return None
+    try:
+        if duckdb.tokenize(seeded) != expected:
+            return None
+    except duckdb.Error:
+        return None
+    return grouped
+
+
+def _plain_groups(node: dict[str, Any], *, grouped: bool) -> bool:
+    """Whether DuckDB read the template's GROUP BY (when `grouped`) as a plain list of keys, one grouping set
+    of all of them, so that one more key after the last is one more key of that set; or read no GROUP BY."""
+    keys = node.get("group_expressions") or []
+    sets = node.get("group_sets") or []
+    if not grouped:
+        return not keys and not sets
+    return bool(keys) and sets == [list(range(len(keys)))]
 
 
 def _flag_filter(flag: dict[str, Any]) -> dict[str, Any]:
