@@ -11,6 +11,7 @@ statement DuckDB would see differently. Any disagreement refuses the query.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import re
 import threading
@@ -581,119 +582,117 @@ def _derived_seeded(
     except duckdb.Error:
         return None
     placeholder_text, restrict_text = _quoted(threshold), _quoted(restrict)
+    at = template.find(placeholder_text)
+    if at < 0 or template.count(placeholder_text) != 1:
+        return None
     starts = [start for start, _ in tokens]
-    spans = [template[a:b] for a, b in zip(starts, [*starts[1:], len(template)], strict=True)]
+    ends = [*starts[1:], len(template)]
+    operator, keyword, comment, identifier = _TOKEN.operator, _TOKEN.keyword, _TOKEN.comment, _TOKEN.identifier
     depth = 0
     clauses: list[tuple[str, int, int]] = []  # (keyword, token index, depth)
     placeholder = None
-    for i, ((_, kind), span) in enumerate(zip(tokens, spans, strict=True)):
-        bare = span.rstrip(" ")
-        if kind == _TOKEN.comment:
+    for i, (start, kind) in enumerate(tokens):
+        if kind is operator:
+            first = template[start]
+            if first == "(":
+                depth += 1
+            elif first == ")":
+                depth -= 1
+        elif kind is keyword or (kind is identifier and template[start] != '"'):
+            word = template[start : ends[i]].rstrip(" ").upper()
+            if word in _CLAUSE_WORDS:
+                clauses.append((word, i, depth))
+        elif kind is comment:
             return None
-        if kind == _TOKEN.keyword and bare.upper() in _CLAUSE_WORDS:
-            clauses.append((bare.upper(), i, depth))
-        elif kind == _TOKEN.operator and bare == "(":
-            depth += 1
-        elif kind == _TOKEN.operator and bare == ")":
-            depth -= 1
-        elif bare == placeholder_text:
-            if placeholder is not None or depth:
-                return None
+        elif start == at and not depth:
             placeholder = i
+
+    def span(i: int) -> str:
+        return template[starts[i] : ends[i]]
+
     words = [word for word, _, _ in clauses]
     if (
         depth
         or words not in (["SELECT", "WHERE"], ["SELECT", "WHERE", "GROUP"])
         or any(level for _, _, level in clauses)
         or clauses[0][1] != 0
-        or spans[0] != "SELECT "
+        or span(0) != "SELECT "
         or placeholder is None
         or placeholder < 2
-        or spans[placeholder - 1] != ", "
-        or spans[placeholder] != placeholder_text + " "
-        or spans[placeholder + 1] != "FROM "
+        or span(placeholder - 1) != ", "
+        or span(placeholder) != placeholder_text + " "
+        or span(placeholder + 1) != "FROM "
     ):
         return None
     where = clauses[1][1]
     grouped = len(clauses) == 3
-    if spans[where] != "WHERE " or where <= placeholder or spans[where + 1].rstrip(" ") != "(":
+    if span(where) != "WHERE " or where <= placeholder or template[starts[where + 1]] != "(":
         return None
     # F: from the `(` right after WHERE to the `)` that closes it.
     level, close = 0, None
     for j in range(where + 1, len(tokens)):
-        bare = spans[j].rstrip(" ")
-        if tokens[j][1] == _TOKEN.operator and bare in ("(", ")"):
-            level += 1 if bare == "(" else -1
-            if level == 0:
-                close = j
-                break
+        if tokens[j][1] is operator:
+            first = template[starts[j]]
+            if first == "(":
+                level += 1
+            elif first == ")":
+                level -= 1
+                if level == 0:
+                    close = j
+                    break
     rest = 4 if grouped else 3  # `)`, AND, the placeholder[, GROUP]
     if close is None or close + rest != (clauses[2][1] + 1 if grouped else len(tokens)):
         return None
     if (
-        spans[close] != ") "
-        or spans[close + 1] != "AND "
-        or spans[close + 2] != restrict_text + (" " if grouped else "")
-        or (grouped and (spans[close + 3] != "GROUP " or close + 4 >= len(tokens) or spans[close + 4] != "BY "))
+        span(close) != ") "
+        or span(close + 1) != "AND "
+        or span(close + 2) != restrict_text + (" " if grouped else "")
+        or (grouped and (span(close + 3) != "GROUP " or close + 4 >= len(tokens) or span(close + 4) != "BY "))
     ):
         return None
     p1, p2, p3 = starts[placeholder - 1], starts[where + 1], starts[close] + 1
     filter_ = template[p2:p3]
     flag_open, flag_close = "COALESCE(", ", FALSE)"
+    flag = flag_open + filter_ + flag_close
     last = ", " + flag_open if grouped else " GROUP BY " + flag_open
-    prefix = (
-        template[:p1]
-        + ", "
-        + flag_open
-        + filter_
-        + flag_close
-        + " AS "
-        + _quoted(KEPT)
-        + template[p1:p2]
-        + "("
-        + filter_
-    )
-    prefix += " OR "
-    suffix = ")" + template[p3:] + last + filter_ + flag_close
+    prefix = f"{template[:p1]}, {flag} AS {_quoted(KEPT)}{template[p1:p2]}({filter_} OR "
+    suffix = ")" + template[p3:] + last + filter_ + flag_close  # `last` opens the flag
     if len(seeded) <= len(prefix) + len(suffix) or not seeded.startswith(prefix) or not seeded.endswith(suffix):
         return None
     seed = seeded[len(prefix) : len(seeded) - len(suffix)]
     if seed not in {f'({_quoted(alias)}."__row" & {_SEED_MASK}) = 0' for alias in aliases}:
         return None
     # DuckDB's tokens of the seeded text must be its pieces' tokens, each where the piece lies.
-    pieces: list[tuple[str, int, int] | str] = [
-        (template, 0, p1),
+    pieces: list[tuple[int, int] | str] = [
+        (0, p1),
         ", " + flag_open,
-        (template, p2, p3),
+        (p2, p3),
         flag_close + " AS " + _quoted(KEPT),
-        (template, p1, p2),
+        (p1, p2),
         "(",
-        (template, p2, p3),
+        (p2, p3),
         " OR ",
         seed,
         ")",
-        (template, p3, len(template)),
+        (p3, len(template)),
         last,
-        (template, p2, p3),
+        (p2, p3),
         flag_close,
     ]
     expected: list[tuple[int, Any]] = []
     offset = 0
-    for piece in pieces:
-        if isinstance(piece, tuple):
-            _, low, high = piece
-            expected += [(start - low + offset, kind) for start, kind in tokens if low <= start < high]
-            offset += high - low
-        else:
-            try:
-                expected += [(start + offset, kind) for start, kind in _piece_tokens(piece)]
-            except duckdb.Error:
-                return None
-            offset += len(piece)
-    if offset != len(seeded):
-        return None
     try:
-        if duckdb.tokenize(seeded) != expected:
+        for piece in pieces:
+            if isinstance(piece, tuple):
+                low, high = piece
+                shift = offset - low
+                first_token, after = bisect.bisect_left(starts, low), bisect.bisect_left(starts, high)
+                expected += [(start + shift, kind) for start, kind in tokens[first_token:after]]
+                offset += high - low
+            else:
+                expected += [(start + offset, kind) for start, kind in _piece_tokens(piece)]
+                offset += len(piece)
+        if offset != len(seeded) or duckdb.tokenize(seeded) != expected:
             return None
     except duckdb.Error:
         return None
