@@ -153,8 +153,19 @@ def _children(node: dict[str, Any]) -> list[dict[str, Any]]:
     """Direct child expressions of a DuckDB expression node, wherever the serializer put them."""
     found: list[dict[str, Any]] = []
     for key, value in node.items():
-        if key not in _NOT_CHILDREN and isinstance(value, _CONTAINERS):
-            _collect(value, found)
+        # The usual shapes first, without a call: a child itself, or a list of children (val15).
+        if isinstance(value, dict):
+            if "class" in value:
+                if key not in _NOT_CHILDREN:
+                    found.append(value)
+            elif value and key not in _NOT_CHILDREN:
+                _collect(value, found)
+        elif isinstance(value, list) and value and key not in _NOT_CHILDREN:
+            for inner in value:
+                if isinstance(inner, dict) and "class" in inner:
+                    found.append(inner)
+                elif isinstance(inner, _CONTAINERS):
+                    _collect(inner, found)
     return found
 
 
