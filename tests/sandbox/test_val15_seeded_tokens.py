@@ -167,3 +167,31 @@ def test_any_one_character_edit_of_the_seeded_text_is_not_derived(data: st.DataO
         assert _derives(edited, seeded) is None
     else:
         assert _derives(template, edited) is None
+
+
+def test_a_template_with_grouping_sets_has_its_seeded_text_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tokens alone do not show that `GROUP BY GROUPING SETS (...)` ends with a plain key list: DuckDB's tree of
+    the template does (one grouping set of all keys), and where it does not, the seeded text is parsed."""
+    cache.plans.clear()
+    plan = plan_query(FILTERED, POLICY)
+    assert plan.seeded is not None
+    keys, sets = 'GROUP BY "people"."region"', 'GROUP BY GROUPING SETS (("people"."region"), ())'
+    template, seeded = plan.template.replace(keys, sets), plan.seeded.replace(keys, sets)
+    assert template != plan.template and seeded != plan.seeded
+    assert crosscheck._derived_seeded(
+        template, seeded, {"people": "people"}, threshold=THRESHOLD_COLUMN, restrict=RESTRICT_COLUMN
+    )
+    parsed: list[str | None] = []
+    serialize = crosscheck._serialize_text
+
+    def recorded(sql: str) -> str | None:
+        parsed.append(sql)
+        return serialize(sql)
+
+    monkeypatch.setattr(crosscheck, "_serialize_text", recorded)
+    shifted = Plan(**{**plan.__dict__, "template": template})
+    try:
+        _confirm(shifted, seeded, FILTERED)
+    except QueryRefused as refused:
+        assert refused.code == "parser_mismatch"
+    assert seeded in parsed
