@@ -551,10 +551,11 @@ _SEED_MASK = 2047
 _TOKEN = duckdb.token_type
 _CLAUSE_WORDS = frozenset(
     {
-        "SELECT", "WHERE", "GROUP", "HAVING", "WINDOW", "QUALIFY", "ORDER", "LIMIT", "OFFSET", "FETCH", "USING",
-        "TABLESAMPLE", "FOR", "UNION", "EXCEPT", "INTERSECT", "WITH", "INTO", "RETURNING",
+        b"SELECT", b"WHERE", b"GROUP", b"HAVING", b"WINDOW", b"QUALIFY", b"ORDER", b"LIMIT", b"OFFSET", b"FETCH",
+        b"USING", b"TABLESAMPLE", b"FOR", b"UNION", b"EXCEPT", b"INTERSECT", b"WITH", b"INTO", b"RETURNING",
     }
 )  # fmt: skip
+_OPEN, _CLOSE, _QUOTE = ord("("), ord(")"), ord('"')
 """Keywords that open a clause: the template may hold only its one SELECT, one WHERE and at most one GROUP
 (BY), so every other clause (which the JSON of a WINDOW clause would not even show) sends it to DuckDB."""
 
@@ -588,29 +589,31 @@ def _derived_seeded(
     with <...> the template's own text and <seed> `("<alias>"."__row" & 2047) = 0` for an alias of the
     query. Why DuckDB then reads it as the template plus a flag item, a seed and a last key: docs/sandbox.md,
     "The seeded stage 1 from the template's tokens"."""
+    # DuckDB's token positions are byte offsets into the UTF-8 text: everything below works on those bytes.
     try:
         tokens = duckdb.tokenize(template)
     except duckdb.Error:
         return None
-    placeholder_text, restrict_text = _quoted(threshold), _quoted(restrict)
-    at = template.find(placeholder_text)
-    if at < 0 or template.count(placeholder_text) != 1:
+    text = template.encode()
+    placeholder_text, restrict_text = _quoted(threshold).encode(), _quoted(restrict).encode()
+    at = text.find(placeholder_text)
+    if at < 0 or text.count(placeholder_text) != 1:
         return None
     starts = [start for start, _ in tokens]
-    ends = [*starts[1:], len(template)]
+    ends = [*starts[1:], len(text)]
     operator, keyword, comment, identifier = _TOKEN.operator, _TOKEN.keyword, _TOKEN.comment, _TOKEN.identifier
     depth = 0
-    clauses: list[tuple[str, int, int]] = []  # (keyword, token index, depth)
+    clauses: list[tuple[bytes, int, int]] = []  # (keyword, token index, depth)
     placeholder = None
     for i, (start, kind) in enumerate(tokens):
         if kind is operator:
-            first = template[start]
-            if first == "(":
+            first = text[start]
+            if first == _OPEN:
                 depth += 1
-            elif first == ")":
+            elif first == _CLOSE:
                 depth -= 1
-        elif kind is keyword or (kind is identifier and template[start] != '"'):
-            word = template[start : ends[i]].rstrip(" ").upper()
+        elif kind is keyword or (kind is identifier and text[start] != _QUOTE):
+            word = text[start : ends[i]].rstrip(b" ").upper()
             if word in _CLAUSE_WORDS:
                 clauses.append((word, i, depth))
         elif kind is comment:
@@ -618,35 +621,35 @@ def _derived_seeded(
         elif start == at and not depth:
             placeholder = i
 
-    def span(i: int) -> str:
-        return template[starts[i] : ends[i]]
+    def span(i: int) -> bytes:
+        return text[starts[i] : ends[i]]
 
     words = [word for word, _, _ in clauses]
     if (
         depth
-        or words not in (["SELECT", "WHERE"], ["SELECT", "WHERE", "GROUP"])
+        or words not in ([b"SELECT", b"WHERE"], [b"SELECT", b"WHERE", b"GROUP"])
         or any(level for _, _, level in clauses)
         or clauses[0][1] != 0
-        or span(0) != "SELECT "
+        or span(0) != b"SELECT "
         or placeholder is None
         or placeholder < 2
-        or span(placeholder - 1) != ", "
-        or span(placeholder) != placeholder_text + " "
-        or span(placeholder + 1) != "FROM "
+        or span(placeholder - 1) != b", "
+        or span(placeholder) != placeholder_text + b" "
+        or span(placeholder + 1) != b"FROM "
     ):
         return None
     where = clauses[1][1]
     grouped = len(clauses) == 3
-    if span(where) != "WHERE " or where <= placeholder or template[starts[where + 1]] != "(":
+    if span(where) != b"WHERE " or where <= placeholder or text[starts[where + 1]] != _OPEN:
         return None
     # F: from the `(` right after WHERE to the `)` that closes it.
     level, close = 0, None
     for j in range(where + 1, len(tokens)):
         if tokens[j][1] is operator:
-            first = template[starts[j]]
-            if first == "(":
+            first = text[starts[j]]
+            if first == _OPEN:
                 level += 1
-            elif first == ")":
+            elif first == _CLOSE:
                 level -= 1
                 if level == 0:
                     close = j
@@ -655,22 +658,23 @@ def _derived_seeded(
     if close is None or close + rest != (clauses[2][1] + 1 if grouped else len(tokens)):
         return None
     if (
-        span(close) != ") "
-        or span(close + 1) != "AND "
-        or span(close + 2) != restrict_text + (" " if grouped else "")
-        or (grouped and (span(close + 3) != "GROUP " or close + 4 >= len(tokens) or span(close + 4) != "BY "))
+        span(close) != b") "
+        or span(close + 1) != b"AND "
+        or span(close + 2) != restrict_text + (b" " if grouped else b"")
+        or (grouped and (span(close + 3) != b"GROUP " or close + 4 >= len(tokens) or span(close + 4) != b"BY "))
     ):
         return None
     p1, p2, p3 = starts[placeholder - 1], starts[where + 1], starts[close] + 1
-    filter_ = template[p2:p3]
-    flag_open, flag_close = "COALESCE(", ", FALSE)"
-    flag = flag_open + filter_ + flag_close
+    filter_ = text[p2:p3]
+    flag_open, flag_close, kept = "COALESCE(", ", FALSE)", " AS " + _quoted(KEPT)
+    flag = flag_open.encode() + filter_ + flag_close.encode()
     last = ", " + flag_open if grouped else " GROUP BY " + flag_open
-    prefix = f"{template[:p1]}, {flag} AS {_quoted(KEPT)}{template[p1:p2]}({filter_} OR "
-    suffix = ")" + template[p3:] + last + filter_ + flag_close  # `last` opens the flag
-    if len(seeded) <= len(prefix) + len(suffix) or not seeded.startswith(prefix) or not seeded.endswith(suffix):
+    prefix = text[:p1] + b", " + flag + kept.encode() + text[p1:p2] + b"(" + filter_ + b" OR "
+    suffix = b")" + text[p3:] + last.encode() + filter_ + flag_close.encode()  # `last` opens the flag
+    whole = seeded.encode()
+    if len(whole) <= len(prefix) + len(suffix) or not whole.startswith(prefix) or not whole.endswith(suffix):
         return None
-    seed = seeded[len(prefix) : len(seeded) - len(suffix)]
+    seed = whole[len(prefix) : len(whole) - len(suffix)].decode()
     if seed not in {f'({_quoted(alias)}."__row" & {_SEED_MASK}) = 0' for alias in aliases}:
         return None
     # DuckDB's tokens of the seeded text must be its pieces' tokens, each where the piece lies.
@@ -678,14 +682,14 @@ def _derived_seeded(
         (0, p1),
         ", " + flag_open,
         (p2, p3),
-        flag_close + " AS " + _quoted(KEPT),
+        flag_close + kept,
         (p1, p2),
         "(",
         (p2, p3),
         " OR ",
         seed,
         ")",
-        (p3, len(template)),
+        (p3, len(text)),
         last,
         (p2, p3),
         flag_close,
@@ -702,8 +706,8 @@ def _derived_seeded(
                 offset += high - low
             else:
                 expected += [(start + offset, kind) for start, kind in _piece_tokens(piece)]
-                offset += len(piece)
-        if offset != len(seeded) or duckdb.tokenize(seeded) != expected:
+                offset += len(piece.encode())
+        if offset != len(whole) or duckdb.tokenize(seeded) != expected:
             return None
     except duckdb.Error:
         return None
