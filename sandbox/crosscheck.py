@@ -11,6 +11,8 @@ statement DuckDB would see differently. Any disagreement refuses the query.
 
 from __future__ import annotations
 
+import bisect
+import functools
 import re
 import threading
 from collections.abc import Iterable
@@ -72,10 +74,14 @@ def _node(text: str | None, *, compared: bool = False) -> dict[str, Any]:
     return node
 
 
-def _serialize(sql: str, *, compared: bool = False) -> dict[str, Any]:
+def _serialize_text(sql: str) -> str | None:
     with _lock:
         row = _connection().execute("SELECT json_serialize_sql(?)", [sql]).fetchone()
-    return _node(row[0] if row else None, compared=compared)
+    return row[0] if row else None
+
+
+def _serialize(sql: str, *, compared: bool = False) -> dict[str, Any]:
+    return _node(_serialize_text(sql), compared=compared)
 
 
 def _read(raw_sql: str, statements: list[str]) -> tuple[Any, ...]:
@@ -113,14 +119,22 @@ def confirm(
     stage-2 statement are walked as check_groups and check_output do; the seeded stage 1
     (rewrite.seeded_stage), when there is one, as check_seeded does.
     """
-    extra = [*([constants] if constants else []), *([seeded] if seeded else [])]
+    # The seeded stage 1 is DuckDB-parsed only when its text is not provably the template's with the rewrite's
+    # insertions (_derived_seeded): then DuckDB's reading of it follows from its reading of the template.
+    derived = _derived_seeded(template, seeded, aliases, threshold=threshold, restrict=restrict) if seeded else None
+    parsed_seeded = bool(seeded) and derived is None
+    extra = [*([constants] if constants else []), *([seeded] if parsed_seeded and seeded else [])]
     row = _read(raw_sql, [template, output_sql, *extra])
-    groups = _node(row[0], compared=bool(seeded))
+    groups = _node(row[0], compared=parsed_seeded)
     _check_groups_node(groups, policy, aliases, threshold=threshold, restrict=restrict)
     _check_output_node(_node(row[1]), policy, groups_table)
     if constants:
         _check_constants_node(_node(row[2]), policy)
-    if seeded:
+    if seeded and derived is not None and not _plain_groups(groups, grouped=derived):
+        # The template's GROUP BY is not a plain list of keys: appending one is not known to add one key.
+        parsed_seeded, groups = True, _serialize(template, compared=True)
+        row = (*row, _serialize_text(seeded))
+    if seeded and parsed_seeded:
         node = _node(row[-1], compared=True)
         _check_seeded_node(node, policy, aliases, threshold=threshold, restrict=restrict, template=groups)
 
@@ -139,8 +153,19 @@ def _children(node: dict[str, Any]) -> list[dict[str, Any]]:
     """Direct child expressions of a DuckDB expression node, wherever the serializer put them."""
     found: list[dict[str, Any]] = []
     for key, value in node.items():
-        if key not in _NOT_CHILDREN and isinstance(value, _CONTAINERS):
-            _collect(value, found)
+        # The usual shapes first, without a call: a child itself, or a list of children (val15).
+        if isinstance(value, dict):
+            if "class" in value:
+                if key not in _NOT_CHILDREN:
+                    found.append(value)
+            elif value and key not in _NOT_CHILDREN:
+                _collect(value, found)
+        elif isinstance(value, list) and value and key not in _NOT_CHILDREN:
+            for inner in value:
+                if isinstance(inner, dict) and "class" in inner:
+                    found.append(inner)
+                elif isinstance(inner, _CONTAINERS):
+                    _collect(inner, found)
     return found
 
 
@@ -519,6 +544,184 @@ the extra key and neither walk reads it."""
 KEPT = "__kept"
 """rewrite.KEPT_COLUMN (not imported: this validator depends on the rewrite for nothing)."""
 _SEED_MASK = 2047
+
+
+# -- the seeded stage 1 from the template's tokens (branch val15; docs/sandbox.md) ---------------------------
+
+_TOKEN = duckdb.token_type
+_CLAUSE_WORDS = frozenset(
+    {
+        b"SELECT", b"WHERE", b"GROUP", b"HAVING", b"WINDOW", b"QUALIFY", b"ORDER", b"LIMIT", b"OFFSET", b"FETCH",
+        b"USING", b"TABLESAMPLE", b"FOR", b"UNION", b"EXCEPT", b"INTERSECT", b"WITH", b"INTO", b"RETURNING",
+    }
+)  # fmt: skip
+_OPEN, _CLOSE, _QUOTE = ord("("), ord(")"), ord('"')
+"""Keywords that open a clause: the template may hold only its one SELECT, one WHERE and at most one GROUP
+(BY), so every other clause (which the JSON of a WINDOW clause would not even show) sends it to DuckDB."""
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+@functools.lru_cache(maxsize=64)
+def _piece_tokens(text: str) -> tuple[tuple[int, Any], ...]:
+    """DuckDB's tokens of one of the sandbox's own pieces of text (a handful of constants)."""
+    return tuple(duckdb.tokenize(text))
+
+
+def _derived_seeded(
+    template: str, seeded: str, aliases: dict[str, str], *, threshold: str, restrict: str
+) -> bool | None:
+    """Whether `seeded` is, character for character, `template` with the seeded stage's insertions
+    (rewrite.seeded_stage) at places DuckDB's tokens of the template name, and DuckDB's tokens of `seeded`
+    are exactly those of its pieces: then whether the template has a GROUP BY; None when anything differs
+    (the caller then has DuckDB parse `seeded` and walks it, check_seeded).
+
+    The places, found on DuckDB's tokens of the template (never on sqlglot's text): the `,` before the
+    threshold placeholder, which is the last select item; the filter F, the parenthesised span right after
+    the one WHERE, whose `(` closes at the `)` before `AND "__restrict__"`; and the end of the text, right
+    after that placeholder or after the GROUP BY keys. The seeded text must then be
+
+        <..., > COALESCE(F, FALSE) AS "__kept"<, "__threshold__" FROM ... WHERE >(F OR <seed>)< AND
+        "__restrict__"[ GROUP BY keys]>, COALESCE(F, FALSE)   (or `GROUP BY COALESCE(F, FALSE)` when none)
+
+    with <...> the template's own text and <seed> `("<alias>"."__row" & 2047) = 0` for an alias of the
+    query. Why DuckDB then reads it as the template plus a flag item, a seed and a last key: docs/sandbox.md,
+    "The seeded stage 1 from the template's tokens"."""
+    # DuckDB's token positions are byte offsets into the UTF-8 text: everything below works on those bytes.
+    try:
+        tokens = duckdb.tokenize(template)
+    except duckdb.Error:
+        return None
+    text = template.encode()
+    placeholder_text, restrict_text = _quoted(threshold).encode(), _quoted(restrict).encode()
+    at = text.find(placeholder_text)
+    if at < 0 or text.count(placeholder_text) != 1:
+        return None
+    starts = [start for start, _ in tokens]
+    ends = [*starts[1:], len(text)]
+    operator, keyword, comment, identifier = _TOKEN.operator, _TOKEN.keyword, _TOKEN.comment, _TOKEN.identifier
+    depth = 0
+    clauses: list[tuple[bytes, int, int]] = []  # (keyword, token index, depth)
+    placeholder = None
+    for i, (start, kind) in enumerate(tokens):
+        if kind is operator:
+            first = text[start]
+            if first == _OPEN:
+                depth += 1
+            elif first == _CLOSE:
+                depth -= 1
+        elif kind is keyword or (kind is identifier and text[start] != _QUOTE):
+            word = text[start : ends[i]].rstrip(b" ").upper()
+            if word in _CLAUSE_WORDS:
+                clauses.append((word, i, depth))
+        elif kind is comment:
+            return None
+        elif start == at and not depth:
+            placeholder = i
+
+    def span(i: int) -> bytes:
+        return text[starts[i] : ends[i]]
+
+    words = [word for word, _, _ in clauses]
+    if (
+        depth
+        or words not in ([b"SELECT", b"WHERE"], [b"SELECT", b"WHERE", b"GROUP"])
+        or any(level for _, _, level in clauses)
+        or clauses[0][1] != 0
+        or span(0) != b"SELECT "
+        or placeholder is None
+        or placeholder < 2
+        or span(placeholder - 1) != b", "
+        or span(placeholder) != placeholder_text + b" "
+        or span(placeholder + 1) != b"FROM "
+    ):
+        return None
+    where = clauses[1][1]
+    grouped = len(clauses) == 3
+    if span(where) != b"WHERE " or where <= placeholder or text[starts[where + 1]] != _OPEN:
+        return None
+    # F: from the `(` right after WHERE to the `)` that closes it.
+    level, close = 0, None
+    for j in range(where + 1, len(tokens)):
+        if tokens[j][1] is operator:
+            first = text[starts[j]]
+            if first == _OPEN:
+                level += 1
+            elif first == _CLOSE:
+                level -= 1
+                if level == 0:
+                    close = j
+                    break
+    rest = 4 if grouped else 3  # `)`, AND, the placeholder[, GROUP]
+    if close is None or close + rest != (clauses[2][1] + 1 if grouped else len(tokens)):
+        return None
+    if (
+        span(close) != b") "
+        or span(close + 1) != b"AND "
+        or span(close + 2) != restrict_text + (b" " if grouped else b"")
+        or (grouped and (span(close + 3) != b"GROUP " or close + 4 >= len(tokens) or span(close + 4) != b"BY "))
+    ):
+        return None
+    p1, p2, p3 = starts[placeholder - 1], starts[where + 1], starts[close] + 1
+    filter_ = text[p2:p3]
+    flag_open, flag_close, kept = "COALESCE(", ", FALSE)", " AS " + _quoted(KEPT)
+    flag = flag_open.encode() + filter_ + flag_close.encode()
+    last = ", " + flag_open if grouped else " GROUP BY " + flag_open
+    prefix = text[:p1] + b", " + flag + kept.encode() + text[p1:p2] + b"(" + filter_ + b" OR "
+    suffix = b")" + text[p3:] + last.encode() + filter_ + flag_close.encode()  # `last` opens the flag
+    whole = seeded.encode()
+    if len(whole) <= len(prefix) + len(suffix) or not whole.startswith(prefix) or not whole.endswith(suffix):
+        return None
+    seed = whole[len(prefix) : len(whole) - len(suffix)].decode()
+    if seed not in {f'({_quoted(alias)}."__row" & {_SEED_MASK}) = 0' for alias in aliases}:
+        return None
+    # DuckDB's tokens of the seeded text must be its pieces' tokens, each where the piece lies.
+    pieces: list[tuple[int, int] | str] = [
+        (0, p1),
+        ", " + flag_open,
+        (p2, p3),
+        flag_close + kept,
+        (p1, p2),
+        "(",
+        (p2, p3),
+        " OR ",
+        seed,
+        ")",
+        (p3, len(text)),
+        last,
+        (p2, p3),
+        flag_close,
+    ]
+    expected: list[tuple[int, Any]] = []
+    offset = 0
+    try:
+        for piece in pieces:
+            if isinstance(piece, tuple):
+                low, high = piece
+                shift = offset - low
+                first_token, after = bisect.bisect_left(starts, low), bisect.bisect_left(starts, high)
+                expected += [(start + shift, kind) for start, kind in tokens[first_token:after]]
+                offset += high - low
+            else:
+                expected += [(start + offset, kind) for start, kind in _piece_tokens(piece)]
+                offset += len(piece.encode())
+        if offset != len(whole) or duckdb.tokenize(seeded) != expected:
+            return None
+    except duckdb.Error:
+        return None
+    return grouped
+
+
+def _plain_groups(node: dict[str, Any], *, grouped: bool) -> bool:
+    """Whether DuckDB read the template's GROUP BY (when `grouped`) as a plain list of keys, one grouping set
+    of all of them, so that one more key after the last is one more key of that set; or read no GROUP BY."""
+    keys = node.get("group_expressions") or []
+    sets = node.get("group_sets") or []
+    if not grouped:
+        return not keys and not sets
+    return bool(keys) and sets == [list(range(len(keys)))]
 
 
 def _flag_filter(flag: dict[str, Any]) -> dict[str, Any]:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from fractions import Fraction
 
 from sqlglot import exp
 
@@ -323,7 +322,7 @@ def _counts(post: _PostAggregate, checked: CheckedQuery, sizes: Mapping[str, int
     rows = 1
     for ref in checked.refs:
         rows *= max(int(sizes[ref.table]), 1)
-    bound = Interval(Fraction(0), Fraction(rows))
+    bound = Interval(0, rows)
     return {f"__a{j}": bound for j, node in enumerate(post.aggregate_nodes) if isinstance(node, exp.Count)}
 
 
