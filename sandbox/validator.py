@@ -253,8 +253,9 @@ class _Checker:
                 ]
                 if any(new is not old for new, old in zip(items, value, strict=True)):
                     node.set(key, items)
-        if isinstance(node, exp.Cast) and not isinstance(node, exp.TryCast) and contains_column(node.this):
-            # A failing cast would quote a row's value in its error: it yields NULL instead.
+        if isinstance(node, exp.Cast) and not isinstance(node, exp.TryCast) and _reads_data(node.this):
+            # A failing cast would quote a row's value in its error: it yields NULL instead. An aggregate reads
+            # data even with no column in it (count(*)): in stage 2 it is the groups table's column.
             return exp.TryCast(this=node.this, to=node.args["to"])
         return node
 
@@ -588,3 +589,8 @@ def check(sql: str, policy: ProtectionPolicy) -> CheckedQuery:
         return _Checker(select, policy).run()
     except RecursionError as error:  # a backstop: MAX_NESTING keeps real queries far from it
         raise QueryRefused("sql_too_complex", depth="too many", limit=rules.MAX_NESTING) from error
+
+
+def _reads_data(node: exp.Expr) -> bool:
+    """Whether `node`'s value comes from the data: it mentions a column or holds an aggregate."""
+    return contains_column(node) or any(is_aggregate_like(inner) for inner in node.walk())
