@@ -194,15 +194,12 @@ def _write(session: Session, record: UsageRecord, head: chain.Head, counter: Mon
 
 def _write_many(session: Session, writes: list[dict[str, Any]]) -> None:
     """Write `_write`'s rows (records, moved heads, counters), in order. Alone: the statements above. Many (a
-    group commit batch): on PostgreSQL one statement (`_write_many_postgresql`; before branch pg-dash, the
-    same statement per write, sent together by psycopg's executemany); on SQLite three statements in all,
-    whatever their number: the records in one multi-row INSERT, and each head and counter set once to its
-    last value (both hold totals, not increments) with one `UPDATE ... FROM (VALUES ...)` each; every
-    statement is a call into SQLite that lets the GIL go while the batch holds the machine-wide writer lock."""
+    group commit batch): on PostgreSQL the same statement per write, sent together (psycopg's executemany,
+    one pipeline); on SQLite three statements in all, whatever their number: the records in one multi-row
+    INSERT, and each head and counter set once to its last value (both hold totals, not increments)
+    with one `UPDATE ... FROM (VALUES ...)` each; every statement is a call into SQLite that lets the GIL go
+    while the batch holds the machine-wide writer lock."""
     connection = session.connection()
-    if connection.dialect.name == "postgresql" and connection.dialect.driver == "psycopg" and len(writes) > 1:
-        _write_many_postgresql(connection, writes)
-        return
     if connection.dialect.name == "postgresql":
         start = 0
         for end in range(1, len(writes) + 1):  # runs of writes of one shape, in order
@@ -237,56 +234,6 @@ _MOVE_HEADS = (
     "UPDATE usage_chain_heads SET last_seq = v.column2, last_hash = v.column3"
     " FROM (VALUES {}) AS v WHERE usage_chain_heads.buyer_org_id = v.column1"
 )
-
-
-def _write_many_postgresql(connection: Any, writes: list[dict[str, Any]]) -> None:
-    """PostgreSQL, a batch's writes (branch pg-dash): ONE statement, whatever their number, where psycopg's
-    executemany sent one INSERT (with its two CTEs) per record. The records in one multi-row INSERT; each
-    counter and head set once to its last value (they hold totals, not increments), with an `UPDATE ... FROM
-    (VALUES ...)` each as data-modifying CTEs of it: PostgreSQL runs all three, and the rows are locked by the
-    batch already, so their order does not matter (as in `_INSERT_MOVING_HEAD_COUNTING`)."""
-    counters = {p["month_id"]: p for p in writes if "month_id" in p}  # the last write of each row
-    heads = {p["head_buyer"]: p for p in writes}
-    ctes = []
-    parameters: list[Any] = []
-    if counters:
-        ctes.append(f"counted AS ({_COUNT_MANY.format(_typed_values(len(counters), _COUNTED_TYPES))})")
-        parameters.extend(_flat(counters.values(), _COUNTED))
-    ctes.append(f"moved AS ({_MOVE_HEADS.format(_typed_values(len(heads), _MOVED_TYPES))})")
-    parameters.extend(_flat(heads.values(), _MOVED))
-    head, group, tail, binds = _insert_records_postgresql(connection.dialect)
-    sql = f"WITH {', '.join(ctes)} {head}{', '.join([group] * len(writes))}{tail}"
-    parameters.extend(
-        process(row[name]) if process is not None else row[name] for row in writes for name, process in binds
-    )
-    connection.exec_driver_sql(sql, tuple(parameters))
-
-
-# PostgreSQL names a VALUES list's columns column1, column2, ... as SQLite does: _COUNT_MANY and _MOVE_HEADS
-# serve both, with each parameter typed here (psycopg sends a str untyped).
-_COUNTED_TYPES = ("bigint", "integer", "bigint", "bigint", "bigint", "varchar")
-_MOVED_TYPES = ("varchar", "bigint", "varchar")
-_INSERT_RECORDS_PG: list[tuple[str, str, str, list[Any]]] = []
-
-
-def _typed_values(rows: int, types: tuple[str, ...]) -> str:
-    row = "(" + ", ".join(f"%s::{name}" for name in types) + ")"
-    return ", ".join([row] * rows)
-
-
-def _insert_records_postgresql(dialect: Any) -> tuple[str, str, str, list[Any]]:
-    """`_INSERT_RECORD` compiled once for psycopg with positional parameters (`%s`), split around its VALUES
-    group: (the text before it, the group, the text after, each parameter's name and bind processor)."""
-    if not _INSERT_RECORDS_PG:
-        positional = type(dialect)(paramstyle="format")
-        compiled = _INSERT_RECORD.compile(dialect=positional)
-        text = compiled.string
-        start = text.index(" VALUES (") + len(" VALUES ")
-        end = text.rindex(")") + 1
-        processors = compiled._bind_processors
-        binds = [(name, processors.get(name)) for name in compiled.positiontup or ()]
-        _INSERT_RECORDS_PG.append((text[:start], text[start:end], text[end:], binds))
-    return _INSERT_RECORDS_PG[0]
 
 
 def _values(rows: int, columns: int) -> str:
