@@ -42,6 +42,7 @@ from market.notifications.endpoints import router as notifications_router
 from market.openapi import install as install_openapi
 from market.settings import Settings, get_settings
 from market.text_guard import reject_unstorable_text
+from metering.endpoints import queries_router
 from metering.endpoints import router as metering_router
 from products.endpoints import catalogue_router
 from products.endpoints import router as products_router
@@ -53,7 +54,14 @@ log = logging.getLogger("market")
 DATABASE_BUSY_RETRY_AFTER = 2
 """Seconds to wait after a 503 for a busy database (pool or write lock)."""
 
+HOT_ROUTERS = (queries_router,)
+"""Routers included first, because their routes carry most requests: Starlette compares a request with the
+app's routes in order, so `POST /v1/queries` after the accounts and products routers cost every query
+0.1-0.2 ms of matching (docs/benchmarks.md "pg-dash"). Safe only while no other route matches any request
+theirs do (tests/market/test_hot_routes.py checks it for every route)."""
+
 ROUTERS = (
+    *HOT_ROUTERS,
     accounts_router,
     products_router,
     metering_router,

@@ -34,6 +34,9 @@ from metering.schemas import (
 )
 
 router = APIRouter(prefix="/v1", tags=["access, queries and usage"])
+queries_router = APIRouter(prefix="/v1", tags=["access, queries and usage"])
+"""`POST /v1/queries` alone, included before every other router (market.app.HOT_ROUTERS): a query, the
+busiest request, is then matched by the first route tried instead of after ~60 others (branch pg-dash)."""
 
 SinceQuery = Annotated[date | None, Query(alias="from", description="First UTC day included, YYYY-MM-DD.")]
 UntilQuery = Annotated[date | None, Query(alias="to", description="Last UTC day included, YYYY-MM-DD.")]
@@ -155,7 +158,7 @@ def revoke_agreement(agreement_id: str, body: RevokeIn, session: SessionDep, pri
 # -- queries and usage ---------------------------------------------------------------------------
 
 
-@router.post("/queries", responses={200: {"model": QueryResultOut}})
+@queries_router.post("/queries", responses={200: {"model": QueryResultOut}})
 def run_query(
     body: QueryIn,
     database: DatabaseDep,

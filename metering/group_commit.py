@@ -61,7 +61,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from market import phases
-from market.db import Database, Upsert, begin_write, upsert_locked_rows
+from market.db import Database, Upsert, begin_write, upsert_locked_rows, upsert_locked_rows_by_table
 from market.settings import Settings
 
 T = TypeVar("T")
@@ -236,7 +236,8 @@ def _prefetch(session: Session, batch: list[_Member[Any]]) -> dict[tuple[int, tu
     locking the same row reads it again, after the first one's writes."""
     if session.get_bind().dialect.name != "sqlite":
         ordered = lock_order([u for member in batch for u in member.locks])
-        return {_lock_key(u): row for u, row in zip(ordered, upsert_locked_rows(session, ordered), strict=True)}
+        locked = upsert_locked_rows_by_table(session, ordered)  # one statement per table (branch pg-dash)
+        return {_lock_key(u): row for u, row in zip(ordered, locked, strict=True)}
     ordered = lock_order([u for member in batch if member.lean for u in member.locks])
     rows: dict[tuple[int, tuple[str, ...]], Any] = {}
     connection = session.connection()
