@@ -47,7 +47,7 @@ def market(monkeypatch: pytest.MonkeyPatch, database_factory: Any, tmp_path: Pat
 
 def _dependencies(market: Market) -> list[str]:
     """Every dependency FastAPI resolves for POST /v1/queries (the app's and the route's), by name."""
-    (route,) = [r for r in endpoints.router.routes if isinstance(r, APIRoute) and r.path == "/v1/queries"]
+    (route,) = [r for r in endpoints.queries_router.routes if isinstance(r, APIRoute) and r.path == "/v1/queries"]
     found = [getattr(d.dependency, "__name__", repr(d)) for d in market.client.app.router.dependencies]
 
     def walk(dependant: Dependant) -> None:
