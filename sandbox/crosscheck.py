@@ -446,6 +446,11 @@ def _check_groups_node(
         check.expression(conjunct, Ctx.ROW)
     for key in node.get("group_expressions") or []:
         check.expression(key, Ctx.ROW)
+    # One grouping set of all the keys (or none): GROUPING SETS, ROLLUP or CUBE would add subtotal groups the
+    # threshold never decided. sqlglot refuses them in the buyer's text; this holds whatever wrote the template.
+    plain = _plain_groups(node, grouped=bool(node.get("group_expressions")))
+    if not plain or node.get("aggregate_handling", "STANDARD_HANDLING") != "STANDARD_HANDLING":
+        raise _mismatch("the GROUP BY is not one list of keys")
     items = node.get("select_list") or []
     if not items or not is_placeholder(items[-1], threshold):
         raise _mismatch("the threshold columns are not where the rewrite put them")
@@ -502,6 +507,10 @@ def _check_seeded_node(
     # The last group key is the flag's expression itself: the same tree, with an empty alias.
     if not _same(keys[-1], {**flag, "alias": ""}):
         raise _mismatch("the seeded stage 1's __kept is not its filter")
+    # One grouping set of every key, the flag's included: then the statement without its last key groups by one
+    # set of the others, which is what _check_groups_node demands of it (and of the template).
+    if node.get("group_sets") != [list(range(len(keys)))]:
+        raise _mismatch("the GROUP BY is not one list of keys")
     # What is left is check_groups's statement: WHERE `<filter> AND <restrict>`, the keys, the items.
     if template is not None and _unseeded_is(node, template, filter_, children[1]):
         return  # the very tree _check_groups_node accepted in the template: the same walk, the same verdict
@@ -510,6 +519,7 @@ def _check_seeded_node(
         "where_clause": {"type": "CONJUNCTION_AND", "children": [filter_, children[1]]},
         "select_list": [*items[:-2], items[-1]],
         "group_expressions": keys[:-1],
+        "group_sets": [list(range(len(keys) - 1))] if len(keys) > 1 else [],
     }
     _check_groups_node(unseeded, policy, aliases, threshold=threshold, restrict=restrict)
 
