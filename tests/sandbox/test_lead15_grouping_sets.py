@@ -63,5 +63,5 @@ def test_a_seeded_stage_1_with_subtotals_is_refused(grouping: str) -> None:
     sets = f"(({keys}), ())" if grouping == "GROUPING SETS" else f"({keys})"
     _confirm(plan, plan.seeded)  # the seeded text as written passes
     with pytest.raises(QueryRefused) as refused:
-        _confirm(plan, f"{head}GROUP BY {grouping} {sets}{tail[len(keys):]}")
+        _confirm(plan, f"{head}GROUP BY {grouping} {sets}{tail[len(keys) :]}")
     assert refused.value.code == "parser_mismatch"
