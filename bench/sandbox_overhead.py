@@ -236,7 +236,6 @@ def validation_latency(repeats: int = 11, *, collector: str = "server") -> tuple
     caller's thresholds are restored afterwards.
     """
     from market.app import GC_THRESHOLDS
-
     from sandbox import cache
     from sandbox.errors import QueryRefused
     from tests.sandbox.conftest import TWO_TABLE_POLICY
