@@ -10,6 +10,7 @@ server's validation never meets there (no collection at all over the 2,700 timed
 from __future__ import annotations
 
 import gc
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -33,16 +34,29 @@ def _thresholds_seen(monkeypatch: pytest.MonkeyPatch, **kwargs: Any) -> set[tupl
     return seen
 
 
-def test_validation_is_timed_under_the_api_process_collector(monkeypatch: pytest.MonkeyPatch) -> None:
-    before = gc.get_threshold()
-    assert before != tuple(GC_THRESHOLDS)
+@pytest.fixture
+def callers_thresholds() -> Iterator[tuple[int, int, int]]:
+    """A setting of the caller's that is neither the API process's nor CPython's (a test that started the app
+    has left the API process's in this process), restored afterwards."""
+    saved = gc.get_threshold()
+    gc.set_threshold(1234, 10, 10)
+    try:
+        yield (1234, 10, 10)
+    finally:
+        gc.set_threshold(*saved)
+
+
+def test_validation_is_timed_under_the_api_process_collector(
+    monkeypatch: pytest.MonkeyPatch, callers_thresholds: tuple[int, int, int]
+) -> None:
     assert _thresholds_seen(monkeypatch) == {tuple(GC_THRESHOLDS)}
-    assert gc.get_threshold() == before  # the caller's settings come back
+    assert gc.get_threshold() == callers_thresholds  # the caller's settings come back
 
 
-def test_cpython_default_collector_on_request(monkeypatch: pytest.MonkeyPatch) -> None:
-    before = gc.get_threshold()
+def test_cpython_default_collector_on_request(
+    monkeypatch: pytest.MonkeyPatch, callers_thresholds: tuple[int, int, int]
+) -> None:
     assert _thresholds_seen(monkeypatch, collector="default") == {(700, 10, 10)}
-    assert gc.get_threshold() == before
+    assert gc.get_threshold() == callers_thresholds
     with pytest.raises(ValueError):
         sandbox_overhead.validation_latency(repeats=1, collector="off")
