@@ -49,6 +49,8 @@ STEPS = [
     "sandbox.crosscheck:_check_seeded_node",
     "sandbox.crosscheck:_check_output_node",
     "sandbox.crosscheck:_check_constants_node",
+    "sandbox.crosscheck:_derived_seeded",
+    "sandbox.crosscheck:_plain_groups",
 ]
 spent: collections.Counter[str] = collections.Counter()
 
