@@ -195,8 +195,7 @@ def _computed_key(tree: dict[str, Any]) -> Refusal | None:
                 {
                     "construct": f"Computing on a group key of type {_type_id(node)} after aggregation (equal "
                     "values of this type can be written differently, and the group would show its first row's)",
-                    "instead": "group by the computed expression itself, or show, compare or order the key as "
-                    "it is.",
+                    "instead": "group by the computed expression itself, or show, compare or order the key as it is.",
                 },
             )
         stack.extend((child, node) for child in _expressions(node))

@@ -33,7 +33,8 @@ def _post(market: DemoMarket, sql: str) -> Any:
 @pytest.mark.parametrize(
     "shape",
     [
-        "SELECT extract(day FROM {key}) AS first, count(*) AS n FROM flights WHERE month = 1 AND day = 1 GROUP BY {key}",
+        "SELECT extract(day FROM {key}) AS first, count(*) AS n FROM flights "
+        "WHERE month = 1 AND day = 1 GROUP BY {key}",
         "SELECT CAST({key} AS VARCHAR) AS first, count(*) AS n FROM flights WHERE month = 1 AND day = 1 GROUP BY {key}",
         "SELECT count(*) AS n FROM flights WHERE month = 1 AND day = 1 GROUP BY {key} "
         "HAVING extract(hour FROM {key}) = 24",
