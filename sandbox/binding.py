@@ -167,7 +167,8 @@ def _reads_only_equality(parent: dict[str, Any] | None) -> bool:
     if parent.get("type") in _READS_EQUALITY:
         return True
     # DuckDB compares and groups intervals through their normalised form, which equal values share.
-    return (parent.get("qname") or {}).get("path", [])[-1:] == ["normalized_interval"]
+    path = (parent.get("qname") or {}).get("path") or []
+    return bool(path) and path[-1] == "normalized_interval"
 
 
 def _computed_key(tree: dict[str, Any]) -> Refusal | None:
