@@ -166,9 +166,9 @@ def _reads_only_equality(parent: dict[str, Any] | None) -> bool:
         return True  # the key itself: shown (JSON writes equal values alike: service._jsonable), ordered, grouped
     if parent.get("type") in _READS_EQUALITY:
         return True
-    # DuckDB compares and groups intervals through their normalised form, which equal values share.
+    # DuckDB compares and groups intervals through their normalised form, and hashes equal values alike.
     path = (parent.get("qname") or {}).get("path") or []
-    return bool(path) and path[-1] == "normalized_interval"
+    return bool(path) and path[-1] in ("normalized_interval", "hash")
 
 
 def _computed_key(tree: dict[str, Any]) -> Refusal | None:
@@ -203,8 +203,11 @@ def _computed_key(tree: dict[str, Any]) -> Refusal | None:
     return None
 
 
-def check(copy: duckdb.DuckDBPyConnection, statement: str) -> Refusal | None:
-    """Bind `statement` on the empty copy and check every cast in DuckDB's plan; the first refusal, if any."""
+def check(copy: duckdb.DuckDBPyConnection, statement: str, *, group_keys: bool = True) -> Refusal | None:
+    """Bind `statement` on the empty copy and check every cast in DuckDB's plan; the first refusal, if any.
+
+    `group_keys`: also refuse a group key computed on after aggregation (_computed_key), for the threshold
+    path's stage 1 and stage 2 (DP mode groups by bare dimensions and shows them as they are)."""
     row = copy.execute("SELECT json_serialize_plan(?)", [statement]).fetchone()
     try:
         tree = _decode(row[0]) if row and row[0] else {}
@@ -218,7 +221,7 @@ def check(copy: duckdb.DuckDBPyConnection, statement: str) -> Refusal | None:
         if tree.get("error_type") in ("binder", "catalog", "parser"):
             return None  # not bindable: execution reports the binder's own message, which names no value
         return ("not_typeable", {"detail": str(tree.get("error_message", ""))[:200]})
-    computed = _computed_key(tree)
+    computed = _computed_key(tree) if group_keys else None
     if computed is not None:
         return computed
     stack: list[dict[str, Any]] = _expressions(tree)

@@ -27,6 +27,7 @@ import duckdb
 import pytest
 
 from sandbox.errors import QueryRefused
+from sandbox.policy import ProtectionPolicy
 from sandbox.service import _jsonable, plan_query
 from tests.sandbox.conftest import replaying_connection, write_parquet
 from tests.sandbox.test_sbx_red15_strategies import POLICY, SIZES, TYPES, _paths, _rows
@@ -114,3 +115,25 @@ def test_the_same_rows_in_another_order_answer_alike_on_every_strategy(
         assert isinstance(expected, list) and expected, (sql, expected)  # answered, not refused
     else:
         assert expected[0] == "refused", (sql, expected)
+
+
+def test_dp_mode_still_groups_by_a_double_dimension() -> None:
+    """DP mode groups by bare dimensions, ranks each unit's groups by `hash(<keys>, seed)` and the keys (both read
+    only equality: DuckDB hashes equal values alike), and shows its keys as they are: the key check is the
+    threshold path's, so a DOUBLE dimension keeps working there (it was refused while the check applied to DP)."""
+    from sandbox import binding, dp
+    from tests.factories import PEOPLE_POLICY
+
+    raw = {**PEOPLE_POLICY, "mode": "dp", "dp": {"max_groups_per_unit": 2, "max_rows_per_group": 2}}
+    policy = ProtectionPolicy.model_validate(raw)
+    plan = dp.plan("SELECT month, count(*) FROM people GROUP BY month", policy, seed="v1")
+    copy = duckdb.connect()
+    copy.execute(
+        "CREATE TABLE people (person_id VARCHAR, name VARCHAR, region VARCHAR, category VARCHAR, month DOUBLE, "
+        "amount INTEGER, trips INTEGER)"
+    )
+    assert binding.check(copy, plan.sql, group_keys=False) is None
+    assert binding.check(copy, plan.sql) is not None  # what DP would have met: the window orders by the key
+    keys = 'FROM (SELECT -0.0::DOUBLE AS "__g0" UNION ALL SELECT 0.0::DOUBLE) AS "__groups"'
+    assert binding.check(copy, f'SELECT hash("__g0") {keys}') is None
+    assert binding.check(copy, f"SELECT \"__g0\" || '' {keys}") is not None
