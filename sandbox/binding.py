@@ -148,8 +148,66 @@ def _constant_cast(copy: duckdb.DuckDBPyConnection, cast: dict[str, Any], child:
     return None
 
 
-def check(copy: duckdb.DuckDBPyConnection, statement: str) -> Refusal | None:
-    """Bind `statement` on the empty copy and check every cast in DuckDB's plan; the first refusal, if any."""
+_LOOSE_KEYS = frozenset({"FLOAT", "DOUBLE", "INTERVAL", "TIME WITH TIME ZONE"})
+"""Types whose equal values can differ (-0.0 = 0.0; `1 day` = `24 hours`, `1 month` = `30 days`; one instant at
+two offsets): a group of such keys holds the value of the row the aggregate met first (red team red16s)."""
+_READS_EQUALITY = frozenset(
+    {
+        "COMPARE_EQUAL", "COMPARE_NOTEQUAL", "COMPARE_LESSTHAN", "COMPARE_GREATERTHAN", "COMPARE_LESSTHANOREQUALTO",
+        "COMPARE_GREATERTHANOREQUALTO", "COMPARE_DISTINCT_FROM", "COMPARE_NOT_DISTINCT_FROM", "COMPARE_IN",
+        "COMPARE_NOT_IN", "COMPARE_BETWEEN", "COMPARE_NOT_BETWEEN", "OPERATOR_IS_NULL", "OPERATOR_IS_NOT_NULL",
+    }
+)  # fmt: skip
+"""Parents that read a value only through equality and order, which every member of its group shares."""
+
+
+def _reads_only_equality(parent: dict[str, Any] | None) -> bool:
+    if parent is None:
+        return True  # the key itself: shown (JSON writes equal values alike: service._jsonable), ordered, grouped
+    if parent.get("type") in _READS_EQUALITY:
+        return True
+    # DuckDB compares and groups intervals through their normalised form, and hashes equal values alike.
+    path = (parent.get("qname") or {}).get("path") or []
+    return bool(path) and path[-1] in ("normalized_interval", "hash")
+
+
+def _computed_key(tree: dict[str, Any]) -> Refusal | None:
+    """A group key of a type whose equal values can differ, computed on after aggregation: refused.
+
+    Stage 2 reads each group's key column (`__g<i>`); for such a type its value is the first row's of the group
+    (DuckDB keeps the first value of equal keys), so `extract(day FROM k)`, `CAST(k AS VARCHAR)`, `k || ''` or
+    `1 / k > 0` said which spelling the group's first row had: a fact about one row, chosen by the buyer
+    (`CASE WHEN <property> THEN INTERVAL 1 DAY ELSE INTERVAL 24 HOUR END`). Shown, compared or ordered, the key
+    reads only what equality reads, the same for every row of the group."""
+    stack: list[tuple[dict[str, Any], dict[str, Any] | None]] = [(tree, None)]
+    while stack:
+        node, parent = stack.pop()
+        if node.get("expression_class") is None:
+            stack.extend((child, parent) for child in _expressions(node))
+            continue
+        if (
+            node.get("expression_class") in ("BOUND_REF", "BOUND_COLUMN_REF")
+            and str(node.get("alias", "")).startswith("__g")
+            and _type_id(node) in _LOOSE_KEYS
+            and not _reads_only_equality(parent)
+        ):
+            return (
+                "disallowed_construct",
+                {
+                    "construct": f"Computing on a group key of type {_type_id(node)} after aggregation (equal "
+                    "values of this type can be written differently, and the group would show its first row's)",
+                    "instead": "group by the computed expression itself, or show, compare or order the key as it is.",
+                },
+            )
+        stack.extend((child, node) for child in _expressions(node))
+    return None
+
+
+def check(copy: duckdb.DuckDBPyConnection, statement: str, *, group_keys: bool = True) -> Refusal | None:
+    """Bind `statement` on the empty copy and check every cast in DuckDB's plan; the first refusal, if any.
+
+    `group_keys`: also refuse a group key computed on after aggregation (_computed_key), for the threshold
+    path's stage 1 and stage 2 (DP mode groups by bare dimensions and shows them as they are)."""
     row = copy.execute("SELECT json_serialize_plan(?)", [statement]).fetchone()
     try:
         tree = _decode(row[0]) if row and row[0] else {}
@@ -163,6 +221,9 @@ def check(copy: duckdb.DuckDBPyConnection, statement: str) -> Refusal | None:
         if tree.get("error_type") in ("binder", "catalog", "parser"):
             return None  # not bindable: execution reports the binder's own message, which names no value
         return ("not_typeable", {"detail": str(tree.get("error_message", ""))[:200]})
+    computed = _computed_key(tree) if group_keys else None
+    if computed is not None:
+        return computed
     stack: list[dict[str, Any]] = _expressions(tree)
     while stack:
         node = stack.pop()

@@ -623,7 +623,8 @@ def _derived_seeded(
             elif first == _CLOSE:
                 depth -= 1
         elif kind is keyword or (kind is identifier and text[start] != _QUOTE):
-            word = text[start : ends[i]].rstrip(b" ").upper()
+            # Every byte the scanner skips, not spaces only: `WINDOW\n` is a clause word too (red team red16s).
+            word = text[start : ends[i]].rstrip().upper()
             if word in _CLAUSE_WORDS:
                 clauses.append((word, i, depth))
         elif kind is comment:

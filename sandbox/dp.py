@@ -632,11 +632,13 @@ def execute(connection: Any, plan: DPPlan, stats: Any | None = None) -> Any:
             return Execution([], 0, 0, [], too_many_rows=False, cpu_ms=0, statements=[], refused=refusal)
     if stats is not None:
         # The binder's verdict depends on the text and the version's types only: decided once (engine).
-        refused = stats.refusal("dp\0" + plan.sql, lambda: binding.check(stats.shadow(plan.tables), plan.sql))
+        refused = stats.refusal(
+            "dp\0" + plan.sql, lambda: binding.check(stats.shadow(plan.tables), plan.sql, group_keys=False)
+        )
     else:
         copy = binding.shadow(connection, plan.tables)
         try:
-            refused = binding.check(copy, plan.sql)
+            refused = binding.check(copy, plan.sql, group_keys=False)
         finally:
             copy.close()
     if refused is not None:
