@@ -141,4 +141,3 @@ def test_a_refusal_in_a_batch_takes_its_chain_lock_in_the_global_order(
     assert (first.stats.failed_batches, second.stats.failed_batches) == (0, 0), "a batch was a deadlock's victim"
     assert (first.stats.alone_after_batch, second.stats.alone_after_batch) == (0, 0), "the refusal was a victim"
     assert [m.value for m in other_batch] == ["b1", "b2"]
-

@@ -45,7 +45,13 @@ def _second_agreement(demo: DemoMarket) -> tuple[str, str]:
     asked = demo.client.post(
         "/v1/access-requests",
         headers=buyer,
-        json={"product": SLUG, "plan": "commercial-standard", "purpose": "commercial", "scenario": "analysis", "justification": "x"},
+        json={
+            "product": SLUG,
+            "plan": "commercial-standard",
+            "purpose": "commercial",
+            "scenario": "analysis",
+            "justification": "x",
+        },
     )
     assert asked.status_code == 201, asked.text
     if asked.json()["status"] == "pending":
