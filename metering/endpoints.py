@@ -164,7 +164,7 @@ def run_query(
     database: DatabaseDep,
     principal: PrincipalDep,
     settings: SettingsDep,
-    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+    idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None,
 ) -> JSONResponse:
     """Run one aggregate SELECT under the caller's agreement; every attempt is metered.
 

@@ -385,10 +385,14 @@ def _record(
     revoked = key_refusal(session, attempt.actor) or attempts.agreement_refusal(
         session.get(Agreement, agreement.id) or agreement, attempt.now
     )
+    # The chain head's lock before the budgets' (the settlement), on every branch: a refusal that gave the
+    # reservation back first deadlocked with the buyer's DP query on another agreement on the version (red16m).
+    locked = attempts.lock_chain(session, attempt)
     if revoked is not None:
         settle(session, agreement, cost, spend=False)
-        return attempts.refuse(session, attempt, revoked)
-    locked = attempts.lock_chain(session, attempt)
+        if isinstance(locked, QueryOutcome):
+            return locked
+        return attempts.refuse(session, attempt, revoked, head=locked)
     if isinstance(locked, QueryOutcome):
         settle(session, agreement, cost, spend=False)
         return locked

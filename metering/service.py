@@ -545,8 +545,13 @@ def run_metered_query(
             return prepared
         if isinstance(prepared, _Refused):
             refused = prepared
+            # Its chain head named, so that a PostgreSQL batch takes it with its other locks, in the global order;
+            # taken in the middle of the batch, it deadlocked with another process's batch (red team red16m).
             return group_commit.write(
-                database, settings, lambda session: attempts.refuse(session, refused.attempt, refused.error)
+                database,
+                settings,
+                lambda session: attempts.refuse(session, refused.attempt, refused.error),
+                attempts.row_locks(refused.attempt, month=False),
             )
         attempt = prepared.attempt
         if prepared.policy.is_dp or epsilon is not None or dry_run:
