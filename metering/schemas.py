@@ -15,7 +15,7 @@ from sandbox.structured import StructuredQuery, compile_query
 class AccessRequestIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    product: str = Field(description="The product's slug.")
+    product: str = Field(max_length=100, description="The product's slug.")
     plan: str = Field(description="The plan's code; its kind must fit the purpose.")
     purpose: Purpose
     scenario: str = Field(min_length=1, max_length=100, description="A use scenario the product allows.")
@@ -113,7 +113,7 @@ class RevokeIn(BaseModel):
 class QueryIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    product: str = Field(description="The product's slug.")
+    product: str = Field(max_length=100, description="The product's slug.")
     sql: str | None = Field(
         default=None, min_length=1, max_length=100_000, description="One SELECT in DuckDB's dialect."
     )
