@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import duckdb
 
-from sandbox import binding, bits
+from sandbox import binding, bits, summary
 from sandbox.binding import Refusal
 from sandbox.fanout import DEFAULT_MAX_JOIN_FANOUT
 from sandbox.fanout import EXACT_EQUALITY_TYPES as _EXACT_EQUALITY_TYPES
@@ -820,3 +820,29 @@ def _decide_refusal(
         return binding.check(copy, statement)
     finally:
         copy.close()
+
+
+def execute_summary(
+    connection: duckdb.DuckDBPyConnection,
+    plan: Plan,
+    max_rows: int,
+    stats: Statistics | None = None,
+    lookup: str = "",
+) -> Execution:
+    """The exact statement with its threshold read from the version's build-time unit counts (sandbox.summary):
+    the buyer's stage 1 (seeded where filtered) with no distinct count, LEFT JOINed on its keys to `lookup`,
+    the summary's counts of the combinations its keys and filter pin (sandbox.summary.lookup, chosen by
+    sandbox.service.strategy from the query text and the version's statistics only). The same columns as the
+    exact stage 1, the same exact counts (count(DISTINCT unit) of the group's rows, and of its rows where each
+    cell's argument is not NULL), then the same masking, decision and stage 2 in one statement, and the same
+    second statement for an empty answer. Without a lookup it runs execute_two_level."""
+    if not lookup:
+        return execute_two_level(connection, plan, max_rows, stats)
+    started = time.process_time()
+    refused = _refusal(connection, plan, stats)
+    if refused is not None:
+        cpu_ms = int((time.process_time() - started) * 1000)
+        return Execution([], 0, 0, [], too_many_rows=False, cpu_ms=cpu_ms, statements=[], refused=refused)
+    seeded = plan.seeded is not None
+    stage = summary.stage_sql(plan, plan.seeded or plan.template, lookup)
+    return _exact_statement(connection, plan, stage, max_rows, "summary", started, seeded=seeded)
