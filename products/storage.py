@@ -155,6 +155,7 @@ def unit_summary(
         "sets": [[list(chosen), unit_summaries.set_id(dimensions, chosen)] for chosen in sets],
         "types": {c: types[c] for c in dimensions},
         "measures": measures,
+        "measure_types": {c: types.get(c, "") for c in measures},
         "rows": int(row[0]) if row else 0,
         "bytes": target.stat().st_size,
     }

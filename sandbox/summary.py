@@ -53,6 +53,8 @@ UNITS_COLUMN = "__units"
 
 INTEGER_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT")
 STRING_TYPES = ("VARCHAR",)
+NUMERIC_TYPES = (*INTEGER_TYPES, "FLOAT", "DOUBLE", "DECIMAL", "REAL")
+"""Measure types whose TRY_CAST to DOUBLE is NULL exactly where the value is (the summary's `__m<i>` counts)."""
 SUMMARISED_TYPES = INTEGER_TYPES + STRING_TYPES
 """Dimension types a summary covers: types whose equality is identity, as GROUP BY groups them (no floating
 point: -0.0 and 0.0, NaN), and where `column = <literal of the matching kind>` holds for one value at most."""
@@ -219,6 +221,8 @@ def _cell_reads(condition: str, reads: tuple[tuple[str, str], ...] | None, alias
         column = reads[0][1]
         if condition == f"(TRY_CAST({_q(alias)}.{_q(column)} AS DOUBLE)) IS NOT NULL":
             return ("measure", column)
+        if condition == f"({_q(alias)}.{_q(column)}) IS NOT NULL":
+            return ("plain", column)  # count(m): the same rows as the measure form when m is a number
     return ("reads", *(c for _, c in reads))
 
 
@@ -234,6 +238,7 @@ def lookup(plan: Plan, statistics: Mapping[str, Any]) -> str | None:
         return None
     types: Mapping[str, str] = summary.get("types", {})
     measures: list[str] = list(summary.get("measures", []))
+    measure_types: Mapping[str, str] = summary.get("measure_types", {})
     nulls = set(statistics.get("nulls", []))
     wanted = tuple(sorted(set(found.keys) | {c for c, _ in found.pinned}))
     ids = {tuple(sorted(columns)): int(number) for columns, number in summary.get("sets", [])}
@@ -248,7 +253,8 @@ def lookup(plan: Plan, statistics: Mapping[str, Any]) -> str | None:
         return None  # a comparison that may hold for several values (a cast of the column): not exact
     values: list[str] = []
     for reads in found.cells:
-        if reads[:1] == ("measure",) and reads[1] in measures:
+        numeric = str(measure_types.get(reads[1], "") if reads[1:] else "").startswith(NUMERIC_TYPES)
+        if reads[1:] and reads[1] in measures and (reads[0] == "measure" or (reads[0] == "plain" and numeric)):
             values.append(_q(f"__m{measures.index(reads[1])}"))
         elif reads[1:] and not any(c in nulls for c in reads[1:]):
             values.append(_q(UNITS_COLUMN))  # never NULL in this version: the cell is the group itself
