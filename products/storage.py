@@ -145,7 +145,9 @@ def unit_summary(
     sets = unit_summaries.summary_sets(cardinality, dimensions)
     target = summary_path(path)
     partial = target.with_suffix(".partial")
-    write_product_parquet(connection, unit_summaries.build_sql(source, units[0], dimensions, types, measures, sets), partial)
+    write_product_parquet(
+        connection, unit_summaries.build_sql(source, units[0], dimensions, types, measures, sets), partial
+    )
     os.replace(partial, target)
     row = connection.execute(
         f"SELECT coalesce(sum(num_rows), 0) FROM parquet_file_metadata({_lit(str(target))})"

@@ -144,9 +144,8 @@ def open_locked(
                 # A version's unit summary (sandbox.summary): a few thousand rows, read once into memory when
                 # the (warm) connection opens, so a query scans it whole without decoding a file (2-4 ms on
                 # the demo as a view). Its name, with __, is one a buyer cannot write.
-                connection.execute(
-                    f"CREATE TABLE {_quote_identifier(name)} AS SELECT * FROM read_parquet({_quote_literal(str(path.resolve()))})"
-                )
+                source = f"read_parquet({_quote_literal(str(path.resolve()))})"
+                connection.execute(f"CREATE TABLE {_quote_identifier(name)} AS SELECT * FROM {source}")
                 continue
             # `__row`, the row's number in its file, is the seeded statements' sample (rewrite.seeded_stage):
             # hidden from buyers (names with __ are refused), read by no statement but for that.

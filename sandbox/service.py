@@ -290,8 +290,13 @@ def summary_for(plan: Plan, tables: Mapping[str, TableFile]) -> str | None:
 
 
 def strategy(plan: Plan, tables: Mapping[str, TableFile]) -> str:
-    """How `plan` runs: "summary" (engine.execute_summary), "bits" (engine.execute_bits), "two-level" (engine.execute_two_level), "single"
-    (engine.execute_single), "folded" (engine.execute_folded) or "staged" (engine.execute_plan).
+    """How `plan` runs: "summary" (engine.execute_summary), "bits" (engine.execute_bits), "two-level"
+    (engine.execute_two_level), "single" (engine.execute_single), "folded" (engine.execute_folded) or "staged"
+    (engine.execute_plan).
+
+    First, wherever the version's build-time unit summary decides the query's threshold exactly (summary_for,
+    from the query text and the version's statistics only): no distinct count at all (docs/sandbox.md,
+    "Decided from build-time unit counts (pre16)").
 
     First, for a join or a product of at most SINGLE_STATEMENT_ROWS, whenever its unit columns are integers
     of a recorded span and an upper bound on its groups keeps the bitmaps small (sandbox.bits.bits_spans):

@@ -109,9 +109,8 @@ def build_sql(
         items.append(f'COUNT("__u") AS {_q(UNITS_COLUMN)}')
         items += [f'COUNT("__u") FILTER (WHERE {_q(f"__f{i}")}) AS {_q(f"__m{i}")}' for i in range(len(measures))]
         outer_group = f" GROUP BY {', '.join(_q(c) for c in chosen)}" if chosen else ""
-        parts.append(
-            f"SELECT {', '.join(items)} FROM (SELECT {inner} FROM {source} GROUP BY {grouped_inner}) AS \"__i\"{outer_group}"
-        )
+        pairs = f"SELECT {inner} FROM {source} GROUP BY {grouped_inner}"
+        parts.append(f'SELECT {", ".join(items)} FROM ({pairs}) AS "__i"{outer_group}')
     return " UNION ALL ".join(parts)
 
 
@@ -153,8 +152,8 @@ def shape(plan: Plan) -> Shape | None:
 def _shape(plan: Plan) -> Shape | None:
     unit = plan.units[0]
     try:
-        tree = exp.maybe_parse(plan.template, dialect=DIALECT)
-    except Exception:  # noqa: BLE001 - anything unexpected: not this path
+        tree: exp.Expr = exp.maybe_parse(plan.template, dialect=DIALECT)
+    except Exception:
         return None
     if not isinstance(tree, exp.Select) or tree.args.get("joins") or tree.args.get("having"):
         return None

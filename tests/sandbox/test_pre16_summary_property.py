@@ -169,7 +169,10 @@ def _check(rows: list[dict[str, Any]], q: dict[str, Any]) -> None:
         try:
             statistics = TableStatistics(connection, {}, "v")
             by_summary = execute_summary(connection, plan, 100, statistics, lookup)
-            exact = [execute_single(connection, plan, 100, statistics), execute_two_level(connection, plan, 100, statistics)]
+            exact = [
+                execute_single(connection, plan, 100, statistics),
+                execute_two_level(connection, plan, 100, statistics),
+            ]
         finally:
             connection.close()
     assert by_summary.methods == ["summary"]
@@ -213,7 +216,9 @@ def test_summary_answers_exactly_as_the_exact_statements(rows: list[dict[str, An
 
 def test_the_summary_holds_every_small_set_and_no_large_one(tmp_path: Path) -> None:
     """Sets of 0-2 dimensions, each under the cap; NULL a value of its own; the counts exact."""
-    rows = [{"u": f"u{i % 5}", "g": ["a", "b", None][i % 3], "h": i % 4, "d": "x", "m": None, "n": i} for i in range(30)]
+    rows = [
+        {"u": f"u{i % 5}", "g": ["a", "b", None][i % 3], "h": i % 4, "d": "x", "m": None, "n": i} for i in range(30)
+    ]
     path = write_parquet(tmp_path / "t.parquet", rows, TYPES)
     stats = table_statistics(path, list(TYPES), ROLES)
     described = stats["summary"]
@@ -249,7 +254,9 @@ def one_worker() -> Any:
     pool.close()
 
 
-def test_through_a_worker_the_summary_path_runs_and_answers_as_the_others(tmp_path: Path, one_worker: WorkerPool) -> None:
+def test_through_a_worker_the_summary_path_runs_and_answers_as_the_others(
+    tmp_path: Path, one_worker: WorkerPool
+) -> None:
     rows = [
         {"u": f"u{i % 9}", "g": ["a", "b"][i % 2], "h": i % 3, "d": "x", "m": float(i % 7), "n": (i if i % 4 else None)}
         for i in range(90)

@@ -40,6 +40,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, note, settings
 from hypothesis import strategies as st
 
+from products.storage import summary_path, table_statistics
 from sandbox.engine import (
     TableStatistics,
     execute_bits,
@@ -51,7 +52,6 @@ from sandbox.engine import (
 )
 from sandbox.errors import QueryRefused
 from sandbox.policy import ProtectionPolicy
-from products.storage import summary_path, table_statistics
 from sandbox.service import TableFile, plan_query, summary_for
 from sandbox.summary import SUMMARY_PREFIX
 from tests.sandbox.conftest import replaying_connection, write_parquet
@@ -85,7 +85,12 @@ TYPES = {
 }
 ROWS = 400
 SIZES = {"t": ROWS + 3}
-ROLES = {"uid": "privacy_unit", **{c: "dimension" for c in ("g", "dest", "d", "ts", "n", "s")}, "m": "measure", "q": "measure"}
+ROLES = {
+    "uid": "privacy_unit",
+    **{c: "dimension" for c in ("g", "dest", "d", "ts", "n", "s")},
+    "m": "measure",
+    "q": "measure",
+}
 SUMMARIES: dict[str, dict[str, TableFile]] = {}
 """Per version, its table with the build-time statistics (the unit summary's description among them)."""
 
@@ -275,7 +280,9 @@ def _paths(connection: duckdb.DuckDBPyConnection, variant: str) -> dict[str, Cal
         "staged+stats": lambda plan: execute_plan(connection, plan, 10_000, stats),
         "bits": lambda plan: execute_bits(connection, plan, 10_000, stats, spans=[(0, HIDDEN)]),
         # Decided from the version's build-time unit counts where the query's shape allows (else two-level).
-        "summary": lambda plan: execute_summary(connection, plan, 10_000, stats, summary_for(plan, SUMMARIES[variant]) or ""),
+        "summary": lambda plan: execute_summary(
+            connection, plan, 10_000, stats, summary_for(plan, SUMMARIES[variant]) or ""
+        ),
     }
 
 
