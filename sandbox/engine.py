@@ -143,9 +143,15 @@ def open_locked(
             if name.startswith(summary.SUMMARY_PREFIX):
                 # A version's unit summary (sandbox.summary): a few thousand rows, read once into memory when
                 # the (warm) connection opens, so a query scans it whole without decoding a file (2-4 ms on
-                # the demo as a view). Its name, with __, is one a buyer cannot write.
+                # the demo as a view). Its name, with __, is one a buyer cannot write. Two rows of no set
+                # hold each column's least and greatest value of its type, so the table's statistics say
+                # nothing of the data's values: no comparison of the lookup folds by them
+                # (statistics_propagation is on over statistics-free versions).
                 source = f"read_parquet({_quote_literal(str(path.resolve()))})"
-                connection.execute(f"CREATE TABLE {_quote_identifier(name)} AS SELECT * FROM {source}")
+                connection.execute(
+                    f"CREATE TABLE {_quote_identifier(name)} AS SELECT * FROM {source} UNION ALL "
+                    + summary.bounding_rows_sql(connection.execute(f"DESCRIBE SELECT * FROM {source}").fetchall())
+                )
                 continue
             # `__row`, the row's number in its file, is the seeded statements' sample (rewrite.seeded_stage):
             # hidden from buyers (names with __ are refused), read by no statement but for that.

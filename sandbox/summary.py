@@ -64,6 +64,38 @@ def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+_EXTREMES: dict[str, tuple[str, str]] = {
+    "TINYINT": ("-128", "127"),
+    "SMALLINT": ("-32768", "32767"),
+    "INTEGER": ("-2147483648", "2147483647"),
+    "BIGINT": ("-9223372036854775808", "9223372036854775807"),
+    "HUGEINT": ("-170141183460469231731687303715884105728", "170141183460469231731687303715884105727"),
+    "UTINYINT": ("0", "255"),
+    "USMALLINT": ("0", "65535"),
+    "UINTEGER": ("0", "4294967295"),
+    "UBIGINT": ("0", "18446744073709551615"),
+    # '' is the least string; two U+10FFFF (F4 8F BF BF, the greatest UTF-8 sequence) fill the 8 bytes of
+    # DuckDB's string statistics with the greatest prefix any string can have.
+    "VARCHAR": ("''", "'\U0010ffff\U0010ffff'"),
+}
+
+
+def bounding_rows_sql(described: Sequence[tuple[Any, ...]]) -> str:
+    """Two rows for the in-memory summary (engine.open_locked), one with every column's least value of its type
+    and one with its greatest, `__set` -1 (no set: no lookup reads them). The table's statistics then span each
+    type's whole range, so DuckDB's statistics propagation cannot fold a comparison of the lookup (`dest =
+    'ZZZ'` outside the data's values, a count never reaching k) by what the version's rows hold."""
+    rows = []
+    for side in (0, 1):
+        items = []
+        for column in described:
+            name, kind = str(column[0]), str(column[1]).upper()
+            value = "-1" if name == SET_COLUMN else _EXTREMES.get(kind, ("NULL", "NULL"))[side]
+            items.append(f"CAST({value} AS {kind}) AS {_q(name)}")
+        rows.append("SELECT " + ", ".join(items))
+    return " UNION ALL ".join(rows)
+
+
 def set_id(dimensions: Sequence[str], chosen: Sequence[str]) -> int:
     """DuckDB's GROUPING(<dimensions>) of the grouping set `chosen`: bit (n - 1 - i) set when dimension i is
     not in it (the first dimension is the most significant bit)."""

@@ -272,3 +272,27 @@ def test_through_a_worker_the_summary_path_runs_and_answers_as_the_others(
     base = Job(tables=files_of(tables), plan=plan, max_rows=100)
     single = one_worker.run(Job(tables=base.tables, plan=plan, max_rows=100, single=True))
     assert [list(r) for r in single.rows] == result.rows
+
+
+def test_the_worker_s_summary_table_has_statistics_that_say_nothing_of_the_values(tmp_path: Path) -> None:
+    """In the worker's connection the summary is a table, whose statistics DuckDB keeps and (over statistics-free
+    versions) propagates: its two bounding rows make every column's range its type's, so `g = 'zzz'` (past
+    the data's greatest value) or `h = 99` fold no differently from a value present."""
+    rows = [{"u": f"u{i}", "g": ["a", "b"][i % 2], "h": i % 3, "d": "x", "m": 1.0, "n": i} for i in range(12)]
+    path = write_parquet(tmp_path / "t.parquet", rows, TYPES)
+    stats = table_statistics(path, list(TYPES), ROLES)
+    tables = {"t": TableFile(name="t", path=path, row_count=len(rows), statistics=stats)}
+    files = {name: Path(file) for name, file in files_of(tables)}
+    connection = open_locked(files, EngineLimits(threads=1), True)
+    try:
+        found = connection.execute(
+            'SELECT min(g), max(g), min(h), max(h), min("__units"), max("__units"), count(*) FILTER (WHERE "__set" = -1) '
+            'FROM "__summary__t"'
+        ).fetchone()
+        stats_rows = connection.execute(
+            "SELECT column_name, stats FROM pragma_storage_info('__summary__t') WHERE column_name IN ('g', 'h')"
+        ).fetchall()
+    finally:
+        connection.close()
+    assert found == ("", "\U0010ffff\U0010ffff", -(2**63), 2**63 - 1, -(2**63), 2**63 - 1, 2)
+    assert stats_rows  # the table keeps statistics: the bounding rows are what makes them uninformative
