@@ -286,8 +286,8 @@ def test_the_worker_s_summary_table_has_statistics_that_say_nothing_of_the_value
     connection = open_locked(files, EngineLimits(threads=1), True)
     try:
         found = connection.execute(
-            'SELECT min(g), max(g), min(h), max(h), min("__units"), max("__units"), count(*) FILTER (WHERE "__set" = -1) '
-            'FROM "__summary__t"'
+            'SELECT min(g), max(g), min(h), max(h), min("__units"), max("__units"), '
+            'count(*) FILTER (WHERE "__set" = -1) FROM "__summary__t"'
         ).fetchone()
         stats_rows = connection.execute(
             "SELECT column_name, stats FROM pragma_storage_info('__summary__t') WHERE column_name IN ('g', 'h')"
