@@ -140,14 +140,28 @@ def unit_summary(
         return None
     source = f"read_parquet({_lit(str(path))})"
     types = {str(r[0]): str(r[1]).upper() for r in connection.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
-    dimensions = [c for c in columns if roles.get(c) == "dimension" and types.get(c) in unit_summaries.SUMMARISED_TYPES]
-    measures = [c for c in columns if roles.get(c) == "measure"]
+    # A column named with __ (which no buyer can write in a query) is left out: it could clash with the
+    # summary's own columns.
+    dimensions = [
+        c
+        for c in columns
+        if roles.get(c) == "dimension" and types.get(c) in unit_summaries.SUMMARISED_TYPES and not c.startswith("__")
+    ]
+    measures = [c for c in columns if roles.get(c) == "measure" and not c.startswith("__")]
+    if units[0].startswith("__"):
+        return None
     sets = unit_summaries.summary_sets(cardinality, dimensions)
     target = summary_path(path)
     partial = target.with_suffix(".partial")
-    write_product_parquet(
-        connection, unit_summaries.build_sql(source, units[0], dimensions, types, measures, sets), partial
-    )
+    try:
+        write_product_parquet(
+            connection, unit_summaries.build_sql(source, units[0], dimensions, types, measures, sets), partial
+        )
+    except duckdb.Error:
+        # The summary only makes some queries cheaper: a table it cannot be built for (out of memory on a huge
+        # one) gets none, and its queries run the other strategies, as a version built before it.
+        partial.unlink(missing_ok=True)
+        return None
     os.replace(partial, target)
     row = connection.execute(
         f"SELECT coalesce(sum(num_rows), 0) FROM parquet_file_metadata({_lit(str(target))})"
