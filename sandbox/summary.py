@@ -34,7 +34,7 @@ from typing import Any
 
 from sqlglot import exp
 
-from sandbox.rewrite import PLACEHOLDER, RESTRICT_COLUMN, THRESHOLD_COLUMN, Plan
+from sandbox.rewrite import PLACEHOLDER, RESTRICT_COLUMN, Plan
 from sandbox.syntax import DIALECT, to_sql
 
 MAX_COMBINATIONS = 20_000
@@ -307,9 +307,10 @@ def stage_sql(plan: Plan, template: str, found: str) -> str:
     """Stage 1 of the summary path: `template` (the plan's stage 1, seeded or not) with no threshold column,
     LEFT JOINed on its keys (as GROUP BY matches them) to the summary's counts `found` (`lookup`); a group
     the summary has no row for counts 0 (only the seeds' groups, whose bounds are masked anyway)."""
-    data = template.replace(PLACEHOLDER, f'TRUE AS "{THRESHOLD_COLUMN}"').replace(f'"{RESTRICT_COLUMN}"', "TRUE")
+    # A column of its own name in place of the threshold columns (the audit's SQL shows no placeholder left).
+    data = template.replace(PLACEHOLDER, 'TRUE AS "__counted"').replace(f'"{RESTRICT_COLUMN}"', "TRUE")
     counts = ['COALESCE("__c"."__lo0", 0) AS "__lo0"']
     counts += [f'COALESCE("__c"."__v{m}", 0) AS "__v{m}"' for m in range(len(plan.cells))]
     on = " AND ".join(f'"__d"."{c}" IS NOT DISTINCT FROM "__c"."{c}"' for c in plan.key_columns)
     joined = f'LEFT JOIN ({found}) AS "__c" ON {on}' if on else f'CROSS JOIN ({found}) AS "__c"'
-    return f'SELECT "__d".* EXCLUDE ("{THRESHOLD_COLUMN}"), {", ".join(counts)} FROM ({data}) AS "__d" {joined}'
+    return f'SELECT "__d".* EXCLUDE ("__counted"), {", ".join(counts)} FROM ({data}) AS "__d" {joined}'
