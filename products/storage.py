@@ -17,6 +17,7 @@ import duckdb
 
 from market.errors import Unprocessable
 from products import footer
+from sandbox import summary as unit_summaries
 from sandbox.policy import MeasureBounds
 
 _NUMERIC_TYPES: tuple[str, ...] = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT")
@@ -76,7 +77,9 @@ def table_statistics(path: Path, columns: list[str], roles: dict[str, str]) -> d
     - `nulls`: the columns that hold a NULL anywhere (sandbox.engine.whole_cells);
     - `statistics_free`: the file's footer holds no value statistics, Bloom filter or page index
       (write_product_parquet), so the sandbox may let DuckDB plan with statistics again (it has none
-      of the data's): sandbox.engine.open_locked. Absent (versions built before): the full switches.
+      of the data's): sandbox.engine.open_locked. Absent (versions built before): the full switches;
+    - `summary`: for a table with one privacy-unit column, the build-time unit counts per combination of
+      dimension values (unit_summary; sandbox.summary), written to a file beside the table's.
 
     Facts of the version, never of a query; the worker would otherwise compute them on its first query
     of the version (sandbox.engine.TableStatistics), on the query's time.
@@ -101,6 +104,7 @@ def table_statistics(path: Path, columns: list[str], roles: dict[str, str]) -> d
             counts[column] = int(found[2]) if found else 0
         plain = statistics_free(connection, path)
         shape = _bits_statistics(connection, source, columns, roles)
+        summary = unit_summary(connection, path, columns, roles, shape["cardinality"])
     return {
         "units": {c: per_value[c] for c in units},
         "unit_counts": {c: counts[c] for c in units},
@@ -108,6 +112,68 @@ def table_statistics(path: Path, columns: list[str], roles: dict[str, str]) -> d
         "nulls": nulls,
         "statistics_free": plain,
         **shape,
+        **({"summary": summary} if summary else {}),
+    }
+
+
+def summary_path(path: Path) -> Path:
+    """Where the unit summary of the table at `path` is kept: beside it, `<table>.summary.parquet` (a table's
+    name has no dot, so no table's file is named so)."""
+    return path.with_name(f"{path.stem}.summary.parquet")
+
+
+def unit_summary(
+    connection: duckdb.DuckDBPyConnection,
+    path: Path,
+    columns: list[str],
+    roles: dict[str, str],
+    cardinality: dict[str, int],
+) -> dict[str, Any] | None:
+    """Write the table's unit summary (sandbox.summary) beside `path` and describe it, or None when the table
+    has not exactly one privacy-unit column.
+
+    The description (in the statistics JSON, read by sandbox.summary.lookup): `file` (its name beside the
+    table's), `sets` ([[dimensions], grouping id] per summarised set), `types` (the summarised dimensions'
+    DuckDB types), `measures` (in the order of the `__m<i>` columns), `rows`, `bytes`."""
+    units = [c for c in columns if roles.get(c) == "privacy_unit"]
+    if len(units) != 1:
+        return None
+    source = f"read_parquet({_lit(str(path))})"
+    types = {str(r[0]): str(r[1]).upper() for r in connection.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
+    # A column named with __ (which no buyer can write in a query) is left out: it could clash with the
+    # summary's own columns.
+    dimensions = [
+        c
+        for c in columns
+        if roles.get(c) == "dimension" and types.get(c) in unit_summaries.SUMMARISED_TYPES and not c.startswith("__")
+    ]
+    measures = [c for c in columns if roles.get(c) == "measure" and not c.startswith("__")]
+    if units[0].startswith("__"):
+        return None
+    sets = unit_summaries.summary_sets(cardinality, dimensions)
+    target = summary_path(path)
+    partial = target.with_suffix(".partial")
+    try:
+        write_product_parquet(
+            connection, unit_summaries.build_sql(source, units[0], dimensions, types, measures, sets), partial
+        )
+    except duckdb.Error:
+        # The summary only makes some queries cheaper: a table it cannot be built for (out of memory on a huge
+        # one) gets none, and its queries run the other strategies, as a version built before it.
+        partial.unlink(missing_ok=True)
+        return None
+    os.replace(partial, target)
+    row = connection.execute(
+        f"SELECT coalesce(sum(num_rows), 0) FROM parquet_file_metadata({_lit(str(target))})"
+    ).fetchone()
+    return {
+        "file": target.name,
+        "sets": [[list(chosen), unit_summaries.set_id(dimensions, chosen)] for chosen in sets],
+        "types": {c: types[c] for c in dimensions},
+        "measures": measures,
+        "measure_types": {c: types.get(c, "") for c in measures},
+        "rows": int(row[0]) if row else 0,
+        "bytes": target.stat().st_size,
     }
 
 

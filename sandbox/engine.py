@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import duckdb
 
-from sandbox import binding, bits
+from sandbox import binding, bits, summary
 from sandbox.binding import Refusal
 from sandbox.fanout import DEFAULT_MAX_JOIN_FANOUT
 from sandbox.fanout import EXACT_EQUALITY_TYPES as _EXACT_EQUALITY_TYPES
@@ -140,6 +140,19 @@ def open_locked(
         connection.execute(f"SET parquet_use_page_index = {str(not limits.fixed_timing).lower()}")
         connection.execute("SET enable_external_access = false")
         for name, path in tables.items():
+            if name.startswith(summary.SUMMARY_PREFIX):
+                # A version's unit summary (sandbox.summary): a few thousand rows, read once into memory when
+                # the (warm) connection opens, so a query scans it whole without decoding a file (2-4 ms on
+                # the demo as a view). Its name, with __, is one a buyer cannot write. Two rows of no set
+                # hold each column's least and greatest value of its type, so the table's statistics say
+                # nothing of the data's values: no comparison of the lookup folds by them
+                # (statistics_propagation is on over statistics-free versions).
+                source = f"read_parquet({_quote_literal(str(path.resolve()))})"
+                connection.execute(
+                    f"CREATE TABLE {_quote_identifier(name)} AS SELECT * FROM {source} UNION ALL "
+                    + summary.bounding_rows_sql(connection.execute(f"DESCRIBE SELECT * FROM {source}").fetchall())
+                )
+                continue
             # `__row`, the row's number in its file, is the seeded statements' sample (rewrite.seeded_stage):
             # hidden from buyers (names with __ are refused), read by no statement but for that.
             connection.execute(
@@ -820,3 +833,29 @@ def _decide_refusal(
         return binding.check(copy, statement)
     finally:
         copy.close()
+
+
+def execute_summary(
+    connection: duckdb.DuckDBPyConnection,
+    plan: Plan,
+    max_rows: int,
+    stats: Statistics | None = None,
+    lookup: str = "",
+) -> Execution:
+    """The exact statement with its threshold read from the version's build-time unit counts (sandbox.summary):
+    the buyer's stage 1 (seeded where filtered) with no distinct count, LEFT JOINed on its keys to `lookup`,
+    the summary's counts of the combinations its keys and filter pin (sandbox.summary.lookup, chosen by
+    sandbox.service.strategy from the query text and the version's statistics only). The same columns as the
+    exact stage 1, the same exact counts (count(DISTINCT unit) of the group's rows, and of its rows where each
+    cell's argument is not NULL), then the same masking, decision and stage 2 in one statement, and the same
+    second statement for an empty answer. Without a lookup it runs execute_two_level."""
+    if not lookup:
+        return execute_two_level(connection, plan, max_rows, stats)
+    started = time.process_time()
+    refused = _refusal(connection, plan, stats)
+    if refused is not None:
+        cpu_ms = int((time.process_time() - started) * 1000)
+        return Execution([], 0, 0, [], too_many_rows=False, cpu_ms=cpu_ms, statements=[], refused=refused)
+    seeded = plan.seeded is not None
+    stage = summary.stage_sql(plan, plan.seeded or plan.template, lookup)
+    return _exact_statement(connection, plan, stage, max_rows, "summary", started, seeded=seeded)

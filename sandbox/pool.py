@@ -39,6 +39,7 @@ from sandbox.engine import (
     execute_folded,
     execute_plan,
     execute_single,
+    execute_summary,
     execute_two_level,
     open_locked,
 )
@@ -73,6 +74,9 @@ class Job:
     bits: tuple[tuple[int, int], ...] = ()
     """Per unit of the plan, the span of its bitmaps: run as the exact statement counting units by bitmaps
     (engine.execute_bits; sandbox.service decides); wins over the others when set."""
+    summary: str = ""
+    """The summary rows that decide the threshold (sandbox.summary.lookup; sandbox.service decides): run as
+    engine.execute_summary; wins over the others when set."""
     statistics_free: bool = False
     """Every table's file holds no value statistics (products.footer), as recorded when the version was
     built: the worker opens its connection with fewer optimizers off (engine.disabled_optimizers)."""
@@ -311,6 +315,8 @@ def _run_job(
                     return ("ok", Execution([], 0, 0, [], False, 0, [], refused=refused))
                 # Timing not fixed: no seeds either (they only serve fixed timing; execute_plan reads `fixed`).
                 plan = job.plan if limits.fixed_timing else replace(job.plan, seeded=None)
+                if job.summary:
+                    return ("ok", execute_summary(db, plan, job.max_rows, statistics, job.summary))
                 if job.bits:
                     return ("ok", execute_bits(db, plan, job.max_rows, statistics, job.bits))
                 if job.two_level:

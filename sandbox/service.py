@@ -11,7 +11,7 @@ from time import perf_counter
 from typing import Any
 
 from market import phases
-from sandbox import cache, crosscheck
+from sandbox import cache, crosscheck, summary
 from sandbox.bits import bits_spans
 from sandbox.bits import calendar_values as _calendar_values
 from sandbox.engine import EngineLimits
@@ -276,9 +276,27 @@ def bits_for(plan: Plan, tables: Mapping[str, TableFile]) -> tuple[tuple[int, in
     return bits_spans(plan, {name: t.statistics for name, t in tables.items()}, rows_scanned)
 
 
+def summary_for(plan: Plan, tables: Mapping[str, TableFile]) -> str | None:
+    """The summary rows that decide `plan`'s threshold exactly (sandbox.summary.lookup), from the query text and
+    the version's build-time statistics only; None when the path does not apply (versions built before it,
+    joins, keys that are not plain dimensions, a WHERE that is not `dimension = literal` conjuncts, cells the
+    summary does not count, a set not summarised)."""
+    if not plan.fast_threshold or len(plan.units) != 1:
+        return None
+    table = tables.get(plan.units[0].table)
+    if table is None or not table.statistics.get("summary"):
+        return None
+    return summary.lookup(plan, table.statistics)
+
+
 def strategy(plan: Plan, tables: Mapping[str, TableFile]) -> str:
-    """How `plan` runs: "bits" (engine.execute_bits), "two-level" (engine.execute_two_level), "single"
-    (engine.execute_single), "folded" (engine.execute_folded) or "staged" (engine.execute_plan).
+    """How `plan` runs: "summary" (engine.execute_summary), "bits" (engine.execute_bits), "two-level"
+    (engine.execute_two_level), "single" (engine.execute_single), "folded" (engine.execute_folded) or "staged"
+    (engine.execute_plan).
+
+    First, wherever the version's build-time unit summary decides the query's threshold exactly (summary_for,
+    from the query text and the version's statistics only): no distinct count at all (docs/sandbox.md,
+    "Decided from build-time unit counts (pre16)").
 
     First, for a join or a product of at most SINGLE_STATEMENT_ROWS, whenever its unit columns are integers
     of a recorded span and an upper bound on its groups keeps the bitmaps small (sandbox.bits.bits_spans):
@@ -299,6 +317,10 @@ def strategy(plan: Plan, tables: Mapping[str, TableFile]) -> str:
     """
     if not plan.fast_threshold:
         return "staged"
+    # Decided from build-time unit counts: no distinct count at all, whatever the product's size
+    # (docs/sandbox.md, "Decided from build-time unit counts (pre16)").
+    if summary_for(plan, tables) is not None:
+        return "summary"
     rows_scanned, _ = measure_scan(plan, tables)
     # Bitmaps in place of a second pass: the join again (staged, for a join), or the recheck or the hash of
     # (keys, unit) pairs of the one-statement paths. A large product of one table stays staged: its bound
@@ -342,8 +364,8 @@ def _few_pairs(plan: Plan, tables: Mapping[str, TableFile], rows_scanned: int, k
 
 
 def single_statement(plan: Plan, tables: Mapping[str, TableFile]) -> bool:
-    """Whether `plan` runs as the one exact statement (engine.execute_single or execute_two_level)."""
-    return strategy(plan, tables) in ("single", "two-level")
+    """Whether `plan` runs as one exact statement (engine.execute_single, execute_two_level, execute_summary)."""
+    return strategy(plan, tables) in ("single", "two-level", "summary")
 
 
 ONE_THREAD_ROWS = 1_000_000
@@ -404,7 +426,14 @@ def files_of(tables: Mapping[str, TableFile]) -> tuple[tuple[str, str], ...]:
 
 
 def _files(tables: Mapping[str, TableFile]) -> tuple[tuple[str, str], ...]:
-    return tuple(sorted((name, _resolve(t.path)) for name, t in tables.items()))
+    """The tables' files and, for a table whose version has one, its unit summary (sandbox.summary), as the
+    view SUMMARY_PREFIX + name: part of the version, so of the warm connection's key and the cache's."""
+    files = [(name, _resolve(t.path)) for name, t in tables.items()]
+    for name, t in tables.items():
+        described = t.statistics.get("summary")
+        if described and described.get("file"):
+            files.append((summary.SUMMARY_PREFIX + name, _resolve(t.path.parent / str(described["file"]))))
+    return tuple(sorted(files))
 
 
 def _seeds(tables: Mapping[str, TableFile]) -> tuple[tuple[tuple[str, ...], Any], ...]:
@@ -519,6 +548,7 @@ def _execute(
         folded=chosen == "folded",
         two_level=chosen == "two-level",
         bits=(bits_for(plan, tables) or ()) if chosen == "bits" else (),
+        summary=(summary_for(plan, tables) or "") if chosen == "summary" else "",
         statistics_free=statistics_free(tables),
         seeds=_seeds(tables),
         threads=threads_for(rows_scanned, limits),

@@ -347,7 +347,7 @@ def test_files_left_by_a_rolled_back_build_do_not_block_or_leak_into_the_next(ma
     (orphan / "stale.parquet").write_bytes(b"left over")
     second = _build(market, operator, "orphans", upload["id"])
     assert second.status_code == 201 and second.json()["number"] == 2
-    assert sorted(p.name for p in orphan.iterdir()) == ["payments.parquet", "quarantine"]
+    assert sorted(p.name for p in orphan.iterdir()) == ["payments.parquet", "payments.summary.parquet", "quarantine"]
     assert first.read_bytes() == before
     assert not list(first.parent.parent.glob(".building-*"))
 

@@ -57,9 +57,10 @@ def test_units_at_the_top_of_their_type_are_counted_by_bitmaps_over_http(
     buyer = market.actor(Role.BUYER)
     grant(market, listed, buyer, purpose="commercial", plan="standard")
     answers = {}
+    # Shapes the unit summary (branch pre16) does not decide (a key expression, LIKE): the bitmaps count.
     for sql in (
-        "SELECT g, count(*) AS n, sum(x) AS sx FROM t GROUP BY g",
-        "SELECT count(*) AS n FROM t WHERE g = 'a'",
+        "SELECT lower(g) AS lg, count(*) AS n, sum(x) AS sx FROM t GROUP BY lower(g)",
+        "SELECT count(*) AS n FROM t WHERE g LIKE 'a'",
     ):
         response = query(market, buyer, listed.slug, sql)
         assert response.status_code == 200, response.text

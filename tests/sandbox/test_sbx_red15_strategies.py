@@ -40,17 +40,20 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, note, settings
 from hypothesis import strategies as st
 
+from products.storage import summary_path, table_statistics
 from sandbox.engine import (
     TableStatistics,
     execute_bits,
     execute_folded,
     execute_plan,
     execute_single,
+    execute_summary,
     execute_two_level,
 )
 from sandbox.errors import QueryRefused
 from sandbox.policy import ProtectionPolicy
-from sandbox.service import plan_query
+from sandbox.service import TableFile, plan_query, summary_for
+from sandbox.summary import SUMMARY_PREFIX
 from tests.sandbox.conftest import replaying_connection, write_parquet
 
 K = 5
@@ -82,6 +85,14 @@ TYPES = {
 }
 ROWS = 400
 SIZES = {"t": ROWS + 3}
+ROLES = {
+    "uid": "privacy_unit",
+    **{c: "dimension" for c in ("g", "dest", "d", "ts", "n", "s")},
+    "m": "measure",
+    "q": "measure",
+}
+SUMMARIES: dict[str, dict[str, TableFile]] = {}
+"""Per version, its table with the build-time statistics (the unit summary's description among them)."""
 
 
 def _rows(variant: str) -> list[dict[str, Any]]:
@@ -120,10 +131,16 @@ def _rows(variant: str) -> list[dict[str, Any]]:
 @pytest.fixture(scope="module")
 def versions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, duckdb.DuckDBPyConnection]]:
     folder: Path = tmp_path_factory.mktemp("sbx-red15")
-    connections = {
-        variant: replaying_connection({"t": write_parquet(folder / f"t{variant}.parquet", _rows(variant), TYPES)})
-        for variant in "ABCDE"
-    }
+    connections = {}
+    for variant in "ABCDE":
+        path = write_parquet(folder / f"t{variant}.parquet", _rows(variant), TYPES)
+        connections[variant] = replaying_connection({"t": path})
+        # The version's build-time unit summary (branch pre16), as the worker's warm connection holds it.
+        statistics = table_statistics(path, list(TYPES), ROLES)
+        SUMMARIES[variant] = {"t": TableFile("t", path, len(_rows(variant)), statistics=statistics)}
+        connections[variant].execute(
+            f"CREATE TABLE \"{SUMMARY_PREFIX}t\" AS SELECT * FROM read_parquet('{summary_path(path)}')"
+        )
     yield connections
     for connection in connections.values():
         connection.close()
@@ -262,6 +279,10 @@ def _paths(connection: duckdb.DuckDBPyConnection, variant: str) -> dict[str, Cal
         "staged": lambda plan: execute_plan(connection, plan, 10_000),
         "staged+stats": lambda plan: execute_plan(connection, plan, 10_000, stats),
         "bits": lambda plan: execute_bits(connection, plan, 10_000, stats, spans=[(0, HIDDEN)]),
+        # Decided from the version's build-time unit counts where the query's shape allows (else two-level).
+        "summary": lambda plan: execute_summary(
+            connection, plan, 10_000, stats, summary_for(plan, SUMMARIES[variant]) or ""
+        ),
     }
 
 
@@ -314,6 +335,12 @@ CORPUS = [
     "SELECT g, count(*) FROM t GROUP BY g HAVING count(q) > 0",
     "SELECT g, coalesce(avg(q), avg(m)), CASE WHEN sum(q) IS NULL THEN 1 ELSE 0 END FROM t GROUP BY g",
     "SELECT g, avg(m + q) FROM t WHERE n IS NULL OR s = 'secret' GROUP BY g",
+    # the summary path's shape (branch pre16): plain keys, `dimension = literal` filters, cells over measures
+    "SELECT g, count(*), count(q), sum(q), avg(m) FROM t GROUP BY g",
+    "SELECT g, dest, count(*), sum(q), count(m) FROM t WHERE dest = 'LEX' GROUP BY g, dest",
+    "SELECT dest, count(*), avg(q) FROM t WHERE s = 'secret' GROUP BY dest",
+    "SELECT count(*), sum(q) FROM t WHERE dest = 'LEX' AND s = 'secret'",
+    "SELECT g, count(*), var_samp(m) FROM t WHERE n = 3 GROUP BY g",
 ]
 
 
@@ -335,3 +362,13 @@ def test_each_corpus_query_is_the_same_on_every_version_and_strategy(
         expected = outcomes[(family[-1], "single")]
         assert isinstance(expected, list), (sql, expected)  # answered, not refused nor failed
         assert all(value == expected for key, value in outcomes.items() if key[0] in family), (sql, outcomes)
+
+
+@pytest.mark.parametrize("sql", CORPUS[-5:])
+def test_the_summary_shaped_queries_take_the_summary_on_every_version(
+    sql: str, versions: dict[str, duckdb.DuckDBPyConnection]
+) -> None:
+    """The corpus' last five queries run decided from the unit summary on every version (branch pre16)."""
+    plan = plan_query(sql, POLICY, SIZES)
+    for variant in versions:
+        assert summary_for(plan, SUMMARIES[variant]) is not None, (variant, sql)

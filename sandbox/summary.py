@@ -1,0 +1,316 @@
+"""Decided from build-time unit counts (branch pre16, issue 12): the threshold of a small query read from a
+per-version summary of exact distinct-unit counts, in place of counting (keys, unit) pairs on every query.
+
+When a version's table is built (products.storage.table_statistics), for every set S of its dimensions of
+size 0, 1 and 2 whose cardinalities' product is at most MAX_COMBINATIONS, `build` writes, per combination of
+S's values (NULL a value of its own, as GROUP BY makes it), exactly what the exact statement's threshold
+reads about the rows of that combination (sandbox.engine.execute_single, rewrite.threshold_sql):
+
+- `__units`: count(DISTINCT unit) (NULL units are no unit), the group's `__lo0`;
+- `__m<i>`: per measure i, count(DISTINCT unit) FILTER (WHERE TRY_CAST(measure AS DOUBLE) IS NOT NULL), the
+  cell `__v<m>` of every aggregate over that measure (rewrite._cells: the rows where its argument is not NULL).
+
+One Parquet file per version's table, beside it, written like every product file (statistics-free), never
+listed in a catalogue nor shown: only the sandbox's worker reads it, through a view whose name a buyer
+cannot write (SUMMARY_PREFIX: names with __ are refused).
+
+A query whose shape the summary decides (`shape`: one table, group keys that are plain dimension columns,
+a WHERE absent or a conjunction of `dimension = literal` where equality is injective, every cell over one
+measure or over a column without NULLs, keys plus filtered columns a recorded set) runs
+engine.execute_summary: the buyer's stage 1 as the plan wrote it, with no distinct count, LEFT JOINed on
+its keys to `lookup`: the summary's rows of S (read whole, a fixed number per version and S), grouped on
+the keys with the counts of the one combination the filter pins (FILTER (WHERE <the buyer's filter>)).
+Then the same masking, decision and stage 2 as the exact statement. docs/sandbox.md, "Decided from
+build-time unit counts (pre16)".
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlglot import exp
+
+from sandbox.rewrite import PLACEHOLDER, RESTRICT_COLUMN, Plan
+from sandbox.syntax import DIALECT, to_sql
+
+MAX_COMBINATIONS = 20_000
+"""A set of dimensions is summarised when the product of its cardinalities (distinct values, NULL one of
+them: products.storage `cardinality`) is at most this: the summary then holds at most this many rows per
+set, so the file every summary query reads whole stays small (the demo's 29 sets: a few thousand rows).
+A pair of a 100-value and a 200-value dimension fits; a date by a 300-value dimension does not."""
+MAX_SET_SIZE = 2
+"""Sets of at most this many dimensions: the demo's small queries group by one or two and filter on one."""
+
+SUMMARY_PREFIX = "__summary__"
+"""The worker's view of a table's summary is named SUMMARY_PREFIX + the table's name (buyers cannot write
+a name with __)."""
+SET_COLUMN = "__set"
+UNITS_COLUMN = "__units"
+
+INTEGER_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT")
+STRING_TYPES = ("VARCHAR",)
+NUMERIC_TYPES = (*INTEGER_TYPES, "FLOAT", "DOUBLE", "DECIMAL", "REAL")
+"""Measure types whose TRY_CAST to DOUBLE is NULL exactly where the value is (the summary's `__m<i>` counts)."""
+SUMMARISED_TYPES = INTEGER_TYPES + STRING_TYPES
+"""Dimension types a summary covers: types whose equality is identity, as GROUP BY groups them (no floating
+point: -0.0 and 0.0, NaN), and where `column = <literal of the matching kind>` holds for one value at most."""
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+_EXTREMES: dict[str, tuple[str, str]] = {
+    "TINYINT": ("-128", "127"),
+    "SMALLINT": ("-32768", "32767"),
+    "INTEGER": ("-2147483648", "2147483647"),
+    "BIGINT": ("-9223372036854775808", "9223372036854775807"),
+    "HUGEINT": ("-170141183460469231731687303715884105728", "170141183460469231731687303715884105727"),
+    "UTINYINT": ("0", "255"),
+    "USMALLINT": ("0", "65535"),
+    "UINTEGER": ("0", "4294967295"),
+    "UBIGINT": ("0", "18446744073709551615"),
+    # '' is the least string; two U+10FFFF (F4 8F BF BF, the greatest UTF-8 sequence) fill the 8 bytes of
+    # DuckDB's string statistics with the greatest prefix any string can have.
+    "VARCHAR": ("''", "'\U0010ffff\U0010ffff'"),
+}
+
+
+def bounding_rows_sql(described: Sequence[tuple[Any, ...]]) -> str:
+    """Two rows for the in-memory summary (engine.open_locked), one with every column's least value of its type
+    and one with its greatest, `__set` -1 (no set: no lookup reads them). The table's statistics then span each
+    type's whole range, so DuckDB's statistics propagation cannot fold a comparison of the lookup (`dest =
+    'ZZZ'` outside the data's values, a count never reaching k) by what the version's rows hold."""
+    rows = []
+    for side in (0, 1):
+        items = []
+        for column in described:
+            name, kind = str(column[0]), str(column[1]).upper()
+            value = "-1" if name == SET_COLUMN else _EXTREMES.get(kind, ("NULL", "NULL"))[side]
+            items.append(f"CAST({value} AS {kind}) AS {_q(name)}")
+        rows.append("SELECT " + ", ".join(items))
+    return " UNION ALL ".join(rows)
+
+
+def set_id(dimensions: Sequence[str], chosen: Sequence[str]) -> int:
+    """DuckDB's GROUPING(<dimensions>) of the grouping set `chosen`: bit (n - 1 - i) set when dimension i is
+    not in it (the first dimension is the most significant bit)."""
+    n = len(dimensions)
+    return sum(1 << (n - 1 - i) for i, column in enumerate(dimensions) if column not in chosen)
+
+
+def summary_sets(cardinality: Mapping[str, int], dimensions: Sequence[str]) -> list[tuple[str, ...]]:
+    """The sets of `dimensions` summarised: every one of size 0 to MAX_SET_SIZE whose cardinalities' product is at
+    most MAX_COMBINATIONS (a dimension without a recorded cardinality is left out)."""
+    found: list[tuple[str, ...]] = []
+    known = [d for d in dimensions if d in cardinality]
+    for size in range(MAX_SET_SIZE + 1):
+        for chosen in itertools.combinations(known, size):
+            product = 1
+            for column in chosen:
+                product *= max(1, int(cardinality[column]))
+            if product <= MAX_COMBINATIONS:
+                found.append(chosen)
+    return found
+
+
+def build_sql(
+    source: str,
+    unit: str,
+    dimensions: Sequence[str],
+    types: Mapping[str, str],
+    measures: Sequence[str],
+    sets: Sequence[tuple[str, ...]],
+) -> str:
+    """The summary's rows: per set, its combinations' counts in two levels (one grouping on (S, unit), whose
+    non-NULL units are the combination's distinct units, with a flag per measure that some row of the pair has
+    it), `__set` the set's id (set_id), a dimension not in the set NULL. One UNION ALL of a small grouping per
+    set: GROUPING SETS with a distinct count per set and measure held every set's hash tables at once (out of
+    memory at 1 GB on the demo)."""
+    parts: list[str] = []
+    flags = [f"BOOL_OR(TRY_CAST({_q(m)} AS DOUBLE) IS NOT NULL) AS {_q(f'__f{i}')}" for i, m in enumerate(measures)]
+    for chosen in sets:
+        inner = ", ".join([*(_q(c) for c in chosen), f"{_q(unit)} AS {_q('__u')}", *flags])
+        grouped_inner = ", ".join([*(_q(c) for c in chosen), _q(unit)])
+        items = [f"{set_id(dimensions, chosen)} AS {_q(SET_COLUMN)}"]
+        items += [_q(d) if d in chosen else f"CAST(NULL AS {types[d]}) AS {_q(d)}" for d in dimensions]
+        items.append(f'COUNT("__u") AS {_q(UNITS_COLUMN)}')
+        items += [f'COUNT("__u") FILTER (WHERE {_q(f"__f{i}")}) AS {_q(f"__m{i}")}' for i in range(len(measures))]
+        outer_group = f" GROUP BY {', '.join(_q(c) for c in chosen)}" if chosen else ""
+        pairs = f"SELECT {inner} FROM {source} GROUP BY {grouped_inner}"
+        parts.append(f'SELECT {", ".join(items)} FROM ({pairs}) AS "__i"{outer_group}')
+    return " UNION ALL ".join(parts)
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What the summary path reads from a plan's stage 1 text (`shape`)."""
+
+    alias: str
+    table: str
+    keys: tuple[str, ...]
+    """Per group key (`__g<i>`), the dimension column it is."""
+    pinned: tuple[tuple[str, exp.Literal], ...]
+    """Per conjunct of WHERE, (column, literal) of `column = literal`."""
+    filter_sql: str | None
+    """The WHERE as stage 1 writes it (without the restriction), to run over the summary's rows."""
+    cells: tuple[tuple[str, ...], ...]
+    """Per cell: the (table, column) pairs its argument reads, when its condition is the measure form."""
+
+
+_SHAPES: OrderedDict[tuple[str, str], Shape | None] = OrderedDict()
+
+
+def shape(plan: Plan) -> Shape | None:
+    """The summary shape of `plan`, from its text only, or None (remembered per template and unit)."""
+    if len(plan.units) != 1 or plan.join_keys is not None or len(plan.tables) != 1:
+        return None
+    unit = plan.units[0]
+    key = (plan.template, unit.sql)
+    if key in _SHAPES:
+        _SHAPES.move_to_end(key)
+        return _SHAPES[key]
+    found = _shape(plan)
+    _SHAPES[key] = found
+    while len(_SHAPES) > 4096:
+        _SHAPES.popitem(last=False)
+    return found
+
+
+def _shape(plan: Plan) -> Shape | None:
+    unit = plan.units[0]
+    try:
+        tree: exp.Expr = exp.maybe_parse(plan.template, dialect=DIALECT)
+    except Exception:
+        return None
+    if not isinstance(tree, exp.Select) or tree.args.get("joins") or tree.args.get("having"):
+        return None
+    source = tree.args.get("from_") or tree.args.get("from")
+    table = source.this if isinstance(source, exp.From) else None
+    if not isinstance(table, exp.Table) or table.name != unit.table or table.alias_or_name != unit.alias:
+        return None
+    alias = unit.alias
+    keys: list[str] = []
+    for item in tree.expressions:
+        name = item.alias if isinstance(item, exp.Alias) else ""
+        if name.startswith("__g"):
+            column = item.this
+            if not isinstance(column, exp.Column) or column.table != alias or name != f"__g{len(keys)}":
+                return None
+            keys.append(column.name)
+    if len(keys) != len(plan.key_columns):
+        return None
+    group = tree.args.get("group")
+    grouped = [] if group is None else list(group.expressions)
+    if len(grouped) != len(keys) or any(
+        not isinstance(g, exp.Column) or g.table != alias or g.name != k for g, k in zip(grouped, keys, strict=True)
+    ):
+        return None
+    where = tree.args.get("where")
+    if where is None:
+        return None
+    condition = where.this
+    restrict = exp.column(RESTRICT_COLUMN, quoted=True)
+    pinned: list[tuple[str, exp.Literal]] = []
+    filter_sql = None
+    if isinstance(condition, exp.And) and condition.expression == restrict:
+        filtered = condition.this
+        filter_sql = to_sql(filtered)
+        stack = [filtered]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, exp.Paren):
+                stack.append(node.this)
+            elif isinstance(node, exp.And):
+                stack += [node.this, node.expression]
+            elif isinstance(node, exp.EQ):
+                column, literal = node.this, node.expression
+                if isinstance(column, exp.Literal):
+                    column, literal = literal, column
+                if not isinstance(column, exp.Column) or column.table != alias or not isinstance(literal, exp.Literal):
+                    return None
+                pinned.append((column.name, literal))
+            else:
+                return None
+    elif condition != restrict:
+        return None
+    if PLACEHOLDER not in plan.template:
+        return None
+    cells = tuple(_cell_reads(cell.condition, cell.reads, alias) for cell in plan.cells)
+    return Shape(alias, unit.table, tuple(keys), tuple(pinned), filter_sql, cells)
+
+
+def _cell_reads(condition: str, reads: tuple[tuple[str, str], ...] | None, alias: str) -> tuple[str, ...]:
+    """The columns a cell's argument reads when its condition is NULL exactly where one of them is."""
+    if reads is None:
+        return ()
+    if len(reads) == 1:
+        column = reads[0][1]
+        if condition == f"(TRY_CAST({_q(alias)}.{_q(column)} AS DOUBLE)) IS NOT NULL":
+            return ("measure", column)
+        if condition == f"({_q(alias)}.{_q(column)}) IS NOT NULL":
+            return ("plain", column)  # count(m): the same rows as the measure form when m is a number
+    return ("reads", *(c for _, c in reads))
+
+
+def lookup(plan: Plan, statistics: Mapping[str, Any]) -> str | None:
+    """The summary rows `plan`'s threshold reads, as one SELECT with the key columns `__g<i>`, `__lo0` and
+    `__v<m>`, or None when the summary does not decide `plan` exactly (then another strategy runs).
+
+    From the query text and the version's statistics only (`statistics`: products.storage.table_statistics):
+    the recorded sets, the dimensions' types, the measures, the columns with NULLs."""
+    found = shape(plan)
+    summary = statistics.get("summary")
+    if found is None or not summary:
+        return None
+    types: Mapping[str, str] = summary.get("types", {})
+    measures: list[str] = list(summary.get("measures", []))
+    measure_types: Mapping[str, str] = summary.get("measure_types", {})
+    nulls = set(statistics.get("nulls", []))
+    wanted = tuple(sorted(set(found.keys) | {c for c, _ in found.pinned}))
+    ids = {tuple(sorted(columns)): int(number) for columns, number in summary.get("sets", [])}
+    if wanted not in ids:
+        return None
+    for column, literal in found.pinned:
+        kind = types.get(column, "")
+        if literal.is_string and kind in STRING_TYPES:
+            continue
+        if literal.is_int and kind in INTEGER_TYPES:
+            continue
+        return None  # a comparison that may hold for several values (a cast of the column): not exact
+    values: list[str] = []
+    for reads in found.cells:
+        numeric = str(measure_types.get(reads[1], "") if reads[1:] else "").startswith(NUMERIC_TYPES)
+        if reads[1:] and reads[1] in measures and (reads[0] == "measure" or (reads[0] == "plain" and numeric)):
+            values.append(_q(f"__m{measures.index(reads[1])}"))
+        elif reads[1:] and not any(c in nulls for c in reads[1:]):
+            values.append(_q(UNITS_COLUMN))  # never NULL in this version: the cell is the group itself
+        else:
+            return None
+    alias = _q(found.alias)
+    where = found.filter_sql or "TRUE"
+    keys = [f"{alias}.{_q(c)} AS {_q(f'__g{i}')}" for i, c in enumerate(found.keys)]
+    counts = [f"MAX({_q(UNITS_COLUMN)}) FILTER (WHERE {where}) AS {_q('__lo0')}"]
+    counts += [f"MAX({v}) FILTER (WHERE {where}) AS {_q(f'__v{m}')}" for m, v in enumerate(values)]
+    grouped = f" GROUP BY {', '.join(f'{alias}.{_q(c)}' for c in found.keys)}" if found.keys else ""
+    return (
+        f"SELECT {', '.join(keys + counts)} FROM {_q(SUMMARY_PREFIX + found.table)} AS {alias} "
+        f"WHERE {_q(SET_COLUMN)} = {ids[wanted]}{grouped}"
+    )
+
+
+def stage_sql(plan: Plan, template: str, found: str) -> str:
+    """Stage 1 of the summary path: `template` (the plan's stage 1, seeded or not) with no threshold column,
+    LEFT JOINed on its keys (as GROUP BY matches them) to the summary's counts `found` (`lookup`); a group
+    the summary has no row for counts 0 (only the seeds' groups, whose bounds are masked anyway)."""
+    # A column of its own name in place of the threshold columns (the audit's SQL shows no placeholder left).
+    data = template.replace(PLACEHOLDER, 'TRUE AS "__counted"').replace(f'"{RESTRICT_COLUMN}"', "TRUE")
+    counts = ['COALESCE("__c"."__lo0", 0) AS "__lo0"']
+    counts += [f'COALESCE("__c"."__v{m}", 0) AS "__v{m}"' for m in range(len(plan.cells))]
+    on = " AND ".join(f'"__d"."{c}" IS NOT DISTINCT FROM "__c"."{c}"' for c in plan.key_columns)
+    joined = f'LEFT JOIN ({found}) AS "__c" ON {on}' if on else f'CROSS JOIN ({found}) AS "__c"'
+    return f'SELECT "__d".* EXCLUDE ("__counted"), {", ".join(counts)} FROM ({data}) AS "__d" {joined}'
