@@ -29,8 +29,8 @@ import pytest
 from sandbox.errors import QueryRefused
 from sandbox.policy import ProtectionPolicy
 from sandbox.service import _jsonable, plan_query
-from tests.sandbox.conftest import replaying_connection, write_parquet
-from tests.sandbox.test_sbx_red15_strategies import POLICY, SIZES, TYPES, _paths, _rows
+from tests.sandbox.conftest import write_parquet
+from tests.sandbox.test_sbx_red15_strategies import POLICY, SIZES, TYPES, _paths, _rows, summarised
 
 SECRET_DAY = "CASE WHEN s = 'secret' THEN INTERVAL 1 DAY ELSE INTERVAL 24 HOUR END"
 SECRET_MONTH = "CASE WHEN s = 'secret' THEN INTERVAL 1 MONTH ELSE INTERVAL 30 DAY END"
@@ -74,7 +74,7 @@ def _ordered(first_secret: bool) -> list[dict[str, Any]]:
 def orders(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, duckdb.DuckDBPyConnection]]:
     folder: Path = tmp_path_factory.mktemp("red16s-keys")
     connections = {
-        name: replaying_connection({"t": write_parquet(folder / f"t{name}.parquet", _ordered(first), TYPES)})
+        name: summarised(name, write_parquet(folder / f"t{name}.parquet", _ordered(first), TYPES), len(_ordered(first)))
         for name, first in (("first", True), ("last", False))
     }
     for connection in connections.values():

@@ -128,18 +128,24 @@ def _rows(variant: str) -> list[dict[str, Any]]:
     return rows
 
 
+def summarised(variant: str, path: Path, row_count: int) -> duckdb.DuckDBPyConnection:
+    """A connection to version `variant`'s table `t` at `path`, holding its build-time unit summary (branch pre16)
+    as the worker's warm connection does, with the version's statistics in SUMMARIES for `_paths`."""
+    connection = replaying_connection({"t": path})
+    statistics = table_statistics(path, list(TYPES), ROLES)
+    SUMMARIES[variant] = {"t": TableFile("t", path, row_count, statistics=statistics)}
+    connection.execute(f"CREATE TABLE \"{SUMMARY_PREFIX}t\" AS SELECT * FROM read_parquet('{summary_path(path)}')")
+    return connection
+
+
 @pytest.fixture(scope="module")
 def versions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, duckdb.DuckDBPyConnection]]:
     folder: Path = tmp_path_factory.mktemp("sbx-red15")
     connections = {}
     for variant in "ABCDE":
-        path = write_parquet(folder / f"t{variant}.parquet", _rows(variant), TYPES)
-        connections[variant] = replaying_connection({"t": path})
-        # The version's build-time unit summary (branch pre16), as the worker's warm connection holds it.
-        statistics = table_statistics(path, list(TYPES), ROLES)
-        SUMMARIES[variant] = {"t": TableFile("t", path, len(_rows(variant)), statistics=statistics)}
-        connections[variant].execute(
-            f"CREATE TABLE \"{SUMMARY_PREFIX}t\" AS SELECT * FROM read_parquet('{summary_path(path)}')"
+        rows = _rows(variant)
+        connections[variant] = summarised(
+            variant, write_parquet(folder / f"t{variant}.parquet", rows, TYPES), len(rows)
         )
     yield connections
     for connection in connections.values():
