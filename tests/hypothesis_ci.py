@@ -1,0 +1,57 @@
+"""Fewer Hypothesis examples in CI for the slowest property tests (branch tidy16).
+
+CI runs the suite with Hypothesis's `ci` settings profile (`--hypothesis-profile=ci` in .ci/run; Hypothesis
+also loads it by itself where the environment says CI): examples derandomized (each CI run tries the same
+ones), no deadline, no example database. On top of it, while that profile is loaded, each test named in
+`CI_EXAMPLES` runs that many examples instead of its own `max_examples`: every property still runs in CI,
+only the slowest ones run fewer examples. A plain `make test` (the default profile) runs every test's own
+number, as do the tests not named here.
+
+The numbers come from measured times (docs/benchmarks.md "tidy16"): a test named here takes seconds of CPU
+in CI, and the number kept is what still explores its strategy (each one's note says what it was). A name
+that no longer matches a collected Hypothesis test, or a number not below the test's own, fails the collection.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import settings
+
+PROFILE = "ci"
+
+CI_EXAMPLES: dict[str, int] = {}
+"""node id without parameters -> examples in CI (the test's own `max_examples` is in its decorator)."""
+
+
+def _hypothesis_function(item: pytest.Item) -> Any:
+    function = getattr(getattr(item, "obj", None), "__func__", getattr(item, "obj", None))
+    return function if getattr(function, "is_hypothesis_test", False) else None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if settings.get_current_profile_name() != PROFILE:
+        return
+    modules: dict[str, Any] = {}
+    for item in items:
+        modules.setdefault(item.nodeid.split("::")[0], getattr(item, "module", None))
+        name = item.nodeid.split("[")[0]
+        if name not in CI_EXAMPLES:
+            continue
+        function = _hypothesis_function(item)
+        assert function is not None, f"CI_EXAMPLES names {name}, which is not a Hypothesis test"
+        if getattr(function, "_ci_examples", False):  # another parameter of the same test
+            continue
+        own: settings = function._hypothesis_internal_use_settings
+        assert CI_EXAMPLES[name] < own.max_examples, f"{name}: {CI_EXAMPLES[name]} examples is not fewer"
+        # As Hypothesis's pytest plugin does for parametrized tests: the test's own settings, one of them changed.
+        function._hypothesis_internal_use_settings = settings(own, max_examples=CI_EXAMPLES[name])
+        function._ci_examples = True
+    for name in CI_EXAMPLES:  # a name in a collected module that no longer holds it: renamed or removed
+        path, *qualified = name.split("::")
+        if path in modules:
+            found: Any = modules[path]
+            for part in qualified:
+                found = getattr(found, part, None)
+            assert getattr(found, "is_hypothesis_test", False), f"CI_EXAMPLES names {name}: no such Hypothesis test"
