@@ -26,8 +26,8 @@ import pytest
 from market.accounts.models import Role
 from metering import group_commit
 from metering import service as metering_service
-from tests.conftest import ON_POSTGRES, Market
-from tests.factories import grant, listed_product, query
+from tests.conftest import ON_POSTGRES, Actor, Market
+from tests.factories import Listed, grant, listed_product, query
 from tests.metering.helpers import BY_REGION, agreement_of
 from tests.support.batches import batch_market_fixture, month_counters_held
 from tests.support.waiting import until
@@ -36,6 +36,16 @@ CALLS = 6
 
 
 market = batch_market_fixture(CALLS)
+
+
+def _warm_commercial_buyer(market: Market) -> tuple[Listed, Actor, dict[str, Any]]:
+    """A listed product, a buyer with a commercial agreement on it (returned too), and a query answered: the
+    result cache is warm."""
+    listed = listed_product(market)
+    buyer = market.actor(Role.BUYER)
+    grant(market, listed, buyer, purpose="commercial", plan="standard")
+    assert query(market, buyer, listed.slug, BY_REGION).status_code == 200
+    return listed, buyer, agreement_of(market, buyer)
 
 
 def _revoke(market: Market, revoker: Any, agreement_id: str) -> None:
@@ -50,11 +60,7 @@ def test_a_revocation_answered_while_writes_wait_for_the_batch_refuses_them_all(
     """Queries have run and their writes wait in the committer's queue (the month counters are held) when the
     agreement is revoked and the revocation answered. Every one of them is answered after that: each must be
     refused (`agreement_revoked`), none answered with rows. Before: all answered 200, with rows, and charged."""
-    listed = listed_product(market)
-    buyer = market.actor(Role.BUYER)
-    grant(market, listed, buyer, purpose="commercial", plan="standard")
-    assert query(market, buyer, listed.slug, BY_REGION).status_code == 200  # warm: the result cache
-    agreement = agreement_of(market, buyer)
+    listed, buyer, agreement = _warm_commercial_buyer(market)
     committer = group_commit.committer(market.database)
     with ThreadPoolExecutor(max_workers=CALLS) as pool:
         with month_counters_held(market):
@@ -123,11 +129,7 @@ def test_a_revocation_committed_while_writes_wait_in_the_committers_queue_refuse
     """The same hole on both databases: the batch's leader is held just before it begins its transaction (before
     SQLite's writer lock), the other writes wait in the committer's queue, and the revocation commits and is
     answered meanwhile. Every query is answered after it: all refused. Before: all 200, with rows."""
-    listed = listed_product(market)
-    buyer = market.actor(Role.BUYER)
-    grant(market, listed, buyer, purpose="commercial", plan="standard")
-    assert query(market, buyer, listed.slug, BY_REGION).status_code == 200  # warm: the result cache
-    agreement = agreement_of(market, buyer)
+    listed, buyer, agreement = _warm_commercial_buyer(market)
     committer = group_commit.committer(market.database)
     gate = threading.Event()
     original = group_commit.begin_write
