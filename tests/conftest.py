@@ -439,12 +439,19 @@ def billed_period_clock() -> Iterator[None]:
 # --- ci-fast: tests that never touch the market database -------------------------------------------------------
 # The `db_independent` marker, the `--db-independent={run,deselect,only}` option and the guard that runs such a
 # test with an unusable database URL: see tests/db_independent.py (the rule, and why CI runs them once).
+from tests import db_independent, hypothesis_ci  # noqa: E402
 from tests.db_independent import (  # noqa: E402
     _db_independent_guard,  # noqa: F401
     pytest_addoption,  # noqa: F401
     pytest_collection_modifyitems,  # noqa: F401
-    pytest_configure,  # noqa: F401
 )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    db_independent.pytest_configure(config)
+    # tidy16: fewer examples of the slowest property tests under Hypothesis's `ci` profile (tests/hypothesis_ci.py).
+    config.pluginmanager.register(hypothesis_ci, "tests.hypothesis_ci")
+
 
 # -- busy-writers: on SQLite, every write of the marketplace runs in a transaction begun with BEGIN IMMEDIATE --
 

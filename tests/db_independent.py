@@ -25,8 +25,16 @@ library function that reads `Settings()`) is caught when it runs: every `db_inde
 MARKET_DATABASE_URL set to a URL no driver accepts (`_POISON`), so anything that would connect to the
 market database fails loudly rather than passing on SQLite in place of PostgreSQL.
 
-`pytest --db-independent=deselect` leaves them out (the PostgreSQL suite in .ci/run); `--db-independent=only`
-runs them alone. The default, `run`, runs everything (a plain `make test` on either database).
+`pytest --db-independent=deselect` leaves them out; `--db-independent=only` runs them alone. The default, `run`,
+runs everything (a plain `make test` on either database).
+
+CI's two suites share them out (tidy16): the PostgreSQL suite runs those of its share
+(`--db-independent=postgresql-share`), the SQLite suite all the others (`--db-independent=sqlite-share`), so
+that each runs once and the two suites, side by side on two cores, end together. The share is a list of
+files and folders, pyproject.toml's `db_independent_postgresql_share`, chosen from measured times
+(docs/benchmarks.md "tidy16"); a stale entry (one that no longer names a file with a database-independent
+test) fails the collection, and only marked tests are ever moved: both suites still run every test that may
+touch a database.
 """
 
 from __future__ import annotations
@@ -59,6 +67,7 @@ _DATABASE_MODULES = (
     "psycopg2",
 )
 _TESTS_DIR = Path(__file__).resolve().parent
+SHARE_INI = "db_independent_postgresql_share"
 _NOT_READ = (_TESTS_DIR / "conftest.py", Path(__file__).resolve())
 """tests/conftest.py holds the URL (read only through database_factory); this file names it to poison it."""
 
@@ -142,10 +151,18 @@ def reasons_for(item: pytest.Item) -> list[str]:
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--db-independent",
-        choices=("run", "deselect", "only"),
+        choices=("run", "deselect", "only", "sqlite-share", "postgresql-share"),
         default="run",
         help="tests that never touch the market database (tests/db_independent.py): run them (default), "
-        "deselect them (CI's PostgreSQL suite: the SQLite suite runs them) or run only them",
+        "deselect them, run only them, or run the share of them that CI's SQLite or PostgreSQL suite runs "
+        "(with every other test)",
+    )
+    parser.addini(
+        SHARE_INI,
+        type="paths",
+        default=[],
+        help="database-independent tests (files or folders) that CI's PostgreSQL suite runs rather than its "
+        "SQLite suite (tests/db_independent.py)",
     )
 
 
@@ -163,14 +180,53 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     mode = config.getoption("--db-independent")
     if mode == "run":
         return
-    keep = [item for item in items if (item.get_closest_marker(MARKER) is None) == (mode == "deselect")]
+    keep = [item for item in items if _kept(item, mode)]
     dropped = [item for item in items if item not in set(keep)]
-    # The PostgreSQL suite must still run every test that may touch a database.
-    touching = [item.nodeid for item in dropped if mode == "deselect" and reasons_for(item)]
+    # Each suite must still run every test that may touch a database.
+    touching = [item.nodeid for item in dropped if mode != "only" and reasons_for(item)]
     assert not touching, f"would deselect tests that may touch the database: {touching[:5]}"
+    if mode.endswith("-share"):
+        _check_share(config, items)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
     items[:] = keep
+
+
+def _share(config: pytest.Config) -> list[Path]:
+    return [Path(path).resolve() for path in config.getini(SHARE_INI)]
+
+
+def in_postgresql_share(item: pytest.Item) -> bool:
+    """Whether `item`'s file is, or lies in, an entry of the PostgreSQL suite's share."""
+    path = Path(str(item.path)).resolve()
+    return any(path == entry or entry in path.parents for entry in _share(item.config))
+
+
+def _kept(item: pytest.Item, mode: str) -> bool:
+    independent = item.get_closest_marker(MARKER) is not None
+    if mode == "deselect":
+        return not independent
+    if mode == "only":
+        return independent
+    if not independent:
+        return True
+    return in_postgresql_share(item) == (mode == "postgresql-share")
+
+
+def _check_share(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every entry of the share exists, and names a database-independent test wherever its files were
+    collected: a stale entry (a file renamed, or whose tests now touch the database) fails the collection
+    rather than silently moving nothing."""
+    collected = {Path(str(item.path)).resolve() for item in items}
+    moved = {
+        Path(str(item.path)).resolve()
+        for item in items
+        if item.get_closest_marker(MARKER) is not None and in_postgresql_share(item)
+    }
+    for entry in _share(config):
+        assert entry.exists(), f"{SHARE_INI}: {entry} does not exist"
+        named = {path for path in collected if path == entry or entry in path.parents}
+        assert not named or named & moved, f"{SHARE_INI}: {entry} has no database-independent test"
 
 
 @pytest.fixture(autouse=True)

@@ -147,3 +147,35 @@ def test_the_suites_helpers_are_read_through_their_imports() -> None:
     # The sandbox's corpus and its helpers (tests.factories, tests.sandbox.conftest) open none.
     assert database_reasons(tests / "sandbox" / "test_policy_corpus.py") == ()
     assert database_reasons(tests / "sandbox" / "conftest.py") == ()
+
+
+def _collected(directory: Path, *args: str) -> set[str]:
+    run = _pytest(directory, "--collect-only", *args)
+    assert run.returncode == 0, run.stdout + run.stderr
+    return {line for line in run.stdout.split() if "::" in line}
+
+
+def test_the_two_suites_shares_run_each_independent_test_once_and_every_other_test_in_both(tmp_path: Path) -> None:
+    """CI's shares (`--db-independent=sqlite-share` and `postgresql-share`): every test that may touch the
+    database in both suites, every database-independent one in exactly one, the share's in the PostgreSQL
+    suite; a share entry that names no database-independent test fails the collection."""
+    (tmp_path / "conftest.py").write_text(CONFTEST)
+    for name, source in TESTS.items():
+        (tmp_path / name).write_text(textwrap.dedent(source))
+    (tmp_path / "moved").mkdir()
+    (tmp_path / "moved" / "test_moved.py").write_text("def test_moved():\n    pass\n")
+    (tmp_path / "pytest.ini").write_text("[pytest]\ndb_independent_postgresql_share =\n    moved\n")
+
+    everything = _collected(tmp_path)
+    independent = _collected(tmp_path, "--db-independent=only")
+    sqlite = _collected(tmp_path, "--db-independent=sqlite-share")
+    postgresql = _collected(tmp_path, "--db-independent=postgresql-share")
+    assert "moved/test_moved.py::test_moved" in independent
+    assert sqlite & postgresql == everything - independent != set()
+    assert sqlite | postgresql == everything
+    assert postgresql & independent == {"moved/test_moved.py::test_moved"}
+
+    (tmp_path / "pytest.ini").write_text("[pytest]\ndb_independent_postgresql_share =\n    test_fixtures.py\n")
+    stale = _pytest(tmp_path, "--collect-only", "--db-independent=postgresql-share")
+    assert stale.returncode != 0
+    assert "test_fixtures.py has no database-independent test" in stale.stdout + stale.stderr

@@ -20,9 +20,10 @@ from metering.models import AgreementMonth, UsageRecord
 from tests.conftest import Market
 from tests.factories import grant, listed_product, query
 from tests.metering.helpers import BY_REGION
-from tests.metering.test_group_commit_http import _batched, _chains_verify, _until, _writer_held, market
+from tests.support.batches import batch_market_fixture, batched, chains_verify, writer_held
+from tests.support.waiting import until
 
-__all__ = ["market"]  # the fixture: group commit on, admission wide enough for every request at once
+market = batch_market_fixture(24)
 
 BUYERS = 6
 REFUSED = "SELECT * FROM people"  # rows, not aggregates: refused by the sandbox, recorded as a refusal
@@ -61,7 +62,7 @@ def test_a_batch_locks_its_members_rows_once_not_per_member(market: Market) -> N
     alone_before, failed_before = committer.stats.alone_after_batch, committer.stats.failed_batches
     event.listen(market.database.engine, "before_cursor_execute", count)
     try:
-        responses = _batched(market, BUYERS, lambda i: query(market, buyers[i], listed.slug, BY_REGION))
+        responses = batched(market, BUYERS, lambda i: query(market, buyers[i], listed.slug, BY_REGION))
     finally:
         event.remove(market.database.engine, "before_cursor_execute", count)
     assert [r.status_code for r in responses] == [200] * BUYERS, [r.text for r in responses]
@@ -72,7 +73,7 @@ def test_a_batch_locks_its_members_rows_once_not_per_member(market: Market) -> N
     # upsert per member in the batch's pipeline, BUYERS in all).
     assert counts == {"agreement_months": 2, "usage_chain_heads": 2}, counts
     assert committer.stats.alone_after_batch == alone_before and committer.stats.failed_batches == failed_before
-    _chains_verify(market, 2 * BUYERS)
+    chains_verify(market, 2 * BUYERS)
     _counters_match_records(market)
 
 
@@ -88,17 +89,17 @@ def test_a_refusal_in_the_batch_leaves_no_member_a_row_read_before_it(market: Ma
     alone_before, failed_before = committer.stats.alone_after_batch, committer.stats.failed_batches
     sqls = [BY_REGION, REFUSED, BY_REGION, BY_REGION, REFUSED, BY_REGION]
     with ThreadPoolExecutor(max_workers=len(sqls)) as pool:
-        with _writer_held(market):
+        with writer_held(market):
             futures = []
             for i, sql in enumerate(sqls):  # one at a time, so that they queue in this order
                 futures.append(pool.submit(query, market, buyer, listed.slug, sql))
                 if i == 0:  # the leader: its write alone, waiting for the held writer
-                    _until(lambda: committer._leading and not committer._pending, "the first write leads")
+                    until(lambda: committer._leading and not committer._pending, "the first write leads")
                 else:
-                    _until(lambda i=i: len(committer._pending) >= i, f"{i} writes queue")
+                    until(lambda i=i: len(committer._pending) >= i, f"{i} writes queue")
         responses = [future.result(timeout=120) for future in futures]
     assert [r.status_code for r in responses] == [200 if sql == BY_REGION else 422 for sql in sqls]
     assert committer.stats.largest >= len(sqls) - 1
     assert committer.stats.alone_after_batch == alone_before and committer.stats.failed_batches == failed_before
-    _chains_verify(market, 1 + len(sqls))
+    chains_verify(market, 1 + len(sqls))
     _counters_match_records(market)

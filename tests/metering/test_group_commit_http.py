@@ -16,7 +16,7 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -35,80 +35,19 @@ from tests.conftest import ON_POSTGRES, Actor, Market, running_market
 from tests.factories import grant, listed_product, query
 from tests.metering.helpers import BY_REGION
 from tests.served import served
+from tests.support.batches import (
+    batch_market_fixture,
+    batched,
+    chains_verify,
+    usage_records,
+    writer_lock_path,
+)
+from tests.support.waiting import until
 
 CONCURRENT = 24
 
 
-@pytest.fixture
-def market(database_factory: Any, tmp_path: Path) -> Iterator[Market]:
-    with running_market(
-        database_factory,
-        tmp_path / "data",
-        metering_group_commit=True,
-        sandbox_org_concurrency=CONCURRENT * 2,
-        sandbox_queue_size=CONCURRENT * 2,
-        sandbox_queue_timeout_seconds=300,
-    ) as running:
-        yield running
-
-
-def _until(condition: Callable[[], bool], what: str, seconds: float = 60.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting until {what}")
-        time.sleep(0.01)
-
-
-@contextlib.contextmanager
-def _writer_held(market: Market) -> Iterator[None]:
-    """Hold what transaction 3 needs first, so that concurrent writes queue behind it."""
-    if market.database.is_sqlite:
-        database = market.settings.effective_database_url.split("///", 1)[1]
-        fd = lock(Path(f"{database}.writer-lock"))
-        try:
-            yield
-        finally:
-            release(fd)
-    else:
-        with market.database.engine.connect() as blocker:
-            blocker.execute(text("BEGIN"))
-            blocker.execute(text("LOCK TABLE agreement_months IN SHARE MODE"))
-            try:
-                yield
-            finally:
-                blocker.execute(text("ROLLBACK"))
-
-
-def _batched(market: Market, calls: int, send: Callable[[int], Any]) -> list[Any]:
-    """Send `calls` requests while the writer is held; let it go once all but the leader's write
-    wait in the committer's queue (the leader's own batch of one waits for the writer). Call 0 is sent
-    first and leads: the others are certainly in the batch (red15: a test's failing member that happened
-    to lead was run alone, not in the batch, and test_a_failing_member_fails_alone counted one member
-    alone after the batch instead of two)."""
-    committer = group_commit.committer(market.database)
-    with ThreadPoolExecutor(max_workers=calls) as pool:
-        with _writer_held(market):
-            futures = [pool.submit(send, 0)]
-            _until(lambda: committer._leading, "the first call leads")
-            futures += [pool.submit(send, i) for i in range(1, calls)]
-            _until(lambda: len(committer._pending) >= calls - 1, f"{calls - 1} writes queue")
-        responses = [future.result(timeout=120) for future in futures]
-    assert committer.stats.largest >= calls - 1, committer.stats
-    return responses
-
-
-def _records(market: Market) -> list[UsageRecord]:
-    with market.database.transaction() as session:
-        found = list(session.scalars(select(UsageRecord).order_by(UsageRecord.chain_seq)))
-        session.expunge_all()
-        return found
-
-
-def _chains_verify(market: Market, records: int) -> None:
-    with market.database.transaction() as session:
-        report = chain.verify(session)
-    assert report.ok and report.records == records, report.breaks
+market = batch_market_fixture(CONCURRENT)
 
 
 def _buyer(market: Market, **decision: Any) -> tuple[Actor, str]:
@@ -126,31 +65,31 @@ def test_one_batch_admits_exactly_the_quota(market: Market) -> None:
     buyer, slug = _buyer(market, monthly_query_quota=quota)
     warm = query(market, buyer, slug, BY_REGION)
     assert warm.status_code == 200
-    responses = _batched(market, CONCURRENT, lambda i: query(market, buyer, slug, BY_REGION))
+    responses = batched(market, CONCURRENT, lambda i: query(market, buyer, slug, BY_REGION))
     statuses = Counter(r.status_code for r in responses)
     assert statuses == {200: quota - 1, 429: CONCURRENT - quota + 1}, statuses
     assert {r.json()["error"]["code"] for r in responses if r.status_code == 429} == {"quota_exhausted"}
-    kinds = Counter(record.charge_type for record in _records(market))
+    kinds = Counter(record.charge_type for record in usage_records(market))
     assert kinds == {"free_public": quota, "rejected": CONCURRENT - quota + 1}
-    _chains_verify(market, CONCURRENT + 1)
+    chains_verify(market, CONCURRENT + 1)
 
 
 def test_retries_of_one_key_in_one_batch_are_one_record_and_one_charge(market: Market) -> None:
     buyer, slug = _buyer(market)
     assert query(market, buyer, slug, BY_REGION).status_code == 200
     keys = [f"key-{i % 4}" for i in range(CONCURRENT)]  # each key sent six times at once
-    responses = _batched(market, CONCURRENT, lambda i: query(market, buyer, slug, BY_REGION, key=keys[i]))
+    responses = batched(market, CONCURRENT, lambda i: query(market, buyer, slug, BY_REGION, key=keys[i]))
     assert all(r.status_code == 200 for r in responses), [r.text for r in responses if r.status_code != 200]
     by_key: dict[str, set[str]] = {}
     for key, response in zip(keys, responses, strict=True):
         by_key.setdefault(key, set()).add(response.json()["query_id"])
     assert all(len(ids) == 1 for ids in by_key.values()), by_key
-    records = _records(market)
+    records = usage_records(market)
     assert Counter(r.idempotency_key for r in records if r.idempotency_key) == dict.fromkeys(by_key, 1)
     assert {r.id for r in records if r.idempotency_key} == {next(iter(ids)) for ids in by_key.values()}
     charged = {key: response.json()["charge"]["amount_minor"] for key, response in zip(keys, responses, strict=True)}
     assert sum(r.amount_minor for r in records if r.idempotency_key) == sum(charged.values())
-    _chains_verify(market, 1 + len(by_key))
+    chains_verify(market, 1 + len(by_key))
 
 
 def test_a_failing_member_fails_alone(market: Market, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -173,7 +112,7 @@ def test_a_failing_member_fails_alone(market: Market, monkeypatch: pytest.Monkey
     failed_before = committer.stats.failed_batches
     alone_before = committer.stats.alone_after_batch
     keys = [f"bad-{i}" if i in (5, 17) else f"good-{i}" for i in range(CONCURRENT)]
-    responses = _batched(market, CONCURRENT, lambda i: query(market, buyer, slug, BY_REGION, key=keys[i]))
+    responses = batched(market, CONCURRENT, lambda i: query(market, buyer, slug, BY_REGION, key=keys[i]))
     assert committer.stats.failed_batches == failed_before
     assert committer.stats.alone_after_batch - alone_before == 2
     for key, response in zip(keys, responses, strict=True):
@@ -181,10 +120,10 @@ def test_a_failing_member_fails_alone(market: Market, monkeypatch: pytest.Monkey
             assert response.status_code == 409, response.text
         else:
             assert response.status_code == 200, response.text
-    records = _records(market)
+    records = usage_records(market)
     keyed = Counter(r.idempotency_key for r in records if r.idempotency_key)
     assert keyed == {key: 1 for key in keys if key.startswith("good-")}
-    _chains_verify(market, 1 + CONCURRENT - 2)
+    chains_verify(market, 1 + CONCURRENT - 2)
 
 
 def test_group_commit_is_on_by_default_on_both_databases(database_factory: Any, tmp_path: Path) -> None:
@@ -200,7 +139,6 @@ def test_kill_9_mid_batch_answers_no_2xx_whose_record_is_missing(market: Market,
     recorded exactly once; the chains verify."""
     buyer, slug = _buyer(market)
     assert query(market, buyer, slug, BY_REGION).status_code == 200  # a record, and a warm cache on this side
-    database = market.settings.effective_database_url.split("///", 1)[1]
     keys = [f"kill-{delay}-{i}" for i in range(CONCURRENT)]
     env = {
         "MARKET_METERING_GROUP_COMMIT": "1",
@@ -224,7 +162,7 @@ def test_kill_9_mid_batch_answers_no_2xx_whose_record_is_missing(market: Market,
         )
         assert warm.status_code == 200, warm.text
         with ThreadPoolExecutor(max_workers=CONCURRENT) as pool:
-            fd = lock(Path(f"{database}.writer-lock"))
+            fd = lock(writer_lock_path(market))
             try:
                 futures: list[Future[Any]] = [pool.submit(post, i) for i in range(CONCURRENT)]
                 time.sleep(1.5 + random.random() * 0.2)  # all of them reach the committer's queue
@@ -234,7 +172,7 @@ def test_kill_9_mid_batch_answers_no_2xx_whose_record_is_missing(market: Market,
             os.kill(server.process.pid, signal.SIGKILL)
             server.process.wait(timeout=20)
             answers = [future.result(timeout=60) for future in futures]
-    committed = {r.idempotency_key: r for r in _records(market) if r.idempotency_key}
+    committed = {r.idempotency_key: r for r in usage_records(market) if r.idempotency_key}
     for key, answer in zip(keys, answers, strict=True):
         if isinstance(answer, httpx.Response) and answer.status_code < 300:
             assert key in committed, f"{key} was answered {answer.status_code} but its record is missing"
@@ -249,7 +187,7 @@ def test_kill_9_mid_batch_answers_no_2xx_whose_record_is_missing(market: Market,
             select(func.count()).select_from(UsageRecord).where(UsageRecord.idempotency_key.in_(keys))
         )
     assert count == CONCURRENT
-    _chains_verify(market, 1 + 1 + CONCURRENT)
+    chains_verify(market, 1 + 1 + CONCURRENT)
 
 
 def test_followers_get_their_own_values_in_order(tmp_path: Path) -> None:
@@ -274,9 +212,9 @@ def test_followers_get_their_own_values_in_order(tmp_path: Path) -> None:
 
     with ThreadPoolExecutor(max_workers=16) as pool:
         first = pool.submit(committer.run, work(0))
-        _until(lambda: committer._leading, "the first call leads")
+        until(lambda: committer._leading, "the first call leads")
         rest = {i: pool.submit(committer.run, work(i)) for i in range(1, 16)}
-        _until(lambda: len(committer._pending) == 15, "fifteen calls queue")
+        until(lambda: len(committer._pending) == 15, "fifteen calls queue")
         gate.set()
         results[0] = first.result(10)
         results |= {i: future.result(10) for i, future in rest.items()}
@@ -302,10 +240,10 @@ def test_a_lock_timeout_inside_the_pipelined_locks_is_503_and_records_nothing(
             blocker.execute(text("ROLLBACK"))
         assert busy.status_code == 503, busy.text
         assert busy.json()["error"]["code"] == "database_busy"
-        assert [r.idempotency_key for r in _records(market)] == [None]
+        assert [r.idempotency_key for r in usage_records(market)] == [None]
         again = query(market, buyer, slug, BY_REGION, key="held")
         assert again.status_code == 200, again.text
-        _chains_verify(market, 2)
+        chains_verify(market, 2)
 
 
 def test_each_member_answers_in_its_own_requests_language(market: Market) -> None:
@@ -323,7 +261,7 @@ def test_each_member_answers_in_its_own_requests_language(market: Market) -> Non
 
     rules = {i: ask(i).json()["suppression"]["rule"] for i in (0, 1)}
     assert rules[0] != rules[1], rules
-    responses = _batched(market, CONCURRENT, ask)
+    responses = batched(market, CONCURRENT, ask)
     assert all(r.status_code == 200 for r in responses)
     assert [r.json()["suppression"]["rule"] for r in responses] == [rules[i % 2] for i in range(CONCURRENT)]
 

@@ -9,10 +9,8 @@ writer flock; PostgreSQL: a SHARE lock on the month counters) so that the querie
 
 from __future__ import annotations
 
-import contextlib
-import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -22,13 +20,12 @@ import pytest
 from sqlalchemy import func, select, text
 
 from market.accounts.models import Role
-from market.locks import lock, release
-from metering import chain, group_commit
 from metering.models import UsageRecord
-from tests.conftest import Market, running_market
+from tests.conftest import Market
 from tests.factories import grant, listed_product, query
 from tests.metering.helpers import BY_REGION
 from tests.served import served
+from tests.support.batches import batch_market_fixture, batched, chains_verify, usage_records
 
 CONCURRENT = 24
 ROWS_PER_QUERY = 180  # BY_REGION scans the whole `people` table of the test product
@@ -46,62 +43,17 @@ PLANS = [
 ]
 
 
-@pytest.fixture
-def market(database_factory: Any, tmp_path: Path) -> Iterator[Market]:
-    with running_market(
-        database_factory,
-        tmp_path / "data",
-        metering_group_commit=True,
-        sandbox_org_concurrency=CONCURRENT * 2,
-        sandbox_queue_size=CONCURRENT * 2,
-        sandbox_queue_timeout_seconds=300,
-    ) as running:
-        yield running
-
-
-def _until(condition: Callable[[], bool], what: str, seconds: float = 60.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting until {what}"
-        time.sleep(0.01)
-
-
-@contextlib.contextmanager
-def _writer_held(market: Market) -> Iterator[None]:
-    if market.database.is_sqlite:
-        fd = lock(Path(f"{market.settings.effective_database_url.split('///', 1)[1]}.writer-lock"))
-        try:
-            yield
-        finally:
-            release(fd)
-    else:
-        with market.database.engine.connect() as blocker:
-            blocker.execute(text("BEGIN"))
-            blocker.execute(text("LOCK TABLE agreement_months IN SHARE MODE"))
-            try:
-                yield
-            finally:
-                blocker.execute(text("ROLLBACK"))
+market = batch_market_fixture(CONCURRENT)
 
 
 def _batched(market: Market, send: Callable[[int], Any]) -> list[Any]:
-    committer = group_commit.committer(market.database)
-    with ThreadPoolExecutor(max_workers=CONCURRENT) as pool:
-        with _writer_held(market):
-            futures = [pool.submit(send, i) for i in range(CONCURRENT)]
-            _until(lambda: len(committer._pending) >= CONCURRENT - 1, "the writes queue for one batch")
-        responses = [future.result(timeout=120) for future in futures]
-    assert committer.stats.largest >= CONCURRENT - 1, committer.stats
-    return responses
+    return batched(market, CONCURRENT, send)
 
 
 def _records(market: Market) -> list[UsageRecord]:
-    with market.database.transaction() as session:
-        found = list(session.scalars(select(UsageRecord).order_by(UsageRecord.chain_seq)))
-        session.expunge_all()
-    with market.database.transaction() as session:
-        report = chain.verify(session)
-    assert report.ok and report.records == len(found), report.breaks
+    """Every usage record, the chains verified over all of them."""
+    found = usage_records(market)
+    chains_verify(market, len(found))
     return found
 
 

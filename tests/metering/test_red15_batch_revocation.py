@@ -17,57 +17,35 @@ and shows the first hole on both databases.
 
 from __future__ import annotations
 
-import contextlib
 import threading
-import time
-from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
 
 from market.accounts.models import Role
 from metering import group_commit
 from metering import service as metering_service
-from tests.conftest import ON_POSTGRES, Market, running_market
-from tests.factories import grant, listed_product, query
+from tests.conftest import ON_POSTGRES, Actor, Market
+from tests.factories import Listed, grant, listed_product, query
 from tests.metering.helpers import BY_REGION, agreement_of
+from tests.support.batches import batch_market_fixture, month_counters_held
+from tests.support.waiting import until
 
 CALLS = 6
 
 
-@pytest.fixture
-def market(database_factory: Any, tmp_path: Path) -> Iterator[Market]:
-    with running_market(
-        database_factory,
-        tmp_path / "data",
-        metering_group_commit=True,
-        sandbox_org_concurrency=CALLS * 2,
-        sandbox_queue_size=CALLS * 2,
-        sandbox_queue_timeout_seconds=300,
-    ) as running:
-        yield running
+market = batch_market_fixture(CALLS)
 
 
-def _until(condition: Callable[[], bool], what: str, seconds: float = 60.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting until {what}"
-        time.sleep(0.01)
-
-
-@contextlib.contextmanager
-def _month_counters_held(market: Market) -> Iterator[None]:
-    """PostgreSQL: a SHARE lock on the month counters, so that transaction 3's writes queue behind it."""
-    with market.database.engine.connect() as blocker:
-        blocker.execute(text("BEGIN"))
-        blocker.execute(text("LOCK TABLE agreement_months IN SHARE MODE"))
-        try:
-            yield
-        finally:
-            blocker.execute(text("ROLLBACK"))
+def _warm_commercial_buyer(market: Market) -> tuple[Listed, Actor, dict[str, Any]]:
+    """A listed product, a buyer with a commercial agreement on it (returned too), and a query answered: the
+    result cache is warm."""
+    listed = listed_product(market)
+    buyer = market.actor(Role.BUYER)
+    grant(market, listed, buyer, purpose="commercial", plan="standard")
+    assert query(market, buyer, listed.slug, BY_REGION).status_code == 200
+    return listed, buyer, agreement_of(market, buyer)
 
 
 def _revoke(market: Market, revoker: Any, agreement_id: str) -> None:
@@ -82,16 +60,12 @@ def test_a_revocation_answered_while_writes_wait_for_the_batch_refuses_them_all(
     """Queries have run and their writes wait in the committer's queue (the month counters are held) when the
     agreement is revoked and the revocation answered. Every one of them is answered after that: each must be
     refused (`agreement_revoked`), none answered with rows. Before: all answered 200, with rows, and charged."""
-    listed = listed_product(market)
-    buyer = market.actor(Role.BUYER)
-    grant(market, listed, buyer, purpose="commercial", plan="standard")
-    assert query(market, buyer, listed.slug, BY_REGION).status_code == 200  # warm: the result cache
-    agreement = agreement_of(market, buyer)
+    listed, buyer, agreement = _warm_commercial_buyer(market)
     committer = group_commit.committer(market.database)
     with ThreadPoolExecutor(max_workers=CALLS) as pool:
-        with _month_counters_held(market):
+        with month_counters_held(market):
             futures = [pool.submit(query, market, buyer, listed.slug, BY_REGION, f"queued-{i}") for i in range(CALLS)]
-            _until(lambda: len(committer._pending) >= CALLS - 1, "the writes queue for the batch")
+            until(lambda: len(committer._pending) >= CALLS - 1, "the writes queue for the batch")
             _revoke(market, listed.operator, agreement["id"])
         answers = [future.result(timeout=120) for future in futures]
     assert [a.status_code for a in answers] == [403] * CALLS, [a.text for a in answers]
@@ -132,12 +106,12 @@ def test_a_revocation_between_two_members_of_one_batch_refuses_the_later_member(
     monkeypatch.setattr(metering_service, "_record", recording)
     committer = group_commit.committer(market.database)
     with ThreadPoolExecutor(max_workers=CALLS) as pool:
-        with _month_counters_held(market):
+        with month_counters_held(market):
             futures = {
                 f"batched-{i}": pool.submit(query, market, buyer, listed.slug, BY_REGION, f"batched-{i}")
                 for i in range(CALLS)
             }
-            _until(lambda: len(committer._pending) >= CALLS - 1, "the writes queue for the batch")
+            until(lambda: len(committer._pending) >= CALLS - 1, "the writes queue for the batch")
             _revoke(market, listed.operator, others["id"])  # an access change: the queued writes read again
         answers = {key: future.result(timeout=120) for key, future in futures.items()}
     assert revoked.is_set(), order
@@ -155,11 +129,7 @@ def test_a_revocation_committed_while_writes_wait_in_the_committers_queue_refuse
     """The same hole on both databases: the batch's leader is held just before it begins its transaction (before
     SQLite's writer lock), the other writes wait in the committer's queue, and the revocation commits and is
     answered meanwhile. Every query is answered after it: all refused. Before: all 200, with rows."""
-    listed = listed_product(market)
-    buyer = market.actor(Role.BUYER)
-    grant(market, listed, buyer, purpose="commercial", plan="standard")
-    assert query(market, buyer, listed.slug, BY_REGION).status_code == 200  # warm: the result cache
-    agreement = agreement_of(market, buyer)
+    listed, buyer, agreement = _warm_commercial_buyer(market)
     committer = group_commit.committer(market.database)
     gate = threading.Event()
     original = group_commit.begin_write
@@ -172,7 +142,7 @@ def test_a_revocation_committed_while_writes_wait_in_the_committers_queue_refuse
     with ThreadPoolExecutor(max_workers=CALLS) as pool:
         try:
             futures = [pool.submit(query, market, buyer, listed.slug, BY_REGION, f"gated-{i}") for i in range(CALLS)]
-            _until(lambda: len(committer._pending) >= CALLS - 1, "the writes queue behind the held leader")
+            until(lambda: len(committer._pending) >= CALLS - 1, "the writes queue behind the held leader")
             _revoke(market, listed.operator, agreement["id"])
         finally:
             gate.set()

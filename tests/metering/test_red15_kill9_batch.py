@@ -11,12 +11,10 @@ The delays between letting the writer go and the kill span the batch on this mac
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
 import signal
 import time
-from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -26,40 +24,15 @@ import pytest
 from sqlalchemy import func, select, text
 
 from market.accounts.models import Role
-from market.locks import lock, release
 from metering import chain
 from metering.models import UsageRecord
-from tests.conftest import Market, running_market
+from tests.conftest import Market
 from tests.factories import grant, listed_product, query
 from tests.metering.helpers import BY_REGION
 from tests.served import served
+from tests.support.batches import writer_held
 
 CONCURRENT = 24
-
-
-@pytest.fixture
-def market(database_factory: Any, tmp_path: Path) -> Iterator[Market]:
-    with running_market(database_factory, tmp_path / "data") as running:
-        yield running
-
-
-@contextlib.contextmanager
-def _writer_held(market: Market) -> Iterator[None]:
-    """What transaction 3 needs first, held from this process: SQLite's writer flock, PostgreSQL's month counters."""
-    if market.database.is_sqlite:
-        fd = lock(Path(f"{market.settings.effective_database_url.split('///', 1)[1]}.writer-lock"))
-        try:
-            yield
-        finally:
-            release(fd)
-    else:
-        with market.database.engine.connect() as blocker:
-            blocker.execute(text("BEGIN"))
-            blocker.execute(text("LOCK TABLE agreement_months IN SHARE MODE"))
-            try:
-                yield
-            finally:
-                blocker.execute(text("ROLLBACK"))
 
 
 @pytest.mark.parametrize("delay", [0.0, 0.05, 0.15, 0.25])
@@ -98,7 +71,7 @@ def test_kill_9_while_a_default_batch_is_written_leaves_every_member_whole_or_ab
         )
         assert warm.status_code == 200, warm.text
         with ThreadPoolExecutor(max_workers=CONCURRENT) as pool:
-            with _writer_held(market):
+            with writer_held(market):
                 futures: list[Future[Any]] = [pool.submit(post, i) for i in range(CONCURRENT)]
                 # The served process's queue cannot be seen from here: give the requests time to reach it.
                 time.sleep(2.0 + random.random() * 0.2)

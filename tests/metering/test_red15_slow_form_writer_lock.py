@@ -14,34 +14,27 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from market.accounts.models import Role
 from market.locks import release, try_lock
-from tests.conftest import Market, running_market
+from tests.conftest import Market
 from tests.factories import grant, listed_product, query
 from tests.metering.helpers import BY_REGION
 from tests.served import served
+from tests.support.batches import writer_lock_path
 
 TOKEN = "t" * 40
-
-
-@pytest.fixture
-def market(database_factory: Any, tmp_path: Path) -> Iterator[Market]:
-    with running_market(database_factory, tmp_path / "data") as running:
-        yield running
 
 
 def _writer_lock_seen_held(market: Market, seconds: float) -> bool:
     """SQLite: whether the writer lock is found held (by the served process) within `seconds`."""
     if not market.database.is_sqlite:
         return False
-    path = Path(f"{market.settings.effective_database_url.split('///', 1)[1]}.writer-lock")
+    path = writer_lock_path(market)
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         fd = try_lock(path)

@@ -11,14 +11,12 @@ import contextlib
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, TypeVar
-
-import pytest
 
 from metering.service import sandbox_admission
 from sandbox.admission import Admission
-from tests.conftest import Market, running_market
+from tests.conftest import Market
+from tests.support.markets import market_fixture as market_fixture  # where the modules here import it from
 
 T = TypeVar("T")
 
@@ -34,19 +32,6 @@ ONE_WORKER_NO_QUEUE: dict[str, Any] = {
     "sandbox_queue_timeout_seconds": 0.3,
 }
 """One worker and no queue: a query that needs a worker while it is taken is `503 sandbox_busy` at once."""
-
-
-def market_fixture(*, params: list[dict[str, Any]] | None = None, **settings: Any) -> Any:
-    """A `market` fixture (as tests/conftest.py's) on a market with these `settings`; each of `params` (a
-    dict of further settings) makes the fixture parametrised. In a test module: `market = market_fixture(...)`."""
-
-    @pytest.fixture(name="market", params=params, ids=str if params else None)
-    def market(request: pytest.FixtureRequest, database_factory: Any, tmp_path: Path) -> Iterator[Market]:
-        more = getattr(request, "param", {})
-        with running_market(database_factory, tmp_path / "data", **settings, **more) as running:
-            yield running
-
-    return market
 
 
 @contextlib.contextmanager
