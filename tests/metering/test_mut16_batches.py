@@ -83,6 +83,29 @@ def test_a_batch_of_many_buyers_moves_every_head_and_the_next_queries_link_on(ma
     assert sorted(by_buyer.values()) == [2 * CONCURRENT // BUYERS + 1] * BUYERS
 
 
+def test_a_batch_of_one_query_per_buyer_leaves_each_head_on_its_record(market: Market) -> None:
+    """One query of each of 8 buyers in one batch (no buyer twice: nothing in the batch reads a head after
+    another member moved it, so a head left behind would be committed), then one lone query each: every
+    answer 200, every chain verified (the verifier checks each head against its chain's last record) and
+    two records long."""
+    listed = listed_product(market)
+    buyers = [_public_buyer(market, listed, monthly_query_quota=1000) for _ in range(8)]
+
+    def send(i: int) -> Any:
+        buyer, slug = buyers[i]
+        return query(market, buyer, slug, BY_REGION)
+
+    before = _stats(market)
+    first = batched(market, len(buyers), send)
+    assert [r.status_code for r in first] == [200] * len(buyers), [r.text for r in first]
+    assert _stats(market) == before, "the batch was rolled back and its members run again alone"
+    chains_verify(market, len(buyers))
+    lone = [send(i) for i in range(len(buyers))]
+    assert [r.status_code for r in lone] == [200] * len(buyers), [r.text for r in lone]
+    chains_verify(market, 2 * len(buyers))
+    assert sorted(Counter(r.buyer_org_id for r in usage_records(market)).values()) == [2] * len(buyers)
+
+
 def test_a_quota_used_up_is_refused_in_a_batch_as_alone_with_nothing_scanned(market: Market) -> None:
     """A row quota used up by one query, then the same (cached) query 24 times in one batch and once alone:
     every one is refused `row_quota_exhausted` with `needed` 0 and recorded with nothing scanned, as the
