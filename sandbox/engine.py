@@ -416,10 +416,9 @@ def execute_plan(
     # Seeded (a filter, timing fixed): stage 1 and the recheck over rewrite.seeded_stage, as on the other paths.
     seeded = plan.seeded if fixed else None
     template = seeded or plan.template
-    refused = _refusal(connection, plan, stats, template)
+    refused = _refused(connection, plan, stats, started, template)
     if refused is not None:
-        cpu_ms = int((time.process_time() - started) * 1000)
-        return Execution([], 0, 0, [], too_many_rows=False, cpu_ms=cpu_ms, statements=[], refused=refused)
+        return refused
     table = _quote_identifier(GROUPS_TABLE)
     undecided = _quote_identifier(UNDECIDED_TABLE)
     recheck = _quote_identifier("__recheck")
@@ -538,10 +537,9 @@ def execute_single(
     statement's time says nothing new.
     """
     started = time.process_time()
-    refused = _refusal(connection, plan, stats)
+    refused = _refused(connection, plan, stats, started)
     if refused is not None:
-        cpu_ms = int((time.process_time() - started) * 1000)
-        return Execution([], 0, 0, [], too_many_rows=False, cpu_ms=cpu_ms, statements=[], refused=refused)
+        return refused
     whole = whole_cells(plan, stats)
     template = plan.seeded or plan.template
     stage = template.replace(PLACEHOLDER, threshold_sql(plan.units, "exact", (), plan.cells, whole))
@@ -559,10 +557,9 @@ def execute_two_level(
     decision and stage 2 in the same one statement, and the same second statement for an empty answer.
     A plan it does not apply to (Plan.partials is None) runs execute_single."""
     started = time.process_time()
-    refused = _refusal(connection, plan, stats)
+    refused = _refused(connection, plan, stats, started)
     if refused is not None:
-        cpu_ms = int((time.process_time() - started) * 1000)
-        return Execution([], 0, 0, [], too_many_rows=False, cpu_ms=cpu_ms, statements=[], refused=refused)
+        return refused
     seeded = plan.seeded is not None
     stage = two_level_sql(plan, whole_cells(plan, stats), seeded=seeded)
     if stage is None:
@@ -586,10 +583,9 @@ def execute_bits(
     if len(spans) != len(plan.units):
         return execute_single(connection, plan, max_rows, stats)
     started = time.process_time()
-    refused = _refusal(connection, plan, stats)
+    refused = _refused(connection, plan, stats, started)
     if refused is not None:
-        cpu_ms = int((time.process_time() - started) * 1000)
-        return Execution([], 0, 0, [], too_many_rows=False, cpu_ms=cpu_ms, statements=[], refused=refused)
+        return refused
     template = plan.seeded or plan.template
     stage = template.replace(PLACEHOLDER, bits.threshold_sql(plan, spans, whole_cells(plan, stats)))
     stage = stage.replace(RESTRICT, "TRUE")
@@ -703,10 +699,9 @@ def execute_folded(
     masking, the counts and stage 2 as in execute_single. Only the exact count fails a group.
     """
     started = time.process_time()
-    refused = _refusal(connection, plan, stats)
+    refused = _refused(connection, plan, stats, started)
     if refused is not None:
-        cpu_ms = int((time.process_time() - started) * 1000)
-        return Execution([], 0, 0, [], too_many_rows=False, cpu_ms=cpu_ms, statements=[], refused=refused)
+        return refused
     method, bounds = _methods(plan, stats)[0]
     # Without group keys the one group's recheck would run its filter over every row or none as the bound
     # passed it or not (one bit in the time, docs/sandbox.md): such a query counts exactly, at once.
@@ -790,6 +785,21 @@ def _seeded_folded(
     return _counted(connection, statement, empty, max_rows, [method, "exact"], started)
 
 
+def _refused(
+    connection: duckdb.DuckDBPyConnection,
+    plan: Plan,
+    stats: Statistics | None,
+    started: float,
+    template: str | None = None,
+) -> Execution | None:
+    """The Execution of a query `_refusal` refuses (no rows, its CPU since `started`), or None to run it."""
+    refusal = _refusal(connection, plan, stats, template)
+    if refusal is None:
+        return None
+    cpu_ms = int((time.process_time() - started) * 1000)
+    return Execution([], 0, 0, [], too_many_rows=False, cpu_ms=cpu_ms, statements=[], refused=refusal)
+
+
 def _refusal(
     connection: duckdb.DuckDBPyConnection, plan: Plan, stats: Statistics | None, template: str | None = None
 ) -> Refusal | None:
@@ -852,10 +862,9 @@ def execute_summary(
     if not lookup:
         return execute_two_level(connection, plan, max_rows, stats)
     started = time.process_time()
-    refused = _refusal(connection, plan, stats)
+    refused = _refused(connection, plan, stats, started)
     if refused is not None:
-        cpu_ms = int((time.process_time() - started) * 1000)
-        return Execution([], 0, 0, [], too_many_rows=False, cpu_ms=cpu_ms, statements=[], refused=refused)
+        return refused
     seeded = plan.seeded is not None
     stage = summary.stage_sql(plan, plan.seeded or plan.template, lookup)
     return _exact_statement(connection, plan, stage, max_rows, "summary", started, seeded=seeded)
