@@ -229,10 +229,12 @@ def test_the_summary_holds_every_small_set_and_no_large_one(tmp_path: Path) -> N
     assert described["measures"] == ["m", "n"]
     import duckdb
 
-    found = duckdb.sql(
-        f"SELECT g, __units, __m0, __m1 FROM read_parquet('{summary_path(path)}') "
-        f"WHERE __set = {dict((tuple(c), i) for c, i in described['sets'])[('g',)]} ORDER BY g NULLS LAST"
-    ).fetchall()
+    # A connection of its own: the module's default one may hold another test's unfinished result.
+    with duckdb.connect() as connection:
+        found = connection.execute(
+            f"SELECT g, __units, __m0, __m1 FROM read_parquet('{summary_path(path)}') "
+            f"WHERE __set = {dict((tuple(c), i) for c, i in described['sets'])[('g',)]} ORDER BY g NULLS LAST"
+        ).fetchall()
     assert found == [("a", 5, 0, 5), ("b", 5, 0, 5), (None, 5, 0, 5)]
 
 
