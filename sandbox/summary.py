@@ -27,14 +27,13 @@ build-time unit counts (pre16)".
 from __future__ import annotations
 
 import itertools
-import threading
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlglot import exp
 
+from sandbox.cache import BoundedCache
 from sandbox.rewrite import PLACEHOLDER, RESTRICT_COLUMN, Plan
 from sandbox.syntax import DIALECT, to_sql
 
@@ -167,35 +166,22 @@ SHAPES_ENTRIES = 4096
 SHAPES_SIZE = 16 * 1024 * 1024
 """Bounds of the shapes remembered per API process: entries, and characters of their keys (a template may be
 tens of KB: 4,096 of a 20,000-character query's held ~80 MB unbounded; red16p)."""
-_SHAPES: OrderedDict[tuple[str, str], tuple[Shape | None, int]] = OrderedDict()
-_SHAPES_HELD = [0]
-_SHAPES_LOCK = threading.Lock()
-"""Every request thread of an API process reads and writes the shapes (as sandbox.cache's maps, locked): a hit
-found unlocked could be evicted by another thread before its move to the end (a KeyError, a 500; red16p)."""
+_SHAPES: BoundedCache[tuple[Shape | None]] = BoundedCache(SHAPES_ENTRIES, SHAPES_SIZE)
+"""Every request thread of an API process reads and writes the shapes: sandbox.cache's locked LRU (unlocked, a
+hit could be evicted by another thread before its move to the end: a KeyError, a 500; red16p). A shape is held
+in a 1-tuple, so that a remembered None (no summary shape) is told from a miss."""
 
 
 def shape(plan: Plan) -> Shape | None:
     """The summary shape of `plan`, from its text only, or None (remembered per template and unit)."""
     if len(plan.units) != 1 or plan.join_keys is not None or len(plan.tables) != 1:
         return None
-    unit = plan.units[0]
-    key = (plan.template, unit.sql)
-    with _SHAPES_LOCK:
-        held = _SHAPES.get(key)
-        if held is not None:
-            _SHAPES.move_to_end(key)
-            return held[0]
-    found = _shape(plan)  # parsed outside the lock: two threads may parse one template, to the same shape
-    size = len(key[0]) + len(key[1]) + 256
-    if size > SHAPES_SIZE:
-        return found
-    with _SHAPES_LOCK:
-        old = _SHAPES.pop(key, None)
-        _SHAPES_HELD[0] += size - (old[1] if old is not None else 0)
-        _SHAPES[key] = (found, size)
-        while len(_SHAPES) > SHAPES_ENTRIES or _SHAPES_HELD[0] > SHAPES_SIZE:
-            _, (_, dropped) = _SHAPES.popitem(last=False)
-            _SHAPES_HELD[0] -= dropped
+    key = (plan.template, plan.units[0].sql)
+    held = _SHAPES.get(key)
+    if held is not None:
+        return held[0]
+    found = _shape(plan)  # two threads may parse one template, to the same shape
+    _SHAPES.put(key, (found,), len(key[0]) + len(key[1]) + 256)
     return found
 
 

@@ -36,7 +36,7 @@ def test_shapes_read_and_evicted_from_several_threads_never_raise(monkeypatch: p
         while not done.is_set():
             try:
                 # The oldest key (peeked without the lock: a concurrent change may stop the peek, not the read).
-                template = next(iter(summary._SHAPES))[0]
+                template = next(iter(summary._SHAPES._items))[0]
             except (StopIteration, RuntimeError):
                 continue
             try:
