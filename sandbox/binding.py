@@ -24,6 +24,8 @@ from typing import Any
 import duckdb
 import msgspec
 
+from market.i18n import Msg
+
 Refusal = tuple[str, dict[str, str]]
 """An error code and its message parameters, as QueryRefused takes them."""
 
@@ -194,9 +196,14 @@ def _computed_key(tree: dict[str, Any]) -> Refusal | None:
             return (
                 "disallowed_construct",
                 {
-                    "construct": f"Computing on a group key of type {_type_id(node)} after aggregation (equal "
-                    "values of this type can be written differently, and the group would show its first row's)",
-                    "instead": "group by the computed expression itself, or show, compare or order the key as it is.",
+                    "construct": Msg(
+                        "Computing on a group key of a floating-point, interval or time-with-time-zone type after "
+                        "aggregation (equal values of these types can be written differently, and the group would "
+                        "show its first row's)"
+                    ),
+                    "instead": Msg(
+                        "group by the computed expression itself, or show, compare or order the key as it is."
+                    ),
                 },
             )
         stack.extend((child, node) for child in _expressions(node))

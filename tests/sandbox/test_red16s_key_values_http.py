@@ -62,3 +62,19 @@ def test_the_key_shown_compared_or_ordered_is_answered_alike(demo_market: DemoMa
         assert response.status_code == 200, response.text
         rows.append(response.json()["rows"])
     assert rows[0] == rows[1] == [["P1DT0S", True, 842]]
+
+
+def test_the_refusal_says_what_to_change_in_the_callers_language(demo_market: DemoMarket) -> None:
+    """The refusal's construct and advice are translated (zh-CN first), not English inside a Chinese sentence."""
+    sql = (
+        f"SELECT extract(day FROM {_key('UA')}) AS first, count(*) AS n FROM flights "
+        f"WHERE month = 1 AND day = 1 GROUP BY {_key('UA')}"
+    )
+    response = demo_market.client.post(
+        "/v1/queries",
+        headers={**demo_market.headers("buyer_commercial"), "Accept-Language": "zh-CN"},
+        json={"product": SLUG, "sql": sql},
+    )
+    assert response.status_code == 422, response.text
+    message = response.json()["error"]["message"]
+    assert "分组键" in message and "Computing" not in message and "group by" not in message, message
