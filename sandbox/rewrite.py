@@ -530,7 +530,7 @@ def build_plan(checked: CheckedQuery, policy: ProtectionPolicy, sizes: Mapping[s
         units=units,
         output_sql=output_sql,
         counted_output_sql=counted_output_sql,
-        passes_sql=to_sql(_passes_condition(k, n)),
+        passes_sql=_passes_text(k, n),
         decide_sql=_decide_sql(k, n, len(cells)),
         undecided=_undecided_sql(k, n, len(cells)),
         columns=checked.columns,
@@ -909,6 +909,12 @@ def _passes_condition(k: int, n: int) -> exp.Expr:
 @functools.lru_cache(maxsize=256)
 def _passes(k: int, n: int) -> exp.Expr:
     return _passes_condition(k, n)
+
+
+@functools.lru_cache(maxsize=256)
+def _passes_text(k: int, n: int) -> str:
+    """Plan.passes_sql: to_sql(_passes_condition(k, n)), a function of (k, n) alone, generated once."""
+    return to_sql(_passes_condition(k, n))
 
 
 def _cells_pass(k: int, n: int, cells: int) -> exp.Expr:
