@@ -32,7 +32,7 @@ from tests.sandbox.test_policy_corpus import JOINED, PEOPLE
 POLICY = ProtectionPolicy.model_validate(TWO_TABLE_POLICY)
 ACCEPTED = [sql for _, sql, code in PEOPLE + JOINED if code is None]
 SIZES = {"people": 1000, "shops": 20}
-FILTER_TEXT = "\"people\".\"month\" IN (1, 2) AND \"people\".\"region\" <> 'x'"
+FILTER_TEXT = '"people"."month" IN (1, 2) AND "people"."region" <> \'x\''
 FILTERED = "SELECT region, count(*) FROM people WHERE month IN (1, 2) AND region <> 'x' GROUP BY region"
 
 
