@@ -9,7 +9,6 @@ from pathlib import Path
 from pydantic import Field, SecretStr, computed_field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-
 _RUN_DIRS: dict[Path, Path] = {}
 """`Settings.run_dir` of each data directory, built once: a query asks for it half a dozen times, and each
 `data_dir / "run"` built a new Path (docs/benchmarks.md "lean13")."""
