@@ -61,7 +61,14 @@ _lock = threading.Lock()
 
 
 def _generation_file(run_dir: Path) -> Path:
-    return run_dir / "access-generation"
+    found = _GENERATION_FILES.get(run_dir)
+    if found is None:
+        found = _GENERATION_FILES[run_dir] = run_dir / "access-generation"
+    return found
+
+
+_GENERATION_FILES: dict[Path, Path] = {}
+"""Each run directory's generation file, built once: it is looked at a few times per query."""
 
 
 def _generation(run_dir: Path) -> tuple[int, int, int]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -326,11 +327,46 @@ def upsert_locked_row(
             .on_conflict_do_update(index_elements=conflict_columns, set_={touch: table.c[touch]})
             .returning(*columns)
         )
-    return session.connection().execute(statement, values).one()
+    connection = session.connection()
+    if dialect == "sqlite":
+        plain = _plain_sqlite(connection.dialect, statement, tuple(values))
+        if plain is not None:
+            sql, binds = plain
+            parameters = tuple(values[name] if process is None else process(values[name]) for name, process in binds)
+            return connection.exec_driver_sql(sql, parameters).one()
+    return connection.execute(statement, values).one()
 
 
 _UPSERTS: dict[tuple[Any, ...], Any] = {}
 """Built once per table, database and shape: their compiled SQL is then found in SQLAlchemy's cache at once."""
+
+_PLAIN_SQLITE: weakref.WeakKeyDictionary[Dialect, dict[tuple[Any, ...], Any]] = weakref.WeakKeyDictionary()
+
+
+def _plain_sqlite(dialect: Dialect, statement: Any, keys: tuple[str, ...]) -> tuple[str, Any] | None:
+    """An upsert of `upsert_locked_row` on SQLite as its SQL and its parameters' bind processors, compiled once per
+    dialect and set of values, to send with `exec_driver_sql` (which still wraps database errors in DBAPIError
+    and fires the engine's events) at about half the CPU of `execute` (branch lean13: it runs inside the writer
+    lock on every query). None, and so `execute`, when a returned column's type converts what SQLite returns (a
+    DateTime, say) or when SQLAlchemy would fill in a column the values leave out (a Python-side default)."""
+    compiled_here = _PLAIN_SQLITE.get(dialect)
+    if compiled_here is None:
+        compiled_here = _PLAIN_SQLITE.setdefault(dialect, {})
+    key = (id(statement), keys)
+    if key not in compiled_here:
+        returned = statement._returning
+        if any(column.type._cached_result_processor(dialect, None) is not None for column in returned):
+            compiled_here[key] = None
+        else:
+            compiled = statement.compile(dialect=dialect, column_keys=list(keys))
+            processors = compiled._bind_processors
+            names = compiled.positiontup or []
+            if compiled.insert_prefetch or not set(names) <= set(keys):  # a default SQLAlchemy fills in: execute
+                compiled_here[key] = None
+            else:
+                compiled_here[key] = (compiled.string, tuple((name, processors.get(name)) for name in names))
+    found: tuple[str, Any] | None = compiled_here[key]
+    return found
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,10 @@ from pathlib import Path
 from pydantic import Field, SecretStr, computed_field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+_RUN_DIRS: dict[Path, Path] = {}
+"""`Settings.run_dir` of each data directory, built once: a query asks for it half a dozen times, and each
+`data_dir / "run"` built a new Path (docs/benchmarks.md "lean13")."""
+
 
 class Settings(BaseSettings):
     """Runtime configuration. Every field maps to an environment variable `MARKET_<NAME>`."""
@@ -106,7 +110,11 @@ class Settings(BaseSettings):
     @property
     def run_dir(self) -> Path:
         """Machine-local coordination between API processes: sandbox slots, the scheduler's lock."""
-        return self.data_dir / "run"
+        data_dir = self.data_dir
+        found = _RUN_DIRS.get(data_dir)
+        if found is None:
+            found = _RUN_DIRS[data_dir] = data_dir / "run"
+        return found
 
     @property
     def products_dir(self) -> Path:

@@ -5,12 +5,15 @@ Used by metering.service.run_metered_query, which owns the order of the steps an
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert, update
+from sqlalchemy import Connection, Table, bindparam, insert, update
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
 from market.accounts.service import Principal
@@ -122,7 +125,7 @@ def append(
     on SQLite the same three statements one after the other inside the write lock."""
     measured = result.measurements if result else Measurements(0, 0, 0, 0, 0)
     agreement = attempt.agreement
-    record = UsageRecord(
+    record = _record(
         id=record_id,
         agreement_id=agreement.id,
         buyer_org_id=attempt.actor.org_id,
@@ -176,7 +179,17 @@ _INSERT_MOVING_HEAD = _INSERT_RECORD.add_cte(chain.MOVE_HEAD.cte("moved_head"))
 _INSERT_MOVING_HEAD_COUNTING = _INSERT_MOVING_HEAD.add_cte(_COUNT.cte("counted"))
 
 
-def _write(session: Session, record: UsageRecord, head: chain.Head, counter: MonthCounter | None) -> None:
+_UNSET = dict.fromkeys(key for key, _ in _RECORD_COLUMNS)
+
+
+def _record(**values: Any) -> SimpleNamespace:
+    """The usage record `append` writes: a plain object with an attribute per column (None where not given),
+    not an ORM instance. It is never added to a session (`_write` inserts it with a Core statement), and an
+    ORM instance cost some 50 us more to build and read, inside the writer lock (docs/benchmarks.md "lean13")."""
+    return SimpleNamespace(**(_UNSET | values))
+
+
+def _write(session: Session, record: Any, head: chain.Head, counter: MonthCounter | None) -> None:
     parameters = {f"r_{key}": getattr(record, key) for key, _ in _RECORD_COLUMNS} | chain.head_parameters(head)
     if counter is not None:
         parameters |= {
@@ -212,9 +225,9 @@ def _write_many(session: Session, writes: list[dict[str, Any]]) -> None:
     if len(writes) == 1:
         parameters = writes[0]
         if "month_id" in parameters:
-            connection.execute(_COUNT, parameters)
-        connection.execute(chain.MOVE_HEAD, parameters)
-        connection.execute(_INSERT_RECORD, parameters)
+            _execute_sqlite(connection, _COUNT, parameters)
+        _execute_sqlite(connection, chain.MOVE_HEAD, parameters)
+        _execute_sqlite(connection, _INSERT_RECORD, parameters)
         return
     counters = {p["month_id"]: p for p in writes if "month_id" in p}  # the last write of each row
     if counters:
@@ -222,6 +235,36 @@ def _write_many(session: Session, writes: list[dict[str, Any]]) -> None:
     heads = {p["head_buyer"]: p for p in writes}
     connection.exec_driver_sql(_MOVE_HEADS.format(_values(len(heads), 3)), _flat(heads.values(), _MOVED))
     group_commit.insert_rows(connection, _INSERT_RECORD, writes)
+
+
+_SQLITE_COMPILED: weakref.WeakKeyDictionary[Dialect, dict[int, tuple[str, tuple[tuple[str, Any], ...]]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _execute_sqlite(connection: Connection, statement: Any, parameters: dict[str, Any]) -> None:
+    """`connection.execute(statement, parameters)` for one of this module's fixed statements on SQLite, at about
+    half the CPU: compiled once per dialect, its parameters converted by the statement's own bind processors
+    (JSON, UTC datetimes) and sent with `exec_driver_sql` (which still wraps database errors in DBAPIError and
+    fires the engine's events), instead of SQLAlchemy looking up its compiled form and converting them per call.
+    Inside the writer lock, on every query (docs/benchmarks.md "lean13")."""
+    dialect = connection.dialect
+    compiled_here = _SQLITE_COMPILED.get(dialect)
+    if compiled_here is None:
+        compiled_here = _SQLITE_COMPILED.setdefault(dialect, {})
+    found = compiled_here.get(id(statement))
+    if found is None:
+        compiled = statement.compile(dialect=dialect)
+        processors = compiled._bind_processors
+        assert compiled.positiontup is not None  # SQLite's paramstyle is positional (qmark)
+        found = compiled_here[id(statement)] = (
+            compiled.string,
+            tuple((name, processors.get(name)) for name in compiled.positiontup),
+        )
+    sql, binds = found
+    connection.exec_driver_sql(
+        sql, tuple(parameters[name] if process is None else process(parameters[name]) for name, process in binds)
+    )
 
 
 _COUNTED = ("month_id", "month_queries", "month_charged", "month_rows", "month_bytes", "month_carry")

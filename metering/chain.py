@@ -148,18 +148,23 @@ def store_head(session: Session, head: Head) -> None:
     session.connection().execute(MOVE_HEAD, head_parameters(head))
 
 
-def _apply_column_defaults(record: UsageRecord) -> None:
+_DEFAULTS = [(column.key, column.default) for column in UsageRecord.__table__.columns if column.default is not None]
+"""The usage record's columns that have a default, with it (read once, not per record)."""
+
+
+def _apply_column_defaults(record: Any) -> None:
     """Fill unset fields with their column defaults now, so the hash covers the values that get stored."""
-    for column in UsageRecord.__table__.columns:
-        default = column.default
-        if default is None or getattr(record, column.key) is not None:
+    for key, default in _DEFAULTS:
+        if getattr(record, key) is not None:
             continue
         value = default.arg(None) if callable(default.arg) else default.arg
-        setattr(record, column.key, value)
+        setattr(record, key, value)
 
 
-def link(session: Session, head: Head, record: UsageRecord) -> None:
-    """Give `record` the next place in the chain whose locked head is `head`, and advance the head."""
+def link(session: Session, head: Head, record: Any) -> None:
+    """Give `record` the next place in the chain whose locked head is `head`, and advance the head.
+
+    `record`: a UsageRecord, or any object with an attribute per column (metering.attempts.append's)."""
     _apply_column_defaults(record)
     record.chain_seq = head.last_seq + 1
     record.prev_hash = head.last_hash
