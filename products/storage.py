@@ -104,7 +104,7 @@ def table_statistics(path: Path, columns: list[str], roles: dict[str, str]) -> d
             counts[column] = int(found[2]) if found else 0
         plain = statistics_free(connection, path)
         shape = _bits_statistics(connection, source, columns, roles)
-        summary = unit_summary(connection, path, columns, roles, shape["cardinality"])
+        summary = unit_summary(connection, path, columns, roles, shape["cardinality"], shape.get("extent", {}))
     return {
         "units": {c: per_value[c] for c in units},
         "unit_counts": {c: counts[c] for c in units},
@@ -128,13 +128,18 @@ def unit_summary(
     columns: list[str],
     roles: dict[str, str],
     cardinality: dict[str, int],
+    extent: dict[str, list[str]] | None = None,
 ) -> dict[str, Any] | None:
     """Write the table's unit summary (sandbox.summary) beside `path` and describe it, or None when the table
     has not exactly one privacy-unit column.
 
     The description (in the statistics JSON, read by sandbox.summary.lookup): `file` (its name beside the
     table's), `sets` ([[dimensions], grouping id] per summarised set), `types` (the summarised dimensions'
-    DuckDB types), `measures` (in the order of the `__m<i>` columns), `rows`, `bytes`."""
+    DuckDB types), `derived` (per calendar partition of a DATE dimension summarised, branch cal13: [kind,
+    column]; its type DATE), `measures` (in the order of the `__m<i>` columns), `rows`, `bytes`.
+
+    A calendar partition's cardinality is bounded from the column's `extent` (its years or months, NULL one
+    value), so the same MAX_COMBINATIONS rule decides its sets."""
     units = [c for c in columns if roles.get(c) == "privacy_unit"]
     if len(units) != 1:
         return None
@@ -150,12 +155,23 @@ def unit_summary(
     measures = [c for c in columns if roles.get(c) == "measure" and not c.startswith("__")]
     if units[0].startswith("__"):
         return None
-    sets = unit_summaries.summary_sets(cardinality, dimensions)
+    dates = [c for c in dimensions if types.get(c) in unit_summaries.DATE_TYPES]
+    derived: dict[str, tuple[str, str]] = {}
+    bounded = dict(cardinality)
+    for name, (kind, column) in unit_summaries.derived_dimensions(dates).items():
+        count = unit_summaries.derived_cardinality(kind, (extent or {}).get(column))
+        if count is not None:
+            derived[name] = (kind, column)
+            bounded[name] = count
+    every = dimensions + list(derived)
+    sets = unit_summaries.summary_sets(bounded, every, {*dates, *derived})
     target = summary_path(path)
     partial = target.with_suffix(".partial")
     try:
         write_product_parquet(
-            connection, unit_summaries.build_sql(source, units[0], dimensions, types, measures, sets), partial
+            connection,
+            unit_summaries.build_sql(source, units[0], every, types, measures, sets, derived),
+            partial,
         )
     except duckdb.Error:
         # The summary only makes some queries cheaper: a table it cannot be built for (out of memory on a huge
@@ -168,8 +184,9 @@ def unit_summary(
     ).fetchone()
     return {
         "file": target.name,
-        "sets": [[list(chosen), unit_summaries.set_id(dimensions, chosen)] for chosen in sets],
-        "types": {c: types[c] for c in dimensions},
+        "sets": [[list(chosen), unit_summaries.set_id(every, chosen)] for chosen in sets],
+        "types": {c: types[c] for c in dimensions} | {c: "DATE" for c in derived},
+        "derived": {c: list(v) for c, v in derived.items()},
         "measures": measures,
         "measure_types": {c: types.get(c, "") for c in measures},
         "rows": int(row[0]) if row else 0,

@@ -27,7 +27,7 @@ build-time unit counts (pre16)".
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,9 +55,63 @@ INTEGER_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYIN
 STRING_TYPES = ("VARCHAR",)
 NUMERIC_TYPES = (*INTEGER_TYPES, "FLOAT", "DOUBLE", "DECIMAL", "REAL")
 """Measure types whose TRY_CAST to DOUBLE is NULL exactly where the value is (the summary's `__m<i>` counts)."""
-SUMMARISED_TYPES = INTEGER_TYPES + STRING_TYPES
+DATE_TYPES = ("DATE",)
+SUMMARISED_TYPES = INTEGER_TYPES + STRING_TYPES + DATE_TYPES
 """Dimension types a summary covers: types whose equality is identity, as GROUP BY groups them (no floating
-point: -0.0 and 0.0, NaN), and where `column = <literal of the matching kind>` holds for one value at most."""
+point: -0.0 and 0.0, NaN), and where `column = <literal of the matching kind>` holds for one value at most
+(DATE: the literal `CAST('...' AS DATE)`, as the validator writes `DATE '...'`; branch cal13)."""
+
+CALENDAR: dict[str, tuple[str, str]] = {
+    "year": ("year", "CAST(DATE_TRUNC('YEAR', {x}) AS DATE)"),
+    "month": ("month", "CAST(DATE_TRUNC('MONTH', {x}) AS DATE)"),
+    "month-of-year": ("moy", "MAKE_DATE(2000, MONTH({x}), 1)"),
+}
+"""Calendar partitions of a DATE dimension d summarised as derived dimensions (branch cal13): per kind, the name
+part of its summary column (`__<part>__<d>`) and the representative each row's d is mapped to (a DATE: the
+first day of its year, of its month, or of its month in the year 2000). Every key form of the kind (KEY_FORMS)
+f satisfies f(rep(d)) = f(d) and takes distinct values on distinct representatives, so a group on f(d) is
+exactly the rows of one representative, and the lookup computes the key's value as f(rep)."""
+KEY_FORMS: dict[str, tuple[str, str]] = {
+    "YEAR({x})": ("year", "int"),
+    "EXTRACT(YEAR FROM {x})": ("year", "int"),
+    "TRY(DATE_TRUNC('YEAR', {x}))": ("year", "date"),
+    "DATE_TRUNC('YEAR', {x})": ("year", "date"),
+    "TRY(DATE_TRUNC('MONTH', {x}))": ("month", "date"),
+    "DATE_TRUNC('MONTH', {x})": ("month", "date"),
+    "MONTH({x})": ("month-of-year", "int"),
+    "EXTRACT(MONTH FROM {x})": ("month-of-year", "int"),
+}
+"""The calendar key expressions, as the validator writes them (`year(d)`, `extract(year from d)`,
+`date_trunc('year', d)`, `date_trunc('month', d)`, `month(d)`, `extract(month from d)`), each with its
+partition and the kind of literal an equality with it pins one partition by (`year(d) = 1994`)."""
+
+
+def derived_name(kind: str, column: str) -> str:
+    """The summary column of the calendar partition `kind` of the DATE dimension `column` (a name with __, which
+    no table column summarised has and no buyer can write)."""
+    return f"__{CALENDAR[kind][0]}__{column}"
+
+
+def derived_dimensions(dates: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """Per derived dimension of the DATE dimensions `dates`: (kind, column)."""
+    return {derived_name(kind, d): (kind, d) for d in dates for kind in CALENDAR}
+
+
+def derived_cardinality(kind: str, extent: Sequence[str] | None) -> int | None:
+    """An upper bound on the values of a calendar partition from the DATE column's [earliest, latest] (the
+    version's `extent`), NULL counted as one; None when the column has no extent (no value)."""
+    if not extent or extent[0] is None or extent[1] is None:
+        return None
+    try:
+        first = [int(part) for part in str(extent[0])[:10].split("-")]
+        last = [int(part) for part in str(extent[1])[:10].split("-")]
+    except ValueError:
+        return None
+    if len(first) != 3 or len(last) != 3:
+        return None
+    years = last[0] - first[0] + 1
+    months = years * 12 - (first[1] - 1) - (12 - last[1])
+    return 1 + {"year": years, "month": months, "month-of-year": min(12, months)}[kind]
 
 
 def _q(name: str) -> str:
@@ -77,6 +131,8 @@ _EXTREMES: dict[str, tuple[str, str]] = {
     # '' is the least string; two U+10FFFF (F4 8F BF BF, the greatest UTF-8 sequence) fill the 8 bytes of
     # DuckDB's string statistics with the greatest prefix any string can have.
     "VARCHAR": ("''", "'\U0010ffff\U0010ffff'"),
+    # DATE's finite range (the infinities past it make YEAR() fail).
+    "DATE": ("'5877642-06-25 (BC)'", "'5881580-07-10'"),
 }
 
 
@@ -103,13 +159,19 @@ def set_id(dimensions: Sequence[str], chosen: Sequence[str]) -> int:
     return sum(1 << (n - 1 - i) for i, column in enumerate(dimensions) if column not in chosen)
 
 
-def summary_sets(cardinality: Mapping[str, int], dimensions: Sequence[str]) -> list[tuple[str, ...]]:
+def summary_sets(
+    cardinality: Mapping[str, int], dimensions: Sequence[str], calendar: Collection[str] = ()
+) -> list[tuple[str, ...]]:
     """The sets of `dimensions` summarised: every one of size 0 to MAX_SET_SIZE whose cardinalities' product is at
-    most MAX_COMBINATIONS (a dimension without a recorded cardinality is left out)."""
+    most MAX_COMBINATIONS (a dimension without a recorded cardinality is left out) and that holds at most one of
+    `calendar` (the DATE dimensions and their derived ones, branch cal13: a date by a date, or a year by a month of
+    one date, is a rare key and would double the build's sets on a table of three dates)."""
     found: list[tuple[str, ...]] = []
     known = [d for d in dimensions if d in cardinality]
     for size in range(MAX_SET_SIZE + 1):
         for chosen in itertools.combinations(known, size):
+            if sum(1 for column in chosen if column in calendar) > 1:
+                continue
             product = 1
             for column in chosen:
                 product *= max(1, int(cardinality[column]))
@@ -125,19 +187,32 @@ def build_sql(
     types: Mapping[str, str],
     measures: Sequence[str],
     sets: Sequence[tuple[str, ...]],
+    derived: Mapping[str, tuple[str, str]] | None = None,
 ) -> str:
     """The summary's rows: per set, its combinations' counts in two levels (one grouping on (S, unit), whose
     non-NULL units are the combination's distinct units, with a flag per measure that some row of the pair has
     it), `__set` the set's id (set_id), a dimension not in the set NULL. One UNION ALL of a small grouping per
     set: GROUPING SETS with a distinct count per set and measure held every set's hash tables at once (out of
-    memory at 1 GB on the demo)."""
+    memory at 1 GB on the demo). A derived dimension (`derived`: name -> (calendar kind, DATE column)) is its
+    representative of the column (CALENDAR), a DATE."""
+    derived = derived or {}
+
+    def value(column: str) -> str:
+        if column in derived:
+            kind, base = derived[column]
+            return CALENDAR[kind][1].format(x=_q(base))
+        return _q(column)
+
     parts: list[str] = []
     flags = [f"BOOL_OR(TRY_CAST({_q(m)} AS DOUBLE) IS NOT NULL) AS {_q(f'__f{i}')}" for i, m in enumerate(measures)]
     for chosen in sets:
-        inner = ", ".join([*(_q(c) for c in chosen), f"{_q(unit)} AS {_q('__u')}", *flags])
-        grouped_inner = ", ".join([*(_q(c) for c in chosen), _q(unit)])
+        inner = ", ".join([*(f"{value(c)} AS {_q(c)}" for c in chosen), f"{_q(unit)} AS {_q('__u')}", *flags])
+        grouped_inner = ", ".join([*(value(c) for c in chosen), _q(unit)])
         items = [f"{set_id(dimensions, chosen)} AS {_q(SET_COLUMN)}"]
-        items += [_q(d) if d in chosen else f"CAST(NULL AS {types[d]}) AS {_q(d)}" for d in dimensions]
+        items += [
+            _q(d) if d in chosen else f"CAST(NULL AS {'DATE' if d in derived else types[d]}) AS {_q(d)}"
+            for d in dimensions
+        ]
         items.append(f'COUNT("__u") AS {_q(UNITS_COLUMN)}')
         items += [f'COUNT("__u") FILTER (WHERE {_q(f"__f{i}")}) AS {_q(f"__m{i}")}' for i in range(len(measures))]
         outer_group = f" GROUP BY {', '.join(_q(c) for c in chosen)}" if chosen else ""
@@ -153,13 +228,20 @@ class Shape:
     alias: str
     table: str
     keys: tuple[str, ...]
-    """Per group key (`__g<i>`), the dimension column it is."""
-    pinned: tuple[tuple[str, exp.Literal], ...]
-    """Per conjunct of WHERE, (column, literal) of `column = literal`."""
+    """Per group key (`__g<i>`), the summary dimension it is: a dimension column, or a calendar partition of a
+    DATE column (derived_name) for a calendar key (KEY_FORMS)."""
+    pinned: tuple[tuple[str, str], ...]
+    """Per conjunct of WHERE that pins a dimension not a key to one value: (dimension, the literal's kind:
+    "string", "int" or "date"), checked against the dimension's type by `lookup`."""
     filter_sql: str | None
-    """The WHERE as stage 1 writes it (without the restriction), to run over the summary's rows."""
+    """The WHERE as stage 1 writes it (without the restriction), to run over the summary's rows: the buyer's
+    text with each calendar expression of a column read on that partition's representative (its value is
+    the same there) and a range that is one calendar period read as its representative's equality."""
     cells: tuple[tuple[str, ...], ...]
     """Per cell: the (table, column) pairs its argument reads, when its condition is the measure form."""
+    key_sql: tuple[str, ...] = ()
+    """Per group key, its expression over the summary's rows (the buyer's key, a calendar one read on the
+    representative)."""
 
 
 SHAPES_ENTRIES = 4096
@@ -185,6 +267,90 @@ def shape(plan: Plan) -> Shape | None:
     return found
 
 
+def _dimension(node: exp.Expr, alias: str) -> tuple[str, exp.Expr, str] | None:
+    """The summary dimension `node` is: (its name, `node` read on the summary's rows, the kind of literal an
+    equality with it pins one value by: "" for a plain column, whose type decides), or None.
+
+    A plain column of the table, or a calendar key form (KEY_FORMS) of one: then the name is the partition's
+    derived dimension and the expression reads the column's representative in place of the column."""
+    if isinstance(node, exp.Column):
+        if node.table != alias or not node.name or node.name.startswith("__"):
+            return None
+        return node.name, node, ""
+    columns = list(node.find_all(exp.Column))
+    if len(columns) != 1 or columns[0].table != alias or columns[0].name.startswith("__"):
+        return None
+    column = columns[0]
+    text = to_sql(node)
+    for form, (kind, literal) in KEY_FORMS.items():
+        if text == form.format(x=to_sql(column)):
+            name = derived_name(kind, column.name)
+            replaced = exp.column(name, table=alias, quoted=True)
+            read = node.copy().transform(lambda n: replaced.copy() if isinstance(n, exp.Column) else n)
+            return name, read, literal
+    return None
+
+
+_DATE = exp.DataType.build("DATE")
+
+
+def _literal_kind(node: exp.Expr) -> str | None:
+    """"string", "int" or "date" for a literal of that kind (`CAST('...' AS DATE)`: the validator's DATE
+    '...'), else None."""
+    if isinstance(node, exp.Literal):
+        return "string" if node.is_string else ("int" if node.is_int else None)
+    if isinstance(node, exp.Cast) and isinstance(node.this, exp.Literal) and node.this.is_string:
+        return "date" if node.to == _DATE else None
+    return None
+
+
+_UNSAFE = (exp.Subquery, exp.Select, exp.Window, exp.AggFunc, exp.Placeholder, exp.Exists)
+
+
+def _on_keys(node: exp.Expr, keys: Mapping[str, exp.Expr], alias: str) -> exp.Expr | None:
+    """`node` read on the summary's rows when every column it reads lies inside one of the group keys'
+    expressions (`keys`: a key's SQL to its expression over the summary): a pure function of the keys'
+    values then (every function the validator admits is one: no subquery, window, aggregate or parameter),
+    the same for every row of a group. None otherwise."""
+    if any(isinstance(n, _UNSAFE) for n in node.walk()):
+        return None
+    failed = False
+
+    def swap(n: exp.Expr) -> exp.Expr:
+        nonlocal failed
+        held = keys.get(to_sql(n)) if isinstance(n, (exp.Column, exp.Func)) else None
+        if held is not None:
+            return held.copy()
+        if isinstance(n, exp.Column):
+            failed = True
+        return n
+
+    # Top-down: a key's whole expression is replaced before its own column is reached.
+    read = node.copy().transform(swap)
+    return None if failed else read
+
+
+def _period(low: exp.Expr, high: exp.Expr) -> tuple[str, str] | None:
+    """The calendar period `[low, high)` is exactly, as (kind, its first day): a year or a month."""
+    texts = []
+    for bound in (low, high):
+        if _literal_kind(bound) != "date":
+            return None
+        text = bound.this.this
+        if len(text) != 10 or text[4] != "-" or text[7] != "-" or not (text[:4] + text[5:7] + text[8:]).isdigit():
+            return None
+        texts.append((int(text[:4]), int(text[5:7]), int(text[8:])))
+    (y0, m0, d0), (y1, m1, d1) = texts
+    if d0 != 1 or d1 != 1 or not (1 <= m0 <= 12 and 1 <= m1 <= 12) or y0 < 1 or y0 > 9998:
+        return None
+    first = f"{y0:04d}-{m0:02d}-01"
+    if m0 == 1 and (y1, m1) == (y0 + 1, 1):
+        return "year", first
+    if (y1, m1) == ((y0, m0 + 1) if m0 < 12 else (y0 + 1, 1)):
+        return "month", first
+    return None
+
+
 def _shape(plan: Plan) -> Shape | None:
     unit = plan.units[0]
     try:
@@ -199,53 +365,88 @@ def _shape(plan: Plan) -> Shape | None:
         return None
     alias = unit.alias
     keys: list[str] = []
+    key_nodes: list[exp.Expr] = []
+    on_keys: dict[str, exp.Expr] = {}
     for item in tree.expressions:
         name = item.alias if isinstance(item, exp.Alias) else ""
         if name.startswith("__g"):
-            column = item.this
-            if not isinstance(column, exp.Column) or column.table != alias or name != f"__g{len(keys)}":
+            found = _dimension(item.this, alias)
+            if found is None or name != f"__g{len(keys)}":
                 return None
-            keys.append(column.name)
+            keys.append(found[0])
+            key_nodes.append(item.this)
+            on_keys[to_sql(item.this)] = found[1]
     if len(keys) != len(plan.key_columns):
         return None
     group = tree.args.get("group")
     grouped = [] if group is None else list(group.expressions)
-    if len(grouped) != len(keys) or any(
-        not isinstance(g, exp.Column) or g.table != alias or g.name != k for g, k in zip(grouped, keys, strict=True)
-    ):
+    if len(grouped) != len(keys) or any(g != k for g, k in zip(grouped, key_nodes, strict=True)):
         return None
     where = tree.args.get("where")
     if where is None:
         return None
     condition = where.this
     restrict = exp.column(RESTRICT_COLUMN, quoted=True)
-    pinned: list[tuple[str, exp.Literal]] = []
+    pinned: list[tuple[str, str]] = []
     filter_sql = None
     if isinstance(condition, exp.And) and condition.expression == restrict:
-        filtered = condition.this
-        filter_sql = to_sql(filtered)
-        stack = [filtered]
+        conjuncts: list[exp.Expr] = []
+        stack = [condition.this]
         while stack:
             node = stack.pop()
             if isinstance(node, exp.Paren):
                 stack.append(node.this)
             elif isinstance(node, exp.And):
-                stack += [node.this, node.expression]
-            elif isinstance(node, exp.EQ):
-                column, literal = node.this, node.expression
-                if isinstance(column, exp.Literal):
-                    column, literal = literal, column
-                if not isinstance(column, exp.Column) or column.table != alias or not isinstance(literal, exp.Literal):
-                    return None
-                pinned.append((column.name, literal))
+                stack += [node.expression, node.this]
             else:
+                conjuncts.append(node)
+        read: list[exp.Expr] = []
+        ranges: dict[str, dict[str, exp.Expr]] = {}
+        for node in conjuncts:
+            on = _on_keys(node, on_keys, alias)
+            if on is not None:  # reads only the keys: selects whole groups
+                read.append(on)
+                continue
+            if isinstance(node, exp.EQ):
+                column, literal = node.this, node.expression
+                if _literal_kind(column) is not None:
+                    column, literal = literal, column
+                found = _dimension(column, alias)
+                kind = _literal_kind(literal)
+                if found is not None and kind is not None and (not found[2] or found[2] == kind):
+                    pinned.append((found[0], kind))
+                    read.append(exp.EQ(this=found[1], expression=literal.copy()))
+                    continue
+            if (
+                isinstance(node, (exp.GTE, exp.LT))
+                and isinstance(node.this, exp.Column)
+                and _dimension(node.this, alias) is not None
+                and _literal_kind(node.expression) == "date"
+            ):
+                bounds = ranges.setdefault(node.this.name, {})
+                side = "low" if isinstance(node, exp.GTE) else "high"
+                if side not in bounds:
+                    bounds[side] = node.expression
+                    continue
+            return None
+        for column, bounds in ranges.items():
+            # `d >= DATE 'Y-M-01' AND d < <the next period's first day>`: one period of d (a DATE; `lookup`
+            # checks the type), which the derived dimension's representative equals.
+            period = _period(bounds["low"], bounds["high"]) if len(bounds) == 2 else None
+            if period is None:
                 return None
+            name = derived_name(period[0], column)
+            pinned.append((name, "date"))
+            first = exp.Cast(this=exp.Literal.string(period[1]), to=_DATE.copy())
+            read.append(exp.EQ(this=exp.column(name, table=alias, quoted=True), expression=first))
+        filter_sql = " AND ".join(f"({to_sql(n)})" for n in read) if read else None
     elif condition != restrict:
         return None
     if PLACEHOLDER not in plan.template:
         return None
     cells = tuple(_cell_reads(cell.condition, cell.reads, alias) for cell in plan.cells)
-    return Shape(alias, unit.table, tuple(keys), tuple(pinned), filter_sql, cells)
+    key_sql = tuple(to_sql(on_keys[to_sql(k)]) for k in key_nodes)
+    return Shape(alias, unit.table, tuple(keys), tuple(pinned), filter_sql, cells, key_sql)
 
 
 def _cell_reads(condition: str, reads: tuple[tuple[str, str], ...] | None, alias: str) -> tuple[str, ...]:
@@ -279,13 +480,12 @@ def lookup(plan: Plan, statistics: Mapping[str, Any]) -> str | None:
     ids = {tuple(sorted(columns)): int(number) for columns, number in summary.get("sets", [])}
     if wanted not in ids:
         return None
+    matching = {"string": STRING_TYPES, "int": INTEGER_TYPES, "date": DATE_TYPES}
     for column, literal in found.pinned:
-        kind = types.get(column, "")
-        if literal.is_string and kind in STRING_TYPES:
-            continue
-        if literal.is_int and kind in INTEGER_TYPES:
-            continue
-        return None  # a comparison that may hold for several values (a cast of the column): not exact
+        if column.startswith("__"):
+            continue  # a calendar partition's: its form and literal kind were matched by `shape`
+        if types.get(column, "") not in matching[literal]:
+            return None  # a comparison that may hold for several values (a cast of the column): not exact
     values: list[str] = []
     for reads in found.cells:
         numeric = str(measure_types.get(reads[1], "") if reads[1:] else "").startswith(NUMERIC_TYPES)
@@ -297,10 +497,10 @@ def lookup(plan: Plan, statistics: Mapping[str, Any]) -> str | None:
             return None
     alias = _q(found.alias)
     where = found.filter_sql or "TRUE"
-    keys = [f"{alias}.{_q(c)} AS {_q(f'__g{i}')}" for i, c in enumerate(found.keys)]
+    keys = [f"{sql} AS {_q(f'__g{i}')}" for i, sql in enumerate(found.key_sql)]
     counts = [f"MAX({_q(UNITS_COLUMN)}) FILTER (WHERE {where}) AS {_q('__lo0')}"]
     counts += [f"MAX({v}) FILTER (WHERE {where}) AS {_q(f'__v{m}')}" for m, v in enumerate(values)]
-    grouped = f" GROUP BY {', '.join(f'{alias}.{_q(c)}' for c in found.keys)}" if found.keys else ""
+    grouped = f" GROUP BY {', '.join(found.key_sql)}" if found.keys else ""
     return (
         f"SELECT {', '.join(keys + counts)} FROM {_q(SUMMARY_PREFIX + found.table)} AS {alias} "
         f"WHERE {_q(SET_COLUMN)} = {ids[wanted]}{grouped}"
