@@ -138,7 +138,9 @@ def _supported(q: dict[str, Any], rows: list[dict[str, Any]]) -> bool:
     return (
         (q["shape"] == "plain" or (q["shape"] == "two measures" and whole))
         and len(columns) <= 2
-        and all(literal != OTHER_KIND[column] for column, literal in q["pins"])
+        # A literal of the other kind on a group key is a predicate on the key (branch cal13): it selects whole
+        # groups, whatever values it holds for.
+        and all(literal != OTHER_KIND[column] or column in q["keys"] for column, literal in q["pins"])
     )
 
 
@@ -175,6 +177,9 @@ def _check(rows: list[dict[str, Any]], q: dict[str, Any]) -> None:
             ]
         finally:
             connection.close()
+    if by_summary.refused is not None:  # refused before any row is read (`g = 1`: a cast of g that can fail)
+        assert all(other.refused == by_summary.refused for other in exact), sql
+        return
     assert by_summary.methods == ["summary"]
     for other in exact:
         assert _typed(by_summary.rows) == _typed(other.rows), sql
@@ -298,3 +303,258 @@ def test_the_worker_s_summary_table_has_statistics_that_say_nothing_of_the_value
         connection.close()
     assert found == ("", "\U0010ffff\U0010ffff", -(2**63), 2**63 - 1, -(2**63), 2**63 - 1, 2)
     assert stats_rows  # the table keeps statistics: the bounding rows are what makes them uninformative
+
+
+# --- Branch cal13: DATE dimensions, calendar keys, filters on keys, a range that is one calendar period. ---
+
+DATED_TYPES = {"u": "VARCHAR", "g": "VARCHAR", "h": "BIGINT", "w": "DATE", "m": "DOUBLE"}
+DATED_ROLES = {"u": "privacy_unit", "g": "dimension", "h": "dimension", "w": "dimension", "m": "measure"}
+DAYS = ["1994-12-31", "1995-01-01", "1995-01-31", "1995-02-01", "1995-03-15", "1995-12-31", "1996-01-01"]
+"""Dates on both sides of every period boundary the queries' ranges and calendar keys draw."""
+CALENDAR_KEYS = {
+    # key SQL -> (summary dimension, its calendar partition); "w" is the plain date
+    "w": ("w", None),
+    "year(w)": ("year(w)", "year"),
+    "extract(year FROM w)": ("year(w)", "year"),
+    "date_trunc('year', w)": ("year(w)", "year"),
+    "date_trunc('month', w)": ("month(w)", "month"),
+    "month(w)": ("month-of-year(w)", "month-of-year"),
+    "extract(month FROM w)": ("month-of-year(w)", "month-of-year"),
+}
+RANGES = {
+    # (low, high) -> the period it is exactly, or None
+    ("1995-01-01", "1996-01-01"): "year(w)",
+    ("1995-02-01", "1995-03-01"): "month(w)",
+    ("1994-12-01", "1995-01-01"): "month(w)",
+    ("1995-01-01", "1995-03-01"): None,  # two months
+    ("1995-01-02", "1995-02-01"): None,  # not from a period's first day
+    ("1995-01-01", "1995-12-31"): None,  # a year less a day
+}
+
+
+def _dated_policy(k: int) -> ProtectionPolicy:
+    return ProtectionPolicy.model_validate(
+        {
+            "min_group_size": k,
+            "tables": {
+                "t": {
+                    "privacy_unit": "u",
+                    "dimensions": ["g", "h", "w"],
+                    "measures": ["m"],
+                    "hidden": [],
+                    "bounds": {"m": {"min": -1000, "max": 1000}},
+                }
+            },
+        }
+    )
+
+
+dated_rows = st.lists(
+    st.fixed_dictionaries(
+        {
+            "u": st.one_of(st.none(), st.sampled_from([f"u{i}" for i in range(8)])),
+            "g": st.one_of(st.none(), st.sampled_from(["a", "b"])),
+            "h": st.one_of(st.none(), st.integers(1, 3)),
+            "w": st.one_of(st.none(), st.sampled_from(DAYS)),
+            "m": st.one_of(st.none(), st.integers(-20, 20).map(float)),
+        }
+    ),
+    min_size=1,
+    max_size=40,
+)
+
+
+@st.composite
+def dated_queries(draw: st.DrawFn) -> dict[str, Any]:
+    """A query over `t` with its expected summary dimensions: keys (plain or calendar), and WHERE conjuncts, each
+    tagged with what it reads: ("reads", dims) for a predicate (on the keys it selects whole groups), ("pin",
+    dim) for `dim = literal` of the dimension's kind, ("range", period or None) for `w >= a AND w < b`."""
+    keys = draw(st.lists(st.sampled_from(["g", "h", *CALENDAR_KEYS]), max_size=2, unique=True))
+    conjuncts: list[tuple[str, tuple[Any, ...]]] = []
+    for _ in range(draw(st.integers(0, 2))):
+        kind = draw(st.sampled_from(["pin", "predicate", "calendar predicate", "range", "date pin", "calendar pin"]))
+        if kind == "pin":
+            column = draw(st.sampled_from(["g", "h"]))
+            literal = draw(st.sampled_from(LITERALS[column]))
+            conjuncts.append((f"{column} = {literal}", ("pin", column)))
+        elif kind == "predicate":
+            text, column = draw(
+                st.sampled_from(
+                    [("g LIKE 'a%' OR g IS NULL", "g"), ("h > 1", "h"), ("NOT h = 2", "h"), ("g <> 'b'", "g")]
+                )
+            )
+            conjuncts.append((text, ("reads", column)))
+        elif kind == "calendar predicate":
+            text, dim = draw(
+                st.sampled_from(
+                    [
+                        ("w >= DATE '1995-01-01'", "w"),
+                        ("w IS NOT NULL", "w"),
+                        ("year(w) > 1994", "year(w)"),
+                        ("month(w) IN (1, 3)", "month-of-year(w)"),
+                        ("date_trunc('month', w) <> DATE '1995-01-01'", "month(w)"),
+                    ]
+                )
+            )
+            conjuncts.append((text, ("reads", dim)))
+        elif kind == "range" and not any(tag == "range" for _, (tag, _) in conjuncts):  # one range of w at most
+            low, high = draw(st.sampled_from(sorted(RANGES)))
+            conjuncts.append((f"w >= DATE '{low}' AND w < DATE '{high}'", ("range", RANGES[(low, high)])))
+        elif kind == "range":
+            continue
+        elif kind == "date pin":
+            day = draw(st.sampled_from(DAYS))
+            conjuncts.append((f"w = DATE '{day}'", ("pin", "w")))
+        else:
+            text, dim = draw(
+                st.sampled_from(
+                    [("year(w) = 1995", "year(w)"), ("month(w) = 1", "month-of-year(w)"), ("year(w) = '1995'", "year(w) cast")]
+                )
+            )
+            conjuncts.append((text, ("pin", dim)))
+    aggregates = draw(st.lists(st.sampled_from(["count(*) AS c", "sum(m) AS sm", "count(DISTINCT u) AS units"]),
+                               min_size=1, max_size=2, unique=True))  # fmt: skip
+    return {"k": draw(st.integers(2, 4)), "keys": keys, "conjuncts": conjuncts, "aggregates": aggregates}
+
+
+def _dated_sql(q: dict[str, Any]) -> str:
+    items = [f"{key} AS k{i}" for i, key in enumerate(q["keys"])] + q["aggregates"]
+    sql = f"SELECT {', '.join(items)} FROM t"
+    if q["conjuncts"]:
+        sql += " WHERE " + " AND ".join(f"({text})" for text, _ in q["conjuncts"])
+    if q["keys"]:
+        sql += " GROUP BY " + ", ".join(str(i + 1) for i in range(len(q["keys"])))
+    return sql
+
+
+def _dated_supported(q: dict[str, Any], rows: list[dict[str, Any]]) -> bool:
+    """The model: the summary dimensions S are the keys' plus the pinned ones (a pin on a non-key dimension, a
+    range that is one period: its partition), every predicate reads only keys (a calendar expression of a key
+    `w` reads the key), |S| <= 2 with at most one of w's dimensions, a calendar partition only when w has a
+    value (its cardinality comes from w's extent)."""
+    keys = {CALENDAR_KEYS[k][0] if k in CALENDAR_KEYS else k for k in q["keys"]}
+    chosen = set(keys)
+    for _, (tag, dim) in q["conjuncts"]:
+        if tag == "reads" and not (dim in keys or (dim.endswith("(w)") and "w" in keys)):
+            return False
+        if tag == "range" and "w" not in keys:
+            if dim is None:
+                return False
+            chosen.add(dim)
+        if tag == "pin":
+            cast = dim.endswith(" cast")  # `year(w) = '1995'`: a literal of another kind pins no one partition
+            dim = dim.removesuffix(" cast")
+            if dim in keys or (dim.endswith("(w)") and "w" in keys):
+                continue  # then a predicate on the keys
+            if cast:
+                return False
+            chosen.add(dim)
+    dated = [d for d in chosen if d == "w" or d.endswith("(w)")]
+    if any(d.endswith("(w)") for d in dated) and all(r["w"] is None for r in rows):
+        return False
+    return len(chosen) <= 2 and len(dated) <= 1
+
+
+def _dated_check(rows: list[dict[str, Any]], q: dict[str, Any]) -> None:
+    sql = _dated_sql(q)
+    note(sql)
+    with tempfile.TemporaryDirectory() as directory:
+        path = write_parquet(Path(directory) / "t.parquet", rows, DATED_TYPES)
+        stats = table_statistics(path, list(DATED_TYPES), DATED_ROLES)
+        tables = {"t": TableFile(name="t", path=path, row_count=len(rows), statistics=stats)}
+        try:
+            plan = plan_query(sql, _dated_policy(q["k"]), row_counts(tables))
+        except QueryRefused:
+            return
+        chosen = strategy(plan, tables)
+        assert (chosen == "summary") == _dated_supported(q, rows), (chosen, sql)
+        if chosen != "summary":
+            return
+        lookup = summary_for(plan, tables)
+        assert lookup
+        files = {name: Path(file) for name, file in files_of(tables)}
+        connection = open_locked(files, EngineLimits(threads=1), stats["statistics_free"])
+        try:
+            statistics = TableStatistics(connection, {}, "v")
+            by_summary = execute_summary(connection, plan, 100, statistics, lookup)
+            exact = [
+                execute_single(connection, plan, 100, statistics),
+                execute_two_level(connection, plan, 100, statistics),
+            ]
+        finally:
+            connection.close()
+    if by_summary.refused is not None:  # refused before any row is read (`g = 1`: a cast of g that can fail)
+        assert all(other.refused == by_summary.refused for other in exact), sql
+        return
+    assert by_summary.methods == ["summary"]
+    for other in exact:
+        assert _typed(by_summary.rows) == _typed(other.rows), sql
+        assert (by_summary.groups, by_summary.suppressed_groups) == (other.groups, other.suppressed_groups), sql
+
+
+DATED_EDGE = [
+    # 1995-01: 3 units on the 1st and the 31st; 1994-12-31: 2 units (k = 3); NULL dates: 3 units.
+    *({"u": f"u{i}", "g": "a", "h": 1, "w": "1995-01-01" if i % 2 else "1995-01-31", "m": 1.0} for i in range(3)),
+    *({"u": f"u{i}", "g": "b", "h": 2, "w": "1994-12-31", "m": None} for i in range(3, 5)),
+    *({"u": f"u{i}", "g": "b", "h": None, "w": None, "m": 2.0} for i in range(5, 8)),
+    {"u": None, "g": "a", "h": 1, "w": "1996-01-01", "m": 3.0},
+]
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=dated_rows, q=dated_queries())
+@example(
+    rows=DATED_EDGE,
+    q={"k": 3, "keys": ["g"], "conjuncts": [("w >= DATE '1995-01-01' AND w < DATE '1996-01-01'", ("range", "year(w)"))],
+       "aggregates": ["count(*) AS c", "sum(m) AS sm"]},
+)  # fmt: skip
+@example(
+    rows=DATED_EDGE,
+    q={"k": 3, "keys": ["date_trunc('month', w)"], "conjuncts": [], "aggregates": ["count(*) AS c", "sum(m) AS sm"]},
+)  # fmt: skip
+@example(
+    rows=DATED_EDGE,
+    q={"k": 2, "keys": ["w", "g"], "conjuncts": [("w >= DATE '1995-01-01'", ("reads", "w"))],
+       "aggregates": ["count(*) AS c"]},
+)  # fmt: skip
+@example(
+    rows=DATED_EDGE,
+    q={"k": 3, "keys": ["year(w)", "h"], "conjuncts": [("month(w) = 1", ("pin", "month-of-year(w)"))],
+       "aggregates": ["count(*) AS c"]},
+)  # fmt: skip
+def test_dates_calendar_keys_and_filters_on_keys_answer_exactly(rows: list[dict[str, Any]], q: dict[str, Any]) -> None:
+    """Branch cal13: the summary decides exactly the modelled shapes, and there answers as both exact statements."""
+    _dated_check(rows, q)
+
+
+def test_calendar_partitions_are_summarised_with_their_cardinalities(tmp_path: Path) -> None:
+    """A DATE dimension gets its year, month and month-of-year partitions as derived dimensions, with sets under
+    the cap from its extent, never two of one date in a set; the counts per partition exact."""
+    rows = [
+        {"u": f"u{i % 4}", "g": "a", "h": i % 2, "w": DAYS[i % len(DAYS)] if i % 5 else None, "m": 1.0}
+        for i in range(30)
+    ]
+    path = write_parquet(tmp_path / "t.parquet", rows, DATED_TYPES)
+    described = table_statistics(path, list(DATED_TYPES), DATED_ROLES)["summary"]
+    assert described["derived"] == {
+        "__year__w": ["year", "w"],
+        "__month__w": ["month", "w"],
+        "__moy__w": ["month-of-year", "w"],
+    }
+    sets = {tuple(c): i for c, i in described["sets"]}
+    assert ("g", "__year__w") in sets and ("__moy__w",) in sets and ("w",) in sets
+    assert not any(len([c for c in chosen if "w" in c]) > 1 for chosen in sets)
+    import duckdb
+
+    with duckdb.connect() as connection:
+        found = connection.execute(
+            f"SELECT __year__w, __units FROM read_parquet('{summary_path(path)}') "
+            f"WHERE __set = {sets[('__year__w',)]} ORDER BY 1 NULLS LAST"
+        ).fetchall()
+    expected: dict[Any, set[str]] = {}
+    for r in rows:
+        year = None if r["w"] is None else f"{r['w'][:4]}"
+        expected.setdefault(year, set()).add(r["u"])
+    assert [(None if y is None else str(y)[:4], n) for y, n in found] == sorted(
+        ((y, len(units)) for y, units in expected.items()), key=lambda p: (p[0] is None, p[0])
+    )
