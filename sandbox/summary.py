@@ -307,11 +307,12 @@ def _literal_kind(node: exp.Expr) -> str | None:
 _UNSAFE = (exp.Subquery, exp.Select, exp.Window, exp.AggFunc, exp.Placeholder, exp.Exists)
 
 
-def _on_keys(node: exp.Expr, keys: Mapping[str, exp.Expr], alias: str) -> exp.Expr | None:
+def _on_keys(node: exp.Expr, keys: Mapping[str, exp.Expr], alias: str, dimensions: Collection[str]) -> exp.Expr | None:
     """`node` read on the summary's rows when every column it reads lies inside one of the group keys'
-    expressions (`keys`: a key's SQL to its expression over the summary): a pure function of the keys'
-    values then (every function the validator admits is one: no subquery, window, aggregate or parameter),
-    the same for every row of a group. None otherwise."""
+    expressions (`keys`: a key's SQL to its expression over the summary) or inside a calendar form of a
+    key's partition (`year(d)` under the key `extract(year FROM d)`: `dimensions`, the keys' summary
+    dimensions): a pure function of the keys' values then (every function the validator admits is one: no
+    subquery, window, aggregate or parameter), the same for every row of a group. None otherwise."""
     if any(isinstance(n, _UNSAFE) for n in node.walk()):
         return None
     failed = False
@@ -321,6 +322,10 @@ def _on_keys(node: exp.Expr, keys: Mapping[str, exp.Expr], alias: str) -> exp.Ex
         held = keys.get(to_sql(n)) if isinstance(n, (exp.Column, exp.Func)) else None
         if held is not None:
             return held.copy()
+        if isinstance(n, exp.Func):
+            found = _dimension(n, alias)
+            if found is not None and found[0] in dimensions:
+                return found[1]
         if isinstance(n, exp.Column):
             failed = True
         return n
@@ -403,7 +408,7 @@ def _shape(plan: Plan) -> Shape | None:
         read: list[exp.Expr] = []
         ranges: dict[str, dict[str, exp.Expr]] = {}
         for node in conjuncts:
-            on = _on_keys(node, on_keys, alias)
+            on = _on_keys(node, on_keys, alias, keys)
             if on is not None:  # reads only the keys: selects whole groups
                 read.append(on)
                 continue

@@ -522,6 +522,10 @@ DATED_EDGE = [
     q={"k": 3, "keys": ["year(w)", "h"], "conjuncts": [("month(w) = 1", ("pin", "month-of-year(w)"))],
        "aggregates": ["count(*) AS c"]},
 )  # fmt: skip
+@example(
+    rows=[*DATED_EDGE, {"u": "u3", "g": "a", "h": 1, "w": "1995-03-15", "m": 1.0}],
+    q={"k": 4, "keys": ["year(w)"], "conjuncts": [], "aggregates": ["count(*) AS c"]},
+)  # 1995: 3 units in January, a 4th in March: its count is their union, never one month's
 def test_dates_calendar_keys_and_filters_on_keys_answer_exactly(rows: list[dict[str, Any]], q: dict[str, Any]) -> None:
     """Branch cal13: the summary decides exactly the modelled shapes, and there answers as both exact statements."""
     _dated_check(rows, q)
