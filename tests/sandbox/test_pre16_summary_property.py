@@ -523,6 +523,11 @@ DATED_EDGE = [
        "aggregates": ["count(*) AS c"]},
 )  # fmt: skip
 @example(
+    rows=DATED_EDGE,
+    q={"k": 2, "keys": ["g"], "conjuncts": [("w >= DATE '1995-01-01' AND w < DATE '1995-03-01'", ("range", None))],
+       "aggregates": ["count(*) AS c"]},
+)  # fmt: skip
+@example(
     rows=[*DATED_EDGE, {"u": "u3", "g": "a", "h": 1, "w": "1995-03-15", "m": 1.0}],
     q={"k": 4, "keys": ["year(w)"], "conjuncts": [], "aggregates": ["count(*) AS c"]},
 )  # 1995: 3 units in January, a 4th in March: its count is their union, never one month's
