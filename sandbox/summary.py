@@ -14,9 +14,11 @@ One Parquet file per version's table, beside it, written like every product file
 listed in a catalogue nor shown: only the sandbox's worker reads it, through a view whose name a buyer
 cannot write (SUMMARY_PREFIX: names with __ are refused).
 
-A query whose shape the summary decides (`shape`: one table, group keys that are plain dimension columns,
-a WHERE absent or a conjunction of `dimension = literal` where equality is injective, every cell over one
-measure or over a column without NULLs, keys plus filtered columns a recorded set) runs
+A query whose shape the summary decides (`shape`: one table, group keys that are plain dimension columns or
+calendar forms of a DATE one, a WHERE absent or a conjunction of `dimension = literal` where equality is
+injective, predicates that read only the group keys, and ranges that are one calendar period of a DATE; every
+cell over one measure or over a column without NULLs, keys plus pinned dimensions a recorded set; branch cal13
+for dates, calendar keys and filters on keys: docs/sandbox.md, "Dates, calendar keys and filters on keys") runs
 engine.execute_summary: the buyer's stage 1 as the plan wrote it, with no distinct count, LEFT JOINed on
 its keys to `lookup`: the summary's rows of S (read whole, a fixed number per version and S), grouped on
 the keys with the counts of the one combination the filter pins (FILTER (WHERE <the buyer's filter>)).

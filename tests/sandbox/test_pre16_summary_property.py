@@ -567,3 +567,22 @@ def test_calendar_partitions_are_summarised_with_their_cardinalities(tmp_path: P
     assert [(None if y is None else str(y)[:4], n) for y, n in found] == sorted(
         ((y, len(units)) for y, units in expected.items()), key=lambda p: (p[0] is None, p[0])
     )
+
+
+def test_the_summary_s_dates_and_partitions_have_statistics_that_say_nothing_of_the_values(tmp_path: Path) -> None:
+    """Branch cal13: in the worker's connection the bounding rows span DATE's whole finite range for the date and
+    its derived partitions too, so `w = DATE '2999-01-01'` folds no differently from a date present."""
+    rows = [{"u": f"u{i}", "g": "a", "h": i % 2, "w": DAYS[i % len(DAYS)], "m": 1.0} for i in range(12)]
+    path = write_parquet(tmp_path / "t.parquet", rows, DATED_TYPES)
+    stats = table_statistics(path, list(DATED_TYPES), DATED_ROLES)
+    tables = {"t": TableFile(name="t", path=path, row_count=len(rows), statistics=stats)}
+    files = {name: Path(file) for name, file in files_of(tables)}
+    connection = open_locked(files, EngineLimits(threads=1), True)
+    try:
+        found = connection.execute(
+            'SELECT CAST(min(w) AS VARCHAR), CAST(max(w) AS VARCHAR), CAST(min("__year__w") AS VARCHAR), '
+            'CAST(max("__moy__w") AS VARCHAR) FROM "__summary__t"'
+        ).fetchone()
+    finally:
+        connection.close()
+    assert found == ("5877642-06-25 (BC)", "5881580-07-10", "5877642-06-25 (BC)", "5881580-07-10")
