@@ -288,7 +288,7 @@ def _dimension(node: exp.Expr, alias: str) -> tuple[str, exp.Expr, str] | None:
         if text == form.format(x=to_sql(column)):
             name = derived_name(kind, column.name)
             replaced = exp.column(name, table=alias, quoted=True)
-            read = node.copy().transform(lambda n: replaced.copy() if isinstance(n, exp.Column) else n)
+            read = node.copy().transform(lambda n, r=replaced: r.copy() if isinstance(n, exp.Column) else n)
             return name, read, literal
     return None
 
@@ -297,7 +297,7 @@ _DATE = exp.DataType.build("DATE")
 
 
 def _literal_kind(node: exp.Expr) -> str | None:
-    """"string", "int" or "date" for a literal of that kind (`CAST('...' AS DATE)`: the validator's DATE
+    """The kind of a literal: "string", "int" or "date" (`CAST('...' AS DATE)`: the validator's DATE
     '...'), else None."""
     if isinstance(node, exp.Literal):
         return "string" if node.is_string else ("int" if node.is_int else None)

@@ -408,7 +408,11 @@ def dated_queries(draw: st.DrawFn) -> dict[str, Any]:
         else:
             text, dim = draw(
                 st.sampled_from(
-                    [("year(w) = 1995", "year(w)"), ("month(w) = 1", "month-of-year(w)"), ("year(w) = '1995'", "year(w) cast")]
+                    [
+                        ("year(w) = 1995", "year(w)"),
+                        ("month(w) = 1", "month-of-year(w)"),
+                        ("year(w) = '1995'", "year(w) cast"),
+                    ]
                 )
             )
             conjuncts.append((text, ("pin", dim)))

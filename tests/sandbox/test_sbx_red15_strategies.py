@@ -355,7 +355,8 @@ CORPUS = [
             "SELECT d, g, count(*), sum(q) FROM t WHERE d >= DATE '2013-02-01' AND d < DATE '2013-03-01' GROUP BY d, g",
             "SELECT year(d) AS y, g, count(*), avg(m) FROM t GROUP BY y, g",
             "SELECT date_trunc('month', d) AS mo, g, count(*), sum(q) FROM t GROUP BY mo, g",
-            "SELECT g, count(*), sum(m), count(q) FROM t WHERE d >= DATE '2013-02-01' AND d < DATE '2013-03-01' GROUP BY g",
+            "SELECT g, count(*), sum(m), count(q) FROM t "
+            "WHERE d >= DATE '2013-02-01' AND d < DATE '2013-03-01' GROUP BY g",
             "SELECT month(d) AS mo, g, count(*) FROM t WHERE g <> 2 AND month(d) IN (2, 3) GROUP BY mo, g",
             "SELECT g, count(*), avg(q) FROM t WHERE year(d) = 2013 AND g > 0 GROUP BY g",
             "SELECT g, dest, count(*), sum(m) FROM t WHERE dest LIKE 'L%' OR g = 9 GROUP BY g, dest",
