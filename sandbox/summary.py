@@ -344,7 +344,9 @@ def _period(low: exp.Expr, high: exp.Expr) -> tuple[str, str] | None:
         if _literal_kind(bound) != "date":
             return None
         text = bound.this.this
-        if len(text) != 10 or text[4] != "-" or text[7] != "-" or not (text[:4] + text[5:7] + text[8:]).isdigit():
+        digits = text[:4] + text[5:7] + text[8:]
+        # ASCII digits only: str.isdigit holds for superscripts, which int() refuses (a ValueError, a 500; red13).
+        if len(text) != 10 or text[4] != "-" or text[7] != "-" or not (digits.isascii() and digits.isdigit()):
             return None
         texts.append((int(text[:4]), int(text[5:7]), int(text[8:])))
     (y0, m0, d0), (y1, m1, d1) = texts
