@@ -134,7 +134,9 @@ def unit_summary(
 
     The description (in the statistics JSON, read by sandbox.summary.lookup): `file` (its name beside the
     table's), `sets` ([[dimensions], grouping id] per summarised set), `types` (the summarised dimensions'
-    DuckDB types), `measures` (in the order of the `__m<i>` columns), `rows`, `bytes`."""
+    DuckDB types), `measures` (in the order of the `__m<i>` columns), `rows`, `bytes`; `cube` (the layout of the
+    cube's columns, sandbox.summary.CUBE_VERSION) and `exact` (the measures whose SUM and AVG it holds,
+    sandbox.summary.exact_sql)."""
     units = [c for c in columns if roles.get(c) == "privacy_unit"]
     if len(units) != 1:
         return None
@@ -154,8 +156,10 @@ def unit_summary(
     target = summary_path(path)
     partial = target.with_suffix(".partial")
     try:
+        flags = connection.execute(unit_summaries.exact_sql(source, measures)).fetchone() or ()
+        exact = [m for m, flag in zip(measures, flags, strict=False) if flag is True]
         write_product_parquet(
-            connection, unit_summaries.build_sql(source, units[0], dimensions, types, measures, sets), partial
+            connection, unit_summaries.build_sql(source, units[0], dimensions, types, measures, sets, exact), partial
         )
     except duckdb.Error:
         # The summary only makes some queries cheaper: a table it cannot be built for (out of memory on a huge
@@ -172,6 +176,8 @@ def unit_summary(
         "types": {c: types[c] for c in dimensions},
         "measures": measures,
         "measure_types": {c: types.get(c, "") for c in measures},
+        "cube": unit_summaries.CUBE_VERSION,
+        "exact": exact,
         "rows": int(row[0]) if row else 0,
         "bytes": target.stat().st_size,
     }
