@@ -50,8 +50,11 @@ class StoredTable:
     row_count: int
     columns: list[StoredColumn]
 
-    def describe(self, roles: dict[str, str]) -> dict[str, Any]:
-        """The JSON kept on the version row, with the statistics the sandbox needs (`statistics`)."""
+    def describe(
+        self, roles: dict[str, str], bounds: Mapping[str, tuple[float, float]] | None = None
+    ) -> dict[str, Any]:
+        """The JSON kept on the version row, with the statistics the sandbox needs (`statistics`); `bounds`, the
+        measures' declared (min, max) the build checked (check_bounds), for the summary's cube."""
         return {
             "name": self.name,
             "file": self.path.name,
@@ -60,11 +63,13 @@ class StoredTable:
                 {"name": c.name, "type": c.type, "role": roles.get(c.name, "hidden"), "bytes": c.bytes}
                 for c in self.columns
             ],
-            "statistics": table_statistics(self.path, [c.name for c in self.columns], roles),
+            "statistics": table_statistics(self.path, [c.name for c in self.columns], roles, bounds),
         }
 
 
-def table_statistics(path: Path, columns: list[str], roles: dict[str, str]) -> dict[str, Any]:
+def table_statistics(
+    path: Path, columns: list[str], roles: dict[str, str], bounds: Mapping[str, tuple[float, float]] | None = None
+) -> dict[str, Any]:
     """Facts the sandbox's threshold needs about a version's table, computed once when it is built:
 
     - `units`: per privacy-unit column, [most rows any one unit has, rows whose unit is NULL] (the
@@ -104,7 +109,7 @@ def table_statistics(path: Path, columns: list[str], roles: dict[str, str]) -> d
             counts[column] = int(found[2]) if found else 0
         plain = statistics_free(connection, path)
         shape = _bits_statistics(connection, source, columns, roles)
-        summary = unit_summary(connection, path, columns, roles, shape["cardinality"])
+        summary = unit_summary(connection, path, columns, roles, shape["cardinality"], bounds, total)
     return {
         "units": {c: per_value[c] for c in units},
         "unit_counts": {c: counts[c] for c in units},
@@ -128,6 +133,8 @@ def unit_summary(
     columns: list[str],
     roles: dict[str, str],
     cardinality: dict[str, int],
+    bounds: Mapping[str, tuple[float, float]] | None = None,
+    rows: int = 0,
 ) -> dict[str, Any] | None:
     """Write the table's unit summary (sandbox.summary) beside `path` and describe it, or None when the table
     has not exactly one privacy-unit column.
@@ -136,7 +143,7 @@ def unit_summary(
     table's), `sets` ([[dimensions], grouping id] per summarised set), `types` (the summarised dimensions'
     DuckDB types), `measures` (in the order of the `__m<i>` columns), `rows`, `bytes`; `cube` (the layout of the
     cube's columns, sandbox.summary.CUBE_VERSION) and `exact` (the measures whose SUM and AVG it holds,
-    sandbox.summary.exact_sql)."""
+    sandbox.summary.exact_measures)."""
     units = [c for c in columns if roles.get(c) == "privacy_unit"]
     if len(units) != 1:
         return None
@@ -156,8 +163,7 @@ def unit_summary(
     target = summary_path(path)
     partial = target.with_suffix(".partial")
     try:
-        flags = connection.execute(unit_summaries.exact_sql(source, measures)).fetchone() or ()
-        exact = [m for m, flag in zip(measures, flags, strict=False) if flag is True]
+        exact = unit_summaries.exact_measures(types, measures, bounds or {}, rows)
         write_product_parquet(
             connection, unit_summaries.build_sql(source, units[0], dimensions, types, measures, sets, exact), partial
         )

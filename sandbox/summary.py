@@ -126,24 +126,35 @@ def summary_sets(cardinality: Mapping[str, int], dimensions: Sequence[str]) -> l
 
 
 EXACT_LIMIT = 2.0**53
-"""A measure is summed exactly (`exact_sql`) when its values, as the validator's TRY_CAST to DOUBLE, are integers
-whose absolute values sum to less than this: every partial sum, in any order, is then an integer a DOUBLE holds."""
+"""A measure is summed exactly (`exact_measures`) when its values, as the validator's TRY_CAST to DOUBLE, are
+integers whose absolute values sum to less than this: every partial sum, in any order, is then an integer a DOUBLE
+holds."""
 
 
-def exact_sql(source: str, measures: Sequence[str]) -> str:
-    """One row: per measure, whether every value of `TRY_CAST(m AS DOUBLE)` is a finite integer, never -0.0, and
-    their absolute values sum to less than EXACT_LIMIT (computed so: once a partial sum of non-negative numbers
-    passes 2^53 it never falls back under it). Then SUM and AVG over any subset of its rows give the same DOUBLE
-    whatever the order the rows are added in (each addition exact, +0.0 for a zero sum; AVG that exact sum divided
-    by the count): the build's per-combination aggregate is the query's (the cube, `cube`)."""
-    items = []
+_TYPE_BOUNDS = {"TINYINT": 2**7, "SMALLINT": 2**15, "INTEGER": 2**31, "UTINYINT": 2**8, "USMALLINT": 2**16}
+_TYPE_BOUNDS |= {"UINTEGER": 2**32, "BIGINT": 2**63, "UBIGINT": 2**64, "HUGEINT": 2**127}
+
+
+def exact_measures(
+    types: Mapping[str, str], measures: Sequence[str], bounds: Mapping[str, tuple[float, float]], rows: int
+) -> list[str]:
+    """The measures whose SUM and AVG the cube holds: an integer type, and the version's rows times the greatest
+    absolute value any of them may hold (the declared bounds, which the build checked every value against:
+    products.storage.check_bounds, else the type's range) less than EXACT_LIMIT. Each TRY_CAST to DOUBLE is then
+    an integer (never -0.0) and every partial sum, in any order, one a DOUBLE holds: SUM over any subset of the
+    rows is the same DOUBLE whatever the order they are added in, and AVG that sum over the count, so the build's
+    per-combination value is the query's. From public facts only (the column's type, the row count, the policy's
+    bounds), never the values: which path runs says nothing of a hidden row. Fractional measures: not held."""
+    found = []
     for m in measures:
-        x = f"TRY_CAST({_q(m)} AS DOUBLE)"
-        items.append(
-            f"COALESCE(BOOL_AND({x} IS NULL OR (isfinite({x}) AND {x} = trunc({x}) AND NOT ({x} = 0 AND signbit({x})))), TRUE)"
-            f" AND COALESCE(SUM(abs({x})), 0) < {EXACT_LIMIT!r}"
-        )
-    return f"SELECT {', '.join(items) or 'TRUE'} FROM {source}"
+        largest = _TYPE_BOUNDS.get(types.get(m, ""))
+        if largest is None:
+            continue
+        if m in bounds:
+            largest = min(largest, max(abs(float(bounds[m][0])), abs(float(bounds[m][1]))) + 1)
+        if max(1, rows) * largest < EXACT_LIMIT:
+            found.append(m)
+    return found
 
 
 def build_sql(
@@ -162,7 +173,7 @@ def build_sql(
     memory at 1 GB on the demo).
 
     The cube (branch cube13): per combination also `__rows` (count(*)), per measure `__n<i>` (count(m)) and, for
-    the measures in `exact` (exact_sql), `__sum<i>` and `__avg<i>`: SUM and AVG of `TRY_CAST(m AS DOUBLE)`, the
+    the measures in `exact` (exact_measures), `__sum<i>` and `__avg<i>`: SUM and AVG of `TRY_CAST(m AS DOUBLE)`, the
     argument the validator writes. Summed in the same two levels (per pair, then per combination): exact, so the
     same DOUBLE as the buyer's own SUM over the combination's rows; the AVG is that sum over the count, as
     DuckDB's AVG finalises (checked equal by the property test)."""
@@ -377,7 +388,7 @@ def cube(plan: Plan, statistics: Mapping[str, Any]) -> str | None:
     """Stage 1 of `plan` read from the summary alone (branch cube13), or None where it cannot be: where `lookup`
     decides the threshold and every column of stage 1 is a key or an aggregate the summary holds for every
     combination (Shape.items: count(*), count(m), count(DISTINCT unit), and SUM and AVG of a measure recorded
-    `exact`, whose per-combination DOUBLE is the query's whatever the order of its rows: summary.exact_sql).
+    `exact`, whose per-combination DOUBLE is the query's whatever the order of its rows: exact_measures).
 
     Every group of such a query is exactly one combination of the summarised set S (its keys and its pinned
     columns), so each aggregate is MAX(<the combination's value>) FILTER (WHERE <the buyer's filter, verbatim>):
