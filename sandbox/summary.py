@@ -29,6 +29,7 @@ build-time unit counts (pre16)".
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -52,6 +53,10 @@ SUMMARY_PREFIX = "__summary__"
 a name with __)."""
 SET_COLUMN = "__set"
 UNITS_COLUMN = "__units"
+ROWS_COLUMN = "__rows"
+CUBE_VERSION = 1
+"""The summary's description records `cube` = this when it holds the cube's columns (build_sql); a summary built
+before (or by another layout) has none and its queries take the pre16 path."""
 
 INTEGER_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT")
 STRING_TYPES = ("VARCHAR",)
@@ -135,6 +140,8 @@ _EXTREMES: dict[str, tuple[str, str]] = {
     "VARCHAR": ("''", "'\U0010ffff\U0010ffff'"),
     # DATE's finite range (the infinities past it make YEAR() fail).
     "DATE": ("'5877642-06-25 (BC)'", "'5881580-07-10'"),
+    # The cube's sums and averages (branch cube13): -infinity and NaN (the greatest DOUBLE in DuckDB's order).
+    "DOUBLE": ("'-inf'", "'nan'"),
 }
 
 
@@ -182,6 +189,38 @@ def summary_sets(
     return found
 
 
+EXACT_LIMIT = 2.0**53
+"""A measure is summed exactly (`exact_measures`) when its values, as the validator's TRY_CAST to DOUBLE, are
+integers whose absolute values sum to less than this: every partial sum, in any order, is then an integer a DOUBLE
+holds."""
+
+
+_TYPE_BOUNDS = {"TINYINT": 2**7, "SMALLINT": 2**15, "INTEGER": 2**31, "UTINYINT": 2**8, "USMALLINT": 2**16}
+_TYPE_BOUNDS |= {"UINTEGER": 2**32, "BIGINT": 2**63, "UBIGINT": 2**64, "HUGEINT": 2**127}
+
+
+def exact_measures(
+    types: Mapping[str, str], measures: Sequence[str], bounds: Mapping[str, tuple[float, float]], rows: int
+) -> list[str]:
+    """The measures whose SUM and AVG the cube holds: an integer type, and the version's rows times the greatest
+    absolute value any of them may hold (the declared bounds, which the build checked every value against:
+    products.storage.check_bounds, else the type's range) less than EXACT_LIMIT. Each TRY_CAST to DOUBLE is then
+    an integer (never -0.0) and every partial sum, in any order, one a DOUBLE holds: SUM over any subset of the
+    rows is the same DOUBLE whatever the order they are added in, and AVG that sum over the count, so the build's
+    per-combination value is the query's. From public facts only (the column's type, the row count, the policy's
+    bounds), never the values: which path runs says nothing of a hidden row. Fractional measures: not held."""
+    found = []
+    for m in measures:
+        largest = _TYPE_BOUNDS.get(types.get(m, ""))
+        if largest is None:
+            continue
+        if m in bounds:
+            largest = min(largest, max(abs(float(bounds[m][0])), abs(float(bounds[m][1]))) + 1)
+        if max(1, rows) * largest < EXACT_LIMIT:
+            found.append(m)
+    return found
+
+
 def build_sql(
     source: str,
     unit: str,
@@ -189,14 +228,23 @@ def build_sql(
     types: Mapping[str, str],
     measures: Sequence[str],
     sets: Sequence[tuple[str, ...]],
+    exact: Sequence[str] = (),
     derived: Mapping[str, tuple[str, str]] | None = None,
 ) -> str:
     """The summary's rows: per set, its combinations' counts in two levels (one grouping on (S, unit), whose
     non-NULL units are the combination's distinct units, with a flag per measure that some row of the pair has
     it), `__set` the set's id (set_id), a dimension not in the set NULL. One UNION ALL of a small grouping per
     set: GROUPING SETS with a distinct count per set and measure held every set's hash tables at once (out of
-    memory at 1 GB on the demo). A derived dimension (`derived`: name -> (calendar kind, DATE column)) is its
-    representative of the column (CALENDAR), a DATE."""
+    memory at 1 GB on the demo).
+
+    The cube (branch cube13): per combination also `__rows` (count(*)), per measure `__n<i>` (count(m)) and, for
+    the measures in `exact` (exact_measures), `__sum<i>` and `__avg<i>`: SUM and AVG of `TRY_CAST(m AS DOUBLE)`, the
+    argument the validator writes. Summed in the same two levels (per pair, then per combination): exact, so the
+    same DOUBLE as the buyer's own SUM over the combination's rows; the AVG is that sum over the count, as
+    DuckDB's AVG finalises (checked equal by the property test).
+
+    A derived dimension (`derived`: name -> (calendar kind, DATE column); branch cal13) is its representative of
+    the column (CALENDAR), a DATE."""
     derived = derived or {}
 
     def value(column: str) -> str:
@@ -207,8 +255,16 @@ def build_sql(
 
     parts: list[str] = []
     flags = [f"BOOL_OR(TRY_CAST({_q(m)} AS DOUBLE) IS NOT NULL) AS {_q(f'__f{i}')}" for i, m in enumerate(measures)]
+    partials = ['COUNT(*) AS "__r"']
+    for i, m in enumerate(measures):
+        partials.append(f"COUNT({_q(m)}) AS {_q(f'__k{i}')}")
+        if m in exact:
+            partials.append(f"SUM(TRY_CAST({_q(m)} AS DOUBLE)) AS {_q(f'__t{i}')}")
+            partials.append(f"COUNT(TRY_CAST({_q(m)} AS DOUBLE)) AS {_q(f'__e{i}')}")
     for chosen in sets:
-        inner = ", ".join([*(f"{value(c)} AS {_q(c)}" for c in chosen), f"{_q(unit)} AS {_q('__u')}", *flags])
+        inner = ", ".join(
+            [*(f"{value(c)} AS {_q(c)}" for c in chosen), f"{_q(unit)} AS {_q('__u')}", *flags, *partials]
+        )
         grouped_inner = ", ".join([*(value(c) for c in chosen), _q(unit)])
         items = [f"{set_id(dimensions, chosen)} AS {_q(SET_COLUMN)}"]
         items += [
@@ -217,6 +273,12 @@ def build_sql(
         ]
         items.append(f'COUNT("__u") AS {_q(UNITS_COLUMN)}')
         items += [f'COUNT("__u") FILTER (WHERE {_q(f"__f{i}")}) AS {_q(f"__m{i}")}' for i in range(len(measures))]
+        items.append(f'CAST(SUM("__r") AS BIGINT) AS {_q(ROWS_COLUMN)}')
+        for i, m in enumerate(measures):
+            items.append(f"CAST(SUM({_q(f'__k{i}')}) AS BIGINT) AS {_q(f'__n{i}')}")
+            if m in exact:
+                items.append(f"SUM({_q(f'__t{i}')}) AS {_q(f'__sum{i}')}")
+                items.append(f"SUM({_q(f'__t{i}')}) / CAST(SUM({_q(f'__e{i}')}) AS DOUBLE) AS {_q(f'__avg{i}')}")
         outer_group = f" GROUP BY {', '.join(_q(c) for c in chosen)}" if chosen else ""
         pairs = f"SELECT {inner} FROM {source} GROUP BY {grouped_inner}"
         parts.append(f'SELECT {", ".join(items)} FROM ({pairs}) AS "__i"{outer_group}')
@@ -244,6 +306,10 @@ class Shape:
     key_sql: tuple[str, ...] = ()
     """Per group key, its expression over the summary's rows (the buyer's key, a calendar one read on the
     representative)."""
+    items: tuple[tuple[str, str], ...] | None = None
+    """The cube (branch cube13): stage 1's columns before the threshold, in order: ("key", `__g<i>`) or (aggregate
+    kind, measure column) per `__a<j>`, the kind one of "rows" (count(*)), "count" (count(m)), "sum", "avg" (over
+    `TRY_CAST(m AS DOUBLE)`), "units" (count(DISTINCT unit)); None when some column is none of them."""
 
 
 SHAPES_ENTRIES = 4096
@@ -455,7 +521,47 @@ def _shape(plan: Plan) -> Shape | None:
         return None
     cells = tuple(_cell_reads(cell.condition, cell.reads, alias) for cell in plan.cells)
     key_sql = tuple(to_sql(on_keys[to_sql(k)]) for k in key_nodes)
-    return Shape(alias, unit.table, tuple(keys), tuple(pinned), filter_sql, cells, key_sql)
+    items = _items(tree, alias, unit.column)
+    return Shape(alias, unit.table, tuple(keys), tuple(pinned), filter_sql, cells, key_sql=key_sql, items=items)
+
+
+_NAME = r'"((?:[^"]|"")+)"'
+
+
+def _items(tree: exp.Select, alias: str, unit: str) -> tuple[tuple[str, str], ...] | None:
+    """Shape.items: each of stage 1's columns matched, as text, against exactly what the validator writes."""
+    column = rf"{re.escape(_q(alias))}\.{_NAME}"
+    forms = [
+        ("rows", r"COUNT\(\*\)"),
+        ("count", rf"COUNT\({column}\)"),
+        ("units", rf"COUNT\(DISTINCT {column}\)"),
+        ("sum", rf"SUM\(TRY_CAST\({column} AS DOUBLE\)\)"),
+        ("avg", rf"AVG\(TRY_CAST\({column} AS DOUBLE\)\)"),
+    ]
+    found: list[tuple[str, str]] = []
+    aggregates = 0
+    for item in tree.expressions:
+        name = item.alias if isinstance(item, exp.Alias) else ""
+        if name.startswith("__g"):
+            found.append(("key", name))
+            continue
+        if name != f"__a{aggregates}":
+            if to_sql(item) == PLACEHOLDER:
+                continue
+            return None
+        aggregates += 1
+        text = to_sql(item.this)
+        for kind, form in forms:
+            matched = re.fullmatch(form, text)
+            if matched is not None:
+                measure = matched.group(1).replace('""', '"') if matched.groups() else ""
+                if kind == "units" and measure != unit:
+                    return None
+                found.append((kind, measure))
+                break
+        else:
+            return None
+    return tuple(found)
 
 
 def _cell_reads(condition: str, reads: tuple[tuple[str, str], ...] | None, alias: str) -> tuple[str, ...]:
@@ -477,6 +583,78 @@ def lookup(plan: Plan, statistics: Mapping[str, Any]) -> str | None:
 
     From the query text and the version's statistics only (`statistics`: products.storage.table_statistics):
     the recorded sets, the dimensions' types, the measures, the columns with NULLs."""
+    decided = _decided(plan, statistics)
+    if decided is None:
+        return None
+    found, set_number, values = decided
+    alias = _q(found.alias)
+    where = found.filter_sql or "TRUE"
+    keys = [f"{sql} AS {_q(f'__g{i}')}" for i, sql in enumerate(found.key_sql)]
+    counts = [f"MAX({_q(UNITS_COLUMN)}) FILTER (WHERE {where}) AS {_q('__lo0')}"]
+    counts += [f"MAX({v}) FILTER (WHERE {where}) AS {_q(f'__v{m}')}" for m, v in enumerate(values)]
+    grouped = f" GROUP BY {', '.join(found.key_sql)}" if found.keys else ""
+    return (
+        f"SELECT {', '.join(keys + counts)} FROM {_q(SUMMARY_PREFIX + found.table)} AS {alias} "
+        f"WHERE {_q(SET_COLUMN)} = {set_number}{grouped}"
+    )
+
+
+def cube(plan: Plan, statistics: Mapping[str, Any]) -> str | None:
+    """Stage 1 of `plan` read from the summary alone (branch cube13), or None where it cannot be: where `lookup`
+    decides the threshold and every column of stage 1 is a key or an aggregate the summary holds for every
+    combination (Shape.items: count(*), count(m), count(DISTINCT unit), and SUM and AVG of a measure recorded
+    `exact`, whose per-combination DOUBLE is the query's whatever the order of its rows: exact_measures).
+
+    Every group of such a query is exactly one combination of the summarised set S (its keys and its pinned
+    columns), so each aggregate is MAX(<the combination's value>) FILTER (WHERE <the buyer's filter, verbatim>):
+    the one combination that passes. A key tuple is kept only when one passes (HAVING), as a group exists only
+    when a row passes the WHERE; without keys the one row is there anyway, count(*) 0 and the others NULL when
+    none passes, as a plain aggregate over no row. The same columns as the exact stage 1 (`__g<i>`, `__a<j>`,
+    `__lo0`, `__v<m>`), read by engine._exact_statement; no row of the table is read, so no seed is needed."""
+    summary = statistics.get("summary") or {}
+    if summary.get("cube") != CUBE_VERSION:
+        return None
+    decided = _decided(plan, statistics)
+    if decided is None:
+        return None
+    found, set_number, values = decided
+    if found.items is None:
+        return None
+    measures: list[str] = list(summary.get("measures", []))
+    exact = set(summary.get("exact", []))
+    alias = _q(found.alias)
+    where = found.filter_sql or "TRUE"
+    columns: list[str] = []
+    aggregates = 0
+    for kind, name in found.items:
+        if kind == "key":
+            columns.append(f"{found.key_sql[int(name[3:])]} AS {_q(name)}")
+            continue
+        if kind == "rows":
+            source, zero = ROWS_COLUMN, True
+        elif kind == "units":
+            source, zero = UNITS_COLUMN, True
+        elif name not in measures or (kind in ("sum", "avg") and name not in exact):
+            return None
+        else:
+            source, zero = f"__{'n' if kind == 'count' else kind}{measures.index(name)}", kind == "count"
+        value = f"MAX({_q(source)}) FILTER (WHERE {where})"
+        columns.append(f"{f'COALESCE({value}, 0)' if zero else value} AS {_q(f'__a{aggregates}')}")
+        aggregates += 1
+    columns.append(f"COALESCE(MAX({_q(UNITS_COLUMN)}) FILTER (WHERE {where}), 0) AS {_q('__lo0')}")
+    columns += [f"COALESCE(MAX({v}) FILTER (WHERE {where}), 0) AS {_q(f'__v{m}')}" for m, v in enumerate(values)]
+    grouped = ""
+    if found.keys:
+        grouped = f" GROUP BY {', '.join(found.key_sql)} HAVING COUNT(*) FILTER (WHERE {where}) > 0"
+    return (
+        f"SELECT {', '.join(columns)} FROM {_q(SUMMARY_PREFIX + found.table)} AS {alias} "
+        f"WHERE {_q(SET_COLUMN)} = {set_number}{grouped}"
+    )
+
+
+def _decided(plan: Plan, statistics: Mapping[str, Any]) -> tuple[Shape, int, list[str]] | None:
+    """(the shape, S's grouping id, per cell the summary's count column) when the summary decides `plan`'s
+    threshold exactly (`lookup`), else None."""
     found = shape(plan)
     summary = statistics.get("summary")
     if found is None or not summary:
@@ -504,16 +682,7 @@ def lookup(plan: Plan, statistics: Mapping[str, Any]) -> str | None:
             values.append(_q(UNITS_COLUMN))  # never NULL in this version: the cell is the group itself
         else:
             return None
-    alias = _q(found.alias)
-    where = found.filter_sql or "TRUE"
-    keys = [f"{sql} AS {_q(f'__g{i}')}" for i, sql in enumerate(found.key_sql)]
-    counts = [f"MAX({_q(UNITS_COLUMN)}) FILTER (WHERE {where}) AS {_q('__lo0')}"]
-    counts += [f"MAX({v}) FILTER (WHERE {where}) AS {_q(f'__v{m}')}" for m, v in enumerate(values)]
-    grouped = f" GROUP BY {', '.join(found.key_sql)}" if found.keys else ""
-    return (
-        f"SELECT {', '.join(keys + counts)} FROM {_q(SUMMARY_PREFIX + found.table)} AS {alias} "
-        f"WHERE {_q(SET_COLUMN)} = {ids[wanted]}{grouped}"
-    )
+    return found, ids[wanted], values
 
 
 def stage_sql(plan: Plan, template: str, found: str) -> str:

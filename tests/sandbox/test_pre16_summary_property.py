@@ -10,6 +10,12 @@ exactly for the supported ones, from the build's own statistics (products.storag
 where it does, rows (value and type), counts of groups and of suppressed groups must be identical to both
 exact statements'. Checked to fail with each cell read as the group's count (`__units` for `__m<i>` in
 sandbox.summary.lookup) and with the filter left out of the lookup (MAX over every combination).
+
+The cube (branch cube13): where every aggregate is one the summary holds per combination (count(*), count(m),
+count(DISTINCT u), and sum and avg of `n`, a BIGINT whose declared bounds times the rows stay under 2^53; never of
+`m`, a DOUBLE with fractional values and -0.0, nor the variance family, nor with `n`'s bounds drawn wide), the
+strategy must choose "cube" exactly there, and engine.execute_cube must answer exactly as execute_single,
+execute_two_level and execute_summary.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from products.storage import summary_path, table_statistics
 from sandbox.engine import (
     EngineLimits,
     TableStatistics,
+    execute_cube,
     execute_single,
     execute_summary,
     execute_two_level,
@@ -35,7 +42,16 @@ from sandbox.engine import (
 from sandbox.errors import QueryRefused
 from sandbox.policy import ProtectionPolicy
 from sandbox.pool import Job, WorkerPool
-from sandbox.service import TableFile, files_of, plan_query, row_counts, run_query, strategy, summary_for
+from sandbox.service import (
+    TableFile,
+    cube_for,
+    files_of,
+    plan_query,
+    row_counts,
+    run_query,
+    strategy,
+    summary_for,
+)
 from tests.sandbox.conftest import write_parquet
 
 TYPES = {"u": "VARCHAR", "g": "VARCHAR", "h": "BIGINT", "d": "VARCHAR", "m": "DOUBLE", "n": "BIGINT"}
@@ -79,7 +95,7 @@ rows_strategy = st.lists(
             "g": st.one_of(st.none(), st.sampled_from(["a", "b", "c"])),
             "h": st.one_of(st.none(), st.integers(1, 3)),
             "d": st.sampled_from(["x", "y"]),
-            "m": st.one_of(st.none(), st.integers(-20, 20).map(float)),
+            "m": st.one_of(st.none(), st.integers(-20, 20).map(float), st.sampled_from([0.5, -0.0, 0.1, 2.25, -7.75])),
             "n": st.one_of(st.none(), st.integers(-50, 50)),
         }
     ),
@@ -106,6 +122,7 @@ def queries(draw: st.DrawFn) -> dict[str, Any]:
         "shape": shape,
         "having": draw(st.booleans()),
         "limit": draw(st.one_of(st.none(), st.integers(1, 3))),
+        "wide": draw(st.integers(0, 3)) == 0,
     }
 
 
@@ -144,6 +161,25 @@ def _supported(q: dict[str, Any], rows: list[dict[str, Any]]) -> bool:
     )
 
 
+CUBE_AGGREGATES = {"count(*) AS c", "count(DISTINCT u) AS units", "count(m) AS cm", "sum(n) AS sn", "avg(n) AS an"}
+"""Aggregates the cube holds per combination: counts, and sums and averages of n (a BIGINT, exact under its bounds)."""
+
+
+def _bounds(q: dict[str, Any]) -> dict[str, tuple[float, float]]:
+    """The measures' declared bounds as the build records them: n's drawn wide (2^50) sometimes, so that the rows
+    times the bound pass 2^53 and its sums are not held (sandbox.summary.exact_measures)."""
+    wide = 2.0**50 if q.get("wide") else 1000.0
+    return {"m": (-1000.0, 1000.0), "n": (-wide, wide)}
+
+
+def _cube(q: dict[str, Any], rows: list[dict[str, Any]]) -> bool:
+    """Whether the cube answers `q`: the summary decides it, its shape is plain and every aggregate is held."""
+    # n's wide bound makes its sums inexact only past 2^53 in all: with fewer than 8 rows they are still held.
+    wide = q.get("wide") and len(rows) * (2.0**50 + 1) >= 2.0**53
+    held = CUBE_AGGREGATES - ({"sum(n) AS sn", "avg(n) AS an"} if wide else set())
+    return _supported(q, rows) and q["shape"] == "plain" and set(q["aggregates"]) <= held
+
+
 def _typed(rows: list[tuple[Any, ...]]) -> list[tuple[tuple[str, Any], ...]]:
     return [tuple((type(v).__name__, v) for v in row) for row in rows]
 
@@ -153,7 +189,7 @@ def _check(rows: list[dict[str, Any]], q: dict[str, Any]) -> None:
     note(sql)
     with tempfile.TemporaryDirectory() as directory:
         path = write_parquet(Path(directory) / "t.parquet", rows, TYPES)
-        stats = table_statistics(path, list(TYPES), ROLES)
+        stats = table_statistics(path, list(TYPES), ROLES, _bounds(q))
         assert summary_path(path).exists()
         tables = {"t": TableFile(name="t", path=path, row_count=len(rows), statistics=stats)}
         try:
@@ -161,11 +197,14 @@ def _check(rows: list[dict[str, Any]], q: dict[str, Any]) -> None:
         except QueryRefused:
             return
         chosen = strategy(plan, tables)
-        assert (chosen == "summary") == _supported(q, rows), (chosen, sql)
-        if chosen != "summary":
+        assert (chosen in ("summary", "cube")) == _supported(q, rows), (chosen, sql)
+        assert (chosen == "cube") == _cube(q, rows), (chosen, sql)
+        if chosen not in ("summary", "cube"):
             return
         lookup = summary_for(plan, tables)
         assert lookup
+        cube = cube_for(plan, tables)
+        assert bool(cube) == (chosen == "cube")
         files = {name: Path(file) for name, file in files_of(tables)}
         connection = open_locked(files, EngineLimits(threads=1), stats["statistics_free"])
         try:
@@ -175,12 +214,17 @@ def _check(rows: list[dict[str, Any]], q: dict[str, Any]) -> None:
                 execute_single(connection, plan, 100, statistics),
                 execute_two_level(connection, plan, 100, statistics),
             ]
+            if cube:
+                exact.append(by_summary)
+                by_summary = execute_cube(connection, plan, 100, statistics, cube)
         finally:
             connection.close()
     if by_summary.refused is not None:  # refused before any row is read (`g = 1`: a cast of g that can fail)
         assert all(other.refused == by_summary.refused for other in exact), sql
         return
-    assert by_summary.methods == ["summary"]
+    assert by_summary.methods == ["cube" if cube else "summary"]
+    if cube:  # no row of the table read: only the summary
+        assert 'FROM "__summary__t"' in by_summary.statements[0] and 'FROM "t"' not in by_summary.statements[0]
     for other in exact:
         assert _typed(by_summary.rows) == _typed(other.rows), sql
         assert (by_summary.groups, by_summary.suppressed_groups) == (other.groups, other.suppressed_groups), sql
@@ -213,6 +257,26 @@ EDGE_ROWS = [
 @example(
     rows=EDGE_ROWS,
     q={"k": 2, "keys": [], "pins": [("g", "'b'")], "aggregates": ["count(*) AS c", "sum(m) AS sm"],
+       "shape": "plain", "having": False, "limit": None},
+)  # fmt: skip
+@example(
+    rows=EDGE_ROWS,
+    q={"k": 2, "keys": [], "pins": [("g", "'z'")], "aggregates": ["count(*) AS c", "sum(n) AS sn", "avg(n) AS an"],
+       "shape": "plain", "having": False, "limit": None},
+)  # fmt: skip
+@example(
+    rows=EDGE_ROWS,
+    q={"k": 3, "keys": ["h"], "pins": [("d", "'x'")], "aggregates": ["count(*) AS c", "sum(n) AS sn", "count(m) AS cm"],
+       "shape": "plain", "having": True, "limit": None},
+)  # fmt: skip
+@example(
+    rows=EDGE_ROWS,
+    q={"k": 2, "keys": ["g", "d"], "pins": [], "aggregates": ["count(DISTINCT u) AS units", "avg(n) AS an"],
+       "shape": "plain", "having": False, "limit": None},
+)  # fmt: skip
+@example(
+    rows=EDGE_ROWS,
+    q={"k": 2, "keys": [], "pins": [], "aggregates": ["count(*) AS c", "sum(n) AS sn"],
        "shape": "plain", "having": False, "limit": None},
 )  # fmt: skip
 def test_summary_answers_exactly_as_the_exact_statements(rows: list[dict[str, Any]], q: dict[str, Any]) -> None:
@@ -464,36 +528,41 @@ def _dated_check(rows: list[dict[str, Any]], q: dict[str, Any]) -> None:
     note(sql)
     with tempfile.TemporaryDirectory() as directory:
         path = write_parquet(Path(directory) / "t.parquet", rows, DATED_TYPES)
-        stats = table_statistics(path, list(DATED_TYPES), DATED_ROLES)
+        stats = table_statistics(path, list(DATED_TYPES), DATED_ROLES, {"m": (-1000.0, 1000.0)})
         tables = {"t": TableFile(name="t", path=path, row_count=len(rows), statistics=stats)}
         try:
             plan = plan_query(sql, _dated_policy(q["k"]), row_counts(tables))
         except QueryRefused:
             return
         chosen = strategy(plan, tables)
-        assert (chosen == "summary") == _dated_supported(q, rows), (chosen, sql)
-        if chosen != "summary":
+        assert (chosen in ("summary", "cube")) == _dated_supported(q, rows), (chosen, sql)
+        if chosen not in ("summary", "cube"):
             return
         lookup = summary_for(plan, tables)
         assert lookup
+        cube = cube_for(plan, tables)  # branch cube13: the aggregates read from the summary too, where it holds them
+        assert bool(cube) == (chosen == "cube")
         files = {name: Path(file) for name, file in files_of(tables)}
         connection = open_locked(files, EngineLimits(threads=1), stats["statistics_free"])
         try:
             statistics = TableStatistics(connection, {}, "v")
-            by_summary = execute_summary(connection, plan, 100, statistics, lookup)
+            answers = [execute_summary(connection, plan, 100, statistics, lookup)]
+            if cube:
+                answers.append(execute_cube(connection, plan, 100, statistics, cube))
             exact = [
                 execute_single(connection, plan, 100, statistics),
                 execute_two_level(connection, plan, 100, statistics),
             ]
         finally:
             connection.close()
-    if by_summary.refused is not None:  # refused before any row is read (`g = 1`: a cast of g that can fail)
-        assert all(other.refused == by_summary.refused for other in exact), sql
-        return
-    assert by_summary.methods == ["summary"]
-    for other in exact:
-        assert _typed(by_summary.rows) == _typed(other.rows), sql
-        assert (by_summary.groups, by_summary.suppressed_groups) == (other.groups, other.suppressed_groups), sql
+    for by_summary in answers:
+        if by_summary.refused is not None:
+            assert all(other.refused == by_summary.refused for other in exact), sql
+            continue
+        assert by_summary.methods in (["summary"], ["cube"])
+        for other in exact:
+            assert _typed(by_summary.rows) == _typed(other.rows), sql
+            assert (by_summary.groups, by_summary.suppressed_groups) == (other.groups, other.suppressed_groups), sql
 
 
 DATED_EDGE = [

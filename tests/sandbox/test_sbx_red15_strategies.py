@@ -44,6 +44,7 @@ from products.storage import summary_path, table_statistics
 from sandbox.engine import (
     TableStatistics,
     execute_bits,
+    execute_cube,
     execute_folded,
     execute_plan,
     execute_single,
@@ -52,7 +53,7 @@ from sandbox.engine import (
 )
 from sandbox.errors import QueryRefused
 from sandbox.policy import ProtectionPolicy
-from sandbox.service import TableFile, plan_query, summary_for
+from sandbox.service import TableFile, cube_for, plan_query, strategy, summary_for
 from sandbox.summary import SUMMARY_PREFIX
 from tests.sandbox.conftest import replaying_connection, write_parquet
 
@@ -132,7 +133,7 @@ def summarised(variant: str, path: Path, row_count: int) -> duckdb.DuckDBPyConne
     """A connection to version `variant`'s table `t` at `path`, holding its build-time unit summary (branch pre16)
     as the worker's warm connection does, with the version's statistics in SUMMARIES for `_paths`."""
     connection = replaying_connection({"t": path})
-    statistics = table_statistics(path, list(TYPES), ROLES)
+    statistics = table_statistics(path, list(TYPES), ROLES, {"m": (-100.0, 100.0), "q": (0.0, 1000.0)})
     SUMMARIES[variant] = {"t": TableFile("t", path, row_count, statistics=statistics)}
     connection.execute(f"CREATE TABLE \"{SUMMARY_PREFIX}t\" AS SELECT * FROM read_parquet('{summary_path(path)}')")
     return connection
@@ -289,6 +290,8 @@ def _paths(connection: duckdb.DuckDBPyConnection, variant: str) -> dict[str, Cal
         "summary": lambda plan: execute_summary(
             connection, plan, 10_000, stats, summary_for(plan, SUMMARIES[variant]) or ""
         ),
+        # Answered from the summary alone where it holds every aggregate (branch cube13; else two-level).
+        "cube": lambda plan: execute_cube(connection, plan, 10_000, stats, cube_for(plan, SUMMARIES[variant]) or ""),
     }
 
 
@@ -366,7 +369,19 @@ CORPUS = [
 ]
 
 
-@pytest.mark.parametrize("sql", CORPUS)
+CUBE_SHAPED = [
+    # the cube's shape (branch cube13): the summary's, with every aggregate one it holds per combination
+    "SELECT g, count(*), count(q), sum(q), avg(m), count(DISTINCT uid) FROM t GROUP BY g",
+    "SELECT g, dest, count(*), sum(m), count(m) FROM t WHERE dest = 'LEX' GROUP BY g, dest",
+    "SELECT dest, count(*), avg(q), sum(m) FROM t WHERE s = 'secret' GROUP BY dest",
+    "SELECT count(*), sum(q), avg(m) FROM t WHERE dest = 'LEX' AND s = 'secret'",
+    "SELECT g, count(*), sum(m) FROM t WHERE n = 3 GROUP BY g",
+    "SELECT n, count(*), avg(m) FROM t WHERE g = 9 GROUP BY n HAVING count(*) > 1 ORDER BY 3 DESC LIMIT 2",
+    "SELECT g, count(*) FROM t WHERE s = 'x1' GROUP BY g HAVING sum(m) > 0 OR avg(q) IS NULL",
+]
+
+
+@pytest.mark.parametrize("sql", CORPUS + CUBE_SHAPED)
 def test_each_corpus_query_is_the_same_on_every_version_and_strategy(
     sql: str, versions: dict[str, duckdb.DuckDBPyConnection]
 ) -> None:
@@ -394,3 +409,17 @@ def test_the_summary_shaped_queries_take_the_summary_on_every_version(
     plan = plan_query(sql, POLICY, SIZES)
     for variant in versions:
         assert summary_for(plan, SUMMARIES[variant]) is not None, (variant, sql)
+
+
+@pytest.mark.parametrize("sql", CUBE_SHAPED)
+def test_the_cube_shaped_queries_take_the_cube_on_every_version(
+    sql: str, versions: dict[str, duckdb.DuckDBPyConnection]
+) -> None:
+    """The cube-shaped queries are answered from the summary alone on every version (branch cube13): the choice
+    is the same whatever the hidden unit's rows, and the statement reads no row of the table."""
+    plan = plan_query(sql, POLICY, SIZES)
+    for variant, connection in versions.items():
+        assert strategy(plan, SUMMARIES[variant]) == "cube", (variant, sql)
+        execution = execute_cube(connection, plan, 10_000, TableStatistics(connection, {}, variant), cube_for(plan, SUMMARIES[variant]) or "")
+        assert execution.methods == ["cube"]
+        assert 'FROM "t"' not in execution.statements[0], execution.statements[0]
