@@ -147,9 +147,10 @@ def exact_measures(
     bounds), never the values: which path runs says nothing of a hidden row. Fractional measures: not held."""
     found = []
     for m in measures:
-        largest = _TYPE_BOUNDS.get(types.get(m, ""))
-        if largest is None:
+        by_type = _TYPE_BOUNDS.get(types.get(m, ""))
+        if by_type is None:
             continue
+        largest = float(by_type)
         if m in bounds:
             largest = min(largest, max(abs(float(bounds[m][0])), abs(float(bounds[m][1]))) + 1)
         if max(1, rows) * largest < EXACT_LIMIT:
@@ -430,7 +431,8 @@ def cube(plan: Plan, statistics: Mapping[str, Any]) -> str | None:
     columns += [f"COALESCE(MAX({v}) FILTER (WHERE {where}), 0) AS {_q(f'__v{m}')}" for m, v in enumerate(values)]
     grouped = ""
     if found.keys:
-        grouped = f" GROUP BY {', '.join(f'{alias}.{_q(c)}' for c in found.keys)} HAVING COUNT(*) FILTER (WHERE {where}) > 0"
+        keys = ", ".join(f"{alias}.{_q(c)}" for c in found.keys)
+        grouped = f" GROUP BY {keys} HAVING COUNT(*) FILTER (WHERE {where}) > 0"
     return (
         f"SELECT {', '.join(columns)} FROM {_q(SUMMARY_PREFIX + found.table)} AS {alias} "
         f"WHERE {_q(SET_COLUMN)} = {set_number}{grouped}"

@@ -70,9 +70,7 @@ def test_the_demo_s_small_queries_are_answered_from_the_summary_alone(demo_marke
     for sql, rows in answered.items():
         assert rows == _exact(tables, sql), sql
     assert answered[CUBE[0]] and answered[CUBE[2]]  # answers with rows, not only empty ones
-    audit = demo_market.client.get(
-        "/v1/audit/queries", headers=demo_market.headers("regulator"), params={"limit": 20}
-    )
+    audit = demo_market.client.get("/v1/audit/queries", headers=demo_market.headers("regulator"), params={"limit": 20})
     assert audit.status_code == 200, audit.text
     runs = {item["sql"]: item["sql_run"] for item in audit.json()["items"]}
     for sql in CUBE:
