@@ -36,6 +36,8 @@ POLICY = ProtectionPolicy.model_validate(
         },
     }
 )
+SUMMARY_PATHS = ("summary", "cube")
+"""The strategies that read the build-time summary (branch cube13 adds "cube")."""
 ROWS = [{"u": f"u{i}", "g": "ab"[i % 2], "d": dt.date(1994, 1 + i % 12, 1 + i % 27), "m": i} for i in range(48)]
 
 
@@ -53,7 +55,7 @@ def _chosen(tables: dict[str, TableFile], low: str, high: str) -> str:
 
 
 def test_an_ascii_year_is_a_period(tables: dict[str, TableFile]) -> None:
-    assert _chosen(tables, "1994-01-01", "1995-01-01") == "summary"
+    assert _chosen(tables, "1994-01-01", "1995-01-01") in SUMMARY_PATHS
 
 
 # Characters Python calls digits that are not ASCII: superscripts (int() refuses them), Arabic-Indic and
@@ -70,4 +72,4 @@ def test_a_period_with_a_non_ascii_digit_is_no_period(
     at = [0, 1, 2, 3, 5, 6, 8, 9][where % 8]
     spoiled = text[:at] + digit + text[at + 1 :]
     low, high = (spoiled, "1995-01-01") if side else ("1994-01-01", spoiled)
-    assert _chosen(tables, low, high) != "summary"
+    assert _chosen(tables, low, high) not in SUMMARY_PATHS
