@@ -29,7 +29,7 @@ from sandbox.policy import ProtectionPolicy
 from sandbox.service import TableFile, files_of, plan_query, row_counts, strategy
 
 ROWS = 200_000
-REPEATS = 41
+REPEATS = int(sys.argv[1]) if len(sys.argv) > 1 else 41
 TYPES = {"u": "VARCHAR", "g": "VARCHAR", "h": "INTEGER", "d": "DATE", "m": "INTEGER"}
 ROLES = {"u": "privacy_unit", "g": "dimension", "h": "dimension", "d": "dimension", "m": "measure"}
 POLICY = ProtectionPolicy.model_validate(
@@ -88,6 +88,7 @@ def main() -> None:
             runs: dict[str, list[float]] = {name: [] for name in queries}
             alone: dict[str, list[float]] = {name: [] for name in queries}
             shown: dict[str, tuple[int, int]] = {}
+            exact: dict[str, list[float]] = {name: [] for name in queries}
             prepared = {}
             for name, sql in queries.items():
                 plan = plan_query(sql, POLICY, row_counts(tables))
@@ -111,16 +112,22 @@ def main() -> None:
                     runs[name].append(time.thread_time() - started)
                     shown[name] = (result.groups, result.suppressed_groups)
                     started = time.thread_time()
+                    engine.execute_single(connection, plan, 100, table_stats)
+                    exact[name].append(time.thread_time() - started)
+                    started = time.thread_time()
                     connection.execute(text)
                     connection.fetchall()
                     alone[name].append(time.thread_time() - started)
             many_run = statistics.median(runs["many"])
             many_alone = statistics.median(alone["many"])
+            none_exact = statistics.median(exact["none"])
             for name, (_, chosen, _) in prepared.items():
                 run_ms = statistics.median(runs[name]) * 1000
                 alone_ms = statistics.median(alone[name]) * 1000
+                exact_ms = statistics.median(exact[name]) * 1000
                 print(
                     f"{family:5} {name:5} {chosen:8} call {run_ms:7.3f} ms ({run_ms / 1000 / many_run:5.3f}) "
+                    f"single {exact_ms:7.3f} ms (/none {exact_ms / 1000 / none_exact:5.3f}) "
                     f"statement {alone_ms:7.3f} ms ({alone_ms / 1000 / many_alone:5.3f}) groups, suppressed {shown[name]}"
                 )
         connection.close()
