@@ -465,10 +465,10 @@ def build_plan(checked: CheckedQuery, policy: ProtectionPolicy, sizes: Mapping[s
         # A whole-number literal in GROUP BY is a position to DuckDB (`SELECT 2 AS two, count(*) ... GROUP BY 1`
         # would group by stage 1's second column, an aggregate): such a key is grouped as a cast constant.
         stage.set("group", exp.Group(expressions=[_grouped(key) for key in guarded_keys]))
-    template = to_sql(stage)
+    passed = to_sql(filtered) if filtered is not None else "TRUE"
+    template = _template_text(stage, condition, filtered, passed)
     seed = _seed(whole[0].this if whole is not None else stage.args["from_"].this)
     seed_sql = to_sql(seed)
-    passed = to_sql(filtered) if filtered is not None else "TRUE"
     seeded = None
     if filtered is not None:
         group = stage.args.get("group")
@@ -521,10 +521,7 @@ def build_plan(checked: CheckedQuery, policy: ProtectionPolicy, sizes: Mapping[s
     if checked.offset:
         output.set("offset", exp.Offset(expression=exp.Literal.number(checked.offset)))
     output_sql = to_sql(output)
-    # The single statement's stage 2: the same tree, with the group counts it carries appended as the
-    # last two columns (sandbox-written names the buyer cannot write; positions of ORDER BY unchanged).
-    output.set("expressions", [*output.expressions, _col("__s"), _col("__n")])
-    counted_output_sql = to_sql(output)
+    counted_output_sql = _counted_text(output, output_sql)
     return Plan(
         template=template,
         restriction=restriction,
@@ -533,7 +530,7 @@ def build_plan(checked: CheckedQuery, policy: ProtectionPolicy, sizes: Mapping[s
         units=units,
         output_sql=output_sql,
         counted_output_sql=counted_output_sql,
-        passes_sql=to_sql(_passes_condition(k, n)),
+        passes_sql=_passes_text(k, n),
         decide_sql=_decide_sql(k, n, len(cells)),
         undecided=_undecided_sql(k, n, len(cells)),
         columns=checked.columns,
@@ -552,6 +549,55 @@ def build_plan(checked: CheckedQuery, policy: ProtectionPolicy, sizes: Mapping[s
         seed=seed_sql,
         joins=join_steps(stage.args.get("joins") or [], {ref.alias: ref.table for ref in checked.refs}),
     )
+
+
+_FILTER_HOLE = _quoted("__filter__")
+"""Where the filter's text goes in the template's text (_template_text): a name the buyer cannot write."""
+
+
+def _template_text(stage: exp.Select, condition: exp.Expr, filtered: exp.Expr | None, passed: str) -> str:
+    """to_sql(stage), with the filter's text `passed` (to_sql(filtered), already generated for the restriction
+    and the seeded stage) written in instead of generated a second time (branch val13: the filter was the
+    largest part of the template's generation, and all of a long OR chain's).
+
+    The stage is generated with a one-name hole in place of `filtered` (the left operand of `condition`, the
+    WHERE's `AND`), whose text is then replaced by `passed`. sqlglot writes an AND's operands side by side
+    with " AND " between them, whatever they are, and `passed` was generated from the same node in the same
+    place of the same tree, so the result is to_sql(stage) byte for byte (bench/valplans.py over the corpus;
+    tests/sandbox/test_val13_texts.py). When the hole's text is not found exactly once (a string constant of
+    the query spelling it), the stage is generated whole, as before. Nothing here is trusted either way:
+    DuckDB's parser reads the template that runs and the groups walk checks it."""
+    if filtered is None or condition.this is not filtered:
+        return to_sql(stage)
+    condition.set("this", _col("__filter__"))
+    try:
+        holed = to_sql(stage)
+    finally:
+        condition.set("this", filtered)
+    head, hole, tail = holed.partition(_FILTER_HOLE)
+    if not hole or _FILTER_HOLE in tail:
+        return to_sql(stage)
+    return head + passed + tail
+
+
+_COUNTS_AT = ' FROM "__groups" WHERE '
+_COUNTS = ', "__s", "__n"'
+
+
+def _counted_text(output: exp.Select, output_sql: str) -> str:
+    """Plan.counted_output_sql: stage 2 with the group counts it carries appended as the last two columns
+    (sandbox-written names the buyer cannot write; positions of ORDER BY unchanged), written into stage 2's
+    text where its select list ends instead of generating the whole statement again (branch val13).
+
+    sqlglot writes the select list, then ` FROM "__groups"`, then ` WHERE ` (stage 2 always has a WHERE: the
+    passing condition), so when that text occurs exactly once it is where the list ends, and the two columns
+    (`"__s", "__n"` joined with ", " like every item) go right before it. Otherwise (a string constant of the
+    query spelling it) the tree is generated with the two columns, as before."""
+    head, found, tail = output_sql.partition(_COUNTS_AT)
+    if found and _COUNTS_AT not in tail and output_sql.startswith("SELECT "):
+        return head + _COUNTS + found + tail
+    output.set("expressions", [*output.expressions, _col("__s"), _col("__n")])
+    return to_sql(output)
 
 
 def _seed(source: exp.Expr) -> exp.Expr:
@@ -863,6 +909,12 @@ def _passes_condition(k: int, n: int) -> exp.Expr:
 @functools.lru_cache(maxsize=256)
 def _passes(k: int, n: int) -> exp.Expr:
     return _passes_condition(k, n)
+
+
+@functools.lru_cache(maxsize=256)
+def _passes_text(k: int, n: int) -> str:
+    """Plan.passes_sql: to_sql(_passes_condition(k, n)), a function of (k, n) alone, generated once."""
+    return to_sql(_passes_condition(k, n))
 
 
 def _cells_pass(k: int, n: int, cells: int) -> exp.Expr:

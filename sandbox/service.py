@@ -301,9 +301,9 @@ def cube_for(plan: Plan, tables: Mapping[str, TableFile]) -> str | None:
 
 
 def strategy(plan: Plan, tables: Mapping[str, TableFile]) -> str:
-    """How `plan` runs: "cube" (engine.execute_cube), "summary" (engine.execute_summary), "bits" (engine.execute_bits), "two-level"
-    (engine.execute_two_level), "single" (engine.execute_single), "folded" (engine.execute_folded) or "staged"
-    (engine.execute_plan).
+    """How `plan` runs: "cube" (engine.execute_cube), "summary" (engine.execute_summary), "bits"
+    (engine.execute_bits), "two-level" (engine.execute_two_level), "single" (engine.execute_single), "folded"
+    (engine.execute_folded) or "staged" (engine.execute_plan).
 
     First, wherever the version's build-time unit summary decides the query's threshold exactly (summary_for,
     from the query text and the version's statistics only): no distinct count at all (docs/sandbox.md,

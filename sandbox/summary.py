@@ -211,9 +211,10 @@ def exact_measures(
     bounds), never the values: which path runs says nothing of a hidden row. Fractional measures: not held."""
     found = []
     for m in measures:
-        largest = _TYPE_BOUNDS.get(types.get(m, ""))
-        if largest is None:
+        by_type = _TYPE_BOUNDS.get(types.get(m, ""))
+        if by_type is None:
             continue
+        largest = float(by_type)
         if m in bounds:
             largest = min(largest, max(abs(float(bounds[m][0])), abs(float(bounds[m][1]))) + 1)
         if max(1, rows) * largest < EXACT_LIMIT:
@@ -238,10 +239,11 @@ def build_sql(
     memory at 1 GB on the demo).
 
     The cube (branch cube13): per combination also `__rows` (count(*)), per measure `__n<i>` (count(m)) and, for
-    the measures in `exact` (exact_measures), `__sum<i>` and `__avg<i>`: SUM and AVG of `TRY_CAST(m AS DOUBLE)`, the
-    argument the validator writes. Summed in the same two levels (per pair, then per combination): exact, so the
-    same DOUBLE as the buyer's own SUM over the combination's rows; the AVG is that sum over the count, as
-    DuckDB's AVG finalises (checked equal by the property test).
+    the measures in `exact` (exact_measures), `__sum<i>`: the SUM of `TRY_CAST(m AS DOUBLE)`, the argument the
+    validator writes, summed in the same two levels (per pair, then per combination), exact, so an integer kept as
+    a BIGINT (a fifth of the DOUBLE's bytes in the file): cast back, the same DOUBLE as the buyer's own SUM over the
+    combination's rows; the AVG is that DOUBLE over the count (`__n<i>`: an integer measure's TRY_CAST is NULL
+    exactly where it is), as DuckDB's AVG finalises (checked equal by the property test).
 
     A derived dimension (`derived`: name -> (calendar kind, DATE column); branch cal13) is its representative of
     the column (CALENDAR), a DATE."""
@@ -260,7 +262,6 @@ def build_sql(
         partials.append(f"COUNT({_q(m)}) AS {_q(f'__k{i}')}")
         if m in exact:
             partials.append(f"SUM(TRY_CAST({_q(m)} AS DOUBLE)) AS {_q(f'__t{i}')}")
-            partials.append(f"COUNT(TRY_CAST({_q(m)} AS DOUBLE)) AS {_q(f'__e{i}')}")
     for chosen in sets:
         inner = ", ".join(
             [*(f"{value(c)} AS {_q(c)}" for c in chosen), f"{_q(unit)} AS {_q('__u')}", *flags, *partials]
@@ -277,8 +278,7 @@ def build_sql(
         for i, m in enumerate(measures):
             items.append(f"CAST(SUM({_q(f'__k{i}')}) AS BIGINT) AS {_q(f'__n{i}')}")
             if m in exact:
-                items.append(f"SUM({_q(f'__t{i}')}) AS {_q(f'__sum{i}')}")
-                items.append(f"SUM({_q(f'__t{i}')}) / CAST(SUM({_q(f'__e{i}')}) AS DOUBLE) AS {_q(f'__avg{i}')}")
+                items.append(f"CAST(SUM({_q(f'__t{i}')}) AS BIGINT) AS {_q(f'__sum{i}')}")
         outer_group = f" GROUP BY {', '.join(_q(c) for c in chosen)}" if chosen else ""
         pairs = f"SELECT {inner} FROM {source} GROUP BY {grouped_inner}"
         parts.append(f'SELECT {", ".join(items)} FROM ({pairs}) AS "__i"{outer_group}')
@@ -635,8 +635,12 @@ def cube(plan: Plan, statistics: Mapping[str, Any]) -> str | None:
         elif name not in measures or (kind in ("sum", "avg") and name not in exact):
             return None
         else:
-            source, zero = f"__{'n' if kind == 'count' else kind}{measures.index(name)}", kind == "count"
+            source, zero = f"__{'n' if kind == 'count' else 'sum'}{measures.index(name)}", kind == "count"
         value = f"MAX({_q(source)}) FILTER (WHERE {where})"
+        if kind in ("sum", "avg"):
+            value = f"CAST({value} AS DOUBLE)"
+        if kind == "avg":
+            value += f" / CAST(MAX({_q(f'__n{measures.index(name)}')}) FILTER (WHERE {where}) AS DOUBLE)"
         columns.append(f"{f'COALESCE({value}, 0)' if zero else value} AS {_q(f'__a{aggregates}')}")
         aggregates += 1
     columns.append(f"COALESCE(MAX({_q(UNITS_COLUMN)}) FILTER (WHERE {where}), 0) AS {_q('__lo0')}")

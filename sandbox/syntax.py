@@ -170,6 +170,22 @@ def _duckdb_dialect() -> Dialect:
     return Dialect.get_or_raise(DIALECT)
 
 
+_parsers = threading.local()
+
+
+def _parse(sql: str) -> list[exp.Expr | None]:
+    """`Dialect.parse(sql)`, with one tokenizer and one parser per thread instead of two new objects per call
+    (branch val13). Both reset all their state at the start of every call (TokenizerCore.tokenize and
+    Parser._parse call reset()), so a reused one parses exactly as a new one; a failed parse leaves nothing
+    behind that the next call reads."""
+    pair: Any = getattr(_parsers, "duckdb", None)
+    if pair is None:
+        dialect = _duckdb_dialect()
+        pair = _parsers.duckdb = (dialect.tokenizer(), dialect.parser())
+    tokenizer, parser = pair
+    return list(parser.parse(tokenizer.tokenize(sql), sql))
+
+
 def parse_one_select(sql: str) -> exp.Select:
     """Parse `sql` as exactly one SELECT in DuckDB's dialect, or refuse it."""
     if len(sql) > rules.MAX_SQL_CHARS:
@@ -188,7 +204,7 @@ def parse_one_select(sql: str) -> exp.Select:
     if "\x00" in sql:
         raise QueryRefused("sql_syntax", detail="the text contains a NUL character")
     try:
-        statements = [s for s in _duckdb_dialect().parse(sql) if s is not None]
+        statements = [s for s in _parse(sql) if s is not None]
     except (ParseError, TokenError) as error:
         # sqlglot names its own classes ("<class 'sqlglot.expressions.core.Paren'>"): keep the bare name.
         detail = PARSER_CLASS.sub(r"\1", str(error).splitlines()[0])[:200].rstrip(". ")

@@ -420,6 +420,7 @@ def test_the_cube_shaped_queries_take_the_cube_on_every_version(
     plan = plan_query(sql, POLICY, SIZES)
     for variant, connection in versions.items():
         assert strategy(plan, SUMMARIES[variant]) == "cube", (variant, sql)
-        execution = execute_cube(connection, plan, 10_000, TableStatistics(connection, {}, variant), cube_for(plan, SUMMARIES[variant]) or "")
+        cube = cube_for(plan, SUMMARIES[variant]) or ""
+        execution = execute_cube(connection, plan, 10_000, TableStatistics(connection, {}, variant), cube)
         assert execution.methods == ["cube"]
         assert 'FROM "t"' not in execution.statements[0], execution.statements[0]
