@@ -1,19 +1,24 @@
 """Red team red13 (session 13): does the summary path's time depend on what the buyer's filter selects?
 
-One version (a DATE dimension d over 1990-1999, a VARCHAR dimension g of 50 values, an integer h of 10, an integer measure m, one
-unit per 4 rows), three filters of the same shape on one run: a value no row holds, a value one row holds, and a
-value many rows hold; for the year range (`d >= DATE 'Y-01-01' AND d < DATE 'Y+1-01-01'`, cal13's one-period pin)
-a year outside the data, a year one row holds, and a year many rows hold. Each is timed as the whole engine call
+One version (a DATE dimension d over 1990-1999, a VARCHAR dimension g of 50 values, an integer h of 10, an
+integer measure m, one unit per 4 rows), three filters of the same shape on one run: a value no row holds, a
+value one row holds, and a value many rows hold; for the year range (`d >= DATE 'Y-01-01' AND d < DATE
+'Y+1-01-01'`, cal13's one-period pin) a year outside the data, a year one row holds, and a year many rows hold.
+Each is timed as the whole engine call
 (execute_summary, or execute_cube where the tree has it: the strategy the service chooses) and as the summary
 statement alone (`summary.lookup`, or `summary.cube`), thread CPU time, alternated, medians of REPEATS; ratios
 against the many-rows filter. Run from a tree with PYTHONPATH pointing at it (the same venv for every tree):
 
-    PYTHONPATH=<tree> .venv/bin/python -m bench.red13_summary_timing
+    PYTHONPATH=<tree> .venv/bin/python -m bench.red13_summary_timing [REPEATS]
+    PYTHONPATH=<tree> .venv/bin/python -m bench.red13_summary_timing --pairs 300
+
+`--pairs N`: the filter matching nothing against the one matching one hidden row only (the same empty answer),
+N alternated pairs (the order swapped every pair), the cube's whole call and execute_single's (seeded) in each:
+medians, their ratio, and the share of pairs where the one-row side was slower (0.5 when nothing tells them apart).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import statistics
 import sys
 import tempfile
@@ -29,7 +34,7 @@ from sandbox.policy import ProtectionPolicy
 from sandbox.service import TableFile, files_of, plan_query, row_counts, strategy
 
 ROWS = 200_000
-REPEATS = int(sys.argv[1]) if len(sys.argv) > 1 else 41
+REPEATS = int(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1].isdigit() else 41
 TYPES = {"u": "VARCHAR", "g": "VARCHAR", "h": "INTEGER", "d": "DATE", "m": "INTEGER"}
 ROLES = {"u": "privacy_unit", "g": "dimension", "h": "dimension", "d": "dimension", "m": "measure"}
 POLICY = ProtectionPolicy.model_validate(
@@ -46,6 +51,7 @@ POLICY = ProtectionPolicy.model_validate(
         },
     }
 )
+YEAR = "SELECT g, count(*) AS c, sum(m) AS s FROM t WHERE d >= DATE '{}-01-01' AND d < DATE '{}-01-01' GROUP BY g"
 QUERIES = {
     "pin": {
         "none": "SELECT h, count(*) AS c, sum(m) AS s FROM t WHERE g = 'absent' GROUP BY h",
@@ -53,9 +59,9 @@ QUERIES = {
         "many": "SELECT h, count(*) AS c, sum(m) AS s FROM t WHERE g = 'g7' GROUP BY h",
     },
     "year": {
-        "none": "SELECT g, count(*) AS c, sum(m) AS s FROM t WHERE d >= DATE '1980-01-01' AND d < DATE '1981-01-01' GROUP BY g",
-        "one": "SELECT g, count(*) AS c, sum(m) AS s FROM t WHERE d >= DATE '2005-01-01' AND d < DATE '2006-01-01' GROUP BY g",
-        "many": "SELECT g, count(*) AS c, sum(m) AS s FROM t WHERE d >= DATE '1994-01-01' AND d < DATE '1995-01-01' GROUP BY g",
+        "none": YEAR.format(1980, 1981),
+        "one": YEAR.format(2005, 2006),
+        "many": YEAR.format(1994, 1995),
     },
 }
 
@@ -64,12 +70,47 @@ def _write(path: Path) -> None:
     connection = duckdb.connect()
     connection.execute(
         f"""COPY (
-            SELECT 'u' || (i // 4) AS u, 'g' || (i % 50) AS g, CAST(i % 10 AS INTEGER) AS h, DATE '1990-01-01' + CAST(i % 3650 AS INTEGER) AS d,
-                   CAST(i % 1000 AS INTEGER) AS m FROM range({ROWS - 1}) r(i)
+            SELECT 'u' || (i // 4) AS u, 'g' || (i % 50) AS g, CAST(i % 10 AS INTEGER) AS h,
+                   DATE '1990-01-01' + CAST(i % 3650 AS INTEGER) AS d, CAST(i % 1000 AS INTEGER) AS m
+            FROM range({ROWS - 1}) r(i)
             UNION ALL SELECT 'lonely-unit', 'lonely', 3, DATE '2005-06-01', 1
         ) TO '{path}' (FORMAT parquet)"""
     )
     connection.close()
+
+
+def pairs(count: int) -> None:
+    from sandbox import engine
+
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "t.parquet"
+        _write(path)
+        stats = table_statistics(path, list(TYPES), ROLES, {"m": (0.0, 1000.0)})
+        tables = {"t": TableFile(name="t", path=path, row_count=ROWS, statistics=stats)}
+        files = {name: Path(file) for name, file in files_of(tables)}
+        connection = open_locked(files, EngineLimits(threads=1), stats["statistics_free"])
+        table_stats = TableStatistics(connection, {}, "v")
+        for family in ("pin", "year"):
+            plans = {n: plan_query(q, POLICY, row_counts(tables)) for n, q in QUERIES[family].items() if n != "many"}
+            cubes = {n: summary.cube(p, stats) or "" for n, p in plans.items()}
+            timed: dict[tuple[str, str], list[float]] = {(n, way): [] for n in plans for way in ("cube", "single")}
+            for i in range(count):
+                for n in ("none", "one") if i % 2 == 0 else ("one", "none"):
+                    started = time.thread_time()
+                    engine.execute_cube(connection, plans[n], 100, table_stats, cubes[n])
+                    timed[(n, "cube")].append(time.thread_time() - started)
+                    started = time.thread_time()
+                    engine.execute_single(connection, plans[n], 100, table_stats)
+                    timed[(n, "single")].append(time.thread_time() - started)
+            for way in ("cube", "single"):
+                none, one = timed[("none", way)], timed[("one", way)]
+                slower = sum(1 for a, b in zip(none, one, strict=True) if b > a) / count
+                low, high = statistics.median(none), statistics.median(one)
+                print(
+                    f"{family:5} {way:6} none {low * 1000:.3f} ms one {high * 1000:.3f} ms ratio {high / low:.3f} "
+                    f"one slower in {slower:.2f}"
+                )
+        connection.close()
 
 
 def main() -> None:
@@ -128,11 +169,15 @@ def main() -> None:
                 print(
                     f"{family:5} {name:5} {chosen:8} call {run_ms:7.3f} ms ({run_ms / 1000 / many_run:5.3f}) "
                     f"single {exact_ms:7.3f} ms (/none {exact_ms / 1000 / none_exact:5.3f}) "
-                    f"statement {alone_ms:7.3f} ms ({alone_ms / 1000 / many_alone:5.3f}) groups, suppressed {shown[name]}"
+                    f"statement {alone_ms:7.3f} ms ({alone_ms / 1000 / many_alone:5.3f}) "
+                    f"groups, suppressed {shown[name]}"
                 )
         connection.close()
     sys.stdout.flush()
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--pairs"]:
+        pairs(int(sys.argv[2]))
+    else:
+        main()

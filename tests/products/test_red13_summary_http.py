@@ -32,9 +32,7 @@ POLICY: dict[str, Any] = {
         }
     },
 }
-ROWS = [
-    {"u": f"u{i}", "g": "ab"[i % 2], "d": dt.date(1994, 1 + i % 12, 1 + i % 27), "x": i % 100} for i in range(48)
-]
+ROWS = [{"u": f"u{i}", "g": "ab"[i % 2], "d": dt.date(1994, 1 + i % 12, 1 + i % 27), "x": i % 100} for i in range(48)]
 
 
 @pytest.mark.parametrize(
@@ -55,7 +53,10 @@ def test_a_period_with_non_ascii_digits_is_refused_as_every_path_does(
     answered = query(market, buyer, listed.slug, "SELECT g, count(*) AS n FROM t GROUP BY g")
     assert answered.status_code == 200, answered.text
     response = query(
-        market, buyer, listed.slug, f"SELECT g, count(*) AS n FROM t WHERE d >= DATE '{low}' AND d < DATE '{high}' GROUP BY g"
+        market,
+        buyer,
+        listed.slug,
+        f"SELECT g, count(*) AS n FROM t WHERE d >= DATE '{low}' AND d < DATE '{high}' GROUP BY g",
     )
     assert response.status_code == 422, response.text
     assert response.json()["error"]["code"] == "constant_error", response.text

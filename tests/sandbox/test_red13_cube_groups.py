@@ -60,7 +60,8 @@ FAMILIES = {
         ["absent", "lonely", "g1"],
     ],
     "pin, a calendar key": [
-        "SELECT year(d) AS y, count(*) AS c, avg(m) AS a, count(DISTINCT u) AS n FROM t WHERE g = '{}' GROUP BY year(d)",
+        "SELECT year(d) AS y, count(*) AS c, avg(m) AS a, count(DISTINCT u) AS n FROM t WHERE g = '{}' "
+        "GROUP BY year(d)",
         ["absent", "lonely", "g1"],
     ],
     "one year": [
