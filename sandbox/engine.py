@@ -882,16 +882,15 @@ def execute_cube(
     only): per group the one combination of the summarised dimensions its keys and filter pin, its counts and
     aggregates computed at build by DuckDB's own functions over exactly that combination's rows. No row of the
     table is read (the statement scans the summary's rows of the set, a number fixed per version and set, with
-    the buyer's filter on each), and every key tuple of the set is a group, `__kept` when the filter passes it,
-    read as a seeded stage 1 (red13: the groups do not depend on what the filter selects). The same columns as
-    the exact stage 1, then the same masking, decision and stage 2 in one statement and the same second
-    statement for an empty answer (_exact_statement). Without a cube statement it runs execute_summary's
-    fallback, execute_two_level."""
+    the buyer's filter on each), and every key tuple of the set is a group, `__kept` where a combination passes,
+    as the seeded stage 1 marks its groups. The same columns as the seeded exact stage 1, then the same
+    masking, decision and stage 2 in one statement and the same second statement for an empty answer
+    (_exact_statement). Without a cube statement it runs execute_summary's fallback, execute_two_level."""
     if not cube:
         return execute_two_level(connection, plan, max_rows, stats)
     started = time.process_time()
     refused = _refused(connection, plan, stats, started)
     if refused is not None:
         return refused
-    # Seeded: every key tuple of the set is a row of `cube`, `__kept` when the filter passes it (red13).
+    # Seeded form: every key tuple of the set is a group, `__kept` those a combination passes (summary.cube).
     return _exact_statement(connection, plan, cube, max_rows, "cube", started, seeded=True)

@@ -607,12 +607,12 @@ def cube(plan: Plan, statistics: Mapping[str, Any]) -> str | None:
 
     Every group of such a query is exactly one combination of the summarised set S (its keys and its pinned
     columns), so each aggregate is MAX(<the combination's value>) FILTER (WHERE <the buyer's filter, verbatim>):
-    the one combination that passes. Every key tuple of S is a row, `__kept` when one of its combinations passes
-    (a group exists only when a row passes the WHERE), read as a seeded stage 1 (engine._exact_statement with
-    `seeded`: a group not kept is masked and not counted), so the statement's groups do not depend on what the
-    filter selects (red13); without keys the one row is there anyway, count(*) 0 and the others NULL when none
-    passes, as a plain aggregate over no row. The same columns as the exact stage 1 (`__g<i>`, `__a<j>`, `__lo0`,
-    `__v<m>`) and `__kept`; no row of the table is read."""
+    the one combination that passes. EVERY key tuple of S's rows is a group (their number fixed per version and S,
+    whatever the filter), with `__kept` TRUE exactly when a combination passes, as a group exists exactly when a
+    row passes the WHERE: the seeded stage 1's column (rewrite.seeded_stage), so engine._exact_statement's seeded
+    form masks the others' bounds and counts only the kept ones (_seeded_groups). Without keys the one row is a
+    plain aggregate's: count(*) 0 and the others NULL when none passes. The same columns as the seeded exact
+    stage 1 (`__g<i>`, `__a<j>`, `__kept`, `__lo0`, `__v<m>`); no row of the table is read."""
     summary = statistics.get("summary") or {}
     if summary.get("cube") != CUBE_VERSION:
         return None
@@ -647,14 +647,9 @@ def cube(plan: Plan, statistics: Mapping[str, Any]) -> str | None:
             value += f" / CAST(MAX({_q(f'__n{measures.index(name)}')}) FILTER (WHERE {where}) AS DOUBLE)"
         columns.append(f"{f'COALESCE({value}, 0)' if zero else value} AS {_q(f'__a{aggregates}')}")
         aggregates += 1
+    columns.append(f"COUNT(*) FILTER (WHERE {where}) > 0 AS {_q(KEPT_COLUMN)}")
     columns.append(f"COALESCE(MAX({_q(UNITS_COLUMN)}) FILTER (WHERE {where}), 0) AS {_q('__lo0')}")
     columns += [f"COALESCE(MAX({v}) FILTER (WHERE {where}), 0) AS {_q(f'__v{m}')}" for m, v in enumerate(values)]
-    # Every key tuple of S's combinations stays, a number fixed per version and set, with `__kept` the fact that
-    # the filter passes one of its combinations (a group exists in the data only then): the exact statement reads
-    # it as a seeded stage 1 (engine.execute_cube), so the filter only flips `__kept` and the masking, windows and
-    # stage 2 see the same groups whatever it selects (red13: with a HAVING, no group for a filter matching nothing
-    # and one for a filter matching one hidden row, the same empty answer, told apart by time).
-    columns.append(f"COUNT(*) FILTER (WHERE {where}) > 0 AS {_q(KEPT_COLUMN)}")
     grouped = f" GROUP BY {', '.join(found.key_sql)}" if found.keys else ""
     return (
         f"SELECT {', '.join(columns)} FROM {_q(SUMMARY_PREFIX + found.table)} AS {alias} "
