@@ -166,9 +166,9 @@ CUBE_AGGREGATES = {"count(*) AS c", "count(DISTINCT u) AS units", "count(m) AS c
 
 
 def _bounds(q: dict[str, Any]) -> dict[str, tuple[float, float]]:
-    """The measures' declared bounds as the build records them: n's drawn wide (2^50) sometimes, so that the rows
+    """The measures' declared bounds as the build records them: n's drawn wide (2^53) sometimes, so that the rows
     times the bound pass 2^53 and its sums are not held (sandbox.summary.exact_measures)."""
-    wide = 2.0**50 if q.get("wide") else 1000.0
+    wide = 2.0**53 if q.get("wide") else 1000.0
     return {"m": (-1000.0, 1000.0), "n": (-wide, wide)}
 
 
