@@ -375,6 +375,26 @@ def _literal_kind(node: exp.Expr) -> str | None:
 _UNSAFE = (exp.Subquery, exp.Select, exp.Window, exp.AggFunc, exp.Placeholder, exp.Exists)
 
 
+READABLE = {"year": ("year", "month"), "month": ("month",), "month-of-year": ("month-of-year", "month")}
+"""Per calendar partition, the partitions whose representative gives every key form of it its value: the year and
+the month in the year of a date are those of the first day of its month (`YEAR(rep_month(d))` = `YEAR(d)`)."""
+
+
+def _read_on(node: exp.Expr, alias: str, dimensions: Collection[str]) -> exp.Expr | None:
+    """A calendar form `node` of a column read on the representative of one of `dimensions` that determines it
+    (READABLE), or None."""
+    columns = list(node.find_all(exp.Column))
+    text = to_sql(node)
+    for form, (kind, _) in KEY_FORMS.items():
+        if len(columns) == 1 and columns[0].table == alias and text == form.format(x=to_sql(columns[0])):
+            for finer in READABLE[kind]:
+                name = derived_name(finer, columns[0].name)
+                if name in dimensions:
+                    column = exp.column(name, table=alias, quoted=True)
+                    return node.copy().transform(lambda n, c=column: c.copy() if isinstance(n, exp.Column) else n)
+    return None
+
+
 def _on_keys(node: exp.Expr, keys: Mapping[str, exp.Expr], alias: str, dimensions: Collection[str]) -> exp.Expr | None:
     """`node` read on the summary's rows when every column it reads lies inside one of the group keys'
     expressions (`keys`: a key's SQL to its expression over the summary) or inside a calendar form of a
@@ -391,9 +411,9 @@ def _on_keys(node: exp.Expr, keys: Mapping[str, exp.Expr], alias: str, dimension
         if held is not None:
             return held.copy()
         if isinstance(n, exp.Func):
-            found = _dimension(n, alias)
-            if found is not None and found[0] in dimensions:
-                return found[1]
+            read = _read_on(n, alias, dimensions)
+            if read is not None:
+                return read
         if isinstance(n, exp.Column):
             failed = True
         return n
@@ -453,6 +473,19 @@ def _shape(plan: Plan) -> Shape | None:
             on_keys[to_sql(item.this)] = found[1]
     if len(keys) != len(plan.key_columns):
         return None
+    for name in list(keys):
+        # `GROUP BY year(d), month(d)`: each group one month of d, read on the month partition (no set of two
+        # partitions of one date is built).
+        base = name.removeprefix(f"__{CALENDAR['year'][0]}__")
+        if name != base and derived_name("month-of-year", base) in keys:
+            month = derived_name("month", base)
+            for j, other in enumerate(keys):
+                if other in (name, derived_name("month-of-year", base)):
+                    keys[j] = month
+                    read = _read_on(key_nodes[j], alias, (month,))
+                    if read is None:
+                        return None
+                    on_keys[to_sql(key_nodes[j])] = read
     group = tree.args.get("group")
     grouped = [] if group is None else list(group.expressions)
     if len(grouped) != len(keys) or any(g != k for g, k in zip(grouped, key_nodes, strict=True)):

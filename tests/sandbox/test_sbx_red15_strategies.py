@@ -364,6 +364,7 @@ CORPUS = [
             "SELECT g, count(*), avg(q) FROM t WHERE year(d) = 2013 AND g > 0 GROUP BY g",
             "SELECT g, dest, count(*), sum(m) FROM t WHERE dest LIKE 'L%' OR g = 9 GROUP BY g, dest",
             "SELECT extract(year FROM d) AS y, count(*), sum(m) FROM t WHERE g = 9 GROUP BY y",
+            "SELECT year(d) AS y, month(d) AS mo, g, count(*), sum(m) FROM t WHERE year(d) > 2012 GROUP BY y, mo, g",
         ]
     ),
 ]
