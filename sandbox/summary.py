@@ -37,7 +37,7 @@ from typing import Any
 from sqlglot import exp
 
 from sandbox.cache import BoundedCache
-from sandbox.rewrite import PLACEHOLDER, RESTRICT_COLUMN, Plan
+from sandbox.rewrite import KEPT_COLUMN, PLACEHOLDER, RESTRICT_COLUMN, Plan
 from sandbox.syntax import DIALECT, to_sql
 
 MAX_COMBINATIONS = 20_000
@@ -641,10 +641,12 @@ def cube(plan: Plan, statistics: Mapping[str, Any]) -> str | None:
 
     Every group of such a query is exactly one combination of the summarised set S (its keys and its pinned
     columns), so each aggregate is MAX(<the combination's value>) FILTER (WHERE <the buyer's filter, verbatim>):
-    the one combination that passes. A key tuple is kept only when one passes (HAVING), as a group exists only
-    when a row passes the WHERE; without keys the one row is there anyway, count(*) 0 and the others NULL when
-    none passes, as a plain aggregate over no row. The same columns as the exact stage 1 (`__g<i>`, `__a<j>`,
-    `__lo0`, `__v<m>`), read by engine._exact_statement; no row of the table is read, so no seed is needed."""
+    the one combination that passes. EVERY key tuple of S's rows is a group (their number fixed per version and S,
+    whatever the filter), with `__kept` TRUE exactly when a combination passes, as a group exists exactly when a
+    row passes the WHERE: the seeded stage 1's column (rewrite.seeded_stage), so engine._exact_statement's seeded
+    form masks the others' bounds and counts only the kept ones (_seeded_groups). Without keys the one row is a
+    plain aggregate's: count(*) 0 and the others NULL when none passes. The same columns as the seeded exact
+    stage 1 (`__g<i>`, `__a<j>`, `__kept`, `__lo0`, `__v<m>`); no row of the table is read."""
     summary = statistics.get("summary") or {}
     if summary.get("cube") != CUBE_VERSION:
         return None
@@ -679,11 +681,10 @@ def cube(plan: Plan, statistics: Mapping[str, Any]) -> str | None:
             value += f" / CAST(MAX({_q(f'__n{measures.index(name)}')}) FILTER (WHERE {where}) AS DOUBLE)"
         columns.append(f"{f'COALESCE({value}, 0)' if zero else value} AS {_q(f'__a{aggregates}')}")
         aggregates += 1
+    columns.append(f"COUNT(*) FILTER (WHERE {where}) > 0 AS {_q(KEPT_COLUMN)}")
     columns.append(f"COALESCE(MAX({_q(UNITS_COLUMN)}) FILTER (WHERE {where}), 0) AS {_q('__lo0')}")
     columns += [f"COALESCE(MAX({v}) FILTER (WHERE {where}), 0) AS {_q(f'__v{m}')}" for m, v in enumerate(values)]
-    grouped = ""
-    if found.keys:
-        grouped = f" GROUP BY {', '.join(found.key_sql)} HAVING COUNT(*) FILTER (WHERE {where}) > 0"
+    grouped = f" GROUP BY {', '.join(found.key_sql)}" if found.keys else ""
     return (
         f"SELECT {', '.join(columns)} FROM {_q(SUMMARY_PREFIX + found.table)} AS {alias} "
         f"WHERE {_q(SET_COLUMN)} = {set_number}{grouped}"
