@@ -391,7 +391,10 @@ def _read_on(node: exp.Expr, alias: str, dimensions: Collection[str]) -> exp.Exp
                 name = derived_name(finer, columns[0].name)
                 if name in dimensions:
                     column = exp.column(name, table=alias, quoted=True)
-                    return node.copy().transform(lambda n, c=column: c.copy() if isinstance(n, exp.Column) else n)
+                    read: exp.Expr = node.copy().transform(
+                        lambda n, c=column: c.copy() if isinstance(n, exp.Column) else n
+                    )
+                    return read
     return None
 
 
@@ -482,10 +485,10 @@ def _shape(plan: Plan) -> Shape | None:
             for j, other in enumerate(keys):
                 if other in (name, derived_name("month-of-year", base)):
                     keys[j] = month
-                    read = _read_on(key_nodes[j], alias, (month,))
-                    if read is None:
+                    on_month = _read_on(key_nodes[j], alias, (month,))
+                    if on_month is None:
                         return None
-                    on_keys[to_sql(key_nodes[j])] = read
+                    on_keys[to_sql(key_nodes[j])] = on_month
     group = tree.args.get("group")
     grouped = [] if group is None else list(group.expressions)
     if len(grouped) != len(keys) or any(g != k for g, k in zip(grouped, key_nodes, strict=True)):
