@@ -3,9 +3,12 @@ summary path, raw DuckDB beside them, alternated in one run; and where the worke
 
 Builds the demo (SQLite, a temporary directory; or `--data DIR`, a demo already built by this tree), then:
 
+Branch cube13: "main" is now pre16's summary path (the version's statistics with the summary's `cube` left out,
+so strategy chooses "summary"), "this" the cube where it applies (stage 1 read from the summary alone).
+
 1. Per query, in one worker pool (one worker, the service's DuckDB threads), in an order that rotates every
    round: the job as main chooses it (sandbox.service.strategy over the version's statistics without the
-   summary, and no summary table in the connection), the job as this tree chooses it (the summary), and
+   summary's cube), the job as this tree chooses it (the cube), and
    raw DuckDB in this process on the same Parquet file (one thread, every optimizer). The worker's CPU (from
    /proc, clock ticks of 10 ms: means), wall medians, ratios to raw, and whether the answers agree.
 2. `--breakdown`: in this process, where a warm worker's CPU goes for one job (means of `--runs`): the
@@ -46,12 +49,15 @@ FLAGS: dict[str, dict[str, Any]] = {
 }
 
 
-def _without_summary(tables: dict[str, service.TableFile]) -> dict[str, service.TableFile]:
-    """The tables as main reads them: no `summary` in the statistics (and so no summary file in the job)."""
-    return {
-        name: replace(t, statistics={k: v for k, v in t.statistics.items() if k != "summary"})
-        for name, t in tables.items()
-    }
+def _without_cube(tables: dict[str, service.TableFile]) -> dict[str, service.TableFile]:
+    """The tables as main (pre16) reads them: the summary's description without `cube`, so its queries take the
+    summary path (branch cube13). The summary file is this tree's, with the cube's columns beside pre16's: the
+    lookup reads only its own columns of the in-memory table."""
+    found = {}
+    for name, t in tables.items():
+        described = {k: v for k, v in t.statistics.get("summary", {}).items() if k != "cube"}
+        found[name] = replace(t, statistics={**t.statistics, "summary": described})
+    return found
 
 
 def _queries() -> dict[str, str]:
@@ -70,6 +76,8 @@ def _job(plan: Any, tables: dict[str, service.TableFile], limits: EngineLimits, 
     )
     if chosen == "summary":
         return replace(base, summary=service.summary_for(plan, tables) or "")
+    if chosen == "cube":
+        return replace(base, cube=service.cube_for(plan, tables) or "")
     return replace(base, **FLAGS[chosen])
 
 
@@ -94,12 +102,12 @@ def breakdown(tables: dict[str, service.TableFile], limits: EngineLimits, runs: 
         pool._run_job(job, limits, warm, stats, watcher)
 
     print(f"{'query':12} {'side':14} {'job':>6} {'engine':>7} {'stmt':>6} {'raw':>6}  (CPU ms, means)")
-    for label, sides in (("main", _without_summary(tables)), ("this", tables)):
+    for label, sides in (("main", _without_cube(tables)), ("this", tables)):
         files = {name: Path(path) for name, path in service.files_of(sides)}
         opened = _mean_ms(lambda files=files: open_locked(files, replace(limits, threads=1), True).close(), 9)
         print(f"open_locked ({label}): {opened:.2f} ms CPU (once per worker and version: the connection stays warm)")
     for name, sql in _queries().items():
-        for label, sides in (("main", _without_summary(tables)), ("this", tables)):
+        for label, sides in (("main", _without_cube(tables)), ("this", tables)):
             plan = service.plan_query(sql, FLIGHTS_POLICY, service.row_counts(sides))
             chosen = service.strategy(plan, sides)
             job = _job(plan, sides, limits, chosen)
@@ -120,6 +128,7 @@ def _one(job: Job, chosen: str, run_job: Callable[..., None], runs: int) -> tupl
     assert not isinstance(plan, dp.DPPlan)
     run_engine: Callable[[], Any] = {
         "summary": lambda: engine.execute_summary(db, plan, 10_000, statistics_, job.summary),
+        "cube": lambda: engine.execute_cube(db, plan, 10_000, statistics_, job.cube),
         "two-level": lambda: engine.execute_two_level(db, plan, 10_000, statistics_),
         "single": lambda: engine.execute_single(db, plan, 10_000, statistics_),
         "folded": lambda: engine.execute_folded(db, plan, 10_000, statistics_),
@@ -149,7 +158,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.breakdown:
             breakdown(tables, limits, args.runs)
             return
-        before = _without_summary(tables)
+        before = _without_cube(tables)
         workers = WorkerPool(limits)
         raw = raw_connection(tables, 1)
         print(

@@ -50,8 +50,11 @@ class StoredTable:
     row_count: int
     columns: list[StoredColumn]
 
-    def describe(self, roles: dict[str, str]) -> dict[str, Any]:
-        """The JSON kept on the version row, with the statistics the sandbox needs (`statistics`)."""
+    def describe(
+        self, roles: dict[str, str], bounds: Mapping[str, tuple[float, float]] | None = None
+    ) -> dict[str, Any]:
+        """The JSON kept on the version row, with the statistics the sandbox needs (`statistics`); `bounds`, the
+        measures' declared (min, max) the build checked (check_bounds), for the summary's cube."""
         return {
             "name": self.name,
             "file": self.path.name,
@@ -60,11 +63,13 @@ class StoredTable:
                 {"name": c.name, "type": c.type, "role": roles.get(c.name, "hidden"), "bytes": c.bytes}
                 for c in self.columns
             ],
-            "statistics": table_statistics(self.path, [c.name for c in self.columns], roles),
+            "statistics": table_statistics(self.path, [c.name for c in self.columns], roles, bounds),
         }
 
 
-def table_statistics(path: Path, columns: list[str], roles: dict[str, str]) -> dict[str, Any]:
+def table_statistics(
+    path: Path, columns: list[str], roles: dict[str, str], bounds: Mapping[str, tuple[float, float]] | None = None
+) -> dict[str, Any]:
     """Facts the sandbox's threshold needs about a version's table, computed once when it is built:
 
     - `units`: per privacy-unit column, [most rows any one unit has, rows whose unit is NULL] (the
@@ -104,7 +109,9 @@ def table_statistics(path: Path, columns: list[str], roles: dict[str, str]) -> d
             counts[column] = int(found[2]) if found else 0
         plain = statistics_free(connection, path)
         shape = _bits_statistics(connection, source, columns, roles)
-        summary = unit_summary(connection, path, columns, roles, shape["cardinality"])
+        summary = unit_summary(
+            connection, path, columns, roles, shape["cardinality"], bounds, total, shape.get("extent", {})
+        )
     return {
         "units": {c: per_value[c] for c in units},
         "unit_counts": {c: counts[c] for c in units},
@@ -128,13 +135,22 @@ def unit_summary(
     columns: list[str],
     roles: dict[str, str],
     cardinality: dict[str, int],
+    bounds: Mapping[str, tuple[float, float]] | None = None,
+    rows: int = 0,
+    extent: dict[str, list[str]] | None = None,
 ) -> dict[str, Any] | None:
     """Write the table's unit summary (sandbox.summary) beside `path` and describe it, or None when the table
     has not exactly one privacy-unit column.
 
     The description (in the statistics JSON, read by sandbox.summary.lookup): `file` (its name beside the
     table's), `sets` ([[dimensions], grouping id] per summarised set), `types` (the summarised dimensions'
-    DuckDB types), `measures` (in the order of the `__m<i>` columns), `rows`, `bytes`."""
+    DuckDB types), `derived` (per calendar partition of a DATE dimension summarised, branch cal13: [kind,
+    column]; its type DATE), `measures` (in the order of the `__m<i>` columns), `rows`, `bytes`; `cube` (the
+    layout of the cube's columns, sandbox.summary.CUBE_VERSION) and `exact` (the measures whose SUM and AVG it
+    holds, sandbox.summary.exact_measures).
+
+    A calendar partition's cardinality is bounded from the column's `extent` (its years or months, NULL one
+    value), so the same MAX_COMBINATIONS rule decides its sets."""
     units = [c for c in columns if roles.get(c) == "privacy_unit"]
     if len(units) != 1:
         return None
@@ -150,12 +166,24 @@ def unit_summary(
     measures = [c for c in columns if roles.get(c) == "measure" and not c.startswith("__")]
     if units[0].startswith("__"):
         return None
-    sets = unit_summaries.summary_sets(cardinality, dimensions)
+    dates = [c for c in dimensions if types.get(c) in unit_summaries.DATE_TYPES]
+    derived: dict[str, tuple[str, str]] = {}
+    bounded = dict(cardinality)
+    for name, (kind, column) in unit_summaries.derived_dimensions(dates).items():
+        count = unit_summaries.derived_cardinality(kind, (extent or {}).get(column))
+        if count is not None:
+            derived[name] = (kind, column)
+            bounded[name] = count
+    every = dimensions + list(derived)
+    sets = unit_summaries.summary_sets(bounded, every, {*dates, *derived})
     target = summary_path(path)
     partial = target.with_suffix(".partial")
     try:
+        exact = unit_summaries.exact_measures(types, measures, bounds or {}, rows)
         write_product_parquet(
-            connection, unit_summaries.build_sql(source, units[0], dimensions, types, measures, sets), partial
+            connection,
+            unit_summaries.build_sql(source, units[0], every, types, measures, sets, exact, derived),
+            partial,
         )
     except duckdb.Error:
         # The summary only makes some queries cheaper: a table it cannot be built for (out of memory on a huge
@@ -168,10 +196,13 @@ def unit_summary(
     ).fetchone()
     return {
         "file": target.name,
-        "sets": [[list(chosen), unit_summaries.set_id(dimensions, chosen)] for chosen in sets],
-        "types": {c: types[c] for c in dimensions},
+        "sets": [[list(chosen), unit_summaries.set_id(every, chosen)] for chosen in sets],
+        "types": {c: types[c] for c in dimensions} | {c: "DATE" for c in derived},
+        "derived": {c: list(v) for c, v in derived.items()},
         "measures": measures,
         "measure_types": {c: types.get(c, "") for c in measures},
+        "cube": unit_summaries.CUBE_VERSION,
+        "exact": exact,
         "rows": int(row[0]) if row else 0,
         "bytes": target.stat().st_size,
     }

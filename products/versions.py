@@ -137,7 +137,8 @@ def add_version(
                 keep = [c for c in available if c in roles]
                 stored = storage.write_table(upload.path, kind, upload.filename, keep, version_dir / f"{name}.parquet")
             storage.check_bounds(stored, policy.tables[name].bounds)
-            described.append(stored.describe(roles))
+            checked = {m: (float(b.min), float(b.max)) for m, b in policy.tables[name].bounds.items()}
+            described.append(stored.describe(roles, checked))
             paths.append(stored.path)
         previous = session.get(ProductVersion, product.latest_version_id) if product.latest_version_id else None
         audit, quality = assess(

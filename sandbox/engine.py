@@ -868,3 +868,29 @@ def execute_summary(
     seeded = plan.seeded is not None
     stage = summary.stage_sql(plan, plan.seeded or plan.template, lookup)
     return _exact_statement(connection, plan, stage, max_rows, "summary", started, seeded=seeded)
+
+
+def execute_cube(
+    connection: duckdb.DuckDBPyConnection,
+    plan: Plan,
+    max_rows: int,
+    stats: Statistics | None = None,
+    cube: str = "",
+) -> Execution:
+    """The exact statement with its whole stage 1 read from the version's build-time summary (branch cube13,
+    sandbox.summary.cube, chosen by sandbox.service.strategy from the query text and the version's statistics
+    only): per group the one combination of the summarised dimensions its keys and filter pin, its counts and
+    aggregates computed at build by DuckDB's own functions over exactly that combination's rows. No row of the
+    table is read (the statement scans the summary's rows of the set, a number fixed per version and set, with
+    the buyer's filter on each), and every key tuple of the set is a group, `__kept` where a combination passes,
+    as the seeded stage 1 marks its groups. The same columns as the seeded exact stage 1, then the same
+    masking, decision and stage 2 in one statement and the same second statement for an empty answer
+    (_exact_statement). Without a cube statement it runs execute_summary's fallback, execute_two_level."""
+    if not cube:
+        return execute_two_level(connection, plan, max_rows, stats)
+    started = time.process_time()
+    refused = _refused(connection, plan, stats, started)
+    if refused is not None:
+        return refused
+    # Seeded form: every key tuple of the set is a group, `__kept` those a combination passes (summary.cube).
+    return _exact_statement(connection, plan, cube, max_rows, "cube", started, seeded=True)

@@ -36,6 +36,7 @@ from sandbox.engine import (
     Execution,
     TableStatistics,
     execute_bits,
+    execute_cube,
     execute_folded,
     execute_plan,
     execute_single,
@@ -74,6 +75,9 @@ class Job:
     bits: tuple[tuple[int, int], ...] = ()
     """Per unit of the plan, the span of its bitmaps: run as the exact statement counting units by bitmaps
     (engine.execute_bits; sandbox.service decides); wins over the others when set."""
+    cube: str = ""
+    """Stage 1 read from the summary alone (sandbox.summary.cube; sandbox.service decides): run as
+    engine.execute_cube; wins over the others when set."""
     summary: str = ""
     """The summary rows that decide the threshold (sandbox.summary.lookup; sandbox.service decides): run as
     engine.execute_summary; wins over the others when set."""
@@ -315,6 +319,8 @@ def _run_job(
                     return ("ok", Execution([], 0, 0, [], False, 0, [], refused=refused))
                 # Timing not fixed: no seeds either (they only serve fixed timing; execute_plan reads `fixed`).
                 plan = job.plan if limits.fixed_timing else replace(job.plan, seeded=None)
+                if job.cube:
+                    return ("ok", execute_cube(db, plan, job.max_rows, statistics, job.cube))
                 if job.summary:
                     return ("ok", execute_summary(db, plan, job.max_rows, statistics, job.summary))
                 if job.bits:

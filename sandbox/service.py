@@ -299,14 +299,26 @@ def summary_for(plan: Plan, tables: Mapping[str, TableFile]) -> str | None:
     return summary.lookup(plan, table.statistics)
 
 
+def cube_for(plan: Plan, tables: Mapping[str, TableFile]) -> str | None:
+    """Stage 1 of `plan` read from the version's summary alone (sandbox.summary.cube), from the query text and the
+    version's build-time statistics only; None when the cube does not hold every aggregate (then summary_for)."""
+    if not plan.fast_threshold or len(plan.units) != 1:
+        return None
+    table = tables.get(plan.units[0].table)
+    if table is None or not table.statistics.get("summary"):
+        return None
+    return summary.cube(plan, table.statistics)
+
+
 def strategy(plan: Plan, tables: Mapping[str, TableFile]) -> str:
-    """How `plan` runs: "summary" (engine.execute_summary), "bits" (engine.execute_bits), "two-level"
-    (engine.execute_two_level), "single" (engine.execute_single), "folded" (engine.execute_folded) or "staged"
-    (engine.execute_plan).
+    """How `plan` runs: "cube" (engine.execute_cube), "summary" (engine.execute_summary), "bits"
+    (engine.execute_bits), "two-level" (engine.execute_two_level), "single" (engine.execute_single), "folded"
+    (engine.execute_folded) or "staged" (engine.execute_plan).
 
     First, wherever the version's build-time unit summary decides the query's threshold exactly (summary_for,
     from the query text and the version's statistics only): no distinct count at all (docs/sandbox.md,
-    "Decided from build-time unit counts (pre16)").
+    "Decided from build-time unit counts (pre16)"); and where the summary holds every aggregate of the query too,
+    its whole stage 1 read from the summary (cube_for; docs/sandbox.md, "Answered from the build-time summary").
 
     First, for a join or a product of at most SINGLE_STATEMENT_ROWS, whenever its unit columns are integers
     of a recorded span and an upper bound on its groups keeps the bitmaps small (sandbox.bits.bits_spans):
@@ -329,6 +341,8 @@ def strategy(plan: Plan, tables: Mapping[str, TableFile]) -> str:
         return "staged"
     # Decided from build-time unit counts: no distinct count at all, whatever the product's size
     # (docs/sandbox.md, "Decided from build-time unit counts (pre16)").
+    if cube_for(plan, tables) is not None:
+        return "cube"
     if summary_for(plan, tables) is not None:
         return "summary"
     rows_scanned, _ = measure_scan(plan, tables)
@@ -375,7 +389,7 @@ def _few_pairs(plan: Plan, tables: Mapping[str, TableFile], rows_scanned: int, k
 
 def single_statement(plan: Plan, tables: Mapping[str, TableFile]) -> bool:
     """Whether `plan` runs as one exact statement (engine.execute_single, execute_two_level, execute_summary)."""
-    return strategy(plan, tables) in ("single", "two-level", "summary")
+    return strategy(plan, tables) in ("single", "two-level", "summary", "cube")
 
 
 ONE_THREAD_ROWS = 1_000_000
@@ -559,6 +573,7 @@ def _execute(
         folded=chosen == "folded",
         two_level=chosen == "two-level",
         bits=(bits_for(plan, tables) or ()) if chosen == "bits" else (),
+        cube=(cube_for(plan, tables) or "") if chosen == "cube" else "",
         summary=(summary_for(plan, tables) or "") if chosen == "summary" else "",
         statistics_free=statistics_free(tables),
         seeds=_seeds(tables),
