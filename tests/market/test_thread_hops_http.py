@@ -2,10 +2,10 @@
 
 FastAPI runs an async dependency on the event loop and hands each sync dependency, and a sync handler, to its
 threadpool: one hop each, a worker thread woken and then the loop again (docs/benchmarks.md "perf-api2").
-POST /v1/queries is designed for ONE hop: its dependencies (the text guard, the caller from the key cache) are
-async and run on the event loop, and it reads the database and the settings from the request's app (lean13); only its handler, which blocks on the database
-and the sandbox, runs in a worker thread. The caller read from the database (a key-cache miss) is the one
-further hop the design allows (market.deps.get_principal).
+POST /v1/queries is designed for ONE hop: its dependencies (the text guard, the caller from the key cache)
+are async and run on the event loop, and it reads the database and the settings from the request's app
+(lean13); only its handler, which blocks on the database and the sandbox, runs in a worker thread. The caller
+read from the database (a key-cache miss) is the one further hop the design allows (market.deps.get_principal).
 
 With the phases flag (market.phases; MARKET_DEBUG_PHASES=1, set here in-process before the app is built),
 every dependency and the handler note the hop they run in. The queries go through HTTP; what each request's
