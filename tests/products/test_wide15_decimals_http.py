@@ -59,7 +59,8 @@ LEDGER = """SELECT i % 40 AS person, ['north', 'south', 'east'][i % 3 + 1] AS re
 
 def _parquet(tmp_path: Path, select: str) -> bytes:
     path = tmp_path / "ledger.parquet"
-    duckdb.execute(f"COPY ({select}) TO '{path}' (FORMAT parquet)")
+    with duckdb.connect() as connection:
+        connection.execute(f"COPY ({select}) TO '{path}' (FORMAT parquet)")
     return path.read_bytes()
 
 
@@ -82,7 +83,7 @@ def test_a_parquet_upload_with_wide_decimals_is_stored_in_fast_types_and_answers
     assert types["fine"] == "DOUBLE" and types["narrow"] == "DOUBLE" and types["counted"] == "DOUBLE"
     assert types["small"] == "DECIMAL(10,2)"
     (stored,) = [p for p in market.settings.products_dir.rglob("v*/ledger.parquet")]
-    assert duckdb.execute(  # every stored DECIMAL's unscaled integer stays under 2^52
+    assert duckdb.connect().execute(  # every stored DECIMAL's unscaled integer stays under 2^52
         f"SELECT max(abs(amount)) * 100 < {FAST_UNSCALED}, max(abs(small)) * 100 < {FAST_UNSCALED} "
         f"FROM read_parquet('{stored}')"
     ).fetchone() == (True, True)
@@ -93,11 +94,15 @@ def test_a_parquet_upload_with_wide_decimals_is_stored_in_fast_types_and_answers
     )
     response = query(market, buyer, listed.slug, sql)
     assert response.status_code == 200, response.text
-    raw = duckdb.execute(
-        "SELECT region, sum(CAST(amount AS DOUBLE)), sum(CAST(fine AS DOUBLE)), sum(CAST(narrow AS DOUBLE)), "
-        "avg(CAST(small AS DOUBLE)), count(counted) "
-        f"FROM ({LEDGER}) GROUP BY region ORDER BY region"
-    ).fetchall()
+    raw = (
+        duckdb.connect()
+        .execute(
+            "SELECT region, sum(CAST(amount AS DOUBLE)), sum(CAST(fine AS DOUBLE)), sum(CAST(narrow AS DOUBLE)), "
+            "avg(CAST(small AS DOUBLE)), count(counted) "
+            f"FROM ({LEDGER}) GROUP BY region ORDER BY region"
+        )
+        .fetchall()
+    )
     rows = response.json()["rows"]
     assert [r[0] for r in rows] == [r[0] for r in raw] and [r[5] for r in rows] == [r[5] for r in raw]
     for got, expected in zip(rows, raw, strict=True):
@@ -105,7 +110,8 @@ def test_a_parquet_upload_with_wide_decimals_is_stored_in_fast_types_and_answers
 
 
 def test_a_csv_recipe_typed_decimal_38_10_is_stored_as_double(market: Market) -> None:
-    rows = [{"person": i % 30, "region": "north", "fine": f"{(98765432 if i % 3 else i)}.1234567891"} for i in range(90)]
+    fines = [f"{(98765432 if i % 3 else i)}.1234567891" for i in range(90)]
+    rows = [{"person": i % 30, "region": "north", "fine": fine} for i, fine in enumerate(fines)]
     operator = market.actor(Role.OPERATOR)
     assert create_product(market, operator, "fines").status_code == 201
     uploaded = market.client.post("/v1/uploads?filename=fines.csv", headers=operator.headers, content=csv_bytes(rows))
@@ -186,7 +192,8 @@ def test_built_measures_are_fast_and_bounds_refuse_as_before(
     elif outside == "high":
         values = [*values, Decimal(high) + Decimal(1)]
     source = tmp_path / "m.parquet"
-    literal = ", ".join(f"CAST('{v:f}' AS DECIMAL({min(width + 2, 38) if outside else width}, {scale}))" for v in values)
+    typed = f"DECIMAL({min(width + 2, 38) if outside else width}, {scale})"
+    literal = ", ".join(f"CAST('{v:f}' AS {typed})" for v in values)
     with duckdb.connect() as connection:
         connection.execute(f"COPY (SELECT unnest([{literal}]) AS m) TO '{source}' (FORMAT parquet)")
     bounds = {"m": MeasureBounds(min=low, max=high)}
