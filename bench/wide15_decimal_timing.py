@@ -12,7 +12,8 @@ swapped every round):
 
     .venv/bin/python bench/wide15_decimal_timing.py --trees /tmp/wide15-main . [--rounds 6] [--repeats 9]
 
-Data are generated at run time.
+Data are generated at run time. `--build-cost [ROWS]` (this tree only): the build's extra rewrite, against the
+write of the upload it follows.
 """
 
 from __future__ import annotations
@@ -129,6 +130,40 @@ def worker(repeats: int) -> None:
     print(json.dumps(out))
 
 
+def build_cost(rows: int, rounds: int) -> None:
+    """The build's extra cost: write_table + check_bounds of an uploaded Parquet file with a DECIMAL(38, 2) measure
+    (and a DECIMAL(38, 6) one, bounds 1e11: DOUBLE), then fast_measures' rewrite; wall seconds, medians."""
+    import duckdb
+
+    from products import storage
+    from sandbox.policy import MeasureBounds
+
+    timed: dict[str, list[float]] = {"write_table + check_bounds": [], "fast_measures": []}
+    with tempfile.TemporaryDirectory() as temporary:
+        directory = Path(temporary)
+        upload = directory / "upload.parquet"
+        with duckdb.connect() as connection:
+            connection.execute(
+                f"COPY (SELECT 'u' || (i // 4) AS u, 'g' || (i % 20) AS g, CAST(i / 100 AS DECIMAL(38, 2)) AS a, "
+                f"CAST(i / 7 AS DECIMAL(38, 6)) AS b FROM range({rows}) r(i)) TO '{upload}' (FORMAT parquet)"
+            )
+        bounds = {"a": MeasureBounds(min=0, max=1e7), "b": MeasureBounds(min=0, max=1e11)}
+        for i in range(rounds):
+            started = time.perf_counter()
+            stored = storage.write_table(
+                upload, "parquet", upload.name, ["u", "g", "a", "b"], directory / f"{i}.parquet"
+            )
+            storage.check_bounds(stored, bounds)
+            timed["write_table + check_bounds"].append(time.perf_counter() - started)
+            started = time.perf_counter()
+            stored = storage.fast_measures(stored, ["a", "b"], bounds)
+            timed["fast_measures"].append(time.perf_counter() - started)
+            types = {c.name: c.type for c in stored.columns}
+    print(f"rows {rows}, rounds {rounds}, stored a {types['a']} b {types['b']}")
+    for name, values in timed.items():
+        print(f"{name:28} median {statistics.median(values):.3f} s (min {min(values):.3f})")
+
+
 def main(trees: list[str], rounds: int, repeats: int) -> None:
     script = Path(__file__).resolve()
     runs: dict[str, list[dict[str, dict[str, object]]]] = {tree: [] for tree in trees}
@@ -159,6 +194,8 @@ def main(trees: list[str], rounds: int, repeats: int) -> None:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--worker"]:
         worker(int(sys.argv[2]))
+    elif sys.argv[1:2] == ["--build-cost"]:
+        build_cost(int(sys.argv[2]) if len(sys.argv) > 2 else 2_000_000, 5)
     else:
         parser = argparse.ArgumentParser(description="wide15: sums over small and huge hidden DECIMAL values")
         parser.add_argument("--trees", nargs="+", default=["."], help="source trees, e.g. /tmp/wide15-main .")
