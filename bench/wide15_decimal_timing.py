@@ -13,7 +13,8 @@ swapped every round):
     .venv/bin/python bench/wide15_decimal_timing.py --trees /tmp/wide15-main . [--rounds 6] [--repeats 9]
 
 Data are generated at run time. `--build-cost [ROWS]` (this tree only): the build's extra rewrite, against the
-write of the upload it follows.
+write of the upload it follows. `--dimension [REPEATS]` (this tree only): the same question for a DECIMAL
+dimension a buyer casts to DOUBLE in WHERE, which wide15 leaves open.
 """
 
 from __future__ import annotations
@@ -164,6 +165,57 @@ def build_cost(rows: int, rounds: int) -> None:
         print(f"{name:28} median {statistics.median(values):.3f} s (min {min(values):.3f})")
 
 
+def dimension(repeats: int) -> None:
+    """Open, not fixed by wide15: a DECIMAL(38, 6) DIMENSION `d` (no bounds; its values are shown, so the build keeps
+    its type) read by a buyer's `WHERE CAST(d AS DOUBLE) > 1.5` (the sandbox's TRY_CAST) on every row, hidden ones
+    included: small against huge values, as for the measures; engine path, thread CPU, ns per row."""
+    import duckdb
+
+    from products import storage
+    from sandbox import engine
+    from sandbox.engine import EngineLimits, TableStatistics, open_locked
+    from sandbox.policy import ProtectionPolicy
+    from sandbox.service import TableFile, files_of, plan_query, row_counts
+
+    policy = ProtectionPolicy.model_validate(
+        {"min_group_size": 5, "tables": {"t": {"privacy_unit": "u", "dimensions": ["g", "d"], "hidden": []}}}
+    )
+    sql = "SELECT g, count(*) AS c FROM t WHERE CAST(d AS DOUBLE) > 1.5 GROUP BY g"
+    timed: dict[str, list[float]] = {"small": [], "huge": []}
+    prepared = {}
+    with tempfile.TemporaryDirectory() as temporary:
+        directory = Path(temporary)
+        for data, value in (("small", "12.345678"), ("huge", "12345678901.234567")):
+            upload = directory / f"{data}.parquet"
+            with duckdb.connect() as connection:
+                connection.execute(
+                    f"COPY (SELECT 'u' || (i // 4) AS u, 'g' || (i % 20) AS g, "
+                    f"CAST(CAST('{value}' AS DECIMAL(38, 6)) + i AS DECIMAL(38, 6)) AS d "
+                    f"FROM range({ROWS}) r(i)) TO '{upload}' (FORMAT parquet)"
+                )
+            stored = storage.write_table(
+                upload, "parquet", upload.name, ["u", "g", "d"], directory / data / "t.parquet"
+            )
+            described = stored.describe({"u": "privacy_unit", "g": "dimension", "d": "dimension"})
+            table = TableFile(
+                name="t", path=stored.path, row_count=stored.row_count, statistics=described["statistics"]
+            )
+            files = {name: Path(file) for name, file in files_of({"t": table})}
+            connection = open_locked(files, EngineLimits(threads=1), described["statistics"]["statistics_free"])
+            plan = plan_query(sql, policy, row_counts({"t": table}))
+            prepared[data] = (connection, plan, TableStatistics(connection, {}, data))
+        for i in range(repeats):
+            for data in ("small", "huge") if i % 2 == 0 else ("huge", "small"):
+                connection, plan, table_stats = prepared[data]
+                started = time.thread_time()
+                engine.execute_plan(connection, plan, 100, table_stats)
+                timed[data].append(time.thread_time() - started)
+        for connection, *_ in prepared.values():
+            connection.close()
+    small, huge = (statistics.median(timed[d]) / ROWS * 1e9 for d in ("small", "huge"))
+    print(f"dimension DECIMAL(38,6), {sql}: small {small:.2f} huge {huge:.2f} ns/row ({huge / small:.2f}x)")
+
+
 def main(trees: list[str], rounds: int, repeats: int) -> None:
     script = Path(__file__).resolve()
     runs: dict[str, list[dict[str, dict[str, object]]]] = {tree: [] for tree in trees}
@@ -194,6 +246,8 @@ def main(trees: list[str], rounds: int, repeats: int) -> None:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--worker"]:
         worker(int(sys.argv[2]))
+    elif sys.argv[1:2] == ["--dimension"]:
+        dimension(int(sys.argv[2]) if len(sys.argv) > 2 else 21)
     elif sys.argv[1:2] == ["--build-cost"]:
         build_cost(int(sys.argv[2]) if len(sys.argv) > 2 else 2_000_000, 5)
     else:
