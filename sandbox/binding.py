@@ -17,6 +17,10 @@ tables, and every cast in DuckDB's bound plan is checked:
   DuckDB takes about 40 times longer per row for a value whose unscaled integer passes 2^53 (branch dim15,
   docs/sandbox.md "Wide decimal dimensions (dim15)"), so its time said whether hidden rows hold huge values.
   Decided from the type alone; the build stores no measure in such a type (products.storage.fast_measure_type).
+  Arithmetic and numeric functions on data run in DOUBLE (sandbox.syntax.guard), so they are refused with it;
+- on a DECIMAL of more than 18 digits (a 128-bit integer) and a scale above 0, a cast of data to text, to an
+  integer or to a DECIMAL of fewer decimals (`wide_decimal_operation`): they divide or format the 128-bit integer,
+  1.3-1.7x slower per row once it passes 2^63 (bench/dim15_timing.py).
 
 The empty copy lives in its own data-less connection (`json_serialize_plan` cannot serialise a
 Parquet scan), built once per product version from the locked connection's own column types.
@@ -122,6 +126,26 @@ def _wide_decimal_cast(child: dict[str, Any], cast: dict[str, Any]) -> Refusal |
     return (
         "wide_decimal_cast",
         {"column": name or "an expression", "source": f"DECIMAL({width}, {scale})", "target": _type_id(cast)},
+    )
+
+
+def _wide_decimal_operation(child: dict[str, Any], cast: dict[str, Any]) -> Refusal | None:
+    if _type_id(child) != "DECIMAL":
+        return None
+    width, scale = _decimal(child)
+    if width <= 18 or scale == 0:
+        return None
+    target = _type_id(cast)
+    if target == "DECIMAL":
+        if _decimal(cast)[1] >= scale:
+            return None  # more decimals: a multiplication, the same for every value
+        target = "DECIMAL({}, {})".format(*_decimal(cast))
+    elif target not in _TEXT and target not in _DIGITS:
+        return None
+    name = str(child.get("alias") or "") if child.get("expression_class") in ("BOUND_REF", "BOUND_COLUMN_REF") else ""
+    return (
+        "wide_decimal_operation",
+        {"column": name or "an expression", "source": f"DECIMAL({width}, {scale})", "target": target},
     )
 
 
@@ -270,7 +294,7 @@ def check(copy: duckdb.DuckDBPyConnection, statement: str, *, group_keys: bool =
         child = children[0]
         if _constant(child):
             refusal = _constant_cast(copy, node, child)
-        elif (wide := _wide_decimal_cast(child, node)) is not None:
+        elif (wide := _wide_decimal_cast(child, node) or _wide_decimal_operation(child, node)) is not None:
             refusal = wide
         elif _type_id(child) in _TEXT and _type_id(node) not in _TEXT:
             refusal = ("text_cast", {"target": _type_id(node)})
