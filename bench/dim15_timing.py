@@ -74,8 +74,11 @@ OPS = {
 QUERIES = {
     "CAST(d AS DOUBLE) > 1.5": "SELECT g, count(*) AS c FROM t WHERE CAST(d AS DOUBLE) > 1.5 GROUP BY g",
     "d > 1e0": "SELECT g, count(*) AS c FROM t WHERE d > 1e0 GROUP BY g",
+    "d + 1.5 > 3": "SELECT g, count(*) AS c FROM t WHERE d + 1.5 > 3 GROUP BY g",
+    "floor(d) > 1": "SELECT g, count(*) AS c FROM t WHERE floor(d) > 1 GROUP BY g",
+    "CAST(d AS VARCHAR) LIKE": "SELECT g, count(*) AS c FROM t WHERE CAST(d AS VARCHAR) LIKE '1%' GROUP BY g",
     "d > 1.5": "SELECT g, count(*) AS c FROM t WHERE d > 1.5 GROUP BY g",
-    "round(d, 2) > 1.5": "SELECT g, count(*) AS c FROM t WHERE round(d, 2) > 1.5 GROUP BY g",
+    "GROUP BY d": "SELECT d, count(*) AS c FROM t GROUP BY d",
 }
 
 
