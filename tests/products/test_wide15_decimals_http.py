@@ -32,7 +32,7 @@ POLICY: dict[str, Any] = {
             "measures": ["amount", "fine", "narrow", "small", "counted"],
             "hidden": [],
             "bounds": {
-                "amount": {"min": 0, "max": 10_000},  # DECIMAL(38, 2): fits DECIMAL(18, 2)
+                "amount": {"min": 0, "max": 10_000},  # DECIMAL(38, 2): fits DECIMAL(15, 2) (dim15)
                 "fine": {"min": 0, "max": 1e8},  # DECIMAL(38, 10): 1e18 unscaled, stored as DOUBLE
                 "narrow": {"min": -1e12, "max": 1e12},  # DECIMAL(18, 6): 1e18 unscaled, stored as DOUBLE
                 "small": {"min": 0, "max": 1000},  # DECIMAL(10, 2): never past 2^52, kept

@@ -163,3 +163,30 @@ def test_a_cast_to_a_float_type_is_refused_iff_more_than_15_digits_and_a_scale(
             assert binding.check(copy, "SELECT g, count(*) AS c FROM t WHERE d > 0.5 GROUP BY g") is None
     finally:
         copy.close()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    width=st.integers(min_value=1, max_value=38),
+    scale=st.integers(min_value=0, max_value=38),
+    bound=st.one_of(st.none(), st.integers(min_value=0, max_value=12).map(lambda e: 10.0**e), st.floats(0, 1e12)),
+)
+def test_the_build_stores_no_measure_in_a_type_whose_cast_the_binder_refuses(
+    width: int, scale: int, bound: float | None
+) -> None:
+    """The sandbox's own `TRY_CAST(m AS DOUBLE)` of a measure passes the same check: no built measure is a DECIMAL
+    of more than 15 digits with a scale above 0 (products.storage.fast_measure_type, from the type and bounds)."""
+    from products.storage import fast_measure_type
+    from sandbox.policy import MeasureBounds
+
+    scale = min(scale, width)
+    bounds = None if bound is None else MeasureBounds(min=-bound, max=bound)
+    rewritten = fast_measure_type(f"DECIMAL({width},{scale})", bounds)
+    stored = rewritten or f"DECIMAL({width},{scale})"
+    if stored.startswith("DECIMAL("):
+        built_width, built_scale = (int(part) for part in stored[8:-1].split(","))
+        assert not binding.slow_to_double(built_width, built_scale), (width, scale, bound, stored)
+        if rewritten and bound is not None:  # the narrower DECIMAL holds every value the bounds allow, exactly
+            assert built_scale == scale and bound * 10**scale < 10**built_width, (width, scale, bound, stored)
+    else:
+        assert stored == "DOUBLE"
