@@ -994,12 +994,21 @@ _OUTPUT_TEST = rf"{_RESERVED_NAME} (?:>=|<=|<>|>|<|=) \d+"
 _OUTPUT_ORDER = rf"{_RESERVED_NAME}(?: ASC| DESC)?(?: NULLS FIRST| NULLS LAST)?"
 _DATE_TEXT = r"'[0-9][0-9 :.-]*'"
 """A date or timestamp constant's text: digits, `-`, `:`, `.` and spaces, so no quote ends it early."""
-_CONSTANT_ITEM = rf"CAST\({_DATE_TEXT} AS (?:DATE|TIMESTAMP)\) AS {_RESERVED_NAME}"
+_SHIFT = r"(?: [+-] INTERVAL '\d+' (?:DAY|MONTH|YEAR))?"
+"""At most one `+ INTERVAL '90' DAY` (or `-`; MONTH, YEAR), which DuckDB's parser reads as `-`(<cast>,
+to_days(CAST(trunc(CAST('90' AS DOUBLE)) AS INTEGER))): one operator call, no chain a walk could recurse on."""
+_CONSTANT_ITEM = rf"CAST\({_DATE_TEXT} AS (?:DATE|TIMESTAMP)\){_SHIFT} AS {_RESERVED_NAME}"
 _PLAIN_CONSTANTS = re.compile(rf"SELECT {_CONSTANT_ITEM}(?:, {_CONSTANT_ITEM})*")
-_LEXEME = re.compile(r"\"[^\"]*\"|'[^']*'|\d+|[A-Za-z]+|>=|<=|<>|[,<>=()]")
+_LEXEME = re.compile(r"\"[^\"]*\"|'[^']*'|\d+|[A-Za-z]+|>=|<=|<>|[,<>=()+-]")
 """The tokens of a text either pattern above has matched, as DuckDB's scanner must see them."""
 _TYPE_WORDS = frozenset({"DATE", "TIMESTAMP"})
 """Words DuckDB's tokenizer reports as identifiers (type names), not keywords."""
+
+
+_CONSTANT_CASTS = frozenset({"DATE", "TIMESTAMP", "DOUBLE", "INTEGER"})
+_CONSTANT_FUNCTIONS = frozenset({"+", "-", "trunc", "to_days", "to_months", "to_years"})
+"""What DuckDB's tree of a plain constants statement casts to and calls: the walk accepts it only while
+sandbox.rules allows all of them, so _plain_constants checks that too."""
 
 
 @functools.lru_cache(maxsize=8)
@@ -1052,7 +1061,13 @@ def _plain_output(sql: str, groups_table: str) -> bool:
 
 
 def _plain_constants(sql: str) -> bool:
-    """Whether the constants statement is `SELECT CAST('<date>' AS DATE) AS "__k0", ...` (or TIMESTAMP), character
-    for character, with DuckDB's tokens exactly those words, and both types allowed casts: a FROM-less SELECT of
-    casts of string constants, which _check_constants_node accepts. False: DuckDB parses it and the walk runs."""
-    return _PLAIN_CONSTANTS.fullmatch(sql) is not None and _TYPE_WORDS <= rules.DUCKDB_CAST_TYPES and _same_tokens(sql)
+    """Whether the constants statement is `SELECT CAST('<date>' AS DATE) AS "__k0", ...` (or TIMESTAMP; each cast
+    possibly shifted by one `+`/`- INTERVAL '<digits>' DAY|MONTH|YEAR`), character for character, with DuckDB's
+    tokens exactly those words, and every cast and call of its tree allowed (_CONSTANT_CASTS, _CONSTANT_FUNCTIONS):
+    a FROM-less SELECT of constants, which _check_constants_node accepts. False: DuckDB parses it, the walk runs."""
+    return (
+        _PLAIN_CONSTANTS.fullmatch(sql) is not None
+        and _CONSTANT_CASTS <= rules.DUCKDB_CAST_TYPES
+        and _CONSTANT_FUNCTIONS <= rules.DUCKDB_SCALARS
+        and _same_tokens(sql)
+    )
