@@ -999,10 +999,19 @@ _SHIFT = r"(?: [+-] INTERVAL '\d+' (?:DAY|MONTH|YEAR))?"
 to_days(CAST(trunc(CAST('90' AS DOUBLE)) AS INTEGER))): one operator call, no chain a walk could recurse on."""
 _CONSTANT_ITEM = rf"CAST\({_DATE_TEXT} AS (?:DATE|TIMESTAMP)\){_SHIFT} AS {_RESERVED_NAME}"
 _PLAIN_CONSTANTS = re.compile(rf"SELECT {_CONSTANT_ITEM}(?:, {_CONSTANT_ITEM})*")
-_LEXEME = re.compile(r"\"[^\"]*\"|'[^']*'|\d+|[A-Za-z]+|>=|<=|<>|[,<>=()+-]")
-"""The tokens of a text either pattern above has matched, as DuckDB's scanner must see them."""
-_TYPE_WORDS = frozenset({"DATE", "TIMESTAMP"})
-"""Words DuckDB's tokenizer reports as identifiers (type names), not keywords."""
+_LEXEME = re.compile(r"(\"[^\"]*\")|('[^']*')|(\d+)|((?:DATE|TIMESTAMP)(?![A-Za-z]))|([A-Za-z]+)|(>=|<=|<>|[,<>=()+-])")
+"""The tokens of a text either pattern (_PLAIN_CONSTANTS above, _plain_output_pattern below) has matched, as
+DuckDB's scanner must see them; the group that matched gives the kind (_LEXEME_KINDS): a type name (DATE,
+TIMESTAMP) is an identifier to DuckDB's tokenizer."""
+_LEXEME_KINDS: tuple[Any, ...] = (
+    None,
+    _TOKEN.identifier,
+    _TOKEN.string_const,
+    _TOKEN.numeric_const,
+    _TOKEN.identifier,
+    _TOKEN.keyword,
+    _TOKEN.operator,
+)
 
 
 _CONSTANT_CASTS = frozenset({"DATE", "TIMESTAMP", "DOUBLE", "INTEGER"})
@@ -1029,20 +1038,8 @@ def _same_tokens(text: str) -> bool:
         tokens = duckdb.tokenize(text)
     except duckdb.Error:
         return False
-    expected = []
-    for found in _LEXEME.finditer(text):
-        first = found.group()[0]
-        if first == '"':
-            kind = _TOKEN.identifier
-        elif first == "'":
-            kind = _TOKEN.string_const
-        elif first.isdigit():
-            kind = _TOKEN.numeric_const
-        elif first.isalpha():
-            kind = _TOKEN.identifier if found.group() in _TYPE_WORDS else _TOKEN.keyword
-        else:
-            kind = _TOKEN.operator
-        expected.append((found.start(), kind))
+    kinds = _LEXEME_KINDS
+    expected = [(found.start(), kinds[found.lastindex or 0]) for found in _LEXEME.finditer(text)]
     return tokens == expected
 
 

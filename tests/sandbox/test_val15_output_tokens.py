@@ -293,3 +293,41 @@ def test_tampered_constants_are_parsed_and_refused() -> None:
                 restrict=RESTRICT_COLUMN, groups_table=GROUPS_TABLE, constants=constants, seeded=plan.seeded,
             )  # fmt: skip
     cache.plans.clear()
+
+
+# -- the constants statement's text, written without generating a SELECT (rewrite._constants_sql) -----------
+
+_CONSTANT_LEAVES = st.one_of(
+    st.sampled_from(["1", "2.5", "-3", "1e300", "NULL", "TRUE", "DATE '1995-01-01'", "TIMESTAMP '1995-01-01 10:00'"]),
+    st.sampled_from(["INTERVAL 90 DAY", "INTERVAL '1' MONTH", "'it''s'", "'é\"x'", "$$a$$", "9223372036854775808"]),
+    st.text(alphabet="ab'\"\\ -é", max_size=6).map(lambda t: "'" + t.replace("'", "''") + "'"),
+)
+
+
+def _constant_texts(depth: int) -> st.SearchStrategy[str]:
+    if depth == 0:
+        return _CONSTANT_LEAVES
+    inner = _constant_texts(depth - 1)
+    return st.one_of(
+        _CONSTANT_LEAVES,
+        st.builds(lambda a, op, b: f"{a} {op} {b}", inner, st.sampled_from(["+", "-", "*", "/", "||", "%"]), inner),
+        st.builds(lambda a: f"({a})", inner),
+        st.builds(lambda a: f"-{a}", inner),
+        st.builds(lambda f, a, b: f"{f}({a}, {b})", st.sampled_from(["least", "greatest", "round"]), inner, inner),
+        st.builds(lambda a, t: f"CAST({a} AS {t})", inner, st.sampled_from(["DATE", "VARCHAR", "DECIMAL(10, 2)"])),
+        st.builds(lambda a, b: f"CASE WHEN {a} = {b} THEN {a} ELSE {b} END", inner, inner),
+    )  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_constant_texts(2), min_size=1, max_size=4))
+def test_the_constants_text_is_the_generated_selects(texts: list[str]) -> None:
+    from sandbox import rewrite
+    from sandbox.syntax import parse_one_select
+
+    try:
+        select = parse_one_select("SELECT " + ", ".join(texts))
+    except QueryRefused:
+        return
+    constants = list(select.expressions)
+    assert rewrite._constants_sql(constants) == rewrite._constants_select(constants)
