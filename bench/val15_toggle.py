@@ -10,6 +10,7 @@ Usage: python -m bench.val15_toggle [runs per side, default 15]"""
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import statistics
 import sys
@@ -46,10 +47,8 @@ def main() -> None:
                 use(fast if side == "on" else slow)
                 cache.plans.clear()
                 started = time.thread_time()
-                try:
+                with contextlib.suppress(QueryRefused):
                     plan_query(sql, target)
-                except QueryRefused:
-                    pass
                 times[side].append((time.thread_time() - started) * 1000)
             for side in ("on", "off"):
                 best[side].append(min(times[side][1:]))  # each side's first run warms caches
