@@ -67,5 +67,6 @@ def main() -> None:
         f"over the {len(slow_ones)} queries above 0.5 ms off: median {statistics.median(slow_ones):.3f}"
     )
 
+
 if __name__ == "__main__":
     main()
