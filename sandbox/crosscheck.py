@@ -998,8 +998,12 @@ _SHIFT = r"(?: [+-] INTERVAL '\d+' (?:DAY|MONTH|YEAR))?"
 """At most one `+ INTERVAL '90' DAY` (or `-`; MONTH, YEAR), which DuckDB's parser reads as `-`(<cast>,
 to_days(CAST(trunc(CAST('90' AS DOUBLE)) AS INTEGER))): one operator call, no chain a walk could recurse on."""
 _CONSTANT_ITEM = rf"CAST\({_DATE_TEXT} AS (?:DATE|TIMESTAMP)\){_SHIFT} AS {_RESERVED_NAME}"
-_PLAIN_CONSTANTS = re.compile(rf"SELECT {_CONSTANT_ITEM}(?:, {_CONSTANT_ITEM})*")
-_LEXEME = re.compile(r"(\"[^\"]*\")|('[^']*')|(\d+)|((?:DATE|TIMESTAMP)(?![A-Za-z]))|([A-Za-z]+)|(>=|<=|<>|[,<>=()+-])")
+_PLAIN_CONSTANTS = re.compile(rf"SELECT {_CONSTANT_ITEM}(?:, {_CONSTANT_ITEM})*", re.ASCII)
+"""re.ASCII here and below: a digit pattern then matches 0-9 only, never another script's digit (which DuckDB
+reads as a name)."""
+_LEXEME = re.compile(
+    r"(\"[^\"]*\")|('[^']*')|(\d+)|((?:DATE|TIMESTAMP)(?![A-Za-z]))|([A-Za-z]+)|(>=|<=|<>|[,<>=()+-])", re.ASCII
+)
 """The tokens of a text either pattern (_PLAIN_CONSTANTS above, _plain_output_pattern below) has matched, as
 DuckDB's scanner must see them; the group that matched gives the kind (_LEXEME_KINDS): a type name (DATE,
 TIMESTAMP) is an identifier to DuckDB's tokenizer."""
@@ -1023,12 +1027,12 @@ sandbox.rules allows all of them, so _plain_constants checks that too."""
 @functools.lru_cache(maxsize=8)
 def _plain_output_pattern(groups_table: str) -> re.Pattern[str] | None:
     source = _quoted(groups_table)
-    if not re.fullmatch(_RESERVED_NAME, source):
+    if not re.fullmatch(_RESERVED_NAME, source, re.ASCII):
         return None
     where = rf"(?: WHERE {_OUTPUT_TEST}(?: AND {_OUTPUT_TEST})*)?"
     order = rf"(?: ORDER BY {_OUTPUT_ORDER}(?:, {_OUTPUT_ORDER})*)?"
     limit = r"(?: LIMIT \d+(?: OFFSET \d+)?)?"
-    return re.compile(rf"SELECT {_OUTPUT_ITEM}(?:, {_OUTPUT_ITEM})* FROM {source}{where}{order}{limit}")
+    return re.compile(rf"SELECT {_OUTPUT_ITEM}(?:, {_OUTPUT_ITEM})* FROM {source}{where}{order}{limit}", re.ASCII)
 
 
 def _same_tokens(text: str) -> bool:

@@ -58,7 +58,21 @@ _HOSTILE_NAMES = st.sampled_from(
     ]
 )  # fmt: skip
 _NUMBERS = st.sampled_from(["0", "10", "3", "12345678901234567890123", "007"])
-_HOSTILE_NUMBERS = st.sampled_from(["1e5", "-1", "1.5", "(SELECT 1)", "'10'", "10 OR TRUE", '"__a0"', "0x10"])
+_HOSTILE_NUMBERS = st.sampled_from(
+    [
+        "1e5",
+        "-1",
+        "1.5",
+        "(SELECT 1)",
+        "'10'",
+        "10 OR TRUE",
+        '"__a0"',
+        "0x10",
+        "\u0661\u0660",
+        "\uff11\uff10",
+        "1\u00b2",
+    ]
+)  # the last three: Arabic-Indic, full-width and superscript digits, which DuckDB reads as names
 _OPS = st.sampled_from([">=", "<=", "<>", ">", "<", "="])
 _HOSTILE_OPS = st.sampled_from(["!=", "==", "LIKE", "IS", "IN", ">=-", "=>", "~", "<=>"])
 _SOURCES = st.sampled_from(['"__groups"', '"people"', '"__groups" AS "g"', "__groups", '"__groups", "people"'])
@@ -129,7 +143,7 @@ _SHIFTS = st.one_of(
     st.builds(
         lambda sign, number, unit: f" {sign} INTERVAL '{number}' {unit}",
         st.sampled_from(["+", "-"]),
-        st.sampled_from(["90", "1", "0", "123456789012", "1.5", "-1", "x"]),
+        st.sampled_from(["90", "1", "0", "123456789012", "1.5", "-1", "x", "\u0669\u0660", "\uff19"]),
         st.sampled_from(["DAY", "MONTH", "YEAR", "HOUR", "day", "DAYS", "MINUTE", "DAY TO SECOND"]),
     ),
     st.sampled_from([" - INTERVAL 90 DAY", " - INTERVAL '90' DAY - INTERVAL '1' DAY", " * 2", " - '1'", " || 'x'"]),
@@ -173,6 +187,18 @@ def test_the_fast_check_accepts_only_plain_statements_of_the_groups_table(sql: s
     """Another groups table name, or one the pattern cannot spell, is never taken the fast way."""
     assert not crosscheck._plain_output(sql, "people")
     assert not crosscheck._plain_output(sql, 'x"y')
+
+
+def test_digits_of_other_scripts_are_never_plain() -> None:
+    """Python's `\\d` matches any script's digits; DuckDB reads them as a name (a column, which stage 2 refuses)."""
+    plain = 'SELECT "__a0" AS "__c0" FROM "__groups" WHERE "__lo0" >= 10 LIMIT 5'
+    shifted = "SELECT CAST('1995-01-01' AS DATE) - INTERVAL '90' DAY AS \"__k0\""
+    assert crosscheck._plain_output(plain, GROUPS_TABLE) and crosscheck._plain_constants(shifted)
+    for digits in ("\u0661\u0660", "\uff11\uff10", "1\u00b2", "\u0967"):
+        for output in (plain.replace("10", digits), plain.replace("5", digits)):
+            assert not crosscheck._plain_output(output, GROUPS_TABLE), output
+            assert not _full_output_accepts(output), output
+        assert not crosscheck._plain_constants(shifted.replace("90", digits))
 
 
 def test_hostile_stage_2_statements_are_refused_by_confirm() -> None:
