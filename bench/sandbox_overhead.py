@@ -41,7 +41,7 @@ from sandbox.engine import EngineLimits
 from sandbox.errors import QueryFailed
 from sandbox.policy import ProtectionPolicy
 from sandbox.pool import Job, WorkerPool
-from sandbox.service import TableFile, measure_scan, plan_query, run_query, strategy
+from sandbox.service import TableFile, exact_plan, measure_scan, plan_query, run_query, strategy
 from sandbox.service import statistics_free as service_statistics_free
 
 POLICY = ProtectionPolicy.model_validate(
@@ -351,7 +351,7 @@ def main(argv: list[str] | None = None) -> None:
             timed_out.add(name)
             print(f"  {name}: {error.code} ({error.message}); left out of the ratio", flush=True)
             continue
-        chosen = strategy(plan_query(sql, POLICY), tables)
+        chosen = strategy(exact_plan(plan_query(sql, POLICY), tables), tables)  # as service._execute chooses
         print(f"  {name}: groups returned raw={counts['raw']} sandbox={counts['sandbox']} ({chosen})", flush=True)
     order = list(modes)
     for run in range(args.runs):
