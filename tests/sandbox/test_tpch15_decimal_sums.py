@@ -175,3 +175,21 @@ def test_tpch_shapes_take_the_cube_and_keep_double_answers(tmp_path: Path) -> No
     # six units of 0.10 each: exactly 0.6 (a DOUBLE sum in row order gives 0.6000000000000001)
     assert found == [(0, 0.6, 0.6 / 6, 6), (1, 0.6, 0.6 / 6, 6)]
     assert all(type(v) is float for row in found for v in row[1:3])
+
+
+def test_double_measures_and_quoted_text_are_left_as_they_are(tmp_path: Path) -> None:
+    """Only DECIMAL measures are rewritten: a DOUBLE measure's plan is the same plan (its answers the same JSON
+    values as before); a string literal that spells an aggregate is never read as one."""
+    rows = [
+        {"uid": u, "g": u % 2, "h": "a", "p": Decimal("0.10"), "d": Decimal("0.20"), "x": Decimal(0)} for u in range(6)
+    ]
+    path = write_parquet(tmp_path / "t.parquet", rows, TYPES | {"p": "DOUBLE"})
+    statistics = table_statistics(path, list(TYPES), ROLES, BOUNDS)
+    files = {"t": TableFile("t", path, len(rows), statistics=statistics)}
+    plan = plan_query("SELECT g, sum(p) AS s, avg(p) AS a FROM t GROUP BY g", POLICY, {"t": len(rows)})
+    assert exact_plan(plan, files) is plan
+    literal = 'SUM(TRY_CAST("t"."d" AS DOUBLE))'
+    sql = f"SELECT g, sum(d) AS s FROM t WHERE h <> '{literal}' GROUP BY g"
+    rewritten = exact_plan(plan_query(sql, POLICY, {"t": len(rows)}), files)
+    assert f"'{literal}'" in rewritten.template
+    assert 'CAST(SUM("t"."d") AS DOUBLE)' in rewritten.template
