@@ -34,6 +34,7 @@ from sandbox import dp, fanout
 from sandbox.engine import (
     EngineLimits,
     Execution,
+    Summaries,
     TableStatistics,
     execute_bits,
     execute_cube,
@@ -43,6 +44,7 @@ from sandbox.engine import (
     execute_summary,
     execute_two_level,
     open_locked,
+    open_summary,
 )
 from sandbox.errors import QueryFailed
 from sandbox.rewrite import Plan
@@ -50,6 +52,8 @@ from sandbox.rewrite import Plan
 _KEPT_ENVIRONMENT = frozenset({"PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "TZ"})
 WARM_CONNECTIONS = 4
 """Locked connections a worker keeps open, most recently used product versions first."""
+SUMMARY_CONNECTIONS = 4
+"""Summary connections (engine.open_summary, the cube's) a worker keeps open, most recently used versions first."""
 GRACE_SECONDS = 2.0
 """How long past the query timeout the API waits before it kills the worker."""
 CANCEL_POLL_SECONDS = 0.1
@@ -197,6 +201,7 @@ def _worker_main(  # pragma: no cover - a child
     limit = limits.address_space_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     warm: OrderedDict[tuple[Any, ...], duckdb.DuckDBPyConnection] = OrderedDict()
+    summaries: OrderedDict[tuple[Any, ...], Summaries] = OrderedDict()
     stats: dict[tuple[str, ...], Any] = {}
     while True:
         try:
@@ -211,16 +216,18 @@ def _worker_main(  # pragma: no cover - a child
                 count = threading.active_count()
             connection.send(("ok", count))  # after the watch: its end sets `cancel`, which the next job clears
             continue
-        connection.send(_run_job(job, limits, warm, stats, watcher))
+        connection.send(_run_job(job, limits, warm, stats, watcher, summaries))
 
 
 class _Watch:
     """One job under the watcher: its connection, deadline, and whether the deadline or a cancel fired."""
 
-    __slots__ = ("cancelled", "db", "deadline_at", "done", "timed_out")
+    __slots__ = ("also", "cancelled", "db", "deadline_at", "done", "timed_out")
 
-    def __init__(self, db: duckdb.DuckDBPyConnection | None, seconds: float) -> None:
+    def __init__(self, db: duckdb.DuckDBPyConnection | None, seconds: float, also: Summaries | None = None) -> None:
         self.db = db
+        self.also = also
+        """The version's summary connection when the job may run there (the cube): interrupted with `db`."""
         self.deadline_at = time.monotonic() + seconds
         self.timed_out = False
         self.cancelled = False
@@ -249,8 +256,10 @@ class _Watcher:
         self.thread.start()
 
     @contextlib.contextmanager
-    def watch(self, db: duckdb.DuckDBPyConnection | None, seconds: float) -> Iterator[_Watch]:
-        current = _Watch(db, seconds)
+    def watch(
+        self, db: duckdb.DuckDBPyConnection | None, seconds: float, also: Summaries | None = None
+    ) -> Iterator[_Watch]:
+        current = _Watch(db, seconds, also)
         with self._lock:
             self._current = current
         self._wake.set()
@@ -282,6 +291,8 @@ class _Watcher:
                         continue  # woken by a cleared flag: wait again until the deadline
                     if current.db is not None:
                         current.db.interrupt()
+                    if current.also is not None:  # interrupting an idle connection is harmless (tested)
+                        current.also.interrupt()
                     break
 
 
@@ -291,6 +302,7 @@ def _run_job(
     warm: OrderedDict[Any, duckdb.DuckDBPyConnection],
     stats: dict[tuple[str, ...], Any],
     watcher: _Watcher,
+    summaries: OrderedDict[tuple[Any, ...], Summaries] | None = None,
 ) -> tuple[Any, ...]:
     try:
         threads = job.thread_count(limits)
@@ -310,7 +322,8 @@ def _run_job(
         for key, value in job.seeds:  # computed at build time: never on a query's time
             stats.setdefault((version, *key), value)
         statistics = TableStatistics(db, stats, version=version)
-        with watcher.watch(db, job.budget(limits)) as watch:
+        lean = _summary_connection(job, limits, summaries) if job.cube and summaries is not None else None
+        with watcher.watch(db, job.budget(limits), lean) as watch:
             try:
                 if isinstance(job.plan, dp.DPPlan):
                     return ("ok", dp.execute(db, job.plan, statistics))
@@ -320,7 +333,7 @@ def _run_job(
                 # Timing not fixed: no seeds either (they only serve fixed timing; execute_plan reads `fixed`).
                 plan = job.plan if limits.fixed_timing else replace(job.plan, seeded=None)
                 if job.cube:
-                    return ("ok", execute_cube(db, plan, job.max_rows, statistics, job.cube))
+                    return ("ok", execute_cube(db, plan, job.max_rows, statistics, job.cube, lean))
                 if job.summary:
                     return ("ok", execute_summary(db, plan, job.max_rows, statistics, job.summary))
                 if job.bits:
@@ -350,6 +363,24 @@ def _run_job(
                 return ("error", "answer_out_of_range", "")
     except MemoryError:
         return ("error", "resource_limit", "")
+
+
+def _summary_connection(
+    job: Job, limits: EngineLimits, summaries: OrderedDict[tuple[Any, ...], Summaries]
+) -> Summaries:
+    """The version's summary connection (engine.open_summary, branch rt15), opened on its first cube job; at most
+    SUMMARY_CONNECTIONS kept, the least recently used closed. Keyed by the version's files (one thread always)."""
+    key = job.tables
+    found = summaries.get(key)
+    if found is None:
+        found = summaries[key] = open_summary(
+            {name: Path(path) for name, path in job.tables}, limits, job.statistics_free
+        )
+        while len(summaries) > SUMMARY_CONNECTIONS:
+            _, old = summaries.popitem(last=False)
+            old.close()
+    summaries.move_to_end(key)
+    return found
 
 
 class _Worker:
