@@ -256,3 +256,86 @@ def test_through_a_worker_cube_jobs_answer_as_the_single_statement(tmp_path: Pat
                 assert (by_cube.groups, by_cube.suppressed_groups) == (by_single.groups, by_single.suppressed_groups)
     finally:
         pool.close()
+
+
+# --- Numbered cancels (rt15): the watcher's wake-up after a job's reply, and a cancel that names a job. ---
+
+
+def _numbered(asked_number: int, job_number: int, seconds: float) -> tuple[Any, float]:
+    """A numbered watch of job `job_number` whose flag is set with `asked` naming `asked_number`."""
+    cancel = threading.Event()
+    asked = type("Asked", (), {"value": 0})()
+    watcher = _Watcher(cancel, asked)
+    lean = engine.Summaries(duckdb.connect(":memory:", config={"threads": 1, "max_execution_time": 8000}))
+    try:
+
+        def ask() -> None:
+            asked.value = asked_number
+            cancel.set()
+
+        threading.Timer(0.2, ask).start()
+        started = time.monotonic()
+        with watcher.watch(None, seconds, lean, number=job_number) as watch, pytest.raises(duckdb.InterruptException):
+            lean.execute(SLOW).fetchall()
+        return watch, time.monotonic() - started
+    finally:
+        lean.close()
+
+
+def test_a_cancel_naming_the_job_interrupts_it() -> None:
+    watch, took = _numbered(7, 7, 30.0)
+    assert watch.cancelled and not watch.timed_out
+    assert took < 4
+
+
+def test_a_wake_up_naming_another_job_does_not_cancel_this_one() -> None:
+    """The last job's wake-up after its reply (rest) or an old request reaches the next job: ignored, and the
+    job's deadline still holds."""
+    watch, took = _numbered(6, 7, 1.0)
+    assert watch.timed_out and not watch.cancelled
+    assert 0.9 < took < 4
+
+
+def test_through_a_worker_a_stale_cancel_reaches_no_later_job(tmp_path: Path) -> None:
+    """A request for a job that already ended (the flag set, its number in `asked`) and each job's own wake-up
+    after its reply: the next jobs run to their answer. A cancel of the running job still fails it."""
+    tables = _tables(tmp_path, ROWS)
+    pool = WorkerPool(EngineLimits(workers=1, threads=1))
+    try:
+        plan = plan_query("SELECT g, count(*) AS c FROM t GROUP BY g", _policy(3), row_counts(tables))
+        job = Job(tables=files_of(tables), plan=plan, max_rows=100, cube=cube_for(plan, tables) or "")
+        expected = pool.run(job).rows
+        (worker,) = pool._idle
+        worker.asked.value = worker.sent  # asked for the job that has just ended
+        worker.cancel.set()
+        for _ in range(30):
+            assert pool.run(job).rows == expected
+        assert pool.run(job, cancelled=lambda: False).rows == expected
+    finally:
+        pool.close()
+
+
+def _worker_cpu_ms(pid: int) -> float:
+    """The worker's CPU so far, every thread, from the scheduler's exact run times (/proc/<pid>/task/*/schedstat)."""
+    return sum(int(path.read_text().split()[0]) for path in Path(f"/proc/{pid}/task").glob("*/schedstat")) / 1e6
+
+
+def test_a_worker_s_cpu_ms_covers_the_whole_job(tmp_path: Path) -> None:
+    """cpu_ms is the worker's CPU for the whole job (getrusage), rounded. It was the engine call's alone, by
+    time.process_time, which once RLIMIT_CPU is set advances only at the scheduler's ticks, truncated: on this
+    tiny table's cube job, about a quarter of the worker's CPU (most jobs 0). Now most of it (the rest: waiting
+    for the next job, sending the reply, the watcher)."""
+    tables = _tables(tmp_path, ROWS)
+    pool = WorkerPool(EngineLimits(workers=1, threads=1))
+    try:
+        plan = plan_query("SELECT g, count(*) AS c FROM t GROUP BY g", _policy(3), row_counts(tables))
+        job = Job(tables=files_of(tables), plan=plan, max_rows=100, cube=cube_for(plan, tables) or "")
+        for _ in range(5):
+            pool.run(job)
+        (pid,) = pool.worker_pids()
+        before = _worker_cpu_ms(pid)
+        reported = sum(pool.run(job).cpu_ms for _ in range(200))
+        spent = _worker_cpu_ms(pid) - before
+        assert 0.6 * spent <= reported <= 1.1 * spent + 100, (reported, spent)
+    finally:
+        pool.close()
