@@ -111,6 +111,23 @@ def test_one_connection_s_prepared_statements_never_answer_another_text(tmp_path
         connection.close()
 
 
+def test_a_statement_the_summary_connection_cannot_prepare_runs_where_it_ran_before(tmp_path: Path) -> None:
+    """One naming the version's table (not on the summary connection): Unprepared, then the version's connection
+    answers, as it did before rt15; the summary connection holds no plan for it."""
+    tables = _tables(tmp_path, ROWS)
+    files = {name: Path(file) for name, file in files_of(tables)}
+    connection = open_locked(files, EngineLimits(threads=1), True)
+    lean = open_summary(files, EngineLimits(threads=1), True)
+    try:
+        with pytest.raises(engine.Unprepared):
+            lean.execute('SELECT count(*) FROM "t"')
+        assert engine._OnSummary(lean, connection).execute('SELECT count(*) FROM "t"').fetchone() == (len(ROWS),)
+        assert lean.prepared == 0
+    finally:
+        lean.close()
+        connection.close()
+
+
 LOCKED_SETTINGS = (
     "enable_external_access",
     "lock_configuration",
