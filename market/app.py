@@ -35,6 +35,7 @@ from market.console.errors import console_error_response, is_console_page
 from market.console.routes import install as install_console
 from market.db import Database, is_transient
 from market.errors import MarketError, NotFound, ServiceUnavailable
+from market.fast_path import FastPathStats, QueryFastPath
 from market.health import HealthCheck
 from market.i18n import N_
 from market.messages import render
@@ -380,6 +381,10 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     )
     app.state.settings = settings
     app.state.database = database
+    app.state.query_fast_path = FastPathStats()
+    if settings.query_fast_path:
+        # Added before the locale middleware, so inside it: a query it answers has its locale negotiated.
+        app.add_middleware(QueryFastPath, stats=app.state.query_fast_path)
     app.add_middleware(i18n.LocaleMiddleware)
     install_error_handlers(app)
     if phases.ENABLED:

@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     unset: on (SQLite: one writer at a time; PostgreSQL: one COMMIT and a few round trips per batch, its row
     locks taken in one order; metering.group_commit)."""
 
+    query_fast_path: bool = True
+    """Well-formed `POST /v1/queries` requests are answered by a lean ASGI middleware (market.fast_path) in front
+    of FastAPI, through the route's own body (metering.endpoints.answer_query); anything else goes to FastAPI."""
+
     scheduler_enabled: bool = True
 
     smtp_host: str | None = None

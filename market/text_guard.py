@@ -23,7 +23,7 @@ from market.errors import Unprocessable
 UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
-def _first_bad_string(body: Any) -> str | None:
+def first_bad_string(body: Any) -> str | None:
     """Where the first unstorable string (or key) sits inside a parsed JSON body; None if nowhere.
 
     Iterative, so a deeply nested body cannot exhaust the interpreter's stack."""
@@ -82,6 +82,6 @@ async def reject_unstorable_text(request: Request) -> None:
         body = await request.json()
     except (ValueError, RecursionError):
         return  # not JSON after all: the route's own validation refuses it
-    where = _first_bad_string(body)
+    where = first_bad_string(body)
     if where is not None:
         raise _refuse(where)

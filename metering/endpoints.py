@@ -9,9 +9,12 @@ from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from market import phases
+from market.accounts.service import Principal
+from market.db import Database
 from market.deps import DatabaseDep, PrincipalDep, SessionDep, SettingsDep, get_database, get_settings_dep
 from market.errors import BadRequest
 from market.pagination import CursorQuery, LimitQuery, Page, cut, decode_cursor, page_of
+from market.settings import Settings
 from metering import access, agreements, audit, service, usage
 from metering.models import Purpose, RequestStatus
 from metering.schemas import (
@@ -172,11 +175,19 @@ def run_query(
     """
     # The app's database and settings read here rather than as two more dependencies (DatabaseDep,
     # SettingsDep): each dependency FastAPI solves per request costs CPU on the event loop (branch lean13).
+    return answer_query(get_database(request), get_settings_dep(request), principal, body, idempotency_key)
+
+
+def answer_query(
+    database: Database, settings: Settings, principal: Principal, body: QueryIn, idempotency_key: str | None
+) -> JSONResponse:
+    """The body of `POST /v1/queries`, shared by FastAPI's route (`run_query`) and the lean ASGI fast path
+    (market.fast_path), so that the two cannot answer differently. Runs in a worker thread."""
     phases.on_thread("run_query")
     with phases.phase("0 run_metered_query (1-6 inside)"):
         outcome = service.run_metered_query(
-            get_database(request),
-            get_settings_dep(request),
+            database,
+            settings,
             principal,
             product_slug=body.product,
             sql=body.to_sql(),

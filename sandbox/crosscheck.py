@@ -123,13 +123,20 @@ def confirm(
     # insertions (_derived_seeded): then DuckDB's reading of it follows from its reading of the template.
     derived = _derived_seeded(template, seeded, aliases, threshold=threshold, restrict=restrict) if seeded else None
     parsed_seeded = bool(seeded) and derived is None
-    extra = [*([constants] if constants else []), *([seeded] if parsed_seeded and seeded else [])]
-    row = _read(raw_sql, [template, output_sql, *extra])
+    # Stage 2 and the constants are DuckDB-parsed only when their text is not provably a plain projection of the
+    # groups (_plain_output) or a list of date casts (_plain_constants), which their walks would accept (val15).
+    parsed_output = not _plain_output(output_sql, groups_table)
+    parsed_constants = bool(constants) and not _plain_constants(constants or "")
+    statements = [template, *([output_sql] if parsed_output else [])]
+    statements += [constants] if parsed_constants and constants else []
+    statements += [seeded] if parsed_seeded and seeded else []
+    row = _read(raw_sql, statements)
     groups = _node(row[0], compared=parsed_seeded)
     _check_groups_node(groups, policy, aliases, threshold=threshold, restrict=restrict)
-    _check_output_node(_node(row[1]), policy, groups_table)
-    if constants:
-        _check_constants_node(_node(row[2]), policy)
+    if parsed_output:
+        _check_output_node(_node(row[1]), policy, groups_table)
+    if parsed_constants:
+        _check_constants_node(_node(row[1 + parsed_output]), policy)
     if seeded and derived is not None and not _plain_groups(groups, grouped=derived):
         # The template's GROUP BY is not a plain list of keys: appending one is not known to add one key.
         parsed_seeded, groups = True, _serialize(template, compared=True)
@@ -975,3 +982,93 @@ def confirm_dp(
     _check_dp_node(_node(row[0], compared=True), policy, aliases)
     if constants:
         _check_constants_node(_node(row[1]), policy)
+
+
+# -- stage 2 and the constants from their tokens (branch val15, session 15; docs/sandbox.md) -----------------
+
+_RESERVED_NAME = r'"__[A-Za-z0-9_]+"'
+"""A quoted name the sandbox writes (rules.RESERVED_PREFIX, then letters, digits, `_`): no quote, space or
+anything else a scanner could read as more than this one identifier."""
+_OUTPUT_ITEM = rf"{_RESERVED_NAME} AS {_RESERVED_NAME}"
+_OUTPUT_TEST = rf"{_RESERVED_NAME} (?:>=|<=|<>|>|<|=) \d+"
+_OUTPUT_ORDER = rf"{_RESERVED_NAME}(?: ASC| DESC)?(?: NULLS FIRST| NULLS LAST)?"
+_DATE_TEXT = r"'[0-9][0-9 :.-]*'"
+"""A date or timestamp constant's text: digits, `-`, `:`, `.` and spaces, so no quote ends it early."""
+_SHIFT = r"(?: [+-] INTERVAL '\d+' (?:DAY|MONTH|YEAR))?"
+"""At most one `+ INTERVAL '90' DAY` (or `-`; MONTH, YEAR), which DuckDB's parser reads as `-`(<cast>,
+to_days(CAST(trunc(CAST('90' AS DOUBLE)) AS INTEGER))): one operator call, no chain a walk could recurse on."""
+_CONSTANT_ITEM = rf"CAST\({_DATE_TEXT} AS (?:DATE|TIMESTAMP)\){_SHIFT} AS {_RESERVED_NAME}"
+_PLAIN_CONSTANTS = re.compile(rf"SELECT {_CONSTANT_ITEM}(?:, {_CONSTANT_ITEM})*", re.ASCII)
+"""re.ASCII here and below: a digit pattern then matches 0-9 only, never another script's digit (which DuckDB
+reads as a name)."""
+_LEXEME = re.compile(
+    r"(\"[^\"]*\")|('[^']*')|(\d+)|((?:DATE|TIMESTAMP)(?![A-Za-z]))|([A-Za-z]+)|(>=|<=|<>|[,<>=()+-])", re.ASCII
+)
+"""The tokens of a text either pattern (_PLAIN_CONSTANTS above, _plain_output_pattern below) has matched, as
+DuckDB's scanner must see them; the group that matched gives the kind (_LEXEME_KINDS): a type name (DATE,
+TIMESTAMP) is an identifier to DuckDB's tokenizer."""
+_LEXEME_KINDS: tuple[Any, ...] = (
+    None,
+    _TOKEN.identifier,
+    _TOKEN.string_const,
+    _TOKEN.numeric_const,
+    _TOKEN.identifier,
+    _TOKEN.keyword,
+    _TOKEN.operator,
+)
+
+
+_CONSTANT_CASTS = frozenset({"DATE", "TIMESTAMP", "DOUBLE", "INTEGER"})
+_CONSTANT_FUNCTIONS = frozenset({"+", "-", "trunc", "to_days", "to_months", "to_years"})
+"""What DuckDB's tree of a plain constants statement casts to and calls: the walk accepts it only while
+sandbox.rules allows all of them, so _plain_constants checks that too."""
+
+
+@functools.lru_cache(maxsize=8)
+def _plain_output_pattern(groups_table: str) -> re.Pattern[str] | None:
+    source = _quoted(groups_table)
+    if not re.fullmatch(_RESERVED_NAME, source, re.ASCII):
+        return None
+    where = rf"(?: WHERE {_OUTPUT_TEST}(?: AND {_OUTPUT_TEST})*)?"
+    order = rf"(?: ORDER BY {_OUTPUT_ORDER}(?:, {_OUTPUT_ORDER})*)?"
+    limit = r"(?: LIMIT \d+(?: OFFSET \d+)?)?"
+    return re.compile(rf"SELECT {_OUTPUT_ITEM}(?:, {_OUTPUT_ITEM})* FROM {source}{where}{order}{limit}", re.ASCII)
+
+
+def _same_tokens(text: str) -> bool:
+    """Whether DuckDB's tokens of `text` are, start for start and kind for kind, the lexemes of _LEXEME (a
+    text one of the patterns above matched, so made only of those lexemes and single spaces)."""
+    try:
+        tokens = duckdb.tokenize(text)
+    except duckdb.Error:
+        return False
+    kinds = _LEXEME_KINDS
+    expected = [(found.start(), kinds[found.lastindex or 0]) for found in _LEXEME.finditer(text)]
+    return tokens == expected
+
+
+def _plain_output(sql: str, groups_table: str) -> bool:
+    """Whether stage 2 is a plain projection that check_output would accept, shown without DuckDB's parse:
+
+        SELECT "__x" AS "__y", ... FROM "<groups_table>"[ WHERE "__x" <op> <digits>[ AND ...]]
+        [ ORDER BY "__x"[ ASC|DESC][ NULLS FIRST|LAST], ...][ LIMIT <digits>[ OFFSET <digits>]]
+
+    character for character (uppercase keywords, single spaces, names of `__`, letters, digits and `_`), and
+    DuckDB's tokens of it are exactly those words. Every such statement is a plain SELECT of the groups table
+    whose every column is one reserved name, every other value a constant and every test a comparison: what
+    _check_output_node accepts. False sends the caller to DuckDB's parse and that walk."""
+    pattern = _plain_output_pattern(groups_table)
+    return pattern is not None and pattern.fullmatch(sql) is not None and _same_tokens(sql)
+
+
+def _plain_constants(sql: str) -> bool:
+    """Whether the constants statement is `SELECT CAST('<date>' AS DATE) AS "__k0", ...` (or TIMESTAMP; each cast
+    possibly shifted by one `+`/`- INTERVAL '<digits>' DAY|MONTH|YEAR`), character for character, with DuckDB's
+    tokens exactly those words, and every cast and call of its tree allowed (_CONSTANT_CASTS, _CONSTANT_FUNCTIONS):
+    a FROM-less SELECT of constants, which _check_constants_node accepts. False: DuckDB parses it, the walk runs."""
+    return (
+        _PLAIN_CONSTANTS.fullmatch(sql) is not None
+        and _CONSTANT_CASTS <= rules.DUCKDB_CAST_TYPES
+        and _CONSTANT_FUNCTIONS <= rules.DUCKDB_SCALARS
+        and _same_tokens(sql)
+    )

@@ -36,11 +36,14 @@ QUERIES = [
 ]
 
 
-@pytest.fixture
-def market(monkeypatch: pytest.MonkeyPatch, database_factory: Any, tmp_path: Path) -> Iterator[Market]:
+@pytest.fixture(params=[False, True], ids=["fastapi", "fast-path"])
+def market(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, database_factory: Any, tmp_path: Path
+) -> Iterator[Market]:
+    """With the query fast path (market.fast_path, branch asgi15) off, then on."""
     monkeypatch.setattr(phases, "ENABLED", True)  # before the app is built: it adds its phase timer then
     phases.reset()
-    with running_market(database_factory, tmp_path / "data") as running:
+    with running_market(database_factory, tmp_path / "data", query_fast_path=request.param) as running:
         yield running
     phases.reset()
 
@@ -75,6 +78,9 @@ def test_a_query_runs_its_dependencies_on_the_event_loop_and_only_its_handler_in
     # request's app (branch lean13), so FastAPI solves two fewer per request.
     assert {"get_principal", "reject_unstorable_text"} <= set(dependencies)
     assert not {"_database", "_settings"} & set(dependencies), dependencies
+    if market.settings.query_fast_path:
+        # The fast path calls get_principal itself and checks the text inline, both on the event loop.
+        dependencies = ["query_fast_path", "get_principal"]
     kept = [sites for route, sites in phases.hops() if route == ROUTE]
     assert len(kept) == len(QUERIES), phases.hops()
     hop_counts = []
