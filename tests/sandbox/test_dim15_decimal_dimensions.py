@@ -190,3 +190,17 @@ def test_the_build_stores_no_measure_in_a_type_whose_cast_the_binder_refuses(
             assert built_scale == scale and bound * 10**scale < 10**built_width, (width, scale, bound, stored)
     else:
         assert stored == "DOUBLE"
+
+
+def test_the_cast_of_an_exact_decimal_sum_runs_once_per_group_and_is_not_refused() -> None:
+    """tpch15's exact sums, `CAST(SUM(m) AS DOUBLE)` over a DECIMAL(15, 2) measure: the sum is a DECIMAL(38, 2), cast
+    once per group (aggregates read measures only, the validator), not per row."""
+    with duckdb.connect() as connection:
+        connection.execute("CREATE TABLE t (g VARCHAR, m DECIMAL(15, 2), d DECIMAL(38, 6))")
+        copy = binding.shadow(connection, ["t"])
+    try:
+        assert binding.check(copy, "SELECT g, CAST(SUM(m) AS DOUBLE) AS s FROM t GROUP BY g") is None
+        refused = binding.check(copy, "SELECT g, SUM(TRY_CAST(d AS DOUBLE)) AS s FROM t GROUP BY g")
+        assert refused is not None and refused[0] == "wide_decimal_cast", refused
+    finally:
+        copy.close()
