@@ -150,6 +150,44 @@ def _wide_decimal_operation(child: dict[str, Any], cast: dict[str, Any]) -> Refu
     )
 
 
+def _aggregate_results(tree: dict[str, Any]) -> set[int]:
+    """The ids of the plan's references to an aggregate's result (`SUM(m)` read by the projection, the HAVING
+    filter or the ordering right above the aggregate): one value per group, not per row.
+
+    DuckDB's bound plan reads a child operator's output by position (BOUND_REF `index`): an aggregate's outputs
+    are its groups, then its aggregates. Only the operator directly above an aggregate is looked at."""
+    found: set[int] = set()
+    stack: list[Any] = [tree]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+            continue
+        if not isinstance(item, dict):
+            continue
+        stack.extend(item.values())
+        children = item.get("children")
+        if not (
+            str(item.get("type", "")).startswith("LOGICAL_")
+            and isinstance(children, list)
+            and len(children) == 1
+            and isinstance(children[0], dict)
+            and children[0].get("type") == "LOGICAL_AGGREGATE_AND_GROUP_BY"
+        ):
+            continue
+        groups = len(children[0].get("groups") or [])
+        own: list[Any] = [value for key, value in item.items() if key != "children"]
+        while own:
+            node = own.pop()
+            if isinstance(node, list):
+                own.extend(node)
+            elif isinstance(node, dict):
+                if node.get("expression_class") == "BOUND_REF" and int(node.get("index", -1)) >= groups:
+                    found.add(id(node))
+                own.extend(node.values())
+    return found
+
+
 def _constant(node: dict[str, Any]) -> bool:
     """No data anywhere below `node`."""
     if node.get("expression_class") in ("BOUND_REF", "BOUND_COLUMN_REF", "BOUND_AGGREGATE"):
@@ -283,6 +321,7 @@ def check(copy: duckdb.DuckDBPyConnection, statement: str, *, group_keys: bool =
     computed = _computed_key(tree) if group_keys else None
     if computed is not None:
         return computed
+    per_group = _aggregate_results(tree)
     stack: list[dict[str, Any]] = _expressions(tree)
     while stack:
         node = stack.pop()
@@ -295,7 +334,7 @@ def check(copy: duckdb.DuckDBPyConnection, statement: str, *, group_keys: bool =
         child = children[0]
         if _constant(child):
             refusal = _constant_cast(copy, node, child)
-        elif child.get("expression_class") != "BOUND_AGGREGATE" and (
+        elif id(child) not in per_group and (
             (wide := _wide_decimal_cast(child, node) or _wide_decimal_operation(child, node)) is not None
         ):
             # An aggregate's result is cast once per group, not per row, and aggregates read measures only
