@@ -381,20 +381,24 @@ def fast_measure_type(stored: str, bounds: MeasureBounds | None) -> str | None:
 
     Only DECIMALs change: one of at most 15 digits (its unscaled integer is under 10^15, below FAST_UNSCALED), or
     of scale 0 and at most 18 digits (a 64-bit integer's cast is one instruction), stays. Otherwise, when the
-    declared bounds (which check_bounds has checked every value against) keep every unscaled integer under
-    FAST_UNSCALED, it stays a DECIMAL of at most 18 digits, DECIMAL(18, s) for a wider one (exact); else, and for
-    a measure without bounds (only counted), it becomes DOUBLE, the value `TRY_CAST(m AS DOUBLE)` computed
-    anyway. Decided from the type and the policy, never from the values."""
+    declared bounds (which check_bounds has checked every value against) keep every unscaled integer under 10^15,
+    it becomes DECIMAL(15, s) (exact); a scale-0 one under FAST_UNSCALED, DECIMAL(18, 0); else, and for a
+    measure without bounds (only counted), DOUBLE, the value `TRY_CAST(m AS DOUBLE)` computed anyway. So no
+    measure is stored as a DECIMAL of more than 15 digits with a scale above 0, the types whose cast to DOUBLE the
+    sandbox refuses from the type alone (sandbox.binding.slow_to_double, branch dim15). Decided from the type and
+    the policy, never from the values."""
     found = _DECIMAL.match(stored.strip().upper())
     if found is None:
         return None
     width, scale = int(found[1]), int(found[2])
     if width <= 15 or (scale == 0 and width <= 18):
         return None
-    if bounds is not None and scale <= 18:
+    if bounds is not None and scale <= 15:
         largest = max(abs(Fraction(bounds.min)), abs(Fraction(bounds.max)))
-        if largest * 10**scale < FAST_UNSCALED:
-            return f"DECIMAL(18,{scale})" if width > 18 else None
+        if scale == 0 and largest < FAST_UNSCALED:
+            return "DECIMAL(18,0)"
+        if largest * 10**scale < 10**15:
+            return f"DECIMAL(15,{scale})"
     return "DOUBLE"
 
 
