@@ -287,6 +287,19 @@ EN: dict[str, str] = {
         "The query converts {source} to {target}, which can fail for some values; compare values of the "
         "same type, or cast to a wider type (BIGINT, DOUBLE, VARCHAR)."
     ),
+    "wide_decimal_cast": (
+        "The query converts {column} ({source}) to {target}, by a cast or through arithmetic or a numeric "
+        "function (which the sandbox computes in DOUBLE): converting a DECIMAL of more than 15 digits with "
+        "decimals to a floating-point type takes longer for some values than for others, which would tell "
+        "hidden rows apart. Compare it with a decimal literal ({column} > 1.5, not 1.5e0), group by it or show "
+        "it as it is, without arithmetic, numeric functions (abs, round, floor) or a CAST to DOUBLE or FLOAT."
+    ),
+    "wide_decimal_operation": (
+        "The query converts {column} ({source}) to {target}: on a DECIMAL of more than 18 digits with decimals, "
+        "a cast to text, to an integer or to fewer decimals takes longer for some values than for others, "
+        "which would tell hidden rows apart. Compare it with a decimal literal ({column} > 1.5), group by it "
+        "or show it as it is."
+    ),
     "constant_error": (
         "A constant in the query cannot be computed ({detail}); constants are checked whether or not "
         "their branch is reached, so fix or remove it."

@@ -19,6 +19,7 @@ import duckdb
 from market.errors import Unprocessable
 from products import footer
 from sandbox import summary as unit_summaries
+from sandbox.algebra import decimal_scale
 from sandbox.policy import MeasureBounds
 
 _NUMERIC_TYPES: tuple[str, ...] = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT")
@@ -85,7 +86,10 @@ def table_statistics(
       (write_product_parquet), so the sandbox may let DuckDB plan with statistics again (it has none
       of the data's): sandbox.engine.open_locked. Absent (versions built before): the full switches;
     - `summary`: for a table with one privacy-unit column, the build-time unit counts per combination of
-      dimension values (unit_summary; sandbox.summary), written to a file beside the table's.
+      dimension values (unit_summary; sandbox.summary), written to a file beside the table's;
+    - `types`: every column's DuckDB type, and `bounds`: the measures' declared [min, max] the build checked every
+      value against (check_bounds): which sums of DECIMAL measures run exactly (sandbox.service.exact_plan, branch
+      tpch15). Absent (versions built before): DOUBLE sums, as before.
 
     Facts of the version, never of a query; the worker would otherwise compute them on its first query
     of the version (sandbox.engine.TableStatistics), on the query's time.
@@ -109,6 +113,8 @@ def table_statistics(
             per_value[column] = [int(found[0]), int(found[1])] if found else [0, 0]
             counts[column] = int(found[2]) if found else 0
         plain = statistics_free(connection, path)
+        described = connection.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
+        types = {str(r[0]): str(r[1]).upper() for r in described}
         shape = _bits_statistics(connection, source, columns, roles)
         summary = unit_summary(
             connection, path, columns, roles, shape["cardinality"], bounds, total, shape.get("extent", {})
@@ -119,6 +125,8 @@ def table_statistics(
         "fanouts": {c: per_value[c] for c in keys},
         "nulls": nulls,
         "statistics_free": plain,
+        "types": {c: types[c] for c in columns if c in types},
+        "bounds": {c: [low, high] for c, (low, high) in (bounds or {}).items() if c in types},
         **shape,
         **({"summary": summary} if summary else {}),
     }
@@ -148,7 +156,7 @@ def unit_summary(
     DuckDB types), `derived` (per calendar partition of a DATE dimension summarised, branch cal13: [kind,
     column]; its type DATE), `measures` (in the order of the `__m<i>` columns), `rows`, `bytes`; `cube` (the
     layout of the cube's columns, sandbox.summary.CUBE_VERSION) and `exact` (the measures whose SUM and AVG it
-    holds, sandbox.summary.exact_measures).
+    holds, sandbox.summary.exact_measures), `decimal` (the DECIMAL measures whose exact sums it holds, branch tpch15).
 
     A calendar partition's cardinality is bounded from the column's `extent` (its years or months, NULL one
     value), so the same MAX_COMBINATIONS rule decides its sets."""
@@ -181,9 +189,10 @@ def unit_summary(
     partial = target.with_suffix(".partial")
     try:
         exact = unit_summaries.exact_measures(types, measures, bounds or {}, rows)
+        decimal = [m for m in measures if decimal_scale(types.get(m, "")) is not None]
         write_product_parquet(
             connection,
-            unit_summaries.build_sql(source, units[0], every, types, measures, sets, exact, derived),
+            unit_summaries.build_sql(source, units[0], every, types, measures, sets, exact, derived, decimal),
             partial,
         )
     except duckdb.Error:
@@ -204,6 +213,7 @@ def unit_summary(
         "measure_types": {c: types.get(c, "") for c in measures},
         "cube": unit_summaries.CUBE_VERSION,
         "exact": exact,
+        "decimal": decimal,
         "rows": int(row[0]) if row else 0,
         "bytes": target.stat().st_size,
     }
@@ -371,20 +381,24 @@ def fast_measure_type(stored: str, bounds: MeasureBounds | None) -> str | None:
 
     Only DECIMALs change: one of at most 15 digits (its unscaled integer is under 10^15, below FAST_UNSCALED), or
     of scale 0 and at most 18 digits (a 64-bit integer's cast is one instruction), stays. Otherwise, when the
-    declared bounds (which check_bounds has checked every value against) keep every unscaled integer under
-    FAST_UNSCALED, it stays a DECIMAL of at most 18 digits, DECIMAL(18, s) for a wider one (exact); else, and for
-    a measure without bounds (only counted), it becomes DOUBLE, the value `TRY_CAST(m AS DOUBLE)` computed
-    anyway. Decided from the type and the policy, never from the values."""
+    declared bounds (which check_bounds has checked every value against) keep every unscaled integer under 10^15,
+    it becomes DECIMAL(15, s) (exact); a scale-0 one under FAST_UNSCALED, DECIMAL(18, 0); else, and for a
+    measure without bounds (only counted), DOUBLE, the value `TRY_CAST(m AS DOUBLE)` computed anyway. So no
+    measure is stored as a DECIMAL of more than 15 digits with a scale above 0, the types whose cast to DOUBLE the
+    sandbox refuses from the type alone (sandbox.binding.slow_to_double, branch dim15). Decided from the type and
+    the policy, never from the values."""
     found = _DECIMAL.match(stored.strip().upper())
     if found is None:
         return None
     width, scale = int(found[1]), int(found[2])
     if width <= 15 or (scale == 0 and width <= 18):
         return None
-    if bounds is not None and scale <= 18:
+    if bounds is not None and scale <= 15:
         largest = max(abs(Fraction(bounds.min)), abs(Fraction(bounds.max)))
-        if largest * 10**scale < FAST_UNSCALED:
-            return f"DECIMAL(18,{scale})" if width > 18 else None
+        if scale == 0 and largest < FAST_UNSCALED:
+            return "DECIMAL(18,0)"
+        if largest * 10**scale < 10**15:
+            return f"DECIMAL(15,{scale})"
     return "DOUBLE"
 
 

@@ -21,6 +21,7 @@ plain SQL): they do not depend on anything the buyer chose.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -317,3 +318,157 @@ def post_aggregate(node: exp.Expr, integers: Mapping[str, Interval]) -> exp.Expr
                 node.set(key, [post_aggregate(v, integers) if isinstance(v, exp.Expr) else v for v in value])
         return node
     return guard(node)
+
+
+# -- exact sums of DECIMAL measures (branch tpch15, issue 12) ------------------------------------------
+
+EXACT_DECIMAL_WIDTH = 18
+"""A DECIMAL measure of at most this many digits is summed exactly: DuckDB keeps such a DECIMAL in 64 bits and
+sums it in a 128-bit accumulator, which no sum of fewer than 10^20 rows can overflow."""
+_DECIMAL_TYPE = re.compile(r"DECIMAL\((\d+),\s*(\d+)\)\Z")
+_AGGREGATE_CALL = re.compile(r"(?<![\w.])(SUM|AVG)\(")
+_EXACT_LIMIT = 10**EXACT_DECIMAL_WIDTH
+
+
+def decimal_scale(duckdb_type: str) -> int | None:
+    """The scale of a DuckDB type DECIMAL(p, s) with p at most EXACT_DECIMAL_WIDTH, else None."""
+    matched = _DECIMAL_TYPE.match(duckdb_type.strip().upper())
+    if matched is None or int(matched.group(1)) > EXACT_DECIMAL_WIDTH:
+        return None
+    return int(matched.group(2))
+
+
+DecimalMeasures = Mapping[tuple[str, str], tuple[int, Interval | None]]
+"""(table alias, column) -> (the DECIMAL measure's scale, its declared bounds or None)."""
+
+
+def _exact_argument(node: exp.Expr, measures: DecimalMeasures) -> tuple[str, Interval | None, int] | None:
+    """An aggregate argument as the validator wrote it (algebra.Argument: `TRY_CAST(m AS DOUBLE)`, DOUBLE constants,
+    `+`, `-`, `*`, unary minus, parentheses) rewritten over the DECIMAL values themselves: (its SQL, its interval,
+    its scale), or None when some part is not a DECIMAL measure of `measures` or a constant, or a product's
+    value may not fit 18 digits at its scale (DuckDB then raises on overflow). DuckDB's DECIMAL `+`, `-` and `*`
+    are exact while no value overflows; the declared bounds (every stored value lies within them: the build checks
+    it, products.storage.check_bounds) prove none does: every node's magnitude times 10^scale < 10^18."""
+    found: tuple[str, Interval | None, int] | None
+    if isinstance(node, exp.TryCast):
+        column = node.this
+        to = node.args.get("to")
+        if not isinstance(column, exp.Column) or not isinstance(to, exp.DataType) or to.this != DOUBLE:
+            return None
+        held = measures.get((column.table, column.name))
+        if held is None:
+            return None
+        scale, interval = held
+        quoted = '"' + column.table.replace('"', '""') + '"."' + column.name.replace('"', '""') + '"'
+        found = (quoted, interval, scale)
+    elif isinstance(node, exp.Literal) and not node.is_string:
+        try:
+            value = Decimal(node.this)
+        except InvalidOperation:
+            return None
+        if not value.is_finite():
+            return None
+        text = format(value.normalize(), "f")
+        scale = len(text.split(".")[1]) if "." in text else 0
+        found = (text, Interval(exact(value), exact(value)), scale)
+    elif isinstance(node, exp.Paren):
+        return _exact_argument(node.this, measures)
+    elif isinstance(node, exp.Neg):
+        inner = _exact_argument(node.this, measures)
+        if inner is None:
+            return None
+        found = (f"(-{inner[0]})", -inner[1] if inner[1] is not None else None, inner[2])
+    elif isinstance(node, (exp.Add, exp.Sub, exp.Mul)):
+        left = _exact_argument(node.this, measures)
+        right = _exact_argument(node.expression, measures)
+        if left is None or right is None or left[1] is None or right[1] is None:
+            return None  # arithmetic needs both sides' bounds, to prove it cannot overflow
+        if isinstance(node, exp.Mul):
+            found = (f"({left[0]} * {right[0]})", left[1] * right[1], left[2] + right[2])
+        else:
+            sign = "+" if isinstance(node, exp.Add) else "-"
+            interval = left[1] + right[1] if isinstance(node, exp.Add) else left[1] - right[1]
+            found = (f"({left[0]} {sign} {right[0]})", interval, max(left[2], right[2]))
+    else:
+        return None  # division (DuckDB divides DECIMALs in DOUBLE), casts, anything else: left as it is
+    if found[2] > EXACT_DECIMAL_WIDTH or (found[1] is not None and found[1].magnitude * 10 ** found[2] >= _EXACT_LIMIT):
+        return None
+    return found
+
+
+def _closing(sql: str, start: int) -> int | None:
+    """The index of the parenthesis closing the one just before `start`, skipping quoted text; None if none."""
+    depth = 1
+    i = start
+    while i < len(sql):
+        char = sql[i]
+        if char in "'\"":
+            end = sql.find(char, i + 1)
+            while end != -1 and sql[end + 1 : end + 2] == char:  # a doubled quote inside the quoted text
+                end = sql.find(char, end + 2)
+            if end == -1:
+                return None
+            i = end + 1
+            continue
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    return None
+
+
+def exact_decimal_sql(sql: str, measures: DecimalMeasures) -> str:
+    """`sql` (a plan's stage 1) with every `SUM(arg)` and `AVG(arg)` whose argument `_exact_argument` rewrites over
+    DECIMAL values summed exactly: `CAST(SUM(d) AS DOUBLE)` and `(CAST(SUM(d) AS DOUBLE) / COUNT(d))`, d the
+    DECIMAL argument (branch tpch15). The same DOUBLE type as before, the exact sum correctly placed where the DOUBLE
+    sum depended on the order rows were added in; `d` is NULL exactly where the DOUBLE argument was (a TRY_CAST of
+    a DECIMAL to DOUBLE never fails), so COUNT(d) is AVG's divisor. Quoted text (strings, identifiers) is never
+    read as a call; a call followed by FILTER or OVER is left as it is."""
+    if not measures or ("SUM(" not in sql and "AVG(" not in sql):
+        return sql
+    out: list[str] = []
+    i = 0
+    while i < len(sql):
+        char = sql[i]
+        if char in "'\"":
+            end = sql.find(char, i + 1)
+            while end != -1 and sql[end + 1 : end + 2] == char:
+                end = sql.find(char, end + 2)
+            end = len(sql) if end == -1 else end + 1
+            out.append(sql[i:end])
+            i = end
+            continue
+        matched = _AGGREGATE_CALL.match(sql, i) if char in "SA" and (i == 0 or not _word(sql[i - 1])) else None
+        if matched is None:
+            out.append(char)
+            i += 1
+            continue
+        close = _closing(sql, matched.end())
+        if close is None:
+            out.append(sql[i:])
+            break
+        after = sql[close + 1 :].lstrip().upper()
+        replaced = None
+        if not after.startswith(("FILTER", "OVER")):
+            try:
+                argument: exp.Expr | None = exp.maybe_parse(sql[matched.end() : close], dialect=DIALECT)
+            except Exception:
+                argument = None
+            written = _exact_argument(argument, measures) if isinstance(argument, exp.Expr) else None
+            if written is not None:
+                total = f"CAST(SUM({written[0]}) AS DOUBLE)"
+                replaced = total if matched.group(1) == "SUM" else f"({total} / COUNT({written[0]}))"
+        if replaced is None:
+            out.append(matched.group(0))
+            i = matched.end()  # the argument is scanned on: an aggregate inside it is never rewritten either way
+            continue
+        out.append(replaced)
+        i = close + 1
+    return "".join(out)
+
+
+def _word(char: str) -> bool:
+    return char.isalnum() or char in "_."

@@ -16,7 +16,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -98,6 +98,64 @@ def _quote_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def _locked_config(limits: EngineLimits, temp_dir: str, disabled: str) -> dict[str, Any]:
+    """The connect-time configuration of every connection that runs buyer SQL (open_locked, open_summary)."""
+    return {
+        "autoinstall_known_extensions": False,
+        "autoload_known_extensions": False,
+        "allow_community_extensions": False,
+        "allow_unsigned_extensions": False,
+        "allow_persistent_secrets": False,
+        "threads": limits.threads,
+        "preserve_insertion_order": False,
+        "memory_limit": limits.memory_limit,
+        "max_temp_directory_size": limits.max_temp_directory_size,
+        "temp_directory": temp_dir,
+        "max_execution_time": max(1, int(limits.timeout_seconds * 1000)),
+        # No work skipped by what the data hold (docs/sandbox.md, "Timing"): no filter pushed into
+        # the Parquet scan (so no row group or page skipped by its statistics, dictionary or Bloom
+        # filter), no comparison folded from column statistics, no join-key ranges pushed into the
+        # other side's scan, no row groups pruned. Every scan reads every row of what it names.
+        # Over statistics-free files there are no statistics to prune or fold by: fewer are off.
+        "disabled_optimizers": disabled,
+    }
+
+
+def _connect_locked(
+    tables: Mapping[str, Path], limits: EngineLimits, disabled: str, create: Callable[[duckdb.DuckDBPyConnection], None]
+) -> duckdb.DuckDBPyConnection:
+    """A fresh in-memory DuckDB configured by _locked_config, reading only `tables`' files, `create` run before
+    its configuration is locked (external access already off but for those files)."""
+    temp_dir = tempfile.mkdtemp(prefix=f"sandbox-spill-{os.getpid()}-")
+    connection = duckdb.connect(":memory:", config=_locked_config(limits, temp_dir, disabled))
+    weakref.finalize(connection, shutil.rmtree, temp_dir, ignore_errors=True)
+    try:
+        paths = [str(path.resolve()) for path in tables.values()]
+        connection.execute(f"SET allowed_paths = [{', '.join(_quote_literal(p) for p in paths)}]")
+        connection.execute("SET enable_progress_bar = false")
+        connection.execute(f"SET parquet_use_page_index = {str(not limits.fixed_timing).lower()}")
+        connection.execute("SET enable_external_access = false")
+        create(connection)
+        connection.execute("SET lock_configuration = true")
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+def _create_summary(connection: duckdb.DuckDBPyConnection, name: str, path: Path) -> None:
+    """A version's unit summary (sandbox.summary): a few thousand rows, read once into memory when the (warm)
+    connection opens, so a query scans it whole without decoding a file (2-4 ms on the demo as a view). Its
+    name, with __, is one a buyer cannot write. Two rows of no set hold each column's least and greatest value
+    of its type, so the table's statistics say nothing of the data's values: no comparison of the lookup folds
+    by them (statistics_propagation is on over statistics-free versions)."""
+    source = f"read_parquet({_quote_literal(str(path.resolve()))})"
+    connection.execute(
+        f"CREATE TABLE {_quote_identifier(name)} AS SELECT * FROM {source} UNION ALL "
+        + summary.bounding_rows_sql(connection.execute(f"DESCRIBE SELECT * FROM {source}").fetchall())
+    )
+
+
 def open_locked(
     tables: Mapping[str, Path], limits: EngineLimits, statistics_free: bool = False
 ) -> duckdb.DuckDBPyConnection:
@@ -109,49 +167,11 @@ def open_locked(
     Its spill directory goes with it: removed once the connection is closed and dropped, or when the
     process exits; a worker killed outright leaves it to the pool, which knows it by the worker's pid
     (sandbox.pool.remove_spill)."""
-    temp_dir = tempfile.mkdtemp(prefix=f"sandbox-spill-{os.getpid()}-")
-    connection = duckdb.connect(
-        ":memory:",
-        config={
-            "autoinstall_known_extensions": False,
-            "autoload_known_extensions": False,
-            "allow_community_extensions": False,
-            "allow_unsigned_extensions": False,
-            "allow_persistent_secrets": False,
-            "threads": limits.threads,
-            "preserve_insertion_order": False,
-            "memory_limit": limits.memory_limit,
-            "max_temp_directory_size": limits.max_temp_directory_size,
-            "temp_directory": temp_dir,
-            "max_execution_time": max(1, int(limits.timeout_seconds * 1000)),
-            # No work skipped by what the data hold (docs/sandbox.md, "Timing"): no filter pushed into
-            # the Parquet scan (so no row group or page skipped by its statistics, dictionary or Bloom
-            # filter), no comparison folded from column statistics, no join-key ranges pushed into the
-            # other side's scan, no row groups pruned. Every scan reads every row of what it names.
-            # Over statistics-free files there are no statistics to prune or fold by: fewer are off.
-            "disabled_optimizers": disabled_optimizers(limits, statistics_free),
-        },
-    )
-    weakref.finalize(connection, shutil.rmtree, temp_dir, ignore_errors=True)
-    try:
-        paths = [str(path.resolve()) for path in tables.values()]
-        connection.execute(f"SET allowed_paths = [{', '.join(_quote_literal(p) for p in paths)}]")
-        connection.execute("SET enable_progress_bar = false")
-        connection.execute(f"SET parquet_use_page_index = {str(not limits.fixed_timing).lower()}")
-        connection.execute("SET enable_external_access = false")
+
+    def create(connection: duckdb.DuckDBPyConnection) -> None:
         for name, path in tables.items():
             if name.startswith(summary.SUMMARY_PREFIX):
-                # A version's unit summary (sandbox.summary): a few thousand rows, read once into memory when
-                # the (warm) connection opens, so a query scans it whole without decoding a file (2-4 ms on
-                # the demo as a view). Its name, with __, is one a buyer cannot write. Two rows of no set
-                # hold each column's least and greatest value of its type, so the table's statistics say
-                # nothing of the data's values: no comparison of the lookup folds by them
-                # (statistics_propagation is on over statistics-free versions).
-                source = f"read_parquet({_quote_literal(str(path.resolve()))})"
-                connection.execute(
-                    f"CREATE TABLE {_quote_identifier(name)} AS SELECT * FROM {source} UNION ALL "
-                    + summary.bounding_rows_sql(connection.execute(f"DESCRIBE SELECT * FROM {source}").fetchall())
-                )
+                _create_summary(connection, name, path)
                 continue
             # `__row`, the row's number in its file, is the seeded statements' sample (rewrite.seeded_stage):
             # hidden from buyers (names with __ are refused), read by no statement but for that.
@@ -159,11 +179,87 @@ def open_locked(
                 f"CREATE VIEW {_quote_identifier(name)} AS SELECT *, file_row_number AS "
                 f"{_quote_identifier(ROW_COLUMN)} FROM read_parquet({_quote_literal(str(path.resolve()))})"
             )
-        connection.execute("SET lock_configuration = true")
-    except BaseException:
-        connection.close()
-        raise
-    return connection
+
+    return _connect_locked(tables, limits, disabled_optimizers(limits, statistics_free), create)
+
+
+SUMMARY_UNUSED_OPTIMIZERS = (
+    "join_order,build_side_probe_side,join_elimination,deliminator,unnest_rewriter,in_clause,regex_range,"
+    "sampling_pushdown,late_materialization,outer_join_simplification,self_join_aggregate,window_self_join,"
+    "partial_aggregate_pushdown"
+)
+"""Optimizers the cube's statement has no use for (one in-memory table, no join, no subquery of the sandbox's,
+no IN list, no LIKE): off on the summary connection (open_summary), so the first run of a statement text plans
+less. None changes an answer (an optimizer never does); the floor is still disabled_optimizers'."""
+PREPARED = 256
+"""DuckDB prepared statements a summary connection keeps (Summaries), per exact statement text, most recently
+used."""
+
+
+class Summaries:
+    """A product version's summary tables on their own locked in-memory connection (open_summary, branch rt15):
+    the cube's statement (engine.execute_cube) runs here rather than on the version's big connection, planned
+    once per exact statement text (a DuckDB prepared statement, at most PREPARED kept, least recently used
+    deallocated) and executed from that plan after."""
+
+    def __init__(self, connection: duckdb.DuckDBPyConnection) -> None:
+        self.connection = connection
+        self._prepared: OrderedDict[str, str] = OrderedDict()
+        self._named = 0
+
+    @property
+    def prepared(self) -> int:
+        """How many prepared statements the connection holds now."""
+        return len(self._prepared)
+
+    def execute(self, statement: str) -> duckdb.DuckDBPyConnection:
+        """Run `statement` from its prepared plan (prepared now if it is not held). Raises Unprepared when
+        DuckDB cannot prepare it here (say it reads a table the connection does not hold): the caller runs it
+        where it would have run before."""
+        name = self._prepared.get(statement)
+        if name is None:
+            name = f"__rt15_{self._named}"
+            try:
+                self.connection.execute(f"PREPARE {name} AS {statement}")
+            except duckdb.InterruptException:
+                raise
+            except duckdb.Error as error:
+                raise Unprepared(str(error)) from error
+            self._named += 1
+            self._prepared[statement] = name
+            while len(self._prepared) > PREPARED:
+                _, old = self._prepared.popitem(last=False)
+                self.connection.execute(f"DEALLOCATE {old}")
+        else:
+            self._prepared.move_to_end(statement)
+        return self.connection.execute(f"EXECUTE {name}")
+
+    def interrupt(self) -> None:
+        self.connection.interrupt()
+
+    def close(self) -> None:
+        self._prepared.clear()
+        self.connection.close()
+
+
+class Unprepared(Exception):
+    """DuckDB refused to prepare a statement on a summary connection (Summaries.execute)."""
+
+
+def open_summary(tables: Mapping[str, Path], limits: EngineLimits, statistics_free: bool = False) -> Summaries:
+    """A second locked connection for a product version holding only its summary tables (the names of `tables`
+    with summary.SUMMARY_PREFIX), built as open_locked builds them: the same lockdown (_locked_config, external
+    access off but for the summary files, configuration locked), one DuckDB thread, the same optimizers off as
+    the version's own connection plus those the cube's statement never uses (SUMMARY_UNUSED_OPTIMIZERS)."""
+    summaries = {name: path for name, path in tables.items() if name.startswith(summary.SUMMARY_PREFIX)}
+    floor = disabled_optimizers(limits, statistics_free)
+    disabled = f"{floor},{SUMMARY_UNUSED_OPTIMIZERS}" if floor else SUMMARY_UNUSED_OPTIMIZERS
+
+    def create(connection: duckdb.DuckDBPyConnection) -> None:
+        for name, path in summaries.items():
+            _create_summary(connection, name, path)
+
+    return Summaries(_connect_locked(summaries, replace(limits, threads=1), disabled, create))
 
 
 @contextmanager
@@ -593,7 +689,7 @@ def execute_bits(
 
 
 def _exact_statement(
-    connection: duckdb.DuckDBPyConnection,
+    connection: duckdb.DuckDBPyConnection | _OnSummary,
     plan: Plan,
     stage: str,
     max_rows: int,
@@ -652,7 +748,7 @@ def _seeded_groups(plan: Plan) -> tuple[str, str]:
 
 
 def _counted(
-    connection: duckdb.DuckDBPyConnection,
+    connection: duckdb.DuckDBPyConnection | _OnSummary,
     statement: str,
     empty: str,
     max_rows: int,
@@ -876,6 +972,7 @@ def execute_cube(
     max_rows: int,
     stats: Statistics | None = None,
     cube: str = "",
+    summaries: Summaries | None = None,
 ) -> Execution:
     """The exact statement with its whole stage 1 read from the version's build-time summary (branch cube13,
     sandbox.summary.cube, chosen by sandbox.service.strategy from the query text and the version's statistics
@@ -885,7 +982,9 @@ def execute_cube(
     the buyer's filter on each), and every key tuple of the set is a group, `__kept` where a combination passes,
     as the seeded stage 1 marks its groups. The same columns as the seeded exact stage 1, then the same
     masking, decision and stage 2 in one statement and the same second statement for an empty answer
-    (_exact_statement). Without a cube statement it runs execute_summary's fallback, execute_two_level."""
+    (_exact_statement). Without a cube statement it runs execute_summary's fallback, execute_two_level.
+    `summaries` (branch rt15): the version's summary connection (open_summary), where the statement and the empty
+    answer's statement run from prepared plans; the checks before it (_refused) still use `connection`."""
     if not cube:
         return execute_two_level(connection, plan, max_rows, stats)
     started = time.process_time()
@@ -893,4 +992,22 @@ def execute_cube(
     if refused is not None:
         return refused
     # Seeded form: every key tuple of the set is a group, `__kept` those a combination passes (summary.cube).
-    return _exact_statement(connection, plan, cube, max_rows, "cube", started, seeded=True)
+    # With `summaries` (branch rt15) its statements run on the version's summary connection, from a prepared plan.
+    runner = connection if summaries is None else _OnSummary(summaries, connection)
+    return _exact_statement(runner, plan, cube, max_rows, "cube", started, seeded=True)
+
+
+class _OnSummary:
+    """Runs execute_cube's statements on the summary connection (Summaries.execute); a statement DuckDB cannot
+    prepare there (it names something the connection does not hold) runs on the version's connection, as before.
+    Whether it can is a matter of the statement's text and the tables' schema, never of rows."""
+
+    def __init__(self, summaries: Summaries, connection: duckdb.DuckDBPyConnection) -> None:
+        self.summaries = summaries
+        self.connection = connection
+
+    def execute(self, statement: str) -> duckdb.DuckDBPyConnection:
+        try:
+            return self.summaries.execute(statement)
+        except Unprepared:
+            return self.connection.execute(statement)

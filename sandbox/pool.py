@@ -13,6 +13,7 @@ import atexit
 import contextlib
 import multiprocessing
 import os
+import pickle
 import resource
 import shutil
 import signal
@@ -34,6 +35,7 @@ from sandbox import dp, fanout
 from sandbox.engine import (
     EngineLimits,
     Execution,
+    Summaries,
     TableStatistics,
     execute_bits,
     execute_cube,
@@ -43,6 +45,7 @@ from sandbox.engine import (
     execute_summary,
     execute_two_level,
     open_locked,
+    open_summary,
 )
 from sandbox.errors import QueryFailed
 from sandbox.rewrite import Plan
@@ -50,6 +53,8 @@ from sandbox.rewrite import Plan
 _KEPT_ENVIRONMENT = frozenset({"PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "TZ"})
 WARM_CONNECTIONS = 4
 """Locked connections a worker keeps open, most recently used product versions first."""
+SUMMARY_CONNECTIONS = 4
+"""Summary connections (engine.open_summary, the cube's) a worker keeps open, most recently used versions first."""
 GRACE_SECONDS = 2.0
 """How long past the query timeout the API waits before it kills the worker."""
 CANCEL_POLL_SECONDS = 0.1
@@ -157,6 +162,14 @@ def _safe_detail(error: duckdb.Error) -> str:
     return f"{type(error).__name__.removesuffix('Exception')} error while computing the result"
 
 
+def _cpu_seconds() -> float:
+    """This process's CPU (user + system, every thread) in seconds, to the microsecond. Not time.process_time:
+    once a process has RLIMIT_CPU (_set_cpu_budget), Linux's process CPU clock advances only at the scheduler's
+    ticks and switches (steps of ~4 ms here), while getrusage sums the threads' exact run times (branch rt15)."""
+    used = resource.getrusage(resource.RUSAGE_SELF)
+    return used.ru_utime + used.ru_stime
+
+
 def _set_cpu_budget(seconds: float, threads: int) -> None:
     used = resource.getrusage(resource.RUSAGE_SELF)
     spent = used.ru_utime + used.ru_stime
@@ -185,11 +198,11 @@ def _watch_parent() -> None:  # pragma: no cover - a child
 
 
 def _worker_main(  # pragma: no cover - a child
-    connection: Connection, limits: EngineLimits, cancel: Any, accepted: Any
+    connection: Connection, limits: EngineLimits, cancel: Any, accepted: Any, asked: Any
 ) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _watch_parent()
-    watcher = _Watcher(cancel)
+    watcher = _Watcher(cancel, asked)
     # The worker needs no configuration or secrets (database URL, Stripe keys): drop them.
     for name in list(os.environ):
         if name not in _KEPT_ENVIRONMENT:
@@ -197,30 +210,51 @@ def _worker_main(  # pragma: no cover - a child
     limit = limits.address_space_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     warm: OrderedDict[tuple[Any, ...], duckdb.DuckDBPyConnection] = OrderedDict()
+    summaries: OrderedDict[tuple[Any, ...], Summaries] = OrderedDict()
     stats: dict[tuple[str, ...], Any] = {}
     while True:
         try:
-            job = connection.recv()
+            received = connection.recv_bytes()
         except (EOFError, OSError):
             return
+        started = _cpu_seconds()  # the job's CPU from here: unpickling it, every step, to its reply
+        job = pickle.loads(received)
         if job is None:
             return
         accepted.value += 1  # the job is taken (_Worker.taken): no message, so no wake-up of the API side
+        number = int(accepted.value)
         if isinstance(job, Probe):
-            with watcher.watch(None, job.seconds):
+            with watcher.watch(None, job.seconds, number=number):
                 count = threading.active_count()
-            connection.send(("ok", count))  # after the watch: its end sets `cancel`, which the next job clears
+            connection.send(("ok", count))
+            watcher.rest()
             continue
-        connection.send(_run_job(job, limits, warm, stats, watcher))
+        reply = _run_job(job, limits, warm, stats, watcher, summaries, number)
+        if reply[0] == "ok":
+            # The whole job's CPU, rounded: it was the engine call's alone, by time.process_time, which ticks in
+            # steps of the scheduler's tick (4 ms here) once RLIMIT_CPU is set (_set_cpu_budget), truncated.
+            reply = ("ok", replace(reply[1], cpu_ms=round((_cpu_seconds() - started) * 1000)))
+        connection.send(reply)
+        watcher.rest()  # after the reply: the watcher's wake-up is off the query's path
 
 
 class _Watch:
     """One job under the watcher: its connection, deadline, and whether the deadline or a cancel fired."""
 
-    __slots__ = ("cancelled", "db", "deadline_at", "done", "timed_out")
+    __slots__ = ("also", "cancelled", "db", "deadline_at", "done", "number", "timed_out")
 
-    def __init__(self, db: duckdb.DuckDBPyConnection | None, seconds: float) -> None:
+    def __init__(
+        self,
+        db: duckdb.DuckDBPyConnection | None,
+        seconds: float,
+        also: Summaries | None = None,
+        number: int | None = None,
+    ) -> None:
         self.db = db
+        self.number = number
+        """The job's number (the worker's count of jobs taken, _Worker.sent on the API side); None: unnumbered."""
+        self.also = also
+        """The version's summary connection when the job may run there (the cube): interrupted with `db`."""
         self.deadline_at = time.monotonic() + seconds
         self.timed_out = False
         self.cancelled = False
@@ -233,15 +267,24 @@ class _Watcher:
 
     It replaces two threads per query (a deadline timer and a cancel watcher, started and joined on
     every job). Idle, it blocks on a local event; while a job runs, it blocks on `cancel` until the
-    job's deadline. When a job ends the worker sets `cancel` too, after marking the job done, so the
-    watcher wakes at once and goes idle without interrupting; the API side clears `cancel` before it
-    sends the next job (WorkerPool.run), so that wake-up never reaches another job, while a cancel
-    requested as soon as a job is sent, before the worker takes it, still reaches that job. Interrupts happen under the
-    lock that `end` takes, so none reaches a connection after its job ended.
+    job's deadline. Interrupts happen under the lock that the end of a watch takes, so none reaches a
+    connection after its job ended.
+
+    Numbered jobs (branch rt15; `asked`, a shared value): the API side asks to cancel job N by writing N to
+    `asked` and then setting `cancel`; the watcher, woken, clears `cancel` and then reads `asked`, and
+    interrupts only when it names the job it watches (a request written before a clear is read after it; one
+    set after it wakes the watcher again). When a job ends the worker marks it done, sends its reply, and only
+    then sets `cancel` (rest) so the watcher goes idle: a wake-up that may reach the next job, which it
+    ignores (it is not that job's number), and which costs the query nothing (it was 0.06-0.09 ms before the
+    reply, and the API side's clear before each job). A cancel requested as soon as a job is sent, before the
+    worker takes it, still reaches that job (its number is the one sent). Unnumbered watches (`asked` None, as
+    before rt15): any wake-up is a cancel, and the end of the watch sets `cancel`, which the caller clears
+    before the next job.
     """
 
-    def __init__(self, cancel: Any) -> None:
+    def __init__(self, cancel: Any, asked: Any = None) -> None:
         self._cancel = cancel
+        self._asked = asked
         self._lock = threading.Lock()
         self._current: _Watch | None = None
         self._wake = threading.Event()
@@ -249,8 +292,14 @@ class _Watcher:
         self.thread.start()
 
     @contextlib.contextmanager
-    def watch(self, db: duckdb.DuckDBPyConnection | None, seconds: float) -> Iterator[_Watch]:
-        current = _Watch(db, seconds)
+    def watch(
+        self,
+        db: duckdb.DuckDBPyConnection | None,
+        seconds: float,
+        also: Summaries | None = None,
+        number: int | None = None,
+    ) -> Iterator[_Watch]:
+        current = _Watch(db, seconds, also, number if self._asked is not None else None)
         with self._lock:
             self._current = current
         self._wake.set()
@@ -260,7 +309,12 @@ class _Watcher:
             with self._lock:
                 current.done = True
                 self._current = None
-            self._cancel.set()
+            if current.number is None:
+                self._cancel.set()
+
+    def rest(self) -> None:
+        """After a numbered job's reply: wake the watcher from that job's wait, so that it goes idle."""
+        self._cancel.set()
 
     def _run(self) -> None:  # pragma: no cover - a child's thread
         while True:
@@ -270,18 +324,24 @@ class _Watcher:
                 current = self._current
             while current is not None and not current.done:
                 left = current.deadline_at - time.monotonic()
-                requested = left > 0 and self._cancel.wait(left)
+                woken = left > 0 and self._cancel.wait(left)
+                requested = woken
+                if woken and current.number is not None:
+                    self._cancel.clear()  # then read: a request written before the clear is seen
+                    requested = int(self._asked.value) == current.number
                 with self._lock:
                     if current.done:
                         break
                     if requested:
                         current.cancelled = True
-                    elif time.monotonic() >= current.deadline_at:
-                        current.timed_out = True
+                    elif woken or time.monotonic() < current.deadline_at:
+                        continue  # a cleared flag, or a wake-up for no job of this number: wait on
                     else:
-                        continue  # woken by a cleared flag: wait again until the deadline
+                        current.timed_out = True
                     if current.db is not None:
                         current.db.interrupt()
+                    if current.also is not None:  # interrupting an idle connection is harmless (tested)
+                        current.also.interrupt()
                     break
 
 
@@ -291,6 +351,8 @@ def _run_job(
     warm: OrderedDict[Any, duckdb.DuckDBPyConnection],
     stats: dict[tuple[str, ...], Any],
     watcher: _Watcher,
+    summaries: OrderedDict[tuple[Any, ...], Summaries] | None = None,
+    number: int | None = None,
 ) -> tuple[Any, ...]:
     try:
         threads = job.thread_count(limits)
@@ -310,7 +372,8 @@ def _run_job(
         for key, value in job.seeds:  # computed at build time: never on a query's time
             stats.setdefault((version, *key), value)
         statistics = TableStatistics(db, stats, version=version)
-        with watcher.watch(db, job.budget(limits)) as watch:
+        lean = _summary_connection(job, limits, summaries) if job.cube and summaries is not None else None
+        with watcher.watch(db, job.budget(limits), lean, number) as watch:
             try:
                 if isinstance(job.plan, dp.DPPlan):
                     return ("ok", dp.execute(db, job.plan, statistics))
@@ -320,7 +383,7 @@ def _run_job(
                 # Timing not fixed: no seeds either (they only serve fixed timing; execute_plan reads `fixed`).
                 plan = job.plan if limits.fixed_timing else replace(job.plan, seeded=None)
                 if job.cube:
-                    return ("ok", execute_cube(db, plan, job.max_rows, statistics, job.cube))
+                    return ("ok", execute_cube(db, plan, job.max_rows, statistics, job.cube, lean))
                 if job.summary:
                     return ("ok", execute_summary(db, plan, job.max_rows, statistics, job.summary))
                 if job.bits:
@@ -352,19 +415,40 @@ def _run_job(
         return ("error", "resource_limit", "")
 
 
+def _summary_connection(
+    job: Job, limits: EngineLimits, summaries: OrderedDict[tuple[Any, ...], Summaries]
+) -> Summaries:
+    """The version's summary connection (engine.open_summary, branch rt15), opened on its first cube job; at most
+    SUMMARY_CONNECTIONS kept, the least recently used closed. Keyed by the version's files (one thread always)."""
+    key = job.tables
+    found = summaries.get(key)
+    if found is None:
+        found = summaries[key] = open_summary(
+            {name: Path(path) for name, path in job.tables}, limits, job.statistics_free
+        )
+        while len(summaries) > SUMMARY_CONNECTIONS:
+            _, old = summaries.popitem(last=False)
+            old.close()
+    summaries.move_to_end(key)
+    return found
+
+
 class _Worker:
     def __init__(self, context: Any, limits: EngineLimits) -> None:
         parent, child = context.Pipe(duplex=True)
         self.connection: Connection = parent
         self.cancel = context.Event()
-        """Set by the API side to interrupt the running job (sandbox.cancellation)."""
+        """Set by the API side to interrupt the running job (sandbox.cancellation), after writing its number
+        to `asked`."""
+        self.asked = context.Value("q", 0, lock=False)
+        """The number of the job (`sent` when it was sent) whose cancel the API side asked for (_Watcher)."""
         self.accepted = context.Value("q", 0, lock=False)
         """Jobs the worker has taken (it counts them as it receives each one), in shared memory: the API side
         knows whether a job was taken without a message, and so without a wake-up, per job."""
         self.sent = 0
         """Jobs the API side has sent."""
         self.process: BaseProcess = context.Process(
-            target=_worker_main, args=(child, limits, self.cancel, self.accepted), daemon=True
+            target=_worker_main, args=(child, limits, self.cancel, self.accepted, self.asked), daemon=True
         )
         self.process.start()
         child.close()
@@ -465,8 +549,7 @@ class WorkerPool:
             fresh = worker.sent == 0  # a new process: it takes the job once it has started (imports)
             try:
                 worker.busy = True
-                worker.cancel.clear()  # the last job's own wake-up (_Watcher), or a request that came after it ended
-                worker.sent += 1
+                worker.sent += 1  # the job's number: a cancel names it (_Watcher), no flag to clear per job
                 worker.connection.send(job)
                 phases.add("5c job sent (in 5)", time.perf_counter() - started)
             except (EOFError, OSError):
@@ -531,6 +614,7 @@ class WorkerPool:
             if worker.connection.poll(min(left, CANCEL_POLL_SECONDS) if cancelled else left):
                 return True
             if cancelled is not None and cancelled():
+                worker.asked.value = worker.sent  # first the number, then the flag (_Watcher)
                 worker.cancel.set()
                 if worker.connection.poll(GRACE_SECONDS):
                     return True

@@ -10,8 +10,11 @@ from pathlib import Path
 from time import perf_counter
 from typing import Any
 
+from sqlglot import exp
+
 from market import phases
 from sandbox import cache, crosscheck, summary
+from sandbox.algebra import DecimalMeasures, Interval, decimal_scale, exact, exact_decimal_sql
 from sandbox.bits import bits_spans
 from sandbox.bits import calendar_values as _calendar_values
 from sandbox.engine import EngineLimits
@@ -20,6 +23,7 @@ from sandbox.policy import ProtectionPolicy
 from sandbox.pool import Job, WorkerPool, shared_pool
 from sandbox.rewrite import GROUPS_TABLE, RESTRICT_COLUMN, THRESHOLD_COLUMN, Plan, build_plan
 from sandbox.rules import MAX_NESTING
+from sandbox.syntax import DIALECT
 from sandbox.validator import check
 
 
@@ -426,6 +430,63 @@ def run_query(
     return execute(plan_query(sql, policy, row_counts(tables)), tables, limits, max_rows, pool)
 
 
+def decimal_measures(template: str, tables: Mapping[str, TableFile]) -> DecimalMeasures:
+    """Per (alias, column) of `template`'s tables, each DECIMAL column of at most 18 digits (algebra.decimal_scale;
+    only measures are read inside an aggregate, as the validator's algebra admits): its scale and its declared
+    bounds (as the version's build checked every value against), from the version's build-time statistics
+    (`types`, `bounds`; products.storage.table_statistics). Public facts only: the column's type and the policy's
+    bounds, never the values. Empty for versions built before `types` were recorded."""
+    if not any(t.statistics.get("types") for t in tables.values()):
+        return {}
+    try:
+        tree: exp.Expr = exp.maybe_parse(template, dialect=DIALECT)
+    except Exception:
+        return {}
+    found: dict[tuple[str, str], tuple[int, Interval | None]] = {}
+    for node in tree.find_all(exp.Table):
+        table = tables.get(node.name)
+        if table is None:
+            continue
+        types: Mapping[str, str] = table.statistics.get("types") or {}
+        bounds: Mapping[str, list[float]] = table.statistics.get("bounds") or {}
+        for column, kind in types.items():
+            scale = decimal_scale(str(kind))
+            if scale is None:
+                continue
+            low_high = bounds.get(column)
+            interval = Interval(exact(low_high[0]), exact(low_high[1])) if low_high else None
+            found[(node.alias_or_name, column)] = (scale, interval)
+    return found
+
+
+EXACT_PLANS_ENTRIES = 4096
+EXACT_PLANS_SIZE = 32 * 1024 * 1024
+_EXACT_PLANS: cache.BoundedCache[Plan] = cache.BoundedCache(EXACT_PLANS_ENTRIES, EXACT_PLANS_SIZE)
+"""exact_plan's answers per (template, seeded, the version's files): a version's files and statistics never change."""
+
+
+def exact_plan(plan: Plan, tables: Mapping[str, TableFile]) -> Plan:
+    """`plan` with its sums and averages of DECIMAL measures exact (algebra.exact_decimal_sql; branch tpch15), in
+    stage 1 and in its seeded form, and `partials` None (the two-level statement's per-pair DOUBLE partials would
+    not be exact); `plan` itself when nothing changes. Every strategy then runs the same aggregates (the cube holds
+    the same exact sums: sandbox.summary). From the query text and the version's statistics only."""
+    if "SUM(" not in plan.template and "AVG(" not in plan.template:
+        return plan
+    key = (plan.template, plan.seeded or "", tuple(sorted((name, _resolve(t.path)) for name, t in tables.items())))
+    found = _EXACT_PLANS.get(key)
+    if found is not None:
+        return found
+    measures = decimal_measures(plan.template, tables)
+    template = exact_decimal_sql(plan.template, measures)
+    if template == plan.template:
+        found = plan
+    else:
+        seeded = exact_decimal_sql(plan.seeded, measures) if plan.seeded is not None else None
+        found = replace(plan, template=template, seeded=seeded, partials=None)
+    _EXACT_PLANS.put(key, found, 2 * len(plan.template) + 2 * len(plan.seeded or "") + 1024)
+    return found
+
+
 def row_counts(tables: Mapping[str, TableFile]) -> dict[str, int]:
     """The row counts stored with a version (public: the catalogue shows them), for plan_query."""
     return {name: table.row_count for name, table in tables.items()}
@@ -561,6 +622,7 @@ def _execute(
     cancelled: Callable[[], bool] | None = None,
 ) -> QueryResult:
     started = perf_counter()
+    plan = exact_plan(plan, tables)
     rows_scanned, bytes_scanned = measure_scan(plan, tables)
     chosen = strategy(plan, tables)
     phases.add("5b measure scan + strategy (in 5)", perf_counter() - started)

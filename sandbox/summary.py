@@ -145,6 +145,16 @@ _EXTREMES: dict[str, tuple[str, str]] = {
 }
 
 
+def _decimal_extremes(kind: str) -> tuple[str, str]:
+    """The least and greatest values of a DECIMAL(p, s) type (the cube's exact sums, branch tpch15), else NULLs."""
+    matched = re.fullmatch(r"DECIMAL\((\d+),\s*(\d+)\)", kind)
+    if matched is None:
+        return ("NULL", "NULL")
+    width, scale = int(matched.group(1)), int(matched.group(2))
+    largest = "9" * (width - scale) + ("." + "9" * scale if scale else "")
+    return (f"-{largest}", largest)
+
+
 def bounding_rows_sql(described: Sequence[tuple[Any, ...]]) -> str:
     """Two rows for the in-memory summary (engine.open_locked), one with every column's least value of its type
     and one with its greatest, `__set` -1 (no set: no lookup reads them). The table's statistics then span each
@@ -155,7 +165,7 @@ def bounding_rows_sql(described: Sequence[tuple[Any, ...]]) -> str:
         items = []
         for column in described:
             name, kind = str(column[0]), str(column[1]).upper()
-            value = "-1" if name == SET_COLUMN else _EXTREMES.get(kind, ("NULL", "NULL"))[side]
+            value = "-1" if name == SET_COLUMN else _EXTREMES.get(kind, _decimal_extremes(kind))[side]
             items.append(f"CAST({value} AS {kind}) AS {_q(name)}")
         rows.append("SELECT " + ", ".join(items))
     return " UNION ALL ".join(rows)
@@ -231,6 +241,7 @@ def build_sql(
     sets: Sequence[tuple[str, ...]],
     exact: Sequence[str] = (),
     derived: Mapping[str, tuple[str, str]] | None = None,
+    decimal: Sequence[str] = (),
 ) -> str:
     """The summary's rows: per set, its combinations' counts in two levels (one grouping on (S, unit), whose
     non-NULL units are the combination's distinct units, with a flag per measure that some row of the pair has
@@ -244,6 +255,10 @@ def build_sql(
     a BIGINT (a fifth of the DOUBLE's bytes in the file): cast back, the same DOUBLE as the buyer's own SUM over the
     combination's rows; the AVG is that DOUBLE over the count (`__n<i>`: an integer measure's TRY_CAST is NULL
     exactly where it is), as DuckDB's AVG finalises (checked equal by the property test).
+
+    For the DECIMAL measures in `decimal` (of at most 18 digits: sandbox.algebra.decimal_scale; branch tpch15),
+    `__dsum<i>`: the exact SUM of the DECIMAL values, per pair then per combination, a DECIMAL(38, s): the exact sum
+    the query's `CAST(SUM(m) AS DOUBLE)` casts (sandbox.algebra.exact_decimal_sql), cast the same way by `cube`.
 
     A derived dimension (`derived`: name -> (calendar kind, DATE column); branch cal13) is its representative of
     the column (CALENDAR), a DATE."""
@@ -262,6 +277,8 @@ def build_sql(
         partials.append(f"COUNT({_q(m)}) AS {_q(f'__k{i}')}")
         if m in exact:
             partials.append(f"SUM(TRY_CAST({_q(m)} AS DOUBLE)) AS {_q(f'__t{i}')}")
+        if m in decimal:
+            partials.append(f"SUM({_q(m)}) AS {_q(f'__d{i}')}")
     for chosen in sets:
         inner = ", ".join(
             [*(f"{value(c)} AS {_q(c)}" for c in chosen), f"{_q(unit)} AS {_q('__u')}", *flags, *partials]
@@ -279,6 +296,8 @@ def build_sql(
             items.append(f"CAST(SUM({_q(f'__k{i}')}) AS BIGINT) AS {_q(f'__n{i}')}")
             if m in exact:
                 items.append(f"CAST(SUM({_q(f'__t{i}')}) AS BIGINT) AS {_q(f'__sum{i}')}")
+            if m in decimal:
+                items.append(f"SUM({_q(f'__d{i}')}) AS {_q(f'__dsum{i}')}")
         outer_group = f" GROUP BY {', '.join(_q(c) for c in chosen)}" if chosen else ""
         pairs = f"SELECT {inner} FROM {source} GROUP BY {grouped_inner}"
         parts.append(f'SELECT {", ".join(items)} FROM ({pairs}) AS "__i"{outer_group}')
@@ -309,7 +328,9 @@ class Shape:
     items: tuple[tuple[str, str], ...] | None = None
     """The cube (branch cube13): stage 1's columns before the threshold, in order: ("key", `__g<i>`) or (aggregate
     kind, measure column) per `__a<j>`, the kind one of "rows" (count(*)), "count" (count(m)), "sum", "avg" (over
-    `TRY_CAST(m AS DOUBLE)`), "units" (count(DISTINCT unit)); None when some column is none of them."""
+    `TRY_CAST(m AS DOUBLE)`), "dsum", "davg" (a DECIMAL measure's exact sum and average, as
+    sandbox.algebra.exact_decimal_sql writes them; branch tpch15), "units" (count(DISTINCT unit)); None when some
+    column is none of them."""
 
 
 SHAPES_ENTRIES = 4096
@@ -573,6 +594,9 @@ def _items(tree: exp.Select, alias: str, unit: str) -> tuple[tuple[str, str], ..
         ("units", rf"COUNT\(DISTINCT {column}\)"),
         ("sum", rf"SUM\(TRY_CAST\({column} AS DOUBLE\)\)"),
         ("avg", rf"AVG\(TRY_CAST\({column} AS DOUBLE\)\)"),
+        # Exact sums of DECIMAL measures (sandbox.algebra.exact_decimal_sql, branch tpch15).
+        ("dsum", rf"CAST\(SUM\({column}\) AS DOUBLE\)"),
+        ("davg", rf"\(CAST\(SUM\({column}\) AS DOUBLE\) / COUNT\({column}\)\)"),
     ]
     found: list[tuple[str, str]] = []
     aggregates = 0
@@ -589,7 +613,7 @@ def _items(tree: exp.Select, alias: str, unit: str) -> tuple[tuple[str, str], ..
         text = to_sql(item.this)
         for kind, form in forms:
             matched = re.fullmatch(form, text)
-            if matched is not None:
+            if matched is not None and (kind != "davg" or matched.group(1) == matched.group(2)):
                 measure = matched.group(1).replace('""', '"') if matched.groups() else ""
                 if kind == "units" and measure != unit:
                     return None
@@ -660,6 +684,7 @@ def cube(plan: Plan, statistics: Mapping[str, Any]) -> str | None:
         return None
     measures: list[str] = list(summary.get("measures", []))
     exact = set(summary.get("exact", []))
+    decimal = set(summary.get("decimal", []))
     alias = _q(found.alias)
     where = found.filter_sql or "TRUE"
     columns: list[str] = []
@@ -672,14 +697,17 @@ def cube(plan: Plan, statistics: Mapping[str, Any]) -> str | None:
             source, zero = ROWS_COLUMN, True
         elif kind == "units":
             source, zero = UNITS_COLUMN, True
-        elif name not in measures or (kind in ("sum", "avg") and name not in exact):
+        elif name not in measures or name not in {"sum": exact, "avg": exact, "dsum": decimal, "davg": decimal}.get(
+            kind, measures
+        ):
             return None
         else:
-            source, zero = f"__{'n' if kind == 'count' else 'sum'}{measures.index(name)}", kind == "count"
+            column = {"count": "n", "dsum": "dsum", "davg": "dsum"}.get(kind, "sum")
+            source, zero = f"__{column}{measures.index(name)}", kind == "count"
         value = f"MAX({_q(source)}) FILTER (WHERE {where})"
-        if kind in ("sum", "avg"):
+        if kind in ("sum", "avg", "dsum", "davg"):
             value = f"CAST({value} AS DOUBLE)"
-        if kind == "avg":
+        if kind in ("avg", "davg"):
             value += f" / CAST(MAX({_q(f'__n{measures.index(name)}')}) FILTER (WHERE {where}) AS DOUBLE)"
         columns.append(f"{f'COALESCE({value}, 0)' if zero else value} AS {_q(f'__a{aggregates}')}")
         aggregates += 1

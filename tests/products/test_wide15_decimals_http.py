@@ -32,7 +32,7 @@ POLICY: dict[str, Any] = {
             "measures": ["amount", "fine", "narrow", "small", "counted"],
             "hidden": [],
             "bounds": {
-                "amount": {"min": 0, "max": 10_000},  # DECIMAL(38, 2): fits DECIMAL(18, 2)
+                "amount": {"min": 0, "max": 10_000},  # DECIMAL(38, 2): fits DECIMAL(15, 2) (dim15)
                 "fine": {"min": 0, "max": 1e8},  # DECIMAL(38, 10): 1e18 unscaled, stored as DOUBLE
                 "narrow": {"min": -1e12, "max": 1e12},  # DECIMAL(18, 6): 1e18 unscaled, stored as DOUBLE
                 "small": {"min": 0, "max": 1000},  # DECIMAL(10, 2): never past 2^52, kept
@@ -66,7 +66,7 @@ def test_a_parquet_upload_with_wide_decimals_is_stored_in_fast_types_and_answers
     grant(market, listed, buyer, purpose="commercial", plan="standard")
     detail = market.client.get(f"/v1/products/{listed.slug}", headers=buyer.headers).json()
     types = {c["name"]: c["type"] for c in detail["tables"][0]["columns"]}
-    assert types["amount"] == "DECIMAL(18,2)"
+    assert types["amount"] == "DECIMAL(15,2)"  # dim15: at most 15 digits
     assert types["fine"] == "DOUBLE" and types["narrow"] == "DOUBLE" and types["counted"] == "DOUBLE"
     assert types["small"] == "DECIMAL(10,2)"
     (stored,) = [p for p in market.settings.products_dir.rglob("v*/ledger.parquet")]
