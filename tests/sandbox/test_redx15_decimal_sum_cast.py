@@ -5,10 +5,10 @@ DECIMAL of scale > 0 whose unscaled integer is at or above 2^53 about 4 times sl
 ~0.9 us more a group): with `sum(p * 100000) ... GROUP BY <one row a group>` a buyer's query took longer per hidden
 group whose value was large, so a hidden value's magnitude showed in time. The rewrite must now only take sums whose
 worst case over every row a group can hold (the declared bounds times the tables' row counts, all public) stays
-under 2^53 unscaled (dim15's binder allows the cast of an aggregate's result "once per group": this is what makes
-that cast's time the same for every group). Hypothesis draws types, bounds, row counts and constants, fills a table with the
-bounds' extremes, and runs each rewritten sum's argument in raw DuckDB: its sum must stay under 2^53 unscaled.
-Failed before the fix (the example below: 10 rows at 1e9 times 100000 at scale 2 is 1e17 unscaled).
+under 2^53 unscaled (dim15's binder allows the cast of an aggregate's result "once per group": this is what
+makes that cast's time the same for every group). Hypothesis draws types, bounds, row counts and constants, fills a
+table with the bounds' extremes, and runs each rewritten sum's argument in raw DuckDB: its sum must stay under 2^53
+unscaled. Failed before the fix (the example below: 10 rows at 1e9 times 100000 at scale 2 is 1e17 unscaled).
 """
 
 from __future__ import annotations
@@ -123,7 +123,8 @@ def test_tpch_sized_sums_stay_exact(tmp_path: Path) -> None:
     )
     statistics = table_statistics(path, list(types), roles, {"p": (0.0, 100000.0)})
     files = {"t": TableFile("t", path, 6_000_000, statistics=statistics)}
-    plan = exact_plan(plan_query("SELECT g, sum(p) AS s, avg(p) AS a FROM t GROUP BY g", policy, {"t": 6_000_000}), files)
+    sql = "SELECT g, sum(p) AS s, avg(p) AS a FROM t GROUP BY g"
+    plan = exact_plan(plan_query(sql, policy, {"t": 6_000_000}), files)
     assert len(_sums(plan.template)) == 2
     wide = exact_plan(plan_query("SELECT g, sum(p * 1000) AS s FROM t GROUP BY g", policy, {"t": 6_000_000}), files)
     assert _sums(wide.template) == []  # 6e6 * 1e8 * 100 = 6e16: stays a DOUBLE sum
