@@ -459,6 +459,23 @@ def decimal_measures(template: str, tables: Mapping[str, TableFile]) -> DecimalM
     return found
 
 
+def summed_rows(template: str, tables: Mapping[str, TableFile]) -> int | None:
+    """At most how many rows one group of `template` sums: the product of the row counts of the tables it reads
+    (every join's output is at most that; the validator admits no subquery or CTE in FROM), public facts. None when
+    it reads something that is not one of `tables` (branch redx15: exact sums only where their cast stays fast)."""
+    try:
+        tree: exp.Expr = exp.maybe_parse(template, dialect=DIALECT)
+    except Exception:
+        return None
+    rows = 1
+    for node in tree.find_all(exp.Table):
+        table = tables.get(node.name)
+        if table is None:
+            return None
+        rows *= max(table.row_count, 1)
+    return rows
+
+
 EXACT_PLANS_ENTRIES = 4096
 EXACT_PLANS_SIZE = 32 * 1024 * 1024
 _EXACT_PLANS: cache.BoundedCache[Plan] = cache.BoundedCache(EXACT_PLANS_ENTRIES, EXACT_PLANS_SIZE)
@@ -477,11 +494,12 @@ def exact_plan(plan: Plan, tables: Mapping[str, TableFile]) -> Plan:
     if found is not None:
         return found
     measures = decimal_measures(plan.template, tables)
-    template = exact_decimal_sql(plan.template, measures)
+    rows = summed_rows(plan.template, tables) if measures else None
+    template = exact_decimal_sql(plan.template, measures, rows) if rows is not None else plan.template
     if template == plan.template:
         found = plan
     else:
-        seeded = exact_decimal_sql(plan.seeded, measures) if plan.seeded is not None else None
+        seeded = exact_decimal_sql(plan.seeded, measures, rows or 1) if plan.seeded is not None else None
         found = replace(plan, template=template, seeded=seeded, partials=None)
     _EXACT_PLANS.put(key, found, 2 * len(plan.template) + 2 * len(plan.seeded or "") + 1024)
     return found
