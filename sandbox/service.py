@@ -478,8 +478,10 @@ def summed_rows(template: str, tables: Mapping[str, TableFile]) -> int | None:
 
 EXACT_PLANS_ENTRIES = 4096
 EXACT_PLANS_SIZE = 32 * 1024 * 1024
-_EXACT_PLANS: cache.BoundedCache[Plan] = cache.BoundedCache(EXACT_PLANS_ENTRIES, EXACT_PLANS_SIZE)
-"""exact_plan's answers per (template, seeded, the version's files): a version's files and statistics never change."""
+_EXACT_PLANS: cache.BoundedCache[tuple[str, str | None]] = cache.BoundedCache(EXACT_PLANS_ENTRIES, EXACT_PLANS_SIZE)
+"""exact_plan's rewritten texts (stage 1, its seeded form; ("", None) when nothing changes) per (template, seeded, the
+version's files): a version's files and statistics never change. Only the texts are kept, never the Plan: two
+plans with the same template may differ in everything else (the policy's k, the pass condition)."""
 
 
 def exact_plan(plan: Plan, tables: Mapping[str, TableFile]) -> Plan:
@@ -490,19 +492,20 @@ def exact_plan(plan: Plan, tables: Mapping[str, TableFile]) -> Plan:
     if "SUM(" not in plan.template and "AVG(" not in plan.template:
         return plan
     key = (plan.template, plan.seeded or "", tuple(sorted((name, _resolve(t.path)) for name, t in tables.items())))
-    found = _EXACT_PLANS.get(key)
-    if found is not None:
-        return found
-    measures = decimal_measures(plan.template, tables)
-    rows = summed_rows(plan.template, tables) if measures else None
-    template = exact_decimal_sql(plan.template, measures, rows) if rows is not None else plan.template
-    if template == plan.template:
-        found = plan
-    else:
-        seeded = exact_decimal_sql(plan.seeded, measures, rows or 1) if plan.seeded is not None else None
-        found = replace(plan, template=template, seeded=seeded, partials=None)
-    _EXACT_PLANS.put(key, found, 2 * len(plan.template) + 2 * len(plan.seeded or "") + 1024)
-    return found
+    texts = _EXACT_PLANS.get(key)
+    if texts is None:
+        measures = decimal_measures(plan.template, tables)
+        rows = summed_rows(plan.template, tables) if measures else None
+        template = exact_decimal_sql(plan.template, measures, rows) if rows is not None else plan.template
+        if template == plan.template:
+            texts = ("", None)
+        else:
+            seeded = exact_decimal_sql(plan.seeded, measures, rows or 1) if plan.seeded is not None else None
+            texts = (template, seeded)
+        _EXACT_PLANS.put(key, texts, 2 * len(plan.template) + 2 * len(plan.seeded or "") + 1024)
+    if not texts[0]:
+        return plan
+    return replace(plan, template=texts[0], seeded=texts[1], partials=None)
 
 
 def row_counts(tables: Mapping[str, TableFile]) -> dict[str, int]:
