@@ -284,8 +284,10 @@ EN: dict[str, str] = {
         "and numbers with numbers, without casting text."
     ),
     "unsafe_cast": (
-        "The query converts {source} to {target}, which can fail for some values; compare values of the "
-        "same type, or cast to a wider type (BIGINT, DOUBLE, VARCHAR)."
+        "The query converts {source} to {target}, which can fail for some values (CAST and TRY_CAST alike: a "
+        "conversion that fails takes longer, which would tell hidden rows apart); compare values of the same "
+        "type, cast to a wider type (BIGINT, DOUBLE, VARCHAR), or round with round(), floor() or ceil() "
+        "instead of casting to a narrower number type."
     ),
     "wide_decimal_cast": (
         "The query converts {column} ({source}) to {target}, by a cast or through arithmetic or a numeric "

@@ -9,7 +9,11 @@ tables, and every cast in DuckDB's bound plan is checked:
 - a cast of data from text to anything but text is refused (`text_cast`), TRY or not: a text value
   that does not convert picks rows out;
 - any other cast of data must be one that cannot fail (a widening: integer to a wider integer,
-  DOUBLE or a wide enough DECIMAL; DATE to TIMESTAMP; anything to VARCHAR), unless it is a TRY_CAST;
+  DOUBLE or a wide enough DECIMAL; a TIMESTAMP without time zone to DATE; anything to VARCHAR; not DATE to
+  TIMESTAMP, whose range is narrower: tests/sandbox/test_lead16_narrowing_casts.py found it), TRY_CAST
+  or not (`unsafe_cast`): a TRY_CAST that fails yields NULL, but DuckDB formats the error it then drops,
+  7-130 times a success's cost per row, so which hidden values fail a narrowing cast showed in the time
+  (red team redx15: `coalesce(CAST((d - 40) * 1e7 AS INTEGER), 0) >= 0`);
 - a cast of a constant is computed now: one that fails is refused (`constant_error`) whether or not
   the branch it sits in would ever be reached;
 - a cast of data of a DECIMAL type of more than 15 digits and a scale above 0 to DOUBLE or FLOAT is refused
@@ -44,7 +48,8 @@ _UNSIGNED = ("UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT")
 _DIGITS = {"TINYINT": 3, "SMALLINT": 5, "INTEGER": 10, "BIGINT": 19, "HUGEINT": 39}
 _DIGITS |= {"UTINYINT": 3, "USMALLINT": 5, "UINTEGER": 10, "UBIGINT": 20, "UHUGEINT": 39, "BOOLEAN": 1}
 _TEXT = frozenset({"VARCHAR"})
-_TIMESTAMPS = frozenset({"TIMESTAMP", "TIMESTAMP_NS", "TIMESTAMP_MS", "TIMESTAMP_S", "TIMESTAMP WITH TIME ZONE"})
+_NAIVE_TIMESTAMPS = frozenset({"TIMESTAMP", "TIMESTAMP_NS", "TIMESTAMP_MS", "TIMESTAMP_S"})
+_TIMESTAMPS = _NAIVE_TIMESTAMPS | {"TIMESTAMP WITH TIME ZONE"}
 
 _decode = msgspec.json.Decoder().decode
 
@@ -105,7 +110,8 @@ def _widening(child: dict[str, Any], cast: dict[str, Any]) -> bool:
         if target == "DECIMAL":
             (width, scale), (to_width, to_scale) = _decimal(child), _decimal(cast)
             return to_scale >= scale and to_width - to_scale >= width - scale
-    return source == "DATE" and target in _TIMESTAMPS
+    # Not DATE to TIMESTAMP: DATE's range (to 5881580 AD) is wider than TIMESTAMP's (to 294247 AD).
+    return source in _NAIVE_TIMESTAMPS and target == "DATE"
 
 
 _FLOATS = frozenset({"FLOAT", "DOUBLE"})
@@ -342,7 +348,9 @@ def check(copy: duckdb.DuckDBPyConnection, statement: str, *, group_keys: bool =
             refusal = wide
         elif _type_id(child) in _TEXT and _type_id(node) not in _TEXT:
             refusal = ("text_cast", {"target": _type_id(node)})
-        elif not (node.get("function_data") or {}).get("try_cast") and not _widening(child, node):
+        elif not _widening(child, node):
+            # TRY_CAST or not: a TRY_CAST that fails costs DuckDB 7-130 times a success per row (it formats the
+            # error it then drops), so which hidden values fail would show in the time (redx15).
             refusal = ("unsafe_cast", {"source": _type_id(child), "target": _type_id(node)})
         else:
             refusal = None
