@@ -312,3 +312,17 @@ def bypass_append_only(market: Market) -> None:
         else:
             connection.execute(text("DROP TRIGGER IF EXISTS usage_records_no_update"))
             connection.execute(text("DROP TRIGGER IF EXISTS usage_records_no_delete"))
+
+
+def queried_product(market: Market, directory: Any, table: str, rows_sql: str, policy: dict[str, Any]) -> Actor:
+    """A product of one table, `rows_sql`'s rows written by DuckDB to `<table>.parquet` in `directory`, listed under
+    `policy` (slug `table`); returns a buyer granted commercial access on the standard plan."""
+    import duckdb
+
+    path = directory / f"{table}.parquet"
+    with duckdb.connect() as connection:
+        connection.execute(f"COPY ({rows_sql}) TO '{path}' (FORMAT parquet)")
+    listed = listed_product(market, table, tables={f"{table}.parquet": path.read_bytes()}, policy=policy)
+    buyer = market.actor(Role.BUYER)
+    grant(market, listed, buyer, purpose="commercial", plan="standard")
+    return buyer

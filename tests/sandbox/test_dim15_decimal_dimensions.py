@@ -19,10 +19,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from market.accounts.models import Role
 from sandbox import binding
 from tests.conftest import Market
-from tests.factories import grant, listed_product, query
+from tests.factories import queried_product, query
 
 POLICY: dict[str, Any] = {
     "min_group_size": 5,
@@ -68,13 +67,7 @@ SLOW = {  # on a DECIMAL of more than 18 digits (a 128-bit integer), 1.3-1.7x sl
 
 @pytest.fixture
 def ledger(market: Market, tmp_path: Path) -> tuple[Market, Any]:
-    path = tmp_path / "ledger.parquet"
-    with duckdb.connect() as connection:
-        connection.execute(f"COPY ({LEDGER}) TO '{path}' (FORMAT parquet)")
-    listed = listed_product(market, "ledger", tables={"ledger.parquet": path.read_bytes()}, policy=POLICY)
-    buyer = market.actor(Role.BUYER)
-    grant(market, listed, buyer, purpose="commercial", plan="standard")
-    return market, buyer
+    return market, queried_product(market, tmp_path, "ledger", LEDGER, POLICY)
 
 
 def _error(market: Market, buyer: Any, sql: str, language: str) -> dict[str, Any]:

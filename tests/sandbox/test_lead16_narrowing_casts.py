@@ -19,9 +19,8 @@ from typing import Any
 import duckdb
 import pytest
 
-from market.accounts.models import Role
 from tests.conftest import Market
-from tests.factories import grant, listed_product, query
+from tests.factories import queried_product, query
 
 SOURCES: dict[str, tuple[str, list[str]]] = {
     # column: (its type in the product, SQL literals of the type's extreme values)
@@ -69,13 +68,7 @@ ROWS = f"""SELECT i % 60 AS person, ['north', 'south', 'east'][i % 3 + 1] AS reg
 
 @pytest.fixture
 def typed(market: Market, tmp_path: Path) -> tuple[Market, Any]:
-    path = tmp_path / "typed.parquet"
-    with duckdb.connect() as connection:
-        connection.execute(f"COPY ({ROWS}) TO '{path}' (FORMAT parquet)")
-    listed = listed_product(market, "typed", tables={"typed.parquet": path.read_bytes()}, policy=POLICY)
-    buyer = market.actor(Role.BUYER)
-    grant(market, listed, buyer, purpose="commercial", plan="standard")
-    return market, buyer
+    return market, queried_product(market, tmp_path, "typed", ROWS, POLICY)
 
 
 def _fails_for_some_value(source: str, target: str) -> bool:
