@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -132,33 +131,3 @@ def test_a_job_sent_to_a_worker_already_dead_goes_to_a_fresh_one(pool, tables) -
     worker.process.is_alive = lambda: True  # type: ignore[method-assign]  # as if the pool had not noticed yet
     assert run_query(QUICK, POLICY, tables, limits, 1000, workers).rows  # not failed: retried once
     assert workers.worker_pids() and workers.worker_pids() != [pid]
-
-
-def _switches(pid: int) -> dict[int, int]:
-    """Voluntary context switches of each thread of process `pid` so far: a thread counts one each time it blocks
-    and is woken again (/proc/<pid>/task/<tid>/status)."""
-    found = {}
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        for line in (task / "status").read_text().splitlines():
-            if line.startswith("voluntary_ctxt_switches:"):
-                found[int(task.name)] = int(line.split()[1])
-    return found
-
-
-def test_a_job_wakes_no_thread_of_the_worker_but_its_main_thread(pool, tables) -> None:
-    """Branch dest16: the watcher learns of a job without being woken for it, and is not woken after its reply
-    either; each wake-up was a second runnable thread and a turn of the GIL on a small query's path. It still
-    wakes on its own (at most every pool.WATCH_POLL_SECONDS), on a cancel, and at a deadline (the test above)."""
-    workers, limits = pool
-    for _ in range(3):
-        assert run_query(QUICK, POLICY, tables, limits, 1000, workers).rows
-    (pid,) = workers.worker_pids()
-    jobs = 150
-    before, started = _switches(pid), time.monotonic()
-    for _ in range(jobs):
-        assert run_query(QUICK, POLICY, tables, limits, 1000, workers).rows
-    after, took = _switches(pid), time.monotonic() - started
-    woken = {tid: after[tid] - before.get(tid, 0) for tid in after if tid != pid}
-    # Every other thread (the job watcher, the parent watcher, DuckDB's) wakes on its own clock only, a few times a
-    # second however many jobs ran (before: the job watcher woke ~7 times per job, its wake-ups and turns of the GIL).
-    assert max(woken.values()) <= 20 + 15 * took, (woken, took)
