@@ -1,6 +1,12 @@
 """Branch dest16: the small demo queries through one sandbox worker (the hop and the job), this tree against another.
 
     python -m bench.dest16_hop --baseline /tmp/dest16-main [--rounds 8] [--jobs 60]
+    python -m bench.dest16_hop --http 200
+
+`--http N`: where dest_july's extra time over origin comes from, over HTTP. One server of this tree (`market serve
+--workers 1`, the result cache off), one buyer, a sequential client sending origin, dest_july, dest_july without
+its filter, and origin with dest_july's filter in turn, N rounds after 20 of warm-up: p50 each and the answer's
+bytes. (The filter and the number of groups apart.)
 
 Builds the demo once (SQLite, a temporary directory) and keeps its tables' description in a pickle; then, in
 `--rounds` rounds alternating which side goes first, starts a fresh process per side (this tree, and the
@@ -105,9 +111,60 @@ def child(tables_pickle: Path, jobs: int) -> None:
         pool.close()
 
 
+PAIRS = {
+    "origin": "SELECT origin, count(*) AS flights, avg(dep_delay) AS delay FROM flights GROUP BY origin",
+    "dest_july": (
+        "SELECT dest, count(*) AS flights, avg(arr_delay) AS delay FROM flights WHERE month = 7 GROUP BY dest"
+    ),
+    "dest_all_months": "SELECT dest, count(*) AS flights, avg(arr_delay) AS delay FROM flights GROUP BY dest",
+    "origin_july": (
+        "SELECT origin, count(*) AS flights, avg(dep_delay) AS delay FROM flights WHERE month = 7 GROUP BY origin"
+    ),
+}
+
+
+def http_pairs(rounds: int) -> None:
+    """`--http`: the four queries of PAIRS in turn over HTTP, sequentially (see the module's documentation)."""
+    import httpx
+
+    from bench import http_throughput
+    from market.db import Database, migrate
+    from market.demo import FLIGHTS_SLUG, build_demo
+    from market.settings import Settings
+
+    print(f"load before {Path('/proc/loadavg').read_text().strip()}", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(data_dir=Path(tmp), database_url=f"sqlite:///{tmp}/m.db", scheduler_enabled=False)
+        database = Database.from_settings(settings)
+        migrate(database)
+        build_demo(database, settings)
+        (key,) = http_throughput._add_buyers(database, 1)
+        database.dispose()
+        uncached = {"MARKET_SANDBOX_RESULT_CACHE_ENTRIES": "0"}
+        with http_throughput._server(settings, 1, uncached) as (base, _), httpx.Client() as client:
+            headers = {"Authorization": f"Bearer {key}"}
+            took: dict[str, list[float]] = {name: [] for name in PAIRS}
+            size = {}
+            for round_ in range(rounds + 20):
+                for name, sql in PAIRS.items():
+                    started = time.perf_counter()
+                    answer = client.post(
+                        f"{base}/v1/queries", json={"product": FLIGHTS_SLUG, "sql": sql}, headers=headers
+                    )
+                    elapsed = (time.perf_counter() - started) * 1000
+                    assert answer.status_code == 200, answer.text
+                    size[name] = len(answer.content)
+                    if round_ >= 20:
+                        took[name].append(elapsed)
+    for name in PAIRS:
+        print(f"{name:16} p50 {statistics.median(took[name]):7.2f} ms  answer {size[name]} bytes")
+    print(f"load after {Path('/proc/loadavg').read_text().strip()}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--baseline", type=Path, required=True)
+    parser.add_argument("--baseline", type=Path, default=None)
+    parser.add_argument("--http", type=int, default=0, help="rounds of the HTTP comparison (no baseline needed)")
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--jobs", type=int, default=60)
     parser.add_argument("--child", type=Path, default=None, help=argparse.SUPPRESS)
@@ -115,6 +172,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.child is not None:
         child(args.child, args.jobs)
         return
+    if args.http:
+        http_pairs(args.http)
+        return
+    if args.baseline is None:
+        parser.error("--baseline DIR (or --http N)")
     from bench.worker_cpu import _tables
 
     print(f"load before {Path('/proc/loadavg').read_text().strip()}", flush=True)
