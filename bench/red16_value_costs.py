@@ -9,6 +9,12 @@ Parquet files read as the sandbox reads them (its disabled optimizers, no page i
 alternating the two tables; the scan's own cost (`sum(CAST((x IS NOT NULL) AS BIGINT))`) is subtracted to give the expression's per-row cost. Data generated at run time.
 
     python -m bench.red16_value_costs [--rows 2000000] [--repeats 5] [--only NAME]
+    python -m bench.red16_value_costs --end-to-end TREE [TREE ...] [--rows 200000] [--repeats 7]
+
+`--end-to-end`: buyers' filters that pick a value out by time, planned by each source tree's own sandbox
+(plan_query, the binder's check included) and run as the worker runs them (engine.execute_plan on the locked
+connection, one thread), over a column holding the cheap value on every row or the expensive one; each tree in
+its own process, trees alternated. Prints ns per row for both and the ratio, or the refusal.
 
 Prints one line per case: ns per row cheap, expensive, and the ratio (expensive / cheap) net of the scan.
 """
@@ -169,12 +175,124 @@ def measure(name: str, rows: int, repeats: int) -> tuple[float, float, float]:
     return cheap_ns, expensive_ns, expensive_ns / max(cheap_ns, 0.05)
 
 
+# name: (column type, cheap value, expensive value, the buyer's filter over dimension d)
+END_TO_END: dict[str, tuple[str, str, str, str]] = {
+    "% of a huge product (red16)": ("DOUBLE", "40.0", "41.0", "((d - 40) * 1e300) % 3.0 >= -1e300"),
+    "% of a huge product, INTEGER d": ("INTEGER", "40", "41", "((d - 40) * 1e300) % 3 >= -1e300"),
+    "redx15 BIGINT to INTEGER": ("BIGINT", "7", "9000000000", "coalesce(CAST(d AS INTEGER), 0) >= 0"),
+    "redx15 DOUBLE to INTEGER": ("DOUBLE", "7", "9e12", "coalesce(CAST(d AS INTEGER), 0) >= 0"),
+    "redx15 DECIMAL(18,2) to INTEGER": ("DECIMAL(18,2)", "7", "9e12", "coalesce(TRY_CAST(d AS INTEGER), 0) >= 0"),
+    "redx15 DECIMAL(18,2) to DECIMAL(9,2)": (
+        "DECIMAL(18,2)",
+        "7",
+        "9e12",
+        "coalesce(CAST(d AS DECIMAL(9, 2)), 0) >= 0",
+    ),
+    "redx15 arithmetic to INTEGER": ("INTEGER", "40", "41", "coalesce(CAST((d - 40) * 1e7 AS INTEGER), 0) >= 0"),
+}
+
+
+def end_to_end_worker(rows: int, repeats: int) -> None:
+    """One tree (the current PYTHONPATH): JSON {case: [cheap ns/row, expensive ns/row] or "refused: code"}."""
+    import json
+    import statistics
+
+    from sandbox import engine
+    from sandbox.engine import EngineLimits, TableStatistics, open_locked
+    from sandbox.errors import QueryRefused
+    from sandbox.policy import ProtectionPolicy
+    from sandbox.service import plan_query
+
+    policy = ProtectionPolicy.model_validate(
+        {"min_group_size": 5, "tables": {"t": {"privacy_unit": "u", "dimensions": ["g", "d"], "hidden": []}}}
+    )
+    found: dict[str, object] = {}
+    with tempfile.TemporaryDirectory() as temporary:
+        for case, (kind, cheap, expensive, condition) in END_TO_END.items():
+            sql = f"SELECT g, count(*) AS c FROM t WHERE {condition} GROUP BY g"
+            try:
+                plan = plan_query(sql, policy, {"t": rows})
+            except QueryRefused as refused:
+                found[case] = f"refused: {refused.code}"
+                continue
+            prepared = {}
+            for data, value in (("cheap", cheap), ("expensive", expensive)):
+                path = os.path.join(temporary, f"{len(found)}-{data}.parquet")
+                with duckdb.connect() as writer:
+                    writer.execute(
+                        f"COPY (SELECT 'u' || (i // 4) AS u, 'g' || (i % 20) AS g, CAST({value} AS {kind}) AS d "
+                        f"FROM range({rows}) r(i)) TO '{path}' (FORMAT parquet)"
+                    )
+                connection = open_locked({"t": path}, EngineLimits(threads=1))
+                prepared[data] = (connection, TableStatistics(connection, {}, data))
+            timed: dict[str, list[float]] = {"cheap": [], "expensive": []}
+            answers = {}
+            for i in range(repeats):
+                for data in ("cheap", "expensive") if i % 2 == 0 else ("expensive", "cheap"):
+                    connection, table_stats = prepared[data]
+                    started = time.thread_time()
+                    done = engine.execute_plan(connection, plan, 100, table_stats)
+                    timed[data].append(time.thread_time() - started)
+                    answers[data] = sorted(done.rows) if done.refused is None else done.refused
+            for connection, _ in prepared.values():
+                connection.close()
+            assert answers["cheap"] == answers["expensive"], (case, answers)
+            found[case] = [statistics.median(timed[d]) / rows * 1e9 for d in ("cheap", "expensive")]
+    print(json.dumps(found))
+
+
+def end_to_end(trees: list[str], rows: int, repeats: int, rounds: int = 3) -> None:
+    import json
+    import statistics
+    import subprocess
+    import sys
+
+    with open("/proc/loadavg") as handle:
+        print(f"load before: {handle.read().split()[:3]}; {rows} rows, {rounds} rounds x {repeats} runs a tree")
+    runs: dict[str, list[dict[str, object]]] = {tree: [] for tree in trees}
+    for i in range(rounds):
+        for tree in trees if i % 2 == 0 else list(reversed(trees)):
+            done = subprocess.run(
+                [sys.executable, "-m", "bench.red16_value_costs", "--end-to-end-worker", str(rows), str(repeats)],
+                env=dict(os.environ, PYTHONPATH=os.path.abspath(tree)),
+                cwd=os.path.abspath(tree)
+                if os.path.exists(os.path.join(tree, "bench", "red16_value_costs.py"))
+                else ".",
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            runs[tree].append(json.loads(done.stdout.strip().splitlines()[-1]))
+    for case in END_TO_END:
+        for tree in trees:
+            results = [run[case] for run in runs[tree]]
+            if isinstance(results[0], str):
+                print(f"{case:40} {tree:28} {results[0]}")
+                continue
+            cheap = statistics.median(float(r[0]) for r in results)  # type: ignore[index]
+            expensive = statistics.median(float(r[1]) for r in results)  # type: ignore[index]
+            print(
+                f"{case:40} {tree:28} cheap {cheap:8.1f} expensive {expensive:8.1f} ns/row ({expensive / cheap:5.2f}x)"
+            )
+    with open("/proc/loadavg") as handle:
+        print(f"load after: {handle.read().split()[:3]}")
+
+
 def main() -> None:
+    import sys
+
+    if sys.argv[1:2] == ["--end-to-end-worker"]:
+        end_to_end_worker(int(sys.argv[2]), int(sys.argv[3]))
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=2_000_000)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--only", default="", help="run only the cases whose name contains this")
+    parser.add_argument("--end-to-end", nargs="+", metavar="TREE", help="source trees, e.g. /tmp/red16-main .")
     args = parser.parse_args()
+    if args.end_to_end:
+        end_to_end(args.end_to_end, args.rows if args.rows != 2_000_000 else 200_000, args.repeats)
+        return
     with open("/proc/loadavg") as handle:
         print(f"load before: {handle.read().split()[:3]}  duckdb {duckdb.__version__}, 1 thread, {args.rows} rows")
     print(f"{'case':58} {'cheap ns':>9} {'exp. ns':>9} {'ratio':>7}")
