@@ -222,7 +222,7 @@ def end_to_end_worker(rows: int, repeats: int) -> None:
                 with duckdb.connect() as writer:
                     writer.execute(
                         f"COPY (SELECT 'u' || (i // 4) AS u, 'g' || (i % 20) AS g, CAST({value} AS {kind}) AS d "
-                        f"FROM range({rows}) r(i)) TO '{path}' (FORMAT parquet)"
+                        f"FROM range({rows}) r(i)) TO '{path}' (FORMAT parquet, DICTIONARY_SIZE_LIMIT 1)"
                     )
                 connection = open_locked({"t": Path(path)}, EngineLimits(threads=1))
                 prepared[data] = (connection, TableStatistics(connection, {}, data))
