@@ -317,7 +317,7 @@ def post_aggregate(node: exp.Expr, integers: Mapping[str, Interval]) -> exp.Expr
             elif isinstance(value, list):
                 node.set(key, [post_aggregate(v, integers) if isinstance(v, exp.Expr) else v for v in value])
         return node
-    return guard(node)
+    return guard(node, row_level=False)  # once per shown group: its `%` may stay fmod (syntax._remainder)
 
 
 # -- exact sums of DECIMAL measures (branch tpch15, issue 12) ------------------------------------------
