@@ -334,7 +334,7 @@ CORPUS = [
     "SELECT g, count(DISTINCT uid), count(*) / count(DISTINCT uid) FROM t GROUP BY g",
     # class 2: post-aggregate overflow, narrow casts, empty groups
     "SELECT g, round(sum(m), 400), ceil(avg(m) * 1e300), power(sum(m), 500) FROM t GROUP BY g",
-    # (a narrowing cast such as CAST(sum(m) - 50 AS DECIMAL(2, 0)) is refused since session 16: test_lead16_narrowing_casts)
+    # (a narrowing cast such as CAST(sum(m) - 50 AS DECIMAL(2, 0)) is refused since session 16: lead16)
     "SELECT g, round(sum(m) - 50), CAST(sum(m) AS VARCHAR) FROM t GROUP BY g HAVING round(sum(m) - 50) < 0",
     "SELECT g, sum(m) / sum(q), sum(m) // count(q), ln(sum(m)) FROM t GROUP BY g",
     "SELECT g, count(*) * 9223372036854775807, 1 // (count(*) - count(*)) FROM t GROUP BY g",
