@@ -378,3 +378,15 @@ def to_sql(node: exp.Expr) -> str:
     if generator is None:
         generator = _generators.duckdb = Dialect.get_or_raise(DIALECT).generator(comments=False)
     return str(generator.generate(node, copy=False))
+
+
+def output_name(node: exp.Expr) -> str:
+    """`node.sql(DIALECT, normalize_functions="lower")` (the name of an output column the buyer left
+    unnamed, e.g. `count(*)`), from one generator per thread: `Expression.sql` builds a new Dialect and a new
+    Generator and copies the tree on every call, 20 of its 23 µs (branch val16). No copy: the generator
+    does not change a node with a parent (its preprocessing moves CTEs of a root only), and comments are
+    gone since parse_one_select."""
+    generator: Any = getattr(_generators, "names", None)
+    if generator is None:
+        generator = _generators.names = Dialect.get_or_raise(DIALECT).generator(normalize_functions="lower")
+    return str(generator.generate(node, copy=False))

@@ -33,6 +33,7 @@ from sandbox.syntax import (
     is_allowed_type,
     is_refused_type,
     literal_int,
+    output_name,
     parse_one_select,
     refuse_construct,
 )
@@ -432,9 +433,7 @@ class _Checker:
                 columns.append(alias)
                 items.append(item.this)
             else:
-                columns.append(
-                    item.name if isinstance(item, exp.Column) else item.sql(DIALECT, normalize_functions="lower")
-                )
+                columns.append(item.name if isinstance(item, exp.Column) else output_name(item))
                 items.append(item)
         items = [self.check(item, Context.OUTPUT, clause="SELECT") for item in items]
 
