@@ -267,6 +267,9 @@ _DECIMALS = {exp.Round: ("decimals",)}
 MAX_POSITION = 2**31
 """Largest magnitude of a constant position or length (DuckDB raises past 2^32)."""
 _DOUBLE = exp.DataType.build("DOUBLE")
+_guarded_kind = TypeTest(*_POSITIONS, *_DECIMALS, exp.IntDiv, *NUMERIC, exp.DateTrunc, exp.TimestampTrunc)
+"""The node kinds _guard changes or checks once they read data; every other kind that reads data stays as it
+is, so one test per node replaces the six below (the OR chain's 1,079 nodes: 1.5 ms of guard)."""
 
 
 def _is_double(node: exp.Expr) -> bool:
@@ -333,6 +336,8 @@ def _guard(node: exp.Expr) -> tuple[exp.Expr, bool]:
                 node.set(key, [new for new, _ in results])
     if not (isinstance(node, exp.Column) or any(reads.values())):
         return node, False  # constants are computed, and checked, before any row is read
+    if not _guarded_kind(node):
+        return node, True  # a comparison, AND, OR, CASE, a column...: nothing below applies (branch val16)
     for kind, keys in _POSITIONS.items():
         if isinstance(node, kind):
             for key in keys:
