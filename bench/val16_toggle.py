@@ -1,6 +1,7 @@
 """val16's shortcuts on and off call by call in one process (branch val16, session 16), so that both meet the
 same load: each corpus query's best thread CPU of plan_query over N uncached runs of each. "off" tests every
-node's kind in check and guard and names unnamed output columns with Expression.sql, as main does (plus one
+node's kind in check and guard, names unnamed output columns with Expression.sql and generates every guarded
+group key's text, as main does (plus one
 Python call per node for the switched-off test, about 0.1 us). Prints the accepted and refused queries'
 median per-query ratio on/off, the fastest-run p99 (the third slowest query's best) and the OR chain.
 Usage: python -m bench.val16_toggle [runs, default 10]"""
@@ -15,7 +16,7 @@ from typing import Any
 
 from sqlglot import exp
 
-from sandbox import cache, syntax, validator
+from sandbox import cache, rewrite, syntax, validator
 from sandbox.errors import QueryRefused
 
 
@@ -24,10 +25,12 @@ def _switch(on: bool, saved: dict[str, Any]) -> None:
         validator._plain_kind = saved["plain"]
         syntax._guarded_kind = saved["guarded"]
         validator.output_name = saved["name"]
+        rewrite._guarded_key_texts = saved["keys"]
     else:
         validator._plain_kind = _never  # type: ignore[assignment]
         syntax._guarded_kind = _always  # type: ignore[assignment]
         validator.output_name = _sql_name
+        rewrite._guarded_key_texts = _every_key_text
 
 
 def _never(node: exp.Expr) -> bool:
@@ -36,6 +39,10 @@ def _never(node: exp.Expr) -> bool:
 
 def _always(node: exp.Expr) -> bool:
     return True
+
+
+def _every_key_text(keys: list[exp.Expr], guarded: list[exp.Expr], texts: list[str]) -> list[str]:
+    return [syntax.to_sql(key) for key in guarded]
 
 
 def _sql_name(node: exp.Expr) -> str:
@@ -52,7 +59,12 @@ def main() -> None:
     runs = int(sys.argv[1]) if len(sys.argv) > 1 else 10
     policy = ProtectionPolicy.model_validate(TWO_TABLE_POLICY)
     corpus = [sql for _, sql, _ in PEOPLE + JOINED] + list(QUERIES.values())
-    saved = {"plain": validator._plain_kind, "guarded": syntax._guarded_kind, "name": validator.output_name}
+    saved = {
+        "plain": validator._plain_kind,
+        "guarded": syntax._guarded_kind,
+        "name": validator.output_name,
+        "keys": rewrite._guarded_key_texts,
+    }
     gc.collect()
     gc.freeze()
     best: dict[bool, list[float]] = {True: [], False: []}

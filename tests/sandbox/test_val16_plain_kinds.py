@@ -5,6 +5,7 @@
 - syntax._guarded_kind: guard skips its six kind tests on a node that reads data but that it never changes.
 - syntax.output_name: an unnamed output column's name from one generator per thread, not a new Dialect, a
   new Generator and a copy of the tree per item (Expression.sql).
+- rewrite._guarded_key_texts: a group key that is a bare column keeps the text already generated for it.
 
 Every plan and every refusal (code and parameters) is what the tests on every node give, for random
 expressions mixing what is allowed with what is refused; a long OR chain stays accepted.
@@ -20,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlglot import exp
 
-from sandbox import cache, syntax, validator
+from sandbox import cache, rewrite, syntax, validator
 from sandbox.errors import QueryRefused
 from sandbox.policy import ProtectionPolicy
 from sandbox.service import plan_query
@@ -89,10 +90,12 @@ def _outcome(sql: str) -> Any:
 
 
 def _every_test(monkeypatch: pytest.MonkeyPatch) -> None:
-    """check and guard test every node's kind, as before val16; names come from Expression.sql."""
+    """check and guard test every node's kind, as before val16; names come from Expression.sql; every guarded
+    group key is generated."""
     monkeypatch.setattr(validator, "_plain_kind", lambda node: False)
     monkeypatch.setattr(syntax, "_guarded_kind", lambda node: True)
     monkeypatch.setattr(validator, "output_name", lambda node: node.sql("duckdb", normalize_functions="lower"))
+    monkeypatch.setattr(rewrite, "_guarded_key_texts", lambda keys, guarded, texts: [syntax.to_sql(g) for g in guarded])
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
