@@ -252,6 +252,7 @@ class _PostAggregate:
     def __init__(self, checked: CheckedQuery) -> None:
         self.checked = checked
         texts = [to_sql(key) for key in checked.group_keys]
+        self.key_texts = texts
         self.keys = {text: i for i, text in enumerate(texts)}
         self.key_types = {type(key) for key in checked.group_keys}
         self.key_objects = {id(key): self.keys[text] for key, text in zip(checked.group_keys, texts, strict=True)}
@@ -390,6 +391,15 @@ def _shape(checked: CheckedQuery) -> tuple[KeyReads, tuple[str | None, ...], Fil
     return key_reads, periods, tuple(filters)
 
 
+def _guarded_key_texts(keys: list[exp.Expr], guarded: list[exp.Expr], texts: list[str]) -> list[str]:
+    """to_sql of each guarded key (branch val16): a bare column's is its key's text, which _PostAggregate has
+    generated already (guard leaves a column as it is: nothing under it reads data but the column itself)."""
+    return [
+        text if isinstance(key, exp.Column) and isinstance(copy, exp.Column) else to_sql(copy)
+        for key, copy, text in zip(keys, guarded, texts, strict=True)
+    ]
+
+
 def build_plan(checked: CheckedQuery, policy: ProtectionPolicy, sizes: Mapping[str, int] | None = None) -> Plan:
     """The statements for `checked`: stage 1 (fast and exact variants), the decision query and stage 2.
 
@@ -430,7 +440,7 @@ def build_plan(checked: CheckedQuery, policy: ProtectionPolicy, sizes: Mapping[s
     for ordered in order_terms:
         ordered.set("this", post_aggregate(ordered.this, counts))
     guarded_keys = [guard(key.copy()) for key in checked.group_keys]
-    key_texts = [to_sql(key) for key in guarded_keys]
+    key_texts = _guarded_key_texts(checked.group_keys, guarded_keys, post.key_texts)
     projections: list[exp.Expr] = [
         exp.alias_(key, f"__g{i}", quoted=True, copy=False) for i, key in enumerate(guarded_keys)
     ]

@@ -268,6 +268,9 @@ _DECIMALS = {exp.Round: ("decimals",)}
 MAX_POSITION = 2**31
 """Largest magnitude of a constant position or length (DuckDB raises past 2^32)."""
 _DOUBLE = exp.DataType.build("DOUBLE")
+_guarded_kind = TypeTest(*_POSITIONS, *_DECIMALS, exp.IntDiv, *NUMERIC, exp.DateTrunc, exp.TimestampTrunc)
+"""The node kinds _guard changes or checks once they read data; every other kind that reads data stays as it
+is, so one test per node replaces the six below (the OR chain's 1,079 nodes: 1.5 ms of guard)."""
 
 
 def _is_double(node: exp.Expr) -> bool:
@@ -337,6 +340,8 @@ def _guard(node: exp.Expr, row_level: bool) -> tuple[exp.Expr, bool]:
                 node.set(key, [new for new, _ in results])
     if not (isinstance(node, exp.Column) or any(reads.values())):
         return node, False  # constants are computed, and checked, before any row is read
+    if not _guarded_kind(node):
+        return node, True  # a comparison, AND, OR, CASE, a column...: nothing below applies (branch val16)
     for kind, keys in _POSITIONS.items():
         if isinstance(node, kind):
             for key in keys:
@@ -403,4 +408,16 @@ def to_sql(node: exp.Expr) -> str:
     generator: Any = getattr(_generators, "duckdb", None)
     if generator is None:
         generator = _generators.duckdb = Dialect.get_or_raise(DIALECT).generator(comments=False)
+    return str(generator.generate(node, copy=False))
+
+
+def output_name(node: exp.Expr) -> str:
+    """`node.sql(DIALECT, normalize_functions="lower")` (the name of an output column the buyer left
+    unnamed, e.g. `count(*)`), from one generator per thread: `Expression.sql` builds a new Dialect and a new
+    Generator and copies the tree on every call, 20 of its 23 µs (branch val16). No copy: the generator
+    does not change a node with a parent (its preprocessing moves CTEs of a root only), and comments are
+    gone since parse_one_select."""
+    generator: Any = getattr(_generators, "names", None)
+    if generator is None:
+        generator = _generators.names = Dialect.get_or_raise(DIALECT).generator(normalize_functions="lower")
     return str(generator.generate(node, copy=False))
