@@ -17,15 +17,13 @@ import math
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from market.accounts.models import Role
 from sandbox.errors import QueryRefused
 from tests.conftest import Market
-from tests.factories import grant, listed_product, people_rows, query
+from tests.factories import people_rows, queried_product, query
 
 
 def _statement_has_no_fmod(sql_run: str) -> bool:
@@ -79,12 +77,10 @@ def test_a_modulo_by_data_or_of_a_modulo_is_refused_with_what_to_write(run: Any,
 
 
 def test_the_refusal_says_what_to_write_in_en_and_zh(market: Market, tmp_path: Path) -> None:
-    path = tmp_path / "people.parquet"
-    with duckdb.connect() as connection:
-        connection.execute(
-            "COPY (SELECT 'P' || (i % 60) AS person_id, ['north', 'south'][i % 2 + 1] AS region, "
-            f"CAST(i % 3 + 1 AS INTEGER) AS month, CAST(i % 100 AS INTEGER) AS amount FROM range(300) t(i)) TO '{path}'"
-        )
+    rows = (
+        "SELECT 'P' || (i % 60) AS person_id, ['north', 'south'][i % 2 + 1] AS region, "
+        "CAST(i % 3 + 1 AS INTEGER) AS month, CAST(i % 100 AS INTEGER) AS amount FROM range(300) t(i)"
+    )
     policy = {
         "min_group_size": 5,
         "tables": {
@@ -97,19 +93,17 @@ def test_the_refusal_says_what_to_write_in_en_and_zh(market: Market, tmp_path: P
             }
         },
     }
-    listed = listed_product(market, "people-mod", tables={"people.parquet": path.read_bytes()}, policy=policy)
-    buyer = market.actor(Role.BUYER)
-    grant(market, listed, buyer, purpose="commercial", plan="standard")
+    buyer = queried_product(market, tmp_path, "people", rows, policy)
     sql = "SELECT region, count(*) AS c FROM people WHERE 1e300 % month > 0 GROUP BY region"
     for language, part in (("en", "divide by a constant, e.g. month % 3"), ("zh-CN", "请以常数为除数")):
         response = market.client.post(
             "/v1/queries",
             headers={**buyer.headers, "Accept-Language": language},
-            json={"product": "people-mod", "sql": sql},
+            json={"product": "people", "sql": sql},
         )
         assert response.status_code == 422, response.text
         assert response.json()["error"]["code"] == "disallowed_construct", response.text
         assert part in response.json()["error"]["message"], response.text
-    answered = query(market, buyer, "people-mod", "SELECT month % 2 AS r, count(*) AS c FROM people GROUP BY month % 2")
+    answered = query(market, buyer, "people", "SELECT month % 2 AS r, count(*) AS c FROM people GROUP BY month % 2")
     assert answered.status_code == 200, answered.text
     assert sorted(answered.json()["rows"]) == [[0.0, 100], [1.0, 200]]
