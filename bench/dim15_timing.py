@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -171,15 +170,12 @@ def main(trees: list[str], rounds: int, repeats: int) -> None:
     print(f"start loadavg {timing.loadavg()}")
     runs = timing.run_trees(trees, rounds, [sys.executable, str(Path(__file__).resolve()), "--worker", str(repeats)])
     print(f"rows {ROWS}, rounds {rounds} x repeats {repeats}, end loadavg {timing.loadavg()}")
-    for name in QUERIES:
-        for tree in trees:
-            results = [r[name] for r in runs[tree]]
-            if isinstance(results[0], str):
-                print(f"  {name:26} {tree:18} {results[0]}")
-                continue
-            s = statistics.median(float(r["small"]) for r in results)  # type: ignore[index]
-            h = statistics.median(float(r["huge"]) for r in results)  # type: ignore[index]
-            print(f"  {name:26} {tree:18} small {s:8.1f}  huge {h:8.1f} ns/row  ({h / s:5.2f}x)")
+    for name, tree, results in timing.per_tree(runs, QUERIES):
+        if isinstance(results[0], str):
+            print(f"  {name:26} {tree:18} {results[0]}")
+            continue
+        s, h = timing.medians(results, "small", "huge")
+        print(f"  {name:26} {tree:18} small {s:8.1f}  huge {h:8.1f} ns/row  ({h / s:5.2f}x)")
 
 
 if __name__ == "__main__":
@@ -188,9 +184,7 @@ if __name__ == "__main__":
     else:
         parser = argparse.ArgumentParser(description="dim15: per-row cost of operations on wide DECIMAL dimensions")
         parser.add_argument("--ops", action="store_true", help="raw DuckDB per-operation timing (this tree)")
-        parser.add_argument("--trees", nargs="+", default=["."], help="source trees, e.g. /tmp/dim15-main .")
-        parser.add_argument("--rounds", type=int, default=4)
-        parser.add_argument("--repeats", type=int, default=9)
+        timing.tree_options(parser, "/tmp/dim15-main .", rounds=4)
         options = parser.parse_args()
         if options.ops:
             ops(options.repeats)

@@ -242,7 +242,6 @@ def end_to_end_worker(rows: int, repeats: int) -> None:
 
 
 def end_to_end(trees: list[str], rows: int, repeats: int, rounds: int = 3) -> None:
-    import statistics
     import sys
 
     print(f"load before: {timing.loadavg().split()[:3]}; {rows} rows, {rounds} rounds x {repeats} runs a tree")
@@ -252,17 +251,12 @@ def end_to_end(trees: list[str], rows: int, repeats: int, rounds: int = 3) -> No
         return os.path.abspath(tree) if os.path.exists(os.path.join(tree, "bench", "red16_value_costs.py")) else "."
 
     runs = timing.run_trees(trees, rounds, command, cwd=cwd)
-    for case in END_TO_END:
-        for tree in trees:
-            results = [run[case] for run in runs[tree]]
-            if isinstance(results[0], str):
-                print(f"{case:40} {tree:28} {results[0]}")
-                continue
-            cheap = statistics.median(float(r[0]) for r in results)  # type: ignore[index]
-            expensive = statistics.median(float(r[1]) for r in results)  # type: ignore[index]
-            print(
-                f"{case:40} {tree:28} cheap {cheap:8.1f} expensive {expensive:8.1f} ns/row ({expensive / cheap:5.2f}x)"
-            )
+    for case, tree, results in timing.per_tree(runs, END_TO_END):
+        if isinstance(results[0], str):
+            print(f"{case:40} {tree:28} {results[0]}")
+            continue
+        cheap, expensive = timing.medians(results, 0, 1)
+        print(f"{case:40} {tree:28} cheap {cheap:8.1f} expensive {expensive:8.1f} ns/row ({expensive / cheap:5.2f}x)")
     print(f"load after: {timing.loadavg().split()[:3]}")
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -42,7 +41,7 @@ BOUNDS = {"p": (0, 1e9)}
 
 def worker(repeats: int) -> None:
     """One tree's ns per group as JSON: {"small engine": .., "huge engine": .., "exact": whether rewritten}."""
-    from sandbox import engine, service
+    from sandbox import service
     from sandbox.engine import TableStatistics
     from sandbox.service import plan_query, row_counts
 
@@ -64,12 +63,7 @@ def worker(repeats: int) -> None:
             exact = exact_plan(plan, tables)
             rewritten = exact.template != plan.template
             prepared[data] = (connection, exact, TableStatistics(connection, {}, data))
-
-        def run(data: str) -> None:
-            connection, plan, table_stats = prepared[data]
-            engine.execute_plan(connection, plan, 100, table_stats)
-
-        timed = timing.alternated(("small", "huge"), repeats, run)
+        timed = timing.engine_alternated(prepared, repeats)
         for connection, *_ in prepared.values():
             connection.close()
     out: dict[str, object] = {f"{d} engine": timing.ns_per_row(v, ROWS) for d, v in timed.items()}
@@ -161,8 +155,7 @@ def main(trees: list[str], rounds: int, repeats: int) -> None:
     runs = timing.run_trees(trees, rounds, command, loads=loads)
     print(f"{QUERY}; {ROWS} groups of one row, rounds {rounds} x repeats {repeats}, loads {' '.join(loads)}")
     for tree in trees:
-        small = statistics.median(float(r["small engine"]) for r in runs[tree])  # type: ignore[arg-type]
-        huge = statistics.median(float(r["huge engine"]) for r in runs[tree])  # type: ignore[arg-type]
+        small, huge = timing.medians(runs[tree], "small engine", "huge engine")
         exact = runs[tree][0]["exact"]
         print(f"{tree:24} exact sum {exact!s:5} small {small:8.1f} huge {huge:8.1f} ns/group ({huge / small:5.2f}x)")
 
@@ -176,8 +169,6 @@ if __name__ == "__main__":
         signs(int(sys.argv[2]) if len(sys.argv) > 2 else 15)
     else:
         parser = argparse.ArgumentParser(description="redx15: exact DECIMAL sums over small and huge hidden values")
-        parser.add_argument("--trees", nargs="+", default=["."], help="source trees, e.g. /tmp/redx15-tpch15 .")
-        parser.add_argument("--rounds", type=int, default=6)
-        parser.add_argument("--repeats", type=int, default=9)
+        timing.tree_options(parser, "/tmp/redx15-tpch15 .", rounds=6)
         options = parser.parse_args()
         main(options.trees, options.rounds, options.repeats)

@@ -12,12 +12,14 @@ Building a small product (generated rows; nothing read from disk but what these 
 Timing (thread CPU time, so that other processes on a shared machine weigh less):
 - `alternation`: (repeat, key) pairs, the keys in their order on even repeats and reversed on odd ones;
 - `thread_time_into`: a `with` block whose thread CPU seconds are appended to a list;
-- `alternated`: both at once for a callable per key; `ns_per_row`: a median in nanoseconds per row.
+- `alternated`: both at once for a callable per key; `engine_alternated`: for prepared plans on locked connections;
+- `ns_per_row`: a median in nanoseconds per row; `medians`: the medians over rounds of some keys of their results.
 
 Trees side by side:
 - `run_trees`: one command per source tree and round, each in a fresh process with PYTHONPATH the tree (its own
   sandbox and products are measured), the trees' order reversed every other round; the JSON each printed last;
-- `loadavg`: /proc/loadavg.
+- `tree_options`: the command line's --trees, --rounds and --repeats;
+- `per_tree`: the results of each key and tree, in the order of a table's rows; `loadavg`: /proc/loadavg.
 
 What imports the project (products, sandbox) does so inside the function that needs it: a worker run under another
 tree's PYTHONPATH measures that tree's packages, never this one's. A bench run as a module (`python -m bench.x`)
@@ -27,12 +29,13 @@ tree may have no bench/timing.py) as `timing`, from its own folder, the first en
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import statistics
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -134,9 +137,41 @@ def alternated(keys: Sequence[K], repeats: int, run: Callable[[K], object]) -> d
     return timed
 
 
+def engine_alternated(prepared: dict[str, tuple[Any, Any, Any]], repeats: int) -> dict[str, list[float]]:
+    """Thread CPU seconds of engine.execute_plan(connection, plan, 100, table statistics) for each key of `prepared`
+    ({key: (locked connection, plan, TableStatistics)}), `repeats` times a key, in `alternation`."""
+    from sandbox import engine
+
+    def run(key: str) -> None:
+        connection, plan, table_statistics = prepared[key]
+        engine.execute_plan(connection, plan, 100, table_statistics)
+
+    return alternated(list(prepared), repeats, run)
+
+
 def ns_per_row(seconds: list[float], rows: int) -> float:
     """The median of `seconds`, in nanoseconds per row."""
     return statistics.median(seconds) / rows * 1e9
+
+
+def per_tree(runs: dict[str, list[Any]], keys: Iterable[Any]) -> Iterator[tuple[Any, str, list[Any]]]:
+    """(key, tree, [the key's result in each of the tree's rounds]) for every key and, within it, every tree of
+    `runs` (as `run_trees` returns it): the rows of a side-by-side table."""
+    for key in keys:
+        for tree, results in runs.items():
+            yield key, tree, [result[key] for result in results]
+
+
+def medians(results: Sequence[Any], *keys: Any) -> list[float]:
+    """Per key, the median over `results` (one a round, e.g. a tree's in `run_trees`) of `float(result[key])`."""
+    return [statistics.median(float(result[key]) for result in results) for key in keys]
+
+
+def tree_options(parser: argparse.ArgumentParser, example: str, rounds: int, repeats: int = 9) -> None:
+    """The options of a bench's side-by-side mode: --trees (this tree by default), --rounds and --repeats."""
+    parser.add_argument("--trees", nargs="+", default=["."], help=f"source trees, e.g. {example}")
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument("--repeats", type=int, default=repeats)
 
 
 def run_trees(

@@ -131,7 +131,6 @@ def dimension(repeats: int) -> None:
     """Open, not fixed by wide15: a DECIMAL(38, 6) DIMENSION `d` (no bounds; its values are shown, so the build keeps
     its type) read by a buyer's `WHERE CAST(d AS DOUBLE) > 1.5` (the sandbox's TRY_CAST) on every row, hidden ones
     included: small against huge values, as for the measures; engine path, thread CPU, ns per row."""
-    from sandbox import engine
     from sandbox.engine import TableStatistics
     from sandbox.service import plan_query, row_counts
 
@@ -148,12 +147,7 @@ def dimension(repeats: int) -> None:
             connection = timing.locked(table, stats)
             plan = plan_query(sql, policy, row_counts({"t": table}))
             prepared[data] = (connection, plan, TableStatistics(connection, {}, data))
-
-        def run(data: str) -> None:
-            connection, plan, table_stats = prepared[data]
-            engine.execute_plan(connection, plan, 100, table_stats)
-
-        timed = timing.alternated(("small", "huge"), repeats, run)
+        timed = timing.engine_alternated(prepared, repeats)
         for connection, *_ in prepared.values():
             connection.close()
     small, huge = (timing.ns_per_row(timed[d], ROWS) for d in ("small", "huge"))
@@ -163,15 +157,13 @@ def dimension(repeats: int) -> None:
 def main(trees: list[str], rounds: int, repeats: int) -> None:
     runs = timing.run_trees(trees, rounds, [sys.executable, str(Path(__file__).resolve()), "--worker", str(repeats)])
     print(f"rows {ROWS}, rounds {rounds} x repeats {repeats}, loadavg {timing.loadavg()}")
-    for case in CASES:
-        for tree in trees:
-            first = runs[tree][0][case]
-            cells = []
-            for way in ("engine", "cast"):
-                small = statistics.median(float(r[case][f"small {way}"]) for r in runs[tree])  # type: ignore[arg-type]
-                huge = statistics.median(float(r[case][f"huge {way}"]) for r in runs[tree])  # type: ignore[arg-type]
-                cells.append(f"{way} small {small:7.2f} huge {huge:7.2f} ns/row ({huge / small:5.2f}x)")
-            print(f"{case:15} {tree:20} stored {first['type']:14} " + "  ".join(cells))
+    for case, tree, results in timing.per_tree(runs, CASES):
+        first = results[0]
+        cells = []
+        for way in ("engine", "cast"):
+            small, huge = timing.medians(results, f"small {way}", f"huge {way}")
+            cells.append(f"{way} small {small:7.2f} huge {huge:7.2f} ns/row ({huge / small:5.2f}x)")
+        print(f"{case:15} {tree:20} stored {first['type']:14} " + "  ".join(cells))
 
 
 if __name__ == "__main__":
@@ -183,8 +175,6 @@ if __name__ == "__main__":
         build_cost(int(sys.argv[2]) if len(sys.argv) > 2 else 2_000_000, 5)
     else:
         parser = argparse.ArgumentParser(description="wide15: sums over small and huge hidden DECIMAL values")
-        parser.add_argument("--trees", nargs="+", default=["."], help="source trees, e.g. /tmp/wide15-main .")
-        parser.add_argument("--rounds", type=int, default=6)
-        parser.add_argument("--repeats", type=int, default=9)
+        timing.tree_options(parser, "/tmp/wide15-main .", rounds=6)
         options = parser.parse_args()
         main(options.trees, options.rounds, options.repeats)
