@@ -106,6 +106,18 @@ def held_by_k(
         if column["role"] not in ("dimension", "measure"):
             continue
         name = q(column["name"])
+        if str(column.get("type", "")).upper() == "INTERVAL":
+            # Equal intervals can differ (`1 month` = `30 days` = `720 hours`), and GROUP BY keeps the FIRST row's
+            # spelling of equal values, so the range showed a hidden unit's spelling when its row came first (red
+            # team red17). DuckDB's normalized form is one spelling per equality class, whatever the rows hold.
+            name = f"normalized_interval({name})"
+        elif str(column.get("type", "")).upper() in ("FLOAT", "DOUBLE"):
+            # Likewise -0.0 = 0.0 and -nan = nan: one spelling each (red17).
+            kind = str(column["type"]).upper()
+            name = (
+                f"CASE WHEN isnan({name}) THEN CAST('nan' AS {kind}) "
+                f"WHEN {name} = 0 THEN CAST(0 AS {kind}) ELSE {name} END"
+            )
         row = connection.execute(
             f"SELECT count(*) FILTER (WHERE v IS NOT NULL), min(v)::VARCHAR, max(v)::VARCHAR, "
             f"coalesce(max(units) FILTER (WHERE v IS NULL), 0) "
