@@ -134,6 +134,24 @@ def held_by_k(
     return out
 
 
+def _canonical(kind: Any, text: str | None) -> str | None:
+    """One spelling per equal value of a range end stored by a version built before red17 (held_by_k now writes
+    them so): GROUP BY kept the first row's spelling of equal values, which could be a hidden unit's (`-0.0` for
+    0.0, `-nan`, `1 month` or `720:00:00` for 30 days)."""
+    if text is None:
+        return None
+    kind = str(kind or "").upper()
+    if kind in ("FLOAT", "DOUBLE"):
+        return {"-0.0": "0.0", "-nan": "nan"}.get(text, text)
+    if kind == "INTERVAL":
+        import duckdb
+
+        with duckdb.connect() as connection:
+            row = connection.execute("SELECT normalized_interval(CAST(? AS INTERVAL))::VARCHAR", [text]).fetchone()
+        return str(row[0]) if row and row[0] is not None else text
+    return text
+
+
 def _at_least_k(count: int, k: int) -> int | None:
     """A count of rows shown to buyers only when it is zero or covers at least k rows."""
     return count if count == 0 or count >= k else None
@@ -164,7 +182,9 @@ def buyer_summary(quality: dict[str, Any] | None, k: int) -> dict[str, Any] | No
                     "role": c["role"],
                     "null_share": round(c["nulls"] / rows, 4) if rows and null_share_shown else None,
                     "distinct": safe["distinct"] if dimension else None,
-                    "range": [safe["min"], safe["max"]] if dimension else None,
+                    "range": [_canonical(c.get("type"), safe["min"]), _canonical(c.get("type"), safe["max"])]
+                    if dimension
+                    else None,
                 }
             )
         tables[name] = {

@@ -97,3 +97,42 @@ def test_a_double_range_does_not_show_a_hidden_units_zero_or_nan_sign(
             table = f"d{'n' if 'nan' in base else 'z'}{i}{int(first)}"
             seen[(hidden, first)] = _ranges(market, tmp_path, table, rows, ["x"])["x"]
     assert len({repr(v) for v in seen.values()}) == 1, seen
+
+
+def test_a_range_stored_by_an_older_build_is_shown_in_one_spelling() -> None:
+    """Versions built before the fix keep their quality report: the buyer's summary writes each end of a range in
+    the spelling held_by_k now stores (failed on main: the stored `-0.0`, `-nan` and `1 month` were shown as such)."""
+    from products.pipeline.assess import buyer_summary
+
+    def column(name: str, kind: str, low: str, high: str) -> dict[str, Any]:
+        held = {"distinct": 2, "min": low, "max": high, "nulls_held_by_k": False}
+        return {"name": name, "type": kind, "role": "dimension", "nulls": 0, "held_by_k": held}
+
+    stored = {
+        "version": 1,
+        "tables": {
+            "t": {
+                "rows_out": 40,
+                "rejected": 0,
+                "quarantined": 0,
+                "duplicates_removed": 0,
+                "columns": [
+                    column("x", "DOUBLE", "-0.0", "-nan"),
+                    column("f", "FLOAT", "-0.0", "2.5"),
+                    column("span", "INTERVAL", "720:00:00", "1 month 10 days"),
+                    column("other", "INTERVAL", "30 days", "29 days 24:00:00"),
+                    column("text", "VARCHAR", "-0.0", "30 days"),
+                ],
+            }
+        },
+    }
+    summary = buyer_summary(stored, K)
+    assert summary is not None
+    ranges = {c["name"]: c["range"] for c in summary["tables"]["t"]["columns"]}
+    assert ranges == {
+        "x": ["0.0", "nan"],
+        "f": ["0.0", "2.5"],
+        "span": ["1 month", "1 month 10 days"],
+        "other": ["1 month", "1 month"],
+        "text": ["-0.0", "30 days"],  # text is its own spelling
+    }
