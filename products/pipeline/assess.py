@@ -106,6 +106,18 @@ def held_by_k(
         if column["role"] not in ("dimension", "measure"):
             continue
         name = q(column["name"])
+        if str(column.get("type", "")).upper() == "INTERVAL":
+            # Equal intervals can differ (`1 month` = `30 days` = `720 hours`), and GROUP BY keeps the FIRST row's
+            # spelling of equal values, so the range showed a hidden unit's spelling when its row came first (red
+            # team red17). DuckDB's normalized form is one spelling per equality class, whatever the rows hold.
+            name = f"normalized_interval({name})"
+        elif str(column.get("type", "")).upper() in ("FLOAT", "DOUBLE"):
+            # Likewise -0.0 = 0.0 and -nan = nan: one spelling each (red17).
+            kind = str(column["type"]).upper()
+            name = (
+                f"CASE WHEN isnan({name}) THEN CAST('nan' AS {kind}) "
+                f"WHEN {name} = 0 THEN CAST(0 AS {kind}) ELSE {name} END"
+            )
         row = connection.execute(
             f"SELECT count(*) FILTER (WHERE v IS NOT NULL), min(v)::VARCHAR, max(v)::VARCHAR, "
             f"coalesce(max(units) FILTER (WHERE v IS NULL), 0) "
@@ -120,6 +132,24 @@ def held_by_k(
             "nulls_held_by_k": int(null_units) >= k,
         }
     return out
+
+
+def _canonical(kind: Any, text: str | None) -> str | None:
+    """One spelling per equal value of a range end stored by a version built before red17 (held_by_k now writes
+    them so): GROUP BY kept the first row's spelling of equal values, which could be a hidden unit's (`-0.0` for
+    0.0, `-nan`, `1 month` or `720:00:00` for 30 days)."""
+    if text is None:
+        return None
+    kind = str(kind or "").upper()
+    if kind in ("FLOAT", "DOUBLE"):
+        return {"-0.0": "0.0", "-nan": "nan"}.get(text, text)
+    if kind == "INTERVAL":
+        import duckdb
+
+        with duckdb.connect() as connection:
+            row = connection.execute("SELECT normalized_interval(CAST(? AS INTERVAL))::VARCHAR", [text]).fetchone()
+        return str(row[0]) if row and row[0] is not None else text
+    return text
 
 
 def _at_least_k(count: int, k: int) -> int | None:
@@ -152,7 +182,9 @@ def buyer_summary(quality: dict[str, Any] | None, k: int) -> dict[str, Any] | No
                     "role": c["role"],
                     "null_share": round(c["nulls"] / rows, 4) if rows and null_share_shown else None,
                     "distinct": safe["distinct"] if dimension else None,
-                    "range": [safe["min"], safe["max"]] if dimension else None,
+                    "range": [_canonical(c.get("type"), safe["min"]), _canonical(c.get("type"), safe["max"])]
+                    if dimension
+                    else None,
                 }
             )
         tables[name] = {
