@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -144,12 +145,18 @@ def _canonical(kind: Any, text: str | None) -> str | None:
     if kind in ("FLOAT", "DOUBLE"):
         return {"-0.0": "0.0", "-nan": "nan"}.get(text, text)
     if kind == "INTERVAL":
-        import duckdb
-
-        with duckdb.connect() as connection:
-            row = connection.execute("SELECT normalized_interval(CAST(? AS INTERVAL))::VARCHAR", [text]).fetchone()
-        return str(row[0]) if row and row[0] is not None else text
+        return _normalized_interval(text)
     return text
+
+
+@functools.lru_cache(maxsize=1024)
+def _normalized_interval(text: str) -> str:
+    """DuckDB's one spelling of a stored interval (remembered: the catalogue's detail page reads it per request)."""
+    import duckdb
+
+    with duckdb.connect() as connection:
+        row = connection.execute("SELECT normalized_interval(CAST(? AS INTERVAL))::VARCHAR", [text]).fetchone()
+    return str(row[0]) if row and row[0] is not None else text
 
 
 def _at_least_k(count: int, k: int) -> int | None:
