@@ -496,3 +496,35 @@ def check_bounds(table: StoredTable, bounds: Mapping[str, MeasureBounds]) -> Non
                 min=declared.min,
                 max=declared.max,
             )
+
+
+DATE_RANGE = ("290000-01-01 (BC)", "294000-12-31")
+"""The DATE values a product version may hold (check_dates), besides NULL and +-infinity. The sandbox keeps
+date_trunc() in TRY() (sandbox.syntax.guard): date_trunc returns a TIMESTAMP, and raises for a date whose
+truncation falls outside TIMESTAMP's range (290309-12-22 (BC) 00:00:00 to 294247-01-10 04:00:54.775806, DuckDB
+2.0), where TRY() recomputes the whole vector row by row: 42 against 17,617 ns a row (docs/sandbox.md, red16).
+Every truncation unit moves a date towards year 0 (millennium, century, decade: toward zero, DuckDB 2.0) or within
+its year, except `week` (back to a Monday, up to 6 days) and `isoyear` (back up to 3 days past a year's start);
+the range lies more than 240 years inside TIMESTAMP's on both sides, so no truncation of a value in it leaves
+TIMESTAMP's range, and no other calendar function the sandbox allows (extract, date_part, year, month, day,
+quarter, dayofweek, a cast to VARCHAR) fails anywhere in DATE's range
+(tests/products/test_date17_date_range.py). +-infinity are kept: every allowed function returns on them
+(date_trunc gives +-infinity, the parts NULL) without TRY()'s slow path (bench/date17_trunc.py)."""
+
+
+def check_dates(table: StoredTable) -> None:
+    """Refuse the build if a DATE column holds a value outside DATE_RANGE (+-infinity allowed): a date_trunc() of it
+    would fail inside the sandbox's TRY(), whose slow path a buyer could time (issue 9, date17)."""
+    low, high = DATE_RANGE
+    dates = [c.name for c in table.columns if c.type.upper() == "DATE"]
+    if not dates:
+        return
+    counts = ", ".join(
+        f"count(*) FILTER (WHERE NOT isinf({_q(c)}) AND ({_q(c)} < DATE {_lit(low)} OR {_q(c)} > DATE {_lit(high)}))"
+        for c in dates
+    )
+    with duckdb.connect(config=SMALL) as connection:
+        row = connection.execute(f"SELECT {counts} FROM read_parquet({_lit(str(table.path))})").fetchone()
+    for column, count in zip(dates, row or [0] * len(dates), strict=True):
+        if count:
+            raise Unprocessable("date_out_of_range", column=column, table=table.name, count=count, low=low, high=high)
