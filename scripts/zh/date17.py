@@ -1,6 +1,6 @@
 # ruff: noqa: E501 - one translation per line
-"""zh-CN for the build's check of DATE values (branch date17)."""
+"""zh-CN for the build's check of DATE and TIMESTAMP values (branch date17)."""
 
 ZH = {
-    "date_out_of_range": "表“{table}”的日期列“{column}”有 {count} 个值超出数据产品可含的日期范围 {low} 至 {high}（或 infinity）：date_trunc() 对这样的日期会出错。请在加工配方中删除或替换这些值（例如改为 NULL），或在源数据中更正。",
+    "date_out_of_range": "表“{table}”的列“{column}”有 {count} 个日期或时间超出数据产品可含的范围 {low} 至 {high}（或 infinity）：date_trunc() 对这样的值会出错。请在加工配方中删除或替换这些值（例如改为 NULL），或在源数据中更正。",
 }

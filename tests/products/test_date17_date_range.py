@@ -86,6 +86,15 @@ def _parquet(tmp_path: Path, select: str) -> bytes:
             ),
             2,
         ),
+        # TIMESTAMP's first days (290309 (BC)), whose month starts before TIMESTAMP's range: date_trunc('month') fails
+        (
+            "recorded",
+            _rows(
+                "DATE '2024-01-01' + CAST(i % 300 AS INTEGER)",
+                "CASE WHEN i = 4 THEN TIMESTAMP '290309-12-25 (BC) 10:00:00' ELSE TIMESTAMP '2024-01-01 10:00:00' END",
+            ),
+            1,
+        ),
     ],
 )
 def test_a_build_holding_a_date_date_trunc_fails_on_is_refused_with_the_column_count_and_range(
@@ -100,7 +109,7 @@ def test_a_build_holding_a_date_date_trunc_fails_on_is_refused_with_the_column_c
     error = response.json()["error"]
     assert error["code"] == "date_out_of_range", error
     low, high = storage.DATE_RANGE
-    for language, words in (("en", f"Date column '{column}'"), ("zh-CN", f"日期列“{column}”")):
+    for language, words in (("en", f"Column '{column}'"), ("zh-CN", f"的列“{column}”")):
         again = market.client.post(
             "/v1/products/far-dates/versions",
             headers={**operator.headers, "Accept-Language": language},
@@ -136,10 +145,12 @@ def test_the_accepted_range_s_ends_and_infinities_build_and_date_trunc_answers(m
     assert len(response.json()["rows"]) == 5, response.json()
 
 
-# -- the property: every date the build accepts is safe for every calendar function the sandbox allows --------------
+# -- the property: every value the build accepts is safe for every calendar function the sandbox allows -------------
 
 _DAYS = 2_147_483_646
 """DATE's finite values are DATE '1970-01-01' + n for |n| <= this (5877642-06-25 (BC) to 5881580-07-10)."""
+_MICROS = (-9_223_372_022_400_000_000, 9_223_372_036_854_775_806)
+"""TIMESTAMP's finite values as microseconds since 1970 (290309-12-22 (BC) to 294247-01-10 04:00:54.775806)."""
 
 _UNITS = (
     "millennium", "century", "decade", "year", "quarter", "month", "week", "day", "hour", "minute", "second",
@@ -147,28 +158,34 @@ _UNITS = (
 )  # fmt: skip
 
 
-def _calendar_functions() -> list[str]:
-    """Every calendar function of a date column the sandbox lets a buyer write (sandbox.rules: date_trunc,
-    date_part, extract, year, month, day, quarter, dayofweek, a cast to VARCHAR or `||`), with each unit DuckDB
-    computes for an ordinary date (units it refuses for every date, e.g. 'timezone' of a DATE, tell nothing)."""
+def _calendar_functions(kind: str) -> list[str]:
+    """Every calendar function of a date or timestamp column the sandbox lets a buyer write (sandbox.rules:
+    date_trunc, date_part, extract, year, month, day, quarter, dayofweek, a cast to DATE or VARCHAR, `||`), with each
+    unit DuckDB computes for an ordinary value (units it refuses for every value, e.g. 'timezone' of a DATE, tell
+    nothing)."""
     candidates = [f"date_trunc('{u}', x)" for u in _UNITS] + [f"date_part('{u}', x)" for u in _UNITS]
     candidates += [f"extract({u} FROM x)" for u in ("year", "month", "day", "quarter", "week", "epoch", "dow")]
     candidates += ["year(x)", "month(x)", "day(x)", "quarter(x)", "dayofweek(x)", "CAST(x AS VARCHAR)", "x || ''"]
+    candidates += ["CAST(x AS DATE)"]
+    working = []
     with duckdb.connect() as connection:
-        working = []
         for function in candidates:
-            connection.execute(f"SELECT {function} FROM (SELECT DATE '2024-06-15' AS x)").fetchall()
+            try:
+                connection.execute(f"SELECT {function} FROM (SELECT CAST(DATE '2024-06-15' AS {kind}) AS x)").fetchall()
+            except duckdb.Error:
+                continue
             working.append(function)
     return working
 
 
-FUNCTIONS = _calendar_functions()
-
+KINDS = ("DATE", "TIMESTAMP", "TIMESTAMPTZ")
+FUNCTIONS = {kind: _calendar_functions(kind) for kind in KINDS}
+_LOW, _HIGH = storage.DATE_RANGE
 _EDGES = [
-    f"DATE '{storage.DATE_RANGE[0]}'",
-    f"DATE '{storage.DATE_RANGE[1]}'",
-    f"DATE '{storage.DATE_RANGE[0]}' - 1",
-    f"DATE '{storage.DATE_RANGE[1]}' + 1",
+    f"DATE '{_LOW}'",
+    f"DATE '{_HIGH}'",
+    f"DATE '{_LOW}' - 1",
+    f"DATE '{_HIGH}' + 1",
     "DATE '294247-01-10'",
     "DATE '294247-01-11'",
     "DATE '290308-01-01 (BC)'",
@@ -177,32 +194,51 @@ _EDGES = [
     "DATE '-infinity'",
     "DATE '5881580-07-10'",
     "DATE '5877642-06-25 (BC)'",
+    f"TIMESTAMP '{_HIGH} 23:59:59.999999'",
+    f"TIMESTAMP '{_LOW} 00:00:00' - INTERVAL 1 MICROSECOND",
+    "TIMESTAMP '294247-01-10 04:00:54.775806'",
+    "TIMESTAMP '290309-12-22 (BC) 00:00:00'",
+    "TIMESTAMP '290308-01-01 (BC) 00:00:00'",
+    "TIMESTAMP 'infinity'",
+    "TIMESTAMP '-infinity'",
 ]
 
-DATES = st.one_of(
+
+def _as(kind: str, value: str) -> str:
+    """`value` (a DATE or TIMESTAMP expression) as `kind`, or NULL where that cast fails (a DATE beyond TIMESTAMP's
+    range is then drawn again as a DATE: the column's type decides what it can hold)."""
+    return f"TRY_CAST({value} AS {kind})"
+
+
+VALUES = st.one_of(
     st.sampled_from(_EDGES),
     st.integers(-_DAYS, _DAYS).map(lambda n: f"DATE '1970-01-01' + {n}"),
+    st.integers(*_MICROS).map(lambda n: f"make_timestamp({n})"),
     # dense around TIMESTAMP's ends, where date_trunc starts failing
     st.integers(-106_754_000, -106_750_000).map(lambda n: f"DATE '1970-01-01' + {n}"),
     st.integers(106_750_000, 106_754_000).map(lambda n: f"DATE '1970-01-01' + {n}"),
+    st.integers(_MICROS[0], _MICROS[0] + 400 * 86_400_000_000).map(lambda n: f"make_timestamp({n})"),
 )
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(dates=st.lists(DATES, min_size=1, max_size=4))
-def test_every_date_the_build_accepts_is_safe_for_every_allowed_calendar_function(
-    dates: list[str], tmp_path: Path
+@given(kind=st.sampled_from(KINDS), values=st.lists(VALUES, min_size=1, max_size=4))
+def test_every_value_the_build_accepts_is_safe_for_every_allowed_calendar_function(
+    kind: str, values: list[str], tmp_path: Path
 ) -> None:
     path = tmp_path / "t.parquet"
     with duckdb.connect() as connection:
-        values = " UNION ALL ".join(f"SELECT {d} AS x" for d in dates)
-        connection.execute(f"COPY ({values}) TO '{path}' (FORMAT parquet)")
+        connection.execute("SET TimeZone = 'Asia/Shanghai'")
+        rows = " UNION ALL ".join(f"SELECT {_as(kind, v)} AS x" for v in values)
+        connection.execute(f"COPY ({rows}) TO '{path}' (FORMAT parquet)")
         table = storage.describe_parquet(connection, path)
         try:
             storage.check_dates(table)
         except Unprocessable as refused:
             assert refused.code == "date_out_of_range"
             return
-        for function in FUNCTIONS:
-            # Each function over each accepted value raises nothing (a raise would be TRY()'s slow path)
-            connection.execute(f"SELECT {function} FROM read_parquet('{path}')").fetchall()
+        for zone in ("UTC", "Asia/Shanghai", "America/Los_Angeles"):
+            connection.execute(f"SET TimeZone = '{zone}'")
+            for function in FUNCTIONS[kind]:
+                # each function over each accepted value raises nothing (a raise would be TRY()'s slow path)
+                connection.execute(f"SELECT {function} FROM read_parquet('{path}')").fetchall()
