@@ -2,9 +2,9 @@
 
 The build refuses a DATE outside products.storage.DATE_RANGE (check_dates); this measures, in raw DuckDB, the
 expressions as the sandbox writes them over a column holding, on every row, a date of 1900 (the reference), of
-2024, of 1000 AD, near the accepted range's lower end, near its upper end, 2024 and +-infinity on alternate rows (a
-column of one value on every row lets DuckDB read next to nothing), and for reference a date beyond the TIMESTAMP
-range that the build now refuses. Each value varies by row (`i % 20` days) and the files are written without
+2024, of 1000 AD, near the accepted range's lower end, near its upper end, and two kinds of value the build now refuses:
++-infinity on alternate rows (one value on every row would let DuckDB read next to nothing), and a date beyond
+the TIMESTAMP range. Each value varies by row (`i % 20` days) and the files are written without
 dictionaries, as in bench/red16_value_costs.py, whose timing it reuses: one DuckDB thread, the sandbox's disabled
 optimizers, no page index, best of R runs with the tables alternated, the scan's own cost subtracted.
 
@@ -33,10 +33,7 @@ COLUMNS: dict[str, str] = {
     "1000 AD": "DATE '1000-06-15' - CAST(i % 20 AS INTEGER)",
     f"lower end ({LOW})": f"DATE '{LOW}' + CAST(i % 20 AS INTEGER)",
     f"upper end ({HIGH})": f"DATE '{HIGH}' - CAST(i % 20 AS INTEGER)",
-    "2024 and +-infinity on alternate rows": (
-        "CASE WHEN i % 2 = 0 THEN DATE '2024-06-15' - CAST(i % 20 AS INTEGER) "
-        "WHEN i % 4 = 1 THEN DATE 'infinity' ELSE DATE '-infinity' END"
-    ),
+    "refused: +-infinity (alternate rows)": "CASE WHEN i % 2 = 0 THEN DATE 'infinity' ELSE DATE '-infinity' END",
     "refused: 300000 AD (beyond TIMESTAMP)": "DATE '300000-01-01' - CAST(i % 20 AS INTEGER)",
 }
 """1900 must stay first: ratios are to it (2024 is cheaper than the rest of the calendar for most functions)."""

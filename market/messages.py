@@ -311,9 +311,9 @@ EN: dict[str, str] = {
         "declared bounds [{min}, {max}]; widen the bounds in the policy, or clean the values in the recipe."
     ),
     "date_out_of_range": (
-        "Column '{column}' of table '{table}' has {count} date(s) or time(s) outside what a product may hold, "
-        "{low} to {high} (or infinity): date_trunc() fails on such values. Drop or replace them in the recipe "
-        "(e.g. with NULL), or correct them in the source."
+        "Column '{column}' of table '{table}' has {count} date(s) or time(s) outside {low} to {high}, the range a "
+        "product may hold (infinity is refused too): date_trunc() fails on some of them, and costs less on others. "
+        "Drop or replace them in the recipe (e.g. with NULL), or correct them in the source."
     ),
     "measure_not_numeric": (
         "Measure '{column}' of table '{table}' has type {type}; bounds, sums and averages need a numeric column."
