@@ -63,7 +63,8 @@ def _parquet(tmp_path: Path, select: str) -> bytes:
         (
             "day",
             _rows(
-                "CASE WHEN i IN (7, 8, 9) THEN DATE '300000-01-01' ELSE DATE '2024-01-01' + CAST(i % 300 AS INTEGER) END"
+                "CASE WHEN i IN (7, 8, 9) THEN DATE '300000-01-01' "
+                "ELSE DATE '2024-01-01' + CAST(i % 300 AS INTEGER) END"
             ),
             3,
         ),
