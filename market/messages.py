@@ -313,7 +313,8 @@ EN: dict[str, str] = {
     "date_out_of_range": (
         "Column '{column}' of table '{table}' has {count} date(s) or time(s) outside {low} to {high}, the range a "
         "product may hold (infinity is refused too): date_trunc() fails on some of them, and costs less on others. "
-        "Drop or replace them in the recipe (e.g. with NULL), or correct them in the source."
+        "Give the column min '{low}' and max '{high}' in the recipe (rows outside are then rejected or "
+        "quarantined), or correct the values in the source."
     ),
     "measure_not_numeric": (
         "Measure '{column}' of table '{table}' has type {type}; bounds, sums and averages need a numeric column."

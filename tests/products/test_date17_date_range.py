@@ -27,7 +27,7 @@ from market.accounts.models import Role
 from market.errors import Unprocessable
 from products import storage
 from tests.conftest import Market
-from tests.factories import create_product, grant, listed_product, query, upload_version
+from tests.factories import create_product, csv_bytes, grant, listed_product, query, upload_version
 
 POLICY: dict[str, Any] = {
     "min_group_size": 10,
@@ -257,3 +257,45 @@ def test_every_value_the_build_accepts_is_safe_for_every_allowed_calendar_functi
             for function in FUNCTIONS[kind]:
                 # each function over each accepted value raises nothing (a raise would be TRY()'s slow path)
                 connection.execute(f"SELECT {function} FROM read_parquet('{path}')").fetchall()
+
+
+def test_a_recipe_s_min_and_max_drop_the_refused_dates_as_the_message_says(market: Market) -> None:
+    """A CSV built with a recipe typing the column `date`: refused while it holds 300000-01-01 and infinity; with the
+    recipe's min and max set to DATE_RANGE, as the message advises, those rows are rejected and the version builds."""
+    days = {3: "300000-01-01", 4: "infinity"}
+    rows = [{"person": i % 30, "region": "north", "day": days.get(i, f"2024-01-{i % 28 + 1:02d}")} for i in range(90)]
+    operator = market.actor(Role.OPERATOR)
+    assert create_product(market, operator, "days").status_code == 201
+    uploaded = market.client.post("/v1/uploads?filename=days.csv", headers=operator.headers, content=csv_bytes(rows))
+    assert uploaded.status_code == 201, uploaded.text
+    policy = {
+        "min_group_size": 10,
+        "tables": {
+            "days": {
+                "privacy_unit": "person",
+                "dimensions": ["region", "day"],
+                "measures": [],
+                "hidden": [],
+                "bounds": {},
+            }
+        },
+    }
+    low, high = storage.DATE_RANGE
+    for bounds in ({}, {"min": low, "max": high}):
+        columns = {"person": {"type": "integer"}, "region": {"type": "varchar"}, "day": {"type": "date", **bounds}}
+        built = market.client.post(
+            "/v1/products/days/builds",
+            headers={**operator.headers, "Accept-Language": "en"},
+            json={
+                "tables": {"days": uploaded.json()["id"]},
+                "recipe": {"tables": {"days": {"columns": columns}}},
+                "policy": policy,
+            },
+        )
+        if not bounds:
+            assert built.status_code == 422, built.text
+            error = built.json()["error"]
+            assert error["code"] == "date_out_of_range" and f"min '{low}' and max '{high}'" in error["message"], error
+        else:
+            assert built.status_code == 201, built.text
+            assert built.json()["tables"][0]["row_count"] == 88, built.json()["tables"]
