@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+if __package__:
+    from bench import timing
+else:  # run by path, as the workers are: this file's folder is sys.path[0] (see bench/timing.py)
+    import timing  # type: ignore[no-redef]
 
 ROWS = 400_000
 VALUES = {
@@ -83,16 +84,9 @@ QUERIES = {
 
 
 def _write(directory: Path, type_: str, value: str, name: str) -> Path:
-    import duckdb
-
-    path = directory / f"{name}.parquet"
-    with duckdb.connect() as connection:
-        connection.execute(
-            f"COPY (SELECT 'u' || (i // 4) AS u, 'g' || (i % 20) AS g, "
-            f"CAST(CAST('{value}' AS {type_}) + i AS {type_}) AS d FROM range({ROWS}) r(i)) "
-            f"TO '{path}' (FORMAT parquet)"
-        )
-    return path
+    return timing.write_upload(
+        directory / f"{name}.parquet", ROWS, f"CAST(CAST('{value}' AS {type_}) + i AS {type_})", "d"
+    )
 
 
 def ops(repeats: int) -> None:
@@ -100,7 +94,7 @@ def ops(repeats: int) -> None:
 
     from products import storage
 
-    print(f"duckdb {duckdb.__version__}, rows {ROWS}, repeats {repeats}, loadavg {_load()}")
+    print(f"duckdb {duckdb.__version__}, rows {ROWS}, repeats {repeats}, loadavg {timing.loadavg()}")
     with tempfile.TemporaryDirectory() as temporary:
         directory = Path(temporary)
         for type_, magnitudes in MAGNITUDES.items():
@@ -121,39 +115,29 @@ def ops(repeats: int) -> None:
             for op, sql in OPS.items():
                 timed: dict[str, list[float]] = {data: [] for data in magnitudes}
                 failed = ""
-                for i in range(repeats):
-                    for data in list(magnitudes) if i % 2 == 0 else list(reversed(magnitudes)):
-                        started = time.thread_time()
+                for _, data in timing.alternation(list(magnitudes), repeats):
+                    with timing.thread_time_into(timed[data]):
                         try:
                             connections[data].execute(sql).fetchall()
                         except duckdb.Error as error:
                             failed = f"{data}: {str(error).splitlines()[0][:60]}"
-                        timed[data].append(time.thread_time() - started)
                 if failed:
                     print(f"  {op:28} error ({failed})")
                     continue
-                medians = {data: statistics.median(v) / ROWS * 1e9 for data, v in timed.items()}
+                medians = {data: timing.ns_per_row(v, ROWS) for data, v in timed.items()}
                 cells = "  ".join(f"{data} {m:7.1f} ({m / medians['small']:4.2f}x)" for data, m in medians.items())
                 print(f"  {op:28} {cells}")
             for connection in connections.values():
                 connection.close()
 
 
-def _load() -> str:
-    return Path("/proc/loadavg").read_text().strip()
-
-
 def worker(repeats: int) -> None:
     """One tree: {query: {"small": ns/row, "huge": ns/row} or "refused: code"}, as JSON on stdout."""
-    from products import storage
     from sandbox import engine
-    from sandbox.engine import EngineLimits, TableStatistics, open_locked
-    from sandbox.policy import ProtectionPolicy
-    from sandbox.service import TableFile, files_of, plan_query, row_counts
+    from sandbox.engine import TableStatistics
+    from sandbox.service import plan_query, row_counts
 
-    policy = ProtectionPolicy.model_validate(
-        {"min_group_size": 5, "tables": {"t": {"privacy_unit": "u", "dimensions": ["g", "d"], "hidden": []}}}
-    )
+    rules = timing.policy(["g", "d"])
     out: dict[str, object] = {}
     with tempfile.TemporaryDirectory() as temporary:
         directory = Path(temporary)
@@ -161,62 +145,37 @@ def worker(repeats: int) -> None:
         small, huge = VALUES["DECIMAL(38, 6)"]
         for data, value in (("small", small), ("huge", huge)):
             upload = _write(directory, "DECIMAL(38, 6)", value, f"{data}-upload")
-            stored = storage.write_table(
-                upload, "parquet", upload.name, ["u", "g", "d"], directory / data / "t.parquet"
-            )
-            described = stored.describe({"u": "privacy_unit", "g": "dimension", "d": "dimension"})
-            table = TableFile(
-                name="t", path=stored.path, row_count=stored.row_count, statistics=described["statistics"]
-            )
-            files = {name: Path(file) for name, file in files_of({"t": table})}
-            connection = open_locked(files, EngineLimits(threads=1), described["statistics"]["statistics_free"])
-            prepared[data] = (connection, table)
+            roles = {"u": "privacy_unit", "g": "dimension", "d": "dimension"}
+            table, table_statistics, _ = timing.stored_table(upload, directory / data / "t.parquet", roles)
+            prepared[data] = (timing.locked(table, table_statistics), table)
         for name, sql in QUERIES.items():
             timed: dict[str, list[float]] = {"small": [], "huge": []}
             refused = None
-            for i in range(repeats):
-                for data in ("small", "huge") if i % 2 == 0 else ("huge", "small"):
-                    connection, table = prepared[data]
-                    plan = plan_query(sql, policy, row_counts({"t": table}))
-                    started = time.thread_time()
+            for i, data in timing.alternation(("small", "huge"), repeats):
+                connection, table = prepared[data]
+                plan = plan_query(sql, rules, row_counts({"t": table}))
+                with timing.thread_time_into(timed[data]):
                     result = engine.execute_plan(connection, plan, 100, TableStatistics(connection, {}, f"{data}{i}"))
-                    timed[data].append(time.thread_time() - started)
-                    refused = result.refused
+                refused = result.refused
             if refused is not None:
                 out[name] = f"refused: {refused[0]}"
             else:
-                out[name] = {d: statistics.median(v) / ROWS * 1e9 for d, v in timed.items()}
+                out[name] = {d: timing.ns_per_row(v, ROWS) for d, v in timed.items()}
         for connection, _ in prepared.values():
             connection.close()
     print(json.dumps(out))
 
 
 def main(trees: list[str], rounds: int, repeats: int) -> None:
-    script = Path(__file__).resolve()
-    runs: dict[str, list[dict[str, object]]] = {tree: [] for tree in trees}
-    print(f"start loadavg {_load()}")
-    for i in range(rounds):
-        for tree in trees if i % 2 == 0 else list(reversed(trees)):
-            environment = dict(os.environ, PYTHONPATH=str(Path(tree).resolve()))
-            done = subprocess.run(
-                [sys.executable, str(script), "--worker", str(repeats)],
-                env=environment,
-                cwd=str(Path(tree).resolve()),
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            runs[tree].append(json.loads(done.stdout))
-    print(f"rows {ROWS}, rounds {rounds} x repeats {repeats}, end loadavg {_load()}")
-    for name in QUERIES:
-        for tree in trees:
-            results = [r[name] for r in runs[tree]]
-            if isinstance(results[0], str):
-                print(f"  {name:26} {tree:18} {results[0]}")
-                continue
-            s = statistics.median(float(r["small"]) for r in results)  # type: ignore[index]
-            h = statistics.median(float(r["huge"]) for r in results)  # type: ignore[index]
-            print(f"  {name:26} {tree:18} small {s:8.1f}  huge {h:8.1f} ns/row  ({h / s:5.2f}x)")
+    print(f"start loadavg {timing.loadavg()}")
+    runs = timing.run_trees(trees, rounds, [sys.executable, str(Path(__file__).resolve()), "--worker", str(repeats)])
+    print(f"rows {ROWS}, rounds {rounds} x repeats {repeats}, end loadavg {timing.loadavg()}")
+    for name, tree, results in timing.per_tree(runs, QUERIES):
+        if isinstance(results[0], str):
+            print(f"  {name:26} {tree:18} {results[0]}")
+            continue
+        s, h = timing.medians(results, "small", "huge")
+        print(f"  {name:26} {tree:18} small {s:8.1f}  huge {h:8.1f} ns/row  ({h / s:5.2f}x)")
 
 
 if __name__ == "__main__":
@@ -225,9 +184,7 @@ if __name__ == "__main__":
     else:
         parser = argparse.ArgumentParser(description="dim15: per-row cost of operations on wide DECIMAL dimensions")
         parser.add_argument("--ops", action="store_true", help="raw DuckDB per-operation timing (this tree)")
-        parser.add_argument("--trees", nargs="+", default=["."], help="source trees, e.g. /tmp/dim15-main .")
-        parser.add_argument("--rounds", type=int, default=4)
-        parser.add_argument("--repeats", type=int, default=9)
+        timing.tree_options(parser, "/tmp/dim15-main .", rounds=4)
         options = parser.parse_args()
         if options.ops:
             ops(options.repeats)

@@ -32,6 +32,11 @@ import duckdb
 
 from sandbox.engine import DISABLED_OPTIMIZERS
 
+if __package__:
+    from bench import timing
+else:  # run by path: this file's folder is sys.path[0] (see bench/timing.py)
+    import timing  # type: ignore[no-redef]
+
 # name: (column type, cheap value SQL, expensive value SQL, expression over x whose result is consumed)
 # fmt: off
 CASES: dict[str, tuple[str, str, str, str]] = {
@@ -196,17 +201,13 @@ END_TO_END: dict[str, tuple[str, str, str, str]] = {
 def end_to_end_worker(rows: int, repeats: int) -> None:
     """One tree (the current PYTHONPATH): JSON {case: [cheap ns/row, expensive ns/row] or "refused: code"}."""
     import json
-    import statistics
 
     from sandbox import engine
     from sandbox.engine import EngineLimits, TableStatistics, open_locked
     from sandbox.errors import QueryRefused
-    from sandbox.policy import ProtectionPolicy
     from sandbox.service import plan_query
 
-    policy = ProtectionPolicy.model_validate(
-        {"min_group_size": 5, "tables": {"t": {"privacy_unit": "u", "dimensions": ["g", "d"], "hidden": []}}}
-    )
+    policy = timing.policy(["g", "d"])
     found: dict[str, object] = {}
     with tempfile.TemporaryDirectory() as temporary:
         for case, (kind, cheap, expensive, condition) in END_TO_END.items():
@@ -219,67 +220,44 @@ def end_to_end_worker(rows: int, repeats: int) -> None:
             prepared = {}
             for data, value in (("cheap", cheap), ("expensive", expensive)):
                 path = os.path.join(temporary, f"{len(found)}-{data}.parquet")
-                with duckdb.connect() as writer:
-                    writer.execute(
-                        f"COPY (SELECT 'u' || (i // 4) AS u, 'g' || (i % 20) AS g, CAST({value} AS {kind}) AS d "
-                        f"FROM range({rows}) r(i)) TO '{path}' (FORMAT parquet, DICTIONARY_SIZE_LIMIT 1)"
-                    )
+                column = f"CAST({value} AS {kind})"
+                timing.write_upload(Path(path), rows, column, "d", options="FORMAT parquet, DICTIONARY_SIZE_LIMIT 1")
                 connection = open_locked({"t": Path(path)}, EngineLimits(threads=1))
                 prepared[data] = (connection, TableStatistics(connection, {}, data))
             timed: dict[str, list[float]] = {"cheap": [], "expensive": []}
             answers = {}
-            for i in range(repeats):
-                for data in ("cheap", "expensive") if i % 2 == 0 else ("expensive", "cheap"):
-                    connection, table_stats = prepared[data]
-                    started = time.thread_time()
+            for _, data in timing.alternation(("cheap", "expensive"), repeats):
+                connection, table_stats = prepared[data]
+                with timing.thread_time_into(timed[data]):
                     done = engine.execute_plan(connection, plan, 100, table_stats)
-                    timed[data].append(time.thread_time() - started)
-                    answers[data] = sorted(done.rows) if done.refused is None else done.refused
+                answers[data] = sorted(done.rows) if done.refused is None else done.refused
             for connection, _ in prepared.values():
                 connection.close()
             assert answers["cheap"] == answers["expensive"], (case, answers)
             if isinstance(answers["cheap"], tuple):  # refused by the binder's check (engine.execute_plan)
                 found[case] = f"refused: {answers['cheap'][0]}"
                 continue
-            found[case] = [statistics.median(timed[d]) / rows * 1e9 for d in ("cheap", "expensive")]
+            found[case] = [timing.ns_per_row(timed[d], rows) for d in ("cheap", "expensive")]
     print(json.dumps(found))
 
 
 def end_to_end(trees: list[str], rows: int, repeats: int, rounds: int = 3) -> None:
-    import json
-    import statistics
-    import subprocess
     import sys
 
-    with open("/proc/loadavg") as handle:
-        print(f"load before: {handle.read().split()[:3]}; {rows} rows, {rounds} rounds x {repeats} runs a tree")
-    runs: dict[str, list[dict[str, object]]] = {tree: [] for tree in trees}
-    for i in range(rounds):
-        for tree in trees if i % 2 == 0 else list(reversed(trees)):
-            done = subprocess.run(
-                [sys.executable, "-m", "bench.red16_value_costs", "--end-to-end-worker", str(rows), str(repeats)],
-                env=dict(os.environ, PYTHONPATH=os.path.abspath(tree)),
-                cwd=os.path.abspath(tree)
-                if os.path.exists(os.path.join(tree, "bench", "red16_value_costs.py"))
-                else ".",
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            runs[tree].append(json.loads(done.stdout.strip().splitlines()[-1]))
-    for case in END_TO_END:
-        for tree in trees:
-            results = [run[case] for run in runs[tree]]
-            if isinstance(results[0], str):
-                print(f"{case:40} {tree:28} {results[0]}")
-                continue
-            cheap = statistics.median(float(r[0]) for r in results)  # type: ignore[index]
-            expensive = statistics.median(float(r[1]) for r in results)  # type: ignore[index]
-            print(
-                f"{case:40} {tree:28} cheap {cheap:8.1f} expensive {expensive:8.1f} ns/row ({expensive / cheap:5.2f}x)"
-            )
-    with open("/proc/loadavg") as handle:
-        print(f"load after: {handle.read().split()[:3]}")
+    print(f"load before: {timing.loadavg().split()[:3]}; {rows} rows, {rounds} rounds x {repeats} runs a tree")
+    command = [sys.executable, "-m", "bench.red16_value_costs", "--end-to-end-worker", str(rows), str(repeats)]
+
+    def cwd(tree: str) -> str:  # the tree's own copy of this bench where it has one (`-m`: the cwd is sys.path[0])
+        return os.path.abspath(tree) if os.path.exists(os.path.join(tree, "bench", "red16_value_costs.py")) else "."
+
+    runs = timing.run_trees(trees, rounds, command, cwd=cwd)
+    for case, tree, results in timing.per_tree(runs, END_TO_END):
+        if isinstance(results[0], str):
+            print(f"{case:40} {tree:28} {results[0]}")
+            continue
+        cheap, expensive = timing.medians(results, 0, 1)
+        print(f"{case:40} {tree:28} cheap {cheap:8.1f} expensive {expensive:8.1f} ns/row ({expensive / cheap:5.2f}x)")
+    print(f"load after: {timing.loadavg().split()[:3]}")
 
 
 def main() -> None:
@@ -297,8 +275,7 @@ def main() -> None:
     if args.end_to_end:
         end_to_end(args.end_to_end, args.rows if args.rows != 2_000_000 else 200_000, args.repeats)
         return
-    with open("/proc/loadavg") as handle:
-        print(f"load before: {handle.read().split()[:3]}  duckdb {duckdb.__version__}, 1 thread, {args.rows} rows")
+    print(f"load before: {timing.loadavg().split()[:3]}  duckdb {duckdb.__version__}, 1 thread, {args.rows} rows")
     print(f"{'case':58} {'cheap ns':>9} {'exp. ns':>9} {'ratio':>7}")
     for name in CASES:
         if args.only and args.only not in name:
@@ -306,8 +283,7 @@ def main() -> None:
         cheap_ns, expensive_ns, ratio = measure(name, args.rows, args.repeats)
         flag = "  <-- above 1.3x" if ratio > 1.3 else ""
         print(f"{name:58} {cheap_ns:9.2f} {expensive_ns:9.2f} {ratio:7.2f}{flag}", flush=True)
-    with open("/proc/loadavg") as handle:
-        print(f"load after: {handle.read().split()[:3]}")
+    print(f"load after: {timing.loadavg().split()[:3]}")
 
 
 if __name__ == "__main__":

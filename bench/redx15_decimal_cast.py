@@ -24,47 +24,26 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+if __package__:
+    from bench import timing
+else:  # run by path, as the workers are: this file's folder is sys.path[0] (see bench/timing.py)
+    import timing  # type: ignore[no-redef]
 
 ROWS = 200_000
 QUERY = "SELECT g, sum(p * 100000) AS s FROM t GROUP BY g"
 VALUES = {"small": "12.34", "huge": "999000000.25"}
-
-
-def _policy() -> object:
-    from sandbox.policy import ProtectionPolicy
-
-    return ProtectionPolicy.model_validate(
-        {
-            "min_group_size": 5,
-            "tables": {
-                "t": {
-                    "privacy_unit": "u",
-                    "dimensions": ["g"],
-                    "measures": ["p"],
-                    "hidden": [],
-                    "bounds": {"p": {"min": 0, "max": 1e9}},
-                }
-            },
-        }
-    )
+BOUNDS = {"p": (0, 1e9)}
 
 
 def worker(repeats: int) -> None:
     """One tree's ns per group as JSON: {"small engine": .., "huge engine": .., "exact": whether rewritten}."""
-    import duckdb
-
-    from products import storage
-    from sandbox import engine, service
-    from sandbox.engine import EngineLimits, TableStatistics, open_locked
-    from sandbox.policy import MeasureBounds
-    from sandbox.service import TableFile, files_of, plan_query, row_counts
+    from sandbox import service
+    from sandbox.engine import TableStatistics
+    from sandbox.service import plan_query, row_counts
 
     exact_plan = getattr(service, "exact_plan", lambda plan, tables: plan)
     prepared = {}
@@ -72,38 +51,22 @@ def worker(repeats: int) -> None:
     with tempfile.TemporaryDirectory() as temporary:
         directory = Path(temporary)
         for data, value in VALUES.items():
-            upload = directory / f"{data}.parquet"
-            with duckdb.connect() as connection:
-                connection.execute(
-                    f"COPY (SELECT 'u' || i AS u, 'g' || i AS g, CAST(CAST('{value}' AS DECIMAL(15, 2)) + (i % 1000) "
-                    f"AS DECIMAL(15, 2)) AS p FROM range({ROWS}) r(i)) TO '{upload}' (FORMAT parquet)"
-                )
-            target = directory / data / "t.parquet"
-            stored = storage.write_table(upload, "parquet", upload.name, ["u", "g", "p"], target)
-            bounds = {"p": MeasureBounds(min=0, max=1e9)}
-            storage.check_bounds(stored, bounds)
-            if hasattr(storage, "fast_measures"):
-                stored = storage.fast_measures(stored, ["p"], bounds)
+            column = f"CAST(CAST('{value}' AS DECIMAL(15, 2)) + (i % 1000) AS DECIMAL(15, 2))"
+            upload = timing.write_upload(
+                directory / f"{data}.parquet", ROWS, column, "p", unit="'u' || i", group="'g' || i"
+            )
             roles = {"u": "privacy_unit", "g": "dimension", "p": "measure"}
-            described = stored.describe(roles, {"p": (0.0, 1e9)})
-            table = TableFile("t", stored.path, stored.row_count, statistics=described["statistics"])
+            table, stats, _ = timing.stored_table(upload, directory / data / "t.parquet", roles, BOUNDS)
             tables = {"t": table}
-            files = {name: Path(file) for name, file in files_of(tables)}
-            connection = open_locked(files, EngineLimits(threads=1), described["statistics"]["statistics_free"])
-            plan = plan_query(QUERY, _policy(), row_counts(tables))  # type: ignore[arg-type]
+            connection = timing.locked(table, stats)
+            plan = plan_query(QUERY, timing.policy(["g"], BOUNDS), row_counts(tables))
             exact = exact_plan(plan, tables)
             rewritten = exact.template != plan.template
             prepared[data] = (connection, exact, TableStatistics(connection, {}, data))
-        timed: dict[str, list[float]] = {d: [] for d in prepared}
-        for i in range(repeats):
-            for data in ("small", "huge") if i % 2 == 0 else ("huge", "small"):
-                connection, plan, table_stats = prepared[data]
-                started = time.thread_time()
-                engine.execute_plan(connection, plan, 100, table_stats)
-                timed[data].append(time.thread_time() - started)
+        timed = timing.engine_alternated(prepared, repeats)
         for connection, *_ in prepared.values():
             connection.close()
-    out: dict[str, object] = {f"{d} engine": statistics.median(v) / ROWS * 1e9 for d, v in timed.items()}
+    out: dict[str, object] = {f"{d} engine": timing.ns_per_row(v, ROWS) for d, v in timed.items()}
     out["exact"] = rewritten
     print(json.dumps(out))
 
@@ -126,15 +89,10 @@ def signs(repeats: int) -> None:
         "double alike": "SELECT SUM(CAST(p AS DOUBLE) * CAST(a AS DOUBLE)) FROM t",
         "double random": "SELECT SUM(CAST(p AS DOUBLE) * CAST(r AS DOUBLE)) FROM t",
     }
-    timed: dict[str, list[float]] = {name: [] for name in forms}
-    for i in range(repeats):
-        for name in forms if i % 2 == 0 else list(reversed(forms)):
-            started = time.thread_time()
-            connection.execute(forms[name]).fetchall()
-            timed[name].append(time.thread_time() - started)
-    cells = [f"{name} {statistics.median(v) / rows * 1e9:.2f}" for name, v in timed.items()]
+    timed = timing.alternated(list(forms), repeats, lambda name: connection.execute(forms[name]).fetchall())
+    cells = [f"{name} {timing.ns_per_row(v, rows):.2f}" for name, v in timed.items()]
     print(f"ns per row over {rows} rows, {repeats} repeats: " + ", ".join(cells))
-    print(f"loadavg {Path('/proc/loadavg').read_text().strip()}")
+    print(f"loadavg {timing.loadavg()}")
 
 
 FAILING = {
@@ -159,70 +117,45 @@ FAILING = {
 def failing_casts(repeats: int) -> None:
     """Per row, a cast that fails (TRY_CAST's NULL) against one that does not, through plan_query and
     engine.execute_plan (the binder's check included: the query is accepted), one thread."""
-    import duckdb
-
     from sandbox import engine
     from sandbox.engine import EngineLimits, TableStatistics, open_locked
-    from sandbox.policy import ProtectionPolicy
     from sandbox.service import plan_query
 
     rows = 400_000
-    policy = ProtectionPolicy.model_validate(
-        {"min_group_size": 5, "tables": {"t": {"privacy_unit": "u", "dimensions": ["g", "b"], "hidden": []}}}
-    )
+    policy = timing.policy(["g", "b"])
     with tempfile.TemporaryDirectory() as temporary:
         for case, (kind, fits, fails, condition) in FAILING.items():
             sql = f"SELECT g, count(*) AS c FROM t WHERE {condition} GROUP BY g"
             prepared = {}
             for data, value in (("fits", fits), ("fails", fails)):
                 path = Path(temporary) / f"{case.replace(' ', '').replace('>', '')}-{data}.parquet"
-                with duckdb.connect() as connection:
-                    connection.execute(
-                        f"COPY (SELECT 'u' || (i // 4) AS u, 'g' || (i % 20) AS g, CAST({value} AS {kind}) AS b "
-                        f"FROM range({rows}) r(i)) TO '{path}' (FORMAT parquet)"
-                    )
+                timing.write_upload(path, rows, f"CAST({value} AS {kind})", "b")
                 connection = open_locked({"t": path}, EngineLimits(threads=1))
                 plan = plan_query(sql, policy, {"t": rows})
                 prepared[data] = (connection, plan, TableStatistics(connection, {}, data))
             timed: dict[str, list[float]] = {"fits": [], "fails": []}
             answers = {}
-            for i in range(repeats):
-                for data in ("fits", "fails") if i % 2 == 0 else ("fails", "fits"):
-                    connection, plan, table_stats = prepared[data]
-                    started = time.thread_time()
+            for _, data in timing.alternation(("fits", "fails"), repeats):
+                connection, plan, table_stats = prepared[data]
+                with timing.thread_time_into(timed[data]):
                     done = engine.execute_plan(connection, plan, 100, table_stats)
-                    timed[data].append(time.thread_time() - started)
-                    assert done.refused is None, done.refused
-                    answers[data] = sorted(done.rows)
+                assert done.refused is None, done.refused
+                answers[data] = sorted(done.rows)
             for connection, *_ in prepared.values():
                 connection.close()
             assert answers["fits"] == answers["fails"], "the same rows pass either way: the same answer"
-            fit, fail = (statistics.median(timed[d]) / rows * 1e9 for d in ("fits", "fails"))
+            fit, fail = (timing.ns_per_row(timed[d], rows) for d in ("fits", "fails"))
             print(f"{case:30} {sql}: fits {fit:7.1f} fails {fail:7.1f} ns/row ({fail / fit:5.2f}x), same answer")
-    print(f"rows {rows}, repeats {repeats}, loadavg {Path('/proc/loadavg').read_text().strip()}")
+    print(f"rows {rows}, repeats {repeats}, loadavg {timing.loadavg()}")
 
 
 def main(trees: list[str], rounds: int, repeats: int) -> None:
-    script = Path(__file__).resolve()
-    runs: dict[str, list[dict[str, object]]] = {tree: [] for tree in trees}
-    loads = []
-    for i in range(rounds):
-        for tree in trees if i % 2 == 0 else list(reversed(trees)):
-            environment = dict(os.environ, PYTHONPATH=str(Path(tree).resolve()))
-            done = subprocess.run(
-                [sys.executable, str(script), "--worker", str(repeats)],
-                env=environment,
-                cwd=str(Path(tree).resolve()),
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            runs[tree].append(json.loads(done.stdout))
-            loads.append(Path("/proc/loadavg").read_text().split()[0])
+    loads: list[str] = []
+    command = [sys.executable, str(Path(__file__).resolve()), "--worker", str(repeats)]
+    runs = timing.run_trees(trees, rounds, command, loads=loads)
     print(f"{QUERY}; {ROWS} groups of one row, rounds {rounds} x repeats {repeats}, loads {' '.join(loads)}")
     for tree in trees:
-        small = statistics.median(float(r["small engine"]) for r in runs[tree])  # type: ignore[arg-type]
-        huge = statistics.median(float(r["huge engine"]) for r in runs[tree])  # type: ignore[arg-type]
+        small, huge = timing.medians(runs[tree], "small engine", "huge engine")
         exact = runs[tree][0]["exact"]
         print(f"{tree:24} exact sum {exact!s:5} small {small:8.1f} huge {huge:8.1f} ns/group ({huge / small:5.2f}x)")
 
@@ -236,8 +169,6 @@ if __name__ == "__main__":
         signs(int(sys.argv[2]) if len(sys.argv) > 2 else 15)
     else:
         parser = argparse.ArgumentParser(description="redx15: exact DECIMAL sums over small and huge hidden values")
-        parser.add_argument("--trees", nargs="+", default=["."], help="source trees, e.g. /tmp/redx15-tpch15 .")
-        parser.add_argument("--rounds", type=int, default=6)
-        parser.add_argument("--repeats", type=int, default=9)
+        timing.tree_options(parser, "/tmp/redx15-tpch15 .", rounds=6)
         options = parser.parse_args()
         main(options.trees, options.rounds, options.repeats)

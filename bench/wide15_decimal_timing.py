@@ -21,13 +21,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+if __package__:
+    from bench import timing
+else:  # run by path, as the workers are: this file's folder is sys.path[0] (see bench/timing.py)
+    import timing  # type: ignore[no-redef]
 
 ROWS = 400_000
 CASES = {
@@ -42,89 +45,48 @@ CASES = {
 QUERY = "SELECT g, sum(m) AS s FROM t GROUP BY g"
 
 
-def _policy(high: float) -> object:
-    from sandbox.policy import ProtectionPolicy
-
-    return ProtectionPolicy.model_validate(
-        {
-            "min_group_size": 5,
-            "tables": {
-                "t": {
-                    "privacy_unit": "u",
-                    "dimensions": ["g"],
-                    "measures": ["m"],
-                    "hidden": [],
-                    "bounds": {"m": {"min": 0, "max": high}},
-                }
-            },
-        }
-    )
-
-
 def _build(directory: Path, name: str, type_: str, value: str, high: float) -> tuple[object, dict, str]:
     """A version's table built from an uploaded Parquet file whose measure is `value` plus the row's number
     (distinct values: over a dictionary DuckDB would cast each distinct value once)."""
-    import duckdb
-
-    from products import storage
-    from sandbox.policy import MeasureBounds
-    from sandbox.service import TableFile
-
-    upload = directory / f"{name}-upload.parquet"
-    with duckdb.connect() as connection:
-        connection.execute(
-            f"COPY (SELECT 'u' || (i // 4) AS u, 'g' || (i % 20) AS g, "
-            f"CAST(CAST('{value}' AS {type_}) + i AS {type_}) AS m "
-            f"FROM range({ROWS}) r(i)) TO '{upload}' (FORMAT parquet)"
-        )
-    stored = storage.write_table(upload, "parquet", upload.name, ["u", "g", "m"], directory / name / "t.parquet")
-    bounds = {"m": MeasureBounds(min=0, max=high)}
-    storage.check_bounds(stored, bounds)
-    if hasattr(storage, "fast_measures"):
-        stored = storage.fast_measures(stored, ["m"], bounds)
+    column = f"CAST(CAST('{value}' AS {type_}) + i AS {type_})"
+    upload = timing.write_upload(directory / f"{name}-upload.parquet", ROWS, column, "m")
     roles = {"u": "privacy_unit", "g": "dimension", "m": "measure"}
-    described = stored.describe(roles, {"m": (0.0, high)})
-    table = TableFile(name="t", path=stored.path, row_count=stored.row_count, statistics=described["statistics"])
+    table, stats, stored = timing.stored_table(upload, directory / name / "t.parquet", roles, {"m": (0, high)})
     kind = {c.name: c.type for c in stored.columns}["m"]
-    return table, described["statistics"], kind
+    return table, stats, kind
 
 
 def worker(repeats: int) -> None:
     """One tree's times, as JSON on stdout: {case: {"type": stored type, "<data> <way>": ns per row}}."""
     from products import storage
     from sandbox import engine
-    from sandbox.engine import EngineLimits, TableStatistics, open_locked
-    from sandbox.service import files_of, plan_query, row_counts
+    from sandbox.engine import TableStatistics
+    from sandbox.service import plan_query, row_counts
 
     print(f"products.storage from {storage.__file__}", file=sys.stderr)
     out: dict[str, dict[str, object]] = {}
     with tempfile.TemporaryDirectory() as temporary:
         directory = Path(temporary)
         for case, (type_, high, small, huge) in CASES.items():
-            policy = _policy(high)
+            policy = timing.policy(["g"], {"m": (0, high)})
             result: dict[str, object] = {}
             prepared = {}
             for data, value in (("small", small), ("huge", huge)):
                 label = f"{case}-{data}".replace("(", "").replace(")", "").replace(",", "-")
                 table, stats, kind = _build(directory, label, type_, value, high)
-                tables = {"t": table}
-                files = {name: Path(file) for name, file in files_of(tables)}
-                connection = open_locked(files, EngineLimits(threads=1), stats["statistics_free"])
-                plan = plan_query(QUERY, policy, row_counts(tables))  # type: ignore[arg-type]
+                connection = timing.locked(table, stats)
+                plan = plan_query(QUERY, policy, row_counts({"t": table}))
                 prepared[data] = (connection, plan, TableStatistics(connection, {}, data), table.path)
                 result["type"] = kind
             timed: dict[str, list[float]] = {f"{d} {w}": [] for d in prepared for w in ("engine", "cast")}
-            for i in range(repeats):
-                for data in ("small", "huge") if i % 2 == 0 else ("huge", "small"):
-                    connection, plan, table_stats, _ = prepared[data]
-                    started = time.thread_time()
+            for _, data in timing.alternation(("small", "huge"), repeats):
+                connection, plan, table_stats, _ = prepared[data]
+                with timing.thread_time_into(timed[f"{data} engine"]):
                     engine.execute_plan(connection, plan, 100, table_stats)
-                    timed[f"{data} engine"].append(time.thread_time() - started)
-                    started = time.thread_time()
+                with timing.thread_time_into(timed[f"{data} cast"]):
                     connection.execute("SELECT g, sum(TRY_CAST(m AS DOUBLE)) FROM t GROUP BY g").fetchall()
-                    timed[f"{data} cast"].append(time.thread_time() - started)
             for key, values in timed.items():
-                result[key] = statistics.median(values) / ROWS * 1e9
+                result[key] = timing.ns_per_row(values, ROWS)
             for connection, *_ in prepared.values():
                 connection.close()
             out[case] = result
@@ -169,78 +131,39 @@ def dimension(repeats: int) -> None:
     """Open, not fixed by wide15: a DECIMAL(38, 6) DIMENSION `d` (no bounds; its values are shown, so the build keeps
     its type) read by a buyer's `WHERE CAST(d AS DOUBLE) > 1.5` (the sandbox's TRY_CAST) on every row, hidden ones
     included: small against huge values, as for the measures; engine path, thread CPU, ns per row."""
-    import duckdb
+    from sandbox.engine import TableStatistics
+    from sandbox.service import plan_query, row_counts
 
-    from products import storage
-    from sandbox import engine
-    from sandbox.engine import EngineLimits, TableStatistics, open_locked
-    from sandbox.policy import ProtectionPolicy
-    from sandbox.service import TableFile, files_of, plan_query, row_counts
-
-    policy = ProtectionPolicy.model_validate(
-        {"min_group_size": 5, "tables": {"t": {"privacy_unit": "u", "dimensions": ["g", "d"], "hidden": []}}}
-    )
+    policy = timing.policy(["g", "d"])
     sql = "SELECT g, count(*) AS c FROM t WHERE CAST(d AS DOUBLE) > 1.5 GROUP BY g"
-    timed: dict[str, list[float]] = {"small": [], "huge": []}
     prepared = {}
     with tempfile.TemporaryDirectory() as temporary:
         directory = Path(temporary)
         for data, value in (("small", "12.345678"), ("huge", "12345678901.234567")):
-            upload = directory / f"{data}.parquet"
-            with duckdb.connect() as connection:
-                connection.execute(
-                    f"COPY (SELECT 'u' || (i // 4) AS u, 'g' || (i % 20) AS g, "
-                    f"CAST(CAST('{value}' AS DECIMAL(38, 6)) + i AS DECIMAL(38, 6)) AS d "
-                    f"FROM range({ROWS}) r(i)) TO '{upload}' (FORMAT parquet)"
-                )
-            stored = storage.write_table(
-                upload, "parquet", upload.name, ["u", "g", "d"], directory / data / "t.parquet"
-            )
-            described = stored.describe({"u": "privacy_unit", "g": "dimension", "d": "dimension"})
-            table = TableFile(
-                name="t", path=stored.path, row_count=stored.row_count, statistics=described["statistics"]
-            )
-            files = {name: Path(file) for name, file in files_of({"t": table})}
-            connection = open_locked(files, EngineLimits(threads=1), described["statistics"]["statistics_free"])
+            column = f"CAST(CAST('{value}' AS DECIMAL(38, 6)) + i AS DECIMAL(38, 6))"
+            upload = timing.write_upload(directory / f"{data}.parquet", ROWS, column, "d")
+            roles = {"u": "privacy_unit", "g": "dimension", "d": "dimension"}
+            table, stats, _ = timing.stored_table(upload, directory / data / "t.parquet", roles)
+            connection = timing.locked(table, stats)
             plan = plan_query(sql, policy, row_counts({"t": table}))
             prepared[data] = (connection, plan, TableStatistics(connection, {}, data))
-        for i in range(repeats):
-            for data in ("small", "huge") if i % 2 == 0 else ("huge", "small"):
-                connection, plan, table_stats = prepared[data]
-                started = time.thread_time()
-                engine.execute_plan(connection, plan, 100, table_stats)
-                timed[data].append(time.thread_time() - started)
+        timed = timing.engine_alternated(prepared, repeats)
         for connection, *_ in prepared.values():
             connection.close()
-    small, huge = (statistics.median(timed[d]) / ROWS * 1e9 for d in ("small", "huge"))
+    small, huge = (timing.ns_per_row(timed[d], ROWS) for d in ("small", "huge"))
     print(f"dimension DECIMAL(38,6), {sql}: small {small:.2f} huge {huge:.2f} ns/row ({huge / small:.2f}x)")
 
 
 def main(trees: list[str], rounds: int, repeats: int) -> None:
-    script = Path(__file__).resolve()
-    runs: dict[str, list[dict[str, dict[str, object]]]] = {tree: [] for tree in trees}
-    for i in range(rounds):
-        for tree in trees if i % 2 == 0 else list(reversed(trees)):
-            environment = dict(os.environ, PYTHONPATH=str(Path(tree).resolve()))
-            done = subprocess.run(
-                [sys.executable, str(script), "--worker", str(repeats)],
-                env=environment,
-                cwd=str(Path(tree).resolve()),
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            runs[tree].append(json.loads(done.stdout))
-    print(f"rows {ROWS}, rounds {rounds} x repeats {repeats}, loadavg {Path('/proc/loadavg').read_text().strip()}")
-    for case in CASES:
-        for tree in trees:
-            first = runs[tree][0][case]
-            cells = []
-            for way in ("engine", "cast"):
-                small = statistics.median(float(r[case][f"small {way}"]) for r in runs[tree])  # type: ignore[arg-type]
-                huge = statistics.median(float(r[case][f"huge {way}"]) for r in runs[tree])  # type: ignore[arg-type]
-                cells.append(f"{way} small {small:7.2f} huge {huge:7.2f} ns/row ({huge / small:5.2f}x)")
-            print(f"{case:15} {tree:20} stored {first['type']:14} " + "  ".join(cells))
+    runs = timing.run_trees(trees, rounds, [sys.executable, str(Path(__file__).resolve()), "--worker", str(repeats)])
+    print(f"rows {ROWS}, rounds {rounds} x repeats {repeats}, loadavg {timing.loadavg()}")
+    for case, tree, results in timing.per_tree(runs, CASES):
+        first = results[0]
+        cells = []
+        for way in ("engine", "cast"):
+            small, huge = timing.medians(results, f"small {way}", f"huge {way}")
+            cells.append(f"{way} small {small:7.2f} huge {huge:7.2f} ns/row ({huge / small:5.2f}x)")
+        print(f"{case:15} {tree:20} stored {first['type']:14} " + "  ".join(cells))
 
 
 if __name__ == "__main__":
@@ -252,8 +175,6 @@ if __name__ == "__main__":
         build_cost(int(sys.argv[2]) if len(sys.argv) > 2 else 2_000_000, 5)
     else:
         parser = argparse.ArgumentParser(description="wide15: sums over small and huge hidden DECIMAL values")
-        parser.add_argument("--trees", nargs="+", default=["."], help="source trees, e.g. /tmp/wide15-main .")
-        parser.add_argument("--rounds", type=int, default=6)
-        parser.add_argument("--repeats", type=int, default=9)
+        timing.tree_options(parser, "/tmp/wide15-main .", rounds=6)
         options = parser.parse_args()
         main(options.trees, options.rounds, options.repeats)
