@@ -310,6 +310,12 @@ EN: dict[str, str] = {
         "Measure '{column}' of table '{table}' has values from {low} to {high} (or non-finite ones), outside its "
         "declared bounds [{min}, {max}]; widen the bounds in the policy, or clean the values in the recipe."
     ),
+    "date_out_of_range": (
+        "Column '{column}' of table '{table}' has {count} date(s) or time(s) outside {low} to {high}, the range a "
+        "product may hold (infinity is refused too): date_trunc() fails on some of them, and costs less on others. "
+        "Give the column min '{low}' and max '{high}' in the recipe (rows outside are then rejected or "
+        "quarantined), or correct the values in the source."
+    ),
     "measure_not_numeric": (
         "Measure '{column}' of table '{table}' has type {type}; bounds, sums and averages need a numeric column."
     ),

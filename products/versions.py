@@ -137,6 +137,7 @@ def add_version(
                 keep = [c for c in available if c in roles]
                 stored = storage.write_table(upload.path, kind, upload.filename, keep, version_dir / f"{name}.parquet")
             storage.check_bounds(stored, policy.tables[name].bounds)
+            storage.check_dates(stored)
             stored = storage.fast_measures(stored, policy.tables[name].measures, policy.tables[name].bounds)
             checked = {m: (float(b.min), float(b.max)) for m, b in policy.tables[name].bounds.items()}
             described.append(stored.describe(roles, checked))
