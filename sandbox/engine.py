@@ -926,6 +926,10 @@ def _decide_refusal(
     if plan.constants_sql:
         try:
             connection.execute(plan.constants_sql).fetchall()
+        except duckdb.InterruptException:
+            # The deadline (or a cancel) interrupted `connection` here: not a verdict on the query, which
+            # TableStatistics.refusal would remember and give the same query again (red team redcube17).
+            raise
         except duckdb.Error as error:
             return ("constant_error", {"detail": str(error).splitlines()[0][:200]})
         except (ArithmeticError, ValueError):
