@@ -243,3 +243,36 @@ def test_the_service_agrees_on_a_sample(typed: tuple[Market, Any], connections: 
         response = query(market, buyer, "typed", sql)
         assert response.status_code in (200, 422), (sql, response.text)
         assert (response.status_code == 200) == (_accepted(empty, sql) is not None), (sql, response.text)
+
+
+@pytest.mark.parametrize(
+    ("expression", "code", "part"),
+    [
+        # extract() of a DATE's time zone fails for each row (not at binding): an error oracle on whether any row
+        # passed the filters before it.
+        ("extract(timezone FROM c_date)", "disallowed_construct", "dow"),
+        ("extract(timezone_hour FROM c_date)", "disallowed_construct", "dow"),
+        # DuckDB binds these on an INTERVAL column and fails when a row reaches them.
+        ("c_interval = DATE '2024-01-01'", "unsafe_cast", "INTERVAL"),
+        ("nullif(c_interval, TIMESTAMP '2024-01-01 00:00:00')", "unsafe_cast", "INTERVAL"),
+        ("dayofweek(c_interval)", "disallowed_construct", "month()"),
+    ],
+)
+def test_what_failed_per_row_is_refused_with_what_to_write_in_en_and_zh(
+    typed: tuple[Market, Any], expression: str, code: str, part: str
+) -> None:
+    market, buyer = typed
+    sql = f"SELECT region, count(*) AS n FROM typed WHERE ({expression}) IS NOT NULL GROUP BY region"
+    messages = {}
+    for language in ("en", "zh-CN"):
+        response = market.client.post(
+            "/v1/queries",
+            headers={**buyer.headers, "Accept-Language": language},
+            json={"product": "typed", "sql": sql},
+        )
+        assert response.status_code == 422, (sql, response.text)
+        error = response.json()["error"]
+        assert error["code"] == code, error
+        assert part in error["message"], error
+        messages[language] = error["message"]
+    assert messages["en"] != messages["zh-CN"]
