@@ -235,6 +235,10 @@ def _constant_cast(copy: duckdb.DuckDBPyConnection, cast: dict[str, Any], child:
         return None
     value = child.get("value") or {}
     source, target = _type_sql(child), _type_sql(cast)
+    if target == "INTERVAL" and source not in ("INTERVAL", "VARCHAR"):
+        # DuckDB has no such cast and says so when a row reaches it, not at binding (`i = DATE '2024-01-01'` on an
+        # INTERVAL column i): the error answered whether any row passed the filters before it (fn17).
+        return ("unsafe_cast", {"source": _type_id(child), "target": "INTERVAL"})
     if child.get("expression_class") != "BOUND_CONSTANT" or value.get("is_null"):
         return None  # computed constants are checked whole (Plan.constants_sql); NULL casts to anything
     if source is None or target is None or not isinstance(value.get("value"), str | int | float | bool):
@@ -245,6 +249,9 @@ def _constant_cast(copy: duckdb.DuckDBPyConnection, cast: dict[str, Any], child:
         return ("constant_error", {"detail": str(error).splitlines()[0][:200]})
     return None
 
+
+_CALENDAR_ONLY = frozenset({"dayofweek", "isodow", "dayofyear", "week", "weekofyear", "yearweek", "era", "julian"})
+"""Date functions that DuckDB binds on an INTERVAL but fails on for each row (`interval units "dow" not recognized`)."""
 
 _LOOSE_KEYS = frozenset({"FLOAT", "DOUBLE", "INTERVAL", "TIME WITH TIME ZONE"})
 """Types whose equal values can differ (-0.0 = 0.0; `1 day` = `24 hours`, `1 month` = `30 days`; one instant at
@@ -332,6 +339,16 @@ def check(copy: duckdb.DuckDBPyConnection, statement: str, *, group_keys: bool =
     while stack:
         node = stack.pop()
         stack.extend(_expressions(node))
+        if (
+            node.get("expression_class") == "BOUND_FUNCTION"
+            and ((node.get("qname") or {}).get("path") or [""])[-1] in _CALENDAR_ONLY
+            and any(_type_id(child) == "INTERVAL" for child in node.get("children") or [])
+        ):
+            # dayofweek() of an INTERVAL fails when a row reaches it, not at binding: an error oracle (fn17).
+            return (
+                "disallowed_construct",
+                {"construct": "dayofweek() of an INTERVAL", "instead": Msg("use year(), month() or day() on it.")},
+            )
         if node.get("type") != "OPERATOR_CAST" and node.get("expression_class") != "BOUND_CAST":
             continue
         children = node.get("children") or ([node["child"]] if "child" in node else [])
