@@ -339,15 +339,16 @@ def check(copy: duckdb.DuckDBPyConnection, statement: str, *, group_keys: bool =
     while stack:
         node = stack.pop()
         stack.extend(_expressions(node))
+        function = ((node.get("qname") or {}).get("path") or [""])[-1]
         if (
             node.get("expression_class") == "BOUND_FUNCTION"
-            and ((node.get("qname") or {}).get("path") or [""])[-1] in _CALENDAR_ONLY
+            and function in _CALENDAR_ONLY
             and any(_type_id(child) == "INTERVAL" for child in node.get("children") or [])
         ):
             # dayofweek() of an INTERVAL fails when a row reaches it, not at binding: an error oracle (fn17).
             return (
                 "disallowed_construct",
-                {"construct": "dayofweek() of an INTERVAL", "instead": Msg("use year(), month() or day() on it.")},
+                {"construct": f"{function}() of an INTERVAL", "instead": Msg("use year(), month() or day() on it.")},
             )
         if node.get("type") != "OPERATOR_CAST" and node.get("expression_class") != "BOUND_CAST":
             continue
