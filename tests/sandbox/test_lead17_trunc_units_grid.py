@@ -3,14 +3,13 @@ test_lead17_trunc_units.py). It never touches the market database, so CI runs it
 
 from __future__ import annotations
 
-from typing import Any
-
 import duckdb
 
 from products.storage import DATE_RANGE
 from sandbox.errors import QueryRefused
 from sandbox.policy import ProtectionPolicy
 from sandbox.service import plan_query
+from tests.support.typed_product import policy
 
 UNITS = [
     "millennium", "millennia", "mil", "mils", "century", "centuries", "c", "cent", "cents", "decade", "decades",
@@ -31,18 +30,7 @@ COLUMNS: dict[str, tuple[str, list[str]]] = {
         [f"'{low} 00:00:00+00'", f"'{high} 00:00:00+00'", "'2024-06-15 10:11:12+00'"],
     ),
 }
-POLICY: dict[str, Any] = {
-    "min_group_size": 5,
-    "tables": {
-        "dated": {
-            "privacy_unit": "person",
-            "dimensions": ["region", *COLUMNS],
-            "measures": ["amount"],
-            "hidden": [],
-            "bounds": {"amount": {"min": 0, "max": 1000}},
-        }
-    },
-}
+POLICY = policy("dated", COLUMNS)
 _RAW = duckdb.connect()
 """Raw DuckDB, as a buyer could run it on the values themselves."""
 
