@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 
 from tests.conftest import Market
@@ -60,6 +61,24 @@ def schema(columns: Columns) -> str:
         f'"{name}" {kind}'
         for name, kind in [("person", "BIGINT"), ("region", "VARCHAR"), *typed, ("amount", "INTEGER")]
     )
+
+
+def fails_for_some_value(columns: Columns, column: str, expression: str, zones: Iterable[str] = ()) -> bool:
+    """Whether `expression` (SQL in which `{value}` stands for a value of `column`) raises in raw DuckDB, as a buyer
+    could run it, on one of the values `columns` lists for the column (cast to its type), in one of `zones` (time
+    zones; none given: DuckDB's default)."""
+    kind, values = columns[column]
+    settings: list[str | None] = [*zones] or [None]
+    with duckdb.connect() as connection:
+        for zone in settings:
+            if zone is not None:
+                connection.execute(f"SET TimeZone = '{zone}'")
+            for value in values:
+                try:
+                    connection.execute("SELECT " + expression.format(value=f"CAST({value} AS {kind})")).fetchall()
+                except duckdb.Error:
+                    return True
+    return False
 
 
 def policy(
