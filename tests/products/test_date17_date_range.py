@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import pytest
@@ -28,25 +27,14 @@ from market.errors import Unprocessable
 from products import storage
 from tests.conftest import Market
 from tests.factories import create_product, csv_bytes, grant, listed_product, query, upload_version
+from tests.support.typed_product import policy, rows_over
 
-POLICY: dict[str, Any] = {
-    "min_group_size": 10,
-    "tables": {
-        "events": {
-            "privacy_unit": "person",
-            "dimensions": ["region", "day"],
-            "measures": ["amount"],
-            "hidden": ["recorded"],
-            "bounds": {"amount": {"min": 0, "max": 1000}},
-        }
-    },
-}
+POLICY = policy("events", ["day"], hidden=["recorded"], min_group_size=10)
 
 
 def _rows(day: str, recorded: str = "DATE '2024-01-01'") -> str:
-    """600 rows over 60 people; `day` and `recorded` SQL over the row number i."""
-    return f"""SELECT i % 60 AS person, ['north', 'south', 'east'][i % 3 + 1] AS region,
-        {day} AS day, {recorded} AS recorded, CAST(i % 100 AS INTEGER) AS amount FROM range(600) t(i)"""
+    """The product's rows, `day` and `recorded` SQL over the row number i."""
+    return rows_over({"day": day, "recorded": recorded})
 
 
 def _parquet(tmp_path: Path, select: str) -> bytes:
@@ -268,18 +256,7 @@ def test_a_recipe_s_min_and_max_drop_the_refused_dates_as_the_message_says(marke
     assert create_product(market, operator, "days").status_code == 201
     uploaded = market.client.post("/v1/uploads?filename=days.csv", headers=operator.headers, content=csv_bytes(rows))
     assert uploaded.status_code == 201, uploaded.text
-    policy = {
-        "min_group_size": 10,
-        "tables": {
-            "days": {
-                "privacy_unit": "person",
-                "dimensions": ["region", "day"],
-                "measures": [],
-                "hidden": [],
-                "bounds": {},
-            }
-        },
-    }
+    days_policy = policy("days", ["day"], measures={}, min_group_size=10)
     low, high = storage.DATE_RANGE
     for bounds in ({}, {"min": low, "max": high}):
         columns = {"person": {"type": "integer"}, "region": {"type": "varchar"}, "day": {"type": "date", **bounds}}
@@ -289,7 +266,7 @@ def test_a_recipe_s_min_and_max_drop_the_refused_dates_as_the_message_says(marke
             json={
                 "tables": {"days": uploaded.json()["id"]},
                 "recipe": {"tables": {"days": {"columns": columns}}},
-                "policy": policy,
+                "policy": days_policy,
             },
         )
         if not bounds:

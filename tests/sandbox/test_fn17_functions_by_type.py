@@ -19,7 +19,6 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -31,7 +30,8 @@ from sandbox.errors import QueryRefused
 from sandbox.policy import ProtectionPolicy
 from sandbox.service import plan_query
 from tests.conftest import Market
-from tests.factories import queried_product, query
+from tests.factories import query
+from tests.support.typed_product import policy, product_fixture, refusal, schema, typed_rows
 
 low, high = DATE_RANGE
 LONG = "'" + "x" * 5000 + "'"
@@ -98,30 +98,8 @@ FUNCTIONS: list[str] = [
     "if({c} IS NULL, {a}, {c})", "CASE WHEN {c} IS NULL THEN {a} ELSE {c} END",
 ]  # fmt: skip
 
-POLICY: dict[str, Any] = {
-    "min_group_size": 5,
-    "tables": {
-        "typed": {
-            "privacy_unit": "person",
-            "dimensions": ["region", *COLUMNS],
-            "measures": ["amount"],
-            "hidden": [],
-            "bounds": {"amount": {"min": 0, "max": 1000}},
-        }
-    },
-}
-ROWS = f"""SELECT i % 60 AS person, ['north', 'south', 'east'][i % 3 + 1] AS region,
-    {", ".join(f"CAST(i % 7 AS {kind}) AS {name}" for name, (kind, _) in COLUMNS.items() if not name.startswith(("c_date", "c_time", "c_varchar", "c_interval")))},
-    DATE '2024-01-01' + CAST(i % 7 AS INTEGER) AS c_date,
-    TIMESTAMP '2024-01-01 00:00:00' + to_hours(CAST(i % 7 AS INTEGER)) AS c_timestamp,
-    CAST(TIMESTAMP '2024-01-01 00:00:00' + to_hours(CAST(i % 7 AS INTEGER)) AS TIMESTAMP WITH TIME ZONE) AS c_timestamptz,
-    to_days(CAST(i % 7 AS INTEGER)) AS c_interval,
-    CAST(i % 7 AS VARCHAR) AS c_varchar,
-    CAST(i % 100 AS INTEGER) AS amount
-    FROM range(600) t(i)"""  # noqa: E501
-SCHEMA = ", ".join(
-    ['"person" BIGINT', '"region" VARCHAR', *(f'"{n}" {kind}' for n, (kind, _) in COLUMNS.items()), '"amount" INTEGER']
-)
+POLICY = policy("typed", COLUMNS)
+typed = product_fixture("typed", typed_rows(COLUMNS), POLICY)
 
 
 def _fill(template: str, column: str) -> Iterator[str]:
@@ -146,8 +124,8 @@ def _expressions() -> list[tuple[str, str]]:
 def connections() -> Iterator[tuple[duckdb.DuckDBPyConnection, duckdb.DuckDBPyConnection]]:
     """An empty copy of the table (the binder check's) and one holding each column's extreme values, a row each."""
     with duckdb.connect() as empty, duckdb.connect() as extremes:
-        empty.execute(f'CREATE TABLE "typed" ({SCHEMA})')
-        extremes.execute(f'CREATE TABLE "typed" ({SCHEMA})')
+        empty.execute(f'CREATE TABLE "typed" ({schema(COLUMNS)})')
+        extremes.execute(f'CREATE TABLE "typed" ({schema(COLUMNS)})')
         for name, (kind, values) in COLUMNS.items():
             for value in [*values, "NULL"]:
                 extremes.execute(f'INSERT INTO "typed" ("{name}") VALUES (CAST({value} AS {kind}))')
@@ -233,11 +211,6 @@ def test_every_accepted_row_level_function_runs_on_every_stored_value(connection
     assert not failures, f"{len(failures)} accepted expressions can fail:\n" + "\n".join(failures[:60])
 
 
-@pytest.fixture
-def typed(market: Market, tmp_path: Path) -> tuple[Market, Any]:
-    return market, queried_product(market, tmp_path, "typed", ROWS, POLICY)
-
-
 def test_the_service_agrees_on_a_sample(typed: tuple[Market, Any], connections: Any) -> None:
     # Every 11th (column, function) pair, its ordinary constants, over HTTP (the stride is prime to the number of
     # functions, so each column meets a different eleventh of them; the whole grid is checked in process above, and
@@ -277,13 +250,7 @@ def test_what_failed_per_row_is_refused_with_what_to_write_in_en_and_zh(
     sql = f"SELECT region, count(*) AS n FROM typed WHERE ({expression}) IS NOT NULL GROUP BY region"
     messages = {}
     for language in ("en", "zh-CN"):
-        response = market.client.post(
-            "/v1/queries",
-            headers={**buyer.headers, "Accept-Language": language},
-            json={"product": "typed", "sql": sql},
-        )
-        assert response.status_code == 422, (sql, response.text)
-        error = response.json()["error"]
+        error = refusal(market, buyer, "typed", sql, language)
         assert error["code"] == code, error
         assert part in error["message"], error
         messages[language] = error["message"]

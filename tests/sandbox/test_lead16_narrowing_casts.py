@@ -13,14 +13,13 @@ its source type, the type's extremes, infinities and NaN included, in raw DuckDB
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-import duckdb
 import pytest
 
 from tests.conftest import Market
-from tests.factories import queried_product, query
+from tests.factories import query
+from tests.support.typed_product import fails_for_some_value, policy, product_fixture, refusal, typed_rows
 
 SOURCES: dict[str, tuple[str, list[str]]] = {
     # column: (its type in the product, SQL literals of the type's extreme values)
@@ -44,42 +43,8 @@ TARGETS = [
 ]  # fmt: skip
 SPELLINGS = ["CAST({c} AS {t})", "TRY_CAST({c} AS {t})", "{c}::{t}"]
 
-POLICY: dict[str, Any] = {
-    "min_group_size": 5,
-    "tables": {
-        "typed": {
-            "privacy_unit": "person",
-            "dimensions": ["region", *SOURCES],
-            "measures": ["amount"],
-            "hidden": [],
-            "bounds": {"amount": {"min": 0, "max": 1000}},
-        }
-    },
-}
-
-ROWS = f"""SELECT i % 60 AS person, ['north', 'south', 'east'][i % 3 + 1] AS region,
-    {", ".join(f"CAST(i % 7 AS {kind}) AS {name}" for name, (kind, _) in SOURCES.items() if name not in ("c_date", "c_timestamp", "c_varchar"))},
-    DATE '2024-01-01' + CAST(i % 7 AS INTEGER) AS c_date,
-    TIMESTAMP '2024-01-01 00:00:00' + to_hours(CAST(i % 7 AS INTEGER)) AS c_timestamp,
-    CAST(i % 7 AS VARCHAR) AS c_varchar,
-    CAST(i % 100 AS INTEGER) AS amount
-    FROM range(600) t(i)"""  # noqa: E501
-
-
-@pytest.fixture
-def typed(market: Market, tmp_path: Path) -> tuple[Market, Any]:
-    return market, queried_product(market, tmp_path, "typed", ROWS, POLICY)
-
-
-def _fails_for_some_value(source: str, target: str) -> bool:
-    kind, extremes = SOURCES[source]
-    with duckdb.connect() as connection:
-        for value in extremes:
-            try:
-                connection.execute(f"SELECT CAST(CAST({value} AS {kind}) AS {target})").fetchall()
-            except duckdb.Error:
-                return True
-    return False
+POLICY = policy("typed", SOURCES)
+typed = product_fixture("typed", typed_rows(SOURCES), POLICY)
 
 
 def test_a_cast_the_sandbox_accepts_converts_every_value_of_its_source_type(typed: tuple[Market, Any]) -> None:
@@ -94,7 +59,9 @@ def test_a_cast_the_sandbox_accepts_converts_every_value_of_its_source_type(type
                 assert response.status_code in (200, 422), (sql, response.text)
                 if response.status_code == 200:
                     accepted.append(cast)
-                    assert not _fails_for_some_value(source, target), f"accepted a cast that can fail: {cast}"
+                    assert not fails_for_some_value(SOURCES, source, f"CAST({{value}} AS {target})"), (
+                        f"accepted a cast that can fail: {cast}"
+                    )
     # The rule refuses what can fail, not everything: the widenings answer.
     for cast in ("CAST(c_integer AS BIGINT)", "TRY_CAST(c_dec9 AS DOUBLE)", "c_timestamp::DATE", "c_bigint::VARCHAR"):
         assert cast in accepted, cast
@@ -116,13 +83,7 @@ def test_redx15s_failing_casts_are_refused_with_what_to_write_in_en_and_zh(
     market, buyer = typed
     sql = f"SELECT region, count(*) AS c FROM typed WHERE {REDX15[variant]} GROUP BY region"
     for language, parts in (("en", ("can fail", "round()", "TRY_CAST")), ("zh-CN", ("可能失败", "round()", "更宽"))):
-        response = market.client.post(
-            "/v1/queries",
-            headers={**buyer.headers, "Accept-Language": language},
-            json={"product": "typed", "sql": sql},
-        )
-        assert response.status_code == 422, (sql, response.text)
-        error = response.json()["error"]
+        error = refusal(market, buyer, "typed", sql, language)
         assert error["code"] == "unsafe_cast", error
         for part in parts:
             assert part in error["message"], error

@@ -13,26 +13,16 @@ day) in raw DuckDB without an error, in any time zone.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import Market
-from tests.factories import queried_product, query
-from tests.sandbox.test_lead17_trunc_units_grid import POLICY, _sql
+from tests.factories import query
+from tests.sandbox.test_lead17_trunc_units_grid import COLUMNS, POLICY, _sql
+from tests.support.typed_product import product_fixture, refusal, typed_rows
 
-ROWS = """SELECT i % 60 AS person, ['north', 'south', 'east'][i % 3 + 1] AS region,
-    DATE '2024-01-01' + CAST(i % 7 AS INTEGER) AS c_date,
-    TIMESTAMP '2024-01-01 00:00:00' + to_hours(CAST(i % 7 AS INTEGER)) AS c_timestamp,
-    CAST(TIMESTAMP '2024-01-01 00:00:00' + to_hours(CAST(i % 7 AS INTEGER)) AS TIMESTAMP WITH TIME ZONE) AS c_timestamptz,
-    CAST(i % 100 AS INTEGER) AS amount
-    FROM range(600) t(i)"""  # noqa: E501
-
-
-@pytest.fixture
-def dated(market: Market, tmp_path: Path) -> tuple[Market, Any]:
-    return market, queried_product(market, tmp_path, "dated", ROWS, POLICY)
+dated = product_fixture("dated", typed_rows(COLUMNS), POLICY)
 
 
 def test_the_service_agrees_on_a_sample(dated: tuple[Market, Any]) -> None:
@@ -56,12 +46,6 @@ def test_a_unit_that_fails_per_row_is_refused_with_the_units_to_use_in_en_and_zh
     market, buyer = dated
     sql = f"SELECT region, count(*) AS c FROM dated WHERE date_trunc('{unit}', c_timestamptz) IS NULL GROUP BY 1"
     for language, part in (("en", "'month'"), ("zh-CN", "'month'")):
-        response = market.client.post(
-            "/v1/queries",
-            headers={**buyer.headers, "Accept-Language": language},
-            json={"product": "dated", "sql": sql},
-        )
-        assert response.status_code == 422, (sql, response.text)
-        error = response.json()["error"]
+        error = refusal(market, buyer, "dated", sql, language)
         assert error["code"] == "disallowed_construct", error
         assert part in error["message"] and unit.upper() in error["message"].upper(), error

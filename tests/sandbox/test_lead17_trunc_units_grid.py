@@ -3,14 +3,11 @@ test_lead17_trunc_units.py). It never touches the market database, so CI runs it
 
 from __future__ import annotations
 
-from typing import Any
-
-import duckdb
-
 from products.storage import DATE_RANGE
 from sandbox.errors import QueryRefused
 from sandbox.policy import ProtectionPolicy
 from sandbox.service import plan_query
+from tests.support.typed_product import fails_for_some_value, policy
 
 UNITS = [
     "millennium", "millennia", "mil", "mils", "century", "centuries", "c", "cent", "cents", "decade", "decades",
@@ -31,32 +28,8 @@ COLUMNS: dict[str, tuple[str, list[str]]] = {
         [f"'{low} 00:00:00+00'", f"'{high} 00:00:00+00'", "'2024-06-15 10:11:12+00'"],
     ),
 }
-POLICY: dict[str, Any] = {
-    "min_group_size": 5,
-    "tables": {
-        "dated": {
-            "privacy_unit": "person",
-            "dimensions": ["region", *COLUMNS],
-            "measures": ["amount"],
-            "hidden": [],
-            "bounds": {"amount": {"min": 0, "max": 1000}},
-        }
-    },
-}
-_RAW = duckdb.connect()
-"""Raw DuckDB, as a buyer could run it on the values themselves."""
-
-
-def _fails_for_some_value(unit: str, column: str) -> bool:
-    kind, values = COLUMNS[column]
-    for zone in ("UTC", "Asia/Shanghai", "America/Los_Angeles"):
-        _RAW.execute(f"SET TimeZone = '{zone}'")
-        for value in values:
-            try:
-                _RAW.execute(f"SELECT date_trunc('{unit}', CAST({value} AS {kind}))").fetchall()
-            except duckdb.Error:
-                return True
-    return False
+POLICY = policy("dated", COLUMNS)
+ZONES = ("UTC", "Asia/Shanghai", "America/Los_Angeles")
 
 
 def test_a_unit_the_sandbox_accepts_truncates_every_value_a_version_may_hold() -> None:
@@ -72,7 +45,9 @@ def test_a_unit_the_sandbox_accepts_truncates_every_value_a_version_may_hold() -
             except QueryRefused:
                 continue
             accepted.add((unit, column))
-            assert not _fails_for_some_value(unit, column), f"accepted a unit that can fail: {unit} on {column}"
+            assert not fails_for_some_value(COLUMNS, column, f"date_trunc('{unit}', {{value}})", ZONES), (
+                f"accepted a unit that can fail: {unit} on {column}"
+            )
     # The rule refuses what can fail, not everything: the calendar's units answer on every dated type.
     for unit in ("year", "quarter", "month", "week", "day", "hour", "minute", "second", "Month", "YEAR"):
         for column in COLUMNS:
