@@ -86,7 +86,10 @@ QUERIES: dict[str, str] = {
         "sum(l_extendedprice * (1 - l_discount)) AS sum_disc_price, "
         "sum(l_extendedprice * (1 - l_discount) * (1 + l_tax)) AS sum_charge, avg(l_quantity) AS avg_qty, "
         "avg(l_extendedprice) AS avg_price, avg(l_discount) AS avg_disc, count(*) AS count_order "
-        "FROM lineitem WHERE l_shipdate <= DATE '1998-12-01' - INTERVAL 90 DAY "
+        # TPC-H's `DATE '1998-12-01' - INTERVAL 90 DAY` is a TIMESTAMP: comparing the DATE column with it casts
+        # every row's date to TIMESTAMP, which the sandbox refuses (`unsafe_cast`, session 16) with the advice to
+        # compare values of the same type. That day, as a DATE (tests/sandbox/test_bench_queries_run.py).
+        "FROM lineitem WHERE l_shipdate <= DATE '1998-09-02' "
         "GROUP BY l_returnflag, l_linestatus ORDER BY l_returnflag, l_linestatus"
     ),
     "by_ship_mode_1994": (
