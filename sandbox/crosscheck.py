@@ -43,49 +43,8 @@ def _connection() -> duckdb.DuckDBPyConnection:
         # optimizer, and skipping it saves a tenth of a millisecond per check. The parse trees the
         # function returns come from the parser alone and are the same either way.
         connection.execute("PRAGMA disable_optimizer")
-        for count in range(1, _PREPARED + 1):
-            connection.execute(_prepare_text(count))
         _parser = connection
     return _parser
-
-
-_PREPARED = 4
-"""`SELECT json_serialize_sql(?), ...` is prepared once for 1 to this many statements (_serialized)."""
-
-
-def _prepare_text(count: int) -> str:
-    """`PREPARE "__serialize<count>" AS SELECT json_serialize_sql("t1"), ..., "t1", ... FROM (SELECT $1::VARCHAR
-    AS "t1", ...)`: the parse trees of `count` texts, then the texts themselves as DuckDB received them
-    (_serialized compares them with what was sent). Each parameter appears once, with its type: a parameter
-    written twice, or without a type, has DuckDB bind the statement again on every EXECUTE (+0.1 ms)."""
-    names = [f'"t{i}"' for i in range(1, count + 1)]
-    calls = ", ".join(f"json_serialize_sql({name})" for name in names)
-    params = ", ".join(f"${i}::VARCHAR AS {name}" for i, name in enumerate(names, start=1))
-    return f'PREPARE "__serialize{count}" AS SELECT {calls}, {", ".join(names)} FROM (SELECT {params})'
-
-
-def _serialized(connection: duckdb.DuckDBPyConnection, statements: list[str]) -> tuple[Any, ...] | None:
-    """DuckDB's parse trees (JSON) of `statements`, in one call; the caller holds _lock.
-
-    A query with `?` parameters is bound twice by DuckDB (prepared with parameters of unknown type, then bound
-    again with the values), and binding json_serialize_sql is most of a call's fixed cost. So the statement is
-    prepared once per connection (_prepare_text) and run as `EXECUTE "__serialize<n>"('<text>', ...)`, each
-    text a standard SQL string literal (every `'` doubled; DuckDB's literals take no backslash escapes), a
-    fifteenth of a millisecond less per query (branch val18). Nothing rests on the quoting: the statement
-    also returns each text as DuckDB read it, and unless every one is exactly the text sent, the trees come
-    from the parameterised query instead, as before (so does a text holding a NUL, or any error)."""
-    count = len(statements)
-    if 0 < count <= _PREPARED and not any("\x00" in text for text in statements):
-        literals = ", ".join("'" + text.replace("'", "''") + "'" for text in statements)
-        try:
-            row = connection.execute(f'EXECUTE "__serialize{count}"({literals})').fetchone()
-        except duckdb.Error:
-            row = None
-        if row is not None and len(row) == 2 * count and list(row[count:]) == statements:
-            return tuple(row[:count])
-    calls = ", ".join(["json_serialize_sql(?)"] * count)
-    found = connection.execute(f"SELECT {calls}", statements).fetchone()
-    return tuple(found) if found is not None else None
 
 
 def _mismatch(detail: str) -> QueryRefused:
@@ -117,7 +76,7 @@ def _node(text: str | None, *, compared: bool = False) -> dict[str, Any]:
 
 def _serialize_text(sql: str) -> str | None:
     with _lock:
-        row = _serialized(_connection(), [sql])
+        row = _connection().execute("SELECT json_serialize_sql(?)", [sql]).fetchone()
     return row[0] if row else None
 
 
@@ -134,10 +93,11 @@ def _read(raw_sql: str, statements: list[str]) -> tuple[Any, ...]:
             raw = connection.extract_statements(raw_sql)
         except duckdb.Error as error:
             raise _mismatch("DuckDB cannot parse the query") from error
-        row = _serialized(connection, statements)
+        calls = ", ".join(["json_serialize_sql(?)"] * len(statements))
+        row = connection.execute(f"SELECT {calls}", statements).fetchone()
     if len(raw) != 1 or raw[0].type != duckdb.StatementType.SELECT or row is None:
         raise _mismatch("DuckDB does not read the query as exactly one SELECT")
-    return row
+    return tuple(row)
 
 
 def confirm(

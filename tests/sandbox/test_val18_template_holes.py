@@ -1,11 +1,8 @@
-"""Validation's texts, fewer times (branch val18).
+"""The template's aggregates generated once (branch val18).
 
 - The template's aggregates are written in from the texts the rewrite generated when it found them
   (rewrite._template_text's holes), not generated a second time; the template is byte for byte the whole
   tree's, also when a string constant spells a hole's name (then the stage is generated whole).
-- DuckDB's parse trees come from a statement prepared once per connection, `EXECUTE "__serialize<n>"('<text>')`,
-  not from a `SELECT json_serialize_sql(?)` bound twice per call; each text comes back as DuckDB read it, and
-  any text that is not exactly the one sent takes the parameterised query, as before.
 """
 
 from __future__ import annotations
@@ -13,13 +10,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import duckdb
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlglot import exp
 
-from sandbox import cache, crosscheck, rewrite
+from sandbox import cache, rewrite
 from sandbox.errors import QueryRefused
 from sandbox.policy import ProtectionPolicy
 from sandbox.service import plan_query
@@ -89,63 +85,3 @@ def test_string_constants_that_spell_a_hole(monkeypatch: pytest.MonkeyPatch, pie
     with monkeypatch.context() as patch:
         _whole(patch)
         assert _plans([(sql, None)]) == written
-
-
-class _Spy:
-    """The crosscheck's DuckDB connection, recording what it runs; `change` rewrites an EXECUTE's text."""
-
-    def __init__(self, connection: duckdb.DuckDBPyConnection, change: Any = None) -> None:
-        self.connection = connection
-        self.change = change
-        self.ran: list[str] = []
-
-    def execute(self, sql: str, *args: Any) -> Any:
-        if self.change is not None and sql.startswith("EXECUTE"):
-            sql = self.change(sql)
-        self.ran.append(sql)
-        return self.connection.execute(sql, *args)
-
-    def extract_statements(self, sql: str) -> Any:
-        return self.connection.extract_statements(sql)
-
-
-def test_duckdb_parses_through_the_prepared_statement(monkeypatch: pytest.MonkeyPatch) -> None:
-    spy = _Spy(crosscheck._connection())
-    monkeypatch.setattr(crosscheck, "_parser", spy)
-    written = _plans([(AGGREGATES, None), *[(sql, None) for sql in CORPUS[:40]]])
-    assert isinstance(written[0], dict)
-    assert spy.ran and all(sql.startswith('EXECUTE "__serialize') for sql in spy.ran)
-
-
-def test_a_text_duckdb_read_otherwise_takes_the_parameterised_query(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Were the quoting wrong, DuckDB would parse another text than the one that runs: the echo catches it."""
-    expected = _plans([(AGGREGATES, None)])
-    spy = _Spy(crosscheck._connection(), change=lambda sql: sql.replace('"people"', '"peoplf"'))
-    monkeypatch.setattr(crosscheck, "_parser", spy)
-    assert _plans([(AGGREGATES, None)]) == expected
-    assert any(sql.startswith('EXECUTE "__serialize') for sql in spy.ran)
-    assert any("json_serialize_sql(?)" in sql for sql in spy.ran)  # the fallback ran, and accepted the true text
-
-
-TEXTS = ["'", "''", "\\", "\\'", "é", "\n", ";", "--", "/*", "*/", '"', "$1", "?", "a"]
-
-
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(pieces=st.lists(st.sampled_from(TEXTS), min_size=1, max_size=6), where=st.booleans())
-def test_string_constants_read_as_the_parameterised_query_reads_them(
-    monkeypatch: pytest.MonkeyPatch, pieces: list[str], where: bool
-) -> None:
-    """Quotes, backslashes, comment and parameter marks in constants: the same plan or refusal as DuckDB's
-    parse of the same texts through `?` parameters (no prepared statement) gives."""
-    literal = "'" + "".join(pieces).replace("'", "''") + "'"
-    sql = f"SELECT region, {literal} AS label, count(*) FROM people" + (
-        f" WHERE region <> {literal} GROUP BY region" if where else " GROUP BY region"
-    )
-    spy = _Spy(crosscheck._connection())
-    with monkeypatch.context() as patch:
-        patch.setattr(crosscheck, "_parser", spy)
-        written = _plans([(sql, None), (sql, SIZES)])
-    assert all(not ran.startswith("SELECT json_serialize_sql") for ran in spy.ran)
-    with monkeypatch.context() as patch:
-        patch.setattr(crosscheck, "_PREPARED", 0)
-        assert _plans([(sql, None), (sql, SIZES)]) == written
