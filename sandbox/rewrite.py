@@ -476,14 +476,7 @@ def build_plan(checked: CheckedQuery, policy: ProtectionPolicy, sizes: Mapping[s
         # would group by stage 1's second column, an aggregate): such a key is grouped as a cast constant.
         stage.set("group", exp.Group(expressions=[_grouped(key) for key in guarded_keys]))
     passed = to_sql(filtered) if filtered is not None else "TRUE"
-    # Each aggregate's text was generated when the rewrite found it (_PostAggregate.aggregates): written into the
-    # template rather than generated a second time (branch val18), as the filter's is.
-    aggregate_texts = {index: text for text, index in post.aggregates.items()}
-    shown = [
-        (projection, aggregate_texts[j])
-        for j, projection in enumerate(projections[len(guarded_keys) : len(guarded_keys) + len(post.aggregate_nodes)])
-    ]
-    template = _template_text(stage, condition, filtered, passed, shown)
+    template = _template_text(stage, condition, filtered, passed)
     seed = _seed(whole[0].this if whole is not None else stage.args["from_"].this)
     seed_sql = to_sql(seed)
     seeded = None
@@ -572,58 +565,29 @@ _FILTER_HOLE = _quoted("__filter__")
 """Where the filter's text goes in the template's text (_template_text): a name the buyer cannot write."""
 
 
-def _template_text(
-    stage: exp.Select,
-    condition: exp.Expr,
-    filtered: exp.Expr | None,
-    passed: str,
-    shown: Sequence[tuple[exp.Expr, str]] = (),
-) -> str:
+def _template_text(stage: exp.Select, condition: exp.Expr, filtered: exp.Expr | None, passed: str) -> str:
     """to_sql(stage), with the filter's text `passed` (to_sql(filtered), already generated for the restriction
     and the seeded stage) written in instead of generated a second time (branch val13: the filter was the
-    largest part of the template's generation, and all of a long OR chain's); likewise each select item's
-    expression in `shown` (an `<expression> AS "__a<j>"` of the stage and its expression's text, generated
-    when the rewrite found the aggregate: branch val18).
+    largest part of the template's generation, and all of a long OR chain's).
 
     The stage is generated with a one-name hole in place of `filtered` (the left operand of `condition`, the
-    WHERE's `AND`) and of each shown expression, whose text is then replaced by the text already generated.
-    sqlglot writes an AND's operands side by side with " AND " between them, and an alias as its expression,
-    " AS " and the name, whatever they are, and each text was generated from the same node, unchanged since,
-    so the result is to_sql(stage) byte for byte (bench/valplans.py over the corpus;
-    tests/sandbox/test_val13_texts.py, tests/sandbox/test_val18_template_holes.py). When a hole's text is not
-    found exactly once (a string constant of the query spelling it), the stage is generated whole, as before.
-    Nothing here is trusted either way: DuckDB's parser reads the template that runs and the groups walk
-    checks it."""
-    holes: list[tuple[exp.Expr, str, exp.Expr, str]] = []  # (parent, hole's text, the node it replaces, text)
-    if filtered is not None and condition.this is filtered:
-        holes.append((condition, _FILTER_HOLE, filtered, passed))
-    for j, (item, text) in enumerate(shown):
-        expression = item.this
-        if isinstance(item, exp.Alias) and isinstance(expression, exp.Expr):
-            holes.append((item, _quoted(f"__shown{j}__"), expression, text))
-    if not holes:
+    WHERE's `AND`), whose text is then replaced by `passed`. sqlglot writes an AND's operands side by side
+    with " AND " between them, whatever they are, and `passed` was generated from the same node in the same
+    place of the same tree, so the result is to_sql(stage) byte for byte (bench/valplans.py over the corpus;
+    tests/sandbox/test_val13_texts.py). When the hole's text is not found exactly once (a string constant of
+    the query spelling it), the stage is generated whole, as before. Nothing here is trusted either way:
+    DuckDB's parser reads the template that runs and the groups walk checks it."""
+    if filtered is None or condition.this is not filtered:
         return to_sql(stage)
-    for parent, hole, _, _ in holes:
-        parent.set("this", _col(hole[1:-1]))
+    condition.set("this", _col("__filter__"))
     try:
         holed = to_sql(stage)
     finally:
-        for parent, _, node, _ in holes:
-            parent.set("this", node)
-    places: list[tuple[int, str, str]] = []
-    for _, hole, _, text in holes:
-        at = holed.find(hole)
-        if at < 0 or holed.find(hole, at + 1) >= 0:
-            return to_sql(stage)
-        places.append((at, hole, text))
-    places.sort()
-    pieces: list[str] = []
-    done = 0
-    for at, hole, text in places:
-        pieces += [holed[done:at], text]
-        done = at + len(hole)
-    pieces.append(holed[done:])
-    return "".join(pieces)
+        condition.set("this", filtered)
+    head, hole, tail = holed.partition(_FILTER_HOLE)
+    if not hole or _FILTER_HOLE in tail:
+        return to_sql(stage)
+    return head + passed + tail
 
 
 _COUNTS_AT = ' FROM "__groups" WHERE '
