@@ -7,6 +7,9 @@ bench.valspread child minutes apart saw different loads; here each tree's proces
 corpus of bench.valspread (plan_query over 270 queries, the plan cache emptied before each call, the API's
 collector thresholds and gc.freeze()) in turn, so both see the same minutes. Per tree: the p99 of every
 call's thread CPU time, the p99 of each query's fastest run, and the fastest run of the slowest queries.
+
+Two processes of the same tree differed by up to 17% here unless PYTHONHASHSEED was set (the children inherit
+the environment): run it as `PYTHONHASHSEED=0 python -m bench.val18_alternate ...` (docs/benchmarks.md, "val18").
 """
 
 from __future__ import annotations
