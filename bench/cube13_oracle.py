@@ -3,14 +3,14 @@
     python -m bench.cube13_oracle --runs 40
 
 Builds the demo (SQLite, a temporary directory), plans each pair with sandbox.service.plan_query, asserts the
-strategy's own choice is the cube (sandbox.service.cube_for) and that the two answers are identical (the LEX
-group is suppressed: one flight), then times in this process the CPU of engine.execute_cube on a warm connection
-(one DuckDB thread, as the worker runs the demo), and (`cube-lean`, branch cube18) on the version's summary
-connection as a worker runs it (engine.open_summary: prepared, DuckDB's optimizer off), for A (LEX) and B (ZZZ), alternated. The LEX flight is one
-combination of (month, dest) in the summary that ZZZ has not: one more of S's rows passes the filter and one
-group more is formed and suppressed. docs/sandbox.md, "Answered from the build-time summary (cube13)", *Timing*:
-the scan of S's rows and the filter on each are the same for both. Prints the medians of A and B, their
-difference and a two-sided Mann-Whitney U p-value; p < 0.01 over >= 30 alternated runs would be a finding.
+strategy's own choice is the cube (sandbox.service.cube_for) and that the two answers are identical (the LEX group is
+suppressed: one flight), then times in this process the CPU of engine.execute_cube on a warm connection (one DuckDB
+thread, as the worker runs the demo), and (`cube-lean`, branch cube18) on the version's summary connection as a worker
+runs it (engine.open_summary: prepared, DuckDB's optimizer off), for A (LEX) and B (ZZZ), alternated. The LEX flight
+is one combination of (month, dest) in the summary that ZZZ has not: one more of S's rows passes the filter and one
+group more is formed and suppressed. docs/sandbox.md, "Answered from the build-time summary (cube13)", *Timing*: the
+scan of S's rows and the filter on each are the same for both. Prints the medians of A and B, their difference and a
+two-sided Mann-Whitney U p-value; p < 0.01 over >= 30 alternated runs would be a finding.
 Not a test: timings belong here.
 """
 
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
             # The cube, and pre16's summary path on the same pair (the path it replaces), for comparison.
             paths: dict[str, Callable[[Any], Any]] = {
                 "cube": lambda p: execute_cube(connection, p, 10_000, stats, service.cube_for(p, tables) or ""),
-                # As a worker runs it (branch rt15): on the version's summary connection, prepared (cube18: no optimizer).
+                # As a worker runs it: on the version's summary connection, prepared (rt15), no optimizer (cube18).
                 "cube-lean": lambda p: execute_cube(
                     connection, p, 10_000, stats, service.cube_for(p, tables) or "", lean
                 ),
