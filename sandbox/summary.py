@@ -687,24 +687,11 @@ def cube(plan: Plan, statistics: Mapping[str, Any]) -> str | None:
     decimal = set(summary.get("decimal", []))
     alias = _q(found.alias)
     where = found.filter_sql or "TRUE"
-    # The inner SELECT reads each of S's rows once: its keys, the buyer's filter (once per row, `__f`), and each
-    # summary column the aggregates read. The outer one groups by the keys and takes, per column, the MAX of
-    # `CASE WHEN "__f" THEN <column> END`: the one passing combination's value, as MAX(<column>) FILTER (WHERE
-    # <filter>) takes it (a NULL or FALSE filter gives NULL, which MAX skips), with one evaluation of the filter
-    # per row instead of one per aggregate (branch cube18).
-    passing = _q("__f")
-    read: list[str] = []
-
-    def taken(source: str) -> str:
-        if source not in read:
-            read.append(source)
-        return f"MAX(CASE WHEN {passing} THEN {source} END)"
-
     columns: list[str] = []
     aggregates = 0
     for kind, name in found.items:
         if kind == "key":
-            columns.append(_q(name))
+            columns.append(f"{found.key_sql[int(name[3:])]} AS {_q(name)}")
             continue
         if kind == "rows":
             source, zero = ROWS_COLUMN, True
@@ -717,24 +704,20 @@ def cube(plan: Plan, statistics: Mapping[str, Any]) -> str | None:
         else:
             column = {"count": "n", "dsum": "dsum", "davg": "dsum"}.get(kind, "sum")
             source, zero = f"__{column}{measures.index(name)}", kind == "count"
-        value = taken(_q(source))
+        value = f"MAX({_q(source)}) FILTER (WHERE {where})"
         if kind in ("sum", "avg", "dsum", "davg"):
             value = f"CAST({value} AS DOUBLE)"
         if kind in ("avg", "davg"):
-            value += f" / CAST({taken(_q(f'__n{measures.index(name)}'))} AS DOUBLE)"
+            value += f" / CAST(MAX({_q(f'__n{measures.index(name)}')}) FILTER (WHERE {where}) AS DOUBLE)"
         columns.append(f"{f'COALESCE({value}, 0)' if zero else value} AS {_q(f'__a{aggregates}')}")
         aggregates += 1
-    # `__rows` is count(*) of a combination: at least 1 on every row of S, so its passing MAX is NULL exactly
-    # when no combination of the group passes (count(*) FILTER (WHERE <filter>) = 0).
-    columns.append(f"{taken(_q(ROWS_COLUMN))} IS NOT NULL AS {_q(KEPT_COLUMN)}")
-    columns.append(f"COALESCE({taken(_q(UNITS_COLUMN))}, 0) AS {_q('__lo0')}")
-    columns += [f"COALESCE({taken(v)}, 0) AS {_q(f'__v{m}')}" for m, v in enumerate(values)]
-    keys = [f"{sql} AS {_q(f'__g{i}')}" for i, sql in enumerate(found.key_sql)]
-    inner = ", ".join([*keys, f"{where} AS {passing}", *read])
-    grouped = f" GROUP BY {', '.join(_q(f'__g{i}') for i in range(len(found.key_sql)))}" if found.keys else ""
+    columns.append(f"COUNT(*) FILTER (WHERE {where}) > 0 AS {_q(KEPT_COLUMN)}")
+    columns.append(f"COALESCE(MAX({_q(UNITS_COLUMN)}) FILTER (WHERE {where}), 0) AS {_q('__lo0')}")
+    columns += [f"COALESCE(MAX({v}) FILTER (WHERE {where}), 0) AS {_q(f'__v{m}')}" for m, v in enumerate(values)]
+    grouped = f" GROUP BY {', '.join(found.key_sql)}" if found.keys else ""
     return (
-        f"SELECT {', '.join(columns)} FROM (SELECT {inner} FROM {_q(SUMMARY_PREFIX + found.table)} AS {alias} "
-        f"WHERE {_q(SET_COLUMN)} = {set_number}) AS {_q('__c')}{grouped}"
+        f"SELECT {', '.join(columns)} FROM {_q(SUMMARY_PREFIX + found.table)} AS {alias} "
+        f"WHERE {_q(SET_COLUMN)} = {set_number}{grouped}"
     )
 
 
