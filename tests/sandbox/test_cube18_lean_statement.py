@@ -2,7 +2,8 @@
 
 - The summary connection plans without DuckDB's optimizer (`enable_optimizer` false), and the setting is locked
   with the rest: no statement on it can turn the optimizer back on.
-- The cube's statement (main's text, unchanged) reads only the summary, and its answers, on the summary connection, are exactly execute_single's over the version's table (rows with their
+- The cube's statement (main's text, unchanged) reads only the summary, and its answers, on the summary
+  connection, are exactly execute_single's over the version's table (rows with their
   types, groups, suppressed groups) for filters that keep some, one, none or NULL-valued combinations, with and
   without group keys. (The property tests of pre16, sbx-red15 and rt15 cover the random shapes.)
 """
