@@ -3,13 +3,14 @@
     python -m bench.cube13_oracle --runs 40
 
 Builds the demo (SQLite, a temporary directory), plans each pair with sandbox.service.plan_query, asserts the
-strategy's own choice is the cube (sandbox.service.cube_for) and that the two answers are identical (the LEX
-group is suppressed: one flight), then times in this process the CPU of engine.execute_cube on a warm connection
-(one DuckDB thread, as the worker runs the demo) for A (LEX) and B (ZZZ), alternated. The LEX flight is one
-combination of (month, dest) in the summary that ZZZ has not: one more of S's rows passes the filter and one
-group more is formed and suppressed. docs/sandbox.md, "Answered from the build-time summary (cube13)", *Timing*:
-the scan of S's rows and the filter on each are the same for both. Prints the medians of A and B, their
-difference and a two-sided Mann-Whitney U p-value; p < 0.01 over >= 30 alternated runs would be a finding.
+strategy's own choice is the cube (sandbox.service.cube_for) and that the two answers are identical (the LEX group is
+suppressed: one flight), then times in this process the CPU of engine.execute_cube on a warm connection (one DuckDB
+thread, as the worker runs the demo), and (`cube-lean`, branch cube18) on the version's summary connection as a worker
+runs it (engine.open_summary: prepared, DuckDB's optimizer off), for A (LEX) and B (ZZZ), alternated. The LEX flight
+is one combination of (month, dest) in the summary that ZZZ has not: one more of S's rows passes the filter and one
+group more is formed and suppressed. docs/sandbox.md, "Answered from the build-time summary (cube13)", *Timing*: the
+scan of S's rows and the filter on each are the same for both. Prints the medians of A and B, their difference and a
+two-sided Mann-Whitney U p-value; p < 0.01 over >= 30 alternated runs would be a finding.
 Not a test: timings belong here.
 """
 
@@ -28,7 +29,7 @@ from bench.stats import mann_whitney
 from bench.worker_cpu import _tables
 from market.demo import FLIGHTS_POLICY
 from sandbox import service
-from sandbox.engine import EngineLimits, TableStatistics, execute_cube, execute_summary, open_locked
+from sandbox.engine import EngineLimits, TableStatistics, execute_cube, execute_summary, open_locked, open_summary
 
 PAIRS = {
     "month, dest = ?": "SELECT month, count(*) AS flights, avg(arr_delay) AS delay FROM flights WHERE dest = '{v}' "
@@ -47,6 +48,7 @@ def main(argv: list[str] | None = None) -> None:
         tables = _tables(Path(tmp))
         files = {name: Path(path) for name, path in service.files_of(tables)}
         connection = open_locked(files, EngineLimits(threads=1), service.statistics_free(tables))
+        lean = open_summary(files, EngineLimits(threads=1), service.statistics_free(tables))
         stats = TableStatistics(connection, {}, "v")
         for label, template in PAIRS.items():
             plans = {}
@@ -57,6 +59,10 @@ def main(argv: list[str] | None = None) -> None:
             # The cube, and pre16's summary path on the same pair (the path it replaces), for comparison.
             paths: dict[str, Callable[[Any], Any]] = {
                 "cube": lambda p: execute_cube(connection, p, 10_000, stats, service.cube_for(p, tables) or ""),
+                # As a worker runs it: on the version's summary connection, prepared (rt15), no optimizer (cube18).
+                "cube-lean": lambda p: execute_cube(
+                    connection, p, 10_000, stats, service.cube_for(p, tables) or "", lean
+                ),
                 "summary": lambda p: execute_summary(
                     connection, p, 10_000, stats, service.summary_for(p, tables) or ""
                 ),
@@ -74,10 +80,11 @@ def main(argv: list[str] | None = None) -> None:
                 a, b = statistics.median(found["A"]), statistics.median(found["B"])
                 test = mann_whitney(found["A"], found["B"])
                 print(
-                    f"{label:20} {path:8} A (LEX) {a:.3f} ms  B (ZZZ) {b:.3f} ms  A-B {a - b:+.3f} ms  "
+                    f"{label:20} {path:9} A (LEX) {a:.3f} ms  B (ZZZ) {b:.3f} ms  A-B {a - b:+.3f} ms  "
                     f"p {test.p:.3f}  groups A/B {answers['A'].groups}/{answers['B'].groups}",
                     flush=True,
                 )
+        lean.close()
         connection.close()
     print(f"load after {os.getloadavg()}", flush=True)
 

@@ -198,9 +198,10 @@ used."""
 
 class Summaries:
     """A product version's summary tables on their own locked in-memory connection (open_summary, branch rt15):
-    the cube's statement (engine.execute_cube) runs here rather than on the version's big connection, planned
+    the cube's statement (engine.execute_cube) runs here rather than on the version's big connection, prepared
     once per exact statement text (a DuckDB prepared statement, at most PREPARED kept, least recently used
-    deallocated) and executed from that plan after."""
+    deallocated) and executed by name after. DuckDB (2.0) parses it once but binds, optimizes and plans it again
+    on every EXECUTE (branch cube18, measured): hence no optimizer on this connection (open_summary)."""
 
     def __init__(self, connection: duckdb.DuckDBPyConnection) -> None:
         self.connection = connection
@@ -250,7 +251,11 @@ def open_summary(tables: Mapping[str, Path], limits: EngineLimits, statistics_fr
     """A second locked connection for a product version holding only its summary tables (the names of `tables`
     with summary.SUMMARY_PREFIX), built as open_locked builds them: the same lockdown (_locked_config, external
     access off but for the summary files, configuration locked), one DuckDB thread, the same optimizers off as
-    the version's own connection plus those the cube's statement never uses (SUMMARY_UNUSED_OPTIMIZERS)."""
+    the version's own connection plus those the cube's statement never uses (SUMMARY_UNUSED_OPTIMIZERS), and then
+    DuckDB's optimizer off altogether (`enable_optimizer = false`, set once the summary tables exist and locked with
+    the rest; branch cube18): DuckDB binds, optimizes and plans a prepared statement again on every EXECUTE, and
+    for the cube's statement the optimizer was a quarter of the worker's time (docs/sandbox.md, "The cube's
+    statement without DuckDB's optimizer (cube18)")."""
     summaries = {name: path for name, path in tables.items() if name.startswith(summary.SUMMARY_PREFIX)}
     floor = disabled_optimizers(limits, statistics_free)
     disabled = f"{floor},{SUMMARY_UNUSED_OPTIMIZERS}" if floor else SUMMARY_UNUSED_OPTIMIZERS
@@ -258,6 +263,7 @@ def open_summary(tables: Mapping[str, Path], limits: EngineLimits, statistics_fr
     def create(connection: duckdb.DuckDBPyConnection) -> None:
         for name, path in summaries.items():
             _create_summary(connection, name, path)
+        connection.execute("SET enable_optimizer = false")
 
     return Summaries(_connect_locked(summaries, replace(limits, threads=1), disabled, create))
 
