@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from market.accounts.models import Role
@@ -49,6 +49,16 @@ LANGUAGES = [None, "en", "zh-CN", "zh-CN;q=0.1, en;q=0.9", "fr"]
             b'\xef\xbb\xbf{"product": "no-such-product", "sql": "SELECT 1"}',
         ]
     ),
+)
+# A well-formed request, which the fast path answers itself: about 1 generated example in 50 is one, so 150 of them
+# held none about one run in twenty (session 18) and test_the_fast_path_answered_some_of_them failed.
+@example(
+    content_type=["application/json"],
+    scheme=["Bearer {key}"],
+    valid=True,
+    key=[None],
+    language=None,
+    body=b'{"product": "no-such-product", "sql": "SELECT count(*) FROM people"}',
 )
 def test_every_header_variant_gets_the_same_answer(
     market: Market,
