@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from bench.cube13_oracle import PAIRS
+from bench.rt15_cube_connection import demo_connections
 from bench.stats import mann_whitney
-from bench.worker_cpu import _tables
 from market.demo import FLIGHTS_POLICY
 from sandbox import service
-from sandbox.engine import EngineLimits, TableStatistics, execute_cube, open_locked, open_summary
+from sandbox.engine import EngineLimits, execute_cube
 
 
 def _base(base: Path, name: str) -> Any:
@@ -48,13 +48,8 @@ def main(argv: list[str] | None = None) -> None:
     base_open_summary = _base(args.base, "engine").open_summary
     print(f"load before {os.getloadavg()}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        tables = _tables(Path(tmp))
-        files = {name: Path(path) for name, path in service.files_of(tables)}
-        free = service.statistics_free(tables)
-        connection = open_locked(files, EngineLimits(threads=1), free)
-        lean = open_summary(files, EngineLimits(threads=1), free)
+        tables, files, free, connection, lean, stats = demo_connections(Path(tmp))
         main_lean = base_open_summary(files, EngineLimits(threads=1), free)  # main's: the optimizer on
-        stats = TableStatistics(connection, {}, "v")
         for label, template in PAIRS.items():
             plans = {
                 side: service.plan_query(template.format(v=value), FLIGHTS_POLICY, service.row_counts(tables))

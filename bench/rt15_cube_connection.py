@@ -17,12 +17,29 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
+
+import duckdb
 
 from bench.http_throughput import SMALL
 from bench.worker_cpu import _tables
 from market.demo import FLIGHTS_POLICY
 from sandbox import service
-from sandbox.engine import EngineLimits, TableStatistics, execute_cube, open_locked, open_summary
+from sandbox.engine import EngineLimits, Summaries, TableStatistics, execute_cube, open_locked, open_summary
+
+
+def demo_connections(
+    tmp: Path,
+) -> tuple[dict[str, Any], dict[str, Path], bool, duckdb.DuckDBPyConnection, Summaries, TableStatistics]:
+    """The demo's tables built in `tmp`, their files, whether they are statistics-free, the version's locked
+    connection and its summary connection (one DuckDB thread each, as a worker runs the demo), and the
+    version's statistics on the first (also bench.cube18_forms)."""
+    tables = _tables(tmp)
+    files = {name: Path(path) for name, path in service.files_of(tables)}
+    free = service.statistics_free(tables)
+    connection = open_locked(files, EngineLimits(threads=1), free)
+    lean = open_summary(files, EngineLimits(threads=1), free)
+    return tables, files, free, connection, lean, TableStatistics(connection, {}, "v")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -31,12 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     print(f"load before {Path('/proc/loadavg').read_text().strip()}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        tables = _tables(Path(tmp))
-        files = {name: Path(path) for name, path in service.files_of(tables)}
-        free = service.statistics_free(tables)
-        connection = open_locked(files, EngineLimits(threads=1), free)
-        lean = open_summary(files, EngineLimits(threads=1), free)
-        stats = TableStatistics(connection, {}, "v")
+        tables, _files, _free, connection, lean, stats = demo_connections(Path(tmp))
         for name, sql in SMALL.items():
             plan = service.plan_query(sql, FLIGHTS_POLICY, service.row_counts(tables))
             assert service.strategy(plan, tables) == "cube", name
