@@ -687,18 +687,32 @@ def cube(plan: Plan, statistics: Mapping[str, Any]) -> str | None:
     decimal = set(summary.get("decimal", []))
     alias = _q(found.alias)
     where = found.filter_sql or "TRUE"
-    # The inner SELECT reads each of S's rows once: its keys, the buyer's filter (once per row, `__f`), and each
-    # summary column the aggregates read. The outer one groups by the keys and takes, per column, the MAX of
-    # `CASE WHEN "__f" THEN <column> END`: the one passing combination's value, as MAX(<column>) FILTER (WHERE
-    # <filter>) takes it (a NULL or FALSE filter gives NULL, which MAX skips), with one evaluation of the filter
-    # per row instead of one per aggregate (branch cube18).
+    # The inner SELECT reads each of S's rows once: its keys, the buyer's filter once per row as a 0/1 INTEGER
+    # (`__f`: `CAST((<filter>) IS TRUE AS INTEGER)`, a NULL verdict 0), and each summary column the aggregates read
+    # (branch cube18). The outer one groups by the keys and takes every value by arithmetic on `__f`, never by a
+    # branch per row (branch red18): a count (`__rows`, `__units`, `__n<i>`, a cell's count: never negative) is
+    # MAX(<column> * "__f"), the passing combination's count or 0 when none passes; a sum (`__sum<i>`, `__dsum<i>`)
+    # is SUM(<column> * "__f"), the passing combination's value, NULL unless the passing combination holds one
+    # (MAX("__f" * CAST(<column> IS NOT NULL AS INTEGER)) = 1, decided per group). `MAX(CASE WHEN "__f" THEN
+    # <column> END)` (cube18) and `MAX(<column>) FILTER (WHERE ...)` without the optimizer cost DuckDB more per
+    # chunk of S when some row passes than when none does (CASE's all-false fast path; FILTER's selection):
+    # docs/sandbox.md, "Red team red18".
     passing = _q("__f")
     read: list[str] = []
 
     def taken(source: str) -> str:
         if source not in read:
             read.append(source)
-        return f"MAX(CASE WHEN {passing} THEN {source} END)"
+        return source
+
+    def count(source: str) -> str:
+        return f"COALESCE(MAX({taken(source)} * {passing}), 0)"
+
+    def held(source: str, value: str) -> str:
+        return f"CASE WHEN MAX({passing} * CAST({taken(source)} IS NOT NULL AS INTEGER)) = 1 THEN {value} END"
+
+    def total(source: str) -> str:
+        return f"CAST(SUM({taken(source)} * {passing}) AS DOUBLE)"
 
     columns: list[str] = []
     aggregates = 0
@@ -707,30 +721,29 @@ def cube(plan: Plan, statistics: Mapping[str, Any]) -> str | None:
             columns.append(_q(name))
             continue
         if kind == "rows":
-            source, zero = ROWS_COLUMN, True
+            value = count(_q(ROWS_COLUMN))
         elif kind == "units":
-            source, zero = UNITS_COLUMN, True
+            value = count(_q(UNITS_COLUMN))
         elif name not in measures or name not in {"sum": exact, "avg": exact, "dsum": decimal, "davg": decimal}.get(
             kind, measures
         ):
             return None
+        elif kind == "count":
+            value = count(_q(f"__n{measures.index(name)}"))
         else:
-            column = {"count": "n", "dsum": "dsum", "davg": "dsum"}.get(kind, "sum")
-            source, zero = f"__{column}{measures.index(name)}", kind == "count"
-        value = taken(_q(source))
-        if kind in ("sum", "avg", "dsum", "davg"):
-            value = f"CAST({value} AS DOUBLE)"
-        if kind in ("avg", "davg"):
-            value += f" / CAST({taken(_q(f'__n{measures.index(name)}'))} AS DOUBLE)"
-        columns.append(f"{f'COALESCE({value}, 0)' if zero else value} AS {_q(f'__a{aggregates}')}")
+            source = _q(f"__{'dsum' if kind in ('dsum', 'davg') else 'sum'}{measures.index(name)}")
+            value = total(source)
+            if kind in ("avg", "davg"):
+                value += f" / CAST(MAX({taken(_q(f'__n{measures.index(name)}'))} * {passing}) AS DOUBLE)"
+            value = held(source, value)
+        columns.append(f"{value} AS {_q(f'__a{aggregates}')}")
         aggregates += 1
-    # `__rows` is count(*) of a combination: at least 1 on every row of S, so its passing MAX is NULL exactly
-    # when no combination of the group passes (count(*) FILTER (WHERE <filter>) = 0).
-    columns.append(f"{taken(_q(ROWS_COLUMN))} IS NOT NULL AS {_q(KEPT_COLUMN)}")
-    columns.append(f"COALESCE({taken(_q(UNITS_COLUMN))}, 0) AS {_q('__lo0')}")
-    columns += [f"COALESCE({taken(v)}, 0) AS {_q(f'__v{m}')}" for m, v in enumerate(values)]
+    # Every row of S is a combination with at least one row: a key tuple is kept exactly when one of its passes.
+    columns.append(f"MAX({passing}) = 1 AS {_q(KEPT_COLUMN)}")
+    columns.append(f"{count(_q(UNITS_COLUMN))} AS {_q('__lo0')}")
+    columns += [f"{count(v)} AS {_q(f'__v{m}')}" for m, v in enumerate(values)]
     keys = [f"{sql} AS {_q(f'__g{i}')}" for i, sql in enumerate(found.key_sql)]
-    inner = ", ".join([*keys, f"{where} AS {passing}", *read])
+    inner = ", ".join([*keys, f"CAST(({where}) IS TRUE AS INTEGER) AS {passing}", *read])
     grouped = f" GROUP BY {', '.join(_q(f'__g{i}') for i in range(len(found.key_sql)))}" if found.keys else ""
     return (
         f"SELECT {', '.join(columns)} FROM (SELECT {inner} FROM {_q(SUMMARY_PREFIX + found.table)} AS {alias} "
