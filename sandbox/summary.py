@@ -692,8 +692,8 @@ def cube(plan: Plan, statistics: Mapping[str, Any]) -> str | None:
     # (branch cube18). The outer one groups by the keys and takes every value by arithmetic on `__f`, never by a
     # branch per row (branch red18): a count (`__rows`, `__units`, `__n<i>`, a cell's count: never negative) is
     # MAX(<column> * "__f"), the passing combination's count or 0 when none passes; a sum (`__sum<i>`, `__dsum<i>`)
-    # is SUM(<column> * "__f"), the passing combination's value, NULL unless the passing combination holds one
-    # (MAX("__f" * CAST(<column> IS NOT NULL AS INTEGER)) = 1, decided per group). `MAX(CASE WHEN "__f" THEN
+    # is SUM(<column> * "__f"), the passing combination's value, times 1 or NULL: NULL unless the passing
+    # combination holds one (MAX("__f" * CAST(<column> IS NOT NULL AS INTEGER)) = 1 OR NULL, per group). `MAX(CASE WHEN "__f" THEN
     # <column> END)` (cube18) and `MAX(<column>) FILTER (WHERE ...)` without the optimizer cost DuckDB more per
     # chunk of S when some row passes than when none does (CASE's all-false fast path; FILTER's selection):
     # docs/sandbox.md, "Red team red18".
@@ -709,7 +709,9 @@ def cube(plan: Plan, statistics: Mapping[str, Any]) -> str | None:
         return f"COALESCE(MAX({taken(source)} * {passing}), 0)"
 
     def held(source: str, value: str) -> str:
-        return f"CASE WHEN MAX({passing} * CAST({taken(source)} IS NOT NULL AS INTEGER)) = 1 THEN {value} END"
+        # 1, or NULL unless the passing combination holds a value: a product per group, not a CASE (a CASE evaluates
+        # its THEN only when some group passes).
+        return f"{value} * CAST(MAX({passing} * CAST({taken(source)} IS NOT NULL AS INTEGER)) = 1 OR NULL AS INTEGER)"
 
     def total(source: str) -> str:
         return f"CAST(SUM({taken(source)} * {passing}) AS DOUBLE)"
@@ -734,7 +736,9 @@ def cube(plan: Plan, statistics: Mapping[str, Any]) -> str | None:
             source = _q(f"__{'dsum' if kind in ('dsum', 'davg') else 'sum'}{measures.index(name)}")
             value = total(source)
             if kind in ("avg", "davg"):
-                value += f" / CAST(MAX({taken(_q(f'__n{measures.index(name)}'))} * {passing}) AS DOUBLE)"
+                # At least 1 where the sum is held; 1 where it is not (no division by zero), the product NULL then.
+                value += f" / CAST(GREATEST(MAX({taken(_q(f'__n{measures.index(name)}'))} * {passing}), 1) AS DOUBLE)"
+                value = f"({value})"
             value = held(source, value)
         columns.append(f"{value} AS {_q(f'__a{aggregates}')}")
         aggregates += 1
