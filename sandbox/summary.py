@@ -693,10 +693,10 @@ def cube(plan: Plan, statistics: Mapping[str, Any]) -> str | None:
     # branch per row (branch red18): a count (`__rows`, `__units`, `__n<i>`, a cell's count: never negative) is
     # MAX(<column> * "__f"), the passing combination's count or 0 when none passes; a sum (`__sum<i>`, `__dsum<i>`)
     # is SUM(<column> * "__f"), the passing combination's value, times 1 or NULL: NULL unless the passing
-    # combination holds one (MAX("__f" * CAST(<column> IS NOT NULL AS INTEGER)) = 1 OR NULL, per group). `MAX(CASE WHEN "__f" THEN
-    # <column> END)` (cube18) and `MAX(<column>) FILTER (WHERE ...)` without the optimizer cost DuckDB more per
-    # chunk of S when some row passes than when none does (CASE's all-false fast path; FILTER's selection):
-    # docs/sandbox.md, "Red team red18".
+    # combination holds one (MAX("__f" * CAST(<column> IS NOT NULL AS INTEGER)) = 1 OR NULL, per group).
+    # `MAX(CASE WHEN "__f" THEN <column> END)` (cube18) and `MAX(<column>) FILTER (WHERE ...)` without the optimizer
+    # cost DuckDB more when some row of S passes than when none does (CASE's all-false fast path; FILTER's
+    # selection), and so did a CASE per group: docs/sandbox.md, "Red team red18".
     passing = _q("__f")
     read: list[str] = []
 
