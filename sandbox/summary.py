@@ -687,37 +687,71 @@ def cube(plan: Plan, statistics: Mapping[str, Any]) -> str | None:
     decimal = set(summary.get("decimal", []))
     alias = _q(found.alias)
     where = found.filter_sql or "TRUE"
+    # The inner SELECT reads each of S's rows once: its keys, the buyer's filter once per row as a 0/1 INTEGER
+    # (`__f`: `CAST((<filter>) IS TRUE AS INTEGER)`, a NULL verdict 0), and each summary column the aggregates read
+    # (branch cube18). The outer one groups by the keys and takes every value by arithmetic on `__f`, never by a
+    # branch per row (branch red18): a count (`__rows`, `__units`, `__n<i>`, a cell's count: never negative) is
+    # MAX(<column> * "__f"), the passing combination's count or 0 when none passes; a sum (`__sum<i>`, `__dsum<i>`)
+    # is SUM(<column> * "__f"), the passing combination's value, times 1 or NULL: NULL unless the passing
+    # combination holds one (MAX("__f" * CAST(<column> IS NOT NULL AS INTEGER)) = 1 OR NULL, per group).
+    # `MAX(CASE WHEN "__f" THEN <column> END)` (cube18) and `MAX(<column>) FILTER (WHERE ...)` without the optimizer
+    # cost DuckDB more when some row of S passes than when none does (CASE's all-false fast path; FILTER's
+    # selection), and so did a CASE per group: docs/sandbox.md, "Red team red18".
+    passing = _q("__f")
+    read: list[str] = []
+
+    def taken(source: str) -> str:
+        if source not in read:
+            read.append(source)
+        return source
+
+    def count(source: str) -> str:
+        return f"COALESCE(MAX({taken(source)} * {passing}), 0)"
+
+    def held(source: str, value: str) -> str:
+        # 1, or NULL unless the passing combination holds a value: a product per group, not a CASE (a CASE evaluates
+        # its THEN only when some group passes).
+        return f"{value} * CAST(MAX({passing} * CAST({taken(source)} IS NOT NULL AS INTEGER)) = 1 OR NULL AS INTEGER)"
+
+    def total(source: str) -> str:
+        return f"CAST(SUM({taken(source)} * {passing}) AS DOUBLE)"
+
     columns: list[str] = []
     aggregates = 0
     for kind, name in found.items:
         if kind == "key":
-            columns.append(f"{found.key_sql[int(name[3:])]} AS {_q(name)}")
+            columns.append(_q(name))
             continue
         if kind == "rows":
-            source, zero = ROWS_COLUMN, True
+            value = count(_q(ROWS_COLUMN))
         elif kind == "units":
-            source, zero = UNITS_COLUMN, True
+            value = count(_q(UNITS_COLUMN))
         elif name not in measures or name not in {"sum": exact, "avg": exact, "dsum": decimal, "davg": decimal}.get(
             kind, measures
         ):
             return None
+        elif kind == "count":
+            value = count(_q(f"__n{measures.index(name)}"))
         else:
-            column = {"count": "n", "dsum": "dsum", "davg": "dsum"}.get(kind, "sum")
-            source, zero = f"__{column}{measures.index(name)}", kind == "count"
-        value = f"MAX({_q(source)}) FILTER (WHERE {where})"
-        if kind in ("sum", "avg", "dsum", "davg"):
-            value = f"CAST({value} AS DOUBLE)"
-        if kind in ("avg", "davg"):
-            value += f" / CAST(MAX({_q(f'__n{measures.index(name)}')}) FILTER (WHERE {where}) AS DOUBLE)"
-        columns.append(f"{f'COALESCE({value}, 0)' if zero else value} AS {_q(f'__a{aggregates}')}")
+            source = _q(f"__{'dsum' if kind in ('dsum', 'davg') else 'sum'}{measures.index(name)}")
+            value = total(source)
+            if kind in ("avg", "davg"):
+                # At least 1 where the sum is held; 1 where it is not (no division by zero), the product NULL then.
+                value += f" / CAST(GREATEST(MAX({taken(_q(f'__n{measures.index(name)}'))} * {passing}), 1) AS DOUBLE)"
+                value = f"({value})"
+            value = held(source, value)
+        columns.append(f"{value} AS {_q(f'__a{aggregates}')}")
         aggregates += 1
-    columns.append(f"COUNT(*) FILTER (WHERE {where}) > 0 AS {_q(KEPT_COLUMN)}")
-    columns.append(f"COALESCE(MAX({_q(UNITS_COLUMN)}) FILTER (WHERE {where}), 0) AS {_q('__lo0')}")
-    columns += [f"COALESCE(MAX({v}) FILTER (WHERE {where}), 0) AS {_q(f'__v{m}')}" for m, v in enumerate(values)]
-    grouped = f" GROUP BY {', '.join(found.key_sql)}" if found.keys else ""
+    # Every row of S is a combination with at least one row: a key tuple is kept exactly when one of its passes.
+    columns.append(f"MAX({passing}) = 1 AS {_q(KEPT_COLUMN)}")
+    columns.append(f"{count(_q(UNITS_COLUMN))} AS {_q('__lo0')}")
+    columns += [f"{count(v)} AS {_q(f'__v{m}')}" for m, v in enumerate(values)]
+    keys = [f"{sql} AS {_q(f'__g{i}')}" for i, sql in enumerate(found.key_sql)]
+    inner = ", ".join([*keys, f"CAST(({where}) IS TRUE AS INTEGER) AS {passing}", *read])
+    grouped = f" GROUP BY {', '.join(_q(f'__g{i}') for i in range(len(found.key_sql)))}" if found.keys else ""
     return (
-        f"SELECT {', '.join(columns)} FROM {_q(SUMMARY_PREFIX + found.table)} AS {alias} "
-        f"WHERE {_q(SET_COLUMN)} = {set_number}{grouped}"
+        f"SELECT {', '.join(columns)} FROM (SELECT {inner} FROM {_q(SUMMARY_PREFIX + found.table)} AS {alias} "
+        f"WHERE {_q(SET_COLUMN)} = {set_number}) AS {_q('__c')}{grouped}"
     )
 
 
