@@ -50,6 +50,9 @@ CI_EXAMPLES: dict[str, int] = {
     "tests/sandbox/test_bits_property.py::test_bits_answer_exactly_as_the_exact_strategies": 40,
     # 17 s with its own 30 examples
     "tests/sandbox/test_recheck_rows_property.py::test_the_recheck_works_only_on_rows_that_pass_the_filter": 20,
+    # Session 18 (red18, 2026-12-04, this machine, load ~1): 52 s and 32 s with their own 300 examples each
+    "tests/sandbox/test_red18_lean_property.py::test_the_lean_cube_answers_key_filters_as_the_single_statement": 100,
+    "tests/sandbox/test_red18_lean_property.py::test_the_lean_cube_answers_as_the_single_statement": 100,
     # 10 s with its own 300 examples
     "tests/sandbox/test_row_level_property.py::test_row_level_expressions_are_refused_or_never_raise": 150,
 }
