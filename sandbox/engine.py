@@ -201,7 +201,7 @@ class Summaries:
     the cube's statement (engine.execute_cube) runs here rather than on the version's big connection, prepared
     once per exact statement text (a DuckDB prepared statement, at most PREPARED kept, least recently used
     deallocated) and executed by name after. DuckDB (2.0) parses it once but binds, optimizes and plans it again
-    on every EXECUTE (branch cube18, measured): hence no optimizer on this connection (open_summary)."""
+    on every EXECUTE (branch cube18, measured); the optimizer stays on all the same (open_summary)."""
 
     def __init__(self, connection: duckdb.DuckDBPyConnection) -> None:
         self.connection = connection
