@@ -39,6 +39,21 @@ PAIRS = {
 }
 
 
+def alternated_cpu(
+    run: Callable[[Any], Any], plans: dict[str, Any], runs: int, *, warmups: int
+) -> dict[str, list[float]]:
+    """This thread's CPU (ms) of `run` on plans "A" and "B", alternated (A first on even rounds, B on odd), `runs`
+    times each after `warmups` untimed rounds (also bench.red18_case_oracle)."""
+    found: dict[str, list[float]] = {"A": [], "B": []}
+    for i in range(runs + warmups):
+        for side in ("A", "B") if i % 2 == 0 else ("B", "A"):
+            before = time.process_time_ns()
+            run(plans[side])
+            if i >= warmups:
+                found[side].append((time.process_time_ns() - before) / 1e6)
+    return found
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=40)
@@ -59,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
             # The cube, and pre16's summary path on the same pair (the path it replaces), for comparison.
             paths: dict[str, Callable[[Any], Any]] = {
                 "cube": lambda p: execute_cube(connection, p, 10_000, stats, service.cube_for(p, tables) or ""),
-                # As a worker runs it: on the version's summary connection, prepared (rt15), no optimizer (cube18).
+                # As a worker runs it: on the version's summary connection, prepared (rt15).
                 "cube-lean": lambda p: execute_cube(
                     connection, p, 10_000, stats, service.cube_for(p, tables) or "", lean
                 ),
@@ -70,13 +85,7 @@ def main(argv: list[str] | None = None) -> None:
             for path, run in paths.items():
                 answers = {side: run(plan) for side, plan in plans.items()}
                 assert answers["A"].rows == answers["B"].rows, (label, answers)
-                found: dict[str, list[float]] = {"A": [], "B": []}
-                for i in range(args.runs + 3):
-                    for side in ("A", "B") if i % 2 == 0 else ("B", "A"):
-                        before = time.process_time_ns()
-                        run(plans[side])
-                        if i >= 3:  # warm-ups
-                            found[side].append((time.process_time_ns() - before) / 1e6)
+                found = alternated_cpu(run, plans, args.runs, warmups=3)
                 a, b = statistics.median(found["A"]), statistics.median(found["B"])
                 test = mann_whitney(found["A"], found["B"])
                 print(

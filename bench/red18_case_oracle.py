@@ -21,11 +21,11 @@ import argparse
 import os
 import statistics
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.cube13_oracle import alternated_cpu
 from bench.stats import mann_whitney
 from bench.worker_cpu import _tables
 from market.demo import FLIGHTS_POLICY
@@ -75,13 +75,7 @@ def main(argv: list[str] | None = None) -> None:
                 answers = {side: run(plan) for side, plan in plans.items()}
                 if path != "stage1":
                     assert answers["A"].rows == answers["B"].rows, (label, answers)
-                found: dict[str, list[float]] = {"A": [], "B": []}
-                for i in range(args.runs + 5):
-                    for side in ("A", "B") if i % 2 == 0 else ("B", "A"):
-                        before = time.process_time_ns()
-                        run(plans[side])
-                        if i >= 5:  # warm-ups
-                            found[side].append((time.process_time_ns() - before) / 1e6)
+                found = alternated_cpu(run, plans, args.runs, warmups=5)
                 a, b = statistics.median(found["A"]), statistics.median(found["B"])
                 test = mann_whitney(found["A"], found["B"])
                 print(
