@@ -701,11 +701,18 @@ def _exact_statement(
     started: float,
     *,
     seeded: bool = False,
+    every_group: bool = False,
 ) -> Execution:
     """An exact stage 1 text (every group decided by its own counts), the decision and stage 2 as one
     statement (execute_single, execute_two_level): `__groups` adds the window counts of failing and of
     all groups that stage 2 carries as its last two columns (_counted). `seeded`: stage 1 is seeded
-    (rewrite.seeded_stage), whose groups of seeds alone are masked and not counted (_seeded_groups)."""
+    (rewrite.seeded_stage), whose groups of seeds alone are masked and not counted (_seeded_groups).
+    `every_group` (seeded only; execute_cube over few groups): stage 2 without its WHERE and without the window
+    counts where its text allows (_every_group_text), the groups filtered and counted here (_every_group)."""
+    if seeded and every_group:
+        statement = _every_group_text(plan, stage)
+        if statement is not None:
+            return _every_group(connection, statement, bool(plan.key_columns), max_rows, [method], started)
     if seeded:
         groups, decide = _seeded_groups(plan)
         return _counted(
@@ -723,6 +730,69 @@ def _exact_statement(
     statement = groups_cte + plan.counted_output_sql
     return _counted(
         connection, statement, f'WITH "__groups" AS ({stage}) {plan.decide_sql}', max_rows, [method], started
+    )
+
+
+EVERY_GROUP_LIMIT = 1_000
+"""execute_cube returns every group of its set to the worker (_every_group) when an upper bound on their number
+from the version's build-time cardinalities (sandbox.summary.cube_groups) is at most this; above it the statement
+filters and counts them itself (_counted), which costs less for many groups (docs/benchmarks.md, "every19")."""
+
+_STAGE_2_EXTRAS = (" OVER ", " OVER(", " QUALIFY ", " LIMIT ", " OFFSET ")
+
+
+def _every_group_text(plan: Plan, stage: str) -> str | None:
+    """The seeded exact statement with stage 2 returning every group, passing or not, with two columns more:
+    whether it passes (`__p`, NULL for a group whose `__kept` is FALSE: its bounds are masked) and `__kept`. No
+    window counts and no WHERE: DuckDB binds and plans a quarter less (branch every19, measured).
+
+    Written into stage 2's text (Plan.output_sql), as _counted_text does: where that text is `SELECT <items> FROM
+    "__groups" WHERE <Plan.passes_sql>`, then nothing or an ORDER BY, the condition text found exactly once. Where
+    the buyer's HAVING joins the condition, or stage 2 holds DISTINCT, a window, QUALIFY, LIMIT or OFFSET (each of
+    which would read the groups that do not pass), or a string constant spells any of them: None, and the
+    statement counts by windows as before. A constant can only make this refuse, never accept a wrong split: the
+    condition's text then occurs twice."""
+    output = plan.output_sql
+    condition = f' FROM "{GROUPS_TABLE}" WHERE {plan.passes_sql}'
+    head, found, tail = output.partition(condition)
+    if (
+        not found
+        or condition in tail
+        or not head.startswith("SELECT ")
+        or head.startswith("SELECT DISTINCT ")
+        or (tail and not tail.startswith(" ORDER BY "))
+        or any(extra in output for extra in _STAGE_2_EXTRAS)
+    ):
+        return None
+    groups = f'"{GROUPS_TABLE}" AS (SELECT {seeded_columns_sql(plan)} FROM "__all")'
+    columns = f', ({plan.passes_sql}) AS "__p", {_quote_identifier(KEPT_COLUMN)}'
+    return f'WITH "__all" AS ({stage}), {groups} {head}{columns} FROM "{GROUPS_TABLE}"{tail}'
+
+
+def _every_group(
+    connection: duckdb.DuckDBPyConnection | _OnSummary,
+    statement: str,
+    keyed: bool,
+    max_rows: int,
+    methods: list[str],
+    started: float,
+) -> Execution:
+    """Run _every_group_text's statement: the answer is its rows that pass, in its order, without the two columns;
+    the groups are the kept ones and the suppressed those kept that do not pass, as _seeded_groups counts them
+    (without group keys: one group, suppressed unless it passes). Every group of the set is fetched and tested,
+    passing or not: the same rows, the same number of them, whatever the filter (docs/sandbox.md, "Every group to
+    the worker (every19)")."""
+    fetched = connection.execute(statement).fetchall()
+    rows = [row[:-2] for row in fetched if row[-2]]
+    groups = sum(1 for row in fetched if row[-1]) if keyed else 1
+    return Execution(
+        rows=rows[:max_rows],
+        groups=groups,
+        suppressed_groups=groups - len(rows),
+        methods=methods,
+        too_many_rows=len(rows) > max_rows,
+        cpu_ms=int((time.process_time() - started) * 1000),
+        statements=[statement],
     )
 
 
@@ -981,6 +1051,7 @@ def execute_cube(
     stats: Statistics | None = None,
     cube: str = "",
     summaries: Summaries | None = None,
+    groups: int | None = None,
 ) -> Execution:
     """The exact statement with its whole stage 1 read from the version's build-time summary (branch cube13,
     sandbox.summary.cube, chosen by sandbox.service.strategy from the query text and the version's statistics
@@ -992,7 +1063,9 @@ def execute_cube(
     masking, decision and stage 2 in one statement and the same second statement for an empty answer
     (_exact_statement). Without a cube statement it runs execute_summary's fallback, execute_two_level.
     `summaries` (branch rt15): the version's summary connection (open_summary), where the statement and the empty
-    answer's statement run from prepared plans; the checks before it (_refused) still use `connection`."""
+    answer's statement run from prepared plans; the checks before it (_refused) still use `connection`.
+    `groups` (branch every19): an upper bound on the set's groups from build-time cardinalities (summary.cube_groups);
+    at most EVERY_GROUP_LIMIT, every group comes back and is filtered and counted here (_every_group)."""
     if not cube:
         return execute_two_level(connection, plan, max_rows, stats)
     started = time.process_time()
@@ -1002,7 +1075,8 @@ def execute_cube(
     # Seeded form: every key tuple of the set is a group, `__kept` those a combination passes (summary.cube).
     # With `summaries` (branch rt15) its statements run on the version's summary connection, from a prepared plan.
     runner = connection if summaries is None else _OnSummary(summaries, connection)
-    return _exact_statement(runner, plan, cube, max_rows, "cube", started, seeded=True)
+    every_group = groups is not None and 0 < groups <= EVERY_GROUP_LIMIT
+    return _exact_statement(runner, plan, cube, max_rows, "cube", started, seeded=True, every_group=every_group)
 
 
 class _OnSummary:

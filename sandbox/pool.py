@@ -83,6 +83,9 @@ class Job:
     cube: str = ""
     """Stage 1 read from the summary alone (sandbox.summary.cube; sandbox.service decides): run as
     engine.execute_cube; wins over the others when set."""
+    cube_groups: int | None = None
+    """With `cube`: an upper bound on its groups from build-time cardinalities (sandbox.summary.cube_groups),
+    which decides how its statement is written (engine.execute_cube); None: not known."""
     summary: str = ""
     """The summary rows that decide the threshold (sandbox.summary.lookup; sandbox.service decides): run as
     engine.execute_summary; wins over the others when set."""
@@ -383,7 +386,7 @@ def _run_job(
                 # Timing not fixed: no seeds either (they only serve fixed timing; execute_plan reads `fixed`).
                 plan = job.plan if limits.fixed_timing else replace(job.plan, seeded=None)
                 if job.cube:
-                    return ("ok", execute_cube(db, plan, job.max_rows, statistics, job.cube, lean))
+                    return ("ok", execute_cube(db, plan, job.max_rows, statistics, job.cube, lean, job.cube_groups))
                 if job.summary:
                     return ("ok", execute_summary(db, plan, job.max_rows, statistics, job.summary))
                 if job.bits:

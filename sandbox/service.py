@@ -314,6 +314,12 @@ def cube_for(plan: Plan, tables: Mapping[str, TableFile]) -> str | None:
     return summary.cube(plan, table.statistics)
 
 
+def cube_groups(plan: Plan, tables: Mapping[str, TableFile]) -> int | None:
+    """An upper bound on the groups of `plan`'s cube (sandbox.summary.cube_groups), from build-time statistics."""
+    table = tables.get(plan.units[0].table) if plan.units else None
+    return summary.cube_groups(plan, table.statistics) if table is not None else None
+
+
 def strategy(plan: Plan, tables: Mapping[str, TableFile]) -> str:
     """How `plan` runs: "cube" (engine.execute_cube), "summary" (engine.execute_summary), "bits"
     (engine.execute_bits), "two-level" (engine.execute_two_level), "single" (engine.execute_single), "folded"
@@ -657,6 +663,7 @@ def _execute(
         two_level=chosen == "two-level",
         bits=(bits_for(plan, tables) or ()) if chosen == "bits" else (),
         cube=(cube_for(plan, tables) or "") if chosen == "cube" else "",
+        cube_groups=cube_groups(plan, tables) if chosen == "cube" else None,
         summary=(summary_for(plan, tables) or "") if chosen == "summary" else "",
         statistics_free=statistics_free(tables),
         seeds=_seeds(tables),

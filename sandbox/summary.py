@@ -755,6 +755,32 @@ def cube(plan: Plan, statistics: Mapping[str, Any]) -> str | None:
     )
 
 
+def cube_groups(plan: Plan, statistics: Mapping[str, Any]) -> int | None:
+    """An upper bound on the groups of `plan`'s cube (`cube`): the product of its keys' cardinalities (a calendar
+    key's from its DATE column's extent, derived_cardinality), 1 without keys; None when a key has none recorded.
+    From the version's build-time statistics and the query text only, the same for every filter: how the cube's
+    statement is written from it (engine.execute_cube) says nothing of a hidden row."""
+    found = shape(plan)
+    if found is None:
+        return None
+    cardinality: Mapping[str, int] = statistics.get("cardinality") or {}
+    extent: Mapping[str, Any] = statistics.get("extent") or {}
+    derived = derived_dimensions(list(extent))
+    bound = 1
+    for key in found.keys:
+        if key in cardinality:
+            count: int | None = int(cardinality[key])
+        elif key in derived:
+            kind, column = derived[key]
+            count = derived_cardinality(kind, extent.get(column))
+        else:
+            count = None
+        if count is None:
+            return None
+        bound *= max(1, count)
+    return bound
+
+
 def _decided(plan: Plan, statistics: Mapping[str, Any]) -> tuple[Shape, int, list[str]] | None:
     """(the shape, S's grouping id, per cell the summary's count column) when the summary decides `plan`'s
     threshold exactly (`lookup`), else None."""

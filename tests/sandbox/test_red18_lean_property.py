@@ -1,5 +1,6 @@
 """Branch red18: the cube's statement on the summary connection (DuckDB's optimizer off, the filter once per row,
-branch cube18) against execute_single on the version's connection, on random data and random queries."""
+branch cube18) against execute_single on the version's connection, on random data and random queries; and
+since every19, the cube's every-group form (its groups filtered and counted in the worker) on both connections."""
 
 from __future__ import annotations
 
@@ -10,9 +11,17 @@ from typing import Any
 from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 
-from sandbox.engine import EngineLimits, TableStatistics, execute_cube, execute_single, open_locked, open_summary
+from sandbox.engine import (
+    EVERY_GROUP_LIMIT,
+    EngineLimits,
+    TableStatistics,
+    execute_cube,
+    execute_single,
+    open_locked,
+    open_summary,
+)
 from sandbox.errors import QueryRefused
-from sandbox.service import cube_for, files_of, plan_query, row_counts, strategy
+from sandbox.service import cube_for, cube_groups, files_of, plan_query, row_counts, strategy
 from tests.sandbox.test_pre16_summary_property import _policy, _sql, _typed, queries, rows_strategy
 from tests.sandbox.test_rt15_cube_connection import _tables
 
@@ -36,6 +45,13 @@ def _compare(rows: list[dict[str, Any]], sql: str, k: int, q: dict[str, Any] | N
             statistics = TableStatistics(connection, {}, "v")
             single = execute_single(connection, plan, 100, statistics)
             ran = [execute_cube(connection, plan, 100, statistics, cube, lean) for _ in range(2)]
+            # Every group to the worker (branch every19), on both connections: filtered and counted in Python.
+            groups = cube_groups(plan, tables)
+            assert groups is not None and 0 < groups <= EVERY_GROUP_LIMIT, sql
+            every = [execute_cube(connection, plan, 100, statistics, cube, on, groups) for on in (lean, None)]
+            every_group = sum(len(e.statements) == 1 and '"__p"' in e.statements[0] for e in every)
+            event(f"every-group form taken by {every_group} of 2")
+            ran += every
         finally:
             lean.close()
             connection.close()
