@@ -13,7 +13,8 @@ Queries wide in aggregates (many CASEs) amplify any per-chunk difference. Times 
 the optimizer is on and the statement uses FILTER) and on the version's connection, A and B alternated; prints
 medians, A-B, A/B and a two-sided Mann-Whitney p; `stage1` times the cube's statement alone on the summary
 connection; `every-group` (branch every19) execute_cube as a worker runs it now, its groups filtered and counted in
-Python where the bound on them allows (engine.EVERY_GROUP_LIMIT); `--control` makes A 'QQQ', absent too (an A/A control: any step there is not the data's). Not a test.
+Python where the bound on them allows (engine.EVERY_GROUP_LIMIT); `--control` makes A 'QQQ', absent too (an A/A
+control: any step there is not the data's). Not a test.
 """
 
 from __future__ import annotations
@@ -73,7 +74,13 @@ def main(argv: list[str] | None = None) -> None:
                 "version-conn": lambda p: execute_cube(connection, p, 10_000, stats, service.cube_for(p, tables) or ""),
                 # Branch every19: as a worker runs it now, every group returned and filtered in Python.
                 "every-group": lambda p: execute_cube(
-                    connection, p, 10_000, stats, service.cube_for(p, tables) or "", lean, service.cube_groups(p, tables)
+                    connection,
+                    p,
+                    10_000,
+                    stats,
+                    service.cube_for(p, tables) or "",
+                    lean,
+                    groups=service.cube_groups(p, tables),
                 ),
             }
             for path, run in paths.items():
