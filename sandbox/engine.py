@@ -8,6 +8,7 @@ space. This module runs inside a sandbox worker process (sandbox.pool), never in
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -738,7 +739,11 @@ EVERY_GROUP_LIMIT = 1_000
 from the version's build-time cardinalities (sandbox.summary.cube_groups) is at most this; above it the statement
 filters and counts them itself (_counted), which costs less for many groups (docs/benchmarks.md, "every19")."""
 
-_STAGE_2_EXTRAS = (" OVER ", " OVER(", " QUALIFY ", " LIMIT ", " OFFSET ")
+_PLAIN_ITEMS = re.compile(r'SELECT "__[a-z]+[0-9]+" AS "__c[0-9]+"(?:, "__[a-z]+[0-9]+" AS "__c[0-9]+")*', re.ASCII)
+"""Stage 2's select list when it computes nothing: every item a column of `__groups` under its output name."""
+_PLAIN_KEY = r'"__[a-z]+[0-9]+"(?: ASC| DESC)?(?: NULLS FIRST| NULLS LAST)?'
+_PLAIN_ORDER = re.compile(rf"(?: ORDER BY {_PLAIN_KEY}(?:, {_PLAIN_KEY})*)?", re.ASCII)
+"""Stage 2's ORDER BY when it computes nothing: columns only (the sandbox's own tie-breakers are such)."""
 
 
 def _every_group_text(plan: Plan, stage: str) -> str | None:
@@ -746,23 +751,16 @@ def _every_group_text(plan: Plan, stage: str) -> str | None:
     whether it passes (`__p`, NULL for a group whose `__kept` is FALSE: its bounds are masked) and `__kept`. No
     window counts and no WHERE: DuckDB binds and plans a quarter less (branch every19, measured).
 
-    Written into stage 2's text (Plan.output_sql), as _counted_text does: where that text is `SELECT <items> FROM
-    "__groups" WHERE <Plan.passes_sql>`, then nothing or an ORDER BY, the condition text found exactly once. Where
-    the buyer's HAVING joins the condition, or stage 2 holds DISTINCT, a window, QUALIFY, LIMIT or OFFSET (each of
-    which would read the groups that do not pass), or a string constant spells any of them: None, and the
-    statement counts by windows as before. A constant can only make this refuse, never accept a wrong split: the
-    condition's text then occurs twice."""
+    Written into stage 2's text (Plan.output_sql), as _counted_text does, and only where stage 2 computes nothing:
+    its text is `SELECT "__x" AS "__c0", ... FROM "__groups" WHERE <Plan.passes_sql>`, then nothing or an ORDER BY
+    of columns, character for character. Stage 2 then evaluates no expression of the buyer's on a group that does
+    not pass (no error and no cost can come from one: the windowed statement's WHERE guarantees it, and so does
+    this), and reads no group that does not pass through a HAVING, DISTINCT, window, QUALIFY, LIMIT or OFFSET. Any
+    other stage 2: None, and the statement counts by windows as before."""
     output = plan.output_sql
     condition = f' FROM "{GROUPS_TABLE}" WHERE {plan.passes_sql}'
     head, found, tail = output.partition(condition)
-    if (
-        not found
-        or condition in tail
-        or not head.startswith("SELECT ")
-        or head.startswith("SELECT DISTINCT ")
-        or (tail and not tail.startswith(" ORDER BY "))
-        or any(extra in output for extra in _STAGE_2_EXTRAS)
-    ):
+    if not found or not _PLAIN_ITEMS.fullmatch(head) or not _PLAIN_ORDER.fullmatch(tail):
         return None
     groups = f'"{GROUPS_TABLE}" AS (SELECT {seeded_columns_sql(plan)} FROM "__all")'
     columns = f', ({plan.passes_sql}) AS "__p", {_quote_identifier(KEPT_COLUMN)}'

@@ -1,0 +1,84 @@
+"""Branch every19: which cube statements return every group of their set to the worker (engine._every_group_text).
+
+Only a stage 2 that computes nothing (plain columns, an ORDER BY of columns) and only over a set whose groups the
+build-time cardinalities bound to engine.EVERY_GROUP_LIMIT: any expression of the buyer's in stage 2 must still
+see only the groups that pass (the windowed statement's WHERE), and so must HAVING and LIMIT. The answers of both
+forms are compared on random data by tests/sandbox/test_red18_lean_property.py; here, the choice.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from sandbox.engine import EVERY_GROUP_LIMIT, EngineLimits, TableStatistics, execute_cube, open_locked, open_summary
+from sandbox.service import cube_for, cube_groups, files_of, plan_query, row_counts, strategy
+from tests.sandbox.test_pre16_summary_property import _policy
+from tests.sandbox.test_rt15_cube_connection import ROWS, _tables
+
+
+def _statements(sql: str, groups: int | None = None) -> tuple[list[str], int | None]:
+    """The statements execute_cube runs for `sql` on the summary connection, given the bound service.cube_groups
+    computes (or `groups`), and that bound."""
+    with tempfile.TemporaryDirectory() as directory:
+        tables = _tables(Path(directory), ROWS)
+        plan = plan_query(sql, _policy(2), row_counts(tables))
+        assert strategy(plan, tables) == "cube", sql
+        bound = cube_groups(plan, tables) if groups is None else groups
+        files = {name: Path(file) for name, file in files_of(tables)}
+        free = tables["t"].statistics["statistics_free"]
+        connection = open_locked(files, EngineLimits(threads=1), free)
+        lean = open_summary(files, EngineLimits(threads=1), free)
+        try:
+            stats = TableStatistics(connection, {}, "v")
+            execution = execute_cube(connection, plan, 100, stats, cube_for(plan, tables) or "", lean, bound)
+        finally:
+            lean.close()
+            connection.close()
+    return execution.statements, bound
+
+
+def _every_group(statements: list[str]) -> bool:
+    return len(statements) == 1 and '"__p"' in statements[0] and " OVER " not in statements[0]
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT g, count(*) AS c FROM t GROUP BY g",
+        "SELECT g, count(*) AS c, sum(n) AS s FROM t WHERE d = 'x' GROUP BY g",
+        "SELECT g, h, count(*) AS c FROM t GROUP BY g, h",
+        "SELECT g, avg(n) AS a FROM t WHERE h = 1 GROUP BY g ORDER BY 2 DESC NULLS FIRST, 1",
+        "SELECT count(*) AS c FROM t WHERE g = 'zzz'",
+    ],
+)
+def test_a_stage_2_that_computes_nothing_gets_every_group(sql: str) -> None:
+    statements, bound = _statements(sql)
+    assert bound is not None and 0 < bound <= EVERY_GROUP_LIMIT
+    assert _every_group(statements), statements
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT g, count(*) * 2 AS c FROM t GROUP BY g",
+        "SELECT g, count(*) AS c FROM t GROUP BY g ORDER BY count(*) * 2",
+        "SELECT g, count(*) AS c FROM t GROUP BY g HAVING count(*) > 2",
+        "SELECT g, count(*) AS c FROM t GROUP BY g ORDER BY 2 LIMIT 1",
+        "SELECT g, count(*) AS c FROM t GROUP BY g ORDER BY 2 LIMIT 5 OFFSET 1",
+        "SELECT g, count(*) AS c, 'FROM \"__groups\" WHERE' AS x FROM t GROUP BY g",
+    ],
+)
+def test_a_stage_2_that_computes_or_reads_past_the_passing_groups_keeps_the_windows(sql: str) -> None:
+    statements, _ = _statements(sql)
+    assert not _every_group(statements), statements
+    assert " OVER " in statements[0]
+
+
+def test_a_set_of_more_groups_than_the_limit_keeps_the_windows() -> None:
+    statements, _ = _statements("SELECT g, count(*) AS c FROM t GROUP BY g", groups=EVERY_GROUP_LIMIT + 1)
+    assert not _every_group(statements) and " OVER " in statements[0]
+    statements, _ = _statements("SELECT g, count(*) AS c FROM t GROUP BY g", groups=EVERY_GROUP_LIMIT)
+    assert _every_group(statements)
