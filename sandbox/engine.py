@@ -762,9 +762,26 @@ def _every_group_text(plan: Plan, stage: str) -> str | None:
     head, found, tail = output.partition(condition)
     if not found or not _PLAIN_ITEMS.fullmatch(head) or not _PLAIN_ORDER.fullmatch(tail):
         return None
-    groups = f'"{GROUPS_TABLE}" AS (SELECT {seeded_columns_sql(plan)} FROM "__all")'
+    groups = f'"{GROUPS_TABLE}" AS (SELECT {_every_group_masks(plan)} FROM "__all")'
     columns = f', ({plan.passes_sql}) AS "__p", {_quote_identifier(KEPT_COLUMN)}'
     return f'WITH "__all" AS ({stage}), {groups} {head}{columns} FROM "{GROUPS_TABLE}"{tail}'
+
+
+def _every_group_masks(plan: Plan) -> str:
+    """seeded_columns_sql's masks as arithmetic, no CASE (the cube's aggregates are numbers: counts, DOUBLE sums and
+    averages, DECIMAL sums, each times 1 keeping its type and value): a group bound times 1, or NULL where the group
+    is not kept; a cell's aggregate times 1, or NULL under k. A CASE runs its THEN only when some group takes it, so
+    its time told whether any group was kept, that is whether any row passed the filter (branch red18's residue;
+    docs/sandbox.md, "Every group to the worker (every19)")."""
+    kept = _quote_identifier(KEPT_COLUMN)
+    k = plan.min_group_size
+    masks = [(f"__lo{i}", f'"__lo{i}" * CAST({kept} OR NULL AS INTEGER)') for i in range(len(plan.units))]
+    masks += [
+        (column, f'"{column}" * CAST("__v{m}" >= {k} OR NULL AS INTEGER)')
+        for m, cell in enumerate(plan.cells)
+        for column in cell.columns
+    ]
+    return "* REPLACE (" + ", ".join(f'{value} AS "{column}"' for column, value in masks) + ")"
 
 
 def _every_group(

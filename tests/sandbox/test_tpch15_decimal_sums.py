@@ -33,7 +33,7 @@ from sandbox.engine import (
     execute_two_level,
 )
 from sandbox.policy import ProtectionPolicy
-from sandbox.service import TableFile, cube_for, exact_plan, plan_query, summary_for
+from sandbox.service import TableFile, cube_for, cube_groups, exact_plan, plan_query, summary_for
 from sandbox.summary import SUMMARY_PREFIX
 from tests.sandbox.conftest import replaying_connection, write_parquet
 
@@ -124,6 +124,10 @@ def _paths(connection: duckdb.DuckDBPyConnection, files: dict[str, TableFile]) -
         "bits": lambda plan: execute_bits(connection, plan, 10_000, stats, spans=[(0, UNITS)]),
         "summary": lambda plan: execute_summary(connection, plan, 10_000, stats, summary_for(plan, files) or ""),
         "cube": lambda plan: execute_cube(connection, plan, 10_000, stats, cube_for(plan, files) or ""),
+        # Branch every19: every group to the worker, its masks arithmetic on DECIMAL sums too.
+        "cube, every group": lambda plan: execute_cube(
+            connection, plan, 10_000, stats, cube_for(plan, files) or "", groups=cube_groups(plan, files)
+        ),
     }
 
 
