@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from bench.cube13_oracle import alternated_cpu
-from sandbox.engine import EngineLimits, TableStatistics, execute_cube, open_locked, open_summary
-from sandbox.service import cube_for, cube_groups, files_of, plan_query, row_counts, strategy
+from sandbox.engine import execute_cube
+from sandbox.service import cube_for, cube_groups, plan_query, row_counts, strategy
 from tests.sandbox.test_pre16_summary_property import _policy
 from tests.sandbox.test_rt15_cube_connection import _tables
+from tests.support.cube_connections import cube_connections
 
 QUERIES = {
     "all pass": "SELECT g, count(*) AS c, avg(n) AS a FROM t WHERE h = 1 GROUP BY g",
@@ -45,23 +46,15 @@ def measure(n: int, sql: str, runs: int) -> tuple[float, float, bool, int | None
         plan = plan_query(sql, _policy(2), row_counts(tables))
         assert strategy(plan, tables) == "cube", n
         cube = cube_for(plan, tables) or ""
-        files = {name: Path(file) for name, file in files_of(tables)}
-        free = tables["t"].statistics["statistics_free"]
-        connection = open_locked(files, EngineLimits(threads=1), free)
-        lean = open_summary(files, EngineLimits(threads=1), free)
-        stats = TableStatistics(connection, {}, "v")
         ways = {"A": 1, "B": None}  # A: every group whatever N; B: the windowed statement
+        with cube_connections(tables) as (connection, lean, stats):
 
-        def run(side: str) -> Any:
-            return execute_cube(connection, plan, 100_000, stats, cube, lean, ways[side])
+            def run(side: str) -> Any:
+                return execute_cube(connection, plan, 100_000, stats, cube, lean, ways[side])
 
-        try:
             a, b = run("A"), run("B")
             same = (a.rows, a.groups, a.suppressed_groups) == (b.rows, b.groups, b.suppressed_groups)
             found = alternated_cpu(run, {"A": "A", "B": "B"}, runs, warmups=5)
-        finally:
-            lean.close()
-            connection.close()
         return statistics.median(found["A"]), statistics.median(found["B"]), same, cube_groups(plan, tables)
 
 

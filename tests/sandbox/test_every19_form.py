@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.engine import EVERY_GROUP_LIMIT, EngineLimits, TableStatistics, execute_cube, open_locked, open_summary
-from sandbox.service import cube_for, cube_groups, files_of, plan_query, row_counts, strategy
+from sandbox.engine import EVERY_GROUP_LIMIT, execute_cube
+from sandbox.service import cube_for, cube_groups, plan_query, row_counts, strategy
 from tests.sandbox.test_pre16_summary_property import _policy
 from tests.sandbox.test_rt15_cube_connection import ROWS, _tables
+from tests.support.cube_connections import cube_connections
 
 
 def _statements(sql: str, groups: int | None = None) -> tuple[list[str], int | None]:
@@ -27,16 +28,8 @@ def _statements(sql: str, groups: int | None = None) -> tuple[list[str], int | N
         plan = plan_query(sql, _policy(2), row_counts(tables))
         assert strategy(plan, tables) == "cube", sql
         bound = cube_groups(plan, tables) if groups is None else groups
-        files = {name: Path(file) for name, file in files_of(tables)}
-        free = tables["t"].statistics["statistics_free"]
-        connection = open_locked(files, EngineLimits(threads=1), free)
-        lean = open_summary(files, EngineLimits(threads=1), free)
-        try:
-            stats = TableStatistics(connection, {}, "v")
+        with cube_connections(tables) as (connection, lean, stats):
             execution = execute_cube(connection, plan, 100, stats, cube_for(plan, tables) or "", lean, bound)
-        finally:
-            lean.close()
-            connection.close()
     return execution.statements, bound
 
 

@@ -11,19 +11,12 @@ from typing import Any
 from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 
-from sandbox.engine import (
-    EVERY_GROUP_LIMIT,
-    EngineLimits,
-    TableStatistics,
-    execute_cube,
-    execute_single,
-    open_locked,
-    open_summary,
-)
+from sandbox.engine import EVERY_GROUP_LIMIT, execute_cube, execute_single
 from sandbox.errors import QueryRefused
-from sandbox.service import cube_for, cube_groups, files_of, plan_query, row_counts, strategy
+from sandbox.service import cube_for, cube_groups, plan_query, row_counts, strategy
 from tests.sandbox.test_pre16_summary_property import _policy, _sql, _typed, queries, rows_strategy
 from tests.sandbox.test_rt15_cube_connection import _tables
+from tests.support.cube_connections import cube_connections
 
 
 def _compare(rows: list[dict[str, Any]], sql: str, k: int, q: dict[str, Any] | None = None) -> bool:
@@ -37,12 +30,7 @@ def _compare(rows: list[dict[str, Any]], sql: str, k: int, q: dict[str, Any] | N
             return False
         cube = cube_for(plan, tables)
         assert cube
-        files = {name: Path(file) for name, file in files_of(tables)}
-        free = tables["t"].statistics["statistics_free"]
-        connection = open_locked(files, EngineLimits(threads=1), free)
-        lean = open_summary(files, EngineLimits(threads=1), free)
-        try:
-            statistics = TableStatistics(connection, {}, "v")
+        with cube_connections(tables) as (connection, lean, statistics):
             single = execute_single(connection, plan, 100, statistics)
             ran = [execute_cube(connection, plan, 100, statistics, cube, lean) for _ in range(2)]
             # Every group to the worker (branch every19), on both connections: filtered and counted in Python.
@@ -52,9 +40,6 @@ def _compare(rows: list[dict[str, Any]], sql: str, k: int, q: dict[str, Any] | N
             every_group = sum(len(e.statements) == 1 and '"__p"' in e.statements[0] for e in every)
             event(f"every-group form taken by {every_group} of 2")
             ran += every
-        finally:
-            lean.close()
-            connection.close()
     for after in ran:
         if single.refused is not None or after.refused is not None:
             assert after.refused == single.refused, sql

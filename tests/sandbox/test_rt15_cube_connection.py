@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, note, settings
 
 from products.storage import table_statistics
 from sandbox import engine
-from sandbox.engine import EngineLimits, TableStatistics, execute_cube, open_locked, open_summary
+from sandbox.engine import EngineLimits, execute_cube, open_locked, open_summary
 from sandbox.errors import QueryRefused
 from sandbox.pool import SUMMARY_CONNECTIONS, Job, WorkerPool, _summary_connection, _Watcher
 from sandbox.service import TableFile, cube_for, files_of, plan_query, row_counts, strategy
@@ -40,6 +40,7 @@ from tests.sandbox.test_pre16_summary_property import (
     queries,
     rows_strategy,
 )
+from tests.support.cube_connections import cube_connections
 
 ROWS = [
     {"u": f"u{i % 9}", "g": ["a", "b", None][i % 3], "h": i % 3, "d": ["x", "y"][i % 2], "m": float(i % 7), "n": i}
@@ -68,19 +69,11 @@ def test_the_summary_connection_answers_exactly_as_the_version_s(rows: list[dict
             return
         cube = cube_for(plan, tables)
         assert cube
-        files = {name: Path(file) for name, file in files_of(tables)}
-        free = tables["t"].statistics["statistics_free"]
-        connection = open_locked(files, EngineLimits(threads=1), free)
-        lean = open_summary(files, EngineLimits(threads=1), free)
-        try:
-            statistics = TableStatistics(connection, {}, "v")
+        with cube_connections(tables) as (connection, lean, statistics):
             before = execute_cube(connection, plan, 100, statistics, cube)
             # Twice: the first prepares the statement, the second runs the plan prepared.
             ran = [execute_cube(connection, plan, 100, statistics, cube, lean) for _ in range(2)]
             assert lean.prepared == len(before.statements) or before.refused is not None
-        finally:
-            lean.close()
-            connection.close()
     for after in ran:
         assert _typed(after.rows) == _typed(before.rows), sql
         assert (after.groups, after.suppressed_groups) == (before.groups, before.suppressed_groups), sql
@@ -91,12 +84,7 @@ def test_one_connection_s_prepared_statements_never_answer_another_text(tmp_path
     """Two filters, one right after the other on one summary connection: each its own answer (a cache keyed
     by anything less than the exact text would answer the second with the first's plan)."""
     tables = _tables(tmp_path, ROWS)
-    files = {name: Path(file) for name, file in files_of(tables)}
-    free = tables["t"].statistics["statistics_free"]
-    connection = open_locked(files, EngineLimits(threads=1), free)
-    lean = open_summary(files, EngineLimits(threads=1), free)
-    try:
-        statistics = TableStatistics(connection, {}, "v")
+    with cube_connections(tables) as (connection, lean, statistics):
         for literal in ("'x'", "'y'", "'z'", "'x'"):
             sql = f"SELECT g, count(*) AS c, avg(n) AS an FROM t WHERE d = {literal} GROUP BY g"
             plan = plan_query(sql, _policy(2), row_counts(tables))
@@ -106,9 +94,6 @@ def test_one_connection_s_prepared_statements_never_answer_another_text(tmp_path
             before = execute_cube(connection, plan, 100, statistics, cube)
             assert _typed(on_summary.rows) == _typed(before.rows), sql
             assert (on_summary.groups, on_summary.suppressed_groups) == (before.groups, before.suppressed_groups)
-    finally:
-        lean.close()
-        connection.close()
 
 
 def test_a_statement_the_summary_connection_cannot_prepare_runs_where_it_ran_before(tmp_path: Path) -> None:
