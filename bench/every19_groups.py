@@ -26,7 +26,7 @@ from sandbox.engine import execute_cube
 from sandbox.service import cube_for, cube_groups, plan_query, row_counts, strategy
 from tests.sandbox.test_pre16_summary_property import _policy
 from tests.sandbox.test_rt15_cube_connection import _tables
-from tests.support.cube_connections import cube_connections
+from tests.support.cube_connections import cube_connections, with_quality_counts
 
 QUERIES = {
     "all pass": "SELECT g, count(*) AS c, avg(n) AS a FROM t WHERE h = 1 GROUP BY g",
@@ -55,7 +55,12 @@ def measure(n: int, sql: str, runs: int) -> tuple[float, float, bool, int | None
             a, b = run("A"), run("B")
             same = (a.rows, a.groups, a.suppressed_groups) == (b.rows, b.groups, b.suppressed_groups)
             found = alternated_cpu(run, {"A": "A", "B": "B"}, runs, warmups=5)
-        return statistics.median(found["A"]), statistics.median(found["B"]), same, cube_groups(plan, tables)
+        return (
+            statistics.median(found["A"]),
+            statistics.median(found["B"]),
+            same,
+            cube_groups(plan, with_quality_counts(tables)),
+        )
 
 
 def main(argv: list[str] | None = None) -> None:

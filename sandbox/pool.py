@@ -84,7 +84,7 @@ class Job:
     """Stage 1 read from the summary alone (sandbox.summary.cube; sandbox.service decides): run as
     engine.execute_cube; wins over the others when set."""
     cube_groups: int | None = None
-    """With `cube`: an upper bound on its groups from build-time cardinalities (sandbox.summary.cube_groups),
+    """With `cube`: an estimate of its groups from the distinct counts buyers see (sandbox.summary.cube_groups),
     which decides how its statement is written (engine.execute_cube); None: not known."""
     summary: str = ""
     """The summary rows that decide the threshold (sandbox.summary.lookup; sandbox.service decides): run as

@@ -315,7 +315,7 @@ def cube_for(plan: Plan, tables: Mapping[str, TableFile]) -> str | None:
 
 
 def cube_groups(plan: Plan, tables: Mapping[str, TableFile]) -> int | None:
-    """An upper bound on the groups of `plan`'s cube (sandbox.summary.cube_groups), from build-time statistics."""
+    """An estimate of the groups of `plan`'s cube from the distinct counts buyers see (sandbox.summary.cube_groups)."""
     table = tables.get(plan.units[0].table) if plan.units else None
     return summary.cube_groups(plan, table.statistics) if table is not None else None
 

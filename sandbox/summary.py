@@ -756,23 +756,25 @@ def cube(plan: Plan, statistics: Mapping[str, Any]) -> str | None:
 
 
 def cube_groups(plan: Plan, statistics: Mapping[str, Any]) -> int | None:
-    """An upper bound on the groups of `plan`'s cube (`cube`): the product of its keys' cardinalities (a calendar
-    key's from its DATE column's extent, derived_cardinality), 1 without keys; None when a key has none recorded.
-    From the version's build-time statistics and the query text only, the same for every filter: how the cube's
-    statement is written from it (engine.execute_cube) says nothing of a hidden row."""
+    """An estimate of the groups of `plan`'s cube (`cube`) from what buyers see: the product of its keys' distinct
+    counts in the quality summary (`distinct`: over values at least k units hold, products.service._statistics; a
+    calendar key's from its DATE column's `range` there, derived_cardinality), 1 without keys; None when a key has
+    none. Never the whole cardinalities: which statement runs shows in its time, and a whole count tells how many
+    rare values a dimension holds (branch every19). Only the statement's cost depends on it, never its answer (a
+    set may hold more groups, its rare values'; at most summary.MAX_COMBINATIONS)."""
     found = shape(plan)
     if found is None:
         return None
-    cardinality: Mapping[str, int] = statistics.get("cardinality") or {}
-    extent: Mapping[str, Any] = statistics.get("extent") or {}
-    derived = derived_dimensions(list(extent))
+    distinct: Mapping[str, int] = statistics.get("distinct") or {}
+    shown: Mapping[str, Any] = statistics.get("range") or {}
+    derived = derived_dimensions(list(shown))
     bound = 1
     for key in found.keys:
-        if key in cardinality:
-            count: int | None = int(cardinality[key])
+        if key in distinct:
+            count: int | None = int(distinct[key])
         elif key in derived:
             kind, column = derived[key]
-            count = derived_cardinality(kind, extent.get(column))
+            count = derived_cardinality(kind, shown.get(column))
         else:
             count = None
         if count is None:

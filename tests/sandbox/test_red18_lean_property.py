@@ -16,7 +16,7 @@ from sandbox.errors import QueryRefused
 from sandbox.service import cube_for, cube_groups, plan_query, row_counts, strategy
 from tests.sandbox.test_pre16_summary_property import _policy, _sql, _typed, queries, rows_strategy
 from tests.sandbox.test_rt15_cube_connection import _tables
-from tests.support.cube_connections import cube_connections
+from tests.support.cube_connections import cube_connections, with_quality_counts
 
 
 def _compare(rows: list[dict[str, Any]], sql: str, k: int, q: dict[str, Any] | None = None) -> bool:
@@ -34,7 +34,7 @@ def _compare(rows: list[dict[str, Any]], sql: str, k: int, q: dict[str, Any] | N
             single = execute_single(connection, plan, 100, statistics)
             ran = [execute_cube(connection, plan, 100, statistics, cube, lean) for _ in range(2)]
             # Every group to the worker (branch every19), on both connections: filtered and counted in Python.
-            groups = cube_groups(plan, tables)
+            groups = cube_groups(plan, with_quality_counts(tables))
             assert groups is not None and 0 < groups <= EVERY_GROUP_LIMIT, sql
             every = [execute_cube(connection, plan, 100, statistics, cube, on, groups) for on in (lean, None)]
             every_group = sum(len(e.statements) == 1 and '"__p"' in e.statements[0] for e in every)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import duckdb
@@ -27,3 +28,15 @@ def cube_connections(
     finally:
         lean.close()
         connection.close()
+
+
+def with_quality_counts(tables: Mapping[str, TableFile]) -> dict[str, TableFile]:
+    """`tables` with the quality summary's distinct counts (statistics `distinct`, what buyers see; a version's come
+    from products.service._statistics) set to the whole cardinalities, as when every value is held by k units: what
+    sandbox.summary.cube_groups reads."""
+    return {
+        name: replace(
+            table, statistics={**table.statistics, "distinct": dict(table.statistics.get("cardinality") or {})}
+        )
+        for name, table in tables.items()
+    }
