@@ -1,0 +1,119 @@
+"""Red team red19 (session 19): the cube's every-group form (branch every19) against the windowed form and
+execute_single, on a product whose hidden groups hold what the windowed statement never let out of DuckDB: DATE
+keys outside Python's years (year 20000, BC, 'infinity'), NULL keys, long string keys, BIGINT measures at
+their bounds (the cube holds exact sums only: summary.exact_measures keeps DOUBLEs, inf, NaN and
+wide decimals out). The every-group statement fetches and converts every group of the set, passing or not: no
+such group may change the answer, the error, the counts or too_many_rows (docs/sandbox.md, "Red team red19")."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from products.storage import table_statistics
+from sandbox.engine import EVERY_GROUP_LIMIT, execute_cube, execute_single
+from sandbox.errors import QueryRefused
+from sandbox.policy import ProtectionPolicy
+from sandbox.service import TableFile, cube_for, cube_groups, plan_query, row_counts, strategy
+from tests.sandbox.conftest import write_parquet
+from tests.support.cube_connections import cube_connections
+
+TYPES = {"u": "VARCHAR", "d": "DATE", "g": "BIGINT", "s": "VARCHAR", "x": "DECIMAL(18, 2)", "f": "BIGINT"}
+ROLES = {"u": "privacy_unit", "d": "dimension", "g": "dimension", "s": "dimension", "x": "measure", "f": "measure"}
+BOUNDS = {"x": (-1e12, 1e12), "f": (-1e12, 1e12)}
+ODD_DATES = ["20000-01-01", "infinity", "-infinity", "0044-03-15 (BC)", "5881580-07-10"]
+
+
+def _rows() -> list[dict[str, Any]]:
+    """60 rows over 12 units (groups that pass at k up to 12), then one unit's rows alone in groups of their own:
+    the odd dates, a NULL key, a long string key, the extreme measures."""
+    rows = [
+        {
+            "u": f"u{i % 12}",
+            "d": f"2024-01-0{1 + i % 3}",
+            "g": i % 4,
+            "s": ["a", "bb"][i % 2],
+            "x": f"{i}.25",
+            "f": i,
+        }
+        for i in range(60)
+    ]
+    extremes = ["999999999999.99", "-999999999999.99", "0.01"]
+    doubles = [10**12, -(10**12), 0]
+    for j, date in enumerate(ODD_DATES):
+        rows.append(
+            {"u": "hidden", "d": date, "g": None, "s": "x" * (50 + j), "x": extremes[j % 3], "f": doubles[j % 3]}
+        )
+    rows.append({"u": "hidden", "d": None, "g": 1_000 + 7, "s": None, "x": extremes[0], "f": doubles[2]})
+    return rows
+
+
+def _policy(k: int) -> ProtectionPolicy:
+    return ProtectionPolicy.model_validate(
+        {
+            "min_group_size": k,
+            "tables": {
+                "t": {
+                    "privacy_unit": "u",
+                    "dimensions": ["d", "g", "s"],
+                    "measures": ["x", "f"],
+                    "hidden": [],
+                    "bounds": {m: {"min": lo, "max": hi} for m, (lo, hi) in BOUNDS.items()},
+                }
+            },
+        }
+    )
+
+
+def _odd_rows() -> list[dict[str, Any]]:
+    return _rows()
+
+
+QUERIES = [
+    "SELECT d, count(*) AS c FROM t GROUP BY d",
+    "SELECT d, count(*) AS c, sum(f) AS sf, avg(f) AS af FROM t GROUP BY d ORDER BY sf DESC",
+    "SELECT g, count(*) AS c, sum(f) AS sf FROM t GROUP BY g ORDER BY sf, c DESC",
+    "SELECT s, count(*) AS c, avg(f) AS af FROM t GROUP BY s ORDER BY 3 NULLS FIRST",
+    "SELECT d, g, count(*) AS c, sum(f) AS sf FROM t GROUP BY d, g",
+    "SELECT d, s, count(*) AS c, sum(f) AS sf FROM t GROUP BY d, s ORDER BY sf DESC NULLS LAST, c",
+    "SELECT g, count(*) AS c, sum(f) AS sf FROM t WHERE s = 'xxxxx' GROUP BY g",
+    "SELECT count(*) AS c, sum(f) AS sf, avg(f) AS af FROM t WHERE g = 1007",
+    "SELECT count(*) AS c, sum(f) AS sf FROM t WHERE d = DATE '2024-01-02'",
+    "SELECT d, count(*) AS c FROM t WHERE g = 1007 GROUP BY d",
+    "SELECT g, count(*) AS c, sum(f) AS sf FROM t WHERE d = DATE '2024-01-09' GROUP BY g",
+    "SELECT s, count(*) AS c, avg(f) AS af FROM t WHERE g IS NULL GROUP BY s ORDER BY af DESC",
+]
+
+
+@pytest.mark.parametrize("k", [2, 5, 10])
+@pytest.mark.parametrize("max_rows", [1, 2, 100])
+def test_hidden_groups_of_odd_values_change_nothing_in_the_every_group_form(k: int, max_rows: int) -> None:
+    taken = 0
+    with tempfile.TemporaryDirectory() as directory:
+        path = write_parquet(Path(directory) / "t.parquet", _odd_rows(), TYPES)
+        stats = table_statistics(path, list(TYPES), ROLES, BOUNDS)
+        tables = {"t": TableFile(name="t", path=path, row_count=len(_odd_rows()), statistics=stats)}
+        for sql in QUERIES:
+            try:
+                plan = plan_query(sql, _policy(k), row_counts(tables))
+            except QueryRefused:
+                continue
+            if strategy(plan, tables) != "cube":
+                continue
+            cube = cube_for(plan, tables) or ""
+            groups = cube_groups(plan, tables)
+            with cube_connections(tables) as (connection, lean, statistics):
+                single = execute_single(connection, plan, max_rows, statistics)
+                windowed = execute_cube(connection, plan, max_rows, statistics, cube, lean)
+                forced = max(1, min(groups or EVERY_GROUP_LIMIT, EVERY_GROUP_LIMIT))
+                every = execute_cube(connection, plan, max_rows, statistics, cube, lean, forced)
+            taken += '"__p"' in every.statements[0]
+            for other in (windowed, every):
+                assert other.refused == single.refused, sql
+                assert repr(other.rows) == repr(single.rows), sql
+                assert other.too_many_rows == single.too_many_rows, sql
+                assert (other.groups, other.suppressed_groups) == (single.groups, single.suppressed_groups), sql
+    assert taken >= 5
