@@ -93,11 +93,20 @@ QUERIES = [
 ]
 
 
-@pytest.mark.parametrize("dates", [ODD_DATES, CALENDAR_DATES], ids=["odd", "calendar"])
+NULL_ROW = {"u": None, "d": None, "g": None, "s": None, "x": None, "f": None}
+PRODUCTS = {
+    "odd": lambda: _rows(ODD_DATES),
+    "calendar": lambda: _rows(CALENDAR_DATES),
+    "empty": lambda: [],
+    "one NULL row": lambda: [NULL_ROW],
+}
+
+
+@pytest.mark.parametrize("product", list(PRODUCTS))
 @pytest.mark.parametrize("k", [2, 10])
-def test_hidden_groups_of_odd_values_change_nothing_in_the_every_group_form(dates: list[str], k: int) -> None:
+def test_hidden_groups_of_odd_values_change_nothing_in_the_every_group_form(product: str, k: int) -> None:
     taken = 0
-    rows = _rows(dates)
+    rows: list[dict[str, Any]] = PRODUCTS[product]()
     with tempfile.TemporaryDirectory() as directory:
         path = write_parquet(Path(directory) / "t.parquet", rows, TYPES)
         stats = table_statistics(path, list(TYPES), ROLES, BOUNDS)
