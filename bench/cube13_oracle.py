@@ -54,6 +54,15 @@ def alternated_cpu(
     return found
 
 
+def alternated_medians(
+    run: Callable[[Any], Any], plans: dict[str, Any], runs: int, *, warmups: int
+) -> tuple[float, float, float]:
+    """alternated_cpu's median CPU (ms) of A and of B, and the two-sided Mann-Whitney p of A against B (also
+    bench.red18_case_oracle and bench.red19_every_oracle)."""
+    found = alternated_cpu(run, plans, runs, warmups=warmups)
+    return statistics.median(found["A"]), statistics.median(found["B"]), mann_whitney(found["A"], found["B"]).p
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=40)
@@ -85,12 +94,10 @@ def main(argv: list[str] | None = None) -> None:
             for path, run in paths.items():
                 answers = {side: run(plan) for side, plan in plans.items()}
                 assert answers["A"].rows == answers["B"].rows, (label, answers)
-                found = alternated_cpu(run, plans, args.runs, warmups=3)
-                a, b = statistics.median(found["A"]), statistics.median(found["B"])
-                test = mann_whitney(found["A"], found["B"])
+                a, b, p = alternated_medians(run, plans, args.runs, warmups=3)
                 print(
                     f"{label:20} {path:9} A (LEX) {a:.3f} ms  B (ZZZ) {b:.3f} ms  A-B {a - b:+.3f} ms  "
-                    f"p {test.p:.3f}  groups A/B {answers['A'].groups}/{answers['B'].groups}",
+                    f"p {p:.3f}  groups A/B {answers['A'].groups}/{answers['B'].groups}",
                     flush=True,
                 )
         lean.close()

@@ -18,12 +18,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import tempfile
 from pathlib import Path
 
-from bench.cube13_oracle import alternated_cpu
-from bench.stats import mann_whitney
+from bench.cube13_oracle import alternated_medians
 from bench.worker_cpu import _tables
 from market.demo import FLIGHTS_POLICY
 from sandbox import service
@@ -115,12 +113,10 @@ def main(argv: list[str] | None = None) -> None:
             if args.show:
                 fetched = lean.execute(a_run.statements[0]).fetchall()
                 print(label, form, len(fetched), "groups;", [r for r in fetched if r[-1] and not r[-2]][:5])
-            found = alternated_cpu(run, plans, args.runs, warmups=5)
-            a, b = statistics.median(found["A"]), statistics.median(found["B"])
-            test = mann_whitney(found["A"], found["B"])
+            a, b, p = alternated_medians(run, plans, args.runs, warmups=5)
             print(
                 f"{label:24} {form:11} A ({first}) {a:.4f} ms  B ({absent}) {b:.4f} ms  A-B {a - b:+.4f} ms  "
-                f"A/B {a / b:.3f}  p {test.p:.4f}  (groups {a_run.groups}/{b_run.groups}, "
+                f"A/B {a / b:.3f}  p {p:.4f}  (groups {a_run.groups}/{b_run.groups}, "
                 f"suppressed {a_run.suppressed_groups}/{b_run.suppressed_groups})",
                 flush=True,
             )
