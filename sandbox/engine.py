@@ -192,49 +192,164 @@ SUMMARY_UNUSED_OPTIMIZERS = (
 """Optimizers the cube's statement has no use for (one in-memory table, no join, no subquery of the sandbox's,
 no IN list, no LIKE): off on the summary connection (open_summary), so the first run of a statement text plans
 less. None changes an answer (an optimizer never does); the floor is still disabled_optimizers'."""
+SUMMARY_VALUE_OPTIMIZERS = "statistics_propagation"
+"""Off on every summary connection, whatever the floor (branch lit20): a statement prepared over a set's rows as a
+constant (Summaries) would otherwise be planned from that constant's value statistics (the least and greatest of
+each column over the set's rows, rare values included), which could fold a buyer's comparison and make its work
+depend on them. Over the table it was already told nothing (the bounding rows, _create_summary)."""
 PREPARED = 256
 """DuckDB prepared statements a summary connection keeps (Summaries), per exact statement text, most recently
 used."""
+CONSTANT_BYTES = 512 * 1024
+"""The largest text of one set's rows (the columns one statement reads) that Summaries prepares as a constant
+(branch lit20): a prepared statement holds about 16 times its text in memory (1.74 MB for the demo's 109 KB set of
+`dest` by `month`, measured); a larger set is read from the table, as before."""
+CONSTANT_BUDGET = 4 * 1024 * 1024
+"""At most this much constant text (CONSTANT_BYTES each) in the prepared statements of one summary connection (about
+64 MB of memory, four connections a worker): past it, the least recently used statements are deallocated first."""
+
+_CUBE_SOURCE = re.compile(
+    r' FROM "(__summary__(?:[^"]|"")+)" AS ("(?:[^"]|"")+") WHERE "__set" = ([0-9]+)\) AS "__c"'
+    r'((?: GROUP BY "__g[0-9]+"(?:, "__g[0-9]+")*)?)',
+    re.ASCII,
+)
+"""The end of every text summary.cube writes: its one read of the summary, the rows of one set, then the grouping
+by its keys. Nothing of the buyer's follows it (the buyer's filter and keys are in the inner SELECT before it)."""
+_CUBE_PREFIXES = ('WITH "__all" AS (', f'WITH "{GROUPS_TABLE}" AS (')
+"""How the statements execute_cube runs begin, its cube text right after (_exact_statement, _seeded_groups)."""
 
 
 class Summaries:
     """A product version's summary tables on their own locked in-memory connection (open_summary, branch rt15):
     the cube's statement (engine.execute_cube) runs here rather than on the version's big connection, prepared
     once per exact statement text (a DuckDB prepared statement, at most PREPARED kept, least recently used
-    deallocated) and executed by name after. DuckDB (2.0) parses it once but binds, optimizes and plans it again
-    on every EXECUTE (branch cube18, measured); the optimizer stays on all the same (open_summary)."""
+    deallocated) and executed by name after.
+
+    DuckDB (2.0) binds, optimizes and plans a prepared statement again on every EXECUTE when it reads a table
+    (branch cube18, measured; DuckDB keeps the plan only of a statement that scans no table): that was most of the
+    cube's time on the demo's small queries. So (branch lit20) a statement whose cube text reads one set of the
+    summary (_CUBE_SOURCE) is prepared over that set's rows as a constant, `(SELECT unnest(CAST('<the rows as DuckDB
+    writes them>' AS STRUCT(...)[]), recursive := true)) AS <alias>`, the columns the text names only: the same rows,
+    the same values (checked equal to the table's, once per set and columns), and DuckDB runs it from its plan. The
+    statement text recorded and shown (the audit's `sql_run`) is still the table's; the constant never leaves the
+    worker. A set whose text is longer than CONSTANT_BYTES, an empty set, or any doubt (a text that does not end as
+    _CUBE_SOURCE says, rows that do not convert back equal, an error preparing it) reads the table as before."""
 
     def __init__(self, connection: duckdb.DuckDBPyConnection) -> None:
         self.connection = connection
-        self._prepared: OrderedDict[str, str] = OrderedDict()
+        self._prepared: OrderedDict[str, tuple[str, int]] = OrderedDict()
+        """Statement text: its prepared name and the constant text it holds (0: it reads the table)."""
         self._named = 0
+        self._constants: dict[tuple[str, str, tuple[str, ...]], str | None] = {}
+        """(summary table, set, columns): the constant over that set's rows (None: read the table)."""
+        self._columns: dict[str, tuple[str, ...]] = {}
+        self.held = 0
+        """Constant text held by the prepared statements now (at most CONSTANT_BUDGET but for the newest)."""
 
     @property
     def prepared(self) -> int:
         """How many prepared statements the connection holds now."""
         return len(self._prepared)
 
-    def execute(self, statement: str) -> duckdb.DuckDBPyConnection:
-        """Run `statement` from its prepared plan (prepared now if it is not held). Raises Unprepared when
-        DuckDB cannot prepare it here (say it reads a table the connection does not hold): the caller runs it
-        where it would have run before."""
-        name = self._prepared.get(statement)
-        if name is None:
-            name = f"__rt15_{self._named}"
+    @property
+    def constants(self) -> int:
+        """How many of them read their set's rows as a constant (branch lit20)."""
+        return sum(1 for _, size in self._prepared.values() if size)
+
+    def execute(self, statement: str, cube: str = "") -> duckdb.DuckDBPyConnection:
+        """Run `statement` from its prepared plan (prepared now if it is not held). `cube`: the cube text it holds
+        (execute_cube's), whose set is then read as a constant where it can be. Raises Unprepared when DuckDB cannot
+        prepare it here (say it reads a table the connection does not hold): the caller runs it where it would have
+        run before."""
+        found = self._prepared.get(statement)
+        if found is None:
+            found = self._prepare(statement, cube)
+        else:
+            self._prepared.move_to_end(statement)
+        name, size = found
+        if not size:
+            return self.connection.execute(f"EXECUTE {name}")
+        try:
+            return self.connection.execute(f"EXECUTE {name}")
+        except (duckdb.InterruptException, duckdb.OutOfMemoryException):
+            raise
+        except duckdb.Error:
+            # Not expected (the same rows and values as the table's); its message could quote the constant: the
+            # table's statement runs instead and fails, or answers, as it would have.
+            return self.connection.execute(statement)
+
+    def _prepare(self, statement: str, cube: str) -> tuple[str, int]:
+        name = f"__rt15_{self._named}"
+        constant = self._constant_statement(statement, cube) if cube else None
+        prepared = False
+        if constant is not None:
+            try:
+                self.connection.execute(f"PREPARE {name} AS {constant[0]}")
+                prepared = True
+            except duckdb.InterruptException:
+                raise
+            except duckdb.Error:
+                constant = None  # its message may quote the constant: never raised; the table's text instead
+        if not prepared:
             try:
                 self.connection.execute(f"PREPARE {name} AS {statement}")
             except duckdb.InterruptException:
                 raise
             except duckdb.Error as error:
                 raise Unprepared(str(error)) from error
-            self._named += 1
-            self._prepared[statement] = name
-            while len(self._prepared) > PREPARED:
-                _, old = self._prepared.popitem(last=False)
-                self.connection.execute(f"DEALLOCATE {old}")
-        else:
-            self._prepared.move_to_end(statement)
-        return self.connection.execute(f"EXECUTE {name}")
+        self._named += 1
+        found = self._prepared[statement] = (name, constant[1] if constant else 0)
+        self.held += found[1]
+        while len(self._prepared) > PREPARED or (self.held > CONSTANT_BUDGET and len(self._prepared) > 1):
+            _, (old, size) = self._prepared.popitem(last=False)
+            self.held -= size
+            self.connection.execute(f"DEALLOCATE {old}")
+        return found
+
+    def _constant_statement(self, statement: str, cube: str) -> tuple[str, int] | None:
+        """`statement` with its cube's read of one set replaced by that set's rows as a constant, and the constant's
+        length; None where the table is read (see the class)."""
+        start = statement.find(cube)
+        head, marker, tail = cube.rpartition(' FROM "__summary__')
+        if start < 0 or statement[:start] not in _CUBE_PREFIXES or not marker:
+            return None
+        source = _CUBE_SOURCE.fullmatch(marker + tail)
+        if source is None:
+            return None
+        table, alias, set_number, grouped = source.groups()
+        table = table.replace('""', '"')
+        if table not in self._columns:
+            described = self.connection.execute(f"DESCRIBE {_quote_identifier(table)}").fetchall()
+            self._columns[table] = tuple(row[0] for row in described if row[0] != summary.SET_COLUMN)
+        # The columns the text names (a name quoted as the sandbox writes every name); one too many costs nothing.
+        columns = tuple(column for column in self._columns[table] if _quote_identifier(column) in head)
+        key = (table, set_number, columns)
+        if key not in self._constants:
+            self._constants[key] = self._set_constant(table, set_number, columns) if columns else None
+        constant = self._constants[key]
+        if constant is None:
+            return None
+        cube_text = f'{head} FROM (SELECT unnest({constant}, recursive := true)) AS {alias}) AS "__c"{grouped}'
+        return statement[:start] + cube_text + statement[start + len(cube) :], len(constant)
+
+    def _set_constant(self, table: str, set_number: str, columns: tuple[str, ...]) -> str | None:
+        """The rows of one set as one typed constant, `CAST('<text>' AS STRUCT(...)[])`, DuckDB's own text of them
+        (every value of every type it writes converts back exactly: checked here, the list equal to the table's),
+        or None (no rows, too long, not equal, or any error)."""
+        fields = ", ".join(f"{_quote_literal(column)}: {_quote_identifier(column)}" for column in columns)
+        rows = f"list({{{fields}}})"
+        where = f"FROM {_quote_identifier(table)} WHERE {_quote_identifier(summary.SET_COLUMN)} = {set_number}"
+        try:
+            found = self.connection.execute(f"SELECT CAST({rows} AS VARCHAR), typeof({rows}) {where}").fetchone()
+            if found is None or found[0] is None or len(found[0]) > CONSTANT_BYTES:
+                return None
+            constant = f"CAST({_quote_literal(found[0])} AS {found[1]})"
+            same = self.connection.execute(f"SELECT (SELECT {rows} {where}) IS NOT DISTINCT FROM {constant}").fetchone()
+        except duckdb.InterruptException:
+            raise
+        except duckdb.Error:
+            return None
+        return constant if same is not None and same[0] is True else None
 
     def interrupt(self) -> None:
         self.connection.interrupt()
@@ -258,7 +373,8 @@ def open_summary(tables: Mapping[str, Path], limits: EngineLimits, statistics_fr
     optimizer (lead, session 18; docs/sandbox.md "The optimizer back on")."""
     summaries = {name: path for name, path in tables.items() if name.startswith(summary.SUMMARY_PREFIX)}
     floor = disabled_optimizers(limits, statistics_free)
-    disabled = f"{floor},{SUMMARY_UNUSED_OPTIMIZERS}" if floor else SUMMARY_UNUSED_OPTIMIZERS
+    unused = f"{SUMMARY_UNUSED_OPTIMIZERS},{SUMMARY_VALUE_OPTIMIZERS}"
+    disabled = ",".join(dict.fromkeys(f"{floor},{unused}".split(","))) if floor else unused
 
     def create(connection: duckdb.DuckDBPyConnection) -> None:
         for name, path in summaries.items():
@@ -1091,7 +1207,7 @@ def execute_cube(
         return refused
     # Seeded form: every key tuple of the set is a group, `__kept` those a combination passes (summary.cube).
     # With `summaries` (branch rt15) its statements run on the version's summary connection, from a prepared plan.
-    runner = connection if summaries is None else _OnSummary(summaries, connection)
+    runner = connection if summaries is None else _OnSummary(summaries, connection, cube)
     every_group = groups is not None and 0 < groups <= EVERY_GROUP_LIMIT
     return _exact_statement(runner, plan, cube, max_rows, "cube", started, seeded=True, every_group=every_group)
 
@@ -1101,12 +1217,13 @@ class _OnSummary:
     prepare there (it names something the connection does not hold) runs on the version's connection, as before.
     Whether it can is a matter of the statement's text and the tables' schema, never of rows."""
 
-    def __init__(self, summaries: Summaries, connection: duckdb.DuckDBPyConnection) -> None:
+    def __init__(self, summaries: Summaries, connection: duckdb.DuckDBPyConnection, cube: str = "") -> None:
         self.summaries = summaries
         self.connection = connection
+        self.cube = cube
 
     def execute(self, statement: str) -> duckdb.DuckDBPyConnection:
         try:
-            return self.summaries.execute(statement)
+            return self.summaries.execute(statement, self.cube)
         except Unprepared:
             return self.connection.execute(statement)
