@@ -201,9 +201,9 @@ PREPARED = 256
 """DuckDB prepared statements a summary connection keeps (Summaries), per exact statement text, most recently
 used."""
 CONSTANT_BYTES = 512 * 1024
-"""The largest text of one set's rows (the columns one statement reads) that Summaries prepares as a constant
-(branch lit20): a prepared statement holds about 16 times its text in memory (1.74 MB for the demo's 109 KB set of
-`dest` by `month`, measured); a larger set is read from the table, as before."""
+"""The largest text of one set's rows (the columns one statement reads) that Summaries prepares as constants
+(branch lit20): a prepared statement holds about 16 times its text in memory (0.58 MB for the 36 KB of the demo's
+`dest` by `month` set, measured); a larger set is read from the table, as before."""
 CONSTANT_BUDGET = 4 * 1024 * 1024
 """At most this much constant text (CONSTANT_BYTES each) in the prepared statements of one summary connection (about
 64 MB of memory, four connections a worker): past it, the least recently used statements are deallocated first."""
@@ -228,8 +228,8 @@ class Summaries:
     DuckDB (2.0) binds, optimizes and plans a prepared statement again on every EXECUTE when it reads a table
     (branch cube18, measured; DuckDB keeps the plan only of a statement that scans no table): that was most of the
     cube's time on the demo's small queries. So (branch lit20) a statement whose cube text reads one set of the
-    summary (_CUBE_SOURCE) is prepared over that set's rows as a constant, `(SELECT unnest(CAST('<the rows as DuckDB
-    writes them>' AS STRUCT(...)[]), recursive := true)) AS <alias>`, the columns the text names only: the same rows,
+    summary (_CUBE_SOURCE) is prepared over that set's rows as constants, `(SELECT unnest(CAST('<a column's values as
+    DuckDB writes them>' AS <type>[])) AS <column>, ...) AS <alias>`, the columns the text names only: the same rows,
     the same values (checked equal to the table's, once per set and columns), and DuckDB runs it from its plan. The
     statement text recorded and shown (the audit's `sql_run`) is still the table's; the constant never leaves the
     worker. A set whose text is longer than CONSTANT_BYTES, an empty set, or any doubt (a text that does not end as
@@ -329,27 +329,39 @@ class Summaries:
         constant = self._constants[key]
         if constant is None:
             return None
-        cube_text = f'{head} FROM (SELECT unnest({constant}, recursive := true)) AS {alias}) AS "__c"{grouped}'
+        cube_text = f'{head} FROM {constant} AS {alias}) AS "__c"{grouped}'
         return statement[:start] + cube_text + statement[start + len(cube) :], len(constant)
 
     def _set_constant(self, table: str, set_number: str, columns: tuple[str, ...]) -> str | None:
-        """The rows of one set as one typed constant, `CAST('<text>' AS STRUCT(...)[])`, DuckDB's own text of them
-        (every value of every type it writes converts back exactly: checked here, the list equal to the table's),
-        or None (no rows, too long, not equal, or any error)."""
-        fields = ", ".join(f"{_quote_literal(column)}: {_quote_identifier(column)}" for column in columns)
-        rows = f"list({{{fields}}})"
+        """The rows of one set as constants, one typed list per column zipped by unnest, `(SELECT unnest(CAST('<text>'
+        AS <type>[])) AS <column>, ...)`, each DuckDB's own text of `list(<column>)` (a list per column casts in a
+        third of the time one list of structs does); or None (no rows, too long, not equal, or any error). Kept only
+        if the rows they unnest to, zipped, are the table's rows of the set, in order, value for value."""
         where = f"FROM {_quote_identifier(table)} WHERE {_quote_identifier(summary.SET_COLUMN)} = {set_number}"
+        lists = [f"list({_quote_identifier(column)})" for column in columns]
         try:
-            found = self.connection.execute(f"SELECT CAST({rows} AS VARCHAR), typeof({rows}) {where}").fetchone()
-            if found is None or found[0] is None or len(found[0]) > CONSTANT_BYTES:
+            found = self.connection.execute(
+                f"SELECT {', '.join(f'CAST({rows} AS VARCHAR), typeof({rows})' for rows in lists)} {where}"
+            ).fetchone()
+            if found is None or any(text is None for text in found[0::2]):
                 return None
-            constant = f"CAST({_quote_literal(found[0])} AS {found[1]})"
-            same = self.connection.execute(f"SELECT (SELECT {rows} {where}) IS NOT DISTINCT FROM {constant}").fetchone()
+            if sum(len(text) for text in found[0::2]) > CONSTANT_BYTES:
+                return None
+            items = [
+                f"unnest(CAST({_quote_literal(text)} AS {kind})) AS {_quote_identifier(column)}"
+                for column, text, kind in zip(columns, found[0::2], found[1::2], strict=True)
+            ]
+            source = f"(SELECT {', '.join(items)})"
+            fields = ", ".join(f"{_quote_literal(column)}: {_quote_identifier(column)}" for column in columns)
+            rows = f"list({{{fields}}})"
+            same = self.connection.execute(
+                f"SELECT (SELECT {rows} {where}) IS NOT DISTINCT FROM (SELECT {rows} FROM {source})"
+            ).fetchone()
         except duckdb.InterruptException:
             raise
         except duckdb.Error:
             return None
-        return constant if same is not None and same[0] is True else None
+        return source if same is not None and same[0] is True else None
 
     def interrupt(self) -> None:
         self.connection.interrupt()
