@@ -74,10 +74,13 @@ def test_the_summary_connection_answers_exactly_as_the_version_s(rows: list[dict
             # Twice: the first prepares the statement, the second runs the plan prepared.
             ran = [execute_cube(connection, plan, 100, statistics, cube, lean) for _ in range(2)]
             assert lean.prepared == len(before.statements) or before.refused is not None
+            # Branch lit20: every statement prepared there reads its set's rows as constants (test_lit20_*).
+            assert lean.constants == lean.prepared
     for after in ran:
         assert _typed(after.rows) == _typed(before.rows), sql
         assert (after.groups, after.suppressed_groups) == (before.groups, before.suppressed_groups), sql
         assert (after.statements, after.refused, after.methods) == (before.statements, before.refused, before.methods)
+        assert not any("unnest(" in statement for statement in after.statements)  # the constants stay in the worker
 
 
 def test_one_connection_s_prepared_statements_never_answer_another_text(tmp_path: Path) -> None:
