@@ -240,8 +240,10 @@ class Summaries:
         self._prepared: OrderedDict[str, tuple[str, int]] = OrderedDict()
         """Statement text: its prepared name and the constant text it holds (0: it reads the table)."""
         self._named = 0
-        self._constants: dict[tuple[str, str, tuple[str, ...]], str | None] = {}
-        """(summary table, set, columns): the constant over that set's rows (None: read the table)."""
+        self._constants: OrderedDict[tuple[str, str, tuple[str, ...]], str | None] = OrderedDict()
+        """(summary table, set, columns): the constants of that set's rows (None: read the table); at most
+        CONSTANT_BUDGET of their text, least recently used dropped first."""
+        self._constants_held = 0
         self._columns: dict[str, tuple[str, ...]] = {}
         self.held = 0
         """Constant text held by the prepared statements now (at most CONSTANT_BUDGET but for the newest)."""
@@ -250,6 +252,12 @@ class Summaries:
     def prepared(self) -> int:
         """How many prepared statements the connection holds now."""
         return len(self._prepared)
+
+    @property
+    def sets_held(self) -> int:
+        """The text of the sets' constants kept for statements still to prepare (at most CONSTANT_BUDGET but for the
+        newest)."""
+        return self._constants_held
 
     @property
     def constants(self) -> int:
@@ -324,9 +332,15 @@ class Summaries:
         # The columns the text names (a name quoted as the sandbox writes every name); one too many costs nothing.
         columns = tuple(column for column in self._columns[table] if _quote_identifier(column) in head)
         key = (table, set_number, columns)
-        if key not in self._constants:
-            self._constants[key] = self._set_constant(table, set_number, columns) if columns else None
-        constant = self._constants[key]
+        if key in self._constants:
+            self._constants.move_to_end(key)
+            constant = self._constants[key]
+        else:
+            constant = self._constants[key] = self._set_constant(table, set_number, columns) if columns else None
+            self._constants_held += len(constant or "")
+            while self._constants_held > CONSTANT_BUDGET and len(self._constants) > 1:
+                _, dropped = self._constants.popitem(last=False)
+                self._constants_held -= len(dropped or "")
         if constant is None:
             return None
         cube_text = f'{head} FROM {constant} AS {alias}) AS "__c"{grouped}'

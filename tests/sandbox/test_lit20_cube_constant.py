@@ -143,6 +143,24 @@ def test_the_constants_held_are_bounded(tmp_path: Path, monkeypatch: pytest.Monk
         assert _typed(answers[-1].rows) == _typed(table.rows)
 
 
+def test_the_sets_constants_kept_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Six sets, with room for about two sets' constants: the oldest are dropped, and a set read again answers
+    from its rebuilt constants as from the table."""
+    tables = _tables(tmp_path, _hostile_rows())
+    keys = ["g", "h", "d", "g, h", "g, d", "h, d", "g"]
+    plans = [plan_query(f"SELECT {k}, count(*) AS c FROM t GROUP BY {k}", _policy(2), row_counts(tables)) for k in keys]
+    with cube_connections(tables) as (connection, lean, statistics):
+        cube = cube_for(plans[3], tables) or ""
+        execute_cube(connection, plans[3], 1000, statistics, cube, lean)
+        monkeypatch.setattr(engine, "CONSTANT_BUDGET", 2 * lean.sets_held)
+        for plan in plans:
+            cube = cube_for(plan, tables) or ""
+            answer = execute_cube(connection, plan, 1000, statistics, cube, lean)
+            assert lean.sets_held <= engine.CONSTANT_BUDGET
+            assert _typed(answer.rows) == _typed(execute_cube(connection, plan, 1000, statistics, cube).rows)
+        assert lean.constants == lean.prepared > 0
+
+
 @pytest.mark.parametrize("free", [True, False])
 def test_the_summary_connection_plans_without_value_statistics(tmp_path: Path, free: bool) -> None:
     tables = _tables(tmp_path, _hostile_rows())
