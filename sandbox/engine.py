@@ -240,8 +240,12 @@ class Summaries:
         self._prepared: OrderedDict[str, tuple[str, int]] = OrderedDict()
         """Statement text: its prepared name and the constant text it holds (0: it reads the table)."""
         self._named = 0
-        self._constants: dict[tuple[str, str, tuple[str, ...]], str | None] = {}
-        """(summary table, set, columns): the constant over that set's rows (None: read the table)."""
+        self._constants: OrderedDict[tuple[str, str, tuple[str, ...]], str | None] = OrderedDict()
+        """(summary table, set, columns): the constant over that set's rows (None: read the table), most recently
+        used last; at most CONSTANT_BUDGET of text and PREPARED entries (branch red20: a buyer names any subset of
+        a set's columns, in string literals too, so unbounded it grew by up to CONSTANT_BYTES per query)."""
+        self.cached = 0
+        """Constant text held by _constants now (at most CONSTANT_BUDGET but for the newest)."""
         self._columns: dict[str, tuple[str, ...]] = {}
         self.held = 0
         """Constant text held by the prepared statements now (at most CONSTANT_BUDGET but for the newest)."""
@@ -324,9 +328,15 @@ class Summaries:
         # The columns the text names (a name quoted as the sandbox writes every name); one too many costs nothing.
         columns = tuple(column for column in self._columns[table] if _quote_identifier(column) in head)
         key = (table, set_number, columns)
-        if key not in self._constants:
-            self._constants[key] = self._set_constant(table, set_number, columns) if columns else None
-        constant = self._constants[key]
+        if key in self._constants:
+            self._constants.move_to_end(key)
+            constant = self._constants[key]
+        else:
+            constant = self._constants[key] = self._set_constant(table, set_number, columns) if columns else None
+            self.cached += len(constant or "")
+            while len(self._constants) > 1 and (self.cached > CONSTANT_BUDGET or len(self._constants) > PREPARED):
+                _, old = self._constants.popitem(last=False)
+                self.cached -= len(old or "")
         if constant is None:
             return None
         cube_text = f'{head} FROM (SELECT unnest({constant}, recursive := true)) AS {alias}) AS "__c"{grouped}'
