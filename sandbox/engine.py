@@ -217,6 +217,9 @@ _CUBE_SOURCE = re.compile(
 by its keys. Nothing of the buyer's follows it (the buyer's filter and keys are in the inner SELECT before it)."""
 _CUBE_PREFIXES = ('WITH "__all" AS (', f'WITH "{GROUPS_TABLE}" AS (')
 """How the statements execute_cube runs begin, its cube text right after (_exact_statement, _seeded_groups)."""
+_QUOTED = re.compile(r'"(?:[^"]|"")*"|\'(?:[^\']|\'\')*\'')
+"""A quoted name or a string literal, as the sandbox writes them: the names a cube text reads are its quoted names
+outside its literals (branch red20: a name inside a buyer's literal, `'"__sum0"'`, is not read)."""
 
 
 class Summaries:
@@ -325,8 +328,10 @@ class Summaries:
         if table not in self._columns:
             described = self.connection.execute(f"DESCRIBE {_quote_identifier(table)}").fetchall()
             self._columns[table] = tuple(row[0] for row in described if row[0] != summary.SET_COLUMN)
-        # The columns the text names (a name quoted as the sandbox writes every name); one too many costs nothing.
-        columns = tuple(column for column in self._columns[table] if _quote_identifier(column) in head)
+        # The columns the text reads (a name quoted as the sandbox writes every name, never one inside a string
+        # literal: red20); one too many costs nothing, one too few fails to prepare and the table is read.
+        named = {token for token in _QUOTED.findall(head) if token.startswith('"')}
+        columns = tuple(column for column in self._columns[table] if _quote_identifier(column) in named)
         key = (table, set_number, columns)
         if key in self._constants:
             self._constants.move_to_end(key)
