@@ -245,8 +245,8 @@ class Summaries:
         self._named = 0
         self._constants: OrderedDict[tuple[str, str, tuple[str, ...]], str | None] = OrderedDict()
         """(summary table, set, columns): the constant over that set's rows (None: read the table), most recently
-        used last; at most CONSTANT_BUDGET of text and PREPARED entries (branch red20: a buyer names any subset of
-        a set's columns, in string literals too, so unbounded it grew by up to CONSTANT_BYTES per query)."""
+        used last; at most CONSTANT_BUDGET of text and PREPARED entries (branch red20: the buyer's aggregates choose
+        the columns a statement reads, so unbounded it grew by up to CONSTANT_BYTES per query)."""
         self.cached = 0
         """Constant text held by _constants now (at most CONSTANT_BUDGET but for the newest)."""
         self._columns: dict[str, tuple[str, ...]] = {}
