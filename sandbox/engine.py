@@ -200,10 +200,11 @@ depend on them. Over the table it was already told nothing (the bounding rows, _
 PREPARED = 256
 """DuckDB prepared statements a summary connection keeps (Summaries), per exact statement text, most recently
 used."""
-CONSTANT_BYTES = 512 * 1024
-"""The largest text of one set's rows (the columns one statement reads) that Summaries prepares as constants
-(branch lit20): a prepared statement holds about 16 times its text in memory (0.58 MB for the 36 KB of the demo's
-`dest` by `month` set, measured); a larger set is read from the table, as before."""
+CONSTANT_BYTES = 1024 * 1024
+"""The longest text of one set's rows, every column of the summary, that Summaries prepares as constants (branch
+lit20; decided once per set, _fits): a prepared statement holds about 16 times the text of the columns it reads (0.58
+MB for the 36 KB of the demo's `dest, month = 7`, measured); the demo's largest set is 317 KB with every column. A
+longer set is read from the table, as before."""
 CONSTANT_BUDGET = 4 * 1024 * 1024
 """At most this much constant text (CONSTANT_BYTES each) in the prepared statements of one summary connection (about
 64 MB of memory, four connections a worker): past it, the least recently used statements are deallocated first."""
@@ -217,6 +218,9 @@ _CUBE_SOURCE = re.compile(
 by its keys. Nothing of the buyer's follows it (the buyer's filter and keys are in the inner SELECT before it)."""
 _CUBE_PREFIXES = ('WITH "__all" AS (', f'WITH "{GROUPS_TABLE}" AS (')
 """How the statements execute_cube runs begin, its cube text right after (_exact_statement, _seeded_groups)."""
+_QUOTED = re.compile(r'"(?:[^"]|"")*"|\'(?:[^\']|\'\')*\'')
+"""A quoted name or a string literal, as the sandbox writes them: the names a cube text reads are its quoted names
+outside its literals (branch red20: a name inside a buyer's literal, `'"__sum0"'`, is not read)."""
 
 
 class Summaries:
@@ -241,10 +245,14 @@ class Summaries:
         """Statement text: its prepared name and the constant text it holds (0: it reads the table)."""
         self._named = 0
         self._constants: OrderedDict[tuple[str, str, tuple[str, ...]], str | None] = OrderedDict()
-        """(summary table, set, columns): the constants of that set's rows (None: read the table); at most
-        CONSTANT_BUDGET of their text, least recently used dropped first."""
-        self._constants_held = 0
+        """(summary table, set, columns): the constant over that set's rows (None: read the table), most recently
+        used last; at most CONSTANT_BUDGET of text and PREPARED entries (branch red20: the buyer's aggregates choose
+        the columns a statement reads, so unbounded it grew by up to CONSTANT_BYTES per query)."""
+        self.cached = 0
+        """Constant text held by _constants now (at most CONSTANT_BUDGET but for the newest)."""
         self._columns: dict[str, tuple[str, ...]] = {}
+        self._fit: dict[tuple[str, str], bool] = {}
+        """(summary table, set): whether its rows' text, every column, is at most CONSTANT_BYTES (_fits)."""
         self.held = 0
         """Constant text held by the prepared statements now (at most CONSTANT_BUDGET but for the newest)."""
 
@@ -257,7 +265,7 @@ class Summaries:
     def sets_held(self) -> int:
         """The text of the sets' constants kept for statements still to prepare (at most CONSTANT_BUDGET but for the
         newest)."""
-        return self._constants_held
+        return self.cached
 
     @property
     def constants(self) -> int:
@@ -329,22 +337,47 @@ class Summaries:
         if table not in self._columns:
             described = self.connection.execute(f"DESCRIBE {_quote_identifier(table)}").fetchall()
             self._columns[table] = tuple(row[0] for row in described if row[0] != summary.SET_COLUMN)
-        # The columns the text names (a name quoted as the sandbox writes every name); one too many costs nothing.
-        columns = tuple(column for column in self._columns[table] if _quote_identifier(column) in head)
+        # The columns the text reads (a name quoted as the sandbox writes every name, never one inside a string
+        # literal: red20); one too many costs nothing, one too few fails to prepare and the table is read.
+        named = {token for token in _QUOTED.findall(head) if token.startswith('"')}
+        columns = tuple(column for column in self._columns[table] if _quote_identifier(column) in named)
+        if not self._fits(table, set_number):
+            return None
         key = (table, set_number, columns)
         if key in self._constants:
             self._constants.move_to_end(key)
             constant = self._constants[key]
         else:
             constant = self._constants[key] = self._set_constant(table, set_number, columns) if columns else None
-            self._constants_held += len(constant or "")
-            while self._constants_held > CONSTANT_BUDGET and len(self._constants) > 1:
-                _, dropped = self._constants.popitem(last=False)
-                self._constants_held -= len(dropped or "")
+            self.cached += len(constant or "")
+            while len(self._constants) > 1 and (self.cached > CONSTANT_BUDGET or len(self._constants) > PREPARED):
+                _, old = self._constants.popitem(last=False)
+                self.cached -= len(old or "")
         if constant is None:
             return None
         cube_text = f'{head} FROM {constant} AS {alias}) AS "__c"{grouped}'
         return statement[:start] + cube_text + statement[start + len(cube) :], len(constant)
+
+    def _fits(self, table: str, set_number: str) -> bool:
+        """Whether the text of a set's rows, every column of the summary, is at most CONSTANT_BYTES: decided once per
+        set, whatever columns a query reads (branch red20: decided per columns read, the buyer's aggregates chose
+        which columns' text was measured, and so bracketed one column's text, hidden combinations' values included;
+        now one bit per version and set, as whether the set is summarised at all). An error: False."""
+        key = (table, set_number)
+        if key not in self._fit:
+            lengths = " + ".join(
+                f"COALESCE(length(CAST(list({_quote_identifier(column)}) AS VARCHAR)), 0)"
+                for column in self._columns[table]
+            )
+            where = f"FROM {_quote_identifier(table)} WHERE {_quote_identifier(summary.SET_COLUMN)} = {set_number}"
+            try:
+                found = self.connection.execute(f"SELECT {lengths or '0'} {where}").fetchone()
+            except duckdb.InterruptException:
+                raise
+            except duckdb.Error:
+                found = None
+            self._fit[key] = found is not None and found[0] is not None and 0 < int(found[0]) <= CONSTANT_BYTES
+        return self._fit[key]
 
     def _set_constant(self, table: str, set_number: str, columns: tuple[str, ...]) -> str | None:
         """The rows of one set as constants, one typed list per column zipped by unnest, `(SELECT unnest(CAST('<text>'
@@ -358,8 +391,6 @@ class Summaries:
                 f"SELECT {', '.join(f'CAST({rows} AS VARCHAR), typeof({rows})' for rows in lists)} {where}"
             ).fetchone()
             if found is None or any(text is None for text in found[0::2]):
-                return None
-            if sum(len(text) for text in found[0::2]) > CONSTANT_BYTES:
                 return None
             items = [
                 f"unnest(CAST({_quote_literal(text)} AS {kind})) AS {_quote_identifier(column)}"
