@@ -21,11 +21,10 @@ from hypothesis import strategies as st
 
 from products.storage import table_statistics
 from sandbox.engine import execute_cube, execute_single
-from sandbox.errors import QueryRefused
 from sandbox.policy import ProtectionPolicy
-from sandbox.service import TableFile, cube_for, cube_groups, plan_query, row_counts, strategy
+from sandbox.service import TableFile, cube_groups
 from tests.sandbox.conftest import write_parquet
-from tests.support.cube_connections import cube_connections
+from tests.support.cube_connections import assert_answers_as, cube_connections, cube_plans
 
 INTEGERS: dict[str, tuple[int, int]] = {
     "TINYINT": (-(2**7), 2**7 - 1),
@@ -153,14 +152,7 @@ def _compare(tables: dict[str, TableFile], sqls: list[str], k: int) -> int:
     execute_single; returns how many were cube queries."""
     taken = 0
     with cube_connections(tables) as (connection, lean, statistics):
-        for sql in sqls:
-            try:
-                plan = plan_query(sql, _policy(k), row_counts(tables))
-            except QueryRefused:
-                continue
-            if strategy(plan, tables) != "cube":
-                continue
-            cube = cube_for(plan, tables) or ""
+        for sql, plan, cube in cube_plans(tables, sqls, _policy(k)):
             groups = cube_groups(plan, tables)
             taken += 1
             for max_rows in (1, 100):
@@ -169,11 +161,7 @@ def _compare(tables: dict[str, TableFile], sqls: list[str], k: int) -> int:
                 for _ in range(2):
                     constant = execute_cube(connection, plan, max_rows, statistics, cube, lean, groups)
                     for other in (table, constant):
-                        assert other.refused == single.refused, sql
-                        assert repr(other.rows) == repr(single.rows), sql
-                        assert other.too_many_rows == single.too_many_rows, sql
-                        counts = (other.groups, other.suppressed_groups)
-                        assert counts == (single.groups, single.suppressed_groups), sql
+                        assert_answers_as(single, other, sql)
                     assert constant.statements == table.statements, sql
                     assert not any("unnest(" in statement for statement in constant.statements), sql
             if tables["t"].row_count:  # an empty set reads the table (nothing to make a constant of)

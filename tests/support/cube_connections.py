@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
 import duckdb
 
-from sandbox.engine import EngineLimits, Summaries, TableStatistics, open_locked, open_summary
-from sandbox.service import TableFile, files_of, statistics_free
+from sandbox.engine import EngineLimits, Execution, Summaries, TableStatistics, open_locked, open_summary
+from sandbox.errors import QueryRefused
+from sandbox.policy import ProtectionPolicy
+from sandbox.rewrite import Plan
+from sandbox.service import TableFile, cube_for, files_of, plan_query, row_counts, statistics_free, strategy
 
 
 @contextmanager
@@ -40,3 +43,25 @@ def with_quality_counts(tables: Mapping[str, TableFile]) -> dict[str, TableFile]
         )
         for name, table in tables.items()
     }
+
+
+def cube_plans(
+    tables: Mapping[str, TableFile], sqls: Iterable[str], policy: ProtectionPolicy
+) -> Iterator[tuple[str, Plan, str]]:
+    """(SQL, plan, cube text) of each of `sqls` that `policy` accepts and the cube answers (strategy "cube")."""
+    for sql in sqls:
+        try:
+            plan = plan_query(sql, policy, row_counts(tables))
+        except QueryRefused:
+            continue
+        if strategy(plan, tables) == "cube":
+            yield sql, plan, cube_for(plan, tables) or ""
+
+
+def assert_answers_as(expected: Execution, other: Execution, sql: str) -> None:
+    """`other` answers `sql` as `expected` does: the refusal, the rows (value and type), too_many_rows, the groups and
+    suppressed groups."""
+    assert other.refused == expected.refused, sql
+    assert repr(other.rows) == repr(expected.rows), sql
+    assert other.too_many_rows == expected.too_many_rows, sql
+    assert (other.groups, other.suppressed_groups) == (expected.groups, expected.suppressed_groups), sql
