@@ -54,6 +54,17 @@ def alternated_cpu(
     return found
 
 
+def pair_plans(tables: dict[str, Any], template: str, first: str, absent: str, label: str) -> dict[str, Any]:
+    """One A/B pair of demo cube queries (red19, red20): `template` with `first` (A) and with `absent` (B), planned
+    under the demo's policy; each must take the cube."""
+    plans = {}
+    for side, value in (("A", first), ("B", absent)):
+        plan = service.plan_query(template.format(v=value), FLIGHTS_POLICY, service.row_counts(tables))
+        assert service.strategy(plan, tables) == "cube", label
+        plans[side] = plan
+    return plans
+
+
 def alternated_medians(
     run: Callable[[Any], Any], plans: dict[str, Any], runs: int, *, warmups: int
 ) -> tuple[float, float, float]:

@@ -21,9 +21,8 @@ import os
 import tempfile
 from pathlib import Path
 
-from bench.cube13_oracle import alternated_medians
+from bench.cube13_oracle import alternated_medians, pair_plans
 from bench.worker_cpu import _tables
-from market.demo import FLIGHTS_POLICY
 from sandbox import service
 from sandbox.engine import EngineLimits, TableStatistics, execute_cube, open_locked, open_summary
 
@@ -89,11 +88,7 @@ def main(argv: list[str] | None = None) -> None:
             if args.only not in label:
                 continue
             first = control if args.control else hidden
-            plans = {}
-            for side, value in (("A", first), ("B", absent)):
-                plan = service.plan_query(template.format(v=value), FLIGHTS_POLICY, service.row_counts(tables))
-                assert service.strategy(plan, tables) == "cube", label
-                plans[side] = plan
+            plans = pair_plans(tables, template, first, absent, label)
 
             def run(plan: service.Plan) -> object:
                 return execute_cube(

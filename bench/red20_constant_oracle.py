@@ -37,7 +37,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.cube13_oracle import alternated_cpu, alternated_medians
+from bench.cube13_oracle import alternated_cpu, alternated_medians, pair_plans
 from bench.stats import mann_whitney
 from bench.worker_cpu import _tables
 from market.demo import FLIGHTS_POLICY
@@ -170,11 +170,7 @@ def main(argv: list[str] | None = None) -> None:
             if args.only not in label:
                 continue
             first = control if args.control else hidden
-            plans = {}
-            for side, value in (("A", first), ("B", absent)):
-                plan = service.plan_query(template.format(v=value), FLIGHTS_POLICY, service.row_counts(tables))
-                assert service.strategy(plan, tables) == "cube", label
-                plans[side] = plan
+            plans = pair_plans(tables, template, first, absent, label)
             if args.step:
                 steps = {"A": (lean, plans["B"]), "B": (table_lean, plans["B"])}
                 found = alternated_cpu(lambda pair: run_on(*pair), steps, args.runs, warmups=5)
