@@ -39,6 +39,7 @@ KEYWORDS: dict[str, Any] = {
     "pgettext": {None: ((2, "c"), 3), 2: ((1, "c"), 2)},
     "ngettext": {None: (2, 3), 3: (1, 2)},
     "Msg": None,
+    "Phrase": None,
     "NP_": ((1, "c"), 2),
 }
 """The functions whose string arguments are msgids (Babel's defaults, plus market.i18n's locale-first forms)."""

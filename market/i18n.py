@@ -145,9 +145,41 @@ class Msg(str):
     __slots__ = ()
 
 
+class Phrase:
+    """A message parameter that is itself a message with parameters of its own, e.g.
+    `detail=Phrase("{message} (line {line}, column {column})", message=..., line=3, column=7)`: `messages.render`
+    translates its msgid into the message's locale and fills it. `make messages` extracts it. `str()` of one is
+    its English text, for logs."""
+
+    __slots__ = ("msgid", "params")
+
+    def __init__(self, msgid: str, /, **params: Any) -> None:
+        self.msgid = msgid
+        self.params = params
+
+    def __str__(self) -> str:
+        return fill(self.msgid, self.params)
+
+    def __repr__(self) -> str:
+        return f"Phrase({str(self)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Phrase) and (self.msgid, self.params) == (other.msgid, other.params)
+
+    def __hash__(self) -> int:
+        return hash((self.msgid, str(self)))
+
+
 def translated(locale: str, params: dict[str, Any]) -> dict[str, Any]:
-    """`params` with every `Msg` value translated into `locale`."""
-    return {name: gettext(locale, value) if isinstance(value, Msg) else value for name, value in params.items()}
+    """`params` with every `Msg` and `Phrase` value translated into `locale`."""
+    return {
+        name: gettext(locale, value)
+        if isinstance(value, Msg)
+        else gettext(locale, value.msgid, **value.params)
+        if isinstance(value, Phrase)
+        else value
+        for name, value in params.items()
+    }
 
 
 def fill(template: str, params: dict[str, Any]) -> str:

@@ -424,15 +424,16 @@ def plan(sql: str, policy: ProtectionPolicy, seed: str) -> DPPlan:
 
 
 def _plan(sql: str, policy: ProtectionPolicy, seed: str) -> DPPlan:
-    checked = check(sql, policy)
-    try:
-        planned = _Planner(checked, policy, seed).plan()
-        # The second validator, as in threshold mode: DuckDB's own parser reads what will run.
-        crosscheck.confirm_dp(
-            sql, planned.sql, policy, {ref.alias: ref.table for ref in checked.refs}, planned.constants_sql
-        )
-    except RecursionError as error:  # pragma: no cover - the validator bounds nesting
-        raise QueryRefused("sql_too_complex", depth="too many", limit=0) from error
+    with crosscheck.syntax_first(sql):  # a text DuckDB cannot read: refused with DuckDB's syntax error
+        checked = check(sql, policy)
+        try:
+            planned = _Planner(checked, policy, seed).plan()
+            # The second validator, as in threshold mode: DuckDB's own parser reads what will run.
+            crosscheck.confirm_dp(
+                sql, planned.sql, policy, {ref.alias: ref.table for ref in checked.refs}, planned.constants_sql
+            )
+        except RecursionError as error:  # pragma: no cover - the validator bounds nesting
+            raise QueryRefused("sql_too_complex", depth="too many", limit=0) from error
     return planned
 
 

@@ -97,23 +97,24 @@ def plan_query(sql: str, policy: ProtectionPolicy, sizes: Mapping[str, int] | No
 
 
 def _plan(sql: str, policy: ProtectionPolicy, sizes: Mapping[str, int] | None = None) -> Plan:
-    checked = check(sql, policy)
-    try:
-        plan = build_plan(checked, policy, sizes)
-        crosscheck.confirm(
-            sql,
-            plan.template,
-            plan.output_sql,
-            policy,
-            {ref.alias: ref.table for ref in checked.refs},
-            threshold=THRESHOLD_COLUMN,
-            restrict=RESTRICT_COLUMN,
-            groups_table=GROUPS_TABLE,
-            constants=plan.constants_sql,
-            seeded=plan.seeded,
-        )
-    except RecursionError as error:
-        raise QueryRefused("sql_too_complex", depth="too many", limit=MAX_NESTING) from error
+    with crosscheck.syntax_first(sql):  # a text DuckDB cannot read: refused with DuckDB's syntax error
+        checked = check(sql, policy)
+        try:
+            plan = build_plan(checked, policy, sizes)
+            crosscheck.confirm(
+                sql,
+                plan.template,
+                plan.output_sql,
+                policy,
+                {ref.alias: ref.table for ref in checked.refs},
+                threshold=THRESHOLD_COLUMN,
+                restrict=RESTRICT_COLUMN,
+                groups_table=GROUPS_TABLE,
+                constants=plan.constants_sql,
+                seeded=plan.seeded,
+            )
+        except RecursionError as error:
+            raise QueryRefused("sql_too_complex", depth="too many", limit=MAX_NESTING) from error
     return plan
 
 
