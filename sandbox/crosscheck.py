@@ -208,8 +208,8 @@ def syntax_first(raw_sql: str) -> Iterator[None]:
     try:
         yield
     except QueryRefused as refused:
-        if refused.code in _BEFORE_PARSING or not readable(raw_sql):
-            raise
+        if refused.code in _BEFORE_PARSING or not readable(raw_sql) or isinstance(refused.__cause__, duckdb.Error):
+            raise  # the last: _read's refusal, DuckDB's parser already read the text (red21: it was read twice more)
         with _lock:
             connection = _connection()
             try:

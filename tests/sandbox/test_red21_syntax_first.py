@@ -108,3 +108,20 @@ def test_the_console_shows_duckdbs_syntax_error_in_both_languages(market: Market
     assert 'syntax error at or near "90" (line 1, column 72)' in shown["en"]
     assert "Phrase(" not in shown["en"] + shown["zh-CN"]
     assert '无法解析该 SQL：syntax error at or near "90"（第 1 行第 72 列）' in shown["zh-CN"]
+
+
+def test_a_text_read_by_duckdb_in_read_is_not_read_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    # sqlglot reads `sum(amount), , avg(trips)`; crosscheck._read then finds DuckDB's syntax error. Before,
+    # syntax_first asked DuckDB's parser again (extract_statements, then json_serialize_sql): three parses of a
+    # text of up to 20,000 characters under the parser's lock instead of one, for the same refusal.
+    asked: list[str] = []
+    reading = crosscheck._syntax_error
+
+    def counted(connection: duckdb.DuckDBPyConnection, raw_sql: str) -> QueryRefused | None:
+        asked.append(raw_sql)
+        return reading(connection, raw_sql)
+
+    monkeypatch.setattr(crosscheck, "_syntax_error", counted)
+    refused = _refusal("SELECT category, sum(amount), , avg(trips) FROM people GROUP BY category")
+    assert refused.code == "sql_syntax" and 'near "," (line 1, column 31)' in refused.message, refused.message
+    assert len(asked) == 1, asked
