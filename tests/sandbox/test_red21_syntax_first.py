@@ -11,6 +11,7 @@ dollar markers), and the console's query page shows DuckDB's syntax error in bot
 from __future__ import annotations
 
 import html
+import re
 
 import duckdb
 import pytest
@@ -76,8 +77,40 @@ def test_an_unpaired_surrogate_is_refused_not_raised(sql: str) -> None:
 
 
 _PIECES = st.sampled_from(
-    ["'", "''", '"', "\\", "$$", "$a$", "--", "/*", "*/", "\n", "\r", "\u2028", "\u00a0", "\u3000", "\u200b", "\ufeff"]
-    + ["E'", "U&'", "’", "＇", "SELECT ", "1", " ", ";", "?", "$1", "x", "北", "😀", "\t", "\x01", "\x85"]
+    [
+        "'",
+        "''",
+        '"',
+        "\\",
+        "$$",
+        "$a$",
+        "--",
+        "/*",
+        "*/",
+        "\n",
+        "\r",
+        "\u2028",
+        "\xa0",
+        "\u3000",
+        "\u200b",
+        "\ufeff",
+        "E'",
+        "U&'",
+        "’",
+        "＇",
+        "SELECT ",
+        "1",
+        " ",
+        ";",
+        "?",
+        "$1",
+        "x",
+        "北",
+        "😀",
+        "\t",
+        "\x01",
+        "\x85",
+    ]
 )
 
 
@@ -108,6 +141,14 @@ def test_the_console_shows_duckdbs_syntax_error_in_both_languages(market: Market
     assert 'syntax error at or near "90" (line 1, column 72)' in shown["en"]
     assert "Phrase(" not in shown["en"] + shown["zh-CN"]
     assert '无法解析该 SQL：syntax error at or near "90"（第 1 行第 72 列）' in shown["zh-CN"]
+    # DuckDB quotes the buyer's own text: the page escapes it.
+    page = client.get("/console/query")
+    data = {"product": listed.slug, "sql": "SELECT <img src=x onerror=alert(1)> FROM people", "csrf_token": ""}
+    data["csrf_token"] = csrf_of(page.text)
+    refused = client.post("/console/query", data=data)
+    found = re.search(r'id="sql-error"[^>]*>(.*?)</', refused.text, re.DOTALL)
+    assert refused.status_code == 422 and found, refused.text[-3000:]
+    assert "near &#34;&lt;&#34;" in found.group(1) and "<img src=x" not in refused.text, found.group(1)
 
 
 def test_a_text_read_by_duckdb_in_read_is_not_read_again(monkeypatch: pytest.MonkeyPatch) -> None:
