@@ -138,6 +138,12 @@ _BEFORE_PARSING = frozenset({"sql_too_long", "sql_too_complex"})
 that no parser ever reads such a text, syntax_first does not hand it to DuckDB's either."""
 
 
+MOST_SIGNS = 200
+"""syntax_first leaves sqlglot's refusal of a text with more `-` and `+` than this (the most nested levels a query
+may have, rules.MAX_TREE_DEPTH): DuckDB's parser is quadratic on a chain of signs before a missing operand (120 ms
+for 1,100, `SELECT - - ... - FROM people`, which sqlglot refuses as sql_syntax; 79 s for 9,900), and such a text was
+never handed to DuckDB before session 21 (red21). A query needs no such count of signs; one that has them is
+refused all the same, with sqlglot's message."""
 _NEAR = re.compile(r'(at or near ")(.*)(")', re.DOTALL)
 """The text DuckDB quotes: after an unterminated comment or dollar quote, all the rest of the buyer's text."""
 NEAR_CHARS = 40
@@ -208,7 +214,12 @@ def syntax_first(raw_sql: str) -> Iterator[None]:
     try:
         yield
     except QueryRefused as refused:
-        if refused.code in _BEFORE_PARSING or not readable(raw_sql) or isinstance(refused.__cause__, duckdb.Error):
+        if (
+            refused.code in _BEFORE_PARSING
+            or not readable(raw_sql)
+            or isinstance(refused.__cause__, duckdb.Error)
+            or raw_sql.count("-") + raw_sql.count("+") > MOST_SIGNS
+        ):
             raise  # the last: _read's refusal, DuckDB's parser already read the text (red21: it was read twice more)
         with _lock:
             connection = _connection()

@@ -195,3 +195,16 @@ def test_a_text_sqlglot_refuses_is_parsed_by_duckdb_once(monkeypatch: pytest.Mon
     refused = _refusal(sql)
     assert refused.code == "sql_syntax" and 'near "FROM" (line 1, column 108)' in refused.message, refused.message
     assert counting.parses == 1, counting.parses
+
+
+def test_a_chain_of_signs_is_not_handed_to_duckdbs_parser(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Up to 1,100 minus signs before a missing operand: sqlglot refuses it as sql_syntax (deeper, it is
+    # sql_too_complex); DuckDB's parser, quadratic on such a chain, took 120 ms on it under the parser's lock.
+    asked: list[str] = []
+    monkeypatch.setattr(crosscheck, "_syntax_error", lambda connection, raw: asked.append(raw))
+    refused = _refusal("SELECT " + "- " * 600 + "FROM people")  # deeper in a test run's stack: sql_too_complex
+    assert refused.code == "sql_syntax" and not asked
+    # Up to MOST_SIGNS, DuckDB's message as for any text it cannot read.
+    monkeypatch.undo()
+    refused = _refusal("SELECT " + "- " * crosscheck.MOST_SIGNS + "FROM people")
+    assert 'near "FROM" (line 1, column 408)' in refused.message, refused.message
