@@ -217,15 +217,14 @@ def syntax_first(raw_sql: str) -> Iterator[None]:
         if (
             refused.code in _BEFORE_PARSING
             or not readable(raw_sql)
-            or isinstance(refused.__cause__, duckdb.Error)
+            or isinstance(refused.__cause__, duckdb.Error)  # _read's: DuckDB read it already (red21: twice more)
             or raw_sql.count("-") + raw_sql.count("+") > MOST_SIGNS
         ):
-            raise  # the last: _read's refusal, DuckDB's parser already read the text (red21: it was read twice more)
+            raise
         with _lock:
             connection = _connection()
             # One parse (red21): extract_statements first, then json_serialize_sql, parsed a text DuckDB cannot
-            # read twice, and DuckDB's parser takes about 120 ms on `SELECT - - ... - FROM` with 1,100 minus
-            # signs (quadratic), which sqlglot refuses as sql_syntax: 250 ms under the lock, now 120.
+            # read twice (250 ms under the lock for 1,100 minus signs before MOST_SIGNS bounded them, 120 once).
             found = _syntax_error(connection, raw_sql)
         if found is None:
             raise
