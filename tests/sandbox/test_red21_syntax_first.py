@@ -208,3 +208,23 @@ def test_a_chain_of_signs_is_not_handed_to_duckdbs_parser(monkeypatch: pytest.Mo
     monkeypatch.undo()
     refused = _refusal("SELECT " + "- " * crosscheck.MOST_SIGNS + "FROM people")
     assert 'near "FROM" (line 1, column 408)' in refused.message, refused.message
+
+
+def test_a_dp_product_refuses_duckdbs_syntax_error_over_http_in_both_languages(market: Market) -> None:
+    listed = listed_product(market, "people-dp", policy=dp_policy())
+    buyer = market.actor(Role.BUYER)
+    grant(market, listed, buyer, purpose="public_welfare", plan="public")
+    sql = "SELECT region, count(*) FROM people GROUP BY region HAVING max(amount> 90"
+    messages = {}
+    for language in ("en", "zh-CN"):
+        response = market.client.post(
+            "/v1/queries",
+            headers={**buyer.headers, "Accept-Language": language},
+            json={"product": listed.slug, "sql": sql, "epsilon": 0.5},
+        )
+        assert response.status_code == 422 and response.json()["error"]["code"] == "sql_syntax", response.text
+        messages[language] = response.json()["error"]["message"]
+    assert 'near "90" (line 1, column 72)' in messages["en"], messages
+    assert "（第 1 行第 72 列）" in messages["zh-CN"], messages
+    records = market.client.get("/v1/usage", headers=buyer.headers).json()["items"]
+    assert [r["charge_type"] for r in records] == ["rejected", "rejected"], records
