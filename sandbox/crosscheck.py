@@ -138,6 +138,38 @@ _BEFORE_PARSING = frozenset({"sql_too_long", "sql_too_complex"})
 that no parser ever reads such a text, syntax_first does not hand it to DuckDB's either."""
 
 
+MOST_SIGNS = 200
+"""syntax_first leaves sqlglot's refusal of a text with more `-` and `+` than this (the most nested levels a query
+may have, rules.MAX_TREE_DEPTH): DuckDB's parser is quadratic on a chain of signs before a missing operand (120 ms
+for 1,100, `SELECT - - ... - FROM people`, which sqlglot refuses as sql_syntax; 79 s for 9,900), and such a text was
+never handed to DuckDB before session 21 (red21). A query needs no such count of signs; one that has them is
+refused all the same, with sqlglot's message."""
+_NEAR = re.compile(r'(at or near ")(.*)(")', re.DOTALL)
+"""The text DuckDB quotes: after an unterminated comment or dollar quote, all the rest of the buyer's text."""
+NEAR_CHARS = 40
+MAX_MESSAGE = 200
+"""DuckDB's message is cut as sqlglot's detail is (syntax.parse_one_select), its quote first (red21: a 20,000
+character text was quoted whole, in the refusal and its Idempotency-Key replay)."""
+_LINE_END = re.compile(r"\r\n|\r|\n")
+
+
+def _shortened(near: re.Match[str]) -> str:
+    quoted = near.group(2)
+    return near.group(1) + (quoted if len(quoted) <= NEAR_CHARS else quoted[:NEAR_CHARS] + "…") + near.group(3)
+
+
+def readable(raw_sql: str) -> bool:
+    """Whether DuckDB's parser can be handed `raw_sql` at all: no NUL character (no string constant carries one)
+    and no unpaired surrogate (DuckDB's binding takes only text that encodes as UTF-8: it raises TypeError)."""
+    if "\x00" in raw_sql:
+        return False
+    try:
+        raw_sql.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _syntax_error(connection: duckdb.DuckDBPyConnection, raw_sql: str) -> QueryRefused | None:
     """`sql_syntax` with DuckDB's own message and where in the text it stopped, when DuckDB's parser cannot read
     `raw_sql`; None when it can (or fails for another reason, such as its own nesting limit, which the buyer
@@ -147,7 +179,7 @@ def _syntax_error(connection: duckdb.DuckDBPyConnection, raw_sql: str) -> QueryR
     data. The position is a byte offset into the UTF-8 text; the buyer is told the line and the column, in
     characters, both from 1."""
     try:
-        row = connection.execute("SELECT json_serialize_sql(?)", [raw_sql]).fetchone()
+        row = _serialized(connection, [raw_sql])  # the prepared call (red21: 0.3 ms less than binding the SELECT)
         found = _decode_json(row[0]) if row and row[0] else {}
     except (duckdb.Error, msgspec.DecodeError):
         return None
@@ -156,12 +188,13 @@ def _syntax_error(connection: duckdb.DuckDBPyConnection, raw_sql: str) -> QueryR
     message = str(found.get("error_message") or "").strip()
     if not message or message.startswith("Max expression depth"):
         return None
+    message = _NEAR.sub(_shortened, message)[:MAX_MESSAGE]
     position = str(found.get("position") or "")
     if not position.isdigit():
         return QueryRefused("sql_syntax", detail=message)
     before = raw_sql.encode()[: int(position)].decode(errors="ignore")
-    line = before.count("\n") + 1
-    column = len(before) - (before.rfind("\n") + 1) + 1
+    lines = _LINE_END.split(before)  # as an editor splits them (red21: CR alone was counted as a column)
+    line, column = len(lines), len(lines[-1]) + 1
     where = Phrase("{message} (line {line}, column {column})", message=message, line=line, column=column)
     return QueryRefused("sql_syntax", detail=where)
 
@@ -176,19 +209,23 @@ def syntax_first(raw_sql: str) -> Iterator[None]:
     of it (a `max` aggregate, a column not grouped): a message about the wrong thing. The text is only ever
     planned when DuckDB reads it as one SELECT (_read), so a text DuckDB cannot read was always refused; now
     it is refused for the reason DuckDB gives. An accepted query is not read a second time. Not for a text
-    refused for its size or nesting (_BEFORE_PARSING) or holding a NUL character: no parser reads those."""
+    refused for its size or nesting (_BEFORE_PARSING) or holding a NUL character or an unpaired surrogate: no
+    parser reads those."""
     try:
         yield
     except QueryRefused as refused:
-        if refused.code in _BEFORE_PARSING or "\x00" in raw_sql:
+        if (
+            refused.code in _BEFORE_PARSING
+            or not readable(raw_sql)
+            or isinstance(refused.__cause__, duckdb.Error)  # _read's: DuckDB read it already (red21: twice more)
+            or raw_sql.count("-") + raw_sql.count("+") > MOST_SIGNS
+        ):
             raise
         with _lock:
             connection = _connection()
-            try:
-                connection.extract_statements(raw_sql)  # the common case, DuckDB reads it: the cheapest way to know
-                found = None
-            except duckdb.Error:
-                found = _syntax_error(connection, raw_sql)
+            # One parse (red21): extract_statements first, then json_serialize_sql, parsed a text DuckDB cannot
+            # read twice (250 ms under the lock for 1,100 minus signs before MOST_SIGNS bounded them, 120 once).
+            found = _syntax_error(connection, raw_sql)
         if found is None:
             raise
         raise found from refused
