@@ -16,6 +16,7 @@ from market.errors import Unprocessable
 from market.pagination import CursorQuery, LimitQuery, Page, page_of
 from products import catalogue, service, storage, versions
 from products.models import Product
+from products.pipeline import encodings
 from products.schemas import (
     BuildIn,
     EventOut,
@@ -124,7 +125,9 @@ def upload_version(
     session: ReadSessionDep,
     principal: PrincipalDep,
     settings: SettingsDep,
-    files: Annotated[list[UploadFile], File(description="CSV or Parquet files, one per table.")],
+    files: Annotated[
+        list[UploadFile], File(description="CSV (UTF-8, GB18030 or UTF-16) or Parquet files, one per table.")
+    ],
     policy: Annotated[str, Form(description="The protection policy, as JSON.")],
     table_names: Annotated[str, Form(description="Comma-separated table names, in file order.")] = "",
     recipe: Annotated[str | None, Form(description="Optional cleaning and desensitising recipe, as JSON.")] = None,
@@ -144,6 +147,7 @@ def upload_version(
             target = FilePath(workdir) / f"{index}-{FilePath(filename).name}"
             with target.open("wb") as handle:
                 shutil.copyfileobj(upload.file, handle, UPLOAD_CHUNK)
+            encodings.as_utf8(target, filename)  # a GB18030 or UTF-16 CSV read as UTF-8, as POST /v1/uploads does
             uploads.append(service.Upload(table=table, path=target, filename=filename))
         service.add_version(session, settings, principal, slug, uploads, parsed_policy, parsed_recipe)
     return _one(session, principal, service.visible_product(session, principal, slug))

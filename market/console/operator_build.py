@@ -141,11 +141,14 @@ async def upload_part(request: Request, session_id: str) -> Response:
             start, end = resumable.parse_range(request.headers.get("content-range"), found.size_bytes)
             reached = await resumable.append(settings, found, start, end, request.stream())
             if reached == found.size_bytes:
+                prepared = await run_in_threadpool(resumable.prepare, settings, found)  # no lock held: a whole pass
 
                 def complete() -> UploadOut:
                     with database.transaction(write=True) as session:
                         again = resumable.own_session(session, principal, found.id)
-                        return UploadOut.model_validate(resumable.complete(session, settings, principal, again))
+                        return UploadOut.model_validate(
+                            resumable.complete(session, settings, principal, again, prepared)
+                        )
 
                 stored = await run_in_threadpool(complete)
                 found.upload_id = stored.id

@@ -34,7 +34,7 @@ from market.clock import utcnow
 from market.errors import Conflict, NotFound, Unprocessable
 from market.settings import Settings
 from products import storage
-from products.pipeline import uploads
+from products.pipeline import encodings, uploads
 from products.pipeline.models import Upload, UploadSession
 
 RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
@@ -136,18 +136,49 @@ def _still_linked(path: Path, handle: IO[bytes]) -> bool:
         return False
 
 
-def complete(session: Session, settings: Settings, actor: Principal, upload_session: UploadSession) -> Upload:
-    """Every byte is here: hash the file from disk and store it as an Upload (the same path as POST /v1/uploads)."""
+def prepare(settings: Settings, upload_session: UploadSession) -> uploads.Received | None:
+    """Every byte is here: hash the file as sent, then read it for its encoding (and rewrite a GB18030 or UTF-16
+    CSV as UTF-8, products.pipeline.encodings), outside any transaction, so that no writer waits on a pass over a
+    large file. None when the file is gone (another request completed the session meanwhile). A file that is no
+    text the upload reads is removed and refused (`invalid_upload`): the session starts again."""
+    path = part_path(settings, upload_session)
+    try:
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            while block := handle.read(HASH_BLOCK):
+                digest.update(block)
+        size = path.stat().st_size
+        try:
+            encodings.as_utf8(path, upload_session.filename)
+        except Unprocessable:
+            path.unlink(missing_ok=True)
+            raise
+    except FileNotFoundError:
+        return None
+    return uploads.Received(path=path, sha256=digest.hexdigest(), size=size, utf8=True)
+
+
+def complete(
+    session: Session,
+    settings: Settings,
+    actor: Principal,
+    upload_session: UploadSession,
+    prepared: uploads.Received | None = None,
+) -> Upload:
+    """Store the session's file as an Upload (the same path as POST /v1/uploads), `prepared` by prepare outside
+    the transaction; without it, hashed and read here."""
     if upload_session.upload_id is not None:
         stored = session.get(Upload, upload_session.upload_id)
         assert stored is not None
         return stored
-    path = part_path(settings, upload_session)
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(HASH_BLOCK):
-            digest.update(block)
-    received = uploads.Received(path=path, sha256=digest.hexdigest(), size=path.stat().st_size)
+    received = prepared
+    if received is None:
+        path = part_path(settings, upload_session)
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            while block := handle.read(HASH_BLOCK):
+                digest.update(block)
+        received = uploads.Received(path=path, sha256=digest.hexdigest(), size=path.stat().st_size)
     stored, _ = uploads.register(
         session,
         settings,

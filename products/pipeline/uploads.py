@@ -2,6 +2,8 @@
 
 A retry with the same Idempotency-Key returns the stored upload (or 409 if the bytes differ); the same
 bytes uploaded again by the same organisation reuse the stored file. Nothing is read whole into memory.
+A CSV in GB18030 (GBK) or UTF-16 is stored as UTF-8 (products.pipeline.encodings); its SHA-256 stays that of
+the bytes sent.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from market.accounts.service import Principal
 from market.errors import Conflict, NotFound, Unprocessable
 from market.settings import Settings
 from products import storage
+from products.pipeline import encodings
 from products.pipeline.models import Upload
 
 MAX_UPLOAD_BYTES = 50 * 1024**3
@@ -35,6 +38,9 @@ class Received:
     path: Path
     sha256: str
     size: int
+    utf8: bool = False
+    """Whether the file was already read for its encoding (encodings.as_utf8) outside the transaction that
+    registers it (resumable.prepare): register then does not read it again."""
 
 
 def org_dir(settings: Settings, org_id: str) -> Path:
@@ -83,6 +89,10 @@ def register(
         kind = storage.file_kind(filename)
         if received.size == 0:
             raise Unprocessable("upload_empty", file=filename)
+        if not received.utf8:
+            # Before the first statement: a writer's transaction takes the lock only then (market.db), so reading
+            # (and rewriting) a large file holds no lock.
+            encodings.as_utf8(received.path, filename)
         if idempotency_key:
             previous = session.scalars(
                 select(Upload).where(Upload.org_id == actor.org_id, Upload.idempotency_key == idempotency_key)

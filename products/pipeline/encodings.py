@@ -1,0 +1,128 @@
+"""An uploaded CSV's text as UTF-8, the one encoding the product's DuckDB reads it in.
+
+Chinese office software saves CSV in GB18030 or its subsets GBK and GB2312 (the "ANSI" of a Chinese Windows),
+and Excel's "Unicode text" is UTF-16 with a byte order mark. DuckDB's CSV reader takes UTF-8 (UTF-16 and
+Latin-1 only when told so, anything else only through an extension this server never loads), and refused such a
+file at build time with "Invalid unicode (byte sequence mismatch) detected": an operator's everyday file could
+not be listed. So a CSV upload (also gzip-compressed, also TSV) is rewritten once as UTF-8 when it lands
+(uploads.register; the multipart version route), and every later reader (the columns, the recipe's preview, the
+build) reads UTF-8:
+
+- a UTF-16 (or UTF-32) byte order mark: the file is UTF-16 (UTF-32);
+- otherwise a file that decodes as UTF-8 (with or without its byte order mark) is kept byte for byte;
+- otherwise it is read as GB18030 (every GBK and GB2312 file is also GB18030).
+
+The rewrite decodes strictly: a file that is none of these (a Latin-1 text, binary data, UTF-8 with a broken byte)
+is refused as it lands (`invalid_upload`, naming the line of the first byte UTF-8 cannot read and asking for
+UTF-8); a broken gzip stream is kept, and the build refuses it with DuckDB's reason. Both passes read in
+chunks (CHUNK), so memory stays bounded whatever the file's size. The upload keeps the SHA-256 of the bytes
+sent: the operator's own hash of their file, and what a retry's Idempotency-Key is checked against.
+
+Two ambiguities are inherent, and both vanish with length (measured on random lines of the 3,755 commonest
+characters, 70 % of them Chinese): about one GB2312 character in six is also a two-byte UTF-8 sequence, so a
+GB18030 text that is valid UTF-8 throughout is read as UTF-8 (none of 100,000 lines of 60 characters); and a UTF-8
+file with a bad byte is tried as GB18030, which reads UTF-8 text without an error almost never (1 in 100,000 such
+lines, none at 600 characters), so it is refused as it lands. The recipe's preview shows the values as read
+before anything is built.
+"""
+
+from __future__ import annotations
+
+import codecs
+import gzip
+import io
+import os
+import zlib
+from pathlib import Path
+
+from market.errors import Unprocessable
+from market.i18n import Phrase
+from products import storage
+
+CHUNK = 1 << 20
+"""Bytes read at a time (1 MiB)."""
+
+_UTF16_MARKS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+_UTF32_MARKS = (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)
+_UNREADABLE = (UnicodeDecodeError, gzip.BadGzipFile, EOFError, zlib.error)
+"""What reading a file as text can raise when the bytes are not that text, or not a gzip stream: the file is then
+kept as it came. Anything else (the disk full while writing the copy) is the server's error and propagates."""
+
+
+def _open(path: Path, compressed: bool) -> io.BufferedIOBase:
+    return gzip.open(path, "rb") if compressed else path.open("rb")
+
+
+def _create(path: Path, compressed: bool) -> io.BufferedIOBase:
+    # gzip's fastest level: the copy is read once or twice, by the build, and then deleted with the upload.
+    return gzip.open(path, "wb", compresslevel=1) if compressed else path.open("wb")
+
+
+def source_encoding(path: Path, compressed: bool) -> tuple[str | None, int | None]:
+    """The encoding to rewrite the file from ("utf-16", "gb18030"), or None to keep it (it is UTF-8 already, or its
+    gzip stream is broken, which DuckDB's reader then names); and, when it is not UTF-8, the line (from 1) of its
+    first byte that UTF-8 cannot read."""
+    lines = 0  # line ends before the current chunk
+    try:
+        with _open(path, compressed) as handle:
+            head = handle.read(4)
+        if head.startswith(_UTF32_MARKS):
+            return "utf-32", None  # UTF-32's mark begins with UTF-16's
+        if head.startswith(_UTF16_MARKS):
+            return "utf-16", None
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        with _open(path, compressed) as handle:
+            while chunk := handle.read(CHUNK):
+                try:
+                    decoder.decode(chunk)
+                except UnicodeDecodeError as error:
+                    return "gb18030", lines + error.object[: error.start].count(b"\n") + 1
+                lines += chunk.count(b"\n")
+            try:
+                decoder.decode(b"", final=True)
+            except UnicodeDecodeError:
+                return "gb18030", lines + 1  # a character cut short by the end of the file
+    except _UNREADABLE:
+        return None, None
+    return None, None
+
+
+def _rewrite(path: Path, compressed: bool, encoding: str) -> bool:
+    """`path` rewritten as UTF-8 from `encoding`, atomically; False (and the file untouched) when it does not
+    decode as `encoding` from end to end."""
+    partial = path.with_name(path.name + ".utf-8")
+    decoder = codecs.getincrementaldecoder(encoding)()
+    try:
+        with _open(path, compressed) as source, _create(partial, compressed) as target:
+            while chunk := source.read(CHUNK):
+                target.write(decoder.decode(chunk).encode())
+            target.write(decoder.decode(b"", final=True).encode())
+    except _UNREADABLE:
+        partial.unlink(missing_ok=True)
+        return False
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    os.replace(partial, path)
+    return True
+
+
+def as_utf8(path: Path, filename: str) -> str | None:
+    """Rewrite the uploaded file at `path` (named `filename` by the operator) as UTF-8 if it is a CSV in another
+    encoding this module reads; returns the encoding it was read from, or None when it was kept as it is (Parquet,
+    UTF-8 already, or a broken gzip stream, which the build refuses naming it). A CSV that is no text this module
+    reads is refused here, `invalid_upload`, with the line of its first byte UTF-8 cannot read."""
+    if storage.file_kind(filename) != "csv":
+        return None
+    compressed = filename.lower().endswith(".gz")
+    encoding, line = source_encoding(path, compressed)
+    if encoding is None:
+        return None
+    if _rewrite(path, compressed, encoding):
+        return encoding
+    if line is None:
+        mark = encoding.upper()
+        detail = Phrase("it begins with a {mark} byte order mark but is not {mark} text; save it as UTF-8", mark=mark)
+    else:
+        detail = Phrase("line {line} is not UTF-8, GB18030 or UTF-16 text; save the file as UTF-8", line=line)
+    raise Unprocessable("invalid_upload", file=filename, kind="CSV", detail=detail)

@@ -1,0 +1,47 @@
+"""The console's resumable upload of a GBK CSV: stored as UTF-8 under the hash of the bytes sent; a file in no
+encoding the upload reads is refused when its last part arrives, naming the line, in the operator's language."""
+
+from __future__ import annotations
+
+import hashlib
+
+from tests.conftest import Market
+from tests.console.test_operator_build_jobs import put, start
+from tests.console.test_operator_pages import operator_client
+from tests.products.test_encodings_http import TEXT
+
+
+def test_a_gbk_file_sent_in_parts_is_stored_as_utf8_under_the_hash_of_what_was_sent(market: Market) -> None:
+    operator, client = operator_client(market)
+    data = TEXT.encode("gbk")
+    size = len(data)
+    session, token = start(client, "人员.csv", size)
+    assert put(client, session, token, data[:777], 0, size).status_code == 200  # type: ignore[attr-defined]
+    last = put(client, session, token, data[777:], 777, size)
+    assert last.status_code == 200, last.text  # type: ignore[attr-defined]
+    stored = last.json()["upload"]  # type: ignore[attr-defined]
+    assert stored["sha256"] == hashlib.sha256(data).hexdigest() and stored["size_bytes"] == size
+    (path,) = (market.settings.uploads_dir / operator.principal.org_id).glob(f"{stored['sha256']}*")
+    assert path.read_bytes() == TEXT.encode()
+
+
+def test_a_file_in_no_encoding_read_here_is_refused_when_its_last_part_arrives(market: Market) -> None:
+    operator, client = operator_client(market)
+    sent = TEXT.encode()
+    data = sent[:900] + b"\x80" + sent[900:]
+    line = sent[:900].count(b"\n") + 1
+    session, token = start(client, "garbled.csv", len(data))
+    refused = client.put(
+        f"/console/uploads/sessions/{session}",
+        content=data,
+        headers={
+            "X-CSRF-Token": token,
+            "Content-Range": f"bytes 0-{len(data) - 1}/{len(data)}",
+            "Content-Type": "application/octet-stream",
+            "Accept-Language": "zh-CN",
+        },
+    )
+    assert refused.status_code == 422, refused.text
+    error = refused.json()["error"]
+    assert error["code"] == "invalid_upload" and f"第 {line} 行" in error["message"]
+    assert list((market.settings.uploads_dir / operator.principal.org_id).glob("*")) == []
