@@ -12,18 +12,21 @@ build) reads UTF-8:
 - otherwise a file that decodes as UTF-8 (with or without its byte order mark) is kept byte for byte;
 - otherwise it is read as GB18030 (every GBK and GB2312 file is also GB18030).
 
-The rewrite decodes strictly: a file that is none of these (a Latin-1 text, binary data, UTF-8 with a broken byte)
-is refused as it lands (`invalid_upload`, naming the line of the first byte UTF-8 cannot read and asking for
+The rewrite decodes strictly: a file that is none of these (binary data, UTF-8 with a broken byte, most Latin-1
+text) is refused as it lands (`invalid_upload`, naming the line of the first byte UTF-8 cannot read and asking for
 UTF-8); a broken gzip stream is kept, and the build refuses it with DuckDB's reason. Both passes read in
 chunks (CHUNK), so memory stays bounded whatever the file's size. The upload keeps the SHA-256 of the bytes
 sent: the operator's own hash of their file, and what a retry's Idempotency-Key is checked against.
 
-Two ambiguities are inherent, and both vanish with length (measured on random lines of the 3,755 commonest
-characters, 70 % of them Chinese): about one GB2312 character in six is also a two-byte UTF-8 sequence, so a
-GB18030 text that is valid UTF-8 throughout is read as UTF-8 (none of 100,000 lines of 60 characters); and a UTF-8
-file with a bad byte is tried as GB18030, which reads UTF-8 text without an error almost never (1 in 100,000 such
-lines, none at 600 characters), so it is refused as it lands. The recipe's preview shows the values as read
-before anything is built.
+Latin-1 is not read: its accented letters are single bytes above 0x7F, which GB18030 reads as the first byte of a
+character, so a Latin-1 line is refused where such a byte is followed by a comma, a digit or a line end, and read as
+Chinese characters where it is followed by a letter; a marketplace of Chinese public data takes GB18030 as the
+reading of a byte above 0x7F that is not UTF-8. Two more ambiguities are inherent, and both vanish with length
+(measured on random lines of the 3,755 commonest characters, 70 % of them Chinese): about one GB2312 character in
+six is also a two-byte UTF-8 sequence, so a GB18030 text that is valid UTF-8 throughout is read as UTF-8 (none of
+100,000 lines of 60 characters); and a UTF-8 file with a bad byte is tried as GB18030, which reads UTF-8 text
+without an error almost never (1 in 100,000 such lines, none at 600 characters), so it is refused as it lands. The
+recipe's preview shows the values as read before anything is built.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import gzip
 import io
 import os
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 from market.errors import Unprocessable
@@ -41,6 +45,9 @@ from products import storage
 
 CHUNK = 1 << 20
 """Bytes read at a time (1 MiB)."""
+MAX_TEXT_BYTES = 50 * 1024**3
+"""The most text a CSV may hold once decompressed (uploads.MAX_UPLOAD_BYTES, the cap on the bytes sent): a small
+gzip stream can hold terabytes of zeros, which these passes, and the build after them, would read for hours."""
 
 _UTF16_MARKS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 _UTF32_MARKS = (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)
@@ -58,6 +65,16 @@ def _create(path: Path, compressed: bool) -> io.BufferedIOBase:
     return gzip.open(path, "wb", compresslevel=1) if compressed else path.open("wb")
 
 
+def _chunks(handle: io.BufferedIOBase) -> Iterator[bytes]:
+    """The file's bytes (decompressed) in chunks of CHUNK, or upload_too_large past MAX_TEXT_BYTES."""
+    read = 0
+    while chunk := handle.read(CHUNK):
+        read += len(chunk)
+        if read > MAX_TEXT_BYTES:
+            raise Unprocessable("upload_too_large", limit_gib=MAX_TEXT_BYTES // 1024**3)
+        yield chunk
+
+
 def source_encoding(path: Path, compressed: bool) -> tuple[str | None, int | None]:
     """The encoding to rewrite the file from ("utf-16", "gb18030"), or None to keep it (it is UTF-8 already, or its
     gzip stream is broken, which DuckDB's reader then names); and, when it is not UTF-8, the line (from 1) of its
@@ -72,7 +89,7 @@ def source_encoding(path: Path, compressed: bool) -> tuple[str | None, int | Non
             return "utf-16", None
         decoder = codecs.getincrementaldecoder("utf-8")()
         with _open(path, compressed) as handle:
-            while chunk := handle.read(CHUNK):
+            for chunk in _chunks(handle):
                 try:
                     decoder.decode(chunk)
                 except UnicodeDecodeError as error:
@@ -94,7 +111,7 @@ def _rewrite(path: Path, compressed: bool, encoding: str) -> bool:
     decoder = codecs.getincrementaldecoder(encoding)()
     try:
         with _open(path, compressed) as source, _create(partial, compressed) as target:
-            while chunk := source.read(CHUNK):
+            for chunk in _chunks(source):
                 target.write(decoder.decode(chunk).encode())
             target.write(decoder.decode(b"", final=True).encode())
     except _UNREADABLE:

@@ -21,6 +21,7 @@ import hashlib
 import os
 import re
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO
@@ -143,11 +144,7 @@ def prepare(settings: Settings, upload_session: UploadSession) -> uploads.Receiv
     text the upload reads is removed and refused (`invalid_upload`): the session starts again."""
     path = part_path(settings, upload_session)
     try:
-        digest = hashlib.sha256()
-        with path.open("rb") as handle:
-            while block := handle.read(HASH_BLOCK):
-                digest.update(block)
-        size = path.stat().st_size
+        sent = _received(path)
         try:
             encodings.as_utf8(path, upload_session.filename)
         except Unprocessable:
@@ -155,7 +152,16 @@ def prepare(settings: Settings, upload_session: UploadSession) -> uploads.Receiv
             raise
     except FileNotFoundError:
         return None
-    return uploads.Received(path=path, sha256=digest.hexdigest(), size=size, utf8=True)
+    return replace(sent, utf8=True)
+
+
+def _received(path: Path) -> uploads.Received:
+    """The file at `path` as received: its SHA-256 and size, as its bytes are now."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(HASH_BLOCK):
+            digest.update(block)
+    return uploads.Received(path=path, sha256=digest.hexdigest(), size=path.stat().st_size)
 
 
 def complete(
@@ -171,14 +177,7 @@ def complete(
         stored = session.get(Upload, upload_session.upload_id)
         assert stored is not None
         return stored
-    received = prepared
-    if received is None:
-        path = part_path(settings, upload_session)
-        digest = hashlib.sha256()
-        with path.open("rb") as handle:
-            while block := handle.read(HASH_BLOCK):
-                digest.update(block)
-        received = uploads.Received(path=path, sha256=digest.hexdigest(), size=path.stat().st_size)
+    received = prepared or _received(part_path(settings, upload_session))
     stored, _ = uploads.register(
         session,
         settings,

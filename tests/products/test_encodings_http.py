@@ -177,3 +177,18 @@ def test_every_text_reads_back_exactly(tmp_path: Path, text: str, compressed: bo
             assert found is None and stored == sent
         else:
             assert found == encoding and stored.decode("utf-8") == text
+
+
+def test_a_gzip_stream_holding_more_text_than_an_upload_may_is_refused(market: Market, monkeypatch: Any) -> None:
+    # A small gzip stream can hold terabytes: before, every pass over it (and the build) read all of them.
+    monkeypatch.setattr(encodings, "MAX_TEXT_BYTES", 3 * encodings.CHUNK)
+    operator = market.actor(Role.OPERATOR)
+    bomb = gzip.compress(b"a,b\n" + b"1,2\n" * encodings.CHUNK)  # 4 MiB of text in about 8 KiB
+    assert len(bomb) < 64 * 1024
+    response = market.client.post("/v1/uploads?filename=bomb.csv.gz", headers=operator.headers, content=bomb)
+    assert_error(response, 422, "upload_too_large")
+    fits = gzip.compress(b"a,b\n" + b"1,2\n" * (encodings.CHUNK // 2))
+    assert (
+        market.client.post("/v1/uploads?filename=fits.csv.gz", headers=operator.headers, content=fits).status_code
+        == 201
+    )
