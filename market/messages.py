@@ -78,7 +78,10 @@ EN: dict[str, str] = {
     "invalid_transition": "The product is {current}; it cannot be {action}. {hint}",
     "no_version": "Upload a version (POST /v1/products/{slug}/versions) before submitting.",
     "invalid_upload": "The file '{file}' could not be read as {kind}: {detail}",
-    "unsupported_file": "The file '{file}' is neither CSV nor Parquet; upload a .csv, .csv.gz or .parquet file.",
+    "unsupported_file": (
+        "The file '{file}' is neither CSV, a spreadsheet nor Parquet; upload a .csv, .csv.gz, .tsv, .xlsx, .xls, "
+        ".ods or .parquet file."
+    ),
     "invalid_table_name": "Table name '{name}' must be lower-case letters, digits and underscores.",
     "policy_column_unknown": "Column '{column}' in the policy does not exist in table '{table}'; columns: {columns}.",
     "policy_table_unknown": "The policy names table '{table}', which was not uploaded; tables: {tables}.",

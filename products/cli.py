@@ -144,7 +144,8 @@ def _check_operator(api: str, key: str, slug: str | None) -> None:
 @user_errors
 def upload_command(
     files: Annotated[
-        list[Path], typer.Argument(exists=True, dir_okay=False, metavar="FILE...", help="CSV or Parquet files.")
+        list[Path],
+        typer.Argument(exists=True, dir_okay=False, metavar="FILE...", help="CSV, spreadsheet or Parquet files."),
     ],
     api: ApiOption = "http://127.0.0.1:8000",
     key: KeyOption = "",

@@ -126,7 +126,12 @@ def upload_version(
     principal: PrincipalDep,
     settings: SettingsDep,
     files: Annotated[
-        list[UploadFile], File(description="CSV (UTF-8, GB18030 or UTF-16) or Parquet files, one per table.")
+        list[UploadFile],
+        File(
+            description=(
+                "CSV (UTF-8, GB18030 or UTF-16), spreadsheet (.xlsx, .xls, .ods) or Parquet files, one per table."
+            )
+        ),
     ],
     policy: Annotated[str, Form(description="The protection policy, as JSON.")],
     table_names: Annotated[str, Form(description="Comma-separated table names, in file order.")] = "",
@@ -147,7 +152,7 @@ def upload_version(
             target = FilePath(workdir) / f"{index}-{FilePath(filename).name}"
             with target.open("wb") as handle:
                 shutil.copyfileobj(upload.file, handle, UPLOAD_CHUNK)
-            encodings.as_utf8(target, filename)  # a GB18030 or UTF-16 CSV read as UTF-8, as POST /v1/uploads does
+            encodings.as_utf8(target, filename)  # UTF-8 CSV from GB18030, UTF-16 or a sheet, as POST /v1/uploads
             uploads.append(service.Upload(table=table, path=target, filename=filename))
         service.add_version(session, settings, principal, slug, uploads, parsed_policy, parsed_recipe)
     return _one(session, principal, service.visible_product(session, principal, slug))

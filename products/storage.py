@@ -34,6 +34,8 @@ SERVER_PATH = re.compile(r"(?<![\w.])/(?:[^\s\"'/]+/)+[^\s\"']*")
 TABLE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}\Z")
 CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz")
 PARQUET_SUFFIXES = (".parquet", ".pq")
+WORKBOOK_SUFFIXES = (".xlsx", ".xls", ".ods")
+"""Spreadsheets: stored as the CSV of their one sheet (products.pipeline.workbooks), so read as CSV."""
 NULL_STRINGS = ("", "NA", "N/A", "NULL", "null")
 """Spellings of a missing value in CSV files as government systems and R/pandas exports write them."""
 
@@ -260,7 +262,7 @@ a connection may take 80 % of the machine's memory and every core."""
 
 def table_name_from_filename(filename: str) -> str:
     base = Path(filename).name.lower()
-    for suffix in CSV_SUFFIXES + PARQUET_SUFFIXES:
+    for suffix in CSV_SUFFIXES + PARQUET_SUFFIXES + WORKBOOK_SUFFIXES:
         if base.endswith(suffix):
             base = base[: -len(suffix)]
             break
@@ -269,7 +271,7 @@ def table_name_from_filename(filename: str) -> str:
 
 def file_kind(filename: str) -> str:
     lower = filename.lower()
-    if lower.endswith(CSV_SUFFIXES):
+    if lower.endswith(CSV_SUFFIXES + WORKBOOK_SUFFIXES):
         return "csv"
     if lower.endswith(PARQUET_SUFFIXES):
         return "parquet"

@@ -6,7 +6,7 @@ Latin-1 only when told so, anything else only through an extension this server n
 file at build time with "Invalid unicode (byte sequence mismatch) detected": an operator's everyday file could
 not be listed. So a CSV upload (also gzip-compressed, also TSV) is rewritten once as UTF-8 when it lands
 (uploads.register; the multipart version route), and every later reader (the columns, the recipe's preview, the
-build) reads UTF-8:
+build) reads UTF-8 (a spreadsheet is written as the UTF-8 CSV of its sheet there too: workbooks):
 
 - a UTF-16 (or UTF-32) byte order mark: the file is UTF-16 (UTF-32);
 - otherwise a file that decodes as UTF-8 (with or without its byte order mark) is kept byte for byte;
@@ -42,6 +42,7 @@ from pathlib import Path
 from market.errors import Unprocessable
 from market.i18n import Phrase
 from products import storage
+from products.pipeline import workbooks
 
 CHUNK = 1 << 20
 """Bytes read at a time (1 MiB)."""
@@ -126,11 +127,15 @@ def _rewrite(path: Path, compressed: bool, encoding: str) -> bool:
 
 def as_utf8(path: Path, filename: str) -> str | None:
     """Rewrite the uploaded file at `path` (named `filename` by the operator) as UTF-8 if it is a CSV in another
-    encoding this module reads; returns the encoding it was read from, or None when it was kept as it is (Parquet,
+    encoding this module reads, or as the CSV of its one sheet if it is an Excel workbook (workbooks.as_csv);
+    returns the encoding it was read from ("xlsx" for a workbook), or None when it was kept as it is (Parquet,
     UTF-8 already, or a broken gzip stream, which the build refuses naming it). A CSV that is no text this module
     reads is refused here, `invalid_upload`, with the line of its first byte UTF-8 cannot read."""
     if storage.file_kind(filename) != "csv":
         return None
+    if filename.lower().endswith(storage.WORKBOOK_SUFFIXES):
+        workbooks.as_csv(path, filename, MAX_TEXT_BYTES)  # written as UTF-8
+        return "xlsx"
     compressed = filename.lower().endswith(".gz")
     encoding, line = source_encoding(path, compressed)
     if encoding is None:

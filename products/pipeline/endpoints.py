@@ -28,7 +28,8 @@ async def upload_file(
     """Upload one CSV or Parquet file as the raw request body. Retrying with the same Idempotency-Key
     (or the same bytes) returns the stored upload with 200 instead of storing it twice. A CSV may be UTF-8,
     GB18030 (GBK, GB2312) or UTF-16 with a byte order mark, also gzip-compressed (`.csv.gz`); it is stored as
-    UTF-8, and `sha256` is that of the bytes sent."""
+    UTF-8. A spreadsheet (.xlsx, .xls, .ods) of one sheet is stored as the CSV of that sheet. `sha256` is that of
+    the bytes sent."""
     received = await uploads.receive(settings, principal, request.stream())
     upload, created = await run_in_threadpool(
         uploads.register, session, settings, principal, received, filename=filename, idempotency_key=idempotency_key

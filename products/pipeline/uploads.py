@@ -2,8 +2,8 @@
 
 A retry with the same Idempotency-Key returns the stored upload (or 409 if the bytes differ); the same
 bytes uploaded again by the same organisation reuse the stored file. Nothing is read whole into memory.
-A CSV in GB18030 (GBK) or UTF-16 is stored as UTF-8 (products.pipeline.encodings); its SHA-256 stays that of
-the bytes sent.
+A CSV in GB18030 (GBK) or UTF-16 is stored as UTF-8, a spreadsheet as the CSV of its one sheet
+(products.pipeline.encodings, workbooks); its SHA-256 stays that of the bytes sent.
 """
 
 from __future__ import annotations

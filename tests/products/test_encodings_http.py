@@ -71,10 +71,11 @@ def _build(market: Market, operator: Actor, slug: str, upload_id: str) -> Any:
 
 def _stored_rows(market: Market) -> dict[str, list[tuple[Any, ...]]]:
     """Every stored people table's rows (sorted), by its product's directory."""
-    return {
-        path.parent.parent.name: sorted(duckdb.sql(f"SELECT * FROM read_parquet('{path}')").fetchall())
-        for path in market.settings.products_dir.glob("*/v*/people.parquet")
-    }
+    with duckdb.connect() as connection:  # its own: the module's default connection is shared by the whole run
+        return {
+            path.parent.parent.name: sorted(connection.execute(f"SELECT * FROM read_parquet('{path}')").fetchall())
+            for path in market.settings.products_dir.glob("*/v*/people.parquet")
+        }
 
 
 def test_a_csv_in_gb18030_gbk_or_utf16_builds_the_same_version_as_in_utf8(market: Market) -> None:

@@ -40,7 +40,7 @@ def test_uploads_are_safe_to_retry(market: Market) -> None:
     clash = _upload(market, operator, b"a,b\n1,2\n", key="u-1")
     assert clash.status_code == 409 and clash.json()["error"]["code"] == "idempotency_conflict"
     assert _upload(market, operator, b"", name="x.csv").json()["error"]["code"] == "upload_empty"
-    assert _upload(market, operator, b"x", name="x.xlsx").json()["error"]["code"] == "unsupported_file"
+    assert _upload(market, operator, b"x", name="x.json").json()["error"]["code"] == "unsupported_file"
     stored = list((market.settings.uploads_dir / operator.principal.org_id).iterdir())
     assert [p.name for p in stored] == [f"{first.json()['sha256']}.csv"]
     rival = market.actor(Role.OPERATOR)
