@@ -97,15 +97,20 @@ def test_a_csv_in_gb18030_gbk_or_utf16_builds_the_same_version_as_in_utf8(market
     assert "张0001（测试）" in values
 
 
-def test_the_multipart_version_route_reads_gbk_too(market: Market) -> None:
-    operator = market.actor(Role.OPERATOR)
-    assert create_product(market, operator, "gbk-direct").status_code == 201
-    response = market.client.post(
-        "/v1/products/gbk-direct/versions",
+def post_version(market: Market, operator: Actor, slug: str, name: str, content: bytes) -> Any:
+    """A new product `slug`, and its version from `content` through the multipart route, as file `name`."""
+    assert create_product(market, operator, slug).status_code == 201
+    return market.client.post(
+        f"/v1/products/{slug}/versions",
         headers=operator.headers,
-        files=[("files", ("people.csv", SENT["people-gbk.csv"], "text/csv"))],
+        files=[("files", (name, content, "application/octet-stream"))],
         data={"policy": json.dumps(PEOPLE_POLICY)},
     )
+
+
+def test_the_multipart_version_route_reads_gbk_too(market: Market) -> None:
+    operator = market.actor(Role.OPERATOR)
+    response = post_version(market, operator, "gbk-direct", "people.csv", SENT["people-gbk.csv"])
     assert response.status_code == 201, response.text
     (rows,) = _stored_rows(market).values()
     assert set(REGIONS.values()) <= {value for row in rows for value in row if isinstance(value, str)}
@@ -130,13 +135,7 @@ def test_a_csv_in_no_encoding_read_here_is_refused_as_it_lands_naming_the_line(m
     assert "garbled.csv" in translated and f"第 {line} 行" in translated and "UTF-8" in translated
     assert market.client.get("/v1/uploads", headers=operator.headers).json()["items"] == []
     # The same bytes sent to the multipart version route: the same refusal.
-    assert create_product(market, operator, "garbled").status_code == 201
-    direct = market.client.post(
-        "/v1/products/garbled/versions",
-        headers=operator.headers,
-        files=[("files", ("garbled.csv", content, "text/csv"))],
-        data={"policy": json.dumps(PEOPLE_POLICY)},
-    )
+    direct = post_version(market, operator, "garbled", "garbled.csv", content)
     assert f"line {line} is not UTF-8" in assert_error(direct, 422, "invalid_upload")
 
 

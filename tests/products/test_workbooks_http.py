@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime
 import io
-import json
 import zipfile
 from typing import Any
 
@@ -19,9 +18,9 @@ from odf.text import P
 from market.accounts.models import Role
 from products.pipeline import workbooks
 from tests.conftest import Market
-from tests.factories import PEOPLE_POLICY, create_product
+from tests.factories import create_product
 from tests.market.test_hostile_input_http import assert_error
-from tests.products.test_encodings_http import SENT, TEXT, _build, _stored_rows, _upload
+from tests.products.test_encodings_http import SENT, TEXT, _build, _stored_rows, _upload, post_version
 
 
 def _workbook(sheets: dict[str, list[list[Any]]]) -> bytes:
@@ -97,13 +96,7 @@ def test_a_spreadsheet_in_each_format_builds_the_same_version_as_its_csv(market:
 
 def test_the_multipart_route_reads_a_workbook_too(market: Market) -> None:
     operator = market.actor(Role.OPERATOR)
-    assert create_product(market, operator, "direct").status_code == 201
-    response = market.client.post(
-        "/v1/products/direct/versions",
-        headers=operator.headers,
-        files=[("files", ("people.xlsx", _workbook({"Sheet1": _people_sheet()}), "application/octet-stream"))],
-        data={"policy": json.dumps(PEOPLE_POLICY)},
-    )
+    response = post_version(market, operator, "direct", "people.xlsx", _workbook({"Sheet1": _people_sheet()}))
     assert response.status_code == 201, response.text
     (rows,) = _stored_rows(market).values()
     assert len(rows) == len(TEXT.splitlines()) - 1 and "华北" in {value for row in rows for value in row}
