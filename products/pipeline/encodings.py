@@ -127,15 +127,15 @@ def _rewrite(path: Path, compressed: bool, encoding: str) -> bool:
 
 def as_utf8(path: Path, filename: str) -> str | None:
     """Rewrite the uploaded file at `path` (named `filename` by the operator) as UTF-8 if it is a CSV in another
-    encoding this module reads, or as the CSV of its one sheet if it is an Excel workbook (workbooks.as_csv);
-    returns the encoding it was read from ("xlsx" for a workbook), or None when it was kept as it is (Parquet,
+    encoding this module reads, or as the CSV of its one sheet if it is a spreadsheet (workbooks.as_csv); returns
+    the encoding it was read from ("spreadsheet" for a spreadsheet), or None when it was kept as it is (Parquet,
     UTF-8 already, or a broken gzip stream, which the build refuses naming it). A CSV that is no text this module
     reads is refused here, `invalid_upload`, with the line of its first byte UTF-8 cannot read."""
     if storage.file_kind(filename) != "csv":
         return None
     if filename.lower().endswith(storage.WORKBOOK_SUFFIXES):
         workbooks.as_csv(path, filename, MAX_TEXT_BYTES)  # written as UTF-8
-        return "xlsx"
+        return "spreadsheet"
     compressed = filename.lower().endswith(".gz")
     encoding, line = source_encoding(path, compressed)
     if encoding is None:

@@ -49,7 +49,8 @@ NOT_A_WORKBOOK = Phrase("it is not a spreadsheet this reads (.xlsx, .xls, .ods);
 
 
 def _refused(filename: str, detail: Phrase) -> Unprocessable:
-    return Unprocessable("invalid_upload", file=filename, kind="XLSX", detail=detail)
+    kind = Path(filename).suffix.lstrip(".").upper() or "XLSX"  # "could not be read as XLS: ..."
+    return Unprocessable("invalid_upload", file=filename, kind=kind, detail=detail)
 
 
 def _cell(value: Any) -> str:
@@ -107,8 +108,9 @@ def _check_size(path: Path, filename: str, max_text_bytes: int) -> None:
 
 
 def as_csv(path: Path, filename: str, max_text_bytes: int) -> None:
-    """Replace the workbook at `path` by the UTF-8 CSV of its one worksheet, atomically; `invalid_upload` (kind
-    XLSX) naming what to change when it is not a workbook this reads, `upload_too_large` past `max_text_bytes`."""
+    """Replace the workbook at `path` by the UTF-8 CSV of its one worksheet, atomically; `invalid_upload` (kind: the
+    file's suffix) naming what to change when it is not a workbook this reads, `upload_too_large` past
+    `max_text_bytes`."""
     _check_size(path, filename, max_text_bytes)
     partial = path.with_name(path.name + ".csv")
     try:

@@ -129,7 +129,8 @@ def test_what_a_workbook_cannot_be_is_refused_naming_what_to_change(market: Mark
     assert "包含 3 个工作表（说明、数据、附表）" in assert_error(chinese, 422, "invalid_upload")
     for name, content in (("fake.xlsx", b"PK\x03\x04 not really"), ("fake.xls", TEXT.encode()), ("f.ods", b"")):
         refused = market.client.post(f"/v1/uploads?filename={name}", headers=operator.headers, content=content + b"x")
-        assert "not a spreadsheet this reads" in assert_error(refused, 422, "invalid_upload")
+        message = assert_error(refused, 422, "invalid_upload")
+        assert f"read as {name.rsplit('.', 1)[1].upper()}: it is not a spreadsheet this reads" in message
     empty = _workbook({"空": [[None], []]})
     refused = market.client.post("/v1/uploads?filename=empty.xlsx", headers=operator.headers, content=empty)
     assert "holds no values" in assert_error(refused, 422, "invalid_upload")
