@@ -9,6 +9,7 @@ from tests.conftest import Market
 from tests.console.test_operator_build_jobs import put, start
 from tests.console.test_operator_pages import operator_client
 from tests.products.test_encodings_http import TEXT
+from tests.products.test_workbooks_http import _people_sheet, _workbook
 
 
 def test_a_gbk_file_sent_in_parts_is_stored_as_utf8_under_the_hash_of_what_was_sent(market: Market) -> None:
@@ -45,3 +46,17 @@ def test_a_file_in_no_encoding_read_here_is_refused_when_its_last_part_arrives(m
     error = refused.json()["error"]
     assert error["code"] == "invalid_upload" and f"第 {line} 行" in error["message"]
     assert list((market.settings.uploads_dir / operator.principal.org_id).glob("*")) == []
+
+
+def test_a_workbook_sent_in_parts_is_stored_as_the_csv_of_its_sheet(market: Market) -> None:
+    operator, client = operator_client(market)
+    data = _workbook({"人员": _people_sheet()})
+    size = len(data)
+    session, token = start(client, "人员.xlsx", size)
+    assert put(client, session, token, data[:1000], 0, size).status_code == 200  # type: ignore[attr-defined]
+    last = put(client, session, token, data[1000:], 1000, size)
+    assert last.status_code == 200, last.text  # type: ignore[attr-defined]
+    stored = last.json()["upload"]  # type: ignore[attr-defined]
+    assert stored["sha256"] == hashlib.sha256(data).hexdigest() and stored["size_bytes"] == size
+    (path,) = (market.settings.uploads_dir / operator.principal.org_id).glob(f"{stored['sha256']}*")
+    assert path.read_text(encoding="utf-8").splitlines() == TEXT.splitlines()
