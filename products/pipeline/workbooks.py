@@ -21,20 +21,19 @@ its XML reader expands no entity a file declares and fetches nothing. calamine h
 while it reads them, so the declared size of every part of a zipped workbook (.xlsx, .ods) is checked before
 anything is parsed, and an .xls is at most that size (MAX_PART: 256 MiB of a sheet's XML is some millions of
 cells); the CSV written is capped like any decompressed text (encodings.MAX_TEXT_BYTES). Password-protected
-workbooks are refused (saved without the password they are read).
+workbooks are refused (saved without the password they are read). calamine holds a sheet as the dense rectangle
+its cells span whatever the file's size, and aborts its process when an allocation fails, so it runs in a child
+process under an address-space and CPU limit (sheet_reader; red22): such a workbook is refused, the server lives.
 """
 
 from __future__ import annotations
 
-import csv
-import datetime
+import json
 import os
+import subprocess
+import sys
 import zipfile
-from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
-
-from python_calamine import CalamineError, CalamineWorkbook, PasswordError, SheetTypeEnum
 
 from market.errors import Unprocessable
 from market.i18n import Phrase
@@ -43,44 +42,24 @@ ZIPPED = (".xlsx", ".ods")
 MAX_PART = 256 * 1024**2
 """The largest part of a zipped workbook (its declared size, uncompressed), or the largest .xls file, read."""
 MAX_SHEET_NAMES = 10
-MAX_EXACT = 2**53
-"""Whole numbers below this in magnitude are exactly a double: written without `.0`."""
+MAX_MEMORY = 4 * 1024**3
+"""The address space the child reading a workbook may use (sheet_reader): MAX_PART of a sheet's XML, some millions
+of cells, takes well under it; a sheet whose cells span more (two cells at A1 and XFD1048576) is refused."""
+MAX_CPU_SECONDS = 600
+"""The CPU time the child reading a workbook may use."""
 NOT_A_WORKBOOK = Phrase("it is not a spreadsheet this reads (.xlsx, .xls, .ods); save it as .xlsx or CSV")
+_REFUSALS = {
+    "password": Phrase("it is protected by a password; save it without one"),
+    "empty": Phrase("its sheet holds no values"),
+    "memory": Phrase("it needs more memory or time to read than a spreadsheet may use; save it as CSV"),
+}
+_ROOT = str(Path(__file__).resolve().parents[2])
+"""The directory that holds the `products` package, for the child process."""
 
 
 def _refused(filename: str, detail: Phrase) -> Unprocessable:
     kind = Path(filename).suffix.lstrip(".").upper() or "XLSX"  # "could not be read as XLS: ..."
     return Unprocessable("invalid_upload", file=filename, kind=kind, detail=detail)
-
-
-def _cell(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer() and abs(value) < MAX_EXACT:
-        return str(int(value))
-    if isinstance(value, datetime.datetime):
-        if value.tzinfo is None and value.time() == datetime.time():
-            return value.date().isoformat()
-        return value.isoformat(sep=" ")
-    if isinstance(value, datetime.date | datetime.time):
-        return value.isoformat()
-    return "" if value is None else str(value)
-
-
-def _rows(values: Iterable[list[Any]]) -> Iterable[list[str]]:
-    """The sheet's rows as CSV fields: from the first row with a value, rows without one skipped, each padded to
-    the header's width (and its empty cells past that width dropped)."""
-    width = 0
-    for row in values:
-        cells = [_cell(value) for value in row]
-        while cells and cells[-1] == "" and len(cells) > width:
-            cells.pop()
-        if not any(cells):
-            continue
-        width = width or len(cells)
-        yield cells + [""] * (width - len(cells))
 
 
 def _check_size(path: Path, filename: str, max_text_bytes: int) -> None:
@@ -110,39 +89,33 @@ def _check_size(path: Path, filename: str, max_text_bytes: int) -> None:
 def as_csv(path: Path, filename: str, max_text_bytes: int) -> None:
     """Replace the workbook at `path` by the UTF-8 CSV of its one worksheet, atomically; `invalid_upload` (kind: the
     file's suffix) naming what to change when it is not a workbook this reads, `upload_too_large` past
-    `max_text_bytes`."""
+    `max_text_bytes`. calamine runs in a child process under MAX_MEMORY and MAX_CPU_SECONDS (sheet_reader): a
+    workbook whose cells span a huge area makes it abort, which must not take the server down."""
     _check_size(path, filename, max_text_bytes)
     partial = path.with_name(path.name + ".csv")
     try:
-        workbook = CalamineWorkbook.from_path(str(path))  # the format from the content (an upload's name has no suffix)
+        command = [sys.executable, "-m", "products.pipeline.sheet_reader", str(path), str(partial)]
+        command += [str(max_text_bytes), str(MAX_MEMORY), str(MAX_CPU_SECONDS)]
+        search_path = os.pathsep.join(filter(None, [_ROOT, os.environ.get("PYTHONPATH")]))
+        environment = {**os.environ, "PYTHONPATH": search_path}
+        child = subprocess.run(command, capture_output=True, text=True, env=environment, check=False)
         try:
-            sheets = [sheet for sheet in workbook.sheets_metadata if sheet.typ == SheetTypeEnum.WorkSheet]
-            if len(sheets) != 1:
-                detail = Phrase(
-                    "it holds {count} sheets ({names}); save the one to upload as its own workbook or as CSV",
-                    count=len(sheets),
-                    names="、".join(sheet.name for sheet in sheets[:MAX_SHEET_NAMES]),
-                )
-                raise _refused(filename, detail)
-            rows = workbook.get_sheet_by_name(sheets[0].name).iter_rows()
-            written = 0
-            with partial.open("w", encoding="utf-8", newline="") as handle:
-                writer = csv.writer(handle, lineterminator="\n")
-                for cells in _rows(rows):
-                    written += sum(len(cell) for cell in cells) + len(cells)
-                    if written > max_text_bytes:
-                        raise Unprocessable("upload_too_large", limit_gib=max_text_bytes // 1024**3)
-                    writer.writerow(cells)
-        finally:
-            workbook.close()
-        if written == 0:
-            raise _refused(filename, Phrase("its sheet holds no values"))
-    except PasswordError as error:
-        partial.unlink(missing_ok=True)
-        raise _refused(filename, Phrase("it is protected by a password; save it without one")) from error
-    except CalamineError as error:
-        partial.unlink(missing_ok=True)
-        raise _refused(filename, NOT_A_WORKBOOK) from error
+            outcome = json.loads(child.stdout) if child.returncode == 0 else {"refused": "memory"}
+        except ValueError:
+            outcome = {"refused": "memory"}
+        refused = outcome.get("refused")
+        if refused == "sheets":
+            names = outcome["names"]
+            detail = Phrase(
+                "it holds {count} sheets ({names}); save the one to upload as its own workbook or as CSV",
+                count=len(names),
+                names="、".join(names[:MAX_SHEET_NAMES]),
+            )
+            raise _refused(filename, detail)
+        if refused == "too_large":
+            raise Unprocessable("upload_too_large", limit_gib=max_text_bytes // 1024**3)
+        if refused is not None:
+            raise _refused(filename, _REFUSALS.get(refused, NOT_A_WORKBOOK))
     except BaseException:
         partial.unlink(missing_ok=True)
         raise

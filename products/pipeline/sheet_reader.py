@@ -1,0 +1,96 @@
+"""The child process that reads a workbook with calamine and writes the CSV of its one worksheet (workbooks.as_csv).
+
+calamine is native code that holds a sheet as the dense rectangle its cells span: two cells at A1 and XFD1048576
+(a 5 KB .xlsx) ask for 2**34 cells, and a failed allocation aborts the process (Rust's out-of-memory handler), not
+a Python exception. So the reading runs here, in a process of its own under an address-space and CPU-time limit set
+before calamine is loaded; the server only learns the outcome. Standard library and calamine only: it starts in
+tens of milliseconds.
+
+    python -m products.pipeline.sheet_reader WORKBOOK CSV MAX_TEXT_BYTES MAX_MEMORY MAX_CPU_SECONDS
+
+prints one JSON object: {"ok": true}, or {"refused": "sheets", "names": [...]}, "password", "unreadable", "empty",
+"too_large", "memory".
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import json
+import resource
+import sys
+from collections.abc import Iterable
+from typing import Any
+
+MAX_EXACT = 2**53
+"""Whole numbers below this in magnitude are exactly a double: written without `.0`."""
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer() and abs(value) < MAX_EXACT:
+        return str(int(value))
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is None and value.time() == datetime.time():
+            return value.date().isoformat()
+        return value.isoformat(sep=" ")
+    if isinstance(value, datetime.date | datetime.time):
+        return value.isoformat()
+    return "" if value is None else str(value)
+
+
+def _rows(values: Iterable[list[Any]]) -> Iterable[list[str]]:
+    """The sheet's rows as CSV fields: from the first row with a value, rows without one skipped, each padded to
+    the header's width (and its empty cells past that width dropped)."""
+    width = 0
+    for row in values:
+        cells = [_cell(value) for value in row]
+        while cells and cells[-1] == "" and len(cells) > width:
+            cells.pop()
+        if not any(cells):
+            continue
+        width = width or len(cells)
+        yield cells + [""] * (width - len(cells))
+
+
+def convert(source: str, target: str, max_text_bytes: int) -> dict[str, Any]:
+    from python_calamine import CalamineWorkbook, PasswordError, SheetTypeEnum
+
+    try:
+        workbook = CalamineWorkbook.from_path(source)  # the format from the content (an upload's name has no suffix)
+        try:
+            sheets = [sheet.name for sheet in workbook.sheets_metadata if sheet.typ == SheetTypeEnum.WorkSheet]
+            if len(sheets) != 1:
+                return {"refused": "sheets", "names": sheets}
+            rows = workbook.get_sheet_by_name(sheets[0]).iter_rows()
+            written = 0
+            with open(target, "w", encoding="utf-8", newline="") as handle:
+                writer = csv.writer(handle, lineterminator="\n")
+                for cells in _rows(rows):
+                    written += sum(len(cell) for cell in cells) + len(cells)
+                    if written > max_text_bytes:
+                        return {"refused": "too_large"}
+                    writer.writerow(cells)
+        finally:
+            workbook.close()
+    except PasswordError:
+        return {"refused": "password"}
+    except MemoryError:
+        return {"refused": "memory"}
+    except BaseException:  # CalamineError, or a panic in calamine (pyo3's PanicException is a BaseException)
+        return {"refused": "unreadable"}
+    return {"ok": True} if written else {"refused": "empty"}
+
+
+def main(argv: list[str]) -> None:
+    source, target, max_text_bytes, max_memory, max_cpu_seconds = argv
+    resource.setrlimit(resource.RLIMIT_AS, (int(max_memory), int(max_memory)))
+    resource.setrlimit(resource.RLIMIT_CPU, (int(max_cpu_seconds), int(max_cpu_seconds)))
+    print(json.dumps(convert(source, target, int(max_text_bytes))))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

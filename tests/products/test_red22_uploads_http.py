@@ -1,0 +1,29 @@
+"""Red team red22: hostile spreadsheet and CSV uploads are refused as they land, and never take the server down."""
+
+from __future__ import annotations
+
+from market.accounts.models import Role
+from tests.conftest import Market
+from tests.market.test_hostile_input_http import assert_error
+from tests.products.test_workbooks_http import _with_part, _workbook
+
+SHEET = (
+    b'<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>'
+    b'<row r="1"><c r="A1" t="inlineStr"><is><t>a</t></is></c></row>'
+    b'<row r="1048576"><c r="XFD1048576" t="inlineStr"><is><t>b</t></is></c></row>'
+    b"</sheetData></worksheet>"
+)
+
+
+def test_a_workbook_whose_two_cells_span_the_whole_sheet_is_refused_not_fatal(market: Market) -> None:
+    # Before: calamine holds a sheet as the dense rectangle its cells span, here 2**34 cells (512 GiB) from a
+    # 5 KB file; the allocation failed and Rust aborted the whole server process (SIGABRT), every request with it.
+    operator = market.actor(Role.OPERATOR)
+    bomb = _with_part(_workbook({"Sheet1": [["a"], ["b"]]}), "xl/worksheets/sheet1.xml", SHEET)
+    assert len(bomb) < 10_000
+    response = market.client.post("/v1/uploads?filename=sparse.xlsx", headers=operator.headers, content=bomb)
+    assert "more memory" in assert_error(response, 422, "invalid_upload")
+    assert list((market.settings.uploads_dir / operator.principal.org_id).iterdir()) == []
+    fine = _workbook({"Sheet1": [["a"], ["b"]]})
+    ok = market.client.post("/v1/uploads?filename=fine.xlsx", headers=operator.headers, content=fine)
+    assert ok.status_code == 201, ok.text
