@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 from market.accounts.models import Role
 from tests.conftest import Market
+from tests.factories import PEOPLE_POLICY, create_product
 from tests.market.test_hostile_input_http import assert_error
+from tests.products.test_encodings_http import SENT
 from tests.products.test_workbooks_http import _with_part, _workbook
 
 SHEET = (
@@ -27,3 +31,18 @@ def test_a_workbook_whose_two_cells_span_the_whole_sheet_is_refused_not_fatal(ma
     fine = _workbook({"Sheet1": [["a"], ["b"]]})
     ok = market.client.post("/v1/uploads?filename=fine.xlsx", headers=operator.headers, content=fine)
     assert ok.status_code == 201, ok.text
+
+
+def test_a_long_chinese_file_name_on_the_multipart_route_is_read_like_any_other(market: Market) -> None:
+    # Before: the file was copied under its own name, and 90 Chinese characters (270 bytes in UTF-8) are past the
+    # 255 bytes a file name may have on Linux: OSError, 500.
+    operator = market.actor(Role.OPERATOR)
+    name = "北京市" * 30 + ".csv"
+    assert create_product(market, operator, "long-name").status_code == 201
+    response = market.client.post(
+        "/v1/products/long-name/versions",
+        headers=operator.headers,
+        files=[("files", (name, SENT["people-gbk.csv"], "application/octet-stream"))],
+        data={"policy": json.dumps(PEOPLE_POLICY), "table_names": "people"},
+    )
+    assert response.status_code == 201, response.text
