@@ -9,7 +9,7 @@ tens of milliseconds.
     python -m products.pipeline.sheet_reader WORKBOOK CSV MAX_TEXT_BYTES MAX_MEMORY MAX_CPU_SECONDS
 
 prints one JSON object: {"ok": true}, or {"refused": "sheets", "names": [...]}, "password", "unreadable", "empty",
-"too_large", "memory".
+"too_large", "memory", or {"refused": "wider", "cell": "F6", "header": 4}.
 """
 
 from __future__ import annotations
@@ -42,18 +42,41 @@ def _cell(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+class Wider(Exception):
+    """A row with a value right of its header's last cell: (row, column) from 0."""
+
+    def __init__(self, row: int, column: int, header: int) -> None:
+        super().__init__(row, column, header)
+        self.row, self.column, self.header = row, column, header
+
+
 def _rows(values: Iterable[list[Any]]) -> Iterable[list[str]]:
     """The sheet's rows as CSV fields: from the first row with a value, rows without one skipped, each padded to
-    the header's width (and its empty cells past that width dropped)."""
+    the header's width (its empty cells past that width dropped). A value past the header's width raises Wider: the
+    CSV's reader would take such a row, or a title row above a wider header, for a table of one column (red22)."""
     width = 0
-    for row in values:
+    header = 0
+    for index, row in enumerate(values):
         cells = [_cell(value) for value in row]
         while cells and cells[-1] == "" and len(cells) > width:
             cells.pop()
         if not any(cells):
             continue
-        width = width or len(cells)
+        if not width:
+            width, header = len(cells), index
+        elif len(cells) > width:
+            raise Wider(index, len(cells) - 1, header)
         yield cells + [""] * (width - len(cells))
+
+
+def _column(index: int) -> str:
+    """The spreadsheet's name of column `index` (from 0): A, Z, AA."""
+    name = ""
+    index += 1
+    while index:
+        index, rest = divmod(index - 1, 26)
+        name = chr(ord("A") + rest) + name
+    return name
 
 
 def convert(source: str, target: str, max_text_bytes: int) -> dict[str, Any]:
@@ -65,15 +88,20 @@ def convert(source: str, target: str, max_text_bytes: int) -> dict[str, Any]:
             sheets = [sheet.name for sheet in workbook.sheets_metadata if sheet.typ == SheetTypeEnum.WorkSheet]
             if len(sheets) != 1:
                 return {"refused": "sheets", "names": sheets}
-            rows = workbook.get_sheet_by_name(sheets[0]).iter_rows()
+            sheet = workbook.get_sheet_by_name(sheets[0])
+            first_column = sheet.start[1] if sheet.start else 0  # rows are the sheet's from its first; columns not
             written = 0
             with open(target, "w", encoding="utf-8", newline="") as handle:
                 writer = csv.writer(handle, lineterminator="\n")
-                for cells in _rows(rows):
-                    written += sum(len(cell) for cell in cells) + len(cells)
-                    if written > max_text_bytes:
-                        return {"refused": "too_large"}
-                    writer.writerow(cells)
+                try:
+                    for cells in _rows(sheet.iter_rows()):
+                        written += sum(len(cell) for cell in cells) + len(cells)
+                        if written > max_text_bytes:
+                            return {"refused": "too_large"}
+                        writer.writerow(cells)
+                except Wider as wider:
+                    cell = f"{_column(first_column + wider.column)}{wider.row + 1}"
+                    return {"refused": "wider", "cell": cell, "header": wider.header + 1}
         finally:
             workbook.close()
     except PasswordError:

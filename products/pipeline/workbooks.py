@@ -10,7 +10,8 @@ What is read, and how:
 - the workbook must hold exactly one worksheet: with several (a notes sheet before the data is common), which one
   is the table is the operator's choice, so the upload is refused naming them all (chart sheets do not count);
 - the first row with any value is the header; rows with no value at all are skipped (spreadsheets keep formatted
-  empty rows); every row is padded to the header's width with empty cells;
+  empty rows); every row is padded to the header's width with empty cells, and a value right of the header's last
+  cell (a title row above a wider header, a note beside the table) is refused naming its cell;
 - a cell's value is what the spreadsheet last computed and saved (a formula's cached result); numbers as Python
   writes them, a whole number without its `.0` (spreadsheets store every number as a double, so DuckDB then types a
   column of whole numbers as an integer, as it does in a CSV); dates and times in ISO 8601, a date alone when its
@@ -110,6 +111,14 @@ def as_csv(path: Path, filename: str, max_text_bytes: int) -> None:
                 "it holds {count} sheets ({names}); save the one to upload as its own workbook or as CSV",
                 count=len(names),
                 names="、".join(names[:MAX_SHEET_NAMES]),
+            )
+            raise _refused(filename, detail)
+        if refused == "wider":
+            detail = Phrase(
+                "its cell {cell} holds a value right of the last column of its header (row {header}); delete the "
+                "title rows above the header and the notes beside the table, or give that column a header",
+                cell=str(outcome["cell"])[:20],
+                header=int(outcome["header"]),
             )
             raise _refused(filename, detail)
         if refused == "too_large":

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
+
+import openpyxl
 
 from market.accounts.models import Role
 from tests.conftest import Market
@@ -46,3 +49,23 @@ def test_a_long_chinese_file_name_on_the_multipart_route_is_read_like_any_other(
         data={"policy": json.dumps(PEOPLE_POLICY), "table_names": "people"},
     )
     assert response.status_code == 201, response.text
+
+
+def test_a_value_right_of_the_header_is_refused_naming_its_cell(market: Market) -> None:
+    # Before: written as a CSV row wider than its header, which DuckDB then read as a table of ONE column ("a,b"
+    # holding "1,2"): a title row above the header (common in government workbooks) or a note beside the table
+    # silently turned every table into one text column.
+    operator = market.actor(Role.OPERATOR)
+    titled = openpyxl.Workbook()
+    sheet = titled.active
+    sheet["C3"], sheet["C4"], sheet["D4"], sheet["C5"], sheet["D5"] = "2023年统计", "名称", "值", "北京", 1
+    noted = openpyxl.Workbook()
+    for row in (["名称", "值"], ["北京", 1], ["上海", 2, "备注：估算"]):
+        noted.active.append(row)
+    for name, book, cell, header in (("titled.xlsx", titled, "D4", 3), ("noted.xlsx", noted, "C3", 1)):
+        out = io.BytesIO()
+        book.save(out)
+        response = market.client.post(f"/v1/uploads?filename={name}", headers=operator.headers, content=out.getvalue())
+        message = assert_error(response, 422, "invalid_upload")
+        assert f"cell {cell} holds a value right of the last column of its header (row {header})" in message
+    assert list((market.settings.uploads_dir / operator.principal.org_id).iterdir()) == []
