@@ -69,3 +69,18 @@ def test_a_value_right_of_the_header_is_refused_naming_its_cell(market: Market) 
         message = assert_error(response, 422, "invalid_upload")
         assert f"cell {cell} holds a value right of the last column of its header (row {header})" in message
     assert list((market.settings.uploads_dir / operator.principal.org_id).iterdir()) == []
+
+
+def test_utf16_without_its_byte_order_mark_is_refused_as_it_lands(market: Market) -> None:
+    # Before: ASCII text in UTF-16 without a mark is valid UTF-8 (every other byte NUL) and was stored as it came,
+    # then built as a table of one column named "n\x00a\x00m\x00e..."; Chinese text was "read" as GB18030 garbage.
+    operator = market.actor(Role.OPERATOR)
+    for name, content in (
+        ("ascii.csv", "name,value\nab,1\n".encode("utf-16-le")),
+        ("chinese.csv", "名称,值\n北京,1\n上海,2\n".encode("utf-16-le")),
+        ("late.csv", "名称,值\n北京,1\n".encode("gb18030") + b"x\x00,1\n"),
+    ):
+        response = market.client.post(f"/v1/uploads?filename={name}", headers=operator.headers, content=content)
+        message = assert_error(response, 422, "invalid_upload")
+        assert "holds a NUL byte" in message, message
+    assert market.client.get("/v1/uploads", headers=operator.headers).json()["items"] == []
