@@ -22,6 +22,7 @@ import os
 import re
 import secrets
 from collections.abc import AsyncIterator
+from contextlib import suppress
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -142,7 +143,7 @@ def prepare(settings: Settings, upload_session: UploadSession) -> uploads.Receiv
     """Every byte is here: hash the file as sent, then read it for its encoding (and rewrite a GB18030 or UTF-16
     CSV as UTF-8, products.pipeline.encodings), outside any transaction, so that no writer waits on a pass over a
     large file. None when the file is gone (another request completed the session meanwhile). A file that is no
-    text the upload reads is removed and refused (`invalid_upload`): the session starts again.
+    text the upload reads is emptied and refused (`invalid_upload`): the session starts again from offset 0.
 
     The conversion works on a second link to the session's file: the session's own file keeps the bytes sent, so
     its length (the offset a browser resumes from) stays the size sent while the conversion runs, and no part can
@@ -158,7 +159,10 @@ def prepare(settings: Settings, upload_session: UploadSession) -> uploads.Receiv
         encodings.as_utf8(private, upload_session.filename)
     except Unprocessable:
         private.unlink(missing_ok=True)
-        path.unlink(missing_ok=True)
+        # Emptied, not removed: the session says offset 0, and the console's Retry (the same session) sends the file
+        # again from there, refused again with the same reason (red22: removed, it was "not found" forever).
+        with suppress(FileNotFoundError):
+            os.truncate(path, 0)
         raise
     except BaseException:
         private.unlink(missing_ok=True)

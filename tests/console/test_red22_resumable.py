@@ -43,3 +43,20 @@ def test_the_offset_stays_the_bytes_sent_while_the_last_part_is_converted(market
     (path,) = (market.settings.uploads_dir / operator.principal.org_id).glob(f"{stored['sha256']}*")
     assert path.read_bytes() == TEXT.encode()
     assert [p.name for p in path.parent.iterdir()] == [path.name]
+
+
+def test_a_refused_file_sent_again_in_the_same_session_is_refused_again_not_lost(market: Market) -> None:
+    # Before: the refusal removed the session's file, yet the session still answered offset 0; the console's
+    # Retry (same file, same session) then sent from 0 and was told "upload session not found", forever.
+    operator, client = operator_client(market)
+    data = TEXT.encode()[:500] + b"\x80" + TEXT.encode()[500:]
+    session, token = start(client, "garbled.csv", len(data))
+    for _ in range(2):
+        refused = put(client, session, token, data, 0, len(data))
+        assert refused.status_code == 422, refused.text  # type: ignore[attr-defined]
+        assert refused.json()["error"]["code"] == "invalid_upload"  # type: ignore[attr-defined]
+        state = client.get(f"/console/uploads/sessions/{session}")
+        assert state.json()["offset"] == 0 and state.json()["upload"] is None
+    assert [p.name for p in (market.settings.uploads_dir / operator.principal.org_id).iterdir()] == [
+        f".session-{session}"
+    ]
