@@ -39,6 +39,12 @@ def _cell(value: Any) -> str:
         return value.isoformat(sep=" ")
     if isinstance(value, datetime.date | datetime.time):
         return value.isoformat()
+    if isinstance(value, datetime.timedelta):  # a duration as Excel's [h]:mm:ss shows it, not "1 day, 2:00:00"
+        sign = "-" if value < datetime.timedelta(0) else ""
+        minutes, seconds = divmod(abs(value), datetime.timedelta(minutes=1))
+        hours, minutes = divmod(minutes, 60)
+        fraction = f".{seconds.microseconds:06d}".rstrip("0") if seconds.microseconds else ""
+        return f"{sign}{hours}:{minutes:02d}:{seconds.seconds:02d}{fraction}"
     return "" if value is None else str(value)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import io
 import json
 import zipfile
@@ -104,3 +105,15 @@ def test_a_zip_of_more_parts_than_a_workbook_has_is_refused_before_its_directory
     response = market.client.post("/v1/uploads?filename=parts.xlsx", headers=operator.headers, content=book)
     assert f"it holds {count} parts" in assert_error(response, 422, "invalid_upload")
     assert parsed == []
+
+
+def test_a_duration_is_written_in_hours_as_the_spreadsheet_shows_it(market: Market) -> None:
+    # Before: Python's own spelling, "1 day, 2:00:00", which nothing reads back as a duration.
+    operator = market.actor(Role.OPERATOR)
+    rows = [["task", "took"], ["a", datetime.timedelta(days=1, hours=2)], ["b", datetime.timedelta(minutes=90)]]
+    upload = market.client.post(
+        "/v1/uploads?filename=durations.xlsx", headers=operator.headers, content=_workbook({"t": rows})
+    )
+    assert upload.status_code == 201, upload.text
+    (stored,) = (market.settings.uploads_dir / operator.principal.org_id).glob(f"{upload.json()['sha256']}*")
+    assert stored.read_text(encoding="utf-8").splitlines() == ["task,took", "a,26:00:00", "b,1:30:00"]
