@@ -9,7 +9,7 @@ tens of milliseconds.
     python -m products.pipeline.sheet_reader WORKBOOK CSV MAX_TEXT_BYTES MAX_MEMORY MAX_CPU_SECONDS
 
 prints one JSON object: {"ok": true}, or {"refused": "sheets", "names": [...]}, "password", "unreadable", "empty",
-"too_large", "memory", or {"refused": "wider", "cell": "F6", "header": 4}.
+"too_large", "memory", or {"refused": "wider", "cell": "F6", "header": 4}, {"refused": "formula", "cell": "B2"}.
 """
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ from __future__ import annotations
 import csv
 import datetime
 import json
+import re
 import resource
 import sys
+import zipfile
 from collections.abc import Iterable
 from typing import Any
 
@@ -85,6 +87,44 @@ def _column(index: int) -> str:
     return name
 
 
+_NO_VALUE = re.compile(
+    rb"<(?:\w+:)?c\b([^>]*)>\s*"  # the cell, its attributes in group 1
+    rb"<(?:\w+:)?f\b[^>]*?(?:/>|>[^<]*</(?:\w+:)?f>)"  # its formula (a cell's first child)
+    rb"\s*(?:<(?:\w+:)?v\s*/>|<(?:\w+:)?v>\s*</(?:\w+:)?v>)?"  # no value, or an empty one (openpyxl's <v />)
+    rb"\s*</(?:\w+:)?c>"
+)
+"""A cell holding a formula and no value the spreadsheet computed and saved."""
+_REF = re.compile(rb'\br="([A-Z]{1,3}[0-9]{1,7})"')
+_TEXT_RESULT = re.compile(rb'\bt="str"')
+"""A formula whose saved result is text: its empty value is the empty text it computed."""
+_OVERLAP = 1 << 16
+"""Bytes of the previous chunk searched again with the next: a formula is at most 8,192 characters."""
+
+
+def formula_without_value(source: str) -> str | None:
+    """The first cell of an .xlsx's worksheets holding a formula saved without its value (a workbook written by a
+    program, never opened in a spreadsheet), which calamine reads as an empty cell; "" when its reference is not
+    found, None when there is none (or the file is no .xlsx)."""
+    try:
+        archive = zipfile.ZipFile(source)
+    except (zipfile.BadZipFile, OSError):
+        return None
+    with archive:
+        for name in archive.namelist():
+            if not (name.startswith("xl/worksheets/") and name.endswith(".xml")):
+                continue
+            with archive.open(name) as part:
+                window = b""
+                while chunk := part.read(1 << 20):
+                    window = window[-_OVERLAP:] + chunk
+                    for found in _NO_VALUE.finditer(window):
+                        if _TEXT_RESULT.search(found.group(1)):
+                            continue
+                        ref = _REF.search(found.group(1))
+                        return ref.group(1).decode() if ref else ""
+    return None
+
+
 def convert(source: str, target: str, max_text_bytes: int) -> dict[str, Any]:
     from python_calamine import CalamineWorkbook, PasswordError, SheetTypeEnum
 
@@ -94,6 +134,8 @@ def convert(source: str, target: str, max_text_bytes: int) -> dict[str, Any]:
             sheets = [sheet.name for sheet in workbook.sheets_metadata if sheet.typ == SheetTypeEnum.WorkSheet]
             if len(sheets) != 1:
                 return {"refused": "sheets", "names": sheets}
+            if (cell := formula_without_value(source)) is not None:
+                return {"refused": "formula", "cell": cell}
             sheet = workbook.get_sheet_by_name(sheets[0])
             first_column = sheet.start[1] if sheet.start else 0  # rows are the sheet's from its first; columns not
             written = 0

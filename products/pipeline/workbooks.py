@@ -12,10 +12,12 @@ What is read, and how:
 - the first row with any value is the header; rows with no value at all are skipped (spreadsheets keep formatted
   empty rows); every row is padded to the header's width with empty cells, and a value right of the header's last
   cell (a title row above a wider header, a note beside the table) is refused naming its cell;
-- a cell's value is what the spreadsheet last computed and saved (a formula's cached result); numbers as Python
-  writes them, a whole number without its `.0` (spreadsheets store every number as a double, so DuckDB then types a
-  column of whole numbers as an integer, as it does in a CSV); dates and times in ISO 8601, a date alone when its
-  time is midnight; booleans as true/false; error values (#DIV/0!) as their text.
+- a cell's value is what the spreadsheet last computed and saved (a formula's cached result; an .xlsx formula
+  saved without one, as programs write them, is refused naming its cell, where calamine reads an empty cell);
+  numbers as Python writes them, a whole number without its `.0` (spreadsheets store every number as a double, so
+  DuckDB then types a column of whole numbers as an integer, as it does in a CSV); dates and times in ISO 8601, a
+  date alone when its time is midnight; durations as [h]:mm:ss; booleans as true/false; error values (#DIV/0!) as
+  their text.
 
 It is read with calamine (python-calamine, Rust): 17 times openpyxl's speed here (docs/benchmarks.md), and
 its XML reader expands no entity a file declares and fetches nothing. calamine holds one sheet's cells in memory
@@ -144,6 +146,13 @@ def as_csv(path: Path, filename: str, max_text_bytes: int) -> None:
                 "title rows above the header and the notes beside the table, or give that column a header",
                 cell=str(outcome["cell"])[:20],
                 header=int(outcome["header"]),
+            )
+            raise _refused(filename, detail)
+        if refused == "formula":
+            detail = Phrase(
+                "its cell {cell} holds a formula with no saved value (written by a program, never calculated); open "
+                "it in a spreadsheet and save it again",
+                cell=str(outcome["cell"])[:20],
             )
             raise _refused(filename, detail)
         if refused == "too_large":

@@ -117,3 +117,22 @@ def test_a_duration_is_written_in_hours_as_the_spreadsheet_shows_it(market: Mark
     assert upload.status_code == 201, upload.text
     (stored,) = (market.settings.uploads_dir / operator.principal.org_id).glob(f"{upload.json()['sha256']}*")
     assert stored.read_text(encoding="utf-8").splitlines() == ["task,took", "a,26:00:00", "b,1:30:00"]
+
+
+def test_a_formula_saved_without_its_value_is_refused_naming_its_cell(market: Market) -> None:
+    # Before: written as an empty cell. A workbook made by a program (openpyxl) holds formulas with no computed
+    # value; the column was silently empty. A formula with its saved value is read as that value.
+    operator = market.actor(Role.OPERATOR)
+    book = _workbook({"Sheet1": [["a", "b"], [1, "=A2*2"]]})
+    response = market.client.post("/v1/uploads?filename=formula.xlsx", headers=operator.headers, content=book)
+    assert "cell B2 holds a formula with no saved value" in assert_error(response, 422, "invalid_upload")
+    saved = (
+        b'<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>'
+        b'<row r="1"><c r="A1" t="inlineStr"><is><t>a</t></is></c><c r="B1" t="inlineStr"><is><t>b</t></is></c></row>'
+        b'<row r="2"><c r="A2"><v>1</v></c><c r="B2"><f>A2*2</f><v>2</v></c></row></sheetData></worksheet>'
+    )
+    computed = _with_part(book, "xl/worksheets/sheet1.xml", saved)
+    upload = market.client.post("/v1/uploads?filename=saved.xlsx", headers=operator.headers, content=computed)
+    assert upload.status_code == 201, upload.text
+    (stored,) = (market.settings.uploads_dir / operator.principal.org_id).glob(f"{upload.json()['sha256']}*")
+    assert stored.read_text(encoding="utf-8").splitlines() == ["a,b", "1,2"]
