@@ -14,9 +14,11 @@ build) reads UTF-8 (a spreadsheet is written as the UTF-8 CSV of its sheet there
 
 The rewrite decodes strictly: a file that is none of these (binary data, UTF-8 with a broken byte, most Latin-1
 text) is refused as it lands (`invalid_upload`, naming the line of the first byte UTF-8 cannot read and asking for
-UTF-8); a broken gzip stream is kept, and the build refuses it with DuckDB's reason. Both passes read in
-chunks (CHUNK), so memory stays bounded whatever the file's size. The upload keeps the SHA-256 of the bytes
-sent: the operator's own hash of their file, and what a retry's Idempotency-Key is checked against.
+UTF-8), and so is a text holding a NUL byte (UTF-16 without its byte order mark, which UTF-8 or GB18030 would
+otherwise read as garbage without an error; red22), and so is a broken gzip stream (cut short, or failing its
+checksum: DuckDB checks no gzip CRC, and built a byte altered in transit as data; red22). Both passes read in
+chunks (CHUNK), so memory stays bounded whatever the file's size. The upload keeps the SHA-256 of the bytes sent:
+the operator's own hash of their file, and what a retry's Idempotency-Key is checked against.
 
 Latin-1 is not read: its accented letters are single bytes above 0x7F, which GB18030 reads as the first byte of a
 character, so a Latin-1 line is refused where such a byte is followed by a comma, a digit or a line end, and read as
@@ -52,9 +54,19 @@ gzip stream can hold terabytes of zeros, which these passes, and the build after
 
 _UTF16_MARKS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 _UTF32_MARKS = (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)
-_UNREADABLE = (UnicodeDecodeError, gzip.BadGzipFile, EOFError, zlib.error)
-"""What reading a file as text can raise when the bytes are not that text, or not a gzip stream: the file is then
-kept as it came. Anything else (the disk full while writing the copy) is the server's error and propagates."""
+_BROKEN_GZIP = (gzip.BadGzipFile, EOFError, zlib.error)
+"""What reading a .gz file can raise when its bytes are not a whole gzip stream (not gzip, cut short, a failed CRC):
+the upload is refused. Anything else (the disk full while writing the copy) is the server's error and
+propagates."""
+
+
+class _NulByte(Exception):
+    """A NUL character on `line` (from 1): no text holds one; a file of them is UTF-16 without its byte order mark,
+    which UTF-8 (ASCII text) or GB18030 (Chinese text) would otherwise read without an error, as garbage."""
+
+    def __init__(self, line: int) -> None:
+        super().__init__(line)
+        self.line = line
 
 
 def _open(path: Path, compressed: bool) -> io.BufferedIOBase:
@@ -77,31 +89,30 @@ def _chunks(handle: io.BufferedIOBase) -> Iterator[bytes]:
 
 
 def source_encoding(path: Path, compressed: bool) -> tuple[str | None, int | None]:
-    """The encoding to rewrite the file from ("utf-16", "gb18030"), or None to keep it (it is UTF-8 already, or its
-    gzip stream is broken, which DuckDB's reader then names); and, when it is not UTF-8, the line (from 1) of its
-    first byte that UTF-8 cannot read."""
+    """The encoding to rewrite the file from ("utf-16", "gb18030"), or None to keep it (it is UTF-8 already); and,
+    when it is not UTF-8, the line (from 1) of its first byte that UTF-8 cannot read. _NulByte when UTF-8 text
+    holds a NUL; _BROKEN_GZIP's errors when it is no whole gzip stream."""
     lines = 0  # line ends before the current chunk
-    try:
-        with _open(path, compressed) as handle:
-            head = handle.read(4)
-        if head.startswith(_UTF32_MARKS):
-            return "utf-32", None  # UTF-32's mark begins with UTF-16's
-        if head.startswith(_UTF16_MARKS):
-            return "utf-16", None
-        decoder = codecs.getincrementaldecoder("utf-8")()
-        with _open(path, compressed) as handle:
-            for chunk in _chunks(handle):
-                try:
-                    decoder.decode(chunk)
-                except UnicodeDecodeError as error:
-                    return "gb18030", lines + error.object[: error.start].count(b"\n") + 1
-                lines += chunk.count(b"\n")
+    with _open(path, compressed) as handle:
+        head = handle.read(4)
+    if head.startswith(_UTF32_MARKS):
+        return "utf-32", None  # UTF-32's mark begins with UTF-16's
+    if head.startswith(_UTF16_MARKS):
+        return "utf-16", None
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    with _open(path, compressed) as handle:
+        for chunk in _chunks(handle):
             try:
-                decoder.decode(b"", final=True)
-            except UnicodeDecodeError:
-                return "gb18030", lines + 1  # a character cut short by the end of the file
-    except _UNREADABLE:
-        return None, None
+                decoder.decode(chunk)
+            except UnicodeDecodeError as error:
+                return "gb18030", lines + error.object[: error.start].count(b"\n") + 1
+            if (at := chunk.find(b"\0")) >= 0:  # UTF-8 text, but for a NUL: UTF-16 without its mark (red22)
+                raise _NulByte(lines + chunk[:at].count(b"\n") + 1)
+            lines += chunk.count(b"\n")
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            return "gb18030", lines + 1  # a character cut short by the end of the file
     return None, None
 
 
@@ -110,12 +121,17 @@ def _rewrite(path: Path, compressed: bool, encoding: str) -> bool:
     decode as `encoding` from end to end."""
     partial = path.with_name(path.name + ".utf-8")
     decoder = codecs.getincrementaldecoder(encoding)()
+    lines = 0
     try:
         with _open(path, compressed) as source, _create(partial, compressed) as target:
             for chunk in _chunks(source):
-                target.write(decoder.decode(chunk).encode())
+                text = decoder.decode(chunk)
+                if (at := text.find("\0")) >= 0:
+                    raise _NulByte(lines + text[:at].count("\n") + 1)
+                lines += text.count("\n")
+                target.write(text.encode())
             target.write(decoder.decode(b"", final=True).encode())
-    except _UNREADABLE:
+    except UnicodeDecodeError:
         partial.unlink(missing_ok=True)
         return False
     except BaseException:
@@ -129,7 +145,7 @@ def as_utf8(path: Path, filename: str) -> str | None:
     """Rewrite the uploaded file at `path` (named `filename` by the operator) as UTF-8 if it is a CSV in another
     encoding this module reads, or as the CSV of its one sheet if it is a spreadsheet (workbooks.as_csv); returns
     the encoding it was read from ("spreadsheet" for a spreadsheet), or None when it was kept as it is (Parquet,
-    UTF-8 already, or a broken gzip stream, which the build refuses naming it). A CSV that is no text this module
+    UTF-8 already). A broken gzip stream is refused. A CSV that is no text this module
     reads is refused here, `invalid_upload`, with the line of its first byte UTF-8 cannot read."""
     if storage.file_kind(filename) != "csv":
         return None
@@ -137,11 +153,22 @@ def as_utf8(path: Path, filename: str) -> str | None:
         workbooks.as_csv(path, filename, MAX_TEXT_BYTES)  # written as UTF-8
         return "spreadsheet"
     compressed = filename.lower().endswith(".gz")
-    encoding, line = source_encoding(path, compressed)
-    if encoding is None:
-        return None
-    if _rewrite(path, compressed, encoding):
-        return encoding
+    try:
+        encoding, line = source_encoding(path, compressed)
+        if encoding is None:
+            return None
+        if _rewrite(path, compressed, encoding):
+            return encoding
+    except _NulByte as nul:
+        detail = Phrase(
+            "line {line} holds a NUL byte, which no text has (UTF-16 without its byte order mark?); save the file "
+            "as UTF-8",
+            line=nul.line,
+        )
+        raise Unprocessable("invalid_upload", file=filename, kind="CSV", detail=detail) from nul
+    except _BROKEN_GZIP as error:
+        detail = Phrase("it is not a whole gzip stream (cut short, or altered: its checksum fails); compress it again")
+        raise Unprocessable("invalid_upload", file=filename, kind="CSV", detail=detail) from error
     if line is None:
         mark = encoding.upper()
         detail = Phrase("it begins with a {mark} byte order mark but is not {mark} text; save it as UTF-8", mark=mark)

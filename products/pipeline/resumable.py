@@ -20,7 +20,9 @@ import fcntl
 import hashlib
 import os
 import re
+import secrets
 from collections.abc import AsyncIterator
+from contextlib import suppress
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -141,17 +143,30 @@ def prepare(settings: Settings, upload_session: UploadSession) -> uploads.Receiv
     """Every byte is here: hash the file as sent, then read it for its encoding (and rewrite a GB18030 or UTF-16
     CSV as UTF-8, products.pipeline.encodings), outside any transaction, so that no writer waits on a pass over a
     large file. None when the file is gone (another request completed the session meanwhile). A file that is no
-    text the upload reads is removed and refused (`invalid_upload`): the session starts again."""
+    text the upload reads is emptied and refused (`invalid_upload`): the session starts again from offset 0.
+
+    The conversion works on a second link to the session's file: the session's own file keeps the bytes sent, so
+    its length (the offset a browser resumes from) stays the size sent while the conversion runs, and no part can
+    be appended to the converted text (red22: it was rewritten in place, half the size for UTF-16)."""
     path = part_path(settings, upload_session)
+    private = path.with_name(f"{path.name}.prepared-{secrets.token_hex(8)}")  # swept like the session's file
     try:
-        sent = _received(path)
-        try:
-            encodings.as_utf8(path, upload_session.filename)
-        except Unprocessable:
-            path.unlink(missing_ok=True)
-            raise
+        os.link(path, private)
     except FileNotFoundError:
         return None
+    try:
+        sent = _received(private)
+        encodings.as_utf8(private, upload_session.filename)
+    except Unprocessable:
+        private.unlink(missing_ok=True)
+        # Emptied, not removed: the session says offset 0, and the console's Retry (the same session) sends the file
+        # again from there, refused again with the same reason (red22: removed, it was "not found" forever).
+        with suppress(FileNotFoundError):
+            os.truncate(path, 0)
+        raise
+    except BaseException:
+        private.unlink(missing_ok=True)
+        raise
     return replace(sent, utf8=True)
 
 
@@ -174,6 +189,8 @@ def complete(
     """Store the session's file as an Upload (the same path as POST /v1/uploads), `prepared` by prepare outside
     the transaction; without it, hashed and read here."""
     if upload_session.upload_id is not None:
+        if prepared is not None:
+            prepared.path.unlink(missing_ok=True)
         stored = session.get(Upload, upload_session.upload_id)
         assert stored is not None
         return stored
@@ -186,6 +203,7 @@ def complete(
         filename=upload_session.filename,
         idempotency_key=f"session-{upload_session.id}",
     )
+    part_path(settings, upload_session).unlink(missing_ok=True)  # the bytes as sent, when `prepared` was converted
     upload_session.upload_id = stored.id
     session.flush()
     return stored
