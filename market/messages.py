@@ -130,6 +130,10 @@ EN: dict[str, str] = {
         "upload a new version, or resolve each finding with a justification, before submitting."
     ),
     # Uploads, recipes and the irreversibility audit (products.pipeline)
+    "spreadsheets_busy": (
+        "Other spreadsheets are being read and none finished within {seconds} s; send this one again after the "
+        "seconds in Retry-After, or send it as CSV."
+    ),
     "upload_too_large": "The upload exceeds {limit_gib} GiB; split it per table or per period.",
     "upload_empty": "The file '{file}' is empty; send the file's bytes as the request body.",
     "upload_not_found": "No upload '{upload}' in your organisation; upload with POST /v1/uploads?filename=...",

@@ -138,14 +138,19 @@ async def upload_part(request: Request, session_id: str) -> Response:
     try:
         found, stored = await run_in_threadpool(_upload_session, request, principal, session_id)
         if stored is None:
-            start, end = resumable.parse_range(request.headers.get("content-range"), found.size_bytes)
-            reached = await resumable.append(settings, found, start, end, request.stream())
+            if resumable.offset(settings, found) == found.size_bytes:
+                # Every byte is here but the upload was not stored (its last part was answered 503, or the server
+                # stopped): this request, whatever its range, stores it.
+                reached = found.size_bytes
+            else:
+                start, end = resumable.parse_range(request.headers.get("content-range"), found.size_bytes)
+                reached = await resumable.append(settings, found, start, end, request.stream())
             if reached == found.size_bytes:
                 prepared = await run_in_threadpool(resumable.prepare, settings, found)  # no lock held: a whole pass
 
                 def complete() -> UploadOut:
                     with database.transaction(write=True) as session:
-                        again = resumable.own_session(session, principal, found.id)
+                        again = resumable.own_session(session, principal, found.id, lock=True)
                         return UploadOut.model_validate(
                             resumable.complete(session, settings, principal, again, prepared)
                         )
@@ -202,7 +207,7 @@ async def upload(
 def _json_error(request: Request, error: MarketError) -> JSONResponse:
     """The shared error shape, in the page's language (the script shows the message beside the progress bar)."""
     locale = i18n.negotiate(request.headers.get("accept-language"), request.cookies.get(LANG_COOKIE))
-    return JSONResponse(error.to_body(locale), status_code=error.status_code)
+    return JSONResponse(error.to_body(locale), status_code=error.status_code, headers=error.headers)
 
 
 # -- the recipe editor -----------------------------------------------------------------------------

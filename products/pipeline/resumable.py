@@ -70,9 +70,11 @@ def begin(session: Session, settings: Settings, actor: Principal, filename: str,
     return started
 
 
-def own_session(session: Session, actor: Principal, session_id: str) -> UploadSession:
+def own_session(session: Session, actor: Principal, session_id: str, *, lock: bool = False) -> UploadSession:
+    """The actor's organisation's session `session_id`; `lock`: its row locked for the transaction (PostgreSQL's
+    FOR UPDATE; SQLite's writer lock serializes writers already), so that two requests completing it store it once."""
     actor.require(Role.OPERATOR)
-    found = session.get(UploadSession, session_id)
+    found = session.get(UploadSession, session_id, with_for_update=lock)
     if found is None or found.org_id != actor.org_id:
         raise NotFound("upload_session_not_found", session=session_id)
     return found

@@ -35,10 +35,11 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import zipfile
 from pathlib import Path
 
-from market.errors import Unprocessable
+from market.errors import ServiceUnavailable, Unprocessable
 from market.i18n import Phrase
 
 ZIPPED = (".xlsx", ".ods")
@@ -55,6 +56,12 @@ of cells, takes well under it; a sheet whose cells span more (two cells at A1 an
 MAX_CPU_SECONDS = 600
 """The CPU time the child reading a workbook may use."""
 NOT_A_WORKBOOK = Phrase("it is not a spreadsheet this reads (.xlsx, .xls, .ods); save it as .xlsx or CSV")
+MAX_READERS = 2
+"""Spreadsheets read at once by one server process: each child may take MAX_MEMORY, so a process takes at most this
+many times it (8 GiB), however many operators upload at once (red22 left N uploads taking N x MAX_MEMORY)."""
+WAIT_SECONDS = 30
+"""How long an upload waits for a reader before it is answered 503 `spreadsheets_busy` with Retry-After."""
+_reading = threading.BoundedSemaphore(MAX_READERS)
 _REFUSALS = {
     "password": Phrase("it is protected by a password; save it without one"),
     "empty": Phrase("its sheet holds no values"),
@@ -126,7 +133,12 @@ def as_csv(path: Path, filename: str, max_text_bytes: int) -> None:
         command += [str(max_text_bytes), str(MAX_MEMORY), str(MAX_CPU_SECONDS)]
         search_path = os.pathsep.join(filter(None, [_ROOT, os.environ.get("PYTHONPATH")]))
         environment = {**os.environ, "PYTHONPATH": search_path}
-        child = subprocess.run(command, capture_output=True, text=True, env=environment, check=False)
+        if not _reading.acquire(timeout=WAIT_SECONDS):
+            raise ServiceUnavailable("spreadsheets_busy", seconds=WAIT_SECONDS, retry_after=WAIT_SECONDS)
+        try:
+            child = subprocess.run(command, capture_output=True, text=True, env=environment, check=False)
+        finally:
+            _reading.release()
         try:
             outcome = json.loads(child.stdout) if child.returncode == 0 else {"refused": "memory"}
         except ValueError:

@@ -4,7 +4,10 @@ encoding the upload reads is refused when its last part arrives, naming the line
 from __future__ import annotations
 
 import hashlib
+import threading
+from typing import Any
 
+from products.pipeline import workbooks
 from tests.conftest import Market
 from tests.console.test_operator_build_jobs import put, start
 from tests.console.test_operator_pages import operator_client
@@ -63,3 +66,27 @@ def test_a_workbook_sent_in_parts_is_stored_as_the_csv_of_its_sheet(market: Mark
     assert stored["sha256"] == hashlib.sha256(data).hexdigest() and stored["size_bytes"] == size
     (path,) = (market.settings.uploads_dir / operator.principal.org_id).glob(f"{stored['sha256']}*")
     assert path.read_text(encoding="utf-8").splitlines() == TEXT.splitlines()
+
+
+def test_a_last_part_answered_503_is_stored_by_the_next_request(market: Market, monkeypatch: Any) -> None:
+    # Before: every byte was there, the session said offset = size, and no request could store it any more.
+    _, client = operator_client(market)
+    busy = threading.BoundedSemaphore(1)
+    assert busy.acquire()
+    monkeypatch.setattr(workbooks, "_reading", busy)
+    monkeypatch.setattr(workbooks, "WAIT_SECONDS", 0)
+    data = _workbook({"人员": _people_sheet()})
+    size = len(data)
+    session, token = start(client, "人员.xlsx", size)
+    refused = put(client, session, token, data, 0, size)
+    assert refused.status_code == 503, refused.text  # type: ignore[attr-defined]
+    assert refused.json()["error"]["code"] == "spreadsheets_busy"  # type: ignore[attr-defined]
+    assert int(refused.headers["Retry-After"]) >= 1  # type: ignore[attr-defined]
+    assert client.get(f"/console/uploads/sessions/{session}").json()["offset"] == size
+    busy.release()
+    # What the console's script sends from the server's offset: an empty part at the end.
+    again = put(client, session, token, b"", size, size)
+    assert again.status_code == 200, again.text  # type: ignore[attr-defined]
+    stored = again.json()["upload"]  # type: ignore[attr-defined]
+    assert stored["sha256"] == hashlib.sha256(data).hexdigest()
+    assert client.get(f"/console/uploads/sessions/{session}").json()["upload"]["id"] == stored["id"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime
 import io
+import threading
 import zipfile
 from typing import Any
 
@@ -192,3 +193,23 @@ def test_a_part_declared_larger_than_its_limit_is_refused_unread(market: Market,
             market.client.post(f"/v1/uploads?filename={name}", headers=operator.headers, content=content).status_code
             == 201
         )
+
+
+def test_spreadsheets_past_the_readers_wait_are_answered_503_with_retry_after(market: Market, monkeypatch: Any) -> None:
+    # Each reader (a child process) may take workbooks.MAX_MEMORY: a process reads MAX_READERS at once, not N.
+    busy = threading.BoundedSemaphore(1)
+    assert busy.acquire()  # every reader in use
+    monkeypatch.setattr(workbooks, "_reading", busy)
+    monkeypatch.setattr(workbooks, "WAIT_SECONDS", 0)
+    operator = market.actor(Role.OPERATOR)
+    book = _workbook({"Sheet1": [["a"], ["1"]]})
+    refused = market.client.post(
+        "/v1/uploads?filename=wait.xlsx", headers={**operator.headers, "Accept-Language": "zh-CN"}, content=book
+    )
+    assert "电子表格正在读取中" in assert_error(refused, 503, "spreadsheets_busy")
+    assert int(refused.headers["Retry-After"]) >= 1
+    assert market.client.get("/v1/uploads", headers=operator.headers).json()["items"] == []
+    busy.release()
+    assert (
+        market.client.post("/v1/uploads?filename=wait.xlsx", headers=operator.headers, content=book).status_code == 201
+    )
