@@ -38,6 +38,7 @@ import sys
 import threading
 import zipfile
 from pathlib import Path
+from typing import Any
 
 from market.errors import ServiceUnavailable, Unprocessable
 from market.i18n import Phrase
@@ -139,10 +140,15 @@ def as_csv(path: Path, filename: str, max_text_bytes: int) -> None:
             child = subprocess.run(command, capture_output=True, text=True, env=environment, check=False)
         finally:
             _reading.release()
-        try:
-            outcome = json.loads(child.stdout) if child.returncode == 0 else {"refused": "memory"}
-        except ValueError:
-            outcome = {"refused": "memory"}
+        if child.returncode < 0:  # killed by a signal: calamine aborted (memory), or SIGXCPU (time)
+            outcome: dict[str, Any] = {"refused": "memory"}
+        else:
+            try:
+                outcome = json.loads(child.stdout) if child.returncode == 0 else {}
+            except ValueError:
+                outcome = {}
+            if not outcome:  # the reader itself failed (it answers every file it reads): the server's fault, a 500
+                raise RuntimeError(f"sheet_reader exited {child.returncode}: {child.stderr[-2000:]}")
         refused = outcome.get("refused")
         if refused == "sheets":
             names = outcome["names"]
